@@ -1,0 +1,451 @@
+// Package agent is the worker process: it takes assignments from its own
+// dispatch subject, runs each job's steps in a fresh workspace, streams their
+// output in batches, reports status, and sends heartbeats. It talks to the
+// server only through NATS, so an agent on another machine joins the fleet
+// with nothing but a NATS URL.
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/pipeline"
+)
+
+// Config describes one agent.
+type Config struct {
+	ID       string   // unique in the fleet; a valid subject token
+	Pool     string   // the pool it belongs to ("local" by default)
+	Labels   []string // what jobs may ask for in runs-on.labels
+	CPUMilli int64    // declared capacity
+	Memory   int64
+	GPU      int
+	// WorkDir holds one workspace directory per job, removed afterwards.
+	WorkDir string
+	// HeartbeatInterval defaults to one second.
+	HeartbeatInterval time.Duration
+	Subjects          bus.Subjects
+	// BaseEnv is the environment every step starts from; nil means a
+	// minimal one taken from the agent's own (PATH, HOME, LANG...).
+	BaseEnv []string
+	// ChunkSize and FlushDelay bound log batches (64 KiB, 200ms by default).
+	ChunkSize  int
+	FlushDelay time.Duration
+	Logger     *slog.Logger
+}
+
+// Defaults fills what is unset from the machine.
+func (c *Config) Defaults() {
+	if c.Pool == "" {
+		c.Pool = "local"
+	}
+	if c.CPUMilli == 0 {
+		c.CPUMilli = int64(runtime.NumCPU()) * 1000
+	}
+	if c.Memory == 0 {
+		c.Memory = MachineMemory()
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = time.Second
+	}
+	if c.Subjects.Prefix == "" {
+		c.Subjects = bus.DefaultSubjects
+	}
+	if c.WorkDir == "" {
+		c.WorkDir = filepath.Join(os.TempDir(), "hodei-work")
+	}
+	if c.ChunkSize == 0 {
+		c.ChunkSize = 64 << 10
+	}
+	if c.FlushDelay == 0 {
+		c.FlushDelay = 200 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.BaseEnv == nil {
+		c.BaseEnv = minimalEnv()
+	}
+	if len(c.Labels) == 0 {
+		c.Labels = DefaultLabels()
+	}
+}
+
+// DefaultLabels are the labels of an agent that declares none: its OS and
+// architecture.
+func DefaultLabels() []string { return []string{runtime.GOOS, runtime.GOARCH} }
+
+func minimalEnv() []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	if _, ok := os.LookupEnv("PATH"); !ok {
+		env = append(env, "PATH=/usr/local/bin:/usr/bin:/bin")
+	}
+	return env
+}
+
+// Agent runs jobs. Create it with New and start it with Run.
+type Agent struct {
+	cfg    Config
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	bootID string
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	running map[bus.JobRef]*execution
+	seen    map[bus.JobRef]bool // assignments taken (de-duplication)
+	wg      sync.WaitGroup
+}
+
+type execution struct {
+	cancel context.CancelCauseFunc
+}
+
+// errCanceled is the cause of a job stopped by a cancel message.
+var errCanceled = errors.New("canceled")
+
+// New prepares an agent on a NATS connection. It does not take ownership of
+// the connection.
+func New(nc *nats.Conn, cfg Config) (*Agent, error) {
+	cfg.Defaults()
+	if !bus.ValidToken(cfg.ID) {
+		return nil, fmt.Errorf("agent id %q: use letters, digits, '-' and '_'", cfg.ID)
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024))
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return &Agent{
+		cfg:     cfg,
+		nc:      nc,
+		js:      js,
+		bootID:  hex.EncodeToString(b),
+		log:     cfg.Logger.With("worker", cfg.ID),
+		running: map[bus.JobRef]*execution{},
+		seen:    map[bus.JobRef]bool{},
+	}, nil
+}
+
+// ID returns the agent's id.
+func (a *Agent) ID() string { return a.cfg.ID }
+
+// Run takes and runs jobs until ctx is done. Then it stops taking jobs,
+// cancels those still running, reports them, and returns.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := os.MkdirAll(a.cfg.WorkDir, 0o755); err != nil {
+		return fmt.Errorf("work dir: %w", err)
+	}
+	cons, err := a.consumer(ctx)
+	if err != nil {
+		return err
+	}
+	jobCtx, cancelJobs := context.WithCancelCause(context.Background())
+	defer cancelJobs(nil)
+
+	cc, err := cons.Consume(func(m jetstream.Msg) { a.onDispatch(jobCtx, m) }, jetstream.PullMaxMessages(64))
+	if err != nil {
+		return fmt.Errorf("consume dispatch: %w", err)
+	}
+	a.log.Info("agent started", "cpu_milli", a.cfg.CPUMilli, "memory", a.cfg.Memory, "labels", a.cfg.Labels, "pool", a.cfg.Pool)
+
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		a.heartbeats(ctx)
+	}()
+	<-ctx.Done()
+	cc.Stop()
+	cancelJobs(errors.New("agent stopped"))
+	a.wg.Wait()
+	<-hbDone
+	a.log.Info("agent stopped")
+	return nil
+}
+
+// consumer creates (or finds) the agent's durable consumer on its dispatch
+// subject, waiting for the server to have created the stream.
+func (a *Agent) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
+		Durable:           "agent-" + a.cfg.ID,
+		FilterSubject:     a.cfg.Subjects.Dispatch(a.cfg.ID),
+		AckPolicy:         jetstream.AckExplicitPolicy,
+		AckWait:           30 * time.Second,
+		MaxAckPending:     1024,
+		InactiveThreshold: time.Hour,
+	}
+	backoff := 50 * time.Millisecond
+	for {
+		cons, err := a.js.CreateOrUpdateConsumer(ctx, bus.StreamDispatch, cfg)
+		if err == nil {
+			return cons, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("dispatch consumer: %w", err)
+		}
+		a.log.Debug("waiting for dispatch stream", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("dispatch consumer: %w", ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+func (a *Agent) onDispatch(jobCtx context.Context, m jetstream.Msg) {
+	var d bus.Dispatch
+	if err := json.Unmarshal(m.Data(), &d); err != nil {
+		a.log.Error("bad dispatch message", "err", err)
+		_ = m.Term()
+		return
+	}
+	ref := bus.JobRef{JobID: d.JobID, Attempt: d.Attempt}
+	switch d.Kind {
+	case bus.KindAssign:
+		a.mu.Lock()
+		if a.seen[ref] {
+			a.mu.Unlock()
+			_ = m.Ack()
+			return
+		}
+		a.seen[ref] = true
+		ctx, cancel := context.WithCancelCause(jobCtx)
+		a.running[ref] = &execution{cancel: cancel}
+		a.wg.Add(1)
+		a.mu.Unlock()
+		_ = m.Ack()
+		go func() {
+			defer a.wg.Done()
+			defer cancel(nil)
+			a.execute(ctx, d)
+			a.mu.Lock()
+			delete(a.running, ref)
+			a.mu.Unlock()
+		}()
+	case bus.KindCancel:
+		a.mu.Lock()
+		for r, e := range a.running {
+			if r.JobID == d.JobID && r.Attempt <= d.Attempt {
+				e.cancel(errCanceled)
+			}
+		}
+		// A cancel that overtakes its assignment keeps the job from starting.
+		a.seen[ref] = true
+		a.mu.Unlock()
+		_ = m.Ack()
+	default:
+		a.log.Warn("unknown dispatch kind", "kind", d.Kind)
+		_ = m.Term()
+	}
+}
+
+// execute runs one attempt of a job and reports how it ended.
+func (a *Agent) execute(ctx context.Context, d bus.Dispatch) {
+	log := a.log.With("run", d.RunID, "job", d.JobID, "attempt", d.Attempt)
+	var spec pipeline.JobSpec
+	if err := json.Unmarshal(d.Spec, &spec); err != nil {
+		a.report(d, bus.StatusFailed, -1, fmt.Sprintf("bad job spec: %v", err))
+		return
+	}
+	a.report(d, bus.StatusRunning, 0, "")
+
+	var (
+		pubMu   sync.Mutex
+		seq     int64
+		futures []pending
+	)
+	subject := a.cfg.Subjects.Logs(a.cfg.ID, d.JobID)
+	emit := func(step int, data []byte) {
+		pubMu.Lock()
+		defer pubMu.Unlock()
+		seq++
+		msg := bus.LogChunk{RunID: d.RunID, JobID: d.JobID, Attempt: d.Attempt, Seq: seq, Step: step, Data: data}.Msg(subject)
+		f, err := a.js.PublishMsgAsync(msg)
+		futures = append(futures, pending{msg: msg, f: f, err: err})
+	}
+	b := newBatcher(a.cfg.ChunkSize, a.cfg.FlushDelay, emit)
+
+	state, code, errMsg := a.runSteps(ctx, d, spec, b, log)
+	b.Flush(-1)
+
+	// Every chunk must be stored before the final status is sent.
+	pubMu.Lock()
+	fs := futures
+	futures = nil
+	pubMu.Unlock()
+	a.confirm(fs, log)
+	a.report(d, state, code, errMsg)
+}
+
+func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobSpec, b *batcher, log *slog.Logger) (state string, code int, errMsg string) {
+	ws, err := os.MkdirTemp(a.cfg.WorkDir, d.JobID+"-"+strconv.Itoa(d.Attempt)+"-")
+	if err != nil {
+		return bus.StatusFailed, -1, fmt.Sprintf("workspace: %v", err)
+	}
+	defer func() {
+		if err := os.RemoveAll(ws); err != nil {
+			log.Warn("remove workspace", "dir", ws, "err", err)
+		}
+	}()
+	if spec.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, spec.Timeout, fmt.Errorf("job %w after %s", errTimeout, spec.Timeout))
+		defer cancel()
+	}
+	hodeiEnv := map[string]string{
+		"CI":              "true",
+		"HODEI":           "true",
+		"HODEI_RUN_ID":    d.RunID,
+		"HODEI_JOB_ID":    d.JobID,
+		"HODEI_JOB_KEY":   spec.Key,
+		"HODEI_ATTEMPT":   strconv.Itoa(d.Attempt),
+		"HODEI_WORKSPACE": ws,
+		"HODEI_WORKER":    a.cfg.ID,
+	}
+	for i, st := range spec.Steps {
+		b.Flush(i)
+		if err := context.Cause(ctx); err != nil && ctx.Err() != nil {
+			return stopState(err), -1, err.Error()
+		}
+		env := mergeEnv(a.cfg.BaseEnv, hodeiEnv, d.Env, spec.Env, st.Env)
+		res := runStep(ctx, st.Run, ws, env, st.Timeout, b)
+		if res.Err != nil {
+			name := st.Name
+			if name == "" {
+				name = "step " + strconv.Itoa(i+1)
+			}
+			return stopState(res.Err), res.ExitCode, fmt.Sprintf("%s: %v", name, res.Err)
+		}
+	}
+	return bus.StatusSucceeded, 0, ""
+}
+
+func stopState(err error) string {
+	if errors.Is(err, errCanceled) {
+		return bus.StatusCanceled
+	}
+	return bus.StatusFailed
+}
+
+type pending struct {
+	msg *nats.Msg
+	f   jetstream.PubAckFuture
+	err error
+}
+
+// confirm waits for the acks of published chunks and republishes, one at a
+// time, those that failed; the stream de-duplicates by message id.
+func (a *Agent) confirm(ps []pending, log *slog.Logger) {
+	for _, p := range ps {
+		ok := p.err == nil
+		if ok {
+			select {
+			case <-p.f.Ok():
+			case err := <-p.f.Err():
+				log.Debug("log chunk not acked", "err", err)
+				ok = false
+			}
+		}
+		if !ok {
+			a.publishRetry(p.msg, log)
+		}
+	}
+}
+
+// publishRetry publishes msg until the stream acks it. It gives up only
+// after a minute: by then the server has declared this worker lost anyway.
+func (a *Agent) publishRetry(msg *nats.Msg, log *slog.Logger) bool {
+	deadline := time.Now().Add(time.Minute)
+	backoff := 50 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := a.js.PublishMsg(ctx, msg)
+		cancel()
+		if err == nil {
+			return true
+		}
+		if time.Now().After(deadline) {
+			log.Error("publish failed; giving up", "subject", msg.Subject, "err", err)
+			return false
+		}
+		log.Warn("publish failed; retrying", "subject", msg.Subject, "err", err)
+		time.Sleep(backoff)
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+func (a *Agent) report(d bus.Dispatch, state string, code int, errMsg string) {
+	st := bus.Status{WorkerID: a.cfg.ID, JobID: d.JobID, Attempt: d.Attempt, State: state, ExitCode: code, Error: errMsg, At: time.Now().UTC()}
+	data, _ := json.Marshal(st)
+	msg := nats.NewMsg(a.cfg.Subjects.Status(a.cfg.ID))
+	msg.Data = data
+	msg.Header.Set(nats.MsgIdHdr, st.MsgID())
+	a.publishRetry(msg, a.log.With("job", d.JobID))
+}
+
+func (a *Agent) heartbeats(ctx context.Context) {
+	t := time.NewTicker(a.cfg.HeartbeatInterval)
+	defer t.Stop()
+	host, _ := os.Hostname()
+	for {
+		hb := bus.Heartbeat{
+			WorkerID: a.cfg.ID,
+			BootID:   a.bootID,
+			Pool:     a.cfg.Pool,
+			Hostname: host,
+			Labels:   a.cfg.Labels,
+			CPUMilli: a.cfg.CPUMilli,
+			Memory:   a.cfg.Memory,
+			GPU:      a.cfg.GPU,
+			Running:  a.Running(),
+			Load1:    load1(),
+			MemUsed:  memUsed(),
+			At:       time.Now().UTC(),
+			Interval: a.cfg.HeartbeatInterval.Seconds(),
+		}
+		data, _ := json.Marshal(hb)
+		if err := a.nc.Publish(a.cfg.Subjects.Heartbeat(a.cfg.ID), data); err != nil {
+			a.log.Debug("heartbeat", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Running lists the attempts the agent is running now.
+func (a *Agent) Running() []bus.JobRef {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]bus.JobRef, 0, len(a.running))
+	for r := range a.running {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, k int) bool { return out[i].JobID < out[k].JobID })
+	return out
+}

@@ -1,0 +1,143 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sort"
+	"syscall"
+	"time"
+)
+
+// killGrace is how long a step's process group gets between SIGTERM and
+// SIGKILL when it is cancelled or times out.
+const killGrace = 500 * time.Millisecond
+
+// errTimeout marks a step stopped by its timeout (or its job's).
+var errTimeout = errors.New("timed out")
+
+// stepResult is how one step ended.
+type stepResult struct {
+	ExitCode int
+	Err      error // nil when the shell exited 0
+}
+
+// runStep runs script with `sh -e` in its own process group, in dir, with env,
+// and copies its merged stdout and stderr to out. It returns when the shell has
+// exited and its output is drained. Cancelling ctx, or reaching timeout, kills
+// the whole process group (SIGTERM, then SIGKILL after killGrace).
+func runStep(ctx context.Context, script, dir string, env []string, timeout time.Duration, out io.Writer) stepResult {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return stepResult{ExitCode: -1, Err: fmt.Errorf("pipe: %w", err)}
+	}
+	cmd := exec.Command("/bin/sh", "-e", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = env
+	cmd.Stdin = nil
+	cmd.Stdout = w
+	cmd.Stderr = w
+	// Setpgid puts the step and its children in a group we can kill at once;
+	// Pdeathsig kills the shell if the agent dies without cleaning up.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		r.Close()
+		w.Close()
+		return stepResult{ExitCode: -1, Err: fmt.Errorf("start sh: %w", err)}
+	}
+	w.Close()
+	pgid := cmd.Process.Pid
+
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		_, _ = io.Copy(out, r)
+	}()
+
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+
+	var timer <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		timer = t.C
+	}
+	var stopErr error
+	var waitErr error
+	select {
+	case waitErr = <-waited:
+	case <-ctx.Done():
+		stopErr = context.Cause(ctx)
+		waitErr = killGroup(pgid, waited)
+	case <-timer:
+		stopErr = fmt.Errorf("step %w after %s", errTimeout, timeout)
+		waitErr = killGroup(pgid, waited)
+	}
+	// Children left behind by the step (backgrounded commands) would hold the
+	// output pipe open; the step is over, so its group goes.
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	select {
+	case <-copied:
+	case <-time.After(2 * time.Second):
+		// A process that left the group (setsid) still holds the pipe.
+		_ = r.SetReadDeadline(time.Now())
+		<-copied
+	}
+	r.Close()
+
+	if stopErr != nil {
+		return stepResult{ExitCode: -1, Err: stopErr}
+	}
+	if waitErr != nil {
+		var ee *exec.ExitError
+		if errors.As(waitErr, &ee) {
+			code := ee.ExitCode()
+			if code < 0 {
+				return stepResult{ExitCode: -1, Err: fmt.Errorf("killed by %v", ee.Sys())}
+			}
+			return stepResult{ExitCode: code, Err: fmt.Errorf("exit status %d", code)}
+		}
+		return stepResult{ExitCode: -1, Err: waitErr}
+	}
+	return stepResult{}
+}
+
+// killGroup stops a process group: SIGTERM, then SIGKILL after killGrace.
+func killGroup(pgid int, waited <-chan error) error {
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	select {
+	case err := <-waited:
+		return err
+	case <-time.After(killGrace):
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	return <-waited
+}
+
+// mergeEnv layers environments: later maps win. The result is sorted.
+func mergeEnv(base []string, layers ...map[string]string) []string {
+	m := map[string]string{}
+	for _, kv := range base {
+		for i := 0; i < len(kv); i++ {
+			if kv[i] == '=' {
+				m[kv[:i]] = kv[i+1:]
+				break
+			}
+		}
+	}
+	for _, l := range layers {
+		for k, v := range l {
+			m[k] = v
+		}
+	}
+	out := make([]string, 0, len(m))
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,213 @@
+// Package bus is Hodei's use of NATS JetStream: the embedded server, the
+// connection, the streams and subjects, and the messages that travel on them.
+//
+// Streams (all file-backed):
+//
+//	HODEI_DISPATCH  hodei.dispatch.<worker>        work queue: assignments and cancels for one worker
+//	HODEI_REPORTS   hodei.status.<worker>          work queue: job status from workers
+//	                hodei.logs.<worker>.<job>      work queue: log chunks from workers
+//	HODEI_EVENTS    hodei.events.<run>             limits: domain events, replayable
+//
+// Heartbeats are core NATS on hodei.hb.<worker>: a lost heartbeat is
+// replaced by the next one, so it needs no persistence.
+//
+// Status and logs share one stream on purpose: a worker publishes a job's last
+// log chunk (and waits for its ack) before the job's final status, and the
+// orchestrator reads the stream in order, so a job's logs are stored no later
+// than its final state. Subjects carry the worker id so that per-worker NATS
+// permissions can confine a worker to its own subjects.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream names.
+const (
+	StreamDispatch = "HODEI_DISPATCH"
+	StreamReports  = "HODEI_REPORTS"
+	StreamEvents   = "HODEI_EVENTS"
+)
+
+// Subjects builds subject names under a prefix ("hodei" by default).
+type Subjects struct{ Prefix string }
+
+// DefaultSubjects uses the prefix "hodei".
+var DefaultSubjects = Subjects{Prefix: "hodei"}
+
+// Dispatch is the subject of assignments and cancels for one worker.
+func (s Subjects) Dispatch(worker string) string { return s.Prefix + ".dispatch." + worker }
+
+// Status is the subject on which a worker reports job status.
+func (s Subjects) Status(worker string) string { return s.Prefix + ".status." + worker }
+
+// Logs is the subject on which a worker sends a job's output.
+func (s Subjects) Logs(worker, job string) string { return s.Prefix + ".logs." + worker + "." + job }
+
+// Heartbeat is the subject of a worker's heartbeats.
+func (s Subjects) Heartbeat(worker string) string { return s.Prefix + ".hb." + worker }
+
+// Events is the subject of a run's domain events.
+func (s Subjects) Events(run string) string { return s.Prefix + ".events." + run }
+
+// IsLogs reports whether a subject carries log chunks.
+func (s Subjects) IsLogs(subject string) bool { return strings.HasPrefix(subject, s.Prefix+".logs.") }
+
+// WorkerOf returns the worker token of a status, logs or dispatch subject.
+func (s Subjects) WorkerOf(subject string) string {
+	parts := strings.Split(subject, ".")
+	if len(parts) < 3 {
+		return ""
+	}
+	return parts[2]
+}
+
+// ValidToken reports whether s can be used as one subject token (a worker or
+// job id): non-empty, and no dots, spaces or wildcards.
+func ValidToken(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Embedded is a NATS server with JetStream running inside this process.
+type Embedded struct {
+	srv *server.Server
+}
+
+// EmbeddedOptions configure StartEmbedded.
+type EmbeddedOptions struct {
+	StoreDir string // JetStream storage; required
+	Host     string // default 127.0.0.1
+	Port     int    // 0 = a random port; -1 = no TCP listener (in-process only)
+}
+
+// StartEmbedded starts a NATS server with JetStream on dir and waits until it
+// accepts connections.
+func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
+	}
+	opts := &server.Options{
+		ServerName:             "hodei-embedded",
+		Host:                   o.Host,
+		Port:                   o.Port,
+		JetStream:              true,
+		StoreDir:               o.StoreDir,
+		NoSigs:                 true,
+		NoLog:                  true,
+		DisableJetStreamBanner: true,
+		MaxPayload:             8 << 20,
+	}
+	switch o.Port {
+	case 0:
+		opts.Port = server.RANDOM_PORT
+	case -1:
+		opts.DontListen = true
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("embedded nats: not ready after 30s")
+	}
+	return &Embedded{srv: srv}, nil
+}
+
+// ClientURL is the URL agents on this machine use to connect.
+func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
+
+// Connect opens an in-process connection (no TCP) to the embedded server.
+func (e *Embedded) Connect(name string) (*nats.Conn, error) {
+	nc, err := nats.Connect("", nats.InProcessServer(e.srv), nats.Name(name), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, fmt.Errorf("connect to embedded nats: %w", err)
+	}
+	return nc, nil
+}
+
+// Shutdown stops the server and waits for it to finish.
+func (e *Embedded) Shutdown() {
+	e.srv.Shutdown()
+	e.srv.WaitForShutdown()
+}
+
+// Connect dials an external NATS server by URL, retrying forever on lost
+// connections.
+func Connect(url, name string, opts ...nats.Option) (*nats.Conn, error) {
+	base := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectBufSize(64 << 20),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				slog.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { slog.Info("nats reconnected", "url", c.ConnectedUrl()) }),
+	}
+	nc, err := nats.Connect(url, append(base, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+// EnsureStreams creates or updates the streams Hodei uses.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, s Subjects) error {
+	cfgs := []jetstream.StreamConfig{
+		{
+			Name:       StreamDispatch,
+			Subjects:   []string{s.Prefix + ".dispatch.>"},
+			Retention:  jetstream.WorkQueuePolicy,
+			Storage:    jetstream.FileStorage,
+			Duplicates: 2 * time.Minute,
+			MaxAge:     24 * time.Hour,
+		},
+		{
+			Name:       StreamReports,
+			Subjects:   []string{s.Prefix + ".status.>", s.Prefix + ".logs.>"},
+			Retention:  jetstream.WorkQueuePolicy,
+			Storage:    jetstream.FileStorage,
+			Duplicates: 2 * time.Minute,
+			MaxAge:     7 * 24 * time.Hour,
+		},
+		{
+			Name:      StreamEvents,
+			Subjects:  []string{s.Prefix + ".events.>"},
+			Retention: jetstream.LimitsPolicy,
+			Storage:   jetstream.FileStorage,
+			MaxAge:    24 * time.Hour,
+			MaxBytes:  256 << 20,
+			Discard:   jetstream.DiscardOld,
+		},
+	}
+	for _, c := range cfgs {
+		if _, err := js.CreateOrUpdateStream(ctx, c); err != nil {
+			return fmt.Errorf("stream %s: %w", c.Name, err)
+		}
+	}
+	return nil
+}

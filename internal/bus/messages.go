@@ -1,0 +1,145 @@
+package bus
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Kinds of dispatch messages.
+const (
+	KindAssign = "assign"
+	KindCancel = "cancel"
+)
+
+// Dispatch is a message from the orchestrator to one worker.
+type Dispatch struct {
+	Kind    string `json:"kind"`
+	RunID   string `json:"run_id"`
+	JobID   string `json:"job_id"`
+	Attempt int    `json:"attempt"`
+	// Spec is the job's pipeline.JobSpec (assign only).
+	Spec json.RawMessage `json:"spec,omitempty"`
+	// Env is what Hodei adds to the job's environment (HODEI_RUN_ID...).
+	Env map[string]string `json:"env,omitempty"`
+}
+
+// MsgID is the JetStream de-duplication id of a dispatch message: publishing
+// the same assignment twice (after a restart) delivers it once.
+func (d Dispatch) MsgID() string {
+	return d.Kind + "-" + d.JobID + "-" + strconv.Itoa(d.Attempt)
+}
+
+// Status values a worker reports for an attempt.
+const (
+	StatusRunning   = "running"
+	StatusSucceeded = "succeeded"
+	StatusFailed    = "failed"
+	StatusCanceled  = "canceled"
+)
+
+// Status is a worker's report on one attempt of a job.
+type Status struct {
+	WorkerID string    `json:"worker_id"`
+	JobID    string    `json:"job_id"`
+	Attempt  int       `json:"attempt"`
+	State    string    `json:"state"`
+	ExitCode int       `json:"exit_code,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	At       time.Time `json:"at"`
+}
+
+// MsgID de-duplicates status messages: one per attempt and state.
+func (s Status) MsgID() string {
+	return "st-" + s.JobID + "-" + strconv.Itoa(s.Attempt) + "-" + s.State
+}
+
+// JobRef names one attempt of a job.
+type JobRef struct {
+	JobID   string `json:"job_id"`
+	Attempt int    `json:"attempt"`
+}
+
+// Heartbeat is what a worker says of itself every interval.
+type Heartbeat struct {
+	WorkerID string   `json:"worker_id"`
+	BootID   string   `json:"boot_id"` // new at every start of the agent
+	Pool     string   `json:"pool,omitempty"`
+	Hostname string   `json:"hostname,omitempty"`
+	Labels   []string `json:"labels,omitempty"`
+	CPUMilli int64    `json:"cpu_milli"`
+	Memory   int64    `json:"memory_bytes"`
+	GPU      int      `json:"gpu,omitempty"`
+	Running  []JobRef `json:"running,omitempty"`
+	Draining bool     `json:"draining,omitempty"`
+	// Usage of the machine, for operators and the autoscaler.
+	Load1    float64   `json:"load1,omitempty"`
+	MemUsed  int64     `json:"mem_used_bytes,omitempty"`
+	At       time.Time `json:"at"`
+	Interval float64   `json:"interval_s"`
+}
+
+// Event is a domain event announced after the change it describes is stored.
+type Event struct {
+	Type    string    `json:"type"` // run.created, run.state, job.state
+	RunID   string    `json:"run_id"`
+	JobID   string    `json:"job_id,omitempty"`
+	JobKey  string    `json:"job_key,omitempty"`
+	State   string    `json:"state"`
+	Attempt int       `json:"attempt,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// Headers of log chunk messages; the body is the raw output.
+const (
+	HdrRun     = "Hodei-Run"
+	HdrJob     = "Hodei-Job"
+	HdrAttempt = "Hodei-Attempt"
+	HdrSeq     = "Hodei-Seq"
+	HdrStep    = "Hodei-Step"
+)
+
+// LogChunk is a batch of a job's output as it travels on the bus.
+type LogChunk struct {
+	RunID   string
+	JobID   string
+	Attempt int
+	Seq     int64
+	Step    int
+	Data    []byte
+}
+
+// Msg turns a chunk into a NATS message on the given subject.
+func (c LogChunk) Msg(subject string) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Header.Set(HdrRun, c.RunID)
+	m.Header.Set(HdrJob, c.JobID)
+	m.Header.Set(HdrAttempt, strconv.Itoa(c.Attempt))
+	m.Header.Set(HdrSeq, strconv.FormatInt(c.Seq, 10))
+	m.Header.Set(HdrStep, strconv.Itoa(c.Step))
+	m.Header.Set(nats.MsgIdHdr, "log-"+c.JobID+"-"+strconv.Itoa(c.Attempt)+"-"+strconv.FormatInt(c.Seq, 10))
+	m.Data = c.Data
+	return m
+}
+
+// ParseLogChunk reads a chunk back from a message's headers and body.
+func ParseLogChunk(h nats.Header, data []byte) (LogChunk, error) {
+	c := LogChunk{RunID: h.Get(HdrRun), JobID: h.Get(HdrJob), Data: data}
+	var err error
+	if c.Attempt, err = strconv.Atoi(h.Get(HdrAttempt)); err != nil {
+		return c, fmt.Errorf("log chunk attempt: %w", err)
+	}
+	if c.Seq, err = strconv.ParseInt(h.Get(HdrSeq), 10, 64); err != nil {
+		return c, fmt.Errorf("log chunk seq: %w", err)
+	}
+	if c.Step, err = strconv.Atoi(h.Get(HdrStep)); err != nil {
+		return c, fmt.Errorf("log chunk step: %w", err)
+	}
+	if c.JobID == "" {
+		return c, fmt.Errorf("log chunk without job")
+	}
+	return c, nil
+}

@@ -1,0 +1,529 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/hub"
+	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/scheduler"
+	"github.com/hodei-ci/hodei/internal/state"
+	"github.com/hodei-ci/hodei/internal/store"
+)
+
+// DefaultTenant is the tenant of runs submitted without one.
+const DefaultTenant = "default"
+
+func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
+	req := r.req
+	tenant := req.Tenant
+	if tenant == "" {
+		tenant = DefaultTenant
+	}
+	rs := &runState{rec: store.Run{
+		ID:        o.ids.next(c.now),
+		Pipeline:  req.Pipeline.Name,
+		File:      req.Pipeline.File,
+		Tenant:    tenant,
+		Priority:  req.Pipeline.Priority,
+		State:     state.RunQueued,
+		Source:    req.Source,
+		CreatedAt: c.now,
+	}}
+	byKey := map[string]*jobState{}
+	recs := make([]store.Job, 0, len(req.Jobs))
+	for i, spec := range req.Jobs {
+		data, err := json.Marshal(spec)
+		if err != nil {
+			r.reply <- submitResult{err: fmt.Errorf("encode job %s: %w", spec.Key, err)}
+			return
+		}
+		j := &jobState{spec: spec, run: rs, rec: store.Job{
+			ID:          rs.rec.ID + "-" + strconv.Itoa(i+1),
+			RunID:       rs.rec.ID,
+			Key:         spec.Key,
+			Name:        spec.Name,
+			Index:       i,
+			State:       state.JobPending,
+			Spec:        data,
+			MaxAttempts: 1 + spec.Retry,
+		}}
+		for _, n := range spec.Needs {
+			need := byKey[n]
+			if need == nil {
+				r.reply <- submitResult{err: fmt.Errorf("job %s needs %s, which does not come before it", spec.Key, n)}
+				return
+			}
+			j.needs = append(j.needs, need)
+		}
+		if len(j.needs) == 0 {
+			j.rec.State = state.JobQueued
+			j.rec.QueuedAt = c.now
+		}
+		byKey[spec.Key] = j
+		rs.jobs = append(rs.jobs, j)
+	}
+	for _, j := range rs.jobs {
+		for _, n := range j.needs {
+			n.dependents = append(n.dependents, j)
+		}
+		recs = append(recs, j.rec)
+	}
+	if err := c.tx.InsertRun(rs.rec); err != nil {
+		c.fail(err)
+		return
+	}
+	if err := c.tx.InsertJobs(recs); err != nil {
+		c.fail(err)
+		return
+	}
+	rs.open = len(rs.jobs)
+	o.runs[rs.rec.ID] = rs
+	for _, j := range rs.jobs {
+		o.jobs[j.rec.ID] = j
+		if j.rec.State == state.JobQueued {
+			o.enqueue(j)
+		}
+	}
+	c.events = append(c.events, bus.Event{Type: "run.created", RunID: rs.rec.ID, State: rs.rec.State, At: c.now})
+	c.notes = append(c.notes, hub.Note{Kind: hub.KindRun, RunID: rs.rec.ID, State: rs.rec.State, At: c.now})
+	run := rs.rec
+	c.replies = append(c.replies, func(err error) { r.reply <- submitResult{run: run, err: err} })
+	if o.cfg.Metrics != nil {
+		c.observe = append(c.observe, func() { o.cfg.Metrics.RunsSubmitted.Inc() })
+	}
+}
+
+// fail makes the transaction fail: a write error poisons the whole batch.
+func (c *change) fail(err error) {
+	if c.err == nil {
+		c.err = err
+	}
+}
+
+func (o *Orchestrator) onCancel(c *change, r *cancelReq) {
+	rs := o.runs[r.runID]
+	if rs == nil {
+		run, err := o.cfg.Store.GetRun(context.Background(), r.runID)
+		switch {
+		case err != nil:
+			c.replies = append(c.replies, func(error) { r.reply <- err })
+		case state.RunFinal(run.State):
+			c.replies = append(c.replies, func(error) { r.reply <- ErrRunFinal })
+		default:
+			c.replies = append(c.replies, func(error) { r.reply <- fmt.Errorf("run %s is not loaded", r.runID) })
+		}
+		return
+	}
+	rs.canceling = true
+	for _, j := range rs.jobs {
+		if state.JobFinal(j.rec.State) {
+			continue
+		}
+		if state.JobActive(j.rec.State) {
+			c.dispatch = append(c.dispatch, bus.Dispatch{Kind: bus.KindCancel, RunID: rs.rec.ID, JobID: j.rec.ID, Attempt: j.rec.Attempt})
+			c.workerOf[j.rec.ID] = j.rec.WorkerID
+			o.endAttempt(c, j, state.JobCanceled, -1, "canceled")
+		}
+		o.finish(c, j, state.JobCanceled, "canceled")
+	}
+	c.replies = append(c.replies, func(error) { r.reply <- nil })
+}
+
+// enqueue puts a job in the queue.
+func (o *Orchestrator) enqueue(j *jobState) {
+	o.seq++
+	j.seq = o.seq
+	o.queue[j.rec.ID] = j
+	o.dirty = true
+}
+
+// setJob moves a job to a new state, recording it for the transaction and
+// the announcements.
+func (o *Orchestrator) setJob(c *change, j *jobState, to string) bool {
+	if err := state.JobTo(j.rec.State, to); err != nil {
+		o.log.Debug("ignored transition", "job", j.rec.ID, "err", err)
+		return false
+	}
+	j.rec.State = to
+	c.dirtyJobs[j] = true
+	c.events = append(c.events, bus.Event{Type: "job.state", RunID: j.rec.RunID, JobID: j.rec.ID, JobKey: j.rec.Key, State: to, Attempt: j.rec.Attempt, At: c.now})
+	c.notes = append(c.notes, hub.Note{Kind: hub.KindJob, RunID: j.rec.RunID, JobID: j.rec.ID, JobKey: j.rec.Key, State: to, Attempt: j.rec.Attempt, Error: j.rec.Error, At: c.now})
+	return true
+}
+
+func (o *Orchestrator) setRun(c *change, r *runState, to string) bool {
+	if err := state.RunTo(r.rec.State, to); err != nil {
+		o.log.Debug("ignored transition", "run", r.rec.ID, "err", err)
+		return false
+	}
+	r.rec.State = to
+	c.dirtyRuns[r] = true
+	c.events = append(c.events, bus.Event{Type: "run.state", RunID: r.rec.ID, State: to, At: c.now})
+	c.notes = append(c.notes, hub.Note{Kind: hub.KindRun, RunID: r.rec.ID, State: to, Error: r.rec.Error, At: c.now})
+	return true
+}
+
+// release gives a job's resources back to its worker.
+func (o *Orchestrator) release(c *change, j *jobState) {
+	w := o.workers[j.rec.WorkerID]
+	if w == nil || w.jobs[j.rec.ID] == nil {
+		return
+	}
+	delete(w.jobs, j.rec.ID)
+	w.used.cpu -= j.spec.CPUMilli
+	w.used.mem -= j.spec.Memory
+	w.used.gpu -= j.spec.GPU
+	o.dirty = true
+	if len(w.jobs) == 0 && w.rec.State == state.WorkerBusy {
+		o.setWorker(c, w, state.WorkerIdle)
+	}
+}
+
+// endAttempt closes the current attempt and frees its worker.
+func (o *Orchestrator) endAttempt(c *change, j *jobState, st string, code int, errMsg string) {
+	j.att.State = st
+	j.att.FinishedAt = c.now
+	j.att.ExitCode = code
+	j.att.Error = errMsg
+	c.saveAttempt(j)
+	j.rec.ExitCode = code
+	o.release(c, j)
+}
+
+// finish moves a job to a final state and lets its dependents and its run
+// move on.
+func (o *Orchestrator) finish(c *change, j *jobState, to, errMsg string) {
+	if j.rec.State == state.JobQueued {
+		delete(o.queue, j.rec.ID)
+	}
+	if errMsg != "" {
+		j.rec.Error = errMsg
+	}
+	if !o.setJob(c, j, to) {
+		return
+	}
+	j.rec.FinishedAt = c.now
+	if o.cfg.Metrics != nil {
+		c.observe = append(c.observe, func() { o.cfg.Metrics.JobsFinished.WithLabelValues(to).Inc() })
+	}
+	r := j.run
+	r.open--
+	for _, d := range j.dependents {
+		o.evaluate(c, d)
+	}
+	if r.open == 0 {
+		o.finishRun(c, r)
+	}
+}
+
+// evaluate decides whether a pending job whose needs have all ended runs or
+// is skipped.
+func (o *Orchestrator) evaluate(c *change, j *jobState) {
+	if j.rec.State != state.JobPending || j.run.canceling {
+		return
+	}
+	anyFailed, allOK := false, true
+	for _, n := range j.needs {
+		if !state.JobFinal(n.rec.State) {
+			return
+		}
+		if n.rec.State == state.JobFailed {
+			anyFailed = true
+		}
+		if n.rec.State != state.JobSucceeded {
+			allOK = false
+		}
+	}
+	run := false
+	switch j.spec.If {
+	case pipeline.Always:
+		run = true
+	case pipeline.Failure:
+		run = anyFailed
+	default:
+		run = allOK
+	}
+	if run {
+		if o.setJob(c, j, state.JobQueued) {
+			j.rec.QueuedAt = c.now
+			o.enqueue(j)
+		}
+		return
+	}
+	o.finish(c, j, state.JobSkipped, "")
+}
+
+func (o *Orchestrator) finishRun(c *change, r *runState) {
+	to := state.RunSucceeded
+	for _, j := range r.jobs {
+		if j.rec.State == state.JobFailed {
+			to = state.RunFailed
+			if r.rec.Error == "" {
+				r.rec.Error = "job " + j.rec.Key + " failed"
+			}
+		}
+	}
+	if r.canceling {
+		to = state.RunCanceled
+		r.rec.Error = "canceled"
+	}
+	r.rec.FinishedAt = c.now
+	if !o.setRun(c, r, to) {
+		return
+	}
+	delete(o.runs, r.rec.ID)
+	for _, j := range r.jobs {
+		delete(o.jobs, j.rec.ID)
+	}
+	if o.cfg.Metrics != nil {
+		c.observe = append(c.observe, func() { o.cfg.Metrics.RunsFinished.WithLabelValues(to).Inc() })
+	}
+}
+
+func (o *Orchestrator) onStatus(c *change, st bus.Status) {
+	j := o.jobs[st.JobID]
+	if j == nil || st.Attempt != j.rec.Attempt || st.WorkerID != j.rec.WorkerID || !state.JobActive(j.rec.State) {
+		return // late, duplicate, or of an attempt that was given up
+	}
+	switch st.State {
+	case bus.StatusRunning:
+		if j.rec.State != state.JobAssigned {
+			return
+		}
+		o.setJob(c, j, state.JobRunning)
+		j.rec.StartedAt = c.now
+		j.att.State = state.JobRunning
+		j.att.StartedAt = c.now
+		c.saveAttempt(j)
+		if j.run.rec.State == state.RunQueued {
+			j.run.rec.StartedAt = c.now
+			o.setRun(c, j.run, state.RunRunning)
+		}
+		if o.cfg.Metrics != nil {
+			wait := c.now.Sub(j.rec.QueuedAt).Seconds()
+			c.observe = append(c.observe, func() { o.cfg.Metrics.SubmitToStart.Observe(wait) })
+		}
+	case bus.StatusSucceeded:
+		if j.rec.StartedAt.IsZero() {
+			j.rec.StartedAt = c.now
+		}
+		o.endAttempt(c, j, state.JobSucceeded, 0, "")
+		o.finish(c, j, state.JobSucceeded, "")
+	case bus.StatusFailed, bus.StatusCanceled:
+		msg := st.Error
+		if msg == "" {
+			msg = st.State
+		}
+		o.endAttempt(c, j, state.JobFailed, st.ExitCode, msg)
+		o.retryOrFail(c, j, msg)
+	}
+}
+
+// retryOrFail sends a job whose attempt ended badly back to the queue if it
+// has attempts left, and fails it otherwise.
+func (o *Orchestrator) retryOrFail(c *change, j *jobState, msg string) {
+	if j.rec.Attempt < j.rec.MaxAttempts && !j.run.canceling {
+		j.rec.Error = msg
+		if o.setJob(c, j, state.JobQueued) {
+			j.rec.QueuedAt = c.now
+			o.enqueue(j)
+		}
+		return
+	}
+	o.finish(c, j, state.JobFailed, msg)
+}
+
+func (o *Orchestrator) onLogs(c *change, worker string, chunk bus.LogChunk) {
+	j := o.jobs[chunk.JobID]
+	if j == nil || chunk.Attempt < 1 || chunk.Attempt > j.rec.Attempt {
+		return
+	}
+	if chunk.Attempt == j.rec.Attempt && worker != j.rec.WorkerID {
+		return
+	}
+	lc := store.LogChunk{JobID: chunk.JobID, Attempt: chunk.Attempt, Seq: chunk.Seq, Step: chunk.Step, Data: chunk.Data, At: c.now}
+	c.logs = append(c.logs, lc)
+	c.notes = append(c.notes, hub.Note{Kind: hub.KindLog, RunID: j.rec.RunID, JobID: j.rec.ID, JobKey: j.rec.Key, Attempt: chunk.Attempt, At: c.now, Chunk: &c.logs[len(c.logs)-1]})
+}
+
+func (o *Orchestrator) setWorker(c *change, w *workerState, to string) {
+	if w.rec.State == to {
+		return
+	}
+	if err := state.WorkerTo(w.rec.State, to); err != nil {
+		o.log.Debug("ignored worker transition", "worker", w.rec.ID, "err", err)
+		return
+	}
+	w.rec.State = to
+	c.workers[w] = true
+}
+
+func (o *Orchestrator) onHeartbeat(c *change, hb bus.Heartbeat) {
+	w := o.workers[hb.WorkerID]
+	if w == nil {
+		w = &workerState{jobs: map[string]*jobState{}, rec: store.Worker{ID: hb.WorkerID, State: state.WorkerIdle, FirstSeen: c.now}}
+		o.workers[hb.WorkerID] = w
+		c.workers[w] = true
+		o.log.Info("worker joined", "worker", hb.WorkerID, "cpu_milli", hb.CPUMilli, "memory", hb.Memory, "labels", hb.Labels)
+	}
+	if w.rec.BootID != "" && hb.BootID != w.rec.BootID {
+		// The agent restarted: what it ran before is gone.
+		for _, j := range w.jobList() {
+			o.lose(c, j, "worker "+w.rec.ID+" restarted")
+		}
+		c.workers[w] = true
+	}
+	w.rec.BootID = hb.BootID
+	w.rec.Pool = hb.Pool
+	w.rec.Labels = hb.Labels
+	w.rec.CPUMilli = hb.CPUMilli
+	w.rec.MemoryBytes = hb.Memory
+	w.rec.GPU = hb.GPU
+	w.rec.LastSeen = c.now
+	w.lastSeen = c.now
+	w.hbAt = c.now
+	w.draining = hb.Draining
+	w.running = make(map[bus.JobRef]bool, len(hb.Running))
+	for _, r := range hb.Running {
+		w.running[r] = true
+		// Work the server has given up on (lost attempt, canceled job) is
+		// stopped on the worker.
+		j := o.jobs[r.JobID]
+		if j == nil || j.rec.Attempt != r.Attempt || j.rec.WorkerID != w.rec.ID || !state.JobActive(j.rec.State) {
+			c.dispatch = append(c.dispatch, bus.Dispatch{Kind: bus.KindCancel, JobID: r.JobID, Attempt: r.Attempt})
+			c.workerOf[r.JobID] = w.rec.ID
+		}
+	}
+	switch {
+	case w.rec.State == state.WorkerLost || w.rec.State == state.WorkerProvisioning || w.rec.State == state.WorkerGone:
+		w.rec.State = state.WorkerLost // a lost worker is back
+		if len(w.jobs) > 0 {
+			o.setWorker(c, w, state.WorkerBusy)
+		} else {
+			o.setWorker(c, w, state.WorkerIdle)
+		}
+		o.dirty = true
+	case hb.Draining && w.rec.State != state.WorkerDraining:
+		o.setWorker(c, w, state.WorkerDraining)
+	case !hb.Draining && w.rec.State == state.WorkerDraining:
+		o.setWorker(c, w, state.WorkerIdle)
+		o.dirty = true
+	}
+	if c.now.Sub(w.lastSave) > 30*time.Second {
+		c.workers[w] = true
+	}
+	if c.workers[w] {
+		w.lastSave = c.now
+		o.dirty = true
+	}
+}
+
+func (w *workerState) jobList() []*jobState {
+	out := make([]*jobState, 0, len(w.jobs))
+	for _, j := range w.jobs {
+		out = append(out, j)
+	}
+	return out
+}
+
+// lose ends the current attempt of a job whose worker is gone; the job goes
+// back to the queue if it has attempts left.
+func (o *Orchestrator) lose(c *change, j *jobState, why string) {
+	if !state.JobActive(j.rec.State) {
+		return
+	}
+	o.log.Warn("attempt lost", "run", j.rec.RunID, "job", j.rec.ID, "attempt", j.rec.Attempt, "reason", why)
+	o.endAttempt(c, j, state.JobFailed, -1, why)
+	o.retryOrFail(c, j, why)
+	if o.cfg.Metrics != nil {
+		c.observe = append(c.observe, func() { o.cfg.Metrics.AttemptsLost.Inc() })
+	}
+}
+
+// checkLeases declares silent workers lost and gives up assignments that
+// their worker never took.
+func (o *Orchestrator) checkLeases(c *change) {
+	for _, w := range o.workers {
+		if w.rec.State == state.WorkerLost || w.rec.State == state.WorkerGone {
+			continue
+		}
+		if c.now.Sub(w.lastSeen) > o.cfg.WorkerTTL {
+			o.log.Warn("worker lost", "worker", w.rec.ID, "silent_for", c.now.Sub(w.lastSeen).Round(time.Millisecond))
+			for _, j := range w.jobList() {
+				o.lose(c, j, "worker "+w.rec.ID+" lost")
+			}
+			o.setWorker(c, w, state.WorkerLost)
+			c.purge = append(c.purge, w.rec.ID)
+			continue
+		}
+		for _, j := range w.jobList() {
+			if j.rec.State == state.JobAssigned && c.now.Sub(j.att.AssignedAt) > o.cfg.AssignTimeout &&
+				w.hbAt.After(j.att.AssignedAt) && !w.running[bus.JobRef{JobID: j.rec.ID, Attempt: j.rec.Attempt}] {
+				o.lose(c, j, "worker "+w.rec.ID+" did not take the assignment")
+			}
+		}
+	}
+}
+
+// schedule asks the scheduler for a plan and applies it.
+func (o *Orchestrator) schedule(c *change) {
+	o.dirty = false
+	if len(o.queue) == 0 {
+		return
+	}
+	snap := scheduler.Snapshot{
+		Workers: make([]scheduler.Worker, 0, len(o.workers)),
+		Queue:   make([]scheduler.Job, 0, len(o.queue)),
+	}
+	for _, w := range o.workers {
+		snap.Workers = append(snap.Workers, scheduler.Worker{
+			ID: w.rec.ID, Labels: w.rec.Labels, CPUMilli: w.rec.CPUMilli, Memory: w.rec.MemoryBytes, GPU: w.rec.GPU,
+			UsedCPUMilli: w.used.cpu, UsedMemory: w.used.mem, UsedGPU: w.used.gpu,
+			Schedulable: w.rec.State == state.WorkerIdle || w.rec.State == state.WorkerBusy,
+		})
+	}
+	for _, j := range o.queue {
+		prio := j.spec.Priority
+		if j.run.rec.Priority > prio {
+			prio = j.run.rec.Priority
+		}
+		snap.Queue = append(snap.Queue, scheduler.Job{
+			ID: j.rec.ID, Priority: prio, QueuedAt: j.rec.QueuedAt, Seq: j.seq,
+			CPUMilli: j.spec.CPUMilli, Memory: j.spec.Memory, GPU: j.spec.GPU, Labels: j.spec.Labels,
+		})
+	}
+	plan := o.cfg.Plan(snap)
+	for _, a := range plan.Assignments {
+		j, w := o.queue[a.JobID], o.workers[a.WorkerID]
+		if j == nil || w == nil {
+			continue
+		}
+		o.assign(c, j, w)
+	}
+}
+
+func (o *Orchestrator) assign(c *change, j *jobState, w *workerState) {
+	if !o.setJob(c, j, state.JobAssigned) {
+		return
+	}
+	delete(o.queue, j.rec.ID)
+	j.rec.Attempt++
+	j.rec.WorkerID = w.rec.ID
+	j.rec.ExitCode = 0
+	j.att = store.Attempt{JobID: j.rec.ID, N: j.rec.Attempt, WorkerID: w.rec.ID, State: state.JobAssigned, AssignedAt: c.now}
+	c.saveAttempt(j)
+	w.jobs[j.rec.ID] = j
+	w.used.cpu += j.spec.CPUMilli
+	w.used.mem += j.spec.Memory
+	w.used.gpu += j.spec.GPU
+	if w.rec.State == state.WorkerIdle {
+		o.setWorker(c, w, state.WorkerBusy)
+	}
+	c.dispatch = append(c.dispatch, bus.Dispatch{Kind: bus.KindAssign, RunID: j.rec.RunID, JobID: j.rec.ID, Attempt: j.rec.Attempt, Spec: j.rec.Spec})
+	c.workerOf[j.rec.ID] = w.rec.ID
+}

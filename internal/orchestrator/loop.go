@@ -1,0 +1,278 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/hub"
+	"github.com/hodei-ci/hodei/internal/store"
+)
+
+// batch is what one turn of the loop applies.
+type batch struct {
+	intake  []any
+	reports []jetstream.Msg
+	beats   []bus.Heartbeat
+	tick    bool
+}
+
+func (b *batch) size() int { return len(b.intake) + len(b.reports) + len(b.beats) }
+
+// change is the effect of one batch: what to write in its transaction and
+// what to do once it is committed.
+type change struct {
+	tx  store.Tx
+	now time.Time
+
+	dirtyRuns map[*runState]bool
+	dirtyJobs map[*jobState]bool
+	attempts  map[attemptKey]store.Attempt
+	workers   map[*workerState]bool
+	logs      []store.LogChunk
+
+	dispatch []bus.Dispatch
+	workerOf map[string]string // job id -> worker, for dispatch subjects
+	purge    []string          // workers whose dispatch subject to purge
+	events   []bus.Event
+	notes    []hub.Note
+	replies  []func(err error)
+	observe  []func() // metrics, after commit
+	err      error    // a failed write: the batch rolls back
+}
+
+type attemptKey struct {
+	job string
+	n   int
+}
+
+// saveAttempt records the job's current attempt as it is now.
+func (c *change) saveAttempt(j *jobState) {
+	c.attempts[attemptKey{j.att.JobID, j.att.N}] = j.att
+}
+
+func newChange(tx store.Tx, now time.Time) *change {
+	return &change{
+		tx: tx, now: now,
+		dirtyRuns: map[*runState]bool{},
+		dirtyJobs: map[*jobState]bool{},
+		attempts:  map[attemptKey]store.Attempt{},
+		workers:   map[*workerState]bool{},
+		workerOf:  map[string]string{},
+	}
+}
+
+func (o *Orchestrator) loop(ctx context.Context) {
+	defer close(o.done)
+	t := time.NewTicker(o.cfg.Tick)
+	defer t.Stop()
+	for {
+		var b batch
+		select {
+		case <-ctx.Done():
+			o.drainOnStop()
+			return
+		case x := <-o.intake:
+			b.intake = append(b.intake, x)
+		case m := <-o.reports:
+			b.reports = append(b.reports, m)
+		case hb := <-o.beats:
+			b.beats = append(b.beats, hb)
+		case <-t.C:
+			b.tick = true
+		}
+		o.fill(&b)
+		o.apply(ctx, &b)
+	}
+}
+
+// fill takes whatever else is waiting, up to MaxBatch inputs.
+func (o *Orchestrator) fill(b *batch) {
+	for b.size() < o.cfg.MaxBatch {
+		select {
+		case x := <-o.intake:
+			b.intake = append(b.intake, x)
+		case m := <-o.reports:
+			b.reports = append(b.reports, m)
+		case hb := <-o.beats:
+			b.beats = append(b.beats, hb)
+		default:
+			return
+		}
+	}
+}
+
+func (o *Orchestrator) drainOnStop() {
+	for {
+		select {
+		case x := <-o.intake:
+			switch r := x.(type) {
+			case *submitReq:
+				r.reply <- submitResult{err: ErrStopped}
+			case *cancelReq:
+				r.reply <- ErrStopped
+			}
+		default:
+			return
+		}
+	}
+}
+
+// apply runs one batch in one transaction, then announces its effects.
+func (o *Orchestrator) apply(ctx context.Context, b *batch) {
+	now := time.Now().UTC()
+	var c *change
+	err := o.cfg.Store.Update(ctx, func(tx store.Tx) error {
+		c = newChange(tx, now)
+		for _, hb := range b.beats {
+			o.onHeartbeat(c, hb)
+		}
+		for _, m := range b.reports {
+			o.onReport(c, m)
+		}
+		for _, x := range b.intake {
+			switch r := x.(type) {
+			case *submitReq:
+				o.onSubmit(c, r)
+			case *cancelReq:
+				o.onCancel(c, r)
+			}
+		}
+		if b.tick {
+			o.checkLeases(c)
+		}
+		if o.dirty && c.err == nil {
+			o.schedule(c)
+		}
+		if c.err != nil {
+			return c.err
+		}
+		return o.write(c)
+	})
+	if err != nil {
+		o.log.Error("store update failed; reloading state", "err", err)
+		for _, r := range b.intake {
+			switch r := r.(type) {
+			case *submitReq:
+				r.reply <- submitResult{err: fmt.Errorf("store: %w", err)}
+			case *cancelReq:
+				r.reply <- fmt.Errorf("store: %w", err)
+			}
+		}
+		for _, m := range b.reports {
+			_ = m.Nak()
+		}
+		if rerr := o.reload(ctx); rerr != nil {
+			o.log.Error("reload failed", "err", rerr)
+		}
+		return
+	}
+	o.announce(c, b)
+}
+
+// write stores everything the batch changed.
+func (o *Orchestrator) write(c *change) error {
+	for r := range c.dirtyRuns {
+		if err := c.tx.UpdateRun(r.rec); err != nil {
+			return err
+		}
+	}
+	for j := range c.dirtyJobs {
+		if err := c.tx.UpdateJob(j.rec); err != nil {
+			return err
+		}
+	}
+	for _, a := range c.attempts {
+		if err := c.tx.UpsertAttempt(a); err != nil {
+			return err
+		}
+	}
+	for w := range c.workers {
+		if err := c.tx.UpsertWorker(w.rec); err != nil {
+			return err
+		}
+	}
+	if len(c.logs) > 0 {
+		if err := c.tx.AppendLogs(c.logs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// announce publishes and acknowledges what the committed batch did.
+func (o *Orchestrator) announce(c *change, b *batch) {
+	for _, d := range c.dispatch {
+		data, _ := json.Marshal(d)
+		m := nats.NewMsg(o.cfg.Subjects.Dispatch(c.workerOf[d.JobID]))
+		m.Data = data
+		m.Header.Set(nats.MsgIdHdr, d.MsgID())
+		if _, err := o.js.PublishMsgAsync(m); err != nil {
+			o.log.Warn("dispatch publish", "job", d.JobID, "err", err)
+		}
+	}
+	for _, e := range c.events {
+		data, _ := json.Marshal(e)
+		if _, err := o.js.PublishAsync(o.cfg.Subjects.Events(e.RunID), data); err != nil {
+			o.log.Debug("event publish", "err", err)
+		}
+	}
+	for _, w := range c.purge {
+		go o.purgeDispatch(w)
+	}
+	for _, m := range b.reports {
+		_ = m.Ack()
+	}
+	for _, r := range c.replies {
+		r(nil)
+	}
+	if len(c.notes) > 0 {
+		o.cfg.Hub.Publish(c.notes...)
+	}
+	for _, f := range c.observe {
+		f()
+	}
+	o.publishView(c.now, len(c.workers) > 0 || c.now.Sub(o.lastPub) > 500*time.Millisecond)
+}
+
+func (o *Orchestrator) purgeDispatch(worker string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := o.js.Stream(ctx, bus.StreamDispatch)
+	if err == nil {
+		err = s.Purge(ctx, jetstream.WithPurgeSubject(o.cfg.Subjects.Dispatch(worker)))
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		o.log.Debug("purge dispatch", "worker", worker, "err", err)
+	}
+}
+
+func (o *Orchestrator) onReport(c *change, m jetstream.Msg) {
+	subj := m.Subject()
+	worker := o.cfg.Subjects.WorkerOf(subj)
+	if o.cfg.Subjects.IsLogs(subj) {
+		chunk, err := bus.ParseLogChunk(m.Headers(), m.Data())
+		if err != nil {
+			o.log.Warn("bad log chunk", "subject", subj, "err", err)
+			return
+		}
+		o.onLogs(c, worker, chunk)
+		return
+	}
+	var st bus.Status
+	if err := json.Unmarshal(m.Data(), &st); err != nil {
+		o.log.Warn("bad status", "subject", subj, "err", err)
+		return
+	}
+	if st.WorkerID != worker {
+		o.log.Warn("status from another worker's subject", "subject", subj, "worker", st.WorkerID)
+		return
+	}
+	o.onStatus(c, st)
+}

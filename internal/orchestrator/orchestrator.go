@@ -1,0 +1,322 @@
+// Package orchestrator owns the run and job state machines. It accepts runs,
+// decides which jobs are ready, asks the scheduler where to run them, sends
+// assignments to workers, and applies what workers report.
+//
+// One goroutine (the loop) owns all mutable state. It takes its inputs
+// (submissions, cancels, worker reports, heartbeats, ticks) in batches and
+// applies each batch in one store transaction: every transition is stored
+// before anything about it is published or acknowledged, and the many small
+// writes of a busy system become few large commits. Worker reports are
+// acknowledged to JetStream only after their effects are committed, so a crash
+// at any point redelivers them, and the handlers ignore what they have already
+// applied (a status of an old attempt, or a state the job has passed).
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/hub"
+	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/scheduler"
+	"github.com/hodei-ci/hodei/internal/store"
+)
+
+// Errors returned to callers of Submit and Cancel.
+var (
+	// ErrBusy means the orchestrator's intake is full; try again shortly.
+	ErrBusy = errors.New("orchestrator busy")
+	// ErrStopped means the orchestrator is not running.
+	ErrStopped = errors.New("orchestrator stopped")
+	// ErrRunFinal means the run has already ended.
+	ErrRunFinal = errors.New("run already ended")
+)
+
+// Config wires an orchestrator.
+type Config struct {
+	Store    store.Store
+	NC       *nats.Conn
+	Subjects bus.Subjects
+	Hub      *hub.Hub
+	// Plan is the scheduler; scheduler.PlanFIFO by default.
+	Plan func(scheduler.Snapshot) scheduler.Plan
+	// WorkerTTL is how long a worker may stay silent before it is lost and
+	// its jobs go back to the queue (5s by default).
+	WorkerTTL time.Duration
+	// AssignTimeout is how long an assignment may wait for the worker to
+	// take it before the attempt counts as lost (15s by default).
+	AssignTimeout time.Duration
+	// Tick is the period of lease checks (250ms by default).
+	Tick time.Duration
+	// MaxBatch bounds the inputs applied in one transaction (2048).
+	MaxBatch int
+	// Intake bounds queued submissions and cancels; past it Submit returns
+	// ErrBusy (4096).
+	Intake  int
+	Metrics *Metrics
+	Logger  *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.Subjects.Prefix == "" {
+		c.Subjects = bus.DefaultSubjects
+	}
+	if c.Plan == nil {
+		c.Plan = scheduler.PlanFIFO
+	}
+	if c.WorkerTTL == 0 {
+		c.WorkerTTL = 5 * time.Second
+	}
+	if c.AssignTimeout == 0 {
+		c.AssignTimeout = 15 * time.Second
+	}
+	if c.Tick == 0 {
+		c.Tick = 250 * time.Millisecond
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 2048
+	}
+	if c.Intake == 0 {
+		c.Intake = 4096
+	}
+	if c.Hub == nil {
+		c.Hub = hub.New()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Orchestrator is created with New and started with Start.
+type Orchestrator struct {
+	cfg Config
+	log *slog.Logger
+	js  jetstream.JetStream
+
+	intake  chan any // *submitReq, *cancelReq
+	reports chan jetstream.Msg
+	beats   chan bus.Heartbeat
+	cc      jetstream.ConsumeContext
+	hbSub   *nats.Subscription
+	stop    context.CancelFunc
+	done    chan struct{}
+	running atomic.Bool
+
+	// Owned by the loop goroutine.
+	runs     map[string]*runState
+	jobs     map[string]*jobState
+	queue    map[string]*jobState
+	workers  map[string]*workerState
+	seq      uint64
+	dirty    bool // something changed that may allow new placements
+	lastPub  time.Time
+	ids      *idGen
+	pending  *change // announcements of the recovery transaction
+
+	view atomic.Pointer[View]
+	mu   sync.Mutex // guards nothing but Stop
+}
+
+type runState struct {
+	rec       store.Run
+	jobs      []*jobState
+	open      int // jobs not final
+	canceling bool
+}
+
+type jobState struct {
+	rec        store.Job
+	spec       pipeline.JobSpec
+	run        *runState
+	needs      []*jobState
+	dependents []*jobState
+	att        store.Attempt // the current attempt
+	seq        uint64        // queue order
+}
+
+type workerState struct {
+	rec      store.Worker
+	used     struct{ cpu, mem int64; gpu int }
+	jobs     map[string]*jobState
+	lastSeen time.Time
+	lastSave time.Time
+	running  map[bus.JobRef]bool // from the last heartbeat
+	hbAt     time.Time           // time of the last heartbeat
+	draining bool
+}
+
+// New checks the configuration. Start begins the work.
+func New(cfg Config) (*Orchestrator, error) {
+	cfg.defaults()
+	if cfg.Store == nil || cfg.NC == nil {
+		return nil, errors.New("orchestrator: store and nats connection are required")
+	}
+	js, err := jetstream.New(cfg.NC, jetstream.WithPublishAsyncMaxPending(4096),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+			cfg.Logger.Warn("publish failed", "subject", m.Subject, "err", err)
+		}))
+	if err != nil {
+		return nil, fmt.Errorf("orchestrator: jetstream: %w", err)
+	}
+	o := &Orchestrator{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		js:      js,
+		intake:  make(chan any, cfg.Intake),
+		reports: make(chan jetstream.Msg, 8192),
+		beats:   make(chan bus.Heartbeat, 4096),
+		done:    make(chan struct{}),
+		runs:    map[string]*runState{},
+		jobs:    map[string]*jobState{},
+		queue:   map[string]*jobState{},
+		workers: map[string]*workerState{},
+		ids:     newIDGen(),
+	}
+	o.view.Store(&View{})
+	return o, nil
+}
+
+// Hub returns the hub on which stored changes are announced.
+func (o *Orchestrator) Hub() *hub.Hub { return o.cfg.Hub }
+
+// Start recovers the state left in the store, creates the streams, and starts
+// consuming worker reports. It returns once the orchestrator is ready.
+func (o *Orchestrator) Start(ctx context.Context) error {
+	if err := bus.EnsureStreams(ctx, o.js, o.cfg.Subjects); err != nil {
+		return fmt.Errorf("orchestrator: %w", err)
+	}
+	if err := o.recover(ctx); err != nil {
+		return fmt.Errorf("orchestrator: recover: %w", err)
+	}
+	cons, err := o.js.CreateOrUpdateConsumer(ctx, bus.StreamReports, jetstream.ConsumerConfig{
+		Durable:       "orchestrator",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       10 * time.Second,
+		MaxAckPending: 16384,
+	})
+	if err != nil {
+		return fmt.Errorf("orchestrator: reports consumer: %w", err)
+	}
+	o.cc, err = cons.Consume(func(m jetstream.Msg) { o.reports <- m }, jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return fmt.Errorf("orchestrator: consume reports: %w", err)
+	}
+	o.hbSub, err = o.cfg.NC.Subscribe(o.cfg.Subjects.Heartbeat("*"), func(m *nats.Msg) {
+		var hb bus.Heartbeat
+		if err := json.Unmarshal(m.Data, &hb); err != nil || !bus.ValidToken(hb.WorkerID) {
+			return
+		}
+		select {
+		case o.beats <- hb:
+		default: // the next heartbeat will do
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("orchestrator: heartbeats: %w", err)
+	}
+	loopCtx, cancel := context.WithCancel(context.Background())
+	o.stop = cancel
+	o.running.Store(true)
+	go o.loop(loopCtx)
+	return nil
+}
+
+// Stop stops consuming and waits for the loop to finish its batch.
+func (o *Orchestrator) Stop() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.running.Swap(false) {
+		return
+	}
+	if o.cc != nil {
+		o.cc.Stop()
+	}
+	if o.hbSub != nil {
+		_ = o.hbSub.Unsubscribe()
+	}
+	o.stop()
+	<-o.done
+}
+
+// SubmitRequest is a validated, expanded pipeline to run.
+type SubmitRequest struct {
+	Pipeline *pipeline.Pipeline
+	Jobs     []pipeline.JobSpec
+	Source   []byte
+	Tenant   string
+}
+
+type submitReq struct {
+	req   SubmitRequest
+	reply chan submitResult
+	at    time.Time
+}
+
+type submitResult struct {
+	run store.Run
+	err error
+}
+
+// Submit stores a new run and queues its ready jobs. It returns once the run
+// is committed to the store.
+func (o *Orchestrator) Submit(ctx context.Context, req SubmitRequest) (store.Run, error) {
+	if !o.running.Load() {
+		return store.Run{}, ErrStopped
+	}
+	if len(req.Jobs) == 0 {
+		return store.Run{}, errors.New("submit: pipeline has no jobs")
+	}
+	r := &submitReq{req: req, reply: make(chan submitResult, 1), at: time.Now()}
+	select {
+	case o.intake <- r:
+	default:
+		return store.Run{}, ErrBusy
+	}
+	select {
+	case res := <-r.reply:
+		return res.run, res.err
+	case <-ctx.Done():
+		return store.Run{}, ctx.Err()
+	case <-o.done:
+		return store.Run{}, ErrStopped
+	}
+}
+
+type cancelReq struct {
+	runID string
+	reply chan error
+}
+
+// Cancel stops a run: its waiting jobs are canceled, and its running jobs are
+// canceled and their workers told to kill them. It returns once the
+// cancellation is stored. ErrRunFinal if the run has already ended;
+// store.ErrNotFound if there is no such run.
+func (o *Orchestrator) Cancel(ctx context.Context, runID string) error {
+	if !o.running.Load() {
+		return ErrStopped
+	}
+	r := &cancelReq{runID: runID, reply: make(chan error, 1)}
+	select {
+	case o.intake <- r:
+	default:
+		return ErrBusy
+	}
+	select {
+	case err := <-r.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-o.done:
+		return ErrStopped
+	}
+}

@@ -1,0 +1,168 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/state"
+	"github.com/hodei-ci/hodei/internal/store"
+)
+
+// recover loads the runs that had not ended when the last process stopped.
+// Jobs that were assigned or running stay with their worker: if the worker is
+// alive it keeps heartbeating and reporting, and if it is not, its lease
+// expires after WorkerTTL and the jobs go back to the queue. Assignments are
+// published again (JetStream drops the duplicates), since the process may
+// have died between storing an assignment and publishing it.
+func (o *Orchestrator) recover(ctx context.Context) error {
+	now := time.Now().UTC()
+	runs, jobs, err := o.cfg.Store.ActiveRuns(ctx)
+	if err != nil {
+		return err
+	}
+	workers, err := o.cfg.Store.ListWorkers(ctx)
+	if err != nil {
+		return err
+	}
+	o.runs = map[string]*runState{}
+	o.jobs = map[string]*jobState{}
+	o.queue = map[string]*jobState{}
+	o.workers = map[string]*workerState{}
+	for _, w := range workers {
+		if w.State == state.WorkerGone {
+			continue
+		}
+		o.workers[w.ID] = &workerState{rec: w, jobs: map[string]*jobState{}, lastSeen: now, lastSave: now}
+	}
+	byRun := map[string]*runState{}
+	for _, r := range runs {
+		rs := &runState{rec: r}
+		byRun[r.ID] = rs
+		o.runs[r.ID] = rs
+	}
+	for _, jr := range jobs {
+		rs := byRun[jr.RunID]
+		if rs == nil {
+			continue
+		}
+		j := &jobState{rec: jr, run: rs}
+		if err := json.Unmarshal(jr.Spec, &j.spec); err != nil {
+			return fmt.Errorf("job %s spec: %w", jr.ID, err)
+		}
+		rs.jobs = append(rs.jobs, j)
+		o.jobs[jr.ID] = j
+	}
+	var redispatch []bus.Dispatch
+	for _, rs := range o.runs {
+		byKey := map[string]*jobState{}
+		for _, j := range rs.jobs {
+			byKey[j.rec.Key] = j
+		}
+		for _, j := range rs.jobs {
+			for _, n := range j.spec.Needs {
+				if need := byKey[n]; need != nil {
+					j.needs = append(j.needs, need)
+					need.dependents = append(need.dependents, j)
+				}
+			}
+			if !state.JobFinal(j.rec.State) {
+				rs.open++
+			}
+			if rs.rec.State == state.RunCanceled {
+				rs.canceling = true
+			}
+			switch {
+			case j.rec.State == state.JobQueued:
+				o.enqueue(j)
+			case state.JobActive(j.rec.State):
+				atts, err := o.cfg.Store.ListAttempts(ctx, j.rec.ID)
+				if err != nil {
+					return err
+				}
+				for _, a := range atts {
+					if a.N == j.rec.Attempt {
+						j.att = a
+					}
+				}
+				if j.att.N == 0 {
+					j.att = store.Attempt{JobID: j.rec.ID, N: j.rec.Attempt, WorkerID: j.rec.WorkerID, State: j.rec.State, AssignedAt: now}
+				}
+				w := o.workers[j.rec.WorkerID]
+				if w == nil {
+					w = &workerState{rec: store.Worker{ID: j.rec.WorkerID, State: state.WorkerIdle, FirstSeen: now}, jobs: map[string]*jobState{}, lastSeen: now, lastSave: now}
+					o.workers[w.rec.ID] = w
+				}
+				w.jobs[j.rec.ID] = j
+				w.used.cpu += j.spec.CPUMilli
+				w.used.mem += j.spec.Memory
+				w.used.gpu += j.spec.GPU
+				if j.rec.State == state.JobAssigned {
+					// The new assignment timeout starts now.
+					j.att.AssignedAt = now
+					redispatch = append(redispatch, bus.Dispatch{Kind: bus.KindAssign, RunID: j.rec.RunID, JobID: j.rec.ID, Attempt: j.rec.Attempt, Spec: j.rec.Spec})
+				}
+			}
+		}
+	}
+	// A crash can leave pending jobs whose needs all ended, or runs whose
+	// jobs all ended; finish what the last process could not.
+	err = o.cfg.Store.Update(ctx, func(tx store.Tx) error {
+		c := newChange(tx, now)
+		for _, rs := range o.runs {
+			for _, j := range rs.jobs {
+				if j.rec.State == state.JobPending {
+					o.evaluate(c, j)
+				}
+			}
+			if rs.open == 0 && !state.RunFinal(rs.rec.State) {
+				o.finishRun(c, rs)
+			}
+		}
+		for _, d := range redispatch {
+			c.dispatch = append(c.dispatch, d)
+			c.workerOf[d.JobID] = o.jobs[d.JobID].rec.WorkerID
+		}
+		if c.err != nil {
+			return c.err
+		}
+		if err := o.write(c); err != nil {
+			return err
+		}
+		o.pending = c
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if o.pending != nil {
+		o.announce(o.pending, &batch{})
+		o.pending = nil
+	}
+	o.dirty = true
+	if len(o.runs) > 0 {
+		o.log.Info("recovered active runs", "runs", len(o.runs), "jobs", len(o.jobs), "queued", len(o.queue), "workers", len(o.workers))
+	}
+	return nil
+}
+
+// reload rebuilds the live state from the store after a failed transaction.
+func (o *Orchestrator) reload(ctx context.Context) error {
+	hbs := map[string]*workerState{}
+	for id, w := range o.workers {
+		hbs[id] = w
+	}
+	if err := o.recover(ctx); err != nil {
+		return err
+	}
+	for id, w := range o.workers {
+		if old := hbs[id]; old != nil {
+			w.lastSeen = old.lastSeen
+			w.hbAt = old.hbAt
+			w.running = old.running
+		}
+	}
+	return nil
+}

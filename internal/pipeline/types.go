@@ -1,0 +1,114 @@
+// Package pipeline parses, validates and expands Hodei pipeline files (v1).
+//
+// A pipeline file is YAML: a name, an environment, and a map of jobs forming a
+// DAG through their needs. Parse reads the file into a Pipeline, keeping the
+// position of every field so that errors can name file, line, column and field;
+// Expand turns the parsed pipeline into concrete JobSpecs (one per matrix
+// combination) ordered topologically.
+package pipeline
+
+import "time"
+
+// Pipeline is a parsed, validated pipeline file.
+type Pipeline struct {
+	Name     string
+	Env      map[string]string
+	Priority int
+	// Jobs in file order.
+	Jobs []*Job
+	// File is the name used in error messages.
+	File string
+}
+
+// Condition says when a job runs given the outcome of its needs.
+type Condition string
+
+// The conditions a job's `if` may hold.
+const (
+	// Success runs the job only when every need succeeded (the default).
+	Success Condition = "success()"
+	// Failure runs the job only when at least one need failed.
+	Failure Condition = "failure()"
+	// Always runs the job once its needs have ended, whatever their outcome.
+	Always Condition = "always()"
+)
+
+// Resources is what a job asks of a worker.
+type Resources struct {
+	CPUMilli    int64    // millicores: "500m" = 500, "2" = 2000
+	MemoryBytes int64    // "512Mi" = 512<<20
+	GPU         int      // whole devices
+	Labels      []string // every label must be on the worker
+}
+
+// Job is one job as written in the file, before matrix expansion.
+type Job struct {
+	ID       string // the key in `jobs:`
+	Name     string
+	Needs    []string
+	If       Condition
+	RunsOn   Resources
+	Env      map[string]string
+	Timeout  time.Duration // 0 = no limit
+	Retry    int           // 0..10
+	Priority int
+	Matrix   *Matrix
+	Steps    []Step
+	Line     int // line of the job's key, for messages
+}
+
+// Matrix is a map of axis name to values; it expands into the cartesian product.
+type Matrix struct {
+	// Axes in file order.
+	Axes []MatrixAxis
+}
+
+// MatrixAxis is one key of a matrix with its values (as strings).
+type MatrixAxis struct {
+	Name   string
+	Values []string
+}
+
+// Step is one shell script run with `sh -e`.
+type Step struct {
+	Name    string
+	Run     string
+	Env     map[string]string
+	Timeout time.Duration
+}
+
+// JobSpec is a concrete job after matrix expansion: everything a worker needs
+// to run it. It is stored with the run and sent with every assignment.
+type JobSpec struct {
+	// Key is unique within the run: the job id, or for a matrix job the id
+	// followed by its values, e.g. "test (1.22, linux)".
+	Key      string            `json:"key"`
+	JobID    string            `json:"job_id"` // the id in the file
+	Name     string            `json:"name"`
+	Needs    []string          `json:"needs,omitempty"` // keys of expanded jobs
+	If       Condition         `json:"if"`
+	CPUMilli int64             `json:"cpu_milli"`
+	Memory   int64             `json:"memory_bytes"`
+	GPU      int               `json:"gpu,omitempty"`
+	Labels   []string          `json:"labels,omitempty"`
+	Env      map[string]string `json:"env,omitempty"` // pipeline env merged under job env
+	Timeout  time.Duration     `json:"timeout,omitempty"`
+	Retry    int               `json:"retry"`
+	Priority int               `json:"priority"`
+	Matrix   map[string]string `json:"matrix,omitempty"`
+	Steps    []StepSpec        `json:"steps"`
+}
+
+// StepSpec is a step with matrix values substituted.
+type StepSpec struct {
+	Name    string            `json:"name"`
+	Run     string            `json:"run"`
+	Env     map[string]string `json:"env,omitempty"`
+	Timeout time.Duration     `json:"timeout,omitempty"`
+}
+
+// Default resources of a job that does not say.
+const (
+	DefaultCPUMilli = 100
+	DefaultMemory   = 64 << 20
+)

@@ -1,0 +1,455 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/hub"
+	"github.com/hodei-ci/hodei/internal/state"
+	"github.com/hodei-ci/hodei/internal/store"
+)
+
+// startServer starts a server with local agents on a temporary data dir.
+func startServer(t *testing.T, workers int) *Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := Start(ctx, Options{
+		DataDir:           t.TempDir(),
+		NATSListen:        "none",
+		LocalWorkers:      workers,
+		WorkerTTL:         2 * time.Second,
+		HeartbeatInterval: 200 * time.Millisecond,
+		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.WaitForWorkers(ctx, workers); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// runPipeline submits yaml and waits for the run to end.
+func runPipeline(t *testing.T, s *Server, yaml string, timeout time.Duration) (store.Run, map[string]store.Job) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	sub := s.Hub.Subscribe("", 1<<16)
+	defer sub.Close()
+	run, err := s.Submit(ctx, "test.yaml", []byte(yaml), "")
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	waitRun(ctx, t, s, sub, run.ID)
+	return loadRun(t, s, run.ID)
+}
+
+func waitRun(ctx context.Context, t *testing.T, s *Server, sub *hub.Sub, runID string) {
+	t.Helper()
+	for {
+		select {
+		case n, ok := <-sub.C:
+			if !ok {
+				t.Fatal("hub subscription lagged")
+			}
+			if n.Kind == hub.KindRun && n.RunID == runID && state.RunFinal(n.State) {
+				return
+			}
+		case <-ctx.Done():
+			r, _ := s.Store.GetRun(context.Background(), runID)
+			jobs, _ := s.Store.ListJobs(context.Background(), runID)
+			t.Fatalf("run %s did not end: run state %s, jobs %+v", runID, r.State, jobStates(jobs))
+		}
+	}
+}
+
+func jobStates(jobs []store.Job) map[string]string {
+	m := map[string]string{}
+	for _, j := range jobs {
+		m[j.Key] = j.State
+	}
+	return m
+}
+
+func loadRun(t *testing.T, s *Server, id string) (store.Run, map[string]store.Job) {
+	t.Helper()
+	ctx := context.Background()
+	r, err := s.Store.GetRun(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := s.Store.ListJobs(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]store.Job{}
+	for _, j := range jobs {
+		m[j.Key] = j
+	}
+	return r, m
+}
+
+func logsOf(t *testing.T, s *Server, jobID string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	att, seq := 0, int64(0)
+	for {
+		cs, err := s.Store.ReadLogs(context.Background(), jobID, att, seq, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cs) == 0 {
+			return buf.String()
+		}
+		for _, c := range cs {
+			buf.Write(c.Data)
+			att, seq = c.Attempt, c.Seq
+		}
+	}
+}
+
+func TestDAGRunsInDependencyOrder(t *testing.T) {
+	s := startServer(t, 2)
+	dir := t.TempDir()
+	log := filepath.Join(dir, "order")
+	yaml := fmt.Sprintf(`name: dag
+jobs:
+  a:
+    steps: [{run: "echo a >> %[1]s"}]
+  b:
+    needs: [a]
+    steps: [{run: "echo b >> %[1]s"}]
+  c:
+    needs: [a]
+    steps: [{run: "echo c >> %[1]s"}]
+  d:
+    needs: [b, c]
+    steps: [{run: "echo d >> %[1]s"}]
+`, log)
+	r, jobs := runPipeline(t, s, yaml, 30*time.Second)
+	if r.State != state.RunSucceeded {
+		t.Fatalf("run %s: %s", r.State, r.Error)
+	}
+	for _, k := range []string{"a", "b", "c", "d"} {
+		if jobs[k].State != state.JobSucceeded {
+			t.Errorf("job %s: %s", k, jobs[k].State)
+		}
+	}
+	data, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Fields(string(data))
+	if len(lines) != 4 || lines[0] != "a" || lines[3] != "d" {
+		t.Fatalf("order %v: want a first and d last", lines)
+	}
+}
+
+func TestFailurePropagationAndConditions(t *testing.T) {
+	s := startServer(t, 2)
+	yaml := `name: fail
+jobs:
+  build:
+    steps: [{run: "echo building; exit 3"}]
+  test:
+    needs: build
+    steps: [{run: "echo never"}]
+  deploy:
+    needs: test
+    steps: [{run: "echo never"}]
+  notify:
+    needs: build
+    if: failure()
+    steps: [{run: "echo notifying"}]
+  cleanup:
+    needs: [test, notify]
+    if: always()
+    steps: [{run: "echo cleanup"}]
+  lint:
+    steps: [{run: "true"}]
+`
+	r, jobs := runPipeline(t, s, yaml, 30*time.Second)
+	if r.State != state.RunFailed {
+		t.Fatalf("run state %s, want failed", r.State)
+	}
+	want := map[string]string{
+		"build": state.JobFailed, "test": state.JobSkipped, "deploy": state.JobSkipped,
+		"notify": state.JobSucceeded, "cleanup": state.JobSucceeded, "lint": state.JobSucceeded,
+	}
+	for k, st := range want {
+		if jobs[k].State != st {
+			t.Errorf("job %s: %s, want %s", k, jobs[k].State, st)
+		}
+	}
+	if jobs["build"].ExitCode != 3 {
+		t.Errorf("build exit code %d, want 3", jobs["build"].ExitCode)
+	}
+	if got := logsOf(t, s, jobs["build"].ID); got != "building\n" {
+		t.Errorf("build logs %q", got)
+	}
+}
+
+func TestSkippedJobsDoNotFailRun(t *testing.T) {
+	s := startServer(t, 1)
+	yaml := `name: skip
+jobs:
+  ok:
+    steps: [{run: "true"}]
+  only-on-failure:
+    needs: ok
+    if: failure()
+    steps: [{run: "exit 1"}]
+`
+	r, jobs := runPipeline(t, s, yaml, 30*time.Second)
+	if r.State != state.RunSucceeded || jobs["only-on-failure"].State != state.JobSkipped {
+		t.Fatalf("run %s, job %s", r.State, jobs["only-on-failure"].State)
+	}
+}
+
+func TestRetryRunsANewAttempt(t *testing.T) {
+	s := startServer(t, 1)
+	dir := t.TempDir()
+	counter := filepath.Join(dir, "n")
+	// Fails on the first two attempts, succeeds on the third.
+	yaml := fmt.Sprintf(`name: retry
+jobs:
+  flaky:
+    retry: 2
+    steps:
+      - run: |
+          echo x >> %[1]s
+          test "$(wc -l < %[1]s)" -ge 3
+          test "$HODEI_ATTEMPT" = 3
+  out-of-retries:
+    retry: 1
+    steps: [{run: "exit 1"}]
+`, counter)
+	r, jobs := runPipeline(t, s, yaml, 30*time.Second)
+	if jobs["flaky"].State != state.JobSucceeded || jobs["flaky"].Attempt != 3 {
+		t.Fatalf("flaky: %s after %d attempts", jobs["flaky"].State, jobs["flaky"].Attempt)
+	}
+	if jobs["out-of-retries"].State != state.JobFailed || jobs["out-of-retries"].Attempt != 2 {
+		t.Fatalf("out-of-retries: %s after %d attempts", jobs["out-of-retries"].State, jobs["out-of-retries"].Attempt)
+	}
+	if r.State != state.RunFailed {
+		t.Fatalf("run %s", r.State)
+	}
+	atts, err := s.Store.ListAttempts(context.Background(), jobs["flaky"].ID)
+	if err != nil || len(atts) != 3 || atts[0].State != state.JobFailed || atts[2].State != state.JobSucceeded {
+		t.Fatalf("attempts %+v, %v", atts, err)
+	}
+}
+
+func TestTimeouts(t *testing.T) {
+	s := startServer(t, 1)
+	yaml := `name: timeouts
+jobs:
+  step-timeout:
+    steps:
+      - run: sleep 30
+        timeout: 300ms
+  job-timeout:
+    timeout: 500ms
+    steps:
+      - run: "true"
+      - run: sleep 30
+  in-time:
+    timeout: 10s
+    steps: [{run: "sleep 0.1"}]
+`
+	start := time.Now()
+	_, jobs := runPipeline(t, s, yaml, 20*time.Second)
+	if el := time.Since(start); el > 15*time.Second {
+		t.Fatalf("timeouts took %s", el)
+	}
+	for _, k := range []string{"step-timeout", "job-timeout"} {
+		if jobs[k].State != state.JobFailed || !strings.Contains(jobs[k].Error, "timed out") {
+			t.Errorf("%s: %s %q", k, jobs[k].State, jobs[k].Error)
+		}
+	}
+	if jobs["in-time"].State != state.JobSucceeded {
+		t.Errorf("in-time: %s", jobs["in-time"].State)
+	}
+}
+
+func TestMatrixExpandsAndSubstitutes(t *testing.T) {
+	s := startServer(t, 2)
+	yaml := `name: matrix
+jobs:
+  test:
+    matrix:
+      go: ["1.25", "1.26"]
+      os: [linux, arm]
+    env: {TARGET: "${{ matrix.os }}"}
+    steps: [{run: "echo go=${{ matrix.go }} os=$TARGET"}]
+  report:
+    needs: test
+    steps: [{run: "echo done"}]
+`
+	r, jobs := runPipeline(t, s, yaml, 30*time.Second)
+	if r.State != state.RunSucceeded {
+		t.Fatalf("run %s: %s", r.State, r.Error)
+	}
+	if len(jobs) != 5 {
+		t.Fatalf("%d jobs, want 5: %v", len(jobs), jobStates(mapValues(jobs)))
+	}
+	seen := map[string]bool{}
+	for k, j := range jobs {
+		if k == "report" {
+			continue
+		}
+		seen[strings.TrimSpace(logsOf(t, s, j.ID))] = true
+	}
+	for _, want := range []string{"go=1.25 os=linux", "go=1.25 os=arm", "go=1.26 os=linux", "go=1.26 os=arm"} {
+		if !seen[want] {
+			t.Errorf("no job printed %q; got %v", want, seen)
+		}
+	}
+}
+
+func mapValues(m map[string]store.Job) []store.Job {
+	out := make([]store.Job, 0, len(m))
+	for _, j := range m {
+		out = append(out, j)
+	}
+	return out
+}
+
+func TestHundredThousandLinesArriveInOrder(t *testing.T) {
+	s := startServer(t, 1)
+	yaml := `name: loud
+jobs:
+  loud:
+    steps: [{run: "seq 1 100000"}]
+`
+	r, jobs := runPipeline(t, s, yaml, 60*time.Second)
+	if r.State != state.RunSucceeded {
+		t.Fatalf("run %s", r.State)
+	}
+	out := logsOf(t, s, jobs["loud"].ID)
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 100000 {
+		t.Fatalf("%d lines, want 100000", len(lines))
+	}
+	for i, l := range lines {
+		if l != strconv.Itoa(i+1) {
+			t.Fatalf("line %d is %q", i+1, l)
+		}
+	}
+	// Batched: far fewer chunks than lines.
+	cs, err := s.Store.ReadLogs(context.Background(), jobs["loud"].ID, 0, 0, 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) > 200 {
+		t.Errorf("%d chunks for 100000 lines: output is not batched", len(cs))
+	}
+}
+
+func TestCancelStopsProcessGroup(t *testing.T) {
+	s := startServer(t, 1)
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "pid")
+	yaml := fmt.Sprintf(`name: cancel
+jobs:
+  long:
+    steps:
+      - run: |
+          sleep 60 &
+          echo $! > %[1]s.tmp && mv %[1]s.tmp %[1]s
+          wait
+  after:
+    needs: long
+    steps: [{run: "true"}]
+`, pidFile)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sub := s.Hub.Subscribe("", 1<<14)
+	defer sub.Close()
+	run, err := s.Submit(ctx, "cancel.yaml", []byte(yaml), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the job to be running and its child to exist.
+	var pid int
+	for pid == 0 {
+		select {
+		case _, ok := <-sub.C:
+			if !ok {
+				t.Fatal("lagged")
+			}
+		case <-ctx.Done():
+			t.Fatal("job never started")
+		case <-time.After(20 * time.Millisecond):
+		}
+		if b, err := os.ReadFile(pidFile); err == nil {
+			pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		}
+	}
+	start := time.Now()
+	if err := s.Orch.Cancel(ctx, run.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitRun(ctx, t, s, sub, run.ID)
+	// The backgrounded child of the step is gone within 2 seconds.
+	for syscall.Kill(pid, 0) == nil {
+		if time.Since(start) > 2*time.Second {
+			t.Fatalf("process %d still alive %s after cancel", pid, time.Since(start))
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("timeout")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	r, jobs := loadRun(t, s, run.ID)
+	if r.State != state.RunCanceled || jobs["long"].State != state.JobCanceled || jobs["after"].State != state.JobCanceled {
+		t.Fatalf("run %s, jobs %v", r.State, jobStates(mapValues(jobs)))
+	}
+	if err := s.Orch.Cancel(ctx, run.ID); err == nil {
+		t.Fatal("cancel of a final run should fail")
+	}
+}
+
+func TestEnvPrecedenceAndWorkspace(t *testing.T) {
+	s := startServer(t, 1)
+	yaml := `name: env
+env: {A: pipeline, B: pipeline, C: pipeline}
+jobs:
+  j:
+    env: {B: job, C: job}
+    steps:
+      - env: {C: step}
+        run: |
+          echo "$A $B $C"
+          test "$PWD" = "$HODEI_WORKSPACE"
+          test "$CI" = true
+          touch marker
+          echo "$PWD" > /dev/null
+`
+	r, jobs := runPipeline(t, s, yaml, 30*time.Second)
+	if r.State != state.RunSucceeded {
+		t.Fatalf("run %s: %s / %s", r.State, r.Error, jobs["j"].Error)
+	}
+	if got := logsOf(t, s, jobs["j"].ID); got != "pipeline job step\n" {
+		t.Fatalf("env output %q", got)
+	}
+	// Workspaces are removed after the job.
+	entries, _ := filepath.Glob(filepath.Join(s.opts.DataDir, "work", "*", "*"))
+	if len(entries) != 0 {
+		t.Fatalf("workspaces left behind: %v", entries)
+	}
+}

@@ -1,0 +1,37 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/api"
+)
+
+func (s *Server) serveHTTP() error {
+	ln, err := net.Listen("tcp", s.opts.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("server: listen %s: %w", s.opts.HTTPAddr, err)
+	}
+	s.httpAddr = ln.Addr().String()
+	s.httpSrv = &http.Server{
+		Handler: api.New(api.Deps{
+			Orch:     s.Orch,
+			Store:    s.Store,
+			Hub:      s.Hub,
+			Registry: s.Registry,
+			Submit:   s.Submit,
+			Logger:   s.log,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go func() {
+		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server", "err", err)
+		}
+	}()
+	s.log.Info("api listening", "addr", s.httpAddr)
+	return nil
+}

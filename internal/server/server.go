@@ -1,0 +1,301 @@
+// Package server assembles a Hodei server: the bus (embedded NATS JetStream
+// or an external NATS), the store (SQLite), the orchestrator, the local worker
+// pool and the HTTP API. `hodei server`, `hodei run` and `hodei bench` all
+// start one, so they share every line of the path a job takes.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/hodei-ci/hodei/internal/agent"
+	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/hub"
+	"github.com/hodei-ci/hodei/internal/orchestrator"
+	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/store"
+	"github.com/hodei-ci/hodei/internal/store/sqlite"
+)
+
+// Options configure a server.
+type Options struct {
+	// DataDir holds the SQLite database and the embedded JetStream store.
+	DataDir string
+	// NATSURL connects to an external NATS; empty runs one embedded.
+	NATSURL string
+	// NATSListen is the address the embedded NATS listens on for remote
+	// agents ("127.0.0.1:4222"); "" listens on a random loopback port;
+	// "none" accepts in-process connections only.
+	NATSListen string
+	// HTTPAddr is the API address; empty serves no HTTP.
+	HTTPAddr string
+	// LocalWorkers is the number of agents run inside this process.
+	LocalWorkers int
+	// WorkerCPUMilli and WorkerMemory are the capacity of each local agent;
+	// zero splits the machine evenly between them.
+	WorkerCPUMilli int64
+	WorkerMemory   int64
+	WorkerLabels   []string
+	// WorkDir holds job workspaces of local agents (DataDir/work by default).
+	WorkDir           string
+	WorkerTTL         time.Duration
+	HeartbeatInterval time.Duration
+	Logger            *slog.Logger
+}
+
+// Server is a running Hodei server.
+type Server struct {
+	Orch     *orchestrator.Orchestrator
+	Store    store.Store
+	Hub      *hub.Hub
+	Registry *prometheus.Registry
+	NATSURL  string // where remote agents connect ("" if in-process only)
+
+	opts     Options
+	log      *slog.Logger
+	embedded *bus.Embedded
+	nc       *nats.Conn
+	httpSrv  *http.Server
+	httpAddr string
+	agents   []*agent.Agent
+	agentCtx context.CancelFunc
+	agentWG  sync.WaitGroup
+	closed   sync.Once
+}
+
+// Start brings a server up and returns when it is ready.
+func Start(ctx context.Context, o Options) (s *Server, err error) {
+	if o.DataDir == "" {
+		return nil, errors.New("server: data dir is required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("server: data dir: %w", err)
+	}
+	s = &Server{opts: o, log: o.Logger, Hub: hub.New(), Registry: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if o.NATSURL == "" {
+		eo := bus.EmbeddedOptions{StoreDir: filepath.Join(o.DataDir, "nats")}
+		switch o.NATSListen {
+		case "none":
+			eo.Port = -1
+		case "":
+			eo.Port = 0
+		default:
+			host, port, err := net.SplitHostPort(o.NATSListen)
+			if err != nil {
+				return nil, fmt.Errorf("server: nats listen %q: %w", o.NATSListen, err)
+			}
+			eo.Host = host
+			if eo.Port, err = strconv.Atoi(port); err != nil {
+				return nil, fmt.Errorf("server: nats listen port %q: %w", port, err)
+			}
+		}
+		if s.embedded, err = bus.StartEmbedded(eo); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		if eo.Port != -1 {
+			s.NATSURL = s.embedded.ClientURL()
+		}
+		if s.nc, err = s.embedded.Connect("hodei-server"); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	} else {
+		s.NATSURL = o.NATSURL
+		if s.nc, err = bus.Connect(o.NATSURL, "hodei-server"); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
+
+	st, err := sqlite.Open(filepath.Join(o.DataDir, "hodei.db"))
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.Store = st
+
+	s.Orch, err = orchestrator.New(orchestrator.Config{
+		Store:     st,
+		NC:        s.nc,
+		Hub:       s.Hub,
+		WorkerTTL: o.WorkerTTL,
+		Metrics:   orchestrator.NewMetrics(s.Registry),
+		Logger:    o.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if err := s.Orch.Start(ctx); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if err := s.startAgents(); err != nil {
+		return nil, err
+	}
+	if o.HTTPAddr != "" {
+		if err := s.serveHTTP(); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Server) startAgents() error {
+	o := s.opts
+	n := o.LocalWorkers
+	if n <= 0 {
+		return nil
+	}
+	cpu, mem := o.WorkerCPUMilli, o.WorkerMemory
+	if cpu == 0 {
+		cpu = max(int64(runtime.NumCPU())*1000/int64(n), 1000)
+	}
+	if mem == 0 {
+		mem = max(agent.MachineMemory()/int64(n), 1<<30)
+	}
+	workDir := o.WorkDir
+	if workDir == "" {
+		workDir = filepath.Join(o.DataDir, "work")
+	}
+	host, _ := os.Hostname()
+	host = sanitizeToken(host)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.agentCtx = cancel
+	for i := 1; i <= n; i++ {
+		var nc *nats.Conn
+		var err error
+		if s.embedded != nil {
+			nc, err = s.embedded.Connect("hodei-agent")
+		} else {
+			nc, err = bus.Connect(s.NATSURL, "hodei-agent")
+		}
+		if err != nil {
+			return fmt.Errorf("server: local agent: %w", err)
+		}
+		a, err := agent.New(nc, agent.Config{
+			ID:                fmt.Sprintf("%s-local-%d", host, i),
+			Pool:              "local",
+			Labels:            append(agent.DefaultLabels(), append([]string{"local"}, o.WorkerLabels...)...),
+			CPUMilli:          cpu,
+			Memory:            mem,
+			WorkDir:           filepath.Join(workDir, strconv.Itoa(i)),
+			HeartbeatInterval: o.HeartbeatInterval,
+			Logger:            s.log,
+		})
+		if err != nil {
+			nc.Close()
+			return fmt.Errorf("server: local agent: %w", err)
+		}
+		s.agents = append(s.agents, a)
+		s.agentWG.Add(1)
+		go func() {
+			defer s.agentWG.Done()
+			defer nc.Close()
+			if err := a.Run(ctx); err != nil {
+				s.log.Error("local agent stopped", "worker", a.ID(), "err", err)
+			}
+		}()
+	}
+	return nil
+}
+
+// sanitizeToken makes a host name usable in a subject token.
+func sanitizeToken(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 {
+		return "host"
+	}
+	return string(b)
+}
+
+// Submit parses, validates and expands a pipeline file, then stores it as a
+// new run. A *pipeline.ErrorList error means the file is invalid.
+func (s *Server) Submit(ctx context.Context, file string, data []byte, tenant string) (store.Run, error) {
+	p, err := pipeline.Parse(file, data)
+	if err != nil {
+		return store.Run{}, err
+	}
+	specs, err := pipeline.Expand(p)
+	if err != nil {
+		return store.Run{}, err
+	}
+	return s.Orch.Submit(ctx, orchestrator.SubmitRequest{Pipeline: p, Jobs: specs, Source: data, Tenant: tenant})
+}
+
+// WaitForWorkers returns once n workers have joined, or ctx ends.
+func (s *Server) WaitForWorkers(ctx context.Context, n int) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ready := 0
+		for _, w := range s.Orch.View().Workers {
+			if w.State == "idle" || w.State == "busy" {
+				ready++
+			}
+		}
+		if ready >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %d workers (%d ready): %w", n, ready, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// HTTPAddr is the address the API listens on.
+func (s *Server) HTTPAddr() string { return s.httpAddr }
+
+// Close stops the API, the local agents, the orchestrator, the bus and the
+// store, in that order.
+func (s *Server) Close() {
+	s.closed.Do(func() {
+		if s.httpSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = s.httpSrv.Shutdown(ctx)
+			cancel()
+		}
+		if s.agentCtx != nil {
+			s.agentCtx()
+			s.agentWG.Wait()
+		}
+		if s.Orch != nil {
+			s.Orch.Stop()
+		}
+		if s.nc != nil {
+			_ = s.nc.Drain()
+		}
+		if s.embedded != nil {
+			s.embedded.Shutdown()
+		}
+		if s.Store != nil {
+			_ = s.Store.Close()
+		}
+	})
+}

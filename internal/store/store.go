@@ -1,0 +1,142 @@
+// Package store defines how Hodei keeps its state durably: runs, jobs, their
+// attempts, log chunks and workers. Implementations live in sub-packages
+// (sqlite for the embedded default; postgres for several replicas) and must
+// pass the shared conformance suite in storetest.
+//
+// Concurrency contract: a Store is safe for concurrent use. Reads may run in
+// parallel with a write transaction and see the last committed state. Write
+// transactions (Update) are serialised by the implementation; the orchestrator
+// funnels all its writes through one goroutine and batches many changes into
+// one Update so that commits are few and large.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned when a run, job or worker does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned when an insert collides with an existing record.
+var ErrConflict = errors.New("conflict")
+
+// Run is one execution of a pipeline.
+type Run struct {
+	ID         string
+	Pipeline   string // the pipeline's name
+	File       string // file name the pipeline came from
+	Tenant     string
+	Priority   int
+	State      string // see package state
+	Source     []byte // the YAML as submitted
+	CreatedAt  time.Time
+	StartedAt  time.Time // zero until the first job starts
+	FinishedAt time.Time // zero until final
+	Error      string
+}
+
+// Job is one job of a run (after matrix expansion).
+type Job struct {
+	ID          string // unique across runs; safe in a NATS subject token
+	RunID       string
+	Key         string // unique within the run, as written by users
+	Name        string
+	Index       int // position in the run's topological order
+	State       string
+	Spec        []byte // JSON of pipeline.JobSpec
+	Attempt     int    // current attempt number, 0 before the first
+	MaxAttempts int    // 1 + retry
+	WorkerID    string // worker of the current attempt
+	QueuedAt    time.Time
+	StartedAt   time.Time
+	FinishedAt  time.Time
+	ExitCode    int
+	Error       string
+}
+
+// Attempt is one try of a job on one worker.
+type Attempt struct {
+	JobID      string
+	N          int // 1-based
+	WorkerID   string
+	State      string
+	AssignedAt time.Time
+	StartedAt  time.Time
+	FinishedAt time.Time
+	ExitCode   int
+	Error      string
+}
+
+// LogChunk is a batch of output of one attempt. Seq starts at 1 and grows by
+// one per chunk within an attempt; (JobID, Attempt, Seq) identifies a chunk, so
+// storing the same chunk twice keeps one copy.
+type LogChunk struct {
+	JobID   string
+	Attempt int
+	Seq     int64
+	Step    int // 0-based step index; -1 for messages of the agent itself
+	Data    []byte
+	At      time.Time
+}
+
+// Worker is what the server last knew of a worker.
+type Worker struct {
+	ID          string
+	Pool        string
+	State       string
+	Labels      []string
+	CPUMilli    int64
+	MemoryBytes int64
+	GPU         int
+	BootID      string // changes when the agent restarts
+	FirstSeen   time.Time
+	LastSeen    time.Time
+}
+
+// RunFilter selects runs for ListRuns. Zero fields do not filter.
+type RunFilter struct {
+	State  string
+	Tenant string
+	Before string // runs with an ID lower than this (pagination; IDs sort by time)
+	Limit  int    // default 50, at most 1000
+}
+
+// Store is the durable state of Hodei.
+type Store interface {
+	// Update runs fn in one write transaction: all of fn's changes commit
+	// together or none does. fn must not keep tx after it returns.
+	Update(ctx context.Context, fn func(tx Tx) error) error
+
+	GetRun(ctx context.Context, id string) (Run, error)
+	ListRuns(ctx context.Context, f RunFilter) ([]Run, error)
+	// ListJobs returns the jobs of a run ordered by Index.
+	ListJobs(ctx context.Context, runID string) ([]Job, error)
+	GetJob(ctx context.Context, id string) (Job, error)
+	// ListAttempts returns the attempts of a job ordered by N.
+	ListAttempts(ctx context.Context, jobID string) ([]Attempt, error)
+	// ReadLogs returns up to limit chunks of a job after the position
+	// (attempt, seq), ordered by attempt then seq. Start with (0, 0).
+	ReadLogs(ctx context.Context, jobID string, afterAttempt int, afterSeq int64, limit int) ([]LogChunk, error)
+	// ActiveRuns returns every run that is not final, with all their jobs:
+	// what the orchestrator reloads after a restart.
+	ActiveRuns(ctx context.Context) ([]Run, []Job, error)
+	// CountRuns returns the number of runs per state.
+	CountRuns(ctx context.Context) (map[string]int, error)
+	ListWorkers(ctx context.Context) ([]Worker, error)
+	Close() error
+}
+
+// Tx is a write transaction. Updates replace the whole record by ID.
+type Tx interface {
+	InsertRun(r Run) error // ErrConflict if the ID exists
+	UpdateRun(r Run) error // ErrNotFound if missing
+	InsertJobs(jobs []Job) error
+	UpdateJob(j Job) error
+	// UpsertAttempt inserts or replaces attempt (JobID, N).
+	UpsertAttempt(a Attempt) error
+	// AppendLogs stores chunks, ignoring those already stored.
+	AppendLogs(chunks []LogChunk) error
+	UpsertWorker(w Worker) error
+}
