@@ -18,7 +18,9 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -68,7 +70,7 @@ func (c *Config) Defaults() {
 		c.Subjects = bus.DefaultSubjects
 	}
 	if c.WorkDir == "" {
-		c.WorkDir = filepath.Join(os.TempDir(), "hodei-work")
+		c.WorkDir = filepath.Join(os.TempDir(), "hodei-work", c.ID)
 	}
 	if c.ChunkSize == 0 {
 		c.ChunkSize = 64 << 10
@@ -112,10 +114,11 @@ type Agent struct {
 	bootID string
 	log    *slog.Logger
 
-	mu      sync.Mutex
-	running map[bus.JobRef]*execution
-	seen    map[bus.JobRef]bool // assignments taken (de-duplication)
-	wg      sync.WaitGroup
+	mu        sync.Mutex
+	running   map[bus.JobRef]*execution
+	seen      map[bus.JobRef]time.Time // assignments taken (de-duplication)
+	lastPrune time.Time
+	wg        sync.WaitGroup
 }
 
 type execution struct {
@@ -145,7 +148,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 		bootID:  hex.EncodeToString(b),
 		log:     cfg.Logger.With("worker", cfg.ID),
 		running: map[bus.JobRef]*execution{},
-		seen:    map[bus.JobRef]bool{},
+		seen:    map[bus.JobRef]time.Time{},
 	}, nil
 }
 
@@ -158,6 +161,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := os.MkdirAll(a.cfg.WorkDir, 0o755); err != nil {
 		return fmt.Errorf("work dir: %w", err)
 	}
+	a.cleanLeftovers()
 	cons, err := a.consumer(ctx)
 	if err != nil {
 		return err
@@ -226,12 +230,12 @@ func (a *Agent) onDispatch(jobCtx context.Context, m jetstream.Msg) {
 	switch d.Kind {
 	case bus.KindAssign:
 		a.mu.Lock()
-		if a.seen[ref] {
+		if _, dup := a.seen[ref]; dup {
 			a.mu.Unlock()
 			_ = m.Ack()
 			return
 		}
-		a.seen[ref] = true
+		a.rememberLocked(ref)
 		ctx, cancel := context.WithCancelCause(jobCtx)
 		a.running[ref] = &execution{cancel: cancel}
 		a.wg.Add(1)
@@ -253,13 +257,32 @@ func (a *Agent) onDispatch(jobCtx context.Context, m jetstream.Msg) {
 			}
 		}
 		// A cancel that overtakes its assignment keeps the job from starting.
-		a.seen[ref] = true
+		a.rememberLocked(ref)
 		a.mu.Unlock()
 		_ = m.Ack()
 	default:
 		a.log.Warn("unknown dispatch kind", "kind", d.Kind)
 		_ = m.Term()
 	}
+}
+
+// seenTTL bounds how long an assignment is remembered for de-duplication:
+// far longer than JetStream's duplicate window and redelivery delay.
+const seenTTL = 30 * time.Minute
+
+// rememberLocked records an assignment as taken, forgetting old ones so that
+// a long-lived agent's memory stays bounded.
+func (a *Agent) rememberLocked(ref bus.JobRef) {
+	now := time.Now()
+	if now.Sub(a.lastPrune) > time.Minute {
+		a.lastPrune = now
+		for r, at := range a.seen {
+			if now.Sub(at) > seenTTL {
+				delete(a.seen, r)
+			}
+		}
+	}
+	a.seen[ref] = now
 }
 
 // execute runs one attempt of a job and reports how it ended.
@@ -306,6 +329,7 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 		return bus.StatusFailed, -1, fmt.Sprintf("workspace: %v", err)
 	}
 	defer func() {
+		_ = os.Remove(ws + ".pgid")
 		if err := os.RemoveAll(ws); err != nil {
 			log.Warn("remove workspace", "dir", ws, "err", err)
 		}
@@ -331,7 +355,9 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 			return stopState(err), -1, err.Error()
 		}
 		env := mergeEnv(a.cfg.BaseEnv, hodeiEnv, d.Env, spec.Env, st.Env)
-		res := runStep(ctx, st.Run, ws, env, st.Timeout, b)
+		res := runStepTracked(ctx, st.Run, ws, env, st.Timeout, b, func(pgid int) {
+			_ = os.WriteFile(ws+".pgid", []byte(strconv.Itoa(pgid)), 0o644)
+		})
 		if res.Err != nil {
 			name := st.Name
 			if name == "" {
@@ -448,4 +474,28 @@ func (a *Agent) Running() []bus.JobRef {
 	}
 	sort.Slice(out, func(i, k int) bool { return out[i].JobID < out[k].JobID })
 	return out
+}
+
+// cleanLeftovers kills the process groups of steps that a previous run of
+// this agent left behind when it was killed, and removes their workspaces.
+// The work dir belongs to this agent alone.
+func (a *Agent) cleanLeftovers() {
+	entries, err := os.ReadDir(a.cfg.WorkDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		p := filepath.Join(a.cfg.WorkDir, e.Name())
+		if strings.HasSuffix(e.Name(), ".pgid") {
+			if b, err := os.ReadFile(p); err == nil {
+				if pgid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pgid > 1 {
+					_ = syscall.Kill(-pgid, syscall.SIGKILL)
+					a.log.Warn("killed steps left by a previous run", "pgid", pgid)
+				}
+			}
+		}
+		if err := os.RemoveAll(p); err != nil {
+			a.log.Warn("remove leftover workspace", "path", p, "err", err)
+		}
+	}
 }

@@ -30,6 +30,13 @@ type stepResult struct {
 // exited and its output is drained. Cancelling ctx, or reaching timeout, kills
 // the whole process group (SIGTERM, then SIGKILL after killGrace).
 func runStep(ctx context.Context, script, dir string, env []string, timeout time.Duration, out io.Writer) stepResult {
+	return runStepTracked(ctx, script, dir, env, timeout, out, nil)
+}
+
+// runStepTracked is runStep that also tells onStart the step's process group
+// id once it has started, so that an agent killed mid-step can find and kill
+// the group when it starts again.
+func runStepTracked(ctx context.Context, script, dir string, env []string, timeout time.Duration, out io.Writer, onStart func(pgid int)) stepResult {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return stepResult{ExitCode: -1, Err: fmt.Errorf("pipe: %w", err)}
@@ -50,6 +57,9 @@ func runStep(ctx context.Context, script, dir string, env []string, timeout time
 	}
 	w.Close()
 	pgid := cmd.Process.Pid
+	if onStart != nil {
+		onStart(pgid)
+	}
 
 	copied := make(chan struct{})
 	go func() {

@@ -113,15 +113,15 @@ type Orchestrator struct {
 	running atomic.Bool
 
 	// Owned by the loop goroutine.
-	runs     map[string]*runState
-	jobs     map[string]*jobState
-	queue    map[string]*jobState
-	workers  map[string]*workerState
-	seq      uint64
-	dirty    bool // something changed that may allow new placements
-	lastPub  time.Time
-	ids      *idGen
-	pending  *change // announcements of the recovery transaction
+	runs    map[string]*runState
+	jobs    map[string]*jobState
+	queue   map[string]*jobState
+	workers map[string]*workerState
+	seq     uint64
+	dirty   bool // something changed that may allow new placements
+	lastPub time.Time
+	ids     *idGen
+	pending *change // announcements of the recovery transaction
 
 	view atomic.Pointer[View]
 	mu   sync.Mutex // guards nothing but Stop
@@ -145,8 +145,11 @@ type jobState struct {
 }
 
 type workerState struct {
-	rec      store.Worker
-	used     struct{ cpu, mem int64; gpu int }
+	rec  store.Worker
+	used struct {
+		cpu, mem int64
+		gpu      int
+	}
 	jobs     map[string]*jobState
 	lastSeen time.Time
 	lastSave time.Time

@@ -1,0 +1,440 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// testEnv is a small environment for steps.
+var testEnv = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C"}
+
+// watchWriter collects output and reports the pid printed on a line
+// "bg <pid>" as soon as it arrives.
+type watchWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	pid chan int
+}
+
+var bgLine = regexp.MustCompile(`(?m)^bg (\d+)$`)
+
+func newWatchWriter() *watchWriter { return &watchWriter{pid: make(chan int, 1)} }
+
+func (w *watchWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	had := bgLine.Match(w.buf.Bytes())
+	w.buf.Write(p)
+	if m := bgLine.FindSubmatch(w.buf.Bytes()); !had && m != nil {
+		pid, _ := strconv.Atoi(string(m[1]))
+		w.pid <- pid
+	}
+	return len(p), nil
+}
+
+func (w *watchWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// zombie reports whether pid has exited and waits to be reaped.
+func zombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
+}
+
+// alive reports whether pid is a running (not exited) process.
+func alive(pid int) bool {
+	return syscall.Kill(pid, 0) == nil && !zombie(pid)
+}
+
+// requireDead fails unless pid has exited, waiting at most d for it: a
+// SIGKILLed process dies asynchronously, so the test waits on a pidfd (which
+// becomes readable when the process exits) rather than sleeping.
+func requireDead(t *testing.T, pid int, d time.Duration) {
+	t.Helper()
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return
+	}
+	if err != nil {
+		t.Fatalf("pidfd_open(%d): %v", pid, err)
+	}
+	defer unix.Close(fd)
+	deadline := time.Now().Add(d)
+	for {
+		ms := int(time.Until(deadline).Milliseconds())
+		if ms < 0 {
+			ms = 0
+		}
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, ms)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("poll pidfd: %v", err)
+		}
+		if n == 0 {
+			t.Fatalf("process %d still alive %v after the step returned", pid, d)
+		}
+		break
+	}
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.ESRCH) {
+		t.Fatalf("kill(%d, 0): %v", pid, err)
+	} else if err == nil && !zombie(pid) {
+		t.Fatalf("process %d still running", pid)
+	}
+}
+
+func TestRunStepSuccess(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	res := runStep(context.Background(), "echo hello", t.TempDir(), testEnv, 0, &out)
+	if res.ExitCode != 0 || res.Err != nil {
+		t.Fatalf("result %+v", res)
+	}
+	if out.String() != "hello\n" {
+		t.Fatalf("output %q", out.String())
+	}
+}
+
+func TestRunStepExitCode(t *testing.T) {
+	t.Parallel()
+	for _, code := range []int{1, 2, 3, 42, 127, 255} {
+		var out bytes.Buffer
+		res := runStep(context.Background(), fmt.Sprintf("echo before; exit %d", code), t.TempDir(), testEnv, 0, &out)
+		if res.ExitCode != code {
+			t.Errorf("exit %d: ExitCode %d", code, res.ExitCode)
+		}
+		if res.Err == nil || !strings.Contains(res.Err.Error(), strconv.Itoa(code)) {
+			t.Errorf("exit %d: Err %v", code, res.Err)
+		}
+		if errors.Is(res.Err, errTimeout) {
+			t.Errorf("exit %d: Err %v wraps errTimeout", code, res.Err)
+		}
+		if out.String() != "before\n" {
+			t.Errorf("exit %d: output %q", code, out.String())
+		}
+	}
+	// A command that is not found: the shell's 127.
+	res := runStep(context.Background(), "no-such-command-hodei", t.TempDir(), testEnv, 0, &bytes.Buffer{})
+	if res.ExitCode != 127 {
+		t.Errorf("missing command: ExitCode %d, want 127", res.ExitCode)
+	}
+}
+
+func TestRunStepCapturesStdoutAndStderr(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	res := runStep(context.Background(), "echo to-out; echo to-err >&2; echo out-again", t.TempDir(), testEnv, 0, &out)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	// Both streams share one pipe, so the order is kept.
+	if out.String() != "to-out\nto-err\nout-again\n" {
+		t.Fatalf("output %q", out.String())
+	}
+}
+
+func TestRunStepDrainsLargeOutput(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	// Output much bigger than a pipe buffer, ending as the shell exits.
+	res := runStep(context.Background(), "head -c 3000000 /dev/zero | tr '\\0' x; echo end >&2", t.TempDir(), testEnv, 0, &out)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if out.Len() != 3000004 || !strings.HasSuffix(out.String(), "xend\n") {
+		t.Fatalf("got %d bytes, ending %q", out.Len(), out.String()[max(0, out.Len()-10):])
+	}
+}
+
+func TestRunStepShellE(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	res := runStep(context.Background(), "echo one\nfalse\necho two", t.TempDir(), testEnv, 0, &out)
+	if res.ExitCode != 1 || res.Err == nil {
+		t.Fatalf("result %+v, want exit 1", res)
+	}
+	if out.String() != "one\n" {
+		t.Fatalf("output %q: sh -e must stop at the first failing command", out.String())
+	}
+}
+
+func TestRunStepEnv(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	env := append(slices.Clone(testEnv), "HODEI_TEST_VAR=a b=c", "EMPTY=")
+	res := runStep(context.Background(), `printf '%s|%s|%s|%s\n' "$HODEI_TEST_VAR" "${EMPTY-unset}" "${HOME-unset}" "${GOPATH-unset}"`, t.TempDir(), env, 0, &out)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	// Only the given environment: nothing leaks from the agent's own.
+	if out.String() != "a b=c||unset|unset\n" {
+		t.Fatalf("output %q", out.String())
+	}
+}
+
+func TestRunStepDir(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var out bytes.Buffer
+	res := runStep(context.Background(), "pwd; echo data > created.txt", dir, testEnv, 0, &out)
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	want, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := filepath.EvalSymlinks(strings.TrimSpace(out.String()))
+	if err != nil || got != want {
+		t.Fatalf("pwd %q (%v), want %q", out.String(), err, want)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "created.txt")); err != nil || string(b) != "data\n" {
+		t.Fatalf("created.txt: %q %v", b, err)
+	}
+}
+
+func TestRunStepBadDir(t *testing.T) {
+	t.Parallel()
+	res := runStep(context.Background(), "true", filepath.Join(t.TempDir(), "missing"), testEnv, 0, &bytes.Buffer{})
+	if res.Err == nil || res.ExitCode != -1 {
+		t.Fatalf("result %+v, want a start error", res)
+	}
+}
+
+// TestRunStepBackgroundChildAfterExit: a step that exits leaving a child in
+// the background does not hang on the child holding the output pipe, and the
+// child goes with the step.
+func TestRunStepBackgroundChildAfterExit(t *testing.T) {
+	t.Parallel()
+	out := newWatchWriter()
+	start := time.Now()
+	res := runStep(context.Background(), "sleep 60 &\necho \"bg $!\"", t.TempDir(), testEnv, 0, out)
+	el := time.Since(start)
+	if res.Err != nil {
+		t.Fatalf("result %+v", res)
+	}
+	if el >= 2*time.Second {
+		t.Errorf("step took %v: it waited for the background child", el)
+	}
+	pid := <-out.pid
+	requireDead(t, pid, 5*time.Second)
+}
+
+func TestRunStepTimeoutKillsGroup(t *testing.T) {
+	t.Parallel()
+	out := newWatchWriter()
+	const timeout = 300 * time.Millisecond
+	// The grandchild writes elsewhere, so that only the group kill (and not
+	// the closing of the output pipe) can end it.
+	script := "sleep 60 >/dev/null 2>&1 &\necho \"bg $!\"\nsleep 60\necho not-reached"
+	start := time.Now()
+	res := runStep(context.Background(), script, t.TempDir(), testEnv, timeout, out)
+	el := time.Since(start)
+
+	var pid int
+	select {
+	case pid = <-out.pid:
+	default:
+		t.Fatalf("the step did not print its background pid before the timeout: %q", out.String())
+	}
+	if !errors.Is(res.Err, errTimeout) {
+		t.Errorf("Err %v does not wrap errTimeout", res.Err)
+	}
+	if res.ExitCode != -1 {
+		t.Errorf("ExitCode %d, want -1", res.ExitCode)
+	}
+	if el < timeout {
+		t.Errorf("returned after %v, before the timeout %v", el, timeout)
+	}
+	if el > timeout+2*time.Second {
+		t.Errorf("returned %v after the timeout of %v", el-timeout, timeout)
+	}
+	if strings.Contains(out.String(), "not-reached") {
+		t.Errorf("output %q", out.String())
+	}
+	requireDead(t, pid, 5*time.Second)
+}
+
+// TestRunStepTimeoutEscalates: a group that ignores SIGTERM gets SIGKILL
+// after killGrace.
+func TestRunStepTimeoutEscalates(t *testing.T) {
+	t.Parallel()
+	out := newWatchWriter()
+	const timeout = 200 * time.Millisecond
+	script := "trap '' TERM\nsleep 60 &\necho \"bg $!\"\nwait\necho not-reached"
+	start := time.Now()
+	res := runStep(context.Background(), script, t.TempDir(), testEnv, timeout, out)
+	el := time.Since(start)
+	var pid int
+	select {
+	case pid = <-out.pid:
+	default:
+		t.Fatalf("no background pid: %q", out.String())
+	}
+	if !errors.Is(res.Err, errTimeout) || res.ExitCode != -1 {
+		t.Errorf("result %+v, want a timeout", res)
+	}
+	// Waiting out the grace period is the behaviour under test.
+	if el < timeout+killGrace {
+		t.Errorf("returned after %v: SIGTERM was ignored, so it must wait killGrace (%v) after the timeout (%v)", el, killGrace, timeout)
+	}
+	if el > timeout+killGrace+2*time.Second {
+		t.Errorf("returned after %v", el)
+	}
+	requireDead(t, pid, 5*time.Second)
+}
+
+func TestRunStepCancelKillsGroup(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		cancel func(context.CancelCauseFunc)
+		is     error
+	}{
+		{"cancel", func(c context.CancelCauseFunc) { c(nil) }, context.Canceled},
+		{"job timeout cause", func(c context.CancelCauseFunc) { c(fmt.Errorf("job %w after 1s", errTimeout)) }, errTimeout},
+		{"agent stop", func(c context.CancelCauseFunc) { c(errCanceled) }, errCanceled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithCancelCause(context.Background())
+			defer cancel(nil)
+			out := newWatchWriter()
+			done := make(chan stepResult, 1)
+			go func() {
+				done <- runStep(ctx, "sleep 60 &\necho \"bg $!\"\nwait\necho not-reached", t.TempDir(), testEnv, time.Hour, out)
+			}()
+
+			wait, stop := context.WithTimeout(context.Background(), 10*time.Second)
+			defer stop()
+			var pid int
+			select {
+			case pid = <-out.pid:
+			case <-wait.Done():
+				t.Fatalf("step did not start: %q", out.String())
+			}
+			// The check that follows must be able to fail: the grandchild
+			// runs while the step does.
+			if !alive(pid) {
+				t.Fatalf("background process %d not running before cancel", pid)
+			}
+
+			start := time.Now()
+			tc.cancel(cancel)
+			var res stepResult
+			select {
+			case res = <-done:
+			case <-wait.Done():
+				t.Fatal("runStep did not return after cancel")
+			}
+			if el := time.Since(start); el >= 2*time.Second {
+				t.Errorf("runStep returned %v after cancel", el)
+			}
+			if !errors.Is(res.Err, tc.is) || res.ExitCode != -1 {
+				t.Errorf("result %+v, want an error wrapping %v", res, tc.is)
+			}
+			if strings.Contains(out.String(), "not-reached") {
+				t.Errorf("output %q", out.String())
+			}
+			requireDead(t, pid, 5*time.Second)
+		})
+	}
+}
+
+func TestRunStepCanceledBeforeStart(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	dir := t.TempDir()
+	start := time.Now()
+	res := runStep(ctx, "sleep 60", dir, testEnv, 0, &bytes.Buffer{})
+	if !errors.Is(res.Err, context.Canceled) {
+		t.Errorf("Err %v", res.Err)
+	}
+	if el := time.Since(start); el >= 2*time.Second {
+		t.Errorf("took %v", el)
+	}
+}
+
+func TestMergeEnv(t *testing.T) {
+	t.Parallel()
+	base := []string{"PATH=/bin", "A=base", "DUP=first", "DUP=second", "EQ=x=y", "NOEQUALS", "EMPTY="}
+	got := mergeEnv(base,
+		map[string]string{"A": "hodei", "B": "hodei", "C": "hodei"},
+		nil,
+		map[string]string{"B": "run", "EMPTY": "set"},
+		map[string]string{"C": "step", "D": ""},
+	)
+	want := []string{"A=hodei", "B=run", "C=step", "D=", "DUP=second", "EMPTY=set", "EQ=x=y", "PATH=/bin"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("mergeEnv\n got %q\nwant %q", got, want)
+	}
+	if e := mergeEnv(nil); e == nil || len(e) != 0 {
+		t.Fatalf("mergeEnv(nil) = %#v, want empty non-nil (nil would give the step the agent's environment)", e)
+	}
+}
+
+// TestMergeEnvProperty: later layers win, every key once, sorted.
+func TestMergeEnvProperty(t *testing.T) {
+	t.Parallel()
+	keys := []string{"A", "B", "C", "PATH", "HOME", "HODEI_RUN_ID", "X_1"}
+	for seed := range uint64(300) {
+		r := rand.New(rand.NewPCG(seed, 3))
+		want := map[string]string{}
+		var base []string
+		for range r.IntN(6) {
+			k, v := keys[r.IntN(len(keys))], fmt.Sprint("base", r.IntN(5), "=", r.IntN(3))
+			base = append(base, k+"="+v)
+			want[k] = v
+		}
+		var layers []map[string]string
+		for l := range r.IntN(5) {
+			m := map[string]string{}
+			for range r.IntN(4) {
+				m[keys[r.IntN(len(keys))]] = fmt.Sprint("layer", l)
+			}
+			layers = append(layers, m)
+			maps.Copy(want, m)
+		}
+		got := mergeEnv(base, layers...)
+		if !slices.IsSorted(got) {
+			t.Fatalf("seed %d: not sorted: %q", seed, got)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("seed %d: got %q, want %v", seed, got, want)
+		}
+		for _, kv := range got {
+			k, v, _ := strings.Cut(kv, "=")
+			if w, ok := want[k]; !ok || w != v {
+				t.Fatalf("seed %d: %s, want %s=%s", seed, kv, k, w)
+			}
+		}
+	}
+}

@@ -1,0 +1,45 @@
+package bench
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestBenchRunsEveryPipeline(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, dag := range []bool{false, true} {
+		res, err := Run(ctx, Options{Pipelines: 40, Concurrency: 4, DAG: dag, DataDir: t.TempDir(), SpawnSamples: 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 40
+		if dag {
+			want = 400
+		}
+		if res.Jobs != want || res.Failed != 0 {
+			t.Fatalf("dag=%v: %d jobs, %d failed runs", dag, res.Jobs, res.Failed)
+		}
+		if res.JobsPerSec <= 0 || res.SpawnPerSec <= 0 {
+			t.Fatalf("dag=%v: no rates measured: %+v", dag, res)
+		}
+		if !(res.SubmitToStartMS.P50 <= res.SubmitToStartMS.P99 && res.SubmitToStartMS.P99 <= res.SubmitToFinishMS.P99) {
+			t.Fatalf("dag=%v: inconsistent percentiles %+v", dag, res)
+		}
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	v := make([]float64, 100)
+	for i := range v {
+		v[i] = float64(100 - i)
+	}
+	p := percentiles(v)
+	if p.P50 != 50 || p.P95 != 95 || p.P99 != 99 {
+		t.Fatalf("%+v", p)
+	}
+	if (percentiles(nil) != Percentiles{}) {
+		t.Fatal("empty input")
+	}
+}

@@ -1,0 +1,213 @@
+// Package e2e tests Hodei as its users run it: real `hodei` processes,
+// killed with SIGKILL at awkward moments.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var hodeiBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hodei-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	hodeiBin = filepath.Join(dir, "hodei")
+	build := exec.Command("go", "build", "-o", hodeiBin, "github.com/hodei-ci/hodei/cmd/hodei")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build hodei:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freeAddr returns a loopback address with a free port.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// proc is a hodei process whose output goes to a file in the test's dir.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  string
+}
+
+func start(t *testing.T, logName string, args ...string) *proc {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), logName)
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(hodeiBin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = append(os.Environ(), "HODEI_LOG_LEVEL=debug")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{}), log: logPath}
+	go func() {
+		_ = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("--- %s (last 3000 bytes)\n%s", logName, tail(b, 3000))
+		}
+	})
+	return p
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// api is a minimal client of the REST API for these tests.
+type api struct {
+	base string
+	hc   *http.Client
+}
+
+func (a api) do(ctx context.Context, method, path, ctype string, body io.Reader, out any) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, body)
+	if err != nil {
+		return 0, err
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return resp.StatusCode, err
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+type runJSON struct {
+	ID    string `json:"id"`
+	State string `json:"state"`
+	Jobs  []struct {
+		ID      string `json:"id"`
+		Key     string `json:"key"`
+		State   string `json:"state"`
+		Attempt int    `json:"attempt"`
+		Worker  string `json:"worker_id"`
+	} `json:"jobs"`
+}
+
+func (a api) submit(ctx context.Context, yaml string) (string, error) {
+	var r runJSON
+	code, err := a.do(ctx, "POST", "/api/v1/runs?file=e2e.yaml", "application/yaml", strings.NewReader(yaml), &r)
+	if err != nil {
+		return "", err
+	}
+	if code != http.StatusCreated {
+		return "", fmt.Errorf("submit: HTTP %d", code)
+	}
+	return r.ID, nil
+}
+
+func (a api) run(ctx context.Context, id string) (runJSON, error) {
+	var r runJSON
+	code, err := a.do(ctx, "GET", "/api/v1/runs/"+id, "", nil, &r)
+	if err == nil && code != http.StatusOK {
+		err = fmt.Errorf("get run %s: HTTP %d", id, code)
+	}
+	return r, err
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var lastErr error
+	for {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		lastErr = err
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after %s (last error: %v)", what, timeout, lastErr)
+		}
+		<-tick.C
+	}
+}
+
+// waitReady waits for /readyz to answer 200.
+func waitReady(t *testing.T, a api, p *proc) {
+	t.Helper()
+	eventually(t, 30*time.Second, "server ready", func() (bool, error) {
+		select {
+		case <-p.done:
+			t.Fatal("server exited before it was ready")
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		code, err := a.do(ctx, "GET", "/readyz", "", nil, nil)
+		return code == http.StatusOK, err
+	})
+}
+
+func final(s string) bool { return s == "succeeded" || s == "failed" || s == "canceled" }
+
+// lines reads a file's lines (for pid files written by steps).
+func lines(path string) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		out = append(out, sc.Text())
+	}
+	return out
+}

@@ -1,0 +1,547 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/state"
+	"github.com/hodei-ci/hodei/internal/store"
+	"github.com/hodei-ci/hodei/internal/store/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openTemp(t)
+	})
+}
+
+// openTemp opens a new database in a temporary directory. The caller closes
+// it.
+func openTemp(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "data", "hodei.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func mustOpen(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func mustClose(t *testing.T, s *Store) {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustUpdate(t *testing.T, s *Store, fn func(tx store.Tx) error) {
+	t.Helper()
+	if err := s.Update(context.Background(), fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var t0 = time.Date(2025, 6, 1, 12, 0, 0, 123456789, time.UTC)
+
+func testRun(id, st string) store.Run {
+	return store.Run{ID: id, Pipeline: "p", File: "p.yaml", Tenant: "t", State: st, Source: []byte("src"), CreatedAt: t0}
+}
+
+func testJob(runID string, i int) store.Job {
+	return store.Job{
+		ID: fmt.Sprintf("%s.j%d", runID, i), RunID: runID, Key: fmt.Sprintf("j%d", i), Name: "job", Index: i,
+		State: state.JobQueued, Spec: []byte(`{"steps":[]}`), MaxAttempts: 1, QueuedAt: t0,
+	}
+}
+
+type migrationRow struct {
+	version   int
+	appliedAt int64
+}
+
+func migrationRows(t *testing.T, path string) []migrationRow {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query("SELECT version, applied_at FROM schema_migrations ORDER BY version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []migrationRow
+	for rows.Next() {
+		var r migrationRow
+		if err := rows.Scan(&r.version, &r.appliedAt); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestMigrationsIdempotent(t *testing.T) {
+	ms, err := loadMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []int
+	for _, m := range ms {
+		all = append(all, m.version)
+	}
+
+	path := filepath.Join(t.TempDir(), "hodei.db")
+	s := mustOpen(t, path)
+	if !slices.Equal(s.applied, all) {
+		t.Errorf("first Open applied %v, want %v", s.applied, all)
+	}
+	mustClose(t, s)
+	first := migrationRows(t, path)
+	if len(first) != len(ms) {
+		t.Fatalf("schema_migrations has %v, want versions %v", first, all)
+	}
+	for _, r := range first {
+		if r.appliedAt == 0 {
+			t.Errorf("migration %d recorded without applied_at", r.version)
+		}
+	}
+
+	for range 2 {
+		s = mustOpen(t, path)
+		if len(s.applied) != 0 {
+			t.Errorf("reopening applied %v, want nothing", s.applied)
+		}
+		mustClose(t, s)
+	}
+	if again := migrationRows(t, path); !slices.Equal(again, first) {
+		t.Errorf("schema_migrations changed on reopen: %v, was %v", again, first)
+	}
+}
+
+func TestSchemaTooNew(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hodei.db")
+	mustClose(t, mustOpen(t, path))
+	ms, err := loadMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := ms[len(ms)-1].version + 1
+
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("INSERT INTO schema_migrations (version, applied_at) VALUES (?, 1)", newer); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := Open(path)
+	if err == nil {
+		s.Close()
+		t.Fatal("Open of a database with a newer schema succeeded")
+	}
+	if !errors.Is(err, ErrSchemaTooNew) {
+		t.Fatalf("Open: %v, want ErrSchemaTooNew", err)
+	}
+	if !strings.Contains(err.Error(), fmt.Sprint(newer)) {
+		t.Errorf("error %q does not name the database's version %d", err, newer)
+	}
+	if rows := migrationRows(t, path); len(rows) != len(ms)+1 {
+		t.Errorf("a refused Open changed schema_migrations: %v", rows)
+	}
+}
+
+func TestParseMigrations(t *testing.T) {
+	sql := &fstest.MapFile{Data: []byte("CREATE TABLE x (a INTEGER);")}
+	for _, tc := range []struct {
+		name  string
+		files []string
+		want  []int // nil: an error
+	}{
+		{"ordered", []string{"m/0002_b.sql", "m/0001_a.sql", "m/0003_c.sql", "m/README.md"}, []int{1, 2, 3}},
+		{"gap", []string{"m/0001_a.sql", "m/0003_c.sql"}, nil},
+		{"duplicate", []string{"m/0001_a.sql", "m/0001_b.sql"}, nil},
+		{"not starting at 1", []string{"m/0002_a.sql"}, nil},
+		{"bad name", []string{"m/0001_a.sql", "m/two_b.sql"}, nil},
+		{"no underscore", []string{"m/0001.sql"}, nil},
+		{"empty", []string{"m/README.md"}, nil},
+	} {
+		fsys := fstest.MapFS{}
+		for _, f := range tc.files {
+			fsys[f] = sql
+		}
+		ms, err := parseMigrations(fsys, "m")
+		if tc.want == nil {
+			if err == nil {
+				t.Errorf("%s: parsed %v, want an error", tc.name, ms)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		var got []int
+		for _, m := range ms {
+			got = append(got, m.version)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: versions %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestDataSurvivesReopen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "hodei.db")
+	s := mustOpen(t, path)
+	run := testRun("run-1", state.RunRunning)
+	job := testJob(run.ID, 0)
+	att := store.Attempt{JobID: job.ID, N: 1, WorkerID: "w-1", State: state.JobRunning, AssignedAt: t0}
+	chunk := store.LogChunk{JobID: job.ID, Attempt: 1, Seq: 1, Step: 0, Data: []byte("hello\n"), At: t0}
+	worker := store.Worker{ID: "w-1", Pool: "p", State: state.WorkerBusy, Labels: []string{"a"}, FirstSeen: t0, LastSeen: t0}
+	mustUpdate(t, s, func(tx store.Tx) error {
+		return errors.Join(tx.InsertRun(run), tx.InsertJobs([]store.Job{job}), tx.UpsertAttempt(att),
+			tx.AppendLogs([]store.LogChunk{chunk}), tx.UpsertWorker(worker))
+	})
+	mustClose(t, s)
+
+	s = mustOpen(t, path)
+	defer mustClose(t, s)
+	if got, err := s.GetRun(ctx, run.ID); err != nil || got.State != run.State || !got.CreatedAt.Equal(t0) {
+		t.Errorf("GetRun after reopen = %+v, %v", got, err)
+	}
+	if got, err := s.GetJob(ctx, job.ID); err != nil || got.Key != job.Key {
+		t.Errorf("GetJob after reopen = %+v, %v", got, err)
+	}
+	if got, err := s.ListAttempts(ctx, job.ID); err != nil || len(got) != 1 {
+		t.Errorf("ListAttempts after reopen = %+v, %v", got, err)
+	}
+	if got, err := s.ReadLogs(ctx, job.ID, 0, 0, 10); err != nil || len(got) != 1 || string(got[0].Data) != "hello\n" {
+		t.Errorf("ReadLogs after reopen = %+v, %v", got, err)
+	}
+	if got, err := s.ListWorkers(ctx); err != nil || len(got) != 1 || !slices.Equal(got[0].Labels, worker.Labels) {
+		t.Errorf("ListWorkers after reopen = %+v, %v", got, err)
+	}
+}
+
+// TestConcurrentUpdates has 8 goroutines calling Update at once while others
+// read: with one writer connection and WAL, nobody may see SQLITE_BUSY.
+func TestConcurrentUpdates(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t)
+	defer mustClose(t, s)
+
+	const writers, rounds, jobsPerRun = 8, 25, 4
+	var (
+		errMu sync.Mutex
+		errs  []error
+	)
+	record := func(err error) {
+		errMu.Lock()
+		defer errMu.Unlock()
+		errs = append(errs, err)
+	}
+
+	stop := make(chan struct{})
+	var readers sync.WaitGroup
+	for g := range 4 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				runs, err := s.ListRuns(ctx, store.RunFilter{Limit: 10})
+				if err == nil && len(runs) > 0 {
+					_, err = s.ListJobs(ctx, runs[0].ID)
+				}
+				if err == nil {
+					_, _, err = s.ActiveRuns(ctx)
+				}
+				if err == nil {
+					_, err = s.CountRuns(ctx)
+				}
+				if err == nil {
+					_, err = s.ReadLogs(ctx, fmt.Sprintf("run-%d-0.j0", g), 0, 0, 100)
+				}
+				if err != nil {
+					record(fmt.Errorf("reader %d: %w", g, err))
+					return
+				}
+			}
+		}()
+	}
+
+	var writersWG sync.WaitGroup
+	for g := range writers {
+		writersWG.Add(1)
+		go func() {
+			defer writersWG.Done()
+			for i := range rounds {
+				run := testRun(fmt.Sprintf("run-%d-%d", g, i), state.RunQueued)
+				var jobs []store.Job
+				for k := range jobsPerRun {
+					jobs = append(jobs, testJob(run.ID, k))
+				}
+				err := s.Update(ctx, func(tx store.Tx) error {
+					if err := tx.InsertRun(run); err != nil {
+						return err
+					}
+					if err := tx.InsertJobs(jobs); err != nil {
+						return err
+					}
+					for _, j := range jobs {
+						j.State = state.JobRunning
+						j.Attempt = 1
+						if err := tx.UpdateJob(j); err != nil {
+							return err
+						}
+						if err := tx.UpsertAttempt(store.Attempt{JobID: j.ID, N: 1, State: state.JobRunning, AssignedAt: t0}); err != nil {
+							return err
+						}
+						if err := tx.AppendLogs([]store.LogChunk{{JobID: j.ID, Attempt: 1, Seq: 1, Data: []byte("x")}}); err != nil {
+							return err
+						}
+					}
+					return tx.UpsertWorker(store.Worker{ID: fmt.Sprintf("w-%d", g), State: state.WorkerBusy, LastSeen: t0})
+				})
+				if err != nil {
+					record(fmt.Errorf("writer %d, round %d: %w", g, i, err))
+					return
+				}
+			}
+		}()
+	}
+	writersWG.Wait()
+	close(stop)
+	readers.Wait()
+
+	for _, err := range errs {
+		msg := err.Error()
+		if strings.Contains(msg, "locked") || strings.Contains(msg, "SQLITE_BUSY") {
+			t.Errorf("database busy: %v", err)
+		} else {
+			t.Error(err)
+		}
+	}
+	counts, err := s.CountRuns(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts[state.RunQueued] != writers*rounds {
+		t.Errorf("CountRuns = %v, want %d queued", counts, writers*rounds)
+	}
+}
+
+func TestMissingParents(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t)
+	defer mustClose(t, s)
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-1", state.RunQueued)) })
+
+	for name, fn := range map[string]func(tx store.Tx) error{
+		"InsertJobs":    func(tx store.Tx) error { return tx.InsertJobs([]store.Job{testJob("no-such-run", 0)}) },
+		"UpsertAttempt": func(tx store.Tx) error { return tx.UpsertAttempt(store.Attempt{JobID: "no-such-job", N: 1}) },
+		"AppendLogs": func(tx store.Tx) error {
+			return tx.AppendLogs([]store.LogChunk{{JobID: "no-such-job", Attempt: 1, Seq: 1}})
+		},
+	} {
+		err := s.Update(ctx, fn)
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s with a missing parent: %v, want ErrNotFound", name, err)
+		}
+	}
+}
+
+func TestTxAfterUpdate(t *testing.T) {
+	s := openTemp(t)
+	defer mustClose(t, s)
+	var kept store.Tx
+	mustUpdate(t, s, func(tx store.Tx) error {
+		kept = tx
+		return nil
+	})
+	if err := kept.InsertRun(testRun("run-1", state.RunQueued)); !errors.Is(err, errTxDone) {
+		t.Errorf("InsertRun on a Tx kept after Update: %v, want errTxDone", err)
+	}
+	if _, err := s.GetRun(context.Background(), "run-1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetRun = %v, want ErrNotFound", err)
+	}
+}
+
+func TestUpdatePanicRollsBack(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t)
+	defer mustClose(t, s)
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("Update did not propagate fn's panic")
+			}
+		}()
+		_ = s.Update(ctx, func(tx store.Tx) error {
+			if err := tx.InsertRun(testRun("run-1", state.RunQueued)); err != nil {
+				return err
+			}
+			panic("boom")
+		})
+	}()
+	if _, err := s.GetRun(ctx, "run-1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetRun after a panicking Update = %v, want ErrNotFound", err)
+	}
+	// The writer connection was released.
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-2", state.RunQueued)) })
+}
+
+func TestUpdateCanceledContext(t *testing.T) {
+	s := openTemp(t)
+	defer mustClose(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	err := s.Update(ctx, func(tx store.Tx) error {
+		if err := tx.InsertRun(testRun("run-1", state.RunQueued)); err != nil {
+			return err
+		}
+		cancel()
+		return tx.InsertRun(testRun("run-2", state.RunQueued))
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Update with a context canceled midway: %v, want context.Canceled", err)
+	}
+	if _, err := s.GetRun(context.Background(), "run-1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetRun after a canceled Update = %v, want ErrNotFound", err)
+	}
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-3", state.RunQueued)) })
+}
+
+func TestConnectionSettings(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t)
+	defer mustClose(t, s)
+	for _, tc := range []struct {
+		db     *sql.DB
+		pragma string
+		want   string
+	}{
+		{s.w, "journal_mode", "wal"},
+		{s.w, "synchronous", "1"}, // NORMAL
+		{s.w, "foreign_keys", "1"},
+		{s.w, "busy_timeout", fmt.Sprint(busyTimeout.Milliseconds())},
+		{s.r, "journal_mode", "wal"},
+		{s.r, "busy_timeout", fmt.Sprint(busyTimeout.Milliseconds())},
+	} {
+		var got string
+		if err := tc.db.QueryRowContext(ctx, "PRAGMA "+tc.pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != tc.want {
+			t.Errorf("PRAGMA %s = %q, want %q", tc.pragma, got, tc.want)
+		}
+	}
+	if _, err := s.r.ExecContext(ctx, "INSERT INTO workers (id, pool, state, labels, cpu_milli, memory_bytes, gpu, boot_id, first_seen, last_seen) VALUES ('w', '', '', '[]', 0, 0, 0, '', 0, 0)"); err == nil {
+		t.Error("a write through the read pool succeeded")
+	}
+}
+
+// TestQueryPlans checks that the read queries use the indexes meant for
+// them and sort nothing in a temporary B-tree. In particular ActiveRuns must
+// use the partial index runs_active, whose WHERE clause lives in the
+// migration and must match activeRunsWhere exactly.
+func TestQueryPlans(t *testing.T) {
+	s := openTemp(t)
+	defer mustClose(t, s)
+	for _, tc := range []struct {
+		query string
+		args  []any
+		uses  []string
+	}{
+		{getRunSQL, []any{"r"}, nil},
+		{getJobSQL, []any{"j"}, nil},
+		{listJobsSQL, []any{"r"}, []string{"jobs_run_idx"}},
+		{listAttemptsSQL, []any{"j"}, nil},
+		{readLogsSQL, []any{"j", 1, 2, 10}, []string{"(job_id=? AND (attempt,seq)>(?,?))"}},
+		{countRunsSQL, nil, []string{"COVERING INDEX runs_state_id"}},
+		{activeRunsQuery, nil, []string{"runs_active"}},
+		{activeJobsQuery, nil, []string{"runs_active", "jobs_run_idx"}},
+		{"SELECT " + runCols + " FROM runs WHERE state = ? AND id < ? ORDER BY id DESC LIMIT ?", []any{"queued", "r", 5}, []string{"runs_state_id"}},
+		{"SELECT " + runCols + " FROM runs WHERE tenant = ? AND id < ? ORDER BY id DESC LIMIT ?", []any{"t", "r", 5}, []string{"runs_tenant_id"}},
+		{"SELECT " + runCols + " FROM runs WHERE id < ? ORDER BY id DESC LIMIT ?", []any{"r", 5}, nil},
+	} {
+		rows, err := s.r.Query("EXPLAIN QUERY PLAN "+tc.query, tc.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		if err := rows.Close(); err != nil {
+			t.Fatal(err)
+		}
+		text := strings.Join(plan, "\n")
+		for _, want := range tc.uses {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s\ndoes not use %s; plan:\n%s", tc.query, want, text)
+			}
+		}
+		if strings.Contains(text, "TEMP B-TREE") {
+			t.Errorf("%s\nsorts in a temporary B-tree; plan:\n%s", tc.query, text)
+		}
+	}
+}
+
+func TestOpenPathWithSpecialCharacters(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a b?c#d%20e")
+	path := filepath.Join(dir, "hodei.db")
+	s := mustOpen(t, path)
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-1", state.RunQueued)) })
+	if _, err := s.GetRun(context.Background(), "run-1"); err != nil {
+		t.Error(err)
+	}
+	mustClose(t, s)
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("database not at %s: %v", path, err)
+	}
+}
+
+func TestCloseTwice(t *testing.T) {
+	s := openTemp(t)
+	mustClose(t, s)
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
