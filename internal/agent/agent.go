@@ -72,10 +72,10 @@ func (c *Config) Defaults() {
 	if c.WorkDir == "" {
 		c.WorkDir = filepath.Join(os.TempDir(), "hodei-work", c.ID)
 	}
-	if c.ChunkSize == 0 {
+	if c.ChunkSize <= 0 {
 		c.ChunkSize = 64 << 10
 	}
-	if c.FlushDelay == 0 {
+	if c.FlushDelay <= 0 {
 		c.FlushDelay = 200 * time.Millisecond
 	}
 	if c.Logger == nil {

@@ -82,10 +82,10 @@ func runStepTracked(ctx context.Context, script, dir string, env []string, timeo
 	case waitErr = <-waited:
 	case <-ctx.Done():
 		stopErr = context.Cause(ctx)
-		waitErr = killGroup(pgid, waited)
+		waitErr = killGroup(pgid, waited, copied)
 	case <-timer:
 		stopErr = fmt.Errorf("step %w after %s", errTimeout, timeout)
-		waitErr = killGroup(pgid, waited)
+		waitErr = killGroup(pgid, waited, copied)
 	}
 	// Children left behind by the step (backgrounded commands) would hold the
 	// output pipe open; the step is over, so its group goes.
@@ -107,7 +107,11 @@ func runStepTracked(ctx context.Context, script, dir string, env []string, timeo
 		if errors.As(waitErr, &ee) {
 			code := ee.ExitCode()
 			if code < 0 {
-				return stepResult{ExitCode: -1, Err: fmt.Errorf("killed by %v", ee.Sys())}
+				// ee.Sys() is the raw wait status, not the signal.
+				if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+					return stepResult{ExitCode: -1, Err: fmt.Errorf("killed by signal %d (%v)", int(ws.Signal()), ws.Signal())}
+				}
+				return stepResult{ExitCode: -1, Err: fmt.Errorf("killed: %v", ee)}
 			}
 			return stepResult{ExitCode: code, Err: fmt.Errorf("exit status %d", code)}
 		}
@@ -117,15 +121,30 @@ func runStepTracked(ctx context.Context, script, dir string, env []string, timeo
 }
 
 // killGroup stops a process group: SIGTERM, then SIGKILL after killGrace.
-func killGroup(pgid int, waited <-chan error) error {
+// The grace is for the whole group, not only the shell (which dies on SIGTERM
+// at once): it ends early when the shell has exited and the output pipe is
+// drained, that is when no process of the step holds the pipe any more.
+func killGroup(pgid int, waited <-chan error, drained <-chan struct{}) error {
 	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case err := <-waited:
-		return err
-	case <-time.After(killGrace):
+	grace := time.NewTimer(killGrace)
+	defer grace.Stop()
+	var err error
+	exited := false
+	for !exited || drained != nil {
+		select {
+		case err = <-waited:
+			exited = true
+		case <-drained:
+			drained = nil
+		case <-grace.C:
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			if !exited {
+				err = <-waited
+			}
+			return err
+		}
 	}
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	return <-waited
+	return err
 }
 
 // mergeEnv layers environments: later maps win. The result is sorted.

@@ -438,3 +438,99 @@ func TestMergeEnvProperty(t *testing.T) {
 		}
 	}
 }
+
+// TestRunStepGroupGetsGrace: killGrace is for the whole group, not only the
+// shell. The shell dies on SIGTERM at once, but a child that cleans up on
+// SIGTERM must get its grace period before SIGKILL.
+func TestRunStepGroupGetsGrace(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := newWatchWriter()
+	// The child's cleanup takes 200ms (the sleep in the trap is the
+	// behaviour under test: a cleanup shorter than killGrace).
+	script := `sh -c 'trap "sleep 0.2; echo cleaned; exit 0" TERM; echo "bg $$"; while :; do sleep 0.05; done' &
+wait`
+	done := make(chan stepResult, 1)
+	go func() { done <- runStep(ctx, script, t.TempDir(), testEnv, 0, out) }()
+	wait, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	var pid int
+	select {
+	case pid = <-out.pid:
+	case <-wait.Done():
+		t.Fatalf("step did not start: %q", out.String())
+	}
+	start := time.Now()
+	cancel()
+	var res stepResult
+	select {
+	case res = <-done:
+	case <-wait.Done():
+		t.Fatal("runStep did not return")
+	}
+	if el := time.Since(start); el >= killGrace+2*time.Second {
+		t.Errorf("returned %v after cancel", el)
+	}
+	if !errors.Is(res.Err, context.Canceled) {
+		t.Errorf("Err %v", res.Err)
+	}
+	if !strings.Contains(out.String(), "cleaned") {
+		t.Errorf("the child was killed before its SIGTERM cleanup could finish; output %q", out.String())
+	}
+	requireDead(t, pid, 5*time.Second)
+}
+
+// TestRunStepEscapedChild: a process that left the step's group (setsid)
+// cannot be killed with it and holds the output pipe; runStep gives up on the
+// pipe after a while instead of hanging, and keeps the output read so far.
+func TestRunStepEscapedChild(t *testing.T) {
+	t.Parallel()
+	out := newWatchWriter()
+	start := time.Now()
+	// The step waits until the child has its own session, so that the
+	// group kill at the end cannot catch it half-way.
+	script := `setsid sleep 30 &
+p=$!
+echo "bg $p"
+until [ "$(cut -d' ' -f6 /proc/$p/stat)" = "$p" ]; do :; done
+echo done`
+	res := runStep(context.Background(), script, t.TempDir(), testEnv, 0, out)
+	el := time.Since(start)
+	var pid int
+	select {
+	case pid = <-out.pid:
+		t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	default:
+		t.Fatalf("no background pid: %q", out.String())
+	}
+	if res.Err != nil {
+		t.Fatalf("result %+v", res)
+	}
+	if !strings.Contains(out.String(), "done\n") {
+		t.Fatalf("output %q", out.String())
+	}
+	// runStep waits 2s for the pipe before giving up: that wait is the
+	// behaviour under test, so only an upper bound is asserted.
+	if el > 10*time.Second {
+		t.Fatalf("runStep took %v with an escaped child", el)
+	}
+	if !alive(pid) {
+		t.Fatalf("escaped process %d is gone: the test did not test an escape", pid)
+	}
+}
+
+// TestRunStepKilledBySignal: a shell killed by a signal from outside (not by
+// runStep) fails with exit code -1, and the error names the signal.
+func TestRunStepKilledBySignal(t *testing.T) {
+	t.Parallel()
+	for sig, want := range map[string]string{"KILL": "signal 9 (killed)", "TERM": "signal 15 (terminated)"} {
+		res := runStep(context.Background(), "echo x; kill -"+sig+" $$; echo not-reached", t.TempDir(), testEnv, 0, &bytes.Buffer{})
+		if res.ExitCode != -1 || res.Err == nil || errors.Is(res.Err, errTimeout) {
+			t.Fatalf("%s: result %+v", sig, res)
+		}
+		if !strings.Contains(res.Err.Error(), want) {
+			t.Errorf("%s: error %q does not name the signal (%s)", sig, res.Err, want)
+		}
+	}
+}

@@ -262,7 +262,7 @@ func TestBatcherFlushAttributesSteps(t *testing.T) {
 	b.Write([]byte("s0 a\n"))
 	b.Write([]byte("s0 b"))
 	b.Flush(1)
-	b.Flush(2)                       // step 1 printed nothing
+	b.Flush(2)                        // step 1 printed nothing
 	b.Write([]byte("s2 long line\n")) // 13 bytes: one chunk goes out now
 	b.Flush(3)
 	b.Write([]byte("s3"))
