@@ -206,7 +206,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res.Jobs = o.Pipelines * jobsPer
 
 	col := &collector{submit: map[string]time.Time{}, waiters: map[string]chan string{}, ended: map[string]string{}}
-	sub := s.Hub.Subscribe("", 1<<22)
+	sub := s.Hub.Subscribe("", 1<<16)
 	defer sub.Close()
 	followErr := make(chan error, 1)
 	go func() { followErr <- col.follow(sub) }()

@@ -115,7 +115,9 @@ func (o *Orchestrator) onCancel(c *change, r *cancelReq) {
 		case state.RunFinal(run.State):
 			c.replies = append(c.replies, func(error) { r.reply <- ErrRunFinal })
 		default:
-			c.replies = append(c.replies, func(error) { r.reply <- fmt.Errorf("run %s is not loaded", r.runID) })
+			// Recovery loads every active run, so this is a run another
+			// orchestrator sharing the store owns.
+			c.replies = append(c.replies, func(error) { r.reply <- fmt.Errorf("run %s: %w", r.runID, ErrNotOwned) })
 		}
 		return
 	}
@@ -508,11 +510,12 @@ func (o *Orchestrator) schedule(c *change) {
 }
 
 func (o *Orchestrator) assign(c *change, j *jobState, w *workerState) {
+	j.rec.Attempt++
 	if !o.setJob(c, j, state.JobAssigned) {
+		j.rec.Attempt--
 		return
 	}
 	delete(o.queue, j.rec.ID)
-	j.rec.Attempt++
 	j.rec.WorkerID = w.rec.ID
 	j.rec.ExitCode = 0
 	j.att = store.Attempt{JobID: j.rec.ID, N: j.rec.Attempt, WorkerID: w.rec.ID, State: state.JobAssigned, AssignedAt: c.now}

@@ -117,6 +117,8 @@ func (o *Orchestrator) drainOnStop() {
 				r.reply <- submitResult{err: ErrStopped}
 			case *cancelReq:
 				r.reply <- ErrStopped
+			case *pingReq:
+				r.reply <- ErrStopped
 			}
 		default:
 			return
@@ -142,6 +144,8 @@ func (o *Orchestrator) apply(ctx context.Context, b *batch) {
 				o.onSubmit(c, r)
 			case *cancelReq:
 				o.onCancel(c, r)
+			case *pingReq:
+				c.replies = append(c.replies, func(error) { r.reply <- nil })
 			}
 		}
 		if b.tick {
@@ -162,6 +166,8 @@ func (o *Orchestrator) apply(ctx context.Context, b *batch) {
 			case *submitReq:
 				r.reply <- submitResult{err: fmt.Errorf("store: %w", err)}
 			case *cancelReq:
+				r.reply <- fmt.Errorf("store: %w", err)
+			case *pingReq:
 				r.reply <- fmt.Errorf("store: %w", err)
 			}
 		}

@@ -40,6 +40,9 @@ var (
 	ErrStopped = errors.New("orchestrator stopped")
 	// ErrRunFinal means the run has already ended.
 	ErrRunFinal = errors.New("run already ended")
+	// ErrNotOwned means the run is active but not loaded by this
+	// orchestrator (another one sharing the store owns it).
+	ErrNotOwned = errors.New("run not owned by this orchestrator")
 )
 
 // Config wires an orchestrator.
@@ -309,6 +312,30 @@ func (o *Orchestrator) Cancel(ctx context.Context, runID string) error {
 		return ErrStopped
 	}
 	r := &cancelReq{runID: runID, reply: make(chan error, 1)}
+	select {
+	case o.intake <- r:
+	default:
+		return ErrBusy
+	}
+	select {
+	case err := <-r.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-o.done:
+		return ErrStopped
+	}
+}
+
+type pingReq struct{ reply chan error }
+
+// Ping returns once the loop has applied a batch after the call: it proves
+// the loop and its store transactions are working.
+func (o *Orchestrator) Ping(ctx context.Context) error {
+	if !o.running.Load() {
+		return ErrStopped
+	}
+	r := &pingReq{reply: make(chan error, 1)}
 	select {
 	case o.intake <- r:
 	default:

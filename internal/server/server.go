@@ -278,7 +278,9 @@ func (s *Server) Close() {
 	s.closed.Do(func() {
 		if s.httpSrv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = s.httpSrv.Shutdown(ctx)
+			if err := s.httpSrv.Shutdown(ctx); err != nil {
+				_ = s.httpSrv.Close() // long-lived responses that did not end in time
+			}
 			cancel()
 		}
 		if s.agentCtx != nil {

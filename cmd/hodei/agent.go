@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/agent"
+	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/pipeline"
+)
+
+func agentCmd(args []string) int {
+	fs := flags("agent", "[flags]", `
+Start a worker on this machine. It connects to the NATS server of a Hodei
+server (see "hodei server --nats-listen"), declares its capacity and labels,
+and runs the jobs it is given until SIGINT or SIGTERM.
+
+Example:
+  hodei agent --nats nats://ci.example.com:4222 --labels docker,ssd --cpu 8 --memory 16Gi`)
+	natsURL := fs.String("nats", "nats://127.0.0.1:4222", "URL of the server's NATS")
+	id := fs.String("id", "", "worker id, unique in the fleet (default HOSTNAME-RANDOM)")
+	labels := fs.String("labels", "", "comma-separated labels jobs can ask for, added to the OS and architecture")
+	cpu := fs.String("cpu", "", "CPU capacity, like 2, 0.5 or 500m (default: the machine's cores)")
+	memory := fs.String("memory", "", "memory capacity, like 4Gi or 512Mi (default: the machine's)")
+	workDir := fs.String("work-dir", "", "directory of job workspaces (default: in the temporary directory)")
+	pool := fs.String("pool", "default", "pool the worker belongs to")
+	hb := fs.Duration("heartbeat", time.Second, "period of heartbeats")
+	lf := addLogFlags(fs, "info")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(fs, "unexpected argument %q", pos[0])
+	}
+	cfg := agent.Config{ID: *id, Pool: *pool, WorkDir: *workDir, HeartbeatInterval: *hb}
+	if cfg.ID == "" {
+		cfg.ID = defaultWorkerID()
+	}
+	if !bus.ValidToken(cfg.ID) {
+		return usageError(fs, "--id %q: use letters, digits, - and _ only", cfg.ID)
+	}
+	if *labels != "" {
+		cfg.Labels = agent.DefaultLabels()
+		for _, l := range strings.Split(*labels, ",") {
+			if l = strings.TrimSpace(l); l != "" {
+				cfg.Labels = append(cfg.Labels, l)
+			}
+		}
+	}
+	var err error
+	if *cpu != "" {
+		if cfg.CPUMilli, err = pipeline.ParseCPU(*cpu); err != nil {
+			return usageError(fs, "--cpu: %v", err)
+		}
+	}
+	if *memory != "" {
+		if cfg.Memory, err = pipeline.ParseMemory(*memory); err != nil {
+			return usageError(fs, "--memory: %v", err)
+		}
+	}
+	if *hb <= 0 {
+		return usageError(fs, "--heartbeat must be positive")
+	}
+	log, err := lf.logger()
+	if err != nil {
+		return usageError(fs, "%v", err)
+	}
+	cfg.Logger = log
+
+	nc, err := bus.Connect(*natsURL, "hodei-agent "+cfg.ID)
+	if err != nil {
+		return fail("agent", fmt.Errorf("connect to %s: %w", *natsURL, err))
+	}
+	defer nc.Close()
+	a, err := agent.New(nc, cfg)
+	if err != nil {
+		return fail("agent", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log.Info("hodei agent started", "id", a.ID(), "nats", *natsURL, "pool", *pool)
+	if err := a.Run(ctx); err != nil {
+		return fail("agent", err)
+	}
+	log.Info("hodei agent stopped", "id", a.ID())
+	return exitOK
+}
+
+// defaultWorkerID is the host name (as a subject token) and a random
+// suffix.
+func defaultWorkerID() string {
+	host, _ := os.Hostname()
+	b := []byte(host)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 {
+		b = []byte("agent")
+	}
+	var r [3]byte
+	_, _ = rand.Read(r[:])
+	return string(b) + "-" + hex.EncodeToString(r[:])
+}

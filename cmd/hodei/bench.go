@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"runtime/pprof"
+
+	"github.com/hodei-ci/hodei/internal/bench"
+)
+
+func benchCmd(args []string) int {
+	fs := flags("bench", "[flags]", `
+Measure Hodei end to end on this machine: start an embedded server (embedded
+NATS JetStream, SQLite, local agents), submit trivial pipelines (one job, one
+step "true"), and print throughput and latency percentiles. It also measures
+how many "sh -c true" processes this machine starts per second: no system that
+runs each job as a process can go faster.
+
+Examples:
+  hodei bench --pipelines 5000 --concurrency 8
+  hodei bench --dag --pipelines 500
+  hodei bench --rate 50 --pipelines 1000   # latency at 50 pipelines/s offered`)
+	n := fs.Int("pipelines", 2000, "pipelines to submit")
+	conc := fs.Int("concurrency", 8, "concurrent submitters, each waiting for its pipeline to end (closed loop)")
+	rate := fs.Float64("rate", 0, "submit open-loop at this many pipelines per second instead")
+	dag := fs.Bool("dag", false, "use 10-job diamond pipelines (1 -> 8 -> 1)")
+	workers := fs.Int("workers", 2, "local agents")
+	spawn := fs.Int("spawn-samples", 2000, "\"sh -c true\" processes to start for the ceiling (0 skips)")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(fs, "unexpected argument %q", pos[0])
+	}
+	if *n <= 0 || *conc <= 0 || *workers <= 0 || *rate < 0 {
+		return usageError(fs, "--pipelines, --concurrency and --workers must be positive")
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fail("bench", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fail("bench", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	res, err := bench.Run(ctx, bench.Options{
+		Pipelines: *n, Concurrency: *conc, Rate: *rate, DAG: *dag, Workers: *workers, SpawnSamples: *spawn,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			err = context.Cause(ctx)
+		}
+		return fail("bench", err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		if err := enc.Encode(res); err != nil {
+			return fail("bench", err)
+		}
+		return exitOK
+	}
+	mode := fmt.Sprintf("closed loop, %d submitters", res.Concurrency)
+	if res.Rate > 0 {
+		mode = fmt.Sprintf("open loop, %.0f pipelines/s offered", res.Rate)
+	}
+	fmt.Printf("%d pipelines, %d jobs (%s) in %.2fs\n", res.Pipelines, res.Jobs, mode, res.WallS)
+	fmt.Printf("throughput          %8.1f jobs/s\n", res.JobsPerSec)
+	fmt.Printf("submit -> start     p50 %7.2f ms   p95 %7.2f ms   p99 %7.2f ms\n", res.SubmitToStartMS.P50, res.SubmitToStartMS.P95, res.SubmitToStartMS.P99)
+	fmt.Printf("submit -> finish    p50 %7.2f ms   p95 %7.2f ms   p99 %7.2f ms\n", res.SubmitToFinishMS.P50, res.SubmitToFinishMS.P95, res.SubmitToFinishMS.P99)
+	if res.SpawnPerSec > 0 {
+		fmt.Printf("sh -c true spawn    %8.1f /s   (Hodei reached %.0f%% of it)\n", res.SpawnPerSec, 100*res.CeilingFraction)
+	}
+	if res.Failed > 0 {
+		fmt.Printf("failed runs         %d\n", res.Failed)
+		return exitFailed
+	}
+	return exitOK
+}

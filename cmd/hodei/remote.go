@@ -1,0 +1,341 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/api/wire"
+	"github.com/hodei-ci/hodei/internal/cli"
+	"github.com/hodei-ci/hodei/internal/client"
+)
+
+const defaultServer = "http://127.0.0.1:8080"
+
+func addServerFlag(fs *flag.FlagSet) *string {
+	return fs.String("server", defaultServer, "address of the Hodei server's API")
+}
+
+func newClient(fs *flag.FlagSet, server string) (*client.Client, int, bool) {
+	c, err := client.New(server, nil)
+	if err != nil {
+		return nil, usageError(fs, "--server: %v", err), false
+	}
+	return c, 0, true
+}
+
+// apiFail reports an error of a call to the API.
+func apiFail(cmd string, err error) int {
+	var ae *client.Error
+	if errors.As(err, &ae) {
+		fmt.Fprintf(os.Stderr, "hodei %s: %s\n", cmd, ae.Message)
+		return exitFailed
+	}
+	return fail(cmd, err)
+}
+
+// signalContext ends at SIGINT or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func printJSON(v any) int {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fail("json", err)
+	}
+	return exitOK
+}
+
+// follow prints a run's events as `hodei run` does, until it ends, and
+// returns the exit status of its final state. With a job, only that job's
+// output is printed, as it is.
+func follow(ctx context.Context, cmd string, c *client.Client, runID, job string) int {
+	prefix := cli.KeyPrefix
+	if job != "" {
+		prefix = cli.NoPrefix
+	}
+	printer := cli.NewPrinter(os.Stdout, prefix)
+	var end *wire.Run
+	err := c.FollowLogs(ctx, runID, job, func(ev wire.Event) error {
+		switch ev.Type {
+		case wire.EventEnd:
+			end = ev.End
+		case wire.EventJob:
+			if job != "" {
+				return nil // the output of one job stays as it is
+			}
+		}
+		return printer.Event(ev)
+	})
+	_ = printer.Flush()
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(os.Stderr, "hodei %s: stopped following; run %s goes on (\"hodei cancel %s\" stops it)\n", cmd, runID, runID)
+			return exitFailed
+		}
+		return apiFail(cmd, err)
+	}
+	if job == "" {
+		if err := cli.Summary(os.Stdout, *end); err != nil {
+			return fail(cmd, err)
+		}
+	} else {
+		fmt.Fprintf(os.Stderr, "run %s %s\n", end.ID, end.State)
+	}
+	if end.State == "succeeded" {
+		return exitOK
+	}
+	return exitFailed
+}
+
+func submitCmd(args []string) int {
+	fs := flags("submit", "FILE [flags]", `
+Send a pipeline file to a Hodei server as a new run and print the run's id.
+With --follow, then print its output as it comes (like "hodei run") and exit
+with its outcome: 0 if it succeeded, 1 if not. An invalid file prints its
+problems and exits 2. FILE "-" reads the standard input.
+
+Example:
+  hodei submit examples/ci.yaml --server http://ci.example.com:8080 --follow`)
+	server := addServerFlag(fs)
+	tenant := fs.String("tenant", "", "tenant the run belongs to (default: the server's default)")
+	doFollow := fs.Bool("follow", false, "follow the run's output until it ends")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		return usageError(fs, "want one pipeline FILE, got %d arguments", len(pos))
+	}
+	c, code, ok := newClient(fs, *server)
+	if !ok {
+		return code
+	}
+	file := pos[0]
+	var data []byte
+	var err error
+	if file == "-" {
+		file = "stdin.yaml"
+		data, err = io.ReadAll(os.Stdin)
+	} else {
+		data, err = os.ReadFile(file)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "hodei submit: %v\n", err)
+		return exitUsage
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	run, err := c.Submit(ctx, file, data, *tenant)
+	if err != nil {
+		var ae *client.Error
+		if errors.As(err, &ae) && ae.Code == wire.CodeInvalidPipeline {
+			fmt.Fprintln(os.Stderr, ae.Message)
+			return exitUsage
+		}
+		return apiFail("submit", err)
+	}
+	fmt.Println(run.ID)
+	if !*doFollow {
+		return exitOK
+	}
+	return follow(ctx, "submit", c, run.ID, "")
+}
+
+func runsCmd(args []string) int {
+	fs := flags("runs", "[RUN] [flags]", `
+List the runs of a server, newest first; or, given a run's id, show the run
+and its jobs.
+
+Examples:
+  hodei runs --state failed --limit 10
+  hodei runs 0194d2a9f3c0000a1b2 --json`)
+	server := addServerFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	st := fs.String("state", "", "list only runs in this state: queued, running, succeeded, failed or canceled")
+	tenant := fs.String("tenant", "", "list only runs of this tenant")
+	limit := fs.Int("limit", 20, "most runs listed (1-1000)")
+	before := fs.String("before", "", "list runs older than this run id (the next page)")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) > 1 {
+		return usageError(fs, "want at most one RUN id")
+	}
+	c, code, ok := newClient(fs, *server)
+	if !ok {
+		return code
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if len(pos) == 1 {
+		run, err := c.GetRun(ctx, pos[0])
+		if err != nil {
+			return apiFail("runs", err)
+		}
+		if *asJSON {
+			return printJSON(run)
+		}
+		printRun(os.Stdout, run)
+		return exitOK
+	}
+	l, err := c.ListRuns(ctx, client.ListOptions{State: *st, Tenant: *tenant, Limit: *limit, Before: *before})
+	if err != nil {
+		return apiFail("runs", err)
+	}
+	if *asJSON {
+		return printJSON(l)
+	}
+	if len(l.Runs) == 0 {
+		fmt.Println("no runs")
+		return exitOK
+	}
+	if err := cli.RunsTable(os.Stdout, l.Runs); err != nil {
+		return fail("runs", err)
+	}
+	if l.Next != "" {
+		fmt.Printf("\nmore: hodei runs --before %s\n", l.Next)
+	}
+	return exitOK
+}
+
+func printRun(w io.Writer, r wire.Run) {
+	fmt.Fprintf(w, "run       %s\npipeline  %s (%s)\ntenant    %s\nstate     %s\ncreated   %s\nduration  %s\n",
+		r.ID, r.Pipeline, r.File, r.Tenant, r.State, cli.FormatTime(r.CreatedAt), cli.FormatDuration(r.Duration()))
+	if r.Error != "" {
+		fmt.Fprintf(w, "error     %s\n", r.Error)
+	}
+	fmt.Fprintln(w)
+	rows := make([][]string, len(r.Jobs))
+	for i, j := range r.Jobs {
+		dur := "-"
+		if j.StartedAt != nil {
+			dur = cli.FormatDuration(j.Duration())
+		}
+		exit := "-"
+		if j.ExitCode != nil {
+			exit = fmt.Sprint(*j.ExitCode)
+		}
+		worker := j.Worker
+		if worker == "" {
+			worker = "-"
+		}
+		rows[i] = []string{j.Key, j.State, fmt.Sprint(j.Attempt), dur, exit, worker, j.Error}
+	}
+	_ = cli.Table(w, []string{"JOB", "STATE", "ATTEMPTS", "DURATION", "EXIT", "WORKER", "ERROR"}, rows)
+}
+
+func logsCmd(args []string) int {
+	fs := flags("logs", "RUN [JOB] [flags]", `
+Print the output of a run: of every job, each line prefixed with its job's
+key, or of one job (named by its key or id) as it is. With --follow, keep
+printing as the run goes on, until it ends; the exit status is then 0 if the
+run succeeded, 1 if not.
+
+Examples:
+  hodei logs 0194d2a9f3c0000a1b2
+  hodei logs 0194d2a9f3c0000a1b2 "test (unit, 1)" --follow`)
+	server := addServerFlag(fs)
+	doFollow := fs.Bool("follow", false, "keep printing until the run ends")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) < 1 || len(pos) > 2 {
+		return usageError(fs, "want a RUN id and at most one JOB")
+	}
+	c, code, ok := newClient(fs, *server)
+	if !ok {
+		return code
+	}
+	job := ""
+	if len(pos) == 2 {
+		job = pos[1]
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if *doFollow {
+		return follow(ctx, "logs", c, pos[0], job)
+	}
+	if err := c.Logs(ctx, pos[0], job, os.Stdout); err != nil {
+		return apiFail("logs", err)
+	}
+	return exitOK
+}
+
+func cancelCmd(args []string) int {
+	fs := flags("cancel", "RUN [flags]", `
+Cancel a run: jobs not started are canceled and running ones are stopped.
+
+Example:
+  hodei cancel 0194d2a9f3c0000a1b2`)
+	server := addServerFlag(fs)
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		return usageError(fs, "want one RUN id")
+	}
+	c, code, ok := newClient(fs, *server)
+	if !ok {
+		return code
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	run, err := c.Cancel(ctx, pos[0])
+	if err != nil {
+		return apiFail("cancel", err)
+	}
+	fmt.Printf("run %s %s\n", run.ID, run.State)
+	return exitOK
+}
+
+func workersCmd(args []string) int {
+	fs := flags("workers", "[flags]", `
+List the workers a server knows: their pool, state, capacity in use, jobs
+and last heartbeat.
+
+Example:
+  hodei workers --server http://ci.example.com:8080`)
+	server := addServerFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(fs, "unexpected argument %q", pos[0])
+	}
+	c, code, ok := newClient(fs, *server)
+	if !ok {
+		return code
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	ws, err := c.Workers(ctx)
+	if err != nil {
+		return apiFail("workers", err)
+	}
+	if *asJSON {
+		return printJSON(wire.WorkerList{Workers: ws})
+	}
+	if len(ws) == 0 {
+		fmt.Println("no workers")
+		return exitOK
+	}
+	if err := cli.WorkersTable(os.Stdout, ws, time.Now()); err != nil {
+		return fail("workers", err)
+	}
+	return exitOK
+}

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hodei-ci/hodei/internal/api"
+	"github.com/hodei-ci/hodei/internal/api/wire"
+	"github.com/hodei-ci/hodei/internal/cli"
+	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/server"
+)
+
+// readPipeline reads, parses and expands a pipeline file. Problems in the
+// file are printed to stderr; ok is false when the file cannot be run.
+func readPipeline(cmd, path string) (data []byte, specs []pipeline.JobSpec, ok bool) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "hodei %s: %v\n", cmd, err)
+		return nil, nil, false
+	}
+	p, err := pipeline.Parse(path, data)
+	if err == nil {
+		specs, err = pipeline.Expand(p)
+	}
+	if err != nil {
+		if !cli.PipelineErrors(os.Stderr, err) {
+			fmt.Fprintf(os.Stderr, "hodei %s: %s: %v\n", cmd, path, err)
+		}
+		return nil, nil, false
+	}
+	return data, specs, true
+}
+
+func runCmd(args []string) int {
+	fs := flags("run", "FILE [flags]", `
+Run a pipeline file on this machine, from start to finish, and print each
+job's output as it comes, prefixed with the job's key. Nothing needs to be
+running: hodei starts a private server with local workers in a temporary
+directory and removes it at the end.
+
+Exit status: 0 if the run succeeded, 1 if it failed or was canceled, 2 if
+the file is invalid. Ctrl-C cancels the run.
+
+Example:
+  hodei run examples/ci.yaml --workers 4`)
+	workers := fs.Int("workers", 2, "number of local workers running jobs in parallel")
+	lf := addLogFlags(fs, "warn")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		return usageError(fs, "want one pipeline FILE, got %d arguments", len(pos))
+	}
+	if *workers < 1 {
+		return usageError(fs, "--workers must be at least 1")
+	}
+	log, err := lf.logger()
+	if err != nil {
+		return usageError(fs, "%v", err)
+	}
+	file := pos[0]
+	data, _, ok := readPipeline("run", file)
+	if !ok {
+		return exitUsage
+	}
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	dir, err := os.MkdirTemp("", "hodei-run-")
+	if err != nil {
+		return fail("run", err)
+	}
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+	srv, err := server.Start(ctx, server.Options{DataDir: dir, NATSListen: "none", LocalWorkers: *workers, Logger: log})
+	if err != nil {
+		return fail("run", err)
+	}
+	defer srv.Close()
+
+	// The run has no id before it is submitted: follow every run from
+	// before the submission, and keep the notes of ours.
+	sub := srv.Hub.Subscribe("", 1<<16)
+	run, err := srv.Submit(ctx, file, data, "")
+	if err != nil {
+		sub.Close()
+		if cli.PipelineErrors(os.Stderr, err) {
+			return exitUsage
+		}
+		return fail("run", err)
+	}
+	fmt.Printf("run %s: pipeline %s\n", run.ID, run.Pipeline)
+
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	defer stopFollowing()
+	go func() {
+		interrupted := false
+		for {
+			select {
+			case <-sigs:
+				if interrupted {
+					fmt.Fprintln(os.Stderr, "hodei run: interrupted again; quitting")
+					stopFollowing()
+					return
+				}
+				interrupted = true
+				fmt.Fprintln(os.Stderr, "hodei run: interrupted; canceling the run (Ctrl-C again to quit at once)")
+				go func() {
+					if err := srv.Orch.Cancel(ctx, run.ID); err != nil {
+						fmt.Fprintf(os.Stderr, "hodei run: cancel: %v\n", err)
+					}
+				}()
+			case <-followCtx.Done():
+				return
+			}
+		}
+	}()
+
+	printer := cli.NewPrinter(os.Stdout, cli.KeyPrefix)
+	var end *wire.Run
+	err = api.Follow(followCtx, srv.Store, srv.Hub, api.FollowOptions{RunID: run.ID, Sub: sub, Buffer: 1 << 16},
+		func(ev wire.Event) error {
+			if ev.Type == wire.EventEnd {
+				end = ev.End
+			}
+			return printer.Event(ev)
+		})
+	_ = printer.Flush()
+	if err != nil || end == nil {
+		if errors.Is(err, context.Canceled) {
+			return exitFailed
+		}
+		return fail("run", fmt.Errorf("following run %s: %v", run.ID, err))
+	}
+	if err := cli.Summary(os.Stdout, *end); err != nil {
+		return fail("run", err)
+	}
+	if end.State == "succeeded" {
+		return exitOK
+	}
+	return exitFailed
+}
+
+func validateCmd(args []string) int {
+	fs := flags("validate", "FILE...", `
+Check pipeline files without running them. Each valid file prints
+"FILE: ok, N jobs" (N counts matrix combinations); each problem of an invalid
+file prints as FILE:LINE:COLUMN: FIELD: MESSAGE on stderr.
+
+Exit status: 0 if every file is valid, 2 otherwise.
+
+Example:
+  hodei validate examples/*.yaml`)
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) == 0 {
+		return usageError(fs, "want at least one pipeline FILE")
+	}
+	status := exitOK
+	for _, file := range pos {
+		_, specs, ok := readPipeline("validate", file)
+		if !ok {
+			status = exitUsage
+			continue
+		}
+		noun := "jobs"
+		if len(specs) == 1 {
+			noun = "job"
+		}
+		fmt.Printf("%s: ok, %d %s\n", file, len(specs), noun)
+	}
+	return status
+}

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/server"
+)
+
+func serverCmd(args []string) int {
+	fs := flags("server", "[flags]", `
+Start a Hodei server: the HTTP API, the orchestrator that schedules jobs, a
+SQLite database and (unless --nats names one) an embedded NATS server that
+remote agents connect to. --workers agents run inside the server, so it
+runs jobs on its own. It runs until SIGINT or SIGTERM.
+
+Example:
+  hodei server --data-dir /var/lib/hodei --http 0.0.0.0:8080 --workers 4`)
+	dataDir := fs.String("data-dir", "./hodei-data", "directory of the database and of the embedded NATS store")
+	httpAddr := fs.String("http", "127.0.0.1:8080", `address of the HTTP API ("" for none)`)
+	natsURL := fs.String("nats", "", "URL of an external NATS server (default: run one embedded)")
+	natsListen := fs.String("nats-listen", "127.0.0.1:4222", `address where the embedded NATS accepts agents ("none": local workers only)`)
+	workers := fs.Int("workers", 2, "number of agents running inside the server (0 for none)")
+	ttl := fs.Duration("worker-ttl", 5*time.Second, "how long a worker may stay silent before its jobs go back to the queue")
+	lf := addLogFlags(fs, "info")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(fs, "unexpected argument %q", pos[0])
+	}
+	if *workers < 0 || *ttl <= 0 {
+		return usageError(fs, "--workers must be 0 or more, and --worker-ttl positive")
+	}
+	log, err := lf.logger()
+	if err != nil {
+		return usageError(fs, "%v", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := server.Start(ctx, server.Options{
+		DataDir:      *dataDir,
+		NATSURL:      *natsURL,
+		NATSListen:   *natsListen,
+		HTTPAddr:     *httpAddr,
+		LocalWorkers: *workers,
+		WorkerTTL:    *ttl,
+		Logger:       log,
+	})
+	if err != nil {
+		return fail("server", err)
+	}
+	attrs := []any{"data_dir", *dataDir, "local_workers", *workers}
+	if a := srv.HTTPAddr(); a != "" {
+		attrs = append(attrs, "api", "http://"+a)
+	}
+	if srv.NATSURL != "" {
+		attrs = append(attrs, "nats", srv.NATSURL)
+	}
+	log.Info("hodei server ready", attrs...)
+	<-ctx.Done()
+	log.Info("shutting down")
+	srv.Close()
+	fmt.Fprintln(os.Stderr, "hodei server: stopped")
+	return exitOK
+}

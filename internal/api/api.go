@@ -1,0 +1,139 @@
+// Package api serves Hodei's REST API under /api/v1, with /healthz, /readyz
+// and /metrics beside it.
+//
+// Endpoints:
+//
+//	POST /api/v1/runs                     submit a pipeline (YAML body, or JSON {file, pipeline, tenant})
+//	GET  /api/v1/runs                     list runs, newest first (?state= &tenant= &limit= &before=)
+//	GET  /api/v1/runs/{id}                a run with its jobs
+//	GET  /api/v1/runs/{id}/jobs           the jobs of a run, with their attempts
+//	GET  /api/v1/runs/{id}/jobs/{job}     one job, by id or key
+//	GET  /api/v1/runs/{id}/logs           output as text (?job=), or live as SSE (?follow=1)
+//	POST /api/v1/runs/{id}/cancel         cancel a run
+//	GET  /api/v1/workers                  the workers the orchestrator knows
+//
+// Every error is JSON {"code", "message"} (see package wire for the codes).
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hodei-ci/hodei/internal/api/wire"
+	"github.com/hodei-ci/hodei/internal/hub"
+	"github.com/hodei-ci/hodei/internal/orchestrator"
+	"github.com/hodei-ci/hodei/internal/store"
+)
+
+// Deps are what the API serves from.
+type Deps struct {
+	Orch     *orchestrator.Orchestrator
+	Store    store.Store
+	Hub      *hub.Hub
+	Registry *prometheus.Registry
+	// Submit parses, validates, expands and submits a pipeline file; a
+	// pipeline.ErrorList error means the file is invalid.
+	Submit func(ctx context.Context, file string, data []byte, tenant string) (store.Run, error)
+	Logger *slog.Logger
+}
+
+// MaxBody is the largest request body accepted.
+const MaxBody = 1 << 20
+
+// heartbeat is the period of SSE ping comments.
+const heartbeat = 15 * time.Second
+
+type api struct {
+	d         Deps
+	log       *slog.Logger
+	hub       *hub.Hub
+	heartbeat time.Duration
+
+	// stopping ends live streams when an http.Server serving this handler
+	// shuts down, so that they do not hold the shutdown up.
+	stopping context.Context
+	stop     context.CancelFunc
+	watched  sync.Map // *http.Server -> struct{}
+}
+
+// New returns the API's handler.
+func New(d Deps) http.Handler {
+	a := &api{d: d, log: d.Logger, hub: d.Hub, heartbeat: heartbeat}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	if a.hub == nil && d.Orch != nil {
+		a.hub = d.Orch.Hub()
+	}
+	a.stopping, a.stop = context.WithCancel(context.Background())
+
+	reg := d.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	if d.Store != nil {
+		if err := reg.Register(newRunsCollector(d.Store)); err != nil {
+			if _, dup := err.(prometheus.AlreadyRegisteredError); !dup {
+				a.log.Warn("register hodei_runs collector", "err", err)
+			}
+		}
+	}
+
+	mux := http.NewServeMux()
+	route(mux, "/api/v1/runs", map[string]http.HandlerFunc{"POST": a.submit, "GET": a.listRuns})
+	route(mux, "/api/v1/runs/{id}", map[string]http.HandlerFunc{"GET": a.getRun})
+	route(mux, "/api/v1/runs/{id}/jobs", map[string]http.HandlerFunc{"GET": a.listJobs})
+	route(mux, "/api/v1/runs/{id}/jobs/{job}", map[string]http.HandlerFunc{"GET": a.getJob})
+	route(mux, "/api/v1/runs/{id}/logs", map[string]http.HandlerFunc{"GET": a.logs})
+	route(mux, "/api/v1/runs/{id}/cancel", map[string]http.HandlerFunc{"POST": a.cancel})
+	route(mux, "/api/v1/workers", map[string]http.HandlerFunc{"GET": a.workers})
+	route(mux, "/healthz", map[string]http.HandlerFunc{"GET": a.healthz})
+	route(mux, "/readyz", map[string]http.HandlerFunc{"GET": a.readyz})
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	route(mux, "/metrics", map[string]http.HandlerFunc{"GET": metrics.ServeHTTP})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, wire.CodeNotFound, "no such endpoint: "+r.URL.Path)
+	})
+	return a.middleware(mux)
+}
+
+// route registers a handler per method for a path, and answers other methods
+// with a JSON 405.
+func route(mux *http.ServeMux, path string, handlers map[string]http.HandlerFunc) {
+	var allow []string
+	for m, h := range handlers {
+		mux.HandleFunc(m+" "+path, h)
+		allow = append(allow, m)
+		if m == http.MethodGet {
+			allow = append(allow, http.MethodHead)
+		}
+	}
+	sort.Strings(allow)
+	allowed := strings.Join(allow, ", ")
+	mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allowed)
+		writeError(w, http.StatusMethodNotAllowed, wire.CodeMethod,
+			"method "+r.Method+" is not allowed on "+r.URL.Path+" (allowed: "+allowed+")")
+	})
+}
+
+// streamContext is the context of a long response: it ends with the request
+// or when the server shuts down.
+func (a *api) streamContext(r *http.Request) (context.Context, context.CancelFunc) {
+	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
+		if _, loaded := a.watched.LoadOrStore(srv, struct{}{}); !loaded {
+			srv.RegisterOnShutdown(a.stop)
+		}
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	stop := context.AfterFunc(a.stopping, cancel)
+	return ctx, func() { stop(); cancel() }
+}

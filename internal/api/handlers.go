@@ -1,0 +1,502 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/api/wire"
+	"github.com/hodei-ci/hodei/internal/cli"
+	"github.com/hodei-ci/hodei/internal/orchestrator"
+	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/state"
+	"github.com/hodei-ci/hodei/internal/store"
+)
+
+// pipelineErrors returns the problems of an invalid pipeline file, if err
+// says the file is invalid.
+func pipelineErrors(err error) ([]*pipeline.Error, bool) {
+	var list pipeline.ErrorList
+	if errors.As(err, &list) {
+		return list, true
+	}
+	var plist *pipeline.ErrorList
+	if errors.As(err, &plist) && plist != nil {
+		return *plist, true
+	}
+	var one *pipeline.Error
+	if errors.As(err, &one) {
+		return []*pipeline.Error{one}, true
+	}
+	return nil, false
+}
+
+// unavailable answers errors that say the server cannot take the request
+// now; it reports whether err was one.
+func unavailable(w http.ResponseWriter, err error) bool {
+	switch {
+	case errors.Is(err, orchestrator.ErrBusy):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "the server is busy; retry shortly")
+	case errors.Is(err, orchestrator.ErrStopped):
+		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "the orchestrator is not running")
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "request not completed: "+err.Error())
+	default:
+		return false
+	}
+	return true
+}
+
+// storeError answers an error of a store read.
+func (a *api) storeError(w http.ResponseWriter, r *http.Request, err error, what string) {
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, wire.CodeNotFound, what+" not found")
+		return
+	}
+	if unavailable(w, err) {
+		return
+	}
+	a.log.Error("store read failed", "request_id", RequestID(r.Context()), "what", what, "err", err)
+	writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "store: "+err.Error())
+}
+
+func bodyError(w http.ResponseWriter, err error) {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		writeError(w, http.StatusRequestEntityTooLarge, wire.CodeTooLarge,
+			fmt.Sprintf("request body is larger than %d bytes", tooBig.Limit))
+		return
+	}
+	writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "reading the request body: "+err.Error())
+}
+
+func validLabel(s string) bool {
+	if len(s) > 255 {
+		return false
+	}
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *api) submit(w http.ResponseWriter, r *http.Request) {
+	if a.d.Submit == nil {
+		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "this server does not accept runs")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	q := r.URL.Query()
+	file, tenant := q.Get("file"), q.Get("tenant")
+	var data []byte
+	ct := r.Header.Get("Content-Type")
+	mt := ""
+	if ct != "" {
+		var err error
+		if mt, _, err = mime.ParseMediaType(ct); err != nil {
+			writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "bad Content-Type: "+err.Error())
+			return
+		}
+	}
+	switch mt {
+	case "application/json":
+		var req wire.SubmitRequest
+		dec := json.NewDecoder(r.Body)
+		if err := dec.Decode(&req); err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				bodyError(w, err)
+				return
+			}
+			writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "invalid JSON body: "+err.Error())
+			return
+		}
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			bodyError(w, err)
+			return
+		}
+		if req.Pipeline == "" {
+			writeError(w, http.StatusBadRequest, wire.CodeBadRequest, `"pipeline" (the pipeline file's YAML text) is required`)
+			return
+		}
+		data = []byte(req.Pipeline)
+		if req.File != "" {
+			file = req.File
+		}
+		if req.Tenant != "" {
+			tenant = req.Tenant
+		}
+	case "", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain", "application/octet-stream":
+		var err error
+		if data, err = io.ReadAll(r.Body); err != nil {
+			bodyError(w, err)
+			return
+		}
+	default:
+		writeError(w, http.StatusUnsupportedMediaType, wire.CodeUnsupported,
+			"send the pipeline as application/yaml (or text/plain), or as application/json {\"file\", \"pipeline\", \"tenant\"}")
+		return
+	}
+	if file == "" {
+		file = "pipeline.yaml"
+	}
+	if !validLabel(file) || !validLabel(tenant) {
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "file and tenant must be at most 255 printable characters")
+		return
+	}
+	run, err := a.d.Submit(r.Context(), file, data, tenant)
+	if err != nil {
+		if list, ok := pipelineErrors(err); ok {
+			body := wire.Error{Code: wire.CodeInvalidPipeline, Details: make([]wire.ErrorDetail, len(list))}
+			msgs := make([]string, len(list))
+			for i, e := range list {
+				msgs[i] = e.Error()
+				body.Details[i] = wire.ErrorDetail{File: e.File, Line: e.Line, Column: e.Col, Field: e.Field, Message: e.Msg}
+			}
+			body.Message = strings.Join(msgs, "\n")
+			writeJSON(w, http.StatusBadRequest, body)
+			return
+		}
+		if unavailable(w, err) {
+			return
+		}
+		a.log.Error("submit failed", "request_id", RequestID(r.Context()), "err", err)
+		writeError(w, http.StatusInternalServerError, wire.CodeInternal, "submit: "+err.Error())
+		return
+	}
+	noteRun(r, run.ID)
+	w.Header().Set("Location", "/api/v1/runs/"+run.ID)
+	writeJSON(w, http.StatusCreated, RunJSON(run, nil, time.Now()))
+}
+
+func (a *api) listRuns(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := store.RunFilter{State: q.Get("state"), Tenant: q.Get("tenant"), Before: q.Get("before"), Limit: 50}
+	if f.State != "" && !slices.Contains(state.RunStates, f.State) {
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest,
+			fmt.Sprintf("unknown state %q (one of %s)", f.State, strings.Join(state.RunStates, ", ")))
+		return
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "limit must be a number from 1 to 1000")
+			return
+		}
+		f.Limit = n
+	}
+	runs, err := a.d.Store.ListRuns(r.Context(), f)
+	if err != nil {
+		a.storeError(w, r, err, "runs")
+		return
+	}
+	now := time.Now()
+	out := wire.RunList{Runs: make([]wire.Run, len(runs))}
+	for i, run := range runs {
+		out.Runs[i] = RunJSON(run, nil, now)
+	}
+	if len(runs) == f.Limit {
+		out.Next = runs[len(runs)-1].ID
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// loadRun reads the run of the path and its jobs, answering errors itself.
+func (a *api) loadRun(w http.ResponseWriter, r *http.Request) (store.Run, []store.Job, bool) {
+	id := r.PathValue("id")
+	noteRun(r, id)
+	run, err := a.d.Store.GetRun(r.Context(), id)
+	if err != nil {
+		a.storeError(w, r, err, "run "+id)
+		return store.Run{}, nil, false
+	}
+	jobs, err := a.d.Store.ListJobs(r.Context(), id)
+	if err != nil {
+		a.storeError(w, r, err, "jobs of run "+id)
+		return store.Run{}, nil, false
+	}
+	return run, jobs, true
+}
+
+func (a *api) getRun(w http.ResponseWriter, r *http.Request) {
+	run, jobs, ok := a.loadRun(w, r)
+	if !ok {
+		return
+	}
+	if jobs == nil {
+		jobs = []store.Job{}
+	}
+	writeJSON(w, http.StatusOK, RunJSON(run, jobs, time.Now()))
+}
+
+func (a *api) jobWithAttempts(ctx context.Context, j store.Job, now time.Time) (wire.Job, error) {
+	out := JobJSON(j, now)
+	atts, err := a.d.Store.ListAttempts(ctx, j.ID)
+	if err != nil {
+		return out, err
+	}
+	out.Attempts = make([]wire.Attempt, len(atts))
+	for i, at := range atts {
+		out.Attempts[i] = AttemptJSON(at)
+	}
+	return out, nil
+}
+
+func (a *api) listJobs(w http.ResponseWriter, r *http.Request) {
+	_, jobs, ok := a.loadRun(w, r)
+	if !ok {
+		return
+	}
+	now := time.Now()
+	out := wire.JobList{Jobs: make([]wire.Job, len(jobs))}
+	for i, j := range jobs {
+		var err error
+		if out.Jobs[i], err = a.jobWithAttempts(r.Context(), j, now); err != nil {
+			a.storeError(w, r, err, "attempts of job "+j.ID)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *api) getJob(w http.ResponseWriter, r *http.Request) {
+	run, jobs, ok := a.loadRun(w, r)
+	if !ok {
+		return
+	}
+	name := r.PathValue("job")
+	j, found := findJob(jobs, name)
+	if !found {
+		writeError(w, http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("run %s has no job %q", run.ID, name))
+		return
+	}
+	out, err := a.jobWithAttempts(r.Context(), j, time.Now())
+	if err != nil {
+		a.storeError(w, r, err, "attempts of job "+j.ID)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func wantsFollow(r *http.Request) bool {
+	switch strings.ToLower(r.URL.Query().Get("follow")) {
+	case "1", "true", "yes":
+		return true
+	case "0", "false", "no":
+		return false
+	}
+	for _, v := range r.Header.Values("Accept") {
+		if strings.Contains(v, "text/event-stream") {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *api) logs(w http.ResponseWriter, r *http.Request) {
+	run, jobs, ok := a.loadRun(w, r)
+	if !ok {
+		return
+	}
+	name := r.URL.Query().Get("job")
+	if name != "" {
+		j, found := findJob(jobs, name)
+		if !found {
+			writeError(w, http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("run %s has no job %q", run.ID, name))
+			return
+		}
+		jobs = []store.Job{j}
+	}
+	if wantsFollow(r) {
+		a.streamLogs(w, r, run.ID, name)
+		return
+	}
+	a.plainLogs(w, r, jobs, name == "")
+}
+
+// plainLogs writes the stored output of jobs, each line prefixed with its
+// job's key when prefix is set, as it is otherwise.
+func (a *api) plainLogs(w http.ResponseWriter, r *http.Request, jobs []store.Job, prefix bool) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	var lines *cli.Lines
+	if prefix {
+		lines = cli.NewLines(w, cli.KeyPrefix)
+	}
+	for _, j := range jobs {
+		var attempt int
+		var seq int64
+		for {
+			chunks, err := a.d.Store.ReadLogs(r.Context(), j.ID, attempt, seq, logPage)
+			if err != nil {
+				a.log.Warn("read logs", "request_id", RequestID(r.Context()), "job", j.ID, "err", err)
+				if attempt == 0 && seq == 0 && j.ID == jobs[0].ID {
+					a.storeError(w, r, err, "logs of job "+j.ID)
+				}
+				return
+			}
+			for _, c := range chunks {
+				if lines != nil {
+					if c.Attempt != attempt {
+						_ = lines.Flush(j.Key)
+					}
+					err = lines.Write(j.Key, c.Data)
+				} else {
+					_, err = w.Write(c.Data)
+				}
+				if err != nil {
+					return
+				}
+				attempt, seq = c.Attempt, c.Seq
+			}
+			if len(chunks) < logPage {
+				break
+			}
+		}
+		if lines != nil {
+			if err := lines.Flush(j.Key); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// streamLogs follows a run as Server-Sent Events.
+func (a *api) streamLogs(w http.ResponseWriter, r *http.Request, runID, job string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	ctx, cancel := a.streamContext(r)
+	defer cancel()
+	err := Follow(ctx, a.d.Store, a.hub, FollowOptions{RunID: runID, Job: job, Heartbeat: a.heartbeat,
+		OnLag: func() { a.log.Debug("log follower lagged; catching up", "run_id", runID) },
+	}, func(ev wire.Event) error {
+		if err := writeEvent(w, ev); err != nil {
+			return err
+		}
+		return rc.Flush()
+	})
+	if err != nil && ctx.Err() == nil {
+		a.log.Warn("log stream ended early", "request_id", RequestID(r.Context()), "run_id", runID, "err", err)
+	}
+}
+
+// writeEvent writes one SSE event.
+func writeEvent(w io.Writer, ev wire.Event) error {
+	var v any
+	switch ev.Type {
+	case wire.EventPing:
+		_, err := io.WriteString(w, ": ping\n\n")
+		return err
+	case wire.EventLog:
+		v = ev.Log
+	case wire.EventJob:
+		v = ev.Job
+	case wire.EventRun:
+		v = ev.Run
+	case wire.EventEnd:
+		v = ev.End
+	default:
+		return fmt.Errorf("unknown event type %q", ev.Type)
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.Type, data)
+	return err
+}
+
+func (a *api) cancel(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	noteRun(r, id)
+	err := a.d.Orch.Cancel(r.Context(), id)
+	switch {
+	case err == nil:
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, wire.CodeNotFound, "run "+id+" not found")
+		return
+	case errors.Is(err, orchestrator.ErrRunFinal):
+		msg := "run " + id + " has already ended"
+		if run, gerr := a.d.Store.GetRun(r.Context(), id); gerr == nil {
+			msg += " (" + run.State + ")"
+		}
+		writeError(w, http.StatusConflict, wire.CodeRunFinal, msg)
+		return
+	default:
+		if unavailable(w, err) {
+			return
+		}
+		a.log.Error("cancel failed", "request_id", RequestID(r.Context()), "run_id", id, "err", err)
+		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "cancel: "+err.Error())
+		return
+	}
+	run, jobs, ok := a.loadRun(w, r)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusAccepted, RunJSON(run, jobs, time.Now()))
+}
+
+func (a *api) workers(w http.ResponseWriter, r *http.Request) {
+	out := wire.WorkerList{Workers: []wire.Worker{}}
+	if v := a.d.Orch.View(); v != nil {
+		for _, x := range v.Workers {
+			out.Workers = append(out.Workers, wire.Worker{
+				ID: x.ID, Pool: x.Pool, State: x.State, Labels: x.Labels,
+				CPUMilli: x.CPUMilli, MemoryBytes: x.MemoryBytes, GPU: x.GPU,
+				UsedCPUMilli: x.UsedCPUMilli, UsedMemory: x.UsedMemory, UsedGPU: x.UsedGPU,
+				Jobs: x.Jobs, FirstSeen: x.FirstSeen, LastSeen: x.LastSeen,
+			})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, "ok\n")
+}
+
+// readyz answers 200 when the orchestrator's loop answers and the store
+// answers a read.
+func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	var problems []string
+	// Ping goes through the orchestrator's loop and one store transaction.
+	switch err := a.d.Orch.Ping(ctx); {
+	case err == nil, errors.Is(err, orchestrator.ErrBusy):
+	case errors.Is(err, orchestrator.ErrStopped):
+		problems = append(problems, "orchestrator: not running")
+	default:
+		problems = append(problems, fmt.Sprintf("orchestrator: %v", err))
+	}
+	if _, err := a.d.Store.ListRuns(ctx, store.RunFilter{Limit: 1}); err != nil {
+		problems = append(problems, "store: "+err.Error())
+	}
+	if len(problems) > 0 {
+		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, strings.Join(problems, "; "))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}

@@ -1,0 +1,188 @@
+// Package wire holds the JSON shapes of Hodei's REST API, shared by the
+// server (package api) and its client (package client).
+package wire
+
+import "time"
+
+// Run is one run of a pipeline.
+type Run struct {
+	ID         string     `json:"id"`
+	Pipeline   string     `json:"pipeline"`
+	File       string     `json:"file"`
+	Tenant     string     `json:"tenant"`
+	Priority   int        `json:"priority"`
+	State      string     `json:"state"`
+	Error      string     `json:"error,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	// DurationSeconds runs from creation to the end (or to now while the
+	// run is not final).
+	DurationSeconds float64 `json:"duration_seconds"`
+	// Jobs are set when one run is asked for, and in the end event.
+	Jobs []Job `json:"jobs,omitempty"`
+}
+
+// Duration returns DurationSeconds as a time.Duration.
+func (r Run) Duration() time.Duration { return seconds(r.DurationSeconds) }
+
+// Job is one job of a run.
+type Job struct {
+	ID          string     `json:"id"`
+	RunID       string     `json:"run_id"`
+	Key         string     `json:"key"`
+	Name        string     `json:"name"`
+	Index       int        `json:"index"`
+	Needs       []string   `json:"needs"`
+	State       string     `json:"state"`
+	Attempt     int        `json:"attempt"`
+	MaxAttempts int        `json:"max_attempts"`
+	Worker      string     `json:"worker,omitempty"`
+	QueuedAt    *time.Time `json:"queued_at,omitempty"`
+	StartedAt   *time.Time `json:"started_at,omitempty"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+	// ExitCode is set once an attempt of the job has ended.
+	ExitCode *int   `json:"exit_code,omitempty"`
+	Error    string `json:"error,omitempty"`
+	// DurationSeconds runs from the start to the end (or now); 0 before
+	// the job starts.
+	DurationSeconds float64 `json:"duration_seconds"`
+	// Attempts are set by the job endpoints.
+	Attempts []Attempt `json:"attempts,omitempty"`
+}
+
+// Duration returns DurationSeconds as a time.Duration.
+func (j Job) Duration() time.Duration { return seconds(j.DurationSeconds) }
+
+// Attempt is one try of a job on one worker.
+type Attempt struct {
+	N          int        `json:"n"`
+	Worker     string     `json:"worker"`
+	State      string     `json:"state"`
+	AssignedAt *time.Time `json:"assigned_at,omitempty"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	ExitCode   *int       `json:"exit_code,omitempty"`
+	Error      string     `json:"error,omitempty"`
+}
+
+// RunList is a page of runs, newest first. Next is the Before cursor of the
+// following page; empty on the last page.
+type RunList struct {
+	Runs []Run  `json:"runs"`
+	Next string `json:"next"`
+}
+
+// JobList is the jobs of a run.
+type JobList struct {
+	Jobs []Job `json:"jobs"`
+}
+
+// Worker is a worker as the orchestrator sees it.
+type Worker struct {
+	ID           string    `json:"id"`
+	Pool         string    `json:"pool"`
+	State        string    `json:"state"`
+	Labels       []string  `json:"labels"`
+	CPUMilli     int64     `json:"cpu_milli"`
+	MemoryBytes  int64     `json:"memory_bytes"`
+	GPU          int       `json:"gpu"`
+	UsedCPUMilli int64     `json:"used_cpu_milli"`
+	UsedMemory   int64     `json:"used_memory_bytes"`
+	UsedGPU      int       `json:"used_gpu"`
+	Jobs         []string  `json:"jobs"`
+	FirstSeen    time.Time `json:"first_seen"`
+	LastSeen     time.Time `json:"last_seen"`
+}
+
+// WorkerList is the answer of GET /api/v1/workers.
+type WorkerList struct {
+	Workers []Worker `json:"workers"`
+}
+
+// Error is the body of every error response.
+type Error struct {
+	Code    string        `json:"code"`
+	Message string        `json:"message"`
+	Details []ErrorDetail `json:"details,omitempty"`
+}
+
+// ErrorDetail is one problem of an invalid pipeline file.
+type ErrorDetail struct {
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Column  int    `json:"column"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+// SubmitRequest is the JSON form of POST /api/v1/runs.
+type SubmitRequest struct {
+	File     string `json:"file"`
+	Pipeline string `json:"pipeline"`
+	Tenant   string `json:"tenant"`
+}
+
+// Error codes.
+const (
+	CodeBadRequest      = "bad_request"
+	CodeInvalidPipeline = "invalid_pipeline"
+	CodeNotFound        = "not_found"
+	CodeMethod          = "method_not_allowed"
+	CodeRunFinal        = "run_final"
+	CodeConflict        = "conflict"
+	CodeTooLarge        = "too_large"
+	CodeUnsupported     = "unsupported_media_type"
+	CodeUnavailable     = "unavailable"
+	CodeInternal        = "internal"
+)
+
+// Kinds of log stream events (the SSE event field).
+const (
+	EventLog  = "log"
+	EventJob  = "job"
+	EventRun  = "run"
+	EventEnd  = "end"
+	EventPing = "ping" // a heartbeat; SSE sends it as a comment
+)
+
+// Event is one event of a followed run. Type says which field is set.
+type Event struct {
+	Type string
+	Log  *LogEvent
+	Job  *JobEvent
+	Run  *RunEvent
+	End  *Run // the run, with its jobs, once it is final
+}
+
+// LogEvent is one chunk of a job's output.
+type LogEvent struct {
+	JobID   string `json:"job_id"`
+	JobKey  string `json:"job_key"`
+	Attempt int    `json:"attempt"`
+	Step    int    `json:"step"`
+	Seq     int64  `json:"seq"`
+	Data    string `json:"data"`
+}
+
+// JobEvent is a job's change of state.
+type JobEvent struct {
+	JobID   string    `json:"job_id"`
+	JobKey  string    `json:"job_key"`
+	State   string    `json:"state"`
+	Attempt int       `json:"attempt"`
+	Error   string    `json:"error,omitempty"`
+	At      time.Time `json:"at"`
+	// StartedAt is set when known (events replayed from the store).
+	StartedAt *time.Time `json:"started_at,omitempty"`
+}
+
+// RunEvent is a run's change of state.
+type RunEvent struct {
+	ID    string    `json:"id"`
+	State string    `json:"state"`
+	Error string    `json:"error,omitempty"`
+	At    time.Time `json:"at"`
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

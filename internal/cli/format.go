@@ -1,0 +1,150 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/api/wire"
+)
+
+// FormatDuration writes a duration for people: "850ms", "1.2s", "3m04s",
+// "2h05m".
+func FormatDuration(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "-"
+	case d < time.Second:
+		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
+	case d < time.Minute:
+		return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + "s"
+	case d < time.Hour:
+		d = d.Round(time.Second)
+		return fmt.Sprintf("%dm%02ds", int(d/time.Minute), int(d%time.Minute/time.Second))
+	default:
+		d = d.Round(time.Minute)
+		return fmt.Sprintf("%dh%02dm", int(d/time.Hour), int(d%time.Hour/time.Minute))
+	}
+}
+
+// FormatCPU writes millicores as cores: 2000 -> "2", 500 -> "0.5".
+func FormatCPU(milli int64) string {
+	return strconv.FormatFloat(float64(milli)/1000, 'f', -1, 64)
+}
+
+// FormatBytes writes a size with a binary unit: "64Mi", "1.5Gi".
+func FormatBytes(n int64) string {
+	units := []string{"", "Ki", "Mi", "Gi", "Ti", "Pi"}
+	v := float64(n)
+	i := 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	if i == 0 {
+		return strconv.FormatInt(n, 10)
+	}
+	s := strconv.FormatFloat(v, 'f', 1, 64)
+	return strings.TrimSuffix(s, ".0") + units[i]
+}
+
+// FormatAgo writes how long ago t was: "3s ago"; "-" for the zero time.
+func FormatAgo(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(t)
+	if d < time.Second {
+		return "just now"
+	}
+	return FormatDuration(d.Truncate(time.Second)) + " ago"
+}
+
+// FormatTime writes a time in local time, to the second; "-" for zero.
+func FormatTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+// Table writes rows under a header, in aligned columns.
+func Table(w io.Writer, header []string, rows [][]string) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	clean := func(cells []string) string {
+		out := make([]string, len(cells))
+		for i, c := range cells {
+			out[i] = strings.NewReplacer("\t", " ", "\n", " ").Replace(c)
+		}
+		return strings.Join(out, "\t")
+	}
+	if _, err := fmt.Fprintln(tw, clean(header)); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if _, err := fmt.Fprintln(tw, clean(r)); err != nil {
+			return err
+		}
+	}
+	return tw.Flush()
+}
+
+// JobsTable writes the jobs of a run: key, state, attempts, duration.
+func JobsTable(w io.Writer, jobs []wire.Job) error {
+	rows := make([][]string, len(jobs))
+	for i, j := range jobs {
+		dur := "-"
+		if j.StartedAt != nil {
+			dur = FormatDuration(j.Duration())
+		}
+		attempts := strconv.Itoa(j.Attempt)
+		if j.MaxAttempts > 1 {
+			attempts += "/" + strconv.Itoa(j.MaxAttempts)
+		}
+		rows[i] = []string{j.Key, j.State, attempts, dur}
+	}
+	return Table(w, []string{"JOB", "STATE", "ATTEMPTS", "DURATION"}, rows)
+}
+
+// RunsTable writes a list of runs.
+func RunsTable(w io.Writer, runs []wire.Run) error {
+	rows := make([][]string, len(runs))
+	for i, r := range runs {
+		rows[i] = []string{r.ID, r.Pipeline, r.State, FormatTime(r.CreatedAt), FormatDuration(r.Duration())}
+	}
+	return Table(w, []string{"ID", "PIPELINE", "STATE", "CREATED", "DURATION"}, rows)
+}
+
+// WorkersTable writes a list of workers.
+func WorkersTable(w io.Writer, workers []wire.Worker, now time.Time) error {
+	rows := make([][]string, len(workers))
+	for i, x := range workers {
+		rows[i] = []string{
+			x.ID, x.Pool, x.State,
+			FormatCPU(x.UsedCPUMilli) + "/" + FormatCPU(x.CPUMilli),
+			FormatBytes(x.UsedMemory) + "/" + FormatBytes(x.MemoryBytes),
+			strconv.Itoa(len(x.Jobs)),
+			FormatAgo(x.LastSeen, now),
+		}
+	}
+	return Table(w, []string{"ID", "POOL", "STATE", "CPU", "MEMORY", "JOBS", "LAST SEEN"}, rows)
+}
+
+// Summary writes the jobs table of a final run and a line with its state.
+func Summary(w io.Writer, r wire.Run) error {
+	if _, err := fmt.Fprintln(w); err != nil {
+		return err
+	}
+	if err := JobsTable(w, r.Jobs); err != nil {
+		return err
+	}
+	line := fmt.Sprintf("\nrun %s %s in %s", r.ID, r.State, FormatDuration(r.Duration()))
+	if r.Error != "" && r.State != "succeeded" {
+		line += ": " + r.Error
+	}
+	_, err := fmt.Fprintln(w, line)
+	return err
+}

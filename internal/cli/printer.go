@@ -1,0 +1,115 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/api/wire"
+)
+
+// Printer prints a followed run as a person reads it: each job's output
+// line by line, prefixed by the job's key, and a short line when a job
+// starts, is retried or ends. It is not safe for concurrent use.
+type Printer struct {
+	w       io.Writer
+	prefix  func(string) string
+	lines   *Lines
+	started map[string]time.Time // job id -> start of the current attempt
+}
+
+// NewPrinter prints to w, prefixing lines with prefix (KeyPrefix if nil;
+// NoPrefix for the output of a single job).
+func NewPrinter(w io.Writer, prefix func(string) string) *Printer {
+	if prefix == nil {
+		prefix = KeyPrefix
+	}
+	return &Printer{w: w, prefix: prefix, lines: NewLines(w, prefix), started: map[string]time.Time{}}
+}
+
+// Event prints one event of a followed run.
+func (p *Printer) Event(ev wire.Event) error {
+	switch ev.Type {
+	case wire.EventLog:
+		return p.lines.Write(ev.Log.JobKey, []byte(ev.Log.Data))
+	case wire.EventJob:
+		return p.job(ev.Job)
+	case wire.EventEnd:
+		return p.lines.FlushAll()
+	}
+	return nil
+}
+
+// Flush writes every partial line.
+func (p *Printer) Flush() error { return p.lines.FlushAll() }
+
+func (p *Printer) job(j *wire.JobEvent) error {
+	var line string
+	switch j.State {
+	case "running":
+		start := j.At
+		if j.StartedAt != nil {
+			start = *j.StartedAt
+		}
+		p.started[j.JobID] = start
+		if j.Attempt > 1 {
+			line = fmt.Sprintf("▶ started (attempt %d)", j.Attempt)
+		} else {
+			line = "▶ started"
+		}
+	case "queued":
+		if j.Attempt == 0 {
+			return nil
+		}
+		// Back in the queue after a failed attempt: a retry.
+		line = fmt.Sprintf("↻ attempt %d failed", j.Attempt)
+		if j.Error != "" {
+			line += ": " + j.Error
+		}
+		line += "; retrying"
+	case "succeeded", "failed", "canceled", "skipped":
+		d := time.Duration(-1)
+		start, ok := p.started[j.JobID]
+		if j.StartedAt != nil {
+			start, ok = *j.StartedAt, true
+		}
+		if ok && !j.At.IsZero() && !j.At.Before(start) {
+			d = j.At.Sub(start)
+		}
+		line = JobStateLine(j.State, d, j.Error)
+	default:
+		return nil
+	}
+	if err := p.lines.Flush(j.JobKey); err != nil {
+		return err
+	}
+	_, err := io.WriteString(p.w, p.prefix(j.JobKey)+line+"\n")
+	return err
+}
+
+// JobStateLine describes a job's final state: "✓ succeeded in 1.2s",
+// "✗ failed: step 1: exit status 1 (0.3s)", "✗ canceled", "- skipped". A
+// negative duration is unknown.
+func JobStateLine(state string, d time.Duration, errMsg string) string {
+	switch state {
+	case "succeeded":
+		if d < 0 {
+			return "✓ succeeded"
+		}
+		return "✓ succeeded in " + FormatDuration(d)
+	case "failed":
+		s := "✗ failed"
+		if errMsg != "" {
+			s += ": " + errMsg
+		}
+		if d >= 0 {
+			s += " (" + FormatDuration(d) + ")"
+		}
+		return s
+	case "canceled":
+		return "✗ canceled"
+	case "skipped":
+		return "- skipped"
+	}
+	return state
+}

@@ -1,0 +1,347 @@
+// Package client is a typed client of Hodei's REST API.
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/hodei-ci/hodei/internal/api/wire"
+)
+
+// Types of the API, as the client returns them.
+type (
+	Run         = wire.Run
+	Job         = wire.Job
+	Attempt     = wire.Attempt
+	Worker      = wire.Worker
+	RunList     = wire.RunList
+	ErrorDetail = wire.ErrorDetail
+	Event       = wire.Event
+	LogEvent    = wire.LogEvent
+	JobEvent    = wire.JobEvent
+	RunEvent    = wire.RunEvent
+)
+
+// Error is an error answered by the API.
+type Error struct {
+	Status  int // HTTP status
+	Code    string
+	Message string
+	Details []ErrorDetail
+	// RetryAfter is the Retry-After header, if any.
+	RetryAfter string
+}
+
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("hodei api: %d %s", e.Status, e.Code)
+	}
+	return fmt.Sprintf("hodei api: %s (%d %s)", e.Message, e.Status, e.Code)
+}
+
+// Client talks to one Hodei server.
+type Client struct {
+	base string
+	hc   *http.Client
+}
+
+// New returns a client of the server at base ("http://127.0.0.1:8080").
+// A nil hc means a client without a timeout: use contexts to bound calls.
+func New(base string, hc *http.Client) (*Client, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("server address %q: want http://HOST:PORT", base)
+	}
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	return &Client{base: strings.TrimRight(base, "/"), hc: hc}, nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body io.Reader, ctype string, accept string) (*http.Response, error) {
+	u := c.base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, err
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 400 {
+		defer resp.Body.Close()
+		return nil, readError(resp)
+	}
+	return resp, nil
+}
+
+func readError(resp *http.Response) error {
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	e := &Error{Status: resp.StatusCode, RetryAfter: resp.Header.Get("Retry-After")}
+	var body wire.Error
+	if json.Unmarshal(data, &body) == nil && body.Code != "" {
+		e.Code, e.Message, e.Details = body.Code, body.Message, body.Details
+	} else {
+		e.Code = strings.ToLower(strings.ReplaceAll(http.StatusText(resp.StatusCode), " ", "_"))
+		e.Message = strings.TrimSpace(string(data))
+	}
+	return e
+}
+
+func (c *Client) getJSON(ctx context.Context, method, path string, q url.Values, body io.Reader, ctype string, out any) error {
+	resp, err := c.do(ctx, method, path, q, body, ctype, "application/json")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("hodei api: decode %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+func runPath(id string, rest ...string) string {
+	p := "/api/v1/runs/" + url.PathEscape(id)
+	for _, r := range rest {
+		p += "/" + r
+	}
+	return p
+}
+
+// Submit submits a pipeline file (its YAML text) as a new run. file names
+// it in error messages. An invalid file comes back as an *Error with Code
+// "invalid_pipeline" and Details.
+func (c *Client) Submit(ctx context.Context, file string, yaml []byte, tenant string) (Run, error) {
+	q := url.Values{}
+	if file != "" {
+		q.Set("file", file)
+	}
+	if tenant != "" {
+		q.Set("tenant", tenant)
+	}
+	var r Run
+	err := c.getJSON(ctx, http.MethodPost, "/api/v1/runs", q, bytes.NewReader(yaml), "application/yaml", &r)
+	return r, err
+}
+
+// ListOptions filter ListRuns. Zero fields do not filter.
+type ListOptions struct {
+	State  string
+	Tenant string
+	Limit  int
+	Before string // the Next of the previous page
+}
+
+// ListRuns lists runs, newest first.
+func (c *Client) ListRuns(ctx context.Context, o ListOptions) (RunList, error) {
+	q := url.Values{}
+	if o.State != "" {
+		q.Set("state", o.State)
+	}
+	if o.Tenant != "" {
+		q.Set("tenant", o.Tenant)
+	}
+	if o.Limit > 0 {
+		q.Set("limit", strconv.Itoa(o.Limit))
+	}
+	if o.Before != "" {
+		q.Set("before", o.Before)
+	}
+	var l RunList
+	err := c.getJSON(ctx, http.MethodGet, "/api/v1/runs", q, nil, "", &l)
+	return l, err
+}
+
+// GetRun returns a run with its jobs.
+func (c *Client) GetRun(ctx context.Context, id string) (Run, error) {
+	var r Run
+	err := c.getJSON(ctx, http.MethodGet, runPath(id), nil, nil, "", &r)
+	return r, err
+}
+
+// Jobs returns the jobs of a run with their attempts.
+func (c *Client) Jobs(ctx context.Context, run string) ([]Job, error) {
+	var l wire.JobList
+	err := c.getJSON(ctx, http.MethodGet, runPath(run, "jobs"), nil, nil, "", &l)
+	return l.Jobs, err
+}
+
+// Job returns one job of a run, named by its id or its key, with its
+// attempts.
+func (c *Client) Job(ctx context.Context, run, job string) (Job, error) {
+	var j Job
+	err := c.getJSON(ctx, http.MethodGet, runPath(run, "jobs", url.PathEscape(job)), nil, nil, "", &j)
+	return j, err
+}
+
+// Cancel cancels a run and returns it. A run already ended comes back as an
+// *Error with Code "run_final".
+func (c *Client) Cancel(ctx context.Context, id string) (Run, error) {
+	var r Run
+	err := c.getJSON(ctx, http.MethodPost, runPath(id, "cancel"), nil, nil, "", &r)
+	return r, err
+}
+
+// Workers lists the workers the server knows.
+func (c *Client) Workers(ctx context.Context) ([]Worker, error) {
+	var l wire.WorkerList
+	err := c.getJSON(ctx, http.MethodGet, "/api/v1/workers", nil, nil, "", &l)
+	return l.Workers, err
+}
+
+// Logs copies the stored output of a run to w: of every job, each line
+// prefixed with "[key] ", or of one job (by id or key) as it is.
+func (c *Client) Logs(ctx context.Context, run, job string, w io.Writer) error {
+	q := url.Values{}
+	if job != "" {
+		q.Set("job", job)
+	}
+	resp, err := c.do(ctx, http.MethodGet, runPath(run, "logs"), q, nil, "", "text/plain")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
+// ErrStreamEnded is returned by FollowLogs when the stream ends before the
+// run does (the server went away).
+var ErrStreamEnded = errors.New("hodei api: log stream ended before the run ended")
+
+// FollowLogs follows a run (or one of its jobs) live: onEvent gets every
+// event, ending with the "end" event that carries the final run, after which
+// FollowLogs returns nil. An error of onEvent stops the stream and is
+// returned. Heartbeats are not passed on.
+func (c *Client) FollowLogs(ctx context.Context, run, job string, onEvent func(Event) error) error {
+	q := url.Values{"follow": {"1"}}
+	if job != "" {
+		q.Set("job", job)
+	}
+	resp, err := c.do(ctx, http.MethodGet, runPath(run, "logs"), q, nil, "", "text/event-stream")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+		return fmt.Errorf("hodei api: log stream has content type %q", ct)
+	}
+	err = ReadSSE(resp.Body, func(typ string, data []byte) error {
+		ev, err := DecodeEvent(typ, data)
+		if err != nil {
+			return err
+		}
+		if ev.Type == "" {
+			return nil // an event this client does not know
+		}
+		if err := onEvent(ev); err != nil {
+			return err
+		}
+		if ev.Type == wire.EventEnd {
+			return errEnd
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errEnd):
+		return nil
+	case err == nil:
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return ErrStreamEnded
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	return err
+}
+
+var errEnd = errors.New("end")
+
+// DecodeEvent decodes the data of an SSE event of the log stream. An
+// unknown event type gives an Event with an empty Type.
+func DecodeEvent(typ string, data []byte) (Event, error) {
+	ev := Event{Type: typ}
+	var err error
+	switch typ {
+	case wire.EventLog:
+		ev.Log = &LogEvent{}
+		err = json.Unmarshal(data, ev.Log)
+	case wire.EventJob:
+		ev.Job = &JobEvent{}
+		err = json.Unmarshal(data, ev.Job)
+	case wire.EventRun:
+		ev.Run = &RunEvent{}
+		err = json.Unmarshal(data, ev.Run)
+	case wire.EventEnd:
+		ev.End = &Run{}
+		err = json.Unmarshal(data, ev.End)
+	default:
+		return Event{}, nil
+	}
+	if err != nil {
+		return Event{}, fmt.Errorf("hodei api: bad %s event: %w", typ, err)
+	}
+	return ev, nil
+}
+
+// ReadSSE reads a stream of Server-Sent Events and calls fn with the type
+// ("message" when the event names none) and the data of each. Comments
+// (heartbeats) are skipped. It returns fn's error, the reader's, or nil at
+// the end of the stream.
+func ReadSSE(r io.Reader, fn func(typ string, data []byte) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	var typ string
+	var data []byte
+	hasData := false
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(line) == 0 {
+			if hasData {
+				if typ == "" {
+					typ = "message"
+				}
+				if err := fn(typ, data); err != nil {
+					return err
+				}
+			}
+			typ, data, hasData = "", data[:0], false
+			continue
+		}
+		if line[0] == ':' {
+			continue
+		}
+		field, value, _ := bytes.Cut(line, []byte(":"))
+		value = bytes.TrimPrefix(value, []byte(" "))
+		switch string(field) {
+		case "event":
+			typ = string(value)
+		case "data":
+			if hasData {
+				data = append(data, '\n')
+			}
+			data = append(data, value...)
+			hasData = true
+		}
+	}
+	return sc.Err()
+}
