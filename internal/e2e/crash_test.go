@@ -70,6 +70,7 @@ jobs:
 		}
 		return true, nil
 	})
+	retried := 0
 	for _, id := range ids {
 		r, err := a.run(ctx, id)
 		if err != nil {
@@ -78,6 +79,15 @@ jobs:
 		if r.State != "succeeded" {
 			t.Errorf("run %s ended %s, want succeeded (retries cover lost attempts): %+v", id, r.State, r.Jobs)
 		}
+		for _, j := range r.Jobs {
+			if j.Attempt > 1 {
+				retried++
+			}
+		}
+	}
+	// The kill interrupted running jobs: they ran again after the restart.
+	if retried == 0 {
+		t.Error("no job needed a second attempt: the server was not killed mid-run")
 	}
 }
 
@@ -140,6 +150,9 @@ jobs:
 		return r.Jobs[0].State == "running" && len(lines(pids)) == 1, nil
 	})
 	stepPID, _ := strconv.Atoi(strings.Fields(lines(pids)[0])[1])
+	if agents[victim] == nil {
+		t.Fatalf("job runs on %q, not on one of our agents", victim)
+	}
 	agents[victim].kill()
 
 	eventually(t, 30*time.Second, "run final", func() (bool, error) {

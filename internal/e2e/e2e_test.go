@@ -134,7 +134,7 @@ type runJSON struct {
 		Key     string `json:"key"`
 		State   string `json:"state"`
 		Attempt int    `json:"attempt"`
-		Worker  string `json:"worker_id"`
+		Worker  string `json:"worker"`
 	} `json:"jobs"`
 }
 
