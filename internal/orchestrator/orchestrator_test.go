@@ -1,0 +1,400 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/hub"
+	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/state"
+	"github.com/hodei-ci/hodei/internal/store"
+	"github.com/hodei-ci/hodei/internal/store/sqlite"
+)
+
+// These tests drive a real orchestrator over a real embedded NATS and SQLite
+// store, with a scripted worker whose every message the test writes by hand:
+// duplicates, late messages of old attempts, messages under another worker's
+// name, silence.
+
+type harness struct {
+	t     *testing.T
+	o     *Orchestrator
+	st    store.Store
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	subs  bus.Subjects
+	notes *hub.Sub
+	msgN  int
+}
+
+func newHarness(t *testing.T, cfg Config) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{StoreDir: filepath.Join(dir, "nats"), Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Shutdown)
+	nc, err := emb.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	st, err := sqlite.Open(filepath.Join(dir, "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cfg.Store, cfg.NC = st, nc
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Hub = hub.New()
+	o, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := o.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(o.Stop)
+	js, _ := jetstream.New(nc)
+	h := &harness{t: t, o: o, st: st, nc: nc, js: js, subs: bus.DefaultSubjects, notes: cfg.Hub.Subscribe("", 1<<12)}
+	return h
+}
+
+// worker is a scripted worker: it heartbeats only when told to, and reads
+// its dispatch subject as a plain consumer.
+type worker struct {
+	h    *harness
+	id   string
+	boot string
+	cons jetstream.Consumer
+}
+
+func (h *harness) worker(id string) *worker {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cons, err := h.js.CreateOrUpdateConsumer(ctx, bus.StreamDispatch, jetstream.ConsumerConfig{
+		Durable: "agent-" + id, FilterSubject: h.subs.Dispatch(id), AckPolicy: jetstream.AckExplicitPolicy,
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	w := &worker{h: h, id: id, boot: "boot-1", cons: cons}
+	w.heartbeat()
+	h.waitFor(func() bool {
+		for _, v := range h.o.View().Workers {
+			if v.ID == id && v.State == state.WorkerIdle {
+				return true
+			}
+		}
+		return false
+	}, "worker "+id+" joined")
+	return w
+}
+
+func (w *worker) heartbeat(running ...bus.JobRef) {
+	hb := bus.Heartbeat{WorkerID: w.id, BootID: w.boot, CPUMilli: 4000, Memory: 8 << 30, Labels: []string{"linux"}, Running: running, At: time.Now()}
+	data, _ := json.Marshal(hb)
+	if err := w.h.nc.Publish(w.h.subs.Heartbeat(w.id), data); err != nil {
+		w.h.t.Fatal(err)
+	}
+}
+
+// next returns the next dispatch message for the worker.
+func (w *worker) next() bus.Dispatch {
+	w.h.t.Helper()
+	msgs, err := w.cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		w.h.t.Fatal(err)
+	}
+	for m := range msgs.Messages() {
+		var d bus.Dispatch
+		if err := json.Unmarshal(m.Data(), &d); err != nil {
+			w.h.t.Fatal(err)
+		}
+		_ = m.Ack()
+		return d
+	}
+	w.h.t.Fatalf("worker %s: no dispatch message", w.id)
+	return bus.Dispatch{}
+}
+
+// status publishes a status as worker `from` (normally w.id). Every message
+// gets a fresh message id, so JetStream's de-duplication does not hide
+// duplicates from the orchestrator: its handlers must.
+func (w *worker) status(from, jobID string, attempt int, st string, code int) {
+	w.h.t.Helper()
+	w.h.msgN++
+	s := bus.Status{WorkerID: w.id, JobID: jobID, Attempt: attempt, State: st, ExitCode: code, At: time.Now()}
+	data, _ := json.Marshal(s)
+	m := nats.NewMsg(w.h.subs.Status(from))
+	m.Data = data
+	m.Header.Set(nats.MsgIdHdr, "test-"+strconv.Itoa(w.h.msgN))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := w.h.js.PublishMsg(ctx, m); err != nil {
+		w.h.t.Fatal(err)
+	}
+}
+
+func (h *harness) submit(yaml string) store.Run {
+	h.t.Helper()
+	p, err := pipeline.Parse("t.yaml", []byte(yaml))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	specs, err := pipeline.Expand(p)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := h.o.Submit(ctx, SubmitRequest{Pipeline: p, Jobs: specs, Source: []byte(yaml)})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return r
+}
+
+// waitFor waits until cond holds, re-checking after every hub note and tick.
+func (h *harness) waitFor(cond func() bool, what string) {
+	h.t.Helper()
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-h.notes.C:
+		case <-tick.C:
+		case <-deadline:
+			h.t.Fatalf("timed out waiting for: %s", what)
+		}
+	}
+}
+
+func (h *harness) job(runID, key string) store.Job {
+	h.t.Helper()
+	jobs, err := h.st.ListJobs(context.Background(), runID)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, j := range jobs {
+		if j.Key == key {
+			return j
+		}
+	}
+	h.t.Fatalf("no job %s", key)
+	return store.Job{}
+}
+
+func (h *harness) jobState(runID, key string) func() string {
+	return func() string { return h.job(runID, key).State }
+}
+
+func (h *harness) ping() {
+	h.t.Helper()
+	if err := h.o.Ping(context.Background()); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+const oneJob = `name: one
+jobs:
+  a:
+    retry: 1
+    steps: [{run: "true"}]
+  b:
+    needs: a
+    steps: [{run: "true"}]
+`
+
+func TestDuplicateAndLateMessagesChangeNothing(t *testing.T) {
+	h := newHarness(t, Config{})
+	w := h.worker("w1")
+	run := h.submit(oneJob)
+	d := w.next()
+	if d.Kind != bus.KindAssign || d.Attempt != 1 {
+		t.Fatalf("dispatch %+v", d)
+	}
+	w.status(w.id, d.JobID, 1, bus.StatusRunning, 0)
+	w.status(w.id, d.JobID, 1, bus.StatusRunning, 0) // duplicate
+	h.waitFor(func() bool { return h.jobState(run.ID, "a")() == state.JobRunning }, "a running")
+
+	// Attempt 1 fails; a has a retry, so attempt 2 is assigned.
+	w.status(w.id, d.JobID, 1, bus.StatusFailed, 1)
+	d2 := w.next()
+	if d2.JobID != d.JobID || d2.Attempt != 2 {
+		t.Fatalf("second dispatch %+v", d2)
+	}
+	// The failure delivered again, and a late "succeeded" of attempt 1, are
+	// both ignored: attempt 2 is the job's.
+	w.status(w.id, d.JobID, 1, bus.StatusFailed, 1)
+	w.status(w.id, d.JobID, 1, bus.StatusSucceeded, 0)
+	h.ping()
+	h.ping()
+	if j := h.job(run.ID, "a"); j.State != state.JobAssigned || j.Attempt != 2 {
+		t.Fatalf("after late messages: job a %s attempt %d", j.State, j.Attempt)
+	}
+	// A status for the job sent on another worker's subject is rejected.
+	w.status("w2", d.JobID, 2, bus.StatusSucceeded, 0)
+	h.ping()
+	h.ping()
+	if s := h.jobState(run.ID, "a")(); s != state.JobAssigned {
+		t.Fatalf("status under another worker's subject was applied: %s", s)
+	}
+
+	w.status(w.id, d.JobID, 2, bus.StatusRunning, 0)
+	w.status(w.id, d.JobID, 2, bus.StatusSucceeded, 0)
+	w.status(w.id, d.JobID, 2, bus.StatusSucceeded, 0) // duplicate final
+	d3 := w.next()
+	w.status(w.id, d3.JobID, 1, bus.StatusSucceeded, 0) // straight from assigned
+	h.waitFor(func() bool {
+		r, _ := h.st.GetRun(context.Background(), run.ID)
+		return r.State == state.RunSucceeded
+	}, "run succeeded")
+	atts, err := h.st.ListAttempts(context.Background(), d.JobID)
+	if err != nil || len(atts) != 2 || atts[0].State != state.JobFailed || atts[1].State != state.JobSucceeded {
+		t.Fatalf("attempts %+v %v", atts, err)
+	}
+	// A duplicate after the run ended changes nothing either.
+	w.status(w.id, d3.JobID, 1, bus.StatusFailed, 1)
+	h.ping()
+	h.ping()
+	if r, _ := h.st.GetRun(context.Background(), run.ID); r.State != state.RunSucceeded {
+		t.Fatalf("run changed after its end: %s", r.State)
+	}
+}
+
+func TestSilentWorkerIsLostAndItsJobRequeued(t *testing.T) {
+	h := newHarness(t, Config{WorkerTTL: 300 * time.Millisecond, Tick: 20 * time.Millisecond})
+	w1 := h.worker("w1")
+	run := h.submit(oneJob)
+	d := w1.next()
+	w1.status(w1.id, d.JobID, 1, bus.StatusRunning, 0)
+	h.waitFor(func() bool { return h.jobState(run.ID, "a")() == state.JobRunning }, "a running")
+	// w1 falls silent; w2 keeps heartbeating and gets the second attempt.
+	w2 := &worker{h: h, id: "w2", boot: "b"}
+	cons, err := h.js.CreateOrUpdateConsumer(context.Background(), bus.StreamDispatch, jetstream.ConsumerConfig{
+		Durable: "agent-w2", FilterSubject: h.subs.Dispatch("w2"), AckPolicy: jetstream.AckExplicitPolicy,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2.cons = cons
+	stop := make(chan struct{})
+	beating := make(chan struct{})
+	go func() {
+		defer close(beating)
+		tk := time.NewTicker(50 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			w2.heartbeat()
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+	defer func() { close(stop); <-beating }()
+	d2 := w2.next()
+	if d2.JobID != d.JobID || d2.Attempt != 2 {
+		t.Fatalf("requeued dispatch %+v", d2)
+	}
+	h.waitFor(func() bool {
+		for _, v := range h.o.View().Workers {
+			if v.ID == "w1" {
+				return v.State == state.WorkerLost
+			}
+		}
+		return false
+	}, "w1 lost")
+	atts, _ := h.st.ListAttempts(context.Background(), d.JobID)
+	if len(atts) != 2 || atts[0].State != state.JobFailed || atts[0].Error == "" {
+		t.Fatalf("attempts %+v", atts)
+	}
+	// w1 comes back still running attempt 1: it is told to cancel it, and
+	// its late success is ignored.
+	w1.heartbeat(bus.JobRef{JobID: d.JobID, Attempt: 1})
+	c := w1.next()
+	if c.Kind != bus.KindCancel || c.JobID != d.JobID || c.Attempt != 1 {
+		t.Fatalf("stale attempt not canceled: %+v", c)
+	}
+	w1.status(w1.id, d.JobID, 1, bus.StatusSucceeded, 0)
+	h.ping()
+	h.ping()
+	if j := h.job(run.ID, "a"); j.Attempt != 2 || j.WorkerID != "w2" || j.State != state.JobAssigned {
+		t.Fatalf("job after the lost worker came back: %+v", j)
+	}
+}
+
+func TestRestartedAgentLosesItsAttempts(t *testing.T) {
+	h := newHarness(t, Config{})
+	w := h.worker("w1")
+	run := h.submit(`name: r
+jobs:
+  a:
+    steps: [{run: "true"}]
+`)
+	d := w.next()
+	w.status(w.id, d.JobID, 1, bus.StatusRunning, 0)
+	h.waitFor(func() bool { return h.jobState(run.ID, "a")() == state.JobRunning }, "a running")
+	w.boot = "boot-2"
+	w.heartbeat()
+	// No retries: the attempt lost with the agent's restart fails the job.
+	h.waitFor(func() bool { return h.jobState(run.ID, "a")() == state.JobFailed }, "a failed")
+	r, _ := h.st.GetRun(context.Background(), run.ID)
+	if r.State != state.RunFailed {
+		t.Fatalf("run %s", r.State)
+	}
+}
+
+func TestCapacityIsReservedAndReleased(t *testing.T) {
+	h := newHarness(t, Config{})
+	w := h.worker("w1") // 4 cpus
+	run := h.submit(`name: cap
+jobs:
+  big1:
+    runs-on: {cpu: 3}
+    steps: [{run: "true"}]
+  big2:
+    runs-on: {cpu: 3}
+    steps: [{run: "true"}]
+  gpu:
+    runs-on: {gpu: 1}
+    steps: [{run: "true"}]
+`)
+	d := w.next()
+	h.ping()
+	h.ping()
+	// Only one 3-cpu job fits a 4-cpu worker; the gpu job fits nowhere.
+	queued := 0
+	for _, k := range []string{"big1", "big2", "gpu"} {
+		if h.jobState(run.ID, k)() == state.JobQueued {
+			queued++
+		}
+	}
+	if queued != 2 {
+		t.Fatalf("%d jobs queued, want 2", queued)
+	}
+	w.status(w.id, d.JobID, 1, bus.StatusSucceeded, 0)
+	d2 := w.next()
+	if d2.JobID == d.JobID {
+		t.Fatalf("same job dispatched twice")
+	}
+	// The view refreshes within a tick.
+	h.waitFor(func() bool { return h.o.View().Workers[0].UsedCPUMilli == 3000 }, "3000m in use on w1")
+}
