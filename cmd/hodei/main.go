@@ -41,6 +41,7 @@ func commands() []command {
 		{"cancel", "cancel a run", "hodei cancel RUN", cancelCmd},
 		{"workers", "list the workers of a server", "hodei workers", workersCmd},
 		{"bench", "measure a server under load", "hodei bench", benchCmd},
+		{"sim", "simulate the scheduler on a recorded or generated workload", "hodei sim --generate --jobs 100000 --workers 500 --policy hodei", simCmd},
 	}
 }
 
