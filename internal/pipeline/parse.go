@@ -38,10 +38,11 @@ var (
 
 // The fields allowed at each level, in the order the documentation gives.
 var (
-	pipelineFields = []string{"name", "env", "priority", "jobs"}
-	jobFields      = []string{"name", "needs", "if", "runs-on", "env", "timeout", "retry", "priority", "matrix", "steps"}
-	runsOnFields   = []string{"labels", "cpu", "memory", "gpu"}
-	stepFields     = []string{"name", "run", "env", "timeout"}
+	pipelineFields    = []string{"name", "env", "priority", "concurrency", "jobs"}
+	concurrencyFields = []string{"group", "limit"}
+	jobFields         = []string{"name", "needs", "if", "runs-on", "env", "timeout", "retry", "priority", "matrix", "steps"}
+	runsOnFields      = []string{"labels", "cpu", "memory", "gpu"}
+	stepFields        = []string{"name", "run", "env", "timeout"}
 )
 
 // reservedEnvPrefix starts the names of the variables Hodei sets itself.
@@ -336,6 +337,8 @@ func (p *parser) pipeline(root *yaml.Node) *Pipeline {
 			pl.Env = p.env(e.val, "env", nil)
 		case "priority":
 			pl.Priority, _ = p.intIn(e.val, "priority", 0, MaxPriority)
+		case "concurrency":
+			pl.Concurrency = p.concurrency(e.val, "concurrency")
 		case "jobs":
 			haveJobs = true
 			p.jobList(e.val)
@@ -355,6 +358,37 @@ func (p *parser) pipeline(root *yaml.Node) *Pipeline {
 	}
 	p.checkNeeds()
 	return pl
+}
+
+// concurrency reads a pipeline's concurrency group.
+func (p *parser) concurrency(n *yaml.Node, field string) *Concurrency {
+	v := deref(n)
+	if v.Kind != yaml.MappingNode {
+		p.errAt(n, field, "must be a map with group and limit, got %s", describe(v))
+		return nil
+	}
+	c := &Concurrency{Limit: 1}
+	haveGroup := false
+	for _, f := range p.fields(v, field, concurrencyFields) {
+		fp := field + "." + f.name
+		switch f.name {
+		case "group":
+			if s, ok := p.text(f.val, fp); ok {
+				haveGroup = true
+				c.Group = s
+				p.noMatrixExpr(f.val, fp)
+				if s == "" {
+					p.errAt(f.val, fp, "must not be empty")
+				}
+			}
+		case "limit":
+			c.Limit, _ = p.intIn(f.val, fp, 1, MaxConcurrencyLimit)
+		}
+	}
+	if !haveGroup {
+		p.errAt(n, field+".group", "is required")
+	}
+	return c
 }
 
 // jobList reads the jobs map.

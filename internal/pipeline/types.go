@@ -14,11 +14,25 @@ type Pipeline struct {
 	Name     string
 	Env      map[string]string
 	Priority int
+	// Concurrency limits how many runs of a group run at once; nil for
+	// no limit.
+	Concurrency *Concurrency
 	// Jobs in file order.
 	Jobs []*Job
 	// File is the name used in error messages.
 	File string
 }
+
+// Concurrency is a pipeline's concurrency group: at most Limit runs of the
+// group run at once; the others wait in the order they were submitted (they
+// are not canceled).
+type Concurrency struct {
+	Group string
+	Limit int // 1..MaxConcurrencyLimit, 1 by default
+}
+
+// MaxConcurrencyLimit bounds a concurrency group's limit.
+const MaxConcurrencyLimit = 1000
 
 // Condition says when a job runs given the outcome of its needs.
 type Condition string
