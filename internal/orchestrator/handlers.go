@@ -34,6 +34,9 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 		Source:    req.Source,
 		CreatedAt: c.now,
 	}}
+	if cc := req.Pipeline.Concurrency; cc != nil {
+		rs.rec.ConcurrencyGroup, rs.rec.ConcurrencyLimit = cc.Group, cc.Limit
+	}
 	byKey := map[string]*jobState{}
 	recs := make([]store.Job, 0, len(req.Jobs))
 	for i, spec := range req.Jobs {
@@ -60,16 +63,19 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 			}
 			j.needs = append(j.needs, need)
 		}
-		if len(j.needs) == 0 {
-			j.rec.State = state.JobQueued
-			j.rec.QueuedAt = c.now
-		}
 		byKey[spec.Key] = j
 		rs.jobs = append(rs.jobs, j)
 	}
+	// A run held back by its concurrency group keeps every job pending
+	// until an earlier run of the group ends.
+	admitted := o.admit.Admit(rs.rec.ID, rs.rec.ConcurrencyGroup, rs.rec.ConcurrencyLimit)
 	for _, j := range rs.jobs {
 		for _, n := range j.needs {
 			n.dependents = append(n.dependents, j)
+		}
+		if admitted && len(j.needs) == 0 {
+			j.rec.State = state.JobQueued
+			j.rec.QueuedAt = c.now
 		}
 		recs = append(recs, j.rec)
 	}
@@ -226,7 +232,7 @@ func (o *Orchestrator) finish(c *change, j *jobState, to, errMsg string) {
 // evaluate decides whether a pending job whose needs have all ended runs or
 // is skipped.
 func (o *Orchestrator) evaluate(c *change, j *jobState) {
-	if j.rec.State != state.JobPending || j.run.canceling {
+	if j.rec.State != state.JobPending || j.run.canceling || o.admit.Waiting(j.run.rec.ID) {
 		return
 	}
 	anyFailed, allOK := false, true
@@ -281,6 +287,15 @@ func (o *Orchestrator) finishRun(c *change, r *runState) {
 	delete(o.runs, r.rec.ID)
 	for _, j := range r.jobs {
 		delete(o.jobs, j.rec.ID)
+	}
+	for _, id := range o.admit.Done(r.rec.ID) {
+		if next := o.runs[id]; next != nil {
+			for _, j := range next.jobs {
+				if len(j.needs) == 0 {
+					o.evaluate(c, j)
+				}
+			}
+		}
 	}
 	if o.cfg.Metrics != nil {
 		c.observe = append(c.observe, func() { o.cfg.Metrics.RunsFinished.WithLabelValues(to).Inc() })

@@ -120,6 +120,7 @@ type Orchestrator struct {
 	jobs    map[string]*jobState
 	queue   map[string]*jobState
 	workers map[string]*workerState
+	admit   *scheduler.Admission
 	seq     uint64
 	dirty   bool // something changed that may allow new placements
 	lastPub time.Time
@@ -186,6 +187,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		jobs:    map[string]*jobState{},
 		queue:   map[string]*jobState{},
 		workers: map[string]*workerState{},
+		admit:   scheduler.NewAdmission(),
 		ids:     newIDGen(),
 	}
 	o.view.Store(&View{})

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/scheduler"
 	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/store"
 )
@@ -31,6 +33,7 @@ func (o *Orchestrator) recover(ctx context.Context) error {
 	o.jobs = map[string]*jobState{}
 	o.queue = map[string]*jobState{}
 	o.workers = map[string]*workerState{}
+	o.admit = scheduler.NewAdmission()
 	for _, w := range workers {
 		if w.State == state.WorkerGone {
 			continue
@@ -54,6 +57,28 @@ func (o *Orchestrator) recover(ctx context.Context) error {
 		}
 		rs.jobs = append(rs.jobs, j)
 		o.jobs[jr.ID] = j
+	}
+	// Concurrency groups: runs that had started count first, then the
+	// waiting ones line up again in the order they were submitted.
+	var waiting []*runState
+	for _, r := range runs {
+		rs := o.runs[r.ID]
+		if rs.rec.ConcurrencyGroup == "" {
+			continue
+		}
+		started := false
+		for _, j := range rs.jobs {
+			started = started || j.rec.State != state.JobPending
+		}
+		if started {
+			o.admit.Resume(rs.rec.ID, rs.rec.ConcurrencyGroup, rs.rec.ConcurrencyLimit)
+		} else {
+			waiting = append(waiting, rs)
+		}
+	}
+	sort.Slice(waiting, func(i, k int) bool { return waiting[i].rec.ID < waiting[k].rec.ID })
+	for _, rs := range waiting {
+		o.admit.Admit(rs.rec.ID, rs.rec.ConcurrencyGroup, rs.rec.ConcurrencyLimit)
 	}
 	var redispatch []bus.Dispatch
 	for _, rs := range o.runs {

@@ -42,6 +42,23 @@ func (a *Admission) Admit(runID, groupName string, limit int) bool {
 	return false
 }
 
+// Resume registers a run that was already admitted before a restart: it
+// counts against its group's limit even if the limit is now lower. Call it
+// for the admitted runs before Admit for the waiting ones.
+func (a *Admission) Resume(runID, groupName string, limit int) {
+	if groupName == "" || limit <= 0 {
+		return
+	}
+	g := a.groups[groupName]
+	if g == nil {
+		g = &group{active: map[string]bool{}}
+		a.groups[groupName] = g
+	}
+	g.limit = limit
+	a.runs[runID] = groupName
+	g.active[runID] = true
+}
+
 // Done removes a run (ended, or canceled while waiting) and returns the runs
 // of its group admitted in its place, in the order they arrived.
 func (a *Admission) Done(runID string) []string {

@@ -35,6 +35,10 @@ type Run struct {
 	StartedAt  time.Time // zero until the first job starts
 	FinishedAt time.Time // zero until final
 	Error      string
+	// ConcurrencyGroup and ConcurrencyLimit hold the pipeline's
+	// concurrency group ("" and 0 for none).
+	ConcurrencyGroup string
+	ConcurrencyLimit int
 }
 
 // Job is one job of a run (after matrix expansion).

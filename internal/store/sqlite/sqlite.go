@@ -258,7 +258,7 @@ func (s *Store) closeAll() error {
 
 // Column lists, in the order the scan functions read them.
 const (
-	runCols     = "id, pipeline, file, tenant, priority, state, source, created_at, started_at, finished_at, error"
+	runCols     = "id, pipeline, file, tenant, priority, state, source, created_at, started_at, finished_at, error, concurrency_group, concurrency_limit"
 	jobCols     = "id, run_id, job_key, name, idx, state, spec, attempt, max_attempts, worker_id, queued_at, started_at, finished_at, exit_code, error"
 	attemptCols = "job_id, n, worker_id, state, assigned_at, started_at, finished_at, exit_code, error"
 	logCols     = "job_id, attempt, seq, step, data, at"
@@ -302,7 +302,7 @@ type scanner interface{ Scan(dest ...any) error }
 func scanRun(sc scanner) (store.Run, error) {
 	var r store.Run
 	var created, started, finished int64
-	err := sc.Scan(&r.ID, &r.Pipeline, &r.File, &r.Tenant, &r.Priority, &r.State, &r.Source, &created, &started, &finished, &r.Error)
+	err := sc.Scan(&r.ID, &r.Pipeline, &r.File, &r.Tenant, &r.Priority, &r.State, &r.Source, &created, &started, &finished, &r.Error, &r.ConcurrencyGroup, &r.ConcurrencyLimit)
 	r.CreatedAt, r.StartedAt, r.FinishedAt = decTime(created), decTime(started), decTime(finished)
 	return r, err
 }

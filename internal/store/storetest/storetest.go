@@ -87,6 +87,9 @@ func newRun(id, st, tenant string) store.Run {
 		State:     st,
 		Source:    []byte("name: build\njobs: {}\n"),
 		CreatedAt: at(1),
+
+		ConcurrencyGroup: "deploy-" + tenant,
+		ConcurrencyLimit: 2,
 	}
 	if st != state.RunQueued {
 		r.StartedAt = at(2)
