@@ -1,0 +1,57 @@
+// Package auth establishes who is calling: OIDC bearer tokens (JWT) checked
+// against the issuer's keys, static API tokens for automation, and the local
+// admin token of the embedded default. What a principal may do is decided
+// elsewhere (package authz).
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+)
+
+// Kinds of principals.
+const (
+	KindUser  = "user"  // a person signed in through OIDC
+	KindToken = "token" // a static API token
+	KindAdmin = "admin" // the local admin token of the embedded default
+	KindAgent = "agent" // a worker
+)
+
+// Principal is an authenticated caller.
+type Principal struct {
+	// ID is unique and stable: "user:<issuer subject>", "token:<name>",
+	// "admin:local", "agent:<worker id>".
+	ID     string   `json:"id"`
+	Kind   string   `json:"kind"`
+	Name   string   `json:"name"`   // what people see (preferred_username, token name)
+	Tenant string   `json:"tenant"` // the tenant the principal acts in
+	Roles  []string `json:"roles"`  // admin, maintainer, developer, viewer, or custom
+	Groups []string `json:"groups,omitempty"`
+	Scopes []string `json:"scopes,omitempty"` // API tokens: what they were issued for
+}
+
+// Errors of authentication; the API answers both with 401.
+var (
+	ErrNoCredentials = errors.New("no credentials")
+	ErrInvalid       = errors.New("invalid credentials")
+)
+
+// Authenticator finds and checks the credentials of a request. Implementations
+// are safe for concurrent use.
+type Authenticator interface {
+	Authenticate(r *http.Request) (Principal, error)
+}
+
+type ctxKey struct{}
+
+// WithPrincipal returns a context carrying p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, ctxKey{}, p)
+}
+
+// FromContext returns the principal of a request, if authenticated.
+func FromContext(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(ctxKey{}).(Principal)
+	return p, ok
+}
