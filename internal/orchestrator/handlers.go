@@ -89,10 +89,11 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 	}
 	rs.open = len(rs.jobs)
 	o.runs[rs.rec.ID] = rs
+	o.eng.AddPipeline(pipelineSpec(rs))
 	for _, j := range rs.jobs {
 		o.jobs[j.rec.ID] = j
 		if j.rec.State == state.JobQueued {
-			o.enqueue(j)
+			o.enqueue(j, c.now)
 		}
 	}
 	c.events = append(c.events, bus.Event{Type: "run.created", RunID: rs.rec.ID, State: rs.rec.State, At: c.now})
@@ -143,11 +144,40 @@ func (o *Orchestrator) onCancel(c *change, r *cancelReq) {
 }
 
 // enqueue puts a job in the queue.
-func (o *Orchestrator) enqueue(j *jobState) {
+func (o *Orchestrator) enqueue(j *jobState, now time.Time) {
 	o.seq++
 	j.seq = o.seq
 	o.queue[j.rec.ID] = j
+	o.eng.Enqueue(j.rec.ID, now)
 	o.dirty = true
+}
+
+// dequeue takes a job out of the queue, if it is there.
+func (o *Orchestrator) dequeue(j *jobState) {
+	if _, ok := o.queue[j.rec.ID]; ok {
+		delete(o.queue, j.rec.ID)
+		o.eng.Dequeue(j.rec.ID)
+	}
+}
+
+// pipelineSpec describes a run to the scheduler engine.
+func pipelineSpec(r *runState) scheduler.PipelineSpec {
+	p := scheduler.PipelineSpec{ID: r.rec.ID, Tenant: r.rec.Tenant, Priority: r.rec.Priority, Jobs: make([]scheduler.JobSpec, 0, len(r.jobs))}
+	for _, j := range r.jobs {
+		needs := make([]string, len(j.needs))
+		for i, n := range j.needs {
+			needs[i] = n.rec.ID
+		}
+		p.Jobs = append(p.Jobs, scheduler.JobSpec{
+			ID:       j.rec.ID,
+			Key:      r.rec.Pipeline + "/" + j.rec.Key,
+			Needs:    needs,
+			Request:  scheduler.Resources{CPUMilli: j.spec.CPUMilli, Memory: j.spec.Memory, GPU: j.spec.GPU},
+			Labels:   j.spec.Labels,
+			Priority: max(j.spec.Priority, r.rec.Priority),
+		})
+	}
+	return p
 }
 
 // setJob moves a job to a new state, recording it for the transaction and
@@ -200,6 +230,12 @@ func (o *Orchestrator) endAttempt(c *change, j *jobState, st string, code int, e
 	j.att.Error = errMsg
 	c.saveAttempt(j)
 	j.rec.ExitCode = code
+	if st == state.JobSucceeded && !j.att.StartedAt.IsZero() {
+		// Only finished work teaches the predictor.
+		o.eng.Finish(j.rec.ID, c.now, c.now.Sub(j.att.StartedAt), true)
+	} else {
+		o.eng.Release(j.rec.ID)
+	}
 	o.release(c, j)
 }
 
@@ -207,7 +243,7 @@ func (o *Orchestrator) endAttempt(c *change, j *jobState, st string, code int, e
 // move on.
 func (o *Orchestrator) finish(c *change, j *jobState, to, errMsg string) {
 	if j.rec.State == state.JobQueued {
-		delete(o.queue, j.rec.ID)
+		o.dequeue(j)
 	}
 	if errMsg != "" {
 		j.rec.Error = errMsg
@@ -259,7 +295,7 @@ func (o *Orchestrator) evaluate(c *change, j *jobState) {
 	if run {
 		if o.setJob(c, j, state.JobQueued) {
 			j.rec.QueuedAt = c.now
-			o.enqueue(j)
+			o.enqueue(j, c.now)
 		}
 		return
 	}
@@ -285,6 +321,7 @@ func (o *Orchestrator) finishRun(c *change, r *runState) {
 		return
 	}
 	delete(o.runs, r.rec.ID)
+	o.eng.RemovePipeline(r.rec.ID)
 	for _, j := range r.jobs {
 		delete(o.jobs, j.rec.ID)
 	}
@@ -348,7 +385,7 @@ func (o *Orchestrator) retryOrFail(c *change, j *jobState, msg string) {
 		j.rec.Error = msg
 		if o.setJob(c, j, state.JobQueued) {
 			j.rec.QueuedAt = c.now
-			o.enqueue(j)
+			o.enqueue(j, c.now)
 		}
 		return
 	}
@@ -378,6 +415,40 @@ func (o *Orchestrator) setWorker(c *change, w *workerState, to string) {
 	}
 	w.rec.State = to
 	c.workers[w] = true
+	o.syncWorker(w)
+}
+
+// syncWorker tells the scheduler engine what it must know of a worker: its
+// capacity and labels, and whether it takes new jobs.
+func (o *Orchestrator) syncWorker(w *workerState) {
+	spec := scheduler.WorkerSpec{
+		ID: w.rec.ID, Pool: w.rec.Pool, Labels: w.rec.Labels,
+		Capacity: scheduler.Resources{CPUMilli: w.rec.CPUMilli, Memory: w.rec.MemoryBytes, GPU: w.rec.GPU},
+	}
+	if !w.synced || !sameWorkerSpec(spec, w.spec) {
+		o.eng.UpsertWorker(spec)
+		w.spec = spec
+		w.synced = true
+		o.dirty = true
+	}
+	ok := w.rec.State == state.WorkerIdle || w.rec.State == state.WorkerBusy
+	if ok != w.schedulable {
+		o.eng.SetSchedulable(w.rec.ID, ok)
+		w.schedulable = ok
+		o.dirty = true
+	}
+}
+
+func sameWorkerSpec(a, b scheduler.WorkerSpec) bool {
+	if a.ID != b.ID || a.Pool != b.Pool || a.Capacity != b.Capacity || len(a.Labels) != len(b.Labels) {
+		return false
+	}
+	for i := range a.Labels {
+		if a.Labels[i] != b.Labels[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func (o *Orchestrator) onHeartbeat(c *change, hb bus.Heartbeat) {
@@ -431,6 +502,7 @@ func (o *Orchestrator) onHeartbeat(c *change, hb bus.Heartbeat) {
 		o.setWorker(c, w, state.WorkerIdle)
 		o.dirty = true
 	}
+	o.syncWorker(w)
 	if c.now.Sub(w.lastSave) > 30*time.Second {
 		c.workers[w] = true
 	}
@@ -487,37 +559,19 @@ func (o *Orchestrator) checkLeases(c *change) {
 	}
 }
 
-// schedule asks the scheduler for a plan and applies it.
+// schedule asks the scheduler engine for placements and applies them.
 func (o *Orchestrator) schedule(c *change) {
 	o.dirty = false
 	if len(o.queue) == 0 {
 		return
 	}
-	snap := scheduler.Snapshot{
-		Workers: make([]scheduler.Worker, 0, len(o.workers)),
-		Queue:   make([]scheduler.Job, 0, len(o.queue)),
-	}
-	for _, w := range o.workers {
-		snap.Workers = append(snap.Workers, scheduler.Worker{
-			ID: w.rec.ID, Labels: w.rec.Labels, CPUMilli: w.rec.CPUMilli, Memory: w.rec.MemoryBytes, GPU: w.rec.GPU,
-			UsedCPUMilli: w.used.cpu, UsedMemory: w.used.mem, UsedGPU: w.used.gpu,
-			Schedulable: w.rec.State == state.WorkerIdle || w.rec.State == state.WorkerBusy,
-		})
-	}
-	for _, j := range o.queue {
-		prio := j.spec.Priority
-		if j.run.rec.Priority > prio {
-			prio = j.run.rec.Priority
-		}
-		snap.Queue = append(snap.Queue, scheduler.Job{
-			ID: j.rec.ID, Priority: prio, QueuedAt: j.rec.QueuedAt, Seq: j.seq,
-			CPUMilli: j.spec.CPUMilli, Memory: j.spec.Memory, GPU: j.spec.GPU, Labels: j.spec.Labels,
-		})
-	}
-	plan := o.cfg.Plan(snap)
-	for _, a := range plan.Assignments {
+	for _, a := range o.eng.Plan(c.now) {
 		j, w := o.queue[a.JobID], o.workers[a.WorkerID]
 		if j == nil || w == nil {
+			// The engine and the loop disagree: a bug. Give the
+			// reservation back rather than leak it.
+			o.log.Error("scheduler placed an unknown job or worker", "job", a.JobID, "worker", a.WorkerID)
+			o.eng.Release(a.JobID)
 			continue
 		}
 		o.assign(c, j, w)
@@ -528,9 +582,10 @@ func (o *Orchestrator) assign(c *change, j *jobState, w *workerState) {
 	j.rec.Attempt++
 	if !o.setJob(c, j, state.JobAssigned) {
 		j.rec.Attempt--
+		o.eng.Release(j.rec.ID)
 		return
 	}
-	delete(o.queue, j.rec.ID)
+	delete(o.queue, j.rec.ID) // the engine took it out of its own queue when it placed it
 	j.rec.WorkerID = w.rec.ID
 	j.rec.ExitCode = 0
 	j.att = store.Attempt{JobID: j.rec.ID, N: j.rec.Attempt, WorkerID: w.rec.ID, State: state.JobAssigned, AssignedAt: c.now}

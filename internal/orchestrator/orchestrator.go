@@ -28,6 +28,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/hub"
 	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/predict"
 	"github.com/hodei-ci/hodei/internal/scheduler"
 	"github.com/hodei-ci/hodei/internal/store"
 )
@@ -51,8 +52,10 @@ type Config struct {
 	NC       *nats.Conn
 	Subjects bus.Subjects
 	Hub      *hub.Hub
-	// Plan is the scheduler; scheduler.PlanFIFO by default.
-	Plan func(scheduler.Snapshot) scheduler.Plan
+	// Policy is the scheduling policy (scheduler.PolicyHodei by default).
+	Policy scheduler.Policy
+	// TenantWeights are fair-share weights (1 for tenants not named).
+	TenantWeights map[string]float64
 	// WorkerTTL is how long a worker may stay silent before it is lost and
 	// its jobs go back to the queue (5s by default).
 	WorkerTTL time.Duration
@@ -74,8 +77,8 @@ func (c *Config) defaults() {
 	if c.Subjects.Prefix == "" {
 		c.Subjects = bus.DefaultSubjects
 	}
-	if c.Plan == nil {
-		c.Plan = scheduler.PlanFIFO
+	if c.Policy == "" {
+		c.Policy = scheduler.PolicyHodei
 	}
 	if c.WorkerTTL == 0 {
 		c.WorkerTTL = 5 * time.Second
@@ -121,6 +124,8 @@ type Orchestrator struct {
 	queue   map[string]*jobState
 	workers map[string]*workerState
 	admit   *scheduler.Admission
+	eng     *scheduler.Engine
+	pred    *predict.Predictor // survives reloads of the engine
 	seq     uint64
 	dirty   bool // something changed that may allow new placements
 	lastPub time.Time
@@ -160,6 +165,10 @@ type workerState struct {
 	running  map[bus.JobRef]bool // from the last heartbeat
 	hbAt     time.Time           // time of the last heartbeat
 	draining bool
+	// What the scheduler engine was last told.
+	spec        scheduler.WorkerSpec
+	synced      bool
+	schedulable bool
 }
 
 // New checks the configuration. Start begins the work.
@@ -188,10 +197,16 @@ func New(cfg Config) (*Orchestrator, error) {
 		queue:   map[string]*jobState{},
 		workers: map[string]*workerState{},
 		admit:   scheduler.NewAdmission(),
+		pred:    predict.New(predict.Config{}),
 		ids:     newIDGen(),
 	}
+	o.eng = o.newEngine()
 	o.view.Store(&View{})
 	return o, nil
+}
+
+func (o *Orchestrator) newEngine() *scheduler.Engine {
+	return scheduler.NewEngine(scheduler.Config{Policy: o.cfg.Policy, TenantWeights: o.cfg.TenantWeights, Predictor: o.pred})
 }
 
 // Hub returns the hub on which stored changes are announced.

@@ -81,6 +81,7 @@ func (o *Orchestrator) recover(ctx context.Context) error {
 		o.admit.Admit(rs.rec.ID, rs.rec.ConcurrencyGroup, rs.rec.ConcurrencyLimit)
 	}
 	var redispatch []bus.Dispatch
+	var toQueue, toBind []*jobState
 	for _, rs := range o.runs {
 		byKey := map[string]*jobState{}
 		for _, j := range rs.jobs {
@@ -101,8 +102,9 @@ func (o *Orchestrator) recover(ctx context.Context) error {
 			}
 			switch {
 			case j.rec.State == state.JobQueued:
-				o.enqueue(j)
+				toQueue = append(toQueue, j)
 			case state.JobActive(j.rec.State):
+				toBind = append(toBind, j)
 				atts, err := o.cfg.Store.ListAttempts(ctx, j.rec.ID)
 				if err != nil {
 					return err
@@ -131,6 +133,22 @@ func (o *Orchestrator) recover(ctx context.Context) error {
 				}
 			}
 		}
+	}
+	// The scheduler engine learns the fleet, the runs, and what is queued
+	// and placed, in that order.
+	o.eng = o.newEngine()
+	for _, w := range o.workers {
+		o.syncWorker(w)
+	}
+	for _, rs := range o.runs {
+		o.eng.AddPipeline(pipelineSpec(rs))
+	}
+	sort.Slice(toQueue, func(i, k int) bool { return toQueue[i].rec.QueuedAt.Before(toQueue[k].rec.QueuedAt) })
+	for _, j := range toQueue {
+		o.enqueue(j, j.rec.QueuedAt)
+	}
+	for _, j := range toBind {
+		o.eng.Bind(j.rec.ID, j.rec.WorkerID, now)
 	}
 	// A crash can leave pending jobs whose needs all ended, or runs whose
 	// jobs all ended; finish what the last process could not.
