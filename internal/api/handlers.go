@@ -238,7 +238,46 @@ func (a *api) getRun(w http.ResponseWriter, r *http.Request) {
 	if jobs == nil {
 		jobs = []store.Job{}
 	}
-	writeJSON(w, http.StatusOK, RunJSON(run, jobs, time.Now()))
+	out := RunJSON(run, jobs, time.Now())
+	a.predict(r.Context(), out.Jobs)
+	writeJSON(w, http.StatusOK, out)
+}
+
+// predict adds the scheduler's predicted duration and ETA to the jobs that
+// have not ended. It is best effort: a busy orchestrator leaves them out.
+func (a *api) predict(ctx context.Context, jobs []wire.Job) {
+	var ids []string
+	for _, j := range jobs {
+		if !state.JobFinal(j.State) {
+			ids = append(ids, j.ID)
+		}
+	}
+	if len(ids) == 0 || a.d.Orch == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	pred, err := a.d.Orch.Predict(ctx, ids)
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	for i := range jobs {
+		d, ok := pred[jobs[i].ID]
+		if !ok {
+			continue
+		}
+		jobs[i].PredictedSeconds = d.Seconds()
+		eta := now.Add(d)
+		if jobs[i].State == state.JobRunning && jobs[i].StartedAt != nil {
+			eta = jobs[i].StartedAt.Add(d)
+			if eta.Before(now) {
+				eta = now // running past its prediction: any moment now
+			}
+		}
+		eta = eta.UTC().Truncate(time.Millisecond)
+		jobs[i].ETA = &eta
+	}
 }
 
 func (a *api) jobWithAttempts(ctx context.Context, j store.Job, now time.Time) (wire.Job, error) {
@@ -268,6 +307,7 @@ func (a *api) listJobs(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	a.predict(r.Context(), out.Jobs)
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -287,7 +327,9 @@ func (a *api) getJob(w http.ResponseWriter, r *http.Request) {
 		a.storeError(w, r, err, "attempts of job "+j.ID)
 		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	one := []wire.Job{out}
+	a.predict(r.Context(), one)
+	writeJSON(w, http.StatusOK, one[0])
 }
 
 func wantsFollow(r *http.Request) bool {

@@ -119,6 +119,8 @@ func (o *Orchestrator) drainOnStop() {
 				r.reply <- ErrStopped
 			case *pingReq:
 				r.reply <- ErrStopped
+			case *predictReq:
+				r.reply <- nil
 			}
 		default:
 			return
@@ -146,6 +148,14 @@ func (o *Orchestrator) apply(ctx context.Context, b *batch) {
 				o.onCancel(c, r)
 			case *pingReq:
 				c.replies = append(c.replies, func(error) { r.reply <- nil })
+			case *predictReq:
+				m := make(map[string]time.Duration, len(r.jobs))
+				for _, id := range r.jobs {
+					if o.jobs[id] != nil {
+						m[id] = o.eng.PredictJob(id)
+					}
+				}
+				c.replies = append(c.replies, func(error) { r.reply <- m })
 			}
 		}
 		if b.tick {
@@ -169,6 +179,8 @@ func (o *Orchestrator) apply(ctx context.Context, b *batch) {
 				r.reply <- fmt.Errorf("store: %w", err)
 			case *pingReq:
 				r.reply <- fmt.Errorf("store: %w", err)
+			case *predictReq:
+				r.reply <- nil
 			}
 		}
 		for _, m := range b.reports {

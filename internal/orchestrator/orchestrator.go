@@ -367,3 +367,31 @@ func (o *Orchestrator) Ping(ctx context.Context) error {
 		return ErrStopped
 	}
 }
+
+type predictReq struct {
+	jobs  []string
+	reply chan map[string]time.Duration
+}
+
+// Predict returns the scheduler's predicted duration of each job that is
+// still active (jobs of ended runs are left out). It goes through the loop,
+// which owns the predictor.
+func (o *Orchestrator) Predict(ctx context.Context, jobIDs []string) (map[string]time.Duration, error) {
+	if !o.running.Load() {
+		return nil, ErrStopped
+	}
+	r := &predictReq{jobs: jobIDs, reply: make(chan map[string]time.Duration, 1)}
+	select {
+	case o.intake <- r:
+	default:
+		return nil, ErrBusy
+	}
+	select {
+	case m := <-r.reply:
+		return m, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-o.done:
+		return nil, ErrStopped
+	}
+}

@@ -47,6 +47,14 @@ type Job struct {
 	// DurationSeconds runs from the start to the end (or now); 0 before
 	// the job starts.
 	DurationSeconds float64 `json:"duration_seconds"`
+	// PredictedSeconds is the scheduler's estimate of the job's duration,
+	// learned from earlier runs of the same job; set while the job is
+	// queued, assigned or running.
+	PredictedSeconds float64 `json:"predicted_duration_s,omitempty"`
+	// ETA is when the job should end: its start plus the prediction while
+	// it runs; now plus the prediction while it waits (the earliest it can
+	// end).
+	ETA *time.Time `json:"eta,omitempty"`
 	// Attempts are set by the job endpoints.
 	Attempts []Attempt `json:"attempts,omitempty"`
 }
