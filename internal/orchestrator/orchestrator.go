@@ -218,6 +218,15 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	if err := bus.EnsureStreams(ctx, o.js, o.cfg.Subjects); err != nil {
 		return fmt.Errorf("orchestrator: %w", err)
 	}
+	// The predictor starts from the durations of recent jobs, so that
+	// predictions and the scheduler's ranking survive a restart.
+	history, err := o.cfg.Store.RecentDurations(ctx, 20000)
+	if err != nil {
+		return fmt.Errorf("orchestrator: duration history: %w", err)
+	}
+	for _, d := range history {
+		o.pred.Observe(d.Pipeline+"/"+d.JobKey, d.Ran)
+	}
 	if err := o.recover(ctx); err != nil {
 		return fmt.Errorf("orchestrator: recover: %w", err)
 	}

@@ -129,7 +129,19 @@ type Store interface {
 	// CountRuns returns the number of runs per state.
 	CountRuns(ctx context.Context) (map[string]int, error)
 	ListWorkers(ctx context.Context) ([]Worker, error)
+	// RecentDurations returns how long the most recently finished
+	// succeeded jobs ran (at most limit), oldest first: the history the
+	// scheduler's predictor starts from after a restart.
+	RecentDurations(ctx context.Context, limit int) ([]Duration, error)
 	Close() error
+}
+
+// Duration is how long one succeeded job ran.
+type Duration struct {
+	Pipeline   string // the run's pipeline name
+	JobKey     string
+	Ran        time.Duration
+	FinishedAt time.Time
 }
 
 // Tx is a write transaction. Updates replace the whole record by ID.

@@ -47,6 +47,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -572,6 +573,38 @@ func (s *Store) CountRuns(ctx context.Context) (map[string]int, error) {
 		return nil, fmt.Errorf("sqlite: count runs: %w", err)
 	}
 	return counts, nil
+}
+
+// RecentDurations returns the run times of the most recently finished
+// succeeded jobs, oldest first.
+func (s *Store) RecentDurations(ctx context.Context, limit int) ([]store.Duration, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT r.pipeline, j.job_key, j.started_at, j.finished_at
+		FROM jobs j JOIN runs r ON r.id = j.run_id
+		WHERE j.state = ? AND j.started_at > 0 AND j.finished_at >= j.started_at
+		ORDER BY j.finished_at DESC LIMIT ?`, state.JobSucceeded, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: recent durations: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Duration
+	for rows.Next() {
+		var d store.Duration
+		var started, finished int64
+		if err := rows.Scan(&d.Pipeline, &d.JobKey, &started, &finished); err != nil {
+			return nil, fmt.Errorf("sqlite: recent durations: %w", err)
+		}
+		d.Ran = time.Duration(finished - started)
+		d.FinishedAt = decTime(finished)
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: recent durations: %w", err)
+	}
+	slices.Reverse(out)
+	return out, nil
 }
 
 // ListWorkers returns every worker ordered by ID.

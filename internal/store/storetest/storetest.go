@@ -50,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ReadLogsPagination", testReadLogsPagination},
 		{"ActiveRuns", testActiveRuns},
 		{"CountRuns", testCountRuns},
+		{"RecentDurations", testRecentDurations},
 		{"Workers", testWorkers},
 		{"UpdateRollsBack", testUpdateRollsBack},
 		{"ReadsDuringWrite", testReadsDuringWrite},
@@ -842,6 +843,46 @@ func testCountRuns(t *testing.T, s store.Store) {
 	for st := range counts {
 		if !slices.Contains(state.RunStates, st) {
 			t.Errorf("CountRuns() has unknown state %q", st)
+		}
+	}
+}
+
+func testRecentDurations(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	got, err := s.RecentDurations(ctx, 10)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("empty store: %v, %v", got, err)
+	}
+	r := newRun(runID(1), state.RunSucceeded, "acme")
+	insertRuns(t, s, r)
+	var jobs []store.Job
+	for i := 1; i <= 4; i++ {
+		j := newJob(r.ID, fmt.Sprintf("k%d", i), i, state.JobSucceeded)
+		j.StartedAt = at(100 * i)
+		j.FinishedAt = at(100*i + i) // ran i seconds, finished in key order
+		jobs = append(jobs, j)
+	}
+	failed := newJob(r.ID, "failed", 5, state.JobFailed)
+	jobs = append(jobs, failed)
+	if err := s.Update(ctx, func(tx store.Tx) error { return tx.InsertJobs(jobs) }); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.RecentDurations(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The three most recent, oldest first; failed jobs are left out.
+	want := []store.Duration{
+		{Pipeline: "build", JobKey: "k2", Ran: 2 * time.Second, FinishedAt: at(202)},
+		{Pipeline: "build", JobKey: "k3", Ran: 3 * time.Second, FinishedAt: at(303)},
+		{Pipeline: "build", JobKey: "k4", Ran: 4 * time.Second, FinishedAt: at(404)},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("RecentDurations = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i].Pipeline != want[i].Pipeline || got[i].JobKey != want[i].JobKey || got[i].Ran != want[i].Ran || !got[i].FinishedAt.Equal(want[i].FinishedAt) {
+			t.Errorf("RecentDurations[%d] = %+v, want %+v", i, got[i], want[i])
 		}
 	}
 }
