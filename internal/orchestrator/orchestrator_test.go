@@ -79,10 +79,16 @@ type worker struct {
 	h    *harness
 	id   string
 	boot string
+	cpu  int64 // millicores; 4000 when zero
 	cons jetstream.Consumer
 }
 
 func (h *harness) worker(id string) *worker {
+	h.t.Helper()
+	return h.workerWith(id, 4000)
+}
+
+func (h *harness) workerWith(id string, cpu int64) *worker {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -92,7 +98,7 @@ func (h *harness) worker(id string) *worker {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	w := &worker{h: h, id: id, boot: "boot-1", cons: cons}
+	w := &worker{h: h, id: id, boot: "boot-1", cpu: cpu, cons: cons}
 	w.heartbeat()
 	h.waitFor(func() bool {
 		for _, v := range h.o.View().Workers {
@@ -106,7 +112,11 @@ func (h *harness) worker(id string) *worker {
 }
 
 func (w *worker) heartbeat(running ...bus.JobRef) {
-	hb := bus.Heartbeat{WorkerID: w.id, BootID: w.boot, CPUMilli: 4000, Memory: 8 << 30, Labels: []string{"linux"}, Running: running, At: time.Now()}
+	cpu := w.cpu
+	if cpu == 0 {
+		cpu = 4000
+	}
+	hb := bus.Heartbeat{WorkerID: w.id, BootID: w.boot, CPUMilli: cpu, Memory: 8 << 30, Labels: []string{"linux"}, Running: running, At: time.Now()}
 	data, _ := json.Marshal(hb)
 	if err := w.h.nc.Publish(w.h.subs.Heartbeat(w.id), data); err != nil {
 		w.h.t.Fatal(err)
