@@ -1,0 +1,518 @@
+package scheduler
+
+import (
+	"slices"
+	"time"
+)
+
+// UpsertWorker adds a worker (schedulable), or updates the capacity, labels,
+// pool or scorer of a known one; jobs already placed on it stay there.
+func (e *Engine) UpsertWorker(spec WorkerSpec) {
+	labels := e.idx.labels(spec.Labels)
+	capacity := nonNegative(spec.Capacity)
+	spread := spec.Scorer == Spread
+	wi, ok := e.workerIdx[spec.ID]
+	if !ok {
+		if n := len(e.freeW); n > 0 {
+			wi = e.freeW[n-1]
+			e.freeW = e.freeW[:n-1]
+		} else {
+			wi = int32(len(e.workers))
+			e.workers = append(e.workers, eworker{})
+		}
+		e.nextJoin++
+		e.workers[wi] = eworker{
+			id: spec.ID, labels: labels, capacity: capacity, join: e.nextJoin,
+			group: groupNone, live: true, schedulable: true, spread: spread, jobHead: noWorker,
+		}
+		e.workerIdx[spec.ID] = wi
+		e.nWorkers++
+		e.addTotal(capacity, 1)
+		e.joinGroup(wi)
+		e.fleetChanged()
+		e.freed(wi)
+		return
+	}
+	w := &e.workers[wi]
+	if w.schedulable {
+		e.addTotal(w.capacity, -1)
+	}
+	oldKey := e.groupKeyOf(w)
+	w.labels, w.capacity, w.spread = labels, capacity, spread
+	if w.schedulable {
+		e.addTotal(w.capacity, 1)
+	}
+	if e.groupKeyOf(w) != oldKey {
+		e.leaveGroup(wi)
+		e.joinGroup(wi)
+	} else {
+		g := &e.idx.groups[w.group]
+		g.ref.CPUMilli = max(g.ref.CPUMilli, w.capacity.CPUMilli)
+		g.ref.Memory = max(g.ref.Memory, w.capacity.Memory)
+		g.ref.GPU = max(g.ref.GPU, w.capacity.GPU)
+		e.syncTrees(wi)
+	}
+	e.fleetChanged()
+	e.freed(wi)
+}
+
+func nonNegative(r Resources) Resources {
+	return Resources{max(r.CPUMilli, 0), max(r.Memory, 0), max(r.GPU, 0)}
+}
+
+func (e *Engine) addTotal(r Resources, sign int64) {
+	e.total.CPUMilli += sign * r.CPUMilli
+	e.total.Memory += sign * r.Memory
+	e.total.GPU += int(sign) * r.GPU
+}
+
+// SetSchedulable marks a worker as taking new jobs or not (draining, lost).
+// Jobs placed on it stay there.
+func (e *Engine) SetSchedulable(workerID string, ok bool) {
+	wi, found := e.workerIdx[workerID]
+	if !found {
+		return
+	}
+	w := &e.workers[wi]
+	if w.schedulable == ok {
+		return
+	}
+	w.schedulable = ok
+	if ok {
+		e.addTotal(w.capacity, 1)
+	} else {
+		e.addTotal(w.capacity, -1)
+	}
+	e.syncTrees(wi)
+	e.fleetChanged()
+	if ok {
+		e.freed(wi)
+	}
+}
+
+// RemoveWorker forgets a worker and returns the IDs of the jobs placed on it,
+// in the order they were placed. They are unplaced (neither queued nor
+// running); the caller re-Enqueues those it retries.
+func (e *Engine) RemoveWorker(workerID string) []string {
+	wi, ok := e.workerIdx[workerID]
+	if !ok {
+		return nil
+	}
+	w := &e.workers[wi]
+	var out []string
+	if w.nJobs > 0 {
+		out = make([]string, 0, w.nJobs)
+		ids := make([]int32, 0, w.nJobs)
+		for ji := w.jobHead; ji != noWorker; ji = e.jobs[ji].wnext {
+			ids = append(ids, ji)
+		}
+		slices.Reverse(ids) // the list is newest first
+		for _, ji := range ids {
+			out = append(out, e.jobs[ji].id)
+			e.unreserve(ji, false)
+		}
+	}
+	if w.schedulable {
+		e.addTotal(w.capacity, -1)
+	}
+	e.leaveGroup(wi)
+	delete(e.workerIdx, workerID)
+	e.workers[wi] = eworker{group: groupNone, jobHead: noWorker}
+	e.freeW = append(e.freeW, wi)
+	e.nWorkers--
+	e.fleetChanged()
+	return out
+}
+
+// AddPipeline registers a pipeline run and its jobs; none is queued until
+// Enqueue. It computes, once, each job's predicted duration and critical
+// path (its duration plus the longest predicted chain of jobs that need it).
+// A pipeline ID already known is ignored, and so is a job ID already known.
+func (e *Engine) AddPipeline(p PipelineSpec) {
+	if _, ok := e.pipeIdx[p.ID]; ok {
+		return
+	}
+	ti, ok := e.tenantIdx[p.Tenant]
+	if !ok {
+		ti = int32(len(e.tenants))
+		w := e.weights[p.Tenant]
+		if w <= 0 {
+			w = 1
+		}
+		e.tenants = append(e.tenants, tenant{name: p.Tenant, weight: w})
+		e.tenantIdx[p.Tenant] = ti
+	}
+	var pi int32
+	if n := len(e.freeP); n > 0 {
+		pi = e.freeP[n-1]
+		e.freeP = e.freeP[:n-1]
+	} else {
+		pi = int32(len(e.pipes))
+		e.pipes = append(e.pipes, pipeline{})
+	}
+	e.pipeIdx[p.ID] = pi
+	pl := pipeline{id: p.ID, tenant: ti, prio: clampPrio(p.Priority), live: true, jobs: make([]int32, 0, len(p.Jobs))}
+
+	var newLabels []int32
+	local := e.scratchIdx
+	clear(local)
+	for i := range p.Jobs {
+		js := &p.Jobs[i]
+		if _, dup := e.jobIdx[js.ID]; dup {
+			continue
+		}
+		if _, dup := local[js.ID]; dup {
+			continue
+		}
+		labels := e.idx.labels(js.Labels)
+		for _, l := range labels {
+			if !e.idx.requested[l] {
+				e.idx.requested[l] = true
+				newLabels = append(newLabels, l)
+			}
+		}
+		ls := e.idx.lset(labels)
+		e.idx.markJobLset(ls)
+		var ji int32
+		if n := len(e.freeJ); n > 0 {
+			ji = e.freeJ[n-1]
+			e.freeJ = e.freeJ[:n-1]
+		} else {
+			ji = int32(len(e.jobs))
+			e.jobs = append(e.jobs, ejob{})
+		}
+		var d time.Duration
+		if js.Key != "" {
+			d = e.pred.Predict(js.Key)
+		} else {
+			d = e.pred.Default()
+		}
+		e.jobs[ji] = ejob{
+			id: js.ID, pipe: pi, key: e.idx.key(js.Key), shape: e.idx.shape(ls, nonNegative(js.Request)),
+			worker: noWorker, wprev: noWorker, wnext: noWorker, q: noPos, hpos: noPos,
+			dur: float32(d.Seconds()), prio: max(pl.prio, clampPrio(js.Priority)), counted: true, live: true,
+		}
+		e.jobIdx[js.ID] = ji
+		local[js.ID] = int32(len(pl.jobs))
+		pl.jobs = append(pl.jobs, ji)
+		pl.work += float64(e.jobs[ji].dur)
+	}
+	if len(newLabels) > 0 {
+		e.regroup(newLabels)
+	}
+	e.criticalPaths(p, &pl, local)
+	e.pipes[pi] = pl
+	e.tenants[ti].pipes++
+	if e.tenants[ti].pipes == 1 {
+		e.entitle()
+	}
+}
+
+func clampPrio(p int) uint8 { return uint8(min(max(p, 0), MaxPriority)) }
+
+// criticalPaths sets each job's cp: its predicted duration plus the longest
+// cp among the jobs that need it (in reverse topological order; jobs on a
+// cycle, which validation rejects upstream, just get their own duration).
+func (e *Engine) criticalPaths(p PipelineSpec, pl *pipeline, local map[string]int32) {
+	n := len(pl.jobs)
+	if n == 0 {
+		return
+	}
+	// Children in compressed form: for each need edge parent -> child.
+	indeg := make([]int32, n)
+	start := make([]int32, n+1)
+	specOf := make([]int32, n) // local index -> index in p.Jobs
+	for i := range p.Jobs {
+		li, ok := local[p.Jobs[i].ID]
+		if !ok || pl.jobs[li] < 0 || e.jobs[pl.jobs[li]].id != p.Jobs[i].ID {
+			continue
+		}
+		specOf[li] = int32(i)
+	}
+	for li := 0; li < n; li++ {
+		for _, need := range p.Jobs[specOf[li]].Needs {
+			if pa, ok := local[need]; ok && int(pa) != li {
+				start[pa+1]++
+				indeg[li]++
+			}
+		}
+	}
+	for i := 0; i < n; i++ {
+		start[i+1] += start[i]
+	}
+	children := make([]int32, start[n])
+	fill := slices.Clone(start[:n])
+	for li := 0; li < n; li++ {
+		for _, need := range p.Jobs[specOf[li]].Needs {
+			if pa, ok := local[need]; ok && int(pa) != li {
+				children[fill[pa]] = int32(li)
+				fill[pa]++
+			}
+		}
+	}
+	order := make([]int32, 0, n)
+	for li := 0; li < n; li++ {
+		if indeg[li] == 0 {
+			order = append(order, int32(li))
+		}
+	}
+	for k := 0; k < len(order); k++ {
+		u := order[k]
+		for _, c := range children[start[u]:start[u+1]] {
+			if indeg[c]--; indeg[c] == 0 {
+				order = append(order, c)
+			}
+		}
+	}
+	for li := 0; li < n; li++ {
+		j := &e.jobs[pl.jobs[li]]
+		j.cp = j.dur
+	}
+	for k := len(order) - 1; k >= 0; k-- {
+		u := order[k]
+		ju := &e.jobs[pl.jobs[u]]
+		var longest float32
+		for _, c := range children[start[u]:start[u+1]] {
+			longest = max(longest, e.jobs[pl.jobs[c]].cp)
+		}
+		ju.cp = ju.dur + longest
+		pl.cp = max(pl.cp, float64(ju.cp))
+	}
+}
+
+// Enqueue makes a job ready: its needs are done, or it is back after a
+// failed or lost attempt (a reservation it still holds is freed). It is a
+// no-op for an unknown or already queued job.
+func (e *Engine) Enqueue(jobID string, now time.Time) {
+	ji, ok := e.jobIdx[jobID]
+	if !ok {
+		return
+	}
+	j := &e.jobs[ji]
+	if j.state == jsQueued {
+		return
+	}
+	if j.state == jsPlaced {
+		e.unreserve(ji, false)
+	}
+	nowN := now.UnixNano()
+	p := &e.pipes[j.pipe]
+	if !p.arrived {
+		p.arrived, p.arrival = true, nowN
+	}
+	if !j.counted {
+		j.counted = true
+		p.work += float64(j.dur)
+	}
+	var key, lst int64
+	if e.policy == PolicyHodei {
+		// Latest start time: when the job must start for its pipeline to
+		// end one critical path after it arrived.
+		lst = p.arrival + int64(e.pathWeight*(p.cp-float64(j.cp))*1e9)
+		key = lst + int64(e.workWeight*p.work*1e9)
+	}
+	e.push(ji, key, lst, nowN)
+}
+
+// Dequeue takes a queued job out of the queue (canceled, or skipped); it is
+// a no-op if the job is not queued.
+func (e *Engine) Dequeue(jobID string) {
+	ji, ok := e.jobIdx[jobID]
+	if !ok || e.jobs[ji].state != jsQueued {
+		return
+	}
+	e.unqueue(ji)
+	e.uncount(ji)
+}
+
+func (e *Engine) uncount(ji int32) {
+	j := &e.jobs[ji]
+	if j.counted {
+		j.counted = false
+		p := &e.pipes[j.pipe]
+		p.work = max(p.work-float64(j.dur), 0)
+	}
+}
+
+// Bind records that a job already runs on a worker (recovery after a
+// restart): its request is reserved there, even beyond the worker's
+// capacity, and it leaves the queue if it was queued.
+func (e *Engine) Bind(jobID, workerID string, now time.Time) {
+	ji, ok := e.jobIdx[jobID]
+	wi, ok2 := e.workerIdx[workerID]
+	if !ok || !ok2 {
+		return
+	}
+	j := &e.jobs[ji]
+	switch j.state {
+	case jsQueued:
+		e.unqueue(ji)
+	case jsPlaced:
+		if j.worker == wi {
+			return
+		}
+		e.unreserve(ji, false)
+	}
+	if p := &e.pipes[j.pipe]; !p.arrived {
+		p.arrived, p.arrival = true, now.UnixNano()
+	}
+	e.reserve(ji, wi)
+}
+
+// Finish records that a job ended: its reservation (if any) is freed, it
+// leaves the queue if it was there, and, if it succeeded, the predictor
+// learns that its key ran for ran. A failed job may be Enqueued again.
+func (e *Engine) Finish(jobID string, now time.Time, ran time.Duration, succeeded bool) {
+	ji, ok := e.jobIdx[jobID]
+	if !ok {
+		return
+	}
+	j := &e.jobs[ji]
+	switch j.state {
+	case jsQueued:
+		e.unqueue(ji)
+	case jsPlaced:
+		e.unreserve(ji, true)
+	}
+	j.state = jsDone
+	e.uncount(ji)
+	if succeeded && j.key >= 0 {
+		e.pred.Observe(e.idx.keys[j.key].name, ran)
+	}
+}
+
+// Release frees a job's reservation without learning from it (lost,
+// canceled); the job is neither queued nor running until Enqueued again.
+func (e *Engine) Release(jobID string) {
+	ji, ok := e.jobIdx[jobID]
+	if !ok || e.jobs[ji].state != jsPlaced {
+		return
+	}
+	e.unreserve(ji, true)
+}
+
+// RemovePipeline forgets a pipeline run and its jobs (the run ended). Jobs
+// still queued leave the queue; reservations still held are freed.
+func (e *Engine) RemovePipeline(pipelineID string) {
+	pi, ok := e.pipeIdx[pipelineID]
+	if !ok {
+		return
+	}
+	for _, ji := range e.pipes[pi].jobs {
+		switch e.jobs[ji].state {
+		case jsQueued:
+			e.unqueue(ji)
+		case jsPlaced:
+			e.unreserve(ji, true)
+		}
+		delete(e.jobIdx, e.jobs[ji].id)
+		e.jobs[ji] = ejob{}
+		e.freeJ = append(e.freeJ, ji)
+	}
+	delete(e.pipeIdx, pipelineID)
+	ti := e.pipes[pi].tenant
+	e.pipes[pi] = pipeline{}
+	e.tenants[ti].pipes--
+	if e.tenants[ti].pipes == 0 {
+		e.entitle()
+	}
+	e.freeP = append(e.freeP, pi)
+}
+
+// reserve places job ji on worker wi.
+func (e *Engine) reserve(ji, wi int32) {
+	j := &e.jobs[ji]
+	w := &e.workers[wi]
+	r := &e.idx.shapes[j.shape].req
+	j.state, j.worker = jsPlaced, wi
+	j.wprev, j.wnext = noWorker, w.jobHead
+	if w.jobHead != noWorker {
+		e.jobs[w.jobHead].wprev = ji
+	}
+	w.jobHead = ji
+	w.nJobs++
+	w.used.CPUMilli += r.CPUMilli
+	w.used.Memory += r.Memory
+	w.used.GPU += r.GPU
+	if j.key >= 0 {
+		w.remember(j.key)
+		e.idx.keys[j.key].remember(wi, w.join)
+	}
+	e.syncTrees(wi)
+	ti := e.pipes[j.pipe].tenant
+	t := &e.tenants[ti]
+	t.held.CPUMilli += r.CPUMilli
+	t.held.Memory += r.Memory
+	t.held.GPU += r.GPU
+	e.shareChanged(ti)
+	e.nRunning++
+}
+
+// unreserve frees job ji's reservation; if notify, parked shapes that now
+// fit on the worker are let go.
+func (e *Engine) unreserve(ji int32, notify bool) {
+	j := &e.jobs[ji]
+	wi := j.worker
+	w := &e.workers[wi]
+	r := &e.idx.shapes[j.shape].req
+	if j.wprev != noWorker {
+		e.jobs[j.wprev].wnext = j.wnext
+	} else {
+		w.jobHead = j.wnext
+	}
+	if j.wnext != noWorker {
+		e.jobs[j.wnext].wprev = j.wprev
+	}
+	j.wprev, j.wnext, j.worker, j.state = noWorker, noWorker, noWorker, jsPending
+	w.nJobs--
+	w.used.CPUMilli -= r.CPUMilli
+	w.used.Memory -= r.Memory
+	w.used.GPU -= r.GPU
+	e.syncTrees(wi)
+	ti := e.pipes[j.pipe].tenant
+	t := &e.tenants[ti]
+	t.held.CPUMilli -= r.CPUMilli
+	t.held.Memory -= r.Memory
+	t.held.GPU -= r.GPU
+	e.shareChanged(ti)
+	e.nRunning--
+	if notify {
+		e.freed(wi)
+	}
+}
+
+// Plan places as many queued jobs as fit now, in queue order, reserves them
+// and returns the assignments in the order they were decided.
+func (e *Engine) Plan(now time.Time) []Assignment {
+	nowN := now.UnixNano()
+	var out []Assignment
+	fails := 0
+	for e.liveShapes > 0 {
+		c := e.pickClass(nowN)
+		if c == nil {
+			break
+		}
+		ct := &e.q.cts[c.h[0]]
+		qi := ct.h[0]
+		ji := e.q.jqs[qi].h[0].job
+		j := &e.jobs[ji]
+		if e.idx.shapes[j.shape].parked {
+			e.jqSet(qi, false) // lazily, see park
+			continue
+		}
+		wi := e.chooseWorker(&e.idx.shapes[j.shape], j.key)
+		if wi == noWorker {
+			e.park(j.shape)
+			if fails++; fails > e.lookahead {
+				break
+			}
+			continue
+		}
+		e.unqueue(ji)
+		e.reserve(ji, wi)
+		c.since = nowN
+		e.decisions++
+		out = append(out, Assignment{JobID: j.id, WorkerID: e.workers[wi].id})
+	}
+	return out
+}
