@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/hodei-ci/hodei/internal/agent"
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/pipeline"
@@ -32,6 +34,8 @@ Example:
 	workDir := fs.String("work-dir", "", "directory of job workspaces (default: in the temporary directory)")
 	pool := fs.String("pool", "default", "pool the worker belongs to")
 	hb := fs.Duration("heartbeat", time.Second, "period of heartbeats")
+	tf := addTLSFlags(fs, "the agent's certificate (\"hodei ca issue agent ID\"); its id is the default --id",
+		"CA of the server's certificate (with --tls-cert and --tls-key: mutual TLS)")
 	lf := addLogFlags(fs, "info")
 	pos, code, ok := parse(fs, args)
 	if !ok {
@@ -41,6 +45,25 @@ Example:
 		return usageError(fs, "unexpected argument %q", pos[0])
 	}
 	cfg := agent.Config{ID: *id, Pool: *pool, WorkDir: *workDir, HeartbeatInterval: *hb}
+	tlsCfg, err := tf.agentTLS()
+	if err != nil {
+		return usageError(fs, "%v", err)
+	}
+	if tlsCfg != nil {
+		// The certificate names the agent: NATS gives it the subjects of
+		// that id only.
+		kind, name, err := certIdentity(*tf.cert)
+		if err != nil {
+			return usageError(fs, "--tls-cert: %v", err)
+		}
+		if kind != "agent" {
+			return usageError(fs, "--tls-cert: a %s certificate; want an agent's (\"hodei ca issue agent ID\")", kind)
+		}
+		if cfg.ID != "" && cfg.ID != name {
+			return usageError(fs, "--id %q differs from the id in the certificate (%q)", cfg.ID, name)
+		}
+		cfg.ID = name
+	}
 	if cfg.ID == "" {
 		cfg.ID = defaultWorkerID()
 	}
@@ -55,7 +78,6 @@ Example:
 			}
 		}
 	}
-	var err error
 	if *cpu != "" {
 		if cfg.CPUMilli, err = pipeline.ParseCPU(*cpu); err != nil {
 			return usageError(fs, "--cpu: %v", err)
@@ -75,7 +97,11 @@ Example:
 	}
 	cfg.Logger = log
 
-	nc, err := bus.Connect(*natsURL, "hodei-agent "+cfg.ID)
+	natsOpts := bus.AgentOptions(cfg.ID)
+	if tlsCfg != nil {
+		natsOpts = append(natsOpts, nats.Secure(tlsCfg))
+	}
+	nc, err := bus.Connect(*natsURL, "hodei-agent "+cfg.ID, natsOpts...)
 	if err != nil {
 		return fail("agent", fmt.Errorf("connect to %s: %w", *natsURL, err))
 	}

@@ -40,6 +40,12 @@ func commands() []command {
 		{"logs", "print (or follow) the output of a run or one of its jobs", `hodei logs RUN "test (unit, 1)" --follow`, logsCmd},
 		{"cancel", "cancel a run", "hodei cancel RUN", cancelCmd},
 		{"workers", "list the workers of a server", "hodei workers", workersCmd},
+		{"login", "sign in to a server (OpenID Connect, or save an API token)", "hodei login --issuer https://sso.example.com/realms/ci --client-id hodei-cli", loginCmd},
+		{"token", "create, list and revoke API tokens (administrators)", "hodei token create ci-bot --role developer --tenant acme", tokenCmd},
+		{"policy", "check and test Cedar authorization policies", "hodei policy test --policies ./policies --requests tests.json", policyCmd},
+		{"audit", "verify the audit trail, or search it", "hodei audit verify --data-dir ./hodei-data", auditCmd},
+		{"secret", "store, rotate and delete the secrets jobs use", "printf %s \"$TOKEN\" | hodei secret set DEPLOY_TOKEN", secretCmd},
+		{"ca", "create an internal CA and issue server, agent and client certificates", "hodei ca issue agent builder-1 --pki-dir ./hodei-pki", caCmd},
 		{"bench", "measure a server under load", "hodei bench", benchCmd},
 		{"sim", "simulate the scheduler on a recorded or generated workload", "hodei sim --generate --jobs 100000 --workers 500 --policy hodei", simCmd},
 	}

@@ -20,14 +20,20 @@ import (
 const defaultServer = "http://127.0.0.1:8080"
 
 func addServerFlag(fs *flag.FlagSet) *string {
+	addCAFlag(fs)
 	return fs.String("server", defaultServer, "address of the Hodei server's API")
 }
 
 func newClient(fs *flag.FlagSet, server string) (*client.Client, int, bool) {
-	c, err := client.New(server, nil)
+	hc, err := apiHTTPClient(fs)
+	if err != nil {
+		return nil, usageError(fs, "--ca: %v", err), false
+	}
+	c, err := client.New(server, hc)
 	if err != nil {
 		return nil, usageError(fs, "--server: %v", err), false
 	}
+	c.SetToken(clientToken(server))
 	return c, 0, true
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/api/wire"
 	"github.com/hodei-ci/hodei/internal/cli"
 	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/secrets"
 	"github.com/hodei-ci/hodei/internal/server"
 )
 
@@ -49,6 +50,7 @@ the file is invalid. Ctrl-C cancels the run.
 Example:
   hodei run examples/ci.yaml --workers 4`)
 	workers := fs.Int("workers", 2, "number of local workers running jobs in parallel")
+	secretsFile := fs.String("secrets-file", "", "dotenv file (NAME=VALUE lines) of the secrets jobs may name")
 	lf := addLogFlags(fs, "warn")
 	pos, code, ok := parse(fs, args)
 	if !ok {
@@ -69,6 +71,21 @@ Example:
 	if !ok {
 		return exitUsage
 	}
+	var secretsOpts server.SecretsOptions
+	if *secretsFile != "" {
+		// The values stay in memory: the private server gets them as a
+		// read-only backend, not stored in its data dir.
+		raw, err := os.ReadFile(*secretsFile)
+		if err != nil {
+			return usageError(fs, "--secrets-file: %v", err)
+		}
+		values, err := secrets.ParseDotenv(raw)
+		clear(raw)
+		if err != nil {
+			return usageError(fs, "--secrets-file %s: %v", *secretsFile, err)
+		}
+		secretsOpts.Provider = secrets.Static(values)
+	}
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -80,7 +97,7 @@ Example:
 	}
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
-	srv, err := server.Start(ctx, server.Options{DataDir: dir, NATSListen: "none", LocalWorkers: *workers, Logger: log})
+	srv, err := server.Start(ctx, server.Options{DataDir: dir, NATSListen: "none", LocalWorkers: *workers, Logger: log, Secrets: secretsOpts})
 	if err != nil {
 		return fail("run", err)
 	}

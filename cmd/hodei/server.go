@@ -26,6 +26,10 @@ Example:
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", `address where the embedded NATS accepts agents ("none": local workers only)`)
 	workers := fs.Int("workers", 2, "number of agents running inside the server (0 for none)")
 	ttl := fs.Duration("worker-ttl", 5*time.Second, "how long a worker may stay silent before its jobs go back to the queue")
+	sec := addSecurityFlags(fs)
+	tf := addTLSFlags(fs, "certificate of the API and of the embedded NATS (\"hodei ca issue server\")",
+		"CA of the agents' certificates: with it, the embedded NATS requires mutual TLS and confines each agent to its own subjects")
+	sb := addSecretsBackendFlags(fs)
 	lf := addLogFlags(fs, "info")
 	pos, code, ok := parse(fs, args)
 	if !ok {
@@ -41,23 +45,44 @@ Example:
 	if err != nil {
 		return usageError(fs, "%v", err)
 	}
+	secOpts, err := sec.options(*httpAddr)
+	if err != nil {
+		return usageError(fs, "%v", err)
+	}
+	tlsOpts, err := tf.serverOptions(*natsURL != "")
+	if err != nil {
+		return usageError(fs, "%v", err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	secretsOpts, err := sb.options(ctx)
+	if err != nil {
+		return fail("server", fmt.Errorf("secrets backend: %w", err))
+	}
 	srv, err := server.Start(ctx, server.Options{
-		DataDir:      *dataDir,
-		NATSURL:      *natsURL,
-		NATSListen:   *natsListen,
-		HTTPAddr:     *httpAddr,
-		LocalWorkers: *workers,
-		WorkerTTL:    *ttl,
-		Logger:       log,
+		DataDir:       *dataDir,
+		NATSURL:       *natsURL,
+		NATSListen:    *natsListen,
+		HTTPAddr:      *httpAddr,
+		LocalWorkers:  *workers,
+		WorkerTTL:     *ttl,
+		Logger:        log,
+		Security:      secOpts,
+		Secrets:       secretsOpts,
+		HTTPTLS:       tlsOpts.http,
+		NATSTLS:       tlsOpts.nats,
+		NATSClientTLS: tlsOpts.natsClient,
 	})
 	if err != nil {
 		return fail("server", err)
 	}
 	attrs := []any{"data_dir", *dataDir, "local_workers", *workers}
 	if a := srv.HTTPAddr(); a != "" {
-		attrs = append(attrs, "api", "http://"+a)
+		scheme := "http://"
+		if tlsOpts.http != nil {
+			scheme = "https://"
+		}
+		attrs = append(attrs, "api", scheme+a)
 	}
 	if srv.NATSURL != "" {
 		attrs = append(attrs, "nats", srv.NATSURL)

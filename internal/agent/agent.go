@@ -27,7 +27,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/mask"
 	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/secrets/sealed"
 )
 
 // Config describes one agent.
@@ -113,6 +115,9 @@ type Agent struct {
 	js     jetstream.JetStream
 	bootID string
 	log    *slog.Logger
+	// seal opens the secrets of assignments; its public half goes out in
+	// heartbeats. It is made at every start and lives in memory only.
+	seal *sealed.KeyPair
 
 	mu        sync.Mutex
 	running   map[bus.JobRef]*execution
@@ -141,7 +146,12 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 	}
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
+	seal, err := sealed.NewKeyPair()
+	if err != nil {
+		return nil, err
+	}
 	return &Agent{
+		seal:    seal,
 		cfg:     cfg,
 		nc:      nc,
 		js:      js,
@@ -293,6 +303,10 @@ func (a *Agent) execute(ctx context.Context, d bus.Dispatch) {
 		a.report(d, bus.StatusFailed, -1, fmt.Sprintf("bad job spec: %v", err))
 		return
 	}
+	if err := a.openSecrets(&d); err != nil {
+		a.report(d, bus.StatusFailed, -1, "secrets: "+err.Error())
+		return
+	}
 	a.report(d, bus.StatusRunning, 0, "")
 
 	var (
@@ -311,7 +325,15 @@ func (a *Agent) execute(ctx context.Context, d bus.Dispatch) {
 	}
 	b := newBatcher(a.cfg.ChunkSize, a.cfg.FlushDelay, emit)
 
-	state, code, errMsg := a.runSteps(ctx, d, spec, b, log)
+	// Every form of every secret value is masked before output reaches the
+	// batcher, that is before it leaves the agent.
+	values := make([]string, 0, len(d.Secrets))
+	for _, v := range d.Secrets {
+		values = append(values, v)
+	}
+	masks := mask.New(values...)
+	state, code, errMsg := a.runSteps(ctx, d, spec, b, masks, log)
+	errMsg = masks.String(errMsg)
 	b.Flush(-1)
 
 	// Every chunk must be stored before the final status is sent.
@@ -323,7 +345,23 @@ func (a *Agent) execute(ctx context.Context, d bus.Dispatch) {
 	a.report(d, state, code, errMsg)
 }
 
-func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobSpec, b *batcher, log *slog.Logger) (state string, code int, errMsg string) {
+// openSecrets opens the sealed secrets of an assignment into d.Secrets.
+func (a *Agent) openSecrets(d *bus.Dispatch) error {
+	if d.SecretsError != "" {
+		return errors.New(d.SecretsError)
+	}
+	if len(d.Sealed) == 0 {
+		return nil
+	}
+	values, err := a.seal.Open(d.SealKey, sealed.Binding{Worker: a.cfg.ID, JobID: d.JobID, Attempt: d.Attempt}, d.Sealed)
+	if err != nil {
+		return err
+	}
+	d.Secrets = values
+	return nil
+}
+
+func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobSpec, b *batcher, masks *mask.Set, log *slog.Logger) (state string, code int, errMsg string) {
 	ws, err := os.MkdirTemp(a.cfg.WorkDir, d.JobID+"-"+strconv.Itoa(d.Attempt)+"-")
 	if err != nil {
 		return bus.StatusFailed, -1, fmt.Sprintf("workspace: %v", err)
@@ -354,10 +392,16 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 		if err := context.Cause(ctx); err != nil && ctx.Err() != nil {
 			return stopState(err), -1, err.Error()
 		}
-		env := mergeEnv(a.cfg.BaseEnv, hodeiEnv, d.Env, spec.Env, st.Env)
-		res := runStepTracked(ctx, st.Run, ws, env, st.Timeout, b, func(pgid int) {
+		// Secrets come last: a job gets the secrets it names even if an
+		// inherited env sets the same names.
+		env := mergeEnv(a.cfg.BaseEnv, hodeiEnv, d.Env, spec.Env, st.Env, d.Secrets)
+		out := mask.NewWriter(b, masks)
+		res := runStepTracked(ctx, st.Run, ws, env, st.Timeout, out, func(pgid int) {
 			_ = os.WriteFile(ws+".pgid", []byte(strconv.Itoa(pgid)), 0o644)
 		})
+		// The step's output is drained: what the masker held back (the
+		// start of a possible secret) can go now.
+		_ = out.Flush()
 		if res.Err != nil {
 			name := st.Name
 			if name == "" {
@@ -447,6 +491,7 @@ func (a *Agent) heartbeats(ctx context.Context) {
 			Memory:   a.cfg.Memory,
 			GPU:      a.cfg.GPU,
 			Running:  a.Running(),
+			SealKey:  a.seal.Public(),
 			Load1:    load1(),
 			MemUsed:  memUsed(),
 			At:       time.Now().UTC(),

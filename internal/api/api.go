@@ -28,8 +28,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hodei-ci/hodei/internal/api/wire"
+	"github.com/hodei-ci/hodei/internal/audit"
+	"github.com/hodei-ci/hodei/internal/auth"
+	"github.com/hodei-ci/hodei/internal/authz"
 	"github.com/hodei-ci/hodei/internal/hub"
 	"github.com/hodei-ci/hodei/internal/orchestrator"
+	"github.com/hodei-ci/hodei/internal/secrets"
 	"github.com/hodei-ci/hodei/internal/store"
 )
 
@@ -43,6 +47,18 @@ type Deps struct {
 	// pipeline.ErrorList error means the file is invalid.
 	Submit func(ctx context.Context, file string, data []byte, tenant string) (store.Run, error)
 	Logger *slog.Logger
+
+	// Security (see auth.go); with Auth nil the API is open. Authz nil
+	// means the embedded default policies; Audit nil, no audit trail;
+	// Tokens nil, no /api/v1/tokens.
+	Auth           auth.Authenticator
+	Authz          authz.Authorizer
+	Audit          *audit.Log
+	Tokens         *auth.Tokens
+	ProtectMetrics bool // /metrics needs credentials too
+
+	// Secrets serves /api/v1/secrets (see secrets.go); nil answers 404.
+	Secrets *secrets.Service
 }
 
 // MaxBody is the largest request body accepted.
@@ -99,10 +115,12 @@ func New(d Deps) http.Handler {
 	route(mux, "/readyz", map[string]http.HandlerFunc{"GET": a.readyz})
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	route(mux, "/metrics", map[string]http.HandlerFunc{"GET": metrics.ServeHTTP})
+	a.securityRoutes(mux)
+	a.secretRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, wire.CodeNotFound, "no such endpoint: "+r.URL.Path)
 	})
-	return a.middleware(mux)
+	return a.middleware(a.secure(mux))
 }
 
 // route registers a handler per method for a path, and answers other methods

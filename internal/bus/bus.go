@@ -20,6 +20,7 @@ package bus
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -89,7 +90,8 @@ func ValidToken(s string) bool {
 
 // Embedded is a NATS server with JetStream running inside this process.
 type Embedded struct {
-	srv *server.Server
+	srv  *server.Server
+	auth *authenticator // nil: no authentication (no TLS)
 }
 
 // EmbeddedOptions configure StartEmbedded.
@@ -97,6 +99,15 @@ type EmbeddedOptions struct {
 	StoreDir string // JetStream storage; required
 	Host     string // default 127.0.0.1
 	Port     int    // 0 = a random port; -1 = no TCP listener (in-process only)
+	// TLS, when set, makes the listener require TLS and a client
+	// certificate verified against TLS.ClientCAs (mutual TLS), and turns
+	// on authorization: an agent's certificate (pki) confines it to its
+	// own subjects (AgentPermissions), a server's certificate allows
+	// everything, and in-process connections must come from Connect or
+	// ConnectAgent.
+	TLS *tls.Config
+	// Subjects are those the agents' permissions name (DefaultSubjects).
+	Subjects Subjects
 }
 
 // StartEmbedded starts a NATS server with JetStream on dir and waits until it
@@ -122,6 +133,20 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 	case -1:
 		opts.DontListen = true
 	}
+	var auth *authenticator
+	if o.TLS != nil {
+		if o.TLS.ClientCAs == nil {
+			return nil, errors.New("embedded nats: tls needs the CA of client certificates (ClientCAs)")
+		}
+		if o.Subjects.Prefix == "" {
+			o.Subjects = DefaultSubjects
+		}
+		cfg := o.TLS.Clone()
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		opts.TLS, opts.TLSVerify, opts.TLSConfig, opts.TLSTimeout = true, true, cfg, 5
+		auth = newAuthenticator(o.Subjects)
+		opts.CustomClientAuthentication = auth
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
@@ -131,15 +156,34 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 		srv.Shutdown()
 		return nil, errors.New("embedded nats: not ready after 30s")
 	}
-	return &Embedded{srv: srv}, nil
+	return &Embedded{srv: srv, auth: auth}, nil
 }
 
 // ClientURL is the URL agents on this machine use to connect.
 func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
 
-// Connect opens an in-process connection (no TCP) to the embedded server.
+// Connect opens an in-process connection (no TCP) to the embedded server,
+// with every permission: the server's own.
 func (e *Embedded) Connect(name string) (*nats.Conn, error) {
-	nc, err := nats.Connect("", nats.InProcessServer(e.srv), nats.Name(name), nats.MaxReconnects(-1))
+	var opts []nats.Option
+	if e.auth != nil {
+		opts = append(opts, nats.UserInfo(serverUser, e.auth.password(serverUser)))
+	}
+	return e.connect(name, opts...)
+}
+
+// ConnectAgent opens an in-process connection for agent id: with TLS on,
+// it has the permissions of that agent only.
+func (e *Embedded) ConnectAgent(id string) (*nats.Conn, error) {
+	opts := AgentOptions(id)
+	if e.auth != nil {
+		opts = append(opts, nats.UserInfo(agentPrefix+id, e.auth.password(agentPrefix+id)))
+	}
+	return e.connect("hodei-agent "+id, opts...)
+}
+
+func (e *Embedded) connect(name string, opts ...nats.Option) (*nats.Conn, error) {
+	nc, err := nats.Connect("", append([]nats.Option{nats.InProcessServer(e.srv), nats.Name(name), nats.MaxReconnects(-1)}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to embedded nats: %w", err)
 	}
@@ -153,7 +197,8 @@ func (e *Embedded) Shutdown() {
 }
 
 // Connect dials an external NATS server by URL, retrying forever on lost
-// connections.
+// connections. With TLS (tlsConfig from pki.ClientTLS, as an option
+// nats.Secure), the connection is authenticated by its client certificate.
 func Connect(url, name string, opts ...nats.Option) (*nats.Conn, error) {
 	base := []nats.Option{
 		nats.Name(name),

@@ -25,6 +25,18 @@ type Dispatch struct {
 	Spec json.RawMessage `json:"spec,omitempty"`
 	// Env is what Hodei adds to the job's environment (HODEI_RUN_ID...).
 	Env map[string]string `json:"env,omitempty"`
+	// Secrets are the values of the secrets the job names, for this
+	// attempt only. They never travel or rest in clear (the tag keeps them
+	// out of JSON): the orchestrator seals them into Sealed for the
+	// worker's key, and the agent opens Sealed into Secrets.
+	Secrets map[string]string `json:"-"`
+	// Sealed is Secrets encrypted for the worker (see secrets/sealed).
+	Sealed []byte `json:"sealed,omitempty"`
+	// SealKey is the id of the worker key Sealed is for.
+	SealKey string `json:"seal_key,omitempty"`
+	// SecretsError says why the job's secrets could not be given to it
+	// (it names secrets, never values); the agent fails the attempt.
+	SecretsError string `json:"secrets_error,omitempty"`
 }
 
 // MsgID is the JetStream de-duplication id of a dispatch message: publishing
@@ -75,6 +87,9 @@ type Heartbeat struct {
 	GPU      int      `json:"gpu,omitempty"`
 	Running  []JobRef `json:"running,omitempty"`
 	Draining bool     `json:"draining,omitempty"`
+	// SealKey is the public key the orchestrator seals job secrets to
+	// (X25519, made at every start of the agent, see secrets/sealed).
+	SealKey []byte `json:"seal_key,omitempty"`
 	// Usage of the machine, for operators and the autoscaler.
 	Load1    float64   `json:"load1,omitempty"`
 	MemUsed  int64     `json:"mem_used_bytes,omitempty"`

@@ -50,8 +50,37 @@ func (e *Error) Error() string {
 
 // Client talks to one Hodei server.
 type Client struct {
-	base string
-	hc   *http.Client
+	base  string
+	hc    *http.Client
+	token string
+}
+
+// SetToken makes the client send "Authorization: Bearer token" with every
+// request (an API token, the local admin token, or an OIDC token); "" sends
+// none. Call it before the client is used.
+func (c *Client) SetToken(token string) { c.token = token }
+
+// JSON calls an endpoint that answers JSON: in, if not nil, is sent as the
+// JSON body, and the answer is decoded into out, if not nil.
+func (c *Client) JSON(ctx context.Context, method, path string, q url.Values, in, out any) error {
+	var body io.Reader
+	ctype := ""
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body, ctype = bytes.NewReader(b), "application/json"
+	}
+	if out == nil {
+		resp, err := c.do(ctx, method, path, q, body, ctype, "application/json")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	}
+	return c.getJSON(ctx, method, path, q, body, ctype, out)
 }
 
 // New returns a client of the server at base ("http://127.0.0.1:8080").
@@ -81,6 +110,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	}
 	if accept != "" {
 		req.Header.Set("Accept", accept)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

@@ -19,7 +19,7 @@ func TestServerKilledMidRunLosesNoRun(t *testing.T) {
 	dataDir := t.TempDir()
 	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
 	args := []string{"server", "--data-dir", dataDir, "--http", httpAddr, "--nats-listen", natsAddr,
-		"--workers", "2", "--worker-ttl", "2s"}
+		"--workers", "2", "--worker-ttl", "2s", "--auth", "off"}
 	srv := start(t, "server-1.log", args...)
 	a := api{base: "http://" + httpAddr, hc: &http.Client{Timeout: 10 * time.Second}}
 	waitReady(t, a, srv)
@@ -97,7 +97,7 @@ func TestWorkerKilledMidJobRequeues(t *testing.T) {
 	dataDir := t.TempDir()
 	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
 	srv := start(t, "server.log", "server", "--data-dir", dataDir, "--http", httpAddr, "--nats-listen", natsAddr,
-		"--workers", "0", "--worker-ttl", "1500ms")
+		"--workers", "0", "--worker-ttl", "1500ms", "--auth", "off")
 	a := api{base: "http://" + httpAddr, hc: &http.Client{Timeout: 10 * time.Second}}
 	waitReady(t, a, srv)
 	agents := map[string]*proc{}

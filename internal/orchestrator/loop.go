@@ -227,13 +227,12 @@ func (o *Orchestrator) write(c *change) error {
 // announce publishes and acknowledges what the committed batch did.
 func (o *Orchestrator) announce(c *change, b *batch) {
 	for _, d := range c.dispatch {
-		data, _ := json.Marshal(d)
-		m := nats.NewMsg(o.cfg.Subjects.Dispatch(c.workerOf[d.JobID]))
-		m.Data = data
-		m.Header.Set(nats.MsgIdHdr, d.MsgID())
-		if _, err := o.js.PublishMsgAsync(m); err != nil {
-			o.log.Warn("dispatch publish", "job", d.JobID, "err", err)
+		worker := c.workerOf[d.JobID]
+		if j := o.jobs[d.JobID]; o.cfg.Seal != nil && d.Kind == bus.KindAssign && j != nil && len(j.spec.Secrets) > 0 {
+			go o.sealAndPublish(worker, j.run.rec.Tenant, j.spec.Secrets, d)
+			continue
 		}
+		o.publishDispatch(worker, d)
 	}
 	for _, e := range c.events {
 		data, _ := json.Marshal(e)
@@ -257,6 +256,27 @@ func (o *Orchestrator) announce(c *change, b *batch) {
 		f()
 	}
 	o.publishView(c.now, len(c.workers) > 0 || c.now.Sub(o.lastPub) > 500*time.Millisecond)
+}
+
+// sealAndPublish publishes an assignment once cfg.Seal has given it the
+// job's secrets: resolving them may wait on a secrets backend, so it runs
+// outside the loop. A cancel published meanwhile may overtake the
+// assignment; agents handle that (a cancel seen first keeps the job from
+// starting).
+func (o *Orchestrator) sealAndPublish(worker, tenant string, names []string, d bus.Dispatch) {
+	ctx, cancel := context.WithTimeout(context.Background(), o.cfg.AssignTimeout)
+	defer cancel()
+	o.publishDispatch(worker, o.cfg.Seal(ctx, worker, tenant, names, d))
+}
+
+func (o *Orchestrator) publishDispatch(worker string, d bus.Dispatch) {
+	data, _ := json.Marshal(d)
+	m := nats.NewMsg(o.cfg.Subjects.Dispatch(worker))
+	m.Data = data
+	m.Header.Set(nats.MsgIdHdr, d.MsgID())
+	if _, err := o.js.PublishMsgAsync(m); err != nil {
+		o.log.Warn("dispatch publish", "job", d.JobID, "err", err)
+	}
 }
 
 func (o *Orchestrator) purgeDispatch(worker string) {

@@ -71,6 +71,11 @@ type Config struct {
 	Intake  int
 	Metrics *Metrics
 	Logger  *slog.Logger
+	// Seal, when set, is given each assignment of a job that names
+	// secrets, with the run's tenant, and returns it with the secrets
+	// resolved and sealed for the worker (secrets.Sealer.Seal). It does
+	// I/O, so it runs on a goroutine of its own, never in the loop.
+	Seal func(ctx context.Context, worker, tenant string, names []string, d bus.Dispatch) bus.Dispatch
 }
 
 func (c *Config) defaults() {

@@ -89,6 +89,7 @@ func expandJob(p *Pipeline, j *Job, vals []string, needs []string) JobSpec {
 		Memory:   j.RunsOn.MemoryBytes,
 		GPU:      j.RunsOn.GPU,
 		Env:      mergeEnv(p.Env, j.Env, mx),
+		Secrets:  slices.Clone(j.Secrets),
 		Timeout:  j.Timeout,
 		Retry:    j.Retry,
 		Priority: j.Priority,

@@ -40,7 +40,7 @@ var (
 var (
 	pipelineFields    = []string{"name", "env", "priority", "concurrency", "jobs"}
 	concurrencyFields = []string{"group", "limit"}
-	jobFields         = []string{"name", "needs", "if", "runs-on", "env", "timeout", "retry", "priority", "matrix", "steps"}
+	jobFields         = []string{"name", "needs", "if", "runs-on", "env", "secrets", "timeout", "retry", "priority", "matrix", "steps"}
 	runsOnFields      = []string{"labels", "cpu", "memory", "gpu"}
 	stepFields        = []string{"name", "run", "env", "timeout"}
 )
@@ -421,6 +421,7 @@ func (p *parser) job(e entry) *jobInfo {
 		return info
 	}
 	var exprs []exprRef
+	var secretRefs []exprRef
 	var haveSteps, haveMatrix bool
 	var axes map[string]bool
 	for _, f := range p.fields(v, path, jobFields) {
@@ -439,6 +440,8 @@ func (p *parser) job(e entry) *jobInfo {
 			j.RunsOn = p.runsOn(f.val, fp, &exprs)
 		case "env":
 			j.Env = p.env(f.val, fp, &exprs)
+		case "secrets":
+			j.Secrets, secretRefs = p.secrets(f.val, fp)
 		case "timeout":
 			j.Timeout = p.duration(f.val, fp)
 		case "retry":
@@ -456,6 +459,7 @@ func (p *parser) job(e entry) *jobInfo {
 	if !haveSteps {
 		p.errAt(v, path+".steps", "is required")
 	}
+	p.checkSecretEnv(j, secretRefs, path)
 	if haveMatrix && len(axes) == 0 {
 		// The matrix is broken beyond naming its axes: already reported.
 		return info
@@ -739,6 +743,58 @@ func (p *parser) env(n *yaml.Node, field string, exprs *[]exprRef) map[string]st
 		m[e.name] = s
 	}
 	return m
+}
+
+// secrets reads a job's list of secret names, with the node and field of
+// each.
+func (p *parser) secrets(n *yaml.Node, field string) ([]string, []exprRef) {
+	v := deref(n)
+	if v.Kind != yaml.SequenceNode {
+		p.errAt(n, field, "must be a list of secret names, got %s", describe(v))
+		return nil, nil
+	}
+	var names []string
+	var refs []exprRef
+	seen := make(map[string]bool)
+	for i, it := range v.Content {
+		f := index(field, i)
+		s, ok := p.text(it, f)
+		if !ok {
+			continue
+		}
+		switch {
+		case !envNamePattern.MatchString(s):
+			p.errAt(it, f, "invalid secret name %q: must start with a letter or _ and hold only letters, digits and _ (it becomes an environment variable)", s)
+		case strings.HasPrefix(s, reservedEnvPrefix):
+			p.errAt(it, f, "secret names starting with %s are reserved for Hodei", reservedEnvPrefix)
+		case seen[s]:
+			p.errAt(it, f, "secret %q is named twice", s)
+		default:
+			seen[s] = true
+			names = append(names, s)
+			refs = append(refs, exprRef{it, f})
+		}
+	}
+	return names, refs
+}
+
+// checkSecretEnv reports secrets that the job's own env or one of its
+// steps' env also sets: one of the two would be ignored.
+func (p *parser) checkSecretEnv(j *Job, refs []exprRef, path string) {
+	for i, name := range j.Secrets {
+		where := ""
+		if _, ok := j.Env[name]; ok {
+			where = path + ".env"
+		}
+		for k, st := range j.Steps {
+			if _, ok := st.Env[name]; ok && where == "" {
+				where = index(path+".steps", k) + ".env"
+			}
+		}
+		if where != "" {
+			p.errAt(refs[i].node, refs[i].field, "%s is a secret of the job and is also set in %s; remove one", name, where)
+		}
+	}
 }
 
 // runsOn reads a job's resource requirements.

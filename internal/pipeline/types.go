@@ -57,12 +57,15 @@ type Resources struct {
 
 // Job is one job as written in the file, before matrix expansion.
 type Job struct {
-	ID       string // the key in `jobs:`
-	Name     string
-	Needs    []string
-	If       Condition
-	RunsOn   Resources
-	Env      map[string]string
+	ID     string // the key in `jobs:`
+	Name   string
+	Needs  []string
+	If     Condition
+	RunsOn Resources
+	Env    map[string]string
+	// Secrets are the names of the secrets the job receives as
+	// environment variables, resolved when an attempt is dispatched.
+	Secrets  []string
 	Timeout  time.Duration // 0 = no limit
 	Retry    int           // 0..10
 	Priority int
@@ -106,6 +109,9 @@ type JobSpec struct {
 	GPU      int               `json:"gpu,omitempty"`
 	Labels   []string          `json:"labels,omitempty"`
 	Env      map[string]string `json:"env,omitempty"` // pipeline env merged under job env
+	// Secrets are names only: values are resolved at dispatch, for one
+	// attempt, and never stored with the job.
+	Secrets  []string          `json:"secrets,omitempty"`
 	Timeout  time.Duration     `json:"timeout,omitempty"`
 	Retry    int               `json:"retry"`
 	Priority int               `json:"priority"`

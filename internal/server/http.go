@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -16,15 +17,21 @@ func (s *Server) serveHTTP() error {
 		return fmt.Errorf("server: listen %s: %w", s.opts.HTTPAddr, err)
 	}
 	s.httpAddr = ln.Addr().String()
+	if s.opts.HTTPTLS != nil {
+		ln = tls.NewListener(ln, s.opts.HTTPTLS)
+	}
+	deps := api.Deps{
+		Orch:     s.Orch,
+		Store:    s.Store,
+		Hub:      s.Hub,
+		Registry: s.Registry,
+		Submit:   s.Submit,
+		Logger:   s.log,
+		Secrets:  s.Secrets,
+	}
+	s.secureDeps(&deps)
 	s.httpSrv = &http.Server{
-		Handler: api.New(api.Deps{
-			Orch:     s.Orch,
-			Store:    s.Store,
-			Hub:      s.Hub,
-			Registry: s.Registry,
-			Submit:   s.Submit,
-			Logger:   s.log,
-		}),
+		Handler:           api.New(deps),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go func() {

@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/hub"
 	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/secrets"
 	"github.com/hodei-ci/hodei/internal/store"
 	"github.com/hodei-ci/hodei/internal/store/sqlite"
 )
@@ -55,6 +57,18 @@ type Options struct {
 	WorkerTTL         time.Duration
 	HeartbeatInterval time.Duration
 	Logger            *slog.Logger
+	// Security turns on authentication, authorization and audit of the API.
+	Security SecurityOptions
+	// Secrets and transport security (see secrets.go).
+	Secrets SecretsOptions
+	// NATSTLS turns on mutual TLS and per-agent permissions on the embedded
+	// NATS: a server configuration with ClientCAs (pki.ServerTLS).
+	NATSTLS *tls.Config
+	// NATSClientTLS is the client configuration of the connections to an
+	// external NATS (pki.ClientTLS with a server certificate).
+	NATSClientTLS *tls.Config
+	// HTTPTLS serves the API over TLS.
+	HTTPTLS *tls.Config
 }
 
 // Server is a running Hodei server.
@@ -75,6 +89,11 @@ type Server struct {
 	agentCtx context.CancelFunc
 	agentWG  sync.WaitGroup
 	closed   sync.Once
+	sec      *security
+	// Secrets serves the secrets API; secretsRT runs the sealer and the
+	// rotator.
+	Secrets   *secrets.Service
+	secretsRT *secretsRuntime
 }
 
 // Start brings a server up and returns when it is ready.
@@ -95,9 +114,12 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		}
 	}()
 	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := s.startSecurity(); err != nil {
+		return nil, err
+	}
 
 	if o.NATSURL == "" {
-		eo := bus.EmbeddedOptions{StoreDir: filepath.Join(o.DataDir, "nats")}
+		eo := bus.EmbeddedOptions{StoreDir: filepath.Join(o.DataDir, "nats"), TLS: o.NATSTLS}
 		switch o.NATSListen {
 		case "none":
 			eo.Port = -1
@@ -124,7 +146,7 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		}
 	} else {
 		s.NATSURL = o.NATSURL
-		if s.nc, err = bus.Connect(o.NATSURL, "hodei-server"); err != nil {
+		if s.nc, err = bus.Connect(o.NATSURL, "hodei-server", s.natsTLS()...); err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
 	}
@@ -134,8 +156,12 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.Store = st
+	if err := s.startSecrets(); err != nil {
+		return nil, err
+	}
 
 	s.Orch, err = orchestrator.New(orchestrator.Config{
+		Seal:      s.secretsRT.sealer.Seal,
 		Store:     st,
 		NC:        s.nc,
 		Hub:       s.Hub,
@@ -182,18 +208,13 @@ func (s *Server) startAgents() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.agentCtx = cancel
 	for i := 1; i <= n; i++ {
-		var nc *nats.Conn
-		var err error
-		if s.embedded != nil {
-			nc, err = s.embedded.Connect("hodei-agent")
-		} else {
-			nc, err = bus.Connect(s.NATSURL, "hodei-agent")
-		}
+		id := fmt.Sprintf("%s-local-%d", host, i)
+		nc, err := s.agentConn(id)
 		if err != nil {
 			return fmt.Errorf("server: local agent: %w", err)
 		}
 		a, err := agent.New(nc, agent.Config{
-			ID:                fmt.Sprintf("%s-local-%d", host, i),
+			ID:                id,
 			Pool:              "local",
 			Labels:            append(agent.DefaultLabels(), append([]string{"local"}, o.WorkerLabels...)...),
 			CPUMilli:          cpu,
@@ -283,6 +304,8 @@ func (s *Server) Close() {
 			}
 			cancel()
 		}
+		s.closeSecurity()
+		s.closeSecrets()
 		if s.agentCtx != nil {
 			s.agentCtx()
 			s.agentWG.Wait()

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/hodei-ci/hodei/internal/api"
+	"github.com/hodei-ci/hodei/internal/audit"
+	"github.com/hodei-ci/hodei/internal/cli"
+	"github.com/hodei-ci/hodei/internal/server"
+)
+
+const auditUsage = `Usage: hodei audit verify|query [flags]
+
+Hodei's audit trail records every authorization decision of the API (who,
+what action, which resource, allow or deny, when, from where, and the
+request id), in a hash-chained file of the data directory.
+
+  hodei audit verify [--data-dir DIR | --file FILE] [--head SEQ:HASH]
+                     check the chain; name the first record changed, removed or moved
+  hodei audit query  [--principal P] [--action A] [--resource R] [--decision D]
+                     [--since T] [--until T] [--limit N]
+                     search the trail through the API (administrators only)
+`
+
+func auditCmd(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, auditUsage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "verify":
+		return auditVerify(args[1:])
+	case "query":
+		return auditQuery(args[1:])
+	case "help", "-h", "-help", "--help":
+		fmt.Print(auditUsage)
+		return exitOK
+	}
+	fmt.Fprintf(os.Stderr, "hodei audit: unknown subcommand %q\n\n%s", args[0], auditUsage)
+	return exitUsage
+}
+
+func auditVerify(args []string) int {
+	fs := flags("audit verify", "[--data-dir DIR | --file FILE] [--head SEQ:HASH]", `
+Verify the audit trail's hash chain: every record's hash matches its
+content, every record names the hash of the one before it, and the sequence
+numbers follow each other. The first record that does not fit is named by
+its sequence number and line; the exit status is then 1.
+
+The file alone cannot show that records were cut off its end: give the head
+printed by an earlier verify (kept somewhere else) with --head, and verify
+checks that record is still there, unchanged.
+
+Example:
+  hodei audit verify --data-dir /var/lib/hodei --head 18231:5be0…`)
+	dataDir := fs.String("data-dir", "./hodei-data", "the server's data directory")
+	file := fs.String("file", "", "the audit file (default: DATA-DIR/audit/audit.jsonl)")
+	head := fs.String("head", "", "a head recorded earlier, SEQ:HASH")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(fs, "unexpected argument %q", pos[0])
+	}
+	path := *file
+	if path == "" {
+		path = server.AuditPath(*dataDir)
+	}
+	var o audit.VerifyOptions
+	if *head != "" {
+		seq, hash, ok := strings.Cut(*head, ":")
+		n, err := strconv.ParseInt(seq, 10, 64)
+		if !ok || err != nil || n < 1 || len(hash) != 64 {
+			return usageError(fs, "--head %q: want SEQ:HASH (as verify prints it)", *head)
+		}
+		o.HeadSeq, o.HeadHash = n, hash
+	}
+	rep, err := audit.Verify(path, o)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "hodei audit verify: %s: %v\n", path, err)
+		if audit.IsProblem(err) {
+			fmt.Fprintln(os.Stderr, "the audit trail has been tampered with (or damaged) at that record")
+		}
+		return exitFailed
+	}
+	switch {
+	case rep.Records == 0 && rep.AnchorSeq == 0:
+		fmt.Printf("%s: empty, nothing to verify\n", path)
+	default:
+		fmt.Printf("%s: %d records verified", path, rep.Records)
+		if rep.Records > 0 {
+			fmt.Printf(" (seq %d to %d)", rep.FirstSeq, rep.LastSeq)
+		}
+		if rep.AnchorSeq > 0 {
+			fmt.Printf(", after the anchor of the records pruned up to seq %d", rep.AnchorSeq)
+		}
+		fmt.Printf("\nhead %d:%s\n", rep.LastSeq, rep.LastHash)
+	}
+	return exitOK
+}
+
+func auditQuery(args []string) int {
+	fs := flags("audit query", "[flags]", `
+Search the audit trail of a server. Times are RFC 3339 ("2025-03-01T12:00:00Z")
+or a duration before now ("24h", "7d"). The most recent --limit matches are
+printed, oldest first.
+
+Examples:
+  hodei audit query --principal alice --since 24h
+  hodei audit query --resource 0194d2a9f3c0000a1b2 --decision deny`)
+	server := addServerFlag(fs)
+	principal := fs.String("principal", "", "principal id (user:…, token:…) or name")
+	action := fs.String("action", "", "action (submit, read, cancel, authenticate, ...)")
+	resource := fs.String("resource", "", `resource: a run id, or an entity uid such as Run::"…"`)
+	decision := fs.String("decision", "", "allow or deny")
+	since := fs.String("since", "", "from this time")
+	until := fs.String("until", "", "before this time")
+	limit := fs.Int("limit", 100, "most records printed (1-10000)")
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(fs, "unexpected argument %q", pos[0])
+	}
+	c, code, ok := newClient(fs, *server)
+	if !ok {
+		return code
+	}
+	q := url.Values{}
+	for k, v := range map[string]string{"principal": *principal, "action": *action, "resource": *resource,
+		"decision": *decision, "since": *since, "until": *until} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	q.Set("limit", strconv.Itoa(*limit))
+	ctx, stop := signalContext()
+	defer stop()
+	var l api.AuditList
+	if err := c.JSON(ctx, "GET", "/api/v1/audit", q, nil, &l); err != nil {
+		return apiFail("audit query", err)
+	}
+	if *asJSON {
+		return printJSON(l)
+	}
+	if len(l.Records) == 0 {
+		fmt.Println("no records")
+		return exitOK
+	}
+	rows := make([][]string, len(l.Records))
+	for i, r := range l.Records {
+		who := r.Principal
+		if r.PrincipalName != "" && !strings.HasSuffix(who, ":"+r.PrincipalName) {
+			who += " (" + r.PrincipalName + ")"
+		}
+		rows[i] = []string{strconv.FormatInt(r.Seq, 10), cli.FormatTime(r.Time), who, r.Action, r.Resource,
+			strings.ToUpper(r.Decision), r.Remote, r.RequestID, r.Reason}
+	}
+	if err := cli.Table(os.Stdout, []string{"SEQ", "TIME", "PRINCIPAL", "ACTION", "RESOURCE", "DECISION", "FROM", "REQUEST", "WHY"}, rows); err != nil {
+		return fail("audit query", err)
+	}
+	return exitOK
+}

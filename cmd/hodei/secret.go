@@ -1,0 +1,399 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/client"
+	"github.com/hodei-ci/hodei/internal/secrets"
+	"github.com/hodei-ci/hodei/internal/server"
+)
+
+func secretCmd(args []string) int {
+	fs := flags("secret", "set|get|list|rotate|delete [NAME] [flags]", `
+Manage the secrets of a server. Jobs name the secrets they need
+("secrets: [NAME]"); each one becomes an environment variable of the job,
+and its value is masked in the job's output.
+
+  hodei secret set NAME              store a new version; the value is read from stdin (or --from-file)
+  hodei secret get NAME [--reveal]   show a secret's version and rotation; --reveal prints its value
+  hodei secret list                  list the secrets (never their values)
+  hodei secret rotate NAME           give it a new generated value now (rolled back if its hook fails)
+  hodei secret delete NAME           delete it and all its versions
+
+Values are never passed on the command line (shell history, ps). --reveal
+works only on a server started with --secrets-allow-reveal, and needs the
+permission to manage secrets.
+
+Examples:
+  printf %s "$TOKEN" | hodei secret set DEPLOY_TOKEN
+  hodei secret set DB_PASSWORD --from-file ./pw.txt --rotate-every 720h --window 1h
+  hodei secret get DB_PASSWORD --reveal`)
+	if len(args) == 0 {
+		return usageError(fs, "want a subcommand: set, get, list, rotate or delete")
+	}
+	switch args[0] {
+	case "set":
+		return secretSet(args[1:])
+	case "get":
+		return secretGet(args[1:])
+	case "list":
+		return secretList(args[1:])
+	case "rotate":
+		return secretOne("rotate", "POST", "/rotate", args[1:])
+	case "delete":
+		return secretOne("delete", "DELETE", "", args[1:])
+	case "-h", "-help", "--help", "help":
+		fs.SetOutput(os.Stdout)
+		fs.Usage()
+		return exitOK
+	}
+	return usageError(fs, "unknown subcommand %q", args[0])
+}
+
+// secretFlags are the flags every secret subcommand has.
+type secretFlags struct {
+	server, tenant *string
+	json           *bool
+}
+
+func newSecretFlags(name, synopsis, help string) (*flag.FlagSet, secretFlags) {
+	fs := flags("secret "+name, synopsis, help)
+	f := secretFlags{
+		server: addServerFlag(fs),
+		tenant: fs.String("tenant", "", "tenant of the secret (default: yours)"),
+		json:   fs.Bool("json", false, "print JSON"),
+	}
+	return fs, f
+}
+
+func (f secretFlags) query() url.Values {
+	if *f.tenant == "" {
+		return nil
+	}
+	return url.Values{"tenant": {*f.tenant}}
+}
+
+func secretPath(name string, rest string) string {
+	return "/api/v1/secrets/" + url.PathEscape(name) + rest
+}
+
+// secretClient parses the arguments of a subcommand that names one secret
+// (or none, with want 0).
+func secretClient(fs *flag.FlagSet, f secretFlags, args []string, want int) (*client.Client, []string, int, bool) {
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return nil, nil, code, false
+	}
+	if len(pos) != want {
+		if want == 0 {
+			return nil, nil, usageError(fs, "unexpected argument %q", pos[0]), false
+		}
+		return nil, nil, usageError(fs, "want one secret NAME"), false
+	}
+	for _, n := range pos {
+		if !secrets.ValidName(n) {
+			return nil, nil, usageError(fs, "invalid secret name %q: use letters, digits and _, not starting with a digit", n), false
+		}
+	}
+	c, code, ok := newClient(fs, *f.server)
+	return c, pos, code, ok
+}
+
+func secretSet(args []string) int {
+	fs, f := newSecretFlags("set", "NAME [flags]", `
+Store a new version of secret NAME. The value is read from --from-file, or
+else from the standard input (one trailing newline is dropped). A rotation
+period makes the server rotate it with generated values.`)
+	from := fs.String("from-file", "", "read the value from this file")
+	every := fs.Duration("rotate-every", 0, "rotate every period, like 720h (0: only with \"hodei secret rotate\")")
+	window := fs.Duration("window", 0, "how long the previous version stays valid after a rotation (default 1h)")
+	c, pos, code, ok := secretClient(fs, f, args, 1)
+	if !ok {
+		return code
+	}
+	var data []byte
+	var err error
+	if *from != "" {
+		data, err = os.ReadFile(*from)
+	} else {
+		if fi, serr := os.Stdin.Stat(); serr == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			fmt.Fprintf(os.Stderr, "value of %s (it shows as you type; end with Enter): ", pos[0])
+			line, rerr := bufio.NewReader(os.Stdin).ReadString('\n')
+			data, err = []byte(line), rerr
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+		} else {
+			data, err = io.ReadAll(io.LimitReader(os.Stdin, secrets.MaxValueLen+2))
+		}
+	}
+	if err != nil {
+		return fail("secret set", err)
+	}
+	value := strings.TrimSuffix(strings.TrimSuffix(string(data), "\n"), "\r")
+	clear(data)
+	if value == "" {
+		return usageError(fs, "the value is empty")
+	}
+	req := secrets.PutRequest{Value: value}
+	if *every != 0 || *window != 0 {
+		req.Rotation = &secrets.PolicyRequest{}
+		if *every != 0 {
+			req.Rotation.Period = every.String()
+		}
+		if *window != 0 {
+			req.Rotation.Window = window.String()
+		}
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	var info secrets.Info
+	if err := c.JSON(ctx, "PUT", secretPath(pos[0], ""), f.query(), req, &info); err != nil {
+		return apiFail("secret set", err)
+	}
+	if *f.json {
+		return printJSON(info)
+	}
+	fmt.Printf("secret %s: version %s\n", info.Name, info.Version)
+	return exitOK
+}
+
+func secretGet(args []string) int {
+	fs, f := newSecretFlags("get", "NAME [flags]", `
+Show a secret's current version and rotation state. With --reveal, print its
+value (and nothing else) on the standard output: the server must allow it
+(--secrets-allow-reveal) and you need the permission to manage secrets.`)
+	reveal := fs.Bool("reveal", false, "print the value")
+	c, pos, code, ok := secretClient(fs, f, args, 1)
+	if !ok {
+		return code
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if *reveal {
+		var v secrets.Value
+		if err := c.JSON(ctx, "POST", secretPath(pos[0], "/reveal"), f.query(), nil, &v); err != nil {
+			return apiFail("secret get", err)
+		}
+		if *f.json {
+			return printJSON(v)
+		}
+		fmt.Println(v.Value)
+		return exitOK
+	}
+	var info secrets.Info
+	if err := c.JSON(ctx, "GET", secretPath(pos[0], ""), f.query(), nil, &info); err != nil {
+		return apiFail("secret get", err)
+	}
+	if *f.json {
+		return printJSON(info)
+	}
+	printSecret(info)
+	return exitOK
+}
+
+func printSecret(in secrets.Info) {
+	fmt.Printf("name:     %s\ntenant:   %s\nversion:  %s\n", in.Name, in.Tenant, in.Version)
+	if !in.UpdatedAt.IsZero() {
+		fmt.Printf("updated:  %s\n", in.UpdatedAt.Local().Format(time.RFC3339))
+	}
+	if r := in.Rotation; r != nil {
+		period := r.Period
+		if period == "" {
+			period = "on demand"
+		}
+		fmt.Printf("rotation: %s, previous version valid for %s\n", period, r.Window)
+		if r.NextRotation != nil {
+			fmt.Printf("next:     %s\n", r.NextRotation.Local().Format(time.RFC3339))
+		}
+		if r.Previous != "" && r.PreviousValidUntil != nil {
+			fmt.Printf("previous: version %s, valid until %s\n", r.Previous, r.PreviousValidUntil.Local().Format(time.RFC3339))
+		}
+		if r.LastError != "" {
+			fmt.Printf("last rotation failed (rolled back): %s\n", r.LastError)
+		}
+	}
+}
+
+func secretList(args []string) int {
+	fs, f := newSecretFlags("list", "[flags]", `
+List the secrets of a tenant: names, versions and rotation periods, never
+values.`)
+	c, _, code, ok := secretClient(fs, f, args, 0)
+	if !ok {
+		return code
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	var l secrets.List
+	if err := c.JSON(ctx, "GET", "/api/v1/secrets", f.query(), nil, &l); err != nil {
+		return apiFail("secret list", err)
+	}
+	if *f.json {
+		return printJSON(l)
+	}
+	if len(l.Secrets) == 0 {
+		fmt.Println("no secrets")
+		return exitOK
+	}
+	rows := [][]string{{"NAME", "VERSION", "UPDATED", "ROTATION"}}
+	for _, s := range l.Secrets {
+		rot := "-"
+		if s.Rotation != nil && s.Rotation.Period != "" {
+			rot = "every " + s.Rotation.Period
+		}
+		updated := "-"
+		if !s.UpdatedAt.IsZero() {
+			updated = s.UpdatedAt.Local().Format(time.DateTime)
+		}
+		rows = append(rows, []string{s.Name, s.Version, updated, rot})
+	}
+	printRows(os.Stdout, rows)
+	return exitOK
+}
+
+func printRows(w io.Writer, rows [][]string) {
+	widths := make([]int, len(rows[0]))
+	for _, r := range rows {
+		for i, c := range r {
+			widths[i] = max(widths[i], len(c))
+		}
+	}
+	for _, r := range rows {
+		for i, c := range r {
+			if i == len(r)-1 {
+				fmt.Fprintln(w, c)
+			} else {
+				fmt.Fprintf(w, "%-*s  ", widths[i], c)
+			}
+		}
+	}
+}
+
+func secretOne(sub, method, rest string, args []string) int {
+	help := map[string]string{
+		"rotate": `
+Rotate secret NAME now: the server stores a generated value as a new
+version, has the rotation hook apply it, and rolls back to the previous
+version if the hook fails. The previous version stays valid for the
+secret's window.`,
+		"delete": `
+Delete secret NAME and all its versions. Jobs that name it fail from then
+on.`,
+	}[sub]
+	fs, f := newSecretFlags(sub, "NAME [flags]", help)
+	c, pos, code, ok := secretClient(fs, f, args, 1)
+	if !ok {
+		return code
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if method == "DELETE" {
+		if err := c.JSON(ctx, method, secretPath(pos[0], rest), f.query(), nil, nil); err != nil {
+			return apiFail("secret "+sub, err)
+		}
+		fmt.Printf("secret %s deleted\n", pos[0])
+		return exitOK
+	}
+	var info secrets.Info
+	if err := c.JSON(ctx, method, secretPath(pos[0], rest), f.query(), nil, &info); err != nil {
+		return apiFail("secret "+sub, err)
+	}
+	if *f.json {
+		return printJSON(info)
+	}
+	fmt.Printf("secret %s: rotated to version %s\n", info.Name, info.Version)
+	return exitOK
+}
+
+// secretsBackendFlags are the server's flags that choose the secrets
+// backend.
+type secretsBackendFlags struct {
+	backend, keyFile, hook                     *string
+	allowReveal                                *bool
+	vaultAddr, vaultTokenFile, vaultRoleID     *string
+	vaultSecretIDFile, vaultMount, vaultPrefix *string
+	vaultCA, vaultNamespace                    *string
+	awsRegion, awsEndpoint, awsPrefix          *string
+}
+
+func addSecretsBackendFlags(fs *flag.FlagSet) secretsBackendFlags {
+	return secretsBackendFlags{
+		backend:           fs.String("secrets-backend", "builtin", "where secrets are kept: builtin (encrypted in the data dir), vault or aws"),
+		keyFile:           fs.String("secrets-key-file", "", "key file of the builtin store (default DATA-DIR/secrets/kek.json; $HODEI_SECRETS_KEY wins)"),
+		hook:              fs.String("secrets-rotation-hook", "", "program that applies rotated secrets: PROGRAM apply|retire NAME, values on stdin"),
+		allowReveal:       fs.Bool("secrets-allow-reveal", false, "let \"hodei secret get --reveal\" read values"),
+		vaultAddr:         fs.String("vault-addr", os.Getenv("VAULT_ADDR"), "Vault address (backend vault)"),
+		vaultTokenFile:    fs.String("vault-token-file", "", "file holding a Vault token (else $VAULT_TOKEN, or AppRole)"),
+		vaultRoleID:       fs.String("vault-role-id", "", "AppRole role id"),
+		vaultSecretIDFile: fs.String("vault-secret-id-file", "", "file holding the AppRole secret id"),
+		vaultMount:        fs.String("vault-mount", "secret", "path of the KV version 2 engine"),
+		vaultPrefix:       fs.String("vault-prefix", "hodei/", "prefix of Hodei's entries in the engine"),
+		vaultCA:           fs.String("vault-ca", "", "CA certificate of Vault's TLS"),
+		vaultNamespace:    fs.String("vault-namespace", "", "Vault Enterprise namespace"),
+		awsRegion:         fs.String("aws-region", "", "AWS region (backend aws; default: the SDK's configuration)"),
+		awsEndpoint:       fs.String("aws-endpoint", "", "Secrets Manager endpoint (a VPC endpoint)"),
+		awsPrefix:         fs.String("aws-prefix", "hodei/", "prefix of Hodei's secrets in Secrets Manager"),
+	}
+}
+
+func readSecretFile(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(data)), nil
+}
+
+// provider opens the chosen backend; nil for the builtin store (the server
+// opens it in its data dir).
+func (f secretsBackendFlags) provider(ctx context.Context) (secrets.Provider, error) {
+	switch *f.backend {
+	case "builtin", "":
+		return nil, nil
+	case "vault":
+		o := secrets.VaultOptions{Address: *f.vaultAddr, RoleID: *f.vaultRoleID, Mount: *f.vaultMount, Prefix: *f.vaultPrefix, CACert: *f.vaultCA, Namespace: *f.vaultNamespace}
+		var err error
+		switch {
+		case *f.vaultRoleID != "":
+			if *f.vaultSecretIDFile == "" {
+				return nil, errors.New("--vault-role-id needs --vault-secret-id-file")
+			}
+			if o.SecretID, err = readSecretFile(*f.vaultSecretIDFile); err != nil {
+				return nil, err
+			}
+		case *f.vaultTokenFile != "":
+			if o.Token, err = readSecretFile(*f.vaultTokenFile); err != nil {
+				return nil, err
+			}
+		default:
+			o.Token = os.Getenv("VAULT_TOKEN")
+		}
+		return secrets.NewVault(ctx, o)
+	case "aws":
+		return secrets.NewAWS(ctx, secrets.AWSOptions{Region: *f.awsRegion, Endpoint: *f.awsEndpoint, Prefix: *f.awsPrefix})
+	}
+	return nil, fmt.Errorf("--secrets-backend %q: want builtin, vault or aws", *f.backend)
+}
+
+// options are the server's secrets options from the flags.
+func (f secretsBackendFlags) options(ctx context.Context) (server.SecretsOptions, error) {
+	p, err := f.provider(ctx)
+	if err != nil {
+		return server.SecretsOptions{}, err
+	}
+	o := server.SecretsOptions{Provider: p, KeyFile: *f.keyFile, AllowReveal: *f.allowReveal}
+	if *f.hook != "" {
+		o.RotationHook = secrets.ExecHook{Path: *f.hook}
+	}
+	return o, nil
+}

@@ -1,0 +1,480 @@
+// Package audit keeps Hodei's audit trail: one record per authorization
+// decision (who, what action, which resource, allow or deny, when, from
+// where, and the request id), appended to a JSON-lines file and chained by
+// SHA-256 hashes so that a changed, removed or reordered record is detected
+// by Verify.
+//
+// File format: one JSON object per line, in the field order of Record. Each
+// record's Hash is the SHA-256 (hex) of its canonical encoding, which is the
+// line itself without the "hash" member; the canonical encoding includes
+// Prev, the Hash of the record before it, so every record commits to the
+// whole chain before it. The first record of a new log has Prev
+// GenesisHash. After a prune, the first line of the file is an Anchor that
+// names the last pruned record (its Seq and Hash): the chain goes on from it.
+//
+// Concurrency: a Log is safe for concurrent use; appends are serialised by
+// one mutex and written with one write(2) each to a file opened O_APPEND.
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Decisions.
+const (
+	Allow = "allow"
+	Deny  = "deny"
+)
+
+// GenesisHash is the Prev of the first record of a log.
+var GenesisHash = strings.Repeat("0", 64)
+
+// Entry is what a caller records; the log adds Seq, Time (if zero), Prev
+// and Hash.
+type Entry struct {
+	Time          time.Time
+	Principal     string // principal id: "user:…", "token:…", "admin:local", "anonymous"
+	PrincipalName string
+	Tenant        string // the principal's tenant
+	Action        string // e.g. "read", "submit", "authenticate"
+	Resource      string // Cedar entity uid, e.g. Hodei::Run::"01…"
+	Decision      string // Allow or Deny
+	Reason        string // determining policies, or why authentication failed
+	Remote        string // the client's address (the TCP peer)
+	RequestID     string // the API's X-Request-Id: the correlation id
+	Method        string
+	Path          string
+}
+
+// Record is one line of the audit file. Its JSON field order is the
+// canonical order; do not reorder the fields.
+type Record struct {
+	Seq           int64     `json:"seq"`
+	Time          time.Time `json:"time"`
+	Principal     string    `json:"principal"`
+	PrincipalName string    `json:"principal_name,omitempty"`
+	Tenant        string    `json:"tenant,omitempty"`
+	Action        string    `json:"action"`
+	Resource      string    `json:"resource"`
+	Decision      string    `json:"decision"`
+	Reason        string    `json:"reason,omitempty"`
+	Remote        string    `json:"remote,omitempty"`
+	RequestID     string    `json:"request_id,omitempty"`
+	Method        string    `json:"method,omitempty"`
+	Path          string    `json:"path,omitempty"`
+	Prev          string    `json:"prev"`
+	Hash          string    `json:"hash,omitempty"`
+}
+
+// Anchor is the first line of a pruned log: the last record removed.
+type Anchor struct {
+	Anchor struct {
+		Seq      int64     `json:"seq"`
+		Hash     string    `json:"hash"`
+		PrunedAt time.Time `json:"pruned_at"`
+		Pruned   int64     `json:"pruned"` // records removed by the prune that wrote it
+	} `json:"anchor"`
+}
+
+// canonical returns the encoding a record's hash covers: the record as JSON
+// without its hash.
+func canonical(r Record) []byte {
+	r.Hash = ""
+	b, _ := json.Marshal(r) // a Record always encodes
+	return b
+}
+
+// HashOf returns the hash a record must carry.
+func HashOf(r Record) string {
+	sum := sha256.Sum256(canonical(r))
+	return hex.EncodeToString(sum[:])
+}
+
+// encode returns a record's line, without the newline.
+func encode(r Record) []byte {
+	b, _ := json.Marshal(r)
+	return b
+}
+
+// Options configure a Log.
+type Options struct {
+	// Sync makes every append wait for fsync. Without it a crash of the
+	// machine (not of the process) can lose the last records; the chain
+	// stays verifiable.
+	Sync bool
+	// Now is the clock (time.Now by default).
+	Now func() time.Time
+}
+
+// Log is an open audit file.
+type Log struct {
+	path string
+	opts Options
+
+	mu     sync.Mutex // guards everything below; held for each append and prune
+	f      *os.File
+	seq    int64  // seq of the last record
+	last   string // hash of the last record (or the anchor, or GenesisHash)
+	closed bool
+}
+
+// Open opens (creating it 0600 if needed) the audit file at path. A partial
+// last line, left by a crash in the middle of a write, is cut off; the rest
+// of the file is not verified here (see Verify).
+func Open(path string, o Options) (*Log, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	l := &Log{path: path, opts: o, f: f}
+	if err := l.loadTail(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// Path is the file of the log.
+func (l *Log) Path() string { return l.path }
+
+// loadTail finds the seq and hash of the last line, cutting off a partial
+// line first.
+func (l *Log) loadTail() error {
+	st, err := l.f.Stat()
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	size := st.Size()
+	l.seq, l.last = 0, GenesisHash
+	if size == 0 {
+		return nil
+	}
+	// Read backwards in growing windows until two newlines (or the start of
+	// the file) frame the last complete line.
+	for window := int64(64 << 10); ; window *= 2 {
+		off := max(size-window, 0)
+		buf := make([]byte, size-off)
+		if _, err := l.f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("audit: read %s: %w", l.path, err)
+		}
+		end := len(buf)
+		if buf[end-1] != '\n' {
+			// A partial line: cut it off.
+			cut := bytes.LastIndexByte(buf, '\n')
+			if cut < 0 && off > 0 {
+				continue // the partial line is longer than the window
+			}
+			newSize := off + int64(cut+1)
+			if err := l.f.Truncate(newSize); err != nil {
+				return fmt.Errorf("audit: cut partial last line of %s: %w", l.path, err)
+			}
+			size = newSize
+			if size == 0 {
+				return nil
+			}
+			if cut < 0 {
+				return nil
+			}
+			buf = buf[:cut+1]
+			end = len(buf)
+		}
+		start := bytes.LastIndexByte(buf[:end-1], '\n')
+		if start < 0 && off > 0 {
+			continue
+		}
+		line := buf[start+1 : end-1]
+		return l.setTail(line)
+	}
+}
+
+func (l *Log) setTail(line []byte) error {
+	if bytes.HasPrefix(line, []byte(`{"anchor"`)) {
+		var a Anchor
+		if err := json.Unmarshal(line, &a); err != nil {
+			return fmt.Errorf("audit: last line of %s: %w", l.path, err)
+		}
+		l.seq, l.last = a.Anchor.Seq, a.Anchor.Hash
+		return nil
+	}
+	var r Record
+	if err := json.Unmarshal(line, &r); err != nil {
+		return fmt.Errorf("audit: last line of %s: %w", l.path, err)
+	}
+	l.seq, l.last = r.Seq, r.Hash
+	return nil
+}
+
+// ErrClosed is returned by appends to a closed log.
+var ErrClosed = errors.New("audit: log closed")
+
+// Append adds a record and returns it.
+func (l *Log) Append(e Entry) (Record, error) {
+	t := e.Time
+	if t.IsZero() {
+		t = l.opts.Now()
+	}
+	r := Record{
+		Time: t.UTC().Round(0), Principal: e.Principal, PrincipalName: e.PrincipalName, Tenant: e.Tenant,
+		Action: e.Action, Resource: e.Resource, Decision: e.Decision, Reason: e.Reason,
+		Remote: e.Remote, RequestID: e.RequestID, Method: e.Method, Path: e.Path,
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return Record{}, ErrClosed
+	}
+	r.Seq, r.Prev = l.seq+1, l.last
+	r.Hash = HashOf(r)
+	line := append(encode(r), '\n')
+	if _, err := l.f.Write(line); err != nil {
+		return Record{}, fmt.Errorf("audit: append: %w", err)
+	}
+	if l.opts.Sync {
+		if err := l.f.Sync(); err != nil {
+			return Record{}, fmt.Errorf("audit: sync: %w", err)
+		}
+	}
+	l.seq, l.last = r.Seq, r.Hash
+	return r, nil
+}
+
+// Head returns the seq and hash of the last record: keep them elsewhere to
+// detect a truncated tail later (Verify with VerifyOptions.Head).
+func (l *Log) Head() (int64, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seq, l.last
+}
+
+// Close closes the file.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	return l.f.Close()
+}
+
+// Filter selects records. Zero fields do not filter.
+type Filter struct {
+	// Principal matches the principal's id or name.
+	Principal string
+	Action    string
+	// Resource matches the full entity uid (Hodei::Run::"01…"), the uid
+	// without its namespace (Run::"01…"), or the bare id (01…).
+	Resource string
+	Decision string
+	Since    time.Time // inclusive
+	Until    time.Time // exclusive
+	// Limit keeps the last Limit matching records (100 if 0).
+	Limit int
+}
+
+// Match reports whether r passes the filter.
+func (f Filter) Match(r Record) bool {
+	if f.Principal != "" && r.Principal != f.Principal && r.PrincipalName != f.Principal {
+		return false
+	}
+	if f.Action != "" && r.Action != f.Action {
+		return false
+	}
+	if f.Resource != "" && !matchResource(r.Resource, f.Resource) {
+		return false
+	}
+	if f.Decision != "" && r.Decision != f.Decision {
+		return false
+	}
+	if !f.Since.IsZero() && r.Time.Before(f.Since) {
+		return false
+	}
+	if !f.Until.IsZero() && !r.Time.Before(f.Until) {
+		return false
+	}
+	return true
+}
+
+func matchResource(have, want string) bool {
+	if have == want || strings.TrimPrefix(have, "Hodei::") == want {
+		return true
+	}
+	return strings.HasSuffix(have, `::"`+want+`"`)
+}
+
+// Query returns the matching records, oldest first; with more than
+// f.Limit matches, the most recent f.Limit. It scans the file: the audit
+// trail is for investigations, not a hot path.
+func (l *Log) Query(f Filter) ([]Record, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, ErrClosed
+	}
+	rf, err := os.Open(l.path)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	defer rf.Close()
+	var out []Record
+	sc := bufio.NewScanner(rf)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if bytes.HasPrefix(line, []byte(`{"anchor"`)) {
+			continue
+		}
+		var r Record
+		if err := json.Unmarshal(line, &r); err != nil {
+			continue // Verify reports it; a query shows what it can read
+		}
+		if !f.Match(r) {
+			continue
+		}
+		out = append(out, r)
+		if len(out) > 2*f.Limit {
+			out = append(out[:0], out[len(out)-f.Limit:]...)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("audit: read %s: %w", l.path, err)
+	}
+	if len(out) > f.Limit {
+		out = out[len(out)-f.Limit:]
+	}
+	return out, nil
+}
+
+// Prune removes the records older than before and returns how many it
+// removed. The file is rewritten (to a temporary file, then renamed over
+// it): its first line becomes an Anchor naming the last removed record, so
+// Verify goes on checking the chain from there. Records are removed only
+// from the start: a record is kept if any record before it is kept.
+func (l *Log) Prune(before time.Time) (int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return 0, ErrClosed
+	}
+	rf, err := os.Open(l.path)
+	if err != nil {
+		return 0, fmt.Errorf("audit: %w", err)
+	}
+	defer rf.Close()
+	tmp := l.path + ".prune"
+	wf, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("audit: %w", err)
+	}
+	defer os.Remove(tmp) // after a successful rename there is nothing left to remove
+	w := bufio.NewWriter(wf)
+	var (
+		pruned     int64
+		anchorSeq  int64
+		anchorHash = GenesisHash
+		keeping    bool
+	)
+	sc := bufio.NewScanner(rf)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !keeping {
+			if bytes.HasPrefix(line, []byte(`{"anchor"`)) {
+				var a Anchor
+				if err := json.Unmarshal(line, &a); err != nil {
+					wf.Close()
+					return 0, fmt.Errorf("audit: prune: bad anchor: %w", err)
+				}
+				anchorSeq, anchorHash = a.Anchor.Seq, a.Anchor.Hash
+				continue
+			}
+			var r Record
+			if err := json.Unmarshal(line, &r); err != nil {
+				wf.Close()
+				return 0, fmt.Errorf("audit: prune: unreadable record after seq %d: %w", anchorSeq, err)
+			}
+			if r.Time.Before(before) {
+				anchorSeq, anchorHash = r.Seq, r.Hash
+				pruned++
+				continue
+			}
+			keeping = true
+			if pruned > 0 || anchorSeq > 0 {
+				var a Anchor
+				a.Anchor.Seq, a.Anchor.Hash, a.Anchor.PrunedAt = anchorSeq, anchorHash, l.opts.Now().UTC().Round(0)
+				a.Anchor.Pruned = pruned
+				b, _ := json.Marshal(a)
+				w.Write(append(b, '\n'))
+			}
+		}
+		w.Write(line)
+		w.WriteByte('\n')
+	}
+	if err := sc.Err(); err != nil {
+		wf.Close()
+		return 0, fmt.Errorf("audit: prune: read: %w", err)
+	}
+	if pruned == 0 {
+		wf.Close()
+		return 0, nil
+	}
+	if !keeping {
+		// Everything was pruned: the file is the anchor alone.
+		var a Anchor
+		a.Anchor.Seq, a.Anchor.Hash, a.Anchor.PrunedAt, a.Anchor.Pruned = anchorSeq, anchorHash, l.opts.Now().UTC().Round(0), pruned
+		b, _ := json.Marshal(a)
+		w.Write(append(b, '\n'))
+	}
+	if err := w.Flush(); err != nil {
+		wf.Close()
+		return 0, fmt.Errorf("audit: prune: write: %w", err)
+	}
+	if err := wf.Sync(); err != nil {
+		wf.Close()
+		return 0, fmt.Errorf("audit: prune: sync: %w", err)
+	}
+	if err := wf.Close(); err != nil {
+		return 0, fmt.Errorf("audit: prune: %w", err)
+	}
+	if err := os.Rename(tmp, l.path); err != nil {
+		return 0, fmt.Errorf("audit: prune: %w", err)
+	}
+	syncDir(filepath.Dir(l.path))
+	// Appends go on in the new file.
+	nf, err := os.OpenFile(l.path, os.O_RDWR|os.O_APPEND, 0o600)
+	if err != nil {
+		l.closed = true
+		return pruned, fmt.Errorf("audit: reopen after prune: %w", err)
+	}
+	l.f.Close()
+	l.f = nf
+	return pruned, nil
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}

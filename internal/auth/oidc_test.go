@@ -1,0 +1,175 @@
+package auth_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/hodei-ci/hodei/internal/auth"
+	"github.com/hodei-ci/hodei/internal/auth/oidctest"
+)
+
+var users = []oidctest.User{
+	{ID: "u-bob", Username: "bob", RealmRoles: []string{"developer", "offline_access"}, Groups: []string{"/tenant:acme", "/staff"}},
+	{ID: "u-vera", Username: "vera", ClientRoles: []string{"viewer"}, Tenant: "acme"},
+	{ID: "u-olga", Username: "olga", RealmRoles: []string{"admin"}, Expired: true},
+}
+
+func verifier(t *testing.T, issuer string, skew time.Duration) *auth.OIDC {
+	t.Helper()
+	o, err := auth.NewOIDC(auth.OIDCConfig{Issuer: issuer, Audiences: []string{oidctest.ClientHodei}, ClockSkew: skew})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func verify(o *auth.OIDC, tok string) (auth.Principal, error) {
+	r := httptest.NewRequest("GET", "/api/v1/runs", nil)
+	r.Header.Set("Authorization", "Bearer "+tok)
+	return o.Authenticate(r)
+}
+
+// resign signs a JWT's header and payload again with a key of our own,
+// keeping the header (and so the provider's key id).
+func resign(t *testing.T, tok string, payload func(map[string]any)) string {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	if payload != nil {
+		raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var claims map[string]any
+		if err := json.Unmarshal(raw, &claims); err != nil {
+			t.Fatal(err)
+		}
+		payload(claims)
+		raw, _ = json.Marshal(claims)
+		parts[1] = base64.RawURLEncoding.EncodeToString(raw)
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// tamper changes the payload and keeps the provider's signature.
+func tamper(t *testing.T, tok string) string {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	raw = []byte(strings.Replace(string(raw), `"developer"`, `"admin"`, 1))
+	parts[1] = base64.RawURLEncoding.EncodeToString(raw)
+	return strings.Join(parts, ".")
+}
+
+func TestOIDCAgainstARealProvider(t *testing.T) {
+	t.Parallel()
+	op := oidctest.Start(t, users)
+	o := verifier(t, op.Issuer, 0)
+	bob := op.Token(t, oidctest.ClientHodei, "bob")
+
+	p, err := verify(o, bob)
+	if err != nil {
+		t.Fatalf("bob's token: %v", err)
+	}
+	if p.ID != "user:u-bob" || p.Kind != auth.KindUser || p.Name != "bob" || p.Tenant != "acme" ||
+		!slices.Equal(p.Roles, []string{"developer", "offline_access"}) {
+		t.Errorf("bob = %+v", p)
+	}
+	// Client roles and a tenant claim.
+	if p, err := verify(o, op.Token(t, oidctest.ClientHodei, "vera")); err != nil || p.Tenant != "acme" || !slices.Equal(p.Roles, []string{"viewer"}) {
+		t.Errorf("vera = %+v, %v", p, err)
+	}
+
+	invalid := []struct {
+		name, tok, msg string
+	}{
+		{"signed by another key", resign(t, bob, nil), "signature"},
+		{"another key, claims changed", resign(t, bob, func(c map[string]any) { c["realm_access"] = map[string]any{"roles": []string{"admin"}} }), "signature"},
+		{"payload changed", tamper(t, bob), "signature"},
+		{"wrong audience", op.Token(t, oidctest.ClientOther, "bob"), "audience"},
+		{"expired", op.Token(t, oidctest.ClientHodei, "olga"), "expired"},
+		{"garbage JWT", "eyJhbGciOiJSUzI1NiJ9.eyJ4Ijp9.AAAA", ""},
+	}
+	for _, c := range invalid {
+		_, err := verify(o, c.tok)
+		if !errors.Is(err, auth.ErrInvalid) || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%s: %v, want ErrInvalid mentioning %q", c.name, err, c.msg)
+		}
+	}
+	// Not a JWT at all: not this authenticator's business.
+	if _, err := verify(o, "hodei_abc"); !errors.Is(err, auth.ErrNoCredentials) {
+		t.Errorf("hodei token: %v", err)
+	}
+
+	// The clock skew is configurable: olga's token expired an hour ago.
+	if _, err := verify(verifier(t, op.Issuer, 2*time.Hour), op.Token(t, oidctest.ClientHodei, "olga")); err != nil {
+		t.Errorf("expired within a skew of 2h: %v", err)
+	}
+
+	// A token of another provider (its own key and issuer).
+	other := oidctest.Start(t, users)
+	if _, err := verify(o, other.Token(t, oidctest.ClientHodei, "bob")); !errors.Is(err, auth.ErrInvalid) {
+		t.Errorf("another issuer's token: %v", err)
+	}
+}
+
+func TestOIDCIssuerDownIsUnavailableNotInvalid(t *testing.T) {
+	t.Parallel()
+	op := oidctest.Start(t, users)
+	tok := op.Token(t, oidctest.ClientHodei, "bob")
+	o := verifier(t, "http://127.0.0.1:1", 0)
+	_, err := verify(o, tok)
+	if !errors.Is(err, auth.ErrUnavailable) || errors.Is(err, auth.ErrInvalid) {
+		t.Errorf("err = %v, want ErrUnavailable", err)
+	}
+}
+
+// TestLoginDeviceFlow signs in with the device flow, which the provider
+// offers, so "auto" picks it. It waits for the provider's poll interval
+// (5 s): the client must not poll faster (RFC 8628, section 3.5).
+func TestLoginDeviceFlow(t *testing.T) {
+	t.Parallel()
+	op := oidctest.Start(t, users)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	shown := false
+	c, err := auth.Login(ctx, auth.LoginOptions{
+		Issuer: op.Issuer, ClientID: oidctest.ClientDevice, ClientSecret: oidctest.DeviceSecret, Flow: auth.FlowAuto,
+		ShowCode: func(da *oauth2.DeviceAuthResponse) error { shown = true; return op.ApproveDevice("bob")(da) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !shown || c.RefreshToken == "" && c.AccessToken == "" {
+		t.Fatalf("credential %+v", c)
+	}
+	o, err := auth.NewOIDC(auth.OIDCConfig{Issuer: op.Issuer, Audiences: []string{oidctest.ClientDevice}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := verify(o, c.Bearer())
+	if err != nil || p.Name != "bob" || p.Tenant != "acme" {
+		t.Errorf("device token: %+v %v", p, err)
+	}
+}

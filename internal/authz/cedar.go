@@ -1,0 +1,316 @@
+package authz
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/cedar-policy/cedar-go"
+	"github.com/cedar-policy/cedar-go/types"
+	xast "github.com/cedar-policy/cedar-go/x/exp/ast"
+	"github.com/cedar-policy/cedar-go/x/exp/schema"
+	"github.com/cedar-policy/cedar-go/x/exp/schema/resolved"
+	"github.com/cedar-policy/cedar-go/x/exp/schema/validate"
+)
+
+//go:embed defaults/hodei.cedarschema defaults/policies.cedar
+var defaults embed.FS
+
+// Names of the embedded defaults.
+const (
+	DefaultSchemaFile   = "hodei.cedarschema"
+	DefaultPoliciesFile = "policies.cedar"
+)
+
+// DefaultSchema returns the embedded schema's text.
+func DefaultSchema() []byte { b, _ := defaults.ReadFile("defaults/" + DefaultSchemaFile); return b }
+
+// DefaultPolicyText returns the embedded default policies' text.
+func DefaultPolicyText() []byte {
+	b, _ := defaults.ReadFile("defaults/" + DefaultPoliciesFile)
+	return b
+}
+
+// Namespace of Hodei's entity types and actions.
+const Namespace = "Hodei"
+
+// Policies are a validated policy set with its schema.
+type Policies struct {
+	set    *cedar.PolicySet
+	ids    []string // in load order
+	schema *resolved.Schema
+	Source string // where they came from: "embedded defaults" or a directory
+}
+
+// IDs returns the ids of the policies, in the order they were loaded.
+func (p *Policies) IDs() []string { return slices.Clone(p.ids) }
+
+// LoadError lists every problem found in policy files; each line starts
+// with file:line:column.
+type LoadError struct{ Problems []string }
+
+func (e *LoadError) Error() string {
+	return "invalid policies:\n  " + strings.Join(e.Problems, "\n  ")
+}
+
+// Default returns the embedded schema and default policies.
+func Default() (*Policies, error) {
+	p, err := Load(DefaultSchemaFile, DefaultSchema(), map[string][]byte{DefaultPoliciesFile: DefaultPolicyText()})
+	if err != nil {
+		return nil, fmt.Errorf("authz: embedded defaults: %w", err)
+	}
+	p.Source = "embedded defaults"
+	return p, nil
+}
+
+// LoadDir loads the *.cedar files of dir, validated against the
+// *.cedarschema file of dir (at most one), or the embedded schema when
+// there is none.
+func LoadDir(dir string) (*Policies, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("authz: policies: %w", err)
+	}
+	var schemaName string
+	var schemaSrc []byte
+	files := map[string][]byte{}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		switch {
+		case strings.HasSuffix(e.Name(), ".cedarschema"):
+			if schemaName != "" {
+				return nil, fmt.Errorf("authz: policies: two schema files in %s: %s and %s", dir, filepath.Base(schemaName), e.Name())
+			}
+			if schemaSrc, err = os.ReadFile(path); err != nil {
+				return nil, fmt.Errorf("authz: policies: %w", err)
+			}
+			schemaName = path
+		case strings.HasSuffix(e.Name(), ".cedar"):
+			if files[path], err = os.ReadFile(path); err != nil {
+				return nil, fmt.Errorf("authz: policies: %w", err)
+			}
+		}
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("authz: policies: no .cedar file in %s", dir)
+	}
+	if schemaName == "" {
+		schemaName, schemaSrc = DefaultSchemaFile+" (embedded)", DefaultSchema()
+	}
+	p, err := Load(schemaName, schemaSrc, files)
+	if err != nil {
+		return nil, err
+	}
+	p.Source = dir
+	return p, nil
+}
+
+// Load parses a schema and policy files (name -> text), and validates every
+// policy against the schema. Errors are a *LoadError naming file:line:col.
+func Load(schemaName string, schemaSrc []byte, files map[string][]byte) (*Policies, error) {
+	var problems []string
+	var s schema.Schema
+	s.SetFilename(schemaName)
+	if err := s.UnmarshalCedar(schemaSrc); err != nil {
+		return nil, &LoadError{Problems: []string{prefixFile(schemaName, err.Error())}}
+	}
+	rs, err := s.Resolve()
+	if err != nil {
+		return nil, &LoadError{Problems: []string{schemaName + ": " + err.Error()}}
+	}
+	v := validate.New(rs)
+	p := &Policies{set: cedar.NewPolicySet(), schema: rs}
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	seen := map[string]string{}
+	for _, name := range names {
+		list, err := cedar.NewPolicyListFromBytes(name, files[name])
+		if err != nil {
+			problems = append(problems, prefixFile(name, err.Error()))
+			continue
+		}
+		for i, pol := range list {
+			pos := pol.Position()
+			at := fmt.Sprintf("%s:%d:%d", name, pos.Line, pos.Column)
+			id := fmt.Sprintf("%s#%d", filepath.Base(name), i)
+			if a, ok := pol.Annotations()["id"]; ok && a != "" {
+				id = string(a)
+			}
+			if prev, dup := seen[id]; dup {
+				problems = append(problems, fmt.Sprintf("%s: policy id %q is already used at %s", at, id, prev))
+				continue
+			}
+			seen[id] = at
+			if err := v.Policy(id, (*xast.Policy)(pol.AST())); err != nil {
+				problems = append(problems, fmt.Sprintf("%s: policy %q does not fit the schema: %s", at, id, validationMsg(id, err)))
+				continue
+			}
+			p.set.Add(cedar.PolicyID(id), pol)
+			p.ids = append(p.ids, id)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, &LoadError{Problems: problems}
+	}
+	return p, nil
+}
+
+// parsePos finds the position in cedar-go's parse errors ("parser error:
+// parse error at <input>:3:1 ...").
+var parsePos = regexp.MustCompile(`^(?:parser error: )?parse error at [^:]*:(\d+):(\d+) (.*)$`)
+
+// prefixFile makes a parser message start with file:line:col.
+func prefixFile(name, msg string) string {
+	if m := parsePos.FindStringSubmatch(msg); m != nil {
+		detail := m[3]
+		if e := exactMsg.FindStringSubmatch(detail); e != nil {
+			got := e[1]
+			if got == "" {
+				got = "the end of the file"
+			}
+			detail = fmt.Sprintf("expected %q, got %s", e[2], got)
+		}
+		return fmt.Sprintf("%s:%s:%s: syntax error: %s", name, m[1], m[2], detail)
+	}
+	if strings.HasPrefix(msg, name) {
+		return msg
+	}
+	return name + ":" + msg
+}
+
+// exactMsg is cedar-go's "token: exact got X want Y".
+var exactMsg = regexp.MustCompile(`^"[^"]*": exact got (.*) want (.*)$`)
+
+// validationMsg joins the validator's lines, without their "for policy
+// `id`, " prefix.
+func validationMsg(id string, err error) string {
+	var parts []string
+	for _, l := range strings.Split(err.Error(), "\n") {
+		l = strings.TrimPrefix(strings.TrimSpace(l), "for policy `"+id+"`, ")
+		if l != "" && !slices.Contains(parts, l) {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Cedar evaluates requests with cedar-go, in-process.
+type Cedar struct{ p *Policies }
+
+var _ Authorizer = (*Cedar)(nil)
+
+// NewCedar returns an authorizer over validated policies.
+func NewCedar(p *Policies) *Cedar { return &Cedar{p: p} }
+
+// Policies returns the policies it evaluates.
+func (c *Cedar) Policies() *Policies { return c.p }
+
+func uid(typ, id string) types.EntityUID {
+	return types.NewEntityUID(types.EntityType(Namespace+"::"+typ), types.String(id))
+}
+
+// CedarRequest builds the Cedar request and the entities it needs: the
+// principal with its roles, groups and tenant, and the resource with its
+// tenant. It is exported for backends that send them elsewhere.
+func CedarRequest(req Request) (types.Request, types.EntityMap, error) {
+	if !slices.Contains(Actions, req.Action) {
+		return types.Request{}, nil, fmt.Errorf("%w %q", ErrUnknownAction, req.Action)
+	}
+	ents := types.EntityMap{}
+	add := func(e types.Entity) { ents[e.UID] = e }
+	p := req.Principal
+	pu := uid("User", p.ID)
+	parents := []types.EntityUID{}
+	attrs := types.RecordMap{"name": types.String(p.Name), "kind": types.String(p.Kind)}
+	for _, r := range p.Roles {
+		parents = append(parents, uid("Role", r))
+		add(types.Entity{UID: uid("Role", r)})
+	}
+	for _, g := range p.Groups {
+		parents = append(parents, uid("Group", g))
+		add(types.Entity{UID: uid("Group", g)})
+	}
+	if p.Tenant != "" {
+		parents = append(parents, uid("Tenant", p.Tenant))
+		add(types.Entity{UID: uid("Tenant", p.Tenant)})
+		attrs["tenant"] = uid("Tenant", p.Tenant)
+	}
+	add(types.Entity{UID: pu, Parents: types.NewEntityUIDSet(parents...), Attributes: types.NewRecord(attrs)})
+
+	r := req.Resource
+	ru := uid(r.Type, r.ID)
+	str := func(k string) types.String { return types.String(r.Attrs[k]) }
+	tenantOf := func() types.EntityUID {
+		t := uid("Tenant", r.Tenant)
+		add(types.Entity{UID: t})
+		return t
+	}
+	switch r.Type {
+	case TypeCluster:
+		add(types.Entity{UID: ru})
+	case TypeTenant:
+		if _, ok := ents[ru]; !ok {
+			add(types.Entity{UID: ru})
+		}
+	case TypePipeline:
+		t := tenantOf()
+		add(types.Entity{UID: ru, Parents: types.NewEntityUIDSet(t),
+			Attributes: types.NewRecord(types.RecordMap{"tenant": t, "file": str("file")})})
+	case TypeRun:
+		t := tenantOf()
+		add(types.Entity{UID: ru, Parents: types.NewEntityUIDSet(t),
+			Attributes: types.NewRecord(types.RecordMap{"tenant": t, "pipeline": str("pipeline"), "state": str("state")})})
+	case TypeSecret:
+		t := tenantOf()
+		add(types.Entity{UID: ru, Parents: types.NewEntityUIDSet(t), Attributes: types.NewRecord(types.RecordMap{"tenant": t})})
+	case TypeWorker:
+		c := uid(TypeCluster, ClusterID)
+		add(types.Entity{UID: c})
+		add(types.Entity{UID: ru, Parents: types.NewEntityUIDSet(c), Attributes: types.NewRecord(types.RecordMap{"pool": str("pool")})})
+	default:
+		return types.Request{}, nil, fmt.Errorf("unknown resource type %q", r.Type)
+	}
+	cr := types.Request{
+		Principal: pu,
+		Action:    types.NewEntityUID(types.EntityType(Namespace+"::Action"), types.String(req.Action)),
+		Resource:  ru,
+		Context:   types.NewRecord(nil),
+	}
+	return cr, ents, nil
+}
+
+// Authorize implements Authorizer.
+func (c *Cedar) Authorize(_ context.Context, req Request) (Decision, error) {
+	cr, ents, err := CedarRequest(req)
+	if err != nil {
+		return Decision{}, fmt.Errorf("authz: %w", err)
+	}
+	dec, diag := cedar.Authorize(c.p.set, ents, cr)
+	d := Decision{Allow: dec == cedar.Allow}
+	for _, r := range diag.Reasons {
+		d.Reasons = append(d.Reasons, string(r.PolicyID))
+	}
+	for _, e := range diag.Errors {
+		d.Errors = append(d.Errors, e.String())
+	}
+	return d, nil
+}
+
+// IsLoadError reports whether err lists problems of policy files.
+func IsLoadError(err error) bool {
+	var le *LoadError
+	return errors.As(err, &le)
+}
