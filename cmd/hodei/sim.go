@@ -1,12 +1,227 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/scheduler"
+	"github.com/hodei-ci/hodei/internal/sim"
 )
 
-// simCmd is a placeholder until the simulator lands.
 func simCmd(args []string) int {
-	fmt.Fprintln(os.Stderr, "hodei sim: not implemented yet")
-	return exitFailed
+	fs := flags("sim", "(--generate | --workers FILE --pipelines FILE | --alibaba-nodes FILE --alibaba-pods FILE) [flags]", `
+Simulate Hodei's scheduler on a workload under a virtual clock: pipelines
+arrive at their submit time, ready jobs are queued, the scheduler engine (the
+same code the server runs) places them, and each job finishes after its true
+duration, which the scheduler never sees: it only learns how long finished
+jobs ran, as in production. Prints completion times, waits, fairness,
+utilization and the scheduler's speed. See docs/scheduling.md.
+
+The workload is one of:
+  --generate          a synthetic CI-shaped workload: --jobs, --workers N,
+                      --seed, --days, --load, --tenants
+  --workers FILE --pipelines FILE
+                      a fleet (CSV: id,cpu_milli,memory_mib,gpu,labels,
+                      cost_per_hour; labels separated by ";") and pipelines
+                      (JSON lines: {"id","tenant","priority","submit_s",
+                      "concurrency":{"group","limit"},"jobs":[{"id","needs",
+                      "cpu_milli","memory_mib","gpu","labels","duration_s",
+                      "key"}]})
+  --alibaba-nodes FILE --alibaba-pods FILE
+                      the Alibaba GPU cluster trace of 2023 (openb_node_list_*
+                      and openb_pod_list_*.csv): nodes become workers, pods
+                      single-job pipelines; --time-scale compresses arrivals,
+                      --node-fraction shrinks the cluster
+
+Examples:
+  hodei sim --generate --jobs 100000 --workers 500 --policy hodei
+  hodei sim --generate --jobs 200000 --workers 500 --seed 1 --compare
+  hodei sim --generate --jobs 20000 --workers 100 --write-workers w.csv --write-pipelines p.jsonl --dry-run
+  hodei sim --workers w.csv --pipelines p.jsonl --policy fifo --json
+  hodei sim --alibaba-nodes openb_node_list_all_node.csv --alibaba-pods openb_pod_list_default.csv \
+      --time-scale 1000 --node-fraction 0.2 --compare
+  hodei sim --generate --jobs 1000000 --workers 10000 --json   # the scale run`)
+	workers := fs.String("workers", "", "the fleet: a CSV `FILE`, or with --generate a number of workers (default 500)")
+	pipelines := fs.String("pipelines", "", "pipelines: a JSON lines `FILE`, one pipeline a line")
+	generate := fs.Bool("generate", false, "generate a synthetic CI-shaped workload")
+	jobs := fs.Int("jobs", 0, "with --generate: jobs to generate (default 100000 unless --days is set)")
+	seed := fs.Uint64("seed", 1, "with --generate: random seed (same seed, same workload); also seeds --churn")
+	days := fs.Float64("days", 0, "with --generate: span of arrivals in days; with --jobs, sets the arrival rate instead of --load")
+	load := fs.Float64("load", 0.85, "with --generate: offered load at the weekday peak, as a share of the fleet")
+	tenants := fs.Int("tenants", 6, "with --generate: tenants, the first of which (\"flood\") floods the fleet in bursts")
+	floodShare := fs.Float64("flood-share", 0.35, "with --generate: the flooding tenant's share of the work at the peak")
+	burst := fs.Int("burst", 0, "with --generate: mean number of pipelines of a flood burst (0: 10 per repository of the flood, 40 per 500 workers)")
+	writeWorkers := fs.String("write-workers", "", "write the workload's fleet to this CSV `FILE`")
+	writePipelines := fs.String("write-pipelines", "", "write the workload's pipelines to this JSON lines `FILE`")
+	dryRun := fs.Bool("dry-run", false, "describe (and write) the workload, do not simulate")
+	aliNodes := fs.String("alibaba-nodes", "", "Alibaba GPU trace 2023: the node list CSV `FILE`")
+	aliPods := fs.String("alibaba-pods", "", "Alibaba GPU trace 2023: a pod list CSV `FILE`")
+	timeScale := fs.Float64("time-scale", 1, "with --alibaba-*: divide the time between arrivals by this (durations are kept)")
+	nodeFraction := fs.Float64("node-fraction", 1, "with --alibaba-*: keep this share of the nodes, evenly spaced (the same pods on a smaller cluster)")
+	gpuShare := fs.String("gpu-share", sim.GPUShareMilli, "with --alibaba-*: how shared GPUs are modelled: milli (fractions of a GPU) or whole (a GPU each)")
+	policy := fs.String("policy", "hodei", "scheduling policy: fifo, least-loaded or hodei")
+	compare := fs.Bool("compare", false, "run every policy on the same workload and compare them")
+	asJSON := fs.Bool("json", false, "print one JSON object (with --compare, an array)")
+	check := fs.Bool("check", false, "check every assignment (worker capacity and labels, needs done, no job twice) and fail on a violation")
+	churn := fs.Float64("churn", 0, "worker losses per hour over the fleet: their jobs are requeued, the worker returns after --churn-down")
+	churnDown := fs.Duration("churn-down", 10*time.Minute, "how long a lost worker stays away")
+	aging := fs.Duration("aging", 0, "engine: waiting this long raises a job's priority by one level (0: the engine's default)")
+	workWeight := fs.Float64("work-weight", 0, "engine (hodei): weight of a pipeline's remaining predicted work in the ranking (0: the engine's default)")
+	pathWeight := fs.Float64("path-weight", 0, "engine (hodei): weight of the critical path in the latest-start ranking (0: the engine's default)")
+	fairDelay := fs.Duration("fair-delay", 0, "engine (hodei): fair-share delay scale for a tenant above its share (0: the engine's default)")
+	lookahead := fs.Int("lookahead", 0, "engine: jobs examined per plan past the first that does not fit (0: the engine's default)")
+	scorer := fs.String("scorer", "", "engine: worker scorer for every worker, binpack or spread (empty: the engine's default)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the simulation to this `FILE`")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(fs, "unexpected argument %q", pos[0])
+	}
+
+	switch scheduler.Policy(*policy) {
+	case scheduler.PolicyFIFO, scheduler.PolicyLeastLoaded, scheduler.PolicyHodei:
+	default:
+		return usageError(fs, "--policy %q: want fifo, least-loaded or hodei", *policy)
+	}
+	switch scheduler.Scorer(*scorer) {
+	case "", scheduler.BinPack, scheduler.Spread:
+	default:
+		return usageError(fs, "--scorer %q: want binpack or spread", *scorer)
+	}
+	if *churn < 0 || *aging < 0 || *lookahead < 0 {
+		return usageError(fs, "--churn, --aging and --lookahead must not be negative")
+	}
+	policies := []scheduler.Policy{scheduler.Policy(*policy)}
+	if *compare {
+		policies = []scheduler.Policy{scheduler.PolicyFIFO, scheduler.PolicyLeastLoaded, scheduler.PolicyHodei}
+	}
+
+	// The workload.
+	var w *sim.Workload
+	var err error
+	t0 := time.Now()
+	sources := 0
+	for _, b := range []bool{*generate, *pipelines != "", *aliNodes != "" || *aliPods != ""} {
+		if b {
+			sources++
+		}
+	}
+	switch {
+	case sources == 0 && *workers != "":
+		return usageError(fs, "--workers FILE needs --pipelines FILE (or use --generate)")
+	case sources != 1:
+		return usageError(fs, "give one workload: --generate, --workers and --pipelines, or --alibaba-nodes and --alibaba-pods")
+	case *generate:
+		n := 500
+		if *workers != "" {
+			n, err = strconv.Atoi(*workers)
+			if err != nil || n <= 0 {
+				return usageError(fs, "with --generate, --workers is a number of workers, not %q", *workers)
+			}
+		}
+		if *jobs < 0 || *days < 0 {
+			return usageError(fs, "--jobs and --days must not be negative")
+		}
+		if *load <= 0 || *floodShare <= 0 || *floodShare >= 1 || *burst < 0 {
+			return usageError(fs, "--load must be positive, --flood-share between 0 and 1 (exclusive), --burst not negative")
+		}
+		if *jobs == 0 && *days == 0 {
+			*jobs = 100000
+		}
+		w, err = sim.Generate(sim.GenOptions{Jobs: *jobs, Days: *days, Workers: n, Load: *load, Tenants: *tenants,
+			FloodShare: *floodShare, Burst: *burst, Seed: *seed})
+		if err != nil {
+			return usageError(fs, "%v", err)
+		}
+	case *pipelines != "":
+		if *workers == "" {
+			return usageError(fs, "--pipelines needs --workers FILE")
+		}
+		w, err = sim.LoadFiles(*workers, *pipelines)
+		if err != nil {
+			return fail("sim", err)
+		}
+	default:
+		if *aliNodes == "" || *aliPods == "" {
+			return usageError(fs, "give both --alibaba-nodes and --alibaba-pods")
+		}
+		if *workers != "" {
+			return usageError(fs, "--workers does not go with --alibaba-*")
+		}
+		if *timeScale <= 0 {
+			return usageError(fs, "--time-scale must be positive")
+		}
+		if *nodeFraction <= 0 || *nodeFraction > 1 {
+			return usageError(fs, "--node-fraction must be in (0, 1]")
+		}
+		if *gpuShare != sim.GPUShareMilli && *gpuShare != sim.GPUShareWhole {
+			return usageError(fs, "--gpu-share %q: want milli or whole", *gpuShare)
+		}
+		w, err = sim.ImportAlibaba(*aliNodes, *aliPods, sim.AlibabaOptions{TimeScale: *timeScale, GPUShare: *gpuShare,
+			NodeFraction: *nodeFraction})
+		if err != nil {
+			return fail("sim", err)
+		}
+	}
+	loadTime := time.Since(t0)
+	if err := w.WriteFiles(*writeWorkers, *writePipelines); err != nil {
+		return fail("sim", err)
+	}
+	if *dryRun {
+		sim.WriteWorkload(os.Stdout, w)
+		return exitOK
+	}
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fail("sim", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fail("sim", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if !*asJSON {
+		sim.WriteWorkload(os.Stdout, w)
+		fmt.Printf("prepared   in %.1fs\n\n", loadTime.Seconds())
+	}
+	var results []*sim.Result
+	for _, p := range policies {
+		runtime.GC() // each run starts from the same heap
+		r, err := sim.Run(w, sim.Options{Policy: p, Aging: *aging, Lookahead: *lookahead, Scorer: scheduler.Scorer(*scorer),
+			Engine: scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, FairShareDelay: *fairDelay},
+			Check:  *check, Churn: *churn, ChurnDown: *churnDown, Seed: *seed})
+		if err != nil {
+			return fail("sim", fmt.Errorf("policy %s: %w", p, err))
+		}
+		results = append(results, r)
+		if !*asJSON {
+			sim.WriteResult(os.Stdout, r)
+			fmt.Println()
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		var v any = results[0]
+		if *compare {
+			v = results
+		}
+		if err := enc.Encode(v); err != nil {
+			return fail("sim", err)
+		}
+		return exitOK
+	}
+	if *compare {
+		sim.WriteComparison(os.Stdout, results)
+	}
+	return exitOK
 }
