@@ -15,6 +15,7 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/agent"
 	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/containers"
 	"github.com/hodei-ci/hodei/internal/pipeline"
 )
 
@@ -34,6 +35,9 @@ Example:
 	workDir := fs.String("work-dir", "", "directory of job workspaces (default: in the temporary directory)")
 	pool := fs.String("pool", "default", "pool the worker belongs to")
 	hb := fs.Duration("heartbeat", time.Second, "period of heartbeats")
+	once := fs.Bool("once", false, "take one job, then exit (an ephemeral worker)")
+	dockerMode := fs.String("docker", "auto", `jobs with an image: "auto" runs them if a Docker engine answers (DOCKER_HOST or /var/run/docker.sock), "off" refuses them`)
+	containerNet := fs.String("container-network", "", `network of job containers that ask for one (network: true); default: the engine's`)
 	tf := addTLSFlags(fs, "the agent's certificate (\"hodei ca issue agent ID\"); its id is the default --id",
 		"CA of the server's certificate (with --tls-cert and --tls-key: mutual TLS)")
 	lf := addLogFlags(fs, "info")
@@ -44,7 +48,7 @@ Example:
 	if len(pos) > 0 {
 		return usageError(fs, "unexpected argument %q", pos[0])
 	}
-	cfg := agent.Config{ID: *id, Pool: *pool, WorkDir: *workDir, HeartbeatInterval: *hb}
+	cfg := agent.Config{ID: *id, Pool: *pool, WorkDir: *workDir, HeartbeatInterval: *hb, Once: *once, ContainerNetwork: *containerNet}
 	tlsCfg, err := tf.agentTLS()
 	if err != nil {
 		return usageError(fs, "%v", err)
@@ -96,6 +100,22 @@ Example:
 		return usageError(fs, "%v", err)
 	}
 	cfg.Logger = log
+	switch *dockerMode {
+	case "off":
+	case "auto":
+		// An agent that reaches a Docker engine runs jobs with an image
+		// (and gets the label "docker"); one that does not still runs the
+		// others.
+		if d, err := containers.Detect(context.Background(), 3*time.Second); err == nil {
+			defer d.Close()
+			cfg.Containers = d
+			log.Info("docker engine found: jobs with an image run in containers", "host", d.Host())
+		} else {
+			log.Debug("no docker engine: jobs with an image are refused", "err", err)
+		}
+	default:
+		return usageError(fs, "--docker %q: want auto or off", *dockerMode)
+	}
 
 	natsOpts := bus.AgentOptions(cfg.ID)
 	if tlsCfg != nil {
@@ -112,6 +132,16 @@ Example:
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGUSR1 drains the agent: it takes no new jobs (the worker manager
+	// sends it before terminating an idle worker).
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	go func() {
+		for range usr1 {
+			a.Drain()
+		}
+	}()
 	log.Info("hodei agent started", "id", a.ID(), "nats", *natsURL, "pool", *pool)
 	if err := a.Run(ctx); err != nil {
 		return fail("agent", err)

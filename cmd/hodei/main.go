@@ -40,6 +40,7 @@ func commands() []command {
 		{"logs", "print (or follow) the output of a run or one of its jobs", `hodei logs RUN "test (unit, 1)" --follow`, logsCmd},
 		{"cancel", "cancel a run", "hodei cancel RUN", cancelCmd},
 		{"workers", "list the workers of a server", "hodei workers", workersCmd},
+		{"pools", "list the worker pools of a server and their providers' state", "hodei pools", poolsCmd},
 		{"login", "sign in to a server (OpenID Connect, or save an API token)", "hodei login --issuer https://sso.example.com/realms/ci --client-id hodei-cli", loginCmd},
 		{"token", "create, list and revoke API tokens (administrators)", "hodei token create ci-bot --role developer --tenant acme", tokenCmd},
 		{"policy", "check and test Cedar authorization policies", "hodei policy test --policies ./policies --requests tests.json", policyCmd},

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -309,8 +310,8 @@ Example:
 
 func workersCmd(args []string) int {
 	fs := flags("workers", "[flags]", `
-List the workers a server knows: their pool, state, capacity in use, jobs
-and last heartbeat.
+List the workers a server knows: their pool, state, capacity in use, jobs,
+age (since they joined) and last heartbeat.
 
 Example:
   hodei workers --server http://ci.example.com:8080`)
@@ -340,7 +341,21 @@ Example:
 		fmt.Println("no workers")
 		return exitOK
 	}
-	if err := cli.WorkersTable(os.Stdout, ws, time.Now()); err != nil {
+	// The table of cli.WorkersTable, with each worker's age (since it
+	// first joined).
+	now := time.Now()
+	rows := make([][]string, len(ws))
+	for i, x := range ws {
+		rows[i] = []string{
+			x.ID, x.Pool, x.State,
+			cli.FormatCPU(x.UsedCPUMilli) + "/" + cli.FormatCPU(x.CPUMilli),
+			cli.FormatBytes(x.UsedMemory) + "/" + cli.FormatBytes(x.MemoryBytes),
+			strconv.Itoa(len(x.Jobs)),
+			cli.FormatDuration(now.Sub(x.FirstSeen).Round(time.Second)),
+			cli.FormatAgo(x.LastSeen, now),
+		}
+	}
+	if err := cli.Table(os.Stdout, []string{"ID", "POOL", "STATE", "CPU", "MEMORY", "JOBS", "AGE", "LAST SEEN"}, rows); err != nil {
 		return fail("workers", err)
 	}
 	return exitOK

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/server"
+	pools "github.com/hodei-ci/hodei/internal/workers"
 )
 
 func serverCmd(args []string) int {
@@ -26,6 +27,7 @@ Example:
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", `address where the embedded NATS accepts agents ("none": local workers only)`)
 	workers := fs.Int("workers", 2, "number of agents running inside the server (0 for none)")
 	ttl := fs.Duration("worker-ttl", 5*time.Second, "how long a worker may stay silent before its jobs go back to the queue")
+	poolsFile := fs.String("pools", "", "YAML file of worker pools that the server keeps provisioned (see docs/workers.md)")
 	sec := addSecurityFlags(fs)
 	tf := addTLSFlags(fs, "certificate of the API and of the embedded NATS (\"hodei ca issue server\")",
 		"CA of the agents' certificates: with it, the embedded NATS requires mutual TLS and confines each agent to its own subjects")
@@ -53,6 +55,13 @@ Example:
 	if err != nil {
 		return usageError(fs, "%v", err)
 	}
+	var poolCfg *pools.Config
+	if *poolsFile != "" {
+		if poolCfg, err = pools.LoadConfig(*poolsFile); err != nil {
+			fmt.Fprintf(os.Stderr, "hodei server: --pools: %v\n", err)
+			return exitUsage
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	secretsOpts, err := sb.options(ctx)
@@ -72,6 +81,7 @@ Example:
 		HTTPTLS:       tlsOpts.http,
 		NATSTLS:       tlsOpts.nats,
 		NATSClientTLS: tlsOpts.natsClient,
+		Pools:         poolCfg,
 	})
 	if err != nil {
 		return fail("server", err)

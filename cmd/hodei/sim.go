@@ -11,6 +11,7 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/scheduler"
 	"github.com/hodei-ci/hodei/internal/sim"
+	poolcfg "github.com/hodei-ci/hodei/internal/workers"
 )
 
 func simCmd(args []string) int {
@@ -38,6 +39,14 @@ The workload is one of:
                       single-job pipelines; --time-scale compresses arrivals,
                       --node-fraction shrinks the cluster
 
+With --pools FILE (a pools file, as the server reads it) the fleet is made of
+the pools' workers instead, started and stopped by the autoscaler every
+--scale-period: --autoscale static keeps every pool at max, reactive starts
+workers for queued jobs, predictive also forecasts each pool's demand and
+starts workers one startup_delay ahead. A worker joins startup_delay after it
+is created. The result adds worker-hours, idle worker-hours, cost and the
+forecast error (see docs/scheduling.md#autoscaling).
+
 Examples:
   hodei sim --generate --jobs 100000 --workers 500 --policy hodei
   hodei sim --generate --jobs 200000 --workers 500 --seed 1 --compare
@@ -45,7 +54,8 @@ Examples:
   hodei sim --workers w.csv --pipelines p.jsonl --policy fifo --json
   hodei sim --alibaba-nodes openb_node_list_all_node.csv --alibaba-pods openb_pod_list_default.csv \
       --time-scale 1000 --node-fraction 0.2 --compare
-  hodei sim --generate --jobs 1000000 --workers 10000 --json   # the scale run`)
+  hodei sim --generate --jobs 1000000 --workers 10000 --json   # the scale run
+  hodei sim --generate --days 7 --jobs 60000 --workers 100 --pools examples/pools/ci.yaml --autoscale predictive`)
 	workers := fs.String("workers", "", "the fleet: a CSV `FILE`, or with --generate a number of workers (default 500)")
 	pipelines := fs.String("pipelines", "", "pipelines: a JSON lines `FILE`, one pipeline a line")
 	generate := fs.Bool("generate", false, "generate a synthetic CI-shaped workload")
@@ -76,6 +86,9 @@ Examples:
 	fairDelay := fs.Duration("fair-delay", 0, "engine (hodei): fair-share delay scale for a tenant above its share (0: the engine's default)")
 	lookahead := fs.Int("lookahead", 0, "engine: jobs examined per plan past the first that does not fit (0: the engine's default)")
 	scorer := fs.String("scorer", "", "engine: worker scorer for every worker, binpack or spread (empty: the engine's default)")
+	poolsFile := fs.String("pools", "", "simulate the pools of this pools `FILE` instead of the workload's fleet")
+	autoscaleMode := fs.String("autoscale", "reactive", "with --pools: static (every pool at max), reactive or predictive")
+	scalePeriod := fs.Duration("scale-period", 30*time.Second, "with --pools: virtual time between two autoscaler decisions")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the simulation to this `FILE`")
 	pos, code, ok := parse(fs, args)
 	if !ok {
@@ -97,6 +110,25 @@ Examples:
 	}
 	if *churn < 0 || *aging < 0 || *lookahead < 0 {
 		return usageError(fs, "--churn, --aging and --lookahead must not be negative")
+	}
+	var pools *sim.PoolOptions
+	if *poolsFile != "" {
+		switch *autoscaleMode {
+		case sim.AutoscaleStatic, sim.AutoscaleReactive, sim.AutoscalePredictive:
+		default:
+			return usageError(fs, "--autoscale %q: want static, reactive or predictive", *autoscaleMode)
+		}
+		if *scalePeriod <= 0 {
+			return usageError(fs, "--scale-period must be positive")
+		}
+		if *churn > 0 {
+			return usageError(fs, "--churn does not go with --pools")
+		}
+		cfg, err := poolcfg.LoadConfig(*poolsFile)
+		if err != nil {
+			return fail("sim", err)
+		}
+		pools = &sim.PoolOptions{Config: cfg, Mode: *autoscaleMode, Period: *scalePeriod}
 	}
 	policies := []scheduler.Policy{scheduler.Policy(*policy)}
 	if *compare {
@@ -199,13 +231,14 @@ Examples:
 		runtime.GC() // each run starts from the same heap
 		r, err := sim.Run(w, sim.Options{Policy: p, Aging: *aging, Lookahead: *lookahead, Scorer: scheduler.Scorer(*scorer),
 			Engine: scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, FairShareDelay: *fairDelay},
-			Check:  *check, Churn: *churn, ChurnDown: *churnDown, Seed: *seed})
+			Check:  *check, Churn: *churn, ChurnDown: *churnDown, Seed: *seed, Pools: pools})
 		if err != nil {
 			return fail("sim", fmt.Errorf("policy %s: %w", p, err))
 		}
 		results = append(results, r)
 		if !*asJSON {
 			sim.WriteResult(os.Stdout, r)
+			sim.WritePools(os.Stdout, r)
 			fmt.Println()
 		}
 	}

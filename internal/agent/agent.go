@@ -16,10 +16,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,6 +29,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/containers"
 	"github.com/hodei-ci/hodei/internal/mask"
 	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/secrets/sealed"
@@ -52,6 +55,15 @@ type Config struct {
 	ChunkSize  int
 	FlushDelay time.Duration
 	Logger     *slog.Logger
+	// Once makes an ephemeral worker: the agent drains as soon as it takes
+	// a job, and Run returns once its jobs have ended.
+	Once bool
+	// Containers runs the jobs that name an image; nil refuses them. An
+	// agent with a runtime gets the label pipeline.DockerLabel.
+	Containers containers.Runtime
+	// ContainerNetwork is the network of the job containers that ask for
+	// one (network: true); "" is the engine's default.
+	ContainerNetwork string
 }
 
 // Defaults fills what is unset from the machine.
@@ -89,6 +101,9 @@ func (c *Config) Defaults() {
 	if len(c.Labels) == 0 {
 		c.Labels = DefaultLabels()
 	}
+	if c.Containers != nil && !slices.Contains(c.Labels, pipeline.DockerLabel) {
+		c.Labels = append(slices.Clone(c.Labels), pipeline.DockerLabel)
+	}
 }
 
 // DefaultLabels are the labels of an agent that declares none: its OS and
@@ -123,7 +138,15 @@ type Agent struct {
 	running   map[bus.JobRef]*execution
 	seen      map[bus.JobRef]time.Time // assignments taken (de-duplication)
 	lastPrune time.Time
+	lastTake  time.Time // when the last assignment was taken
 	wg        sync.WaitGroup
+
+	// draining stops the server from giving the agent new jobs (it says so
+	// in its heartbeats); hbNow asks for a heartbeat at once; idle is
+	// signaled when a job of a Once agent ends with nothing else running.
+	draining atomic.Bool
+	hbNow    chan struct{}
+	idle     chan struct{}
 }
 
 type execution struct {
@@ -159,11 +182,29 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 		log:     cfg.Logger.With("worker", cfg.ID),
 		running: map[bus.JobRef]*execution{},
 		seen:    map[bus.JobRef]time.Time{},
+		hbNow:   make(chan struct{}, 1),
+		idle:    make(chan struct{}, 1),
 	}, nil
 }
 
 // ID returns the agent's id.
 func (a *Agent) ID() string { return a.cfg.ID }
+
+// Drain tells the server, at once and in every heartbeat after, that the
+// agent takes no new jobs. The jobs it has, and assignments already on their
+// way, still run. It is safe to call at any time, more than once.
+func (a *Agent) Drain() {
+	if !a.draining.Swap(true) {
+		a.log.Info("draining: no new jobs")
+	}
+	select {
+	case a.hbNow <- struct{}{}:
+	default:
+	}
+}
+
+// Draining reports whether Drain was called.
+func (a *Agent) Draining() bool { return a.draining.Load() }
 
 // Run takes and runs jobs until ctx is done. Then it stops taking jobs,
 // cancels those still running, reports them, and returns.
@@ -185,18 +226,59 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("agent started", "cpu_milli", a.cfg.CPUMilli, "memory", a.cfg.Memory, "labels", a.cfg.Labels, "pool", a.cfg.Pool)
 
+	hbCtx, stopHB := context.WithCancel(ctx)
+	defer stopHB()
 	hbDone := make(chan struct{})
 	go func() {
 		defer close(hbDone)
-		a.heartbeats(ctx)
+		a.heartbeats(hbCtx)
 	}()
-	<-ctx.Done()
+	a.wait(ctx)
+	stopHB()
 	cc.Stop()
 	cancelJobs(errors.New("agent stopped"))
 	a.wg.Wait()
 	<-hbDone
 	a.log.Info("agent stopped")
 	return nil
+}
+
+// wait returns when ctx ends or, for a Once agent, when its job has ended
+// and no assignment came for two heartbeat intervals: an assignment made
+// before the server saw the agent draining is still taken.
+func (a *Agent) wait(ctx context.Context) {
+	if !a.cfg.Once {
+		<-ctx.Done()
+		return
+	}
+	grace := 2 * a.cfg.HeartbeatInterval
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.idle:
+		}
+		t := time.NewTimer(grace)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		a.mu.Lock()
+		done := len(a.running) == 0 && time.Since(a.lastTake) >= grace
+		a.mu.Unlock()
+		if done {
+			a.log.Info("ephemeral worker: job done, exiting")
+			return
+		}
+		// A job was just taken: look again after a grace (a job still
+		// running signals idle again when it ends, and this is harmless).
+		select {
+		case a.idle <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // consumer creates (or finds) the agent's durable consumer on its dispatch
@@ -248,16 +330,27 @@ func (a *Agent) onDispatch(jobCtx context.Context, m jetstream.Msg) {
 		a.rememberLocked(ref)
 		ctx, cancel := context.WithCancelCause(jobCtx)
 		a.running[ref] = &execution{cancel: cancel}
+		a.lastTake = time.Now()
 		a.wg.Add(1)
 		a.mu.Unlock()
 		_ = m.Ack()
+		if a.cfg.Once {
+			a.Drain()
+		}
 		go func() {
 			defer a.wg.Done()
 			defer cancel(nil)
 			a.execute(ctx, d)
 			a.mu.Lock()
 			delete(a.running, ref)
+			idle := len(a.running) == 0
 			a.mu.Unlock()
+			if idle && a.cfg.Once {
+				select {
+				case a.idle <- struct{}{}:
+				default:
+				}
+			}
 		}()
 	case bus.KindCancel:
 		a.mu.Lock()
@@ -387,6 +480,9 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 		"HODEI_WORKSPACE": ws,
 		"HODEI_WORKER":    a.cfg.ID,
 	}
+	if spec.Image != "" {
+		return a.runContainerSteps(ctx, d, spec, ws, hodeiEnv, b, masks, log)
+	}
 	for i, st := range spec.Steps {
 		b.Flush(i)
 		if err := context.Cause(ctx); err != nil && ctx.Err() != nil {
@@ -491,6 +587,7 @@ func (a *Agent) heartbeats(ctx context.Context) {
 			Memory:   a.cfg.Memory,
 			GPU:      a.cfg.GPU,
 			Running:  a.Running(),
+			Draining: a.draining.Load(),
 			SealKey:  a.seal.Public(),
 			Load1:    load1(),
 			MemUsed:  memUsed(),
@@ -505,6 +602,7 @@ func (a *Agent) heartbeats(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-a.hbNow:
 		}
 	}
 }
@@ -525,6 +623,7 @@ func (a *Agent) Running() []bus.JobRef {
 // this agent left behind when it was killed, and removes their workspaces.
 // The work dir belongs to this agent alone.
 func (a *Agent) cleanLeftovers() {
+	a.removeLeftoverContainers()
 	entries, err := os.ReadDir(a.cfg.WorkDir)
 	if err != nil {
 		return

@@ -11,6 +11,7 @@
 //	GET  /api/v1/runs/{id}/logs           output as text (?job=), or live as SSE (?follow=1)
 //	POST /api/v1/runs/{id}/cancel         cancel a run
 //	GET  /api/v1/workers                  the workers the orchestrator knows
+//	GET  /api/v1/pools                    the worker pools and their providers
 //
 // Every error is JSON {"code", "message"} (see package wire for the codes).
 package api
@@ -59,6 +60,9 @@ type Deps struct {
 
 	// Secrets serves /api/v1/secrets (see secrets.go); nil answers 404.
 	Secrets *secrets.Service
+
+	// Pools serves /api/v1/pools (see pools.go); nil lists no pools.
+	Pools PoolLister
 }
 
 // MaxBody is the largest request body accepted.
@@ -111,6 +115,7 @@ func New(d Deps) http.Handler {
 	route(mux, "/api/v1/runs/{id}/logs", map[string]http.HandlerFunc{"GET": a.logs})
 	route(mux, "/api/v1/runs/{id}/cancel", map[string]http.HandlerFunc{"POST": a.cancel})
 	route(mux, "/api/v1/workers", map[string]http.HandlerFunc{"GET": a.workers})
+	route(mux, "/api/v1/pools", map[string]http.HandlerFunc{"GET": a.pools})
 	route(mux, "/healthz", map[string]http.HandlerFunc{"GET": a.healthz})
 	route(mux, "/readyz", map[string]http.HandlerFunc{"GET": a.readyz})
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})

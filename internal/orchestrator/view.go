@@ -1,7 +1,9 @@
 package orchestrator
 
 import (
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/state"
@@ -16,6 +18,25 @@ type View struct {
 	ActiveRuns int
 	// Jobs of active runs by state.
 	Jobs map[string]int
+	// Demand is the queued jobs that the last scheduling pass could not
+	// place, grouped by what they ask of a worker, largest group first (at
+	// most MaxDemandGroups). The worker manager provisions for it.
+	Demand   []DemandView
+	demandAt time.Time
+}
+
+// MaxDemandGroups bounds View.Demand.
+const MaxDemandGroups = 256
+
+// DemandView is a group of queued jobs that ask for the same resources.
+type DemandView struct {
+	CPUMilli int64    `json:"cpu_milli"`
+	Memory   int64    `json:"memory_bytes"`
+	GPU      int      `json:"gpu"`
+	Labels   []string `json:"labels"`
+	Jobs     int      `json:"jobs"`
+	// OldestQueued is when the group's longest-waiting job was queued.
+	OldestQueued time.Time `json:"oldest_queued"`
 }
 
 // WorkerView is one worker as the orchestrator sees it.
@@ -63,8 +84,64 @@ func (o *Orchestrator) publishView(now time.Time, force bool) {
 		v.Workers = append(v.Workers, wv)
 	}
 	sort.Slice(v.Workers, func(i, k int) bool { return v.Workers[i].ID < v.Workers[k].ID })
+	// Grouping the queue costs time in proportion to it: at most twice a
+	// second.
+	if prev := o.view.Load(); prev != nil && now.Sub(prev.demandAt) < 500*time.Millisecond && len(o.queue) > 0 {
+		v.Demand, v.demandAt = prev.Demand, prev.demandAt
+	} else {
+		v.Demand, v.demandAt = o.demand(), now
+	}
 	o.view.Store(v)
 	if o.cfg.Metrics != nil {
 		o.cfg.Metrics.update(v, len(o.queue))
 	}
+}
+
+// demand groups the queue by request. The view is published after the
+// batch's scheduling pass, so every job still queued is one no worker could
+// take.
+func (o *Orchestrator) demand() []DemandView {
+	if len(o.queue) == 0 {
+		return nil
+	}
+	type groupKey struct {
+		cpu, mem int64
+		gpu      int
+		labels   string
+	}
+	groups := map[groupKey]*DemandView{}
+	for _, j := range o.queue {
+		labels := j.spec.Labels
+		if !sort.StringsAreSorted(labels) {
+			labels = slices.Clone(labels)
+			sort.Strings(labels)
+		}
+		k := groupKey{cpu: j.spec.CPUMilli, mem: j.spec.Memory, gpu: j.spec.GPU}
+		if len(labels) > 0 {
+			k.labels = strings.Join(labels, "\x00")
+		}
+		g := groups[k]
+		if g == nil {
+			g = &DemandView{CPUMilli: j.spec.CPUMilli, Memory: j.spec.Memory, GPU: j.spec.GPU, Labels: labels, OldestQueued: j.rec.QueuedAt}
+			groups[k] = g
+		}
+		g.Jobs++
+		if j.rec.QueuedAt.Before(g.OldestQueued) {
+			g.OldestQueued = j.rec.QueuedAt
+		}
+	}
+	out := make([]DemandView, 0, len(groups))
+	for _, g := range groups {
+		out = append(out, *g)
+	}
+	sort.Slice(out, func(i, k int) bool {
+		if out[i].Jobs != out[k].Jobs {
+			return out[i].Jobs > out[k].Jobs
+		}
+		return out[i].OldestQueued.Before(out[k].OldestQueued)
+	})
+	if len(out) > MaxDemandGroups {
+		out = out[:MaxDemandGroups]
+	}
+	return out
 }

@@ -107,6 +107,13 @@ func expandJob(p *Pipeline, j *Job, vals []string, needs []string) JobSpec {
 	for _, l := range j.RunsOn.Labels {
 		s.Labels = append(s.Labels, substitute(l, mx))
 	}
+	if j.Image != "" {
+		s.Image = substitute(j.Image, mx)
+		s.Network = j.Network
+		if !slices.Contains(s.Labels, DockerLabel) {
+			s.Labels = append(s.Labels, DockerLabel)
+		}
+	}
 	s.Steps = make([]StepSpec, len(j.Steps))
 	for k, st := range j.Steps {
 		s.Steps[k] = StepSpec{

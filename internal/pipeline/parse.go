@@ -40,7 +40,7 @@ var (
 var (
 	pipelineFields    = []string{"name", "env", "priority", "concurrency", "jobs"}
 	concurrencyFields = []string{"group", "limit"}
-	jobFields         = []string{"name", "needs", "if", "runs-on", "env", "secrets", "timeout", "retry", "priority", "matrix", "steps"}
+	jobFields         = []string{"name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "priority", "matrix", "steps"}
 	runsOnFields      = []string{"labels", "cpu", "memory", "gpu"}
 	stepFields        = []string{"name", "run", "env", "timeout"}
 )
@@ -424,6 +424,7 @@ func (p *parser) job(e entry) *jobInfo {
 	var secretRefs []exprRef
 	var haveSteps, haveMatrix bool
 	var axes map[string]bool
+	var networkNode *yaml.Node
 	for _, f := range p.fields(v, path, jobFields) {
 		fp := path + "." + f.name
 		switch f.name {
@@ -438,6 +439,14 @@ func (p *parser) job(e entry) *jobInfo {
 			j.If = p.condition(f.val, fp)
 		case "runs-on":
 			j.RunsOn = p.runsOn(f.val, fp, &exprs)
+		case "image":
+			if s, ok := p.image(f.val, fp); ok {
+				j.Image = s
+				exprs = append(exprs, exprRef{f.val, fp})
+			}
+		case "network":
+			networkNode = f.val
+			j.Network = p.boolean(f.val, fp)
 		case "env":
 			j.Env = p.env(f.val, fp, &exprs)
 		case "secrets":
@@ -458,6 +467,9 @@ func (p *parser) job(e entry) *jobInfo {
 	}
 	if !haveSteps {
 		p.errAt(v, path+".steps", "is required")
+	}
+	if networkNode != nil && j.Image == "" {
+		p.errAt(networkNode, path+".network", "only applies to a job with an image (a job without one uses the worker's network)")
 	}
 	p.checkSecretEnv(j, secretRefs, path)
 	if haveMatrix && len(axes) == 0 {
@@ -585,6 +597,30 @@ func (p *parser) text(n *yaml.Node, field string) (string, bool) {
 		return "", false
 	}
 	return v.Value, true
+}
+
+// image reads a container image reference: text without spaces.
+func (p *parser) image(n *yaml.Node, field string) (string, bool) {
+	s, ok := p.text(n, field)
+	if !ok {
+		return "", false
+	}
+	if strings.ContainsAny(matrixExpr.ReplaceAllString(s, "x"), " \t\n\r") {
+		p.errAt(n, field, "invalid image %q: an image reference has no spaces (like alpine:3.20 or registry.example.com/tools/go:1.26)", s)
+		return "", false
+	}
+	return s, true
+}
+
+// boolean reads true or false.
+func (p *parser) boolean(n *yaml.Node, field string) bool {
+	v := deref(n)
+	var b bool
+	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!bool" || v.Decode(&b) != nil {
+		p.errAt(n, field, "must be true or false, got %s", describe(v))
+		return false
+	}
+	return b
 }
 
 // scalar reads a string, number or boolean as written.

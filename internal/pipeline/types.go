@@ -62,7 +62,12 @@ type Job struct {
 	Needs  []string
 	If     Condition
 	RunsOn Resources
-	Env    map[string]string
+	// Image, when set, runs the job's steps in a container of that image
+	// on a worker labelled "docker"; Network gives the container a
+	// network (it has none by default).
+	Image   string
+	Network bool
+	Env     map[string]string
 	// Secrets are the names of the secrets the job receives as
 	// environment variables, resolved when an attempt is dispatched.
 	Secrets  []string
@@ -99,16 +104,20 @@ type Step struct {
 type JobSpec struct {
 	// Key is unique within the run: the job id, or for a matrix job the id
 	// followed by its values, e.g. "test (1.22, linux)".
-	Key      string            `json:"key"`
-	JobID    string            `json:"job_id"` // the id in the file
-	Name     string            `json:"name"`
-	Needs    []string          `json:"needs,omitempty"` // keys of expanded jobs
-	If       Condition         `json:"if"`
-	CPUMilli int64             `json:"cpu_milli"`
-	Memory   int64             `json:"memory_bytes"`
-	GPU      int               `json:"gpu,omitempty"`
-	Labels   []string          `json:"labels,omitempty"`
-	Env      map[string]string `json:"env,omitempty"` // pipeline env merged under job env
+	Key      string    `json:"key"`
+	JobID    string    `json:"job_id"` // the id in the file
+	Name     string    `json:"name"`
+	Needs    []string  `json:"needs,omitempty"` // keys of expanded jobs
+	If       Condition `json:"if"`
+	CPUMilli int64     `json:"cpu_milli"`
+	Memory   int64     `json:"memory_bytes"`
+	GPU      int       `json:"gpu,omitempty"`
+	Labels   []string  `json:"labels,omitempty"`
+	// Image runs the steps in a container (see Job.Image); the labels then
+	// include DockerLabel.
+	Image   string            `json:"image,omitempty"`
+	Network bool              `json:"network,omitempty"`
+	Env     map[string]string `json:"env,omitempty"` // pipeline env merged under job env
 	// Secrets are names only: values are resolved at dispatch, for one
 	// attempt, and never stored with the job.
 	Secrets  []string          `json:"secrets,omitempty"`
@@ -126,6 +135,10 @@ type StepSpec struct {
 	Env     map[string]string `json:"env,omitempty"`
 	Timeout time.Duration     `json:"timeout,omitempty"`
 }
+
+// DockerLabel is the label of workers that can run jobs with an image; such
+// a job asks for it implicitly.
+const DockerLabel = "docker"
 
 // Default resources of a job that does not say.
 const (

@@ -29,6 +29,9 @@ func (s *Server) serveHTTP() error {
 		Logger:   s.log,
 		Secrets:  s.Secrets,
 	}
+	if s.Workers != nil {
+		deps.Pools = s.Workers
+	}
 	s.secureDeps(&deps)
 	s.httpSrv = &http.Server{
 		Handler:           api.New(deps),

@@ -25,12 +25,14 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/agent"
 	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/containers"
 	"github.com/hodei-ci/hodei/internal/hub"
 	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/secrets"
 	"github.com/hodei-ci/hodei/internal/store"
 	"github.com/hodei-ci/hodei/internal/store/sqlite"
+	"github.com/hodei-ci/hodei/internal/workers"
 )
 
 // Options configure a server.
@@ -69,6 +71,17 @@ type Options struct {
 	NATSClientTLS *tls.Config
 	// HTTPTLS serves the API over TLS.
 	HTTPTLS *tls.Config
+	// Pools, when set, starts the worker manager for these pools (see
+	// internal/workers); Scaler replaces its default decisions and
+	// PoolInterval its period (1s).
+	Pools        *workers.Config
+	Scaler       workers.Scaler
+	PoolInterval time.Duration
+	// Docker is "off" to keep local workers from running jobs with an
+	// image; by default they do if a Docker engine answers.
+	Docker string
+	// ContainerNetwork is the network of job containers that ask for one.
+	ContainerNetwork string
 }
 
 // Server is a running Hodei server.
@@ -94,6 +107,9 @@ type Server struct {
 	// rotator.
 	Secrets   *secrets.Service
 	secretsRT *secretsRuntime
+	// Workers is the worker manager of the pools (nil without pools).
+	Workers *workers.Manager
+	docker  *containers.Docker
 }
 
 // Start brings a server up and returns when it is ready.
@@ -175,8 +191,12 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	if err := s.Orch.Start(ctx); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	s.detectContainers()
 	if err := s.startAgents(); err != nil {
 		return nil, err
+	}
+	if err := s.startPools(); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	if o.HTTPAddr != "" {
 		if err := s.serveHTTP(); err != nil {
@@ -222,6 +242,8 @@ func (s *Server) startAgents() error {
 			WorkDir:           filepath.Join(workDir, strconv.Itoa(i)),
 			HeartbeatInterval: o.HeartbeatInterval,
 			Logger:            s.log,
+			Containers:        s.containerRuntime(),
+			ContainerNetwork:  o.ContainerNetwork,
 		})
 		if err != nil {
 			nc.Close()
@@ -306,6 +328,7 @@ func (s *Server) Close() {
 		}
 		s.closeSecurity()
 		s.closeSecrets()
+		s.closePools()
 		if s.agentCtx != nil {
 			s.agentCtx()
 			s.agentWG.Wait()
@@ -321,6 +344,9 @@ func (s *Server) Close() {
 		}
 		if s.Store != nil {
 			_ = s.Store.Close()
+		}
+		if s.docker != nil {
+			s.docker.Close()
 		}
 	})
 }

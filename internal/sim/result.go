@@ -31,6 +31,12 @@ type Result struct {
 	DecisionsPerSec   float64 `json:"decisions_per_sec"`
 	WallS             float64 `json:"wall_s"`
 	PeakRSSMB         float64 `json:"peak_rss_mb"`
+	// With pools (see pools.go): the mode, the idle part of WorkerHours,
+	// the cost, and the WAPE of the predictive scaler's 15-minute forecasts.
+	Autoscale       string   `json:"autoscale,omitempty"`
+	IdleWorkerHours float64  `json:"idle_worker_hours,omitempty"`
+	Cost            float64  `json:"cost,omitempty"`
+	ForecastMAPE    *float64 `json:"forecast_mape,omitempty"`
 
 	Detail Detail `json:"-"`
 }
@@ -60,6 +66,7 @@ type Detail struct {
 	FleetCost     float64 // cost_per_hour summed over the fleet × makespan
 	MeanCriticalS float64 // mean critical path of the pipelines (true durations)
 	P95CriticalS  float64 // and its 95th percentile: no schedule completes faster
+	Pools         []PoolResult
 }
 
 // TenantResult is one tenant's share of a Result.
@@ -273,6 +280,9 @@ func (s *Sim) Result() (*Result, error) {
 		*f = round3(*f)
 	}
 	r.Utilization = math.Round(r.Utilization*1e4) / 1e4
+	if s.pools != nil {
+		s.poolResult(r)
+	}
 	return r, nil
 }
 

@@ -36,6 +36,9 @@ type Options struct {
 	Churn     float64
 	ChurnDown time.Duration // default 10 minutes
 	Seed      uint64        // for churn
+	// Pools, when set, replace the workload's fleet by pools whose workers
+	// a scaler starts and stops (see pools.go).
+	Pools *PoolOptions
 }
 
 // Job states.
@@ -175,6 +178,8 @@ type Sim struct {
 	lastSeen  int64
 	lastSub   int64
 	hourArea  [][3]float64 // resources in use integrated per hour from the first submit
+
+	pools *poolSim // nil without Options.Pools
 }
 
 // integrate accumulates the resources in use from the last instant to t.
@@ -220,6 +225,16 @@ func NewSim(w *Workload, o Options) (*Sim, error) {
 	if len(w.Workers) == 0 || len(w.Pipelines) == 0 {
 		return nil, fmt.Errorf("empty workload: %d workers, %d pipelines", len(w.Workers), len(w.Pipelines))
 	}
+	var pools *poolSim
+	if o.Pools != nil {
+		if o.Churn > 0 {
+			return nil, fmt.Errorf("churn does not go with pools")
+		}
+		var err error
+		if w, pools, err = poolFleet(w, o.Pools); err != nil {
+			return nil, err
+		}
+	}
 	n := w.NumJobs()
 	s := &Sim{
 		w: w, o: o,
@@ -245,6 +260,7 @@ func NewSim(w *Workload, o Options) (*Sim, error) {
 		wUp:    make([]bool, len(w.Workers)),
 		rng:    rand.New(rand.NewPCG(o.Seed, 0x5eed)),
 	}
+	s.pools = pools
 	s.depStart, s.deps = w.dependents()
 	for j := range n {
 		s.left[j] = w.NeedStart[j+1] - w.NeedStart[j]
@@ -283,6 +299,9 @@ func NewSim(w *Workload, o Options) (*Sim, error) {
 		s.wUp[i] = true
 	}
 	s.up = len(w.Workers)
+	if s.pools != nil {
+		s.initPools()
+	}
 	if o.Churn > 0 {
 		s.scheduleLoss(s.firstT)
 	}
@@ -365,6 +384,8 @@ func (s *Sim) Step() bool {
 			s.wUp[e.idx] = true
 			s.up++
 			s.Eng.UpsertWorker(s.wSpec[e.idx])
+		default:
+			s.poolEvent(e)
 		}
 		if s.err != nil {
 			return false
@@ -372,7 +393,7 @@ func (s *Sim) Step() bool {
 	}
 	s.plan(now)
 	s.wall = time.Duration(time.Now().UnixNano() - s.started)
-	if s.err == nil && !s.Finished() && s.running == 0 && s.next == len(s.arrive) && s.up == len(s.wUp) {
+	if s.err == nil && !s.Finished() && s.running == 0 && s.next == len(s.arrive) && s.up == len(s.wUp) && s.pools == nil {
 		s.err = fmt.Errorf("stalled at %s: %d of %d jobs done, %d queued that the engine does not place on an idle fleet",
 			time.Duration(s.now), s.done, len(s.state), s.queued)
 	}
@@ -429,6 +450,9 @@ func (s *Sim) enqueue(j int32, id string, now time.Time) {
 	s.ready[j] = s.now
 	s.queued++
 	s.maxQueued = max(s.maxQueued, s.queued)
+	if s.pools != nil {
+		s.pools.jobQueued(s.w, j, 1)
+	}
 	s.Eng.Enqueue(id, now)
 }
 
@@ -483,6 +507,9 @@ func (s *Sim) account(j int32, d time.Duration) {
 	s.busy[0] += float64(w.JobCPU[j]) * sec
 	s.busy[1] += float64(w.JobMemMiB[j]) * sec
 	s.busy[2] += float64(w.JobGPU[j]) * sec
+	if wi := s.worker[j]; wi >= 0 && s.pools != nil {
+		s.pools.jobEnded(wi, s.now)
+	}
 	if wi := s.worker[j]; wi >= 0 && s.o.Check {
 		u := &s.wUsed[wi]
 		u[0] -= int64(w.JobCPU[j])
@@ -588,6 +615,9 @@ func (s *Sim) plan(now time.Time) {
 		s.starts++
 		s.start[j] = s.now
 		s.worker[j] = wi
+		if s.pools != nil {
+			s.pools.jobStarted(w, wi, j, s.now)
+		}
 		s.push(s.now+int64(w.JobDur[j]), evFinish, j, s.attempts[j])
 	}
 }

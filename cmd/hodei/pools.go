@@ -1,0 +1,76 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+
+	"github.com/hodei-ci/hodei/internal/api"
+	"github.com/hodei-ci/hodei/internal/cli"
+)
+
+func poolsCmd(args []string) int {
+	fs := flags("pools", "[flags]", `
+List the worker pools of a server (its --pools file): how many workers each
+has and in which state, its min and max, the queued jobs waiting for it
+(demand), the state of its provider's circuit breaker (closed: working;
+open: the provider keeps failing and is not called for a while) and, when
+an autoscaler runs, how many workers it expects the pool to need.
+
+Example:
+  hodei pools --server http://ci.example.com:8080`)
+	server := addServerFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(fs, "unexpected argument %q", pos[0])
+	}
+	c, code, ok := newClient(fs, *server)
+	if !ok {
+		return code
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	var out api.PoolList
+	if err := c.JSON(ctx, "GET", "/api/v1/pools", nil, nil, &out); err != nil {
+		return apiFail("pools", err)
+	}
+	if *asJSON {
+		return printJSON(out)
+	}
+	if len(out.Pools) == 0 {
+		fmt.Println("no pools (start the server with --pools FILE)")
+		return exitOK
+	}
+	rows := make([][]string, len(out.Pools))
+	for i, p := range out.Pools {
+		forecast := "-"
+		if p.Forecast != nil {
+			forecast = strconv.Itoa(*p.Forecast)
+		}
+		circuit := p.Circuit
+		if p.LastError != "" && p.Circuit != "closed" {
+			circuit += " (" + p.LastError + ")"
+		}
+		kind := p.Provider
+		if p.Ephemeral {
+			kind += ", ephemeral"
+		}
+		rows[i] = []string{
+			p.Name, kind,
+			strconv.Itoa(p.Size),
+			fmt.Sprintf("%d/%d", p.Min, p.Max),
+			fmt.Sprintf("%d/%d/%d/%d", p.Pending, p.Idle, p.Busy, p.Draining),
+			strconv.Itoa(p.Demand),
+			forecast,
+			circuit,
+		}
+	}
+	if err := cli.Table(os.Stdout, []string{"POOL", "PROVIDER", "SIZE", "MIN/MAX", "PENDING/IDLE/BUSY/DRAINING", "DEMAND", "FORECAST", "PROVIDER STATE"}, rows); err != nil {
+		return fail("pools", err)
+	}
+	return exitOK
+}

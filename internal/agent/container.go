@@ -1,0 +1,101 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/containers"
+	"github.com/hodei-ci/hodei/internal/mask"
+	"github.com/hodei-ci/hodei/internal/pipeline"
+)
+
+// runContainerSteps runs the steps of a job that names an image: one
+// container per attempt, with the workspace mounted at the same path, the
+// job's cpu and memory as limits and no network unless the job asks for
+// one; each step is an exec of `sh -e -c` in it. The container is removed
+// when the attempt ends, however it ends; if the agent dies first, the
+// container stops by itself (see containers.Docker.StartJob), and the next
+// start of the agent removes whatever carries its label.
+func (a *Agent) runContainerSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobSpec, ws string, hodeiEnv map[string]string, b *batcher, masks *mask.Set, log *slog.Logger) (string, int, string) {
+	if a.cfg.Containers == nil {
+		return bus.StatusFailed, -1, fmt.Sprintf("the job runs in image %s, but worker %s has no container engine: "+
+			"give its agent access to a Docker engine (DOCKER_HOST or /var/run/docker.sock); agents that reach one get the label %q",
+			spec.Image, a.cfg.ID, pipeline.DockerLabel)
+	}
+	ctr, err := a.cfg.Containers.StartJob(ctx, containers.JobSpec{
+		Image:       spec.Image,
+		Workspace:   ws,
+		CPUMilli:    spec.CPUMilli,
+		Memory:      spec.Memory,
+		Network:     spec.Network,
+		NetworkMode: a.cfg.ContainerNetwork,
+		Labels: map[string]string{
+			containers.LabelJob:     d.JobID,
+			containers.LabelAttempt: strconv.Itoa(d.Attempt),
+			containers.LabelAgent:   a.cfg.ID,
+		},
+	})
+	if err != nil {
+		if cause := context.Cause(ctx); ctx.Err() != nil {
+			return stopState(cause), -1, cause.Error()
+		}
+		return bus.StatusFailed, -1, "container: " + err.Error()
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := ctr.Remove(rctx); err != nil {
+			log.Warn("remove job container", "container", ctr.ID(), "err", err)
+		}
+	}()
+	for i, st := range spec.Steps {
+		b.Flush(i)
+		if err := context.Cause(ctx); err != nil && ctx.Err() != nil {
+			return stopState(err), -1, err.Error()
+		}
+		// The host's environment is not the image's: only what Hodei and
+		// the file set is added to the image's own.
+		env := mergeEnv(nil, hodeiEnv, d.Env, spec.Env, st.Env, d.Secrets)
+		out := mask.NewWriter(b, masks)
+		sctx, cancel := ctx, context.CancelFunc(func() {})
+		if st.Timeout > 0 {
+			sctx, cancel = context.WithTimeoutCause(ctx, st.Timeout, fmt.Errorf("step %w after %s", errTimeout, st.Timeout))
+		}
+		code, err := ctr.Exec(sctx, st.Run, ws, env, out)
+		cancel()
+		_ = out.Flush()
+		name := st.Name
+		if name == "" {
+			name = "step " + strconv.Itoa(i+1)
+		}
+		if err != nil {
+			return stopState(err), -1, fmt.Sprintf("%s: %v", name, err)
+		}
+		if code != 0 {
+			return bus.StatusFailed, code, fmt.Sprintf("%s: exit status %d", name, code)
+		}
+	}
+	return bus.StatusSucceeded, 0, ""
+}
+
+// removeLeftoverContainers removes the job containers a previous run of
+// this agent left behind (normally they stopped and removed themselves when
+// it died).
+func (a *Agent) removeLeftoverContainers() {
+	if a.cfg.Containers == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := a.cfg.Containers.RemoveLabelled(ctx, containers.LabelAgent, a.cfg.ID)
+	if err != nil {
+		a.log.Warn("remove leftover job containers", "err", err)
+	}
+	if n > 0 {
+		a.log.Warn("removed job containers left by a previous run", "count", n)
+	}
+}

@@ -1,0 +1,83 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"path/filepath"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/containers"
+	"github.com/hodei-ci/hodei/internal/workers"
+)
+
+// detectContainers finds the Docker engine that local agents run jobs with
+// an image on (they get the label "docker"); none is not an error.
+func (s *Server) detectContainers() {
+	if s.opts.Docker == "off" {
+		return
+	}
+	d, err := containers.Detect(context.Background(), 3*time.Second)
+	if err != nil {
+		s.log.Debug("no docker engine: local workers refuse jobs with an image", "err", err)
+		return
+	}
+	s.docker = d
+	s.log.Info("docker engine found: local workers run jobs with an image", "host", d.Host())
+}
+
+// containerRuntime is the runtime given to local agents (nil without an
+// engine).
+func (s *Server) containerRuntime() containers.Runtime {
+	if s.docker == nil {
+		return nil
+	}
+	return s.docker
+}
+
+// startPools starts the worker manager of the pools file, if there is one.
+func (s *Server) startPools() error {
+	if s.opts.Pools == nil {
+		return nil
+	}
+	workDir := s.opts.WorkDir
+	if workDir == "" {
+		workDir = filepath.Join(s.opts.DataDir, "work")
+	}
+	abs, _ := filepath.Abs(s.opts.DataDir)
+	sum := sha256.Sum256([]byte(abs))
+	m, err := workers.NewManager(workers.ManagerConfig{
+		Pools: s.opts.Pools,
+		Env: workers.ProviderEnv{
+			NATSURL:           s.NATSURL,
+			Connect:           s.agentConn,
+			WorkDir:           filepath.Join(workDir, "pools"),
+			Containers:        s.containerRuntime(),
+			ContainerNetwork:  s.opts.ContainerNetwork,
+			Owner:             hex.EncodeToString(sum[:6]),
+			HeartbeatInterval: s.opts.HeartbeatInterval,
+			Logger:            s.log,
+		},
+		View:       s.Orch.View,
+		Scaler:     s.opts.Scaler,
+		Interval:   s.opts.PoolInterval,
+		Registerer: s.Registry,
+		Logger:     s.log,
+	})
+	if err != nil {
+		return err
+	}
+	s.Workers = m
+	go m.Run(context.Background())
+	return nil
+}
+
+// closePools terminates the workers the manager created.
+func (s *Server) closePools() {
+	if s.Workers == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s.Workers.Close(ctx)
+}

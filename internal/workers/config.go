@@ -1,0 +1,433 @@
+package workers
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/pipeline"
+)
+
+// Config is a pools file: the pools the Manager keeps.
+type Config struct {
+	File  string
+	Pools []PoolConfig // sorted by name
+}
+
+// PoolConfig is one pool.
+type PoolConfig struct {
+	Name     string
+	Provider string // local, docker or kubernetes
+	// Min workers are kept at all times; at most Max exist.
+	Min, Max int
+	// IdleTimeout is how long a worker may stay idle before it is drained
+	// and removed (never below Min).
+	IdleTimeout time.Duration
+	// StartupDelay is how long a new worker is expected to take to join;
+	// the autoscaler provisions that much ahead.
+	StartupDelay time.Duration
+	CostPerHour  float64
+	// Ephemeral workers run one job, then exit.
+	Ephemeral bool
+	Shape     Shape
+	Docker    DockerOptions
+	Line      int // of the pool's key
+}
+
+// Shape is what each worker of a pool offers.
+type Shape struct {
+	CPUMilli int64
+	Memory   int64
+	GPU      int
+	Labels   []string
+}
+
+// DockerOptions are the options of a docker pool.
+type DockerOptions struct {
+	// Image of worker containers; it needs nothing but a /bin/sh for the
+	// jobs' steps: the hodei binary is mounted into it.
+	Image string
+	// Network of worker containers: "host" by default, so that agents
+	// reach a server's NATS that listens on 127.0.0.1.
+	Network string
+	// Binary is the hodei binary mounted read-only into the containers
+	// (default: the running executable). It must be a static build.
+	Binary string
+	// Host is the engine's address (default: DOCKER_HOST, else the
+	// default socket).
+	Host string
+}
+
+// Defaults of pool fields.
+const (
+	DefaultIdleTimeout = 5 * time.Minute
+	DefaultShapeCPU    = 1000
+	DefaultShapeMemory = 1 << 30
+)
+
+var (
+	topFields    = []string{"pools"}
+	poolFields   = []string{"provider", "min", "max", "idle_timeout", "startup_delay", "cost_per_hour", "ephemeral", "shape", "docker"}
+	shapeFields  = []string{"cpu", "memory", "gpu", "labels"}
+	dockerFields = []string{"image", "network", "binary", "host"}
+	providers    = []string{"local", "docker", "kubernetes"}
+	labelPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]*$`)
+)
+
+// LoadConfig reads and parses a pools file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig parses a pools file. Problems come as a pipeline.ErrorList:
+// each names file, line, column and field.
+func ParseConfig(file string, data []byte) (*Config, error) {
+	p := &cparser{file: file}
+	cfg := &Config{File: file}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		msg := err.Error()
+		line := 0
+		if m := regexp.MustCompile(`line (\d+): (.*)$`).FindStringSubmatch(msg); m != nil {
+			line, _ = strconv.Atoi(m[1])
+			msg = m[2]
+		} else {
+			msg = strings.TrimPrefix(msg, "yaml: ")
+		}
+		if err.Error() == "EOF" {
+			msg = "the file is empty: it must have a pools map"
+		}
+		return nil, pipeline.ErrorList{{File: file, Line: line, Msg: msg}}
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	if root.Kind != yaml.MappingNode {
+		p.errAt(root, "", "must be a map with a pools key, got %s", kind(root))
+		return nil, p.errs
+	}
+	var poolsNode *yaml.Node
+	for _, e := range p.fields(root, "", topFields) {
+		poolsNode = e.val
+	}
+	if poolsNode == nil {
+		p.errAt(root, "pools", "is required")
+		return nil, p.errs
+	}
+	if poolsNode.Kind != yaml.MappingNode || len(poolsNode.Content) == 0 {
+		p.errAt(poolsNode, "pools", "must be a map of pool name to pool, with at least one pool")
+		return nil, p.errs
+	}
+	for i := 0; i+1 < len(poolsNode.Content); i += 2 {
+		k, v := poolsNode.Content[i], poolsNode.Content[i+1]
+		cfg.Pools = append(cfg.Pools, p.pool(k, v))
+	}
+	sort.SliceStable(cfg.Pools, func(i, k int) bool { return cfg.Pools[i].Name < cfg.Pools[k].Name })
+	if len(p.errs) > 0 {
+		sort.SliceStable(p.errs, func(i, k int) bool {
+			if p.errs[i].Line != p.errs[k].Line {
+				return p.errs[i].Line < p.errs[k].Line
+			}
+			return p.errs[i].Col < p.errs[k].Col
+		})
+		return nil, p.errs
+	}
+	return cfg, nil
+}
+
+type cparser struct {
+	file string
+	errs pipeline.ErrorList
+	seen map[string]bool
+}
+
+func (p *cparser) errAt(n *yaml.Node, field, format string, a ...any) {
+	p.errs = append(p.errs, &pipeline.Error{File: p.file, Line: n.Line, Col: n.Column, Field: field, Msg: fmt.Sprintf(format, a...)})
+}
+
+type centry struct {
+	name     string
+	key, val *yaml.Node
+}
+
+// fields lists the entries of map n, reporting unknown and repeated keys.
+func (p *cparser) fields(n *yaml.Node, path string, allowed []string) []centry {
+	var out []centry
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		f := join(path, k.Value)
+		switch {
+		case !contains(allowed, k.Value):
+			p.errAt(k, f, "unknown field %q; allowed fields: %s", k.Value, strings.Join(allowed, ", "))
+		case seen[k.Value]:
+			p.errAt(k, f, "appears twice")
+		default:
+			seen[k.Value] = true
+			out = append(out, centry{k.Value, k, v})
+		}
+	}
+	return out
+}
+
+func (p *cparser) pool(k, v *yaml.Node) PoolConfig {
+	name := k.Value
+	path := "pools." + name
+	pc := PoolConfig{Name: name, IdleTimeout: DefaultIdleTimeout, Line: k.Line,
+		Shape: Shape{CPUMilli: DefaultShapeCPU, Memory: DefaultShapeMemory}}
+	if p.seen == nil {
+		p.seen = map[string]bool{}
+	}
+	switch {
+	case !bus.ValidToken(name) || len(name) > 40:
+		p.errAt(k, path, "invalid pool name %q: use up to 40 letters, digits, '-' and '_'", name)
+	case p.seen[name]:
+		p.errAt(k, path, "pool %q appears twice", name)
+	}
+	p.seen[name] = true
+	if v.Kind != yaml.MappingNode {
+		p.errAt(v, path, "must be a map (provider, min, max, shape...), got %s", kind(v))
+		return pc
+	}
+	var maxNode, dockerNode *yaml.Node
+	haveMax := false
+	for _, f := range p.fields(v, path, poolFields) {
+		fp := path + "." + f.name
+		switch f.name {
+		case "provider":
+			if s, ok := p.str(f.val, fp); ok {
+				if !contains(providers, s) {
+					p.errAt(f.val, fp, "unknown provider %q; want one of %s", s, strings.Join(providers, ", "))
+				}
+				pc.Provider = s
+			}
+		case "min":
+			pc.Min = p.intIn(f.val, fp, 0, 10000)
+		case "max":
+			maxNode, haveMax = f.val, true
+			pc.Max = p.intIn(f.val, fp, 1, 10000)
+		case "idle_timeout":
+			pc.IdleTimeout = p.duration(f.val, fp)
+		case "startup_delay":
+			pc.StartupDelay = p.duration(f.val, fp)
+		case "cost_per_hour":
+			pc.CostPerHour = p.number(f.val, fp)
+		case "ephemeral":
+			pc.Ephemeral = p.boolean(f.val, fp)
+		case "shape":
+			pc.Shape = p.shape(f.val, fp, pc.Shape)
+		case "docker":
+			dockerNode = f.val
+			pc.Docker = p.docker(f.val, fp)
+		}
+	}
+	if pc.Provider == "" {
+		p.errAt(k, path+".provider", "is required (local, docker or kubernetes)")
+	}
+	if !haveMax {
+		p.errAt(k, path+".max", "is required: the most workers the pool may have")
+	} else if pc.Max > 0 && pc.Min > pc.Max {
+		p.errAt(maxNode, path+".max", "must be at least min (%d), got %d", pc.Min, pc.Max)
+	}
+	switch {
+	case pc.Provider == "docker" && pc.Docker.Image == "":
+		n := k
+		if dockerNode != nil {
+			n = dockerNode
+		}
+		p.errAt(n, path+".docker.image", "is required for a docker pool")
+	case pc.Provider != "docker" && pc.Provider != "" && dockerNode != nil:
+		p.errAt(dockerNode, path+".docker", "only applies to a pool with provider docker")
+	}
+	if pc.Provider == "docker" && pc.Docker.Network == "" {
+		pc.Docker.Network = "host"
+	}
+	return pc
+}
+
+func (p *cparser) shape(n *yaml.Node, path string, s Shape) Shape {
+	if n.Kind != yaml.MappingNode {
+		p.errAt(n, path, "must be a map with cpu, memory, gpu and labels, got %s", kind(n))
+		return s
+	}
+	for _, f := range p.fields(n, path, shapeFields) {
+		fp := path + "." + f.name
+		switch f.name {
+		case "cpu":
+			if f.val.Kind == yaml.ScalarNode && f.val.Tag != "!!map" {
+				v, err := pipeline.ParseCPU(f.val.Value)
+				if err != nil {
+					p.errAt(f.val, fp, "%v", err)
+				} else {
+					s.CPUMilli = v
+				}
+			} else {
+				p.errAt(f.val, fp, "must be a number of cores like 2 or 500m, got %s", kind(f.val))
+			}
+		case "memory":
+			if f.val.Kind == yaml.ScalarNode {
+				v, err := pipeline.ParseMemory(f.val.Value)
+				if err != nil {
+					p.errAt(f.val, fp, "%v", err)
+				} else {
+					s.Memory = v
+				}
+			} else {
+				p.errAt(f.val, fp, "must be an amount like 4Gi or 512Mi, got %s", kind(f.val))
+			}
+		case "gpu":
+			s.GPU = p.intIn(f.val, fp, 0, 64)
+		case "labels":
+			s.Labels = nil
+			if f.val.Kind != yaml.SequenceNode {
+				p.errAt(f.val, fp, "must be a list of labels, got %s", kind(f.val))
+				continue
+			}
+			for i, it := range f.val.Content {
+				ip := fp + "[" + strconv.Itoa(i) + "]"
+				if l, ok := p.str(it, ip); ok {
+					if !labelPattern.MatchString(l) {
+						p.errAt(it, ip, "invalid label %q", l)
+						continue
+					}
+					s.Labels = append(s.Labels, l)
+				}
+			}
+		}
+	}
+	return s
+}
+
+func (p *cparser) docker(n *yaml.Node, path string) DockerOptions {
+	var d DockerOptions
+	if n.Kind != yaml.MappingNode {
+		p.errAt(n, path, "must be a map with image, network, binary and host, got %s", kind(n))
+		return d
+	}
+	for _, f := range p.fields(n, path, dockerFields) {
+		fp := path + "." + f.name
+		s, ok := p.str(f.val, fp)
+		if !ok {
+			continue
+		}
+		switch f.name {
+		case "image":
+			d.Image = s
+		case "network":
+			d.Network = s
+		case "binary":
+			d.Binary = s
+		case "host":
+			d.Host = s
+		}
+	}
+	return d
+}
+
+func (p *cparser) str(n *yaml.Node, field string) (string, bool) {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" || strings.TrimSpace(n.Value) == "" {
+		p.errAt(n, field, "must be a non-empty string, got %s", kind(n))
+		return "", false
+	}
+	return n.Value, true
+}
+
+func (p *cparser) intIn(n *yaml.Node, field string, lo, hi int) int {
+	var i int
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&i) != nil || i < lo || i > hi {
+		p.errAt(n, field, "must be an integer from %d to %d, got %s", lo, hi, valueOf(n))
+		return 0
+	}
+	return i
+}
+
+func (p *cparser) number(n *yaml.Node, field string) float64 {
+	var f float64
+	if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") || n.Decode(&f) != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+		p.errAt(n, field, "must be a number, 0 or more, got %s", valueOf(n))
+		return 0
+	}
+	return f
+}
+
+func (p *cparser) boolean(n *yaml.Node, field string) bool {
+	var b bool
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&b) != nil {
+		p.errAt(n, field, "must be true or false, got %s", valueOf(n))
+		return false
+	}
+	return b
+}
+
+func (p *cparser) duration(n *yaml.Node, field string) time.Duration {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+		p.errAt(n, field, "must be a duration such as 30s, 5m or 1h, got %s", valueOf(n))
+		return 0
+	}
+	d, err := time.ParseDuration(n.Value)
+	if err != nil || d <= 0 {
+		p.errAt(n, field, "must be a positive duration such as 30s, 5m or 1h, got %q", n.Value)
+		return 0
+	}
+	return d
+}
+
+func kind(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a map"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!null":
+			return "null"
+		case "!!bool":
+			return "a boolean"
+		case "!!int":
+			return "an integer"
+		case "!!float":
+			return "a number"
+		}
+		return "a string"
+	}
+	return "nothing"
+}
+
+func valueOf(n *yaml.Node) string {
+	if n.Kind == yaml.ScalarNode && n.ShortTag() != "!!null" {
+		return strconv.Quote(n.Value)
+	}
+	return kind(n)
+}
+
+func join(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

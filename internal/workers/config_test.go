@@ -1,0 +1,108 @@
+package workers
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseConfigGood(t *testing.T) {
+	cfg, err := LoadConfig("testdata/pools.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Pools) != 3 {
+		t.Fatalf("pools: %+v", cfg.Pools)
+	}
+	b, g, l := cfg.Pools[0], cfg.Pools[1], cfg.Pools[2]
+	if b.Name != "builders" || g.Name != "gpu" || l.Name != "local" {
+		t.Fatalf("pools not sorted by name: %s %s %s", b.Name, g.Name, l.Name)
+	}
+	if b.Provider != "docker" || b.Min != 0 || b.Max != 8 || b.IdleTimeout != 10*time.Minute || b.StartupDelay != 5*time.Second ||
+		b.CostPerHour != 0.12 || !b.Ephemeral || b.Shape.CPUMilli != 2000 || b.Shape.Memory != 4<<30 ||
+		strings.Join(b.Shape.Labels, ",") != "linux,containers" || b.Docker.Image != "hodei-worker:latest" || b.Docker.Network != "host" || b.Line != 3 {
+		t.Errorf("builders: %+v", b)
+	}
+	if l.Min != 1 || l.IdleTimeout != 2*time.Minute || l.Ephemeral || l.Shape.GPU != 0 {
+		t.Errorf("local: %+v", l)
+	}
+	if g.Shape.GPU != 1 || g.IdleTimeout != DefaultIdleTimeout || g.CostPerHour != 2.5 {
+		t.Errorf("gpu: %+v", g)
+	}
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	cfg, err := ParseConfig("p.yaml", []byte("pools:\n  a: {provider: local, max: 1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Pools[0]
+	if p.Min != 0 || p.Shape.CPUMilli != DefaultShapeCPU || p.Shape.Memory != DefaultShapeMemory || p.IdleTimeout != DefaultIdleTimeout {
+		t.Errorf("defaults: %+v", p)
+	}
+}
+
+func TestParseConfigBad(t *testing.T) {
+	tests := []struct{ name, src, want string }{
+		{"empty", ``, "p.yaml: the file is empty: it must have a pools map"},
+		{"syntax", "pools:\n  a: [\n", "p.yaml:2: did not find expected node content"},
+		{"not a map", "- a\n", "p.yaml:1:1: must be a map with a pools key, got a list"},
+		{"no pools", "pool: {}\n", `p.yaml:1:1: pool: unknown field "pool"; allowed fields: pools` + "\n" + "p.yaml:1:1: pools: is required"},
+		{"empty pools", "pools: {}\n", "p.yaml:1:8: pools: must be a map of pool name to pool, with at least one pool"},
+		{"unknown field", "pools:\n  a:\n    provider: local\n    max: 1\n    maxx: 2\n",
+			`p.yaml:5:5: pools.a.maxx: unknown field "maxx"; allowed fields: provider, min, max, idle_timeout, startup_delay, cost_per_hour, ephemeral, shape, docker`},
+		{"missing provider and max", "pools:\n  a:\n    min: 1\n",
+			"p.yaml:2:3: pools.a.provider: is required (local, docker or kubernetes)\np.yaml:2:3: pools.a.max: is required: the most workers the pool may have"},
+		{"unknown provider", "pools:\n  a: {provider: ec2, max: 1}\n", `p.yaml:2:17: pools.a.provider: unknown provider "ec2"; want one of local, docker, kubernetes`},
+		{"min above max", "pools:\n  a:\n    provider: local\n    min: 3\n    max: 2\n", "p.yaml:5:10: pools.a.max: must be at least min (3), got 2"},
+		{"negative min", "pools:\n  a: {provider: local, min: -1, max: 1}\n", `p.yaml:2:29: pools.a.min: must be an integer from 0 to 10000, got "-1"`},
+		{"bad durations", "pools:\n  a:\n    provider: local\n    max: 1\n    idle_timeout: 5\n    startup_delay: -1s\n",
+			"p.yaml:5:19: pools.a.idle_timeout: must be a duration such as 30s, 5m or 1h, got \"5\"\np.yaml:6:20: pools.a.startup_delay: must be a positive duration such as 30s, 5m or 1h, got \"-1s\""},
+		{"bad shape", "pools:\n  a:\n    provider: local\n    max: 1\n    shape:\n      cpu: 0\n      memory: 1.5Gi\n      labels: [\"a b\"]\n",
+			"p.yaml:6:12: pools.a.shape.cpu:"},
+		{"bad memory", "pools:\n  a:\n    provider: local\n    max: 1\n    shape: {memory: 1.5Gi}\n", "p.yaml:5:21: pools.a.shape.memory:"},
+		{"bad label", "pools:\n  a:\n    provider: local\n    max: 1\n    shape: {labels: [\"a b\"]}\n", `p.yaml:5:22: pools.a.shape.labels[0]: invalid label "a b"`},
+		{"docker without image", "pools:\n  a:\n    provider: docker\n    max: 1\n", "p.yaml:2:3: pools.a.docker.image: is required for a docker pool"},
+		{"docker options on local", "pools:\n  a:\n    provider: local\n    max: 1\n    docker: {image: x}\n", "p.yaml:5:13: pools.a.docker: only applies to a pool with provider docker"},
+		{"bad name", "pools:\n  a.b: {provider: local, max: 1}\n", `p.yaml:2:3: pools.a.b: invalid pool name "a.b"`},
+		{"duplicate pool", "pools:\n  a: {provider: local, max: 1}\n  a: {provider: local, max: 1}\n", "p.yaml:"},
+		{"bad cost", "pools:\n  a: {provider: local, max: 1, cost_per_hour: cheap}\n", `pools.a.cost_per_hour: must be a number, 0 or more, got "cheap"`},
+		{"bad ephemeral", "pools:\n  a: {provider: local, max: 1, ephemeral: yes please}\n", `pools.a.ephemeral: must be true or false, got "yes please"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := ParseConfig("p.yaml", []byte(tt.src))
+			if err == nil {
+				t.Fatalf("accepted: %+v", cfg)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error:\n%v\nwant it to contain:\n%s", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestDocExample keeps the pools file of docs/workers.md valid and equal to
+// testdata/pools.yaml.
+func TestDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/workers.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```\n")
+	if !ok || !ok2 {
+		t.Fatal("docs/workers.md has no yaml block")
+	}
+	if _, err := ParseConfig("workers.md", []byte(block)); err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("testdata/pools.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(want), strings.TrimSpace(block)) {
+		t.Errorf("testdata/pools.yaml does not hold the example of docs/workers.md")
+	}
+}

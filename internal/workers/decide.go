@@ -1,0 +1,308 @@
+package workers
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+)
+
+// Scaler decides what the pools need: a pure function of a snapshot, so
+// that the live Manager, tests and the autoscaler's simulations share it.
+// Reactive is the default; internal/autoscale plugs a predictive one in
+// through Config.Scaler.
+type Scaler interface {
+	Decide(Snapshot) []Action
+}
+
+// Forecaster is a Scaler that can say how many workers it expects a pool to
+// need soon; `hodei pools` shows it.
+type Forecaster interface {
+	Forecast(pool string) (workers int, ok bool)
+}
+
+// Snapshot is everything a decision depends on.
+type Snapshot struct {
+	Now    time.Time
+	Pools  []PoolSnapshot
+	Demand []Demand
+}
+
+// PoolSnapshot is one pool: its configuration, the workers the Manager owns
+// in it, and what its provider allows.
+type PoolSnapshot struct {
+	Config PoolConfig
+	// Labels are the labels its workers will have (the shape's and those
+	// every agent has).
+	Labels  []string
+	Workers []WorkerSnapshot
+	// Healthy is false while the provider's circuit is open.
+	Healthy bool
+	// CanCreate is how many more workers the provider can create (-1:
+	// unknown).
+	CanCreate int
+}
+
+// WorkerState is a worker's state as the decision sees it.
+type WorkerState string
+
+// Worker states.
+const (
+	// WorkerPending: created, not joined yet.
+	WorkerPending WorkerState = "pending"
+	WorkerIdle    WorkerState = "idle"
+	WorkerBusy    WorkerState = "busy"
+	// WorkerDraining: takes no new jobs.
+	WorkerDraining WorkerState = "draining"
+	// WorkerLost: stopped heartbeating; WorkerExited: its provider says
+	// it exited. Both only need terminating.
+	WorkerLost   WorkerState = "lost"
+	WorkerExited WorkerState = "exited"
+)
+
+// WorkerSnapshot is one worker owned by the Manager.
+type WorkerSnapshot struct {
+	ID        string
+	State     WorkerState
+	Jobs      int
+	CreatedAt time.Time
+	// IdleSince is when it last became idle with no jobs (zero if busy).
+	IdleSince time.Time
+	// DrainRequested is set once the Manager asked it to drain.
+	DrainRequested bool
+}
+
+// Demand is a group of queued jobs that no running worker could take.
+type Demand struct {
+	CPUMilli int64
+	Memory   int64
+	GPU      int
+	Labels   []string
+	Jobs     int
+}
+
+// ActionKind is what to do.
+type ActionKind string
+
+// Action kinds.
+const (
+	ActionCreate    ActionKind = "create"
+	ActionDrain     ActionKind = "drain"
+	ActionTerminate ActionKind = "terminate"
+)
+
+// Action is one step of a decision.
+type Action struct {
+	Kind     ActionKind
+	Pool     string
+	WorkerID string // drain and terminate
+	Reason   string
+}
+
+// Reactive is the default Scaler: it reacts to what is queued now.
+//
+//   - Every pool keeps at least min workers.
+//   - Queued jobs that no running worker took go to the cheapest pool whose
+//     shape fits them (cpu, memory, gpu, labels), then the next cheapest,
+//     as far as max allows; workers that are starting or idle count first.
+//   - A worker idle for idle_timeout is drained, as long as the pool stays
+//     at min and no demand waits for the pool; a draining worker with no
+//     job left, a lost one and one that exited are terminated.
+//   - A worker that has not joined within JoinTimeout is terminated.
+type Reactive struct {
+	// JoinTimeout is how long a created worker may take to join, on top
+	// of the pool's startup_delay (2 min by default).
+	JoinTimeout time.Duration
+}
+
+// Decide implements Scaler.
+func (r Reactive) Decide(s Snapshot) []Action {
+	join := r.JoinTimeout
+	if join <= 0 {
+		join = 2 * time.Minute
+	}
+	var out []Action
+	assigned := AssignDemand(s)
+	for _, p := range sortedPools(s.Pools) {
+		cfg := p.Config
+		active, total := 0, len(p.Workers)
+		for _, w := range p.Workers {
+			switch w.State {
+			case WorkerPending, WorkerIdle, WorkerBusy:
+				if !w.DrainRequested {
+					active++
+				}
+			}
+		}
+		// Terminate what is over, and what never joined.
+		for _, w := range p.Workers {
+			switch {
+			case w.State == WorkerExited:
+				out = append(out, Action{Kind: ActionTerminate, Pool: cfg.Name, WorkerID: w.ID, Reason: "exited"})
+			case w.State == WorkerLost:
+				out = append(out, Action{Kind: ActionTerminate, Pool: cfg.Name, WorkerID: w.ID, Reason: "lost (no heartbeat)"})
+			case w.State == WorkerDraining && w.Jobs == 0:
+				out = append(out, Action{Kind: ActionTerminate, Pool: cfg.Name, WorkerID: w.ID, Reason: "drained"})
+			case w.State == WorkerPending && s.Now.Sub(w.CreatedAt) > cfg.StartupDelay+join:
+				out = append(out, Action{Kind: ActionTerminate, Pool: cfg.Name, WorkerID: w.ID,
+					Reason: fmt.Sprintf("did not join within %s", (cfg.StartupDelay + join).Round(time.Second))})
+				active--
+			}
+		}
+		room := cfg.Max - total
+		if p.CanCreate >= 0 {
+			room = min(room, p.CanCreate)
+		}
+		want := max(cfg.Min-active, 0) + assigned[cfg.Name].Create
+		if n := min(want, room); n > 0 && p.Healthy {
+			reason := "min"
+			if assigned[cfg.Name].Create > 0 {
+				reason = fmt.Sprintf("%d queued jobs fit no running worker", assigned[cfg.Name].Jobs)
+			}
+			for i := 0; i < n; i++ {
+				out = append(out, Action{Kind: ActionCreate, Pool: cfg.Name, Reason: reason})
+			}
+			active += n
+		}
+		// Scale down: the longest idle first, never below min, and not
+		// while jobs wait for this pool.
+		if assigned[cfg.Name].Jobs > 0 {
+			continue
+		}
+		idle := make([]WorkerSnapshot, 0, len(p.Workers))
+		for _, w := range p.Workers {
+			if w.State == WorkerIdle && w.Jobs == 0 && !w.DrainRequested && !w.IdleSince.IsZero() && s.Now.Sub(w.IdleSince) >= cfg.IdleTimeout {
+				idle = append(idle, w)
+			}
+		}
+		sort.SliceStable(idle, func(i, k int) bool { return idle[i].IdleSince.Before(idle[k].IdleSince) })
+		for _, w := range idle {
+			if active <= cfg.Min {
+				break
+			}
+			out = append(out, Action{Kind: ActionDrain, Pool: cfg.Name, WorkerID: w.ID, Reason: fmt.Sprintf("idle for %s", s.Now.Sub(w.IdleSince).Round(time.Second))})
+			active--
+		}
+	}
+	return out
+}
+
+// PoolDemand is the demand a decision gives one pool.
+type PoolDemand struct {
+	Jobs   int // queued jobs that go to this pool
+	Create int // workers to create for them
+}
+
+// AssignDemand gives each group of demand to pools, cheapest first among
+// those whose shape fits, using workers that are starting or idle before new
+// ones, and as far as each pool's max (and its provider) allows. Demand that
+// fits no pool is left out.
+func AssignDemand(s Snapshot) map[string]PoolDemand {
+	type poolRoom struct {
+		p     *PoolSnapshot
+		spare int // starting or idle workers not yet counted for demand
+		room  int // workers it may still create
+	}
+	pools := sortedPools(s.Pools)
+	rooms := make([]*poolRoom, 0, len(pools))
+	for i := range pools {
+		p := &pools[i]
+		pr := &poolRoom{p: p, room: p.Config.Max - len(p.Workers)}
+		if p.CanCreate >= 0 {
+			pr.room = min(pr.room, p.CanCreate)
+		}
+		if !p.Healthy {
+			pr.room = 0
+		}
+		for _, w := range p.Workers {
+			if (w.State == WorkerPending || w.State == WorkerIdle && w.Jobs == 0) && !w.DrainRequested {
+				pr.spare++
+			}
+		}
+		// Workers created to reach min are not spare for demand: they are
+		// counted by the min rule.
+		active := 0
+		for _, w := range p.Workers {
+			if (w.State == WorkerPending || w.State == WorkerIdle || w.State == WorkerBusy) && !w.DrainRequested {
+				active++
+			}
+		}
+		if short := p.Config.Min - active; short > 0 {
+			pr.room -= short
+			pr.spare += short
+		}
+		pr.room = max(pr.room, 0)
+		rooms = append(rooms, pr)
+	}
+	sort.SliceStable(rooms, func(i, k int) bool { return rooms[i].p.Config.CostPerHour < rooms[k].p.Config.CostPerHour })
+	out := map[string]PoolDemand{}
+	for _, d := range s.Demand {
+		left := d.Jobs
+		for _, pr := range rooms {
+			if left <= 0 {
+				break
+			}
+			per := jobsPerWorker(pr.p, d)
+			if per == 0 {
+				continue
+			}
+			pd := out[pr.p.Config.Name]
+			// Spare workers first.
+			if pr.spare > 0 {
+				n := min(pr.spare, ceilDiv(left, per))
+				pr.spare -= n
+				took := min(left, n*per)
+				left -= took
+				pd.Jobs += took
+			}
+			if left > 0 && pr.room > 0 {
+				n := min(pr.room, ceilDiv(left, per))
+				pr.room -= n
+				took := min(left, n*per)
+				left -= took
+				pd.Jobs += took
+				pd.Create += n
+			}
+			if pd.Jobs > 0 {
+				out[pr.p.Config.Name] = pd
+			}
+		}
+	}
+	return out
+}
+
+// jobsPerWorker is how many jobs of d one worker of the pool takes at once
+// (0 if they do not fit).
+func jobsPerWorker(p *PoolSnapshot, d Demand) int {
+	sh := p.Config.Shape
+	if d.CPUMilli > sh.CPUMilli || d.Memory > sh.Memory || d.GPU > sh.GPU {
+		return 0
+	}
+	for _, l := range d.Labels {
+		if !slices.Contains(p.Labels, l) {
+			return 0
+		}
+	}
+	if p.Config.Ephemeral {
+		return 1
+	}
+	n := 1 << 20
+	if d.CPUMilli > 0 {
+		n = min(n, int(sh.CPUMilli/d.CPUMilli))
+	}
+	if d.Memory > 0 {
+		n = min(n, int(sh.Memory/d.Memory))
+	}
+	if d.GPU > 0 {
+		n = min(n, sh.GPU/d.GPU)
+	}
+	return max(n, 1)
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+func sortedPools(ps []PoolSnapshot) []PoolSnapshot {
+	out := slices.Clone(ps)
+	sort.SliceStable(out, func(i, k int) bool { return out[i].Config.Name < out[k].Config.Name })
+	return out
+}

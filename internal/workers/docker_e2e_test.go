@@ -1,0 +1,255 @@
+//go:build docker
+
+package workers_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/containers"
+	"github.com/hodei-ci/hodei/internal/containers/containerstest"
+	"github.com/hodei-ci/hodei/internal/server"
+	"github.com/hodei-ci/hodei/internal/state"
+)
+
+// jobContainers lists the containers of a job.
+func jobContainers(t *testing.T, d *containers.Docker, jobID string) []string {
+	t.Helper()
+	ids, err := d.ListLabelled(context.Background(), containers.LabelJob, jobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// TestDockerImageJob runs jobs with an image on a local agent that reaches
+// the engine: the steps run in a container with the job's limits and no
+// network (unless asked), their output is stored, and the container is gone
+// afterwards.
+func TestDockerImageJob(t *testing.T) {
+	d := containerstest.Docker(t)
+	s := startServer(t, "", 1, func(o *server.Options) { o.ContainerNetwork = "host" })
+	if w := s.Orch.View().Workers[0]; !strings.Contains(strings.Join(w.Labels, ","), "docker") {
+		t.Fatalf("an agent that reaches docker has labels %v, want docker among them", w.Labels)
+	}
+	img := containerstest.Image()
+	run := submit(t, s, `name: img
+jobs:
+  probe:
+    image: `+img+`
+    runs-on: {cpu: 500m, memory: 96Mi}
+    env: {GREETING: hello}
+    steps:
+      - run: |
+          echo "memory $(cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"
+          echo "cpu $(cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us)"
+          echo "interfaces $(ls /sys/class/net | tr '\n' ' ')"
+          echo "pwd $PWD workspace $HODEI_WORKSPACE $GREETING"
+          echo made > file.txt
+      - name: second
+        run: cat file.txt; echo to stderr >&2
+  online:
+    image: `+img+`
+    network: true
+    steps:
+      - run: echo "interfaces $(ls /sys/class/net | tr '\n' ' ')"
+  failing:
+    image: `+img+`
+    steps:
+      - run: echo before; exit 3
+`)
+	r, jobs := waitRun(t, s, run.ID, 60*time.Second)
+	if r.State != state.RunFailed || jobs["probe"].State != state.JobSucceeded || jobs["online"].State != state.JobSucceeded || jobs["failing"].State != state.JobFailed {
+		t.Fatalf("run %s; jobs %+v", r.State, jobs)
+	}
+	out := logsOf(t, s, jobs["probe"].ID)
+	for _, want := range []string{"memory 100663296\n", "cpu 50000", "interfaces lo \n", "made\nto stderr\n", " hello\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("probe output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(out, "pwd /") || strings.Contains(out, "pwd / ") {
+		t.Errorf("the workspace is not the working directory:\n%s", out)
+	}
+	if online := logsOf(t, s, jobs["online"].ID); strings.TrimSpace(online) == "interfaces lo" {
+		t.Errorf("network: true gave no network: %q", online)
+	}
+	if f := jobs["failing"]; f.ExitCode != 3 || !strings.Contains(f.Error, "exit status 3") || logsOf(t, s, f.ID) != "before\n" {
+		t.Errorf("failing job: exit %d, error %q, output %q", f.ExitCode, f.Error, logsOf(t, s, f.ID))
+	}
+	for _, j := range jobs {
+		if ids := jobContainers(t, d, j.ID); len(ids) != 0 {
+			t.Errorf("job %s left containers %v", j.Key, ids)
+		}
+	}
+}
+
+// TestDockerImageJobCanceled checks the limits on the live container and
+// that canceling the run removes it within seconds.
+func TestDockerImageJobCanceled(t *testing.T) {
+	d := containerstest.Docker(t)
+	s := startServer(t, "", 1, nil)
+	run := submit(t, s, `name: long
+jobs:
+  sleepy:
+    image: `+containerstest.Image()+`
+    runs-on: {cpu: 250m, memory: 80Mi}
+    steps: [{run: echo started; sleep 300}]
+`)
+	var job string
+	var ids []string
+	waitFor(t, 30*time.Second, "the job's container", func() bool {
+		j := jobByKey(t, s, run.ID, "sleepy")
+		job = j.ID
+		if j.State != state.JobRunning {
+			return false
+		}
+		ids = jobContainers(t, d, job)
+		if len(ids) != 1 {
+			return false
+		}
+		st, err := d.Inspect(context.Background(), ids[0])
+		return err == nil && st.Running
+	})
+	st, err := d.Inspect(context.Background(), ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Running || st.NanoCPUs != 250_000_000 || st.Memory != 80<<20 || st.NetworkMode != "none" {
+		t.Errorf("container: running %v, nano cpus %d, memory %d, network %q", st.Running, st.NanoCPUs, st.Memory, st.NetworkMode)
+	}
+	if st.Labels[containers.LabelAgent] == "" || st.Labels[containers.LabelAttempt] != "1" {
+		t.Errorf("labels %v", st.Labels)
+	}
+	canceled := time.Now()
+	if err := s.Orch.Cancel(context.Background(), run.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the container to be removed after cancel", func() bool { return len(jobContainers(t, d, job)) == 0 })
+	t.Logf("container gone %s after the cancel", time.Since(canceled).Round(time.Millisecond))
+	if r, _ := waitRun(t, s, run.ID, 10*time.Second); r.State != state.RunCanceled {
+		t.Errorf("run %s", r.State)
+	}
+}
+
+// TestDockerAgentKilled kills an agent process with SIGKILL in the middle of
+// a job with an image: its container stops and removes itself (its main
+// process reads the stdin the agent held). A container labelled with the
+// agent's id that is still there when the agent starts again is removed.
+func TestDockerAgentKilled(t *testing.T) {
+	d := containerstest.Docker(t)
+	bin := containerstest.HodeiBinary(t)
+	s := startServer(t, "", 0, func(o *server.Options) { o.NATSListen = "" })
+	startAgent := func(id string) *exec.Cmd {
+		cmd := exec.Command(bin, "agent", "--nats", s.NATSURL, "--id", id, "--heartbeat", "100ms", "--work-dir", filepath.Join(t.TempDir(), id), "--log-level", "warn")
+		cmd.Env = os.Environ()
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	agent := startAgent("killed-agent")
+	run := submit(t, s, `name: long
+jobs:
+  sleepy:
+    image: `+containerstest.Image()+`
+    steps: [{run: sleep 300}]
+`)
+	var job string
+	waitFor(t, 30*time.Second, "the job's container", func() bool {
+		j := jobByKey(t, s, run.ID, "sleepy")
+		job = j.ID
+		if j.State != state.JobRunning {
+			return false
+		}
+		ids := jobContainers(t, d, job)
+		if len(ids) != 1 {
+			return false
+		}
+		st, err := d.Inspect(context.Background(), ids[0])
+		return err == nil && st.Running
+	})
+	if err := agent.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = agent.Wait()
+	killed := time.Now()
+	waitFor(t, 10*time.Second, "the container of the killed agent to go", func() bool { return len(jobContainers(t, d, job)) == 0 })
+	t.Logf("container gone %s after SIGKILL of its agent", time.Since(killed).Round(time.Millisecond))
+
+	// A leftover (here one made by hand, held open by this test) is
+	// removed by the next start of its agent.
+	left, err := d.StartJob(context.Background(), containers.JobSpec{Image: containerstest.Image(), Workspace: t.TempDir(),
+		Labels: map[string]string{containers.LabelAgent: "restarted-agent", containers.LabelJob: "leftover"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer left.Remove(context.Background())
+	startAgent("restarted-agent")
+	waitFor(t, 20*time.Second, "the agent to remove its leftover container", func() bool {
+		st, err := d.Inspect(context.Background(), left.ID())
+		return err == nil && !st.Exists
+	})
+	_ = s.Orch.Cancel(context.Background(), run.ID)
+}
+
+// TestDockerPool runs a docker pool: the manager starts a worker container
+// (the hodei binary mounted into the test image) for a queued job, the
+// worker joins by heartbeat, runs the job, and, being ephemeral, is gone
+// after it.
+func TestDockerPool(t *testing.T) {
+	d := containerstest.Docker(t)
+	bin := containerstest.HodeiBinary(t)
+	s := startServer(t, fmt.Sprintf(`
+pools:
+  boxes:
+    provider: docker
+    min: 0
+    max: 2
+    ephemeral: true
+    startup_delay: 2s
+    shape: {cpu: 500m, memory: 128Mi, labels: [boxes]}
+    docker:
+      image: %s
+      binary: %s
+`, containerstest.Image(), bin), 0, func(o *server.Options) { o.NATSListen = "" })
+	if st := poolStatus(s, "boxes"); st.Size != 0 || st.Circuit != "closed" {
+		t.Fatalf("pool before any job: %+v", st)
+	}
+	run := submit(t, s, `name: on-a-box
+jobs:
+  hello:
+    runs-on: {labels: [boxes], cpu: 500m, memory: 128Mi}
+    steps: [{run: 'echo "hello from $HODEI_WORKER on $(hostname)"; cat /proc/1/cgroup >/dev/null'}]
+`)
+	var workerID string
+	waitFor(t, 30*time.Second, "a worker container to join", func() bool {
+		for _, w := range s.Orch.View().Workers {
+			if w.Pool == "boxes" {
+				workerID = w.ID
+				return true
+			}
+		}
+		return false
+	})
+	r, jobs := waitRun(t, s, run.ID, 60*time.Second)
+	if r.State != state.RunSucceeded || jobs["hello"].WorkerID != workerID {
+		t.Fatalf("run %s, job on %q (worker %s): %+v", r.State, jobs["hello"].WorkerID, workerID, jobs["hello"])
+	}
+	if out := logsOf(t, s, jobs["hello"].ID); !strings.Contains(out, "hello from "+workerID) {
+		t.Errorf("output %q", out)
+	}
+	waitFor(t, 20*time.Second, "the ephemeral worker's container to be gone", func() bool {
+		ids, err := d.ListLabelled(context.Background(), containers.LabelWorker, workerID)
+		return err == nil && len(ids) == 0 && poolStatus(s, "boxes").Size == 0
+	})
+}

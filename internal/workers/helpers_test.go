@@ -1,0 +1,157 @@
+package workers_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/server"
+	"github.com/hodei-ci/hodei/internal/state"
+	"github.com/hodei-ci/hodei/internal/store"
+	"github.com/hodei-ci/hodei/internal/workers"
+)
+
+// testLogger discards logs unless HODEI_TEST_LOG is set.
+func testLogger() *slog.Logger {
+	if os.Getenv("HODEI_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// startServer starts a server with the pools of poolsYAML (none if empty)
+// and n local agents.
+func startServer(t *testing.T, poolsYAML string, n int, edit func(*server.Options)) *server.Server {
+	t.Helper()
+	o := server.Options{
+		DataDir:           t.TempDir(),
+		NATSListen:        "none",
+		LocalWorkers:      n,
+		WorkerTTL:         2 * time.Second,
+		HeartbeatInterval: 100 * time.Millisecond,
+		PoolInterval:      50 * time.Millisecond,
+		Logger:            testLogger(),
+	}
+	if poolsYAML != "" {
+		cfg, err := workers.ParseConfig("pools.yaml", []byte(poolsYAML))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Pools = cfg
+	}
+	if edit != nil {
+		edit(&o)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := server.Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if n > 0 {
+		if err := s.WaitForWorkers(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+// waitFor polls cond every 10ms until it holds, or fails the test.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		<-tick.C
+	}
+}
+
+func submit(t *testing.T, s *server.Server, yaml string) store.Run {
+	t.Helper()
+	run, err := s.Submit(context.Background(), "test.yaml", []byte(yaml), "")
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	return run
+}
+
+// waitRun waits until the run is final and returns it with its jobs by key.
+func waitRun(t *testing.T, s *server.Server, id string, timeout time.Duration) (store.Run, map[string]store.Job) {
+	t.Helper()
+	var run store.Run
+	waitFor(t, timeout, "run "+id+" to end", func() bool {
+		r, err := s.Store.GetRun(context.Background(), id)
+		run = r
+		return err == nil && state.RunFinal(r.State)
+	})
+	jobs, err := s.Store.ListJobs(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]store.Job{}
+	for _, j := range jobs {
+		m[j.Key] = j
+	}
+	return run, m
+}
+
+// jobByKey returns the job of a run with the given key, once it exists.
+func jobByKey(t *testing.T, s *server.Server, runID, key string) store.Job {
+	t.Helper()
+	jobs, err := s.Store.ListJobs(context.Background(), runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range jobs {
+		if j.Key == key {
+			return j
+		}
+	}
+	t.Fatalf("run %s has no job %q", runID, key)
+	return store.Job{}
+}
+
+// logsOf returns the stored output of a job.
+func logsOf(t *testing.T, s *server.Server, jobID string) string {
+	t.Helper()
+	cs, err := s.Store.ReadLogs(context.Background(), jobID, 0, 0, 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, c := range cs {
+		b.Write(c.Data)
+	}
+	return b.String()
+}
+
+// poolStatus returns the manager's status of a pool.
+func poolStatus(s *server.Server, name string) workers.PoolStatus {
+	for _, p := range s.Workers.Pools() {
+		if p.Name == name {
+			return p
+		}
+	}
+	return workers.PoolStatus{}
+}
+
+// poolWorkers counts the workers of a pool in the orchestrator's view by
+// state.
+func poolWorkers(s *server.Server, pool string) map[string]int {
+	m := map[string]int{}
+	for _, w := range s.Orch.View().Workers {
+		if w.Pool == pool {
+			m[w.State]++
+		}
+	}
+	return m
+}

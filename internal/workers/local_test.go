@@ -1,0 +1,123 @@
+package workers_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/server"
+	"github.com/hodei-ci/hodei/internal/state"
+)
+
+// TestLocalPoolScales checks the manager with the local provider: it starts
+// min workers, adds one for a queued job that fits no running worker, and
+// drains and removes the idle one after idle_timeout, never going below
+// min.
+func TestLocalPoolScales(t *testing.T) {
+	s := startServer(t, `
+pools:
+  small:
+    provider: local
+    min: 1
+    max: 2
+    idle_timeout: 300ms
+    shape: {cpu: 1, memory: 256Mi, labels: [small]}
+`, 0, nil)
+	waitFor(t, 10*time.Second, "min workers to join", func() bool {
+		return poolWorkers(s, "small")["idle"] == 1 && poolStatus(s, "small").Idle == 1
+	})
+
+	gate := filepath.Join(t.TempDir(), "gate")
+	job := `
+    runs-on: {labels: [small], cpu: 1}
+    steps: [{run: 'while [ ! -f "` + gate + `" ]; do sleep 0.02; done; echo done $HODEI_WORKER'}]`
+	run := submit(t, s, "name: two\njobs:\n  a:"+job+"\n  b:"+job+"\n")
+	// Each job takes a whole worker: the second one waits for a new one.
+	waitFor(t, 15*time.Second, "a second worker for the queued job", func() bool {
+		return poolWorkers(s, "small")["busy"] == 2
+	})
+	waitFor(t, 5*time.Second, "the pool status to show two busy workers", func() bool {
+		st := poolStatus(s, "small")
+		return st.Size == 2 && st.Busy == 2
+	})
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, jobs := waitRun(t, s, run.ID, 20*time.Second)
+	if r.State != state.RunSucceeded || jobs["a"].WorkerID == jobs["b"].WorkerID {
+		t.Fatalf("run %s; jobs on %s and %s", r.State, jobs["a"].WorkerID, jobs["b"].WorkerID)
+	}
+
+	// Idle for 300ms: one is drained and removed; min keeps the other.
+	waitFor(t, 15*time.Second, "the pool to shrink back to min", func() bool {
+		st := poolStatus(s, "small")
+		return st.Size == 1 && st.Idle == 1
+	})
+	alive := 0
+	for _, w := range s.Orch.View().Workers {
+		if w.Pool == "small" && (w.State == "idle" || w.State == "busy") {
+			alive++
+		}
+	}
+	if alive != 1 {
+		t.Errorf("%d workers of the pool alive, want 1 (min)", alive)
+	}
+}
+
+// TestLocalEphemeralPool checks ephemeral workers: created for a queued
+// job, they run it and are gone after it. The jobs ask for the whole shape:
+// the scheduler packs jobs by capacity, and an ephemeral worker runs the
+// jobs it was given in the pass that gave it its first (docs/workers.md).
+func TestLocalEphemeralPool(t *testing.T) {
+	s := startServer(t, `
+pools:
+  once:
+    provider: local
+    min: 0
+    max: 3
+    ephemeral: true
+    idle_timeout: 1m
+    shape: {cpu: 1, memory: 256Mi, labels: [once]}
+`, 0, nil)
+	if st := poolStatus(s, "once"); st.Size != 0 {
+		t.Fatalf("pool with min 0 has %d workers before any job", st.Size)
+	}
+	run := submit(t, s, `name: eph
+jobs:
+  a:
+    runs-on: {labels: [once], cpu: 1}
+    steps: [{run: echo one $HODEI_WORKER}]
+  b:
+    runs-on: {labels: [once], cpu: 1}
+    steps: [{run: echo two $HODEI_WORKER}]
+`)
+	r, jobs := waitRun(t, s, run.ID, 30*time.Second)
+	if r.State != state.RunSucceeded {
+		t.Fatalf("run %s: %+v", r.State, jobs)
+	}
+	if jobs["a"].WorkerID == jobs["b"].WorkerID {
+		t.Errorf("both jobs ran on ephemeral worker %s", jobs["a"].WorkerID)
+	}
+	waitFor(t, 15*time.Second, "ephemeral workers to be gone", func() bool {
+		return poolStatus(s, "once").Size == 0
+	})
+}
+
+// TestImageJobWithoutDocker checks that a job with an image that reaches a
+// worker without a container engine fails with a message that says why.
+// (Agents without an engine lack the "docker" label the job asks for; this
+// one was given the label by hand.)
+func TestImageJobWithoutDocker(t *testing.T) {
+	s := startServer(t, "", 1, func(o *server.Options) {
+		o.Docker = "off"
+		o.WorkerLabels = []string{"docker"}
+	})
+	run := submit(t, s, "name: img\njobs:\n  j:\n    image: alpine:3.20\n    steps: [{run: echo hi}]\n")
+	r, jobs := waitRun(t, s, run.ID, 20*time.Second)
+	if r.State != state.RunFailed || !strings.Contains(jobs["j"].Error, "the job runs in image alpine:3.20, but worker") ||
+		!strings.Contains(jobs["j"].Error, "has no container engine") {
+		t.Errorf("run %s, job error %q", r.State, jobs["j"].Error)
+	}
+}

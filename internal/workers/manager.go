@@ -1,0 +1,504 @@
+package workers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hodei-ci/hodei/internal/orchestrator"
+	"github.com/hodei-ci/hodei/internal/pipeline"
+)
+
+// ManagerConfig wires a Manager.
+type ManagerConfig struct {
+	Pools    *Config
+	Registry *Registry // DefaultRegistry() if nil
+	Env      ProviderEnv
+	// View is the orchestrator's live view (workers, demand).
+	View func() *orchestrator.View
+	// Scaler decides; Reactive{} by default.
+	Scaler Scaler
+	// Interval between two decisions (1s).
+	Interval time.Duration
+	Call     CallOptions
+	// Registerer receives the metrics (none if nil).
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Metrics of the worker manager and its providers.
+type Metrics struct {
+	calls   *prometheus.CounterVec
+	circuit *prometheus.GaugeVec
+	workers *prometheus.GaugeVec
+	demand  *prometheus.GaugeVec
+	actions *prometheus.CounterVec
+}
+
+// NewMetrics registers the metrics on r (if not nil).
+func NewMetrics(r prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hodei_worker_provider_calls_total",
+			Help: "Calls to worker providers by pool, operation and result (ok, retry, error, circuit_open, canceled)."}, []string{"pool", "op", "result"}),
+		circuit: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hodei_worker_provider_circuit",
+			Help: "Circuit breaker of each pool's provider: 0 closed, 1 half-open, 2 open (the provider keeps failing)."}, []string{"pool"}),
+		workers: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hodei_pool_workers",
+			Help: "Workers the manager owns, by pool and state."}, []string{"pool", "state"}),
+		demand: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hodei_pool_demand_jobs",
+			Help: "Queued jobs that fit no running worker, by the pool they were given to."}, []string{"pool"}),
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hodei_pool_actions_total",
+			Help: "Actions of the worker manager by pool and kind (create, drain, terminate)."}, []string{"pool", "action"}),
+	}
+	if r != nil {
+		for _, c := range []prometheus.Collector{m.calls, m.circuit, m.workers, m.demand, m.actions} {
+			if err := r.Register(c); err != nil {
+				var are prometheus.AlreadyRegisteredError
+				if !errors.As(err, &are) {
+					slog.Warn("register worker metrics", "err", err)
+				}
+			}
+		}
+	}
+	return m
+}
+
+// Manager keeps the pools between their min and max (see Reactive). One
+// goroutine (Run) owns its state; Pools and Close may be called from any.
+type Manager struct {
+	cfg     ManagerConfig
+	log     *slog.Logger
+	metrics *Metrics
+	pools   map[string]*managedPool
+	names   []string
+	events  chan Event
+	stop    context.CancelFunc
+	done    chan struct{}
+	ops     sync.WaitGroup // provider calls in flight
+
+	mu     sync.Mutex // guards owned and status; never held during a provider call
+	owned  map[string]*ownedWorker
+	status []PoolStatus
+}
+
+type managedPool struct {
+	cfg      PoolConfig
+	p        *Guarded
+	labels   []string
+	capacity int // last known, -1 unknown
+}
+
+type ownedWorker struct {
+	id          string
+	pool        string
+	createdAt   time.Time
+	created     bool // the provider's Create returned
+	idleSince   time.Time
+	drain       bool // drain requested
+	exited      bool
+	terminating bool
+}
+
+// PoolStatus is what `hodei pools` shows of a pool.
+type PoolStatus struct {
+	Name        string  `json:"name"`
+	Provider    string  `json:"provider"`
+	Min         int     `json:"min"`
+	Max         int     `json:"max"`
+	Size        int     `json:"size"` // workers owned, in any state
+	Pending     int     `json:"pending"`
+	Idle        int     `json:"idle"`
+	Busy        int     `json:"busy"`
+	Draining    int     `json:"draining"`
+	Demand      int     `json:"demand"` // queued jobs given to this pool
+	Ephemeral   bool    `json:"ephemeral"`
+	CostPerHour float64 `json:"cost_per_hour"`
+	// Capacity is how many more workers of the pool's shape the provider
+	// said it can create (-1: no known limit).
+	Capacity int `json:"capacity"`
+	// Circuit is the provider's circuit breaker: closed, half-open or open.
+	Circuit   string `json:"circuit"`
+	LastError string `json:"last_error,omitempty"`
+	// Forecast is the autoscaler's expectation of workers needed soon
+	// (absent without one).
+	Forecast *int `json:"forecast,omitempty"`
+}
+
+// NewManager makes the providers of the pools. Start it with Run.
+func NewManager(cfg ManagerConfig) (*Manager, error) {
+	if cfg.Pools == nil || len(cfg.Pools.Pools) == 0 {
+		return nil, errors.New("worker manager: no pools")
+	}
+	if cfg.View == nil {
+		return nil, errors.New("worker manager: no orchestrator view")
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = DefaultRegistry()
+	}
+	if cfg.Scaler == nil {
+		cfg.Scaler = Reactive{}
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Env.Logger == nil {
+		cfg.Env.Logger = cfg.Logger
+	}
+	m := &Manager{
+		cfg: cfg, log: cfg.Logger.With("component", "workers"), metrics: NewMetrics(cfg.Registerer),
+		pools: map[string]*managedPool{}, events: make(chan Event, 1024), done: make(chan struct{}),
+		owned: map[string]*ownedWorker{},
+	}
+	for _, pc := range cfg.Pools.Pools {
+		p, err := cfg.Registry.New(pc, cfg.Env)
+		if err != nil {
+			return nil, err
+		}
+		labels := append(slices.Clone(pc.Shape.Labels), runtime.GOOS, runtime.GOARCH)
+		if pc.Provider == "local" && cfg.Env.Containers != nil {
+			labels = append(labels, pipeline.DockerLabel)
+		}
+		m.pools[pc.Name] = &managedPool{cfg: pc, p: Guard(p, pc.Name, cfg.Call, m.metrics, m.log), labels: labels, capacity: -1}
+		m.names = append(m.names, pc.Name)
+	}
+	sort.Strings(m.names)
+	m.publishStatus(nil)
+	return m, nil
+}
+
+// Run decides and acts every interval until ctx ends.
+func (m *Manager) Run(ctx context.Context) {
+	ctx, m.stop = context.WithCancel(ctx)
+	defer close(m.done)
+	for _, name := range m.names {
+		go m.forward(ctx, m.pools[name].p.Events())
+	}
+	t := time.NewTicker(m.cfg.Interval)
+	defer t.Stop()
+	m.async(func() { m.refreshCapacity(ctx) })
+	m.reconcile(ctx)
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-m.events:
+			m.onEvent(e)
+		case <-t.C:
+			if n%30 == 0 {
+				m.async(func() { m.refreshCapacity(ctx) })
+			}
+			m.reconcile(ctx)
+		}
+	}
+}
+
+func (m *Manager) forward(ctx context.Context, ch <-chan Event) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-ch:
+			select {
+			case m.events <- e:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+func (m *Manager) onEvent(e Event) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w := m.owned[e.ID]
+	if w == nil {
+		return
+	}
+	switch e.Kind {
+	case EventExited:
+		w.exited = true
+		m.log.Info("worker exited", "worker", e.ID, "pool", e.Pool, "exit_code", e.ExitCode, "err", e.Err)
+	case EventGone:
+		delete(m.owned, e.ID)
+	}
+}
+
+// reconcile takes a snapshot, asks the scaler, and starts the actions.
+func (m *Manager) reconcile(ctx context.Context) {
+	now := time.Now()
+	v := m.cfg.View()
+	byID := map[string]*orchestrator.WorkerView{}
+	if v != nil {
+		for i := range v.Workers {
+			byID[v.Workers[i].ID] = &v.Workers[i]
+		}
+	}
+	snap := Snapshot{Now: now}
+	if v != nil {
+		for _, d := range v.Demand {
+			snap.Demand = append(snap.Demand, Demand{CPUMilli: d.CPUMilli, Memory: d.Memory, GPU: d.GPU, Labels: d.Labels, Jobs: d.Jobs})
+		}
+	}
+	m.mu.Lock()
+	for _, name := range m.names {
+		mp := m.pools[name]
+		ps := PoolSnapshot{Config: mp.cfg, Labels: mp.labels, Healthy: mp.p.Breaker().State(now) != BreakerOpen, CanCreate: mp.capacity}
+		for _, w := range m.owned {
+			if w.pool != name || w.terminating {
+				continue
+			}
+			ws := WorkerSnapshot{ID: w.id, CreatedAt: w.createdAt, DrainRequested: w.drain, State: WorkerPending}
+			if wv := byID[w.id]; wv != nil {
+				ws.Jobs = len(wv.Jobs)
+				switch wv.State {
+				case "idle":
+					ws.State = WorkerIdle
+				case "busy":
+					ws.State = WorkerBusy
+				case "draining":
+					ws.State = WorkerDraining
+				case "lost", "gone":
+					ws.State = WorkerLost
+				}
+			}
+			if w.exited {
+				ws.State = WorkerExited
+			}
+			if ws.State == WorkerIdle && ws.Jobs == 0 {
+				if w.idleSince.IsZero() {
+					w.idleSince = now
+				}
+			} else {
+				w.idleSince = time.Time{}
+			}
+			ws.IdleSince = w.idleSince
+			ps.Workers = append(ps.Workers, ws)
+		}
+		sort.Slice(ps.Workers, func(i, k int) bool { return ps.Workers[i].ID < ps.Workers[k].ID })
+		snap.Pools = append(snap.Pools, ps)
+	}
+	m.mu.Unlock()
+
+	actions := m.cfg.Scaler.Decide(snap)
+	for _, a := range actions {
+		m.apply(ctx, a, now)
+	}
+	m.publishStatus(&snap)
+}
+
+// apply starts one action; provider calls run on their own goroutines so
+// that a slow provider does not hold the others up.
+func (m *Manager) apply(ctx context.Context, a Action, now time.Time) {
+	mp := m.pools[a.Pool]
+	if mp == nil {
+		m.log.Error("scaler named an unknown pool", "pool", a.Pool)
+		return
+	}
+	if m.metrics != nil {
+		m.metrics.actions.WithLabelValues(a.Pool, string(a.Kind)).Inc()
+	}
+	switch a.Kind {
+	case ActionCreate:
+		id := newWorkerID(a.Pool)
+		m.mu.Lock()
+		m.owned[id] = &ownedWorker{id: id, pool: a.Pool, createdAt: now}
+		m.mu.Unlock()
+		m.log.Info("creating worker", "pool", a.Pool, "worker", id, "reason", a.Reason)
+		sh := mp.cfg.Shape
+		spec := WorkerSpec{ID: id, Pool: a.Pool, Image: mp.cfg.Docker.Image,
+			Resources: Resources{CPUMilli: sh.CPUMilli, Memory: sh.Memory, GPU: sh.GPU},
+			Labels:    slices.Clone(sh.Labels), Ephemeral: mp.cfg.Ephemeral}
+		m.async(func() {
+			_, err := mp.p.Create(ctx, spec)
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if err != nil {
+				m.log.Error("create worker failed", "pool", a.Pool, "worker", id, "err", err)
+				delete(m.owned, id)
+				// It may exist in part: make sure it does not.
+				m.async(func() { _ = mp.p.Unwrap().Terminate(context.WithoutCancel(ctx), id) })
+				return
+			}
+			if w := m.owned[id]; w != nil {
+				w.created = true
+			}
+		})
+	case ActionDrain:
+		m.mu.Lock()
+		w := m.owned[a.WorkerID]
+		if w != nil {
+			w.drain = true
+		}
+		m.mu.Unlock()
+		m.log.Info("draining worker", "pool", a.Pool, "worker", a.WorkerID, "reason", a.Reason)
+		m.async(func() {
+			if err := mp.p.Drain(ctx, a.WorkerID); err != nil && !errors.Is(err, ErrNotFound) {
+				m.log.Warn("drain worker failed; it will be asked again", "worker", a.WorkerID, "err", err)
+				m.mu.Lock()
+				if w := m.owned[a.WorkerID]; w != nil {
+					w.drain = false
+				}
+				m.mu.Unlock()
+			}
+		})
+	case ActionTerminate:
+		m.mu.Lock()
+		w := m.owned[a.WorkerID]
+		if w == nil || w.terminating {
+			m.mu.Unlock()
+			return
+		}
+		w.terminating = true
+		m.mu.Unlock()
+		m.log.Info("terminating worker", "pool", a.Pool, "worker", a.WorkerID, "reason", a.Reason)
+		m.async(func() {
+			err := mp.p.Terminate(ctx, a.WorkerID)
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if err != nil {
+				m.log.Warn("terminate worker failed; it will be tried again", "worker", a.WorkerID, "err", err)
+				if w := m.owned[a.WorkerID]; w != nil {
+					w.terminating = false
+				}
+				return
+			}
+			delete(m.owned, a.WorkerID)
+		})
+	}
+}
+
+func (m *Manager) async(f func()) {
+	m.ops.Add(1)
+	go func() {
+		defer m.ops.Done()
+		f()
+	}()
+}
+
+func (m *Manager) publishStatus(snap *Snapshot) {
+	var assigned map[string]PoolDemand
+	if snap != nil {
+		assigned = AssignDemand(*snap)
+	}
+	out := make([]PoolStatus, 0, len(m.names))
+	now := time.Now()
+	capacity := map[string]int{}
+	m.mu.Lock()
+	for name, mp := range m.pools {
+		capacity[name] = mp.capacity
+	}
+	m.mu.Unlock()
+	for _, name := range m.names {
+		mp := m.pools[name]
+		st := PoolStatus{Name: name, Provider: mp.cfg.Provider, Min: mp.cfg.Min, Max: mp.cfg.Max, Ephemeral: mp.cfg.Ephemeral,
+			CostPerHour: mp.cfg.CostPerHour, Circuit: mp.p.Breaker().State(now).String(), LastError: mp.p.LastError(),
+			Demand: assigned[name].Jobs, Capacity: capacity[name]}
+		if snap != nil {
+			for _, ps := range snap.Pools {
+				if ps.Config.Name != name {
+					continue
+				}
+				st.Size = len(ps.Workers)
+				for _, w := range ps.Workers {
+					switch w.State {
+					case WorkerPending:
+						st.Pending++
+					case WorkerIdle:
+						st.Idle++
+					case WorkerBusy:
+						st.Busy++
+					case WorkerDraining:
+						st.Draining++
+					}
+				}
+			}
+		}
+		if f, ok := m.cfg.Scaler.(Forecaster); ok {
+			if n, ok := f.Forecast(name); ok {
+				st.Forecast = &n
+			}
+		}
+		if m.metrics != nil {
+			m.metrics.workers.WithLabelValues(name, "pending").Set(float64(st.Pending))
+			m.metrics.workers.WithLabelValues(name, "idle").Set(float64(st.Idle))
+			m.metrics.workers.WithLabelValues(name, "busy").Set(float64(st.Busy))
+			m.metrics.workers.WithLabelValues(name, "draining").Set(float64(st.Draining))
+			m.metrics.demand.WithLabelValues(name).Set(float64(st.Demand))
+		}
+		out = append(out, st)
+	}
+	m.mu.Lock()
+	m.status = out
+	m.mu.Unlock()
+}
+
+// Pools returns the state of every pool, as of the last decision.
+func (m *Manager) Pools() []PoolStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.status)
+}
+
+// Close stops deciding, waits for the calls in flight, and terminates every
+// worker the manager owns (they belong to this server).
+func (m *Manager) Close(ctx context.Context) {
+	if m.stop != nil {
+		m.stop()
+		<-m.done
+	}
+	m.ops.Wait()
+	m.mu.Lock()
+	ids := make([]*ownedWorker, 0, len(m.owned))
+	for _, w := range m.owned {
+		ids = append(ids, w)
+	}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, w := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m.pools[w.pool].p.Unwrap().Terminate(ctx, w.id); err != nil {
+				m.log.Warn("terminate worker at shutdown", "worker", w.id, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	m.mu.Lock()
+	clear(m.owned)
+	m.mu.Unlock()
+}
+
+// refreshCapacity asks each provider what it can still create; the next
+// decisions respect it. Run calls it at start and every 30 decisions.
+func (m *Manager) refreshCapacity(ctx context.Context) {
+	for _, name := range m.names {
+		mp := m.pools[name]
+		c, err := mp.p.Capacity(ctx)
+		m.mu.Lock()
+		if err != nil {
+			mp.capacity = -1
+		} else {
+			mp.capacity = c.Workers
+		}
+		m.mu.Unlock()
+	}
+}
+
+func newWorkerID(pool string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%s", pool, hex.EncodeToString(b[:]))
+}

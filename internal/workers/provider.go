@@ -1,0 +1,243 @@
+// Package workers provisions the fleet: providers create and remove workers
+// (an agent in this process, a Docker container running `hodei agent`, a
+// Kubernetes pod one day), pools say how many of which shape to keep, and
+// the Manager keeps each pool between its min and max, starts workers for
+// queued jobs that fit no running one, and drains and removes idle ones.
+//
+// The decision of what to create and what to remove is a pure function
+// (Scaler.Decide over a Snapshot): the Manager gathers the snapshot and
+// applies the actions, through providers wrapped in Guard (timeouts,
+// retries of transient errors, circuit breaker).
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/hodei-ci/hodei/internal/containers"
+)
+
+// Provider creates and removes the workers of one pool.
+//
+// Lifecycle of a worker: Create returns once the provider has started it
+// (Event EventCreated, then EventStarted); the agent then joins the server
+// by heartbeat like any other. It runs until it exits by itself (an
+// ephemeral worker after its job: EventExited) or until Terminate stops it
+// and frees what it held (EventGone). Terminate is idempotent: terminating
+// a worker that does not exist, or no longer does, succeeds.
+//
+// Concurrency: every method may be called from several goroutines at once.
+// Create with the ID of a worker that exists returns that worker (so that a
+// retried Create does not make two). Calls may block on I/O: callers pass a
+// context with a deadline (Guard does).
+//
+// Errors: ErrNotFound when the worker is unknown (Status, Logs); errors
+// that may go away on a retry are marked with Transient, or are recognised
+// by IsTransient (timeouts, refused connections, an engine that is
+// unavailable).
+type Provider interface {
+	Create(ctx context.Context, spec WorkerSpec) (WorkerRef, error)
+	Terminate(ctx context.Context, id string) error
+	Status(ctx context.Context, id string) (WorkerStatus, error)
+	// Logs copies what the worker printed so far to w.
+	Logs(ctx context.Context, id string, w io.Writer) error
+	// Capacity is what the provider can still create.
+	Capacity(ctx context.Context) (Capacity, error)
+	// Events reports lifecycle changes. The channel is never closed; events
+	// are dropped when its buffer is full (Status tells the truth).
+	Events() <-chan Event
+}
+
+// Drainer is a Provider that can tell a worker to take no new jobs (its
+// agent says so in its heartbeats). The Manager drains an idle worker before
+// terminating it.
+type Drainer interface {
+	Drain(ctx context.Context, id string) error
+}
+
+// WorkerSpec is what to create.
+type WorkerSpec struct {
+	ID        string // unique in the fleet; a NATS subject token
+	Pool      string
+	Image     string // for container providers
+	Resources Resources
+	Labels    []string
+	Env       map[string]string
+	// Secrets are names, resolved by the provider (ProviderEnv.Secret);
+	// values never appear in a spec.
+	Secrets []string
+	// Ephemeral workers take one job, then exit.
+	Ephemeral bool
+}
+
+// Resources of a worker.
+type Resources struct {
+	CPUMilli int64
+	Memory   int64
+	GPU      int
+}
+
+// WorkerRef names a created worker.
+type WorkerRef struct {
+	ID       string
+	Pool     string
+	Provider string
+	// Handle is the provider's own name for it (a container id).
+	Handle string
+}
+
+// Phase of a worker as its provider sees it.
+type Phase string
+
+// Phases.
+const (
+	PhaseCreating Phase = "creating"
+	PhaseRunning  Phase = "running"
+	PhaseExited   Phase = "exited"
+	PhaseGone     Phase = "gone"
+)
+
+// WorkerStatus is a worker as its provider sees it.
+type WorkerStatus struct {
+	ID       string
+	Phase    Phase
+	ExitCode int
+	Detail   string
+}
+
+// Capacity is what a provider can still create; -1 means no known limit.
+type Capacity struct {
+	Workers  int
+	CPUMilli int64
+	Memory   int64
+}
+
+// EventKind is a step in a worker's lifecycle.
+type EventKind string
+
+// Event kinds.
+const (
+	EventCreated EventKind = "created"
+	EventStarted EventKind = "started"
+	EventExited  EventKind = "exited"
+	EventGone    EventKind = "gone"
+)
+
+// Event is a lifecycle change of a worker.
+type Event struct {
+	Kind     EventKind
+	ID       string
+	Pool     string
+	At       time.Time
+	ExitCode int
+	Err      string
+}
+
+// Errors of providers.
+var (
+	ErrNotFound    = errors.New("worker not found")
+	ErrCircuitOpen = errors.New("provider circuit open: not called")
+)
+
+// ProviderEnv is what providers get from the server they work for.
+type ProviderEnv struct {
+	// NATSURL is where agents outside this process connect.
+	NATSURL string
+	// Connect opens an in-process NATS connection for agent id (local
+	// provider).
+	Connect func(id string) (*nats.Conn, error)
+	// WorkDir holds the work dirs of local workers.
+	WorkDir string
+	// Containers, when set, lets local workers run jobs with an image.
+	Containers containers.Runtime
+	// ContainerNetwork is the network of job containers that ask for one.
+	ContainerNetwork string
+	// Owner names this server among others on the same engine: worker
+	// containers carry it, and those left by a previous run are removed.
+	Owner string
+	// Secret resolves a secret name for WorkerSpec.Secrets (nil: none).
+	Secret            func(ctx context.Context, name string) (string, error)
+	HeartbeatInterval time.Duration
+	Logger            *slog.Logger
+}
+
+// Factory makes the provider of one pool.
+type Factory func(pool PoolConfig, env ProviderEnv) (Provider, error)
+
+// Registry maps provider names (the `provider:` of a pool) to factories.
+type Registry struct {
+	mu sync.Mutex
+	m  map[string]Factory
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{m: map[string]Factory{}} }
+
+// DefaultRegistry holds the providers built into Hodei, registered here
+// explicitly: local and docker.
+func DefaultRegistry() *Registry {
+	r := NewRegistry()
+	r.Register("local", NewLocal)
+	r.Register("docker", NewDockerProvider)
+	return r
+}
+
+// Register adds a provider; registering a name twice panics (a programming
+// error).
+func (r *Registry) Register(name string, f Factory) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.m[name]; dup {
+		panic("workers: provider " + name + " registered twice")
+	}
+	r.m[name] = f
+}
+
+// Names lists the registered providers.
+func (r *Registry) Names() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.m))
+	for n := range r.m {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// New makes the provider of a pool.
+func (r *Registry) New(pool PoolConfig, env ProviderEnv) (Provider, error) {
+	r.mu.Lock()
+	f := r.m[pool.Provider]
+	r.mu.Unlock()
+	if f == nil {
+		if pool.Provider == "kubernetes" {
+			return nil, fmt.Errorf("pool %s: the kubernetes provider is not built yet (see docs/workers.md#kubernetes)", pool.Name)
+		}
+		return nil, fmt.Errorf("pool %s: no provider %q (known: %v)", pool.Name, pool.Provider, r.Names())
+	}
+	p, err := f(pool, env)
+	if err != nil {
+		return nil, fmt.Errorf("pool %s: provider %s: %w", pool.Name, pool.Provider, err)
+	}
+	return p, nil
+}
+
+// emit sends an event without blocking.
+func emit(ch chan Event, e Event) {
+	if e.At.IsZero() {
+		e.At = time.Now()
+	}
+	select {
+	case ch <- e:
+	default:
+	}
+}
