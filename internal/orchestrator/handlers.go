@@ -541,6 +541,13 @@ func (o *Orchestrator) checkLeases(c *change) {
 		if w.rec.State == state.WorkerLost || w.rec.State == state.WorkerGone {
 			continue
 		}
+		if c.now.Sub(w.lastSeen) > o.cfg.WorkerTTL && w.rec.State == state.WorkerDraining && len(w.jobs) == 0 {
+			// A drained worker that stops is gone, as its manager meant.
+			o.log.Info("worker gone", "worker", w.rec.ID)
+			o.setWorker(c, w, state.WorkerGone)
+			c.purge = append(c.purge, w.rec.ID)
+			continue
+		}
 		if c.now.Sub(w.lastSeen) > o.cfg.WorkerTTL {
 			o.log.Warn("worker lost", "worker", w.rec.ID, "silent_for", c.now.Sub(w.lastSeen).Round(time.Millisecond))
 			for _, j := range w.jobList() {

@@ -112,11 +112,15 @@ func (h *harness) workerWith(id string, cpu int64) *worker {
 }
 
 func (w *worker) heartbeat(running ...bus.JobRef) {
+	w.beat(false, running...)
+}
+
+func (w *worker) beat(draining bool, running ...bus.JobRef) {
 	cpu := w.cpu
 	if cpu == 0 {
 		cpu = 4000
 	}
-	hb := bus.Heartbeat{WorkerID: w.id, BootID: w.boot, CPUMilli: cpu, Memory: 8 << 30, Labels: []string{"linux"}, Running: running, At: time.Now()}
+	hb := bus.Heartbeat{WorkerID: w.id, BootID: w.boot, CPUMilli: cpu, Memory: 8 << 30, Labels: []string{"linux"}, Running: running, Draining: draining, At: time.Now()}
 	data, _ := json.Marshal(hb)
 	if err := w.h.nc.Publish(w.h.subs.Heartbeat(w.id), data); err != nil {
 		w.h.t.Fatal(err)
@@ -407,4 +411,32 @@ jobs:
 	}
 	// The view refreshes within a tick.
 	h.waitFor(func() bool { return h.o.View().Workers[0].UsedCPUMilli == 3000 }, "3000m in use on w1")
+}
+
+func TestDrainedWorkerThatStopsIsGoneNotLost(t *testing.T) {
+	h := newHarness(t, Config{WorkerTTL: 300 * time.Millisecond, Tick: 20 * time.Millisecond})
+	w := h.worker("w1")
+	w.beat(true)
+	stateOf := func() string {
+		for _, v := range h.o.View().Workers {
+			if v.ID == "w1" {
+				return v.State
+			}
+		}
+		return ""
+	}
+	h.waitFor(func() bool { return stateOf() == state.WorkerDraining }, "w1 draining")
+	// It falls silent: the manager removed it.
+	h.waitFor(func() bool { return stateOf() == state.WorkerGone }, "w1 gone")
+	// A drained worker gets no job.
+	run := h.submit(`name: r
+jobs:
+  a:
+    steps: [{run: "true"}]
+`)
+	h.ping()
+	h.ping()
+	if s := h.jobState(run.ID, "a")(); s != state.JobQueued {
+		t.Fatalf("job %s on a fleet with only a gone worker, want queued", s)
+	}
 }
