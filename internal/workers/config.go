@@ -40,7 +40,9 @@ type PoolConfig struct {
 	Ephemeral bool
 	Shape     Shape
 	Docker    DockerOptions
-	Line      int // of the pool's key
+	// Kubernetes are the options of a kubernetes pool.
+	Kubernetes KubernetesOptions
+	Line       int // of the pool's key
 }
 
 // Shape is what each worker of a pool offers.
@@ -67,6 +69,30 @@ type DockerOptions struct {
 	Host string
 }
 
+// KubernetesOptions are the options of a kubernetes pool (see
+// docs/workers.md#kubernetes).
+type KubernetesOptions struct {
+	// Namespace of the worker pods (required).
+	Namespace string
+	// Image of the agent container of worker pods, where the jobs' steps
+	// run (required); the hodei binary is copied into it.
+	Image string
+	// AgentImage is the image that holds the hodei binary at /hodei (and a
+	// cp): an init container copies it into a volume the agent container
+	// runs it from (required).
+	AgentImage string
+	// ServiceAccount of the worker pods (default: the namespace's
+	// default).
+	ServiceAccount string
+	// AutomountServiceAccountToken mounts the service account's token into
+	// worker pods; false unless asked.
+	AutomountServiceAccountToken bool
+	// Kubeconfig is the file that says how to reach the API server
+	// (default: in the cluster, the pod's service account; outside it,
+	// KUBECONFIG or ~/.kube/config).
+	Kubeconfig string
+}
+
 // Defaults of pool fields.
 const (
 	DefaultIdleTimeout = 5 * time.Minute
@@ -76,9 +102,12 @@ const (
 
 var (
 	topFields    = []string{"pools"}
-	poolFields   = []string{"provider", "min", "max", "idle_timeout", "startup_delay", "cost_per_hour", "ephemeral", "shape", "docker"}
+	poolFields   = []string{"provider", "min", "max", "idle_timeout", "startup_delay", "cost_per_hour", "ephemeral", "shape", "docker", "kubernetes"}
 	shapeFields  = []string{"cpu", "memory", "gpu", "labels"}
 	dockerFields = []string{"image", "network", "binary", "host"}
+	kubeFields   = []string{"namespace", "image", "agent_image", "service_account", "automount_service_account_token", "kubeconfig"}
+	// dns1123Label is a Kubernetes namespace or service account name.
+	dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	providers    = []string{"local", "docker", "kubernetes"}
 	labelPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]*$`)
 )
@@ -204,7 +233,7 @@ func (p *cparser) pool(k, v *yaml.Node) PoolConfig {
 		p.errAt(v, path, "must be a map (provider, min, max, shape...), got %s", kind(v))
 		return pc
 	}
-	var maxNode, dockerNode *yaml.Node
+	var maxNode, dockerNode, kubeNode *yaml.Node
 	haveMax := false
 	for _, f := range p.fields(v, path, poolFields) {
 		fp := path + "." + f.name
@@ -234,6 +263,9 @@ func (p *cparser) pool(k, v *yaml.Node) PoolConfig {
 		case "docker":
 			dockerNode = f.val
 			pc.Docker = p.docker(f.val, fp)
+		case "kubernetes":
+			kubeNode = f.val
+			pc.Kubernetes = p.kubernetes(f.val, fp)
 		}
 	}
 	if pc.Provider == "" {
@@ -253,6 +285,22 @@ func (p *cparser) pool(k, v *yaml.Node) PoolConfig {
 		p.errAt(n, path+".docker.image", "is required for a docker pool")
 	case pc.Provider != "docker" && pc.Provider != "" && dockerNode != nil:
 		p.errAt(dockerNode, path+".docker", "only applies to a pool with provider docker")
+	}
+	switch {
+	case pc.Provider == "kubernetes":
+		n := k
+		if kubeNode != nil {
+			n = kubeNode
+		}
+		for _, req := range []struct{ field, val string }{
+			{"namespace", pc.Kubernetes.Namespace}, {"image", pc.Kubernetes.Image}, {"agent_image", pc.Kubernetes.AgentImage},
+		} {
+			if req.val == "" {
+				p.errAt(n, path+".kubernetes."+req.field, "is required for a kubernetes pool")
+			}
+		}
+	case pc.Provider != "" && kubeNode != nil:
+		p.errAt(kubeNode, path+".kubernetes", "only applies to a pool with provider kubernetes")
 	}
 	if pc.Provider == "docker" && pc.Docker.Network == "" {
 		pc.Docker.Network = "host"
@@ -337,6 +385,44 @@ func (p *cparser) docker(n *yaml.Node, path string) DockerOptions {
 		}
 	}
 	return d
+}
+
+func (p *cparser) kubernetes(n *yaml.Node, path string) KubernetesOptions {
+	var o KubernetesOptions
+	if n.Kind != yaml.MappingNode {
+		p.errAt(n, path, "must be a map with namespace, image, agent_image, service_account, automount_service_account_token and kubeconfig, got %s", kind(n))
+		return o
+	}
+	for _, f := range p.fields(n, path, kubeFields) {
+		fp := path + "." + f.name
+		if f.name == "automount_service_account_token" {
+			o.AutomountServiceAccountToken = p.boolean(f.val, fp)
+			continue
+		}
+		s, ok := p.str(f.val, fp)
+		if !ok {
+			continue
+		}
+		switch f.name {
+		case "namespace":
+			if !dns1123Label.MatchString(s) || len(s) > 63 {
+				p.errAt(f.val, fp, "invalid namespace %q: up to 63 lower-case letters, digits and '-'", s)
+			}
+			o.Namespace = s
+		case "image":
+			o.Image = s
+		case "agent_image":
+			o.AgentImage = s
+		case "service_account":
+			if !dns1123Label.MatchString(s) || len(s) > 63 {
+				p.errAt(f.val, fp, "invalid service account %q: up to 63 lower-case letters, digits and '-'", s)
+			}
+			o.ServiceAccount = s
+		case "kubeconfig":
+			o.Kubeconfig = s
+		}
+	}
+	return o
 }
 
 func (p *cparser) str(n *yaml.Node, field string) (string, bool) {

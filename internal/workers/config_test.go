@@ -27,7 +27,8 @@ func TestParseConfigGood(t *testing.T) {
 	if l.Min != 1 || l.IdleTimeout != 2*time.Minute || l.Ephemeral || l.Shape.GPU != 0 {
 		t.Errorf("local: %+v", l)
 	}
-	if g.Shape.GPU != 1 || g.IdleTimeout != DefaultIdleTimeout || g.CostPerHour != 2.5 {
+	if g.Shape.GPU != 1 || g.IdleTimeout != DefaultIdleTimeout || g.CostPerHour != 2.5 ||
+		g.Kubernetes != (KubernetesOptions{Namespace: "hodei-workers", Image: "hodei-worker:latest", AgentImage: "hodei:latest"}) {
 		t.Errorf("gpu: %+v", g)
 	}
 }
@@ -43,6 +44,29 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 }
 
+func TestParseConfigKubernetes(t *testing.T) {
+	cfg, err := ParseConfig("p.yaml", []byte(`pools:
+  k:
+    provider: kubernetes
+    max: 3
+    kubernetes:
+      namespace: ci-workers
+      image: busybox:1
+      agent_image: hodei:1.0
+      service_account: hodei-worker
+      automount_service_account_token: true
+      kubeconfig: /etc/hodei/kubeconfig
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := KubernetesOptions{Namespace: "ci-workers", Image: "busybox:1", AgentImage: "hodei:1.0", ServiceAccount: "hodei-worker",
+		AutomountServiceAccountToken: true, Kubeconfig: "/etc/hodei/kubeconfig"}
+	if got := cfg.Pools[0].Kubernetes; got != want {
+		t.Errorf("kubernetes options %+v, want %+v", got, want)
+	}
+}
+
 func TestParseConfigBad(t *testing.T) {
 	tests := []struct{ name, src, want string }{
 		{"empty", ``, "p.yaml: the file is empty: it must have a pools map"},
@@ -51,7 +75,7 @@ func TestParseConfigBad(t *testing.T) {
 		{"no pools", "pool: {}\n", `p.yaml:1:1: pool: unknown field "pool"; allowed fields: pools` + "\n" + "p.yaml:1:1: pools: is required"},
 		{"empty pools", "pools: {}\n", "p.yaml:1:8: pools: must be a map of pool name to pool, with at least one pool"},
 		{"unknown field", "pools:\n  a:\n    provider: local\n    max: 1\n    maxx: 2\n",
-			`p.yaml:5:5: pools.a.maxx: unknown field "maxx"; allowed fields: provider, min, max, idle_timeout, startup_delay, cost_per_hour, ephemeral, shape, docker`},
+			`p.yaml:5:5: pools.a.maxx: unknown field "maxx"; allowed fields: provider, min, max, idle_timeout, startup_delay, cost_per_hour, ephemeral, shape, docker, kubernetes`},
 		{"missing provider and max", "pools:\n  a:\n    min: 1\n",
 			"p.yaml:2:3: pools.a.provider: is required (local, docker or kubernetes)\np.yaml:2:3: pools.a.max: is required: the most workers the pool may have"},
 		{"unknown provider", "pools:\n  a: {provider: ec2, max: 1}\n", `p.yaml:2:17: pools.a.provider: unknown provider "ec2"; want one of local, docker, kubernetes`},
@@ -65,6 +89,20 @@ func TestParseConfigBad(t *testing.T) {
 		{"bad label", "pools:\n  a:\n    provider: local\n    max: 1\n    shape: {labels: [\"a b\"]}\n", `p.yaml:5:22: pools.a.shape.labels[0]: invalid label "a b"`},
 		{"docker without image", "pools:\n  a:\n    provider: docker\n    max: 1\n", "p.yaml:2:3: pools.a.docker.image: is required for a docker pool"},
 		{"docker options on local", "pools:\n  a:\n    provider: local\n    max: 1\n    docker: {image: x}\n", "p.yaml:5:13: pools.a.docker: only applies to a pool with provider docker"},
+		{"kubernetes without options", "pools:\n  a:\n    provider: kubernetes\n    max: 1\n",
+			"p.yaml:2:3: pools.a.kubernetes.namespace: is required for a kubernetes pool\np.yaml:2:3: pools.a.kubernetes.image: is required for a kubernetes pool\np.yaml:2:3: pools.a.kubernetes.agent_image: is required for a kubernetes pool"},
+		{"kubernetes without agent image", "pools:\n  a:\n    provider: kubernetes\n    max: 1\n    kubernetes: {namespace: ci, image: x}\n",
+			"p.yaml:5:17: pools.a.kubernetes.agent_image: is required for a kubernetes pool"},
+		{"kubernetes options on docker", "pools:\n  a:\n    provider: docker\n    max: 1\n    docker: {image: x}\n    kubernetes: {namespace: ci}\n",
+			"p.yaml:6:17: pools.a.kubernetes: only applies to a pool with provider kubernetes"},
+		{"kubernetes bad namespace", "pools:\n  a:\n    provider: kubernetes\n    max: 1\n    kubernetes: {namespace: CI_x, image: x, agent_image: y}\n",
+			`p.yaml:5:29: pools.a.kubernetes.namespace: invalid namespace "CI_x"`},
+		{"kubernetes bad service account", "pools:\n  a:\n    provider: kubernetes\n    max: 1\n    kubernetes: {namespace: ci, image: x, agent_image: y, service_account: A}\n",
+			`pools.a.kubernetes.service_account: invalid service account "A"`},
+		{"kubernetes bad automount", "pools:\n  a:\n    provider: kubernetes\n    max: 1\n    kubernetes: {namespace: ci, image: x, agent_image: y, automount_service_account_token: maybe}\n",
+			`pools.a.kubernetes.automount_service_account_token: must be true or false, got "maybe"`},
+		{"kubernetes unknown option", "pools:\n  a:\n    provider: kubernetes\n    max: 1\n    kubernetes: {namespace: ci, image: x, agent_image: y, node: n}\n",
+			`pools.a.kubernetes.node: unknown field "node"`},
 		{"bad name", "pools:\n  a.b: {provider: local, max: 1}\n", `p.yaml:2:3: pools.a.b: invalid pool name "a.b"`},
 		{"duplicate pool", "pools:\n  a: {provider: local, max: 1}\n  a: {provider: local, max: 1}\n", "p.yaml:"},
 		{"bad cost", "pools:\n  a: {provider: local, max: 1, cost_per_hour: cheap}\n", `pools.a.cost_per_hour: must be a number, 0 or more, got "cheap"`},

@@ -1,6 +1,6 @@
 // Package workers provisions the fleet: providers create and remove workers
 // (an agent in this process, a Docker container running `hodei agent`, a
-// Kubernetes pod one day), pools say how many of which shape to keep, and
+// Kubernetes pod), pools say how many of which shape to keep, and
 // the Manager keeps each pool between its min and max, starts workers for
 // queued jobs that fit no running one, and drains and removes idle ones.
 //
@@ -182,11 +182,12 @@ type Registry struct {
 func NewRegistry() *Registry { return &Registry{m: map[string]Factory{}} }
 
 // DefaultRegistry holds the providers built into Hodei, registered here
-// explicitly: local and docker.
+// explicitly: local, docker and kubernetes.
 func DefaultRegistry() *Registry {
 	r := NewRegistry()
 	r.Register("local", NewLocal)
 	r.Register("docker", NewDockerProvider)
+	r.Register("kubernetes", NewKubernetesProvider)
 	return r
 }
 
@@ -219,9 +220,6 @@ func (r *Registry) New(pool PoolConfig, env ProviderEnv) (Provider, error) {
 	f := r.m[pool.Provider]
 	r.mu.Unlock()
 	if f == nil {
-		if pool.Provider == "kubernetes" {
-			return nil, fmt.Errorf("pool %s: the kubernetes provider is not built yet (see docs/workers.md#kubernetes)", pool.Name)
-		}
 		return nil, fmt.Errorf("pool %s: no provider %q (known: %v)", pool.Name, pool.Provider, r.Names())
 	}
 	p, err := f(pool, env)

@@ -1,0 +1,572 @@
+package workers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Kubernetes is the provider of worker pods: each worker is one pod in the
+// pool's namespace. An init container of the agent image copies the hodei
+// binary into an emptyDir volume; the agent container (the pool's image)
+// runs it as `hodei agent`, connected to the server's NATS, with the pool's
+// shape as its requests and limits (equal: the pod's QoS is Guaranteed).
+// Pods run as a non-root user with a read-only root file system, no
+// privilege escalation, every capability dropped, no service account token
+// (unless asked) and restartPolicy Never, so a pod whose agent exited stays
+// exited; Terminate deletes it.
+//
+// Pods carry the labels hodei.dev/pool, hodei.dev/worker and hodei.dev/owner
+// (label-safe values) and the same keys as annotations (exact values). A
+// watch on the pool's label selector reports their lifecycle.
+//
+// When it starts, the provider lists the pods that a previous run of the
+// same server (the same Owner) left in the pool and deletes them: the
+// manager owns only the workers it created, so an adopted pod would never
+// be scaled down (see docs/workers.md#kubernetes).
+type Kubernetes struct {
+	pool      PoolConfig
+	env       ProviderEnv
+	opts      KubernetesOptions
+	client    kubernetes.Interface
+	namespace string
+	selector  string
+	events    chan Event
+	stop      chan struct{}
+	stopOnce  sync.Once
+
+	mu      sync.Mutex
+	workers map[string]*kubeWorker
+}
+
+// kubeWorker is what the provider last reported of a worker pod.
+type kubeWorker struct {
+	started, exited, gone bool
+}
+
+var _ Provider = (*Kubernetes)(nil)
+
+// Names, labels and paths of worker pods.
+const (
+	KubeLabelPool   = "hodei.dev/pool"
+	KubeLabelWorker = "hodei.dev/worker"
+	KubeLabelOwner  = "hodei.dev/owner"
+	kubeManagedBy   = "app.kubernetes.io/managed-by"
+	kubeAgentName   = "agent"
+	kubeInitName    = "hodei-bin"
+	kubeBinVolume   = "hodei-bin"
+	kubeBinDir      = "/opt/hodei"
+	kubeWorkVolume  = "workspace"
+	kubeWorkDir     = "/workspace"
+	kubeTmpVolume   = "tmp"
+	kubeAgentSource = "/hodei"
+	kubeRunAsUser   = int64(65532)
+	kubeGPUResource = "nvidia.com/gpu"
+)
+
+// NewKubernetesProvider makes the provider of a kubernetes pool (a
+// Factory). It connects with pool.Kubernetes.Kubeconfig, else in the
+// cluster with the pod's service account, else KUBECONFIG or
+// ~/.kube/config.
+func NewKubernetesProvider(pool PoolConfig, env ProviderEnv) (Provider, error) {
+	o := pool.Kubernetes
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = o.Kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client configuration: %w", err)
+	}
+	return NewKubernetesProviderConfig(pool, env, cfg)
+}
+
+// NewKubernetesProviderConfig makes the provider of a kubernetes pool that
+// reaches the API server with cfg.
+func NewKubernetesProviderConfig(pool PoolConfig, env ProviderEnv, cfg *rest.Config) (*Kubernetes, error) {
+	o := pool.Kubernetes
+	switch {
+	case env.NATSURL == "":
+		return nil, errors.New("kubernetes workers need the server's NATS to listen on TCP (--nats-listen) at an address the pods reach")
+	case o.Namespace == "":
+		return nil, errors.New("kubernetes.namespace is required")
+	case o.Image == "" || o.AgentImage == "":
+		return nil, errors.New("kubernetes.image and kubernetes.agent_image are required")
+	}
+	cfg = rest.CopyConfig(cfg)
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "hodei-worker-provider"
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	if env.Logger == nil {
+		env.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Kubernetes{
+		pool: pool, env: env, opts: o, client: cs, namespace: o.Namespace,
+		events: make(chan Event, 256), stop: make(chan struct{}), workers: map[string]*kubeWorker{},
+	}
+	p.selector = labels.SelectorFromSet(p.poolLabels()).String()
+	if env.Owner != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		n, err := p.removeLeftovers(ctx)
+		cancel()
+		if err != nil {
+			env.Logger.Warn("remove worker pods of a previous run", "pool", pool.Name, "namespace", p.namespace, "err", err)
+		} else if n > 0 {
+			env.Logger.Info("removed worker pods of a previous run", "pool", pool.Name, "namespace", p.namespace, "count", n)
+		}
+	}
+	p.startWatch()
+	return p, nil
+}
+
+// Close stops the watch. Pods are left as they are.
+func (p *Kubernetes) Close() { p.stopOnce.Do(func() { close(p.stop) }) }
+
+// owner names this server's pool among others in the namespace.
+func (p *Kubernetes) owner() string { return p.env.Owner + "." + p.pool.Name }
+
+// poolLabels select the pods of this pool made by this server.
+func (p *Kubernetes) poolLabels() map[string]string {
+	return map[string]string{
+		kubeManagedBy:  "hodei",
+		KubeLabelPool:  labelValue(p.pool.Name),
+		KubeLabelOwner: labelValue(p.owner()),
+	}
+}
+
+// Selector is the label selector of this pool's pods.
+func (p *Kubernetes) Selector() string { return p.selector }
+
+// Namespace is where the pool's pods are.
+func (p *Kubernetes) Namespace() string { return p.namespace }
+
+// removeLeftovers deletes the pods a previous run of this server left in
+// the pool.
+func (p *Kubernetes) removeLeftovers(ctx context.Context) (int, error) {
+	pods, err := p.client.CoreV1().Pods(p.namespace).List(ctx, metav1.ListOptions{LabelSelector: p.selector})
+	if err != nil {
+		return 0, classifyKube(err)
+	}
+	n := 0
+	for _, pod := range pods.Items {
+		if err := p.deletePod(ctx, pod.Name); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+var (
+	labelValueOK = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$`)
+	dnsLabelOK   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	notDNS       = regexp.MustCompile(`[^a-z0-9-]+`)
+	notLabel     = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
+)
+
+func shortHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:5])
+}
+
+// labelValue is s if it is a valid label value, else a valid one made from
+// it with a hash of s (the exact value is in the annotation).
+func labelValue(s string) string {
+	if len(s) <= 63 && labelValueOK.MatchString(s) {
+		return s
+	}
+	v := notLabel.ReplaceAllString(s, "-")
+	if len(v) > 52 {
+		v = v[:52]
+	}
+	v = strings.Trim(v, "-_.")
+	if v == "" {
+		return "h" + shortHash(s)
+	}
+	return v + "-" + shortHash(s)
+}
+
+// PodName is the name of the pod of worker id: "hodei-" and the id when
+// it is a valid DNS label, else a valid one made from it with a hash.
+func PodName(id string) string {
+	name := "hodei-" + id
+	if len(name) <= 63 && dnsLabelOK.MatchString(name) {
+		return name
+	}
+	v := strings.Trim(notDNS.ReplaceAllString(strings.ToLower(id), "-"), "-")
+	if len(v) > 45 {
+		v = strings.TrimRight(v[:45], "-")
+	}
+	if v == "" {
+		return "hodei-" + shortHash(id)
+	}
+	return "hodei-" + v + "-" + shortHash(id)
+}
+
+// PodSpec is the pod of a worker (what Create sends).
+func (p *Kubernetes) PodSpec(spec WorkerSpec, env []corev1.EnvVar) *corev1.Pod {
+	image := spec.Image
+	if image == "" {
+		image = p.opts.Image
+	}
+	args := []string{kubeBinDir + "/hodei", "agent",
+		"--nats", p.env.NATSURL,
+		"--id", spec.ID,
+		"--pool", spec.Pool,
+		"--cpu", strconv.FormatInt(spec.Resources.CPUMilli, 10) + "m",
+		"--memory", strconv.FormatInt(spec.Resources.Memory, 10),
+		"--work-dir", kubeWorkDir,
+		"--docker", "off",
+		"--log-format", "json",
+	}
+	if len(spec.Labels) > 0 {
+		args = append(args, "--labels", strings.Join(spec.Labels, ","))
+	}
+	if hb := p.env.HeartbeatInterval; hb > 0 {
+		args = append(args, "--heartbeat", hb.String())
+	}
+	if spec.Ephemeral {
+		args = append(args, "--once")
+	}
+	res := corev1.ResourceList{}
+	if spec.Resources.CPUMilli > 0 {
+		res[corev1.ResourceCPU] = *resource.NewMilliQuantity(spec.Resources.CPUMilli, resource.DecimalSI)
+	}
+	if spec.Resources.Memory > 0 {
+		res[corev1.ResourceMemory] = *resource.NewQuantity(spec.Resources.Memory, resource.BinarySI)
+	}
+	if spec.Resources.GPU > 0 {
+		res[kubeGPUResource] = *resource.NewQuantity(int64(spec.Resources.GPU), resource.DecimalSI)
+	}
+	resources := corev1.ResourceRequirements{Requests: res, Limits: res.DeepCopy()}
+	secCtx := func() *corev1.SecurityContext {
+		return &corev1.SecurityContext{
+			RunAsNonRoot:             new(true),
+			RunAsUser:                new(kubeRunAsUser),
+			RunAsGroup:               new(kubeRunAsUser),
+			AllowPrivilegeEscalation: new(false),
+			Privileged:               new(false),
+			ReadOnlyRootFilesystem:   new(true),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		}
+	}
+	lbls := p.poolLabels()
+	lbls[KubeLabelWorker] = labelValue(spec.ID)
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      PodName(spec.ID),
+			Namespace: p.namespace,
+			Labels:    lbls,
+			Annotations: map[string]string{
+				KubeLabelPool:   spec.Pool,
+				KubeLabelWorker: spec.ID,
+				KubeLabelOwner:  p.owner(),
+			},
+		},
+		Spec: corev1.PodSpec{
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			ServiceAccountName:            p.opts.ServiceAccount,
+			AutomountServiceAccountToken:  new(p.opts.AutomountServiceAccountToken),
+			EnableServiceLinks:            new(false),
+			TerminationGracePeriodSeconds: new(int64(30)),
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsNonRoot:   new(true),
+				RunAsUser:      new(kubeRunAsUser),
+				RunAsGroup:     new(kubeRunAsUser),
+				FSGroup:        new(kubeRunAsUser),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+			InitContainers: []corev1.Container{{
+				Name:            kubeInitName,
+				Image:           p.opts.AgentImage,
+				Command:         []string{"cp", kubeAgentSource, kubeBinDir + "/hodei"},
+				Resources:       *resources.DeepCopy(),
+				SecurityContext: secCtx(),
+				VolumeMounts:    []corev1.VolumeMount{{Name: kubeBinVolume, MountPath: kubeBinDir}},
+			}},
+			Containers: []corev1.Container{{
+				Name:            kubeAgentName,
+				Image:           image,
+				Command:         args,
+				Env:             env,
+				WorkingDir:      kubeWorkDir,
+				Resources:       resources,
+				SecurityContext: secCtx(),
+				VolumeMounts: []corev1.VolumeMount{
+					{Name: kubeBinVolume, MountPath: kubeBinDir, ReadOnly: true},
+					{Name: kubeWorkVolume, MountPath: kubeWorkDir},
+					{Name: kubeTmpVolume, MountPath: "/tmp"},
+				},
+			}},
+			Volumes: []corev1.Volume{
+				{Name: kubeBinVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				{Name: kubeWorkVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				{Name: kubeTmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			},
+		},
+	}
+}
+
+// Create creates a worker pod. A pod of the same worker that exists (a
+// retried create) is returned as it is.
+func (p *Kubernetes) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, error) {
+	env := make([]corev1.EnvVar, 0, len(spec.Env)+len(spec.Secrets))
+	for k, v := range spec.Env {
+		env = append(env, corev1.EnvVar{Name: k, Value: v})
+	}
+	for _, name := range spec.Secrets {
+		if p.env.Secret == nil {
+			return WorkerRef{}, fmt.Errorf("worker secret %s: this server has no secrets for workers", name)
+		}
+		v, err := p.env.Secret(ctx, name)
+		if err != nil {
+			return WorkerRef{}, fmt.Errorf("worker secret %s: %w", name, err)
+		}
+		env = append(env, corev1.EnvVar{Name: name, Value: v})
+	}
+	sort.Slice(env, func(i, k int) bool { return env[i].Name < env[k].Name })
+	pod := p.PodSpec(spec, env)
+	got, err := p.client.CoreV1().Pods(p.namespace).Create(ctx, pod, metav1.CreateOptions{FieldManager: "hodei"})
+	if apierrors.IsAlreadyExists(err) {
+		got, err = p.client.CoreV1().Pods(p.namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err == nil && got.Annotations[KubeLabelWorker] != spec.ID {
+			return WorkerRef{}, fmt.Errorf("pod %s/%s exists and is not worker %s", p.namespace, pod.Name, spec.ID)
+		}
+	}
+	if err != nil {
+		return WorkerRef{}, classifyKube(err)
+	}
+	p.mu.Lock()
+	_, known := p.workers[spec.ID]
+	if !known {
+		p.workers[spec.ID] = &kubeWorker{}
+	}
+	p.mu.Unlock()
+	if !known {
+		emit(p.events, Event{Kind: EventCreated, ID: spec.ID, Pool: spec.Pool})
+	}
+	p.observe(got)
+	return WorkerRef{ID: spec.ID, Pool: spec.Pool, Provider: "kubernetes", Handle: p.namespace + "/" + got.Name}, nil
+}
+
+// deletePod deletes a pod; one that is not there is deleted.
+func (p *Kubernetes) deletePod(ctx context.Context, name string) error {
+	err := p.client.CoreV1().Pods(p.namespace).Delete(ctx, name, metav1.DeleteOptions{
+		PropagationPolicy: new(metav1.DeletePropagationBackground),
+	})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return classifyKube(err)
+	}
+	return nil
+}
+
+// Terminate deletes a worker pod (the kubelet stops the agent and its jobs,
+// with the pod's grace period). A pod that is not there is a success.
+func (p *Kubernetes) Terminate(ctx context.Context, id string) error {
+	if err := p.deletePod(ctx, PodName(id)); err != nil {
+		return err
+	}
+	p.markGone(id)
+	return nil
+}
+
+// markGone reports a worker gone, once.
+func (p *Kubernetes) markGone(id string) {
+	p.mu.Lock()
+	w, known := p.workers[id]
+	if known {
+		delete(p.workers, id)
+	}
+	p.mu.Unlock()
+	if known && !w.gone {
+		emit(p.events, Event{Kind: EventGone, ID: id, Pool: p.pool.Name})
+	}
+}
+
+// Status reads the pod's phase: Pending is creating, Running is running,
+// Succeeded and Failed are exited (with the agent container's exit code).
+func (p *Kubernetes) Status(ctx context.Context, id string) (WorkerStatus, error) {
+	pod, err := p.client.CoreV1().Pods(p.namespace).Get(ctx, PodName(id), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return WorkerStatus{}, ErrNotFound
+	}
+	if err != nil {
+		return WorkerStatus{}, classifyKube(err)
+	}
+	return podStatus(id, pod), nil
+}
+
+func podStatus(id string, pod *corev1.Pod) WorkerStatus {
+	ws := WorkerStatus{ID: id, Detail: string(pod.Status.Phase)}
+	if pod.Status.Reason != "" {
+		ws.Detail += ": " + pod.Status.Reason
+	}
+	switch pod.Status.Phase {
+	case corev1.PodPending, "":
+		ws.Phase = PhaseCreating
+		if w := waitingReason(pod); w != "" {
+			ws.Detail += ": " + w
+		}
+	case corev1.PodSucceeded, corev1.PodFailed:
+		ws.Phase, ws.ExitCode = PhaseExited, agentExitCode(pod)
+	default: // Running, Unknown (the node is not reachable)
+		ws.Phase = PhaseRunning
+	}
+	if pod.DeletionTimestamp != nil {
+		ws.Detail += " (terminating)"
+	}
+	return ws
+}
+
+func waitingReason(pod *corev1.Pod) string {
+	for _, cs := range append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...) {
+		if w := cs.State.Waiting; w != nil && w.Reason != "" {
+			return cs.Name + " " + w.Reason
+		}
+	}
+	return ""
+}
+
+func agentExitCode(pod *corev1.Pod) int {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == kubeAgentName && cs.State.Terminated != nil {
+			return int(cs.State.Terminated.ExitCode)
+		}
+	}
+	if pod.Status.Phase == corev1.PodFailed {
+		return 1
+	}
+	return 0
+}
+
+// Logs copies the agent container's output, through the API server
+// (pods/log).
+func (p *Kubernetes) Logs(ctx context.Context, id string, w io.Writer) error {
+	rc, err := p.client.CoreV1().Pods(p.namespace).GetLogs(PodName(id), &corev1.PodLogOptions{Container: kubeAgentName}).Stream(ctx)
+	if apierrors.IsNotFound(err) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return classifyKube(err)
+	}
+	defer func() { _ = rc.Close() }()
+	_, err = io.Copy(w, rc)
+	return err
+}
+
+// Capacity has no known limit: the cluster's scheduler and quotas decide
+// (reading nodes would need a cluster role).
+func (p *Kubernetes) Capacity(context.Context) (Capacity, error) {
+	return Capacity{Workers: -1, CPUMilli: -1, Memory: -1}, nil
+}
+
+// Events reports worker pods created, started (Running), exited (Succeeded
+// or Failed) and gone (deleted), from a watch on the pool's pods.
+func (p *Kubernetes) Events() <-chan Event { return p.events }
+
+// startWatch runs an informer on the pool's pods: it lists, then watches,
+// and lists again after a broken watch.
+func (p *Kubernetes) startWatch() {
+	pods := p.client.CoreV1().Pods(p.namespace)
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = p.selector
+			return pods.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = p.selector
+			return pods.Watch(ctx, o)
+		},
+	}
+	inf := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { p.observe(obj) },
+		UpdateFunc: func(_, obj any) { p.observe(obj) },
+		DeleteFunc: func(obj any) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			if pod, ok := obj.(*corev1.Pod); ok {
+				if id := pod.Annotations[KubeLabelWorker]; id != "" {
+					p.markGone(id)
+				}
+			}
+		},
+	})
+	go inf.Run(p.stop)
+}
+
+// observe reports the changes of a pod of a worker this provider knows.
+func (p *Kubernetes) observe(obj any) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	id := pod.Annotations[KubeLabelWorker]
+	p.mu.Lock()
+	w := p.workers[id]
+	var out []Event
+	if w != nil {
+		switch pod.Status.Phase {
+		case corev1.PodRunning:
+			if !w.started {
+				w.started = true
+				out = append(out, Event{Kind: EventStarted, ID: id, Pool: p.pool.Name})
+			}
+		case corev1.PodSucceeded, corev1.PodFailed:
+			if !w.started {
+				w.started = true
+				out = append(out, Event{Kind: EventStarted, ID: id, Pool: p.pool.Name})
+			}
+			if !w.exited {
+				w.exited = true
+				e := Event{Kind: EventExited, ID: id, Pool: p.pool.Name, ExitCode: agentExitCode(pod)}
+				if pod.Status.Phase == corev1.PodFailed {
+					e.Err = strings.TrimSpace(pod.Status.Reason + " " + pod.Status.Message)
+				}
+				out = append(out, e)
+			}
+		}
+	}
+	p.mu.Unlock()
+	for _, e := range out {
+		emit(p.events, e)
+	}
+}
+
+// classifyKube marks the API server's errors that may go away on a retry.
+func classifyKube(err error) error {
+	if err == nil {
+		return nil
+	}
+	if apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
+		apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err) || apierrors.IsUnexpectedServerError(err) {
+		return Transient(err)
+	}
+	return err
+}

@@ -1,0 +1,87 @@
+package workers
+
+import (
+	"errors"
+	"regexp"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+func TestKubernetesNames(t *testing.T) {
+	dns := regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	label := regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$`)
+	ids := []string{"kube-0a1b2c3d", "Kube_Pool-1", "_x_", "a.b", strings.Repeat("x", 80), "-", "ÿ"}
+	seen := map[string]string{}
+	for _, id := range ids {
+		n := PodName(id)
+		if len(n) > 63 || !dns.MatchString(n) {
+			t.Errorf("PodName(%q) = %q: not a DNS label", id, n)
+		}
+		if prev, dup := seen[n]; dup {
+			t.Errorf("PodName(%q) = PodName(%q) = %q", id, prev, n)
+		}
+		seen[n] = id
+		if v := labelValue(id); len(v) > 63 || !label.MatchString(v) {
+			t.Errorf("labelValue(%q) = %q: not a label value", id, v)
+		}
+	}
+	if PodName("kube-0a1b2c3d") != "hodei-kube-0a1b2c3d" || labelValue("kube_1.a") != "kube_1.a" {
+		t.Errorf("valid names are kept: %s %s", PodName("kube-0a1b2c3d"), labelValue("kube_1.a"))
+	}
+	if PodName("Kube_1") == PodName("kube-1") {
+		t.Error("ids that differ get the same pod name")
+	}
+}
+
+func TestKubernetesPodStatus(t *testing.T) {
+	pod := func(phase corev1.PodPhase, code int32) *corev1.Pod {
+		p := &corev1.Pod{Status: corev1.PodStatus{Phase: phase}}
+		if code >= 0 {
+			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "agent", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code}}}}
+		}
+		return p
+	}
+	for _, tt := range []struct {
+		pod   *corev1.Pod
+		phase Phase
+		code  int
+	}{
+		{pod(corev1.PodPending, -1), PhaseCreating, 0},
+		{pod("", -1), PhaseCreating, 0},
+		{pod(corev1.PodRunning, -1), PhaseRunning, 0},
+		{pod(corev1.PodUnknown, -1), PhaseRunning, 0},
+		{pod(corev1.PodSucceeded, 0), PhaseExited, 0},
+		{pod(corev1.PodFailed, 3), PhaseExited, 3},
+		{pod(corev1.PodFailed, -1), PhaseExited, 1},
+	} {
+		if st := podStatus("w", tt.pod); st.Phase != tt.phase || st.ExitCode != tt.code || st.ID != "w" {
+			t.Errorf("pod %s: status %+v, want %s exit %d", tt.pod.Status.Phase, st, tt.phase, tt.code)
+		}
+	}
+}
+
+func TestKubernetesErrors(t *testing.T) {
+	gr := schema.GroupResource{Resource: "pods"}
+	if !IsTransient(classifyKube(apierrors.NewServiceUnavailable("x"))) || !IsTransient(classifyKube(apierrors.NewTooManyRequests("x", 1))) ||
+		!IsTransient(classifyKube(apierrors.NewInternalError(errors.New("x")))) {
+		t.Error("unavailable, throttled and internal errors are transient")
+	}
+	if IsTransient(classifyKube(apierrors.NewForbidden(gr, "p", errors.New("no")))) || IsTransient(classifyKube(apierrors.NewBadRequest("x"))) {
+		t.Error("forbidden and bad request are not transient")
+	}
+}
+
+func TestKubernetesNeedsOptions(t *testing.T) {
+	pool := PoolConfig{Name: "k", Provider: "kubernetes", Kubernetes: KubernetesOptions{Namespace: "ci", Image: "i", AgentImage: "a"}}
+	if _, err := NewKubernetesProviderConfig(pool, ProviderEnv{}, nil); err == nil || !strings.Contains(err.Error(), "NATS") {
+		t.Errorf("no NATS URL: %v", err)
+	}
+	pool.Kubernetes.AgentImage = ""
+	if _, err := NewKubernetesProviderConfig(pool, ProviderEnv{NATSURL: "nats://x:4222"}, nil); err == nil || !strings.Contains(err.Error(), "agent_image") {
+		t.Errorf("no agent image: %v", err)
+	}
+}

@@ -1,0 +1,8 @@
+//go:build tools
+
+// Package tools pins the Kubernetes commands built by scripts/test.
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+)
