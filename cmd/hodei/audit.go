@@ -122,14 +122,7 @@ Examples:
 	until := fs.String("until", "", "before this time")
 	limit := fs.Int("limit", 100, "most records printed (1-10000)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	pos, code, ok := parse(fs, args)
-	if !ok {
-		return code
-	}
-	if len(pos) > 0 {
-		return usageError(fs, "unexpected argument %q", pos[0])
-	}
-	c, code, ok := newClient(fs, *server)
+	c, code, ok := clientNoArgs(fs, args, server)
 	if !ok {
 		return code
 	}

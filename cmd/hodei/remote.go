@@ -25,6 +25,19 @@ func addServerFlag(fs *flag.FlagSet) *string {
 	return fs.String("server", defaultServer, "address of the Hodei server's API")
 }
 
+// clientNoArgs parses a command that takes flags but no arguments and
+// returns its API client; *server is read after the flags are parsed.
+func clientNoArgs(fs *flag.FlagSet, args []string, server *string) (*client.Client, int, bool) {
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return nil, code, false
+	}
+	if len(pos) > 0 {
+		return nil, usageError(fs, "unexpected argument %q", pos[0]), false
+	}
+	return newClient(fs, *server)
+}
+
 func newClient(fs *flag.FlagSet, server string) (*client.Client, int, bool) {
 	hc, err := apiHTTPClient(fs)
 	if err != nil {
@@ -317,14 +330,7 @@ Example:
   hodei workers --server http://ci.example.com:8080`)
 	server := addServerFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	pos, code, ok := parse(fs, args)
-	if !ok {
-		return code
-	}
-	if len(pos) > 0 {
-		return usageError(fs, "unexpected argument %q", pos[0])
-	}
-	c, code, ok := newClient(fs, *server)
+	c, code, ok := clientNoArgs(fs, args, server)
 	if !ok {
 		return code
 	}

@@ -103,14 +103,7 @@ func tokenList(args []string) int {
 List the API tokens of a server (never their secrets).`)
 	server := addServerFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	pos, code, ok := parse(fs, args)
-	if !ok {
-		return code
-	}
-	if len(pos) > 0 {
-		return usageError(fs, "unexpected argument %q", pos[0])
-	}
-	c, code, ok := newClient(fs, *server)
+	c, code, ok := clientNoArgs(fs, args, server)
 	if !ok {
 		return code
 	}

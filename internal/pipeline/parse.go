@@ -9,12 +9,15 @@ import (
 	"math/big"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/hodei-ci/hodei/internal/yamlnode"
 )
 
 // Limits of the file format.
@@ -216,29 +219,7 @@ func deref(n *yaml.Node) *yaml.Node {
 }
 
 // describe names the type of a node for messages.
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a map"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		switch n.ShortTag() {
-		case "!!null":
-			return "null"
-		case "!!bool":
-			return "a boolean"
-		case "!!int":
-			return "an integer"
-		case "!!float":
-			return "a number"
-		case "!!str", "!!timestamp", "!!merge":
-			return "a string"
-		}
-		return "a value tagged " + n.Tag
-	}
-	return "nothing"
-}
+func describe(n *yaml.Node) string { return yamlnode.Describe(n) }
 
 // isString reports whether n is a string scalar. Unquoted dates count: they
 // are text to a pipeline.
@@ -285,7 +266,7 @@ func (p *parser) entries(n *yaml.Node, path string) []entry {
 func (p *parser) fields(n *yaml.Node, path string, allowed []string) []entry {
 	var out []entry
 	for _, e := range p.entries(n, path) {
-		if !contains(allowed, e.name) {
+		if !slices.Contains(allowed, e.name) {
 			hint := ""
 			if s := suggest(e.name, allowed); s != "" {
 				hint = fmt.Sprintf(" (did you mean %q?)", s)
@@ -298,24 +279,10 @@ func (p *parser) fields(n *yaml.Node, path string, allowed []string) []entry {
 	return out
 }
 
-func join(path, name string) string {
-	if path == "" {
-		return name
-	}
-	return path + "." + name
-}
+func join(path, name string) string { return yamlnode.Join(path, name) }
 
 func index(path string, i int) string {
 	return path + "[" + strconv.Itoa(i) + "]"
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // pipeline reads the root map.

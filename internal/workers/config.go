@@ -6,12 +6,15 @@ import (
 	"math"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/hodei-ci/hodei/internal/yamlnode"
 
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/pipeline"
@@ -147,7 +150,7 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 		root = root.Content[0]
 	}
 	if root.Kind != yaml.MappingNode {
-		p.errAt(root, "", "must be a map with a pools key, got %s", kind(root))
+		p.errAt(root, "", "must be a map with a pools key, got %s", yamlnode.Describe(root))
 		return nil, p.errs
 	}
 	var poolsNode *yaml.Node
@@ -200,9 +203,9 @@ func (p *cparser) fields(n *yaml.Node, path string, allowed []string) []centry {
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		f := join(path, k.Value)
+		f := yamlnode.Join(path, k.Value)
 		switch {
-		case !contains(allowed, k.Value):
+		case !slices.Contains(allowed, k.Value):
 			p.errAt(k, f, "unknown field %q; allowed fields: %s", k.Value, strings.Join(allowed, ", "))
 		case seen[k.Value]:
 			p.errAt(k, f, "appears twice")
@@ -230,7 +233,7 @@ func (p *cparser) pool(k, v *yaml.Node) PoolConfig {
 	}
 	p.seen[name] = true
 	if v.Kind != yaml.MappingNode {
-		p.errAt(v, path, "must be a map (provider, min, max, shape...), got %s", kind(v))
+		p.errAt(v, path, "must be a map (provider, min, max, shape...), got %s", yamlnode.Describe(v))
 		return pc
 	}
 	var maxNode, dockerNode, kubeNode *yaml.Node
@@ -240,7 +243,7 @@ func (p *cparser) pool(k, v *yaml.Node) PoolConfig {
 		switch f.name {
 		case "provider":
 			if s, ok := p.str(f.val, fp); ok {
-				if !contains(providers, s) {
+				if !slices.Contains(providers, s) {
 					p.errAt(f.val, fp, "unknown provider %q; want one of %s", s, strings.Join(providers, ", "))
 				}
 				pc.Provider = s
@@ -310,7 +313,7 @@ func (p *cparser) pool(k, v *yaml.Node) PoolConfig {
 
 func (p *cparser) shape(n *yaml.Node, path string, s Shape) Shape {
 	if n.Kind != yaml.MappingNode {
-		p.errAt(n, path, "must be a map with cpu, memory, gpu and labels, got %s", kind(n))
+		p.errAt(n, path, "must be a map with cpu, memory, gpu and labels, got %s", yamlnode.Describe(n))
 		return s
 	}
 	for _, f := range p.fields(n, path, shapeFields) {
@@ -325,7 +328,7 @@ func (p *cparser) shape(n *yaml.Node, path string, s Shape) Shape {
 					s.CPUMilli = v
 				}
 			} else {
-				p.errAt(f.val, fp, "must be a number of cores like 2 or 500m, got %s", kind(f.val))
+				p.errAt(f.val, fp, "must be a number of cores like 2 or 500m, got %s", yamlnode.Describe(f.val))
 			}
 		case "memory":
 			if f.val.Kind == yaml.ScalarNode {
@@ -336,14 +339,14 @@ func (p *cparser) shape(n *yaml.Node, path string, s Shape) Shape {
 					s.Memory = v
 				}
 			} else {
-				p.errAt(f.val, fp, "must be an amount like 4Gi or 512Mi, got %s", kind(f.val))
+				p.errAt(f.val, fp, "must be an amount like 4Gi or 512Mi, got %s", yamlnode.Describe(f.val))
 			}
 		case "gpu":
 			s.GPU = p.intIn(f.val, fp, 0, 64)
 		case "labels":
 			s.Labels = nil
 			if f.val.Kind != yaml.SequenceNode {
-				p.errAt(f.val, fp, "must be a list of labels, got %s", kind(f.val))
+				p.errAt(f.val, fp, "must be a list of labels, got %s", yamlnode.Describe(f.val))
 				continue
 			}
 			for i, it := range f.val.Content {
@@ -364,7 +367,7 @@ func (p *cparser) shape(n *yaml.Node, path string, s Shape) Shape {
 func (p *cparser) docker(n *yaml.Node, path string) DockerOptions {
 	var d DockerOptions
 	if n.Kind != yaml.MappingNode {
-		p.errAt(n, path, "must be a map with image, network, binary and host, got %s", kind(n))
+		p.errAt(n, path, "must be a map with image, network, binary and host, got %s", yamlnode.Describe(n))
 		return d
 	}
 	for _, f := range p.fields(n, path, dockerFields) {
@@ -390,7 +393,7 @@ func (p *cparser) docker(n *yaml.Node, path string) DockerOptions {
 func (p *cparser) kubernetes(n *yaml.Node, path string) KubernetesOptions {
 	var o KubernetesOptions
 	if n.Kind != yaml.MappingNode {
-		p.errAt(n, path, "must be a map with namespace, image, agent_image, service_account, automount_service_account_token and kubeconfig, got %s", kind(n))
+		p.errAt(n, path, "must be a map with namespace, image, agent_image, service_account, automount_service_account_token and kubeconfig, got %s", yamlnode.Describe(n))
 		return o
 	}
 	for _, f := range p.fields(n, path, kubeFields) {
@@ -427,7 +430,7 @@ func (p *cparser) kubernetes(n *yaml.Node, path string) KubernetesOptions {
 
 func (p *cparser) str(n *yaml.Node, field string) (string, bool) {
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" || strings.TrimSpace(n.Value) == "" {
-		p.errAt(n, field, "must be a non-empty string, got %s", kind(n))
+		p.errAt(n, field, "must be a non-empty string, got %s", yamlnode.Describe(n))
 		return "", false
 	}
 	return n.Value, true
@@ -473,47 +476,9 @@ func (p *cparser) duration(n *yaml.Node, field string) time.Duration {
 	return d
 }
 
-func kind(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a map"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		switch n.ShortTag() {
-		case "!!null":
-			return "null"
-		case "!!bool":
-			return "a boolean"
-		case "!!int":
-			return "an integer"
-		case "!!float":
-			return "a number"
-		}
-		return "a string"
-	}
-	return "nothing"
-}
-
 func valueOf(n *yaml.Node) string {
 	if n.Kind == yaml.ScalarNode && n.ShortTag() != "!!null" {
 		return strconv.Quote(n.Value)
 	}
-	return kind(n)
-}
-
-func join(path, name string) string {
-	if path == "" {
-		return name
-	}
-	return path + "." + name
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
+	return yamlnode.Describe(n)
 }

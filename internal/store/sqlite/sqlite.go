@@ -575,16 +575,18 @@ func (s *Store) CountRuns(ctx context.Context) (map[string]int, error) {
 	return counts, nil
 }
 
+const recentDurationsSQL = `SELECT r.pipeline, j.job_key, j.started_at, j.finished_at
+	FROM jobs j JOIN runs r ON r.id = j.run_id
+	WHERE j.state = ? AND j.started_at > 0 AND j.finished_at >= j.started_at
+	ORDER BY j.finished_at DESC LIMIT ?`
+
 // RecentDurations returns the run times of the most recently finished
 // succeeded jobs, oldest first.
 func (s *Store) RecentDurations(ctx context.Context, limit int) ([]store.Duration, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT r.pipeline, j.job_key, j.started_at, j.finished_at
-		FROM jobs j JOIN runs r ON r.id = j.run_id
-		WHERE j.state = ? AND j.started_at > 0 AND j.finished_at >= j.started_at
-		ORDER BY j.finished_at DESC LIMIT ?`, state.JobSucceeded, limit)
+	rows, err := s.r.QueryContext(ctx, recentDurationsSQL, state.JobSucceeded, limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: recent durations: %w", err)
 	}

@@ -492,6 +492,7 @@ func TestQueryPlans(t *testing.T) {
 		{countRunsSQL, nil, []string{"COVERING INDEX runs_state_id"}},
 		{activeRunsQuery, nil, []string{"runs_active"}},
 		{activeJobsQuery, nil, []string{"runs_active", "jobs_run_idx"}},
+		{recentDurationsSQL, []any{"succeeded", 10}, []string{"jobs_state_finished"}},
 		{"SELECT " + runCols + " FROM runs WHERE state = ? AND id < ? ORDER BY id DESC LIMIT ?", []any{"queued", "r", 5}, []string{"runs_state_id"}},
 		{"SELECT " + runCols + " FROM runs WHERE tenant = ? AND id < ? ORDER BY id DESC LIMIT ?", []any{"t", "r", 5}, []string{"runs_tenant_id"}},
 		{"SELECT " + runCols + " FROM runs WHERE id < ? ORDER BY id DESC LIMIT ?", []any{"r", 5}, nil},
