@@ -32,6 +32,7 @@ Example:
 	labels := fs.String("labels", "", "comma-separated labels jobs can ask for, added to the OS and architecture")
 	cpu := fs.String("cpu", "", "CPU capacity, like 2, 0.5 or 500m (default: the machine's cores)")
 	memory := fs.String("memory", "", "memory capacity, like 4Gi or 512Mi (default: the machine's)")
+	gpu := fs.Int("gpu", 0, "GPUs the worker offers")
 	workDir := fs.String("work-dir", "", "directory of job workspaces (default: in the temporary directory)")
 	pool := fs.String("pool", "default", "pool the worker belongs to")
 	hb := fs.Duration("heartbeat", time.Second, "period of heartbeats")
@@ -92,6 +93,10 @@ Example:
 			return usageError(fs, "--memory: %v", err)
 		}
 	}
+	if *gpu < 0 {
+		return usageError(fs, "--gpu must be 0 or more")
+	}
+	cfg.GPU = *gpu
 	if *hb <= 0 {
 		return usageError(fs, "--heartbeat must be positive")
 	}

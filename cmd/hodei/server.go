@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -62,6 +64,12 @@ Example:
 			return exitUsage
 		}
 	}
+	if poolCfg != nil {
+		if err := setLocalPoolMode(poolCfg, *natsURL == "" && *natsListen == "none", tlsOpts.nats != nil || tlsOpts.natsClient != nil, log); err != nil {
+			fmt.Fprintf(os.Stderr, "hodei server: --pools: %v\n", err)
+			return exitUsage
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	secretsOpts, err := sb.options(ctx)
@@ -103,4 +111,34 @@ Example:
 	srv.Close()
 	fmt.Fprintln(os.Stderr, "hodei server: stopped")
 	return exitOK
+}
+
+// setLocalPoolMode gives the local pools that name no mode theirs: process
+// (`hodei agent` processes, which connect to the server's NATS over TCP
+// without a certificate), or inprocess when the NATS accepts no TCP
+// connection or requires TLS. There, a pool that asks for processes is an
+// error.
+func setLocalPoolMode(cfg *pools.Config, inProcessNATS, natsTLS bool, log *slog.Logger) error {
+	why := ""
+	switch {
+	case inProcessNATS:
+		why = "--nats-listen none"
+	case natsTLS:
+		why = "TLS on NATS (agent processes get no certificate)"
+	}
+	if why == "" {
+		cfg.SetLocalMode(pools.LocalModeProcess)
+		return nil
+	}
+	if bad := cfg.SetLocalMode(pools.LocalModeInProcess); len(bad) > 0 {
+		return fmt.Errorf("local pools %s ask for agent processes (local.mode: %s), impossible with %s: use local.mode: %s",
+			strings.Join(bad, ", "), pools.LocalModeProcess, why, pools.LocalModeInProcess)
+	}
+	for _, p := range cfg.Pools {
+		if p.Provider == "local" {
+			log.Info("local pools run their agents inside the server", "reason", why)
+			break
+		}
+	}
+	return nil
 }

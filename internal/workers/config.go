@@ -45,7 +45,9 @@ type PoolConfig struct {
 	Docker    DockerOptions
 	// Kubernetes are the options of a kubernetes pool.
 	Kubernetes KubernetesOptions
-	Line       int // of the pool's key
+	// Local are the options of a local pool.
+	Local LocalOptions
+	Line  int // of the pool's key
 }
 
 // Shape is what each worker of a pool offers.
@@ -70,6 +72,47 @@ type DockerOptions struct {
 	// Host is the engine's address (default: DOCKER_HOST, else the
 	// default socket).
 	Host string
+}
+
+// Modes of a local pool (LocalOptions.Mode).
+const (
+	// LocalModeProcess: each worker is a `hodei agent` process on this
+	// machine.
+	LocalModeProcess = "process"
+	// LocalModeInProcess: each worker is an agent inside the server's own
+	// process.
+	LocalModeInProcess = "inprocess"
+)
+
+// LocalOptions are the options of a local pool (see
+// docs/workers.md#local).
+type LocalOptions struct {
+	// Mode is LocalModeProcess or LocalModeInProcess. Empty when the file
+	// does not say: NewLocal then runs agents in process; `hodei server`
+	// sets its own default first (Config.SetLocalMode).
+	Mode string
+	// Binary is the hodei executable of agent processes (default: the
+	// running executable).
+	Binary string
+}
+
+// SetLocalMode gives the local pools that name no mode the given one, and
+// returns the names of the pools that name another.
+func (c *Config) SetLocalMode(mode string) (others []string) {
+	for i := range c.Pools {
+		p := &c.Pools[i]
+		if p.Provider != "local" {
+			continue
+		}
+		switch p.Local.Mode {
+		case "":
+			p.Local.Mode = mode
+		case mode:
+		default:
+			others = append(others, p.Name)
+		}
+	}
+	return others
 }
 
 // KubernetesOptions are the options of a kubernetes pool (see
@@ -105,9 +148,10 @@ const (
 
 var (
 	topFields    = []string{"pools"}
-	poolFields   = []string{"provider", "min", "max", "idle_timeout", "startup_delay", "cost_per_hour", "ephemeral", "shape", "docker", "kubernetes"}
+	poolFields   = []string{"provider", "min", "max", "idle_timeout", "startup_delay", "cost_per_hour", "ephemeral", "shape", "docker", "kubernetes", "local"}
 	shapeFields  = []string{"cpu", "memory", "gpu", "labels"}
 	dockerFields = []string{"image", "network", "binary", "host"}
+	localFields  = []string{"mode", "binary"}
 	kubeFields   = []string{"namespace", "image", "agent_image", "service_account", "automount_service_account_token", "kubeconfig"}
 	// dns1123Label is a Kubernetes namespace or service account name.
 	dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
@@ -236,7 +280,7 @@ func (p *cparser) pool(k, v *yaml.Node) PoolConfig {
 		p.errAt(v, path, "must be a map (provider, min, max, shape...), got %s", yamlnode.Describe(v))
 		return pc
 	}
-	var maxNode, dockerNode, kubeNode *yaml.Node
+	var maxNode, dockerNode, kubeNode, localNode *yaml.Node
 	haveMax := false
 	for _, f := range p.fields(v, path, poolFields) {
 		fp := path + "." + f.name
@@ -269,6 +313,9 @@ func (p *cparser) pool(k, v *yaml.Node) PoolConfig {
 		case "kubernetes":
 			kubeNode = f.val
 			pc.Kubernetes = p.kubernetes(f.val, fp)
+		case "local":
+			localNode = f.val
+			pc.Local = p.local(f.val, fp)
 		}
 	}
 	if pc.Provider == "" {
@@ -304,6 +351,9 @@ func (p *cparser) pool(k, v *yaml.Node) PoolConfig {
 		}
 	case pc.Provider != "" && kubeNode != nil:
 		p.errAt(kubeNode, path+".kubernetes", "only applies to a pool with provider kubernetes")
+	}
+	if pc.Provider != "local" && pc.Provider != "" && localNode != nil {
+		p.errAt(localNode, path+".local", "only applies to a pool with provider local")
 	}
 	if pc.Provider == "docker" && pc.Docker.Network == "" {
 		pc.Docker.Network = "host"
@@ -388,6 +438,40 @@ func (p *cparser) docker(n *yaml.Node, path string) DockerOptions {
 		}
 	}
 	return d
+}
+
+func (p *cparser) local(n *yaml.Node, path string) LocalOptions {
+	var o LocalOptions
+	if n.Kind != yaml.MappingNode {
+		p.errAt(n, path, "must be a map with mode and binary, got %s", yamlnode.Describe(n))
+		return o
+	}
+	var binaryNode *yaml.Node
+	for _, f := range p.fields(n, path, localFields) {
+		fp := path + "." + f.name
+		s, ok := p.str(f.val, fp)
+		if !ok {
+			continue
+		}
+		switch f.name {
+		case "mode":
+			if s != LocalModeProcess && s != LocalModeInProcess {
+				p.errAt(f.val, fp, "unknown mode %q; want %s or %s", s, LocalModeProcess, LocalModeInProcess)
+				continue
+			}
+			o.Mode = s
+		case "binary":
+			binaryNode = f.val
+			o.Binary = s
+		}
+	}
+	switch {
+	case binaryNode != nil && o.Mode == LocalModeInProcess:
+		p.errAt(binaryNode, path+".binary", "only applies to mode %s", LocalModeProcess)
+	case o.Binary != "" && o.Mode == "":
+		o.Mode = LocalModeProcess // a binary is for agent processes
+	}
+	return o
 }
 
 func (p *cparser) kubernetes(n *yaml.Node, path string) KubernetesOptions {

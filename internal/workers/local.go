@@ -12,9 +12,10 @@ import (
 	"github.com/hodei-ci/hodei/internal/agent"
 )
 
-// Local is the provider of agents that run inside this process, each with
-// its own NATS connection and work dir: the fake that makes pools testable
-// without an engine, and a pool of the server's own machine.
+// Local is the provider of a local pool in mode inprocess: agents that run
+// inside this process, each with its own NATS connection and work dir (the
+// fake that makes pools testable without an engine). Mode process, the
+// default of `hodei server`, is LocalProcess: `hodei agent` processes.
 type Local struct {
 	pool   PoolConfig
 	env    ProviderEnv
@@ -37,13 +38,25 @@ var (
 	_ Drainer  = (*Local)(nil)
 )
 
-// NewLocal makes the provider of a local pool (a Factory).
+// NewLocal makes the provider of a local pool (a Factory): LocalProcess for
+// mode process, Local for mode inprocess or none.
 func NewLocal(pool PoolConfig, env ProviderEnv) (Provider, error) {
-	if env.Connect == nil {
-		return nil, errors.New("local workers need an in-process NATS connection")
-	}
 	if env.WorkDir == "" {
 		env.WorkDir = filepath.Join(os.TempDir(), "hodei-pools")
+	}
+	switch pool.Local.Mode {
+	case LocalModeProcess:
+		lp, err := NewLocalProcess(pool, env)
+		if err != nil {
+			return nil, err
+		}
+		return lp, nil
+	case "", LocalModeInProcess:
+	default:
+		return nil, fmt.Errorf("unknown local mode %q; want %s or %s", pool.Local.Mode, LocalModeProcess, LocalModeInProcess)
+	}
+	if env.Connect == nil {
+		return nil, errors.New("local workers need an in-process NATS connection")
 	}
 	return &Local{pool: pool, env: env, events: make(chan Event, 256), agents: map[string]*localAgent{}}, nil
 }

@@ -1,0 +1,420 @@
+package workers_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/server"
+	"github.com/hodei-ci/hodei/internal/state"
+	"github.com/hodei-ci/hodei/internal/workers"
+)
+
+// The hodei binary that local worker processes run, built once per test
+// binary (by the first test that needs it) and removed by TestMain.
+var (
+	hodeiOnce  sync.Once
+	hodeiDir   string
+	hodeiBin   string
+	hodeiErr   error
+	hodeiBuild time.Duration
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if hodeiDir != "" {
+		_ = os.RemoveAll(hodeiDir)
+	}
+	os.Exit(code)
+}
+
+// hodeiBinary builds cmd/hodei (without -race: it is the agent, not under
+// test here) and returns its path.
+func hodeiBinary(t *testing.T) string {
+	t.Helper()
+	hodeiOnce.Do(func() {
+		start := time.Now()
+		if hodeiDir, hodeiErr = os.MkdirTemp("", "hodei-workers-bin"); hodeiErr != nil {
+			return
+		}
+		hodeiBin = filepath.Join(hodeiDir, "hodei")
+		out, err := exec.Command("go", "build", "-o", hodeiBin, "github.com/hodei-ci/hodei/cmd/hodei").CombinedOutput()
+		if err != nil {
+			hodeiErr = fmt.Errorf("go build cmd/hodei: %v\n%s", err, out)
+		}
+		hodeiBuild = time.Since(start)
+	})
+	if hodeiErr != nil {
+		t.Fatal(hodeiErr)
+	}
+	t.Logf("hodei binary %s (built in %s)", hodeiBin, hodeiBuild.Round(time.Millisecond))
+	return hodeiBin
+}
+
+// alive says whether process pid exists and is not a zombie (an orphan
+// whose reaper has not collected it yet has ended all the same).
+func alive(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// pid (comm) STATE ...: comm may hold spaces and parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// pidIn reads NAME=PID from a job's output.
+func pidIn(t *testing.T, out, name string) int {
+	t.Helper()
+	m := regexp.MustCompile(`\b` + name + `=(\d+)\b`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no %s=PID in the job's output:\n%s", name, out)
+	}
+	pid, _ := strconv.Atoi(m[1])
+	return pid
+}
+
+// processServer starts a server whose NATS listens on a loopback port, with
+// the pools of poolsYAML; workDir is where pool workers have their
+// directories (workDir/pools/POOL/ID).
+func processServer(t *testing.T, poolsYAML, workDir string) *server.Server {
+	return startServer(t, poolsYAML, 0, func(o *server.Options) {
+		o.NATSListen = "" // a random loopback port
+		o.Docker = "off"
+		o.WorkDir = workDir
+	})
+}
+
+// probeJob is a pipeline of one job for label that prints the agent's pid
+// (the step's shell is its child) and its command line.
+func probeJob(label string) string {
+	return `name: probe
+jobs:
+  j:
+    runs-on: {labels: [` + label + `], cpu: 1}
+    steps:
+      - run: |
+          echo "agent=$PPID worker=$HODEI_WORKER"
+          echo "cmdline $(tr '\0' ' ' < /proc/$PPID/cmdline)"
+`
+}
+
+// TestLocalProcessPoolScales checks a local pool in mode process with min
+// 0: a queued job makes the manager start a `hodei agent` process, which
+// runs it; once idle for idle_timeout the worker is drained and terminated,
+// its process and directory gone, and the pool is back to 0.
+func TestLocalProcessPoolScales(t *testing.T) {
+	bin := hodeiBinary(t)
+	workDir := t.TempDir()
+	s := processServer(t, `
+pools:
+  procs:
+    provider: local
+    min: 0
+    max: 2
+    idle_timeout: 1s
+    shape: {cpu: 1, memory: 256Mi, labels: [procs]}
+    local: {mode: process, binary: "`+bin+`"}
+`, workDir)
+	if st := poolStatus(s, "procs"); st.Size != 0 {
+		t.Fatalf("pool with min 0 has %d workers before any job", st.Size)
+	}
+	start := time.Now()
+	run := submit(t, s, probeJob("procs"))
+	r, jobs := waitRun(t, s, run.ID, 20*time.Second)
+	firstJob := time.Since(start)
+	if r.State != state.RunSucceeded {
+		t.Fatalf("run %s: %+v", r.State, jobs)
+	}
+	out := logsOf(t, s, jobs["j"].ID)
+	pid := pidIn(t, out, "agent")
+	worker := jobs["j"].WorkerID
+	if pid == os.Getpid() {
+		t.Fatalf("the job ran in the test's own process (pid %d)", pid)
+	}
+	for _, want := range []string{bin + " agent ", "--id " + worker + " ", "--pool procs ", "--heartbeat 100ms", "worker=" + worker} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the agent's command line lacks %q:\n%s", want, out)
+		}
+	}
+	dir := filepath.Join(workDir, "pools", "procs", worker)
+	if _, err := os.Stat(filepath.Join(dir, "agent.log")); err != nil {
+		t.Errorf("worker log: %v", err)
+	}
+	t.Logf("submit to run succeeded on a new agent process: %s", firstJob.Round(time.Millisecond))
+
+	idleFrom := time.Now()
+	waitFor(t, 15*time.Second, "the pool to shrink back to 0", func() bool {
+		return poolStatus(s, "procs").Size == 0
+	})
+	waitFor(t, 5*time.Second, "the agent process to be gone", func() bool { return !alive(pid) })
+	t.Logf("run end to pool at 0 and process %d gone (idle_timeout 1s): %s", pid, time.Since(idleFrom).Round(time.Millisecond))
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the worker's directory is still there: %v", err)
+	}
+}
+
+// TestLocalProcessEphemeralPool checks an ephemeral pool in mode process:
+// the agent process takes its one job and exits by itself (idle_timeout is
+// a minute, so nothing else removes it), and the worker is removed.
+func TestLocalProcessEphemeralPool(t *testing.T) {
+	bin := hodeiBinary(t)
+	workDir := t.TempDir()
+	s := processServer(t, `
+pools:
+  once:
+    provider: local
+    min: 0
+    max: 2
+    ephemeral: true
+    idle_timeout: 1m
+    shape: {cpu: 1, memory: 256Mi, labels: [once]}
+    local: {mode: process, binary: "`+bin+`"}
+`, workDir)
+	run := submit(t, s, probeJob("once"))
+	r, jobs := waitRun(t, s, run.ID, 20*time.Second)
+	if r.State != state.RunSucceeded {
+		t.Fatalf("run %s: %+v", r.State, jobs)
+	}
+	out := logsOf(t, s, jobs["j"].ID)
+	pid := pidIn(t, out, "agent")
+	if !strings.Contains(out, " --once") {
+		t.Errorf("the ephemeral agent runs without --once:\n%s", out)
+	}
+	done := time.Now()
+	waitFor(t, 10*time.Second, "the ephemeral agent process to exit", func() bool { return !alive(pid) })
+	waitFor(t, 10*time.Second, "the ephemeral worker to be removed", func() bool {
+		return poolStatus(s, "once").Size == 0
+	})
+	t.Logf("run end to ephemeral worker removed: %s", time.Since(done).Round(time.Millisecond))
+	if _, err := os.Stat(filepath.Join(workDir, "pools", "once", jobs["j"].WorkerID)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the worker's directory is still there: %v", err)
+	}
+}
+
+// TestLocalProcessTerminate drives the provider directly: Create (twice:
+// one process), Status, Logs, and Terminate of a worker running a step
+// that left a child sleeping: the agent, the step and its child are gone,
+// with the events created, started, exited (exit code 0: the agent stopped
+// on SIGTERM) and gone. Terminate again, and of an unknown worker, succeed.
+func TestLocalProcessTerminate(t *testing.T) {
+	bin := hodeiBinary(t)
+	s := processServer(t, "", t.TempDir())
+	workDir := t.TempDir()
+	p, err := workers.NewLocalProcess(workers.PoolConfig{Name: "direct", Provider: "local", Max: 1,
+		Local: workers.LocalOptions{Mode: workers.LocalModeProcess, Binary: bin}},
+		workers.ProviderEnv{NATSURL: s.NATSURL, WorkDir: workDir, HeartbeatInterval: 100 * time.Millisecond, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	spec := workers.WorkerSpec{ID: "direct-1", Pool: "direct", Labels: []string{"direct"},
+		Resources: workers.Resources{CPUMilli: 1000, Memory: 256 << 20}}
+	created := time.Now()
+	ref, err := p.Create(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Terminate(context.Background(), spec.ID) })
+	ref2, err := p.Create(ctx, spec)
+	if err != nil || ref2 != ref {
+		t.Fatalf("second Create: %+v, %v; want %+v", ref2, err, ref)
+	}
+	agentPID, _ := strconv.Atoi(ref.Handle)
+	if agentPID <= 0 || !alive(agentPID) {
+		t.Fatalf("handle %q is no live process", ref.Handle)
+	}
+	if pgid, err := syscall.Getpgid(agentPID); err != nil || pgid != agentPID {
+		t.Errorf("agent process group %d (%v), want its own (%d)", pgid, err, agentPID)
+	}
+	waitFor(t, 10*time.Second, "the agent process to join", func() bool {
+		return poolWorkers(s, "direct")["idle"] == 1
+	})
+	t.Logf("Create to the agent process idle in the server's view: %s", time.Since(created).Round(time.Millisecond))
+	if st, err := p.Status(ctx, "direct-1"); err != nil || st.Phase != workers.PhaseRunning {
+		t.Errorf("status %+v, %v; want running", st, err)
+	}
+
+	run := submit(t, s, `name: t
+jobs:
+  j:
+    runs-on: {labels: [direct], cpu: 1}
+    steps: [{run: 'sleep 300 & echo "child=$! agent=$PPID"; wait'}]
+`)
+	var out string
+	waitFor(t, 15*time.Second, "the step to start its child", func() bool {
+		out = logsOf(t, s, jobByKey(t, s, run.ID, "j").ID)
+		return strings.Contains(out, "child=")
+	})
+	child := pidIn(t, out, "child")
+	t.Cleanup(func() {
+		if alive(child) { // the test failed: leave nothing behind
+			_ = syscall.Kill(child, syscall.SIGKILL)
+		}
+	})
+	if got := pidIn(t, out, "agent"); got != agentPID {
+		t.Fatalf("the step ran under process %d, want the agent %d", got, agentPID)
+	}
+	if !alive(child) {
+		t.Fatalf("the step's child %d is not running", child)
+	}
+	var logs bytes.Buffer
+	if err := p.Logs(ctx, "direct-1", &logs); err != nil || !strings.Contains(logs.String(), "hodei agent started") {
+		t.Errorf("Logs: %v\n%s", err, logs.String())
+	}
+
+	stopping := time.Now()
+	if err := p.Terminate(ctx, "direct-1"); err != nil {
+		t.Fatalf("Terminate: %v", err)
+	}
+	t.Logf("Terminate of a busy agent process: %s", time.Since(stopping).Round(time.Millisecond))
+	if alive(agentPID) {
+		t.Errorf("agent process %d still runs after Terminate", agentPID)
+	}
+	waitFor(t, 5*time.Second, "the step's child to be gone", func() bool { return !alive(child) })
+	if _, err := os.Stat(filepath.Join(workDir, "direct", "direct-1")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the worker's directory is still there: %v", err)
+	}
+	if _, err := p.Status(ctx, "direct-1"); !errors.Is(err, workers.ErrNotFound) {
+		t.Errorf("Status after Terminate: %v, want ErrNotFound", err)
+	}
+	if err := p.Logs(ctx, "direct-1", &logs); !errors.Is(err, workers.ErrNotFound) {
+		t.Errorf("Logs after Terminate: %v, want ErrNotFound", err)
+	}
+	for _, id := range []string{"direct-1", "never-made"} {
+		if err := p.Terminate(ctx, id); err != nil {
+			t.Errorf("Terminate %s again: %v", id, err)
+		}
+	}
+
+	var kinds []string
+	for len(kinds) < 4 {
+		select {
+		case e := <-p.Events():
+			kinds = append(kinds, string(e.Kind))
+			if e.Kind == workers.EventExited && (e.ExitCode != 0 || e.Err != "") {
+				t.Errorf("exit event %+v, want exit code 0 (the agent stops on SIGTERM)", e)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("events so far %v, want 4", kinds)
+		}
+	}
+	if got := strings.Join(kinds, ","); got != "created,started,exited,gone" {
+		t.Errorf("events %s, want created,started,exited,gone", got)
+	}
+	if r, _ := waitRun(t, s, run.ID, 15*time.Second); r.State == state.RunSucceeded {
+		t.Errorf("the run of the terminated worker succeeded")
+	}
+}
+
+// TestLocalProcessDiesWithServer runs `hodei server` with a local pool that
+// names no mode: the server makes it process, so its worker is a `hodei
+// agent` child process; killing the server with SIGKILL ends the agent too
+// (Pdeathsig).
+func TestLocalProcessDiesWithServer(t *testing.T) {
+	bin := hodeiBinary(t)
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "data")
+	pools := filepath.Join(dir, "pools.yaml")
+	if err := os.WriteFile(pools, []byte("pools:\n  keep:\n    provider: local\n    min: 1\n    max: 1\n    shape: {cpu: 1, memory: 256Mi}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := exec.Command(bin, "server", "--data-dir", dataDir, "--http=", "--nats-listen", "127.0.0.1:0",
+		"--workers", "0", "--auth", "off", "--pools", pools)
+	srv.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+	var serverOut bytes.Buffer
+	srv.Stdout, srv.Stderr = &serverOut, &serverOut
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = srv.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = srv.Process.Kill()
+		<-exited
+	})
+
+	// The agent: a process whose command line names the server's data dir.
+	var agentPID int
+	waitFor(t, 20*time.Second, "the pool's agent process", func() bool {
+		agentPID = findProcess(" agent ", dataDir)
+		return agentPID > 0
+	})
+	t.Cleanup(func() {
+		if alive(agentPID) { // the test failed: leave nothing behind
+			_ = syscall.Kill(-agentPID, syscall.SIGKILL)
+		}
+	})
+	if ppid := parentOf(agentPID); ppid != srv.Process.Pid {
+		t.Errorf("agent %d has parent %d, want the server %d", agentPID, ppid, srv.Process.Pid)
+	}
+	if err := srv.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	killed := time.Now()
+	waitFor(t, 10*time.Second, "the agent to die with the server", func() bool { return !alive(agentPID) })
+	t.Logf("server SIGKILLed to its agent process gone: %s", time.Since(killed).Round(time.Millisecond))
+	if t.Failed() {
+		t.Logf("server output:\n%s", serverOut.String())
+	}
+}
+
+// findProcess returns a live process whose command line holds every part.
+func findProcess(parts ...string) int {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		cmd := strings.ReplaceAll(string(b), "\x00", " ")
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(cmd, p)
+		}
+		if all && alive(pid) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// parentOf is the parent pid of a process (0 if unknown).
+func parentOf(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
