@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/hodei-ci/hodei/internal/containers"
 )
@@ -20,7 +19,9 @@ import (
 // of the pool's image running the hodei binary (mounted read-only from the
 // server's machine) as `hodei agent`, connected to the server's NATS, with
 // the pool's shape as its cpu and memory limits. The container removes
-// itself when the agent exits; Terminate removes it at once.
+// itself when the agent exits; Terminate removes it at once. After a
+// restart of the server (the same Owner), List finds the worker containers
+// the previous run left, by label, and the Manager adopts the live ones.
 type Docker struct {
 	pool   PoolConfig
 	env    ProviderEnv
@@ -40,14 +41,13 @@ type dockerWorker struct {
 var (
 	_ Provider = (*Docker)(nil)
 	_ Drainer  = (*Docker)(nil)
+	_ Lister   = (*Docker)(nil)
 )
 
 // agentBinary is where the hodei binary is mounted in worker containers.
 const agentBinary = "/hodei/hodei"
 
-// NewDockerProvider makes the provider of a docker pool (a Factory). It
-// removes the worker containers of this pool that a previous run of the
-// same server (the same Owner) left behind.
+// NewDockerProvider makes the provider of a docker pool (a Factory).
 func NewDockerProvider(pool PoolConfig, env ProviderEnv) (Provider, error) {
 	if env.NATSURL == "" {
 		return nil, errors.New("docker workers need the server's NATS to listen on TCP (--nats-listen)")
@@ -72,16 +72,52 @@ func NewDockerProvider(pool PoolConfig, env ProviderEnv) (Provider, error) {
 		return nil, err
 	}
 	p := &Docker{pool: pool, env: env, d: d, binary: bin, events: make(chan Event, 256), workers: map[string]*dockerWorker{}}
-	if env.Owner != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if n, err := d.RemoveLabelled(ctx, containers.LabelOwner, p.owner()); err != nil {
-			env.Logger.Warn("remove worker containers of a previous run", "pool", pool.Name, "err", err)
-		} else if n > 0 {
-			env.Logger.Info("removed worker containers of a previous run", "pool", pool.Name, "count", n)
+	return p, nil
+}
+
+// List returns the worker containers of this pool made by this server (the
+// same Owner), a previous run's included, found by label, and makes them
+// this provider's own: the exit of a running one is reported, Terminate
+// removes them. A container that was created and never started (the
+// server stopped in between) is reported exited: nothing would start it.
+func (p *Docker) List(ctx context.Context) ([]ListedWorker, error) {
+	if p.env.Owner == "" {
+		return nil, nil
+	}
+	ids, err := p.d.ListLabelled(ctx, containers.LabelOwner, p.owner())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ListedWorker, 0, len(ids))
+	for _, cid := range ids {
+		st, err := p.d.Inspect(ctx, cid)
+		if err != nil {
+			return nil, err
+		}
+		id := st.Labels[containers.LabelWorker]
+		if !st.Exists || id == "" || st.Labels[containers.LabelPool] != p.pool.Name {
+			continue
+		}
+		ws := WorkerStatus{ID: id, Phase: PhaseRunning, Detail: st.Status}
+		switch {
+		case st.Running:
+		case st.Status == "created":
+			ws.Phase, ws.Detail = PhaseExited, "created, never started"
+		default:
+			ws.Phase, ws.ExitCode = PhaseExited, st.ExitCode
+		}
+		out = append(out, ListedWorker{Ref: WorkerRef{ID: id, Pool: p.pool.Name, Provider: "docker", Handle: cid}, Status: ws})
+		p.mu.Lock()
+		_, known := p.workers[id]
+		if !known {
+			p.workers[id] = &dockerWorker{container: cid, cpu: st.NanoCPUs / 1_000_000, mem: st.Memory}
+		}
+		p.mu.Unlock()
+		if !known && st.Running {
+			go p.watch(id, p.pool.Name, cid)
 		}
 	}
-	return p, nil
+	return out, nil
 }
 
 func (p *Docker) owner() string { return p.env.Owner + "." + p.pool.Name }

@@ -4,19 +4,25 @@ package workers_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/hodei-ci/hodei/internal/containers"
 	"github.com/hodei-ci/hodei/internal/containers/containerstest"
 	"github.com/hodei-ci/hodei/internal/server"
 	"github.com/hodei-ci/hodei/internal/state"
+	"github.com/hodei-ci/hodei/internal/workers"
 )
 
 // jobContainers lists the containers of a job.
@@ -252,4 +258,108 @@ jobs:
 		ids, err := d.ListLabelled(context.Background(), containers.LabelWorker, workerID)
 		return err == nil && len(ids) == 0 && poolStatus(s, "boxes").Size == 0
 	})
+}
+
+// TestDockerPoolAdoptsAfterRestart: a manager starts two worker containers
+// whose agents join the server; the manager dies without terminating them.
+// A new manager of the same owner, whose pool now allows one worker, finds
+// both: it adopts one (counted idle in its pool, no container created for
+// min) and removes the other; the adopted worker runs a job; Close removes
+// it.
+func TestDockerPoolAdoptsAfterRestart(t *testing.T) {
+	d := containerstest.Docker(t)
+	bin := containerstest.HodeiBinary(t)
+	s := startServer(t, "", 0, func(o *server.Options) { o.NATSListen = "" })
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	owner := "adopt-" + hex.EncodeToString(b[:])
+	pool := workers.PoolConfig{
+		Name: "boxes", Provider: "docker", Min: 2, Max: 2, IdleTimeout: time.Hour,
+		Shape:  workers.Shape{CPUMilli: 250, Memory: 64 << 20, Labels: []string{"boxes"}},
+		Docker: workers.DockerOptions{Image: containerstest.Image(), Binary: bin, Network: "host"},
+	}
+	start := func(pool workers.PoolConfig) (*workers.Manager, *prometheus.Registry, func()) {
+		reg := prometheus.NewRegistry()
+		m, err := workers.NewManager(workers.ManagerConfig{
+			Pools: &workers.Config{Pools: []workers.PoolConfig{pool}},
+			Env: workers.ProviderEnv{NATSURL: s.NATSURL, Owner: owner, HeartbeatInterval: 100 * time.Millisecond,
+				Logger: testLogger()},
+			View: s.Orch.View, Interval: 50 * time.Millisecond, Registerer: reg, Logger: testLogger(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			m.Run(ctx)
+		}()
+		stop := func() { cancel(); <-done }
+		t.Cleanup(func() { stop(); m.Close(context.Background()) })
+		return m, reg, stop
+	}
+	leftovers := func() []string {
+		ids, err := d.ListLabelled(context.Background(), containers.LabelOwner, owner+".boxes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+
+	_, reg1, crash := start(pool)
+	waitFor(t, 60*time.Second, "two worker containers to join", func() bool { return poolWorkers(s, "boxes")["idle"] == 2 })
+	if n := actionCount(t, reg1, "create"); n != 2 {
+		t.Fatalf("first manager: %d creates", n)
+	}
+	crash() // the server dies: no worker is terminated
+	before := leftovers()
+	if len(before) != 2 {
+		t.Fatalf("containers after the crash: %v", before)
+	}
+
+	pool.Min, pool.Max = 1, 1
+	m2, reg2, _ := start(pool)
+	waitFor(t, 30*time.Second, "one worker adopted, the other removed", func() bool {
+		var st workers.PoolStatus
+		for _, p := range m2.Pools() {
+			st = p
+		}
+		return st.Size == 1 && st.Adopted == 1 && st.Idle == 1 && len(leftovers()) == 1
+	})
+	after := leftovers()
+	if !slices.Contains(before, after[0]) {
+		t.Errorf("container %s after the restart is not one of the previous run's %v", after[0], before)
+	}
+	if n := actionCount(t, reg2, "create"); n != 0 {
+		t.Errorf("the restarted manager created %d workers; its adopted worker covers min", n)
+	}
+	st, err := d.Inspect(context.Background(), after[0])
+	if err != nil || !st.Running {
+		t.Fatalf("adopted container: %+v, %v", st, err)
+	}
+	adopted := st.Labels[containers.LabelWorker]
+
+	// The adopted worker takes jobs as before (once the orchestrator has
+	// seen the removed one go: it was killed, it said no goodbye).
+	waitFor(t, 30*time.Second, "the removed worker to leave the orchestrator's idle workers", func() bool {
+		ws := poolWorkers(s, "boxes")
+		return ws["idle"] == 1 && ws["busy"] == 0
+	})
+	run := submit(t, s, `name: on-an-adopted-box
+jobs:
+  hello:
+    runs-on: {labels: [boxes], cpu: 250m, memory: 64Mi}
+    steps: [{run: 'echo "hello from $HODEI_WORKER"'}]
+`)
+	r, jobs := waitRun(t, s, run.ID, 60*time.Second)
+	if r.State != state.RunSucceeded || jobs["hello"].WorkerID != adopted {
+		t.Fatalf("run %s, job on %q, want the adopted worker %s", r.State, jobs["hello"].WorkerID, adopted)
+	}
+
+	// It is the manager's own: Close removes it.
+	m2.Close(context.Background())
+	if ids := leftovers(); len(ids) != 0 {
+		t.Errorf("containers after Close: %v", ids)
+	}
 }

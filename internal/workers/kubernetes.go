@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -42,10 +41,10 @@ import (
 // (label-safe values) and the same keys as annotations (exact values). A
 // watch on the pool's label selector reports their lifecycle.
 //
-// When it starts, the provider lists the pods that a previous run of the
-// same server (the same Owner) left in the pool and deletes them: the
-// manager owns only the workers it created, so an adopted pod would never
-// be scaled down (see docs/workers.md#kubernetes).
+// After a restart of the server (the same Owner), List finds the pods that
+// the previous run left in the pool, by label, and the Manager adopts the
+// live ones into the pool and deletes the others (see
+// docs/workers.md#kubernetes).
 type Kubernetes struct {
 	pool      PoolConfig
 	env       ProviderEnv
@@ -56,6 +55,7 @@ type Kubernetes struct {
 	events    chan Event
 	stop      chan struct{}
 	stopOnce  sync.Once
+	informer  cache.SharedIndexInformer
 
 	mu      sync.Mutex
 	workers map[string]*kubeWorker
@@ -66,7 +66,10 @@ type kubeWorker struct {
 	started, exited, gone bool
 }
 
-var _ Provider = (*Kubernetes)(nil)
+var (
+	_ Provider = (*Kubernetes)(nil)
+	_ Lister   = (*Kubernetes)(nil)
+)
 
 // Names, labels and paths of worker pods.
 const (
@@ -129,16 +132,6 @@ func NewKubernetesProviderConfig(pool PoolConfig, env ProviderEnv, cfg *rest.Con
 		events: make(chan Event, 256), stop: make(chan struct{}), workers: map[string]*kubeWorker{},
 	}
 	p.selector = labels.SelectorFromSet(p.poolLabels()).String()
-	if env.Owner != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		n, err := p.removeLeftovers(ctx)
-		cancel()
-		if err != nil {
-			env.Logger.Warn("remove worker pods of a previous run", "pool", pool.Name, "namespace", p.namespace, "err", err)
-		} else if n > 0 {
-			env.Logger.Info("removed worker pods of a previous run", "pool", pool.Name, "namespace", p.namespace, "count", n)
-		}
-	}
 	p.startWatch()
 	return p, nil
 }
@@ -164,21 +157,51 @@ func (p *Kubernetes) Selector() string { return p.selector }
 // Namespace is where the pool's pods are.
 func (p *Kubernetes) Namespace() string { return p.namespace }
 
-// removeLeftovers deletes the pods a previous run of this server left in
-// the pool.
-func (p *Kubernetes) removeLeftovers(ctx context.Context) (int, error) {
+// List returns the worker pods of this pool made by this server (the same
+// Owner), a previous run's included, found by label (and checked against
+// the exact owner in the annotation), and makes them this provider's own:
+// their events are reported from now on. A pod being deleted is reported
+// gone; Succeeded and Failed ones exited.
+func (p *Kubernetes) List(ctx context.Context) ([]ListedWorker, error) {
+	if p.env.Owner == "" {
+		return nil, nil
+	}
 	pods, err := p.client.CoreV1().Pods(p.namespace).List(ctx, metav1.ListOptions{LabelSelector: p.selector})
 	if err != nil {
-		return 0, classifyKube(err)
+		return nil, classifyKube(err)
 	}
-	n := 0
-	for _, pod := range pods.Items {
-		if err := p.deletePod(ctx, pod.Name); err != nil {
-			return n, err
+	out := make([]ListedWorker, 0, len(pods.Items))
+	var known []*corev1.Pod
+	p.mu.Lock()
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		id := pod.Annotations[KubeLabelWorker]
+		if id == "" || pod.Annotations[KubeLabelOwner] != p.owner() {
+			continue
 		}
-		n++
+		st := podStatus(id, pod)
+		if pod.DeletionTimestamp != nil {
+			st.Phase = PhaseGone
+		}
+		out = append(out, ListedWorker{
+			Ref:       WorkerRef{ID: id, Pool: p.pool.Name, Provider: "kubernetes", Handle: p.namespace + "/" + pod.Name},
+			Status:    st,
+			CreatedAt: pod.CreationTimestamp.Time,
+		})
+		if _, ok := p.workers[id]; !ok {
+			p.workers[id] = &kubeWorker{started: st.Phase == PhaseRunning || st.Phase == PhaseExited, exited: st.Phase == PhaseExited}
+		}
+		known = append(known, pod)
 	}
-	return n, nil
+	p.mu.Unlock()
+	// A change the watch saw between the list and now was dropped (the
+	// worker was not known yet): look again at what the watch has.
+	for _, pod := range known {
+		if obj, ok, _ := p.informer.GetStore().Get(pod); ok {
+			p.observe(obj)
+		}
+	}
+	return out, nil
 }
 
 var (
@@ -504,6 +527,7 @@ func (p *Kubernetes) startWatch() {
 		},
 	}
 	inf := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})
+	p.informer = inf
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { p.observe(obj) },
 		UpdateFunc: func(_, obj any) { p.observe(obj) },

@@ -12,23 +12,33 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/client-go/util/retry"
 
+	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/workers"
 )
 
@@ -41,16 +51,22 @@ type kubeEnv struct {
 	restricted *rest.Config
 	kubeconfig string // of the restricted user
 	ns         string
+	node       string // the kwok node
 }
 
-// kubeTest connects to the API server of KUBECONFIG (scripts/test starts
-// one). These tests are built only with the tag kubernetes; without a
-// KUBECONFIG they fail rather than skip.
+// kubeTest connects to the API server of KUBECONFIG, whose node
+// HODEI_KWOK_NODE kwok manages (scripts/test starts both). These tests are
+// built only with the tag kubernetes; without either they fail rather than
+// skip.
 func kubeTest(t *testing.T) *kubeEnv {
 	t.Helper()
 	path := os.Getenv("KUBECONFIG")
 	if path == "" {
 		t.Fatal("KUBECONFIG is not set: scripts/test starts a kube-apiserver for these tests (go test -tags kubernetes)")
+	}
+	node := os.Getenv("HODEI_KWOK_NODE")
+	if node == "" {
+		t.Fatal("HODEI_KWOK_NODE is not set: scripts/test starts kwok with a fake node for these tests (go test -tags kubernetes)")
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", path)
 	if err != nil {
@@ -63,7 +79,19 @@ func kubeTest(t *testing.T) *kubeEnv {
 	ctx := t.Context()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	e := &kubeEnv{admin: admin, adminCfg: cfg, ns: "hodei-test-" + hex.EncodeToString(b[:])}
+	e := &kubeEnv{admin: admin, adminCfg: cfg, ns: "hodei-test-" + hex.EncodeToString(b[:]), node: node}
+	waitFor(t, 30*time.Second, "the kwok node "+node+" to be Ready (is kwok running?)", func() bool {
+		n, err := admin.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				return c.Status == corev1.ConditionTrue
+			}
+		}
+		return false
+	})
 	// Pod Security admission enforces the restricted profile here: a worker
 	// pod that is not locked down is refused.
 	_, err = admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
@@ -74,8 +102,9 @@ func kubeTest(t *testing.T) *kubeEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		// No controller-manager runs: delete the pods left, the namespace
-		// stays Terminating until the API server goes.
+		// No controller-manager runs: delete the pods left (kwok removes
+		// those on its node), the namespace stays Terminating until the API
+		// server goes.
 		ctx := context.Background()
 		_ = admin.CoreV1().Pods(e.ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
 		_ = admin.CoreV1().Namespaces().Delete(ctx, e.ns, metav1.DeleteOptions{})
@@ -152,6 +181,111 @@ func (e *kubeEnv) applyRBAC(t *testing.T) {
 	if !kinds["ServiceAccount"] || !kinds["Role"] || !kinds["RoleBinding"] {
 		t.Fatalf("deploy/kubernetes/rbac.yaml has %v, want a ServiceAccount, a Role and a RoleBinding", kinds)
 	}
+}
+
+// bind places a pod on the kwok node through the pods/binding subresource,
+// as kube-scheduler does (none runs here).
+func (e *kubeEnv) bind(ctx context.Context, pod *corev1.Pod) error {
+	return e.admin.CoreV1().Pods(e.ns).Bind(ctx, &corev1.Binding{
+		ObjectMeta: metav1.ObjectMeta{Name: pod.Name, UID: pod.UID},
+		Target:     corev1.ObjectReference{Kind: "Node", Name: e.node},
+	}, metav1.CreateOptions{})
+}
+
+// schedule binds every pod of the namespace that has no node to the kwok
+// node as soon as it appears: the test plays the scheduler. kwok then
+// makes the pods Running.
+func (e *kubeEnv) schedule(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	var errs []string
+	t.Cleanup(func() {
+		cancel()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, err := range errs {
+			t.Errorf("scheduler: %s", err)
+		}
+	})
+	pods := e.admin.CoreV1().Pods(e.ns)
+	unbound := fields.OneTermEqualSelector("spec.nodeName", "").String()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = unbound
+			return pods.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = unbound
+			return pods.Watch(ctx, o)
+		},
+	}
+	inf := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})
+	place := func(obj any) {
+		pod, ok := obj.(*corev1.Pod)
+		if !ok || pod.Spec.NodeName != "" || pod.DeletionTimestamp != nil {
+			return
+		}
+		if err := e.bind(ctx, pod); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) && ctx.Err() == nil {
+			mu.Lock()
+			errs = append(errs, fmt.Sprintf("bind %s: %v", pod.Name, err))
+			mu.Unlock()
+		}
+	}
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: place, UpdateFunc: func(_, obj any) { place(obj) }})
+	go inf.RunWithContext(ctx)
+}
+
+// setPodStatus writes a pod's status as a kubelet would (kwok does not
+// run containers, so it never reports an agent's exit).
+func (e *kubeEnv) setPodStatus(t *testing.T, name string, edit func(*corev1.PodStatus)) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		pod, err := e.admin.CoreV1().Pods(e.ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		edit(&pod.Status)
+		_, err = e.admin.CoreV1().Pods(e.ns).UpdateStatus(context.Background(), pod, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("status of pod %s: %v", name, err)
+	}
+}
+
+// agentExited is the status a kubelet reports when the agent container
+// exits with code.
+func agentExited(code int32) func(*corev1.PodStatus) {
+	return func(st *corev1.PodStatus) {
+		st.Phase = corev1.PodSucceeded
+		reason := "Completed"
+		if code != 0 {
+			st.Phase, reason = corev1.PodFailed, "Error"
+		}
+		now := metav1.Now()
+		for i := range st.ContainerStatuses {
+			if st.ContainerStatuses[i].Name == "agent" {
+				st.ContainerStatuses[i].Ready = false
+				st.ContainerStatuses[i].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+					ExitCode: code, Reason: reason, StartedAt: now, FinishedAt: now}}
+			}
+		}
+	}
+}
+
+// podPhases returns the pods of a selector: worker id -> phase.
+func (e *kubeEnv) podPhases(t *testing.T, selector string) map[string]corev1.PodPhase {
+	t.Helper()
+	pods, err := e.admin.CoreV1().Pods(e.ns).List(context.Background(), metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]corev1.PodPhase{}
+	for _, p := range pods.Items {
+		out[p.Annotations[workers.KubeLabelWorker]] = p.Status.Phase
+	}
+	return out
 }
 
 func kubePool(e *kubeEnv, name string) workers.PoolConfig {
@@ -258,8 +392,9 @@ func TestKubernetesRBACIsMinimal(t *testing.T) {
 }
 
 // TestKubernetesWorkerPod creates a worker pod with the restricted user and
-// reads it back field by field; checks status, logs and events; terminates
-// it (twice: the second is a success too).
+// reads it back field by field; checks status, logs and events while it is
+// pending, once bound to the kwok node (Running) and after its agent exits;
+// terminates it (twice: the second is a success too) and sees it removed.
 func TestKubernetesWorkerPod(t *testing.T) {
 	e := kubeTest(t)
 	pool := kubePool(e, "kube")
@@ -293,6 +428,9 @@ func TestKubernetesWorkerPod(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkWorkerPod(t, pod, e.ns, spec)
+	if pod.Status.Phase != corev1.PodPending || pod.Spec.NodeName != "" {
+		t.Errorf("phase %s node %q: with no scheduler it stays pending", pod.Status.Phase, pod.Spec.NodeName)
+	}
 
 	st, err := k.Status(ctx, spec.ID)
 	if err != nil || st.Phase != workers.PhaseCreating || st.ID != spec.ID {
@@ -307,21 +445,30 @@ func TestKubernetesWorkerPod(t *testing.T) {
 		t.Logf("logs of a pod on no node: %q, %v", logs.String(), err)
 	}
 
-	// What a kubelet would report: running, then the agent exits 3.
-	pod.Status.Phase = corev1.PodRunning
-	if pod, err = e.admin.CoreV1().Pods(e.ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+	// Scheduled on the kwok node (the test binds it, as kube-scheduler
+	// would), the pod goes Running: kwok reports the init container
+	// completed and the agent container running.
+	bound := time.Now()
+	if err := e.bind(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
-	waitEvent(t, k.Events(), workers.EventStarted, spec.ID, 10*time.Second)
-	if st, err := k.Status(ctx, spec.ID); err != nil || st.Phase != workers.PhaseRunning {
+	waitEvent(t, k.Events(), workers.EventStarted, spec.ID, 30*time.Second)
+	t.Logf("pod Running %s after it was bound to the kwok node", time.Since(bound).Round(time.Millisecond))
+	if st, err := k.Status(ctx, spec.ID); err != nil || st.Phase != workers.PhaseRunning || st.Detail != "Running" {
 		t.Errorf("status of a running pod: %+v, %v", st, err)
 	}
-	pod.Status.Phase = corev1.PodFailed
-	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "agent", Image: pod.Spec.Containers[0].Image,
-		State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 3, Reason: "Error"}}}}
-	if _, err = e.admin.CoreV1().Pods(e.ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+	if pod, err = e.admin.CoreV1().Pods(e.ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	if pod.Spec.NodeName != e.node || len(pod.Status.ContainerStatuses) != 1 || pod.Status.ContainerStatuses[0].State.Running == nil ||
+		len(pod.Status.InitContainerStatuses) != 1 || pod.Status.InitContainerStatuses[0].State.Terminated == nil || pod.Status.PodIP == "" {
+		t.Errorf("running pod on %q: %+v", pod.Spec.NodeName, pod.Status)
+	}
+	checkWorkerPod(t, pod, e.ns, spec) // the spec is unchanged by the binding
+
+	// The agent exits 3: kwok runs no container, so the test writes what
+	// a kubelet would report.
+	e.setPodStatus(t, name, agentExited(3))
 	if ev := waitEvent(t, k.Events(), workers.EventExited, spec.ID, 10*time.Second); ev.ExitCode != 3 {
 		t.Errorf("exit event %+v, want exit code 3", ev)
 	}
@@ -329,14 +476,18 @@ func TestKubernetesWorkerPod(t *testing.T) {
 		t.Errorf("status of an exited pod: %+v, %v", st, err)
 	}
 
-	// The job ended: the manager terminates the worker.
+	// The job ended: the manager terminates the worker. The pod is on a
+	// node, so the deletion is graceful: kwok, as a kubelet, removes it.
+	deleted := time.Now()
 	if err := k.Terminate(ctx, spec.ID); err != nil {
 		t.Fatal(err)
 	}
 	waitEvent(t, k.Events(), workers.EventGone, spec.ID, 5*time.Second)
-	if _, err := e.admin.CoreV1().Pods(e.ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Errorf("pod after terminate: %v, want not found", err)
-	}
+	waitFor(t, 30*time.Second, "the deleted pod to be removed", func() bool {
+		_, err := e.admin.CoreV1().Pods(e.ns).Get(ctx, name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	})
+	t.Logf("pod removed %s after Terminate", time.Since(deleted).Round(time.Millisecond))
 	if err := k.Terminate(ctx, spec.ID); err != nil {
 		t.Errorf("terminate of a pod that is gone: %v", err)
 	}
@@ -451,9 +602,6 @@ func checkWorkerPod(t *testing.T, pod *corev1.Pod, ns string, spec workers.Worke
 			errorf("volume %s: %+v, want an emptyDir", n, v)
 		}
 	}
-	if pod.Status.Phase != corev1.PodPending || pod.Spec.NodeName != "" {
-		errorf("phase %s node %q: with no kubelet it stays pending", pod.Status.Phase, pod.Spec.NodeName)
-	}
 }
 
 // TestKubernetesAutomountAndServiceAccount asks for a service account and
@@ -487,11 +635,12 @@ func TestKubernetesAutomountAndServiceAccount(t *testing.T) {
 	}
 }
 
-// TestKubernetesRestart starts a second provider of the same server and
-// pool (a restarted server): it finds the pods the first one left, by
-// label, and deletes them; the pods of another server and another pool
-// stay.
-func TestKubernetesRestart(t *testing.T) {
+// TestKubernetesListAfterRestart starts a second provider of the same
+// server and pool (a restarted server): it deletes nothing, and List finds
+// the pods the first one left, by label, with their phases, and not those
+// of another server or another pool; their events then reach the new
+// provider.
+func TestKubernetesListAfterRestart(t *testing.T) {
 	e := kubeTest(t)
 	ctx := t.Context()
 	pool := kubePool(e, "kube")
@@ -512,51 +661,252 @@ func TestKubernetesRestart(t *testing.T) {
 	if _, err := otherPool.Create(ctx, spec("kube2-00000004", "kube2")); err != nil {
 		t.Fatal(err)
 	}
-	first.Close() // the server stops without terminating its workers
-
-	log := &logSink{}
-	second := newKube(t, pool, kubeEnvFor("srv1", log))
-	if !strings.Contains(log.String(), "removed worker pods of a previous run") || !strings.Contains(log.String(), "count=2") {
-		t.Errorf("log of the restarted provider: %s", log.String())
-	}
-	for id, want := range map[string]bool{"kube-00000001": false, "kube-00000002": false, "kube-00000003": true, "kube2-00000004": true} {
-		_, err := e.admin.CoreV1().Pods(e.ns).Get(ctx, workers.PodName(id), metav1.GetOptions{})
-		if exists := err == nil; exists != want || (err != nil && !apierrors.IsNotFound(err)) {
-			t.Errorf("pod of %s after the restart: exists %v (%v), want %v", id, exists, err, want)
-		}
-	}
-	if _, err := second.Status(ctx, "kube-00000001"); !errors.Is(err, workers.ErrNotFound) {
-		t.Errorf("status of a removed leftover: %v", err)
-	}
-	// The new provider's watch and calls work as before.
-	if _, err := second.Create(ctx, spec("kube-00000005", "kube")); err != nil {
-		t.Fatal(err)
-	}
-	waitEvent(t, second.Events(), workers.EventCreated, "kube-00000005", 5*time.Second)
-	// Canceled job: the manager terminates the worker at once.
-	if err := second.Terminate(ctx, "kube-00000005"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.admin.CoreV1().Pods(e.ns).Get(ctx, workers.PodName("kube-00000005"), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Errorf("pod after terminate: %v", err)
-	}
-	// A pod deleted by someone else is reported gone by the watch.
-	if _, err := second.Create(ctx, spec("kube-00000006", "kube")); err != nil {
-		t.Fatal(err)
-	}
-	// The watch sees the pod (its phase moves to Running, and the provider
-	// reports it started) before the pod is deleted behind its back.
-	pod6, err := e.admin.CoreV1().Pods(e.ns).Get(ctx, workers.PodName("kube-00000006"), metav1.GetOptions{})
+	// One of them runs (on the kwok node) before the restart.
+	pod1, err := e.admin.CoreV1().Pods(e.ns).Get(ctx, workers.PodName("kube-00000001"), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pod6.Status.Phase = corev1.PodRunning
-	if _, err := e.admin.CoreV1().Pods(e.ns).UpdateStatus(ctx, pod6, metav1.UpdateOptions{}); err != nil {
+	if err := e.bind(ctx, pod1); err != nil {
 		t.Fatal(err)
 	}
-	waitEvent(t, second.Events(), workers.EventStarted, "kube-00000006", 10*time.Second)
-	if err := e.admin.CoreV1().Pods(e.ns).Delete(ctx, workers.PodName("kube-00000006"), metav1.DeleteOptions{}); err != nil {
+	waitEvent(t, first.Events(), workers.EventStarted, "kube-00000001", 30*time.Second)
+	first.Close() // the server dies without terminating its workers
+
+	second := newKube(t, pool, kubeEnvFor("srv1", nil))
+	if got := e.podPhases(t, "app.kubernetes.io/managed-by=hodei"); len(got) != 4 {
+		t.Fatalf("pods after the restart: %v, want all 4 (nothing deleted)", got)
+	}
+	found, err := second.List(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	waitEvent(t, second.Events(), workers.EventGone, "kube-00000006", 10*time.Second)
+	sort.Slice(found, func(i, k int) bool { return found[i].Ref.ID < found[k].Ref.ID })
+	if len(found) != 2 || found[0].Ref.ID != "kube-00000001" || found[1].Ref.ID != "kube-00000002" {
+		t.Fatalf("listed %+v, want the two pods of srv1's pool kube", found)
+	}
+	if f := found[0]; f.Status.Phase != workers.PhaseRunning || f.Ref.Handle != e.ns+"/"+workers.PodName(f.Ref.ID) ||
+		f.Ref.Pool != "kube" || f.Ref.Provider != "kubernetes" || f.CreatedAt.IsZero() || time.Since(f.CreatedAt) > time.Minute {
+		t.Errorf("listed running pod %+v", f)
+	}
+	if f := found[1]; f.Status.Phase != workers.PhaseCreating {
+		t.Errorf("listed pending pod %+v", f)
+	}
+	// Listed pods are the new provider's own: their lifecycle is reported.
+	pod2, err := e.admin.CoreV1().Pods(e.ns).Get(ctx, workers.PodName("kube-00000002"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.bind(ctx, pod2); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, second.Events(), workers.EventStarted, "kube-00000002", 30*time.Second)
+	e.setPodStatus(t, workers.PodName("kube-00000001"), agentExited(0))
+	if ev := waitEvent(t, second.Events(), workers.EventExited, "kube-00000001", 10*time.Second); ev.ExitCode != 0 || ev.Err != "" {
+		t.Errorf("exit event %+v", ev)
+	}
+	if err := second.Terminate(ctx, "kube-00000001"); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, second.Events(), workers.EventGone, "kube-00000001", 5*time.Second)
+	// A pod deleted by someone else is reported gone by the watch.
+	if err := e.admin.CoreV1().Pods(e.ns).Delete(ctx, workers.PodName("kube-00000002"), metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, second.Events(), workers.EventGone, "kube-00000002", 30*time.Second)
+	if got := e.podPhases(t, second.Selector()); len(got) != 0 {
+		t.Errorf("pods of the pool left: %v", got)
+	}
+	// Without an owner there is nothing to tell whose pods they are.
+	if found, err := newKube(t, pool, kubeEnvFor("", nil)).List(ctx); err != nil || len(found) != 0 {
+		t.Errorf("list without an owner: %v, %v", found, err)
+	}
+}
+
+// fakeView is the orchestrator's view as the test sets it: the agents in
+// kwok's pods do not run, so no heartbeat tells the manager they joined;
+// the test says it.
+type fakeView struct {
+	v atomic.Pointer[orchestrator.View]
+}
+
+func (f *fakeView) set(ws []orchestrator.WorkerView, demand ...orchestrator.DemandView) {
+	f.v.Store(&orchestrator.View{At: time.Now(), Workers: ws, Demand: demand})
+}
+
+// kubeManager runs a worker manager of one kubernetes pool, its provider
+// made from the pool's kubeconfig (the restricted user), as the server
+// does. stop ends it as a crash would: the manager stops deciding and the
+// provider's watch stops, but no worker is terminated.
+type kubeManager struct {
+	m       *workers.Manager
+	reg     *prometheus.Registry
+	mu      sync.Mutex
+	kube    *workers.Kubernetes
+	stopped chan struct{}
+	cancel  context.CancelFunc
+}
+
+func startKubeManager(t *testing.T, pool workers.PoolConfig, owner string, view *fakeView) *kubeManager {
+	t.Helper()
+	km := &kubeManager{reg: prometheus.NewRegistry(), stopped: make(chan struct{})}
+	reg := workers.NewRegistry()
+	reg.Register("kubernetes", func(pc workers.PoolConfig, env workers.ProviderEnv) (workers.Provider, error) {
+		p, err := workers.NewKubernetesProvider(pc, env)
+		if err == nil {
+			km.mu.Lock()
+			km.kube = p.(*workers.Kubernetes)
+			km.mu.Unlock()
+		}
+		return p, err
+	})
+	m, err := workers.NewManager(workers.ManagerConfig{
+		Pools: &workers.Config{Pools: []workers.PoolConfig{pool}}, Registry: reg, Env: kubeEnvFor(owner, nil),
+		View: view.v.Load, Interval: 50 * time.Millisecond, Registerer: km.reg, Logger: testLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	km.m = m
+	ctx, cancel := context.WithCancel(context.Background())
+	km.cancel = cancel
+	go func() {
+		defer close(km.stopped)
+		m.Run(ctx)
+	}()
+	t.Cleanup(km.stop)
+	return km
+}
+
+func (km *kubeManager) stop() {
+	km.cancel()
+	<-km.stopped
+	km.mu.Lock()
+	defer km.mu.Unlock()
+	km.kube.Close()
+}
+
+func (km *kubeManager) pool() workers.PoolStatus { return km.m.Pools()[0] }
+
+// actions counts the manager's actions of a kind.
+func (km *kubeManager) actions(t *testing.T, kind string) int {
+	t.Helper()
+	return actionCount(t, km.reg, kind)
+}
+
+func kubeDemand(jobs int) orchestrator.DemandView {
+	return orchestrator.DemandView{CPUMilli: 500, Memory: 256 << 20, Labels: []string{"linux"}, Jobs: jobs}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestKubernetesManagerAdoptsPodsAfterRestart runs the worker manager on
+// the real API server with kwok: three queued jobs make three pods, which
+// reach Running. The server dies (no worker is terminated) and one agent
+// exits meanwhile. The restarted manager (a new provider and manager, the
+// same owner) finds the pods again: the one that exited is deleted, the two
+// that run are adopted and counted in the pool, and no pod is created for
+// the two jobs still queued. When the jobs are canceled and the workers
+// stay idle, the manager scales the adopted pods down: they are deleted.
+func TestKubernetesManagerAdoptsPodsAfterRestart(t *testing.T) {
+	e := kubeTest(t)
+	e.schedule(t)
+	pool := kubePool(e, "kube")
+	pool.Ephemeral, pool.Min, pool.Max, pool.IdleTimeout = false, 0, 3, 200*time.Millisecond
+	view := &fakeView{}
+	view.set(nil, kubeDemand(3))
+	start := time.Now()
+	first := startKubeManager(t, pool, "srv1", view)
+	var ids []string
+	waitFor(t, 60*time.Second, "three worker pods to run", func() bool {
+		ph := e.podPhases(t, "hodei.dev/pool=kube")
+		ids = sortedKeys(ph)
+		running := 0
+		for _, p := range ph {
+			if p == corev1.PodRunning {
+				running++
+			}
+		}
+		return running == 3
+	})
+	t.Logf("3 pods Running %s after the manager started", time.Since(start).Round(time.Millisecond))
+	if st := first.pool(); st.Size != 3 || st.Adopted != 0 || first.actions(t, "create") != 3 {
+		t.Errorf("first manager: pool %+v, %d creates", st, first.actions(t, "create"))
+	}
+	first.stop()
+
+	// While the server is down, the agent of the first pod exits (its job
+	// done): the kubelet reports the pod Succeeded.
+	e.setPodStatus(t, workers.PodName(ids[0]), agentExited(0))
+	view.set(nil, kubeDemand(2))
+	second := startKubeManager(t, pool, "srv1", view)
+	waitFor(t, 30*time.Second, "the restarted manager to adopt two pods and delete the exited one", func() bool {
+		st := second.pool()
+		ph := e.podPhases(t, "hodei.dev/pool=kube")
+		_, exitedLeft := ph[ids[0]]
+		return st.Size == 2 && st.Adopted == 2 && st.Pending == 2 && st.Demand == 2 && !exitedLeft
+	})
+	if got := sortedKeys(e.podPhases(t, "hodei.dev/pool=kube")); !slices.Equal(got, ids[1:]) {
+		t.Errorf("pods after the restart: %v, want the two that ran before it, %v", got, ids[1:])
+	}
+	if n := second.actions(t, "create"); n != 0 {
+		t.Errorf("the restarted manager created %d workers for demand its adopted workers cover", n)
+	}
+
+	// The queued jobs are canceled; the agents (as their heartbeats would
+	// say) are idle. The pool's min is 0: both are scaled down, and the
+	// pods are deleted (kwok removes them from its node).
+	view.set([]orchestrator.WorkerView{
+		{ID: ids[1], Pool: "kube", State: "idle"},
+		{ID: ids[2], Pool: "kube", State: "idle"},
+	})
+	waitFor(t, 30*time.Second, "the idle adopted pods to be deleted", func() bool {
+		return len(e.podPhases(t, "hodei.dev/pool=kube")) == 0 && second.pool().Size == 0
+	})
+	if n := second.actions(t, "create"); n != 0 {
+		t.Errorf("the restarted manager created %d workers", n)
+	}
+}
+
+// TestKubernetesEphemeralPodDeletedWhenJobEnds: a queued job makes a pod
+// of an ephemeral pool; it runs (kwok); its agent takes the job; when the
+// job ends the agent exits (the test reports the pod Succeeded, as the
+// kubelet would) and the manager deletes the pod.
+func TestKubernetesEphemeralPodDeletedWhenJobEnds(t *testing.T) {
+	e := kubeTest(t)
+	e.schedule(t)
+	pool := kubePool(e, "eph")
+	pool.Max = 1
+	view := &fakeView{}
+	view.set(nil, kubeDemand(1))
+	km := startKubeManager(t, pool, "srv1", view)
+	var id string
+	waitFor(t, 60*time.Second, "the worker pod to run", func() bool {
+		for w, p := range e.podPhases(t, "hodei.dev/pool=eph") {
+			id = w
+			return p == corev1.PodRunning
+		}
+		return false
+	})
+	// The agent joined and took the job.
+	view.set([]orchestrator.WorkerView{{ID: id, Pool: "eph", State: "draining", Jobs: []string{"job-1"}}})
+	waitFor(t, 10*time.Second, "the manager to see the worker busy", func() bool { return km.pool().Draining == 1 })
+	if ph := e.podPhases(t, "hodei.dev/pool=eph"); ph[id] != corev1.PodRunning {
+		t.Fatalf("pod of a worker with a job: %v", ph)
+	}
+	ended := time.Now()
+	e.setPodStatus(t, workers.PodName(id), agentExited(0))
+	waitFor(t, 30*time.Second, "the pod of the exited worker to be deleted", func() bool {
+		return len(e.podPhases(t, "hodei.dev/pool=eph")) == 0 && km.pool().Size == 0
+	})
+	t.Logf("pod deleted %s after its agent exited", time.Since(ended).Round(time.Millisecond))
+	if n := km.actions(t, "create"); n != 1 {
+		t.Errorf("%d creates, want 1", n)
+	}
 }

@@ -95,6 +95,9 @@ type managedPool struct {
 	p        *Guarded
 	labels   []string
 	capacity int // last known, -1 unknown
+	// listed is set once the workers of a previous run were looked for
+	// (or the provider cannot list); guarded by mu.
+	listed bool
 }
 
 type ownedWorker struct {
@@ -106,19 +109,23 @@ type ownedWorker struct {
 	drain       bool // drain requested
 	exited      bool
 	terminating bool
+	adopted     bool // found at start, made by a previous run
 }
 
 // PoolStatus is what `hodei pools` shows of a pool.
 type PoolStatus struct {
-	Name        string  `json:"name"`
-	Provider    string  `json:"provider"`
-	Min         int     `json:"min"`
-	Max         int     `json:"max"`
-	Size        int     `json:"size"` // workers owned, in any state
-	Pending     int     `json:"pending"`
-	Idle        int     `json:"idle"`
-	Busy        int     `json:"busy"`
-	Draining    int     `json:"draining"`
+	Name     string `json:"name"`
+	Provider string `json:"provider"`
+	Min      int    `json:"min"`
+	Max      int    `json:"max"`
+	Size     int    `json:"size"` // workers owned, in any state
+	Pending  int    `json:"pending"`
+	Idle     int    `json:"idle"`
+	Busy     int    `json:"busy"`
+	Draining int    `json:"draining"`
+	// Adopted counts the workers (of Size) that a previous run of the
+	// server created and this one found again when it started.
+	Adopted     int     `json:"adopted,omitempty"`
 	Demand      int     `json:"demand"` // queued jobs given to this pool
 	Ephemeral   bool    `json:"ephemeral"`
 	CostPerHour float64 `json:"cost_per_hour"`
@@ -188,6 +195,9 @@ func (m *Manager) Run(ctx context.Context) {
 	t := time.NewTicker(m.cfg.Interval)
 	defer t.Stop()
 	m.async(func() { m.refreshCapacity(ctx) })
+	// The workers a previous run left are counted before the first
+	// decision, so that none is created twice.
+	m.adopt(ctx)
 	m.reconcile(ctx)
 	for n := 1; ; n++ {
 		select {
@@ -198,6 +208,9 @@ func (m *Manager) Run(ctx context.Context) {
 		case <-t.C:
 			if n%30 == 0 {
 				m.async(func() { m.refreshCapacity(ctx) })
+				if m.unlisted() {
+					m.async(func() { m.adopt(ctx) })
+				}
 			}
 			m.reconcile(ctx)
 		}
@@ -306,6 +319,13 @@ func (m *Manager) apply(ctx context.Context, a Action, now time.Time) {
 		m.log.Error("scaler named an unknown pool", "pool", a.Pool)
 		return
 	}
+	if _, ok := mp.p.Unwrap().(Drainer); a.Kind == ActionDrain && !ok {
+		// A worker that cannot be told to drain would stay idle with its
+		// drain requested, and never be removed: terminate it (a job
+		// placed on it at that moment loses its attempt, as on a lost
+		// worker).
+		a.Kind, a.Reason = ActionTerminate, a.Reason+"; its provider cannot drain"
+	}
 	if m.metrics != nil {
 		m.metrics.actions.WithLabelValues(a.Pool, string(a.Kind)).Inc()
 	}
@@ -362,21 +382,26 @@ func (m *Manager) apply(ctx context.Context, a Action, now time.Time) {
 		}
 		w.terminating = true
 		m.mu.Unlock()
-		m.log.Info("terminating worker", "pool", a.Pool, "worker", a.WorkerID, "reason", a.Reason)
-		m.async(func() {
-			err := mp.p.Terminate(ctx, a.WorkerID)
-			m.mu.Lock()
-			defer m.mu.Unlock()
-			if err != nil {
-				m.log.Warn("terminate worker failed; it will be tried again", "worker", a.WorkerID, "err", err)
-				if w := m.owned[a.WorkerID]; w != nil {
-					w.terminating = false
-				}
-				return
-			}
-			delete(m.owned, a.WorkerID)
-		})
+		m.terminate(ctx, mp, a)
 	}
+}
+
+// terminate calls the provider to terminate a worker marked terminating.
+func (m *Manager) terminate(ctx context.Context, mp *managedPool, a Action) {
+	m.log.Info("terminating worker", "pool", a.Pool, "worker", a.WorkerID, "reason", a.Reason)
+	m.async(func() {
+		err := mp.p.Terminate(ctx, a.WorkerID)
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if err != nil {
+			m.log.Warn("terminate worker failed; it will be tried again", "worker", a.WorkerID, "err", err)
+			if w := m.owned[a.WorkerID]; w != nil {
+				w.terminating = false
+			}
+			return
+		}
+		delete(m.owned, a.WorkerID)
+	})
 }
 
 func (m *Manager) async(f func()) {
@@ -395,16 +420,22 @@ func (m *Manager) publishStatus(snap *Snapshot) {
 	out := make([]PoolStatus, 0, len(m.names))
 	now := time.Now()
 	capacity := map[string]int{}
+	adopted := map[string]int{}
 	m.mu.Lock()
 	for name, mp := range m.pools {
 		capacity[name] = mp.capacity
+	}
+	for _, w := range m.owned {
+		if w.adopted && !w.terminating {
+			adopted[w.pool]++
+		}
 	}
 	m.mu.Unlock()
 	for _, name := range m.names {
 		mp := m.pools[name]
 		st := PoolStatus{Name: name, Provider: mp.cfg.Provider, Min: mp.cfg.Min, Max: mp.cfg.Max, Ephemeral: mp.cfg.Ephemeral,
 			CostPerHour: mp.cfg.CostPerHour, Circuit: mp.p.Breaker().State(now).String(), LastError: mp.p.LastError(),
-			Demand: assigned[name].Jobs, Capacity: capacity[name]}
+			Demand: assigned[name].Jobs, Capacity: capacity[name], Adopted: adopted[name]}
 		if snap != nil {
 			for _, ps := range snap.Pools {
 				if ps.Config.Name != name {
@@ -479,6 +510,126 @@ func (m *Manager) Close(ctx context.Context) {
 	m.mu.Lock()
 	clear(m.owned)
 	m.mu.Unlock()
+}
+
+// unlisted says whether a pool's provider still has to be asked for the
+// workers of a previous run (its List failed).
+func (m *Manager) unlisted() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, mp := range m.pools {
+		if !mp.listed {
+			return true
+		}
+	}
+	return false
+}
+
+// adopt asks the providers that can list (Lister) for the workers a
+// previous run of this server created and left, and makes them the
+// manager's own: the live ones count in their pool (the running first,
+// then the oldest, at most max with the workers the pool has), so that
+// none is created twice and idle ones are scaled down as usual; those that
+// exited, or are over max, are terminated. A pool whose List fails is
+// asked again later (Run: every 30 decisions).
+func (m *Manager) adopt(ctx context.Context) {
+	for _, name := range m.names {
+		mp := m.pools[name]
+		m.mu.Lock()
+		done := mp.listed
+		m.mu.Unlock()
+		if done {
+			continue
+		}
+		lister, ok := mp.p.Unwrap().(Lister)
+		if !ok {
+			m.mu.Lock()
+			mp.listed = true
+			m.mu.Unlock()
+			continue
+		}
+		timeout := m.cfg.Call.Timeout
+		if timeout <= 0 {
+			timeout = 30 * time.Second
+		}
+		lctx, cancel := context.WithTimeout(ctx, timeout)
+		found, err := lister.List(lctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				m.log.Warn("list the workers of a previous run; asking again later", "pool", name, "err", err)
+			}
+			continue
+		}
+		m.adoptPool(ctx, mp, found)
+	}
+}
+
+func (m *Manager) adoptPool(ctx context.Context, mp *managedPool, found []ListedWorker) {
+	name := mp.cfg.Name
+	rank := func(p Phase) int {
+		switch p {
+		case PhaseRunning:
+			return 0
+		case PhaseCreating:
+			return 1
+		}
+		return 2
+	}
+	sort.SliceStable(found, func(i, k int) bool {
+		a, b := found[i], found[k]
+		if ra, rb := rank(a.Status.Phase), rank(b.Status.Phase); ra != rb {
+			return ra < rb
+		}
+		if !a.CreatedAt.Equal(b.CreatedAt) {
+			return a.CreatedAt.Before(b.CreatedAt)
+		}
+		return a.Ref.ID < b.Ref.ID
+	})
+	now := time.Now()
+	var terminate []Action
+	adopted := 0
+	m.mu.Lock()
+	size := 0
+	for _, w := range m.owned {
+		if w.pool == name && !w.terminating && !w.exited {
+			size++
+		}
+	}
+	for _, f := range found {
+		id := f.Ref.ID
+		if id == "" || m.owned[id] != nil {
+			continue
+		}
+		// The join window of an adopted worker starts now: its agent
+		// reconnects to the restarted server by itself.
+		w := &ownedWorker{id: id, pool: name, createdAt: now, created: true, adopted: true}
+		m.owned[id] = w
+		switch {
+		case rank(f.Status.Phase) == 2:
+			w.exited, w.terminating = true, true
+			terminate = append(terminate, Action{Kind: ActionTerminate, Pool: name, WorkerID: id,
+				Reason: "left by a previous run, " + string(f.Status.Phase) + ": " + f.Status.Detail})
+		case size >= mp.cfg.Max:
+			w.terminating = true
+			terminate = append(terminate, Action{Kind: ActionTerminate, Pool: name, WorkerID: id,
+				Reason: fmt.Sprintf("left by a previous run, over the pool's max (%d)", mp.cfg.Max)})
+		default:
+			size++
+			adopted++
+		}
+	}
+	mp.listed = true
+	m.mu.Unlock()
+	if len(found) > 0 {
+		m.log.Info("found the workers of a previous run", "pool", name, "found", len(found), "adopted", adopted, "terminated", len(terminate))
+	}
+	for _, a := range terminate {
+		if m.metrics != nil {
+			m.metrics.actions.WithLabelValues(a.Pool, string(a.Kind)).Inc()
+		}
+		m.terminate(ctx, mp, a)
+	}
 }
 
 // refreshCapacity asks each provider what it can still create; the next

@@ -63,6 +63,26 @@ type Drainer interface {
 	Drain(ctx context.Context, id string) error
 }
 
+// Lister is a Provider whose workers outlive the server that created them
+// (containers, pods), so that a restarted server can find them again. List
+// returns the workers of this pool that this server (ProviderEnv.Owner)
+// created, found by the labels Create put on them, in any phase, and
+// makes them the provider's own again: their events are reported and
+// Terminate removes them, as for workers this run created. Without an
+// Owner it returns nothing. The Manager calls it when it starts, adopts the
+// live workers into their pool (at most max) and terminates the others.
+type Lister interface {
+	List(ctx context.Context) ([]ListedWorker, error)
+}
+
+// ListedWorker is a worker found by Lister.List.
+type ListedWorker struct {
+	Ref    WorkerRef
+	Status WorkerStatus
+	// CreatedAt is when the provider created it (zero if unknown).
+	CreatedAt time.Time
+}
+
 // WorkerSpec is what to create.
 type WorkerSpec struct {
 	ID        string // unique in the fleet; a NATS subject token
@@ -161,7 +181,8 @@ type ProviderEnv struct {
 	// ContainerNetwork is the network of job containers that ask for one.
 	ContainerNetwork string
 	// Owner names this server among others on the same engine: worker
-	// containers carry it, and those left by a previous run are removed.
+	// containers and pods carry it, and those left by a previous run are
+	// found again (Lister).
 	Owner string
 	// Secret resolves a secret name for WorkerSpec.Secrets (nil: none).
 	Secret            func(ctx context.Context, name string) (string, error)
