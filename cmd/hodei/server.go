@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hodei-ci/hodei/internal/autoscale"
 	"github.com/hodei-ci/hodei/internal/server"
 	pools "github.com/hodei-ci/hodei/internal/workers"
 )
@@ -30,6 +31,8 @@ Example:
 	workers := fs.Int("workers", 2, "number of agents running inside the server (0 for none)")
 	ttl := fs.Duration("worker-ttl", 5*time.Second, "how long a worker may stay silent before its jobs go back to the queue")
 	poolsFile := fs.String("pools", "", "YAML file of worker pools that the server keeps provisioned (see docs/workers.md)")
+	autoscaleMode := fs.String("autoscale", "predictive", "with --pools: reactive (queue and idle time), or predictive (also forecasts each pool's demand; reactive while it learns)")
+	asQuantile := fs.Float64("autoscale-quantile", 0.7, "predictive: share of the forecast's peaks that the idle workers kept cover")
 	sec := addSecurityFlags(fs)
 	tf := addTLSFlags(fs, "certificate of the API and of the embedded NATS (\"hodei ca issue server\")",
 		"CA of the agents' certificates: with it, the embedded NATS requires mutual TLS and confines each agent to its own subjects")
@@ -56,6 +59,16 @@ Example:
 	tlsOpts, err := tf.serverOptions(*natsURL != "")
 	if err != nil {
 		return usageError(fs, "%v", err)
+	}
+	var scaler pools.Scaler
+	switch *autoscaleMode {
+	case "reactive", "predictive":
+		if *asQuantile <= 0 || *asQuantile > 1 {
+			return usageError(fs, "--autoscale-quantile must be in (0, 1]")
+		}
+		scaler = autoscale.New(autoscale.Options{Predictive: *autoscaleMode == "predictive", Quantile: *asQuantile})
+	default:
+		return usageError(fs, "--autoscale %q: want reactive or predictive", *autoscaleMode)
 	}
 	var poolCfg *pools.Config
 	if *poolsFile != "" {
@@ -90,6 +103,7 @@ Example:
 		NATSTLS:       tlsOpts.nats,
 		NATSClientTLS: tlsOpts.natsClient,
 		Pools:         poolCfg,
+		Scaler:        scaler,
 	})
 	if err != nil {
 		return fail("server", err)

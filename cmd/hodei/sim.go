@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hodei-ci/hodei/internal/autoscale"
 	"github.com/hodei-ci/hodei/internal/scheduler"
 	"github.com/hodei-ci/hodei/internal/sim"
 	poolcfg "github.com/hodei-ci/hodei/internal/workers"
@@ -89,6 +90,9 @@ Examples:
 	poolsFile := fs.String("pools", "", "simulate the pools of this pools `FILE` instead of the workload's fleet")
 	autoscaleMode := fs.String("autoscale", "reactive", "with --pools: static (every pool at max), reactive or predictive")
 	scalePeriod := fs.Duration("scale-period", 30*time.Second, "with --pools: virtual time between two autoscaler decisions")
+	asQuantile := fs.Float64("autoscale-quantile", 0.7, "predictive: share of buckets whose peak demand the idle workers kept cover")
+	asHeadroom := fs.Float64("autoscale-headroom", 0, "predictive: fraction of the forecast added to the target")
+	asCooldown := fs.Duration("autoscale-cooldown", time.Minute, "predictive: idle time after which a worker beyond the forecast is drained")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the simulation to this `FILE`")
 	pos, code, ok := parse(fs, args)
 	if !ok {
@@ -118,6 +122,9 @@ Examples:
 		default:
 			return usageError(fs, "--autoscale %q: want static, reactive or predictive", *autoscaleMode)
 		}
+		if *asQuantile <= 0 || *asQuantile > 1 || *asHeadroom < 0 || *asCooldown <= 0 {
+			return usageError(fs, "--autoscale-quantile must be in (0, 1], --autoscale-headroom not negative, --autoscale-cooldown positive")
+		}
 		if *scalePeriod <= 0 {
 			return usageError(fs, "--scale-period must be positive")
 		}
@@ -128,7 +135,8 @@ Examples:
 		if err != nil {
 			return fail("sim", err)
 		}
-		pools = &sim.PoolOptions{Config: cfg, Mode: *autoscaleMode, Period: *scalePeriod}
+		pools = &sim.PoolOptions{Config: cfg, Mode: *autoscaleMode, Period: *scalePeriod,
+			Autoscale: autoscale.Options{Quantile: *asQuantile, Headroom: *asHeadroom, ExcessCooldown: *asCooldown}}
 	}
 	policies := []scheduler.Policy{scheduler.Policy(*policy)}
 	if *compare {

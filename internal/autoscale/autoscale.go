@@ -45,8 +45,17 @@ type Options struct {
 	// day); MinErrorSamples are needed before trusting it (default 12).
 	ErrorWindow     int
 	MinErrorSamples int
-	// Headroom is added to the forecast demand (default 0.15: 15 %); the
-	// sum is rounded up, less a tenth of a worker.
+	// Quantile is the share of buckets whose peak demand the workers kept
+	// should cover (default 0.7). The forecast is of a bucket's mean
+	// demand; the workers kept idle are those the largest forecast over the
+	// pool's idle_timeout asks for, plus the Quantile of the recent
+	// residuals of each bucket's peak against its forecast, scaled by the
+	// square root of the forecast (demand made of many independent jobs
+	// varies like a Poisson count). Workers are created ahead for the mean
+	// forecast only.
+	Quantile float64
+	// Headroom is a fraction of the forecast added on top (default 0).
+	// Targets are rounded up, less a tenth of a worker.
 	Headroom float64
 	// ExcessCooldown is how long a worker beyond the forecast demand may
 	// stay idle before it is drained (default 1 minute; never more than
@@ -77,8 +86,8 @@ func (o Options) withDefaults() Options {
 	if o.MinErrorSamples <= 0 {
 		o.MinErrorSamples = 12
 	}
-	if o.Headroom == 0 {
-		o.Headroom = 0.15
+	if o.Quantile <= 0 || o.Quantile > 1 {
+		o.Quantile = 0.7
 	}
 	if o.ExcessCooldown <= 0 {
 		o.ExcessCooldown = time.Minute
@@ -136,11 +145,14 @@ type pool struct {
 	bucket  int64   // index (from the zero time) of the bucket being filled
 	sum     float64 // demand × seconds in it
 	need    float64 // demand at the last snapshot
+	peak    float64 // the largest demand held in the bucket being filled
 	history []float64
 	first   int64 // bucket index of history[0]
 	model   *forecast.Model
-	fitAt   int64 // bucket index at the last fit
-	pending map[int64]float64
+	fitAt   int64             // bucket index at the last fit
+	pending map[int64]float64 // Horizon-step forecasts, by bucket
+	next    map[int64]float64 // one-step forecasts, by bucket
+	resid   forecast.Residuals
 	rolling forecast.Rolling
 	total   forecast.Accuracy
 
@@ -219,23 +231,27 @@ func (s *Scaler) Decide(snap workers.Snapshot) []workers.Action {
 			}
 		}
 		p.predictive = false
-		target, ok := s.target(p, snap.Now, cfg.StartupDelay)
+		up, ok := s.target(p, snap.Now, cfg.StartupDelay, -1)
 		if !ok {
 			out = append(out, mine...)
 			continue
 		}
-		p.predictive, p.target = true, target
-		out = append(out, predictive(snap.Now, ps, mine, target, assigned[cfg.Name].Jobs > 0, s.o.ExcessCooldown)...)
+		keep, _ := s.target(p, snap.Now, cfg.IdleTimeout, s.o.Quantile)
+		keep = max(keep, up)
+		p.predictive, p.target = true, up
+		out = append(out, predictive(snap.Now, ps, mine, up, keep, assigned[cfg.Name].Jobs > 0, s.o.ExcessCooldown)...)
 	}
 	return out
 }
 
 // predictive turns the reactive actions of one pool into the predictive
 // ones: create up to target as well (the larger of the two wins), keep idle
-// workers within target, drain those beyond it after cooldown.
-func predictive(now time.Time, ps workers.PoolSnapshot, reactive []workers.Action, target int, waiting bool, cooldown time.Duration) []workers.Action {
+// workers up to keep, drain those beyond it after cooldown (instead of the
+// reactive idle_timeout).
+func predictive(now time.Time, ps workers.PoolSnapshot, reactive []workers.Action, target, keep int, waiting bool, cooldown time.Duration) []workers.Action {
 	cfg := ps.Config
 	target = min(max(target, cfg.Min), cfg.Max)
+	keep = min(max(keep, cfg.Min), cfg.Max)
 	active, total := 0, len(ps.Workers)
 	gone := map[string]bool{} // terminated by the reactive rules
 	for _, a := range reactive {
@@ -283,30 +299,34 @@ func predictive(now time.Time, ps workers.PoolSnapshot, reactive []workers.Actio
 	}
 	sort.SliceStable(idle, func(i, k int) bool { return idle[i].IdleSince.Before(idle[k].IdleSince) })
 	for _, w := range idle {
-		if active <= target {
+		if active <= keep {
 			break
 		}
 		out = append(out, workers.Action{Kind: workers.ActionDrain, Pool: cfg.Name, WorkerID: w.ID,
-			Reason: fmt.Sprintf("idle for %s, beyond the %d workers forecast", now.Sub(w.IdleSince).Round(time.Second), target)})
+			Reason: fmt.Sprintf("idle for %s, beyond the %d workers the forecast keeps", now.Sub(w.IdleSince).Round(time.Second), keep)})
 		active--
 	}
 	return out
 }
 
-// target returns the workers pool p needs from now to one startup delay
-// ahead, by the forecast, and whether the forecast may be used.
-func (s *Scaler) target(p *pool, now time.Time, startup time.Duration) (int, bool) {
+// target returns the workers pool p needs from now to ahead later, by the
+// largest forecast of the buckets in between, plus the q-quantile of the
+// peak residuals (none if q < 0), and whether the forecast may be used.
+func (s *Scaler) target(p *pool, now time.Time, ahead time.Duration, q float64) (int, bool) {
 	if p.model == nil || p.rolling.Len() < s.o.MinErrorSamples || p.rolling.WAPE() > s.o.MaxError {
 		return 0, false
 	}
 	last := p.first + int64(len(p.history)) - 1 // the last closed bucket
 	f := 0.0
-	for _, t := range []time.Time{now, now.Add(startup)} {
-		h := s.bucketOf(t) - last
-		f = max(f, p.model.Forecast(int(max(h, 1))))
+	for b := s.bucketOf(now); b <= s.bucketOf(now.Add(ahead)); b++ {
+		f = max(f, p.model.Forecast(int(max(b-last, 1))))
+	}
+	f = f * (1 + s.o.Headroom)
+	if q >= 0 {
+		f += p.resid.Quantile(q) * math.Sqrt(max(f, 1))
 	}
 	// A tenth of a worker is noise, not a worker to start.
-	return int(math.Ceil(f*(1+s.o.Headroom) - 0.1)), true
+	return max(0, int(math.Ceil(f-0.1))), true
 }
 
 func (s *Scaler) bucketOf(t time.Time) int64 {
@@ -323,8 +343,9 @@ func (s *Scaler) observe(name string, prev, now time.Time, need float64) {
 	t := now.UnixNano()
 	if !p.started {
 		p.started, p.bucket, p.first, p.need = true, b, b, need
-		p.pending = map[int64]float64{}
-		p.rolling.Size = s.o.ErrorWindow
+		p.pending, p.next = map[int64]float64{}, map[int64]float64{}
+		p.rolling.Size, p.resid.Size = s.o.ErrorWindow, s.o.ErrorWindow
+		p.peak = need
 		// The bucket's time before the first snapshot counts as this demand.
 		p.sum = need * float64(t-b*bucket) / 1e9
 		return
@@ -337,13 +358,14 @@ func (s *Scaler) observe(name string, prev, now time.Time, need float64) {
 		}
 		s.close(p, p.sum/s.o.Bucket.Seconds())
 		p.bucket++
-		p.sum = 0
+		p.sum, p.peak = 0, p.need
 		from = end
 	}
 	if t > from {
 		p.sum += p.need * float64(t-from) / 1e9
 	}
 	p.need = need
+	p.peak = max(p.peak, need)
 }
 
 // close ends the bucket being filled with value v.
@@ -352,6 +374,12 @@ func (s *Scaler) close(p *pool, v float64) {
 		p.rolling.Add(f, v)
 		p.total.Add(f, v)
 		delete(p.pending, p.bucket)
+	}
+	if f, ok := p.next[p.bucket]; ok {
+		// How far the bucket's peak went above (or stayed below) the
+		// mean forecast for it, in units of its Poisson deviation.
+		p.resid.Add((p.peak - f) / math.Sqrt(max(f, 1)))
+		delete(p.next, p.bucket)
 	}
 	p.history = append(p.history, v)
 	if keep := int(s.o.History / s.o.Bucket); len(p.history) > keep {
@@ -370,6 +398,7 @@ func (s *Scaler) close(p *pool, v float64) {
 		p.model.Update(v)
 	}
 	p.pending[p.bucket+int64(s.o.Horizon)] = p.model.Forecast(s.o.Horizon)
+	p.next[p.bucket+1] = p.model.Forecast(1)
 }
 
 // account charges the workers of the previous snapshot for the time since.

@@ -136,8 +136,8 @@ func TestPredictiveKeepsForecastDrainsExcess(t *testing.T) {
 	cfg := poolCfg(0, 20, 10*time.Minute)
 	s := New(Options{Predictive: true, Headroom: 0.01})
 	end := train(s, cfg, 3*24*time.Hour+10*time.Hour)
-	// 10:00 on day 4: 6 forecast; 2 busy and 6 idle for 2 minutes: keep 7
-	// (the forecast and its headroom, the busy counted), drain 1.
+	// 10:00 on day 4: 6 forecast; 2 busy and 6 idle, x6 for less than the
+	// excess cooldown: keep 6 (the forecast, the busy counted), drain 2.
 	now := end
 	ws := append(busyN(2, now), idle("x1", now.Add(-2*time.Minute)), idle("x2", now.Add(-2*time.Minute)), idle("x3", now.Add(-3*time.Minute)),
 		idle("x4", now.Add(-2*time.Minute)), idle("x5", now.Add(-2*time.Minute)), idle("x6", now.Add(-30*time.Second)))
@@ -186,5 +186,54 @@ func TestCostAccountExact(t *testing.T) {
 	want := Account{WorkerHours: 2*0.5 + 3*1.5, IdleWorkerHours: 0.5 + 2*1.5, Cost: 2 * (2*0.5 + 3*1.5)}
 	if math.Abs(a.WorkerHours-want.WorkerHours) > 1e-9 || math.Abs(a.IdleWorkerHours-want.IdleWorkerHours) > 1e-9 || math.Abs(a.Cost-want.Cost) > 1e-9 {
 		t.Errorf("account %+v, want %+v", a, want)
+	}
+}
+
+// TestKeepCoversPeaks: demand that swings between 4 and 8 workers every
+// minute from 09:00 to 17:00 averages 6 a bucket; the workers kept idle
+// cover the peaks (8), while the workers created ahead follow the mean.
+func TestKeepCoversPeaks(t *testing.T) {
+	t.Parallel()
+	cfg := poolCfg(0, 20, 10*time.Minute)
+	s := New(Options{Predictive: true})
+	now := t0
+	swing := func(t time.Time) int {
+		if d := dayDemand(t); d == 6 {
+			return 4 + 4*(t.Minute()%2)
+		}
+		return 1
+	}
+	for ; now.Before(t0.Add(3*24*time.Hour + 10*time.Hour)); now = now.Add(time.Minute) {
+		s.Decide(snap(now, cfg, busyN(swing(now), now), 0))
+	}
+	ws := busyN(4, now)
+	for _, id := range []string{"x1", "x2", "x3", "x4", "x5", "x6"} {
+		ws = append(ws, idle(id, now.Add(-5*time.Minute)))
+	}
+	acts := s.Decide(snap(now, cfg, ws, 0))
+	if n := count(acts, workers.ActionDrain); n != 2 {
+		t.Errorf("10 workers, peaks of 8: %d drained, want 2 (%v)", n, acts)
+	}
+	if f, _ := s.Forecast("p"); f < 6 || f >= 8 {
+		t.Errorf("created-ahead target %d, want the mean (6, or 7 when rounded up), below the peaks", f)
+	}
+}
+
+// TestKeepsWhatTheForecastNeedsWithinIdleTimeout: at 08:52 a worker idle
+// for 12 minutes is past the idle_timeout, so the reactive scaler drains
+// it; the forecast sees the 09:00 rise within the idle timeout and keeps
+// it.
+func TestKeepsWhatTheForecastNeedsWithinIdleTimeout(t *testing.T) {
+	t.Parallel()
+	cfg := poolCfg(0, 20, time.Minute)
+	p, r := New(Options{Predictive: true}), New(Options{})
+	end := train(p, cfg, 3*24*time.Hour+8*time.Hour+52*time.Minute)
+	train(r, cfg, 3*24*time.Hour+8*time.Hour+52*time.Minute)
+	ws := append(busyN(1, end), idle("x", end.Add(-12*time.Minute)))
+	if n := count(r.Decide(snap(end, cfg, ws, 0)), workers.ActionDrain); n != 1 {
+		t.Fatalf("reactive drained %d, want 1", n)
+	}
+	if acts := p.Decide(snap(end, cfg, ws, 0)); count(acts, workers.ActionDrain) != 0 {
+		t.Errorf("predictive drained a worker the 09:00 forecast needs: %v", acts)
 	}
 }

@@ -1,6 +1,9 @@
 package forecast
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // Accuracy measures forecasts against what happened.
 //
@@ -105,4 +108,56 @@ func (r *Rolling) WAPE() float64 {
 		return math.Inf(1)
 	}
 	return e / a
+}
+
+// Residuals keeps the last Size values of a forecast residual and answers
+// quantiles of them: the empirical error distribution that turns a mean
+// forecast into a capacity that covers demand with a chosen probability.
+type Residuals struct {
+	Size int
+	v    []float64
+	next int
+	full bool
+}
+
+// Add records one residual.
+func (r *Residuals) Add(x float64) {
+	if r.Size <= 0 {
+		r.Size = 1
+	}
+	if r.v == nil {
+		r.v = make([]float64, r.Size)
+	}
+	r.v[r.next] = x
+	r.next++
+	if r.next == r.Size {
+		r.next, r.full = 0, true
+	}
+}
+
+// Len returns how many residuals the window holds.
+func (r *Residuals) Len() int {
+	if r.full {
+		return r.Size
+	}
+	return r.next
+}
+
+// Quantile returns the p-quantile (0 <= p <= 1) of the window, by linear
+// interpolation between order statistics; 0 when empty.
+func (r *Residuals) Quantile(p float64) float64 {
+	n := r.Len()
+	if n == 0 {
+		return 0
+	}
+	s := slices.Clone(r.v[:n])
+	slices.Sort(s)
+	p = min(max(p, 0), 1)
+	x := p * float64(n-1)
+	i := int(x)
+	if i >= n-1 {
+		return s[n-1]
+	}
+	f := x - float64(i)
+	return s[i]*(1-f) + s[i+1]*f
 }

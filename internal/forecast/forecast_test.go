@@ -158,3 +158,26 @@ func TestAccuracy(t *testing.T) {
 		t.Errorf("rolling WAPE %v over %d, want 0.1 over 2", got, r.Len())
 	}
 }
+
+func TestResidualsQuantile(t *testing.T) {
+	t.Parallel()
+	var r Residuals
+	if q := r.Quantile(0.5); q != 0 {
+		t.Errorf("empty: %v", q)
+	}
+	r.Size = 5
+	for _, x := range []float64{4, 0, 2, 1, 3} {
+		r.Add(x)
+	}
+	for _, c := range []struct{ p, want float64 }{{0, 0}, {0.5, 2}, {1, 4}, {0.875, 3.5}, {-1, 0}, {2, 4}} {
+		if q := r.Quantile(c.p); math.Abs(q-c.want) > 1e-12 {
+			t.Errorf("Quantile(%v) = %v, want %v", c.p, q, c.want)
+		}
+	}
+	// The window rolls: 10 and 20 replace the two oldest (4 and 0).
+	r.Add(10)
+	r.Add(20)
+	if r.Len() != 5 || r.Quantile(0) != 1 || r.Quantile(1) != 20 || r.Quantile(0.5) != 3 {
+		t.Errorf("after rolling: len %d, min %v, median %v, max %v", r.Len(), r.Quantile(0), r.Quantile(0.5), r.Quantile(1))
+	}
+}
