@@ -14,6 +14,8 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/hodei-ci/hodei/internal/atomicfile"
 )
 
 // Credential is what the CLI keeps for one server: a Hodei token (an API
@@ -136,7 +138,7 @@ func (c *Credentials) Save(path string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(path, append(data, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("credentials: %w", err)
 	}
 	return nil

@@ -11,11 +11,12 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hodei-ci/hodei/internal/atomicfile"
 )
 
 // TokenPrefix starts every token Hodei issues (API tokens and the local
@@ -259,7 +260,7 @@ func (t *Tokens) save(list []storedToken) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(t.path, append(data, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(t.path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("auth: save tokens: %w", err)
 	}
 	return nil
@@ -324,7 +325,7 @@ func EnsureLocalAdmin(path string) (a *LocalAdmin, secret string, err error) {
 	secret = NewSecret()
 	f := adminFile{Hash: HashToken(secret), CreatedAt: time.Now().UTC().Truncate(time.Second)}
 	data, _ = json.MarshalIndent(f, "", "  ")
-	if err := writeFileAtomic(path, append(data, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(path, append(data, '\n'), 0o600); err != nil {
 		return nil, "", fmt.Errorf("auth: local admin token: %w", err)
 	}
 	return &LocalAdmin{hash: f.Hash}, secret, nil
@@ -342,34 +343,4 @@ func (a *LocalAdmin) Authenticate(r *http.Request) (Principal, error) {
 	p := LocalAdminPrincipal
 	p.Roles = slices.Clone(p.Roles)
 	return p, nil
-}
-
-// writeFileAtomic writes a file through a temporary file and a rename, so
-// that a reader sees the old or the new content, never a part.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

@@ -342,7 +342,8 @@ func (s *Scaler) observe(name string, prev, now time.Time, need float64) {
 	b := s.bucketOf(now)
 	t := now.UnixNano()
 	if !p.started {
-		p.started, p.bucket, p.first, p.need = true, b, b, need
+		s.resume(p, b)
+		p.started, p.bucket, p.need = true, b, need
 		p.pending, p.next = map[int64]float64{}, map[int64]float64{}
 		p.rolling.Size, p.resid.Size = s.o.ErrorWindow, s.o.ErrorWindow
 		p.peak = need

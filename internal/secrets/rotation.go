@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hodei-ci/hodei/internal/atomicfile"
 	"github.com/hodei-ci/hodei/internal/mask"
 )
 
@@ -219,7 +220,7 @@ func (r *Rotator) saveLocked() error {
 	if err := os.MkdirAll(filepath.Dir(r.path), 0o700); err != nil {
 		return err
 	}
-	return writeAtomic(r.path, data)
+	return atomicfile.Write(r.path, data, 0o600)
 }
 
 // SetPolicy sets how a secret rotates; the next automatic rotation is a

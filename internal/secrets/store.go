@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hodei-ci/hodei/internal/atomicfile"
 )
 
 // Store is the built-in secrets backend: a file of secrets encrypted with
@@ -156,7 +158,7 @@ func (r *keyring) save(now time.Time) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(r.path, data)
+	return atomicfile.Write(r.path, data, 0o600)
 }
 
 func loadKeyring(o StoreOptions, now time.Time) (*keyring, error) {
@@ -525,7 +527,7 @@ func (s *Store) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(s.path, data); err != nil {
+	if err := atomicfile.Write(s.path, data, 0o600); err != nil {
 		return fmt.Errorf("secrets store: %w", err)
 	}
 	return nil
@@ -624,47 +626,6 @@ func (s *Store) rewrapLocked() error {
 		if err := s.ring.save(s.now()); err != nil {
 			return fmt.Errorf("secrets key file: %w", err)
 		}
-	}
-	return nil
-}
-
-// writeAtomic replaces path with data (mode 0600) so that a reader, or a
-// crash, sees the old file or the new one, never a part.
-func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/hodei-ci/hodei/internal/autoscale"
 	"github.com/hodei-ci/hodei/internal/containers"
 	"github.com/hodei-ci/hodei/internal/workers"
 )
@@ -46,6 +47,11 @@ func (s *Server) startPools() error {
 	}
 	abs, _ := filepath.Abs(s.opts.DataDir)
 	sum := sha256.Sum256([]byte(abs))
+	scaler := s.opts.Scaler
+	if a, ok := scaler.(*autoscale.Scaler); ok {
+		s.scaler = newSavedScaler(a, s.opts.DataDir, s.Registry, s.log)
+		scaler = s.scaler
+	}
 	m, err := workers.NewManager(workers.ManagerConfig{
 		Pools: s.opts.Pools,
 		Env: workers.ProviderEnv{
@@ -59,7 +65,7 @@ func (s *Server) startPools() error {
 			Logger:            s.log,
 		},
 		View:       s.Orch.View,
-		Scaler:     s.opts.Scaler,
+		Scaler:     scaler,
 		Interval:   s.opts.PoolInterval,
 		Registerer: s.Registry,
 		Logger:     s.log,
@@ -80,4 +86,9 @@ func (s *Server) closePools() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s.Workers.Close(ctx)
+	if s.scaler != nil {
+		if err := s.scaler.Save(); err != nil {
+			s.log.Warn("autoscaler history not saved", "err", err)
+		}
+	}
 }

@@ -73,7 +73,9 @@ type Options struct {
 	HTTPTLS *tls.Config
 	// Pools, when set, starts the worker manager for these pools (see
 	// internal/workers); Scaler replaces its default decisions and
-	// PoolInterval its period (1s).
+	// PoolInterval its period (1s). An *autoscale.Scaler keeps its demand
+	// history in DataDir/autoscale.json across restarts and exports its
+	// cost accounts as metrics.
 	Pools        *workers.Config
 	Scaler       workers.Scaler
 	PoolInterval time.Duration
@@ -109,6 +111,7 @@ type Server struct {
 	secretsRT *secretsRuntime
 	// Workers is the worker manager of the pools (nil without pools).
 	Workers *workers.Manager
+	scaler  *savedScaler // nil unless Options.Scaler is an *autoscale.Scaler
 	docker  *containers.Docker
 }
 
