@@ -588,6 +588,7 @@ func (a *Agent) heartbeats(ctx context.Context) {
 			GPU:      a.cfg.GPU,
 			Running:  a.Running(),
 			Draining: a.draining.Load(),
+			Once:     a.cfg.Once,
 			SealKey:  a.seal.Public(),
 			Load1:    load1(),
 			MemUsed:  memUsed(),

@@ -87,6 +87,8 @@ type Heartbeat struct {
 	GPU      int      `json:"gpu,omitempty"`
 	Running  []JobRef `json:"running,omitempty"`
 	Draining bool     `json:"draining,omitempty"`
+	// Once marks an ephemeral agent: it takes one job in its life.
+	Once bool `json:"once,omitempty"`
 	// SealKey is the public key the orchestrator seals job secrets to
 	// (X25519, made at every start of the agent, see secrets/sealed).
 	SealKey []byte `json:"seal_key,omitempty"`

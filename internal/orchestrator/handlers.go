@@ -425,13 +425,16 @@ func (o *Orchestrator) syncWorker(w *workerState) {
 		ID: w.rec.ID, Pool: w.rec.Pool, Labels: w.rec.Labels,
 		Capacity: scheduler.Resources{CPUMilli: w.rec.CPUMilli, Memory: w.rec.MemoryBytes, GPU: w.rec.GPU},
 	}
+	if w.once {
+		spec.MaxJobs = 1
+	}
 	if !w.synced || !sameWorkerSpec(spec, w.spec) {
 		o.eng.UpsertWorker(spec)
 		w.spec = spec
 		w.synced = true
 		o.dirty = true
 	}
-	ok := w.rec.State == state.WorkerIdle || w.rec.State == state.WorkerBusy
+	ok := (w.rec.State == state.WorkerIdle || w.rec.State == state.WorkerBusy) && !(w.once && w.took)
 	if ok != w.schedulable {
 		o.eng.SetSchedulable(w.rec.ID, ok)
 		w.schedulable = ok
@@ -440,7 +443,7 @@ func (o *Orchestrator) syncWorker(w *workerState) {
 }
 
 func sameWorkerSpec(a, b scheduler.WorkerSpec) bool {
-	if a.ID != b.ID || a.Pool != b.Pool || a.Capacity != b.Capacity || len(a.Labels) != len(b.Labels) {
+	if a.ID != b.ID || a.Pool != b.Pool || a.Capacity != b.Capacity || a.MaxJobs != b.MaxJobs || len(a.Labels) != len(b.Labels) {
 		return false
 	}
 	for i := range a.Labels {
@@ -465,6 +468,7 @@ func (o *Orchestrator) onHeartbeat(c *change, hb bus.Heartbeat) {
 			o.lose(c, j, "worker "+w.rec.ID+" restarted")
 		}
 		c.workers[w] = true
+		w.took = false
 	}
 	w.rec.BootID = hb.BootID
 	w.rec.Pool = hb.Pool
@@ -476,6 +480,7 @@ func (o *Orchestrator) onHeartbeat(c *change, hb bus.Heartbeat) {
 	w.lastSeen = c.now
 	w.hbAt = c.now
 	w.draining = hb.Draining
+	w.once = hb.Once
 	w.running = make(map[bus.JobRef]bool, len(hb.Running))
 	for _, r := range hb.Running {
 		w.running[r] = true
@@ -598,6 +603,12 @@ func (o *Orchestrator) assign(c *change, j *jobState, w *workerState) {
 	j.att = store.Attempt{JobID: j.rec.ID, N: j.rec.Attempt, WorkerID: w.rec.ID, State: state.JobAssigned, AssignedAt: c.now}
 	c.saveAttempt(j)
 	w.jobs[j.rec.ID] = j
+	if w.once && !w.took {
+		// An ephemeral worker takes no second job, even before its
+		// heartbeat says it drains.
+		w.took = true
+		o.syncWorker(w)
+	}
 	w.used.cpu += j.spec.CPUMilli
 	w.used.mem += j.spec.Memory
 	w.used.gpu += j.spec.GPU

@@ -170,6 +170,9 @@ type workerState struct {
 	running  map[bus.JobRef]bool // from the last heartbeat
 	hbAt     time.Time           // time of the last heartbeat
 	draining bool
+	// once: an ephemeral agent (one job in its life); took: it was given
+	// that job (since its last boot).
+	once, took bool
 	// What the scheduler engine was last told.
 	spec        scheduler.WorkerSpec
 	synced      bool

@@ -80,6 +80,7 @@ type worker struct {
 	id   string
 	boot string
 	cpu  int64 // millicores; 4000 when zero
+	once bool  // an ephemeral agent
 	cons jetstream.Consumer
 }
 
@@ -90,6 +91,11 @@ func (h *harness) worker(id string) *worker {
 
 func (h *harness) workerWith(id string, cpu int64) *worker {
 	h.t.Helper()
+	return h.newWorker(id, cpu, false)
+}
+
+func (h *harness) newWorker(id string, cpu int64, once bool) *worker {
+	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	cons, err := h.js.CreateOrUpdateConsumer(ctx, bus.StreamDispatch, jetstream.ConsumerConfig{
@@ -98,11 +104,12 @@ func (h *harness) workerWith(id string, cpu int64) *worker {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	w := &worker{h: h, id: id, boot: "boot-1", cpu: cpu, cons: cons}
+	w := &worker{h: h, id: id, boot: "boot-1", cpu: cpu, once: once, cons: cons}
 	w.heartbeat()
 	h.waitFor(func() bool {
 		for _, v := range h.o.View().Workers {
-			if v.ID == id && v.State == state.WorkerIdle {
+			// Busy if queued jobs were waiting for it.
+			if v.ID == id && (v.State == state.WorkerIdle || v.State == state.WorkerBusy) {
 				return true
 			}
 		}
@@ -120,7 +127,7 @@ func (w *worker) beat(draining bool, running ...bus.JobRef) {
 	if cpu == 0 {
 		cpu = 4000
 	}
-	hb := bus.Heartbeat{WorkerID: w.id, BootID: w.boot, CPUMilli: cpu, Memory: 8 << 30, Labels: []string{"linux"}, Running: running, Draining: draining, At: time.Now()}
+	hb := bus.Heartbeat{WorkerID: w.id, BootID: w.boot, CPUMilli: cpu, Memory: 8 << 30, Labels: []string{"linux"}, Running: running, Draining: draining, Once: w.once, At: time.Now()}
 	data, _ := json.Marshal(hb)
 	if err := w.h.nc.Publish(w.h.subs.Heartbeat(w.id), data); err != nil {
 		w.h.t.Fatal(err)
@@ -438,5 +445,52 @@ jobs:
 	h.ping()
 	if s := h.jobState(run.ID, "a")(); s != state.JobQueued {
 		t.Fatalf("job %s on a fleet with only a gone worker, want queued", s)
+	}
+}
+
+// TestEphemeralWorkerTakesOneJob: an ephemeral agent with room for four
+// jobs gets one, in the pass that places it and after, even while its
+// heartbeats do not yet say it drains and after that job ends; the others
+// wait for another worker.
+func TestEphemeralWorkerTakesOneJob(t *testing.T) {
+	h := newHarness(t, Config{})
+	w := h.newWorker("once", 4000, true)
+	run := h.submit(`name: eph
+jobs:
+  a: {runs-on: {cpu: 1}, steps: [{run: "true"}]}
+  b: {runs-on: {cpu: 1}, steps: [{run: "true"}]}
+  c: {runs-on: {cpu: 1}, steps: [{run: "true"}]}
+`)
+	d := w.next()
+	w.heartbeat(bus.JobRef{JobID: d.JobID, Attempt: d.Attempt})
+	h.ping()
+	w.status(w.id, d.JobID, d.Attempt, bus.StatusRunning, 0)
+	w.status(w.id, d.JobID, d.Attempt, bus.StatusSucceeded, 0)
+	w.heartbeat()
+	h.ping()
+	h.ping()
+	queued := 0
+	for _, k := range []string{"a", "b", "c"} {
+		if h.jobState(run.ID, k)() == state.JobQueued {
+			queued++
+		}
+	}
+	if queued != 2 {
+		t.Fatalf("%d jobs queued, want 2: the ephemeral worker took more than one", queued)
+	}
+	// A second ephemeral worker takes one of them.
+	w2 := h.newWorker("once-2", 4000, true)
+	if d2 := w2.next(); d2.JobID == d.JobID {
+		t.Fatalf("job %s dispatched twice", d.JobID)
+	}
+	h.ping()
+	queued = 0
+	for _, k := range []string{"a", "b", "c"} {
+		if h.jobState(run.ID, k)() == state.JobQueued {
+			queued++
+		}
+	}
+	if queued != 1 {
+		t.Fatalf("%d jobs queued after a second ephemeral worker joined, want 1", queued)
 	}
 }

@@ -32,6 +32,9 @@ type WorkerSpec struct {
 	Labels   []string
 	Capacity Resources
 	Scorer   Scorer
+	// MaxJobs is how many jobs it runs at once at most (0: as many as
+	// fit); 1 for an ephemeral worker.
+	MaxJobs int
 }
 
 // JobSpec describes a job to the engine.

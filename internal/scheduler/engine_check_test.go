@@ -57,7 +57,7 @@ func (e *Engine) checkInvariants() error {
 		if int32(n) != w.nJobs {
 			return fmt.Errorf("worker %s: %d jobs listed, %d counted", w.id, n, w.nJobs)
 		}
-		if w.inTrees != (w.schedulable && w.group != groupNone) {
+		if w.inTrees != (w.schedulable && w.group != groupNone && !w.full()) {
 			return fmt.Errorf("worker %s: inTrees %v schedulable %v", w.id, w.inTrees, w.schedulable)
 		}
 		if want := e.groupKeyOf(w); e.idx.groupIDs[want] != w.group {

@@ -274,10 +274,15 @@ type eworker struct {
 	spread      bool
 	jobHead     int32 // placed jobs, linked through job.wprev/wnext
 	nJobs       int32
+	maxJobs     int32 // 0: no limit
 	recent      [workerKeys]int32
 	recentN     uint8
 	recentAt    uint8
 }
+
+// full says the worker runs as many jobs as it may, whatever its free
+// resources.
+func (w *eworker) full() bool { return w.maxJobs > 0 && w.nJobs >= w.maxJobs }
 
 func (w *eworker) free() Resources {
 	return Resources{w.capacity.CPUMilli - w.used.CPUMilli, w.capacity.Memory - w.used.Memory, w.capacity.GPU - w.used.GPU}
@@ -414,7 +419,7 @@ func (e *Engine) untree(wi int32) {
 func (e *Engine) syncTrees(wi int32) {
 	e.untree(wi)
 	w := &e.workers[wi]
-	if !w.live || !w.schedulable || w.group == groupNone {
+	if !w.live || !w.schedulable || w.group == groupNone || w.full() {
 		return
 	}
 	g := &e.idx.groups[w.group]

@@ -22,7 +22,7 @@ func (e *Engine) UpsertWorker(spec WorkerSpec) {
 		}
 		e.nextJoin++
 		e.workers[wi] = eworker{
-			id: spec.ID, labels: labels, capacity: capacity, join: e.nextJoin,
+			id: spec.ID, labels: labels, capacity: capacity, join: e.nextJoin, maxJobs: int32(max(spec.MaxJobs, 0)),
 			group: groupNone, live: true, schedulable: true, spread: spread, jobHead: noWorker,
 		}
 		e.workerIdx[spec.ID] = wi
@@ -38,7 +38,7 @@ func (e *Engine) UpsertWorker(spec WorkerSpec) {
 		e.addTotal(w.capacity, -1)
 	}
 	oldKey := e.groupKeyOf(w)
-	w.labels, w.capacity, w.spread = labels, capacity, spread
+	w.labels, w.capacity, w.spread, w.maxJobs = labels, capacity, spread, int32(max(spec.MaxJobs, 0))
 	if w.schedulable {
 		e.addTotal(w.capacity, 1)
 	}

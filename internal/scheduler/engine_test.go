@@ -507,3 +507,44 @@ func TestEngineRebalance(t *testing.T) {
 	}
 	mustCheck(t, e)
 }
+
+// TestEngineMaxJobs: a worker limited to one job at a time (an ephemeral
+// one) gets one although it has room for four, in one plan and the next;
+// it takes another once the first ends, and the limit can be lifted.
+func TestEngineMaxJobs(t *testing.T) {
+	t.Parallel()
+	e := NewEngine(Config{})
+	e.UpsertWorker(WorkerSpec{ID: "once", Capacity: res(4000, 8, 0), MaxJobs: 1})
+	for _, id := range []string{"j1", "j2", "j3"} {
+		single(e, "t", id, res(1000, 1, 0), 0, e0)
+	}
+	if as := e.Plan(e0); len(as) != 1 || as[0].WorkerID != "once" {
+		t.Fatalf("plan = %v, want one job on the one-job worker", as)
+	}
+	mustCheck(t, e)
+	if as := e.Plan(e0.Add(time.Second)); len(as) != 0 {
+		t.Fatalf("second plan = %v, want nothing while its job runs", as)
+	}
+	e.UpsertWorker(WorkerSpec{ID: "wide", Capacity: res(4000, 8, 0)})
+	if as := e.Plan(e0.Add(2 * time.Second)); len(as) != 2 || as[0].WorkerID != "wide" || as[1].WorkerID != "wide" {
+		t.Fatalf("plan with a second worker = %v, want both on it", as)
+	}
+	mustCheck(t, e)
+	// wide has room for one of these: the other needs "once" again.
+	single(e, "t", "j4", res(2000, 1, 0), 0, e0.Add(3*time.Second))
+	single(e, "t", "j5", res(2000, 1, 0), 0, e0.Add(3*time.Second))
+	e.Finish("j1", e0.Add(3*time.Second), time.Second, true)
+	as := e.Plan(e0.Add(3 * time.Second))
+	if on := placedOn(as); len(as) != 2 || on["j4"] == on["j5"] {
+		t.Fatalf("after j1 ended: %v, want one more job on each worker", as)
+	}
+	mustCheck(t, e)
+	// Lifting the limit makes its free room usable again.
+	e.UpsertWorker(WorkerSpec{ID: "once", Capacity: res(4000, 8, 0)})
+	single(e, "t", "j6", res(1000, 1, 0), 0, e0.Add(4*time.Second))
+	single(e, "t", "j7", res(1000, 1, 0), 0, e0.Add(4*time.Second))
+	if as := e.Plan(e0.Add(4 * time.Second)); len(as) != 2 {
+		t.Fatalf("after lifting the limit: %v, want two more placed", as)
+	}
+	mustCheck(t, e)
+}
