@@ -334,7 +334,12 @@ func (s *Sim) poolResult(r *Result) {
 	r.Autoscale = p.o.Mode
 	r.WorkerHours, r.IdleWorkerHours, r.Cost = 0, 0, 0
 	var all struct{ abs, act float64 }
+	var capTime [3]float64 // resource-seconds the live workers offered
 	for k, pc := range p.o.Config.Pools {
+		alive := float64(acct[k].alive) / float64(time.Second)
+		capTime[0] += alive * float64(pc.Shape.CPUMilli)
+		capTime[1] += alive * float64(pc.Shape.Memory>>20)
+		capTime[2] += alive * float64(pc.Shape.GPU)
 		pr := PoolResult{Pool: pc.Name, WorkerHours: float64(acct[k].alive) / float64(time.Hour),
 			IdleWorkerHours: float64(acct[k].idle) / float64(time.Hour)}
 		pr.Cost = pr.WorkerHours * pc.CostPerHour
@@ -348,6 +353,18 @@ func (s *Sim) poolResult(r *Result) {
 		r.Cost += pr.Cost
 		r.Detail.Pools = append(r.Detail.Pools, pr)
 	}
+	// Utilization of pools is over the workers that were alive, not over
+	// every worker the pools may have.
+	util := [3]*float64{&r.Detail.CPUUtil, &r.Detail.MemUtil, &r.Detail.GPUUtil}
+	r.Utilization = 0
+	for i := range capTime {
+		*util[i] = 0
+		if capTime[i] > 0 {
+			*util[i] = s.busy[i] / capTime[i]
+		}
+		r.Utilization = max(r.Utilization, *util[i])
+	}
+	r.Utilization = math.Round(r.Utilization*1e4) / 1e4
 	if p.o.Mode == AutoscalePredictive && all.act > 0 {
 		v := math.Round(all.abs/all.act*1e4) / 1e4
 		r.ForecastMAPE = &v

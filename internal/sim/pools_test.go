@@ -57,6 +57,10 @@ func TestPoolsStaticKeepsMax(t *testing.T) {
 	if want := 2 * 100.0 / 3600; !near(r.WorkerHours, want) || !near(r.IdleWorkerHours, (200-150)/3600.0) || !near(r.Cost, 3*want) {
 		t.Errorf("worker-hours %v idle %v cost %v, want %v, %v, %v", r.WorkerHours, r.IdleWorkerHours, r.Cost, want, 50/3600.0, 3*want)
 	}
+	// Utilization is over the workers alive: 150 busy core-seconds of 200.
+	if r.Utilization != 0.75 {
+		t.Errorf("utilization %v, want 0.75", r.Utilization)
+	}
 	if r.ForecastMAPE != nil || r.Autoscale != "static" {
 		t.Errorf("autoscale %q, forecast %v", r.Autoscale, r.ForecastMAPE)
 	}
@@ -79,6 +83,10 @@ func TestPoolsScalersWaitForStartup(t *testing.T) {
 		hours := (160.0 + 130) / 3600
 		if !near(r.WorkerHours, hours) || !near(r.IdleWorkerHours, 140/3600.0) || math.Abs(r.Cost-round3(3*hours)) > 1e-9 {
 			t.Errorf("%s: worker-hours %v idle %v cost %v, want %v, %v, %v", mode, r.WorkerHours, r.IdleWorkerHours, r.Cost, hours, 140/3600.0, 3*hours)
+		}
+		// 150 busy core-seconds of the 290 the two workers were alive.
+		if want := math.Round(150.0/290*1e4) / 1e4; r.Utilization != want {
+			t.Errorf("%s: utilization %v, want %v", mode, r.Utilization, want)
 		}
 		if r.P95WaitS != 80 {
 			t.Errorf("%s: p95 wait %v, want 80 s", mode, r.P95WaitS)
