@@ -43,6 +43,7 @@ const (
 const (
 	evScale uint8 = evReturn + 1 + iota
 	evJoin
+	evExit // an ephemeral worker leaves after its job
 )
 
 type slot struct {
@@ -113,6 +114,14 @@ func (s *Sim) initPools() {
 	p := s.pools
 	for i := range p.slots {
 		sl := &p.slots[i]
+		if p.o.Config.Pools[sl.pool].Ephemeral {
+			// One job, then the worker exits (static: it is replaced at
+			// once, so it takes one job at a time).
+			s.wSpec[i].MaxJobs = 1
+			if p.scaler == nil {
+				s.Eng.UpsertWorker(s.wSpec[i])
+			}
+		}
 		if p.scaler == nil {
 			sl.state, sl.created, sl.idleFrom = slotUp, s.firstT, s.firstT
 			continue
@@ -143,6 +152,18 @@ func (s *Sim) poolEvent(e event) {
 		s.wUp[e.idx] = true
 		s.up++
 		s.Eng.UpsertWorker(s.wSpec[e.idx])
+	case evExit:
+		sl := &p.slots[e.idx]
+		if sl.gen != e.attempt || sl.state != slotUp || sl.jobs != 0 {
+			return
+		}
+		s.Eng.RemoveWorker(s.w.Workers[e.idx].ID)
+		s.wUp[e.idx] = false
+		s.up--
+		p.acct[sl.pool].alive += s.now - sl.created
+		p.acct[sl.pool].idle += s.now - sl.idleFrom
+		sl.state = slotOff
+		sl.gen++
 	}
 }
 
@@ -165,12 +186,15 @@ func (p *poolSim) jobStarted(w *Workload, wi int32, j int32, now int64) {
 	sl.jobs++
 }
 
-func (p *poolSim) jobEnded(wi int32, now int64) {
+// jobEnded returns whether the worker now exits (an ephemeral one, with
+// a scaler to start others).
+func (p *poolSim) jobEnded(wi int32, now int64) bool {
 	sl := &p.slots[wi]
 	sl.jobs--
 	if sl.jobs == 0 {
 		sl.idleFrom = now
 	}
+	return sl.jobs == 0 && p.scaler != nil && p.o.Config.Pools[sl.pool].Ephemeral
 }
 
 func (s *Sim) snapshot() workers.Snapshot {
@@ -292,7 +316,9 @@ func (s *Sim) scale() {
 	}
 	if created == 0 && s.running == 0 && s.queued > 0 && s.next == len(s.arrive) {
 		for _, sl := range p.slots {
-			if sl.state == slotPending {
+			// A starting worker, or one that joined at this instant and
+			// has not been planned on yet, may still take the jobs.
+			if sl.state == slotPending || sl.state == slotUp && sl.jobs == 0 {
 				return
 			}
 		}

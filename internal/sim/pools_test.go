@@ -2,6 +2,7 @@ package sim
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,5 +92,49 @@ func TestPoolsScalersWaitForStartup(t *testing.T) {
 		if r.P95WaitS != 80 {
 			t.Errorf("%s: p95 wait %v, want 80 s", mode, r.P95WaitS)
 		}
+	}
+}
+
+// TestPoolsEphemeralWorkerExits: an ephemeral worker leaves after its job,
+// so the second job (queued while the pool was at max) needs a new worker
+// and its start-up; a long-lived worker would have taken it at once.
+func TestPoolsEphemeralWorkerExits(t *testing.T) {
+	t.Parallel()
+	run := func(ephemeral bool) (*Result, *Sim) {
+		y := strings.Replace(tinyPools, "max: 2", "max: 1", 1)
+		if ephemeral {
+			y += "    ephemeral: true\n"
+		}
+		cfg, err := workers.ParseConfig("pools.yaml", []byte(y))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := workload(t, []Worker{worker("unused", 1000)}, one("p1", "t", 0, 0, 100, 1000), one("p2", "t", 0, 10, 50, 1000))
+		s, err := NewSim(w, Options{Policy: scheduler.PolicyHodei, Check: true,
+			Pools: &PoolOptions{Config: cfg, Mode: AutoscaleReactive, Period: 30 * time.Second}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for s.Step() {
+		}
+		r, err := s.Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, s
+	}
+	// Long-lived: one worker (0-210 s) runs p1 60-160 and p2 160-210.
+	_, s := run(false)
+	if st, _ := jobTimes(s, 1); st != 160 {
+		t.Fatalf("long-lived: p2 started at %v, want 160", st)
+	}
+	// Ephemeral: the worker exits at 160; the decision at 180 starts another,
+	// which joins at 240 and runs p2 to 290.
+	r, s := run(true)
+	if st, en := jobTimes(s, 1); st != 240 || en != 290 {
+		t.Errorf("ephemeral: p2 ran %v-%v, want 240-290", st, en)
+	}
+	if want := (160.0 + 110) / 3600; !near(r.WorkerHours, want) {
+		t.Errorf("ephemeral: worker-hours %v, want %v (0-160 s and 180-290 s)", r.WorkerHours, want)
 	}
 }

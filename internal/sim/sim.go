@@ -508,7 +508,9 @@ func (s *Sim) account(j int32, d time.Duration) {
 	s.busy[1] += float64(w.JobMemMiB[j]) * sec
 	s.busy[2] += float64(w.JobGPU[j]) * sec
 	if wi := s.worker[j]; wi >= 0 && s.pools != nil {
-		s.pools.jobEnded(wi, s.now)
+		if s.pools.jobEnded(wi, s.now) {
+			s.push(s.now, evExit, wi, s.pools.slots[wi].gen)
+		}
 	}
 	if wi := s.worker[j]; wi >= 0 && s.o.Check {
 		u := &s.wUsed[wi]
