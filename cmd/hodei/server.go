@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/autoscale"
+	"github.com/hodei-ci/hodei/internal/pki"
 	"github.com/hodei-ci/hodei/internal/server"
 	pools "github.com/hodei-ci/hodei/internal/workers"
 )
@@ -31,6 +32,7 @@ Example:
 	workers := fs.Int("workers", 2, "number of agents running inside the server (0 for none)")
 	ttl := fs.Duration("worker-ttl", 5*time.Second, "how long a worker may stay silent before its jobs go back to the queue")
 	poolsFile := fs.String("pools", "", "YAML file of worker pools that the server keeps provisioned (see docs/workers.md)")
+	agentCADir := fs.String("agent-ca-dir", "", `with --pools and --ca: directory of the CA ("hodei ca init") that signs a certificate for each agent the worker manager starts`)
 	autoscaleMode := fs.String("autoscale", "predictive", "with --pools: reactive (queue and idle time), or predictive (also forecasts each pool's demand; reactive while it learns)")
 	asQuantile := fs.Float64("autoscale-quantile", 0.7, "predictive: share of the forecast's peaks that the idle workers kept cover")
 	sec := addSecurityFlags(fs)
@@ -70,6 +72,15 @@ Example:
 	default:
 		return usageError(fs, "--autoscale %q: want reactive or predictive", *autoscaleMode)
 	}
+	var agentCA *pki.CA
+	if *agentCADir != "" {
+		if tlsOpts.nats == nil && tlsOpts.natsClient == nil {
+			return usageError(fs, "--agent-ca-dir needs NATS with mutual TLS (--tls-cert, --tls-key and --ca)")
+		}
+		if agentCA, err = pki.Load(*agentCADir); err != nil {
+			return usageError(fs, "--agent-ca-dir: %v", err)
+		}
+	}
 	var poolCfg *pools.Config
 	if *poolsFile != "" {
 		if poolCfg, err = pools.LoadConfig(*poolsFile); err != nil {
@@ -78,7 +89,8 @@ Example:
 		}
 	}
 	if poolCfg != nil {
-		if err := setLocalPoolMode(poolCfg, *natsURL == "" && *natsListen == "none", tlsOpts.nats != nil || tlsOpts.natsClient != nil, log); err != nil {
+		natsTLS := (tlsOpts.nats != nil || tlsOpts.natsClient != nil) && agentCA == nil
+		if err := setLocalPoolMode(poolCfg, *natsURL == "" && *natsListen == "none", natsTLS, log); err != nil {
 			fmt.Fprintf(os.Stderr, "hodei server: --pools: %v\n", err)
 			return exitUsage
 		}
@@ -104,6 +116,7 @@ Example:
 		NATSClientTLS: tlsOpts.natsClient,
 		Pools:         poolCfg,
 		Scaler:        scaler,
+		AgentCA:       agentCA,
 	})
 	if err != nil {
 		return fail("server", err)
@@ -138,7 +151,7 @@ func setLocalPoolMode(cfg *pools.Config, inProcessNATS, natsTLS bool, log *slog.
 	case inProcessNATS:
 		why = "--nats-listen none"
 	case natsTLS:
-		why = "TLS on NATS (agent processes get no certificate)"
+		why = "TLS on NATS and no --agent-ca-dir to issue agent certificates"
 	}
 	if why == "" {
 		cfg.SetLocalMode(pools.LocalModeProcess)

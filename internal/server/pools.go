@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/pem"
 	"path/filepath"
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/autoscale"
 	"github.com/hodei-ci/hodei/internal/containers"
+	"github.com/hodei-ci/hodei/internal/pki"
 	"github.com/hodei-ci/hodei/internal/workers"
 )
 
@@ -62,6 +64,7 @@ func (s *Server) startPools() error {
 			ContainerNetwork:  s.opts.ContainerNetwork,
 			Owner:             hex.EncodeToString(sum[:6]),
 			HeartbeatInterval: s.opts.HeartbeatInterval,
+			AgentCert:         s.agentCert(),
 			Logger:            s.log,
 		},
 		View:       s.Orch.View,
@@ -77,6 +80,28 @@ func (s *Server) startPools() error {
 	go m.Run(context.Background())
 	return nil
 }
+
+// agentCert issues the certificates of pool agents, valid for AgentValidity
+// (nil without an AgentCA).
+func (s *Server) agentCert() func(string) (workers.AgentCert, error) {
+	ca := s.opts.AgentCA
+	if ca == nil {
+		return nil
+	}
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw})
+	return func(id string) (workers.AgentCert, error) {
+		iss, err := ca.Issue(pki.Request{Kind: pki.KindAgent, Name: id, Validity: AgentValidity})
+		if err != nil {
+			return workers.AgentCert{}, err
+		}
+		return workers.AgentCert{CertPEM: iss.CertPEM, KeyPEM: iss.KeyPEM, CAPEM: caPEM}, nil
+	}
+}
+
+// AgentValidity is how long the certificate of a pool agent is valid: a
+// worker that lives longer must be replaced (certificates reload only at
+// an agent's start).
+const AgentValidity = 30 * 24 * time.Hour
 
 // closePools terminates the workers the manager created.
 func (s *Server) closePools() {

@@ -29,6 +29,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/hub"
 	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/pki"
 	"github.com/hodei-ci/hodei/internal/secrets"
 	"github.com/hodei-ci/hodei/internal/store"
 	"github.com/hodei-ci/hodei/internal/store/sqlite"
@@ -79,6 +80,9 @@ type Options struct {
 	Pools        *workers.Config
 	Scaler       workers.Scaler
 	PoolInterval time.Duration
+	// AgentCA signs a certificate for each agent the worker manager starts,
+	// for a NATS that requires mutual TLS (NATSTLS with client CAs).
+	AgentCA *pki.CA
 	// Docker is "off" to keep local workers from running jobs with an
 	// image; by default they do if a Docker engine answers.
 	Docker string

@@ -253,12 +253,21 @@ func (p *LocalProcess) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, 
 	if err := os.MkdirAll(filepath.Join(dir, "work"), 0o700); err != nil {
 		return WorkerRef{}, fmt.Errorf("worker directory: %w", err)
 	}
+	args := p.args(spec, dir)
+	if p.env.AgentCert != nil {
+		tlsArgs, err := writeAgentCert(p.env.AgentCert, spec.ID, filepath.Join(dir, "tls"))
+		if err != nil {
+			_ = os.RemoveAll(dir)
+			return WorkerRef{}, err
+		}
+		args = append(args, tlsArgs...)
+	}
 	logf, err := os.OpenFile(filepath.Join(dir, agentLogFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return WorkerRef{}, fmt.Errorf("worker log: %w", err)
 	}
-	cmd := exec.Command(p.binary, p.args(spec, dir)...)
+	cmd := exec.Command(p.binary, args...)
 	cmd.Env = env
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -450,3 +459,30 @@ func (p *LocalProcess) Drain(_ context.Context, id string) error {
 
 // Events reports agent processes created, started, exited and gone.
 func (p *LocalProcess) Events() <-chan Event { return p.events }
+
+// writeAgentCert issues worker id's certificate into dir (mode 0600 files
+// in a 0700 directory, removed with the worker's) and returns the agent
+// flags that use it.
+func writeAgentCert(issue func(string) (AgentCert, error), id, dir string) ([]string, error) {
+	c, err := issue(id)
+	if err != nil {
+		return nil, fmt.Errorf("agent certificate for %s: %w", id, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("agent certificate: %w", err)
+	}
+	files := []struct {
+		name string
+		data []byte
+		flag string
+	}{{"agent.crt", c.CertPEM, "--tls-cert"}, {"agent.key", c.KeyPEM, "--tls-key"}, {"ca.crt", c.CAPEM, "--ca"}}
+	var args []string
+	for _, f := range files {
+		path := filepath.Join(dir, f.name)
+		if err := os.WriteFile(path, f.data, 0o600); err != nil {
+			return nil, fmt.Errorf("agent certificate: %w", err)
+		}
+		args = append(args, f.flag, path)
+	}
+	return args, nil
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hodei-ci/hodei/internal/pki"
 	"github.com/hodei-ci/hodei/internal/server"
 	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/workers"
@@ -417,4 +419,66 @@ func parentOf(pid int) int {
 	}
 	ppid, _ := strconv.Atoi(f[1])
 	return ppid
+}
+
+// TestLocalProcessAgentsOverMutualTLS: with a NATS that requires client
+// certificates, the server issues each agent process a certificate of its
+// own (its worker id as identity), and the agent joins and runs a job with
+// it; the files are private to the worker and go with it.
+func TestLocalProcessAgentsOverMutualTLS(t *testing.T) {
+	bin := hodeiBinary(t)
+	pkiDir := filepath.Join(t.TempDir(), "pki")
+	ca, err := pki.Init(pkiDir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.IssueFiles(pkiDir, "server", pki.Request{Kind: pki.KindServer, Name: "server", IPs: []net.IP{net.ParseIP("127.0.0.1")}}); err != nil {
+		t.Fatal(err)
+	}
+	natsTLS, err := pki.ServerTLS(filepath.Join(pkiDir, "server.crt"), filepath.Join(pkiDir, "server.key"), filepath.Join(pkiDir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	workDir := t.TempDir()
+	s := startServer(t, `
+pools:
+  secure:
+    provider: local
+    min: 0
+    max: 1
+    idle_timeout: 1s
+    shape: {cpu: 1, memory: 256Mi, labels: [secure]}
+    local: {mode: process, binary: "`+bin+`"}
+`, 0, func(o *server.Options) {
+		o.NATSListen, o.NATSTLS, o.AgentCA = "", natsTLS, ca
+		o.Docker = "off"
+		o.WorkDir = workDir
+	})
+	run := submit(t, s, probeJob("secure"))
+	r, jobs := waitRun(t, s, run.ID, 20*time.Second)
+	if r.State != state.RunSucceeded {
+		t.Fatalf("run %s: %+v", r.State, jobs)
+	}
+	worker := jobs["j"].WorkerID
+	out := logsOf(t, s, jobs["j"].ID)
+	tlsDir := filepath.Join(workDir, "pools", "secure", worker, "tls")
+	for _, want := range []string{"--tls-cert " + filepath.Join(tlsDir, "agent.crt"), "--tls-key " + filepath.Join(tlsDir, "agent.key"), "--ca " + filepath.Join(tlsDir, "ca.crt")} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the agent's command line lacks %q:\n%s", want, out)
+		}
+	}
+	cert, err := pki.ReadCert(filepath.Join(tlsDir, "agent.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kind, name, ok := pki.Identity(cert); !ok || kind != pki.KindAgent || name != worker {
+		t.Errorf("certificate identity %s %s %v, want agent %s", kind, name, ok, worker)
+	}
+	if fi, err := os.Stat(filepath.Join(tlsDir, "agent.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file: %v %v, want mode 0600", fi.Mode(), err)
+	}
+	waitFor(t, 15*time.Second, "the pool to shrink back to 0", func() bool { return poolStatus(s, "secure").Size == 0 })
+	if _, err := os.Stat(tlsDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the worker's certificate is still on disk: %v", err)
+	}
 }

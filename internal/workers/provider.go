@@ -185,9 +185,19 @@ type ProviderEnv struct {
 	// found again (Lister).
 	Owner string
 	// Secret resolves a secret name for WorkerSpec.Secrets (nil: none).
-	Secret            func(ctx context.Context, name string) (string, error)
+	Secret func(ctx context.Context, name string) (string, error)
+	// AgentCert, when set, issues the certificate an agent started for
+	// worker id presents to a NATS that requires mutual TLS (nil: the
+	// NATS takes agents without one).
+	AgentCert         func(id string) (AgentCert, error)
 	HeartbeatInterval time.Duration
 	Logger            *slog.Logger
+}
+
+// AgentCert is an agent's TLS identity: its certificate and key, and the
+// CA of the server's certificate, PEM-encoded.
+type AgentCert struct {
+	CertPEM, KeyPEM, CAPEM []byte
 }
 
 // Factory makes the provider of one pool.
