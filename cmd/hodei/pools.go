@@ -15,7 +15,9 @@ List the worker pools of a server (its --pools file): how many workers each
 has and in which state, its min and max, the queued jobs waiting for it
 (demand), the state of its provider's circuit breaker (closed: working;
 open: the provider keeps failing and is not called for a while) and, when
-an autoscaler runs, how many workers it expects the pool to need.
+an autoscaler runs, how many workers it expects the pool to need and what
+the pool's workers have cost since the server started (worker-hours, of
+which idle, and cost_per_hour × worker-hours).
 
 Example:
   hodei pools --server http://ci.example.com:8080`)
@@ -48,21 +50,31 @@ Example:
 		if p.LastError != "" && p.Circuit != "closed" {
 			circuit += " (" + p.LastError + ")"
 		}
+		hours, cost := "-", "-"
+		if a := p.Account; a != nil {
+			hours = fmt.Sprintf("%.1f (%.1f idle)", a.WorkerHours, a.IdleWorkerHours)
+			cost = fmt.Sprintf("%.2f", a.Cost)
+		}
+		size := strconv.Itoa(p.Size)
+		if p.Adopted > 0 {
+			size += fmt.Sprintf(" (%d adopted)", p.Adopted)
+		}
 		kind := p.Provider
 		if p.Ephemeral {
 			kind += ", ephemeral"
 		}
 		rows[i] = []string{
 			p.Name, kind,
-			strconv.Itoa(p.Size),
+			size,
 			fmt.Sprintf("%d/%d", p.Min, p.Max),
 			fmt.Sprintf("%d/%d/%d/%d", p.Pending, p.Idle, p.Busy, p.Draining),
 			strconv.Itoa(p.Demand),
 			forecast,
+			hours, cost,
 			circuit,
 		}
 	}
-	if err := cli.Table(os.Stdout, []string{"POOL", "PROVIDER", "SIZE", "MIN/MAX", "PENDING/IDLE/BUSY/DRAINING", "DEMAND", "FORECAST", "PROVIDER STATE"}, rows); err != nil {
+	if err := cli.Table(os.Stdout, []string{"POOL", "PROVIDER", "SIZE", "MIN/MAX", "PENDING/IDLE/BUSY/DRAINING", "DEMAND", "FORECAST", "WORKER-HOURS", "COST", "PROVIDER STATE"}, rows); err != nil {
 		return fail("pools", err)
 	}
 	return exitOK

@@ -102,11 +102,7 @@ func (o Options) withDefaults() Options {
 }
 
 // Account is what a pool's workers cost.
-type Account struct {
-	WorkerHours     float64 // every worker the Scaler saw, from one snapshot to the next
-	IdleWorkerHours float64 // those running no job (starting, idle, draining)
-	Cost            float64 // cost_per_hour × WorkerHours
-}
+type Account = workers.CostAccount
 
 // PoolStats is one pool's forecasting state.
 type PoolStats struct {
@@ -132,6 +128,7 @@ type Scaler struct {
 var (
 	_ workers.Scaler     = (*Scaler)(nil)
 	_ workers.Forecaster = (*Scaler)(nil)
+	_ workers.Accountant = (*Scaler)(nil)
 )
 
 // New returns a Scaler.
@@ -172,6 +169,15 @@ func (s *Scaler) Accounts() map[string]Account {
 		out[n] = p.acct
 	}
 	return out
+}
+
+// Account implements workers.Accountant.
+func (s *Scaler) Account(pool string) (Account, bool) {
+	p := s.pools[pool]
+	if p == nil {
+		return Account{}, false
+	}
+	return p.acct, true
 }
 
 // Stats returns the forecasting state of every pool seen.

@@ -37,6 +37,7 @@ type savedScaler struct {
 var (
 	_ workers.Scaler     = (*savedScaler)(nil)
 	_ workers.Forecaster = (*savedScaler)(nil)
+	_ workers.Accountant = (*savedScaler)(nil)
 )
 
 const autoscaleStateFile = "autoscale.json"
@@ -108,6 +109,13 @@ func (w *savedScaler) Forecast(pool string) (int, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.s.Forecast(pool)
+}
+
+// Account implements workers.Accountant.
+func (w *savedScaler) Account(pool string) (workers.CostAccount, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.s.Account(pool)
 }
 
 // Save writes the state file now (at shutdown).

@@ -21,6 +21,19 @@ type Forecaster interface {
 	Forecast(pool string) (workers int, ok bool)
 }
 
+// CostAccount is what a pool's workers cost since the scaler started.
+type CostAccount struct {
+	WorkerHours     float64 // every worker, from one snapshot to the next
+	IdleWorkerHours float64 // those running no job (starting, idle, draining)
+	Cost            float64 // cost_per_hour × WorkerHours
+}
+
+// Accountant is a Scaler that keeps cost accounts; `hodei pools` shows
+// them.
+type Accountant interface {
+	Account(pool string) (CostAccount, bool)
+}
+
 // Snapshot is everything a decision depends on.
 type Snapshot struct {
 	Now    time.Time

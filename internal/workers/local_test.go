@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hodei-ci/hodei/internal/autoscale"
 	"github.com/hodei-ci/hodei/internal/server"
 	"github.com/hodei-ci/hodei/internal/state"
+	"github.com/hodei-ci/hodei/internal/workers"
 )
 
 // TestLocalPoolScales checks the manager with the local provider: it starts
@@ -119,5 +121,35 @@ func TestImageJobWithoutDocker(t *testing.T) {
 	if r.State != state.RunFailed || !strings.Contains(jobs["j"].Error, "the job runs in image alpine:3.20, but worker") ||
 		!strings.Contains(jobs["j"].Error, "has no container engine") {
 		t.Errorf("run %s, job error %q", r.State, jobs["j"].Error)
+	}
+}
+
+// TestPoolStatusWithAutoscaler: a server given the predictive autoscaler
+// reports each pool's cost account and saves the scaler's history in its
+// data directory from the first decision on.
+func TestPoolStatusWithAutoscaler(t *testing.T) {
+	var dataDir string
+	s := startServer(t, `
+pools:
+  acct:
+    provider: local
+    min: 1
+    max: 1
+    cost_per_hour: 2
+    shape: {cpu: 1, memory: 256Mi}
+`, 0, func(o *server.Options) {
+		o.Scaler = autoscale.New(autoscale.Options{Predictive: true})
+		dataDir = o.DataDir
+	})
+	var st workers.PoolStatus
+	waitFor(t, 10*time.Second, "the pool's account to count worker-hours", func() bool {
+		st = poolStatus(s, "acct")
+		return st.Account != nil && st.Account.WorkerHours > 0
+	})
+	if st.Account.Cost != 2*st.Account.WorkerHours || st.Account.IdleWorkerHours > st.Account.WorkerHours {
+		t.Errorf("account %+v: want cost = 2 x worker-hours, idle <= worker-hours", *st.Account)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "autoscale.json")); err != nil {
+		t.Errorf("autoscaler history not saved: %v", err)
 	}
 }

@@ -138,6 +138,9 @@ type PoolStatus struct {
 	// Forecast is the autoscaler's expectation of workers needed soon
 	// (absent without one).
 	Forecast *int `json:"forecast,omitempty"`
+	// Account is what the pool's workers cost since the server started
+	// (absent without an autoscaler that keeps accounts).
+	Account *CostAccount `json:"account,omitempty"`
 }
 
 // NewManager makes the providers of the pools. Start it with Run.
@@ -459,6 +462,11 @@ func (m *Manager) publishStatus(snap *Snapshot) {
 		if f, ok := m.cfg.Scaler.(Forecaster); ok {
 			if n, ok := f.Forecast(name); ok {
 				st.Forecast = &n
+			}
+		}
+		if a, ok := m.cfg.Scaler.(Accountant); ok {
+			if acct, ok := a.Account(name); ok {
+				st.Account = &acct
 			}
 		}
 		if m.metrics != nil {
