@@ -124,6 +124,15 @@ func (p *Docker) owner() string { return p.env.Owner + "." + p.pool.Name }
 
 func containerName(id string) string { return "hodei-worker-" + id }
 
+// agentTLSDir is where a worker container sees its agent's certificate.
+const agentTLSDir = "/run/hodei-tls"
+
+// tlsDir is the host directory of worker id's certificate (with
+// ProviderEnv.AgentCert), removed with the worker.
+func (p *Docker) tlsDir(id string) string {
+	return filepath.Join(p.env.WorkDir, "docker", p.pool.Name, id, "tls")
+}
+
 // Create starts a worker container.
 func (p *Docker) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, error) {
 	image := spec.Image
@@ -164,12 +173,25 @@ func (p *Docker) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, error)
 		env = append(env, name+"="+v)
 	}
 	sort.Strings(env)
+	binds := []string{p.binary + ":" + agentBinary + ":ro"}
+	if p.env.AgentCert != nil {
+		// The agent's certificate, on the host, mounted read-only.
+		// Files are rewritten in place: a container of a Create retried
+		// after a timeout keeps its mount.
+		dir := p.tlsDir(spec.ID)
+		tlsArgs, err := writeAgentCert(p.env.AgentCert, spec.ID, dir, agentTLSDir)
+		if err != nil {
+			return WorkerRef{}, err
+		}
+		args = append(args, tlsArgs...)
+		binds = append(binds, dir+":"+agentTLSDir+":ro")
+	}
 	id, err := p.d.RunWorker(ctx, containers.WorkerSpec{
 		Name:        containerName(spec.ID),
 		Image:       image,
 		Entrypoint:  args,
 		Env:         env,
-		Binds:       []string{p.binary + ":" + agentBinary + ":ro"},
+		Binds:       binds,
 		NetworkMode: p.pool.Docker.Network,
 		CPUMilli:    spec.Resources.CPUMilli,
 		Memory:      spec.Resources.Memory,
@@ -181,6 +203,12 @@ func (p *Docker) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, error)
 		},
 	})
 	if err != nil {
+		p.mu.Lock()
+		_, known := p.workers[spec.ID]
+		p.mu.Unlock()
+		if !known && p.env.AgentCert != nil {
+			_ = os.RemoveAll(filepath.Dir(p.tlsDir(spec.ID)))
+		}
 		return WorkerRef{}, err
 	}
 	p.mu.Lock()
@@ -209,6 +237,9 @@ func (p *Docker) watch(id, pool, container string) {
 func (p *Docker) Terminate(ctx context.Context, id string) error {
 	if err := p.d.Remove(ctx, containerName(id)); err != nil {
 		return err
+	}
+	if err := os.RemoveAll(filepath.Dir(p.tlsDir(id))); err != nil {
+		return fmt.Errorf("remove the certificate of worker %s: %w", id, err)
 	}
 	p.mu.Lock()
 	_, known := p.workers[id]

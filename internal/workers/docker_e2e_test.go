@@ -6,7 +6,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/containers"
 	"github.com/hodei-ci/hodei/internal/containers/containerstest"
+	"github.com/hodei-ci/hodei/internal/pki"
 	"github.com/hodei-ci/hodei/internal/server"
 	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/workers"
@@ -362,4 +365,65 @@ jobs:
 	if ids := leftovers(); len(ids) != 0 {
 		t.Errorf("containers after Close: %v", ids)
 	}
+}
+
+// TestDockerPoolOverMutualTLS: with a NATS that requires client
+// certificates, a worker container's agent joins with the certificate the
+// server issued for it (mounted read-only) and runs a job; the certificate
+// leaves the host with the worker.
+func TestDockerPoolOverMutualTLS(t *testing.T) {
+	d := containerstest.Docker(t)
+	bin := containerstest.HodeiBinary(t)
+	pkiDir := filepath.Join(t.TempDir(), "pki")
+	ca, err := pki.Init(pkiDir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.IssueFiles(pkiDir, "server", pki.Request{Kind: pki.KindServer, Name: "server", IPs: []net.IP{net.ParseIP("127.0.0.1")}}); err != nil {
+		t.Fatal(err)
+	}
+	natsTLS, err := pki.ServerTLS(filepath.Join(pkiDir, "server.crt"), filepath.Join(pkiDir, "server.key"), filepath.Join(pkiDir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	workDir := t.TempDir()
+	s := startServer(t, fmt.Sprintf(`
+pools:
+  tlsboxes:
+    provider: docker
+    min: 0
+    max: 1
+    ephemeral: true
+    startup_delay: 2s
+    shape: {cpu: 500m, memory: 128Mi, labels: [tlsboxes]}
+    docker:
+      image: %s
+      binary: %s
+      network: host
+`, containerstest.Image(), bin), 0, func(o *server.Options) {
+		o.NATSListen, o.NATSTLS, o.AgentCA, o.WorkDir = "", natsTLS, ca, workDir
+	})
+	run := submit(t, s, `name: tls-box
+jobs:
+  hello:
+    runs-on: {labels: [tlsboxes], cpu: 500m, memory: 128Mi}
+    steps: [{run: 'echo "hello from $HODEI_WORKER"; ls /run/hodei-tls'}]
+`)
+	r, jobs := waitRun(t, s, run.ID, 60*time.Second)
+	if r.State != state.RunSucceeded {
+		t.Fatalf("run %s: %+v", r.State, jobs["hello"])
+	}
+	worker := jobs["hello"].WorkerID
+	out := logsOf(t, s, jobs["hello"].ID)
+	for _, want := range []string{"hello from " + worker, "agent.crt", "agent.key", "ca.crt"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q: %q", want, out)
+		}
+	}
+	hostDir := filepath.Join(workDir, "pools", "docker", "tlsboxes", worker)
+	waitFor(t, 20*time.Second, "the ephemeral worker's container and certificate to be gone", func() bool {
+		ids, err := d.ListLabelled(context.Background(), containers.LabelWorker, worker)
+		_, statErr := os.Stat(hostDir)
+		return err == nil && len(ids) == 0 && errors.Is(statErr, os.ErrNotExist)
+	})
 }

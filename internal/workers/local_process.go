@@ -255,7 +255,8 @@ func (p *LocalProcess) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, 
 	}
 	args := p.args(spec, dir)
 	if p.env.AgentCert != nil {
-		tlsArgs, err := writeAgentCert(p.env.AgentCert, spec.ID, filepath.Join(dir, "tls"))
+		tlsDir := filepath.Join(dir, "tls")
+		tlsArgs, err := writeAgentCert(p.env.AgentCert, spec.ID, tlsDir, tlsDir)
 		if err != nil {
 			_ = os.RemoveAll(dir)
 			return WorkerRef{}, err
@@ -462,8 +463,8 @@ func (p *LocalProcess) Events() <-chan Event { return p.events }
 
 // writeAgentCert issues worker id's certificate into dir (mode 0600 files
 // in a 0700 directory, removed with the worker's) and returns the agent
-// flags that use it.
-func writeAgentCert(issue func(string) (AgentCert, error), id, dir string) ([]string, error) {
+// flags that use it, where the agent sees dir as agentDir.
+func writeAgentCert(issue func(string) (AgentCert, error), id, dir, agentDir string) ([]string, error) {
 	c, err := issue(id)
 	if err != nil {
 		return nil, fmt.Errorf("agent certificate for %s: %w", id, err)
@@ -482,7 +483,7 @@ func writeAgentCert(issue func(string) (AgentCert, error), id, dir string) ([]st
 		if err := os.WriteFile(path, f.data, 0o600); err != nil {
 			return nil, fmt.Errorf("agent certificate: %w", err)
 		}
-		args = append(args, f.flag, path)
+		args = append(args, f.flag, filepath.Join(agentDir, f.name))
 	}
 	return args, nil
 }
