@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +21,6 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/containers"
 	"github.com/hodei-ci/hodei/internal/containers/containerstest"
-	"github.com/hodei-ci/hodei/internal/pki"
 	"github.com/hodei-ci/hodei/internal/server"
 	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/workers"
@@ -374,18 +372,7 @@ jobs:
 func TestDockerPoolOverMutualTLS(t *testing.T) {
 	d := containerstest.Docker(t)
 	bin := containerstest.HodeiBinary(t)
-	pkiDir := filepath.Join(t.TempDir(), "pki")
-	ca, err := pki.Init(pkiDir, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ca.IssueFiles(pkiDir, "server", pki.Request{Kind: pki.KindServer, Name: "server", IPs: []net.IP{net.ParseIP("127.0.0.1")}}); err != nil {
-		t.Fatal(err)
-	}
-	natsTLS, err := pki.ServerTLS(filepath.Join(pkiDir, "server.crt"), filepath.Join(pkiDir, "server.key"), filepath.Join(pkiDir, "ca.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, natsTLS := mutualTLS(t)
 	workDir := t.TempDir()
 	s := startServer(t, fmt.Sprintf(`
 pools:

@@ -2,13 +2,17 @@ package workers_test
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
+	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hodei-ci/hodei/internal/pki"
 	"github.com/hodei-ci/hodei/internal/server"
 	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/store"
@@ -154,4 +158,23 @@ func poolWorkers(s *server.Server, pool string) map[string]int {
 		}
 	}
 	return m
+}
+
+// mutualTLS makes a CA and the server certificate (127.0.0.1) of a NATS that
+// requires client certificates signed by it.
+func mutualTLS(t *testing.T) (*pki.CA, *tls.Config) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "pki")
+	ca, err := pki.Init(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.IssueFiles(dir, "server", pki.Request{Kind: pki.KindServer, Name: "server", IPs: []net.IP{net.ParseIP("127.0.0.1")}}); err != nil {
+		t.Fatal(err)
+	}
+	natsTLS, err := pki.ServerTLS(filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"), filepath.Join(dir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca, natsTLS
 }

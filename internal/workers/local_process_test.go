@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -427,18 +426,7 @@ func parentOf(pid int) int {
 // it; the files are private to the worker and go with it.
 func TestLocalProcessAgentsOverMutualTLS(t *testing.T) {
 	bin := hodeiBinary(t)
-	pkiDir := filepath.Join(t.TempDir(), "pki")
-	ca, err := pki.Init(pkiDir, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ca.IssueFiles(pkiDir, "server", pki.Request{Kind: pki.KindServer, Name: "server", IPs: []net.IP{net.ParseIP("127.0.0.1")}}); err != nil {
-		t.Fatal(err)
-	}
-	natsTLS, err := pki.ServerTLS(filepath.Join(pkiDir, "server.crt"), filepath.Join(pkiDir, "server.key"), filepath.Join(pkiDir, "ca.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, natsTLS := mutualTLS(t)
 	workDir := t.TempDir()
 	s := startServer(t, `
 pools:
