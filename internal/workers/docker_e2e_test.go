@@ -414,3 +414,49 @@ jobs:
 		return err == nil && len(ids) == 0 && errors.Is(statErr, os.ErrNotExist)
 	})
 }
+
+// TestDockerPoolScalesToZeroAfterCooldown: a long-lived docker pool with min
+// 0 starts a worker container for a queued job; the worker outlives the job
+// (checked well within its 5 s idle timeout), and once idle for idle_timeout
+// it is drained and its container removed: the pool is back to 0.
+func TestDockerPoolScalesToZeroAfterCooldown(t *testing.T) {
+	d := containerstest.Docker(t)
+	bin := containerstest.HodeiBinary(t)
+	s := startServer(t, fmt.Sprintf(`
+pools:
+  lasting:
+    provider: docker
+    min: 0
+    max: 1
+    idle_timeout: 5s
+    startup_delay: 2s
+    shape: {cpu: 500m, memory: 128Mi, labels: [lasting]}
+    docker:
+      image: %s
+      binary: %s
+      network: host
+`, containerstest.Image(), bin), 0, func(o *server.Options) { o.NATSListen = "" })
+	if st := poolStatus(s, "lasting"); st.Size != 0 {
+		t.Fatalf("pool with min 0 has %d workers before any job", st.Size)
+	}
+	run := submit(t, s, `name: lasting
+jobs:
+  hello:
+    runs-on: {labels: [lasting], cpu: 500m, memory: 128Mi}
+    steps: [{run: 'echo "hello from $HODEI_WORKER"'}]
+`)
+	r, jobs := waitRun(t, s, run.ID, 60*time.Second)
+	if r.State != state.RunSucceeded {
+		t.Fatalf("run %s: %+v", r.State, jobs["hello"])
+	}
+	worker := jobs["hello"].WorkerID
+	if ids, err := d.ListLabelled(context.Background(), containers.LabelWorker, worker); err != nil || len(ids) != 1 {
+		t.Fatalf("worker %s: containers %v, %v; want it still there after its job", worker, ids, err)
+	}
+	ended := time.Now()
+	waitFor(t, 30*time.Second, "the idle worker's container to be removed and the pool back to 0", func() bool {
+		ids, err := d.ListLabelled(context.Background(), containers.LabelWorker, worker)
+		return err == nil && len(ids) == 0 && poolStatus(s, "lasting").Size == 0
+	})
+	t.Logf("run end to pool at 0 (idle_timeout 5s): %s", time.Since(ended).Round(time.Millisecond))
+}
