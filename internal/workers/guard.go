@@ -301,5 +301,27 @@ func (g *Guarded) Drain(ctx context.Context, id string) error {
 	return g.call(ctx, "drain", g.opts.Timeout, func(ctx context.Context) error { return d.Drain(ctx, id) })
 }
 
+// Lister returns the guarded provider's List behind the guard (timeout,
+// retries, breaker, metrics), if the provider can list.
+func (g *Guarded) Lister() (Lister, bool) {
+	if _, ok := g.p.(Lister); !ok {
+		return nil, false
+	}
+	return guardedLister{g}, true
+}
+
+type guardedLister struct{ g *Guarded }
+
+// List lists through the guard.
+func (l guardedLister) List(ctx context.Context) ([]ListedWorker, error) {
+	var out []ListedWorker
+	err := l.g.call(ctx, "list", l.g.opts.Timeout, func(ctx context.Context) error {
+		var err error
+		out, err = l.g.p.(Lister).List(ctx)
+		return err
+	})
+	return out, err
+}
+
 // Events passes the provider's events on.
 func (g *Guarded) Events() <-chan Event { return g.p.Events() }

@@ -549,20 +549,14 @@ func (m *Manager) adopt(ctx context.Context) {
 		if done {
 			continue
 		}
-		lister, ok := mp.p.Unwrap().(Lister)
+		lister, ok := mp.p.Lister()
 		if !ok {
 			m.mu.Lock()
 			mp.listed = true
 			m.mu.Unlock()
 			continue
 		}
-		timeout := m.cfg.Call.Timeout
-		if timeout <= 0 {
-			timeout = 30 * time.Second
-		}
-		lctx, cancel := context.WithTimeout(ctx, timeout)
-		found, err := lister.List(lctx)
-		cancel()
+		found, err := lister.List(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				m.log.Warn("list the workers of a previous run; asking again later", "pool", name, "err", err)

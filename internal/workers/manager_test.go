@@ -187,18 +187,18 @@ func TestManagerAdoptsListedWorkers(t *testing.T) {
 	}
 }
 
-// TestManagerAdoptionRespectsMax: a List that fails is tried again later;
-// by then the manager has created a worker for min, and what it finds is
-// adopted only up to max.
+// TestManagerAdoptionRespectsMax: a List that fails (after the guard's
+// retries) is tried again later; by then the manager has created a worker
+// for min, and what it finds is adopted only up to max.
 func TestManagerAdoptionRespectsMax(t *testing.T) {
 	f := newListerFake(listed("p-a", PhaseRunning, time.Hour), listed("p-b", PhaseRunning, 2*time.Hour))
-	f.listErrs = 1
+	f.listErrs = 3 // every attempt the guard makes of the first List
 	view := &viewFake{}
 	view.set(nil, nil)
 	m, cancel := startFakeManager(t, fakePool(1, 2), f, view)
-	pollUntil(t, "a second List", func() bool {
+	pollUntil(t, "the first List's three attempts and a later one", func() bool {
 		_, _, lists := f.calls()
-		return lists >= 2
+		return lists >= 4
 	})
 	pollUntil(t, "the pool to hold max", func() bool {
 		_, term, _ := f.calls()
@@ -218,5 +218,39 @@ func TestManagerAdoptionRespectsMax(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(term, want) {
 		t.Errorf("terminated %v after Close, want %v", term, want)
+	}
+}
+
+// TestGuardedList: List goes through the guard: a transient failure is
+// retried within the call, a provider without List has no Lister, and a
+// List that keeps failing counts toward the circuit breaker.
+func TestGuardedList(t *testing.T) {
+	t.Parallel()
+	f := newListerFake(listed("p-a", PhaseRunning, time.Hour))
+	f.listErrs = 1
+	opts := CallOptions{Backoff: Backoff{Base: time.Millisecond, Max: time.Millisecond}, BreakerThreshold: 2}
+	g := Guard(f, "p", opts, nil, nil)
+	l, ok := g.Lister()
+	if !ok {
+		t.Fatal("a provider with List has no Lister behind its guard")
+	}
+	got, err := l.List(context.Background())
+	if _, _, lists := f.calls(); err != nil || len(got) != 1 || lists != 2 {
+		t.Fatalf("List = %v, %v after %d calls; want p-a after one retry", got, err, lists)
+	}
+	f.listErrs = 6
+	for range 2 {
+		if _, err := l.List(context.Background()); err == nil {
+			t.Fatal("List succeeded while the provider fails")
+		}
+	}
+	if g.Breaker().State(time.Now()) != BreakerOpen {
+		t.Errorf("breaker %v after two failed Lists, want open", g.Breaker().State(time.Now()))
+	}
+	if _, err := l.List(context.Background()); !errors.Is(err, ErrCircuitOpen) {
+		t.Errorf("List with the circuit open: %v", err)
+	}
+	if _, ok := Guard(&fakeProvider{}, "q", opts, nil, nil).Lister(); ok {
+		t.Error("a provider without List has a Lister")
 	}
 }
