@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/hodei-ci/hodei/internal/api"
 	"github.com/hodei-ci/hodei/internal/cli"
@@ -76,6 +77,16 @@ Example:
 	}
 	if err := cli.Table(os.Stdout, []string{"POOL", "PROVIDER", "SIZE", "MIN/MAX", "PENDING/IDLE/BUSY/DRAINING", "DEMAND", "FORECAST", "WORKER-HOURS", "COST", "PROVIDER STATE"}, rows); err != nil {
 		return fail("pools", err)
+	}
+	for _, d := range out.Unplaceable {
+		req := fmt.Sprintf("cpu %dm, memory %s", d.CPUMilli, cli.FormatBytes(d.Memory))
+		if d.GPU > 0 {
+			req += fmt.Sprintf(", gpu %d", d.GPU)
+		}
+		if len(d.Labels) > 0 {
+			req += ", labels " + strings.Join(d.Labels, ",")
+		}
+		fmt.Printf("%d queued jobs fit no worker and no pool (%s): they wait for an agent that fits\n", d.Jobs, req)
 	}
 	return exitOK
 }

@@ -9,11 +9,15 @@ import (
 // PoolLister is what serves GET /api/v1/pools: the worker manager.
 type PoolLister interface {
 	Pools() []workers.PoolStatus
+	Unplaceable() []workers.Demand
 }
 
 // PoolList is the answer of GET /api/v1/pools.
 type PoolList struct {
 	Pools []workers.PoolStatus `json:"pools"`
+	// Unplaceable is the queued demand that fits no running worker and no
+	// pool's shape.
+	Unplaceable []workers.Demand `json:"unplaceable,omitempty"`
 }
 
 // pools lists the pools of the worker manager: size, min and max, demand,
@@ -24,6 +28,7 @@ func (a *api) pools(w http.ResponseWriter, r *http.Request) {
 	out := PoolList{Pools: []workers.PoolStatus{}}
 	if a.d.Pools != nil {
 		out.Pools = append(out.Pools, a.d.Pools.Pools()...)
+		out.Unplaceable = a.d.Pools.Unplaceable()
 	}
 	writeJSON(w, http.StatusOK, out)
 }

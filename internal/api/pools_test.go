@@ -14,6 +14,10 @@ type fakePools []workers.PoolStatus
 
 func (f fakePools) Pools() []workers.PoolStatus { return f }
 
+func (f fakePools) Unplaceable() []workers.Demand {
+	return []workers.Demand{{CPUMilli: 64000, Memory: 1 << 30, Labels: []string{"gpu"}, Jobs: 2}}
+}
+
 func TestPoolsEndpoint(t *testing.T) {
 	three := 3
 	h := api.New(api.Deps{Pools: fakePools{
@@ -31,6 +35,9 @@ func TestPoolsEndpoint(t *testing.T) {
 	}
 	if len(got.Pools) != 2 || got.Pools[0].Demand != 3 || *got.Pools[0].Forecast != 3 || got.Pools[1].Circuit != "open" || got.Pools[1].LastError == "" {
 		t.Errorf("pools: %+v", got.Pools)
+	}
+	if len(got.Unplaceable) != 1 || got.Unplaceable[0].Jobs != 2 || got.Unplaceable[0].CPUMilli != 64000 {
+		t.Errorf("unplaceable: %+v", got.Unplaceable)
 	}
 
 	// A server without pools lists none; other methods are refused.

@@ -87,11 +87,31 @@ type WorkerSnapshot struct {
 
 // Demand is a group of queued jobs that no running worker could take.
 type Demand struct {
-	CPUMilli int64
-	Memory   int64
-	GPU      int
-	Labels   []string
-	Jobs     int
+	CPUMilli int64    `json:"cpu_milli"`
+	Memory   int64    `json:"memory_bytes"`
+	GPU      int      `json:"gpu,omitempty"`
+	Labels   []string `json:"labels,omitempty"`
+	Jobs     int      `json:"jobs"`
+}
+
+// FitsNoPool returns the demand that no pool's shape (cpu, memory, gpu,
+// labels) can take, whatever its size: queued jobs that wait until an agent
+// that fits joins by hand, or forever.
+func FitsNoPool(s Snapshot) []Demand {
+	var out []Demand
+	for _, d := range s.Demand {
+		fits := false
+		for i := range s.Pools {
+			if jobsPerWorker(&s.Pools[i], d) > 0 {
+				fits = true
+				break
+			}
+		}
+		if !fits {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // ActionKind is what to do.

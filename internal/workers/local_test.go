@@ -1,6 +1,7 @@
 package workers_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -152,4 +153,39 @@ pools:
 	if _, err := os.Stat(filepath.Join(dataDir, "autoscale.json")); err != nil {
 		t.Errorf("autoscaler history not saved: %v", err)
 	}
+}
+
+// TestJobThatFitsNoPool: a job bigger than every pool's shape creates no
+// worker and is reported as unplaceable (the API's `unplaceable`, a warning
+// in the log) until it is canceled.
+func TestJobThatFitsNoPool(t *testing.T) {
+	s := startServer(t, `
+pools:
+  small:
+    provider: local
+    min: 0
+    max: 2
+    shape: {cpu: 1, memory: 256Mi}
+`, 0, nil)
+	run := submit(t, s, `name: too-big
+jobs:
+  huge:
+    runs-on: {cpu: 64, memory: 1Gi}
+    steps: [{run: "true"}]
+`)
+	var stuck []workers.Demand
+	waitFor(t, 10*time.Second, "the job to be reported as fitting no pool", func() bool {
+		stuck = s.Workers.Unplaceable()
+		return len(stuck) == 1
+	})
+	if d := stuck[0]; d.Jobs != 1 || d.CPUMilli != 64000 || d.Memory != 1<<30 {
+		t.Errorf("unplaceable %+v, want the 64-cpu job", d)
+	}
+	if st := poolStatus(s, "small"); st.Size != 0 || st.Demand != 0 {
+		t.Errorf("pool %+v: want no worker and no demand for a job that does not fit it", st)
+	}
+	if err := s.Orch.Cancel(context.Background(), run.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the canceled job to leave the report", func() bool { return len(s.Workers.Unplaceable()) == 0 })
 }

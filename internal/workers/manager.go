@@ -88,6 +88,10 @@ type Manager struct {
 	mu     sync.Mutex // guards owned and status; never held during a provider call
 	owned  map[string]*ownedWorker
 	status []PoolStatus
+	// stuck is the demand that fits no pool, and warned when each kind of
+	// it was last logged.
+	stuck  []Demand
+	warned map[string]time.Time
 }
 
 type managedPool struct {
@@ -478,9 +482,33 @@ func (m *Manager) publishStatus(snap *Snapshot) {
 		}
 		out = append(out, st)
 	}
+	var stuck []Demand
+	if snap != nil {
+		stuck = FitsNoPool(*snap)
+	}
+	for _, d := range stuck {
+		k := fmt.Sprintf("%d/%d/%d/%v", d.CPUMilli, d.Memory, d.GPU, d.Labels)
+		if at, ok := m.warned[k]; ok && now.Sub(at) < 10*time.Minute {
+			continue
+		}
+		if m.warned == nil {
+			m.warned = map[string]time.Time{}
+		}
+		m.warned[k] = now
+		m.log.Warn("queued jobs fit no running worker and no pool's shape: they wait for an agent that fits",
+			"jobs", d.Jobs, "cpu_milli", d.CPUMilli, "memory", d.Memory, "gpu", d.GPU, "labels", d.Labels)
+	}
 	m.mu.Lock()
-	m.status = out
+	m.status, m.stuck = out, stuck
 	m.mu.Unlock()
+}
+
+// Unplaceable returns the queued demand that fits no running worker and no
+// pool's shape, as of the last decision.
+func (m *Manager) Unplaceable() []Demand {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.stuck)
 }
 
 // Pools returns the state of every pool, as of the last decision.
