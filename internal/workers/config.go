@@ -133,6 +133,11 @@ type KubernetesOptions struct {
 	// AutomountServiceAccountToken mounts the service account's token into
 	// worker pods; false unless asked.
 	AutomountServiceAccountToken bool
+	// HostNetwork runs worker pods in the node's network namespace: the
+	// agent reaches a NATS on the node's loopback, and no pod network is
+	// needed (false unless asked; the "restricted" Pod Security level
+	// forbids it).
+	HostNetwork bool
 	// Kubeconfig is the file that says how to reach the API server
 	// (default: in the cluster, the pod's service account; outside it,
 	// KUBECONFIG or ~/.kube/config).
@@ -152,7 +157,7 @@ var (
 	shapeFields  = []string{"cpu", "memory", "gpu", "labels"}
 	dockerFields = []string{"image", "network", "binary", "host"}
 	localFields  = []string{"mode", "binary"}
-	kubeFields   = []string{"namespace", "image", "agent_image", "service_account", "automount_service_account_token", "kubeconfig"}
+	kubeFields   = []string{"namespace", "image", "agent_image", "service_account", "automount_service_account_token", "host_network", "kubeconfig"}
 	// dns1123Label is a Kubernetes namespace or service account name.
 	dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	providers    = []string{"local", "docker", "kubernetes"}
@@ -477,13 +482,17 @@ func (p *cparser) local(n *yaml.Node, path string) LocalOptions {
 func (p *cparser) kubernetes(n *yaml.Node, path string) KubernetesOptions {
 	var o KubernetesOptions
 	if n.Kind != yaml.MappingNode {
-		p.errAt(n, path, "must be a map with namespace, image, agent_image, service_account, automount_service_account_token and kubeconfig, got %s", yamlnode.Describe(n))
+		p.errAt(n, path, "must be a map with namespace, image, agent_image, service_account, automount_service_account_token, host_network and kubeconfig, got %s", yamlnode.Describe(n))
 		return o
 	}
 	for _, f := range p.fields(n, path, kubeFields) {
 		fp := path + "." + f.name
-		if f.name == "automount_service_account_token" {
+		switch f.name {
+		case "automount_service_account_token":
 			o.AutomountServiceAccountToken = p.boolean(f.val, fp)
+			continue
+		case "host_network":
+			o.HostNetwork = p.boolean(f.val, fp)
 			continue
 		}
 		s, ok := p.str(f.val, fp)

@@ -316,6 +316,7 @@ func (p *Kubernetes) PodSpec(spec WorkerSpec, env []corev1.EnvVar) *corev1.Pod {
 			ServiceAccountName:            p.opts.ServiceAccount,
 			AutomountServiceAccountToken:  new(p.opts.AutomountServiceAccountToken),
 			EnableServiceLinks:            new(false),
+			HostNetwork:                   p.opts.HostNetwork,
 			TerminationGracePeriodSeconds: new(int64(30)),
 			SecurityContext: &corev1.PodSecurityContext{
 				RunAsNonRoot:   new(true),

@@ -60,13 +60,20 @@ type kubeEnv struct {
 // skip.
 func kubeTest(t *testing.T) *kubeEnv {
 	t.Helper()
-	path := os.Getenv("KUBECONFIG")
-	if path == "" {
-		t.Fatal("KUBECONFIG is not set: scripts/test starts a kube-apiserver for these tests (go test -tags kubernetes)")
-	}
 	node := os.Getenv("HODEI_KWOK_NODE")
 	if node == "" {
 		t.Fatal("HODEI_KWOK_NODE is not set: scripts/test starts kwok with a fake node for these tests (go test -tags kubernetes)")
+	}
+	return kubeEnvOn(t, node, "restricted")
+}
+
+// kubeEnvOn makes the test namespace, whose pods the test binds to node,
+// with the Pod Security level podSecurity enforced.
+func kubeEnvOn(t *testing.T, node, podSecurity string) *kubeEnv {
+	t.Helper()
+	path := os.Getenv("KUBECONFIG")
+	if path == "" {
+		t.Fatal("KUBECONFIG is not set: scripts/test starts a kube-apiserver for these tests (go test -tags kubernetes)")
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", path)
 	if err != nil {
@@ -80,7 +87,7 @@ func kubeTest(t *testing.T) *kubeEnv {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	e := &kubeEnv{admin: admin, adminCfg: cfg, ns: "hodei-test-" + hex.EncodeToString(b[:]), node: node}
-	waitFor(t, 30*time.Second, "the kwok node "+node+" to be Ready (is kwok running?)", func() bool {
+	waitFor(t, 60*time.Second, "the node "+node+" to be Ready (are kwok and the kubelet running?)", func() bool {
 		n, err := admin.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 		if err != nil {
 			return false
@@ -92,11 +99,11 @@ func kubeTest(t *testing.T) *kubeEnv {
 		}
 		return false
 	})
-	// Pod Security admission enforces the restricted profile here: a worker
-	// pod that is not locked down is refused.
+	// Pod Security admission enforces a profile here (restricted: a worker
+	// pod that is not locked down is refused).
 	_, err = admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
 		Name:   e.ns,
-		Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"},
+		Labels: map[string]string{"pod-security.kubernetes.io/enforce": podSecurity, "pod-security.kubernetes.io/enforce-version": "latest"},
 	}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)

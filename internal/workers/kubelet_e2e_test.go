@@ -1,0 +1,94 @@
+//go:build kubernetes
+
+package workers_test
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/hodei-ci/hodei/internal/server"
+	"github.com/hodei-ci/hodei/internal/state"
+	"github.com/hodei-ci/hodei/internal/workers"
+)
+
+// TestKubernetesKubeletRunsAgent: on a node with a real kubelet and
+// containerd (scripts/test starts them; HODEI_KUBELET_NODE names the node
+// and HODEI_KUBELET_IMAGE the image that holds the hodei binary at /hodei),
+// a queued job makes the manager create a worker pod with the hardened
+// spec; its init container copies the agent binary, the agent starts as
+// uid 65532 on a read-only root, joins the server's NATS (the pod is on the
+// node's network), runs the job and, being ephemeral, exits; the manager
+// deletes the pod.
+func TestKubernetesKubeletRunsAgent(t *testing.T) {
+	node, image := os.Getenv("HODEI_KUBELET_NODE"), os.Getenv("HODEI_KUBELET_IMAGE")
+	if node == "" || image == "" {
+		t.Fatal("HODEI_KUBELET_NODE and HODEI_KUBELET_IMAGE are not set: scripts/test starts a kubelet and imports the image for this test (go test -tags kubernetes)")
+	}
+	// Pods on the node's network are "privileged" for Pod Security.
+	e := kubeEnvOn(t, node, "privileged")
+	e.schedule(t)
+	s := startServer(t, fmt.Sprintf(`
+pools:
+  pods:
+    provider: kubernetes
+    min: 0
+    max: 1
+    ephemeral: true
+    startup_delay: 5s
+    shape: {cpu: 500m, memory: 256Mi, labels: [pods]}
+    kubernetes:
+      namespace: %s
+      image: %s
+      agent_image: %s
+      host_network: true
+      kubeconfig: %s
+`, e.ns, image, image, e.kubeconfig), 0, func(o *server.Options) { o.NATSListen = "" })
+	start := time.Now()
+	run := submit(t, s, `name: in-a-pod
+jobs:
+  hello:
+    runs-on: {labels: [pods], cpu: 500m, memory: 128Mi}
+    steps:
+      - run: echo "hello from $HODEI_WORKER as $(id -u)"
+      - run: touch /hodei-bin/x 2>/dev/null && echo writable || echo "read-only agent volume"
+`)
+	var pod corev1.Pod
+	waitFor(t, 60*time.Second, "a worker pod running on the node", func() bool {
+		pods, err := e.admin.CoreV1().Pods(e.ns).List(t.Context(), metav1.ListOptions{})
+		if err != nil || len(pods.Items) == 0 {
+			return false
+		}
+		pod = pods.Items[0]
+		return pod.Status.Phase == corev1.PodRunning
+	})
+	if pod.Spec.NodeName != node || !pod.Spec.HostNetwork {
+		t.Errorf("pod %s: node %q, host network %v", pod.Name, pod.Spec.NodeName, pod.Spec.HostNetwork)
+	}
+	r, jobs := waitRun(t, s, run.ID, 120*time.Second)
+	if r.State != state.RunSucceeded {
+		t.Fatalf("run %s: %+v", r.State, jobs["hello"])
+	}
+	t.Logf("submit to run succeeded in a new pod: %s", time.Since(start).Round(time.Millisecond))
+	worker := jobs["hello"].WorkerID
+	out := logsOf(t, s, jobs["hello"].ID)
+	for _, want := range []string{"hello from " + worker + " as 65532", "read-only agent volume"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if w := pod.Annotations[workers.KubeLabelWorker]; w != worker {
+		t.Errorf("the job ran on worker %s, the pod is worker %s's", worker, w)
+	}
+	ended := time.Now()
+	waitFor(t, 60*time.Second, "the ephemeral worker's pod to be deleted", func() bool {
+		pods, err := e.admin.CoreV1().Pods(e.ns).List(t.Context(), metav1.ListOptions{})
+		return err == nil && len(pods.Items) == 0 && poolStatus(s, "pods").Size == 0
+	})
+	t.Logf("run end to pod deleted: %s", time.Since(ended).Round(time.Millisecond))
+}
