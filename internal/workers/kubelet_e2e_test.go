@@ -92,3 +92,65 @@ jobs:
 	})
 	t.Logf("run end to pod deleted: %s", time.Since(ended).Round(time.Millisecond))
 }
+
+// TestKubernetesKubeletAgentOverMutualTLS: with a NATS that requires client
+// certificates, the server issues each worker pod's agent a certificate,
+// stored in a Secret the pod mounts read-only (owned by the pod); the agent
+// joins with it and runs a job; the Secret goes with the worker.
+func TestKubernetesKubeletAgentOverMutualTLS(t *testing.T) {
+	node, image := os.Getenv("HODEI_KUBELET_NODE"), os.Getenv("HODEI_KUBELET_IMAGE")
+	if node == "" || image == "" {
+		t.Fatal("HODEI_KUBELET_NODE and HODEI_KUBELET_IMAGE are not set: scripts/test starts a kubelet and imports the image for this test (go test -tags kubernetes)")
+	}
+	e := kubeEnvOn(t, node, "privileged")
+	e.schedule(t)
+	ca, natsTLS := mutualTLS(t)
+	s := startServer(t, fmt.Sprintf(`
+pools:
+  tlspods:
+    provider: kubernetes
+    min: 0
+    max: 1
+    ephemeral: true
+    startup_delay: 5s
+    shape: {cpu: 500m, memory: 256Mi, labels: [tlspods]}
+    kubernetes:
+      namespace: %s
+      image: %s
+      agent_image: %s
+      host_network: true
+      kubeconfig: %s
+`, e.ns, image, image, e.kubeconfig), 0, func(o *server.Options) {
+		o.NATSListen, o.NATSTLS, o.AgentCA = "", natsTLS, ca
+	})
+	run := submit(t, s, `name: tls-pod
+jobs:
+  hello:
+    runs-on: {labels: [tlspods], cpu: 500m, memory: 128Mi}
+    steps: [{run: 'echo "hello from $HODEI_WORKER"; ls /etc/hodei-tls'}]
+`)
+	r, jobs := waitRun(t, s, run.ID, 120*time.Second)
+	if r.State != state.RunSucceeded {
+		t.Fatalf("run %s: %+v", r.State, jobs["hello"])
+	}
+	worker := jobs["hello"].WorkerID
+	out := logsOf(t, s, jobs["hello"].ID)
+	for _, want := range []string{"hello from " + worker, "tls.crt", "tls.key", "ca.crt"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	waitFor(t, 60*time.Second, "the worker's pod and Secret to be deleted", func() bool {
+		pods, err := e.admin.CoreV1().Pods(e.ns).List(t.Context(), metav1.ListOptions{})
+		secs, serr := e.admin.CoreV1().Secrets(e.ns).List(t.Context(), metav1.ListOptions{})
+		n := 0
+		if serr == nil {
+			for _, sec := range secs.Items {
+				if sec.Name == workers.TLSSecretName(worker) {
+					n++
+				}
+			}
+		}
+		return err == nil && serr == nil && len(pods.Items) == 0 && n == 0
+	})
+}

@@ -84,6 +84,8 @@ const (
 	kubeWorkVolume  = "workspace"
 	kubeWorkDir     = "/workspace"
 	kubeTmpVolume   = "tmp"
+	kubeTLSVolume   = "hodei-tls"
+	kubeTLSDir      = "/etc/hodei-tls"
 	kubeAgentSource = "/hodei"
 	kubeRunAsUser   = int64(65532)
 	kubeGPUResource = "nvidia.com/gpu"
@@ -275,6 +277,9 @@ func (p *Kubernetes) PodSpec(spec WorkerSpec, env []corev1.EnvVar) *corev1.Pod {
 	if spec.Ephemeral {
 		args = append(args, "--once")
 	}
+	if p.env.AgentCert != nil {
+		args = append(args, "--tls-cert", kubeTLSDir+"/tls.crt", "--tls-key", kubeTLSDir+"/tls.key", "--ca", kubeTLSDir+"/ca.crt")
+	}
 	res := corev1.ResourceList{}
 	if spec.Resources.CPUMilli > 0 {
 		res[corev1.ResourceCPU] = *resource.NewMilliQuantity(spec.Resources.CPUMilli, resource.DecimalSI)
@@ -300,7 +305,7 @@ func (p *Kubernetes) PodSpec(spec WorkerSpec, env []corev1.EnvVar) *corev1.Pod {
 	}
 	lbls := p.poolLabels()
 	lbls[KubeLabelWorker] = labelValue(spec.ID)
-	return &corev1.Pod{
+	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      PodName(spec.ID),
 			Namespace: p.namespace,
@@ -354,6 +359,43 @@ func (p *Kubernetes) PodSpec(spec WorkerSpec, env []corev1.EnvVar) *corev1.Pod {
 			},
 		},
 	}
+	if p.env.AgentCert != nil {
+		// The agent's certificate, from the worker's Secret (TLSSecretName),
+		// readable by the pod's group only.
+		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: kubeTLSVolume, VolumeSource: corev1.VolumeSource{
+			Secret: &corev1.SecretVolumeSource{SecretName: TLSSecretName(spec.ID), DefaultMode: new(int32(0o440))}}})
+		c := &pod.Spec.Containers[0]
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: kubeTLSVolume, MountPath: kubeTLSDir, ReadOnly: true})
+	}
+	return pod
+}
+
+// TLSSecretName is the Secret that holds the agent certificate of worker
+// id's pod (with ProviderEnv.AgentCert).
+func TLSSecretName(id string) string { return PodName(id) + "-tls" }
+
+// createTLSSecret stores the certificate issued for worker id in the
+// Secret its pod mounts, owned by the pod so that the cluster removes it
+// with the pod; one that exists (a retried create) is kept.
+func (p *Kubernetes) createTLSSecret(ctx context.Context, id string, pod *corev1.Pod) error {
+	c, err := p.env.AgentCert(id)
+	if err != nil {
+		return fmt.Errorf("agent certificate for %s: %w", id, err)
+	}
+	sec := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: TLSSecretName(id), Namespace: p.namespace, Labels: pod.Labels,
+			Annotations:     map[string]string{KubeLabelWorker: id, KubeLabelOwner: p.owner()},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID}},
+		},
+		Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{corev1.TLSCertKey: c.CertPEM, corev1.TLSPrivateKeyKey: c.KeyPEM, "ca.crt": c.CAPEM},
+	}
+	_, err = p.client.CoreV1().Secrets(p.namespace).Create(ctx, sec, metav1.CreateOptions{FieldManager: "hodei"})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return classifyKube(err)
+	}
+	return nil
 }
 
 // Create creates a worker pod. A pod of the same worker that exists (a
@@ -385,6 +427,12 @@ func (p *Kubernetes) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, er
 	if err != nil {
 		return WorkerRef{}, classifyKube(err)
 	}
+	if p.env.AgentCert != nil {
+		// The pod waits for its Secret (the kubelet retries the mount).
+		if err := p.createTLSSecret(ctx, spec.ID, got); err != nil {
+			return WorkerRef{}, err
+		}
+	}
 	p.mu.Lock()
 	_, known := p.workers[spec.ID]
 	if !known {
@@ -414,6 +462,12 @@ func (p *Kubernetes) deletePod(ctx context.Context, name string) error {
 func (p *Kubernetes) Terminate(ctx context.Context, id string) error {
 	if err := p.deletePod(ctx, PodName(id)); err != nil {
 		return err
+	}
+	if p.env.AgentCert != nil {
+		err := p.client.CoreV1().Secrets(p.namespace).Delete(ctx, TLSSecretName(id), metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return classifyKube(err)
+		}
 	}
 	p.markGone(id)
 	return nil

@@ -374,6 +374,7 @@ func TestKubernetesRBACIsMinimal(t *testing.T) {
 	}
 	for what, err := range map[string]error{
 		"list secrets":                   func() error { _, err := cs.CoreV1().Secrets(e.ns).List(ctx, metav1.ListOptions{}); return err }(),
+		"read a secret":                  func() error { _, err := cs.CoreV1().Secrets(e.ns).Get(ctx, "x", metav1.GetOptions{}); return err }(),
 		"list pods in another namespace": func() error { _, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); return err }(),
 		"list nodes":                     func() error { _, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); return err }(),
 		"create a configmap": func() error {
