@@ -114,10 +114,11 @@ func (r *Rolling) WAPE() float64 {
 // quantiles of them: the empirical error distribution that turns a mean
 // forecast into a capacity that covers demand with a chosen probability.
 type Residuals struct {
-	Size int
-	v    []float64
-	next int
-	full bool
+	Size   int
+	v      []float64
+	next   int
+	full   bool
+	sorted []float64 // the window in order, nil after an Add
 }
 
 // Add records one residual.
@@ -129,6 +130,7 @@ func (r *Residuals) Add(x float64) {
 		r.v = make([]float64, r.Size)
 	}
 	r.v[r.next] = x
+	r.sorted = nil
 	r.next++
 	if r.next == r.Size {
 		r.next, r.full = 0, true
@@ -144,14 +146,18 @@ func (r *Residuals) Len() int {
 }
 
 // Quantile returns the p-quantile (0 <= p <= 1) of the window, by linear
-// interpolation between order statistics; 0 when empty.
+// interpolation between order statistics; 0 when empty. The window is
+// sorted once per Add, however many quantiles are asked in between.
 func (r *Residuals) Quantile(p float64) float64 {
 	n := r.Len()
 	if n == 0 {
 		return 0
 	}
-	s := slices.Clone(r.v[:n])
-	slices.Sort(s)
+	if r.sorted == nil {
+		r.sorted = slices.Clone(r.v[:n])
+		slices.Sort(r.sorted)
+	}
+	s := r.sorted
 	p = min(max(p, 0), 1)
 	x := p * float64(n-1)
 	i := int(x)

@@ -17,6 +17,43 @@ import (
 	"github.com/hodei-ci/hodei/internal/workers"
 )
 
+// kubeletTest is a namespace whose pods the test binds to the node of the
+// real kubelet (HODEI_KUBELET_NODE), with HODEI_KUBELET_IMAGE, the image
+// that holds the hodei binary at /hodei. Pods on the node's network are
+// "privileged" for Pod Security.
+func kubeletTest(t *testing.T) *kubeEnv {
+	t.Helper()
+	node, image := os.Getenv("HODEI_KUBELET_NODE"), os.Getenv("HODEI_KUBELET_IMAGE")
+	if node == "" || image == "" {
+		t.Fatal("HODEI_KUBELET_NODE and HODEI_KUBELET_IMAGE are not set: scripts/test starts a kubelet and imports the image for this test (go test -tags kubernetes)")
+	}
+	e := kubeEnvOn(t, node, "privileged")
+	e.image = image
+	e.schedule(t)
+	return e
+}
+
+// kubeletPool is a pools file of one ephemeral pool, name, whose pods run
+// on the kubelet's node in its network; jobs reach it by the label name.
+func (e *kubeEnv) kubeletPool(name string) string {
+	return fmt.Sprintf(`
+pools:
+  %s:
+    provider: kubernetes
+    min: 0
+    max: 1
+    ephemeral: true
+    startup_delay: 5s
+    shape: {cpu: 500m, memory: 256Mi, labels: [%s]}
+    kubernetes:
+      namespace: %s
+      image: %s
+      agent_image: %s
+      host_network: true
+      kubeconfig: %s
+`, name, name, e.ns, e.image, e.image, e.kubeconfig)
+}
+
 // TestKubernetesKubeletRunsAgent: on a node with a real kubelet and
 // containerd (scripts/test starts them; HODEI_KUBELET_NODE names the node
 // and HODEI_KUBELET_IMAGE the image that holds the hodei binary at /hodei),
@@ -26,29 +63,8 @@ import (
 // node's network), runs the job and, being ephemeral, exits; the manager
 // deletes the pod.
 func TestKubernetesKubeletRunsAgent(t *testing.T) {
-	node, image := os.Getenv("HODEI_KUBELET_NODE"), os.Getenv("HODEI_KUBELET_IMAGE")
-	if node == "" || image == "" {
-		t.Fatal("HODEI_KUBELET_NODE and HODEI_KUBELET_IMAGE are not set: scripts/test starts a kubelet and imports the image for this test (go test -tags kubernetes)")
-	}
-	// Pods on the node's network are "privileged" for Pod Security.
-	e := kubeEnvOn(t, node, "privileged")
-	e.schedule(t)
-	s := startServer(t, fmt.Sprintf(`
-pools:
-  pods:
-    provider: kubernetes
-    min: 0
-    max: 1
-    ephemeral: true
-    startup_delay: 5s
-    shape: {cpu: 500m, memory: 256Mi, labels: [pods]}
-    kubernetes:
-      namespace: %s
-      image: %s
-      agent_image: %s
-      host_network: true
-      kubeconfig: %s
-`, e.ns, image, image, e.kubeconfig), 0, func(o *server.Options) { o.NATSListen = "" })
+	e := kubeletTest(t)
+	s := startServer(t, e.kubeletPool("pods"), 0, func(o *server.Options) { o.NATSListen = "" })
 	start := time.Now()
 	run := submit(t, s, `name: in-a-pod
 jobs:
@@ -67,7 +83,7 @@ jobs:
 		pod = pods.Items[0]
 		return pod.Status.Phase == corev1.PodRunning
 	})
-	if pod.Spec.NodeName != node || !pod.Spec.HostNetwork {
+	if pod.Spec.NodeName != e.node || !pod.Spec.HostNetwork {
 		t.Errorf("pod %s: node %q, host network %v", pod.Name, pod.Spec.NodeName, pod.Spec.HostNetwork)
 	}
 	r, jobs := waitRun(t, s, run.ID, 120*time.Second)
@@ -98,29 +114,9 @@ jobs:
 // stored in a Secret the pod mounts read-only (owned by the pod); the agent
 // joins with it and runs a job; the Secret goes with the worker.
 func TestKubernetesKubeletAgentOverMutualTLS(t *testing.T) {
-	node, image := os.Getenv("HODEI_KUBELET_NODE"), os.Getenv("HODEI_KUBELET_IMAGE")
-	if node == "" || image == "" {
-		t.Fatal("HODEI_KUBELET_NODE and HODEI_KUBELET_IMAGE are not set: scripts/test starts a kubelet and imports the image for this test (go test -tags kubernetes)")
-	}
-	e := kubeEnvOn(t, node, "privileged")
-	e.schedule(t)
+	e := kubeletTest(t)
 	ca, natsTLS := mutualTLS(t)
-	s := startServer(t, fmt.Sprintf(`
-pools:
-  tlspods:
-    provider: kubernetes
-    min: 0
-    max: 1
-    ephemeral: true
-    startup_delay: 5s
-    shape: {cpu: 500m, memory: 256Mi, labels: [tlspods]}
-    kubernetes:
-      namespace: %s
-      image: %s
-      agent_image: %s
-      host_network: true
-      kubeconfig: %s
-`, e.ns, image, image, e.kubeconfig), 0, func(o *server.Options) {
+	s := startServer(t, e.kubeletPool("tlspods"), 0, func(o *server.Options) {
 		o.NATSListen, o.NATSTLS, o.AgentCA = "", natsTLS, ca
 	})
 	run := submit(t, s, `name: tls-pod

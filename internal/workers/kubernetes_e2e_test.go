@@ -51,7 +51,8 @@ type kubeEnv struct {
 	restricted *rest.Config
 	kubeconfig string // of the restricted user
 	ns         string
-	node       string // the kwok node
+	node       string // the node its pods are bound to
+	image      string // with the hodei binary, on the kubelet's node
 }
 
 // kubeTest connects to the API server of KUBECONFIG, whose node
