@@ -226,6 +226,13 @@ func (o *Orchestrator) write(c *change) error {
 
 // announce publishes and acknowledges what the committed batch did.
 func (o *Orchestrator) announce(c *change, b *batch) {
+	// Purges first, and not in the background: a purge that ran after a
+	// later publish would delete what a worker that came back was sent (a
+	// cancel of its stale attempt, a new assignment). They are rare: a
+	// worker lost or gone.
+	for _, w := range c.purge {
+		o.purgeDispatch(w)
+	}
 	for _, d := range c.dispatch {
 		worker := c.workerOf[d.JobID]
 		if j := o.jobs[d.JobID]; o.cfg.Seal != nil && d.Kind == bus.KindAssign && j != nil && len(j.spec.Secrets) > 0 {
@@ -239,9 +246,6 @@ func (o *Orchestrator) announce(c *change, b *batch) {
 		if _, err := o.js.PublishAsync(o.cfg.Subjects.Events(e.RunID), data); err != nil {
 			o.log.Debug("event publish", "err", err)
 		}
-	}
-	for _, w := range c.purge {
-		go o.purgeDispatch(w)
 	}
 	for _, m := range b.reports {
 		_ = m.Ack()
@@ -280,7 +284,7 @@ func (o *Orchestrator) publishDispatch(worker string, d bus.Dispatch) {
 }
 
 func (o *Orchestrator) purgeDispatch(worker string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	s, err := o.js.Stream(ctx, bus.StreamDispatch)
 	if err == nil {
