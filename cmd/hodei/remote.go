@@ -83,7 +83,7 @@ func follow(ctx context.Context, cmd string, c *client.Client, runID, job string
 	if job != "" {
 		prefix = cli.NoPrefix
 	}
-	printer := cli.NewPrinter(os.Stdout, prefix)
+	printer := cli.NewPrinter(cli.StepOutput(os.Stdout), prefix)
 	var end *wire.Run
 	err := c.FollowLogs(ctx, runID, job, func(ev wire.Event) error {
 		switch ev.Type {
@@ -231,9 +231,9 @@ Examples:
 
 func printRun(w io.Writer, r wire.Run) {
 	fmt.Fprintf(w, "run       %s\npipeline  %s (%s)\ntenant    %s\nstate     %s\ncreated   %s\nduration  %s\n",
-		r.ID, r.Pipeline, r.File, r.Tenant, r.State, cli.FormatTime(r.CreatedAt), cli.FormatDuration(r.Duration()))
+		cli.Text(r.ID), cli.Text(r.Pipeline), cli.Text(r.File), cli.Text(r.Tenant), cli.Text(r.State), cli.FormatTime(r.CreatedAt), cli.FormatDuration(r.Duration()))
 	if r.Error != "" {
-		fmt.Fprintf(w, "error     %s\n", r.Error)
+		fmt.Fprintf(w, "error     %s\n", cli.Text(r.Error))
 	}
 	fmt.Fprintln(w)
 	rows := make([][]string, len(r.Jobs))
@@ -260,7 +260,9 @@ func logsCmd(args []string) int {
 Print the output of a run: of every job, each line prefixed with its job's
 key, or of one job (named by its key or id) as it is. With --follow, keep
 printing as the run goes on, until it ends; the exit status is then 0 if the
-run succeeded, 1 if not.
+run succeeded, 1 if not. On a terminal, colours are kept and every other
+escape sequence is printed escaped; into a pipe or a file, the output is
+exactly what the steps wrote.
 
 Examples:
   hodei logs 0194d2a9f3c0000a1b2
@@ -287,7 +289,12 @@ Examples:
 	if *doFollow {
 		return follow(ctx, "logs", c, pos[0], job)
 	}
-	if err := c.Logs(ctx, pos[0], job, os.Stdout); err != nil {
+	out := cli.StepOutput(os.Stdout)
+	err := c.Logs(ctx, pos[0], job, out)
+	if f, ok := out.(*cli.TerminalWriter); ok && err == nil {
+		err = f.Flush()
+	}
+	if err != nil {
 		return apiFail("logs", err)
 	}
 	return exitOK

@@ -141,7 +141,7 @@ Example:
 		}
 	}()
 
-	printer := cli.NewPrinter(os.Stdout, cli.KeyPrefix)
+	printer := cli.NewPrinter(cli.StepOutput(os.Stdout), cli.KeyPrefix)
 	var end *wire.Run
 	err = api.Follow(followCtx, srv.Store, srv.Hub, api.FollowOptions{RunID: run.ID, Sub: sub, Buffer: 1 << 16},
 		func(ev wire.Event) error {

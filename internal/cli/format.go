@@ -71,13 +71,18 @@ func FormatTime(t time.Time) string {
 	return t.Local().Format("2006-01-02 15:04:05")
 }
 
-// Table writes rows under a header, in aligned columns.
+// tableSpace keeps a cell on its line and in its column.
+var tableSpace = strings.NewReplacer("\t", " ", "\n", " ")
+
+// Table writes rows under a header, in aligned columns. Tabs and newlines
+// in a cell become spaces, and cells go through Text: a control character
+// in a name cannot act on the terminal.
 func Table(w io.Writer, header []string, rows [][]string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	clean := func(cells []string) string {
 		out := make([]string, len(cells))
 		for i, c := range cells {
-			out[i] = strings.NewReplacer("\t", " ", "\n", " ").Replace(c)
+			out[i] = Text(tableSpace.Replace(c))
 		}
 		return strings.Join(out, "\t")
 	}
@@ -141,9 +146,9 @@ func Summary(w io.Writer, r wire.Run) error {
 	if err := JobsTable(w, r.Jobs); err != nil {
 		return err
 	}
-	line := fmt.Sprintf("\nrun %s %s in %s", r.ID, r.State, FormatDuration(r.Duration()))
+	line := fmt.Sprintf("\nrun %s %s in %s", Text(r.ID), r.State, FormatDuration(r.Duration()))
 	if r.Error != "" && r.State != "succeeded" {
-		line += ": " + r.Error
+		line += ": " + Text(r.Error)
 	}
 	_, err := fmt.Fprintln(w, line)
 	return err

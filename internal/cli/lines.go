@@ -10,7 +10,8 @@ import (
 )
 
 // KeyPrefix prefixes a line with its job's key in brackets: "[build] ".
-func KeyPrefix(key string) string { return "[" + key + "] " }
+// The key goes through Text.
+func KeyPrefix(key string) string { return "[" + Text(key) + "] " }
 
 // NoPrefix leaves lines as they are.
 func NoPrefix(string) string { return "" }

@@ -40,8 +40,17 @@ func (p *Printer) Event(ev wire.Event) error {
 	return nil
 }
 
-// Flush writes every partial line.
-func (p *Printer) Flush() error { return p.lines.FlushAll() }
+// Flush writes every partial line, and what a TerminalWriter under the
+// printer holds back.
+func (p *Printer) Flush() error {
+	if err := p.lines.FlushAll(); err != nil {
+		return err
+	}
+	if t, ok := p.w.(*TerminalWriter); ok {
+		return t.Flush()
+	}
+	return nil
+}
 
 func (p *Printer) job(j *wire.JobEvent) error {
 	var line string
@@ -64,7 +73,7 @@ func (p *Printer) job(j *wire.JobEvent) error {
 		// Back in the queue after a failed attempt: a retry.
 		line = fmt.Sprintf("↻ attempt %d failed", j.Attempt)
 		if j.Error != "" {
-			line += ": " + j.Error
+			line += ": " + Text(j.Error)
 		}
 		line += "; retrying"
 	case "succeeded", "failed", "canceled", "skipped":
@@ -100,7 +109,7 @@ func JobStateLine(state string, d time.Duration, errMsg string) string {
 	case "failed":
 		s := "✗ failed"
 		if errMsg != "" {
-			s += ": " + errMsg
+			s += ": " + Text(errMsg)
 		}
 		if d >= 0 {
 			s += " (" + FormatDuration(d) + ")"

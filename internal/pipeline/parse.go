@@ -298,7 +298,7 @@ func (p *parser) pipeline(root *yaml.Node) *Pipeline {
 		switch e.name {
 		case "name":
 			haveName = true
-			pl.Name, _ = p.text(e.val, "name")
+			pl.Name, _ = p.name(e.val, "name")
 			p.noMatrixExpr(e.val, "name")
 		case "env":
 			pl.Env = p.env(e.val, "env", nil)
@@ -340,8 +340,8 @@ func (p *parser) concurrency(n *yaml.Node, field string) *Concurrency {
 		fp := field + "." + f.name
 		switch f.name {
 		case "group":
-			if s, ok := p.text(f.val, fp); ok {
-				haveGroup = true
+			haveGroup = true
+			if s, ok := p.name(f.val, fp); ok {
 				c.Group = s
 				p.noMatrixExpr(f.val, fp)
 				if s == "" {
@@ -396,7 +396,7 @@ func (p *parser) job(e entry) *jobInfo {
 		fp := path + "." + f.name
 		switch f.name {
 		case "name":
-			if s, ok := p.text(f.val, fp); ok {
+			if s, ok := p.name(f.val, fp); ok {
 				j.Name = s
 				exprs = append(exprs, exprRef{f.val, fp})
 			}
@@ -564,6 +564,57 @@ func (p *parser) text(n *yaml.Node, field string) (string, bool) {
 		return "", false
 	}
 	return v.Value, true
+}
+
+// name reads a name shown to people (pipeline, job, step, concurrency
+// group): non-empty text without control characters.
+func (p *parser) name(n *yaml.Node, field string) (string, bool) {
+	s, ok := p.text(n, field)
+	if !ok || !p.noControl(n, field, s, "names are printed in terminals") {
+		return "", false
+	}
+	return s, true
+}
+
+// noControl reports the first control character of s, the value of node n,
+// and whether there was none. why says where the value ends up.
+func (p *parser) noControl(n *yaml.Node, field, s, why string) bool {
+	i, r := ControlChar(s)
+	if i < 0 {
+		return true
+	}
+	line, col := p.exprPos(n, s, i, string(r))
+	p.errs = append(p.errs, &Error{File: p.file, Line: line, Col: col, Field: field,
+		Msg: fmt.Sprintf("must not contain control characters, found %U at character %d: %s, where such characters act as commands or reorder text", r, utf8.RuneCountInString(s[:i])+1, why)})
+	return false
+}
+
+// ControlChar returns the byte offset and the first rune of s that must not
+// appear in a name, or -1: the C0 controls (tab and newline included), DEL,
+// the C1 controls, and the Unicode bidirectional formatting characters
+// (embeddings, overrides, isolates and marks), which can make a name look
+// like another. Invalid UTF-8 counts too.
+func ControlChar(s string) (int, rune) {
+	for i := 0; i < len(s); {
+		r, w := utf8.DecodeRuneInString(s[i:])
+		if IsControl(r) || r == utf8.RuneError && w == 1 {
+			return i, r
+		}
+		i += w
+	}
+	return -1, 0
+}
+
+// IsControl reports whether r is a character names must not hold (see
+// ControlChar).
+func IsControl(r rune) bool {
+	switch {
+	case r < 0x20, r >= 0x7F && r <= 0x9F:
+		return true
+	case r == 0x061C, r == 0x200E, r == 0x200F, r >= 0x202A && r <= 0x202E, r >= 0x2066 && r <= 0x2069:
+		return true
+	}
+	return false
 }
 
 // image reads a container image reference: text without spaces.
@@ -956,7 +1007,7 @@ func (p *parser) matrix(n *yaml.Node, field, jobID string) (*Matrix, map[string]
 		seen := make(map[string]bool)
 		for i, it := range lv.Content {
 			s, good := p.scalar(it, index(f, i))
-			if !good {
+			if !good || !p.noControl(it, index(f, i), s, "matrix values become part of job names") {
 				ok = false
 				continue
 			}
@@ -1016,7 +1067,7 @@ func (p *parser) step(n *yaml.Node, field string, exprs *[]exprRef) Step {
 		fp := field + "." + f.name
 		switch f.name {
 		case "name":
-			if t, ok := p.text(f.val, fp); ok {
+			if t, ok := p.name(f.val, fp); ok {
 				s.Name = t
 				*exprs = append(*exprs, exprRef{f.val, fp})
 			}

@@ -120,6 +120,7 @@ func TestSchemaOnInvalidFiles(t *testing.T) {
 		"bad-job-ids.yaml":        schemaRej,
 		"bad-resources.yaml":      schemaRej,
 		"control-character.yaml":  yamlLevel,
+		"control-chars.yaml":      schemaRej,
 		"cycle.yaml":              parserOnly, // cycles are beyond JSON Schema
 		"duplicate-key.yaml":      yamlLevel,
 		"empty-jobs.yaml":         schemaRej,
