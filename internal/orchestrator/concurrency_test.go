@@ -2,7 +2,11 @@ package orchestrator
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/state"
@@ -83,5 +87,65 @@ func TestConcurrencyGroupSurvivesRestart(t *testing.T) {
 	}
 	if r, _ := h.st.GetRun(context.Background(), r1.ID); r.State != state.RunSucceeded {
 		t.Fatalf("run 1 %s", r.State)
+	}
+}
+
+// TestConditionOfRootJobSameWithOrWithoutWait: a job without needs has the
+// same fate whether its run started at once or waited in its concurrency
+// group: failure() never holds for it (it is skipped), success() and
+// always() hold (it runs). The first run of the pair starts at once, the
+// second waits for it.
+func TestConditionOfRootJobSameWithOrWithoutWait(t *testing.T) {
+	for _, tc := range []struct{ cond, want string }{
+		{"success()", state.JobSucceeded},
+		{"failure()", state.JobSkipped},
+		{"always()", state.JobSucceeded},
+		{"${{ failure() }}", state.JobSkipped},
+	} {
+		t.Run(tc.cond, func(t *testing.T) {
+			h := newHarness(t, Config{})
+			w := h.worker("w1")
+			file := `name: notify
+concurrency: {group: g, limit: 1}
+jobs:
+  a:
+    steps: [{run: "true"}]
+  root:
+    if: "` + tc.cond + `"
+    steps: [{run: "true"}]
+`
+			first, waited := h.submit(file), h.submit(file)
+			final := func(id string) bool {
+				r, err := h.st.GetRun(context.Background(), id)
+				return err == nil && state.RunFinal(r.State)
+			}
+			// Every dispatched job succeeds, until both runs have ended.
+			deadline := time.Now().Add(20 * time.Second)
+			for !final(first.ID) || !final(waited.ID) {
+				if time.Now().After(deadline) {
+					t.Fatal("timed out waiting for both runs to end")
+				}
+				msgs, err := w.cons.Fetch(1, jetstream.FetchMaxWait(200*time.Millisecond))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for m := range msgs.Messages() {
+					var d bus.Dispatch
+					if err := json.Unmarshal(m.Data(), &d); err != nil {
+						t.Fatal(err)
+					}
+					_ = m.Ack()
+					w.status(w.id, d.JobID, d.Attempt, bus.StatusSucceeded, 0)
+				}
+			}
+			for _, r := range []struct{ name, id string }{{"run that started at once", first.ID}, {"run that waited", waited.ID}} {
+				if got := h.jobState(r.id, "root")(); got != tc.want {
+					t.Errorf("if: %s on a job without needs, %s: %s, want %s", tc.cond, r.name, got, tc.want)
+				}
+				if got := h.jobState(r.id, "a")(); got != state.JobSucceeded {
+					t.Errorf("%s: job a %s, want succeeded", r.name, got)
+				}
+			}
+		})
 	}
 }

@@ -69,13 +69,20 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 	// A run held back by its concurrency group keeps every job pending
 	// until an earlier run of the group ends.
 	admitted := o.admit.Admit(rs.rec.ID, rs.rec.ConcurrencyGroup, rs.rec.ConcurrencyLimit)
+	var skipped []*jobState // jobs without needs whose condition is false
 	for _, j := range rs.jobs {
 		for _, n := range j.needs {
 			n.dependents = append(n.dependents, j)
 		}
 		if admitted && len(j.needs) == 0 {
-			j.rec.State = state.JobQueued
-			j.rec.QueuedAt = c.now
+			// Stored queued at once when its condition holds; else
+			// evaluate skips it below, as it would after a wait.
+			if _, run := condition(j); run {
+				j.rec.State = state.JobQueued
+				j.rec.QueuedAt = c.now
+			} else {
+				skipped = append(skipped, j)
+			}
 		}
 		recs = append(recs, j.rec)
 	}
@@ -98,6 +105,9 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 	}
 	c.events = append(c.events, bus.Event{Type: "run.created", RunID: rs.rec.ID, State: rs.rec.State, At: c.now})
 	c.notes = append(c.notes, hub.Note{Kind: hub.KindRun, RunID: rs.rec.ID, State: rs.rec.State, At: c.now})
+	for _, j := range skipped {
+		o.evaluate(c, j)
+	}
 	run := rs.rec
 	c.replies = append(c.replies, func(err error) { r.reply <- submitResult{run: run, err: err} })
 	if o.cfg.Metrics != nil {
@@ -271,26 +281,9 @@ func (o *Orchestrator) evaluate(c *change, j *jobState) {
 	if j.rec.State != state.JobPending || j.run.canceling || o.admit.Waiting(j.run.rec.ID) {
 		return
 	}
-	anyFailed, allOK := false, true
-	for _, n := range j.needs {
-		if !state.JobFinal(n.rec.State) {
-			return
-		}
-		if n.rec.State == state.JobFailed {
-			anyFailed = true
-		}
-		if n.rec.State != state.JobSucceeded {
-			allOK = false
-		}
-	}
-	run := false
-	switch j.spec.If {
-	case pipeline.Always:
-		run = true
-	case pipeline.Failure:
-		run = anyFailed
-	default:
-		run = allOK
+	ended, run := condition(j)
+	if !ended {
+		return
 	}
 	if run {
 		if o.setJob(c, j, state.JobQueued) {
@@ -300,6 +293,37 @@ func (o *Orchestrator) evaluate(c *change, j *jobState) {
 		return
 	}
 	o.finish(c, j, state.JobSkipped, "")
+}
+
+// condition evaluates a job's `if` against its needs: ended is false while
+// a need has not ended; run says whether the job runs. It is the one place
+// a condition is read, whatever the path: a job without needs at
+// submission (or when its run leaves its concurrency group's line), a job
+// whose needs have ended. Like GitHub Actions' failure() ("true if any
+// ancestor job fails"), failure() holds when a need failed, so never for a
+// job without needs; success() holds when every need succeeded, so always
+// for a job without needs; always() always holds.
+func condition(j *jobState) (ended, run bool) {
+	anyFailed, allOK := false, true
+	for _, n := range j.needs {
+		if !state.JobFinal(n.rec.State) {
+			return false, false
+		}
+		if n.rec.State == state.JobFailed {
+			anyFailed = true
+		}
+		if n.rec.State != state.JobSucceeded {
+			allOK = false
+		}
+	}
+	switch j.spec.If {
+	case pipeline.Always:
+		return true, true
+	case pipeline.Failure:
+		return true, anyFailed
+	default:
+		return true, allOK
+	}
 }
 
 func (o *Orchestrator) finishRun(c *change, r *runState) {
