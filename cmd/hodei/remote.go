@@ -16,6 +16,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/api/wire"
 	"github.com/hodei-ci/hodei/internal/cli"
 	"github.com/hodei-ci/hodei/internal/client"
+	"github.com/hodei-ci/hodei/internal/pipeline"
 )
 
 const defaultServer = "http://127.0.0.1:8080"
@@ -129,6 +130,7 @@ Example:
 	server := addServerFlag(fs)
 	tenant := fs.String("tenant", "", "tenant the run belongs to (default: the server's default)")
 	doFollow := fs.Bool("follow", false, "follow the run's output until it ends")
+	maxPipeline := fs.String("max-pipeline-bytes", "1Mi", "largest pipeline file read, like the server's flag of that name")
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -141,16 +143,24 @@ Example:
 		return code
 	}
 	file := pos[0]
-	var data []byte
-	var err error
+	maxBytes, err := pipeline.ParseMemory(*maxPipeline)
+	if err != nil {
+		return usageError(fs, "--max-pipeline-bytes: %v", err)
+	}
+	in := os.Stdin
 	if file == "-" {
 		file = "stdin.yaml"
-		data, err = io.ReadAll(os.Stdin)
-	} else {
-		data, err = os.ReadFile(file)
-	}
-	if err != nil {
+	} else if in, err = os.Open(file); err != nil {
 		fmt.Fprintf(os.Stderr, "hodei submit: %v\n", err)
+		return exitUsage
+	} else {
+		defer in.Close()
+	}
+	data, err := pipeline.ReadFile(file, in, int(min(maxBytes, 1<<30)))
+	if err != nil {
+		if !cli.PipelineErrors(os.Stderr, err) {
+			fmt.Fprintf(os.Stderr, "hodei submit: %v\n", err)
+		}
 		return exitUsage
 	}
 	ctx, stop := signalContext()

@@ -19,12 +19,15 @@ import (
 // readPipeline reads, parses and expands a pipeline file. Problems in the
 // file are printed to stderr; ok is false when the file cannot be run.
 func readPipeline(cmd, path string) (data []byte, specs []pipeline.JobSpec, ok bool) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "hodei %s: %v\n", cmd, err)
-		return nil, nil, false
+	f, err := os.Open(path)
+	if err == nil {
+		defer f.Close()
+		data, err = pipeline.ReadFile(path, f, 0)
 	}
-	p, err := pipeline.Parse(path, data)
+	var p *pipeline.Pipeline
+	if err == nil {
+		p, err = pipeline.Parse(path, data)
+	}
 	if err == nil {
 		specs, err = pipeline.Expand(p)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/autoscale"
+	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/pki"
 	"github.com/hodei-ci/hodei/internal/server"
 	pools "github.com/hodei-ci/hodei/internal/workers"
@@ -35,6 +37,7 @@ Example:
 	agentCADir := fs.String("agent-ca-dir", "", `with --pools and --ca: directory of the CA ("hodei ca init") that signs a certificate for each agent the worker manager starts`)
 	autoscaleMode := fs.String("autoscale", "predictive", "with --pools: reactive (queue and idle time), or predictive (also forecasts each pool's demand; reactive while it learns)")
 	asQuantile := fs.Float64("autoscale-quantile", 0.7, "predictive: share of the forecast's peaks that the idle workers kept cover")
+	lim := addLimitFlags(fs)
 	sec := addSecurityFlags(fs)
 	tf := addTLSFlags(fs, "certificate of the API and of the embedded NATS (\"hodei ca issue server\")",
 		"CA of the agents' certificates: with it, the embedded NATS requires mutual TLS and confines each agent to its own subjects")
@@ -51,6 +54,10 @@ Example:
 		return usageError(fs, "--workers must be 0 or more, and --worker-ttl positive")
 	}
 	log, err := lf.logger()
+	if err != nil {
+		return usageError(fs, "%v", err)
+	}
+	limits, maxLog, err := lim.values()
 	if err != nil {
 		return usageError(fs, "%v", err)
 	}
@@ -117,6 +124,8 @@ Example:
 		Pools:         poolCfg,
 		Scaler:        scaler,
 		AgentCA:       agentCA,
+		Limits:        limits,
+		MaxLogBytes:   maxLog,
 	})
 	if err != nil {
 		return fail("server", err)
@@ -168,4 +177,34 @@ func setLocalPoolMode(cfg *pools.Config, inProcessNATS, natsTLS bool, log *slog.
 		}
 	}
 	return nil
+}
+
+// limitFlags are the limits a server puts on each pipeline and job.
+type limitFlags struct {
+	jobs          *int
+	pipelineBytes *string
+	logBytes      *string
+}
+
+func addLimitFlags(fs *flag.FlagSet) limitFlags {
+	return limitFlags{
+		jobs:          fs.Int("max-jobs", pipeline.DefaultMaxJobs, "most jobs in one pipeline, matrix combinations counted"),
+		pipelineBytes: fs.String("max-pipeline-bytes", "1Mi", "largest pipeline file accepted (API body and CLI read), like 1Mi or 512Ki"),
+		logBytes:      fs.String("max-log-bytes", "100Mi", "most output kept per attempt of a job; past it the log says where it was cut, and the steps go on"),
+	}
+}
+
+func (l limitFlags) values() (pipeline.Limits, int64, error) {
+	if *l.jobs < 1 {
+		return pipeline.Limits{}, 0, fmt.Errorf("--max-jobs must be at least 1, got %d", *l.jobs)
+	}
+	pb, err := pipeline.ParseMemory(*l.pipelineBytes)
+	if err != nil || pb > 1<<30 {
+		return pipeline.Limits{}, 0, fmt.Errorf("--max-pipeline-bytes: want a size from 1 to 1Gi, like 1Mi, got %q", *l.pipelineBytes)
+	}
+	lb, err := pipeline.ParseMemory(*l.logBytes)
+	if err != nil {
+		return pipeline.Limits{}, 0, fmt.Errorf("--max-log-bytes: want a size like 100Mi or 1Gi, got %q", *l.logBytes)
+	}
+	return pipeline.Limits{MaxJobs: *l.jobs, MaxFileBytes: int(pb)}, lb, nil
 }

@@ -64,6 +64,9 @@ type Config struct {
 	// ContainerNetwork is the network of the job containers that ask for
 	// one (network: true); "" is the engine's default.
 	ContainerNetwork string
+	// MaxLogBytes is the most output of an attempt that is kept when the
+	// assignment does not say (DefaultMaxLogBytes when zero).
+	MaxLogBytes int64
 }
 
 // Defaults fills what is unset from the machine.
@@ -402,21 +405,12 @@ func (a *Agent) execute(ctx context.Context, d bus.Dispatch) {
 	}
 	a.report(d, bus.StatusRunning, 0, "")
 
-	var (
-		pubMu   sync.Mutex
-		seq     int64
-		futures []pending
-	)
-	subject := a.cfg.Subjects.Logs(a.cfg.ID, d.JobID)
-	emit := func(step int, data []byte) {
-		pubMu.Lock()
-		defer pubMu.Unlock()
-		seq++
-		msg := bus.LogChunk{RunID: d.RunID, JobID: d.JobID, Attempt: d.Attempt, Seq: seq, Step: step, Data: data}.Msg(subject)
-		f, err := a.js.PublishMsgAsync(msg)
-		futures = append(futures, pending{msg: msg, f: f, err: err})
+	limit := d.MaxLogBytes
+	if limit <= 0 {
+		limit = a.cfg.MaxLogBytes
 	}
-	b := newBatcher(a.cfg.ChunkSize, a.cfg.FlushDelay, emit)
+	sink := newLogSink(a, d, limit, log)
+	b := newBatcher(a.cfg.ChunkSize, a.cfg.FlushDelay, sink.emit)
 
 	// Every form of every secret value is masked before output reaches the
 	// batcher, that is before it leaves the agent.
@@ -430,11 +424,7 @@ func (a *Agent) execute(ctx context.Context, d bus.Dispatch) {
 	b.Flush(-1)
 
 	// Every chunk must be stored before the final status is sent.
-	pubMu.Lock()
-	fs := futures
-	futures = nil
-	pubMu.Unlock()
-	a.confirm(fs, log)
+	sink.close()
 	a.report(d, state, code, errMsg)
 }
 

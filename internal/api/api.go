@@ -34,6 +34,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/authz"
 	"github.com/hodei-ci/hodei/internal/hub"
 	"github.com/hodei-ci/hodei/internal/orchestrator"
+	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/secrets"
 	"github.com/hodei-ci/hodei/internal/store"
 )
@@ -63,10 +64,34 @@ type Deps struct {
 
 	// Pools serves /api/v1/pools (see pools.go); nil lists no pools.
 	Pools PoolLister
+
+	// MaxPipelineBytes is the largest pipeline file a submission may
+	// carry (MaxBody when zero); the server's --max-pipeline-bytes.
+	MaxPipelineBytes int
 }
 
-// MaxBody is the largest request body accepted.
-const MaxBody = 1 << 20
+// MaxBody is the largest pipeline file accepted by default (1 MiB,
+// pipeline.DefaultMaxFileBytes).
+const MaxBody = pipeline.DefaultMaxFileBytes
+
+// maxPipeline is the largest pipeline file accepted.
+func (a *api) maxPipeline() int {
+	if a.d.MaxPipelineBytes > 0 {
+		return a.d.MaxPipelineBytes
+	}
+	return MaxBody
+}
+
+// submitBodyLimit bounds the body of a submission: the file itself, or
+// the file escaped in JSON (at most 6 bytes per byte, \u00XX) with room
+// for the other fields. Authorization peeks at a JSON body within the
+// same bound as the handler reads it.
+func (a *api) submitBodyLimit(isJSON bool) int64 {
+	if isJSON {
+		return 6*int64(a.maxPipeline()) + 64<<10
+	}
+	return int64(a.maxPipeline())
+}
 
 // heartbeat is the period of SSE ping comments.
 const heartbeat = 15 * time.Second

@@ -319,7 +319,7 @@ func (a *api) authorizeSubmit(w http.ResponseWriter, r *http.Request, p auth.Pri
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" && r.Body != nil {
 		// Read the body to see its tenant, and give it back to the handler
 		// (which limits its size and reports its errors).
-		buf, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
+		buf, err := io.ReadAll(io.LimitReader(r.Body, a.submitBodyLimit(true)+1))
 		r.Body = struct {
 			io.Reader
 			io.Closer

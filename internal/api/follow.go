@@ -33,7 +33,9 @@ type FollowOptions struct {
 
 const (
 	defaultFollowBuffer = 1024
-	logPage             = 500
+	// logPage is the chunks read from the store at a time: at most 4 MiB
+	// with chunks of 64 KiB, whatever the length of the log or its lines.
+	logPage = 64
 )
 
 // Follow streams what happens to a run to emit: first what the store holds

@@ -97,7 +97,6 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "this server does not accept runs")
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
 	q := r.URL.Query()
 	file, tenant := q.Get("file"), q.Get("tenant")
 	var data []byte
@@ -110,6 +109,11 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	r.Body = http.MaxBytesReader(w, r.Body, a.submitBodyLimit(mt == "application/json"))
+	tooLarge := func(size int64) {
+		writeError(w, http.StatusRequestEntityTooLarge, wire.CodeTooLarge,
+			pipeline.SizeError("the pipeline", size, a.maxPipeline()).Msg+" (server flag --max-pipeline-bytes)")
+	}
 	switch mt {
 	case "application/json":
 		var req wire.SubmitRequest
@@ -117,7 +121,7 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 		if err := dec.Decode(&req); err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
-				bodyError(w, err)
+				tooLarge(-1)
 				return
 			}
 			writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "invalid JSON body: "+err.Error())
@@ -125,6 +129,10 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 		}
 		if _, err := io.Copy(io.Discard, r.Body); err != nil {
 			bodyError(w, err)
+			return
+		}
+		if len(req.Pipeline) > a.maxPipeline() {
+			tooLarge(int64(len(req.Pipeline)))
 			return
 		}
 		if req.Pipeline == "" {
@@ -141,6 +149,11 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 	case "", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain", "application/octet-stream":
 		var err error
 		if data, err = io.ReadAll(r.Body); err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				tooLarge(-1)
+				return
+			}
 			bodyError(w, err)
 			return
 		}

@@ -37,6 +37,9 @@ type Dispatch struct {
 	// SecretsError says why the job's secrets could not be given to it
 	// (it names secrets, never values); the agent fails the attempt.
 	SecretsError string `json:"secrets_error,omitempty"`
+	// MaxLogBytes is the most output of the attempt the worker keeps
+	// (assign only; 0: the worker's own limit).
+	MaxLogBytes int64 `json:"max_log_bytes,omitempty"`
 }
 
 // MsgID is the JetStream de-duplication id of a dispatch message: publishing

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/api/wire"
+	"github.com/hodei-ci/hodei/internal/pipeline"
 )
 
 // FormatDuration writes a duration for people: "850ms", "1.2s", "3m04s",
@@ -36,20 +37,7 @@ func FormatCPU(milli int64) string {
 }
 
 // FormatBytes writes a size with a binary unit: "64Mi", "1.5Gi".
-func FormatBytes(n int64) string {
-	units := []string{"", "Ki", "Mi", "Gi", "Ti", "Pi"}
-	v := float64(n)
-	i := 0
-	for v >= 1024 && i < len(units)-1 {
-		v /= 1024
-		i++
-	}
-	if i == 0 {
-		return strconv.FormatInt(n, 10)
-	}
-	s := strconv.FormatFloat(v, 'f', 1, 64)
-	return strings.TrimSuffix(s, ".0") + units[i]
-}
+func FormatBytes(n int64) string { return pipeline.FormatBytes(n) }
 
 // FormatAgo writes how long ago t was: "3s ago"; "-" for the zero time.
 func FormatAgo(t, now time.Time) string {

@@ -103,3 +103,46 @@ func TestTerminalWriterKeepsColoursOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestLinesBoundLongLines: a line longer than MaxPartial is written in
+// parts as it comes, so Lines holds at most MaxPartial of it, and what one
+// stream writes alone comes out exactly; another stream writing in the
+// middle of a long line ends it there, and the rest comes on a new line.
+func TestLinesBoundLongLines(t *testing.T) {
+	var b bytes.Buffer
+	l := NewLines(&b, nil)
+	line := bytes.Repeat([]byte("0123456789abcdef"), (4*MaxPartial)/16)
+	for i := 0; i < len(line); i += 4096 {
+		if err := l.Write("a", line[i:min(i+4096, len(line))]); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(l.partial["a"]); n > MaxPartial+4096 {
+			t.Fatalf("after %d bytes, Lines holds %d bytes of the line", i+4096, n)
+		}
+	}
+	if err := l.Write("a", []byte("\nshort\n")); err != nil {
+		t.Fatal(err)
+	}
+	want := "[a] " + string(line) + "\n[a] short\n"
+	if b.String() != want {
+		t.Fatalf("one stream: got %d bytes, want %d exact", b.Len(), len(want))
+	}
+
+	b.Reset()
+	part := bytes.Repeat([]byte("x"), MaxPartial+1)
+	for _, w := range []struct{ key, data string }{
+		{"a", string(part)}, {"b", "from b\n"}, {"a", "yy\n"}, {"a", string(part)}, {"a", "zz"},
+	} {
+		if err := l.Write(w.key, []byte(w.data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.FlushAll(); err != nil {
+		t.Fatal(err)
+	}
+	want = "[a] " + string(part) + "\n[b] from b\n[a] yy\n[a] " + string(part) + "zz\n"
+	if b.String() != want {
+		g := strings.ReplaceAll(b.String(), string(part), "<part>")
+		t.Fatalf("interleaved: got\n%q\nwant\n%q", g, strings.ReplaceAll(want, string(part), "<part>"))
+	}
+}

@@ -89,6 +89,11 @@ func (o *Orchestrator) loop(ctx context.Context) {
 		}
 		o.fill(&b)
 		o.apply(ctx, &b)
+		n := 0
+		for _, m := range b.reports {
+			n += len(m.Data())
+		}
+		o.budget.give(n)
 	}
 }
 
@@ -274,6 +279,9 @@ func (o *Orchestrator) sealAndPublish(worker, tenant string, names []string, d b
 }
 
 func (o *Orchestrator) publishDispatch(worker string, d bus.Dispatch) {
+	if d.Kind == bus.KindAssign {
+		d.MaxLogBytes = o.cfg.MaxLogBytes
+	}
 	data, _ := json.Marshal(d)
 	m := nats.NewMsg(o.cfg.Subjects.Dispatch(worker))
 	m.Data = data

@@ -76,6 +76,9 @@ type Config struct {
 	// resolved and sealed for the worker (secrets.Sealer.Seal). It does
 	// I/O, so it runs on a goroutine of its own, never in the loop.
 	Seal func(ctx context.Context, worker, tenant string, names []string, d bus.Dispatch) bus.Dispatch
+	// MaxLogBytes is sent with every assignment: the most output of an
+	// attempt its worker keeps (0: the worker's own limit).
+	MaxLogBytes int64
 }
 
 func (c *Config) defaults() {
@@ -116,6 +119,7 @@ type Orchestrator struct {
 
 	intake  chan any // *submitReq, *cancelReq
 	reports chan jetstream.Msg
+	budget  *byteBudget // bytes of reports taken and not yet applied
 	beats   chan bus.Heartbeat
 	cc      jetstream.ConsumeContext
 	hbSub   *nats.Subscription
@@ -198,6 +202,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		js:      js,
 		intake:  make(chan any, cfg.Intake),
 		reports: make(chan jetstream.Msg, 8192),
+		budget:  newByteBudget(maxReportBytes),
 		beats:   make(chan bus.Heartbeat, 4096),
 		done:    make(chan struct{}),
 		runs:    map[string]*runState{},
@@ -247,7 +252,10 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("orchestrator: reports consumer: %w", err)
 	}
-	o.cc, err = cons.Consume(func(m jetstream.Msg) { o.reports <- m }, jetstream.PullMaxMessages(1024))
+	o.cc, err = cons.Consume(func(m jetstream.Msg) {
+		o.budget.take(len(m.Data()))
+		o.reports <- m
+	}, jetstream.PullMaxBytes(maxReportPrefetch))
 	if err != nil {
 		return fmt.Errorf("orchestrator: consume reports: %w", err)
 	}
@@ -278,6 +286,7 @@ func (o *Orchestrator) Stop() {
 	if !o.running.Swap(false) {
 		return
 	}
+	o.budget.close()
 	if o.cc != nil {
 		o.cc.Stop()
 	}

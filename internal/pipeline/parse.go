@@ -51,22 +51,39 @@ var (
 // reservedEnvPrefix starts the names of the variables Hodei sets itself.
 const reservedEnvPrefix = "HODEI_"
 
-// ParseFile reads and parses the pipeline file at path. Messages name the
-// file by path as given. An error reading the file is returned as is;
-// problems in its content come as an ErrorList.
+// ParseFile reads and parses the pipeline file at path, within the default
+// Limits. Messages name the file by path as given. An error reading the
+// file is returned as is; problems in its content (and a file too large)
+// come as an ErrorList.
 func ParseFile(path string) (*Pipeline, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := ReadFile(path, f, 0)
 	if err != nil {
 		return nil, err
 	}
 	return Parse(path, data)
 }
 
-// Parse parses and validates a pipeline file. file names the file in
-// messages. On failure the error is an ErrorList holding every problem found,
-// sorted by position.
+// Parse parses and validates a pipeline file within the default Limits.
+// file names the file in messages. On failure the error is an ErrorList
+// holding every problem found, sorted by position.
 func Parse(file string, data []byte) (*Pipeline, error) {
-	p := &parser{file: file, lines: strings.Split(string(data), "\n")}
+	return ParseWithLimits(file, data, Limits{})
+}
+
+// ParseWithLimits is Parse with other limits than the defaults (a zero
+// field keeps its default). A file over MaxFileBytes is refused before
+// it is read; a pipeline over MaxJobs is reported at its jobs key.
+func ParseWithLimits(file string, data []byte, lim Limits) (*Pipeline, error) {
+	lim = lim.WithDefaults()
+	if len(data) > lim.MaxFileBytes {
+		return nil, ErrorList{SizeError(file, int64(len(data)), lim.MaxFileBytes)}
+	}
+	p := &parser{file: file, lines: strings.Split(string(data), "\n"), maxJobs: lim.MaxJobs}
 	var pl *Pipeline
 	if root := p.decode(data); root != nil {
 		pl = p.pipeline(root)
@@ -80,10 +97,11 @@ func Parse(file string, data []byte) (*Pipeline, error) {
 
 // parser walks the YAML node tree, collecting errors as it goes.
 type parser struct {
-	file  string
-	lines []string
-	errs  ErrorList
-	jobs  []*jobInfo
+	file    string
+	lines   []string
+	errs    ErrorList
+	jobs    []*jobInfo
+	maxJobs int
 }
 
 // jobInfo keeps, next to a parsed job, the nodes needed to place errors found
@@ -309,6 +327,9 @@ func (p *parser) pipeline(root *yaml.Node) *Pipeline {
 		case "jobs":
 			haveJobs = true
 			p.jobList(e.val)
+			if p.maxJobs > 0 {
+				p.checkJobCount(e.key, p.maxJobs)
+			}
 		}
 	}
 	if !haveName {

@@ -28,6 +28,8 @@ func (s *Server) serveHTTP() error {
 		Submit:   s.Submit,
 		Logger:   s.log,
 		Secrets:  s.Secrets,
+
+		MaxPipelineBytes: s.opts.Limits.MaxFileBytes,
 	}
 	if s.Workers != nil {
 		deps.Pools = s.Workers

@@ -5,6 +5,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -88,6 +89,13 @@ type Options struct {
 	Docker string
 	// ContainerNetwork is the network of job containers that ask for one.
 	ContainerNetwork string
+	// Limits bound each submitted pipeline: its jobs after matrix
+	// expansion and the size of its file (pipeline.DefaultMaxJobs and
+	// DefaultMaxFileBytes when zero).
+	Limits pipeline.Limits
+	// MaxLogBytes is the most output of one attempt of a job that its
+	// worker keeps, local or remote (agent.DefaultMaxLogBytes when zero).
+	MaxLogBytes int64
 }
 
 // Server is a running Hodei server.
@@ -191,6 +199,9 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		WorkerTTL: o.WorkerTTL,
 		Metrics:   orchestrator.NewMetrics(s.Registry),
 		Logger:    o.Logger,
+		// Every assignment carries the limit, so that remote agents
+		// apply the server's.
+		MaxLogBytes: cmp.Or(o.MaxLogBytes, agent.DefaultMaxLogBytes),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -286,7 +297,7 @@ func sanitizeToken(s string) string {
 // Submit parses, validates and expands a pipeline file, then stores it as a
 // new run. A *pipeline.ErrorList error means the file is invalid.
 func (s *Server) Submit(ctx context.Context, file string, data []byte, tenant string) (store.Run, error) {
-	p, err := pipeline.Parse(file, data)
+	p, err := pipeline.ParseWithLimits(file, data, s.opts.Limits)
 	if err != nil {
 		return store.Run{}, err
 	}

@@ -1,0 +1,6 @@
+//go:build race
+
+package server
+
+// raceEnabled: the race detector adds shadow memory to every allocation.
+const raceEnabled = true
