@@ -554,6 +554,7 @@ func (a *Agent) publishRetry(msg *nats.Msg, log *slog.Logger) bool {
 }
 
 func (a *Agent) report(d bus.Dispatch, state string, code int, errMsg string) {
+	errMsg = capError(errMsg)
 	st := bus.Status{WorkerID: a.cfg.ID, JobID: d.JobID, Attempt: d.Attempt, State: state, ExitCode: code, Error: errMsg, At: time.Now().UTC()}
 	data, _ := json.Marshal(st)
 	msg := nats.NewMsg(a.cfg.Subjects.Status(a.cfg.ID))

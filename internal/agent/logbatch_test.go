@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 type chunk struct {
@@ -339,5 +340,16 @@ func TestBatcherStepsProperty(t *testing.T) {
 				t.Fatalf("seed %d step %d: got %q, want %q", seed, step, trunc(g.Bytes()), trunc(wantByStep[step].Bytes()))
 			}
 		}
+	}
+}
+
+func TestCapErrorKeepsStatusesSmall(t *testing.T) {
+	if got := capError("step 1: exit status 1"); got != "step 1: exit status 1" {
+		t.Errorf("short error changed: %q", got)
+	}
+	long := strings.Repeat("é", maxStatusError) // 2 bytes each
+	got := capError(long)
+	if len(got) > maxStatusError+64 || !utf8.ValidString(got) || !strings.HasSuffix(got, "… (cut: 8192 bytes in all)") {
+		t.Errorf("capError of %d bytes: %d bytes, valid %v, ends %q", len(long), len(got), utf8.ValidString(got), got[len(got)-40:])
 	}
 }

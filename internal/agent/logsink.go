@@ -3,7 +3,9 @@ package agent
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/pipeline"
@@ -99,4 +101,21 @@ func (s *logSink) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.confirmLocked()
+}
+
+// maxStatusError bounds the error a status carries (it names a step, whose
+// name may be long): a status must fit in bus.MaxReportSize.
+const maxStatusError = 4 << 10
+
+// capError cuts an error message longer than maxStatusError, at a
+// character boundary, saying so.
+func capError(s string) string {
+	if len(s) <= maxStatusError {
+		return s
+	}
+	cut := maxStatusError
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strings.ToValidUTF8(s[:cut], "") + fmt.Sprintf("… (cut: %d bytes in all)", len(s))
 }

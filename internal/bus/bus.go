@@ -220,6 +220,12 @@ func Connect(url, name string, opts ...nats.Option) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// MaxReportSize is the largest message the reports stream takes (a status
+// or a log chunk; agents send chunks of 64 KiB): the orchestrator's reads
+// of the stream are bounded in bytes, and a pull that allows fewer bytes
+// than a message holds would never deliver it.
+const MaxReportSize = 1 << 20
+
 // EnsureStreams creates or updates the streams Hodei uses.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, s Subjects) error {
 	cfgs := []jetstream.StreamConfig{
@@ -238,6 +244,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s Subjects) erro
 			Storage:    jetstream.FileStorage,
 			Duplicates: 2 * time.Minute,
 			MaxAge:     7 * 24 * time.Hour,
+			MaxMsgSize: MaxReportSize,
 		},
 		{
 			Name:      StreamEvents,

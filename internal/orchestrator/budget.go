@@ -1,6 +1,10 @@
 package orchestrator
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/hodei-ci/hodei/internal/bus"
+)
 
 // maxReportBytes bounds the bytes of worker reports (status messages and
 // log chunks) taken from the stream and not yet applied: those waiting in
@@ -11,8 +15,10 @@ import "sync"
 const maxReportBytes = 2 << 20
 
 // maxReportPrefetch bounds the bytes the client library fetches ahead of
-// the consumer callback.
-const maxReportPrefetch = 1 << 20
+// the consumer callback. A pull whose byte limit is below a message's size
+// never delivers it (the consumer would stall on it): the stream refuses
+// messages over bus.MaxReportSize, and the limit leaves room for headers.
+const maxReportPrefetch = 2 * bus.MaxReportSize
 
 // byteBudget is a counting semaphore of bytes. take blocks while the bytes
 // taken and not given back would pass the maximum; one request larger than

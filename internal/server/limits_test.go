@@ -144,11 +144,12 @@ func procStatus(t *testing.T, field string) int64 {
 // the API (the prefixed view of every job's output) in bounded memory, and
 // comes back byte-exact. The bound is on the peak RSS of this process (the
 // whole server runs in it), reset before the run (clear_refs): the growth
-// over the RSS before the run must stay under 100 MiB, twice the line, or
-// 250 MiB under -race, whose shadow memory grows with every allocation.
-// This is an RSS bound with margin, not a timing: measured, the growth is
-// 66 MiB (153 MiB under -race); before output was bounded end to end, it
-// was 330 MiB (885 MiB under -race).
+// over the RSS before the run must stay under 120 MiB, or 250 MiB under
+// -race, whose shadow memory grows with every allocation. This is an RSS
+// bound with margin (the collector's pace varies with the load of the
+// machine), not a timing: measured, the growth is 66 to 82 MiB (153 MiB
+// under -race); before output was bounded end to end, it was 330 MiB
+// (885 MiB under -race).
 func TestLongLineCostsBoundedMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("prints a 50 MB line")
@@ -188,7 +189,7 @@ jobs:
 	peak := procStatus(t, "VmHWM")
 	growth := peak - before
 	t.Logf("RSS before %d MiB, peak %d MiB, growth %d MiB for a %d MiB line", before>>20, peak>>20, growth>>20, size>>20)
-	bound := int64(100 << 20)
+	bound := int64(120 << 20)
 	if raceEnabled {
 		bound = 250 << 20
 	}
@@ -242,4 +243,46 @@ func (c *lineCheck) Write(p []byte) (int, error) {
 		}
 	}
 	return total, nil
+}
+
+// TestLongLineExactThroughAPI: a 2.3 MB line (the numbers 1 to 400,000
+// without separators) is cut into chunks of at most 64 KiB and comes back
+// exact from the store and from both views of the API: one job as it is,
+// and every job prefixed.
+func TestLongLineExactThroughAPI(t *testing.T) {
+	s := startServerWith(t, Options{HTTPAddr: "127.0.0.1:0"})
+	r, jobs := runPipeline(t, s, `name: digits
+jobs:
+  digits:
+    steps:
+      - run: seq 1 400000 | tr -d '\n'; printf '\n'; echo after
+`, 60*time.Second)
+	if r.State != state.RunSucceeded {
+		t.Fatalf("run %s: %s", r.State, r.Error)
+	}
+	var line strings.Builder
+	for i := 1; i <= 400000; i++ {
+		line.WriteString(strconv.Itoa(i))
+	}
+	want := line.String() + "\nafter\n"
+	if got := logsOf(t, s, jobs["digits"].ID); got != want {
+		t.Fatalf("stored log: %d bytes, want %d exact", len(got), len(want))
+	}
+	for _, c := range []struct{ query, want string }{
+		{"?job=digits", want},
+		{"", "[digits] " + line.String() + "\n[digits] after\n"},
+	} {
+		resp, err := http.Get("http://" + s.HTTPAddr() + "/api/v1/runs/" + r.ID + "/logs" + c.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != c.want {
+			t.Errorf("GET logs%s: %d bytes, want %d exact", c.query, len(got), len(c.want))
+		}
+	}
 }
