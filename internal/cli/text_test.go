@@ -2,6 +2,9 @@ package cli
 
 import (
 	"bytes"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -144,5 +147,26 @@ func TestLinesBoundLongLines(t *testing.T) {
 	if b.String() != want {
 		g := strings.ReplaceAll(b.String(), string(part), "<part>")
 		t.Fatalf("interleaved: got\n%q\nwant\n%q", g, strings.ReplaceAll(want, string(part), "<part>"))
+	}
+}
+
+// TestStepOutputIsExactIntoPipesAndFiles: into a pipe or a file, step
+// output is not filtered: what the step wrote, escapes and all.
+func TestStepOutputIsExactIntoPipesAndFiles(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	f, err := os.Create(filepath.Join(t.TempDir(), "out.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, out := range []*os.File{w, f} {
+		if got := StepOutput(out); got != io.Writer(out) {
+			t.Errorf("StepOutput(%s) = %T, want the file itself", out.Name(), got)
+		}
 	}
 }
