@@ -973,3 +973,17 @@ func TestCloseEndsStreams(t *testing.T) {
 		t.Errorf("follow after Close: %v, want ErrStreamEnded", err)
 	}
 }
+
+// TestSubmitRefusesControlCharactersInFileName: the file name is shown
+// with the run and in every error of the file, like the names inside it.
+func TestSubmitRefusesControlCharactersInFileName(t *testing.T) {
+	e := start(t)
+	for _, name := range []string{"ci\x1b]0;owned\a.yaml", "ci\u202Elmay.yaml", "ci\u009b2J.yaml"} {
+		resp, body := e.do(t, "POST", "/api/v1/runs?file="+url.QueryEscape(name), "application/yaml", []byte(hello))
+		wantError(t, resp, body, http.StatusBadRequest, "bad_request")
+	}
+	resp, body := e.do(t, "POST", "/api/v1/runs?file="+url.QueryEscape("ci (ñ).yaml"), "application/yaml", []byte(hello))
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("a plain file name: %d %s", resp.StatusCode, body)
+	}
+}

@@ -84,12 +84,8 @@ func validLabel(s string) bool {
 	if len(s) > 255 {
 		return false
 	}
-	for _, c := range s {
-		if c < 0x20 || c == 0x7f {
-			return false
-		}
-	}
-	return true
+	i, _ := pipeline.ControlChar(s)
+	return i < 0
 }
 
 func (a *api) submit(w http.ResponseWriter, r *http.Request) {
@@ -166,7 +162,7 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 		file = "pipeline.yaml"
 	}
 	if !validLabel(file) || !validLabel(tenant) {
-		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "file and tenant must be at most 255 printable characters")
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "file and tenant must be at most 255 printable characters (no control or bidirectional formatting characters)")
 		return
 	}
 	run, err := a.d.Submit(r.Context(), file, data, tenant)
