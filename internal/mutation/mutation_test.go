@@ -55,8 +55,8 @@ func module(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	files := map[string]string{
-		"go.mod": "module example.com/m\n\ngo 1.22\n",
-		"p/p.go": "package p\n\n// Allow refuses negative numbers.\nfunc Allow(x int) bool {\n\tif x < 0 {\n\t\treturn false\n\t}\n\treturn true\n}\n\n// Unused is not tested.\nfunc Unused() int { return 1 }\n",
+		"go.mod":      "module example.com/m\n\ngo 1.22\n",
+		"p/p.go":      "package p\n\n// Allow refuses negative numbers.\nfunc Allow(x int) bool {\n\tif x < 0 {\n\t\treturn false\n\t}\n\treturn true\n}\n\n// Unused is not tested.\nfunc Unused() int { return 1 }\n",
 		"p/p_test.go": "package p\n\nimport \"testing\"\n\nfunc TestAllow(t *testing.T) {\n\tif Allow(-1) {\n\t\tt.Fatal(\"-1 allowed\")\n\t}\n}\n",
 	}
 	for name, text := range files {
