@@ -358,6 +358,20 @@ func TestSecuredAPIWithARealIdentityProvider(t *testing.T) {
 			t.Errorf("verify: %+v %v", rep, err)
 		}
 	})
+
+	// Last: it closes the audit trail.
+	t.Run("a decision that cannot be recorded is refused", func(t *testing.T) {
+		e.want(e.as("alice", "GET", "/api/v1/runs"), 200, "", "alice lists before")
+		if err := e.srv.Audit().Close(); err != nil {
+			t.Fatal(err)
+		}
+		a := e.as("alice", "GET", "/api/v1/runs")
+		e.want(a, 503, wire.CodeUnavailable, "alice lists with the audit trail closed")
+		if !strings.Contains(string(a.body), "audit trail") {
+			t.Errorf("503 body %s", a.body)
+		}
+		e.want(e.call("", "GET", "/api/v1/runs", "", nil), 503, wire.CodeUnavailable, "an anonymous request with the audit trail closed")
+	})
 }
 
 func (e *secureEnv) srvDataDir() string {
