@@ -435,3 +435,47 @@ func flipRole(t *testing.T, payload string) string {
 	}
 	return base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(raw), `"developer"`, `"admin"`, 1)))
 }
+
+// TestLocalAdminTokenRefusedWhenTurnedOff: the local admin token works on
+// the server that made it, and is refused (401) by the same server started
+// again on the same data directory with NoLocalAdmin (--local-admin=false).
+func TestLocalAdminTokenRefusedWhenTurnedOff(t *testing.T) {
+	dir := t.TempDir()
+	start := func(noAdmin bool, onToken func(string)) *server.Server {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		srv, err := server.Start(ctx, server.Options{
+			DataDir: dir, NATSListen: "none", HTTPAddr: "127.0.0.1:0",
+			Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Security: server.SecurityOptions{Enabled: true, NoLocalAdmin: noAdmin, OnAdminToken: onToken},
+		})
+		if err != nil {
+			t.Fatalf("server.Start: %v", err)
+		}
+		return srv
+	}
+	status := func(srv *server.Server, tok string) int {
+		req, _ := http.NewRequest("GET", "http://"+srv.HTTPAddr()+"/api/v1/runs", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	var admin string
+	srv := start(false, func(tok string) { admin = tok })
+	if admin == "" {
+		t.Fatal("no local admin token was handed out")
+	}
+	if got := status(srv, admin); got != 200 {
+		t.Fatalf("the local admin token on its server: %d", got)
+	}
+	srv.Close()
+	srv = start(true, nil)
+	defer srv.Close()
+	if got := status(srv, admin); got != 401 {
+		t.Errorf("the local admin token with the local admin turned off: %d, want 401", got)
+	}
+}
