@@ -241,7 +241,11 @@ func TestSecuredAPIWithARealIdentityProvider(t *testing.T) {
 	})
 
 	t.Run("tenants do not see each other", func(t *testing.T) {
-		for _, id := range e.list("bob", "") {
+		bobs := e.list("bob", "")
+		if !slices.Contains(bobs, "acme/"+bobRun.ID) {
+			t.Errorf("bob's list %v lacks his run %s", bobs, bobRun.ID)
+		}
+		for _, id := range bobs {
 			if !strings.HasPrefix(id, "acme/") {
 				t.Errorf("bob's list has %s", id)
 			}
@@ -354,6 +358,20 @@ func TestSecuredAPIWithARealIdentityProvider(t *testing.T) {
 			t.Errorf("verify: %+v %v", rep, err)
 		}
 	})
+
+	// Last: it closes the audit trail.
+	t.Run("a decision that cannot be recorded is refused", func(t *testing.T) {
+		e.want(e.as("alice", "GET", "/api/v1/runs"), 200, "", "alice lists before")
+		if err := e.srv.Audit().Close(); err != nil {
+			t.Fatal(err)
+		}
+		a := e.as("alice", "GET", "/api/v1/runs")
+		e.want(a, 503, wire.CodeUnavailable, "alice lists with the audit trail closed")
+		if !strings.Contains(string(a.body), "audit trail") {
+			t.Errorf("503 body %s", a.body)
+		}
+		e.want(e.call("", "GET", "/api/v1/runs", "", nil), 503, wire.CodeUnavailable, "an anonymous request with the audit trail closed")
+	})
 }
 
 func (e *secureEnv) srvDataDir() string {
@@ -416,4 +434,48 @@ func flipRole(t *testing.T, payload string) string {
 		t.Fatalf("payload %s: %v", raw, err)
 	}
 	return base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(raw), `"developer"`, `"admin"`, 1)))
+}
+
+// TestLocalAdminTokenRefusedWhenTurnedOff: the local admin token works on
+// the server that made it, and is refused (401) by the same server started
+// again on the same data directory with NoLocalAdmin (--local-admin=false).
+func TestLocalAdminTokenRefusedWhenTurnedOff(t *testing.T) {
+	dir := t.TempDir()
+	start := func(noAdmin bool, onToken func(string)) *server.Server {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		srv, err := server.Start(ctx, server.Options{
+			DataDir: dir, NATSListen: "none", HTTPAddr: "127.0.0.1:0",
+			Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Security: server.SecurityOptions{Enabled: true, NoLocalAdmin: noAdmin, OnAdminToken: onToken},
+		})
+		if err != nil {
+			t.Fatalf("server.Start: %v", err)
+		}
+		return srv
+	}
+	status := func(srv *server.Server, tok string) int {
+		req, _ := http.NewRequest("GET", "http://"+srv.HTTPAddr()+"/api/v1/runs", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	var admin string
+	srv := start(false, func(tok string) { admin = tok })
+	if admin == "" {
+		t.Fatal("no local admin token was handed out")
+	}
+	if got := status(srv, admin); got != 200 {
+		t.Fatalf("the local admin token on its server: %d", got)
+	}
+	srv.Close()
+	srv = start(true, nil)
+	defer srv.Close()
+	if got := status(srv, admin); got != 401 {
+		t.Errorf("the local admin token with the local admin turned off: %d, want 401", got)
+	}
 }

@@ -141,9 +141,17 @@ func TestVerifyDetectsAnEditedByte(t *testing.T) {
 	if _, err := Verify(path, VerifyOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// An edit that changes no value (a space before the first field)
+	// leaves the record, and so its hash, the same: it is caught because
+	// the line is no longer the record's canonical encoding.
+	ls := lines(t, path)
+	ls[3] = append([]byte("{ "), ls[3][1:]...)
+	writeLines(t, path, ls)
+	wantProblem(t, path, 4, 4, "not the canonical encoding")
+	writeLines(t, path, orig)
 	// A consistent edit (a new hash computed for the changed record) is
 	// caught by the next record's prev.
-	ls := lines(t, path)
+	ls = lines(t, path)
 	var r Record
 	mustUnmarshal(t, ls[2], &r)
 	r.Decision = map[string]string{Allow: Deny, Deny: Allow}[r.Decision]

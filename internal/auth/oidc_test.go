@@ -9,6 +9,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"maps"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -132,6 +134,43 @@ func TestOIDCAgainstARealProvider(t *testing.T) {
 	if _, err := verify(o, other.Token(t, oidctest.ClientHodei, "bob")); !errors.Is(err, auth.ErrInvalid) {
 		t.Errorf("another issuer's token: %v", err)
 	}
+	// The issuer alone: a verifier of an issuer that publishes this
+	// provider's keys refuses bob's token, whose signature it can check,
+	// because the token names another issuer.
+	sameKeys := verifier(t, republish(t, op.Issuer), 0)
+	if _, err := verify(sameKeys, bob); !errors.Is(err, auth.ErrInvalid) || !strings.Contains(err.Error(), "issued by a different provider") {
+		t.Errorf("a token of another issuer, with keys the verifier trusts: %v, want ErrInvalid for the issuer", err)
+	}
+}
+
+// republish serves, at an address of its own, the discovery document of
+// the provider at issuer with its own URL as issuer: same keys (jwks_uri),
+// another issuer. It returns its URL.
+func republish(t *testing.T, issuer string) string {
+	t.Helper()
+	resp, err := http.Get(issuer + "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	var url string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/.well-known/openid-configuration" {
+			http.NotFound(w, r)
+			return
+		}
+		d := maps.Clone(doc)
+		d["issuer"] = url
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(d)
+	}))
+	t.Cleanup(srv.Close)
+	url = srv.URL
+	return url
 }
 
 func TestOIDCIssuerDownIsUnavailableNotInvalid(t *testing.T) {

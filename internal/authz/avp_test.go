@@ -58,7 +58,7 @@ func jsonEqual(t *testing.T, a, b []byte) bool {
 	return reflect.DeepEqual(x, y)
 }
 
-func TestVerifiedPermissionsAgainstRecordedPairs(t *testing.T) {
+func TestVerifiedPermissionsAgainstHandWrittenPairs(t *testing.T) {
 	t.Parallel()
 	files, _ := filepath.Glob("testdata/avp/*.json")
 	if len(files) != len(avpRequests) {

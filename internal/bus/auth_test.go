@@ -2,7 +2,6 @@ package bus_test
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"net"
 	"path/filepath"
@@ -318,11 +317,28 @@ func TestConnectionsWithoutAnAgentOrServerCertificateAreRefused(t *testing.T) {
 		t.Error("an agent certificate of another CA connected")
 	}
 	// Over TCP, the in-process credentials are refused even when right:
-	// they are for in-process connections only. (A wrong password is
-	// refused in process too.)
-	if nc, err := nats.Connect(f.e.ClientURL(), nats.Secure(&tls.Config{InsecureSkipVerify: true}), nats.UserInfo("hodei-server", "guess"), nats.MaxReconnects(0)); err == nil {
-		nc.Close()
-		t.Error("a user and password connected over TCP")
+	// they are for in-process connections only. The client shows agent
+	// X's certificate, so that the TLS handshake passes and the server
+	// has the password to judge.
+	user, password := bus.ServerCredentials(f.e)
+	xcfg, err := pki.ClientTLS(f.caFile, filepath.Join(f.dir, "X.crt"), filepath.Join(f.dir, "X.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp := func(user, password string) error {
+		nc, err := nats.Connect(f.e.ClientURL(), nats.Secure(xcfg), nats.UserInfo(user, password), nats.MaxReconnects(0))
+		if err == nil {
+			nc.Close()
+		}
+		return err
+	}
+	if err := tcp(user, password); err == nil {
+		t.Error("the server's in-process user and password connected over TCP")
+	} else if !errors.Is(err, nats.ErrAuthorization) {
+		t.Errorf("in-process credentials over TCP: %v, want an authorization error", err)
+	}
+	if err := tcp(user, "guess"); err == nil {
+		t.Error("a wrong password connected over TCP")
 	}
 	// An in-process agent connection has the agent's permissions only.
 	nc, err := f.e.ConnectAgent("Z")

@@ -27,8 +27,10 @@ func TestConcurrencyGroupQueuesRunsInOrder(t *testing.T) {
 	if d1.RunID != r1.ID {
 		t.Fatalf("first dispatch is of run %s, want %s", d1.RunID, r1.ID)
 	}
-	h.ping()
-	h.ping()
+	// Submit returns once its batch, scheduling included, is committed;
+	// a heartbeat, applied, makes the loop schedule once more.
+	w.heartbeat(bus.JobRef{JobID: d1.JobID, Attempt: 1})
+	h.settle()
 	for _, r := range []string{r2.ID, r3.ID} {
 		if s := h.jobState(r, "a")(); s != state.JobPending {
 			t.Fatalf("run %s job a is %s while the group is full, want pending", r, s)
@@ -65,7 +67,7 @@ func TestConcurrencyGroupSurvivesRestart(t *testing.T) {
 	d1 := w.next()
 	// A new orchestrator on the same store and bus takes over.
 	h.o.Stop()
-	o2, err := New(Config{Store: h.st, NC: h.nc, Hub: h.o.cfg.Hub, Logger: h.o.cfg.Logger})
+	o2, err := New(Config{Store: h.st, NC: h.nc, Hub: h.o.cfg.Hub, Logger: h.o.cfg.Logger, Metrics: h.o.cfg.Metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,10 +75,9 @@ func TestConcurrencyGroupSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(o2.Stop)
-	h.o = o2
+	h.restarted(o2)
 	w.heartbeat(bus.JobRef{JobID: d1.JobID, Attempt: 1})
-	h.ping()
-	h.ping()
+	h.settle()
 	if s := h.jobState(r2.ID, "a")(); s != state.JobPending {
 		t.Fatalf("after restart, waiting run's job is %s", s)
 	}

@@ -366,11 +366,13 @@ func (o *Orchestrator) finishRun(c *change, r *runState) {
 func (o *Orchestrator) onStatus(c *change, st bus.Status) {
 	j := o.jobs[st.JobID]
 	if j == nil || st.Attempt != j.rec.Attempt || st.WorkerID != j.rec.WorkerID || !state.JobActive(j.rec.State) {
+		o.drop(c, DropStaleStatus)
 		return // late, duplicate, or of an attempt that was given up
 	}
 	switch st.State {
 	case bus.StatusRunning:
 		if j.rec.State != state.JobAssigned {
+			o.drop(c, DropRepeated)
 			return
 		}
 		o.setJob(c, j, state.JobRunning)
@@ -419,9 +421,11 @@ func (o *Orchestrator) retryOrFail(c *change, j *jobState, msg string) {
 func (o *Orchestrator) onLogs(c *change, worker string, chunk bus.LogChunk) {
 	j := o.jobs[chunk.JobID]
 	if j == nil || chunk.Attempt < 1 || chunk.Attempt > j.rec.Attempt {
+		o.drop(c, DropStaleLog)
 		return
 	}
 	if chunk.Attempt == j.rec.Attempt && worker != j.rec.WorkerID {
+		o.drop(c, DropStaleLog)
 		return
 	}
 	lc := store.LogChunk{JobID: chunk.JobID, Attempt: chunk.Attempt, Seq: chunk.Seq, Step: chunk.Step, Data: chunk.Data, At: c.now}

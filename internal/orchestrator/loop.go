@@ -265,6 +265,7 @@ func (o *Orchestrator) announce(c *change, b *batch) {
 		f()
 	}
 	o.publishView(c.now, len(c.workers) > 0 || c.now.Sub(o.lastPub) > 500*time.Millisecond)
+	o.processed(b)
 }
 
 // sealAndPublish publishes an assignment once cfg.Seal has given it the
@@ -310,6 +311,7 @@ func (o *Orchestrator) onReport(c *change, m jetstream.Msg) {
 		chunk, err := bus.ParseLogChunk(m.Headers(), m.Data())
 		if err != nil {
 			o.log.Warn("bad log chunk", "subject", subj, "err", err)
+			o.drop(c, DropBadMessage)
 			return
 		}
 		o.onLogs(c, worker, chunk)
@@ -318,10 +320,12 @@ func (o *Orchestrator) onReport(c *change, m jetstream.Msg) {
 	var st bus.Status
 	if err := json.Unmarshal(m.Data(), &st); err != nil {
 		o.log.Warn("bad status", "subject", subj, "err", err)
+		o.drop(c, DropBadMessage)
 		return
 	}
 	if st.WorkerID != worker {
 		o.log.Warn("status from another worker's subject", "subject", subj, "worker", st.WorkerID)
+		o.drop(c, DropWrongSubject)
 		return
 	}
 	o.onStatus(c, st)

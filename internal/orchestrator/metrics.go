@@ -17,7 +17,23 @@ type Metrics struct {
 	ActiveRuns    prometheus.Gauge
 	QueueDepth    prometheus.Gauge
 	Workers       *prometheus.GaugeVec
+	// Messages counts the worker messages applied (in a committed batch),
+	// by kind: report (status or log chunk) or heartbeat.
+	Messages *prometheus.CounterVec
+	// Dropped counts the reports applied as no change, by reason (see the
+	// Drop constants).
+	Dropped *prometheus.CounterVec
 }
+
+// Reasons a worker report changes nothing: the values of the reason label of
+// hodei_reports_dropped_total.
+const (
+	DropBadMessage   = "bad_message"   // not a status or log chunk
+	DropWrongSubject = "wrong_subject" // a status naming another worker than its subject
+	DropStaleStatus  = "stale_status"  // unknown job, another attempt or worker, or a job no longer active
+	DropRepeated     = "repeated"      // a state the job has already passed
+	DropStaleLog     = "stale_log"     // a log chunk of an unknown job, a future attempt or another worker
+)
 
 // NewMetrics creates the metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -35,8 +51,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		ActiveRuns: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hodei_runs_active", Help: "Runs not yet in a final state."}),
 		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hodei_queue_depth", Help: "Jobs ready and waiting for a worker."}),
 		Workers:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hodei_workers", Help: "Workers by state."}, []string{"state"}),
+		Messages:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hodei_worker_messages_total", Help: "Worker messages applied, by kind (report, heartbeat)."}, []string{"kind"}),
+		Dropped:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hodei_reports_dropped_total", Help: "Worker reports that changed nothing, by reason."}, []string{"reason"}),
 	}
-	reg.MustRegister(m.RunsSubmitted, m.RunsFinished, m.JobsFinished, m.AttemptsLost, m.SubmitToStart, m.Jobs, m.ActiveRuns, m.QueueDepth, m.Workers)
+	reg.MustRegister(m.RunsSubmitted, m.RunsFinished, m.JobsFinished, m.AttemptsLost, m.SubmitToStart, m.Jobs, m.ActiveRuns, m.QueueDepth, m.Workers, m.Messages, m.Dropped)
 	return m
 }
 
@@ -55,4 +73,38 @@ func (m *Metrics) update(v *View, queue int) {
 	for _, s := range state.WorkerStates {
 		m.Workers.WithLabelValues(s).Set(float64(counts[s]))
 	}
+}
+
+// drop counts a report that changed nothing, once its batch is committed.
+func (o *Orchestrator) drop(c *change, reason string) {
+	if o.cfg.Metrics != nil {
+		c.observe = append(c.observe, func() { o.cfg.Metrics.Dropped.WithLabelValues(reason).Inc() })
+	}
+}
+
+// Processed counts the worker messages applied in committed batches since
+// Start.
+type Processed struct {
+	Reports    uint64 // statuses and log chunks, dropped ones included
+	Heartbeats uint64
+}
+
+// Processed returns how many worker messages the loop has applied. A
+// message counted here has had all its effects (or none, if it was dropped)
+// committed to the store, published and counted in the metrics: a test that
+// published n messages waits for the count to reach n before it checks that
+// they changed nothing.
+func (o *Orchestrator) Processed() Processed {
+	return Processed{Reports: o.reportsDone.Load(), Heartbeats: o.beatsDone.Load()}
+}
+
+// processed counts a committed batch's worker messages. It runs last, after
+// everything else the batch announces.
+func (o *Orchestrator) processed(b *batch) {
+	if o.cfg.Metrics != nil {
+		o.cfg.Metrics.Messages.WithLabelValues("report").Add(float64(len(b.reports)))
+		o.cfg.Metrics.Messages.WithLabelValues("heartbeat").Add(float64(len(b.beats)))
+	}
+	o.reportsDone.Add(uint64(len(b.reports)))
+	o.beatsDone.Add(uint64(len(b.beats)))
 }

@@ -143,6 +143,8 @@ type Orchestrator struct {
 
 	view atomic.Pointer[View]
 	mu   sync.Mutex // guards nothing but Stop
+
+	reportsDone, beatsDone atomic.Uint64 // see Processed
 }
 
 type runState struct {

@@ -7,11 +7,14 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/hub"
@@ -35,6 +38,9 @@ type harness struct {
 	subs  bus.Subjects
 	notes *hub.Sub
 	msgN  int
+	// Worker messages the test has published to the current orchestrator:
+	// settle waits until it has applied them all.
+	sentReports, sentBeats atomic.Uint64
 }
 
 func newHarness(t *testing.T, cfg Config) *harness {
@@ -58,6 +64,9 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	cfg.Store, cfg.NC = st, nc
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg.Hub = hub.New()
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
 	o, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -132,6 +141,7 @@ func (w *worker) beat(draining bool, running ...bus.JobRef) {
 	if err := w.h.nc.Publish(w.h.subs.Heartbeat(w.id), data); err != nil {
 		w.h.t.Fatal(err)
 	}
+	w.h.sentBeats.Add(1)
 }
 
 // next returns the next dispatch message for the worker.
@@ -169,6 +179,7 @@ func (w *worker) status(from, jobID string, attempt int, st string, code int) {
 	if _, err := w.h.js.PublishMsg(ctx, m); err != nil {
 		w.h.t.Fatal(err)
 	}
+	w.h.sentReports.Add(1)
 }
 
 func (h *harness) submit(yaml string) store.Run {
@@ -225,10 +236,46 @@ func (h *harness) jobState(runID, key string) func() string {
 	return func() string { return h.job(runID, key).State }
 }
 
-func (h *harness) ping() {
+// settle waits until the orchestrator has applied, in committed batches,
+// every status and heartbeat the test has published to it: what they were
+// to change is then in the store, and what they were to dispatch is
+// published. A check that a message changed nothing comes after settle,
+// never after a number of loop turns.
+func (h *harness) settle() {
 	h.t.Helper()
-	if err := h.o.Ping(context.Background()); err != nil {
+	h.waitFor(func() bool {
+		p := h.o.Processed()
+		return p.Reports >= h.sentReports.Load() && p.Heartbeats >= h.sentBeats.Load()
+	}, "the orchestrator to apply every message sent")
+}
+
+// restarted makes o, a new orchestrator on the same store and bus, the one
+// the harness drives; it has applied none of the messages sent before.
+func (h *harness) restarted(o *Orchestrator) {
+	h.o = o
+	h.sentReports.Store(0)
+	h.sentBeats.Store(0)
+}
+
+// dropped returns how many reports the orchestrator has counted as
+// changing nothing for the reason, from its Prometheus counter.
+func (h *harness) dropped(reason string) int {
+	h.t.Helper()
+	var m dto.Metric
+	if err := h.o.cfg.Metrics.Dropped.WithLabelValues(reason).Write(&m); err != nil {
 		h.t.Fatal(err)
+	}
+	return int(m.GetCounter().GetValue())
+}
+
+// wantDropped checks the drop counters (cumulative) after settle.
+func (h *harness) wantDropped(want map[string]int) {
+	h.t.Helper()
+	h.settle()
+	for _, r := range []string{DropBadMessage, DropWrongSubject, DropStaleStatus, DropRepeated, DropStaleLog} {
+		if got := h.dropped(r); got != want[r] {
+			h.t.Errorf("reports dropped as %s: %d, want %d", r, got, want[r])
+		}
 	}
 }
 
@@ -253,6 +300,7 @@ func TestDuplicateAndLateMessagesChangeNothing(t *testing.T) {
 	w.status(w.id, d.JobID, 1, bus.StatusRunning, 0)
 	w.status(w.id, d.JobID, 1, bus.StatusRunning, 0) // duplicate
 	h.waitFor(func() bool { return h.jobState(run.ID, "a")() == state.JobRunning }, "a running")
+	h.wantDropped(map[string]int{DropRepeated: 1})
 
 	// Attempt 1 fails; a has a retry, so attempt 2 is assigned.
 	w.status(w.id, d.JobID, 1, bus.StatusFailed, 1)
@@ -264,17 +312,23 @@ func TestDuplicateAndLateMessagesChangeNothing(t *testing.T) {
 	// both ignored: attempt 2 is the job's.
 	w.status(w.id, d.JobID, 1, bus.StatusFailed, 1)
 	w.status(w.id, d.JobID, 1, bus.StatusSucceeded, 0)
-	h.ping()
-	h.ping()
+	h.wantDropped(map[string]int{DropRepeated: 1, DropStaleStatus: 2})
 	if j := h.job(run.ID, "a"); j.State != state.JobAssigned || j.Attempt != 2 {
 		t.Fatalf("after late messages: job a %s attempt %d", j.State, j.Attempt)
 	}
 	// A status for the job sent on another worker's subject is rejected.
 	w.status("w2", d.JobID, 2, bus.StatusSucceeded, 0)
-	h.ping()
-	h.ping()
+	h.wantDropped(map[string]int{DropRepeated: 1, DropStaleStatus: 2, DropWrongSubject: 1})
 	if s := h.jobState(run.ID, "a")(); s != state.JobAssigned {
 		t.Fatalf("status under another worker's subject was applied: %s", s)
+	}
+	// Nor is one that another worker sends, on its own subject, of a job
+	// that is not its own.
+	other := &worker{h: h, id: "w2"}
+	other.status("w2", d.JobID, 2, bus.StatusSucceeded, 0)
+	h.wantDropped(map[string]int{DropRepeated: 1, DropStaleStatus: 3, DropWrongSubject: 1})
+	if s := h.jobState(run.ID, "a")(); s != state.JobAssigned {
+		t.Fatalf("status from a worker the job is not on was applied: %s", s)
 	}
 
 	w.status(w.id, d.JobID, 2, bus.StatusRunning, 0)
@@ -290,10 +344,10 @@ func TestDuplicateAndLateMessagesChangeNothing(t *testing.T) {
 	if err != nil || len(atts) != 2 || atts[0].State != state.JobFailed || atts[1].State != state.JobSucceeded {
 		t.Fatalf("attempts %+v %v", atts, err)
 	}
+	h.wantDropped(map[string]int{DropRepeated: 1, DropStaleStatus: 4, DropWrongSubject: 1})
 	// A duplicate after the run ended changes nothing either.
 	w.status(w.id, d3.JobID, 1, bus.StatusFailed, 1)
-	h.ping()
-	h.ping()
+	h.wantDropped(map[string]int{DropRepeated: 1, DropStaleStatus: 5, DropWrongSubject: 1})
 	if r, _ := h.st.GetRun(context.Background(), run.ID); r.State != state.RunSucceeded {
 		t.Fatalf("run changed after its end: %s", r.State)
 	}
@@ -355,8 +409,10 @@ func TestSilentWorkerIsLostAndItsJobRequeued(t *testing.T) {
 		t.Fatalf("stale attempt not canceled: %+v", c)
 	}
 	w1.status(w1.id, d.JobID, 1, bus.StatusSucceeded, 0)
-	h.ping()
-	h.ping()
+	h.settle()
+	if n := h.dropped(DropStaleStatus); n != 1 {
+		t.Fatalf("late success of the lost attempt: %d reports dropped as stale, want 1", n)
+	}
 	if j := h.job(run.ID, "a"); j.Attempt != 2 || j.WorkerID != "w2" || j.State != state.JobAssigned {
 		t.Fatalf("job after the lost worker came back: %+v", j)
 	}
@@ -399,8 +455,11 @@ jobs:
     steps: [{run: "true"}]
 `)
 	d := w.next()
-	h.ping()
-	h.ping()
+	// The dispatch is published once the batch that placed it is
+	// committed; a heartbeat of the worker, applied, makes it schedule
+	// again on a settled state.
+	w.heartbeat(bus.JobRef{JobID: d.JobID, Attempt: d.Attempt})
+	h.settle()
 	// Only one 3-cpu job fits a 4-cpu worker; the gpu job fits nowhere.
 	queued := 0
 	for _, k := range []string{"big1", "big2", "gpu"} {
@@ -441,8 +500,8 @@ jobs:
   a:
     steps: [{run: "true"}]
 `)
-	h.ping()
-	h.ping()
+	// Submit returns once the batch that queued the job, and placed what
+	// it could, is committed.
 	if s := h.jobState(run.ID, "a")(); s != state.JobQueued {
 		t.Fatalf("job %s on a fleet with only a gone worker, want queued", s)
 	}
@@ -463,12 +522,11 @@ jobs:
 `)
 	d := w.next()
 	w.heartbeat(bus.JobRef{JobID: d.JobID, Attempt: d.Attempt})
-	h.ping()
+	h.settle()
 	w.status(w.id, d.JobID, d.Attempt, bus.StatusRunning, 0)
 	w.status(w.id, d.JobID, d.Attempt, bus.StatusSucceeded, 0)
 	w.heartbeat()
-	h.ping()
-	h.ping()
+	h.settle()
 	queued := 0
 	for _, k := range []string{"a", "b", "c"} {
 		if h.jobState(run.ID, k)() == state.JobQueued {
@@ -483,7 +541,8 @@ jobs:
 	if d2 := w2.next(); d2.JobID == d.JobID {
 		t.Fatalf("job %s dispatched twice", d.JobID)
 	}
-	h.ping()
+	w2.heartbeat()
+	h.settle()
 	queued = 0
 	for _, k := range []string{"a", "b", "c"} {
 		if h.jobState(run.ID, k)() == state.JobQueued {

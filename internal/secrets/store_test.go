@@ -332,3 +332,32 @@ func mustRead(t *testing.T, p string) []byte {
 	}
 	return b
 }
+
+// TestKeyFileReadableByOthersIsRefused: a key file that others may read is
+// refused at open, naming the file and what to do; once chmod 600, it
+// opens and still decrypts.
+func TestKeyFileReadableByOthersIsRefused(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openTestStore(t, dir)
+	if _, err := s.Put(ctx, "A", testValue); err != nil {
+		t.Fatal(err)
+	}
+	kf := filepath.Join(dir, "kek.json")
+	for _, mode := range []os.FileMode{0o640, 0o604} {
+		if err := os.Chmod(kf, mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := OpenStore(StoreOptions{Dir: dir}); err == nil || !strings.Contains(err.Error(), "readable by others") || !strings.Contains(err.Error(), kf) {
+			t.Errorf("key file mode %v: %v, want a refusal naming the file", mode, err)
+		}
+	}
+	if err := os.Chmod(kf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openTestStore(t, dir)
+	if v, err := s2.Get(ctx, "A"); err != nil || v.Value != testValue {
+		t.Errorf("after chmod 600: %+v %v", v, err)
+	}
+}

@@ -37,7 +37,11 @@ const (
 )
 
 // leakPipeline prints SEC in every form the agent masks, computed by the job
-// itself (the file holds no value), and MULTI whole and line by line.
+// itself (the file holds no value), and MULTI whole and line by line. One
+// step writes the first part of SEC, waits until the file GATE exists, and
+// writes the rest: the test creates GATE once the text before the secret
+// has reached the server, so the agent has read the first part before the
+// rest is written, and must mask a secret split across two reads.
 const leakPipeline = `name: secrets
 jobs:
   leak:
@@ -52,11 +56,8 @@ jobs:
           echo "query: $(printf %s "$SEC" | sed -e 's/+/%2B/g' -e 's/ /+/g' -e 's|/|%2F|g' -e 's/&/%26/g' -e 's/>/%3E/g' -e 's/?/%3F/g')"
           echo "path: $(printf %s "$SEC" | sed -e 's/ /%20/g' -e 's|/|%2F|g' -e 's/>/%3E/g' -e 's/?/%3F/g')"
       - run: |
-          # The sleep is the behaviour under test: it makes the agent's
-          # batcher send the first part of the secret (after its 200 ms
-          # delay) before the rest is written.
           printf 'split: %s' "$(printf %s "$SEC" | cut -c1-6)"
-          sleep 0.3
+          until [ -e 'GATE' ]; do sleep 0.05; done
           printf '%s\n' "$(printf %s "$SEC" | cut -c7-)"
       - run: |
           printf 'whole: %s\n' "$MULTI"
@@ -196,7 +197,8 @@ func TestSecretsReachJobsMaskedAndNeverAtRest(t *testing.T) {
 
 	sub := s.Hub.Subscribe("", 1<<16)
 	defer sub.Close()
-	run, err := s.Submit(ctx, "secrets.yaml", []byte(leakPipeline), "")
+	gate := filepath.Join(t.TempDir(), "gate")
+	run, err := s.Submit(ctx, "secrets.yaml", []byte(strings.Replace(leakPipeline, "GATE", gate, 1)), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,6 +211,7 @@ func TestSecretsReachJobsMaskedAndNeverAtRest(t *testing.T) {
 		sse <- data
 	}()
 	var live bytes.Buffer
+	gateOpen := false
 	for done := false; !done; {
 		select {
 		case n, ok := <-sub.C:
@@ -220,6 +223,14 @@ func TestSecretsReachJobsMaskedAndNeverAtRest(t *testing.T) {
 			}
 			if n.Kind == hub.KindLog && n.Chunk != nil {
 				live.Write(n.Chunk.Data)
+				if !gateOpen && bytes.Contains(live.Bytes(), []byte("split: ")) {
+					// The agent has read the write that ends with the
+					// first part of SEC: let the step write the rest.
+					if err := os.WriteFile(gate, nil, 0o644); err != nil {
+						t.Fatal(err)
+					}
+					gateOpen = true
+				}
 			}
 			live.WriteString(n.Error)
 			done = n.Kind == hub.KindRun && state.RunFinal(n.State)
@@ -242,6 +253,9 @@ func TestSecretsReachJobsMaskedAndNeverAtRest(t *testing.T) {
 	}
 	if j := jobs["missing"]; j.State != state.JobFailed || !strings.Contains(j.Error, "secret NOPE: secret not found") {
 		t.Errorf("missing: %s %q", j.State, j.Error)
+	}
+	if !gateOpen {
+		t.Error("the text before the split secret never reached the server on its own")
 	}
 	if !strings.Contains(live.String(), "split: ***\n") {
 		t.Errorf("the live stream did not carry the job's output:\n%s", live.String())

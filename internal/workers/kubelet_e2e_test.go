@@ -72,7 +72,7 @@ jobs:
     runs-on: {labels: [pods], cpu: 500m, memory: 128Mi}
     steps:
       - run: echo "hello from $HODEI_WORKER as $(id -u)"
-      - run: touch /hodei-bin/x 2>/dev/null && echo writable || echo "read-only agent volume"
+      - run: 'test -x /opt/hodei/hodei && if touch /opt/hodei/x 2>/dev/null; then echo "agent volume writable"; else echo "read-only agent volume"; fi'
 `)
 	var pod corev1.Pod
 	waitFor(t, 60*time.Second, "a worker pod running on the node", func() bool {

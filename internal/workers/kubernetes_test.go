@@ -85,3 +85,37 @@ func TestKubernetesNeedsOptions(t *testing.T) {
 		t.Errorf("no agent image: %v", err)
 	}
 }
+
+// TestKubernetesPodMountsTheAgentBinaryReadOnly: the agent container of a
+// worker pod sees the agent binary (copied by the init container) on a
+// read-only mount, and its certificate too; only the init container may
+// write the binary. TestKubernetesKubeletRunsAgent checks the same on a
+// real kubelet, from inside a job.
+func TestKubernetesPodMountsTheAgentBinaryReadOnly(t *testing.T) {
+	p := &Kubernetes{
+		pool: PoolConfig{Name: "k"}, namespace: "ci",
+		opts: KubernetesOptions{Namespace: "ci", Image: "i", AgentImage: "a"},
+		env:  ProviderEnv{NATSURL: "nats://x:4222", AgentCert: func(string) (AgentCert, error) { return AgentCert{}, nil }},
+	}
+	pod := p.PodSpec(WorkerSpec{ID: "w1", Pool: "k"}, nil)
+	agent := pod.Spec.Containers[0]
+	if agent.Command[0] != kubeBinDir+"/hodei" {
+		t.Fatalf("agent command %v, want the binary under %s", agent.Command, kubeBinDir)
+	}
+	mounts := map[string]bool{}
+	for _, m := range agent.VolumeMounts {
+		mounts[m.Name] = true
+		switch m.Name {
+		case kubeBinVolume, kubeTLSVolume:
+			if !m.ReadOnly {
+				t.Errorf("agent container mounts %s at %s writable", m.Name, m.MountPath)
+			}
+		}
+	}
+	if !mounts[kubeBinVolume] || !mounts[kubeTLSVolume] {
+		t.Errorf("agent container mounts %v, want %s and %s", agent.VolumeMounts, kubeBinVolume, kubeTLSVolume)
+	}
+	if init := pod.Spec.InitContainers[0]; len(init.VolumeMounts) != 1 || init.VolumeMounts[0].ReadOnly || init.VolumeMounts[0].MountPath != kubeBinDir {
+		t.Errorf("init container mounts %+v, want %s writable at %s", init.VolumeMounts, kubeBinVolume, kubeBinDir)
+	}
+}

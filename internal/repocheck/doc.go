@@ -1,0 +1,7 @@
+// Package repocheck holds tests of the repository as a whole, not of one
+// package: that the docs name, for each claim that something is refused,
+// isolated, masked or durable, a test that exists ("Proved by:" lines, see
+// docs/testing.md); that the mutation list (scripts/mutations.txt) still
+// matches the code it mutates and names tests that exist; and that no file
+// names an absolute path outside the repository other than system ones.
+package repocheck
