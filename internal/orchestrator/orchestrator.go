@@ -46,6 +46,9 @@ var (
 	ErrNotOwned = errors.New("run not owned by this orchestrator")
 )
 
+// DefaultInfraRetries is Config.InfraRetries when unset.
+const DefaultInfraRetries = 2
+
 // Config wires an orchestrator.
 type Config struct {
 	Store    store.Store
@@ -62,6 +65,16 @@ type Config struct {
 	// AssignTimeout is how long an assignment may wait for the worker to
 	// take it before the attempt counts as lost (15s by default).
 	AssignTimeout time.Duration
+	// InfraRetries is how many new attempts a job gets when attempts are
+	// lost to infrastructure (worker lost or restarted, server restarted,
+	// attempt handed back), before losses use its retry budget; a job's
+	// infra_retries overrides it. Zero means the default, 2; negative
+	// means none.
+	InfraRetries int
+	// InProcess names the workers that run inside this process: after a
+	// restart their attempts cannot have survived, and are lost at once
+	// ("lost: server restarted") instead of after WorkerTTL.
+	InProcess []string
 	// Tick is the period of lease checks (250ms by default).
 	Tick time.Duration
 	// MaxBatch bounds the inputs applied in one transaction (2048).
@@ -90,6 +103,9 @@ func (c *Config) defaults() {
 	}
 	if c.AssignTimeout == 0 {
 		c.AssignTimeout = 15 * time.Second
+	}
+	if c.InfraRetries == 0 {
+		c.InfraRetries = DefaultInfraRetries
 	}
 	if c.Tick == 0 {
 		c.Tick = 250 * time.Millisecond
@@ -156,6 +172,10 @@ type jobState struct {
 	dependents []*jobState
 	att        store.Attempt // the current attempt
 	seq        uint64        // queue order
+	// given holds the attempts given up as lost whose worker may still
+	// report how they really ended: a late final report corrects the
+	// history.
+	given map[int]store.Attempt
 }
 
 type workerState struct {
@@ -173,6 +193,10 @@ type workerState struct {
 	// once: an ephemeral agent (one job in its life); took: it was given
 	// that job (since its last boot).
 	once, took bool
+	// fenced: known from the store but not heard from since this
+	// orchestrator started; it gets no job until it heartbeats, so that
+	// nothing is placed on an incarnation that no longer exists.
+	fenced bool
 	// What the scheduler engine was last told.
 	spec        scheduler.WorkerSpec
 	synced      bool

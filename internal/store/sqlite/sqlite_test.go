@@ -185,7 +185,7 @@ func TestParseMigrations(t *testing.T) {
 		want  []int // nil: an error
 	}{
 		{"ordered", []string{"m/0002_b.sql", "m/0001_a.sql", "m/0003_c.sql", "m/README.md"}, []int{1, 2, 3}},
-		{"gap", []string{"m/0001_a.sql", "m/0003_c.sql"}, nil},
+		{"gap", []string{"m/0001_a.sql", "m/0003_c.sql"}, []int{1, 3}},
 		{"duplicate", []string{"m/0001_a.sql", "m/0001_b.sql"}, nil},
 		{"not starting at 1", []string{"m/0002_a.sql"}, nil},
 		{"bad name", []string{"m/0001_a.sql", "m/two_b.sql"}, nil},
