@@ -204,6 +204,10 @@ Examples:
 		if err != nil {
 			return apiFail("runs", err)
 		}
+		// The jobs with their attempts: how each ended, and why.
+		if jobs, err := c.Jobs(ctx, run.ID); err == nil && len(jobs) == len(run.Jobs) {
+			run.Jobs = jobs
+		}
 		if *asJSON {
 			return printJSON(run)
 		}

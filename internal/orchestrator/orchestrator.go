@@ -295,6 +295,31 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	return nil
 }
 
+// Settle returns once every worker report in the stream has been applied
+// (none pending or awaiting its acknowledgement), or ctx ends. A server
+// calls it after its local agents have stopped, so that what they reported
+// last (an attempt finished or handed back while draining) is applied by
+// this process rather than found by the next one.
+func (o *Orchestrator) Settle(ctx context.Context) error {
+	cons, err := o.js.Consumer(ctx, bus.StreamReports, "orchestrator")
+	if err != nil {
+		return fmt.Errorf("settle: %w", err)
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		info, err := cons.Info(ctx)
+		if err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("settle: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
 // Stop stops consuming and waits for the loop to finish its batch.
 func (o *Orchestrator) Stop() {
 	o.mu.Lock()

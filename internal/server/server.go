@@ -362,6 +362,13 @@ func (s *Server) Close() {
 		if s.agentCtx != nil {
 			s.agentCtx()
 			s.agentWG.Wait()
+			if s.Orch != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				if err := s.Orch.Settle(ctx); err != nil {
+					s.log.Warn("local agents' last reports not applied before stopping", "err", err)
+				}
+				cancel()
+			}
 		}
 		if s.Orch != nil {
 			s.Orch.Stop()

@@ -1,0 +1,294 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+type workerJSON struct {
+	ID    string `json:"id"`
+	State string `json:"state"`
+}
+
+func (a api) workers(ctx context.Context) ([]workerJSON, error) {
+	var ws struct {
+		Workers []workerJSON `json:"workers"`
+	}
+	code, err := a.do(ctx, "GET", "/api/v1/workers", "", nil, &ws)
+	if err == nil && code != http.StatusOK {
+		err = fmt.Errorf("workers: HTTP %d", code)
+	}
+	return ws.Workers, err
+}
+
+func (a api) waitFinal(t *testing.T, ctx context.Context, timeout time.Duration, ids ...string) {
+	t.Helper()
+	eventually(t, timeout, "every run final", func() (bool, error) {
+		for _, id := range ids {
+			r, err := a.run(ctx, id)
+			if err != nil {
+				return false, err
+			}
+			if !final(r.State) {
+				return false, fmt.Errorf("run %s is %s", id, r.State)
+			}
+		}
+		return true, nil
+	})
+}
+
+// jobs returns the jobs of a run with their attempts.
+func (a api) jobs(ctx context.Context, runID string) ([]jobJSON, error) {
+	var l struct {
+		Jobs []jobJSON `json:"jobs"`
+	}
+	code, err := a.do(ctx, "GET", "/api/v1/runs/"+runID+"/jobs", "", nil, &l)
+	if err == nil && code != http.StatusOK {
+		err = fmt.Errorf("jobs of %s: HTTP %d", runID, code)
+	}
+	return l.Jobs, err
+}
+
+const quickJob = `name: quick
+jobs:
+  a:
+    steps: [{run: "echo hi"}]
+`
+
+// Finding 4: start a server with local workers and stop it; start it with
+// --workers 0 (the old local workers become lost), stop; start it again with
+// --workers 0 and an agent: new jobs run on the agent, none waits forever on
+// a lost local worker.
+func TestJobsRunAfterLocalWorkersAreLost(t *testing.T) {
+	dataDir := t.TempDir()
+	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
+	base := []string{"server", "--data-dir", dataDir, "--http", httpAddr, "--nats-listen", natsAddr,
+		"--worker-ttl", "1s", "--auth", "off"}
+	a := api{base: "http://" + httpAddr, hc: &http.Client{Timeout: 10 * time.Second}}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	srv := start(t, "server-1.log", append(base, "--workers", "1")...)
+	waitReady(t, a, srv)
+	id, err := a.submit(ctx, quickJob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.waitFinal(t, ctx, 30*time.Second, id)
+	if !srv.term(30 * time.Second) {
+		t.Fatal("server did not stop on SIGTERM")
+	}
+
+	srv = start(t, "server-2.log", append(base, "--workers", "0")...)
+	waitReady(t, a, srv)
+	eventually(t, 30*time.Second, "the old local worker lost", func() (bool, error) {
+		ws, err := a.workers(ctx)
+		for _, w := range ws {
+			if strings.Contains(w.ID, "-local-") && w.State == "lost" {
+				return true, nil
+			}
+		}
+		return false, err
+	})
+	if !srv.term(30 * time.Second) {
+		t.Fatal("server did not stop on SIGTERM")
+	}
+
+	srv = start(t, "server-3.log", append(base, "--workers", "0")...)
+	waitReady(t, a, srv)
+	start(t, "agent.log", "agent", "--nats", "nats://"+natsAddr, "--id", "agent-1",
+		"--work-dir", filepath.Join(t.TempDir(), "agent-1"), "--heartbeat", "250ms")
+	var ids []string
+	for i := 0; i < 4; i++ {
+		id, err := a.submit(ctx, quickJob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	a.waitFinal(t, ctx, 60*time.Second, ids...)
+	for _, id := range ids {
+		r, err := a.run(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State != "succeeded" || r.Jobs[0].Worker != "agent-1" {
+			t.Errorf("run %s %s on %q, want succeeded on agent-1", id, r.State, r.Jobs[0].Worker)
+		}
+	}
+}
+
+// Finding 5: kill -9 of a server with in-process workers while jobs without
+// retry run: each gets a new attempt and succeeds; the lost attempt says why.
+func TestServerKillRequeuesJobsWithoutRetry(t *testing.T) {
+	dataDir := t.TempDir()
+	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
+	args := []string{"server", "--data-dir", dataDir, "--http", httpAddr, "--nats-listen", natsAddr,
+		"--workers", "2", "--worker-ttl", "2s", "--auth", "off"}
+	srv := start(t, "server-1.log", args...)
+	a := api{base: "http://" + httpAddr, hc: &http.Client{Timeout: 10 * time.Second}}
+	waitReady(t, a, srv)
+	marks := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var ids []string
+	for i := 0; i < 6; i++ {
+		id, err := a.submit(ctx, fmt.Sprintf(`name: noretry-%[1]d
+jobs:
+  slow:
+    steps: [{run: "touch %[2]s/started-%[1]d-$HODEI_ATTEMPT; sleep 2"}]
+`, i, marks))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	eventually(t, 30*time.Second, "a job started", func() (bool, error) {
+		m, _ := filepath.Glob(filepath.Join(marks, "started-*"))
+		return len(m) > 0, nil
+	})
+	srv.kill()
+	srv = start(t, "server-2.log", args...)
+	waitReady(t, a, srv)
+	a.waitFinal(t, ctx, 90*time.Second, ids...)
+	lost := 0
+	for _, id := range ids {
+		r, err := a.run(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State != "succeeded" {
+			t.Errorf("run %s ended %s, want succeeded: %+v", id, r.State, r.Jobs)
+		}
+		jobs, err := a.jobs(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, at := range jobs[0].Attempts {
+			if at.State == "lost" {
+				lost++
+				if at.Reason != "lost: server restarted" {
+					t.Errorf("run %s attempt %d lost with reason %q", id, at.N, at.Reason)
+				}
+			}
+		}
+	}
+	if lost == 0 {
+		t.Error("no attempt was lost: the kill did not interrupt a job")
+	}
+}
+
+// An out-of-process agent keeps running its job while the server is down
+// (kill -9) and reports when the server is back: the job succeeds in its
+// first attempt.
+func TestAgentJobSurvivesServerRestart(t *testing.T) {
+	dataDir := t.TempDir()
+	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
+	args := []string{"server", "--data-dir", dataDir, "--http", httpAddr, "--nats-listen", natsAddr,
+		"--workers", "0", "--worker-ttl", "3s", "--auth", "off"}
+	srv := start(t, "server-1.log", args...)
+	a := api{base: "http://" + httpAddr, hc: &http.Client{Timeout: 10 * time.Second}}
+	waitReady(t, a, srv)
+	start(t, "agent.log", "agent", "--nats", "nats://"+natsAddr, "--id", "agent-1",
+		"--work-dir", filepath.Join(t.TempDir(), "agent-1"), "--heartbeat", "250ms")
+	marks := t.TempDir()
+	gate := filepath.Join(marks, "gate")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	id, err := a.submit(ctx, fmt.Sprintf(`name: survive
+jobs:
+  long:
+    steps: [{run: "echo $HODEI_ATTEMPT >> %[1]s/attempts; while [ ! -e %[2]s ]; do sleep 0.1; done; echo done"}]
+`, marks, gate))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "job running", func() (bool, error) {
+		return len(lines(filepath.Join(marks, "attempts"))) == 1, nil
+	})
+	srv.kill()
+	// The job ends while the server is down.
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv = start(t, "server-2.log", args...)
+	waitReady(t, a, srv)
+	a.waitFinal(t, ctx, 60*time.Second, id)
+	r, err := a.run(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != "succeeded" || r.Jobs[0].Attempt != 1 {
+		t.Fatalf("run %s, job at attempt %d (%+v); want succeeded in attempt 1", r.State, r.Jobs[0].Attempt, r.Jobs[0].Attempts)
+	}
+	if got := lines(filepath.Join(marks, "attempts")); len(got) != 1 {
+		t.Fatalf("the job ran %d times: %v", len(got), got)
+	}
+}
+
+// SIGTERM drains: the server stops taking work, lets the running step of
+// its local worker finish within --drain-timeout, and exits; the job is
+// recorded as succeeded in its first attempt. An agent does the same.
+func TestSIGTERMDrains(t *testing.T) {
+	dataDir := t.TempDir()
+	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
+	args := []string{"server", "--data-dir", dataDir, "--http", httpAddr, "--nats-listen", natsAddr,
+		"--workers", "1", "--worker-ttl", "3s", "--drain-timeout", "60s", "--auth", "off"}
+	srv := start(t, "server-1.log", args...)
+	a := api{base: "http://" + httpAddr, hc: &http.Client{Timeout: 10 * time.Second}}
+	waitReady(t, a, srv)
+	marks := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	job := func(name string) string {
+		id, err := a.submit(ctx, fmt.Sprintf(`name: %[1]s
+jobs:
+  long:
+    steps: [{run: "echo $HODEI_ATTEMPT >> %[2]s/%[1]s; sleep 2; echo end >> %[2]s/%[1]s"}]
+`, name, marks))
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, name+" running", func() (bool, error) {
+			return len(lines(filepath.Join(marks, name))) == 1, nil
+		})
+		return id
+	}
+	id := job("server-drain")
+	if !srv.term(60 * time.Second) {
+		t.Fatal("server did not stop on SIGTERM")
+	}
+	if got := lines(filepath.Join(marks, "server-drain")); len(got) != 2 || got[1] != "end" {
+		t.Fatalf("the step did not finish before the server stopped: %v", got)
+	}
+	srv = start(t, "server-2.log", append(args[:len(args)-2:len(args)-2], "--workers", "0", "--auth", "off")...)
+	waitReady(t, a, srv)
+	ag := start(t, "agent.log", "agent", "--nats", "nats://"+natsAddr, "--id", "agent-1",
+		"--work-dir", filepath.Join(t.TempDir(), "agent-1"), "--heartbeat", "250ms", "--drain-timeout", "60s")
+	a.waitFinal(t, ctx, 30*time.Second, id)
+	r, err := a.run(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != "succeeded" || r.Jobs[0].Attempt != 1 {
+		t.Fatalf("after the drain: run %s, attempt %d %+v; want succeeded in attempt 1", r.State, r.Jobs[0].Attempt, r.Jobs[0].Attempts)
+	}
+
+	id = job("agent-drain")
+	if !ag.term(60 * time.Second) {
+		t.Fatal("agent did not stop on SIGTERM")
+	}
+	if got := lines(filepath.Join(marks, "agent-drain")); len(got) != 2 || got[1] != "end" {
+		t.Fatalf("the step did not finish before the agent stopped: %v", got)
+	}
+	a.waitFinal(t, ctx, 30*time.Second, id)
+	if r, err = a.run(ctx, id); err != nil || r.State != "succeeded" || r.Jobs[0].Attempt != 1 {
+		t.Fatalf("after the agent's drain: %+v, %v", r, err)
+	}
+}
