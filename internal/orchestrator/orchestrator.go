@@ -10,6 +10,15 @@
 // acknowledged to JetStream only after their effects are committed, so a crash
 // at any point redelivers them, and the handlers ignore what they have already
 // applied (a status of an old attempt, or a state the job has passed).
+//
+// Fencing: an attempt runs only while the orchestrator holds it current.
+// Workers restored from the store take no job until they heartbeat with
+// their boot id; assignments carry the boot id they are meant for, and an
+// agent of another boot drops them; a report of an attempt given up is
+// answered with a cancel. Attempts lost to infrastructure (worker silent or
+// restarted, server restarted, attempt handed back) are recorded as "lost"
+// with why, and retried within the job's infra_retries without using its
+// retry budget (see docs/architecture.md).
 package orchestrator
 
 import (
