@@ -11,6 +11,38 @@ import (
 	"time"
 )
 
+// cluster is the addresses and arguments of a server on a data directory,
+// restarted by the tests with the same arguments, and of its agents.
+type cluster struct {
+	args     []string // hodei server ...
+	natsAddr string
+	api      api
+}
+
+// newCluster chooses a data directory and ports for a server with the
+// given extra flags (--workers, --worker-ttl...); no authentication.
+func newCluster(t *testing.T, extra ...string) cluster {
+	dataDir := t.TempDir()
+	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
+	args := append([]string{"server", "--data-dir", dataDir, "--http", httpAddr, "--nats-listen", natsAddr, "--auth", "off"}, extra...)
+	return cluster{args: args, natsAddr: natsAddr, api: api{base: "http://" + httpAddr, hc: &http.Client{Timeout: 10 * time.Second}}}
+}
+
+// server starts the server (with more flags, if any, after the cluster's)
+// and waits until it is ready.
+func (c cluster) server(t *testing.T, logName string, more ...string) *proc {
+	t.Helper()
+	p := start(t, logName, append(append([]string(nil), c.args...), more...)...)
+	waitReady(t, c.api, p)
+	return p
+}
+
+// agentArgs are the arguments of an agent of the cluster.
+func (c cluster) agentArgs(t *testing.T, id string, more ...string) []string {
+	return append([]string{"agent", "--nats", "nats://" + c.natsAddr, "--id", id,
+		"--work-dir", filepath.Join(t.TempDir(), id), "--heartbeat", "250ms"}, more...)
+}
+
 type workerJSON struct {
 	ID    string `json:"id"`
 	State string `json:"state"`
@@ -66,16 +98,12 @@ jobs:
 // --workers 0 and an agent: new jobs run on the agent, none waits forever on
 // a lost local worker.
 func TestJobsRunAfterLocalWorkersAreLost(t *testing.T) {
-	dataDir := t.TempDir()
-	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
-	base := []string{"server", "--data-dir", dataDir, "--http", httpAddr, "--nats-listen", natsAddr,
-		"--worker-ttl", "1s", "--auth", "off"}
-	a := api{base: "http://" + httpAddr, hc: &http.Client{Timeout: 10 * time.Second}}
+	c := newCluster(t, "--worker-ttl", "1s")
+	a := c.api
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	srv := start(t, "server-1.log", append(base, "--workers", "1")...)
-	waitReady(t, a, srv)
+	srv := c.server(t, "server-1.log", "--workers", "1")
 	id, err := a.submit(ctx, quickJob)
 	if err != nil {
 		t.Fatal(err)
@@ -85,8 +113,7 @@ func TestJobsRunAfterLocalWorkersAreLost(t *testing.T) {
 		t.Fatal("server did not stop on SIGTERM")
 	}
 
-	srv = start(t, "server-2.log", append(base, "--workers", "0")...)
-	waitReady(t, a, srv)
+	srv = c.server(t, "server-2.log", "--workers", "0")
 	eventually(t, 30*time.Second, "the old local worker lost", func() (bool, error) {
 		ws, err := a.workers(ctx)
 		for _, w := range ws {
@@ -100,10 +127,8 @@ func TestJobsRunAfterLocalWorkersAreLost(t *testing.T) {
 		t.Fatal("server did not stop on SIGTERM")
 	}
 
-	srv = start(t, "server-3.log", append(base, "--workers", "0")...)
-	waitReady(t, a, srv)
-	start(t, "agent.log", "agent", "--nats", "nats://"+natsAddr, "--id", "agent-1",
-		"--work-dir", filepath.Join(t.TempDir(), "agent-1"), "--heartbeat", "250ms")
+	c.server(t, "server-3.log", "--workers", "0")
+	start(t, "agent.log", c.agentArgs(t, "agent-1")...)
 	var ids []string
 	for i := 0; i < 4; i++ {
 		id, err := a.submit(ctx, quickJob)
@@ -127,13 +152,9 @@ func TestJobsRunAfterLocalWorkersAreLost(t *testing.T) {
 // Finding 5: kill -9 of a server with in-process workers while jobs without
 // retry run: each gets a new attempt and succeeds; the lost attempt says why.
 func TestServerKillRequeuesJobsWithoutRetry(t *testing.T) {
-	dataDir := t.TempDir()
-	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
-	args := []string{"server", "--data-dir", dataDir, "--http", httpAddr, "--nats-listen", natsAddr,
-		"--workers", "2", "--worker-ttl", "2s", "--auth", "off"}
-	srv := start(t, "server-1.log", args...)
-	a := api{base: "http://" + httpAddr, hc: &http.Client{Timeout: 10 * time.Second}}
-	waitReady(t, a, srv)
+	c := newCluster(t, "--workers", "2", "--worker-ttl", "2s")
+	a := c.api
+	srv := c.server(t, "server-1.log")
 	marks := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -154,8 +175,7 @@ jobs:
 		return len(m) > 0, nil
 	})
 	srv.kill()
-	srv = start(t, "server-2.log", args...)
-	waitReady(t, a, srv)
+	c.server(t, "server-2.log")
 	a.waitFinal(t, ctx, 90*time.Second, ids...)
 	lost := 0
 	for _, id := range ids {
@@ -188,15 +208,10 @@ jobs:
 // (kill -9) and reports when the server is back: the job succeeds in its
 // first attempt.
 func TestAgentJobSurvivesServerRestart(t *testing.T) {
-	dataDir := t.TempDir()
-	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
-	args := []string{"server", "--data-dir", dataDir, "--http", httpAddr, "--nats-listen", natsAddr,
-		"--workers", "0", "--worker-ttl", "3s", "--auth", "off"}
-	srv := start(t, "server-1.log", args...)
-	a := api{base: "http://" + httpAddr, hc: &http.Client{Timeout: 10 * time.Second}}
-	waitReady(t, a, srv)
-	start(t, "agent.log", "agent", "--nats", "nats://"+natsAddr, "--id", "agent-1",
-		"--work-dir", filepath.Join(t.TempDir(), "agent-1"), "--heartbeat", "250ms")
+	c := newCluster(t, "--workers", "0", "--worker-ttl", "3s")
+	a := c.api
+	srv := c.server(t, "server-1.log")
+	start(t, "agent.log", c.agentArgs(t, "agent-1")...)
 	marks := t.TempDir()
 	gate := filepath.Join(marks, "gate")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -217,8 +232,7 @@ jobs:
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	srv = start(t, "server-2.log", args...)
-	waitReady(t, a, srv)
+	c.server(t, "server-2.log")
 	a.waitFinal(t, ctx, 60*time.Second, id)
 	r, err := a.run(ctx, id)
 	if err != nil {
@@ -236,13 +250,9 @@ jobs:
 // its local worker finish within --drain-timeout, and exits; the job is
 // recorded as succeeded in its first attempt. An agent does the same.
 func TestSIGTERMDrains(t *testing.T) {
-	dataDir := t.TempDir()
-	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
-	args := []string{"server", "--data-dir", dataDir, "--http", httpAddr, "--nats-listen", natsAddr,
-		"--workers", "1", "--worker-ttl", "3s", "--drain-timeout", "60s", "--auth", "off"}
-	srv := start(t, "server-1.log", args...)
-	a := api{base: "http://" + httpAddr, hc: &http.Client{Timeout: 10 * time.Second}}
-	waitReady(t, a, srv)
+	c := newCluster(t, "--worker-ttl", "3s", "--drain-timeout", "60s")
+	a := c.api
+	srv := c.server(t, "server-1.log", "--workers", "1")
 	marks := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -267,10 +277,8 @@ jobs:
 	if got := lines(filepath.Join(marks, "server-drain")); len(got) != 2 || got[1] != "end" {
 		t.Fatalf("the step did not finish before the server stopped: %v", got)
 	}
-	srv = start(t, "server-2.log", append(args[:len(args)-2:len(args)-2], "--workers", "0", "--auth", "off")...)
-	waitReady(t, a, srv)
-	ag := start(t, "agent.log", "agent", "--nats", "nats://"+natsAddr, "--id", "agent-1",
-		"--work-dir", filepath.Join(t.TempDir(), "agent-1"), "--heartbeat", "250ms", "--drain-timeout", "60s")
+	c.server(t, "server-2.log", "--workers", "0")
+	ag := start(t, "agent.log", c.agentArgs(t, "agent-1", "--drain-timeout", "60s")...)
 	a.waitFinal(t, ctx, 30*time.Second, id)
 	r, err := a.run(ctx, id)
 	if err != nil {

@@ -357,7 +357,6 @@ func (s *Server) Close() {
 			cancel()
 		}
 		s.closeSecurity()
-		s.closeSecrets()
 		s.closePools()
 		if s.agentCtx != nil {
 			s.agentCtx()
@@ -373,6 +372,9 @@ func (s *Server) Close() {
 		if s.Orch != nil {
 			s.Orch.Stop()
 		}
+		// After the orchestrator: it seals the secrets of what it places
+		// while the local agents drain.
+		s.closeSecrets()
 		if s.nc != nil {
 			_ = s.nc.Drain()
 		}
