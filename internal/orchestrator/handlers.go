@@ -408,9 +408,6 @@ func (o *Orchestrator) onStatus(c *change, st bus.Status) {
 // says how the attempt really ended.
 func (o *Orchestrator) onStaleStatus(c *change, j *jobState, st bus.Status) {
 	if st.State == bus.StatusRunning {
-		if j != nil && st.Attempt == j.rec.Attempt && st.WorkerID == j.rec.WorkerID && state.JobActive(j.rec.State) {
-			return
-		}
 		boot := ""
 		if w := o.workers[st.WorkerID]; w != nil {
 			boot = w.rec.BootID
