@@ -603,10 +603,16 @@ func (a *Agent) confirm(ps []pending, log *slog.Logger) {
 	}
 }
 
-// publishRetry publishes msg until the stream acks it. It gives up only
-// after a minute: by then the server has declared this worker lost anyway.
+// publishRetryFor bounds how long publishRetry tries: long enough for the
+// server to come back from a restart or an upgrade (its agents keep running
+// their jobs meanwhile, and report when it is back); a server that learns of
+// the attempt no other way gives it up as lost.
+const publishRetryFor = 10 * time.Minute
+
+// publishRetry publishes msg until the stream acks it, for up to
+// publishRetryFor.
 func (a *Agent) publishRetry(msg *nats.Msg, log *slog.Logger) bool {
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(publishRetryFor)
 	backoff := 50 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -224,3 +224,31 @@ jobs:
 		t.Fatalf("job %+v", j)
 	}
 }
+
+// A running attempt that its worker's heartbeats leave out (its final report
+// was lost: the agent could not publish it while the server was away) is
+// given up after AssignTimeout, not left running forever.
+func TestRunningAttemptMissingFromHeartbeatsIsLost(t *testing.T) {
+	h := newHarness(t, Config{AssignTimeout: 300 * time.Millisecond, Tick: 20 * time.Millisecond})
+	w := h.worker("w1")
+	run := h.submit(`name: m
+jobs:
+  a:
+    steps: [{run: "true"}]
+`)
+	d := w.next()
+	w.status(w.id, d.JobID, 1, bus.StatusRunning, 0)
+	h.waitFor(func() bool { return h.jobState(run.ID, "a")() == state.JobRunning }, "a running")
+	// While the heartbeats list it, it runs on, however long.
+	w.heartbeat(bus.JobRef{JobID: d.JobID, Attempt: 1})
+	h.ping()
+	w.heartbeat()
+	d2 := w.next()
+	if d2.Attempt != 2 {
+		t.Fatalf("after heartbeats without attempt 1: %+v", d2)
+	}
+	atts, _ := h.st.ListAttempts(context.Background(), d.JobID)
+	if len(atts) != 2 || atts[0].State != state.AttemptLost || atts[0].Reason != LostNotRunning {
+		t.Fatalf("attempts %+v", atts)
+	}
+}

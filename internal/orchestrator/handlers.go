@@ -610,6 +610,7 @@ const (
 	LostServer       = LostPrefix + "server restarted"
 	LostNotTaken     = LostPrefix + "assignment not taken"
 	LostHandedBack   = LostPrefix + "handed back"
+	LostNotRunning   = LostPrefix + "worker no longer runs it"
 	LostWorkerIsLost = LostPrefix + "worker lost before the restart"
 )
 
@@ -677,6 +678,7 @@ func (o *Orchestrator) checkLeases(c *change) {
 			continue
 		}
 		for _, j := range w.jobList() {
+			o.checkRunning(c, w, j)
 			if j.rec.State == state.JobAssigned && c.now.Sub(j.att.AssignedAt) > o.cfg.AssignTimeout &&
 				w.hbAt.After(j.att.AssignedAt) && !w.running[bus.JobRef{JobID: j.rec.ID, Attempt: j.rec.Attempt}] {
 				// Withdrawn: if the worker takes it after all, it
@@ -685,6 +687,26 @@ func (o *Orchestrator) checkLeases(c *change) {
 				o.lose(c, j, LostNotTaken)
 			}
 		}
+	}
+}
+
+// checkRunning gives up a running attempt that its worker's heartbeats have
+// left out for longer than AssignTimeout: the worker no longer runs it, and
+// its final report, which would have come before, never will (the agent
+// could not publish it while the server was away for too long).
+func (o *Orchestrator) checkRunning(c *change, w *workerState, j *jobState) {
+	if j.rec.State != state.JobRunning || !w.hbAt.After(j.att.StartedAt) ||
+		w.running[bus.JobRef{JobID: j.rec.ID, Attempt: j.rec.Attempt}] {
+		j.missing = time.Time{}
+		return
+	}
+	if j.missing.IsZero() {
+		j.missing = c.now
+		return
+	}
+	if c.now.Sub(j.missing) > o.cfg.AssignTimeout {
+		j.missing = time.Time{}
+		o.lose(c, j, LostNotRunning)
 	}
 }
 

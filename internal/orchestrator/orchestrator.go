@@ -181,6 +181,9 @@ type jobState struct {
 	dependents []*jobState
 	att        store.Attempt // the current attempt
 	seq        uint64        // queue order
+	// missing: since when the worker's heartbeats have left out the
+	// running attempt (zero while they list it).
+	missing time.Time
 	// given holds the attempts given up as lost whose worker may still
 	// report how they really ended: a late final report corrects the
 	// history.
