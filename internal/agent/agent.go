@@ -157,6 +157,8 @@ type Agent struct {
 	// handed back at once. ended is signaled whenever a job ends.
 	stopping atomic.Bool
 	ended    chan struct{}
+	// stoppedAt: when Run stopped the jobs left after the drain.
+	stoppedAt atomic.Pointer[time.Time]
 }
 
 type execution struct {
@@ -255,6 +257,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.wait(ctx)
 	a.stopping.Store(true)
 	a.drainRunning()
+	now := time.Now()
+	a.stoppedAt.Store(&now)
 	cancelJobs(errHandBack)
 	a.wg.Wait()
 	cc.Stop()
@@ -609,8 +613,13 @@ func (a *Agent) confirm(ps []pending, log *slog.Logger) {
 // the attempt no other way gives it up as lost.
 const publishRetryFor = 10 * time.Minute
 
+// stopGrace is how long publishRetry still tries once Run has handed back
+// what it ran: a stopping agent does not wait minutes for a server that is
+// away (the server then finds its attempts lost).
+const stopGrace = 10 * time.Second
+
 // publishRetry publishes msg until the stream acks it, for up to
-// publishRetryFor.
+// publishRetryFor, or stopGrace once the agent is stopping its jobs.
 func (a *Agent) publishRetry(msg *nats.Msg, log *slog.Logger) bool {
 	deadline := time.Now().Add(publishRetryFor)
 	backoff := 50 * time.Millisecond
@@ -621,7 +630,11 @@ func (a *Agent) publishRetry(msg *nats.Msg, log *slog.Logger) bool {
 		if err == nil {
 			return true
 		}
-		if time.Now().After(deadline) {
+		limit := deadline
+		if at := a.stoppedAt.Load(); at != nil && at.Add(stopGrace).Before(limit) {
+			limit = at.Add(stopGrace)
+		}
+		if time.Now().After(limit) {
 			log.Error("publish failed; giving up", "subject", msg.Subject, "err", err)
 			return false
 		}
