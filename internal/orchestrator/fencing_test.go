@@ -2,14 +2,17 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/hub"
 	"github.com/hodei-ci/hodei/internal/state"
+	"github.com/hodei-ci/hodei/internal/store"
 )
 
 // restart stops the harness's orchestrator and starts a new one with cfg on
@@ -17,7 +20,10 @@ import (
 func (h *harness) restart(cfg Config) {
 	h.t.Helper()
 	h.o.Stop()
-	cfg.Store, cfg.NC = h.st, h.nc
+	if cfg.Store == nil {
+		cfg.Store = h.st
+	}
+	cfg.NC = h.nc
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg.Hub = hub.New()
 	o, err := New(cfg)
@@ -250,5 +256,60 @@ jobs:
 	atts, _ := h.st.ListAttempts(context.Background(), d.JobID)
 	if len(atts) != 2 || atts[0].State != state.AttemptLost || atts[0].Reason != LostNotRunning {
 		t.Fatalf("attempts %+v", atts)
+	}
+}
+
+// failingStore fails the next Update when told to.
+type failingStore struct {
+	store.Store
+	failNext atomic.Bool
+}
+
+func (s *failingStore) Update(ctx context.Context, fn func(store.Tx) error) error {
+	if s.failNext.Swap(false) {
+		return errors.New("disk full (test)")
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+// A failed transaction makes the orchestrator reload its state from the
+// store; that is not a restart: the attempts of the in-process workers,
+// still running, are not lost, and workers heard from stay schedulable.
+func TestReloadAfterAFailedTransactionLosesNothing(t *testing.T) {
+	h := newHarness(t, Config{InProcess: []string{"w1"}})
+	fs := &failingStore{Store: h.st}
+	h.restart(Config{Store: fs, InProcess: []string{"w1"}})
+	w := h.worker("w1")
+	run := h.submit(`name: r
+jobs:
+  a:
+    steps: [{run: "true"}]
+  b:
+    steps: [{run: "true"}]
+`)
+	d := w.next()
+	w.status(w.id, d.JobID, 1, bus.StatusRunning, 0)
+	h.waitFor(func() bool { return h.job(run.ID, "a").State == state.JobRunning || h.job(run.ID, "b").State == state.JobRunning }, "a job running")
+	other := w.next() // the second job, assigned
+	fs.failNext.Store(true)
+	if err := h.o.Ping(context.Background()); err == nil {
+		t.Fatal("the failing transaction succeeded")
+	}
+	h.ping()
+	for _, id := range []string{d.JobID, other.JobID} {
+		atts, _ := h.st.ListAttempts(context.Background(), id)
+		if len(atts) != 1 || atts[0].State == state.AttemptLost {
+			t.Fatalf("after the reload, attempts of %s: %+v", id, atts)
+		}
+	}
+	// w1 is still schedulable: a new job is placed on it without waiting
+	// for its next heartbeat.
+	h.submit(`name: n
+jobs:
+  c:
+    steps: [{run: "true"}]
+`)
+	if d3 := w.next(); d3.Kind != bus.KindAssign || d3.JobID == d.JobID || d3.JobID == other.JobID {
+		t.Fatalf("after the reload: %+v", d3)
 	}
 }

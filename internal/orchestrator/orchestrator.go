@@ -271,7 +271,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	for _, d := range history {
 		o.pred.Observe(d.Pipeline+"/"+d.JobKey, d.Ran)
 	}
-	if err := o.recover(ctx); err != nil {
+	if err := o.recover(ctx, true); err != nil {
 		return fmt.Errorf("orchestrator: recover: %w", err)
 	}
 	cons, err := o.js.CreateOrUpdateConsumer(ctx, bus.StreamReports, jetstream.ConsumerConfig{

@@ -26,7 +26,9 @@ import (
 // gets no job until it heartbeats (and so tells its current boot id). The
 // attempts of workers that ran inside the previous process (cfg.InProcess)
 // and of workers already lost are lost at once: they cannot be running.
-func (o *Orchestrator) recover(ctx context.Context) error {
+// That is at a start only (atStart): reload calls recover too, after a failed
+// transaction, while the local agents still run their jobs.
+func (o *Orchestrator) recover(ctx context.Context, atStart bool) error {
 	now := time.Now().UTC()
 	runs, jobs, err := o.cfg.Store.ActiveRuns(ctx)
 	if err != nil {
@@ -174,6 +176,8 @@ func (o *Orchestrator) recover(ctx context.Context) error {
 		for _, w := range o.workers {
 			why := ""
 			switch {
+			case !atStart:
+				continue
 			case inProcess[w.rec.ID]:
 				why = LostServer
 			case w.rec.State == state.WorkerLost:
@@ -229,7 +233,7 @@ func (o *Orchestrator) reload(ctx context.Context) error {
 	for id, w := range o.workers {
 		hbs[id] = w
 	}
-	if err := o.recover(ctx); err != nil {
+	if err := o.recover(ctx, false); err != nil {
 		return err
 	}
 	for id, w := range o.workers {
@@ -237,6 +241,8 @@ func (o *Orchestrator) reload(ctx context.Context) error {
 			w.lastSeen = old.lastSeen
 			w.hbAt = old.hbAt
 			w.running = old.running
+			w.fenced = old.fenced
+			o.syncWorker(w)
 		}
 	}
 	return nil
