@@ -289,7 +289,9 @@ jobs:
 `)
 	d := w.next()
 	w.status(w.id, d.JobID, 1, bus.StatusRunning, 0)
-	h.waitFor(func() bool { return h.job(run.ID, "a").State == state.JobRunning || h.job(run.ID, "b").State == state.JobRunning }, "a job running")
+	h.waitFor(func() bool {
+		return h.job(run.ID, "a").State == state.JobRunning || h.job(run.ID, "b").State == state.JobRunning
+	}, "a job running")
 	other := w.next() // the second job, assigned
 	fs.failNext.Store(true)
 	if err := h.o.Ping(context.Background()); err == nil {
