@@ -170,6 +170,7 @@ func TestChaos(t *testing.T) {
 		runs[job[:strings.LastIndex(job, "-")]] = true
 	}
 	var failed, lostAttempts, refused, checkedJobs int
+	reasons := map[string]int{}
 	for id := range runs {
 		r, err := a.run(ctx, id)
 		if err != nil {
@@ -190,6 +191,7 @@ func TestChaos(t *testing.T) {
 				switch at.State {
 				case "lost":
 					lostAttempts++
+					reasons[at.Reason]++
 				case "canceled":
 					refused++
 				}
@@ -204,8 +206,8 @@ func TestChaos(t *testing.T) {
 		t.Errorf("marker file of job %s, which the API does not know", job)
 	}
 	msg := fmt.Sprintf("chaos: %d pipelines (%d runs incl. unanswered submissions, %d jobs), %d server kills, 2 agent kills (one with the server); "+
-		"%d attempts lost, %d refused; %d runs failed; load %s, all final %s, total %s; %d process samples",
-		pipelines, len(runs), checkedJobs, len(kills), lostAttempts, refused, failed,
+		"%d attempts lost %v, %d refused; %d runs failed; load %s, all final %s, total %s; %d process samples",
+		pipelines, len(runs), checkedJobs, len(kills), lostAttempts, reasons, refused, failed,
 		loaded.Round(time.Millisecond), finished.Round(time.Millisecond), time.Since(began).Round(time.Millisecond), scan.samples())
 	t.Log(msg)
 	fmt.Println(msg)
