@@ -52,8 +52,11 @@ Example:
 	if *workers < 0 || *ttl <= 0 {
 		return usageError(fs, "--workers must be 0 or more, and --worker-ttl positive")
 	}
-	if *drain < 0 || *infra < 0 || *infra > 10 {
-		return usageError(fs, "--drain-timeout must be 0 or more, and --infra-retries 0 to 10")
+	if *drain < 0 {
+		return usageError(fs, "--drain-timeout must be 0 or more, got %s", *drain)
+	}
+	if *infra < 0 || *infra > 10 {
+		return usageError(fs, "--infra-retries must be from 0 to 10, got %d", *infra)
 	}
 	infraRetries := *infra
 	if infraRetries == 0 {
