@@ -300,3 +300,55 @@ jobs:
 		t.Fatalf("after the agent's drain: %+v, %v", r, err)
 	}
 }
+
+// Finding 3: the server and an agent are both killed; the server comes back
+// first and a job is submitted before the agent is back with a new boot id.
+// The job must not be sent to the agent's previous incarnation and then run
+// twice (the first attempt recorded as failed, exit -1, though it ran to its
+// end): it runs once, when the agent has heartbeated.
+func TestRestartedAgentRunsNothingSentToItsPreviousBoot(t *testing.T) {
+	c := newCluster(t, "--workers", "0", "--worker-ttl", "30s")
+	a := c.api
+	srv := c.server(t, "server-1.log")
+	agentArgs := c.agentArgs(t, "agent-1")
+	ag := start(t, "agent-1.log", agentArgs...)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	eventually(t, 30*time.Second, "agent joined", func() (bool, error) {
+		ws, err := a.workers(ctx)
+		for _, w := range ws {
+			if w.ID == "agent-1" && w.State == "idle" {
+				return true, nil
+			}
+		}
+		return false, err
+	})
+	ag.kill()
+	srv.kill()
+
+	c.server(t, "server-2.log")
+	marks := filepath.Join(t.TempDir(), "marks")
+	id, err := a.submit(ctx, fmt.Sprintf(`name: once
+jobs:
+  a:
+    retry: 1
+    steps: [{run: "echo start $HODEI_ATTEMPT >> %[1]s; sleep 1; echo end $HODEI_ATTEMPT >> %[1]s"}]
+`, marks))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, "agent-2.log", agentArgs...)
+	a.waitFinal(t, ctx, 60*time.Second, id)
+	jobs, err := a.jobs(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := jobs[0]
+	got := lines(marks)
+	if j.State != "succeeded" || len(got) != 2 || got[0] != "start 1" || got[1] != "end 1" {
+		t.Fatalf("job %s, attempts %+v, steps ran: %q; want one attempt, run once", j.State, j.Attempts, got)
+	}
+	if len(j.Attempts) != 1 || j.Attempts[0].State != "succeeded" {
+		t.Fatalf("attempts %+v, want one, succeeded", j.Attempts)
+	}
+}
