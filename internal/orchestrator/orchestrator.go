@@ -313,6 +313,9 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 // last (an attempt finished or handed back while draining) is applied by
 // this process rather than found by the next one.
 func (o *Orchestrator) Settle(ctx context.Context) error {
+	if !o.running.Load() {
+		return ErrStopped
+	}
 	cons, err := o.js.Consumer(ctx, bus.StreamReports, "orchestrator")
 	if err != nil {
 		return fmt.Errorf("settle: %w", err)
@@ -323,6 +326,9 @@ func (o *Orchestrator) Settle(ctx context.Context) error {
 		info, err := cons.Info(ctx)
 		if err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
 			return nil
+		}
+		if !o.running.Load() {
+			return ErrStopped
 		}
 		select {
 		case <-ctx.Done():

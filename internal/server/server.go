@@ -363,7 +363,7 @@ func (s *Server) Close() {
 			s.agentWG.Wait()
 			if s.Orch != nil {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				if err := s.Orch.Settle(ctx); err != nil {
+				if err := s.Orch.Settle(ctx); err != nil && !errors.Is(err, orchestrator.ErrStopped) {
 					s.log.Warn("local agents' last reports not applied before stopping", "err", err)
 				}
 				cancel()
