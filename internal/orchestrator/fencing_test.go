@@ -15,6 +15,26 @@ import (
 	"github.com/hodei-ci/hodei/internal/store"
 )
 
+// singleJob is a pipeline of one job, a, with no retry.
+const singleJob = `name: single
+jobs:
+  a:
+    steps: [{run: "true"}]
+`
+
+// lostAttempt fails the test unless attempt n of the job is recorded lost
+// for the reason why.
+func (h *harness) lostAttempt(jobID string, n int, why string) {
+	h.t.Helper()
+	atts, err := h.st.ListAttempts(context.Background(), jobID)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if len(atts) < n || atts[n-1].State != state.AttemptLost || atts[n-1].Reason != why || atts[n-1].ExitCode != -1 {
+		h.t.Fatalf("attempts %+v; want attempt %d lost: %q", atts, n, why)
+	}
+}
+
 // restart stops the harness's orchestrator and starts a new one with cfg on
 // the same store and NATS, as a server restart does.
 func (h *harness) restart(cfg Config) {
@@ -57,11 +77,7 @@ func TestRestoredWorkersAreFencedUntilTheyHeartbeat(t *testing.T) {
 	w1 := h.worker("w1")
 	// Restart: w1 is known from the store, not heard from.
 	h.restart(Config{WorkerTTL: time.Hour, Tick: 20 * time.Millisecond})
-	run := h.submit(`name: f
-jobs:
-  a:
-    steps: [{run: "true"}]
-`)
+	run := h.submit(singleJob)
 	h.ping()
 	h.ping()
 	if j := h.job(run.ID, "a"); j.State != state.JobQueued {
@@ -126,11 +142,7 @@ jobs:
 func TestGivenUpAttemptIsWithdrawnRefusedAndRecordedTruthfully(t *testing.T) {
 	h := newHarness(t, Config{})
 	w := h.worker("w1")
-	run := h.submit(`name: g
-jobs:
-  a:
-    steps: [{run: "true"}]
-`)
+	run := h.submit(singleJob)
 	d := w.next()
 	if d.Attempt != 1 {
 		t.Fatalf("first dispatch %+v", d)
@@ -177,11 +189,7 @@ jobs:
 func TestServerRestartRequeuesInProcessAttemptsWithoutRetry(t *testing.T) {
 	h := newHarness(t, Config{InProcess: []string{"w1"}})
 	w := h.worker("w1")
-	run := h.submit(`name: s
-jobs:
-  a:
-    steps: [{run: "true"}]
-`)
+	run := h.submit(singleJob)
 	d := w.next()
 	w.status(w.id, d.JobID, 1, bus.StatusRunning, 0)
 	h.waitFor(func() bool { return h.jobState(run.ID, "a")() == state.JobRunning }, "a running")
@@ -199,10 +207,7 @@ jobs:
 	w.status(w.id, d.JobID, 2, bus.StatusRunning, 0)
 	w.status(w.id, d.JobID, 2, bus.StatusSucceeded, 0)
 	h.waitFor(func() bool { return h.jobState(run.ID, "a")() == state.JobSucceeded }, "a succeeded")
-	atts, _ := h.st.ListAttempts(context.Background(), d.JobID)
-	if len(atts) != 2 || atts[0].State != state.AttemptLost || atts[0].Reason != LostServer {
-		t.Fatalf("attempts %+v", atts)
-	}
+	h.lostAttempt(d.JobID, 1, LostServer)
 }
 
 // An attempt a worker hands back (a drain that ran out of time) is an
@@ -210,11 +215,7 @@ jobs:
 func TestHandedBackAttemptIsRequeued(t *testing.T) {
 	h := newHarness(t, Config{})
 	w := h.worker("w1")
-	run := h.submit(`name: h
-jobs:
-  a:
-    steps: [{run: "true"}]
-`)
+	run := h.submit(singleJob)
 	d := w.next()
 	w.status(w.id, d.JobID, 1, bus.StatusRunning, 0)
 	w.status(w.id, d.JobID, 1, bus.StatusLost, -1)
@@ -222,10 +223,7 @@ jobs:
 	if d2.Attempt != 2 {
 		t.Fatalf("after the hand-back: %+v", d2)
 	}
-	atts, _ := h.st.ListAttempts(context.Background(), d.JobID)
-	if len(atts) != 2 || atts[0].State != state.AttemptLost || atts[0].Reason != LostHandedBack {
-		t.Fatalf("attempts %+v", atts)
-	}
+	h.lostAttempt(d.JobID, 1, LostHandedBack)
 	if j := h.job(run.ID, "a"); j.InfraLost != 1 {
 		t.Fatalf("job %+v", j)
 	}
@@ -237,11 +235,7 @@ jobs:
 func TestRunningAttemptMissingFromHeartbeatsIsLost(t *testing.T) {
 	h := newHarness(t, Config{AssignTimeout: 300 * time.Millisecond, Tick: 20 * time.Millisecond})
 	w := h.worker("w1")
-	run := h.submit(`name: m
-jobs:
-  a:
-    steps: [{run: "true"}]
-`)
+	run := h.submit(singleJob)
 	d := w.next()
 	w.status(w.id, d.JobID, 1, bus.StatusRunning, 0)
 	h.waitFor(func() bool { return h.jobState(run.ID, "a")() == state.JobRunning }, "a running")
@@ -253,10 +247,7 @@ jobs:
 	if d2.Attempt != 2 {
 		t.Fatalf("after heartbeats without attempt 1: %+v", d2)
 	}
-	atts, _ := h.st.ListAttempts(context.Background(), d.JobID)
-	if len(atts) != 2 || atts[0].State != state.AttemptLost || atts[0].Reason != LostNotRunning {
-		t.Fatalf("attempts %+v", atts)
-	}
+	h.lostAttempt(d.JobID, 1, LostNotRunning)
 }
 
 // failingStore fails the next Update when told to.
