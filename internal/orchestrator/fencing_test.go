@@ -306,3 +306,27 @@ jobs:
 		t.Fatalf("after the reload: %+v", d3)
 	}
 }
+
+// An assigned job of an in-process worker, without infra_retries or retry,
+// fails at the restart that loses it; its run ends, and the restart does not
+// publish its assignment again.
+func TestServerRestartFailsAJobWithoutInfraRetries(t *testing.T) {
+	h := newHarness(t, Config{InProcess: []string{"w1"}})
+	w := h.worker("w1")
+	run := h.submit(`name: z
+jobs:
+  a:
+    infra_retries: 0
+    steps: [{run: "true"}]
+`)
+	d := w.next() // assigned, not yet running
+	h.restart(Config{InProcess: []string{"w1"}, WorkerTTL: time.Hour})
+	if j := h.job(run.ID, "a"); j.State != state.JobFailed {
+		t.Fatalf("after the restart: %+v", j)
+	}
+	h.lostAttempt(d.JobID, 1, LostServer)
+	r, _ := h.st.GetRun(context.Background(), run.ID)
+	if r.State != state.RunFailed {
+		t.Fatalf("run %s", r.State)
+	}
+}

@@ -190,7 +190,8 @@ func (o *Orchestrator) recover(ctx context.Context, atStart bool) error {
 			}
 		}
 		for _, d := range redispatch {
-			if j := o.jobs[d.JobID]; j.rec.State == state.JobAssigned && j.rec.Attempt == d.Attempt {
+			// Not if it was lost above (its run may even have ended).
+			if j := o.jobs[d.JobID]; j != nil && j.rec.State == state.JobAssigned && j.rec.Attempt == d.Attempt {
 				c.send(j.rec.WorkerID, d)
 			}
 		}
