@@ -36,6 +36,7 @@ Example:
 	workDir := fs.String("work-dir", "", "directory of job workspaces (default: in the temporary directory)")
 	pool := fs.String("pool", "default", "pool the worker belongs to")
 	hb := fs.Duration("heartbeat", time.Second, "period of heartbeats")
+	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM, how long running jobs may finish (no new ones are taken) before they are handed back to the server (requeued, not failed)")
 	once := fs.Bool("once", false, "take one job, then exit (an ephemeral worker)")
 	dockerMode := fs.String("docker", "auto", `jobs with an image: "auto" runs them if a Docker engine answers (DOCKER_HOST or /var/run/docker.sock), "off" refuses them`)
 	containerNet := fs.String("container-network", "", `network of job containers that ask for one (network: true); default: the engine's`)
@@ -100,6 +101,10 @@ Example:
 	if *hb <= 0 {
 		return usageError(fs, "--heartbeat must be positive")
 	}
+	if *drain < 0 {
+		return usageError(fs, "--drain-timeout must be 0 or more")
+	}
+	cfg.DrainTimeout = *drain
 	log, err := lf.logger()
 	if err != nil {
 		return usageError(fs, "%v", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/cli"
 	"github.com/hodei-ci/hodei/internal/client"
 	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/state"
 )
 
 const defaultServer = "http://127.0.0.1:8080"
@@ -213,6 +214,10 @@ Examples:
 		if err != nil {
 			return apiFail("runs", err)
 		}
+		// The jobs with their attempts: how each ended, and why.
+		if jobs, err := c.Jobs(ctx, run.ID); err == nil && len(jobs) == len(run.Jobs) {
+			run.Jobs = jobs
+		}
 		if *asJSON {
 			return printJSON(run)
 		}
@@ -263,6 +268,37 @@ func printRun(w io.Writer, r wire.Run) {
 		rows[i] = []string{j.Key, j.State, fmt.Sprint(j.Attempt), dur, exit, worker, j.Error}
 	}
 	_ = cli.Table(w, []string{"JOB", "STATE", "ATTEMPTS", "DURATION", "EXIT", "WORKER", "ERROR"}, rows)
+	printAttempts(w, r.Jobs)
+}
+
+// printAttempts lists every attempt of the jobs that had more than one, or
+// whose attempt was lost: how each ended, and why.
+func printAttempts(w io.Writer, jobs []wire.Job) {
+	var rows [][]string
+	for _, j := range jobs {
+		if len(j.Attempts) < 2 && (len(j.Attempts) == 0 || j.Attempts[0].State != state.AttemptLost) {
+			continue
+		}
+		for _, a := range j.Attempts {
+			exit, ended := "-", "-"
+			if a.ExitCode != nil {
+				exit = fmt.Sprint(*a.ExitCode)
+			}
+			if a.Reason != "" {
+				ended = a.Reason
+			}
+			worker := a.Worker
+			if worker == "" {
+				worker = "-"
+			}
+			rows = append(rows, []string{j.Key, fmt.Sprint(a.N), a.State, worker, exit, ended})
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	_ = cli.Table(w, []string{"JOB", "ATTEMPT", "STATE", "WORKER", "EXIT", "ENDED"}, rows)
 }
 
 func logsCmd(args []string) int {
@@ -341,19 +377,25 @@ Example:
 func workersCmd(args []string) int {
 	fs := flags("workers", "[flags]", `
 List the workers a server knows: their pool, state, capacity in use, jobs,
-age (since they joined) and last heartbeat.
+age (since they joined) and last heartbeat. Workers lost for more than 10
+minutes are left out unless --all is given.
 
 Example:
   hodei workers --server http://ci.example.com:8080`)
 	server := addServerFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	all := fs.Bool("all", false, "list workers lost long ago too")
 	c, code, ok := clientNoArgs(fs, args, server)
 	if !ok {
 		return code
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	ws, err := c.Workers(ctx)
+	list := c.Workers
+	if *all {
+		list = c.AllWorkers
+	}
+	ws, err := list(ctx)
 	if err != nil {
 		return apiFail("workers", err)
 	}

@@ -33,6 +33,8 @@ Example:
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", `address where the embedded NATS accepts agents ("none": local workers only)`)
 	workers := fs.Int("workers", 2, "number of agents running inside the server (0 for none)")
 	ttl := fs.Duration("worker-ttl", 5*time.Second, "how long a worker may stay silent before its jobs go back to the queue")
+	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM, how long the local workers' running jobs may finish before they are handed back (requeued, not failed)")
+	infra := fs.Int("infra-retries", 2, "new attempts a job gets when attempts are lost to infrastructure (worker lost or restarted, server restarted), without using its retry budget; a job's infra_retries overrides it")
 	poolsFile := fs.String("pools", "", "YAML file of worker pools that the server keeps provisioned (see docs/workers.md)")
 	agentCADir := fs.String("agent-ca-dir", "", `with --pools and --ca: directory of the CA ("hodei ca init") that signs a certificate for each agent the worker manager starts`)
 	autoscaleMode := fs.String("autoscale", "predictive", "with --pools: reactive (queue and idle time), or predictive (also forecasts each pool's demand; reactive while it learns)")
@@ -52,6 +54,16 @@ Example:
 	}
 	if *workers < 0 || *ttl <= 0 {
 		return usageError(fs, "--workers must be 0 or more, and --worker-ttl positive")
+	}
+	if *drain < 0 {
+		return usageError(fs, "--drain-timeout must be 0 or more, got %s", *drain)
+	}
+	if *infra < 0 || *infra > 10 {
+		return usageError(fs, "--infra-retries must be from 0 to 10, got %d", *infra)
+	}
+	infraRetries := *infra
+	if infraRetries == 0 {
+		infraRetries = -1 // none; 0 means the default to the server package
 	}
 	log, err := lf.logger()
 	if err != nil {
@@ -115,6 +127,8 @@ Example:
 		HTTPAddr:      *httpAddr,
 		LocalWorkers:  *workers,
 		WorkerTTL:     *ttl,
+		DrainTimeout:  *drain,
+		InfraRetries:  infraRetries,
 		Logger:        log,
 		Security:      secOpts,
 		Secrets:       secretsOpts,
@@ -143,7 +157,7 @@ Example:
 	}
 	log.Info("hodei server ready", attrs...)
 	<-ctx.Done()
-	log.Info("shutting down")
+	log.Info("shutting down: draining local workers", "drain_timeout", *drain)
 	srv.Close()
 	fmt.Fprintln(os.Stderr, "hodei server: stopped")
 	return exitOK

@@ -67,6 +67,12 @@ type Config struct {
 	// MaxLogBytes is the most output of an attempt that is kept when the
 	// assignment does not say (DefaultMaxLogBytes when zero).
 	MaxLogBytes int64
+	// DrainTimeout is how long Run, once its context ends, lets running
+	// jobs finish (taking no new ones) before it stops those left and
+	// hands them back to the server (StatusLost: the server gives them a
+	// new attempt without charging their retry budget). Zero hands them
+	// back at once.
+	DrainTimeout time.Duration
 }
 
 // Defaults fills what is unset from the machine.
@@ -150,6 +156,12 @@ type Agent struct {
 	draining atomic.Bool
 	hbNow    chan struct{}
 	idle     chan struct{}
+	// stopping: Run's context ended; assignments that arrive now are
+	// handed back at once. ended is signaled whenever a job ends.
+	stopping atomic.Bool
+	ended    chan struct{}
+	// stoppedAt: when Run stopped the jobs left after the drain.
+	stoppedAt atomic.Pointer[time.Time]
 }
 
 type execution struct {
@@ -158,6 +170,10 @@ type execution struct {
 
 // errCanceled is the cause of a job stopped by a cancel message.
 var errCanceled = errors.New("canceled")
+
+// errHandBack is the cause of a job stopped because the agent stops: it is
+// reported as StatusLost, an infrastructure loss, not the job's failure.
+var errHandBack = errors.New("handed back: worker stopped")
 
 // New prepares an agent on a NATS connection. It does not take ownership of
 // the connection.
@@ -187,6 +203,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 		seen:    map[bus.JobRef]time.Time{},
 		hbNow:   make(chan struct{}, 1),
 		idle:    make(chan struct{}, 1),
+		ended:   make(chan struct{}, 1),
 	}, nil
 }
 
@@ -209,8 +226,10 @@ func (a *Agent) Drain() {
 // Draining reports whether Drain was called.
 func (a *Agent) Draining() bool { return a.draining.Load() }
 
-// Run takes and runs jobs until ctx is done. Then it stops taking jobs,
-// cancels those still running, reports them, and returns.
+// Run takes and runs jobs until ctx is done. Then it drains: it takes no new
+// jobs (it says so in its heartbeats, and hands back assignments that still
+// arrive), lets running jobs finish for up to cfg.DrainTimeout, stops those
+// left and hands them back to the server, and returns.
 func (a *Agent) Run(ctx context.Context) error {
 	if err := os.MkdirAll(a.cfg.WorkDir, 0o755); err != nil {
 		return fmt.Errorf("work dir: %w", err)
@@ -229,7 +248,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("agent started", "cpu_milli", a.cfg.CPUMilli, "memory", a.cfg.Memory, "labels", a.cfg.Labels, "pool", a.cfg.Pool)
 
-	hbCtx, stopHB := context.WithCancel(ctx)
+	// Heartbeats go on while the agent drains: a worker silent for the
+	// server's TTL would have its jobs lost while they still run.
+	hbCtx, stopHB := context.WithCancel(context.Background())
 	defer stopHB()
 	hbDone := make(chan struct{})
 	go func() {
@@ -237,10 +258,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.heartbeats(hbCtx)
 	}()
 	a.wait(ctx)
-	stopHB()
-	cc.Stop()
-	cancelJobs(errors.New("agent stopped"))
+	a.stopping.Store(true)
+	a.drainRunning()
+	now := time.Now()
+	a.stoppedAt.Store(&now)
+	cancelJobs(errHandBack)
 	a.wg.Wait()
+	cc.Stop()
+	stopHB()
 	<-hbDone
 	a.log.Info("agent stopped")
 	return nil
@@ -280,6 +305,26 @@ func (a *Agent) wait(ctx context.Context) {
 		select {
 		case a.idle <- struct{}{}:
 		default:
+		}
+	}
+}
+
+// drainRunning waits, for up to cfg.DrainTimeout, for the running jobs to
+// end; the heartbeats say the agent drains meanwhile.
+func (a *Agent) drainRunning() {
+	if a.cfg.DrainTimeout <= 0 || len(a.Running()) == 0 {
+		return
+	}
+	a.Drain()
+	a.log.Info("stopping: letting running jobs finish", "jobs", len(a.Running()), "drain_timeout", a.cfg.DrainTimeout)
+	t := time.NewTimer(a.cfg.DrainTimeout)
+	defer t.Stop()
+	for len(a.Running()) > 0 {
+		select {
+		case <-t.C:
+			a.log.Warn("drain timeout: handing back the jobs left", "jobs", len(a.Running()))
+			return
+		case <-a.ended:
 		}
 	}
 }
@@ -324,6 +369,20 @@ func (a *Agent) onDispatch(jobCtx context.Context, m jetstream.Msg) {
 	ref := bus.JobRef{JobID: d.JobID, Attempt: d.Attempt}
 	switch d.Kind {
 	case bus.KindAssign:
+		if d.BootID != "" && d.BootID != a.bootID {
+			// Made for a previous incarnation of this worker: the server
+			// has lost that attempt (or will, at this incarnation's first
+			// heartbeat). Running it could overlap its next attempt.
+			a.log.Warn("refused an assignment made for a previous start of this agent", "job", d.JobID, "attempt", d.Attempt)
+			_ = m.Ack()
+			return
+		}
+		if a.stopping.Load() {
+			a.log.Info("stopping: handing back an assignment", "job", d.JobID, "attempt", d.Attempt)
+			_ = m.Ack()
+			a.report(d, bus.StatusLost, -1, errHandBack.Error())
+			return
+		}
 		a.mu.Lock()
 		if _, dup := a.seen[ref]; dup {
 			a.mu.Unlock()
@@ -348,6 +407,10 @@ func (a *Agent) onDispatch(jobCtx context.Context, m jetstream.Msg) {
 			delete(a.running, ref)
 			idle := len(a.running) == 0
 			a.mu.Unlock()
+			select {
+			case a.ended <- struct{}{}:
+			default:
+			}
 			if idle && a.cfg.Once {
 				select {
 				case a.idle <- struct{}{}:
@@ -503,6 +566,9 @@ func stopState(err error) string {
 	if errors.Is(err, errCanceled) {
 		return bus.StatusCanceled
 	}
+	if errors.Is(err, errHandBack) {
+		return bus.StatusLost
+	}
 	return bus.StatusFailed
 }
 
@@ -531,10 +597,21 @@ func (a *Agent) confirm(ps []pending, log *slog.Logger) {
 	}
 }
 
-// publishRetry publishes msg until the stream acks it. It gives up only
-// after a minute: by then the server has declared this worker lost anyway.
+// publishRetryFor bounds how long publishRetry tries: long enough for the
+// server to come back from a restart or an upgrade (its agents keep running
+// their jobs meanwhile, and report when it is back); a server that learns of
+// the attempt no other way gives it up as lost.
+const publishRetryFor = 10 * time.Minute
+
+// stopGrace is how long publishRetry still tries once Run has handed back
+// what it ran: a stopping agent does not wait minutes for a server that is
+// away (the server then finds its attempts lost).
+const stopGrace = 10 * time.Second
+
+// publishRetry publishes msg until the stream acks it, for up to
+// publishRetryFor, or stopGrace once the agent is stopping its jobs.
 func (a *Agent) publishRetry(msg *nats.Msg, log *slog.Logger) bool {
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(publishRetryFor)
 	backoff := 50 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -543,7 +620,11 @@ func (a *Agent) publishRetry(msg *nats.Msg, log *slog.Logger) bool {
 		if err == nil {
 			return true
 		}
-		if time.Now().After(deadline) {
+		limit := deadline
+		if at := a.stoppedAt.Load(); at != nil && at.Add(stopGrace).Before(limit) {
+			limit = at.Add(stopGrace)
+		}
+		if time.Now().After(limit) {
 			log.Error("publish failed; giving up", "subject", msg.Subject, "err", err)
 			return false
 		}

@@ -78,6 +78,7 @@ func JobJSON(j store.Job, now time.Time) wire.Job {
 		State:       j.State,
 		Attempt:     j.Attempt,
 		MaxAttempts: j.MaxAttempts,
+		InfraLost:   j.InfraLost,
 		Worker:      j.WorkerID,
 		QueuedAt:    timePtr(j.QueuedAt),
 		StartedAt:   timePtr(j.StartedAt),
@@ -112,6 +113,7 @@ func AttemptJSON(a store.Attempt) wire.Attempt {
 		StartedAt:  timePtr(a.StartedAt),
 		FinishedAt: timePtr(a.FinishedAt),
 		Error:      a.Error,
+		Reason:     a.Reason,
 	}
 	if !a.FinishedAt.IsZero() {
 		code := a.ExitCode

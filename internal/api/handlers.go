@@ -508,10 +508,26 @@ func (a *api) cancel(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, RunJSON(run, jobs, time.Now()))
 }
 
+// LostWorkerAge is how long a lost worker stays in GET /workers after its
+// last heartbeat; past it, only ?all=true lists it.
+const LostWorkerAge = 10 * time.Minute
+
 func (a *api) workers(w http.ResponseWriter, r *http.Request) {
+	all := false
+	if s := r.URL.Query().Get("all"); s != "" {
+		var err error
+		if all, err = strconv.ParseBool(s); err != nil {
+			writeError(w, http.StatusBadRequest, wire.CodeBadRequest, fmt.Sprintf("all=%q: want true or false", s))
+			return
+		}
+	}
 	out := wire.WorkerList{Workers: []wire.Worker{}}
+	now := time.Now()
 	if v := a.d.Orch.View(); v != nil {
 		for _, x := range v.Workers {
+			if !all && (x.State == state.WorkerLost || x.State == state.WorkerGone) && now.Sub(x.LastSeen) > LostWorkerAge {
+				continue
+			}
 			out.Workers = append(out.Workers, wire.Worker{
 				ID: x.ID, Pool: x.Pool, State: x.State, Labels: x.Labels,
 				CPUMilli: x.CPUMilli, MemoryBytes: x.MemoryBytes, GPU: x.GPU,

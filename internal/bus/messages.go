@@ -21,6 +21,11 @@ type Dispatch struct {
 	RunID   string `json:"run_id"`
 	JobID   string `json:"job_id"`
 	Attempt int    `json:"attempt"`
+	// BootID fences the message to one incarnation of the worker: an
+	// agent whose boot id differs (it restarted since the orchestrator
+	// chose it) drops an assignment, and a cancel with a boot id is a
+	// refusal of a report of that incarnation. Empty: any incarnation.
+	BootID string `json:"boot_id,omitempty"`
 	// Spec is the job's pipeline.JobSpec (assign only).
 	Spec json.RawMessage `json:"spec,omitempty"`
 	// Env is what Hodei adds to the job's environment (HODEI_RUN_ID...).
@@ -44,8 +49,14 @@ type Dispatch struct {
 
 // MsgID is the JetStream de-duplication id of a dispatch message: publishing
 // the same assignment twice (after a restart) delivers it once.
+// A cancel aimed at one incarnation (a refusal) has its own id, so that an
+// earlier cancel of the same attempt does not hide it.
 func (d Dispatch) MsgID() string {
-	return d.Kind + "-" + d.JobID + "-" + strconv.Itoa(d.Attempt)
+	id := d.Kind + "-" + d.JobID + "-" + strconv.Itoa(d.Attempt)
+	if d.Kind == KindCancel && d.BootID != "" {
+		id += "-" + d.BootID
+	}
+	return id
 }
 
 // Status values a worker reports for an attempt.
@@ -54,6 +65,10 @@ const (
 	StatusSucceeded = "succeeded"
 	StatusFailed    = "failed"
 	StatusCanceled  = "canceled"
+	// StatusLost hands an attempt back: the worker stopped it for its own
+	// reasons (a drain that ran out of time), not the job's. The
+	// orchestrator counts it as an infrastructure loss.
+	StatusLost = "lost"
 )
 
 // Status is a worker's report on one attempt of a job.

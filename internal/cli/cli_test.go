@@ -85,6 +85,7 @@ func TestPrinter(t *testing.T) {
 		{Type: wire.EventJob, Job: &wire.JobEvent{JobID: "1", JobKey: "build", State: "succeeded", Attempt: 2, At: t0.Add(3200 * time.Millisecond)}},
 		{Type: wire.EventJob, Job: &wire.JobEvent{JobID: "2", JobKey: "test (a)", State: "failed", Error: "step 1: exit status 2", At: t0,
 			StartedAt: ptr(t0.Add(-500 * time.Millisecond))}},
+		{Type: wire.EventJob, Job: &wire.JobEvent{JobID: "3", JobKey: "deploy", State: "queued", Attempt: 1, Error: "lost: worker restarted", At: t0}},
 		{Type: wire.EventJob, Job: &wire.JobEvent{JobID: "3", JobKey: "deploy", State: "skipped", At: t0}},
 		{Type: wire.EventJob, Job: &wire.JobEvent{JobID: "4", JobKey: "late", State: "canceled", At: t0}},
 		{Type: wire.EventEnd, End: &wire.Run{State: "failed"}},
@@ -102,6 +103,7 @@ func TestPrinter(t *testing.T) {
 [build] done
 [build] ✓ succeeded in 1.2s
 [test (a)] ✗ failed: step 1: exit status 2 (500ms)
+[deploy] ↻ attempt 1 lost: worker restarted; running it again
 [deploy] - skipped
 [late] ✗ canceled
 `

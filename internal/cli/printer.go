@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/api/wire"
@@ -70,7 +71,12 @@ func (p *Printer) job(j *wire.JobEvent) error {
 		if j.Attempt == 0 {
 			return nil
 		}
-		// Back in the queue after a failed attempt: a retry.
+		// Back in the queue after a failed attempt (a retry), or one lost
+		// to infrastructure (its error says "lost: ...").
+		if strings.HasPrefix(j.Error, "lost: ") {
+			line = fmt.Sprintf("↻ attempt %d %s; running it again", j.Attempt, j.Error)
+			break
+		}
 		line = fmt.Sprintf("↻ attempt %d failed", j.Attempt)
 		if j.Error != "" {
 			line += ": " + Text(j.Error)

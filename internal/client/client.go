@@ -232,10 +232,19 @@ func (c *Client) Cancel(ctx context.Context, id string) (Run, error) {
 	return r, err
 }
 
-// Workers lists the workers the server knows.
+// Workers lists the workers the server knows, but those lost long ago.
 func (c *Client) Workers(ctx context.Context) ([]Worker, error) {
+	return c.workers(ctx, nil)
+}
+
+// AllWorkers lists the workers the server knows, those lost long ago too.
+func (c *Client) AllWorkers(ctx context.Context) ([]Worker, error) {
+	return c.workers(ctx, url.Values{"all": {"true"}})
+}
+
+func (c *Client) workers(ctx context.Context, q url.Values) ([]Worker, error) {
 	var l wire.WorkerList
-	err := c.getJSON(ctx, http.MethodGet, "/api/v1/workers", nil, nil, "", &l)
+	err := c.getJSON(ctx, http.MethodGet, "/api/v1/workers", q, nil, "", &l)
 	return l.Workers, err
 }
 

@@ -58,18 +58,7 @@ jobs:
 
 	srv2 := start(t, "server-2.log", args...)
 	waitReady(t, a, srv2)
-	eventually(t, 90*time.Second, "every run final", func() (bool, error) {
-		for _, id := range ids {
-			r, err := a.run(ctx, id)
-			if err != nil {
-				return false, err
-			}
-			if !final(r.State) {
-				return false, fmt.Errorf("run %s is %s", id, r.State)
-			}
-		}
-		return true, nil
-	})
+	a.waitFinal(t, ctx, 90*time.Second, ids...)
 	retried := 0
 	for _, id := range ids {
 		r, err := a.run(ctx, id)

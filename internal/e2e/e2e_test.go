@@ -99,6 +99,19 @@ func (p *proc) kill() {
 	<-p.done
 }
 
+// term sends SIGTERM and waits for the process to exit, for at most
+// timeout (then it is killed, and term reports false).
+func (p *proc) term(timeout time.Duration) bool {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(timeout):
+		p.kill()
+		return false
+	}
+}
+
 // api is a minimal client of the REST API for these tests.
 type api struct {
 	base string
@@ -127,15 +140,30 @@ func (a api) do(ctx context.Context, method, path, ctype string, body io.Reader,
 }
 
 type runJSON struct {
-	ID    string `json:"id"`
-	State string `json:"state"`
-	Jobs  []struct {
-		ID      string `json:"id"`
-		Key     string `json:"key"`
-		State   string `json:"state"`
-		Attempt int    `json:"attempt"`
-		Worker  string `json:"worker"`
-	} `json:"jobs"`
+	ID    string    `json:"id"`
+	State string    `json:"state"`
+	Jobs  []jobJSON `json:"jobs"`
+}
+
+type jobJSON struct {
+	ID      string `json:"id"`
+	Key     string `json:"key"`
+	State   string `json:"state"`
+	Attempt int    `json:"attempt"`
+	Worker  string `json:"worker"`
+	Error   string `json:"error"`
+	// Attempts: every try of the job, how it ended and why.
+	Attempts []attemptJSON `json:"attempts"`
+}
+
+type attemptJSON struct {
+	N          int        `json:"n"`
+	Worker     string     `json:"worker"`
+	State      string     `json:"state"`
+	StartedAt  *time.Time `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	ExitCode   *int       `json:"exit_code"`
+	Reason     string     `json:"reason"`
 }
 
 func (a api) submit(ctx context.Context, yaml string) (string, error) {

@@ -144,8 +144,7 @@ func (o *Orchestrator) onCancel(c *change, r *cancelReq) {
 			continue
 		}
 		if state.JobActive(j.rec.State) {
-			c.dispatch = append(c.dispatch, bus.Dispatch{Kind: bus.KindCancel, RunID: rs.rec.ID, JobID: j.rec.ID, Attempt: j.rec.Attempt})
-			c.workerOf[j.rec.ID] = j.rec.WorkerID
+			c.send(j.rec.WorkerID, bus.Dispatch{Kind: bus.KindCancel, RunID: rs.rec.ID, JobID: j.rec.ID, Attempt: j.rec.Attempt})
 			o.endAttempt(c, j, state.JobCanceled, -1, "canceled")
 		}
 		o.finish(c, j, state.JobCanceled, "canceled")
@@ -238,6 +237,7 @@ func (o *Orchestrator) endAttempt(c *change, j *jobState, st string, code int, e
 	j.att.FinishedAt = c.now
 	j.att.ExitCode = code
 	j.att.Error = errMsg
+	j.att.Reason = endReason(st, code, errMsg)
 	c.saveAttempt(j)
 	j.rec.ExitCode = code
 	if st == state.JobSucceeded && !j.att.StartedAt.IsZero() {
@@ -247,6 +247,23 @@ func (o *Orchestrator) endAttempt(c *change, j *jobState, st string, code int, e
 		o.eng.Release(j.rec.ID)
 	}
 	o.release(c, j)
+}
+
+// endReason says in a few words why an attempt ended: "succeeded",
+// "canceled", "exit N", the lost reason ("lost: worker restarted"), or the
+// agent's error when there is no exit code (a timeout, a bad spec).
+func endReason(st string, code int, errMsg string) string {
+	switch {
+	case st == state.AttemptLost && errMsg != "":
+		return errMsg
+	case st == state.JobSucceeded, st == state.JobCanceled:
+		return st
+	case code > 0:
+		return "exit " + strconv.Itoa(code)
+	case errMsg != "":
+		return errMsg
+	}
+	return st
 }
 
 // finish moves a job to a final state and lets its dependents and its run
@@ -367,7 +384,8 @@ func (o *Orchestrator) onStatus(c *change, st bus.Status) {
 	j := o.jobs[st.JobID]
 	if j == nil || st.Attempt != j.rec.Attempt || st.WorkerID != j.rec.WorkerID || !state.JobActive(j.rec.State) {
 		o.drop(c, DropStaleStatus)
-		return // late, duplicate, or of an attempt that was given up
+		o.onStaleStatus(c, j, st) // late, duplicate, or of an attempt that was given up
+		return
 	}
 	switch st.State {
 	case bus.StatusRunning:
@@ -394,6 +412,10 @@ func (o *Orchestrator) onStatus(c *change, st bus.Status) {
 		}
 		o.endAttempt(c, j, state.JobSucceeded, 0, "")
 		o.finish(c, j, state.JobSucceeded, "")
+	case bus.StatusLost:
+		// The worker handed the attempt back (a drain ran out of time):
+		// not the job's failure.
+		o.lose(c, j, LostHandedBack)
 	case bus.StatusFailed, bus.StatusCanceled:
 		msg := st.Error
 		if msg == "" {
@@ -404,10 +426,53 @@ func (o *Orchestrator) onStatus(c *change, st bus.Status) {
 	}
 }
 
+// onStaleStatus handles a report of an attempt that is not the job's
+// current one on that worker. An attempt the orchestrator has given up
+// (lost, canceled, superseded) that still runs meets a refusal: a cancel to
+// the incarnation of the worker that reported it, which kills it at once.
+// A final report of an attempt recorded as lost corrects the history: it
+// says how the attempt really ended.
+func (o *Orchestrator) onStaleStatus(c *change, j *jobState, st bus.Status) {
+	if st.State == bus.StatusRunning {
+		boot := ""
+		if w := o.workers[st.WorkerID]; w != nil {
+			boot = w.rec.BootID
+		}
+		o.log.Warn("refused a report of an attempt given up", "job", st.JobID, "attempt", st.Attempt, "worker", st.WorkerID)
+		c.send(st.WorkerID, bus.Dispatch{Kind: bus.KindCancel, JobID: st.JobID, Attempt: st.Attempt, BootID: boot})
+		return
+	}
+	if j == nil {
+		return
+	}
+	a, ok := j.given[st.Attempt]
+	if !ok || a.WorkerID != st.WorkerID {
+		return
+	}
+	delete(j.given, st.Attempt)
+	switch st.State {
+	case bus.StatusSucceeded:
+		a.State = state.JobSucceeded
+	case bus.StatusCanceled:
+		a.State = state.JobCanceled
+	case bus.StatusFailed:
+		a.State = state.JobFailed
+	default:
+		return
+	}
+	a.ExitCode = st.ExitCode
+	a.Error = st.Error
+	if !st.At.IsZero() {
+		a.FinishedAt = st.At.UTC()
+	}
+	c.attempts[attemptKey{a.JobID, a.N}] = a
+}
+
 // retryOrFail sends a job whose attempt ended badly back to the queue if it
-// has attempts left, and fails it otherwise.
+// has attempts left, and fails it otherwise. Attempts lost to
+// infrastructure within the job's infra_retries do not count.
 func (o *Orchestrator) retryOrFail(c *change, j *jobState, msg string) {
-	if j.rec.Attempt < j.rec.MaxAttempts && !j.run.canceling {
+	if j.rec.Attempt-j.rec.InfraLost < j.rec.MaxAttempts && !j.run.canceling {
 		j.rec.Error = msg
 		if o.setJob(c, j, state.JobQueued) {
 			j.rec.QueuedAt = c.now
@@ -457,12 +522,17 @@ func (o *Orchestrator) syncWorker(w *workerState) {
 		spec.MaxJobs = 1
 	}
 	if !w.synced || !sameWorkerSpec(spec, w.spec) {
+		if !w.synced {
+			// The engine adds a worker schedulable: what we last told
+			// it is true, whatever the worker's state.
+			w.schedulable = true
+		}
 		o.eng.UpsertWorker(spec)
 		w.spec = spec
 		w.synced = true
 		o.dirty = true
 	}
-	ok := (w.rec.State == state.WorkerIdle || w.rec.State == state.WorkerBusy) && !(w.once && w.took)
+	ok := (w.rec.State == state.WorkerIdle || w.rec.State == state.WorkerBusy) && !(w.once && w.took) && !w.fenced
 	if ok != w.schedulable {
 		o.eng.SetSchedulable(w.rec.ID, ok)
 		w.schedulable = ok
@@ -490,12 +560,20 @@ func (o *Orchestrator) onHeartbeat(c *change, hb bus.Heartbeat) {
 		c.workers[w] = true
 		o.log.Info("worker joined", "worker", hb.WorkerID, "cpu_milli", hb.CPUMilli, "memory", hb.Memory, "labels", hb.Labels)
 	}
+	if w.fenced {
+		o.log.Info("worker heard from since the restart", "worker", w.rec.ID, "same_boot", hb.BootID == w.rec.BootID)
+		w.fenced = false
+		o.dirty = true
+	}
 	if w.rec.BootID != "" && hb.BootID != w.rec.BootID {
-		// The agent restarted: what it ran before is gone.
+		// The agent restarted: what it ran before is gone, and what was
+		// sent to its previous incarnation is withdrawn (the new one
+		// would refuse it anyway: assignments carry the boot id).
 		for _, j := range w.jobList() {
-			o.lose(c, j, "worker "+w.rec.ID+" restarted")
+			o.lose(c, j, LostRestarted)
 		}
 		c.workers[w] = true
+		c.purge = append(c.purge, w.rec.ID)
 		w.took = false
 	}
 	w.rec.BootID = hb.BootID
@@ -516,8 +594,7 @@ func (o *Orchestrator) onHeartbeat(c *change, hb bus.Heartbeat) {
 		// stopped on the worker.
 		j := o.jobs[r.JobID]
 		if j == nil || j.rec.Attempt != r.Attempt || j.rec.WorkerID != w.rec.ID || !state.JobActive(j.rec.State) {
-			c.dispatch = append(c.dispatch, bus.Dispatch{Kind: bus.KindCancel, JobID: r.JobID, Attempt: r.Attempt})
-			c.workerOf[r.JobID] = w.rec.ID
+			c.send(w.rec.ID, bus.Dispatch{Kind: bus.KindCancel, JobID: r.JobID, Attempt: r.Attempt, BootID: hb.BootID})
 		}
 	}
 	switch {
@@ -553,18 +630,56 @@ func (w *workerState) jobList() []*jobState {
 	return out
 }
 
-// lose ends the current attempt of a job whose worker is gone; the job goes
-// back to the queue if it has attempts left.
+// Why attempts are lost to infrastructure (Attempt.Reason).
+const (
+	LostPrefix       = "lost: "
+	LostRestarted    = LostPrefix + "worker restarted"
+	LostSilent       = LostPrefix + "worker silent"
+	LostServer       = LostPrefix + "server restarted"
+	LostNotTaken     = LostPrefix + "assignment not taken"
+	LostHandedBack   = LostPrefix + "handed back"
+	LostNotRunning   = LostPrefix + "worker no longer runs it"
+	LostWorkerIsLost = LostPrefix + "worker lost before the restart"
+)
+
+// lose ends the current attempt of a job lost to infrastructure (its worker
+// is gone or restarted, or handed it back). The attempt is recorded as lost,
+// not failed: nobody knows how it ended, and a late report may still say.
+// The job goes back to the queue without using its retry budget while its
+// infra_retries last, then as a failure would.
 func (o *Orchestrator) lose(c *change, j *jobState, why string) {
 	if !state.JobActive(j.rec.State) {
 		return
 	}
 	o.log.Warn("attempt lost", "run", j.rec.RunID, "job", j.rec.ID, "attempt", j.rec.Attempt, "reason", why)
-	o.endAttempt(c, j, state.JobFailed, -1, why)
-	o.retryOrFail(c, j, why)
+	o.endAttempt(c, j, state.AttemptLost, -1, why)
+	if j.given == nil {
+		j.given = map[int]store.Attempt{}
+	}
+	j.given[j.att.N] = j.att
+	if j.rec.InfraLost < o.infraRetries(j) && !j.run.canceling {
+		j.rec.InfraLost++
+		j.rec.Error = why
+		c.dirtyJobs[j] = true
+		if o.setJob(c, j, state.JobQueued) {
+			j.rec.QueuedAt = c.now
+			o.enqueue(j, c.now)
+		}
+	} else {
+		o.retryOrFail(c, j, why)
+	}
 	if o.cfg.Metrics != nil {
 		c.observe = append(c.observe, func() { o.cfg.Metrics.AttemptsLost.Inc() })
 	}
+}
+
+// infraRetries is how many attempts of j may be lost to infrastructure
+// without using its retry budget.
+func (o *Orchestrator) infraRetries(j *jobState) int {
+	if j.spec.InfraRetries != nil {
+		return *j.spec.InfraRetries
+	}
+	return max(o.cfg.InfraRetries, 0)
 }
 
 // checkLeases declares silent workers lost and gives up assignments that
@@ -584,18 +699,42 @@ func (o *Orchestrator) checkLeases(c *change) {
 		if c.now.Sub(w.lastSeen) > o.cfg.WorkerTTL {
 			o.log.Warn("worker lost", "worker", w.rec.ID, "silent_for", c.now.Sub(w.lastSeen).Round(time.Millisecond))
 			for _, j := range w.jobList() {
-				o.lose(c, j, "worker "+w.rec.ID+" lost")
+				o.lose(c, j, LostSilent)
 			}
 			o.setWorker(c, w, state.WorkerLost)
 			c.purge = append(c.purge, w.rec.ID)
 			continue
 		}
 		for _, j := range w.jobList() {
+			o.checkRunning(c, w, j)
 			if j.rec.State == state.JobAssigned && c.now.Sub(j.att.AssignedAt) > o.cfg.AssignTimeout &&
 				w.hbAt.After(j.att.AssignedAt) && !w.running[bus.JobRef{JobID: j.rec.ID, Attempt: j.rec.Attempt}] {
-				o.lose(c, j, "worker "+w.rec.ID+" did not take the assignment")
+				// Withdrawn: if the worker takes it after all, it
+				// finds the cancel first or is refused at its report.
+				c.send(w.rec.ID, bus.Dispatch{Kind: bus.KindCancel, JobID: j.rec.ID, Attempt: j.rec.Attempt, BootID: w.rec.BootID})
+				o.lose(c, j, LostNotTaken)
 			}
 		}
+	}
+}
+
+// checkRunning gives up a running attempt that its worker's heartbeats have
+// left out for longer than AssignTimeout: the worker no longer runs it, and
+// its final report, which would have come before, never will (the agent
+// could not publish it while the server was away for too long).
+func (o *Orchestrator) checkRunning(c *change, w *workerState, j *jobState) {
+	if j.rec.State != state.JobRunning || !w.hbAt.After(j.att.StartedAt) ||
+		w.running[bus.JobRef{JobID: j.rec.ID, Attempt: j.rec.Attempt}] {
+		j.missing = time.Time{}
+		return
+	}
+	if j.missing.IsZero() {
+		j.missing = c.now
+		return
+	}
+	if c.now.Sub(j.missing) > o.cfg.AssignTimeout {
+		j.missing = time.Time{}
+		o.lose(c, j, LostNotRunning)
 	}
 }
 
@@ -643,6 +782,5 @@ func (o *Orchestrator) assign(c *change, j *jobState, w *workerState) {
 	if w.rec.State == state.WorkerIdle {
 		o.setWorker(c, w, state.WorkerBusy)
 	}
-	c.dispatch = append(c.dispatch, bus.Dispatch{Kind: bus.KindAssign, RunID: j.rec.RunID, JobID: j.rec.ID, Attempt: j.rec.Attempt, Spec: j.rec.Spec})
-	c.workerOf[j.rec.ID] = w.rec.ID
+	c.send(w.rec.ID, bus.Dispatch{Kind: bus.KindAssign, RunID: j.rec.RunID, JobID: j.rec.ID, Attempt: j.rec.Attempt, BootID: w.rec.BootID, Spec: j.rec.Spec})
 }

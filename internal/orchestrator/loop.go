@@ -38,7 +38,7 @@ type change struct {
 	logs      []store.LogChunk
 
 	dispatch []bus.Dispatch
-	workerOf map[string]string // job id -> worker, for dispatch subjects
+	workerOf map[string]string // dispatch message id -> worker (see send)
 	purge    []string          // workers whose dispatch subject to purge
 	events   []bus.Event
 	notes    []hub.Note
@@ -50,6 +50,14 @@ type change struct {
 type attemptKey struct {
 	job string
 	n   int
+}
+
+// send queues a dispatch message to a worker, published after the commit.
+// Messages are routed by their id, not their job: one batch may cancel an
+// attempt on one worker and assign the next on another.
+func (c *change) send(worker string, d bus.Dispatch) {
+	c.dispatch = append(c.dispatch, d)
+	c.workerOf[d.MsgID()] = worker
 }
 
 // saveAttempt records the job's current attempt as it is now.
@@ -239,7 +247,7 @@ func (o *Orchestrator) announce(c *change, b *batch) {
 		o.purgeDispatch(w)
 	}
 	for _, d := range c.dispatch {
-		worker := c.workerOf[d.JobID]
+		worker := c.workerOf[d.MsgID()]
 		if j := o.jobs[d.JobID]; o.cfg.Seal != nil && d.Kind == bus.KindAssign && j != nil && len(j.spec.Secrets) > 0 {
 			go o.sealAndPublish(worker, j.run.rec.Tenant, j.spec.Secrets, d)
 			continue

@@ -10,6 +10,15 @@
 // acknowledged to JetStream only after their effects are committed, so a crash
 // at any point redelivers them, and the handlers ignore what they have already
 // applied (a status of an old attempt, or a state the job has passed).
+//
+// Fencing: an attempt runs only while the orchestrator holds it current.
+// Workers restored from the store take no job until they heartbeat with
+// their boot id; assignments carry the boot id they are meant for, and an
+// agent of another boot drops them; a report of an attempt given up is
+// answered with a cancel. Attempts lost to infrastructure (worker silent or
+// restarted, server restarted, attempt handed back) are recorded as "lost"
+// with why, and retried within the job's infra_retries without using its
+// retry budget (see docs/architecture.md).
 package orchestrator
 
 import (
@@ -46,6 +55,9 @@ var (
 	ErrNotOwned = errors.New("run not owned by this orchestrator")
 )
 
+// DefaultInfraRetries is Config.InfraRetries when unset.
+const DefaultInfraRetries = 2
+
 // Config wires an orchestrator.
 type Config struct {
 	Store    store.Store
@@ -62,6 +74,16 @@ type Config struct {
 	// AssignTimeout is how long an assignment may wait for the worker to
 	// take it before the attempt counts as lost (15s by default).
 	AssignTimeout time.Duration
+	// InfraRetries is how many new attempts a job gets when attempts are
+	// lost to infrastructure (worker lost or restarted, server restarted,
+	// attempt handed back), before losses use its retry budget; a job's
+	// infra_retries overrides it. Zero means the default, 2; negative
+	// means none.
+	InfraRetries int
+	// InProcess names the workers that run inside this process: after a
+	// restart their attempts cannot have survived, and are lost at once
+	// ("lost: server restarted") instead of after WorkerTTL.
+	InProcess []string
 	// Tick is the period of lease checks (250ms by default).
 	Tick time.Duration
 	// MaxBatch bounds the inputs applied in one transaction (2048).
@@ -93,6 +115,9 @@ func (c *Config) defaults() {
 	}
 	if c.AssignTimeout == 0 {
 		c.AssignTimeout = 15 * time.Second
+	}
+	if c.InfraRetries == 0 {
+		c.InfraRetries = DefaultInfraRetries
 	}
 	if c.Tick == 0 {
 		c.Tick = 250 * time.Millisecond
@@ -162,6 +187,13 @@ type jobState struct {
 	dependents []*jobState
 	att        store.Attempt // the current attempt
 	seq        uint64        // queue order
+	// missing: since when the worker's heartbeats have left out the
+	// running attempt (zero while they list it).
+	missing time.Time
+	// given holds the attempts given up as lost whose worker may still
+	// report how they really ended: a late final report corrects the
+	// history.
+	given map[int]store.Attempt
 }
 
 type workerState struct {
@@ -179,6 +211,10 @@ type workerState struct {
 	// once: an ephemeral agent (one job in its life); took: it was given
 	// that job (since its last boot).
 	once, took bool
+	// fenced: known from the store but not heard from since this
+	// orchestrator started; it gets no job until it heartbeats, so that
+	// nothing is placed on an incarnation that no longer exists.
+	fenced bool
 	// What the scheduler engine was last told.
 	spec        scheduler.WorkerSpec
 	synced      bool
@@ -242,7 +278,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	for _, d := range history {
 		o.pred.Observe(d.Pipeline+"/"+d.JobKey, d.Ran)
 	}
-	if err := o.recover(ctx); err != nil {
+	if err := o.recover(ctx, true); err != nil {
 		return fmt.Errorf("orchestrator: recover: %w", err)
 	}
 	cons, err := o.js.CreateOrUpdateConsumer(ctx, bus.StreamReports, jetstream.ConsumerConfig{
@@ -279,6 +315,37 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	o.running.Store(true)
 	go o.loop(loopCtx)
 	return nil
+}
+
+// Settle returns once every worker report in the stream has been applied
+// (none pending or awaiting its acknowledgement), or ctx ends. A server
+// calls it after its local agents have stopped, so that what they reported
+// last (an attempt finished or handed back while draining) is applied by
+// this process rather than found by the next one.
+func (o *Orchestrator) Settle(ctx context.Context) error {
+	if !o.running.Load() {
+		return ErrStopped
+	}
+	cons, err := o.js.Consumer(ctx, bus.StreamReports, "orchestrator")
+	if err != nil {
+		return fmt.Errorf("settle: %w", err)
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		info, err := cons.Info(ctx)
+		if err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
+			return nil
+		}
+		if !o.running.Load() {
+			return ErrStopped
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("settle: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // Stop stops consuming and waits for the loop to finish its batch.

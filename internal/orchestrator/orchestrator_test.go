@@ -398,7 +398,7 @@ func TestSilentWorkerIsLostAndItsJobRequeued(t *testing.T) {
 		return false
 	}, "w1 lost")
 	atts, _ := h.st.ListAttempts(context.Background(), d.JobID)
-	if len(atts) != 2 || atts[0].State != state.JobFailed || atts[0].Error == "" {
+	if len(atts) != 2 || atts[0].State != state.AttemptLost || atts[0].Reason != LostSilent {
 		t.Fatalf("attempts %+v", atts)
 	}
 	// w1 comes back still running attempt 1: it is told to cancel it, and
@@ -416,6 +416,15 @@ func TestSilentWorkerIsLostAndItsJobRequeued(t *testing.T) {
 	if j := h.job(run.ID, "a"); j.Attempt != 2 || j.WorkerID != "w2" || j.State != state.JobAssigned {
 		t.Fatalf("job after the lost worker came back: %+v", j)
 	}
+	// The late success does not change the job, but the history says how
+	// attempt 1 really ended, and why it was given up.
+	h.waitFor(func() bool {
+		atts, _ = h.st.ListAttempts(context.Background(), d.JobID)
+		return atts[0].State != state.AttemptLost
+	}, "attempt 1 corrected")
+	if atts[0].State != state.JobSucceeded || atts[0].ExitCode != 0 || atts[0].Reason != LostSilent {
+		t.Fatalf("attempt 1 after its late report: %+v", atts[0])
+	}
 }
 
 func TestRestartedAgentLosesItsAttempts(t *testing.T) {
@@ -424,14 +433,33 @@ func TestRestartedAgentLosesItsAttempts(t *testing.T) {
 	run := h.submit(`name: r
 jobs:
   a:
+    infra_retries: 1
     steps: [{run: "true"}]
 `)
 	d := w.next()
+	if d.BootID != "boot-1" {
+		t.Fatalf("assignment for boot %q, want boot-1", d.BootID)
+	}
 	w.status(w.id, d.JobID, 1, bus.StatusRunning, 0)
 	h.waitFor(func() bool { return h.jobState(run.ID, "a")() == state.JobRunning }, "a running")
 	w.boot = "boot-2"
 	w.heartbeat()
-	// No retries: the attempt lost with the agent's restart fails the job.
+	// The loss is the infrastructure's: a new attempt, for the new
+	// incarnation, without a retry budget.
+	d2 := w.next()
+	if d2.Kind != bus.KindAssign || d2.Attempt != 2 || d2.BootID != "boot-2" {
+		t.Fatalf("after the restart: %+v", d2)
+	}
+	atts, _ := h.st.ListAttempts(context.Background(), d.JobID)
+	if len(atts) != 2 || atts[0].State != state.AttemptLost || atts[0].Reason != LostRestarted || atts[0].ExitCode != -1 {
+		t.Fatalf("attempts %+v", atts)
+	}
+	w.status(w.id, d.JobID, 2, bus.StatusRunning, 0)
+	h.waitFor(func() bool { return h.jobState(run.ID, "a")() == state.JobRunning }, "a running again")
+	// Its infra_retries (1) used up, the next loss is charged like a
+	// failure: no retry left, the job fails.
+	w.boot = "boot-3"
+	w.heartbeat()
 	h.waitFor(func() bool { return h.jobState(run.ID, "a")() == state.JobFailed }, "a failed")
 	r, _ := h.st.GetRun(context.Background(), run.ID)
 	if r.State != state.RunFailed {

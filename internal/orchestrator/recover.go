@@ -18,8 +18,17 @@ import (
 // alive it keeps heartbeating and reporting, and if it is not, its lease
 // expires after WorkerTTL and the jobs go back to the queue. Assignments are
 // published again (JetStream drops the duplicates), since the process may
-// have died between storing an assignment and publishing it.
-func (o *Orchestrator) recover(ctx context.Context) error {
+// have died between storing an assignment and publishing it; they carry the
+// boot id of the incarnation they were made for, so a worker that restarted
+// meanwhile refuses them.
+//
+// Fencing: every worker restored from the store starts unschedulable, and
+// gets no job until it heartbeats (and so tells its current boot id). The
+// attempts of workers that ran inside the previous process (cfg.InProcess)
+// and of workers already lost are lost at once: they cannot be running.
+// That is at a start only (atStart): reload calls recover too, after a failed
+// transaction, while the local agents still run their jobs.
+func (o *Orchestrator) recover(ctx context.Context, atStart bool) error {
 	now := time.Now().UTC()
 	runs, jobs, err := o.cfg.Store.ActiveRuns(ctx)
 	if err != nil {
@@ -38,7 +47,7 @@ func (o *Orchestrator) recover(ctx context.Context) error {
 		if w.State == state.WorkerGone {
 			continue
 		}
-		o.workers[w.ID] = &workerState{rec: w, jobs: map[string]*jobState{}, lastSeen: now, lastSave: now}
+		o.workers[w.ID] = &workerState{rec: w, jobs: map[string]*jobState{}, lastSeen: now, lastSave: now, fenced: true}
 	}
 	byRun := map[string]*runState{}
 	for _, r := range runs {
@@ -113,13 +122,19 @@ func (o *Orchestrator) recover(ctx context.Context) error {
 					if a.N == j.rec.Attempt {
 						j.att = a
 					}
+					if a.State == state.AttemptLost {
+						if j.given == nil {
+							j.given = map[int]store.Attempt{}
+						}
+						j.given[a.N] = a
+					}
 				}
 				if j.att.N == 0 {
 					j.att = store.Attempt{JobID: j.rec.ID, N: j.rec.Attempt, WorkerID: j.rec.WorkerID, State: j.rec.State, AssignedAt: now}
 				}
 				w := o.workers[j.rec.WorkerID]
 				if w == nil {
-					w = &workerState{rec: store.Worker{ID: j.rec.WorkerID, State: state.WorkerIdle, FirstSeen: now}, jobs: map[string]*jobState{}, lastSeen: now, lastSave: now}
+					w = &workerState{rec: store.Worker{ID: j.rec.WorkerID, State: state.WorkerIdle, FirstSeen: now}, jobs: map[string]*jobState{}, lastSeen: now, lastSave: now, fenced: true}
 					o.workers[w.rec.ID] = w
 				}
 				w.jobs[j.rec.ID] = j
@@ -129,7 +144,7 @@ func (o *Orchestrator) recover(ctx context.Context) error {
 				if j.rec.State == state.JobAssigned {
 					// The new assignment timeout starts now.
 					j.att.AssignedAt = now
-					redispatch = append(redispatch, bus.Dispatch{Kind: bus.KindAssign, RunID: j.rec.RunID, JobID: j.rec.ID, Attempt: j.rec.Attempt, Spec: j.rec.Spec})
+					redispatch = append(redispatch, bus.Dispatch{Kind: bus.KindAssign, RunID: j.rec.RunID, JobID: j.rec.ID, Attempt: j.rec.Attempt, BootID: w.rec.BootID, Spec: j.rec.Spec})
 				}
 			}
 		}
@@ -154,6 +169,32 @@ func (o *Orchestrator) recover(ctx context.Context) error {
 	// jobs all ended; finish what the last process could not.
 	err = o.cfg.Store.Update(ctx, func(tx store.Tx) error {
 		c := newChange(tx, now)
+		inProcess := map[string]bool{}
+		for _, id := range o.cfg.InProcess {
+			inProcess[id] = true
+		}
+		for _, w := range o.workers {
+			why := ""
+			switch {
+			case !atStart:
+				continue
+			case inProcess[w.rec.ID]:
+				why = LostServer
+			case w.rec.State == state.WorkerLost:
+				why = LostWorkerIsLost
+			default:
+				continue
+			}
+			for _, j := range w.jobList() {
+				o.lose(c, j, why)
+			}
+		}
+		for _, d := range redispatch {
+			// Not if it was lost above (its run may even have ended).
+			if j := o.jobs[d.JobID]; j != nil && j.rec.State == state.JobAssigned && j.rec.Attempt == d.Attempt {
+				c.send(j.rec.WorkerID, d)
+			}
+		}
 		for _, rs := range o.runs {
 			for _, j := range rs.jobs {
 				if j.rec.State == state.JobPending {
@@ -163,10 +204,6 @@ func (o *Orchestrator) recover(ctx context.Context) error {
 			if rs.open == 0 && !state.RunFinal(rs.rec.State) {
 				o.finishRun(c, rs)
 			}
-		}
-		for _, d := range redispatch {
-			c.dispatch = append(c.dispatch, d)
-			c.workerOf[d.JobID] = o.jobs[d.JobID].rec.WorkerID
 		}
 		if c.err != nil {
 			return c.err
@@ -197,7 +234,7 @@ func (o *Orchestrator) reload(ctx context.Context) error {
 	for id, w := range o.workers {
 		hbs[id] = w
 	}
-	if err := o.recover(ctx); err != nil {
+	if err := o.recover(ctx, false); err != nil {
 		return err
 	}
 	for id, w := range o.workers {
@@ -205,6 +242,8 @@ func (o *Orchestrator) reload(ctx context.Context) error {
 			w.lastSeen = old.lastSeen
 			w.hbAt = old.hbAt
 			w.running = old.running
+			w.fenced = old.fenced
+			o.syncWorker(w)
 		}
 	}
 	return nil

@@ -75,7 +75,10 @@ func (o *Orchestrator) publishView(now time.Time, force bool) {
 			ID: w.rec.ID, Pool: w.rec.Pool, State: w.rec.State, Labels: w.rec.Labels,
 			CPUMilli: w.rec.CPUMilli, MemoryBytes: w.rec.MemoryBytes, GPU: w.rec.GPU,
 			UsedCPUMilli: w.used.cpu, UsedMemory: w.used.mem, UsedGPU: w.used.gpu,
-			Jobs: make([]string, 0, len(w.jobs)), FirstSeen: w.rec.FirstSeen, LastSeen: w.lastSeen,
+			Jobs: make([]string, 0, len(w.jobs)), FirstSeen: w.rec.FirstSeen, LastSeen: w.rec.LastSeen,
+		}
+		if wv.LastSeen.IsZero() {
+			wv.LastSeen = w.lastSeen // known from a job's record only
 		}
 		for id := range w.jobs {
 			wv.Jobs = append(wv.Jobs, id)

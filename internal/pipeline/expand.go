@@ -80,20 +80,21 @@ func expandJob(p *Pipeline, j *Job, vals []string, needs []string) JobSpec {
 		name = substitute(name, mx)
 	}
 	s := JobSpec{
-		Key:      jobKey(j.ID, vals),
-		JobID:    j.ID,
-		Name:     name,
-		Needs:    slices.Clone(needs),
-		If:       j.If,
-		CPUMilli: j.RunsOn.CPUMilli,
-		Memory:   j.RunsOn.MemoryBytes,
-		GPU:      j.RunsOn.GPU,
-		Env:      mergeEnv(p.Env, j.Env, mx),
-		Secrets:  slices.Clone(j.Secrets),
-		Timeout:  j.Timeout,
-		Retry:    j.Retry,
-		Priority: j.Priority,
-		Matrix:   mx,
+		Key:          jobKey(j.ID, vals),
+		JobID:        j.ID,
+		Name:         name,
+		Needs:        slices.Clone(needs),
+		If:           j.If,
+		CPUMilli:     j.RunsOn.CPUMilli,
+		Memory:       j.RunsOn.MemoryBytes,
+		GPU:          j.RunsOn.GPU,
+		Env:          mergeEnv(p.Env, j.Env, mx),
+		Secrets:      slices.Clone(j.Secrets),
+		Timeout:      j.Timeout,
+		Retry:        j.Retry,
+		InfraRetries: j.InfraRetries,
+		Priority:     j.Priority,
+		Matrix:       mx,
 	}
 	if s.If == "" {
 		s.If = Success

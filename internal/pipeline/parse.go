@@ -43,7 +43,7 @@ var (
 var (
 	pipelineFields    = []string{"name", "env", "priority", "concurrency", "jobs"}
 	concurrencyFields = []string{"group", "limit"}
-	jobFields         = []string{"name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "priority", "matrix", "steps"}
+	jobFields         = []string{"name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "steps"}
 	runsOnFields      = []string{"labels", "cpu", "memory", "gpu"}
 	stepFields        = []string{"name", "run", "env", "timeout"}
 )
@@ -443,6 +443,10 @@ func (p *parser) job(e entry) *jobInfo {
 			j.Timeout = p.duration(f.val, fp)
 		case "retry":
 			j.Retry, _ = p.intIn(f.val, fp, 0, MaxRetry)
+		case "infra_retries":
+			if n, ok := p.intIn(f.val, fp, 0, MaxRetry); ok {
+				j.InfraRetries = &n
+			}
 		case "priority":
 			j.Priority, info.prioritySet = p.intIn(f.val, fp, 0, MaxPriority)
 		case "matrix":

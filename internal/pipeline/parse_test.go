@@ -199,6 +199,16 @@ func TestParseVariants(t *testing.T) {
 				t.Errorf("retry = %d", j.Retry)
 			}
 		}},
+		{"infra_retries set", "infra_retries: 0\nsteps: [{run: x}]", func(t *testing.T, j *Job) {
+			if j.InfraRetries == nil || *j.InfraRetries != 0 {
+				t.Errorf("infra_retries = %v, want 0 (set)", j.InfraRetries)
+			}
+		}},
+		{"infra_retries unset: the server's default", "steps: [{run: x}]", func(t *testing.T, j *Job) {
+			if j.InfraRetries != nil {
+				t.Errorf("infra_retries = %d, want unset", *j.InfraRetries)
+			}
+		}},
 		{"explicit priority 0 beats the pipeline's", "priority: 0\nsteps: [{run: x}]", func(t *testing.T, j *Job) {
 			if j.Priority != 0 {
 				t.Errorf("priority = %d, want 0", j.Priority)

@@ -70,13 +70,16 @@ type Job struct {
 	Env     map[string]string
 	// Secrets are the names of the secrets the job receives as
 	// environment variables, resolved when an attempt is dispatched.
-	Secrets  []string
-	Timeout  time.Duration // 0 = no limit
-	Retry    int           // 0..10
-	Priority int
-	Matrix   *Matrix
-	Steps    []Step
-	Line     int // line of the job's key, for messages
+	Secrets []string
+	Timeout time.Duration // 0 = no limit
+	Retry   int           // 0..10
+	// InfraRetries (0..10) bounds the new attempts given when an attempt
+	// is lost to infrastructure; nil takes the server's default.
+	InfraRetries *int
+	Priority     int
+	Matrix       *Matrix
+	Steps        []Step
+	Line         int // line of the job's key, for messages
 }
 
 // Matrix is a map of axis name to values; it expands into the cartesian product.
@@ -120,12 +123,14 @@ type JobSpec struct {
 	Env     map[string]string `json:"env,omitempty"` // pipeline env merged under job env
 	// Secrets are names only: values are resolved at dispatch, for one
 	// attempt, and never stored with the job.
-	Secrets  []string          `json:"secrets,omitempty"`
-	Timeout  time.Duration     `json:"timeout,omitempty"`
-	Retry    int               `json:"retry"`
-	Priority int               `json:"priority"`
-	Matrix   map[string]string `json:"matrix,omitempty"`
-	Steps    []StepSpec        `json:"steps"`
+	Secrets []string      `json:"secrets,omitempty"`
+	Timeout time.Duration `json:"timeout,omitempty"`
+	Retry   int           `json:"retry"`
+	// InfraRetries: see Job.InfraRetries (nil: the server's default).
+	InfraRetries *int              `json:"infra_retries,omitempty"`
+	Priority     int               `json:"priority"`
+	Matrix       map[string]string `json:"matrix,omitempty"`
+	Steps        []StepSpec        `json:"steps"`
 }
 
 // StepSpec is a step with matrix values substituted.

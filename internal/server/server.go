@@ -60,7 +60,13 @@ type Options struct {
 	WorkDir           string
 	WorkerTTL         time.Duration
 	HeartbeatInterval time.Duration
-	Logger            *slog.Logger
+	// DrainTimeout is how long Close lets the jobs of local agents finish
+	// before it hands them back (see agent.Config.DrainTimeout).
+	DrainTimeout time.Duration
+	// InfraRetries: see orchestrator.Config.InfraRetries (0: the default,
+	// 2; negative: none).
+	InfraRetries int
+	Logger       *slog.Logger
 	// Security turns on authentication, authorization and audit of the API.
 	Security SecurityOptions
 	// Secrets and transport security (see secrets.go).
@@ -197,8 +203,12 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		NC:        s.nc,
 		Hub:       s.Hub,
 		WorkerTTL: o.WorkerTTL,
-		Metrics:   orchestrator.NewMetrics(s.Registry),
-		Logger:    o.Logger,
+		// Local agents die with this process: after a restart, what
+		// they ran is lost at once.
+		InProcess:    s.localAgentIDs(),
+		InfraRetries: o.InfraRetries,
+		Metrics:      orchestrator.NewMetrics(s.Registry),
+		Logger:       o.Logger,
 		// Every assignment carries the limit, so that remote agents
 		// apply the server's.
 		MaxLogBytes: cmp.Or(o.MaxLogBytes, agent.DefaultMaxLogBytes),
@@ -241,12 +251,10 @@ func (s *Server) startAgents() error {
 	if workDir == "" {
 		workDir = filepath.Join(o.DataDir, "work")
 	}
-	host, _ := os.Hostname()
-	host = sanitizeToken(host)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.agentCtx = cancel
-	for i := 1; i <= n; i++ {
-		id := fmt.Sprintf("%s-local-%d", host, i)
+	for i, id := range s.localAgentIDs() {
+		i++
 		nc, err := s.agentConn(id)
 		if err != nil {
 			return fmt.Errorf("server: local agent: %w", err)
@@ -259,6 +267,7 @@ func (s *Server) startAgents() error {
 			Memory:            mem,
 			WorkDir:           filepath.Join(workDir, strconv.Itoa(i)),
 			HeartbeatInterval: o.HeartbeatInterval,
+			DrainTimeout:      o.DrainTimeout,
 			Logger:            s.log,
 			Containers:        s.containerRuntime(),
 			ContainerNetwork:  o.ContainerNetwork,
@@ -278,6 +287,18 @@ func (s *Server) startAgents() error {
 		}()
 	}
 	return nil
+}
+
+// localAgentIDs are the ids of the agents run inside this process:
+// HOST-local-1, HOST-local-2...
+func (s *Server) localAgentIDs() []string {
+	host, _ := os.Hostname()
+	host = sanitizeToken(host)
+	ids := make([]string, 0, max(s.opts.LocalWorkers, 0))
+	for i := 1; i <= s.opts.LocalWorkers; i++ {
+		ids = append(ids, fmt.Sprintf("%s-local-%d", host, i))
+	}
+	return ids
 }
 
 // sanitizeToken makes a host name usable in a subject token.
@@ -334,7 +355,9 @@ func (s *Server) WaitForWorkers(ctx context.Context, n int) error {
 func (s *Server) HTTPAddr() string { return s.httpAddr }
 
 // Close stops the API, the local agents, the orchestrator, the bus and the
-// store, in that order.
+// store, in that order. The local agents drain first (Options.DrainTimeout):
+// they take no new job, let those running finish, and hand back the rest,
+// while the orchestrator still runs to requeue them.
 func (s *Server) Close() {
 	s.closed.Do(func() {
 		if s.httpSrv != nil {
@@ -345,15 +368,24 @@ func (s *Server) Close() {
 			cancel()
 		}
 		s.closeSecurity()
-		s.closeSecrets()
 		s.closePools()
 		if s.agentCtx != nil {
 			s.agentCtx()
 			s.agentWG.Wait()
+			if s.Orch != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				if err := s.Orch.Settle(ctx); err != nil && !errors.Is(err, orchestrator.ErrStopped) {
+					s.log.Warn("local agents' last reports not applied before stopping", "err", err)
+				}
+				cancel()
+			}
 		}
 		if s.Orch != nil {
 			s.Orch.Stop()
 		}
+		// After the orchestrator: it seals the secrets of what it places
+		// while the local agents drain.
+		s.closeSecrets()
 		if s.nc != nil {
 			_ = s.nc.Drain()
 		}

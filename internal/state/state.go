@@ -27,6 +27,12 @@ const (
 	JobSkipped   = "skipped"
 )
 
+// AttemptLost is the state of an attempt given up because of
+// infrastructure (its worker lost or restarted, the server restarted): it is
+// an attempt's state only, never a job's. Attempts otherwise take the job
+// states assigned, running, succeeded, failed and canceled.
+const AttemptLost = "lost"
+
 // Worker states.
 const (
 	WorkerProvisioning = "provisioning"

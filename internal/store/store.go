@@ -58,6 +58,10 @@ type Job struct {
 	FinishedAt  time.Time
 	ExitCode    int
 	Error       string
+	// InfraLost counts the attempts lost to infrastructure (a worker lost
+	// or restarted, a server restart): they use the job's infra_retries,
+	// not its retry budget.
+	InfraLost int
 }
 
 // Attempt is one try of a job on one worker.
@@ -71,6 +75,9 @@ type Attempt struct {
 	FinishedAt time.Time
 	ExitCode   int
 	Error      string
+	// Reason says why the attempt ended: "succeeded", "exit N",
+	// "canceled", "lost: worker restarted"... (empty while it runs).
+	Reason string
 }
 
 // LogChunk is a batch of output of one attempt. Seq starts at 1 and grows by

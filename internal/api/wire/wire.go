@@ -28,19 +28,22 @@ func (r Run) Duration() time.Duration { return seconds(r.DurationSeconds) }
 
 // Job is one job of a run.
 type Job struct {
-	ID          string     `json:"id"`
-	RunID       string     `json:"run_id"`
-	Key         string     `json:"key"`
-	Name        string     `json:"name"`
-	Index       int        `json:"index"`
-	Needs       []string   `json:"needs"`
-	State       string     `json:"state"`
-	Attempt     int        `json:"attempt"`
-	MaxAttempts int        `json:"max_attempts"`
-	Worker      string     `json:"worker,omitempty"`
-	QueuedAt    *time.Time `json:"queued_at,omitempty"`
-	StartedAt   *time.Time `json:"started_at,omitempty"`
-	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+	ID          string   `json:"id"`
+	RunID       string   `json:"run_id"`
+	Key         string   `json:"key"`
+	Name        string   `json:"name"`
+	Index       int      `json:"index"`
+	Needs       []string `json:"needs"`
+	State       string   `json:"state"`
+	Attempt     int      `json:"attempt"`
+	MaxAttempts int      `json:"max_attempts"`
+	// InfraLost counts the attempts lost to infrastructure: they do not
+	// use the retry budget (MaxAttempts counts only the others).
+	InfraLost  int        `json:"infra_lost,omitempty"`
+	Worker     string     `json:"worker,omitempty"`
+	QueuedAt   *time.Time `json:"queued_at,omitempty"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
 	// ExitCode is set once an attempt of the job has ended.
 	ExitCode *int   `json:"exit_code,omitempty"`
 	Error    string `json:"error,omitempty"`
@@ -72,6 +75,11 @@ type Attempt struct {
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
 	ExitCode   *int       `json:"exit_code,omitempty"`
 	Error      string     `json:"error,omitempty"`
+	// Reason says why the attempt ended: "succeeded", "exit 1",
+	// "canceled", "lost: worker restarted", "lost: worker silent",
+	// "lost: server restarted", "lost: handed back"... State "lost" means
+	// the attempt was given up because of infrastructure, not the job.
+	Reason string `json:"reason,omitempty"`
 }
 
 // RunList is a page of runs, newest first. Next is the Before cursor of the

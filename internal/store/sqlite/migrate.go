@@ -20,8 +20,11 @@ import (
 var ErrSchemaTooNew = errors.New("database schema is newer than this binary")
 
 // migrationFiles holds the schema migrations, named NNNN_description.sql.
-// NNNN is the version; versions start at 1 and have no gaps. A migration, once
-// released, is never edited: changes go into a new file.
+// NNNN is the version; versions start at 1 and are unique. They may have
+// gaps: branches developed side by side each take a number, and a database
+// gets every migration it lacks, in order, whatever numbers it already has
+// (so 0004 merged after a database took 0005 is still applied). A migration,
+// once released, is never edited: changes go into a new file.
 //
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -60,18 +63,22 @@ func parseMigrations(fsys fs.FS, dir string) ([]migration, error) {
 		ms = append(ms, migration{version: v, name: name, sql: string(b)})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migrations: %s: version %d, want %d (versions start at 1 and have no gaps or duplicates)", m.name, m.version, i+1)
-		}
-	}
 	if len(ms) == 0 {
 		return nil, errors.New("migrations: none found")
+	}
+	if ms[0].version != 1 {
+		return nil, fmt.Errorf("migrations: %s: version %d, want 1 (versions start at 1)", ms[0].name, ms[0].version)
+	}
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("migrations: %s and %s: duplicate version %d", ms[i-1].name, ms[i].name, ms[i].version)
+		}
 	}
 	return ms, nil
 }
 
-// migrate applies the migrations of ms that db lacks, in order, in one
+// migrate applies the migrations of ms that db lacks (by version, not only
+// those above its highest), in order, in one
 // transaction, recording each in schema_migrations; so a database is either
 // fully migrated or left as it was. It returns the versions it applied.
 func migrate(ctx context.Context, db *sql.DB, ms []migration, now func() time.Time) (applied []int, err error) {
@@ -91,16 +98,21 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration, now func() time.Ti
 	)`); err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
-	var current int
-	if err := tx.QueryRowContext(ctx, "SELECT coalesce(max(version), 0) FROM schema_migrations").Scan(&current); err != nil {
-		return nil, fmt.Errorf("migrate: %w", err)
+	done, err := appliedVersions(ctx, tx)
+	if err != nil {
+		return nil, err
 	}
-	latest := ms[len(ms)-1].version
-	if current > latest {
-		return nil, fmt.Errorf("migrate: database has schema version %d, this binary knows up to %d: %w", current, latest, ErrSchemaTooNew)
+	known := map[int]bool{}
+	for _, m := range ms {
+		known[m.version] = true
+	}
+	for v := range done {
+		if !known[v] {
+			return nil, fmt.Errorf("migrate: database has schema version %d, which this binary does not know (it knows up to %d): %w", v, ms[len(ms)-1].version, ErrSchemaTooNew)
+		}
 	}
 	for _, m := range ms {
-		if m.version <= current {
+		if done[m.version] {
 			continue
 		}
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
@@ -115,4 +127,25 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration, now func() time.Ti
 		return nil, fmt.Errorf("migrate: commit: %w", err)
 	}
 	return applied, nil
+}
+
+// appliedVersions reads the versions recorded in schema_migrations.
+func appliedVersions(ctx context.Context, tx *sql.Tx) (map[int]bool, error) {
+	rows, err := tx.QueryContext(ctx, "SELECT version FROM schema_migrations")
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	defer rows.Close()
+	done := map[int]bool{}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("migrate: %w", err)
+		}
+		done[v] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	return done, nil
 }

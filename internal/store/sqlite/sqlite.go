@@ -260,8 +260,8 @@ func (s *Store) closeAll() error {
 // Column lists, in the order the scan functions read them.
 const (
 	runCols     = "id, pipeline, file, tenant, priority, state, source, created_at, started_at, finished_at, error, concurrency_group, concurrency_limit"
-	jobCols     = "id, run_id, job_key, name, idx, state, spec, attempt, max_attempts, worker_id, queued_at, started_at, finished_at, exit_code, error"
-	attemptCols = "job_id, n, worker_id, state, assigned_at, started_at, finished_at, exit_code, error"
+	jobCols     = "id, run_id, job_key, name, idx, state, spec, attempt, max_attempts, worker_id, queued_at, started_at, finished_at, exit_code, error, infra_lost"
+	attemptCols = "job_id, n, worker_id, state, assigned_at, started_at, finished_at, exit_code, error, reason"
 	logCols     = "job_id, attempt, seq, step, data, at"
 	workerCols  = "id, pool, state, labels, cpu_milli, memory_bytes, gpu, boot_id, first_seen, last_seen"
 )
@@ -311,7 +311,7 @@ func scanRun(sc scanner) (store.Run, error) {
 func scanJob(sc scanner) (store.Job, error) {
 	var j store.Job
 	var queued, started, finished int64
-	err := sc.Scan(&j.ID, &j.RunID, &j.Key, &j.Name, &j.Index, &j.State, &j.Spec, &j.Attempt, &j.MaxAttempts, &j.WorkerID, &queued, &started, &finished, &j.ExitCode, &j.Error)
+	err := sc.Scan(&j.ID, &j.RunID, &j.Key, &j.Name, &j.Index, &j.State, &j.Spec, &j.Attempt, &j.MaxAttempts, &j.WorkerID, &queued, &started, &finished, &j.ExitCode, &j.Error, &j.InfraLost)
 	j.QueuedAt, j.StartedAt, j.FinishedAt = decTime(queued), decTime(started), decTime(finished)
 	return j, err
 }
@@ -319,7 +319,7 @@ func scanJob(sc scanner) (store.Job, error) {
 func scanAttempt(sc scanner) (store.Attempt, error) {
 	var a store.Attempt
 	var assigned, started, finished int64
-	err := sc.Scan(&a.JobID, &a.N, &a.WorkerID, &a.State, &assigned, &started, &finished, &a.ExitCode, &a.Error)
+	err := sc.Scan(&a.JobID, &a.N, &a.WorkerID, &a.State, &assigned, &started, &finished, &a.ExitCode, &a.Error, &a.Reason)
 	a.AssignedAt, a.StartedAt, a.FinishedAt = decTime(assigned), decTime(started), decTime(finished)
 	return a, err
 }

@@ -185,7 +185,7 @@ func TestParseMigrations(t *testing.T) {
 		want  []int // nil: an error
 	}{
 		{"ordered", []string{"m/0002_b.sql", "m/0001_a.sql", "m/0003_c.sql", "m/README.md"}, []int{1, 2, 3}},
-		{"gap", []string{"m/0001_a.sql", "m/0003_c.sql"}, nil},
+		{"gap", []string{"m/0001_a.sql", "m/0003_c.sql"}, []int{1, 3}},
 		{"duplicate", []string{"m/0001_a.sql", "m/0001_b.sql"}, nil},
 		{"not starting at 1", []string{"m/0002_a.sql"}, nil},
 		{"bad name", []string{"m/0001_a.sql", "m/two_b.sql"}, nil},
@@ -544,5 +544,45 @@ func TestCloseTwice(t *testing.T) {
 	mustClose(t, s)
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// A migration numbered below one the database already has (merged later
+// from a branch developed beside it) is still applied, once.
+func TestMigrateAppliesAGapFilledLater(t *testing.T) {
+	db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "gap.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	file := func(q string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(q)} }
+	first := fstest.MapFS{
+		"m/0001_a.sql": file("CREATE TABLE a (x INTEGER);"),
+		"m/0003_c.sql": file("CREATE TABLE c (x INTEGER);"),
+	}
+	later := fstest.MapFS{
+		"m/0001_a.sql": first["m/0001_a.sql"],
+		"m/0002_b.sql": file("CREATE TABLE b (x INTEGER);"),
+		"m/0003_c.sql": first["m/0003_c.sql"],
+	}
+	now := func() time.Time { return time.Unix(1, 0) }
+	for _, step := range []struct {
+		fs   fstest.MapFS
+		want []int
+	}{{first, []int{1, 3}}, {later, []int{2}}, {later, nil}} {
+		ms, err := parseMigrations(step.fs, "m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		applied, err := migrate(context.Background(), db, ms, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(applied, step.want) {
+			t.Fatalf("applied %v, want %v", applied, step.want)
+		}
+	}
+	if _, err := db.Exec("INSERT INTO b (x) VALUES (1)"); err != nil {
+		t.Fatalf("table of the late migration: %v", err)
 	}
 }

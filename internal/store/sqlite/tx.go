@@ -27,21 +27,21 @@ var writeSQL = [numWriteStmts]string{
 	stmtInsertRun: `INSERT INTO runs (` + runCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 	stmtUpdateRun: `UPDATE runs SET pipeline = ?, file = ?, tenant = ?, priority = ?, state = ?, source = ?,
 		created_at = ?, started_at = ?, finished_at = ?, error = ?, concurrency_group = ?, concurrency_limit = ? WHERE id = ?`,
-	stmtInsertJob: `INSERT INTO jobs (` + jobCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	stmtInsertJob: `INSERT INTO jobs (` + jobCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 	stmtUpdateJob: `UPDATE jobs SET run_id = ?, job_key = ?, name = ?, idx = ?, state = ?, spec = ?, attempt = ?,
-		max_attempts = ?, worker_id = ?, queued_at = ?, started_at = ?, finished_at = ?, exit_code = ?, error = ?
+		max_attempts = ?, worker_id = ?, queued_at = ?, started_at = ?, finished_at = ?, exit_code = ?, error = ?, infra_lost = ?
 		WHERE id = ?`,
 	// stmtUpdateJobState is stmtUpdateJob for the usual case, where the
 	// job's run, key and index are those it was inserted with: it leaves
 	// them out of the SET list, so SQLite does not delete and reinsert the
 	// job's entry in index jobs_run_idx on every update.
 	stmtUpdateJobState: `UPDATE jobs SET name = ?, state = ?, spec = ?, attempt = ?, max_attempts = ?, worker_id = ?,
-		queued_at = ?, started_at = ?, finished_at = ?, exit_code = ?, error = ?
+		queued_at = ?, started_at = ?, finished_at = ?, exit_code = ?, error = ?, infra_lost = ?
 		WHERE id = ? AND run_id = ? AND job_key = ? AND idx = ?`,
-	stmtUpsertAttempt: `INSERT INTO attempts (` + attemptCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+	stmtUpsertAttempt: `INSERT INTO attempts (` + attemptCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (job_id, n) DO UPDATE SET worker_id = excluded.worker_id, state = excluded.state,
 		assigned_at = excluded.assigned_at, started_at = excluded.started_at, finished_at = excluded.finished_at,
-		exit_code = excluded.exit_code, error = excluded.error`,
+		exit_code = excluded.exit_code, error = excluded.error, reason = excluded.reason`,
 	stmtInsertLog: `INSERT INTO log_chunks (` + logCols + `) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (job_id, attempt, seq) DO NOTHING`,
 	stmtUpsertWorker: `INSERT INTO workers (` + workerCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -159,7 +159,7 @@ func (t *tx) UpdateRun(r store.Run) error {
 func (t *tx) InsertJobs(jobs []store.Job) error {
 	for _, j := range jobs {
 		_, err := t.exec(stmtInsertJob, j.ID, j.RunID, j.Key, j.Name, j.Index, j.State, j.Spec, j.Attempt,
-			j.MaxAttempts, j.WorkerID, encTime(j.QueuedAt), encTime(j.StartedAt), encTime(j.FinishedAt), j.ExitCode, j.Error)
+			j.MaxAttempts, j.WorkerID, encTime(j.QueuedAt), encTime(j.StartedAt), encTime(j.FinishedAt), j.ExitCode, j.Error, j.InfraLost)
 		if err != nil {
 			return fmt.Errorf("sqlite: insert job %s of run %s: %w", j.ID, j.RunID, constraintErr(err))
 		}
@@ -172,14 +172,14 @@ func (t *tx) InsertJobs(jobs []store.Job) error {
 func (t *tx) UpdateJob(j store.Job) error {
 	queued, started, finished := encTime(j.QueuedAt), encTime(j.StartedAt), encTime(j.FinishedAt)
 	res, err := t.exec(stmtUpdateJobState, j.Name, j.State, j.Spec, j.Attempt, j.MaxAttempts, j.WorkerID,
-		queued, started, finished, j.ExitCode, j.Error, j.ID, j.RunID, j.Key, j.Index)
+		queued, started, finished, j.ExitCode, j.Error, j.InfraLost, j.ID, j.RunID, j.Key, j.Index)
 	if err == nil {
 		err = affected(res)
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		// Missing, or its run, key or index changed: replace everything.
 		res, err = t.exec(stmtUpdateJob, j.RunID, j.Key, j.Name, j.Index, j.State, j.Spec, j.Attempt,
-			j.MaxAttempts, j.WorkerID, queued, started, finished, j.ExitCode, j.Error, j.ID)
+			j.MaxAttempts, j.WorkerID, queued, started, finished, j.ExitCode, j.Error, j.InfraLost, j.ID)
 		if err == nil {
 			err = affected(res)
 		}
@@ -194,7 +194,7 @@ func (t *tx) UpdateJob(j store.Job) error {
 // error wrapping store.ErrNotFound if the job does not exist.
 func (t *tx) UpsertAttempt(a store.Attempt) error {
 	_, err := t.exec(stmtUpsertAttempt, a.JobID, a.N, a.WorkerID, a.State,
-		encTime(a.AssignedAt), encTime(a.StartedAt), encTime(a.FinishedAt), a.ExitCode, a.Error)
+		encTime(a.AssignedAt), encTime(a.StartedAt), encTime(a.FinishedAt), a.ExitCode, a.Error, a.Reason)
 	if err != nil {
 		return fmt.Errorf("sqlite: upsert attempt %d of job %s: %w", a.N, a.JobID, constraintErr(err))
 	}

@@ -120,6 +120,7 @@ func newJob(runID, key string, index int, st string) store.Job {
 		FinishedAt:  at(12),
 		ExitCode:    2,
 		Error:       "exit status 2",
+		InfraLost:   1,
 	}
 }
 
@@ -619,6 +620,7 @@ func testAttempts(t *testing.T, s store.Store) {
 	a1.FinishedAt = at(3)
 	a1.ExitCode = 137
 	a1.Error = "worker lost"
+	a1.Reason = "lost: worker silent"
 	update(t, s, func(tx store.Tx) error { return tx.UpsertAttempt(a1) })
 	got, err = s.ListAttempts(ctx, "job-a")
 	if err != nil {
