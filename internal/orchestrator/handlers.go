@@ -344,6 +344,8 @@ func (o *Orchestrator) onStatus(c *change, st bus.Status) {
 	if j == nil || st.Attempt != j.rec.Attempt || st.WorkerID != j.rec.WorkerID || !state.JobActive(j.rec.State) {
 		return // late, duplicate, or of an attempt that was given up
 	}
+	// What the attempt used comes with its final status (saved by endAttempt).
+	j.att.PeakMemory, j.att.CPUTime = st.PeakMemory, st.CPUTime
 	switch st.State {
 	case bus.StatusRunning:
 		if j.rec.State != state.JobAssigned {

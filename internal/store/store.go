@@ -71,6 +71,10 @@ type Attempt struct {
 	FinishedAt time.Time
 	ExitCode   int
 	Error      string
+	// PeakMemory (bytes) and CPUTime are what the attempt used, measured
+	// in its cgroup; zero when the worker could not measure them.
+	PeakMemory int64
+	CPUTime    time.Duration
 }
 
 // LogChunk is a batch of output of one attempt. Seq starts at 1 and grows by

@@ -72,6 +72,10 @@ type Attempt struct {
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
 	ExitCode   *int       `json:"exit_code,omitempty"`
 	Error      string     `json:"error,omitempty"`
+	// PeakMemory (bytes) and CPUSeconds are what the attempt used, measured
+	// in its cgroup; absent when its worker could not measure them.
+	PeakMemory *int64   `json:"peak_memory_bytes,omitempty"`
+	CPUSeconds *float64 `json:"cpu_seconds,omitempty"`
 }
 
 // RunList is a page of runs, newest first. Next is the Before cursor of the
