@@ -206,7 +206,13 @@ Examples:
 		if *asJSON {
 			return printJSON(run)
 		}
-		printRun(os.Stdout, run)
+		// The jobs with their attempts: each attempt's worker, exit code,
+		// peak memory and CPU time.
+		jobs, err := c.Jobs(ctx, run.ID)
+		if err != nil {
+			return apiFail("runs", err)
+		}
+		printRun(os.Stdout, run, jobs)
 		return exitOK
 	}
 	l, err := c.ListRuns(ctx, client.ListOptions{State: *st, Tenant: *tenant, Limit: *limit, Before: *before})
@@ -229,7 +235,7 @@ Examples:
 	return exitOK
 }
 
-func printRun(w io.Writer, r wire.Run) {
+func printRun(w io.Writer, r wire.Run, jobs []wire.Job) {
 	fmt.Fprintf(w, "run       %s\npipeline  %s (%s)\ntenant    %s\nstate     %s\ncreated   %s\nduration  %s\n",
 		r.ID, r.Pipeline, r.File, r.Tenant, r.State, cli.FormatTime(r.CreatedAt), cli.FormatDuration(r.Duration()))
 	if r.Error != "" {
@@ -253,6 +259,8 @@ func printRun(w io.Writer, r wire.Run) {
 		rows[i] = []string{j.Key, j.State, fmt.Sprint(j.Attempt), dur, exit, worker, j.Error}
 	}
 	_ = cli.Table(w, []string{"JOB", "STATE", "ATTEMPTS", "DURATION", "EXIT", "WORKER", "ERROR"}, rows)
+	fmt.Fprintln(w)
+	_ = cli.AttemptsTable(w, jobs)
 }
 
 func logsCmd(args []string) int {
