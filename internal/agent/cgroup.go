@@ -76,11 +76,11 @@ func (c *attemptCgroup) newOOMKills() bool {
 	if c == nil {
 		return false
 	}
-	s, err := c.g.Stats()
-	if err != nil || s.OOMKills <= c.ooms {
+	n, err := c.g.OOMKills()
+	if err != nil || n <= c.ooms {
 		return false
 	}
-	c.ooms = s.OOMKills
+	c.ooms = n
 	return true
 }
 

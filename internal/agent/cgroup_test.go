@@ -254,3 +254,31 @@ func killPid(pid int) error {
 	}
 	return nil
 }
+
+// BenchmarkAttempt runs a one-step attempt ("true") with and without its
+// cgroup: the difference is the per-attempt cost of the group (create,
+// limits, join, kill, stats, remove) and of holding the step until it joins.
+func BenchmarkAttempt(b *testing.B) {
+	for _, off := range []bool{true, false} {
+		name := "cgroup"
+		if off {
+			name = "no-cgroup"
+		}
+		b.Run(name, func(b *testing.B) {
+			cfg := Config{ID: fmt.Sprintf("cgbench-%d", os.Getpid()), WorkDir: b.TempDir(), BaseEnv: testEnv, NoCgroups: off,
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			cfg.Defaults()
+			a := &Agent{cfg: cfg, log: cfg.Logger}
+			a.initCgroups()
+			if !off && a.cg == nil {
+				b.Fatal("no cgroups on this machine")
+			}
+			spec := pipeline.JobSpec{Steps: steps("true")}
+			for b.Loop() {
+				if st, _, msg, _ := runAttempt(context.Background(), a, spec, attemptOut{newWatchWriter()}); st != bus.StatusSucceeded {
+					b.Fatal(st, msg)
+				}
+			}
+		})
+	}
+}

@@ -341,6 +341,23 @@ func (g *Group) Stats() (Stats, error) {
 	return s, nil
 }
 
+// OOMKills is Stats().OOMKills, read alone: the number of processes the
+// kernel killed in the group at its memory limit.
+func (g *Group) OOMKills() (int64, error) {
+	var n int64
+	var err error
+	switch {
+	case g.m.version == V1 && g.dirs["memory"] != "":
+		n, err = readKeyed(g.dirs["memory"], "memory.oom_control", "oom_kill")
+	case g.m.version == V2 && slices.Contains(g.m.v2ctl, "memory"):
+		n, err = readKeyed(g.dir, "memory.events", "oom_kill")
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cgroup %s: oom kills: %w", g.name, err)
+	}
+	return n, nil
+}
+
 // Remove deletes the group, which must be empty (Kill it first). A group
 // that does not exist is removed.
 func (g *Group) Remove() error {

@@ -304,6 +304,9 @@ func TestMemoryLimitOOMKills(t *testing.T) {
 	if s.OOMKills < 1 {
 		t.Fatalf("no OOM kill counted: %+v", s)
 	}
+	if n, err := g.OOMKills(); err != nil || n != s.OOMKills {
+		t.Fatalf("OOMKills() = %d, %v; Stats says %d", n, err, s.OOMKills)
+	}
 	if s.PeakMemory < limit/2 || s.PeakMemory > limit {
 		t.Fatalf("peak memory %d, limit %d", s.PeakMemory, limit)
 	}

@@ -44,7 +44,7 @@ func (g *Group) create(l Limits) error {
 		return g.createV2(l)
 	}
 	for _, d := range g.dirs {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := mkdir(d); err != nil {
 			return err
 		}
 	}
@@ -59,9 +59,7 @@ func (g *Group) create(l Limits) error {
 		}
 	}
 	if d, ok := g.dirs["cpu"]; ok && l.CPUMilli > 0 {
-		if err := writeFile(d, "cpu.cfs_period_us", strconv.Itoa(cfsPeriod)); err != nil {
-			return fmt.Errorf("cpu period: %w", err)
-		}
+		// A new group's period is the kernel's default, cfsPeriod.
 		if err := writeFile(d, "cpu.cfs_quota_us", strconv.FormatInt(cpuQuota(l.CPUMilli), 10)); err != nil {
 			return fmt.Errorf("cpu quota: %w", err)
 		}
@@ -135,6 +133,19 @@ func (g *Group) waitFrozen(fz string, deadline time.Time) {
 		time.Sleep(pause)
 		pause = min(pause*2, 20*time.Millisecond)
 	}
+}
+
+// mkdir makes a group's directory, and its parents only when missing
+// (the common case, one mkdir, is what every attempt pays).
+func mkdir(d string) error {
+	err := os.Mkdir(d, 0o755)
+	if errors.Is(err, os.ErrNotExist) {
+		err = os.MkdirAll(d, 0o755)
+	}
+	if err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	return nil
 }
 
 func (g *Group) statsV1() (Stats, error) {
