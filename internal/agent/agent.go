@@ -247,6 +247,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	cancelJobs(errors.New("agent stopped"))
 	a.wg.Wait()
 	<-hbDone
+	a.removeWorkerCgroup()
 	a.log.Info("agent stopped")
 	return nil
 }

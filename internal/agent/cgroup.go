@@ -108,6 +108,24 @@ func (c *attemptCgroup) end() cgroup.Stats {
 	return s
 }
 
+// removeWorkerCgroup removes the agent's own directory of groups once it
+// holds none: an agent that stops leaves nothing behind.
+func (a *Agent) removeWorkerCgroup() {
+	if a.cg == nil {
+		return
+	}
+	if kids, err := a.cg.Children(a.cfg.ID); err != nil || len(kids) > 0 {
+		return
+	}
+	g, err := a.cg.Open(a.cfg.ID)
+	if err == nil {
+		err = g.Remove()
+	}
+	if err != nil {
+		a.log.Warn("remove the agent's cgroup", "err", err)
+	}
+}
+
 // cleanLeftoverCgroups kills what a previous run of this agent left in the
 // groups of its attempts, and removes them.
 func (a *Agent) cleanLeftoverCgroups() {

@@ -37,10 +37,10 @@ func cgAgent(t *testing.T, id string) *Agent {
 	a := &Agent{cfg: cfg, log: cfg.Logger}
 	a.initCgroups()
 	if a.cg == nil {
-		if _, err := cgroup.New(cgroup.Options{}); err != nil {
-			t.Fatalf("no cgroups on this machine: %v", err)
-		}
+		_, err := cgroup.New(cgroup.Options{})
+		t.Fatalf("no cgroups on this machine: %v", err)
 	}
+	t.Cleanup(a.removeWorkerCgroup)
 	return a
 }
 
@@ -273,6 +273,7 @@ func BenchmarkAttempt(b *testing.B) {
 			if !off && a.cg == nil {
 				b.Fatal("no cgroups on this machine")
 			}
+			b.Cleanup(a.removeWorkerCgroup)
 			spec := pipeline.JobSpec{Steps: steps("true")}
 			for b.Loop() {
 				if st, _, msg, _ := runAttempt(context.Background(), a, spec, attemptOut{newWatchWriter()}); st != bus.StatusSucceeded {
