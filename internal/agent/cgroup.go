@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -132,25 +131,11 @@ func (a *Agent) cleanLeftoverCgroups() {
 	if a.cg == nil {
 		return
 	}
-	names, err := a.cg.Children(a.cfg.ID)
+	n, err := a.cg.KillTree(a.cfg.ID)
 	if err != nil {
 		a.log.Warn("leftover cgroups", "err", err)
-		return
 	}
-	for _, n := range names {
-		g, err := a.cg.Open(n)
-		if err != nil {
-			a.log.Warn("leftover cgroup", "name", n, "err", err)
-			continue
-		}
-		pids, _ := g.Procs()
-		err = errors.Join(g.Kill(), g.Remove())
-		if err != nil {
-			a.log.Warn("leftover cgroup", "name", n, "err", err)
-			continue
-		}
-		if len(pids) > 0 {
-			a.log.Warn("killed processes left by a previous run", "cgroup", n, "processes", len(pids))
-		}
+	if n > 0 {
+		a.log.Warn("killed processes left by a previous run", "processes", n)
 	}
 }

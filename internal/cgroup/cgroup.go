@@ -169,6 +169,32 @@ func (m *Manager) String() string {
 	return fmt.Sprintf("cgroup v1 at %s (%s)", m.v1["freezer"], strings.Join(ctls, ", "))
 }
 
+// KillTree kills every process in the group name and in the groups under
+// it, and removes them all: what an agent killed with SIGKILL left behind.
+// It returns how many processes were in them. A name that does not exist
+// holds nothing.
+func (m *Manager) KillTree(name string) (int, error) {
+	kids, err := m.Children(name)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, k := range kids {
+		c, err := m.KillTree(k)
+		n += c
+		errs = append(errs, err)
+	}
+	g, err := m.group(name)
+	if err != nil {
+		return n, err
+	}
+	pids, _ := g.Procs()
+	n += len(pids)
+	errs = append(errs, g.Kill(), g.Remove())
+	return n, errors.Join(errs...)
+}
+
 // Group is one control group.
 type Group struct {
 	m    *Manager

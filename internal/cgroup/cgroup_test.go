@@ -434,6 +434,45 @@ func TestLeftoversFoundByANewManager(t *testing.T) {
 	}
 }
 
+func TestKillTree(t *testing.T) {
+	for _, tc := range versions[:2] {
+		t.Run(tc.name, func(t *testing.T) {
+			m := manager(t, tc.v, false)
+			var daemons []int
+			for _, name := range []string{"agent-9/a-1", "agent-9/b-1"} {
+				g, err := m.Create(name, Limits{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				h := startHeld(t, `setsid sleep 300 >/dev/null 2>&1 </dev/null & echo $!`)
+				if err := g.Add(h.cmd.Process.Pid); err != nil {
+					t.Fatal(err)
+				}
+				h.release(t)
+				daemons = append(daemons, h.readPid(t))
+				if err := h.cmd.Wait(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n, err := m.KillTree("agent-9")
+			if err != nil || n != 2 {
+				t.Fatalf("KillTree = %d, %v; want 2 processes", n, err)
+			}
+			for _, p := range daemons {
+				requireDead(t, p, 2*time.Second)
+			}
+			for _, d := range dirsOf(m, "agent-9") {
+				if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+					t.Fatalf("%s still there: %v", d, err)
+				}
+			}
+			if n, err := m.KillTree("agent-9"); err != nil || n != 0 {
+				t.Fatalf("KillTree of nothing = %d, %v", n, err)
+			}
+		})
+	}
+}
+
 func parentOf(m *Manager) string {
 	if m.version == V2 {
 		return m.v2
