@@ -139,8 +139,10 @@ type Agent struct {
 	// seal opens the secrets of assignments; its public half goes out in
 	// heartbeats. It is made at every start and lives in memory only.
 	seal *sealed.KeyPair
-	// cg makes the cgroup of each attempt; nil when the machine has none.
-	cg *cgroup.Manager
+	// cg makes the cgroup of each attempt, under cgName; nil when the
+	// machine has none.
+	cg     *cgroup.Manager
+	cgName string
 
 	mu        sync.Mutex
 	running   map[bus.JobRef]*execution

@@ -1,8 +1,11 @@
 package agent
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strconv"
 
 	"github.com/hodei-ci/hodei/internal/bus"
@@ -27,7 +30,22 @@ func (a *Agent) initCgroups() {
 		return
 	}
 	a.cg = m
-	a.log.Info("every attempt in its own cgroup", "cgroup", m.String())
+	a.cgName = CgroupName(a.cfg.ID, a.cfg.WorkDir)
+	a.log.Info("every attempt in its own cgroup", "cgroup", m.String(), "group", a.cgName)
+}
+
+// CgroupName is the group, under the cgroup parent, that holds the groups
+// of the attempts of agent id with work dir workDir. The work dir is in the
+// name so that agents of one id with different work dirs on one machine
+// (the local workers of two servers) never touch each other's groups,
+// while an agent started again with the same id and work dir finds its
+// leftovers.
+func CgroupName(id, workDir string) string {
+	if abs, err := filepath.Abs(workDir); err == nil {
+		workDir = abs
+	}
+	sum := sha256.Sum256([]byte(workDir))
+	return id + "-" + hex.EncodeToString(sum[:4])
 }
 
 // attemptCgroup is the cgroup of one attempt; a nil one does nothing.
@@ -55,7 +73,7 @@ func (a *Agent) newAttemptCgroup(d bus.Dispatch, spec pipeline.JobSpec, log *slo
 }
 
 func (a *Agent) attemptCgroupName(jobID string, attempt int) string {
-	return a.cfg.ID + "/" + jobID + "-" + strconv.Itoa(attempt)
+	return a.cgName + "/" + jobID + "-" + strconv.Itoa(attempt)
 }
 
 // joinAttemptCgroup puts a step's process in its attempt's group. It is
@@ -113,10 +131,10 @@ func (a *Agent) removeWorkerCgroup() {
 	if a.cg == nil {
 		return
 	}
-	if kids, err := a.cg.Children(a.cfg.ID); err != nil || len(kids) > 0 {
+	if kids, err := a.cg.Children(a.cgName); err != nil || len(kids) > 0 {
 		return
 	}
-	g, err := a.cg.Open(a.cfg.ID)
+	g, err := a.cg.Open(a.cgName)
 	if err == nil {
 		err = g.Remove()
 	}
@@ -131,7 +149,7 @@ func (a *Agent) cleanLeftoverCgroups() {
 	if a.cg == nil {
 		return
 	}
-	n, err := a.cg.KillTree(a.cfg.ID)
+	n, err := a.cg.KillTree(a.cgName)
 	if err != nil {
 		a.log.Warn("leftover cgroups", "err", err)
 	}

@@ -27,12 +27,15 @@ var cgAgentSeq atomic.Int64
 
 // cgAgent is an agent, without NATS, that runs attempts in cgroups; the
 // test fails where the machine has none (these tests run as root).
-func cgAgent(t *testing.T, id string) *Agent {
+func cgAgent(t *testing.T, id, workDir string) *Agent {
 	t.Helper()
 	if id == "" {
 		id = fmt.Sprintf("cgtest-%d-%d", os.Getpid(), cgAgentSeq.Add(1))
 	}
-	cfg := Config{ID: id, WorkDir: t.TempDir(), BaseEnv: testEnv, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if workDir == "" {
+		workDir = t.TempDir()
+	}
+	cfg := Config{ID: id, WorkDir: workDir, BaseEnv: testEnv, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	cfg.Defaults()
 	a := &Agent{cfg: cfg, log: cfg.Logger}
 	a.initCgroups()
@@ -77,7 +80,7 @@ const daemonStep = `setsid sh -c 'while :; do sleep 1; done' & echo "bg $!"`
 
 func TestAttemptEndKillsSetsidDaemon(t *testing.T) {
 	t.Parallel()
-	a := cgAgent(t, "")
+	a := cgAgent(t, "", "")
 	out := attemptOut{newWatchWriter()}
 	st, _, msg, _ := runAttempt(context.Background(), a, pipeline.JobSpec{Steps: steps(daemonStep)}, out)
 	if st != bus.StatusSucceeded {
@@ -90,7 +93,7 @@ func TestAttemptEndKillsSetsidDaemon(t *testing.T) {
 
 func TestCancelKillsSetsidDaemon(t *testing.T) {
 	t.Parallel()
-	a := cgAgent(t, "")
+	a := cgAgent(t, "", "")
 	out := attemptOut{newWatchWriter()}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	done := make(chan string, 1)
@@ -109,7 +112,7 @@ func TestCancelKillsSetsidDaemon(t *testing.T) {
 
 func TestTimeoutKillsSetsidDaemon(t *testing.T) {
 	t.Parallel()
-	a := cgAgent(t, "")
+	a := cgAgent(t, "", "")
 	out := attemptOut{newWatchWriter()}
 	spec := pipeline.JobSpec{Steps: steps(daemonStep + "; sleep 600"), Timeout: time.Second}
 	st, _, msg, _ := runAttempt(context.Background(), a, spec, out)
@@ -124,7 +127,8 @@ func TestTimeoutKillsSetsidDaemon(t *testing.T) {
 func TestAgentStartKillsLeftoverGroups(t *testing.T) {
 	t.Parallel()
 	id := fmt.Sprintf("cgtest-left-%d", os.Getpid())
-	a := cgAgent(t, id)
+	workDir := t.TempDir()
+	a := cgAgent(t, id, workDir)
 	// What an agent killed by SIGKILL leaves: an attempt's group with a
 	// daemon in it (the daemon is held until it is in the group).
 	g := a.newAttemptCgroup(bus.Dispatch{JobID: "job-x", Attempt: 3}, pipeline.JobSpec{CPUMilli: 100, Memory: 64 << 20}, a.log)
@@ -153,18 +157,25 @@ func TestAgentStartKillsLeftoverGroups(t *testing.T) {
 	if !alive(pid) {
 		t.Fatal("daemon not running")
 	}
-	// The agent starts again with the same id.
-	b := cgAgent(t, id)
+	// An agent of the same id with another work dir (another server's
+	// local worker on this machine) leaves it alone.
+	other := cgAgent(t, id, "")
+	other.cleanLeftovers()
+	if !alive(pid) {
+		t.Fatal("an agent with another work dir killed the daemon")
+	}
+	// The agent starts again with the same id and work dir.
+	b := cgAgent(t, id, workDir)
 	b.cleanLeftovers()
 	requireDead(t, pid, 2*time.Second)
-	if kids, _ := b.cg.Children(id); len(kids) != 0 {
+	if kids, _ := b.cg.Children(b.cgName); len(kids) != 0 {
 		t.Fatalf("groups left: %v", kids)
 	}
 }
 
 func TestMemoryLimitOOMKillsStep(t *testing.T) {
 	t.Parallel()
-	a := cgAgent(t, "")
+	a := cgAgent(t, "", "")
 	out := attemptOut{newWatchWriter()}
 	spec := pipeline.JobSpec{Memory: 32 << 20, Steps: steps(`x=$(head -c 200000000 /dev/zero | tr '\0' a); echo ${#x}`)}
 	spec.Steps[0].Name = "hog"
@@ -179,7 +190,7 @@ func TestMemoryLimitOOMKillsStep(t *testing.T) {
 
 func TestAFailedStepAfterASurvivedOOMIsNotBlamedOnMemory(t *testing.T) {
 	t.Parallel()
-	a := cgAgent(t, "")
+	a := cgAgent(t, "", "")
 	spec := pipeline.JobSpec{Memory: 32 << 20, Steps: steps(`(x=$(head -c 200000000 /dev/zero | tr '\0' a)) || true`, "exit 3")}
 	st, code, msg, _ := runAttempt(context.Background(), a, spec, attemptOut{newWatchWriter()})
 	if st != bus.StatusFailed || code != 3 || strings.Contains(msg, "memory") {
@@ -189,7 +200,7 @@ func TestAFailedStepAfterASurvivedOOMIsNotBlamedOnMemory(t *testing.T) {
 
 func TestAttemptReportsCPUTimeAndPeakMemory(t *testing.T) {
 	t.Parallel()
-	a := cgAgent(t, "")
+	a := cgAgent(t, "", "")
 	spec := pipeline.JobSpec{Memory: 256 << 20, Steps: steps(
 		`i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done`,
 		`x=$(head -c 40000000 /dev/zero | tr '\0' a); echo ${#x}`,

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hodei-ci/hodei/internal/agent"
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/cgroup"
 )
@@ -126,7 +127,7 @@ func (p *LocalProcess) removeLeftovers() {
 		}
 		dir := filepath.Join(poolDir, e.Name())
 		killSteps(dir)
-		p.killAttempts(e.Name())
+		p.killAttempts(e.Name(), dir)
 		if err := os.RemoveAll(dir); err != nil {
 			p.logWarn("remove the directory of a previous worker", "dir", dir, "err", err)
 			continue
@@ -145,13 +146,13 @@ func (p *LocalProcess) logWarn(msg string, args ...any) {
 }
 
 // killAttempts kills every process left in the cgroups of the attempts of
-// worker id (an agent that dies, even by SIGKILL, leaves its steps' setsid
-// daemons there) and removes the groups.
-func (p *LocalProcess) killAttempts(id string) {
+// worker id, whose directory is dir (an agent that dies, even by SIGKILL,
+// leaves its steps' setsid daemons there) and removes the groups.
+func (p *LocalProcess) killAttempts(id, dir string) {
 	if p.cg == nil {
 		return
 	}
-	n, err := p.cg.KillTree(id)
+	n, err := p.cg.KillTree(agent.CgroupName(id, filepath.Join(dir, "work")))
 	if err != nil {
 		p.logWarn("kill what a worker's attempts left", "worker", id, "err", err)
 	}
@@ -329,7 +330,7 @@ func (p *LocalProcess) run(w *localProc, cmd *exec.Cmd, started chan<- error) {
 	// An agent that stopped cleanly left nothing; one that was killed left
 	// its attempts' processes, which go now, not when a worker of the same
 	// id starts again.
-	p.killAttempts(w.id)
+	p.killAttempts(w.id, w.dir)
 	// Create holds the lock until it has reported the worker: its events
 	// come first.
 	p.mu.Lock()
