@@ -30,6 +30,7 @@ Example:
 	natsURL := fs.String("nats", "", "URL of an external NATS server (default: run one embedded)")
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", `address where the embedded NATS accepts agents ("none": local workers only)`)
 	workers := fs.Int("workers", 2, "number of agents running inside the server (0 for none)")
+	noCgroups := fs.Bool("no-cgroups", false, "run the attempts of local workers without a cgroup each (no cpu/memory limits, no usage)")
 	ttl := fs.Duration("worker-ttl", 5*time.Second, "how long a worker may stay silent before its jobs go back to the queue")
 	poolsFile := fs.String("pools", "", "YAML file of worker pools that the server keeps provisioned (see docs/workers.md)")
 	agentCADir := fs.String("agent-ca-dir", "", `with --pools and --ca: directory of the CA ("hodei ca init") that signs a certificate for each agent the worker manager starts`)
@@ -117,6 +118,7 @@ Example:
 		Pools:         poolCfg,
 		Scaler:        scaler,
 		AgentCA:       agentCA,
+		NoCgroups:     *noCgroups,
 	})
 	if err != nil {
 		return fail("server", err)

@@ -88,6 +88,9 @@ type Options struct {
 	Docker string
 	// ContainerNetwork is the network of job containers that ask for one.
 	ContainerNetwork string
+	// NoCgroups runs the attempts of the server's local workers without a
+	// cgroup each (see agent.Config.NoCgroups).
+	NoCgroups bool
 }
 
 // Server is a running Hodei server.
@@ -251,6 +254,7 @@ func (s *Server) startAgents() error {
 			Logger:            s.log,
 			Containers:        s.containerRuntime(),
 			ContainerNetwork:  o.ContainerNetwork,
+			NoCgroups:         o.NoCgroups,
 		})
 		if err != nil {
 			nc.Close()

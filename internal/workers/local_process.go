@@ -219,6 +219,9 @@ func (p *LocalProcess) args(spec WorkerSpec, dir string) []string {
 	if spec.Ephemeral {
 		args = append(args, "--once")
 	}
+	if p.env.NoCgroups {
+		args = append(args, "--no-cgroups")
+	}
 	return args
 }
 
