@@ -1,10 +1,9 @@
 // Package agent is the worker process: it takes assignments from its own
 // dispatch subject, runs each job's steps in a fresh workspace (and, where
-// the machine has cgroups, each attempt in a cgroup of its own: see
-// package cgroup), streams their output in batches, reports status, and
-// sends heartbeats. It talks to the
-// server only through NATS, so an agent on another machine joins the fleet
-// with nothing but a NATS URL.
+// the machine has cgroups, each attempt in a cgroup of its own: see package
+// cgroup), streams their output in batches, reports status, and sends
+// heartbeats. It talks to the server only through NATS, so an agent on
+// another machine joins the fleet with nothing but a NATS URL.
 package agent
 
 import (
