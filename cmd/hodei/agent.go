@@ -39,6 +39,7 @@ Example:
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM, how long running jobs may finish (no new ones are taken) before they are handed back to the server (requeued, not failed)")
 	once := fs.Bool("once", false, "take one job, then exit (an ephemeral worker)")
 	dockerMode := fs.String("docker", "auto", `jobs with an image: "auto" runs them if a Docker engine answers (DOCKER_HOST or /var/run/docker.sock), "off" refuses them`)
+	noCgroups := fs.Bool("no-cgroups", false, "run attempts without a cgroup each (no cpu/memory limits, no usage; steps stopped by process group only)")
 	containerNet := fs.String("container-network", "", `network of job containers that ask for one (network: true); default: the engine's`)
 	tf := addTLSFlags(fs, "the agent's certificate (\"hodei ca issue agent ID\"); its id is the default --id",
 		"CA of the server's certificate (with --tls-cert and --tls-key: mutual TLS)")
@@ -50,7 +51,7 @@ Example:
 	if len(pos) > 0 {
 		return usageError(fs, "unexpected argument %q", pos[0])
 	}
-	cfg := agent.Config{ID: *id, Pool: *pool, WorkDir: *workDir, HeartbeatInterval: *hb, Once: *once, ContainerNetwork: *containerNet}
+	cfg := agent.Config{ID: *id, Pool: *pool, WorkDir: *workDir, HeartbeatInterval: *hb, Once: *once, ContainerNetwork: *containerNet, NoCgroups: *noCgroups}
 	tlsCfg, err := tf.agentTLS()
 	if err != nil {
 		return usageError(fs, "%v", err)

@@ -17,7 +17,6 @@ import (
 	"github.com/hodei-ci/hodei/internal/cli"
 	"github.com/hodei-ci/hodei/internal/client"
 	"github.com/hodei-ci/hodei/internal/pipeline"
-	"github.com/hodei-ci/hodei/internal/state"
 )
 
 const defaultServer = "http://127.0.0.1:8080"
@@ -221,7 +220,13 @@ Examples:
 		if *asJSON {
 			return printJSON(run)
 		}
-		printRun(os.Stdout, run)
+		// The jobs with their attempts: each attempt's worker, exit code,
+		// peak memory and CPU time.
+		jobs, err := c.Jobs(ctx, run.ID)
+		if err != nil {
+			return apiFail("runs", err)
+		}
+		printRun(os.Stdout, run, jobs)
 		return exitOK
 	}
 	l, err := c.ListRuns(ctx, client.ListOptions{State: *st, Tenant: *tenant, Limit: *limit, Before: *before})
@@ -244,7 +249,7 @@ Examples:
 	return exitOK
 }
 
-func printRun(w io.Writer, r wire.Run) {
+func printRun(w io.Writer, r wire.Run, jobs []wire.Job) {
 	fmt.Fprintf(w, "run       %s\npipeline  %s (%s)\ntenant    %s\nstate     %s\ncreated   %s\nduration  %s\n",
 		cli.Text(r.ID), cli.Text(r.Pipeline), cli.Text(r.File), cli.Text(r.Tenant), cli.Text(r.State), cli.FormatTime(r.CreatedAt), cli.FormatDuration(r.Duration()))
 	if r.Error != "" {
@@ -268,37 +273,8 @@ func printRun(w io.Writer, r wire.Run) {
 		rows[i] = []string{j.Key, j.State, fmt.Sprint(j.Attempt), dur, exit, worker, j.Error}
 	}
 	_ = cli.Table(w, []string{"JOB", "STATE", "ATTEMPTS", "DURATION", "EXIT", "WORKER", "ERROR"}, rows)
-	printAttempts(w, r.Jobs)
-}
-
-// printAttempts lists every attempt of the jobs that had more than one, or
-// whose attempt was lost: how each ended, and why.
-func printAttempts(w io.Writer, jobs []wire.Job) {
-	var rows [][]string
-	for _, j := range jobs {
-		if len(j.Attempts) < 2 && (len(j.Attempts) == 0 || j.Attempts[0].State != state.AttemptLost) {
-			continue
-		}
-		for _, a := range j.Attempts {
-			exit, ended := "-", "-"
-			if a.ExitCode != nil {
-				exit = fmt.Sprint(*a.ExitCode)
-			}
-			if a.Reason != "" {
-				ended = a.Reason
-			}
-			worker := a.Worker
-			if worker == "" {
-				worker = "-"
-			}
-			rows = append(rows, []string{j.Key, fmt.Sprint(a.N), a.State, worker, exit, ended})
-		}
-	}
-	if len(rows) == 0 {
-		return
-	}
 	fmt.Fprintln(w)
-	_ = cli.Table(w, []string{"JOB", "ATTEMPT", "STATE", "WORKER", "EXIT", "ENDED"}, rows)
+	_ = cli.AttemptsTable(w, jobs)
 }
 
 func logsCmd(args []string) int {

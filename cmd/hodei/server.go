@@ -32,6 +32,7 @@ Example:
 	natsURL := fs.String("nats", "", "URL of an external NATS server (default: run one embedded)")
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", `address where the embedded NATS accepts agents ("none": local workers only)`)
 	workers := fs.Int("workers", 2, "number of agents running inside the server (0 for none)")
+	noCgroups := fs.Bool("no-cgroups", false, "run the attempts of local workers without a cgroup each (no cpu/memory limits, no usage)")
 	ttl := fs.Duration("worker-ttl", 5*time.Second, "how long a worker may stay silent before its jobs go back to the queue")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM, how long the local workers' running jobs may finish before they are handed back (requeued, not failed)")
 	infra := fs.Int("infra-retries", 2, "new attempts a job gets when attempts are lost to infrastructure (worker lost or restarted, server restarted), without using its retry budget; a job's infra_retries overrides it")
@@ -140,6 +141,7 @@ Example:
 		AgentCA:       agentCA,
 		Limits:        limits,
 		MaxLogBytes:   maxLog,
+		NoCgroups:     *noCgroups,
 	})
 	if err != nil {
 		return fail("server", err)

@@ -1,8 +1,9 @@
 // Package agent is the worker process: it takes assignments from its own
-// dispatch subject, runs each job's steps in a fresh workspace, streams their
-// output in batches, reports status, and sends heartbeats. It talks to the
-// server only through NATS, so an agent on another machine joins the fleet
-// with nothing but a NATS URL.
+// dispatch subject, runs each job's steps in a fresh workspace (and, where
+// the machine has cgroups, each attempt in a cgroup of its own: see package
+// cgroup), streams their output in batches, reports status, and sends
+// heartbeats. It talks to the server only through NATS, so an agent on
+// another machine joins the fleet with nothing but a NATS URL.
 package agent
 
 import (
@@ -29,6 +30,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/cgroup"
 	"github.com/hodei-ci/hodei/internal/containers"
 	"github.com/hodei-ci/hodei/internal/mask"
 	"github.com/hodei-ci/hodei/internal/pipeline"
@@ -73,6 +75,9 @@ type Config struct {
 	// new attempt without charging their retry budget). Zero hands them
 	// back at once.
 	DrainTimeout time.Duration
+	// NoCgroups runs every attempt without a cgroup even where the machine
+	// has them: no limits, no usage, steps stopped by process group only.
+	NoCgroups bool
 }
 
 // Defaults fills what is unset from the machine.
@@ -142,6 +147,10 @@ type Agent struct {
 	// seal opens the secrets of assignments; its public half goes out in
 	// heartbeats. It is made at every start and lives in memory only.
 	seal *sealed.KeyPair
+	// cg makes the cgroup of each attempt, under cgName; nil when the
+	// machine has none.
+	cg     *cgroup.Manager
+	cgName string
 
 	mu        sync.Mutex
 	running   map[bus.JobRef]*execution
@@ -192,7 +201,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{
+	a := &Agent{
 		seal:    seal,
 		cfg:     cfg,
 		nc:      nc,
@@ -204,7 +213,9 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 		hbNow:   make(chan struct{}, 1),
 		idle:    make(chan struct{}, 1),
 		ended:   make(chan struct{}, 1),
-	}, nil
+	}
+	a.initCgroups()
+	return a, nil
 }
 
 // ID returns the agent's id.
@@ -267,6 +278,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	cc.Stop()
 	stopHB()
 	<-hbDone
+	a.removeWorkerCgroup()
 	a.log.Info("agent stopped")
 	return nil
 }
@@ -482,13 +494,24 @@ func (a *Agent) execute(ctx context.Context, d bus.Dispatch) {
 		values = append(values, v)
 	}
 	masks := mask.New(values...)
-	state, code, errMsg := a.runSteps(ctx, d, spec, b, masks, log)
+	state, code, errMsg, usage := a.attempt(ctx, d, spec, b, masks, log)
 	errMsg = masks.String(errMsg)
 	b.Flush(-1)
 
 	// Every chunk must be stored before the final status is sent.
 	sink.close()
-	a.report(d, state, code, errMsg)
+	a.reportStatus(d, bus.Status{State: state, ExitCode: code, Error: errMsg, PeakMemory: usage.PeakMemory, CPUTime: usage.CPUTime})
+}
+
+// attempt runs the steps of one attempt in its cgroup, if the agent has
+// cgroups, and returns how it ended and what it used once every process it
+// started is gone.
+func (a *Agent) attempt(ctx context.Context, d bus.Dispatch, spec pipeline.JobSpec, b *batcher, masks *mask.Set, log *slog.Logger) (state string, code int, errMsg string, usage cgroup.Stats) {
+	cg := a.newAttemptCgroup(d, spec, log)
+	state, code, errMsg = a.runSteps(ctx, d, spec, b, masks, log, cg)
+	// The attempt is over: nothing it started outlives it.
+	usage = cg.end()
+	return state, code, errMsg, usage
 }
 
 // openSecrets opens the sealed secrets of an assignment into d.Secrets.
@@ -507,7 +530,7 @@ func (a *Agent) openSecrets(d *bus.Dispatch) error {
 	return nil
 }
 
-func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobSpec, b *batcher, masks *mask.Set, log *slog.Logger) (state string, code int, errMsg string) {
+func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobSpec, b *batcher, masks *mask.Set, log *slog.Logger, cg *attemptCgroup) (state string, code int, errMsg string) {
 	ws, err := os.MkdirTemp(a.cfg.WorkDir, d.JobID+"-"+strconv.Itoa(d.Attempt)+"-")
 	if err != nil {
 		return bus.StatusFailed, -1, fmt.Sprintf("workspace: %v", err)
@@ -547,14 +570,21 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 		out := mask.NewWriter(b, masks)
 		res := runStepTracked(ctx, st.Run, ws, env, st.Timeout, out, func(pgid int) {
 			_ = os.WriteFile(ws+".pgid", []byte(strconv.Itoa(pgid)), 0o644)
+			if err := cg.joinAttemptCgroup(pgid); err != nil {
+				log.Warn("step outside its attempt's cgroup", "err", err)
+			}
 		})
 		// The step's output is drained: what the masker held back (the
 		// start of a possible secret) can go now.
 		_ = out.Flush()
+		oom := cg.newOOMKills()
 		if res.Err != nil {
 			name := st.Name
 			if name == "" {
 				name = "step " + strconv.Itoa(i+1)
+			}
+			if oom {
+				res.Err = cg.outOfMemory(res.Err)
 			}
 			return stopState(res.Err), res.ExitCode, fmt.Sprintf("%s: %v", name, res.Err)
 		}
@@ -635,8 +665,14 @@ func (a *Agent) publishRetry(msg *nats.Msg, log *slog.Logger) bool {
 }
 
 func (a *Agent) report(d bus.Dispatch, state string, code int, errMsg string) {
-	errMsg = capError(errMsg)
-	st := bus.Status{WorkerID: a.cfg.ID, JobID: d.JobID, Attempt: d.Attempt, State: state, ExitCode: code, Error: errMsg, At: time.Now().UTC()}
+	a.reportStatus(d, bus.Status{State: state, ExitCode: code, Error: errMsg})
+}
+
+// reportStatus sends st (its state, exit code, error and usage) for the
+// attempt d.
+func (a *Agent) reportStatus(d bus.Dispatch, st bus.Status) {
+	st.Error = capError(st.Error)
+	st.WorkerID, st.JobID, st.Attempt, st.At = a.cfg.ID, d.JobID, d.Attempt, time.Now().UTC()
 	data, _ := json.Marshal(st)
 	msg := nats.NewMsg(a.cfg.Subjects.Status(a.cfg.ID))
 	msg.Data = data
@@ -659,7 +695,7 @@ func (a *Agent) heartbeats(ctx context.Context) {
 			Memory:   a.cfg.Memory,
 			GPU:      a.cfg.GPU,
 			Running:  a.Running(),
-			Draining: a.draining.Load(),
+			Draining: a.draining.Load() || a.stopping.Load(),
 			Once:     a.cfg.Once,
 			SealKey:  a.seal.Public(),
 			Load1:    load1(),
@@ -697,6 +733,7 @@ func (a *Agent) Running() []bus.JobRef {
 // The work dir belongs to this agent alone.
 func (a *Agent) cleanLeftovers() {
 	a.removeLeftoverContainers()
+	a.cleanLeftoverCgroups()
 	entries, err := os.ReadDir(a.cfg.WorkDir)
 	if err != nil {
 		return

@@ -34,14 +34,25 @@ func runStep(ctx context.Context, script, dir string, env []string, timeout time
 }
 
 // runStepTracked is runStep that also tells onStart the step's process group
-// id once it has started, so that an agent killed mid-step can find and kill
-// the group when it starts again.
+// id once it has started and before its script runs, so that an agent killed
+// mid-step can find and kill the group when it starts again, and so that the
+// step is in its attempt's cgroup before it can fork.
 func runStepTracked(ctx context.Context, script, dir string, env []string, timeout time.Duration, out io.Writer, onStart func(pgid int)) stepResult {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return stepResult{ExitCode: -1, Err: fmt.Errorf("pipe: %w", err)}
 	}
 	cmd := exec.Command("/bin/sh", "-e", "-c", script)
+	var gate *os.File
+	if onStart != nil {
+		cmd, gate, err = gatedShell(script)
+		if err != nil {
+			r.Close()
+			w.Close()
+			return stepResult{ExitCode: -1, Err: err}
+		}
+		defer gate.Close()
+	}
 	cmd.Dir = dir
 	cmd.Env = env
 	cmd.Stdin = nil
@@ -53,12 +64,21 @@ func runStepTracked(ctx context.Context, script, dir string, env []string, timeo
 	if err := cmd.Start(); err != nil {
 		r.Close()
 		w.Close()
+		if gate != nil {
+			cmd.ExtraFiles[0].Close()
+		}
 		return stepResult{ExitCode: -1, Err: fmt.Errorf("start sh: %w", err)}
 	}
 	w.Close()
+	if gate != nil {
+		cmd.ExtraFiles[0].Close()
+	}
 	pgid := cmd.Process.Pid
 	if onStart != nil {
 		onStart(pgid)
+		// Let the script run (an error means the shell is gone already).
+		_, _ = gate.Write([]byte("\n"))
+		gate.Close()
 	}
 
 	copied := make(chan struct{})
@@ -118,6 +138,20 @@ func runStepTracked(ctx context.Context, script, dir string, env []string, timeo
 		return stepResult{ExitCode: -1, Err: waitErr}
 	}
 	return stepResult{}
+}
+
+// gatedShell returns a command that runs script with `sh -e -c`, as runStep
+// does, but only once a line is written to gate: the shell first waits on
+// its fd 3, then execs the step's shell in the same process (same pid and
+// process group). If the gate closes without a line, it exits 125.
+func gatedShell(script string) (cmd *exec.Cmd, gate *os.File, err error) {
+	gr, gw, err := os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("pipe: %w", err)
+	}
+	cmd = exec.Command("/bin/sh", "-c", `read -r _ <&3 || exit 125; exec /bin/sh -e -c "$1" 3<&-`, "/bin/sh", script)
+	cmd.ExtraFiles = []*os.File{gr} // runStepTracked closes it after Start
+	return cmd, gw, nil
 }
 
 // killGroup stops a process group: SIGTERM, then SIGKILL after killGrace.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -534,5 +535,25 @@ func TestRunStepKilledBySignal(t *testing.T) {
 		if !strings.Contains(res.Err.Error(), want) {
 			t.Errorf("%s: error %q does not name the signal (%s)", sig, res.Err, want)
 		}
+	}
+}
+
+// BenchmarkStepGate is the cost of holding a step until onStart returns
+// (one more shell exec) against starting its shell directly.
+func BenchmarkStepGate(b *testing.B) {
+	dir := b.TempDir()
+	for _, gated := range []bool{false, true} {
+		name := "direct"
+		var onStart func(int)
+		if gated {
+			name, onStart = "gated", func(int) {}
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if res := runStepTracked(context.Background(), "true", dir, testEnv, 0, io.Discard, onStart); res.Err != nil {
+					b.Fatal(res.Err)
+				}
+			}
+		})
 	}
 }

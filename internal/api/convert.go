@@ -119,5 +119,9 @@ func AttemptJSON(a store.Attempt) wire.Attempt {
 		code := a.ExitCode
 		out.ExitCode = &code
 	}
+	if a.PeakMemory > 0 || a.CPUTime > 0 {
+		peak, cpu := a.PeakMemory, a.CPUTime.Seconds()
+		out.PeakMemory, out.CPUSeconds = &peak, &cpu
+	}
 	return out
 }

@@ -80,6 +80,10 @@ type Status struct {
 	ExitCode int       `json:"exit_code,omitempty"`
 	Error    string    `json:"error,omitempty"`
 	At       time.Time `json:"at"`
+	// PeakMemory (bytes) and CPUTime are what a final attempt used,
+	// measured in its cgroup; zero when the worker has no cgroups.
+	PeakMemory int64         `json:"peak_memory_bytes,omitempty"`
+	CPUTime    time.Duration `json:"cpu_time_ns,omitempty"`
 }
 
 // MsgID de-duplicates status messages: one per attempt and state.

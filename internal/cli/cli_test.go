@@ -204,3 +204,25 @@ func TestPipelineErrors(t *testing.T) {
 		t.Error("PipelineErrors took another error")
 	}
 }
+
+func TestAttemptsTableShowsUsage(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	t1 := t0.Add(1500 * time.Millisecond)
+	exit1, exit0 := 137, 0
+	peak := int64(48 << 20)
+	cpu := 0.25
+	jobs := []wire.Job{{Key: "build", Attempts: []wire.Attempt{
+		{N: 1, Worker: "w1", State: "failed", StartedAt: &t0, FinishedAt: &t1, ExitCode: &exit1, Reason: "exit 137"},
+		{N: 2, Worker: "w2", State: "succeeded", StartedAt: &t0, FinishedAt: &t1, ExitCode: &exit0, PeakMemory: &peak, CPUSeconds: &cpu},
+	}}}
+	var b bytes.Buffer
+	if err := AttemptsTable(&b, jobs); err != nil {
+		t.Fatal(err)
+	}
+	want := "JOB    ATTEMPT  WORKER  STATE      EXIT  DURATION  PEAK MEMORY  CPU TIME  ENDED\n" +
+		"build  1        w1      failed     137   1.5s      -            -         exit 137\n" +
+		"build  2        w2      succeeded  0     1.5s      48Mi         250ms     -\n"
+	if b.String() != want {
+		t.Errorf("attempts:\n%s\nwant\n%s", b.String(), want)
+	}
+}

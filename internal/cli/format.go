@@ -102,6 +102,40 @@ func JobsTable(w io.Writer, jobs []wire.Job) error {
 	return Table(w, []string{"JOB", "STATE", "ATTEMPTS", "DURATION"}, rows)
 }
 
+// AttemptsTable writes every attempt of jobs: its worker, state, exit code,
+// duration, and the peak memory and CPU time its worker measured ("-" where
+// it could not).
+func AttemptsTable(w io.Writer, jobs []wire.Job) error {
+	var rows [][]string
+	for _, j := range jobs {
+		for _, a := range j.Attempts {
+			dur, exit, peak, cpu := "-", "-", "-", "-"
+			if a.StartedAt != nil && a.FinishedAt != nil {
+				dur = FormatDuration(a.FinishedAt.Sub(*a.StartedAt))
+			}
+			if a.ExitCode != nil {
+				exit = strconv.Itoa(*a.ExitCode)
+			}
+			if a.PeakMemory != nil {
+				peak = FormatBytes(*a.PeakMemory)
+			}
+			if a.CPUSeconds != nil {
+				cpu = FormatDuration(time.Duration(*a.CPUSeconds * float64(time.Second)))
+			}
+			ended := "-"
+			if a.Reason != "" {
+				ended = a.Reason
+			}
+			worker := a.Worker
+			if worker == "" {
+				worker = "-"
+			}
+			rows = append(rows, []string{j.Key, strconv.Itoa(a.N), worker, a.State, exit, dur, peak, cpu, ended})
+		}
+	}
+	return Table(w, []string{"JOB", "ATTEMPT", "WORKER", "STATE", "EXIT", "DURATION", "PEAK MEMORY", "CPU TIME", "ENDED"}, rows)
+}
+
 // RunsTable writes a list of runs.
 func RunsTable(w io.Writer, runs []wire.Run) error {
 	rows := make([][]string, len(runs))

@@ -221,7 +221,9 @@ func TestServerRestartRequeuesInProcessAttemptsWithoutRetry(t *testing.T) {
 }
 
 // An attempt a worker hands back (a drain that ran out of time) is an
-// infrastructure loss: a new attempt, the retry budget untouched.
+// infrastructure loss: a new attempt, the retry budget untouched, on
+// another worker: one that hands work back is stopping, and takes no more
+// even when a heartbeat it sent before its stop arrives after.
 func TestHandedBackAttemptIsRequeued(t *testing.T) {
 	h := newHarness(t, Config{})
 	w := h.worker("w1")
@@ -229,7 +231,13 @@ func TestHandedBackAttemptIsRequeued(t *testing.T) {
 	d := w.next()
 	w.status(w.id, d.JobID, 1, bus.StatusRunning, 0)
 	w.status(w.id, d.JobID, 1, bus.StatusLost, -1)
-	d2 := w.next()
+	w.heartbeat() // sent before the stop, not draining
+	h.settle()
+	if got := h.workerState("w1"); got != state.WorkerDraining {
+		t.Fatalf("worker that handed work back is %s, want draining", got)
+	}
+	w2 := h.worker("w2")
+	d2 := w2.next()
 	if d2.Attempt != 2 {
 		t.Fatalf("after the hand-back: %+v", d2)
 	}

@@ -387,6 +387,8 @@ func (o *Orchestrator) onStatus(c *change, st bus.Status) {
 		o.onStaleStatus(c, j, st) // late, duplicate, or of an attempt that was given up
 		return
 	}
+	// What the attempt used comes with its final status (saved by endAttempt).
+	j.att.PeakMemory, j.att.CPUTime = st.PeakMemory, st.CPUTime
 	switch st.State {
 	case bus.StatusRunning:
 		if j.rec.State != state.JobAssigned {
@@ -414,7 +416,15 @@ func (o *Orchestrator) onStatus(c *change, st bus.Status) {
 		o.finish(c, j, state.JobSucceeded, "")
 	case bus.StatusLost:
 		// The worker handed the attempt back (a drain ran out of time):
-		// not the job's failure.
+		// not the job's failure. A worker hands work back only when it
+		// stops: it takes no more, whatever heartbeat of before its stop
+		// comes after this report.
+		if w := o.workers[st.WorkerID]; w != nil && (w.rec.State == state.WorkerIdle || w.rec.State == state.WorkerBusy) {
+			w.draining = true
+			w.stoppedBoot = w.rec.BootID
+			o.setWorker(c, w, state.WorkerDraining)
+			o.syncWorker(w)
+		}
 		o.lose(c, j, LostHandedBack)
 	case bus.StatusFailed, bus.StatusCanceled:
 		msg := st.Error
@@ -554,6 +564,9 @@ func sameWorkerSpec(a, b scheduler.WorkerSpec) bool {
 
 func (o *Orchestrator) onHeartbeat(c *change, hb bus.Heartbeat) {
 	w := o.workers[hb.WorkerID]
+	if w != nil && w.stoppedBoot != "" && hb.BootID == w.stoppedBoot {
+		hb.Draining = true // it handed work back: it is stopping
+	}
 	if w == nil {
 		w = &workerState{jobs: map[string]*jobState{}, rec: store.Worker{ID: hb.WorkerID, State: state.WorkerIdle, FirstSeen: c.now}}
 		o.workers[hb.WorkerID] = w

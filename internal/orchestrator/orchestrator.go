@@ -208,6 +208,10 @@ type workerState struct {
 	running  map[bus.JobRef]bool // from the last heartbeat
 	hbAt     time.Time           // time of the last heartbeat
 	draining bool
+	// stoppedBoot is the boot id of the worker's agent that handed work
+	// back: it is stopping, so a heartbeat of that boot sent before the
+	// stop does not make the worker schedulable again.
+	stoppedBoot string
 	// once: an ephemeral agent (one job in its life); took: it was given
 	// that job (since its last boot).
 	once, took bool

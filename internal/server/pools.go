@@ -62,6 +62,7 @@ func (s *Server) startPools() error {
 			WorkDir:           filepath.Join(workDir, "pools"),
 			Containers:        s.containerRuntime(),
 			ContainerNetwork:  s.opts.ContainerNetwork,
+			NoCgroups:         s.opts.NoCgroups,
 			Owner:             hex.EncodeToString(sum[:6]),
 			HeartbeatInterval: s.opts.HeartbeatInterval,
 			AgentCert:         s.agentCert(),

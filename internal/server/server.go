@@ -102,6 +102,9 @@ type Options struct {
 	// MaxLogBytes is the most output of one attempt of a job that its
 	// worker keeps, local or remote (agent.DefaultMaxLogBytes when zero).
 	MaxLogBytes int64
+	// NoCgroups runs the attempts of the server's local workers without a
+	// cgroup each (see agent.Config.NoCgroups).
+	NoCgroups bool
 }
 
 // Server is a running Hodei server.
@@ -271,6 +274,7 @@ func (s *Server) startAgents() error {
 			Logger:            s.log,
 			Containers:        s.containerRuntime(),
 			ContainerNetwork:  o.ContainerNetwork,
+			NoCgroups:         o.NoCgroups,
 		})
 		if err != nil {
 			nc.Close()

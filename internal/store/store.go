@@ -78,6 +78,10 @@ type Attempt struct {
 	// Reason says why the attempt ended: "succeeded", "exit N",
 	// "canceled", "lost: worker restarted"... (empty while it runs).
 	Reason string
+	// PeakMemory (bytes) and CPUTime are what the attempt used, measured
+	// in its cgroup; zero when the worker could not measure them.
+	PeakMemory int64
+	CPUTime    time.Duration
 }
 
 // LogChunk is a batch of output of one attempt. Seq starts at 1 and grows by

@@ -87,6 +87,7 @@ func (l *Local) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, error) 
 		Once:              spec.Ephemeral,
 		Containers:        l.env.Containers,
 		ContainerNetwork:  l.env.ContainerNetwork,
+		NoCgroups:         l.env.NoCgroups,
 		Logger:            l.env.Logger,
 	})
 	if err != nil {

@@ -17,7 +17,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hodei-ci/hodei/internal/agent"
 	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/cgroup"
 )
 
 // LocalProcess is the provider of a local pool in mode process: each worker
@@ -37,6 +39,9 @@ type LocalProcess struct {
 	// Grace is how long Terminate waits between SIGTERM and SIGKILL.
 	Grace  time.Duration
 	events chan Event
+	// cg finds the cgroups of the agents' attempts (they are under the
+	// server's own, like the agents); nil where the machine has none.
+	cg *cgroup.Manager
 
 	mu    sync.Mutex
 	procs map[string]*localProc
@@ -100,6 +105,8 @@ func NewLocalProcess(pool PoolConfig, env ProviderEnv) (*LocalProcess, error) {
 	}
 	p := &LocalProcess{pool: pool, env: env, binary: bin, Grace: DefaultLocalGrace,
 		events: make(chan Event, 256), procs: map[string]*localProc{}}
+	// Without cgroups, the agents say so in their own logs.
+	p.cg, _ = cgroup.New(cgroup.Options{})
 	p.removeLeftovers()
 	return p, nil
 }
@@ -120,6 +127,7 @@ func (p *LocalProcess) removeLeftovers() {
 		}
 		dir := filepath.Join(poolDir, e.Name())
 		killSteps(dir)
+		p.killAttempts(e.Name(), dir)
 		if err := os.RemoveAll(dir); err != nil {
 			p.logWarn("remove the directory of a previous worker", "dir", dir, "err", err)
 			continue
@@ -134,6 +142,22 @@ func (p *LocalProcess) removeLeftovers() {
 func (p *LocalProcess) logWarn(msg string, args ...any) {
 	if p.env.Logger != nil {
 		p.env.Logger.Warn(msg, append([]any{"pool", p.pool.Name}, args...)...)
+	}
+}
+
+// killAttempts kills every process left in the cgroups of the attempts of
+// worker id, whose directory is dir (an agent that dies, even by SIGKILL,
+// leaves its steps' setsid daemons there) and removes the groups.
+func (p *LocalProcess) killAttempts(id, dir string) {
+	if p.cg == nil {
+		return
+	}
+	n, err := p.cg.KillTree(agent.CgroupName(id, filepath.Join(dir, "work")))
+	if err != nil {
+		p.logWarn("kill what a worker's attempts left", "worker", id, "err", err)
+	}
+	if n > 0 && p.env.Logger != nil {
+		p.env.Logger.Warn("killed processes a local worker's attempts left", "pool", p.pool.Name, "worker", id, "processes", n)
 	}
 }
 
@@ -173,6 +197,11 @@ func (p *LocalProcess) args(spec WorkerSpec, dir string) []string {
 		"--pool", spec.Pool,
 		"--work-dir", filepath.Join(dir, "work"),
 		"--docker", docker,
+		// Terminate is a forced stop (the manager drains a worker
+		// before it ends it when it can): the agent hands its jobs back
+		// at once, well within Terminate's grace, rather than waiting
+		// for them.
+		"--drain-timeout", "0s",
 	}
 	if c := spec.Resources.CPUMilli; c > 0 {
 		args = append(args, "--cpu", strconv.FormatInt(c, 10)+"m")
@@ -194,6 +223,9 @@ func (p *LocalProcess) args(spec WorkerSpec, dir string) []string {
 	}
 	if spec.Ephemeral {
 		args = append(args, "--once")
+	}
+	if p.env.NoCgroups {
+		args = append(args, "--no-cgroups")
 	}
 	return args
 }
@@ -303,6 +335,10 @@ func (p *LocalProcess) run(w *localProc, cmd *exec.Cmd, started chan<- error) {
 	w.pid = cmd.Process.Pid
 	started <- nil
 	err := cmd.Wait()
+	// An agent that stopped cleanly left nothing; one that was killed left
+	// its attempts' processes, which go now, not when a worker of the same
+	// id starts again.
+	p.killAttempts(w.id, w.dir)
 	// Create holds the lock until it has reported the worker: its events
 	// come first.
 	p.mu.Lock()

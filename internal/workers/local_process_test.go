@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/pki"
 	"github.com/hodei-ci/hodei/internal/server"
 	"github.com/hodei-ci/hodei/internal/state"
@@ -319,8 +320,16 @@ jobs:
 	if got := strings.Join(kinds, ","); got != "created,started,exited,gone" {
 		t.Errorf("events %s, want created,started,exited,gone", got)
 	}
-	if r, _ := waitRun(t, s, run.ID, 15*time.Second); r.State == state.RunSucceeded {
-		t.Errorf("the run of the terminated worker succeeded")
+	// The job was handed back: an infrastructure loss, not a failure. Its
+	// attempt is recorded lost, and it waits for another worker.
+	waitFor(t, 15*time.Second, "the job to be handed back", func() bool {
+		j := jobByKey(t, s, run.ID, "j")
+		t.Logf("job %s attempt %d worker %s", j.State, j.Attempt, j.WorkerID)
+		return j.State == state.JobQueued
+	})
+	atts, err := s.Store.ListAttempts(ctx, jobByKey(t, s, run.ID, "j").ID)
+	if err != nil || len(atts) != 1 || atts[0].State != state.AttemptLost || atts[0].Reason != orchestrator.LostHandedBack {
+		t.Errorf("attempts of the terminated worker's job: %+v, %v; want one lost: handed back", atts, err)
 	}
 }
 

@@ -180,6 +180,8 @@ type ProviderEnv struct {
 	Containers containers.Runtime
 	// ContainerNetwork is the network of job containers that ask for one.
 	ContainerNetwork string
+	// NoCgroups runs local workers' attempts without a cgroup each.
+	NoCgroups bool
 	// Owner names this server among others on the same engine: worker
 	// containers and pods carry it, and those left by a previous run are
 	// found again (Lister).

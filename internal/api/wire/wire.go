@@ -80,6 +80,10 @@ type Attempt struct {
 	// "lost: server restarted", "lost: handed back"... State "lost" means
 	// the attempt was given up because of infrastructure, not the job.
 	Reason string `json:"reason,omitempty"`
+	// PeakMemory (bytes) and CPUSeconds are what the attempt used, measured
+	// in its cgroup; absent when its worker could not measure them.
+	PeakMemory *int64   `json:"peak_memory_bytes,omitempty"`
+	CPUSeconds *float64 `json:"cpu_seconds,omitempty"`
 }
 
 // RunList is a page of runs, newest first. Next is the Before cursor of the

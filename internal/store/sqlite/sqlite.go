@@ -261,7 +261,7 @@ func (s *Store) closeAll() error {
 const (
 	runCols     = "id, pipeline, file, tenant, priority, state, source, created_at, started_at, finished_at, error, concurrency_group, concurrency_limit"
 	jobCols     = "id, run_id, job_key, name, idx, state, spec, attempt, max_attempts, worker_id, queued_at, started_at, finished_at, exit_code, error, infra_lost"
-	attemptCols = "job_id, n, worker_id, state, assigned_at, started_at, finished_at, exit_code, error, reason"
+	attemptCols = "job_id, n, worker_id, state, assigned_at, started_at, finished_at, exit_code, error, reason, peak_memory, cpu_time"
 	logCols     = "job_id, attempt, seq, step, data, at"
 	workerCols  = "id, pool, state, labels, cpu_milli, memory_bytes, gpu, boot_id, first_seen, last_seen"
 )
@@ -318,9 +318,10 @@ func scanJob(sc scanner) (store.Job, error) {
 
 func scanAttempt(sc scanner) (store.Attempt, error) {
 	var a store.Attempt
-	var assigned, started, finished int64
-	err := sc.Scan(&a.JobID, &a.N, &a.WorkerID, &a.State, &assigned, &started, &finished, &a.ExitCode, &a.Error, &a.Reason)
+	var assigned, started, finished, cpu int64
+	err := sc.Scan(&a.JobID, &a.N, &a.WorkerID, &a.State, &assigned, &started, &finished, &a.ExitCode, &a.Error, &a.Reason, &a.PeakMemory, &cpu)
 	a.AssignedAt, a.StartedAt, a.FinishedAt = decTime(assigned), decTime(started), decTime(finished)
+	a.CPUTime = time.Duration(cpu)
 	return a, err
 }
 

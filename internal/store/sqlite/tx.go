@@ -38,10 +38,11 @@ var writeSQL = [numWriteStmts]string{
 	stmtUpdateJobState: `UPDATE jobs SET name = ?, state = ?, spec = ?, attempt = ?, max_attempts = ?, worker_id = ?,
 		queued_at = ?, started_at = ?, finished_at = ?, exit_code = ?, error = ?, infra_lost = ?
 		WHERE id = ? AND run_id = ? AND job_key = ? AND idx = ?`,
-	stmtUpsertAttempt: `INSERT INTO attempts (` + attemptCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	stmtUpsertAttempt: `INSERT INTO attempts (` + attemptCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (job_id, n) DO UPDATE SET worker_id = excluded.worker_id, state = excluded.state,
 		assigned_at = excluded.assigned_at, started_at = excluded.started_at, finished_at = excluded.finished_at,
-		exit_code = excluded.exit_code, error = excluded.error, reason = excluded.reason`,
+		exit_code = excluded.exit_code, error = excluded.error, reason = excluded.reason,
+		peak_memory = excluded.peak_memory, cpu_time = excluded.cpu_time`,
 	stmtInsertLog: `INSERT INTO log_chunks (` + logCols + `) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (job_id, attempt, seq) DO NOTHING`,
 	stmtUpsertWorker: `INSERT INTO workers (` + workerCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -194,7 +195,8 @@ func (t *tx) UpdateJob(j store.Job) error {
 // error wrapping store.ErrNotFound if the job does not exist.
 func (t *tx) UpsertAttempt(a store.Attempt) error {
 	_, err := t.exec(stmtUpsertAttempt, a.JobID, a.N, a.WorkerID, a.State,
-		encTime(a.AssignedAt), encTime(a.StartedAt), encTime(a.FinishedAt), a.ExitCode, a.Error, a.Reason)
+		encTime(a.AssignedAt), encTime(a.StartedAt), encTime(a.FinishedAt), a.ExitCode, a.Error, a.Reason,
+		a.PeakMemory, int64(a.CPUTime))
 	if err != nil {
 		return fmt.Errorf("sqlite: upsert attempt %d of job %s: %w", a.N, a.JobID, constraintErr(err))
 	}

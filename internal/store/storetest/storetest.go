@@ -621,6 +621,8 @@ func testAttempts(t *testing.T, s store.Store) {
 	a1.ExitCode = 137
 	a1.Error = "worker lost"
 	a1.Reason = "lost: worker silent"
+	a1.PeakMemory = 123 << 20
+	a1.CPUTime = 1500*time.Millisecond + 7*time.Microsecond
 	update(t, s, func(tx store.Tx) error { return tx.UpsertAttempt(a1) })
 	got, err = s.ListAttempts(ctx, "job-a")
 	if err != nil {

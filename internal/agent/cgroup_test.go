@@ -1,0 +1,296 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/cgroup"
+	"github.com/hodei-ci/hodei/internal/mask"
+	"github.com/hodei-ci/hodei/internal/pipeline"
+)
+
+var cgAgentSeq atomic.Int64
+
+// cgAgent is an agent, without NATS, that runs attempts in cgroups; the
+// test fails where the machine has none (these tests run as root).
+func cgAgent(t *testing.T, id, workDir string) *Agent {
+	t.Helper()
+	if id == "" {
+		id = fmt.Sprintf("cgtest-%d-%d", os.Getpid(), cgAgentSeq.Add(1))
+	}
+	if workDir == "" {
+		workDir = t.TempDir()
+	}
+	cfg := Config{ID: id, WorkDir: workDir, BaseEnv: testEnv, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	cfg.Defaults()
+	a := &Agent{cfg: cfg, log: cfg.Logger}
+	a.initCgroups()
+	if a.cg == nil {
+		_, err := cgroup.New(cgroup.Options{})
+		t.Fatalf("no cgroups on this machine: %v", err)
+	}
+	t.Cleanup(a.removeWorkerCgroup)
+	return a
+}
+
+// attemptOut collects an attempt's output and reports the pid printed on a
+// line "bg <pid>".
+type attemptOut struct{ w *watchWriter }
+
+func (o attemptOut) emit(_ int, data []byte) { _, _ = o.w.Write(data) }
+
+// runAttempt runs spec as attempt 1 of a fresh job, the way execute does.
+func runAttempt(ctx context.Context, a *Agent, spec pipeline.JobSpec, out attemptOut) (string, int, string, cgroup.Stats) {
+	if spec.CPUMilli == 0 {
+		spec.CPUMilli = 1000
+	}
+	if spec.Memory == 0 {
+		spec.Memory = pipeline.DefaultMemory
+	}
+	d := bus.Dispatch{RunID: "run-1", JobID: fmt.Sprintf("job-%d", cgAgentSeq.Add(1)), Attempt: 1}
+	b := newBatcher(64<<10, 5*time.Millisecond, out.emit)
+	defer b.Flush(-1)
+	return a.attempt(ctx, d, spec, b, mask.New(), a.log)
+}
+
+func steps(scripts ...string) []pipeline.StepSpec {
+	out := make([]pipeline.StepSpec, len(scripts))
+	for i, s := range scripts {
+		out[i] = pipeline.StepSpec{Run: s}
+	}
+	return out
+}
+
+// daemonStep leaves a setsid daemon behind, holding the step's output.
+const daemonStep = `setsid sh -c 'while :; do sleep 1; done' & echo "bg $!"`
+
+func TestAttemptEndKillsSetsidDaemon(t *testing.T) {
+	t.Parallel()
+	a := cgAgent(t, "", "")
+	out := attemptOut{newWatchWriter()}
+	st, _, msg, _ := runAttempt(context.Background(), a, pipeline.JobSpec{Steps: steps(daemonStep)}, out)
+	if st != bus.StatusSucceeded {
+		t.Fatalf("attempt %s: %s", st, msg)
+	}
+	pid := <-out.w.pid
+	t.Cleanup(func() { _ = killPid(pid) })
+	requireDead(t, pid, 2*time.Second)
+}
+
+func TestCancelKillsSetsidDaemon(t *testing.T) {
+	t.Parallel()
+	a := cgAgent(t, "", "")
+	out := attemptOut{newWatchWriter()}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	done := make(chan string, 1)
+	go func() {
+		st, _, _, _ := runAttempt(ctx, a, pipeline.JobSpec{Steps: steps(daemonStep + "; sleep 600")}, out)
+		done <- st
+	}()
+	pid := <-out.w.pid
+	t.Cleanup(func() { _ = killPid(pid) })
+	cancel(errCanceled)
+	if st := <-done; st != bus.StatusCanceled {
+		t.Fatalf("state %s", st)
+	}
+	requireDead(t, pid, 2*time.Second)
+}
+
+func TestTimeoutKillsSetsidDaemon(t *testing.T) {
+	t.Parallel()
+	a := cgAgent(t, "", "")
+	out := attemptOut{newWatchWriter()}
+	spec := pipeline.JobSpec{Steps: steps(daemonStep + "; sleep 600"), Timeout: time.Second}
+	st, _, msg, _ := runAttempt(context.Background(), a, spec, out)
+	if st != bus.StatusFailed || !strings.Contains(msg, "timed out") {
+		t.Fatalf("attempt %s: %s", st, msg)
+	}
+	pid := <-out.w.pid
+	t.Cleanup(func() { _ = killPid(pid) })
+	requireDead(t, pid, 2*time.Second)
+}
+
+func TestAgentStartKillsLeftoverGroups(t *testing.T) {
+	t.Parallel()
+	id := fmt.Sprintf("cgtest-left-%d", os.Getpid())
+	workDir := t.TempDir()
+	a := cgAgent(t, id, workDir)
+	// What an agent killed by SIGKILL leaves: an attempt's group with a
+	// daemon in it (the daemon is held until it is in the group).
+	g := a.newAttemptCgroup(bus.Dispatch{JobID: "job-x", Attempt: 3}, pipeline.JobSpec{CPUMilli: 100, Memory: 64 << 20}, a.log)
+	if g == nil {
+		t.Fatal("no group")
+	}
+	cmd := exec.Command("/bin/sh", "-c", `read -r _; setsid sh -c 'while :; do sleep 1; done' >/dev/null 2>&1 </dev/null & echo $!`)
+	stdin, _ := cmd.StdinPipe()
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.joinAttemptCgroup(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(stdin, "go\n")
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(stdout.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = killPid(pid) })
+	if !alive(pid) {
+		t.Fatal("daemon not running")
+	}
+	// An agent of the same id with another work dir (another server's
+	// local worker on this machine) leaves it alone.
+	other := cgAgent(t, id, "")
+	other.cleanLeftovers()
+	if !alive(pid) {
+		t.Fatal("an agent with another work dir killed the daemon")
+	}
+	// The agent starts again with the same id and work dir.
+	b := cgAgent(t, id, workDir)
+	b.cleanLeftovers()
+	requireDead(t, pid, 2*time.Second)
+	if kids, _ := b.cg.Children(b.cgName); len(kids) != 0 {
+		t.Fatalf("groups left: %v", kids)
+	}
+}
+
+func TestMemoryLimitOOMKillsStep(t *testing.T) {
+	t.Parallel()
+	a := cgAgent(t, "", "")
+	out := attemptOut{newWatchWriter()}
+	spec := pipeline.JobSpec{Memory: 32 << 20, Steps: steps(`x=$(head -c 200000000 /dev/zero | tr '\0' a); echo ${#x}`)}
+	spec.Steps[0].Name = "hog"
+	st, code, msg, usage := runAttempt(context.Background(), a, spec, out)
+	if st != bus.StatusFailed || !strings.Contains(msg, "hog: out of memory: killed at the job's memory limit of 32 MiB") {
+		t.Fatalf("attempt %s (%d): %q", st, code, msg)
+	}
+	if usage.OOMKills < 1 || usage.PeakMemory > 32<<20 || usage.PeakMemory < 16<<20 {
+		t.Fatalf("usage %+v", usage)
+	}
+}
+
+func TestAFailedStepAfterASurvivedOOMIsNotBlamedOnMemory(t *testing.T) {
+	t.Parallel()
+	a := cgAgent(t, "", "")
+	spec := pipeline.JobSpec{Memory: 32 << 20, Steps: steps(`(x=$(head -c 200000000 /dev/zero | tr '\0' a)) || true`, "exit 3")}
+	st, code, msg, _ := runAttempt(context.Background(), a, spec, attemptOut{newWatchWriter()})
+	if st != bus.StatusFailed || code != 3 || strings.Contains(msg, "memory") {
+		t.Fatalf("attempt %s (%d): %q", st, code, msg)
+	}
+}
+
+func TestAttemptReportsCPUTimeAndPeakMemory(t *testing.T) {
+	t.Parallel()
+	a := cgAgent(t, "", "")
+	spec := pipeline.JobSpec{Memory: 256 << 20, Steps: steps(
+		`i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done`,
+		`x=$(head -c 40000000 /dev/zero | tr '\0' a); echo ${#x}`,
+	)}
+	start := time.Now()
+	st, _, msg, usage := runAttempt(context.Background(), a, spec, attemptOut{newWatchWriter()})
+	wall := time.Since(start)
+	if st != bus.StatusSucceeded {
+		t.Fatalf("attempt %s: %s", st, msg)
+	}
+	// 100,000 shell iterations take tens of milliseconds of CPU at least,
+	// and no attempt uses more CPU than all cores for its whole time.
+	if usage.CPUTime < 10*time.Millisecond || usage.CPUTime > wall*time.Duration(runtime.NumCPU()) {
+		t.Fatalf("CPU time %v for a busy step, wall %v", usage.CPUTime, wall)
+	}
+	if usage.PeakMemory < 40_000_000 || usage.PeakMemory > 256<<20 {
+		t.Fatalf("peak memory %d for a step holding 40 MB", usage.PeakMemory)
+	}
+}
+
+func TestNoCgroupsRunsAsBefore(t *testing.T) {
+	t.Parallel()
+	cfg := Config{ID: "cgtest-off", WorkDir: t.TempDir(), BaseEnv: testEnv, NoCgroups: true}
+	var logs lockedBuffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	cfg.Defaults()
+	a := &Agent{cfg: cfg, log: cfg.Logger}
+	a.initCgroups()
+	if a.cg != nil || !strings.Contains(logs.String(), "cgroups off") {
+		t.Fatalf("cgroups on with NoCgroups; log %q", logs.String())
+	}
+	st, _, msg, usage := runAttempt(context.Background(), a, pipeline.JobSpec{Steps: steps("echo ok")}, attemptOut{newWatchWriter()})
+	if st != bus.StatusSucceeded || usage != (cgroup.Stats{}) {
+		t.Fatalf("attempt %s %q, usage %+v", st, msg, usage)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func killPid(pid int) error {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return err
+	}
+	if err := p.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	return nil
+}
+
+// BenchmarkAttempt runs a one-step attempt ("true") with and without its
+// cgroup: the difference is the per-attempt cost of the group (create,
+// limits, join, kill, stats, remove) and of holding the step until it joins.
+func BenchmarkAttempt(b *testing.B) {
+	for _, off := range []bool{true, false} {
+		name := "cgroup"
+		if off {
+			name = "no-cgroup"
+		}
+		b.Run(name, func(b *testing.B) {
+			cfg := Config{ID: fmt.Sprintf("cgbench-%d", os.Getpid()), WorkDir: b.TempDir(), BaseEnv: testEnv, NoCgroups: off,
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			cfg.Defaults()
+			a := &Agent{cfg: cfg, log: cfg.Logger}
+			a.initCgroups()
+			if !off && a.cg == nil {
+				b.Fatal("no cgroups on this machine")
+			}
+			b.Cleanup(a.removeWorkerCgroup)
+			spec := pipeline.JobSpec{Steps: steps("true")}
+			for b.Loop() {
+				if st, _, msg, _ := runAttempt(context.Background(), a, spec, attemptOut{newWatchWriter()}); st != bus.StatusSucceeded {
+					b.Fatal(st, msg)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,78 @@
+package workers_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/workers"
+)
+
+// TestLocalProcessAgentKilledLeavesNoDaemon kills a busy local agent
+// process with SIGKILL: its step's shell dies with it (Pdeathsig), and the
+// daemon the step started with setsid, out of reach of both, dies when the
+// provider sees the agent exit, by its attempt's cgroup.
+func TestLocalProcessAgentKilledLeavesNoDaemon(t *testing.T) {
+	if syscall.Geteuid() != 0 {
+		t.Skip("cgroups need root here")
+	}
+	bin := hodeiBinary(t)
+	s := processServer(t, "", t.TempDir())
+	p, err := workers.NewLocalProcess(workers.PoolConfig{Name: "cgk", Provider: "local", Max: 1,
+		Local: workers.LocalOptions{Mode: workers.LocalModeProcess, Binary: bin}},
+		workers.ProviderEnv{NATSURL: s.NATSURL, WorkDir: t.TempDir(), HeartbeatInterval: 100 * time.Millisecond, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	spec := workers.WorkerSpec{ID: "cgk-1", Pool: "cgk", Labels: []string{"cgk"},
+		Resources: workers.Resources{CPUMilli: 1000, Memory: 256 << 20}}
+	ref, err := p.Create(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Terminate(context.Background(), spec.ID) })
+	agentPID, _ := strconv.Atoi(ref.Handle)
+	waitFor(t, 10*time.Second, "the agent process to join", func() bool {
+		return poolWorkers(s, "cgk")["idle"] == 1
+	})
+	run := submit(t, s, `name: t
+jobs:
+  j:
+    runs-on: {labels: [cgk], cpu: 1}
+    steps: [{run: 'setsid sh -c "while :; do sleep 1; done" >/dev/null 2>&1 & echo "daemon=$!"; sleep 300'}]
+`)
+	var out string
+	waitFor(t, 15*time.Second, "the step to start its daemon", func() bool {
+		out = logsOf(t, s, jobByKey(t, s, run.ID, "j").ID)
+		return strings.Contains(out, "daemon=")
+	})
+	daemon := pidIn(t, out, "daemon")
+	t.Cleanup(func() {
+		if alive(daemon) { // the test failed: leave nothing behind
+			_ = syscall.Kill(daemon, syscall.SIGKILL)
+		}
+	})
+	if !alive(daemon) {
+		t.Fatalf("daemon %d not running", daemon)
+	}
+	if err := syscall.Kill(agentPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case e := <-p.Events():
+			if e.Kind != workers.EventExited {
+				continue
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no exit event after SIGKILL of the agent")
+		}
+		break
+	}
+	waitFor(t, 2*time.Second, "the daemon gone 2 s after the agent's exit", func() bool { return !alive(daemon) })
+}
