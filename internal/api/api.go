@@ -63,6 +63,11 @@ type Deps struct {
 
 	// Pools serves /api/v1/pools (see pools.go); nil lists no pools.
 	Pools PoolLister
+
+	// Limits are the timeouts and the rate limit of failed
+	// authentications (limits.go); serve the handler with
+	// Limits.HTTPServer.
+	Limits Limits
 }
 
 // MaxBody is the largest request body accepted.
@@ -76,6 +81,8 @@ type api struct {
 	log       *slog.Logger
 	hub       *hub.Hub
 	heartbeat time.Duration
+	limits    Limits
+	fails     *failLimiter // nil: no limit
 
 	// stopping ends live streams when an http.Server serving this handler
 	// shuts down, so that they do not hold the shutdown up.
@@ -86,10 +93,12 @@ type api struct {
 
 // New returns the API's handler.
 func New(d Deps) http.Handler {
-	a := &api{d: d, log: d.Logger, hub: d.Hub, heartbeat: heartbeat}
+	a := &api{d: d, log: d.Logger, hub: d.Hub, heartbeat: heartbeat, limits: d.Limits.WithDefaults()}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
+	a.log = capLogger(a.log)
+	a.fails = newFailLimiter(a.limits)
 	if a.hub == nil && d.Orch != nil {
 		a.hub = d.Orch.Hub()
 	}

@@ -89,6 +89,7 @@ func (a *api) secure(next http.Handler) http.Handler {
 		}
 		p, err := a.d.Auth.Authenticate(r)
 		if err != nil {
+			refuseBody(w, r)
 			a.unauthenticated(w, r, err)
 			return
 		}
@@ -104,6 +105,14 @@ func (a *api) unauthenticated(w http.ResponseWriter, r *http.Request, err error)
 		a.log.Warn("authentication unavailable", "request_id", RequestID(r.Context()), "err", err)
 		a.record(r, auth.Principal{ID: "anonymous"}, actionAuthenticate, "", audit.Deny, err.Error())
 		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "credentials cannot be checked now: "+err.Error())
+		return
+	}
+	if wait := a.fails.fail(remoteHost(r)); wait > 0 {
+		// Not audited one by one: the first failures of the address are.
+		a.log.Debug("failed authentications rate limited", "request_id", RequestID(r.Context()), "remote", r.RemoteAddr)
+		w.Header().Set("Retry-After", retryAfter(wait))
+		writeError(w, http.StatusTooManyRequests, wire.CodeTooManyRequests,
+			"too many failed authentications from "+remoteHost(r)+": retry after "+retryAfter(wait)+"s")
 		return
 	}
 	challenge := `Bearer realm="hodei"`

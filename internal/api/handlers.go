@@ -374,6 +374,7 @@ func (a *api) plainLogs(w http.ResponseWriter, r *http.Request, jobs []store.Job
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	beforeWrite := a.longResponse(w)
 	var lines *cli.Lines
 	if prefix {
 		lines = cli.NewLines(w, cli.KeyPrefix)
@@ -382,6 +383,7 @@ func (a *api) plainLogs(w http.ResponseWriter, r *http.Request, jobs []store.Job
 		var attempt int
 		var seq int64
 		for {
+			beforeWrite() // a page at a time
 			chunks, err := a.d.Store.ReadLogs(r.Context(), j.ID, attempt, seq, logPage)
 			if err != nil {
 				a.log.Warn("read logs", "request_id", RequestID(r.Context()), "job", j.ID, "err", err)
@@ -422,6 +424,8 @@ func (a *api) streamLogs(w http.ResponseWriter, r *http.Request, runID, job stri
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
+	beforeWrite := a.longResponse(w)
+	beforeWrite()
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	if err := rc.Flush(); err != nil {
@@ -432,6 +436,7 @@ func (a *api) streamLogs(w http.ResponseWriter, r *http.Request, runID, job stri
 	err := Follow(ctx, a.d.Store, a.hub, FollowOptions{RunID: runID, Job: job, Heartbeat: a.heartbeat,
 		OnLag: func() { a.log.Debug("log follower lagged; catching up", "run_id", runID) },
 	}, func(ev wire.Event) error {
+		beforeWrite()
 		if err := writeEvent(w, ev); err != nil {
 			return err
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/hodei-ci/hodei/internal/api"
 )
@@ -32,11 +31,9 @@ func (s *Server) serveHTTP() error {
 	if s.Workers != nil {
 		deps.Pools = s.Workers
 	}
+	deps.Limits = s.opts.APILimits
 	s.secureDeps(&deps)
-	s.httpSrv = &http.Server{
-		Handler:           api.New(deps),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	s.httpSrv = s.opts.APILimits.HTTPServer(api.New(deps))
 	go func() {
 		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("http server", "err", err)

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/hodei-ci/hodei/internal/agent"
+	"github.com/hodei-ci/hodei/internal/api"
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/containers"
 	"github.com/hodei-ci/hodei/internal/hub"
@@ -72,6 +73,9 @@ type Options struct {
 	NATSClientTLS *tls.Config
 	// HTTPTLS serves the API over TLS.
 	HTTPTLS *tls.Config
+	// APILimits are the API's timeouts and its rate limit of failed
+	// authentications (zero: api.DefaultLimits).
+	APILimits api.Limits
 	// Pools, when set, starts the worker manager for these pools (see
 	// internal/workers); Scaler replaces its default decisions and
 	// PoolInterval its period (1s). An *autoscale.Scaler keeps its demand

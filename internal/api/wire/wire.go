@@ -142,6 +142,7 @@ const (
 	CodeTooLarge        = "too_large"
 	CodeUnsupported     = "unsupported_media_type"
 	CodeUnavailable     = "unavailable"
+	CodeTooManyRequests = "too_many_requests"
 	CodeInternal        = "internal"
 )
 
