@@ -8,17 +8,26 @@ import (
 	"net/http"
 
 	"github.com/hodei-ci/hodei/internal/api"
+	"github.com/hodei-ci/hodei/internal/bus"
 )
 
-func (s *Server) serveHTTP() error {
+// listenHTTP takes the API's port; serveHTTP serves it.
+func (s *Server) listenHTTP() error {
 	ln, err := net.Listen("tcp", s.opts.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("server: listen %s: %w", s.opts.HTTPAddr, err)
+		return fmt.Errorf("server: %w", bus.ListenError(s.opts.HTTPAddr, err))
 	}
 	s.httpAddr = ln.Addr().String()
 	if s.opts.HTTPTLS != nil {
 		ln = tls.NewListener(ln, s.opts.HTTPTLS)
 	}
+	s.httpLn = ln
+	return nil
+}
+
+func (s *Server) serveHTTP() {
+	ln := s.httpLn
+	s.httpLn = nil // the server closes it from now on
 	deps := api.Deps{
 		Orch:     s.Orch,
 		Store:    s.Store,
@@ -40,5 +49,4 @@ func (s *Server) serveHTTP() error {
 		}
 	}()
 	s.log.Info("api listening", "addr", s.httpAddr)
-	return nil
 }

@@ -106,6 +106,7 @@ type Server struct {
 	log      *slog.Logger
 	embedded *bus.Embedded
 	nc       *nats.Conn
+	httpLn   net.Listener // taken, not served yet
 	httpSrv  *http.Server
 	httpAddr string
 	agents   []*agent.Agent
@@ -123,8 +124,11 @@ type Server struct {
 	docker  *containers.Docker
 }
 
-// Start brings a server up and returns when it is ready.
-func Start(ctx context.Context, o Options) (s *Server, err error) {
+// Start brings a server up and returns when it is ready. It takes its ports
+// first, so that a port in use fails it before it has written anything (a
+// new local admin token is written and handed out last, once every part has
+// started).
+func Start(ctx context.Context, o Options) (_ *Server, err error) {
 	if o.DataDir == "" {
 		return nil, errors.New("server: data dir is required")
 	}
@@ -134,15 +138,17 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
 	}
-	s = &Server{opts: o, log: o.Logger, Hub: hub.New(), Registry: prometheus.NewRegistry()}
+	s := &Server{opts: o, log: o.Logger, Hub: hub.New(), Registry: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
 	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if err := s.startSecurity(); err != nil {
-		return nil, err
+	if o.HTTPAddr != "" {
+		if err := s.listenHTTP(); err != nil {
+			return nil, err
+		}
 	}
 
 	if o.NATSURL == "" {
@@ -178,6 +184,10 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		}
 	}
 
+	if err := s.startSecurity(); err != nil {
+		return nil, err
+	}
+
 	st, err := sqlite.Open(filepath.Join(o.DataDir, "hodei.db"))
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -209,10 +219,11 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	if err := s.startPools(); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	if err := s.publishAdminToken(); err != nil {
+		return nil, err
+	}
 	if o.HTTPAddr != "" {
-		if err := s.serveHTTP(); err != nil {
-			return nil, err
-		}
+		s.serveHTTP()
 	}
 	return s, nil
 }
@@ -330,6 +341,9 @@ func (s *Server) HTTPAddr() string { return s.httpAddr }
 // store, in that order.
 func (s *Server) Close() {
 	s.closed.Do(func() {
+		if s.httpLn != nil {
+			_ = s.httpLn.Close()
+		}
 		if s.httpSrv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if err := s.httpSrv.Shutdown(ctx); err != nil {

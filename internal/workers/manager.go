@@ -86,12 +86,12 @@ type Manager struct {
 	life context.Context
 	stop context.CancelFunc
 	done chan struct{}
-	ops     sync.WaitGroup // provider calls in flight
+	ops  sync.WaitGroup // provider calls in flight
 
 	mu      sync.Mutex // guards running, owned and status; never held during a provider call
 	running bool       // Run has started (and closes done when it returns)
 	owned   map[string]*ownedWorker
-	status []PoolStatus
+	status  []PoolStatus
 	// stuck is the demand that fits no pool, and warned when each kind of
 	// it was last logged.
 	stuck  []Demand
