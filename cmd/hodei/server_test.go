@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -9,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/auth"
+	"github.com/hodei-ci/hodei/internal/server"
 )
 
 // TestServerOnBusyPort: "hodei server" on a port in use (its --http, or its
@@ -65,5 +69,41 @@ func TestServerOnBusyPort(t *testing.T) {
 				t.Errorf("admin token file written (stat: %v)", err)
 			}
 		})
+	}
+}
+
+// TestTokenCreateRefusesUnknownRoleAndTenant: "hodei token create" with a
+// role no policy knows or a tenant that is not a plain name fails with the
+// server's explanation.
+func TestTokenCreateRefusesUnknownRoleAndTenant(t *testing.T) {
+	t.Setenv("HODEI_CREDENTIALS", filepath.Join(t.TempDir(), "credentials.json"))
+	var admin string
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := server.Start(ctx, server.Options{
+		DataDir: t.TempDir(), NATSListen: "none", HTTPAddr: "127.0.0.1:0",
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Security: server.SecurityOptions{Enabled: true, OnAdminToken: func(tok string) { admin = tok }},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	base := "http://" + srv.HTTPAddr()
+	t.Setenv("HODEI_TOKEN", admin)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--role", "superuser", "--tenant", "acme"}, `unknown role "superuser"`},
+		{[]string{"--role", "developer", "--tenant", "../x"}, `invalid tenant "../x": a tenant's name matches ^[A-Za-z0-9]`},
+	} {
+		code, out, errOut := capture(t, append([]string{"token", "create", "bot", "--server", base}, c.args...)...)
+		if code != exitFailed || !strings.Contains(errOut, c.want) || out != "" {
+			t.Errorf("token create %v: exit %d, stdout %q, stderr %q; want %d and %q", c.args, code, out, errOut, exitFailed, c.want)
+		}
+	}
+	if code, _, errOut := capture(t, "token", "create", "bot", "--server", base, "--role", "developer", "--tenant", "acme"); code != exitOK {
+		t.Errorf("a valid token: exit %d %s", code, errOut)
 	}
 }

@@ -83,6 +83,7 @@ type api struct {
 	heartbeat time.Duration
 	limits    Limits
 	fails     *failLimiter // nil: no limit
+	roles     []string     // the roles the policies know; nil: unknown (any name)
 
 	// stopping ends live streams when an http.Server serving this handler
 	// shuts down, so that they do not hold the shutdown up.

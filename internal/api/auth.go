@@ -20,6 +20,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -74,6 +75,9 @@ func (a *api) secure(next http.Handler) http.Handler {
 			panic(err) // the embedded defaults are tested
 		}
 		a.d.Authz = authz.NewCedar(p)
+	}
+	if rl, ok := a.d.Authz.(authz.RoleLister); ok {
+		a.roles = rl.Roles()
 	}
 	a.d.Authz = authz.Scoped{Next: a.d.Authz}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -446,6 +450,20 @@ func (a *api) createToken(w http.ResponseWriter, r *http.Request) {
 	if err := dec.Decode(&req); err != nil {
 		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "invalid JSON body: "+err.Error())
 		return
+	}
+	if req.Tenant != "" && !auth.ValidTenant(req.Tenant) {
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest,
+			fmt.Sprintf("invalid tenant %q: a tenant's name matches %s", req.Tenant, auth.TenantPattern))
+		return
+	}
+	if a.roles != nil {
+		for _, role := range req.Roles {
+			if !slices.Contains(a.roles, role) {
+				writeError(w, http.StatusBadRequest, wire.CodeBadRequest,
+					fmt.Sprintf("unknown role %q: the policies give permissions to %s", role, strings.Join(a.roles, ", ")))
+				return
+			}
+		}
 	}
 	p, _ := auth.FromContext(r.Context())
 	nt, err := a.d.Tokens.Create(req, p.ID)

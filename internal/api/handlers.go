@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/api/wire"
+	"github.com/hodei-ci/hodei/internal/auth"
+	"github.com/hodei-ci/hodei/internal/authz"
 	"github.com/hodei-ci/hodei/internal/cli"
 	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/pipeline"
@@ -154,6 +156,11 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	if !validLabel(file) || !validLabel(tenant) {
 		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "file and tenant must be at most 255 printable characters")
+		return
+	}
+	if tenant != "" && !auth.ValidTenant(tenant) {
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest,
+			fmt.Sprintf("invalid tenant %q: a tenant's name matches %s", tenant, auth.TenantPattern))
 		return
 	}
 	run, err := a.d.Submit(r.Context(), file, data, tenant)
@@ -504,19 +511,62 @@ func (a *api) cancel(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, RunJSON(run, jobs, time.Now()))
 }
 
+// workers lists the workers. They are shared by every tenant, so everyone
+// who may read them sees them all, with their capacity and use; but the
+// ids of the jobs on them are listed only to whom may read every tenant's
+// runs, or else only the jobs of the principal's tenant (see jobFilter).
 func (a *api) workers(w http.ResponseWriter, r *http.Request) {
 	out := wire.WorkerList{Workers: []wire.Worker{}}
+	keep := a.jobFilter(r)
 	if v := a.d.Orch.View(); v != nil {
 		for _, x := range v.Workers {
+			jobs := x.Jobs
+			if keep != nil {
+				jobs = []string{}
+				for _, id := range x.Jobs {
+					if keep(id) {
+						jobs = append(jobs, id)
+					}
+				}
+			}
 			out.Workers = append(out.Workers, wire.Worker{
 				ID: x.ID, Pool: x.Pool, State: x.State, Labels: x.Labels,
 				CPUMilli: x.CPUMilli, MemoryBytes: x.MemoryBytes, GPU: x.GPU,
 				UsedCPUMilli: x.UsedCPUMilli, UsedMemory: x.UsedMemory, UsedGPU: x.UsedGPU,
-				Jobs: x.Jobs, FirstSeen: x.FirstSeen, LastSeen: x.LastSeen,
+				Jobs: jobs, FirstSeen: x.FirstSeen, LastSeen: x.LastSeen,
 			})
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// jobFilter returns nil when the request may see every job (an open API,
+// or a principal who may read the runs of every tenant), else a function
+// that keeps the jobs of the principal's tenant. A job it cannot look up is
+// not kept.
+func (a *api) jobFilter(r *http.Request) func(jobID string) bool {
+	p, ok := auth.FromContext(r.Context())
+	if a.d.Auth == nil || !ok {
+		return nil
+	}
+	if d, err := a.d.Authz.Authorize(r.Context(), authz.Request{Principal: p, Action: authz.ActRead, Resource: authz.Cluster()}); err == nil && d.Allow {
+		return nil
+	}
+	tenants := map[string]string{} // run id -> tenant
+	return func(id string) bool {
+		j, err := a.d.Store.GetJob(r.Context(), id)
+		if err != nil {
+			return false
+		}
+		t, seen := tenants[j.RunID]
+		if !seen {
+			if run, err := a.d.Store.GetRun(r.Context(), j.RunID); err == nil {
+				t = run.Tenant
+			}
+			tenants[j.RunID] = t
+		}
+		return t != "" && t == p.Tenant
+	}
 }
 
 func (a *api) healthz(w http.ResponseWriter, r *http.Request) {

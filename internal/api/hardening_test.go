@@ -324,3 +324,86 @@ func TestLongStreamOutlivesTimeouts(t *testing.T) {
 		}
 	}
 }
+
+// TestTenantsAndRolesValidatedWhereMade: a token with a role no policy
+// knows, or a tenant that is not a plain name, is refused with 400 and what
+// is allowed; so is a submission to such a tenant.
+func TestTenantsAndRolesValidatedWhereMade(t *testing.T) {
+	e := startHardened(t, api.Limits{}, 0)
+	for _, c := range []struct {
+		tenant string
+		roles  []string
+		want   string
+	}{
+		{"acme", []string{"superuser"}, `unknown role "superuser": the policies give permissions to admin, developer, maintainer, viewer`},
+		{"../x", []string{"developer"}, `invalid tenant "../x": a tenant's name matches ` + "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"},
+		{".hidden", []string{"viewer"}, `invalid tenant ".hidden"`},
+		{"a/b", []string{"viewer"}, `invalid tenant "a/b"`},
+	} {
+		body, _ := json.Marshal(map[string]any{"name": fmt.Sprintf("t%d", len(c.want)), "tenant": c.tenant, "roles": c.roles})
+		a := e.call(e.admin, "POST", "/api/v1/tokens", "application/json", body)
+		e.want(a, http.StatusBadRequest, wire.CodeBadRequest, fmt.Sprintf("token for tenant %q roles %v", c.tenant, c.roles))
+		if !strings.Contains(string(a.body), strings.ReplaceAll(c.want, `"`, `\"`)) {
+			t.Errorf("tenant %q roles %v: %s, want the message to hold %s", c.tenant, c.roles, a.body, c.want)
+		}
+	}
+	e.token("ok", "acme-2.prod_x", "developer", "viewer")
+	a := e.call(e.admin, "POST", "/api/v1/runs?tenant=..%2Fx", "application/yaml", []byte(helloYAML))
+	e.want(a, http.StatusBadRequest, wire.CodeBadRequest, "submission to tenant ../x")
+	if !strings.Contains(string(a.body), "a tenant's name matches") {
+		t.Errorf("submission to ../x: %s", a.body)
+	}
+}
+
+// TestWorkersHideOtherTenantsJobs: a developer of tenant B sees the workers,
+// but not the ids of tenant A's jobs on them; A's developer and the admin
+// do.
+func TestWorkersHideOtherTenantsJobs(t *testing.T) {
+	e := startHardened(t, api.Limits{}, 1)
+	devA, devB := e.token("dev-a", "a", "developer"), e.token("dev-b", "b", "developer")
+	a := e.call(devA, "POST", "/api/v1/runs", "application/yaml",
+		[]byte("name: long\njobs:\n  wait:\n    steps: [{run: 'sleep 60'}]\n"))
+	if a.status != http.StatusCreated {
+		t.Fatalf("submit as dev-a: %d %s", a.status, a.body)
+	}
+	var run wire.Run
+	if err := json.Unmarshal(a.body, &run); err != nil {
+		t.Fatal(err)
+	}
+	defer e.call(e.admin, "POST", "/api/v1/runs/"+run.ID+"/cancel", "", nil)
+	jobsSeen := func(token string) []string {
+		t.Helper()
+		a := e.call(token, "GET", "/api/v1/workers", "", nil)
+		if a.status != http.StatusOK {
+			t.Fatalf("workers: %d %s", a.status, a.body)
+		}
+		var l wire.WorkerList
+		if err := json.Unmarshal(a.body, &l); err != nil {
+			t.Fatal(err)
+		}
+		if len(l.Workers) != 1 {
+			t.Fatalf("%d workers listed, want 1: %s", len(l.Workers), a.body)
+		}
+		return l.Workers[0].Jobs
+	}
+	// Wait for the job to be on the worker, as the admin sees it.
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for len(jobsSeen(e.admin)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the job never reached the worker")
+		}
+		<-tick.C
+	}
+	jobID := jobsSeen(e.admin)[0]
+	if !strings.HasPrefix(jobID, run.ID) {
+		t.Fatalf("job %s on the worker is not of run %s", jobID, run.ID)
+	}
+	if got := jobsSeen(devA); len(got) != 1 || got[0] != jobID {
+		t.Errorf("dev-a sees jobs %v, want [%s]", got, jobID)
+	}
+	if got := jobsSeen(devB); len(got) != 0 {
+		t.Errorf("dev-b sees jobs %v of tenant a", got)
+	}
+}

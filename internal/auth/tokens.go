@@ -182,6 +182,9 @@ func (t *Tokens) Create(req TokenRequest, createdBy string) (NewToken, error) {
 	if !validName(req.Name) {
 		return NewToken{}, fmt.Errorf("%w: name %q: use 1 to 64 letters, digits, '-', '_' or '.'", ErrBadToken, req.Name)
 	}
+	if req.Tenant != "" && !ValidTenant(req.Tenant) {
+		return NewToken{}, fmt.Errorf("%w: tenant %q: a tenant's name matches %s", ErrBadToken, req.Tenant, TenantPattern)
+	}
 	if len(req.Roles) == 0 {
 		return NewToken{}, fmt.Errorf("%w: a token needs at least one role", ErrBadToken)
 	}
