@@ -36,6 +36,7 @@ Example:
 	autoscaleMode := fs.String("autoscale", "predictive", "with --pools: reactive (queue and idle time), or predictive (also forecasts each pool's demand; reactive while it learns)")
 	asQuantile := fs.Float64("autoscale-quantile", 0.7, "predictive: share of the forecast's peaks that the idle workers kept cover")
 	sec := addSecurityFlags(fs)
+	apiLimits := addAPILimitFlags(fs)
 	tf := addTLSFlags(fs, "certificate of the API and of the embedded NATS (\"hodei ca issue server\")",
 		"CA of the agents' certificates: with it, the embedded NATS requires mutual TLS and confines each agent to its own subjects")
 	sb := addSecretsBackendFlags(fs)
@@ -55,6 +56,10 @@ Example:
 		return usageError(fs, "%v", err)
 	}
 	secOpts, err := sec.options(*httpAddr)
+	if err != nil {
+		return usageError(fs, "%v", err)
+	}
+	limits, err := apiLimits.limits()
 	if err != nil {
 		return usageError(fs, "%v", err)
 	}
@@ -112,6 +117,7 @@ Example:
 		Security:      secOpts,
 		Secrets:       secretsOpts,
 		HTTPTLS:       tlsOpts.http,
+		APILimits:     limits,
 		NATSTLS:       tlsOpts.nats,
 		NATSClientTLS: tlsOpts.natsClient,
 		Pools:         poolCfg,
