@@ -223,7 +223,8 @@ func (c *rawConn) closedWithin(bound time.Duration) (string, error) {
 // TestSlowClientsAreCut: 100 connections without credentials trickling a
 // 100 kB body get their 401 at once and are closed; a request whose headers
 // trickle is cut after ReadHeaderTimeout; an authenticated request whose
-// body trickles is cut after ReadTimeout; and all the while the API
+// body trickles is cut after ReadTimeout; a kept-alive connection with no
+// next request is closed after IdleTimeout; and all the while the API
 // answers others.
 func TestSlowClientsAreCut(t *testing.T) {
 	limits := api.Limits{ReadHeaderTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 5 * time.Second,
@@ -254,6 +255,16 @@ func TestSlowClientsAreCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	go trickle(slowBody, stop)
+	// A kept-alive connection that asks once, then says nothing.
+	idle := dialRaw(t, addr)
+	if _, err := io.WriteString(idle, "GET /healthz HTTP/1.1\r\nHost: hodei\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.ReadResponse(idle.r, nil); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz on the idle connection: %v %v", resp, err)
+	} else if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatal(err)
+	}
 
 	// The API answers while they hang on.
 	e.want(e.call(e.admin, "GET", "/api/v1/runs", "", nil), http.StatusOK, "", "a normal request beside 102 slow ones")
@@ -273,7 +284,7 @@ func TestSlowClientsAreCut(t *testing.T) {
 			}
 		}()
 	}
-	for what, c := range map[string]*rawConn{"trickled headers": slowHeader, "authenticated slow body": slowBody} {
+	for what, c := range map[string]*rawConn{"trickled headers": slowHeader, "authenticated slow body": slowBody, "idle keep-alive": idle} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

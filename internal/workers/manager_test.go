@@ -259,6 +259,8 @@ func TestGuardedList(t *testing.T) {
 // before it; whichever wins, Run returns and Close does not wait forever
 // (under -race, neither touches the other's state unguarded).
 func TestManagerCloseRacesRun(t *testing.T) {
+	// Round 0: Close wins outright (it returns before Run is called); the
+	// others race them.
 	for i := 0; i < 50; i++ {
 		reg := NewRegistry()
 		f := newListerFake()
@@ -272,16 +274,22 @@ func TestManagerCloseRacesRun(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ran := make(chan struct{})
-		go func() {
+		ran, closed := make(chan struct{}), make(chan struct{})
+		run := func() {
 			defer close(ran)
 			m.Run(context.Background()) // never cancelled: only Close can end it
-		}()
-		closed := make(chan struct{})
-		go func() {
+		}
+		closeIt := func() {
 			defer close(closed)
 			m.Close(context.Background())
-		}()
+		}
+		if i == 0 {
+			closeIt()
+			go run()
+		} else {
+			go run()
+			go closeIt()
+		}
 		for what, ch := range map[string]chan struct{}{"Run to return": ran, "Close to return": closed} {
 			select {
 			case <-ch:
