@@ -161,7 +161,7 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 	srv.SetLoggerV2(fatal, false, false, false)
 	go srv.Start()
 	deadline := time.Now().Add(30 * time.Second)
-	for !srv.ReadyForConnections(20 * time.Millisecond) {
+	for !srv.ReadyForConnections(50 * time.Millisecond) { // it polls every 25ms above 25ms
 		select {
 		case <-fatal.failed:
 			srv.Shutdown()
