@@ -19,6 +19,7 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/api"
 	"github.com/hodei-ci/hodei/internal/api/wire"
+	"github.com/hodei-ci/hodei/internal/audit"
 	"github.com/hodei-ci/hodei/internal/server"
 )
 
@@ -146,9 +147,12 @@ func TestHugeRequestStringsAreCappedInLogs(t *testing.T) {
 	if !strings.Contains(e.log.String(), fmt.Sprintf(`"path_len":%d`, len("/api/v1/runs/")+len(id))) {
 		t.Errorf("the access log does not record the path's length")
 	}
-	// The trail still verifies, clipped records included.
-	if a := e.call(e.admin, "GET", "/api/v1/audit?limit=5", "", nil); a.status != http.StatusOK {
-		t.Errorf("audit query: %d %s", a.status, a.body)
+	// The trail still verifies, clipped records included, and reads back.
+	if _, err := audit.Verify(auditPath, audit.VerifyOptions{}); err != nil {
+		t.Errorf("the trail does not verify: %v", err)
+	}
+	if a := e.call(e.admin, "GET", "/api/v1/audit?limit=5", "", nil); a.status != http.StatusOK || !strings.Contains(string(a.body), `"lengths":{`) {
+		t.Errorf("audit query: %d %.300s", a.status, a.body)
 	}
 }
 
