@@ -42,6 +42,7 @@ Example:
 	asQuantile := fs.Float64("autoscale-quantile", 0.7, "predictive: share of the forecast's peaks that the idle workers kept cover")
 	lim := addLimitFlags(fs)
 	sec := addSecurityFlags(fs)
+	apiLimits := addAPILimitFlags(fs)
 	tf := addTLSFlags(fs, "certificate of the API and of the embedded NATS (\"hodei ca issue server\")",
 		"CA of the agents' certificates: with it, the embedded NATS requires mutual TLS and confines each agent to its own subjects")
 	sb := addSecretsBackendFlags(fs)
@@ -75,6 +76,10 @@ Example:
 		return usageError(fs, "%v", err)
 	}
 	secOpts, err := sec.options(*httpAddr)
+	if err != nil {
+		return usageError(fs, "%v", err)
+	}
+	httpLimits, err := apiLimits.limits()
 	if err != nil {
 		return usageError(fs, "%v", err)
 	}
@@ -134,6 +139,7 @@ Example:
 		Security:      secOpts,
 		Secrets:       secretsOpts,
 		HTTPTLS:       tlsOpts.http,
+		APILimits:     httpLimits,
 		NATSTLS:       tlsOpts.nats,
 		NATSClientTLS: tlsOpts.natsClient,
 		Pools:         poolCfg,

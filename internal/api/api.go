@@ -68,6 +68,10 @@ type Deps struct {
 	// MaxPipelineBytes is the largest pipeline file a submission may
 	// carry (MaxBody when zero); the server's --max-pipeline-bytes.
 	MaxPipelineBytes int
+	// Limits are the timeouts and the rate limit of failed
+	// authentications (limits.go); serve the handler with
+	// Limits.HTTPServer.
+	Limits Limits
 }
 
 // MaxBody is the largest pipeline file accepted by default (1 MiB,
@@ -101,6 +105,9 @@ type api struct {
 	log       *slog.Logger
 	hub       *hub.Hub
 	heartbeat time.Duration
+	limits    Limits
+	fails     *failLimiter // nil: no limit
+	roles     []string     // the roles the policies know; nil: unknown (any name)
 
 	// stopping ends live streams when an http.Server serving this handler
 	// shuts down, so that they do not hold the shutdown up.
@@ -111,10 +118,12 @@ type api struct {
 
 // New returns the API's handler.
 func New(d Deps) http.Handler {
-	a := &api{d: d, log: d.Logger, hub: d.Hub, heartbeat: heartbeat}
+	a := &api{d: d, log: d.Logger, hub: d.Hub, heartbeat: heartbeat, limits: d.Limits.WithDefaults()}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
+	a.log = capLogger(a.log)
+	a.fails = newFailLimiter(a.limits)
 	if a.hub == nil && d.Orch != nil {
 		a.hub = d.Orch.Hub()
 	}

@@ -20,6 +20,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -75,6 +76,9 @@ func (a *api) secure(next http.Handler) http.Handler {
 		}
 		a.d.Authz = authz.NewCedar(p)
 	}
+	if rl, ok := a.d.Authz.(authz.RoleLister); ok {
+		a.roles = rl.Roles()
+	}
 	a.d.Authz = authz.Scoped{Next: a.d.Authz}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -89,6 +93,7 @@ func (a *api) secure(next http.Handler) http.Handler {
 		}
 		p, err := a.d.Auth.Authenticate(r)
 		if err != nil {
+			refuseBody(w, r)
 			a.unauthenticated(w, r, err)
 			return
 		}
@@ -104,6 +109,14 @@ func (a *api) unauthenticated(w http.ResponseWriter, r *http.Request, err error)
 		a.log.Warn("authentication unavailable", "request_id", RequestID(r.Context()), "err", err)
 		a.record(r, auth.Principal{ID: "anonymous"}, actionAuthenticate, "", audit.Deny, err.Error())
 		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "credentials cannot be checked now: "+err.Error())
+		return
+	}
+	if wait := a.fails.fail(remoteHost(r)); wait > 0 {
+		// Not audited one by one: the first failures of the address are.
+		a.log.Debug("failed authentications rate limited", "request_id", RequestID(r.Context()), "remote", r.RemoteAddr)
+		w.Header().Set("Retry-After", retryAfter(wait))
+		writeError(w, http.StatusTooManyRequests, wire.CodeTooManyRequests,
+			"too many failed authentications from "+remoteHost(r)+": retry after "+retryAfter(wait)+"s")
 		return
 	}
 	challenge := `Bearer realm="hodei"`
@@ -437,6 +450,20 @@ func (a *api) createToken(w http.ResponseWriter, r *http.Request) {
 	if err := dec.Decode(&req); err != nil {
 		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "invalid JSON body: "+err.Error())
 		return
+	}
+	if req.Tenant != "" && !auth.ValidTenant(req.Tenant) {
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest,
+			fmt.Sprintf("invalid tenant %q: a tenant's name matches %s", req.Tenant, auth.TenantPattern))
+		return
+	}
+	if a.roles != nil {
+		for _, role := range req.Roles {
+			if !slices.Contains(a.roles, role) {
+				writeError(w, http.StatusBadRequest, wire.CodeBadRequest,
+					fmt.Sprintf("unknown role %q: the policies give permissions to %s", role, strings.Join(a.roles, ", ")))
+				return
+			}
+		}
 	}
 	p, _ := auth.FromContext(r.Context())
 	nt, err := a.d.Tokens.Create(req, p.ID)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/api/wire"
+	"github.com/hodei-ci/hodei/internal/auth"
+	"github.com/hodei-ci/hodei/internal/authz"
 	"github.com/hodei-ci/hodei/internal/cli"
 	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/pipeline"
@@ -163,6 +165,11 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	if !validLabel(file) || !validLabel(tenant) {
 		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "file and tenant must be at most 255 printable characters (no control or bidirectional formatting characters)")
+		return
+	}
+	if tenant != "" && !auth.ValidTenant(tenant) {
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest,
+			fmt.Sprintf("invalid tenant %q: a tenant's name matches %s", tenant, auth.TenantPattern))
 		return
 	}
 	run, err := a.d.Submit(r.Context(), file, data, tenant)
@@ -383,6 +390,7 @@ func (a *api) plainLogs(w http.ResponseWriter, r *http.Request, jobs []store.Job
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	beforeWrite := a.longResponse(w)
 	var lines *cli.Lines
 	if prefix {
 		lines = cli.NewLines(w, cli.KeyPrefix)
@@ -391,6 +399,7 @@ func (a *api) plainLogs(w http.ResponseWriter, r *http.Request, jobs []store.Job
 		var attempt int
 		var seq int64
 		for {
+			beforeWrite() // a page at a time
 			chunks, err := a.d.Store.ReadLogs(r.Context(), j.ID, attempt, seq, logPage)
 			if err != nil {
 				a.log.Warn("read logs", "request_id", RequestID(r.Context()), "job", j.ID, "err", err)
@@ -431,6 +440,8 @@ func (a *api) streamLogs(w http.ResponseWriter, r *http.Request, runID, job stri
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
+	beforeWrite := a.longResponse(w)
+	beforeWrite()
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	if err := rc.Flush(); err != nil {
@@ -441,6 +452,7 @@ func (a *api) streamLogs(w http.ResponseWriter, r *http.Request, runID, job stri
 	err := Follow(ctx, a.d.Store, a.hub, FollowOptions{RunID: runID, Job: job, Heartbeat: a.heartbeat,
 		OnLag: func() { a.log.Debug("log follower lagged; catching up", "run_id", runID) },
 	}, func(ev wire.Event) error {
+		beforeWrite()
 		if err := writeEvent(w, ev); err != nil {
 			return err
 		}
@@ -512,6 +524,10 @@ func (a *api) cancel(w http.ResponseWriter, r *http.Request) {
 // last heartbeat; past it, only ?all=true lists it.
 const LostWorkerAge = 10 * time.Minute
 
+// workers lists the workers. They are shared by every tenant, so everyone
+// who may read them sees them all, with their capacity and use; but the
+// ids of the jobs on them are listed only to whom may read every tenant's
+// runs, or else only the jobs of the principal's tenant (see jobFilter).
 func (a *api) workers(w http.ResponseWriter, r *http.Request) {
 	all := false
 	if s := r.URL.Query().Get("all"); s != "" {
@@ -523,20 +539,59 @@ func (a *api) workers(w http.ResponseWriter, r *http.Request) {
 	}
 	out := wire.WorkerList{Workers: []wire.Worker{}}
 	now := time.Now()
+	keep := a.jobFilter(r)
 	if v := a.d.Orch.View(); v != nil {
 		for _, x := range v.Workers {
 			if !all && (x.State == state.WorkerLost || x.State == state.WorkerGone) && now.Sub(x.LastSeen) > LostWorkerAge {
 				continue
 			}
+			jobs := x.Jobs
+			if keep != nil {
+				jobs = []string{}
+				for _, id := range x.Jobs {
+					if keep(id) {
+						jobs = append(jobs, id)
+					}
+				}
+			}
 			out.Workers = append(out.Workers, wire.Worker{
 				ID: x.ID, Pool: x.Pool, State: x.State, Labels: x.Labels,
 				CPUMilli: x.CPUMilli, MemoryBytes: x.MemoryBytes, GPU: x.GPU,
 				UsedCPUMilli: x.UsedCPUMilli, UsedMemory: x.UsedMemory, UsedGPU: x.UsedGPU,
-				Jobs: x.Jobs, FirstSeen: x.FirstSeen, LastSeen: x.LastSeen,
+				Jobs: jobs, FirstSeen: x.FirstSeen, LastSeen: x.LastSeen,
 			})
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// jobFilter returns nil when the request may see every job (an open API,
+// or a principal who may read the runs of every tenant), else a function
+// that keeps the jobs of the principal's tenant. A job it cannot look up is
+// not kept.
+func (a *api) jobFilter(r *http.Request) func(jobID string) bool {
+	p, ok := auth.FromContext(r.Context())
+	if a.d.Auth == nil || !ok {
+		return nil
+	}
+	if d, err := a.d.Authz.Authorize(r.Context(), authz.Request{Principal: p, Action: authz.ActRead, Resource: authz.Cluster()}); err == nil && d.Allow {
+		return nil
+	}
+	tenants := map[string]string{} // run id -> tenant
+	return func(id string) bool {
+		j, err := a.d.Store.GetJob(r.Context(), id)
+		if err != nil {
+			return false
+		}
+		t, seen := tenants[j.RunID]
+		if !seen {
+			if run, err := a.d.Store.GetRun(r.Context(), j.RunID); err == nil {
+				t = run.Tenant
+			}
+			tenants[j.RunID] = t
+		}
+		return t != "" && t == p.Tenant
+	}
 }
 
 func (a *api) healthz(w http.ResponseWriter, r *http.Request) {

@@ -30,6 +30,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Decisions.
@@ -74,8 +75,50 @@ type Record struct {
 	RequestID     string    `json:"request_id,omitempty"`
 	Method        string    `json:"method,omitempty"`
 	Path          string    `json:"path,omitempty"`
-	Prev          string    `json:"prev"`
-	Hash          string    `json:"hash,omitempty"`
+	// Lengths holds the full length, in bytes, of each field above that
+	// was longer than MaxField and was cut (by its JSON name).
+	Lengths map[string]int `json:"lengths,omitempty"`
+	Prev    string         `json:"prev"`
+	Hash    string         `json:"hash,omitempty"`
+}
+
+// MaxField is the most bytes of a field a record keeps: much of a record
+// comes from requests (paths, ids, names), and a client must not be able to
+// grow the trail by more than a bounded amount per request.
+const MaxField = 256
+
+// clipMark ends a clipped text.
+const clipMark = "...(truncated)"
+
+// Clip returns s if it is at most MaxField bytes long, else its first
+// MaxField bytes (cut at a UTF-8 boundary) followed by "...(truncated)",
+// and true.
+func Clip(s string) (string, bool) {
+	if len(s) <= MaxField {
+		return s, false
+	}
+	n := MaxField
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + clipMark, true
+}
+
+// clip cuts the fields of r longer than MaxField and notes their lengths.
+func (r *Record) clip() {
+	for name, f := range map[string]*string{
+		"principal": &r.Principal, "principal_name": &r.PrincipalName, "tenant": &r.Tenant,
+		"action": &r.Action, "resource": &r.Resource, "decision": &r.Decision, "reason": &r.Reason,
+		"remote": &r.Remote, "request_id": &r.RequestID, "method": &r.Method, "path": &r.Path,
+	} {
+		if c, cut := Clip(*f); cut {
+			if r.Lengths == nil {
+				r.Lengths = map[string]int{}
+			}
+			r.Lengths[name] = len(*f)
+			*f = c
+		}
+	}
 }
 
 // Anchor is the first line of a pruned log: the last record removed.
@@ -236,6 +279,7 @@ func (l *Log) Append(e Entry) (Record, error) {
 		Action: e.Action, Resource: e.Resource, Decision: e.Decision, Reason: e.Reason,
 		Remote: e.Remote, RequestID: e.RequestID, Method: e.Method, Path: e.Path,
 	}
+	r.clip()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {

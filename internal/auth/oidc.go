@@ -183,5 +183,8 @@ func (o *OIDC) Verify(ctx context.Context, raw string) (Principal, error) {
 	if p.ID == "user:" {
 		return Principal{}, fmt.Errorf("%w: the token has no subject", ErrInvalid)
 	}
+	if p.Tenant != "" && !ValidTenant(p.Tenant) {
+		return Principal{}, fmt.Errorf("%w: the token's tenant %q is not a tenant's name (%s)", ErrInvalid, p.Tenant, TenantPattern)
+	}
 	return p, nil
 }

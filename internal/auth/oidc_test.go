@@ -212,3 +212,24 @@ func TestLoginDeviceFlow(t *testing.T) {
 		t.Errorf("device token: %+v %v", p, err)
 	}
 }
+
+// TestOIDCTenantMustBeAName: a token whose tenant (claim or group) is not a
+// plain tenant name is refused, as such a tenant could not be made by hand.
+func TestOIDCTenantMustBeAName(t *testing.T) {
+	t.Parallel()
+	op := oidctest.Start(t, []oidctest.User{
+		{ID: "u-mal", Username: "mal", RealmRoles: []string{"developer"}, Tenant: "../x"},
+		{ID: "u-grp", Username: "grp", RealmRoles: []string{"developer"}, Groups: []string{"/tenant:a/b"}},
+		{ID: "u-ok", Username: "ok", RealmRoles: []string{"developer"}, Tenant: "acme-2"},
+	})
+	o := verifier(t, op.Issuer, 0)
+	for _, u := range []string{"mal", "grp"} {
+		_, err := verify(o, op.Token(t, oidctest.ClientHodei, u))
+		if !errors.Is(err, auth.ErrInvalid) || !strings.Contains(err.Error(), auth.TenantPattern) {
+			t.Errorf("%s: %v, want ErrInvalid with the tenant pattern", u, err)
+		}
+	}
+	if p, err := verify(o, op.Token(t, oidctest.ClientHodei, "ok")); err != nil || p.Tenant != "acme-2" {
+		t.Errorf("ok: %+v %v", p, err)
+	}
+}

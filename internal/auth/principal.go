@@ -8,7 +8,18 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"regexp"
 )
+
+// TenantPattern is the form of a tenant's name, wherever one is made (API
+// tokens, submissions, secrets): it names directories and qualified secret
+// names, so it has no path separators and does not start with a dot.
+const TenantPattern = `^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`
+
+var tenantRE = regexp.MustCompile(TenantPattern)
+
+// ValidTenant reports whether t matches TenantPattern.
+func ValidTenant(t string) bool { return tenantRE.MatchString(t) }
 
 // Kinds of principals.
 const (

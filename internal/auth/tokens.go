@@ -182,6 +182,9 @@ func (t *Tokens) Create(req TokenRequest, createdBy string) (NewToken, error) {
 	if !validName(req.Name) {
 		return NewToken{}, fmt.Errorf("%w: name %q: use 1 to 64 letters, digits, '-', '_' or '.'", ErrBadToken, req.Name)
 	}
+	if req.Tenant != "" && !ValidTenant(req.Tenant) {
+		return NewToken{}, fmt.Errorf("%w: tenant %q: a tenant's name matches %s", ErrBadToken, req.Tenant, TenantPattern)
+	}
 	if len(req.Roles) == 0 {
 		return NewToken{}, fmt.Errorf("%w: a token needs at least one role", ErrBadToken)
 	}
@@ -311,24 +314,56 @@ type adminFile struct {
 // and returns the token as secret: the only time it is known. Delete the
 // file to get a new token at the next start.
 func EnsureLocalAdmin(path string) (a *LocalAdmin, secret string, err error) {
+	a, na, err := LoadLocalAdmin(path)
+	if err != nil || na == nil {
+		return a, "", err
+	}
+	if err := na.Save(); err != nil {
+		return nil, "", err
+	}
+	return a, na.Secret, nil
+}
+
+// NewLocalAdmin is a local admin token made in memory, not yet stored.
+type NewLocalAdmin struct {
+	Path   string
+	Secret string
+	hash   string
+}
+
+// LoadLocalAdmin loads the local admin token's hash from path; when the file
+// does not exist, it makes a new token, which authenticates at once, and
+// returns it as na: call na.Save to store its hash, then hand na.Secret out
+// (the only time it is known). Nothing is written until then.
+func LoadLocalAdmin(path string) (a *LocalAdmin, na *NewLocalAdmin, err error) {
 	data, err := os.ReadFile(path)
 	if err == nil {
 		var f adminFile
 		if err := json.Unmarshal(data, &f); err != nil || !strings.HasPrefix(f.Hash, "sha256:") {
-			return nil, "", fmt.Errorf("auth: local admin token file %s is damaged (delete it to make a new token): %v", path, err)
+			return nil, nil, fmt.Errorf("auth: local admin token file %s is damaged (delete it to make a new token): %v", path, err)
 		}
-		return &LocalAdmin{hash: f.Hash}, "", nil
+		return &LocalAdmin{hash: f.Hash}, nil, nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
-		return nil, "", fmt.Errorf("auth: local admin token: %w", err)
+		return nil, nil, fmt.Errorf("auth: local admin token: %w", err)
 	}
-	secret = NewSecret()
-	f := adminFile{Hash: HashToken(secret), CreatedAt: time.Now().UTC().Truncate(time.Second)}
-	data, _ = json.MarshalIndent(f, "", "  ")
-	if err := atomicfile.Write(path, append(data, '\n'), 0o600); err != nil {
-		return nil, "", fmt.Errorf("auth: local admin token: %w", err)
+	secret := NewSecret()
+	na = &NewLocalAdmin{Path: path, Secret: secret, hash: HashToken(secret)}
+	return &LocalAdmin{hash: na.hash}, na, nil
+}
+
+// Save stores the hash of the new token (mode 0600). It refuses to replace
+// a file that appeared meanwhile.
+func (na *NewLocalAdmin) Save() error {
+	if _, err := os.Stat(na.Path); err == nil {
+		return fmt.Errorf("auth: local admin token file %s appeared while the server started (is another server using this data directory?)", na.Path)
 	}
-	return &LocalAdmin{hash: f.Hash}, secret, nil
+	f := adminFile{Hash: na.hash, CreatedAt: time.Now().UTC().Truncate(time.Second)}
+	data, _ := json.MarshalIndent(f, "", "  ")
+	if err := atomicfile.Write(na.Path, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("auth: local admin token: %w", err)
+	}
+	return nil
 }
 
 // Authenticate implements Authenticator.

@@ -126,6 +126,13 @@ type Authorizer interface {
 // ErrUnknownAction is returned for an action outside Actions.
 var ErrUnknownAction = errors.New("unknown action")
 
+// RoleLister is an Authorizer that knows every role its policies give
+// permissions to; tokens with other roles are refused where they are made.
+// (Amazon Verified Permissions keeps its policies remotely: it is not one.)
+type RoleLister interface {
+	Roles() []string
+}
+
 // Scoped narrows a backend by API token scopes: a principal with scopes
 // may do only the actions they name ("*" for all), whatever its roles
 // allow. Scopes are checked before the policies, so that the same limit

@@ -45,9 +45,20 @@ const Namespace = "Hodei"
 type Policies struct {
 	set    *cedar.PolicySet
 	ids    []string // in load order
+	roles  []string // named by the policies, sorted
 	schema *resolved.Schema
 	Source string // where they came from: "embedded defaults" or a directory
 }
+
+// Roles returns the roles the policies name (Hodei::Role::"…"), sorted: a
+// principal with another role gets nothing from it.
+func (p *Policies) Roles() []string { return slices.Clone(p.roles) }
+
+// rolePattern finds the roles a policy file names.
+var rolePattern = regexp.MustCompile(`Role::"((?:[^"\\]|\\.)*)"`)
+
+// Roles implements RoleLister.
+func (c *Cedar) Roles() []string { return c.p.Roles() }
 
 // IDs returns the ids of the policies, in the order they were loaded.
 func (p *Policies) IDs() []string { return slices.Clone(p.ids) }
@@ -161,7 +172,13 @@ func Load(schemaName string, schemaSrc []byte, files map[string][]byte) (*Polici
 			p.set.Add(cedar.PolicyID(id), pol)
 			p.ids = append(p.ids, id)
 		}
+		for _, m := range rolePattern.FindAllSubmatch(files[name], -1) {
+			if r := string(m[1]); !slices.Contains(p.roles, r) {
+				p.roles = append(p.roles, r)
+			}
+		}
 	}
+	sort.Strings(p.roles)
 	if len(problems) > 0 {
 		return nil, &LoadError{Problems: problems}
 	}

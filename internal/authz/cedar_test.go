@@ -255,3 +255,23 @@ func TestDocsQuoteTheEmbeddedPolicies(t *testing.T) {
 		}
 	}
 }
+
+// TestPoliciesListTheirRoles: the roles a token may be given are those the
+// policies name, the embedded defaults' or a directory's own.
+func TestPoliciesListTheirRoles(t *testing.T) {
+	t.Parallel()
+	def, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := NewCedar(def).Roles(); !slices.Equal(got, []string{"admin", "developer", "maintainer", "viewer"}) {
+		t.Errorf("default roles %v", got)
+	}
+	own, err := LoadDir("testdata/valid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := own.Roles(); !slices.Equal(got, []string{"reader"}) {
+		t.Errorf("roles of testdata/valid %v", got)
+	}
+}

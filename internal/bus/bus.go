@@ -24,7 +24,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -151,12 +155,67 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
+	// The server reports a port it cannot listen on only to its logger
+	// (and would otherwise be waited for until the timeout): catch it.
+	fatal := &fatalCatcher{failed: make(chan struct{})}
+	srv.SetLoggerV2(fatal, false, false, false)
 	go srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
-		srv.Shutdown()
-		return nil, errors.New("embedded nats: not ready after 30s")
+	deadline := time.Now().Add(30 * time.Second)
+	for !srv.ReadyForConnections(50 * time.Millisecond) { // it polls every 25ms above 25ms
+		select {
+		case <-fatal.failed:
+			srv.Shutdown()
+			if fatal.listen != nil {
+				return nil, fmt.Errorf("embedded nats: %w", ListenError(net.JoinHostPort(o.Host, strconv.Itoa(o.Port)), fatal.listen))
+			}
+			return nil, fmt.Errorf("embedded nats: %s", fatal.msg)
+		default:
+		}
+		if time.Now().After(deadline) {
+			srv.Shutdown()
+			return nil, errors.New("embedded nats: not ready after 30s")
+		}
 	}
 	return &Embedded{srv: srv, auth: auth}, nil
+}
+
+// fatalCatcher is the embedded server's logger: it keeps the first fatal
+// error (a port it cannot listen on, a JetStream store it cannot open) and
+// drops the rest, as NoLog did.
+type fatalCatcher struct {
+	once   sync.Once
+	failed chan struct{}
+	msg    string
+	listen error // the error of a failed listen, if that was it
+}
+
+func (f *fatalCatcher) Fatalf(format string, v ...any) {
+	f.once.Do(func() {
+		f.msg = fmt.Sprintf(format, v...)
+		if strings.HasPrefix(format, "Error listening") {
+			for _, x := range v {
+				if err, ok := x.(error); ok {
+					f.listen = err
+				}
+			}
+		}
+		close(f.failed)
+	})
+}
+func (*fatalCatcher) Noticef(string, ...any) {}
+func (*fatalCatcher) Warnf(string, ...any)   {}
+func (*fatalCatcher) Errorf(string, ...any)  {}
+func (*fatalCatcher) Debugf(string, ...any)  {}
+func (*fatalCatcher) Tracef(string, ...any)  {}
+
+// ListenError is the error of a failed listen on addr as a person wants to
+// read it: "listen 127.0.0.1:8080: address already in use".
+func ListenError(addr string, err error) error {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		err = se.Err
+	}
+	return fmt.Errorf("listen %s: %w", addr, err)
 }
 
 // ClientURL is the URL agents on this machine use to connect.

@@ -17,6 +17,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/hodei-ci/hodei/internal/auth"
 )
 
 // Errors. Backends wrap them with the secret's name.
@@ -30,9 +32,6 @@ var (
 // namePattern is the form of secret names: they become environment
 // variable names in jobs.
 var namePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-// tenantPattern is the form of tenant names in qualified secret names.
-var tenantPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 
 // DefaultTenant is the tenant whose secrets have plain names.
 const DefaultTenant = "default"
@@ -57,7 +56,7 @@ func SplitQualified(q string) (tenant, name string) {
 }
 
 // ValidTenant reports whether t can name a tenant in a qualified name.
-func ValidTenant(t string) bool { return tenantPattern.MatchString(t) }
+func ValidTenant(t string) bool { return auth.ValidTenant(t) }
 
 // validKey reports whether q is a valid name, plain or qualified.
 func validKey(q string) bool {

@@ -46,8 +46,11 @@ type security struct {
 	authz  authz.Authorizer
 	audit  *audit.Log
 	tokens *auth.Tokens
-	stop   context.CancelFunc
-	done   chan struct{}
+	// newAdmin is a local admin token made at this start, to be written
+	// and handed out once the server has started (publishAdminToken).
+	newAdmin *auth.NewLocalAdmin
+	stop     context.CancelFunc
+	done     chan struct{}
 }
 
 // Paths in the data directory.
@@ -78,18 +81,11 @@ func (s *Server) startSecurity() (err error) {
 	}
 	sec.auth = auth.Chain{sec.tokens}
 	if !o.NoLocalAdmin {
-		admin, secret, err := auth.EnsureLocalAdmin(filepath.Join(dir, adminTokenFile))
+		admin, pending, err := auth.LoadLocalAdmin(filepath.Join(dir, adminTokenFile))
 		if err != nil {
 			return fmt.Errorf("server: %w", err)
 		}
-		if secret != "" {
-			if o.OnAdminToken != nil {
-				o.OnAdminToken(secret)
-			} else {
-				s.log.Warn("a local admin token was made but nobody was given it; delete it to make another",
-					"file", filepath.Join(dir, adminTokenFile))
-			}
-		}
+		sec.newAdmin = pending
 		sec.auth = append(sec.auth, admin)
 	}
 	if o.OIDC != nil {
@@ -150,6 +146,27 @@ func (s *Server) startSecurity() (err error) {
 		}
 	}()
 	s.sec = sec
+	return nil
+}
+
+// publishAdminToken writes the hash of a local admin token made at this
+// start and hands the token out (Options.Security.OnAdminToken): the last
+// step of Start, so that a server that fails to start leaves no token behind
+// and overwrites no saved credential (of another server on its address).
+func (s *Server) publishAdminToken() error {
+	if s.sec == nil || s.sec.newAdmin == nil {
+		return nil
+	}
+	na := s.sec.newAdmin
+	if err := na.Save(); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	s.sec.newAdmin = nil
+	if s.opts.Security.OnAdminToken != nil {
+		s.opts.Security.OnAdminToken(na.Secret)
+	} else {
+		s.log.Warn("a local admin token was made but nobody was given it; delete it to make another", "file", na.Path)
+	}
 	return nil
 }
 

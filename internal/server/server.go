@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/hodei-ci/hodei/internal/agent"
+	"github.com/hodei-ci/hodei/internal/api"
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/containers"
 	"github.com/hodei-ci/hodei/internal/hub"
@@ -79,6 +80,9 @@ type Options struct {
 	NATSClientTLS *tls.Config
 	// HTTPTLS serves the API over TLS.
 	HTTPTLS *tls.Config
+	// APILimits are the API's timeouts and its rate limit of failed
+	// authentications (zero: api.DefaultLimits).
+	APILimits api.Limits
 	// Pools, when set, starts the worker manager for these pools (see
 	// internal/workers); Scaler replaces its default decisions and
 	// PoolInterval its period (1s). An *autoscale.Scaler keeps its demand
@@ -119,6 +123,7 @@ type Server struct {
 	log      *slog.Logger
 	embedded *bus.Embedded
 	nc       *nats.Conn
+	httpLn   net.Listener // taken, not served yet
 	httpSrv  *http.Server
 	httpAddr string
 	agents   []*agent.Agent
@@ -136,8 +141,11 @@ type Server struct {
 	docker  *containers.Docker
 }
 
-// Start brings a server up and returns when it is ready.
-func Start(ctx context.Context, o Options) (s *Server, err error) {
+// Start brings a server up and returns when it is ready. It takes its ports
+// first, so that a port in use fails it before it has written anything (a
+// new local admin token is written and handed out last, once every part has
+// started).
+func Start(ctx context.Context, o Options) (_ *Server, err error) {
 	if o.DataDir == "" {
 		return nil, errors.New("server: data dir is required")
 	}
@@ -147,15 +155,17 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
 	}
-	s = &Server{opts: o, log: o.Logger, Hub: hub.New(), Registry: prometheus.NewRegistry()}
+	s := &Server{opts: o, log: o.Logger, Hub: hub.New(), Registry: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
 	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if err := s.startSecurity(); err != nil {
-		return nil, err
+	if o.HTTPAddr != "" {
+		if err := s.listenHTTP(); err != nil {
+			return nil, err
+		}
 	}
 
 	if o.NATSURL == "" {
@@ -189,6 +199,10 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		if s.nc, err = bus.Connect(o.NATSURL, "hodei-server", s.natsTLS()...); err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
+	}
+
+	if err := s.startSecurity(); err != nil {
+		return nil, err
 	}
 
 	st, err := sqlite.Open(filepath.Join(o.DataDir, "hodei.db"))
@@ -229,10 +243,11 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	if err := s.startPools(); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	if err := s.publishAdminToken(); err != nil {
+		return nil, err
+	}
 	if o.HTTPAddr != "" {
-		if err := s.serveHTTP(); err != nil {
-			return nil, err
-		}
+		s.serveHTTP()
 	}
 	return s, nil
 }
@@ -364,6 +379,9 @@ func (s *Server) HTTPAddr() string { return s.httpAddr }
 // while the orchestrator still runs to requeue them.
 func (s *Server) Close() {
 	s.closed.Do(func() {
+		if s.httpLn != nil {
+			_ = s.httpLn.Close()
+		}
 		if s.httpSrv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if err := s.httpSrv.Shutdown(ctx); err != nil {

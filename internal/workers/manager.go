@@ -81,13 +81,17 @@ type Manager struct {
 	pools   map[string]*managedPool
 	names   []string
 	events  chan Event
-	stop    context.CancelFunc
-	done    chan struct{}
-	ops     sync.WaitGroup // provider calls in flight
+	// life ends when Close is called; stop ends it. Run starts only while
+	// it lasts, and ends when it does.
+	life context.Context
+	stop context.CancelFunc
+	done chan struct{}
+	ops  sync.WaitGroup // provider calls in flight
 
-	mu     sync.Mutex // guards owned and status; never held during a provider call
-	owned  map[string]*ownedWorker
-	status []PoolStatus
+	mu      sync.Mutex // guards running, owned and status; never held during a provider call
+	running bool       // Run has started (and closes done when it returns)
+	owned   map[string]*ownedWorker
+	status  []PoolStatus
 	// stuck is the demand that fits no pool, and warned when each kind of
 	// it was last logged.
 	stuck  []Demand
@@ -175,6 +179,7 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 		pools: map[string]*managedPool{}, events: make(chan Event, 1024), done: make(chan struct{}),
 		owned: map[string]*ownedWorker{},
 	}
+	m.life, m.stop = context.WithCancel(context.Background())
 	for _, pc := range cfg.Pools.Pools {
 		p, err := cfg.Registry.New(pc, cfg.Env)
 		if err != nil {
@@ -192,10 +197,20 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	return m, nil
 }
 
-// Run decides and acts every interval until ctx ends.
+// Run decides and acts every interval until ctx ends or Close is called. It
+// returns at once if Close was called before it; call it once.
 func (m *Manager) Run(ctx context.Context) {
-	ctx, m.stop = context.WithCancel(ctx)
+	m.mu.Lock()
+	if m.life.Err() != nil {
+		m.mu.Unlock()
+		return
+	}
+	m.running = true
+	m.mu.Unlock()
 	defer close(m.done)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(m.life, cancel)()
 	for _, name := range m.names {
 		go m.forward(ctx, m.pools[name].p.Events())
 	}
@@ -521,8 +536,13 @@ func (m *Manager) Pools() []PoolStatus {
 // Close stops deciding, waits for the calls in flight, and terminates every
 // worker the manager owns (they belong to this server).
 func (m *Manager) Close(ctx context.Context) {
-	if m.stop != nil {
-		m.stop()
+	// Once stop has returned, a Run that has not marked itself running
+	// never will: it sees life ended under mu.
+	m.stop()
+	m.mu.Lock()
+	running := m.running
+	m.mu.Unlock()
+	if running {
 		<-m.done
 	}
 	m.ops.Wait()

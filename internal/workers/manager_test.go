@@ -254,3 +254,48 @@ func TestGuardedList(t *testing.T) {
 		t.Error("a provider without List has a Lister")
 	}
 }
+
+// TestManagerCloseRacesRun: Close may be called while Run is starting, or
+// before it; whichever wins, Run returns and Close does not wait forever
+// (under -race, neither touches the other's state unguarded).
+func TestManagerCloseRacesRun(t *testing.T) {
+	// Round 0: Close wins outright (it returns before Run is called); the
+	// others race them.
+	for i := 0; i < 50; i++ {
+		reg := NewRegistry()
+		f := newListerFake()
+		reg.Register("fake", func(PoolConfig, ProviderEnv) (Provider, error) { return f, nil })
+		view := &viewFake{}
+		view.set(nil, nil)
+		m, err := NewManager(ManagerConfig{
+			Pools: &Config{Pools: []PoolConfig{fakePool(0, 1)}}, Registry: reg, View: view.v.Load,
+			Interval: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ran, closed := make(chan struct{}), make(chan struct{})
+		run := func() {
+			defer close(ran)
+			m.Run(context.Background()) // never cancelled: only Close can end it
+		}
+		closeIt := func() {
+			defer close(closed)
+			m.Close(context.Background())
+		}
+		if i == 0 {
+			closeIt()
+			go run()
+		} else {
+			go run()
+			go closeIt()
+		}
+		for what, ch := range map[string]chan struct{}{"Run to return": ran, "Close to return": closed} {
+			select {
+			case <-ch:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("round %d: timed out waiting for %s", i, what)
+			}
+		}
+	}
+}

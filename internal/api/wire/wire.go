@@ -154,6 +154,7 @@ const (
 	CodeTooLarge        = "too_large"
 	CodeUnsupported     = "unsupported_media_type"
 	CodeUnavailable     = "unavailable"
+	CodeTooManyRequests = "too_many_requests"
 	CodeInternal        = "internal"
 )
 

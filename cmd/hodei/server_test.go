@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/auth"
+	"github.com/hodei-ci/hodei/internal/server"
+)
+
+// TestServerOnBusyPort: "hodei server" on a port in use (its --http, or its
+// --nats-listen) exits 1 at once with the listen error, and leaves the
+// credential saved for the server already on that address as it was.
+func TestServerOnBusyPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	busy := ln.Addr().String()
+	// A port that was free a moment ago, for the API when NATS's is busy.
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	freeAddr := free.Addr().String()
+	free.Close()
+
+	for _, c := range []struct{ name, http, nats string }{
+		{"http", busy, "none"},
+		{"nats", freeAddr, busy},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			creds := filepath.Join(t.TempDir(), "credentials.json")
+			t.Setenv("HODEI_CREDENTIALS", creds)
+			_, port, _ := net.SplitHostPort(c.http)
+			if err := auth.SaveCredential(creds, "http://127.0.0.1:"+port, auth.Credential{Token: "hodei_the-running-servers-token"}); err != nil {
+				t.Fatal(err)
+			}
+			before, err := os.ReadFile(creds)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dataDir := t.TempDir()
+			began := time.Now()
+			code, _, errOut := capture(t, "server", "--data-dir", dataDir, "--http", c.http, "--nats-listen", c.nats, "--workers", "0")
+			if took := time.Since(began); took > 15*time.Second {
+				t.Errorf("took %s to fail", took)
+			}
+			want := "listen " + busy + ": address already in use"
+			if code != exitFailed || !strings.Contains(errOut, want) {
+				t.Errorf("exit %d, stderr %q: want %d and %q", code, errOut, exitFailed, want)
+			}
+			if strings.Contains(errOut, "panic") || strings.Contains(errOut, "admin token") {
+				t.Errorf("stderr: %s", errOut)
+			}
+			after, err := os.ReadFile(creds)
+			if err != nil || string(after) != string(before) {
+				t.Errorf("saved credentials changed:\n%s\nwas:\n%s (%v)", after, before, err)
+			}
+			if _, err := os.Stat(filepath.Join(dataDir, "auth", "admin-token.json")); !os.IsNotExist(err) {
+				t.Errorf("admin token file written (stat: %v)", err)
+			}
+		})
+	}
+}
+
+// TestTokenCreateRefusesUnknownRoleAndTenant: "hodei token create" with a
+// role no policy knows or a tenant that is not a plain name fails with the
+// server's explanation.
+func TestTokenCreateRefusesUnknownRoleAndTenant(t *testing.T) {
+	t.Setenv("HODEI_CREDENTIALS", filepath.Join(t.TempDir(), "credentials.json"))
+	var admin string
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := server.Start(ctx, server.Options{
+		DataDir: t.TempDir(), NATSListen: "none", HTTPAddr: "127.0.0.1:0",
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Security: server.SecurityOptions{Enabled: true, OnAdminToken: func(tok string) { admin = tok }},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	base := "http://" + srv.HTTPAddr()
+	t.Setenv("HODEI_TOKEN", admin)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--role", "superuser", "--tenant", "acme"}, `unknown role "superuser"`},
+		{[]string{"--role", "developer", "--tenant", "../x"}, `invalid tenant "../x": a tenant's name matches ^[A-Za-z0-9]`},
+	} {
+		code, out, errOut := capture(t, append([]string{"token", "create", "bot", "--server", base}, c.args...)...)
+		if code != exitFailed || !strings.Contains(errOut, c.want) || out != "" {
+			t.Errorf("token create %v: exit %d, stdout %q, stderr %q; want %d and %q", c.args, code, out, errOut, exitFailed, c.want)
+		}
+	}
+	if code, _, errOut := capture(t, "token", "create", "bot", "--server", base, "--role", "developer", "--tenant", "acme"); code != exitOK {
+		t.Errorf("a valid token: exit %d %s", code, errOut)
+	}
+}
