@@ -30,6 +30,7 @@ Example:
 	natsURL := fs.String("nats", "", "URL of an external NATS server (default: run one embedded)")
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", `address where the embedded NATS accepts agents ("none": local workers only)`)
 	workers := fs.Int("workers", 2, "number of agents running inside the server (0 for none)")
+	unsafeShared := fs.Bool("unsafe-shared-user", false, "run the steps of local workers as the server's own user, without isolation: any job can then read and write the data directory (for machines that cannot isolate steps; see docs/security.md)")
 	ttl := fs.Duration("worker-ttl", 5*time.Second, "how long a worker may stay silent before its jobs go back to the queue")
 	poolsFile := fs.String("pools", "", "YAML file of worker pools that the server keeps provisioned (see docs/workers.md)")
 	agentCADir := fs.String("agent-ca-dir", "", `with --pools and --ca: directory of the CA ("hodei ca init") that signs a certificate for each agent the worker manager starts`)
@@ -117,6 +118,8 @@ Example:
 		Pools:         poolCfg,
 		Scaler:        scaler,
 		AgentCA:       agentCA,
+
+		UnsafeSharedUser: *unsafeShared,
 	})
 	if err != nil {
 		return fail("server", err)

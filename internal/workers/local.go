@@ -88,6 +88,8 @@ func (l *Local) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, error) 
 		Containers:        l.env.Containers,
 		ContainerNetwork:  l.env.ContainerNetwork,
 		Logger:            l.env.Logger,
+		Unisolated:        l.env.Unisolated,
+		Hide:              l.env.Hide,
 	})
 	if err != nil {
 		nc.Close()

@@ -195,6 +195,12 @@ func (p *LocalProcess) args(spec WorkerSpec, dir string) []string {
 	if spec.Ephemeral {
 		args = append(args, "--once")
 	}
+	if p.env.Unisolated {
+		args = append(args, "--unsafe-shared-user")
+	}
+	for _, h := range p.env.Hide {
+		args = append(args, "--hide", h)
+	}
 	return args
 }
 
