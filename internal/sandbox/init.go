@@ -18,6 +18,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// hideFlags are the flags of the file systems that hide directories.
+const hideFlags = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+
 // initSpec is what the caller hands the init on fd 3.
 type initSpec struct {
 	Spec
@@ -108,16 +111,31 @@ func setup(s *initSpec) error {
 		}
 	}
 	// Hidden directories: an empty tmpfs over each, outermost first (what
-	// is under a hidden directory or under /tmp is hidden already).
-	hidden := []string{"/tmp", "/var/tmp"}
+	// is under a hidden directory or under /tmp is hidden already). A
+	// workspace under /tmp gets a tmpfs of its own for the path down to it,
+	// so that its parents are not directories of the step's /tmp.
+	tmpDirs := []string{"/tmp", "/var/tmp"}
+	var hidden []string
+	for _, d := range tmpDirs {
+		if rel, ok := strings.CutPrefix(s.Workspace, d+"/"); ok && strings.Contains(rel, "/") {
+			top := d + "/" + strings.SplitN(rel, "/", 2)[0]
+			if err := os.Mkdir(top, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+				return fmt.Errorf("workspace mount point: %w", err)
+			}
+			if err := unix.Mount("tmpfs", top, "tmpfs", hideFlags, "size=1m,mode=0755"); err != nil {
+				return fmt.Errorf("workspace mount point: %w", err)
+			}
+			hidden = append(hidden, top)
+		}
+	}
 	hide := slices.Clone(s.Hide)
 	slices.Sort(hide)
 	for _, h := range hide {
 		h = filepath.Clean(h)
-		if !filepath.IsAbs(h) || h == "/" || under(h, hidden) || !isDir(h) {
+		if !filepath.IsAbs(h) || h == "/" || under(h, hidden) || under(h, tmpDirs) || !isDir(h) {
 			continue
 		}
-		if err := unix.Mount("tmpfs", h, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=1m,mode=0755"); err != nil {
+		if err := unix.Mount("tmpfs", h, "tmpfs", hideFlags, "size=1m,mode=0755"); err != nil {
 			return fmt.Errorf("hide %s: %w", h, err)
 		}
 		hidden = append(hidden, h)
@@ -128,6 +146,13 @@ func setup(s *initSpec) error {
 	}
 	if err := unix.Mount(self+strconv.Itoa(ws), s.Workspace, "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("bind workspace: %w", err)
+	}
+	// The hiding file systems become read-only: in a user namespace their
+	// root belongs to the step's own uid.
+	for _, h := range hidden {
+		if err := unix.Mount("", h, "", unix.MS_REMOUNT|unix.MS_RDONLY|hideFlags, ""); err != nil {
+			return fmt.Errorf("hide %s read-only: %w", h, err)
+		}
 	}
 	// Landlock (best effort: a kernel without it still has the namespaces):
 	// the step reads the file system but writes only its workspace, /tmp,

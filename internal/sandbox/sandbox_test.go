@@ -115,6 +115,8 @@ func TestStepSeesNeitherHiddenDirsNorOtherProcesses(t *testing.T) {
 ls -A `+data+`
 ls `+other+` 2>/dev/null && echo other-visible
 cat `+data+`/kek.json 2>/dev/null && echo kek-readable
+touch `+data+`/planted 2>/dev/null && echo wrote-hidden-dir
+touch `+filepath.Dir(ws)+`/planted 2>/dev/null && echo wrote-next-to-workspace
 n=0; for p in /proc/[0-9]*; do n=$((n+1)); done; echo procs=$n
 cat /proc/[0-9]*/environ 2>/dev/null | tr '\0' '\n' | grep HODEI_AGENT_ONLY && echo environ-leak
 echo inside > file; cat file`)
