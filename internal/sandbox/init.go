@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/landlock-lsm/go-landlock/landlock"
+	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	"golang.org/x/sys/unix"
 )
 
@@ -154,10 +155,16 @@ func setup(s *initSpec) error {
 			return fmt.Errorf("hide %s read-only: %w", h, err)
 		}
 	}
-	// Landlock (best effort: a kernel without it still has the namespaces):
-	// the step reads the file system but writes only its workspace, /tmp,
-	// /dev/shm and the usual devices, and cannot signal or reach abstract
-	// sockets of processes outside its domain. It also sets no_new_privs.
+	return nil
+}
+
+// landlockRuleset makes the step's Landlock ruleset (best effort: a kernel
+// without Landlock still has the namespaces): the step reads the file
+// system but writes only its workspace, /tmp, /dev/shm and the usual
+// devices, and cannot signal or reach abstract sockets of processes outside
+// its domain. The network is not restricted. It returns -1 when there is
+// nothing to restrict.
+func landlockRuleset(s *initSpec) (fd int, flags uint32, err error) {
 	writable := []string{s.Workspace, "/tmp", "/var/tmp", "/dev/shm"}
 	devices := []string{"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/ptmx", "/dev/pts"}
 	rules := []landlock.Rule{
@@ -166,20 +173,18 @@ func setup(s *initSpec) error {
 		landlock.RWFiles(devices...).IgnoreIfMissing().WithIoctlDev(),
 	}
 	if s.UserNS {
-		// The init writes the uid and gid maps of the shell's namespace
-		// under /proc (this namespace's own /proc: its processes only).
+		// The init's thread that starts the shell writes the uid and gid
+		// maps of the shell's namespace under /proc (this namespace's own
+		// /proc: its processes only).
 		rules = append(rules, landlock.RWFiles("/proc"))
 	}
-	if err := landlock.V6.BestEffort().RestrictPaths(rules...); err != nil {
-		return fmt.Errorf("landlock: %w", err)
+	c := landlock.V6
+	c.HandledAccessNet = 0
+	fd, flags, err = c.BestEffort().NewRulesetFD(rules...)
+	if err != nil {
+		return -1, 0, fmt.Errorf("landlock: %w", err)
 	}
-	if err := landlock.V6.BestEffort().RestrictScoped(); err != nil {
-		return fmt.Errorf("landlock scopes: %w", err)
-	}
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("no_new_privs: %w", err)
-	}
-	return nil
+	return fd, flags, nil
 }
 
 // runShell starts the step's shell, passes termination signals on to every
@@ -202,11 +207,26 @@ func runShell(s *initSpec) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	// Landlock (before ABI 8) gives each OS thread of the init a domain of
-	// its own, and its signal scope lets a thread signal only processes of
-	// its own domain: the shell is forked, and every signal sent, from this
-	// one thread.
+	// The shell is forked, and every signal sent, from this one thread: the
+	// one in the shell's Landlock domain (whose signal scope lets it signal
+	// only processes of that domain).
 	runtime.LockOSThread()
+	// Only this thread enters the Landlock domain and sets no_new_privs:
+	// the shell inherits both, the init's other threads need neither.
+	fd, flags, err := landlockRuleset(s)
+	if err != nil {
+		return Status{}, err
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return Status{}, fmt.Errorf("no_new_privs: %w", err)
+	}
+	if fd >= 0 {
+		err := ll.LandlockRestrictSelf(fd, flags)
+		unix.Close(fd)
+		if err != nil {
+			return Status{}, fmt.Errorf("landlock: %w", err)
+		}
+	}
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
 	p, err := os.StartProcess("/bin/sh", []string{"sh", "-e", "-c", s.Script}, &os.ProcAttr{

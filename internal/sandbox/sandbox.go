@@ -120,7 +120,7 @@ func (c *Cmd) Start() error {
 	cmd.Args = []string{"hodei-sandbox"}
 	// Nothing of the caller's environment; GORACE keeps a binary built
 	// with -race from sleeping a second at exit.
-	cmd.Env = []string{initMarker + "=1", "GORACE=atexit_sleep_ms=0"}
+	cmd.Env = []string{initMarker + "=1", "GORACE=atexit_sleep_ms=0", "GOMAXPROCS=1", "GOGC=off"}
 	cmd.Dir = "/"
 	cmd.Stdout = c.Stdout
 	cmd.Stderr = c.Stdout
