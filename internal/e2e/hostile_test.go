@@ -50,8 +50,10 @@ var moves = []string{
 }
 
 // hostileScript is the hostile job's step. $DATA is the data directory
-// (the walk-up from the workspace when empty), $PIDS the server and agent
-// pids, $MARKER the argument of the daemon it leaves.
+// (the walk-up from the workspace when empty), the file go (written by the
+// test) holds the server and agent pids, $MARKER is the argument of the
+// daemon it leaves (the step waits until the daemon runs, so that it is
+// there when the step ends).
 const hostileScript = `
 echo "hostile-ready ws=$HODEI_WORKSPACE"
 while [ ! -s go ]; do sleep 0.02; done
@@ -80,6 +82,8 @@ move write-other-workspace 'f=$(find "$DATA" /tmp -name a-private.txt 2>/dev/nul
 move signal-server 'kill -CONT ${PIDS%% *}'
 move signal-agent 'for p in ${PIDS#* }; do kill -CONT $p && exit 0; done; exit 1'
 setsid sleep $MARKER >/dev/null 2>&1 < /dev/null &
+pat="[${MARKER%"${MARKER#?}"}]${MARKER#?}"
+n=0; while [ $n -lt 500 ] && ! grep -qs "$pat" /proc/[0-9]*/cmdline; do sleep 0.01; n=$((n+1)); done
 echo MOVES-DONE
 `
 

@@ -2,9 +2,10 @@
 //
 // The agent re-executes its own binary (/proc/self/exe) with the
 // environment marker HODEI_SANDBOX_INIT=1 in new PID, mount, IPC and UTS
-// namespaces (and a new user namespace when the agent is not root). This
-// package's init function sees the marker and turns the process into the
-// sandbox's init instead of running the program's main: it reads the step's
+// namespaces (and a new user namespace when the agent is not root). The
+// init function of package initproc (imported here) sees the marker and
+// turns the process into the sandbox's init instead of running the
+// program's main: it reads the step's
 // Spec from a pipe (which is also the start gate: nothing of the step runs
 // before the caller has written it), makes every mount private, mounts a
 // fresh /proc that shows only the sandbox's processes, hides each Spec.Hide
@@ -19,61 +20,53 @@
 // through Pdeathsig) makes the kernel kill every process of the namespace,
 // setsid daemons included.
 //
-// Because the init is an entry of this package, any binary that links it
+// Because the init is an entry of a package this one imports, any binary that links it
 // (bin/hodei, and test binaries of packages that import the agent) can
 // start sandboxes.
 package sandbox
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/hodei-ci/hodei/internal/sandbox/initproc"
 )
-
-// initMarker is the environment variable that makes a re-executed binary
-// the sandbox's init.
-const initMarker = "HODEI_SANDBOX_INIT"
-
-func init() {
-	if os.Getenv(initMarker) == "1" {
-		os.Exit(runInit())
-	}
-}
 
 // Spec is one step to run in a sandbox.
 type Spec struct {
 	// Script runs as `/bin/sh -e -c Script`.
-	Script string `json:"script"`
+	Script string
 	// Workspace is the step's working directory, the only host directory
 	// it can write besides Tmp. It stays at the same path inside.
-	Workspace string `json:"workspace"`
+	Workspace string
 	// Tmp is a host directory mounted at /tmp (and /var/tmp); "" gives a
 	// fresh tmpfs.
-	Tmp string `json:"tmp,omitempty"`
+	Tmp string
 	// Env is the step's whole environment: nothing else is inherited.
-	Env []string `json:"env"`
+	Env []string
 	// Hide lists directories that the step sees as empty (the data
 	// directory, the agents' work directory); the workspace stays visible
 	// even when it is inside one of them.
-	Hide []string `json:"hide,omitempty"`
+	Hide []string
 	// UID and GID are the step's identity when the caller is root (they
 	// must not be 0); when it is not, the step keeps the caller's uid.
-	UID int `json:"uid"`
-	GID int `json:"gid"`
+	UID int
+	GID int
 }
 
 // Status is how the step's shell ended.
 type Status struct {
-	Code   int            `json:"code"`             // exit code; -1 if killed by a signal
-	Signal syscall.Signal `json:"signal,omitempty"` // the signal that killed it
-	Err    string         `json:"error,omitempty"`  // set when the sandbox could not start the step
+	Code   int            // exit code; -1 if killed by a signal
+	Signal syscall.Signal // the signal that killed it
+	Err    string         // set when the sandbox could not start the step
 }
 
 // Cmd is a step in a sandbox, started with Start and waited for with Wait.
@@ -120,7 +113,7 @@ func (c *Cmd) Start() error {
 	cmd.Args = []string{"hodei-sandbox"}
 	// Nothing of the caller's environment; GORACE keeps a binary built
 	// with -race from sleeping a second at exit.
-	cmd.Env = []string{initMarker + "=1", "GORACE=atexit_sleep_ms=0", "GOMAXPROCS=1", "GOGC=off"}
+	cmd.Env = []string{initproc.Marker + "=1", "GORACE=atexit_sleep_ms=0", "GOMAXPROCS=1", "GOGC=off"}
 	cmd.Dir = "/"
 	cmd.Stdout = c.Stdout
 	cmd.Stderr = c.Stdout
@@ -141,8 +134,20 @@ func (c *Cmd) Start() error {
 			return fmt.Errorf("sandbox: before start: %w", err)
 		}
 	}
-	spec, _ := json.Marshal(initSpec{Spec: c.Spec, UserNS: os.Geteuid() != 0, HostUID: os.Geteuid(), HostGID: os.Getegid()})
-	_, err = c.gate.Write(spec)
+	spec := initproc.Spec{
+		Script: c.Script, Workspace: filepath.Clean(c.Workspace), Env: c.Env,
+		UID: c.UID, GID: c.GID,
+		UserNS: os.Geteuid() != 0, HostUID: os.Geteuid(), HostGID: os.Getegid(),
+	}
+	if c.Tmp != "" {
+		spec.Tmp = filepath.Clean(c.Tmp)
+	}
+	for _, h := range c.Hide {
+		if filepath.IsAbs(h) {
+			spec.Hide = append(spec.Hide, filepath.Clean(h))
+		}
+	}
+	_, err = c.gate.Write(spec.Encode())
 	c.gate.Close()
 	if err != nil {
 		c.abort()
@@ -170,7 +175,6 @@ func (c *Cmd) Wait() (Status, error) {
 	b, _ := io.ReadAll(c.status)
 	c.status.Close()
 	werr := c.cmd.Wait()
-	var st Status
 	if len(b) == 0 {
 		// The init died before it could say how the step ended: the agent
 		// (or the kernel) killed it, which takes the whole namespace.
@@ -181,9 +185,11 @@ func (c *Cmd) Wait() (Status, error) {
 		}
 		return Status{Code: -1}, fmt.Errorf("sandbox: init ended without a status: %v", werr)
 	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		return Status{Code: -1}, fmt.Errorf("sandbox: bad status from init: %w", err)
+	is, err := initproc.DecodeStatus(b)
+	if err != nil {
+		return Status{Code: -1}, fmt.Errorf("sandbox: %w from init: %q", err, b)
 	}
+	st := Status{Code: is.Code, Signal: is.Signal, Err: is.Err}
 	if st.Err != "" {
 		return st, errors.New("sandbox: " + st.Err)
 	}
