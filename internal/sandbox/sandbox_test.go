@@ -147,13 +147,14 @@ func TestStepWritesOnlyItsWorkspaceAndTmp(t *testing.T) {
 touch `+open+`/x 2>/dev/null && echo wrote-outside
 echo a > in-ws && echo ws-ok
 echo b > /tmp/t && echo tmp-ok
-echo c > /dev/null && echo null-ok`)
+echo c > /dev/null && echo null-ok
+mkdir a b && echo d > a/f && mv a/f b/f && ln b/f b/g && cat b/g`)
 	s.Tmp = tmp
 	st, out := run(t, &Cmd{Spec: s})
 	if st.Code != 0 {
 		t.Fatalf("status %+v\n%s", st, out)
 	}
-	if want := "ws-ok\ntmp-ok\nnull-ok\n"; out != want {
+	if want := "ws-ok\ntmp-ok\nnull-ok\nd\n"; out != want {
 		t.Fatalf("output %q, want %q", out, want)
 	}
 	if _, err := os.Stat(filepath.Join(open, "x")); !errors.Is(err, os.ErrNotExist) {
