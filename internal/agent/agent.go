@@ -178,6 +178,17 @@ type execution struct {
 // machine and the agent was not told to run them unisolated.
 var ErrNoIsolation = errors.New("steps cannot be isolated on this machine")
 
+// CheckIsolation reports, as an ErrNoIsolation that says how to opt out,
+// why steps cannot be isolated on this machine; nil when they can. It
+// starts one sandbox the first time (see sandbox.Check).
+func CheckIsolation() error {
+	if err := sandbox.Check(); err != nil {
+		return fmt.Errorf("%w: %v; pass --unsafe-shared-user to run steps as this user, "+
+			"able to read and write all it can (the worker is then listed as %q)", ErrNoIsolation, err, UnisolatedLabel)
+	}
+	return nil
+}
+
 // errCanceled is the cause of a job stopped by a cancel message.
 var errCanceled = errors.New("canceled")
 
@@ -189,9 +200,8 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent id %q: use letters, digits, '-' and '_'", cfg.ID)
 	}
 	if !cfg.Unisolated {
-		if err := sandbox.Check(); err != nil {
-			return nil, fmt.Errorf("%w: %v; pass --unsafe-shared-user to run steps as this user, "+
-				"able to read and write all it can (the worker is then listed as %q)", ErrNoIsolation, err, UnisolatedLabel)
+		if err := CheckIsolation(); err != nil {
+			return nil, err
 		}
 	}
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024))

@@ -562,3 +562,38 @@ func indent(s string) string {
 	}
 	return strings.TrimRight(b.String(), "\n")
 }
+
+// TestNoIsolationRefusedUnlessUnsafe runs hodei inside a user namespace
+// without any id mapped, where a sandbox cannot be made (the nested user
+// namespace of the step cannot map the agent's uid): `hodei agent`,
+// `hodei server` and `hodei run` refuse to start and say how to opt out;
+// with --unsafe-shared-user, `hodei run` runs the job.
+func TestNoIsolationRefusedUnlessUnsafe(t *testing.T) {
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Fatal("the test needs unshare (util-linux)")
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "p.yaml")
+	writeFile(t, file, "name: p\njobs:\n  j:\n    steps: [{run: 'echo ran-as-$(id -u)'}]\n")
+	run := func(args ...string) (string, error) {
+		cmd := exec.Command("unshare", append([]string{"--user", hodeiBin}, args...)...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + dir}
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	for _, args := range [][]string{
+		{"agent", "--nats", "nats://127.0.0.1:1", "--work-dir", filepath.Join(dir, "w")},
+		{"server", "--data-dir", filepath.Join(dir, "d"), "--http", freeAddr(t), "--nats-listen", "none"},
+		{"run", file},
+	} {
+		out, err := run(args...)
+		if err == nil || !strings.Contains(out, "steps cannot be isolated on this machine") || !strings.Contains(out, "--unsafe-shared-user") {
+			t.Errorf("hodei %s without isolation: %v\n%s", args[0], err, out)
+		}
+	}
+	out, err := run("run", "--unsafe-shared-user", file)
+	if err != nil || !strings.Contains(out, "ran-as-") {
+		t.Errorf("hodei run --unsafe-shared-user: %v\n%s", err, out)
+	}
+}

@@ -132,6 +132,13 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.LocalWorkers > 0 && !o.UnsafeSharedUser {
+		// Before anything starts: a server whose workers cannot isolate
+		// steps does not start (agent.New would refuse them anyway).
+		if err := agent.CheckIsolation(); err != nil {
+			return nil, fmt.Errorf("server: local workers: %w", err)
+		}
+	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
 	}
