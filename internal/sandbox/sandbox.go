@@ -5,24 +5,24 @@
 // namespaces (and a new user namespace when the agent is not root). The
 // init function of package initproc (imported here) sees the marker and
 // turns the process into the sandbox's init instead of running the
-// program's main: it reads the step's
-// Spec from a pipe (which is also the start gate: nothing of the step runs
-// before the caller has written it), makes every mount private, mounts a
-// fresh /proc that shows only the sandbox's processes, hides each Spec.Hide
-// directory (the data and work directories) under an empty tmpfs, binds the
-// step's own workspace back at its path and its private temporary
-// directory at /tmp, applies Landlock (writes only to the workspace, /tmp,
-// /dev/shm and a few devices) and starts `/bin/sh -e -c SCRIPT` as its
-// child: as the unprivileged Spec.UID/GID when the agent is root, else in a
-// nested user namespace that leaves the shell no capability over the
-// sandbox's mounts. The init reaps every process, and when the shell exits
-// it kills whatever is left; its own death (the agent's SIGKILL reaches it
-// through Pdeathsig) makes the kernel kill every process of the namespace,
-// setsid daemons included.
+// program's main: it reads the step's Spec from a pipe (which is also the
+// start gate: nothing of the step runs before the caller has written it),
+// makes every mount private, mounts a fresh /proc that shows only the
+// sandbox's processes, hides each Spec.Hide directory (the data and work
+// directories) under an empty read-only tmpfs, binds the step's own
+// workspace back at its path and its private temporary directory at /tmp,
+// and starts `/bin/sh -e -c SCRIPT` as its child under Landlock (writes only
+// to the workspace, /tmp, /dev/shm and a few devices) and no_new_privs: as
+// the unprivileged Spec.UID/GID when the agent is root, else in a nested
+// user namespace that leaves the shell no capability over the sandbox's
+// mounts. The init reaps every process, and when the shell exits it kills
+// whatever is left; its own death (the agent's SIGKILL reaches it through
+// Pdeathsig) makes the kernel kill every process of the namespace, setsid
+// daemons included.
 //
-// Because the init is an entry of a package this one imports, any binary that links it
-// (bin/hodei, and test binaries of packages that import the agent) can
-// start sandboxes.
+// Because the init is an entry of a package this one imports, any binary
+// that links this package (bin/hodei, and test binaries of packages that
+// import the agent) can start sandboxes.
 package sandbox
 
 import (
