@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -38,6 +39,9 @@ Example:
 	hb := fs.Duration("heartbeat", time.Second, "period of heartbeats")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM, how long running jobs may finish (no new ones are taken) before they are handed back to the server (requeued, not failed)")
 	once := fs.Bool("once", false, "take one job, then exit (an ephemeral worker)")
+	unsafeShared := fs.Bool("unsafe-shared-user", false, "run steps as the agent's own user, without isolation: a job can then read and write all the agent can (for machines that cannot isolate steps; see docs/security.md)")
+	var hide listFlag
+	fs.Var(&hide, "hide", "a directory steps must not see (repeatable; the work dir and the directories of the TLS files always are)")
 	dockerMode := fs.String("docker", "auto", `jobs with an image: "auto" runs them if a Docker engine answers (DOCKER_HOST or /var/run/docker.sock), "off" refuses them`)
 	noCgroups := fs.Bool("no-cgroups", false, "run attempts without a cgroup each (no cpu/memory limits, no usage; steps stopped by process group only)")
 	containerNet := fs.String("container-network", "", `network of job containers that ask for one (network: true); default: the engine's`)
@@ -51,7 +55,20 @@ Example:
 	if len(pos) > 0 {
 		return usageError(fs, "unexpected argument %q", pos[0])
 	}
-	cfg := agent.Config{ID: *id, Pool: *pool, WorkDir: *workDir, HeartbeatInterval: *hb, Once: *once, ContainerNetwork: *containerNet, NoCgroups: *noCgroups}
+	cfg := agent.Config{ID: *id, Pool: *pool, WorkDir: *workDir, HeartbeatInterval: *hb, Once: *once, ContainerNetwork: *containerNet, Unisolated: *unsafeShared, NoCgroups: *noCgroups}
+	var tlsDirs []string
+	for _, f := range []string{*tf.cert, *tf.key, *tf.ca} {
+		if f != "" {
+			tlsDirs = append(tlsDirs, filepath.Dir(f))
+		}
+	}
+	for _, h := range append(hide, tlsDirs...) {
+		abs, err := filepath.Abs(h)
+		if err != nil {
+			return usageError(fs, "--hide %s: %v", h, err)
+		}
+		cfg.Hide = append(cfg.Hide, abs)
+	}
 	tlsCfg, err := tf.agentTLS()
 	if err != nil {
 		return usageError(fs, "%v", err)
@@ -177,4 +194,14 @@ func defaultWorkerID() string {
 	var r [3]byte
 	_, _ = rand.Read(r[:])
 	return string(b) + "-" + hex.EncodeToString(r[:])
+}
+
+// listFlag is a flag that may be given more than once.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	*l = append(*l, v)
+	return nil
 }

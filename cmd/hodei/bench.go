@@ -28,6 +28,7 @@ Examples:
 	dag := fs.Bool("dag", false, "use 10-job diamond pipelines (1 -> 8 -> 1)")
 	workers := fs.Int("workers", 2, "local agents")
 	spawn := fs.Int("spawn-samples", 2000, "\"sh -c true\" processes to start for the ceiling (0 skips)")
+	unsafeShared := fs.Bool("unsafe-shared-user", false, "run the steps without isolation, to measure what it costs")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	pos, code, ok := parse(fs, args)
@@ -54,7 +55,7 @@ Examples:
 		defer pprof.StopCPUProfile()
 	}
 	res, err := bench.Run(ctx, bench.Options{
-		Pipelines: *n, Concurrency: *conc, Rate: *rate, DAG: *dag, Workers: *workers, SpawnSamples: *spawn,
+		Pipelines: *n, Concurrency: *conc, Rate: *rate, DAG: *dag, Workers: *workers, SpawnSamples: *spawn, Unisolated: *unsafeShared,
 	})
 	if err != nil {
 		if ctx.Err() != nil {

@@ -53,6 +53,7 @@ the file is invalid. Ctrl-C cancels the run.
 Example:
   hodei run examples/ci.yaml --workers 4`)
 	workers := fs.Int("workers", 2, "number of local workers running jobs in parallel")
+	unsafeShared := fs.Bool("unsafe-shared-user", false, "run steps as your own user, without isolation (for machines that cannot isolate steps; see docs/security.md)")
 	secretsFile := fs.String("secrets-file", "", "dotenv file (NAME=VALUE lines) of the secrets jobs may name")
 	lf := addLogFlags(fs, "warn")
 	pos, code, ok := parse(fs, args)
@@ -100,7 +101,7 @@ Example:
 	}
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
-	srv, err := server.Start(ctx, server.Options{DataDir: dir, NATSListen: "none", LocalWorkers: *workers, Logger: log, Secrets: secretsOpts})
+	srv, err := server.Start(ctx, server.Options{DataDir: dir, NATSListen: "none", LocalWorkers: *workers, Logger: log, Secrets: secretsOpts, UnsafeSharedUser: *unsafeShared})
 	if err != nil {
 		return fail("run", err)
 	}

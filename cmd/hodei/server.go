@@ -33,6 +33,7 @@ Example:
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", `address where the embedded NATS accepts agents ("none": local workers only)`)
 	workers := fs.Int("workers", 2, "number of agents running inside the server (0 for none)")
 	noCgroups := fs.Bool("no-cgroups", false, "run the attempts of local workers without a cgroup each (no cpu/memory limits, no usage)")
+	unsafeShared := fs.Bool("unsafe-shared-user", false, "run the steps of local workers as the server's own user, without isolation: any job can then read and write the data directory (for machines that cannot isolate steps; see docs/security.md)")
 	ttl := fs.Duration("worker-ttl", 5*time.Second, "how long a worker may stay silent before its jobs go back to the queue")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM, how long the local workers' running jobs may finish before they are handed back (requeued, not failed)")
 	infra := fs.Int("infra-retries", 2, "new attempts a job gets when attempts are lost to infrastructure (worker lost or restarted, server restarted), without using its retry budget; a job's infra_retries overrides it")
@@ -127,27 +128,28 @@ Example:
 		return fail("server", fmt.Errorf("secrets backend: %w", err))
 	}
 	srv, err := server.Start(ctx, server.Options{
-		DataDir:       *dataDir,
-		NATSURL:       *natsURL,
-		NATSListen:    *natsListen,
-		HTTPAddr:      *httpAddr,
-		LocalWorkers:  *workers,
-		WorkerTTL:     *ttl,
-		DrainTimeout:  *drain,
-		InfraRetries:  infraRetries,
-		Logger:        log,
-		Security:      secOpts,
-		Secrets:       secretsOpts,
-		HTTPTLS:       tlsOpts.http,
-		APILimits:     httpLimits,
-		NATSTLS:       tlsOpts.nats,
-		NATSClientTLS: tlsOpts.natsClient,
-		Pools:         poolCfg,
-		Scaler:        scaler,
-		AgentCA:       agentCA,
-		Limits:        limits,
-		MaxLogBytes:   maxLog,
-		NoCgroups:     *noCgroups,
+		DataDir:          *dataDir,
+		NATSURL:          *natsURL,
+		NATSListen:       *natsListen,
+		HTTPAddr:         *httpAddr,
+		LocalWorkers:     *workers,
+		WorkerTTL:        *ttl,
+		DrainTimeout:     *drain,
+		InfraRetries:     infraRetries,
+		Logger:           log,
+		Security:         secOpts,
+		Secrets:          secretsOpts,
+		HTTPTLS:          tlsOpts.http,
+		APILimits:        httpLimits,
+		NATSTLS:          tlsOpts.nats,
+		NATSClientTLS:    tlsOpts.natsClient,
+		Pools:            poolCfg,
+		Scaler:           scaler,
+		AgentCA:          agentCA,
+		Limits:           limits,
+		MaxLogBytes:      maxLog,
+		NoCgroups:        *noCgroups,
+		UnsafeSharedUser: *unsafeShared,
 	})
 	if err != nil {
 		return fail("server", err)

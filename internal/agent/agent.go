@@ -9,6 +9,7 @@ package agent
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -34,6 +35,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/containers"
 	"github.com/hodei-ci/hodei/internal/mask"
 	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/sandbox"
 	"github.com/hodei-ci/hodei/internal/secrets/sealed"
 )
 
@@ -50,9 +52,23 @@ type Config struct {
 	// HeartbeatInterval defaults to one second.
 	HeartbeatInterval time.Duration
 	Subjects          bus.Subjects
-	// BaseEnv is the environment every step starts from; nil means a
-	// minimal one taken from the agent's own (PATH, HOME, LANG...).
+	// BaseEnv is added to the environment every step starts from (a fixed
+	// PATH, HOME and TMPDIR in the step's private temporary directory).
+	// Nothing of the agent's own environment reaches a step.
 	BaseEnv []string
+	// Unisolated runs steps as the agent's own user, without a sandbox
+	// (--unsafe-shared-user): a step can then read and write whatever the
+	// agent can. The worker carries the label UnisolatedLabel. By default
+	// every step runs in a sandbox (see internal/sandbox), and New fails
+	// on a machine that cannot make one.
+	Unisolated bool
+	// Hide lists directories steps must not see besides the work dir (the
+	// server's data directory, the agent's key files).
+	Hide []string
+	// StepUIDs is the range of unprivileged uids (and gids) steps run as
+	// when the agent is root: each attempt gets one that no other attempt
+	// of this agent holds (DefaultStepUIDs when zero).
+	StepUIDs UIDRange
 	// ChunkSize and FlushDelay bound log batches (64 KiB, 200ms by default).
 	ChunkSize  int
 	FlushDelay time.Duration
@@ -109,11 +125,14 @@ func (c *Config) Defaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.BaseEnv == nil {
-		c.BaseEnv = minimalEnv()
+	if c.StepUIDs.Count <= 0 {
+		c.StepUIDs = DefaultStepUIDs
 	}
 	if len(c.Labels) == 0 {
 		c.Labels = DefaultLabels()
+	}
+	if c.Unisolated && !slices.Contains(c.Labels, UnisolatedLabel) {
+		c.Labels = append(slices.Clone(c.Labels), UnisolatedLabel)
 	}
 	if c.Containers != nil && !slices.Contains(c.Labels, pipeline.DockerLabel) {
 		c.Labels = append(slices.Clone(c.Labels), pipeline.DockerLabel)
@@ -124,18 +143,19 @@ func (c *Config) Defaults() {
 // architecture.
 func DefaultLabels() []string { return []string{runtime.GOOS, runtime.GOARCH} }
 
-func minimalEnv() []string {
-	var env []string
-	for _, k := range []string{"PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL"} {
-		if v, ok := os.LookupEnv(k); ok {
-			env = append(env, k+"="+v)
-		}
-	}
-	if _, ok := os.LookupEnv("PATH"); !ok {
-		env = append(env, "PATH=/usr/local/bin:/usr/bin:/bin")
-	}
-	return env
+// UnisolatedLabel marks a worker whose steps run as its agent's own user
+// (Config.Unisolated); `hodei workers` shows it with the other labels.
+const UnisolatedLabel = "unisolated"
+
+// UIDRange is a range of ids: First, First+1, ..., First+Count-1.
+type UIDRange struct {
+	First, Count int
 }
+
+// DefaultStepUIDs is where a root agent takes the ids of its steps from:
+// ids no account of a usual system has, in the spirit of systemd's dynamic
+// users.
+var DefaultStepUIDs = UIDRange{First: 0x70000000, Count: 1 << 16}
 
 // Agent runs jobs. Create it with New and start it with Run.
 type Agent struct {
@@ -154,6 +174,7 @@ type Agent struct {
 
 	mu        sync.Mutex
 	running   map[bus.JobRef]*execution
+	uids      map[int]bool             // step uids held by running attempts (root agents)
 	seen      map[bus.JobRef]time.Time // assignments taken (de-duplication)
 	lastPrune time.Time
 	lastTake  time.Time // when the last assignment was taken
@@ -177,6 +198,21 @@ type execution struct {
 	cancel context.CancelCauseFunc
 }
 
+// ErrNoIsolation is returned by New when steps cannot be isolated on this
+// machine and the agent was not told to run them unisolated.
+var ErrNoIsolation = errors.New("steps cannot be isolated on this machine")
+
+// CheckIsolation reports, as an ErrNoIsolation that says how to opt out,
+// why steps cannot be isolated on this machine; nil when they can. It
+// starts one sandbox the first time (see sandbox.Check).
+func CheckIsolation() error {
+	if err := sandbox.Check(); err != nil {
+		return fmt.Errorf("%w: %v; pass --unsafe-shared-user to run steps as this user, "+
+			"able to read and write all it can (the worker is then listed as %q)", ErrNoIsolation, err, UnisolatedLabel)
+	}
+	return nil
+}
+
 // errCanceled is the cause of a job stopped by a cancel message.
 var errCanceled = errors.New("canceled")
 
@@ -190,6 +226,11 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 	cfg.Defaults()
 	if !bus.ValidToken(cfg.ID) {
 		return nil, fmt.Errorf("agent id %q: use letters, digits, '-' and '_'", cfg.ID)
+	}
+	if !cfg.Unisolated {
+		if err := CheckIsolation(); err != nil {
+			return nil, err
+		}
 	}
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024))
 	if err != nil {
@@ -209,6 +250,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 		bootID:  hex.EncodeToString(b),
 		log:     cfg.Logger.With("worker", cfg.ID),
 		running: map[bus.JobRef]*execution{},
+		uids:    map[int]bool{},
 		seen:    map[bus.JobRef]time.Time{},
 		hbNow:   make(chan struct{}, 1),
 		idle:    make(chan struct{}, 1),
@@ -242,7 +284,7 @@ func (a *Agent) Draining() bool { return a.draining.Load() }
 // arrive), lets running jobs finish for up to cfg.DrainTimeout, stops those
 // left and hands them back to the server, and returns.
 func (a *Agent) Run(ctx context.Context) error {
-	if err := os.MkdirAll(a.cfg.WorkDir, 0o755); err != nil {
+	if err := os.MkdirAll(a.cfg.WorkDir, 0o700); err != nil {
 		return fmt.Errorf("work dir: %w", err)
 	}
 	a.cleanLeftovers()
@@ -531,16 +573,38 @@ func (a *Agent) openSecrets(d *bus.Dispatch) error {
 }
 
 func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobSpec, b *batcher, masks *mask.Set, log *slog.Logger, cg *attemptCgroup) (state string, code int, errMsg string) {
+	// The workspace (0700) and, beside it, the attempt's private temporary
+	// directory (the step's /tmp, with HOME in it).
 	ws, err := os.MkdirTemp(a.cfg.WorkDir, d.JobID+"-"+strconv.Itoa(d.Attempt)+"-")
 	if err != nil {
 		return bus.StatusFailed, -1, fmt.Sprintf("workspace: %v", err)
 	}
+	tmp := ws + ".tmp"
 	defer func() {
 		_ = os.Remove(ws + ".pgid")
-		if err := os.RemoveAll(ws); err != nil {
-			log.Warn("remove workspace", "dir", ws, "err", err)
+		for _, dir := range []string{ws, tmp} {
+			if err := os.RemoveAll(dir); err != nil {
+				log.Warn("remove workspace", "dir", dir, "err", err)
+			}
 		}
 	}()
+	if err := os.MkdirAll(filepath.Join(tmp, "home"), 0o700); err != nil {
+		return bus.StatusFailed, -1, fmt.Sprintf("workspace: %v", err)
+	}
+	if err := os.Chmod(tmp, 0o700); err != nil {
+		return bus.StatusFailed, -1, fmt.Sprintf("workspace: %v", err)
+	}
+	isolated := !a.cfg.Unisolated && spec.Image == ""
+	uid := -1
+	if isolated && os.Geteuid() == 0 {
+		uid = a.takeUID()
+		defer a.releaseUID(uid)
+		for _, p := range []string{ws, tmp, filepath.Join(tmp, "home")} {
+			if err := os.Chown(p, uid, uid); err != nil {
+				return bus.StatusFailed, -1, fmt.Sprintf("workspace: %v", err)
+			}
+		}
+	}
 	if spec.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, spec.Timeout, fmt.Errorf("job %w after %s", errTimeout, spec.Timeout))
@@ -559,6 +623,12 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 	if spec.Image != "" {
 		return a.runContainerSteps(ctx, d, spec, ws, hodeiEnv, b, masks, log)
 	}
+	// A step's environment is built from nothing but this, the pipeline,
+	// Hodei and the job's secrets.
+	base := map[string]string{"PATH": sandbox.DefaultPath, "HOME": "/tmp/home", "TMPDIR": "/tmp"}
+	if !isolated {
+		base["HOME"], base["TMPDIR"] = filepath.Join(tmp, "home"), tmp
+	}
 	for i, st := range spec.Steps {
 		b.Flush(i)
 		if err := context.Cause(ctx); err != nil && ctx.Err() != nil {
@@ -566,14 +636,28 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 		}
 		// Secrets come last: a job gets the secrets it names even if an
 		// inherited env sets the same names.
-		env := mergeEnv(a.cfg.BaseEnv, hodeiEnv, d.Env, spec.Env, st.Env, d.Secrets)
+		env := mergeEnv(nil, base, envMap(a.cfg.BaseEnv), hodeiEnv, d.Env, spec.Env, st.Env, d.Secrets)
 		out := mask.NewWriter(b, masks)
-		res := runStepTracked(ctx, st.Run, ws, env, st.Timeout, out, func(pgid int) {
-			_ = os.WriteFile(ws+".pgid", []byte(strconv.Itoa(pgid)), 0o644)
-			if err := cg.joinAttemptCgroup(pgid); err != nil {
-				log.Warn("step outside its attempt's cgroup", "err", err)
-			}
-		})
+		onStart := func(pgid int) {
+			_ = os.WriteFile(ws+".pgid", []byte(strconv.Itoa(pgid)), 0o600)
+		}
+		var res stepResult
+		if isolated {
+			// The sandbox's init joins the attempt's cgroup before any
+			// process of the step starts.
+			res = runSandboxed(ctx, sandbox.Spec{
+				Script: st.Run, Workspace: ws, Tmp: tmp, Env: env,
+				Hide: append([]string{a.cfg.WorkDir}, a.cfg.Hide...),
+				UID:  uid, GID: uid,
+			}, st.Timeout, out, onStart, cg.joinAttemptCgroup)
+		} else {
+			res = runStepTracked(ctx, st.Run, ws, env, st.Timeout, out, func(pgid int) {
+				onStart(pgid)
+				if err := cg.joinAttemptCgroup(pgid); err != nil {
+					log.Warn("step outside its attempt's cgroup", "err", err)
+				}
+			})
+		}
 		// The step's output is drained: what the masker held back (the
 		// start of a possible secret) can go now.
 		_ = out.Flush()
@@ -590,6 +674,42 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 		}
 	}
 	return bus.StatusSucceeded, 0, ""
+}
+
+// envMap turns KEY=VALUE entries into a map.
+func envMap(env []string) map[string]string {
+	m := make(map[string]string, len(env))
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// takeUID picks a step uid from the configured range that no running
+// attempt of this agent holds. Uids are drawn at random so that agents on
+// one machine seldom share one; isolation between jobs does not rest on
+// it (each step has its own namespaces and sees only its own workspace).
+func (a *Agent) takeUID() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r := a.cfg.StepUIDs
+	var n [8]byte
+	for {
+		_, _ = rand.Read(n[:])
+		uid := r.First + int(binary.LittleEndian.Uint64(n[:])%uint64(r.Count))
+		if !a.uids[uid] || len(a.uids) >= r.Count {
+			a.uids[uid] = true
+			return uid
+		}
+	}
+}
+
+func (a *Agent) releaseUID(uid int) {
+	a.mu.Lock()
+	delete(a.uids, uid)
+	a.mu.Unlock()
 }
 
 func stopState(err error) string {

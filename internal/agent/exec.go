@@ -10,6 +10,8 @@ import (
 	"sort"
 	"syscall"
 	"time"
+
+	"github.com/hodei-ci/hodei/internal/sandbox"
 )
 
 // killGrace is how long a step's process group gets between SIGTERM and
@@ -36,49 +38,94 @@ func runStep(ctx context.Context, script, dir string, env []string, timeout time
 // runStepTracked is runStep that also tells onStart the step's process group
 // id once it has started and before its script runs, so that an agent killed
 // mid-step can find and kill the group when it starts again, and so that the
-// step is in its attempt's cgroup before it can fork.
+// step is in its attempt's cgroup before it can fork. The step runs as the
+// agent's own user, unisolated: it is what an agent started with
+// --unsafe-shared-user does (runSandboxed is the isolated form).
 func runStepTracked(ctx context.Context, script, dir string, env []string, timeout time.Duration, out io.Writer, onStart func(pgid int)) stepResult {
+	var gate *os.File // held by the shell until onStart has run
+	started := onStart
+	if onStart != nil {
+		started = func(pgid int) {
+			onStart(pgid)
+			// Let the script run (an error means the shell is gone already).
+			_, _ = gate.Write([]byte("\n"))
+			gate.Close()
+		}
+	}
+	return superviseStep(ctx, timeout, out, started, func(w *os.File) (int, func() stepResult, error) {
+		cmd := exec.Command("/bin/sh", "-e", "-c", script)
+		if onStart != nil {
+			var err error
+			if cmd, gate, err = gatedShell(script); err != nil {
+				return 0, nil, err
+			}
+		}
+		cmd.Dir = dir
+		cmd.Env = env
+		cmd.Stdin = nil
+		cmd.Stdout = w
+		cmd.Stderr = w
+		// Setpgid puts the step and its children in a group we can kill at
+		// once; Pdeathsig kills the shell if the agent dies without
+		// cleaning up.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		err := cmd.Start()
+		if gate != nil {
+			cmd.ExtraFiles[0].Close() // the shell's end
+		}
+		if err != nil {
+			if gate != nil {
+				gate.Close()
+			}
+			return 0, nil, fmt.Errorf("start sh: %w", err)
+		}
+		return cmd.Process.Pid, func() stepResult { return exitResult(cmd.Wait()) }, nil
+	})
+}
+
+// runSandboxed runs a step in a sandbox (see internal/sandbox): its own PID,
+// mount, IPC and UTS namespaces, the data directories hidden, writes limited
+// to its workspace and /tmp, an unprivileged identity. beforeStart, if not
+// nil, gets the sandbox init's pid before any process of the step starts.
+// When the shell ends, every process it left is killed with it.
+func runSandboxed(ctx context.Context, spec sandbox.Spec, timeout time.Duration, out io.Writer, onStart func(pgid int), beforeStart func(pid int) error) stepResult {
+	return superviseStep(ctx, timeout, out, onStart, func(w *os.File) (int, func() stepResult, error) {
+		c := &sandbox.Cmd{Spec: spec, Stdout: w, BeforeStart: beforeStart}
+		if err := c.Start(); err != nil {
+			return 0, nil, err
+		}
+		return c.Pid(), func() stepResult {
+			st, err := c.Wait()
+			switch {
+			case err != nil:
+				return stepResult{ExitCode: -1, Err: err}
+			case st.Signal != 0:
+				return stepResult{ExitCode: -1, Err: fmt.Errorf("killed by signal %d (%v)", int(st.Signal), st.Signal)}
+			case st.Code != 0:
+				return stepResult{ExitCode: st.Code, Err: fmt.Errorf("exit status %d", st.Code)}
+			}
+			return stepResult{}
+		}, nil
+	})
+}
+
+// superviseStep starts a step with start (which gets the write end of the
+// output pipe and returns the step's process group id and a function that
+// waits for it), copies its output to out, and stops it when ctx ends or
+// timeout passes.
+func superviseStep(ctx context.Context, timeout time.Duration, out io.Writer, onStart func(pgid int), start func(w *os.File) (int, func() stepResult, error)) stepResult {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return stepResult{ExitCode: -1, Err: fmt.Errorf("pipe: %w", err)}
 	}
-	cmd := exec.Command("/bin/sh", "-e", "-c", script)
-	var gate *os.File
-	if onStart != nil {
-		cmd, gate, err = gatedShell(script)
-		if err != nil {
-			r.Close()
-			w.Close()
-			return stepResult{ExitCode: -1, Err: err}
-		}
-		defer gate.Close()
-	}
-	cmd.Dir = dir
-	cmd.Env = env
-	cmd.Stdin = nil
-	cmd.Stdout = w
-	cmd.Stderr = w
-	// Setpgid puts the step and its children in a group we can kill at once;
-	// Pdeathsig kills the shell if the agent dies without cleaning up.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		r.Close()
-		w.Close()
-		if gate != nil {
-			cmd.ExtraFiles[0].Close()
-		}
-		return stepResult{ExitCode: -1, Err: fmt.Errorf("start sh: %w", err)}
-	}
+	pgid, wait, err := start(w)
 	w.Close()
-	if gate != nil {
-		cmd.ExtraFiles[0].Close()
+	if err != nil {
+		r.Close()
+		return stepResult{ExitCode: -1, Err: err}
 	}
-	pgid := cmd.Process.Pid
 	if onStart != nil {
 		onStart(pgid)
-		// Let the script run (an error means the shell is gone already).
-		_, _ = gate.Write([]byte("\n"))
-		gate.Close()
 	}
 
 	copied := make(chan struct{})
@@ -87,8 +134,8 @@ func runStepTracked(ctx context.Context, script, dir string, env []string, timeo
 		_, _ = io.Copy(out, r)
 	}()
 
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
+	waited := make(chan stepResult, 1)
+	go func() { waited <- wait() }()
 
 	var timer <-chan time.Time
 	if timeout > 0 {
@@ -97,15 +144,15 @@ func runStepTracked(ctx context.Context, script, dir string, env []string, timeo
 		timer = t.C
 	}
 	var stopErr error
-	var waitErr error
+	var res stepResult
 	select {
-	case waitErr = <-waited:
+	case res = <-waited:
 	case <-ctx.Done():
 		stopErr = context.Cause(ctx)
-		waitErr = killGroup(pgid, waited, copied)
+		res = killGroup(pgid, waited, copied)
 	case <-timer:
 		stopErr = fmt.Errorf("step %w after %s", errTimeout, timeout)
-		waitErr = killGroup(pgid, waited, copied)
+		res = killGroup(pgid, waited, copied)
 	}
 	// Children left behind by the step (backgrounded commands) would hold the
 	// output pipe open; the step is over, so its group goes.
@@ -122,22 +169,27 @@ func runStepTracked(ctx context.Context, script, dir string, env []string, timeo
 	if stopErr != nil {
 		return stepResult{ExitCode: -1, Err: stopErr}
 	}
-	if waitErr != nil {
-		var ee *exec.ExitError
-		if errors.As(waitErr, &ee) {
-			code := ee.ExitCode()
-			if code < 0 {
-				// ee.Sys() is the raw wait status, not the signal.
-				if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-					return stepResult{ExitCode: -1, Err: fmt.Errorf("killed by signal %d (%v)", int(ws.Signal()), ws.Signal())}
-				}
-				return stepResult{ExitCode: -1, Err: fmt.Errorf("killed: %v", ee)}
-			}
-			return stepResult{ExitCode: code, Err: fmt.Errorf("exit status %d", code)}
-		}
-		return stepResult{ExitCode: -1, Err: waitErr}
+	return res
+}
+
+// exitResult turns the error of exec.Cmd.Wait into a stepResult.
+func exitResult(waitErr error) stepResult {
+	if waitErr == nil {
+		return stepResult{}
 	}
-	return stepResult{}
+	var ee *exec.ExitError
+	if errors.As(waitErr, &ee) {
+		code := ee.ExitCode()
+		if code < 0 {
+			// ee.Sys() is the raw wait status, not the signal.
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				return stepResult{ExitCode: -1, Err: fmt.Errorf("killed by signal %d (%v)", int(ws.Signal()), ws.Signal())}
+			}
+			return stepResult{ExitCode: -1, Err: fmt.Errorf("killed: %v", ee)}
+		}
+		return stepResult{ExitCode: code, Err: fmt.Errorf("exit status %d", code)}
+	}
+	return stepResult{ExitCode: -1, Err: waitErr}
 }
 
 // gatedShell returns a command that runs script with `sh -e -c`, as runStep
@@ -158,27 +210,27 @@ func gatedShell(script string) (cmd *exec.Cmd, gate *os.File, err error) {
 // The grace is for the whole group, not only the shell (which dies on SIGTERM
 // at once): it ends early when the shell has exited and the output pipe is
 // drained, that is when no process of the step holds the pipe any more.
-func killGroup(pgid int, waited <-chan error, drained <-chan struct{}) error {
+func killGroup(pgid int, waited <-chan stepResult, drained <-chan struct{}) stepResult {
 	_ = syscall.Kill(-pgid, syscall.SIGTERM)
 	grace := time.NewTimer(killGrace)
 	defer grace.Stop()
-	var err error
+	var res stepResult
 	exited := false
 	for !exited || drained != nil {
 		select {
-		case err = <-waited:
+		case res = <-waited:
 			exited = true
 		case <-drained:
 			drained = nil
 		case <-grace.C:
 			_ = syscall.Kill(-pgid, syscall.SIGKILL)
 			if !exited {
-				err = <-waited
+				res = <-waited
 			}
-			return err
+			return res
 		}
 	}
-	return err
+	return res
 }
 
 // mergeEnv layers environments: later maps win. The result is sorted.

@@ -30,6 +30,19 @@ type env struct {
 
 func start(t *testing.T) *env {
 	t.Helper()
+	return startWith(t, false)
+}
+
+// startUnisolated is start whose steps run as the test's user, outside any
+// sandbox: for tests whose steps wait for or write files of the test's
+// temporary directory.
+func startUnisolated(t *testing.T) *env {
+	t.Helper()
+	return startWith(t, true)
+}
+
+func startWith(t *testing.T, unisolated bool) *env {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -39,6 +52,8 @@ func start(t *testing.T) *env {
 		HTTPAddr:     "127.0.0.1:0",
 		LocalWorkers: 1,
 		Logger:       log,
+
+		UnsafeSharedUser: unisolated,
 	})
 	if err != nil {
 		t.Fatalf("server.Start: %v", err)
@@ -645,7 +660,7 @@ func checkJobStates(t *testing.T, evs []wire.Event) {
 // submitted (as `hodei run` does), once the run has output in the store:
 // what the store and the hub both hold must come once.
 func TestFollowOverlap(t *testing.T) {
-	e := start(t)
+	e := startUnisolated(t)
 	ctx := testCtx(t, 60*time.Second)
 	gate := t.TempDir() + "/gate"
 	sub := e.srv.Hub.Subscribe("", 1<<16)
@@ -694,7 +709,7 @@ func TestFollowOverlap(t *testing.T) {
 // TestFollowLag makes the hub drop a follower and checks that it catches up
 // from the store without a gap or a duplicate.
 func TestFollowLag(t *testing.T) {
-	e := start(t)
+	e := startUnisolated(t)
 	ctx := testCtx(t, 60*time.Second)
 	gate := t.TempDir() + "/gate"
 	// A subscription for all runs taken before the submission, with room
@@ -873,7 +888,7 @@ func TestConcurrentSubmissions(t *testing.T) {
 }
 
 func TestRetry(t *testing.T) {
-	e := start(t)
+	e := startUnisolated(t)
 	ctx := testCtx(t, 60*time.Second)
 	mark := t.TempDir() + "/mark"
 	run, err := e.c.Submit(ctx, "retry.yaml", []byte(fmt.Sprintf(`name: retry

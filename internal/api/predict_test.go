@@ -21,7 +21,7 @@ jobs:
 }
 
 func TestPredictedDurationAndETA(t *testing.T) {
-	e := start(t)
+	e := startUnisolated(t)
 	ctx := testCtx(t, 60*time.Second)
 	dir := t.TempDir()
 

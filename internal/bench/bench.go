@@ -42,7 +42,10 @@ type Options struct {
 	DataDir string
 	// SpawnSamples is how many `sh -c true` to start for the ceiling (0 = skip).
 	SpawnSamples int
-	Logger       *slog.Logger
+	// Unisolated runs the steps without a sandbox (--unsafe-shared-user),
+	// to measure what isolation costs.
+	Unisolated bool
+	Logger     *slog.Logger
 }
 
 // Percentiles of a latency, in milliseconds.
@@ -188,6 +191,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	s, err := server.Start(ctx, server.Options{
 		DataDir: dir, NATSListen: "none", LocalWorkers: o.Workers,
 		WorkerCPUMilli: 64 * 100, WorkerMemory: 64 * 64 << 20, Logger: o.Logger,
+		UnsafeSharedUser: o.Unisolated,
 	})
 	if err != nil {
 		return res, err

@@ -226,3 +226,24 @@ func TestAttemptsTableShowsUsage(t *testing.T) {
 		t.Errorf("attempts:\n%s\nwant\n%s", b.String(), want)
 	}
 }
+
+// TestWorkersTableShowsUnisolated checks that a worker whose steps run
+// without a sandbox says so in `hodei workers`, and that others do not.
+func TestWorkersTableShowsUnisolated(t *testing.T) {
+	var b strings.Builder
+	err := WorkersTable(&b, []wire.Worker{
+		{ID: "safe", Pool: "local", State: "idle", Labels: []string{"linux"}},
+		{ID: "open", Pool: "local", State: "busy", Labels: []string{"linux", UnisolatedLabel}},
+	}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(b.String(), "\n") {
+		switch {
+		case strings.HasPrefix(l, "safe") && strings.Contains(l, "unisolated"):
+			t.Errorf("isolated worker shown as unisolated: %q", l)
+		case strings.HasPrefix(l, "open") && !strings.Contains(l, "busy (unisolated)"):
+			t.Errorf("unisolated worker not shown as such: %q", l)
+		}
+	}
+}

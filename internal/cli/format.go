@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -145,12 +146,22 @@ func RunsTable(w io.Writer, runs []wire.Run) error {
 	return Table(w, []string{"ID", "PIPELINE", "STATE", "CREATED", "DURATION"}, rows)
 }
 
-// WorkersTable writes a list of workers.
+// UnisolatedLabel is the label of a worker whose steps run without a sandbox
+// (agent.UnisolatedLabel: --unsafe-shared-user).
+const UnisolatedLabel = "unisolated"
+
+// WorkersTable writes a list of workers; one whose steps run unisolated
+// shows it after its state.
 func WorkersTable(w io.Writer, workers []wire.Worker, now time.Time) error {
 	rows := make([][]string, len(workers))
 	for i, x := range workers {
+		st := x.State
+		if slices.Contains(x.Labels, UnisolatedLabel) {
+			// Its steps run as its agent's user: say so where it is listed.
+			st += " (unisolated)"
+		}
 		rows[i] = []string{
-			x.ID, x.Pool, x.State,
+			x.ID, x.Pool, st,
 			FormatCPU(x.UsedCPUMilli) + "/" + FormatCPU(x.CPUMilli),
 			FormatBytes(x.UsedMemory) + "/" + FormatBytes(x.MemoryBytes),
 			strconv.Itoa(len(x.Jobs)),

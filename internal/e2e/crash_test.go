@@ -19,7 +19,8 @@ func TestServerKilledMidRunLosesNoRun(t *testing.T) {
 	dataDir := t.TempDir()
 	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
 	args := []string{"server", "--data-dir", dataDir, "--http", httpAddr, "--nats-listen", natsAddr,
-		"--workers", "2", "--worker-ttl", "2s", "--auth", "off"}
+		"--workers", "2", "--worker-ttl", "2s", "--auth", "off",
+		"--unsafe-shared-user"} // the steps touch files of the test's temporary directory
 	srv := start(t, "server-1.log", args...)
 	a := api{base: "http://" + httpAddr, hc: &http.Client{Timeout: 10 * time.Second}}
 	waitReady(t, a, srv)
@@ -92,7 +93,8 @@ func TestWorkerKilledMidJobRequeues(t *testing.T) {
 	agents := map[string]*proc{}
 	for _, id := range []string{"agent-a", "agent-b"} {
 		agents[id] = start(t, id+".log", "agent", "--nats", "nats://"+natsAddr, "--id", id,
-			"--work-dir", filepath.Join(t.TempDir(), id), "--heartbeat", "250ms")
+			"--work-dir", filepath.Join(t.TempDir(), id), "--heartbeat", "250ms",
+			"--unsafe-shared-user") // the step writes its pid to a file of the test
 	}
 	eventually(t, 30*time.Second, "two workers joined", func() (bool, error) {
 		var ws struct {

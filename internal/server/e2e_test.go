@@ -22,6 +22,19 @@ import (
 // startServer starts a server with local agents on a temporary data dir.
 func startServer(t *testing.T, workers int) *Server {
 	t.Helper()
+	return startServerWith(t, workers, false)
+}
+
+// startUnisolatedServer is startServer whose steps run as the test's user,
+// outside any sandbox: for tests whose steps report through files of the
+// test's temporary directory (a sandboxed step cannot reach them).
+func startUnisolatedServer(t *testing.T, workers int) *Server {
+	t.Helper()
+	return startServerWith(t, workers, true)
+}
+
+func startServerWith(t *testing.T, workers int, unisolated bool) *Server {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s, err := Start(ctx, Options{
@@ -31,6 +44,7 @@ func startServer(t *testing.T, workers int) *Server {
 		WorkerTTL:         2 * time.Second,
 		HeartbeatInterval: 200 * time.Millisecond,
 		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+		UnsafeSharedUser:  unisolated,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +136,7 @@ func logsOf(t *testing.T, s *Server, jobID string) string {
 }
 
 func TestDAGRunsInDependencyOrder(t *testing.T) {
-	s := startServer(t, 2)
+	s := startUnisolatedServer(t, 2)
 	dir := t.TempDir()
 	log := filepath.Join(dir, "order")
 	yaml := fmt.Sprintf(`name: dag
@@ -220,7 +234,7 @@ jobs:
 }
 
 func TestRetryRunsANewAttempt(t *testing.T) {
-	s := startServer(t, 1)
+	s := startUnisolatedServer(t, 1)
 	dir := t.TempDir()
 	counter := filepath.Join(dir, "n")
 	// Fails on the first two attempts, succeeds on the third.
@@ -358,7 +372,7 @@ jobs:
 }
 
 func TestCancelStopsProcessGroup(t *testing.T) {
-	s := startServer(t, 1)
+	s := startUnisolatedServer(t, 1)
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "pid")
 	yaml := fmt.Sprintf(`name: cancel

@@ -20,9 +20,9 @@ import (
 	"github.com/hodei-ci/hodei/internal/state"
 )
 
-// startServerWith starts a server with one local agent and the given
+// startLimitedServer starts a server with one local agent and the given
 // limits, serving the API on a loopback port without authentication.
-func startServerWith(t *testing.T, o Options) *Server {
+func startLimitedServer(t *testing.T, o Options) *Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -47,7 +47,7 @@ func startServerWith(t *testing.T, o Options) *Server {
 // stored log ends with a line that says where and why it was cut, the rest
 // of the output is dropped, and the steps run to their end.
 func TestLogLimitCutsWithMarkerAndStepGoesOn(t *testing.T) {
-	s := startServerWith(t, Options{MaxLogBytes: 1 << 20})
+	s := startLimitedServer(t, Options{MaxLogBytes: 1 << 20})
 	r, jobs := runPipeline(t, s, `name: loud
 jobs:
   loud:
@@ -77,7 +77,7 @@ jobs:
 // limits with an error that names the limit; matrix combinations count as
 // jobs; the API answers 413 too_large for a file over the size limit.
 func TestPipelineLimitsAtSubmit(t *testing.T) {
-	s := startServerWith(t, Options{Limits: pipeline.Limits{MaxJobs: 10, MaxFileBytes: 4096}, HTTPAddr: "127.0.0.1:0"})
+	s := startLimitedServer(t, Options{Limits: pipeline.Limits{MaxJobs: 10, MaxFileBytes: 4096}, HTTPAddr: "127.0.0.1:0"})
 	ctx := context.Background()
 	matrix := `name: m
 jobs:
@@ -155,7 +155,7 @@ func TestLongLineCostsBoundedMemory(t *testing.T) {
 		t.Skip("prints a 50 MB line")
 	}
 	const size = 50 << 20
-	s := startServerWith(t, Options{HTTPAddr: "127.0.0.1:0"})
+	s := startLimitedServer(t, Options{HTTPAddr: "127.0.0.1:0"})
 	runtime.GC()
 	debug.FreeOSMemory()
 	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
@@ -250,7 +250,7 @@ func (c *lineCheck) Write(p []byte) (int, error) {
 // exact from the store and from both views of the API: one job as it is,
 // and every job prefixed.
 func TestLongLineExactThroughAPI(t *testing.T) {
-	s := startServerWith(t, Options{HTTPAddr: "127.0.0.1:0"})
+	s := startLimitedServer(t, Options{HTTPAddr: "127.0.0.1:0"})
 	r, jobs := runPipeline(t, s, `name: digits
 jobs:
   digits:

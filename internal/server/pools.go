@@ -67,6 +67,8 @@ func (s *Server) startPools() error {
 			HeartbeatInterval: s.opts.HeartbeatInterval,
 			AgentCert:         s.agentCert(),
 			Logger:            s.log,
+			Unisolated:        s.opts.UnsafeSharedUser,
+			Hide:              s.hidden(),
 		},
 		View:       s.Orch.View,
 		Scaler:     scaler,

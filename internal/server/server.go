@@ -109,6 +109,11 @@ type Options struct {
 	// NoCgroups runs the attempts of the server's local workers without a
 	// cgroup each (see agent.Config.NoCgroups).
 	NoCgroups bool
+	// UnsafeSharedUser runs the steps of local workers as the server's own
+	// user, without a sandbox (--unsafe-shared-user): any job can then
+	// read and write the data directory. Without it, Start fails on a
+	// machine where steps cannot be isolated (see internal/sandbox).
+	UnsafeSharedUser bool
 }
 
 // Server is a running Hodei server.
@@ -152,7 +157,19 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
+	if o.LocalWorkers > 0 && !o.UnsafeSharedUser {
+		// Before anything starts: a server whose workers cannot isolate
+		// steps does not start (agent.New would refuse them anyway).
+		if err := agent.CheckIsolation(); err != nil {
+			return nil, fmt.Errorf("server: local workers: %w", err)
+		}
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: data dir: %w", err)
+	}
+	// The data directory (keys, tokens, database, audit log) is the
+	// server's alone, whatever umask or older version created it.
+	if err := os.Chmod(o.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
 	}
 	s := &Server{opts: o, log: o.Logger, Hub: hub.New(), Registry: prometheus.NewRegistry()}
@@ -210,6 +227,13 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.Store = st
+	// The database holds every tenant's runs and logs: owner only (the
+	// driver creates its files with the umask).
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Chmod(filepath.Join(o.DataDir, "hodei.db"+suffix), 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
 	if err := s.startSecrets(); err != nil {
 		return nil, err
 	}
@@ -290,6 +314,8 @@ func (s *Server) startAgents() error {
 			Containers:        s.containerRuntime(),
 			ContainerNetwork:  o.ContainerNetwork,
 			NoCgroups:         o.NoCgroups,
+			Unisolated:        o.UnsafeSharedUser,
+			Hide:              s.hidden(),
 		})
 		if err != nil {
 			nc.Close()
@@ -318,6 +344,21 @@ func (s *Server) localAgentIDs() []string {
 		ids = append(ids, fmt.Sprintf("%s-local-%d", host, i))
 	}
 	return ids
+}
+
+// hidden lists the directories the steps of local workers must not see:
+// the data directory and the work directory (when it is elsewhere).
+func (s *Server) hidden() []string {
+	var out []string
+	for _, d := range []string{s.opts.DataDir, s.opts.WorkDir} {
+		if d == "" {
+			continue
+		}
+		if abs, err := filepath.Abs(d); err == nil {
+			out = append(out, abs)
+		}
+	}
+	return out
 }
 
 // sanitizeToken makes a host name usable in a subject token.

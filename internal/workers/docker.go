@@ -148,6 +148,11 @@ func (p *Docker) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, error)
 		"--work-dir", "/tmp/hodei-work",
 		"--docker", "off",
 		"--log-format", "json",
+		// The container is the worker's wall (Docker's default seccomp
+		// profile refuses the namespaces a sandbox needs): steps share the
+		// agent's user inside it, and the worker is listed as unisolated
+		// (docs/security.md).
+		"--unsafe-shared-user",
 	}
 	if len(spec.Labels) > 0 {
 		args = append(args, "--labels", strings.Join(spec.Labels, ","))

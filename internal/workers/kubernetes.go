@@ -267,6 +267,11 @@ func (p *Kubernetes) PodSpec(spec WorkerSpec, env []corev1.EnvVar) *corev1.Pod {
 		"--work-dir", kubeWorkDir,
 		"--docker", "off",
 		"--log-format", "json",
+		// The pod is the worker's wall (one per worker, no capabilities,
+		// RuntimeDefault seccomp, which refuses the namespaces a sandbox
+		// needs): steps share the agent's user inside it, and the worker
+		// is listed as unisolated (docs/security.md).
+		"--unsafe-shared-user",
 	}
 	if len(spec.Labels) > 0 {
 		args = append(args, "--labels", strings.Join(spec.Labels, ","))

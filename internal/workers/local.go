@@ -89,6 +89,8 @@ func (l *Local) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, error) 
 		ContainerNetwork:  l.env.ContainerNetwork,
 		NoCgroups:         l.env.NoCgroups,
 		Logger:            l.env.Logger,
+		Unisolated:        l.env.Unisolated,
+		Hide:              l.env.Hide,
 	})
 	if err != nil {
 		nc.Close()

@@ -227,6 +227,12 @@ func (p *LocalProcess) args(spec WorkerSpec, dir string) []string {
 	if p.env.NoCgroups {
 		args = append(args, "--no-cgroups")
 	}
+	if p.env.Unisolated {
+		args = append(args, "--unsafe-shared-user")
+	}
+	for _, h := range p.env.Hide {
+		args = append(args, "--hide", h)
+	}
 	return args
 }
 

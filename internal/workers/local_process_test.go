@@ -99,6 +99,9 @@ func processServer(t *testing.T, poolsYAML, workDir string) *server.Server {
 		o.NATSListen = "" // a random loopback port
 		o.Docker = "off"
 		o.WorkDir = workDir
+		// The steps of these tests look at their agent process
+		// ($PPID, /proc/$PPID/cmdline): only an unisolated step can.
+		o.UnsafeSharedUser = true
 	})
 }
 
@@ -220,7 +223,8 @@ func TestLocalProcessTerminate(t *testing.T) {
 	workDir := t.TempDir()
 	p, err := workers.NewLocalProcess(workers.PoolConfig{Name: "direct", Provider: "local", Max: 1,
 		Local: workers.LocalOptions{Mode: workers.LocalModeProcess, Binary: bin}},
-		workers.ProviderEnv{NATSURL: s.NATSURL, WorkDir: workDir, HeartbeatInterval: 100 * time.Millisecond, Logger: testLogger()})
+		workers.ProviderEnv{NATSURL: s.NATSURL, WorkDir: workDir, HeartbeatInterval: 100 * time.Millisecond, Logger: testLogger(),
+			Unisolated: true}) // the step reports its agent's pid
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,6 +454,7 @@ pools:
 		o.NATSListen, o.NATSTLS, o.AgentCA = "", natsTLS, ca
 		o.Docker = "off"
 		o.WorkDir = workDir
+		o.UnsafeSharedUser = true // the probe job reads its agent's command line
 	})
 	run := submit(t, s, probeJob("secure"))
 	r, jobs := waitRun(t, s, run.ID, 20*time.Second)

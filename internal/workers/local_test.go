@@ -27,7 +27,10 @@ pools:
     max: 2
     idle_timeout: 300ms
     shape: {cpu: 1, memory: 256Mi, labels: [small]}
-`, 0, nil)
+`, 0, func(o *server.Options) {
+		// The steps wait for a file of the test's temporary directory.
+		o.UnsafeSharedUser = true
+	})
 	waitFor(t, 10*time.Second, "min workers to join", func() bool {
 		return poolWorkers(s, "small")["idle"] == 1 && poolStatus(s, "small").Idle == 1
 	})

@@ -191,7 +191,13 @@ type ProviderEnv struct {
 	// AgentCert, when set, issues the certificate an agent started for
 	// worker id presents to a NATS that requires mutual TLS (nil: the
 	// NATS takes agents without one).
-	AgentCert         func(id string) (AgentCert, error)
+	AgentCert func(id string) (AgentCert, error)
+	// Unisolated runs the steps of local workers as the server's user,
+	// without a sandbox (--unsafe-shared-user; see agent.Config).
+	Unisolated bool
+	// Hide lists directories the steps of local workers must not see (the
+	// server's data directory).
+	Hide              []string
 	HeartbeatInterval time.Duration
 	Logger            *slog.Logger
 }

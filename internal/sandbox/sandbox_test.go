@@ -1,0 +1,375 @@
+package sandbox
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// testUID is the unprivileged identity of steps when the tests run as root.
+const testUID = 61999
+
+// workspace makes a workspace the step's identity owns.
+func workspace(t *testing.T) string {
+	t.Helper()
+	ws := t.TempDir()
+	if os.Geteuid() == 0 {
+		if err := os.Chown(ws, testUID, testUID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ws
+}
+
+func spec(ws, script string) Spec {
+	return Spec{Script: script, Workspace: ws, Env: []string{"PATH=" + DefaultPath, "ONLY=this"}, UID: testUID, GID: testUID}
+}
+
+// run runs c (its Stdout is set here) and returns the status and output.
+func run(t *testing.T, c *Cmd) (Status, string) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	c.Stdout = w
+	err = c.Start()
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan string, 1)
+	go func() { b, _ := io.ReadAll(r); out <- string(b) }()
+	st, err := c.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, <-out
+}
+
+func TestMain(m *testing.M) {
+	if err := Check(); err != nil {
+		fmt.Fprintln(os.Stderr, "sandbox tests need a machine that can isolate steps:", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// TestStepRunsWithOnlyItsEnvironmentInItsWorkspace checks the step's
+// shell, exit code, working directory, environment and identity.
+func TestStepRunsWithOnlyItsEnvironmentInItsWorkspace(t *testing.T) {
+	t.Setenv("HODEI_AGENT_ONLY", "agent-secret")
+	ws := workspace(t)
+	st, out := run(t, &Cmd{Spec: spec(ws, `pwd; env | sort; id -u; echo data > made; exit 7`)})
+	if st.Code != 7 || st.Signal != 0 {
+		t.Fatalf("status %+v, want exit 7\n%s", st, out)
+	}
+	want := ws + "\nONLY=this\nPATH=" + DefaultPath + "\nPWD=" + ws + "\n"
+	if !strings.HasPrefix(out, want) {
+		t.Fatalf("output %q, want it to start with %q (only the given environment)", out, want)
+	}
+	wantUID := os.Geteuid()
+	if wantUID == 0 {
+		wantUID = testUID
+	}
+	if !strings.Contains(out, "\n"+strconv.Itoa(wantUID)+"\n") {
+		t.Errorf("output %q: want uid %d", out, wantUID)
+	}
+	if b, err := os.ReadFile(filepath.Join(ws, "made")); err != nil || string(b) != "data\n" {
+		t.Errorf("file written in the workspace: %q, %v", b, err)
+	}
+}
+
+// TestStepSeesNeitherHiddenDirsNorOtherProcesses checks that a hidden
+// directory is empty for the step (the workspace inside it stays usable),
+// that /proc shows only the sandbox's processes, and that no process
+// environment of the host is readable.
+func TestStepSeesNeitherHiddenDirsNorOtherProcesses(t *testing.T) {
+	t.Setenv("HODEI_AGENT_ONLY", "agent-secret")
+	data := t.TempDir()
+	if err := os.WriteFile(filepath.Join(data, "kek.json"), []byte("key"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ws := filepath.Join(data, "work", "1", "job-1")
+	if err := os.MkdirAll(ws, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(data, "work", "1", "job-2")
+	if err := os.MkdirAll(other, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		_ = os.Chown(ws, testUID, testUID)
+	}
+	s := spec(ws, `
+ls -A `+data+`
+ls `+other+` 2>/dev/null && echo other-visible
+cat `+data+`/kek.json 2>/dev/null && echo kek-readable
+touch `+data+`/planted 2>/dev/null && echo wrote-hidden-dir
+touch `+filepath.Dir(ws)+`/planted 2>/dev/null && echo wrote-next-to-workspace
+n=0; for p in /proc/[0-9]*; do n=$((n+1)); done; echo procs=$n
+cat /proc/[0-9]*/environ 2>/dev/null | tr '\0' '\n' | grep HODEI_AGENT_ONLY && echo environ-leak
+echo inside > file; cat file`)
+	s.Hide = []string{data}
+	st, out := run(t, &Cmd{Spec: s})
+	if st.Code != 0 {
+		t.Fatalf("status %+v\n%s", st, out)
+	}
+	// ls of the hidden data dir shows only the path down to the
+	// workspace; the processes are the init, the shell and the ls/cat
+	// pipeline at most.
+	if want := "work\nprocs=2\ninside\n"; out != want {
+		t.Fatalf("output %q, want %q", out, want)
+	}
+}
+
+// TestStepWritesOnlyItsWorkspaceAndTmp checks that Landlock (and the
+// identity) keep a step from writing a host directory that its uid could
+// write, while its workspace, /tmp and /dev/null are writable.
+func TestStepWritesOnlyItsWorkspaceAndTmp(t *testing.T) {
+	open := os.Getenv("HODEI_SANDBOX_TEST_OPEN")
+	if open == "" {
+		open = worldWritable(t)
+	}
+	ws := workspace(t)
+	tmp := workspace(t)
+	s := spec(ws, `
+touch `+open+`/x 2>/dev/null && echo wrote-outside
+echo a > in-ws && echo ws-ok
+echo b > /tmp/t && echo tmp-ok
+echo c > /dev/null && echo null-ok
+mkdir a b && echo d > a/f && mv a/f b/f && ln b/f b/g && cat b/g`)
+	s.Tmp = tmp
+	st, out := run(t, &Cmd{Spec: s})
+	if st.Code != 0 {
+		t.Fatalf("status %+v\n%s", st, out)
+	}
+	if want := "ws-ok\ntmp-ok\nnull-ok\nd\n"; out != want {
+		t.Fatalf("output %q, want %q", out, want)
+	}
+	if _, err := os.Stat(filepath.Join(open, "x")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the step wrote outside its workspace: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(tmp, "t")); err != nil || string(b) != "b\n" {
+		t.Fatalf("/tmp is not the given directory: %q, %v", b, err)
+	}
+}
+
+// worldWritable makes a directory anyone may write, outside /tmp.
+func worldWritable(t *testing.T) string {
+	t.Helper()
+	wd, _ := os.Getwd()
+	open, err := os.MkdirTemp(wd, "world-writable-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(open) })
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	return open
+}
+
+// hostProcs returns the pids of host processes whose command line
+// contains arg as a whole argument.
+func hostProcs(arg string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		for _, a := range bytes.Split(b, []byte{0}) {
+			if string(a) == arg {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+// TestDaemonsDieWithTheStep checks that background and setsid processes a
+// step leaves are gone when Wait returns.
+func TestDaemonsDieWithTheStep(t *testing.T) {
+	marker := fmt.Sprintf("%d.%d", 900+os.Getpid()%97, time.Now().UnixNano()%1000)
+	ws := workspace(t)
+	st, out := run(t, &Cmd{Spec: spec(ws, `setsid sleep `+marker+` >/dev/null 2>&1 < /dev/null &
+sleep `+marker+` >/dev/null 2>&1 &
+n=0; while [ $n -lt 2 ]; do n=0; for p in /proc/[0-9]*; do grep -q '[`+marker[:1]+`]`+marker[1:]+`' $p/cmdline 2>/dev/null && n=$((n+1)); done; done
+echo started`)})
+	if st.Code != 0 || out != "started\n" {
+		t.Fatalf("status %+v, output %q", st, out)
+	}
+	if pids := hostProcs(marker); len(pids) != 0 {
+		t.Fatalf("processes %v of the step still run after Wait", pids)
+	}
+}
+
+// TestKillingTheInitKillsEverything checks what happens when the agent is
+// killed: SIGKILL of the init takes every process of the sandbox.
+func TestKillingTheInitKillsEverything(t *testing.T) {
+	marker := fmt.Sprintf("%d.%d", 800+os.Getpid()%97, time.Now().UnixNano()%1000)
+	ws := workspace(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	c := &Cmd{Spec: spec(ws, `setsid sleep `+marker+` >/dev/null 2>&1 < /dev/null & echo up; wait`), Stdout: w}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	line := make([]byte, 3)
+	if _, err := io.ReadFull(r, line); err != nil || string(line) != "up\n" {
+		t.Fatalf("read %q, %v", line, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(hostProcs(marker)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the daemon never started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := syscall.Kill(c.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Wait()
+	if err != nil || st.Signal != syscall.SIGKILL {
+		t.Fatalf("Wait: %+v, %v; want killed by SIGKILL", st, err)
+	}
+	deadline = time.Now().Add(2 * time.Second)
+	for {
+		pids := hostProcs(marker)
+		if len(pids) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes %v outlived the sandbox's init by 2s", pids)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestBeforeStartRunsBeforeTheStep checks the start gate: BeforeStart gets
+// the live init's pid before any process of the step exists, and an error
+// from it stops the sandbox without running the step.
+func TestBeforeStartRunsBeforeTheStep(t *testing.T) {
+	ws := workspace(t)
+	var seen int
+	c := &Cmd{Spec: spec(ws, `cat gate; echo ran > ran`), BeforeStart: func(pid int) error {
+		seen = pid
+		if _, err := os.Stat(filepath.Join(ws, "ran")); !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("the step ran before the gate: %v", err)
+		}
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(ws, "gate"), []byte("gate-first\n"), 0o644)
+	}}
+	st, out := run(t, c)
+	if st.Code != 0 || out != "gate-first\n" || seen <= 0 || seen != c.Pid() {
+		t.Fatalf("status %+v, output %q, BeforeStart pid %d (init %d)", st, out, seen, c.Pid())
+	}
+
+	ws2 := workspace(t)
+	c = &Cmd{Spec: spec(ws2, `echo ran > ran`), BeforeStart: func(int) error { return errors.New("no cgroup") }}
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	c.Stdout = w
+	err := c.Start()
+	w.Close()
+	if err == nil || !strings.Contains(err.Error(), "no cgroup") {
+		t.Fatalf("Start: %v, want the BeforeStart error", err)
+	}
+	if _, err := os.Stat(filepath.Join(ws2, "ran")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the step ran although BeforeStart failed: %v", err)
+	}
+}
+
+// TestTerminationReachesEveryProcess checks that SIGTERM to the init is
+// passed on to the step's processes, and a step killed by a signal is
+// reported as such.
+func TestTerminationReachesEveryProcess(t *testing.T) {
+	ws := workspace(t)
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	c := &Cmd{Spec: spec(ws, `trap 'echo got-term; exit 3' TERM; echo up; while :; do sleep 0.05; done`), Stdout: w}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	line := make([]byte, 3)
+	if _, err := io.ReadFull(r, line); err != nil {
+		t.Fatal(err)
+	}
+	_ = syscall.Kill(c.Pid(), syscall.SIGTERM)
+	rest, _ := io.ReadAll(r)
+	st, err := c.Wait()
+	if err != nil || st.Code != 3 || !strings.HasSuffix(string(rest), "got-term\n") {
+		t.Fatalf("status %+v, %v, output %q; want the trap's exit 3", st, err, rest)
+	}
+
+	st, out := run(t, &Cmd{Spec: spec(workspace(t), `kill -KILL $$`)})
+	if st.Signal != syscall.SIGKILL || st.Code != -1 {
+		t.Fatalf("status %+v (%q), want killed by SIGKILL", st, out)
+	}
+}
+
+// TestUnprivilegedCaller runs this package's tests again as an unprivileged
+// user (nobody), where the sandbox uses a user namespace.
+func TestUnprivilegedCaller(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("runs the tests as nobody when the tests run as root; this run is already unprivileged")
+	}
+	if os.Getenv("HODEI_SANDBOX_TEST_NESTED") != "" {
+		t.Fatal("nested")
+	}
+	dir := t.TempDir()
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, "sandbox.test")
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(tmp, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run", "^Test[^U]", "-test.v", "-test.count=1")
+	cmd.Dir = tmp
+	cmd.Env = []string{"PATH=" + DefaultPath, "TMPDIR=" + tmp, "HODEI_SANDBOX_TEST_NESTED=1", "HODEI_SANDBOX_TEST_OPEN=" + worldWritable(t), "GORACE=atexit_sleep_ms=0"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("tests as nobody: %v\n%s", err, out)
+	}
+	if n := strings.Count(string(out), "--- PASS"); n < 6 {
+		t.Fatalf("only %d tests passed as nobody:\n%s", n, out)
+	}
+}
