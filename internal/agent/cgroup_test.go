@@ -26,8 +26,22 @@ import (
 var cgAgentSeq atomic.Int64
 
 // cgAgent is an agent, without NATS, that runs attempts in cgroups; the
-// test fails where the machine has none (these tests run as root).
+// test fails where the machine has none (these tests run as root). Its
+// steps run unisolated: a sandbox's PID namespace would kill their daemons
+// by itself (and hide their host pids), and these tests check what the
+// cgroup alone does. cgSandboxedAgent's steps run in sandboxes, whose init
+// joins the cgroup.
 func cgAgent(t *testing.T, id, workDir string) *Agent {
+	t.Helper()
+	return newCgAgent(t, id, workDir, true)
+}
+
+func cgSandboxedAgent(t *testing.T) *Agent {
+	t.Helper()
+	return newCgAgent(t, "", "", false)
+}
+
+func newCgAgent(t *testing.T, id, workDir string, unisolated bool) *Agent {
 	t.Helper()
 	if id == "" {
 		id = fmt.Sprintf("cgtest-%d-%d", os.Getpid(), cgAgentSeq.Add(1))
@@ -35,9 +49,9 @@ func cgAgent(t *testing.T, id, workDir string) *Agent {
 	if workDir == "" {
 		workDir = t.TempDir()
 	}
-	cfg := Config{ID: id, WorkDir: workDir, BaseEnv: testEnv, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	cfg := Config{ID: id, WorkDir: workDir, BaseEnv: testEnv, Unisolated: unisolated, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	cfg.Defaults()
-	a := &Agent{cfg: cfg, log: cfg.Logger}
+	a := &Agent{cfg: cfg, log: cfg.Logger, uids: map[int]bool{}}
 	a.initCgroups()
 	if a.cg == nil {
 		_, err := cgroup.New(cgroup.Options{})
@@ -175,7 +189,7 @@ func TestAgentStartKillsLeftoverGroups(t *testing.T) {
 
 func TestMemoryLimitOOMKillsStep(t *testing.T) {
 	t.Parallel()
-	a := cgAgent(t, "", "")
+	a := cgSandboxedAgent(t)
 	out := attemptOut{newWatchWriter()}
 	spec := pipeline.JobSpec{Memory: 32 << 20, Steps: steps(`x=$(head -c 200000000 /dev/zero | tr '\0' a); echo ${#x}`)}
 	spec.Steps[0].Name = "hog"
@@ -200,7 +214,7 @@ func TestAFailedStepAfterASurvivedOOMIsNotBlamedOnMemory(t *testing.T) {
 
 func TestAttemptReportsCPUTimeAndPeakMemory(t *testing.T) {
 	t.Parallel()
-	a := cgAgent(t, "", "")
+	a := cgSandboxedAgent(t)
 	spec := pipeline.JobSpec{Memory: 256 << 20, Steps: steps(
 		`i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done`,
 		`x=$(head -c 40000000 /dev/zero | tr '\0' a); echo ${#x}`,
@@ -227,7 +241,7 @@ func TestNoCgroupsRunsAsBefore(t *testing.T) {
 	var logs lockedBuffer
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	cfg.Defaults()
-	a := &Agent{cfg: cfg, log: cfg.Logger}
+	a := &Agent{cfg: cfg, log: cfg.Logger, uids: map[int]bool{}}
 	a.initCgroups()
 	if a.cg != nil || !strings.Contains(logs.String(), "cgroups off") {
 		t.Fatalf("cgroups on with NoCgroups; log %q", logs.String())
@@ -279,7 +293,7 @@ func BenchmarkAttempt(b *testing.B) {
 			cfg := Config{ID: fmt.Sprintf("cgbench-%d", os.Getpid()), WorkDir: b.TempDir(), BaseEnv: testEnv, NoCgroups: off,
 				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 			cfg.Defaults()
-			a := &Agent{cfg: cfg, log: cfg.Logger}
+			a := &Agent{cfg: cfg, log: cfg.Logger, uids: map[int]bool{}}
 			a.initCgroups()
 			if !off && a.cg == nil {
 				b.Fatal("no cgroups on this machine")

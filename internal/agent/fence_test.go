@@ -56,8 +56,11 @@ func newAgentEnv(t *testing.T, drain time.Duration) *agentEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Unisolated: the steps of these tests write and wait on files of the
+	// test's temporary directory, which a sandboxed step cannot see (a mark
+	// a sandboxed step failed to write would prove nothing).
 	a, err := New(nc, Config{ID: "w1", WorkDir: t.TempDir(), DrainTimeout: drain, HeartbeatInterval: 100 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Unisolated: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

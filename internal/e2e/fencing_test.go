@@ -20,11 +20,16 @@ type cluster struct {
 }
 
 // newCluster chooses a data directory and ports for a server with the
-// given extra flags (--workers, --worker-ttl...); no authentication.
+// given extra flags (--workers, --worker-ttl...); no authentication. Its
+// workers (local and agents) run steps unisolated: the steps of these tests
+// append to marker files of the test's directory, which a sandbox hides
+// (and a marker a sandboxed step failed to write would prove nothing).
+// Attempts still run in their cgroups. Isolation is tested in
+// hostile_test.go.
 func newCluster(t *testing.T, extra ...string) cluster {
 	dataDir := t.TempDir()
 	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
-	args := append([]string{"server", "--data-dir", dataDir, "--http", httpAddr, "--nats-listen", natsAddr, "--auth", "off"}, extra...)
+	args := append([]string{"server", "--data-dir", dataDir, "--http", httpAddr, "--nats-listen", natsAddr, "--auth", "off", "--unsafe-shared-user"}, extra...)
 	return cluster{args: args, natsAddr: natsAddr, api: api{base: "http://" + httpAddr, hc: &http.Client{Timeout: 10 * time.Second}}}
 }
 
@@ -40,7 +45,7 @@ func (c cluster) server(t *testing.T, logName string, more ...string) *proc {
 // agentArgs are the arguments of an agent of the cluster.
 func (c cluster) agentArgs(t *testing.T, id string, more ...string) []string {
 	return append([]string{"agent", "--nats", "nats://" + c.natsAddr, "--id", id,
-		"--work-dir", filepath.Join(t.TempDir(), id), "--heartbeat", "250ms"}, more...)
+		"--work-dir", filepath.Join(t.TempDir(), id), "--heartbeat", "250ms", "--unsafe-shared-user"}, more...)
 }
 
 type workerJSON struct {

@@ -273,7 +273,9 @@ func hostileServer(t *testing.T, unprivileged bool, agents int, unsafe bool) (ou
 		args = append(args, "--workers", "0")
 	}
 	if unsafe {
-		args = append(args, "--unsafe-shared-user")
+		// Without cgroups too: they would kill the setsid daemon that the
+		// control test expects to outlive its job.
+		args = append(args, "--unsafe-shared-user", "--no-cgroups")
 	}
 	srv := e.start(t, "server.log", args...)
 	a := api{base: "http://" + httpAddr, hc: &http.Client{Timeout: 10 * time.Second}}
@@ -287,7 +289,7 @@ func hostileServer(t *testing.T, unprivileged bool, agents int, unsafe bool) (ou
 		args := []string{"agent", "--nats", "nats://" + natsAddr, "--id", id, "--docker", "off",
 			"--work-dir", filepath.Join(e.dataDir, "agents", id), "--heartbeat", "250ms"}
 		if unsafe {
-			args = append(args, "--unsafe-shared-user")
+			args = append(args, "--unsafe-shared-user", "--no-cgroups")
 		}
 		ag := e.start(t, id+".log", args...)
 		pids = append(pids, strconv.Itoa(ag.cmd.Process.Pid))
@@ -467,7 +469,8 @@ func TestHostileJobAgentProcessesAsUnprivilegedUser(t *testing.T) {
 }
 
 // TestHostileJobMovesSucceedUnisolated is the control: with
-// --unsafe-shared-user (how every step ran before isolation), the same
+// --unsafe-shared-user and --no-cgroups (how every step ran before
+// isolation), the same
 // job's moves do succeed, so that a probe that cannot succeed would not
 // pass the tests above.
 func TestHostileJobMovesSucceedUnisolated(t *testing.T) {

@@ -96,7 +96,7 @@ func TestStepRunsWithOnlyItsEnvironmentInItsWorkspace(t *testing.T) {
 // environment of the host is readable.
 func TestStepSeesNeitherHiddenDirsNorOtherProcesses(t *testing.T) {
 	t.Setenv("HODEI_AGENT_ONLY", "agent-secret")
-	data := t.TempDir()
+	data := hiddenDir(t)
 	if err := os.WriteFile(filepath.Join(data, "kek.json"), []byte("key"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +131,24 @@ echo inside > file; cat file`)
 	if want := "work\nprocs=2\ninside\n"; out != want {
 		t.Fatalf("output %q, want %q", out, want)
 	}
+}
+
+// hiddenDir returns a new directory for a test to hide from steps. As root
+// it is under /run, outside the temporary directory as a server's data
+// directory usually is: a step's /tmp is its own, so a directory under the
+// temporary directory would be out of its sight even if hiding failed. As
+// another user (the run as nobody) it is t.TempDir().
+func hiddenDir(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return t.TempDir()
+	}
+	d, err := os.MkdirTemp("/run", "hodei-sandbox-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(d) })
+	return d
 }
 
 // TestStepWritesOnlyItsWorkspaceAndTmp checks that Landlock (and the

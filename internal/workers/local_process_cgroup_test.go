@@ -23,7 +23,10 @@ func TestLocalProcessAgentKilledLeavesNoDaemon(t *testing.T) {
 	s := processServer(t, "", t.TempDir())
 	p, err := workers.NewLocalProcess(workers.PoolConfig{Name: "cgk", Provider: "local", Max: 1,
 		Local: workers.LocalOptions{Mode: workers.LocalModeProcess, Binary: bin}},
-		workers.ProviderEnv{NATSURL: s.NATSURL, WorkDir: t.TempDir(), HeartbeatInterval: 100 * time.Millisecond, Logger: testLogger()})
+		// Unisolated: the test checks what the cgroup alone does (a
+		// sandbox's PID namespace would kill the daemon by itself, and
+		// the pid the step prints would be one of that namespace).
+		workers.ProviderEnv{NATSURL: s.NATSURL, WorkDir: t.TempDir(), HeartbeatInterval: 100 * time.Millisecond, Logger: testLogger(), Unisolated: true})
 	if err != nil {
 		t.Fatal(err)
 	}
