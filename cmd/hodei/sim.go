@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/autoscale"
@@ -94,6 +95,23 @@ Examples:
 	asHeadroom := fs.Float64("autoscale-headroom", 0, "predictive: fraction of the forecast added to the target")
 	asCooldown := fs.Duration("autoscale-cooldown", time.Minute, "predictive: idle time after which a worker beyond the forecast is drained")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the simulation to this `FILE`")
+	suite := fs.Bool("suite", false, "run the scenario suite (every scenario under every policy) and print its table")
+	suiteScale := fs.Float64("suite-scale", 1, "with --suite: multiply the jobs of every generated scenario by this")
+	suiteOnly := fs.String("suite-only", "", "with --suite: run only these scenarios (names separated by commas)")
+	aliDir := fs.String("alibaba-dir", "", "with --suite: the `DIR` of the Alibaba GPU trace 2023 (openb_node_list_all_node.csv, openb_pod_list_*.csv); adds its scenarios")
+	markdown := fs.Bool("markdown", false, "with --suite: print the table in Markdown")
+	var v sim.Variant
+	fs.BoolVar(&v.Hetero, "hetero", false, "with --generate: a fleet of small and large amd64, GPU and arm64 machines (see docs/scheduling.md)")
+	fs.Float64Var(&v.X86Factor, "x86-factor", 0, "with --hetero: x86 cores times this (below 1: CPU contended)")
+	fs.Float64Var(&v.ScarceFactor, "scarce-factor", 0, "with --hetero: arm64 and GPU pools times this (below 1: overloaded)")
+	fs.BoolVar(&v.ArmTenant, "arm-tenant", false, "with --generate: the last team runs on arm64 only")
+	fs.IntVar(&v.Nightly, "nightly", 0, "with --generate: long GPU pipelines of tenant \"nightly\" every night at 01:00-02:00")
+	fs.IntVar(&v.NightlyPriority, "nightly-priority", 0, "with --nightly: their priority (-100..100)")
+	fs.Float64Var(&v.LargeShare, "large-share", 0, "with --generate: share of x86 builds made large (16 cores, 48 GiB)")
+	fs.Float64Var(&v.HeavyTail, "heavy-tail", 0, "with --generate: durations times a Pareto factor of this shape (> 1; mean 1)")
+	fs.Float64Var(&v.Noise, "noise", 0, "with --generate: durations times exp(noise × N(0,1))")
+	fs.Float64Var(&v.UnseenKeys, "unseen-keys", 0, "with --generate: share of jobs with a key never seen before")
+	fs.Float64Var(&v.Drift, "drift", 0, "with --generate: half of the keys grow to this factor of their duration over the workload")
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -102,6 +120,12 @@ Examples:
 		return usageError(fs, "unexpected argument %q", pos[0])
 	}
 
+	if *suite {
+		if *suiteScale <= 0 {
+			return usageError(fs, "--suite-scale must be positive")
+		}
+		return runSuite(sim.SuiteOptions{Scale: *suiteScale, AlibabaDir: *aliDir, Only: splitSet(*suiteOnly), Progress: os.Stderr}, *markdown, *asJSON)
+	}
 	switch scheduler.Policy(*policy) {
 	case scheduler.PolicyFIFO, scheduler.PolicyLeastLoaded, scheduler.PolicyHodei:
 	default:
@@ -176,7 +200,7 @@ Examples:
 			*jobs = 100000
 		}
 		w, err = sim.Generate(sim.GenOptions{Jobs: *jobs, Days: *days, Workers: n, Load: *load, Tenants: *tenants,
-			FloodShare: *floodShare, Burst: *burst, Seed: *seed})
+			FloodShare: *floodShare, Burst: *burst, Seed: *seed, Variant: v})
 		if err != nil {
 			return usageError(fs, "%v", err)
 		}
@@ -265,4 +289,45 @@ Examples:
 		sim.WriteComparison(os.Stdout, results)
 	}
 	return exitOK
+}
+
+// runSuite runs the scenario suite and prints its table (or, with asJSON,
+// one object per scenario: its name and the results of every policy).
+func runSuite(o sim.SuiteOptions, markdown, asJSON bool) int {
+	t0 := time.Now()
+	rows, err := sim.RunSuite(o)
+	if err != nil {
+		return fail("sim", err)
+	}
+	if asJSON {
+		type row struct {
+			Scenario string        `json:"scenario"`
+			About    string        `json:"about"`
+			Results  []*sim.Result `json:"results"`
+		}
+		out := make([]row, len(rows))
+		for i, r := range rows {
+			out[i] = row{r.Scenario.Name, r.Scenario.About, r.Results}
+		}
+		if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
+			return fail("sim", err)
+		}
+		return exitOK
+	}
+	sim.WriteSuite(os.Stdout, rows, markdown)
+	fmt.Printf("\n%d scenarios in %.0fs\n", len(rows), time.Since(t0).Seconds())
+	return exitOK
+}
+
+func splitSet(s string) map[string]bool {
+	if s == "" {
+		return nil
+	}
+	m := map[string]bool{}
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			m[f] = true
+		}
+	}
+	return m
 }

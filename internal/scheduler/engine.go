@@ -44,7 +44,7 @@ type JobSpec struct {
 	Needs    []string // IDs of jobs of the same pipeline that must finish first
 	Request  Resources
 	Labels   []string // all must be on the worker
-	Priority int      // 0..100, higher first
+	Priority int      // -100..100, higher first, default 0 (see EffectivePriority)
 }
 
 // PipelineSpec describes one run of a pipeline and all its jobs.
@@ -78,8 +78,9 @@ const (
 	DefaultLookahead = 1000
 	// DefaultFairShareDelay is the default Config.FairShareDelay.
 	DefaultFairShareDelay = time.Minute
-	// MaxPriority is the highest job or pipeline priority; higher values
-	// are clamped to it, negative ones to 0.
+	// MaxPriority is the highest job or pipeline priority, -MaxPriority the
+	// lowest; values beyond are clamped. The default is 0; below 0 runs after
+	// everything at 0 and above (with aging, so it still runs).
 	MaxPriority = 100
 )
 
@@ -149,10 +150,10 @@ type EngineStats struct {
 //
 // The next job is chosen in three steps.
 //
-//  1. Priority class. Jobs are grouped by priority (the max of the
-//     pipeline's and the job's). The class with the highest effective
+//  1. Priority class. Jobs are grouped by priority (EffectivePriority of the
+//     pipeline's and the job's, -100..100). The class with the highest effective
 //     priority goes first: its priority plus one level per Aging since it
-//     last got a worker (or became non-empty), capped at MaxPriority+1
+//     last got a worker (or became non-empty), capped at 2×MaxPriority+1
 //     levels, higher priority first on a tie. A class starved by a stream of
 //     higher priorities thus wins a worker every (gap+1)×Aging at least. The
 //     aging is per class, not per job, on purpose: at high load every job

@@ -190,7 +190,7 @@ func (e *Engine) AddPipeline(p PipelineSpec) {
 		e.jobs[ji] = ejob{
 			id: js.ID, pipe: pi, key: e.idx.key(js.Key), shape: e.idx.shape(ls, nonNegative(js.Request)),
 			worker: noWorker, wprev: noWorker, wnext: noWorker, q: noPos, hpos: noPos,
-			dur: float32(d.Seconds()), prio: max(pl.prio, clampPrio(js.Priority)), counted: true, live: true,
+			dur: float32(d.Seconds()), prio: clampPrio(EffectivePriority(p.Priority, js.Priority)), counted: true, live: true,
 		}
 		e.jobIdx[js.ID] = ji
 		local[js.ID] = int32(len(pl.jobs))
@@ -208,7 +208,21 @@ func (e *Engine) AddPipeline(p PipelineSpec) {
 	}
 }
 
-func clampPrio(p int) uint8 { return uint8(min(max(p, 0), MaxPriority)) }
+// clampPrio returns the class of priority p: p clamped to
+// -MaxPriority..MaxPriority, plus MaxPriority (so class 0 is the lowest).
+func clampPrio(p int) uint8 { return uint8(min(max(p, -MaxPriority), MaxPriority) + MaxPriority) }
+
+// EffectivePriority is the priority a job runs at in a pipeline: the higher
+// of the two when either is above 0 (a deploy pipeline raises its jobs, a
+// job can raise itself), and otherwise the lower (a pipeline or a job below
+// 0 runs after everything else, and a job at the default 0 does not undo its
+// pipeline's negative priority).
+func EffectivePriority(pipeline, job int) int {
+	if pipeline > 0 || job > 0 {
+		return max(pipeline, job)
+	}
+	return min(pipeline, job)
+}
 
 // criticalPaths sets each job's cp: its predicted duration plus the longest
 // cp among the jobs that need it (in reverse topological order; jobs on a
