@@ -86,6 +86,8 @@ Examples:
 	workWeight := fs.Float64("work-weight", 0, "engine (hodei): weight of a pipeline's remaining predicted work in the ranking (0: the engine's default)")
 	pathWeight := fs.Float64("path-weight", 0, "engine (hodei): weight of the critical path in the latest-start ranking (0: the engine's default)")
 	fairDelay := fs.Duration("fair-delay", 0, "engine (hodei): fair-share delay scale for a tenant above its share (0: the engine's default)")
+	slack := fs.Duration("slack", 0, "engine (hodei): a job waiting longer than max(slack, slack-factor × mean wait) is placed first, oldest first (0: no such bound)")
+	slackFactor := fs.Float64("slack-factor", 0, "engine (hodei): see --slack (0: 3; negative: --slack alone)")
 	lookahead := fs.Int("lookahead", 0, "engine: jobs examined per plan past the first that does not fit (0: the engine's default)")
 	scorer := fs.String("scorer", "", "engine: worker scorer for every worker, binpack or spread (empty: the engine's default)")
 	poolsFile := fs.String("pools", "", "simulate the pools of this pools `FILE` instead of the workload's fleet")
@@ -124,7 +126,8 @@ Examples:
 		if *suiteScale <= 0 {
 			return usageError(fs, "--suite-scale must be positive")
 		}
-		return runSuite(sim.SuiteOptions{Scale: *suiteScale, AlibabaDir: *aliDir, Only: splitSet(*suiteOnly), Progress: os.Stderr}, *markdown, *asJSON)
+		return runSuite(sim.SuiteOptions{Scale: *suiteScale, AlibabaDir: *aliDir, Only: splitSet(*suiteOnly), Progress: os.Stderr,
+			Engine: scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, FairShareDelay: *fairDelay, Slack: *slack, SlackFactor: *slackFactor}}, *markdown, *asJSON)
 	}
 	switch scheduler.Policy(*policy) {
 	case scheduler.PolicyFIFO, scheduler.PolicyLeastLoaded, scheduler.PolicyHodei:
@@ -262,8 +265,9 @@ Examples:
 	for _, p := range policies {
 		runtime.GC() // each run starts from the same heap
 		r, err := sim.Run(w, sim.Options{Policy: p, Aging: *aging, Lookahead: *lookahead, Scorer: scheduler.Scorer(*scorer),
-			Engine: scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, FairShareDelay: *fairDelay},
-			Check:  *check, Churn: *churn, ChurnDown: *churnDown, Seed: *seed, Pools: pools})
+			Engine: scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, FairShareDelay: *fairDelay,
+				Slack: *slack, SlackFactor: *slackFactor},
+			Check: *check, Churn: *churn, ChurnDown: *churnDown, Seed: *seed, Pools: pools})
 		if err != nil {
 			return fail("sim", fmt.Errorf("policy %s: %w", p, err))
 		}

@@ -500,6 +500,9 @@ func (e *Engine) unreserve(ji int32, notify bool) {
 func (e *Engine) Plan(now time.Time) []Assignment {
 	nowN := now.UnixNano()
 	var out []Assignment
+	if e.slackOn {
+		out = e.planOverdue(nowN, out)
+	}
 	fails := 0
 	for e.liveShapes > 0 {
 		c := e.pickClass(nowN)
@@ -522,11 +525,67 @@ func (e *Engine) Plan(now time.Time) []Assignment {
 			}
 			continue
 		}
-		e.unqueue(ji)
-		e.reserve(ji, wi)
+		e.place(ji, wi, nowN)
 		c.since = nowN
-		e.decisions++
 		out = append(out, Assignment{JobID: j.id, WorkerID: e.workers[wi].id})
+	}
+	return out
+}
+
+// place takes queued job ji out of the queue and reserves worker wi for it.
+func (e *Engine) place(ji, wi int32, now int64) {
+	j := &e.jobs[ji]
+	if e.slackOn {
+		// A moving mean of the waits, over about the last 500 placements.
+		e.meanWait += (float64(now-j.ready) - e.meanWait) / 500
+	}
+	e.unqueue(ji)
+	e.reserve(ji, wi)
+	e.decisions++
+}
+
+// planOverdue places the overdue jobs first, oldest first, each where
+// chooseWorker says, and skips those that fit nowhere now (as FIFO does).
+// It examines at most Lookahead jobs that do not fit.
+func (e *Engine) planOverdue(now int64, out []Assignment) []Assignment {
+	bound := now - max(e.slack, int64(e.slackF*e.meanWait))
+	fails := 0
+	for i := e.ohead; i < len(e.overdue); i++ {
+		x := e.overdue[i]
+		if x.key > bound {
+			break
+		}
+		j := &e.jobs[x.job]
+		if j.qseq != x.seq { // no longer queued, or queued again later
+			if i == e.ohead {
+				e.ohead++
+			}
+			continue
+		}
+		sh := &e.idx.shapes[j.shape]
+		wi := noWorker
+		if !sh.parked {
+			wi = e.chooseWorker(sh, j.key)
+		}
+		if wi == noWorker {
+			if !sh.parked {
+				e.park(j.shape)
+			}
+			if fails++; fails > e.lookahead {
+				break
+			}
+			continue
+		}
+		if i == e.ohead {
+			e.ohead++
+		}
+		e.place(x.job, wi, now)
+		e.q.classes[j.prio].since = now
+		out = append(out, Assignment{JobID: j.id, WorkerID: e.workers[wi].id})
+	}
+	if e.ohead > 1024 && e.ohead > len(e.overdue)/2 {
+		e.overdue = append(e.overdue[:0], e.overdue[e.ohead:]...)
+		e.ohead = 0
 	}
 	return out
 }

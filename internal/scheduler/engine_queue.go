@@ -37,6 +37,7 @@ type ejob struct {
 	prio    uint8
 	counted bool // dur is part of its pipeline's remaining work
 	qseq    uint64
+	ready   int64 // when it was last enqueued
 	live    bool
 }
 
@@ -443,10 +444,14 @@ func (e *Engine) push(ji int32, key, lst int64, now int64) {
 	j.q = qi
 	j.state = jsQueued
 	j.qseq = e.seq
+	j.ready = now
 	ct := &e.q.cts[ci]
 	ct.n++
 	if e.policy == PolicyHodei {
 		xPush(ct, qent{key: lst, seq: e.seq, job: ji})
+		if e.slackOn && j.prio >= MaxPriority {
+			e.overdue = append(e.overdue, qent{key: now, seq: e.seq, job: ji})
+		}
 	}
 	e.jqUp(q, len(q.h)-1)
 	e.jqChanged(qi)
