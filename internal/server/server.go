@@ -60,7 +60,10 @@ type Options struct {
 	WorkDir           string
 	WorkerTTL         time.Duration
 	HeartbeatInterval time.Duration
-	Logger            *slog.Logger
+	// SchedulerAging is how long a priority level waits without a worker
+	// before it ranks one level higher (one minute when zero).
+	SchedulerAging time.Duration
+	Logger         *slog.Logger
 	// Security turns on authentication, authorization and audit of the API.
 	Security SecurityOptions
 	// Secrets and transport security (see secrets.go).
@@ -197,6 +200,7 @@ func Start(ctx context.Context, o Options) (s *Server, err error) {
 		NC:        s.nc,
 		Hub:       s.Hub,
 		WorkerTTL: o.WorkerTTL,
+		Aging:     o.SchedulerAging,
 		Metrics:   orchestrator.NewMetrics(s.Registry),
 		Logger:    o.Logger,
 		// Every assignment carries the limit, so that remote agents
