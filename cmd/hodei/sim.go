@@ -41,6 +41,15 @@ The workload is one of:
                       single-job pipelines; --time-scale compresses arrivals,
                       --node-fraction shrinks the cluster
 
+--generate takes variant knobs for fleets and workloads it does not make by
+default: --hetero, --x86-factor, --scarce-factor, --arm-tenant, --nightly,
+--nightly-priority, --large-share, --heavy-tail, --noise, --unseen-keys,
+--drift (see docs/scheduling.md#variants).
+
+--suite runs the scenario suite instead: about 14 generated workloads (and 6
+of the Alibaba trace with --alibaba-dir DIR) under every policy, and prints
+a table with hodei's changes against fifo.
+
 With --pools FILE (a pools file, as the server reads it) the fleet is made of
 the pools' workers instead, started and stopped by the autoscaler every
 --scale-period: --autoscale static keeps every pool at max, reactive starts
@@ -57,6 +66,7 @@ Examples:
   hodei sim --alibaba-nodes openb_node_list_all_node.csv --alibaba-pods openb_pod_list_default.csv \
       --time-scale 1000 --node-fraction 0.2 --compare
   hodei sim --generate --jobs 1000000 --workers 10000 --json   # the scale run
+  hodei sim --suite --alibaba-dir /path/to/alibaba-gpu-2023 --markdown
   hodei sim --generate --days 7 --jobs 60000 --workers 100 --pools examples/pools/ci.yaml --autoscale predictive`)
 	workers := fs.String("workers", "", "the fleet: a CSV `FILE`, or with --generate a number of workers (default 500)")
 	pipelines := fs.String("pipelines", "", "pipelines: a JSON lines `FILE`, one pipeline a line")
