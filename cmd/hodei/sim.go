@@ -136,7 +136,12 @@ Examples:
 		if *suiteScale <= 0 {
 			return usageError(fs, "--suite-scale must be positive")
 		}
-		return runSuite(sim.SuiteOptions{Scale: *suiteScale, AlibabaDir: *aliDir, Only: splitSet(*suiteOnly), Progress: os.Stderr,
+		switch scheduler.Scorer(*scorer) {
+		case "", scheduler.BinPack, scheduler.Spread:
+		default:
+			return usageError(fs, "--scorer %q: want binpack or spread", *scorer)
+		}
+		return runSuite(sim.SuiteOptions{Scorer: scheduler.Scorer(*scorer), Scale: *suiteScale, AlibabaDir: *aliDir, Only: splitSet(*suiteOnly), Progress: os.Stderr,
 			Engine: scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, FairShareDelay: *fairDelay, Slack: *slack, SlackFactor: *slackFactor}}, *markdown, *asJSON)
 	}
 	switch scheduler.Policy(*policy) {

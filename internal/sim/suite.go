@@ -41,6 +41,8 @@ type SuiteOptions struct {
 	Progress io.Writer
 	// Engine holds the hodei policy's knobs (zero: the defaults).
 	Engine scheduler.Config
+	// Scorer, when set, is every worker's scorer.
+	Scorer scheduler.Scorer
 }
 
 // Scenarios returns the suite's scenarios, the Alibaba ones only when dir
@@ -145,7 +147,7 @@ func RunSuite(o SuiteOptions) ([]SuiteRow, error) {
 		row := SuiteRow{Scenario: sc}
 		for _, p := range pols {
 			runtime.GC()
-			r, err := Run(w, Options{Policy: p, Engine: o.Engine, Churn: sc.Churn, Seed: sc.Gen.Seed, ChurnDown: 10 * time.Minute})
+			r, err := Run(w, Options{Policy: p, Engine: o.Engine, Scorer: o.Scorer, Churn: sc.Churn, Seed: sc.Gen.Seed, ChurnDown: 10 * time.Minute})
 			if err != nil {
 				return rows, fmt.Errorf("scenario %s, policy %s: %w", sc.Name, p, err)
 			}
