@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/autoscale"
@@ -40,6 +41,15 @@ The workload is one of:
                       single-job pipelines; --time-scale compresses arrivals,
                       --node-fraction shrinks the cluster
 
+--generate takes variant knobs for fleets and workloads it does not make by
+default: --hetero, --x86-factor, --scarce-factor, --arm-tenant, --nightly,
+--nightly-priority, --large-share, --heavy-tail, --noise, --unseen-keys,
+--drift (see docs/scheduling.md#variants).
+
+--suite runs the scenario suite instead: about 14 generated workloads (and 6
+of the Alibaba trace with --alibaba-dir DIR) under every policy, and prints
+a table with hodei's changes against fifo.
+
 With --pools FILE (a pools file, as the server reads it) the fleet is made of
 the pools' workers instead, started and stopped by the autoscaler every
 --scale-period: --autoscale static keeps every pool at max, reactive starts
@@ -56,6 +66,7 @@ Examples:
   hodei sim --alibaba-nodes openb_node_list_all_node.csv --alibaba-pods openb_pod_list_default.csv \
       --time-scale 1000 --node-fraction 0.2 --compare
   hodei sim --generate --jobs 1000000 --workers 10000 --json   # the scale run
+  hodei sim --suite --alibaba-dir DIR --markdown   # DIR: the alibaba-gpu-2023 trace
   hodei sim --generate --days 7 --jobs 60000 --workers 100 --pools examples/pools/ci.yaml --autoscale predictive`)
 	workers := fs.String("workers", "", "the fleet: a CSV `FILE`, or with --generate a number of workers (default 500)")
 	pipelines := fs.String("pipelines", "", "pipelines: a JSON lines `FILE`, one pipeline a line")
@@ -85,6 +96,8 @@ Examples:
 	workWeight := fs.Float64("work-weight", 0, "engine (hodei): weight of a pipeline's remaining predicted work in the ranking (0: the engine's default)")
 	pathWeight := fs.Float64("path-weight", 0, "engine (hodei): weight of the critical path in the latest-start ranking (0: the engine's default)")
 	fairDelay := fs.Duration("fair-delay", 0, "engine (hodei): fair-share delay scale for a tenant above its share (0: the engine's default)")
+	slack := fs.Duration("slack", 0, "engine (hodei): a job waiting longer than max(slack, slack-factor × mean wait) is placed first, oldest first (0: no such bound)")
+	slackFactor := fs.Float64("slack-factor", 0, "engine (hodei): see --slack (0: 3; negative: --slack alone)")
 	lookahead := fs.Int("lookahead", 0, "engine: jobs examined per plan past the first that does not fit (0: the engine's default)")
 	scorer := fs.String("scorer", "", "engine: worker scorer for every worker, binpack or spread (empty: the engine's default)")
 	poolsFile := fs.String("pools", "", "simulate the pools of this pools `FILE` instead of the workload's fleet")
@@ -94,6 +107,23 @@ Examples:
 	asHeadroom := fs.Float64("autoscale-headroom", 0, "predictive: fraction of the forecast added to the target")
 	asCooldown := fs.Duration("autoscale-cooldown", time.Minute, "predictive: idle time after which a worker beyond the forecast is drained")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the simulation to this `FILE`")
+	suite := fs.Bool("suite", false, "run the scenario suite (every scenario under every policy) and print its table")
+	suiteScale := fs.Float64("suite-scale", 1, "with --suite: multiply the jobs of every generated scenario by this")
+	suiteOnly := fs.String("suite-only", "", "with --suite: run only these scenarios (names separated by commas)")
+	aliDir := fs.String("alibaba-dir", "", "with --suite: the `DIR` of the Alibaba GPU trace 2023 (openb_node_list_all_node.csv, openb_pod_list_*.csv); adds its scenarios")
+	markdown := fs.Bool("markdown", false, "with --suite: print the table in Markdown")
+	var v sim.Variant
+	fs.BoolVar(&v.Hetero, "hetero", false, "with --generate: a fleet of small and large amd64, GPU and arm64 machines (see docs/scheduling.md)")
+	fs.Float64Var(&v.X86Factor, "x86-factor", 0, "with --hetero: x86 cores times this (below 1: CPU contended)")
+	fs.Float64Var(&v.ScarceFactor, "scarce-factor", 0, "with --hetero: arm64 and GPU pools times this (below 1: overloaded)")
+	fs.BoolVar(&v.ArmTenant, "arm-tenant", false, "with --generate: the last team runs on arm64 only")
+	fs.IntVar(&v.Nightly, "nightly", 0, "with --generate: long GPU pipelines of tenant \"nightly\" every night at 01:00-02:00")
+	fs.IntVar(&v.NightlyPriority, "nightly-priority", 0, "with --nightly: their priority (-100..100)")
+	fs.Float64Var(&v.LargeShare, "large-share", 0, "with --generate: share of x86 builds made large (16 cores, 48 GiB)")
+	fs.Float64Var(&v.HeavyTail, "heavy-tail", 0, "with --generate: durations times a Pareto factor of this shape (> 1; mean 1)")
+	fs.Float64Var(&v.Noise, "noise", 0, "with --generate: durations times exp(noise × N(0,1))")
+	fs.Float64Var(&v.UnseenKeys, "unseen-keys", 0, "with --generate: share of jobs with a key never seen before")
+	fs.Float64Var(&v.Drift, "drift", 0, "with --generate: half of the keys grow to this factor of their duration over the workload")
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -102,6 +132,18 @@ Examples:
 		return usageError(fs, "unexpected argument %q", pos[0])
 	}
 
+	if *suite {
+		if *suiteScale <= 0 {
+			return usageError(fs, "--suite-scale must be positive")
+		}
+		switch scheduler.Scorer(*scorer) {
+		case "", scheduler.BinPack, scheduler.Spread:
+		default:
+			return usageError(fs, "--scorer %q: want binpack or spread", *scorer)
+		}
+		return runSuite(sim.SuiteOptions{Scorer: scheduler.Scorer(*scorer), Scale: *suiteScale, AlibabaDir: *aliDir, Only: splitSet(*suiteOnly), Progress: os.Stderr,
+			Engine: scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, FairShareDelay: *fairDelay, Slack: *slack, SlackFactor: *slackFactor}}, *markdown, *asJSON)
+	}
 	switch scheduler.Policy(*policy) {
 	case scheduler.PolicyFIFO, scheduler.PolicyLeastLoaded, scheduler.PolicyHodei:
 	default:
@@ -176,7 +218,7 @@ Examples:
 			*jobs = 100000
 		}
 		w, err = sim.Generate(sim.GenOptions{Jobs: *jobs, Days: *days, Workers: n, Load: *load, Tenants: *tenants,
-			FloodShare: *floodShare, Burst: *burst, Seed: *seed})
+			FloodShare: *floodShare, Burst: *burst, Seed: *seed, Variant: v})
 		if err != nil {
 			return usageError(fs, "%v", err)
 		}
@@ -238,8 +280,9 @@ Examples:
 	for _, p := range policies {
 		runtime.GC() // each run starts from the same heap
 		r, err := sim.Run(w, sim.Options{Policy: p, Aging: *aging, Lookahead: *lookahead, Scorer: scheduler.Scorer(*scorer),
-			Engine: scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, FairShareDelay: *fairDelay},
-			Check:  *check, Churn: *churn, ChurnDown: *churnDown, Seed: *seed, Pools: pools})
+			Engine: scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, FairShareDelay: *fairDelay,
+				Slack: *slack, SlackFactor: *slackFactor},
+			Check: *check, Churn: *churn, ChurnDown: *churnDown, Seed: *seed, Pools: pools})
 		if err != nil {
 			return fail("sim", fmt.Errorf("policy %s: %w", p, err))
 		}
@@ -265,4 +308,45 @@ Examples:
 		sim.WriteComparison(os.Stdout, results)
 	}
 	return exitOK
+}
+
+// runSuite runs the scenario suite and prints its table (or, with asJSON,
+// one object per scenario: its name and the results of every policy).
+func runSuite(o sim.SuiteOptions, markdown, asJSON bool) int {
+	t0 := time.Now()
+	rows, err := sim.RunSuite(o)
+	if err != nil {
+		return fail("sim", err)
+	}
+	if asJSON {
+		type row struct {
+			Scenario string        `json:"scenario"`
+			About    string        `json:"about"`
+			Results  []*sim.Result `json:"results"`
+		}
+		out := make([]row, len(rows))
+		for i, r := range rows {
+			out[i] = row{r.Scenario.Name, r.Scenario.About, r.Results}
+		}
+		if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
+			return fail("sim", err)
+		}
+		return exitOK
+	}
+	sim.WriteSuite(os.Stdout, rows, markdown)
+	fmt.Printf("\n%d scenarios in %.0fs\n", len(rows), time.Since(t0).Seconds())
+	return exitOK
+}
+
+func splitSet(s string) map[string]bool {
+	if s == "" {
+		return nil
+	}
+	m := map[string]bool{}
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			m[f] = true
+		}
+	}
+	return m
 }

@@ -183,7 +183,7 @@ func pipelineSpec(r *runState) scheduler.PipelineSpec {
 			Needs:    needs,
 			Request:  scheduler.Resources{CPUMilli: j.spec.CPUMilli, Memory: j.spec.Memory, GPU: j.spec.GPU},
 			Labels:   j.spec.Labels,
-			Priority: max(j.spec.Priority, r.rec.Priority),
+			Priority: scheduler.EffectivePriority(r.rec.Priority, j.spec.Priority),
 		})
 	}
 	return p

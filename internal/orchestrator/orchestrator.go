@@ -68,6 +68,9 @@ type Config struct {
 	Policy scheduler.Policy
 	// TenantWeights are fair-share weights (1 for tenants not named).
 	TenantWeights map[string]float64
+	// Aging is how long a priority level waits without a worker before it
+	// ranks one level higher (scheduler.DefaultAging when zero).
+	Aging time.Duration
 	// WorkerTTL is how long a worker may stay silent before it is lost and
 	// its jobs go back to the queue (5s by default).
 	WorkerTTL time.Duration
@@ -261,7 +264,7 @@ func New(cfg Config) (*Orchestrator, error) {
 }
 
 func (o *Orchestrator) newEngine() *scheduler.Engine {
-	return scheduler.NewEngine(scheduler.Config{Policy: o.cfg.Policy, TenantWeights: o.cfg.TenantWeights, Predictor: o.pred})
+	return scheduler.NewEngine(scheduler.Config{Policy: o.cfg.Policy, TenantWeights: o.cfg.TenantWeights, Aging: o.cfg.Aging, Predictor: o.pred})
 }
 
 // Hub returns the hub on which stored changes are announced.

@@ -25,8 +25,10 @@ const (
 	// MaxMatrixCombinations is the most jobs a single matrix may expand into.
 	MaxMatrixCombinations = 256
 	MaxRetry              = 10
-	MaxPriority           = 100
-	MaxGPU                = 64
+	// MaxPriority bounds priorities: -MaxPriority to MaxPriority, default 0;
+	// below 0 runs after everything else (see docs/scheduling.md).
+	MaxPriority = 100
+	MaxGPU      = 64
 )
 
 var (
@@ -321,7 +323,7 @@ func (p *parser) pipeline(root *yaml.Node) *Pipeline {
 		case "env":
 			pl.Env = p.env(e.val, "env", nil)
 		case "priority":
-			pl.Priority, _ = p.intIn(e.val, "priority", 0, MaxPriority)
+			pl.Priority, _ = p.intIn(e.val, "priority", -MaxPriority, MaxPriority)
 		case "concurrency":
 			pl.Concurrency = p.concurrency(e.val, "concurrency")
 		case "jobs":
@@ -448,7 +450,7 @@ func (p *parser) job(e entry) *jobInfo {
 				j.InfraRetries = &n
 			}
 		case "priority":
-			j.Priority, info.prioritySet = p.intIn(f.val, fp, 0, MaxPriority)
+			j.Priority, info.prioritySet = p.intIn(f.val, fp, -MaxPriority, MaxPriority)
 		case "matrix":
 			haveMatrix = true
 			j.Matrix, axes = p.matrix(f.val, fp, j.ID)

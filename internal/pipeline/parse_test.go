@@ -419,7 +419,11 @@ func TestParseErrors(t *testing.T) {
 		{"retry negative", "name: x\njobs:\n  a:\n    retry: -1\n    steps: [{run: x}]\n", []wantErr{
 			{4, 12, "jobs.a.retry", "got -1"}}},
 		{"priority too high", "name: x\npriority: 101\njobs:\n" + okJob, []wantErr{
-			{2, 11, "priority", "must be an integer from 0 to 100, got 101"}}},
+			{2, 11, "priority", "must be an integer from -100 to 100, got 101"}}},
+		{"priority too low", "name: x\npriority: -101\njobs:\n" + okJob, []wantErr{
+			{2, 11, "priority", "must be an integer from -100 to 100, got -101"}}},
+		{"job priority too low", "name: x\njobs:\n  a:\n    priority: -101\n    steps: [{run: x}]\n", []wantErr{
+			{4, 15, "jobs.a.priority", "must be an integer from -100 to 100, got -101"}}},
 		{"job priority string", "name: x\njobs:\n  a:\n    priority: high\n    steps: [{run: x}]\n", []wantErr{
 			{4, 15, "jobs.a.priority", "got a string"}}},
 		{"gpu too many", "name: x\njobs:\n  a:\n    runs-on: {gpu: 65}\n    steps: [{run: x}]\n", []wantErr{

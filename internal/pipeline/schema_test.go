@@ -292,7 +292,7 @@ func TestSchemaAgreesWithParser(t *testing.T) {
 		{`{name: x, jobs: {}}`, false},
 		{`{name: x, jobs: []}`, false},
 		{`{name: x, on: push, jobs: {a: {steps: [{run: x}]}}}`, false},
-		{`{name: x, priority: -1, jobs: {a: {steps: [{run: x}]}}}`, false},
+		{`{name: x, priority: -101, jobs: {a: {steps: [{run: x}]}}}`, false},
 		{`{name: x, jobs: {1a: {steps: [{run: x}]}}}`, false},
 		{`{name: x, jobs: {a-b_c: {steps: [{run: x}]}}}`, true},
 		{`[]`, false},

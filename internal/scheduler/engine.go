@@ -44,7 +44,7 @@ type JobSpec struct {
 	Needs    []string // IDs of jobs of the same pipeline that must finish first
 	Request  Resources
 	Labels   []string // all must be on the worker
-	Priority int      // 0..100, higher first
+	Priority int      // -100..100, higher first, default 0 (see EffectivePriority)
 }
 
 // PipelineSpec describes one run of a pipeline and all its jobs.
@@ -78,8 +78,11 @@ const (
 	DefaultLookahead = 1000
 	// DefaultFairShareDelay is the default Config.FairShareDelay.
 	DefaultFairShareDelay = time.Minute
-	// MaxPriority is the highest job or pipeline priority; higher values
-	// are clamped to it, negative ones to 0.
+	// DefaultSlackFactor is the default of Config.SlackFactor.
+	DefaultSlackFactor = 3.0
+	// MaxPriority is the highest job or pipeline priority, -MaxPriority the
+	// lowest; values beyond are clamped. The default is 0; below 0 runs after
+	// everything at 0 and above (with aging, so it still runs).
 	MaxPriority = 100
 )
 
@@ -117,6 +120,17 @@ type Config struct {
 	// FairShareDelay, and one holding everything always yields. 0 means
 	// the default, one minute; negative means no fairness term.
 	FairShareDelay time.Duration
+
+	// Slack and SlackFactor (hodei) bound how far the ranking may push a
+	// job back: with Slack > 0, a queued job (of priority 0 or above) that
+	// has waited longer than max(Slack, SlackFactor × the moving mean wait
+	// of placed jobs) is overdue, and overdue jobs are placed first, oldest
+	// first, as FIFO would, before the ranking places the rest. Slack 0
+	// (the default) turns the bound off: on the scenario suite it cost more
+	// mean wait than it saved tail (docs/scheduling.md). SlackFactor 0
+	// means 3; negative means Slack alone.
+	Slack       time.Duration
+	SlackFactor float64
 }
 
 // EngineStats counts what the engine holds.
@@ -149,10 +163,10 @@ type EngineStats struct {
 //
 // The next job is chosen in three steps.
 //
-//  1. Priority class. Jobs are grouped by priority (the max of the
-//     pipeline's and the job's). The class with the highest effective
+//  1. Priority class. Jobs are grouped by priority (EffectivePriority of the
+//     pipeline's and the job's, -100..100). The class with the highest effective
 //     priority goes first: its priority plus one level per Aging since it
-//     last got a worker (or became non-empty), capped at MaxPriority+1
+//     last got a worker (or became non-empty), capped at 2×MaxPriority+1
 //     levels, higher priority first on a tie. A class starved by a stream of
 //     higher priorities thus wins a worker every (gap+1)×Aging at least. The
 //     aging is per class, not per job, on purpose: at high load every job
@@ -217,6 +231,10 @@ type Engine struct {
 	workWeight float64
 	pathWeight float64
 	fairDelay  float64 // seconds
+	slack      int64   // ns
+	slackF     float64
+	slackOn    bool
+	meanWait   float64 // ns, moving mean of the waits of placed jobs
 
 	idx       index
 	workers   []eworker
@@ -235,7 +253,13 @@ type Engine struct {
 	tenants   []tenant
 	tenantIdx map[string]int32
 
-	q          queues
+	q queues
+	// overdue holds the queued jobs of priority >= 0 (hodei) in the order
+	// they were enqueued, key = enqueue time; entries of jobs no longer
+	// queued (qseq differs) are dropped lazily. ohead is its first live
+	// index.
+	overdue    []qent
+	ohead      int
 	liveShapes int // shapes with queued jobs that are not parked
 
 	seq       uint64
@@ -259,6 +283,7 @@ func NewEngine(cfg Config) *Engine {
 		workWeight: weightOr(cfg.WorkWeight, 1),
 		pathWeight: weightOr(cfg.PathWeight, 1),
 		fairDelay:  weightOr(cfg.FairShareDelay.Seconds(), DefaultFairShareDelay.Seconds()),
+		slack:      int64(cfg.Slack),
 		workerIdx:  map[string]int32{},
 		jobIdx:     map[string]int32{},
 		pipeIdx:    map[string]int32{},
@@ -278,6 +303,10 @@ func NewEngine(cfg Config) *Engine {
 	}
 	if e.lookahead <= 0 {
 		e.lookahead = DefaultLookahead
+	}
+	if e.slack > 0 && e.policy == PolicyHodei {
+		e.slackOn = true
+		e.slackF = weightOr(cfg.SlackFactor, DefaultSlackFactor)
 	}
 	e.idx.init()
 	e.q.init()

@@ -190,7 +190,7 @@ func (e *Engine) AddPipeline(p PipelineSpec) {
 		e.jobs[ji] = ejob{
 			id: js.ID, pipe: pi, key: e.idx.key(js.Key), shape: e.idx.shape(ls, nonNegative(js.Request)),
 			worker: noWorker, wprev: noWorker, wnext: noWorker, q: noPos, hpos: noPos,
-			dur: float32(d.Seconds()), prio: max(pl.prio, clampPrio(js.Priority)), counted: true, live: true,
+			dur: float32(d.Seconds()), prio: clampPrio(EffectivePriority(p.Priority, js.Priority)), counted: true, live: true,
 		}
 		e.jobIdx[js.ID] = ji
 		local[js.ID] = int32(len(pl.jobs))
@@ -208,7 +208,21 @@ func (e *Engine) AddPipeline(p PipelineSpec) {
 	}
 }
 
-func clampPrio(p int) uint8 { return uint8(min(max(p, 0), MaxPriority)) }
+// clampPrio returns the class of priority p: p clamped to
+// -MaxPriority..MaxPriority, plus MaxPriority (so class 0 is the lowest).
+func clampPrio(p int) uint8 { return uint8(min(max(p, -MaxPriority), MaxPriority) + MaxPriority) }
+
+// EffectivePriority is the priority a job runs at in a pipeline: the higher
+// of the two when either is above 0 (a deploy pipeline raises its jobs, a
+// job can raise itself), and otherwise the lower (a pipeline or a job below
+// 0 runs after everything else, and a job at the default 0 does not undo its
+// pipeline's negative priority).
+func EffectivePriority(pipeline, job int) int {
+	if pipeline > 0 || job > 0 {
+		return max(pipeline, job)
+	}
+	return min(pipeline, job)
+}
 
 // criticalPaths sets each job's cp: its predicted duration plus the longest
 // cp among the jobs that need it (in reverse topological order; jobs on a
@@ -486,6 +500,9 @@ func (e *Engine) unreserve(ji int32, notify bool) {
 func (e *Engine) Plan(now time.Time) []Assignment {
 	nowN := now.UnixNano()
 	var out []Assignment
+	if e.slackOn {
+		out = e.planOverdue(nowN, out)
+	}
 	fails := 0
 	for e.liveShapes > 0 {
 		c := e.pickClass(nowN)
@@ -508,11 +525,67 @@ func (e *Engine) Plan(now time.Time) []Assignment {
 			}
 			continue
 		}
-		e.unqueue(ji)
-		e.reserve(ji, wi)
+		e.place(ji, wi, nowN)
 		c.since = nowN
-		e.decisions++
 		out = append(out, Assignment{JobID: j.id, WorkerID: e.workers[wi].id})
+	}
+	return out
+}
+
+// place takes queued job ji out of the queue and reserves worker wi for it.
+func (e *Engine) place(ji, wi int32, now int64) {
+	j := &e.jobs[ji]
+	if e.slackOn {
+		// A moving mean of the waits, over about the last 500 placements.
+		e.meanWait += (float64(now-j.ready) - e.meanWait) / 500
+	}
+	e.unqueue(ji)
+	e.reserve(ji, wi)
+	e.decisions++
+}
+
+// planOverdue places the overdue jobs first, oldest first, each where
+// chooseWorker says, and skips those that fit nowhere now (as FIFO does).
+// It examines at most Lookahead jobs that do not fit.
+func (e *Engine) planOverdue(now int64, out []Assignment) []Assignment {
+	bound := now - max(e.slack, int64(e.slackF*e.meanWait))
+	fails := 0
+	for i := e.ohead; i < len(e.overdue); i++ {
+		x := e.overdue[i]
+		if x.key > bound {
+			break
+		}
+		j := &e.jobs[x.job]
+		if j.qseq != x.seq { // no longer queued, or queued again later
+			if i == e.ohead {
+				e.ohead++
+			}
+			continue
+		}
+		sh := &e.idx.shapes[j.shape]
+		wi := noWorker
+		if !sh.parked {
+			wi = e.chooseWorker(sh, j.key)
+		}
+		if wi == noWorker {
+			if !sh.parked {
+				e.park(j.shape)
+			}
+			if fails++; fails > e.lookahead {
+				break
+			}
+			continue
+		}
+		if i == e.ohead {
+			e.ohead++
+		}
+		e.place(x.job, wi, now)
+		e.q.classes[j.prio].since = now
+		out = append(out, Assignment{JobID: j.id, WorkerID: e.workers[wi].id})
+	}
+	if e.ohead > 1024 && e.ohead > len(e.overdue)/2 {
+		e.overdue = append(e.overdue[:0], e.overdue[e.ohead:]...)
+		e.ohead = 0
 	}
 	return out
 }

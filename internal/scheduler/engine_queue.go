@@ -37,6 +37,7 @@ type ejob struct {
 	prio    uint8
 	counted bool // dur is part of its pipeline's remaining work
 	qseq    uint64
+	ready   int64 // when it was last enqueued
 	live    bool
 }
 
@@ -108,8 +109,8 @@ type jqKey struct {
 }
 
 type queues struct {
-	classes [MaxPriority + 1]class
-	active  []uint8 // classes with queued jobs, highest first
+	classes [2*MaxPriority + 1]class // by priority + MaxPriority
+	active  []uint8                  // classes with queued jobs, highest first
 	jqs     []jqueue
 	jqIDs   map[jqKey]int32
 	cts     []ctqueue
@@ -443,10 +444,14 @@ func (e *Engine) push(ji int32, key, lst int64, now int64) {
 	j.q = qi
 	j.state = jsQueued
 	j.qseq = e.seq
+	j.ready = now
 	ct := &e.q.cts[ci]
 	ct.n++
 	if e.policy == PolicyHodei {
 		xPush(ct, qent{key: lst, seq: e.seq, job: ji})
+		if e.slackOn && j.prio >= MaxPriority {
+			e.overdue = append(e.overdue, qent{key: now, seq: e.seq, job: ji})
+		}
 	}
 	e.jqUp(q, len(q.h)-1)
 	e.jqChanged(qi)
@@ -515,7 +520,8 @@ func (e *Engine) deactivate(class uint8) {
 
 // pickClass returns the class to serve next: the highest effective priority
 // (priority plus one level per Aging since the class was last served, capped
-// at MaxPriority+1 levels), higher priority first on a tie.
+// at 2×MaxPriority+1 levels, so that the lowest class can still overtake
+// the highest), higher priority first on a tie.
 func (e *Engine) pickClass(now int64) *class {
 	var best *class
 	bestEff := int64(-1)
@@ -526,7 +532,7 @@ func (e *Engine) pickClass(now int64) *class {
 		}
 		eff := int64(p)
 		if now > c.since {
-			eff += min((now-c.since)/e.aging, MaxPriority+1)
+			eff += min((now-c.since)/e.aging, 2*MaxPriority+1)
 		}
 		if eff > bestEff {
 			best, bestEff = c, eff

@@ -67,7 +67,10 @@ type Options struct {
 	// InfraRetries: see orchestrator.Config.InfraRetries (0: the default,
 	// 2; negative: none).
 	InfraRetries int
-	Logger       *slog.Logger
+	// SchedulerAging is how long a priority level waits without a worker
+	// before it ranks one level higher (one minute when zero).
+	SchedulerAging time.Duration
+	Logger         *slog.Logger
 	// Security turns on authentication, authorization and audit of the API.
 	Security SecurityOptions
 	// Secrets and transport security (see secrets.go).
@@ -248,6 +251,7 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 		// they ran is lost at once.
 		InProcess:    s.localAgentIDs(),
 		InfraRetries: o.InfraRetries,
+		Aging:        o.SchedulerAging,
 		Metrics:      orchestrator.NewMetrics(s.Registry),
 		Logger:       o.Logger,
 		// Every assignment carries the limit, so that remote agents

@@ -37,6 +37,9 @@ type GenOptions struct {
 	// every repository of the tenant).
 	Burst int
 	Seed  uint64
+	// Variant changes the base workload (fleet shapes, nightly pipelines,
+	// durations that predictions get wrong); see Variant.
+	Variant Variant
 }
 
 // Job classes of CI pipelines: request and the median of the per-key
@@ -538,6 +541,12 @@ func Generate(o GenOptions) (*Workload, error) {
 		sort.SliceStable(pending, func(a, b int) bool { return pending[a].t < pending[b].t })
 	}
 	w.Source = fmt.Sprintf("generated: %d workers, seed %d, load %.2f, %d tenants", o.Workers, o.Seed, o.Load, o.Tenants)
+	if o.Variant != (Variant{}) {
+		if err := o.Variant.apply(w, r); err != nil {
+			return nil, err
+		}
+		w.Source += fmt.Sprintf(", variant %+v", o.Variant)
+	}
 	return w, nil
 }
 

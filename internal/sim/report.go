@@ -107,6 +107,16 @@ func WriteResult(out io.Writer, r *Result) {
 			human(t.MeanCriticalS), t.Slowdown, human(t.P95WaitS))
 	}
 	tw.Flush()
+	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "  jobs asking for\tjobs\tmean wait\tp95 wait\tp99 wait\t\n")
+	for _, p := range d.LabelPools {
+		name := p.Labels
+		if name == "" {
+			name = "(no labels)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t\n", name, thousands(int64(p.Jobs)), human(p.MeanWaitS), human(p.P95WaitS), human(p.P99WaitS))
+	}
+	tw.Flush()
 }
 
 // WriteComparison writes runs of several policies on one workload as a

@@ -21,7 +21,9 @@ type Result struct {
 	P50PipelineS      float64 `json:"p50_pipeline_s"`
 	P95PipelineS      float64 `json:"p95_pipeline_s"`
 	MeanWaitS         float64 `json:"mean_wait_s"`
+	P50WaitS          float64 `json:"p50_wait_s"`
 	P95WaitS          float64 `json:"p95_wait_s"`
+	P99WaitS          float64 `json:"p99_wait_s"`
 	MaxTenantSlowdown float64 `json:"max_tenant_slowdown"`
 	PriorityP95WaitS  float64 `json:"priority_p95_wait_s"`
 	MakespanS         float64 `json:"makespan_s"`
@@ -38,7 +40,28 @@ type Result struct {
 	Cost            float64  `json:"cost,omitempty"`
 	ForecastMAPE    *float64 `json:"forecast_mape,omitempty"`
 
+	// Tenants and LabelPools break the run down per tenant and per job
+	// label set (the pool a job asks for: "amd64", "gpu", "" for none).
+	Tenants    map[string]TenantJSON `json:"tenants"`
+	LabelPools map[string]PoolJSON   `json:"pools"`
+
 	Detail Detail `json:"-"`
+}
+
+// TenantJSON is a tenant's part of a Result in JSON.
+type TenantJSON struct {
+	Pipelines     int     `json:"pipelines"`
+	MeanPipelineS float64 `json:"mean_pipeline_s"`
+	Slowdown      float64 `json:"slowdown"`
+	P95WaitS      float64 `json:"p95_wait_s"`
+}
+
+// PoolJSON is the part of a Result of the jobs that ask for one label set.
+type PoolJSON struct {
+	Jobs      int     `json:"jobs"`
+	MeanWaitS float64 `json:"mean_wait_s"`
+	P95WaitS  float64 `json:"p95_wait_s"`
+	P99WaitS  float64 `json:"p99_wait_s"`
 }
 
 // Detail is the part of a Result that --json leaves out.
@@ -67,6 +90,14 @@ type Detail struct {
 	MeanCriticalS float64 // mean critical path of the pipelines (true durations)
 	P95CriticalS  float64 // and its 95th percentile: no schedule completes faster
 	Pools         []PoolResult
+	// LabelPools is LabelPools of the Result, sorted by label set.
+	LabelPools []LabelPoolResult
+}
+
+// LabelPoolResult is the waits of the jobs that ask for one label set.
+type LabelPoolResult struct {
+	Labels string // joined with ";"
+	PoolJSON
 }
 
 // TenantResult is one tenant's share of a Result.
@@ -184,9 +215,11 @@ func (s *Sim) Result() (*Result, error) {
 	// its pipeline admitted).
 	waits := make([]float64, len(s.state))
 	var prio []float64
+	byLabels := make([][]float64, len(w.Labels))
 	for j := range s.state {
 		v := sec(s.start[j] - s.ready[j])
 		waits[j] = v
+		byLabels[w.JobLabels[j]] = append(byLabels[w.JobLabels[j]], v)
 		p := &w.Pipelines[s.pipeOf[j]]
 		if p.Priority > 0 {
 			prio = append(prio, v)
@@ -196,8 +229,10 @@ func (s *Sim) Result() (*Result, error) {
 	}
 	r.MeanWaitS = mean(waits)
 	slices.Sort(waits)
+	r.P50WaitS = percentile(waits, 0.5)
 	r.P95WaitS = percentile(waits, 0.95)
-	r.Detail.P99WaitS = percentile(waits, 0.99)
+	r.P99WaitS = percentile(waits, 0.99)
+	r.Detail.P99WaitS = r.P99WaitS
 	r.Detail.MaxWaitS = waits[len(waits)-1]
 	slices.Sort(prio)
 	r.PriorityP95WaitS = percentile(prio, 0.95)
@@ -221,6 +256,24 @@ func (s *Sim) Result() (*Result, error) {
 	}
 
 	slices.SortFunc(r.Detail.Tenants, func(a, b TenantResult) int { return strings.Compare(a.Tenant, b.Tenant) })
+	r.Tenants = make(map[string]TenantJSON, len(r.Detail.Tenants))
+	for _, t := range r.Detail.Tenants {
+		r.Tenants[t.Tenant] = TenantJSON{Pipelines: t.Pipelines, MeanPipelineS: round3(t.MeanPipelineS),
+			Slowdown: round3(t.Slowdown), P95WaitS: round3(t.P95WaitS)}
+	}
+	r.LabelPools = map[string]PoolJSON{}
+	for ls, v := range byLabels {
+		if len(v) == 0 {
+			continue
+		}
+		pj := PoolJSON{Jobs: len(v), MeanWaitS: round3(mean(v))}
+		slices.Sort(v)
+		pj.P95WaitS, pj.P99WaitS = round3(percentile(v, 0.95)), round3(percentile(v, 0.99))
+		name := strings.Join(w.Labels[ls], ";")
+		r.LabelPools[name] = pj
+		r.Detail.LabelPools = append(r.Detail.LabelPools, LabelPoolResult{Labels: name, PoolJSON: pj})
+	}
+	slices.SortFunc(r.Detail.LabelPools, func(a, b LabelPoolResult) int { return strings.Compare(a.Labels, b.Labels) })
 
 	// Fleet: makespan from the first submit to the last finish.
 	makespan := sec(s.lastT - s.firstT)
@@ -274,7 +327,7 @@ func (s *Sim) Result() (*Result, error) {
 	r.Detail.Requeued = s.requeued
 	r.Detail.WorkerLosses = s.losses
 
-	for _, f := range []*float64{&r.MeanPipelineS, &r.P50PipelineS, &r.P95PipelineS, &r.MeanWaitS, &r.P95WaitS,
+	for _, f := range []*float64{&r.MeanPipelineS, &r.P50PipelineS, &r.P95PipelineS, &r.MeanWaitS, &r.P50WaitS, &r.P95WaitS, &r.P99WaitS,
 		&r.MaxTenantSlowdown, &r.PriorityP95WaitS, &r.MakespanS, &r.Utilization, &r.WorkerHours,
 		&r.DecisionsPerSec, &r.WallS, &r.PeakRSSMB} {
 		*f = round3(*f)

@@ -23,7 +23,7 @@ type Options struct {
 	Aging     time.Duration    // passed to the engine (0: its default)
 	Lookahead int              // passed to the engine (0: its default)
 	Scorer    scheduler.Scorer // set on every worker ("": the engine's default)
-	// Engine holds the hodei policy's tuning knobs (WorkWeight,
+	// Engine holds the hodei policy's tuning knobs (WorkWeight, Slack,
 	// PathWeight, FairShareDelay); zero values take the engine's defaults.
 	Engine scheduler.Config
 	// Check verifies every assignment as it is made (the job is queued and
@@ -239,7 +239,8 @@ func NewSim(w *Workload, o Options) (*Sim, error) {
 	s := &Sim{
 		w: w, o: o,
 		Eng: scheduler.NewEngine(scheduler.Config{Policy: o.Policy, Aging: o.Aging, Lookahead: o.Lookahead,
-			WorkWeight: o.Engine.WorkWeight, PathWeight: o.Engine.PathWeight, FairShareDelay: o.Engine.FairShareDelay}),
+			WorkWeight: o.Engine.WorkWeight, PathWeight: o.Engine.PathWeight, FairShareDelay: o.Engine.FairShareDelay,
+			Slack: o.Engine.Slack, SlackFactor: o.Engine.SlackFactor}),
 		adm: scheduler.NewAdmission(),
 
 		state:    make([]uint8, n),

@@ -78,7 +78,7 @@ func TestTinyQueue(t *testing.T) {
 		}
 		// Completions 10, 20, 38; waits 0, 0, 8; critical paths 10, 20, 30.
 		want := Result{Policy: string(p), Pipelines: 3, Jobs: 3, MeanPipelineS: 22.667, P50PipelineS: 20, P95PipelineS: 38,
-			MeanWaitS: 2.667, P95WaitS: 8, MaxTenantSlowdown: 1.133, PriorityP95WaitS: 0, MakespanS: 40,
+			MeanWaitS: 2.667, P95WaitS: 8, P99WaitS: 8, MaxTenantSlowdown: 1.133, PriorityP95WaitS: 0, MakespanS: 40,
 			Utilization: 0.75, WorkerHours: 2 * 40.0 / 3600, Decisions: 3}
 		checkResult(t, r, want)
 	}
@@ -90,6 +90,11 @@ func checkResult(t *testing.T, got *Result, want Result) {
 	g.Detail = Detail{}
 	g.DecisionsPerSec, g.WallS, g.PeakRSSMB = 0, 0, 0
 	want.WorkerHours = round3(want.WorkerHours)
+	// Every tiny workload has one tenant, "t", and jobs without labels:
+	// the breakdowns repeat the totals.
+	want.Tenants = map[string]TenantJSON{"t": {Pipelines: want.Pipelines, MeanPipelineS: want.MeanPipelineS,
+		Slowdown: want.MaxTenantSlowdown, P95WaitS: want.P95WaitS}}
+	want.LabelPools = map[string]PoolJSON{"": {Jobs: want.Jobs, MeanWaitS: want.MeanWaitS, P95WaitS: want.P95WaitS, P99WaitS: want.P99WaitS}}
 	if !reflect.DeepEqual(g, want) {
 		t.Errorf("%s:\n got  %+v\n want %+v", want.Policy, g, want)
 	}
@@ -128,13 +133,14 @@ func TestTinyPriority(t *testing.T) {
 		// FIFO: completions 10, 14, 18; waits 0, 9, 13; slowdown 14 / (20/3).
 		normal, urgent := [2]float64{10, 15}, [2]float64{15, 20}
 		want := Result{Policy: string(p), Pipelines: 3, Jobs: 3, MeanPipelineS: 14, P50PipelineS: 14, P95PipelineS: 18,
-			MeanWaitS: 7.333, P95WaitS: 13, MaxTenantSlowdown: 2.1, PriorityP95WaitS: 13, MakespanS: 20, Utilization: 1,
+			MeanWaitS: 7.333, P50WaitS: 9, P95WaitS: 13, P99WaitS: 13, MaxTenantSlowdown: 2.1, PriorityP95WaitS: 13, MakespanS: 20, Utilization: 1,
 			WorkerHours: 20.0 / 3600, Decisions: 3}
 		if p == scheduler.PolicyHodei {
 			normal, urgent = urgent, normal
 			// Completions 10, 19, 13; waits 0, 14, 8.
 			want.P50PipelineS, want.P95PipelineS = 13, 19
 			want.P95WaitS, want.PriorityP95WaitS = 14, 8
+			want.P50WaitS, want.P99WaitS = 8, 14
 		}
 		for j, want := range [][2]float64{{0, 10}, normal, urgent} {
 			if st, en := jobTimes(s, j); st != want[0] || en != want[1] {
@@ -142,6 +148,25 @@ func TestTinyPriority(t *testing.T) {
 			}
 		}
 		checkResult(t, r, want)
+	}
+}
+
+// A pipeline below the default priority runs after those at 0 under hodei,
+// even when it came first; fifo runs it first.
+func TestTinyNegativePriority(t *testing.T) {
+	for _, p := range policies {
+		w := workload(t, []Worker{worker("a", 1000)},
+			one("busy", "t", 0, 0, 10, 1000), one("nightly", "t", -10, 1, 5, 1000), one("normal", "t", 0, 2, 5, 1000))
+		_, s := run(t, w, p)
+		nightly, normal := [2]float64{10, 15}, [2]float64{15, 20}
+		if p == scheduler.PolicyHodei {
+			nightly, normal = normal, nightly
+		}
+		for j, want := range [][2]float64{{0, 10}, nightly, normal} {
+			if st, en := jobTimes(s, j); st != want[0] || en != want[1] {
+				t.Errorf("%s: job %d ran %v-%v, want %v-%v", p, j, st, en, want[0], want[1])
+			}
+		}
 	}
 }
 

@@ -191,8 +191,8 @@ func (w *Workload) AddPipeline(p PipelineIn) error {
 	if len(p.Jobs) == 0 {
 		return fmt.Errorf("pipeline %q has no jobs", p.ID)
 	}
-	if p.Priority < 0 || p.Priority > 100 {
-		return fmt.Errorf("pipeline %q: priority %d is outside 0..100", p.ID, p.Priority)
+	if p.Priority < -100 || p.Priority > 100 {
+		return fmt.Errorf("pipeline %q: priority %d is outside -100..100", p.ID, p.Priority)
 	}
 	if p.Submit < 0 {
 		return fmt.Errorf("pipeline %q: negative submit_s", p.ID)
