@@ -56,20 +56,28 @@ type attemptCgroup struct {
 	log    *slog.Logger
 }
 
-// newAttemptCgroup creates the group of an attempt, with the job's cpu and
-// memory requests as limits. It returns nil (no group) when the agent has no
+// newAttemptCgroup creates the group of an attempt, with the cpu and memory
+// the job stated as limits. It returns nil (no group) when the agent has no
 // cgroups or the group cannot be made; the attempt then runs as before.
 func (a *Agent) newAttemptCgroup(d bus.Dispatch, spec pipeline.JobSpec, log *slog.Logger) *attemptCgroup {
 	if a.cg == nil || spec.Image != "" {
 		return nil // a container is in the engine's own cgroup
 	}
-	lim := cgroup.Limits{CPUMilli: spec.CPUMilli, Memory: spec.Memory, Pids: attemptPids}
+	// What the job stated is its limit; a default only reserves (a job
+	// that says nothing is not throttled to the default's tenth of a core).
+	lim := cgroup.Limits{Pids: attemptPids}
+	if spec.LimitCPU {
+		lim.CPUMilli = spec.CPUMilli
+	}
+	if spec.LimitMemory {
+		lim.Memory = spec.Memory
+	}
 	g, err := a.cg.Create(a.attemptCgroupName(d.JobID, d.Attempt), lim)
 	if err != nil {
 		log.Warn("attempt runs without a cgroup", "err", err)
 		return nil
 	}
-	return &attemptCgroup{g: g, memory: spec.Memory, log: log}
+	return &attemptCgroup{g: g, memory: lim.Memory, log: log}
 }
 
 func (a *Agent) attemptCgroupName(jobID string, attempt int) string {
@@ -103,6 +111,9 @@ func (c *attemptCgroup) newOOMKills() bool {
 
 // outOfMemory is the error of a step killed at the job's memory limit.
 func (c *attemptCgroup) outOfMemory(err error) error {
+	if c.memory == 0 {
+		return fmt.Errorf("out of memory: killed by the kernel (the job states no memory limit: the machine or the agent's own group ran out): %w", err)
+	}
 	return fmt.Errorf("out of memory: killed at the job's memory limit of %d MiB (raise runs-on.memory): %w", c.memory>>20, err)
 }
 

@@ -191,7 +191,7 @@ func TestMemoryLimitOOMKillsStep(t *testing.T) {
 	t.Parallel()
 	a := cgSandboxedAgent(t)
 	out := attemptOut{newWatchWriter()}
-	spec := pipeline.JobSpec{Memory: 32 << 20, Steps: steps(`x=$(head -c 200000000 /dev/zero | tr '\0' a); echo ${#x}`)}
+	spec := pipeline.JobSpec{Memory: 32 << 20, LimitMemory: true, Steps: steps(`x=$(head -c 200000000 /dev/zero | tr '\0' a); echo ${#x}`)}
 	spec.Steps[0].Name = "hog"
 	st, code, msg, usage := runAttempt(context.Background(), a, spec, out)
 	if st != bus.StatusFailed || !strings.Contains(msg, "hog: out of memory: killed at the job's memory limit of 32 MiB") {
@@ -205,7 +205,7 @@ func TestMemoryLimitOOMKillsStep(t *testing.T) {
 func TestAFailedStepAfterASurvivedOOMIsNotBlamedOnMemory(t *testing.T) {
 	t.Parallel()
 	a := cgAgent(t, "", "")
-	spec := pipeline.JobSpec{Memory: 32 << 20, Steps: steps(`(x=$(head -c 200000000 /dev/zero | tr '\0' a)) || true`, "exit 3")}
+	spec := pipeline.JobSpec{Memory: 32 << 20, LimitMemory: true, Steps: steps(`(x=$(head -c 200000000 /dev/zero | tr '\0' a)) || true`, "exit 3")}
 	st, code, msg, _ := runAttempt(context.Background(), a, spec, attemptOut{newWatchWriter()})
 	if st != bus.StatusFailed || code != 3 || strings.Contains(msg, "memory") {
 		t.Fatalf("attempt %s (%d): %q", st, code, msg)
@@ -215,7 +215,7 @@ func TestAFailedStepAfterASurvivedOOMIsNotBlamedOnMemory(t *testing.T) {
 func TestAttemptReportsCPUTimeAndPeakMemory(t *testing.T) {
 	t.Parallel()
 	a := cgSandboxedAgent(t)
-	spec := pipeline.JobSpec{Memory: 256 << 20, Steps: steps(
+	spec := pipeline.JobSpec{Memory: 256 << 20, LimitMemory: true, Steps: steps(
 		`i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done`,
 		`x=$(head -c 40000000 /dev/zero | tr '\0' a); echo ${#x}`,
 	)}

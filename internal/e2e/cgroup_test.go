@@ -77,7 +77,10 @@ func TestAttemptsInCgroups(t *testing.T) {
 	waitReady(t, a, srv)
 	agentID := fmt.Sprintf("cg-e2e-%d", os.Getpid())
 	workDir := filepath.Join(t.TempDir(), "work")
-	agentArgs := []string{"agent", "--nats", "nats://" + natsAddr, "--id", agentID, "--work-dir", workDir, "--heartbeat", "250ms"}
+	// Unisolated: the steps write pids to files of the test's directory,
+	// and a daemon must be left for the cgroup alone to kill (a sandbox
+	// kills it by itself); the attempts still run in their cgroups.
+	agentArgs := []string{"agent", "--nats", "nats://" + natsAddr, "--id", agentID, "--work-dir", workDir, "--heartbeat", "250ms", "--unsafe-shared-user"}
 	agent := start(t, "agent.log", agentArgs...)
 
 	dir := t.TempDir()
@@ -143,7 +146,7 @@ jobs:
 		}
 	}
 	f := strings.Fields(busyRow)
-	if !strings.Contains(string(out), "PEAK MEMORY") || len(f) != 8 || !strings.HasSuffix(f[6], "Mi") || f[7] == "-" {
+	if !strings.Contains(string(out), "PEAK MEMORY") || len(f) != 9 || !strings.HasSuffix(f[6], "Mi") || f[7] == "-" {
 		t.Fatalf("hodei runs shows no usage for the busy attempt (row %q):\n%s", busyRow, out)
 	}
 

@@ -99,6 +99,7 @@ func expandJob(p *Pipeline, j *Job, vals []string, needs []string) JobSpec {
 	if s.If == "" {
 		s.If = Success
 	}
+	s.LimitCPU, s.LimitMemory = s.CPUMilli != 0, s.Memory != 0
 	if s.CPUMilli == 0 {
 		s.CPUMilli = DefaultCPUMilli
 	}

@@ -80,14 +80,14 @@ jobs:
 	b := specByKey(t, specs, "b")
 	want := JobSpec{
 		Key: "b", JobID: "b", Name: "Build B", Needs: []string{"a"}, If: Always,
-		CPUMilli: 1500, Memory: 2 << 30, GPU: 1, Labels: []string{"linux", "big"},
+		CPUMilli: 1500, Memory: 2 << 30, LimitCPU: true, LimitMemory: true, GPU: 1, Labels: []string{"linux", "big"},
 		Timeout: 10 * time.Minute, Retry: 2, Priority: 90,
 		Steps: []StepSpec{{Run: "y"}},
 	}
 	if !reflect.DeepEqual(b, want) {
 		t.Errorf("got  %+v\nwant %+v", b, want)
 	}
-	if a := specByKey(t, specs, "a"); a.Priority != 20 || a.CPUMilli != 100 || a.Memory != 64<<20 {
+	if a := specByKey(t, specs, "a"); a.Priority != 20 || a.CPUMilli != 100 || a.Memory != 64<<20 || a.LimitCPU || a.LimitMemory {
 		t.Errorf("a: priority %d, cpu %d, memory %d; want the pipeline's 20 and the defaults", a.Priority, a.CPUMilli, a.Memory)
 	}
 }

@@ -114,8 +114,13 @@ type JobSpec struct {
 	If       Condition `json:"if"`
 	CPUMilli int64     `json:"cpu_milli"`
 	Memory   int64     `json:"memory_bytes"`
-	GPU      int       `json:"gpu,omitempty"`
-	Labels   []string  `json:"labels,omitempty"`
+	// LimitCPU and LimitMemory say that the job stated its cpu or memory
+	// (runs-on): on a worker with cgroups, a stated request is also a
+	// limit; a default (DefaultCPUMilli, DefaultMemory) only reserves.
+	LimitCPU    bool     `json:"limit_cpu,omitempty"`
+	LimitMemory bool     `json:"limit_memory,omitempty"`
+	GPU         int      `json:"gpu,omitempty"`
+	Labels      []string `json:"labels,omitempty"`
 	// Image runs the steps in a container (see Job.Image); the labels then
 	// include DockerLabel.
 	Image   string            `json:"image,omitempty"`

@@ -30,7 +30,10 @@ func TestNegativePriorityWaitsAndAges(t *testing.T) {
 		WorkerTTL:         2 * time.Second,
 		HeartbeatInterval: 200 * time.Millisecond,
 		SchedulerAging:    500 * time.Millisecond,
-		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// The blocker waits on a file of the test's directory, which a
+		// sandbox hides.
+		UnsafeSharedUser: true,
+		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
