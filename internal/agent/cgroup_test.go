@@ -205,10 +205,13 @@ func TestMemoryLimitOOMKillsStep(t *testing.T) {
 func TestAFailedStepAfterASurvivedOOMIsNotBlamedOnMemory(t *testing.T) {
 	t.Parallel()
 	a := cgAgent(t, "", "")
-	spec := pipeline.JobSpec{Memory: 32 << 20, LimitMemory: true, Steps: steps(`(x=$(head -c 200000000 /dev/zero | tr '\0' a)) || true`, "exit 3")}
-	st, code, msg, _ := runAttempt(context.Background(), a, spec, attemptOut{newWatchWriter()})
+	spec := pipeline.JobSpec{Memory: 32 << 20, LimitMemory: true, Steps: steps(`dd if=/dev/zero of=/dev/null bs=200M count=1 2>/dev/null || true`, "exit 3")}
+	st, code, msg, usage := runAttempt(context.Background(), a, spec, attemptOut{newWatchWriter()})
 	if st != bus.StatusFailed || code != 3 || strings.Contains(msg, "memory") {
 		t.Fatalf("attempt %s (%d): %q", st, code, msg)
+	}
+	if usage.OOMKills < 1 {
+		t.Fatalf("no OOM kill in the first step (usage %+v): the test proves nothing", usage)
 	}
 }
 
