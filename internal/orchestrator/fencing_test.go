@@ -231,7 +231,8 @@ func TestHandedBackAttemptIsRequeued(t *testing.T) {
 	d := w.next()
 	w.status(w.id, d.JobID, 1, bus.StatusRunning, 0)
 	w.status(w.id, d.JobID, 1, bus.StatusLost, -1)
-	w.heartbeat() // sent before the stop, not draining
+	h.settle() // the hand-back applied first: reports and heartbeats travel apart
+	w.heartbeat() // sent before the stop, not draining, arriving after
 	h.settle()
 	if got := h.workerState("w1"); got != state.WorkerDraining {
 		t.Fatalf("worker that handed work back is %s, want draining", got)
