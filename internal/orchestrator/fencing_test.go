@@ -231,7 +231,7 @@ func TestHandedBackAttemptIsRequeued(t *testing.T) {
 	d := w.next()
 	w.status(w.id, d.JobID, 1, bus.StatusRunning, 0)
 	w.status(w.id, d.JobID, 1, bus.StatusLost, -1)
-	h.settle() // the hand-back applied first: reports and heartbeats travel apart
+	h.settle()    // the hand-back applied first: reports and heartbeats travel apart
 	w.heartbeat() // sent before the stop, not draining, arriving after
 	h.settle()
 	if got := h.workerState("w1"); got != state.WorkerDraining {
