@@ -89,8 +89,14 @@ func steps(scripts ...string) []pipeline.StepSpec {
 	return out
 }
 
-// daemonStep leaves a setsid daemon behind, holding the step's output.
-const daemonStep = `setsid sh -c 'while :; do sleep 1; done' & echo "bg $!"`
+// daemonStep leaves a setsid daemon behind and prints its pid, as the
+// daemon itself tells it through a fifo: `$!` may be the pid of a setsid
+// that forked (its child is the daemon) and is already a zombie, which
+// would pass for a killed daemon.
+const daemonStep = `mkfifo daemon.pid
+setsid sh -c 'echo $$ > daemon.pid; while :; do sleep 1; done' >/dev/null 2>&1 </dev/null &
+read -r p < daemon.pid
+echo "bg $p"`
 
 func TestAttemptEndKillsSetsidDaemon(t *testing.T) {
 	t.Parallel()

@@ -29,7 +29,9 @@ type attemptsJSON struct {
 	} `json:"jobs"`
 }
 
-// pidIn waits for a step to have written a pid to path.
+// pidIn waits for a step to have written a pid to path: the pid a daemon
+// wrote of itself ($$ in the daemon: the $! of a setsid that forked would be
+// a short-lived parent, not the daemon).
 func pidIn(t *testing.T, path string) int {
 	t.Helper()
 	var pid int
@@ -92,8 +94,7 @@ jobs:
     runs-on: {cpu: 1, memory: 256Mi}
     steps:
       - run: |
-          setsid sh -c 'while :; do sleep 1; done' >/dev/null 2>&1 &
-          echo $! > %[1]s/daemon
+          setsid sh -c 'echo $$ > %[1]s/daemon; while :; do sleep 1; done' >/dev/null 2>&1 &
           i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done
           x=$(head -c 40000000 /dev/zero | tr '\0' a)
   hog:
@@ -157,8 +158,7 @@ jobs:
   long:
     steps:
       - run: |
-          setsid sh -c 'while :; do sleep 1; done' >/dev/null 2>&1 &
-          echo $! > %[1]s/daemon2
+          setsid sh -c 'echo $$ > %[1]s/daemon2; while :; do sleep 1; done' >/dev/null 2>&1 &
           sleep 600
 `, dir))
 	if err != nil {
