@@ -316,8 +316,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	now := time.Now()
 	a.stoppedAt.Store(&now)
 	cancelJobs(errHandBack)
-	a.wg.Wait()
 	cc.Stop()
+	// No dispatch callback may still run once Run has returned (Stop does
+	// not wait for one in flight); Closed is closed when the last has.
+	select {
+	case <-cc.Closed():
+	case <-time.After(10 * time.Second):
+		a.log.Warn("dispatch consumer did not close")
+	}
+	a.wg.Wait()
 	stopHB()
 	<-hbDone
 	a.removeWorkerCgroup()
