@@ -114,6 +114,10 @@ func runSandboxed(ctx context.Context, spec sandbox.Spec, timeout time.Duration,
 // waits for it), copies its output to out, and stops it when ctx ends or
 // timeout passes.
 func superviseStep(ctx context.Context, timeout time.Duration, out io.Writer, onStart func(pgid int), start func(w *os.File) (int, func() stepResult, error)) stepResult {
+	if ctx.Err() != nil {
+		// Canceled before it started: it does not start at all.
+		return stepResult{ExitCode: -1, Err: context.Cause(ctx)}
+	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return stepResult{ExitCode: -1, Err: fmt.Errorf("pipe: %w", err)}
