@@ -206,7 +206,9 @@ func TestKillTakesAForkLoop(t *testing.T) {
 	}
 }
 
-// waitFor polls cond for up to 10 s (a failure bound, not a delay).
+// waitFor polls cond for up to 10 s (a failure bound, not a delay). It
+// polls because what it waits on (a process that is not the test's child
+// leaving a group, a cgroup file's value) has no event to wait on.
 func waitFor(cond func() bool) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

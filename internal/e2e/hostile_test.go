@@ -172,6 +172,8 @@ func daemonGone(t *testing.T, marker string, ended time.Time) {
 			}
 			t.Fatalf("the setsid daemon of the hostile job (pids %v) outlived the job by 2s", alive)
 		}
+		// A poll of /proc: the daemon is not the test's child, and no
+		// event says that a process found by its marker has exited.
 		time.Sleep(20 * time.Millisecond)
 	}
 }

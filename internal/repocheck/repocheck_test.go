@@ -335,7 +335,7 @@ func allowedPath(file, path string) bool {
 // to fail: the paths it must refuse are refused.
 func TestTheCheckFindsAPathOutside(t *testing.T) {
 	for _, line := range []string{
-		`traceDir = "/work/shared/data/alibaba-gpu-2023/"`,
+		`traceDir = "/data/traces/alibaba-gpu-2023/"`,
 		"read `/home/ci/trace.csv` first",
 		"hodei sim --alibaba-nodes /srv/data/nodes.csv",
 		`os.ReadFile("/opt/tools/x")`,

@@ -257,6 +257,9 @@ func TestKillingTheInitKillsEverything(t *testing.T) {
 	if _, err := io.ReadFull(r, line); err != nil || string(line) != "up\n" {
 		t.Fatalf("read %q, %v", line, err)
 	}
+	// Polls of /proc, here and below: the daemon is found by its marker,
+	// not the test's child, and has no event to wait on; the deadlines
+	// are failure bounds.
 	deadline := time.Now().Add(10 * time.Second)
 	for len(hostProcs(marker)) == 0 {
 		if time.Now().After(deadline) {
