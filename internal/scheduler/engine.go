@@ -143,10 +143,10 @@ type EngineStats struct {
 // it (capacity, reservations, labels), the queue of ready jobs, the pipelines
 // they belong to and the duration predictor, and Plan decides placements.
 //
-// It is incremental rather than a pure function over a full snapshot (like
-// PlanFIFO) because of scale: at 100,000 queued jobs and 10,000 workers,
-// sorting the queue and indexing the fleet for every decision would cost
-// O(Q log Q + W) per decision, while a busy cluster makes thousands of
+// It is incremental rather than a pure function over a full snapshot (the
+// first version of the scheduler) because of scale: at 100,000 queued jobs
+// and 10,000 workers, sorting the queue and indexing the fleet for every
+// decision would cost O(Q log Q + W) per decision, while a busy cluster makes thousands of
 // decisions per second, each after one job finished. The engine keeps its
 // indexes up to date as events arrive (a reservation changes one worker's key
 // in a few ordered trees, an enqueue pushes one heap entry), so a decision

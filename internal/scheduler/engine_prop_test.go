@@ -377,3 +377,20 @@ func TestEngineDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// hasLabels reports whether have holds every label of want.
+func hasLabels(have, want []string) bool {
+	for _, l := range want {
+		found := false
+		for _, h := range have {
+			if h == l {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
