@@ -2,6 +2,9 @@
 // package: that the docs name, for each claim that something is refused,
 // isolated, masked or durable, a test that exists ("Proved by:" lines, see
 // docs/testing.md); that the mutation list (scripts/mutations.txt) still
-// matches the code it mutates and names tests that exist; and that no file
-// names an absolute path outside the repository other than system ones.
+// matches the code it mutates and names tests that exist; that no file
+// names an absolute path outside the repository other than system ones; and
+// that docs/architecture.md describes the code that runs: a row and a
+// package doc for every package, and a job's path through functions that
+// exist.
 package repocheck
