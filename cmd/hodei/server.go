@@ -160,7 +160,11 @@ Example:
 	if err != nil {
 		return fail("server", err)
 	}
-	attrs := []any{"data_dir", *dataDir, "local_workers", *workers}
+	storeKind := "sqlite"
+	if postgres.IsURL(*storeFlag) {
+		storeKind = "postgres" // not the URL: it may hold a password
+	}
+	attrs := []any{"data_dir", *dataDir, "store", storeKind, "local_workers", *workers}
 	if a := srv.HTTPAddr(); a != "" {
 		scheme := "http://"
 		if tlsOpts.http != nil {

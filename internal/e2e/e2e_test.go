@@ -115,7 +115,10 @@ func start(t *testing.T, logName string, args ...string) *proc {
 
 // storeEnv names the PostgreSQL server that the servers of these tests keep
 // their state in: the URL of a role that may create databases (scripts/test
-// sets it for one run of the package). Unset, they use SQLite.
+// sets it for one run of the package). Unset, they use SQLite. The servers
+// of the hostile-job tests (hostileEnv.start) keep SQLite whatever it says:
+// they check that a job cannot reach the database file in the data
+// directory.
 const storeEnv = "HODEI_E2E_STORE"
 
 var (

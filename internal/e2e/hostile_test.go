@@ -223,7 +223,6 @@ func newHostileEnv(t *testing.T, unprivileged bool) *hostileEnv {
 // start starts a hodei process as the environment's user.
 func (e *hostileEnv) start(t *testing.T, logName string, args ...string) *proc {
 	t.Helper()
-	args = withStore(t, args)
 	logPath := filepath.Join(t.TempDir(), logName)
 	f, err := os.Create(logPath)
 	if err != nil {
