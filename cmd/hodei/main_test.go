@@ -29,6 +29,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"run", "../../examples/hello.yaml", "--workers", "1"}, exitOK},
 		{[]string{"run", "../../examples/failing.yaml"}, exitFailed},
 		{[]string{"agent", "--cpu", "lots"}, exitUsage},
+		{[]string{"server", "--store", "mysql://db"}, exitUsage},
 		{[]string{"submit", "x.yaml", "--server", "localhost:1"}, exitUsage},
 	} {
 		if got := mainArgs(c.args); got != c.want {

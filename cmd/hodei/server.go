@@ -15,6 +15,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/pki"
 	"github.com/hodei-ci/hodei/internal/server"
+	"github.com/hodei-ci/hodei/internal/store/postgres"
 	pools "github.com/hodei-ci/hodei/internal/workers"
 )
 
@@ -27,7 +28,8 @@ runs jobs on its own. It runs until SIGINT or SIGTERM.
 
 Example:
   hodei server --data-dir /var/lib/hodei --http 0.0.0.0:8080 --workers 4`)
-	dataDir := fs.String("data-dir", "./hodei-data", "directory of the database and of the embedded NATS store")
+	dataDir := fs.String("data-dir", "./hodei-data", "directory of the SQLite database and of the embedded NATS store")
+	storeFlag := fs.String("store", "sqlite", `database: "sqlite" (a file in --data-dir) or the URL of a PostgreSQL database, postgres://USER@HOST:PORT/DB (password from PGPASSWORD or ~/.pgpass; see docs/architecture.md#postgresql)`)
 	httpAddr := fs.String("http", "127.0.0.1:8080", `address of the HTTP API ("" for none)`)
 	natsURL := fs.String("nats", "", "URL of an external NATS server (default: run one embedded)")
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", `address where the embedded NATS accepts agents ("none": local workers only)`)
@@ -54,6 +56,9 @@ Example:
 	}
 	if len(pos) > 0 {
 		return usageError(fs, "unexpected argument %q", pos[0])
+	}
+	if *storeFlag != "" && *storeFlag != "sqlite" && !postgres.IsURL(*storeFlag) {
+		return usageError(fs, "--store %q: want sqlite or a postgres:// URL", *storeFlag)
 	}
 	if *workers < 0 || *ttl <= 0 {
 		return usageError(fs, "--workers must be 0 or more, and --worker-ttl positive")
@@ -129,6 +134,7 @@ Example:
 	}
 	srv, err := server.Start(ctx, server.Options{
 		DataDir:          *dataDir,
+		Store:            *storeFlag,
 		NATSURL:          *natsURL,
 		NATSListen:       *natsListen,
 		HTTPAddr:         *httpAddr,
@@ -154,7 +160,11 @@ Example:
 	if err != nil {
 		return fail("server", err)
 	}
-	attrs := []any{"data_dir", *dataDir, "local_workers", *workers}
+	storeKind := "sqlite"
+	if postgres.IsURL(*storeFlag) {
+		storeKind = "postgres" // not the URL: it may hold a password
+	}
+	attrs := []any{"data_dir", *dataDir, "store", storeKind, "local_workers", *workers}
 	if a := srv.HTTPAddr(); a != "" {
 		scheme := "http://"
 		if tlsOpts.http != nil {

@@ -14,11 +14,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hodei-ci/hodei/internal/store/postgres/pgtest"
 )
 
 var hodeiBin string
@@ -81,6 +85,7 @@ type proc struct {
 
 func start(t *testing.T, logName string, args ...string) *proc {
 	t.Helper()
+	args = withStore(t, args)
 	logPath := filepath.Join(t.TempDir(), logName)
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -106,6 +111,48 @@ func start(t *testing.T, logName string, args ...string) *proc {
 		}
 	})
 	return p
+}
+
+// storeEnv names the PostgreSQL server that the servers of these tests keep
+// their state in: the URL of a role that may create databases (scripts/test
+// sets it for one run of the package). Unset, they use SQLite. The servers
+// of the hostile-job tests (hostileEnv.start) keep SQLite whatever it says:
+// they check that a job cannot reach the database file in the data
+// directory.
+const storeEnv = "HODEI_E2E_STORE"
+
+var (
+	storeMu  sync.Mutex
+	storeDBs = map[string]string{} // --data-dir -> database URL
+)
+
+// withStore adds --store to the arguments of `hodei server` when storeEnv is
+// set: a new database for each --data-dir, the same one when a server is
+// restarted on the same directory, so that what it stored survives as it
+// does in SQLite.
+func withStore(t *testing.T, args []string) []string {
+	t.Helper()
+	admin := os.Getenv(storeEnv)
+	if admin == "" || len(args) == 0 || args[0] != "server" || slices.Contains(args, "--store") {
+		return args
+	}
+	dataDir := "./hodei-data" // the flag's default
+	if i := slices.Index(args, "--data-dir"); i >= 0 && i+1 < len(args) {
+		dataDir = args[i+1]
+	}
+	storeMu.Lock()
+	defer storeMu.Unlock()
+	db, ok := storeDBs[dataDir]
+	if !ok {
+		db = pgtest.NewDB(t, admin)
+		storeDBs[dataDir] = db
+		t.Cleanup(func() {
+			storeMu.Lock()
+			defer storeMu.Unlock()
+			delete(storeDBs, dataDir)
+		})
+	}
+	return append(slices.Clone(args), "--store", db)
 }
 
 func tail(b []byte, n int) []byte {

@@ -1,7 +1,8 @@
 // Package server assembles a Hodei server: the bus (embedded NATS JetStream
-// or an external NATS), the store (SQLite), the orchestrator, the local worker
-// pool and the HTTP API. `hodei server`, `hodei run` and `hodei bench` all
-// start one, so they share every line of the path a job takes.
+// or an external NATS), the store (SQLite, or PostgreSQL with
+// Options.Store), the orchestrator, the local worker pool and the HTTP API.
+// `hodei server`, `hodei run` and `hodei bench` all start one, so they share
+// every line of the path a job takes.
 package server
 
 import (
@@ -34,6 +35,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/pki"
 	"github.com/hodei-ci/hodei/internal/secrets"
 	"github.com/hodei-ci/hodei/internal/store"
+	"github.com/hodei-ci/hodei/internal/store/postgres"
 	"github.com/hodei-ci/hodei/internal/store/sqlite"
 	"github.com/hodei-ci/hodei/internal/workers"
 )
@@ -42,6 +44,10 @@ import (
 type Options struct {
 	// DataDir holds the SQLite database and the embedded JetStream store.
 	DataDir string
+	// Store chooses the database: "" or "sqlite" for the SQLite file in
+	// DataDir, or the postgres:// URL of a PostgreSQL database (see
+	// internal/store/postgres).
+	Store string
 	// NATSURL connects to an external NATS; empty runs one embedded.
 	NATSURL string
 	// NATSListen is the address the embedded NATS listens on for remote
@@ -225,18 +231,11 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 		return nil, err
 	}
 
-	st, err := sqlite.Open(filepath.Join(o.DataDir, "hodei.db"))
+	st, err := openStore(ctx, o)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.Store = st
-	// The database holds every tenant's runs and logs: owner only (the
-	// driver creates its files with the umask).
-	for _, suffix := range []string{"", "-wal", "-shm"} {
-		if err := os.Chmod(filepath.Join(o.DataDir, "hodei.db"+suffix), 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("server: %w", err)
-		}
-	}
 	if err := s.startSecrets(); err != nil {
 		return nil, err
 	}
@@ -466,4 +465,29 @@ func (s *Server) Close() {
 			s.docker.Close()
 		}
 	})
+}
+
+// openStore opens the store that o.Store names (see Options.Store).
+func openStore(ctx context.Context, o Options) (store.Store, error) {
+	switch {
+	case o.Store == "" || o.Store == "sqlite":
+	case postgres.IsURL(o.Store):
+		return postgres.Open(ctx, o.Store)
+	default:
+		return nil, fmt.Errorf("store %q: want sqlite or a postgres:// URL", o.Store)
+	}
+	path := filepath.Join(o.DataDir, "hodei.db")
+	st, err := sqlite.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	// The database holds every tenant's runs and logs: owner only (the
+	// driver creates its files with the umask).
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Chmod(path+suffix, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			_ = st.Close()
+			return nil, err
+		}
+	}
+	return st, nil
 }

@@ -7,11 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
+
+	storemigration "github.com/hodei-ci/hodei/internal/store/migration"
 )
 
 // ErrSchemaTooNew is wrapped by the error of Open when the database has a
@@ -19,12 +17,8 @@ import (
 // Hodei, and this one must not touch it.
 var ErrSchemaTooNew = errors.New("database schema is newer than this binary")
 
-// migrationFiles holds the schema migrations, named NNNN_description.sql.
-// NNNN is the version; versions start at 1 and are unique. They may have
-// gaps: branches developed side by side each take a number, and a database
-// gets every migration it lacks, in order, whatever numbers it already has
-// (so 0004 merged after a database took 0005 is still applied). A migration,
-// once released, is never edited: changes go into a new file.
+// migrationFiles holds the schema migrations, named NNNN_description.sql
+// (see package migration for the rules on versions).
 //
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -41,38 +35,13 @@ func loadMigrations() ([]migration, error) {
 }
 
 func parseMigrations(fsys fs.FS, dir string) ([]migration, error) {
-	entries, err := fs.ReadDir(fsys, dir)
+	parsed, err := storemigration.Parse(fsys, dir)
 	if err != nil {
-		return nil, fmt.Errorf("migrations: %w", err)
+		return nil, err
 	}
-	var ms []migration
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() || !strings.HasSuffix(name, ".sql") {
-			continue
-		}
-		num, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migrations: %s: name is not NNNN_description.sql", name)
-		}
-		b, err := fs.ReadFile(fsys, path.Join(dir, name))
-		if err != nil {
-			return nil, fmt.Errorf("migrations: %w", err)
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	if len(ms) == 0 {
-		return nil, errors.New("migrations: none found")
-	}
-	if ms[0].version != 1 {
-		return nil, fmt.Errorf("migrations: %s: version %d, want 1 (versions start at 1)", ms[0].name, ms[0].version)
-	}
-	for i := 1; i < len(ms); i++ {
-		if ms[i].version == ms[i-1].version {
-			return nil, fmt.Errorf("migrations: %s and %s: duplicate version %d", ms[i-1].name, ms[i].name, ms[i].version)
-		}
+	ms := make([]migration, len(parsed))
+	for i, m := range parsed {
+		ms[i] = migration{version: m.Version, name: m.Name, sql: m.SQL}
 	}
 	return ms, nil
 }

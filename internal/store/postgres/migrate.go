@@ -1,0 +1,102 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hodei-ci/hodei/internal/store/migration"
+)
+
+// ErrSchemaTooNew is wrapped by the error of Open when the database has a
+// schema version newer than this binary knows: it was written by a newer
+// Hodei, and this one must not touch it.
+var ErrSchemaTooNew = errors.New("database schema is newer than this binary")
+
+// migrationFiles holds the schema migrations, named NNNN_description.sql
+// (see package migration for the rules on versions). They carry the same
+// numbers and make the same tables as the SQLite store's.
+//
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// migrateLockKey is the key of the advisory lock that migrate holds, so that
+// servers started together against one database migrate it one at a time.
+const migrateLockKey = 0x686f646569 // "hodei"
+
+// loadMigrations returns the embedded migrations ordered by version.
+func loadMigrations() ([]migration.Migration, error) {
+	return migration.Parse(migrationFiles, "migrations")
+}
+
+// migrate applies the migrations of ms that the database lacks (by version,
+// not only those above its highest), in order, in one transaction, recording
+// each in schema_migrations; so a database is either fully migrated or left
+// as it was. It returns the versions it applied.
+func migrate(ctx context.Context, pool *pgxpool.Pool, ms []migration.Migration, now func() time.Time) (applied []int, err error) {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback(ctx) // the error that made us roll back matters more
+		}
+	}()
+
+	// Held until the transaction ends: a second server waits here, then
+	// finds every migration applied.
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrateLockKey)); err != nil {
+		return nil, fmt.Errorf("migrate: lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER NOT NULL PRIMARY KEY,
+		applied_at BIGINT  NOT NULL
+	)`); err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	rows, err := tx.Query(ctx, "SELECT version FROM schema_migrations")
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	done := map[int]bool{}
+	for _, v := range versions {
+		done[v] = true
+	}
+	known := map[int]bool{}
+	for _, m := range ms {
+		known[m.Version] = true
+	}
+	for v := range done {
+		if !known[v] {
+			return nil, fmt.Errorf("migrate: database has schema version %d, which this binary does not know (it knows up to %d): %w", v, ms[len(ms)-1].Version, ErrSchemaTooNew)
+		}
+	}
+	for _, m := range ms {
+		if done[m.Version] {
+			continue
+		}
+		// Exec without arguments runs the file with the simple protocol,
+		// which accepts several statements.
+		if _, err := tx.Exec(ctx, m.SQL); err != nil {
+			return nil, fmt.Errorf("migrate: %s: %w", m.Name, err)
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", m.Version, encTime(now())); err != nil {
+			return nil, fmt.Errorf("migrate: %s: %w", m.Name, err)
+		}
+		applied = append(applied, m.Version)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("migrate: commit: %w", err)
+	}
+	return applied, nil
+}

@@ -1,0 +1,462 @@
+// Package postgres is the implementation of store.Store on PostgreSQL, for a
+// server whose state lives outside its own disk. It uses the driver
+// github.com/jackc/pgx/v5 (pure Go) and its connection pool, pgxpool.
+//
+// # Connections
+//
+// A Store holds one pool (pgxpool); its size is pgxpool's default (the
+// larger of 4 and the number of CPUs) unless the URL says otherwise
+// (pool_max_conns=N, see pgxpool.ParseConfig). Reads take any connection of
+// the pool and run in parallel with each other and with a write; PostgreSQL's
+// MVCC lets them read the last committed state without waiting on a writer.
+// ActiveRuns reads in one REPEATABLE READ, read-only transaction, so its runs
+// and jobs come from the same snapshot. Each connection prepares and caches
+// the statements it runs (pgx's default exec mode).
+//
+// # Writes: one round trip per Update
+//
+// The orchestrator batches many changes into one Update (group commit:
+// hundreds of job updates, attempts and log chunks per commit), which is what
+// keeps commits few. Here the Tx of an Update does not talk to the server:
+// each call checks its arguments and queues its statement. When fn returns
+// nil, Update sends the whole queue as one pgx batch, a pipeline that
+// PostgreSQL runs as one implicit transaction, so an Update costs one round
+// trip however many changes it carries, and either all of them commit or none
+// does. The price is that the errors of the database (store.ErrConflict,
+// store.ErrNotFound, a lost connection) come from Update, not from the Tx
+// call that queued the failing statement; fn sees them as Update's result,
+// and the orchestrator treats any failed Update as a whole anyway.
+//
+// Updates of one Store are serialised by a mutex, as the store contract says.
+// Updates of several Stores (several processes) on one database can still
+// meet: every statement writes rows by their key and reads nothing, so the
+// database's default READ COMMITTED isolation gives the result a serial order
+// would, and the only failures that concurrency can cause are a deadlock
+// (40P01) between two batches that lock the same rows in different orders,
+// or a serialization failure (40001) where the database runs a stricter
+// default isolation. Both roll the batch back whole, and because fn has
+// already run and the queue holds plain statements, Update sends the same
+// queue again (up to maxTries times, with a short random backoff) without
+// running fn twice. Nothing like SQLite's "database is locked" exists here.
+//
+// # Durability
+//
+// A commit returns once PostgreSQL has made it durable by its own settings
+// (synchronous_commit, fsync): the store asks for nothing weaker.
+//
+// # Encoding
+//
+// As in the SQLite store: times are BIGINT unix nanoseconds read back in UTC
+// (timestamptz keeps only microseconds); 0 stores the zero time.Time. Worker
+// labels are a text[]. Run.Source and Job.Spec are BYTEA, stored as given.
+// Text columns use the "C" collation, so IDs sort byte by byte whatever the
+// database's locale.
+//
+// # Migrations
+//
+// The schema is versioned by the numbered files in migrations/, the same
+// numbers and tables as the SQLite store's; Open applies those the database
+// lacks, in one transaction, under an advisory lock so that servers started
+// together migrate one at a time.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hodei-ci/hodei/internal/state"
+	"github.com/hodei-ci/hodei/internal/store"
+)
+
+// Limits of ListRuns, as documented on store.RunFilter.
+const (
+	defaultRunLimit = 50
+	maxRunLimit     = 1000
+)
+
+// defaultLogLimit is the number of chunks ReadLogs returns when its limit is
+// not positive.
+const defaultLogLimit = 1000
+
+// Store is a store.Store kept in a PostgreSQL database. It is safe for
+// concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+	name string // the database, for errors
+
+	mu      sync.Mutex   // held by Update: write transactions are serialised
+	retries atomic.Int64 // batches sent again after a deadlock or serialization failure
+
+	applied []int // migration versions applied by Open, for tests
+
+	closeOnce sync.Once
+}
+
+var _ store.Store = (*Store)(nil)
+
+// IsURL reports whether s names a PostgreSQL database (postgres:// or
+// postgresql://), as opposed to the SQLite store.
+func IsURL(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}
+
+// Open connects to the database at url (postgres://user@host:port/db?...,
+// the forms pgxpool.ParseConfig accepts) and brings its schema up to date.
+// It fails with an error wrapping ErrSchemaTooNew if the database was
+// migrated by a newer binary.
+func Open(ctx context.Context, url string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open: %w", err) // pgconn masks the password
+	}
+	name := cfg.ConnConfig.Database
+	ms, err := loadMigrations()
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open %s: %w", name, err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open %s: %w", name, err)
+	}
+	s := &Store{pool: pool, name: name}
+	if s.applied, err = migrate(ctx, pool, ms, time.Now); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: open %s: %w", name, err)
+	}
+	return s, nil
+}
+
+// Close closes the pool, after the queries in progress return. Calling it
+// again does nothing.
+func (s *Store) Close() error {
+	s.closeOnce.Do(s.pool.Close)
+	return nil
+}
+
+// Column lists, in the order the scan functions read them.
+const (
+	runCols     = "id, pipeline, file, tenant, priority, state, source, created_at, started_at, finished_at, error, concurrency_group, concurrency_limit"
+	jobCols     = "id, run_id, job_key, name, idx, state, spec, attempt, max_attempts, worker_id, queued_at, started_at, finished_at, exit_code, error, infra_lost"
+	attemptCols = "job_id, n, worker_id, state, assigned_at, started_at, finished_at, exit_code, error, reason, peak_memory, cpu_time"
+	logCols     = "job_id, attempt, seq, step, data, at"
+	workerCols  = "id, pool, state, labels, cpu_milli, memory_bytes, gpu, boot_id, first_seen, last_seen"
+)
+
+// The queries of the read methods.
+const (
+	getRunSQL       = "SELECT " + runCols + " FROM runs WHERE id = $1"
+	getJobSQL       = "SELECT " + jobCols + " FROM jobs WHERE id = $1"
+	listJobsSQL     = "SELECT " + jobCols + " FROM jobs WHERE run_id = $1 ORDER BY idx"
+	listAttemptsSQL = "SELECT " + attemptCols + " FROM attempts WHERE job_id = $1 ORDER BY n"
+	readLogsSQL     = "SELECT " + logCols + " FROM log_chunks WHERE job_id = $1 AND (attempt, seq) > ($2, $3) ORDER BY attempt, seq LIMIT $4"
+	listWorkersSQL  = "SELECT " + workerCols + " FROM workers ORDER BY id"
+	countRunsSQL    = "SELECT state, count(*) FROM runs GROUP BY state"
+)
+
+// activeRunsWhere selects the runs that are not final, spelling the final
+// states as literals, as the partial index runs_active in 0001_init.sql does:
+// PostgreSQL uses a partial index for a query whose condition implies the
+// index's.
+var activeRunsWhere = func() string {
+	var final []string
+	for _, s := range state.RunStates {
+		if state.RunFinal(s) {
+			final = append(final, "'"+strings.ReplaceAll(s, "'", "''")+"'")
+		}
+	}
+	return "state NOT IN (" + strings.Join(final, ", ") + ")"
+}()
+
+// The queries of ActiveRuns.
+var (
+	activeRunsQuery = "SELECT " + runCols + " FROM runs WHERE " + activeRunsWhere + " ORDER BY id"
+	activeJobsQuery = "SELECT " + prefixCols("j.", jobCols) + " FROM runs r JOIN jobs j ON j.run_id = r.id WHERE r." +
+		activeRunsWhere + " ORDER BY r.id, j.idx"
+)
+
+// prefixCols qualifies every column of a comma-separated list with prefix.
+func prefixCols(prefix, cols string) string {
+	parts := strings.Split(cols, ", ")
+	for i := range parts {
+		parts[i] = prefix + parts[i]
+	}
+	return strings.Join(parts, ", ")
+}
+
+func scanRun(row pgx.CollectableRow) (store.Run, error) {
+	var r store.Run
+	var created, started, finished int64
+	err := row.Scan(&r.ID, &r.Pipeline, &r.File, &r.Tenant, &r.Priority, &r.State, &r.Source, &created, &started, &finished, &r.Error, &r.ConcurrencyGroup, &r.ConcurrencyLimit)
+	r.CreatedAt, r.StartedAt, r.FinishedAt = decTime(created), decTime(started), decTime(finished)
+	return r, err
+}
+
+func scanJob(row pgx.CollectableRow) (store.Job, error) {
+	var j store.Job
+	var queued, started, finished int64
+	err := row.Scan(&j.ID, &j.RunID, &j.Key, &j.Name, &j.Index, &j.State, &j.Spec, &j.Attempt, &j.MaxAttempts, &j.WorkerID, &queued, &started, &finished, &j.ExitCode, &j.Error, &j.InfraLost)
+	j.QueuedAt, j.StartedAt, j.FinishedAt = decTime(queued), decTime(started), decTime(finished)
+	return j, err
+}
+
+func scanAttempt(row pgx.CollectableRow) (store.Attempt, error) {
+	var a store.Attempt
+	var assigned, started, finished, cpu int64
+	err := row.Scan(&a.JobID, &a.N, &a.WorkerID, &a.State, &assigned, &started, &finished, &a.ExitCode, &a.Error, &a.Reason, &a.PeakMemory, &cpu)
+	a.AssignedAt, a.StartedAt, a.FinishedAt = decTime(assigned), decTime(started), decTime(finished)
+	a.CPUTime = time.Duration(cpu)
+	return a, err
+}
+
+func scanLog(row pgx.CollectableRow) (store.LogChunk, error) {
+	var c store.LogChunk
+	var at int64
+	err := row.Scan(&c.JobID, &c.Attempt, &c.Seq, &c.Step, &c.Data, &at)
+	c.At = decTime(at)
+	return c, err
+}
+
+func scanWorker(row pgx.CollectableRow) (store.Worker, error) {
+	var w store.Worker
+	var first, last int64
+	err := row.Scan(&w.ID, &w.Pool, &w.State, &w.Labels, &w.CPUMilli, &w.MemoryBytes, &w.GPU, &w.BootID, &first, &last)
+	w.FirstSeen, w.LastSeen = decTime(first), decTime(last)
+	if len(w.Labels) == 0 {
+		w.Labels = nil
+	}
+	return w, err
+}
+
+// encTime encodes t as unix nanoseconds, the zero time as 0.
+func encTime(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// decTime is the inverse of encTime; it returns times in UTC.
+func decTime(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// query runs q with args on the pool and scans every row with scan.
+func query[T any](ctx context.Context, q pgxQuerier, scan pgx.RowToFunc[T], sql string, args ...any) ([]T, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, scan)
+}
+
+// pgxQuerier is what query needs of a pool or a transaction.
+type pgxQuerier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// getOne runs a query expected to return at most one row; no row is an error
+// wrapping store.ErrNotFound.
+func getOne[T any](ctx context.Context, s *Store, scan pgx.RowToFunc[T], sql, what, id string) (T, error) {
+	rows, err := s.pool.Query(ctx, sql, id)
+	if err == nil {
+		var v T
+		v, err = pgx.CollectExactlyOneRow(rows, scan)
+		if err == nil {
+			return v, nil
+		}
+	}
+	var zero T
+	if errors.Is(err, pgx.ErrNoRows) {
+		return zero, fmt.Errorf("postgres: get %s %s: %w", what, id, store.ErrNotFound)
+	}
+	return zero, fmt.Errorf("postgres: get %s %s: %w", what, id, err)
+}
+
+// GetRun returns the run with the given ID, or an error wrapping
+// store.ErrNotFound.
+func (s *Store) GetRun(ctx context.Context, id string) (store.Run, error) {
+	return getOne(ctx, s, scanRun, getRunSQL, "run", id)
+}
+
+// GetJob returns the job with the given ID, or an error wrapping
+// store.ErrNotFound.
+func (s *Store) GetJob(ctx context.Context, id string) (store.Job, error) {
+	return getOne(ctx, s, scanJob, getJobSQL, "job", id)
+}
+
+// ListRuns returns the runs that match f, newest (highest ID) first.
+func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, error) {
+	var where []string
+	var args []any
+	arg := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, cond+" $"+strconv.Itoa(len(args)))
+	}
+	if f.State != "" {
+		arg("state =", f.State)
+	}
+	if f.Tenant != "" {
+		arg("tenant =", f.Tenant)
+	}
+	if f.Before != "" {
+		arg("id <", f.Before)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultRunLimit
+	}
+	args = append(args, min(limit, maxRunLimit))
+
+	q := "SELECT " + runCols + " FROM runs"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY id DESC LIMIT $" + strconv.Itoa(len(args))
+	runs, err := query(ctx, s.pool, scanRun, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list runs: %w", err)
+	}
+	return runs, nil
+}
+
+// ListJobs returns the jobs of a run ordered by Index; none if the run does
+// not exist.
+func (s *Store) ListJobs(ctx context.Context, runID string) ([]store.Job, error) {
+	jobs, err := query(ctx, s.pool, scanJob, listJobsSQL, runID)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list jobs of run %s: %w", runID, err)
+	}
+	return jobs, nil
+}
+
+// ListAttempts returns the attempts of a job ordered by N.
+func (s *Store) ListAttempts(ctx context.Context, jobID string) ([]store.Attempt, error) {
+	as, err := query(ctx, s.pool, scanAttempt, listAttemptsSQL, jobID)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list attempts of job %s: %w", jobID, err)
+	}
+	return as, nil
+}
+
+// ReadLogs returns up to limit chunks of a job that come after (afterAttempt,
+// afterSeq), ordered by attempt then seq. A limit that is not positive means
+// 1000.
+func (s *Store) ReadLogs(ctx context.Context, jobID string, afterAttempt int, afterSeq int64, limit int) ([]store.LogChunk, error) {
+	if limit <= 0 {
+		limit = defaultLogLimit
+	}
+	cs, err := query(ctx, s.pool, scanLog, readLogsSQL, jobID, afterAttempt, afterSeq, limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: read logs of job %s: %w", jobID, err)
+	}
+	return cs, nil
+}
+
+// ActiveRuns returns the runs that are not final, oldest first, and all their
+// jobs, ordered by run then Index. Both come from one snapshot of the
+// database.
+func (s *Store) ActiveRuns(ctx context.Context) ([]store.Run, []store.Job, error) {
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, nil, fmt.Errorf("postgres: active runs: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // read-only; nothing to undo
+
+	runs, err := query(ctx, tx, scanRun, activeRunsQuery)
+	if err != nil {
+		return nil, nil, fmt.Errorf("postgres: active runs: %w", err)
+	}
+	jobs, err := query(ctx, tx, scanJob, activeJobsQuery)
+	if err != nil {
+		return nil, nil, fmt.Errorf("postgres: active runs: jobs: %w", err)
+	}
+	return runs, jobs, nil
+}
+
+// CountRuns returns the number of runs per state. States without runs are
+// absent from the map.
+func (s *Store) CountRuns(ctx context.Context) (map[string]int, error) {
+	type count struct {
+		state string
+		n     int
+	}
+	cs, err := query(ctx, s.pool, func(row pgx.CollectableRow) (count, error) {
+		var c count
+		return c, row.Scan(&c.state, &c.n)
+	}, countRunsSQL)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: count runs: %w", err)
+	}
+	counts := make(map[string]int, len(cs))
+	for _, c := range cs {
+		counts[c.state] = c.n
+	}
+	return counts, nil
+}
+
+const recentDurationsSQL = `SELECT r.pipeline, j.job_key, j.started_at, j.finished_at
+	FROM jobs j JOIN runs r ON r.id = j.run_id
+	WHERE j.state = $1 AND j.started_at > 0 AND j.finished_at >= j.started_at
+	ORDER BY j.finished_at DESC LIMIT $2`
+
+// RecentDurations returns the run times of the most recently finished
+// succeeded jobs, oldest first.
+func (s *Store) RecentDurations(ctx context.Context, limit int) ([]store.Duration, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	out, err := query(ctx, s.pool, func(row pgx.CollectableRow) (store.Duration, error) {
+		var d store.Duration
+		var started, finished int64
+		err := row.Scan(&d.Pipeline, &d.JobKey, &started, &finished)
+		d.Ran = time.Duration(finished - started)
+		d.FinishedAt = decTime(finished)
+		return d, err
+	}, recentDurationsSQL, state.JobSucceeded, limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: recent durations: %w", err)
+	}
+	slices.Reverse(out)
+	return out, nil
+}
+
+// ListWorkers returns every worker ordered by ID.
+func (s *Store) ListWorkers(ctx context.Context) ([]store.Worker, error) {
+	ws, err := query(ctx, s.pool, scanWorker, listWorkersSQL)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list workers: %w", err)
+	}
+	return ws, nil
+}
+
+// constraintErr maps the constraint violations of PostgreSQL to the errors of
+// package store: a duplicate key (23505) to store.ErrConflict and a missing
+// parent row (a foreign key, 23503) to store.ErrNotFound. Other errors are
+// returned as they are.
+func constraintErr(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	switch pe.Code {
+	case "23505":
+		return fmt.Errorf("%w: %w", store.ErrConflict, err)
+	case "23503":
+		return fmt.Errorf("%w: %w", store.ErrNotFound, err)
+	}
+	return err
+}

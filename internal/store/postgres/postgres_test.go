@@ -1,0 +1,489 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hodei-ci/hodei/internal/state"
+	"github.com/hodei-ci/hodei/internal/store"
+	"github.com/hodei-ci/hodei/internal/store/postgres/pgtest"
+	"github.com/hodei-ci/hodei/internal/store/storetest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return mustOpen(t, pgtest.DB(t))
+	})
+}
+
+func mustOpen(t testing.TB, url string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// openTemp opens a store on a new database; it is closed when t ends.
+func openTemp(t testing.TB) *Store {
+	t.Helper()
+	s := mustOpen(t, pgtest.DB(t))
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func mustUpdate(t testing.TB, s *Store, fn func(tx store.Tx) error) {
+	t.Helper()
+	if err := s.Update(context.Background(), fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var t0 = time.Date(2025, 6, 1, 12, 0, 0, 123456789, time.UTC)
+
+func testRun(id, st string) store.Run {
+	return store.Run{ID: id, Pipeline: "p", File: "p.yaml", Tenant: "t", State: st, Source: []byte("name: p"), CreatedAt: t0}
+}
+
+func testJob(runID string, i int) store.Job {
+	return store.Job{
+		ID: fmt.Sprintf("%s.j%d", runID, i), RunID: runID, Key: fmt.Sprintf("j%d", i), Name: fmt.Sprintf("j%d", i),
+		Index: i, State: state.JobPending, Spec: []byte(`{}`), MaxAttempts: 1,
+	}
+}
+
+func TestMigrationsIdempotent(t *testing.T) {
+	url := pgtest.DB(t)
+	s := mustOpen(t, url)
+	ms, err := loadMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []int
+	for _, m := range ms {
+		all = append(all, m.Version)
+	}
+	if !slices.Equal(s.applied, all) {
+		t.Errorf("first Open applied %v, want %v", s.applied, all)
+	}
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-1", state.RunQueued)) })
+	s.Close()
+
+	s = mustOpen(t, url)
+	defer s.Close()
+	if len(s.applied) != 0 {
+		t.Errorf("second Open applied %v, want none", s.applied)
+	}
+	if _, err := s.GetRun(context.Background(), "run-1"); err != nil {
+		t.Errorf("run written before the reopen: %v", err)
+	}
+	var n int
+	if err := s.pool.QueryRow(context.Background(), "SELECT count(*) FROM schema_migrations WHERE applied_at > 0").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(all) {
+		t.Errorf("schema_migrations has %d rows with applied_at, want %d", n, len(all))
+	}
+}
+
+// TestOpenTogether: servers started at once against an empty database
+// migrate it one at a time (the advisory lock), and all of them open.
+func TestOpenTogether(t *testing.T) {
+	url := pgtest.DB(t)
+	const n = 4
+	stores := make([]*Store, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stores[i], errs[i] = Open(context.Background(), url)
+		}()
+	}
+	wg.Wait()
+	applied := 0
+	for i := range n {
+		if errs[i] != nil {
+			t.Errorf("Open %d: %v", i, errs[i])
+			continue
+		}
+		if len(stores[i].applied) > 0 {
+			applied++
+		}
+		stores[i].Close()
+	}
+	if applied != 1 {
+		t.Errorf("%d of %d Opens applied migrations, want 1", applied, n)
+	}
+}
+
+func TestSchemaTooNew(t *testing.T) {
+	url := pgtest.DB(t)
+	s := mustOpen(t, url)
+	ms, err := loadMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := ms[len(ms)-1].Version + 1
+	if _, err := s.pool.Exec(context.Background(), "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 1)", newer); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err := Open(context.Background(), url); !errors.Is(err, ErrSchemaTooNew) {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("Open of a database with schema version %d: %v, want ErrSchemaTooNew", newer, err)
+	}
+}
+
+func TestMissingParents(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t)
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-1", state.RunQueued)) })
+	for name, fn := range map[string]func(tx store.Tx) error{
+		"InsertJobs":    func(tx store.Tx) error { return tx.InsertJobs([]store.Job{testJob("no-such-run", 0)}) },
+		"UpsertAttempt": func(tx store.Tx) error { return tx.UpsertAttempt(store.Attempt{JobID: "no-such-job", N: 1}) },
+		"AppendLogs": func(tx store.Tx) error {
+			return tx.AppendLogs([]store.LogChunk{{JobID: "no-such-job", Attempt: 1, Seq: 1}})
+		},
+	} {
+		err := s.Update(ctx, fn)
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s with a missing parent: %v, want ErrNotFound", name, err)
+		}
+	}
+}
+
+// TestFailedStatementRollsBackTheBatch: the statements queued before the one
+// that fails are not committed either.
+func TestFailedStatementRollsBackTheBatch(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t)
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-1", state.RunQueued)) })
+	err := s.Update(ctx, func(tx store.Tx) error {
+		return errors.Join(
+			tx.InsertRun(testRun("run-2", state.RunQueued)),
+			tx.InsertJobs([]store.Job{testJob("run-2", 0)}),
+			tx.InsertRun(testRun("run-1", state.RunQueued)), // a conflict
+			tx.InsertRun(testRun("run-3", state.RunQueued)),
+		)
+	})
+	if !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "insert run run-1") {
+		t.Fatalf("Update: %v, want ErrConflict naming run-1", err)
+	}
+	for _, id := range []string{"run-2", "run-3"} {
+		if _, err := s.GetRun(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetRun(%s) after the failed batch: %v, want ErrNotFound", id, err)
+		}
+	}
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-4", state.RunQueued)) })
+}
+
+func TestTxAfterUpdate(t *testing.T) {
+	s := openTemp(t)
+	var kept store.Tx
+	mustUpdate(t, s, func(tx store.Tx) error {
+		kept = tx
+		return nil
+	})
+	if err := kept.InsertRun(testRun("run-1", state.RunQueued)); !errors.Is(err, errTxDone) {
+		t.Errorf("InsertRun on a Tx kept after Update: %v, want errTxDone", err)
+	}
+	if _, err := s.GetRun(context.Background(), "run-1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetRun = %v, want ErrNotFound", err)
+	}
+}
+
+func TestUpdatePanicRollsBack(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t)
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("Update did not propagate fn's panic")
+			}
+		}()
+		_ = s.Update(ctx, func(tx store.Tx) error {
+			if err := tx.InsertRun(testRun("run-1", state.RunQueued)); err != nil {
+				return err
+			}
+			panic("boom")
+		})
+	}()
+	if _, err := s.GetRun(ctx, "run-1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetRun after a panicking Update = %v, want ErrNotFound", err)
+	}
+	// The mutex was released.
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-2", state.RunQueued)) })
+}
+
+func TestUpdateCanceledContext(t *testing.T) {
+	s := openTemp(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	err := s.Update(ctx, func(tx store.Tx) error {
+		if err := tx.InsertRun(testRun("run-1", state.RunQueued)); err != nil {
+			return err
+		}
+		cancel()
+		return tx.InsertRun(testRun("run-2", state.RunQueued))
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Update with a context canceled midway: %v, want context.Canceled", err)
+	}
+	if _, err := s.GetRun(context.Background(), "run-1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetRun after a canceled Update = %v, want ErrNotFound", err)
+	}
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-3", state.RunQueued)) })
+}
+
+func TestCloseTwice(t *testing.T) {
+	s := mustOpen(t, pgtest.DB(t))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestConcurrentUpdates: many goroutines write through one Store while
+// others read; every Update commits and every read succeeds.
+func TestConcurrentUpdates(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t)
+	const writers, rounds, jobsPerRun = 8, 25, 4
+	errc := make(chan error, writers+4)
+
+	stop := make(chan struct{})
+	var readers sync.WaitGroup
+	for g := range 4 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				runs, err := s.ListRuns(ctx, store.RunFilter{Limit: 10})
+				if err == nil && len(runs) > 0 {
+					_, err = s.ListJobs(ctx, runs[0].ID)
+				}
+				if err == nil {
+					_, _, err = s.ActiveRuns(ctx)
+				}
+				if err == nil {
+					_, err = s.CountRuns(ctx)
+				}
+				if err == nil {
+					_, err = s.ReadLogs(ctx, fmt.Sprintf("run-%d-0.j0", g), 0, 0, 100)
+				}
+				if err != nil {
+					errc <- fmt.Errorf("reader %d: %w", g, err)
+					return
+				}
+			}
+		}()
+	}
+
+	var wg sync.WaitGroup
+	for g := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				if err := s.Update(ctx, submitAndStart(fmt.Sprintf("run-%d-%d", g, i), jobsPerRun, fmt.Sprintf("w-%d", g))); err != nil {
+					errc <- fmt.Errorf("writer %d, round %d: %w", g, i, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	readers.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
+	}
+	counts, err := s.CountRuns(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts[state.RunQueued] != writers*rounds {
+		t.Errorf("CountRuns = %v, want %d queued", counts, writers*rounds)
+	}
+}
+
+// submitAndStart is the fn of an Update that submits a run and starts its
+// jobs on worker, as the orchestrator's batches do.
+func submitAndStart(runID string, jobs int, worker string) func(tx store.Tx) error {
+	return func(tx store.Tx) error {
+		run := testRun(runID, state.RunQueued)
+		var js []store.Job
+		for k := range jobs {
+			js = append(js, testJob(run.ID, k))
+		}
+		if err := tx.InsertRun(run); err != nil {
+			return err
+		}
+		if err := tx.InsertJobs(js); err != nil {
+			return err
+		}
+		for _, j := range js {
+			j.State = state.JobRunning
+			j.Attempt = 1
+			if err := tx.UpdateJob(j); err != nil {
+				return err
+			}
+			if err := tx.UpsertAttempt(store.Attempt{JobID: j.ID, N: 1, State: state.JobRunning, AssignedAt: t0}); err != nil {
+				return err
+			}
+			if err := tx.AppendLogs([]store.LogChunk{{JobID: j.ID, Attempt: 1, Seq: 1, Data: []byte("x")}}); err != nil {
+				return err
+			}
+		}
+		return tx.UpsertWorker(store.Worker{ID: worker, State: state.WorkerBusy, LastSeen: t0})
+	}
+}
+
+// TestTwoStoresContend: two Stores on one database (two server processes)
+// update the same rows in opposite orders, each holding its first row when
+// it asks for the others: a deadlock, which PostgreSQL breaks by failing one
+// of the batches. Update sends that batch again, so both Updates commit, each
+// whole.
+func TestTwoStoresContend(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.DB(t)
+	a, b := mustOpen(t, url), mustOpen(t, url)
+	defer a.Close()
+	defer b.Close()
+	const jobs = 10
+	mustUpdate(t, a, func(stx store.Tx) error {
+		run := testRun("run-1", state.RunRunning)
+		var js []store.Job
+		for k := range jobs {
+			js = append(js, testJob(run.ID, k))
+		}
+		return errors.Join(stx.InsertRun(run), stx.InsertJobs(js))
+	})
+
+	// The gate: an advisory lock that the test holds while both batches
+	// take their first row; each batch then waits for it (shared) before
+	// taking the others.
+	const gate = 4242
+	gateConn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gateConn.Close(ctx)
+	if _, err := gateConn.Exec(ctx, "SELECT pg_advisory_lock($1)", gate); err != nil {
+		t.Fatal(err)
+	}
+
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for side, s := range []*Store{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[side] = s.Update(ctx, func(stx store.Tx) error {
+				for i := range jobs {
+					k := i
+					if side == 1 {
+						k = jobs - 1 - i
+					}
+					j := testJob("run-1", k)
+					j.Error = fmt.Sprintf("side %d", side)
+					if err := stx.UpdateJob(j); err != nil {
+						return err
+					}
+					if i == 0 {
+						q := fmt.Sprintf("SELECT pg_advisory_xact_lock_shared(%d)", gate)
+						stx.(*tx).ops = append(stx.(*tx).ops, op{sql: q, what: func() string { return "wait at the gate" }})
+					}
+				}
+				return nil
+			})
+		}()
+	}
+
+	// Both batches are in other sessions of the server: poll its lock table
+	// until both wait at the gate (each then holds its first row).
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var waiting int
+		err := gateConn.QueryRow(ctx, `SELECT count(*) FROM pg_locks
+			WHERE locktype = 'advisory' AND objid = $1 AND NOT granted`, gate).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waiting == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d batches wait at the gate after a minute, want 2", waiting)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := gateConn.Exec(ctx, "SELECT pg_advisory_unlock($1)", gate); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for side, err := range errs {
+		if err != nil {
+			t.Errorf("Update of side %d: %v", side, err)
+		}
+	}
+	if n := a.retries.Load() + b.retries.Load(); n == 0 {
+		t.Error("no batch was sent again: the deadlock did not happen")
+	}
+	got, err := a.ListJobs(ctx, "run-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each batch committed whole: every job carries the mark of the
+	// batch that committed last.
+	for _, j := range got {
+		if j.Error != got[0].Error || j.Error == "" {
+			t.Errorf("job %s: %q, job %s: %q: want one batch's mark on all", j.ID, j.Error, got[0].ID, got[0].Error)
+		}
+	}
+}
+
+// TestRetryableErrors: a serialization failure and a deadlock are sent
+// again; a conflict is not.
+func TestRetryableErrors(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t)
+	for _, code := range []string{"40001", "40P01"} {
+		err := s.pool.QueryRow(ctx, "DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '"+code+"'; END $$").Scan()
+		if !retryable(err) {
+			t.Errorf("error %s: retryable = false, want true (%v)", code, err)
+		}
+	}
+	err := s.Update(ctx, func(tx store.Tx) error {
+		return errors.Join(tx.InsertRun(testRun("run-1", state.RunQueued)), tx.InsertRun(testRun("run-1", state.RunQueued)))
+	})
+	if retryable(err) || !errors.Is(err, store.ErrConflict) {
+		t.Errorf("duplicate insert: %v, want a conflict that is not retried", err)
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		t.Errorf("unexpected %v", err)
+	}
+}
