@@ -36,6 +36,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/store"
 	"github.com/hodei-ci/hodei/internal/store/sqlite"
 	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 // Options configure a server.
@@ -91,7 +92,7 @@ type Options struct {
 	// PoolInterval its period (1s). An *autoscale.Scaler keeps its demand
 	// history in DataDir/autoscale.json across restarts and exports its
 	// cost accounts as metrics.
-	Pools        *workers.Config
+	Pools        *poolsfile.Config
 	Scaler       workers.Scaler
 	PoolInterval time.Duration
 	// AgentCA signs a certificate for each agent the worker manager starts,

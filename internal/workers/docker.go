@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/hodei-ci/hodei/internal/containers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 // Docker is the provider of worker containers: each worker is a container
@@ -23,7 +24,7 @@ import (
 // restart of the server (the same Owner), List finds the worker containers
 // the previous run left, by label, and the Manager adopts the live ones.
 type Docker struct {
-	pool   PoolConfig
+	pool   poolsfile.PoolConfig
 	env    ProviderEnv
 	d      *containers.Docker
 	binary string
@@ -48,7 +49,7 @@ var (
 const agentBinary = "/hodei/hodei"
 
 // NewDockerProvider makes the provider of a docker pool (a Factory).
-func NewDockerProvider(pool PoolConfig, env ProviderEnv) (Provider, error) {
+func NewDockerProvider(pool poolsfile.PoolConfig, env ProviderEnv) (Provider, error) {
 	if env.NATSURL == "" {
 		return nil, errors.New("docker workers need the server's NATS to listen on TCP (--nats-listen)")
 	}

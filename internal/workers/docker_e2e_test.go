@@ -24,6 +24,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/server"
 	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 // jobContainers lists the containers of a job.
@@ -274,15 +275,15 @@ func TestDockerPoolAdoptsAfterRestart(t *testing.T) {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	owner := "adopt-" + hex.EncodeToString(b[:])
-	pool := workers.PoolConfig{
+	pool := poolsfile.PoolConfig{
 		Name: "boxes", Provider: "docker", Min: 2, Max: 2, IdleTimeout: time.Hour,
-		Shape:  workers.Shape{CPUMilli: 250, Memory: 64 << 20, Labels: []string{"boxes"}},
-		Docker: workers.DockerOptions{Image: containerstest.Image(), Binary: bin, Network: "host"},
+		Shape:  poolsfile.Shape{CPUMilli: 250, Memory: 64 << 20, Labels: []string{"boxes"}},
+		Docker: poolsfile.DockerOptions{Image: containerstest.Image(), Binary: bin, Network: "host"},
 	}
-	start := func(pool workers.PoolConfig) (*workers.Manager, *prometheus.Registry, func()) {
+	start := func(pool poolsfile.PoolConfig) (*workers.Manager, *prometheus.Registry, func()) {
 		reg := prometheus.NewRegistry()
 		m, err := workers.NewManager(workers.ManagerConfig{
-			Pools: &workers.Config{Pools: []workers.PoolConfig{pool}},
+			Pools: &poolsfile.Config{Pools: []poolsfile.PoolConfig{pool}},
 			Env: workers.ProviderEnv{NATSURL: s.NATSURL, Owner: owner, HeartbeatInterval: 100 * time.Millisecond,
 				Logger: testLogger()},
 			View: s.Orch.View, Interval: 50 * time.Millisecond, Registerer: reg, Logger: testLogger(),

@@ -4,7 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 // TestExamplePoolsFilesLoad: every pools file under examples/pools is one
@@ -15,7 +15,7 @@ func TestExamplePoolsFilesLoad(t *testing.T) {
 		t.Fatalf("example pools files: %v, %v", files, err)
 	}
 	for _, f := range files {
-		cfg, err := workers.LoadConfig(f)
+		cfg, err := poolsfile.LoadConfig(f)
 		if err != nil {
 			t.Errorf("%s: %v", f, err)
 			continue

@@ -17,6 +17,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/store"
 	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 // testLogger discards logs unless HODEI_TEST_LOG is set.
@@ -41,7 +42,7 @@ func startServer(t *testing.T, poolsYAML string, n int, edit func(*server.Option
 		Logger:            testLogger(),
 	}
 	if poolsYAML != "" {
-		cfg, err := workers.ParseConfig("pools.yaml", []byte(poolsYAML))
+		cfg, err := poolsfile.ParseConfig("pools.yaml", []byte(poolsYAML))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -46,9 +47,9 @@ import (
 // live ones into the pool and deletes the others (see
 // docs/workers.md#kubernetes).
 type Kubernetes struct {
-	pool      PoolConfig
+	pool      poolsfile.PoolConfig
 	env       ProviderEnv
-	opts      KubernetesOptions
+	opts      poolsfile.KubernetesOptions
 	client    kubernetes.Interface
 	namespace string
 	selector  string
@@ -95,7 +96,7 @@ const (
 // Factory). It connects with pool.Kubernetes.Kubeconfig, else in the
 // cluster with the pod's service account, else KUBECONFIG or
 // ~/.kube/config.
-func NewKubernetesProvider(pool PoolConfig, env ProviderEnv) (Provider, error) {
+func NewKubernetesProvider(pool poolsfile.PoolConfig, env ProviderEnv) (Provider, error) {
 	o := pool.Kubernetes
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = o.Kubeconfig
@@ -108,7 +109,7 @@ func NewKubernetesProvider(pool PoolConfig, env ProviderEnv) (Provider, error) {
 
 // NewKubernetesProviderConfig makes the provider of a kubernetes pool that
 // reaches the API server with cfg.
-func NewKubernetesProviderConfig(pool PoolConfig, env ProviderEnv, cfg *rest.Config) (*Kubernetes, error) {
+func NewKubernetesProviderConfig(pool poolsfile.PoolConfig, env ProviderEnv, cfg *rest.Config) (*Kubernetes, error) {
 	o := pool.Kubernetes
 	switch {
 	case env.NATSURL == "":

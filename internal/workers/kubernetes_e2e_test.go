@@ -40,6 +40,7 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 // kubeEnv is a namespace of the test API server, with the RBAC of
@@ -296,11 +297,11 @@ func (e *kubeEnv) podPhases(t *testing.T, selector string) map[string]corev1.Pod
 	return out
 }
 
-func kubePool(e *kubeEnv, name string) workers.PoolConfig {
-	return workers.PoolConfig{
+func kubePool(e *kubeEnv, name string) poolsfile.PoolConfig {
+	return poolsfile.PoolConfig{
 		Name: name, Provider: "kubernetes", Max: 4, Ephemeral: true,
-		Shape: workers.Shape{CPUMilli: 500, Memory: 256 << 20, Labels: []string{"linux"}},
-		Kubernetes: workers.KubernetesOptions{
+		Shape: poolsfile.Shape{CPUMilli: 500, Memory: 256 << 20, Labels: []string{"linux"}},
+		Kubernetes: poolsfile.KubernetesOptions{
 			Namespace: e.ns, Image: "busybox:1.36", AgentImage: "hodei:test", Kubeconfig: e.kubeconfig,
 		},
 	}
@@ -334,7 +335,7 @@ func kubeEnvFor(owner string, log *logSink) workers.ProviderEnv {
 
 // newKube makes a provider through the registry, from the pool's kubeconfig
 // (the restricted user), as the server does.
-func newKube(t *testing.T, pool workers.PoolConfig, env workers.ProviderEnv) *workers.Kubernetes {
+func newKube(t *testing.T, pool poolsfile.PoolConfig, env workers.ProviderEnv) *workers.Kubernetes {
 	t.Helper()
 	p, err := workers.DefaultRegistry().New(pool, env)
 	if err != nil {
@@ -755,11 +756,11 @@ type kubeManager struct {
 	cancel  context.CancelFunc
 }
 
-func startKubeManager(t *testing.T, pool workers.PoolConfig, owner string, view *fakeView) *kubeManager {
+func startKubeManager(t *testing.T, pool poolsfile.PoolConfig, owner string, view *fakeView) *kubeManager {
 	t.Helper()
 	km := &kubeManager{reg: prometheus.NewRegistry(), stopped: make(chan struct{})}
 	reg := workers.NewRegistry()
-	reg.Register("kubernetes", func(pc workers.PoolConfig, env workers.ProviderEnv) (workers.Provider, error) {
+	reg.Register("kubernetes", func(pc poolsfile.PoolConfig, env workers.ProviderEnv) (workers.Provider, error) {
 		p, err := workers.NewKubernetesProvider(pc, env)
 		if err == nil {
 			km.mu.Lock()
@@ -769,7 +770,7 @@ func startKubeManager(t *testing.T, pool workers.PoolConfig, owner string, view 
 		return p, err
 	})
 	m, err := workers.NewManager(workers.ManagerConfig{
-		Pools: &workers.Config{Pools: []workers.PoolConfig{pool}}, Registry: reg, Env: kubeEnvFor(owner, nil),
+		Pools: &poolsfile.Config{Pools: []poolsfile.PoolConfig{pool}}, Registry: reg, Env: kubeEnvFor(owner, nil),
 		View: view.v.Load, Interval: 50 * time.Millisecond, Registerer: km.reg, Logger: testLogger(),
 	})
 	if err != nil {

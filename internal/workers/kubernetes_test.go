@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -76,7 +77,7 @@ func TestKubernetesErrors(t *testing.T) {
 }
 
 func TestKubernetesNeedsOptions(t *testing.T) {
-	pool := PoolConfig{Name: "k", Provider: "kubernetes", Kubernetes: KubernetesOptions{Namespace: "ci", Image: "i", AgentImage: "a"}}
+	pool := poolsfile.PoolConfig{Name: "k", Provider: "kubernetes", Kubernetes: poolsfile.KubernetesOptions{Namespace: "ci", Image: "i", AgentImage: "a"}}
 	if _, err := NewKubernetesProviderConfig(pool, ProviderEnv{}, nil); err == nil || !strings.Contains(err.Error(), "NATS") {
 		t.Errorf("no NATS URL: %v", err)
 	}
@@ -93,8 +94,8 @@ func TestKubernetesNeedsOptions(t *testing.T) {
 // real kubelet, from inside a job.
 func TestKubernetesPodMountsTheAgentBinaryReadOnly(t *testing.T) {
 	p := &Kubernetes{
-		pool: PoolConfig{Name: "k"}, namespace: "ci",
-		opts: KubernetesOptions{Namespace: "ci", Image: "i", AgentImage: "a"},
+		pool: poolsfile.PoolConfig{Name: "k"}, namespace: "ci",
+		opts: poolsfile.KubernetesOptions{Namespace: "ci", Image: "i", AgentImage: "a"},
 		env:  ProviderEnv{NATSURL: "nats://x:4222", AgentCert: func(string) (AgentCert, error) { return AgentCert{}, nil }},
 	}
 	pod := p.PodSpec(WorkerSpec{ID: "w1", Pool: "k"}, nil)

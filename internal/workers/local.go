@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/hodei-ci/hodei/internal/agent"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 // Local is the provider of a local pool in mode inprocess: agents that run
@@ -17,7 +18,7 @@ import (
 // fake that makes pools testable without an engine). Mode process, the
 // default of `hodei server`, is LocalProcess: `hodei agent` processes.
 type Local struct {
-	pool   PoolConfig
+	pool   poolsfile.PoolConfig
 	env    ProviderEnv
 	events chan Event
 
@@ -40,20 +41,20 @@ var (
 
 // NewLocal makes the provider of a local pool (a Factory): LocalProcess for
 // mode process, Local for mode inprocess or none.
-func NewLocal(pool PoolConfig, env ProviderEnv) (Provider, error) {
+func NewLocal(pool poolsfile.PoolConfig, env ProviderEnv) (Provider, error) {
 	if env.WorkDir == "" {
 		env.WorkDir = filepath.Join(os.TempDir(), "hodei-pools")
 	}
 	switch pool.Local.Mode {
-	case LocalModeProcess:
+	case poolsfile.LocalModeProcess:
 		lp, err := NewLocalProcess(pool, env)
 		if err != nil {
 			return nil, err
 		}
 		return lp, nil
-	case "", LocalModeInProcess:
+	case "", poolsfile.LocalModeInProcess:
 	default:
-		return nil, fmt.Errorf("unknown local mode %q; want %s or %s", pool.Local.Mode, LocalModeProcess, LocalModeInProcess)
+		return nil, fmt.Errorf("unknown local mode %q; want %s or %s", pool.Local.Mode, poolsfile.LocalModeProcess, poolsfile.LocalModeInProcess)
 	}
 	if env.Connect == nil {
 		return nil, errors.New("local workers need an in-process NATS connection")

@@ -20,6 +20,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/agent"
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/cgroup"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 // LocalProcess is the provider of a local pool in mode process: each worker
@@ -33,7 +34,7 @@ import (
 // a server that starts again does not adopt them, it removes the
 // directories they left.
 type LocalProcess struct {
-	pool   PoolConfig
+	pool   poolsfile.PoolConfig
 	env    ProviderEnv
 	binary string
 	// Grace is how long Terminate waits between SIGTERM and SIGKILL.
@@ -78,10 +79,10 @@ var agentEnvKeys = []string{"PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMP
 // NewLocalProcess makes the provider of a local pool in mode process. It
 // removes the directories that workers of this pool left (a previous run
 // of the server) and kills the steps recorded there.
-func NewLocalProcess(pool PoolConfig, env ProviderEnv) (*LocalProcess, error) {
+func NewLocalProcess(pool poolsfile.PoolConfig, env ProviderEnv) (*LocalProcess, error) {
 	if env.NATSURL == "" {
 		return nil, fmt.Errorf("local workers in mode %s need the server's NATS to listen on TCP (--nats-listen): set local.mode: %s to run them inside the server",
-			LocalModeProcess, LocalModeInProcess)
+			poolsfile.LocalModeProcess, poolsfile.LocalModeInProcess)
 	}
 	if env.WorkDir == "" {
 		env.WorkDir = filepath.Join(os.TempDir(), "hodei-pools")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 // TestLocalProcessAgentKilledLeavesNoDaemon kills a busy local agent
@@ -21,8 +22,8 @@ func TestLocalProcessAgentKilledLeavesNoDaemon(t *testing.T) {
 	}
 	bin := hodeiBinary(t)
 	s := processServer(t, "", t.TempDir())
-	p, err := workers.NewLocalProcess(workers.PoolConfig{Name: "cgk", Provider: "local", Max: 1,
-		Local: workers.LocalOptions{Mode: workers.LocalModeProcess, Binary: bin}},
+	p, err := workers.NewLocalProcess(poolsfile.PoolConfig{Name: "cgk", Provider: "local", Max: 1,
+		Local: poolsfile.LocalOptions{Mode: poolsfile.LocalModeProcess, Binary: bin}},
 		// Unisolated: the test checks what the cgroup alone does (a
 		// sandbox's PID namespace would kill the daemon by itself, and
 		// the pid the step prints would be one of that namespace).

@@ -21,6 +21,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/server"
 	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 // The hodei binary that local worker processes run, built once per test
@@ -221,8 +222,8 @@ func TestLocalProcessTerminate(t *testing.T) {
 	bin := hodeiBinary(t)
 	s := processServer(t, "", t.TempDir())
 	workDir := t.TempDir()
-	p, err := workers.NewLocalProcess(workers.PoolConfig{Name: "direct", Provider: "local", Max: 1,
-		Local: workers.LocalOptions{Mode: workers.LocalModeProcess, Binary: bin}},
+	p, err := workers.NewLocalProcess(poolsfile.PoolConfig{Name: "direct", Provider: "local", Max: 1,
+		Local: poolsfile.LocalOptions{Mode: poolsfile.LocalModeProcess, Binary: bin}},
 		workers.ProviderEnv{NATSURL: s.NATSURL, WorkDir: workDir, HeartbeatInterval: 100 * time.Millisecond, Logger: testLogger(),
 			Unisolated: true}) // the step reports its agent's pid
 	if err != nil {

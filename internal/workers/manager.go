@@ -17,11 +17,12 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 // ManagerConfig wires a Manager.
 type ManagerConfig struct {
-	Pools    *Config
+	Pools    *poolsfile.Config
 	Registry *Registry // DefaultRegistry() if nil
 	Env      ProviderEnv
 	// View is the orchestrator's live view (workers, demand).
@@ -99,7 +100,7 @@ type Manager struct {
 }
 
 type managedPool struct {
-	cfg      PoolConfig
+	cfg      poolsfile.PoolConfig
 	p        *Guarded
 	labels   []string
 	capacity int // last known, -1 unknown

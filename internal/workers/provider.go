@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/hodei-ci/hodei/internal/containers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 // Provider creates and removes the workers of one pool.
@@ -209,7 +210,7 @@ type AgentCert struct {
 }
 
 // Factory makes the provider of one pool.
-type Factory func(pool PoolConfig, env ProviderEnv) (Provider, error)
+type Factory func(pool poolsfile.PoolConfig, env ProviderEnv) (Provider, error)
 
 // Registry maps provider names (the `provider:` of a pool) to factories.
 type Registry struct {
@@ -254,7 +255,7 @@ func (r *Registry) Names() []string {
 }
 
 // New makes the provider of a pool.
-func (r *Registry) New(pool PoolConfig, env ProviderEnv) (Provider, error) {
+func (r *Registry) New(pool poolsfile.PoolConfig, env ProviderEnv) (Provider, error) {
 	r.mu.Lock()
 	f := r.m[pool.Provider]
 	r.mu.Unlock()
