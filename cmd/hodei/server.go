@@ -145,6 +145,7 @@ Example:
 		NATSTLS:          tlsOpts.nats,
 		NATSClientTLS:    tlsOpts.natsClient,
 		Pools:            poolCfg,
+		Providers:        providers(),
 		Scaler:           scaler,
 		AgentCA:          agentCA,
 		Limits:           limits,

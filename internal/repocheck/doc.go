@@ -2,6 +2,8 @@
 // package: that the docs name, for each claim that something is refused,
 // isolated, masked or durable, a test that exists ("Proved by:" lines, see
 // docs/testing.md); that the mutation list (scripts/mutations.txt) still
-// matches the code it mutates and names tests that exist; and that no file
-// names an absolute path outside the repository other than system ones.
+// matches the code it mutates and names tests that exist; that no file
+// names an absolute path outside the repository other than system ones; and
+// that the packages which only plan (simulator, autoscaler, API) link no
+// engine client (client-go, Docker).
 package repocheck

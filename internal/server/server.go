@@ -27,7 +27,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/agent"
 	"github.com/hodei-ci/hodei/internal/api"
 	"github.com/hodei-ci/hodei/internal/bus"
-	"github.com/hodei-ci/hodei/internal/containers"
+	"github.com/hodei-ci/hodei/internal/containers/dockerengine"
 	"github.com/hodei-ci/hodei/internal/hub"
 	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/pipeline"
@@ -91,8 +91,11 @@ type Options struct {
 	// internal/workers); Scaler replaces its default decisions and
 	// PoolInterval its period (1s). An *autoscale.Scaler keeps its demand
 	// history in DataDir/autoscale.json across restarts and exports its
-	// cost accounts as metrics.
+	// cost accounts as metrics. Providers makes the workers of the pools
+	// (required with Pools): `hodei server` registers local, docker and
+	// kubernetes.
 	Pools        *poolsfile.Config
+	Providers    *workers.Registry
 	Scaler       workers.Scaler
 	PoolInterval time.Duration
 	// AgentCA signs a certificate for each agent the worker manager starts,
@@ -147,7 +150,7 @@ type Server struct {
 	// Workers is the worker manager of the pools (nil without pools).
 	Workers *workers.Manager
 	scaler  *savedScaler // nil unless Options.Scaler is an *autoscale.Scaler
-	docker  *containers.Docker
+	docker  *dockerengine.Docker
 }
 
 // Start brings a server up and returns when it is ready. It takes its ports

@@ -23,7 +23,7 @@ import (
 // ManagerConfig wires a Manager.
 type ManagerConfig struct {
 	Pools    *poolsfile.Config
-	Registry *Registry // DefaultRegistry() if nil
+	Registry *Registry // the providers the pools may name (required)
 	Env      ProviderEnv
 	// View is the orchestrator's live view (workers, demand).
 	View func() *orchestrator.View
@@ -161,7 +161,7 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 		return nil, errors.New("worker manager: no orchestrator view")
 	}
 	if cfg.Registry == nil {
-		cfg.Registry = DefaultRegistry()
+		return nil, errors.New("worker manager: no provider registry")
 	}
 	if cfg.Scaler == nil {
 		cfg.Scaler = Reactive{}

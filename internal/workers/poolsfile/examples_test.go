@@ -1,4 +1,4 @@
-package workers_test
+package poolsfile_test
 
 import (
 	"path/filepath"
@@ -10,7 +10,7 @@ import (
 // TestExamplePoolsFilesLoad: every pools file under examples/pools is one
 // the server accepts.
 func TestExamplePoolsFilesLoad(t *testing.T) {
-	files, err := filepath.Glob("../../examples/pools/*.yaml")
+	files, err := filepath.Glob("../../../examples/pools/*.yaml")
 	if err != nil || len(files) < 2 {
 		t.Fatalf("example pools files: %v, %v", files, err)
 	}

@@ -1,6 +1,7 @@
-package workers
+package local
 
 import (
+	"github.com/hodei-ci/hodei/internal/workers"
 	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 	"strings"
 	"testing"
@@ -59,11 +60,11 @@ func TestParseConfigLocal(t *testing.T) {
 // message that says what to do.
 func TestLocalProcessNeedsTCP(t *testing.T) {
 	pool := poolsfile.PoolConfig{Name: "p", Provider: "local", Max: 1, Local: poolsfile.LocalOptions{Mode: poolsfile.LocalModeProcess}}
-	if _, err := NewLocal(pool, ProviderEnv{WorkDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "--nats-listen") {
+	if _, err := New(pool, workers.ProviderEnv{WorkDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "--nats-listen") {
 		t.Errorf("no NATS URL: %v", err)
 	}
 	pool.Local.Binary = "/no/such/hodei"
-	if _, err := NewLocal(pool, ProviderEnv{NATSURL: "nats://127.0.0.1:1", WorkDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "/no/such/hodei") {
+	if _, err := New(pool, workers.ProviderEnv{NATSURL: "nats://127.0.0.1:1", WorkDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "/no/such/hodei") {
 		t.Errorf("missing binary: %v", err)
 	}
 }
