@@ -172,9 +172,7 @@ pools:
 	})
 	workerstest.WaitFor(t, 5*time.Second, "the agent process to be gone", func() bool { return !alive(pid) })
 	t.Logf("run end to pool at 0 and process %d gone (idle_timeout 1s): %s", pid, time.Since(idleFrom).Round(time.Millisecond))
-	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the worker's directory is still there: %v", err)
-	}
+	waitGone(t, dir, "the worker's directory")
 }
 
 // TestLocalProcessEphemeralPool checks an ephemeral pool in mode process:
@@ -210,9 +208,7 @@ pools:
 		return workerstest.PoolStatus(s, "once").Size == 0
 	})
 	t.Logf("run end to ephemeral worker removed: %s", time.Since(done).Round(time.Millisecond))
-	if _, err := os.Stat(filepath.Join(workDir, "pools", "once", jobs["j"].WorkerID)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the worker's directory is still there: %v", err)
-	}
+	waitGone(t, filepath.Join(workDir, "pools", "once", jobs["j"].WorkerID), "the worker's directory")
 }
 
 // TestLocalProcessTerminate drives the provider directly: Create (twice:
@@ -483,7 +479,19 @@ pools:
 		t.Errorf("key file: %v %v, want mode 0600", fi.Mode(), err)
 	}
 	workerstest.WaitFor(t, 15*time.Second, "the pool to shrink back to 0", func() bool { return workerstest.PoolStatus(s, "secure").Size == 0 })
-	if _, err := os.Stat(tlsDir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the worker's certificate is still on disk: %v", err)
-	}
+	waitGone(t, tlsDir, "the worker's certificate")
+}
+
+// waitGone waits until path no longer exists. The pool's size drops to 0
+// once the orchestrator has dropped the worker, and the agent process may
+// be gone already, while the provider's Terminate, which removes the
+// worker's directory after the process has exited, is still running in the
+// manager: the test waits for it (an outside process's exit), with a
+// deadline.
+func waitGone(t *testing.T, path, what string) {
+	t.Helper()
+	workerstest.WaitFor(t, 10*time.Second, what+" to be removed", func() bool {
+		_, err := os.Stat(path)
+		return errors.Is(err, os.ErrNotExist)
+	})
 }
