@@ -16,7 +16,7 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/agent"
 	"github.com/hodei-ci/hodei/internal/bus"
-	"github.com/hodei-ci/hodei/internal/containers"
+	"github.com/hodei-ci/hodei/internal/containers/dockerengine"
 	"github.com/hodei-ci/hodei/internal/pipeline"
 )
 
@@ -134,7 +134,7 @@ Example:
 		// An agent that reaches a Docker engine runs jobs with an image
 		// (and gets the label "docker"); one that does not still runs the
 		// others.
-		if d, err := containers.Detect(context.Background(), 3*time.Second); err == nil {
+		if d, err := dockerengine.Detect(context.Background(), 3*time.Second); err == nil {
 			defer d.Close()
 			cfg.Containers = d
 			log.Info("docker engine found: jobs with an image run in containers", "host", d.Host())

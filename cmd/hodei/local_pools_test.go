@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	pools "github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 // TestLocalPoolMode checks the mode `hodei server` gives local pools: agent
@@ -22,14 +22,14 @@ func TestLocalPoolMode(t *testing.T) {
   boxes: {provider: docker, max: 1, docker: {image: x}}
 `
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	modes := func(cfg *pools.Config) string {
+	modes := func(cfg *poolsfile.Config) string {
 		var b []string
 		for _, p := range cfg.Pools {
 			b = append(b, p.Name+"="+p.Local.Mode)
 		}
 		return strings.Join(b, " ")
 	}
-	cfg, err := pools.ParseConfig("p.yaml", []byte(file))
+	cfg, err := poolsfile.ParseConfig("p.yaml", []byte(file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,12 +40,12 @@ func TestLocalPoolMode(t *testing.T) {
 		inProcess, tls bool
 		why            string
 	}{{true, false, "--nats-listen none"}, {false, true, "TLS on NATS"}} {
-		cfg, _ := pools.ParseConfig("p.yaml", []byte(file))
+		cfg, _ := poolsfile.ParseConfig("p.yaml", []byte(file))
 		err := setLocalPoolMode(cfg, c.inProcess, c.tls, log)
 		if err == nil || !strings.Contains(err.Error(), "local pools procs ask for agent processes") || !strings.Contains(err.Error(), c.why) {
 			t.Errorf("%s: %v", c.why, err)
 		}
-		cfg, _ = pools.ParseConfig("p.yaml", []byte(strings.Replace(file, "{mode: process}", "{mode: inprocess}", 1)))
+		cfg, _ = poolsfile.ParseConfig("p.yaml", []byte(strings.Replace(file, "{mode: process}", "{mode: inprocess}", 1)))
 		if err := setLocalPoolMode(cfg, c.inProcess, c.tls, log); err != nil || modes(cfg) != "boxes= inside=inprocess plain=inprocess procs=inprocess" {
 			t.Errorf("%s: %v, modes %s", c.why, err, modes(cfg))
 		}

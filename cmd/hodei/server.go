@@ -16,7 +16,8 @@ import (
 	"github.com/hodei-ci/hodei/internal/pki"
 	"github.com/hodei-ci/hodei/internal/server"
 	"github.com/hodei-ci/hodei/internal/store/postgres"
-	pools "github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 func serverCmd(args []string) int {
@@ -33,7 +34,7 @@ Example:
 	httpAddr := fs.String("http", "127.0.0.1:8080", `address of the HTTP API ("" for none)`)
 	natsURL := fs.String("nats", "", "URL of an external NATS server (default: run one embedded)")
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", `address where the embedded NATS accepts agents ("none": local workers only)`)
-	workers := fs.Int("workers", 2, "number of agents running inside the server (0 for none)")
+	localWorkers := fs.Int("workers", 2, "number of agents running inside the server (0 for none)")
 	noCgroups := fs.Bool("no-cgroups", false, "run the attempts of local workers without a cgroup each (no cpu/memory limits, no usage)")
 	unsafeShared := fs.Bool("unsafe-shared-user", false, "run the steps of local workers as the server's own user, without isolation: any job can then read and write the data directory (for machines that cannot isolate steps; see docs/security.md)")
 	ttl := fs.Duration("worker-ttl", 5*time.Second, "how long a worker may stay silent before its jobs go back to the queue")
@@ -60,7 +61,7 @@ Example:
 	if *storeFlag != "" && *storeFlag != "sqlite" && !postgres.IsURL(*storeFlag) {
 		return usageError(fs, "--store %q: want sqlite or a postgres:// URL", *storeFlag)
 	}
-	if *workers < 0 || *ttl <= 0 {
+	if *localWorkers < 0 || *ttl <= 0 {
 		return usageError(fs, "--workers must be 0 or more, and --worker-ttl positive")
 	}
 	if *drain < 0 {
@@ -93,7 +94,7 @@ Example:
 	if err != nil {
 		return usageError(fs, "%v", err)
 	}
-	var scaler pools.Scaler
+	var scaler workers.Scaler
 	switch *autoscaleMode {
 	case "reactive", "predictive":
 		if *asQuantile <= 0 || *asQuantile > 1 {
@@ -112,9 +113,9 @@ Example:
 			return usageError(fs, "--agent-ca-dir: %v", err)
 		}
 	}
-	var poolCfg *pools.Config
+	var poolCfg *poolsfile.Config
 	if *poolsFile != "" {
-		if poolCfg, err = pools.LoadConfig(*poolsFile); err != nil {
+		if poolCfg, err = poolsfile.LoadConfig(*poolsFile); err != nil {
 			fmt.Fprintf(os.Stderr, "hodei server: --pools: %v\n", err)
 			return exitUsage
 		}
@@ -138,7 +139,7 @@ Example:
 		NATSURL:          *natsURL,
 		NATSListen:       *natsListen,
 		HTTPAddr:         *httpAddr,
-		LocalWorkers:     *workers,
+		LocalWorkers:     *localWorkers,
 		WorkerTTL:        *ttl,
 		DrainTimeout:     *drain,
 		InfraRetries:     infraRetries,
@@ -150,6 +151,7 @@ Example:
 		NATSTLS:          tlsOpts.nats,
 		NATSClientTLS:    tlsOpts.natsClient,
 		Pools:            poolCfg,
+		Providers:        providers(),
 		Scaler:           scaler,
 		AgentCA:          agentCA,
 		Limits:           limits,
@@ -164,7 +166,7 @@ Example:
 	if postgres.IsURL(*storeFlag) {
 		storeKind = "postgres" // not the URL: it may hold a password
 	}
-	attrs := []any{"data_dir", *dataDir, "store", storeKind, "local_workers", *workers}
+	attrs := []any{"data_dir", *dataDir, "store", storeKind, "local_workers", *localWorkers}
 	if a := srv.HTTPAddr(); a != "" {
 		scheme := "http://"
 		if tlsOpts.http != nil {
@@ -188,7 +190,7 @@ Example:
 // without a certificate), or inprocess when the NATS accepts no TCP
 // connection or requires TLS. There, a pool that asks for processes is an
 // error.
-func setLocalPoolMode(cfg *pools.Config, inProcessNATS, natsTLS bool, log *slog.Logger) error {
+func setLocalPoolMode(cfg *poolsfile.Config, inProcessNATS, natsTLS bool, log *slog.Logger) error {
 	why := ""
 	switch {
 	case inProcessNATS:
@@ -197,12 +199,12 @@ func setLocalPoolMode(cfg *pools.Config, inProcessNATS, natsTLS bool, log *slog.
 		why = "TLS on NATS and no --agent-ca-dir to issue agent certificates"
 	}
 	if why == "" {
-		cfg.SetLocalMode(pools.LocalModeProcess)
+		cfg.SetLocalMode(poolsfile.LocalModeProcess)
 		return nil
 	}
-	if bad := cfg.SetLocalMode(pools.LocalModeInProcess); len(bad) > 0 {
+	if bad := cfg.SetLocalMode(poolsfile.LocalModeInProcess); len(bad) > 0 {
 		return fmt.Errorf("local pools %s ask for agent processes (local.mode: %s), impossible with %s: use local.mode: %s",
-			strings.Join(bad, ", "), pools.LocalModeProcess, why, pools.LocalModeInProcess)
+			strings.Join(bad, ", "), poolsfile.LocalModeProcess, why, poolsfile.LocalModeInProcess)
 	}
 	for _, p := range cfg.Pools {
 		if p.Provider == "local" {

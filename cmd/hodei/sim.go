@@ -13,7 +13,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/autoscale"
 	"github.com/hodei-ci/hodei/internal/scheduler"
 	"github.com/hodei-ci/hodei/internal/sim"
-	poolcfg "github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 func simCmd(args []string) int {
@@ -173,7 +173,7 @@ Examples:
 		if *churn > 0 {
 			return usageError(fs, "--churn does not go with --pools")
 		}
-		cfg, err := poolcfg.LoadConfig(*poolsFile)
+		cfg, err := poolsfile.LoadConfig(*poolsFile)
 		if err != nil {
 			return fail("sim", err)
 		}

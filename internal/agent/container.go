@@ -18,7 +18,7 @@ import (
 // job's cpu and memory as limits and no network unless the job asks for
 // one; each step is an exec of `sh -e -c` in it. The container is removed
 // when the attempt ends, however it ends; if the agent dies first, the
-// container stops by itself (see containers.Docker.StartJob), and the next
+// container stops by itself (see dockerengine.Docker.StartJob), and the next
 // start of the agent removes whatever carries its label.
 func (a *Agent) runContainerSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobSpec, ws string, hodeiEnv map[string]string, b *batcher, masks *mask.Set, log *slog.Logger) (string, int, string) {
 	if a.cfg.Containers == nil {

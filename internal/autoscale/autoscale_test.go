@@ -6,16 +6,17 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 var t0 = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func poolCfg(min, max int, startup time.Duration) workers.PoolConfig {
-	return workers.PoolConfig{Name: "p", Provider: "local", Min: min, Max: max, IdleTimeout: 10 * time.Minute,
-		StartupDelay: startup, CostPerHour: 2, Shape: workers.Shape{CPUMilli: 1000, Memory: 1 << 30}}
+func poolCfg(min, max int, startup time.Duration) poolsfile.PoolConfig {
+	return poolsfile.PoolConfig{Name: "p", Provider: "local", Min: min, Max: max, IdleTimeout: 10 * time.Minute,
+		StartupDelay: startup, CostPerHour: 2, Shape: poolsfile.Shape{CPUMilli: 1000, Memory: 1 << 30}}
 }
 
-func snap(now time.Time, cfg workers.PoolConfig, ws []workers.WorkerSnapshot, queued int) workers.Snapshot {
+func snap(now time.Time, cfg poolsfile.PoolConfig, ws []workers.WorkerSnapshot, queued int) workers.Snapshot {
 	s := workers.Snapshot{Now: now, Pools: []workers.PoolSnapshot{{Config: cfg, Workers: ws, Healthy: true, CanCreate: -1}}}
 	if queued > 0 {
 		s.Demand = []workers.Demand{{CPUMilli: 1000, Memory: 1 << 20, Jobs: queued}}
@@ -46,7 +47,7 @@ func TestDecideTable(t *testing.T) {
 	now := t0.Add(time.Hour)
 	cases := []struct {
 		name      string
-		cfg       workers.PoolConfig
+		cfg       poolsfile.PoolConfig
 		ws        []workers.WorkerSnapshot
 		queued    int
 		create    int
@@ -75,7 +76,7 @@ func TestDecideTable(t *testing.T) {
 // train runs a scaler over days of a demand that is 1 worker until 09:00
 // and 6 from 09:00 to 17:00, one decision a minute, applying no action:
 // the snapshots carry exactly the demanded busy workers.
-func train(s *Scaler, cfg workers.PoolConfig, d time.Duration) time.Time {
+func train(s *Scaler, cfg poolsfile.PoolConfig, d time.Duration) time.Time {
 	now := t0
 	for ; now.Before(t0.Add(d)); now = now.Add(time.Minute) {
 		s.Decide(snap(now, cfg, busyN(dayDemand(now), now), 0))

@@ -1,11 +1,13 @@
-// Package containers runs the containers of Hodei: the container of a job
-// that names an image (one per attempt, its steps run in it with exec), and
-// the worker containers of the docker provider (see internal/workers). It is
-// the only package that talks to the Docker Engine API.
+// Package containers is what Hodei asks of a container engine: the
+// container of a job that names an image (one per attempt, its steps run in
+// it with exec), behind the small Runtime interface, and the labels Hodei
+// puts on its containers. The engine's client lives in dockerengine, the
+// only package that talks to the Docker Engine API, so that code that only
+// needs the interface links no engine client.
 //
-// The agent uses it through the small Runtime interface, so that an agent
-// without Docker still works (it refuses jobs with an image, and the
-// scheduler does not send them: it lacks the "docker" label).
+// The agent uses Runtime, so that an agent without Docker still works (it
+// refuses jobs with an image, and the scheduler does not send them: it
+// lacks the "docker" label).
 package containers
 
 import (

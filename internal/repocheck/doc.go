@@ -6,5 +6,6 @@
 // names an absolute path outside the repository other than system ones; and
 // that docs/architecture.md describes the code that runs: a row and a
 // package doc for every package, and a job's path through functions that
-// exist.
+// exist; and that the packages which only plan (simulator, autoscaler, API)
+// link no engine client (client-go, Docker).
 package repocheck

@@ -14,11 +14,12 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/autoscale"
 	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 func busySnap(now time.Time, n int) workers.Snapshot {
-	cfg := workers.PoolConfig{Name: "p", Provider: "local", Max: 20, IdleTimeout: 10 * time.Minute,
-		StartupDelay: 10 * time.Minute, CostPerHour: 2, Shape: workers.Shape{CPUMilli: 1000, Memory: 1 << 30}}
+	cfg := poolsfile.PoolConfig{Name: "p", Provider: "local", Max: 20, IdleTimeout: 10 * time.Minute,
+		StartupDelay: 10 * time.Minute, CostPerHour: 2, Shape: poolsfile.Shape{CPUMilli: 1000, Memory: 1 << 30}}
 	ws := make([]workers.WorkerSnapshot, n)
 	for i := range ws {
 		ws[i] = workers.WorkerSnapshot{ID: string(rune('a' + i)), State: workers.WorkerBusy, Jobs: 1, CreatedAt: now}

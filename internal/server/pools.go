@@ -10,6 +10,7 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/autoscale"
 	"github.com/hodei-ci/hodei/internal/containers"
+	"github.com/hodei-ci/hodei/internal/containers/dockerengine"
 	"github.com/hodei-ci/hodei/internal/pki"
 	"github.com/hodei-ci/hodei/internal/workers"
 )
@@ -20,7 +21,7 @@ func (s *Server) detectContainers() {
 	if s.opts.Docker == "off" {
 		return
 	}
-	d, err := containers.Detect(context.Background(), 3*time.Second)
+	d, err := dockerengine.Detect(context.Background(), 3*time.Second)
 	if err != nil {
 		s.log.Debug("no docker engine: local workers refuse jobs with an image", "err", err)
 		return
@@ -55,7 +56,8 @@ func (s *Server) startPools() error {
 		scaler = s.scaler
 	}
 	m, err := workers.NewManager(workers.ManagerConfig{
-		Pools: s.opts.Pools,
+		Pools:    s.opts.Pools,
+		Registry: s.opts.Providers,
 		Env: workers.ProviderEnv{
 			NATSURL:           s.NATSURL,
 			Connect:           s.agentConn,

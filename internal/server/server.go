@@ -28,7 +28,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/agent"
 	"github.com/hodei-ci/hodei/internal/api"
 	"github.com/hodei-ci/hodei/internal/bus"
-	"github.com/hodei-ci/hodei/internal/containers"
+	"github.com/hodei-ci/hodei/internal/containers/dockerengine"
 	"github.com/hodei-ci/hodei/internal/hub"
 	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/pipeline"
@@ -38,6 +38,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/store/postgres"
 	"github.com/hodei-ci/hodei/internal/store/sqlite"
 	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 // Options configure a server.
@@ -96,8 +97,11 @@ type Options struct {
 	// internal/workers); Scaler replaces its default decisions and
 	// PoolInterval its period (1s). An *autoscale.Scaler keeps its demand
 	// history in DataDir/autoscale.json across restarts and exports its
-	// cost accounts as metrics.
-	Pools        *workers.Config
+	// cost accounts as metrics. Providers makes the workers of the pools
+	// (required with Pools): `hodei server` registers local, docker and
+	// kubernetes.
+	Pools        *poolsfile.Config
+	Providers    *workers.Registry
 	Scaler       workers.Scaler
 	PoolInterval time.Duration
 	// AgentCA signs a certificate for each agent the worker manager starts,
@@ -152,7 +156,7 @@ type Server struct {
 	// Workers is the worker manager of the pools (nil without pools).
 	Workers *workers.Manager
 	scaler  *savedScaler // nil unless Options.Scaler is an *autoscale.Scaler
-	docker  *containers.Docker
+	docker  *dockerengine.Docker
 }
 
 // Start brings a server up and returns when it is ready. It takes its ports

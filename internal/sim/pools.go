@@ -10,6 +10,7 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/autoscale"
 	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 // Autoscale modes of a simulation with pools.
@@ -22,7 +23,7 @@ const (
 // PoolOptions replace a workload's fleet by pools of workers that a scaler
 // starts and stops (`hodei sim --pools FILE --autoscale MODE`).
 type PoolOptions struct {
-	Config *workers.Config
+	Config *poolsfile.Config
 	Mode   string
 	// Period is the virtual time between two scaler decisions (default
 	// 30 s).

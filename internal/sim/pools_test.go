@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/scheduler"
-	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 const tinyPools = `
@@ -27,7 +27,7 @@ pools:
 // minute to start.
 func runPools(t *testing.T, mode string) (*Result, *Sim) {
 	t.Helper()
-	cfg, err := workers.ParseConfig("pools.yaml", []byte(tinyPools))
+	cfg, err := poolsfile.ParseConfig("pools.yaml", []byte(tinyPools))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestPoolsEphemeralWorkerExits(t *testing.T) {
 		if ephemeral {
 			y += "    ephemeral: true\n"
 		}
-		cfg, err := workers.ParseConfig("pools.yaml", []byte(y))
+		cfg, err := poolsfile.ParseConfig("pools.yaml", []byte(y))
 		if err != nil {
 			t.Fatal(err)
 		}

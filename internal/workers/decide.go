@@ -2,6 +2,7 @@ package workers
 
 import (
 	"fmt"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 	"slices"
 	"sort"
 	"time"
@@ -44,7 +45,7 @@ type Snapshot struct {
 // PoolSnapshot is one pool: its configuration, the workers the Manager owns
 // in it, and what its provider allows.
 type PoolSnapshot struct {
-	Config PoolConfig
+	Config poolsfile.PoolConfig
 	// Labels are the labels its workers will have (the shape's and those
 	// every agent has).
 	Labels  []string

@@ -2,6 +2,7 @@ package workers
 
 import (
 	"fmt"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 	"slices"
 	"strings"
 	"testing"
@@ -12,7 +13,7 @@ var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 
 func pool(name string, min, max int, cost float64, cpu int64, labels ...string) PoolSnapshot {
 	return PoolSnapshot{
-		Config:    PoolConfig{Name: name, Min: min, Max: max, CostPerHour: cost, IdleTimeout: time.Minute, Shape: Shape{CPUMilli: cpu, Memory: 4 << 30, Labels: labels}},
+		Config:    poolsfile.PoolConfig{Name: name, Min: min, Max: max, CostPerHour: cost, IdleTimeout: time.Minute, Shape: poolsfile.Shape{CPUMilli: cpu, Memory: 4 << 30, Labels: labels}},
 		Labels:    append(slices.Clone(labels), "linux"),
 		Healthy:   true,
 		CanCreate: -1,

@@ -17,12 +17,13 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 // ManagerConfig wires a Manager.
 type ManagerConfig struct {
-	Pools    *Config
-	Registry *Registry // DefaultRegistry() if nil
+	Pools    *poolsfile.Config
+	Registry *Registry // the providers the pools may name (required)
 	Env      ProviderEnv
 	// View is the orchestrator's live view (workers, demand).
 	View func() *orchestrator.View
@@ -99,7 +100,7 @@ type Manager struct {
 }
 
 type managedPool struct {
-	cfg      PoolConfig
+	cfg      poolsfile.PoolConfig
 	p        *Guarded
 	labels   []string
 	capacity int // last known, -1 unknown
@@ -160,7 +161,7 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 		return nil, errors.New("worker manager: no orchestrator view")
 	}
 	if cfg.Registry == nil {
-		cfg.Registry = DefaultRegistry()
+		return nil, errors.New("worker manager: no provider registry")
 	}
 	if cfg.Scaler == nil {
 		cfg.Scaler = Reactive{}

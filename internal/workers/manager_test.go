@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/orchestrator"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 // listerFake is a provider whose workers outlive the manager (a Lister),
@@ -94,12 +95,12 @@ func (v *viewFake) set(workers []orchestrator.WorkerView, demand []orchestrator.
 	v.v.Store(&orchestrator.View{At: time.Now(), Workers: workers, Demand: demand})
 }
 
-func startFakeManager(t *testing.T, pool PoolConfig, p Provider, view *viewFake) (*Manager, context.CancelFunc) {
+func startFakeManager(t *testing.T, pool poolsfile.PoolConfig, p Provider, view *viewFake) (*Manager, context.CancelFunc) {
 	t.Helper()
 	reg := NewRegistry()
-	reg.Register("fake", func(PoolConfig, ProviderEnv) (Provider, error) { return p, nil })
+	reg.Register("fake", func(poolsfile.PoolConfig, ProviderEnv) (Provider, error) { return p, nil })
 	m, err := NewManager(ManagerConfig{
-		Pools: &Config{Pools: []PoolConfig{pool}}, Registry: reg, View: view.v.Load,
+		Pools: &poolsfile.Config{Pools: []poolsfile.PoolConfig{pool}}, Registry: reg, View: view.v.Load,
 		Interval: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -131,9 +132,9 @@ func listed(id string, phase Phase, age time.Duration) ListedWorker {
 	return ListedWorker{Ref: WorkerRef{ID: id, Pool: "p"}, Status: WorkerStatus{ID: id, Phase: phase}, CreatedAt: time.Now().Add(-age)}
 }
 
-func fakePool(min, max int) PoolConfig {
-	return PoolConfig{Name: "p", Provider: "fake", Min: min, Max: max, IdleTimeout: 50 * time.Millisecond,
-		Shape: Shape{CPUMilli: 1000, Memory: 1 << 30}}
+func fakePool(min, max int) poolsfile.PoolConfig {
+	return poolsfile.PoolConfig{Name: "p", Provider: "fake", Min: min, Max: max, IdleTimeout: 50 * time.Millisecond,
+		Shape: poolsfile.Shape{CPUMilli: 1000, Memory: 1 << 30}}
 }
 
 // TestManagerAdoptsListedWorkers: the workers a previous run left are
@@ -264,11 +265,11 @@ func TestManagerCloseRacesRun(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		reg := NewRegistry()
 		f := newListerFake()
-		reg.Register("fake", func(PoolConfig, ProviderEnv) (Provider, error) { return f, nil })
+		reg.Register("fake", func(poolsfile.PoolConfig, ProviderEnv) (Provider, error) { return f, nil })
 		view := &viewFake{}
 		view.set(nil, nil)
 		m, err := NewManager(ManagerConfig{
-			Pools: &Config{Pools: []PoolConfig{fakePool(0, 1)}}, Registry: reg, View: view.v.Load,
+			Pools: &poolsfile.Config{Pools: []poolsfile.PoolConfig{fakePool(0, 1)}}, Registry: reg, View: view.v.Load,
 			Interval: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
 		})
 		if err != nil {

@@ -1,13 +1,20 @@
 // Package workers provisions the fleet: providers create and remove workers
-// (an agent in this process, a Docker container running `hodei agent`, a
-// Kubernetes pod), pools say how many of which shape to keep, and
-// the Manager keeps each pool between its min and max, starts workers for
-// queued jobs that fit no running one, and drains and removes idle ones.
+// (an agent in this process or a `hodei agent` process, a Docker container
+// running `hodei agent`, a Kubernetes pod), pools say how many of which
+// shape to keep, and the Manager keeps each pool between its min and max,
+// starts workers for queued jobs that fit no running one, and drains and
+// removes idle ones.
 //
 // The decision of what to create and what to remove is a pure function
 // (Scaler.Decide over a Snapshot): the Manager gathers the snapshot and
 // applies the actions, through providers wrapped in Guard (timeouts,
 // retries of transient errors, circuit breaker).
+//
+// This package holds the contract (Provider) and what plans and applies;
+// the providers are packages of their own (local, docker, kubernetes),
+// registered in a Registry by the binary (cmd/hodei), and the pools file is
+// read by poolsfile. Code that only plans (the simulator, the autoscaler,
+// the API) thus links none of the engines' clients.
 package workers
 
 import (
@@ -23,6 +30,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/hodei-ci/hodei/internal/containers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 // Provider creates and removes the workers of one pool.
@@ -209,9 +217,13 @@ type AgentCert struct {
 }
 
 // Factory makes the provider of one pool.
-type Factory func(pool PoolConfig, env ProviderEnv) (Provider, error)
+type Factory func(pool poolsfile.PoolConfig, env ProviderEnv) (Provider, error)
 
 // Registry maps provider names (the `provider:` of a pool) to factories.
+// Each provider lives in its own package (local, docker, kubernetes under
+// internal/workers) and is registered by the binary that wants it
+// (cmd/hodei registers them all), so that code which only plans links none
+// of the engines' clients.
 type Registry struct {
 	mu sync.Mutex
 	m  map[string]Factory
@@ -219,16 +231,6 @@ type Registry struct {
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry { return &Registry{m: map[string]Factory{}} }
-
-// DefaultRegistry holds the providers built into Hodei, registered here
-// explicitly: local, docker and kubernetes.
-func DefaultRegistry() *Registry {
-	r := NewRegistry()
-	r.Register("local", NewLocal)
-	r.Register("docker", NewDockerProvider)
-	r.Register("kubernetes", NewKubernetesProvider)
-	return r
-}
 
 // Register adds a provider; registering a name twice panics (a programming
 // error).
@@ -254,7 +256,7 @@ func (r *Registry) Names() []string {
 }
 
 // New makes the provider of a pool.
-func (r *Registry) New(pool PoolConfig, env ProviderEnv) (Provider, error) {
+func (r *Registry) New(pool poolsfile.PoolConfig, env ProviderEnv) (Provider, error) {
 	r.mu.Lock()
 	f := r.m[pool.Provider]
 	r.mu.Unlock()
@@ -268,8 +270,9 @@ func (r *Registry) New(pool PoolConfig, env ProviderEnv) (Provider, error) {
 	return p, nil
 }
 
-// emit sends an event without blocking.
-func emit(ch chan Event, e Event) {
+// Emit sends an event on a provider's events channel without blocking
+// (see Provider.Events), stamped with the time if it has none.
+func Emit(ch chan Event, e Event) {
 	if e.At.IsZero() {
 		e.At = time.Now()
 	}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hodei-ci/hodei/internal/containers"
+	"github.com/hodei-ci/hodei/internal/containers/dockerengine"
 )
 
 // Image is the image tests run: busybox imported by scripts/test
@@ -27,13 +27,13 @@ func Image() string {
 }
 
 // Docker returns a client of the test engine, or fails the test.
-func Docker(t testing.TB) *containers.Docker {
+func Docker(t testing.TB) *dockerengine.Docker {
 	t.Helper()
 	if os.Getenv("DOCKER_HOST") == "" {
 		t.Fatal("DOCKER_HOST is not set: the docker tests need the engine that scripts/test starts " +
 			"(run ./scripts/test, or start dockerd as it does and export DOCKER_HOST)")
 	}
-	d, err := containers.NewDocker("")
+	d, err := dockerengine.NewDocker("")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 //go:build kubernetes
 
-package workers_test
+package kubernetes_test
 
 import (
 	"fmt"
@@ -14,7 +14,8 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/server"
 	"github.com/hodei-ci/hodei/internal/state"
-	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/kubernetes"
+	"github.com/hodei-ci/hodei/internal/workers/workerstest"
 )
 
 // kubeletTest is a namespace whose pods the test binds to the node of the
@@ -66,7 +67,7 @@ func TestKubernetesKubeletRunsAgent(t *testing.T) {
 	e := kubeletTest(t)
 	s := startServer(t, e.kubeletPool("pods"), 0, func(o *server.Options) { o.NATSListen = "" })
 	start := time.Now()
-	run := submit(t, s, `name: in-a-pod
+	run := workerstest.Submit(t, s, `name: in-a-pod
 jobs:
   hello:
     runs-on: {labels: [pods], cpu: 500m, memory: 128Mi}
@@ -75,7 +76,7 @@ jobs:
       - run: 'test -x /opt/hodei/hodei && if touch /opt/hodei/x 2>/dev/null; then echo "agent volume writable"; else echo "read-only agent volume"; fi'
 `)
 	var pod corev1.Pod
-	waitFor(t, 60*time.Second, "a worker pod running on the node", func() bool {
+	workerstest.WaitFor(t, 60*time.Second, "a worker pod running on the node", func() bool {
 		pods, err := e.admin.CoreV1().Pods(e.ns).List(t.Context(), metav1.ListOptions{})
 		if err != nil || len(pods.Items) == 0 {
 			return false
@@ -86,25 +87,25 @@ jobs:
 	if pod.Spec.NodeName != e.node || !pod.Spec.HostNetwork {
 		t.Errorf("pod %s: node %q, host network %v", pod.Name, pod.Spec.NodeName, pod.Spec.HostNetwork)
 	}
-	r, jobs := waitRun(t, s, run.ID, 120*time.Second)
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 120*time.Second)
 	if r.State != state.RunSucceeded {
 		t.Fatalf("run %s: %+v", r.State, jobs["hello"])
 	}
 	t.Logf("submit to run succeeded in a new pod: %s", time.Since(start).Round(time.Millisecond))
 	worker := jobs["hello"].WorkerID
-	out := logsOf(t, s, jobs["hello"].ID)
+	out := workerstest.LogsOf(t, s, jobs["hello"].ID)
 	for _, want := range []string{"hello from " + worker + " as 65532", "read-only agent volume"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	if w := pod.Annotations[workers.KubeLabelWorker]; w != worker {
+	if w := pod.Annotations[kubernetes.KubeLabelWorker]; w != worker {
 		t.Errorf("the job ran on worker %s, the pod is worker %s's", worker, w)
 	}
 	ended := time.Now()
-	waitFor(t, 60*time.Second, "the ephemeral worker's pod to be deleted", func() bool {
+	workerstest.WaitFor(t, 60*time.Second, "the ephemeral worker's pod to be deleted", func() bool {
 		pods, err := e.admin.CoreV1().Pods(e.ns).List(t.Context(), metav1.ListOptions{})
-		return err == nil && len(pods.Items) == 0 && poolStatus(s, "pods").Size == 0
+		return err == nil && len(pods.Items) == 0 && workerstest.PoolStatus(s, "pods").Size == 0
 	})
 	t.Logf("run end to pod deleted: %s", time.Since(ended).Round(time.Millisecond))
 }
@@ -115,34 +116,34 @@ jobs:
 // joins with it and runs a job; the Secret goes with the worker.
 func TestKubernetesKubeletAgentOverMutualTLS(t *testing.T) {
 	e := kubeletTest(t)
-	ca, natsTLS := mutualTLS(t)
+	ca, natsTLS := workerstest.MutualTLS(t)
 	s := startServer(t, e.kubeletPool("tlspods"), 0, func(o *server.Options) {
 		o.NATSListen, o.NATSTLS, o.AgentCA = "", natsTLS, ca
 	})
-	run := submit(t, s, `name: tls-pod
+	run := workerstest.Submit(t, s, `name: tls-pod
 jobs:
   hello:
     runs-on: {labels: [tlspods], cpu: 500m, memory: 128Mi}
     steps: [{run: 'echo "hello from $HODEI_WORKER"; ls /etc/hodei-tls'}]
 `)
-	r, jobs := waitRun(t, s, run.ID, 120*time.Second)
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 120*time.Second)
 	if r.State != state.RunSucceeded {
 		t.Fatalf("run %s: %+v", r.State, jobs["hello"])
 	}
 	worker := jobs["hello"].WorkerID
-	out := logsOf(t, s, jobs["hello"].ID)
+	out := workerstest.LogsOf(t, s, jobs["hello"].ID)
 	for _, want := range []string{"hello from " + worker, "tls.crt", "tls.key", "ca.crt"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	waitFor(t, 60*time.Second, "the worker's pod and Secret to be deleted", func() bool {
+	workerstest.WaitFor(t, 60*time.Second, "the worker's pod and Secret to be deleted", func() bool {
 		pods, err := e.admin.CoreV1().Pods(e.ns).List(t.Context(), metav1.ListOptions{})
 		secs, serr := e.admin.CoreV1().Secrets(e.ns).List(t.Context(), metav1.ListOptions{})
 		n := 0
 		if serr == nil {
 			for _, sec := range secs.Items {
-				if sec.Name == workers.TLSSecretName(worker) {
+				if sec.Name == kubernetes.TLSSecretName(worker) {
 					n++
 				}
 			}

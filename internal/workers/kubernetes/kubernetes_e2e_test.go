@@ -1,6 +1,6 @@
 //go:build kubernetes
 
-package workers_test
+package kubernetes_test
 
 import (
 	"bytes"
@@ -30,7 +30,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
+	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -40,13 +40,16 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/kubernetes"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
+	"github.com/hodei-ci/hodei/internal/workers/workerstest"
 )
 
 // kubeEnv is a namespace of the test API server, with the RBAC of
 // deploy/kubernetes/rbac.yaml applied in it, and a kubeconfig whose user is
 // the ServiceAccount that RBAC binds (a token from the TokenRequest API).
 type kubeEnv struct {
-	admin      kubernetes.Interface
+	admin      k8s.Interface
 	adminCfg   *rest.Config
 	restricted *rest.Config
 	kubeconfig string // of the restricted user
@@ -80,7 +83,7 @@ func kubeEnvOn(t *testing.T, node, podSecurity string) *kubeEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := kubernetes.NewForConfig(cfg)
+	admin, err := k8s.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +91,7 @@ func kubeEnvOn(t *testing.T, node, podSecurity string) *kubeEnv {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	e := &kubeEnv{admin: admin, adminCfg: cfg, ns: "hodei-test-" + hex.EncodeToString(b[:]), node: node}
-	waitFor(t, 60*time.Second, "the node "+node+" to be Ready (are kwok and the kubelet running?)", func() bool {
+	workerstest.WaitFor(t, 60*time.Second, "the node "+node+" to be Ready (are kwok and the kubelet running?)", func() bool {
 		n, err := admin.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 		if err != nil {
 			return false
@@ -154,7 +157,7 @@ func kubeEnvOn(t *testing.T, node, podSecurity string) *kubeEnv {
 // namespace, unchanged but for the namespace.
 func (e *kubeEnv) applyRBAC(t *testing.T) {
 	t.Helper()
-	data, err := os.ReadFile("../../deploy/kubernetes/rbac.yaml")
+	data, err := os.ReadFile("../../../deploy/kubernetes/rbac.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,16 +294,16 @@ func (e *kubeEnv) podPhases(t *testing.T, selector string) map[string]corev1.Pod
 	}
 	out := map[string]corev1.PodPhase{}
 	for _, p := range pods.Items {
-		out[p.Annotations[workers.KubeLabelWorker]] = p.Status.Phase
+		out[p.Annotations[kubernetes.KubeLabelWorker]] = p.Status.Phase
 	}
 	return out
 }
 
-func kubePool(e *kubeEnv, name string) workers.PoolConfig {
-	return workers.PoolConfig{
+func kubePool(e *kubeEnv, name string) poolsfile.PoolConfig {
+	return poolsfile.PoolConfig{
 		Name: name, Provider: "kubernetes", Max: 4, Ephemeral: true,
-		Shape: workers.Shape{CPUMilli: 500, Memory: 256 << 20, Labels: []string{"linux"}},
-		Kubernetes: workers.KubernetesOptions{
+		Shape: poolsfile.Shape{CPUMilli: 500, Memory: 256 << 20, Labels: []string{"linux"}},
+		Kubernetes: poolsfile.KubernetesOptions{
 			Namespace: e.ns, Image: "busybox:1.36", AgentImage: "hodei:test", Kubeconfig: e.kubeconfig,
 		},
 	}
@@ -334,13 +337,13 @@ func kubeEnvFor(owner string, log *logSink) workers.ProviderEnv {
 
 // newKube makes a provider through the registry, from the pool's kubeconfig
 // (the restricted user), as the server does.
-func newKube(t *testing.T, pool workers.PoolConfig, env workers.ProviderEnv) *workers.Kubernetes {
+func newKube(t *testing.T, pool poolsfile.PoolConfig, env workers.ProviderEnv) *kubernetes.Provider {
 	t.Helper()
-	p, err := workers.DefaultRegistry().New(pool, env)
+	p, err := providers().New(pool, env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := p.(*workers.Kubernetes)
+	k := p.(*kubernetes.Provider)
 	t.Cleanup(k.Close)
 	return k
 }
@@ -365,7 +368,7 @@ func waitEvent(t *testing.T, ch <-chan workers.Event, kind workers.EventKind, id
 // more.
 func TestKubernetesRBACIsMinimal(t *testing.T) {
 	e := kubeTest(t)
-	cs, err := kubernetes.NewForConfig(e.restricted)
+	cs, err := k8s.NewForConfig(e.restricted)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,7 +422,7 @@ func TestKubernetesWorkerPod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := workers.PodName(spec.ID)
+	name := kubernetes.PodName(spec.ID)
 	if ref.ID != spec.ID || ref.Provider != "kubernetes" || ref.Handle != e.ns+"/"+name {
 		t.Errorf("ref %+v", ref)
 	}
@@ -492,7 +495,7 @@ func TestKubernetesWorkerPod(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEvent(t, k.Events(), workers.EventGone, spec.ID, 5*time.Second)
-	waitFor(t, 30*time.Second, "the deleted pod to be removed", func() bool {
+	workerstest.WaitFor(t, 30*time.Second, "the deleted pod to be removed", func() bool {
 		_, err := e.admin.CoreV1().Pods(e.ns).Get(ctx, name, metav1.GetOptions{})
 		return apierrors.IsNotFound(err)
 	})
@@ -521,12 +524,12 @@ func checkWorkerPod(t *testing.T, pod *corev1.Pod, ns string, spec workers.Worke
 	if pod.Namespace != ns {
 		errorf("namespace %s", pod.Namespace)
 	}
-	if pod.Labels[workers.KubeLabelPool] != spec.Pool || pod.Labels[workers.KubeLabelWorker] != spec.ID ||
-		pod.Labels[workers.KubeLabelOwner] == "" || pod.Labels["app.kubernetes.io/managed-by"] != "hodei" {
+	if pod.Labels[kubernetes.KubeLabelPool] != spec.Pool || pod.Labels[kubernetes.KubeLabelWorker] != spec.ID ||
+		pod.Labels[kubernetes.KubeLabelOwner] == "" || pod.Labels["app.kubernetes.io/managed-by"] != "hodei" {
 		errorf("labels %v", pod.Labels)
 	}
-	if pod.Annotations[workers.KubeLabelPool] != spec.Pool || pod.Annotations[workers.KubeLabelWorker] != spec.ID ||
-		pod.Annotations[workers.KubeLabelOwner] != "srv1."+spec.Pool {
+	if pod.Annotations[kubernetes.KubeLabelPool] != spec.Pool || pod.Annotations[kubernetes.KubeLabelWorker] != spec.ID ||
+		pod.Annotations[kubernetes.KubeLabelOwner] != "srv1."+spec.Pool {
 		errorf("annotations %v", pod.Annotations)
 	}
 	ps := pod.Spec
@@ -626,14 +629,14 @@ func TestKubernetesAutomountAndServiceAccount(t *testing.T) {
 	if _, err := k.Create(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
-	pod, err := e.admin.CoreV1().Pods(e.ns).Get(ctx, workers.PodName(spec.ID), metav1.GetOptions{})
+	pod, err := e.admin.CoreV1().Pods(e.ns).Get(ctx, kubernetes.PodName(spec.ID), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if pod.Spec.ServiceAccountName != "hodei-worker" || pod.Spec.AutomountServiceAccountToken == nil || !*pod.Spec.AutomountServiceAccountToken {
 		t.Errorf("service account %q automount %v", pod.Spec.ServiceAccountName, pod.Spec.AutomountServiceAccountToken)
 	}
-	if pod.Annotations[workers.KubeLabelWorker] != spec.ID || pod.Labels[workers.KubeLabelWorker] == spec.ID {
+	if pod.Annotations[kubernetes.KubeLabelWorker] != spec.ID || pod.Labels[kubernetes.KubeLabelWorker] == spec.ID {
 		t.Errorf("a worker id that is no label value: labels %v annotations %v", pod.Labels, pod.Annotations)
 	}
 	if g := pod.Spec.Containers[0].Resources.Limits["nvidia.com/gpu"]; g.Value() != 1 {
@@ -671,7 +674,7 @@ func TestKubernetesListAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// One of them runs (on the kwok node) before the restart.
-	pod1, err := e.admin.CoreV1().Pods(e.ns).Get(ctx, workers.PodName("kube-00000001"), metav1.GetOptions{})
+	pod1, err := e.admin.CoreV1().Pods(e.ns).Get(ctx, kubernetes.PodName("kube-00000001"), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -693,7 +696,7 @@ func TestKubernetesListAfterRestart(t *testing.T) {
 	if len(found) != 2 || found[0].Ref.ID != "kube-00000001" || found[1].Ref.ID != "kube-00000002" {
 		t.Fatalf("listed %+v, want the two pods of srv1's pool kube", found)
 	}
-	if f := found[0]; f.Status.Phase != workers.PhaseRunning || f.Ref.Handle != e.ns+"/"+workers.PodName(f.Ref.ID) ||
+	if f := found[0]; f.Status.Phase != workers.PhaseRunning || f.Ref.Handle != e.ns+"/"+kubernetes.PodName(f.Ref.ID) ||
 		f.Ref.Pool != "kube" || f.Ref.Provider != "kubernetes" || f.CreatedAt.IsZero() || time.Since(f.CreatedAt) > time.Minute {
 		t.Errorf("listed running pod %+v", f)
 	}
@@ -701,7 +704,7 @@ func TestKubernetesListAfterRestart(t *testing.T) {
 		t.Errorf("listed pending pod %+v", f)
 	}
 	// Listed pods are the new provider's own: their lifecycle is reported.
-	pod2, err := e.admin.CoreV1().Pods(e.ns).Get(ctx, workers.PodName("kube-00000002"), metav1.GetOptions{})
+	pod2, err := e.admin.CoreV1().Pods(e.ns).Get(ctx, kubernetes.PodName("kube-00000002"), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -709,7 +712,7 @@ func TestKubernetesListAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitEvent(t, second.Events(), workers.EventStarted, "kube-00000002", 30*time.Second)
-	e.setPodStatus(t, workers.PodName("kube-00000001"), agentExited(0))
+	e.setPodStatus(t, kubernetes.PodName("kube-00000001"), agentExited(0))
 	if ev := waitEvent(t, second.Events(), workers.EventExited, "kube-00000001", 10*time.Second); ev.ExitCode != 0 || ev.Err != "" {
 		t.Errorf("exit event %+v", ev)
 	}
@@ -718,7 +721,7 @@ func TestKubernetesListAfterRestart(t *testing.T) {
 	}
 	waitEvent(t, second.Events(), workers.EventGone, "kube-00000001", 5*time.Second)
 	// A pod deleted by someone else is reported gone by the watch.
-	if err := e.admin.CoreV1().Pods(e.ns).Delete(ctx, workers.PodName("kube-00000002"), metav1.DeleteOptions{}); err != nil {
+	if err := e.admin.CoreV1().Pods(e.ns).Delete(ctx, kubernetes.PodName("kube-00000002"), metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitEvent(t, second.Events(), workers.EventGone, "kube-00000002", 30*time.Second)
@@ -750,27 +753,27 @@ type kubeManager struct {
 	m       *workers.Manager
 	reg     *prometheus.Registry
 	mu      sync.Mutex
-	kube    *workers.Kubernetes
+	kube    *kubernetes.Provider
 	stopped chan struct{}
 	cancel  context.CancelFunc
 }
 
-func startKubeManager(t *testing.T, pool workers.PoolConfig, owner string, view *fakeView) *kubeManager {
+func startKubeManager(t *testing.T, pool poolsfile.PoolConfig, owner string, view *fakeView) *kubeManager {
 	t.Helper()
 	km := &kubeManager{reg: prometheus.NewRegistry(), stopped: make(chan struct{})}
 	reg := workers.NewRegistry()
-	reg.Register("kubernetes", func(pc workers.PoolConfig, env workers.ProviderEnv) (workers.Provider, error) {
-		p, err := workers.NewKubernetesProvider(pc, env)
+	reg.Register("kubernetes", func(pc poolsfile.PoolConfig, env workers.ProviderEnv) (workers.Provider, error) {
+		p, err := kubernetes.New(pc, env)
 		if err == nil {
 			km.mu.Lock()
-			km.kube = p.(*workers.Kubernetes)
+			km.kube = p.(*kubernetes.Provider)
 			km.mu.Unlock()
 		}
 		return p, err
 	})
 	m, err := workers.NewManager(workers.ManagerConfig{
-		Pools: &workers.Config{Pools: []workers.PoolConfig{pool}}, Registry: reg, Env: kubeEnvFor(owner, nil),
-		View: view.v.Load, Interval: 50 * time.Millisecond, Registerer: km.reg, Logger: testLogger(),
+		Pools: &poolsfile.Config{Pools: []poolsfile.PoolConfig{pool}}, Registry: reg, Env: kubeEnvFor(owner, nil),
+		View: view.v.Load, Interval: 50 * time.Millisecond, Registerer: km.reg, Logger: workerstest.Logger(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -799,7 +802,7 @@ func (km *kubeManager) pool() workers.PoolStatus { return km.m.Pools()[0] }
 // actions counts the manager's actions of a kind.
 func (km *kubeManager) actions(t *testing.T, kind string) int {
 	t.Helper()
-	return actionCount(t, km.reg, kind)
+	return workerstest.ActionCount(t, km.reg, kind)
 }
 
 func kubeDemand(jobs int) orchestrator.DemandView {
@@ -833,7 +836,7 @@ func TestKubernetesManagerAdoptsPodsAfterRestart(t *testing.T) {
 	start := time.Now()
 	first := startKubeManager(t, pool, "srv1", view)
 	var ids []string
-	waitFor(t, 60*time.Second, "three worker pods to run", func() bool {
+	workerstest.WaitFor(t, 60*time.Second, "three worker pods to run", func() bool {
 		ph := e.podPhases(t, "hodei.dev/pool=kube")
 		ids = sortedKeys(ph)
 		running := 0
@@ -852,10 +855,10 @@ func TestKubernetesManagerAdoptsPodsAfterRestart(t *testing.T) {
 
 	// While the server is down, the agent of the first pod exits (its job
 	// done): the kubelet reports the pod Succeeded.
-	e.setPodStatus(t, workers.PodName(ids[0]), agentExited(0))
+	e.setPodStatus(t, kubernetes.PodName(ids[0]), agentExited(0))
 	view.set(nil, kubeDemand(2))
 	second := startKubeManager(t, pool, "srv1", view)
-	waitFor(t, 30*time.Second, "the restarted manager to adopt two pods and delete the exited one", func() bool {
+	workerstest.WaitFor(t, 30*time.Second, "the restarted manager to adopt two pods and delete the exited one", func() bool {
 		st := second.pool()
 		ph := e.podPhases(t, "hodei.dev/pool=kube")
 		_, exitedLeft := ph[ids[0]]
@@ -875,7 +878,7 @@ func TestKubernetesManagerAdoptsPodsAfterRestart(t *testing.T) {
 		{ID: ids[1], Pool: "kube", State: "idle"},
 		{ID: ids[2], Pool: "kube", State: "idle"},
 	})
-	waitFor(t, 30*time.Second, "the idle adopted pods to be deleted", func() bool {
+	workerstest.WaitFor(t, 30*time.Second, "the idle adopted pods to be deleted", func() bool {
 		return len(e.podPhases(t, "hodei.dev/pool=kube")) == 0 && second.pool().Size == 0
 	})
 	if n := second.actions(t, "create"); n != 0 {
@@ -896,7 +899,7 @@ func TestKubernetesEphemeralPodDeletedWhenJobEnds(t *testing.T) {
 	view.set(nil, kubeDemand(1))
 	km := startKubeManager(t, pool, "srv1", view)
 	var id string
-	waitFor(t, 60*time.Second, "the worker pod to run", func() bool {
+	workerstest.WaitFor(t, 60*time.Second, "the worker pod to run", func() bool {
 		for w, p := range e.podPhases(t, "hodei.dev/pool=eph") {
 			id = w
 			return p == corev1.PodRunning
@@ -905,13 +908,13 @@ func TestKubernetesEphemeralPodDeletedWhenJobEnds(t *testing.T) {
 	})
 	// The agent joined and took the job.
 	view.set([]orchestrator.WorkerView{{ID: id, Pool: "eph", State: "draining", Jobs: []string{"job-1"}}})
-	waitFor(t, 10*time.Second, "the manager to see the worker busy", func() bool { return km.pool().Draining == 1 })
+	workerstest.WaitFor(t, 10*time.Second, "the manager to see the worker busy", func() bool { return km.pool().Draining == 1 })
 	if ph := e.podPhases(t, "hodei.dev/pool=eph"); ph[id] != corev1.PodRunning {
 		t.Fatalf("pod of a worker with a job: %v", ph)
 	}
 	ended := time.Now()
-	e.setPodStatus(t, workers.PodName(id), agentExited(0))
-	waitFor(t, 30*time.Second, "the pod of the exited worker to be deleted", func() bool {
+	e.setPodStatus(t, kubernetes.PodName(id), agentExited(0))
+	workerstest.WaitFor(t, 30*time.Second, "the pod of the exited worker to be deleted", func() bool {
 		return len(e.podPhases(t, "hodei.dev/pool=eph")) == 0 && km.pool().Size == 0
 	})
 	t.Logf("pod deleted %s after its agent exited", time.Since(ended).Round(time.Millisecond))

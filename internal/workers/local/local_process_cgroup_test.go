@@ -1,4 +1,4 @@
-package workers_test
+package local_test
 
 import (
 	"context"
@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/local"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
+	"github.com/hodei-ci/hodei/internal/workers/workerstest"
 )
 
 // TestLocalProcessAgentKilledLeavesNoDaemon kills a busy local agent
@@ -21,12 +24,12 @@ func TestLocalProcessAgentKilledLeavesNoDaemon(t *testing.T) {
 	}
 	bin := hodeiBinary(t)
 	s := processServer(t, "", t.TempDir())
-	p, err := workers.NewLocalProcess(workers.PoolConfig{Name: "cgk", Provider: "local", Max: 1,
-		Local: workers.LocalOptions{Mode: workers.LocalModeProcess, Binary: bin}},
+	p, err := local.NewProcess(poolsfile.PoolConfig{Name: "cgk", Provider: "local", Max: 1,
+		Local: poolsfile.LocalOptions{Mode: poolsfile.LocalModeProcess, Binary: bin}},
 		// Unisolated: the test checks what the cgroup alone does (a
 		// sandbox's PID namespace would kill the daemon by itself, and
 		// the pid the step prints would be one of that namespace).
-		workers.ProviderEnv{NATSURL: s.NATSURL, WorkDir: t.TempDir(), HeartbeatInterval: 100 * time.Millisecond, Logger: testLogger(), Unisolated: true})
+		workers.ProviderEnv{NATSURL: s.NATSURL, WorkDir: t.TempDir(), HeartbeatInterval: 100 * time.Millisecond, Logger: workerstest.Logger(), Unisolated: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,18 +43,18 @@ func TestLocalProcessAgentKilledLeavesNoDaemon(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = p.Terminate(context.Background(), spec.ID) })
 	agentPID, _ := strconv.Atoi(ref.Handle)
-	waitFor(t, 10*time.Second, "the agent process to join", func() bool {
-		return poolWorkers(s, "cgk")["idle"] == 1
+	workerstest.WaitFor(t, 10*time.Second, "the agent process to join", func() bool {
+		return workerstest.PoolWorkers(s, "cgk")["idle"] == 1
 	})
-	run := submit(t, s, `name: t
+	run := workerstest.Submit(t, s, `name: t
 jobs:
   j:
     runs-on: {labels: [cgk], cpu: 1}
     steps: [{run: 'setsid sh -c "while :; do sleep 1; done" >/dev/null 2>&1 & echo "daemon=$!"; sleep 300'}]
 `)
 	var out string
-	waitFor(t, 15*time.Second, "the step to start its daemon", func() bool {
-		out = logsOf(t, s, jobByKey(t, s, run.ID, "j").ID)
+	workerstest.WaitFor(t, 15*time.Second, "the step to start its daemon", func() bool {
+		out = workerstest.LogsOf(t, s, workerstest.JobByKey(t, s, run.ID, "j").ID)
 		return strings.Contains(out, "daemon=")
 	})
 	daemon := pidIn(t, out, "daemon")
@@ -77,5 +80,5 @@ jobs:
 		}
 		break
 	}
-	waitFor(t, 2*time.Second, "the daemon gone 2 s after the agent's exit", func() bool { return !alive(daemon) })
+	workerstest.WaitFor(t, 2*time.Second, "the daemon gone 2 s after the agent's exit", func() bool { return !alive(daemon) })
 }

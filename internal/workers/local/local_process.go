@@ -1,4 +1,4 @@
-package workers
+package local
 
 import (
 	"context"
@@ -20,9 +20,11 @@ import (
 	"github.com/hodei-ci/hodei/internal/agent"
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/cgroup"
+	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
-// LocalProcess is the provider of a local pool in mode process: each worker
+// Process is the provider of a local pool in mode process: each worker
 // is a `hodei agent` process on this machine, connected to the server's
 // NATS over TCP, in its own process group, with its output in a log file
 // of its directory (WorkDir/POOL/ID: agent.log, and work/, the agent's work
@@ -32,13 +34,13 @@ import (
 // the server dies (Pdeathsig), so none outlives a server that was killed;
 // a server that starts again does not adopt them, it removes the
 // directories they left.
-type LocalProcess struct {
-	pool   PoolConfig
-	env    ProviderEnv
+type Process struct {
+	pool   poolsfile.PoolConfig
+	env    workers.ProviderEnv
 	binary string
 	// Grace is how long Terminate waits between SIGTERM and SIGKILL.
 	Grace  time.Duration
-	events chan Event
+	events chan workers.Event
 	// cg finds the cgroups of the agents' attempts (they are under the
 	// server's own, like the agents); nil where the machine has none.
 	cg *cgroup.Manager
@@ -59,13 +61,13 @@ type localProc struct {
 }
 
 var (
-	_ Provider = (*LocalProcess)(nil)
-	_ Drainer  = (*LocalProcess)(nil)
+	_ workers.Provider = (*Process)(nil)
+	_ workers.Drainer  = (*Process)(nil)
 )
 
-// DefaultLocalGrace is how long a local agent process has to stop after
+// DefaultGrace is how long a local agent process has to stop after
 // SIGTERM (it cancels its jobs, whose steps get 0.5 s) before SIGKILL.
-const DefaultLocalGrace = 10 * time.Second
+const DefaultGrace = 10 * time.Second
 
 // agentLogFile is the output of a local agent process, in its directory.
 const agentLogFile = "agent.log"
@@ -75,13 +77,13 @@ const agentLogFile = "agent.log"
 // variables that would set the agent's flags) they do not.
 var agentEnvKeys = []string{"PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL", "DOCKER_HOST"}
 
-// NewLocalProcess makes the provider of a local pool in mode process. It
+// NewProcess makes the provider of a local pool in mode process. It
 // removes the directories that workers of this pool left (a previous run
 // of the server) and kills the steps recorded there.
-func NewLocalProcess(pool PoolConfig, env ProviderEnv) (*LocalProcess, error) {
+func NewProcess(pool poolsfile.PoolConfig, env workers.ProviderEnv) (*Process, error) {
 	if env.NATSURL == "" {
 		return nil, fmt.Errorf("local workers in mode %s need the server's NATS to listen on TCP (--nats-listen): set local.mode: %s to run them inside the server",
-			LocalModeProcess, LocalModeInProcess)
+			poolsfile.LocalModeProcess, poolsfile.LocalModeInProcess)
 	}
 	if env.WorkDir == "" {
 		env.WorkDir = filepath.Join(os.TempDir(), "hodei-pools")
@@ -103,8 +105,8 @@ func NewLocalProcess(pool PoolConfig, env ProviderEnv) (*LocalProcess, error) {
 	} else if fi.IsDir() || fi.Mode()&0o111 == 0 {
 		return nil, fmt.Errorf("hodei binary for agent processes: %s is not an executable file", bin)
 	}
-	p := &LocalProcess{pool: pool, env: env, binary: bin, Grace: DefaultLocalGrace,
-		events: make(chan Event, 256), procs: map[string]*localProc{}}
+	p := &Process{pool: pool, env: env, binary: bin, Grace: DefaultGrace,
+		events: make(chan workers.Event, 256), procs: map[string]*localProc{}}
 	// Without cgroups, the agents say so in their own logs.
 	p.cg, _ = cgroup.New(cgroup.Options{})
 	p.removeLeftovers()
@@ -114,7 +116,7 @@ func NewLocalProcess(pool PoolConfig, env ProviderEnv) (*LocalProcess, error) {
 // removeLeftovers removes the directories of this pool's workers that a
 // previous run left, after killing the process groups of steps recorded
 // in them (an agent killed with SIGKILL leaves its steps' children).
-func (p *LocalProcess) removeLeftovers() {
+func (p *Process) removeLeftovers() {
 	poolDir := filepath.Join(p.env.WorkDir, p.pool.Name)
 	entries, err := os.ReadDir(poolDir)
 	if err != nil {
@@ -139,7 +141,7 @@ func (p *LocalProcess) removeLeftovers() {
 	}
 }
 
-func (p *LocalProcess) logWarn(msg string, args ...any) {
+func (p *Process) logWarn(msg string, args ...any) {
 	if p.env.Logger != nil {
 		p.env.Logger.Warn(msg, append([]any{"pool", p.pool.Name}, args...)...)
 	}
@@ -148,7 +150,7 @@ func (p *LocalProcess) logWarn(msg string, args ...any) {
 // killAttempts kills every process left in the cgroups of the attempts of
 // worker id, whose directory is dir (an agent that dies, even by SIGKILL,
 // leaves its steps' setsid daemons there) and removes the groups.
-func (p *LocalProcess) killAttempts(id, dir string) {
+func (p *Process) killAttempts(id, dir string) {
 	if p.cg == nil {
 		return
 	}
@@ -177,14 +179,14 @@ func killSteps(dir string) {
 }
 
 // Binary is the hodei executable the provider runs.
-func (p *LocalProcess) Binary() string { return p.binary }
+func (p *Process) Binary() string { return p.binary }
 
-func (p *LocalProcess) ref(w *localProc) WorkerRef {
-	return WorkerRef{ID: w.id, Pool: w.pool, Provider: "local", Handle: strconv.Itoa(w.pid)}
+func (p *Process) ref(w *localProc) workers.WorkerRef {
+	return workers.WorkerRef{ID: w.id, Pool: w.pool, Provider: "local", Handle: strconv.Itoa(w.pid)}
 }
 
 // args are those of `hodei agent` for spec, whose directory is dir.
-func (p *LocalProcess) args(spec WorkerSpec, dir string) []string {
+func (p *Process) args(spec workers.WorkerSpec, dir string) []string {
 	docker := "off"
 	if p.env.Containers != nil {
 		// The server reaches an engine (and the manager gives the pool the
@@ -238,7 +240,7 @@ func (p *LocalProcess) args(spec WorkerSpec, dir string) []string {
 
 // environ is the environment of an agent process: a few variables of the
 // server's, then the spec's, then its secrets.
-func (p *LocalProcess) environ(ctx context.Context, spec WorkerSpec) ([]string, error) {
+func (p *Process) environ(ctx context.Context, spec workers.WorkerSpec) ([]string, error) {
 	m := map[string]string{}
 	for _, k := range agentEnvKeys {
 		if v, ok := os.LookupEnv(k); ok {
@@ -270,13 +272,13 @@ func (p *LocalProcess) environ(ctx context.Context, spec WorkerSpec) ([]string, 
 }
 
 // Create starts an agent process.
-func (p *LocalProcess) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, error) {
+func (p *Process) Create(ctx context.Context, spec workers.WorkerSpec) (workers.WorkerRef, error) {
 	if !bus.ValidToken(spec.ID) || !bus.ValidToken(spec.Pool) {
-		return WorkerRef{}, fmt.Errorf("worker %q of pool %q: ids are letters, digits, - and _", spec.ID, spec.Pool)
+		return workers.WorkerRef{}, fmt.Errorf("worker %q of pool %q: ids are letters, digits, - and _", spec.ID, spec.Pool)
 	}
 	env, err := p.environ(ctx, spec)
 	if err != nil {
-		return WorkerRef{}, err
+		return workers.WorkerRef{}, err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -286,25 +288,25 @@ func (p *LocalProcess) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, 
 	dir := filepath.Join(p.env.WorkDir, spec.Pool, spec.ID)
 	// What a worker of the same id left is not this one's.
 	if err := os.RemoveAll(dir); err != nil {
-		return WorkerRef{}, fmt.Errorf("worker directory: %w", err)
+		return workers.WorkerRef{}, fmt.Errorf("worker directory: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "work"), 0o700); err != nil {
-		return WorkerRef{}, fmt.Errorf("worker directory: %w", err)
+		return workers.WorkerRef{}, fmt.Errorf("worker directory: %w", err)
 	}
 	args := p.args(spec, dir)
 	if p.env.AgentCert != nil {
 		tlsDir := filepath.Join(dir, "tls")
-		tlsArgs, err := writeAgentCert(p.env.AgentCert, spec.ID, tlsDir, tlsDir)
+		tlsArgs, err := workers.WriteAgentCert(p.env.AgentCert, spec.ID, tlsDir, tlsDir)
 		if err != nil {
 			_ = os.RemoveAll(dir)
-			return WorkerRef{}, err
+			return workers.WorkerRef{}, err
 		}
 		args = append(args, tlsArgs...)
 	}
 	logf, err := os.OpenFile(filepath.Join(dir, agentLogFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		_ = os.RemoveAll(dir)
-		return WorkerRef{}, fmt.Errorf("worker log: %w", err)
+		return workers.WorkerRef{}, fmt.Errorf("worker log: %w", err)
 	}
 	cmd := exec.Command(p.binary, args...)
 	cmd.Env = env
@@ -320,16 +322,16 @@ func (p *LocalProcess) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, 
 	logf.Close() // the child has its own descriptor
 	if err != nil {
 		_ = os.RemoveAll(dir)
-		return WorkerRef{}, fmt.Errorf("start agent %s: %w", spec.ID, err)
+		return workers.WorkerRef{}, fmt.Errorf("start agent %s: %w", spec.ID, err)
 	}
 	p.procs[spec.ID] = w
-	emit(p.events, Event{Kind: EventCreated, ID: spec.ID, Pool: spec.Pool})
-	emit(p.events, Event{Kind: EventStarted, ID: spec.ID, Pool: spec.Pool})
+	workers.Emit(p.events, workers.Event{Kind: workers.EventCreated, ID: spec.ID, Pool: spec.Pool})
+	workers.Emit(p.events, workers.Event{Kind: workers.EventStarted, ID: spec.ID, Pool: spec.Pool})
 	return p.ref(w), nil
 }
 
 // run starts the agent process, waits for it and reports its exit.
-func (p *LocalProcess) run(w *localProc, cmd *exec.Cmd, started chan<- error) {
+func (p *Process) run(w *localProc, cmd *exec.Cmd, started chan<- error) {
 	// Pdeathsig fires when the thread that started the child ends, not the
 	// process: this goroutine keeps its thread until the child has exited.
 	runtime.LockOSThread()
@@ -351,11 +353,11 @@ func (p *LocalProcess) run(w *localProc, cmd *exec.Cmd, started chan<- error) {
 	w.exitCode, w.detail = exitOf(cmd.ProcessState, err)
 	close(w.done)
 	p.mu.Unlock()
-	e := Event{Kind: EventExited, ID: w.id, Pool: w.pool, ExitCode: w.exitCode}
+	e := workers.Event{Kind: workers.EventExited, ID: w.id, Pool: w.pool, ExitCode: w.exitCode}
 	if w.exitCode != 0 {
 		e.Err = w.detail
 	}
-	emit(p.events, e)
+	workers.Emit(p.events, e)
 }
 
 // exitOf is the exit code of a process (128+N when signal N killed it) and
@@ -377,7 +379,7 @@ func exitOf(ps *os.ProcessState, err error) (int, string) {
 // agent cancels its jobs), SIGKILL after Grace (or when ctx ends), then it
 // removes the worker's directory. A worker that is unknown or has exited
 // is a success.
-func (p *LocalProcess) Terminate(ctx context.Context, id string) error {
+func (p *Process) Terminate(ctx context.Context, id string) error {
 	p.mu.Lock()
 	w := p.procs[id]
 	p.mu.Unlock()
@@ -400,7 +402,7 @@ func (p *LocalProcess) Terminate(ctx context.Context, id string) error {
 	}
 	p.mu.Unlock()
 	if known {
-		emit(p.events, Event{Kind: EventGone, ID: id, Pool: w.pool})
+		workers.Emit(p.events, workers.Event{Kind: workers.EventGone, ID: id, Pool: w.pool})
 	}
 	return nil
 }
@@ -435,38 +437,38 @@ func (w *localProc) stop(ctx context.Context, grace time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-time.After(5 * time.Second):
-		return Transient(fmt.Errorf("agent process %d did not exit after SIGKILL", w.pid))
+		return workers.Transient(fmt.Errorf("agent process %d did not exit after SIGKILL", w.pid))
 	}
 }
 
 // Status is running until the process has exited, then exited with its
 // exit code.
-func (p *LocalProcess) Status(_ context.Context, id string) (WorkerStatus, error) {
+func (p *Process) Status(_ context.Context, id string) (workers.WorkerStatus, error) {
 	p.mu.Lock()
 	w := p.procs[id]
 	p.mu.Unlock()
 	if w == nil {
-		return WorkerStatus{}, ErrNotFound
+		return workers.WorkerStatus{}, workers.ErrNotFound
 	}
 	select {
 	case <-w.done:
-		return WorkerStatus{ID: id, Phase: PhaseExited, ExitCode: w.exitCode, Detail: w.detail}, nil
+		return workers.WorkerStatus{ID: id, Phase: workers.PhaseExited, ExitCode: w.exitCode, Detail: w.detail}, nil
 	default:
-		return WorkerStatus{ID: id, Phase: PhaseRunning, Detail: "pid " + strconv.Itoa(w.pid)}, nil
+		return workers.WorkerStatus{ID: id, Phase: workers.PhaseRunning, Detail: "pid " + strconv.Itoa(w.pid)}, nil
 	}
 }
 
 // Logs copies the agent's log file (its stdout and stderr).
-func (p *LocalProcess) Logs(_ context.Context, id string, out io.Writer) error {
+func (p *Process) Logs(_ context.Context, id string, out io.Writer) error {
 	p.mu.Lock()
 	w := p.procs[id]
 	p.mu.Unlock()
 	if w == nil {
-		return ErrNotFound
+		return workers.ErrNotFound
 	}
 	f, err := os.Open(filepath.Join(w.dir, agentLogFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return ErrNotFound // terminated meanwhile
+		return workers.ErrNotFound // terminated meanwhile
 	}
 	if err != nil {
 		return err
@@ -477,17 +479,17 @@ func (p *LocalProcess) Logs(_ context.Context, id string, out io.Writer) error {
 }
 
 // Capacity: as many agents as asked; they share this machine.
-func (p *LocalProcess) Capacity(context.Context) (Capacity, error) {
-	return Capacity{Workers: -1, CPUMilli: -1, Memory: -1}, nil
+func (p *Process) Capacity(context.Context) (workers.Capacity, error) {
+	return workers.Capacity{Workers: -1, CPUMilli: -1, Memory: -1}, nil
 }
 
 // Drain sends SIGUSR1 to the agent: it takes no new jobs.
-func (p *LocalProcess) Drain(_ context.Context, id string) error {
+func (p *Process) Drain(_ context.Context, id string) error {
 	p.mu.Lock()
 	w := p.procs[id]
 	p.mu.Unlock()
 	if w == nil {
-		return ErrNotFound
+		return workers.ErrNotFound
 	}
 	select {
 	case <-w.done:
@@ -501,31 +503,4 @@ func (p *LocalProcess) Drain(_ context.Context, id string) error {
 }
 
 // Events reports agent processes created, started, exited and gone.
-func (p *LocalProcess) Events() <-chan Event { return p.events }
-
-// writeAgentCert issues worker id's certificate into dir (mode 0600 files
-// in a 0700 directory, removed with the worker's) and returns the agent
-// flags that use it, where the agent sees dir as agentDir.
-func writeAgentCert(issue func(string) (AgentCert, error), id, dir, agentDir string) ([]string, error) {
-	c, err := issue(id)
-	if err != nil {
-		return nil, fmt.Errorf("agent certificate for %s: %w", id, err)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("agent certificate: %w", err)
-	}
-	files := []struct {
-		name string
-		data []byte
-		flag string
-	}{{"agent.crt", c.CertPEM, "--tls-cert"}, {"agent.key", c.KeyPEM, "--tls-key"}, {"ca.crt", c.CAPEM, "--ca"}}
-	var args []string
-	for _, f := range files {
-		path := filepath.Join(dir, f.name)
-		if err := os.WriteFile(path, f.data, 0o600); err != nil {
-			return nil, fmt.Errorf("agent certificate: %w", err)
-		}
-		args = append(args, f.flag, filepath.Join(agentDir, f.name))
-	}
-	return args, nil
-}
+func (p *Process) Events() <-chan workers.Event { return p.events }

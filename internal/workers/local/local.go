@@ -1,4 +1,10 @@
-package workers
+// Package local is the provider of local pools (`provider: local`): workers
+// on the server's own machine. In mode process (Process) each worker is a
+// `hodei agent` process, child of the server; in mode inprocess
+// (InProcess) each is an agent inside the server's process, the fake that
+// makes pools testable without an engine. New picks one by the pool's
+// local.mode.
+package local
 
 import (
 	"context"
@@ -10,16 +16,18 @@ import (
 	"sync"
 
 	"github.com/hodei-ci/hodei/internal/agent"
+	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
-// Local is the provider of a local pool in mode inprocess: agents that run
+// InProcess is the provider of a local pool in mode inprocess: agents that run
 // inside this process, each with its own NATS connection and work dir (the
 // fake that makes pools testable without an engine). Mode process, the
-// default of `hodei server`, is LocalProcess: `hodei agent` processes.
-type Local struct {
-	pool   PoolConfig
-	env    ProviderEnv
-	events chan Event
+// default of `hodei server`, is Process: `hodei agent` processes.
+type InProcess struct {
+	pool   poolsfile.PoolConfig
+	env    workers.ProviderEnv
+	events chan workers.Event
 
 	mu     sync.Mutex
 	agents map[string]*localAgent
@@ -34,36 +42,36 @@ type localAgent struct {
 }
 
 var (
-	_ Provider = (*Local)(nil)
-	_ Drainer  = (*Local)(nil)
+	_ workers.Provider = (*InProcess)(nil)
+	_ workers.Drainer  = (*InProcess)(nil)
 )
 
-// NewLocal makes the provider of a local pool (a Factory): LocalProcess for
-// mode process, Local for mode inprocess or none.
-func NewLocal(pool PoolConfig, env ProviderEnv) (Provider, error) {
+// New makes the provider of a local pool (a Factory): Process for
+// mode process, InProcess for mode inprocess or none.
+func New(pool poolsfile.PoolConfig, env workers.ProviderEnv) (workers.Provider, error) {
 	if env.WorkDir == "" {
 		env.WorkDir = filepath.Join(os.TempDir(), "hodei-pools")
 	}
 	switch pool.Local.Mode {
-	case LocalModeProcess:
-		lp, err := NewLocalProcess(pool, env)
+	case poolsfile.LocalModeProcess:
+		lp, err := NewProcess(pool, env)
 		if err != nil {
 			return nil, err
 		}
 		return lp, nil
-	case "", LocalModeInProcess:
+	case "", poolsfile.LocalModeInProcess:
 	default:
-		return nil, fmt.Errorf("unknown local mode %q; want %s or %s", pool.Local.Mode, LocalModeProcess, LocalModeInProcess)
+		return nil, fmt.Errorf("unknown local mode %q; want %s or %s", pool.Local.Mode, poolsfile.LocalModeProcess, poolsfile.LocalModeInProcess)
 	}
 	if env.Connect == nil {
 		return nil, errors.New("local workers need an in-process NATS connection")
 	}
-	return &Local{pool: pool, env: env, events: make(chan Event, 256), agents: map[string]*localAgent{}}, nil
+	return &InProcess{pool: pool, env: env, events: make(chan workers.Event, 256), agents: map[string]*localAgent{}}, nil
 }
 
 // Create starts an agent.
-func (l *Local) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, error) {
-	ref := WorkerRef{ID: spec.ID, Pool: spec.Pool, Provider: "local", Handle: spec.ID}
+func (l *InProcess) Create(ctx context.Context, spec workers.WorkerSpec) (workers.WorkerRef, error) {
+	ref := workers.WorkerRef{ID: spec.ID, Pool: spec.Pool, Provider: "local", Handle: spec.ID}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, ok := l.agents[spec.ID]; ok {
@@ -71,7 +79,7 @@ func (l *Local) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, error) 
 	}
 	nc, err := l.env.Connect(spec.ID)
 	if err != nil {
-		return WorkerRef{}, Transient(fmt.Errorf("connect agent %s: %w", spec.ID, err))
+		return workers.WorkerRef{}, workers.Transient(fmt.Errorf("connect agent %s: %w", spec.ID, err))
 	}
 	workDir := filepath.Join(l.env.WorkDir, spec.Pool, spec.ID)
 	labels := append(agent.DefaultLabels(), spec.Labels...)
@@ -94,29 +102,29 @@ func (l *Local) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, error) 
 	})
 	if err != nil {
 		nc.Close()
-		return WorkerRef{}, err
+		return workers.WorkerRef{}, err
 	}
 	actx, cancel := context.WithCancel(context.Background())
 	la := &localAgent{a: a, cancel: cancel, done: make(chan struct{}), workDir: workDir}
 	l.agents[spec.ID] = la
-	emit(l.events, Event{Kind: EventCreated, ID: spec.ID, Pool: spec.Pool})
+	workers.Emit(l.events, workers.Event{Kind: workers.EventCreated, ID: spec.ID, Pool: spec.Pool})
 	go func() {
 		defer close(la.done)
 		defer nc.Close()
-		emit(l.events, Event{Kind: EventStarted, ID: spec.ID, Pool: spec.Pool})
+		workers.Emit(l.events, workers.Event{Kind: workers.EventStarted, ID: spec.ID, Pool: spec.Pool})
 		la.err = a.Run(actx)
-		e := Event{Kind: EventExited, ID: spec.ID, Pool: spec.Pool}
+		e := workers.Event{Kind: workers.EventExited, ID: spec.ID, Pool: spec.Pool}
 		if la.err != nil {
 			e.Err, e.ExitCode = la.err.Error(), 1
 		}
-		emit(l.events, e)
+		workers.Emit(l.events, e)
 	}()
 	return ref, nil
 }
 
 // Terminate stops an agent (its running jobs are canceled) and removes its
 // work dir.
-func (l *Local) Terminate(ctx context.Context, id string) error {
+func (l *InProcess) Terminate(ctx context.Context, id string) error {
 	l.mu.Lock()
 	la := l.agents[id]
 	l.mu.Unlock()
@@ -135,32 +143,32 @@ func (l *Local) Terminate(ctx context.Context, id string) error {
 	if err := os.RemoveAll(la.workDir); err != nil {
 		return fmt.Errorf("remove work dir: %w", err)
 	}
-	emit(l.events, Event{Kind: EventGone, ID: id, Pool: l.pool.Name})
+	workers.Emit(l.events, workers.Event{Kind: workers.EventGone, ID: id, Pool: l.pool.Name})
 	return nil
 }
 
 // Status says whether an agent runs.
-func (l *Local) Status(_ context.Context, id string) (WorkerStatus, error) {
+func (l *InProcess) Status(_ context.Context, id string) (workers.WorkerStatus, error) {
 	l.mu.Lock()
 	la := l.agents[id]
 	l.mu.Unlock()
 	if la == nil {
-		return WorkerStatus{}, ErrNotFound
+		return workers.WorkerStatus{}, workers.ErrNotFound
 	}
 	select {
 	case <-la.done:
-		st := WorkerStatus{ID: id, Phase: PhaseExited}
+		st := workers.WorkerStatus{ID: id, Phase: workers.PhaseExited}
 		if la.err != nil {
 			st.ExitCode, st.Detail = 1, la.err.Error()
 		}
 		return st, nil
 	default:
-		return WorkerStatus{ID: id, Phase: PhaseRunning}, nil
+		return workers.WorkerStatus{ID: id, Phase: workers.PhaseRunning}, nil
 	}
 }
 
 // Logs: in-process agents log to the server's log.
-func (l *Local) Logs(_ context.Context, id string, w io.Writer) error {
+func (l *InProcess) Logs(_ context.Context, id string, w io.Writer) error {
 	if _, err := l.Status(context.Background(), id); err != nil {
 		return err
 	}
@@ -169,21 +177,21 @@ func (l *Local) Logs(_ context.Context, id string, w io.Writer) error {
 }
 
 // Capacity: as many agents as asked; they share this machine.
-func (l *Local) Capacity(context.Context) (Capacity, error) {
-	return Capacity{Workers: -1, CPUMilli: -1, Memory: -1}, nil
+func (l *InProcess) Capacity(context.Context) (workers.Capacity, error) {
+	return workers.Capacity{Workers: -1, CPUMilli: -1, Memory: -1}, nil
 }
 
 // Drain tells an agent to take no new jobs.
-func (l *Local) Drain(_ context.Context, id string) error {
+func (l *InProcess) Drain(_ context.Context, id string) error {
 	l.mu.Lock()
 	la := l.agents[id]
 	l.mu.Unlock()
 	if la == nil {
-		return ErrNotFound
+		return workers.ErrNotFound
 	}
 	la.a.Drain()
 	return nil
 }
 
 // Events reports agents created, started, exited and gone.
-func (l *Local) Events() <-chan Event { return l.events }
+func (l *InProcess) Events() <-chan workers.Event { return l.events }

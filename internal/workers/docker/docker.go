@@ -1,4 +1,7 @@
-package workers
+// Package docker is the provider of docker pools (`provider: docker`):
+// each worker is a container running `hodei agent`, made through the
+// Docker Engine client of internal/containers.
+package docker
 
 import (
 	"context"
@@ -13,21 +16,24 @@ import (
 	"sync"
 
 	"github.com/hodei-ci/hodei/internal/containers"
+	"github.com/hodei-ci/hodei/internal/containers/dockerengine"
+	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
-// Docker is the provider of worker containers: each worker is a container
+// Provider is the provider of worker containers: each worker is a container
 // of the pool's image running the hodei binary (mounted read-only from the
 // server's machine) as `hodei agent`, connected to the server's NATS, with
 // the pool's shape as its cpu and memory limits. The container removes
 // itself when the agent exits; Terminate removes it at once. After a
 // restart of the server (the same Owner), List finds the worker containers
 // the previous run left, by label, and the Manager adopts the live ones.
-type Docker struct {
-	pool   PoolConfig
-	env    ProviderEnv
-	d      *containers.Docker
+type Provider struct {
+	pool   poolsfile.PoolConfig
+	env    workers.ProviderEnv
+	d      *dockerengine.Docker
 	binary string
-	events chan Event
+	events chan workers.Event
 
 	mu      sync.Mutex
 	workers map[string]*dockerWorker
@@ -39,16 +45,16 @@ type dockerWorker struct {
 }
 
 var (
-	_ Provider = (*Docker)(nil)
-	_ Drainer  = (*Docker)(nil)
-	_ Lister   = (*Docker)(nil)
+	_ workers.Provider = (*Provider)(nil)
+	_ workers.Drainer  = (*Provider)(nil)
+	_ workers.Lister   = (*Provider)(nil)
 )
 
 // agentBinary is where the hodei binary is mounted in worker containers.
 const agentBinary = "/hodei/hodei"
 
-// NewDockerProvider makes the provider of a docker pool (a Factory).
-func NewDockerProvider(pool PoolConfig, env ProviderEnv) (Provider, error) {
+// New makes the provider of a docker pool (a Factory).
+func New(pool poolsfile.PoolConfig, env workers.ProviderEnv) (workers.Provider, error) {
 	if env.NATSURL == "" {
 		return nil, errors.New("docker workers need the server's NATS to listen on TCP (--nats-listen)")
 	}
@@ -67,11 +73,11 @@ func NewDockerProvider(pool PoolConfig, env ProviderEnv) (Provider, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("hodei binary for worker containers: %w", err)
 	}
-	d, err := containers.NewDocker(pool.Docker.Host)
+	d, err := dockerengine.NewDocker(pool.Docker.Host)
 	if err != nil {
 		return nil, err
 	}
-	p := &Docker{pool: pool, env: env, d: d, binary: bin, events: make(chan Event, 256), workers: map[string]*dockerWorker{}}
+	p := &Provider{pool: pool, env: env, d: d, binary: bin, events: make(chan workers.Event, 256), workers: map[string]*dockerWorker{}}
 	return p, nil
 }
 
@@ -80,7 +86,7 @@ func NewDockerProvider(pool PoolConfig, env ProviderEnv) (Provider, error) {
 // this provider's own: the exit of a running one is reported, Terminate
 // removes them. A container that was created and never started (the
 // server stopped in between) is reported exited: nothing would start it.
-func (p *Docker) List(ctx context.Context) ([]ListedWorker, error) {
+func (p *Provider) List(ctx context.Context) ([]workers.ListedWorker, error) {
 	if p.env.Owner == "" {
 		return nil, nil
 	}
@@ -88,7 +94,7 @@ func (p *Docker) List(ctx context.Context) ([]ListedWorker, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]ListedWorker, 0, len(ids))
+	out := make([]workers.ListedWorker, 0, len(ids))
 	for _, cid := range ids {
 		st, err := p.d.Inspect(ctx, cid)
 		if err != nil {
@@ -98,15 +104,15 @@ func (p *Docker) List(ctx context.Context) ([]ListedWorker, error) {
 		if !st.Exists || id == "" || st.Labels[containers.LabelPool] != p.pool.Name {
 			continue
 		}
-		ws := WorkerStatus{ID: id, Phase: PhaseRunning, Detail: st.Status}
+		ws := workers.WorkerStatus{ID: id, Phase: workers.PhaseRunning, Detail: st.Status}
 		switch {
 		case st.Running:
 		case st.Status == "created":
-			ws.Phase, ws.Detail = PhaseExited, "created, never started"
+			ws.Phase, ws.Detail = workers.PhaseExited, "created, never started"
 		default:
-			ws.Phase, ws.ExitCode = PhaseExited, st.ExitCode
+			ws.Phase, ws.ExitCode = workers.PhaseExited, st.ExitCode
 		}
-		out = append(out, ListedWorker{Ref: WorkerRef{ID: id, Pool: p.pool.Name, Provider: "docker", Handle: cid}, Status: ws})
+		out = append(out, workers.ListedWorker{Ref: workers.WorkerRef{ID: id, Pool: p.pool.Name, Provider: "docker", Handle: cid}, Status: ws})
 		p.mu.Lock()
 		_, known := p.workers[id]
 		if !known {
@@ -120,7 +126,7 @@ func (p *Docker) List(ctx context.Context) ([]ListedWorker, error) {
 	return out, nil
 }
 
-func (p *Docker) owner() string { return p.env.Owner + "." + p.pool.Name }
+func (p *Provider) owner() string { return p.env.Owner + "." + p.pool.Name }
 
 func containerName(id string) string { return "hodei-worker-" + id }
 
@@ -129,12 +135,12 @@ const agentTLSDir = "/run/hodei-tls"
 
 // tlsDir is the host directory of worker id's certificate (with
 // ProviderEnv.AgentCert), removed with the worker.
-func (p *Docker) tlsDir(id string) string {
+func (p *Provider) tlsDir(id string) string {
 	return filepath.Join(p.env.WorkDir, "docker", p.pool.Name, id, "tls")
 }
 
 // Create starts a worker container.
-func (p *Docker) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, error) {
+func (p *Provider) Create(ctx context.Context, spec workers.WorkerSpec) (workers.WorkerRef, error) {
 	image := spec.Image
 	if image == "" {
 		image = p.pool.Docker.Image
@@ -169,11 +175,11 @@ func (p *Docker) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, error)
 	}
 	for _, name := range spec.Secrets {
 		if p.env.Secret == nil {
-			return WorkerRef{}, fmt.Errorf("worker secret %s: this server has no secrets for workers", name)
+			return workers.WorkerRef{}, fmt.Errorf("worker secret %s: this server has no secrets for workers", name)
 		}
 		v, err := p.env.Secret(ctx, name)
 		if err != nil {
-			return WorkerRef{}, fmt.Errorf("worker secret %s: %w", name, err)
+			return workers.WorkerRef{}, fmt.Errorf("worker secret %s: %w", name, err)
 		}
 		env = append(env, name+"="+v)
 	}
@@ -184,14 +190,14 @@ func (p *Docker) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, error)
 		// Files are rewritten in place: a container of a Create retried
 		// after a timeout keeps its mount.
 		dir := p.tlsDir(spec.ID)
-		tlsArgs, err := writeAgentCert(p.env.AgentCert, spec.ID, dir, agentTLSDir)
+		tlsArgs, err := workers.WriteAgentCert(p.env.AgentCert, spec.ID, dir, agentTLSDir)
 		if err != nil {
-			return WorkerRef{}, err
+			return workers.WorkerRef{}, err
 		}
 		args = append(args, tlsArgs...)
 		binds = append(binds, dir+":"+agentTLSDir+":ro")
 	}
-	id, err := p.d.RunWorker(ctx, containers.WorkerSpec{
+	id, err := p.d.RunWorker(ctx, dockerengine.WorkerSpec{
 		Name:        containerName(spec.ID),
 		Image:       image,
 		Entrypoint:  args,
@@ -214,32 +220,32 @@ func (p *Docker) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, error)
 		if !known && p.env.AgentCert != nil {
 			_ = os.RemoveAll(filepath.Dir(p.tlsDir(spec.ID)))
 		}
-		return WorkerRef{}, err
+		return workers.WorkerRef{}, err
 	}
 	p.mu.Lock()
 	_, known := p.workers[spec.ID]
 	p.workers[spec.ID] = &dockerWorker{container: id, cpu: spec.Resources.CPUMilli, mem: spec.Resources.Memory}
 	p.mu.Unlock()
 	if !known {
-		emit(p.events, Event{Kind: EventCreated, ID: spec.ID, Pool: spec.Pool})
-		emit(p.events, Event{Kind: EventStarted, ID: spec.ID, Pool: spec.Pool})
+		workers.Emit(p.events, workers.Event{Kind: workers.EventCreated, ID: spec.ID, Pool: spec.Pool})
+		workers.Emit(p.events, workers.Event{Kind: workers.EventStarted, ID: spec.ID, Pool: spec.Pool})
 		go p.watch(spec.ID, spec.Pool, id)
 	}
-	return WorkerRef{ID: spec.ID, Pool: spec.Pool, Provider: "docker", Handle: id}, nil
+	return workers.WorkerRef{ID: spec.ID, Pool: spec.Pool, Provider: "docker", Handle: id}, nil
 }
 
 // watch reports the exit of a worker container.
-func (p *Docker) watch(id, pool, container string) {
+func (p *Provider) watch(id, pool, container string) {
 	code, err := p.d.Wait(context.Background(), container)
-	e := Event{Kind: EventExited, ID: id, Pool: pool, ExitCode: code}
+	e := workers.Event{Kind: workers.EventExited, ID: id, Pool: pool, ExitCode: code}
 	if err != nil {
 		e.Err = err.Error()
 	}
-	emit(p.events, e)
+	workers.Emit(p.events, e)
 }
 
 // Terminate removes a worker container (killing the agent and its jobs).
-func (p *Docker) Terminate(ctx context.Context, id string) error {
+func (p *Provider) Terminate(ctx context.Context, id string) error {
 	if err := p.d.Remove(ctx, containerName(id)); err != nil {
 		return err
 	}
@@ -251,48 +257,48 @@ func (p *Docker) Terminate(ctx context.Context, id string) error {
 	delete(p.workers, id)
 	p.mu.Unlock()
 	if known {
-		emit(p.events, Event{Kind: EventGone, ID: id, Pool: p.pool.Name})
+		workers.Emit(p.events, workers.Event{Kind: workers.EventGone, ID: id, Pool: p.pool.Name})
 	}
 	return nil
 }
 
 // Status inspects a worker container.
-func (p *Docker) Status(ctx context.Context, id string) (WorkerStatus, error) {
+func (p *Provider) Status(ctx context.Context, id string) (workers.WorkerStatus, error) {
 	st, err := p.d.Inspect(ctx, containerName(id))
 	if err != nil {
-		return WorkerStatus{}, err
+		return workers.WorkerStatus{}, err
 	}
 	if !st.Exists {
-		return WorkerStatus{}, ErrNotFound
+		return workers.WorkerStatus{}, workers.ErrNotFound
 	}
-	ws := WorkerStatus{ID: id, Phase: PhaseRunning, Detail: st.Status}
+	ws := workers.WorkerStatus{ID: id, Phase: workers.PhaseRunning, Detail: st.Status}
 	switch {
 	case st.Status == "created":
-		ws.Phase = PhaseCreating
+		ws.Phase = workers.PhaseCreating
 	case !st.Running:
-		ws.Phase, ws.ExitCode = PhaseExited, st.ExitCode
+		ws.Phase, ws.ExitCode = workers.PhaseExited, st.ExitCode
 	}
 	return ws, nil
 }
 
 // Logs copies the agent's output.
-func (p *Docker) Logs(ctx context.Context, id string, w io.Writer) error {
+func (p *Provider) Logs(ctx context.Context, id string, w io.Writer) error {
 	st, err := p.d.Inspect(ctx, containerName(id))
 	if err != nil {
 		return err
 	}
 	if !st.Exists {
-		return ErrNotFound
+		return workers.ErrNotFound
 	}
 	return p.d.Logs(ctx, containerName(id), w)
 }
 
 // Capacity is what the engine's machine has left after the limits of the
 // workers this provider made.
-func (p *Docker) Capacity(ctx context.Context) (Capacity, error) {
+func (p *Provider) Capacity(ctx context.Context) (workers.Capacity, error) {
 	cpu, mem, err := p.d.Info(ctx)
 	if err != nil {
-		return Capacity{}, err
+		return workers.Capacity{}, err
 	}
 	p.mu.Lock()
 	for _, w := range p.workers {
@@ -300,7 +306,7 @@ func (p *Docker) Capacity(ctx context.Context) (Capacity, error) {
 		mem -= w.mem
 	}
 	p.mu.Unlock()
-	c := Capacity{Workers: -1, CPUMilli: max(cpu, 0), Memory: max(mem, 0)}
+	c := workers.Capacity{Workers: -1, CPUMilli: max(cpu, 0), Memory: max(mem, 0)}
 	sh := p.pool.Shape
 	if sh.CPUMilli > 0 && sh.Memory > 0 {
 		c.Workers = int(min(c.CPUMilli/sh.CPUMilli, c.Memory/sh.Memory))
@@ -309,9 +315,9 @@ func (p *Docker) Capacity(ctx context.Context) (Capacity, error) {
 }
 
 // Drain sends SIGUSR1 to the agent: it takes no new jobs.
-func (p *Docker) Drain(ctx context.Context, id string) error {
+func (p *Provider) Drain(ctx context.Context, id string) error {
 	return p.d.Signal(ctx, containerName(id), "USR1")
 }
 
 // Events reports worker containers created, started, exited and gone.
-func (p *Docker) Events() <-chan Event { return p.events }
+func (p *Provider) Events() <-chan workers.Event { return p.events }

@@ -1,4 +1,4 @@
-package workers_test
+package local_test
 
 import (
 	"bytes"
@@ -21,6 +21,9 @@ import (
 	"github.com/hodei-ci/hodei/internal/server"
 	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/local"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
+	"github.com/hodei-ci/hodei/internal/workers/workerstest"
 )
 
 // The hodei binary that local worker processes run, built once per test
@@ -136,17 +139,17 @@ pools:
     shape: {cpu: 1, memory: 256Mi, labels: [procs]}
     local: {mode: process, binary: "`+bin+`"}
 `, workDir)
-	if st := poolStatus(s, "procs"); st.Size != 0 {
+	if st := workerstest.PoolStatus(s, "procs"); st.Size != 0 {
 		t.Fatalf("pool with min 0 has %d workers before any job", st.Size)
 	}
 	start := time.Now()
-	run := submit(t, s, probeJob("procs"))
-	r, jobs := waitRun(t, s, run.ID, 20*time.Second)
+	run := workerstest.Submit(t, s, probeJob("procs"))
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 20*time.Second)
 	firstJob := time.Since(start)
 	if r.State != state.RunSucceeded {
 		t.Fatalf("run %s: %+v", r.State, jobs)
 	}
-	out := logsOf(t, s, jobs["j"].ID)
+	out := workerstest.LogsOf(t, s, jobs["j"].ID)
 	pid := pidIn(t, out, "agent")
 	worker := jobs["j"].WorkerID
 	if pid == os.Getpid() {
@@ -164,14 +167,12 @@ pools:
 	t.Logf("submit to run succeeded on a new agent process: %s", firstJob.Round(time.Millisecond))
 
 	idleFrom := time.Now()
-	waitFor(t, 15*time.Second, "the pool to shrink back to 0", func() bool {
-		return poolStatus(s, "procs").Size == 0
+	workerstest.WaitFor(t, 15*time.Second, "the pool to shrink back to 0", func() bool {
+		return workerstest.PoolStatus(s, "procs").Size == 0
 	})
-	waitFor(t, 5*time.Second, "the agent process to be gone", func() bool { return !alive(pid) })
+	workerstest.WaitFor(t, 5*time.Second, "the agent process to be gone", func() bool { return !alive(pid) })
 	t.Logf("run end to pool at 0 and process %d gone (idle_timeout 1s): %s", pid, time.Since(idleFrom).Round(time.Millisecond))
-	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the worker's directory is still there: %v", err)
-	}
+	waitGone(t, dir, "the worker's directory")
 }
 
 // TestLocalProcessEphemeralPool checks an ephemeral pool in mode process:
@@ -191,25 +192,23 @@ pools:
     shape: {cpu: 1, memory: 256Mi, labels: [once]}
     local: {mode: process, binary: "`+bin+`"}
 `, workDir)
-	run := submit(t, s, probeJob("once"))
-	r, jobs := waitRun(t, s, run.ID, 20*time.Second)
+	run := workerstest.Submit(t, s, probeJob("once"))
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 20*time.Second)
 	if r.State != state.RunSucceeded {
 		t.Fatalf("run %s: %+v", r.State, jobs)
 	}
-	out := logsOf(t, s, jobs["j"].ID)
+	out := workerstest.LogsOf(t, s, jobs["j"].ID)
 	pid := pidIn(t, out, "agent")
 	if !strings.Contains(out, " --once") {
 		t.Errorf("the ephemeral agent runs without --once:\n%s", out)
 	}
 	done := time.Now()
-	waitFor(t, 10*time.Second, "the ephemeral agent process to exit", func() bool { return !alive(pid) })
-	waitFor(t, 10*time.Second, "the ephemeral worker to be removed", func() bool {
-		return poolStatus(s, "once").Size == 0
+	workerstest.WaitFor(t, 10*time.Second, "the ephemeral agent process to exit", func() bool { return !alive(pid) })
+	workerstest.WaitFor(t, 10*time.Second, "the ephemeral worker to be removed", func() bool {
+		return workerstest.PoolStatus(s, "once").Size == 0
 	})
 	t.Logf("run end to ephemeral worker removed: %s", time.Since(done).Round(time.Millisecond))
-	if _, err := os.Stat(filepath.Join(workDir, "pools", "once", jobs["j"].WorkerID)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the worker's directory is still there: %v", err)
-	}
+	waitGone(t, filepath.Join(workDir, "pools", "once", jobs["j"].WorkerID), "the worker's directory")
 }
 
 // TestLocalProcessTerminate drives the provider directly: Create (twice:
@@ -221,9 +220,9 @@ func TestLocalProcessTerminate(t *testing.T) {
 	bin := hodeiBinary(t)
 	s := processServer(t, "", t.TempDir())
 	workDir := t.TempDir()
-	p, err := workers.NewLocalProcess(workers.PoolConfig{Name: "direct", Provider: "local", Max: 1,
-		Local: workers.LocalOptions{Mode: workers.LocalModeProcess, Binary: bin}},
-		workers.ProviderEnv{NATSURL: s.NATSURL, WorkDir: workDir, HeartbeatInterval: 100 * time.Millisecond, Logger: testLogger(),
+	p, err := local.NewProcess(poolsfile.PoolConfig{Name: "direct", Provider: "local", Max: 1,
+		Local: poolsfile.LocalOptions{Mode: poolsfile.LocalModeProcess, Binary: bin}},
+		workers.ProviderEnv{NATSURL: s.NATSURL, WorkDir: workDir, HeartbeatInterval: 100 * time.Millisecond, Logger: workerstest.Logger(),
 			Unisolated: true}) // the step reports its agent's pid
 	if err != nil {
 		t.Fatal(err)
@@ -249,23 +248,23 @@ func TestLocalProcessTerminate(t *testing.T) {
 	if pgid, err := syscall.Getpgid(agentPID); err != nil || pgid != agentPID {
 		t.Errorf("agent process group %d (%v), want its own (%d)", pgid, err, agentPID)
 	}
-	waitFor(t, 10*time.Second, "the agent process to join", func() bool {
-		return poolWorkers(s, "direct")["idle"] == 1
+	workerstest.WaitFor(t, 10*time.Second, "the agent process to join", func() bool {
+		return workerstest.PoolWorkers(s, "direct")["idle"] == 1
 	})
 	t.Logf("Create to the agent process idle in the server's view: %s", time.Since(created).Round(time.Millisecond))
 	if st, err := p.Status(ctx, "direct-1"); err != nil || st.Phase != workers.PhaseRunning {
 		t.Errorf("status %+v, %v; want running", st, err)
 	}
 
-	run := submit(t, s, `name: t
+	run := workerstest.Submit(t, s, `name: t
 jobs:
   j:
     runs-on: {labels: [direct], cpu: 1}
     steps: [{run: 'sleep 300 & echo "child=$! agent=$PPID"; wait'}]
 `)
 	var out string
-	waitFor(t, 15*time.Second, "the step to start its child", func() bool {
-		out = logsOf(t, s, jobByKey(t, s, run.ID, "j").ID)
+	workerstest.WaitFor(t, 15*time.Second, "the step to start its child", func() bool {
+		out = workerstest.LogsOf(t, s, workerstest.JobByKey(t, s, run.ID, "j").ID)
 		return strings.Contains(out, "child=")
 	})
 	child := pidIn(t, out, "child")
@@ -293,7 +292,7 @@ jobs:
 	if alive(agentPID) {
 		t.Errorf("agent process %d still runs after Terminate", agentPID)
 	}
-	waitFor(t, 5*time.Second, "the step's child to be gone", func() bool { return !alive(child) })
+	workerstest.WaitFor(t, 5*time.Second, "the step's child to be gone", func() bool { return !alive(child) })
 	if _, err := os.Stat(filepath.Join(workDir, "direct", "direct-1")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the worker's directory is still there: %v", err)
 	}
@@ -326,12 +325,12 @@ jobs:
 	}
 	// The job was handed back: an infrastructure loss, not a failure. Its
 	// attempt is recorded lost, and it waits for another worker.
-	waitFor(t, 15*time.Second, "the job to be handed back", func() bool {
-		j := jobByKey(t, s, run.ID, "j")
+	workerstest.WaitFor(t, 15*time.Second, "the job to be handed back", func() bool {
+		j := workerstest.JobByKey(t, s, run.ID, "j")
 		t.Logf("job %s attempt %d worker %s", j.State, j.Attempt, j.WorkerID)
 		return j.State == state.JobQueued
 	})
-	atts, err := s.Store.ListAttempts(ctx, jobByKey(t, s, run.ID, "j").ID)
+	atts, err := s.Store.ListAttempts(ctx, workerstest.JobByKey(t, s, run.ID, "j").ID)
 	if err != nil || len(atts) != 1 || atts[0].State != state.AttemptLost || atts[0].Reason != orchestrator.LostHandedBack {
 		t.Errorf("attempts of the terminated worker's job: %+v, %v; want one lost: handed back", atts, err)
 	}
@@ -366,7 +365,7 @@ func TestLocalProcessDiesWithServer(t *testing.T) {
 
 	// The agent: a process whose command line names the server's data dir.
 	var agentPID int
-	waitFor(t, 20*time.Second, "the pool's agent process", func() bool {
+	workerstest.WaitFor(t, 20*time.Second, "the pool's agent process", func() bool {
 		agentPID = findProcess(" agent ", dataDir)
 		return agentPID > 0
 	})
@@ -383,7 +382,7 @@ func TestLocalProcessDiesWithServer(t *testing.T) {
 	}
 	<-exited
 	killed := time.Now()
-	waitFor(t, 10*time.Second, "the agent to die with the server", func() bool { return !alive(agentPID) })
+	workerstest.WaitFor(t, 10*time.Second, "the agent to die with the server", func() bool { return !alive(agentPID) })
 	t.Logf("server SIGKILLed to its agent process gone: %s", time.Since(killed).Round(time.Millisecond))
 	if t.Failed() {
 		t.Logf("server output:\n%s", serverOut.String())
@@ -439,7 +438,7 @@ func parentOf(pid int) int {
 // it; the files are private to the worker and go with it.
 func TestLocalProcessAgentsOverMutualTLS(t *testing.T) {
 	bin := hodeiBinary(t)
-	ca, natsTLS := mutualTLS(t)
+	ca, natsTLS := workerstest.MutualTLS(t)
 	workDir := t.TempDir()
 	s := startServer(t, `
 pools:
@@ -456,13 +455,13 @@ pools:
 		o.WorkDir = workDir
 		o.UnsafeSharedUser = true // the probe job reads its agent's command line
 	})
-	run := submit(t, s, probeJob("secure"))
-	r, jobs := waitRun(t, s, run.ID, 20*time.Second)
+	run := workerstest.Submit(t, s, probeJob("secure"))
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 20*time.Second)
 	if r.State != state.RunSucceeded {
 		t.Fatalf("run %s: %+v", r.State, jobs)
 	}
 	worker := jobs["j"].WorkerID
-	out := logsOf(t, s, jobs["j"].ID)
+	out := workerstest.LogsOf(t, s, jobs["j"].ID)
 	tlsDir := filepath.Join(workDir, "pools", "secure", worker, "tls")
 	for _, want := range []string{"--tls-cert " + filepath.Join(tlsDir, "agent.crt"), "--tls-key " + filepath.Join(tlsDir, "agent.key"), "--ca " + filepath.Join(tlsDir, "ca.crt")} {
 		if !strings.Contains(out, want) {
@@ -479,8 +478,20 @@ pools:
 	if fi, err := os.Stat(filepath.Join(tlsDir, "agent.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("key file: %v %v, want mode 0600", fi.Mode(), err)
 	}
-	waitFor(t, 15*time.Second, "the pool to shrink back to 0", func() bool { return poolStatus(s, "secure").Size == 0 })
-	if _, err := os.Stat(tlsDir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the worker's certificate is still on disk: %v", err)
-	}
+	workerstest.WaitFor(t, 15*time.Second, "the pool to shrink back to 0", func() bool { return workerstest.PoolStatus(s, "secure").Size == 0 })
+	waitGone(t, tlsDir, "the worker's certificate")
+}
+
+// waitGone waits until path no longer exists. The pool's size drops to 0
+// once the orchestrator has dropped the worker, and the agent process may
+// be gone already, while the provider's Terminate, which removes the
+// worker's directory after the process has exited, is still running in the
+// manager: the test waits for it (an outside process's exit), with a
+// deadline.
+func waitGone(t *testing.T, path, what string) {
+	t.Helper()
+	workerstest.WaitFor(t, 10*time.Second, what+" to be removed", func() bool {
+		_, err := os.Stat(path)
+		return errors.Is(err, os.ErrNotExist)
+	})
 }

@@ -1,4 +1,4 @@
-package workers
+package poolsfile
 
 import (
 	"os"
@@ -124,7 +124,7 @@ func TestParseConfigBad(t *testing.T) {
 // TestDocExample keeps the pools file of docs/workers.md valid and equal to
 // testdata/pools.yaml.
 func TestDocExample(t *testing.T) {
-	doc, err := os.ReadFile("../../docs/workers.md")
+	doc, err := os.ReadFile("../../../docs/workers.md")
 	if err != nil {
 		t.Fatal(err)
 	}

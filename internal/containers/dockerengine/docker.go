@@ -1,4 +1,8 @@
-package containers
+// Package dockerengine is the Docker Engine client of Hodei: a
+// containers.Runtime for the job containers of agents, and the worker
+// containers of the docker provider (internal/workers/docker). It is the
+// only package that talks to the Docker Engine API.
+package dockerengine
 
 import (
 	"context"
@@ -16,6 +20,8 @@ import (
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+
+	"github.com/hodei-ci/hodei/internal/containers"
 )
 
 // Docker is a Runtime (and the worker containers' engine) on a Docker
@@ -26,7 +32,7 @@ type Docker struct {
 	Pull bool
 }
 
-var _ Runtime = (*Docker)(nil)
+var _ containers.Runtime = (*Docker)(nil)
 
 // NewDocker returns a client of the engine at host ("unix:///path" or
 // "tcp://host:port"); an empty host takes DOCKER_HOST, else the default
@@ -49,7 +55,7 @@ func NewDocker(host string) (*Docker, error) {
 func Detect(ctx context.Context, timeout time.Duration) (*Docker, error) {
 	if os.Getenv("DOCKER_HOST") == "" {
 		if _, err := os.Stat("/var/run/docker.sock"); err != nil {
-			return nil, fmt.Errorf("%w: DOCKER_HOST is not set and there is no /var/run/docker.sock", ErrUnavailable)
+			return nil, fmt.Errorf("%w: DOCKER_HOST is not set and there is no /var/run/docker.sock", containers.ErrUnavailable)
 		}
 	}
 	d, err := NewDocker("")
@@ -68,7 +74,7 @@ func Detect(ctx context.Context, timeout time.Duration) (*Docker, error) {
 // Ping checks that the engine answers and agrees on an API version.
 func (d *Docker) Ping(ctx context.Context) error {
 	if _, err := d.c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: %v", containers.ErrUnavailable, err)
 	}
 	return nil
 }
@@ -86,7 +92,7 @@ func (d *Docker) Close() { _ = d.c.Close() }
 const keepAlive = "read _"
 
 // StartJob creates and starts the container of an attempt.
-func (d *Docker) StartJob(ctx context.Context, spec JobSpec) (Container, error) {
+func (d *Docker) StartJob(ctx context.Context, spec containers.JobSpec) (containers.Container, error) {
 	if spec.Image == "" {
 		return nil, errors.New("container: no image")
 	}
@@ -123,7 +129,7 @@ func (d *Docker) StartJob(ctx context.Context, spec JobSpec) (Container, error) 
 	if spec.Workspace != "" {
 		hc.Binds = []string{spec.Workspace + ":" + spec.Workspace}
 	}
-	name := "hodei-job-" + sanitize(spec.Labels[LabelJob]) + "-" + spec.Labels[LabelAttempt] + "-" + randomSuffix()
+	name := "hodei-job-" + sanitize(spec.Labels[containers.LabelJob]) + "-" + spec.Labels[containers.LabelAttempt] + "-" + randomSuffix()
 	id, err := d.create(ctx, name, cfg, hc)
 	if err != nil {
 		return nil, err

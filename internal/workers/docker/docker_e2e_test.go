@@ -1,6 +1,6 @@
 //go:build docker
 
-package workers_test
+package docker_test
 
 import (
 	"context"
@@ -21,13 +21,16 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/containers"
 	"github.com/hodei-ci/hodei/internal/containers/containerstest"
+	"github.com/hodei-ci/hodei/internal/containers/dockerengine"
 	"github.com/hodei-ci/hodei/internal/server"
 	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
+	"github.com/hodei-ci/hodei/internal/workers/workerstest"
 )
 
 // jobContainers lists the containers of a job.
-func jobContainers(t *testing.T, d *containers.Docker, jobID string) []string {
+func jobContainers(t *testing.T, d *dockerengine.Docker, jobID string) []string {
 	t.Helper()
 	ids, err := d.ListLabelled(context.Background(), containers.LabelJob, jobID)
 	if err != nil {
@@ -47,7 +50,7 @@ func TestDockerImageJob(t *testing.T) {
 		t.Fatalf("an agent that reaches docker has labels %v, want docker among them", w.Labels)
 	}
 	img := containerstest.Image()
-	run := submit(t, s, `name: img
+	run := workerstest.Submit(t, s, `name: img
 jobs:
   probe:
     image: `+img+`
@@ -72,11 +75,11 @@ jobs:
     steps:
       - run: echo before; exit 3
 `)
-	r, jobs := waitRun(t, s, run.ID, 60*time.Second)
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 60*time.Second)
 	if r.State != state.RunFailed || jobs["probe"].State != state.JobSucceeded || jobs["online"].State != state.JobSucceeded || jobs["failing"].State != state.JobFailed {
 		t.Fatalf("run %s; jobs %+v", r.State, jobs)
 	}
-	out := logsOf(t, s, jobs["probe"].ID)
+	out := workerstest.LogsOf(t, s, jobs["probe"].ID)
 	for _, want := range []string{"memory 100663296\n", "cpu 50000", "interfaces lo \n", "made\nto stderr\n", " hello\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("probe output lacks %q:\n%s", want, out)
@@ -85,11 +88,11 @@ jobs:
 	if !strings.Contains(out, "pwd /") || strings.Contains(out, "pwd / ") {
 		t.Errorf("the workspace is not the working directory:\n%s", out)
 	}
-	if online := logsOf(t, s, jobs["online"].ID); strings.TrimSpace(online) == "interfaces lo" {
+	if online := workerstest.LogsOf(t, s, jobs["online"].ID); strings.TrimSpace(online) == "interfaces lo" {
 		t.Errorf("network: true gave no network: %q", online)
 	}
-	if f := jobs["failing"]; f.ExitCode != 3 || !strings.Contains(f.Error, "exit status 3") || logsOf(t, s, f.ID) != "before\n" {
-		t.Errorf("failing job: exit %d, error %q, output %q", f.ExitCode, f.Error, logsOf(t, s, f.ID))
+	if f := jobs["failing"]; f.ExitCode != 3 || !strings.Contains(f.Error, "exit status 3") || workerstest.LogsOf(t, s, f.ID) != "before\n" {
+		t.Errorf("failing job: exit %d, error %q, output %q", f.ExitCode, f.Error, workerstest.LogsOf(t, s, f.ID))
 	}
 	for _, j := range jobs {
 		if ids := jobContainers(t, d, j.ID); len(ids) != 0 {
@@ -103,7 +106,7 @@ jobs:
 func TestDockerImageJobCanceled(t *testing.T) {
 	d := containerstest.Docker(t)
 	s := startServer(t, "", 1, nil)
-	run := submit(t, s, `name: long
+	run := workerstest.Submit(t, s, `name: long
 jobs:
   sleepy:
     image: `+containerstest.Image()+`
@@ -112,8 +115,8 @@ jobs:
 `)
 	var job string
 	var ids []string
-	waitFor(t, 30*time.Second, "the job's container", func() bool {
-		j := jobByKey(t, s, run.ID, "sleepy")
+	workerstest.WaitFor(t, 30*time.Second, "the job's container", func() bool {
+		j := workerstest.JobByKey(t, s, run.ID, "sleepy")
 		job = j.ID
 		if j.State != state.JobRunning {
 			return false
@@ -139,9 +142,9 @@ jobs:
 	if err := s.Orch.Cancel(context.Background(), run.ID); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the container to be removed after cancel", func() bool { return len(jobContainers(t, d, job)) == 0 })
+	workerstest.WaitFor(t, 10*time.Second, "the container to be removed after cancel", func() bool { return len(jobContainers(t, d, job)) == 0 })
 	t.Logf("container gone %s after the cancel", time.Since(canceled).Round(time.Millisecond))
-	if r, _ := waitRun(t, s, run.ID, 10*time.Second); r.State != state.RunCanceled {
+	if r, _ := workerstest.WaitRun(t, s, run.ID, 10*time.Second); r.State != state.RunCanceled {
 		t.Errorf("run %s", r.State)
 	}
 }
@@ -165,15 +168,15 @@ func TestDockerAgentKilled(t *testing.T) {
 		return cmd
 	}
 	agent := startAgent("killed-agent")
-	run := submit(t, s, `name: long
+	run := workerstest.Submit(t, s, `name: long
 jobs:
   sleepy:
     image: `+containerstest.Image()+`
     steps: [{run: sleep 300}]
 `)
 	var job string
-	waitFor(t, 30*time.Second, "the job's container", func() bool {
-		j := jobByKey(t, s, run.ID, "sleepy")
+	workerstest.WaitFor(t, 30*time.Second, "the job's container", func() bool {
+		j := workerstest.JobByKey(t, s, run.ID, "sleepy")
 		job = j.ID
 		if j.State != state.JobRunning {
 			return false
@@ -190,7 +193,7 @@ jobs:
 	}
 	_ = agent.Wait()
 	killed := time.Now()
-	waitFor(t, 10*time.Second, "the container of the killed agent to go", func() bool { return len(jobContainers(t, d, job)) == 0 })
+	workerstest.WaitFor(t, 10*time.Second, "the container of the killed agent to go", func() bool { return len(jobContainers(t, d, job)) == 0 })
 	t.Logf("container gone %s after SIGKILL of its agent", time.Since(killed).Round(time.Millisecond))
 
 	// A leftover (here one made by hand, held open by this test) is
@@ -202,7 +205,7 @@ jobs:
 	}
 	defer left.Remove(context.Background())
 	startAgent("restarted-agent")
-	waitFor(t, 20*time.Second, "the agent to remove its leftover container", func() bool {
+	workerstest.WaitFor(t, 20*time.Second, "the agent to remove its leftover container", func() bool {
 		st, err := d.Inspect(context.Background(), left.ID())
 		return err == nil && !st.Exists
 	})
@@ -229,17 +232,17 @@ pools:
       image: %s
       binary: %s
 `, containerstest.Image(), bin), 0, func(o *server.Options) { o.NATSListen = "" })
-	if st := poolStatus(s, "boxes"); st.Size != 0 || st.Circuit != "closed" {
+	if st := workerstest.PoolStatus(s, "boxes"); st.Size != 0 || st.Circuit != "closed" {
 		t.Fatalf("pool before any job: %+v", st)
 	}
-	run := submit(t, s, `name: on-a-box
+	run := workerstest.Submit(t, s, `name: on-a-box
 jobs:
   hello:
     runs-on: {labels: [boxes], cpu: 500m, memory: 128Mi}
     steps: [{run: 'echo "hello from $HODEI_WORKER on $(hostname)"; cat /proc/1/cgroup >/dev/null'}]
 `)
 	var workerID string
-	waitFor(t, 30*time.Second, "a worker container to join", func() bool {
+	workerstest.WaitFor(t, 30*time.Second, "a worker container to join", func() bool {
 		for _, w := range s.Orch.View().Workers {
 			if w.Pool == "boxes" {
 				workerID = w.ID
@@ -248,16 +251,16 @@ jobs:
 		}
 		return false
 	})
-	r, jobs := waitRun(t, s, run.ID, 60*time.Second)
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 60*time.Second)
 	if r.State != state.RunSucceeded || jobs["hello"].WorkerID != workerID {
 		t.Fatalf("run %s, job on %q (worker %s): %+v", r.State, jobs["hello"].WorkerID, workerID, jobs["hello"])
 	}
-	if out := logsOf(t, s, jobs["hello"].ID); !strings.Contains(out, "hello from "+workerID) {
+	if out := workerstest.LogsOf(t, s, jobs["hello"].ID); !strings.Contains(out, "hello from "+workerID) {
 		t.Errorf("output %q", out)
 	}
-	waitFor(t, 20*time.Second, "the ephemeral worker's container to be gone", func() bool {
+	workerstest.WaitFor(t, 20*time.Second, "the ephemeral worker's container to be gone", func() bool {
 		ids, err := d.ListLabelled(context.Background(), containers.LabelWorker, workerID)
-		return err == nil && len(ids) == 0 && poolStatus(s, "boxes").Size == 0
+		return err == nil && len(ids) == 0 && workerstest.PoolStatus(s, "boxes").Size == 0
 	})
 }
 
@@ -274,18 +277,18 @@ func TestDockerPoolAdoptsAfterRestart(t *testing.T) {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	owner := "adopt-" + hex.EncodeToString(b[:])
-	pool := workers.PoolConfig{
+	pool := poolsfile.PoolConfig{
 		Name: "boxes", Provider: "docker", Min: 2, Max: 2, IdleTimeout: time.Hour,
-		Shape:  workers.Shape{CPUMilli: 250, Memory: 64 << 20, Labels: []string{"boxes"}},
-		Docker: workers.DockerOptions{Image: containerstest.Image(), Binary: bin, Network: "host"},
+		Shape:  poolsfile.Shape{CPUMilli: 250, Memory: 64 << 20, Labels: []string{"boxes"}},
+		Docker: poolsfile.DockerOptions{Image: containerstest.Image(), Binary: bin, Network: "host"},
 	}
-	start := func(pool workers.PoolConfig) (*workers.Manager, *prometheus.Registry, func()) {
+	start := func(pool poolsfile.PoolConfig) (*workers.Manager, *prometheus.Registry, func()) {
 		reg := prometheus.NewRegistry()
 		m, err := workers.NewManager(workers.ManagerConfig{
-			Pools: &workers.Config{Pools: []workers.PoolConfig{pool}},
+			Pools: &poolsfile.Config{Pools: []poolsfile.PoolConfig{pool}},
 			Env: workers.ProviderEnv{NATSURL: s.NATSURL, Owner: owner, HeartbeatInterval: 100 * time.Millisecond,
-				Logger: testLogger()},
-			View: s.Orch.View, Interval: 50 * time.Millisecond, Registerer: reg, Logger: testLogger(),
+				Logger: workerstest.Logger()},
+			View: s.Orch.View, Interval: 50 * time.Millisecond, Registerer: reg, Logger: workerstest.Logger(),
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -309,8 +312,8 @@ func TestDockerPoolAdoptsAfterRestart(t *testing.T) {
 	}
 
 	_, reg1, crash := start(pool)
-	waitFor(t, 60*time.Second, "two worker containers to join", func() bool { return poolWorkers(s, "boxes")["idle"] == 2 })
-	if n := actionCount(t, reg1, "create"); n != 2 {
+	workerstest.WaitFor(t, 60*time.Second, "two worker containers to join", func() bool { return workerstest.PoolWorkers(s, "boxes")["idle"] == 2 })
+	if n := workerstest.ActionCount(t, reg1, "create"); n != 2 {
 		t.Fatalf("first manager: %d creates", n)
 	}
 	crash() // the server dies: no worker is terminated
@@ -321,7 +324,7 @@ func TestDockerPoolAdoptsAfterRestart(t *testing.T) {
 
 	pool.Min, pool.Max = 1, 1
 	m2, reg2, _ := start(pool)
-	waitFor(t, 30*time.Second, "one worker adopted, the other removed", func() bool {
+	workerstest.WaitFor(t, 30*time.Second, "one worker adopted, the other removed", func() bool {
 		var st workers.PoolStatus
 		for _, p := range m2.Pools() {
 			st = p
@@ -332,7 +335,7 @@ func TestDockerPoolAdoptsAfterRestart(t *testing.T) {
 	if !slices.Contains(before, after[0]) {
 		t.Errorf("container %s after the restart is not one of the previous run's %v", after[0], before)
 	}
-	if n := actionCount(t, reg2, "create"); n != 0 {
+	if n := workerstest.ActionCount(t, reg2, "create"); n != 0 {
 		t.Errorf("the restarted manager created %d workers; its adopted worker covers min", n)
 	}
 	st, err := d.Inspect(context.Background(), after[0])
@@ -343,17 +346,17 @@ func TestDockerPoolAdoptsAfterRestart(t *testing.T) {
 
 	// The adopted worker takes jobs as before (once the orchestrator has
 	// seen the removed one go: it was killed, it said no goodbye).
-	waitFor(t, 30*time.Second, "the removed worker to leave the orchestrator's idle workers", func() bool {
-		ws := poolWorkers(s, "boxes")
+	workerstest.WaitFor(t, 30*time.Second, "the removed worker to leave the orchestrator's idle workers", func() bool {
+		ws := workerstest.PoolWorkers(s, "boxes")
 		return ws["idle"] == 1 && ws["busy"] == 0
 	})
-	run := submit(t, s, `name: on-an-adopted-box
+	run := workerstest.Submit(t, s, `name: on-an-adopted-box
 jobs:
   hello:
     runs-on: {labels: [boxes], cpu: 250m, memory: 64Mi}
     steps: [{run: 'echo "hello from $HODEI_WORKER"'}]
 `)
-	r, jobs := waitRun(t, s, run.ID, 60*time.Second)
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 60*time.Second)
 	if r.State != state.RunSucceeded || jobs["hello"].WorkerID != adopted {
 		t.Fatalf("run %s, job on %q, want the adopted worker %s", r.State, jobs["hello"].WorkerID, adopted)
 	}
@@ -372,7 +375,7 @@ jobs:
 func TestDockerPoolOverMutualTLS(t *testing.T) {
 	d := containerstest.Docker(t)
 	bin := containerstest.HodeiBinary(t)
-	ca, natsTLS := mutualTLS(t)
+	ca, natsTLS := workerstest.MutualTLS(t)
 	workDir := t.TempDir()
 	s := startServer(t, fmt.Sprintf(`
 pools:
@@ -390,25 +393,25 @@ pools:
 `, containerstest.Image(), bin), 0, func(o *server.Options) {
 		o.NATSListen, o.NATSTLS, o.AgentCA, o.WorkDir = "", natsTLS, ca, workDir
 	})
-	run := submit(t, s, `name: tls-box
+	run := workerstest.Submit(t, s, `name: tls-box
 jobs:
   hello:
     runs-on: {labels: [tlsboxes], cpu: 500m, memory: 128Mi}
     steps: [{run: 'echo "hello from $HODEI_WORKER"; ls /run/hodei-tls'}]
 `)
-	r, jobs := waitRun(t, s, run.ID, 60*time.Second)
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 60*time.Second)
 	if r.State != state.RunSucceeded {
 		t.Fatalf("run %s: %+v", r.State, jobs["hello"])
 	}
 	worker := jobs["hello"].WorkerID
-	out := logsOf(t, s, jobs["hello"].ID)
+	out := workerstest.LogsOf(t, s, jobs["hello"].ID)
 	for _, want := range []string{"hello from " + worker, "agent.crt", "agent.key", "ca.crt"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q: %q", want, out)
 		}
 	}
 	hostDir := filepath.Join(workDir, "pools", "docker", "tlsboxes", worker)
-	waitFor(t, 20*time.Second, "the ephemeral worker's container and certificate to be gone", func() bool {
+	workerstest.WaitFor(t, 20*time.Second, "the ephemeral worker's container and certificate to be gone", func() bool {
 		ids, err := d.ListLabelled(context.Background(), containers.LabelWorker, worker)
 		_, statErr := os.Stat(hostDir)
 		return err == nil && len(ids) == 0 && errors.Is(statErr, os.ErrNotExist)
@@ -436,16 +439,16 @@ pools:
       binary: %s
       network: host
 `, containerstest.Image(), bin), 0, func(o *server.Options) { o.NATSListen = "" })
-	if st := poolStatus(s, "lasting"); st.Size != 0 {
+	if st := workerstest.PoolStatus(s, "lasting"); st.Size != 0 {
 		t.Fatalf("pool with min 0 has %d workers before any job", st.Size)
 	}
-	run := submit(t, s, `name: lasting
+	run := workerstest.Submit(t, s, `name: lasting
 jobs:
   hello:
     runs-on: {labels: [lasting], cpu: 500m, memory: 128Mi}
     steps: [{run: 'echo "hello from $HODEI_WORKER"'}]
 `)
-	r, jobs := waitRun(t, s, run.ID, 60*time.Second)
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 60*time.Second)
 	if r.State != state.RunSucceeded {
 		t.Fatalf("run %s: %+v", r.State, jobs["hello"])
 	}
@@ -454,9 +457,9 @@ jobs:
 		t.Fatalf("worker %s: containers %v, %v; want it still there after its job", worker, ids, err)
 	}
 	ended := time.Now()
-	waitFor(t, 30*time.Second, "the idle worker's container to be removed and the pool back to 0", func() bool {
+	workerstest.WaitFor(t, 30*time.Second, "the idle worker's container to be removed and the pool back to 0", func() bool {
 		ids, err := d.ListLabelled(context.Background(), containers.LabelWorker, worker)
-		return err == nil && len(ids) == 0 && poolStatus(s, "lasting").Size == 0
+		return err == nil && len(ids) == 0 && workerstest.PoolStatus(s, "lasting").Size == 0
 	})
 	t.Logf("run end to pool at 0 (idle_timeout 5s): %s", time.Since(ended).Round(time.Millisecond))
 }

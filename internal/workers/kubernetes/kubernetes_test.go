@@ -1,4 +1,4 @@
-package workers
+package kubernetes
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -47,16 +49,16 @@ func TestKubernetesPodStatus(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		pod   *corev1.Pod
-		phase Phase
+		phase workers.Phase
 		code  int
 	}{
-		{pod(corev1.PodPending, -1), PhaseCreating, 0},
-		{pod("", -1), PhaseCreating, 0},
-		{pod(corev1.PodRunning, -1), PhaseRunning, 0},
-		{pod(corev1.PodUnknown, -1), PhaseRunning, 0},
-		{pod(corev1.PodSucceeded, 0), PhaseExited, 0},
-		{pod(corev1.PodFailed, 3), PhaseExited, 3},
-		{pod(corev1.PodFailed, -1), PhaseExited, 1},
+		{pod(corev1.PodPending, -1), workers.PhaseCreating, 0},
+		{pod("", -1), workers.PhaseCreating, 0},
+		{pod(corev1.PodRunning, -1), workers.PhaseRunning, 0},
+		{pod(corev1.PodUnknown, -1), workers.PhaseRunning, 0},
+		{pod(corev1.PodSucceeded, 0), workers.PhaseExited, 0},
+		{pod(corev1.PodFailed, 3), workers.PhaseExited, 3},
+		{pod(corev1.PodFailed, -1), workers.PhaseExited, 1},
 	} {
 		if st := podStatus("w", tt.pod); st.Phase != tt.phase || st.ExitCode != tt.code || st.ID != "w" {
 			t.Errorf("pod %s: status %+v, want %s exit %d", tt.pod.Status.Phase, st, tt.phase, tt.code)
@@ -66,22 +68,22 @@ func TestKubernetesPodStatus(t *testing.T) {
 
 func TestKubernetesErrors(t *testing.T) {
 	gr := schema.GroupResource{Resource: "pods"}
-	if !IsTransient(classifyKube(apierrors.NewServiceUnavailable("x"))) || !IsTransient(classifyKube(apierrors.NewTooManyRequests("x", 1))) ||
-		!IsTransient(classifyKube(apierrors.NewInternalError(errors.New("x")))) {
+	if !workers.IsTransient(classifyKube(apierrors.NewServiceUnavailable("x"))) || !workers.IsTransient(classifyKube(apierrors.NewTooManyRequests("x", 1))) ||
+		!workers.IsTransient(classifyKube(apierrors.NewInternalError(errors.New("x")))) {
 		t.Error("unavailable, throttled and internal errors are transient")
 	}
-	if IsTransient(classifyKube(apierrors.NewForbidden(gr, "p", errors.New("no")))) || IsTransient(classifyKube(apierrors.NewBadRequest("x"))) {
+	if workers.IsTransient(classifyKube(apierrors.NewForbidden(gr, "p", errors.New("no")))) || workers.IsTransient(classifyKube(apierrors.NewBadRequest("x"))) {
 		t.Error("forbidden and bad request are not transient")
 	}
 }
 
 func TestKubernetesNeedsOptions(t *testing.T) {
-	pool := PoolConfig{Name: "k", Provider: "kubernetes", Kubernetes: KubernetesOptions{Namespace: "ci", Image: "i", AgentImage: "a"}}
-	if _, err := NewKubernetesProviderConfig(pool, ProviderEnv{}, nil); err == nil || !strings.Contains(err.Error(), "NATS") {
+	pool := poolsfile.PoolConfig{Name: "k", Provider: "kubernetes", Kubernetes: poolsfile.KubernetesOptions{Namespace: "ci", Image: "i", AgentImage: "a"}}
+	if _, err := NewForConfig(pool, workers.ProviderEnv{}, nil); err == nil || !strings.Contains(err.Error(), "NATS") {
 		t.Errorf("no NATS URL: %v", err)
 	}
 	pool.Kubernetes.AgentImage = ""
-	if _, err := NewKubernetesProviderConfig(pool, ProviderEnv{NATSURL: "nats://x:4222"}, nil); err == nil || !strings.Contains(err.Error(), "agent_image") {
+	if _, err := NewForConfig(pool, workers.ProviderEnv{NATSURL: "nats://x:4222"}, nil); err == nil || !strings.Contains(err.Error(), "agent_image") {
 		t.Errorf("no agent image: %v", err)
 	}
 }
@@ -92,12 +94,12 @@ func TestKubernetesNeedsOptions(t *testing.T) {
 // write the binary. TestKubernetesKubeletRunsAgent checks the same on a
 // real kubelet, from inside a job.
 func TestKubernetesPodMountsTheAgentBinaryReadOnly(t *testing.T) {
-	p := &Kubernetes{
-		pool: PoolConfig{Name: "k"}, namespace: "ci",
-		opts: KubernetesOptions{Namespace: "ci", Image: "i", AgentImage: "a"},
-		env:  ProviderEnv{NATSURL: "nats://x:4222", AgentCert: func(string) (AgentCert, error) { return AgentCert{}, nil }},
+	p := &Provider{
+		pool: poolsfile.PoolConfig{Name: "k"}, namespace: "ci",
+		opts: poolsfile.KubernetesOptions{Namespace: "ci", Image: "i", AgentImage: "a"},
+		env:  workers.ProviderEnv{NATSURL: "nats://x:4222", AgentCert: func(string) (workers.AgentCert, error) { return workers.AgentCert{}, nil }},
 	}
-	pod := p.PodSpec(WorkerSpec{ID: "w1", Pool: "k"}, nil)
+	pod := p.PodSpec(workers.WorkerSpec{ID: "w1", Pool: "k"}, nil)
 	agent := pod.Spec.Containers[0]
 	if agent.Command[0] != kubeBinDir+"/hodei" {
 		t.Fatalf("agent command %v, want the binary under %s", agent.Command, kubeBinDir)

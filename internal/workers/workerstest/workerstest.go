@@ -1,4 +1,7 @@
-package workers_test
+// Package workerstest holds what the tests of the providers share: a server
+// started with a pools file and the providers of a registry, and waits on
+// its runs, jobs and pools. Only tests import it.
+package workerstest
 
 import (
 	"context"
@@ -17,19 +20,20 @@ import (
 	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/store"
 	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
-// testLogger discards logs unless HODEI_TEST_LOG is set.
-func testLogger() *slog.Logger {
+// Logger discards logs unless HODEI_TEST_LOG is set.
+func Logger() *slog.Logger {
 	if os.Getenv("HODEI_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// startServer starts a server with the pools of poolsYAML (none if empty)
-// and n local agents.
-func startServer(t *testing.T, poolsYAML string, n int, edit func(*server.Options)) *server.Server {
+// StartServer starts a server with the pools of poolsYAML (none if empty),
+// made by the providers of reg, and n local agents.
+func StartServer(t *testing.T, reg *workers.Registry, poolsYAML string, n int, edit func(*server.Options)) *server.Server {
 	t.Helper()
 	o := server.Options{
 		DataDir:           t.TempDir(),
@@ -38,10 +42,11 @@ func startServer(t *testing.T, poolsYAML string, n int, edit func(*server.Option
 		WorkerTTL:         2 * time.Second,
 		HeartbeatInterval: 100 * time.Millisecond,
 		PoolInterval:      50 * time.Millisecond,
-		Logger:            testLogger(),
+		Logger:            Logger(),
+		Providers:         reg,
 	}
 	if poolsYAML != "" {
-		cfg, err := workers.ParseConfig("pools.yaml", []byte(poolsYAML))
+		cfg, err := poolsfile.ParseConfig("pools.yaml", []byte(poolsYAML))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,8 +70,8 @@ func startServer(t *testing.T, poolsYAML string, n int, edit func(*server.Option
 	return s
 }
 
-// waitFor polls cond every 10ms until it holds, or fails the test.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+// WaitFor polls cond every 10ms until it holds, or fails the test.
+func WaitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -79,7 +84,8 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-func submit(t *testing.T, s *server.Server, yaml string) store.Run {
+// Submit submits a pipeline file to s and returns its run.
+func Submit(t *testing.T, s *server.Server, yaml string) store.Run {
 	t.Helper()
 	run, err := s.Submit(context.Background(), "test.yaml", []byte(yaml), "")
 	if err != nil {
@@ -88,11 +94,11 @@ func submit(t *testing.T, s *server.Server, yaml string) store.Run {
 	return run
 }
 
-// waitRun waits until the run is final and returns it with its jobs by key.
-func waitRun(t *testing.T, s *server.Server, id string, timeout time.Duration) (store.Run, map[string]store.Job) {
+// WaitRun waits until the run is final and returns it with its jobs by key.
+func WaitRun(t *testing.T, s *server.Server, id string, timeout time.Duration) (store.Run, map[string]store.Job) {
 	t.Helper()
 	var run store.Run
-	waitFor(t, timeout, "run "+id+" to end", func() bool {
+	WaitFor(t, timeout, "run "+id+" to end", func() bool {
 		r, err := s.Store.GetRun(context.Background(), id)
 		run = r
 		return err == nil && state.RunFinal(r.State)
@@ -108,8 +114,8 @@ func waitRun(t *testing.T, s *server.Server, id string, timeout time.Duration) (
 	return run, m
 }
 
-// jobByKey returns the job of a run with the given key, once it exists.
-func jobByKey(t *testing.T, s *server.Server, runID, key string) store.Job {
+// JobByKey returns the job of a run with the given key, once it exists.
+func JobByKey(t *testing.T, s *server.Server, runID, key string) store.Job {
 	t.Helper()
 	jobs, err := s.Store.ListJobs(context.Background(), runID)
 	if err != nil {
@@ -124,8 +130,8 @@ func jobByKey(t *testing.T, s *server.Server, runID, key string) store.Job {
 	return store.Job{}
 }
 
-// logsOf returns the stored output of a job.
-func logsOf(t *testing.T, s *server.Server, jobID string) string {
+// LogsOf returns the stored output of a job.
+func LogsOf(t *testing.T, s *server.Server, jobID string) string {
 	t.Helper()
 	cs, err := s.Store.ReadLogs(context.Background(), jobID, 0, 0, 100000)
 	if err != nil {
@@ -138,8 +144,8 @@ func logsOf(t *testing.T, s *server.Server, jobID string) string {
 	return b.String()
 }
 
-// poolStatus returns the manager's status of a pool.
-func poolStatus(s *server.Server, name string) workers.PoolStatus {
+// PoolStatus returns the manager's status of a pool.
+func PoolStatus(s *server.Server, name string) workers.PoolStatus {
 	for _, p := range s.Workers.Pools() {
 		if p.Name == name {
 			return p
@@ -148,9 +154,9 @@ func poolStatus(s *server.Server, name string) workers.PoolStatus {
 	return workers.PoolStatus{}
 }
 
-// poolWorkers counts the workers of a pool in the orchestrator's view by
+// PoolWorkers counts the workers of a pool in the orchestrator's view by
 // state.
-func poolWorkers(s *server.Server, pool string) map[string]int {
+func PoolWorkers(s *server.Server, pool string) map[string]int {
 	m := map[string]int{}
 	for _, w := range s.Orch.View().Workers {
 		if w.Pool == pool {
@@ -160,9 +166,9 @@ func poolWorkers(s *server.Server, pool string) map[string]int {
 	return m
 }
 
-// mutualTLS makes a CA and the server certificate (127.0.0.1) of a NATS that
+// MutualTLS makes a CA and the server certificate (127.0.0.1) of a NATS that
 // requires client certificates signed by it.
-func mutualTLS(t *testing.T) (*pki.CA, *tls.Config) {
+func MutualTLS(t *testing.T) (*pki.CA, *tls.Config) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "pki")
 	ca, err := pki.Init(dir, "")

@@ -1,6 +1,6 @@
 //go:build docker
 
-package containers_test
+package dockerengine_test
 
 import (
 	"bytes"

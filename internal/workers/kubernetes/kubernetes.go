@@ -1,4 +1,7 @@
-package workers
+// Package kubernetes is the provider of kubernetes pools (`provider:
+// kubernetes`): each worker is a pod running `hodei agent`, made with
+// client-go. It is the only package of Hodei that links client-go.
+package kubernetes
 
 import (
 	"context"
@@ -14,6 +17,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -27,7 +32,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// Kubernetes is the provider of worker pods: each worker is one pod in the
+// Provider is the provider of worker pods: each worker is one pod in the
 // pool's namespace. An init container of the agent image copies the hodei
 // binary into an emptyDir volume; the agent container (the pool's image)
 // runs it as `hodei agent`, connected to the server's NATS, with the pool's
@@ -45,14 +50,14 @@ import (
 // the previous run left in the pool, by label, and the Manager adopts the
 // live ones into the pool and deletes the others (see
 // docs/workers.md#kubernetes).
-type Kubernetes struct {
-	pool      PoolConfig
-	env       ProviderEnv
-	opts      KubernetesOptions
+type Provider struct {
+	pool      poolsfile.PoolConfig
+	env       workers.ProviderEnv
+	opts      poolsfile.KubernetesOptions
 	client    kubernetes.Interface
 	namespace string
 	selector  string
-	events    chan Event
+	events    chan workers.Event
 	stop      chan struct{}
 	stopOnce  sync.Once
 	informer  cache.SharedIndexInformer
@@ -67,8 +72,8 @@ type kubeWorker struct {
 }
 
 var (
-	_ Provider = (*Kubernetes)(nil)
-	_ Lister   = (*Kubernetes)(nil)
+	_ workers.Provider = (*Provider)(nil)
+	_ workers.Lister   = (*Provider)(nil)
 )
 
 // Names, labels and paths of worker pods.
@@ -91,11 +96,11 @@ const (
 	kubeGPUResource = "nvidia.com/gpu"
 )
 
-// NewKubernetesProvider makes the provider of a kubernetes pool (a
+// New makes the provider of a kubernetes pool (a
 // Factory). It connects with pool.Kubernetes.Kubeconfig, else in the
 // cluster with the pod's service account, else KUBECONFIG or
 // ~/.kube/config.
-func NewKubernetesProvider(pool PoolConfig, env ProviderEnv) (Provider, error) {
+func New(pool poolsfile.PoolConfig, env workers.ProviderEnv) (workers.Provider, error) {
 	o := pool.Kubernetes
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = o.Kubeconfig
@@ -103,12 +108,12 @@ func NewKubernetesProvider(pool PoolConfig, env ProviderEnv) (Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client configuration: %w", err)
 	}
-	return NewKubernetesProviderConfig(pool, env, cfg)
+	return NewForConfig(pool, env, cfg)
 }
 
-// NewKubernetesProviderConfig makes the provider of a kubernetes pool that
+// NewForConfig makes the provider of a kubernetes pool that
 // reaches the API server with cfg.
-func NewKubernetesProviderConfig(pool PoolConfig, env ProviderEnv, cfg *rest.Config) (*Kubernetes, error) {
+func NewForConfig(pool poolsfile.PoolConfig, env workers.ProviderEnv, cfg *rest.Config) (*Provider, error) {
 	o := pool.Kubernetes
 	switch {
 	case env.NATSURL == "":
@@ -129,9 +134,9 @@ func NewKubernetesProviderConfig(pool PoolConfig, env ProviderEnv, cfg *rest.Con
 	if env.Logger == nil {
 		env.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Kubernetes{
+	p := &Provider{
 		pool: pool, env: env, opts: o, client: cs, namespace: o.Namespace,
-		events: make(chan Event, 256), stop: make(chan struct{}), workers: map[string]*kubeWorker{},
+		events: make(chan workers.Event, 256), stop: make(chan struct{}), workers: map[string]*kubeWorker{},
 	}
 	p.selector = labels.SelectorFromSet(p.poolLabels()).String()
 	p.startWatch()
@@ -139,13 +144,13 @@ func NewKubernetesProviderConfig(pool PoolConfig, env ProviderEnv, cfg *rest.Con
 }
 
 // Close stops the watch. Pods are left as they are.
-func (p *Kubernetes) Close() { p.stopOnce.Do(func() { close(p.stop) }) }
+func (p *Provider) Close() { p.stopOnce.Do(func() { close(p.stop) }) }
 
 // owner names this server's pool among others in the namespace.
-func (p *Kubernetes) owner() string { return p.env.Owner + "." + p.pool.Name }
+func (p *Provider) owner() string { return p.env.Owner + "." + p.pool.Name }
 
 // poolLabels select the pods of this pool made by this server.
-func (p *Kubernetes) poolLabels() map[string]string {
+func (p *Provider) poolLabels() map[string]string {
 	return map[string]string{
 		kubeManagedBy:  "hodei",
 		KubeLabelPool:  labelValue(p.pool.Name),
@@ -154,17 +159,17 @@ func (p *Kubernetes) poolLabels() map[string]string {
 }
 
 // Selector is the label selector of this pool's pods.
-func (p *Kubernetes) Selector() string { return p.selector }
+func (p *Provider) Selector() string { return p.selector }
 
 // Namespace is where the pool's pods are.
-func (p *Kubernetes) Namespace() string { return p.namespace }
+func (p *Provider) Namespace() string { return p.namespace }
 
 // List returns the worker pods of this pool made by this server (the same
 // Owner), a previous run's included, found by label (and checked against
 // the exact owner in the annotation), and makes them this provider's own:
 // their events are reported from now on. A pod being deleted is reported
 // gone; Succeeded and Failed ones exited.
-func (p *Kubernetes) List(ctx context.Context) ([]ListedWorker, error) {
+func (p *Provider) List(ctx context.Context) ([]workers.ListedWorker, error) {
 	if p.env.Owner == "" {
 		return nil, nil
 	}
@@ -172,7 +177,7 @@ func (p *Kubernetes) List(ctx context.Context) ([]ListedWorker, error) {
 	if err != nil {
 		return nil, classifyKube(err)
 	}
-	out := make([]ListedWorker, 0, len(pods.Items))
+	out := make([]workers.ListedWorker, 0, len(pods.Items))
 	var known []*corev1.Pod
 	p.mu.Lock()
 	for i := range pods.Items {
@@ -183,15 +188,15 @@ func (p *Kubernetes) List(ctx context.Context) ([]ListedWorker, error) {
 		}
 		st := podStatus(id, pod)
 		if pod.DeletionTimestamp != nil {
-			st.Phase = PhaseGone
+			st.Phase = workers.PhaseGone
 		}
-		out = append(out, ListedWorker{
-			Ref:       WorkerRef{ID: id, Pool: p.pool.Name, Provider: "kubernetes", Handle: p.namespace + "/" + pod.Name},
+		out = append(out, workers.ListedWorker{
+			Ref:       workers.WorkerRef{ID: id, Pool: p.pool.Name, Provider: "kubernetes", Handle: p.namespace + "/" + pod.Name},
 			Status:    st,
 			CreatedAt: pod.CreationTimestamp.Time,
 		})
 		if _, ok := p.workers[id]; !ok {
-			p.workers[id] = &kubeWorker{started: st.Phase == PhaseRunning || st.Phase == PhaseExited, exited: st.Phase == PhaseExited}
+			p.workers[id] = &kubeWorker{started: st.Phase == workers.PhaseRunning || st.Phase == workers.PhaseExited, exited: st.Phase == workers.PhaseExited}
 		}
 		known = append(known, pod)
 	}
@@ -253,7 +258,7 @@ func PodName(id string) string {
 }
 
 // PodSpec is the pod of a worker (what Create sends).
-func (p *Kubernetes) PodSpec(spec WorkerSpec, env []corev1.EnvVar) *corev1.Pod {
+func (p *Provider) PodSpec(spec workers.WorkerSpec, env []corev1.EnvVar) *corev1.Pod {
 	image := spec.Image
 	if image == "" {
 		image = p.opts.Image
@@ -382,7 +387,7 @@ func TLSSecretName(id string) string { return PodName(id) + "-tls" }
 // createTLSSecret stores the certificate issued for worker id in the
 // Secret its pod mounts, owned by the pod so that the cluster removes it
 // with the pod; one that exists (a retried create) is kept.
-func (p *Kubernetes) createTLSSecret(ctx context.Context, id string, pod *corev1.Pod) error {
+func (p *Provider) createTLSSecret(ctx context.Context, id string, pod *corev1.Pod) error {
 	c, err := p.env.AgentCert(id)
 	if err != nil {
 		return fmt.Errorf("agent certificate for %s: %w", id, err)
@@ -405,18 +410,18 @@ func (p *Kubernetes) createTLSSecret(ctx context.Context, id string, pod *corev1
 
 // Create creates a worker pod. A pod of the same worker that exists (a
 // retried create) is returned as it is.
-func (p *Kubernetes) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, error) {
+func (p *Provider) Create(ctx context.Context, spec workers.WorkerSpec) (workers.WorkerRef, error) {
 	env := make([]corev1.EnvVar, 0, len(spec.Env)+len(spec.Secrets))
 	for k, v := range spec.Env {
 		env = append(env, corev1.EnvVar{Name: k, Value: v})
 	}
 	for _, name := range spec.Secrets {
 		if p.env.Secret == nil {
-			return WorkerRef{}, fmt.Errorf("worker secret %s: this server has no secrets for workers", name)
+			return workers.WorkerRef{}, fmt.Errorf("worker secret %s: this server has no secrets for workers", name)
 		}
 		v, err := p.env.Secret(ctx, name)
 		if err != nil {
-			return WorkerRef{}, fmt.Errorf("worker secret %s: %w", name, err)
+			return workers.WorkerRef{}, fmt.Errorf("worker secret %s: %w", name, err)
 		}
 		env = append(env, corev1.EnvVar{Name: name, Value: v})
 	}
@@ -426,16 +431,16 @@ func (p *Kubernetes) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, er
 	if apierrors.IsAlreadyExists(err) {
 		got, err = p.client.CoreV1().Pods(p.namespace).Get(ctx, pod.Name, metav1.GetOptions{})
 		if err == nil && got.Annotations[KubeLabelWorker] != spec.ID {
-			return WorkerRef{}, fmt.Errorf("pod %s/%s exists and is not worker %s", p.namespace, pod.Name, spec.ID)
+			return workers.WorkerRef{}, fmt.Errorf("pod %s/%s exists and is not worker %s", p.namespace, pod.Name, spec.ID)
 		}
 	}
 	if err != nil {
-		return WorkerRef{}, classifyKube(err)
+		return workers.WorkerRef{}, classifyKube(err)
 	}
 	if p.env.AgentCert != nil {
 		// The pod waits for its Secret (the kubelet retries the mount).
 		if err := p.createTLSSecret(ctx, spec.ID, got); err != nil {
-			return WorkerRef{}, err
+			return workers.WorkerRef{}, err
 		}
 	}
 	p.mu.Lock()
@@ -445,14 +450,14 @@ func (p *Kubernetes) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, er
 	}
 	p.mu.Unlock()
 	if !known {
-		emit(p.events, Event{Kind: EventCreated, ID: spec.ID, Pool: spec.Pool})
+		workers.Emit(p.events, workers.Event{Kind: workers.EventCreated, ID: spec.ID, Pool: spec.Pool})
 	}
 	p.observe(got)
-	return WorkerRef{ID: spec.ID, Pool: spec.Pool, Provider: "kubernetes", Handle: p.namespace + "/" + got.Name}, nil
+	return workers.WorkerRef{ID: spec.ID, Pool: spec.Pool, Provider: "kubernetes", Handle: p.namespace + "/" + got.Name}, nil
 }
 
 // deletePod deletes a pod; one that is not there is deleted.
-func (p *Kubernetes) deletePod(ctx context.Context, name string) error {
+func (p *Provider) deletePod(ctx context.Context, name string) error {
 	err := p.client.CoreV1().Pods(p.namespace).Delete(ctx, name, metav1.DeleteOptions{
 		PropagationPolicy: new(metav1.DeletePropagationBackground),
 	})
@@ -464,7 +469,7 @@ func (p *Kubernetes) deletePod(ctx context.Context, name string) error {
 
 // Terminate deletes a worker pod (the kubelet stops the agent and its jobs,
 // with the pod's grace period). A pod that is not there is a success.
-func (p *Kubernetes) Terminate(ctx context.Context, id string) error {
+func (p *Provider) Terminate(ctx context.Context, id string) error {
 	if err := p.deletePod(ctx, PodName(id)); err != nil {
 		return err
 	}
@@ -479,7 +484,7 @@ func (p *Kubernetes) Terminate(ctx context.Context, id string) error {
 }
 
 // markGone reports a worker gone, once.
-func (p *Kubernetes) markGone(id string) {
+func (p *Provider) markGone(id string) {
 	p.mu.Lock()
 	w, known := p.workers[id]
 	if known {
@@ -487,38 +492,38 @@ func (p *Kubernetes) markGone(id string) {
 	}
 	p.mu.Unlock()
 	if known && !w.gone {
-		emit(p.events, Event{Kind: EventGone, ID: id, Pool: p.pool.Name})
+		workers.Emit(p.events, workers.Event{Kind: workers.EventGone, ID: id, Pool: p.pool.Name})
 	}
 }
 
 // Status reads the pod's phase: Pending is creating, Running is running,
 // Succeeded and Failed are exited (with the agent container's exit code).
-func (p *Kubernetes) Status(ctx context.Context, id string) (WorkerStatus, error) {
+func (p *Provider) Status(ctx context.Context, id string) (workers.WorkerStatus, error) {
 	pod, err := p.client.CoreV1().Pods(p.namespace).Get(ctx, PodName(id), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return WorkerStatus{}, ErrNotFound
+		return workers.WorkerStatus{}, workers.ErrNotFound
 	}
 	if err != nil {
-		return WorkerStatus{}, classifyKube(err)
+		return workers.WorkerStatus{}, classifyKube(err)
 	}
 	return podStatus(id, pod), nil
 }
 
-func podStatus(id string, pod *corev1.Pod) WorkerStatus {
-	ws := WorkerStatus{ID: id, Detail: string(pod.Status.Phase)}
+func podStatus(id string, pod *corev1.Pod) workers.WorkerStatus {
+	ws := workers.WorkerStatus{ID: id, Detail: string(pod.Status.Phase)}
 	if pod.Status.Reason != "" {
 		ws.Detail += ": " + pod.Status.Reason
 	}
 	switch pod.Status.Phase {
 	case corev1.PodPending, "":
-		ws.Phase = PhaseCreating
+		ws.Phase = workers.PhaseCreating
 		if w := waitingReason(pod); w != "" {
 			ws.Detail += ": " + w
 		}
 	case corev1.PodSucceeded, corev1.PodFailed:
-		ws.Phase, ws.ExitCode = PhaseExited, agentExitCode(pod)
+		ws.Phase, ws.ExitCode = workers.PhaseExited, agentExitCode(pod)
 	default: // Running, Unknown (the node is not reachable)
-		ws.Phase = PhaseRunning
+		ws.Phase = workers.PhaseRunning
 	}
 	if pod.DeletionTimestamp != nil {
 		ws.Detail += " (terminating)"
@@ -549,10 +554,10 @@ func agentExitCode(pod *corev1.Pod) int {
 
 // Logs copies the agent container's output, through the API server
 // (pods/log).
-func (p *Kubernetes) Logs(ctx context.Context, id string, w io.Writer) error {
+func (p *Provider) Logs(ctx context.Context, id string, w io.Writer) error {
 	rc, err := p.client.CoreV1().Pods(p.namespace).GetLogs(PodName(id), &corev1.PodLogOptions{Container: kubeAgentName}).Stream(ctx)
 	if apierrors.IsNotFound(err) {
-		return ErrNotFound
+		return workers.ErrNotFound
 	}
 	if err != nil {
 		return classifyKube(err)
@@ -564,17 +569,17 @@ func (p *Kubernetes) Logs(ctx context.Context, id string, w io.Writer) error {
 
 // Capacity has no known limit: the cluster's scheduler and quotas decide
 // (reading nodes would need a cluster role).
-func (p *Kubernetes) Capacity(context.Context) (Capacity, error) {
-	return Capacity{Workers: -1, CPUMilli: -1, Memory: -1}, nil
+func (p *Provider) Capacity(context.Context) (workers.Capacity, error) {
+	return workers.Capacity{Workers: -1, CPUMilli: -1, Memory: -1}, nil
 }
 
 // Events reports worker pods created, started (Running), exited (Succeeded
 // or Failed) and gone (deleted), from a watch on the pool's pods.
-func (p *Kubernetes) Events() <-chan Event { return p.events }
+func (p *Provider) Events() <-chan workers.Event { return p.events }
 
 // startWatch runs an informer on the pool's pods: it lists, then watches,
 // and lists again after a broken watch.
-func (p *Kubernetes) startWatch() {
+func (p *Provider) startWatch() {
 	pods := p.client.CoreV1().Pods(p.namespace)
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
@@ -606,7 +611,7 @@ func (p *Kubernetes) startWatch() {
 }
 
 // observe reports the changes of a pod of a worker this provider knows.
-func (p *Kubernetes) observe(obj any) {
+func (p *Provider) observe(obj any) {
 	pod, ok := obj.(*corev1.Pod)
 	if !ok {
 		return
@@ -614,22 +619,22 @@ func (p *Kubernetes) observe(obj any) {
 	id := pod.Annotations[KubeLabelWorker]
 	p.mu.Lock()
 	w := p.workers[id]
-	var out []Event
+	var out []workers.Event
 	if w != nil {
 		switch pod.Status.Phase {
 		case corev1.PodRunning:
 			if !w.started {
 				w.started = true
-				out = append(out, Event{Kind: EventStarted, ID: id, Pool: p.pool.Name})
+				out = append(out, workers.Event{Kind: workers.EventStarted, ID: id, Pool: p.pool.Name})
 			}
 		case corev1.PodSucceeded, corev1.PodFailed:
 			if !w.started {
 				w.started = true
-				out = append(out, Event{Kind: EventStarted, ID: id, Pool: p.pool.Name})
+				out = append(out, workers.Event{Kind: workers.EventStarted, ID: id, Pool: p.pool.Name})
 			}
 			if !w.exited {
 				w.exited = true
-				e := Event{Kind: EventExited, ID: id, Pool: p.pool.Name, ExitCode: agentExitCode(pod)}
+				e := workers.Event{Kind: workers.EventExited, ID: id, Pool: p.pool.Name, ExitCode: agentExitCode(pod)}
 				if pod.Status.Phase == corev1.PodFailed {
 					e.Err = strings.TrimSpace(pod.Status.Reason + " " + pod.Status.Message)
 				}
@@ -639,7 +644,7 @@ func (p *Kubernetes) observe(obj any) {
 	}
 	p.mu.Unlock()
 	for _, e := range out {
-		emit(p.events, e)
+		workers.Emit(p.events, e)
 	}
 }
 
@@ -650,7 +655,7 @@ func classifyKube(err error) error {
 	}
 	if apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
 		apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err) || apierrors.IsUnexpectedServerError(err) {
-		return Transient(err)
+		return workers.Transient(err)
 	}
 	return err
 }

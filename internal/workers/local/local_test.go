@@ -1,4 +1,4 @@
-package workers_test
+package local_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/server"
 	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/workerstest"
 )
 
 // TestLocalPoolScales checks the manager with the local provider: it starts
@@ -31,34 +32,34 @@ pools:
 		// The steps wait for a file of the test's temporary directory.
 		o.UnsafeSharedUser = true
 	})
-	waitFor(t, 10*time.Second, "min workers to join", func() bool {
-		return poolWorkers(s, "small")["idle"] == 1 && poolStatus(s, "small").Idle == 1
+	workerstest.WaitFor(t, 10*time.Second, "min workers to join", func() bool {
+		return workerstest.PoolWorkers(s, "small")["idle"] == 1 && workerstest.PoolStatus(s, "small").Idle == 1
 	})
 
 	gate := filepath.Join(t.TempDir(), "gate")
 	job := `
     runs-on: {labels: [small], cpu: 1}
     steps: [{run: 'while [ ! -f "` + gate + `" ]; do sleep 0.02; done; echo done $HODEI_WORKER'}]`
-	run := submit(t, s, "name: two\njobs:\n  a:"+job+"\n  b:"+job+"\n")
+	run := workerstest.Submit(t, s, "name: two\njobs:\n  a:"+job+"\n  b:"+job+"\n")
 	// Each job takes a whole worker: the second one waits for a new one.
-	waitFor(t, 15*time.Second, "a second worker for the queued job", func() bool {
-		return poolWorkers(s, "small")["busy"] == 2
+	workerstest.WaitFor(t, 15*time.Second, "a second worker for the queued job", func() bool {
+		return workerstest.PoolWorkers(s, "small")["busy"] == 2
 	})
-	waitFor(t, 5*time.Second, "the pool status to show two busy workers", func() bool {
-		st := poolStatus(s, "small")
+	workerstest.WaitFor(t, 5*time.Second, "the pool status to show two busy workers", func() bool {
+		st := workerstest.PoolStatus(s, "small")
 		return st.Size == 2 && st.Busy == 2
 	})
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r, jobs := waitRun(t, s, run.ID, 20*time.Second)
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 20*time.Second)
 	if r.State != state.RunSucceeded || jobs["a"].WorkerID == jobs["b"].WorkerID {
 		t.Fatalf("run %s; jobs on %s and %s", r.State, jobs["a"].WorkerID, jobs["b"].WorkerID)
 	}
 
 	// Idle for 300ms: one is drained and removed; min keeps the other.
-	waitFor(t, 15*time.Second, "the pool to shrink back to min", func() bool {
-		st := poolStatus(s, "small")
+	workerstest.WaitFor(t, 15*time.Second, "the pool to shrink back to min", func() bool {
+		st := workerstest.PoolStatus(s, "small")
 		return st.Size == 1 && st.Idle == 1
 	})
 	alive := 0
@@ -87,10 +88,10 @@ pools:
     idle_timeout: 1m
     shape: {cpu: 1, memory: 256Mi, labels: [once]}
 `, 0, nil)
-	if st := poolStatus(s, "once"); st.Size != 0 {
+	if st := workerstest.PoolStatus(s, "once"); st.Size != 0 {
 		t.Fatalf("pool with min 0 has %d workers before any job", st.Size)
 	}
-	run := submit(t, s, `name: eph
+	run := workerstest.Submit(t, s, `name: eph
 jobs:
   a:
     runs-on: {labels: [once], cpu: 1}
@@ -99,15 +100,15 @@ jobs:
     runs-on: {labels: [once], cpu: 1}
     steps: [{run: echo two $HODEI_WORKER}]
 `)
-	r, jobs := waitRun(t, s, run.ID, 30*time.Second)
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 30*time.Second)
 	if r.State != state.RunSucceeded {
 		t.Fatalf("run %s: %+v", r.State, jobs)
 	}
 	if jobs["a"].WorkerID == jobs["b"].WorkerID {
 		t.Errorf("both jobs ran on ephemeral worker %s", jobs["a"].WorkerID)
 	}
-	waitFor(t, 15*time.Second, "ephemeral workers to be gone", func() bool {
-		return poolStatus(s, "once").Size == 0
+	workerstest.WaitFor(t, 15*time.Second, "ephemeral workers to be gone", func() bool {
+		return workerstest.PoolStatus(s, "once").Size == 0
 	})
 }
 
@@ -120,8 +121,8 @@ func TestImageJobWithoutDocker(t *testing.T) {
 		o.Docker = "off"
 		o.WorkerLabels = []string{"docker"}
 	})
-	run := submit(t, s, "name: img\njobs:\n  j:\n    image: alpine:3.20\n    steps: [{run: echo hi}]\n")
-	r, jobs := waitRun(t, s, run.ID, 20*time.Second)
+	run := workerstest.Submit(t, s, "name: img\njobs:\n  j:\n    image: alpine:3.20\n    steps: [{run: echo hi}]\n")
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 20*time.Second)
 	if r.State != state.RunFailed || !strings.Contains(jobs["j"].Error, "the job runs in image alpine:3.20, but worker") ||
 		!strings.Contains(jobs["j"].Error, "has no container engine") {
 		t.Errorf("run %s, job error %q", r.State, jobs["j"].Error)
@@ -146,8 +147,8 @@ pools:
 		dataDir = o.DataDir
 	})
 	var st workers.PoolStatus
-	waitFor(t, 10*time.Second, "the pool's account to count worker-hours", func() bool {
-		st = poolStatus(s, "acct")
+	workerstest.WaitFor(t, 10*time.Second, "the pool's account to count worker-hours", func() bool {
+		st = workerstest.PoolStatus(s, "acct")
 		return st.Account != nil && st.Account.WorkerHours > 0
 	})
 	if st.Account.Cost != 2*st.Account.WorkerHours || st.Account.IdleWorkerHours > st.Account.WorkerHours {
@@ -170,25 +171,25 @@ pools:
     max: 2
     shape: {cpu: 1, memory: 256Mi}
 `, 0, nil)
-	run := submit(t, s, `name: too-big
+	run := workerstest.Submit(t, s, `name: too-big
 jobs:
   huge:
     runs-on: {cpu: 64, memory: 1Gi}
     steps: [{run: "true"}]
 `)
 	var stuck []workers.Demand
-	waitFor(t, 10*time.Second, "the job to be reported as fitting no pool", func() bool {
+	workerstest.WaitFor(t, 10*time.Second, "the job to be reported as fitting no pool", func() bool {
 		stuck = s.Workers.Unplaceable()
 		return len(stuck) == 1
 	})
 	if d := stuck[0]; d.Jobs != 1 || d.CPUMilli != 64000 || d.Memory != 1<<30 {
 		t.Errorf("unplaceable %+v, want the 64-cpu job", d)
 	}
-	if st := poolStatus(s, "small"); st.Size != 0 || st.Demand != 0 {
+	if st := workerstest.PoolStatus(s, "small"); st.Size != 0 || st.Demand != 0 {
 		t.Errorf("pool %+v: want no worker and no demand for a job that does not fit it", st)
 	}
 	if err := s.Orch.Cancel(context.Background(), run.ID); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the canceled job to leave the report", func() bool { return len(s.Workers.Unplaceable()) == 0 })
+	workerstest.WaitFor(t, 10*time.Second, "the canceled job to leave the report", func() bool { return len(s.Workers.Unplaceable()) == 0 })
 }

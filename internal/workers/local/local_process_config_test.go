@@ -1,6 +1,8 @@
-package workers
+package local
 
 import (
+	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 	"strings"
 	"testing"
 )
@@ -8,7 +10,7 @@ import (
 // TestParseConfigLocal checks the local block of a pool: mode and binary,
 // with errors at file:line:col.
 func TestParseConfigLocal(t *testing.T) {
-	cfg, err := ParseConfig("p.yaml", []byte(`pools:
+	cfg, err := poolsfile.ParseConfig("p.yaml", []byte(`pools:
   a: {provider: local, max: 1, local: {mode: process, binary: /opt/hodei}}
   b: {provider: local, max: 1, local: {mode: inprocess}}
   c: {provider: local, max: 1, local: {binary: ./hodei}}
@@ -17,13 +19,13 @@ func TestParseConfigLocal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []LocalOptions{{Mode: LocalModeProcess, Binary: "/opt/hodei"}, {Mode: LocalModeInProcess}, {Mode: LocalModeProcess, Binary: "./hodei"}, {}}
+	want := []poolsfile.LocalOptions{{Mode: poolsfile.LocalModeProcess, Binary: "/opt/hodei"}, {Mode: poolsfile.LocalModeInProcess}, {Mode: poolsfile.LocalModeProcess, Binary: "./hodei"}, {}}
 	for i, p := range cfg.Pools {
 		if p.Local != want[i] {
 			t.Errorf("pool %s: local %+v, want %+v", p.Name, p.Local, want[i])
 		}
 	}
-	if bad := cfg.SetLocalMode(LocalModeInProcess); strings.Join(bad, ",") != "a,c" || cfg.Pools[3].Local.Mode != LocalModeInProcess {
+	if bad := cfg.SetLocalMode(poolsfile.LocalModeInProcess); strings.Join(bad, ",") != "a,c" || cfg.Pools[3].Local.Mode != poolsfile.LocalModeInProcess {
 		t.Errorf("SetLocalMode: others %v, pool d %+v", bad, cfg.Pools[3].Local)
 	}
 
@@ -42,7 +44,7 @@ func TestParseConfigLocal(t *testing.T) {
 			`p.yaml:6:12: pools.a.local: only applies to a pool with provider local`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := ParseConfig("p.yaml", []byte(tt.src))
+			cfg, err := poolsfile.ParseConfig("p.yaml", []byte(tt.src))
 			if err == nil {
 				t.Fatalf("accepted: %+v", cfg)
 			}
@@ -57,12 +59,12 @@ func TestParseConfigLocal(t *testing.T) {
 // listens on TCP, or with a binary that is not there, is refused with a
 // message that says what to do.
 func TestLocalProcessNeedsTCP(t *testing.T) {
-	pool := PoolConfig{Name: "p", Provider: "local", Max: 1, Local: LocalOptions{Mode: LocalModeProcess}}
-	if _, err := NewLocal(pool, ProviderEnv{WorkDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "--nats-listen") {
+	pool := poolsfile.PoolConfig{Name: "p", Provider: "local", Max: 1, Local: poolsfile.LocalOptions{Mode: poolsfile.LocalModeProcess}}
+	if _, err := New(pool, workers.ProviderEnv{WorkDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "--nats-listen") {
 		t.Errorf("no NATS URL: %v", err)
 	}
 	pool.Local.Binary = "/no/such/hodei"
-	if _, err := NewLocal(pool, ProviderEnv{NATSURL: "nats://127.0.0.1:1", WorkDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "/no/such/hodei") {
+	if _, err := New(pool, workers.ProviderEnv{NATSURL: "nats://127.0.0.1:1", WorkDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "/no/such/hodei") {
 		t.Errorf("missing binary: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package workers_test
+package workerstest
 
 import (
 	"testing"
@@ -6,9 +6,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// actionCount is how many actions of a kind (create, drain, terminate) the
+// ActionCount is how many actions of a kind (create, drain, terminate) the
 // manager whose metrics reg holds took (hodei_pool_actions_total).
-func actionCount(t *testing.T, reg *prometheus.Registry, kind string) int {
+func ActionCount(t *testing.T, reg *prometheus.Registry, kind string) int {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
