@@ -623,9 +623,9 @@ func (p *parser) runsOn(n *yaml.Node, field string, exprs *[]exprRef) Resources 
 		case "labels":
 			r.Labels = p.labels(f.Val, fp, exprs)
 		case "cpu":
-			r.CPUMilli = p.cpu(f.Val, fp)
+			r.CPUMilli = ReadCPU(p.Reader, f.Val, fp)
 		case "memory":
-			r.MemoryBytes = p.memory(f.Val, fp)
+			r.MemoryBytes = ReadMemory(p.Reader, f.Val, fp)
 		case "gpu":
 			r.GPU, _ = p.IntIn(f.Val, fp, 0, MaxGPU)
 		}
@@ -660,7 +660,11 @@ func (p *parser) labels(n *yaml.Node, field string, exprs *[]exprRef) []string {
 	return out
 }
 
-func (p *parser) cpu(n *yaml.Node, field string) int64 {
+// ReadCPU reads a CPU quantity (cores as a number, or a string such as
+// "500m") in milli-cores, recording a problem in r and returning 0 when it
+// is not one. Pipelines (runs-on.cpu) and pools files (shape.cpu) read
+// CPU with it.
+func ReadCPU(r *yamlpos.Reader, n *yaml.Node, field string) int64 {
 	v := yamlpos.Deref(n)
 	var s string
 	switch {
@@ -669,30 +673,34 @@ func (p *parser) cpu(n *yaml.Node, field string) int64 {
 	case v.Kind == yaml.ScalarNode && v.ShortTag() == "!!int":
 		var i int64
 		if err := v.Decode(&i); err != nil {
-			p.Errorf(n, field, "invalid CPU quantity %s: too large", v.Value)
+			r.Errorf(n, field, "invalid CPU quantity %s: too large", v.Value)
 			return 0
 		}
 		s = strconv.FormatInt(i, 10)
 	case v.Kind == yaml.ScalarNode && v.ShortTag() == "!!float":
 		var f float64
 		if err := v.Decode(&f); err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-			p.Errorf(n, field, "invalid CPU quantity %s", v.Value)
+			r.Errorf(n, field, "invalid CPU quantity %s", v.Value)
 			return 0
 		}
 		s = strconv.FormatFloat(f, 'f', -1, 64)
 	default:
-		p.Errorf(n, field, "must be a number of cores or a string such as \"500m\", got %s", yamlpos.Describe(v))
+		r.Errorf(n, field, "must be a number of cores or a string such as \"500m\", got %s", yamlpos.Describe(v))
 		return 0
 	}
 	m, err := ParseCPU(s)
 	if err != nil {
-		p.Errorf(n, field, "%v", err)
+		r.Errorf(n, field, "%v", err)
 		return 0
 	}
 	return m
 }
 
-func (p *parser) memory(n *yaml.Node, field string) int64 {
+// ReadMemory reads a memory quantity (a string such as "512Mi", or a whole
+// number of bytes) in bytes, recording a problem in r and returning 0 when
+// it is not one. Pipelines (runs-on.memory) and pools files (shape.memory)
+// read memory with it.
+func ReadMemory(r *yamlpos.Reader, n *yaml.Node, field string) int64 {
 	v := yamlpos.Deref(n)
 	var s string
 	switch {
@@ -701,17 +709,17 @@ func (p *parser) memory(n *yaml.Node, field string) int64 {
 	case v.Kind == yaml.ScalarNode && v.ShortTag() == "!!int":
 		var i int64
 		if err := v.Decode(&i); err != nil {
-			p.Errorf(n, field, "invalid memory quantity %s: too large", v.Value)
+			r.Errorf(n, field, "invalid memory quantity %s: too large", v.Value)
 			return 0
 		}
 		s = strconv.FormatInt(i, 10)
 	default:
-		p.Errorf(n, field, "must be a string such as \"512Mi\" or a whole number of bytes, got %s", yamlpos.Describe(v))
+		r.Errorf(n, field, "must be a string such as \"512Mi\" or a whole number of bytes, got %s", yamlpos.Describe(v))
 		return 0
 	}
 	b, err := ParseMemory(s)
 	if err != nil {
-		p.Errorf(n, field, "%v", err)
+		r.Errorf(n, field, "%v", err)
 		return 0
 	}
 	return b

@@ -312,27 +312,9 @@ func (p *cparser) shape(n *yaml.Node, path string, s Shape) Shape {
 		fp := path + "." + f.Name
 		switch f.Name {
 		case "cpu":
-			if v := yamlpos.Deref(f.Val); v.Kind == yaml.ScalarNode {
-				v, err := pipeline.ParseCPU(v.Value)
-				if err != nil {
-					p.Errorf(f.Val, fp, "%v", err)
-				} else {
-					s.CPUMilli = v
-				}
-			} else {
-				p.Errorf(f.Val, fp, "must be a number of cores like 2 or 500m, got %s", yamlpos.Describe(yamlpos.Deref(f.Val)))
-			}
+			s.CPUMilli = pipeline.ReadCPU(p.Reader, f.Val, fp)
 		case "memory":
-			if v := yamlpos.Deref(f.Val); v.Kind == yaml.ScalarNode {
-				v, err := pipeline.ParseMemory(v.Value)
-				if err != nil {
-					p.Errorf(f.Val, fp, "%v", err)
-				} else {
-					s.Memory = v
-				}
-			} else {
-				p.Errorf(f.Val, fp, "must be an amount like 4Gi or 512Mi, got %s", yamlpos.Describe(yamlpos.Deref(f.Val)))
-			}
+			s.Memory = pipeline.ReadMemory(p.Reader, f.Val, fp)
 		case "gpu":
 			s.GPU, _ = p.IntIn(f.Val, fp, 0, 64)
 		case "labels":
