@@ -21,25 +21,8 @@ import (
 	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/store"
+	"github.com/hodei-ci/hodei/internal/yamlpos"
 )
-
-// pipelineErrors returns the problems of an invalid pipeline file, if err
-// says the file is invalid.
-func pipelineErrors(err error) ([]*pipeline.Error, bool) {
-	var list pipeline.ErrorList
-	if errors.As(err, &list) {
-		return list, true
-	}
-	var plist *pipeline.ErrorList
-	if errors.As(err, &plist) && plist != nil {
-		return *plist, true
-	}
-	var one *pipeline.Error
-	if errors.As(err, &one) {
-		return []*pipeline.Error{one}, true
-	}
-	return nil, false
-}
 
 // unavailable answers errors that say the server cannot take the request
 // now; it reports whether err was one.
@@ -174,7 +157,7 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	run, err := a.d.Submit(r.Context(), file, data, tenant)
 	if err != nil {
-		if list, ok := pipelineErrors(err); ok {
+		if list, ok := yamlpos.AsErrorList(err); ok {
 			body := wire.Error{Code: wire.CodeInvalidPipeline, Details: make([]wire.ErrorDetail, len(list))}
 			msgs := make([]string, len(list))
 			for i, e := range list {

@@ -7,7 +7,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/yamlpos"
 )
 
 // EnvName is the environment variable of a flag: HODEI_DATA_DIR for
@@ -61,19 +61,11 @@ func PrintFlags(w io.Writer, fs *flag.FlagSet) {
 // PipelineErrors writes the problems of an invalid pipeline file, one per
 // line, and reports whether err was one. Other errors are not written.
 func PipelineErrors(w io.Writer, err error) bool {
-	var list pipeline.ErrorList
-	if errors.As(err, &list) {
-		for _, e := range list {
-			fmt.Fprintln(w, e.Error())
-		}
-		return true
+	list, ok := yamlpos.AsErrorList(err)
+	for _, e := range list {
+		fmt.Fprintln(w, e.Error())
 	}
-	var one *pipeline.Error
-	if errors.As(err, &one) {
-		fmt.Fprintln(w, one.Error())
-		return true
-	}
-	return false
+	return ok
 }
 
 // Parse parses args with fs, allowing flags after positional arguments

@@ -1,75 +1,12 @@
 package pipeline
 
-import (
-	"sort"
-	"strconv"
-	"strings"
-)
+import "github.com/hodei-ci/hodei/internal/yamlpos"
 
-// Error is one problem found in a pipeline file.
-//
-// Line and Col are 1-based. Col is 0 when only the line is known (most YAML
-// syntax errors), and Line is 0 for problems that concern the whole file
-// rather than a place in it.
-type Error struct {
-	File  string
-	Line  int
-	Col   int
-	Field string // dotted path such as "jobs.build.steps[0].run"; may be empty
-	Msg   string
-}
+// Error is one problem found in a pipeline file: file, line, column, field
+// and message, as every YAML file Hodei reads reports them (see
+// yamlpos.Error).
+type Error = yamlpos.Error
 
-// Error formats the problem as FILE:LINE:COL: FIELD: MSG, leaving out the
-// parts that are unknown.
-func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		b.WriteByte(':')
-		b.WriteString(strconv.Itoa(e.Line))
-		if e.Col > 0 {
-			b.WriteByte(':')
-			b.WriteString(strconv.Itoa(e.Col))
-		}
-	}
-	b.WriteString(": ")
-	if e.Field != "" {
-		b.WriteString(e.Field)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
-
-// ErrorList is every problem found in a file, sorted by position. Parse and
-// Expand return one (never empty) when they fail.
-type ErrorList []*Error
-
-// Error joins the messages of all problems, one per line.
-func (l ErrorList) Error() string {
-	msgs := make([]string, len(l))
-	for i, e := range l {
-		msgs[i] = e.Error()
-	}
-	return strings.Join(msgs, "\n")
-}
-
-// Unwrap gives the individual errors to errors.Is and errors.As.
-func (l ErrorList) Unwrap() []error {
-	errs := make([]error, len(l))
-	for i, e := range l {
-		errs[i] = e
-	}
-	return errs
-}
-
-// sort orders the list by line, then column, keeping the order in
-// which problems were found for equal positions.
-func (l ErrorList) sort() {
-	sort.SliceStable(l, func(i, j int) bool {
-		if l[i].Line != l[j].Line {
-			return l[i].Line < l[j].Line
-		}
-		return l[i].Col < l[j].Col
-	})
-}
+// ErrorList is every problem found in a pipeline file, sorted by position.
+// Parse and Expand return one (never empty) when they fail.
+type ErrorList = yamlpos.ErrorList

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/hodei-ci/hodei/internal/yamlpos"
 )
 
 // Expand turns a pipeline into the jobs of a run: one JobSpec per job, or per
@@ -31,7 +33,7 @@ func Expand(p *Pipeline) ([]JobSpec, error) {
 		return nil, errors.New("pipeline: Expand of a nil pipeline")
 	}
 	if errs := validate(p); len(errs) > 0 {
-		errs.sort()
+		errs.Sort()
 		return nil, errs
 	}
 	keys := make(map[string][]string, len(p.Jobs))
@@ -400,13 +402,13 @@ func exprFields(j *Job) []textField {
 	path := "jobs." + j.ID
 	out := []textField{{path + ".name", j.Name}}
 	for i, l := range j.RunsOn.Labels {
-		out = append(out, textField{index(path+".runs-on.labels", i), l})
+		out = append(out, textField{yamlpos.Index(path+".runs-on.labels", i), l})
 	}
 	for _, k := range sortedKeys(j.Env) {
 		out = append(out, textField{path + ".env." + k, j.Env[k]})
 	}
 	for i, s := range j.Steps {
-		sp := index(path+".steps", i)
+		sp := yamlpos.Index(path+".steps", i)
 		out = append(out, textField{sp + ".name", s.Name}, textField{sp + ".run", s.Run})
 		for _, k := range sortedKeys(s.Env) {
 			out = append(out, textField{sp + ".env." + k, s.Env[k]})

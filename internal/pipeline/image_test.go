@@ -48,7 +48,7 @@ func TestImageErrors(t *testing.T) {
 		{`image: "", steps: [{run: x}]`, `jobs.j.image: must not be empty`},
 		{`image: "a b", steps: [{run: x}]`, `jobs.j.image: invalid image "a b"`},
 		{`image: [a], steps: [{run: x}]`, `jobs.j.image: must be a string, got a list`},
-		{`image: a, network: "yes", steps: [{run: x}]`, `jobs.j.network: must be true or false, got a string`},
+		{`image: a, network: "yes", steps: [{run: x}]`, `jobs.j.network: must be true or false, got "yes"`},
 		{`image: "${{ matrix.os }}", steps: [{run: x}]`, `unknown matrix key "os"`},
 	}
 	for _, tt := range tests {

@@ -99,6 +99,6 @@ func (p *parser) checkJobCount(jobsKey *yaml.Node, max int) {
 		}
 	}
 	if total.Cmp(big.NewInt(int64(max))) > 0 {
-		p.errAt(jobsKey, "jobs", "the pipeline has %s jobs (matrix combinations counted); at most %d are allowed in one pipeline", total, max)
+		p.Errorf(jobsKey, "jobs", "the pipeline has %s jobs (matrix combinations counted); at most %d are allowed in one pipeline", total, max)
 	}
 }

@@ -1,23 +1,18 @@
 package pipeline
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/big"
 	"os"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/hodei-ci/hodei/internal/yamlnode"
+	"github.com/hodei-ci/hodei/internal/yamlpos"
 )
 
 // Limits of the file format.
@@ -37,8 +32,6 @@ var (
 	// matrixExpr matches ${{ matrix.KEY }}; the key is captured loosely so
 	// that a malformed one is reported rather than silently left alone.
 	matrixExpr = regexp.MustCompile(`\$\{\{\s*matrix\.([^\s}]*)\s*\}\}`)
-	// yamlLine extracts the line from a yaml.v3 error message.
-	yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
 )
 
 // The fields allowed at each level, in the order the documentation gives.
@@ -85,23 +78,21 @@ func ParseWithLimits(file string, data []byte, lim Limits) (*Pipeline, error) {
 	if len(data) > lim.MaxFileBytes {
 		return nil, ErrorList{SizeError(file, int64(len(data)), lim.MaxFileBytes)}
 	}
-	p := &parser{file: file, lines: strings.Split(string(data), "\n"), maxJobs: lim.MaxJobs}
+	p := &parser{Reader: yamlpos.NewReader(file, data), maxJobs: lim.MaxJobs}
 	var pl *Pipeline
-	if root := p.decode(data); root != nil {
+	if root := p.Decode(data, "a pipeline needs at least a name and jobs", "a file holds one pipeline"); root != nil {
 		pl = p.pipeline(root)
 	}
-	if len(p.errs) > 0 {
-		p.errs.sort()
-		return nil, p.errs
+	if err := p.Err(); err != nil {
+		return nil, err
 	}
 	return pl, nil
 }
 
-// parser walks the YAML node tree, collecting errors as it goes.
+// parser walks the YAML node tree, collecting errors as it goes (in its
+// Reader).
 type parser struct {
-	file    string
-	lines   []string
-	errs    ErrorList
+	*yamlpos.Reader
 	jobs    []*jobInfo
 	maxJobs int
 }
@@ -120,225 +111,40 @@ type exprRef struct {
 	field string
 }
 
-// entry is one key/value pair of a YAML map.
-type entry struct {
-	name     string
-	key, val *yaml.Node
-}
-
-func (p *parser) errAt(n *yaml.Node, field, format string, args ...any) {
-	e := &Error{File: p.file, Field: field, Msg: fmt.Sprintf(format, args...)}
-	if n != nil {
-		e.Line, e.Col = n.Line, n.Column
-		if e.Line > len(p.lines) {
-			// Only an implicit node at the very end gets a line past the
-			// last one.
-			e.Line, e.Col = len(p.lines), 0
-		}
-	}
-	p.errs = append(p.errs, e)
-}
-
-// decode reads the single YAML document in data and returns its root node,
-// or nil after recording why it can't.
-func (p *parser) decode(data []byte) *yaml.Node {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			p.errs = append(p.errs, &Error{File: p.file, Msg: "the file is empty: a pipeline needs at least a name and jobs"})
-		} else {
-			p.syntaxError(data, err)
-		}
-		return nil
-	}
-	var next yaml.Node
-	switch err := dec.Decode(&next); {
-	case errors.Is(err, io.EOF):
-	case err != nil:
-		p.syntaxError(data, err)
-		return nil
-	default:
-		at := &next
-		if len(next.Content) > 0 {
-			at = next.Content[0]
-		}
-		p.errAt(at, "", "found a second YAML document: a file holds one pipeline")
-		return nil
-	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 ||
-		doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].ShortTag() == "!!null" && doc.Content[0].Value == "" {
-		p.errs = append(p.errs, &Error{File: p.file, Msg: "the file is empty: a pipeline needs at least a name and jobs"})
-		return nil
-	}
-	return doc.Content[0]
-}
-
-// syntaxError records a YAML error, with the line yaml.v3 gives or, when it
-// gives none, the best position that can be found.
-func (p *parser) syntaxError(data []byte, err error) {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	e := &Error{File: p.file}
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		e.Line, _ = strconv.Atoi(m[1])
-		msg = m[2]
-	} else {
-		e.Line, e.Col = p.locate(data, msg)
-	}
-	if e.Line > len(p.lines) {
-		e.Line = len(p.lines)
-	}
-	e.Msg = "invalid YAML: " + msg
-	p.errs = append(p.errs, e)
-}
-
-// locate finds where a YAML error that yaml.v3 reports without a line lies.
-// yaml.v3 leaves the line out when it is the first one, and for problems of
-// encoding, which are found by scanning for the offending character.
-func (p *parser) locate(data []byte, msg string) (line, col int) {
-	switch {
-	case strings.Contains(msg, "control characters") || strings.Contains(msg, "UTF-8") ||
-		strings.Contains(msg, "Unicode"):
-		line, col = 1, 1
-		for i := 0; i < len(data); {
-			r, size := utf8.DecodeRune(data[i:])
-			if r == utf8.RuneError && size == 1 || !printable(r) && !(r == 0xFEFF && i == 0) {
-				return line, col
-			}
-			if r == '\n' {
-				line, col = line+1, 1
-			} else {
-				col++
-			}
-			i += size
-		}
-		return 0, 0
-	case strings.HasPrefix(msg, "unknown anchor '"):
-		name := strings.TrimSuffix(strings.TrimPrefix(msg, "unknown anchor '"), "' referenced")
-		for i, l := range p.lines {
-			if j := strings.Index(l, "*"+name); j >= 0 {
-				return i + 1, utf8.RuneCountInString(l[:j]) + 1
-			}
-		}
-	}
-	return 1, 0
-}
-
-// printable reports whether YAML allows r in a stream.
-func printable(r rune) bool {
-	return r == '\t' || r == '\n' || r == '\r' || r >= 0x20 && r <= 0x7E || r == 0x85 ||
-		r >= 0xA0 && r <= 0xD7FF || r >= 0xE000 && r <= 0xFFFD && r != 0xFEFF || r >= 0x10000 && r <= 0x10FFFF
-}
-
-// deref follows aliases to the node they name.
-func deref(n *yaml.Node) *yaml.Node {
-	for n != nil && n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	return n
-}
-
-// describe names the type of a node for messages.
-func describe(n *yaml.Node) string { return yamlnode.Describe(n) }
-
-// isString reports whether n is a string scalar. Unquoted dates count: they
-// are text to a pipeline.
-func isString(n *yaml.Node) bool {
-	if n.Kind != yaml.ScalarNode {
-		return false
-	}
-	switch n.ShortTag() {
-	case "!!str", "!!timestamp", "!!merge":
-		return true
-	}
-	return false
-}
-
-// entries lists the pairs of map n, reporting (and leaving out) keys that
-// are not scalars, merge keys and duplicates.
-func (p *parser) entries(n *yaml.Node, path string) []entry {
-	seen := make(map[string]*yaml.Node)
-	var out []entry
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		kd := deref(k)
-		switch {
-		case kd.Kind != yaml.ScalarNode || kd.ShortTag() == "!!null":
-			p.errAt(k, path, "keys must be names, got %s", describe(kd))
-			continue
-		case kd.ShortTag() == "!!merge" && kd.Style == 0:
-			p.errAt(k, path, "merge keys (<<) are not supported")
-			continue
-		}
-		name := kd.Value
-		if first, dup := seen[name]; dup {
-			p.errAt(k, join(path, name), "duplicate key %q (first defined at line %d)", name, first.Line)
-			continue
-		}
-		seen[name] = k
-		out = append(out, entry{name: name, key: k, val: v})
-	}
-	return out
-}
-
-// fields is entries for a map with a fixed set of keys: unknown ones are
-// reported and left out.
-func (p *parser) fields(n *yaml.Node, path string, allowed []string) []entry {
-	var out []entry
-	for _, e := range p.entries(n, path) {
-		if !slices.Contains(allowed, e.name) {
-			hint := ""
-			if s := suggest(e.name, allowed); s != "" {
-				hint = fmt.Sprintf(" (did you mean %q?)", s)
-			}
-			p.errAt(e.key, join(path, e.name), "unknown field %q%s; allowed fields: %s", e.name, hint, strings.Join(allowed, ", "))
-			continue
-		}
-		out = append(out, e)
-	}
-	return out
-}
-
-func join(path, name string) string { return yamlnode.Join(path, name) }
-
-func index(path string, i int) string {
-	return path + "[" + strconv.Itoa(i) + "]"
-}
-
 // pipeline reads the root map.
 func (p *parser) pipeline(root *yaml.Node) *Pipeline {
-	n := deref(root)
+	n := yamlpos.Deref(root)
 	if n.Kind != yaml.MappingNode {
-		p.errAt(root, "", "a pipeline file must be a map with name and jobs, got %s", describe(n))
+		p.Errorf(root, "", "a pipeline file must be a map with name and jobs, got %s", yamlpos.Describe(n))
 		return nil
 	}
-	pl := &Pipeline{File: p.file}
+	pl := &Pipeline{File: p.File}
 	var haveName, haveJobs bool
-	for _, e := range p.fields(n, "", pipelineFields) {
-		switch e.name {
+	for _, e := range p.Fields(n, "", pipelineFields) {
+		switch e.Name {
 		case "name":
 			haveName = true
-			pl.Name, _ = p.name(e.val, "name")
-			p.noMatrixExpr(e.val, "name")
+			pl.Name, _ = p.name(e.Val, "name")
+			p.noMatrixExpr(e.Val, "name")
 		case "env":
-			pl.Env = p.env(e.val, "env", nil)
+			pl.Env = p.env(e.Val, "env", nil)
 		case "priority":
-			pl.Priority, _ = p.intIn(e.val, "priority", -MaxPriority, MaxPriority)
+			pl.Priority, _ = p.IntIn(e.Val, "priority", -MaxPriority, MaxPriority)
 		case "concurrency":
-			pl.Concurrency = p.concurrency(e.val, "concurrency")
+			pl.Concurrency = p.concurrency(e.Val, "concurrency")
 		case "jobs":
 			haveJobs = true
-			p.jobList(e.val)
+			p.jobList(e.Val)
 			if p.maxJobs > 0 {
-				p.checkJobCount(e.key, p.maxJobs)
+				p.checkJobCount(e.Key, p.maxJobs)
 			}
 		}
 	}
 	if !haveName {
-		p.errAt(n, "name", "is required")
+		p.Errorf(n, "name", "is required")
 	}
 	if !haveJobs {
-		p.errAt(n, "jobs", "is required")
+		p.Errorf(n, "jobs", "is required")
 	}
 	for _, info := range p.jobs {
 		if !info.prioritySet {
@@ -352,62 +158,61 @@ func (p *parser) pipeline(root *yaml.Node) *Pipeline {
 
 // concurrency reads a pipeline's concurrency group.
 func (p *parser) concurrency(n *yaml.Node, field string) *Concurrency {
-	v := deref(n)
-	if v.Kind != yaml.MappingNode {
-		p.errAt(n, field, "must be a map with group and limit, got %s", describe(v))
+	v, ok := p.Map(n, field, "a map with group and limit")
+	if !ok {
 		return nil
 	}
 	c := &Concurrency{Limit: 1}
 	haveGroup := false
-	for _, f := range p.fields(v, field, concurrencyFields) {
-		fp := field + "." + f.name
-		switch f.name {
+	for _, f := range p.Fields(v, field, concurrencyFields) {
+		fp := field + "." + f.Name
+		switch f.Name {
 		case "group":
 			haveGroup = true
-			if s, ok := p.name(f.val, fp); ok {
+			if s, ok := p.name(f.Val, fp); ok {
 				c.Group = s
-				p.noMatrixExpr(f.val, fp)
+				p.noMatrixExpr(f.Val, fp)
 				if s == "" {
-					p.errAt(f.val, fp, "must not be empty")
+					p.Errorf(f.Val, fp, "must not be empty")
 				}
 			}
 		case "limit":
-			c.Limit, _ = p.intIn(f.val, fp, 1, MaxConcurrencyLimit)
+			c.Limit, _ = p.IntIn(f.Val, fp, 1, MaxConcurrencyLimit)
 		}
 	}
 	if !haveGroup {
-		p.errAt(n, field+".group", "is required")
+		p.Errorf(n, field+".group", "is required")
 	}
 	return c
 }
 
 // jobList reads the jobs map.
 func (p *parser) jobList(n *yaml.Node) {
-	v := deref(n)
+	v := yamlpos.Deref(n)
 	if v.Kind != yaml.MappingNode {
-		p.errAt(n, "jobs", "must be a map of job ids to jobs, got %s", describe(v))
+		p.Errorf(n, "jobs", "must be a map of job ids to jobs, got %s", yamlpos.Describe(v))
 		return
 	}
 	if len(v.Content) == 0 {
-		p.errAt(n, "jobs", "must define at least one job")
+		p.Errorf(n, "jobs", "must define at least one job")
 		return
 	}
-	for _, e := range p.entries(v, "jobs") {
+	for _, e := range p.Entries(v, "jobs") {
 		p.jobs = append(p.jobs, p.job(e))
 	}
 }
 
 // job reads one job.
-func (p *parser) job(e entry) *jobInfo {
-	path := "jobs." + e.name
-	if !idPattern.MatchString(e.name) {
-		p.errAt(e.key, path, "invalid job id %q: must start with a letter or _ and hold only letters, digits, _ and -", e.name)
+func (p *parser) job(e yamlpos.Entry) *jobInfo {
+	path := "jobs." + e.Name
+	if !idPattern.MatchString(e.Name) {
+		p.Errorf(e.Key, path, "invalid job id %q: must start with a letter or _ and hold only letters, digits, _ and -", e.Name)
 	}
-	j := &Job{ID: e.name, Name: e.name, If: Success, Line: e.key.Line}
+	j := &Job{ID: e.Name, Name: e.Name, If: Success, Line: e.Key.Line}
 	info := &jobInfo{job: j}
-	v := deref(e.val)
+	v := yamlpos.Deref(e.Val)
 	if v.Kind != yaml.MappingNode {
-		p.errAt(e.val, path, "must be a map with the job's steps, got %s", describe(v))
+		p.Errorf(e.Val, path, "must be a map with the job's steps, got %s", yamlpos.Describe(v))
 		return info
 	}
 	var exprs []exprRef
@@ -415,55 +220,55 @@ func (p *parser) job(e entry) *jobInfo {
 	var haveSteps, haveMatrix bool
 	var axes map[string]bool
 	var networkNode *yaml.Node
-	for _, f := range p.fields(v, path, jobFields) {
-		fp := path + "." + f.name
-		switch f.name {
+	for _, f := range p.Fields(v, path, jobFields) {
+		fp := path + "." + f.Name
+		switch f.Name {
 		case "name":
-			if s, ok := p.name(f.val, fp); ok {
+			if s, ok := p.name(f.Val, fp); ok {
 				j.Name = s
-				exprs = append(exprs, exprRef{f.val, fp})
+				exprs = append(exprs, exprRef{f.Val, fp})
 			}
 		case "needs":
-			j.Needs, info.needs = p.needs(f.val, fp)
+			j.Needs, info.needs = p.needs(f.Val, fp)
 		case "if":
-			j.If = p.condition(f.val, fp)
+			j.If = p.condition(f.Val, fp)
 		case "runs-on":
-			j.RunsOn = p.runsOn(f.val, fp, &exprs)
+			j.RunsOn = p.runsOn(f.Val, fp, &exprs)
 		case "image":
-			if s, ok := p.image(f.val, fp); ok {
+			if s, ok := p.image(f.Val, fp); ok {
 				j.Image = s
-				exprs = append(exprs, exprRef{f.val, fp})
+				exprs = append(exprs, exprRef{f.Val, fp})
 			}
 		case "network":
-			networkNode = f.val
-			j.Network = p.boolean(f.val, fp)
+			networkNode = f.Val
+			j.Network, _ = p.Bool(f.Val, fp)
 		case "env":
-			j.Env = p.env(f.val, fp, &exprs)
+			j.Env = p.env(f.Val, fp, &exprs)
 		case "secrets":
-			j.Secrets, secretRefs = p.secrets(f.val, fp)
+			j.Secrets, secretRefs = p.secrets(f.Val, fp)
 		case "timeout":
-			j.Timeout = p.duration(f.val, fp)
+			j.Timeout, _ = p.Duration(f.Val, fp)
 		case "retry":
-			j.Retry, _ = p.intIn(f.val, fp, 0, MaxRetry)
+			j.Retry, _ = p.IntIn(f.Val, fp, 0, MaxRetry)
 		case "infra_retries":
-			if n, ok := p.intIn(f.val, fp, 0, MaxRetry); ok {
+			if n, ok := p.IntIn(f.Val, fp, 0, MaxRetry); ok {
 				j.InfraRetries = &n
 			}
 		case "priority":
-			j.Priority, info.prioritySet = p.intIn(f.val, fp, -MaxPriority, MaxPriority)
+			j.Priority, info.prioritySet = p.IntIn(f.Val, fp, -MaxPriority, MaxPriority)
 		case "matrix":
 			haveMatrix = true
-			j.Matrix, axes = p.matrix(f.val, fp, j.ID)
+			j.Matrix, axes = p.matrix(f.Val, fp, j.ID)
 		case "steps":
 			haveSteps = true
-			j.Steps = p.steps(f.val, fp, &exprs)
+			j.Steps = p.steps(f.Val, fp, &exprs)
 		}
 	}
 	if !haveSteps {
-		p.errAt(v, path+".steps", "is required")
+		p.Errorf(v, path+".steps", "is required")
 	}
 	if networkNode != nil && j.Image == "" {
-		p.errAt(networkNode, path+".network", "only applies to a job with an image (a job without one uses the worker's network)")
+		p.Errorf(networkNode, path+".network", "only applies to a job with an image (a job without one uses the worker's network)")
 	}
 	p.checkSecretEnv(j, secretRefs, path)
 	if haveMatrix && len(axes) == 0 {
@@ -479,7 +284,7 @@ func (p *parser) job(e entry) *jobInfo {
 // checkExprs reports the ${{ matrix.KEY }} expressions of a field whose key
 // is not an axis of the job's matrix.
 func (p *parser) checkExprs(r exprRef, axes map[string]bool) {
-	text := deref(r.node).Value
+	text := yamlpos.Deref(r.node).Value
 	reported := make(map[string]bool)
 	for _, m := range matrixExpr.FindAllStringSubmatchIndex(text, -1) {
 		key := text[m[2]:m[3]]
@@ -494,20 +299,19 @@ func (p *parser) checkExprs(r exprRef, axes map[string]bool) {
 		} else {
 			msg += " (matrix keys: " + strings.Join(sortedKeys(axes), ", ") + ")"
 		}
-		p.errs = append(p.errs, &Error{File: p.file, Line: line, Col: col, Field: r.field, Msg: msg})
+		p.ErrorAt(line, col, r.field, "%s", msg)
 	}
 }
 
 // noMatrixExpr reports matrix expressions outside jobs.
 func (p *parser) noMatrixExpr(n *yaml.Node, field string) {
-	v := deref(n)
+	v := yamlpos.Deref(n)
 	if v.Kind != yaml.ScalarNode {
 		return
 	}
 	if m := matrixExpr.FindStringIndex(v.Value); m != nil {
 		line, col := p.exprPos(n, v.Value, m[0], v.Value[m[0]:m[1]])
-		p.errs = append(p.errs, &Error{File: p.file, Line: line, Col: col, Field: field,
-			Msg: "matrix expressions are only allowed inside jobs"})
+		p.ErrorAt(line, col, field, "matrix expressions are only allowed inside jobs")
 	}
 }
 
@@ -515,12 +319,12 @@ func (p *parser) noMatrixExpr(n *yaml.Node, field string) {
 // start of the scalar value; when it can't (escapes in a quoted string), the
 // scalar's own position is used.
 func (p *parser) exprPos(n *yaml.Node, value string, start int, match string) (int, int) {
-	n = deref(n)
+	n = yamlpos.Deref(n)
 	want := strings.Count(value[:start], match)
 	last := n.Line + 2*strings.Count(value, "\n") + 2
 	seen := 0
-	for line := n.Line; line >= 1 && line <= last && line <= len(p.lines); line++ {
-		s := p.lines[line-1]
+	for line := n.Line; line >= 1 && line <= last && line <= len(p.Lines); line++ {
+		s := p.Lines[line-1]
 		from := 0
 		if line == n.Line {
 			from = byteOffset(s, n.Column-1)
@@ -567,36 +371,22 @@ func (p *parser) checkNeeds() {
 				continue
 			}
 			hint := ""
-			if s := suggest(need, all); s != "" {
+			if s := yamlpos.Suggest(need, all); s != "" {
 				hint = fmt.Sprintf(" (did you mean %q?)", s)
 			}
-			p.errAt(info.needs[k], "jobs."+info.job.ID+".needs", "unknown job %q%s", need, hint)
+			p.Errorf(info.needs[k], "jobs."+info.job.ID+".needs", "unknown job %q%s", need, hint)
 		}
 	}
 	for _, c := range findCycles(jobs) {
 		info := p.jobs[c.job]
-		p.errAt(info.needs[c.need], "jobs."+info.job.ID+".needs", "dependency cycle: %s (each job needs the next)", strings.Join(c.path, " -> "))
+		p.Errorf(info.needs[c.need], "jobs."+info.job.ID+".needs", "dependency cycle: %s (each job needs the next)", strings.Join(c.path, " -> "))
 	}
-}
-
-// text reads a non-empty string.
-func (p *parser) text(n *yaml.Node, field string) (string, bool) {
-	v := deref(n)
-	if !isString(v) {
-		p.errAt(n, field, "must be a string, got %s", describe(v))
-		return "", false
-	}
-	if strings.TrimSpace(v.Value) == "" {
-		p.errAt(n, field, "must not be empty")
-		return "", false
-	}
-	return v.Value, true
 }
 
 // name reads a name shown to people (pipeline, job, step, concurrency
 // group): non-empty text without control characters.
 func (p *parser) name(n *yaml.Node, field string) (string, bool) {
-	s, ok := p.text(n, field)
+	s, ok := p.Text(n, field)
 	if !ok || !p.noControl(n, field, s, "names are printed in terminals") {
 		return "", false
 	}
@@ -611,8 +401,8 @@ func (p *parser) noControl(n *yaml.Node, field, s, why string) bool {
 		return true
 	}
 	line, col := p.exprPos(n, s, i, string(r))
-	p.errs = append(p.errs, &Error{File: p.file, Line: line, Col: col, Field: field,
-		Msg: fmt.Sprintf("must not contain control characters, found %U at character %d: %s, where such characters act as commands or reorder text", r, utf8.RuneCountInString(s[:i])+1, why)})
+	p.ErrorAt(line, col, field, "must not contain control characters, found %U at character %d: %s, where such characters act as commands or reorder text",
+		r, utf8.RuneCountInString(s[:i])+1, why)
 	return false
 }
 
@@ -646,90 +436,28 @@ func IsControl(r rune) bool {
 
 // image reads a container image reference: text without spaces.
 func (p *parser) image(n *yaml.Node, field string) (string, bool) {
-	s, ok := p.text(n, field)
+	s, ok := p.Text(n, field)
 	if !ok {
 		return "", false
 	}
 	if strings.ContainsAny(matrixExpr.ReplaceAllString(s, "x"), " \t\n\r") {
-		p.errAt(n, field, "invalid image %q: an image reference has no spaces (like alpine:3.20 or registry.example.com/tools/go:1.26)", s)
+		p.Errorf(n, field, "invalid image %q: an image reference has no spaces (like alpine:3.20 or registry.example.com/tools/go:1.26)", s)
 		return "", false
 	}
 	return s, true
 }
 
-// boolean reads true or false.
-func (p *parser) boolean(n *yaml.Node, field string) bool {
-	v := deref(n)
-	var b bool
-	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!bool" || v.Decode(&b) != nil {
-		p.errAt(n, field, "must be true or false, got %s", describe(v))
-		return false
-	}
-	return b
-}
-
-// scalar reads a string, number or boolean as written.
-func (p *parser) scalar(n *yaml.Node, field string) (string, bool) {
-	v := deref(n)
-	if v.Kind == yaml.ScalarNode {
-		switch v.ShortTag() {
-		case "!!str", "!!timestamp", "!!merge", "!!int", "!!float", "!!bool":
-			return v.Value, true
-		}
-	}
-	p.errAt(n, field, "must be a string, number or boolean, got %s", describe(v))
-	return "", false
-}
-
-// intIn reads an integer in [lo, hi].
-func (p *parser) intIn(n *yaml.Node, field string, lo, hi int) (int, bool) {
-	v := deref(n)
-	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" {
-		got := describe(v)
-		if v.ShortTag() == "!!float" {
-			got = v.Value
-		}
-		p.errAt(n, field, "must be an integer from %d to %d, got %s", lo, hi, got)
-		return 0, false
-	}
-	var i int64
-	if err := v.Decode(&i); err != nil || i < int64(lo) || i > int64(hi) {
-		p.errAt(n, field, "must be an integer from %d to %d, got %s", lo, hi, v.Value)
-		return 0, false
-	}
-	return int(i), true
-}
-
-// duration reads a positive Go duration.
-func (p *parser) duration(n *yaml.Node, field string) time.Duration {
-	v := deref(n)
-	if !isString(v) {
-		p.errAt(n, field, "must be a duration such as 30s, 10m or 1h30m, got %s", describe(v))
-		return 0
-	}
-	d, err := time.ParseDuration(v.Value)
-	if err != nil {
-		p.errAt(n, field, "invalid duration %q: use a number with a unit (ms, s, m, h) such as 30s, 10m or 1h30m", v.Value)
-		return 0
-	}
-	if d <= 0 {
-		p.errAt(n, field, "must be greater than zero, got %s", v.Value)
-		return 0
-	}
-	return d
-}
-
 // condition reads a job's `if`.
 func (p *parser) condition(n *yaml.Node, field string) Condition {
 	const allowed = "success(), failure() or always()"
-	v := deref(n)
-	if !isString(v) {
-		p.errAt(n, field, "must be one of %s, got %s", allowed, describe(v))
+	v := yamlpos.Deref(n)
+	if !yamlpos.IsString(v) {
+		p.Errorf(n, field, "must be one of %s, got %s", allowed, yamlpos.Describe(v))
 		return Success
 	}
 	c, ok := parseCondition(v.Value)
 	if !ok {
-		p.errAt(n, field, "must be one of %s (optionally inside ${{ }}), got %q", allowed, v.Value)
+		p.Errorf(n, field, "must be one of %s (optionally inside ${{ }}), got %q", allowed, v.Value)
 		return Success
 	}
 	return c
@@ -754,7 +482,7 @@ func parseCondition(s string) (Condition, bool) {
 
 // needs reads a job id or a list of them.
 func (p *parser) needs(n *yaml.Node, field string) ([]string, []*yaml.Node) {
-	v := deref(n)
+	v := yamlpos.Deref(n)
 	var items []*yaml.Node
 	list := false
 	switch v.Kind {
@@ -763,7 +491,7 @@ func (p *parser) needs(n *yaml.Node, field string) ([]string, []*yaml.Node) {
 	case yaml.SequenceNode:
 		items, list = v.Content, true
 	default:
-		p.errAt(n, field, "must be a job id or a list of job ids, got %s", describe(v))
+		p.Errorf(n, field, "must be a job id or a list of job ids, got %s", yamlpos.Describe(v))
 		return nil, nil
 	}
 	var ids []string
@@ -772,14 +500,14 @@ func (p *parser) needs(n *yaml.Node, field string) ([]string, []*yaml.Node) {
 	for i, it := range items {
 		f := field
 		if list {
-			f = index(field, i)
+			f = yamlpos.Index(field, i)
 		}
-		s, ok := p.text(it, f)
+		s, ok := p.Text(it, f)
 		if !ok {
 			continue
 		}
 		if seen[s] {
-			p.errAt(it, f, "job %q is needed twice", s)
+			p.Errorf(it, f, "job %q is needed twice", s)
 			continue
 		}
 		seen[s] = true
@@ -793,35 +521,34 @@ func (p *parser) needs(n *yaml.Node, field string) ([]string, []*yaml.Node) {
 // expressions are added to exprs; when exprs is nil (outside jobs) they are
 // errors.
 func (p *parser) env(n *yaml.Node, field string, exprs *[]exprRef) map[string]string {
-	v := deref(n)
-	if v.Kind != yaml.MappingNode {
-		p.errAt(n, field, "must be a map of variable names to values, got %s", describe(v))
+	v, ok := p.Map(n, field, "a map of variable names to values")
+	if !ok {
 		return nil
 	}
 	var m map[string]string
-	for _, e := range p.entries(v, field) {
-		f := field + "." + e.name
-		if !envNamePattern.MatchString(e.name) {
-			p.errAt(e.key, f, "invalid variable name %q: must start with a letter or _ and hold only letters, digits and _", e.name)
+	for _, e := range p.Entries(v, field) {
+		f := field + "." + e.Name
+		if !envNamePattern.MatchString(e.Name) {
+			p.Errorf(e.Key, f, "invalid variable name %q: must start with a letter or _ and hold only letters, digits and _", e.Name)
 			continue
 		}
-		if strings.HasPrefix(e.name, reservedEnvPrefix) {
-			p.errAt(e.key, f, "variable names starting with %s are reserved for Hodei", reservedEnvPrefix)
+		if strings.HasPrefix(e.Name, reservedEnvPrefix) {
+			p.Errorf(e.Key, f, "variable names starting with %s are reserved for Hodei", reservedEnvPrefix)
 			continue
 		}
-		s, ok := p.scalar(e.val, f)
+		s, ok := p.Scalar(e.Val, f)
 		if !ok {
 			continue
 		}
 		if exprs == nil {
-			p.noMatrixExpr(e.val, f)
+			p.noMatrixExpr(e.Val, f)
 		} else {
-			*exprs = append(*exprs, exprRef{e.val, f})
+			*exprs = append(*exprs, exprRef{e.Val, f})
 		}
 		if m == nil {
 			m = make(map[string]string)
 		}
-		m[e.name] = s
+		m[e.Name] = s
 	}
 	return m
 }
@@ -829,27 +556,27 @@ func (p *parser) env(n *yaml.Node, field string, exprs *[]exprRef) map[string]st
 // secrets reads a job's list of secret names, with the node and field of
 // each.
 func (p *parser) secrets(n *yaml.Node, field string) ([]string, []exprRef) {
-	v := deref(n)
+	v := yamlpos.Deref(n)
 	if v.Kind != yaml.SequenceNode {
-		p.errAt(n, field, "must be a list of secret names, got %s", describe(v))
+		p.Errorf(n, field, "must be a list of secret names, got %s", yamlpos.Describe(v))
 		return nil, nil
 	}
 	var names []string
 	var refs []exprRef
 	seen := make(map[string]bool)
 	for i, it := range v.Content {
-		f := index(field, i)
-		s, ok := p.text(it, f)
+		f := yamlpos.Index(field, i)
+		s, ok := p.Text(it, f)
 		if !ok {
 			continue
 		}
 		switch {
 		case !envNamePattern.MatchString(s):
-			p.errAt(it, f, "invalid secret name %q: must start with a letter or _ and hold only letters, digits and _ (it becomes an environment variable)", s)
+			p.Errorf(it, f, "invalid secret name %q: must start with a letter or _ and hold only letters, digits and _ (it becomes an environment variable)", s)
 		case strings.HasPrefix(s, reservedEnvPrefix):
-			p.errAt(it, f, "secret names starting with %s are reserved for Hodei", reservedEnvPrefix)
+			p.Errorf(it, f, "secret names starting with %s are reserved for Hodei", reservedEnvPrefix)
 		case seen[s]:
-			p.errAt(it, f, "secret %q is named twice", s)
+			p.Errorf(it, f, "secret %q is named twice", s)
 		default:
 			seen[s] = true
 			names = append(names, s)
@@ -869,11 +596,11 @@ func (p *parser) checkSecretEnv(j *Job, refs []exprRef, path string) {
 		}
 		for k, st := range j.Steps {
 			if _, ok := st.Env[name]; ok && where == "" {
-				where = index(path+".steps", k) + ".env"
+				where = yamlpos.Index(path+".steps", k) + ".env"
 			}
 		}
 		if where != "" {
-			p.errAt(refs[i].node, refs[i].field, "%s is a secret of the job and is also set in %s; remove one", name, where)
+			p.Errorf(refs[i].node, refs[i].field, "%s is a secret of the job and is also set in %s; remove one", name, where)
 		}
 	}
 }
@@ -881,33 +608,33 @@ func (p *parser) checkSecretEnv(j *Job, refs []exprRef, path string) {
 // runsOn reads a job's resource requirements.
 func (p *parser) runsOn(n *yaml.Node, field string, exprs *[]exprRef) Resources {
 	var r Resources
-	v := deref(n)
+	v := yamlpos.Deref(n)
 	if v.Kind != yaml.MappingNode {
 		hint := ""
-		if isString(v) {
+		if yamlpos.IsString(v) {
 			hint = fmt.Sprintf(" (to require a worker label write `labels: [%s]` under runs-on)", v.Value)
 		}
-		p.errAt(n, field, "must be a map with labels, cpu, memory and gpu, got %s%s", describe(v), hint)
+		p.Errorf(n, field, "must be a map with labels, cpu, memory and gpu, got %s%s", yamlpos.Describe(v), hint)
 		return r
 	}
-	for _, f := range p.fields(v, field, runsOnFields) {
-		fp := field + "." + f.name
-		switch f.name {
+	for _, f := range p.Fields(v, field, runsOnFields) {
+		fp := field + "." + f.Name
+		switch f.Name {
 		case "labels":
-			r.Labels = p.labels(f.val, fp, exprs)
+			r.Labels = p.labels(f.Val, fp, exprs)
 		case "cpu":
-			r.CPUMilli = p.cpu(f.val, fp)
+			r.CPUMilli = ReadCPU(p.Reader, f.Val, fp)
 		case "memory":
-			r.MemoryBytes = p.memory(f.val, fp)
+			r.MemoryBytes = ReadMemory(p.Reader, f.Val, fp)
 		case "gpu":
-			r.GPU, _ = p.intIn(f.val, fp, 0, MaxGPU)
+			r.GPU, _ = p.IntIn(f.Val, fp, 0, MaxGPU)
 		}
 	}
 	return r
 }
 
 func (p *parser) labels(n *yaml.Node, field string, exprs *[]exprRef) []string {
-	v := deref(n)
+	v := yamlpos.Deref(n)
 	var items []*yaml.Node
 	list := false
 	switch v.Kind {
@@ -916,16 +643,16 @@ func (p *parser) labels(n *yaml.Node, field string, exprs *[]exprRef) []string {
 	case yaml.SequenceNode:
 		items, list = v.Content, true
 	default:
-		p.errAt(n, field, "must be a label or a list of labels, got %s", describe(v))
+		p.Errorf(n, field, "must be a label or a list of labels, got %s", yamlpos.Describe(v))
 		return nil
 	}
 	var out []string
 	for i, it := range items {
 		f := field
 		if list {
-			f = index(field, i)
+			f = yamlpos.Index(field, i)
 		}
-		if s, ok := p.text(it, f); ok {
+		if s, ok := p.Text(it, f); ok {
 			out = append(out, s)
 			*exprs = append(*exprs, exprRef{it, f})
 		}
@@ -933,58 +660,66 @@ func (p *parser) labels(n *yaml.Node, field string, exprs *[]exprRef) []string {
 	return out
 }
 
-func (p *parser) cpu(n *yaml.Node, field string) int64 {
-	v := deref(n)
+// ReadCPU reads a CPU quantity (cores as a number, or a string such as
+// "500m") in milli-cores, recording a problem in r and returning 0 when it
+// is not one. Pipelines (runs-on.cpu) and pools files (shape.cpu) read
+// CPU with it.
+func ReadCPU(r *yamlpos.Reader, n *yaml.Node, field string) int64 {
+	v := yamlpos.Deref(n)
 	var s string
 	switch {
-	case isString(v):
+	case yamlpos.IsString(v):
 		s = v.Value
 	case v.Kind == yaml.ScalarNode && v.ShortTag() == "!!int":
 		var i int64
 		if err := v.Decode(&i); err != nil {
-			p.errAt(n, field, "invalid CPU quantity %s: too large", v.Value)
+			r.Errorf(n, field, "invalid CPU quantity %s: too large", v.Value)
 			return 0
 		}
 		s = strconv.FormatInt(i, 10)
 	case v.Kind == yaml.ScalarNode && v.ShortTag() == "!!float":
 		var f float64
 		if err := v.Decode(&f); err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-			p.errAt(n, field, "invalid CPU quantity %s", v.Value)
+			r.Errorf(n, field, "invalid CPU quantity %s", v.Value)
 			return 0
 		}
 		s = strconv.FormatFloat(f, 'f', -1, 64)
 	default:
-		p.errAt(n, field, "must be a number of cores or a string such as \"500m\", got %s", describe(v))
+		r.Errorf(n, field, "must be a number of cores or a string such as \"500m\", got %s", yamlpos.Describe(v))
 		return 0
 	}
 	m, err := ParseCPU(s)
 	if err != nil {
-		p.errAt(n, field, "%v", err)
+		r.Errorf(n, field, "%v", err)
 		return 0
 	}
 	return m
 }
 
-func (p *parser) memory(n *yaml.Node, field string) int64 {
-	v := deref(n)
+// ReadMemory reads a memory quantity (a string such as "512Mi", or a whole
+// number of bytes) in bytes, recording a problem in r and returning 0 when
+// it is not one. Pipelines (runs-on.memory) and pools files (shape.memory)
+// read memory with it.
+func ReadMemory(r *yamlpos.Reader, n *yaml.Node, field string) int64 {
+	v := yamlpos.Deref(n)
 	var s string
 	switch {
-	case isString(v):
+	case yamlpos.IsString(v):
 		s = v.Value
 	case v.Kind == yaml.ScalarNode && v.ShortTag() == "!!int":
 		var i int64
 		if err := v.Decode(&i); err != nil {
-			p.errAt(n, field, "invalid memory quantity %s: too large", v.Value)
+			r.Errorf(n, field, "invalid memory quantity %s: too large", v.Value)
 			return 0
 		}
 		s = strconv.FormatInt(i, 10)
 	default:
-		p.errAt(n, field, "must be a string such as \"512Mi\" or a whole number of bytes, got %s", describe(v))
+		r.Errorf(n, field, "must be a string such as \"512Mi\" or a whole number of bytes, got %s", yamlpos.Describe(v))
 		return 0
 	}
 	b, err := ParseMemory(s)
 	if err != nil {
-		p.errAt(n, field, "%v", err)
+		r.Errorf(n, field, "%v", err)
 		return 0
 	}
 	return b
@@ -994,52 +729,51 @@ func (p *parser) memory(n *yaml.Node, field string) int64 {
 // those with errors (nil if the matrix is not a map at all), so that
 // expressions can be checked against them.
 func (p *parser) matrix(n *yaml.Node, field, jobID string) (*Matrix, map[string]bool) {
-	v := deref(n)
-	if v.Kind != yaml.MappingNode {
-		p.errAt(n, field, "must be a map of axis names to lists of values, got %s", describe(v))
+	v, isMap := p.Map(n, field, "a map of axis names to lists of values")
+	if !isMap {
 		return nil, nil
 	}
 	names := make(map[string]bool)
 	if len(v.Content) == 0 {
-		p.errAt(n, field, "must have at least one axis")
+		p.Errorf(n, field, "must have at least one axis")
 		return nil, names
 	}
 	m := &Matrix{}
 	ok := true
-	for _, e := range p.entries(v, field) {
-		f := field + "." + e.name
-		names[e.name] = true
-		if e.name == "include" || e.name == "exclude" {
-			p.errAt(e.key, f, "include and exclude are not supported: a matrix is the product of its axes")
+	for _, e := range p.Entries(v, field) {
+		f := field + "." + e.Name
+		names[e.Name] = true
+		if e.Name == "include" || e.Name == "exclude" {
+			p.Errorf(e.Key, f, "include and exclude are not supported: a matrix is the product of its axes")
 			ok = false
 			continue
 		}
-		if !idPattern.MatchString(e.name) {
-			p.errAt(e.key, f, "invalid axis name %q: must start with a letter or _ and hold only letters, digits, _ and -", e.name)
+		if !idPattern.MatchString(e.Name) {
+			p.Errorf(e.Key, f, "invalid axis name %q: must start with a letter or _ and hold only letters, digits, _ and -", e.Name)
 			ok = false
 			continue
 		}
-		lv := deref(e.val)
+		lv := yamlpos.Deref(e.Val)
 		if lv.Kind != yaml.SequenceNode {
-			p.errAt(e.val, f, "must be a list of values, got %s", describe(lv))
+			p.Errorf(e.Val, f, "must be a list of values, got %s", yamlpos.Describe(lv))
 			ok = false
 			continue
 		}
 		if len(lv.Content) == 0 {
-			p.errAt(e.val, f, "must list at least one value")
+			p.Errorf(e.Val, f, "must list at least one value")
 			ok = false
 			continue
 		}
-		axis := MatrixAxis{Name: e.name}
+		axis := MatrixAxis{Name: e.Name}
 		seen := make(map[string]bool)
 		for i, it := range lv.Content {
-			s, good := p.scalar(it, index(f, i))
-			if !good || !p.noControl(it, index(f, i), s, "matrix values become part of job names") {
+			s, good := p.Scalar(it, yamlpos.Index(f, i))
+			if !good || !p.noControl(it, yamlpos.Index(f, i), s, "matrix values become part of job names") {
 				ok = false
 				continue
 			}
 			if seen[s] {
-				p.errAt(it, index(f, i), "duplicate value %q", s)
+				p.Errorf(it, yamlpos.Index(f, i), "duplicate value %q", s)
 				ok = false
 				continue
 			}
@@ -1050,7 +784,7 @@ func (p *parser) matrix(n *yaml.Node, field, jobID string) (*Matrix, map[string]
 	}
 	if len(m.Axes) > 0 {
 		if count := combinationCount(m); count.Cmp(big.NewInt(MaxMatrixCombinations)) > 0 {
-			p.errAt(n, field, "expands into %s combinations; at most %d are allowed", count, MaxMatrixCombinations)
+			p.Errorf(n, field, "expands into %s combinations; at most %d are allowed", count, MaxMatrixCombinations)
 			ok = false
 		}
 	}
@@ -1058,7 +792,7 @@ func (p *parser) matrix(n *yaml.Node, field, jobID string) (*Matrix, map[string]
 		return nil, names
 	}
 	if key, dup := duplicateKey(jobID, m); dup {
-		p.errAt(n, field, "two combinations make the same job key %q: avoid \", \" inside values", key)
+		p.Errorf(n, field, "two combinations make the same job key %q: avoid \", \" inside values", key)
 		return nil, names
 	}
 	return m, names
@@ -1066,92 +800,51 @@ func (p *parser) matrix(n *yaml.Node, field, jobID string) (*Matrix, map[string]
 
 // steps reads a job's steps.
 func (p *parser) steps(n *yaml.Node, field string, exprs *[]exprRef) []Step {
-	v := deref(n)
+	v := yamlpos.Deref(n)
 	if v.Kind != yaml.SequenceNode {
-		p.errAt(n, field, "must be a list of steps, got %s", describe(v))
+		p.Errorf(n, field, "must be a list of steps, got %s", yamlpos.Describe(v))
 		return nil
 	}
 	if len(v.Content) == 0 {
-		p.errAt(n, field, "must have at least one step")
+		p.Errorf(n, field, "must have at least one step")
 		return nil
 	}
 	var out []Step
 	for i, it := range v.Content {
-		out = append(out, p.step(it, index(field, i), exprs))
+		out = append(out, p.step(it, yamlpos.Index(field, i), exprs))
 	}
 	return out
 }
 
 func (p *parser) step(n *yaml.Node, field string, exprs *[]exprRef) Step {
 	var s Step
-	v := deref(n)
-	if v.Kind != yaml.MappingNode {
-		p.errAt(n, field, "must be a map with run, got %s", describe(v))
+	v, ok := p.Map(n, field, "a map with run")
+	if !ok {
 		return s
 	}
 	haveRun := false
-	for _, f := range p.fields(v, field, stepFields) {
-		fp := field + "." + f.name
-		switch f.name {
+	for _, f := range p.Fields(v, field, stepFields) {
+		fp := field + "." + f.Name
+		switch f.Name {
 		case "name":
-			if t, ok := p.name(f.val, fp); ok {
+			if t, ok := p.name(f.Val, fp); ok {
 				s.Name = t
-				*exprs = append(*exprs, exprRef{f.val, fp})
+				*exprs = append(*exprs, exprRef{f.Val, fp})
 			}
 		case "run":
 			haveRun = true
-			if t, ok := p.text(f.val, fp); ok {
+			if t, ok := p.Text(f.Val, fp); ok {
 				s.Run = t
-				*exprs = append(*exprs, exprRef{f.val, fp})
+				*exprs = append(*exprs, exprRef{f.Val, fp})
 			}
 		case "env":
-			s.Env = p.env(f.val, fp, exprs)
+			s.Env = p.env(f.Val, fp, exprs)
 		case "timeout":
-			s.Timeout = p.duration(f.val, fp)
+			s.Timeout, _ = p.Duration(f.Val, fp)
 		}
 	}
 	if !haveRun {
-		p.errAt(v, field+".run", "is required")
+		p.Errorf(v, field+".run", "is required")
 	}
 	return s
-}
-
-// suggest returns the candidate closest to s, if one is close enough to be
-// a likely typo.
-func suggest(s string, candidates []string) string {
-	best, bestDist := "", 3
-	norm := strings.ToLower(strings.ReplaceAll(s, "_", "-"))
-	for _, c := range candidates {
-		if norm == strings.ToLower(strings.ReplaceAll(c, "_", "-")) {
-			return c
-		}
-		if d := distance(s, c); d < bestDist && (d == 1 || 2*d < max(len(s), len(c))) {
-			best, bestDist = c, d
-		}
-	}
-	return best
-}
-
-// distance is the Levenshtein distance between a and b.
-func distance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return math.MaxInt
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -409,7 +409,7 @@ func TestParseErrors(t *testing.T) {
 		{"timeout without unit", "name: x\njobs:\n  a:\n    timeout: '30'\n    steps: [{run: x}]\n", []wantErr{
 			{4, 14, "jobs.a.timeout", `invalid duration "30"`}}},
 		{"timeout as number", "name: x\njobs:\n  a:\n    timeout: 30\n    steps: [{run: x}]\n", []wantErr{
-			{4, 14, "jobs.a.timeout", "must be a duration such as 30s, 10m or 1h30m, got an integer"}}},
+			{4, 14, "jobs.a.timeout", "must be a duration such as 30s, 10m or 1h30m, got 30"}}},
 		{"timeout zero", "name: x\njobs:\n  a:\n    timeout: 0s\n    steps: [{run: x}]\n", []wantErr{
 			{4, 14, "jobs.a.timeout", "must be greater than zero"}}},
 		{"step timeout negative", "name: x\njobs:\n  a:\n    steps: [{run: x, timeout: -1s}]\n", []wantErr{
@@ -425,7 +425,7 @@ func TestParseErrors(t *testing.T) {
 		{"job priority too low", "name: x\njobs:\n  a:\n    priority: -101\n    steps: [{run: x}]\n", []wantErr{
 			{4, 15, "jobs.a.priority", "must be an integer from -100 to 100, got -101"}}},
 		{"job priority string", "name: x\njobs:\n  a:\n    priority: high\n    steps: [{run: x}]\n", []wantErr{
-			{4, 15, "jobs.a.priority", "got a string"}}},
+			{4, 15, "jobs.a.priority", `got "high"`}}},
 		{"gpu too many", "name: x\njobs:\n  a:\n    runs-on: {gpu: 65}\n    steps: [{run: x}]\n", []wantErr{
 			{4, 20, "jobs.a.runs-on.gpu", "must be an integer from 0 to 64, got 65"}}},
 		{"cpu zero", "name: x\njobs:\n  a:\n    runs-on: {cpu: 0m}\n    steps: [{run: x}]\n", []wantErr{

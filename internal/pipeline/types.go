@@ -1,8 +1,9 @@
 // Package pipeline parses, validates and expands Hodei pipeline files (v1).
 //
 // A pipeline file is YAML: a name, an environment, and a map of jobs forming a
-// DAG through their needs. Parse reads the file into a Pipeline, keeping the
-// position of every field so that errors can name file, line, column and field;
+// DAG through their needs. Parse reads the file into a Pipeline through
+// yamlpos, the reader every YAML file of Hodei goes through, so that errors
+// name file, line, column and field;
 // Expand turns the parsed pipeline into concrete JobSpecs (one per matrix
 // combination) ordered topologically.
 package pipeline

@@ -39,7 +39,7 @@ func TestParseConfigLocal(t *testing.T) {
 		{"not a map", "pools:\n  a:\n    provider: local\n    max: 1\n    local: process\n",
 			`p.yaml:5:12: pools.a.local: must be a map with mode and binary, got a string`},
 		{"empty binary", "pools:\n  a:\n    provider: local\n    max: 1\n    local: {binary: ''}\n",
-			`p.yaml:5:21: pools.a.local.binary: must be a non-empty string`},
+			`p.yaml:5:21: pools.a.local.binary: must not be empty`},
 		{"local on docker", "pools:\n  a:\n    provider: docker\n    max: 1\n    docker: {image: x}\n    local: {mode: process}\n",
 			`p.yaml:6:12: pools.a.local: only applies to a pool with provider local`},
 	} {

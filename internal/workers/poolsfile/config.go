@@ -1,20 +1,16 @@
 package poolsfile
 
 import (
-	"bytes"
-	"fmt"
-	"math"
 	"os"
 	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/hodei-ci/hodei/internal/yamlnode"
+	"github.com/hodei-ci/hodei/internal/yamlpos"
 
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/pipeline"
@@ -173,163 +169,104 @@ func LoadConfig(path string) (*Config, error) {
 	return ParseConfig(path, data)
 }
 
-// ParseConfig parses a pools file. Problems come as a pipeline.ErrorList:
+// ParseConfig parses a pools file. Problems come as a yamlpos.ErrorList:
 // each names file, line, column and field.
 func ParseConfig(file string, data []byte) (*Config, error) {
-	p := &cparser{file: file}
+	p := &cparser{Reader: yamlpos.NewReader(file, data)}
 	cfg := &Config{File: file}
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		msg := err.Error()
-		line := 0
-		if m := regexp.MustCompile(`line (\d+): (.*)$`).FindStringSubmatch(msg); m != nil {
-			line, _ = strconv.Atoi(m[1])
-			msg = m[2]
-		} else {
-			msg = strings.TrimPrefix(msg, "yaml: ")
-		}
-		if err.Error() == "EOF" {
-			msg = "the file is empty: it must have a pools map"
-		}
-		return nil, pipeline.ErrorList{{File: file, Line: line, Msg: msg}}
+	root := p.Decode(data, "it must have a pools map", "a file holds one pools map")
+	if root == nil {
+		return nil, p.Err()
 	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
-	}
-	if root.Kind != yaml.MappingNode {
-		p.errAt(root, "", "must be a map with a pools key, got %s", yamlnode.Describe(root))
-		return nil, p.errs
+	top, ok := p.Map(root, "", "a map with a pools key")
+	if !ok {
+		return nil, p.Err()
 	}
 	var poolsNode *yaml.Node
-	for _, e := range p.fields(root, "", topFields) {
-		poolsNode = e.val
+	for _, e := range p.Fields(top, "", topFields) {
+		poolsNode = e.Val
 	}
 	if poolsNode == nil {
-		p.errAt(root, "pools", "is required")
-		return nil, p.errs
+		p.Errorf(root, "pools", "is required")
+		return nil, p.Err()
 	}
-	if poolsNode.Kind != yaml.MappingNode || len(poolsNode.Content) == 0 {
-		p.errAt(poolsNode, "pools", "must be a map of pool name to pool, with at least one pool")
-		return nil, p.errs
+	pools := yamlpos.Deref(poolsNode)
+	if pools.Kind != yaml.MappingNode || len(pools.Content) == 0 {
+		p.Errorf(poolsNode, "pools", "must be a map of pool name to pool, with at least one pool")
+		return nil, p.Err()
 	}
-	for i := 0; i+1 < len(poolsNode.Content); i += 2 {
-		k, v := poolsNode.Content[i], poolsNode.Content[i+1]
-		cfg.Pools = append(cfg.Pools, p.pool(k, v))
+	for _, e := range p.Entries(pools, "pools") {
+		cfg.Pools = append(cfg.Pools, p.pool(e.Key, e.Val))
 	}
 	sort.SliceStable(cfg.Pools, func(i, k int) bool { return cfg.Pools[i].Name < cfg.Pools[k].Name })
-	if len(p.errs) > 0 {
-		sort.SliceStable(p.errs, func(i, k int) bool {
-			if p.errs[i].Line != p.errs[k].Line {
-				return p.errs[i].Line < p.errs[k].Line
-			}
-			return p.errs[i].Col < p.errs[k].Col
-		})
-		return nil, p.errs
+	if err := p.Err(); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }
 
+// cparser reads a pools file, collecting errors as it goes (in its Reader).
 type cparser struct {
-	file string
-	errs pipeline.ErrorList
-	seen map[string]bool
-}
-
-func (p *cparser) errAt(n *yaml.Node, field, format string, a ...any) {
-	p.errs = append(p.errs, &pipeline.Error{File: p.file, Line: n.Line, Col: n.Column, Field: field, Msg: fmt.Sprintf(format, a...)})
-}
-
-type centry struct {
-	name     string
-	key, val *yaml.Node
-}
-
-// fields lists the entries of map n, reporting unknown and repeated keys.
-func (p *cparser) fields(n *yaml.Node, path string, allowed []string) []centry {
-	var out []centry
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		f := yamlnode.Join(path, k.Value)
-		switch {
-		case !slices.Contains(allowed, k.Value):
-			p.errAt(k, f, "unknown field %q; allowed fields: %s", k.Value, strings.Join(allowed, ", "))
-		case seen[k.Value]:
-			p.errAt(k, f, "appears twice")
-		default:
-			seen[k.Value] = true
-			out = append(out, centry{k.Value, k, v})
-		}
-	}
-	return out
+	*yamlpos.Reader
 }
 
 func (p *cparser) pool(k, v *yaml.Node) PoolConfig {
-	name := k.Value
+	name := yamlpos.Deref(k).Value
 	path := "pools." + name
 	pc := PoolConfig{Name: name, IdleTimeout: DefaultIdleTimeout, Line: k.Line,
 		Shape: Shape{CPUMilli: DefaultShapeCPU, Memory: DefaultShapeMemory}}
-	if p.seen == nil {
-		p.seen = map[string]bool{}
+	if !bus.ValidToken(name) || len(name) > 40 {
+		p.Errorf(k, path, "invalid pool name %q: use up to 40 letters, digits, '-' and '_'", name)
 	}
-	switch {
-	case !bus.ValidToken(name) || len(name) > 40:
-		p.errAt(k, path, "invalid pool name %q: use up to 40 letters, digits, '-' and '_'", name)
-	case p.seen[name]:
-		p.errAt(k, path, "pool %q appears twice", name)
-	}
-	p.seen[name] = true
-	if v.Kind != yaml.MappingNode {
-		p.errAt(v, path, "must be a map (provider, min, max, shape...), got %s", yamlnode.Describe(v))
+	m, ok := p.Map(v, path, "a map (provider, min, max, shape...)")
+	if !ok {
 		return pc
 	}
 	var maxNode, dockerNode, kubeNode, localNode *yaml.Node
 	haveMax := false
-	for _, f := range p.fields(v, path, poolFields) {
-		fp := path + "." + f.name
-		switch f.name {
+	for _, f := range p.Fields(m, path, poolFields) {
+		fp := path + "." + f.Name
+		switch f.Name {
 		case "provider":
-			if s, ok := p.str(f.val, fp); ok {
+			if s, ok := p.Text(f.Val, fp); ok {
 				if !slices.Contains(providers, s) {
-					p.errAt(f.val, fp, "unknown provider %q; want one of %s", s, strings.Join(providers, ", "))
+					p.Errorf(f.Val, fp, "unknown provider %q%s; want one of %s", s, yamlpos.DidYouMean(s, providers), strings.Join(providers, ", "))
 				}
 				pc.Provider = s
 			}
 		case "min":
-			pc.Min = p.intIn(f.val, fp, 0, 10000)
+			pc.Min, _ = p.IntIn(f.Val, fp, 0, 10000)
 		case "max":
-			maxNode, haveMax = f.val, true
-			pc.Max = p.intIn(f.val, fp, 1, 10000)
+			maxNode, haveMax = f.Val, true
+			pc.Max, _ = p.IntIn(f.Val, fp, 1, 10000)
 		case "idle_timeout":
-			pc.IdleTimeout = p.duration(f.val, fp)
+			pc.IdleTimeout, _ = p.Duration(f.Val, fp)
 		case "startup_delay":
-			pc.StartupDelay = p.duration(f.val, fp)
+			pc.StartupDelay, _ = p.Duration(f.Val, fp)
 		case "cost_per_hour":
-			pc.CostPerHour = p.number(f.val, fp)
+			pc.CostPerHour, _ = p.Number(f.Val, fp, 0)
 		case "ephemeral":
-			pc.Ephemeral = p.boolean(f.val, fp)
+			pc.Ephemeral, _ = p.Bool(f.Val, fp)
 		case "shape":
-			pc.Shape = p.shape(f.val, fp, pc.Shape)
+			pc.Shape = p.shape(f.Val, fp, pc.Shape)
 		case "docker":
-			dockerNode = f.val
-			pc.Docker = p.docker(f.val, fp)
+			dockerNode = f.Val
+			pc.Docker = p.docker(f.Val, fp)
 		case "kubernetes":
-			kubeNode = f.val
-			pc.Kubernetes = p.kubernetes(f.val, fp)
+			kubeNode = f.Val
+			pc.Kubernetes = p.kubernetes(f.Val, fp)
 		case "local":
-			localNode = f.val
-			pc.Local = p.local(f.val, fp)
+			localNode = f.Val
+			pc.Local = p.local(f.Val, fp)
 		}
 	}
 	if pc.Provider == "" {
-		p.errAt(k, path+".provider", "is required (local, docker or kubernetes)")
+		p.Errorf(k, path+".provider", "is required (local, docker or kubernetes)")
 	}
 	if !haveMax {
-		p.errAt(k, path+".max", "is required: the most workers the pool may have")
+		p.Errorf(k, path+".max", "is required: the most workers the pool may have")
 	} else if pc.Max > 0 && pc.Min > pc.Max {
-		p.errAt(maxNode, path+".max", "must be at least min (%d), got %d", pc.Min, pc.Max)
+		p.Errorf(maxNode, path+".max", "must be at least min (%d), got %d", pc.Min, pc.Max)
 	}
 	switch {
 	case pc.Provider == "docker" && pc.Docker.Image == "":
@@ -337,9 +274,9 @@ func (p *cparser) pool(k, v *yaml.Node) PoolConfig {
 		if dockerNode != nil {
 			n = dockerNode
 		}
-		p.errAt(n, path+".docker.image", "is required for a docker pool")
+		p.Errorf(n, path+".docker.image", "is required for a docker pool")
 	case pc.Provider != "docker" && pc.Provider != "" && dockerNode != nil:
-		p.errAt(dockerNode, path+".docker", "only applies to a pool with provider docker")
+		p.Errorf(dockerNode, path+".docker", "only applies to a pool with provider docker")
 	}
 	switch {
 	case pc.Provider == "kubernetes":
@@ -351,14 +288,14 @@ func (p *cparser) pool(k, v *yaml.Node) PoolConfig {
 			{"namespace", pc.Kubernetes.Namespace}, {"image", pc.Kubernetes.Image}, {"agent_image", pc.Kubernetes.AgentImage},
 		} {
 			if req.val == "" {
-				p.errAt(n, path+".kubernetes."+req.field, "is required for a kubernetes pool")
+				p.Errorf(n, path+".kubernetes."+req.field, "is required for a kubernetes pool")
 			}
 		}
 	case pc.Provider != "" && kubeNode != nil:
-		p.errAt(kubeNode, path+".kubernetes", "only applies to a pool with provider kubernetes")
+		p.Errorf(kubeNode, path+".kubernetes", "only applies to a pool with provider kubernetes")
 	}
 	if pc.Provider != "local" && pc.Provider != "" && localNode != nil {
-		p.errAt(localNode, path+".local", "only applies to a pool with provider local")
+		p.Errorf(localNode, path+".local", "only applies to a pool with provider local")
 	}
 	if pc.Provider == "docker" && pc.Docker.Network == "" {
 		pc.Docker.Network = "host"
@@ -367,48 +304,31 @@ func (p *cparser) pool(k, v *yaml.Node) PoolConfig {
 }
 
 func (p *cparser) shape(n *yaml.Node, path string, s Shape) Shape {
-	if n.Kind != yaml.MappingNode {
-		p.errAt(n, path, "must be a map with cpu, memory, gpu and labels, got %s", yamlnode.Describe(n))
+	m, ok := p.Map(n, path, "a map with cpu, memory, gpu and labels")
+	if !ok {
 		return s
 	}
-	for _, f := range p.fields(n, path, shapeFields) {
-		fp := path + "." + f.name
-		switch f.name {
+	for _, f := range p.Fields(m, path, shapeFields) {
+		fp := path + "." + f.Name
+		switch f.Name {
 		case "cpu":
-			if f.val.Kind == yaml.ScalarNode && f.val.Tag != "!!map" {
-				v, err := pipeline.ParseCPU(f.val.Value)
-				if err != nil {
-					p.errAt(f.val, fp, "%v", err)
-				} else {
-					s.CPUMilli = v
-				}
-			} else {
-				p.errAt(f.val, fp, "must be a number of cores like 2 or 500m, got %s", yamlnode.Describe(f.val))
-			}
+			s.CPUMilli = pipeline.ReadCPU(p.Reader, f.Val, fp)
 		case "memory":
-			if f.val.Kind == yaml.ScalarNode {
-				v, err := pipeline.ParseMemory(f.val.Value)
-				if err != nil {
-					p.errAt(f.val, fp, "%v", err)
-				} else {
-					s.Memory = v
-				}
-			} else {
-				p.errAt(f.val, fp, "must be an amount like 4Gi or 512Mi, got %s", yamlnode.Describe(f.val))
-			}
+			s.Memory = pipeline.ReadMemory(p.Reader, f.Val, fp)
 		case "gpu":
-			s.GPU = p.intIn(f.val, fp, 0, 64)
+			s.GPU, _ = p.IntIn(f.Val, fp, 0, 64)
 		case "labels":
 			s.Labels = nil
-			if f.val.Kind != yaml.SequenceNode {
-				p.errAt(f.val, fp, "must be a list of labels, got %s", yamlnode.Describe(f.val))
+			list := yamlpos.Deref(f.Val)
+			if list.Kind != yaml.SequenceNode {
+				p.Errorf(f.Val, fp, "must be a list of labels, got %s", yamlpos.Describe(list))
 				continue
 			}
-			for i, it := range f.val.Content {
-				ip := fp + "[" + strconv.Itoa(i) + "]"
-				if l, ok := p.str(it, ip); ok {
+			for i, it := range list.Content {
+				ip := yamlpos.Index(fp, i)
+				if l, ok := p.Text(it, ip); ok {
 					if !labelPattern.MatchString(l) {
-						p.errAt(it, ip, "invalid label %q", l)
+						p.Errorf(it, ip, "invalid label %q", l)
 						continue
 					}
 					s.Labels = append(s.Labels, l)
@@ -421,17 +341,17 @@ func (p *cparser) shape(n *yaml.Node, path string, s Shape) Shape {
 
 func (p *cparser) docker(n *yaml.Node, path string) DockerOptions {
 	var d DockerOptions
-	if n.Kind != yaml.MappingNode {
-		p.errAt(n, path, "must be a map with image, network, binary and host, got %s", yamlnode.Describe(n))
+	m, ok := p.Map(n, path, "a map with image, network, binary and host")
+	if !ok {
 		return d
 	}
-	for _, f := range p.fields(n, path, dockerFields) {
-		fp := path + "." + f.name
-		s, ok := p.str(f.val, fp)
+	for _, f := range p.Fields(m, path, dockerFields) {
+		fp := path + "." + f.Name
+		s, ok := p.Text(f.Val, fp)
 		if !ok {
 			continue
 		}
-		switch f.name {
+		switch f.Name {
 		case "image":
 			d.Image = s
 		case "network":
@@ -447,32 +367,32 @@ func (p *cparser) docker(n *yaml.Node, path string) DockerOptions {
 
 func (p *cparser) local(n *yaml.Node, path string) LocalOptions {
 	var o LocalOptions
-	if n.Kind != yaml.MappingNode {
-		p.errAt(n, path, "must be a map with mode and binary, got %s", yamlnode.Describe(n))
+	m, ok := p.Map(n, path, "a map with mode and binary")
+	if !ok {
 		return o
 	}
 	var binaryNode *yaml.Node
-	for _, f := range p.fields(n, path, localFields) {
-		fp := path + "." + f.name
-		s, ok := p.str(f.val, fp)
+	for _, f := range p.Fields(m, path, localFields) {
+		fp := path + "." + f.Name
+		s, ok := p.Text(f.Val, fp)
 		if !ok {
 			continue
 		}
-		switch f.name {
+		switch f.Name {
 		case "mode":
 			if s != LocalModeProcess && s != LocalModeInProcess {
-				p.errAt(f.val, fp, "unknown mode %q; want %s or %s", s, LocalModeProcess, LocalModeInProcess)
+				p.Errorf(f.Val, fp, "unknown mode %q; want %s or %s", s, LocalModeProcess, LocalModeInProcess)
 				continue
 			}
 			o.Mode = s
 		case "binary":
-			binaryNode = f.val
+			binaryNode = f.Val
 			o.Binary = s
 		}
 	}
 	switch {
 	case binaryNode != nil && o.Mode == LocalModeInProcess:
-		p.errAt(binaryNode, path+".binary", "only applies to mode %s", LocalModeProcess)
+		p.Errorf(binaryNode, path+".binary", "only applies to mode %s", LocalModeProcess)
 	case o.Binary != "" && o.Mode == "":
 		o.Mode = LocalModeProcess // a binary is for agent processes
 	}
@@ -481,28 +401,28 @@ func (p *cparser) local(n *yaml.Node, path string) LocalOptions {
 
 func (p *cparser) kubernetes(n *yaml.Node, path string) KubernetesOptions {
 	var o KubernetesOptions
-	if n.Kind != yaml.MappingNode {
-		p.errAt(n, path, "must be a map with namespace, image, agent_image, service_account, automount_service_account_token, host_network and kubeconfig, got %s", yamlnode.Describe(n))
+	m, ok := p.Map(n, path, "a map with namespace, image, agent_image, service_account, automount_service_account_token, host_network and kubeconfig")
+	if !ok {
 		return o
 	}
-	for _, f := range p.fields(n, path, kubeFields) {
-		fp := path + "." + f.name
-		switch f.name {
+	for _, f := range p.Fields(m, path, kubeFields) {
+		fp := path + "." + f.Name
+		switch f.Name {
 		case "automount_service_account_token":
-			o.AutomountServiceAccountToken = p.boolean(f.val, fp)
+			o.AutomountServiceAccountToken, _ = p.Bool(f.Val, fp)
 			continue
 		case "host_network":
-			o.HostNetwork = p.boolean(f.val, fp)
+			o.HostNetwork, _ = p.Bool(f.Val, fp)
 			continue
 		}
-		s, ok := p.str(f.val, fp)
+		s, ok := p.Text(f.Val, fp)
 		if !ok {
 			continue
 		}
-		switch f.name {
+		switch f.Name {
 		case "namespace":
 			if !dns1123Label.MatchString(s) || len(s) > 63 {
-				p.errAt(f.val, fp, "invalid namespace %q: up to 63 lower-case letters, digits and '-'", s)
+				p.Errorf(f.Val, fp, "invalid namespace %q: up to 63 lower-case letters, digits and '-'", s)
 			}
 			o.Namespace = s
 		case "image":
@@ -511,7 +431,7 @@ func (p *cparser) kubernetes(n *yaml.Node, path string) KubernetesOptions {
 			o.AgentImage = s
 		case "service_account":
 			if !dns1123Label.MatchString(s) || len(s) > 63 {
-				p.errAt(f.val, fp, "invalid service account %q: up to 63 lower-case letters, digits and '-'", s)
+				p.Errorf(f.Val, fp, "invalid service account %q: up to 63 lower-case letters, digits and '-'", s)
 			}
 			o.ServiceAccount = s
 		case "kubeconfig":
@@ -519,59 +439,4 @@ func (p *cparser) kubernetes(n *yaml.Node, path string) KubernetesOptions {
 		}
 	}
 	return o
-}
-
-func (p *cparser) str(n *yaml.Node, field string) (string, bool) {
-	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" || strings.TrimSpace(n.Value) == "" {
-		p.errAt(n, field, "must be a non-empty string, got %s", yamlnode.Describe(n))
-		return "", false
-	}
-	return n.Value, true
-}
-
-func (p *cparser) intIn(n *yaml.Node, field string, lo, hi int) int {
-	var i int
-	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&i) != nil || i < lo || i > hi {
-		p.errAt(n, field, "must be an integer from %d to %d, got %s", lo, hi, valueOf(n))
-		return 0
-	}
-	return i
-}
-
-func (p *cparser) number(n *yaml.Node, field string) float64 {
-	var f float64
-	if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") || n.Decode(&f) != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
-		p.errAt(n, field, "must be a number, 0 or more, got %s", valueOf(n))
-		return 0
-	}
-	return f
-}
-
-func (p *cparser) boolean(n *yaml.Node, field string) bool {
-	var b bool
-	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&b) != nil {
-		p.errAt(n, field, "must be true or false, got %s", valueOf(n))
-		return false
-	}
-	return b
-}
-
-func (p *cparser) duration(n *yaml.Node, field string) time.Duration {
-	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
-		p.errAt(n, field, "must be a duration such as 30s, 5m or 1h, got %s", valueOf(n))
-		return 0
-	}
-	d, err := time.ParseDuration(n.Value)
-	if err != nil || d <= 0 {
-		p.errAt(n, field, "must be a positive duration such as 30s, 5m or 1h, got %q", n.Value)
-		return 0
-	}
-	return d
-}
-
-func valueOf(n *yaml.Node) string {
-	if n.Kind == yaml.ScalarNode && n.ShortTag() != "!!null" {
-		return strconv.Quote(n.Value)
-	}
-	return yamlnode.Describe(n)
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hodei-ci/hodei/internal/yamlpos"
 )
 
 func TestParseConfigGood(t *testing.T) {
@@ -70,19 +72,19 @@ func TestParseConfigKubernetes(t *testing.T) {
 func TestParseConfigBad(t *testing.T) {
 	tests := []struct{ name, src, want string }{
 		{"empty", ``, "p.yaml: the file is empty: it must have a pools map"},
-		{"syntax", "pools:\n  a: [\n", "p.yaml:2: did not find expected node content"},
+		{"syntax", "pools:\n  a: [\n", "p.yaml:2: invalid YAML: did not find expected node content"},
 		{"not a map", "- a\n", "p.yaml:1:1: must be a map with a pools key, got a list"},
-		{"no pools", "pool: {}\n", `p.yaml:1:1: pool: unknown field "pool"; allowed fields: pools` + "\n" + "p.yaml:1:1: pools: is required"},
+		{"no pools", "pool: {}\n", `p.yaml:1:1: pool: unknown field "pool" (did you mean "pools"?); allowed fields: pools` + "\n" + "p.yaml:1:1: pools: is required"},
 		{"empty pools", "pools: {}\n", "p.yaml:1:8: pools: must be a map of pool name to pool, with at least one pool"},
 		{"unknown field", "pools:\n  a:\n    provider: local\n    max: 1\n    maxx: 2\n",
-			`p.yaml:5:5: pools.a.maxx: unknown field "maxx"; allowed fields: provider, min, max, idle_timeout, startup_delay, cost_per_hour, ephemeral, shape, docker, kubernetes`},
+			`p.yaml:5:5: pools.a.maxx: unknown field "maxx" (did you mean "max"?); allowed fields: provider, min, max, idle_timeout, startup_delay, cost_per_hour, ephemeral, shape, docker, kubernetes, local`},
 		{"missing provider and max", "pools:\n  a:\n    min: 1\n",
 			"p.yaml:2:3: pools.a.provider: is required (local, docker or kubernetes)\np.yaml:2:3: pools.a.max: is required: the most workers the pool may have"},
 		{"unknown provider", "pools:\n  a: {provider: ec2, max: 1}\n", `p.yaml:2:17: pools.a.provider: unknown provider "ec2"; want one of local, docker, kubernetes`},
 		{"min above max", "pools:\n  a:\n    provider: local\n    min: 3\n    max: 2\n", "p.yaml:5:10: pools.a.max: must be at least min (3), got 2"},
-		{"negative min", "pools:\n  a: {provider: local, min: -1, max: 1}\n", `p.yaml:2:29: pools.a.min: must be an integer from 0 to 10000, got "-1"`},
+		{"negative min", "pools:\n  a: {provider: local, min: -1, max: 1}\n", `p.yaml:2:29: pools.a.min: must be an integer from 0 to 10000, got -1`},
 		{"bad durations", "pools:\n  a:\n    provider: local\n    max: 1\n    idle_timeout: 5\n    startup_delay: -1s\n",
-			"p.yaml:5:19: pools.a.idle_timeout: must be a duration such as 30s, 5m or 1h, got \"5\"\np.yaml:6:20: pools.a.startup_delay: must be a positive duration such as 30s, 5m or 1h, got \"-1s\""},
+			"p.yaml:5:19: pools.a.idle_timeout: must be a duration such as 30s, 10m or 1h30m, got 5\np.yaml:6:20: pools.a.startup_delay: must be greater than zero, got -1s"},
 		{"bad shape", "pools:\n  a:\n    provider: local\n    max: 1\n    shape:\n      cpu: 0\n      memory: 1.5Gi\n      labels: [\"a b\"]\n",
 			"p.yaml:6:12: pools.a.shape.cpu:"},
 		{"bad memory", "pools:\n  a:\n    provider: local\n    max: 1\n    shape: {memory: 1.5Gi}\n", "p.yaml:5:21: pools.a.shape.memory:"},
@@ -142,5 +144,98 @@ func TestDocExample(t *testing.T) {
 	}
 	if !strings.Contains(string(want), strings.TrimSpace(block)) {
 		t.Errorf("testdata/pools.yaml does not hold the example of docs/workers.md")
+	}
+}
+
+// TestParseConfigAliases checks that a pools file may share values through
+// anchors and aliases, read as if written out.
+func TestParseConfigAliases(t *testing.T) {
+	cfg, err := ParseConfig("p.yaml", []byte(`pools:
+  small: &pool
+    provider: docker
+    max: &max 4
+    shape: &shape {cpu: 2, memory: 4Gi, labels: &labels [linux, containers]}
+    docker: {image: &image hodei-worker:latest}
+  large:
+    provider: docker
+    max: *max
+    idle_timeout: &idle 10m
+    shape: {cpu: 8, memory: 16Gi, labels: *labels}
+    docker: {image: *image}
+  copy: *pool
+  k:
+    provider: kubernetes
+    max: 1
+    idle_timeout: *idle
+    kubernetes: {namespace: ci, image: *image, agent_image: *image}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Pools) != 4 {
+		t.Fatalf("pools: %+v", cfg.Pools)
+	}
+	cp, k, large, small := cfg.Pools[0], cfg.Pools[1], cfg.Pools[2], cfg.Pools[3]
+	if cp.Name != "copy" || cp.Provider != "docker" || cp.Max != 4 || cp.Shape.CPUMilli != 2000 || cp.Docker.Image != "hodei-worker:latest" || cp.Line != 13 {
+		t.Errorf("copy (an alias of a whole pool): %+v", cp)
+	}
+	if small.Max != 4 || strings.Join(small.Shape.Labels, ",") != "linux,containers" {
+		t.Errorf("small: %+v", small)
+	}
+	if large.Max != 4 || large.IdleTimeout != 10*time.Minute || large.Shape.Memory != 16<<30 ||
+		strings.Join(large.Shape.Labels, ",") != "linux,containers" || large.Docker.Image != "hodei-worker:latest" {
+		t.Errorf("large: %+v", large)
+	}
+	if k.IdleTimeout != 10*time.Minute || k.Kubernetes.AgentImage != "hodei-worker:latest" {
+		t.Errorf("k: %+v", k)
+	}
+}
+
+// TestParseConfigErrorPositions checks the whole error list of a broken
+// pools file: each problem at its own line and column, sorted by position;
+// an unknown key with the closest allowed one; a bad value read through an
+// alias placed where the alias is used (12:10), and a problem inside an
+// aliased map placed in the anchored text, once per field that uses it.
+func TestParseConfigErrorPositions(t *testing.T) {
+	src := `pools:
+  a:
+    provider: dokcer
+    max: 2
+    idle_timout: 5m
+    shape: &shape
+      cpus: 2
+      labels: [linux, "a b"]
+  b:
+    provider: local
+    max: &max many
+    min: *max
+    shape: *shape
+    ephemeral: yes
+  a:
+    provider: local
+    max: 1
+`
+	_, err := ParseConfig("p.yaml", []byte(src))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	want := strings.Join([]string{
+		`p.yaml:3:15: pools.a.provider: unknown provider "dokcer" (did you mean "docker"?); want one of local, docker, kubernetes`,
+		`p.yaml:5:5: pools.a.idle_timout: unknown field "idle_timout" (did you mean "idle_timeout"?); allowed fields: provider, min, max, idle_timeout, startup_delay, cost_per_hour, ephemeral, shape, docker, kubernetes, local`,
+		`p.yaml:7:7: pools.a.shape.cpus: unknown field "cpus" (did you mean "cpu"?); allowed fields: cpu, memory, gpu, labels`,
+		`p.yaml:7:7: pools.b.shape.cpus: unknown field "cpus" (did you mean "cpu"?); allowed fields: cpu, memory, gpu, labels`,
+		`p.yaml:8:23: pools.a.shape.labels[1]: invalid label "a b"`,
+		`p.yaml:8:23: pools.b.shape.labels[1]: invalid label "a b"`,
+		`p.yaml:11:10: pools.b.max: must be an integer from 1 to 10000, got "many"`,
+		`p.yaml:12:10: pools.b.min: must be an integer from 0 to 10000, got "many"`,
+		`p.yaml:14:16: pools.b.ephemeral: must be true or false, got "yes"`,
+		`p.yaml:15:3: pools.a: duplicate key "a" (first defined at line 2)`,
+	}, "\n")
+	if err.Error() != want {
+		t.Errorf("errors:\n%v\nwant:\n%s", err, want)
+	}
+	list, ok := err.(yamlpos.ErrorList)
+	if !ok || len(list) != 10 || list[0].Line != 3 || list[0].Col != 15 || list[0].Field != "pools.a.provider" {
+		t.Errorf("error is %T %+v, want a positioned yamlpos.ErrorList", err, list)
 	}
 }

@@ -1,4 +1,4 @@
-package yamlnode
+package yamlpos
 
 import (
 	"testing"

@@ -1,4 +1,4 @@
-package pipeline
+package yamlpos
 
 import (
 	"errors"
@@ -32,7 +32,7 @@ func TestErrorList(t *testing.T) {
 		{File: "f", Line: 2, Col: 7, Msg: "b-second"},
 		{File: "f", Msg: "a"},
 	}
-	l.sort()
+	l.Sort()
 	want := "f: a\nf:2:7: b\nf:2:7: b-second\nf:5:1: d-first\nf:5:2: c"
 	if got := l.Error(); got != want {
 		t.Errorf("sorted list:\n%s\nwant\n%s", got, want)
