@@ -23,6 +23,10 @@
 // Because the init is an entry of a package this one imports, any binary
 // that links this package (bin/hodei, and test binaries of packages that
 // import the agent) can start sandboxes.
+//
+// As root, on a kernel whose proc takes the "pidns" option, the same
+// sandbox is built without that init, which costs most of a step's CPU:
+// see direct.go.
 package sandbox
 
 import (
