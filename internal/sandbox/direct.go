@@ -211,6 +211,16 @@ func (d *direct) run(c *Cmd, built chan<- held, started chan<- error) {
 	// Never unlocked: the thread, in the step's namespaces and Landlock
 	// domain from here on, ends with this goroutine.
 	runtime.LockOSThread()
+	if syscall.Gettid() == syscall.Getpid() {
+		// The main thread is never ended but parked for good, and /proc
+		// shows the process's mounts through it: it holds on, locked,
+		// while another thread does the work.
+		done := make(chan struct{})
+		go func() { defer close(done); d.run(c, built, started) }()
+		<-done
+		runtime.UnlockOSThread()
+		return
+	}
 	spec := c.initSpec()
 	if err := syscall.Unshare(syscall.CLONE_FS | syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS); err != nil {
 		built <- held{err: fmt.Errorf("unshare: %w", err)}
