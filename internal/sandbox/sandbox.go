@@ -23,6 +23,10 @@
 // Because the init is an entry of a package this one imports, any binary
 // that links this package (bin/hodei, and test binaries of packages that
 // import the agent) can start sandboxes.
+//
+// As root, on a kernel whose proc takes the "pidns" option, the same
+// sandbox is built without that init, which costs most of a step's CPU:
+// see direct.go.
 package sandbox
 
 import (
@@ -84,6 +88,7 @@ type Cmd struct {
 	cmd    *exec.Cmd
 	gate   *os.File // write end: the Spec, then EOF opens the gate
 	status *os.File // read end: the init writes the Status there
+	direct *direct  // the step started without an init of this binary (direct.go)
 }
 
 // Start starts the sandbox's init, calls BeforeStart, then hands the init
@@ -98,6 +103,9 @@ func (c *Cmd) Start() error {
 	}
 	if os.Geteuid() == 0 && (c.UID <= 0 || c.GID <= 0) {
 		return fmt.Errorf("sandbox: as root the step needs an unprivileged uid and gid, got %d:%d", c.UID, c.GID)
+	}
+	if directSupported() {
+		return c.startDirect()
 	}
 	specR, specW, err := os.Pipe()
 	if err != nil {
@@ -134,6 +142,18 @@ func (c *Cmd) Start() error {
 			return fmt.Errorf("sandbox: before start: %w", err)
 		}
 	}
+	spec := c.initSpec()
+	_, err = c.gate.Write(spec.Encode())
+	c.gate.Close()
+	if err != nil {
+		c.abort()
+		return fmt.Errorf("sandbox: hand over the step: %w", err)
+	}
+	return nil
+}
+
+// initSpec is the Spec as the code that builds the sandbox takes it.
+func (c *Cmd) initSpec() initproc.Spec {
 	spec := initproc.Spec{
 		Script: c.Script, Workspace: filepath.Clean(c.Workspace), Env: c.Env,
 		UID: c.UID, GID: c.GID,
@@ -147,13 +167,7 @@ func (c *Cmd) Start() error {
 			spec.Hide = append(spec.Hide, filepath.Clean(h))
 		}
 	}
-	_, err = c.gate.Write(spec.Encode())
-	c.gate.Close()
-	if err != nil {
-		c.abort()
-		return fmt.Errorf("sandbox: hand over the step: %w", err)
-	}
-	return nil
+	return spec
 }
 
 func (c *Cmd) abort() {
@@ -166,12 +180,21 @@ func (c *Cmd) abort() {
 // Pid is the init's pid; signalling it (or its process group) reaches the
 // whole sandbox: SIGTERM is passed on to every process of the step, SIGKILL
 // kills them all.
-func (c *Cmd) Pid() int { return c.cmd.Process.Pid }
+func (c *Cmd) Pid() int {
+	if c.direct != nil {
+		return c.direct.init
+	}
+	return c.cmd.Process.Pid
+}
 
 // Wait waits for the init to exit, that is for the step's shell to end and
 // every process it left to be killed. An error means the sandbox failed,
 // not the step.
 func (c *Cmd) Wait() (Status, error) {
+	if c.direct != nil {
+		r := <-c.direct.done
+		return r.st, r.err
+	}
 	b, _ := io.ReadAll(c.status)
 	c.status.Close()
 	werr := c.cmd.Wait()

@@ -36,7 +36,15 @@ func cutPrefix(s, prefix string) (string, bool) {
 
 // setup builds the step's view of the file system and restricts what the
 // init's children can do.
-func setup(s *Spec) error {
+func setup(s *Spec) error { return Mounts(s, true) }
+
+// Mounts builds the step's view of the file system in the calling thread's
+// mount namespace, which must be a new one: every mount private, the hidden
+// directories under empty read-only file systems, the workspace bound back,
+// private /tmp, /var/tmp and /dev/shm, and with proc a /proc of the caller's
+// PID namespace (a caller outside the step's PID namespace mounts its /proc
+// itself).
+func Mounts(s *Spec, proc bool) error {
 	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
 		return wrap("make mounts private", err)
 	}
@@ -56,8 +64,10 @@ func setup(s *Spec) error {
 	}
 	self := "/proc/self/fd/"
 	// A /proc of this PID namespace: the step sees its own processes only.
-	if err := syscall.Mount("proc", "/proc", "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
-		return wrap("mount /proc", err)
+	if proc {
+		if err := syscall.Mount("proc", "/proc", "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
+			return wrap("mount /proc", err)
+		}
 	}
 	// Private temporary directories.
 	for _, d := range []string{"/tmp", "/var/tmp"} {
@@ -151,19 +161,8 @@ func runShell(s *Spec) (Status, error) {
 	runtime.LockOSThread()
 	// Only this thread enters the Landlock domain and sets no_new_privs:
 	// the shell inherits both, the init's other threads need neither.
-	fd, err := landlockRuleset(s)
-	if err != nil {
+	if err := Confine(s); err != nil {
 		return Status{}, err
-	}
-	if err := prctl(prSetNoNewPrivs, 1); err != nil {
-		return Status{}, wrap("no_new_privs", err)
-	}
-	if fd >= 0 {
-		err := landlockRestrictSelf(fd)
-		syscall.Close(fd)
-		if err != nil {
-			return Status{}, wrap("landlock", err)
-		}
 	}
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
@@ -236,6 +235,27 @@ func runShell(s *Spec) (Status, error) {
 			}
 		}
 	}
+}
+
+// Confine puts the calling thread, and every process it starts from then
+// on, under no_new_privs and in the step's Landlock domain (see
+// landlockRuleset). The caller must be locked to its thread.
+func Confine(s *Spec) error {
+	fd, err := landlockRuleset(s)
+	if err != nil {
+		return err
+	}
+	if err := prctl(prSetNoNewPrivs, 1); err != nil {
+		return wrap("no_new_privs", err)
+	}
+	if fd >= 0 {
+		err := landlockRestrictSelf(fd)
+		syscall.Close(fd)
+		if err != nil {
+			return wrap("landlock", err)
+		}
+	}
+	return nil
 }
 
 func isDir(p string) bool {

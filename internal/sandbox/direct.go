@@ -1,0 +1,373 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"github.com/hodei-ci/hodei/internal/sandbox/initproc"
+)
+
+// The direct start: when the agent is root and the kernel can mount a
+// /proc for a PID namespace named by a file descriptor (proc's "pidns"
+// option, Linux 6.18), the sandbox is built without starting this binary
+// as its init, which costs most of a sandboxed step's CPU (the runtime and
+// package initialisation of a large binary, once per step). A goroutine
+// locked to a thread of its own builds the sandbox from that thread:
+//
+//  1. it unshares its mount, IPC and UTS namespaces (and its file system
+//     context) and makes the step's mounts there (initproc.Mounts);
+//  2. it starts the namespace's init, `/bin/sh` running initScript as the
+//     step's uid in a new PID namespace: it passes termination signals on
+//     to every process of the namespace and otherwise waits; its death
+//     kills every process of the namespace;
+//  3. it mounts the /proc of that PID namespace, then enters the step's
+//     Landlock domain with no_new_privs (initproc.Confine) and joins the
+//     PID namespace for its children;
+//  4. it starts the step's shell as the step's uid, held until BeforeStart
+//     has run (the same held start as an unisolated step's), waits for it,
+//     and then kills the init, which takes whatever the step left.
+//
+// The thread ends with the goroutine (it is never unlocked), and its
+// namespaces and domain with it. The init is not in the Landlock domain
+// (it is started before /proc can be mounted, which a thread in a domain
+// may not do) but runs a fixed script and holds no capability, and the
+// step cannot trace it (Landlock forbids tracing a process outside the
+// domain). Unlike the init of this binary, the shell init does not reap
+// orphaned processes of the step before the step ends: they are gone with
+// the namespace when it does.
+
+// initScript is the direct start's init: it says on fd 4 that its traps
+// are set, then waits on fd 3 until the caller closes it (or kills it).
+// A trapped signal interrupts `read` like an end of file, hence t.
+const initScript = `trap 't=1; kill -s TERM -- -1' TERM
+trap 't=1; kill -s INT -- -1' INT
+trap 't=1; kill -s HUP -- -1' HUP
+trap 't=1; kill -s QUIT -- -1' QUIT
+echo >&4; exec 4>&-
+while t=0; read -r _ <&3 || [ $t = 1 ]; do :; done`
+
+// heldShell waits for a line on fd 3, then becomes the step's shell.
+const heldShell = `read -r _ <&3 || exit 125; exec /bin/sh -e -c "$1" 3<&-`
+
+// direct is a step started directly.
+type direct struct {
+	init int                // the init's pid, as the caller sees it
+	done chan directOutcome // how the step ended, once every process is gone
+}
+
+// held is the sandbox of a direct start, built and waiting at the gate:
+// pids are its processes (the held shell, then the init), and go takes nil
+// to open the gate or the error that stops the sandbox.
+type held struct {
+	pids []int
+	err  error
+	gate chan error
+}
+
+type directOutcome struct {
+	st  Status
+	err error
+}
+
+var (
+	directOnce sync.Once
+	directOK   bool
+)
+
+// directSupported reports whether steps start directly (see above).
+func directSupported() bool {
+	directOnce.Do(func() { directOK = os.Geteuid() == 0 && procPidnsOption() })
+	return directOK
+}
+
+// The new mount API (linux/mount.h).
+const (
+	sysMoveMount        = 429
+	sysFsopen           = 430
+	sysFsconfig         = 431
+	sysFsmount          = 432
+	fsconfigSetFD       = 5
+	fsconfigCmdCreate   = 6
+	mountAttrNosuid     = 0x2
+	mountAttrNodev      = 0x4
+	mountAttrNoexec     = 0x8
+	moveMountFEmptyPath = 0x4
+	fsopenCloexec       = 0x1
+	fsmountCloexec      = 0x1
+	atFDCWD             = -100
+	sysSetns            = 308
+)
+
+// procPidnsOption reports whether proc takes the "pidns" option.
+func procPidnsOption() bool {
+	own, err := syscall.Open("/proc/self/ns/pid", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer syscall.Close(own)
+	fs, err := fsopenProc()
+	if err != nil {
+		return false
+	}
+	defer syscall.Close(fs)
+	return fsconfigPidns(fs, own) == nil
+}
+
+func cstr(s string) uintptr {
+	b, _ := syscall.BytePtrFromString(s)
+	return uintptr(unsafe.Pointer(b))
+}
+
+func fsopenProc() (int, error) {
+	fd, _, e := syscall.Syscall(sysFsopen, cstr("proc"), fsopenCloexec, 0)
+	if e != 0 {
+		return -1, e
+	}
+	return int(fd), nil
+}
+
+func fsconfigPidns(fs, pidns int) error {
+	name := cstr("pidns")
+	_, _, e := syscall.Syscall6(sysFsconfig, uintptr(fs), fsconfigSetFD, name, 0, uintptr(pidns), 0)
+	runtime.KeepAlive(name)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// mountProcOf mounts at /proc, in the calling thread's mount namespace, a
+// proc of the PID namespace open as ns.
+func mountProcOf(ns int) error {
+	fs, err := fsopenProc()
+	if err != nil {
+		return fmt.Errorf("fsopen proc: %w", err)
+	}
+	defer syscall.Close(fs)
+	if err := fsconfigPidns(fs, ns); err != nil {
+		return fmt.Errorf("proc pidns: %w", err)
+	}
+	if _, _, e := syscall.Syscall6(sysFsconfig, uintptr(fs), fsconfigCmdCreate, 0, 0, 0, 0); e != 0 {
+		return fmt.Errorf("create proc: %w", e)
+	}
+	m, _, e := syscall.Syscall(sysFsmount, uintptr(fs), fsmountCloexec, mountAttrNosuid|mountAttrNodev|mountAttrNoexec)
+	if e != 0 {
+		return fmt.Errorf("fsmount proc: %w", e)
+	}
+	defer syscall.Close(int(m))
+	empty, target := cstr(""), cstr("/proc")
+	fdcwd := atFDCWD
+	_, _, e = syscall.Syscall6(sysMoveMount, m, empty, uintptr(fdcwd), target, moveMountFEmptyPath, 0)
+	runtime.KeepAlive(empty)
+	runtime.KeepAlive(target)
+	if e != 0 {
+		return fmt.Errorf("mount /proc: %w", e)
+	}
+	return nil
+}
+
+// startDirect starts the step as described at the top of this file.
+func (c *Cmd) startDirect() error {
+	d := &direct{done: make(chan directOutcome, 1)}
+	built := make(chan held, 1)
+	started := make(chan error, 1)
+	go d.run(c, built, started)
+	h := <-built
+	if h.err != nil {
+		return fmt.Errorf("sandbox: %w", h.err)
+	}
+	// BeforeStart runs here, not on the sandbox's thread, whose mounts,
+	// /proc and Landlock domain are the step's. The shell first, then the
+	// init: the last pid given is Pid's.
+	var err error
+	if c.BeforeStart != nil {
+		for _, pid := range h.pids {
+			if err = c.BeforeStart(pid); err != nil {
+				err = fmt.Errorf("before start: %w", err)
+				break
+			}
+		}
+	}
+	h.gate <- err
+	if err := <-started; err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	c.direct = d
+	return nil
+}
+
+// run builds the sandbox and runs the step on a thread of its own: it sends
+// the sandbox held at the gate (or why it could not be built) on built,
+// then nil or the error that stopped it on started, then, once the step
+// has ended, its outcome on d.done.
+func (d *direct) run(c *Cmd, built chan<- held, started chan<- error) {
+	// Never unlocked: the thread, in the step's namespaces and Landlock
+	// domain from here on, ends with this goroutine.
+	runtime.LockOSThread()
+	if syscall.Gettid() == syscall.Getpid() {
+		// The main thread is never ended but parked for good, and /proc
+		// shows the process's mounts through it: it holds on, locked,
+		// while another thread does the work.
+		done := make(chan struct{})
+		go func() { defer close(done); d.run(c, built, started) }()
+		<-done
+		runtime.UnlockOSThread()
+		return
+	}
+	spec := c.initSpec()
+	if err := syscall.Unshare(syscall.CLONE_FS | syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS); err != nil {
+		built <- held{err: fmt.Errorf("unshare: %w", err)}
+		return
+	}
+	if err := initproc.Mounts(&spec, false); err != nil {
+		built <- held{err: err}
+		return
+	}
+	cred := &syscall.Credential{Uid: uint32(c.UID), Gid: uint32(c.GID), Groups: []uint32{}}
+	holdR, holdW, err := os.Pipe()
+	if err != nil {
+		built <- held{err: fmt.Errorf("pipe: %w", err)}
+		return
+	}
+	defer holdW.Close()
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		holdR.Close()
+		built <- held{err: fmt.Errorf("pipe: %w", err)}
+		return
+	}
+	init := exec.Command("/bin/sh", "-c", initScript)
+	init.Args[0] = "hodei-sandbox"
+	init.Env = []string{}
+	init.Dir = "/"
+	init.ExtraFiles = []*os.File{holdR, readyW} // fds 3 and 4
+	// Pdeathsig: the init, and with it the namespace, dies with this
+	// thread, which lives as long as the step (and dies with the agent).
+	init.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	err = init.Start()
+	holdR.Close()
+	readyW.Close()
+	if err != nil {
+		readyR.Close()
+		built <- held{err: fmt.Errorf("start init: %w", err)}
+		return
+	}
+	stopInit := func() {
+		// From another thread: once this one is in the Landlock domain, it
+		// may not signal the init, which is outside it.
+		killed := make(chan struct{})
+		go func() { _ = init.Process.Kill(); close(killed) }()
+		<-killed
+		_ = init.Wait()
+	}
+	fail := func(err error) {
+		readyR.Close()
+		stopInit()
+		built <- held{err: err}
+	}
+	// The init's PID namespace, opened while /proc is still the caller's.
+	ns, err := syscall.Open("/proc/"+strconv.Itoa(init.Process.Pid)+"/ns/pid", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		fail(fmt.Errorf("pid namespace: %w", err))
+		return
+	}
+	defer syscall.Close(ns)
+	if err := mountProcOf(ns); err != nil {
+		fail(err)
+		return
+	}
+	if err := initproc.Confine(&spec); err != nil {
+		fail(err)
+		return
+	}
+	if _, _, e := syscall.RawSyscall(sysSetns, uintptr(ns), syscall.CLONE_NEWPID, 0); e != 0 {
+		fail(fmt.Errorf("join the pid namespace: %w", e))
+		return
+	}
+	// The init has set its traps once it says so (or it is gone).
+	var b [1]byte
+	_, err = readyR.Read(b[:])
+	readyR.Close()
+	if err != nil {
+		stopInit()
+		built <- held{err: errors.New("the init did not start")}
+		return
+	}
+
+	gateR, gateW, err := os.Pipe()
+	if err != nil {
+		stopInit()
+		built <- held{err: fmt.Errorf("pipe: %w", err)}
+		return
+	}
+	sh := exec.Command("/bin/sh", "-c", heldShell, "sh", c.Script)
+	sh.Dir = spec.Workspace
+	sh.Env = c.Env
+	if sh.Env == nil {
+		sh.Env = []string{}
+	}
+	sh.Stdout, sh.Stderr = c.Stdout, c.Stdout
+	sh.ExtraFiles = []*os.File{gateR}
+	// In the init's process group (pgid 1 as the child sees it), so that
+	// signalling the group reaches both. No Pdeathsig: its parent is
+	// outside its PID namespace (os/exec would take that for a dead
+	// parent), and the init's death takes it anyway.
+	sh.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pgid: 1}
+	err = sh.Start()
+	gateR.Close()
+	if err != nil {
+		gateW.Close()
+		stopInit()
+		built <- held{err: fmt.Errorf("start sh: %w", err)}
+		return
+	}
+	h := held{pids: []int{sh.Process.Pid, init.Process.Pid}, gate: make(chan error)}
+	built <- h
+	if err := <-h.gate; err != nil {
+		gateW.Close() // the held shell exits 125 without running the step
+		_ = sh.Wait()
+		stopInit()
+		started <- err
+		return
+	}
+	d.init = init.Process.Pid
+	_, err = gateW.Write([]byte("\n"))
+	gateW.Close()
+	if err != nil {
+		_ = sh.Process.Kill()
+		_ = sh.Wait()
+		stopInit()
+		started <- fmt.Errorf("hand over the step: %w", err)
+		return
+	}
+	started <- nil
+	werr := sh.Wait()
+	stopInit()
+	d.done <- outcome(werr)
+}
+
+// outcome turns the error of the step shell's Wait into its Status.
+func outcome(werr error) directOutcome {
+	if werr == nil {
+		return directOutcome{}
+	}
+	var ee *exec.ExitError
+	if errors.As(werr, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok {
+			switch {
+			case ws.Signaled():
+				return directOutcome{st: Status{Code: -1, Signal: ws.Signal()}}
+			case ws.Exited():
+				return directOutcome{st: Status{Code: ws.ExitStatus()}}
+			}
+		}
+	}
+	return directOutcome{st: Status{Code: -1}, err: fmt.Errorf("sandbox: wait for the step: %w", werr)}
+}
