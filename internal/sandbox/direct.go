@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strconv"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -273,7 +272,7 @@ func (d *direct) run(c *Cmd, built chan<- held, started chan<- error) {
 		built <- held{err: err}
 	}
 	// The init's PID namespace, opened while /proc is still the caller's.
-	ns, err := syscall.Open("/proc/"+strconv.Itoa(init.Process.Pid)+"/ns/pid", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	ns, err := syscall.Open(fmt.Sprintf("/proc/%d/ns/pid", init.Process.Pid), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		fail(fmt.Errorf("pid namespace: %w", err))
 		return
