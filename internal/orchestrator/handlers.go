@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/hub"
 	"github.com/hodei-ci/hodei/internal/pipeline"
@@ -42,7 +44,7 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 	for i, spec := range req.Jobs {
 		data, err := json.Marshal(spec)
 		if err != nil {
-			r.reply <- submitResult{err: fmt.Errorf("encode job %s: %w", spec.Key, err)}
+			r.give(fmt.Errorf("encode job %s: %w", spec.Key, err))
 			return
 		}
 		j := &jobState{spec: spec, run: rs, rec: store.Job{
@@ -58,7 +60,7 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 		for _, n := range spec.Needs {
 			need := byKey[n]
 			if need == nil {
-				r.reply <- submitResult{err: fmt.Errorf("job %s needs %s, which does not come before it", spec.Key, n)}
+				r.give(fmt.Errorf("job %s needs %s, which does not come before it", spec.Key, n))
 				return
 			}
 			j.needs = append(j.needs, need)
@@ -108,8 +110,8 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 	for _, j := range skipped {
 		o.evaluate(c, j)
 	}
-	run := rs.rec
-	c.replies = append(c.replies, func(err error) { r.reply <- submitResult{run: run, err: err} })
+	r.run = rs.rec
+	c.reply(r, nil)
 	if o.cfg.Metrics != nil {
 		c.observe = append(c.observe, func() { o.cfg.Metrics.RunsSubmitted.Inc() })
 	}
@@ -128,13 +130,13 @@ func (o *Orchestrator) onCancel(c *change, r *cancelReq) {
 		run, err := o.cfg.Store.GetRun(context.Background(), r.runID)
 		switch {
 		case err != nil:
-			c.replies = append(c.replies, func(error) { r.reply <- err })
+			c.reply(r, err)
 		case state.RunFinal(run.State):
-			c.replies = append(c.replies, func(error) { r.reply <- ErrRunFinal })
+			c.reply(r, ErrRunFinal)
 		default:
 			// Recovery loads every active run, so this is a run another
 			// orchestrator sharing the store owns.
-			c.replies = append(c.replies, func(error) { r.reply <- fmt.Errorf("run %s: %w", r.runID, ErrNotOwned) })
+			c.reply(r, fmt.Errorf("run %s: %w", r.runID, ErrNotOwned))
 		}
 		return
 	}
@@ -149,7 +151,17 @@ func (o *Orchestrator) onCancel(c *change, r *cancelReq) {
 		}
 		o.finish(c, j, state.JobCanceled, "canceled")
 	}
-	c.replies = append(c.replies, func(error) { r.reply <- nil })
+	c.reply(r, nil)
+}
+
+func (o *Orchestrator) onPredict(c *change, r *predictReq) {
+	r.predictions = make(map[string]time.Duration, len(r.jobs))
+	for _, id := range r.jobs {
+		if o.jobs[id] != nil {
+			r.predictions[id] = o.eng.PredictJob(id)
+		}
+	}
+	c.reply(r, nil)
 }
 
 // enqueue puts a job in the queue.
@@ -378,6 +390,34 @@ func (o *Orchestrator) finishRun(c *change, r *runState) {
 	if o.cfg.Metrics != nil {
 		c.observe = append(c.observe, func() { o.cfg.Metrics.RunsFinished.WithLabelValues(to).Inc() })
 	}
+}
+
+// onReport applies a message of the reports stream: a log chunk or a status.
+func (o *Orchestrator) onReport(c *change, m jetstream.Msg) {
+	subj := m.Subject()
+	worker := o.cfg.Subjects.WorkerOf(subj)
+	if o.cfg.Subjects.IsLogs(subj) {
+		chunk, err := bus.ParseLogChunk(m.Headers(), m.Data())
+		if err != nil {
+			o.log.Warn("bad log chunk", "subject", subj, "err", err)
+			o.drop(c, DropBadMessage)
+			return
+		}
+		o.onLogs(c, worker, chunk)
+		return
+	}
+	var st bus.Status
+	if err := json.Unmarshal(m.Data(), &st); err != nil {
+		o.log.Warn("bad status", "subject", subj, "err", err)
+		o.drop(c, DropBadMessage)
+		return
+	}
+	if st.WorkerID != worker {
+		o.log.Warn("status from another worker's subject", "subject", subj, "worker", st.WorkerID)
+		o.drop(c, DropWrongSubject)
+		return
+	}
+	o.onStatus(c, st)
 }
 
 func (o *Orchestrator) onStatus(c *change, st bus.Status) {
