@@ -105,7 +105,6 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 			o.enqueue(j, c.now)
 		}
 	}
-	c.events = append(c.events, bus.Event{Type: "run.created", RunID: rs.rec.ID, State: rs.rec.State, At: c.now})
 	c.notes = append(c.notes, hub.Note{Kind: hub.KindRun, RunID: rs.rec.ID, State: rs.rec.State, At: c.now})
 	for _, j := range skipped {
 		o.evaluate(c, j)
@@ -210,7 +209,6 @@ func (o *Orchestrator) setJob(c *change, j *jobState, to string) bool {
 	}
 	j.rec.State = to
 	c.dirtyJobs[j] = true
-	c.events = append(c.events, bus.Event{Type: "job.state", RunID: j.rec.RunID, JobID: j.rec.ID, JobKey: j.rec.Key, State: to, Attempt: j.rec.Attempt, At: c.now})
 	c.notes = append(c.notes, hub.Note{Kind: hub.KindJob, RunID: j.rec.RunID, JobID: j.rec.ID, JobKey: j.rec.Key, State: to, Attempt: j.rec.Attempt, Error: j.rec.Error, At: c.now})
 	return true
 }
@@ -222,7 +220,6 @@ func (o *Orchestrator) setRun(c *change, r *runState, to string) bool {
 	}
 	r.rec.State = to
 	c.dirtyRuns[r] = true
-	c.events = append(c.events, bus.Event{Type: "run.state", RunID: r.rec.ID, State: to, At: c.now})
 	c.notes = append(c.notes, hub.Note{Kind: hub.KindRun, RunID: r.rec.ID, State: to, Error: r.rec.Error, At: c.now})
 	return true
 }

@@ -94,7 +94,6 @@ type change struct {
 	dispatch []bus.Dispatch
 	workerOf map[string]string // dispatch message id -> worker (see send)
 	purge    []string          // workers whose dispatch subject to purge
-	events   []bus.Event
 	notes    []hub.Note
 	replies  []pendingReply // given after the commit
 	observe  []func()       // metrics, after commit
@@ -287,12 +286,6 @@ func (o *Orchestrator) announce(c *change, b *batch) {
 			continue
 		}
 		o.publishDispatch(worker, d)
-	}
-	for _, e := range c.events {
-		data, _ := json.Marshal(e)
-		if _, err := o.js.PublishAsync(o.cfg.Subjects.Events(e.RunID), data); err != nil {
-			o.log.Debug("event publish", "err", err)
-		}
 	}
 	for _, m := range b.reports {
 		_ = m.Ack()
