@@ -224,16 +224,14 @@ func (o *Orchestrator) setRun(c *change, r *runState, to string) bool {
 	return true
 }
 
-// release gives a job's resources back to its worker.
+// release takes a job off its worker (the engine frees its reservation:
+// endAttempt).
 func (o *Orchestrator) release(c *change, j *jobState) {
 	w := o.workers[j.rec.WorkerID]
 	if w == nil || w.jobs[j.rec.ID] == nil {
 		return
 	}
 	delete(w.jobs, j.rec.ID)
-	w.used.cpu -= j.spec.CPUMilli
-	w.used.mem -= j.spec.Memory
-	w.used.gpu -= j.spec.GPU
 	o.dirty = true
 	if len(w.jobs) == 0 && w.rec.State == state.WorkerBusy {
 		o.setWorker(c, w, state.WorkerIdle)
@@ -826,9 +824,6 @@ func (o *Orchestrator) assign(c *change, j *jobState, w *workerState) {
 		w.took = true
 		o.syncWorker(w)
 	}
-	w.used.cpu += j.spec.CPUMilli
-	w.used.mem += j.spec.Memory
-	w.used.gpu += j.spec.GPU
 	if w.rec.State == state.WorkerIdle {
 		o.setWorker(c, w, state.WorkerBusy)
 	}

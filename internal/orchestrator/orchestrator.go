@@ -214,11 +214,9 @@ type jobState struct {
 }
 
 type workerState struct {
-	rec  store.Worker
-	used struct {
-		cpu, mem int64
-		gpu      int
-	}
+	rec store.Worker
+	// jobs are the jobs placed on it; what they reserve is counted by the
+	// scheduler engine alone (Engine.Reserved).
 	jobs     map[string]*jobState
 	lastSeen time.Time
 	lastSave time.Time
