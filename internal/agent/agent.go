@@ -30,6 +30,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hodei-ci/hodei/internal/backoff"
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/cgroup"
 	"github.com/hodei-ci/hodei/internal/containers"
@@ -190,8 +191,10 @@ type Agent struct {
 	// handed back at once. ended is signaled whenever a job ends.
 	stopping atomic.Bool
 	ended    chan struct{}
-	// stoppedAt: when Run stopped the jobs left after the drain.
-	stoppedAt atomic.Pointer[time.Time]
+	// retries ends stopGrace after Run stopped the jobs left after the
+	// drain: publishRetry gives up then.
+	retries     context.Context
+	stopRetries context.CancelFunc
 }
 
 type execution struct {
@@ -256,6 +259,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 		idle:    make(chan struct{}, 1),
 		ended:   make(chan struct{}, 1),
 	}
+	a.retries, a.stopRetries = context.WithCancel(context.Background())
 	a.initCgroups()
 	return a, nil
 }
@@ -313,8 +317,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.wait(ctx)
 	a.stopping.Store(true)
 	a.drainRunning()
-	now := time.Now()
-	a.stoppedAt.Store(&now)
+	time.AfterFunc(stopGrace, a.stopRetries)
 	cancelJobs(errHandBack)
 	cc.Stop()
 	// No dispatch callback may still run once Run has returned (Stop does
@@ -401,8 +404,7 @@ func (a *Agent) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		MaxAckPending:     1024,
 		InactiveThreshold: time.Hour,
 	}
-	backoff := 50 * time.Millisecond
-	for {
+	for n := 1; ; n++ {
 		cons, err := a.js.CreateOrUpdateConsumer(ctx, bus.StreamDispatch, cfg)
 		if err == nil {
 			return cons, nil
@@ -411,12 +413,9 @@ func (a *Agent) consumer(ctx context.Context) (jetstream.Consumer, error) {
 			return nil, fmt.Errorf("dispatch consumer: %w", err)
 		}
 		a.log.Debug("waiting for dispatch stream", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("dispatch consumer: %w", ctx.Err())
-		case <-time.After(backoff):
+		if err := retryBackoff.Wait(ctx, n); err != nil {
+			return nil, fmt.Errorf("dispatch consumer: %w", err)
 		}
-		backoff = min(backoff*2, 2*time.Second)
 	}
 }
 
@@ -765,29 +764,29 @@ const publishRetryFor = 10 * time.Minute
 // away (the server then finds its attempts lost).
 const stopGrace = 10 * time.Second
 
+// retryBackoff spaces the tries of the agent's calls to the server.
+var retryBackoff = backoff.Backoff{Base: 50 * time.Millisecond, Max: 2 * time.Second}
+
 // publishRetry publishes msg until the stream acks it, for up to
-// publishRetryFor, or stopGrace once the agent is stopping its jobs.
+// publishRetryFor, or stopGrace once the agent is stopping its jobs. It
+// tries at least once, even past stopGrace.
 func (a *Agent) publishRetry(msg *nats.Msg, log *slog.Logger) bool {
-	deadline := time.Now().Add(publishRetryFor)
-	backoff := 50 * time.Millisecond
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := a.js.PublishMsg(ctx, msg)
-		cancel()
+	ctx, cancel := context.WithTimeout(a.retries, publishRetryFor)
+	defer cancel()
+	for n := 1; ; n++ {
+		pctx, pcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := a.js.PublishMsg(pctx, msg)
+		pcancel()
 		if err == nil {
 			return true
 		}
-		limit := deadline
-		if at := a.stoppedAt.Load(); at != nil && at.Add(stopGrace).Before(limit) {
-			limit = at.Add(stopGrace)
+		if ctx.Err() == nil {
+			log.Warn("publish failed; retrying", "subject", msg.Subject, "err", err)
 		}
-		if time.Now().After(limit) {
+		if retryBackoff.Wait(ctx, n) != nil {
 			log.Error("publish failed; giving up", "subject", msg.Subject, "err", err)
 			return false
 		}
-		log.Warn("publish failed; retrying", "subject", msg.Subject, "err", err)
-		time.Sleep(backoff)
-		backoff = min(backoff*2, 2*time.Second)
 	}
 }
 

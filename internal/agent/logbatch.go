@@ -11,6 +11,13 @@ import (
 // last newline when there is one, so that a line is split across chunks only
 // when it is longer than maxChunk. emit is called from one goroutine at a
 // time, in order.
+//
+// Lock order: mu, then emitMu. mu guards the buffer, the timer and the
+// step; emitMu is held while chunks are emitted. A writer cuts its chunks
+// under mu, takes emitMu before it lets mu go, and emits under emitMu
+// alone: chunks leave in the order they were cut, and a slow emit (waiting
+// for the stream's acks) holds up the next emit but not the cutting of
+// the next chunks. Nothing takes mu while holding emitMu.
 type batcher struct {
 	mu       sync.Mutex
 	buf      bytes.Buffer

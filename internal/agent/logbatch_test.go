@@ -2,12 +2,12 @@ package agent
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 	"unicode/utf8"
 )
@@ -197,63 +197,54 @@ func TestBatcherBatches(t *testing.T) {
 	}
 }
 
-// next waits for the next chunk, failing the test at the context deadline.
-func next(ctx context.Context, t *testing.T, ch <-chan chunk) chunk {
-	t.Helper()
-	select {
-	case c := <-ch:
-		return c
-	case <-ctx.Done():
-		t.Fatalf("no chunk: %v", ctx.Err())
-		return chunk{}
-	}
-}
-
 // TestBatcherTimerFlush: held output goes out after maxDelay without Flush;
-// whole lines first, the partial line one period later.
+// whole lines first, the partial line one period later. It runs in a
+// synctest bubble, whose clock moves only when every goroutine in it
+// waits: the times measured are exactly those of the batcher's timer, and
+// a chunk that never comes fails the test at once (all goroutines blocked).
 func TestBatcherTimerFlush(t *testing.T) {
 	t.Parallel()
-	const delay = 50 * time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	rec := &recorder{ch: make(chan chunk, 16)}
-	b := newBatcher(1<<20, delay, rec.emit)
+	synctest.Test(t, func(t *testing.T) {
+		const delay = 50 * time.Millisecond
+		rec := &recorder{ch: make(chan chunk, 16)}
+		b := newBatcher(1<<20, delay, rec.emit)
 
-	start := time.Now()
-	b.Write([]byte("one\ntwo\nthr"))
-	c := next(ctx, t, rec.ch)
-	// The delay is the behaviour under test: the timer must not fire early.
-	if el := time.Since(start); el < delay {
-		t.Errorf("first timed chunk after %v, before maxDelay %v", el, delay)
-	}
-	if string(c.data) != "one\ntwo\n" || c.step != 0 {
-		t.Fatalf("first timed chunk = step %d %q, want whole lines %q", c.step, c.data, "one\ntwo\n")
-	}
-	c = next(ctx, t, rec.ch)
-	if el := time.Since(start); el < 2*delay {
-		t.Errorf("partial line sent after %v, before it waited a whole period (%v)", el, 2*delay)
-	}
-	if string(c.data) != "thr" {
-		t.Fatalf("second timed chunk = %q, want the partial line %q", c.data, "thr")
-	}
+		start := time.Now()
+		b.Write([]byte("one\ntwo\nthr"))
+		c := <-rec.ch
+		if el := time.Since(start); el != delay {
+			t.Errorf("first timed chunk after %v, want maxDelay %v", el, delay)
+		}
+		if string(c.data) != "one\ntwo\n" || c.step != 0 {
+			t.Fatalf("first timed chunk = step %d %q, want whole lines %q", c.step, c.data, "one\ntwo\n")
+		}
+		c = <-rec.ch
+		if el := time.Since(start); el != 2*delay {
+			t.Errorf("partial line sent after %v, want after a whole second period (%v)", el, 2*delay)
+		}
+		if string(c.data) != "thr" {
+			t.Fatalf("second timed chunk = %q, want the partial line %q", c.data, "thr")
+		}
 
-	// The timer re-arms for later output and uses the current step.
-	b.Flush(7)
-	start = time.Now()
-	b.Write([]byte("progress 10%"))
-	c = next(ctx, t, rec.ch)
-	if el := time.Since(start); el < delay {
-		t.Errorf("chunk after %v, before maxDelay %v", el, delay)
-	}
-	if string(c.data) != "progress 10%" || c.step != 7 {
-		t.Fatalf("timed chunk = step %d %q, want step 7 %q", c.step, c.data, "progress 10%")
-	}
-	b.Flush(8)
-	select {
-	case c := <-rec.ch:
-		t.Fatalf("unexpected chunk %q", c.data)
-	default:
-	}
+		// The timer re-arms for later output and uses the current step.
+		b.Flush(7)
+		start = time.Now()
+		b.Write([]byte("progress 10%"))
+		c = <-rec.ch
+		if el := time.Since(start); el != delay {
+			t.Errorf("chunk after %v, want maxDelay %v", el, delay)
+		}
+		if string(c.data) != "progress 10%" || c.step != 7 {
+			t.Fatalf("timed chunk = step %d %q, want step 7 %q", c.step, c.data, "progress 10%")
+		}
+		b.Flush(8)
+		time.Sleep(10 * delay) // on the bubble's clock: any timer left would fire
+		select {
+		case c := <-rec.ch:
+			t.Fatalf("unexpected chunk %q", c.data)
+		default:
+		}
+	})
 }
 
 func TestBatcherFlushAttributesSteps(t *testing.T) {

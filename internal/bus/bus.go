@@ -6,7 +6,6 @@
 //	HODEI_DISPATCH  hodei.dispatch.<worker>        work queue: assignments and cancels for one worker
 //	HODEI_REPORTS   hodei.status.<worker>          work queue: job status from workers
 //	                hodei.logs.<worker>.<job>      work queue: log chunks from workers
-//	HODEI_EVENTS    hodei.events.<run>             limits: domain events, replayable
 //
 // Heartbeats are core NATS on hodei.hb.<worker>: a lost heartbeat is
 // replaced by the next one, so it needs no persistence.
@@ -40,7 +39,6 @@ import (
 const (
 	StreamDispatch = "HODEI_DISPATCH"
 	StreamReports  = "HODEI_REPORTS"
-	StreamEvents   = "HODEI_EVENTS"
 )
 
 // Subjects builds subject names under a prefix ("hodei" by default).
@@ -60,9 +58,6 @@ func (s Subjects) Logs(worker, job string) string { return s.Prefix + ".logs." +
 
 // Heartbeat is the subject of a worker's heartbeats.
 func (s Subjects) Heartbeat(worker string) string { return s.Prefix + ".hb." + worker }
-
-// Events is the subject of a run's domain events.
-func (s Subjects) Events(run string) string { return s.Prefix + ".events." + run }
 
 // IsLogs reports whether a subject carries log chunks.
 func (s Subjects) IsLogs(subject string) bool { return strings.HasPrefix(subject, s.Prefix+".logs.") }
@@ -304,15 +299,6 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s Subjects) erro
 			Duplicates: 2 * time.Minute,
 			MaxAge:     7 * 24 * time.Hour,
 			MaxMsgSize: MaxReportSize,
-		},
-		{
-			Name:      StreamEvents,
-			Subjects:  []string{s.Prefix + ".events.>"},
-			Retention: jetstream.LimitsPolicy,
-			Storage:   jetstream.FileStorage,
-			MaxAge:    24 * time.Hour,
-			MaxBytes:  256 << 20,
-			Discard:   jetstream.DiscardOld,
 		},
 	}
 	for _, c := range cfgs {

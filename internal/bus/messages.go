@@ -121,17 +121,6 @@ type Heartbeat struct {
 	Interval float64   `json:"interval_s"`
 }
 
-// Event is a domain event announced after the change it describes is stored.
-type Event struct {
-	Type    string    `json:"type"` // run.created, run.state, job.state
-	RunID   string    `json:"run_id"`
-	JobID   string    `json:"job_id,omitempty"`
-	JobKey  string    `json:"job_key,omitempty"`
-	State   string    `json:"state"`
-	Attempt int       `json:"attempt,omitempty"`
-	At      time.Time `json:"at"`
-}
-
 // Headers of log chunk messages; the body is the raw output.
 const (
 	HdrRun     = "Hodei-Run"

@@ -60,6 +60,13 @@ func (s *Sub) Lagged() bool {
 func (s *Sub) Close() { s.h.remove(s, false) }
 
 // Hub is safe for concurrent use.
+//
+// Lock order: Hub.mu, then Sub.mu. Publish holds Hub.mu, so that the set
+// of followers does not change under it, and takes each follower's Sub.mu
+// to hand it a note (offer): a follower closed meanwhile is skipped, never
+// sent to. remove takes them one after the other, never nested, and the
+// followers a Publish drops are removed after it lets Hub.mu go. Nothing
+// takes Hub.mu while holding a Sub.mu.
 type Hub struct {
 	mu   sync.Mutex
 	runs map[string]map[*Sub]struct{}

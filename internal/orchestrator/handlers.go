@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/hub"
 	"github.com/hodei-ci/hodei/internal/pipeline"
@@ -42,7 +44,7 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 	for i, spec := range req.Jobs {
 		data, err := json.Marshal(spec)
 		if err != nil {
-			r.reply <- submitResult{err: fmt.Errorf("encode job %s: %w", spec.Key, err)}
+			r.give(fmt.Errorf("encode job %s: %w", spec.Key, err))
 			return
 		}
 		j := &jobState{spec: spec, run: rs, rec: store.Job{
@@ -58,7 +60,7 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 		for _, n := range spec.Needs {
 			need := byKey[n]
 			if need == nil {
-				r.reply <- submitResult{err: fmt.Errorf("job %s needs %s, which does not come before it", spec.Key, n)}
+				r.give(fmt.Errorf("job %s needs %s, which does not come before it", spec.Key, n))
 				return
 			}
 			j.needs = append(j.needs, need)
@@ -103,13 +105,12 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 			o.enqueue(j, c.now)
 		}
 	}
-	c.events = append(c.events, bus.Event{Type: "run.created", RunID: rs.rec.ID, State: rs.rec.State, At: c.now})
 	c.notes = append(c.notes, hub.Note{Kind: hub.KindRun, RunID: rs.rec.ID, State: rs.rec.State, At: c.now})
 	for _, j := range skipped {
 		o.evaluate(c, j)
 	}
-	run := rs.rec
-	c.replies = append(c.replies, func(err error) { r.reply <- submitResult{run: run, err: err} })
+	r.run = rs.rec
+	c.reply(r, nil)
 	if o.cfg.Metrics != nil {
 		c.observe = append(c.observe, func() { o.cfg.Metrics.RunsSubmitted.Inc() })
 	}
@@ -128,13 +129,13 @@ func (o *Orchestrator) onCancel(c *change, r *cancelReq) {
 		run, err := o.cfg.Store.GetRun(context.Background(), r.runID)
 		switch {
 		case err != nil:
-			c.replies = append(c.replies, func(error) { r.reply <- err })
+			c.reply(r, err)
 		case state.RunFinal(run.State):
-			c.replies = append(c.replies, func(error) { r.reply <- ErrRunFinal })
+			c.reply(r, ErrRunFinal)
 		default:
 			// Recovery loads every active run, so this is a run another
 			// orchestrator sharing the store owns.
-			c.replies = append(c.replies, func(error) { r.reply <- fmt.Errorf("run %s: %w", r.runID, ErrNotOwned) })
+			c.reply(r, fmt.Errorf("run %s: %w", r.runID, ErrNotOwned))
 		}
 		return
 	}
@@ -149,7 +150,17 @@ func (o *Orchestrator) onCancel(c *change, r *cancelReq) {
 		}
 		o.finish(c, j, state.JobCanceled, "canceled")
 	}
-	c.replies = append(c.replies, func(error) { r.reply <- nil })
+	c.reply(r, nil)
+}
+
+func (o *Orchestrator) onPredict(c *change, r *predictReq) {
+	r.predictions = make(map[string]time.Duration, len(r.jobs))
+	for _, id := range r.jobs {
+		if o.jobs[id] != nil {
+			r.predictions[id] = o.eng.PredictJob(id)
+		}
+	}
+	c.reply(r, nil)
 }
 
 // enqueue puts a job in the queue.
@@ -198,7 +209,6 @@ func (o *Orchestrator) setJob(c *change, j *jobState, to string) bool {
 	}
 	j.rec.State = to
 	c.dirtyJobs[j] = true
-	c.events = append(c.events, bus.Event{Type: "job.state", RunID: j.rec.RunID, JobID: j.rec.ID, JobKey: j.rec.Key, State: to, Attempt: j.rec.Attempt, At: c.now})
 	c.notes = append(c.notes, hub.Note{Kind: hub.KindJob, RunID: j.rec.RunID, JobID: j.rec.ID, JobKey: j.rec.Key, State: to, Attempt: j.rec.Attempt, Error: j.rec.Error, At: c.now})
 	return true
 }
@@ -210,21 +220,18 @@ func (o *Orchestrator) setRun(c *change, r *runState, to string) bool {
 	}
 	r.rec.State = to
 	c.dirtyRuns[r] = true
-	c.events = append(c.events, bus.Event{Type: "run.state", RunID: r.rec.ID, State: to, At: c.now})
 	c.notes = append(c.notes, hub.Note{Kind: hub.KindRun, RunID: r.rec.ID, State: to, Error: r.rec.Error, At: c.now})
 	return true
 }
 
-// release gives a job's resources back to its worker.
+// release takes a job off its worker (the engine frees its reservation:
+// endAttempt).
 func (o *Orchestrator) release(c *change, j *jobState) {
 	w := o.workers[j.rec.WorkerID]
 	if w == nil || w.jobs[j.rec.ID] == nil {
 		return
 	}
 	delete(w.jobs, j.rec.ID)
-	w.used.cpu -= j.spec.CPUMilli
-	w.used.mem -= j.spec.Memory
-	w.used.gpu -= j.spec.GPU
 	o.dirty = true
 	if len(w.jobs) == 0 && w.rec.State == state.WorkerBusy {
 		o.setWorker(c, w, state.WorkerIdle)
@@ -378,6 +385,34 @@ func (o *Orchestrator) finishRun(c *change, r *runState) {
 	if o.cfg.Metrics != nil {
 		c.observe = append(c.observe, func() { o.cfg.Metrics.RunsFinished.WithLabelValues(to).Inc() })
 	}
+}
+
+// onReport applies a message of the reports stream: a log chunk or a status.
+func (o *Orchestrator) onReport(c *change, m jetstream.Msg) {
+	subj := m.Subject()
+	worker := o.cfg.Subjects.WorkerOf(subj)
+	if o.cfg.Subjects.IsLogs(subj) {
+		chunk, err := bus.ParseLogChunk(m.Headers(), m.Data())
+		if err != nil {
+			o.log.Warn("bad log chunk", "subject", subj, "err", err)
+			o.drop(c, DropBadMessage)
+			return
+		}
+		o.onLogs(c, worker, chunk)
+		return
+	}
+	var st bus.Status
+	if err := json.Unmarshal(m.Data(), &st); err != nil {
+		o.log.Warn("bad status", "subject", subj, "err", err)
+		o.drop(c, DropBadMessage)
+		return
+	}
+	if st.WorkerID != worker {
+		o.log.Warn("status from another worker's subject", "subject", subj, "worker", st.WorkerID)
+		o.drop(c, DropWrongSubject)
+		return
+	}
+	o.onStatus(c, st)
 }
 
 func (o *Orchestrator) onStatus(c *change, st bus.Status) {
@@ -789,9 +824,6 @@ func (o *Orchestrator) assign(c *change, j *jobState, w *workerState) {
 		w.took = true
 		o.syncWorker(w)
 	}
-	w.used.cpu += j.spec.CPUMilli
-	w.used.mem += j.spec.Memory
-	w.used.gpu += j.spec.GPU
 	if w.rec.State == state.WorkerIdle {
 		o.setWorker(c, w, state.WorkerBusy)
 	}

@@ -15,9 +15,63 @@ import (
 	"github.com/hodei-ci/hodei/internal/store"
 )
 
+// request is an input of the loop that a caller waits on: a submission, a
+// cancel, a ping, a prediction. Its exported method builds it and calls send.
+type request interface {
+	// handle applies the request in the batch's transaction, in the loop.
+	// It answers at once when it refuses the request, else it leaves its
+	// answer to the commit (c.reply).
+	handle(o *Orchestrator, c *change)
+	// reply returns where the request's answer goes.
+	reply() *answer
+}
+
+// answer is the reply to a request, given once, by the loop: the first one
+// given stands (a request a handler refused keeps its refusal when the
+// batch then fails). done is closed once it is given.
+type answer struct {
+	done chan struct{}
+	err  error
+}
+
+func newAnswer() answer { return answer{done: make(chan struct{})} }
+
+func (a *answer) reply() *answer { return a }
+
+func (a *answer) give(err error) {
+	select {
+	case <-a.done:
+	default:
+		a.err = err
+		close(a.done)
+	}
+}
+
+// send hands r to the loop and waits for its answer. ErrBusy when the
+// intake is full; ErrStopped when the loop is not running or stops first.
+func (o *Orchestrator) send(ctx context.Context, r request) error {
+	if !o.running.Load() {
+		return ErrStopped
+	}
+	select {
+	case o.intake <- r:
+	default:
+		return ErrBusy
+	}
+	a := r.reply()
+	select {
+	case <-a.done:
+		return a.err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-o.done:
+		return ErrStopped
+	}
+}
+
 // batch is what one turn of the loop applies.
 type batch struct {
-	intake  []any
+	intake  []request
 	reports []jetstream.Msg
 	beats   []bus.Heartbeat
 	tick    bool
@@ -40,11 +94,22 @@ type change struct {
 	dispatch []bus.Dispatch
 	workerOf map[string]string // dispatch message id -> worker (see send)
 	purge    []string          // workers whose dispatch subject to purge
-	events   []bus.Event
 	notes    []hub.Note
-	replies  []func(err error)
-	observe  []func() // metrics, after commit
-	err      error    // a failed write: the batch rolls back
+	replies  []pendingReply // given after the commit
+	observe  []func()       // metrics, after commit
+	err      error          // a failed write: the batch rolls back
+}
+
+// pendingReply is an answer to give once the batch is committed.
+type pendingReply struct {
+	to  request
+	err error
+}
+
+// reply answers r with err once the batch is committed; if the batch
+// fails, r is answered with the store's error instead.
+func (c *change) reply(r request, err error) {
+	c.replies = append(c.replies, pendingReply{r, err})
 }
 
 type attemptKey struct {
@@ -124,17 +189,8 @@ func (o *Orchestrator) fill(b *batch) {
 func (o *Orchestrator) drainOnStop() {
 	for {
 		select {
-		case x := <-o.intake:
-			switch r := x.(type) {
-			case *submitReq:
-				r.reply <- submitResult{err: ErrStopped}
-			case *cancelReq:
-				r.reply <- ErrStopped
-			case *pingReq:
-				r.reply <- ErrStopped
-			case *predictReq:
-				r.reply <- nil
-			}
+		case r := <-o.intake:
+			r.reply().give(ErrStopped)
 		default:
 			return
 		}
@@ -153,23 +209,8 @@ func (o *Orchestrator) apply(ctx context.Context, b *batch) {
 		for _, m := range b.reports {
 			o.onReport(c, m)
 		}
-		for _, x := range b.intake {
-			switch r := x.(type) {
-			case *submitReq:
-				o.onSubmit(c, r)
-			case *cancelReq:
-				o.onCancel(c, r)
-			case *pingReq:
-				c.replies = append(c.replies, func(error) { r.reply <- nil })
-			case *predictReq:
-				m := make(map[string]time.Duration, len(r.jobs))
-				for _, id := range r.jobs {
-					if o.jobs[id] != nil {
-						m[id] = o.eng.PredictJob(id)
-					}
-				}
-				c.replies = append(c.replies, func(error) { r.reply <- m })
-			}
+		for _, r := range b.intake {
+			r.handle(o, c)
 		}
 		if b.tick {
 			o.checkLeases(c)
@@ -185,16 +226,7 @@ func (o *Orchestrator) apply(ctx context.Context, b *batch) {
 	if err != nil {
 		o.log.Error("store update failed; reloading state", "err", err)
 		for _, r := range b.intake {
-			switch r := r.(type) {
-			case *submitReq:
-				r.reply <- submitResult{err: fmt.Errorf("store: %w", err)}
-			case *cancelReq:
-				r.reply <- fmt.Errorf("store: %w", err)
-			case *pingReq:
-				r.reply <- fmt.Errorf("store: %w", err)
-			case *predictReq:
-				r.reply <- nil
-			}
+			r.reply().give(fmt.Errorf("store: %w", err))
 		}
 		for _, m := range b.reports {
 			_ = m.Nak()
@@ -249,22 +281,17 @@ func (o *Orchestrator) announce(c *change, b *batch) {
 	for _, d := range c.dispatch {
 		worker := c.workerOf[d.MsgID()]
 		if j := o.jobs[d.JobID]; o.cfg.Seal != nil && d.Kind == bus.KindAssign && j != nil && len(j.spec.Secrets) > 0 {
-			go o.sealAndPublish(worker, j.run.rec.Tenant, j.spec.Secrets, d)
+			tenant, names := j.run.rec.Tenant, j.spec.Secrets
+			o.sealing.Go(func() { o.sealAndPublish(worker, tenant, names, d) })
 			continue
 		}
 		o.publishDispatch(worker, d)
-	}
-	for _, e := range c.events {
-		data, _ := json.Marshal(e)
-		if _, err := o.js.PublishAsync(o.cfg.Subjects.Events(e.RunID), data); err != nil {
-			o.log.Debug("event publish", "err", err)
-		}
 	}
 	for _, m := range b.reports {
 		_ = m.Ack()
 	}
 	for _, r := range c.replies {
-		r(nil)
+		r.to.reply().give(r.err)
 	}
 	if len(c.notes) > 0 {
 		o.cfg.Hub.Publish(c.notes...)
@@ -278,13 +305,18 @@ func (o *Orchestrator) announce(c *change, b *batch) {
 
 // sealAndPublish publishes an assignment once cfg.Seal has given it the
 // job's secrets: resolving them may wait on a secrets backend, so it runs
-// outside the loop. A cancel published meanwhile may overtake the
-// assignment; agents handle that (a cancel seen first keeps the job from
-// starting).
+// outside the loop, on a goroutine Stop waits for. A cancel published
+// meanwhile may overtake the assignment; agents handle that (a cancel seen
+// first keeps the job from starting). A seal cut short by Stop publishes
+// nothing: the attempt stays assigned, and the next start sends it again.
 func (o *Orchestrator) sealAndPublish(worker, tenant string, names []string, d bus.Dispatch) {
-	ctx, cancel := context.WithTimeout(context.Background(), o.cfg.AssignTimeout)
+	ctx, cancel := context.WithTimeout(o.sealCtx, o.cfg.AssignTimeout)
 	defer cancel()
-	o.publishDispatch(worker, o.cfg.Seal(ctx, worker, tenant, names, d))
+	d = o.cfg.Seal(ctx, worker, tenant, names, d)
+	if d.SecretsError != "" && o.sealCtx.Err() != nil {
+		return
+	}
+	o.publishDispatch(worker, d)
 }
 
 func (o *Orchestrator) publishDispatch(worker string, d bus.Dispatch) {
@@ -310,31 +342,4 @@ func (o *Orchestrator) purgeDispatch(worker string) {
 	if err != nil && !errors.Is(err, context.Canceled) {
 		o.log.Debug("purge dispatch", "worker", worker, "err", err)
 	}
-}
-
-func (o *Orchestrator) onReport(c *change, m jetstream.Msg) {
-	subj := m.Subject()
-	worker := o.cfg.Subjects.WorkerOf(subj)
-	if o.cfg.Subjects.IsLogs(subj) {
-		chunk, err := bus.ParseLogChunk(m.Headers(), m.Data())
-		if err != nil {
-			o.log.Warn("bad log chunk", "subject", subj, "err", err)
-			o.drop(c, DropBadMessage)
-			return
-		}
-		o.onLogs(c, worker, chunk)
-		return
-	}
-	var st bus.Status
-	if err := json.Unmarshal(m.Data(), &st); err != nil {
-		o.log.Warn("bad status", "subject", subj, "err", err)
-		o.drop(c, DropBadMessage)
-		return
-	}
-	if st.WorkerID != worker {
-		o.log.Warn("status from another worker's subject", "subject", subj, "worker", st.WorkerID)
-		o.drop(c, DropWrongSubject)
-		return
-	}
-	o.onStatus(c, st)
 }

@@ -19,6 +19,15 @@
 // restarted, server restarted, attempt handed back) are recorded as "lost"
 // with why, and retried within the job's infra_retries without using its
 // retry budget (see docs/architecture.md).
+//
+// The files split along the loop. loop.go holds the loop and its
+// transaction, what every input shares: requests and their answers, the
+// batch, the change it makes, the writes, and the announcements after the
+// commit. handlers.go holds one handler per input (onSubmit, onCancel,
+// onPredict, onReport with onStatus and onLogs, onHeartbeat, checkLeases)
+// and the transitions they share; a new input gets its handler there, and
+// loop.go changes only if the transaction does. recover.go rebuilds the
+// state from the store at start and after a failed commit.
 package orchestrator
 
 import (
@@ -145,7 +154,7 @@ type Orchestrator struct {
 	log *slog.Logger
 	js  jetstream.JetStream
 
-	intake  chan any // *submitReq, *cancelReq
+	intake  chan request // see send
 	reports chan jetstream.Msg
 	budget  *byteBudget // bytes of reports taken and not yet applied
 	beats   chan bus.Heartbeat
@@ -154,6 +163,11 @@ type Orchestrator struct {
 	stop    context.CancelFunc
 	done    chan struct{}
 	running atomic.Bool
+	// sealing counts the goroutines that seal an assignment's secrets
+	// (sealAndPublish); Stop cancels sealCtx and waits for them.
+	sealing   sync.WaitGroup
+	sealCtx   context.Context
+	stopSeals context.CancelFunc
 
 	// Owned by the loop goroutine.
 	runs    map[string]*runState
@@ -200,11 +214,9 @@ type jobState struct {
 }
 
 type workerState struct {
-	rec  store.Worker
-	used struct {
-		cpu, mem int64
-		gpu      int
-	}
+	rec store.Worker
+	// jobs are the jobs placed on it; what they reserve is counted by the
+	// scheduler engine alone (Engine.Reserved).
 	jobs     map[string]*jobState
 	lastSeen time.Time
 	lastSave time.Time
@@ -245,7 +257,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		cfg:     cfg,
 		log:     cfg.Logger,
 		js:      js,
-		intake:  make(chan any, cfg.Intake),
+		intake:  make(chan request, cfg.Intake),
 		reports: make(chan jetstream.Msg, 8192),
 		budget:  newByteBudget(maxReportBytes),
 		beats:   make(chan bus.Heartbeat, 4096),
@@ -258,6 +270,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		pred:    predict.New(predict.Config{}),
 		ids:     newIDGen(),
 	}
+	o.sealCtx, o.stopSeals = context.WithCancel(context.Background())
 	o.eng = o.newEngine()
 	o.view.Store(&View{})
 	return o, nil
@@ -355,7 +368,8 @@ func (o *Orchestrator) Settle(ctx context.Context) error {
 	}
 }
 
-// Stop stops consuming and waits for the loop to finish its batch.
+// Stop stops consuming, waits for the loop to finish its batch, and stops
+// the seals of secrets still under way (see sealAndPublish).
 func (o *Orchestrator) Stop() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -371,6 +385,8 @@ func (o *Orchestrator) Stop() {
 	}
 	o.stop()
 	<-o.done
+	o.stopSeals()
+	o.sealing.Wait()
 }
 
 // SubmitRequest is a validated, expanded pipeline to run.
@@ -382,118 +398,66 @@ type SubmitRequest struct {
 }
 
 type submitReq struct {
-	req   SubmitRequest
-	reply chan submitResult
-	at    time.Time
+	answer
+	req SubmitRequest
+	run store.Run // the run as stored, once answered without error
 }
 
-type submitResult struct {
-	run store.Run
-	err error
-}
+func (r *submitReq) handle(o *Orchestrator, c *change) { o.onSubmit(c, r) }
 
 // Submit stores a new run and queues its ready jobs. It returns once the run
 // is committed to the store.
 func (o *Orchestrator) Submit(ctx context.Context, req SubmitRequest) (store.Run, error) {
-	if !o.running.Load() {
-		return store.Run{}, ErrStopped
-	}
 	if len(req.Jobs) == 0 {
 		return store.Run{}, errors.New("submit: pipeline has no jobs")
 	}
-	r := &submitReq{req: req, reply: make(chan submitResult, 1), at: time.Now()}
-	select {
-	case o.intake <- r:
-	default:
-		return store.Run{}, ErrBusy
+	r := &submitReq{answer: newAnswer(), req: req}
+	if err := o.send(ctx, r); err != nil {
+		return store.Run{}, err
 	}
-	select {
-	case res := <-r.reply:
-		return res.run, res.err
-	case <-ctx.Done():
-		return store.Run{}, ctx.Err()
-	case <-o.done:
-		return store.Run{}, ErrStopped
-	}
+	return r.run, nil
 }
 
 type cancelReq struct {
+	answer
 	runID string
-	reply chan error
 }
+
+func (r *cancelReq) handle(o *Orchestrator, c *change) { o.onCancel(c, r) }
 
 // Cancel stops a run: its waiting jobs are canceled, and its running jobs are
 // canceled and their workers told to kill them. It returns once the
 // cancellation is stored. ErrRunFinal if the run has already ended;
 // store.ErrNotFound if there is no such run.
 func (o *Orchestrator) Cancel(ctx context.Context, runID string) error {
-	if !o.running.Load() {
-		return ErrStopped
-	}
-	r := &cancelReq{runID: runID, reply: make(chan error, 1)}
-	select {
-	case o.intake <- r:
-	default:
-		return ErrBusy
-	}
-	select {
-	case err := <-r.reply:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-o.done:
-		return ErrStopped
-	}
+	return o.send(ctx, &cancelReq{answer: newAnswer(), runID: runID})
 }
 
-type pingReq struct{ reply chan error }
+type pingReq struct{ answer }
+
+func (r *pingReq) handle(_ *Orchestrator, c *change) { c.reply(r, nil) }
 
 // Ping returns once the loop has applied a batch after the call: it proves
 // the loop and its store transactions are working.
 func (o *Orchestrator) Ping(ctx context.Context) error {
-	if !o.running.Load() {
-		return ErrStopped
-	}
-	r := &pingReq{reply: make(chan error, 1)}
-	select {
-	case o.intake <- r:
-	default:
-		return ErrBusy
-	}
-	select {
-	case err := <-r.reply:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-o.done:
-		return ErrStopped
-	}
+	return o.send(ctx, &pingReq{newAnswer()})
 }
 
 type predictReq struct {
-	jobs  []string
-	reply chan map[string]time.Duration
+	answer
+	jobs        []string
+	predictions map[string]time.Duration
 }
+
+func (r *predictReq) handle(o *Orchestrator, c *change) { o.onPredict(c, r) }
 
 // Predict returns the scheduler's predicted duration of each job that is
 // still active (jobs of ended runs are left out). It goes through the loop,
 // which owns the predictor.
 func (o *Orchestrator) Predict(ctx context.Context, jobIDs []string) (map[string]time.Duration, error) {
-	if !o.running.Load() {
-		return nil, ErrStopped
+	r := &predictReq{answer: newAnswer(), jobs: jobIDs}
+	if err := o.send(ctx, r); err != nil {
+		return nil, err
 	}
-	r := &predictReq{jobs: jobIDs, reply: make(chan map[string]time.Duration, 1)}
-	select {
-	case o.intake <- r:
-	default:
-		return nil, ErrBusy
-	}
-	select {
-	case m := <-r.reply:
-		return m, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-o.done:
-		return nil, ErrStopped
-	}
+	return r.predictions, nil
 }

@@ -138,9 +138,6 @@ func (o *Orchestrator) recover(ctx context.Context, atStart bool) error {
 					o.workers[w.rec.ID] = w
 				}
 				w.jobs[j.rec.ID] = j
-				w.used.cpu += j.spec.CPUMilli
-				w.used.mem += j.spec.Memory
-				w.used.gpu += j.spec.GPU
 				if j.rec.State == state.JobAssigned {
 					// The new assignment timeout starts now.
 					j.att.AssignedAt = now

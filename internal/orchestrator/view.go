@@ -71,10 +71,11 @@ func (o *Orchestrator) publishView(now time.Time, force bool) {
 		}
 	}
 	for _, w := range o.workers {
+		used := o.eng.Reserved(w.rec.ID)
 		wv := WorkerView{
 			ID: w.rec.ID, Pool: w.rec.Pool, State: w.rec.State, Labels: w.rec.Labels,
 			CPUMilli: w.rec.CPUMilli, MemoryBytes: w.rec.MemoryBytes, GPU: w.rec.GPU,
-			UsedCPUMilli: w.used.cpu, UsedMemory: w.used.mem, UsedGPU: w.used.gpu,
+			UsedCPUMilli: used.CPUMilli, UsedMemory: used.Memory, UsedGPU: used.GPU,
 			Jobs: make([]string, 0, len(w.jobs)), FirstSeen: w.rec.FirstSeen, LastSeen: w.rec.LastSeen,
 		}
 		if wv.LastSeen.IsZero() {

@@ -253,14 +253,14 @@ type Engine struct {
 	tenants   []tenant
 	tenantIdx map[string]int32
 
-	q queues
+	queues queues
 	// overdue holds the queued jobs of priority >= 0 (hodei) in the order
 	// they were enqueued, key = enqueue time; entries of jobs no longer
-	// queued (qseq differs) are dropped lazily. ohead is its first live
+	// queued (queueSeq differs) are dropped lazily. overdueHead is its first live
 	// index.
-	overdue    []qent
-	ohead      int
-	liveShapes int // shapes with queued jobs that are not parked
+	overdue     []heapEntry
+	overdueHead int
+	liveShapes  int // shapes with queued jobs that are not parked
 
 	seq       uint64
 	decisions uint64
@@ -309,7 +309,7 @@ func NewEngine(cfg Config) *Engine {
 		e.slackF = weightOr(cfg.SlackFactor, DefaultSlackFactor)
 	}
 	e.idx.init()
-	e.q.init()
+	e.queues.init()
 	return e
 }
 

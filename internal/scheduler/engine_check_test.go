@@ -30,8 +30,8 @@ func (e *Engine) checkInvariants() error {
 			}
 		case jsQueued:
 			queued++
-			q := &e.q.jqs[j.q]
-			if int(j.hpos) >= len(q.h) || q.h[j.hpos].job != int32(ji) {
+			q := &e.queues.shapeQueues[j.queue]
+			if int(j.heapPos) >= len(q.h) || q.h[j.heapPos].job != int32(ji) {
 				return fmt.Errorf("job %s: heap position wrong", j.id)
 			}
 		}
@@ -48,7 +48,7 @@ func (e *Engine) checkInvariants() error {
 			return fmt.Errorf("worker %s used %+v, jobs sum %+v", w.id, w.used, used[wi])
 		}
 		n := 0
-		for ji := w.jobHead; ji != noWorker; ji = e.jobs[ji].wnext {
+		for ji := w.jobHead; ji != noWorker; ji = e.jobs[ji].nextOnWorker {
 			n++
 			if e.jobs[ji].worker != int32(wi) {
 				return fmt.Errorf("worker %s lists job %s of another worker", w.id, e.jobs[ji].id)
@@ -111,9 +111,9 @@ func (e *Engine) checkInvariants() error {
 			}
 		}
 	}
-	// Queues: jqueue in its ct heap iff non-empty and not parked; heaps ordered.
-	for qi := range e.q.jqs {
-		q := &e.q.jqs[qi]
+	// Queues: shapeQueue in its tenantQueue heap iff non-empty and not parked; heaps ordered.
+	for qi := range e.queues.shapeQueues {
+		q := &e.queues.shapeQueues[qi]
 		for i := 1; i < len(q.h); i++ {
 			if q.h[i].less(q.h[(i-1)/2]) {
 				return fmt.Errorf("job heap out of order")
@@ -121,53 +121,53 @@ func (e *Engine) checkInvariants() error {
 		}
 		sh := &e.idx.shapes[q.shape]
 		if q.pos != noPos && len(q.h) == 0 {
-			return fmt.Errorf("jqueue %d: empty but in heap", qi)
+			return fmt.Errorf("shapeQueue %d: empty but in heap", qi)
 		}
 		if len(q.h) > 0 && !sh.parked && q.pos == noPos {
-			return fmt.Errorf("jqueue %d: ready but not in heap", qi)
+			return fmt.Errorf("shapeQueue %d: ready but not in heap", qi)
 		}
-		if q.pos != noPos && e.q.cts[q.ct].h[q.pos] != int32(qi) {
-			return fmt.Errorf("jqueue %d: wrong position", qi)
+		if q.pos != noPos && e.queues.tenantQueues[q.tenantQueue].h[q.pos] != int32(qi) {
+			return fmt.Errorf("shapeQueue %d: wrong position", qi)
 		}
 	}
-	for ci := range e.q.cts {
-		ct := &e.q.cts[ci]
+	for tqi := range e.queues.tenantQueues {
+		tq := &e.queues.tenantQueues[tqi]
 		n := 0
-		for _, qi := range e.q.jqs {
-			if qi.ct == int32(ci) {
+		for _, qi := range e.queues.shapeQueues {
+			if qi.tenantQueue == int32(tqi) {
 				n += len(qi.h)
 			}
 		}
-		if n != ct.n {
-			return fmt.Errorf("ctqueue %d: %d queued, counted %d", ci, n, ct.n)
+		if n != tq.n {
+			return fmt.Errorf("tenantQueue %d: %d queued, counted %d", tqi, n, tq.n)
 		}
 		if e.policy == PolicyHodei && n > 0 {
-			top := ct.xh[0]
-			if e.jobs[top.job].qseq != top.seq || e.jobs[top.job].state != jsQueued {
-				return fmt.Errorf("ctqueue %d: stale most urgent job", ci)
+			top := tq.byLatestStart[0]
+			if e.jobs[top.job].queueSeq != top.seq || e.jobs[top.job].state != jsQueued {
+				return fmt.Errorf("tenantQueue %d: stale most urgent job", tqi)
 			}
-			for _, x := range ct.xh {
-				if e.jobs[x.job].qseq == x.seq && x.less(top) {
-					return fmt.Errorf("ctqueue %d: most urgent job is not at the top", ci)
+			for _, x := range tq.byLatestStart {
+				if e.jobs[x.job].queueSeq == x.seq && x.less(top) {
+					return fmt.Errorf("tenantQueue %d: most urgent job is not at the top", tqi)
 				}
 			}
 		}
-		for i := 1; i < len(ct.h); i++ {
-			if e.jqLess(ct.h[i], ct.h[(i-1)/2]) {
-				return fmt.Errorf("ct heap out of order")
+		for i := 1; i < len(tq.h); i++ {
+			if e.shapeQueueLess(tq.h[i], tq.h[(i-1)/2]) {
+				return fmt.Errorf("tenantQueue heap out of order")
 			}
 		}
-		if (len(ct.h) > 0) != (ct.pos != noPos) {
-			return fmt.Errorf("ctqueue %d membership", ci)
+		if (len(tq.h) > 0) != (tq.pos != noPos) {
+			return fmt.Errorf("tenantQueue %d membership", tqi)
 		}
-		if ct.pos != noPos && e.q.classes[ct.class].h[ct.pos] != int32(ci) {
-			return fmt.Errorf("ctqueue %d: wrong position", ci)
+		if tq.pos != noPos && e.queues.classes[tq.class].h[tq.pos] != int32(tqi) {
+			return fmt.Errorf("tenantQueue %d: wrong position", tqi)
 		}
 	}
-	for c := range e.q.classes {
-		cl := &e.q.classes[c]
-		for i := 1; i < len(cl.h); i++ {
-			if e.ctLess(cl.h[i], cl.h[(i-1)/2]) {
+	for c := range e.queues.classes {
+		cls := &e.queues.classes[c]
+		for i := 1; i < len(cls.h); i++ {
+			if e.tenantQueueLess(cls.h[i], cls.h[(i-1)/2]) {
 				return fmt.Errorf("class heap out of order")
 			}
 		}
@@ -177,7 +177,7 @@ func (e *Engine) checkInvariants() error {
 		sh := &e.idx.shapes[si]
 		n := 0
 		for _, qi := range sh.queues {
-			n += len(e.q.jqs[qi].h)
+			n += len(e.queues.shapeQueues[qi].h)
 		}
 		if int32(n) != sh.n {
 			return fmt.Errorf("shape %d: %d queued, counted %d", si, n, sh.n)

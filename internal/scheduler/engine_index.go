@@ -272,7 +272,7 @@ type eworker struct {
 	schedulable bool
 	inTrees     bool
 	spread      bool
-	jobHead     int32 // placed jobs, linked through job.wprev/wnext
+	jobHead     int32 // placed jobs, linked through job.prevOnWorker/nextOnWorker
 	nJobs       int32
 	maxJobs     int32 // 0: no limit
 	recent      [workerKeys]int32

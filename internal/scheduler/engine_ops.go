@@ -103,7 +103,7 @@ func (e *Engine) RemoveWorker(workerID string) []string {
 	if w.nJobs > 0 {
 		out = make([]string, 0, w.nJobs)
 		ids := make([]int32, 0, w.nJobs)
-		for ji := w.jobHead; ji != noWorker; ji = e.jobs[ji].wnext {
+		for ji := w.jobHead; ji != noWorker; ji = e.jobs[ji].nextOnWorker {
 			ids = append(ids, ji)
 		}
 		slices.Reverse(ids) // the list is newest first
@@ -189,7 +189,7 @@ func (e *Engine) AddPipeline(p PipelineSpec) {
 		}
 		e.jobs[ji] = ejob{
 			id: js.ID, pipe: pi, key: e.idx.key(js.Key), shape: e.idx.shape(ls, nonNegative(js.Request)),
-			worker: noWorker, wprev: noWorker, wnext: noWorker, q: noPos, hpos: noPos,
+			worker: noWorker, prevOnWorker: noWorker, nextOnWorker: noWorker, queue: noPos, heapPos: noPos,
 			dur: float32(d.Seconds()), prio: clampPrio(EffectivePriority(p.Priority, js.Priority)), counted: true, live: true,
 		}
 		e.jobIdx[js.ID] = ji
@@ -433,15 +433,29 @@ func (e *Engine) RemovePipeline(pipelineID string) {
 	e.freeP = append(e.freeP, pi)
 }
 
+// Reserved returns the resources reserved on a worker: the sum of the
+// requests of the jobs placed on it (by Plan or Bind) and not yet finished
+// or released. In the live system the engine is the one place where
+// reservations are counted (the orchestrator's view reads them here). Two
+// other counts stay on purpose: PlanFIFO's snapshot carries its own (Worker.
+// Used*, an input of a pure function), and the simulator's check mode
+// counts apart from the engine in order to check it.
+func (e *Engine) Reserved(workerID string) Resources {
+	if wi, ok := e.workerIdx[workerID]; ok {
+		return e.workers[wi].used
+	}
+	return Resources{}
+}
+
 // reserve places job ji on worker wi.
 func (e *Engine) reserve(ji, wi int32) {
 	j := &e.jobs[ji]
 	w := &e.workers[wi]
 	r := &e.idx.shapes[j.shape].req
 	j.state, j.worker = jsPlaced, wi
-	j.wprev, j.wnext = noWorker, w.jobHead
+	j.prevOnWorker, j.nextOnWorker = noWorker, w.jobHead
 	if w.jobHead != noWorker {
-		e.jobs[w.jobHead].wprev = ji
+		e.jobs[w.jobHead].prevOnWorker = ji
 	}
 	w.jobHead = ji
 	w.nJobs++
@@ -469,15 +483,15 @@ func (e *Engine) unreserve(ji int32, notify bool) {
 	wi := j.worker
 	w := &e.workers[wi]
 	r := &e.idx.shapes[j.shape].req
-	if j.wprev != noWorker {
-		e.jobs[j.wprev].wnext = j.wnext
+	if j.prevOnWorker != noWorker {
+		e.jobs[j.prevOnWorker].nextOnWorker = j.nextOnWorker
 	} else {
-		w.jobHead = j.wnext
+		w.jobHead = j.nextOnWorker
 	}
-	if j.wnext != noWorker {
-		e.jobs[j.wnext].wprev = j.wprev
+	if j.nextOnWorker != noWorker {
+		e.jobs[j.nextOnWorker].prevOnWorker = j.prevOnWorker
 	}
-	j.wprev, j.wnext, j.worker, j.state = noWorker, noWorker, noWorker, jsPending
+	j.prevOnWorker, j.nextOnWorker, j.worker, j.state = noWorker, noWorker, noWorker, jsPending
 	w.nJobs--
 	w.used.CPUMilli -= r.CPUMilli
 	w.used.Memory -= r.Memory
@@ -509,12 +523,12 @@ func (e *Engine) Plan(now time.Time) []Assignment {
 		if c == nil {
 			break
 		}
-		ct := &e.q.cts[c.h[0]]
-		qi := ct.h[0]
-		ji := e.q.jqs[qi].h[0].job
+		tq := &e.queues.tenantQueues[c.h[0]]
+		qi := tq.h[0]
+		ji := e.queues.shapeQueues[qi].h[0].job
 		j := &e.jobs[ji]
 		if e.idx.shapes[j.shape].parked {
-			e.jqSet(qi, false) // lazily, see park
+			e.setShapeQueue(qi, false) // lazily, see park
 			continue
 		}
 		wi := e.chooseWorker(&e.idx.shapes[j.shape], j.key)
@@ -550,15 +564,15 @@ func (e *Engine) place(ji, wi int32, now int64) {
 func (e *Engine) planOverdue(now int64, out []Assignment) []Assignment {
 	bound := now - max(e.slack, int64(e.slackF*e.meanWait))
 	fails := 0
-	for i := e.ohead; i < len(e.overdue); i++ {
+	for i := e.overdueHead; i < len(e.overdue); i++ {
 		x := e.overdue[i]
 		if x.key > bound {
 			break
 		}
 		j := &e.jobs[x.job]
-		if j.qseq != x.seq { // no longer queued, or queued again later
-			if i == e.ohead {
-				e.ohead++
+		if j.queueSeq != x.seq { // no longer queued, or queued again later
+			if i == e.overdueHead {
+				e.overdueHead++
 			}
 			continue
 		}
@@ -576,16 +590,16 @@ func (e *Engine) planOverdue(now int64, out []Assignment) []Assignment {
 			}
 			continue
 		}
-		if i == e.ohead {
-			e.ohead++
+		if i == e.overdueHead {
+			e.overdueHead++
 		}
 		e.place(x.job, wi, now)
-		e.q.classes[j.prio].since = now
+		e.queues.classes[j.prio].since = now
 		out = append(out, Assignment{JobID: j.id, WorkerID: e.workers[wi].id})
 	}
-	if e.ohead > 1024 && e.ohead > len(e.overdue)/2 {
-		e.overdue = append(e.overdue[:0], e.overdue[e.ohead:]...)
-		e.ohead = 0
+	if e.overdueHead > 1024 && e.overdueHead > len(e.overdue)/2 {
+		e.overdue = append(e.overdue[:0], e.overdue[e.overdueHead:]...)
+		e.overdueHead = 0
 	}
 	return out
 }

@@ -4,9 +4,9 @@ package scheduler
 // is found in O(log) without looking at the others:
 //
 //	class (priority)     picked by a scan of the few classes present (aging)
-//	  tenant             heap of (class, tenant) queues by urgency and fair share
-//	    shape            heap of (class, tenant, shape) queues by their head job
-//	      job            heap of jobs by static key, then enqueue sequence
+//	  tenantQueue        (class, tenant): a heap of them per class, by urgency and fair share
+//	    shapeQueue       (class, tenant, shape): a heap of them per tenantQueue, by their head job
+//	      job            a heap of heapEntry per shapeQueue, by static key, then enqueue sequence
 //
 // Splitting a tenant's jobs by shape is what lets a shape that fits nowhere
 // be parked: its queues leave the tenant heaps, and come back when a worker
@@ -19,26 +19,26 @@ const (
 	jsDone
 )
 
-// job is the engine's per-job state; it is kept small (about 80 bytes) since
+// ejob is the engine's per-job state; it is kept small (about 80 bytes) since
 // the simulator holds a million of them.
 type ejob struct {
-	id      string
-	pipe    int32
-	key     int32
-	shape   int32
-	worker  int32
-	wprev   int32
-	wnext   int32
-	q       int32 // queue while queued
-	hpos    int32 // position in the queue's heap
-	dur     float32
-	cp      float32 // predicted downstream path, seconds
-	state   uint8
-	prio    uint8
-	counted bool // dur is part of its pipeline's remaining work
-	qseq    uint64
-	ready   int64 // when it was last enqueued
-	live    bool
+	id           string
+	pipe         int32
+	key          int32
+	shape        int32
+	worker       int32
+	prevOnWorker int32
+	nextOnWorker int32
+	queue        int32 // its shapeQueue while queued
+	heapPos      int32 // position in the queue's heap
+	dur          float32
+	cp           float32 // predicted downstream path, seconds
+	state        uint8
+	prio         uint8
+	counted      bool // dur is part of its pipeline's remaining work
+	queueSeq     uint64
+	ready        int64 // when it was last enqueued
+	live         bool
 }
 
 type pipeline struct {
@@ -54,77 +54,78 @@ type pipeline struct {
 }
 
 type tenant struct {
-	name     string
-	weight   float64
-	held     Resources
-	entitled float64 // weight / sum of the weights of active tenants
-	pipes    int     // live pipelines; active if > 0
-	cts      []int32 // its (class, tenant) queues
+	name         string
+	weight       float64
+	held         Resources
+	entitled     float64 // weight / sum of the weights of active tenants
+	pipes        int     // live pipelines; active if > 0
+	tenantQueues []int32 // its (class, tenant) queues
 }
 
-// qent is a heap entry: a job, its key and its enqueue sequence number (the
-// tie-breaker that keeps equal keys first in, first out).
-type qent struct {
+// heapEntry is an entry of a heap of jobs: a job, its key and its enqueue
+// sequence number (the tie-breaker that keeps equal keys first in, first
+// out).
+type heapEntry struct {
 	key int64
 	seq uint64
 	job int32
 }
 
-func (a qent) less(b qent) bool { return a.key < b.key || (a.key == b.key && a.seq < b.seq) }
+func (a heapEntry) less(b heapEntry) bool { return a.key < b.key || (a.key == b.key && a.seq < b.seq) }
 
-// jqueue is the (class, tenant, shape) queue.
-type jqueue struct {
-	ct    int32
-	shape int32
-	h     []qent
-	pos   int32 // in its ct heap, noPos if not there
+// shapeQueue is the (class, tenant, shape) queue.
+type shapeQueue struct {
+	tenantQueue int32
+	shape       int32
+	h           []heapEntry
+	pos         int32 // in its tenantQueue's heap, noPos if not there
 }
 
-// ctqueue is the (class, tenant) queue.
-type ctqueue struct {
+// tenantQueue is the (class, tenant) queue.
+type tenantQueue struct {
 	class  uint8
 	tenant int32
-	h      []int32 // jqueue ids by head
+	h      []int32 // shapeQueue ids by head
 	pos    int32   // in its class heap
-	// xh holds every queued job of the ctqueue by latest start time (its
-	// key field), including parked shapes; entries of jobs no longer
-	// queued are dropped when they reach the top (lazily).
-	xh []qent
-	n  int // queued jobs
+	// byLatestStart holds every queued job of the tenantQueue by latest
+	// start time (its key field), including parked shapes; entries of jobs
+	// no longer queued are dropped when they reach the top (lazily).
+	byLatestStart []heapEntry
+	n             int // queued jobs
 }
 
 type class struct {
-	h     []int32 // ctqueue ids, see ctLess
+	h     []int32 // tenantQueue ids, see tenantQueueLess
 	n     int     // queued jobs
 	since int64
 }
 
-type ctKey struct {
+type tenantQueueKey struct {
 	class  uint8
 	tenant int32
 }
-type jqKey struct {
-	ct    int32
-	shape int32
+type shapeQueueKey struct {
+	tenantQueue int32
+	shape       int32
 }
 
 type queues struct {
-	classes [2*MaxPriority + 1]class // by priority + MaxPriority
-	active  []uint8                  // classes with queued jobs, highest first
-	jqs     []jqueue
-	jqIDs   map[jqKey]int32
-	cts     []ctqueue
-	ctIDs   map[ctKey]int32
+	classes        [2*MaxPriority + 1]class // by priority + MaxPriority
+	active         []uint8                  // classes with queued jobs, highest first
+	shapeQueues    []shapeQueue
+	shapeQueueIDs  map[shapeQueueKey]int32
+	tenantQueues   []tenantQueue
+	tenantQueueIDs map[tenantQueueKey]int32
 }
 
 func (q *queues) init() {
-	q.jqIDs = map[jqKey]int32{}
-	q.ctIDs = map[ctKey]int32{}
+	q.shapeQueueIDs = map[shapeQueueKey]int32{}
+	q.tenantQueueIDs = map[tenantQueueKey]int32{}
 }
 
-// ---- heap of jobs in a jqueue
+// ---- heap of jobs in a shapeQueue
 
-func (e *Engine) jqUp(q *jqueue, i int) {
+func (e *Engine) siftJobUp(q *shapeQueue, i int) {
 	h := q.h
 	x := h[i]
 	for i > 0 {
@@ -133,14 +134,14 @@ func (e *Engine) jqUp(q *jqueue, i int) {
 			break
 		}
 		h[i] = h[p]
-		e.jobs[h[i].job].hpos = int32(i)
+		e.jobs[h[i].job].heapPos = int32(i)
 		i = p
 	}
 	h[i] = x
-	e.jobs[x.job].hpos = int32(i)
+	e.jobs[x.job].heapPos = int32(i)
 }
 
-func (e *Engine) jqDown(q *jqueue, i int) {
+func (e *Engine) siftJobDown(q *shapeQueue, i int) {
 	h := q.h
 	n := len(h)
 	x := h[i]
@@ -156,47 +157,49 @@ func (e *Engine) jqDown(q *jqueue, i int) {
 			break
 		}
 		h[i] = h[c]
-		e.jobs[h[i].job].hpos = int32(i)
+		e.jobs[h[i].job].heapPos = int32(i)
 		i = c
 	}
 	h[i] = x
-	e.jobs[x.job].hpos = int32(i)
+	e.jobs[x.job].heapPos = int32(i)
 }
 
-func (e *Engine) jqRemoveAt(q *jqueue, i int) {
+func (e *Engine) removeJobAt(q *shapeQueue, i int) {
 	last := len(q.h) - 1
 	if i != last {
 		q.h[i] = q.h[last]
 		q.h = q.h[:last]
-		e.jobs[q.h[i].job].hpos = int32(i)
-		e.jqDown(q, i)
-		e.jqUp(q, i)
+		e.jobs[q.h[i].job].heapPos = int32(i)
+		e.siftJobDown(q, i)
+		e.siftJobUp(q, i)
 	} else {
 		q.h = q.h[:last]
 	}
 }
 
-// ---- heap of jqueues in a ctqueue, by head job
+// ---- heap of shape queues in a tenantQueue, by head job
 
-func (e *Engine) jqLess(a, b int32) bool { return e.q.jqs[a].h[0].less(e.q.jqs[b].h[0]) }
+func (e *Engine) shapeQueueLess(a, b int32) bool {
+	return e.queues.shapeQueues[a].h[0].less(e.queues.shapeQueues[b].h[0])
+}
 
-func (e *Engine) ctUp(c *ctqueue, i int) {
+func (e *Engine) siftShapeQueueUp(c *tenantQueue, i int) {
 	h := c.h
 	x := h[i]
 	for i > 0 {
 		p := (i - 1) / 2
-		if !e.jqLess(x, h[p]) {
+		if !e.shapeQueueLess(x, h[p]) {
 			break
 		}
 		h[i] = h[p]
-		e.q.jqs[h[i]].pos = int32(i)
+		e.queues.shapeQueues[h[i]].pos = int32(i)
 		i = p
 	}
 	h[i] = x
-	e.q.jqs[x].pos = int32(i)
+	e.queues.shapeQueues[x].pos = int32(i)
 }
 
-func (e *Engine) ctDown(c *ctqueue, i int) {
+func (e *Engine) siftShapeQueueDown(c *tenantQueue, i int) {
 	h := c.h
 	n := len(h)
 	x := h[i]
@@ -205,31 +208,31 @@ func (e *Engine) ctDown(c *ctqueue, i int) {
 		if k >= n {
 			break
 		}
-		if k+1 < n && e.jqLess(h[k+1], h[k]) {
+		if k+1 < n && e.shapeQueueLess(h[k+1], h[k]) {
 			k++
 		}
-		if !e.jqLess(h[k], x) {
+		if !e.shapeQueueLess(h[k], x) {
 			break
 		}
 		h[i] = h[k]
-		e.q.jqs[h[i]].pos = int32(i)
+		e.queues.shapeQueues[h[i]].pos = int32(i)
 		i = k
 	}
 	h[i] = x
-	e.q.jqs[x].pos = int32(i)
+	e.queues.shapeQueues[x].pos = int32(i)
 }
 
-// ---- heap of ctqueues in a class, by urgency and fair share
+// ---- heap of tenant queues in a class, by urgency and fair share
 
-// ctLess orders the tenants of a class: by the latest start time of their
-// most urgent queued job plus their fair-share delay (PolicyHodei); the other
-// policies have one tenant per class.
-func (e *Engine) ctLess(a, b int32) bool {
-	ca, cb := &e.q.cts[a], &e.q.cts[b]
+// tenantQueueLess orders the tenants of a class: by the latest start time
+// of their most urgent queued job plus their fair-share delay
+// (PolicyHodei); the other policies have one tenant per class.
+func (e *Engine) tenantQueueLess(a, b int32) bool {
+	ca, cb := &e.queues.tenantQueues[a], &e.queues.tenantQueues[b]
 	if e.policy != PolicyHodei {
-		return e.jqLess(ca.h[0], cb.h[0])
+		return e.shapeQueueLess(ca.h[0], cb.h[0])
 	}
-	ka, kb := ca.xh[0], cb.xh[0]
+	ka, kb := ca.byLatestStart[0], cb.byLatestStart[0]
 	pa := ka.key + e.delay(ca)
 	pb := kb.key + e.delay(cb)
 	if pa != pb {
@@ -238,23 +241,23 @@ func (e *Engine) ctLess(a, b int32) bool {
 	return ka.seq < kb.seq
 }
 
-func (e *Engine) clUp(c *class, i int) {
+func (e *Engine) siftTenantQueueUp(c *class, i int) {
 	h := c.h
 	x := h[i]
 	for i > 0 {
 		p := (i - 1) / 2
-		if !e.ctLess(x, h[p]) {
+		if !e.tenantQueueLess(x, h[p]) {
 			break
 		}
 		h[i] = h[p]
-		e.q.cts[h[i]].pos = int32(i)
+		e.queues.tenantQueues[h[i]].pos = int32(i)
 		i = p
 	}
 	h[i] = x
-	e.q.cts[x].pos = int32(i)
+	e.queues.tenantQueues[x].pos = int32(i)
 }
 
-func (e *Engine) clDown(c *class, i int) {
+func (e *Engine) siftTenantQueueDown(c *class, i int) {
 	h := c.h
 	n := len(h)
 	x := h[i]
@@ -263,89 +266,91 @@ func (e *Engine) clDown(c *class, i int) {
 		if k >= n {
 			break
 		}
-		if k+1 < n && e.ctLess(h[k+1], h[k]) {
+		if k+1 < n && e.tenantQueueLess(h[k+1], h[k]) {
 			k++
 		}
-		if !e.ctLess(h[k], x) {
+		if !e.tenantQueueLess(h[k], x) {
 			break
 		}
 		h[i] = h[k]
-		e.q.cts[h[i]].pos = int32(i)
+		e.queues.tenantQueues[h[i]].pos = int32(i)
 		i = k
 	}
 	h[i] = x
-	e.q.cts[x].pos = int32(i)
+	e.queues.tenantQueues[x].pos = int32(i)
 }
 
 // ---- keeping the levels consistent
 
-// jqChanged repairs the position of a jqueue in its ctqueue after its head
-// changed or it became empty or non-empty. A jqueue of a parked shape is
-// taken out lazily (see Plan), so it stays where it is if still there.
-func (e *Engine) jqChanged(qi int32) {
-	q := &e.q.jqs[qi]
+// shapeQueueChanged repairs the position of a shapeQueue in its
+// tenantQueue after its head changed or it became empty or non-empty. A
+// shapeQueue of a parked shape is taken out lazily (see Plan), so it stays
+// where it is if still there.
+func (e *Engine) shapeQueueChanged(qi int32) {
+	q := &e.queues.shapeQueues[qi]
 	want := len(q.h) > 0 && (!e.idx.shapes[q.shape].parked || q.pos != noPos)
-	e.jqSet(qi, want)
+	e.setShapeQueue(qi, want)
 }
 
-// jqSet puts a jqueue in its ctqueue's heap or takes it out, or repairs its
-// position; the class heap is repaired only if the ctqueue's head changed.
-func (e *Engine) jqSet(qi int32, want bool) {
-	q := &e.q.jqs[qi]
-	ct := &e.q.cts[q.ct]
-	wasTop := len(ct.h) > 0 && ct.h[0] == qi
+// setShapeQueue puts a shapeQueue in its tenantQueue's heap or takes it
+// out, or repairs its position; the class heap is repaired only if the
+// tenantQueue's head changed.
+func (e *Engine) setShapeQueue(qi int32, want bool) {
+	q := &e.queues.shapeQueues[qi]
+	tq := &e.queues.tenantQueues[q.tenantQueue]
+	wasTop := len(tq.h) > 0 && tq.h[0] == qi
 	switch {
 	case want && q.pos == noPos:
-		ct.h = append(ct.h, qi)
-		q.pos = int32(len(ct.h) - 1)
-		e.ctUp(ct, int(q.pos))
+		tq.h = append(tq.h, qi)
+		q.pos = int32(len(tq.h) - 1)
+		e.siftShapeQueueUp(tq, int(q.pos))
 	case !want && q.pos != noPos:
 		i := int(q.pos)
-		last := len(ct.h) - 1
+		last := len(tq.h) - 1
 		q.pos = noPos
 		if i != last {
-			ct.h[i] = ct.h[last]
-			ct.h = ct.h[:last]
-			e.q.jqs[ct.h[i]].pos = int32(i)
-			e.ctDown(ct, i)
-			e.ctUp(ct, i)
+			tq.h[i] = tq.h[last]
+			tq.h = tq.h[:last]
+			e.queues.shapeQueues[tq.h[i]].pos = int32(i)
+			e.siftShapeQueueDown(tq, i)
+			e.siftShapeQueueUp(tq, i)
 		} else {
-			ct.h = ct.h[:last]
+			tq.h = tq.h[:last]
 		}
 	case want:
-		e.ctDown(ct, int(q.pos))
-		e.ctUp(ct, int(q.pos))
+		e.siftShapeQueueDown(tq, int(q.pos))
+		e.siftShapeQueueUp(tq, int(q.pos))
 	}
-	if wasTop || (len(ct.h) > 0 && ct.h[0] == qi) {
-		e.ctChanged(q.ct)
+	if wasTop || (len(tq.h) > 0 && tq.h[0] == qi) {
+		e.tenantQueueChanged(q.tenantQueue)
 	}
 }
 
-func (e *Engine) ctChanged(ci int32) {
-	ct := &e.q.cts[ci]
-	c := &e.q.classes[ct.class]
-	want := len(ct.h) > 0
+func (e *Engine) tenantQueueChanged(tqi int32) {
+	tq := &e.queues.tenantQueues[tqi]
+	c := &e.queues.classes[tq.class]
+	want := len(tq.h) > 0
 	switch {
-	case want && ct.pos == noPos:
-		c.h = append(c.h, ci)
-		ct.pos = int32(len(c.h) - 1)
-		e.clUp(c, int(ct.pos))
-	case !want && ct.pos != noPos:
-		i := int(ct.pos)
+	case want && tq.pos == noPos:
+		c.h = append(c.h, tqi)
+		tq.pos = int32(len(c.h) - 1)
+		e.siftTenantQueueUp(c, int(tq.pos))
+	case !want && tq.pos != noPos:
+		i := int(tq.pos)
 		last := len(c.h) - 1
-		ct.pos = noPos
+		tq.pos = noPos
 		if i != last {
 			c.h[i] = c.h[last]
 			c.h = c.h[:last]
-			e.q.cts[c.h[i]].pos = int32(i)
-			e.clDown(c, i)
-			e.clUp(c, i)
+			e.queues.tenantQueues[c.h[i]].pos = int32(i)
+			e.siftTenantQueueDown(c, i)
+			e.siftTenantQueueUp(c, i)
 		} else {
 			c.h = c.h[:last]
 		}
 	case want:
-		e.clDown(c, int(ct.pos))
-		e.clUp(c, int(ct.pos))
+		e.siftTenantQueueDown(c, int(tq.pos))
+		e.siftTenantQueueUp(c, int(tq.pos))
 	}
 }
 
@@ -355,11 +360,11 @@ func (e *Engine) shareChanged(ti int32) {
 	if e.policy != PolicyHodei || e.fairDelay <= 0 {
 		return
 	}
-	for _, ci := range e.tenants[ti].cts {
-		if ct := &e.q.cts[ci]; ct.pos != noPos {
-			c := &e.q.classes[ct.class]
-			e.clDown(c, int(ct.pos))
-			e.clUp(c, int(ct.pos))
+	for _, tqi := range e.tenants[ti].tenantQueues {
+		if tq := &e.queues.tenantQueues[tqi]; tq.pos != noPos {
+			c := &e.queues.classes[tq.class]
+			e.siftTenantQueueDown(c, int(tq.pos))
+			e.siftTenantQueueUp(c, int(tq.pos))
 		}
 	}
 }
@@ -396,34 +401,34 @@ func (e *Engine) fleetChanged() {
 }
 
 func (e *Engine) heapifyClasses() {
-	for _, p := range e.q.active {
-		c := &e.q.classes[p]
+	for _, p := range e.queues.active {
+		c := &e.queues.classes[p]
 		for i := len(c.h)/2 - 1; i >= 0; i-- {
-			e.clDown(c, i)
+			e.siftTenantQueueDown(c, i)
 		}
 	}
 }
 
-func (e *Engine) ctqueue(class uint8, ti int32) int32 {
-	k := ctKey{class, ti}
-	if id, ok := e.q.ctIDs[k]; ok {
+func (e *Engine) tenantQueueOf(class uint8, ti int32) int32 {
+	k := tenantQueueKey{class, ti}
+	if id, ok := e.queues.tenantQueueIDs[k]; ok {
 		return id
 	}
-	id := int32(len(e.q.cts))
-	e.q.ctIDs[k] = id
-	e.q.cts = append(e.q.cts, ctqueue{class: class, tenant: ti, pos: noPos})
-	e.tenants[ti].cts = append(e.tenants[ti].cts, id)
+	id := int32(len(e.queues.tenantQueues))
+	e.queues.tenantQueueIDs[k] = id
+	e.queues.tenantQueues = append(e.queues.tenantQueues, tenantQueue{class: class, tenant: ti, pos: noPos})
+	e.tenants[ti].tenantQueues = append(e.tenants[ti].tenantQueues, id)
 	return id
 }
 
-func (e *Engine) jqueue(ct, sh int32) int32 {
-	k := jqKey{ct, sh}
-	if id, ok := e.q.jqIDs[k]; ok {
+func (e *Engine) shapeQueueOf(tq, sh int32) int32 {
+	k := shapeQueueKey{tq, sh}
+	if id, ok := e.queues.shapeQueueIDs[k]; ok {
 		return id
 	}
-	id := int32(len(e.q.jqs))
-	e.q.jqIDs[k] = id
-	e.q.jqs = append(e.q.jqs, jqueue{ct: ct, shape: sh, pos: noPos})
+	id := int32(len(e.queues.shapeQueues))
+	e.queues.shapeQueueIDs[k] = id
+	e.queues.shapeQueues = append(e.queues.shapeQueues, shapeQueue{tenantQueue: tq, shape: sh, pos: noPos})
 	e.idx.shapes[sh].queues = append(e.idx.shapes[sh].queues, id)
 	return id
 }
@@ -436,32 +441,32 @@ func (e *Engine) push(ji int32, key, lst int64, now int64) {
 	if e.policy == PolicyHodei {
 		class, ti = j.prio, e.pipes[j.pipe].tenant
 	}
-	ci := e.ctqueue(class, ti)
-	qi := e.jqueue(ci, j.shape)
-	q := &e.q.jqs[qi]
+	tqi := e.tenantQueueOf(class, ti)
+	qi := e.shapeQueueOf(tqi, j.shape)
+	q := &e.queues.shapeQueues[qi]
 	e.seq++
-	q.h = append(q.h, qent{key: key, seq: e.seq, job: ji})
-	j.q = qi
+	q.h = append(q.h, heapEntry{key: key, seq: e.seq, job: ji})
+	j.queue = qi
 	j.state = jsQueued
-	j.qseq = e.seq
+	j.queueSeq = e.seq
 	j.ready = now
-	ct := &e.q.cts[ci]
-	ct.n++
+	tq := &e.queues.tenantQueues[tqi]
+	tq.n++
 	if e.policy == PolicyHodei {
-		xPush(ct, qent{key: lst, seq: e.seq, job: ji})
+		pushLatestStart(tq, heapEntry{key: lst, seq: e.seq, job: ji})
 		if e.slackOn && j.prio >= MaxPriority {
-			e.overdue = append(e.overdue, qent{key: now, seq: e.seq, job: ji})
+			e.overdue = append(e.overdue, heapEntry{key: now, seq: e.seq, job: ji})
 		}
 	}
-	e.jqUp(q, len(q.h)-1)
-	e.jqChanged(qi)
-	e.ctChanged(ci) // its most urgent job may have changed
+	e.siftJobUp(q, len(q.h)-1)
+	e.shapeQueueChanged(qi)
+	e.tenantQueueChanged(tqi) // its most urgent job may have changed
 	sh := &e.idx.shapes[j.shape]
 	sh.n++
 	if sh.n == 1 && !sh.parked {
 		e.liveShapes++
 	}
-	c := &e.q.classes[class]
+	c := &e.queues.classes[class]
 	if c.n == 0 {
 		c.since = now
 		e.activate(class)
@@ -473,26 +478,26 @@ func (e *Engine) push(ji int32, key, lst int64, now int64) {
 // unqueue takes a queued job out of its queue.
 func (e *Engine) unqueue(ji int32) {
 	j := &e.jobs[ji]
-	qi := j.q
-	q := &e.q.jqs[qi]
-	e.jqRemoveAt(q, int(j.hpos))
-	j.q, j.hpos = noPos, noPos
+	qi := j.queue
+	q := &e.queues.shapeQueues[qi]
+	e.removeJobAt(q, int(j.heapPos))
+	j.queue, j.heapPos = noPos, noPos
 	j.state = jsPending
-	j.qseq = 0
-	ct := &e.q.cts[q.ct]
-	ct.n--
+	j.queueSeq = 0
+	tq := &e.queues.tenantQueues[q.tenantQueue]
+	tq.n--
 	if e.policy == PolicyHodei {
-		e.xClean(ct)
+		e.dropStaleLatestStart(tq)
 	}
-	e.jqChanged(qi)
-	e.ctChanged(q.ct)
+	e.shapeQueueChanged(qi)
+	e.tenantQueueChanged(q.tenantQueue)
 	sh := &e.idx.shapes[j.shape]
 	sh.n--
 	if sh.n == 0 && !sh.parked {
 		e.liveShapes--
 	}
-	class := e.q.cts[q.ct].class
-	c := &e.q.classes[class]
+	class := e.queues.tenantQueues[q.tenantQueue].class
+	c := &e.queues.classes[class]
 	c.n--
 	if c.n == 0 {
 		e.deactivate(class)
@@ -501,18 +506,18 @@ func (e *Engine) unqueue(ji int32) {
 }
 
 func (e *Engine) activate(class uint8) {
-	a := e.q.active
+	a := e.queues.active
 	i := 0
 	for i < len(a) && a[i] > class {
 		i++
 	}
-	e.q.active = append(a[:i], append([]uint8{class}, a[i:]...)...)
+	e.queues.active = append(a[:i], append([]uint8{class}, a[i:]...)...)
 }
 
 func (e *Engine) deactivate(class uint8) {
-	for i, c := range e.q.active {
+	for i, c := range e.queues.active {
 		if c == class {
-			e.q.active = append(e.q.active[:i], e.q.active[i+1:]...)
+			e.queues.active = append(e.queues.active[:i], e.queues.active[i+1:]...)
 			return
 		}
 	}
@@ -525,8 +530,8 @@ func (e *Engine) deactivate(class uint8) {
 func (e *Engine) pickClass(now int64) *class {
 	var best *class
 	bestEff := int64(-1)
-	for _, p := range e.q.active {
-		c := &e.q.classes[p]
+	for _, p := range e.queues.active {
+		c := &e.queues.classes[p]
 		if len(c.h) == 0 {
 			continue
 		}
@@ -543,7 +548,7 @@ func (e *Engine) pickClass(now int64) *class {
 
 // ---- parking
 //
-// Parking is lazy: park only marks the shape; its jqueues leave the heaps
+// Parking is lazy: park only marks the shape; its shape queues leave the heaps
 // when Plan finds one at the top, and unpark puts back those that left. Plan
 // stops as soon as no unparked shape has queued jobs, so a release that lets
 // a few shapes go, followed by a Plan that fills the hole and parks them
@@ -582,8 +587,8 @@ func (e *Engine) unpark(si int32) {
 	ls.parked = ls.parked[:last]
 	sh.ppos = shapeNotParked
 	for _, qi := range sh.queues {
-		if q := &e.q.jqs[qi]; len(q.h) > 0 && q.pos == noPos {
-			e.jqSet(qi, true)
+		if q := &e.queues.shapeQueues[qi]; len(q.h) > 0 && q.pos == noPos {
+			e.setShapeQueue(qi, true)
 		}
 	}
 }
@@ -611,9 +616,9 @@ func (e *Engine) freed(wi int32) {
 	}
 }
 
-func xPush(ct *ctqueue, x qent) {
-	ct.xh = append(ct.xh, x)
-	h := ct.xh
+func pushLatestStart(tq *tenantQueue, x heapEntry) {
+	tq.byLatestStart = append(tq.byLatestStart, x)
+	h := tq.byLatestStart
 	i := len(h) - 1
 	for i > 0 {
 		p := (i - 1) / 2
@@ -626,8 +631,8 @@ func xPush(ct *ctqueue, x qent) {
 	h[i] = x
 }
 
-func xPop(ct *ctqueue) {
-	h := ct.xh
+func popLatestStart(tq *tenantQueue) {
+	h := tq.byLatestStart
 	n := len(h) - 1
 	x := h[n]
 	h = h[:n]
@@ -649,38 +654,38 @@ func xPop(ct *ctqueue) {
 	if n > 0 {
 		h[i] = x
 	}
-	ct.xh = h
+	tq.byLatestStart = h
 }
 
-// xClean drops entries of jobs no longer queued from the top of ct.xh, and
-// rebuilds it when stale entries dominate.
-func (e *Engine) xClean(ct *ctqueue) {
-	for len(ct.xh) > 0 && e.jobs[ct.xh[0].job].qseq != ct.xh[0].seq {
-		xPop(ct)
+// dropStaleLatestStart drops entries of jobs no longer queued from the top
+// of tq.byLatestStart, and rebuilds it when stale entries dominate.
+func (e *Engine) dropStaleLatestStart(tq *tenantQueue) {
+	for len(tq.byLatestStart) > 0 && e.jobs[tq.byLatestStart[0].job].queueSeq != tq.byLatestStart[0].seq {
+		popLatestStart(tq)
 	}
-	if len(ct.xh) > 2*ct.n+64 {
-		old := ct.xh
-		ct.xh = make([]qent, 0, 2*ct.n+8)
+	if len(tq.byLatestStart) > 2*tq.n+64 {
+		old := tq.byLatestStart
+		tq.byLatestStart = make([]heapEntry, 0, 2*tq.n+8)
 		for _, x := range old {
-			if e.jobs[x.job].qseq == x.seq {
-				xPush(ct, x)
+			if e.jobs[x.job].queueSeq == x.seq {
+				pushLatestStart(tq, x)
 			}
 		}
 	}
 }
 
 // delay is a tenant's fair-share delay for taking its next job (the head of
-// ct): FairShareDelay × (s-e)/(1-s), s being the dominant share of the fleet
+// tq): FairShareDelay × (s-e)/(1-s), s being the dominant share of the fleet
 // it would hold with that job, when s is above its entitlement e; that is
 // its excess over what it leaves to the others. It is 0 up to the
 // entitlement, a minute or two for a tenant holding most of the fleet, and
 // without bound for one that would take all of it.
-func (e *Engine) delay(ct *ctqueue) int64 {
-	t := &e.tenants[ct.tenant]
+func (e *Engine) delay(tq *tenantQueue) int64 {
+	t := &e.tenants[tq.tenant]
 	if e.fairDelay <= 0 || t.entitled <= 0 {
 		return 0
 	}
-	r := &e.idx.shapes[e.q.jqs[ct.h[0]].shape].req
+	r := &e.idx.shapes[e.queues.shapeQueues[tq.h[0]].shape].req
 	var s float64
 	if e.total.CPUMilli > 0 {
 		s = max(s, float64(t.held.CPUMilli+r.CPUMilli)/float64(e.total.CPUMilli))

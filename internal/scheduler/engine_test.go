@@ -306,18 +306,18 @@ func TestEngineCriticalPath(t *testing.T) {
 	t.Parallel()
 	pred := predict.New(predict.Config{})
 	for i := 0; i < 5; i++ {
-		pred.Observe("ci/lint", 30*time.Second)
-		pred.Observe("ci/build", 5*time.Minute)
-		pred.Observe("ci/e2e", 20*time.Minute)
-		pred.Observe("ci/docs", time.Minute)
+		pred.Observe("tqi/lint", 30*time.Second)
+		pred.Observe("tqi/build", 5*time.Minute)
+		pred.Observe("tqi/e2e", 20*time.Minute)
+		pred.Observe("tqi/docs", time.Minute)
 	}
 	e := NewEngine(Config{Predictor: pred})
 	e.UpsertWorker(WorkerSpec{ID: "w", Capacity: res(1000, 1, 0)})
-	e.AddPipeline(PipelineSpec{ID: "ci", Tenant: "t", Jobs: []JobSpec{
-		{ID: "lint", Key: "ci/lint", Request: res(1000, 1, 0)},
-		{ID: "docs", Key: "ci/docs", Request: res(1000, 1, 0)},
-		{ID: "build", Key: "ci/build", Request: res(1000, 1, 0)},
-		{ID: "e2e", Key: "ci/e2e", Request: res(1000, 1, 0), Needs: []string{"build"}},
+	e.AddPipeline(PipelineSpec{ID: "tqi", Tenant: "t", Jobs: []JobSpec{
+		{ID: "lint", Key: "tqi/lint", Request: res(1000, 1, 0)},
+		{ID: "docs", Key: "tqi/docs", Request: res(1000, 1, 0)},
+		{ID: "build", Key: "tqi/build", Request: res(1000, 1, 0)},
+		{ID: "e2e", Key: "tqi/e2e", Request: res(1000, 1, 0), Needs: []string{"build"}},
 	}})
 	for _, id := range []string{"lint", "docs", "build"} {
 		e.Enqueue(id, e0)
@@ -545,6 +545,36 @@ func TestEngineMaxJobs(t *testing.T) {
 	single(e, "t", "j7", res(1000, 1, 0), 0, e0.Add(4*time.Second))
 	if as := e.Plan(e0.Add(4 * time.Second)); len(as) != 2 {
 		t.Fatalf("after lifting the limit: %v, want two more placed", as)
+	}
+	mustCheck(t, e)
+}
+
+// Reserved counts the requests of the jobs placed on a worker, by Plan or
+// Bind, until they finish or are released.
+func TestEngineReserved(t *testing.T) {
+	t.Parallel()
+	e := NewEngine(Config{})
+	e.UpsertWorker(WorkerSpec{ID: "w1", Capacity: res(4000, 8, 1)})
+	e.UpsertWorker(WorkerSpec{ID: "w2", Capacity: res(4000, 8, 0)})
+	single(e, "t", "a", res(1000, 1, 0), 0, e0)
+	single(e, "t", "b", res(2000, 2, 1), 0, e0)
+	if got := len(e.Plan(e0)); got != 2 {
+		t.Fatalf("%d placed, want 2", got)
+	}
+	single(e, "t", "c", res(500, 1, 0), 0, e0)
+	e.Bind("c", "w2", e0)
+	total := e.Reserved("w1")
+	total.CPUMilli += e.Reserved("w2").CPUMilli
+	if total.CPUMilli != 3500 || e.Reserved("w1").GPU != 1 {
+		t.Fatalf("reserved %+v and %+v, want 3500m in all and the gpu on w1", e.Reserved("w1"), e.Reserved("w2"))
+	}
+	e.Finish("a", e0.Add(time.Minute), time.Minute, true)
+	e.Release("b")
+	e.Release("c")
+	for _, w := range []string{"w1", "w2", "unknown"} {
+		if got := e.Reserved(w); got != (Resources{}) {
+			t.Errorf("%s: %+v reserved after every job ended, want none", w, got)
+		}
 	}
 	mustCheck(t, e)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"syscall"
@@ -14,6 +13,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hodei-ci/hodei/internal/backoff"
 	"github.com/hodei-ci/hodei/internal/containers"
 )
 
@@ -56,31 +56,8 @@ func IsTransient(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// Backoff is an exponential backoff with jitter.
-type Backoff struct {
-	Base   time.Duration // first delay (100ms)
-	Max    time.Duration // largest delay (5s)
-	Jitter float64       // fraction of the delay taken at random, 0..1 (0.2)
-}
-
-// Delay is the wait before retry n (1 for the first retry), given a random
-// number r in [0, 1).
-func (b Backoff) Delay(n int, r float64) time.Duration {
-	if n < 1 {
-		n = 1
-	}
-	d := b.Base
-	for i := 1; i < n && d < b.Max; i++ {
-		d *= 2
-	}
-	d = min(d, b.Max)
-	if b.Jitter > 0 {
-		// Take off up to Jitter of the delay, so that many callers that
-		// failed together do not retry together.
-		d -= time.Duration(float64(d) * b.Jitter * r)
-	}
-	return d
-}
+// Backoff is the wait between the attempts of a call.
+type Backoff = backoff.Backoff
 
 // CallOptions bound every call to a provider.
 type CallOptions struct {
@@ -214,13 +191,9 @@ func (g *Guarded) call(ctx context.Context, op string, timeout time.Duration, fn
 		}
 		g.count(op, "retry")
 		g.log.Debug("provider call failed; retrying", "op", op, "attempt", n, "err", err)
-		t := time.NewTimer(g.opts.Backoff.Delay(n, rand.Float64()))
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if g.opts.Backoff.Wait(ctx, n) != nil {
 			g.breaker.Cancel()
 			return err
-		case <-t.C:
 		}
 	}
 	g.mu.Lock()
