@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/hodei-ci/hodei/internal/state"
 )
 
 // Kinds of dispatch messages.
@@ -59,16 +61,17 @@ func (d Dispatch) MsgID() string {
 	return id
 }
 
-// Status values a worker reports for an attempt.
+// Status values a worker reports for an attempt: the names of the attempt
+// states of package state.
 const (
-	StatusRunning   = "running"
-	StatusSucceeded = "succeeded"
-	StatusFailed    = "failed"
-	StatusCanceled  = "canceled"
+	StatusRunning   = string(state.AttemptRunning)
+	StatusSucceeded = string(state.AttemptSucceeded)
+	StatusFailed    = string(state.AttemptFailed)
+	StatusCanceled  = string(state.AttemptCanceled)
 	// StatusLost hands an attempt back: the worker stopped it for its own
 	// reasons (a drain that ran out of time), not the job's. The
 	// orchestrator counts it as an infrastructure loss.
-	StatusLost = "lost"
+	StatusLost = string(state.AttemptLost)
 )
 
 // Status is a worker's report on one attempt of a job.
@@ -121,9 +124,26 @@ type Heartbeat struct {
 	Interval float64   `json:"interval_s"`
 }
 
+// EventType names a kind of domain event.
+type EventType string
+
+// Domain events. EventTypes lists them all.
+const (
+	// EventRunCreated announces a stored new run; State is its first state.
+	EventRunCreated EventType = "run.created"
+	// EventRunState announces a run's new state.
+	EventRunState EventType = "run.state"
+	// EventJobState announces a job's new state; JobID, JobKey and
+	// Attempt say which job.
+	EventJobState EventType = "job.state"
+)
+
+// EventTypes lists every domain event type.
+var EventTypes = []EventType{EventRunCreated, EventRunState, EventJobState}
+
 // Event is a domain event announced after the change it describes is stored.
 type Event struct {
-	Type    string    `json:"type"` // run.created, run.state, job.state
+	Type    EventType `json:"type"`
 	RunID   string    `json:"run_id"`
 	JobID   string    `json:"job_id,omitempty"`
 	JobKey  string    `json:"job_key,omitempty"`

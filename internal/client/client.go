@@ -34,7 +34,7 @@ type (
 // Error is an error answered by the API.
 type Error struct {
 	Status  int // HTTP status
-	Code    string
+	Code    wire.Code
 	Message string
 	Details []ErrorDetail
 	// RetryAfter is the Retry-After header, if any.
@@ -132,7 +132,9 @@ func readError(resp *http.Response) error {
 	if json.Unmarshal(data, &body) == nil && body.Code != "" {
 		e.Code, e.Message, e.Details = body.Code, body.Message, body.Details
 	} else {
-		e.Code = strings.ToLower(strings.ReplaceAll(http.StatusText(resp.StatusCode), " ", "_"))
+		// Not an answer of the API (a proxy's, say): a code made of the
+		// status text.
+		e.Code = wire.Code(strings.ToLower(strings.ReplaceAll(http.StatusText(resp.StatusCode), " ", "_")))
 		e.Message = strings.TrimSpace(string(data))
 	}
 	return e

@@ -95,7 +95,7 @@ func waitRun(t *testing.T, s *server.Server, id string, timeout time.Duration) (
 	waitFor(t, timeout, "run "+id+" to end", func() bool {
 		r, err := s.Store.GetRun(context.Background(), id)
 		run = r
-		return err == nil && state.RunFinal(r.State)
+		return err == nil && r.State.Final()
 	})
 	jobs, err := s.Store.ListJobs(context.Background(), id)
 	if err != nil {
@@ -150,8 +150,8 @@ func poolStatus(s *server.Server, name string) workers.PoolStatus {
 
 // poolWorkers counts the workers of a pool in the orchestrator's view by
 // state.
-func poolWorkers(s *server.Server, pool string) map[string]int {
-	m := map[string]int{}
+func poolWorkers(s *server.Server, pool string) map[state.WorkerState]int {
+	m := map[state.WorkerState]int{}
 	for _, w := range s.Orch.View().Workers {
 		if w.Pool == pool {
 			m[w.State]++
