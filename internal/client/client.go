@@ -29,6 +29,9 @@ type (
 	LogEvent    = wire.LogEvent
 	JobEvent    = wire.JobEvent
 	RunEvent    = wire.RunEvent
+	PoolList    = wire.PoolList
+	Pool        = wire.Pool
+	Demand      = wire.Demand
 )
 
 // Error is an error answered by the API.
@@ -248,6 +251,14 @@ func (c *Client) workers(ctx context.Context, q url.Values) ([]Worker, error) {
 	var l wire.WorkerList
 	err := c.getJSON(ctx, http.MethodGet, "/api/v1/workers", q, nil, "", &l)
 	return l.Workers, err
+}
+
+// Pools lists the pools of the server's worker manager and the queued
+// demand that fits none (no pools on a server without a pools file).
+func (c *Client) Pools(ctx context.Context) (PoolList, error) {
+	var l PoolList
+	err := c.getJSON(ctx, http.MethodGet, "/api/v1/pools", nil, nil, "", &l)
+	return l, err
 }
 
 // Logs copies the stored output of a run to w: of every job, each line
