@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/hodei-ci/hodei/internal/api"
 	"github.com/hodei-ci/hodei/internal/cli"
 )
 
@@ -30,8 +29,8 @@ Example:
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	var out api.PoolList
-	if err := c.JSON(ctx, "GET", "/api/v1/pools", nil, nil, &out); err != nil {
+	out, err := c.Pools(ctx)
+	if err != nil {
 		return apiFail("pools", err)
 	}
 	if *asJSON {

@@ -17,6 +17,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/cli"
 	"github.com/hodei-ci/hodei/internal/client"
 	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/state"
 )
 
 const defaultServer = "http://127.0.0.1:8080"
@@ -112,7 +113,7 @@ func follow(ctx context.Context, cmd string, c *client.Client, runID, job string
 	} else {
 		fmt.Fprintf(os.Stderr, "run %s %s\n", end.ID, end.State)
 	}
-	if end.State == "succeeded" {
+	if end.State == state.RunSucceeded {
 		return exitOK
 	}
 	return exitFailed
@@ -251,7 +252,7 @@ Examples:
 
 func printRun(w io.Writer, r wire.Run, jobs []wire.Job) {
 	fmt.Fprintf(w, "run       %s\npipeline  %s (%s)\ntenant    %s\nstate     %s\ncreated   %s\nduration  %s\n",
-		cli.Text(r.ID), cli.Text(r.Pipeline), cli.Text(r.File), cli.Text(r.Tenant), cli.Text(r.State), cli.FormatTime(r.CreatedAt), cli.FormatDuration(r.Duration()))
+		cli.Text(r.ID), cli.Text(r.Pipeline), cli.Text(r.File), cli.Text(r.Tenant), cli.Text(string(r.State)), cli.FormatTime(r.CreatedAt), cli.FormatDuration(r.Duration()))
 	if r.Error != "" {
 		fmt.Fprintf(w, "error     %s\n", cli.Text(r.Error))
 	}
@@ -270,7 +271,7 @@ func printRun(w io.Writer, r wire.Run, jobs []wire.Job) {
 		if worker == "" {
 			worker = "-"
 		}
-		rows[i] = []string{j.Key, j.State, fmt.Sprint(j.Attempt), dur, exit, worker, j.Error}
+		rows[i] = []string{j.Key, string(j.State), fmt.Sprint(j.Attempt), dur, exit, worker, j.Error}
 	}
 	_ = cli.Table(w, []string{"JOB", "STATE", "ATTEMPTS", "DURATION", "EXIT", "WORKER", "ERROR"}, rows)
 	fmt.Fprintln(w)
@@ -388,7 +389,7 @@ Example:
 	rows := make([][]string, len(ws))
 	for i, x := range ws {
 		rows[i] = []string{
-			x.ID, x.Pool, x.State,
+			x.ID, x.Pool, string(x.State),
 			cli.FormatCPU(x.UsedCPUMilli) + "/" + cli.FormatCPU(x.CPUMilli),
 			cli.FormatBytes(x.UsedMemory) + "/" + cli.FormatBytes(x.MemoryBytes),
 			strconv.Itoa(len(x.Jobs)),

@@ -14,6 +14,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/secrets"
 	"github.com/hodei-ci/hodei/internal/server"
+	"github.com/hodei-ci/hodei/internal/state"
 )
 
 // readPipeline reads, parses and expands a pipeline file. Problems in the
@@ -164,7 +165,7 @@ Example:
 	if err := cli.Summary(os.Stdout, *end); err != nil {
 		return fail("run", err)
 	}
-	if end.State == "succeeded" {
+	if end.State == state.RunSucceeded {
 		return exitOK
 	}
 	return exitFailed

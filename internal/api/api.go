@@ -157,7 +157,7 @@ func New(d Deps) http.Handler {
 	a.securityRoutes(mux)
 	a.secretRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, wire.CodeNotFound, "no such endpoint: "+r.URL.Path)
+		writeError(w, wire.CodeNotFound, "no such endpoint: "+r.URL.Path)
 	})
 	return a.middleware(a.secure(mux))
 }
@@ -177,7 +177,7 @@ func route(mux *http.ServeMux, path string, handlers map[string]http.HandlerFunc
 	allowed := strings.Join(allow, ", ")
 	mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allowed)
-		writeError(w, http.StatusMethodNotAllowed, wire.CodeMethod,
+		writeError(w, wire.CodeMethod,
 			"method "+r.Method+" is not allowed on "+r.URL.Path+" (allowed: "+allowed+")")
 	})
 }

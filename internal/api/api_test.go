@@ -20,6 +20,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/api/wire"
 	"github.com/hodei-ci/hodei/internal/client"
 	"github.com/hodei-ci/hodei/internal/server"
+	"github.com/hodei-ci/hodei/internal/state"
 )
 
 type env struct {
@@ -96,7 +97,7 @@ func (e *env) do(t *testing.T, method, path, ctype string, body []byte) (*http.R
 }
 
 // wantError checks an error response: its status, JSON body and code.
-func wantError(t *testing.T, resp *http.Response, body []byte, status int, code string) wire.Error {
+func wantError(t *testing.T, resp *http.Response, body []byte, status int, code wire.Code) wire.Error {
 	t.Helper()
 	if resp.StatusCode != status {
 		t.Fatalf("%s %s: status %d, want %d; body %s", resp.Request.Method, resp.Request.URL.Path, resp.StatusCode, status, body)
@@ -216,7 +217,7 @@ jobs:
 		t.Errorf("output = %q", out)
 	}
 	// The run's state events go forward only and end succeeded.
-	var states []string
+	var states []state.RunState
 	for _, ev := range evs {
 		if ev.Type == wire.EventRun {
 			states = append(states, ev.Run.State)
@@ -367,7 +368,7 @@ func TestErrors(t *testing.T) {
 	for _, c := range []struct {
 		method, path string
 		status       int
-		code         string
+		code         wire.Code
 	}{
 		{"GET", "/api/v1/runs/0123456789abcdef", 404, "not_found"},
 		{"GET", "/api/v1/runs/nope/jobs", 404, "not_found"},
@@ -642,7 +643,7 @@ func openGate(t *testing.T, path string) {
 // checkJobStates checks that a job's state events only move forward.
 func checkJobStates(t *testing.T, evs []wire.Event) {
 	t.Helper()
-	order := map[string]int{"pending": 0, "queued": 1, "assigned": 2, "running": 3, "succeeded": 4, "failed": 4, "canceled": 4, "skipped": 4}
+	order := map[state.JobState]int{"pending": 0, "queued": 1, "assigned": 2, "running": 3, "succeeded": 4, "failed": 4, "canceled": 4, "skipped": 4}
 	last := map[string]int{}
 	for _, ev := range evs {
 		if ev.Type != wire.EventJob {

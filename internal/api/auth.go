@@ -33,12 +33,6 @@ import (
 	"github.com/hodei-ci/hodei/internal/store"
 )
 
-// Error codes of authentication and authorization.
-const (
-	CodeUnauthenticated = "unauthenticated"
-	CodeForbidden       = "forbidden"
-)
-
 // actionAuthenticate is the audit action of a failed authentication.
 const actionAuthenticate = "authenticate"
 
@@ -108,14 +102,14 @@ func (a *api) unauthenticated(w http.ResponseWriter, r *http.Request, err error)
 	if !errors.Is(err, auth.ErrNoCredentials) && !errors.Is(err, auth.ErrInvalid) {
 		a.log.Warn("authentication unavailable", "request_id", RequestID(r.Context()), "err", err)
 		a.record(r, auth.Principal{ID: "anonymous"}, actionAuthenticate, "", audit.Deny, err.Error())
-		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "credentials cannot be checked now: "+err.Error())
+		writeError(w, wire.CodeUnavailable, "credentials cannot be checked now: "+err.Error())
 		return
 	}
 	if wait := a.fails.fail(remoteHost(r)); wait > 0 {
 		// Not audited one by one: the first failures of the address are.
 		a.log.Debug("failed authentications rate limited", "request_id", RequestID(r.Context()), "remote", r.RemoteAddr)
 		w.Header().Set("Retry-After", retryAfter(wait))
-		writeError(w, http.StatusTooManyRequests, wire.CodeTooManyRequests,
+		writeError(w, wire.CodeTooManyRequests,
 			"too many failed authentications from "+remoteHost(r)+": retry after "+retryAfter(wait)+"s")
 		return
 	}
@@ -126,11 +120,11 @@ func (a *api) unauthenticated(w http.ResponseWriter, r *http.Request, err error)
 		msg = "invalid credentials: " + strings.TrimPrefix(err.Error(), auth.ErrInvalid.Error()+": ")
 	}
 	if a.record(r, auth.Principal{ID: "anonymous"}, actionAuthenticate, "", audit.Deny, err.Error()) != nil {
-		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "the audit trail cannot be written")
+		writeError(w, wire.CodeUnavailable, "the audit trail cannot be written")
 		return
 	}
 	w.Header().Set("WWW-Authenticate", challenge)
-	writeError(w, http.StatusUnauthorized, CodeUnauthenticated, msg)
+	writeError(w, wire.CodeUnauthenticated, msg)
 }
 
 // record appends a decision to the audit trail (and logs it when there is
@@ -169,19 +163,19 @@ func (a *api) decide(w http.ResponseWriter, r *http.Request, p auth.Principal, a
 		word = audit.Allow
 	}
 	if aerr := a.record(r, p, action, res.String(), word, reason); aerr != nil {
-		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "the audit trail cannot be written")
+		writeError(w, wire.CodeUnavailable, "the audit trail cannot be written")
 		return false, aerr
 	}
 	if err != nil {
 		a.log.Error("authorization failed", "request_id", RequestID(r.Context()), "err", err)
-		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "authorization unavailable: "+err.Error())
+		writeError(w, wire.CodeUnavailable, "authorization unavailable: "+err.Error())
 		return false, err
 	}
 	return d.Allow, nil
 }
 
 func forbidden(w http.ResponseWriter, p auth.Principal, action string, res authz.Resource) {
-	writeError(w, http.StatusForbidden, CodeForbidden,
+	writeError(w, wire.CodeForbidden,
 		fmt.Sprintf("%s (%s) may not %s %s", p.Name, p.ID, action, res))
 }
 
@@ -204,7 +198,7 @@ func (a *api) authorize(w http.ResponseWriter, r *http.Request, p auth.Principal
 	switch {
 	case path == "/api/v1/whoami":
 		if a.record(r, p, "whoami", "", audit.Allow, "a principal may see itself") != nil {
-			writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "the audit trail cannot be written")
+			writeError(w, wire.CodeUnavailable, "the audit trail cannot be written")
 			return r, false
 		}
 		return r, true
@@ -270,7 +264,7 @@ func (a *api) authorizeRun(w http.ResponseWriter, r *http.Request, p auth.Princi
 	switch {
 	case err == nil:
 		res.Tenant = run.Tenant
-		res.Attrs = map[string]string{"pipeline": run.Pipeline, "state": run.State}
+		res.Attrs = map[string]string{"pipeline": run.Pipeline, "state": string(run.State)}
 	case errors.Is(err, store.ErrNotFound):
 		// Decided as if the run were of the principal's tenant: whoever may
 		// not read runs at all learns nothing, the others get the 404.
@@ -284,7 +278,7 @@ func (a *api) authorizeRun(w http.ResponseWriter, r *http.Request, p auth.Princi
 		return ok
 	}
 	if res.Tenant != p.Tenant {
-		writeError(w, http.StatusNotFound, wire.CodeNotFound, "run "+id+" not found")
+		writeError(w, wire.CodeNotFound, "run "+id+" not found")
 		return false
 	}
 	forbidden(w, p, action, res)
@@ -407,26 +401,26 @@ func (a *api) auditQuery(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	var err error
 	if f.Since, err = parseWhen(q.Get("since"), now); err != nil {
-		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "since: "+err.Error())
+		writeError(w, wire.CodeBadRequest, "since: "+err.Error())
 		return
 	}
 	if f.Until, err = parseWhen(q.Get("until"), now); err != nil {
-		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "until: "+err.Error())
+		writeError(w, wire.CodeBadRequest, "until: "+err.Error())
 		return
 	}
 	if s := q.Get("limit"); s != "" {
 		if f.Limit, err = strconv.Atoi(s); err != nil || f.Limit < 1 || f.Limit > 10000 {
-			writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "limit must be a number from 1 to 10000")
+			writeError(w, wire.CodeBadRequest, "limit must be a number from 1 to 10000")
 			return
 		}
 	}
 	if f.Decision != "" && f.Decision != audit.Allow && f.Decision != audit.Deny {
-		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "decision must be allow or deny")
+		writeError(w, wire.CodeBadRequest, "decision must be allow or deny")
 		return
 	}
 	recs, err := a.d.Audit.Query(f)
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, err.Error())
+		writeError(w, wire.CodeUnavailable, err.Error())
 		return
 	}
 	if recs == nil {
@@ -448,18 +442,18 @@ func (a *api) createToken(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "invalid JSON body: "+err.Error())
+		writeError(w, wire.CodeBadRequest, "invalid JSON body: "+err.Error())
 		return
 	}
 	if req.Tenant != "" && !auth.ValidTenant(req.Tenant) {
-		writeError(w, http.StatusBadRequest, wire.CodeBadRequest,
+		writeError(w, wire.CodeBadRequest,
 			fmt.Sprintf("invalid tenant %q: a tenant's name matches %s", req.Tenant, auth.TenantPattern))
 		return
 	}
 	if a.roles != nil {
 		for _, role := range req.Roles {
 			if !slices.Contains(a.roles, role) {
-				writeError(w, http.StatusBadRequest, wire.CodeBadRequest,
+				writeError(w, wire.CodeBadRequest,
 					fmt.Sprintf("unknown role %q: the policies give permissions to %s", role, strings.Join(a.roles, ", ")))
 				return
 			}
@@ -469,13 +463,13 @@ func (a *api) createToken(w http.ResponseWriter, r *http.Request) {
 	nt, err := a.d.Tokens.Create(req, p.ID)
 	switch {
 	case errors.Is(err, auth.ErrTokenExists):
-		writeError(w, http.StatusConflict, wire.CodeConflict, err.Error())
+		writeError(w, wire.CodeConflict, err.Error())
 		return
 	case errors.Is(err, auth.ErrBadToken):
-		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, err.Error())
+		writeError(w, wire.CodeBadRequest, err.Error())
 		return
 	case err != nil:
-		writeError(w, http.StatusInternalServerError, wire.CodeInternal, err.Error())
+		writeError(w, wire.CodeInternal, err.Error())
 		return
 	}
 	w.Header().Set("Location", "/api/v1/tokens/"+url.PathEscape(nt.Token.Name))
@@ -486,10 +480,10 @@ func (a *api) revokeToken(w http.ResponseWriter, r *http.Request) {
 	tok, err := a.d.Tokens.Revoke(r.PathValue("name"))
 	switch {
 	case errors.Is(err, auth.ErrTokenNotFound):
-		writeError(w, http.StatusNotFound, wire.CodeNotFound, err.Error())
+		writeError(w, wire.CodeNotFound, err.Error())
 		return
 	case err != nil:
-		writeError(w, http.StatusInternalServerError, wire.CodeInternal, err.Error())
+		writeError(w, wire.CodeInternal, err.Error())
 		return
 	}
 	writeJSON(w, http.StatusOK, tok)

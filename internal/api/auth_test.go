@@ -87,7 +87,7 @@ type answer struct {
 	body   []byte
 }
 
-func (a answer) code() string {
+func (a answer) code() wire.Code {
 	var e wire.Error
 	_ = json.Unmarshal(a.body, &e)
 	return e.Code
@@ -124,7 +124,7 @@ func (e *secureEnv) as(user, method, path string) answer {
 	return e.call(tok, method, path, "", nil)
 }
 
-func (e *secureEnv) want(a answer, status int, code, what string) {
+func (e *secureEnv) want(a answer, status int, code wire.Code, what string) {
 	e.t.Helper()
 	if a.status != status || (code != "" && a.code() != code) {
 		e.t.Errorf("%s: %d %s, want %d %s", what, a.status, a.body, status, code)
@@ -170,12 +170,12 @@ func TestSecuredAPIWithARealIdentityProvider(t *testing.T) {
 
 	t.Run("no token is 401", func(t *testing.T) {
 		a := e.call("", "GET", "/api/v1/runs", "", nil)
-		e.want(a, 401, api.CodeUnauthenticated, "no token")
+		e.want(a, 401, wire.CodeUnauthenticated, "no token")
 		if h := a.header.Get("WWW-Authenticate"); !strings.HasPrefix(h, `Bearer realm="hodei"`) {
 			t.Errorf("WWW-Authenticate %q", h)
 		}
-		e.want(e.call("", "POST", "/api/v1/runs", "application/yaml", []byte(helloYAML)), 401, api.CodeUnauthenticated, "anonymous submit")
-		e.want(e.call("", "GET", "/api/v1/workers", "", nil), 401, api.CodeUnauthenticated, "anonymous workers")
+		e.want(e.call("", "POST", "/api/v1/runs", "application/yaml", []byte(helloYAML)), 401, wire.CodeUnauthenticated, "anonymous submit")
+		e.want(e.call("", "GET", "/api/v1/workers", "", nil), 401, wire.CodeUnauthenticated, "anonymous workers")
 	})
 
 	t.Run("health and metrics stay open", func(t *testing.T) {
@@ -199,7 +199,7 @@ func TestSecuredAPIWithARealIdentityProvider(t *testing.T) {
 		}
 		for name, tok := range cases {
 			a := e.call(tok, "GET", "/api/v1/runs", "", nil)
-			e.want(a, 401, api.CodeUnauthenticated, name)
+			e.want(a, 401, wire.CodeUnauthenticated, name)
 			if h := a.header.Get("WWW-Authenticate"); !strings.Contains(h, `error="invalid_token"`) {
 				t.Errorf("%s: WWW-Authenticate %q", name, h)
 			}
@@ -222,9 +222,9 @@ func TestSecuredAPIWithARealIdentityProvider(t *testing.T) {
 			t.Errorf("tenants: bob's run %q, carol's %q", bobRun.Tenant, carolRun.Tenant)
 		}
 		// Naming another tenant, in the query or the JSON body, is forbidden.
-		e.want(e.call(e.toks["bob"], "POST", "/api/v1/runs?tenant=globex", "application/yaml", []byte(helloYAML)), 403, api.CodeForbidden, "bob submits to globex")
+		e.want(e.call(e.toks["bob"], "POST", "/api/v1/runs?tenant=globex", "application/yaml", []byte(helloYAML)), 403, wire.CodeForbidden, "bob submits to globex")
 		body, _ := json.Marshal(wire.SubmitRequest{Pipeline: helloYAML, Tenant: "globex"})
-		e.want(e.call(e.toks["bob"], "POST", "/api/v1/runs", "application/json", body), 403, api.CodeForbidden, "bob submits JSON to globex")
+		e.want(e.call(e.toks["bob"], "POST", "/api/v1/runs", "application/json", body), 403, wire.CodeForbidden, "bob submits JSON to globex")
 		body, _ = json.Marshal(wire.SubmitRequest{Pipeline: helloYAML, Tenant: "acme", File: "ci.yaml"})
 		if a := e.call(e.toks["bob"], "POST", "/api/v1/runs", "application/json", body); a.status != 201 {
 			t.Errorf("bob submits JSON to acme: %d %s", a.status, a.body)
@@ -233,8 +233,8 @@ func TestSecuredAPIWithARealIdentityProvider(t *testing.T) {
 
 	t.Run("a viewer cannot submit or cancel", func(t *testing.T) {
 		a := e.call(e.toks["vera"], "POST", "/api/v1/runs", "application/yaml", []byte(helloYAML))
-		e.want(a, 403, api.CodeForbidden, "vera submits")
-		e.want(e.as("vera", "POST", "/api/v1/runs/"+bobRun.ID+"/cancel"), 403, api.CodeForbidden, "vera cancels")
+		e.want(a, 403, wire.CodeForbidden, "vera submits")
+		e.want(e.as("vera", "POST", "/api/v1/runs/"+bobRun.ID+"/cancel"), 403, wire.CodeForbidden, "vera cancels")
 		// But she reads her tenant's runs and logs.
 		e.want(e.as("vera", "GET", "/api/v1/runs/"+bobRun.ID), 200, "", "vera reads bob's run")
 		e.want(e.as("vera", "GET", "/api/v1/runs/"+bobRun.ID+"/logs"), 200, "", "vera reads bob's logs")
@@ -253,7 +253,7 @@ func TestSecuredAPIWithARealIdentityProvider(t *testing.T) {
 		if l := e.list("carol", ""); !slices.Equal(l, []string{"globex/" + carolRun.ID}) {
 			t.Errorf("carol's list = %v", l)
 		}
-		e.want(e.as("bob", "GET", "/api/v1/runs?tenant=globex"), 403, api.CodeForbidden, "bob lists globex")
+		e.want(e.as("bob", "GET", "/api/v1/runs?tenant=globex"), 403, wire.CodeForbidden, "bob lists globex")
 		// Another tenant's run answers as if it did not exist.
 		for _, p := range []string{"", "/jobs", "/logs", "/jobs/greet"} {
 			e.want(e.as("bob", "GET", "/api/v1/runs/"+carolRun.ID+p), 404, wire.CodeNotFound, "bob reads carol's run"+p)
@@ -263,9 +263,9 @@ func TestSecuredAPIWithARealIdentityProvider(t *testing.T) {
 		// Workers are shared: everyone with a role sees them; nobody but
 		// admins sees the audit trail or tokens.
 		e.want(e.as("bob", "GET", "/api/v1/workers"), 200, "", "bob lists workers")
-		e.want(e.as("bob", "GET", "/api/v1/audit"), 403, api.CodeForbidden, "bob reads the audit trail")
-		e.want(e.as("carol", "GET", "/api/v1/tokens"), 403, api.CodeForbidden, "carol lists tokens")
-		e.want(e.as("bob", "GET", "/api/v1/nothing-here"), 403, api.CodeForbidden, "bob on an unmapped route")
+		e.want(e.as("bob", "GET", "/api/v1/audit"), 403, wire.CodeForbidden, "bob reads the audit trail")
+		e.want(e.as("carol", "GET", "/api/v1/tokens"), 403, wire.CodeForbidden, "carol lists tokens")
+		e.want(e.as("bob", "GET", "/api/v1/nothing-here"), 403, wire.CodeForbidden, "bob on an unmapped route")
 	})
 
 	t.Run("an admin can do everything", func(t *testing.T) {
@@ -314,13 +314,13 @@ func TestSecuredAPIWithARealIdentityProvider(t *testing.T) {
 		if a.status != 200 || !strings.Contains(string(a.body), bobRun.ID) || strings.Contains(string(a.body), carolRun.ID) {
 			t.Errorf("bot lists: %d %s", a.status, a.body)
 		}
-		e.want(e.call(nt.Secret, "POST", "/api/v1/runs", "application/yaml", []byte(helloYAML)), 403, api.CodeForbidden, "bot submits (out of scope)")
+		e.want(e.call(nt.Secret, "POST", "/api/v1/runs", "application/yaml", []byte(helloYAML)), 403, wire.CodeForbidden, "bot submits (out of scope)")
 		a = e.call(e.admin, "GET", "/api/v1/tokens", "", nil)
 		if a.status != 200 || !strings.Contains(string(a.body), "reader-bot") || strings.Contains(string(a.body), nt.Secret) || strings.Contains(string(a.body), "sha256:") {
 			t.Errorf("token list: %d %s", a.status, a.body)
 		}
 		e.want(e.call(e.admin, "DELETE", "/api/v1/tokens/reader-bot", "", nil), 200, "", "revoke")
-		e.want(e.call(nt.Secret, "GET", "/api/v1/runs", "", nil), 401, api.CodeUnauthenticated, "revoked token")
+		e.want(e.call(nt.Secret, "GET", "/api/v1/runs", "", nil), 401, wire.CodeUnauthenticated, "revoked token")
 	})
 
 	t.Run("every decision is in the audit trail", func(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/api/wire"
-	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/store"
 )
 
@@ -46,7 +45,7 @@ func RunJSON(r store.Run, jobs []store.Job, now time.Time) wire.Run {
 		FinishedAt:      timePtr(r.FinishedAt),
 		DurationSeconds: elapsed(r.CreatedAt, r.FinishedAt, now),
 	}
-	if !state.RunFinal(r.State) {
+	if !r.State.Final() {
 		out.FinishedAt = nil
 		out.DurationSeconds = elapsed(r.CreatedAt, time.Time{}, now)
 	}
@@ -85,7 +84,7 @@ func JobJSON(j store.Job, now time.Time) wire.Job {
 		FinishedAt:  timePtr(j.FinishedAt),
 		Error:       j.Error,
 	}
-	final := state.JobFinal(j.State)
+	final := j.State.Final()
 	if !final {
 		out.FinishedAt = nil
 	}

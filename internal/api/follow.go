@@ -150,14 +150,14 @@ func (p logPos) before(attempt int, seq int64) bool {
 type jobMark struct {
 	attempt int
 	rank    int
-	state   string
+	state   state.JobState
 }
 
 // jobRank places a state in a job's life. Within an attempt a job goes
 // assigned, running, then either a final state or back to queued for a retry
 // (which keeps the attempt number of the attempt that ended); a final state
 // ends the life.
-func jobRank(s string, attempt int) int {
+func jobRank(s state.JobState, attempt int) int {
 	switch s {
 	case state.JobPending:
 		return 0
@@ -175,7 +175,7 @@ func jobRank(s string, attempt int) int {
 	}
 }
 
-func runRank(s string) int {
+func runRank(s state.RunState) int {
 	switch s {
 	case state.RunQueued:
 		return 0
@@ -202,7 +202,7 @@ type follower struct {
 // Hub notes of the assigned state carry the attempt number from before the
 // assignment, so an assigned note counts as fresh exactly when the last state
 // sent is queued, and belongs to the attempt after that queued state's.
-func (f *follower) advance(jobID, s string, attempt int, fromStore bool) (int, bool) {
+func (f *follower) advance(jobID string, s state.JobState, attempt int, fromStore bool) (int, bool) {
 	last, seen := f.jobPos[jobID]
 	if s == state.JobAssigned && !fromStore {
 		if seen && last.state != state.JobQueued {
@@ -275,9 +275,9 @@ func (f *follower) catchUp(ctx context.Context) (bool, error) {
 		if attempt, ok := f.advance(j.ID, j.State, j.Attempt, true); ok {
 			at := j.QueuedAt
 			switch {
-			case state.JobFinal(j.State):
+			case j.State.Final():
 				at = j.FinishedAt
-			case state.JobActive(j.State) && !j.StartedAt.IsZero():
+			case j.State.Active() && !j.StartedAt.IsZero():
 				at = j.StartedAt
 			}
 			if at.IsZero() {
@@ -293,14 +293,14 @@ func (f *follower) catchUp(ctx context.Context) (bool, error) {
 	if err := f.runState(run.ID, run.State, run.Error, run.CreatedAt); err != nil {
 		return false, err
 	}
-	if !state.RunFinal(run.State) {
+	if !run.State.Final() {
 		return false, nil
 	}
 	end := RunJSON(run, jobs, time.Now())
 	return true, f.emit(wire.Event{Type: wire.EventEnd, End: &end})
 }
 
-func (f *follower) runState(id, s, errMsg string, at time.Time) error {
+func (f *follower) runState(id string, s state.RunState, errMsg string, at time.Time) error {
 	if r := runRank(s); r > f.runPos {
 		f.runPos = r
 		return f.emit(wire.Event{Type: wire.EventRun, Run: &wire.RunEvent{ID: id, State: s, Error: errMsg, At: at.UTC()}})
@@ -320,18 +320,18 @@ func (f *follower) note(ctx context.Context, n hub.Note) (bool, error) {
 		if f.only != "" && n.JobID != f.only {
 			return false, nil
 		}
-		attempt, ok := f.advance(n.JobID, n.State, n.Attempt, false)
+		attempt, ok := f.advance(n.JobID, n.JobState, n.Attempt, false)
 		if !ok {
 			return false, nil
 		}
 		return false, f.emit(wire.Event{Type: wire.EventJob, Job: &wire.JobEvent{
-			JobID: n.JobID, JobKey: n.JobKey, State: n.State, Attempt: attempt, Error: n.Error, At: n.At.UTC(),
+			JobID: n.JobID, JobKey: n.JobKey, State: n.JobState, Attempt: attempt, Error: n.Error, At: n.At.UTC(),
 		}})
 	case hub.KindRun:
-		if err := f.runState(n.RunID, n.State, n.Error, n.At); err != nil {
+		if err := f.runState(n.RunID, n.RunState, n.Error, n.At); err != nil {
 			return false, err
 		}
-		if !state.RunFinal(n.State) {
+		if !n.RunState.Final() {
 			return false, nil
 		}
 		// The run's end is committed before it is announced, and so is

@@ -8,7 +8,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,12 +29,12 @@ func unavailable(w http.ResponseWriter, err error) bool {
 	switch {
 	case errors.Is(err, orchestrator.ErrBusy):
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "the server is busy; retry shortly")
+		writeError(w, wire.CodeUnavailable, "the server is busy; retry shortly")
 	case errors.Is(err, orchestrator.ErrStopped):
-		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "the orchestrator is not running")
+		writeError(w, wire.CodeUnavailable, "the orchestrator is not running")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "request not completed: "+err.Error())
+		writeError(w, wire.CodeUnavailable, "request not completed: "+err.Error())
 	default:
 		return false
 	}
@@ -45,24 +44,24 @@ func unavailable(w http.ResponseWriter, err error) bool {
 // storeError answers an error of a store read.
 func (a *api) storeError(w http.ResponseWriter, r *http.Request, err error, what string) {
 	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, wire.CodeNotFound, what+" not found")
+		writeError(w, wire.CodeNotFound, what+" not found")
 		return
 	}
 	if unavailable(w, err) {
 		return
 	}
 	a.log.Error("store read failed", "request_id", RequestID(r.Context()), "what", what, "err", err)
-	writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "store: "+err.Error())
+	writeError(w, wire.CodeUnavailable, "store: "+err.Error())
 }
 
 func bodyError(w http.ResponseWriter, err error) {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		writeError(w, http.StatusRequestEntityTooLarge, wire.CodeTooLarge,
+		writeError(w, wire.CodeTooLarge,
 			fmt.Sprintf("request body is larger than %d bytes", tooBig.Limit))
 		return
 	}
-	writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "reading the request body: "+err.Error())
+	writeError(w, wire.CodeBadRequest, "reading the request body: "+err.Error())
 }
 
 func validLabel(s string) bool {
@@ -75,7 +74,7 @@ func validLabel(s string) bool {
 
 func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 	if a.d.Submit == nil {
-		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "this server does not accept runs")
+		writeError(w, wire.CodeUnavailable, "this server does not accept runs")
 		return
 	}
 	q := r.URL.Query()
@@ -86,13 +85,13 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 	if ct != "" {
 		var err error
 		if mt, _, err = mime.ParseMediaType(ct); err != nil {
-			writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "bad Content-Type: "+err.Error())
+			writeError(w, wire.CodeBadRequest, "bad Content-Type: "+err.Error())
 			return
 		}
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, a.submitBodyLimit(mt == "application/json"))
 	tooLarge := func(size int64) {
-		writeError(w, http.StatusRequestEntityTooLarge, wire.CodeTooLarge,
+		writeError(w, wire.CodeTooLarge,
 			pipeline.SizeError("the pipeline", size, a.maxPipeline()).Msg+" (server flag --max-pipeline-bytes)")
 	}
 	switch mt {
@@ -105,7 +104,7 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 				tooLarge(-1)
 				return
 			}
-			writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "invalid JSON body: "+err.Error())
+			writeError(w, wire.CodeBadRequest, "invalid JSON body: "+err.Error())
 			return
 		}
 		if _, err := io.Copy(io.Discard, r.Body); err != nil {
@@ -117,7 +116,7 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if req.Pipeline == "" {
-			writeError(w, http.StatusBadRequest, wire.CodeBadRequest, `"pipeline" (the pipeline file's YAML text) is required`)
+			writeError(w, wire.CodeBadRequest, `"pipeline" (the pipeline file's YAML text) is required`)
 			return
 		}
 		data = []byte(req.Pipeline)
@@ -139,7 +138,7 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	default:
-		writeError(w, http.StatusUnsupportedMediaType, wire.CodeUnsupported,
+		writeError(w, wire.CodeUnsupported,
 			"send the pipeline as application/yaml (or text/plain), or as application/json {\"file\", \"pipeline\", \"tenant\"}")
 		return
 	}
@@ -147,11 +146,11 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 		file = "pipeline.yaml"
 	}
 	if !validLabel(file) || !validLabel(tenant) {
-		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "file and tenant must be at most 255 printable characters (no control or bidirectional formatting characters)")
+		writeError(w, wire.CodeBadRequest, "file and tenant must be at most 255 printable characters (no control or bidirectional formatting characters)")
 		return
 	}
 	if tenant != "" && !auth.ValidTenant(tenant) {
-		writeError(w, http.StatusBadRequest, wire.CodeBadRequest,
+		writeError(w, wire.CodeBadRequest,
 			fmt.Sprintf("invalid tenant %q: a tenant's name matches %s", tenant, auth.TenantPattern))
 		return
 	}
@@ -165,14 +164,14 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 				body.Details[i] = wire.ErrorDetail{File: e.File, Line: e.Line, Column: e.Col, Field: e.Field, Message: e.Msg}
 			}
 			body.Message = strings.Join(msgs, "\n")
-			writeJSON(w, http.StatusBadRequest, body)
+			writeJSON(w, wire.CodeInvalidPipeline.Status(), body)
 			return
 		}
 		if unavailable(w, err) {
 			return
 		}
 		a.log.Error("submit failed", "request_id", RequestID(r.Context()), "err", err)
-		writeError(w, http.StatusInternalServerError, wire.CodeInternal, "submit: "+err.Error())
+		writeError(w, wire.CodeInternal, "submit: "+err.Error())
 		return
 	}
 	noteRun(r, run.ID)
@@ -182,16 +181,16 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) listRuns(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := store.RunFilter{State: q.Get("state"), Tenant: q.Get("tenant"), Before: q.Get("before"), Limit: 50}
-	if f.State != "" && !slices.Contains(state.RunStates, f.State) {
-		writeError(w, http.StatusBadRequest, wire.CodeBadRequest,
-			fmt.Sprintf("unknown state %q (one of %s)", f.State, strings.Join(state.RunStates, ", ")))
+	f := store.RunFilter{State: state.RunState(q.Get("state")), Tenant: q.Get("tenant"), Before: q.Get("before"), Limit: 50}
+	if f.State != "" && !f.State.Valid() {
+		writeError(w, wire.CodeBadRequest,
+			fmt.Sprintf("unknown state %q (one of %s)", f.State, strings.Join(state.Names(state.RunStates), ", ")))
 		return
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "limit must be a number from 1 to 1000")
+			writeError(w, wire.CodeBadRequest, "limit must be a number from 1 to 1000")
 			return
 		}
 		f.Limit = n
@@ -247,7 +246,7 @@ func (a *api) getRun(w http.ResponseWriter, r *http.Request) {
 func (a *api) predict(ctx context.Context, jobs []wire.Job) {
 	var ids []string
 	for _, j := range jobs {
-		if !state.JobFinal(j.State) {
+		if !j.State.Final() {
 			ids = append(ids, j.ID)
 		}
 	}
@@ -318,7 +317,7 @@ func (a *api) getJob(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("job")
 	j, found := findJob(jobs, name)
 	if !found {
-		writeError(w, http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("run %s has no job %q", run.ID, name))
+		writeError(w, wire.CodeNotFound, fmt.Sprintf("run %s has no job %q", run.ID, name))
 		return
 	}
 	out, err := a.jobWithAttempts(r.Context(), j, time.Now())
@@ -355,7 +354,7 @@ func (a *api) logs(w http.ResponseWriter, r *http.Request) {
 	if name != "" {
 		j, found := findJob(jobs, name)
 		if !found {
-			writeError(w, http.StatusNotFound, wire.CodeNotFound, fmt.Sprintf("run %s has no job %q", run.ID, name))
+			writeError(w, wire.CodeNotFound, fmt.Sprintf("run %s has no job %q", run.ID, name))
 			return
 		}
 		jobs = []store.Job{j}
@@ -479,21 +478,21 @@ func (a *api) cancel(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 	case errors.Is(err, store.ErrNotFound):
-		writeError(w, http.StatusNotFound, wire.CodeNotFound, "run "+id+" not found")
+		writeError(w, wire.CodeNotFound, "run "+id+" not found")
 		return
 	case errors.Is(err, orchestrator.ErrRunFinal):
 		msg := "run " + id + " has already ended"
 		if run, gerr := a.d.Store.GetRun(r.Context(), id); gerr == nil {
-			msg += " (" + run.State + ")"
+			msg += " (" + string(run.State) + ")"
 		}
-		writeError(w, http.StatusConflict, wire.CodeRunFinal, msg)
+		writeError(w, wire.CodeRunFinal, msg)
 		return
 	default:
 		if unavailable(w, err) {
 			return
 		}
 		a.log.Error("cancel failed", "request_id", RequestID(r.Context()), "run_id", id, "err", err)
-		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "cancel: "+err.Error())
+		writeError(w, wire.CodeUnavailable, "cancel: "+err.Error())
 		return
 	}
 	run, jobs, ok := a.loadRun(w, r)
@@ -516,7 +515,7 @@ func (a *api) workers(w http.ResponseWriter, r *http.Request) {
 	if s := r.URL.Query().Get("all"); s != "" {
 		var err error
 		if all, err = strconv.ParseBool(s); err != nil {
-			writeError(w, http.StatusBadRequest, wire.CodeBadRequest, fmt.Sprintf("all=%q: want true or false", s))
+			writeError(w, wire.CodeBadRequest, fmt.Sprintf("all=%q: want true or false", s))
 			return
 		}
 	}
@@ -600,7 +599,7 @@ func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
 		problems = append(problems, "store: "+err.Error())
 	}
 	if len(problems) > 0 {
-		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, strings.Join(problems, "; "))
+		writeError(w, wire.CodeUnavailable, strings.Join(problems, "; "))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

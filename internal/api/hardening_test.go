@@ -119,7 +119,7 @@ func TestHugeRequestStringsAreCappedInLogs(t *testing.T) {
 	id := strings.Repeat("a", 500_000)
 	const n = 50
 	for i := 0; i < n; i++ {
-		e.want(e.call("", "GET", "/api/v1/runs/"+id, "", nil), http.StatusUnauthorized, api.CodeUnauthenticated, "anonymous huge id")
+		e.want(e.call("", "GET", "/api/v1/runs/"+id, "", nil), http.StatusUnauthorized, wire.CodeUnauthenticated, "anonymous huge id")
 	}
 	// The admin reads a huge id too: decided (no such run), audited, logged.
 	e.want(e.call(e.admin, "GET", "/api/v1/runs/"+id, "", nil), http.StatusNotFound, wire.CodeNotFound, "admin huge id")
@@ -163,7 +163,7 @@ func TestFailedAuthenticationsAreRateLimited(t *testing.T) {
 	const burst = 5
 	e := startHardened(t, api.Limits{AuthFailBurst: burst, AuthFailEvery: time.Hour}, 0)
 	for i := 0; i < burst; i++ {
-		e.want(e.call("hodei_wrong", "GET", "/api/v1/runs", "", nil), http.StatusUnauthorized, api.CodeUnauthenticated, fmt.Sprintf("failure %d", i+1))
+		e.want(e.call("hodei_wrong", "GET", "/api/v1/runs", "", nil), http.StatusUnauthorized, wire.CodeUnauthenticated, fmt.Sprintf("failure %d", i+1))
 	}
 	for i := 0; i < 3; i++ {
 		a := e.call("", "GET", "/api/v1/runs", "", nil)

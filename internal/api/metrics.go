@@ -2,7 +2,7 @@ package api
 
 import (
 	"context"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,19 +31,19 @@ func (c *runsCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(c.desc, err)
 		return
 	}
-	seen := map[string]bool{}
 	for _, s := range state.RunStates {
-		seen[s] = true
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[s]), s)
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[s]), string(s))
 	}
-	var other []string
+	// States in the store that are not in state.RunStates are counted
+	// too, in a stable order.
+	var other []state.RunState
 	for s := range counts {
-		if !seen[s] {
+		if !s.Valid() {
 			other = append(other, s)
 		}
 	}
-	sort.Strings(other)
+	slices.Sort(other)
 	for _, s := range other {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[s]), s)
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[s]), string(s))
 	}
 }

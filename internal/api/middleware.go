@@ -107,7 +107,7 @@ func (a *api) middleware(next http.Handler) http.Handler {
 				a.log.Error("panic serving request", "request_id", id, "method", r.Method, "path", r.URL.Path,
 					"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 				if rec.status == 0 {
-					writeError(rec, http.StatusInternalServerError, wire.CodeInternal, "internal error (request "+id+")")
+					writeError(rec, wire.CodeInternal, "internal error (request "+id+")")
 				}
 			}
 			status := rec.status
@@ -145,7 +145,7 @@ func (a *api) middleware(next http.Handler) http.Handler {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	data, err := json.Marshal(v)
 	if err != nil {
-		status = http.StatusInternalServerError
+		status = wire.CodeInternal.Status()
 		data, _ = json.Marshal(wire.Error{Code: wire.CodeInternal, Message: "encode response: " + err.Error()})
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -154,6 +154,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(append(data, '\n'))
 }
 
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, wire.Error{Code: code, Message: msg})
+// writeError answers an error with the HTTP status the catalogue
+// (wire.ErrorCodes) gives its code.
+func writeError(w http.ResponseWriter, code wire.Code, msg string) {
+	writeJSON(w, code.Status(), wire.Error{Code: code, Message: msg})
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 
+	"github.com/hodei-ci/hodei/internal/api/wire"
 	"github.com/hodei-ci/hodei/internal/workers"
 )
 
@@ -12,23 +13,34 @@ type PoolLister interface {
 	Unplaceable() []workers.Demand
 }
 
-// PoolList is the answer of GET /api/v1/pools.
-type PoolList struct {
-	Pools []workers.PoolStatus `json:"pools"`
-	// Unplaceable is the queued demand that fits no running worker and no
-	// pool's shape.
-	Unplaceable []workers.Demand `json:"unplaceable,omitempty"`
-}
-
 // pools lists the pools of the worker manager: size, min and max, demand,
 // the provider's circuit breaker and, with an autoscaler, its forecast. A
 // server without a pools file has none. With security on, this is an
 // administrator's endpoint (like any route the authorizer does not name).
 func (a *api) pools(w http.ResponseWriter, r *http.Request) {
-	out := PoolList{Pools: []workers.PoolStatus{}}
+	out := wire.PoolList{Pools: []wire.Pool{}}
 	if a.d.Pools != nil {
-		out.Pools = append(out.Pools, a.d.Pools.Pools()...)
-		out.Unplaceable = a.d.Pools.Unplaceable()
+		for _, p := range a.d.Pools.Pools() {
+			out.Pools = append(out.Pools, PoolJSON(p))
+		}
+		for _, d := range a.d.Pools.Unplaceable() {
+			out.Unplaceable = append(out.Unplaceable, wire.Demand(d))
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// PoolJSON converts a pool's status to its API shape.
+func PoolJSON(p workers.PoolStatus) wire.Pool {
+	out := wire.Pool{
+		Name: p.Name, Provider: p.Provider, Min: p.Min, Max: p.Max, Size: p.Size,
+		Pending: p.Pending, Idle: p.Idle, Busy: p.Busy, Draining: p.Draining, Adopted: p.Adopted,
+		Demand: p.Demand, Ephemeral: p.Ephemeral, CostPerHour: p.CostPerHour, Capacity: p.Capacity,
+		Circuit: p.Circuit, LastError: p.LastError, Forecast: p.Forecast,
+	}
+	if p.Account != nil {
+		a := wire.CostAccount(*p.Account)
+		out.Account = &a
+	}
+	return out
 }

@@ -1,12 +1,17 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/hodei-ci/hodei/internal/api"
+	"github.com/hodei-ci/hodei/internal/api/wire"
+	"github.com/hodei-ci/hodei/internal/client"
 	"github.com/hodei-ci/hodei/internal/workers"
 )
 
@@ -29,7 +34,7 @@ func TestPoolsEndpoint(t *testing.T) {
 	if rec.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body)
 	}
-	var got api.PoolList
+	var got wire.PoolList
 	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
@@ -51,5 +56,52 @@ func TestPoolsEndpoint(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("POST", "/api/v1/pools", nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("POST: %d", rec.Code)
+	}
+}
+
+// TestPoolsWireUnchanged checks that GET /api/v1/pools answers the same JSON
+// as the worker manager's own types encode to, and that the typed client
+// reads it back.
+func TestPoolsWireUnchanged(t *testing.T) {
+	three := 3
+	pools := fakePools{
+		{Name: "builders", Provider: "docker", Max: 4, Size: 3, Pending: 1, Idle: 1, Busy: 1, Adopted: 1, Demand: 3,
+			Ephemeral: true, CostPerHour: 0.5, Capacity: -1, Circuit: "closed", Forecast: &three,
+			Account: &workers.CostAccount{WorkerHours: 2.5, IdleWorkerHours: 1, Cost: 1.25}},
+		{Name: "gpu", Provider: "local", Max: 1, Circuit: "open", LastError: "create: engine down"},
+	}
+	want, err := json.Marshal(struct {
+		Pools       []workers.PoolStatus `json:"pools"`
+		Unplaceable []workers.Demand     `json:"unplaceable,omitempty"`
+	}{pools.Pools(), pools.Unplaceable()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api.New(api.Deps{Pools: pools}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/api/v1/pools")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(body)); got != string(want) {
+		t.Errorf("pools JSON\n got %s\nwant %s", got, want)
+	}
+
+	c, err := client.New(srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Pools(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Pools) != 2 || got.Pools[0].Account == nil || got.Pools[0].Account.Cost != 1.25 || *got.Pools[0].Forecast != 3 ||
+		got.Pools[1].LastError != "create: engine down" || len(got.Unplaceable) != 1 || got.Unplaceable[0].Labels[0] != "gpu" {
+		t.Errorf("client.Pools = %+v", got)
 	}
 }

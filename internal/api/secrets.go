@@ -25,14 +25,6 @@ import (
 	"github.com/hodei-ci/hodei/internal/secrets"
 )
 
-// Error codes of the secrets endpoints.
-const (
-	CodeRevealDisabled = "reveal_disabled"
-	CodeReadOnly       = "read_only"
-	CodeRotationFailed = "rotation_failed"
-	CodeNoSecrets      = "secrets_not_configured"
-)
-
 // maxSecretBody bounds a PUT body: the largest value, JSON-escaped, and a
 // policy.
 const maxSecretBody = 6*secrets.MaxValueLen + 4096
@@ -48,7 +40,7 @@ func (a *api) secretRoutes(mux *http.ServeMux) {
 // answers the error.
 func (a *api) secretScope(w http.ResponseWriter, r *http.Request) (*secrets.Service, string, bool) {
 	if a.d.Secrets == nil {
-		writeError(w, http.StatusNotFound, CodeNoSecrets, "this server has no secrets backend")
+		writeError(w, wire.CodeNoSecrets, "this server has no secrets backend")
 		return nil, "", false
 	}
 	tenant := r.URL.Query().Get("tenant")
@@ -61,11 +53,11 @@ func (a *api) secretScope(w http.ResponseWriter, r *http.Request) (*secrets.Serv
 		tenant = secrets.DefaultTenant
 	}
 	if !secrets.ValidTenant(tenant) {
-		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "invalid tenant "+tenant)
+		writeError(w, wire.CodeBadRequest, "invalid tenant "+tenant)
 		return nil, "", false
 	}
 	if name := r.PathValue("name"); name != "" && !secrets.ValidName(name) {
-		writeError(w, http.StatusBadRequest, wire.CodeBadRequest,
+		writeError(w, wire.CodeBadRequest,
 			"invalid secret name: use letters, digits and _, not starting with a digit (it becomes an environment variable)")
 		return nil, "", false
 	}
@@ -77,19 +69,19 @@ func (a *api) secretScope(w http.ResponseWriter, r *http.Request) (*secrets.Serv
 func (a *api) secretError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, secrets.ErrNotFound):
-		writeError(w, http.StatusNotFound, wire.CodeNotFound, err.Error())
+		writeError(w, wire.CodeNotFound, err.Error())
 	case errors.Is(err, secrets.ErrInvalidName), errors.Is(err, secrets.ErrInvalidPolicy):
-		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, err.Error())
+		writeError(w, wire.CodeBadRequest, err.Error())
 	case errors.Is(err, secrets.ErrRevealDisabled):
-		writeError(w, http.StatusForbidden, CodeRevealDisabled, err.Error())
+		writeError(w, wire.CodeRevealDisabled, err.Error())
 	case errors.Is(err, secrets.ErrReadOnly):
-		writeError(w, http.StatusConflict, CodeReadOnly, "the secrets backend of this server is read-only")
+		writeError(w, wire.CodeReadOnly, "the secrets backend of this server is read-only")
 	case errors.Is(err, secrets.ErrRotationFailed):
-		writeError(w, http.StatusConflict, CodeRotationFailed, err.Error())
+		writeError(w, wire.CodeRotationFailed, err.Error())
 	case unavailable(w, err):
 	default:
 		a.log.Warn("secrets backend", "request_id", RequestID(r.Context()), "err", err)
-		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "secrets backend: "+err.Error())
+		writeError(w, wire.CodeUnavailable, "secrets backend: "+err.Error())
 	}
 }
 
@@ -135,23 +127,23 @@ func (a *api) putSecret(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		// The decoder's message may quote the body: it is not repeated.
-		writeError(w, http.StatusBadRequest, wire.CodeBadRequest,
+		writeError(w, wire.CodeBadRequest,
 			`the body must be JSON {"value": "...", "rotation": {"period": "720h", "window": "1h"}}`)
 		return
 	}
 	if req.Value == "" {
-		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "the value is empty")
+		writeError(w, wire.CodeBadRequest, "the value is empty")
 		return
 	}
 	if len(req.Value) > secrets.MaxValueLen {
-		writeError(w, http.StatusRequestEntityTooLarge, wire.CodeTooLarge, "the value is longer than 64 KiB")
+		writeError(w, wire.CodeTooLarge, "the value is longer than 64 KiB")
 		return
 	}
 	var policy *secrets.Policy
 	if req.Rotation != nil {
 		p, err := req.Rotation.Parse()
 		if err != nil {
-			writeError(w, http.StatusBadRequest, wire.CodeBadRequest, err.Error())
+			writeError(w, wire.CodeBadRequest, err.Error())
 			return
 		}
 		policy = &p

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hodei-ci/hodei/internal/api/wire"
 	"github.com/hodei-ci/hodei/internal/secrets"
 )
 
@@ -86,7 +87,7 @@ func TestSecretsAPINeverAnswersValuesUnlessRevealed(t *testing.T) {
 		}
 	}
 	code, body, _ = call(t, "POST", base+"/DB_PASSWORD/reveal", "")
-	if code != 403 || !strings.Contains(body, CodeRevealDisabled) || strings.Contains(body, apiSecretValue) {
+	if code != 403 || !strings.Contains(body, string(wire.CodeRevealDisabled)) || strings.Contains(body, apiSecretValue) {
 		t.Errorf("reveal on a server that does not allow it: %d %s", code, body)
 	}
 	code, body, _ = call(t, "GET", base+"/DB_PASSWORD?reveal=1", "")
@@ -172,7 +173,7 @@ func TestSecretsAPIWithoutBackend(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewServer(New(Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
 	defer srv.Close()
-	if code, body, _ := call(t, "GET", srv.URL+"/api/v1/secrets", ""); code != 404 || !strings.Contains(body, CodeNoSecrets) {
+	if code, body, _ := call(t, "GET", srv.URL+"/api/v1/secrets", ""); code != 404 || !strings.Contains(body, string(wire.CodeNoSecrets)) {
 		t.Errorf("%d %s", code, body)
 	}
 }

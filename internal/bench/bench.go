@@ -94,8 +94,8 @@ type collector struct {
 	submit   map[string]time.Time
 	started  []float64
 	finished []float64
-	waiters  map[string]chan string
-	ended    map[string]string
+	waiters  map[string]chan state.RunState
+	ended    map[string]state.RunState
 	failed   int
 }
 
@@ -103,14 +103,14 @@ func (c *collector) follow(sub *hub.Sub) error {
 	for n := range sub.C {
 		switch n.Kind {
 		case hub.KindJob:
-			if n.State != state.JobRunning && !state.JobFinal(n.State) {
+			if n.JobState != state.JobRunning && !n.JobState.Final() {
 				continue
 			}
 			c.mu.Lock()
 			t0, ok := c.submit[n.RunID]
 			if ok {
 				ms := float64(n.At.Sub(t0).Microseconds()) / 1000
-				if n.State == state.JobRunning {
+				if n.JobState == state.JobRunning {
 					c.started = append(c.started, ms)
 				} else {
 					c.finished = append(c.finished, ms)
@@ -118,18 +118,18 @@ func (c *collector) follow(sub *hub.Sub) error {
 			}
 			c.mu.Unlock()
 		case hub.KindRun:
-			if !state.RunFinal(n.State) {
+			if !n.RunState.Final() {
 				continue
 			}
 			c.mu.Lock()
-			if n.State != state.RunSucceeded {
+			if n.RunState != state.RunSucceeded {
 				c.failed++
 			}
 			if ch := c.waiters[n.RunID]; ch != nil {
-				ch <- n.State
+				ch <- n.RunState
 				delete(c.waiters, n.RunID)
 			} else {
-				c.ended[n.RunID] = n.State
+				c.ended[n.RunID] = n.RunState
 			}
 			c.mu.Unlock()
 		}
@@ -141,8 +141,8 @@ func (c *collector) follow(sub *hub.Sub) error {
 }
 
 // wait returns a channel that receives the run's final state.
-func (c *collector) wait(runID string) <-chan string {
-	ch := make(chan string, 1)
+func (c *collector) wait(runID string) <-chan state.RunState {
+	ch := make(chan state.RunState, 1)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if st, ok := c.ended[runID]; ok {
@@ -209,13 +209,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	res.Jobs = o.Pipelines * jobsPer
 
-	col := &collector{submit: map[string]time.Time{}, waiters: map[string]chan string{}, ended: map[string]string{}}
+	col := &collector{submit: map[string]time.Time{}, waiters: map[string]chan state.RunState{}, ended: map[string]state.RunState{}}
 	sub := s.Hub.Subscribe("", 1<<16)
 	defer sub.Close()
 	followErr := make(chan error, 1)
 	go func() { followErr <- col.follow(sub) }()
 
-	submitOne := func() (<-chan string, error) {
+	submitOne := func() (<-chan state.RunState, error) {
 		t0 := time.Now()
 		for {
 			run, err := s.Submit(ctx, "bench.yaml", []byte(src), "")
@@ -238,7 +238,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	start := time.Now()
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
-	var done []<-chan string
+	var done []<-chan state.RunState
 	var doneMu sync.Mutex
 	if o.Rate > 0 {
 		interval := time.Duration(float64(time.Second) / o.Rate)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/hodei-ci/hodei/internal/state"
 )
 
 // Kinds of dispatch messages.
@@ -59,16 +61,17 @@ func (d Dispatch) MsgID() string {
 	return id
 }
 
-// Status values a worker reports for an attempt.
+// Status values a worker reports for an attempt: the names of the attempt
+// states of package state.
 const (
-	StatusRunning   = "running"
-	StatusSucceeded = "succeeded"
-	StatusFailed    = "failed"
-	StatusCanceled  = "canceled"
+	StatusRunning   = string(state.AttemptRunning)
+	StatusSucceeded = string(state.AttemptSucceeded)
+	StatusFailed    = string(state.AttemptFailed)
+	StatusCanceled  = string(state.AttemptCanceled)
 	// StatusLost hands an attempt back: the worker stopped it for its own
 	// reasons (a drain that ran out of time), not the job's. The
 	// orchestrator counts it as an infrastructure loss.
-	StatusLost = "lost"
+	StatusLost = string(state.AttemptLost)
 )
 
 // Status is a worker's report on one attempt of a job.

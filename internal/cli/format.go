@@ -11,6 +11,7 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/api/wire"
 	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/state"
 )
 
 // FormatDuration writes a duration for people: "850ms", "1.2s", "3m04s",
@@ -98,7 +99,7 @@ func JobsTable(w io.Writer, jobs []wire.Job) error {
 		if j.MaxAttempts > 1 {
 			attempts += "/" + strconv.Itoa(j.MaxAttempts)
 		}
-		rows[i] = []string{j.Key, j.State, attempts, dur}
+		rows[i] = []string{j.Key, string(j.State), attempts, dur}
 	}
 	return Table(w, []string{"JOB", "STATE", "ATTEMPTS", "DURATION"}, rows)
 }
@@ -131,7 +132,7 @@ func AttemptsTable(w io.Writer, jobs []wire.Job) error {
 			if worker == "" {
 				worker = "-"
 			}
-			rows = append(rows, []string{j.Key, strconv.Itoa(a.N), worker, a.State, exit, dur, peak, cpu, ended})
+			rows = append(rows, []string{j.Key, strconv.Itoa(a.N), worker, string(a.State), exit, dur, peak, cpu, ended})
 		}
 	}
 	return Table(w, []string{"JOB", "ATTEMPT", "WORKER", "STATE", "EXIT", "DURATION", "PEAK MEMORY", "CPU TIME", "ENDED"}, rows)
@@ -141,7 +142,7 @@ func AttemptsTable(w io.Writer, jobs []wire.Job) error {
 func RunsTable(w io.Writer, runs []wire.Run) error {
 	rows := make([][]string, len(runs))
 	for i, r := range runs {
-		rows[i] = []string{r.ID, r.Pipeline, r.State, FormatTime(r.CreatedAt), FormatDuration(r.Duration())}
+		rows[i] = []string{r.ID, r.Pipeline, string(r.State), FormatTime(r.CreatedAt), FormatDuration(r.Duration())}
 	}
 	return Table(w, []string{"ID", "PIPELINE", "STATE", "CREATED", "DURATION"}, rows)
 }
@@ -155,7 +156,7 @@ const UnisolatedLabel = "unisolated"
 func WorkersTable(w io.Writer, workers []wire.Worker, now time.Time) error {
 	rows := make([][]string, len(workers))
 	for i, x := range workers {
-		st := x.State
+		st := string(x.State)
 		if slices.Contains(x.Labels, UnisolatedLabel) {
 			// Its steps run as its agent's user: say so where it is listed.
 			st += " (unisolated)"
@@ -180,7 +181,7 @@ func Summary(w io.Writer, r wire.Run) error {
 		return err
 	}
 	line := fmt.Sprintf("\nrun %s %s in %s", Text(r.ID), r.State, FormatDuration(r.Duration()))
-	if r.Error != "" && r.State != "succeeded" {
+	if r.Error != "" && r.State != state.RunSucceeded {
 		line += ": " + Text(r.Error)
 	}
 	_, err := fmt.Fprintln(w, line)

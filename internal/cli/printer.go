@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/api/wire"
+	"github.com/hodei-ci/hodei/internal/state"
 )
 
 // Printer prints a followed run as a person reads it: each job's output
@@ -56,7 +57,7 @@ func (p *Printer) Flush() error {
 func (p *Printer) job(j *wire.JobEvent) error {
 	var line string
 	switch j.State {
-	case "running":
+	case state.JobRunning:
 		start := j.At
 		if j.StartedAt != nil {
 			start = *j.StartedAt
@@ -67,7 +68,7 @@ func (p *Printer) job(j *wire.JobEvent) error {
 		} else {
 			line = "▶ started"
 		}
-	case "queued":
+	case state.JobQueued:
 		if j.Attempt == 0 {
 			return nil
 		}
@@ -82,7 +83,7 @@ func (p *Printer) job(j *wire.JobEvent) error {
 			line += ": " + Text(j.Error)
 		}
 		line += "; retrying"
-	case "succeeded", "failed", "canceled", "skipped":
+	case state.JobSucceeded, state.JobFailed, state.JobCanceled, state.JobSkipped:
 		d := time.Duration(-1)
 		start, ok := p.started[j.JobID]
 		if j.StartedAt != nil {
@@ -105,14 +106,14 @@ func (p *Printer) job(j *wire.JobEvent) error {
 // JobStateLine describes a job's final state: "✓ succeeded in 1.2s",
 // "✗ failed: step 1: exit status 1 (0.3s)", "✗ canceled", "- skipped". A
 // negative duration is unknown.
-func JobStateLine(state string, d time.Duration, errMsg string) string {
-	switch state {
-	case "succeeded":
+func JobStateLine(st state.JobState, d time.Duration, errMsg string) string {
+	switch st {
+	case state.JobSucceeded:
 		if d < 0 {
 			return "✓ succeeded"
 		}
 		return "✓ succeeded in " + FormatDuration(d)
-	case "failed":
+	case state.JobFailed:
 		s := "✗ failed"
 		if errMsg != "" {
 			s += ": " + Text(errMsg)
@@ -121,10 +122,10 @@ func JobStateLine(state string, d time.Duration, errMsg string) string {
 			s += " (" + FormatDuration(d) + ")"
 		}
 		return s
-	case "canceled":
+	case state.JobCanceled:
 		return "✗ canceled"
-	case "skipped":
+	case state.JobSkipped:
 		return "- skipped"
 	}
-	return state
+	return string(st)
 }

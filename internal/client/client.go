@@ -29,12 +29,15 @@ type (
 	LogEvent    = wire.LogEvent
 	JobEvent    = wire.JobEvent
 	RunEvent    = wire.RunEvent
+	PoolList    = wire.PoolList
+	Pool        = wire.Pool
+	Demand      = wire.Demand
 )
 
 // Error is an error answered by the API.
 type Error struct {
 	Status  int // HTTP status
-	Code    string
+	Code    wire.Code
 	Message string
 	Details []ErrorDetail
 	// RetryAfter is the Retry-After header, if any.
@@ -132,7 +135,9 @@ func readError(resp *http.Response) error {
 	if json.Unmarshal(data, &body) == nil && body.Code != "" {
 		e.Code, e.Message, e.Details = body.Code, body.Message, body.Details
 	} else {
-		e.Code = strings.ToLower(strings.ReplaceAll(http.StatusText(resp.StatusCode), " ", "_"))
+		// Not an answer of the API (a proxy's, say): a code made of the
+		// status text.
+		e.Code = wire.Code(strings.ToLower(strings.ReplaceAll(http.StatusText(resp.StatusCode), " ", "_")))
 		e.Message = strings.TrimSpace(string(data))
 	}
 	return e
@@ -246,6 +251,14 @@ func (c *Client) workers(ctx context.Context, q url.Values) ([]Worker, error) {
 	var l wire.WorkerList
 	err := c.getJSON(ctx, http.MethodGet, "/api/v1/workers", q, nil, "", &l)
 	return l.Workers, err
+}
+
+// Pools lists the pools of the server's worker manager and the queued
+// demand that fits none (no pools on a server without a pools file).
+func (c *Client) Pools(ctx context.Context) (PoolList, error) {
+	var l PoolList
+	err := c.getJSON(ctx, http.MethodGet, "/api/v1/pools", nil, nil, "", &l)
+	return l, err
 }
 
 // Logs copies the stored output of a run to w: of every job, each line

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/store/postgres/pgtest"
 )
 
@@ -292,7 +293,8 @@ func waitReady(t *testing.T, a api, p *proc) {
 	})
 }
 
-func final(s string) bool { return s == "succeeded" || s == "failed" || s == "canceled" }
+// final reports whether s, decoded from the API, is a final run state.
+func final[S ~string](s S) bool { return state.RunState(s).Final() }
 
 // lines reads a file's lines (for pid files written by steps).
 func lines(path string) []string {

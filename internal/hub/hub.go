@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/store"
 )
 
@@ -29,11 +30,12 @@ type Note struct {
 	// Job is set for KindJob and KindLog (the job's key and id).
 	JobID  string
 	JobKey string
-	// State of the job or run (KindJob, KindRun).
-	State   string
-	Attempt int
-	Error   string
-	At      time.Time
+	// RunState is set for KindRun, JobState for KindJob.
+	RunState state.RunState
+	JobState state.JobState
+	Attempt  int
+	Error    string
+	At       time.Time
 	// Chunk is set for KindLog.
 	Chunk *store.LogChunk
 }

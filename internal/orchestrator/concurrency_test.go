@@ -97,7 +97,10 @@ func TestConcurrencyGroupSurvivesRestart(t *testing.T) {
 // always() hold (it runs). The first run of the pair starts at once, the
 // second waits for it.
 func TestConditionOfRootJobSameWithOrWithoutWait(t *testing.T) {
-	for _, tc := range []struct{ cond, want string }{
+	for _, tc := range []struct {
+		cond string
+		want state.JobState
+	}{
 		{"success()", state.JobSucceeded},
 		{"failure()", state.JobSkipped},
 		{"always()", state.JobSucceeded},
@@ -118,7 +121,7 @@ jobs:
 			first, waited := h.submit(file), h.submit(file)
 			final := func(id string) bool {
 				r, err := h.st.GetRun(context.Background(), id)
-				return err == nil && state.RunFinal(r.State)
+				return err == nil && r.State.Final()
 			}
 			// Every dispatched job succeeds, until both runs have ended.
 			deadline := time.Now().Add(20 * time.Second)

@@ -70,7 +70,7 @@ func (h *harness) ping() {
 	}
 }
 
-func (h *harness) workerState(id string) string {
+func (h *harness) workerState(id string) state.WorkerState {
 	for _, v := range h.o.View().Workers {
 		if v.ID == id {
 			return v.State
@@ -182,10 +182,10 @@ func TestGivenUpAttemptIsWithdrawnRefusedAndRecordedTruthfully(t *testing.T) {
 	if len(atts) != 2 {
 		t.Fatalf("attempts %+v", atts)
 	}
-	if a := atts[0]; a.State != state.JobCanceled || a.Reason != LostRestarted {
+	if a := atts[0]; a.State != state.AttemptCanceled || a.Reason != LostRestarted {
 		t.Errorf("attempt 1: %+v; want canceled (refused), given up as %q", a, LostRestarted)
 	}
-	if a := atts[1]; a.State != state.JobSucceeded || a.Reason != "succeeded" {
+	if a := atts[1]; a.State != state.AttemptSucceeded || a.Reason != "succeeded" {
 		t.Errorf("attempt 2: %+v", a)
 	}
 	if j := h.job(run.ID, "a"); j.InfraLost != 1 || j.MaxAttempts != 1 {

@@ -105,7 +105,7 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 			o.enqueue(j, c.now)
 		}
 	}
-	c.notes = append(c.notes, hub.Note{Kind: hub.KindRun, RunID: rs.rec.ID, State: rs.rec.State, At: c.now})
+	c.notes = append(c.notes, hub.Note{Kind: hub.KindRun, RunID: rs.rec.ID, RunState: rs.rec.State, At: c.now})
 	for _, j := range skipped {
 		o.evaluate(c, j)
 	}
@@ -130,7 +130,7 @@ func (o *Orchestrator) onCancel(c *change, r *cancelReq) {
 		switch {
 		case err != nil:
 			c.reply(r, err)
-		case state.RunFinal(run.State):
+		case run.State.Final():
 			c.reply(r, ErrRunFinal)
 		default:
 			// Recovery loads every active run, so this is a run another
@@ -141,12 +141,12 @@ func (o *Orchestrator) onCancel(c *change, r *cancelReq) {
 	}
 	rs.canceling = true
 	for _, j := range rs.jobs {
-		if state.JobFinal(j.rec.State) {
+		if j.rec.State.Final() {
 			continue
 		}
-		if state.JobActive(j.rec.State) {
+		if j.rec.State.Active() {
 			c.send(j.rec.WorkerID, bus.Dispatch{Kind: bus.KindCancel, RunID: rs.rec.ID, JobID: j.rec.ID, Attempt: j.rec.Attempt})
-			o.endAttempt(c, j, state.JobCanceled, -1, "canceled")
+			o.endAttempt(c, j, state.AttemptCanceled, -1, "canceled")
 		}
 		o.finish(c, j, state.JobCanceled, "canceled")
 	}
@@ -202,25 +202,25 @@ func pipelineSpec(r *runState) scheduler.PipelineSpec {
 
 // setJob moves a job to a new state, recording it for the transaction and
 // the announcements.
-func (o *Orchestrator) setJob(c *change, j *jobState, to string) bool {
+func (o *Orchestrator) setJob(c *change, j *jobState, to state.JobState) bool {
 	if err := state.JobTo(j.rec.State, to); err != nil {
 		o.log.Debug("ignored transition", "job", j.rec.ID, "err", err)
 		return false
 	}
 	j.rec.State = to
 	c.dirtyJobs[j] = true
-	c.notes = append(c.notes, hub.Note{Kind: hub.KindJob, RunID: j.rec.RunID, JobID: j.rec.ID, JobKey: j.rec.Key, State: to, Attempt: j.rec.Attempt, Error: j.rec.Error, At: c.now})
+	c.notes = append(c.notes, hub.Note{Kind: hub.KindJob, RunID: j.rec.RunID, JobID: j.rec.ID, JobKey: j.rec.Key, JobState: to, Attempt: j.rec.Attempt, Error: j.rec.Error, At: c.now})
 	return true
 }
 
-func (o *Orchestrator) setRun(c *change, r *runState, to string) bool {
+func (o *Orchestrator) setRun(c *change, r *runState, to state.RunState) bool {
 	if err := state.RunTo(r.rec.State, to); err != nil {
 		o.log.Debug("ignored transition", "run", r.rec.ID, "err", err)
 		return false
 	}
 	r.rec.State = to
 	c.dirtyRuns[r] = true
-	c.notes = append(c.notes, hub.Note{Kind: hub.KindRun, RunID: r.rec.ID, State: to, Error: r.rec.Error, At: c.now})
+	c.notes = append(c.notes, hub.Note{Kind: hub.KindRun, RunID: r.rec.ID, RunState: to, Error: r.rec.Error, At: c.now})
 	return true
 }
 
@@ -239,7 +239,7 @@ func (o *Orchestrator) release(c *change, j *jobState) {
 }
 
 // endAttempt closes the current attempt and frees its worker.
-func (o *Orchestrator) endAttempt(c *change, j *jobState, st string, code int, errMsg string) {
+func (o *Orchestrator) endAttempt(c *change, j *jobState, st state.AttemptState, code int, errMsg string) {
 	j.att.State = st
 	j.att.FinishedAt = c.now
 	j.att.ExitCode = code
@@ -247,7 +247,7 @@ func (o *Orchestrator) endAttempt(c *change, j *jobState, st string, code int, e
 	j.att.Reason = endReason(st, code, errMsg)
 	c.saveAttempt(j)
 	j.rec.ExitCode = code
-	if st == state.JobSucceeded && !j.att.StartedAt.IsZero() {
+	if st == state.AttemptSucceeded && !j.att.StartedAt.IsZero() {
 		// Only finished work teaches the predictor.
 		o.eng.Finish(j.rec.ID, c.now, c.now.Sub(j.att.StartedAt), true)
 	} else {
@@ -259,23 +259,23 @@ func (o *Orchestrator) endAttempt(c *change, j *jobState, st string, code int, e
 // endReason says in a few words why an attempt ended: "succeeded",
 // "canceled", "exit N", the lost reason ("lost: worker restarted"), or the
 // agent's error when there is no exit code (a timeout, a bad spec).
-func endReason(st string, code int, errMsg string) string {
+func endReason(st state.AttemptState, code int, errMsg string) string {
 	switch {
 	case st == state.AttemptLost && errMsg != "":
 		return errMsg
-	case st == state.JobSucceeded, st == state.JobCanceled:
-		return st
+	case st == state.AttemptSucceeded, st == state.AttemptCanceled:
+		return string(st)
 	case code > 0:
 		return "exit " + strconv.Itoa(code)
 	case errMsg != "":
 		return errMsg
 	}
-	return st
+	return string(st)
 }
 
 // finish moves a job to a final state and lets its dependents and its run
 // move on.
-func (o *Orchestrator) finish(c *change, j *jobState, to, errMsg string) {
+func (o *Orchestrator) finish(c *change, j *jobState, to state.JobState, errMsg string) {
 	if j.rec.State == state.JobQueued {
 		o.dequeue(j)
 	}
@@ -287,7 +287,7 @@ func (o *Orchestrator) finish(c *change, j *jobState, to, errMsg string) {
 	}
 	j.rec.FinishedAt = c.now
 	if o.cfg.Metrics != nil {
-		c.observe = append(c.observe, func() { o.cfg.Metrics.JobsFinished.WithLabelValues(to).Inc() })
+		c.observe = append(c.observe, func() { o.cfg.Metrics.JobsFinished.WithLabelValues(string(to)).Inc() })
 	}
 	r := j.run
 	r.open--
@@ -330,7 +330,7 @@ func (o *Orchestrator) evaluate(c *change, j *jobState) {
 func condition(j *jobState) (ended, run bool) {
 	anyFailed, allOK := false, true
 	for _, n := range j.needs {
-		if !state.JobFinal(n.rec.State) {
+		if !n.rec.State.Final() {
 			return false, false
 		}
 		if n.rec.State == state.JobFailed {
@@ -383,7 +383,7 @@ func (o *Orchestrator) finishRun(c *change, r *runState) {
 		}
 	}
 	if o.cfg.Metrics != nil {
-		c.observe = append(c.observe, func() { o.cfg.Metrics.RunsFinished.WithLabelValues(to).Inc() })
+		c.observe = append(c.observe, func() { o.cfg.Metrics.RunsFinished.WithLabelValues(string(to)).Inc() })
 	}
 }
 
@@ -417,7 +417,7 @@ func (o *Orchestrator) onReport(c *change, m jetstream.Msg) {
 
 func (o *Orchestrator) onStatus(c *change, st bus.Status) {
 	j := o.jobs[st.JobID]
-	if j == nil || st.Attempt != j.rec.Attempt || st.WorkerID != j.rec.WorkerID || !state.JobActive(j.rec.State) {
+	if j == nil || st.Attempt != j.rec.Attempt || st.WorkerID != j.rec.WorkerID || !j.rec.State.Active() {
 		o.drop(c, DropStaleStatus)
 		o.onStaleStatus(c, j, st) // late, duplicate, or of an attempt that was given up
 		return
@@ -432,7 +432,7 @@ func (o *Orchestrator) onStatus(c *change, st bus.Status) {
 		}
 		o.setJob(c, j, state.JobRunning)
 		j.rec.StartedAt = c.now
-		j.att.State = state.JobRunning
+		j.att.State = state.AttemptRunning
 		j.att.StartedAt = c.now
 		c.saveAttempt(j)
 		if j.run.rec.State == state.RunQueued {
@@ -447,7 +447,7 @@ func (o *Orchestrator) onStatus(c *change, st bus.Status) {
 		if j.rec.StartedAt.IsZero() {
 			j.rec.StartedAt = c.now
 		}
-		o.endAttempt(c, j, state.JobSucceeded, 0, "")
+		o.endAttempt(c, j, state.AttemptSucceeded, 0, "")
 		o.finish(c, j, state.JobSucceeded, "")
 	case bus.StatusLost:
 		// The worker handed the attempt back (a drain ran out of time):
@@ -466,7 +466,7 @@ func (o *Orchestrator) onStatus(c *change, st bus.Status) {
 		if msg == "" {
 			msg = st.State
 		}
-		o.endAttempt(c, j, state.JobFailed, st.ExitCode, msg)
+		o.endAttempt(c, j, state.AttemptFailed, st.ExitCode, msg)
 		o.retryOrFail(c, j, msg)
 	}
 }
@@ -497,11 +497,11 @@ func (o *Orchestrator) onStaleStatus(c *change, j *jobState, st bus.Status) {
 	delete(j.given, st.Attempt)
 	switch st.State {
 	case bus.StatusSucceeded:
-		a.State = state.JobSucceeded
+		a.State = state.AttemptSucceeded
 	case bus.StatusCanceled:
-		a.State = state.JobCanceled
+		a.State = state.AttemptCanceled
 	case bus.StatusFailed:
-		a.State = state.JobFailed
+		a.State = state.AttemptFailed
 	default:
 		return
 	}
@@ -543,7 +543,7 @@ func (o *Orchestrator) onLogs(c *change, worker string, chunk bus.LogChunk) {
 	c.notes = append(c.notes, hub.Note{Kind: hub.KindLog, RunID: j.rec.RunID, JobID: j.rec.ID, JobKey: j.rec.Key, Attempt: chunk.Attempt, At: c.now, Chunk: &c.logs[len(c.logs)-1]})
 }
 
-func (o *Orchestrator) setWorker(c *change, w *workerState, to string) {
+func (o *Orchestrator) setWorker(c *change, w *workerState, to state.WorkerState) {
 	if w.rec.State == to {
 		return
 	}
@@ -641,7 +641,7 @@ func (o *Orchestrator) onHeartbeat(c *change, hb bus.Heartbeat) {
 		// Work the server has given up on (lost attempt, canceled job) is
 		// stopped on the worker.
 		j := o.jobs[r.JobID]
-		if j == nil || j.rec.Attempt != r.Attempt || j.rec.WorkerID != w.rec.ID || !state.JobActive(j.rec.State) {
+		if j == nil || j.rec.Attempt != r.Attempt || j.rec.WorkerID != w.rec.ID || !j.rec.State.Active() {
 			c.send(w.rec.ID, bus.Dispatch{Kind: bus.KindCancel, JobID: r.JobID, Attempt: r.Attempt, BootID: hb.BootID})
 		}
 	}
@@ -696,7 +696,7 @@ const (
 // The job goes back to the queue without using its retry budget while its
 // infra_retries last, then as a failure would.
 func (o *Orchestrator) lose(c *change, j *jobState, why string) {
-	if !state.JobActive(j.rec.State) {
+	if !j.rec.State.Active() {
 		return
 	}
 	o.log.Warn("attempt lost", "run", j.rec.RunID, "job", j.rec.ID, "attempt", j.rec.Attempt, "reason", why)
@@ -815,7 +815,7 @@ func (o *Orchestrator) assign(c *change, j *jobState, w *workerState) {
 	delete(o.queue, j.rec.ID) // the engine took it out of its own queue when it placed it
 	j.rec.WorkerID = w.rec.ID
 	j.rec.ExitCode = 0
-	j.att = store.Attempt{JobID: j.rec.ID, N: j.rec.Attempt, WorkerID: w.rec.ID, State: state.JobAssigned, AssignedAt: c.now}
+	j.att = store.Attempt{JobID: j.rec.ID, N: j.rec.Attempt, WorkerID: w.rec.ID, State: state.AttemptAssigned, AssignedAt: c.now}
 	c.saveAttempt(j)
 	w.jobs[j.rec.ID] = j
 	if w.once && !w.took {

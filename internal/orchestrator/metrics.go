@@ -60,18 +60,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 func (m *Metrics) update(v *View, queue int) {
 	for _, s := range state.JobStates {
-		if !state.JobFinal(s) {
-			m.Jobs.WithLabelValues(s).Set(float64(v.Jobs[s]))
+		if !s.Final() {
+			m.Jobs.WithLabelValues(string(s)).Set(float64(v.Jobs[s]))
 		}
 	}
 	m.ActiveRuns.Set(float64(v.ActiveRuns))
 	m.QueueDepth.Set(float64(queue))
-	counts := map[string]int{}
+	counts := map[state.WorkerState]int{}
 	for _, w := range v.Workers {
 		counts[w.State]++
 	}
 	for _, s := range state.WorkerStates {
-		m.Workers.WithLabelValues(s).Set(float64(counts[s]))
+		m.Workers.WithLabelValues(string(s)).Set(float64(counts[s]))
 	}
 }
 

@@ -232,8 +232,8 @@ func (h *harness) job(runID, key string) store.Job {
 	return store.Job{}
 }
 
-func (h *harness) jobState(runID, key string) func() string {
-	return func() string { return h.job(runID, key).State }
+func (h *harness) jobState(runID, key string) func() state.JobState {
+	return func() state.JobState { return h.job(runID, key).State }
 }
 
 // settle waits until the orchestrator has applied, in committed batches,
@@ -341,7 +341,7 @@ func TestDuplicateAndLateMessagesChangeNothing(t *testing.T) {
 		return r.State == state.RunSucceeded
 	}, "run succeeded")
 	atts, err := h.st.ListAttempts(context.Background(), d.JobID)
-	if err != nil || len(atts) != 2 || atts[0].State != state.JobFailed || atts[1].State != state.JobSucceeded {
+	if err != nil || len(atts) != 2 || atts[0].State != state.AttemptFailed || atts[1].State != state.AttemptSucceeded {
 		t.Fatalf("attempts %+v %v", atts, err)
 	}
 	h.wantDropped(map[string]int{DropRepeated: 1, DropStaleStatus: 4, DropWrongSubject: 1})
@@ -422,7 +422,7 @@ func TestSilentWorkerIsLostAndItsJobRequeued(t *testing.T) {
 		atts, _ = h.st.ListAttempts(context.Background(), d.JobID)
 		return atts[0].State != state.AttemptLost
 	}, "attempt 1 corrected")
-	if atts[0].State != state.JobSucceeded || atts[0].ExitCode != 0 || atts[0].Reason != LostSilent {
+	if atts[0].State != state.AttemptSucceeded || atts[0].ExitCode != 0 || atts[0].Reason != LostSilent {
 		t.Fatalf("attempt 1 after its late report: %+v", atts[0])
 	}
 }
@@ -511,7 +511,7 @@ func TestDrainedWorkerThatStopsIsGoneNotLost(t *testing.T) {
 	h := newHarness(t, Config{WorkerTTL: 300 * time.Millisecond, Tick: 20 * time.Millisecond})
 	w := h.worker("w1")
 	w.beat(true)
-	stateOf := func() string {
+	stateOf := func() state.WorkerState {
 		for _, v := range h.o.View().Workers {
 			if v.ID == "w1" {
 				return v.State

@@ -103,7 +103,7 @@ func (o *Orchestrator) recover(ctx context.Context, atStart bool) error {
 					need.dependents = append(need.dependents, j)
 				}
 			}
-			if !state.JobFinal(j.rec.State) {
+			if !j.rec.State.Final() {
 				rs.open++
 			}
 			if rs.rec.State == state.RunCanceled {
@@ -112,7 +112,7 @@ func (o *Orchestrator) recover(ctx context.Context, atStart bool) error {
 			switch {
 			case j.rec.State == state.JobQueued:
 				toQueue = append(toQueue, j)
-			case state.JobActive(j.rec.State):
+			case j.rec.State.Active():
 				toBind = append(toBind, j)
 				atts, err := o.cfg.Store.ListAttempts(ctx, j.rec.ID)
 				if err != nil {
@@ -130,7 +130,7 @@ func (o *Orchestrator) recover(ctx context.Context, atStart bool) error {
 					}
 				}
 				if j.att.N == 0 {
-					j.att = store.Attempt{JobID: j.rec.ID, N: j.rec.Attempt, WorkerID: j.rec.WorkerID, State: j.rec.State, AssignedAt: now}
+					j.att = store.Attempt{JobID: j.rec.ID, N: j.rec.Attempt, WorkerID: j.rec.WorkerID, State: state.AttemptState(j.rec.State), AssignedAt: now}
 				}
 				w := o.workers[j.rec.WorkerID]
 				if w == nil {
@@ -198,7 +198,7 @@ func (o *Orchestrator) recover(ctx context.Context, atStart bool) error {
 					o.evaluate(c, j)
 				}
 			}
-			if rs.open == 0 && !state.RunFinal(rs.rec.State) {
+			if rs.open == 0 && !rs.rec.State.Final() {
 				o.finishRun(c, rs)
 			}
 		}

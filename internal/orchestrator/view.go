@@ -17,7 +17,7 @@ type View struct {
 	Workers    []WorkerView
 	ActiveRuns int
 	// Jobs of active runs by state.
-	Jobs map[string]int
+	Jobs map[state.JobState]int
 	// Demand is the queued jobs that the last scheduling pass could not
 	// place, grouped by what they ask of a worker, largest group first (at
 	// most MaxDemandGroups). The worker manager provisions for it.
@@ -41,19 +41,19 @@ type DemandView struct {
 
 // WorkerView is one worker as the orchestrator sees it.
 type WorkerView struct {
-	ID           string    `json:"id"`
-	Pool         string    `json:"pool"`
-	State        string    `json:"state"`
-	Labels       []string  `json:"labels"`
-	CPUMilli     int64     `json:"cpu_milli"`
-	MemoryBytes  int64     `json:"memory_bytes"`
-	GPU          int       `json:"gpu"`
-	UsedCPUMilli int64     `json:"used_cpu_milli"`
-	UsedMemory   int64     `json:"used_memory_bytes"`
-	UsedGPU      int       `json:"used_gpu"`
-	Jobs         []string  `json:"jobs"`
-	FirstSeen    time.Time `json:"first_seen"`
-	LastSeen     time.Time `json:"last_seen"`
+	ID           string            `json:"id"`
+	Pool         string            `json:"pool"`
+	State        state.WorkerState `json:"state"`
+	Labels       []string          `json:"labels"`
+	CPUMilli     int64             `json:"cpu_milli"`
+	MemoryBytes  int64             `json:"memory_bytes"`
+	GPU          int               `json:"gpu"`
+	UsedCPUMilli int64             `json:"used_cpu_milli"`
+	UsedMemory   int64             `json:"used_memory_bytes"`
+	UsedGPU      int               `json:"used_gpu"`
+	Jobs         []string          `json:"jobs"`
+	FirstSeen    time.Time         `json:"first_seen"`
+	LastSeen     time.Time         `json:"last_seen"`
 }
 
 // View returns the latest picture of the live state.
@@ -64,9 +64,9 @@ func (o *Orchestrator) publishView(now time.Time, force bool) {
 		return
 	}
 	o.lastPub = now
-	v := &View{At: now, ActiveRuns: len(o.runs), Jobs: map[string]int{}}
+	v := &View{At: now, ActiveRuns: len(o.runs), Jobs: map[state.JobState]int{}}
 	for _, j := range o.jobs {
-		if !state.JobFinal(j.rec.State) {
+		if !j.rec.State.Final() {
 			v.Jobs[j.rec.State]++
 		}
 	}

@@ -79,7 +79,7 @@ func waitRun(ctx context.Context, t *testing.T, s *Server, sub *hub.Sub, runID s
 			if !ok {
 				t.Fatal("hub subscription lagged")
 			}
-			if n.Kind == hub.KindRun && n.RunID == runID && state.RunFinal(n.State) {
+			if n.Kind == hub.KindRun && n.RunID == runID && n.RunState.Final() {
 				return
 			}
 		case <-ctx.Done():
@@ -90,8 +90,8 @@ func waitRun(ctx context.Context, t *testing.T, s *Server, sub *hub.Sub, runID s
 	}
 }
 
-func jobStates(jobs []store.Job) map[string]string {
-	m := map[string]string{}
+func jobStates(jobs []store.Job) map[string]state.JobState {
+	m := map[string]state.JobState{}
 	for _, j := range jobs {
 		m[j.Key] = j.State
 	}
@@ -199,7 +199,7 @@ jobs:
 	if r.State != state.RunFailed {
 		t.Fatalf("run state %s, want failed", r.State)
 	}
-	want := map[string]string{
+	want := map[string]state.JobState{
 		"build": state.JobFailed, "test": state.JobSkipped, "deploy": state.JobSkipped,
 		"notify": state.JobSucceeded, "cleanup": state.JobSucceeded, "lint": state.JobSucceeded,
 	}
@@ -262,7 +262,7 @@ jobs:
 		t.Fatalf("run %s", r.State)
 	}
 	atts, err := s.Store.ListAttempts(context.Background(), jobs["flaky"].ID)
-	if err != nil || len(atts) != 3 || atts[0].State != state.JobFailed || atts[2].State != state.JobSucceeded {
+	if err != nil || len(atts) != 3 || atts[0].State != state.AttemptFailed || atts[2].State != state.AttemptSucceeded {
 		t.Fatalf("attempts %+v, %v", atts, err)
 	}
 }

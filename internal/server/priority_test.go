@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/store"
 )
 
@@ -103,7 +102,7 @@ jobs:
 		if err != nil {
 			t.Fatal(err)
 		}
-		if state.RunFinal(r.State) {
+		if r.State.Final() {
 			pending = pending[1:]
 			continue
 		}

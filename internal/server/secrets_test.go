@@ -236,7 +236,7 @@ func TestSecretsReachJobsMaskedAndNeverAtRest(t *testing.T) {
 				}
 			}
 			live.WriteString(n.Error)
-			done = n.Kind == hub.KindRun && state.RunFinal(n.State)
+			done = n.Kind == hub.KindRun && n.RunState.Final()
 		case <-ctx.Done():
 			t.Fatal("the run did not end")
 		}

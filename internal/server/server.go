@@ -403,7 +403,7 @@ func (s *Server) WaitForWorkers(ctx context.Context, n int) error {
 	for {
 		ready := 0
 		for _, w := range s.Orch.View().Workers {
-			if w.State == "idle" || w.State == "busy" {
+			if w.State.Serving() {
 				ready++
 			}
 		}

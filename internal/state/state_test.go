@@ -17,27 +17,37 @@ type sm struct {
 	initial string
 	finals  []string
 	to      func(from, to string) error
-	final   func(string) bool // nil when the package has no Final func
-	table   machine
+	final   func(string) bool // nil when the machine has no Final method
+	table   map[string][]string
+}
+
+// view describes one typed machine through strings, so that the properties
+// below can probe it with any string.
+func view[S ~string](name string, states []S, initial S, finals []S, to func(from, to S) error, final func(S) bool, table machine[S]) sm {
+	m := sm{name: name, initial: string(initial), table: map[string][]string{}}
+	for _, s := range states {
+		m.states = append(m.states, string(s))
+	}
+	for _, s := range finals {
+		m.finals = append(m.finals, string(s))
+	}
+	m.to = func(from, t string) error { return to(S(from), S(t)) }
+	if final != nil {
+		m.final = func(s string) bool { return final(S(s)) }
+	}
+	for from, tos := range table {
+		for _, t := range tos {
+			m.table[string(from)] = append(m.table[string(from)], string(t))
+		}
+	}
+	return m
 }
 
 func machines() []sm {
 	return []sm{
-		{
-			name: "run", states: RunStates, initial: RunQueued,
-			finals: []string{RunSucceeded, RunFailed, RunCanceled},
-			to:     RunTo, final: RunFinal, table: runMachine,
-		},
-		{
-			name: "job", states: JobStates, initial: JobPending,
-			finals: []string{JobSucceeded, JobFailed, JobCanceled, JobSkipped},
-			to:     JobTo, final: JobFinal, table: jobMachine,
-		},
-		{
-			name: "worker", states: WorkerStates, initial: WorkerProvisioning,
-			finals: []string{WorkerGone},
-			to:     WorkerTo, table: workerMachine,
-		},
+		view("run", RunStates, RunQueued, []RunState{RunSucceeded, RunFailed, RunCanceled}, RunTo, RunState.Final, runMachine),
+		view("job", JobStates, JobPending, []JobState{JobSucceeded, JobFailed, JobCanceled, JobSkipped}, JobTo, JobState.Final, jobMachine),
+		view("worker", WorkerStates, WorkerProvisioning, []WorkerState{WorkerGone}, WorkerTo, WorkerState.Final, workerMachine),
 	}
 }
 
@@ -287,63 +297,66 @@ func TestSpecificTransitions(t *testing.T) {
 		legal    bool
 	}{
 		// Runs.
-		{"run", RunQueued, RunRunning, true},
-		{"run", RunQueued, RunCanceled, true},
-		{"run", RunQueued, RunFailed, true}, // e.g. expansion failure
-		{"run", RunRunning, RunSucceeded, true},
-		{"run", RunRunning, RunFailed, true},
-		{"run", RunRunning, RunCanceled, true},
-		{"run", RunRunning, RunQueued, false},
-		{"run", RunSucceeded, RunRunning, false},
-		{"run", RunFailed, RunQueued, false},
-		{"run", RunCanceled, RunSucceeded, false},
-		{"run", RunSucceeded, RunFailed, false},
+		{"run", string(RunQueued), string(RunRunning), true},
+		{"run", string(RunQueued), string(RunCanceled), true},
+		{"run", string(RunQueued), string(RunFailed), true}, // e.g. expansion failure
+		{"run", string(RunRunning), string(RunSucceeded), true},
+		{"run", string(RunRunning), string(RunFailed), true},
+		{"run", string(RunRunning), string(RunCanceled), true},
+		{"run", string(RunRunning), string(RunQueued), false},
+		{"run", string(RunSucceeded), string(RunRunning), false},
+		{"run", string(RunFailed), string(RunQueued), false},
+		{"run", string(RunCanceled), string(RunSucceeded), false},
+		{"run", string(RunSucceeded), string(RunFailed), false},
 
 		// Jobs.
-		{"job", JobPending, JobQueued, true},
-		{"job", JobPending, JobSkipped, true},
-		{"job", JobPending, JobCanceled, true},
-		{"job", JobPending, JobAssigned, false},
-		{"job", JobPending, JobRunning, false},
-		{"job", JobPending, JobSucceeded, false},
-		{"job", JobQueued, JobAssigned, true},
-		{"job", JobQueued, JobCanceled, true},
-		{"job", JobQueued, JobRunning, false},
-		{"job", JobQueued, JobPending, false},
-		{"job", JobQueued, JobSkipped, false},
-		{"job", JobAssigned, JobRunning, true},
-		{"job", JobAssigned, JobQueued, true}, // worker lost before start
-		{"job", JobAssigned, JobPending, false},
-		{"job", JobRunning, JobSucceeded, true},
-		{"job", JobRunning, JobFailed, true},
-		{"job", JobRunning, JobCanceled, true},
-		{"job", JobRunning, JobQueued, true}, // retry
-		{"job", JobRunning, JobAssigned, false},
-		{"job", JobRunning, JobPending, false},
-		{"job", JobRunning, JobSkipped, false},
-		{"job", JobSucceeded, JobRunning, false},
-		{"job", JobSucceeded, JobQueued, false},
-		{"job", JobFailed, JobQueued, false},
-		{"job", JobCanceled, JobQueued, false},
-		{"job", JobSkipped, JobQueued, false},
+		{"job", string(JobPending), string(JobQueued), true},
+		{"job", string(JobPending), string(JobSkipped), true},
+		{"job", string(JobPending), string(JobCanceled), true},
+		{"job", string(JobPending), string(JobAssigned), false},
+		{"job", string(JobPending), string(JobRunning), false},
+		{"job", string(JobPending), string(JobSucceeded), false},
+		{"job", string(JobQueued), string(JobAssigned), true},
+		{"job", string(JobQueued), string(JobCanceled), true},
+		{"job", string(JobQueued), string(JobRunning), false},
+		{"job", string(JobQueued), string(JobPending), false},
+		{"job", string(JobQueued), string(JobSkipped), false},
+		{"job", string(JobAssigned), string(JobRunning), true},
+		{"job", string(JobAssigned), string(JobQueued), true}, // worker lost before start
+		{"job", string(JobAssigned), string(JobPending), false},
+		{"job", string(JobRunning), string(JobSucceeded), true},
+		{"job", string(JobRunning), string(JobFailed), true},
+		{"job", string(JobRunning), string(JobCanceled), true},
+		{"job", string(JobRunning), string(JobQueued), true}, // retry
+		{"job", string(JobRunning), string(JobAssigned), false},
+		{"job", string(JobRunning), string(JobPending), false},
+		{"job", string(JobRunning), string(JobSkipped), false},
+		{"job", string(JobSucceeded), string(JobRunning), false},
+		{"job", string(JobSucceeded), string(JobQueued), false},
+		{"job", string(JobFailed), string(JobQueued), false},
+		{"job", string(JobCanceled), string(JobQueued), false},
+		{"job", string(JobSkipped), string(JobQueued), false},
 
 		// Workers.
-		{"worker", WorkerProvisioning, WorkerIdle, true},
-		{"worker", WorkerProvisioning, WorkerGone, true},
-		{"worker", WorkerProvisioning, WorkerDraining, false},
-		{"worker", WorkerIdle, WorkerBusy, true},
-		{"worker", WorkerIdle, WorkerDraining, true},
-		{"worker", WorkerIdle, WorkerProvisioning, false},
-		{"worker", WorkerBusy, WorkerIdle, true},
-		{"worker", WorkerBusy, WorkerLost, true},
-		{"worker", WorkerDraining, WorkerGone, true},
-		{"worker", WorkerDraining, WorkerBusy, false}, // drained workers get no new jobs
-		{"worker", WorkerLost, WorkerIdle, true},      // came back
-		{"worker", WorkerLost, WorkerGone, true},
-		{"worker", WorkerGone, WorkerIdle, false},
-		{"worker", WorkerGone, WorkerLost, false},
+		{"worker", string(WorkerProvisioning), string(WorkerIdle), true},
+		{"worker", string(WorkerProvisioning), string(WorkerGone), true},
+		{"worker", string(WorkerProvisioning), string(WorkerDraining), false},
+		{"worker", string(WorkerIdle), string(WorkerBusy), true},
+		{"worker", string(WorkerIdle), string(WorkerDraining), true},
+		{"worker", string(WorkerIdle), string(WorkerProvisioning), false},
+		{"worker", string(WorkerBusy), string(WorkerIdle), true},
+		{"worker", string(WorkerBusy), string(WorkerLost), true},
+		{"worker", string(WorkerDraining), string(WorkerGone), true},
+		{"worker", string(WorkerDraining), string(WorkerBusy), false}, // drained workers get no new jobs
+		{"worker", string(WorkerLost), string(WorkerIdle), true},      // came back
+		{"worker", string(WorkerLost), string(WorkerGone), true},
+		{"worker", string(WorkerGone), string(WorkerIdle), false},
+		{"worker", string(WorkerGone), string(WorkerLost), false},
 	}
-	fn := map[string]func(string, string) error{"run": RunTo, "job": JobTo, "worker": WorkerTo}
+	fn := map[string]func(string, string) error{}
+	for _, m := range machines() {
+		fn[m.name] = m.to
+	}
 	for _, tt := range tests {
 		err := fn[tt.kind](tt.from, tt.to)
 		if tt.legal && err != nil {
@@ -361,16 +374,23 @@ func TestSpecificTransitions(t *testing.T) {
 
 func TestFinalFalseForUnknownStrings(t *testing.T) {
 	t.Parallel()
-	for _, s := range []string{"", "bogus", "Succeeded", "SUCCEEDED", " succeeded", "succeeded\n", "done", "gone"} {
-		if RunFinal(s) {
-			t.Errorf("RunFinal(%q) = true", s)
+	for _, s := range []string{"", "bogus", "Succeeded", "SUCCEEDED", " succeeded", "succeeded\n", "done", "gone\n"} {
+		if RunState(s).Final() {
+			t.Errorf("RunState(%q).Final() = true", s)
 		}
-		if JobFinal(s) {
-			t.Errorf("JobFinal(%q) = true", s)
+		if JobState(s).Final() {
+			t.Errorf("JobState(%q).Final() = true", s)
+		}
+		if AttemptState(s).Final() {
+			t.Errorf("AttemptState(%q).Final() = true", s)
+		}
+		if WorkerState(s).Final() {
+			t.Errorf("WorkerState(%q).Final() = true", s)
 		}
 	}
 	f := func(s string) bool {
-		return (!RunFinal(s) || slices.Contains(RunStates, s)) && (!JobFinal(s) || slices.Contains(JobStates, s))
+		return (!RunState(s).Final() || RunState(s).Valid()) && (!JobState(s).Final() || JobState(s).Valid()) &&
+			(!AttemptState(s).Final() || AttemptState(s).Valid())
 	}
 	if err := quick.Check(f, nil); err != nil {
 		t.Error(err)
@@ -379,19 +399,47 @@ func TestFinalFalseForUnknownStrings(t *testing.T) {
 
 func TestFinalKnownStates(t *testing.T) {
 	t.Parallel()
-	for s, want := range map[string]bool{
+	for s, want := range map[RunState]bool{
 		RunQueued: false, RunRunning: false, RunSucceeded: true, RunFailed: true, RunCanceled: true,
 	} {
-		if RunFinal(s) != want {
-			t.Errorf("RunFinal(%q) = %v, want %v", s, !want, want)
+		if s.Final() != want {
+			t.Errorf("%q.Final() = %v, want %v", s, !want, want)
 		}
 	}
-	for s, want := range map[string]bool{
+	for s, want := range map[JobState]bool{
 		JobPending: false, JobQueued: false, JobAssigned: false, JobRunning: false,
 		JobSucceeded: true, JobFailed: true, JobCanceled: true, JobSkipped: true,
 	} {
-		if JobFinal(s) != want {
-			t.Errorf("JobFinal(%q) = %v, want %v", s, !want, want)
+		if s.Final() != want {
+			t.Errorf("%q.Final() = %v, want %v", s, !want, want)
+		}
+	}
+	for s, want := range map[AttemptState]bool{
+		AttemptAssigned: false, AttemptRunning: false,
+		AttemptSucceeded: true, AttemptFailed: true, AttemptCanceled: true, AttemptLost: true,
+	} {
+		if s.Final() != want {
+			t.Errorf("%q.Final() = %v, want %v", s, !want, want)
+		}
+	}
+	if len(AttemptStates) != 6 {
+		t.Errorf("AttemptStates = %v, want the 6 states above", AttemptStates)
+	}
+}
+
+// TestAttemptStatesShareJobNames checks that an attempt state other than
+// lost is spelled like the job state of the same name, as the API documents.
+func TestAttemptStatesShareJobNames(t *testing.T) {
+	t.Parallel()
+	for _, a := range AttemptStates {
+		if a == AttemptLost {
+			if JobState(a).Valid() {
+				t.Errorf("%q is also a job state", a)
+			}
+			continue
+		}
+		if !JobState(a).Valid() {
+			t.Errorf("attempt state %q is not a job state", a)
 		}
 	}
 }
@@ -400,12 +448,22 @@ func TestJobActive(t *testing.T) {
 	t.Parallel()
 	for _, s := range append(slices.Clone(JobStates), "", "bogus") {
 		want := s == JobAssigned || s == JobRunning
-		if JobActive(s) != want {
-			t.Errorf("JobActive(%q) = %v, want %v", s, !want, want)
+		if s.Active() != want {
+			t.Errorf("%q.Active() = %v, want %v", s, !want, want)
 		}
 		// An active job is never final.
-		if JobActive(s) && JobFinal(s) {
+		if s.Active() && s.Final() {
 			t.Errorf("%q is both active and final", s)
+		}
+	}
+}
+
+func TestWorkerServing(t *testing.T) {
+	t.Parallel()
+	for _, s := range append(slices.Clone(WorkerStates), "", "bogus") {
+		want := s == WorkerIdle || s == WorkerBusy
+		if s.Serving() != want {
+			t.Errorf("%q.Serving() = %v, want %v", s, !want, want)
 		}
 	}
 }

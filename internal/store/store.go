@@ -14,6 +14,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/hodei-ci/hodei/internal/state"
 )
 
 // ErrNotFound is returned when a run, job or worker does not exist.
@@ -29,7 +31,7 @@ type Run struct {
 	File       string // file name the pipeline came from
 	Tenant     string
 	Priority   int
-	State      string // see package state
+	State      state.RunState
 	Source     []byte // the YAML as submitted
 	CreatedAt  time.Time
 	StartedAt  time.Time // zero until the first job starts
@@ -48,7 +50,7 @@ type Job struct {
 	Key         string // unique within the run, as written by users
 	Name        string
 	Index       int // position in the run's topological order
-	State       string
+	State       state.JobState
 	Spec        []byte // JSON of pipeline.JobSpec
 	Attempt     int    // current attempt number, 0 before the first
 	MaxAttempts int    // 1 + retry
@@ -69,7 +71,7 @@ type Attempt struct {
 	JobID      string
 	N          int // 1-based
 	WorkerID   string
-	State      string
+	State      state.AttemptState
 	AssignedAt time.Time
 	StartedAt  time.Time
 	FinishedAt time.Time
@@ -100,7 +102,7 @@ type LogChunk struct {
 type Worker struct {
 	ID          string
 	Pool        string
-	State       string
+	State       state.WorkerState
 	Labels      []string
 	CPUMilli    int64
 	MemoryBytes int64
@@ -112,7 +114,7 @@ type Worker struct {
 
 // RunFilter selects runs for ListRuns. Zero fields do not filter.
 type RunFilter struct {
-	State  string
+	State  state.RunState
 	Tenant string
 	Before string // runs with an ID lower than this (pagination; IDs sort by time)
 	Limit  int    // default 50, at most 1000
@@ -138,7 +140,7 @@ type Store interface {
 	// what the orchestrator reloads after a restart.
 	ActiveRuns(ctx context.Context) ([]Run, []Job, error)
 	// CountRuns returns the number of runs per state.
-	CountRuns(ctx context.Context) (map[string]int, error)
+	CountRuns(ctx context.Context) (map[state.RunState]int, error)
 	ListWorkers(ctx context.Context) ([]Worker, error)
 	// RecentDurations returns how long the most recently finished
 	// succeeded jobs ran (at most limit), oldest first: the history the

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
@@ -299,13 +300,13 @@ func (m *Manager) reconcile(ctx context.Context) {
 			if wv := byID[w.id]; wv != nil {
 				ws.Jobs = len(wv.Jobs)
 				switch wv.State {
-				case "idle":
+				case state.WorkerIdle:
 					ws.State = WorkerIdle
-				case "busy":
+				case state.WorkerBusy:
 					ws.State = WorkerBusy
-				case "draining":
+				case state.WorkerDraining:
 					ws.State = WorkerDraining
-				case "lost", "gone":
+				case state.WorkerLost, state.WorkerGone:
 					ws.State = WorkerLost
 				}
 			}

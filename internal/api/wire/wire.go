@@ -2,20 +2,24 @@
 // server (package api) and its client (package client).
 package wire
 
-import "time"
+import (
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/state"
+)
 
 // Run is one run of a pipeline.
 type Run struct {
-	ID         string     `json:"id"`
-	Pipeline   string     `json:"pipeline"`
-	File       string     `json:"file"`
-	Tenant     string     `json:"tenant"`
-	Priority   int        `json:"priority"`
-	State      string     `json:"state"`
-	Error      string     `json:"error,omitempty"`
-	CreatedAt  time.Time  `json:"created_at"`
-	StartedAt  *time.Time `json:"started_at,omitempty"`
-	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	ID         string         `json:"id"`
+	Pipeline   string         `json:"pipeline"`
+	File       string         `json:"file"`
+	Tenant     string         `json:"tenant"`
+	Priority   int            `json:"priority"`
+	State      state.RunState `json:"state"`
+	Error      string         `json:"error,omitempty"`
+	CreatedAt  time.Time      `json:"created_at"`
+	StartedAt  *time.Time     `json:"started_at,omitempty"`
+	FinishedAt *time.Time     `json:"finished_at,omitempty"`
 	// DurationSeconds runs from creation to the end (or to now while the
 	// run is not final).
 	DurationSeconds float64 `json:"duration_seconds"`
@@ -28,15 +32,15 @@ func (r Run) Duration() time.Duration { return seconds(r.DurationSeconds) }
 
 // Job is one job of a run.
 type Job struct {
-	ID          string   `json:"id"`
-	RunID       string   `json:"run_id"`
-	Key         string   `json:"key"`
-	Name        string   `json:"name"`
-	Index       int      `json:"index"`
-	Needs       []string `json:"needs"`
-	State       string   `json:"state"`
-	Attempt     int      `json:"attempt"`
-	MaxAttempts int      `json:"max_attempts"`
+	ID          string         `json:"id"`
+	RunID       string         `json:"run_id"`
+	Key         string         `json:"key"`
+	Name        string         `json:"name"`
+	Index       int            `json:"index"`
+	Needs       []string       `json:"needs"`
+	State       state.JobState `json:"state"`
+	Attempt     int            `json:"attempt"`
+	MaxAttempts int            `json:"max_attempts"`
 	// InfraLost counts the attempts lost to infrastructure: they do not
 	// use the retry budget (MaxAttempts counts only the others).
 	InfraLost  int        `json:"infra_lost,omitempty"`
@@ -67,14 +71,14 @@ func (j Job) Duration() time.Duration { return seconds(j.DurationSeconds) }
 
 // Attempt is one try of a job on one worker.
 type Attempt struct {
-	N          int        `json:"n"`
-	Worker     string     `json:"worker"`
-	State      string     `json:"state"`
-	AssignedAt *time.Time `json:"assigned_at,omitempty"`
-	StartedAt  *time.Time `json:"started_at,omitempty"`
-	FinishedAt *time.Time `json:"finished_at,omitempty"`
-	ExitCode   *int       `json:"exit_code,omitempty"`
-	Error      string     `json:"error,omitempty"`
+	N          int                `json:"n"`
+	Worker     string             `json:"worker"`
+	State      state.AttemptState `json:"state"`
+	AssignedAt *time.Time         `json:"assigned_at,omitempty"`
+	StartedAt  *time.Time         `json:"started_at,omitempty"`
+	FinishedAt *time.Time         `json:"finished_at,omitempty"`
+	ExitCode   *int               `json:"exit_code,omitempty"`
+	Error      string             `json:"error,omitempty"`
 	// Reason says why the attempt ended: "succeeded", "exit 1",
 	// "canceled", "lost: worker restarted", "lost: worker silent",
 	// "lost: server restarted", "lost: handed back"... State "lost" means
@@ -100,19 +104,19 @@ type JobList struct {
 
 // Worker is a worker as the orchestrator sees it.
 type Worker struct {
-	ID           string    `json:"id"`
-	Pool         string    `json:"pool"`
-	State        string    `json:"state"`
-	Labels       []string  `json:"labels"`
-	CPUMilli     int64     `json:"cpu_milli"`
-	MemoryBytes  int64     `json:"memory_bytes"`
-	GPU          int       `json:"gpu"`
-	UsedCPUMilli int64     `json:"used_cpu_milli"`
-	UsedMemory   int64     `json:"used_memory_bytes"`
-	UsedGPU      int       `json:"used_gpu"`
-	Jobs         []string  `json:"jobs"`
-	FirstSeen    time.Time `json:"first_seen"`
-	LastSeen     time.Time `json:"last_seen"`
+	ID           string            `json:"id"`
+	Pool         string            `json:"pool"`
+	State        state.WorkerState `json:"state"`
+	Labels       []string          `json:"labels"`
+	CPUMilli     int64             `json:"cpu_milli"`
+	MemoryBytes  int64             `json:"memory_bytes"`
+	GPU          int               `json:"gpu"`
+	UsedCPUMilli int64             `json:"used_cpu_milli"`
+	UsedMemory   int64             `json:"used_memory_bytes"`
+	UsedGPU      int               `json:"used_gpu"`
+	Jobs         []string          `json:"jobs"`
+	FirstSeen    time.Time         `json:"first_seen"`
+	LastSeen     time.Time         `json:"last_seen"`
 }
 
 // WorkerList is the answer of GET /api/v1/workers.
@@ -122,7 +126,7 @@ type WorkerList struct {
 
 // Error is the body of every error response.
 type Error struct {
-	Code    string        `json:"code"`
+	Code    Code          `json:"code"`
 	Message string        `json:"message"`
 	Details []ErrorDetail `json:"details,omitempty"`
 }
@@ -142,21 +146,6 @@ type SubmitRequest struct {
 	Pipeline string `json:"pipeline"`
 	Tenant   string `json:"tenant"`
 }
-
-// Error codes.
-const (
-	CodeBadRequest      = "bad_request"
-	CodeInvalidPipeline = "invalid_pipeline"
-	CodeNotFound        = "not_found"
-	CodeMethod          = "method_not_allowed"
-	CodeRunFinal        = "run_final"
-	CodeConflict        = "conflict"
-	CodeTooLarge        = "too_large"
-	CodeUnsupported     = "unsupported_media_type"
-	CodeUnavailable     = "unavailable"
-	CodeTooManyRequests = "too_many_requests"
-	CodeInternal        = "internal"
-)
 
 // Kinds of log stream events (the SSE event field).
 const (
@@ -188,22 +177,22 @@ type LogEvent struct {
 
 // JobEvent is a job's change of state.
 type JobEvent struct {
-	JobID   string    `json:"job_id"`
-	JobKey  string    `json:"job_key"`
-	State   string    `json:"state"`
-	Attempt int       `json:"attempt"`
-	Error   string    `json:"error,omitempty"`
-	At      time.Time `json:"at"`
+	JobID   string         `json:"job_id"`
+	JobKey  string         `json:"job_key"`
+	State   state.JobState `json:"state"`
+	Attempt int            `json:"attempt"`
+	Error   string         `json:"error,omitempty"`
+	At      time.Time      `json:"at"`
 	// StartedAt is set when known (events replayed from the store).
 	StartedAt *time.Time `json:"started_at,omitempty"`
 }
 
 // RunEvent is a run's change of state.
 type RunEvent struct {
-	ID    string    `json:"id"`
-	State string    `json:"state"`
-	Error string    `json:"error,omitempty"`
-	At    time.Time `json:"at"`
+	ID    string         `json:"id"`
+	State state.RunState `json:"state"`
+	Error string         `json:"error,omitempty"`
+	At    time.Time      `json:"at"`
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

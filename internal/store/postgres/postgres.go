@@ -171,8 +171,8 @@ const (
 var activeRunsWhere = func() string {
 	var final []string
 	for _, s := range state.RunStates {
-		if state.RunFinal(s) {
-			final = append(final, "'"+strings.ReplaceAll(s, "'", "''")+"'")
+		if s.Final() {
+			final = append(final, "'"+strings.ReplaceAll(string(s), "'", "''")+"'")
 		}
 	}
 	return "state NOT IN (" + strings.Join(final, ", ") + ")"
@@ -389,9 +389,9 @@ func (s *Store) ActiveRuns(ctx context.Context) ([]store.Run, []store.Job, error
 
 // CountRuns returns the number of runs per state. States without runs are
 // absent from the map.
-func (s *Store) CountRuns(ctx context.Context) (map[string]int, error) {
+func (s *Store) CountRuns(ctx context.Context) (map[state.RunState]int, error) {
 	type count struct {
-		state string
+		state state.RunState
 		n     int
 	}
 	cs, err := query(ctx, s.pool, func(row pgx.CollectableRow) (count, error) {
@@ -401,7 +401,7 @@ func (s *Store) CountRuns(ctx context.Context) (map[string]int, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: count runs: %w", err)
 	}
-	counts := make(map[string]int, len(cs))
+	counts := make(map[state.RunState]int, len(cs))
 	for _, c := range cs {
 		counts[c.state] = c.n
 	}

@@ -53,7 +53,7 @@ func mustUpdate(t testing.TB, s *Store, fn func(tx store.Tx) error) {
 
 var t0 = time.Date(2025, 6, 1, 12, 0, 0, 123456789, time.UTC)
 
-func testRun(id, st string) store.Run {
+func testRun(id string, st state.RunState) store.Run {
 	return store.Run{ID: id, Pipeline: "p", File: "p.yaml", Tenant: "t", State: st, Source: []byte("name: p"), CreatedAt: t0}
 }
 
@@ -351,7 +351,7 @@ func submitAndStart(runID string, jobs int, worker string) func(tx store.Tx) err
 			if err := tx.UpdateJob(j); err != nil {
 				return err
 			}
-			if err := tx.UpsertAttempt(store.Attempt{JobID: j.ID, N: 1, State: state.JobRunning, AssignedAt: t0}); err != nil {
+			if err := tx.UpsertAttempt(store.Attempt{JobID: j.ID, N: 1, State: state.AttemptRunning, AssignedAt: t0}); err != nil {
 				return err
 			}
 			if err := tx.AppendLogs([]store.LogChunk{{JobID: j.ID, Attempt: 1, Seq: 1, Data: []byte("x")}}); err != nil {

@@ -56,7 +56,7 @@ func BenchmarkUpdateBatch(b *testing.B) {
 				if err := tx.UpdateJob(*j); err != nil {
 					return err
 				}
-				a := store.Attempt{JobID: j.ID, N: j.Attempt, WorkerID: j.WorkerID, State: state.JobRunning, AssignedAt: t0}
+				a := store.Attempt{JobID: j.ID, N: j.Attempt, WorkerID: j.WorkerID, State: state.AttemptRunning, AssignedAt: t0}
 				if err := tx.UpsertAttempt(a); err != nil {
 					return err
 				}

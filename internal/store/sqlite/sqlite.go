@@ -284,8 +284,8 @@ const (
 var activeRunsWhere = func() string {
 	var final []string
 	for _, s := range state.RunStates {
-		if state.RunFinal(s) {
-			final = append(final, "'"+strings.ReplaceAll(s, "'", "''")+"'")
+		if s.Final() {
+			final = append(final, "'"+strings.ReplaceAll(string(s), "'", "''")+"'")
 		}
 	}
 	return "state NOT IN (" + strings.Join(final, ", ") + ")"
@@ -302,24 +302,30 @@ type scanner interface{ Scan(dest ...any) error }
 
 func scanRun(sc scanner) (store.Run, error) {
 	var r store.Run
+	var st string
 	var created, started, finished int64
-	err := sc.Scan(&r.ID, &r.Pipeline, &r.File, &r.Tenant, &r.Priority, &r.State, &r.Source, &created, &started, &finished, &r.Error, &r.ConcurrencyGroup, &r.ConcurrencyLimit)
+	err := sc.Scan(&r.ID, &r.Pipeline, &r.File, &r.Tenant, &r.Priority, &st, &r.Source, &created, &started, &finished, &r.Error, &r.ConcurrencyGroup, &r.ConcurrencyLimit)
+	r.State = state.RunState(st)
 	r.CreatedAt, r.StartedAt, r.FinishedAt = decTime(created), decTime(started), decTime(finished)
 	return r, err
 }
 
 func scanJob(sc scanner) (store.Job, error) {
 	var j store.Job
+	var st string
 	var queued, started, finished int64
-	err := sc.Scan(&j.ID, &j.RunID, &j.Key, &j.Name, &j.Index, &j.State, &j.Spec, &j.Attempt, &j.MaxAttempts, &j.WorkerID, &queued, &started, &finished, &j.ExitCode, &j.Error, &j.InfraLost)
+	err := sc.Scan(&j.ID, &j.RunID, &j.Key, &j.Name, &j.Index, &st, &j.Spec, &j.Attempt, &j.MaxAttempts, &j.WorkerID, &queued, &started, &finished, &j.ExitCode, &j.Error, &j.InfraLost)
+	j.State = state.JobState(st)
 	j.QueuedAt, j.StartedAt, j.FinishedAt = decTime(queued), decTime(started), decTime(finished)
 	return j, err
 }
 
 func scanAttempt(sc scanner) (store.Attempt, error) {
 	var a store.Attempt
+	var st string
 	var assigned, started, finished, cpu int64
-	err := sc.Scan(&a.JobID, &a.N, &a.WorkerID, &a.State, &assigned, &started, &finished, &a.ExitCode, &a.Error, &a.Reason, &a.PeakMemory, &cpu)
+	err := sc.Scan(&a.JobID, &a.N, &a.WorkerID, &st, &assigned, &started, &finished, &a.ExitCode, &a.Error, &a.Reason, &a.PeakMemory, &cpu)
+	a.State = state.AttemptState(st)
 	a.AssignedAt, a.StartedAt, a.FinishedAt = decTime(assigned), decTime(started), decTime(finished)
 	a.CPUTime = time.Duration(cpu)
 	return a, err
@@ -335,12 +341,13 @@ func scanLog(sc scanner) (store.LogChunk, error) {
 
 func scanWorker(sc scanner) (store.Worker, error) {
 	var w store.Worker
-	var labels string
+	var st, labels string
 	var first, last int64
-	err := sc.Scan(&w.ID, &w.Pool, &w.State, &labels, &w.CPUMilli, &w.MemoryBytes, &w.GPU, &w.BootID, &first, &last)
+	err := sc.Scan(&w.ID, &w.Pool, &st, &labels, &w.CPUMilli, &w.MemoryBytes, &w.GPU, &w.BootID, &first, &last)
 	if err != nil {
 		return w, err
 	}
+	w.State = state.WorkerState(st)
 	w.FirstSeen, w.LastSeen = decTime(first), decTime(last)
 	w.Labels, err = decLabels(labels)
 	return w, err
@@ -422,7 +429,7 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, e
 	var args []any
 	if f.State != "" {
 		where = append(where, "state = ?")
-		args = append(args, f.State)
+		args = append(args, string(f.State))
 	}
 	if f.Tenant != "" {
 		where = append(where, "tenant = ?")
@@ -555,20 +562,20 @@ func prefixCols(prefix, cols string) string {
 
 // CountRuns returns the number of runs per state. States without runs are
 // absent from the map.
-func (s *Store) CountRuns(ctx context.Context) (map[string]int, error) {
+func (s *Store) CountRuns(ctx context.Context) (map[state.RunState]int, error) {
 	rows, err := s.countRunsStmt.QueryContext(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: count runs: %w", err)
 	}
 	defer rows.Close()
-	counts := make(map[string]int)
+	counts := make(map[state.RunState]int)
 	for rows.Next() {
 		var st string
 		var n int
 		if err := rows.Scan(&st, &n); err != nil {
 			return nil, fmt.Errorf("sqlite: count runs: %w", err)
 		}
-		counts[st] = n
+		counts[state.RunState(st)] = n
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: count runs: %w", err)
@@ -587,7 +594,7 @@ func (s *Store) RecentDurations(ctx context.Context, limit int) ([]store.Duratio
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := s.r.QueryContext(ctx, recentDurationsSQL, state.JobSucceeded, limit)
+	rows, err := s.r.QueryContext(ctx, recentDurationsSQL, string(state.JobSucceeded), limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: recent durations: %w", err)
 	}

@@ -61,7 +61,7 @@ func mustUpdate(t *testing.T, s *Store, fn func(tx store.Tx) error) {
 
 var t0 = time.Date(2025, 6, 1, 12, 0, 0, 123456789, time.UTC)
 
-func testRun(id, st string) store.Run {
+func testRun(id string, st state.RunState) store.Run {
 	return store.Run{ID: id, Pipeline: "p", File: "p.yaml", Tenant: "t", State: st, Source: []byte("src"), CreatedAt: t0}
 }
 
@@ -223,7 +223,7 @@ func TestDataSurvivesReopen(t *testing.T) {
 	s := mustOpen(t, path)
 	run := testRun("run-1", state.RunRunning)
 	job := testJob(run.ID, 0)
-	att := store.Attempt{JobID: job.ID, N: 1, WorkerID: "w-1", State: state.JobRunning, AssignedAt: t0}
+	att := store.Attempt{JobID: job.ID, N: 1, WorkerID: "w-1", State: state.AttemptRunning, AssignedAt: t0}
 	chunk := store.LogChunk{JobID: job.ID, Attempt: 1, Seq: 1, Step: 0, Data: []byte("hello\n"), At: t0}
 	worker := store.Worker{ID: "w-1", Pool: "p", State: state.WorkerBusy, Labels: []string{"a"}, FirstSeen: t0, LastSeen: t0}
 	mustUpdate(t, s, func(tx store.Tx) error {
@@ -326,7 +326,7 @@ func TestConcurrentUpdates(t *testing.T) {
 						if err := tx.UpdateJob(j); err != nil {
 							return err
 						}
-						if err := tx.UpsertAttempt(store.Attempt{JobID: j.ID, N: 1, State: state.JobRunning, AssignedAt: t0}); err != nil {
+						if err := tx.UpsertAttempt(store.Attempt{JobID: j.ID, N: 1, State: state.AttemptRunning, AssignedAt: t0}); err != nil {
 							return err
 						}
 						if err := tx.AppendLogs([]store.LogChunk{{JobID: j.ID, Attempt: 1, Seq: 1, Data: []byte("x")}}); err != nil {

@@ -133,7 +133,7 @@ func affected(res sql.Result) error {
 // InsertRun inserts r, or fails with an error wrapping store.ErrConflict if a
 // run with its ID exists.
 func (t *tx) InsertRun(r store.Run) error {
-	_, err := t.exec(stmtInsertRun, r.ID, r.Pipeline, r.File, r.Tenant, r.Priority, r.State, r.Source,
+	_, err := t.exec(stmtInsertRun, r.ID, r.Pipeline, r.File, r.Tenant, r.Priority, string(r.State), r.Source,
 		encTime(r.CreatedAt), encTime(r.StartedAt), encTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit)
 	if err != nil {
 		return fmt.Errorf("sqlite: insert run %s: %w", r.ID, constraintErr(err))
@@ -144,7 +144,7 @@ func (t *tx) InsertRun(r store.Run) error {
 // UpdateRun replaces the run with r's ID, or fails with an error wrapping
 // store.ErrNotFound.
 func (t *tx) UpdateRun(r store.Run) error {
-	res, err := t.exec(stmtUpdateRun, r.Pipeline, r.File, r.Tenant, r.Priority, r.State, r.Source,
+	res, err := t.exec(stmtUpdateRun, r.Pipeline, r.File, r.Tenant, r.Priority, string(r.State), r.Source,
 		encTime(r.CreatedAt), encTime(r.StartedAt), encTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit, r.ID)
 	if err == nil {
 		err = affected(res)
@@ -159,7 +159,7 @@ func (t *tx) UpdateRun(r store.Run) error {
 // store.ErrConflict; one whose run does not exist, with store.ErrNotFound.
 func (t *tx) InsertJobs(jobs []store.Job) error {
 	for _, j := range jobs {
-		_, err := t.exec(stmtInsertJob, j.ID, j.RunID, j.Key, j.Name, j.Index, j.State, j.Spec, j.Attempt,
+		_, err := t.exec(stmtInsertJob, j.ID, j.RunID, j.Key, j.Name, j.Index, string(j.State), j.Spec, j.Attempt,
 			j.MaxAttempts, j.WorkerID, encTime(j.QueuedAt), encTime(j.StartedAt), encTime(j.FinishedAt), j.ExitCode, j.Error, j.InfraLost)
 		if err != nil {
 			return fmt.Errorf("sqlite: insert job %s of run %s: %w", j.ID, j.RunID, constraintErr(err))
@@ -172,14 +172,14 @@ func (t *tx) InsertJobs(jobs []store.Job) error {
 // store.ErrNotFound.
 func (t *tx) UpdateJob(j store.Job) error {
 	queued, started, finished := encTime(j.QueuedAt), encTime(j.StartedAt), encTime(j.FinishedAt)
-	res, err := t.exec(stmtUpdateJobState, j.Name, j.State, j.Spec, j.Attempt, j.MaxAttempts, j.WorkerID,
+	res, err := t.exec(stmtUpdateJobState, j.Name, string(j.State), j.Spec, j.Attempt, j.MaxAttempts, j.WorkerID,
 		queued, started, finished, j.ExitCode, j.Error, j.InfraLost, j.ID, j.RunID, j.Key, j.Index)
 	if err == nil {
 		err = affected(res)
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		// Missing, or its run, key or index changed: replace everything.
-		res, err = t.exec(stmtUpdateJob, j.RunID, j.Key, j.Name, j.Index, j.State, j.Spec, j.Attempt,
+		res, err = t.exec(stmtUpdateJob, j.RunID, j.Key, j.Name, j.Index, string(j.State), j.Spec, j.Attempt,
 			j.MaxAttempts, j.WorkerID, queued, started, finished, j.ExitCode, j.Error, j.InfraLost, j.ID)
 		if err == nil {
 			err = affected(res)
@@ -194,7 +194,7 @@ func (t *tx) UpdateJob(j store.Job) error {
 // UpsertAttempt inserts or replaces attempt (JobID, N). It fails with an
 // error wrapping store.ErrNotFound if the job does not exist.
 func (t *tx) UpsertAttempt(a store.Attempt) error {
-	_, err := t.exec(stmtUpsertAttempt, a.JobID, a.N, a.WorkerID, a.State,
+	_, err := t.exec(stmtUpsertAttempt, a.JobID, a.N, a.WorkerID, string(a.State),
 		encTime(a.AssignedAt), encTime(a.StartedAt), encTime(a.FinishedAt), a.ExitCode, a.Error, a.Reason,
 		a.PeakMemory, int64(a.CPUTime))
 	if err != nil {
@@ -219,7 +219,7 @@ func (t *tx) AppendLogs(chunks []store.LogChunk) error {
 func (t *tx) UpsertWorker(w store.Worker) error {
 	labels, err := encLabels(w.Labels)
 	if err == nil {
-		_, err = t.exec(stmtUpsertWorker, w.ID, w.Pool, w.State, labels, w.CPUMilli, w.MemoryBytes, w.GPU,
+		_, err = t.exec(stmtUpsertWorker, w.ID, w.Pool, string(w.State), labels, w.CPUMilli, w.MemoryBytes, w.GPU,
 			w.BootID, encTime(w.FirstSeen), encTime(w.LastSeen))
 	}
 	if err != nil {

@@ -78,7 +78,7 @@ func at(sec int) time.Time { return base.Add(time.Duration(sec) * time.Second) }
 func runID(i int) string { return fmt.Sprintf("run-%05d", i) }
 
 // newRun returns a run with every field set.
-func newRun(id, st, tenant string) store.Run {
+func newRun(id string, st state.RunState, tenant string) store.Run {
 	r := store.Run{
 		ID:        id,
 		Pipeline:  "build",
@@ -95,7 +95,7 @@ func newRun(id, st, tenant string) store.Run {
 	if st != state.RunQueued {
 		r.StartedAt = at(2)
 	}
-	if state.RunFinal(st) {
+	if st.Final() {
 		r.FinishedAt = at(3)
 		r.Error = "boom"
 	}
@@ -103,7 +103,7 @@ func newRun(id, st, tenant string) store.Run {
 }
 
 // newJob returns a job of run with every field set.
-func newJob(runID, key string, index int, st string) store.Job {
+func newJob(runID, key string, index int, st state.JobState) store.Job {
 	return store.Job{
 		ID:          runID + "." + key,
 		RunID:       runID,
@@ -597,9 +597,9 @@ func setupJob(t *testing.T, s store.Store, jobIDs ...string) {
 func testAttempts(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	setupJob(t, s, "job-a", "job-b")
-	a1 := store.Attempt{JobID: "job-a", N: 1, WorkerID: "w-1", State: state.JobAssigned, AssignedAt: at(1)}
-	a2 := store.Attempt{JobID: "job-a", N: 2, WorkerID: "w-2", State: state.JobRunning, AssignedAt: at(5), StartedAt: at(6)}
-	b1 := store.Attempt{JobID: "job-b", N: 1, WorkerID: "w-3", State: state.JobRunning, AssignedAt: at(1)}
+	a1 := store.Attempt{JobID: "job-a", N: 1, WorkerID: "w-1", State: state.AttemptAssigned, AssignedAt: at(1)}
+	a2 := store.Attempt{JobID: "job-a", N: 2, WorkerID: "w-2", State: state.AttemptRunning, AssignedAt: at(5), StartedAt: at(6)}
+	b1 := store.Attempt{JobID: "job-b", N: 1, WorkerID: "w-3", State: state.AttemptRunning, AssignedAt: at(1)}
 	update(t, s, func(tx store.Tx) error {
 		for _, a := range []store.Attempt{a2, a1, b1} {
 			if err := tx.UpsertAttempt(a); err != nil {
@@ -615,7 +615,7 @@ func testAttempts(t *testing.T, s store.Store) {
 	equal(t, "ListAttempts", got, []store.Attempt{a1, a2})
 
 	// Upserting an existing attempt replaces it.
-	a1.State = state.JobFailed
+	a1.State = state.AttemptFailed
 	a1.StartedAt = at(2)
 	a1.FinishedAt = at(3)
 	a1.ExitCode = 137
@@ -736,7 +736,7 @@ func testActiveRuns(t *testing.T, s store.Store) {
 			js := state.JobStates[(i+k)%len(state.JobStates)]
 			jobs = append(jobs, newJob(r.ID, fmt.Sprintf("j%d", k), k, js))
 		}
-		if !state.RunFinal(st) {
+		if !st.Final() {
 			wantRuns[r.ID] = true
 		}
 	}
@@ -825,7 +825,7 @@ func testCountRuns(t *testing.T, s store.Store) {
 		}
 	}
 
-	want := map[string]int{state.RunQueued: 3, state.RunRunning: 1, state.RunSucceeded: 2, state.RunCanceled: 1}
+	want := map[state.RunState]int{state.RunQueued: 3, state.RunRunning: 1, state.RunSucceeded: 2, state.RunCanceled: 1}
 	var runs []store.Run
 	i := 0
 	for _, st := range state.RunStates {
@@ -937,7 +937,7 @@ func testUpdateRollsBack(t *testing.T, s store.Store) {
 		attempts []store.Attempt
 		logs     []store.LogChunk
 		workers  []store.Worker
-		counts   map[string]int
+		counts   map[state.RunState]int
 	}{}
 	snapshot := func() {
 		var err error
@@ -961,7 +961,7 @@ func testUpdateRollsBack(t *testing.T, s store.Store) {
 		}
 	}
 	update(t, s, func(tx store.Tx) error {
-		if err := tx.UpsertAttempt(store.Attempt{JobID: "job-a", N: 1, State: state.JobRunning, AssignedAt: at(1)}); err != nil {
+		if err := tx.UpsertAttempt(store.Attempt{JobID: "job-a", N: 1, State: state.AttemptRunning, AssignedAt: at(1)}); err != nil {
 			return err
 		}
 		return tx.AppendLogs([]store.LogChunk{chunk("job-a", 1, 1)})
@@ -987,10 +987,10 @@ func testUpdateRollsBack(t *testing.T, s store.Store) {
 		if err := tx.UpdateJob(j); err != nil {
 			return err
 		}
-		if err := tx.UpsertAttempt(store.Attempt{JobID: "job-a", N: 1, State: state.JobFailed}); err != nil {
+		if err := tx.UpsertAttempt(store.Attempt{JobID: "job-a", N: 1, State: state.AttemptFailed}); err != nil {
 			return err
 		}
-		if err := tx.UpsertAttempt(store.Attempt{JobID: "job-a", N: 2, State: state.JobAssigned}); err != nil {
+		if err := tx.UpsertAttempt(store.Attempt{JobID: "job-a", N: 2, State: state.AttemptAssigned}); err != nil {
 			return err
 		}
 		if err := tx.AppendLogs([]store.LogChunk{chunk("job-a", 1, 2)}); err != nil {
@@ -1126,7 +1126,7 @@ func readCommitted(ctx context.Context, s store.Store, committed store.Run) erro
 		return fmt.Errorf("GetRun: %w", err)
 	}
 	if r.State != committed.State {
-		problems = append(problems, "GetRun sees an uncommitted state "+r.State)
+		problems = append(problems, "GetRun sees an uncommitted state "+string(r.State))
 	}
 	if _, err := s.GetRun(ctx, runID(2)); !errors.Is(err, store.ErrNotFound) {
 		problems = append(problems, fmt.Sprintf("GetRun of an uncommitted run: %v", err))

@@ -101,7 +101,7 @@ func WaitRun(t *testing.T, s *server.Server, id string, timeout time.Duration) (
 	WaitFor(t, timeout, "run "+id+" to end", func() bool {
 		r, err := s.Store.GetRun(context.Background(), id)
 		run = r
-		return err == nil && state.RunFinal(r.State)
+		return err == nil && r.State.Final()
 	})
 	jobs, err := s.Store.ListJobs(context.Background(), id)
 	if err != nil {
@@ -156,8 +156,8 @@ func PoolStatus(s *server.Server, name string) workers.PoolStatus {
 
 // PoolWorkers counts the workers of a pool in the orchestrator's view by
 // state.
-func PoolWorkers(s *server.Server, pool string) map[string]int {
-	m := map[string]int{}
+func PoolWorkers(s *server.Server, pool string) map[state.WorkerState]int {
+	m := map[state.WorkerState]int{}
 	for _, w := range s.Orch.View().Workers {
 		if w.Pool == pool {
 			m[w.State]++
