@@ -77,6 +77,7 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/store"
+	"github.com/hodei-ci/hodei/internal/store/schema"
 )
 
 // Limits of ListRuns, as documented on store.RunFilter.
@@ -146,11 +147,11 @@ func (s *Store) Close() error {
 
 // Column lists, in the order the scan functions read them.
 const (
-	runCols     = "id, pipeline, file, tenant, priority, state, source, created_at, started_at, finished_at, error, concurrency_group, concurrency_limit"
-	jobCols     = "id, run_id, job_key, name, idx, state, spec, attempt, max_attempts, worker_id, queued_at, started_at, finished_at, exit_code, error, infra_lost"
-	attemptCols = "job_id, n, worker_id, state, assigned_at, started_at, finished_at, exit_code, error, reason, peak_memory, cpu_time"
-	logCols     = "job_id, attempt, seq, step, data, at"
-	workerCols  = "id, pool, state, labels, cpu_milli, memory_bytes, gpu, boot_id, first_seen, last_seen"
+	runCols     = schema.RunCols
+	jobCols     = schema.JobCols
+	attemptCols = schema.AttemptCols
+	logCols     = schema.LogCols
+	workerCols  = schema.WorkerCols
 )
 
 // The queries of the read methods.
@@ -164,35 +165,16 @@ const (
 	countRunsSQL    = "SELECT state, count(*) FROM runs GROUP BY state"
 )
 
-// activeRunsWhere selects the runs that are not final, spelling the final
-// states as literals, as the partial index runs_active in 0001_init.sql does:
-// PostgreSQL uses a partial index for a query whose condition implies the
-// index's.
-var activeRunsWhere = func() string {
-	var final []string
-	for _, s := range state.RunStates {
-		if s.Final() {
-			final = append(final, "'"+strings.ReplaceAll(string(s), "'", "''")+"'")
-		}
-	}
-	return "state NOT IN (" + strings.Join(final, ", ") + ")"
-}()
+// activeRunsWhere selects the runs that are not final, as the partial index
+// runs_active does.
+var activeRunsWhere = schema.ActiveRunsWhere
 
 // The queries of ActiveRuns.
 var (
 	activeRunsQuery = "SELECT " + runCols + " FROM runs WHERE " + activeRunsWhere + " ORDER BY id"
-	activeJobsQuery = "SELECT " + prefixCols("j.", jobCols) + " FROM runs r JOIN jobs j ON j.run_id = r.id WHERE r." +
+	activeJobsQuery = "SELECT " + schema.PrefixCols("j.", jobCols) + " FROM runs r JOIN jobs j ON j.run_id = r.id WHERE r." +
 		activeRunsWhere + " ORDER BY r.id, j.idx"
 )
-
-// prefixCols qualifies every column of a comma-separated list with prefix.
-func prefixCols(prefix, cols string) string {
-	parts := strings.Split(cols, ", ")
-	for i := range parts {
-		parts[i] = prefix + parts[i]
-	}
-	return strings.Join(parts, ", ")
-}
 
 func scanRun(row pgx.CollectableRow) (store.Run, error) {
 	var r store.Run
