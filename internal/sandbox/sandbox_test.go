@@ -382,7 +382,7 @@ func TestUnprivilegedCaller(t *testing.T) {
 	if err := os.Chown(tmp, 65534, 65534); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-test.run", "^Test[^U]", "-test.v", "-test.count=1")
+	cmd := exec.Command(bin, "-test.run", "^Test[^UR]", "-test.v", "-test.count=1")
 	cmd.Dir = tmp
 	cmd.Env = []string{"PATH=" + DefaultPath, "TMPDIR=" + tmp, "HODEI_SANDBOX_TEST_NESTED=1", "HODEI_SANDBOX_TEST_OPEN=" + worldWritable(t), "GORACE=atexit_sleep_ms=0"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
@@ -392,5 +392,25 @@ func TestUnprivilegedCaller(t *testing.T) {
 	}
 	if n := strings.Count(string(out), "--- PASS"); n < 6 {
 		t.Fatalf("only %d tests passed as nobody:\n%s", n, out)
+	}
+}
+
+// TestReexecutedInitAsRoot runs this package's tests again as root with
+// the direct start turned off (HODEI_SANDBOX_INIT=reexec), so that both
+// ways of building a sandbox are tested as root: the direct start (where
+// the kernel supports it) by the tests themselves, the re-executed init
+// here (and as nobody by TestUnprivilegedCaller).
+func TestReexecutedInitAsRoot(t *testing.T) {
+	if os.Getenv("HODEI_SANDBOX_TEST_NESTED") != "" {
+		t.Fatal("nested")
+	}
+	cmd := exec.Command("/proc/self/exe", "-test.run", "^Test[^UR]", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), "HODEI_SANDBOX_TEST_NESTED=1", InitEnv+"=reexec", "GORACE=atexit_sleep_ms=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("tests with the re-executed init: %v\n%s", err, out)
+	}
+	if n := strings.Count(string(out), "--- PASS"); n < 6 {
+		t.Fatalf("only %d tests passed with the re-executed init:\n%s", n, out)
 	}
 }
