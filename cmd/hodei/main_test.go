@@ -31,6 +31,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"agent", "--cpu", "lots"}, exitUsage},
 		{[]string{"server", "--store", "mysql://db"}, exitUsage},
 		{[]string{"submit", "x.yaml", "--server", "localhost:1"}, exitUsage},
+		{[]string{"logs", "RUN", "--follow", "--timestamps"}, exitUsage},
 	} {
 		if got := mainArgs(c.args); got != c.want {
 			t.Errorf("hodei %q: exit %d, want %d", c.args, got, c.want)

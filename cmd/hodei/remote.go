@@ -285,19 +285,27 @@ key, or of one job (named by its key or id) as it is. With --follow, keep
 printing as the run goes on, until it ends; the exit status is then 0 if the
 run succeeded, 1 if not. On a terminal, colours are kept and every other
 escape sequence is printed escaped; into a pipe or a file, the output is
-exactly what the steps wrote.
+exactly what the steps wrote, with the agent's header and footer lines around
+each step ("==> step 1/2: make", "<== step 1/2 exited 0 in 1.2s"). A job that
+ran more than once shows "--- attempt N ---" before each attempt's output.
+With --timestamps, each line starts with the time it was stored.
 
 Examples:
   hodei logs 0194d2a9f3c0000a1b2
-  hodei logs 0194d2a9f3c0000a1b2 "test (unit, 1)" --follow`)
+  hodei logs 0194d2a9f3c0000a1b2 "test (unit, 1)" --follow
+  hodei logs 0194d2a9f3c0000a1b2 build --timestamps`)
 	server := addServerFlag(fs)
 	doFollow := fs.Bool("follow", false, "keep printing until the run ends")
+	timestamps := fs.Bool("timestamps", false, "start each line with the time it was stored (RFC 3339, UTC, milliseconds)")
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
 	}
 	if len(pos) < 1 || len(pos) > 2 {
 		return usageError(fs, "want a RUN id and at most one JOB")
+	}
+	if *doFollow && *timestamps {
+		return usageError(fs, "--timestamps works only without --follow")
 	}
 	c, code, ok := newClient(fs, *server)
 	if !ok {
@@ -313,7 +321,7 @@ Examples:
 		return follow(ctx, "logs", c, pos[0], job)
 	}
 	out := cli.StepOutput(os.Stdout)
-	err := c.Logs(ctx, pos[0], job, out)
+	err := c.Logs(ctx, pos[0], job, client.LogsOptions{Timestamps: *timestamps}, out)
 	if f, ok := out.(*cli.TerminalWriter); ok && err == nil {
 		err = f.Flush()
 	}

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -643,7 +644,10 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 		// Secrets come last: a job gets the secrets it names even if an
 		// inherited env sets the same names.
 		env := mergeEnv(nil, base, envMap(a.cfg.BaseEnv), hodeiEnv, d.Env, spec.Env, st.Env, d.Secrets)
-		out := mask.NewWriter(b, masks)
+		_, _ = io.WriteString(b, stepHeader(i, len(spec.Steps), st, masks))
+		ends := &lineEnds{w: b}
+		out := mask.NewWriter(ends, masks)
+		started := time.Now()
 		onStart := func(pgid int) {
 			_ = os.WriteFile(ws+".pgid", []byte(strconv.Itoa(pgid)), 0o600)
 		}
@@ -667,6 +671,8 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 		// The step's output is drained: what the masker held back (the
 		// start of a possible secret) can go now.
 		_ = out.Flush()
+		ends.close()
+		_, _ = io.WriteString(b, stepFooter(i, len(spec.Steps), res.ExitCode, res.Err, time.Since(started), masks))
 		oom := cg.newOOMKills()
 		if res.Err != nil {
 			name := st.Name

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"time"
@@ -60,7 +61,10 @@ func (a *Agent) runContainerSteps(ctx context.Context, d bus.Dispatch, spec pipe
 		// The host's environment is not the image's: only what Hodei and
 		// the file set is added to the image's own.
 		env := mergeEnv(nil, hodeiEnv, d.Env, spec.Env, st.Env, d.Secrets)
-		out := mask.NewWriter(b, masks)
+		_, _ = io.WriteString(b, stepHeader(i, len(spec.Steps), st, masks))
+		ends := &lineEnds{w: b}
+		out := mask.NewWriter(ends, masks)
+		started := time.Now()
 		sctx, cancel := ctx, context.CancelFunc(func() {})
 		if st.Timeout > 0 {
 			sctx, cancel = context.WithTimeoutCause(ctx, st.Timeout, fmt.Errorf("step %w after %s", errTimeout, st.Timeout))
@@ -68,6 +72,12 @@ func (a *Agent) runContainerSteps(ctx context.Context, d bus.Dispatch, spec pipe
 		code, err := ctr.Exec(sctx, st.Run, ws, env, out)
 		cancel()
 		_ = out.Flush()
+		ends.close()
+		footCode := code
+		if err != nil {
+			footCode = -1
+		}
+		_, _ = io.WriteString(b, stepFooter(i, len(spec.Steps), footCode, err, time.Since(started), masks))
 		name := st.Name
 		if name == "" {
 			name = "step " + strconv.Itoa(i+1)

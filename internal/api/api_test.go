@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/client"
 	"github.com/hodei-ci/hodei/internal/server"
 	"github.com/hodei-ci/hodei/internal/state"
+	"github.com/hodei-ci/hodei/internal/steplog"
 )
 
 type env struct {
@@ -213,7 +215,9 @@ jobs:
 		t.Fatalf("end has %d jobs, want 3", len(end.Jobs))
 	}
 	out := output(t, evs)
-	if out["build"] != "built\n" || out["test (1.22, linux)"] != "testing 1.22\n" || out["test (1.23, linux)"] != "testing 1.23\n" {
+	if steplog.ZeroDurations(out["build"]) != oneStep("echo built", "built\n", 0) ||
+		steplog.ZeroDurations(out["test (1.22, linux)"]) != oneStep(`echo "testing $GO"`, "testing 1.22\n", 0) ||
+		steplog.ZeroDurations(out["test (1.23, linux)"]) != oneStep(`echo "testing $GO"`, "testing 1.23\n", 0) {
 		t.Errorf("output = %q", out)
 	}
 	// The run's state events go forward only and end succeeded.
@@ -417,7 +421,7 @@ jobs:
 	var sawStarted bool
 	err = e.c.FollowLogs(ctx, run.ID, "", func(ev wire.Event) error {
 		switch {
-		case ev.Type == wire.EventLog && ev.Log.Data == "started\n" && canceledAt.IsZero():
+		case ev.Type == wire.EventLog && strings.HasSuffix(ev.Log.Data, "started\n") && canceledAt.IsZero():
 			// The job is running (it printed): cancel it.
 			sawStarted = true
 			canceledAt = time.Now()
@@ -501,7 +505,7 @@ func TestLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	keyA, keyB := "count (a)", "count (b)"
-	want := map[string]string{keyA: wantLines(n, "a"), keyB: wantLines(n, "b")}
+	want := map[string]string{keyA: oneStep("i=1 …", wantLines(n, "a"), 0), keyB: oneStep("i=1 …", wantLines(n, "b"), 0)}
 
 	// Follow from the start (catch-up and live), all jobs and one job, at
 	// the same time.
@@ -535,11 +539,11 @@ func TestLogs(t *testing.T) {
 		return
 	}
 	for k, w := range want {
-		if live[k] != w {
-			t.Errorf("live output of %s: got %d bytes, want %d\n%s", k, len(live[k]), len(w), diffHint(live[k], w))
+		if got := steplog.ZeroDurations(live[k]); got != w {
+			t.Errorf("live output of %s: got %d bytes, want %d\n%s", k, len(got), len(w), diffHint(got, w))
 		}
 	}
-	if liveB[keyB] != want[keyB] || len(liveB) != 1 {
+	if steplog.ZeroDurations(liveB[keyB]) != want[keyB] || len(liveB) != 1 {
 		t.Errorf("live output of one job: %d keys, %d bytes", len(liveB), len(liveB[keyB]))
 	}
 
@@ -550,18 +554,18 @@ func TestLogs(t *testing.T) {
 	}
 	after := output(t, evs)
 	for k, w := range want {
-		if after[k] != w {
-			t.Errorf("output of %s after the end: got %d bytes, want %d\n%s", k, len(after[k]), len(w), diffHint(after[k], w))
+		if got := steplog.ZeroDurations(after[k]); got != w {
+			t.Errorf("output of %s after the end: got %d bytes, want %d\n%s", k, len(got), len(w), diffHint(got, w))
 		}
 	}
 
 	// Plain text: one job raw, all jobs prefixed.
 	var raw bytes.Buffer
-	if err := e.c.Logs(ctx, run.ID, keyA, &raw); err != nil {
+	if err := e.c.Logs(ctx, run.ID, keyA, client.LogsOptions{}, &raw); err != nil {
 		t.Fatal(err)
 	}
-	if raw.String() != want[keyA] {
-		t.Errorf("raw logs of %s: %s", keyA, diffHint(raw.String(), want[keyA]))
+	if got := steplog.ZeroDurations(raw.String()); got != want[keyA] {
+		t.Errorf("raw logs of %s: %s", keyA, diffHint(got, want[keyA]))
 	}
 	resp, body := e.do(t, "GET", "/api/v1/runs/"+run.ID+"/logs", "", nil)
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
@@ -569,12 +573,12 @@ func TestLogs(t *testing.T) {
 	}
 	var wantAll strings.Builder
 	for _, k := range []string{keyA, keyB} {
-		for _, line := range strings.Split(want[k], "\n") {
+		for _, line := range strings.Split(strings.TrimSuffix(want[k], "\n"), "\n") {
 			wantAll.WriteString("[" + k + "] " + line + "\n")
 		}
 	}
-	if string(body) != wantAll.String() {
-		t.Errorf("prefixed logs: %s", diffHint(string(body), wantAll.String()))
+	if got := steplog.ZeroDurations(string(body)); got != wantAll.String() {
+		t.Errorf("prefixed logs: %s", diffHint(got, wantAll.String()))
 	}
 
 	// SSE framing, read raw: events and data lines, via Accept.
@@ -698,7 +702,7 @@ func TestFollowOverlap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := output(t, evs)["talk"], numbered(1, 300); got != want {
+	if got, want := steplog.ZeroDurations(output(t, evs)["talk"]), oneStep("i=1 …", numbered(1, 300), 0); got != want {
 		t.Errorf("output: %s", diffHint(got, want))
 	}
 	checkJobStates(t, evs)
@@ -759,7 +763,7 @@ func TestFollowLag(t *testing.T) {
 	if lags == 0 {
 		t.Error("the follower was never dropped: the test did not test catching up")
 	}
-	if got, want := output(t, evs)["talk"], numbered(1, 400); got != want {
+	if got, want := steplog.ZeroDurations(output(t, evs)["talk"]), oneStep("i=1 …", numbered(1, 400), 0); got != want {
 		t.Errorf("output after lag: %s", diffHint(got, want))
 	}
 	checkJobStates(t, evs)
@@ -912,7 +916,9 @@ jobs:
 	if end.State != "succeeded" {
 		t.Fatalf("run ended %s", end.State)
 	}
-	if got := output(t, evs)["flaky"]; got != "first try\nsecond try\n" {
+	first := oneStep(`if [ -f "$MARK" ]; then echo "second try"; exit 0; fi …`, "first try\n", 3)
+	second := oneStep(`if [ -f "$MARK" ]; then echo "second try"; exit 0; fi …`, "second try\n", 0)
+	if got := steplog.ZeroDurations(output(t, evs)["flaky"]); got != first+second {
 		t.Errorf("output = %q", got)
 	}
 	// Every job event, in order: the attempt number goes with each state.
@@ -936,10 +942,52 @@ jobs:
 		j.Attempts[0].ExitCode == nil || *j.Attempts[0].ExitCode != 3 || j.Attempts[1].State != "succeeded" {
 		t.Errorf("job = %+v", j)
 	}
+	// The stored log cuts the attempts apart.
 	var raw bytes.Buffer
-	if err := e.c.Logs(ctx, run.ID, "flaky", &raw); err != nil || raw.String() != "first try\nsecond try\n" {
+	if err := e.c.Logs(ctx, run.ID, "flaky", client.LogsOptions{}, &raw); err != nil ||
+		steplog.ZeroDurations(raw.String()) != "--- attempt 1 ---\n"+first+"--- attempt 2 ---\n"+second {
 		t.Errorf("logs = %q, %v", raw.String(), err)
 	}
+	// With timestamps, every line starts with its chunk's time: the
+	// attempts' lines in order, the separators without.
+	raw.Reset()
+	if err := e.c.Logs(ctx, run.ID, "flaky", client.LogsOptions{Timestamps: true}, &raw); err != nil {
+		t.Fatal(err)
+	}
+	stamp := regexp.MustCompile(`^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (.*)$`)
+	var unstamped strings.Builder
+	var last time.Time
+	for _, line := range strings.SplitAfter(raw.String(), "\n") {
+		if line == "" {
+			continue
+		}
+		if strings.HasPrefix(line, "--- attempt ") {
+			unstamped.WriteString(line)
+			continue
+		}
+		m := stamp.FindStringSubmatch(strings.TrimSuffix(line, "\n"))
+		if m == nil {
+			t.Fatalf("line without a timestamp: %q", line)
+		}
+		at, err := time.Parse(time.RFC3339Nano, m[1])
+		if err != nil || at.Before(last) || time.Since(at) > time.Hour {
+			t.Errorf("timestamp %s after %s: %v", m[1], last, err)
+		}
+		last = at
+		unstamped.WriteString(m[2] + "\n")
+	}
+	if got := steplog.ZeroDurations(unstamped.String()); got != "--- attempt 1 ---\n"+first+"--- attempt 2 ---\n"+second {
+		t.Errorf("logs with timestamps, stamps removed = %q", got)
+	}
+}
+
+// oneStep is the log of the only step of a job, titled title, that printed
+// out and exited with code, as steplog.ZeroDurations writes it.
+func oneStep(title, out string, code int) string {
+	if out != "" && !strings.HasSuffix(out, "\n") {
+		out += "\n"
+	}
+	return steplog.Header(0, 1, title) + out + steplog.Footer(0, 1, steplog.Exited(code), 0)
 }
 
 func slicesHasSuffix(all, suffix []string) bool {

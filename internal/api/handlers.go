@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -330,12 +331,27 @@ func (a *api) getJob(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, one[0])
 }
 
-func wantsFollow(r *http.Request) bool {
-	switch strings.ToLower(r.URL.Query().Get("follow")) {
+// queryFlag reads a yes/no query parameter: set is false when it is absent
+// or says neither.
+func queryFlag(r *http.Request, name string) (on, set bool) {
+	switch strings.ToLower(r.URL.Query().Get(name)) {
 	case "1", "true", "yes":
-		return true
+		return true, true
 	case "0", "false", "no":
-		return false
+		return false, true
+	}
+	return false, false
+}
+
+// queryBool is a yes/no query parameter, no when absent.
+func queryBool(r *http.Request, name string) bool {
+	on, _ := queryFlag(r, name)
+	return on
+}
+
+func wantsFollow(r *http.Request) bool {
+	if on, set := queryFlag(r, "follow"); set {
+		return on
 	}
 	for _, v := range r.Header.Values("Accept") {
 		if strings.Contains(v, "text/event-stream") {
@@ -367,11 +383,15 @@ func (a *api) logs(w http.ResponseWriter, r *http.Request) {
 }
 
 // plainLogs writes the stored output of jobs, each line prefixed with its
-// job's key when prefix is set, as it is otherwise.
+// job's key when prefix is set, as it is otherwise. With ?timestamps=1, each
+// line starts with the time its chunk was stored (see stampLines). The
+// output of a job that ran more than once is cut by a line
+// "--- attempt N ---" before each attempt's output.
 func (a *api) plainLogs(w http.ResponseWriter, r *http.Request, jobs []store.Job, prefix bool) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	timestamps := queryBool(r, "timestamps")
 	beforeWrite := a.longResponse(w)
 	var lines *cli.Lines
 	if prefix {
@@ -380,6 +400,19 @@ func (a *api) plainLogs(w http.ResponseWriter, r *http.Request, jobs []store.Job
 	for _, j := range jobs {
 		var attempt int
 		var seq int64
+		open := false // the job's last line has no newline yet
+		stamps := stampLines{}
+		write := func(data []byte) error {
+			if len(data) == 0 {
+				return nil
+			}
+			open = data[len(data)-1] != '\n'
+			if lines != nil {
+				return lines.Write(j.Key, data)
+			}
+			_, err := w.Write(data)
+			return err
+		}
 		for {
 			beforeWrite() // a page at a time
 			chunks, err := a.d.Store.ReadLogs(r.Context(), j.ID, attempt, seq, logPage)
@@ -391,15 +424,21 @@ func (a *api) plainLogs(w http.ResponseWriter, r *http.Request, jobs []store.Job
 				return
 			}
 			for _, c := range chunks {
-				if lines != nil {
-					if c.Attempt != attempt {
-						_ = lines.Flush(j.Key)
+				if c.Attempt != attempt && j.Attempt > 1 {
+					sep := fmt.Sprintf("--- attempt %d ---\n", c.Attempt)
+					if open {
+						sep = "\n" + sep
 					}
-					err = lines.Write(j.Key, c.Data)
-				} else {
-					_, err = w.Write(c.Data)
+					stamps.lineOpen = false
+					if err := write([]byte(sep)); err != nil {
+						return
+					}
 				}
-				if err != nil {
+				data := c.Data
+				if timestamps {
+					data = stamps.stamp(c.At, data)
+				}
+				if err := write(data); err != nil {
 					return
 				}
 				attempt, seq = c.Attempt, c.Seq
@@ -414,6 +453,36 @@ func (a *api) plainLogs(w http.ResponseWriter, r *http.Request, jobs []store.Job
 			}
 		}
 	}
+}
+
+// stampTime is how a log line's time is written: RFC 3339 in UTC, with
+// milliseconds.
+const stampTime = "2006-01-02T15:04:05.000Z07:00"
+
+// stampLines prefixes each line of one job's output with the time of the
+// chunk the line starts in.
+type stampLines struct {
+	lineOpen bool // the last chunk ended inside a line
+}
+
+func (s *stampLines) stamp(at time.Time, data []byte) []byte {
+	ts := at.UTC().Format(stampTime) + " "
+	out := make([]byte, 0, len(data)+len(ts)*(1+bytes.Count(data, []byte("\n"))))
+	for len(data) > 0 {
+		if !s.lineOpen {
+			out = append(out, ts...)
+		}
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			out = append(out, data...)
+			s.lineOpen = true
+			break
+		}
+		out = append(out, data[:i+1]...)
+		data = data[i+1:]
+		s.lineOpen = false
+	}
+	return out
 }
 
 // streamLogs follows a run as Server-Sent Events.

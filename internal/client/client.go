@@ -261,12 +261,24 @@ func (c *Client) Pools(ctx context.Context) (PoolList, error) {
 	return l, err
 }
 
+// LogsOptions are the choices of Logs.
+type LogsOptions struct {
+	// Timestamps starts each line with the time its chunk was stored
+	// (RFC 3339, UTC, with milliseconds).
+	Timestamps bool
+}
+
 // Logs copies the stored output of a run to w: of every job, each line
-// prefixed with "[key] ", or of one job (by id or key) as it is.
-func (c *Client) Logs(ctx context.Context, run, job string, w io.Writer) error {
+// prefixed with "[key] ", or of one job (by id or key) as it is. A job that
+// ran more than once has a line "--- attempt N ---" before each attempt's
+// output.
+func (c *Client) Logs(ctx context.Context, run, job string, opts LogsOptions, w io.Writer) error {
 	q := url.Values{}
 	if job != "" {
 		q.Set("job", job)
+	}
+	if opts.Timestamps {
+		q.Set("timestamps", "1")
 	}
 	resp, err := c.do(ctx, http.MethodGet, runPath(run, "logs"), q, nil, "", "text/plain")
 	if err != nil {

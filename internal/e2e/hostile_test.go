@@ -362,7 +362,7 @@ func hostileServer(t *testing.T, unprivileged bool, agents int, unsafe bool) (ou
 	})
 	ended = time.Now()
 	var buf bytes.Buffer
-	if err := cb.Logs(ctx, hostile.ID, "", &buf); err != nil {
+	if err := cb.Logs(ctx, hostile.ID, "", client.LogsOptions{}, &buf); err != nil {
 		t.Fatal(err)
 	}
 	out = buf.String()
@@ -397,6 +397,13 @@ func hostileServer(t *testing.T, unprivileged bool, agents int, unsafe bool) (ou
 	return out, marker, ended
 }
 
+// stepHeader reports whether a line of output (prefixed with its job's key
+// or not) is the header the agent writes before a step: it shows the
+// script's first line, which is not the script's output.
+func stepHeader(line string) bool {
+	return strings.HasPrefix(line, "==> step ") || strings.Contains(line, "] ==> step ")
+}
+
 // waitLog waits for a line of the run's output that contains prefix and
 // returns what follows it on the line.
 func waitLog(t *testing.T, ctx context.Context, c *client.Client, run, prefix string) string {
@@ -404,12 +411,12 @@ func waitLog(t *testing.T, ctx context.Context, c *client.Client, run, prefix st
 	var rest string
 	eventually(t, time.Minute, "a line "+prefix+" in the output of run "+run, func() (bool, error) {
 		var buf bytes.Buffer
-		if err := c.Logs(ctx, run, "", &buf); err != nil {
+		if err := c.Logs(ctx, run, "", client.LogsOptions{}, &buf); err != nil {
 			return false, err
 		}
 		sc := bufio.NewScanner(&buf)
 		for sc.Scan() {
-			if i := strings.Index(sc.Text(), prefix); i >= 0 {
+			if i := strings.Index(sc.Text(), prefix); i >= 0 && !stepHeader(sc.Text()) {
 				rest = strings.TrimSpace(sc.Text()[i+len(prefix):])
 				return true, nil
 			}
@@ -526,7 +533,7 @@ func TestHostileJobInHodeiRun(t *testing.T) {
 				var rest string
 				eventually(t, time.Minute, "a line "+prefix, func() (bool, error) {
 					for _, l := range strings.Split(buf.String(), "\n") {
-						if i := strings.Index(l, prefix); i >= 0 {
+						if i := strings.Index(l, prefix); i >= 0 && !stepHeader(l) {
 							rest = strings.TrimSpace(l[i+len(prefix):])
 							return true, nil
 						}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/hub"
 	"github.com/hodei-ci/hodei/internal/state"
+	"github.com/hodei-ci/hodei/internal/steplog"
 	"github.com/hodei-ci/hodei/internal/store"
 )
 
@@ -116,6 +117,12 @@ func loadRun(t *testing.T, s *Server, id string) (store.Run, map[string]store.Jo
 	return r, m
 }
 
+// oneStep is the log of the only step of a job, titled title, that printed
+// out and ended as how says, as steplog.ZeroDurations writes it.
+func oneStep(title, out, how string) string {
+	return steplog.Header(0, 1, title) + out + steplog.Footer(0, 1, how, 0)
+}
+
 func logsOf(t *testing.T, s *Server, jobID string) string {
 	t.Helper()
 	var buf bytes.Buffer
@@ -211,7 +218,7 @@ jobs:
 	if jobs["build"].ExitCode != 3 {
 		t.Errorf("build exit code %d, want 3", jobs["build"].ExitCode)
 	}
-	if got := logsOf(t, s, jobs["build"].ID); got != "building\n" {
+	if got, want := steplog.ZeroDurations(logsOf(t, s, jobs["build"].ID)), oneStep("echo building; exit 3", "building\n", steplog.Exited(3)); got != want {
 		t.Errorf("build logs %q", got)
 	}
 }
@@ -323,7 +330,12 @@ jobs:
 		if k == "report" {
 			continue
 		}
-		seen[strings.TrimSpace(logsOf(t, s, j.ID))] = true
+		lines := strings.Split(strings.TrimSpace(logsOf(t, s, j.ID)), "\n")
+		if len(lines) != 3 || !strings.HasPrefix(lines[0], "==> step 1/1: ") || !strings.HasPrefix(lines[2], "<== step 1/1 exited 0 in ") {
+			t.Errorf("log of %s: %q", k, lines)
+			continue
+		}
+		seen[lines[1]] = true
 	}
 	for _, want := range []string{"go=1.25 os=linux", "go=1.25 os=arm", "go=1.26 os=linux", "go=1.26 os=arm"} {
 		if !seen[want] {
@@ -353,9 +365,13 @@ jobs:
 	}
 	out := logsOf(t, s, jobs["loud"].ID)
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	if len(lines) != 100000 {
-		t.Fatalf("%d lines, want 100000", len(lines))
+	if len(lines) != 100002 {
+		t.Fatalf("%d lines, want 100000 and the step's header and footer", len(lines))
 	}
+	if lines[0] != "==> step 1/1: seq 1 100000" || !strings.HasPrefix(lines[100001], "<== step 1/1 exited 0 in ") {
+		t.Errorf("header %q, footer %q", lines[0], lines[100001])
+	}
+	lines = lines[1:100001]
 	for i, l := range lines {
 		if l != strconv.Itoa(i+1) {
 			t.Fatalf("line %d is %q", i+1, l)
@@ -456,7 +472,7 @@ jobs:
 	if r.State != state.RunSucceeded {
 		t.Fatalf("run %s: %s / %s", r.State, r.Error, jobs["j"].Error)
 	}
-	if got := logsOf(t, s, jobs["j"].ID); got != "pipeline job step\n" {
+	if got := steplog.ZeroDurations(logsOf(t, s, jobs["j"].ID)); got != oneStep(`echo "$A $B $C" …`, "pipeline job step\n", steplog.Exited(0)) {
 		t.Fatalf("env output %q", got)
 	}
 	// Workspaces are removed after the job.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/state"
+	"github.com/hodei-ci/hodei/internal/steplog"
 )
 
 // startLimitedServer starts a server with one local agent and the given
@@ -59,7 +60,9 @@ jobs:
 		t.Fatalf("run %s (%s): the steps must go on past the log limit", r.State, r.Error)
 	}
 	out := logsOf(t, s, jobs["loud"].ID)
-	kept := strings.Repeat("a", 1<<20)
+	// The agent's header line counts toward the limit like the output.
+	header := steplog.Header(0, 2, steplog.Title("", `head -c 3145728 /dev/zero | tr '\0' a; echo done > "$HODEI_WORKSPACE/finished"`))
+	kept := header + strings.Repeat("a", 1<<20-len(header))
 	if !strings.HasPrefix(out, kept) {
 		t.Fatalf("log does not start with the first 1 MiB of output (%d bytes)", len(out))
 	}
@@ -186,6 +189,11 @@ jobs:
 		t.Errorf("API log: prefix %q, %d bytes of x, newline at the end %v, other bytes %v; want [long] , %d, true, false",
 			got.prefix, got.n, got.endsWithNewline, got.bad, size)
 	}
+	header := "[long] " + steplog.Header(0, 1, "head -c "+strconv.Itoa(size)+" /dev/zero | tr '\\0' x")
+	footer := "[long] " + steplog.Footer(0, 1, steplog.Exited(0), 0)
+	if got.header != header || steplog.ZeroDurations(string(got.footer)) != footer {
+		t.Errorf("API log: header %q, footer %q; want %q, %q", got.header, got.footer, header, footer)
+	}
 	peak := procStatus(t, "VmHWM")
 	growth := peak - before
 	t.Logf("RSS before %d MiB, peak %d MiB, growth %d MiB for a %d MiB line", before>>20, peak>>20, growth>>20, size>>20)
@@ -214,26 +222,38 @@ jobs:
 	}
 }
 
-// lineCheck reads "[long] " followed by x bytes and a final newline,
-// without keeping them.
+// lineCheck reads the step's header line, then "[long] " followed by x
+// bytes and a newline, without keeping them, then the step's footer line.
 type lineCheck struct {
 	want            byte
+	header          string
 	prefix          string
 	n               int
 	endsWithNewline bool
+	footer          []byte
 	bad             bool
 }
 
 func (c *lineCheck) Write(p []byte) (int, error) {
 	total := len(p)
+	for !strings.HasSuffix(c.header, "\n") && len(p) > 0 {
+		if len(c.header) > 1024 {
+			c.bad = true
+			return total, nil
+		}
+		c.header += string(p[0])
+		p = p[1:]
+	}
 	for len(c.prefix) < len("[long] ") && len(p) > 0 {
 		c.prefix += string(p[0])
 		p = p[1:]
 	}
-	for _, b := range p {
+	for i, b := range p {
 		switch {
 		case c.endsWithNewline:
-			c.bad = true
+			c.footer = append(c.footer, p[i:]...)
+			c.bad = c.bad || len(c.footer) > 1024
+			return total, nil
 		case b == c.want:
 			c.n++
 		case b == '\n':
@@ -264,13 +284,15 @@ jobs:
 	for i := 1; i <= 400000; i++ {
 		line.WriteString(strconv.Itoa(i))
 	}
-	want := line.String() + "\nafter\n"
-	if got := logsOf(t, s, jobs["digits"].ID); got != want {
+	header := steplog.Header(0, 1, `seq 1 400000 | tr -d '\n'; printf '\n'; echo after`)
+	footer := steplog.Footer(0, 1, steplog.Exited(0), 0)
+	want := header + line.String() + "\nafter\n" + footer
+	if got := steplog.ZeroDurations(logsOf(t, s, jobs["digits"].ID)); got != want {
 		t.Fatalf("stored log: %d bytes, want %d exact", len(got), len(want))
 	}
 	for _, c := range []struct{ query, want string }{
 		{"?job=digits", want},
-		{"", "[digits] " + line.String() + "\n[digits] after\n"},
+		{"", "[digits] " + header + "[digits] " + line.String() + "\n[digits] after\n[digits] " + footer},
 	} {
 		resp, err := http.Get("http://" + s.HTTPAddr() + "/api/v1/runs/" + r.ID + "/logs" + c.query)
 		if err != nil {
@@ -281,7 +303,7 @@ jobs:
 		if err != nil {
 			t.Fatal(err)
 		}
-		if string(got) != c.want {
+		if steplog.ZeroDurations(string(got)) != c.want {
 			t.Errorf("GET logs%s: %d bytes, want %d exact", c.query, len(got), len(c.want))
 		}
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/pki"
 	"github.com/hodei-ci/hodei/internal/secrets/sealed"
 	"github.com/hodei-ci/hodei/internal/state"
+	"github.com/hodei-ci/hodei/internal/steplog"
 )
 
 // The secrets of these tests. SEC has characters that base64 (+ and /),
@@ -71,9 +72,15 @@ jobs:
       - run: echo never
 `
 
-const leakWant = "raw: ***\nb64: ***\nb64url: ***\nhex: ***\nHEX: ***\nquery: ***\npath: ***\n" +
+var leakWant = steplog.Header(0, 3, `echo "raw: $SEC" …`) +
+	"raw: ***\nb64: ***\nb64url: ***\nhex: ***\nHEX: ***\nquery: ***\npath: ***\n" +
+	steplog.Footer(0, 3, steplog.Exited(0), 0) +
+	steplog.Header(1, 3, `printf 'split: %s' "$(printf %s "$SEC" | cut -c1-6)" …`) +
 	"split: ***\n" +
-	"whole: ***\nline: ***\nline: ***\nline: ***\nline: ***\n"
+	steplog.Footer(1, 3, steplog.Exited(0), 0) +
+	steplog.Header(2, 3, `printf 'whole: %s\n' "$MULTI" …`) +
+	"whole: ***\nline: ***\nline: ***\nline: ***\nline: ***\n" +
+	steplog.Footer(2, 3, steplog.Exited(0), 0)
 
 // forms is every string that must never be seen: each form of each secret,
 // also as it would be written inside a JSON string (where & and > are
@@ -248,10 +255,10 @@ func TestSecretsReachJobsMaskedAndNeverAtRest(t *testing.T) {
 	if jobs["leak"].State != state.JobSucceeded {
 		t.Fatalf("leak: %s (%s)", jobs["leak"].State, jobs["leak"].Error)
 	}
-	if got := logsOf(t, s, jobs["leak"].ID); got != leakWant {
+	if got := steplog.ZeroDurations(logsOf(t, s, jobs["leak"].ID)); got != leakWant {
 		t.Errorf("stored logs of leak:\n%s\nwant:\n%s", got, leakWant)
 	}
-	if got := logsOf(t, s, jobs["others"].ID); got != "others see SEC=unset\n" {
+	if got := steplog.ZeroDurations(logsOf(t, s, jobs["others"].ID)); got != oneStep(`echo "others see SEC=${SEC:-unset}"`, "others see SEC=unset\n", steplog.Exited(0)) {
 		t.Errorf("a job that names no secret got one: %q", got)
 	}
 	if j := jobs["missing"]; j.State != state.JobFailed || !strings.Contains(j.Error, "secret NOPE: secret not found") {
@@ -449,7 +456,7 @@ func TestTLSAgentRunsJobsWithItsOwnCertificate(t *testing.T) {
 	if jobs["j"].WorkerID != "remote-1" {
 		t.Errorf("ran on %s", jobs["j"].WorkerID)
 	}
-	if got := logsOf(t, s, jobs["j"].ID); got != "got ***\n" {
+	if got := steplog.ZeroDurations(logsOf(t, s, jobs["j"].ID)); got != oneStep(`echo "got $SEC"`, "got ***\n", steplog.Exited(0)) {
 		t.Errorf("logs %q", got)
 	}
 

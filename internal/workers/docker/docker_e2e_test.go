@@ -24,6 +24,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/containers/dockerengine"
 	"github.com/hodei-ci/hodei/internal/server"
 	"github.com/hodei-ci/hodei/internal/state"
+	"github.com/hodei-ci/hodei/internal/steplog"
 	"github.com/hodei-ci/hodei/internal/workers"
 	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 	"github.com/hodei-ci/hodei/internal/workers/workerstest"
@@ -88,10 +89,11 @@ jobs:
 	if !strings.Contains(out, "pwd /") || strings.Contains(out, "pwd / ") {
 		t.Errorf("the workspace is not the working directory:\n%s", out)
 	}
-	if online := workerstest.LogsOf(t, s, jobs["online"].ID); strings.TrimSpace(online) == "interfaces lo" {
+	if online := workerstest.LogsOf(t, s, jobs["online"].ID); !strings.Contains(online, "\ninterfaces ") || strings.Contains(online, "\ninterfaces lo \n") {
 		t.Errorf("network: true gave no network: %q", online)
 	}
-	if f := jobs["failing"]; f.ExitCode != 3 || !strings.Contains(f.Error, "exit status 3") || workerstest.LogsOf(t, s, f.ID) != "before\n" {
+	failingLog := steplog.Header(0, 1, "echo before; exit 3") + "before\n" + steplog.Footer(0, 1, steplog.Exited(3), 0)
+	if f := jobs["failing"]; f.ExitCode != 3 || !strings.Contains(f.Error, "exit status 3") || steplog.ZeroDurations(workerstest.LogsOf(t, s, f.ID)) != failingLog {
 		t.Errorf("failing job: exit %d, error %q, output %q", f.ExitCode, f.Error, workerstest.LogsOf(t, s, f.ID))
 	}
 	for _, j := range jobs {
