@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -60,7 +61,7 @@ func (e *Engine) Why(jobID string) Reason {
 		}
 		live++
 		for k, l := range want {
-			if !has[k] && containsLabel(w.labels, l) {
+			if !has[k] && slices.Contains(w.labels, l) {
 				has[k] = true
 			}
 		}
@@ -115,15 +116,6 @@ func (e *Engine) Why(jobID string) Reason {
 		return Reason{ReasonTooLarge, strings.Join(parts, "; ")}
 	}
 	return Reason{ReasonBusy, fmt.Sprintf("%d worker(s) can run it, all busy", large)}
-}
-
-func containsLabel(sorted []int32, l int32) bool {
-	for _, x := range sorted {
-		if x == l {
-			return true
-		}
-	}
-	return false
 }
 
 // formatCPU writes milli-cpus as cpus: "2", "0.5".
