@@ -271,7 +271,13 @@ func printRun(w io.Writer, r wire.Run, jobs []wire.Job) {
 		if worker == "" {
 			worker = "-"
 		}
-		rows[i] = []string{j.Key, string(j.State), fmt.Sprint(j.Attempt), dur, exit, worker, j.Error}
+		note := j.Error
+		if j.State == state.JobQueued && j.Reason != "" {
+			// Why it waits, e.g. "waiting: asks 64 cpu, the largest
+			// worker has 2 (no_worker_large_enough)".
+			note = fmt.Sprintf("waiting: %s (%s)", j.ReasonDetail, j.Reason)
+		}
+		rows[i] = []string{j.Key, string(j.State), fmt.Sprint(j.Attempt), dur, exit, worker, note}
 	}
 	_ = cli.Table(w, []string{"JOB", "STATE", "ATTEMPTS", "DURATION", "EXIT", "WORKER", "ERROR"}, rows)
 	fmt.Fprintln(w)

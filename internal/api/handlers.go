@@ -243,7 +243,8 @@ func (a *api) getRun(w http.ResponseWriter, r *http.Request) {
 }
 
 // predict adds the scheduler's predicted duration and ETA to the jobs that
-// have not ended. It is best effort: a busy orchestrator leaves them out.
+// have not ended, and to queued jobs why they wait. It is best effort: a
+// busy orchestrator leaves them out.
 func (a *api) predict(ctx context.Context, jobs []wire.Job) {
 	var ids []string
 	for _, j := range jobs {
@@ -256,16 +257,20 @@ func (a *api) predict(ctx context.Context, jobs []wire.Job) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	pred, err := a.d.Orch.Predict(ctx, ids)
+	outlooks, err := a.d.Orch.Outlook(ctx, ids)
 	if err != nil {
 		return
 	}
 	now := time.Now()
 	for i := range jobs {
-		d, ok := pred[jobs[i].ID]
+		ol, ok := outlooks[jobs[i].ID]
 		if !ok {
 			continue
 		}
+		if jobs[i].State == state.JobQueued {
+			jobs[i].Reason, jobs[i].ReasonDetail = string(ol.Waiting.Code), ol.Waiting.Detail
+		}
+		d := ol.Predicted
 		jobs[i].PredictedSeconds = d.Seconds()
 		eta := now.Add(d)
 		if jobs[i].State == state.JobRunning && jobs[i].StartedAt != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -153,12 +154,18 @@ func (o *Orchestrator) onCancel(c *change, r *cancelReq) {
 	c.reply(r, nil)
 }
 
-func (o *Orchestrator) onPredict(c *change, r *predictReq) {
-	r.predictions = make(map[string]time.Duration, len(r.jobs))
+func (o *Orchestrator) onOutlook(c *change, r *outlookReq) {
+	r.outlooks = make(map[string]Outlook, len(r.jobs))
 	for _, id := range r.jobs {
-		if o.jobs[id] != nil {
-			r.predictions[id] = o.eng.PredictJob(id)
+		j := o.jobs[id]
+		if j == nil {
+			continue
 		}
+		out := Outlook{Predicted: o.eng.PredictJob(id)}
+		if _, queued := o.queue[id]; queued {
+			out.Waiting = o.eng.Why(id)
+		}
+		r.outlooks[id] = out
 	}
 	c.reply(r, nil)
 }
@@ -170,6 +177,9 @@ func (o *Orchestrator) enqueue(j *jobState, now time.Time) {
 	o.queue[j.rec.ID] = j
 	o.eng.Enqueue(j.rec.ID, now)
 	o.dirty = true
+	if o.cfg.FixedFleet {
+		o.unchecked = append(o.unchecked, j)
+	}
 }
 
 // dequeue takes a job out of the queue, if it is there.
@@ -803,6 +813,53 @@ func (o *Orchestrator) schedule(c *change) {
 		}
 		o.assign(c, j, w)
 	}
+	o.failUnrunnable(c)
+}
+
+// failUnrunnable fails the jobs enqueued since the last call that no worker
+// of a fixed fleet could ever run (cfg.FixedFleet), once every worker of
+// the fleet has joined: they would wait forever. Before, they stay to be
+// checked.
+func (o *Orchestrator) failUnrunnable(c *change) {
+	if len(o.unchecked) == 0 {
+		return
+	}
+	if !o.fleetJoined() {
+		if len(o.unchecked) > 2*len(o.queue)+64 {
+			// A worker that never joins must not make the list grow
+			// without bound: keep the jobs still queued.
+			o.unchecked = slices.DeleteFunc(o.unchecked, func(j *jobState) bool {
+				_, queued := o.queue[j.rec.ID]
+				return !queued
+			})
+		}
+		return
+	}
+	for _, j := range o.unchecked {
+		if _, queued := o.queue[j.rec.ID]; !queued {
+			continue
+		}
+		if why := o.eng.Why(j.rec.ID); why.Never() {
+			o.finish(c, j, state.JobFailed, "no worker can run it: "+why.Detail)
+		}
+	}
+	clear(o.unchecked)
+	o.unchecked = o.unchecked[:0]
+}
+
+// fleetJoined says every in-process worker has joined since this process
+// started, with the labels and capacity it has now.
+func (o *Orchestrator) fleetJoined() bool {
+	if len(o.cfg.InProcess) == 0 {
+		return false
+	}
+	for _, id := range o.cfg.InProcess {
+		w := o.workers[id]
+		if w == nil || !w.synced || w.fenced || (w.rec.State != state.WorkerIdle && w.rec.State != state.WorkerBusy) {
+			return false
+		}
+	}
+	return true
 }
 
 func (o *Orchestrator) assign(c *change, j *jobState, w *workerState) {

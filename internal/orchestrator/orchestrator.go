@@ -96,6 +96,12 @@ type Config struct {
 	// restart their attempts cannot have survived, and are lost at once
 	// ("lost: server restarted") instead of after WorkerTTL.
 	InProcess []string
+	// FixedFleet says the workers of InProcess are the only ones there
+	// will ever be (no remote agent can connect, no pool creates
+	// workers): once all of them have joined, a queued job that none
+	// could ever run (labels, size) fails at once with why, instead of
+	// waiting forever. Otherwise such a job waits, and says why (Outlook).
+	FixedFleet bool
 	// Tick is the period of lease checks (250ms by default).
 	Tick time.Duration
 	// MaxBatch bounds the inputs applied in one transaction (2048).
@@ -179,9 +185,12 @@ type Orchestrator struct {
 	pred    *predict.Predictor // survives reloads of the engine
 	seq     uint64
 	dirty   bool // something changed that may allow new placements
-	lastPub time.Time
-	ids     *idGen
-	pending *change // announcements of the recovery transaction
+	// unchecked are the jobs enqueued since the last check that some
+	// worker could ever run them (cfg.FixedFleet only; see failUnrunnable).
+	unchecked []*jobState
+	lastPub   time.Time
+	ids       *idGen
+	pending   *change // announcements of the recovery transaction
 
 	view atomic.Pointer[View]
 	mu   sync.Mutex // guards nothing but Stop
@@ -443,21 +452,29 @@ func (o *Orchestrator) Ping(ctx context.Context) error {
 	return o.send(ctx, &pingReq{newAnswer()})
 }
 
-type predictReq struct {
+type outlookReq struct {
 	answer
-	jobs        []string
-	predictions map[string]time.Duration
+	jobs     []string
+	outlooks map[string]Outlook
 }
 
-func (r *predictReq) handle(o *Orchestrator, c *change) { o.onPredict(c, r) }
+func (r *outlookReq) handle(o *Orchestrator, c *change) { o.onOutlook(c, r) }
 
-// Predict returns the scheduler's predicted duration of each job that is
-// still active (jobs of ended runs are left out). It goes through the loop,
-// which owns the predictor.
-func (o *Orchestrator) Predict(ctx context.Context, jobIDs []string) (map[string]time.Duration, error) {
-	r := &predictReq{answer: newAnswer(), jobs: jobIDs}
+// Outlook is what the scheduler expects of an active job.
+type Outlook struct {
+	// Predicted is the job's predicted duration.
+	Predicted time.Duration
+	// Waiting says why a queued job is not placed (zero otherwise).
+	Waiting scheduler.Reason
+}
+
+// Outlook returns the outlook of each job that is still active (jobs of
+// ended runs are left out): its predicted duration and, if it is queued,
+// why it waits. It goes through the loop, which owns the scheduler.
+func (o *Orchestrator) Outlook(ctx context.Context, jobIDs []string) (map[string]Outlook, error) {
+	r := &outlookReq{answer: newAnswer(), jobs: jobIDs}
 	if err := o.send(ctx, r); err != nil {
 		return nil, err
 	}
-	return r.predictions, nil
+	return r.outlooks, nil
 }

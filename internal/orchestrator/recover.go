@@ -41,6 +41,7 @@ func (o *Orchestrator) recover(ctx context.Context, atStart bool) error {
 	o.runs = map[string]*runState{}
 	o.jobs = map[string]*jobState{}
 	o.queue = map[string]*jobState{}
+	o.unchecked = nil
 	o.workers = map[string]*workerState{}
 	o.admit = scheduler.NewAdmission()
 	for _, w := range workers {

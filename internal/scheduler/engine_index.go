@@ -10,7 +10,8 @@ import (
 // integers.
 type index struct {
 	labelIDs  map[string]int32
-	requested []bool // by label id: some job asked for it
+	labelStrs []string // by label id
+	requested []bool   // by label id: some job asked for it
 	lsets     []labelSet
 	lsetIDs   map[string]int32
 	keys      []keyState
@@ -118,8 +119,12 @@ func (x *index) label(s string) int32 {
 	id := int32(len(x.requested))
 	x.labelIDs[s] = id
 	x.requested = append(x.requested, false)
+	x.labelStrs = append(x.labelStrs, s)
 	return id
 }
+
+// labelName is the label of an id.
+func (x *index) labelName(id int32) string { return x.labelStrs[id] }
 
 // labels interns a list of labels into sorted, deduplicated ids.
 func (x *index) labels(ls []string) []int32 {

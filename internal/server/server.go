@@ -252,7 +252,10 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 		WorkerTTL: o.WorkerTTL,
 		// Local agents die with this process: after a restart, what
 		// they ran is lost at once.
-		InProcess:    s.localAgentIDs(),
+		InProcess: s.localAgentIDs(),
+		// With no NATS port and no pools, the local agents are the whole
+		// fleet: a job none of them could run fails at once.
+		FixedFleet:   o.NATSURL == "" && o.NATSListen == "none" && o.Pools == nil && o.LocalWorkers > 0,
 		InfraRetries: o.InfraRetries,
 		Aging:        o.SchedulerAging,
 		Metrics:      orchestrator.NewMetrics(s.Registry),

@@ -80,10 +80,11 @@ var runMachine = machine[RunState]{
 }
 
 // A job goes back to queued when an attempt fails or is lost and the job has
-// retries left; that starts a new attempt.
+// retries left; that starts a new attempt. A queued job fails without an
+// attempt when no worker of a fixed fleet could ever run it.
 var jobMachine = machine[JobState]{
 	JobPending:  {JobQueued, JobSkipped, JobCanceled},
-	JobQueued:   {JobAssigned, JobCanceled},
+	JobQueued:   {JobAssigned, JobFailed, JobCanceled},
 	JobAssigned: {JobRunning, JobQueued, JobSucceeded, JobFailed, JobCanceled},
 	JobRunning:  {JobSucceeded, JobFailed, JobCanceled, JobQueued},
 }

@@ -318,6 +318,7 @@ func TestSpecificTransitions(t *testing.T) {
 		{"job", string(JobPending), string(JobSucceeded), false},
 		{"job", string(JobQueued), string(JobAssigned), true},
 		{"job", string(JobQueued), string(JobCanceled), true},
+		{"job", string(JobQueued), string(JobFailed), true}, // no worker of a fixed fleet can run it
 		{"job", string(JobQueued), string(JobRunning), false},
 		{"job", string(JobQueued), string(JobPending), false},
 		{"job", string(JobQueued), string(JobSkipped), false},

@@ -62,6 +62,13 @@ type Job struct {
 	// it runs; now plus the prediction while it waits (the earliest it can
 	// end).
 	ETA *time.Time `json:"eta,omitempty"`
+	// Reason says, with a fixed code, why a queued job is not placed:
+	// no_workers, no_worker_with_labels, no_worker_large_enough or
+	// workers_busy; empty when the next scheduling pass may place it.
+	// ReasonDetail says it in a sentence ("asks 64 cpu, the largest worker
+	// has 2").
+	Reason       string `json:"reason,omitempty"`
+	ReasonDetail string `json:"reason_detail,omitempty"`
 	// Attempts are set by the job endpoints.
 	Attempts []Attempt `json:"attempts,omitempty"`
 }

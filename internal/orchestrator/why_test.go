@@ -1,0 +1,85 @@
+package orchestrator
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/scheduler"
+	"github.com/hodei-ci/hodei/internal/state"
+)
+
+const tooLarge = `name: big
+jobs:
+  huge:
+    runs-on: {cpu: 64}
+    steps: [{run: "true"}]
+  docker:
+    runs-on: {labels: [docker]}
+    steps: [{run: "true"}]
+`
+
+func (h *harness) outlook(id string) Outlook {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := h.o.Outlook(ctx, []string{id})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return out[id]
+}
+
+// TestQueuedJobSaysWhyItWaits: a job larger than every worker, or asking
+// for a label none has, stays queued (a worker may join) and says why as
+// soon as the pass that could not place it is committed.
+func TestQueuedJobSaysWhyItWaits(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.workerWith("w1", 2000)
+	run := h.submit(tooLarge)
+	// Submit answers after the batch that queued the jobs and ran the
+	// scheduling pass was committed.
+	for key, want := range map[string]scheduler.Reason{
+		"huge":   {Code: scheduler.ReasonTooLarge, Detail: "asks 64 cpu, the largest worker has 2"},
+		"docker": {Code: scheduler.ReasonLabels, Detail: "no worker has the label docker"},
+	} {
+		j := h.job(run.ID, key)
+		if j.State != state.JobQueued {
+			t.Fatalf("%s: %s, want queued", key, j.State)
+		}
+		if got := h.outlook(j.ID).Waiting; got != want {
+			t.Errorf("%s waits: %+v, want %+v", key, got, want)
+		}
+	}
+}
+
+// TestFixedFleetFailsWhatNoWorkerCanRun: with a fixed fleet, such jobs fail
+// at once, with why, but only once every worker of the fleet has joined.
+func TestFixedFleetFailsWhatNoWorkerCanRun(t *testing.T) {
+	h := newHarness(t, Config{FixedFleet: true, InProcess: []string{"w1"}})
+	run := h.submit(tooLarge)
+	huge := h.job(run.ID, "huge")
+	if huge.State != state.JobQueued {
+		t.Fatalf("before the fleet joined: %s, want queued", huge.State)
+	}
+	if got := h.outlook(huge.ID).Waiting.Code; got != scheduler.ReasonNoWorkers {
+		t.Fatalf("before the fleet joined: waits for %q, want %q", got, scheduler.ReasonNoWorkers)
+	}
+	h.workerWith("w1", 2000)
+	h.waitFor(func() bool { return h.job(run.ID, "docker").State.Final() && h.job(run.ID, "huge").State.Final() }, "both jobs to end")
+	for key, want := range map[string]string{
+		"huge":   "no worker can run it: asks 64 cpu, the largest worker has 2",
+		"docker": "no worker can run it: no worker has the label docker",
+	} {
+		j := h.job(run.ID, key)
+		if j.State != state.JobFailed || j.Error != want {
+			t.Errorf("%s: %s %q, want failed %q", key, j.State, j.Error, want)
+		}
+	}
+	// Once the fleet has joined, a job is failed in the pass that queued it.
+	run2 := h.submit(tooLarge)
+	if j := h.job(run2.ID, "huge"); j.State != state.JobFailed || !strings.HasPrefix(j.Error, "no worker can run it") {
+		t.Errorf("second run: %s %q, want failed at once", j.State, j.Error)
+	}
+}

@@ -1,0 +1,72 @@
+package scheduler
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestEngineWhy checks each reason a queued job gets, and that asking
+// changes no placement.
+func TestEngineWhy(t *testing.T) {
+	t.Parallel()
+	e := NewEngine(Config{})
+	single(e, "t", "early", res(2000, 1, 0), 0, e0)
+	if got := e.Why("early"); got.Code != ReasonNoWorkers {
+		t.Fatalf("empty fleet: %+v, want %s", got, ReasonNoWorkers)
+	}
+	e.UpsertWorker(WorkerSpec{ID: "w1", Labels: []string{"linux"}, Capacity: res(2000, 4, 0)})
+	e.UpsertWorker(WorkerSpec{ID: "w2", Labels: []string{"docker"}, Capacity: res(1000, 8, 0)})
+	if got := e.Why("early"); got != (Reason{}) {
+		t.Fatalf("fits an idle worker: %+v, want none", got)
+	}
+	if as := e.Plan(e0); len(as) != 1 {
+		t.Fatalf("placed %v", as)
+	}
+	// early takes all of w1; filler all of w2.
+	single(e, "t", "filler", res(1000, 1, 0), 0, e0)
+	e.Plan(e0)
+
+	single(e, "t", "labels", res(500, 1, 0), 0, e0, "docker", "gpu-box")
+	single(e, "t", "both", res(500, 1, 0), 0, e0, "docker", "linux")
+	single(e, "t", "cpu", res(64000, 1, 0), 0, e0, "linux")
+	single(e, "t", "mem", res(1000, 6, 0), 0, e0, "linux")
+	single(e, "t", "gpu", res(1000, 1, 1), 0, e0)
+	single(e, "t", "busy", res(1000, 1, 0), 0, e0)
+	before := e.Plan(e0)
+	if len(before) != 0 {
+		t.Fatalf("placed %v on a full fleet", before)
+	}
+	tests := []struct {
+		job    string
+		code   ReasonCode
+		detail string
+	}{
+		{"labels", ReasonLabels, "no worker has the label gpu-box"},
+		{"both", ReasonLabels, "no worker has all the labels"},
+		{"cpu", ReasonTooLarge, "asks 64 cpu, the largest worker has 2"},
+		{"mem", ReasonTooLarge, "asks 6Gi memory, the largest worker has 4Gi"},
+		{"gpu", ReasonTooLarge, "asks 1 gpu, the largest worker has 0"},
+		{"busy", ReasonBusy, "2 worker(s) can run it"},
+	}
+	for _, tc := range tests {
+		got := e.Why(tc.job)
+		if got.Code != tc.code || !strings.Contains(got.Detail, tc.detail) {
+			t.Errorf("%s: %+v, want %s %q", tc.job, got, tc.code, tc.detail)
+		}
+		if got.Never() != (tc.code != ReasonBusy) {
+			t.Errorf("%s: Never() = %v", tc.job, got.Never())
+		}
+	}
+	if got := e.Why("early"); got != (Reason{}) {
+		t.Errorf("placed job: %+v, want none", got)
+	}
+	if got := e.Why("unknown"); got != (Reason{}) {
+		t.Errorf("unknown job: %+v, want none", got)
+	}
+	mustCheck(t, e)
+	// A worker large enough joins: the cpu job is placed, Why changed nothing.
+	e.UpsertWorker(WorkerSpec{ID: "big", Labels: []string{"linux"}, Capacity: res(64000, 8, 0)})
+	if m := placedOn(e.Plan(e0)); m["cpu"] != "big" {
+		t.Fatalf("after the big worker joined: %v", m)
+	}
+}
