@@ -82,8 +82,8 @@ move write-other-workspace 'f=$(find "$DATA" /tmp -name a-private.txt 2>/dev/nul
 move signal-server 'kill -CONT ${PIDS%% *}'
 move signal-agent 'for p in ${PIDS#* }; do kill -CONT $p && exit 0; done; exit 1'
 setsid sleep $MARKER >/dev/null 2>&1 < /dev/null &
-pat="[${MARKER%"${MARKER#?}"}]${MARKER#?}"
-n=0; while [ $n -lt 500 ] && ! grep -qs "$pat" /proc/[0-9]*/cmdline; do sleep 0.01; n=$((n+1)); done
+daemon() { for f in /proc/[0-9]*/cmdline; do [ "$(tr '\0' ' ' <"$f" 2>/dev/null)" = "sleep $MARKER " ] && return 0; done; return 1; }
+n=0; while [ $n -lt 500 ] && ! daemon; do sleep 0.01; n=$((n+1)); done
 echo MOVES-DONE
 `
 
