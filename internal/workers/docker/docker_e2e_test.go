@@ -287,7 +287,7 @@ func TestDockerPoolAdoptsAfterRestart(t *testing.T) {
 	start := func(pool poolsfile.PoolConfig) (*workers.Manager, *prometheus.Registry, func()) {
 		reg := prometheus.NewRegistry()
 		m, err := workers.NewManager(workers.ManagerConfig{
-			Pools: &poolsfile.Config{Pools: []poolsfile.PoolConfig{pool}},
+			Pools: &poolsfile.Config{Pools: []poolsfile.PoolConfig{pool}}, Registry: providers(),
 			Env: workers.ProviderEnv{NATSURL: s.NATSURL, Owner: owner, HeartbeatInterval: 100 * time.Millisecond,
 				Logger: workerstest.Logger()},
 			View: s.Orch.View, Interval: 50 * time.Millisecond, Registerer: reg, Logger: workerstest.Logger(),
