@@ -436,10 +436,9 @@ func (e *Engine) RemovePipeline(pipelineID string) {
 // Reserved returns the resources reserved on a worker: the sum of the
 // requests of the jobs placed on it (by Plan or Bind) and not yet finished
 // or released. In the live system the engine is the one place where
-// reservations are counted (the orchestrator's view reads them here). Two
-// other counts stay on purpose: PlanFIFO's snapshot carries its own (Worker.
-// Used*, an input of a pure function), and the simulator's check mode
-// counts apart from the engine in order to check it.
+// reservations are counted (the orchestrator's view reads them here). One
+// other count stays on purpose: the simulator's check mode counts apart
+// from the engine in order to check it.
 func (e *Engine) Reserved(workerID string) Resources {
 	if wi, ok := e.workerIdx[workerID]; ok {
 		return e.workers[wi].used
