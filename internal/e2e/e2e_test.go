@@ -86,15 +86,21 @@ type proc struct {
 
 func start(t *testing.T, logName string, args ...string) *proc {
 	t.Helper()
-	args = withStore(t, args)
+	cmd := exec.Command(hodeiBin, withStore(t, args)...)
+	cmd.Env = append(os.Environ(), "HODEI_LOG_LEVEL=debug")
+	return startCmd(t, logName, cmd)
+}
+
+// startCmd starts cmd with its output in a file of the test's directory,
+// kills it when the test ends and shows the file's end if the test failed.
+func startCmd(t *testing.T, logName string, cmd *exec.Cmd) *proc {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), logName)
 	f, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(hodeiBin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = append(os.Environ(), "HODEI_LOG_LEVEL=debug")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -223,33 +223,11 @@ func newHostileEnv(t *testing.T, unprivileged bool) *hostileEnv {
 // start starts a hodei process as the environment's user.
 func (e *hostileEnv) start(t *testing.T, logName string, args ...string) *proc {
 	t.Helper()
-	logPath := filepath.Join(t.TempDir(), logName)
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd := exec.Command(hodeiBin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = e.env
 	cmd.Dir = e.root
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: e.cred}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{}), log: logPath}
-	go func() {
-		_ = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("--- %s (last 3000 bytes)\n%s", logName, tail(b, 3000))
-		}
-	})
-	return p
+	return startCmd(t, logName, cmd)
 }
 
 func fileSum(t *testing.T, path string) [32]byte {
