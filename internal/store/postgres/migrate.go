@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/hodei-ci/hodei/internal/store/migration"
+	"github.com/hodei-ci/hodei/internal/store/schema"
 )
 
 // ErrSchemaTooNew is wrapped by the error of Open when the database has a
@@ -90,7 +91,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, ms []migration.Migration, 
 		if _, err := tx.Exec(ctx, m.SQL); err != nil {
 			return nil, fmt.Errorf("migrate: %s: %w", m.Name, err)
 		}
-		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", m.Version, encTime(now())); err != nil {
+		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", m.Version, schema.EncTime(now())); err != nil {
 			return nil, fmt.Errorf("migrate: %s: %w", m.Name, err)
 		}
 		applied = append(applied, m.Version)

@@ -145,104 +145,38 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Column lists, in the order the scan functions read them.
-const (
-	runCols     = schema.RunCols
-	jobCols     = schema.JobCols
-	attemptCols = schema.AttemptCols
-	logCols     = schema.LogCols
-	workerCols  = schema.WorkerCols
-)
-
-// The queries of the read methods.
-const (
-	getRunSQL       = "SELECT " + runCols + " FROM runs WHERE id = $1"
-	getJobSQL       = "SELECT " + jobCols + " FROM jobs WHERE id = $1"
-	listJobsSQL     = "SELECT " + jobCols + " FROM jobs WHERE run_id = $1 ORDER BY idx"
-	listAttemptsSQL = "SELECT " + attemptCols + " FROM attempts WHERE job_id = $1 ORDER BY n"
-	readLogsSQL     = "SELECT " + logCols + " FROM log_chunks WHERE job_id = $1 AND (attempt, seq) > ($2, $3) ORDER BY attempt, seq LIMIT $4"
-	listWorkersSQL  = "SELECT " + workerCols + " FROM workers ORDER BY id"
-	countRunsSQL    = "SELECT state, count(*) FROM runs GROUP BY state"
-)
-
-// activeRunsWhere selects the runs that are not final, as the partial index
-// runs_active does.
-var activeRunsWhere = schema.ActiveRunsWhere
-
-// The queries of ActiveRuns.
+// The read queries, in PostgreSQL's placeholders.
 var (
-	activeRunsQuery = "SELECT " + runCols + " FROM runs WHERE " + activeRunsWhere + " ORDER BY id"
-	activeJobsQuery = "SELECT " + schema.PrefixCols("j.", jobCols) + " FROM runs r JOIN jobs j ON j.run_id = r.id WHERE r." +
-		activeRunsWhere + " ORDER BY r.id, j.idx"
+	getRunSQL       = schema.Rebind(schema.GetRunSQL)
+	getJobSQL       = schema.Rebind(schema.GetJobSQL)
+	listJobsSQL     = schema.Rebind(schema.ListJobsSQL)
+	listAttemptsSQL = schema.Rebind(schema.ListAttemptsSQL)
+	readLogsSQL     = schema.Rebind(schema.ReadLogsSQL)
 )
 
-func scanRun(row pgx.CollectableRow) (store.Run, error) {
-	var r store.Run
-	var created, started, finished int64
-	err := row.Scan(&r.ID, &r.Pipeline, &r.File, &r.Tenant, &r.Priority, &r.State, &r.Source, &created, &started, &finished, &r.Error, &r.ConcurrencyGroup, &r.ConcurrencyLimit)
-	r.CreatedAt, r.StartedAt, r.FinishedAt = decTime(created), decTime(started), decTime(finished)
-	return r, err
-}
-
-func scanJob(row pgx.CollectableRow) (store.Job, error) {
-	var j store.Job
-	var queued, started, finished int64
-	err := row.Scan(&j.ID, &j.RunID, &j.Key, &j.Name, &j.Index, &j.State, &j.Spec, &j.Attempt, &j.MaxAttempts, &j.WorkerID, &queued, &started, &finished, &j.ExitCode, &j.Error, &j.InfraLost)
-	j.QueuedAt, j.StartedAt, j.FinishedAt = decTime(queued), decTime(started), decTime(finished)
-	return j, err
-}
-
-func scanAttempt(row pgx.CollectableRow) (store.Attempt, error) {
-	var a store.Attempt
-	var assigned, started, finished, cpu int64
-	err := row.Scan(&a.JobID, &a.N, &a.WorkerID, &a.State, &assigned, &started, &finished, &a.ExitCode, &a.Error, &a.Reason, &a.PeakMemory, &cpu)
-	a.AssignedAt, a.StartedAt, a.FinishedAt = decTime(assigned), decTime(started), decTime(finished)
-	a.CPUTime = time.Duration(cpu)
-	return a, err
-}
-
-func scanLog(row pgx.CollectableRow) (store.LogChunk, error) {
-	var c store.LogChunk
-	var at int64
-	err := row.Scan(&c.JobID, &c.Attempt, &c.Seq, &c.Step, &c.Data, &at)
-	c.At = decTime(at)
-	return c, err
-}
-
-func scanWorker(row pgx.CollectableRow) (store.Worker, error) {
+func scanWorker(row schema.Scanner) (store.Worker, error) {
 	var w store.Worker
 	var first, last int64
 	err := row.Scan(&w.ID, &w.Pool, &w.State, &w.Labels, &w.CPUMilli, &w.MemoryBytes, &w.GPU, &w.BootID, &first, &last)
-	w.FirstSeen, w.LastSeen = decTime(first), decTime(last)
+	w.FirstSeen, w.LastSeen = schema.DecTime(first), schema.DecTime(last)
 	if len(w.Labels) == 0 {
 		w.Labels = nil
 	}
 	return w, err
 }
 
-// encTime encodes t as unix nanoseconds, the zero time as 0.
-func encTime(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-// decTime is the inverse of encTime; it returns times in UTC.
-func decTime(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
-
 // query runs q with args on the pool and scans every row with scan.
-func query[T any](ctx context.Context, q pgxQuerier, scan pgx.RowToFunc[T], sql string, args ...any) ([]T, error) {
+func query[T any](ctx context.Context, q pgxQuerier, scan func(schema.Scanner) (T, error), sql string, args ...any) ([]T, error) {
 	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, scan)
+	return pgx.CollectRows(rows, rowTo(scan))
+}
+
+// rowTo makes a scan function of the schema package a pgx.RowToFunc.
+func rowTo[T any](scan func(schema.Scanner) (T, error)) pgx.RowToFunc[T] {
+	return func(row pgx.CollectableRow) (T, error) { return scan(row) }
 }
 
 // pgxQuerier is what query needs of a pool or a transaction.
@@ -252,11 +186,11 @@ type pgxQuerier interface {
 
 // getOne runs a query expected to return at most one row; no row is an error
 // wrapping store.ErrNotFound.
-func getOne[T any](ctx context.Context, s *Store, scan pgx.RowToFunc[T], sql, what, id string) (T, error) {
+func getOne[T any](ctx context.Context, s *Store, scan func(schema.Scanner) (T, error), sql, what, id string) (T, error) {
 	rows, err := s.pool.Query(ctx, sql, id)
 	if err == nil {
 		var v T
-		v, err = pgx.CollectExactlyOneRow(rows, scan)
+		v, err = pgx.CollectExactlyOneRow(rows, rowTo(scan))
 		if err == nil {
 			return v, nil
 		}
@@ -271,13 +205,13 @@ func getOne[T any](ctx context.Context, s *Store, scan pgx.RowToFunc[T], sql, wh
 // GetRun returns the run with the given ID, or an error wrapping
 // store.ErrNotFound.
 func (s *Store) GetRun(ctx context.Context, id string) (store.Run, error) {
-	return getOne(ctx, s, scanRun, getRunSQL, "run", id)
+	return getOne(ctx, s, schema.ScanRun, getRunSQL, "run", id)
 }
 
 // GetJob returns the job with the given ID, or an error wrapping
 // store.ErrNotFound.
 func (s *Store) GetJob(ctx context.Context, id string) (store.Job, error) {
-	return getOne(ctx, s, scanJob, getJobSQL, "job", id)
+	return getOne(ctx, s, schema.ScanJob, getJobSQL, "job", id)
 }
 
 // ListRuns returns the runs that match f, newest (highest ID) first.
@@ -303,12 +237,12 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, e
 	}
 	args = append(args, min(limit, maxRunLimit))
 
-	q := "SELECT " + runCols + " FROM runs"
+	q := "SELECT " + schema.RunCols + " FROM runs"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	q += " ORDER BY id DESC LIMIT $" + strconv.Itoa(len(args))
-	runs, err := query(ctx, s.pool, scanRun, q, args...)
+	runs, err := query(ctx, s.pool, schema.ScanRun, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list runs: %w", err)
 	}
@@ -318,7 +252,7 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, e
 // ListJobs returns the jobs of a run ordered by Index; none if the run does
 // not exist.
 func (s *Store) ListJobs(ctx context.Context, runID string) ([]store.Job, error) {
-	jobs, err := query(ctx, s.pool, scanJob, listJobsSQL, runID)
+	jobs, err := query(ctx, s.pool, schema.ScanJob, listJobsSQL, runID)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list jobs of run %s: %w", runID, err)
 	}
@@ -327,7 +261,7 @@ func (s *Store) ListJobs(ctx context.Context, runID string) ([]store.Job, error)
 
 // ListAttempts returns the attempts of a job ordered by N.
 func (s *Store) ListAttempts(ctx context.Context, jobID string) ([]store.Attempt, error) {
-	as, err := query(ctx, s.pool, scanAttempt, listAttemptsSQL, jobID)
+	as, err := query(ctx, s.pool, schema.ScanAttempt, listAttemptsSQL, jobID)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list attempts of job %s: %w", jobID, err)
 	}
@@ -341,7 +275,7 @@ func (s *Store) ReadLogs(ctx context.Context, jobID string, afterAttempt int, af
 	if limit <= 0 {
 		limit = defaultLogLimit
 	}
-	cs, err := query(ctx, s.pool, scanLog, readLogsSQL, jobID, afterAttempt, afterSeq, limit)
+	cs, err := query(ctx, s.pool, schema.ScanLog, readLogsSQL, jobID, afterAttempt, afterSeq, limit)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: read logs of job %s: %w", jobID, err)
 	}
@@ -358,11 +292,11 @@ func (s *Store) ActiveRuns(ctx context.Context) ([]store.Run, []store.Job, error
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // read-only; nothing to undo
 
-	runs, err := query(ctx, tx, scanRun, activeRunsQuery)
+	runs, err := query(ctx, tx, schema.ScanRun, schema.ActiveRunsSQL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("postgres: active runs: %w", err)
 	}
-	jobs, err := query(ctx, tx, scanJob, activeJobsQuery)
+	jobs, err := query(ctx, tx, schema.ScanJob, schema.ActiveJobsSQL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("postgres: active runs: jobs: %w", err)
 	}
@@ -376,10 +310,10 @@ func (s *Store) CountRuns(ctx context.Context) (map[state.RunState]int, error) {
 		state state.RunState
 		n     int
 	}
-	cs, err := query(ctx, s.pool, func(row pgx.CollectableRow) (count, error) {
+	cs, err := query(ctx, s.pool, func(row schema.Scanner) (count, error) {
 		var c count
 		return c, row.Scan(&c.state, &c.n)
-	}, countRunsSQL)
+	}, schema.CountRunsSQL)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: count runs: %w", err)
 	}
@@ -401,12 +335,12 @@ func (s *Store) RecentDurations(ctx context.Context, limit int) ([]store.Duratio
 	if limit <= 0 {
 		limit = 1000
 	}
-	out, err := query(ctx, s.pool, func(row pgx.CollectableRow) (store.Duration, error) {
+	out, err := query(ctx, s.pool, func(row schema.Scanner) (store.Duration, error) {
 		var d store.Duration
 		var started, finished int64
 		err := row.Scan(&d.Pipeline, &d.JobKey, &started, &finished)
 		d.Ran = time.Duration(finished - started)
-		d.FinishedAt = decTime(finished)
+		d.FinishedAt = schema.DecTime(finished)
 		return d, err
 	}, recentDurationsSQL, state.JobSucceeded, limit)
 	if err != nil {
@@ -418,7 +352,7 @@ func (s *Store) RecentDurations(ctx context.Context, limit int) ([]store.Duratio
 
 // ListWorkers returns every worker ordered by ID.
 func (s *Store) ListWorkers(ctx context.Context) ([]store.Worker, error) {
-	ws, err := query(ctx, s.pool, scanWorker, listWorkersSQL)
+	ws, err := query(ctx, s.pool, scanWorker, schema.ListWorkersSQL)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list workers: %w", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -150,218 +149,6 @@ func TestSchemaTooNew(t *testing.T) {
 	}
 }
 
-func TestMissingParents(t *testing.T) {
-	ctx := context.Background()
-	s := openTemp(t)
-	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-1", state.RunQueued)) })
-	for name, fn := range map[string]func(tx store.Tx) error{
-		"InsertJobs":    func(tx store.Tx) error { return tx.InsertJobs([]store.Job{testJob("no-such-run", 0)}) },
-		"UpsertAttempt": func(tx store.Tx) error { return tx.UpsertAttempt(store.Attempt{JobID: "no-such-job", N: 1}) },
-		"AppendLogs": func(tx store.Tx) error {
-			return tx.AppendLogs([]store.LogChunk{{JobID: "no-such-job", Attempt: 1, Seq: 1}})
-		},
-	} {
-		err := s.Update(ctx, fn)
-		if !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("%s with a missing parent: %v, want ErrNotFound", name, err)
-		}
-	}
-}
-
-// TestFailedStatementRollsBackTheBatch: the statements queued before the one
-// that fails are not committed either.
-func TestFailedStatementRollsBackTheBatch(t *testing.T) {
-	ctx := context.Background()
-	s := openTemp(t)
-	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-1", state.RunQueued)) })
-	err := s.Update(ctx, func(tx store.Tx) error {
-		return errors.Join(
-			tx.InsertRun(testRun("run-2", state.RunQueued)),
-			tx.InsertJobs([]store.Job{testJob("run-2", 0)}),
-			tx.InsertRun(testRun("run-1", state.RunQueued)), // a conflict
-			tx.InsertRun(testRun("run-3", state.RunQueued)),
-		)
-	})
-	if !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), "insert run run-1") {
-		t.Fatalf("Update: %v, want ErrConflict naming run-1", err)
-	}
-	for _, id := range []string{"run-2", "run-3"} {
-		if _, err := s.GetRun(ctx, id); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("GetRun(%s) after the failed batch: %v, want ErrNotFound", id, err)
-		}
-	}
-	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-4", state.RunQueued)) })
-}
-
-func TestTxAfterUpdate(t *testing.T) {
-	s := openTemp(t)
-	var kept store.Tx
-	mustUpdate(t, s, func(tx store.Tx) error {
-		kept = tx
-		return nil
-	})
-	if err := kept.InsertRun(testRun("run-1", state.RunQueued)); !errors.Is(err, errTxDone) {
-		t.Errorf("InsertRun on a Tx kept after Update: %v, want errTxDone", err)
-	}
-	if _, err := s.GetRun(context.Background(), "run-1"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("GetRun = %v, want ErrNotFound", err)
-	}
-}
-
-func TestUpdatePanicRollsBack(t *testing.T) {
-	ctx := context.Background()
-	s := openTemp(t)
-	func() {
-		defer func() {
-			if recover() == nil {
-				t.Error("Update did not propagate fn's panic")
-			}
-		}()
-		_ = s.Update(ctx, func(tx store.Tx) error {
-			if err := tx.InsertRun(testRun("run-1", state.RunQueued)); err != nil {
-				return err
-			}
-			panic("boom")
-		})
-	}()
-	if _, err := s.GetRun(ctx, "run-1"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("GetRun after a panicking Update = %v, want ErrNotFound", err)
-	}
-	// The mutex was released.
-	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-2", state.RunQueued)) })
-}
-
-func TestUpdateCanceledContext(t *testing.T) {
-	s := openTemp(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	err := s.Update(ctx, func(tx store.Tx) error {
-		if err := tx.InsertRun(testRun("run-1", state.RunQueued)); err != nil {
-			return err
-		}
-		cancel()
-		return tx.InsertRun(testRun("run-2", state.RunQueued))
-	})
-	if !errors.Is(err, context.Canceled) {
-		t.Errorf("Update with a context canceled midway: %v, want context.Canceled", err)
-	}
-	if _, err := s.GetRun(context.Background(), "run-1"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("GetRun after a canceled Update = %v, want ErrNotFound", err)
-	}
-	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-3", state.RunQueued)) })
-}
-
-func TestCloseTwice(t *testing.T) {
-	s := mustOpen(t, pgtest.DB(t))
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Errorf("second Close: %v", err)
-	}
-}
-
-// TestConcurrentUpdates: many goroutines write through one Store while
-// others read; every Update commits and every read succeeds.
-func TestConcurrentUpdates(t *testing.T) {
-	ctx := context.Background()
-	s := openTemp(t)
-	const writers, rounds, jobsPerRun = 8, 25, 4
-	errc := make(chan error, writers+4)
-
-	stop := make(chan struct{})
-	var readers sync.WaitGroup
-	for g := range 4 {
-		readers.Add(1)
-		go func() {
-			defer readers.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				runs, err := s.ListRuns(ctx, store.RunFilter{Limit: 10})
-				if err == nil && len(runs) > 0 {
-					_, err = s.ListJobs(ctx, runs[0].ID)
-				}
-				if err == nil {
-					_, _, err = s.ActiveRuns(ctx)
-				}
-				if err == nil {
-					_, err = s.CountRuns(ctx)
-				}
-				if err == nil {
-					_, err = s.ReadLogs(ctx, fmt.Sprintf("run-%d-0.j0", g), 0, 0, 100)
-				}
-				if err != nil {
-					errc <- fmt.Errorf("reader %d: %w", g, err)
-					return
-				}
-			}
-		}()
-	}
-
-	var wg sync.WaitGroup
-	for g := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range rounds {
-				if err := s.Update(ctx, submitAndStart(fmt.Sprintf("run-%d-%d", g, i), jobsPerRun, fmt.Sprintf("w-%d", g))); err != nil {
-					errc <- fmt.Errorf("writer %d, round %d: %w", g, i, err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(stop)
-	readers.Wait()
-	close(errc)
-	for err := range errc {
-		t.Error(err)
-	}
-	counts, err := s.CountRuns(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if counts[state.RunQueued] != writers*rounds {
-		t.Errorf("CountRuns = %v, want %d queued", counts, writers*rounds)
-	}
-}
-
-// submitAndStart is the fn of an Update that submits a run and starts its
-// jobs on worker, as the orchestrator's batches do.
-func submitAndStart(runID string, jobs int, worker string) func(tx store.Tx) error {
-	return func(tx store.Tx) error {
-		run := testRun(runID, state.RunQueued)
-		var js []store.Job
-		for k := range jobs {
-			js = append(js, testJob(run.ID, k))
-		}
-		if err := tx.InsertRun(run); err != nil {
-			return err
-		}
-		if err := tx.InsertJobs(js); err != nil {
-			return err
-		}
-		for _, j := range js {
-			j.State = state.JobRunning
-			j.Attempt = 1
-			if err := tx.UpdateJob(j); err != nil {
-				return err
-			}
-			if err := tx.UpsertAttempt(store.Attempt{JobID: j.ID, N: 1, State: state.AttemptRunning, AssignedAt: t0}); err != nil {
-				return err
-			}
-			if err := tx.AppendLogs([]store.LogChunk{{JobID: j.ID, Attempt: 1, Seq: 1, Data: []byte("x")}}); err != nil {
-				return err
-			}
-		}
-		return tx.UpsertWorker(store.Worker{ID: worker, State: state.WorkerBusy, LastSeen: t0})
-	}
-}
-
 // TestTwoStoresContend: two Stores on one database (two server processes)
 // update the same rows in opposite orders, each holding its first row when
 // it asks for the others: a deadlock, which PostgreSQL breaks by failing one
@@ -486,4 +273,9 @@ func TestRetryableErrors(t *testing.T) {
 	if errors.Is(err, pgx.ErrNoRows) {
 		t.Errorf("unexpected %v", err)
 	}
+}
+
+// BenchmarkStore runs the benchmarks every store runs (storetest.Bench).
+func BenchmarkStore(b *testing.B) {
+	storetest.Bench(b, func(b *testing.B) store.Store { return mustOpen(b, pgtest.DB(b)) })
 }

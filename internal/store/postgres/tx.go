@@ -11,27 +11,28 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/hodei-ci/hodei/internal/store"
+	"github.com/hodei-ci/hodei/internal/store/schema"
 )
 
 // The statements of a write transaction.
 const (
-	insertRunSQL = `INSERT INTO runs (` + runCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
+	insertRunSQL = `INSERT INTO runs (` + schema.RunCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
 	updateRunSQL = `UPDATE runs SET pipeline = $2, file = $3, tenant = $4, priority = $5, state = $6, source = $7,
 		created_at = $8, started_at = $9, finished_at = $10, error = $11, concurrency_group = $12, concurrency_limit = $13
 		WHERE id = $1`
-	insertJobSQL = `INSERT INTO jobs (` + jobCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`
+	insertJobSQL = `INSERT INTO jobs (` + schema.JobCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`
 	updateJobSQL = `UPDATE jobs SET run_id = $2, job_key = $3, name = $4, idx = $5, state = $6, spec = $7, attempt = $8,
 		max_attempts = $9, worker_id = $10, queued_at = $11, started_at = $12, finished_at = $13, exit_code = $14,
 		error = $15, infra_lost = $16
 		WHERE id = $1`
-	upsertAttemptSQL = `INSERT INTO attempts (` + attemptCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+	upsertAttemptSQL = `INSERT INTO attempts (` + schema.AttemptCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		ON CONFLICT (job_id, n) DO UPDATE SET worker_id = excluded.worker_id, state = excluded.state,
 		assigned_at = excluded.assigned_at, started_at = excluded.started_at, finished_at = excluded.finished_at,
 		exit_code = excluded.exit_code, error = excluded.error, reason = excluded.reason,
 		peak_memory = excluded.peak_memory, cpu_time = excluded.cpu_time`
-	insertLogSQL = `INSERT INTO log_chunks (` + logCols + `) VALUES ($1, $2, $3, $4, $5, $6)
+	insertLogSQL = `INSERT INTO log_chunks (` + schema.LogCols + `) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (job_id, attempt, seq) DO NOTHING`
-	upsertWorkerSQL = `INSERT INTO workers (` + workerCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+	upsertWorkerSQL = `INSERT INTO workers (` + schema.WorkerCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 		ON CONFLICT (id) DO UPDATE SET pool = excluded.pool, state = excluded.state, labels = excluded.labels,
 		cpu_milli = excluded.cpu_milli, memory_bytes = excluded.memory_bytes, gpu = excluded.gpu,
 		boot_id = excluded.boot_id, first_seen = excluded.first_seen, last_seen = excluded.last_seen`
@@ -159,7 +160,7 @@ func (t *tx) InsertRun(r store.Run) error {
 	return t.queue(op{
 		sql: insertRunSQL,
 		args: []any{r.ID, r.Pipeline, r.File, r.Tenant, r.Priority, r.State, r.Source,
-			encTime(r.CreatedAt), encTime(r.StartedAt), encTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit},
+			schema.EncTime(r.CreatedAt), schema.EncTime(r.StartedAt), schema.EncTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit},
 		what: func() string { return "insert run " + r.ID },
 	})
 }
@@ -170,7 +171,7 @@ func (t *tx) UpdateRun(r store.Run) error {
 	return t.queue(op{
 		sql: updateRunSQL,
 		args: []any{r.ID, r.Pipeline, r.File, r.Tenant, r.Priority, r.State, r.Source,
-			encTime(r.CreatedAt), encTime(r.StartedAt), encTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit},
+			schema.EncTime(r.CreatedAt), schema.EncTime(r.StartedAt), schema.EncTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit},
 		mustChange: true,
 		what:       func() string { return "update run " + r.ID },
 	})
@@ -184,7 +185,7 @@ func (t *tx) InsertJobs(jobs []store.Job) error {
 		err := t.queue(op{
 			sql: insertJobSQL,
 			args: []any{j.ID, j.RunID, j.Key, j.Name, j.Index, j.State, j.Spec, j.Attempt, j.MaxAttempts, j.WorkerID,
-				encTime(j.QueuedAt), encTime(j.StartedAt), encTime(j.FinishedAt), j.ExitCode, j.Error, j.InfraLost},
+				schema.EncTime(j.QueuedAt), schema.EncTime(j.StartedAt), schema.EncTime(j.FinishedAt), j.ExitCode, j.Error, j.InfraLost},
 			what: func() string { return fmt.Sprintf("insert job %s of run %s", j.ID, j.RunID) },
 		})
 		if err != nil {
@@ -200,7 +201,7 @@ func (t *tx) UpdateJob(j store.Job) error {
 	return t.queue(op{
 		sql: updateJobSQL,
 		args: []any{j.ID, j.RunID, j.Key, j.Name, j.Index, j.State, j.Spec, j.Attempt, j.MaxAttempts, j.WorkerID,
-			encTime(j.QueuedAt), encTime(j.StartedAt), encTime(j.FinishedAt), j.ExitCode, j.Error, j.InfraLost},
+			schema.EncTime(j.QueuedAt), schema.EncTime(j.StartedAt), schema.EncTime(j.FinishedAt), j.ExitCode, j.Error, j.InfraLost},
 		mustChange: true,
 		what:       func() string { return "update job " + j.ID },
 	})
@@ -211,7 +212,7 @@ func (t *tx) UpdateJob(j store.Job) error {
 func (t *tx) UpsertAttempt(a store.Attempt) error {
 	return t.queue(op{
 		sql: upsertAttemptSQL,
-		args: []any{a.JobID, a.N, a.WorkerID, a.State, encTime(a.AssignedAt), encTime(a.StartedAt), encTime(a.FinishedAt),
+		args: []any{a.JobID, a.N, a.WorkerID, a.State, schema.EncTime(a.AssignedAt), schema.EncTime(a.StartedAt), schema.EncTime(a.FinishedAt),
 			a.ExitCode, a.Error, a.Reason, a.PeakMemory, int64(a.CPUTime)},
 		what: func() string { return fmt.Sprintf("upsert attempt %d of job %s", a.N, a.JobID) },
 	})
@@ -224,7 +225,7 @@ func (t *tx) AppendLogs(chunks []store.LogChunk) error {
 	for _, c := range chunks {
 		err := t.queue(op{
 			sql:  insertLogSQL,
-			args: []any{c.JobID, c.Attempt, c.Seq, c.Step, c.Data, encTime(c.At)},
+			args: []any{c.JobID, c.Attempt, c.Seq, c.Step, c.Data, schema.EncTime(c.At)},
 			what: func() string { return fmt.Sprintf("append log chunk %d/%d of job %s", c.Attempt, c.Seq, c.JobID) },
 		})
 		if err != nil {
@@ -243,7 +244,7 @@ func (t *tx) UpsertWorker(w store.Worker) error {
 	return t.queue(op{
 		sql: upsertWorkerSQL,
 		args: []any{w.ID, w.Pool, w.State, labels, w.CPUMilli, w.MemoryBytes, w.GPU, w.BootID,
-			encTime(w.FirstSeen), encTime(w.LastSeen)},
+			schema.EncTime(w.FirstSeen), schema.EncTime(w.LastSeen)},
 		what: func() string { return "upsert worker " + w.ID },
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	storemigration "github.com/hodei-ci/hodei/internal/store/migration"
+	"github.com/hodei-ci/hodei/internal/store/schema"
 )
 
 // ErrSchemaTooNew is wrapped by the error of Open when the database has a
@@ -87,7 +88,7 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration, now func() time.Ti
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 			return nil, fmt.Errorf("migrate: %s: %w", m.name, err)
 		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", m.version, encTime(now())); err != nil {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", m.version, schema.EncTime(now())); err != nil {
 			return nil, fmt.Errorf("migrate: %s: %w", m.name, err)
 		}
 		applied = append(applied, m.version)

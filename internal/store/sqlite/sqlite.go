@@ -201,13 +201,13 @@ func (s *Store) open(ms []migration) error {
 		stmt **sql.Stmt
 		q    string
 	}{
-		{&s.getRunStmt, getRunSQL},
-		{&s.getJobStmt, getJobSQL},
-		{&s.listJobsStmt, listJobsSQL},
-		{&s.listAttemptsStmt, listAttemptsSQL},
-		{&s.readLogsStmt, readLogsSQL},
-		{&s.listWorkersStmt, listWorkersSQL},
-		{&s.countRunsStmt, countRunsSQL},
+		{&s.getRunStmt, schema.GetRunSQL},
+		{&s.getJobStmt, schema.GetJobSQL},
+		{&s.listJobsStmt, schema.ListJobsSQL},
+		{&s.listAttemptsStmt, schema.ListAttemptsSQL},
+		{&s.readLogsStmt, schema.ReadLogsSQL},
+		{&s.listWorkersStmt, schema.ListWorkersSQL},
+		{&s.countRunsStmt, schema.CountRunsSQL},
 	}
 	for _, rd := range reads {
 		if *rd.stmt, err = r.PrepareContext(ctx, rd.q); err != nil {
@@ -258,79 +258,7 @@ func (s *Store) closeAll() error {
 	return errors.Join(errs...)
 }
 
-// Column lists, in the order the scan functions read them.
-const (
-	runCols     = schema.RunCols
-	jobCols     = schema.JobCols
-	attemptCols = schema.AttemptCols
-	logCols     = schema.LogCols
-	workerCols  = schema.WorkerCols
-)
-
-// The queries of the read methods, prepared on the read pool by Open.
-const (
-	getRunSQL       = "SELECT " + runCols + " FROM runs WHERE id = ?"
-	getJobSQL       = "SELECT " + jobCols + " FROM jobs WHERE id = ?"
-	listJobsSQL     = "SELECT " + jobCols + " FROM jobs WHERE run_id = ? ORDER BY idx"
-	listAttemptsSQL = "SELECT " + attemptCols + " FROM attempts WHERE job_id = ? ORDER BY n"
-	readLogsSQL     = "SELECT " + logCols + " FROM log_chunks WHERE job_id = ? AND (attempt, seq) > (?, ?) ORDER BY attempt, seq LIMIT ?"
-	listWorkersSQL  = "SELECT " + workerCols + " FROM workers ORDER BY id"
-	countRunsSQL    = "SELECT state, count(*) FROM runs GROUP BY state"
-)
-
-// activeRunsWhere selects the runs that are not final, as the partial index
-// runs_active does.
-var activeRunsWhere = schema.ActiveRunsWhere
-
-// The queries of ActiveRuns; both use the partial index runs_active.
-var (
-	activeRunsQuery = "SELECT " + runCols + " FROM runs WHERE " + activeRunsWhere + " ORDER BY id"
-	activeJobsQuery = "SELECT " + schema.PrefixCols("j.", jobCols) + " FROM runs r JOIN jobs j ON j.run_id = r.id WHERE r." +
-		activeRunsWhere + " ORDER BY r.id, j.idx"
-)
-
-type scanner interface{ Scan(dest ...any) error }
-
-func scanRun(sc scanner) (store.Run, error) {
-	var r store.Run
-	var st string
-	var created, started, finished int64
-	err := sc.Scan(&r.ID, &r.Pipeline, &r.File, &r.Tenant, &r.Priority, &st, &r.Source, &created, &started, &finished, &r.Error, &r.ConcurrencyGroup, &r.ConcurrencyLimit)
-	r.State = state.RunState(st)
-	r.CreatedAt, r.StartedAt, r.FinishedAt = decTime(created), decTime(started), decTime(finished)
-	return r, err
-}
-
-func scanJob(sc scanner) (store.Job, error) {
-	var j store.Job
-	var st string
-	var queued, started, finished int64
-	err := sc.Scan(&j.ID, &j.RunID, &j.Key, &j.Name, &j.Index, &st, &j.Spec, &j.Attempt, &j.MaxAttempts, &j.WorkerID, &queued, &started, &finished, &j.ExitCode, &j.Error, &j.InfraLost)
-	j.State = state.JobState(st)
-	j.QueuedAt, j.StartedAt, j.FinishedAt = decTime(queued), decTime(started), decTime(finished)
-	return j, err
-}
-
-func scanAttempt(sc scanner) (store.Attempt, error) {
-	var a store.Attempt
-	var st string
-	var assigned, started, finished, cpu int64
-	err := sc.Scan(&a.JobID, &a.N, &a.WorkerID, &st, &assigned, &started, &finished, &a.ExitCode, &a.Error, &a.Reason, &a.PeakMemory, &cpu)
-	a.State = state.AttemptState(st)
-	a.AssignedAt, a.StartedAt, a.FinishedAt = decTime(assigned), decTime(started), decTime(finished)
-	a.CPUTime = time.Duration(cpu)
-	return a, err
-}
-
-func scanLog(sc scanner) (store.LogChunk, error) {
-	var c store.LogChunk
-	var at int64
-	err := sc.Scan(&c.JobID, &c.Attempt, &c.Seq, &c.Step, &c.Data, &at)
-	c.At = decTime(at)
-	return c, err
-}
-
-func scanWorker(sc scanner) (store.Worker, error) {
+func scanWorker(sc schema.Scanner) (store.Worker, error) {
 	var w store.Worker
 	var st, labels string
 	var first, last int64
@@ -339,25 +267,9 @@ func scanWorker(sc scanner) (store.Worker, error) {
 		return w, err
 	}
 	w.State = state.WorkerState(st)
-	w.FirstSeen, w.LastSeen = decTime(first), decTime(last)
+	w.FirstSeen, w.LastSeen = schema.DecTime(first), schema.DecTime(last)
 	w.Labels, err = decLabels(labels)
 	return w, err
-}
-
-// encTime encodes t as unix nanoseconds, the zero time as 0.
-func encTime(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-// decTime is the inverse of encTime; it returns times in UTC.
-func decTime(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
 }
 
 // encLabels encodes labels as a JSON array; nil and empty both become "[]".
@@ -404,7 +316,7 @@ func constraintErr(err error) error {
 // GetRun returns the run with the given ID, or an error wrapping
 // store.ErrNotFound.
 func (s *Store) GetRun(ctx context.Context, id string) (store.Run, error) {
-	r, err := scanRun(s.getRunStmt.QueryRowContext(ctx, id))
+	r, err := schema.ScanRun(s.getRunStmt.QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Run{}, fmt.Errorf("sqlite: get run %s: %w", id, store.ErrNotFound)
 	}
@@ -437,7 +349,7 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, e
 	limit = min(limit, maxRunLimit)
 	args = append(args, limit)
 
-	q := "SELECT " + runCols + " FROM runs"
+	q := "SELECT " + schema.RunCols + " FROM runs"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -447,7 +359,7 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, e
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list runs: %w", err)
 	}
-	runs, err := collect(rows, scanRun)
+	runs, err := collect(rows, schema.ScanRun)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list runs: %w", err)
 	}
@@ -461,7 +373,7 @@ func (s *Store) ListJobs(ctx context.Context, runID string) ([]store.Job, error)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list jobs of run %s: %w", runID, err)
 	}
-	jobs, err := collect(rows, scanJob)
+	jobs, err := collect(rows, schema.ScanJob)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list jobs of run %s: %w", runID, err)
 	}
@@ -471,7 +383,7 @@ func (s *Store) ListJobs(ctx context.Context, runID string) ([]store.Job, error)
 // GetJob returns the job with the given ID, or an error wrapping
 // store.ErrNotFound.
 func (s *Store) GetJob(ctx context.Context, id string) (store.Job, error) {
-	j, err := scanJob(s.getJobStmt.QueryRowContext(ctx, id))
+	j, err := schema.ScanJob(s.getJobStmt.QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Job{}, fmt.Errorf("sqlite: get job %s: %w", id, store.ErrNotFound)
 	}
@@ -487,7 +399,7 @@ func (s *Store) ListAttempts(ctx context.Context, jobID string) ([]store.Attempt
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list attempts of job %s: %w", jobID, err)
 	}
-	as, err := collect(rows, scanAttempt)
+	as, err := collect(rows, schema.ScanAttempt)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list attempts of job %s: %w", jobID, err)
 	}
@@ -505,7 +417,7 @@ func (s *Store) ReadLogs(ctx context.Context, jobID string, afterAttempt int, af
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: read logs of job %s: %w", jobID, err)
 	}
-	cs, err := collect(rows, scanLog)
+	cs, err := collect(rows, schema.ScanLog)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: read logs of job %s: %w", jobID, err)
 	}
@@ -522,20 +434,20 @@ func (s *Store) ActiveRuns(ctx context.Context) ([]store.Run, []store.Job, error
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only; nothing to undo
 
-	rows, err := tx.QueryContext(ctx, activeRunsQuery)
+	rows, err := tx.QueryContext(ctx, schema.ActiveRunsSQL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sqlite: active runs: %w", err)
 	}
-	runs, err := collect(rows, scanRun)
+	runs, err := collect(rows, schema.ScanRun)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sqlite: active runs: %w", err)
 	}
 
-	rows, err = tx.QueryContext(ctx, activeJobsQuery)
+	rows, err = tx.QueryContext(ctx, schema.ActiveJobsSQL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sqlite: active runs: jobs: %w", err)
 	}
-	jobs, err := collect(rows, scanJob)
+	jobs, err := collect(rows, schema.ScanJob)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sqlite: active runs: jobs: %w", err)
 	}
@@ -589,7 +501,7 @@ func (s *Store) RecentDurations(ctx context.Context, limit int) ([]store.Duratio
 			return nil, fmt.Errorf("sqlite: recent durations: %w", err)
 		}
 		d.Ran = time.Duration(finished - started)
-		d.FinishedAt = decTime(finished)
+		d.FinishedAt = schema.DecTime(finished)
 		out = append(out, d)
 	}
 	if err := rows.Err(); err != nil {
@@ -613,7 +525,7 @@ func (s *Store) ListWorkers(ctx context.Context) ([]store.Worker, error) {
 }
 
 // collect scans every row with scan and closes rows.
-func collect[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) {
+func collect[T any](rows *sql.Rows, scan func(schema.Scanner) (T, error)) ([]T, error) {
 	defer rows.Close()
 	var out []T
 	for rows.Next() {

@@ -9,13 +9,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/store"
+	"github.com/hodei-ci/hodei/internal/store/schema"
 	"github.com/hodei-ci/hodei/internal/store/storetest"
 )
 
@@ -251,198 +251,6 @@ func TestDataSurvivesReopen(t *testing.T) {
 	}
 }
 
-// TestConcurrentUpdates has 8 goroutines calling Update at once while others
-// read: with one writer connection and WAL, nobody may see SQLITE_BUSY.
-func TestConcurrentUpdates(t *testing.T) {
-	ctx := context.Background()
-	s := openTemp(t)
-	defer mustClose(t, s)
-
-	const writers, rounds, jobsPerRun = 8, 25, 4
-	var (
-		errMu sync.Mutex
-		errs  []error
-	)
-	record := func(err error) {
-		errMu.Lock()
-		defer errMu.Unlock()
-		errs = append(errs, err)
-	}
-
-	stop := make(chan struct{})
-	var readers sync.WaitGroup
-	for g := range 4 {
-		readers.Add(1)
-		go func() {
-			defer readers.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				runs, err := s.ListRuns(ctx, store.RunFilter{Limit: 10})
-				if err == nil && len(runs) > 0 {
-					_, err = s.ListJobs(ctx, runs[0].ID)
-				}
-				if err == nil {
-					_, _, err = s.ActiveRuns(ctx)
-				}
-				if err == nil {
-					_, err = s.CountRuns(ctx)
-				}
-				if err == nil {
-					_, err = s.ReadLogs(ctx, fmt.Sprintf("run-%d-0.j0", g), 0, 0, 100)
-				}
-				if err != nil {
-					record(fmt.Errorf("reader %d: %w", g, err))
-					return
-				}
-			}
-		}()
-	}
-
-	var writersWG sync.WaitGroup
-	for g := range writers {
-		writersWG.Add(1)
-		go func() {
-			defer writersWG.Done()
-			for i := range rounds {
-				run := testRun(fmt.Sprintf("run-%d-%d", g, i), state.RunQueued)
-				var jobs []store.Job
-				for k := range jobsPerRun {
-					jobs = append(jobs, testJob(run.ID, k))
-				}
-				err := s.Update(ctx, func(tx store.Tx) error {
-					if err := tx.InsertRun(run); err != nil {
-						return err
-					}
-					if err := tx.InsertJobs(jobs); err != nil {
-						return err
-					}
-					for _, j := range jobs {
-						j.State = state.JobRunning
-						j.Attempt = 1
-						if err := tx.UpdateJob(j); err != nil {
-							return err
-						}
-						if err := tx.UpsertAttempt(store.Attempt{JobID: j.ID, N: 1, State: state.AttemptRunning, AssignedAt: t0}); err != nil {
-							return err
-						}
-						if err := tx.AppendLogs([]store.LogChunk{{JobID: j.ID, Attempt: 1, Seq: 1, Data: []byte("x")}}); err != nil {
-							return err
-						}
-					}
-					return tx.UpsertWorker(store.Worker{ID: fmt.Sprintf("w-%d", g), State: state.WorkerBusy, LastSeen: t0})
-				})
-				if err != nil {
-					record(fmt.Errorf("writer %d, round %d: %w", g, i, err))
-					return
-				}
-			}
-		}()
-	}
-	writersWG.Wait()
-	close(stop)
-	readers.Wait()
-
-	for _, err := range errs {
-		msg := err.Error()
-		if strings.Contains(msg, "locked") || strings.Contains(msg, "SQLITE_BUSY") {
-			t.Errorf("database busy: %v", err)
-		} else {
-			t.Error(err)
-		}
-	}
-	counts, err := s.CountRuns(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if counts[state.RunQueued] != writers*rounds {
-		t.Errorf("CountRuns = %v, want %d queued", counts, writers*rounds)
-	}
-}
-
-func TestMissingParents(t *testing.T) {
-	ctx := context.Background()
-	s := openTemp(t)
-	defer mustClose(t, s)
-	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-1", state.RunQueued)) })
-
-	for name, fn := range map[string]func(tx store.Tx) error{
-		"InsertJobs":    func(tx store.Tx) error { return tx.InsertJobs([]store.Job{testJob("no-such-run", 0)}) },
-		"UpsertAttempt": func(tx store.Tx) error { return tx.UpsertAttempt(store.Attempt{JobID: "no-such-job", N: 1}) },
-		"AppendLogs": func(tx store.Tx) error {
-			return tx.AppendLogs([]store.LogChunk{{JobID: "no-such-job", Attempt: 1, Seq: 1}})
-		},
-	} {
-		err := s.Update(ctx, fn)
-		if !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("%s with a missing parent: %v, want ErrNotFound", name, err)
-		}
-	}
-}
-
-func TestTxAfterUpdate(t *testing.T) {
-	s := openTemp(t)
-	defer mustClose(t, s)
-	var kept store.Tx
-	mustUpdate(t, s, func(tx store.Tx) error {
-		kept = tx
-		return nil
-	})
-	if err := kept.InsertRun(testRun("run-1", state.RunQueued)); !errors.Is(err, errTxDone) {
-		t.Errorf("InsertRun on a Tx kept after Update: %v, want errTxDone", err)
-	}
-	if _, err := s.GetRun(context.Background(), "run-1"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("GetRun = %v, want ErrNotFound", err)
-	}
-}
-
-func TestUpdatePanicRollsBack(t *testing.T) {
-	ctx := context.Background()
-	s := openTemp(t)
-	defer mustClose(t, s)
-	func() {
-		defer func() {
-			if recover() == nil {
-				t.Error("Update did not propagate fn's panic")
-			}
-		}()
-		_ = s.Update(ctx, func(tx store.Tx) error {
-			if err := tx.InsertRun(testRun("run-1", state.RunQueued)); err != nil {
-				return err
-			}
-			panic("boom")
-		})
-	}()
-	if _, err := s.GetRun(ctx, "run-1"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("GetRun after a panicking Update = %v, want ErrNotFound", err)
-	}
-	// The writer connection was released.
-	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-2", state.RunQueued)) })
-}
-
-func TestUpdateCanceledContext(t *testing.T) {
-	s := openTemp(t)
-	defer mustClose(t, s)
-	ctx, cancel := context.WithCancel(context.Background())
-	err := s.Update(ctx, func(tx store.Tx) error {
-		if err := tx.InsertRun(testRun("run-1", state.RunQueued)); err != nil {
-			return err
-		}
-		cancel()
-		return tx.InsertRun(testRun("run-2", state.RunQueued))
-	})
-	if !errors.Is(err, context.Canceled) {
-		t.Errorf("Update with a context canceled midway: %v, want context.Canceled", err)
-	}
-	if _, err := s.GetRun(context.Background(), "run-1"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("GetRun after a canceled Update = %v, want ErrNotFound", err)
-	}
-	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-3", state.RunQueued)) })
-}
-
 func TestConnectionSettings(t *testing.T) {
 	ctx := context.Background()
 	s := openTemp(t)
@@ -475,7 +283,7 @@ func TestConnectionSettings(t *testing.T) {
 // TestQueryPlans checks that the read queries use the indexes meant for
 // them and sort nothing in a temporary B-tree. In particular ActiveRuns must
 // use the partial index runs_active, whose WHERE clause lives in the
-// migration and must match activeRunsWhere exactly.
+// migration and must match schema.ActiveRunsWhere exactly.
 func TestQueryPlans(t *testing.T) {
 	s := openTemp(t)
 	defer mustClose(t, s)
@@ -484,18 +292,18 @@ func TestQueryPlans(t *testing.T) {
 		args  []any
 		uses  []string
 	}{
-		{getRunSQL, []any{"r"}, nil},
-		{getJobSQL, []any{"j"}, nil},
-		{listJobsSQL, []any{"r"}, []string{"jobs_run_idx"}},
-		{listAttemptsSQL, []any{"j"}, nil},
-		{readLogsSQL, []any{"j", 1, 2, 10}, []string{"(job_id=? AND (attempt,seq)>(?,?))"}},
-		{countRunsSQL, nil, []string{"COVERING INDEX runs_state_id"}},
-		{activeRunsQuery, nil, []string{"runs_active"}},
-		{activeJobsQuery, nil, []string{"runs_active", "jobs_run_idx"}},
+		{schema.GetRunSQL, []any{"r"}, nil},
+		{schema.GetJobSQL, []any{"j"}, nil},
+		{schema.ListJobsSQL, []any{"r"}, []string{"jobs_run_idx"}},
+		{schema.ListAttemptsSQL, []any{"j"}, nil},
+		{schema.ReadLogsSQL, []any{"j", 1, 2, 10}, []string{"(job_id=? AND (attempt,seq)>(?,?))"}},
+		{schema.CountRunsSQL, nil, []string{"COVERING INDEX runs_state_id"}},
+		{schema.ActiveRunsSQL, nil, []string{"runs_active"}},
+		{schema.ActiveJobsSQL, nil, []string{"runs_active", "jobs_run_idx"}},
 		{recentDurationsSQL, []any{"succeeded", 10}, []string{"jobs_state_finished"}},
-		{"SELECT " + runCols + " FROM runs WHERE state = ? AND id < ? ORDER BY id DESC LIMIT ?", []any{"queued", "r", 5}, []string{"runs_state_id"}},
-		{"SELECT " + runCols + " FROM runs WHERE tenant = ? AND id < ? ORDER BY id DESC LIMIT ?", []any{"t", "r", 5}, []string{"runs_tenant_id"}},
-		{"SELECT " + runCols + " FROM runs WHERE id < ? ORDER BY id DESC LIMIT ?", []any{"r", 5}, nil},
+		{"SELECT " + schema.RunCols + " FROM runs WHERE state = ? AND id < ? ORDER BY id DESC LIMIT ?", []any{"queued", "r", 5}, []string{"runs_state_id"}},
+		{"SELECT " + schema.RunCols + " FROM runs WHERE tenant = ? AND id < ? ORDER BY id DESC LIMIT ?", []any{"t", "r", 5}, []string{"runs_tenant_id"}},
+		{"SELECT " + schema.RunCols + " FROM runs WHERE id < ? ORDER BY id DESC LIMIT ?", []any{"r", 5}, nil},
 	} {
 		rows, err := s.r.Query("EXPLAIN QUERY PLAN "+tc.query, tc.args...)
 		if err != nil {
@@ -539,14 +347,6 @@ func TestOpenPathWithSpecialCharacters(t *testing.T) {
 	}
 }
 
-func TestCloseTwice(t *testing.T) {
-	s := openTemp(t)
-	mustClose(t, s)
-	if err := s.Close(); err != nil {
-		t.Errorf("second Close: %v", err)
-	}
-}
-
 // A migration numbered below one the database already has (merged later
 // from a branch developed beside it) is still applied, once.
 func TestMigrateAppliesAGapFilledLater(t *testing.T) {
@@ -585,4 +385,15 @@ func TestMigrateAppliesAGapFilledLater(t *testing.T) {
 	if _, err := db.Exec("INSERT INTO b (x) VALUES (1)"); err != nil {
 		t.Fatalf("table of the late migration: %v", err)
 	}
+}
+
+// BenchmarkStore runs the benchmarks every store runs (storetest.Bench).
+func BenchmarkStore(b *testing.B) {
+	storetest.Bench(b, func(b *testing.B) store.Store {
+		s, err := Open(filepath.Join(b.TempDir(), "hodei.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/hodei-ci/hodei/internal/store"
+	"github.com/hodei-ci/hodei/internal/store/schema"
 )
 
 // The statements of a write transaction, prepared once on the writer
@@ -24,10 +25,10 @@ const (
 )
 
 var writeSQL = [numWriteStmts]string{
-	stmtInsertRun: `INSERT INTO runs (` + runCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	stmtInsertRun: `INSERT INTO runs (` + schema.RunCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 	stmtUpdateRun: `UPDATE runs SET pipeline = ?, file = ?, tenant = ?, priority = ?, state = ?, source = ?,
 		created_at = ?, started_at = ?, finished_at = ?, error = ?, concurrency_group = ?, concurrency_limit = ? WHERE id = ?`,
-	stmtInsertJob: `INSERT INTO jobs (` + jobCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	stmtInsertJob: `INSERT INTO jobs (` + schema.JobCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 	stmtUpdateJob: `UPDATE jobs SET run_id = ?, job_key = ?, name = ?, idx = ?, state = ?, spec = ?, attempt = ?,
 		max_attempts = ?, worker_id = ?, queued_at = ?, started_at = ?, finished_at = ?, exit_code = ?, error = ?, infra_lost = ?
 		WHERE id = ?`,
@@ -38,14 +39,14 @@ var writeSQL = [numWriteStmts]string{
 	stmtUpdateJobState: `UPDATE jobs SET name = ?, state = ?, spec = ?, attempt = ?, max_attempts = ?, worker_id = ?,
 		queued_at = ?, started_at = ?, finished_at = ?, exit_code = ?, error = ?, infra_lost = ?
 		WHERE id = ? AND run_id = ? AND job_key = ? AND idx = ?`,
-	stmtUpsertAttempt: `INSERT INTO attempts (` + attemptCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	stmtUpsertAttempt: `INSERT INTO attempts (` + schema.AttemptCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (job_id, n) DO UPDATE SET worker_id = excluded.worker_id, state = excluded.state,
 		assigned_at = excluded.assigned_at, started_at = excluded.started_at, finished_at = excluded.finished_at,
 		exit_code = excluded.exit_code, error = excluded.error, reason = excluded.reason,
 		peak_memory = excluded.peak_memory, cpu_time = excluded.cpu_time`,
-	stmtInsertLog: `INSERT INTO log_chunks (` + logCols + `) VALUES (?, ?, ?, ?, ?, ?)
+	stmtInsertLog: `INSERT INTO log_chunks (` + schema.LogCols + `) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (job_id, attempt, seq) DO NOTHING`,
-	stmtUpsertWorker: `INSERT INTO workers (` + workerCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	stmtUpsertWorker: `INSERT INTO workers (` + schema.WorkerCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET pool = excluded.pool, state = excluded.state, labels = excluded.labels,
 		cpu_milli = excluded.cpu_milli, memory_bytes = excluded.memory_bytes, gpu = excluded.gpu,
 		boot_id = excluded.boot_id, first_seen = excluded.first_seen, last_seen = excluded.last_seen`,
@@ -134,7 +135,7 @@ func affected(res sql.Result) error {
 // run with its ID exists.
 func (t *tx) InsertRun(r store.Run) error {
 	_, err := t.exec(stmtInsertRun, r.ID, r.Pipeline, r.File, r.Tenant, r.Priority, string(r.State), r.Source,
-		encTime(r.CreatedAt), encTime(r.StartedAt), encTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit)
+		schema.EncTime(r.CreatedAt), schema.EncTime(r.StartedAt), schema.EncTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit)
 	if err != nil {
 		return fmt.Errorf("sqlite: insert run %s: %w", r.ID, constraintErr(err))
 	}
@@ -145,7 +146,7 @@ func (t *tx) InsertRun(r store.Run) error {
 // store.ErrNotFound.
 func (t *tx) UpdateRun(r store.Run) error {
 	res, err := t.exec(stmtUpdateRun, r.Pipeline, r.File, r.Tenant, r.Priority, string(r.State), r.Source,
-		encTime(r.CreatedAt), encTime(r.StartedAt), encTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit, r.ID)
+		schema.EncTime(r.CreatedAt), schema.EncTime(r.StartedAt), schema.EncTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit, r.ID)
 	if err == nil {
 		err = affected(res)
 	}
@@ -160,7 +161,7 @@ func (t *tx) UpdateRun(r store.Run) error {
 func (t *tx) InsertJobs(jobs []store.Job) error {
 	for _, j := range jobs {
 		_, err := t.exec(stmtInsertJob, j.ID, j.RunID, j.Key, j.Name, j.Index, string(j.State), j.Spec, j.Attempt,
-			j.MaxAttempts, j.WorkerID, encTime(j.QueuedAt), encTime(j.StartedAt), encTime(j.FinishedAt), j.ExitCode, j.Error, j.InfraLost)
+			j.MaxAttempts, j.WorkerID, schema.EncTime(j.QueuedAt), schema.EncTime(j.StartedAt), schema.EncTime(j.FinishedAt), j.ExitCode, j.Error, j.InfraLost)
 		if err != nil {
 			return fmt.Errorf("sqlite: insert job %s of run %s: %w", j.ID, j.RunID, constraintErr(err))
 		}
@@ -171,7 +172,7 @@ func (t *tx) InsertJobs(jobs []store.Job) error {
 // UpdateJob replaces the job with j's ID, or fails with an error wrapping
 // store.ErrNotFound.
 func (t *tx) UpdateJob(j store.Job) error {
-	queued, started, finished := encTime(j.QueuedAt), encTime(j.StartedAt), encTime(j.FinishedAt)
+	queued, started, finished := schema.EncTime(j.QueuedAt), schema.EncTime(j.StartedAt), schema.EncTime(j.FinishedAt)
 	res, err := t.exec(stmtUpdateJobState, j.Name, string(j.State), j.Spec, j.Attempt, j.MaxAttempts, j.WorkerID,
 		queued, started, finished, j.ExitCode, j.Error, j.InfraLost, j.ID, j.RunID, j.Key, j.Index)
 	if err == nil {
@@ -195,7 +196,7 @@ func (t *tx) UpdateJob(j store.Job) error {
 // error wrapping store.ErrNotFound if the job does not exist.
 func (t *tx) UpsertAttempt(a store.Attempt) error {
 	_, err := t.exec(stmtUpsertAttempt, a.JobID, a.N, a.WorkerID, string(a.State),
-		encTime(a.AssignedAt), encTime(a.StartedAt), encTime(a.FinishedAt), a.ExitCode, a.Error, a.Reason,
+		schema.EncTime(a.AssignedAt), schema.EncTime(a.StartedAt), schema.EncTime(a.FinishedAt), a.ExitCode, a.Error, a.Reason,
 		a.PeakMemory, int64(a.CPUTime))
 	if err != nil {
 		return fmt.Errorf("sqlite: upsert attempt %d of job %s: %w", a.N, a.JobID, constraintErr(err))
@@ -207,7 +208,7 @@ func (t *tx) UpsertAttempt(a store.Attempt) error {
 // error wrapping store.ErrNotFound if a chunk's job does not exist.
 func (t *tx) AppendLogs(chunks []store.LogChunk) error {
 	for _, c := range chunks {
-		_, err := t.exec(stmtInsertLog, c.JobID, c.Attempt, c.Seq, c.Step, c.Data, encTime(c.At))
+		_, err := t.exec(stmtInsertLog, c.JobID, c.Attempt, c.Seq, c.Step, c.Data, schema.EncTime(c.At))
 		if err != nil {
 			return fmt.Errorf("sqlite: append log chunk %d/%d of job %s: %w", c.Attempt, c.Seq, c.JobID, constraintErr(err))
 		}
@@ -220,7 +221,7 @@ func (t *tx) UpsertWorker(w store.Worker) error {
 	labels, err := encLabels(w.Labels)
 	if err == nil {
 		_, err = t.exec(stmtUpsertWorker, w.ID, w.Pool, string(w.State), labels, w.CPUMilli, w.MemoryBytes, w.GPU,
-			w.BootID, encTime(w.FirstSeen), encTime(w.LastSeen))
+			w.BootID, schema.EncTime(w.FirstSeen), schema.EncTime(w.LastSeen))
 	}
 	if err != nil {
 		return fmt.Errorf("sqlite: upsert worker %s: %w", w.ID, err)

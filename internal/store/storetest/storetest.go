@@ -55,6 +55,13 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UpdateRollsBack", testUpdateRollsBack},
 		{"ReadsDuringWrite", testReadsDuringWrite},
 		{"TimeRoundTrip", testTimeRoundTrip},
+		{"MissingParents", testMissingParents},
+		{"FailedStatementRollsBackTheBatch", testFailedStatementRollsBackTheBatch},
+		{"TxAfterUpdate", testTxAfterUpdate},
+		{"UpdatePanicRollsBack", testUpdatePanicRollsBack},
+		{"UpdateCanceledContext", testUpdateCanceledContext},
+		{"CloseTwice", testCloseTwice},
+		{"ConcurrentUpdates", testConcurrentUpdates},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
