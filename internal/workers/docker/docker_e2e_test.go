@@ -26,6 +26,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/steplog"
 	"github.com/hodei-ci/hodei/internal/workers"
+	"github.com/hodei-ci/hodei/internal/workers/docker"
 	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 	"github.com/hodei-ci/hodei/internal/workers/workerstest"
 )
@@ -287,7 +288,7 @@ func TestDockerPoolAdoptsAfterRestart(t *testing.T) {
 	start := func(pool poolsfile.PoolConfig) (*workers.Manager, *prometheus.Registry, func()) {
 		reg := prometheus.NewRegistry()
 		m, err := workers.NewManager(workers.ManagerConfig{
-			Pools: &poolsfile.Config{Pools: []poolsfile.PoolConfig{pool}}, Registry: providers(),
+			Pools: &poolsfile.Config{Pools: []poolsfile.PoolConfig{pool}}, Registry: workerstest.Only("docker", docker.New),
 			Env: workers.ProviderEnv{NATSURL: s.NATSURL, Owner: owner, HeartbeatInterval: 100 * time.Millisecond,
 				Logger: workerstest.Logger()},
 			View: s.Orch.View, Interval: 50 * time.Millisecond, Registerer: reg, Logger: workerstest.Logger(),

@@ -339,7 +339,7 @@ func kubeEnvFor(owner string, log *logSink) workers.ProviderEnv {
 // (the restricted user), as the server does.
 func newKube(t *testing.T, pool poolsfile.PoolConfig, env workers.ProviderEnv) *kubernetes.Provider {
 	t.Helper()
-	p, err := providers().New(pool, env)
+	p, err := workerstest.Only("kubernetes", kubernetes.New).New(pool, env)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,22 +4,13 @@ import (
 	"testing"
 
 	"github.com/hodei-ci/hodei/internal/server"
-	"github.com/hodei-ci/hodei/internal/workers"
 	"github.com/hodei-ci/hodei/internal/workers/local"
 	"github.com/hodei-ci/hodei/internal/workers/workerstest"
 )
 
-// providers is the registry of the servers these tests start: the local
-// provider alone.
-func providers() *workers.Registry {
-	r := workers.NewRegistry()
-	r.Register("local", local.New)
-	return r
-}
-
 // startServer starts a server whose pools (poolsYAML) are made by the
-// local provider, with n agents inside it.
+// local provider alone, with n agents inside it.
 func startServer(t *testing.T, poolsYAML string, n int, edit func(*server.Options)) *server.Server {
 	t.Helper()
-	return workerstest.StartServer(t, providers(), poolsYAML, n, edit)
+	return workerstest.StartServer(t, workerstest.Only("local", local.New), poolsYAML, n, edit)
 }

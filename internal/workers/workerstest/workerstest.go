@@ -184,3 +184,11 @@ func MutualTLS(t *testing.T) (*pki.CA, *tls.Config) {
 	}
 	return ca, natsTLS
 }
+
+// Only returns a registry of one provider: the one a provider's own tests
+// start their servers with.
+func Only(name string, f workers.Factory) *workers.Registry {
+	r := workers.NewRegistry()
+	r.Register(name, f)
+	return r
+}
