@@ -393,7 +393,11 @@ func (o *Orchestrator) finishRun(c *change, r *runState) {
 		}
 	}
 	if o.cfg.Metrics != nil {
-		c.observe = append(c.observe, func() { o.cfg.Metrics.RunsFinished.WithLabelValues(string(to)).Inc() })
+		tenant, pipeline, took := r.rec.Tenant, r.rec.Pipeline, c.now.Sub(r.rec.CreatedAt).Seconds()
+		c.observe = append(c.observe, func() {
+			o.cfg.Metrics.RunsFinished.WithLabelValues(string(to)).Inc()
+			o.cfg.Metrics.RunDuration.WithLabelValues(tenant, pipeline, string(to)).Observe(took)
+		})
 	}
 }
 
@@ -451,7 +455,8 @@ func (o *Orchestrator) onStatus(c *change, st bus.Status) {
 		}
 		if o.cfg.Metrics != nil {
 			wait := c.now.Sub(j.rec.QueuedAt).Seconds()
-			c.observe = append(c.observe, func() { o.cfg.Metrics.SubmitToStart.Observe(wait) })
+			tenant, pipeline := j.run.rec.Tenant, j.run.rec.Pipeline
+			c.observe = append(c.observe, func() { o.cfg.Metrics.SubmitToStart.WithLabelValues(tenant, pipeline).Observe(wait) })
 		}
 	case bus.StatusSucceeded:
 		if j.rec.StartedAt.IsZero() {
@@ -550,6 +555,10 @@ func (o *Orchestrator) onLogs(c *change, worker string, chunk bus.LogChunk) {
 	}
 	lc := store.LogChunk{JobID: chunk.JobID, Attempt: chunk.Attempt, Seq: chunk.Seq, Step: chunk.Step, Data: chunk.Data, At: c.now}
 	c.logs = append(c.logs, lc)
+	if o.cfg.Metrics != nil {
+		tenant, n := j.run.rec.Tenant, float64(len(chunk.Data))
+		c.observe = append(c.observe, func() { o.cfg.Metrics.LogBytes.WithLabelValues(tenant).Add(n) })
+	}
 	c.notes = append(c.notes, hub.Note{Kind: hub.KindLog, RunID: j.rec.RunID, JobID: j.rec.ID, JobKey: j.rec.Key, Attempt: chunk.Attempt, At: c.now, Chunk: &c.logs[len(c.logs)-1]})
 }
 

@@ -201,6 +201,7 @@ func (o *Orchestrator) drainOnStop() {
 func (o *Orchestrator) apply(ctx context.Context, b *batch) {
 	now := time.Now().UTC()
 	var c *change
+	began := time.Now()
 	err := o.cfg.Store.Update(ctx, func(tx store.Tx) error {
 		c = newChange(tx, now)
 		for _, hb := range b.beats {
@@ -236,7 +237,12 @@ func (o *Orchestrator) apply(ctx context.Context, b *batch) {
 		}
 		return
 	}
+	committed := time.Now()
 	o.announce(c, b)
+	if o.cfg.Metrics != nil {
+		o.cfg.Metrics.Batch.WithLabelValues("commit").Observe(committed.Sub(began).Seconds())
+		o.cfg.Metrics.Batch.WithLabelValues("announce").Observe(time.Since(committed).Seconds())
+	}
 }
 
 // write stores everything the batch changed.

@@ -12,11 +12,29 @@ type Metrics struct {
 	RunsFinished  *prometheus.CounterVec
 	JobsFinished  *prometheus.CounterVec
 	AttemptsLost  prometheus.Counter
-	SubmitToStart prometheus.Histogram
-	Jobs          *prometheus.GaugeVec
-	ActiveRuns    prometheus.Gauge
-	QueueDepth    prometheus.Gauge
-	Workers       *prometheus.GaugeVec
+	// SubmitToStart is the time from a job becoming ready to its worker
+	// starting it, by tenant and pipeline.
+	SubmitToStart *prometheus.HistogramVec
+	// RunDuration is the time from a run's submission to its end, by
+	// tenant, pipeline and final state.
+	RunDuration *prometheus.HistogramVec
+	// Waiting is the queued jobs that the last scheduling pass could not
+	// place, by the reason the scheduler gives (scheduler.Reason codes).
+	Waiting *prometheus.GaugeVec
+	// LogBytes counts the log output stored, by tenant.
+	LogBytes *prometheus.CounterVec
+	// Batch is the time of a batch's phases: commit (the store
+	// transaction) and announce (publishing what it decided on NATS).
+	Batch      *prometheus.HistogramVec
+	Jobs       *prometheus.GaugeVec
+	ActiveRuns prometheus.Gauge
+	QueueDepth prometheus.Gauge
+	// Workers counts workers by pool and state; Used and Capacity sum their
+	// reserved and total resources by pool (cpu in millicores, memory in
+	// bytes, gpu), for utilization per pool.
+	Workers  *prometheus.GaugeVec
+	Used     *prometheus.GaugeVec
+	Capacity *prometheus.GaugeVec
 	// Messages counts the worker messages applied (in a committed batch),
 	// by kind: report (status or log chunk) or heartbeat.
 	Messages *prometheus.CounterVec
@@ -42,19 +60,37 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		RunsFinished:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hodei_runs_finished_total", Help: "Runs that reached a final state, by state."}, []string{"state"}),
 		JobsFinished:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hodei_jobs_finished_total", Help: "Jobs that reached a final state, by state."}, []string{"state"}),
 		AttemptsLost:  prometheus.NewCounter(prometheus.CounterOpts{Name: "hodei_attempts_lost_total", Help: "Attempts given up because their worker was lost or restarted."}),
-		SubmitToStart: prometheus.NewHistogram(prometheus.HistogramOpts{
+		SubmitToStart: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "hodei_job_submit_to_start_seconds",
-			Help:    "Time from a job becoming ready (queued) to its worker starting it.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
-		}),
+			Help:    "Time from a job becoming ready (queued) to its worker starting it, by tenant and pipeline.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600},
+		}, []string{"tenant", "pipeline"}),
+		RunDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hodei_run_duration_seconds",
+			Help:    "Time from a run's submission to its end, by tenant, pipeline and final state.",
+			Buckets: []float64{.1, .5, 1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400},
+		}, []string{"tenant", "pipeline", "state"}),
+		Waiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hodei_jobs_waiting",
+			Help: "Queued jobs the last scheduling pass could not place, by reason."}, []string{"reason"}),
+		LogBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hodei_log_bytes_total", Help: "Log output stored, by tenant."}, []string{"tenant"}),
+		Batch: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hodei_batch_seconds",
+			Help:    "Time of the orchestrator's batch phases: commit (the store transaction), announce (publishing on NATS).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"phase"}),
 		Jobs:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hodei_jobs", Help: "Jobs of active runs, by state."}, []string{"state"}),
 		ActiveRuns: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hodei_runs_active", Help: "Runs not yet in a final state."}),
 		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hodei_queue_depth", Help: "Jobs ready and waiting for a worker."}),
-		Workers:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hodei_workers", Help: "Workers by state."}, []string{"state"}),
-		Messages:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hodei_worker_messages_total", Help: "Worker messages applied, by kind (report, heartbeat)."}, []string{"kind"}),
-		Dropped:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hodei_reports_dropped_total", Help: "Worker reports that changed nothing, by reason."}, []string{"reason"}),
+		Workers:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hodei_workers", Help: "Workers by pool and state."}, []string{"pool", "state"}),
+		Used: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hodei_worker_resources_used",
+			Help: "Resources reserved by running jobs on live workers, by pool and resource (cpu_milli, memory_bytes, gpu)."}, []string{"pool", "resource"}),
+		Capacity: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hodei_worker_resources",
+			Help: "Resources of live workers, by pool and resource (cpu_milli, memory_bytes, gpu)."}, []string{"pool", "resource"}),
+		Messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hodei_worker_messages_total", Help: "Worker messages applied, by kind (report, heartbeat)."}, []string{"kind"}),
+		Dropped:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hodei_reports_dropped_total", Help: "Worker reports that changed nothing, by reason."}, []string{"reason"}),
 	}
-	reg.MustRegister(m.RunsSubmitted, m.RunsFinished, m.JobsFinished, m.AttemptsLost, m.SubmitToStart, m.Jobs, m.ActiveRuns, m.QueueDepth, m.Workers, m.Messages, m.Dropped)
+	reg.MustRegister(m.RunsSubmitted, m.RunsFinished, m.JobsFinished, m.AttemptsLost, m.SubmitToStart, m.RunDuration, m.Waiting,
+		m.LogBytes, m.Batch, m.Jobs, m.ActiveRuns, m.QueueDepth, m.Workers, m.Used, m.Capacity, m.Messages, m.Dropped)
 	return m
 }
 
@@ -66,12 +102,25 @@ func (m *Metrics) update(v *View, queue int) {
 	}
 	m.ActiveRuns.Set(float64(v.ActiveRuns))
 	m.QueueDepth.Set(float64(queue))
-	counts := map[state.WorkerState]int{}
+	// Pools come and go: the gauges are rebuilt from the view each time.
+	m.Workers.Reset()
+	m.Used.Reset()
+	m.Capacity.Reset()
 	for _, w := range v.Workers {
-		counts[w.State]++
+		m.Workers.WithLabelValues(w.Pool, string(w.State)).Inc()
+		if w.State == state.WorkerLost || w.State == state.WorkerGone {
+			continue
+		}
+		m.Capacity.WithLabelValues(w.Pool, "cpu_milli").Add(float64(w.CPUMilli))
+		m.Capacity.WithLabelValues(w.Pool, "memory_bytes").Add(float64(w.MemoryBytes))
+		m.Capacity.WithLabelValues(w.Pool, "gpu").Add(float64(w.GPU))
+		m.Used.WithLabelValues(w.Pool, "cpu_milli").Add(float64(w.UsedCPUMilli))
+		m.Used.WithLabelValues(w.Pool, "memory_bytes").Add(float64(w.UsedMemory))
+		m.Used.WithLabelValues(w.Pool, "gpu").Add(float64(w.UsedGPU))
 	}
-	for _, s := range state.WorkerStates {
-		m.Workers.WithLabelValues(string(s)).Set(float64(counts[s]))
+	m.Waiting.Reset()
+	for _, d := range v.Demand {
+		m.Waiting.WithLabelValues(d.Reason).Add(float64(d.Jobs))
 	}
 }
 

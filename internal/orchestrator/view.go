@@ -37,6 +37,10 @@ type DemandView struct {
 	Jobs     int      `json:"jobs"`
 	// OldestQueued is when the group's longest-waiting job was queued.
 	OldestQueued time.Time `json:"oldest_queued"`
+	// Reason is why the group's jobs wait (a scheduler.ReasonCode), asked
+	// of one of them: jobs of one shape wait for the same reason.
+	Reason string `json:"reason,omitempty"`
+	oneJob string
 }
 
 // WorkerView is one worker as the orchestrator sees it.
@@ -126,7 +130,7 @@ func (o *Orchestrator) demand() []DemandView {
 		}
 		g := groups[k]
 		if g == nil {
-			g = &DemandView{CPUMilli: j.spec.CPUMilli, Memory: j.spec.Memory, GPU: j.spec.GPU, Labels: labels, OldestQueued: j.rec.QueuedAt}
+			g = &DemandView{CPUMilli: j.spec.CPUMilli, Memory: j.spec.Memory, GPU: j.spec.GPU, Labels: labels, OldestQueued: j.rec.QueuedAt, oneJob: j.rec.ID}
 			groups[k] = g
 		}
 		g.Jobs++
@@ -146,6 +150,12 @@ func (o *Orchestrator) demand() []DemandView {
 	})
 	if len(out) > MaxDemandGroups {
 		out = out[:MaxDemandGroups]
+	}
+	for i := range out {
+		out[i].Reason = string(o.eng.Why(out[i].oneJob).Code)
+		if out[i].Reason == "" {
+			out[i].Reason = "unplaced" // fits a worker now: the next pass places it
+		}
 	}
 	return out
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/hodei-ci/hodei/internal/scheduler"
 	"github.com/hodei-ci/hodei/internal/state"
 )
@@ -51,6 +53,22 @@ func TestQueuedJobSaysWhyItWaits(t *testing.T) {
 		if got := h.outlook(j.ID).Waiting; got != want {
 			t.Errorf("%s waits: %+v, want %+v", key, got, want)
 		}
+	}
+	// hodei_jobs_waiting counts them by reason from the next view on (the
+	// view is published at most every 100 ms: each Outlook is a batch).
+	waiting := func(reason scheduler.ReasonCode) int {
+		var m dto.Metric
+		if err := h.o.cfg.Metrics.Waiting.WithLabelValues(string(reason)).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return int(m.GetGauge().GetValue())
+	}
+	h.waitFor(func() bool {
+		h.outlook(run.ID)
+		return waiting(scheduler.ReasonTooLarge) == 1 && waiting(scheduler.ReasonLabels) == 1
+	}, "hodei_jobs_waiting to count one job too large and one with labels no worker has")
+	if n := waiting(scheduler.ReasonBusy); n != 0 {
+		t.Errorf("hodei_jobs_waiting{reason=workers_busy} = %d, want 0", n)
 	}
 }
 

@@ -31,7 +31,7 @@ type savedScaler struct {
 	saved time.Time
 	log   *slog.Logger
 
-	hours, idle, cost *prometheus.GaugeVec
+	hours, idle, cost, forecast *prometheus.GaugeVec
 }
 
 var (
@@ -52,9 +52,11 @@ func newSavedScaler(s *autoscale.Scaler, dir string, reg prometheus.Registerer, 
 			Help: "Worker-hours of the pool's workers while they ran no job (starting, idle, draining) since the server started."}, []string{"pool"}),
 		cost: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hodei_pool_cost",
 			Help: "cost_per_hour times worker-hours of the pool since the server started."}, []string{"pool"}),
+		forecast: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hodei_pool_forecast_workers",
+			Help: "Workers the predictive autoscaler's forecast asked for in the pool at its last decision (compare with hodei_pool_workers and hodei_pool_demand_jobs)."}, []string{"pool"}),
 	}
 	if reg != nil {
-		reg.MustRegister(w.hours, w.idle, w.cost)
+		reg.MustRegister(w.hours, w.idle, w.cost, w.forecast)
 	}
 	if err := w.load(); err != nil {
 		log.Warn("autoscaler history not restored: forecasting starts afresh", "file", w.path, "err", err)
@@ -94,6 +96,9 @@ func (w *savedScaler) Decide(snap workers.Snapshot) []workers.Action {
 		w.hours.WithLabelValues(name).Set(a.WorkerHours)
 		w.idle.WithLabelValues(name).Set(a.IdleWorkerHours)
 		w.cost.WithLabelValues(name).Set(a.Cost)
+		if f, ok := w.s.Forecast(name); ok {
+			w.forecast.WithLabelValues(name).Set(float64(f))
+		}
 	}
 	if snap.Now.Sub(w.saved) >= w.every {
 		w.saved = snap.Now
