@@ -160,6 +160,7 @@ Example:
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	defer startTracing(ctx, "hodei-agent", log)()
 	// SIGUSR1 drains the agent: it takes no new jobs (the worker manager
 	// sends it before terminating an idle worker).
 	usr1 := make(chan os.Signal, 1)

@@ -102,6 +102,7 @@ Example:
 	}
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
+	defer startTracing(ctx, "hodei", log)()
 	srv, err := server.Start(ctx, server.Options{DataDir: dir, NATSListen: "none", LocalWorkers: *workers, Logger: log, Secrets: secretsOpts, UnsafeSharedUser: *unsafeShared})
 	if err != nil {
 		return fail("run", err)

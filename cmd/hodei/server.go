@@ -129,6 +129,7 @@ Example:
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	defer startTracing(ctx, "hodei-server", log)()
 	secretsOpts, err := sb.options(ctx)
 	if err != nil {
 		return fail("server", fmt.Errorf("secrets backend: %w", err))

@@ -427,6 +427,9 @@ func (a *Agent) onDispatch(jobCtx context.Context, m jetstream.Msg) {
 		_ = m.Term()
 		return
 	}
+	if h := m.Headers(); h != nil {
+		d.TraceParent = h.Get(bus.TraceParentHeader)
+	}
 	ref := bus.JobRef{JobID: d.JobID, Attempt: d.Attempt}
 	switch d.Kind {
 	case bus.KindAssign:
@@ -673,6 +676,7 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 		_ = out.Flush()
 		ends.close()
 		_, _ = io.WriteString(b, stepFooter(i, len(spec.Steps), res.ExitCode, res.Err, time.Since(started), masks))
+		traceStep(d, i, st, started, res.ExitCode, res.Err, masks)
 		oom := cg.newOOMKills()
 		if res.Err != nil {
 			name := st.Name

@@ -78,6 +78,7 @@ func (a *Agent) runContainerSteps(ctx context.Context, d bus.Dispatch, spec pipe
 			footCode = -1
 		}
 		_, _ = io.WriteString(b, stepFooter(i, len(spec.Steps), footCode, err, time.Since(started), masks))
+		traceStep(d, i, st, started, footCode, err, masks)
 		name := st.Name
 		if name == "" {
 			name = "step " + strconv.Itoa(i+1)

@@ -74,6 +74,7 @@ func validLabel(s string) bool {
 }
 
 func (a *api) submit(w http.ResponseWriter, r *http.Request) {
+	began := time.Now()
 	if a.d.Submit == nil {
 		writeError(w, wire.CodeUnavailable, "this server does not accept runs")
 		return
@@ -176,6 +177,7 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noteRun(r, run.ID)
+	traceSubmit(r, run.ID, began)
 	w.Header().Set("Location", "/api/v1/runs/"+run.ID)
 	writeJSON(w, http.StatusCreated, RunJSON(run, nil, time.Now()))
 }

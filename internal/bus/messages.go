@@ -47,7 +47,13 @@ type Dispatch struct {
 	// MaxLogBytes is the most output of the attempt the worker keeps
 	// (assign only; 0: the worker's own limit).
 	MaxLogBytes int64 `json:"max_log_bytes,omitempty"`
+	// TraceParent is the W3C traceparent of the attempt's span: it travels
+	// in the message's header, not its body (see package tracing).
+	TraceParent string `json:"-"`
 }
+
+// TraceParentHeader is the NATS header that carries Dispatch.TraceParent.
+const TraceParentHeader = "traceparent"
 
 // MsgID is the JetStream de-duplication id of a dispatch message: publishing
 // the same assignment twice (after a restart) delivers it once.

@@ -172,6 +172,9 @@ func (o *Orchestrator) onOutlook(c *change, r *outlookReq) {
 
 // enqueue puts a job in the queue.
 func (o *Orchestrator) enqueue(j *jobState, now time.Time) {
+	if j.firstQueued.IsZero() {
+		j.firstQueued = now
+	}
 	o.seq++
 	j.seq = o.seq
 	o.queue[j.rec.ID] = j
@@ -256,6 +259,7 @@ func (o *Orchestrator) endAttempt(c *change, j *jobState, st state.AttemptState,
 	j.att.Error = errMsg
 	j.att.Reason = endReason(st, code, errMsg)
 	c.saveAttempt(j)
+	o.traceAttempt(c, j)
 	j.rec.ExitCode = code
 	if st == state.AttemptSucceeded && !j.att.StartedAt.IsZero() {
 		// Only finished work teaches the predictor.
@@ -296,6 +300,7 @@ func (o *Orchestrator) finish(c *change, j *jobState, to state.JobState, errMsg 
 		return
 	}
 	j.rec.FinishedAt = c.now
+	o.traceJob(c, j)
 	if o.cfg.Metrics != nil {
 		c.observe = append(c.observe, func() { o.cfg.Metrics.JobsFinished.WithLabelValues(string(to)).Inc() })
 	}
@@ -378,6 +383,7 @@ func (o *Orchestrator) finishRun(c *change, r *runState) {
 	if !o.setRun(c, r, to) {
 		return
 	}
+	o.traceRun(c, r)
 	delete(o.runs, r.rec.ID)
 	o.eng.RemovePipeline(r.rec.ID)
 	for _, j := range r.jobs {
@@ -453,6 +459,7 @@ func (o *Orchestrator) onStatus(c *change, st bus.Status) {
 			j.run.rec.StartedAt = c.now
 			o.setRun(c, j.run, state.RunRunning)
 		}
+		o.traceStarted(c, j)
 		if o.cfg.Metrics != nil {
 			wait := c.now.Sub(j.rec.QueuedAt).Seconds()
 			tenant, pipeline := j.run.rec.Tenant, j.run.rec.Pipeline
@@ -811,6 +818,7 @@ func (o *Orchestrator) schedule(c *change) {
 	if len(o.queue) == 0 {
 		return
 	}
+	o.passStart = time.Now()
 	for _, a := range o.eng.Plan(c.now) {
 		j, w := o.queue[a.JobID], o.workers[a.WorkerID]
 		if j == nil || w == nil {
@@ -883,6 +891,7 @@ func (o *Orchestrator) assign(c *change, j *jobState, w *workerState) {
 	j.rec.ExitCode = 0
 	j.att = store.Attempt{JobID: j.rec.ID, N: j.rec.Attempt, WorkerID: w.rec.ID, State: state.AttemptAssigned, AssignedAt: c.now}
 	c.saveAttempt(j)
+	o.traceAssigned(c, j, o.passStart)
 	w.jobs[j.rec.ID] = j
 	if w.once && !w.took {
 		// An ephemeral worker takes no second job, even before its

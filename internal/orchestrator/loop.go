@@ -13,6 +13,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/hub"
 	"github.com/hodei-ci/hodei/internal/store"
+	"github.com/hodei-ci/hodei/internal/tracing"
 )
 
 // request is an input of the loop that a caller waits on: a submission, a
@@ -333,6 +334,9 @@ func (o *Orchestrator) publishDispatch(worker string, d bus.Dispatch) {
 	m := nats.NewMsg(o.cfg.Subjects.Dispatch(worker))
 	m.Data = data
 	m.Header.Set(nats.MsgIdHdr, d.MsgID())
+	if d.Kind == bus.KindAssign && tracing.Enabled() {
+		tracing.Inject(d.RunID, tracing.AttemptSpan(d.JobID, d.Attempt), m.Header.Set)
+	}
 	if _, err := o.js.PublishMsgAsync(m); err != nil {
 		o.log.Warn("dispatch publish", "job", d.JobID, "err", err)
 	}

@@ -159,6 +159,8 @@ type Orchestrator struct {
 	cfg Config
 	log *slog.Logger
 	js  jetstream.JetStream
+	// passStart is when the running scheduling pass began (its span).
+	passStart time.Time
 
 	intake  chan request // see send
 	reports chan jetstream.Msg
@@ -213,6 +215,9 @@ type jobState struct {
 	dependents []*jobState
 	att        store.Attempt // the current attempt
 	seq        uint64        // queue order
+	// firstQueued is when the job was first queued in this process (for
+	// its span; zero after a restart).
+	firstQueued time.Time
 	// missing: since when the worker's heartbeats have left out the
 	// running attempt (zero while they list it).
 	missing time.Time

@@ -156,6 +156,9 @@ func (w *worker) next() bus.Dispatch {
 		if err := json.Unmarshal(m.Data(), &d); err != nil {
 			w.h.t.Fatal(err)
 		}
+		if h := m.Headers(); h != nil {
+			d.TraceParent = h.Get(bus.TraceParentHeader) // as the agent reads it
+		}
 		_ = m.Ack()
 		return d
 	}
