@@ -188,16 +188,19 @@ jobs:
 				return got.State == "succeeded", err
 			})
 
-			// The run's span comes last (the run ends last); then the tree.
+			// The server's spans end with the run's; the agent's three
+			// steps come from another process, on its own schedule.
 			var spans []otlpSpan
-			eventually(t, 30*time.Second, "the run's span", func() (bool, error) {
+			eventually(t, 30*time.Second, "the run's span and the agent's three steps", func() (bool, error) {
 				spans = rc.snapshot()
+				run, steps := false, 0
 				for _, s := range spans {
-					if s.name == "run traced" {
-						return true, nil
+					run = run || s.name == "run traced"
+					if s.service == "hodei-agent" && s.attrs["hodei.run.id"] == r.ID {
+						steps++
 					}
 				}
-				return false, nil
+				return run && steps == 3, fmt.Errorf("run span %v, %d step spans", run, steps)
 			})
 			checkRunTree(t, spans, r.ID, caller)
 		})
