@@ -1,7 +1,7 @@
 // Package expr is the expression language of pipeline files: the text
 // between ${{ and }}.
 //
-// An expression is a literal (a 'single-quoted' string, with '' for a
+// An expression is a literal (a 'single-quoted' string, with ” for a
 // quote; a number; true, false or null), a reference into a context
 // (hodei.ref, matrix.os, needs.build.outputs.version), a call of one of
 // the Functions, or operators over them: ! == != < <= > >= && || and
