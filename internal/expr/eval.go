@@ -8,10 +8,12 @@ import (
 	"strings"
 )
 
-// Status is how the job (for a job's `if`) or the steps before (for a
-// step's `if`) ended, as the status functions read it.
+// Status is how the needs (for a job's `if`) or the steps before (for a
+// step's `if`) ended, as the status functions read it: success(),
+// failure() and cancelled() return these fields.
 type Status struct {
-	Failed    bool // a need, or an earlier step, failed
+	Success   bool // every need succeeded, or no earlier step failed
+	Failure   bool // a need, or an earlier step, failed
 	Cancelled bool // the run is being cancelled
 }
 
@@ -42,7 +44,7 @@ func Condition(n Node, env *Env) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if !UsesStatus(n) && env.Status != nil && (env.Status.Failed || env.Status.Cancelled) {
+	if !UsesStatus(n) && env.Status != nil && !env.Status.Success {
 		return false, nil
 	}
 	return Truthy(v), nil
@@ -259,9 +261,9 @@ func call(n *Call, args []any, st *Status) (any, error) {
 	}
 	switch n.Name {
 	case "success":
-		return !st.Failed && !st.Cancelled, nil
+		return st.Success, nil
 	case "failure":
-		return st.Failed && !st.Cancelled, nil
+		return st.Failure, nil
 	case "always":
 		return true, nil
 	case "cancelled":

@@ -17,7 +17,7 @@ func env() *Env {
 			}},
 			"list": []any{"a", "b"},
 		},
-		Status: &Status{},
+		Status: &Status{Success: true},
 	}
 }
 
@@ -139,7 +139,7 @@ func TestStatusFunctionsAndCondition(t *testing.T) {
 			t.Fatal(err)
 		}
 		e := env()
-		e.Status = &Status{Failed: c.failed, Cancelled: c.cancelled}
+		e.Status = &Status{Success: !c.failed && !c.cancelled, Failure: c.failed && !c.cancelled, Cancelled: c.cancelled}
 		got, err := Condition(n, e)
 		if err != nil {
 			t.Fatalf("%s: %v", c.src, err)
