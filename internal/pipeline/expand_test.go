@@ -184,9 +184,9 @@ jobs:
 		t.Errorf("labels = %q", s.Labels)
 	}
 	wantEnv := map[string]string{
-		"STATIC": "-", // no commit, no input given
-		"TARGET": "linux/linux",       // spaces inside the braces tolerated
-		"RAW":    "${{ matrix.os }}",  // a value is inserted as is, not expanded again
+		"STATIC": "-",                // no commit, no input given
+		"TARGET": "linux/linux",      // spaces inside the braces tolerated
+		"RAW":    "${{ matrix.os }}", // a value is inserted as is, not expanded again
 	}
 	if !reflect.DeepEqual(s.Env, wantEnv) {
 		t.Errorf("env = %v\nwant  %v", s.Env, wantEnv)

@@ -124,7 +124,7 @@ func TestSchemaOnInvalidFiles(t *testing.T) {
 		"cycle.yaml":              parserOnly, // cycles are beyond JSON Schema
 		"duplicate-key.yaml":      yamlLevel,
 		"empty-jobs.yaml":         schemaRej,
-		"empty.yaml":              schemaRej, // null is not an object
+		"empty.yaml":              schemaRej,  // null is not an object
 		"expr-contexts.yaml":      parserOnly, // expressions are text to the schema
 		"expr-github.yaml":        parserOnly,
 		"expr-needs.yaml":         parserOnly,
