@@ -352,6 +352,9 @@ func (x *expander) job(j *Job, vals []string, needs []string) (JobSpec, error) {
 		if out.If, err = foldCondition(st.If, inJob); err != nil {
 			fail(sp+".if", err)
 		}
+		if readsContext(out.If) {
+			s.Deferred = true // needs or hodei.run_id: Ready folds them
+		}
 	}
 	for _, f := range fields {
 		if !f.done {
@@ -394,6 +397,21 @@ func (x *expander) job(j *Job, vals []string, needs []string) (JobSpec, error) {
 		return JobSpec{}, errs
 	}
 	return s, nil
+}
+
+// readsContext reports whether a folded condition still reads a context.
+func readsContext(c Condition) bool {
+	n, err := parseCondition(string(c))
+	if err != nil || c == "" {
+		return false
+	}
+	found := false
+	expr.Walk(n, func(n expr.Node) {
+		if _, ok := n.(*expr.Ref); ok {
+			found = true
+		}
+	})
+	return found
 }
 
 // readsMatrix reports whether a text's expressions read the matrix.
