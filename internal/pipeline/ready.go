@@ -196,3 +196,17 @@ func (s *JobSpec) resolve(ctx map[string]any) error {
 	s.Deferred = false
 	return nil
 }
+
+// StepRuns evaluates a step's `if` ("" is success()) given whether a step
+// before it failed: success() holds when none did, failure() when one did.
+func StepRuns(st StepSpec, failed bool) (bool, error) {
+	c := st.If
+	if c == "" {
+		c = Success
+	}
+	n, err := parseCondition(string(c))
+	if err != nil {
+		return false, err
+	}
+	return expr.Condition(n, &expr.Env{Status: &expr.Status{Success: !failed, Failure: failed}})
+}
