@@ -36,6 +36,7 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 		State:     state.RunQueued,
 		Source:    req.Source,
 		CreatedAt: c.now,
+		Inputs:    req.Inputs,
 	}}
 	if cc := req.Pipeline.Concurrency; cc != nil {
 		rs.rec.ConcurrencyGroup, rs.rec.ConcurrencyLimit = cc.Group, cc.Limit

@@ -179,7 +179,11 @@ var (
 func scanRun(row pgx.CollectableRow) (store.Run, error) {
 	var r store.Run
 	var created, started, finished int64
-	err := row.Scan(&r.ID, &r.Pipeline, &r.File, &r.Tenant, &r.Priority, &r.State, &r.Source, &created, &started, &finished, &r.Error, &r.ConcurrencyGroup, &r.ConcurrencyLimit)
+	var inputs string
+	err := row.Scan(&r.ID, &r.Pipeline, &r.File, &r.Tenant, &r.Priority, &r.State, &r.Source, &created, &started, &finished, &r.Error, &r.ConcurrencyGroup, &r.ConcurrencyLimit, &inputs)
+	if err == nil {
+		r.Inputs, err = schema.DecodeInputs(inputs)
+	}
 	r.CreatedAt, r.StartedAt, r.FinishedAt = decTime(created), decTime(started), decTime(finished)
 	return r, err
 }

@@ -7,6 +7,8 @@
 package schema
 
 import (
+	"encoding/json"
+	"fmt"
 	"strings"
 
 	"github.com/hodei-ci/hodei/internal/state"
@@ -14,7 +16,7 @@ import (
 
 // Column lists, in the order the stores' scan functions read them.
 const (
-	RunCols     = "id, pipeline, file, tenant, priority, state, source, created_at, started_at, finished_at, error, concurrency_group, concurrency_limit"
+	RunCols     = "id, pipeline, file, tenant, priority, state, source, created_at, started_at, finished_at, error, concurrency_group, concurrency_limit, inputs"
 	JobCols     = "id, run_id, job_key, name, idx, state, spec, attempt, max_attempts, worker_id, queued_at, started_at, finished_at, exit_code, error, infra_lost"
 	AttemptCols = "job_id, n, worker_id, state, assigned_at, started_at, finished_at, exit_code, error, reason, peak_memory, cpu_time"
 	LogCols     = "job_id, attempt, seq, step, data, at"
@@ -42,4 +44,29 @@ func PrefixCols(prefix, cols string) string {
 		parts[i] = prefix + parts[i]
 	}
 	return strings.Join(parts, ", ")
+}
+
+// EncodeInputs is the inputs column of a run: its inputs as a JSON object,
+// or "" for none.
+func EncodeInputs(in map[string]string) string {
+	if len(in) == 0 {
+		return ""
+	}
+	data, err := json.Marshal(in)
+	if err != nil {
+		return "" // a map of strings always encodes
+	}
+	return string(data)
+}
+
+// DecodeInputs reads the inputs column of a run.
+func DecodeInputs(s string) (map[string]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var in map[string]string
+	if err := json.Unmarshal([]byte(s), &in); err != nil {
+		return nil, fmt.Errorf("inputs of a run: %w", err)
+	}
+	return in, nil
 }

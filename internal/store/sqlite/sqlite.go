@@ -295,7 +295,11 @@ func scanRun(sc scanner) (store.Run, error) {
 	var r store.Run
 	var st string
 	var created, started, finished int64
-	err := sc.Scan(&r.ID, &r.Pipeline, &r.File, &r.Tenant, &r.Priority, &st, &r.Source, &created, &started, &finished, &r.Error, &r.ConcurrencyGroup, &r.ConcurrencyLimit)
+	var inputs string
+	err := sc.Scan(&r.ID, &r.Pipeline, &r.File, &r.Tenant, &r.Priority, &st, &r.Source, &created, &started, &finished, &r.Error, &r.ConcurrencyGroup, &r.ConcurrencyLimit, &inputs)
+	if err == nil {
+		r.Inputs, err = schema.DecodeInputs(inputs)
+	}
 	r.State = state.RunState(st)
 	r.CreatedAt, r.StartedAt, r.FinishedAt = decTime(created), decTime(started), decTime(finished)
 	return r, err

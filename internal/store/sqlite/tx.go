@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/hodei-ci/hodei/internal/store"
+	"github.com/hodei-ci/hodei/internal/store/schema"
 )
 
 // The statements of a write transaction, prepared once on the writer
@@ -24,9 +25,9 @@ const (
 )
 
 var writeSQL = [numWriteStmts]string{
-	stmtInsertRun: `INSERT INTO runs (` + runCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	stmtInsertRun: `INSERT INTO runs (` + runCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 	stmtUpdateRun: `UPDATE runs SET pipeline = ?, file = ?, tenant = ?, priority = ?, state = ?, source = ?,
-		created_at = ?, started_at = ?, finished_at = ?, error = ?, concurrency_group = ?, concurrency_limit = ? WHERE id = ?`,
+		created_at = ?, started_at = ?, finished_at = ?, error = ?, concurrency_group = ?, concurrency_limit = ?, inputs = ? WHERE id = ?`,
 	stmtInsertJob: `INSERT INTO jobs (` + jobCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 	stmtUpdateJob: `UPDATE jobs SET run_id = ?, job_key = ?, name = ?, idx = ?, state = ?, spec = ?, attempt = ?,
 		max_attempts = ?, worker_id = ?, queued_at = ?, started_at = ?, finished_at = ?, exit_code = ?, error = ?, infra_lost = ?
@@ -134,7 +135,7 @@ func affected(res sql.Result) error {
 // run with its ID exists.
 func (t *tx) InsertRun(r store.Run) error {
 	_, err := t.exec(stmtInsertRun, r.ID, r.Pipeline, r.File, r.Tenant, r.Priority, string(r.State), r.Source,
-		encTime(r.CreatedAt), encTime(r.StartedAt), encTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit)
+		encTime(r.CreatedAt), encTime(r.StartedAt), encTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit, schema.EncodeInputs(r.Inputs))
 	if err != nil {
 		return fmt.Errorf("sqlite: insert run %s: %w", r.ID, constraintErr(err))
 	}
@@ -145,7 +146,7 @@ func (t *tx) InsertRun(r store.Run) error {
 // store.ErrNotFound.
 func (t *tx) UpdateRun(r store.Run) error {
 	res, err := t.exec(stmtUpdateRun, r.Pipeline, r.File, r.Tenant, r.Priority, string(r.State), r.Source,
-		encTime(r.CreatedAt), encTime(r.StartedAt), encTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit, r.ID)
+		encTime(r.CreatedAt), encTime(r.StartedAt), encTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit, schema.EncodeInputs(r.Inputs), r.ID)
 	if err == nil {
 		err = affected(res)
 	}
