@@ -38,8 +38,8 @@ func (s *Server) serveHTTP() {
 		Submit: func(ctx context.Context, file string, data []byte, tenant string, inputs map[string]string) (store.Run, error) {
 			return s.SubmitRun(ctx, RunRequest{File: file, Data: data, Tenant: tenant, Inputs: inputs})
 		},
-		Logger:   s.log,
-		Secrets:  s.Secrets,
+		Logger:  s.log,
+		Secrets: s.Secrets,
 
 		MaxPipelineBytes: s.opts.Limits.MaxFileBytes,
 	}
