@@ -124,7 +124,9 @@ func (p *parser) pipeline(root *yaml.Node) *Pipeline {
 	}
 	pl := &Pipeline{File: p.File}
 	var haveName, haveJobs bool
-	for _, e := range p.Fields(n, "", pipelineFields) {
+	// Top-level keys starting with x- hold anchors for merge keys and
+	// aliases elsewhere in the file: they are not read.
+	for _, e := range p.FieldsWithExtensions(n, "", pipelineFields) {
 		switch e.Name {
 		case "name":
 			haveName = true

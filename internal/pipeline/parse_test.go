@@ -486,8 +486,10 @@ func TestParseErrors(t *testing.T) {
 			{7, 16, "jobs.a.steps[0].run", `unknown matrix key "y"`}}},
 		{"matrix expression in pipeline env", "name: x\nenv: {A: '${{ matrix.os }}'}\njobs:\n" + okJob, []wantErr{
 			{2, 11, "env.A", "matrix expressions are only allowed inside jobs"}}},
-		{"merge key", "name: x\njobs:\n  a:\n    <<: {retry: 1}\n    steps: [{run: x}]\n", []wantErr{
-			{4, 5, "jobs.a", "merge keys (<<) are not supported"}}},
+		{"merge key of a number", "name: x\njobs:\n  a:\n    <<: 3\n    steps: [{run: x}]\n", []wantErr{
+			{4, 9, "jobs.a", "a merge key (<<) takes a map or a list of maps"}}},
+		{"merged field placed at its anchor", "name: x\nx-d: &d {retry: 11}\njobs:\n  a:\n    <<: *d\n    steps: [{run: x}]\n", []wantErr{
+			{2, 17, "jobs.a.retry", "must be an integer from 0 to 10, got 11"}}},
 		{"second document", "name: x\njobs:\n" + okJob + "---\nname: y\n", []wantErr{
 			{6, 1, "", "found a second YAML document"}}},
 		{"control character", "name: \"x\"\njobs: {}\x07\n", []wantErr{

@@ -202,3 +202,40 @@ jobs:
 		t.Errorf("missing required: %v", err)
 	}
 }
+
+// TestMergeKeysAndExtensions: x- keys hold anchors, merge keys bring their
+// fields into jobs and env, and a job's own keys win.
+func TestMergeKeysAndExtensions(t *testing.T) {
+	t.Parallel()
+	specs := expandWith(t, `
+name: reuse
+x-defaults: &defaults
+  timeout: 5m
+  retry: 2
+  runs-on: {labels: [linux]}
+x-env: &env
+  GOFLAGS: -mod=readonly
+  CGO_ENABLED: "0"
+jobs:
+  build:
+    <<: *defaults
+    env:
+      <<: *env
+      CGO_ENABLED: "1"
+    steps: [{run: make}]
+  test:
+    <<: *defaults
+    retry: 0
+    steps: [{run: make test}]
+`, RunContext{})
+	b, tst := specs["build"], specs["test"]
+	if b.Timeout.String() != "5m0s" || b.Retry != 2 || !reflect.DeepEqual(b.Labels, []string{"linux"}) {
+		t.Errorf("build = %+v", b)
+	}
+	if want := map[string]string{"GOFLAGS": "-mod=readonly", "CGO_ENABLED": "1"}; !reflect.DeepEqual(b.Env, want) {
+		t.Errorf("build env = %v, want %v", b.Env, want)
+	}
+	if tst.Retry != 0 || tst.Timeout.String() != "5m0s" {
+		t.Errorf("test = %+v", tst)
+	}
+}
