@@ -77,7 +77,7 @@ func TestStepOptions(t *testing.T) {
 
 func testStepOptions(t *testing.T, isolated bool) {
 	spec := pipeline.JobSpec{
-		Env: map[string]string{"PATH": "/opt/tools/bin:$PATH", "PRICE": "$$5", "WS": "${HODEI_WORKSPACE}/out"},
+		Env: map[string]string{"PATH": "/usr/local/tools/bin:$PATH", "PRICE": "$$5", "WS": "${HODEI_WORKSPACE}/out"},
 		Steps: []pipeline.StepSpec{
 			{Name: "set", Run: "mkdir -p sub/dir\n" +
 				"echo FOO=bar >> \"$HODEI_ENV\"\n" +
@@ -89,7 +89,7 @@ func testStepOptions(t *testing.T, isolated bool) {
 				"test \"$KEEP\" = '$NOT_SET'\n" +
 				"test \"$PRICE\" = '$5'\n" +
 				"test \"$WS\" = \"$HODEI_WORKSPACE/out\"\n" +
-				"case \"$PATH\" in /opt/tools/bin:/usr/local/bin:*) ;; *) echo \"PATH=$PATH\"; exit 1;; esac\n"},
+				"case \"$PATH\" in /usr/local/tools/bin:/usr/local/bin:*) ;; *) echo \"PATH=$PATH\"; exit 1;; esac\n"},
 			{Name: "dir", WorkingDirectory: "sub/dir", Run: "pwd > ../../pwd.txt"},
 			{Name: "bash", Shell: "bash", Run: "[[ 1 == 1 ]]\nif false | true; then exit 9; fi\necho bash ok > bash.txt"},
 			{Name: "python", Shell: "python3", Run: "open('py.txt', 'w').write('py ok')"},
