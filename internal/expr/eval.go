@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -397,19 +398,15 @@ func String(n Node) string {
 	return b.String()
 }
 
-// precedence of each operator, higher binds tighter.
+// precedence of each operator, higher binds tighter: its level in
+// binaryOps, from 1; unary operators bind tighter than every binary one.
 func precedence(op string) int {
-	switch op {
-	case "||":
-		return 1
-	case "&&":
-		return 2
-	case "==", "!=":
-		return 3
-	case "<", "<=", ">", ">=":
-		return 4
+	for i, ops := range binaryOps {
+		if slices.Contains(ops, op) {
+			return i + 1
+		}
 	}
-	return 5
+	return len(binaryOps) + 1
 }
 
 func write(b *strings.Builder, n Node, outer int) {

@@ -14,6 +14,7 @@ package expr
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -272,42 +273,25 @@ func (p *parser) depth(d int) bool {
 	return true
 }
 
-func (p *parser) or(d int) Node {
-	x := p.and(d)
-	for p.err == nil && p.isOp("||") {
-		at := p.tok.at
-		p.next()
-		x = &Binary{Op: "||", X: x, Y: p.and(d), At: at}
-	}
-	return x
-}
+// binaryOps are the binary operators by level, the loosest first.
+var binaryOps = [][]string{{"||"}, {"&&"}, {"==", "!="}, {"<", "<=", ">", ">="}}
 
-func (p *parser) and(d int) Node {
-	x := p.equality(d)
-	for p.err == nil && p.isOp("&&") {
-		at := p.tok.at
-		p.next()
-		x = &Binary{Op: "&&", X: x, Y: p.equality(d), At: at}
-	}
-	return x
-}
+func (p *parser) or(d int) Node { return p.binary(0, d) }
 
-func (p *parser) equality(d int) Node {
-	x := p.compare(d)
-	for p.err == nil && (p.isOp("==") || p.isOp("!=")) {
+// binary parses the operators of a level, left to right, over the level
+// below (unary after the last).
+func (p *parser) binary(level, d int) Node {
+	next := func() Node {
+		if level+1 < len(binaryOps) {
+			return p.binary(level+1, d)
+		}
+		return p.unary(d)
+	}
+	x := next()
+	for p.err == nil && p.tok.kind == tOp && slices.Contains(binaryOps[level], p.tok.text) {
 		op, at := p.tok.text, p.tok.at
 		p.next()
-		x = &Binary{Op: op, X: x, Y: p.compare(d), At: at}
-	}
-	return x
-}
-
-func (p *parser) compare(d int) Node {
-	x := p.unary(d)
-	for p.err == nil && (p.isOp("<") || p.isOp("<=") || p.isOp(">") || p.isOp(">=")) {
-		op, at := p.tok.text, p.tok.at
-		p.next()
-		x = &Binary{Op: op, X: x, Y: p.unary(d), At: at}
+		x = &Binary{Op: op, X: x, Y: next(), At: at}
 	}
 	return x
 }

@@ -174,7 +174,7 @@ func (p *parser) checkRef(r exprRef, text string, ref *expr.Ref, inputs map[stri
 			return
 		}
 		if !slices.Contains(HodeiContext, path[1]) {
-			at(offs[1], "unknown property hodei.%s%s (hodei has %s)", path[1], suggest(path[1], HodeiContext), strings.Join(HodeiContext, ", "))
+			at(offs[1], "unknown property hodei.%s%s (hodei has %s)", path[1], yamlpos.DidYouMean(path[1], HodeiContext), strings.Join(HodeiContext, ", "))
 			return
 		}
 		if path[1] == "run_id" && (r.scope == atPipeline || r.scope == atRunMade) && !r.cond {
@@ -189,7 +189,7 @@ func (p *parser) checkRef(r exprRef, text string, ref *expr.Ref, inputs map[stri
 			return
 		}
 		names := sortedKeys(inputs)
-		at(offs[1], "unknown input %q%s (inputs: %s)", path[1], suggest(path[1], names), strings.Join(names, ", "))
+		at(offs[1], "unknown input %q%s (inputs: %s)", path[1], yamlpos.DidYouMean(path[1], names), strings.Join(names, ", "))
 	case "matrix":
 		if r.job == nil {
 			if tp == nil {
@@ -263,16 +263,8 @@ func (p *parser) checkRef(r exprRef, text string, ref *expr.Ref, inputs map[stri
 		}
 		at(offs[0], "unknown context github: github.* is hodei.*%s", hint)
 	default:
-		at(offs[0], "unknown context %q%s (contexts: %s)", path[0], suggest(path[0], strings.Split(contexts, ", ")), contexts)
+		at(offs[0], "unknown context %q%s (contexts: %s)", path[0], yamlpos.DidYouMean(path[0], strings.Split(contexts, ", ")), contexts)
 	}
-}
-
-// suggest is a " (did you mean ...?)" for name among names, or "".
-func suggest(name string, names []string) string {
-	if s := yamlpos.Suggest(name, names); s != "" {
-		return fmt.Sprintf(" (did you mean %q?)", s)
-	}
-	return ""
 }
 
 // offsetPos is the line and column of byte off of a scalar's value. The

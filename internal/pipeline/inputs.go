@@ -75,7 +75,7 @@ func (p *parser) inputs(n *yaml.Node, field string) []Input {
 			case "type":
 				if s, ok := p.Text(g.Val, gp); ok {
 					if !slices.Contains(inputTypes, s) {
-						p.Errorf(g.Val, gp, "unknown input type %q%s (types: %s)", s, suggest(s, inputTypes), strings.Join(inputTypes, ", "))
+						p.Errorf(g.Val, gp, "unknown input type %q%s (types: %s)", s, yamlpos.DidYouMean(s, inputTypes), strings.Join(inputTypes, ", "))
 					} else {
 						in.Type = InputType(s)
 					}
@@ -212,7 +212,7 @@ func ResolveInputs(p *Pipeline, given map[string]string) (map[string]string, err
 		}
 		msg := "the pipeline declares no inputs"
 		if len(names) > 0 {
-			msg = "unknown input" + suggest(k, names) + "; the pipeline's inputs are " + strings.Join(names, ", ")
+			msg = "unknown input" + yamlpos.DidYouMean(k, names) + "; the pipeline's inputs are " + strings.Join(names, ", ")
 		}
 		errs = append(errs, &InputError{Input: k, Msg: msg})
 	}
