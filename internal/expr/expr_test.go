@@ -96,6 +96,8 @@ func TestParseErrors(t *testing.T) {
 		{"nope(1)", 0, "unknown function nope"},
 		{"startsWith('a')", 0, "startsWith takes 2 arguments, got 1"},
 		{"success(1)", 0, "success takes 0 arguments, got 1"},
+		{"format('{1}', a)", 0, "format: {1} does not name one of the 1 arguments"},
+		{"format('{0', a)", 0, "format: unclosed {"},
 		{"a.", 2, "expected a property name after a."},
 		{"needs[0]", 5, "properties are read with a dot"},
 		{"1.2.3", 0, "invalid number"},

@@ -399,6 +399,17 @@ func (p *parser) call(name token, d int) Node {
 		p.fail(name.at, "%s takes %s argument%s, got %d", name.text, want, plural(f.MinArgs, f.MaxArgs), n)
 		return nil
 	}
+	if c.Name == "format" {
+		// A format written in the expression is checked now.
+		if l, ok := c.Args[0].(*Literal); ok {
+			if s, ok := l.Val.(string); ok {
+				if _, err := format(c, s, make([]any, n-1)); err != nil {
+					p.fail(name.at, "%s", err.Error())
+					return nil
+				}
+			}
+		}
+	}
 	return c
 }
 

@@ -65,7 +65,8 @@ jobs:
 }
 
 // TestJobWhoseConditionCannotBeEvaluatedFails: an expression that fails
-// when the job is ready fails the job (from pending, without an attempt)
+// when the job is ready (here a format that names an argument it does not
+// have, known only then) fails the job, from pending, without an attempt,
 // and the run.
 func TestJobWhoseConditionCannotBeEvaluatedFails(t *testing.T) {
 	h := newHarness(t, Config{})
@@ -76,7 +77,7 @@ jobs:
     steps: [{run: x}]
   b:
     needs: a
-    if: format('{1}', needs.a.result) == 'x'
+    if: format(needs.a.outputs.missing || '{9}', 'x') == 'x'
     steps: [{run: x}]
 `)
 	d := w.next()
