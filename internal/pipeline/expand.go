@@ -95,6 +95,27 @@ func ExpandRun(p *Pipeline, rc RunContext) ([]JobSpec, error) {
 	return specs, nil
 }
 
+// ForRun returns the pipeline as a run made with rc sees it: its name and
+// concurrency group with their expressions (hodei, inputs) evaluated. The
+// jobs are shared with p.
+func (p *Pipeline) ForRun(rc RunContext) (*Pipeline, error) {
+	x := newExpander(p, rc)
+	res := x.resolver(nil, nil, nil)
+	q := *p
+	var err error
+	if q.Name, _, err = foldText(p.Name, res); err != nil {
+		return nil, fmt.Errorf("name: %w", err)
+	}
+	if c := p.Concurrency; c != nil {
+		group, _, err := foldText(c.Group, res)
+		if err != nil {
+			return nil, fmt.Errorf("concurrency.group: %w", err)
+		}
+		q.Concurrency = &Concurrency{Group: group, Limit: c.Limit}
+	}
+	return &q, nil
+}
+
 // expander evaluates the expressions of a run's jobs.
 type expander struct {
 	p      *Pipeline

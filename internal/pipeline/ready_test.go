@@ -239,3 +239,25 @@ jobs:
 		t.Errorf("test = %+v", tst)
 	}
 }
+
+func TestForRunEvaluatesNameAndGroup(t *testing.T) {
+	t.Parallel()
+	p := mustParse(t, `
+name: deploy ${{ inputs.env }}
+inputs:
+  env: {type: choice, options: [staging, prod], required: true}
+concurrency: {group: "deploy-${{ inputs.env }}-${{ hodei.branch }}"}
+jobs:
+  a: {steps: [{run: x}]}
+`)
+	q, err := p.ForRun(RunContext{Branch: "main", Inputs: map[string]string{"env": "prod"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Name != "deploy prod" || q.Concurrency.Group != "deploy-prod-main" || q.Concurrency.Limit != 1 {
+		t.Errorf("for the run: name %q, group %+v", q.Name, q.Concurrency)
+	}
+	if p.Name != "deploy ${{ inputs.env }}" || p.Concurrency.Group != "deploy-${{ inputs.env }}-${{ hodei.branch }}" {
+		t.Errorf("ForRun changed the pipeline: %q %+v", p.Name, p.Concurrency)
+	}
+}

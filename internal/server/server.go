@@ -412,8 +412,13 @@ func (s *Server) SubmitRun(ctx context.Context, req RunRequest) (store.Run, erro
 	if err != nil {
 		return store.Run{}, err
 	}
-	specs, err := pipeline.ExpandRun(p, pipeline.RunContext{Event: "manual", Inputs: inputs})
+	rc := pipeline.RunContext{Event: "manual", Inputs: inputs}
+	specs, err := pipeline.ExpandRun(p, rc)
 	if err != nil {
+		return store.Run{}, err
+	}
+	// The run's name and concurrency group may read its inputs.
+	if p, err = p.ForRun(rc); err != nil {
 		return store.Run{}, err
 	}
 	return s.Orch.Submit(ctx, orchestrator.SubmitRequest{Pipeline: p, Jobs: specs, Source: req.Data, Tenant: req.Tenant, Inputs: inputs})
