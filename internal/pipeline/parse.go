@@ -38,7 +38,7 @@ var (
 var (
 	pipelineFields    = []string{"name", "inputs", "env", "priority", "concurrency", "jobs"}
 	concurrencyFields = []string{"group", "limit"}
-	jobFields         = []string{"name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "continue-on-error", "steps"}
+	jobFields         = []string{"extends", "name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "continue-on-error", "steps"}
 	runsOnFields      = []string{"labels", "cpu", "memory", "gpu"}
 	stepFields        = []string{"name", "if", "run", "shell", "working-directory", "env", "timeout", "continue-on-error"}
 )
@@ -96,6 +96,10 @@ type parser struct {
 	jobs    []*jobInfo
 	exprs   []exprRef // checked once the whole file is read
 	maxJobs int
+	// bases are what jobs may extend (see extend); extendSeen the extends
+	// already reported on.
+	bases      map[string]*yaml.Node
+	extendSeen map[*yaml.Node]bool
 }
 
 // jobInfo keeps, next to a parsed job, the nodes needed to place errors found
@@ -124,6 +128,13 @@ func (p *parser) pipeline(root *yaml.Node) *Pipeline {
 	}
 	pl := &Pipeline{File: p.File}
 	var haveName, haveJobs bool
+	var jobsNode *yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := yamlpos.Deref(n.Content[i]); k.Kind == yaml.ScalarNode && k.Value == "jobs" {
+			jobsNode = yamlpos.Deref(n.Content[i+1])
+		}
+	}
+	p.templates(n, jobsNode)
 	// Top-level keys starting with x- hold anchors for merge keys and
 	// aliases elsewhere in the file: they are not read.
 	for _, e := range p.FieldsWithExtensions(n, "", pipelineFields) {
@@ -211,6 +222,7 @@ func (p *parser) jobList(n *yaml.Node) {
 		return
 	}
 	for _, e := range p.Entries(v, "jobs") {
+		e.Val = p.extend(e.Val, "jobs."+e.Name, []string{e.Name})
 		p.jobs = append(p.jobs, p.job(e))
 	}
 }
@@ -234,6 +246,9 @@ func (p *parser) job(e yamlpos.Entry) *jobInfo {
 	for _, f := range p.Fields(v, path, jobFields) {
 		fp := path + "." + f.Name
 		switch f.Name {
+		case "extends":
+			// Merged away by extend; a job only gets here with one that
+			// is not a plain key.
 		case "name":
 			if s, ok := p.name(f.Val, fp); ok {
 				j.Name = s

@@ -261,3 +261,38 @@ jobs:
 		t.Errorf("ForRun changed the pipeline: %q %+v", p.Name, p.Concurrency)
 	}
 }
+
+// TestExtends: a job extends templates (x- keys) and jobs, maps merging
+// deeply, later templates and the job's own keys winning.
+func TestExtends(t *testing.T) {
+	t.Parallel()
+	specs := expandWith(t, `
+name: extends
+x-go:
+  timeout: 10m
+  runs-on: {labels: [linux], cpu: 2}
+  env: {GOFLAGS: -mod=readonly, CGO_ENABLED: "0"}
+x-race:
+  env: {GORACE: halt_on_error=1}
+  runs-on: {memory: 1Gi}
+jobs:
+  build:
+    extends: x-go
+    env: {CGO_ENABLED: "1"}
+    steps: [{run: go build ./...}]
+  test:
+    extends: [build, x-race]
+    needs: build
+    steps: [{run: go test -race ./...}]
+`, RunContext{})
+	b, tst := specs["build"], specs["test"]
+	if want := map[string]string{"GOFLAGS": "-mod=readonly", "CGO_ENABLED": "1"}; !reflect.DeepEqual(b.Env, want) || b.Timeout.String() != "10m0s" || b.CPUMilli != 2000 {
+		t.Errorf("build = %+v", b)
+	}
+	if want := map[string]string{"GOFLAGS": "-mod=readonly", "CGO_ENABLED": "1", "GORACE": "halt_on_error=1"}; !reflect.DeepEqual(tst.Env, want) {
+		t.Errorf("test env = %v, want %v", tst.Env, want)
+	}
+	if tst.CPUMilli != 2000 || tst.Memory != 1<<30 || !reflect.DeepEqual(tst.Labels, []string{"linux"}) || tst.Steps[0].Run != "go test -race ./..." {
+		t.Errorf("test = %+v", tst)
+	}
+}

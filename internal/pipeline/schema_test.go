@@ -126,6 +126,7 @@ func TestSchemaOnInvalidFiles(t *testing.T) {
 		"empty-jobs.yaml":         schemaRej,
 		"empty.yaml":              schemaRej,  // null is not an object
 		"expr-contexts.yaml":      parserOnly, // expressions are text to the schema
+		"extends.yaml":            schemaRej,
 		"expr-github.yaml":        parserOnly,
 		"expr-needs.yaml":         parserOnly,
 		"expr-secrets.yaml":       parserOnly,
@@ -208,6 +209,10 @@ func TestSchemaAgreesWithParser(t *testing.T) {
 		{`steps: [{run: x, continue-on-error: yes}]`, false},
 		{`steps: [{run: x, if: always()}]`, true},
 		{`continue-on-error: true, steps: [{run: x}]`, true},
+		{`extends: a, steps: [{run: x}]`, true},
+		{`extends: [a], steps: [{run: x}]`, true},
+		{`extends: {a: 1}, steps: [{run: x}]`, false},
+		{`extends: a`, true},
 		{`name: "", steps: [{run: x}]`, false},
 		{`name: 3, steps: [{run: x}]`, false},
 		{`uses: x, steps: [{run: x}]`, false},
