@@ -1,11 +1,15 @@
 // Package pipeline parses, validates and expands Hodei pipeline files (v1).
 //
-// A pipeline file is YAML: a name, an environment, and a map of jobs forming a
-// DAG through their needs. Parse reads the file into a Pipeline through
-// yamlpos, the reader every YAML file of Hodei goes through, so that errors
-// name file, line, column and field;
-// Expand turns the parsed pipeline into concrete JobSpecs (one per matrix
-// combination) ordered topologically.
+// A pipeline file is YAML: a name, inputs, an environment, and a map of jobs
+// forming a DAG through their needs. Parse reads the file into a Pipeline
+// through yamlpos, the reader every YAML file of Hodei goes through, so that
+// errors name file, line, column and field; it checks the ${{ }} expressions
+// (package expr) against what each field may read, and merges jobs over the
+// templates they extend. ResolveInputs checks the values a run is given;
+// ExpandRun turns the pipeline into concrete JobSpecs (one per matrix
+// combination) ordered topologically, with the expressions known when the run
+// is made evaluated; Ready evaluates the rest, and a job's if, when its needs
+// have ended; StepRuns decides a step's if on the agent.
 package pipeline
 
 import "time"
