@@ -28,6 +28,11 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"run", invalid}, exitUsage},
 		{[]string{"run", "../../examples/hello.yaml", "--workers", "1"}, exitOK},
 		{[]string{"run", "../../examples/failing.yaml"}, exitFailed},
+		{[]string{"validate", "../../examples/deploy.yaml"}, exitOK},
+		{[]string{"run", "../../examples/deploy.yaml"}, exitUsage}, // env is required
+		{[]string{"run", "../../examples/deploy.yaml", "--input", "env=qa"}, exitUsage},
+		{[]string{"run", "../../examples/deploy.yaml", "--input", "env"}, exitUsage},
+		{[]string{"run", "../../examples/deploy.yaml", "--input", "env=staging", "--input", "dry_run=false"}, exitOK},
 		{[]string{"agent", "--cpu", "lots"}, exitUsage},
 		{[]string{"server", "--store", "mysql://db"}, exitUsage},
 		{[]string{"submit", "x.yaml", "--server", "localhost:1"}, exitUsage},

@@ -7,9 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -123,21 +126,29 @@ func submitCmd(args []string) int {
 	fs := flags("submit", "FILE [flags]", `
 Send a pipeline file to a Hodei server as a new run and print the run's id.
 With --follow, then print its output as it comes (like "hodei run") and exit
-with its outcome: 0 if it succeeded, 1 if not. An invalid file prints its
-problems and exits 2. FILE "-" reads the standard input.
+with its outcome: 0 if it succeeded, 1 if not. An invalid file, or inputs
+that do not fit the file's inputs:, print their problems and exit 2. FILE
+"-" reads the standard input.
 
 Example:
-  hodei submit examples/ci.yaml --server http://ci.example.com:8080 --follow`)
+  hodei submit examples/ci.yaml --server http://ci.example.com:8080 --follow
+  hodei submit deploy.yaml --input env=prod --input dry_run=false`)
 	server := addServerFlag(fs)
 	tenant := fs.String("tenant", "", "tenant the run belongs to (default: the server's default)")
 	doFollow := fs.Bool("follow", false, "follow the run's output until it ends")
 	maxPipeline := fs.String("max-pipeline-bytes", "1Mi", "largest pipeline file read, like the server's flag of that name")
+	var inputFlags listFlag
+	fs.Var(&inputFlags, "input", "NAME=VALUE for one of the pipeline's inputs (repeatable)")
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
 	}
 	if len(pos) != 1 {
 		return usageError(fs, "want one pipeline FILE, got %d arguments", len(pos))
+	}
+	inputs, err := pipeline.ParseInputFlags(inputFlags)
+	if err != nil {
+		return usageError(fs, "%v", err)
 	}
 	c, code, ok := newClient(fs, *server)
 	if !ok {
@@ -166,10 +177,10 @@ Example:
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	run, err := c.Submit(ctx, file, data, *tenant)
+	run, err := c.SubmitRun(ctx, file, data, *tenant, inputs)
 	if err != nil {
 		var ae *client.Error
-		if errors.As(err, &ae) && ae.Code == wire.CodeInvalidPipeline {
+		if errors.As(err, &ae) && (ae.Code == wire.CodeInvalidPipeline || ae.Code == wire.CodeInvalidInputs) {
 			fmt.Fprintln(os.Stderr, ae.Message)
 			return exitUsage
 		}
@@ -255,6 +266,14 @@ func printRun(w io.Writer, r wire.Run, jobs []wire.Job) {
 		cli.Text(r.ID), cli.Text(r.Pipeline), cli.Text(r.File), cli.Text(r.Tenant), cli.Text(string(r.State)), cli.FormatTime(r.CreatedAt), cli.FormatDuration(r.Duration()))
 	if r.Error != "" {
 		fmt.Fprintf(w, "error     %s\n", cli.Text(r.Error))
+	}
+	if len(r.Inputs) > 0 {
+		names := slices.Sorted(maps.Keys(r.Inputs))
+		parts := make([]string, len(names))
+		for i, k := range names {
+			parts[i] = k + "=" + r.Inputs[k]
+		}
+		fmt.Fprintf(w, "inputs    %s\n", cli.Text(strings.Join(parts, " ")))
 	}
 	fmt.Fprintln(w)
 	rows := make([][]string, len(r.Jobs))

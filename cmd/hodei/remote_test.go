@@ -40,3 +40,13 @@ func TestPrintRunListsAttempts(t *testing.T) {
 		}
 	}
 }
+
+// hodei runs RUN shows the inputs the run was made with.
+func TestPrintRunShowsInputs(t *testing.T) {
+	run := wire.Run{ID: "r1", Pipeline: "deploy", State: "succeeded", Inputs: map[string]string{"env": "prod", "dry_run": "false"}}
+	var b strings.Builder
+	printRun(&b, run, nil)
+	if !strings.Contains(b.String(), "inputs    dry_run=false env=prod\n") {
+		t.Errorf("no inputs line:\n%s", b.String())
+	}
+}

@@ -17,9 +17,11 @@ import (
 	"github.com/hodei-ci/hodei/internal/state"
 )
 
-// readPipeline reads, parses and expands a pipeline file. Problems in the
-// file are printed to stderr; ok is false when the file cannot be run.
-func readPipeline(cmd, path string) (data []byte, specs []pipeline.JobSpec, ok bool) {
+// readPipeline reads, parses and expands a pipeline file with the inputs
+// given (nil: to validate the file alone, with the inputs' defaults).
+// Problems in the file or the inputs are printed to stderr; ok is false
+// when the file cannot be run.
+func readPipeline(cmd, path string, given map[string]string) (data []byte, specs []pipeline.JobSpec, ok bool) {
 	f, err := os.Open(path)
 	if err == nil {
 		defer f.Close()
@@ -29,10 +31,21 @@ func readPipeline(cmd, path string) (data []byte, specs []pipeline.JobSpec, ok b
 	if err == nil {
 		p, err = pipeline.Parse(path, data)
 	}
-	if err == nil {
+	switch {
+	case err == nil && given == nil:
 		specs, err = pipeline.Expand(p)
+	case err == nil:
+		var inputs map[string]string
+		if inputs, err = pipeline.ResolveInputs(p, given); err == nil {
+			specs, err = pipeline.ExpandRun(p, pipeline.RunContext{Event: "manual", Inputs: inputs})
+		}
 	}
 	if err != nil {
+		var bad pipeline.InputErrors
+		if errors.As(err, &bad) {
+			fmt.Fprintf(os.Stderr, "hodei %s: %s:\n%v\n", cmd, path, err)
+			return nil, nil, false
+		}
 		if !cli.PipelineErrors(os.Stderr, err) {
 			fmt.Fprintf(os.Stderr, "hodei %s: %s: %v\n", cmd, path, err)
 		}
@@ -52,11 +65,14 @@ Exit status: 0 if the run succeeded, 1 if it failed or was canceled, 2 if
 the file is invalid. Ctrl-C cancels the run.
 
 Example:
-  hodei run examples/ci.yaml --workers 4`)
+  hodei run examples/ci.yaml --workers 4
+  hodei run deploy.yaml --input env=staging`)
 	workers := fs.Int("workers", 2, "number of local workers running jobs in parallel")
 	unsafeShared := fs.Bool("unsafe-shared-user", false, "run steps as your own user, without isolation (for machines that cannot isolate steps; see docs/security.md)")
 	secretsFile := fs.String("secrets-file", "", "dotenv file (NAME=VALUE lines) of the secrets jobs may name")
 	lf := addLogFlags(fs, "warn")
+	var inputFlags listFlag
+	fs.Var(&inputFlags, "input", "NAME=VALUE for one of the pipeline's inputs (repeatable)")
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -71,8 +87,12 @@ Example:
 	if err != nil {
 		return usageError(fs, "%v", err)
 	}
+	inputs, err := pipeline.ParseInputFlags(inputFlags)
+	if err != nil {
+		return usageError(fs, "%v", err)
+	}
 	file := pos[0]
-	data, _, ok := readPipeline("run", file)
+	data, _, ok := readPipeline("run", file, inputs)
 	if !ok {
 		return exitUsage
 	}
@@ -112,7 +132,7 @@ Example:
 	// The run has no id before it is submitted: follow every run from
 	// before the submission, and keep the notes of ours.
 	sub := srv.Hub.Subscribe("", 1<<16)
-	run, err := srv.Submit(ctx, file, data, "")
+	run, err := srv.SubmitRun(ctx, server.RunRequest{File: file, Data: data, Inputs: inputs})
 	if err != nil {
 		sub.Close()
 		if cli.PipelineErrors(os.Stderr, err) {
@@ -191,7 +211,7 @@ Example:
 	}
 	status := exitOK
 	for _, file := range pos {
-		_, specs, ok := readPipeline("validate", file)
+		_, specs, ok := readPipeline("validate", file, nil)
 		if !ok {
 			status = exitUsage
 			continue

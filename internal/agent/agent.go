@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -39,6 +40,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/sandbox"
 	"github.com/hodei-ci/hodei/internal/secrets/sealed"
+	"github.com/hodei-ci/hodei/internal/steplog"
 )
 
 // Config describes one agent.
@@ -636,21 +638,13 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 	// A step's environment is built from nothing but this, the pipeline,
 	// Hodei and the job's secrets.
 	base := map[string]string{"PATH": sandbox.DefaultPath, "HOME": "/tmp/home", "TMPDIR": "/tmp"}
+	files := stepFiles{host: tmp, step: "/tmp", uid: uid}
 	if !isolated {
 		base["HOME"], base["TMPDIR"] = filepath.Join(tmp, "home"), tmp
+		files.step = tmp
 	}
-	for i, st := range spec.Steps {
-		b.Flush(i)
-		if err := context.Cause(ctx); err != nil && ctx.Err() != nil {
-			return stopState(err), -1, err.Error()
-		}
-		// Secrets come last: a job gets the secrets it names even if an
-		// inherited env sets the same names.
-		env := mergeEnv(nil, base, envMap(a.cfg.BaseEnv), hodeiEnv, d.Env, spec.Env, st.Env, d.Secrets)
-		_, _ = io.WriteString(b, stepHeader(i, len(spec.Steps), st, masks))
-		ends := &lineEnds{w: b}
-		out := mask.NewWriter(ends, masks)
-		started := time.Now()
+	env := jobEnv{start: layer(base, envMap(a.cfg.BaseEnv), hodeiEnv, d.Env), secrets: d.Secrets, dispatch: d}
+	return a.runStepList(ctx, spec, files, env, b, masks, func(ctx context.Context, i int, st pipeline.StepSpec, script string, env []string, out io.Writer) stepResult {
 		onStart := func(pgid int) {
 			_ = os.WriteFile(ws+".pgid", []byte(strconv.Itoa(pgid)), 0o600)
 		}
@@ -659,35 +653,137 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 			// The sandbox's init joins the attempt's cgroup before any
 			// process of the step starts.
 			res = runSandboxed(ctx, sandbox.Spec{
-				Script: st.Run, Workspace: ws, Tmp: tmp, Env: env,
+				Script: script, Workspace: ws, Tmp: tmp, Env: env,
 				Hide: append([]string{a.cfg.WorkDir}, a.cfg.Hide...),
 				UID:  uid, GID: uid,
 			}, st.Timeout, out, onStart, cg.joinAttemptCgroup)
 		} else {
-			res = runStepTracked(ctx, st.Run, ws, env, st.Timeout, out, func(pgid int) {
+			res = runStepTracked(ctx, script, ws, env, st.Timeout, out, func(pgid int) {
 				onStart(pgid)
 				if err := cg.joinAttemptCgroup(pgid); err != nil {
 					log.Warn("step outside its attempt's cgroup", "err", err)
 				}
 			})
 		}
+		if cg.newOOMKills() && res.Err != nil {
+			res.Err = cg.outOfMemory(res.Err)
+		}
+		return res
+	})
+}
+
+// jobEnv is the environment of a job's steps: start is what the job
+// starts with (Hodei's and the agent's variables); the job's and steps'
+// env values expand $VAR from it; secrets come last.
+type jobEnv struct {
+	start   map[string]string
+	secrets map[string]string
+	// dispatch is the assignment (for the steps' spans).
+	dispatch bus.Dispatch
+}
+
+// layer merges maps, later ones winning.
+func layer(ms ...map[string]string) map[string]string {
+	out := make(map[string]string)
+	for _, m := range ms {
+		maps.Copy(out, m)
+	}
+	return out
+}
+
+// stepRunner runs one step's script (see stepFiles.script) with env,
+// writing its output to out.
+type stepRunner func(ctx context.Context, i int, st pipeline.StepSpec, script string, env []string, out io.Writer) stepResult
+
+// runStepList runs the steps of an attempt in order. A step runs when its
+// `if` holds (by default when no step before it failed; always() and
+// failure() steps run after a failure, for cleanup); a failed step with
+// continue-on-error does not count as a failure. What a step appends to
+// $HODEI_ENV is in the environment of the steps after it. The attempt
+// ends as its first failed step did; a cancellation or timeout of the job
+// ends it at once.
+func (a *Agent) runStepList(ctx context.Context, spec pipeline.JobSpec, files stepFiles, env jobEnv, b *batcher, masks *mask.Set, run stepRunner) (string, int, string) {
+	jobVars := expandEnv(spec.Env, env.start)
+	added := map[string]string{}
+	failed := false
+	var state, errMsg string
+	code := 0
+	fail := func(st string, c int, msg string) {
+		if !failed {
+			failed, state, code, errMsg = true, st, c, msg
+		}
+	}
+	n := len(spec.Steps)
+	for i, st := range spec.Steps {
+		b.Flush(i)
+		if err := context.Cause(ctx); err != nil && ctx.Err() != nil {
+			return stopState(err), -1, err.Error()
+		}
+		name := st.Name
+		if name == "" {
+			name = "step " + strconv.Itoa(i+1)
+		}
+		runs, err := pipeline.StepRuns(st, failed)
+		if err != nil || !runs {
+			_, _ = io.WriteString(b, stepHeader(i, n, st, masks))
+			cond := st.If
+			if cond == "" {
+				cond = pipeline.Success
+			}
+			how := "skipped (if " + masks.String(string(cond)) + " is false)"
+			if err != nil {
+				how = steplog.Stopped(masks.String("if: " + err.Error()))
+				fail(bus.StatusFailed, -1, fmt.Sprintf("%s: if: %v", name, err))
+			}
+			_, _ = io.WriteString(b, steplog.Footer(i, n, how, 0))
+			continue
+		}
+		script, done, err := files.script(i, st)
+		if err == nil {
+			err = files.resetEnv()
+		}
+		if err != nil {
+			fail(bus.StatusFailed, -1, fmt.Sprintf("%s: %v", name, err))
+			continue
+		}
+		cur := layer(env.start, jobVars, added)
+		stepVars := expandEnv(st.Env, cur)
+		// Secrets come last: a job gets the secrets it names even if an
+		// inherited env sets the same names.
+		vars := mergeEnv(nil, cur, stepVars, map[string]string{"HODEI_ENV": files.envPath()}, env.secrets)
+		_, _ = io.WriteString(b, stepHeader(i, n, st, masks))
+		ends := &lineEnds{w: b}
+		out := mask.NewWriter(ends, masks)
+		started := time.Now()
+		res := run(ctx, i, st, script, vars, out)
+		done()
 		// The step's output is drained: what the masker held back (the
 		// start of a possible secret) can go now.
 		_ = out.Flush()
 		ends.close()
-		_, _ = io.WriteString(b, stepFooter(i, len(spec.Steps), res.ExitCode, res.Err, time.Since(started), masks))
-		traceStep(d, i, st, started, res.ExitCode, res.Err, masks)
-		oom := cg.newOOMKills()
-		if res.Err != nil {
-			name := st.Name
-			if name == "" {
-				name = "step " + strconv.Itoa(i+1)
+		if res.Err == nil {
+			more, err := files.readEnv()
+			if err != nil {
+				res = stepResult{ExitCode: -1, Err: err}
 			}
-			if oom {
-				res.Err = cg.outOfMemory(res.Err)
-			}
+			maps.Copy(added, more)
+		}
+		_, _ = io.WriteString(b, stepFooter(i, n, res.ExitCode, res.Err, time.Since(started), masks))
+		traceStep(env.dispatch, i, st, started, res.ExitCode, res.Err, masks)
+		if res.Err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
 			return stopState(res.Err), res.ExitCode, fmt.Sprintf("%s: %v", name, res.Err)
 		}
+		if st.ContinueOnError {
+			_, _ = io.WriteString(b, fmt.Sprintf("step %d/%d failed with continue-on-error: the job goes on\n", i+1, n))
+			continue
+		}
+		fail(stopState(res.Err), res.ExitCode, fmt.Sprintf("%s: %v", name, res.Err))
+	}
+	if failed {
+		return state, code, errMsg
 	}
 	return bus.StatusSucceeded, 0, ""
 }

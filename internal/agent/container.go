@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -53,44 +55,31 @@ func (a *Agent) runContainerSteps(ctx context.Context, d bus.Dispatch, spec pipe
 			log.Warn("remove job container", "container", ctr.ID(), "err", err)
 		}
 	}()
-	for i, st := range spec.Steps {
-		b.Flush(i)
-		if err := context.Cause(ctx); err != nil && ctx.Err() != nil {
-			return stopState(err), -1, err.Error()
-		}
-		// The host's environment is not the image's: only what Hodei and
-		// the file set is added to the image's own.
-		env := mergeEnv(nil, hodeiEnv, d.Env, spec.Env, st.Env, d.Secrets)
-		_, _ = io.WriteString(b, stepHeader(i, len(spec.Steps), st, masks))
-		ends := &lineEnds{w: b}
-		out := mask.NewWriter(ends, masks)
-		started := time.Now()
+	// The container sees the workspace only: the files shared with its
+	// steps live in a directory of it.
+	shared := filepath.Join(ws, ".hodei")
+	if err := os.Mkdir(shared, 0o700); err != nil {
+		return bus.StatusFailed, -1, fmt.Sprintf("workspace: %v", err)
+	}
+	files := stepFiles{host: shared, step: shared, uid: -1}
+	// The host's environment is not the image's: only what Hodei and the
+	// file set is added to the image's own.
+	env := jobEnv{start: layer(hodeiEnv, d.Env), secrets: d.Secrets, dispatch: d}
+	return a.runStepList(ctx, spec, files, env, b, masks, func(ctx context.Context, i int, st pipeline.StepSpec, script string, env []string, out io.Writer) stepResult {
 		sctx, cancel := ctx, context.CancelFunc(func() {})
 		if st.Timeout > 0 {
 			sctx, cancel = context.WithTimeoutCause(ctx, st.Timeout, fmt.Errorf("step %w after %s", errTimeout, st.Timeout))
 		}
-		code, err := ctr.Exec(sctx, st.Run, ws, env, out)
-		cancel()
-		_ = out.Flush()
-		ends.close()
-		footCode := code
-		if err != nil {
-			footCode = -1
+		defer cancel()
+		code, err := ctr.Exec(sctx, script, ws, env, out)
+		switch {
+		case err != nil:
+			return stepResult{ExitCode: -1, Err: err}
+		case code != 0:
+			return stepResult{ExitCode: code, Err: fmt.Errorf("exit status %d", code)}
 		}
-		_, _ = io.WriteString(b, stepFooter(i, len(spec.Steps), footCode, err, time.Since(started), masks))
-		traceStep(d, i, st, started, footCode, err, masks)
-		name := st.Name
-		if name == "" {
-			name = "step " + strconv.Itoa(i+1)
-		}
-		if err != nil {
-			return stopState(err), -1, fmt.Sprintf("%s: %v", name, err)
-		}
-		if code != 0 {
-			return bus.StatusFailed, code, fmt.Sprintf("%s: exit status %d", name, code)
-		}
-	}
-	return bus.StatusSucceeded, 0, ""
+		return stepResult{}
+	})
 }
 
 // removeLeftoverContainers removes the job containers a previous run of

@@ -47,7 +47,7 @@ type Deps struct {
 	Registry *prometheus.Registry
 	// Submit parses, validates, expands and submits a pipeline file; a
 	// pipeline.ErrorList error means the file is invalid.
-	Submit func(ctx context.Context, file string, data []byte, tenant string) (store.Run, error)
+	Submit func(ctx context.Context, file string, data []byte, tenant string, inputs map[string]string) (store.Run, error)
 	Logger *slog.Logger
 
 	// Security (see auth.go); with Auth nil the API is open. Authz nil

@@ -44,6 +44,7 @@ func RunJSON(r store.Run, jobs []store.Job, now time.Time) wire.Run {
 		StartedAt:       timePtr(r.StartedAt),
 		FinishedAt:      timePtr(r.FinishedAt),
 		DurationSeconds: elapsed(r.CreatedAt, r.FinishedAt, now),
+		Inputs:          r.Inputs,
 	}
 	if !r.State.Final() {
 		out.FinishedAt = nil

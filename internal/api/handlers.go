@@ -82,6 +82,7 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	file, tenant := q.Get("file"), q.Get("tenant")
 	var data []byte
+	var inputs map[string]string
 	ct := r.Header.Get("Content-Type")
 	mt := ""
 	if ct != "" {
@@ -122,6 +123,7 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		data = []byte(req.Pipeline)
+		inputs = req.Inputs
 		if req.File != "" {
 			file = req.File
 		}
@@ -156,8 +158,17 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("invalid tenant %q: a tenant's name matches %s", tenant, auth.TenantPattern))
 		return
 	}
-	run, err := a.d.Submit(r.Context(), file, data, tenant)
+	run, err := a.d.Submit(r.Context(), file, data, tenant, inputs)
 	if err != nil {
+		var bad pipeline.InputErrors
+		if errors.As(err, &bad) {
+			body := wire.Error{Code: wire.CodeInvalidInputs, Message: bad.Error(), Details: make([]wire.ErrorDetail, len(bad))}
+			for i, e := range bad {
+				body.Details[i] = wire.ErrorDetail{File: file, Field: "inputs." + e.Input, Message: e.Msg}
+			}
+			writeJSON(w, wire.CodeInvalidInputs.Status(), body)
+			return
+		}
 		if list, ok := yamlpos.AsErrorList(err); ok {
 			body := wire.Error{Code: wire.CodeInvalidPipeline, Details: make([]wire.ErrorDetail, len(list))}
 			msgs := make([]string, len(list))

@@ -179,6 +179,21 @@ func (c *Client) Submit(ctx context.Context, file string, yaml []byte, tenant st
 	return r, err
 }
 
+// SubmitRun is Submit with values for the pipeline's inputs; the file is
+// sent as JSON when there are some.
+func (c *Client) SubmitRun(ctx context.Context, file string, yaml []byte, tenant string, inputs map[string]string) (Run, error) {
+	if len(inputs) == 0 {
+		return c.Submit(ctx, file, yaml, tenant)
+	}
+	body, err := json.Marshal(wire.SubmitRequest{File: file, Pipeline: string(yaml), Tenant: tenant, Inputs: inputs})
+	if err != nil {
+		return Run{}, err
+	}
+	var r Run
+	err = c.getJSON(ctx, http.MethodPost, "/api/v1/runs", nil, bytes.NewReader(body), "application/json", &r)
+	return r, err
+}
+
 // ListOptions filter ListRuns. Zero fields do not filter.
 type ListOptions struct {
 	State  string

@@ -36,6 +36,7 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 		State:     state.RunQueued,
 		Source:    req.Source,
 		CreatedAt: c.now,
+		Inputs:    req.Inputs,
 	}}
 	if cc := req.Pipeline.Concurrency; cc != nil {
 		rs.rec.ConcurrencyGroup, rs.rec.ConcurrencyLimit = cc.Group, cc.Limit
@@ -80,9 +81,13 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 		if admitted && len(j.needs) == 0 {
 			// Stored queued at once when its condition holds; else
 			// evaluate skips it below, as it would after a wait.
-			if _, run := condition(j); run {
-				j.rec.State = state.JobQueued
-				j.rec.QueuedAt = c.now
+			if _, run, spec, err := condition(j); run && err == nil {
+				if spec != nil && !setSpec(j, *spec) {
+					skipped = append(skipped, j) // evaluate fails it
+				} else {
+					j.rec.State = state.JobQueued
+					j.rec.QueuedAt = c.now
+				}
 			} else {
 				skipped = append(skipped, j)
 			}
@@ -320,55 +325,87 @@ func (o *Orchestrator) evaluate(c *change, j *jobState) {
 	if j.rec.State != state.JobPending || j.run.canceling || o.admit.Waiting(j.run.rec.ID) {
 		return
 	}
-	ended, run := condition(j)
+	ended, run, spec, err := condition(j)
 	if !ended {
 		return
 	}
-	if run {
+	if err == nil && run && spec != nil && !setSpec(j, *spec) {
+		err = fmt.Errorf("encode job %s", j.rec.Key)
+	}
+	switch {
+	case err != nil:
+		// An expression that cannot be evaluated fails the job, which
+		// never gets an attempt.
+		o.finish(c, j, state.JobFailed, err.Error())
+	case run:
 		if o.setJob(c, j, state.JobQueued) {
 			j.rec.QueuedAt = c.now
 			o.enqueue(j, c.now)
 		}
-		return
+	default:
+		o.finish(c, j, state.JobSkipped, "")
 	}
-	o.finish(c, j, state.JobSkipped, "")
 }
 
-// condition evaluates a job's `if` against its needs: ended is false while
-// a need has not ended; run says whether the job runs. It is the one place
-// a condition is read, whatever the path: a job without needs at
-// submission (or when its run leaves its concurrency group's line), a job
-// whose needs have ended. Like GitHub Actions' failure() ("true if any
-// ancestor job fails"), failure() holds when a need failed, so never for a
-// job without needs; success() holds when every need succeeded, so always
-// for a job without needs; always() always holds.
-func condition(j *jobState) (ended, run bool) {
-	anyFailed, allOK := false, true
+// setSpec gives a job the spec pipeline.Ready made of it (its deferred
+// expressions evaluated); it is stored with the job's next change.
+func setSpec(j *jobState, spec pipeline.JobSpec) bool {
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return false
+	}
+	j.spec, j.rec.Spec = spec, data
+	return true
+}
+
+// condition evaluates a job's `if` against its needs (pipeline.Ready):
+// ended is false while a need has not ended; run says whether the job runs;
+// spec, when not nil, is the job's spec with its deferred expressions
+// evaluated. It is the one place a condition is read, whatever the path: a
+// job without needs at submission (or when its run leaves its concurrency
+// group's line), a job whose needs have ended. Like GitHub Actions'
+// failure() ("true if any ancestor job fails"), failure() holds when a need
+// failed, so never for a job without needs; success() holds when every need
+// succeeded (a need that failed with continue-on-error counts as a
+// success), so always for a job without needs; always() always holds; an
+// `if` that calls none of them also needs success().
+func condition(j *jobState) (ended, run bool, spec *pipeline.JobSpec, err error) {
+	needs := make([]pipeline.Need, 0, len(j.needs))
 	for _, n := range j.needs {
 		if !n.rec.State.Final() {
-			return false, false
+			return false, false, nil, nil
 		}
-		if n.rec.State == state.JobFailed {
-			anyFailed = true
-		}
-		if n.rec.State != state.JobSucceeded {
-			allOK = false
-		}
+		// Job outputs are not recorded yet: needs.<job>.outputs is empty.
+		needs = append(needs, pipeline.Need{JobID: n.spec.JobID, Result: result(n)})
 	}
-	switch j.spec.If {
-	case pipeline.Always:
-		return true, true
-	case pipeline.Failure:
-		return true, anyFailed
-	default:
-		return true, allOK
+	s := j.spec
+	run, err = pipeline.Ready(&s, j.run.rec.ID, needs)
+	if err != nil || !run || !j.spec.Deferred {
+		return true, run, nil, err
 	}
+	return true, true, &s, nil
+}
+
+// result is how a job that ended is seen by the jobs that need it.
+func result(j *jobState) string {
+	switch j.rec.State {
+	case state.JobSucceeded:
+		return pipeline.ResultSuccess
+	case state.JobFailed:
+		if j.spec.ContinueOnError {
+			return pipeline.ResultSuccess
+		}
+		return pipeline.ResultFailure
+	case state.JobCanceled:
+		return pipeline.ResultCancelled
+	}
+	return pipeline.ResultSkipped
 }
 
 func (o *Orchestrator) finishRun(c *change, r *runState) {
 	to := state.RunSucceeded
 	for _, j := range r.jobs {
-		if j.rec.State == state.JobFailed {
+		if j.rec.State == state.JobFailed && !j.spec.ContinueOnError {
 			to = state.RunFailed
 			if r.rec.Error == "" {
 				r.rec.Error = "job " + j.rec.Key + " failed"

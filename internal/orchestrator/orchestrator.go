@@ -409,6 +409,8 @@ type SubmitRequest struct {
 	Jobs     []pipeline.JobSpec
 	Source   []byte
 	Tenant   string
+	// Inputs are the values of the pipeline's inputs, stored with the run.
+	Inputs map[string]string
 }
 
 type submitReq struct {

@@ -10,25 +10,53 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hodei-ci/hodei/internal/expr"
 	"github.com/hodei-ci/hodei/internal/yamlpos"
 )
 
-// Expand turns a pipeline into the jobs of a run: one JobSpec per job, or per
-// combination of a matrix job's values, in topological order of their needs
-// (jobs that could go in either order keep their order in the file; the
-// combinations of a matrix job come together, the last axis varying
-// fastest).
+// RunContext is what a run is made with besides its file: where it comes
+// from (the hodei context of expressions) and its inputs.
+type RunContext struct {
+	Event, Ref, Branch, Commit, Repo string
+	// Inputs are the values of the pipeline's inputs, as ResolveInputs
+	// returns them.
+	Inputs map[string]string
+}
+
+// Expand is ExpandRun with no trigger and the inputs' defaults.
+func Expand(p *Pipeline) ([]JobSpec, error) {
+	if p == nil {
+		return nil, errors.New("pipeline: Expand of a nil pipeline")
+	}
+	inputs := make(map[string]string)
+	for _, in := range p.Inputs {
+		if in.HasDefault {
+			inputs[in.Name] = in.Default
+		}
+	}
+	return ExpandRun(p, RunContext{Inputs: inputs})
+}
+
+// ExpandRun turns a pipeline into the jobs of a run: one JobSpec per job,
+// or per combination of a matrix job's values, in topological order of
+// their needs (jobs that could go in either order keep their order in the
+// file; the combinations of a matrix job come together, the last axis
+// varying fastest).
 //
-// In each combination ${{ matrix.KEY }} is replaced by the value of KEY in
-// the job's name, labels and env values and in the steps' names, scripts
-// and env values. A need on a matrix job becomes a need on every one of its
-// combinations. The pipeline env is merged under the job env; a step's env
-// stays on the step. Resources that are not given get DefaultCPUMilli and
-// DefaultMemory.
+// The expressions of each job are evaluated with what is known when the run
+// is made: the hodei context (but its run_id), the inputs, the matrix and
+// env. A job whose env or steps read needs.* or hodei.run_id keeps its
+// expressions, with what is known folded into them, and is Deferred: Ready
+// evaluates them when its needs have ended. The job's `if` and its steps'
+// `if` are folded the same way and left for Ready and the agent. A need on
+// a matrix job becomes a need on every one of its combinations. The
+// pipeline env is merged under the job env, with the inputs as
+// HODEI_INPUT_NAME; a step's env stays on the step. Resources that are not
+// given get DefaultCPUMilli and DefaultMemory.
 //
 // A pipeline returned by Parse always expands. One built by hand is checked
 // first: on failure the error is an ErrorList.
-func Expand(p *Pipeline) ([]JobSpec, error) {
+func ExpandRun(p *Pipeline, rc RunContext) ([]JobSpec, error) {
 	if p == nil {
 		return nil, errors.New("pipeline: Expand of a nil pipeline")
 	}
@@ -44,6 +72,7 @@ func Expand(p *Pipeline) ([]JobSpec, error) {
 			keys[j.ID] = append(keys[j.ID], jobKey(j.ID, c))
 		}
 	}
+	x := newExpander(p, rc)
 	var specs []JobSpec
 	for _, i := range topoOrder(p.Jobs) {
 		j := p.Jobs[i]
@@ -56,15 +85,169 @@ func Expand(p *Pipeline) ([]JobSpec, error) {
 			}
 		}
 		for _, c := range combos[i] {
-			specs = append(specs, expandJob(p, j, c, needs))
+			s, err := x.job(j, c, needs)
+			if err != nil {
+				return nil, err
+			}
+			specs = append(specs, s)
 		}
 	}
 	return specs, nil
 }
 
-// expandJob makes the JobSpec of one combination (vals nil for a job without
+// ForRun returns the pipeline as a run made with rc sees it: its name and
+// concurrency group with their expressions (hodei, inputs) evaluated. The
+// jobs are shared with p.
+func (p *Pipeline) ForRun(rc RunContext) (*Pipeline, error) {
+	x := newExpander(p, rc)
+	res := x.resolver(nil, nil, nil)
+	q := *p
+	var err error
+	if q.Name, _, err = foldText(p.Name, res); err != nil {
+		return nil, fmt.Errorf("name: %w", err)
+	}
+	if c := p.Concurrency; c != nil {
+		group, _, err := foldText(c.Group, res)
+		if err != nil {
+			return nil, fmt.Errorf("concurrency.group: %w", err)
+		}
+		q.Concurrency = &Concurrency{Group: group, Limit: c.Limit}
+	}
+	return &q, nil
+}
+
+// expander evaluates the expressions of a run's jobs.
+type expander struct {
+	p      *Pipeline
+	hodei  map[string]any
+	inputs map[string]any
+	env    map[string]string // the pipeline's env, evaluated
+	inEnv  map[string]string // HODEI_INPUT_*
+}
+
+func newExpander(p *Pipeline, rc RunContext) *expander {
+	x := &expander{p: p, inputs: make(map[string]any), inEnv: make(map[string]string)}
+	x.hodei = map[string]any{
+		"event": rc.Event, "ref": rc.Ref, "branch": rc.Branch, "commit": rc.Commit,
+		"repo": rc.Repo, "pipeline": p.Name,
+	}
+	for _, in := range p.Inputs {
+		if v, ok := rc.Inputs[in.Name]; ok {
+			x.inputs[in.Name] = in.value(v)
+			x.inEnv[InputEnv(in.Name)] = v
+		}
+	}
+	x.env = make(map[string]string, len(p.Env))
+	res := x.resolver(nil, nil, nil)
+	for _, k := range sortedKeys(p.Env) {
+		// The pipeline's env reads no needs: it is always final.
+		v, _, err := foldText(p.Env[k], res)
+		if err != nil {
+			v = p.Env[k]
+		}
+		x.env[k] = v
+	}
+	return x
+}
+
+// resolver knows the hodei context but its run_id, the inputs, the matrix
+// and the env values in env (a name in pending is not known yet).
+func (x *expander) resolver(mx map[string]string, env map[string]string, pending map[string]bool) expr.Resolver {
+	return func(r *expr.Ref) (any, bool) {
+		switch r.Path[0] {
+		case "hodei":
+			if len(r.Path) > 1 && r.Path[1] == "run_id" {
+				return nil, false
+			}
+			return lookupPath(x.hodei, r.Path[1:]), true
+		case "inputs":
+			return lookupPath(x.inputs, r.Path[1:]), true
+		case "matrix":
+			m := make(map[string]any, len(mx))
+			for k, v := range mx {
+				m[k] = v
+			}
+			return lookupPath(m, r.Path[1:]), true
+		case "env":
+			if len(r.Path) < 2 {
+				return nil, false
+			}
+			if pending[r.Path[1]] {
+				return nil, false
+			}
+			all := maps.Clone(x.env)
+			maps.Copy(all, env)
+			v, ok := all[r.Path[1]]
+			if !ok || len(r.Path) > 2 {
+				return nil, true
+			}
+			return v, true
+		}
+		return nil, false
+	}
+}
+
+// lookupPath reads properties from a context; absent ones are null.
+func lookupPath(m map[string]any, path []string) any {
+	var v any = m
+	for _, p := range path {
+		mm, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = mm[p]
+	}
+	return v
+}
+
+// foldText folds the expressions of s: the final text and true, or a
+// template with what is known folded in and false.
+func foldText(s string, res expr.Resolver) (string, bool, error) {
+	if !expr.HasExpr(s) {
+		return s, true, nil
+	}
+	t, err := expr.ParseTemplate(s)
+	if err != nil {
+		return "", false, err
+	}
+	return t.Fold(res)
+}
+
+// foldCondition folds an `if`; "" stays "".
+func foldCondition(c Condition, res expr.Resolver) (Condition, error) {
+	if c == "" {
+		return "", nil
+	}
+	n, err := parseCondition(string(c))
+	if err != nil {
+		return "", err
+	}
+	f, err := expr.Fold(n, res)
+	if err != nil {
+		return "", err
+	}
+	return Condition(expr.String(f)), nil
+}
+
+// asTemplate is final text written so that evaluating it as a template
+// gives it back.
+func asTemplate(s string) string {
+	if !expr.HasExpr(s) {
+		return s
+	}
+	return "${{ " + expr.String(&expr.Literal{Val: s}) + " }}"
+}
+
+// field is one text of a job being expanded: where its result goes and
+// whether it is final.
+type field struct {
+	ptr  *string
+	done bool
+}
+
+// job makes the JobSpec of one combination (vals nil for a job without
 // matrix).
-func expandJob(p *Pipeline, j *Job, vals []string, needs []string) JobSpec {
+func (x *expander) job(j *Job, vals []string, needs []string) (JobSpec, error) {
 	var mx map[string]string
 	if vals != nil {
 		mx = make(map[string]string, len(vals))
@@ -72,34 +255,46 @@ func expandJob(p *Pipeline, j *Job, vals []string, needs []string) JobSpec {
 			mx[a.Name] = vals[k]
 		}
 	}
+	path := "jobs." + j.ID
+	var errs ErrorList
+	fail := func(f string, err error) {
+		errs = append(errs, &Error{File: x.p.File, Line: j.Line, Field: f, Msg: err.Error()})
+	}
+	// The name, labels and image read nothing deferred (Parse sees to
+	// it): they are final.
+	fold := func(f, text string, res expr.Resolver) string {
+		out, _, err := foldText(text, res)
+		if err != nil {
+			fail(f, err)
+			return text
+		}
+		return out
+	}
+	static := x.resolver(mx, nil, nil)
 	name := j.Name
 	if name == "" {
 		name = j.ID
 	}
-	if vals != nil && !matrixExpr.MatchString(name) {
+	if vals != nil && !readsMatrix(name) {
 		name += " (" + strings.Join(vals, ", ") + ")"
 	} else {
-		name = substitute(name, mx)
+		name = fold(path+".name", name, static)
 	}
 	s := JobSpec{
-		Key:          jobKey(j.ID, vals),
-		JobID:        j.ID,
-		Name:         name,
-		Needs:        slices.Clone(needs),
-		If:           j.If,
-		CPUMilli:     j.RunsOn.CPUMilli,
-		Memory:       j.RunsOn.MemoryBytes,
-		GPU:          j.RunsOn.GPU,
-		Env:          mergeEnv(p.Env, j.Env, mx),
-		Secrets:      slices.Clone(j.Secrets),
-		Timeout:      j.Timeout,
-		Retry:        j.Retry,
-		InfraRetries: j.InfraRetries,
-		Priority:     j.Priority,
-		Matrix:       mx,
-	}
-	if s.If == "" {
-		s.If = Success
+		Key:             jobKey(j.ID, vals),
+		JobID:           j.ID,
+		Name:            name,
+		Needs:           slices.Clone(needs),
+		CPUMilli:        j.RunsOn.CPUMilli,
+		Memory:          j.RunsOn.MemoryBytes,
+		GPU:             j.RunsOn.GPU,
+		Secrets:         slices.Clone(j.Secrets),
+		Timeout:         j.Timeout,
+		ContinueOnError: j.ContinueOnError,
+		Retry:           j.Retry,
+		InfraRetries:    j.InfraRetries,
+		Priority:        j.Priority,
+		Matrix:          mx,
 	}
 	s.LimitCPU, s.LimitMemory = s.CPUMilli != 0, s.Memory != 0
 	if s.CPUMilli == 0 {
@@ -108,26 +303,156 @@ func expandJob(p *Pipeline, j *Job, vals []string, needs []string) JobSpec {
 	if s.Memory == 0 {
 		s.Memory = DefaultMemory
 	}
-	for _, l := range j.RunsOn.Labels {
-		s.Labels = append(s.Labels, substitute(l, mx))
+	for i, l := range j.RunsOn.Labels {
+		s.Labels = append(s.Labels, fold(yamlpos.Index(path+".runs-on.labels", i), l, static))
 	}
 	if j.Image != "" {
-		s.Image = substitute(j.Image, mx)
+		s.Image = fold(path+".image", j.Image, static)
 		s.Network = j.Network
 		if !slices.Contains(s.Labels, DockerLabel) {
 			s.Labels = append(s.Labels, DockerLabel)
 		}
 	}
-	s.Steps = make([]StepSpec, len(j.Steps))
-	for k, st := range j.Steps {
-		s.Steps[k] = StepSpec{
-			Name:    substitute(st.Name, mx),
-			Run:     substitute(st.Run, mx),
-			Env:     mergeEnv(nil, st.Env, mx),
-			Timeout: st.Timeout,
+	// What follows may be deferred to Ready.
+	var fields []field
+	track := func(f, text string, res expr.Resolver, dst *string) bool {
+		out, done, err := foldText(text, res)
+		if err != nil {
+			fail(f, err)
+			out, done = text, true
+		}
+		*dst = out
+		fields = append(fields, field{ptr: dst, done: done})
+		return done
+	}
+	env := make(map[string]string, len(x.env)+len(j.Env)+len(x.inEnv))
+	maps.Copy(env, x.env)
+	maps.Copy(env, x.inEnv)
+	pending := make(map[string]bool)
+	jobEnv := make(map[string]*string, len(j.Env))
+	for _, k := range sortedKeys(j.Env) {
+		v := new(string)
+		if !track(path+".env."+k, j.Env[k], x.resolver(mx, nil, nil), v) {
+			pending[k] = true
+		}
+		jobEnv[k] = v
+	}
+	for k, v := range jobEnv {
+		env[k] = *v
+	}
+	final := make(map[string]string, len(env))
+	for k, v := range env {
+		if !pending[k] {
+			final[k] = v
 		}
 	}
-	return s
+	inJob := x.resolver(mx, final, pending)
+	var err error
+	if s.If, err = foldCondition(j.If, inJob); err != nil {
+		fail(path+".if", err)
+	}
+	if s.If == "" {
+		s.If = Success
+	}
+	s.Steps = make([]StepSpec, len(j.Steps))
+	stepEnv := make([]map[string]*string, len(j.Steps))
+	for k, st := range j.Steps {
+		sp := yamlpos.Index(path+".steps", k)
+		out := &s.Steps[k]
+		out.Timeout, out.Shell, out.WorkingDirectory, out.ContinueOnError = st.Timeout, st.Shell, st.WorkingDirectory, st.ContinueOnError
+		track(sp+".name", st.Name, inJob, &out.Name)
+		track(sp+".run", st.Run, inJob, &out.Run)
+		for _, e := range sortedKeys(st.Env) {
+			if stepEnv[k] == nil {
+				stepEnv[k] = make(map[string]*string, len(st.Env))
+			}
+			v := new(string)
+			track(sp+".env."+e, st.Env[e], inJob, v)
+			stepEnv[k][e] = v
+		}
+		if out.If, err = foldCondition(st.If, inJob); err != nil {
+			fail(sp+".if", err)
+		}
+		if readsContext(out.If) {
+			s.Deferred = true // needs or hodei.run_id: Ready folds them
+		}
+	}
+	for _, f := range fields {
+		if !f.done {
+			s.Deferred = true
+		}
+	}
+	if s.Deferred {
+		// Every text stays a template, so that Ready evaluates each once
+		// and never reads a value as an expression.
+		for _, f := range fields {
+			if f.done {
+				*f.ptr = asTemplate(*f.ptr)
+			}
+		}
+	}
+	for k, vals := range stepEnv {
+		if vals != nil {
+			s.Steps[k].Env = make(map[string]string, len(vals))
+			for e, v := range vals {
+				s.Steps[k].Env[e] = *v
+			}
+		}
+	}
+	if len(env) > 0 {
+		s.Env = make(map[string]string, len(env))
+		maps.Copy(s.Env, x.env)
+		maps.Copy(s.Env, x.inEnv)
+		for k, v := range jobEnv {
+			s.Env[k] = *v
+		}
+		if s.Deferred {
+			for k, v := range s.Env {
+				if _, ok := jobEnv[k]; !ok {
+					s.Env[k] = asTemplate(v)
+				}
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return JobSpec{}, errs
+	}
+	return s, nil
+}
+
+// readsContext reports whether a folded condition still reads a context.
+func readsContext(c Condition) bool {
+	n, err := parseCondition(string(c))
+	if err != nil || c == "" {
+		return false
+	}
+	found := false
+	expr.Walk(n, func(n expr.Node) {
+		if _, ok := n.(*expr.Ref); ok {
+			found = true
+		}
+	})
+	return found
+}
+
+// readsMatrix reports whether a text's expressions read the matrix.
+func readsMatrix(s string) bool {
+	if !expr.HasExpr(s) {
+		return false
+	}
+	t, err := expr.ParseTemplate(s)
+	if err != nil {
+		return false
+	}
+	found := false
+	for _, n := range t.Exprs() {
+		expr.Walk(n, func(n expr.Node) {
+			if r, ok := n.(*expr.Ref); ok && r.Path[0] == "matrix" {
+				found = true
+			}
+		})
+	}
+	return found
 }
 
 // jobKey is the key of a job, or of one combination of a matrix job.
@@ -136,37 +461,6 @@ func jobKey(id string, vals []string) string {
 		return id
 	}
 	return id + " (" + strings.Join(vals, ", ") + ")"
-}
-
-// substitute replaces ${{ matrix.KEY }} by the value of KEY in mx, leaving
-// unknown keys alone. Values are inserted as they are: an expression inside
-// a value is not expanded again.
-func substitute(s string, mx map[string]string) string {
-	if len(mx) == 0 || !strings.Contains(s, "${{") {
-		return s
-	}
-	return matrixExpr.ReplaceAllStringFunc(s, func(m string) string {
-		if v, ok := mx[matrixExpr.FindStringSubmatch(m)[1]]; ok {
-			return v
-		}
-		return m
-	})
-}
-
-// mergeEnv copies base, then over with its values substituted; nil if both
-// are empty.
-func mergeEnv(base, over, mx map[string]string) map[string]string {
-	if len(base)+len(over) == 0 {
-		return nil
-	}
-	out := maps.Clone(base)
-	if out == nil {
-		out = make(map[string]string, len(over))
-	}
-	for k, v := range over {
-		out[k] = substitute(v, mx)
-	}
-	return out
 }
 
 // combinations lists the value tuples of a matrix in axis order, the last
@@ -351,10 +645,17 @@ func validate(p *Pipeline) ErrorList {
 				add(j.Line, path+".needs", "unknown job %q", n)
 			}
 		}
-		switch j.If {
-		case "", Success, Failure, Always:
-		default:
-			add(j.Line, path+".if", "must be one of success(), failure() or always(), got %q", j.If)
+		if j.If != "" {
+			if _, err := parseCondition(string(j.If)); err != nil {
+				add(j.Line, path+".if", "invalid expression %q: %v", j.If, err)
+			}
+		}
+		for k, st := range j.Steps {
+			if st.If != "" {
+				if _, err := parseCondition(string(st.If)); err != nil {
+					add(j.Line, yamlpos.Index(path+".steps", k)+".if", "invalid expression %q: %v", st.If, err)
+				}
+			}
 		}
 		if len(j.Steps) == 0 {
 			add(j.Line, path+".steps", "must have at least one step")
@@ -380,10 +681,20 @@ func validate(p *Pipeline) ErrorList {
 			}
 		}
 		for _, f := range exprFields(j) {
-			for _, m := range matrixExpr.FindAllStringSubmatch(f.text, -1) {
-				if !axes[m[1]] {
-					add(j.Line, f.field, "unknown matrix key %q in %s", m[1], m[0])
-				}
+			if !expr.HasExpr(f.text) {
+				continue
+			}
+			t, err := expr.ParseTemplate(f.text)
+			if err != nil {
+				add(j.Line, f.field, "%v", err)
+				continue
+			}
+			for _, n := range t.Exprs() {
+				expr.Walk(n, func(n expr.Node) {
+					if r, ok := n.(*expr.Ref); ok && r.Path[0] == "matrix" && len(r.Path) > 1 && !axes[r.Path[1]] {
+						add(j.Line, f.field, "unknown matrix key %q in ${{ %s }}", r.Path[1], expr.String(r))
+					}
+				})
 			}
 		}
 	}
@@ -396,8 +707,8 @@ func validate(p *Pipeline) ErrorList {
 
 type textField struct{ field, text string }
 
-// exprFields lists the fields of a job in which matrix expressions are
-// substituted.
+// exprFields lists the fields of a job in which expressions are
+// evaluated.
 func exprFields(j *Job) []textField {
 	path := "jobs." + j.ID
 	out := []textField{{path + ".name", j.Name}}

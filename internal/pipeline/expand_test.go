@@ -154,8 +154,10 @@ jobs:
 func TestExpandSubstitution(t *testing.T) {
 	specs := mustExpand(t, `
 name: p
+inputs:
+  level: {type: number}
 env:
-  STATIC: "${{ github.sha }}"
+  STATIC: "${{ hodei.commit }}-${{ inputs.level }}"
 jobs:
   test:
     matrix:
@@ -170,7 +172,7 @@ jobs:
       - name: step on ${{ matrix.os }}
         run: |
           echo ${{ matrix.os }}
-          echo ${{ secrets.TOKEN }} $HOME
+          echo ${{ format('{0}', '${{ x }}') }} $HOME
         env:
           STEP: "${{ matrix.os }}-x"
 `)
@@ -182,9 +184,9 @@ jobs:
 		t.Errorf("labels = %q", s.Labels)
 	}
 	wantEnv := map[string]string{
-		"STATIC": "${{ github.sha }}", // not a matrix expression: left alone
-		"TARGET": "linux/linux",       // spaces inside the braces tolerated
-		"RAW":    "${{ matrix.os }}",  // a value is inserted as is, not expanded again
+		"STATIC": "-",                // no commit, no input given
+		"TARGET": "linux/linux",      // spaces inside the braces tolerated
+		"RAW":    "${{ matrix.os }}", // a value is inserted as is, not expanded again
 	}
 	if !reflect.DeepEqual(s.Env, wantEnv) {
 		t.Errorf("env = %v\nwant  %v", s.Env, wantEnv)
@@ -193,7 +195,7 @@ jobs:
 	if st.Name != "step on linux" {
 		t.Errorf("step name = %q", st.Name)
 	}
-	if want := "echo linux\necho ${{ secrets.TOKEN }} $HOME\n"; st.Run != want {
+	if want := "echo linux\necho ${{ x }} $HOME\n"; st.Run != want {
 		t.Errorf("run = %q, want %q", st.Run, want)
 	}
 	if !reflect.DeepEqual(st.Env, map[string]string{"STEP": "linux-x"}) {
@@ -419,7 +421,7 @@ func TestExpandRejectsInvalidPipelines(t *testing.T) {
 		{"unknown need", &Pipeline{Jobs: []*Job{{ID: "a", Needs: []string{"x"}, Steps: step}}}, "jobs.a.needs", `unknown job "x"`},
 		{"cycle", &Pipeline{Jobs: []*Job{{ID: "a", Needs: []string{"b"}, Steps: step}, {ID: "b", Needs: []string{"a"}, Steps: step}}},
 			"jobs.b.needs", "dependency cycle: a -> b -> a"},
-		{"bad condition", &Pipeline{Jobs: []*Job{{ID: "a", If: "never()", Steps: step}}}, "jobs.a.if", "must be one of"},
+		{"bad condition", &Pipeline{Jobs: []*Job{{ID: "a", If: "never()", Steps: step}}}, "jobs.a.if", "unknown function never"},
 		{"no steps", &Pipeline{Jobs: []*Job{{ID: "a"}}}, "jobs.a.steps", "must have at least one step"},
 		{"empty axis", &Pipeline{Jobs: []*Job{{ID: "a", Steps: step, Matrix: &Matrix{Axes: []MatrixAxis{{Name: "v"}}}}}},
 			"jobs.a.matrix.v", "must list at least one value"},

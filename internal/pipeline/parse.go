@@ -29,18 +29,18 @@ const (
 var (
 	idPattern      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
 	envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	// matrixExpr matches ${{ matrix.KEY }}; the key is captured loosely so
-	// that a malformed one is reported rather than silently left alone.
-	matrixExpr = regexp.MustCompile(`\$\{\{\s*matrix\.([^\s}]*)\s*\}\}`)
+	// anyExpr matches a ${{ }} expression, for checks of the text around
+	// expressions.
+	anyExpr = regexp.MustCompile(`\$\{\{.*?\}\}`)
 )
 
 // The fields allowed at each level, in the order the documentation gives.
 var (
-	pipelineFields    = []string{"name", "env", "priority", "concurrency", "jobs"}
+	pipelineFields    = []string{"name", "inputs", "env", "priority", "concurrency", "jobs"}
 	concurrencyFields = []string{"group", "limit"}
-	jobFields         = []string{"name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "steps"}
+	jobFields         = []string{"extends", "name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "continue-on-error", "steps"}
 	runsOnFields      = []string{"labels", "cpu", "memory", "gpu"}
-	stepFields        = []string{"name", "run", "env", "timeout"}
+	stepFields        = []string{"name", "if", "run", "shell", "working-directory", "env", "timeout", "continue-on-error"}
 )
 
 // reservedEnvPrefix starts the names of the variables Hodei sets itself.
@@ -94,7 +94,12 @@ func ParseWithLimits(file string, data []byte, lim Limits) (*Pipeline, error) {
 type parser struct {
 	*yamlpos.Reader
 	jobs    []*jobInfo
+	exprs   []exprRef // checked once the whole file is read
 	maxJobs int
+	// bases are what jobs may extend (see extend); extendSeen the extends
+	// already reported on.
+	bases      map[string]*yaml.Node
+	extendSeen map[*yaml.Node]bool
 }
 
 // jobInfo keeps, next to a parsed job, the nodes needed to place errors found
@@ -103,12 +108,15 @@ type jobInfo struct {
 	job         *Job
 	needs       []*yaml.Node // parallel to job.Needs
 	prioritySet bool
+	// axes names the axes of the job's matrix; matrixBroken says that the
+	// matrix was too broken to name them (already reported).
+	axes         map[string]bool
+	matrixBroken bool
 }
 
-// exprRef is a string field in which ${{ matrix.KEY }} is substituted.
-type exprRef struct {
-	node  *yaml.Node
-	field string
+// expr records a field that may hold expressions.
+func (p *parser) expr(n *yaml.Node, field string, sc scope, job *jobInfo) {
+	p.exprs = append(p.exprs, exprRef{node: n, field: field, scope: sc, job: job})
 }
 
 // pipeline reads the root map.
@@ -120,14 +128,25 @@ func (p *parser) pipeline(root *yaml.Node) *Pipeline {
 	}
 	pl := &Pipeline{File: p.File}
 	var haveName, haveJobs bool
-	for _, e := range p.Fields(n, "", pipelineFields) {
+	var jobsNode *yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := yamlpos.Deref(n.Content[i]); k.Kind == yaml.ScalarNode && k.Value == "jobs" {
+			jobsNode = yamlpos.Deref(n.Content[i+1])
+		}
+	}
+	p.templates(n, jobsNode)
+	// Top-level keys starting with x- hold anchors for merge keys and
+	// aliases elsewhere in the file: they are not read.
+	for _, e := range p.FieldsWithExtensions(n, "", pipelineFields) {
 		switch e.Name {
 		case "name":
 			haveName = true
 			pl.Name, _ = p.name(e.Val, "name")
-			p.noMatrixExpr(e.Val, "name")
+			p.expr(e.Val, "name", atPipeline, nil)
+		case "inputs":
+			pl.Inputs = p.inputs(e.Val, "inputs")
 		case "env":
-			pl.Env = p.env(e.Val, "env", nil)
+			pl.Env = p.env(e.Val, "env", atPipeline, nil)
 		case "priority":
 			pl.Priority, _ = p.IntIn(e.Val, "priority", -MaxPriority, MaxPriority)
 		case "concurrency":
@@ -153,6 +172,11 @@ func (p *parser) pipeline(root *yaml.Node) *Pipeline {
 		pl.Jobs = append(pl.Jobs, info.job)
 	}
 	p.checkNeeds()
+	names := make(map[string]bool, len(pl.Inputs))
+	for _, in := range pl.Inputs {
+		names[in.Name] = true
+	}
+	p.checkExprs(names)
 	return pl
 }
 
@@ -171,7 +195,7 @@ func (p *parser) concurrency(n *yaml.Node, field string) *Concurrency {
 			haveGroup = true
 			if s, ok := p.name(f.Val, fp); ok {
 				c.Group = s
-				p.noMatrixExpr(f.Val, fp)
+				p.expr(f.Val, fp, atPipeline, nil)
 				if s == "" {
 					p.Errorf(f.Val, fp, "must not be empty")
 				}
@@ -198,6 +222,7 @@ func (p *parser) jobList(n *yaml.Node) {
 		return
 	}
 	for _, e := range p.Entries(v, "jobs") {
+		e.Val = p.extend(e.Val, "jobs."+e.Name, []string{e.Name})
 		p.jobs = append(p.jobs, p.job(e))
 	}
 }
@@ -215,35 +240,36 @@ func (p *parser) job(e yamlpos.Entry) *jobInfo {
 		p.Errorf(e.Val, path, "must be a map with the job's steps, got %s", yamlpos.Describe(v))
 		return info
 	}
-	var exprs []exprRef
 	var secretRefs []exprRef
 	var haveSteps, haveMatrix bool
-	var axes map[string]bool
 	var networkNode *yaml.Node
 	for _, f := range p.Fields(v, path, jobFields) {
 		fp := path + "." + f.Name
 		switch f.Name {
+		case "extends":
+			// Merged away by extend; a job only gets here with one that
+			// is not a plain key.
 		case "name":
 			if s, ok := p.name(f.Val, fp); ok {
 				j.Name = s
-				exprs = append(exprs, exprRef{f.Val, fp})
+				p.expr(f.Val, fp, atRunMade, info)
 			}
 		case "needs":
 			j.Needs, info.needs = p.needs(f.Val, fp)
 		case "if":
-			j.If = p.condition(f.Val, fp)
+			j.If = p.condition(f.Val, fp, info)
 		case "runs-on":
-			j.RunsOn = p.runsOn(f.Val, fp, &exprs)
+			j.RunsOn = p.runsOn(f.Val, fp, info)
 		case "image":
 			if s, ok := p.image(f.Val, fp); ok {
 				j.Image = s
-				exprs = append(exprs, exprRef{f.Val, fp})
+				p.expr(f.Val, fp, atRunMade, info)
 			}
 		case "network":
 			networkNode = f.Val
 			j.Network, _ = p.Bool(f.Val, fp)
 		case "env":
-			j.Env = p.env(f.Val, fp, &exprs)
+			j.Env = p.env(f.Val, fp, atJob, info)
 		case "secrets":
 			j.Secrets, secretRefs = p.secrets(f.Val, fp)
 		case "timeout":
@@ -258,10 +284,12 @@ func (p *parser) job(e yamlpos.Entry) *jobInfo {
 			j.Priority, info.prioritySet = p.IntIn(f.Val, fp, -MaxPriority, MaxPriority)
 		case "matrix":
 			haveMatrix = true
-			j.Matrix, axes = p.matrix(f.Val, fp, j.ID)
+			j.Matrix, info.axes = p.matrix(f.Val, fp, j.ID)
+		case "continue-on-error":
+			j.ContinueOnError, _ = p.Bool(f.Val, fp)
 		case "steps":
 			haveSteps = true
-			j.Steps = p.steps(f.Val, fp, &exprs)
+			j.Steps = p.steps(f.Val, fp, info)
 		}
 	}
 	if !haveSteps {
@@ -271,54 +299,21 @@ func (p *parser) job(e yamlpos.Entry) *jobInfo {
 		p.Errorf(networkNode, path+".network", "only applies to a job with an image (a job without one uses the worker's network)")
 	}
 	p.checkSecretEnv(j, secretRefs, path)
-	if haveMatrix && len(axes) == 0 {
-		// The matrix is broken beyond naming its axes: already reported.
-		return info
-	}
-	for _, r := range exprs {
-		p.checkExprs(r, axes)
-	}
+	// A matrix broken beyond naming its axes is reported already.
+	info.matrixBroken = haveMatrix && len(info.axes) == 0
 	return info
-}
-
-// checkExprs reports the ${{ matrix.KEY }} expressions of a field whose key
-// is not an axis of the job's matrix.
-func (p *parser) checkExprs(r exprRef, axes map[string]bool) {
-	text := yamlpos.Deref(r.node).Value
-	reported := make(map[string]bool)
-	for _, m := range matrixExpr.FindAllStringSubmatchIndex(text, -1) {
-		key := text[m[2]:m[3]]
-		if axes[key] || reported[key] {
-			continue
-		}
-		reported[key] = true
-		line, col := p.exprPos(r.node, text, m[0], text[m[0]:m[1]])
-		msg := fmt.Sprintf("unknown matrix key %q in %s", key, text[m[0]:m[1]])
-		if len(axes) == 0 {
-			msg += " (the job has no matrix)"
-		} else {
-			msg += " (matrix keys: " + strings.Join(sortedKeys(axes), ", ") + ")"
-		}
-		p.ErrorAt(line, col, r.field, "%s", msg)
-	}
-}
-
-// noMatrixExpr reports matrix expressions outside jobs.
-func (p *parser) noMatrixExpr(n *yaml.Node, field string) {
-	v := yamlpos.Deref(n)
-	if v.Kind != yaml.ScalarNode {
-		return
-	}
-	if m := matrixExpr.FindStringIndex(v.Value); m != nil {
-		line, col := p.exprPos(n, v.Value, m[0], v.Value[m[0]:m[1]])
-		p.ErrorAt(line, col, field, "matrix expressions are only allowed inside jobs")
-	}
 }
 
 // exprPos finds in the source the occurrence of match that starts at byte
 // start of the scalar value; when it can't (escapes in a quoted string), the
 // scalar's own position is used.
 func (p *parser) exprPos(n *yaml.Node, value string, start int, match string) (int, int) {
+	line, col, _ := p.find(n, value, start, match)
+	return line, col
+}
+
+// find is exprPos that also says whether the match was found in the source.
+func (p *parser) find(n *yaml.Node, value string, start int, match string) (int, int, bool) {
 	n = yamlpos.Deref(n)
 	want := strings.Count(value[:start], match)
 	last := n.Line + 2*strings.Count(value, "\n") + 2
@@ -335,13 +330,13 @@ func (p *parser) exprPos(n *yaml.Node, value string, start int, match string) (i
 				break
 			}
 			if seen == want {
-				return line, utf8.RuneCountInString(s[:from+i]) + 1
+				return line, utf8.RuneCountInString(s[:from+i]) + 1, true
 			}
 			seen++
 			from += i + len(match)
 		}
 	}
-	return n.Line, n.Column
+	return n.Line, n.Column, false
 }
 
 // byteOffset converts a rune count into a byte offset in s.
@@ -440,44 +435,27 @@ func (p *parser) image(n *yaml.Node, field string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	if strings.ContainsAny(matrixExpr.ReplaceAllString(s, "x"), " \t\n\r") {
+	if strings.ContainsAny(anyExpr.ReplaceAllString(s, "x"), " \t\n\r") {
 		p.Errorf(n, field, "invalid image %q: an image reference has no spaces (like alpine:3.20 or registry.example.com/tools/go:1.26)", s)
 		return "", false
 	}
 	return s, true
 }
 
-// condition reads a job's `if`.
-func (p *parser) condition(n *yaml.Node, field string) Condition {
-	const allowed = "success(), failure() or always()"
+// condition reads an `if` (of a job or a step): an expression, bare or
+// inside ${{ }}, checked with the other expressions once the file is read.
+func (p *parser) condition(n *yaml.Node, field string, job *jobInfo) Condition {
 	v := yamlpos.Deref(n)
-	if !yamlpos.IsString(v) {
-		p.Errorf(n, field, "must be one of %s, got %s", allowed, yamlpos.Describe(v))
+	if v.Kind != yaml.ScalarNode || v.ShortTag() == "!!null" {
+		p.Errorf(n, field, "must be an expression such as success(), failure(), always() or needs.build.result == 'failure', got %s", yamlpos.Describe(v))
 		return Success
 	}
-	c, ok := parseCondition(v.Value)
-	if !ok {
-		p.Errorf(n, field, "must be one of %s (optionally inside ${{ }}), got %q", allowed, v.Value)
-		return Success
+	p.exprs = append(p.exprs, exprRef{node: n, field: field, scope: atJob, cond: true, job: job})
+	c, err := conditionText(v.Value)
+	if err != nil {
+		return Success // reported by checkExprs
 	}
 	return c
-}
-
-// parseCondition accepts success(), failure() and always(), bare or inside
-// ${{ }}.
-func parseCondition(s string) (Condition, bool) {
-	t := strings.TrimSpace(s)
-	if inner, ok := strings.CutPrefix(t, "${{"); ok {
-		if inner, ok = strings.CutSuffix(inner, "}}"); !ok {
-			return "", false
-		}
-		t = strings.TrimSpace(inner)
-	}
-	switch c := Condition(t); c {
-	case Success, Failure, Always:
-		return c, true
-	}
-	return "", false
 }
 
 // needs reads a job id or a list of them.
@@ -517,10 +495,9 @@ func (p *parser) needs(n *yaml.Node, field string) ([]string, []*yaml.Node) {
 	return ids, nodes
 }
 
-// env reads a map of variable names to values. Values holding matrix
-// expressions are added to exprs; when exprs is nil (outside jobs) they are
-// errors.
-func (p *parser) env(n *yaml.Node, field string, exprs *[]exprRef) map[string]string {
+// env reads a map of variable names to values, which may hold expressions
+// (job is nil outside jobs).
+func (p *parser) env(n *yaml.Node, field string, sc scope, job *jobInfo) map[string]string {
 	v, ok := p.Map(n, field, "a map of variable names to values")
 	if !ok {
 		return nil
@@ -540,11 +517,7 @@ func (p *parser) env(n *yaml.Node, field string, exprs *[]exprRef) map[string]st
 		if !ok {
 			continue
 		}
-		if exprs == nil {
-			p.noMatrixExpr(e.Val, f)
-		} else {
-			*exprs = append(*exprs, exprRef{e.Val, f})
-		}
+		p.expr(e.Val, f, sc, job)
 		if m == nil {
 			m = make(map[string]string)
 		}
@@ -580,7 +553,7 @@ func (p *parser) secrets(n *yaml.Node, field string) ([]string, []exprRef) {
 		default:
 			seen[s] = true
 			names = append(names, s)
-			refs = append(refs, exprRef{it, f})
+			refs = append(refs, exprRef{node: it, field: f})
 		}
 	}
 	return names, refs
@@ -606,7 +579,7 @@ func (p *parser) checkSecretEnv(j *Job, refs []exprRef, path string) {
 }
 
 // runsOn reads a job's resource requirements.
-func (p *parser) runsOn(n *yaml.Node, field string, exprs *[]exprRef) Resources {
+func (p *parser) runsOn(n *yaml.Node, field string, job *jobInfo) Resources {
 	var r Resources
 	v := yamlpos.Deref(n)
 	if v.Kind != yaml.MappingNode {
@@ -621,7 +594,7 @@ func (p *parser) runsOn(n *yaml.Node, field string, exprs *[]exprRef) Resources 
 		fp := field + "." + f.Name
 		switch f.Name {
 		case "labels":
-			r.Labels = p.labels(f.Val, fp, exprs)
+			r.Labels = p.labels(f.Val, fp, job)
 		case "cpu":
 			r.CPUMilli = ReadCPU(p.Reader, f.Val, fp)
 		case "memory":
@@ -633,7 +606,7 @@ func (p *parser) runsOn(n *yaml.Node, field string, exprs *[]exprRef) Resources 
 	return r
 }
 
-func (p *parser) labels(n *yaml.Node, field string, exprs *[]exprRef) []string {
+func (p *parser) labels(n *yaml.Node, field string, job *jobInfo) []string {
 	v := yamlpos.Deref(n)
 	var items []*yaml.Node
 	list := false
@@ -654,7 +627,7 @@ func (p *parser) labels(n *yaml.Node, field string, exprs *[]exprRef) []string {
 		}
 		if s, ok := p.Text(it, f); ok {
 			out = append(out, s)
-			*exprs = append(*exprs, exprRef{it, f})
+			p.expr(it, f, atRunMade, job)
 		}
 	}
 	return out
@@ -799,7 +772,7 @@ func (p *parser) matrix(n *yaml.Node, field, jobID string) (*Matrix, map[string]
 }
 
 // steps reads a job's steps.
-func (p *parser) steps(n *yaml.Node, field string, exprs *[]exprRef) []Step {
+func (p *parser) steps(n *yaml.Node, field string, job *jobInfo) []Step {
 	v := yamlpos.Deref(n)
 	if v.Kind != yaml.SequenceNode {
 		p.Errorf(n, field, "must be a list of steps, got %s", yamlpos.Describe(v))
@@ -811,12 +784,12 @@ func (p *parser) steps(n *yaml.Node, field string, exprs *[]exprRef) []Step {
 	}
 	var out []Step
 	for i, it := range v.Content {
-		out = append(out, p.step(it, yamlpos.Index(field, i), exprs))
+		out = append(out, p.step(it, yamlpos.Index(field, i), job))
 	}
 	return out
 }
 
-func (p *parser) step(n *yaml.Node, field string, exprs *[]exprRef) Step {
+func (p *parser) step(n *yaml.Node, field string, job *jobInfo) Step {
 	var s Step
 	v, ok := p.Map(n, field, "a map with run")
 	if !ok {
@@ -829,18 +802,26 @@ func (p *parser) step(n *yaml.Node, field string, exprs *[]exprRef) Step {
 		case "name":
 			if t, ok := p.name(f.Val, fp); ok {
 				s.Name = t
-				*exprs = append(*exprs, exprRef{f.Val, fp})
+				p.expr(f.Val, fp, atJob, job)
 			}
+		case "if":
+			s.If = p.condition(f.Val, fp, job)
 		case "run":
 			haveRun = true
 			if t, ok := p.Text(f.Val, fp); ok {
 				s.Run = t
-				*exprs = append(*exprs, exprRef{f.Val, fp})
+				p.expr(f.Val, fp, atJob, job)
 			}
+		case "shell":
+			s.Shell = p.shell(f.Val, fp)
+		case "working-directory":
+			s.WorkingDirectory = p.workingDirectory(f.Val, fp)
 		case "env":
-			s.Env = p.env(f.Val, fp, exprs)
+			s.Env = p.env(f.Val, fp, atJob, job)
 		case "timeout":
 			s.Timeout, _ = p.Duration(f.Val, fp)
+		case "continue-on-error":
+			s.ContinueOnError, _ = p.Bool(f.Val, fp)
 		}
 	}
 	if !haveRun {

@@ -364,11 +364,11 @@ func TestParseErrors(t *testing.T) {
 		{"jobs empty", "name: x\njobs: {}\n", []wantErr{{2, 7, "jobs", "must define at least one job"}}},
 		{"jobs null", "name: x\njobs:\n", []wantErr{{2, 6, "jobs", "got null"}}},
 		{"unknown top-level field", "name: x\nversion: 1\njobs:\n" + okJob, []wantErr{
-			{2, 1, "version", `unknown field "version"; allowed fields: name, env, priority, concurrency, jobs`}}},
+			{2, 1, "version", `unknown field "version"; allowed fields: name, inputs, env, priority, concurrency, jobs`}}},
 		{"unknown job field", "name: x\njobs:\n  a:\n    step: []\n    steps: [{run: x}]\n", []wantErr{
 			{4, 5, "jobs.a.step", `unknown field "step" (did you mean "steps"?)`}}},
 		{"unknown step field", "name: x\njobs:\n  a:\n    steps:\n      - run: x\n        with: {a: b}\n", []wantErr{
-			{6, 9, "jobs.a.steps[0].with", `unknown field "with"; allowed fields: name, run, env, timeout`}}},
+			{6, 9, "jobs.a.steps[0].with", `unknown field "with"; allowed fields: name, if, run, shell, working-directory, env, timeout, continue-on-error`}}},
 		{"unknown runs-on field", "name: x\njobs:\n  a:\n    runs-on: {os: linux}\n    steps: [{run: x}]\n", []wantErr{
 			{4, 15, "jobs.a.runs-on.os", "allowed fields: labels, cpu, memory, gpu"}}},
 		{"duplicate top key", "name: x\nname: y\njobs:\n" + okJob, []wantErr{
@@ -402,10 +402,20 @@ func TestParseErrors(t *testing.T) {
 		{"two separate cycles", "name: x\njobs:\n  a: {needs: b, steps: [{run: x}]}\n  b: {needs: a, steps: [{run: x}]}\n  c: {needs: [c], steps: [{run: x}]}\n", []wantErr{
 			{4, 14, "jobs.b.needs", "dependency cycle: a -> b -> a"},
 			{5, 15, "jobs.c.needs", "dependency cycle: c -> c (each job needs the next)"}}},
-		{"bad if", "name: x\njobs:\n  a:\n    if: cancelled()\n    steps: [{run: x}]\n", []wantErr{
-			{4, 9, "jobs.a.if", `must be one of success(), failure() or always() (optionally inside ${{ }}), got "cancelled()"`}}},
+		{"bad if", "name: x\njobs:\n  a:\n    if: succeeded()\n    steps: [{run: x}]\n", []wantErr{
+			{4, 9, "jobs.a.if", `unknown function succeeded`}}},
+		{"if is a map", "name: x\njobs:\n  a:\n    if: {a: 1}\n    steps: [{run: x}]\n", []wantErr{
+			{4, 9, "jobs.a.if", `must be an expression such as success()`}}},
 		{"unclosed if expression", "name: x\njobs:\n  a:\n    if: ${{ success()\n    steps: [{run: x}]\n", []wantErr{
-			{4, 9, "jobs.a.if", "got \"${{ success()\""}}},
+			{4, 9, "jobs.a.if", "${{ is not closed by }}"}}},
+		{"error inside an if", "name: x\njobs:\n  a:\n    if: ${{ success() && = }}\n    steps: [{run: x}]\n", []wantErr{
+			{4, 26, "jobs.a.if", "unexpected character '=' (compare with ==)"}}},
+		{"step if reads an unknown need", "name: x\njobs:\n  a:\n    steps: [{run: x, if: \"needs.b.result == 'failure'\"}]\n", []wantErr{
+			{4, 33, "jobs.a.steps[0].if", `job "b" is not in the needs of job "a"`}}},
+		{"status function outside if", "name: x\njobs:\n  a:\n    steps: [{run: 'echo ${{ failure() }}'}]\n", []wantErr{
+			{4, 29, "jobs.a.steps[0].run", "failure() can only be used in if"}}},
+		{"needs in a job name", "name: x\njobs:\n  b: {steps: [{run: x}]}\n  a:\n    needs: b\n    name: 'after ${{ needs.b.result }}'\n    steps: [{run: x}]\n", []wantErr{
+			{6, 22, "jobs.a.name", "needs is not known when the run is made"}}},
 		{"timeout without unit", "name: x\njobs:\n  a:\n    timeout: '30'\n    steps: [{run: x}]\n", []wantErr{
 			{4, 14, "jobs.a.timeout", `invalid duration "30"`}}},
 		{"timeout as number", "name: x\njobs:\n  a:\n    timeout: 30\n    steps: [{run: x}]\n", []wantErr{
@@ -476,8 +486,10 @@ func TestParseErrors(t *testing.T) {
 			{7, 16, "jobs.a.steps[0].run", `unknown matrix key "y"`}}},
 		{"matrix expression in pipeline env", "name: x\nenv: {A: '${{ matrix.os }}'}\njobs:\n" + okJob, []wantErr{
 			{2, 11, "env.A", "matrix expressions are only allowed inside jobs"}}},
-		{"merge key", "name: x\njobs:\n  a:\n    <<: {retry: 1}\n    steps: [{run: x}]\n", []wantErr{
-			{4, 5, "jobs.a", "merge keys (<<) are not supported"}}},
+		{"merge key of a number", "name: x\njobs:\n  a:\n    <<: 3\n    steps: [{run: x}]\n", []wantErr{
+			{4, 9, "jobs.a", "a merge key (<<) takes a map or a list of maps"}}},
+		{"merged field placed at its anchor", "name: x\nx-d: &d {retry: 11}\njobs:\n  a:\n    <<: *d\n    steps: [{run: x}]\n", []wantErr{
+			{2, 17, "jobs.a.retry", "must be an integer from 0 to 10, got 11"}}},
 		{"second document", "name: x\njobs:\n" + okJob + "---\nname: y\n", []wantErr{
 			{6, 1, "", "found a second YAML document"}}},
 		{"control character", "name: \"x\"\njobs: {}\x07\n", []wantErr{

@@ -1,11 +1,15 @@
 // Package pipeline parses, validates and expands Hodei pipeline files (v1).
 //
-// A pipeline file is YAML: a name, an environment, and a map of jobs forming a
-// DAG through their needs. Parse reads the file into a Pipeline through
-// yamlpos, the reader every YAML file of Hodei goes through, so that errors
-// name file, line, column and field;
-// Expand turns the parsed pipeline into concrete JobSpecs (one per matrix
-// combination) ordered topologically.
+// A pipeline file is YAML: a name, inputs, an environment, and a map of jobs
+// forming a DAG through their needs. Parse reads the file into a Pipeline
+// through yamlpos, the reader every YAML file of Hodei goes through, so that
+// errors name file, line, column and field; it checks the ${{ }} expressions
+// (package expr) against what each field may read, and merges jobs over the
+// templates they extend. ResolveInputs checks the values a run is given;
+// ExpandRun turns the pipeline into concrete JobSpecs (one per matrix
+// combination) ordered topologically, with the expressions known when the run
+// is made evaluated; Ready evaluates the rest, and a job's if, when its needs
+// have ended; StepRuns decides a step's if on the agent.
 package pipeline
 
 import "time"
@@ -18,6 +22,9 @@ type Pipeline struct {
 	// Concurrency limits how many runs of a group run at once; nil for
 	// no limit.
 	Concurrency *Concurrency
+	// Inputs are the values a run is given when it is made (hodei submit
+	// --input), in file order.
+	Inputs []Input
 	// Jobs in file order.
 	Jobs []*Job
 	// File is the name used in error messages.
@@ -35,10 +42,12 @@ type Concurrency struct {
 // MaxConcurrencyLimit bounds a concurrency group's limit.
 const MaxConcurrencyLimit = 1000
 
-// Condition says when a job runs given the outcome of its needs.
+// Condition is the expression of an `if` (without ${{ }}), as written
+// or folded: when a job runs given how its needs ended, or when a step runs
+// given how the steps before it ended. See docs/pipeline.md.
 type Condition string
 
-// The conditions a job's `if` may hold.
+// Common conditions.
 const (
 	// Success runs the job only when every need succeeded (the default).
 	Success Condition = "success()"
@@ -73,7 +82,10 @@ type Job struct {
 	// environment variables, resolved when an attempt is dispatched.
 	Secrets []string
 	Timeout time.Duration // 0 = no limit
-	Retry   int           // 0..10
+	// ContinueOnError: a failure of the job does not fail the run, and
+	// the jobs that need it see it as a success.
+	ContinueOnError bool
+	Retry           int // 0..10
 	// InfraRetries (0..10) bounds the new attempts given when an attempt
 	// is lost to infrastructure; nil takes the server's default.
 	InfraRetries *int
@@ -95,12 +107,22 @@ type MatrixAxis struct {
 	Values []string
 }
 
-// Step is one shell script run with `sh -e`.
+// Step is one script run by its shell (`sh -e` by default).
 type Step struct {
 	Name    string
 	Run     string
 	Env     map[string]string
 	Timeout time.Duration
+	// If decides whether the step runs given how the steps before it
+	// ended; "" is success().
+	If Condition
+	// WorkingDirectory is relative to the workspace and stays inside it.
+	WorkingDirectory string
+	// Shell is "" (sh), a name of Shells, or a command template with {0}
+	// for the script's file.
+	Shell string
+	// ContinueOnError: a failure of the step does not fail the job.
+	ContinueOnError bool
 }
 
 // JobSpec is a concrete job after matrix expansion: everything a worker needs
@@ -108,13 +130,18 @@ type Step struct {
 type JobSpec struct {
 	// Key is unique within the run: the job id, or for a matrix job the id
 	// followed by its values, e.g. "test (1.22, linux)".
-	Key      string    `json:"key"`
-	JobID    string    `json:"job_id"` // the id in the file
-	Name     string    `json:"name"`
-	Needs    []string  `json:"needs,omitempty"` // keys of expanded jobs
-	If       Condition `json:"if"`
-	CPUMilli int64     `json:"cpu_milli"`
-	Memory   int64     `json:"memory_bytes"`
+	Key   string   `json:"key"`
+	JobID string   `json:"job_id"` // the id in the file
+	Name  string   `json:"name"`
+	Needs []string `json:"needs,omitempty"` // keys of expanded jobs
+	// If is evaluated when the needs have ended (see Ready).
+	If Condition `json:"if"`
+	// Deferred says that the env values and the steps' names, scripts and
+	// env values still hold expressions on needs.* or hodei.run_id, to be
+	// evaluated when the job is ready (see Ready).
+	Deferred bool  `json:"deferred,omitempty"`
+	CPUMilli int64 `json:"cpu_milli"`
+	Memory   int64 `json:"memory_bytes"`
 	// LimitCPU and LimitMemory say that the job stated its cpu or memory
 	// (runs-on): on a worker with cgroups, a stated request is also a
 	// limit; a default (DefaultCPUMilli, DefaultMemory) only reserves.
@@ -131,7 +158,9 @@ type JobSpec struct {
 	// attempt, and never stored with the job.
 	Secrets []string      `json:"secrets,omitempty"`
 	Timeout time.Duration `json:"timeout,omitempty"`
-	Retry   int           `json:"retry"`
+	// ContinueOnError: see Job.ContinueOnError.
+	ContinueOnError bool `json:"continue_on_error,omitempty"`
+	Retry           int  `json:"retry"`
 	// InfraRetries: see Job.InfraRetries (nil: the server's default).
 	InfraRetries *int              `json:"infra_retries,omitempty"`
 	Priority     int               `json:"priority"`
@@ -139,12 +168,17 @@ type JobSpec struct {
 	Steps        []StepSpec        `json:"steps"`
 }
 
-// StepSpec is a step with matrix values substituted.
+// StepSpec is a step with its expressions evaluated, but for its `if`,
+// which the agent evaluates when the step's turn comes.
 type StepSpec struct {
-	Name    string            `json:"name"`
-	Run     string            `json:"run"`
-	Env     map[string]string `json:"env,omitempty"`
-	Timeout time.Duration     `json:"timeout,omitempty"`
+	Name             string            `json:"name"`
+	Run              string            `json:"run"`
+	Env              map[string]string `json:"env,omitempty"`
+	Timeout          time.Duration     `json:"timeout,omitempty"`
+	If               Condition         `json:"if,omitempty"`
+	WorkingDirectory string            `json:"working_directory,omitempty"`
+	Shell            string            `json:"shell,omitempty"`
+	ContinueOnError  bool              `json:"continue_on_error,omitempty"`
 }
 
 // DockerLabel is the label of workers that can run jobs with an image; such

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/api"
 	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/store"
 )
 
 // listenHTTP takes the API's port; serveHTTP serves it.
@@ -33,9 +35,11 @@ func (s *Server) serveHTTP() {
 		Store:    s.Store,
 		Hub:      s.Hub,
 		Registry: s.Registry,
-		Submit:   s.Submit,
-		Logger:   s.log,
-		Secrets:  s.Secrets,
+		Submit: func(ctx context.Context, file string, data []byte, tenant string, inputs map[string]string) (store.Run, error) {
+			return s.SubmitRun(ctx, RunRequest{File: file, Data: data, Tenant: tenant, Inputs: inputs})
+		},
+		Logger:  s.log,
+		Secrets: s.Secrets,
 
 		MaxPipelineBytes: s.opts.Limits.MaxFileBytes,
 	}

@@ -385,18 +385,43 @@ func sanitizeToken(s string) string {
 	return string(b)
 }
 
-// Submit parses, validates and expands a pipeline file, then stores it as a
-// new run. A *pipeline.ErrorList error means the file is invalid.
+// Submit is SubmitRun of a file without inputs.
 func (s *Server) Submit(ctx context.Context, file string, data []byte, tenant string) (store.Run, error) {
-	p, err := pipeline.ParseWithLimits(file, data, s.opts.Limits)
+	return s.SubmitRun(ctx, RunRequest{File: file, Data: data, Tenant: tenant})
+}
+
+// RunRequest is a pipeline file to run and what the run is given with it.
+type RunRequest struct {
+	File   string // the name used in messages
+	Data   []byte
+	Tenant string
+	// Inputs are values for the pipeline's inputs (hodei submit --input).
+	Inputs map[string]string
+}
+
+// SubmitRun parses and validates a pipeline file and the inputs given for
+// it, expands it, then stores it as a new run (a manual one: hodei.event is
+// "manual"). A pipeline.ErrorList error means the file is invalid; a
+// pipeline.InputErrors one that the inputs are.
+func (s *Server) SubmitRun(ctx context.Context, req RunRequest) (store.Run, error) {
+	p, err := pipeline.ParseWithLimits(req.File, req.Data, s.opts.Limits)
 	if err != nil {
 		return store.Run{}, err
 	}
-	specs, err := pipeline.Expand(p)
+	inputs, err := pipeline.ResolveInputs(p, req.Inputs)
 	if err != nil {
 		return store.Run{}, err
 	}
-	return s.Orch.Submit(ctx, orchestrator.SubmitRequest{Pipeline: p, Jobs: specs, Source: data, Tenant: tenant})
+	rc := pipeline.RunContext{Event: "manual", Inputs: inputs}
+	specs, err := pipeline.ExpandRun(p, rc)
+	if err != nil {
+		return store.Run{}, err
+	}
+	// The run's name and concurrency group may read its inputs.
+	if p, err = p.ForRun(rc); err != nil {
+		return store.Run{}, err
+	}
+	return s.Orch.Submit(ctx, orchestrator.SubmitRequest{Pipeline: p, Jobs: specs, Source: req.Data, Tenant: req.Tenant, Inputs: inputs})
 }
 
 // WaitForWorkers returns once n workers have joined, or ctx ends.

@@ -81,9 +81,10 @@ var runMachine = machine[RunState]{
 
 // A job goes back to queued when an attempt fails or is lost and the job has
 // retries left; that starts a new attempt. A queued job fails without an
-// attempt when no worker of a fixed fleet could ever run it.
+// attempt when no worker of a fixed fleet could ever run it; a pending one
+// when its expressions cannot be evaluated once its needs have ended.
 var jobMachine = machine[JobState]{
-	JobPending:  {JobQueued, JobSkipped, JobCanceled},
+	JobPending:  {JobQueued, JobSkipped, JobFailed, JobCanceled},
 	JobQueued:   {JobAssigned, JobFailed, JobCanceled},
 	JobAssigned: {JobRunning, JobQueued, JobSucceeded, JobFailed, JobCanceled},
 	JobRunning:  {JobSucceeded, JobFailed, JobCanceled, JobQueued},

@@ -41,6 +41,9 @@ type Run struct {
 	// concurrency group ("" and 0 for none).
 	ConcurrencyGroup string
 	ConcurrencyLimit int
+	// Inputs are the values of the pipeline's inputs the run was made
+	// with (given or defaulted).
+	Inputs map[string]string
 }
 
 // Job is one job of a run (after matrix expansion).

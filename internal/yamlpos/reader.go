@@ -162,12 +162,24 @@ type Entry struct {
 	Key, Val *yaml.Node
 }
 
+// maxMergeDepth bounds how deep merge keys may nest (a map merged into one
+// merged into another...).
+const maxMergeDepth = 32
+
 // Entries lists the pairs of map n (n itself, not an alias of it),
-// reporting and leaving out keys that are not scalars, merge keys (<<) and
-// duplicates. path is the field of the map.
+// reporting and leaving out keys that are not scalars and duplicates. A
+// merge key (<<: *anchor, or <<: [*a, *b]) brings in the pairs of the maps
+// it names, as YAML 1.1 merges them: the map's own keys win, then the first
+// map listed. Merged pairs keep their nodes, so that a problem in one is
+// reported where the anchored map defines it. path is the field of the map.
 func (r *Reader) Entries(n *yaml.Node, path string) []Entry {
+	return r.entries(n, path, 0)
+}
+
+func (r *Reader) entries(n *yaml.Node, path string, depth int) []Entry {
 	seen := make(map[string]*yaml.Node)
 	var out []Entry
+	var merged []Entry
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		kd := Deref(k)
@@ -176,7 +188,7 @@ func (r *Reader) Entries(n *yaml.Node, path string) []Entry {
 			r.Errorf(k, path, "keys must be names, got %s", Describe(kd))
 			continue
 		case kd.ShortTag() == "!!merge" && kd.Style == 0:
-			r.Errorf(k, path, "merge keys (<<) are not supported")
+			merged = append(merged, r.merge(k, v, path, depth)...)
 			continue
 		}
 		name := kd.Value
@@ -187,6 +199,49 @@ func (r *Reader) Entries(n *yaml.Node, path string) []Entry {
 		seen[name] = k
 		out = append(out, Entry{Name: name, Key: k, Val: v})
 	}
+	if len(merged) == 0 {
+		return out
+	}
+	// Merged pairs come first, in the order of their maps, unless the map
+	// sets the key itself.
+	var all []Entry
+	for _, e := range merged {
+		if _, own := seen[e.Name]; own {
+			continue
+		}
+		seen[e.Name] = e.Key
+		all = append(all, e)
+	}
+	return append(all, out...)
+}
+
+// merge reads the value of a merge key: a map or a list of maps.
+func (r *Reader) merge(k, v *yaml.Node, path string, depth int) []Entry {
+	if depth >= maxMergeDepth {
+		r.Errorf(k, path, "merge keys (<<) nested more than %d deep", maxMergeDepth)
+		return nil
+	}
+	vd := Deref(v)
+	var maps []*yaml.Node
+	switch vd.Kind {
+	case yaml.MappingNode:
+		maps = []*yaml.Node{vd}
+	case yaml.SequenceNode:
+		for _, it := range vd.Content {
+			if d := Deref(it); d.Kind == yaml.MappingNode {
+				maps = append(maps, d)
+				continue
+			}
+			r.Errorf(it, path, "a merge key (<<) takes a map or a list of maps (like <<: [*defaults, *linux]), got %s in the list", Describe(Deref(it)))
+		}
+	default:
+		r.Errorf(v, path, "a merge key (<<) takes a map or a list of maps (like <<: *defaults), got %s", Describe(vd))
+		return nil
+	}
+	var out []Entry
+	for _, m := range maps {
+		out = append(out, r.entries(m, path, depth+1)...)
+	}
 	return out
 }
 
@@ -196,6 +251,27 @@ func (r *Reader) Entries(n *yaml.Node, path string) []Entry {
 func (r *Reader) Fields(n *yaml.Node, path string, allowed []string) []Entry {
 	var out []Entry
 	for _, e := range r.Entries(n, path) {
+		if !slices.Contains(allowed, e.Name) {
+			r.Errorf(e.Key, Join(path, e.Name), "unknown field %q%s; allowed fields: %s", e.Name, DidYouMean(e.Name, allowed), strings.Join(allowed, ", "))
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// ExtensionPrefix starts the keys FieldsWithExtensions ignores: a file
+// keeps its anchors under them (x-defaults: &defaults ...).
+const ExtensionPrefix = "x-"
+
+// FieldsWithExtensions is Fields that leaves out, without a word, the keys
+// starting with ExtensionPrefix.
+func (r *Reader) FieldsWithExtensions(n *yaml.Node, path string, allowed []string) []Entry {
+	var out []Entry
+	for _, e := range r.Entries(n, path) {
+		if strings.HasPrefix(e.Name, ExtensionPrefix) {
+			continue
+		}
 		if !slices.Contains(allowed, e.Name) {
 			r.Errorf(e.Key, Join(path, e.Name), "unknown field %q%s; allowed fields: %s", e.Name, DidYouMean(e.Name, allowed), strings.Join(allowed, ", "))
 			continue

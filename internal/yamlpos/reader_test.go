@@ -70,7 +70,7 @@ func TestFields(t *testing.T) {
 	want := strings.Join([]string{
 		`f.yaml:2:3: top.naem: unknown field "naem" (did you mean "name"?); allowed fields: name, timeout`,
 		`f.yaml:4:3: top.name: duplicate key "name" (first defined at line 3)`,
-		`f.yaml:5:3: top: merge keys (<<) are not supported`,
+		`f.yaml:5:8: top.a: unknown field "a"; allowed fields: name, timeout`,
 		`f.yaml:6:3: top: keys must be names, got a list`,
 		`f.yaml:7:3: top.Timeout: unknown field "Timeout" (did you mean "timeout"?); allowed fields: name, timeout`,
 	}, "\n")
@@ -202,5 +202,47 @@ func TestDistance(t *testing.T) {
 		if got := distance(tt.a, tt.b); got != tt.want {
 			t.Errorf("distance(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
 		}
+	}
+}
+
+// TestMergeKeys: merged pairs come first, the map's own keys and earlier
+// maps win, and a problem in a merged pair is placed where it is defined.
+func TestMergeKeys(t *testing.T) {
+	src := `base: &base {a: 1, b: 2, bad: [x]}
+more: &more {b: 3, c: 4}
+m:
+  <<: [*base, *more]
+  a: own
+n:
+  <<: 3
+o:
+  <<: [*base, 5]
+`
+	var got []string
+	msgs := read(t, src, func(r *Reader, root *yaml.Node) {
+		for _, e := range r.Entries(root, "") {
+			if e.Name != "m" && e.Name != "n" && e.Name != "o" {
+				continue
+			}
+			for _, f := range r.Entries(Deref(e.Val), e.Name) {
+				if e.Name == "m" {
+					got = append(got, f.Name+"="+Deref(f.Val).Value)
+				}
+				if f.Name == "bad" && e.Name == "m" {
+					r.Errorf(f.Val, e.Name+".bad", "not a list")
+				}
+			}
+		}
+	})
+	if strings.Join(got, " ") != "b=2 bad= c=4 a=own" {
+		t.Errorf("entries of m = %v", got)
+	}
+	want := strings.Join([]string{
+		`f.yaml:1:31: m.bad: not a list`,
+		`f.yaml:7:7: n: a merge key (<<) takes a map or a list of maps (like <<: *defaults), got an integer`,
+		`f.yaml:9:15: o: a merge key (<<) takes a map or a list of maps (like <<: [*defaults, *linux]), got an integer in the list`,
+	}, "\n")
+	if msgs != want {
+		t.Errorf("got\n%s\nwant\n%s", msgs, want)
 	}
 }

@@ -12,6 +12,7 @@ const (
 	CodeUnauthenticated Code = "unauthenticated"
 	CodeForbidden       Code = "forbidden"
 	CodeInvalidPipeline Code = "invalid_pipeline"
+	CodeInvalidInputs   Code = "invalid_inputs"
 	CodeNotFound        Code = "not_found"
 	CodeNoSecrets       Code = "secrets_not_configured"
 	CodeMethod          Code = "method_not_allowed"
@@ -45,6 +46,7 @@ var ErrorCodes = []ErrorCode{
 	{CodeUnauthenticated, http.StatusUnauthorized, "no credentials, or credentials that do not check out (with `WWW-Authenticate: Bearer`)"},
 	{CodeForbidden, http.StatusForbidden, "the Cedar policies do not permit the action (see [security](security.md))"},
 	{CodeInvalidPipeline, http.StatusBadRequest, "the pipeline file is invalid; `details` lists every problem with its position"},
+	{CodeInvalidInputs, http.StatusBadRequest, "the inputs given for the pipeline's `inputs:` are not what it declares (unknown, missing while required, not one of a choice's options, not a boolean or a number); `details` has one entry per problem, its `field` being `inputs.NAME`"},
 	{CodeNotFound, http.StatusNotFound, "no such run, job, secret or endpoint"},
 	{CodeNoSecrets, http.StatusNotFound, "a secrets endpoint on a server without a secrets backend"},
 	{CodeMethod, http.StatusMethodNotAllowed, "with an `Allow` header"},

@@ -23,6 +23,8 @@ type Run struct {
 	// DurationSeconds runs from creation to the end (or to now while the
 	// run is not final).
 	DurationSeconds float64 `json:"duration_seconds"`
+	// Inputs are the values of the pipeline's inputs the run was made with.
+	Inputs map[string]string `json:"inputs,omitempty"`
 	// Jobs are set when one run is asked for, and in the end event.
 	Jobs []Job `json:"jobs,omitempty"`
 }
@@ -152,6 +154,8 @@ type SubmitRequest struct {
 	File     string `json:"file"`
 	Pipeline string `json:"pipeline"`
 	Tenant   string `json:"tenant"`
+	// Inputs are values for the pipeline's inputs, by name.
+	Inputs map[string]string `json:"inputs,omitempty"`
 }
 
 // Kinds of log stream events (the SSE event field).

@@ -8,6 +8,8 @@
 package schema
 
 import (
+	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -18,7 +20,7 @@ import (
 
 // Column lists, in the order the stores' scan functions read them.
 const (
-	RunCols     = "id, pipeline, file, tenant, priority, state, source, created_at, started_at, finished_at, error, concurrency_group, concurrency_limit"
+	RunCols     = "id, pipeline, file, tenant, priority, state, source, created_at, started_at, finished_at, error, concurrency_group, concurrency_limit, inputs"
 	JobCols     = "id, run_id, job_key, name, idx, state, spec, attempt, max_attempts, worker_id, queued_at, started_at, finished_at, exit_code, error, infra_lost"
 	AttemptCols = "job_id, n, worker_id, state, assigned_at, started_at, finished_at, exit_code, error, reason, peak_memory, cpu_time"
 	LogCols     = "job_id, attempt, seq, step, data, at"
@@ -92,7 +94,11 @@ func ScanRun(sc Scanner) (store.Run, error) {
 	var r store.Run
 	var st string
 	var created, started, finished int64
-	err := sc.Scan(&r.ID, &r.Pipeline, &r.File, &r.Tenant, &r.Priority, &st, &r.Source, &created, &started, &finished, &r.Error, &r.ConcurrencyGroup, &r.ConcurrencyLimit)
+	var inputs string
+	err := sc.Scan(&r.ID, &r.Pipeline, &r.File, &r.Tenant, &r.Priority, &st, &r.Source, &created, &started, &finished, &r.Error, &r.ConcurrencyGroup, &r.ConcurrencyLimit, &inputs)
+	if err == nil {
+		r.Inputs, err = DecodeInputs(inputs)
+	}
 	r.State = state.RunState(st)
 	r.CreatedAt, r.StartedAt, r.FinishedAt = DecTime(created), DecTime(started), DecTime(finished)
 	return r, err
@@ -145,4 +151,29 @@ func DecTime(n int64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, n).UTC()
+}
+
+// EncodeInputs is the inputs column of a run: its inputs as a JSON object,
+// or "" for none.
+func EncodeInputs(in map[string]string) string {
+	if len(in) == 0 {
+		return ""
+	}
+	data, err := json.Marshal(in)
+	if err != nil {
+		return "" // a map of strings always encodes
+	}
+	return string(data)
+}
+
+// DecodeInputs reads the inputs column of a run.
+func DecodeInputs(s string) (map[string]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var in map[string]string
+	if err := json.Unmarshal([]byte(s), &in); err != nil {
+		return nil, fmt.Errorf("inputs of a run: %w", err)
+	}
+	return in, nil
 }

@@ -98,6 +98,7 @@ func newRun(id string, st state.RunState, tenant string) store.Run {
 
 		ConcurrencyGroup: "deploy-" + tenant,
 		ConcurrencyLimit: 2,
+		Inputs:           map[string]string{"env": "prod", "note": "a \"quoted\" value"},
 	}
 	if st != state.RunQueued {
 		r.StartedAt = at(2)
