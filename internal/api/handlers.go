@@ -156,6 +156,11 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	run, err := a.d.Submit(r.Context(), file, data, tenant)
+	a.submitted(w, r, run, err)
+}
+
+// submitted answers a submission: the new run (201), or why there is none.
+func (a *api) submitted(w http.ResponseWriter, r *http.Request, run store.Run, err error) {
 	if err != nil {
 		if list, ok := yamlpos.AsErrorList(err); ok {
 			body := wire.Error{Code: wire.CodeInvalidPipeline, Details: make([]wire.ErrorDetail, len(list))}
