@@ -334,7 +334,7 @@ jobs:
 
 	{
 		t.Log("the log streams live, searchable")
-		e.open(bob, "#/runs/"+run.ID+"/jobs/build")
+		e.open(bob, fmt.Sprintf("#/runs/%s/jobs/build", run.ID))
 		e.until(bob, "the first lines", `document.getElementById('log').textContent.includes('needle-4711')`)
 		if got := e.eval(bob, `(document.querySelector('#log .line.step') || {}).textContent || ''`); !strings.Contains(got, "==> step 1/1: compile") {
 			t.Errorf("step header line: %q", got)
@@ -421,7 +421,7 @@ jobs:
 		e.shot(carol, "run-other-tenant")
 		e.open(carol, "#/runs")
 		e.until(carol, "an empty list", `document.getElementById('runs').textContent.includes('No run matches.')`)
-		e.open(carol, "#/runs/"+busy.ID+"/jobs/hold")
+		e.open(carol, fmt.Sprintf("#/runs/%s/jobs/hold", busy.ID))
 		e.until(carol, "no job page", `document.querySelector('h1').textContent === 'Not found'`)
 	}
 

@@ -56,7 +56,7 @@ function h(tag, attrs, ...children) {
 const badge = (s) => h('span', { class: 'state ' + s }, s || '');
 const when = (t) => (t ? new Date(t).toLocaleString() : '');
 const runLink = (id) => '#/runs/' + encodeURIComponent(id);
-const jobLink = (run, key) => runLink(run) + '/jobs/' + encodeURIComponent(key);
+const jobLink = (run, key) => `${runLink(run)}/jobs/${encodeURIComponent(key)}`;
 const setStatus = (msg) => { statusLine.textContent = msg; };
 
 // fill replaces the children of el, leaving out the empty ones.
@@ -266,7 +266,7 @@ function logView(log, search, count) {
     l.el.classList.toggle('match', !!query && l.plain.toLowerCase().includes(query));
   };
   const newLine = (a, at) => {
-    const ts = h('span', { class: 'ts' }, at ? new Date(at).toISOString().slice(11, 23) : '');
+    const ts = h('span', { class: 'ts', title: at || null }, at ? new Date(at).toISOString().slice(11, 23) : '');
     const text = h('span', { class: 'text' });
     const el = h('div', { class: 'line' }, ts, text);
     a.box.appendChild(el);
