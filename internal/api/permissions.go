@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -12,7 +11,6 @@ import (
 	"github.com/hodei-ci/hodei/internal/auth"
 	"github.com/hodei-ci/hodei/internal/authz"
 	"github.com/hodei-ci/hodei/internal/orchestrator"
-	"github.com/hodei-ci/hodei/internal/store"
 )
 
 // actionPermissions is the audit action of a permissions query.
@@ -134,9 +132,5 @@ func (a *api) rerun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	next, err := a.d.Submit(r.Context(), run.File, run.Source, run.Tenant)
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, wire.CodeNotFound, "run "+id+" not found")
-		return
-	}
 	a.submitted(w, r, next, err)
 }

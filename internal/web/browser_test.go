@@ -370,6 +370,13 @@ jobs:
 		e.shot(bob, "run-succeeded")
 	}
 
+	{
+		t.Log("run again")
+		e.do(bob, "run again", chromedp.WaitVisible(chromedp.ID("rerun")), chromedp.Click(chromedp.ID("rerun")))
+		e.until(bob, "the new run's page", fmt.Sprintf(`location.hash.startsWith('#/runs/') && location.hash !== %q && document.querySelector('h1').textContent.startsWith('web-demo · run ')`, "#/runs/"+run.ID))
+		e.until(bob, "the new run succeeded", `document.querySelector('.meta .state').textContent === 'succeeded'`)
+	}
+
 	// A run that holds the one worker, and a second job that waits for it.
 	cpus := max(runtime.NumCPU(), 1)
 	busy := e.submit(bobToken, fmt.Sprintf(`name: busy

@@ -91,6 +91,9 @@ func New(o Options) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", u.serveIndex)
 	mux.HandleFunc("GET /ui/assets/", u.serveAsset)
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/ui/assets/icon.svg", http.StatusMovedPermanently)
+	})
 	mux.HandleFunc("GET /ui/session", u.getSession)
 	mux.HandleFunc("POST /ui/session", u.postSession)
 	mux.HandleFunc("DELETE /ui/session", u.deleteSession)

@@ -374,7 +374,16 @@ async function jobView(runID, key) {
     es.addEventListener('end', () => { ended = true; es.close(); refresh(); setStatus('The job has ended.'); });
     es.onerror = () => {
       es.close();
-      if (!ended) { setStatus('Log stream interrupted; reconnecting…'); retry = setTimeout(open, 2000); }
+      if (ended) return;
+      setStatus('Log stream interrupted; reconnecting…');
+      // Ask once in plain HTTP first: a session that has ended shows the
+      // sign-in page (and stops this page) instead of retrying forever.
+      const again = async () => {
+        try { await api(`${base}/jobs/${encodeURIComponent(key)}`); open(); } catch (e) {
+          if (!(e instanceof APIError && e.status === 401)) retry = setTimeout(again, 5000);
+        }
+      };
+      retry = setTimeout(again, 2000);
     };
   };
   live.push({ stop() { if (es) es.close(); clearTimeout(retry); } });
@@ -460,5 +469,7 @@ async function route() {
   }
 }
 
+// The skip link moves the focus without changing the route.
+document.querySelector('.skip').addEventListener('click', (ev) => { ev.preventDefault(); main.focus(); });
 window.addEventListener('hashchange', async () => { await route(); main.focus(); });
 route();
