@@ -319,6 +319,12 @@ jobs:
 		e.open(bob, "#/runs")
 		e.until(bob, "the run is listed", fmt.Sprintf(`!!document.querySelector('tr[data-run=%q]')`, run.ID))
 		e.shot(bob, "runs")
+		e.open(bob, "#/runs?state=running&pipeline=DEMO")
+		e.until(bob, "filtered on state and pipeline", fmt.Sprintf(`!!document.querySelector('tr[data-run=%q]') && document.getElementById('f-state').value === 'running'`, run.ID))
+		e.open(bob, "#/runs?pipeline=nothing-like-it")
+		e.until(bob, "filtered out", `document.getElementById('runs').textContent.includes('No run matches.')`)
+		e.open(bob, "#/runs?state=succeeded")
+		e.until(bob, "no succeeded run yet", `document.getElementById('runs').textContent.includes('No run matches.')`)
 	}
 
 	{
