@@ -31,7 +31,9 @@ Example:
   hodei server --data-dir /var/lib/hodei --http 0.0.0.0:8080 --workers 4`)
 	dataDir := fs.String("data-dir", "./hodei-data", "directory of the SQLite database and of the embedded NATS store")
 	storeFlag := fs.String("store", "sqlite", `database: "sqlite" (a file in --data-dir) or the URL of a PostgreSQL database, postgres://USER@HOST:PORT/DB (password from PGPASSWORD or ~/.pgpass; see docs/architecture.md#postgresql)`)
-	httpAddr := fs.String("http", "127.0.0.1:8080", `address of the HTTP API ("" for none)`)
+	httpAddr := fs.String("http", "127.0.0.1:8080", `address of the HTTP API and of the web UI at / ("" for none)`)
+	uiClientID := fs.String("ui-oidc-client-id", "", "OIDC client the web UI signs people in with: a public client whose redirect URIs hold https://HOST/ui/callback (default: the first --oidc-audience)")
+	uiSessionTTL := fs.Duration("ui-session-ttl", 8*time.Hour, "longest a web UI session lasts (an OIDC session ends earlier, with its access token)")
 	natsURL := fs.String("nats", "", "URL of an external NATS server (default: run one embedded)")
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", `address where the embedded NATS accepts agents ("none": local workers only)`)
 	localWorkers := fs.Int("workers", 2, "number of agents running inside the server (0 for none)")
@@ -148,6 +150,8 @@ Example:
 		Security:         secOpts,
 		Secrets:          secretsOpts,
 		HTTPTLS:          tlsOpts.http,
+		UIClientID:       *uiClientID,
+		UISessionTTL:     *uiSessionTTL,
 		APILimits:        httpLimits,
 		NATSTLS:          tlsOpts.nats,
 		NATSClientTLS:    tlsOpts.natsClient,

@@ -202,6 +202,10 @@ func (a *api) authorize(w http.ResponseWriter, r *http.Request, p auth.Principal
 			return r, false
 		}
 		return r, true
+	case path == "/api/v1/permissions":
+		// The handler asks the authorizer itself, action by action, and
+		// audits its answer.
+		return r, true
 	case path == "/api/v1/runs" && method == http.MethodPost:
 		return a.authorizeSubmit(w, r, p)
 	case path == "/api/v1/runs":
@@ -214,6 +218,8 @@ func (a *api) authorize(w http.ResponseWriter, r *http.Request, p auth.Principal
 			action = authz.ActReadLogs
 		case len(rest) == 2 && rest[1] == "cancel":
 			action = authz.ActCancel
+		case len(rest) == 2 && rest[1] == "rerun" && method == http.MethodPost:
+			return r, a.authorizeRerun(w, r, p, rest[0])
 		}
 		return r, a.authorizeRun(w, r, p, action, rest[0])
 	case path == "/metrics":
@@ -283,6 +289,30 @@ func (a *api) authorizeRun(w http.ResponseWriter, r *http.Request, p auth.Princi
 	}
 	forbidden(w, p, action, res)
 	return false
+}
+
+// pipelineResource is the resource of a submission of file in tenant.
+func pipelineResource(file, tenant string) authz.Resource {
+	return authz.Resource{Type: authz.TypePipeline, ID: file, Tenant: tenant, Attrs: map[string]string{"file": file}}
+}
+
+// authorizeRerun decides a re-run: reading the run (a run of another
+// tenant answers 404, as for reading it), then submitting its pipeline
+// file in its tenant, as a submission of the same file would be decided.
+func (a *api) authorizeRerun(w http.ResponseWriter, r *http.Request, p auth.Principal, id string) bool {
+	if !a.authorizeRun(w, r, p, authz.ActRead, id) {
+		return false
+	}
+	run, err := a.d.Store.GetRun(r.Context(), id)
+	if err != nil {
+		return true // the handler answers the 404 (or the store's error)
+	}
+	res := pipelineResource(run.File, run.Tenant)
+	ok, err := a.decide(w, r, p, authz.ActSubmit, res, "re-run of "+id)
+	if err == nil && !ok {
+		forbidden(w, p, authz.ActSubmit, res)
+	}
+	return ok
 }
 
 // authorizeList decides a listing of runs: of the tenant asked for, else of
@@ -356,7 +386,7 @@ func (a *api) authorizeSubmit(w http.ResponseWriter, r *http.Request, p auth.Pri
 			tenant = orchestrator.DefaultTenant
 		}
 	}
-	res := authz.Resource{Type: authz.TypePipeline, ID: file, Tenant: tenant, Attrs: map[string]string{"file": file}}
+	res := pipelineResource(file, tenant)
 	ok, err := a.decide(w, r, p, authz.ActSubmit, res, "")
 	if err != nil {
 		return r, false

@@ -159,6 +159,15 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	run, err := a.d.Submit(r.Context(), file, data, tenant, inputs)
+	a.submitted(w, r, file, run, err)
+	if err == nil {
+		traceSubmit(r, run.ID, began)
+	}
+}
+
+// submitted answers a submission of file: the new run (201), or why there
+// is none.
+func (a *api) submitted(w http.ResponseWriter, r *http.Request, file string, run store.Run, err error) {
 	if err != nil {
 		var bad pipeline.InputErrors
 		if errors.As(err, &bad) {
@@ -188,7 +197,6 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noteRun(r, run.ID)
-	traceSubmit(r, run.ID, began)
 	w.Header().Set("Location", "/api/v1/runs/"+run.ID)
 	writeJSON(w, http.StatusCreated, RunJSON(run, nil, time.Now()))
 }

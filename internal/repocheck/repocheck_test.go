@@ -248,7 +248,7 @@ var allowedRoots = []string{
 	// inside a worker's container or pod, or the agent image
 	"hodei", "workspace", "opt/hodei",
 	// URL paths
-	"api", "v1", ".well-known", "oauth", "login", "device", "metadata", "healthz", "readyz", "metrics",
+	"api", "v1", ".well-known", "oauth", "login", "device", "metadata", "healthz", "readyz", "metrics", "ui",
 	// paths that exist nowhere, for tests of a missing file
 	"no/such", "nonexistent",
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/api"
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/store"
+	"github.com/hodei-ci/hodei/internal/web"
 )
 
 // listenHTTP takes the API's port; serveHTTP serves it.
@@ -48,11 +49,30 @@ func (s *Server) serveHTTP() {
 	}
 	deps.Limits = s.opts.APILimits
 	s.secureDeps(&deps)
-	s.httpSrv = s.opts.APILimits.HTTPServer(api.New(deps))
+	s.httpSrv = s.opts.APILimits.HTTPServer(web.New(s.webOptions(api.New(deps))))
 	go func() {
 		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("http server", "err", err)
 		}
 	}()
 	s.log.Info("api listening", "addr", s.httpAddr)
+}
+
+// webOptions are the web UI's: it signs in with the API's authenticator,
+// and through the OIDC issuer the API accepts tokens of, with the client id
+// Options.UIClientID (else the issuer's first audience).
+func (s *Server) webOptions(apiHandler http.Handler) web.Options {
+	o := web.Options{API: apiHandler, Logger: s.log, SessionTTL: s.opts.UISessionTTL}
+	if s.sec == nil {
+		return o
+	}
+	o.Auth = s.sec.auth
+	if c := s.opts.Security.OIDC; c != nil {
+		id := s.opts.UIClientID
+		if id == "" && len(c.Audiences) > 0 {
+			id = c.Audiences[0]
+		}
+		o.OIDC = &web.OIDCLogin{Issuer: c.Issuer, ClientID: id, HTTPClient: c.HTTPClient}
+	}
+	return o
 }

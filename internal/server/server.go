@@ -90,6 +90,13 @@ type Options struct {
 	NATSClientTLS *tls.Config
 	// HTTPTLS serves the API over TLS.
 	HTTPTLS *tls.Config
+	// UIClientID is the OIDC client the web UI signs people in with (a
+	// public client whose redirect URIs hold https://HOST/ui/callback); the
+	// first OIDC audience if empty.
+	UIClientID string
+	// UISessionTTL is the longest a web UI session lasts
+	// (web.DefaultSessionTTL if zero).
+	UISessionTTL time.Duration
 	// APILimits are the API's timeouts and its rate limit of failed
 	// authentications (zero: api.DefaultLimits).
 	APILimits api.Limits

@@ -11,6 +11,7 @@ const (
 	CodeBadRequest      Code = "bad_request"
 	CodeUnauthenticated Code = "unauthenticated"
 	CodeForbidden       Code = "forbidden"
+	CodeCSRF            Code = "csrf_failed"
 	CodeInvalidPipeline Code = "invalid_pipeline"
 	CodeInvalidInputs   Code = "invalid_inputs"
 	CodeNotFound        Code = "not_found"
@@ -45,6 +46,7 @@ var ErrorCodes = []ErrorCode{
 	{CodeBadRequest, http.StatusBadRequest, "a malformed query or body"},
 	{CodeUnauthenticated, http.StatusUnauthorized, "no credentials, or credentials that do not check out (with `WWW-Authenticate: Bearer`)"},
 	{CodeForbidden, http.StatusForbidden, "the Cedar policies do not permit the action (see [security](security.md))"},
+	{CodeCSRF, http.StatusForbidden, "a state change sent with the web UI's session cookie but without its `X-CSRF-Token` header, or with another (see [web UI](ui.md))"},
 	{CodeInvalidPipeline, http.StatusBadRequest, "the pipeline file is invalid; `details` lists every problem with its position"},
 	{CodeInvalidInputs, http.StatusBadRequest, "the inputs given for the pipeline's `inputs:` are not what it declares (unknown, missing while required, not one of a choice's options, not a boolean or a number); `details` has one entry per problem, its `field` being `inputs.NAME`"},
 	{CodeNotFound, http.StatusNotFound, "no such run, job, secret or endpoint"},

@@ -184,6 +184,18 @@ type LogEvent struct {
 	Step    int    `json:"step"`
 	Seq     int64  `json:"seq"`
 	Data    string `json:"data"`
+	// At is when the chunk was stored (absent when unknown).
+	At time.Time `json:"at,omitzero"`
+}
+
+// Permissions says which actions the caller may do on a resource (GET
+// /api/v1/permissions), as the authorizer decides them for the API.
+type Permissions struct {
+	// Resource is the Cedar entity asked about: Hodei::Run::"01…", or
+	// Hodei::Cluster::"hodei".
+	Resource string `json:"resource"`
+	// Actions maps each action asked about to whether it is allowed.
+	Actions map[string]bool `json:"actions"`
 }
 
 // JobEvent is a job's change of state.

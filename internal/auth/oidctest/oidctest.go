@@ -164,7 +164,7 @@ func (s *Storage) CreateAccessAndRefreshTokens(ctx context.Context, r op.TokenRe
 
 // Clients registered by Start.
 const (
-	ClientHodei  = "hodei"        // public native client: PKCE, loopback redirect
+	ClientHodei  = "hodei"        // public native client: PKCE, loopback redirects (CLI and web UI)
 	ClientOther  = "other-app"    // another public client: tokens for another audience
 	ClientDevice = "hodei-device" // device flow client (the example requires a secret)
 	DeviceSecret = "device-secret"
@@ -179,7 +179,9 @@ func Start(t testing.TB, users []User) *Provider {
 	}
 	issuer := "http://" + ln.Addr().String()
 	clients := map[string]*storage.Client{
-		ClientHodei:  storage.NativeClient(ClientHodei, "http://127.0.0.1/callback"),
+		// The CLI's loopback redirect, and the web UI's (served by the test
+		// server on a loopback port).
+		ClientHodei:  storage.NativeClient(ClientHodei, "http://127.0.0.1/callback", "http://127.0.0.1/ui/callback"),
 		ClientOther:  storage.NativeClient(ClientOther, "http://127.0.0.1/callback"),
 		ClientDevice: storage.DeviceClient(ClientDevice, DeviceSecret),
 	}
