@@ -98,6 +98,10 @@ func expandJob(p *Pipeline, j *Job, vals []string, needs []string) JobSpec {
 		Priority:     j.Priority,
 		Matrix:       mx,
 	}
+	if j.Checkout != nil {
+		c := *j.Checkout
+		s.Checkout = &c
+	}
 	if s.If == "" {
 		s.If = Success
 	}

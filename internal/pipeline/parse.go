@@ -36,9 +36,9 @@ var (
 
 // The fields allowed at each level, in the order the documentation gives.
 var (
-	pipelineFields    = []string{"name", "env", "priority", "concurrency", "jobs"}
+	pipelineFields    = []string{"name", "on", "env", "priority", "concurrency", "jobs"}
 	concurrencyFields = []string{"group", "limit"}
-	jobFields         = []string{"name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "steps"}
+	jobFields         = []string{"name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "steps", "checkout"}
 	runsOnFields      = []string{"labels", "cpu", "memory", "gpu"}
 	stepFields        = []string{"name", "run", "env", "timeout"}
 )
@@ -126,6 +126,8 @@ func (p *parser) pipeline(root *yaml.Node) *Pipeline {
 			haveName = true
 			pl.Name, _ = p.name(e.Val, "name")
 			p.noMatrixExpr(e.Val, "name")
+		case "on":
+			pl.On = p.on(e.Val, "on")
 		case "env":
 			pl.Env = p.env(e.Val, "env", nil)
 		case "priority":
@@ -262,6 +264,8 @@ func (p *parser) job(e yamlpos.Entry) *jobInfo {
 		case "steps":
 			haveSteps = true
 			j.Steps = p.steps(f.Val, fp, &exprs)
+		case "checkout":
+			j.Checkout = p.checkout(f.Val, fp)
 		}
 	}
 	if !haveSteps {
