@@ -234,6 +234,3 @@ func TestPostRetriesServerErrorsNotClientErrors(t *testing.T) {
 		t.Fatalf("error %q", err)
 	}
 }
-
-
-
