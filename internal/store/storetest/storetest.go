@@ -55,6 +55,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UpdateRollsBack", testUpdateRollsBack},
 		{"ReadsDuringWrite", testReadsDuringWrite},
 		{"TimeRoundTrip", testTimeRoundTrip},
+		{"Repos", testRepos},
+		{"Deliveries", testDeliveries},
+		{"Triggers", testTriggers},
+		{"StatusReports", testStatusReports},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
