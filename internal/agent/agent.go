@@ -627,14 +627,49 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 		"HODEI_WORKSPACE": ws,
 		"HODEI_WORKER":    a.cfg.ID,
 	}
-	if spec.Image != "" {
-		return a.runContainerSteps(ctx, d, spec, ws, hodeiEnv, b, masks, log)
-	}
 	// A step's environment is built from nothing but this, the pipeline,
 	// Hodei and the job's secrets.
 	base := map[string]string{"PATH": sandbox.DefaultPath, "HOME": "/tmp/home", "TMPDIR": "/tmp"}
 	if !isolated {
 		base["HOME"], base["TMPDIR"] = filepath.Join(tmp, "home"), tmp
+	}
+	// run runs one script as a step does: in the sandbox, or as the
+	// agent's user in its own process group.
+	run := func(script string, env []string, timeout time.Duration, out io.Writer) stepResult {
+		onStart := func(pgid int) {
+			_ = os.WriteFile(ws+".pgid", []byte(strconv.Itoa(pgid)), 0o600)
+		}
+		if isolated {
+			// The sandbox's init joins the attempt's cgroup before any
+			// process of the step starts.
+			return runSandboxed(ctx, sandbox.Spec{
+				Script: script, Workspace: ws, Tmp: tmp, Env: env,
+				Hide: append([]string{a.cfg.WorkDir}, a.cfg.Hide...),
+				UID:  uid, GID: uid,
+			}, timeout, out, onStart, cg.joinAttemptCgroup)
+		}
+		return runStepTracked(ctx, script, ws, env, timeout, out, func(pgid int) {
+			onStart(pgid)
+			if err := cg.joinAttemptCgroup(pgid); err != nil {
+				log.Warn("step outside its attempt's cgroup", "err", err)
+			}
+		})
+	}
+	// The checkout's token is for the checkout only: the steps get it only
+	// if the job names its secret.
+	token, stepSecrets := splitCheckoutToken(spec, d.Secrets)
+	d.Secrets = stepSecrets
+	if c := spec.Checkout; c != nil && !c.Disabled && c.URL != "" {
+		env := mergeEnv(nil, base, envMap(a.cfg.BaseEnv), hodeiEnv, d.Env, spec.Env, checkoutEnv(c, token))
+		if errMsg := checkout(ctx, c, run, env, b, masks); errMsg != "" {
+			if err := context.Cause(ctx); err != nil && ctx.Err() != nil {
+				return stopState(err), -1, err.Error()
+			}
+			return bus.StatusFailed, -1, errMsg
+		}
+	}
+	if spec.Image != "" {
+		return a.runContainerSteps(ctx, d, spec, ws, hodeiEnv, b, masks, log)
 	}
 	for i, st := range spec.Steps {
 		b.Flush(i)
@@ -648,26 +683,7 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 		ends := &lineEnds{w: b}
 		out := mask.NewWriter(ends, masks)
 		started := time.Now()
-		onStart := func(pgid int) {
-			_ = os.WriteFile(ws+".pgid", []byte(strconv.Itoa(pgid)), 0o600)
-		}
-		var res stepResult
-		if isolated {
-			// The sandbox's init joins the attempt's cgroup before any
-			// process of the step starts.
-			res = runSandboxed(ctx, sandbox.Spec{
-				Script: st.Run, Workspace: ws, Tmp: tmp, Env: env,
-				Hide: append([]string{a.cfg.WorkDir}, a.cfg.Hide...),
-				UID:  uid, GID: uid,
-			}, st.Timeout, out, onStart, cg.joinAttemptCgroup)
-		} else {
-			res = runStepTracked(ctx, st.Run, ws, env, st.Timeout, out, func(pgid int) {
-				onStart(pgid)
-				if err := cg.joinAttemptCgroup(pgid); err != nil {
-					log.Warn("step outside its attempt's cgroup", "err", err)
-				}
-			})
-		}
+		res := run(st.Run, env, st.Timeout, out)
 		// The step's output is drained: what the masker held back (the
 		// start of a possible secret) can go now.
 		_ = out.Flush()

@@ -7,6 +7,7 @@
 package forge
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
@@ -101,4 +102,22 @@ func APIBase(k Kind, repoURL string) (string, error) {
 		return root + "/api/v1", nil
 	}
 	return "", fmt.Errorf("forge %s has no status API", k)
+}
+
+// GitAuthEnv is the environment that gives git an Authorization header
+// for the HTTP requests to the host of repoURL only, without writing it
+// anywhere (GIT_CONFIG_COUNT, GIT_CONFIG_KEY_0, GIT_CONFIG_VALUE_0: an
+// http.<url>.extraHeader that lives as long as the process): a basic
+// authorization of user and token, as forges take a token for git over
+// HTTPS. Empty without a token.
+func GitAuthEnv(repoURL, user, token string) map[string]string {
+	if token == "" {
+		return nil
+	}
+	key := "http.extraHeader"
+	if u, err := url.Parse(repoURL); err == nil && u.Host != "" {
+		key = "http." + u.Scheme + "://" + u.Host + "/.extraHeader"
+	}
+	cred := base64.StdEncoding.EncodeToString([]byte(user + ":" + token))
+	return map[string]string{"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": key, "GIT_CONFIG_VALUE_0": "Authorization: Basic " + cred}
 }

@@ -404,6 +404,9 @@ type SubmitRequest struct {
 	Jobs     []pipeline.JobSpec
 	Source   []byte
 	Tenant   string
+	// Trigger, for a run from a repository, is stored with the run (its
+	// RunID filled in).
+	Trigger *store.Trigger
 }
 
 type submitReq struct {

@@ -25,6 +25,10 @@ type Run struct {
 	DurationSeconds float64 `json:"duration_seconds"`
 	// Jobs are set when one run is asked for, and in the end event.
 	Jobs []Job `json:"jobs,omitempty"`
+	// Trigger says what started a run from a repository (repos.go);
+	// Statuses, for one run, the commit statuses posted for it.
+	Trigger  *Trigger       `json:"trigger,omitempty"`
+	Statuses []StatusReport `json:"statuses,omitempty"`
 }
 
 // Duration returns DurationSeconds as a time.Duration.
