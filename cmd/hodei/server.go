@@ -32,6 +32,7 @@ Example:
 	dataDir := fs.String("data-dir", "./hodei-data", "directory of the SQLite database and of the embedded NATS store")
 	storeFlag := fs.String("store", "sqlite", `database: "sqlite" (a file in --data-dir) or the URL of a PostgreSQL database, postgres://USER@HOST:PORT/DB (password from PGPASSWORD or ~/.pgpass; see docs/architecture.md#postgresql)`)
 	httpAddr := fs.String("http", "127.0.0.1:8080", `address of the HTTP API ("" for none)`)
+	publicURL := fs.String("public-url", "", "the server's address as people and forges reach it (commit statuses link to runs under it); default: the API's address")
 	natsURL := fs.String("nats", "", "URL of an external NATS server (default: run one embedded)")
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", `address where the embedded NATS accepts agents ("none": local workers only)`)
 	localWorkers := fs.Int("workers", 2, "number of agents running inside the server (0 for none)")
@@ -139,6 +140,7 @@ Example:
 		NATSURL:          *natsURL,
 		NATSListen:       *natsListen,
 		HTTPAddr:         *httpAddr,
+		PublicURL:        *publicURL,
 		LocalWorkers:     *localWorkers,
 		WorkerTTL:        *ttl,
 		DrainTimeout:     *drain,

@@ -108,8 +108,8 @@ func (s *Service) log() *slog.Logger {
 	return slog.Default()
 }
 
-// secret reads a secret of a tenant by name ("" when name is "").
-func (s *Service) secret(ctx context.Context, tenant, name string) (string, error) {
+// Secret reads a secret of a tenant by name ("" when name is "").
+func (s *Service) Secret(ctx context.Context, tenant, name string) (string, error) {
 	if name == "" {
 		return "", nil
 	}
@@ -156,7 +156,7 @@ func (s *Service) Hook(ctx context.Context, tenant, name, kind string, h http.He
 		return res, fmt.Errorf("%w: %s is on %s, not %s", ErrWrongForge, name, repo.Forge, kind)
 	}
 	k := forge.Kind(kind)
-	secret, err := s.secret(ctx, tenant, repo.WebhookSecret)
+	secret, err := s.Secret(ctx, tenant, repo.WebhookSecret)
 	if err != nil {
 		return res, err
 	}
@@ -181,7 +181,7 @@ func (s *Service) Hook(ctx context.Context, tenant, name, kind string, h http.He
 // run fetches the event's commit, claims the delivery and submits the
 // matching pipelines.
 func (s *Service) run(ctx context.Context, repo store.Repo, ev forge.Event, res HookResult) (HookResult, error) {
-	token, err := s.secret(ctx, repo.Tenant, repo.TokenSecret)
+	token, err := s.Secret(ctx, repo.Tenant, repo.TokenSecret)
 	if err != nil {
 		return res, err
 	}

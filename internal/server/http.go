@@ -36,6 +36,7 @@ func (s *Server) serveHTTP() {
 		Submit:   s.Submit,
 		Logger:   s.log,
 		Secrets:  s.Secrets,
+		Repos:    s.Repos,
 
 		MaxPipelineBytes: s.opts.Limits.MaxFileBytes,
 	}
