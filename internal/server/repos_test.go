@@ -599,4 +599,3 @@ func TestStatusesPerForge(t *testing.T) {
 		})
 	}
 }
-
