@@ -249,6 +249,8 @@ var allowedRoots = []string{
 	"hodei", "workspace", "opt/hodei",
 	// URL paths
 	"api", "v1", ".well-known", "oauth", "login", "device", "metadata", "healthz", "readyz", "metrics",
+	// URL paths of the forges' status APIs (under their API roots)
+	"repos", "projects", "statuses",
 	// paths that exist nowhere, for tests of a missing file
 	"no/such", "nonexistent",
 }
@@ -263,6 +265,7 @@ var allowedPaths = map[string][]string{
 	"internal/cli/cli_test.go":             {"/from/env"},   // a value read back, never opened
 	"internal/cgroup/cgroup_test.go":       {"/docker/abc"}, // a cgroup's path in its hierarchy
 	"internal/store/sqlite/sqlite.go":      {"/dir/hodei.db"},
+	"internal/server/repos_test.go":        {"/o/app.git"}, // a URL path on the test's git server
 	"internal/repocheck/repocheck_test.go": nil,
 }
 
