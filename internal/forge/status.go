@@ -120,8 +120,8 @@ type Poster struct {
 	Tries   int // 0: 5
 }
 
-// errPermanent marks an answer that trying again will not change.
-var errPermanent = errors.New("permanent")
+// permanent marks an answer that trying again will not change.
+type permanent struct{ error }
 
 // Post posts s, retrying network errors, 429 and 5xx with backoff. It
 // returns the last error; its text never holds the token.
@@ -136,7 +136,8 @@ func (p *Poster) Post(ctx context.Context, s Status) error {
 	}
 	var err error
 	for n := 1; n <= tries; n++ {
-		if err = p.once(ctx, s); err == nil || errors.Is(err, errPermanent) {
+		var perm permanent
+		if err = p.once(ctx, s); err == nil || errors.As(err, &perm) {
 			break
 		}
 		if n < tries {
@@ -154,7 +155,7 @@ func (p *Poster) Post(ctx context.Context, s Status) error {
 func (p *Poster) once(ctx context.Context, s Status) error {
 	req, err := Request(ctx, s)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errPermanent, err)
+		return permanent{err}
 	}
 	c := p.Client
 	if c == nil {
@@ -173,5 +174,5 @@ func (p *Poster) once(ctx context.Context, s Status) error {
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
 		return err
 	}
-	return fmt.Errorf("%w: %v", errPermanent, err)
+	return permanent{err}
 }

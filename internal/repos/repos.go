@@ -157,6 +157,10 @@ func (s *Service) Hook(ctx context.Context, tenant, name, kind string, h http.He
 	}
 	k := forge.Kind(kind)
 	secret, err := s.Secret(ctx, tenant, repo.WebhookSecret)
+	if errors.Is(err, secrets.ErrNotFound) {
+		// Nothing to check the signature against: refused as unsigned.
+		return res, fmt.Errorf("%w: %w", forge.ErrSignature, err)
+	}
 	if err != nil {
 		return res, err
 	}
