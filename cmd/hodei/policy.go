@@ -95,8 +95,8 @@ line; FILE "-" is the standard input):
    "expect": "deny"}
 
 Actions: submit, read, readLogs, cancel, readWorkers, manageWorkers,
-listSecrets, manageSecrets, listRepos, manageRepos, readAudit, readMetrics,
-manageTokens, admin.
+listSecrets, manageSecrets, listRepos, manageRepos, runRepo, readAudit,
+readMetrics, manageTokens, admin.
 Resource types: Pipeline, Run, Tenant, Secret and Repository (with a
 tenant), Worker, Cluster.
 

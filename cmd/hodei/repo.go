@@ -22,6 +22,7 @@ out, and posts the commit status of each (see docs/triggers.md).
   hodei repo list
   hodei repo show NAME      with the webhook path to give the forge
   hodei repo remove NAME
+  hodei repo run NAME [--ref main]   a manual run of the pipelines that take one (on: manual)
 
 Secrets are named, not given: store them first with "hodei secret set".
 
@@ -30,7 +31,7 @@ Examples:
   openssl rand -hex 32 | hodei secret set GH_HOOK
   hodei repo add app --url https://github.com/acme/app.git --forge github --token-secret GH_TOKEN --webhook-secret-secret GH_HOOK`)
 	if len(args) == 0 {
-		return usageError(fs, "want a subcommand: add, list, show or remove")
+		return usageError(fs, "want a subcommand: add, list, show, remove or run")
 	}
 	switch args[0] {
 	case "add":
@@ -41,6 +42,8 @@ Examples:
 		return repoShow(args[1:])
 	case "remove":
 		return repoRemove(args[1:])
+	case "run":
+		return repoRun(args[1:])
 	case "-h", "-help", "--help", "help":
 		fs.SetOutput(os.Stdout)
 		fs.Usage()
@@ -175,6 +178,39 @@ func repoRemove(args []string) int {
 		return apiFail("repo remove", err)
 	}
 	fmt.Printf("repository %s removed\n", pos[0])
+	return exitOK
+}
+
+func repoRun(args []string) int {
+	fs, f := newRepoFlags("run", "NAME [--ref REF] [flags]", `
+Start a manual run of the repository's pipeline files at a branch or tag
+(the default branch without --ref): one run per file whose on: takes manual
+runs (a file without on: does).`)
+	ref := fs.String("ref", "", "branch, tag or full ref (default: the repository's default branch)")
+	c, pos, code, ok := repoClient(fs, f, args, 1)
+	if !ok {
+		return code
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	res, err := c.RunRepo(ctx, *f.tenant, pos[0], *ref)
+	if err != nil {
+		return apiFail("repo run", err)
+	}
+	if *f.json {
+		return printJSON(res)
+	}
+	for _, e := range res.Errors {
+		fmt.Fprintln(os.Stderr, e)
+	}
+	if len(res.RunIDs) == 0 {
+		fmt.Printf("commit %s: no pipeline file takes manual runs (files: %v)\n", res.Commit, res.Files)
+		return exitOK
+	}
+	fmt.Printf("commit %s, pipeline files %v\n", res.Commit, res.Matched)
+	for _, id := range res.RunIDs {
+		fmt.Printf("run %s\n", id)
+	}
 	return exitOK
 }
 

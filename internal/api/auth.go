@@ -252,6 +252,9 @@ func (a *api) authorize(w http.ResponseWriter, r *http.Request, p auth.Principal
 		}
 		return r, check(authz.ActManageSecrets, res)
 	case path == "/api/v1/repos" || strings.HasPrefix(path, "/api/v1/repos/"):
+		if strings.HasSuffix(path, "/runs") {
+			return r, check(authz.ActRunRepo, repoResource(path, r, p))
+		}
 		if method == http.MethodGet {
 			return r, check(authz.ActListRepos, repoResource(path, r, p))
 		}

@@ -6,6 +6,7 @@ package api
 //	POST   /api/v1/repos                  add one: JSON wire.Repo (name, url, forge, token_secret, webhook_secret, default_branch, api_url)
 //	GET    /api/v1/repos/{name}           one repository
 //	DELETE /api/v1/repos/{name}           remove it
+//	POST   /api/v1/repos/{name}/runs      a manual run at a ref: JSON {"ref"} ("" for the default branch)
 //	POST   /api/v1/hooks/{forge}/{repo}   a forge's webhook (?tenant= for another tenant than the default)
 //
 // The tenant is ?tenant=, else the caller's, else the default one. The
@@ -19,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/api/wire"
@@ -43,6 +45,7 @@ func (a *api) repoRoutes(mux *http.ServeMux) {
 	}
 	route(mux, "/api/v1/repos", map[string]http.HandlerFunc{"GET": a.listRepos, "POST": a.createRepo})
 	route(mux, "/api/v1/repos/{name}", map[string]http.HandlerFunc{"GET": a.getRepo, "DELETE": a.deleteRepo})
+	route(mux, "/api/v1/repos/{name}/runs", map[string]http.HandlerFunc{"POST": a.runRepo})
 	route(mux, hookPrefix+"{forge}/{repo}", map[string]http.HandlerFunc{"POST": a.hook})
 }
 
@@ -70,8 +73,9 @@ func repoResource(path string, r *http.Request, p auth.Principal) authz.Resource
 	if tenant == "" {
 		tenant = orchestrator.DefaultTenant
 	}
-	if name := path[len("/api/v1/repos"):]; len(name) > 1 {
-		return authz.Resource{Type: authz.TypeRepo, ID: name[1:], Tenant: tenant}
+	if rest := path[len("/api/v1/repos"):]; len(rest) > 1 {
+		name, _, _ := strings.Cut(rest[1:], "/")
+		return authz.Resource{Type: authz.TypeRepo, ID: name, Tenant: tenant}
 	}
 	return authz.Tenant(tenant)
 }
@@ -146,6 +150,47 @@ func (a *api) deleteRepo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// runRepo starts the manual runs of a repository at a ref: 201 with the
+// runs (none when no pipeline file takes manual runs).
+func (a *api) runRepo(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Ref string `json:"ref"`
+	}
+	if r.ContentLength != 0 {
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&in); err != nil {
+			writeError(w, wire.CodeBadRequest, "body: "+err.Error())
+			return
+		}
+	}
+	if strings.HasPrefix(in.Ref, "-") || strings.ContainsAny(in.Ref, " \t\n:~^?*[\\") {
+		writeError(w, wire.CodeBadRequest, "invalid ref "+in.Ref)
+		return
+	}
+	res, err := a.d.Repos.Manual(r.Context(), requestTenant(r), r.PathValue("name"), in.Ref)
+	switch {
+	case err == nil:
+		out := wire.HookResult{Delivery: res.Delivery, Event: res.Event.Kind, Commit: res.Event.Commit, RunIDs: res.RunIDs,
+			Files: res.Files, Matched: res.Matched, Errors: res.Errors}
+		if out.RunIDs == nil {
+			out.RunIDs = []string{}
+		}
+		writeJSON(w, http.StatusCreated, out)
+	case errors.Is(err, repos.ErrNotFound):
+		writeError(w, wire.CodeNotFound, err.Error())
+	case errors.Is(err, repos.ErrFetch):
+		writeError(w, wire.CodeFetchFailed, err.Error())
+	case errors.Is(err, repos.ErrNoSecretRead):
+		writeError(w, wire.CodeUnavailable, err.Error())
+	default:
+		if !unavailable(w, err) {
+			a.log.Error("manual run", "request_id", RequestID(r.Context()), "err", err)
+			writeError(w, wire.CodeInternal, "manual run: "+err.Error())
+		}
+	}
 }
 
 // hook serves a forge's webhook: 200 with the runs started (or, for a

@@ -32,6 +32,7 @@ const (
 	ActManageSecrets = "manageSecrets"
 	ActListRepos     = "listRepos"
 	ActManageRepos   = "manageRepos"
+	ActRunRepo       = "runRepo"
 	ActReadAudit     = "readAudit"
 	ActReadMetrics   = "readMetrics"
 	ActManageTokens  = "manageTokens"
@@ -40,7 +41,7 @@ const (
 
 // Actions lists every action, in the order of the schema.
 var Actions = []string{ActSubmit, ActRead, ActReadLogs, ActCancel, ActReadWorkers, ActManageWorkers,
-	ActListSecrets, ActManageSecrets, ActListRepos, ActManageRepos, ActReadAudit, ActReadMetrics, ActManageTokens, ActAdmin}
+	ActListSecrets, ActManageSecrets, ActListRepos, ActManageRepos, ActRunRepo, ActReadAudit, ActReadMetrics, ActManageTokens, ActAdmin}
 
 // Resource types.
 const (

@@ -36,6 +36,7 @@ func tenantRequests(tenant string) []Request {
 		{Action: ActListRepos, Resource: Resource{Type: TypeRepo, ID: "web", Tenant: tenant}},
 		{Action: ActManageRepos, Resource: Tenant(tenant)},
 		{Action: ActManageRepos, Resource: Resource{Type: TypeRepo, ID: "web", Tenant: tenant}},
+		{Action: ActRunRepo, Resource: Resource{Type: TypeRepo, ID: "web", Tenant: tenant}},
 	}
 }
 
@@ -59,9 +60,9 @@ func TestDefaultPolicies(t *testing.T) {
 	t.Parallel()
 	c := mustDefault(t)
 	ownTenant := map[string][]string{ // what each role may do in its own tenant
-		"admin":      {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "cancel Run", "listSecrets Secret", "manageSecrets Secret", "listSecrets Tenant", "listRepos Tenant", "listRepos Repository", "manageRepos Tenant", "manageRepos Repository"},
-		"maintainer": {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "cancel Run", "listSecrets Secret", "manageSecrets Secret", "listSecrets Tenant", "listRepos Tenant", "listRepos Repository", "manageRepos Tenant", "manageRepos Repository"},
-		"developer":  {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "cancel Run", "listSecrets Secret", "listSecrets Tenant", "listRepos Tenant", "listRepos Repository", "manageRepos Tenant", "manageRepos Repository"},
+		"admin":      {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "cancel Run", "listSecrets Secret", "manageSecrets Secret", "listSecrets Tenant", "listRepos Tenant", "listRepos Repository", "manageRepos Tenant", "manageRepos Repository", "runRepo Repository"},
+		"maintainer": {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "cancel Run", "listSecrets Secret", "manageSecrets Secret", "listSecrets Tenant", "listRepos Tenant", "listRepos Repository", "manageRepos Tenant", "manageRepos Repository", "runRepo Repository"},
+		"developer":  {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "cancel Run", "listSecrets Secret", "listSecrets Tenant", "listRepos Tenant", "listRepos Repository", "manageRepos Tenant", "manageRepos Repository", "runRepo Repository"},
 		"viewer":     {"read Run", "read Tenant", "readLogs Run", "listRepos Tenant", "listRepos Repository"},
 		"":           {},
 	}

@@ -44,3 +44,11 @@ func (c *Client) AddRepo(ctx context.Context, tenant string, r Repo) (Repo, erro
 func (c *Client) RemoveRepo(ctx context.Context, tenant, name string) error {
 	return c.JSON(ctx, http.MethodDelete, "/api/v1/repos/"+url.PathEscape(name), repoQuery(tenant), nil, nil)
 }
+
+// RunRepo starts the manual runs of a repository at ref ("" for its
+// default branch): one per pipeline file whose on: takes manual runs.
+func (c *Client) RunRepo(ctx context.Context, tenant, name, ref string) (wire.HookResult, error) {
+	var out wire.HookResult
+	err := c.JSON(ctx, http.MethodPost, "/api/v1/repos/"+url.PathEscape(name)+"/runs", repoQuery(tenant), map[string]string{"ref": ref}, &out)
+	return out, err
+}

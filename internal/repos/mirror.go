@@ -126,6 +126,29 @@ func (mi *Mirror) Fetch(ctx context.Context, commit string, refs ...string) erro
 	return nil
 }
 
+// Resolve fetches ref ("main", "v1.0", "refs/heads/main") into the mirror
+// and returns its full name and its commit: a branch first, then a tag.
+func (mi *Mirror) Resolve(ctx context.Context, ref string) (string, string, error) {
+	candidates := []string{ref}
+	if !strings.HasPrefix(ref, "refs/") {
+		candidates = []string{"refs/heads/" + ref, "refs/tags/" + ref}
+	}
+	var errs []error
+	for _, full := range candidates {
+		if _, err := mi.git(ctx, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", mi.remote.URL, "+"+full+":"+full); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out, err := mi.git(ctx, "rev-parse", "--verify", "--end-of-options", full+"^{commit}")
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		return full, strings.TrimSpace(string(out)), nil
+	}
+	return "", "", fmt.Errorf("no branch or tag %q in %s: %w", ref, mi.remote.URL, errors.Join(errs...))
+}
+
 // Has reports whether the mirror holds commit.
 func (mi *Mirror) Has(ctx context.Context, commit string) bool {
 	_, err := mi.git(ctx, "cat-file", "-e", commit+"^{commit}")

@@ -182,6 +182,46 @@ func (s *Service) Hook(ctx context.Context, tenant, name, kind string, h http.He
 	return s.run(ctx, repo, ev, res)
 }
 
+// Manual starts a manual run of a tenant's repository at ref (a branch, a
+// tag, or a full ref; "" for the default branch): one run per pipeline
+// file whose `on:` takes manual runs. Its errors wrap ErrNotFound,
+// ErrFetch or ErrNoSecretRead.
+func (s *Service) Manual(ctx context.Context, tenant, name, ref string) (HookResult, error) {
+	var res HookResult
+	repo, err := s.Store.GetRepo(ctx, tenant, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return res, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	if err != nil {
+		return res, err
+	}
+	if ref == "" {
+		ref = repo.DefaultBranch
+	}
+	token, err := s.Secret(ctx, repo.Tenant, repo.TokenSecret)
+	if err != nil {
+		return res, err
+	}
+	mi, err := s.Mirrors.Open(ctx, repo.Tenant, repo.Name, Remote{URL: repo.URL, User: forge.AuthUser(forge.Kind(repo.Forge)), Token: token})
+	if err != nil {
+		return res, fmt.Errorf("%w: %w", ErrFetch, err)
+	}
+	full, commit, err := mi.Resolve(ctx, ref)
+	mi.Close()
+	if err != nil {
+		return res, fmt.Errorf("%w: %w", ErrFetch, err)
+	}
+	ev := forge.Event{Kind: pipeline.EventManual, Ref: full, Commit: commit}
+	if b, ok := strings.CutPrefix(full, "refs/heads/"); ok {
+		ev.Branch = b
+	} else if tg, ok := strings.CutPrefix(full, "refs/tags/"); ok {
+		ev.Tag = tg
+	}
+	res.Event = ev
+	res.Delivery = "manual:" + strconv.FormatInt(s.now().UnixNano(), 10)
+	return s.run(ctx, repo, ev, res)
+}
+
 // run fetches the event's commit, claims the delivery and submits the
 // matching pipelines.
 func (s *Service) run(ctx context.Context, repo store.Repo, ev forge.Event, res HookResult) (HookResult, error) {

@@ -586,6 +586,22 @@ func TestStatusesPerForge(t *testing.T) {
 					t.Errorf("status %d: %v, want %s", i, b, want)
 				}
 			}
+			if kind == forge.Gitea {
+				// A manual run of the default branch: .hodei.yaml has no
+				// on:, so it takes manual runs.
+				code, data := apiCall(t, s, http.MethodPost, "/api/v1/repos/app/runs", http.Header{"Content-Type": {"application/json"}}, []byte(`{}`))
+				var man wire.HookResult
+				_ = json.Unmarshal(data, &man)
+				if code != http.StatusCreated || len(man.RunIDs) != 1 || man.Commit != sha || man.Event != "manual" {
+					t.Fatalf("manual run: %d %s", code, data)
+				}
+				if st, logs := runLogs(t, s, sub, man.RunIDs[0]); st != state.RunSucceeded || !strings.Contains(logs, sha) {
+					t.Fatalf("manual run: %s\n%s", st, logs)
+				}
+				if code, data := apiCall(t, s, http.MethodPost, "/api/v1/repos/app/runs", nil, []byte(`{"ref":"nope"}`)); code != http.StatusBadGateway {
+					t.Errorf("manual run of a missing branch: %d %s", code, data)
+				}
+			}
 			// A wrong signature: 401.
 			h.Set("X-Gitlab-Token", "nope")
 			for _, k := range []string{"X-Gitea-Signature", "X-Forgejo-Signature"} {
