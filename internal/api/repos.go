@@ -52,11 +52,15 @@ func (a *api) repoRoutes(mux *http.ServeMux) {
 // requestTenant is the tenant of a request on a tenant's resources:
 // ?tenant=, else the caller's, else the default one.
 func requestTenant(r *http.Request) string {
+	p, _ := auth.FromContext(r.Context())
+	return tenantOf(r, p)
+}
+
+// tenantOf is requestTenant for principal p.
+func tenantOf(r *http.Request, p auth.Principal) string {
 	t := r.URL.Query().Get("tenant")
 	if t == "" {
-		if p, ok := auth.FromContext(r.Context()); ok {
-			t = p.Tenant
-		}
+		t = p.Tenant
 	}
 	if t == "" {
 		t = orchestrator.DefaultTenant
@@ -66,13 +70,7 @@ func requestTenant(r *http.Request) string {
 
 // repoResource is the Cedar resource of a repositories request.
 func repoResource(path string, r *http.Request, p auth.Principal) authz.Resource {
-	tenant := r.URL.Query().Get("tenant")
-	if tenant == "" {
-		tenant = p.Tenant
-	}
-	if tenant == "" {
-		tenant = orchestrator.DefaultTenant
-	}
+	tenant := tenantOf(r, p)
 	if rest := path[len("/api/v1/repos"):]; len(rest) > 1 {
 		name, _, _ := strings.Cut(rest[1:], "/")
 		return authz.Resource{Type: authz.TypeRepo, ID: name, Tenant: tenant}

@@ -123,6 +123,16 @@ func (s *Service) Secret(ctx context.Context, tenant, name string) (string, erro
 	return v.Value, nil
 }
 
+// repo reads a repository; ErrNotFound when the tenant has none of that
+// name.
+func (s *Service) repo(ctx context.Context, tenant, name string) (store.Repo, error) {
+	repo, err := s.Store.GetRepo(ctx, tenant, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return repo, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	return repo, err
+}
+
 // HookResult is what a webhook did.
 type HookResult struct {
 	Event    forge.Event
@@ -145,10 +155,7 @@ type HookResult struct {
 // ErrNoSecretRead.
 func (s *Service) Hook(ctx context.Context, tenant, name, kind string, h http.Header, body []byte) (HookResult, error) {
 	var res HookResult
-	repo, err := s.Store.GetRepo(ctx, tenant, name)
-	if errors.Is(err, store.ErrNotFound) {
-		return res, fmt.Errorf("%w: %s", ErrNotFound, name)
-	}
+	repo, err := s.repo(ctx, tenant, name)
 	if err != nil {
 		return res, err
 	}
@@ -188,10 +195,7 @@ func (s *Service) Hook(ctx context.Context, tenant, name, kind string, h http.He
 // ErrFetch or ErrNoSecretRead.
 func (s *Service) Manual(ctx context.Context, tenant, name, ref string) (HookResult, error) {
 	var res HookResult
-	repo, err := s.Store.GetRepo(ctx, tenant, name)
-	if errors.Is(err, store.ErrNotFound) {
-		return res, fmt.Errorf("%w: %s", ErrNotFound, name)
-	}
+	repo, err := s.repo(ctx, tenant, name)
 	if err != nil {
 		return res, err
 	}
