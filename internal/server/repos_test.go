@@ -615,3 +615,61 @@ func TestStatusesPerForge(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckoutWithSubmodules: a job with checkout: {submodules: true} gets
+// the submodule of its commit, fetched from the same private server with
+// the same token.
+func TestCheckoutWithSubmodules(t *testing.T) {
+	const token, secret = "tok-submodule", "hook-submodule"
+	s := hookServer(t)
+	g := newGitServer(t, forge.Gitea, token)
+	addRepo(t, s, g, forge.Gitea, token, secret)
+	w := newWorkRepo(t, g)
+
+	// The library: its own bare repository on the same server.
+	libBare := filepath.Join(g.root, "o", "lib.git")
+	if err := os.MkdirAll(libBare, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	runGit(t, libBare, "init", "-q", "--bare")
+	runGit(t, libBare, "config", "uploadpack.allowAnySHA1InWant", "true")
+	lib := t.TempDir()
+	runGit(t, lib, "init", "-q", "-b", "main")
+	if err := os.WriteFile(filepath.Join(lib, "README.md"), []byte("library v1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runGit(t, lib, "add", "-A")
+	runGit(t, lib, "commit", "-q", "-m", "lib")
+	libSHA := runGit(t, lib, "rev-parse", "HEAD")
+	runGit(t, lib, "push", "-q", libBare, "main:refs/heads/main")
+
+	// The application points at it (a gitlink and .gitmodules, as
+	// "git submodule add" writes them).
+	w.commit(t, "pipeline", map[string]string{
+		".gitmodules": "[submodule \"lib\"]\n\tpath = lib\n\turl = " + g.URL + "/o/lib.git\n",
+		".hodei.yaml": "name: sub\njobs:\n  s:\n    checkout: {submodules: true}\n    steps:\n      - run: cat lib/README.md; git -C lib rev-parse HEAD\n",
+	})
+	runGit(t, w.dir, "update-index", "--add", "--cacheinfo", "160000,"+libSHA+",lib")
+	runGit(t, w.dir, "commit", "-q", "-m", "with lib")
+	sha := runGit(t, w.dir, "rev-parse", "HEAD")
+	w.push(t, "main:refs/heads/main")
+
+	body := githubPush("refs/heads/main", strings.Repeat("0", 40), sha, ".gitmodules", ".hodei.yaml", "lib")
+	h := http.Header{}
+	h.Set("X-Gitea-Event", "push")
+	h.Set("X-Gitea-Delivery", "sub-1")
+	h.Set("X-Gitea-Signature", forge.Sign(body, secret))
+	sub := s.Hub.Subscribe("", 1<<16)
+	defer sub.Close()
+	code, res, raw := hook(t, s, "gitea", h, body)
+	if code != http.StatusOK || len(res.RunIDs) != 1 {
+		t.Fatalf("webhook: %d %s", code, raw)
+	}
+	st, logs := runLogs(t, s, sub, res.RunIDs[0])
+	if st != state.RunSucceeded || !strings.Contains(logs, "library v1") || !strings.Contains(logs, libSHA) {
+		t.Fatalf("run: %s\n%s", st, logs)
+	}
+	if strings.Contains(logs, token) {
+		t.Errorf("the token is in the logs:\n%s", logs)
+	}
+}
