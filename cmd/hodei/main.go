@@ -45,6 +45,7 @@ func commands() []command {
 		{"token", "create, list and revoke API tokens (administrators)", "hodei token create ci-bot --role developer --tenant acme", tokenCmd},
 		{"policy", "check and test Cedar authorization policies", "hodei policy test --policies ./policies --requests tests.json", policyCmd},
 		{"audit", "verify the audit trail, or search it", "hodei audit verify --data-dir ./hodei-data", auditCmd},
+		{"repo", "add, list and remove the repositories whose webhooks start runs", "hodei repo add app --url https://github.com/acme/app.git --forge github --token-secret GH_TOKEN --webhook-secret-secret GH_HOOK", repoCmd},
 		{"secret", "store, rotate and delete the secrets jobs use", "printf %s \"$TOKEN\" | hodei secret set DEPLOY_TOKEN", secretCmd},
 		{"ca", "create an internal CA and issue server, agent and client certificates", "hodei ca issue agent builder-1 --pki-dir ./hodei-pki", caCmd},
 		{"bench", "measure a server under load", "hodei bench", benchCmd},

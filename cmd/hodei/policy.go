@@ -95,9 +95,10 @@ line; FILE "-" is the standard input):
    "expect": "deny"}
 
 Actions: submit, read, readLogs, cancel, readWorkers, manageWorkers,
-listSecrets, manageSecrets, readAudit, readMetrics, manageTokens, admin.
-Resource types: Pipeline, Run, Tenant, Secret (with a tenant), Worker,
-Cluster.
+listSecrets, manageSecrets, listRepos, manageRepos, runRepo, readAudit,
+readMetrics, manageTokens, admin.
+Resource types: Pipeline, Run, Tenant, Secret and Repository (with a
+tenant), Worker, Cluster.
 
 Example:
   hodei policy test --policies ./policies --requests policies/tests.json`)

@@ -275,6 +275,16 @@ func printRun(w io.Writer, r wire.Run, jobs []wire.Job) {
 		}
 		fmt.Fprintf(w, "inputs    %s\n", cli.Text(strings.Join(parts, " ")))
 	}
+	if t := r.Trigger; t != nil {
+		fmt.Fprintf(w, "source    %s\n", cli.Text(cli.TriggerText(t)))
+		for _, st := range r.Statuses {
+			line := st.State
+			if st.Error != "" {
+				line += " not posted: " + st.Error
+			}
+			fmt.Fprintf(w, "status    %s %s\n", cli.FormatTime(st.At), cli.Text(line))
+		}
+	}
 	fmt.Fprintln(w)
 	rows := make([][]string, len(r.Jobs))
 	for i, j := range r.Jobs {

@@ -34,6 +34,7 @@ Example:
 	httpAddr := fs.String("http", "127.0.0.1:8080", `address of the HTTP API and of the web UI at / ("" for none)`)
 	uiClientID := fs.String("ui-oidc-client-id", "", "OIDC client the web UI signs people in with: a public client whose redirect URIs hold https://HOST/ui/callback (default: the first --oidc-audience)")
 	uiSessionTTL := fs.Duration("ui-session-ttl", 8*time.Hour, "longest a web UI session lasts (an OIDC session ends earlier, with its access token)")
+	publicURL := fs.String("public-url", "", "the server's address as people and forges reach it (commit statuses link to runs under it); default: the API's address")
 	natsURL := fs.String("nats", "", "URL of an external NATS server (default: run one embedded)")
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", `address where the embedded NATS accepts agents ("none": local workers only)`)
 	localWorkers := fs.Int("workers", 2, "number of agents running inside the server (0 for none)")
@@ -142,6 +143,7 @@ Example:
 		NATSURL:          *natsURL,
 		NATSListen:       *natsListen,
 		HTTPAddr:         *httpAddr,
+		PublicURL:        *publicURL,
 		LocalWorkers:     *localWorkers,
 		WorkerTTL:        *ttl,
 		DrainTimeout:     *drain,

@@ -632,9 +632,6 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 		"HODEI_WORKSPACE": ws,
 		"HODEI_WORKER":    a.cfg.ID,
 	}
-	if spec.Image != "" {
-		return a.runContainerSteps(ctx, d, spec, ws, hodeiEnv, b, masks, log)
-	}
 	// A step's environment is built from nothing but this, the pipeline,
 	// Hodei and the job's secrets.
 	base := map[string]string{"PATH": sandbox.DefaultPath, "HOME": "/tmp/home", "TMPDIR": "/tmp"}
@@ -643,8 +640,9 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 		base["HOME"], base["TMPDIR"] = filepath.Join(tmp, "home"), tmp
 		files.step = tmp
 	}
-	env := jobEnv{start: layer(base, envMap(a.cfg.BaseEnv), hodeiEnv, d.Env), secrets: d.Secrets, dispatch: d}
-	return a.runStepList(ctx, spec, files, env, b, masks, func(ctx context.Context, i int, st pipeline.StepSpec, script string, env []string, out io.Writer) stepResult {
+	// runScript runs one script as a step does: in the sandbox, or as the
+	// agent's user in its own process group.
+	runScript := func(script string, env []string, timeout time.Duration, out io.Writer) stepResult {
 		onStart := func(pgid int) {
 			_ = os.WriteFile(ws+".pgid", []byte(strconv.Itoa(pgid)), 0o600)
 		}
@@ -656,9 +654,9 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 				Script: script, Workspace: ws, Tmp: tmp, Env: env,
 				Hide: append([]string{a.cfg.WorkDir}, a.cfg.Hide...),
 				UID:  uid, GID: uid,
-			}, st.Timeout, out, onStart, cg.joinAttemptCgroup)
+			}, timeout, out, onStart, cg.joinAttemptCgroup)
 		} else {
-			res = runStepTracked(ctx, script, ws, env, st.Timeout, out, func(pgid int) {
+			res = runStepTracked(ctx, script, ws, env, timeout, out, func(pgid int) {
 				onStart(pgid)
 				if err := cg.joinAttemptCgroup(pgid); err != nil {
 					log.Warn("step outside its attempt's cgroup", "err", err)
@@ -669,6 +667,26 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 			res.Err = cg.outOfMemory(res.Err)
 		}
 		return res
+	}
+	// The checkout's token is for the checkout only: the steps get it only
+	// if the job names its secret.
+	token, stepSecrets := splitCheckoutToken(spec, d.Secrets)
+	d.Secrets = stepSecrets
+	if c := spec.Checkout; c != nil && !c.Disabled && c.URL != "" {
+		env := mergeEnv(nil, base, envMap(a.cfg.BaseEnv), hodeiEnv, d.Env, spec.Env, checkoutEnv(c, token))
+		if errMsg := checkout(ctx, c, runScript, env, b, masks); errMsg != "" {
+			if err := context.Cause(ctx); err != nil && ctx.Err() != nil {
+				return stopState(err), -1, err.Error()
+			}
+			return bus.StatusFailed, -1, errMsg
+		}
+	}
+	if spec.Image != "" {
+		return a.runContainerSteps(ctx, d, spec, ws, hodeiEnv, b, masks, log)
+	}
+	env := jobEnv{start: layer(base, envMap(a.cfg.BaseEnv), hodeiEnv, d.Env), secrets: d.Secrets, dispatch: d}
+	return a.runStepList(ctx, spec, files, env, b, masks, func(ctx context.Context, i int, st pipeline.StepSpec, script string, env []string, out io.Writer) stepResult {
+		return runScript(script, env, st.Timeout, out)
 	})
 }
 

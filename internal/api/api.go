@@ -14,6 +14,7 @@
 //	GET  /api/v1/permissions              which actions the caller may do (?run=ID: on that run)
 //	GET  /api/v1/workers                  the workers the orchestrator knows
 //	GET  /api/v1/pools                    the worker pools and their providers
+//	/api/v1/repos, /api/v1/hooks          repositories and their webhooks (repos.go)
 //
 // Every error is JSON {"code", "message"} (see package wire for the codes).
 package api
@@ -37,6 +38,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/hub"
 	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/repos"
 	"github.com/hodei-ci/hodei/internal/secrets"
 	"github.com/hodei-ci/hodei/internal/store"
 )
@@ -66,6 +68,10 @@ type Deps struct {
 
 	// Pools serves /api/v1/pools (see pools.go); nil lists no pools.
 	Pools PoolLister
+
+	// Repos serves /api/v1/repos and the webhooks of /api/v1/hooks (see
+	// repos.go); nil answers 404.
+	Repos *repos.Service
 
 	// MaxPipelineBytes is the largest pipeline file a submission may
 	// carry (MaxBody when zero); the server's --max-pipeline-bytes.
@@ -154,6 +160,7 @@ func New(d Deps) http.Handler {
 	route(mux, "/api/v1/permissions", map[string]http.HandlerFunc{"GET": a.permissions})
 	route(mux, "/api/v1/workers", map[string]http.HandlerFunc{"GET": a.workers})
 	route(mux, "/api/v1/pools", map[string]http.HandlerFunc{"GET": a.pools})
+	a.repoRoutes(mux)
 	route(mux, "/healthz", map[string]http.HandlerFunc{"GET": a.healthz})
 	route(mux, "/readyz", map[string]http.HandlerFunc{"GET": a.readyz})
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})

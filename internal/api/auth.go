@@ -75,6 +75,11 @@ func (a *api) secure(next http.Handler) http.Handler {
 	}
 	a.d.Authz = authz.Scoped{Next: a.d.Authz}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, hookPrefix) && a.d.Repos != nil {
+			// Authenticated by the forge's signature (repos.go).
+			next.ServeHTTP(w, r)
+			return
+		}
 		switch r.URL.Path {
 		case "/healthz", "/readyz":
 			next.ServeHTTP(w, r)
@@ -252,6 +257,14 @@ func (a *api) authorize(w http.ResponseWriter, r *http.Request, p auth.Principal
 			return r, check(authz.ActListSecrets, res)
 		}
 		return r, check(authz.ActManageSecrets, res)
+	case path == "/api/v1/repos" || strings.HasPrefix(path, "/api/v1/repos/"):
+		if strings.HasSuffix(path, "/runs") {
+			return r, check(authz.ActRunRepo, repoResource(path, r, p))
+		}
+		if method == http.MethodGet {
+			return r, check(authz.ActListRepos, repoResource(path, r, p))
+		}
+		return r, check(authz.ActManageRepos, repoResource(path, r, p))
 	case path == "/api/v1/audit":
 		return r, check(authz.ActReadAudit, authz.Cluster())
 	case path == "/api/v1/tokens" || strings.HasPrefix(path, "/api/v1/tokens/"):

@@ -227,6 +227,7 @@ func (a *api) listRuns(w http.ResponseWriter, r *http.Request) {
 	for i, run := range runs {
 		out.Runs[i] = RunJSON(run, nil, now)
 	}
+	a.addTriggers(r, out.Runs, false)
 	if len(runs) == f.Limit {
 		out.Next = runs[len(runs)-1].ID
 	}
@@ -259,6 +260,9 @@ func (a *api) getRun(w http.ResponseWriter, r *http.Request) {
 		jobs = []store.Job{}
 	}
 	out := RunJSON(run, jobs, time.Now())
+	one := []wire.Run{out}
+	a.addTriggers(r, one, true)
+	out = one[0]
 	a.predict(r.Context(), out.Jobs)
 	writeJSON(w, http.StatusOK, out)
 }

@@ -6,7 +6,7 @@
 //
 // Entity model (namespace Hodei): the principal is a User, member of its
 // Roles, Groups and Tenant. Resources are Pipelines (what is submitted),
-// Runs, Secrets (all in a Tenant), Workers and the Cluster (the server
+// Runs, Secrets, Repositories (all in a Tenant), Workers and the Cluster (the server
 // itself: the workers list, the audit trail, tokens, administration).
 package authz
 
@@ -30,6 +30,9 @@ const (
 	ActManageWorkers = "manageWorkers"
 	ActListSecrets   = "listSecrets"
 	ActManageSecrets = "manageSecrets"
+	ActListRepos     = "listRepos"
+	ActManageRepos   = "manageRepos"
+	ActRunRepo       = "runRepo"
 	ActReadAudit     = "readAudit"
 	ActReadMetrics   = "readMetrics"
 	ActManageTokens  = "manageTokens"
@@ -38,7 +41,7 @@ const (
 
 // Actions lists every action, in the order of the schema.
 var Actions = []string{ActSubmit, ActRead, ActReadLogs, ActCancel, ActReadWorkers, ActManageWorkers,
-	ActListSecrets, ActManageSecrets, ActReadAudit, ActReadMetrics, ActManageTokens, ActAdmin}
+	ActListSecrets, ActManageSecrets, ActListRepos, ActManageRepos, ActRunRepo, ActReadAudit, ActReadMetrics, ActManageTokens, ActAdmin}
 
 // Resource types.
 const (
@@ -48,6 +51,7 @@ const (
 	TypeRun      = "Run"
 	TypeWorker   = "Worker"
 	TypeSecret   = "Secret"
+	TypeRepo     = "Repository"
 )
 
 // ClusterID is the id of the one Cluster entity.

@@ -290,7 +290,7 @@ func CedarRequest(req Request) (types.Request, types.EntityMap, error) {
 		t := tenantOf()
 		add(types.Entity{UID: ru, Parents: types.NewEntityUIDSet(t),
 			Attributes: types.NewRecord(types.RecordMap{"tenant": t, "pipeline": str("pipeline"), "state": str("state")})})
-	case TypeSecret:
+	case TypeSecret, TypeRepo:
 		t := tenantOf()
 		add(types.Entity{UID: ru, Parents: types.NewEntityUIDSet(t), Attributes: types.NewRecord(types.RecordMap{"tenant": t})})
 	case TypeWorker:

@@ -32,6 +32,11 @@ func tenantRequests(tenant string) []Request {
 		{Action: ActListSecrets, Resource: Resource{Type: TypeSecret, ID: "db-password", Tenant: tenant}},
 		{Action: ActManageSecrets, Resource: Resource{Type: TypeSecret, ID: "db-password", Tenant: tenant}},
 		{Action: ActListSecrets, Resource: Tenant(tenant)},
+		{Action: ActListRepos, Resource: Tenant(tenant)},
+		{Action: ActListRepos, Resource: Resource{Type: TypeRepo, ID: "web", Tenant: tenant}},
+		{Action: ActManageRepos, Resource: Tenant(tenant)},
+		{Action: ActManageRepos, Resource: Resource{Type: TypeRepo, ID: "web", Tenant: tenant}},
+		{Action: ActRunRepo, Resource: Resource{Type: TypeRepo, ID: "web", Tenant: tenant}},
 	}
 }
 
@@ -55,10 +60,10 @@ func TestDefaultPolicies(t *testing.T) {
 	t.Parallel()
 	c := mustDefault(t)
 	ownTenant := map[string][]string{ // what each role may do in its own tenant
-		"admin":      {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "cancel Run", "listSecrets Secret", "manageSecrets Secret", "listSecrets Tenant"},
-		"maintainer": {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "cancel Run", "listSecrets Secret", "manageSecrets Secret", "listSecrets Tenant"},
-		"developer":  {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "cancel Run", "listSecrets Secret", "listSecrets Tenant"},
-		"viewer":     {"read Run", "read Tenant", "readLogs Run"},
+		"admin":      {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "cancel Run", "listSecrets Secret", "manageSecrets Secret", "listSecrets Tenant", "listRepos Tenant", "listRepos Repository", "manageRepos Tenant", "manageRepos Repository", "runRepo Repository"},
+		"maintainer": {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "cancel Run", "listSecrets Secret", "manageSecrets Secret", "listSecrets Tenant", "listRepos Tenant", "listRepos Repository", "manageRepos Tenant", "manageRepos Repository", "runRepo Repository"},
+		"developer":  {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "cancel Run", "listSecrets Secret", "listSecrets Tenant", "listRepos Tenant", "listRepos Repository", "manageRepos Tenant", "manageRepos Repository", "runRepo Repository"},
+		"viewer":     {"read Run", "read Tenant", "readLogs Run", "listRepos Tenant", "listRepos Repository"},
 		"":           {},
 	}
 	otherTenant := map[string][]string{"admin": ownTenant["admin"]} // nobody else

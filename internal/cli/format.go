@@ -138,13 +138,40 @@ func AttemptsTable(w io.Writer, jobs []wire.Job) error {
 	return Table(w, []string{"JOB", "ATTEMPT", "WORKER", "STATE", "EXIT", "DURATION", "PEAK MEMORY", "CPU TIME", "ENDED"}, rows)
 }
 
-// RunsTable writes a list of runs.
+// RunsTable writes a list of runs; when some come from a repository, a
+// column says from which event, commit and pipeline file.
 func RunsTable(w io.Writer, runs []wire.Run) error {
 	rows := make([][]string, len(runs))
+	triggered := slices.ContainsFunc(runs, func(r wire.Run) bool { return r.Trigger != nil })
 	for i, r := range runs {
 		rows[i] = []string{r.ID, r.Pipeline, string(r.State), FormatTime(r.CreatedAt), FormatDuration(r.Duration())}
+		if triggered {
+			src := "-"
+			if r.Trigger != nil {
+				src = TriggerText(r.Trigger) + " " + r.File
+			}
+			rows[i] = append(rows[i], src)
+		}
 	}
-	return Table(w, []string{"ID", "PIPELINE", "STATE", "CREATED", "DURATION"}, rows)
+	head := []string{"ID", "PIPELINE", "STATE", "CREATED", "DURATION"}
+	if triggered {
+		head = append(head, "SOURCE")
+	}
+	return Table(w, head, rows)
+}
+
+// TriggerText says what started a run from a repository: "app push
+// refs/heads/main 1a2b3c4d5e6f".
+func TriggerText(t *wire.Trigger) string {
+	commit := t.Commit
+	if len(commit) > 12 {
+		commit = commit[:12]
+	}
+	s := t.Repo + " " + t.Event + " " + t.Ref + " " + commit
+	if t.PR > 0 {
+		s += " #" + strconv.Itoa(t.PR)
+	}
+	return s
 }
 
 // UnisolatedLabel is the label of a worker whose steps run without a sandbox

@@ -102,6 +102,13 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 		c.fail(err)
 		return
 	}
+	if tr := req.Trigger; tr != nil {
+		tr.RunID = rs.rec.ID
+		if err := c.tx.InsertTrigger(*tr); err != nil {
+			c.fail(err)
+			return
+		}
+	}
 	rs.open = len(rs.jobs)
 	o.runs[rs.rec.ID] = rs
 	o.eng.AddPipeline(pipelineSpec(rs))

@@ -287,8 +287,8 @@ func (o *Orchestrator) announce(c *change, b *batch) {
 	}
 	for _, d := range c.dispatch {
 		worker := c.workerOf[d.MsgID()]
-		if j := o.jobs[d.JobID]; o.cfg.Seal != nil && d.Kind == bus.KindAssign && j != nil && len(j.spec.Secrets) > 0 {
-			tenant, names := j.run.rec.Tenant, j.spec.Secrets
+		if j := o.jobs[d.JobID]; o.cfg.Seal != nil && d.Kind == bus.KindAssign && j != nil && len(j.spec.SecretNames()) > 0 {
+			tenant, names := j.run.rec.Tenant, j.spec.SecretNames()
 			o.sealing.Go(func() { o.sealAndPublish(worker, tenant, names, d) })
 			continue
 		}

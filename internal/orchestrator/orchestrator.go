@@ -411,6 +411,9 @@ type SubmitRequest struct {
 	Tenant   string
 	// Inputs are the values of the pipeline's inputs, stored with the run.
 	Inputs map[string]string
+	// Trigger, for a run from a repository, is stored with the run (its
+	// RunID filled in).
+	Trigger *store.Trigger
 }
 
 type submitReq struct {

@@ -296,6 +296,10 @@ func (x *expander) job(j *Job, vals []string, needs []string) (JobSpec, error) {
 		Priority:        j.Priority,
 		Matrix:          mx,
 	}
+	if j.Checkout != nil {
+		c := *j.Checkout
+		s.Checkout = &c
+	}
 	s.LimitCPU, s.LimitMemory = s.CPUMilli != 0, s.Memory != 0
 	if s.CPUMilli == 0 {
 		s.CPUMilli = DefaultCPUMilli

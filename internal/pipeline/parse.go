@@ -36,9 +36,9 @@ var (
 
 // The fields allowed at each level, in the order the documentation gives.
 var (
-	pipelineFields    = []string{"name", "inputs", "env", "priority", "concurrency", "jobs"}
+	pipelineFields    = []string{"name", "on", "inputs", "env", "priority", "concurrency", "jobs"}
 	concurrencyFields = []string{"group", "limit"}
-	jobFields         = []string{"extends", "name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "continue-on-error", "steps"}
+	jobFields         = []string{"extends", "name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "continue-on-error", "steps", "checkout"}
 	runsOnFields      = []string{"labels", "cpu", "memory", "gpu"}
 	stepFields        = []string{"name", "if", "run", "shell", "working-directory", "env", "timeout", "continue-on-error"}
 )
@@ -143,6 +143,8 @@ func (p *parser) pipeline(root *yaml.Node) *Pipeline {
 			haveName = true
 			pl.Name, _ = p.name(e.Val, "name")
 			p.expr(e.Val, "name", atPipeline, nil)
+		case "on":
+			pl.On = p.on(e.Val, "on")
 		case "inputs":
 			pl.Inputs = p.inputs(e.Val, "inputs")
 		case "env":
@@ -290,6 +292,8 @@ func (p *parser) job(e yamlpos.Entry) *jobInfo {
 		case "steps":
 			haveSteps = true
 			j.Steps = p.steps(f.Val, fp, info)
+		case "checkout":
+			j.Checkout = p.checkout(f.Val, fp)
 		}
 	}
 	if !haveSteps {

@@ -22,6 +22,9 @@ type Pipeline struct {
 	// Concurrency limits how many runs of a group run at once; nil for
 	// no limit.
 	Concurrency *Concurrency
+	// On says which events start runs of the pipeline (on.go); nil when
+	// the file has no `on:` (DefaultOn).
+	On *On
 	// Inputs are the values a run is given when it is made (hodei submit
 	// --input), in file order.
 	Inputs []Input
@@ -92,7 +95,9 @@ type Job struct {
 	Priority     int
 	Matrix       *Matrix
 	Steps        []Step
-	Line         int // line of the job's key, for messages
+	// Checkout holds the job's `checkout:` options; nil: the defaults.
+	Checkout *Checkout
+	Line     int // line of the job's key, for messages
 }
 
 // Matrix is a map of axis name to values; it expands into the cartesian product.
@@ -166,6 +171,9 @@ type JobSpec struct {
 	Priority     int               `json:"priority"`
 	Matrix       map[string]string `json:"matrix,omitempty"`
 	Steps        []StepSpec        `json:"steps"`
+	// Checkout puts the run's commit in the workspace before the first
+	// step (on.go); nil: nothing to check out.
+	Checkout *Checkout `json:"checkout,omitempty"`
 }
 
 // StepSpec is a step with its expressions evaluated, but for its `if`,

@@ -41,6 +41,7 @@ func (s *Server) serveHTTP() {
 		},
 		Logger:  s.log,
 		Secrets: s.Secrets,
+		Repos:   s.Repos,
 
 		MaxPipelineBytes: s.opts.Limits.MaxFileBytes,
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/pki"
+	"github.com/hodei-ci/hodei/internal/repos"
 	"github.com/hodei-ci/hodei/internal/secrets"
 	"github.com/hodei-ci/hodei/internal/store"
 	"github.com/hodei-ci/hodei/internal/store/postgres"
@@ -57,6 +58,10 @@ type Options struct {
 	NATSListen string
 	// HTTPAddr is the API address; empty serves no HTTP.
 	HTTPAddr string
+	// PublicURL is the server's address as people and forges reach it
+	// (commit statuses link to runs under it); "" takes the API's own
+	// address.
+	PublicURL string
 	// LocalWorkers is the number of agents run inside this process.
 	LocalWorkers int
 	// WorkerCPUMilli and WorkerMemory are the capacity of each local agent;
@@ -160,6 +165,9 @@ type Server struct {
 	// rotator.
 	Secrets   *secrets.Service
 	secretsRT *secretsRuntime
+	// Repos serves repositories and their webhooks (repos.go).
+	Repos     *repos.Service
+	reposStop func()
 	// Workers is the worker manager of the pools (nil without pools).
 	Workers *workers.Manager
 	scaler  *savedScaler // nil unless Options.Scaler is an *autoscale.Scaler
@@ -278,6 +286,7 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.detectContainers()
+	s.startRepos()
 	if err := s.startAgents(); err != nil {
 		return nil, err
 	}
@@ -473,6 +482,7 @@ func (s *Server) Close() {
 			cancel()
 		}
 		s.closeSecurity()
+		s.closeRepos()
 		s.closePools()
 		if s.agentCtx != nil {
 			s.agentCtx()

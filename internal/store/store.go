@@ -149,6 +149,8 @@ type Store interface {
 	// succeeded jobs ran (at most limit), oldest first: the history the
 	// scheduler's predictor starts from after a restart.
 	RecentDurations(ctx context.Context, limit int) ([]Duration, error)
+	// Repos: the repositories runs come from (repos.go).
+	Repos
 	Close() error
 }
 
@@ -171,4 +173,7 @@ type Tx interface {
 	// AppendLogs stores chunks, ignoring those already stored.
 	AppendLogs(chunks []LogChunk) error
 	UpsertWorker(w Worker) error
+	// InsertTrigger records what started a run from a repository, with
+	// the run (ErrConflict if the run has one already).
+	InsertTrigger(t Trigger) error
 }

@@ -27,6 +27,8 @@ const (
 	CodeTooManyRequests Code = "too_many_requests"
 	CodeUnavailable     Code = "unavailable"
 	CodeInternal        Code = "internal"
+	CodeBadSignature    Code = "bad_signature"
+	CodeFetchFailed     Code = "fetch_failed"
 )
 
 // ErrorCode is one entry of the error catalogue.
@@ -62,6 +64,8 @@ var ErrorCodes = []ErrorCode{
 	{CodeTooManyRequests, http.StatusTooManyRequests, "too many failed authentications from the caller's address (retry after `Retry-After` seconds); see [hardening](#hardening)"},
 	{CodeUnavailable, http.StatusServiceUnavailable, "the orchestrator's intake is full or it is stopping (retry after `Retry-After` seconds), or the identity provider, the authorizer, the secrets backend or the audit trail cannot answer"},
 	{CodeInternal, http.StatusInternalServerError, "a bug (panics are caught and answered this way)"},
+	{CodeBadSignature, http.StatusUnauthorized, "a webhook whose signature (or GitLab token) does not match the repository's webhook secret; nothing is run"},
+	{CodeFetchFailed, http.StatusBadGateway, "a webhook's commit cannot be fetched from the repository's git server (the forge may deliver it again)"},
 }
 
 // Status returns the HTTP status of c; 500 for a code missing from

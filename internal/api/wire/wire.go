@@ -27,6 +27,10 @@ type Run struct {
 	Inputs map[string]string `json:"inputs,omitempty"`
 	// Jobs are set when one run is asked for, and in the end event.
 	Jobs []Job `json:"jobs,omitempty"`
+	// Trigger says what started a run from a repository (repos.go);
+	// Statuses, for one run, the commit statuses posted for it.
+	Trigger  *Trigger       `json:"trigger,omitempty"`
+	Statuses []StatusReport `json:"statuses,omitempty"`
 }
 
 // Duration returns DurationSeconds as a time.Duration.

@@ -62,6 +62,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UpdateCanceledContext", testUpdateCanceledContext},
 		{"CloseTwice", testCloseTwice},
 		{"ConcurrentUpdates", testConcurrentUpdates},
+		{"Repos", testRepos},
+		{"Deliveries", testDeliveries},
+		{"Triggers", testTriggers},
+		{"StatusReports", testStatusReports},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,168 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hodei-ci/hodei/internal/store"
+	"github.com/hodei-ci/hodei/internal/store/schema"
+)
+
+const (
+	repoCols    = "tenant, name, url, forge, api_url, token_secret, webhook_secret, default_branch, created_at"
+	triggerCols = "run_id, repo, commit_sha, ref, event, branch, tag, pr, delivery"
+)
+
+func scanRepo(row schema.Scanner) (store.Repo, error) {
+	var r store.Repo
+	var created int64
+	err := row.Scan(&r.Tenant, &r.Name, &r.URL, &r.Forge, &r.APIURL, &r.TokenSecret, &r.WebhookSecret, &r.DefaultBranch, &created)
+	r.CreatedAt = schema.DecTime(created)
+	return r, err
+}
+
+func scanTrigger(row schema.Scanner) (store.Trigger, error) {
+	var t store.Trigger
+	err := row.Scan(&t.RunID, &t.Repo, &t.Commit, &t.Ref, &t.Event, &t.Branch, &t.Tag, &t.PR, &t.Delivery)
+	return t, err
+}
+
+// CreateRepo stores r, or fails with an error wrapping store.ErrConflict.
+func (s *Store) CreateRepo(ctx context.Context, r store.Repo) error {
+	_, err := s.pool.Exec(ctx, "INSERT INTO repos ("+repoCols+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+		r.Tenant, r.Name, r.URL, r.Forge, r.APIURL, r.TokenSecret, r.WebhookSecret, r.DefaultBranch, schema.EncTime(r.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("postgres: create repo %s/%s: %w", r.Tenant, r.Name, constraintErr(err))
+	}
+	return nil
+}
+
+// GetRepo returns a repository, or an error wrapping store.ErrNotFound.
+func (s *Store) GetRepo(ctx context.Context, tenant, name string) (store.Repo, error) {
+	rows, err := s.pool.Query(ctx, "SELECT "+repoCols+" FROM repos WHERE tenant = $1 AND name = $2", tenant, name)
+	if err == nil {
+		var r store.Repo
+		if r, err = pgx.CollectExactlyOneRow(rows, rowTo(scanRepo)); err == nil {
+			return r, nil
+		}
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = store.ErrNotFound
+	}
+	return store.Repo{}, fmt.Errorf("postgres: get repo %s/%s: %w", tenant, name, err)
+}
+
+// ListRepos returns the repositories of a tenant sorted by name.
+func (s *Store) ListRepos(ctx context.Context, tenant string) ([]store.Repo, error) {
+	rs, err := query(ctx, s.pool, scanRepo, "SELECT "+repoCols+" FROM repos WHERE tenant = $1 ORDER BY name", tenant)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list repos: %w", err)
+	}
+	return rs, nil
+}
+
+// DeleteRepo removes a repository and its deliveries.
+func (s *Store) DeleteRepo(ctx context.Context, tenant, name string) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, "DELETE FROM repos WHERE tenant = $1 AND name = $2", tenant, name)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return store.ErrNotFound
+		}
+		_, err = tx.Exec(ctx, "DELETE FROM deliveries WHERE tenant = $1 AND repo = $2", tenant, name)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("postgres: delete repo %s/%s: %w", tenant, name, err)
+	}
+	return nil
+}
+
+// ClaimDelivery records d unless it was recorded before.
+func (s *Store) ClaimDelivery(ctx context.Context, d store.Delivery) (store.Delivery, bool, error) {
+	tag, err := s.pool.Exec(ctx, "INSERT INTO deliveries (tenant, repo, id, run_ids, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+		d.Tenant, d.Repo, d.ID, strings.Join(d.RunIDs, " "), schema.EncTime(d.At))
+	if err == nil {
+		if tag.RowsAffected() == 1 {
+			return d, true, nil
+		}
+		var runs string
+		var at int64
+		err = s.pool.QueryRow(ctx, "SELECT run_ids, at FROM deliveries WHERE tenant = $1 AND repo = $2 AND id = $3",
+			d.Tenant, d.Repo, d.ID).Scan(&runs, &at)
+		if err == nil {
+			return store.Delivery{Tenant: d.Tenant, Repo: d.Repo, ID: d.ID, RunIDs: strings.Fields(runs), At: schema.DecTime(at)}, false, nil
+		}
+	}
+	return store.Delivery{}, false, fmt.Errorf("postgres: claim delivery %s: %w", d.ID, err)
+}
+
+// SetDeliveryRuns records the runs a delivery started.
+func (s *Store) SetDeliveryRuns(ctx context.Context, tenant, repo, id string, runIDs []string) error {
+	tag, err := s.pool.Exec(ctx, "UPDATE deliveries SET run_ids = $1 WHERE tenant = $2 AND repo = $3 AND id = $4",
+		strings.Join(runIDs, " "), tenant, repo, id)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: delivery %s runs: %w", id, err)
+	}
+	return nil
+}
+
+// InsertTrigger queues the insert of a run's trigger, after its run's.
+func (t *tx) InsertTrigger(tr store.Trigger) error {
+	return t.queue(op{
+		sql:  "INSERT INTO run_triggers (" + triggerCols + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+		args: []any{tr.RunID, tr.Repo, tr.Commit, tr.Ref, tr.Event, tr.Branch, tr.Tag, tr.PR, tr.Delivery},
+		what: func() string { return "insert trigger of run " + tr.RunID },
+	})
+}
+
+// GetTriggers returns the triggers of the runs of ids that have one.
+func (s *Store) GetTriggers(ctx context.Context, runIDs []string) (map[string]store.Trigger, error) {
+	out := make(map[string]store.Trigger)
+	if len(runIDs) == 0 {
+		return out, nil
+	}
+	ts, err := query(ctx, s.pool, scanTrigger, "SELECT "+triggerCols+" FROM run_triggers WHERE run_id = ANY($1)", runIDs)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: get triggers: %w", err)
+	}
+	for _, t := range ts {
+		out[t.RunID] = t
+	}
+	return out, nil
+}
+
+// AddStatusReport appends a report of a run's commit status.
+func (s *Store) AddStatusReport(ctx context.Context, r store.StatusReport) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO status_reports (run_id, seq, state, error, at)
+		SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM status_reports WHERE run_id = $1`,
+		r.RunID, r.State, r.Error, schema.EncTime(r.At))
+	if err != nil {
+		return fmt.Errorf("postgres: add status report of run %s: %w", r.RunID, constraintErr(err))
+	}
+	return nil
+}
+
+// ListStatusReports returns a run's reports, oldest first.
+func (s *Store) ListStatusReports(ctx context.Context, runID string) ([]store.StatusReport, error) {
+	rs, err := query(ctx, s.pool, func(row schema.Scanner) (store.StatusReport, error) {
+		var r store.StatusReport
+		var at int64
+		err := row.Scan(&r.RunID, &r.State, &r.Error, &at)
+		r.At = schema.DecTime(at)
+		return r, err
+	}, "SELECT run_id, state, error, at FROM status_reports WHERE run_id = $1 ORDER BY seq", runID)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list status reports: %w", err)
+	}
+	return rs, nil
+}

@@ -1,0 +1,189 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/hodei-ci/hodei/internal/store"
+	"github.com/hodei-ci/hodei/internal/store/schema"
+)
+
+const repoCols = "tenant, name, url, forge, api_url, token_secret, webhook_secret, default_branch, created_at"
+
+func scanRepo(sc schema.Scanner) (store.Repo, error) {
+	var r store.Repo
+	var created int64
+	err := sc.Scan(&r.Tenant, &r.Name, &r.URL, &r.Forge, &r.APIURL, &r.TokenSecret, &r.WebhookSecret, &r.DefaultBranch, &created)
+	r.CreatedAt = schema.DecTime(created)
+	return r, err
+}
+
+// CreateRepo stores r, or fails with an error wrapping store.ErrConflict.
+func (s *Store) CreateRepo(ctx context.Context, r store.Repo) error {
+	_, err := s.w.ExecContext(ctx, "INSERT INTO repos ("+repoCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		r.Tenant, r.Name, r.URL, r.Forge, r.APIURL, r.TokenSecret, r.WebhookSecret, r.DefaultBranch, schema.EncTime(r.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("sqlite: create repo %s/%s: %w", r.Tenant, r.Name, constraintErr(err))
+	}
+	return nil
+}
+
+// GetRepo returns a repository, or an error wrapping store.ErrNotFound.
+func (s *Store) GetRepo(ctx context.Context, tenant, name string) (store.Repo, error) {
+	r, err := scanRepo(s.r.QueryRowContext(ctx, "SELECT "+repoCols+" FROM repos WHERE tenant = ? AND name = ?", tenant, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Repo{}, fmt.Errorf("sqlite: get repo %s/%s: %w", tenant, name, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Repo{}, fmt.Errorf("sqlite: get repo %s/%s: %w", tenant, name, err)
+	}
+	return r, nil
+}
+
+// ListRepos returns the repositories of a tenant sorted by name.
+func (s *Store) ListRepos(ctx context.Context, tenant string) ([]store.Repo, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT "+repoCols+" FROM repos WHERE tenant = ? ORDER BY name", tenant)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list repos: %w", err)
+	}
+	rs, err := collect(rows, scanRepo)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list repos: %w", err)
+	}
+	return rs, nil
+}
+
+// DeleteRepo removes a repository and its deliveries.
+func (s *Store) DeleteRepo(ctx context.Context, tenant, name string) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: delete repo: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }() // after Commit, a no-op
+	res, err := tx.ExecContext(ctx, "DELETE FROM repos WHERE tenant = ? AND name = ?", tenant, name)
+	if err == nil {
+		err = affected(res)
+	}
+	if err == nil {
+		_, err = tx.ExecContext(ctx, "DELETE FROM deliveries WHERE tenant = ? AND repo = ?", tenant, name)
+	}
+	if err == nil {
+		err = tx.Commit()
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: delete repo %s/%s: %w", tenant, name, err)
+	}
+	return nil
+}
+
+// ClaimDelivery records d unless it was recorded before.
+func (s *Store) ClaimDelivery(ctx context.Context, d store.Delivery) (store.Delivery, bool, error) {
+	res, err := s.w.ExecContext(ctx, "INSERT INTO deliveries (tenant, repo, id, run_ids, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+		d.Tenant, d.Repo, d.ID, strings.Join(d.RunIDs, " "), schema.EncTime(d.At))
+	if err == nil {
+		if n, _ := res.RowsAffected(); n == 1 {
+			return d, true, nil
+		}
+		var runs string
+		var at int64
+		err = s.w.QueryRowContext(ctx, "SELECT run_ids, at FROM deliveries WHERE tenant = ? AND repo = ? AND id = ?",
+			d.Tenant, d.Repo, d.ID).Scan(&runs, &at)
+		if err == nil {
+			return store.Delivery{Tenant: d.Tenant, Repo: d.Repo, ID: d.ID, RunIDs: strings.Fields(runs), At: schema.DecTime(at)}, false, nil
+		}
+	}
+	return store.Delivery{}, false, fmt.Errorf("sqlite: claim delivery %s: %w", d.ID, err)
+}
+
+// SetDeliveryRuns records the runs a delivery started.
+func (s *Store) SetDeliveryRuns(ctx context.Context, tenant, repo, id string, runIDs []string) error {
+	res, err := s.w.ExecContext(ctx, "UPDATE deliveries SET run_ids = ? WHERE tenant = ? AND repo = ? AND id = ?",
+		strings.Join(runIDs, " "), tenant, repo, id)
+	if err == nil {
+		err = affected(res)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: delivery %s runs: %w", id, err)
+	}
+	return nil
+}
+
+const triggerCols = "run_id, repo, commit_sha, ref, event, branch, tag, pr, delivery"
+
+func scanTrigger(sc schema.Scanner) (store.Trigger, error) {
+	var t store.Trigger
+	err := sc.Scan(&t.RunID, &t.Repo, &t.Commit, &t.Ref, &t.Event, &t.Branch, &t.Tag, &t.PR, &t.Delivery)
+	return t, err
+}
+
+// InsertTrigger records the trigger of a run inserted in the same
+// transaction.
+func (t *tx) InsertTrigger(tr store.Trigger) error {
+	if t.done {
+		return errTxDone
+	}
+	_, err := t.tx.ExecContext(t.ctx, "INSERT INTO run_triggers ("+triggerCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		tr.RunID, tr.Repo, tr.Commit, tr.Ref, tr.Event, tr.Branch, tr.Tag, tr.PR, tr.Delivery)
+	if err != nil {
+		return fmt.Errorf("sqlite: insert trigger of run %s: %w", tr.RunID, constraintErr(err))
+	}
+	return nil
+}
+
+// GetTriggers returns the triggers of the runs of ids that have one.
+func (s *Store) GetTriggers(ctx context.Context, runIDs []string) (map[string]store.Trigger, error) {
+	out := make(map[string]store.Trigger)
+	for len(runIDs) > 0 {
+		n := min(len(runIDs), 500)
+		args := make([]any, n)
+		for i, id := range runIDs[:n] {
+			args[i] = id
+		}
+		rows, err := s.r.QueryContext(ctx, "SELECT "+triggerCols+" FROM run_triggers WHERE run_id IN (?"+strings.Repeat(", ?", n-1)+")", args...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: get triggers: %w", err)
+		}
+		ts, err := collect(rows, scanTrigger)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: get triggers: %w", err)
+		}
+		for _, t := range ts {
+			out[t.RunID] = t
+		}
+		runIDs = runIDs[n:]
+	}
+	return out, nil
+}
+
+// AddStatusReport appends a report of a run's commit status.
+func (s *Store) AddStatusReport(ctx context.Context, r store.StatusReport) error {
+	_, err := s.w.ExecContext(ctx, `INSERT INTO status_reports (run_id, seq, state, error, at)
+		SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ? FROM status_reports WHERE run_id = ?`,
+		r.RunID, r.State, r.Error, schema.EncTime(r.At), r.RunID)
+	if err != nil {
+		return fmt.Errorf("sqlite: add status report of run %s: %w", r.RunID, constraintErr(err))
+	}
+	return nil
+}
+
+// ListStatusReports returns a run's reports, oldest first.
+func (s *Store) ListStatusReports(ctx context.Context, runID string) ([]store.StatusReport, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT run_id, state, error, at FROM status_reports WHERE run_id = ? ORDER BY seq", runID)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list status reports: %w", err)
+	}
+	rs, err := collect(rows, func(sc schema.Scanner) (store.StatusReport, error) {
+		var r store.StatusReport
+		var at int64
+		err := sc.Scan(&r.RunID, &r.State, &r.Error, &at)
+		r.At = schema.DecTime(at)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list status reports: %w", err)
+	}
+	return rs, nil
+}
