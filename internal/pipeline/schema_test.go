@@ -314,7 +314,7 @@ func TestSchemaAgreesWithParser(t *testing.T) {
 		{`{name: x}`, false},
 		{`{name: x, jobs: {}}`, false},
 		{`{name: x, jobs: []}`, false},
-				{`{name: x, inputs: {env: {type: choice, options: [a, b], required: true}, n: {type: number, default: 1}}, jobs: {a: {steps: [{run: x}]}}}`, true},
+		{`{name: x, inputs: {env: {type: choice, options: [a, b], required: true}, n: {type: number, default: 1}}, jobs: {a: {steps: [{run: x}]}}}`, true},
 		{`{name: x, inputs: {env: {type: choice}}, jobs: {a: {steps: [{run: x}]}}}`, false},
 		{`{name: x, inputs: {env: {type: enum}}, jobs: {a: {steps: [{run: x}]}}}`, false},
 		{`{name: x, inputs: {a-b: {}}, jobs: {a: {steps: [{run: x}]}}}`, false},

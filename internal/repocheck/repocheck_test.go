@@ -266,8 +266,8 @@ var allowedPaths = map[string][]string{
 	"internal/cgroup/cgroup_test.go":       {"/docker/abc"}, // a cgroup's path in its hierarchy
 	"internal/store/sqlite/sqlite.go":      {"/dir/hodei.db"},
 	"internal/tracing/otlp.go":             {"/opentelemetry.proto.collector.trace.v1.TraceService/Export"}, // a gRPC method's path
-	"internal/server/repos_test.go":        {"/o/app.git", "/o/lib.git"}, // URL paths on the test's git server
-	"internal/repos/repos_test.go":         {"/o/app.git"},               // a URL path on the test's fake forge
+	"internal/server/repos_test.go":        {"/o/app.git", "/o/lib.git"},                                    // URL paths on the test's git server
+	"internal/repos/repos_test.go":         {"/o/app.git"},                                                  // a URL path on the test's fake forge
 	"internal/repocheck/repocheck_test.go": nil,
 }
 
