@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/api/wire"
+	"github.com/hodei-ci/hodei/internal/store"
 )
 
 type ctxKey struct{}
@@ -20,6 +21,13 @@ type ctxKey struct{}
 type reqInfo struct {
 	id    string
 	runID string
+	// audit are the request's decisions, recorded with the answer's status
+	// once it is sent; body counts and hashes the request body when a
+	// decision is kept at audit.LevelRequest.
+	audit []pendingAudit
+	body  *bodyDigest
+	// run is the run authorizeRun read, for the handler.
+	run *store.Run
 }
 
 // noteRun records the run a request is about, for the access log.
@@ -134,6 +142,7 @@ func (a *api) middleware(next http.Handler) http.Handler {
 				attrs = append(attrs, slog.String("run_id", ri.runID))
 			}
 			a.log.LogAttrs(r.Context(), level, "http request", attrs...)
+			a.flushAudit(ri, status)
 			if p == http.ErrAbortHandler {
 				panic(p)
 			}
@@ -148,10 +157,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		status = wire.CodeInternal.Status()
 		data, _ = json.Marshal(wire.Error{Code: wire.CodeInternal, Message: "encode response: " + err.Error()})
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
+	writeBody(w, status, append(data, '\n'))
+}
+
+// writeBody answers with an encoded JSON body.
+func writeBody(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Cache-Control"] = []string{"no-store"}
 	w.WriteHeader(status)
-	_, _ = w.Write(append(data, '\n'))
+	_, _ = w.Write(body)
 }
 
 // writeError answers an error with the HTTP status the catalogue
