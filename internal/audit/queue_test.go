@@ -138,7 +138,7 @@ func TestFullQueueDropsAndCountsWithoutBlocking(t *testing.T) {
 	}()
 	select {
 	case <-enqueued:
-	case <-time.After(time.Minute): // a bound on failure only: Enqueue blocked
+	case <-time.After(30 * time.Second): // a bound on failure only: Enqueue blocked
 		t.Fatal("Enqueue blocked behind a blocked writer")
 	}
 	dropped := l.Dropped()
