@@ -236,6 +236,11 @@ type Cedar struct {
 	// a client's requests reuse them. Read-only once built.
 	mu         sync.Mutex
 	principals map[string]types.EntityMap
+	// decisions keeps recent decisions by everything they depend on (the
+	// principal, the action, the resource and its attributes): with no
+	// context and fixed policies, the same request always gets the same
+	// answer. Emptied when it reaches maxDecisions.
+	decisions map[string]Decision
 }
 
 var _ Authorizer = (*Cedar)(nil)
@@ -244,8 +249,13 @@ var _ Authorizer = (*Cedar)(nil)
 // the set is emptied and refilled by the next requests.
 const maxPrincipals = 1024
 
+// maxDecisions bounds the decisions a Cedar keeps.
+const maxDecisions = 8192
+
 // NewCedar returns an authorizer over validated policies.
-func NewCedar(p *Policies) *Cedar { return &Cedar{p: p, principals: map[string]types.EntityMap{}} }
+func NewCedar(p *Policies) *Cedar {
+	return &Cedar{p: p, principals: map[string]types.EntityMap{}, decisions: map[string]Decision{}}
+}
 
 // Policies returns the policies it evaluates.
 func (c *Cedar) Policies() *Policies { return c.p }
@@ -360,8 +370,7 @@ func principalKey(p auth.Principal) string {
 }
 
 // entitiesOf returns the principal's entities, built once per principal.
-func (c *Cedar) entitiesOf(p auth.Principal) types.EntityMap {
-	k := principalKey(p)
+func (c *Cedar) entitiesOf(k string, p auth.Principal) types.EntityMap {
 	c.mu.Lock()
 	ents, ok := c.principals[k]
 	c.mu.Unlock()
@@ -390,13 +399,58 @@ func (l layered) Get(u types.EntityUID) (types.Entity, bool) {
 	return e, ok
 }
 
-// Authorize implements Authorizer.
+// requestKey is everything a decision depends on.
+func requestKey(pk string, req Request) string {
+	var b strings.Builder
+	b.WriteString(pk)
+	for _, s := range []string{req.Action, req.Resource.Type, req.Resource.ID, req.Resource.Tenant} {
+		b.WriteByte(2)
+		b.WriteString(s)
+	}
+	keys := make([]string, 0, len(req.Resource.Attrs))
+	for k := range req.Resource.Attrs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		b.WriteByte(3)
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(req.Resource.Attrs[k])
+	}
+	return b.String()
+}
+
+// Authorize implements Authorizer. The Decision's slices are shared with
+// later answers to the same request: read them, do not change them.
 func (c *Cedar) Authorize(_ context.Context, req Request) (Decision, error) {
+	pk := principalKey(req.Principal)
+	key := requestKey(pk, req)
+	c.mu.Lock()
+	d, ok := c.decisions[key]
+	c.mu.Unlock()
+	if ok {
+		return d, nil
+	}
+	d, err := c.authorize(pk, req)
+	if err != nil {
+		return d, err
+	}
+	c.mu.Lock()
+	if len(c.decisions) >= maxDecisions {
+		clear(c.decisions)
+	}
+	c.decisions[key] = d
+	c.mu.Unlock()
+	return d, nil
+}
+
+func (c *Cedar) authorize(pk string, req Request) (Decision, error) {
 	cr, res, err := resourceRequest(req)
 	if err != nil {
 		return Decision{}, fmt.Errorf("authz: %w", err)
 	}
-	dec, diag := cedar.Authorize(c.p.set, layered{own: res, principal: c.entitiesOf(req.Principal)}, cr)
+	dec, diag := cedar.Authorize(c.p.set, layered{own: res, principal: c.entitiesOf(pk, req.Principal)}, cr)
 	d := Decision{Allow: dec == cedar.Allow}
 	for _, r := range diag.Reasons {
 		d.Reasons = append(d.Reasons, string(r.PolicyID))
