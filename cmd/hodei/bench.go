@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"runtime/pprof"
 
 	"github.com/hodei-ci/hodei/internal/bench"
 )
@@ -48,17 +47,11 @@ Examples:
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return fail("bench", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fail("bench", err)
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return fail("bench", err)
 	}
+	defer stopProfile()
 	res, err := bench.Run(ctx, bench.Options{
 		Pipelines: *n, Concurrency: *conc, Rate: *rate, DAG: *dag, Workers: *workers, SpawnSamples: *spawn, Unisolated: *unsafeShared,
 	})

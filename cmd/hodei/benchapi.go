@@ -70,17 +70,11 @@ Examples:
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return fail("bench api", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fail("bench api", err)
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return fail("bench api", err)
 	}
+	defer stopProfile()
 	res, err := bench.RunAPI(ctx, o)
 	if err != nil {
 		return fail("bench api", err)
@@ -117,4 +111,24 @@ Examples:
 		return exitFailed
 	}
 	return exitOK
+}
+
+// startCPUProfile writes a CPU profile of this process to path until stop
+// is called; with no path it does nothing.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

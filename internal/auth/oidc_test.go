@@ -241,14 +241,14 @@ func TestOIDCTenantMustBeAName(t *testing.T) {
 func TestVerifiedTokenIsKeptOnlyWhileValid(t *testing.T) {
 	t.Parallel()
 	op := oidctest.Start(t, users)
+	bob := op.Token(t, oidctest.ClientHodei, "bob")
 	var mu sync.Mutex
-	now := time.Now()
+	now := time.Now() // after the token was issued: not before its nbf
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	o, err := auth.NewOIDC(auth.OIDCConfig{Issuer: op.Issuer, Audiences: []string{oidctest.ClientHodei}, ClockSkew: -1, Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
-	bob := op.Token(t, oidctest.ClientHodei, "bob")
 	for i := range 3 {
 		if p, err := verify(o, bob); err != nil || p.Name != "bob" {
 			t.Fatalf("request %d: %+v, %v", i, p, err)
