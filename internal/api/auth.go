@@ -173,7 +173,9 @@ type pendingAudit struct {
 	level audit.Level
 }
 
-// flushAudit queues the request's decisions with the status of its answer.
+// flushAudit queues the request's decisions with the status of its answer,
+// when its header is sent (or, for an answer that never started, when the
+// handler returns).
 // A full queue drops them (counted in hodei_audit_dropped_total): the
 // trail never holds a request up.
 func (a *api) flushAudit(ri *reqInfo, status int) {
@@ -184,6 +186,7 @@ func (a *api) flushAudit(ri *reqInfo, status int) {
 		}
 		_ = a.d.Audit.Enqueue(pa.e) // a closed trail refused the request in record
 	}
+	ri.audit = ri.audit[:0]
 }
 
 // bodyDigest counts and hashes the request body as the handlers read it.
