@@ -5,18 +5,22 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"runtime/pprof"
 
 	"github.com/hodei-ci/hodei/internal/bench"
 )
 
 func benchCmd(args []string) int {
+	if len(args) > 0 && args[0] == "api" {
+		return benchAPICmd(args[1:])
+	}
 	fs := flags("bench", "[flags]", `
 Measure Hodei end to end on this machine: start an embedded server (embedded
 NATS JetStream, SQLite, local agents), submit trivial pipelines (one job, one
 step "true"), and print throughput and latency percentiles. It also measures
 how many "sh -c true" processes this machine starts per second: no system that
 runs each job as a process can go faster.
+
+"hodei bench api" loads the API instead (hodei bench api --help).
 
 Examples:
   hodei bench --pipelines 5000 --concurrency 8
@@ -43,17 +47,11 @@ Examples:
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return fail("bench", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fail("bench", err)
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return fail("bench", err)
 	}
+	defer stopProfile()
 	res, err := bench.Run(ctx, bench.Options{
 		Pipelines: *n, Concurrency: *conc, Rate: *rate, DAG: *dag, Workers: *workers, SpawnSamples: *spawn, Unisolated: *unsafeShared,
 	})

@@ -185,6 +185,11 @@ Example:
 		attrs = append(attrs, "nats", srv.NATSURL)
 	}
 	log.Info("hodei server ready", attrs...)
+	if before, after, err := server.TrimMemory(); err != nil {
+		log.Debug("memory left as it is after start", "err", err)
+	} else {
+		log.Debug("memory trimmed after start", "executable_resident_before", before, "executable_resident_after", after)
+	}
 	<-ctx.Done()
 	log.Info("shutting down: draining local workers", "drain_timeout", *drain)
 	srv.Close()

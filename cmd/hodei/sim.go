@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -261,17 +260,11 @@ Examples:
 		return exitOK
 	}
 
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return fail("sim", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fail("sim", err)
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return fail("sim", err)
 	}
+	defer stopProfile()
 	if !*asJSON {
 		sim.WriteWorkload(os.Stdout, w)
 		fmt.Printf("prepared   in %.1fs\n\n", loadTime.Seconds())

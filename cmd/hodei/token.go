@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hodei-ci/hodei/internal/audit"
 	"github.com/hodei-ci/hodei/internal/auth"
 	"github.com/hodei-ci/hodei/internal/authz"
 	"github.com/hodei-ci/hodei/internal/cli"
@@ -172,6 +173,8 @@ type securityFlags struct {
 	issuer, audience, roles, rolePrefix, groups, username, tenant, tenantGroupPrefix, defaultTenant, clientID *string
 	skew                                                                                                      *time.Duration
 	auditSync, metricsAuth, localAdmin                                                                        *bool
+	auditLevel                                                                                                *string
+	auditQueue                                                                                                *int
 }
 
 func addSecurityFlags(fs *flag.FlagSet) *securityFlags {
@@ -196,6 +199,8 @@ func addSecurityFlags(fs *flag.FlagSet) *securityFlags {
 		avpEndpoint:       fs.String("avp-endpoint", "", "Verified Permissions endpoint URL (default: the region's)"),
 		retention:         fs.String("audit-retention", "0", `prune audit records older than this ("365d"; "0": keep all)`),
 		auditSync:         fs.Bool("audit-sync", false, "fsync every audit record"),
+		auditLevel:        fs.String("audit-level", "read=metadata,write=request", `what the audit trail keeps of a request: none, metadata or request, for all ("metadata") or per class and action ("read=metadata,write=request,readLogs=none"); denials are kept at metadata at least`),
+		auditQueue:        fs.Int("audit-queue", audit.DefaultQueue, "audit records held for the writer; past it records are dropped (counted in hodei_audit_dropped_total), never waited for"),
 		metricsAuth:       fs.Bool("metrics-auth", false, "/metrics needs credentials too (action readMetrics)"),
 	}
 }
@@ -217,6 +222,15 @@ func (f *securityFlags) options(httpAddr string) (server.SecurityOptions, error)
 	if o.AuditRetention, err = auth.ParseTTL(*f.retention); err != nil {
 		return o, fmt.Errorf("--audit-retention: %v", err)
 	}
+	pol, err := audit.ParsePolicy(*f.auditLevel)
+	if err != nil {
+		return o, fmt.Errorf("--audit-level: %v", err)
+	}
+	o.AuditPolicy = &pol
+	if *f.auditQueue < 1 {
+		return o, fmt.Errorf("--audit-queue must be at least 1")
+	}
+	o.AuditQueue = *f.auditQueue
 	if *f.issuer != "" {
 		aud := splitList(*f.audience)
 		if len(aud) == 0 {

@@ -10,6 +10,8 @@ import (
 	"testing/synctest"
 	"time"
 	"unicode/utf8"
+
+	"github.com/hodei-ci/hodei/internal/mask"
 )
 
 type chunk struct {
@@ -342,5 +344,38 @@ func TestCapErrorKeepsStatusesSmall(t *testing.T) {
 	got := capError(long)
 	if len(got) > maxStatusError+64 || !utf8.ValidString(got) || !strings.HasSuffix(got, "… (cut: 8192 bytes in all)") {
 		t.Errorf("capError of %d bytes: %d bytes, valid %v, ends %q", len(long), len(got), utf8.ValidString(got), got[len(got)-40:])
+	}
+}
+
+// TestSecretSplitAcrossChunksIsMasked: a step's output goes through the
+// mask before the batcher cuts it, so a secret that would straddle the cut
+// between two chunks, written in pieces, is masked all the same, and no
+// chunk is longer than maxChunk, however long the line.
+func TestSecretSplitAcrossChunksIsMasked(t *testing.T) {
+	t.Parallel()
+	const maxChunk = 16
+	secret := "s3cr3t-value"
+	rec := &recorder{}
+	b := newBatcher(maxChunk, time.Hour, rec.emit)
+	w := mask.NewWriter(b, mask.New(secret))
+	// One line; the secret starts 5 bytes before the first chunk's end.
+	line := strings.Repeat("a", maxChunk-5) + secret + strings.Repeat("b", 3*maxChunk)
+	for i := 0; i < len(line); i += 3 { // pieces that split the secret too
+		if _, err := w.Write([]byte(line[i:min(i+3, len(line))])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Flush()
+	b.Flush(1)
+	var got strings.Builder
+	for _, c := range rec.all() {
+		if len(c.data) > maxChunk {
+			t.Errorf("a chunk of %d bytes: want at most %d", len(c.data), maxChunk)
+		}
+		got.Write(c.data)
+	}
+	want := strings.Repeat("a", maxChunk-5) + mask.Replacement + strings.Repeat("b", 3*maxChunk)
+	if got.String() != want {
+		t.Errorf("output %q, want %q", got.String(), want)
 	}
 }

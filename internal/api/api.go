@@ -57,9 +57,12 @@ type Deps struct {
 	// Security (see auth.go); with Auth nil the API is open. Authz nil
 	// means the embedded default policies; Audit nil, no audit trail;
 	// Tokens nil, no /api/v1/tokens.
-	Auth           auth.Authenticator
-	Authz          authz.Authorizer
-	Audit          *audit.Log
+	Auth  auth.Authenticator
+	Authz authz.Authorizer
+	Audit *audit.Log
+	// AuditPolicy is how much of each request the trail keeps
+	// (audit.DefaultPolicy when nil).
+	AuditPolicy    *audit.Policy
 	Tokens         *auth.Tokens
 	ProtectMetrics bool // /metrics needs credentials too
 
@@ -116,6 +119,9 @@ type api struct {
 	limits    Limits
 	fails     *failLimiter // nil: no limit
 	roles     []string     // the roles the policies know; nil: unknown (any name)
+	// auditPolicy is Deps.AuditPolicy or the default.
+	auditPolicy audit.Policy
+	runs        *runCache
 
 	// stopping ends live streams when an http.Server serving this handler
 	// shuts down, so that they do not hold the shutdown up.
@@ -126,7 +132,7 @@ type api struct {
 
 // New returns the API's handler.
 func New(d Deps) http.Handler {
-	a := &api{d: d, log: d.Logger, hub: d.Hub, heartbeat: heartbeat, limits: d.Limits.WithDefaults()}
+	a := &api{d: d, log: d.Logger, hub: d.Hub, heartbeat: heartbeat, limits: d.Limits.WithDefaults(), runs: newRunCache()}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -145,6 +151,23 @@ func New(d Deps) http.Handler {
 		if err := reg.Register(newRunsCollector(d.Store)); err != nil {
 			if _, dup := err.(prometheus.AlreadyRegisteredError); !dup {
 				a.log.Warn("register hodei_runs collector", "err", err)
+			}
+		}
+	}
+
+	if d.Audit != nil {
+		for _, c := range []prometheus.Collector{
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "hodei_audit_dropped_total",
+				Help: "Audit records dropped because the audit queue was full (each drop is logged and noted in the trail)."},
+				func() float64 { return float64(d.Audit.Dropped()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hodei_audit_queue",
+				Help: "Audit records waiting to be written."},
+				func() float64 { return float64(d.Audit.Queued()) }),
+		} {
+			if err := reg.Register(c); err != nil {
+				if _, dup := err.(prometheus.AlreadyRegisteredError); !dup {
+					a.log.Warn("register audit metrics", "err", err)
+				}
 			}
 		}
 	}

@@ -13,9 +13,12 @@ package api
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"mime"
 	"net/http"
@@ -74,6 +77,10 @@ func (a *api) secure(next http.Handler) http.Handler {
 		a.roles = rl.Roles()
 	}
 	a.d.Authz = authz.Scoped{Next: a.d.Authz}
+	a.auditPolicy = audit.DefaultPolicy()
+	if a.d.AuditPolicy != nil {
+		a.auditPolicy = *a.d.AuditPolicy
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, hookPrefix) && a.d.Repos != nil {
 			// Authenticated by the forge's signature (repos.go).
@@ -88,6 +95,12 @@ func (a *api) secure(next http.Handler) http.Handler {
 			if !a.d.ProtectMetrics {
 				next.ServeHTTP(w, r)
 				return
+			}
+		}
+		if a.d.Audit != nil && a.auditPolicy.BodyAt(audit.LevelRequest) && r.Body != nil && r.Body != http.NoBody {
+			if ri, ok := r.Context().Value(ctxKey{}).(*reqInfo); ok {
+				ri.body = &bodyDigest{ReadCloser: r.Body, h: sha256.New()}
+				r.Body = ri.body
 			}
 		}
 		p, err := a.d.Auth.Authenticate(r)
@@ -132,22 +145,75 @@ func (a *api) unauthenticated(w http.ResponseWriter, r *http.Request, err error)
 	writeError(w, wire.CodeUnauthenticated, msg)
 }
 
-// record appends a decision to the audit trail (and logs it when there is
-// none). Its error means the request must not go on.
+// record notes a decision for the audit trail (and logs it when there is
+// none): it is queued with the answer's status once the answer is sent
+// (flushAudit), at the level the policy gives it. Its error means the trail
+// cannot be written and the request must not go on.
 func (a *api) record(r *http.Request, p auth.Principal, action, resource, decision, reason string) error {
 	if a.d.Audit == nil {
 		a.log.Debug("authorization", "principal", p.ID, "action", action, "resource", resource, "decision", decision, "reason", reason)
 		return nil
 	}
-	_, err := a.d.Audit.Append(audit.Entry{
-		Principal: p.ID, PrincipalName: p.Name, Tenant: p.Tenant, Action: action, Resource: resource,
-		Decision: decision, Reason: reason, Remote: r.RemoteAddr, RequestID: RequestID(r.Context()),
-		Method: r.Method, Path: r.URL.Path,
-	})
-	if err != nil {
-		a.log.Error("audit append failed: refusing the request", "request_id", RequestID(r.Context()), "err", err)
+	if err := a.d.Audit.Err(); err != nil {
+		a.log.Error("audit trail unavailable: refusing the request", "request_id", RequestID(r.Context()), "err", err)
+		return err
 	}
-	return err
+	level := a.auditPolicy.LevelOf(action, r.Method, decision)
+	ri, ok := r.Context().Value(ctxKey{}).(*reqInfo)
+	if level == audit.LevelNone || !ok {
+		return nil
+	}
+	e := audit.Entry{
+		Time: time.Now(), Principal: p.ID, PrincipalName: p.Name, Tenant: p.Tenant, Action: action, Resource: resource,
+		Decision: decision, Reason: reason, Remote: r.RemoteAddr, RequestID: ri.id,
+		Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
+	}
+	ri.audit = append(ri.audit, pendingAudit{e: e.Trim(level), level: level})
+	return nil
+}
+
+// pendingAudit is a decision waiting for the answer's status.
+type pendingAudit struct {
+	e     audit.Entry
+	level audit.Level
+}
+
+// flushAudit queues the request's decisions with the status of its answer,
+// when its header is sent (or, for an answer that never started, when the
+// handler returns).
+// A full queue drops them (counted in hodei_audit_dropped_total): the
+// trail never holds a request up.
+func (a *api) flushAudit(ri *reqInfo, status int) {
+	for _, pa := range ri.audit {
+		pa.e.Status = status
+		if pa.level >= audit.LevelRequest && ri.body != nil {
+			pa.e.BodyBytes, pa.e.BodySHA256 = ri.body.sum()
+		}
+		_ = a.d.Audit.Enqueue(pa.e) // a closed trail refused the request in record
+	}
+	ri.audit = ri.audit[:0]
+}
+
+// bodyDigest counts and hashes the request body as the handlers read it.
+type bodyDigest struct {
+	io.ReadCloser
+	h hash.Hash
+	n int64
+}
+
+func (b *bodyDigest) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	b.h.Write(p[:n])
+	return n, err
+}
+
+// sum is the size and SHA-256 (hex) of what was read; none when nothing was.
+func (b *bodyDigest) sum() (int64, string) {
+	if b.n == 0 {
+		return 0, ""
+	}
+	return b.n, hex.EncodeToString(b.h.Sum(nil))
 }
 
 // decide asks the authorizer and audits the answer; note is prefixed to
@@ -277,7 +343,7 @@ func (a *api) authorize(w http.ResponseWriter, r *http.Request, p auth.Principal
 
 // authorizeRun decides an action on one run, loaded for its tenant.
 func (a *api) authorizeRun(w http.ResponseWriter, r *http.Request, p auth.Principal, action, id string) bool {
-	run, err := a.d.Store.GetRun(r.Context(), id)
+	run, err := a.readRun(r.Context(), r, id)
 	res := authz.Resource{Type: authz.TypeRun, ID: id, Tenant: p.Tenant}
 	note := ""
 	switch {
@@ -461,6 +527,7 @@ func (a *api) auditQuery(w http.ResponseWriter, r *http.Request) {
 		writeError(w, wire.CodeBadRequest, "decision must be allow or deny")
 		return
 	}
+	a.d.Audit.Flush() // the decisions answered before this query are in the file
 	recs, err := a.d.Audit.Query(f)
 	if err != nil {
 		writeError(w, wire.CodeUnavailable, err.Error())

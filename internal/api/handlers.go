@@ -238,14 +238,9 @@ func (a *api) listRuns(w http.ResponseWriter, r *http.Request) {
 func (a *api) loadRun(w http.ResponseWriter, r *http.Request) (store.Run, []store.Job, bool) {
 	id := r.PathValue("id")
 	noteRun(r, id)
-	run, err := a.d.Store.GetRun(r.Context(), id)
+	run, jobs, err := a.runWithJobs(r, id)
 	if err != nil {
 		a.storeError(w, r, err, "run "+id)
-		return store.Run{}, nil, false
-	}
-	jobs, err := a.d.Store.ListJobs(r.Context(), id)
-	if err != nil {
-		a.storeError(w, r, err, "jobs of run "+id)
 		return store.Run{}, nil, false
 	}
 	return run, jobs, true
@@ -256,6 +251,10 @@ func (a *api) getRun(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if body, ok := a.runs.answer(run.ID); ok {
+		writeBody(w, http.StatusOK, body)
+		return
+	}
 	if jobs == nil {
 		jobs = []store.Job{}
 	}
@@ -264,7 +263,14 @@ func (a *api) getRun(w http.ResponseWriter, r *http.Request) {
 	a.addTriggers(r, one, true)
 	out = one[0]
 	a.predict(r.Context(), out.Jobs)
-	writeJSON(w, http.StatusOK, out)
+	body, err := json.Marshal(out)
+	if err != nil {
+		writeJSON(w, http.StatusOK, out) // answers the encoding error
+		return
+	}
+	body = append(body, '\n')
+	a.runs.keepAnswer(run.ID, body) // only a finished run is in the cache
+	writeBody(w, http.StatusOK, body)
 }
 
 // predict adds the scheduler's predicted duration and ETA to the jobs that
@@ -594,6 +600,7 @@ func (a *api) cancel(w http.ResponseWriter, r *http.Request) {
 		writeError(w, wire.CodeUnavailable, "cancel: "+err.Error())
 		return
 	}
+	forgetRun(r) // the run as authorized is the run before the cancel
 	run, jobs, ok := a.loadRun(w, r)
 	if !ok {
 		return

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/api/wire"
+	"github.com/hodei-ci/hodei/internal/store"
 )
 
 type ctxKey struct{}
@@ -20,6 +21,13 @@ type ctxKey struct{}
 type reqInfo struct {
 	id    string
 	runID string
+	// audit are the request's decisions, recorded with the answer's status
+	// once it is sent; body counts and hashes the request body when a
+	// decision is kept at audit.LevelRequest.
+	audit []pendingAudit
+	body  *bodyDigest
+	// run is the run authorizeRun read, for the handler.
+	run *store.Run
 }
 
 // noteRun records the run a request is about, for the access log.
@@ -37,24 +45,32 @@ func RequestID(ctx context.Context) string {
 	return ""
 }
 
-// recorder remembers the status and size of a response.
+// recorder remembers the status and size of a response, and calls sent
+// once with the status when the answer's header goes out.
 type recorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	sent   func(status int)
+}
+
+func (w *recorder) setStatus(code int) {
+	if w.status != 0 {
+		return
+	}
+	w.status = code
+	if w.sent != nil {
+		w.sent(code)
+	}
 }
 
 func (w *recorder) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
+	w.setStatus(code)
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *recorder) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
+	w.setStatus(http.StatusOK)
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += int64(n)
 	return n, err
@@ -65,9 +81,7 @@ func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Flush supports code that asserts http.Flusher.
 func (w *recorder) Flush() {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
+	w.setStatus(http.StatusOK)
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }
 
@@ -99,7 +113,9 @@ func (a *api) middleware(next http.Handler) http.Handler {
 		}
 		w.Header().Set("X-Request-Id", id)
 		ri := &reqInfo{id: id}
-		rec := &recorder{ResponseWriter: w}
+		// The request's decisions are audited as its answer starts: a
+		// stream of logs is not recorded hours later, when it ends.
+		rec := &recorder{ResponseWriter: w, sent: func(status int) { a.flushAudit(ri, status) }}
 		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, ri))
 		defer func() {
 			p := recover()
@@ -134,6 +150,7 @@ func (a *api) middleware(next http.Handler) http.Handler {
 				attrs = append(attrs, slog.String("run_id", ri.runID))
 			}
 			a.log.LogAttrs(r.Context(), level, "http request", attrs...)
+			a.flushAudit(ri, status) // decisions of an answer that never started
 			if p == http.ErrAbortHandler {
 				panic(p)
 			}
@@ -148,10 +165,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		status = wire.CodeInternal.Status()
 		data, _ = json.Marshal(wire.Error{Code: wire.CodeInternal, Message: "encode response: " + err.Error()})
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
+	writeBody(w, status, append(data, '\n'))
+}
+
+// writeBody answers with an encoded JSON body.
+func writeBody(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Cache-Control"] = []string{"no-store"}
 	w.WriteHeader(status)
-	_, _ = w.Write(append(data, '\n'))
+	_, _ = w.Write(body)
 }
 
 // writeError answers an error with the HTTP status the catalogue

@@ -25,10 +25,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -57,6 +59,13 @@ type Entry struct {
 	RequestID     string // the API's X-Request-Id: the correlation id
 	Method        string
 	Path          string
+	// Status is the HTTP status of the answer (0: none yet).
+	Status int
+	// Query is the request's raw query; BodyBytes and BodySHA256 the size
+	// and the SHA-256 (hex) of the request body the server read.
+	Query      string
+	BodyBytes  int64
+	BodySHA256 string
 }
 
 // Record is one line of the audit file. Its JSON field order is the
@@ -70,11 +79,15 @@ type Record struct {
 	Action        string    `json:"action"`
 	Resource      string    `json:"resource"`
 	Decision      string    `json:"decision"`
+	Status        int       `json:"status,omitempty"`
 	Reason        string    `json:"reason,omitempty"`
 	Remote        string    `json:"remote,omitempty"`
 	RequestID     string    `json:"request_id,omitempty"`
 	Method        string    `json:"method,omitempty"`
 	Path          string    `json:"path,omitempty"`
+	Query         string    `json:"query,omitempty"`
+	BodyBytes     int64     `json:"body_bytes,omitempty"`
+	BodySHA256    string    `json:"body_sha256,omitempty"`
 	// Lengths holds the full length, in bytes, of each field above that
 	// was longer than MaxField and was cut (by its JSON name).
 	Lengths map[string]int `json:"lengths,omitempty"`
@@ -106,17 +119,22 @@ func Clip(s string) (string, bool) {
 
 // clip cuts the fields of r longer than MaxField and notes their lengths.
 func (r *Record) clip() {
-	for name, f := range map[string]*string{
-		"principal": &r.Principal, "principal_name": &r.PrincipalName, "tenant": &r.Tenant,
-		"action": &r.Action, "resource": &r.Resource, "decision": &r.Decision, "reason": &r.Reason,
-		"remote": &r.Remote, "request_id": &r.RequestID, "method": &r.Method, "path": &r.Path,
-	} {
-		if c, cut := Clip(*f); cut {
+	fields := [...]struct {
+		name string
+		f    *string
+	}{
+		{"principal", &r.Principal}, {"principal_name", &r.PrincipalName}, {"tenant", &r.Tenant},
+		{"action", &r.Action}, {"resource", &r.Resource}, {"decision", &r.Decision}, {"reason", &r.Reason},
+		{"remote", &r.Remote}, {"request_id", &r.RequestID}, {"method", &r.Method}, {"path", &r.Path},
+		{"query", &r.Query}, {"body_sha256", &r.BodySHA256},
+	}
+	for _, fd := range fields {
+		if c, cut := Clip(*fd.f); cut {
 			if r.Lengths == nil {
 				r.Lengths = map[string]int{}
 			}
-			r.Lengths[name] = len(*f)
-			*f = c
+			r.Lengths[fd.name] = len(*fd.f)
+			*fd.f = c
 		}
 	}
 }
@@ -159,7 +177,31 @@ type Options struct {
 	Sync bool
 	// Now is the clock (time.Now by default).
 	Now func() time.Time
+	// Queue is how many records Enqueue holds for the writer (DefaultQueue
+	// if 0). When it is full, Enqueue drops the record and counts it.
+	Queue int
+	// Logger receives a warning when records are dropped (slog.Default if
+	// nil).
+	Logger *slog.Logger
 }
+
+// DefaultQueue is the default capacity of a Log's queue: a few seconds of
+// the API's peak rate.
+const DefaultQueue = 8192
+
+// maxBatch is the most records the writer puts in one write(2), and
+// lingerFor how long it waits for more after the first.
+const (
+	maxBatch  = 512
+	lingerFor = 2 * time.Millisecond
+)
+
+// Drop records: when the queue was full, the writer appends one of these
+// before its next batch, so that the trail itself says records are missing.
+const (
+	DroppedPrincipal = "hodei:audit"
+	DroppedAction    = "audit.dropped"
+)
 
 // Log is an open audit file.
 type Log struct {
@@ -171,6 +213,23 @@ type Log struct {
 	seq    int64  // seq of the last record
 	last   string // hash of the last record (or the anchor, or GenesisHash)
 	closed bool
+	err    error // the first failed write: the trail is broken
+	buf    []byte
+
+	queue   chan queued
+	stop    chan struct{}         // closed by Close: the writer drains the queue and ends
+	done    chan struct{}         // closed when the writer has ended
+	shut    atomic.Bool           // Close was called: Enqueue refuses
+	dropped atomic.Uint64         // records dropped because the queue was full, ever
+	noted   uint64                // dropped records already written as a drop record (writer only)
+	broken  atomic.Pointer[error] // err, for Enqueue to read without the mutex
+}
+
+// queued is an entry for the writer, or (flushed set) a marker that tells
+// Flush the entries before it are written.
+type queued struct {
+	e       Entry
+	flushed chan struct{}
 }
 
 // Open opens (creating it 0600 if needed) the audit file at path. A partial
@@ -187,11 +246,18 @@ func Open(path string, o Options) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	l := &Log{path: path, opts: o, f: f}
+	if o.Queue <= 0 {
+		o.Queue = DefaultQueue
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	l := &Log{path: path, opts: o, f: f, queue: make(chan queued, o.Queue), stop: make(chan struct{}), done: make(chan struct{})}
 	if err := l.loadTail(); err != nil {
 		f.Close()
 		return nil, err
 	}
+	go l.writer()
 	return l, nil
 }
 
@@ -268,36 +334,227 @@ func (l *Log) setTail(line []byte) error {
 // ErrClosed is returned by appends to a closed log.
 var ErrClosed = errors.New("audit: log closed")
 
-// Append adds a record and returns it.
+// Append adds a record at once, waiting for its write, and returns it.
+// Requests use Enqueue.
 func (l *Log) Append(e Entry) (Record, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return Record{}, ErrClosed
+	}
+	recs, err := l.writeLocked([]Entry{e})
+	if err != nil {
+		return Record{}, err
+	}
+	return recs[0], nil
+}
+
+// record turns an entry into a record, without its place in the chain.
+func (l *Log) record(e Entry) Record {
 	t := e.Time
 	if t.IsZero() {
 		t = l.opts.Now()
 	}
 	r := Record{
 		Time: t.UTC().Round(0), Principal: e.Principal, PrincipalName: e.PrincipalName, Tenant: e.Tenant,
-		Action: e.Action, Resource: e.Resource, Decision: e.Decision, Reason: e.Reason,
+		Action: e.Action, Resource: e.Resource, Decision: e.Decision, Status: e.Status, Reason: e.Reason,
 		Remote: e.Remote, RequestID: e.RequestID, Method: e.Method, Path: e.Path,
+		Query: e.Query, BodyBytes: e.BodyBytes, BodySHA256: e.BodySHA256,
 	}
 	r.clip()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return Record{}, ErrClosed
+	return r
+}
+
+// writeLocked chains the entries after the last record and writes them
+// with one write(2) (and one fsync with Options.Sync).
+func (l *Log) writeLocked(es []Entry) ([]Record, error) {
+	if l.err != nil {
+		return nil, l.err
 	}
-	r.Seq, r.Prev = l.seq+1, l.last
-	r.Hash = HashOf(r)
-	line := append(encode(r), '\n')
-	if _, err := l.f.Write(line); err != nil {
-		return Record{}, fmt.Errorf("audit: append: %w", err)
+	recs := make([]Record, len(es))
+	l.buf = l.buf[:0]
+	seq, last := l.seq, l.last
+	for i, e := range es {
+		r := l.record(e)
+		seq++
+		r.Seq, r.Prev = seq, last
+		// The line is the canonical encoding with the hash as its last
+		// member: what encode writes, without a second encoding.
+		start := len(l.buf)
+		l.buf = appendCanonical(l.buf, r)
+		sum := sha256.Sum256(l.buf[start:])
+		r.Hash = hex.EncodeToString(sum[:])
+		l.buf = l.buf[:len(l.buf)-1]
+		l.buf = append(l.buf, `,"hash":"`...)
+		l.buf = append(l.buf, r.Hash...)
+		l.buf = append(l.buf, "\"}\n"...)
+		last = r.Hash
+		recs[i] = r
+	}
+	if _, err := l.f.Write(l.buf); err != nil {
+		return nil, l.fail(fmt.Errorf("audit: append: %w", err))
 	}
 	if l.opts.Sync {
 		if err := l.f.Sync(); err != nil {
-			return Record{}, fmt.Errorf("audit: sync: %w", err)
+			return nil, l.fail(fmt.Errorf("audit: sync: %w", err))
 		}
 	}
-	l.seq, l.last = r.Seq, r.Hash
-	return r, nil
+	if cap(l.buf) > 1<<20 {
+		l.buf = nil // a burst's buffer is not kept
+	}
+	l.seq, l.last = seq, last
+	return recs, nil
+}
+
+// fail marks the trail broken: a partial write would leave the chain
+// unverifiable past it, so nothing more is written (the next start cuts a
+// partial line off).
+func (l *Log) fail(err error) error {
+	l.err = err
+	l.broken.Store(&err)
+	return err
+}
+
+// Enqueue hands an entry to the writer and returns at once: it never waits
+// for the disk. When the queue is full the entry is dropped and counted
+// (Dropped); the writer then logs the drop and records it in the trail.
+// The error is for a trail that can no longer be written (closed, or a
+// write failed): the caller must not act without its record.
+func (l *Log) Enqueue(e Entry) error {
+	if err := l.Err(); err != nil {
+		return err
+	}
+	if e.Time.IsZero() {
+		e.Time = l.opts.Now()
+	}
+	select {
+	case l.queue <- queued{e: e}:
+	default:
+		l.dropped.Add(1)
+	}
+	return nil
+}
+
+// Err is why the trail can no longer be written (ErrClosed, or a failed
+// write), or nil.
+func (l *Log) Err() error {
+	if l.shut.Load() {
+		return ErrClosed
+	}
+	if err := l.broken.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// Dropped is how many entries Enqueue dropped because the queue was full.
+func (l *Log) Dropped() uint64 { return l.dropped.Load() }
+
+// Queued is how many entries wait for the writer.
+func (l *Log) Queued() int { return len(l.queue) }
+
+// Flush waits until the entries enqueued before it are written (or the log
+// is closed). Unlike Enqueue it may wait for room in the queue.
+func (l *Log) Flush() {
+	ch := make(chan struct{})
+	select {
+	case l.queue <- queued{flushed: ch}:
+	case <-l.done:
+		return
+	}
+	select {
+	case <-ch:
+	case <-l.done:
+	}
+}
+
+// writer writes queued entries in batches until Close.
+func (l *Log) writer() {
+	defer close(l.done)
+	batch := make([]Entry, 0, maxBatch)
+	var flushed []chan struct{}
+	linger := time.NewTimer(lingerFor)
+	linger.Stop()
+	for {
+		var q queued
+		select {
+		case q = <-l.queue:
+		case <-l.stop:
+			// Drain what was queued before Close.
+			for {
+				select {
+				case q = <-l.queue:
+					batch, flushed = add(batch, flushed, q)
+					if len(batch) == maxBatch {
+						l.writeBatch(batch)
+						batch = batch[:0]
+					}
+					continue
+				default:
+				}
+				break
+			}
+			l.writeBatch(batch)
+			for _, ch := range flushed {
+				close(ch)
+			}
+			return
+		}
+		batch, flushed = add(batch, flushed, q)
+		// Gather what comes within a short linger: under load, one write
+		// carries many records; alone, a record waits at most the linger.
+		linger.Reset(lingerFor)
+	more:
+		for len(batch) < maxBatch && len(flushed) == 0 {
+			select {
+			case q = <-l.queue:
+				batch, flushed = add(batch, flushed, q)
+			case <-linger.C:
+				break more
+			case <-l.stop:
+				break more
+			}
+		}
+		linger.Stop()
+		l.writeBatch(batch)
+		batch = batch[:0]
+		for _, ch := range flushed {
+			close(ch)
+		}
+		flushed = flushed[:0]
+	}
+}
+
+func add(batch []Entry, flushed []chan struct{}, q queued) ([]Entry, []chan struct{}) {
+	if q.flushed != nil {
+		return batch, append(flushed, q.flushed)
+	}
+	return append(batch, q.e), flushed
+}
+
+// writeBatch writes a batch, headed by a drop record when entries were
+// dropped since the last one.
+func (l *Log) writeBatch(batch []Entry) {
+	if d := l.dropped.Load(); d > l.noted {
+		n := d - l.noted
+		l.noted = d
+		l.opts.Logger.Warn("audit records dropped: the queue was full", "dropped", n, "dropped_total", d, "queue", cap(l.queue))
+		batch = append([]Entry{{
+			Principal: DroppedPrincipal, Action: DroppedAction,
+			Reason: fmt.Sprintf("%d records dropped: the audit queue (%d) was full", n, cap(l.queue)),
+		}}, batch...)
+	}
+	if len(batch) == 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return
+	}
+	if _, err := l.writeLocked(batch); err != nil {
+		l.opts.Logger.Error("audit trail write failed: requests are refused from now on", "err", err)
+	}
 }
 
 // Head returns the seq and hash of the last record: keep them elsewhere to
@@ -308,8 +565,12 @@ func (l *Log) Head() (int64, string) {
 	return l.seq, l.last
 }
 
-// Close closes the file.
+// Close writes what is queued and closes the file.
 func (l *Log) Close() error {
+	if !l.shut.Swap(true) {
+		close(l.stop)
+	}
+	<-l.done
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {

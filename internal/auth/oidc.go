@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -53,7 +54,29 @@ type OIDC struct {
 	verifier *oidc.IDTokenVerifier
 	lastErr  error
 	lastTry  time.Time
+
+	// verified keeps the principals of tokens verified lately, by the
+	// SHA-256 of the token: a client sends the same JWT with every
+	// request, and its signature need not be checked each time. An entry
+	// holds until the token's expiry (with the skew) or verifiedFor,
+	// whichever comes first, so a key withdrawn by the issuer stops
+	// working within verifiedFor.
+	cacheMu  sync.Mutex
+	verified map[[32]byte]verifiedToken
 }
+
+type verifiedToken struct {
+	p         Principal
+	notBefore time.Time // nbf minus the skew (zero: none)
+	until     time.Time
+}
+
+// verifiedFor bounds how long a verified token is trusted without checking
+// its signature again; maxVerified, how many are kept.
+const (
+	verifiedFor = 5 * time.Minute
+	maxVerified = 4096
+)
 
 var _ Authenticator = (*OIDC)(nil)
 
@@ -148,43 +171,77 @@ func (o *OIDC) Authenticate(r *http.Request) (Principal, error) {
 	return o.Verify(r.Context(), tok)
 }
 
-// Verify checks a raw JWT and maps its claims to a principal.
+// Verify checks a raw JWT and maps its claims to a principal. A token
+// verified lately is answered from memory while it is valid.
 func (o *OIDC) Verify(ctx context.Context, raw string) (Principal, error) {
+	key := sha256.Sum256([]byte(raw))
+	now := o.cfg.Now()
+	o.cacheMu.Lock()
+	vt, ok := o.verified[key]
+	o.cacheMu.Unlock()
+	if ok && now.Before(vt.until) && !now.Before(vt.notBefore) {
+		return vt.p, nil
+	}
+	p, until, notBefore, err := o.verify(ctx, raw)
+	if err != nil {
+		return p, err
+	}
+	o.cacheMu.Lock()
+	if o.verified == nil || len(o.verified) >= maxVerified {
+		o.verified = map[[32]byte]verifiedToken{}
+	}
+	if limit := now.Add(verifiedFor); limit.Before(until) {
+		until = limit
+	}
+	o.verified[key] = verifiedToken{p: p, notBefore: notBefore, until: until}
+	o.cacheMu.Unlock()
+	return p, nil
+}
+
+// verify checks a raw JWT's signature and claims; it returns the
+// principal, and the times between which the token is valid.
+func (o *OIDC) verify(ctx context.Context, raw string) (p Principal, until, notBefore time.Time, err error) {
+	fail := func(err error) (Principal, time.Time, time.Time, error) {
+		return Principal{}, time.Time{}, time.Time{}, err
+	}
 	v, err := o.getVerifier(ctx, false)
 	if err != nil {
-		return Principal{}, err
+		return fail(err)
 	}
 	t, err := v.Verify(oidc.ClientContext(ctx, o.hc), raw)
 	if err != nil {
 		if ctx.Err() != nil {
-			return Principal{}, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+			return fail(fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err()))
 		}
-		return Principal{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return fail(fmt.Errorf("%w: %v", ErrInvalid, err))
 	}
 	now, skew := o.cfg.Now(), o.cfg.ClockSkew
 	if t.Expiry.IsZero() {
-		return Principal{}, fmt.Errorf("%w: the token has no expiry", ErrInvalid)
+		return fail(fmt.Errorf("%w: the token has no expiry", ErrInvalid))
 	}
 	if now.After(t.Expiry.Add(skew)) {
-		return Principal{}, fmt.Errorf("%w: the token expired at %s", ErrInvalid, t.Expiry.UTC().Format(time.RFC3339))
+		return fail(fmt.Errorf("%w: the token expired at %s", ErrInvalid, t.Expiry.UTC().Format(time.RFC3339)))
 	}
 	if !slices.ContainsFunc(t.Audience, func(a string) bool { return slices.Contains(o.cfg.Audiences, a) }) {
-		return Principal{}, fmt.Errorf("%w: the token is for audience %q, not %q", ErrInvalid,
-			strings.Join(t.Audience, ","), strings.Join(o.cfg.Audiences, ","))
+		return fail(fmt.Errorf("%w: the token is for audience %q, not %q", ErrInvalid,
+			strings.Join(t.Audience, ","), strings.Join(o.cfg.Audiences, ",")))
 	}
 	var claims map[string]any
 	if err := t.Claims(&claims); err != nil {
-		return Principal{}, fmt.Errorf("%w: claims: %v", ErrInvalid, err)
+		return fail(fmt.Errorf("%w: claims: %v", ErrInvalid, err))
 	}
 	if nbf, ok := claims["nbf"].(float64); ok && now.Add(skew).Before(time.Unix(int64(nbf), 0)) {
-		return Principal{}, fmt.Errorf("%w: the token is not valid before %s", ErrInvalid, time.Unix(int64(nbf), 0).UTC().Format(time.RFC3339))
+		return fail(fmt.Errorf("%w: the token is not valid before %s", ErrInvalid, time.Unix(int64(nbf), 0).UTC().Format(time.RFC3339)))
 	}
-	p := o.cfg.Claims.Principal(claims)
+	p = o.cfg.Claims.Principal(claims)
 	if p.ID == "user:" {
-		return Principal{}, fmt.Errorf("%w: the token has no subject", ErrInvalid)
+		return fail(fmt.Errorf("%w: the token has no subject", ErrInvalid))
 	}
 	if p.Tenant != "" && !ValidTenant(p.Tenant) {
-		return Principal{}, fmt.Errorf("%w: the token's tenant %q is not a tenant's name (%s)", ErrInvalid, p.Tenant, TenantPattern)
+		return fail(fmt.Errorf("%w: the token's tenant %q is not a tenant's name (%s)", ErrInvalid, p.Tenant, TenantPattern))
 	}
-	return p, nil
+	if nbf, ok := claims["nbf"].(float64); ok {
+		notBefore = time.Unix(int64(nbf), 0).Add(-skew)
+	}
+	return p, t.Expiry.Add(skew), notBefore, nil
 }

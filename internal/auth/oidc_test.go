@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -231,5 +232,32 @@ func TestOIDCTenantMustBeAName(t *testing.T) {
 	}
 	if p, err := verify(o, op.Token(t, oidctest.ClientHodei, "ok")); err != nil || p.Tenant != "acme-2" {
 		t.Errorf("ok: %+v %v", p, err)
+	}
+}
+
+// TestVerifiedTokenIsKeptOnlyWhileValid: a token verified once is answered
+// from memory on the next requests, but not past its expiry (nor past the
+// time a verified token is trusted without a new check).
+func TestVerifiedTokenIsKeptOnlyWhileValid(t *testing.T) {
+	t.Parallel()
+	op := oidctest.Start(t, users)
+	bob := op.Token(t, oidctest.ClientHodei, "bob")
+	var mu sync.Mutex
+	now := time.Now() // after the token was issued: not before its nbf
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	o, err := auth.NewOIDC(auth.OIDCConfig{Issuer: op.Issuer, Audiences: []string{oidctest.ClientHodei}, ClockSkew: -1, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if p, err := verify(o, bob); err != nil || p.Name != "bob" {
+			t.Fatalf("request %d: %+v, %v", i, p, err)
+		}
+	}
+	mu.Lock()
+	now = now.Add(48 * time.Hour) // past any expiry of the provider's tokens
+	mu.Unlock()
+	if _, err := verify(o, bob); !errors.Is(err, auth.ErrInvalid) || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("a verified token two days later: %v, want ErrInvalid (expired)", err)
 	}
 }

@@ -5,12 +5,14 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
@@ -18,6 +20,8 @@ import (
 	"github.com/cedar-policy/cedar-go/x/exp/schema"
 	"github.com/cedar-policy/cedar-go/x/exp/schema/resolved"
 	"github.com/cedar-policy/cedar-go/x/exp/schema/validate"
+
+	"github.com/hodei-ci/hodei/internal/auth"
 )
 
 //go:embed defaults/hodei.cedarschema defaults/policies.cedar
@@ -225,12 +229,33 @@ func validationMsg(id string, err error) string {
 }
 
 // Cedar evaluates requests with cedar-go, in-process.
-type Cedar struct{ p *Policies }
+type Cedar struct {
+	p *Policies
+	// principals keeps the entities of recent principals (the principal,
+	// its roles, groups and tenant), by everything they are built from:
+	// a client's requests reuse them. Read-only once built.
+	mu         sync.Mutex
+	principals map[string]types.EntityMap
+	// decisions keeps recent decisions by everything they depend on (the
+	// principal, the action, the resource and its attributes): with no
+	// context and fixed policies, the same request always gets the same
+	// answer. Emptied when it reaches maxDecisions.
+	decisions map[string]Decision
+}
 
 var _ Authorizer = (*Cedar)(nil)
 
+// maxPrincipals bounds the principals whose entities a Cedar keeps; past it
+// the set is emptied and refilled by the next requests.
+const maxPrincipals = 1024
+
+// maxDecisions bounds the decisions a Cedar keeps.
+const maxDecisions = 8192
+
 // NewCedar returns an authorizer over validated policies.
-func NewCedar(p *Policies) *Cedar { return &Cedar{p: p} }
+func NewCedar(p *Policies) *Cedar {
+	return &Cedar{p: p, principals: map[string]types.EntityMap{}, decisions: map[string]Decision{}}
+}
 
 // Policies returns the policies it evaluates.
 func (c *Cedar) Policies() *Policies { return c.p }
@@ -243,12 +268,20 @@ func uid(typ, id string) types.EntityUID {
 // principal with its roles, groups and tenant, and the resource with its
 // tenant. It is exported for backends that send them elsewhere.
 func CedarRequest(req Request) (types.Request, types.EntityMap, error) {
-	if !slices.Contains(Actions, req.Action) {
-		return types.Request{}, nil, fmt.Errorf("%w %q", ErrUnknownAction, req.Action)
+	cr, res, err := resourceRequest(req)
+	if err != nil {
+		return types.Request{}, nil, err
 	}
+	ents := principalEntities(req.Principal)
+	maps.Copy(ents, res)
+	return cr, ents, nil
+}
+
+// principalEntities are the entities of a principal: itself, its roles,
+// groups and tenant.
+func principalEntities(p auth.Principal) types.EntityMap {
 	ents := types.EntityMap{}
 	add := func(e types.Entity) { ents[e.UID] = e }
-	p := req.Principal
 	pu := uid("User", p.ID)
 	parents := []types.EntityUID{}
 	attrs := types.RecordMap{"name": types.String(p.Name), "kind": types.String(p.Kind)}
@@ -266,7 +299,17 @@ func CedarRequest(req Request) (types.Request, types.EntityMap, error) {
 		attrs["tenant"] = uid("Tenant", p.Tenant)
 	}
 	add(types.Entity{UID: pu, Parents: types.NewEntityUIDSet(parents...), Attributes: types.NewRecord(attrs)})
+	return ents
+}
 
+// resourceRequest builds the Cedar request and the entities of its
+// resource (with the resource's tenant or cluster).
+func resourceRequest(req Request) (types.Request, types.EntityMap, error) {
+	if !slices.Contains(Actions, req.Action) {
+		return types.Request{}, nil, fmt.Errorf("%w %q", ErrUnknownAction, req.Action)
+	}
+	ents := make(types.EntityMap, 2)
+	add := func(e types.Entity) { ents[e.UID] = e }
 	r := req.Resource
 	ru := uid(r.Type, r.ID)
 	str := func(k string) types.String { return types.String(r.Attrs[k]) }
@@ -276,12 +319,10 @@ func CedarRequest(req Request) (types.Request, types.EntityMap, error) {
 		return t
 	}
 	switch r.Type {
-	case TypeCluster:
+	case TypeCluster, TypeTenant:
+		// A tenant the principal is in is already an entity, with no
+		// attributes either: the same entity.
 		add(types.Entity{UID: ru})
-	case TypeTenant:
-		if _, ok := ents[ru]; !ok {
-			add(types.Entity{UID: ru})
-		}
 	case TypePipeline:
 		t := tenantOf()
 		add(types.Entity{UID: ru, Parents: types.NewEntityUIDSet(t),
@@ -301,7 +342,7 @@ func CedarRequest(req Request) (types.Request, types.EntityMap, error) {
 		return types.Request{}, nil, fmt.Errorf("unknown resource type %q", r.Type)
 	}
 	cr := types.Request{
-		Principal: pu,
+		Principal: uid("User", req.Principal.ID),
 		Action:    types.NewEntityUID(types.EntityType(Namespace+"::Action"), types.String(req.Action)),
 		Resource:  ru,
 		Context:   types.NewRecord(nil),
@@ -309,13 +350,107 @@ func CedarRequest(req Request) (types.Request, types.EntityMap, error) {
 	return cr, ents, nil
 }
 
-// Authorize implements Authorizer.
+// principalKey is everything a principal's entities are built from.
+func principalKey(p auth.Principal) string {
+	var b strings.Builder
+	for _, s := range []string{p.ID, p.Name, p.Kind, p.Tenant} {
+		b.WriteString(s)
+		b.WriteByte(0)
+	}
+	for _, r := range p.Roles {
+		b.WriteString(r)
+		b.WriteByte(1)
+	}
+	b.WriteByte(0)
+	for _, g := range p.Groups {
+		b.WriteString(g)
+		b.WriteByte(1)
+	}
+	return b.String()
+}
+
+// entitiesOf returns the principal's entities, built once per principal.
+func (c *Cedar) entitiesOf(k string, p auth.Principal) types.EntityMap {
+	c.mu.Lock()
+	ents, ok := c.principals[k]
+	c.mu.Unlock()
+	if ok {
+		return ents
+	}
+	ents = principalEntities(p)
+	c.mu.Lock()
+	if len(c.principals) >= maxPrincipals {
+		clear(c.principals)
+	}
+	c.principals[k] = ents
+	c.mu.Unlock()
+	return ents
+}
+
+// layered finds an entity in the request's own entities, then in the
+// principal's (shared, never written).
+type layered struct{ own, principal types.EntityMap }
+
+func (l layered) Get(u types.EntityUID) (types.Entity, bool) {
+	if e, ok := l.own[u]; ok {
+		return e, true
+	}
+	e, ok := l.principal[u]
+	return e, ok
+}
+
+// requestKey is everything a decision depends on.
+func requestKey(pk string, req Request) string {
+	var b strings.Builder
+	b.WriteString(pk)
+	for _, s := range []string{req.Action, req.Resource.Type, req.Resource.ID, req.Resource.Tenant} {
+		b.WriteByte(2)
+		b.WriteString(s)
+	}
+	keys := make([]string, 0, len(req.Resource.Attrs))
+	for k := range req.Resource.Attrs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		b.WriteByte(3)
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(req.Resource.Attrs[k])
+	}
+	return b.String()
+}
+
+// Authorize implements Authorizer. The Decision's slices are shared with
+// later answers to the same request: read them, do not change them.
 func (c *Cedar) Authorize(_ context.Context, req Request) (Decision, error) {
-	cr, ents, err := CedarRequest(req)
+	pk := principalKey(req.Principal)
+	key := requestKey(pk, req)
+	c.mu.Lock()
+	d, ok := c.decisions[key]
+	c.mu.Unlock()
+	if ok {
+		return d, nil
+	}
+	d, err := c.authorize(pk, req)
+	if err != nil {
+		return d, err
+	}
+	c.mu.Lock()
+	if len(c.decisions) >= maxDecisions {
+		clear(c.decisions)
+	}
+	c.decisions[key] = d
+	c.mu.Unlock()
+	return d, nil
+}
+
+func (c *Cedar) authorize(pk string, req Request) (Decision, error) {
+	cr, res, err := resourceRequest(req)
 	if err != nil {
 		return Decision{}, fmt.Errorf("authz: %w", err)
 	}
-	dec, diag := cedar.Authorize(c.p.set, ents, cr)
+	dec, diag := cedar.Authorize(c.p.set, layered{own: res, principal: c.entitiesOf(pk, req.Principal)}, cr)
 	d := Decision{Allow: dec == cedar.Allow}
 	for _, r := range diag.Reasons {
 		d.Reasons = append(d.Reasons, string(r.PolicyID))

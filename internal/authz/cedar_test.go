@@ -280,3 +280,50 @@ func TestPoliciesListTheirRoles(t *testing.T) {
 		t.Errorf("roles of testdata/valid %v", got)
 	}
 }
+
+// TestRepeatedRequestsGetTheSameDecisions: decisions are kept by everything
+// they depend on; asking again, in any order, gives what a fresh evaluation
+// gives, and a request that differs in one thing (the resource's tenant,
+// an attribute, the principal's roles or tenant) is decided afresh.
+func TestRepeatedRequestsGetTheSameDecisions(t *testing.T) {
+	c := mustDefault(t)
+	dev := auth.Principal{ID: "user:d", Name: "d", Kind: "user", Tenant: "acme", Roles: []string{"developer"}}
+	viewer := dev
+	viewer.Roles = []string{"viewer"}
+	other := dev
+	other.Tenant = "globex"
+	run := func(tenant, state string) Resource {
+		return Resource{Type: TypeRun, ID: "r1", Tenant: tenant, Attrs: map[string]string{"pipeline": "p", "state": state}}
+	}
+	reqs := []Request{
+		{Principal: dev, Action: ActRead, Resource: run("acme", "running")},
+		{Principal: dev, Action: ActRead, Resource: run("globex", "running")},
+		{Principal: other, Action: ActRead, Resource: run("acme", "running")},
+		{Principal: dev, Action: ActCancel, Resource: run("acme", "running")},
+		{Principal: viewer, Action: ActCancel, Resource: run("acme", "running")},
+		{Principal: dev, Action: ActCancel, Resource: run("acme", "succeeded")},
+		{Principal: dev, Action: ActReadWorkers, Resource: Cluster()},
+	}
+	fresh := make([]Decision, len(reqs))
+	for i, r := range reqs {
+		var err error
+		if fresh[i], err = NewCedar(c.Policies()).Authorize(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fresh[0].Allow == fresh[1].Allow || fresh[0].Allow == fresh[2].Allow || fresh[3].Allow == fresh[4].Allow {
+		t.Fatalf("the requests do not tell the cases apart: %+v", fresh)
+	}
+	for round := range 3 {
+		for k := range reqs {
+			i := (k*5 + round) % len(reqs)
+			d, err := c.Authorize(context.Background(), reqs[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Allow != fresh[i].Allow || !slices.Equal(d.Reasons, fresh[i].Reasons) {
+				t.Errorf("round %d, request %d: %+v, fresh %+v", round, i, d, fresh[i])
+			}
+		}
+	}
+}

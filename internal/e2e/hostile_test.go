@@ -312,6 +312,11 @@ func hostileServer(t *testing.T, unprivileged bool, agents int, unsafe bool) (ou
 	if _, err := ca.ListRuns(ctx, client.ListOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// The server's audit writer appends the listing's record after the answer.
+	eventually(t, 30*time.Second, "the audit log has a record", func() (bool, error) {
+		st, err := os.Stat(filepath.Join(e.dataDir, "audit/audit.jsonl"))
+		return err == nil && st.Size() > 0, nil
+	})
 	sums := map[string][32]byte{}
 	for _, f := range []string{"secrets/kek.json", "auth/admin-token.json", "auth/tokens.json", "hodei.db", "audit/audit.jsonl"} {
 		sums[f] = fileSum(t, filepath.Join(e.dataDir, f))

@@ -34,8 +34,14 @@ type SecurityOptions struct {
 	// AuditRetention prunes audit records older than this (checked at start
 	// and hourly); 0 keeps them all.
 	AuditRetention time.Duration
-	// AuditSync fsyncs every audit record.
+	// AuditSync fsyncs every batch of audit records.
 	AuditSync bool
+	// AuditPolicy is how much of each request the trail keeps
+	// (audit.DefaultPolicy if nil).
+	AuditPolicy *audit.Policy
+	// AuditQueue is the capacity of the trail's queue (audit.DefaultQueue
+	// if 0).
+	AuditQueue int
 	// ProtectMetrics makes /metrics need credentials (action readMetrics).
 	ProtectMetrics bool
 }
@@ -120,7 +126,7 @@ func (s *Server) startSecurity() (err error) {
 		s.log.Info("authorization policies loaded", "source", p.Source, "policies", len(p.IDs()))
 		sec.authz = authz.NewCedar(p)
 	}
-	if sec.audit, err = audit.Open(AuditPath(s.opts.DataDir), audit.Options{Sync: o.AuditSync}); err != nil {
+	if sec.audit, err = audit.Open(AuditPath(s.opts.DataDir), audit.Options{Sync: o.AuditSync, Queue: o.AuditQueue, Logger: s.log}); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -177,6 +183,7 @@ func (s *Server) secureDeps(d *api.Deps) {
 	}
 	d.Auth, d.Authz, d.Audit, d.Tokens = s.sec.auth, s.sec.authz, s.sec.audit, s.sec.tokens
 	d.ProtectMetrics = s.opts.Security.ProtectMetrics
+	d.AuditPolicy = s.opts.Security.AuditPolicy
 }
 
 // closeSecurity stops the retention loop and closes the audit trail.
