@@ -653,20 +653,13 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 		}
 		var res stepResult
 		if isolated {
-			// The sandbox's init joins the attempt's cgroup before any
-			// process of the step starts.
 			res = runSandboxed(ctx, sandbox.Spec{
 				Script: st.Run, Workspace: ws, Tmp: tmp, Env: env,
 				Hide: append([]string{a.cfg.WorkDir}, a.cfg.Hide...),
 				UID:  uid, GID: uid,
-			}, st.Timeout, out, onStart, cg.joinAttemptCgroup)
+			}, st.Timeout, out, onStart, cg.group())
 		} else {
-			res = runStepTracked(ctx, st.Run, ws, env, st.Timeout, out, func(pgid int) {
-				onStart(pgid)
-				if err := cg.joinAttemptCgroup(pgid); err != nil {
-					log.Warn("step outside its attempt's cgroup", "err", err)
-				}
-			})
+			res = runStepTracked(ctx, st.Run, ws, env, st.Timeout, out, onStart, cg.group())
 		}
 		// The step's output is drained: what the masker held back (the
 		// start of a possible secret) can go now.
