@@ -588,18 +588,19 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 	}
 	tmp := ws + ".tmp"
 	defer func() {
-		_ = os.Remove(ws + ".pgid")
+		if cg == nil {
+			_ = os.Remove(ws + ".pgid")
+		}
 		for _, dir := range []string{ws, tmp} {
 			if err := os.RemoveAll(dir); err != nil {
 				log.Warn("remove workspace", "dir", dir, "err", err)
 			}
 		}
 	}()
-	if err := os.MkdirAll(filepath.Join(tmp, "home"), 0o700); err != nil {
-		return bus.StatusFailed, -1, fmt.Sprintf("workspace: %v", err)
-	}
-	if err := os.Chmod(tmp, 0o700); err != nil {
-		return bus.StatusFailed, -1, fmt.Sprintf("workspace: %v", err)
+	for _, dir := range []string{tmp, filepath.Join(tmp, "home")} {
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			return bus.StatusFailed, -1, fmt.Sprintf("workspace: %v", err)
+		}
 	}
 	isolated := !a.cfg.Unisolated && spec.Image == ""
 	uid := -1
@@ -648,8 +649,13 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 		ends := &lineEnds{w: b}
 		out := mask.NewWriter(ends, masks)
 		started := time.Now()
-		onStart := func(pgid int) {
-			_ = os.WriteFile(ws+".pgid", []byte(strconv.Itoa(pgid)), 0o600)
+		// A restarted agent finds what a step left by its attempt's cgroup,
+		// or else by the process group written here (cleanLeftovers).
+		var onStart func(pgid int)
+		if cg == nil {
+			onStart = func(pgid int) {
+				_ = os.WriteFile(ws+".pgid", []byte(strconv.Itoa(pgid)), 0o600)
+			}
 		}
 		var res stepResult
 		if isolated {

@@ -3,7 +3,6 @@ package cgroup
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -22,8 +21,8 @@ import (
 type Entry struct {
 	g    *Group
 	tid  string
-	back []*os.File // v1: the tasks file of the thread's own group, by hierarchy
-	dir  int        // v2: the group's directory, for clone3; -1 on v1
+	back []int // v1: the tasks file of the thread's own group, by hierarchy
+	dir  int   // v2: the group's directory, for clone3; -1 on v1
 }
 
 // Enter moves the calling thread into g (see Entry). The caller must be
@@ -44,16 +43,16 @@ func (g *Group) Enter() (*Entry, error) {
 	// share a directory: it is written once.
 	seen := map[string]bool{}
 	for _, c := range v1Wanted {
-		d, ok := g.dirs[c]
-		if !ok || seen[d] {
+		d := g.dirs[c]
+		if !g.placesIn(c) || seen[d] {
 			continue
 		}
 		seen[d] = true
 		// The thread's way back, opened now: a thread that confines
 		// itself before it leaves (Landlock) can still write to it.
-		f, err := os.OpenFile(filepath.Join(filepath.Dir(g.m.v1[c]), "tasks"), os.O_WRONLY, 0)
+		fd, err := openFile(filepath.Join(filepath.Dir(g.m.v1[c]), "tasks"), syscall.O_WRONLY)
 		if err == nil {
-			e.back = append(e.back, f)
+			e.back = append(e.back, fd)
 			err = writeFile(d, "tasks", e.tid)
 		}
 		if err != nil {
@@ -82,11 +81,11 @@ func (e *Entry) Leave() error {
 		return err
 	}
 	var errs []error
-	for _, f := range e.back {
-		if _, err := f.WriteString(e.tid); err != nil {
+	for _, fd := range e.back {
+		if _, err := syscall.Write(fd, []byte(e.tid)); err != nil {
 			errs = append(errs, fmt.Errorf("cgroup %s: leave: %w", e.g.name, err))
 		}
-		f.Close()
+		syscall.Close(fd)
 	}
 	e.back = nil
 	return errors.Join(errs...)
