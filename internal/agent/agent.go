@@ -527,7 +527,12 @@ func (a *Agent) execute(ctx context.Context, d bus.Dispatch) {
 		a.report(d, bus.StatusFailed, -1, "secrets: "+err.Error())
 		return
 	}
-	a.report(d, bus.StatusRunning, 0, "")
+	// The running status goes out without waiting for the stream's ack:
+	// the attempt starts meanwhile. Its ack is awaited (and the status sent
+	// again if it failed) before the final status, which must come after it.
+	runMsg := a.statusMsg(d, bus.Status{State: bus.StatusRunning})
+	f, err := a.js.PublishMsgAsync(runMsg)
+	running := []pending{{msg: runMsg, f: f, err: err}}
 
 	limit := d.MaxLogBytes
 	if limit <= 0 {
@@ -549,6 +554,7 @@ func (a *Agent) execute(ctx context.Context, d bus.Dispatch) {
 
 	// Every chunk must be stored before the final status is sent.
 	sink.close()
+	a.confirm(running, log)
 	a.reportStatus(d, bus.Status{State: state, ExitCode: code, Error: errMsg, PeakMemory: usage.PeakMemory, CPUTime: usage.CPUTime})
 }
 
@@ -802,13 +808,18 @@ func (a *Agent) report(d bus.Dispatch, state string, code int, errMsg string) {
 // reportStatus sends st (its state, exit code, error and usage) for the
 // attempt d.
 func (a *Agent) reportStatus(d bus.Dispatch, st bus.Status) {
+	a.publishRetry(a.statusMsg(d, st), a.log.With("job", d.JobID))
+}
+
+// statusMsg is the message that reports st for the attempt d.
+func (a *Agent) statusMsg(d bus.Dispatch, st bus.Status) *nats.Msg {
 	st.Error = capError(st.Error)
 	st.WorkerID, st.JobID, st.Attempt, st.At = a.cfg.ID, d.JobID, d.Attempt, time.Now().UTC()
 	data, _ := json.Marshal(st)
 	msg := nats.NewMsg(a.cfg.Subjects.Status(a.cfg.ID))
 	msg.Data = data
 	msg.Header.Set(nats.MsgIdHdr, st.MsgID())
-	a.publishRetry(msg, a.log.With("job", d.JobID))
+	return msg
 }
 
 func (a *Agent) heartbeats(ctx context.Context) {

@@ -299,16 +299,6 @@ func (d *direct) run(c *Cmd, started chan<- error) {
 		fail(fmt.Errorf("join the pid namespace: %w", e))
 		return
 	}
-	// The init has set its traps once it says so (or it is gone).
-	var b [1]byte
-	_, err = readyR.Read(b[:])
-	readyR.Close()
-	if err != nil {
-		stopInit()
-		started <- errors.New("the init did not start")
-		return
-	}
-
 	sh := exec.Command("/bin/sh", "-e", "-c", c.Script)
 	sh.Dir = spec.Workspace
 	sh.Env = c.Env
@@ -323,14 +313,26 @@ func (d *direct) run(c *Cmd, started chan<- error) {
 	sh.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pgid: 1}
 	attr(sh.SysProcAttr)
 	err = sh.Start()
+	if err != nil {
+		readyR.Close()
+		stopInit()
+		started <- fmt.Errorf("start sh: %w", err)
+		return
+	}
+	err = leave()
 	if err == nil {
-		err = leave()
-		if err != nil {
-			_ = sh.Process.Kill()
-			_ = sh.Wait()
+		// The init has set its traps once it says so (or it is gone).
+		// The step's shell started meanwhile (the two execs overlap), but
+		// nothing signals the init before the step is reported started.
+		var b [1]byte
+		if _, rerr := readyR.Read(b[:]); rerr != nil {
+			err = errors.New("the init did not start")
 		}
 	}
+	readyR.Close()
 	if err != nil {
+		_ = sh.Process.Kill()
+		_ = sh.Wait()
 		stopInit()
 		started <- fmt.Errorf("start sh: %w", err)
 		return
