@@ -208,7 +208,7 @@ func (d *direct) run(c *Cmd, started chan<- error) {
 	if c.Cgroup != nil {
 		var err error
 		if entry, err = c.Cgroup.Enter(); err != nil {
-			started <- err
+			started <- err // Enter took the thread back out, or tried to
 			return
 		}
 	}
@@ -222,7 +222,15 @@ func (d *direct) run(c *Cmd, started chan<- error) {
 		entry = nil
 		return err
 	}
-	defer func() { _ = leave() }()
+	// The thread is out of the group before the caller hears how the
+	// start went: the caller may then kill the group, which on v1 lists
+	// this process while one of its threads is in it.
+	send := func(err error) {
+		if lerr := leave(); lerr != nil && err == nil {
+			err = lerr
+		}
+		started <- err
+	}
 	attr := func(a *syscall.SysProcAttr) *syscall.SysProcAttr {
 		if entry != nil {
 			entry.Attr(a)
@@ -231,24 +239,24 @@ func (d *direct) run(c *Cmd, started chan<- error) {
 	}
 	spec := c.initSpec()
 	if err := syscall.Unshare(syscall.CLONE_FS | syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS); err != nil {
-		started <- fmt.Errorf("unshare: %w", err)
+		send(fmt.Errorf("unshare: %w", err))
 		return
 	}
 	if err := initproc.Mounts(&spec, false); err != nil {
-		started <- err
+		send(err)
 		return
 	}
 	cred := &syscall.Credential{Uid: uint32(c.UID), Gid: uint32(c.GID), Groups: []uint32{}}
 	holdR, holdW, err := os.Pipe()
 	if err != nil {
-		started <- fmt.Errorf("pipe: %w", err)
+		send(fmt.Errorf("pipe: %w", err))
 		return
 	}
 	defer holdW.Close()
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		holdR.Close()
-		started <- fmt.Errorf("pipe: %w", err)
+		send(fmt.Errorf("pipe: %w", err))
 		return
 	}
 	init := exec.Command("/bin/sh", "-c", initScript)
@@ -264,7 +272,7 @@ func (d *direct) run(c *Cmd, started chan<- error) {
 	readyW.Close()
 	if err != nil {
 		readyR.Close()
-		started <- fmt.Errorf("start init: %w", err)
+		send(fmt.Errorf("start init: %w", err))
 		return
 	}
 	stopInit := func() {
@@ -278,7 +286,7 @@ func (d *direct) run(c *Cmd, started chan<- error) {
 	fail := func(err error) {
 		readyR.Close()
 		stopInit()
-		started <- err
+		send(err)
 	}
 	// The init's PID namespace, opened while /proc is still the caller's.
 	ns, err := syscall.Open(fmt.Sprintf("/proc/%d/ns/pid", init.Process.Pid), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
@@ -316,7 +324,7 @@ func (d *direct) run(c *Cmd, started chan<- error) {
 	if err != nil {
 		readyR.Close()
 		stopInit()
-		started <- fmt.Errorf("start sh: %w", err)
+		send(fmt.Errorf("start sh: %w", err))
 		return
 	}
 	err = leave()
@@ -334,11 +342,11 @@ func (d *direct) run(c *Cmd, started chan<- error) {
 		_ = sh.Process.Kill()
 		_ = sh.Wait()
 		stopInit()
-		started <- fmt.Errorf("start sh: %w", err)
+		send(fmt.Errorf("start sh: %w", err))
 		return
 	}
 	d.init = init.Process.Pid
-	started <- nil
+	send(nil)
 	werr := sh.Wait()
 	stopInit()
 	d.done <- outcome(werr)
