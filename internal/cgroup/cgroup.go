@@ -12,8 +12,13 @@
 // in each hierarchy, in a parent directory ("hodei" by default), so that the
 // limits of whatever contains the caller still hold for its jobs.
 //
+// A process is best born in its group (Group.Spawn, or Enter and Leave
+// around a start on a thread of the caller's): it cannot fork before it is
+// there. Add moves a process that already runs.
+//
 // A Manager and its Groups are safe for concurrent use as long as one group
-// is not created, killed and removed by two goroutines at once.
+// is not created, killed and removed by two goroutines at once, and is not
+// killed while a thread of the caller is in it (between Enter and Leave).
 package cgroup
 
 import (
