@@ -532,7 +532,12 @@ func (a *Agent) execute(ctx context.Context, d bus.Dispatch) {
 		a.report(d, bus.StatusFailed, -1, "secrets: "+err.Error())
 		return
 	}
-	a.report(d, bus.StatusRunning, 0, "")
+	// The running status goes out without waiting for the stream's ack:
+	// the attempt starts meanwhile. Its ack is awaited (and the status sent
+	// again if it failed) before the final status, which must come after it.
+	runMsg := a.statusMsg(d, bus.Status{State: bus.StatusRunning})
+	f, err := a.js.PublishMsgAsync(runMsg)
+	running := []pending{{msg: runMsg, f: f, err: err}}
 
 	limit := d.MaxLogBytes
 	if limit <= 0 {
@@ -554,6 +559,7 @@ func (a *Agent) execute(ctx context.Context, d bus.Dispatch) {
 
 	// Every chunk must be stored before the final status is sent.
 	sink.close()
+	a.confirm(running, log)
 	a.reportStatus(d, bus.Status{State: state, ExitCode: code, Error: errMsg, PeakMemory: usage.PeakMemory, CPUTime: usage.CPUTime})
 }
 
@@ -593,18 +599,19 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 	}
 	tmp := ws + ".tmp"
 	defer func() {
-		_ = os.Remove(ws + ".pgid")
+		if cg == nil {
+			_ = os.Remove(ws + ".pgid")
+		}
 		for _, dir := range []string{ws, tmp} {
 			if err := os.RemoveAll(dir); err != nil {
 				log.Warn("remove workspace", "dir", dir, "err", err)
 			}
 		}
 	}()
-	if err := os.MkdirAll(filepath.Join(tmp, "home"), 0o700); err != nil {
-		return bus.StatusFailed, -1, fmt.Sprintf("workspace: %v", err)
-	}
-	if err := os.Chmod(tmp, 0o700); err != nil {
-		return bus.StatusFailed, -1, fmt.Sprintf("workspace: %v", err)
+	for _, dir := range []string{tmp, filepath.Join(tmp, "home")} {
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			return bus.StatusFailed, -1, fmt.Sprintf("workspace: %v", err)
+		}
 	}
 	isolated := !a.cfg.Unisolated && spec.Image == ""
 	uid := -1
@@ -641,27 +648,26 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 		files.step = tmp
 	}
 	// runScript runs one script as a step does: in the sandbox, or as the
-	// agent's user in its own process group.
+	// agent's user in its own process group, born in the attempt's cgroup.
 	runScript := func(script string, env []string, timeout time.Duration, out io.Writer) stepResult {
-		onStart := func(pgid int) {
-			_ = os.WriteFile(ws+".pgid", []byte(strconv.Itoa(pgid)), 0o600)
+		// A restarted agent finds what a step left by its attempt's
+		// cgroup, or else by the process group written here
+		// (cleanLeftovers).
+		var onStart func(pgid int)
+		if cg == nil {
+			onStart = func(pgid int) {
+				_ = os.WriteFile(ws+".pgid", []byte(strconv.Itoa(pgid)), 0o600)
+			}
 		}
 		var res stepResult
 		if isolated {
-			// The sandbox's init joins the attempt's cgroup before any
-			// process of the step starts.
 			res = runSandboxed(ctx, sandbox.Spec{
 				Script: script, Workspace: ws, Tmp: tmp, Env: env,
 				Hide: append([]string{a.cfg.WorkDir}, a.cfg.Hide...),
 				UID:  uid, GID: uid,
-			}, timeout, out, onStart, cg.joinAttemptCgroup)
+			}, timeout, out, onStart, cg.group())
 		} else {
-			res = runStepTracked(ctx, script, ws, env, timeout, out, func(pgid int) {
-				onStart(pgid)
-				if err := cg.joinAttemptCgroup(pgid); err != nil {
-					log.Warn("step outside its attempt's cgroup", "err", err)
-				}
-			})
+			res = runStepTracked(ctx, script, ws, env, timeout, out, onStart, cg.group())
 		}
 		if cg.newOOMKills() && res.Err != nil {
 			res.Err = cg.outOfMemory(res.Err)
@@ -921,13 +927,18 @@ func (a *Agent) report(d bus.Dispatch, state string, code int, errMsg string) {
 // reportStatus sends st (its state, exit code, error and usage) for the
 // attempt d.
 func (a *Agent) reportStatus(d bus.Dispatch, st bus.Status) {
+	a.publishRetry(a.statusMsg(d, st), a.log.With("job", d.JobID))
+}
+
+// statusMsg is the message that reports st for the attempt d.
+func (a *Agent) statusMsg(d bus.Dispatch, st bus.Status) *nats.Msg {
 	st.Error = capError(st.Error)
 	st.WorkerID, st.JobID, st.Attempt, st.At = a.cfg.ID, d.JobID, d.Attempt, time.Now().UTC()
 	data, _ := json.Marshal(st)
 	msg := nats.NewMsg(a.cfg.Subjects.Status(a.cfg.ID))
 	msg.Data = data
 	msg.Header.Set(nats.MsgIdHdr, st.MsgID())
-	a.publishRetry(msg, a.log.With("job", d.JobID))
+	return msg
 }
 
 func (a *Agent) heartbeats(ctx context.Context) {

@@ -84,15 +84,13 @@ func (a *Agent) attemptCgroupName(jobID string, attempt int) string {
 	return a.cgName + "/" + jobID + "-" + strconv.Itoa(attempt)
 }
 
-// joinAttemptCgroup puts a step's process in its attempt's group. It is
-// called right after the process starts; a launcher that can call it
-// between fork and exec closes the window in which the step could fork
-// before it is in the group.
-func (c *attemptCgroup) joinAttemptCgroup(pid int) error {
+// group is the attempt's group, nil when it has none: the steps' processes
+// are born in it.
+func (c *attemptCgroup) group() *cgroup.Group {
 	if c == nil {
 		return nil
 	}
-	return c.g.Add(pid)
+	return c.g
 }
 
 // newOOMKills reports whether the kernel has killed a process of the

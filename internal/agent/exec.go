@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hodei-ci/hodei/internal/cgroup"
 	"github.com/hodei-ci/hodei/internal/sandbox"
 )
 
@@ -32,19 +33,22 @@ type stepResult struct {
 // exited and its output is drained. Cancelling ctx, or reaching timeout, kills
 // the whole process group (SIGTERM, then SIGKILL after killGrace).
 func runStep(ctx context.Context, script, dir string, env []string, timeout time.Duration, out io.Writer) stepResult {
-	return runStepTracked(ctx, script, dir, env, timeout, out, nil)
+	return runStepTracked(ctx, script, dir, env, timeout, out, nil, nil)
 }
 
 // runStepTracked is runStep that also tells onStart the step's process group
-// id once it has started and before its script runs, so that an agent killed
-// mid-step can find and kill the group when it starts again, and so that the
-// step is in its attempt's cgroup before it can fork. The step runs as the
-// agent's own user, unisolated: it is what an agent started with
+// id once it has started, so that an agent killed mid-step can find and kill
+// the group when it starts again. With a cgroup g, the shell is born in it
+// (cgroup.Group.Spawn): the group holds every process of the step from its
+// start, and finds them after a crash. Without one, the shell is held until
+// onStart has returned (one more exec of sh). The step runs as the agent's
+// own user, unisolated: it is what an agent started with
 // --unsafe-shared-user does (runSandboxed is the isolated form).
-func runStepTracked(ctx context.Context, script, dir string, env []string, timeout time.Duration, out io.Writer, onStart func(pgid int)) stepResult {
+func runStepTracked(ctx context.Context, script, dir string, env []string, timeout time.Duration, out io.Writer, onStart func(pgid int), g *cgroup.Group) stepResult {
 	var gate *os.File // held by the shell until onStart has run
+	held := onStart != nil && g == nil
 	started := onStart
-	if onStart != nil {
+	if held {
 		started = func(pgid int) {
 			onStart(pgid)
 			// Let the script run (an error means the shell is gone already).
@@ -54,7 +58,7 @@ func runStepTracked(ctx context.Context, script, dir string, env []string, timeo
 	}
 	return superviseStep(ctx, timeout, out, started, func(w *os.File) (int, func() stepResult, error) {
 		cmd := exec.Command("/bin/sh", "-e", "-c", script)
-		if onStart != nil {
+		if held {
 			var err error
 			if cmd, gate, err = gatedShell(script); err != nil {
 				return 0, nil, err
@@ -69,7 +73,12 @@ func runStepTracked(ctx context.Context, script, dir string, env []string, timeo
 		// once; Pdeathsig kills the shell if the agent dies without
 		// cleaning up.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		err := cmd.Start()
+		var err error
+		if g != nil {
+			err = g.Spawn(cmd.SysProcAttr, cmd.Start)
+		} else {
+			err = cmd.Start()
+		}
 		if gate != nil {
 			cmd.ExtraFiles[0].Close() // the shell's end
 		}
@@ -85,12 +94,12 @@ func runStepTracked(ctx context.Context, script, dir string, env []string, timeo
 
 // runSandboxed runs a step in a sandbox (see internal/sandbox): its own PID,
 // mount, IPC and UTS namespaces, the data directories hidden, writes limited
-// to its workspace and /tmp, an unprivileged identity. beforeStart, if not
-// nil, gets the sandbox init's pid before any process of the step starts.
-// When the shell ends, every process it left is killed with it.
-func runSandboxed(ctx context.Context, spec sandbox.Spec, timeout time.Duration, out io.Writer, onStart func(pgid int), beforeStart func(pid int) error) stepResult {
+// to its workspace and /tmp, an unprivileged identity. With a cgroup g,
+// every process of the step is in it from its start. When the shell ends,
+// every process it left is killed with it.
+func runSandboxed(ctx context.Context, spec sandbox.Spec, timeout time.Duration, out io.Writer, onStart func(pgid int), g *cgroup.Group) stepResult {
 	return superviseStep(ctx, timeout, out, onStart, func(w *os.File) (int, func() stepResult, error) {
-		c := &sandbox.Cmd{Spec: spec, Stdout: w, BeforeStart: beforeStart}
+		c := &sandbox.Cmd{Spec: spec, Stdout: w, Cgroup: g}
 		if err := c.Start(); err != nil {
 			return 0, nil, err
 		}

@@ -550,7 +550,7 @@ func BenchmarkStepGate(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
-				if res := runStepTracked(context.Background(), "true", dir, testEnv, 0, io.Discard, onStart); res.Err != nil {
+				if res := runStepTracked(context.Background(), "true", dir, testEnv, 0, io.Discard, onStart, nil); res.Err != nil {
 					b.Fatal(res.Err)
 				}
 			}

@@ -37,7 +37,7 @@ func benchStep(b *testing.B, run func() stepResult) {
 func BenchmarkStepUnisolated(b *testing.B) {
 	dir := b.TempDir()
 	benchStep(b, func() stepResult {
-		return runStepTracked(context.Background(), "true", dir, testEnv, 0, io.Discard, nil)
+		return runStepTracked(context.Background(), "true", dir, testEnv, 0, io.Discard, nil, nil)
 	})
 }
 

@@ -12,8 +12,13 @@
 // in each hierarchy, in a parent directory ("hodei" by default), so that the
 // limits of whatever contains the caller still hold for its jobs.
 //
+// A process is best born in its group (Group.Spawn, or Enter and Leave
+// around a start on a thread of the caller's): it cannot fork before it is
+// there. Add moves a process that already runs.
+//
 // A Manager and its Groups are safe for concurrent use as long as one group
-// is not created, killed and removed by two goroutines at once.
+// is not created, killed and removed by two goroutines at once, and is not
+// killed while a thread of the caller is in it (between Enter and Leave).
 package cgroup
 
 import (
@@ -197,10 +202,11 @@ func (m *Manager) KillTree(name string) (int, error) {
 
 // Group is one control group.
 type Group struct {
-	m    *Manager
-	name string
-	dirs map[string]string // v1: by controller
-	dir  string            // v2
+	m     *Manager
+	name  string
+	dirs  map[string]string // v1: by controller
+	dir   string            // v2
+	noCPU bool              // v1: created without a cpu group (no CPU limit)
 }
 
 // Create makes the group name (components separated by '/', each of
@@ -280,7 +286,7 @@ func (g *Group) Add(pid int) error {
 	}
 	// The freezer first: once there, the process cannot escape a kill.
 	for _, c := range v1Wanted {
-		if d, ok := g.dirs[c]; ok {
+		if d := g.dirs[c]; g.placesIn(c) {
 			if err := writeFile(d, "cgroup.procs", s); err != nil {
 				return fmt.Errorf("cgroup %s: add %d to %s: %w", g.name, pid, c, err)
 			}
@@ -442,13 +448,64 @@ func validPath(name string) error {
 	return nil
 }
 
+// writeFile and readFile use the system calls directly: a cgroup file is
+// opened, written or read once, and closed, several times per attempt, and
+// os.File's poller registration and stat double the calls each costs.
 func writeFile(dir, file, v string) error {
-	return os.WriteFile(filepath.Join(dir, file), []byte(v), 0)
+	path := filepath.Join(dir, file)
+	fd, err := openFile(path, syscall.O_WRONLY)
+	if err != nil {
+		return err
+	}
+	defer syscall.Close(fd)
+	if _, err := syscall.Write(fd, []byte(v)); err != nil {
+		return &os.PathError{Op: "write", Path: path, Err: err}
+	}
+	return nil
 }
 
 func readFile(dir, file string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, file))
+	b, err := readAll(filepath.Join(dir, file))
 	return strings.TrimSpace(string(b)), err
+}
+
+func openFile(path string, mode int) (int, error) {
+	for {
+		fd, err := syscall.Open(path, mode|syscall.O_CLOEXEC, 0)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, &os.PathError{Op: "open", Path: path, Err: err}
+		}
+		return fd, nil
+	}
+}
+
+// readAll reads a cgroup file whole.
+func readAll(path string) ([]byte, error) {
+	fd, err := openFile(path, syscall.O_RDONLY)
+	if err != nil {
+		return nil, err
+	}
+	defer syscall.Close(fd)
+	buf := make([]byte, 0, 512)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := syscall.Read(fd, buf[len(buf):cap(buf)])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
 }
 
 func readInt(dir, file string) (int64, error) {
@@ -479,7 +536,7 @@ func readKeyed(dir, file, key string) (int64, error) {
 }
 
 func readPids(path string) ([]int, error) {
-	b, err := os.ReadFile(path)
+	b, err := readAll(path)
 	if err != nil {
 		return nil, err
 	}

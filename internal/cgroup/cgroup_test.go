@@ -482,13 +482,18 @@ func parentOf(m *Manager) string {
 	return m.v1["freezer"]
 }
 
+// dirsOf lists the directories of the group name that exist: on v1 a
+// group without a CPU limit has none in the cpu hierarchy (when that is
+// not cpuacct's).
 func dirsOf(m *Manager, name string) []string {
 	if m.version == V2 {
 		return []string{filepath.Join(m.v2, name)}
 	}
 	var out []string
 	for _, d := range m.v1 {
-		out = append(out, filepath.Join(d, name))
+		if _, err := os.Stat(filepath.Join(d, name)); err == nil {
+			out = append(out, filepath.Join(d, name))
+		}
 	}
 	return out
 }

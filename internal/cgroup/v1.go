@@ -43,7 +43,15 @@ func (g *Group) create(l Limits) error {
 	if g.m.version == V2 {
 		return g.createV2(l)
 	}
-	for _, d := range g.dirs {
+	// Without a CPU limit the cpu hierarchy has nothing to enforce: the
+	// attempt's processes stay in the caller's cpu group, and the attempt
+	// pays one mkdir, rmdir and write fewer (cpuacct still counts its CPU
+	// time). Where cpu and cpuacct share a hierarchy, the group is made.
+	g.noCPU = l.CPUMilli == 0 && g.dirs["cpu"] != g.dirs["cpuacct"]
+	for c, d := range g.dirs {
+		if !g.placesIn(c) {
+			continue
+		}
 		if err := mkdir(d); err != nil {
 			return err
 		}
@@ -73,6 +81,13 @@ func (g *Group) create(l Limits) error {
 		}
 	}
 	return nil
+}
+
+// placesIn reports whether the group's processes go in controller c's
+// hierarchy (v1).
+func (g *Group) placesIn(c string) bool {
+	_, ok := g.dirs[c]
+	return ok && !(c == "cpu" && g.noCPU)
 }
 
 // cpuQuota is the CFS quota, per cfsPeriod, of milli thousandths of a core

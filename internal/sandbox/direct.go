@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/hodei-ci/hodei/internal/cgroup"
 	"github.com/hodei-ci/hodei/internal/sandbox/initproc"
 )
 
@@ -29,9 +30,14 @@ import (
 //  3. it mounts the /proc of that PID namespace, then enters the step's
 //     Landlock domain with no_new_privs (initproc.Confine) and joins the
 //     PID namespace for its children;
-//  4. it starts the step's shell as the step's uid, held until BeforeStart
-//     has run (the same held start as an unisolated step's), waits for it,
-//     and then kills the init, which takes whatever the step left.
+//  4. it starts the step's shell as the step's uid, waits for it, and then
+//     kills the init, which takes whatever the step left.
+//
+// With a Cgroup, the thread enters the group (cgroup.Group.Enter) before
+// it starts anything, and leaves it once the step's shell has started: the
+// init and the shell are born in the group, so no process of the step can
+// fork outside it, and no process has to hold the step until it is moved
+// in.
 //
 // The thread ends with the goroutine (it is never unlocked), and its
 // namespaces and domain with it. The init is not in the Landlock domain
@@ -52,22 +58,10 @@ trap 't=1; kill -s QUIT -- -1' QUIT
 echo >&4; exec 4>&-
 while t=0; read -r _ <&3 || [ $t = 1 ]; do :; done`
 
-// heldShell waits for a line on fd 3, then becomes the step's shell.
-const heldShell = `read -r _ <&3 || exit 125; exec /bin/sh -e -c "$1" 3<&-`
-
 // direct is a step started directly.
 type direct struct {
 	init int                // the init's pid, as the caller sees it
 	done chan directOutcome // how the step ended, once every process is gone
-}
-
-// held is the sandbox of a direct start, built and waiting at the gate:
-// pids are its processes (the held shell, then the init), and go takes nil
-// to open the gate or the error that stops the sandbox.
-type held struct {
-	pids []int
-	err  error
-	gate chan error
 }
 
 type directOutcome struct {
@@ -184,26 +178,8 @@ func mountProcOf(ns int) error {
 // startDirect starts the step as described at the top of this file.
 func (c *Cmd) startDirect() error {
 	d := &direct{done: make(chan directOutcome, 1)}
-	built := make(chan held, 1)
 	started := make(chan error, 1)
-	go d.run(c, built, started)
-	h := <-built
-	if h.err != nil {
-		return fmt.Errorf("sandbox: %w", h.err)
-	}
-	// BeforeStart runs here, not on the sandbox's thread, whose mounts,
-	// /proc and Landlock domain are the step's. The shell first, then the
-	// init: the last pid given is Pid's.
-	var err error
-	if c.BeforeStart != nil {
-		for _, pid := range h.pids {
-			if err = c.BeforeStart(pid); err != nil {
-				err = fmt.Errorf("before start: %w", err)
-				break
-			}
-		}
-	}
-	h.gate <- err
+	go d.run(c, started)
 	if err := <-started; err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
@@ -212,10 +188,9 @@ func (c *Cmd) startDirect() error {
 }
 
 // run builds the sandbox and runs the step on a thread of its own: it sends
-// the sandbox held at the gate (or why it could not be built) on built,
-// then nil or the error that stopped it on started, then, once the step
-// has ended, its outcome on d.done.
-func (d *direct) run(c *Cmd, built chan<- held, started chan<- error) {
+// nil, or why the step could not be started, on started, then, once the
+// step has ended, its outcome on d.done.
+func (d *direct) run(c *Cmd, started chan<- error) {
 	// Never unlocked: the thread, in the step's namespaces and Landlock
 	// domain from here on, ends with this goroutine.
 	runtime.LockOSThread()
@@ -224,31 +199,64 @@ func (d *direct) run(c *Cmd, built chan<- held, started chan<- error) {
 		// shows the process's mounts through it: it holds on, locked,
 		// while another thread does the work.
 		done := make(chan struct{})
-		go func() { defer close(done); d.run(c, built, started) }()
+		go func() { defer close(done); d.run(c, started) }()
 		<-done
 		runtime.UnlockOSThread()
 		return
 	}
+	var entry *cgroup.Entry
+	if c.Cgroup != nil {
+		var err error
+		if entry, err = c.Cgroup.Enter(); err != nil {
+			started <- err // Enter took the thread back out, or tried to
+			return
+		}
+	}
+	// leave takes the thread out of the group once the step's processes
+	// exist; a thread that cannot leave ends with the goroutine anyway.
+	leave := func() error {
+		if entry == nil {
+			return nil
+		}
+		err := entry.Leave()
+		entry = nil
+		return err
+	}
+	// The thread is out of the group before the caller hears how the
+	// start went: the caller may then kill the group, which on v1 lists
+	// this process while one of its threads is in it.
+	send := func(err error) {
+		if lerr := leave(); lerr != nil && err == nil {
+			err = lerr
+		}
+		started <- err
+	}
+	attr := func(a *syscall.SysProcAttr) *syscall.SysProcAttr {
+		if entry != nil {
+			entry.Attr(a)
+		}
+		return a
+	}
 	spec := c.initSpec()
 	if err := syscall.Unshare(syscall.CLONE_FS | syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS); err != nil {
-		built <- held{err: fmt.Errorf("unshare: %w", err)}
+		send(fmt.Errorf("unshare: %w", err))
 		return
 	}
 	if err := initproc.Mounts(&spec, false); err != nil {
-		built <- held{err: err}
+		send(err)
 		return
 	}
 	cred := &syscall.Credential{Uid: uint32(c.UID), Gid: uint32(c.GID), Groups: []uint32{}}
 	holdR, holdW, err := os.Pipe()
 	if err != nil {
-		built <- held{err: fmt.Errorf("pipe: %w", err)}
+		send(fmt.Errorf("pipe: %w", err))
 		return
 	}
 	defer holdW.Close()
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		holdR.Close()
-		built <- held{err: fmt.Errorf("pipe: %w", err)}
+		send(fmt.Errorf("pipe: %w", err))
 		return
 	}
 	init := exec.Command("/bin/sh", "-c", initScript)
@@ -258,13 +266,13 @@ func (d *direct) run(c *Cmd, built chan<- held, started chan<- error) {
 	init.ExtraFiles = []*os.File{holdR, readyW} // fds 3 and 4
 	// Pdeathsig: the init, and with it the namespace, dies with this
 	// thread, which lives as long as the step (and dies with the agent).
-	init.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	init.SysProcAttr = attr(&syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGKILL})
 	err = init.Start()
 	holdR.Close()
 	readyW.Close()
 	if err != nil {
 		readyR.Close()
-		built <- held{err: fmt.Errorf("start init: %w", err)}
+		send(fmt.Errorf("start init: %w", err))
 		return
 	}
 	stopInit := func() {
@@ -278,7 +286,7 @@ func (d *direct) run(c *Cmd, built chan<- held, started chan<- error) {
 	fail := func(err error) {
 		readyR.Close()
 		stopInit()
-		built <- held{err: err}
+		send(err)
 	}
 	// The init's PID namespace, opened while /proc is still the caller's.
 	ns, err := syscall.Open(fmt.Sprintf("/proc/%d/ns/pid", init.Process.Pid), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
@@ -299,63 +307,46 @@ func (d *direct) run(c *Cmd, built chan<- held, started chan<- error) {
 		fail(fmt.Errorf("join the pid namespace: %w", e))
 		return
 	}
-	// The init has set its traps once it says so (or it is gone).
-	var b [1]byte
-	_, err = readyR.Read(b[:])
-	readyR.Close()
-	if err != nil {
-		stopInit()
-		built <- held{err: errors.New("the init did not start")}
-		return
-	}
-
-	gateR, gateW, err := os.Pipe()
-	if err != nil {
-		stopInit()
-		built <- held{err: fmt.Errorf("pipe: %w", err)}
-		return
-	}
-	sh := exec.Command("/bin/sh", "-c", heldShell, "sh", c.Script)
+	sh := exec.Command("/bin/sh", "-e", "-c", c.Script)
 	sh.Dir = spec.Workspace
 	sh.Env = c.Env
 	if sh.Env == nil {
 		sh.Env = []string{}
 	}
 	sh.Stdout, sh.Stderr = c.Stdout, c.Stdout
-	sh.ExtraFiles = []*os.File{gateR}
 	// In the init's process group (pgid 1 as the child sees it), so that
 	// signalling the group reaches both. No Pdeathsig: its parent is
 	// outside its PID namespace (os/exec would take that for a dead
 	// parent), and the init's death takes it anyway.
 	sh.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pgid: 1}
+	attr(sh.SysProcAttr)
 	err = sh.Start()
-	gateR.Close()
 	if err != nil {
-		gateW.Close()
+		readyR.Close()
 		stopInit()
-		built <- held{err: fmt.Errorf("start sh: %w", err)}
+		send(fmt.Errorf("start sh: %w", err))
 		return
 	}
-	h := held{pids: []int{sh.Process.Pid, init.Process.Pid}, gate: make(chan error)}
-	built <- h
-	if err := <-h.gate; err != nil {
-		gateW.Close() // the held shell exits 125 without running the step
-		_ = sh.Wait()
-		stopInit()
-		started <- err
-		return
+	err = leave()
+	if err == nil {
+		// The init has set its traps once it says so (or it is gone).
+		// The step's shell started meanwhile (the two execs overlap), but
+		// nothing signals the init before the step is reported started.
+		var b [1]byte
+		if _, rerr := readyR.Read(b[:]); rerr != nil {
+			err = errors.New("the init did not start")
+		}
 	}
-	d.init = init.Process.Pid
-	_, err = gateW.Write([]byte("\n"))
-	gateW.Close()
+	readyR.Close()
 	if err != nil {
 		_ = sh.Process.Kill()
 		_ = sh.Wait()
 		stopInit()
-		started <- fmt.Errorf("hand over the step: %w", err)
+		send(fmt.Errorf("start sh: %w", err))
 		return
 	}
-	started <- nil
+	d.init = init.Process.Pid
+	send(nil)
 	werr := sh.Wait()
 	stopInit()
 	d.done <- outcome(werr)

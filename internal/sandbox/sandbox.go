@@ -41,6 +41,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hodei-ci/hodei/internal/cgroup"
 	"github.com/hodei-ci/hodei/internal/sandbox/initproc"
 )
 
@@ -79,11 +80,11 @@ type Cmd struct {
 	// Stdout receives the step's stdout and stderr merged (the file is
 	// handed to the init as fds 1 and 2).
 	Stdout *os.File
-	// BeforeStart, if set, is called with the init's pid (as the caller
-	// sees it) after the namespaces exist and before any process of the
-	// step is started: a cgroup placed on that pid then holds every process
-	// of the step. An error stops the sandbox.
-	BeforeStart func(pid int) error
+	// Cgroup, if set, holds every process of the step from its start: the
+	// direct start's processes are born in it (cgroup.Group.Enter); the
+	// re-executed init is moved in before it starts the step. An error
+	// placing them stops the sandbox before the step runs.
+	Cgroup *cgroup.Group
 
 	cmd    *exec.Cmd
 	gate   *os.File // write end: the Spec, then EOF opens the gate
@@ -91,7 +92,7 @@ type Cmd struct {
 	direct *direct  // the step started without an init of this binary (direct.go)
 }
 
-// Start starts the sandbox's init, calls BeforeStart, then hands the init
+// Start starts the sandbox's init, puts it in Cgroup, then hands the init
 // the Spec, which lets it start the step.
 func (c *Cmd) Start() error {
 	if c.Stdout == nil {
@@ -136,10 +137,10 @@ func (c *Cmd) Start() error {
 		return fmt.Errorf("sandbox: start init: %w", err)
 	}
 	c.cmd, c.gate, c.status = cmd, specW, statR
-	if c.BeforeStart != nil {
-		if err := c.BeforeStart(cmd.Process.Pid); err != nil {
+	if c.Cgroup != nil {
+		if err := c.Cgroup.Add(cmd.Process.Pid); err != nil {
 			c.abort()
-			return fmt.Errorf("sandbox: before start: %w", err)
+			return fmt.Errorf("sandbox: %w", err)
 		}
 	}
 	spec := c.initSpec()

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hodei-ci/hodei/internal/cgroup"
 )
 
 // testUID is the unprivileged identity of steps when the tests run as root.
@@ -287,39 +289,52 @@ func TestKillingTheInitKillsEverything(t *testing.T) {
 	}
 }
 
-// TestBeforeStartRunsBeforeTheStep checks the start gate: BeforeStart gets
-// the live init's pid before any process of the step exists, and an error
-// from it stops the sandbox without running the step.
-func TestBeforeStartRunsBeforeTheStep(t *testing.T) {
+// TestStepIsInItsCgroupFromTheStart checks that the step's shell is in
+// Cmd.Cgroup when its script begins (it reads its own cgroup first), that
+// the caller's threads are all out of it again, and that a group the step
+// cannot be placed in stops the sandbox before the step runs.
+func TestStepIsInItsCgroupFromTheStart(t *testing.T) {
+	m, err := cgroup.New(cgroup.Options{Parent: fmt.Sprintf("hodei-sandbox-test-%d", os.Getpid())})
+	if err != nil {
+		t.Fatalf("these tests run as root, where the machine has cgroups: %v", err)
+	}
+	g, err := m.Create("step", cgroup.Limits{Pids: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = g.Kill()
+		_ = g.Remove()
+		if p, err := m.Open(""); err == nil {
+			_ = p.Remove()
+		}
+	})
 	ws := workspace(t)
-	var seen int
-	c := &Cmd{Spec: spec(ws, `cat gate; echo ran > ran`), BeforeStart: func(pid int) error {
-		seen = pid
-		if _, err := os.Stat(filepath.Join(ws, "ran")); !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("the step ran before the gate: %v", err)
-		}
-		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(ws, "gate"), []byte("gate-first\n"), 0o644)
-	}}
+	c := &Cmd{Spec: spec(ws, `cat /proc/self/cgroup`), Cgroup: g}
 	st, out := run(t, c)
-	if st.Code != 0 || out != "gate-first\n" || seen <= 0 || seen != c.Pid() {
-		t.Fatalf("status %+v, output %q, BeforeStart pid %d (init %d)", st, out, seen, c.Pid())
+	if st.Code != 0 || !strings.Contains(out, "/step\n") {
+		t.Fatalf("status %+v: the step's shell is not in its group:\n%s", st, out)
+	}
+	if pids, err := g.Procs(); err != nil || len(pids) != 0 {
+		t.Fatalf("the group still holds %v (%v) after the step", pids, err)
 	}
 
+	gone, err := m.Open("never-made")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ws2 := workspace(t)
-	c = &Cmd{Spec: spec(ws2, `echo ran > ran`), BeforeStart: func(int) error { return errors.New("no cgroup") }}
+	c = &Cmd{Spec: spec(ws2, `echo ran > ran`), Cgroup: gone}
 	r, w, _ := os.Pipe()
 	defer r.Close()
 	c.Stdout = w
-	err := c.Start()
+	err = c.Start()
 	w.Close()
-	if err == nil || !strings.Contains(err.Error(), "no cgroup") {
-		t.Fatalf("Start: %v, want the BeforeStart error", err)
+	if err == nil || !strings.Contains(err.Error(), "never-made") {
+		t.Fatalf("Start: %v, want the group's error", err)
 	}
 	if _, err := os.Stat(filepath.Join(ws2, "ran")); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("the step ran although BeforeStart failed: %v", err)
+		t.Fatalf("the step ran although it could not be placed in its group: %v", err)
 	}
 }
 
@@ -382,7 +397,9 @@ func TestUnprivilegedCaller(t *testing.T) {
 	if err := os.Chown(tmp, 65534, 65534); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-test.run", "^Test[^UR]", "-test.v", "-test.count=1")
+	// Not the cgroup test: nobody may not make groups (an unprivileged
+	// agent runs without them).
+	cmd := exec.Command(bin, "-test.run", "^Test[^UR]", "-test.skip", "Cgroup", "-test.v", "-test.count=1")
 	cmd.Dir = tmp
 	cmd.Env = []string{"PATH=" + DefaultPath, "TMPDIR=" + tmp, "HODEI_SANDBOX_TEST_NESTED=1", "HODEI_SANDBOX_TEST_OPEN=" + worldWritable(t), "GORACE=atexit_sleep_ms=0"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
