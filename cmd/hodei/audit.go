@@ -31,11 +31,10 @@ func auditCmd(args []string) int {
 		fmt.Fprint(os.Stderr, auditUsage)
 		return exitUsage
 	}
+	if code, ok := runSub(args, []sub{{"verify", auditVerify}, {"query", auditQuery}}); ok {
+		return code
+	}
 	switch args[0] {
-	case "verify":
-		return auditVerify(args[1:])
-	case "query":
-		return auditQuery(args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Print(auditUsage)
 		return exitOK
@@ -121,7 +120,7 @@ Examples:
 	since := fs.String("since", "", "from this time")
 	until := fs.String("until", "", "before this time")
 	limit := fs.Int("limit", 100, "most records printed (1-10000)")
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	asJSON := addJSONFlag(fs)
 	c, code, ok := clientNoArgs(fs, args, server)
 	if !ok {
 		return code

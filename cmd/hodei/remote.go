@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -66,15 +65,6 @@ func apiFail(cmd string, err error) int {
 // signalContext ends at SIGINT or SIGTERM.
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-}
-
-func printJSON(v any) int {
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
-		return fail("json", err)
-	}
-	return exitOK
 }
 
 // follow prints a run's events as `hodei run` does, until it ends, and
@@ -191,7 +181,7 @@ Examples:
   hodei runs --state failed --limit 10
   hodei runs 0194d2a9f3c0000a1b2 --json`)
 	server := addServerFlag(fs)
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	asJSON := addJSONFlag(fs)
 	st := fs.String("state", "", "list only runs in this state: queued, running, succeeded, failed or canceled")
 	tenant := fs.String("tenant", "", "list only runs of this tenant")
 	limit := fs.Int("limit", 20, "most runs listed (1-1000)")
@@ -374,7 +364,7 @@ minutes are left out unless --all is given.
 Example:
   hodei workers --server http://ci.example.com:8080`)
 	server := addServerFlag(fs)
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	asJSON := addJSONFlag(fs)
 	all := fs.Bool("all", false, "list workers lost long ago too")
 	c, code, ok := clientNoArgs(fs, args, server)
 	if !ok {

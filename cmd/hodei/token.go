@@ -34,13 +34,10 @@ func tokenCmd(args []string) int {
 		fmt.Fprint(os.Stderr, tokenUsage)
 		return exitUsage
 	}
+	if code, ok := runSub(args, []sub{{"create", tokenCreate}, {"list", tokenList}, {"revoke", tokenRevoke}}); ok {
+		return code
+	}
 	switch args[0] {
-	case "create":
-		return tokenCreate(args[1:])
-	case "list":
-		return tokenList(args[1:])
-	case "revoke":
-		return tokenRevoke(args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Print(tokenUsage)
 		return exitOK
@@ -63,7 +60,7 @@ Example:
 	tenant := fs.String("tenant", "", "tenant the token acts in")
 	scopes := fs.String("scope", "", "actions the token is limited to, comma-separated (default: all its roles allow)")
 	ttl := fs.String("ttl", "90d", `how long the token is valid ("0": no expiry)`)
-	asJSON := fs.Bool("json", false, "print JSON")
+	asJSON := addJSONFlag(fs)
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -102,7 +99,7 @@ func tokenList(args []string) int {
 	fs := flags("token list", "[flags]", `
 List the API tokens of a server (never their secrets).`)
 	server := addServerFlag(fs)
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	asJSON := addJSONFlag(fs)
 	c, code, ok := clientNoArgs(fs, args, server)
 	if !ok {
 		return code
