@@ -29,6 +29,9 @@ type cmdSpec struct {
 	Flags    []flagSpec
 	Args     []argSpec // its positional arguments, read from Synopsis
 	Subs     []*cmdSpec
+	// Described is set when the command described its flag set: a command
+	// with neither that nor Subs runs something before parse.
+	Described bool
 }
 
 // flagSpec is one flag of a command.
@@ -122,6 +125,7 @@ func describeFlagSet(fs *flag.FlagSet) {
 	fs.SetOutput(&b)
 	fs.Usage()
 	fs.SetOutput(io.Discard)
+	s.Described = true
 	first, help, _ := strings.Cut(b.String(), "\n")
 	s.Synopsis = strings.TrimPrefix(first, "Usage: hodei "+fs.Name()+" ")
 	if s.Summary == "" {
