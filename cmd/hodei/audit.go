@@ -59,6 +59,7 @@ Example:
 	dataDir := fs.String("data-dir", "./hodei-data", "the server's data directory")
 	file := fs.String("file", "", "the audit file (default: DATA-DIR/audit/audit.jsonl)")
 	head := fs.String("head", "", "a head recorded earlier, SEQ:HASH")
+	asJSON := addJSONFlag(fs)
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -80,6 +81,16 @@ Example:
 		o.HeadSeq, o.HeadHash = n, hash
 	}
 	rep, err := audit.Verify(path, o)
+	if *asJSON {
+		out := auditVerification{File: path, OK: err == nil, Report: rep}
+		if err != nil {
+			out.Error, out.Tampered = err.Error(), audit.IsProblem(err)
+		}
+		if code := printJSON(out); code != exitOK || err == nil {
+			return code
+		}
+		return exitFailed
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "hodei audit verify: %s: %v\n", path, err)
 		if audit.IsProblem(err) {
@@ -101,6 +112,17 @@ Example:
 		fmt.Printf("\nhead %d:%s\n", rep.LastSeq, rep.LastHash)
 	}
 	return exitOK
+}
+
+// auditVerification is the result of "hodei audit verify --json": the
+// report's fields, and on failure the error and whether it is a problem of
+// the trail (tampering or damage) rather than, say, an unreadable file.
+type auditVerification struct {
+	File string `json:"file"`
+	OK   bool   `json:"ok"`
+	audit.Report
+	Error    string `json:"error,omitempty"`
+	Tampered bool   `json:"tampered,omitempty"`
 }
 
 func auditQuery(args []string) int {

@@ -69,8 +69,9 @@ func signalContext() (context.Context, context.CancelFunc) {
 
 // follow prints a run's events as `hodei run` does, until it ends, and
 // returns the exit status of its final state. With a job, only that job's
-// output is printed, as it is.
-func follow(ctx context.Context, cmd string, c *client.Client, runID, job string) int {
+// output is printed, as it is. A progress line, if any, is erased before
+// each event is printed, and for good once a job starts.
+func follow(ctx context.Context, cmd string, c *client.Client, runID, job string, progress *queueProgress) int {
 	prefix := cli.KeyPrefix
 	if job != "" {
 		prefix = cli.NoPrefix
@@ -78,6 +79,9 @@ func follow(ctx context.Context, cmd string, c *client.Client, runID, job string
 	printer := cli.NewPrinter(cli.StepOutput(os.Stdout), prefix)
 	var end *wire.Run
 	err := c.FollowLogs(ctx, runID, job, func(ev wire.Event) error {
+		if progress != nil {
+			progress.event(ev)
+		}
 		switch ev.Type {
 		case wire.EventEnd:
 			end = ev.End
@@ -89,6 +93,9 @@ func follow(ctx context.Context, cmd string, c *client.Client, runID, job string
 		return printer.Event(ev)
 	})
 	_ = printer.Flush()
+	if progress != nil {
+		progress.stop()
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintf(os.Stderr, "hodei %s: stopped following; run %s goes on (\"hodei cancel %s\" stops it)\n", cmd, runID, runID)
@@ -109,18 +116,47 @@ func follow(ctx context.Context, cmd string, c *client.Client, runID, job string
 	return exitFailed
 }
 
+// followJSON prints the output of a followed run as JSON lines (one
+// wire.LogEvent a line), until the run ends, and returns the exit status
+// of its final state.
+func followJSON(ctx context.Context, cmd string, c *client.Client, runID, job string) int {
+	var end *wire.Run
+	err := c.FollowLogs(ctx, runID, job, func(ev wire.Event) error {
+		switch ev.Type {
+		case wire.EventLog:
+			return printJSONLine(os.Stdout, ev.Log)
+		case wire.EventEnd:
+			end = ev.End
+		}
+		return nil
+	})
+	if err != nil {
+		return apiFail(cmd, err)
+	}
+	if end.State == state.RunSucceeded {
+		return exitOK
+	}
+	return exitFailed
+}
+
 func submitCmd(args []string) int {
 	fs := flags("submit", "FILE [flags]", `
 Send a pipeline file to a Hodei server as a new run and print the run's id.
 With --follow, then print its output as it comes (like "hodei run") and exit
-with its outcome: 0 if it succeeded, 1 if not. An invalid file prints its
-problems and exits 2. FILE "-" reads the standard input.
+with its outcome: 0 if it succeeded, 1 if not. While its jobs wait in the
+queue, a line on stderr (a terminal's, or any with --progress) says why each
+one waits ("waiting: build: asks 64 cpu, the largest worker has 2
+(no_worker_large_enough)"), until one starts. With --json, it prints the run
+made as JSON instead of its id. An invalid file prints its problems and
+exits 2. FILE "-" reads the standard input.
 
 Example:
   hodei submit examples/ci.yaml --server http://ci.example.com:8080 --follow`)
 	server := addServerFlag(fs)
 	tenant := fs.String("tenant", "", "tenant the run belongs to (default: the server's default)")
 	doFollow := fs.Bool("follow", false, "follow the run's output until it ends")
+	showProgress := fs.Bool("progress", false, "with --follow: show why the run's jobs wait on stderr even when it is not a terminal")
+	asJSON := addJSONFlag(fs)
 	maxPipeline := fs.String("max-pipeline-bytes", "1Mi", "largest pipeline file read, like the server's flag of that name")
 	pos, code, ok := parse(fs, args)
 	if !ok {
@@ -128,6 +164,9 @@ Example:
 	}
 	if len(pos) != 1 {
 		return usageError(fs, "want one pipeline FILE, got %d arguments", len(pos))
+	}
+	if *asJSON && *doFollow {
+		return usageError(fs, `--json prints the run made; follow it with "hodei logs RUN --follow --json"`)
 	}
 	c, code, ok := newClient(fs, *server)
 	if !ok {
@@ -165,11 +204,21 @@ Example:
 		}
 		return apiFail("submit", err)
 	}
+	if *asJSON {
+		return printJSON(run)
+	}
 	fmt.Println(run.ID)
 	if !*doFollow {
 		return exitOK
 	}
-	return follow(ctx, "submit", c, run.ID, "")
+	var progress *queueProgress
+	if *showProgress || cli.IsTerminal(os.Stderr) {
+		progress = newQueueProgress(os.Stderr)
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		go progress.watch(watchCtx, c, run.ID)
+	}
+	return follow(ctx, "submit", c, run.ID, "", progress)
 }
 
 func runsCmd(args []string) int {
@@ -284,7 +333,10 @@ escape sequence is printed escaped; into a pipe or a file, the output is
 exactly what the steps wrote, with the agent's header and footer lines around
 each step ("==> step 1/2: make", "<== step 1/2 exited 0 in 1.2s"). A job that
 ran more than once shows "--- attempt N ---" before each attempt's output.
-With --timestamps, each line starts with the time it was stored.
+With --timestamps, each line starts with the time it was stored. With
+--json, each chunk of output is a line of JSON: {"job_id", "job_key",
+"attempt", "step", "seq", "data", "at"} (the API's log event; see
+docs/api.md), with --follow too.
 
 Examples:
   hodei logs 0194d2a9f3c0000a1b2
@@ -293,6 +345,7 @@ Examples:
 	server := addServerFlag(fs)
 	doFollow := fs.Bool("follow", false, "keep printing until the run ends")
 	timestamps := fs.Bool("timestamps", false, "start each line with the time it was stored (RFC 3339, UTC, milliseconds)")
+	asJSON := addJSONFlag(fs)
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -302,6 +355,9 @@ Examples:
 	}
 	if *doFollow && *timestamps {
 		return usageError(fs, "--timestamps works only without --follow")
+	}
+	if *asJSON && *timestamps {
+		return usageError(fs, "--timestamps is for text: with --json, every line has its time")
 	}
 	c, code, ok := newClient(fs, *server)
 	if !ok {
@@ -313,8 +369,16 @@ Examples:
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	if *doFollow {
-		return follow(ctx, "logs", c, pos[0], job)
+	switch {
+	case *doFollow && *asJSON:
+		return followJSON(ctx, "logs", c, pos[0], job)
+	case *doFollow:
+		return follow(ctx, "logs", c, pos[0], job, nil)
+	case *asJSON:
+		if err := c.Logs(ctx, pos[0], job, client.LogsOptions{JSONLines: true}, os.Stdout); err != nil {
+			return apiFail("logs", err)
+		}
+		return exitOK
 	}
 	out := cli.StepOutput(os.Stdout)
 	err := c.Logs(ctx, pos[0], job, client.LogsOptions{Timestamps: *timestamps}, out)
@@ -334,6 +398,7 @@ Cancel a run: jobs not started are canceled and running ones are stopped.
 Example:
   hodei cancel 0194d2a9f3c0000a1b2`)
 	server := addServerFlag(fs)
+	asJSON := addJSONFlag(fs)
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -350,6 +415,9 @@ Example:
 	run, err := c.Cancel(ctx, pos[0])
 	if err != nil {
 		return apiFail("cancel", err)
+	}
+	if *asJSON {
+		return printJSON(run)
 	}
 	fmt.Printf("run %s %s\n", run.ID, run.State)
 	return exitOK

@@ -142,6 +142,7 @@ func tokenRevoke(args []string) int {
 	fs := flags("token revoke", "NAME [flags]", `
 Revoke an API token (by name or id): it stops working at once.`)
 	server := addServerFlag(fs)
+	asJSON := addJSONFlag(fs)
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -158,6 +159,9 @@ Revoke an API token (by name or id): it stops working at once.`)
 	var t auth.Token
 	if err := c.JSON(ctx, "DELETE", "/api/v1/tokens/"+url.PathEscape(pos[0]), nil, nil, &t); err != nil {
 		return apiFail("token revoke", err)
+	}
+	if *asJSON {
+		return printJSON(t)
 	}
 	fmt.Printf("token %s (%s) revoked\n", t.Name, t.ID)
 	return exitOK

@@ -229,7 +229,7 @@ func (f *follower) sendLog(jobID, jobKey string, c *store.LogChunk) error {
 	}
 	f.logPos[jobID] = logPos{attempt: c.Attempt, seq: c.Seq}
 	return f.emit(wire.Event{Type: wire.EventLog, Log: &wire.LogEvent{
-		JobID: jobID, JobKey: jobKey, Attempt: c.Attempt, Step: c.Step, Seq: c.Seq, Data: string(c.Data),
+		JobID: jobID, JobKey: jobKey, Attempt: c.Attempt, Step: c.Step, Seq: c.Seq, Data: string(c.Data), At: c.At,
 	}})
 }
 

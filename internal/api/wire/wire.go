@@ -180,6 +180,8 @@ type LogEvent struct {
 	Step    int    `json:"step"`
 	Seq     int64  `json:"seq"`
 	Data    string `json:"data"`
+	// At is when the chunk was stored.
+	At time.Time `json:"at"`
 }
 
 // JobEvent is a job's change of state.
