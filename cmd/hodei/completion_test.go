@@ -41,20 +41,21 @@ func hodeiOnPath(t *testing.T) {
 	t.Setenv("HODEI_TEST_AS_HODEI", "1")
 }
 
-// startOpenServer starts a server without workers and with an open API,
-// and returns its API's address.
-func startOpenServer(t *testing.T) string {
+// startServer starts a server with o (in a temporary data directory, its
+// API on a random loopback port, its log discarded), with the CLI's saved
+// credentials in a temporary file, and returns it and its API's address.
+func startServer(t *testing.T, o server.Options) (*server.Server, string) {
 	t.Helper()
 	t.Setenv("HODEI_CREDENTIALS", filepath.Join(t.TempDir(), "credentials.json"))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	srv, err := server.Start(ctx, server.Options{DataDir: t.TempDir(), NATSListen: "none", HTTPAddr: "127.0.0.1:0",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	o.DataDir, o.HTTPAddr, o.Logger = t.TempDir(), "127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := server.Start(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	return "http://" + srv.HTTPAddr()
+	return srv, "http://" + srv.HTTPAddr()
 }
 
 func specOf(t *testing.T, cmds []*cmdSpec, path ...string) *cmdSpec {
@@ -169,7 +170,7 @@ func checkCompletions(t *testing.T, shell string, c completionCase, got []string
 // $PATH as hodei, and returns the completion cases.
 func completionFixture(t *testing.T) []completionCase {
 	hodeiOnPath(t)
-	base := startOpenServer(t)
+	_, base := startServer(t, server.Options{NATSListen: "none"})
 	t.Setenv("HODEI_SERVER", base)
 	c, err := client.New(base, nil)
 	if err != nil {
@@ -211,6 +212,15 @@ func lines(s string) []string {
 	return out
 }
 
+// shWords quotes words for an array of bash or zsh.
+func shWords(words []string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = shQuote(w)
+	}
+	return strings.Join(q, " ")
+}
+
 // requireShell finds a shell, or skips the test when it is not installed
 // and HODEI_REQUIRE_SHELLS (set by scripts/test, which installs it) is not
 // set.
@@ -233,12 +243,8 @@ func TestBashCompletion(t *testing.T) {
 	cases := completionFixture(t)
 	script := completionScript(t, "bash")
 	for _, c := range cases {
-		words := make([]string, len(c.words))
-		for i, w := range c.words {
-			words[i] = shQuote(w)
-		}
-		prog := "source " + shQuote(script) + "\nCOMP_WORDS=(" + strings.Join(words, " ") + ")\nCOMP_CWORD=" +
-			strconv.Itoa(len(words)-1) + "\n_hodei\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n"
+		prog := "source " + shQuote(script) + "\nCOMP_WORDS=(" + shWords(c.words) + ")\nCOMP_CWORD=" +
+			strconv.Itoa(len(c.words)-1) + "\n_hodei\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n"
 		out, err := exec.Command(bash, "--norc", "--noprofile", "-c", prog).CombinedOutput()
 		if err != nil {
 			t.Fatalf("bash: %v\n%s", err, out)
@@ -260,11 +266,7 @@ compadd() { if [[ $1 == -a ]]; then print -rl -- "${(@P)2}"; return; fi; [[ $1 =
 _files() { : }
 `
 	for _, c := range cases {
-		words := make([]string, len(c.words))
-		for i, w := range c.words {
-			words[i] = shQuote(w)
-		}
-		prog := stubs + "source " + shQuote(script) + "\nwords=(" + strings.Join(words, " ") + ")\nCURRENT=" + strconv.Itoa(len(words)) +
+		prog := stubs + "source " + shQuote(script) + "\nwords=(" + shWords(c.words) + ")\nCURRENT=" + strconv.Itoa(len(c.words)) +
 			"\n_hodei | while read -r x; do [[ $x == ${words[CURRENT]}* ]] && print -r -- $x; done\ntrue\n"
 		out, err := exec.Command(zsh, "-f", "-c", prog).CombinedOutput()
 		if err != nil {

@@ -2,10 +2,7 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,21 +78,10 @@ func checkLogLines(t *testing.T, what string, evs []wire.LogEvent, began time.Ti
 // a real server, and decodes each output into the API's type for it.
 func TestJSONOutput(t *testing.T) {
 	dir := t.TempDir()
-	t.Setenv("HODEI_CREDENTIALS", filepath.Join(dir, "credentials.json"))
 	t.Setenv("HODEI_TOKEN", "")
 	var admin string
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	srv, err := server.Start(ctx, server.Options{
-		DataDir: t.TempDir(), NATSListen: "none", HTTPAddr: "127.0.0.1:0", LocalWorkers: 1,
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Security: server.SecurityOptions{Enabled: true, OnAdminToken: func(tok string) { admin = tok }},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	base := "http://" + srv.HTTPAddr()
+	srv, base := startServer(t, server.Options{NATSListen: "none", LocalWorkers: 1,
+		Security: server.SecurityOptions{Enabled: true, OnAdminToken: func(tok string) { admin = tok }}})
 	t.Setenv("HODEI_SERVER", base)
 	if code, _, errOut := capture(t, "login", "--save-token", admin); code != exitOK {
 		t.Fatalf("login: %s", errOut)

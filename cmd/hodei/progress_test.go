@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -43,7 +41,9 @@ func TestQueueProgressLine(t *testing.T) {
 	big2.Reason, big2.ReasonDetail = "no_workers", "no worker has joined"
 	line2 := "waiting: build: no worker has joined (no_workers)"
 	step("changed", clearLine+line2, func() { p.show(queuedRun(big2, needs)) })
-	step("an event", clearLine, func() { p.event(wire.Event{Type: wire.EventJob, Job: &wire.JobEvent{JobKey: "build", State: state.JobQueued}}) })
+	step("an event", clearLine, func() {
+		p.event(wire.Event{Type: wire.EventJob, Job: &wire.JobEvent{JobKey: "build", State: state.JobQueued}})
+	})
 	step("again after it", clearLine+line2, func() { p.show(queuedRun(big2, needs)) })
 	step("nothing waits with a reason", clearLine, func() { p.show(queuedRun(needs)) })
 	step("back", clearLine+line2, func() { p.show(queuedRun(big2, needs)) })
@@ -64,40 +64,15 @@ func TestQueueProgressLine(t *testing.T) {
 	step("then nothing", "", func() { q.show(queuedRun(big)) })
 }
 
-// syncBuffer is a buffer written by one goroutine and read by another.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestSubmitFollowShowsWhyJobsWait: "submit --follow --progress" on a
 // server no worker has joined shows the job's reason on stderr while it
 // waits; the run is then canceled and the command ends.
 func TestSubmitFollowShowsWhyJobsWait(t *testing.T) {
-	t.Setenv("HODEI_CREDENTIALS", filepath.Join(t.TempDir(), "credentials.json"))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	// A NATS port for agents, and none joined: the job waits (a server
 	// whose local workers are its whole fleet would fail it at once).
-	srv, err := server.Start(ctx, server.Options{DataDir: t.TempDir(), NATSListen: "", HTTPAddr: "127.0.0.1:0",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	base := "http://" + srv.HTTPAddr()
+	_, base := startServer(t, server.Options{NATSListen: ""})
 	file := filepath.Join(t.TempDir(), "p.yaml")
 	if err := os.WriteFile(file, []byte("name: p\njobs:\n  build:\n    steps:\n      - run: 'true'\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -108,23 +83,20 @@ func TestSubmitFollowShowsWhyJobsWait(t *testing.T) {
 	oldOut, oldErr := os.Stdout, os.Stderr
 	os.Stdout, os.Stderr = outW, errW
 	defer func() { os.Stdout, os.Stderr = oldOut, oldErr }()
-	var stdout, stderr syncBuffer
-	copied := make(chan struct{}, 2)
-	go func() { io.Copy(&stdout, outR); copied <- struct{}{} }()
-	// Each write to stderr is passed on, so the test sees the line as soon
-	// as it is drawn.
-	grew := make(chan struct{}, 1)
+	stdout := make(chan string, 1)
+	go func() { b, _ := io.ReadAll(outR); stdout <- string(b) }()
+	// Each write to stderr is passed on as it comes, so that the test sees
+	// the line as soon as it is drawn; the channel is closed at the end.
+	chunks := make(chan string)
 	go func() {
+		defer close(chunks)
 		buf := make([]byte, 4096)
 		for {
 			n, err := errR.Read(buf)
-			stderr.Write(buf[:n])
-			select {
-			case grew <- struct{}{}:
-			default:
+			if n > 0 {
+				chunks <- string(buf[:n])
 			}
 			if err != nil {
-				copied <- struct{}{}
 				return
 			}
 		}
@@ -133,13 +105,15 @@ func TestSubmitFollowShowsWhyJobsWait(t *testing.T) {
 	go func() { done <- mainArgs([]string{"submit", file, "--follow", "--progress", "--server", base}) }()
 
 	want := "waiting: build: no worker has joined (no_workers)"
-	for !strings.Contains(stderr.String(), want) {
+	var stderr string
+	for !strings.Contains(stderr, want) {
 		select {
-		case <-grew:
+		case c := <-chunks:
+			stderr += c
 		case code := <-done:
-			t.Fatalf("submit ended (exit %d) before showing %q; stderr %q", code, want, stderr.String())
+			t.Fatalf("submit ended (exit %d) before showing %q; stderr %q", code, want, stderr)
 		case <-ctx.Done():
-			t.Fatalf("no %q on stderr: %q", want, stderr.String())
+			t.Fatalf("no %q on stderr: %q", want, stderr)
 		}
 	}
 	c, err := client.New(base, nil)
@@ -154,22 +128,27 @@ func TestSubmitFollowShowsWhyJobsWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	var code int
-	select {
-	case code = <-done:
-	case <-ctx.Done():
-		t.Fatal("submit --follow did not end after the cancel")
+	for waiting := true; waiting; {
+		select {
+		case c := <-chunks:
+			stderr += c
+		case code = <-done:
+			waiting = false
+		case <-ctx.Done():
+			t.Fatal("submit --follow did not end after the cancel")
+		}
 	}
 	os.Stdout, os.Stderr = oldOut, oldErr
 	outW.Close()
 	errW.Close()
-	<-copied
-	<-copied
-	if code != exitFailed || !strings.Contains(stdout.String(), l.Runs[0].ID) {
-		t.Errorf("exit %d, stdout %q", code, stdout.String())
+	for c := range chunks {
+		stderr += c
+	}
+	if out := <-stdout; code != exitFailed || !strings.Contains(out, l.Runs[0].ID) {
+		t.Errorf("exit %d, stdout %q", code, out)
 	}
 	// The line is erased before the run's summary is printed.
-	se := stderr.String()
-	if i := strings.LastIndex(se, want); !strings.HasPrefix(se[i+len(want):], clearLine) {
-		t.Errorf("the line is not erased: stderr %q", se)
+	if i := strings.LastIndex(stderr, want); !strings.HasPrefix(stderr[i+len(want):], clearLine) {
+		t.Errorf("the line is not erased: stderr %q", stderr)
 	}
 }
