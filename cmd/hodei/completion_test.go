@@ -236,66 +236,54 @@ func requireShell(t *testing.T, name string) string {
 	return p
 }
 
-// TestBashCompletion sources the generated script in bash and calls its
-// function as bash's completion does.
-func TestBashCompletion(t *testing.T) {
-	bash := requireShell(t, "bash")
-	cases := completionFixture(t)
-	script := completionScript(t, "bash")
-	for _, c := range cases {
-		prog := "source " + shQuote(script) + "\nCOMP_WORDS=(" + shWords(c.words) + ")\nCOMP_CWORD=" +
-			strconv.Itoa(len(c.words)-1) + "\n_hodei\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n"
-		out, err := exec.Command(bash, "--norc", "--noprofile", "-c", prog).CombinedOutput()
-		if err != nil {
-			t.Fatalf("bash: %v\n%s", err, out)
-		}
-		checkCompletions(t, "bash", c, lines(string(out)))
-	}
-}
-
-// TestZshCompletion sources the generated script in zsh, with zsh's
-// completion builtins (compadd, _describe, _files) replaced by functions
-// that print what they are given, and calls its function.
-func TestZshCompletion(t *testing.T) {
-	zsh := requireShell(t, "zsh")
-	cases := completionFixture(t)
-	script := completionScript(t, "zsh")
-	stubs := `compdef() { : }
+// zshStubs replace zsh's completion builtins (compadd, _describe, _files)
+// with functions that print the candidates they are given.
+const zshStubs = `compdef() { : }
 _describe() { shift 2; local x; for x in "${(@P)2}"; do print -r -- "${x%%:*}"; done }
 compadd() { if [[ $1 == -a ]]; then print -rl -- "${(@P)2}"; return; fi; [[ $1 == -- ]] && shift; print -rl -- "$@" }
 _files() { : }
 `
-	for _, c := range cases {
-		prog := stubs + "source " + shQuote(script) + "\nwords=(" + shWords(c.words) + ")\nCURRENT=" + strconv.Itoa(len(c.words)) +
-			"\n_hodei | while read -r x; do [[ $x == ${words[CURRENT]}* ]] && print -r -- $x; done\ntrue\n"
-		out, err := exec.Command(zsh, "-f", "-c", prog).CombinedOutput()
-		if err != nil {
-			t.Fatalf("zsh: %v\n%s", err, out)
-		}
-		checkCompletions(t, "zsh", c, lines(string(out)))
-	}
-}
 
-// TestFishCompletion sources the generated script in fish and asks fish
-// for the completions of each line (complete -C).
-func TestFishCompletion(t *testing.T) {
-	fish := requireShell(t, "fish")
+// TestCompletionScripts runs each generated script in its shell: bash and
+// zsh source it and call its function as their completion does (zsh with
+// its builtins stubbed, and the candidates filtered by the word's prefix
+// as compadd would); fish sources it and lists the completions of each
+// line (complete -C).
+func TestCompletionScripts(t *testing.T) {
 	cases := completionFixture(t)
-	script := completionScript(t, "fish")
-	for _, c := range cases {
-		line := strings.Join(c.words, " ")
-		prog := "source " + fishQuote(script) + "; complete -C " + fishQuote(line)
-		cmd := exec.Command(fish, "--no-config", "-c", prog)
-		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("fish: %v\n%s", err, out)
-		}
-		var got []string
-		for _, l := range lines(string(out)) {
-			cand, _, _ := strings.Cut(l, "\t")
-			got = append(got, cand)
-		}
-		checkCompletions(t, "fish", c, got)
+	for _, sh := range []struct {
+		name string
+		args func(script string, words []string) []string
+	}{
+		{"bash", func(script string, words []string) []string {
+			return []string{"--norc", "--noprofile", "-c", "source " + shQuote(script) + "\nCOMP_WORDS=(" + shWords(words) + ")\nCOMP_CWORD=" +
+				strconv.Itoa(len(words)-1) + "\n_hodei\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n"}
+		}},
+		{"zsh", func(script string, words []string) []string {
+			return []string{"-f", "-c", zshStubs + "source " + shQuote(script) + "\nwords=(" + shWords(words) + ")\nCURRENT=" + strconv.Itoa(len(words)) +
+				"\n_hodei | while read -r x; do [[ $x == ${words[CURRENT]}* ]] && print -r -- $x; done\ntrue\n"}
+		}},
+		{"fish", func(script string, words []string) []string {
+			return []string{"--no-config", "-c", "source " + fishQuote(script) + "; complete -C " + fishQuote(strings.Join(words, " "))}
+		}},
+	} {
+		t.Run(sh.name, func(t *testing.T) {
+			shell := requireShell(t, sh.name)
+			script := completionScript(t, sh.name)
+			for _, c := range cases {
+				cmd := exec.Command(shell, sh.args(script, c.words)...)
+				cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					t.Fatalf("%s: %v\n%s", sh.name, err, out)
+				}
+				var got []string
+				for _, l := range lines(string(out)) {
+					cand, _, _ := strings.Cut(l, "\t") // fish: "candidate<TAB>description"
+					got = append(got, cand)
+				}
+				checkCompletions(t, sh.name, c, got)
+			}
+		})
 	}
 }
