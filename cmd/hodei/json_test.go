@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -228,4 +229,21 @@ func setStdin(t *testing.T, s string) (restore func()) {
 	old := os.Stdin
 	os.Stdin = in
 	return func() { os.Stdin = old; in.Close() }
+}
+
+// TestPolicyCheckJSON: valid policies list their ids and source; invalid
+// ones are a failure, exit 1, with the problem.
+func TestPolicyCheckJSON(t *testing.T) {
+	ok := jsonOf[policyCheckResult](t, exitOK, "policy", "check", "--json")
+	if !ok.Valid || ok.Source != "embedded defaults" || !slices.Contains(ok.Policies, "admin") || ok.Error != "" {
+		t.Errorf("defaults: %+v", ok)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.cedar"), []byte(`permit(principal, action == Hodei::Action::"nope", resource);`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := jsonOf[policyCheckResult](t, exitFailed, "policy", "check", "--policies", dir, "--json")
+	if bad.Valid || !strings.Contains(bad.Error, "a.cedar:1:1") || len(bad.Policies) != 0 {
+		t.Errorf("invalid: %+v", bad)
+	}
 }

@@ -56,6 +56,7 @@ func policyCheck(args []string) int {
 Validate policies against the schema, as the server does at start. Problems
 are listed as file:line:column.`)
 	dir := fs.String("policies", "", "directory of *.cedar files (and optionally a *.cedarschema)")
+	asJSON := addJSONFlag(fs)
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -64,12 +65,33 @@ are listed as file:line:column.`)
 		return usageError(fs, "unexpected argument %q", pos[0])
 	}
 	p, err := loadPolicies(*dir)
+	if *asJSON {
+		out := policyCheckResult{Valid: err == nil}
+		if err != nil {
+			out.Error = err.Error()
+		} else {
+			out.Source, out.Policies = p.Source, p.IDs()
+		}
+		if code := printJSON(out); code != exitOK || err == nil {
+			return code
+		}
+		return exitFailed
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return exitFailed
 	}
 	fmt.Printf("%d policies valid (%s)\n", len(p.IDs()), p.Source)
 	return exitOK
+}
+
+// policyCheckResult is the result of "hodei policy check --json": the ids
+// of the valid policies and where they came from, or the problems.
+type policyCheckResult struct {
+	Valid    bool     `json:"valid"`
+	Source   string   `json:"source,omitempty"`
+	Policies []string `json:"policies,omitempty"`
+	Error    string   `json:"error,omitempty"`
 }
 
 func policyTest(args []string) int {
