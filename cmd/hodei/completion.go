@@ -145,8 +145,8 @@ func (s *cmdSpec) argWords() []string {
 	return out
 }
 
-// shellCase writes a "case" of a shell function: one branch a command path
-// whose words are not empty.
+// shellCases writes the branches of a "case" of a shell function: one a
+// command path whose words are not empty.
 func shellCases(w io.Writer, tree []completionNode, words func(*cmdSpec) []string, branch func(path string, words []string) string) {
 	for _, n := range tree {
 		if ws := words(n.spec); len(ws) > 0 {
