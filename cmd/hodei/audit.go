@@ -31,11 +31,10 @@ func auditCmd(args []string) int {
 		fmt.Fprint(os.Stderr, auditUsage)
 		return exitUsage
 	}
+	if code, ok := runSub(args, []sub{{"verify", auditVerify}, {"query", auditQuery}}); ok {
+		return code
+	}
 	switch args[0] {
-	case "verify":
-		return auditVerify(args[1:])
-	case "query":
-		return auditQuery(args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Print(auditUsage)
 		return exitOK
@@ -60,6 +59,7 @@ Example:
 	dataDir := fs.String("data-dir", "./hodei-data", "the server's data directory")
 	file := fs.String("file", "", "the audit file (default: DATA-DIR/audit/audit.jsonl)")
 	head := fs.String("head", "", "a head recorded earlier, SEQ:HASH")
+	asJSON := addJSONFlag(fs)
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -81,6 +81,16 @@ Example:
 		o.HeadSeq, o.HeadHash = n, hash
 	}
 	rep, err := audit.Verify(path, o)
+	if *asJSON {
+		out := auditVerification{File: path, OK: err == nil, Report: rep}
+		if err != nil {
+			out.Error, out.Tampered = err.Error(), audit.IsProblem(err)
+		}
+		if code := printJSON(out); code != exitOK || err == nil {
+			return code
+		}
+		return exitFailed
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "hodei audit verify: %s: %v\n", path, err)
 		if audit.IsProblem(err) {
@@ -104,6 +114,17 @@ Example:
 	return exitOK
 }
 
+// auditVerification is the result of "hodei audit verify --json": the
+// report's fields, and on failure the error and whether it is a problem of
+// the trail (tampering or damage) rather than, say, an unreadable file.
+type auditVerification struct {
+	File string `json:"file"`
+	OK   bool   `json:"ok"`
+	audit.Report
+	Error    string `json:"error,omitempty"`
+	Tampered bool   `json:"tampered,omitempty"`
+}
+
 func auditQuery(args []string) int {
 	fs := flags("audit query", "[flags]", `
 Search the audit trail of a server. Times are RFC 3339 ("2025-03-01T12:00:00Z")
@@ -121,7 +142,7 @@ Examples:
 	since := fs.String("since", "", "from this time")
 	until := fs.String("until", "", "before this time")
 	limit := fs.Int("limit", 100, "most records printed (1-10000)")
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	asJSON := addJSONFlag(fs)
 	c, code, ok := clientNoArgs(fs, args, server)
 	if !ok {
 		return code

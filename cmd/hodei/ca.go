@@ -37,11 +37,10 @@ Example:
 	if len(args) == 0 {
 		return usageError(fs, "want a subcommand: init or issue")
 	}
+	if code, ok := runSub(args, []sub{{"init", caInit}, {"issue", caIssue}}); ok {
+		return code
+	}
 	switch args[0] {
-	case "init":
-		return caInit(args[1:])
-	case "issue":
-		return caIssue(args[1:])
 	case "-h", "-help", "--help", "help":
 		fs.SetOutput(os.Stdout)
 		fs.Usage()

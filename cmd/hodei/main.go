@@ -49,6 +49,7 @@ func commands() []command {
 		{"secret", "store, rotate and delete the secrets jobs use", "printf %s \"$TOKEN\" | hodei secret set DEPLOY_TOKEN", secretCmd},
 		{"ca", "create an internal CA and issue server, agent and client certificates", "hodei ca issue agent builder-1 --pki-dir ./hodei-pki", caCmd},
 		{"bench", "measure a server under load", "hodei bench", benchCmd},
+		{"completion", "print a shell completion script (bash, zsh or fish)", "source <(hodei completion bash)", completionCmd},
 		{"sim", "simulate the scheduler on a recorded or generated workload", "hodei sim --generate --jobs 100000 --workers 500 --policy hodei", simCmd},
 	}
 }
@@ -146,9 +147,14 @@ func flags(name, synopsis, help string) *flag.FlagSet {
 
 // parse parses a command's arguments, flags and environment. On --help it
 // prints the usage to stdout and returns exit code 0 with ok false; on a
-// mistake, the error and the usage to stderr and exit code 2.
+// mistake, the error and the usage to stderr and exit code 2. Given
+// describeArg, it describes fs (see describeCommands) and returns ok false.
 func parse(fs *flag.FlagSet, args []string) (pos []string, code int, ok bool) {
 	fs.SetOutput(io.Discard)
+	if isDescribe(args) {
+		describeFlagSet(fs)
+		return nil, exitOK, false
+	}
 	pos, err := cli.Parse(fs, args, os.LookupEnv)
 	switch {
 	case errors.Is(err, flag.ErrHelp):

@@ -32,16 +32,10 @@ func policyCmd(args []string) int {
 		fmt.Fprint(os.Stderr, policyUsage)
 		return exitUsage
 	}
+	if code, ok := runSub(args, []sub{{"check", policyCheck}, {"test", policyTest}, {"show", policyShow}, {"schema", policySchema}}); ok {
+		return code
+	}
 	switch args[0] {
-	case "check":
-		return policyCheck(args[1:])
-	case "test":
-		return policyTest(args[1:])
-	case "show":
-		os.Stdout.Write(authz.DefaultPolicyText())
-		return exitOK
-	case "schema":
-		return policySchema(args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Print(policyUsage)
 		return exitOK
@@ -62,6 +56,7 @@ func policyCheck(args []string) int {
 Validate policies against the schema, as the server does at start. Problems
 are listed as file:line:column.`)
 	dir := fs.String("policies", "", "directory of *.cedar files (and optionally a *.cedarschema)")
+	asJSON := addJSONFlag(fs)
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -70,12 +65,33 @@ are listed as file:line:column.`)
 		return usageError(fs, "unexpected argument %q", pos[0])
 	}
 	p, err := loadPolicies(*dir)
+	if *asJSON {
+		out := policyCheckResult{Valid: err == nil}
+		if err != nil {
+			out.Error = err.Error()
+		} else {
+			out.Source, out.Policies = p.Source, p.IDs()
+		}
+		if code := printJSON(out); code != exitOK || err == nil {
+			return code
+		}
+		return exitFailed
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return exitFailed
 	}
 	fmt.Printf("%d policies valid (%s)\n", len(p.IDs()), p.Source)
 	return exitOK
+}
+
+// policyCheckResult is the result of "hodei policy check --json": the ids
+// of the valid policies and where they came from, or the problems.
+type policyCheckResult struct {
+	Valid    bool     `json:"valid"`
+	Source   string   `json:"source,omitempty"`
+	Policies []string `json:"policies,omitempty"`
+	Error    string   `json:"error,omitempty"`
 }
 
 func policyTest(args []string) int {
@@ -105,7 +121,7 @@ Example:
 	dir := fs.String("policies", "", "directory of *.cedar files (and optionally a *.cedarschema); default: the embedded policies")
 	one := fs.String("request", "", "one request, as JSON")
 	file := fs.String("requests", "", "a file of requests")
-	asJSON := fs.Bool("json", false, "print JSON")
+	asJSON := addJSONFlag(fs)
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -222,4 +238,20 @@ an Amazon Verified Permissions policy store takes).`)
 	var v any
 	_ = json.Unmarshal(b, &v)
 	return printJSON(v)
+}
+
+func policyShow(args []string) int {
+	fs := flags("policy show", "", `
+Print the default policies: the ones a server without --policies uses.`)
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(fs, "unexpected argument %q", pos[0])
+	}
+	if _, err := os.Stdout.Write(authz.DefaultPolicyText()); err != nil {
+		return fail("policy show", err)
+	}
+	return exitOK
 }

@@ -22,7 +22,7 @@ which idle, and cost_per_hour × worker-hours).
 Example:
   hodei pools --server http://ci.example.com:8080`)
 	server := addServerFlag(fs)
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	asJSON := addJSONFlag(fs)
 	c, code, ok := clientNoArgs(fs, args, server)
 	if !ok {
 		return code

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -71,19 +70,11 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-func printJSON(v any) int {
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
-		return fail("json", err)
-	}
-	return exitOK
-}
-
 // follow prints a run's events as `hodei run` does, until it ends, and
 // returns the exit status of its final state. With a job, only that job's
-// output is printed, as it is.
-func follow(ctx context.Context, cmd string, c *client.Client, runID, job string) int {
+// output is printed, as it is. A progress line, if any, is erased before
+// each event is printed, and for good once a job starts.
+func follow(ctx context.Context, cmd string, c *client.Client, runID, job string, progress *queueProgress) int {
 	prefix := cli.KeyPrefix
 	if job != "" {
 		prefix = cli.NoPrefix
@@ -91,6 +82,9 @@ func follow(ctx context.Context, cmd string, c *client.Client, runID, job string
 	printer := cli.NewPrinter(cli.StepOutput(os.Stdout), prefix)
 	var end *wire.Run
 	err := c.FollowLogs(ctx, runID, job, func(ev wire.Event) error {
+		if progress != nil {
+			progress.event(ev)
+		}
 		switch ev.Type {
 		case wire.EventEnd:
 			end = ev.End
@@ -102,6 +96,9 @@ func follow(ctx context.Context, cmd string, c *client.Client, runID, job string
 		return printer.Event(ev)
 	})
 	_ = printer.Flush()
+	if progress != nil {
+		progress.stop()
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintf(os.Stderr, "hodei %s: stopped following; run %s goes on (\"hodei cancel %s\" stops it)\n", cmd, runID, runID)
@@ -122,13 +119,40 @@ func follow(ctx context.Context, cmd string, c *client.Client, runID, job string
 	return exitFailed
 }
 
+// followJSON prints the output of a followed run as JSON lines (one
+// wire.LogEvent a line), until the run ends, and returns the exit status
+// of its final state.
+func followJSON(ctx context.Context, cmd string, c *client.Client, runID, job string) int {
+	var end *wire.Run
+	err := c.FollowLogs(ctx, runID, job, func(ev wire.Event) error {
+		switch ev.Type {
+		case wire.EventLog:
+			return printJSONLine(os.Stdout, ev.Log)
+		case wire.EventEnd:
+			end = ev.End
+		}
+		return nil
+	})
+	if err != nil {
+		return apiFail(cmd, err)
+	}
+	if end.State == state.RunSucceeded {
+		return exitOK
+	}
+	return exitFailed
+}
+
 func submitCmd(args []string) int {
 	fs := flags("submit", "FILE [flags]", `
 Send a pipeline file to a Hodei server as a new run and print the run's id.
 With --follow, then print its output as it comes (like "hodei run") and exit
-with its outcome: 0 if it succeeded, 1 if not. An invalid file, or inputs
-that do not fit the file's inputs:, print their problems and exit 2. FILE
-"-" reads the standard input.
+with its outcome: 0 if it succeeded, 1 if not. While its jobs wait in the
+queue, a line on stderr (a terminal's, or any with --progress) says why each
+one waits ("waiting: build: asks 64 cpu, the largest worker has 2
+(no_worker_large_enough)"), until one starts. With --json, it prints the run
+made as JSON instead of its id. An invalid file, or inputs that do not fit
+the file's inputs:, print their problems and exit 2. FILE "-" reads the
+standard input.
 
 Example:
   hodei submit examples/ci.yaml --server http://ci.example.com:8080 --follow
@@ -136,6 +160,8 @@ Example:
 	server := addServerFlag(fs)
 	tenant := fs.String("tenant", "", "tenant the run belongs to (default: the server's default)")
 	doFollow := fs.Bool("follow", false, "follow the run's output until it ends")
+	showProgress := fs.Bool("progress", false, "with --follow: show why the run's jobs wait on stderr even when it is not a terminal")
+	asJSON := addJSONFlag(fs)
 	maxPipeline := fs.String("max-pipeline-bytes", "1Mi", "largest pipeline file read, like the server's flag of that name")
 	var inputFlags listFlag
 	fs.Var(&inputFlags, "input", "NAME=VALUE for one of the pipeline's inputs (repeatable)")
@@ -149,6 +175,9 @@ Example:
 	inputs, err := pipeline.ParseInputFlags(inputFlags)
 	if err != nil {
 		return usageError(fs, "%v", err)
+	}
+	if *asJSON && *doFollow {
+		return usageError(fs, `--json prints the run made; follow it with "hodei logs RUN --follow --json"`)
 	}
 	c, code, ok := newClient(fs, *server)
 	if !ok {
@@ -186,11 +215,21 @@ Example:
 		}
 		return apiFail("submit", err)
 	}
+	if *asJSON {
+		return printJSON(run)
+	}
 	fmt.Println(run.ID)
 	if !*doFollow {
 		return exitOK
 	}
-	return follow(ctx, "submit", c, run.ID, "")
+	var progress *queueProgress
+	if *showProgress || cli.IsTerminal(os.Stderr) {
+		progress = newQueueProgress(os.Stderr)
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		go progress.watch(watchCtx, c, run.ID)
+	}
+	return follow(ctx, "submit", c, run.ID, "", progress)
 }
 
 func runsCmd(args []string) int {
@@ -202,7 +241,7 @@ Examples:
   hodei runs --state failed --limit 10
   hodei runs 0194d2a9f3c0000a1b2 --json`)
 	server := addServerFlag(fs)
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	asJSON := addJSONFlag(fs)
 	st := fs.String("state", "", "list only runs in this state: queued, running, succeeded, failed or canceled")
 	tenant := fs.String("tenant", "", "list only runs of this tenant")
 	limit := fs.Int("limit", 20, "most runs listed (1-1000)")
@@ -323,7 +362,10 @@ escape sequence is printed escaped; into a pipe or a file, the output is
 exactly what the steps wrote, with the agent's header and footer lines around
 each step ("==> step 1/2: make", "<== step 1/2 exited 0 in 1.2s"). A job that
 ran more than once shows "--- attempt N ---" before each attempt's output.
-With --timestamps, each line starts with the time it was stored.
+With --timestamps, each line starts with the time it was stored. With
+--json, each chunk of output is a line of JSON: {"job_id", "job_key",
+"attempt", "step", "seq", "data", "at"} (the API's log event; see
+docs/api.md), with --follow too.
 
 Examples:
   hodei logs 0194d2a9f3c0000a1b2
@@ -332,6 +374,7 @@ Examples:
 	server := addServerFlag(fs)
 	doFollow := fs.Bool("follow", false, "keep printing until the run ends")
 	timestamps := fs.Bool("timestamps", false, "start each line with the time it was stored (RFC 3339, UTC, milliseconds)")
+	asJSON := addJSONFlag(fs)
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -341,6 +384,9 @@ Examples:
 	}
 	if *doFollow && *timestamps {
 		return usageError(fs, "--timestamps works only without --follow")
+	}
+	if *asJSON && *timestamps {
+		return usageError(fs, "--timestamps is for text: with --json, every line has its time")
 	}
 	c, code, ok := newClient(fs, *server)
 	if !ok {
@@ -352,8 +398,16 @@ Examples:
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	if *doFollow {
-		return follow(ctx, "logs", c, pos[0], job)
+	switch {
+	case *doFollow && *asJSON:
+		return followJSON(ctx, "logs", c, pos[0], job)
+	case *doFollow:
+		return follow(ctx, "logs", c, pos[0], job, nil)
+	case *asJSON:
+		if err := c.Logs(ctx, pos[0], job, client.LogsOptions{JSONLines: true}, os.Stdout); err != nil {
+			return apiFail("logs", err)
+		}
+		return exitOK
 	}
 	out := cli.StepOutput(os.Stdout)
 	err := c.Logs(ctx, pos[0], job, client.LogsOptions{Timestamps: *timestamps}, out)
@@ -373,6 +427,7 @@ Cancel a run: jobs not started are canceled and running ones are stopped.
 Example:
   hodei cancel 0194d2a9f3c0000a1b2`)
 	server := addServerFlag(fs)
+	asJSON := addJSONFlag(fs)
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -390,6 +445,9 @@ Example:
 	if err != nil {
 		return apiFail("cancel", err)
 	}
+	if *asJSON {
+		return printJSON(run)
+	}
 	fmt.Printf("run %s %s\n", run.ID, run.State)
 	return exitOK
 }
@@ -403,7 +461,7 @@ minutes are left out unless --all is given.
 Example:
   hodei workers --server http://ci.example.com:8080`)
 	server := addServerFlag(fs)
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	asJSON := addJSONFlag(fs)
 	all := fs.Bool("all", false, "list workers lost long ago too")
 	c, code, ok := clientNoArgs(fs, args, server)
 	if !ok {

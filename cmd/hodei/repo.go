@@ -33,17 +33,12 @@ Examples:
 	if len(args) == 0 {
 		return usageError(fs, "want a subcommand: add, list, show, remove or run")
 	}
+	if code, ok := runSub(args, []sub{
+		{"add", repoAdd}, {"list", repoList}, {"show", repoShow}, {"remove", repoRemove}, {"run", repoRun},
+	}); ok {
+		return code
+	}
 	switch args[0] {
-	case "add":
-		return repoAdd(args[1:])
-	case "list":
-		return repoList(args[1:])
-	case "show":
-		return repoShow(args[1:])
-	case "remove":
-		return repoRemove(args[1:])
-	case "run":
-		return repoRun(args[1:])
 	case "-h", "-help", "--help", "help":
 		fs.SetOutput(os.Stdout)
 		fs.Usage()

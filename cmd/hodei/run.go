@@ -22,6 +22,24 @@ import (
 // Problems in the file or the inputs are printed to stderr; ok is false
 // when the file cannot be run.
 func readPipeline(cmd, path string, given map[string]string) (data []byte, specs []pipeline.JobSpec, ok bool) {
+	data, specs, err := loadPipeline(path, given)
+	if err != nil {
+		var bad pipeline.InputErrors
+		if errors.As(err, &bad) {
+			fmt.Fprintf(os.Stderr, "hodei %s: %s:\n%v\n", cmd, path, err)
+			return nil, nil, false
+		}
+		if !cli.PipelineErrors(os.Stderr, err) {
+			fmt.Fprintf(os.Stderr, "hodei %s: %s: %v\n", cmd, path, err)
+		}
+		return nil, nil, false
+	}
+	return data, specs, true
+}
+
+// loadPipeline reads, parses and expands a pipeline file with the inputs
+// given (nil: the inputs' defaults).
+func loadPipeline(path string, given map[string]string) (data []byte, specs []pipeline.JobSpec, err error) {
 	f, err := os.Open(path)
 	if err == nil {
 		defer f.Close()
@@ -40,18 +58,7 @@ func readPipeline(cmd, path string, given map[string]string) (data []byte, specs
 			specs, err = pipeline.ExpandRun(p, pipeline.RunContext{Event: "manual", Inputs: inputs})
 		}
 	}
-	if err != nil {
-		var bad pipeline.InputErrors
-		if errors.As(err, &bad) {
-			fmt.Fprintf(os.Stderr, "hodei %s: %s:\n%v\n", cmd, path, err)
-			return nil, nil, false
-		}
-		if !cli.PipelineErrors(os.Stderr, err) {
-			fmt.Fprintf(os.Stderr, "hodei %s: %s: %v\n", cmd, path, err)
-		}
-		return nil, nil, false
-	}
-	return data, specs, true
+	return data, specs, err
 }
 
 func runCmd(args []string) int {
@@ -196,18 +203,25 @@ func validateCmd(args []string) int {
 	fs := flags("validate", "FILE...", `
 Check pipeline files without running them. Each valid file prints
 "FILE: ok, N jobs" (N counts matrix combinations); each problem of an invalid
-file prints as FILE:LINE:COLUMN: FIELD: MESSAGE on stderr.
+file prints as FILE:LINE:COLUMN: FIELD: MESSAGE on stderr. With --json, the
+result is one JSON object on stdout: {"files": [{"file", "valid", "jobs",
+"errors": [{"file", "line", "column", "field", "message"}]}]}, the errors as
+the API reports them for an invalid pipeline.
 
 Exit status: 0 if every file is valid, 2 otherwise.
 
 Example:
   hodei validate examples/*.yaml`)
+	asJSON := addJSONFlag(fs)
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
 	}
 	if len(pos) == 0 {
 		return usageError(fs, "want at least one pipeline FILE")
+	}
+	if *asJSON {
+		return validateJSON(pos)
 	}
 	status := exitOK
 	for _, file := range pos {
@@ -221,6 +235,39 @@ Example:
 			noun = "job"
 		}
 		fmt.Printf("%s: ok, %d %s\n", file, len(specs), noun)
+	}
+	return status
+}
+
+// validation is the result of "hodei validate --json".
+type validation struct {
+	Files []fileValidation `json:"files"`
+}
+
+type fileValidation struct {
+	File   string             `json:"file"`
+	Valid  bool               `json:"valid"`
+	Jobs   int                `json:"jobs"`
+	Errors []wire.ErrorDetail `json:"errors,omitempty"`
+}
+
+func validateJSON(files []string) int {
+	status := exitOK
+	var out validation
+	for _, file := range files {
+		_, specs, err := loadPipeline(file, nil)
+		v := fileValidation{File: file, Valid: err == nil, Jobs: len(specs)}
+		if err != nil {
+			status = exitUsage
+			var ok bool
+			if v.Errors, ok = cli.ErrorDetails(err); !ok {
+				v.Errors = []wire.ErrorDetail{{File: file, Message: err.Error()}}
+			}
+		}
+		out.Files = append(out.Files, v)
+	}
+	if code := printJSON(out); code != exitOK {
+		return code
 	}
 	return status
 }

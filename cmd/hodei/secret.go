@@ -40,17 +40,14 @@ Examples:
 	if len(args) == 0 {
 		return usageError(fs, "want a subcommand: set, get, list, rotate or delete")
 	}
+	if code, ok := runSub(args, []sub{
+		{"set", secretSet}, {"get", secretGet}, {"list", secretList},
+		{"rotate", func(args []string) int { return secretOne("rotate", "POST", "/rotate", args) }},
+		{"delete", func(args []string) int { return secretOne("delete", "DELETE", "", args) }},
+	}); ok {
+		return code
+	}
 	switch args[0] {
-	case "set":
-		return secretSet(args[1:])
-	case "get":
-		return secretGet(args[1:])
-	case "list":
-		return secretList(args[1:])
-	case "rotate":
-		return secretOne("rotate", "POST", "/rotate", args[1:])
-	case "delete":
-		return secretOne("delete", "DELETE", "", args[1:])
 	case "-h", "-help", "--help", "help":
 		fs.SetOutput(os.Stdout)
 		fs.Usage()
@@ -70,7 +67,7 @@ func newSecretFlags(name, synopsis, help string) (*flag.FlagSet, secretFlags) {
 	f := secretFlags{
 		server: addServerFlag(fs),
 		tenant: fs.String("tenant", "", "tenant of the secret (default: yours)"),
-		json:   fs.Bool("json", false, "print JSON"),
+		json:   addJSONFlag(fs),
 	}
 	return fs, f
 }

@@ -35,13 +35,10 @@ func tokenCmd(args []string) int {
 		fmt.Fprint(os.Stderr, tokenUsage)
 		return exitUsage
 	}
+	if code, ok := runSub(args, []sub{{"create", tokenCreate}, {"list", tokenList}, {"revoke", tokenRevoke}}); ok {
+		return code
+	}
 	switch args[0] {
-	case "create":
-		return tokenCreate(args[1:])
-	case "list":
-		return tokenList(args[1:])
-	case "revoke":
-		return tokenRevoke(args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Print(tokenUsage)
 		return exitOK
@@ -64,7 +61,7 @@ Example:
 	tenant := fs.String("tenant", "", "tenant the token acts in")
 	scopes := fs.String("scope", "", "actions the token is limited to, comma-separated (default: all its roles allow)")
 	ttl := fs.String("ttl", "90d", `how long the token is valid ("0": no expiry)`)
-	asJSON := fs.Bool("json", false, "print JSON")
+	asJSON := addJSONFlag(fs)
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -103,7 +100,7 @@ func tokenList(args []string) int {
 	fs := flags("token list", "[flags]", `
 List the API tokens of a server (never their secrets).`)
 	server := addServerFlag(fs)
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	asJSON := addJSONFlag(fs)
 	c, code, ok := clientNoArgs(fs, args, server)
 	if !ok {
 		return code
@@ -146,6 +143,7 @@ func tokenRevoke(args []string) int {
 	fs := flags("token revoke", "NAME [flags]", `
 Revoke an API token (by name or id): it stops working at once.`)
 	server := addServerFlag(fs)
+	asJSON := addJSONFlag(fs)
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -162,6 +160,9 @@ Revoke an API token (by name or id): it stops working at once.`)
 	var t auth.Token
 	if err := c.JSON(ctx, "DELETE", "/api/v1/tokens/"+url.PathEscape(pos[0]), nil, nil, &t); err != nil {
 		return apiFail("token revoke", err)
+	}
+	if *asJSON {
+		return printJSON(t)
 	}
 	fmt.Printf("token %s (%s) revoked\n", t.Name, t.ID)
 	return exitOK

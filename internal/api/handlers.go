@@ -178,12 +178,12 @@ func (a *api) submitted(w http.ResponseWriter, r *http.Request, file string, run
 			writeJSON(w, wire.CodeInvalidInputs.Status(), body)
 			return
 		}
-		if list, ok := yamlpos.AsErrorList(err); ok {
-			body := wire.Error{Code: wire.CodeInvalidPipeline, Details: make([]wire.ErrorDetail, len(list))}
+		if details, ok := cli.ErrorDetails(err); ok {
+			list, _ := yamlpos.AsErrorList(err)
+			body := wire.Error{Code: wire.CodeInvalidPipeline, Details: details}
 			msgs := make([]string, len(list))
 			for i, e := range list {
 				msgs[i] = e.Error()
-				body.Details[i] = wire.ErrorDetail{File: e.File, Line: e.Line, Column: e.Col, Field: e.Field, Message: e.Msg}
 			}
 			body.Message = strings.Join(msgs, "\n")
 			writeJSON(w, wire.CodeInvalidPipeline.Status(), body)
@@ -415,7 +415,59 @@ func (a *api) logs(w http.ResponseWriter, r *http.Request) {
 		a.streamLogs(w, r, run.ID, name)
 		return
 	}
+	if r.URL.Query().Get("format") == "jsonl" {
+		a.jsonLogs(w, r, jobs)
+		return
+	}
 	a.plainLogs(w, r, jobs, name == "")
+}
+
+// jsonLogs writes the stored output of jobs as JSON lines, one
+// wire.LogEvent (with its job, attempt, step and time) a chunk, job after
+// job.
+func (a *api) jsonLogs(w http.ResponseWriter, r *http.Request, jobs []store.Job) {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	beforeWrite := a.longResponse(w)
+	enc := json.NewEncoder(w)
+	for _, j := range jobs {
+		ok := a.eachLogChunk(w, r, j, j.ID == jobs[0].ID, beforeWrite, func(c store.LogChunk) error {
+			return enc.Encode(wire.LogEvent{JobID: j.ID, JobKey: j.Key, Attempt: c.Attempt, Step: c.Step, Seq: c.Seq, Data: string(c.Data), At: c.At})
+		})
+		if !ok {
+			return
+		}
+	}
+}
+
+// eachLogChunk calls fn with each stored chunk of j's output, in order,
+// reading a page at a time (beforePage is called before each). It returns
+// false when fn failed (the client went away) or the store did: that is
+// logged and, if first (nothing written yet), answered.
+func (a *api) eachLogChunk(w http.ResponseWriter, r *http.Request, j store.Job, first bool, beforePage func(), fn func(store.LogChunk) error) bool {
+	var attempt int
+	var seq int64
+	for {
+		beforePage()
+		chunks, err := a.d.Store.ReadLogs(r.Context(), j.ID, attempt, seq, logPage)
+		if err != nil {
+			a.log.Warn("read logs", "request_id", RequestID(r.Context()), "job", j.ID, "err", err)
+			if first && attempt == 0 && seq == 0 {
+				a.storeError(w, r, err, "logs of job "+j.ID)
+			}
+			return false
+		}
+		for _, c := range chunks {
+			if err := fn(c); err != nil {
+				return false
+			}
+			attempt, seq = c.Attempt, c.Seq
+		}
+		if len(chunks) < logPage {
+			return true
+		}
+	}
 }
 
 // plainLogs writes the stored output of jobs, each line prefixed with its
@@ -435,7 +487,6 @@ func (a *api) plainLogs(w http.ResponseWriter, r *http.Request, jobs []store.Job
 	}
 	for _, j := range jobs {
 		var attempt int
-		var seq int64
 		open := false // the job's last line has no newline yet
 		stamps := stampLines{}
 		write := func(data []byte) error {
@@ -449,39 +500,26 @@ func (a *api) plainLogs(w http.ResponseWriter, r *http.Request, jobs []store.Job
 			_, err := w.Write(data)
 			return err
 		}
-		for {
-			beforeWrite() // a page at a time
-			chunks, err := a.d.Store.ReadLogs(r.Context(), j.ID, attempt, seq, logPage)
-			if err != nil {
-				a.log.Warn("read logs", "request_id", RequestID(r.Context()), "job", j.ID, "err", err)
-				if attempt == 0 && seq == 0 && j.ID == jobs[0].ID {
-					a.storeError(w, r, err, "logs of job "+j.ID)
+		ok := a.eachLogChunk(w, r, j, j.ID == jobs[0].ID, beforeWrite, func(c store.LogChunk) error {
+			if c.Attempt != attempt && j.Attempt > 1 {
+				sep := fmt.Sprintf("--- attempt %d ---\n", c.Attempt)
+				if open {
+					sep = "\n" + sep
 				}
-				return
+				stamps.lineOpen = false
+				if err := write([]byte(sep)); err != nil {
+					return err
+				}
 			}
-			for _, c := range chunks {
-				if c.Attempt != attempt && j.Attempt > 1 {
-					sep := fmt.Sprintf("--- attempt %d ---\n", c.Attempt)
-					if open {
-						sep = "\n" + sep
-					}
-					stamps.lineOpen = false
-					if err := write([]byte(sep)); err != nil {
-						return
-					}
-				}
-				data := c.Data
-				if timestamps {
-					data = stamps.stamp(c.At, data)
-				}
-				if err := write(data); err != nil {
-					return
-				}
-				attempt, seq = c.Attempt, c.Seq
+			data := c.Data
+			if timestamps {
+				data = stamps.stamp(c.At, data)
 			}
-			if len(chunks) < logPage {
-				break
-			}
+			attempt = c.Attempt
+			return write(data)
+		})
+		if !ok {
+			return
 		}
 		if lines != nil {
 			if err := lines.Flush(j.Key); err != nil {

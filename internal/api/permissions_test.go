@@ -63,6 +63,7 @@ func TestPermissionsAnswerAsTheAPIDecides(t *testing.T) {
 	}
 	e.want(e.call("", "GET", "/api/v1/permissions", "", nil), 401, wire.CodeUnauthenticated, "anonymous permissions")
 
+	e.srv.Audit().Flush() // records are written behind the answers
 	recs, err := e.srv.Audit().Query(audit.Filter{Action: "permissions", Principal: "user:u-vera"})
 	if err != nil || len(recs) == 0 {
 		t.Fatalf("the permissions queries are not audited: %v %v", recs, err)

@@ -23,11 +23,11 @@ func (p *Problem) Error() string {
 
 // Report is the result of a successful verification.
 type Report struct {
-	Records   int64  // records checked
-	FirstSeq  int64  // 0 if there are none
-	LastSeq   int64  // the head: the last seq (the anchor's, if no records follow it)
-	LastHash  string // the head's hash
-	AnchorSeq int64  // records up to this seq were pruned (0: none)
+	Records   int64  `json:"records"`    // records checked
+	FirstSeq  int64  `json:"first_seq"`  // 0 if there are none
+	LastSeq   int64  `json:"last_seq"`   // the head: the last seq (the anchor's, if no records follow it)
+	LastHash  string `json:"last_hash"`  // the head's hash
+	AnchorSeq int64  `json:"anchor_seq"` // records up to this seq were pruned (0: none)
 }
 
 // VerifyOptions add checks to Verify.

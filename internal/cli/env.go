@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/hodei-ci/hodei/internal/api/wire"
 	"github.com/hodei-ci/hodei/internal/yamlpos"
 )
 
@@ -66,6 +67,16 @@ func PipelineErrors(w io.Writer, err error) bool {
 		fmt.Fprintln(w, e.Error())
 	}
 	return ok
+}
+
+// ErrorDetails lists the problems of an invalid pipeline file as the API
+// reports them; ok is false when err is not such a list.
+func ErrorDetails(err error) (details []wire.ErrorDetail, ok bool) {
+	list, ok := yamlpos.AsErrorList(err)
+	for _, e := range list {
+		details = append(details, wire.ErrorDetail{File: e.File, Line: e.Line, Column: e.Col, Field: e.Field, Message: e.Msg})
+	}
+	return details, ok
 }
 
 // Parse parses args with fs, allowing flags after positional arguments

@@ -281,12 +281,15 @@ type LogsOptions struct {
 	// Timestamps starts each line with the time its chunk was stored
 	// (RFC 3339, UTC, with milliseconds).
 	Timestamps bool
+	// JSONLines asks for one wire.LogEvent (job, attempt, step, time and
+	// data of a chunk) a line instead of text.
+	JSONLines bool
 }
 
 // Logs copies the stored output of a run to w: of every job, each line
 // prefixed with "[key] ", or of one job (by id or key) as it is. A job that
 // ran more than once has a line "--- attempt N ---" before each attempt's
-// output.
+// output. With opts.JSONLines, it copies JSON lines instead.
 func (c *Client) Logs(ctx context.Context, run, job string, opts LogsOptions, w io.Writer) error {
 	q := url.Values{}
 	if job != "" {
@@ -295,7 +298,12 @@ func (c *Client) Logs(ctx context.Context, run, job string, opts LogsOptions, w 
 	if opts.Timestamps {
 		q.Set("timestamps", "1")
 	}
-	resp, err := c.do(ctx, http.MethodGet, runPath(run, "logs"), q, nil, "", "text/plain")
+	accept := "text/plain"
+	if opts.JSONLines {
+		q.Set("format", "jsonl")
+		accept = "application/x-ndjson"
+	}
+	resp, err := c.do(ctx, http.MethodGet, runPath(run, "logs"), q, nil, "", accept)
 	if err != nil {
 		return err
 	}

@@ -494,6 +494,7 @@ jobs:
 		}
 		// The browser's cancel went through the API's authorization and
 		// audit as bob.
+		e.srv.Audit().Flush() // records are written behind the answers
 		recs, err := e.srv.Audit().Query(audit.Filter{Action: "cancel"})
 		if err != nil {
 			t.Fatal(err)
