@@ -321,11 +321,17 @@ func (e *Engine) Enqueue(jobID string, now time.Time) {
 	var key, lst int64
 	if e.policy == PolicyHodei {
 		// Latest start time: when the job must start for its pipeline to
-		// end one critical path after it arrived.
+		// end one critical path after it arrived; then the pipeline's
+		// remaining work (shortest first).
 		lst = p.arrival + int64(e.pathWeight*(p.cp-float64(j.cp))*1e9)
 		key = lst + int64(e.workWeight*p.work*1e9)
+		if e.window > 0 {
+			lst = min(max(lst, nowN-e.window), nowN+e.window)
+			key = min(max(key, nowN-e.window), nowN+e.window)
+		}
 	}
-	e.push(ji, key, lst, nowN)
+	j.lst = lst
+	e.push(ji, key, nowN)
 }
 
 // Dequeue takes a queued job out of the queue (canceled, or skipped); it is
@@ -393,6 +399,7 @@ func (e *Engine) Finish(jobID string, now time.Time, ran time.Duration, succeede
 	if succeeded && j.key >= 0 {
 		e.pred.Observe(e.idx.keys[j.key].name, ran)
 	}
+
 }
 
 // Release frees a job's reservation without learning from it (lost,

@@ -141,3 +141,107 @@ func TestEffectivePriority(t *testing.T) {
 		}
 	}
 }
+
+// windowViolations drives an engine on identical one-core workers with a
+// random stream of one-core jobs of priority 0 (random tenants; pipelines
+// of one job or a chain of three; keys whose durations differ a lot, so
+// the ranking prefers some) and counts, for every plan, the placed jobs
+// that became ready more than bound after a job that stays queued.
+func windowViolations(t *testing.T, seed uint64, cfg Config, bound time.Duration) (violations, passed int) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 11))
+	e := NewEngine(cfg)
+	for i := range 6 {
+		e.UpsertWorker(WorkerSpec{ID: fmt.Sprintf("w%d", i), Capacity: Resources{CPUMilli: 1000, Memory: 1 << 30}})
+	}
+	ready := map[string]time.Time{}
+	running := map[string]time.Time{} // job -> finish
+	dur := map[string]time.Duration{}
+	next := map[string]string{} // job -> the job that needs it
+	pipeOf := map[string]string{}
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	n := 0
+	for step := 0; step < 4000; step++ {
+		now = now.Add(time.Duration(1+rng.IntN(20)) * time.Second)
+		for id, end := range running {
+			if end.After(now) {
+				continue
+			}
+			e.Finish(id, now, dur[id], true)
+			delete(running, id)
+			if nx, ok := next[id]; ok {
+				e.Enqueue(nx, now)
+				ready[nx] = now
+			} else {
+				e.RemovePipeline(pipeOf[id])
+			}
+		}
+		for range rng.IntN(3) {
+			n++
+			p := fmt.Sprintf("p%06d", n)
+			key := fmt.Sprintf("k%d", rng.IntN(6))
+			d := time.Duration(10+rng.IntN(30)) * time.Second
+			if key == "k0" { // long: the ranking puts it back
+				d = time.Duration(300+rng.IntN(300)) * time.Second
+			}
+			stages := 1 + 2*rng.IntN(2)
+			spec := PipelineSpec{ID: p, Tenant: fmt.Sprintf("t%d", rng.IntN(3))}
+			for s := range stages {
+				id := fmt.Sprintf("%s-%d", p, s)
+				js := JobSpec{ID: id, Key: key, Request: Resources{CPUMilli: 1000, Memory: 1 << 20}}
+				if s > 0 {
+					prev := fmt.Sprintf("%s-%d", p, s-1)
+					js.Needs = []string{prev}
+					next[prev] = id
+				}
+				spec.Jobs = append(spec.Jobs, js)
+				dur[id], pipeOf[id] = d, p
+			}
+			e.AddPipeline(spec)
+			first := spec.Jobs[0].ID
+			e.Enqueue(first, now)
+			ready[first] = now
+		}
+		as := e.Plan(now)
+		var latest time.Time
+		for _, a := range as {
+			if r := ready[a.JobID]; r.After(latest) {
+				latest = r
+			}
+			delete(ready, a.JobID)
+			running[a.JobID] = now.Add(dur[a.JobID])
+		}
+		for _, r := range ready {
+			if latest.Sub(r) > 0 {
+				passed++
+			}
+			if latest.Sub(r) > bound {
+				violations++
+			}
+		}
+	}
+	return violations, passed
+}
+
+// With a Window, a plan never places a job that became ready more than 3 ×
+// Window after one of the same priority that stays queued (its key is
+// within Window of its ready time, and so is the fair-share delay), however
+// the ranking prefers short work; without it, the ranking does.
+func TestEngineWindowBoundsOvertaking(t *testing.T) {
+	const window = time.Minute
+	var without int
+	for seed := uint64(1); seed <= 4; seed++ {
+		v, passed := windowViolations(t, seed, Config{Window: window}, 3*window)
+		if v != 0 {
+			t.Errorf("seed %d: %d queued jobs were passed by one ready more than %v later", seed, v, 3*window)
+		}
+		if passed == 0 {
+			t.Errorf("seed %d: no job was ever passed over; the workload does not load the fleet", seed)
+		}
+		w, _ := windowViolations(t, seed, Config{}, 3*window)
+		without += w
+	}
+	if without == 0 {
+		t.Error("without the window no job was passed by a much younger one: the test does not exercise the bound")
+	}
+}
