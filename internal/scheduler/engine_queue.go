@@ -450,7 +450,8 @@ func (e *Engine) push(ji int32, key, now int64) {
 	tq := &e.queues.tenantQueues[tqi]
 	tq.n++
 	if e.slackOn && j.prio >= MaxPriority {
-		e.overdue = append(e.overdue, heapEntry{key: now, seq: e.seq, job: ji})
+		ls := &e.idx.lsets[e.idx.shapes[j.shape].lset]
+		ls.fifo = append(ls.fifo, heapEntry{key: now, seq: e.seq, job: ji})
 	}
 	e.siftJobUp(q, len(q.h)-1)
 	e.shapeQueueChanged(qi)
@@ -514,12 +515,14 @@ func (e *Engine) deactivate(class uint8) {
 	}
 }
 
-// pickClass returns the class to serve next: the highest effective priority
+// pickClass returns the class to serve next and its index (priority +
+// MaxPriority): the highest effective priority
 // (priority plus one level per Aging since the class was last served, capped
 // at 2×MaxPriority+1 levels, so that the lowest class can still overtake
 // the highest), higher priority first on a tie.
-func (e *Engine) pickClass(now int64) *class {
+func (e *Engine) pickClass(now int64) (*class, int) {
 	var best *class
+	bestP := 0
 	bestEff := int64(-1)
 	for _, p := range e.queues.active {
 		c := &e.queues.classes[p]
@@ -531,10 +534,10 @@ func (e *Engine) pickClass(now int64) *class {
 			eff += min((now-c.since)/e.aging, 2*MaxPriority+1)
 		}
 		if eff > bestEff {
-			best, bestEff = c, eff
+			best, bestP, bestEff = c, int(p), eff
 		}
 	}
-	return best
+	return best, bestP
 }
 
 // ---- parking

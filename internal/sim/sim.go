@@ -241,7 +241,7 @@ func NewSim(w *Workload, o Options) (*Sim, error) {
 		w: w, o: o,
 		Eng: scheduler.NewEngine(scheduler.Config{Policy: o.Policy, Aging: cmp.Or(o.Aging, o.Engine.Aging), Lookahead: o.Lookahead,
 			WorkWeight: o.Engine.WorkWeight, PathWeight: o.Engine.PathWeight, FairShareDelay: o.Engine.FairShareDelay,
-			Slack: o.Engine.Slack, SlackFactor: o.Engine.SlackFactor, Window: o.Engine.Window}),
+			Slack: o.Engine.Slack, Window: o.Engine.Window}),
 		adm: scheduler.NewAdmission(),
 
 		state:    make([]uint8, n),
