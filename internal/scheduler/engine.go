@@ -189,8 +189,9 @@ type EngineStats struct {
 //     waits, and per-job aging would hand the order back to waiting time,
 //     making priority jobs wait behind the backlog; per class it acts only
 //     when a class is actually starved.
-//  2. Tenant. Tenants compete with their most urgent queued job: the one
-//     with the earliest latest start time, LST = pipeline arrival +
+//  2. Tenant. Tenants compete with the job each would run next (the head of
+//     its shapes that fit somewhere, so a parked job does not lend its
+//     urgency to younger ones), by its latest start time, LST = pipeline arrival +
 //     PathWeight × (pipeline critical path - the job's downstream path), the
 //     instant the job must start for its pipeline to end one critical path
 //     after it arrived. A tenant that would hold, with the job it takes

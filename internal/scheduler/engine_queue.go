@@ -222,7 +222,8 @@ func (e *Engine) siftShapeQueueDown(c *tenantQueue, i int) {
 // ---- heap of tenant queues in a class, by urgency and fair share
 
 // tenantQueueLess orders the tenants of a class: by the latest start time
-// of their most urgent queued job plus their fair-share delay
+// of the job each would run next (the head of its shapes that are not
+// parked) plus their fair-share delay
 // (PolicyHodei); the other policies have one tenant per class.
 func (e *Engine) tenantQueueLess(a, b int32) bool {
 	ca, cb := &e.queues.tenantQueues[a], &e.queues.tenantQueues[b]
@@ -455,7 +456,7 @@ func (e *Engine) push(ji int32, key, now int64) {
 	}
 	e.siftJobUp(q, len(q.h)-1)
 	e.shapeQueueChanged(qi)
-	e.tenantQueueChanged(tqi) // its most urgent job may have changed
+	e.tenantQueueChanged(tqi) // the job it runs next may have changed
 	sh := &e.idx.shapes[j.shape]
 	sh.n++
 	if sh.n == 1 && !sh.parked {
