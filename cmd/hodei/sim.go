@@ -142,6 +142,13 @@ Examples:
 		default:
 			return usageError(fs, "--scorer %q: want binpack or spread", *scorer)
 		}
+		for _, p := range policyList(*suitePolicies) {
+			switch p {
+			case scheduler.PolicyFIFO, scheduler.PolicyLeastLoaded, scheduler.PolicyHodei:
+			default:
+				return usageError(fs, "--suite-policies: %q is not fifo, least-loaded or hodei", p)
+			}
+		}
 		return runSuite(sim.SuiteOptions{Scorer: scheduler.Scorer(*scorer), Scale: *suiteScale, AlibabaDir: *aliDir, Only: splitSet(*suiteOnly), Progress: os.Stderr,
 			Engine: scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, FairShareDelay: *fairDelay, Slack: *slack, Window: *window, Aging: *aging}, Policies: policyList(*suitePolicies)}, *markdown, *asJSON)
 	}
