@@ -95,8 +95,9 @@ Examples:
 	workWeight := fs.Float64("work-weight", 0, "engine (hodei): weight of a pipeline's remaining predicted work in the ranking (0: the engine's default)")
 	pathWeight := fs.Float64("path-weight", 0, "engine (hodei): weight of the critical path in the latest-start ranking (0: the engine's default)")
 	fairDelay := fs.Duration("fair-delay", 0, "engine (hodei): fair-share delay scale for a tenant above its share (0: the engine's default)")
-	slack := fs.Duration("slack", 0, "engine (hodei): a job waiting longer than max(slack, slack-factor × mean wait) is placed first, oldest first (0: no such bound)")
-	slackFactor := fs.Float64("slack-factor", 0, "engine (hodei): see --slack (0: 3; negative: --slack alone)")
+	slack := fs.Duration("slack", 0, "engine (hodei): a job that FIFO would have started (by a virtual FIFO clock) and that waited this much longer is placed first (0: no such bound)")
+	window := fs.Duration("window", 0, "engine (hodei): bound of the ranking: a job's queue key is its ready time ± this (0: no bound)")
+	suitePolicies := fs.String("suite-policies", "", "with --suite: the policies to run, separated by commas (default fifo, least-loaded, hodei)")
 	lookahead := fs.Int("lookahead", 0, "engine: jobs examined per plan past the first that does not fit (0: the engine's default)")
 	scorer := fs.String("scorer", "", "engine: worker scorer for every worker, binpack or spread (empty: the engine's default)")
 	poolsFile := fs.String("pools", "", "simulate the pools of this pools `FILE` instead of the workload's fleet")
@@ -140,8 +141,15 @@ Examples:
 		default:
 			return usageError(fs, "--scorer %q: want binpack or spread", *scorer)
 		}
+		for _, p := range policyList(*suitePolicies) {
+			switch p {
+			case scheduler.PolicyFIFO, scheduler.PolicyLeastLoaded, scheduler.PolicyHodei:
+			default:
+				return usageError(fs, "--suite-policies: %q is not fifo, least-loaded or hodei", p)
+			}
+		}
 		return runSuite(sim.SuiteOptions{Scorer: scheduler.Scorer(*scorer), Scale: *suiteScale, AlibabaDir: *aliDir, Only: splitSet(*suiteOnly), Progress: os.Stderr,
-			Engine: scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, FairShareDelay: *fairDelay, Slack: *slack, SlackFactor: *slackFactor}}, *markdown, *asJSON)
+			Engine: scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, FairShareDelay: *fairDelay, Slack: *slack, Window: *window, Aging: *aging}, Policies: policyList(*suitePolicies)}, *markdown, *asJSON)
 	}
 	switch scheduler.Policy(*policy) {
 	case scheduler.PolicyFIFO, scheduler.PolicyLeastLoaded, scheduler.PolicyHodei:
@@ -274,7 +282,7 @@ Examples:
 		runtime.GC() // each run starts from the same heap
 		r, err := sim.Run(w, sim.Options{Policy: p, Aging: *aging, Lookahead: *lookahead, Scorer: scheduler.Scorer(*scorer),
 			Engine: scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, FairShareDelay: *fairDelay,
-				Slack: *slack, SlackFactor: *slackFactor},
+				Slack: *slack, Window: *window},
 			Check: *check, Churn: *churn, ChurnDown: *churnDown, Seed: *seed, Pools: pools})
 		if err != nil {
 			return fail("sim", fmt.Errorf("policy %s: %w", p, err))
@@ -342,4 +350,15 @@ func splitSet(s string) map[string]bool {
 		}
 	}
 	return m
+}
+
+// policyList reads a list of policies separated by commas (nil for none).
+func policyList(s string) []scheduler.Policy {
+	var out []scheduler.Policy
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, scheduler.Policy(f))
+		}
+	}
+	return out
 }

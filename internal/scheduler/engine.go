@@ -74,12 +74,14 @@ const (
 
 // Defaults of Config.
 const (
-	DefaultAging     = 60 * time.Second
+	DefaultAging = 60 * time.Second
+	// DefaultPathWeight is the default Config.PathWeight.
+	DefaultPathWeight = 0.001
+	// DefaultSlack is the default Config.Slack.
+	DefaultSlack     = 10 * time.Minute
 	DefaultLookahead = 1000
 	// DefaultFairShareDelay is the default Config.FairShareDelay.
 	DefaultFairShareDelay = time.Minute
-	// DefaultSlackFactor is the default of Config.SlackFactor.
-	DefaultSlackFactor = 3.0
 	// MaxPriority is the highest job or pipeline priority, -MaxPriority the
 	// lowest; values beyond are clamped. The default is 0; below 0 runs after
 	// everything at 0 and above (with aging, so it still runs).
@@ -121,16 +123,30 @@ type Config struct {
 	// the default, one minute; negative means no fairness term.
 	FairShareDelay time.Duration
 
-	// Slack and SlackFactor (hodei) bound how far the ranking may push a
-	// job back: with Slack > 0, a queued job (of priority 0 or above) that
-	// has waited longer than max(Slack, SlackFactor × the moving mean wait
-	// of placed jobs) is overdue, and overdue jobs are placed first, oldest
-	// first, as FIFO would, before the ranking places the rest. Slack 0
-	// (the default) turns the bound off: on the scenario suite it cost more
-	// mean wait than it saved tail (docs/scheduling.md). SlackFactor 0
-	// means 3; negative means Slack alone.
-	Slack       time.Duration
-	SlackFactor float64
+	// Slack (hodei) bounds how much later than first come, first served a
+	// job of priority 0 or above may start, by a virtual FIFO clock per
+	// pool: for each label set that jobs ask for, the engine keeps those
+	// jobs in the order they became ready and advances a pointer over that
+	// order by one for each of them it places, as FIFO would have placed
+	// them on that pool; a job the pointer passed while it was still queued
+	// is one FIFO would have started by then, and once it has stayed queued
+	// Slack longer it is placed before anything else, in the order the
+	// pointers passed them (skipping, as FIFO does, those that fit nowhere
+	// now). Priorities above 0 still go first: Plan serves their classes,
+	// then the late jobs, then the ranking. 0 (the default) means no such
+	// bound: on the scenario suite it trades too much of the mean for the
+	// tails it trims (docs/scheduling.md).
+	Slack time.Duration
+
+	// Window (hodei) bounds the ranking against first come, first served:
+	// a job's queue key (latest start time plus its pipeline's remaining
+	// work) is clamped to the time it became ready ± Window, and a tenant's
+	// fair-share delay is at most Window. So within a priority class, a job
+	// is never passed over by one that became ready more than 3 × Window
+	// after it. 0 (the default) means no bound: on the scenario suite a
+	// bound of 30 minutes trims the tails of most scenarios but gives up
+	// most of the mean, and makes some tails worse (docs/scheduling.md).
+	Window time.Duration
 }
 
 // EngineStats counts what the engine holds.
@@ -173,8 +189,9 @@ type EngineStats struct {
 //     waits, and per-job aging would hand the order back to waiting time,
 //     making priority jobs wait behind the backlog; per class it acts only
 //     when a class is actually starved.
-//  2. Tenant. Tenants compete with their most urgent queued job: the one
-//     with the earliest latest start time, LST = pipeline arrival +
+//  2. Tenant. Tenants compete with the job each would run next (the head of
+//     its shapes that fit somewhere, so a parked job does not lend its
+//     urgency to younger ones), by its latest start time, LST = pipeline arrival +
 //     PathWeight × (pipeline critical path - the job's downstream path), the
 //     instant the job must start for its pipeline to end one critical path
 //     after it arrived. A tenant that would hold, with the job it takes
@@ -232,9 +249,8 @@ type Engine struct {
 	pathWeight float64
 	fairDelay  float64 // seconds
 	slack      int64   // ns
-	slackF     float64
 	slackOn    bool
-	meanWait   float64 // ns, moving mean of the waits of placed jobs
+	window     int64 // ns
 
 	idx       index
 	workers   []eworker
@@ -254,13 +270,13 @@ type Engine struct {
 	tenantIdx map[string]int32
 
 	queues queues
-	// overdue holds the queued jobs of priority >= 0 (hodei) in the order
-	// they were enqueued, key = enqueue time; entries of jobs no longer
-	// queued (queueSeq differs) are dropped lazily. overdueHead is its first live
-	// index.
-	overdue     []heapEntry
-	overdueHead int
-	liveShapes  int // shapes with queued jobs that are not parked
+	// late holds, in the order a virtual FIFO pointer passed them (see
+	// labelSet.fifo), the jobs that were still queued then, key = that
+	// instant; entries of jobs no longer queued (queueSeq differs) are
+	// dropped lazily. lateHead is late's first entry still to look at.
+	late       []heapEntry
+	lateHead   int
+	liveShapes int // shapes with queued jobs that are not parked
 
 	seq       uint64
 	decisions uint64
@@ -284,6 +300,7 @@ func NewEngine(cfg Config) *Engine {
 		pathWeight: weightOr(cfg.PathWeight, 1),
 		fairDelay:  weightOr(cfg.FairShareDelay.Seconds(), DefaultFairShareDelay.Seconds()),
 		slack:      int64(cfg.Slack),
+		window:     max(int64(cfg.Window), 0),
 		workerIdx:  map[string]int32{},
 		jobIdx:     map[string]int32{},
 		pipeIdx:    map[string]int32{},
@@ -306,7 +323,6 @@ func NewEngine(cfg Config) *Engine {
 	}
 	if e.slack > 0 && e.policy == PolicyHodei {
 		e.slackOn = true
-		e.slackF = weightOr(cfg.SlackFactor, DefaultSlackFactor)
 	}
 	e.idx.init()
 	e.queues.init()

@@ -141,17 +141,6 @@ func (e *Engine) checkInvariants() error {
 		if n != tq.n {
 			return fmt.Errorf("tenantQueue %d: %d queued, counted %d", tqi, n, tq.n)
 		}
-		if e.policy == PolicyHodei && n > 0 {
-			top := tq.byLatestStart[0]
-			if e.jobs[top.job].queueSeq != top.seq || e.jobs[top.job].state != jsQueued {
-				return fmt.Errorf("tenantQueue %d: stale most urgent job", tqi)
-			}
-			for _, x := range tq.byLatestStart {
-				if e.jobs[x.job].queueSeq == x.seq && x.less(top) {
-					return fmt.Errorf("tenantQueue %d: most urgent job is not at the top", tqi)
-				}
-			}
-		}
 		for i := 1; i < len(tq.h); i++ {
 			if e.shapeQueueLess(tq.h[i], tq.h[(i-1)/2]) {
 				return fmt.Errorf("tenantQueue heap out of order")

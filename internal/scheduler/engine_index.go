@@ -31,6 +31,10 @@ type labelSet struct {
 	compatCPU []int32 // compatible groups without gpus, in creation order
 	compatGPU []int32 // compatible groups with gpus
 	parked    []int32 // parked shapes with this label set
+	// fifo holds its jobs of priority >= 0 (hodei, with Slack) in the
+	// order they were enqueued, from its virtual FIFO pointer on: the first
+	// entry is the next job FIFO would place on this pool.
+	fifo []heapEntry
 }
 
 // keyState is what the engine remembers per job key: the workers that ran it

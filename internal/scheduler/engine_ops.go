@@ -321,11 +321,17 @@ func (e *Engine) Enqueue(jobID string, now time.Time) {
 	var key, lst int64
 	if e.policy == PolicyHodei {
 		// Latest start time: when the job must start for its pipeline to
-		// end one critical path after it arrived.
+		// end one critical path after it arrived; then the pipeline's
+		// remaining work (shortest first).
 		lst = p.arrival + int64(e.pathWeight*(p.cp-float64(j.cp))*1e9)
 		key = lst + int64(e.workWeight*p.work*1e9)
+		if e.window > 0 {
+			lst = min(max(lst, nowN-e.window), nowN+e.window)
+			key = min(max(key, nowN-e.window), nowN+e.window)
+		}
 	}
-	e.push(ji, key, lst, nowN)
+	j.lst = lst
+	e.push(ji, key, nowN)
 }
 
 // Dequeue takes a queued job out of the queue (canceled, or skipped); it is
@@ -393,6 +399,7 @@ func (e *Engine) Finish(jobID string, now time.Time, ran time.Duration, succeede
 	if succeeded && j.key >= 0 {
 		e.pred.Observe(e.idx.keys[j.key].name, ran)
 	}
+
 }
 
 // Release frees a job's reservation without learning from it (lost,
@@ -514,12 +521,21 @@ func (e *Engine) Plan(now time.Time) []Assignment {
 	nowN := now.UnixNano()
 	var out []Assignment
 	if e.slackOn {
+		// Priorities above 0 first, then the jobs late against the virtual
+		// FIFO clock, then the ranking.
+		out = e.planRanked(nowN, MaxPriority+1, out)
 		out = e.planOverdue(nowN, out)
 	}
+	return e.planRanked(nowN, 0, out)
+}
+
+// planRanked places jobs in queue order while the class to serve next is
+// at least minClass (a priority + MaxPriority).
+func (e *Engine) planRanked(nowN int64, minClass int, out []Assignment) []Assignment {
 	fails := 0
 	for e.liveShapes > 0 {
-		c := e.pickClass(nowN)
-		if c == nil {
+		c, p := e.pickClass(nowN)
+		if c == nil || p < minClass {
 			break
 		}
 		tq := &e.queues.tenantQueues[c.h[0]]
@@ -547,31 +563,52 @@ func (e *Engine) Plan(now time.Time) []Assignment {
 
 // place takes queued job ji out of the queue and reserves worker wi for it.
 func (e *Engine) place(ji, wi int32, now int64) {
-	j := &e.jobs[ji]
-	if e.slackOn {
-		// A moving mean of the waits, over about the last 500 placements.
-		e.meanWait += (float64(now-j.ready) - e.meanWait) / 500
-	}
+	counted := e.slackOn && e.jobs[ji].prio >= MaxPriority
 	e.unqueue(ji)
 	e.reserve(ji, wi)
 	e.decisions++
+	if counted {
+		e.advanceFIFO(e.idx.shapes[e.jobs[ji].shape].lset, now)
+	}
 }
 
-// planOverdue places the overdue jobs first, oldest first, each where
-// chooseWorker says, and skips those that fit nowhere now (as FIFO does).
-// It examines at most Lookahead jobs that do not fit.
+// advanceFIFO moves the virtual FIFO pointer of label set lsi by one job,
+// after a job of priority 0 or above with that label set was placed: FIFO
+// would have placed the job at the pointer; if it is still queued, it is
+// late from now on.
+func (e *Engine) advanceFIFO(lsi int32, now int64) {
+	ls := &e.idx.lsets[lsi]
+	if len(ls.fifo) == 0 {
+		return
+	}
+	x := ls.fifo[0]
+	ls.fifo = ls.fifo[1:]
+	if e.jobs[x.job].queueSeq == x.seq {
+		e.late = append(e.late, heapEntry{key: now, seq: x.seq, job: x.job})
+	}
+	if len(ls.fifo) == 0 {
+		ls.fifo = nil // let the backing array go
+	}
+}
+
+// planOverdue places first the jobs that the virtual FIFO pointer passed
+// more than Slack ago and that are still queued, in pointer order, each
+// where chooseWorker says; it skips those that fit nowhere now (as FIFO
+// does), examining at most Lookahead of them.
 func (e *Engine) planOverdue(now int64, out []Assignment) []Assignment {
-	bound := now - max(e.slack, int64(e.slackF*e.meanWait))
-	fails := 0
-	for i := e.overdueHead; i < len(e.overdue); i++ {
-		x := e.overdue[i]
+	bound := now - e.slack
+	fails, dead := 0, 0
+	for i := e.lateHead; i < len(e.late); i++ {
+		x := e.late[i]
 		if x.key > bound {
 			break
 		}
 		j := &e.jobs[x.job]
-		if j.queueSeq != x.seq { // no longer queued, or queued again later
-			if i == e.overdueHead {
-				e.overdueHead++
+		if j.queueSeq != x.seq { // placed, dequeued, or queued again later
+			if i == e.lateHead {
+				e.lateHead++
+			} else {
+				dead++
 			}
 			continue
 		}
@@ -589,16 +626,25 @@ func (e *Engine) planOverdue(now int64, out []Assignment) []Assignment {
 			}
 			continue
 		}
-		if i == e.overdueHead {
-			e.overdueHead++
+		if i == e.lateHead {
+			e.lateHead++
 		}
 		e.place(x.job, wi, now)
 		e.queues.classes[j.prio].since = now
 		out = append(out, Assignment{JobID: j.id, WorkerID: e.workers[wi].id})
 	}
-	if e.overdueHead > 1024 && e.overdueHead > len(e.overdue)/2 {
-		e.overdue = append(e.overdue[:0], e.overdue[e.overdueHead:]...)
-		e.overdueHead = 0
+	switch {
+	case dead > 1024:
+		live := e.late[:0]
+		for _, x := range e.late[e.lateHead:] {
+			if e.jobs[x.job].queueSeq == x.seq {
+				live = append(live, x)
+			}
+		}
+		e.late, e.lateHead = live, 0
+	case e.lateHead > 1024 && e.lateHead > len(e.late)/2:
+		e.late = append(e.late[:0], e.late[e.lateHead:]...)
+		e.lateHead = 0
 	}
 	return out
 }

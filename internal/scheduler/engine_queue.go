@@ -38,6 +38,7 @@ type ejob struct {
 	counted      bool // dur is part of its pipeline's remaining work
 	queueSeq     uint64
 	ready        int64 // when it was last enqueued
+	lst          int64 // latest start time (hodei), see Enqueue
 	live         bool
 }
 
@@ -87,11 +88,7 @@ type tenantQueue struct {
 	tenant int32
 	h      []int32 // shapeQueue ids by head
 	pos    int32   // in its class heap
-	// byLatestStart holds every queued job of the tenantQueue by latest
-	// start time (its key field), including parked shapes; entries of jobs
-	// no longer queued are dropped when they reach the top (lazily).
-	byLatestStart []heapEntry
-	n             int // queued jobs
+	n      int     // queued jobs
 }
 
 type class struct {
@@ -225,16 +222,17 @@ func (e *Engine) siftShapeQueueDown(c *tenantQueue, i int) {
 // ---- heap of tenant queues in a class, by urgency and fair share
 
 // tenantQueueLess orders the tenants of a class: by the latest start time
-// of their most urgent queued job plus their fair-share delay
+// of the job each would run next (the head of its shapes that are not
+// parked) plus their fair-share delay
 // (PolicyHodei); the other policies have one tenant per class.
 func (e *Engine) tenantQueueLess(a, b int32) bool {
 	ca, cb := &e.queues.tenantQueues[a], &e.queues.tenantQueues[b]
 	if e.policy != PolicyHodei {
 		return e.shapeQueueLess(ca.h[0], cb.h[0])
 	}
-	ka, kb := ca.byLatestStart[0], cb.byLatestStart[0]
-	pa := ka.key + e.delay(ca)
-	pb := kb.key + e.delay(cb)
+	ka, kb := e.queues.shapeQueues[ca.h[0]].h[0], e.queues.shapeQueues[cb.h[0]].h[0]
+	pa := e.jobs[ka.job].lst + e.delay(ca)
+	pb := e.jobs[kb.job].lst + e.delay(cb)
 	if pa != pb {
 		return pa < pb
 	}
@@ -435,7 +433,7 @@ func (e *Engine) shapeQueueOf(tq, sh int32) int32 {
 
 // push queues job j with its key (order within its tenant) and latest
 // start time (order across tenants).
-func (e *Engine) push(ji int32, key, lst int64, now int64) {
+func (e *Engine) push(ji int32, key, now int64) {
 	j := &e.jobs[ji]
 	class, ti := uint8(0), int32(0)
 	if e.policy == PolicyHodei {
@@ -452,15 +450,13 @@ func (e *Engine) push(ji int32, key, lst int64, now int64) {
 	j.ready = now
 	tq := &e.queues.tenantQueues[tqi]
 	tq.n++
-	if e.policy == PolicyHodei {
-		pushLatestStart(tq, heapEntry{key: lst, seq: e.seq, job: ji})
-		if e.slackOn && j.prio >= MaxPriority {
-			e.overdue = append(e.overdue, heapEntry{key: now, seq: e.seq, job: ji})
-		}
+	if e.slackOn && j.prio >= MaxPriority {
+		ls := &e.idx.lsets[e.idx.shapes[j.shape].lset]
+		ls.fifo = append(ls.fifo, heapEntry{key: now, seq: e.seq, job: ji})
 	}
 	e.siftJobUp(q, len(q.h)-1)
 	e.shapeQueueChanged(qi)
-	e.tenantQueueChanged(tqi) // its most urgent job may have changed
+	e.tenantQueueChanged(tqi) // the job it runs next may have changed
 	sh := &e.idx.shapes[j.shape]
 	sh.n++
 	if sh.n == 1 && !sh.parked {
@@ -486,9 +482,6 @@ func (e *Engine) unqueue(ji int32) {
 	j.queueSeq = 0
 	tq := &e.queues.tenantQueues[q.tenantQueue]
 	tq.n--
-	if e.policy == PolicyHodei {
-		e.dropStaleLatestStart(tq)
-	}
 	e.shapeQueueChanged(qi)
 	e.tenantQueueChanged(q.tenantQueue)
 	sh := &e.idx.shapes[j.shape]
@@ -523,12 +516,14 @@ func (e *Engine) deactivate(class uint8) {
 	}
 }
 
-// pickClass returns the class to serve next: the highest effective priority
+// pickClass returns the class to serve next and its index (priority +
+// MaxPriority): the highest effective priority
 // (priority plus one level per Aging since the class was last served, capped
 // at 2×MaxPriority+1 levels, so that the lowest class can still overtake
 // the highest), higher priority first on a tie.
-func (e *Engine) pickClass(now int64) *class {
+func (e *Engine) pickClass(now int64) (*class, int) {
 	var best *class
+	bestP := 0
 	bestEff := int64(-1)
 	for _, p := range e.queues.active {
 		c := &e.queues.classes[p]
@@ -540,10 +535,10 @@ func (e *Engine) pickClass(now int64) *class {
 			eff += min((now-c.since)/e.aging, 2*MaxPriority+1)
 		}
 		if eff > bestEff {
-			best, bestEff = c, eff
+			best, bestP, bestEff = c, int(p), eff
 		}
 	}
-	return best
+	return best, bestP
 }
 
 // ---- parking
@@ -616,64 +611,6 @@ func (e *Engine) freed(wi int32) {
 	}
 }
 
-func pushLatestStart(tq *tenantQueue, x heapEntry) {
-	tq.byLatestStart = append(tq.byLatestStart, x)
-	h := tq.byLatestStart
-	i := len(h) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if !x.less(h[p]) {
-			break
-		}
-		h[i] = h[p]
-		i = p
-	}
-	h[i] = x
-}
-
-func popLatestStart(tq *tenantQueue) {
-	h := tq.byLatestStart
-	n := len(h) - 1
-	x := h[n]
-	h = h[:n]
-	i := 0
-	for {
-		c := 2*i + 1
-		if c >= n {
-			break
-		}
-		if c+1 < n && h[c+1].less(h[c]) {
-			c++
-		}
-		if !h[c].less(x) {
-			break
-		}
-		h[i] = h[c]
-		i = c
-	}
-	if n > 0 {
-		h[i] = x
-	}
-	tq.byLatestStart = h
-}
-
-// dropStaleLatestStart drops entries of jobs no longer queued from the top
-// of tq.byLatestStart, and rebuilds it when stale entries dominate.
-func (e *Engine) dropStaleLatestStart(tq *tenantQueue) {
-	for len(tq.byLatestStart) > 0 && e.jobs[tq.byLatestStart[0].job].queueSeq != tq.byLatestStart[0].seq {
-		popLatestStart(tq)
-	}
-	if len(tq.byLatestStart) > 2*tq.n+64 {
-		old := tq.byLatestStart
-		tq.byLatestStart = make([]heapEntry, 0, 2*tq.n+8)
-		for _, x := range old {
-			if e.jobs[x.job].queueSeq == x.seq {
-				pushLatestStart(tq, x)
-			}
-		}
-	}
-}
-
 // delay is a tenant's fair-share delay for taking its next job (the head of
 // tq): FairShareDelay × (s-e)/(1-s), s being the dominant share of the fleet
 // it would hold with that job, when s is above its entitlement e; that is
@@ -699,6 +636,9 @@ func (e *Engine) delay(tq *tenantQueue) int64 {
 	if s <= t.entitled {
 		return 0
 	}
-	d := e.fairDelay * (s - t.entitled) / max(1-s, 1e-3)
-	return int64(min(d, 1e8) * 1e9)
+	d := int64(min(e.fairDelay*(s-t.entitled)/max(1-s, 1e-3), 1e8) * 1e9)
+	if e.window > 0 {
+		d = min(d, e.window)
+	}
+	return d
 }

@@ -9,23 +9,25 @@ import (
 
 // slackViolations drives an engine on a fleet of identical one-core workers
 // with a random stream of one-core jobs (random tenants, priorities from -2
-// to 3, prediction keys whose durations differ a lot) and counts the plans
-// that break the bounded-slack guarantee: after Plan(now), a job of
-// priority 0 or above that has waited longer than slack is still queued
-// while a job that had not waited that long was placed by the same plan.
-func slackViolations(t *testing.T, seed uint64, cfg Config, slack time.Duration) (violations, overdue int) {
+// to 3, prediction keys whose durations differ a lot) and keeps, beside
+// it, the order FIFO would place the jobs of priority 0 or above in (the
+// order they became ready) and a pointer that moves one job down that order
+// for each of them the engine places. A job the pointer passed while it
+// was queued is late; it counts as a violation if, more than slack after
+// that, a plan places a job of priority 0 that is not late while it stays
+// queued. It returns the violations and the number of late jobs.
+func slackViolations(t *testing.T, seed uint64, cfg Config, slack time.Duration) (violations, late int) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 7))
 	e := NewEngine(cfg)
 	for i := range 8 {
 		e.UpsertWorker(WorkerSpec{ID: fmt.Sprintf("w%d", i), Capacity: Resources{CPUMilli: 1000, Memory: 1 << 30}})
 	}
-	type qj struct {
-		ready time.Time
-		prio  int
-	}
-	queued := map[string]qj{}
-	running := map[string]time.Time{} // job -> finish
+	prio := map[string]int{}
+	queued := map[string]bool{}
+	lateSince := map[string]time.Time{} // late job -> when the pointer passed it
+	var fifo []string                   // jobs of priority >= 0 from the pointer on
+	running := map[string]time.Time{}   // job -> finish
 	dur := map[string]time.Duration{}
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	next := 0
@@ -42,8 +44,8 @@ func slackViolations(t *testing.T, seed uint64, cfg Config, slack time.Duration)
 			next++
 			id := fmt.Sprintf("%06d", next)
 			key := fmt.Sprintf("k%d", rng.IntN(6))
-			prio := rng.IntN(6) - 2
-			e.AddPipeline(PipelineSpec{ID: "p" + id, Tenant: fmt.Sprintf("t%d", rng.IntN(3)), Priority: prio,
+			p := rng.IntN(6) - 2
+			e.AddPipeline(PipelineSpec{ID: "p" + id, Tenant: fmt.Sprintf("t%d", rng.IntN(3)), Priority: p,
 				Jobs: []JobSpec{{ID: id, Key: key, Request: Resources{CPUMilli: 1000, Memory: 1 << 20}}}})
 			// key k0 is long, the others short: the ranking prefers short work.
 			dur[id] = time.Duration(10+rng.IntN(30)) * time.Second
@@ -51,51 +53,64 @@ func slackViolations(t *testing.T, seed uint64, cfg Config, slack time.Duration)
 				dur[id] = time.Duration(200+rng.IntN(200)) * time.Second
 			}
 			e.Enqueue(id, now)
-			queued[id] = qj{now, prio}
+			prio[id], queued[id] = p, true
+			if p >= 0 {
+				fifo = append(fifo, id)
+			}
 		}
 		as := e.Plan(now)
-		placedYoung := false
+		placedPunctual := false
 		for _, a := range as {
-			q := queued[a.JobID]
-			if now.Sub(q.ready) <= slack {
-				placedYoung = true
+			if _, ok := lateSince[a.JobID]; !ok && prio[a.JobID] == 0 {
+				placedPunctual = true
 			}
 			delete(queued, a.JobID)
+			delete(lateSince, a.JobID)
 			running[a.JobID] = now.Add(dur[a.JobID])
 		}
-		for _, q := range queued {
-			if q.prio >= 0 && now.Sub(q.ready) > slack {
-				overdue++
-				if placedYoung {
-					violations++
-				}
+		for _, a := range as {
+			if prio[a.JobID] < 0 || len(fifo) == 0 {
+				continue
+			}
+			if head := fifo[0]; queued[head] {
+				lateSince[head] = now
+				late++
+			}
+			fifo = fifo[1:]
+		}
+		if !placedPunctual {
+			continue
+		}
+		for _, since := range lateSince {
+			if now.Sub(since) > slack {
+				violations++
 				break
 			}
 		}
 	}
-	return violations, overdue
+	return violations, late
 }
 
-// With Slack set, no plan places a job that has waited less than the slack
-// while one of priority 0 or above that has waited longer stays queued:
-// overdue jobs go first, oldest first. Without it, the ranking (shortest
-// predicted work first) does pass them over, which is what the bound is for.
+// With Slack set, a job that FIFO would have started (by the virtual FIFO
+// clock) and that has stayed queued Slack longer goes before every job of
+// priority 0 that is not late. Without it, the ranking (shortest predicted
+// work first) does pass such jobs over, which is what the bound is for.
 func TestEngineBoundedSlack(t *testing.T) {
 	const slack = 2 * time.Minute
 	var without int
 	for seed := uint64(1); seed <= 5; seed++ {
-		v, overdue := slackViolations(t, seed, Config{Slack: slack, SlackFactor: -1}, slack)
+		v, late := slackViolations(t, seed, Config{Slack: slack}, slack)
 		if v != 0 {
-			t.Errorf("seed %d: %d plans placed a young job while an overdue one waited", seed, v)
+			t.Errorf("seed %d: %d plans placed a punctual job while a late one waited more than the slack", seed, v)
 		}
-		if overdue == 0 {
-			t.Errorf("seed %d: no job was ever overdue; the workload does not load the fleet", seed)
+		if late == 0 {
+			t.Errorf("seed %d: no job was ever late; the workload does not load the fleet", seed)
 		}
 		w, _ := slackViolations(t, seed, Config{}, slack)
 		without += w
 	}
 	if without == 0 {
-		t.Error("without the bound no plan passed over an overdue job: the test does not exercise the mechanism")
+		t.Error("without the bound no plan passed over a late job: the test does not exercise the mechanism")
 	}
 }
 
@@ -139,5 +154,109 @@ func TestEffectivePriority(t *testing.T) {
 		if got := EffectivePriority(c.pipe, c.job); got != c.want {
 			t.Errorf("EffectivePriority(%d, %d) = %d, want %d", c.pipe, c.job, got, c.want)
 		}
+	}
+}
+
+// windowViolations drives an engine on identical one-core workers with a
+// random stream of one-core jobs of priority 0 (random tenants; pipelines
+// of one job or a chain of three; keys whose durations differ a lot, so
+// the ranking prefers some) and counts, for every plan, the placed jobs
+// that became ready more than bound after a job that stays queued.
+func windowViolations(t *testing.T, seed uint64, cfg Config, bound time.Duration) (violations, passed int) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 11))
+	e := NewEngine(cfg)
+	for i := range 6 {
+		e.UpsertWorker(WorkerSpec{ID: fmt.Sprintf("w%d", i), Capacity: Resources{CPUMilli: 1000, Memory: 1 << 30}})
+	}
+	ready := map[string]time.Time{}
+	running := map[string]time.Time{} // job -> finish
+	dur := map[string]time.Duration{}
+	next := map[string]string{} // job -> the job that needs it
+	pipeOf := map[string]string{}
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	n := 0
+	for step := 0; step < 4000; step++ {
+		now = now.Add(time.Duration(1+rng.IntN(20)) * time.Second)
+		for id, end := range running {
+			if end.After(now) {
+				continue
+			}
+			e.Finish(id, now, dur[id], true)
+			delete(running, id)
+			if nx, ok := next[id]; ok {
+				e.Enqueue(nx, now)
+				ready[nx] = now
+			} else {
+				e.RemovePipeline(pipeOf[id])
+			}
+		}
+		for range rng.IntN(3) {
+			n++
+			p := fmt.Sprintf("p%06d", n)
+			key := fmt.Sprintf("k%d", rng.IntN(6))
+			d := time.Duration(10+rng.IntN(30)) * time.Second
+			if key == "k0" { // long: the ranking puts it back
+				d = time.Duration(300+rng.IntN(300)) * time.Second
+			}
+			stages := 1 + 2*rng.IntN(2)
+			spec := PipelineSpec{ID: p, Tenant: fmt.Sprintf("t%d", rng.IntN(3))}
+			for s := range stages {
+				id := fmt.Sprintf("%s-%d", p, s)
+				js := JobSpec{ID: id, Key: key, Request: Resources{CPUMilli: 1000, Memory: 1 << 20}}
+				if s > 0 {
+					prev := fmt.Sprintf("%s-%d", p, s-1)
+					js.Needs = []string{prev}
+					next[prev] = id
+				}
+				spec.Jobs = append(spec.Jobs, js)
+				dur[id], pipeOf[id] = d, p
+			}
+			e.AddPipeline(spec)
+			first := spec.Jobs[0].ID
+			e.Enqueue(first, now)
+			ready[first] = now
+		}
+		as := e.Plan(now)
+		var latest time.Time
+		for _, a := range as {
+			if r := ready[a.JobID]; r.After(latest) {
+				latest = r
+			}
+			delete(ready, a.JobID)
+			running[a.JobID] = now.Add(dur[a.JobID])
+		}
+		for _, r := range ready {
+			if latest.Sub(r) > 0 {
+				passed++
+			}
+			if latest.Sub(r) > bound {
+				violations++
+			}
+		}
+	}
+	return violations, passed
+}
+
+// With a Window, a plan never places a job that became ready more than 3 ×
+// Window after one of the same priority that stays queued (its key is
+// within Window of its ready time, and so is the fair-share delay), however
+// the ranking prefers short work; without it, the ranking does.
+func TestEngineWindowBoundsOvertaking(t *testing.T) {
+	const window = time.Minute
+	var without int
+	for seed := uint64(1); seed <= 4; seed++ {
+		v, passed := windowViolations(t, seed, Config{Window: window}, 3*window)
+		if v != 0 {
+			t.Errorf("seed %d: %d queued jobs were passed by one ready more than %v later", seed, v, 3*window)
+		}
+		if passed == 0 {
+			t.Errorf("seed %d: no job was ever passed over; the workload does not load the fleet", seed)
+		}
+		w, _ := windowViolations(t, seed, Config{}, 3*window)
+		without += w
+	}
+	if without == 0 {
+		t.Error("without the window no job was passed by a much younger one: the test does not exercise the bound")
 	}
 }

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -238,9 +239,9 @@ func NewSim(w *Workload, o Options) (*Sim, error) {
 	n := w.NumJobs()
 	s := &Sim{
 		w: w, o: o,
-		Eng: scheduler.NewEngine(scheduler.Config{Policy: o.Policy, Aging: o.Aging, Lookahead: o.Lookahead,
+		Eng: scheduler.NewEngine(scheduler.Config{Policy: o.Policy, Aging: cmp.Or(o.Aging, o.Engine.Aging), Lookahead: o.Lookahead,
 			WorkWeight: o.Engine.WorkWeight, PathWeight: o.Engine.PathWeight, FairShareDelay: o.Engine.FairShareDelay,
-			Slack: o.Engine.Slack, SlackFactor: o.Engine.SlackFactor}),
+			Slack: o.Engine.Slack, Window: o.Engine.Window}),
 		adm: scheduler.NewAdmission(),
 
 		state:    make([]uint8, n),
