@@ -56,7 +56,9 @@ func Expand(p *Pipeline) ([]JobSpec, error) {
 			}
 		}
 		for _, c := range combos[i] {
-			specs = append(specs, expandJob(p, j, c, needs))
+			s := expandJob(p, j, c, needs)
+			expandArtifacts(&s, j, s.Matrix, keys)
+			specs = append(specs, s)
 		}
 	}
 	return specs, nil

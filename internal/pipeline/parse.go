@@ -38,7 +38,7 @@ var (
 var (
 	pipelineFields    = []string{"name", "env", "priority", "concurrency", "jobs"}
 	concurrencyFields = []string{"group", "limit"}
-	jobFields         = []string{"name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "steps"}
+	jobFields         = []string{"name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "steps", "artifacts", "cache"}
 	runsOnFields      = []string{"labels", "cpu", "memory", "gpu"}
 	stepFields        = []string{"name", "run", "env", "timeout"}
 )
@@ -229,7 +229,7 @@ func (p *parser) job(e yamlpos.Entry) *jobInfo {
 				exprs = append(exprs, exprRef{f.Val, fp})
 			}
 		case "needs":
-			j.Needs, info.needs = p.needs(f.Val, fp)
+			j.Needs, info.needs, j.NoArtifacts = p.needs(f.Val, fp)
 		case "if":
 			j.If = p.condition(f.Val, fp)
 		case "runs-on":
@@ -262,6 +262,10 @@ func (p *parser) job(e yamlpos.Entry) *jobInfo {
 		case "steps":
 			haveSteps = true
 			j.Steps = p.steps(f.Val, fp, &exprs)
+		case "artifacts":
+			j.Artifacts = p.artifacts(f.Val, fp)
+		case "cache":
+			j.Cache = p.caches(f.Val, fp)
 		}
 	}
 	if !haveSteps {
@@ -480,8 +484,10 @@ func parseCondition(s string) (Condition, bool) {
 	return "", false
 }
 
-// needs reads a job id or a list of them.
-func (p *parser) needs(n *yaml.Node, field string) ([]string, []*yaml.Node) {
+// needs reads a job id or a list of them (each an id or a map {job,
+// artifacts}); it returns the ids, their nodes, and the ids whose artifacts
+// the job does not want.
+func (p *parser) needs(n *yaml.Node, field string) ([]string, []*yaml.Node, []string) {
 	v := yamlpos.Deref(n)
 	var items []*yaml.Node
 	list := false
@@ -492,9 +498,9 @@ func (p *parser) needs(n *yaml.Node, field string) ([]string, []*yaml.Node) {
 		items, list = v.Content, true
 	default:
 		p.Errorf(n, field, "must be a job id or a list of job ids, got %s", yamlpos.Describe(v))
-		return nil, nil
+		return nil, nil, nil
 	}
-	var ids []string
+	var ids, noArtifacts []string
 	var nodes []*yaml.Node
 	seen := make(map[string]bool)
 	for i, it := range items {
@@ -502,19 +508,22 @@ func (p *parser) needs(n *yaml.Node, field string) ([]string, []*yaml.Node) {
 		if list {
 			f = yamlpos.Index(field, i)
 		}
-		s, ok := p.Text(it, f)
+		s, at, artifacts, ok := p.need(it, f)
 		if !ok {
 			continue
 		}
 		if seen[s] {
-			p.Errorf(it, f, "job %q is needed twice", s)
+			p.Errorf(at, f, "job %q is needed twice", s)
 			continue
 		}
 		seen[s] = true
 		ids = append(ids, s)
-		nodes = append(nodes, it)
+		nodes = append(nodes, at)
+		if !artifacts {
+			noArtifacts = append(noArtifacts, s)
+		}
 	}
-	return ids, nodes
+	return ids, nodes, noArtifacts
 }
 
 // env reads a map of variable names to values. Values holding matrix

@@ -81,6 +81,11 @@ type Job struct {
 	Matrix       *Matrix
 	Steps        []Step
 	Line         int // line of the job's key, for messages
+	// Artifacts, Cache and NoArtifacts (the needs whose artifacts the job
+	// does not want): see artifacts.go.
+	Artifacts   *Artifacts
+	Cache       []Cache
+	NoArtifacts []string
 }
 
 // Matrix is a map of axis name to values; it expands into the cartesian product.
@@ -137,6 +142,11 @@ type JobSpec struct {
 	Priority     int               `json:"priority"`
 	Matrix       map[string]string `json:"matrix,omitempty"`
 	Steps        []StepSpec        `json:"steps"`
+	// Artifacts, Cache and NoArtifactsFrom (keys of needed jobs whose
+	// artifacts the job does not receive): see artifacts.go.
+	Artifacts       *Artifacts `json:"artifacts,omitempty"`
+	Cache           []Cache    `json:"cache,omitempty"`
+	NoArtifactsFrom []string   `json:"no_artifacts_from,omitempty"`
 }
 
 // StepSpec is a step with matrix values substituted.
