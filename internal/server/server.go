@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/hodei-ci/hodei/internal/agent"
+	"github.com/hodei-ci/hodei/internal/artifact"
 	"github.com/hodei-ci/hodei/internal/api"
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/containers/dockerengine"
@@ -127,6 +128,8 @@ type Options struct {
 	// read and write the data directory. Without it, Start fails on a
 	// machine where steps cannot be isolated (see internal/sandbox).
 	UnsafeSharedUser bool
+	// Artifacts bound the artifacts and caches kept (see artifact.Limits).
+	Artifacts artifact.Limits
 }
 
 // Server is a running Hodei server.
@@ -157,6 +160,9 @@ type Server struct {
 	Workers *workers.Manager
 	scaler  *savedScaler // nil unless Options.Scaler is an *autoscale.Scaler
 	docker  *dockerengine.Docker
+	// Artifacts serves the agents' artifacts and caches.
+	Artifacts     *artifact.Service
+	stopArtifacts func()
 }
 
 // Start brings a server up and returns when it is ready. It takes its ports
@@ -241,6 +247,10 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 	}
 	s.Store = st
 	if err := s.startSecrets(); err != nil {
+		return nil, err
+	}
+
+	if err := s.startArtifacts(ctx); err != nil {
 		return nil, err
 	}
 
@@ -459,6 +469,9 @@ func (s *Server) Close() {
 		// After the orchestrator: it seals the secrets of what it places
 		// while the local agents drain.
 		s.closeSecrets()
+		if s.stopArtifacts != nil {
+			s.stopArtifacts()
+		}
 		if s.nc != nil {
 			_ = s.nc.Drain()
 		}
