@@ -28,6 +28,7 @@ func tenantRequests(tenant string) []Request {
 		{Action: ActRead, Resource: run},
 		{Action: ActRead, Resource: Tenant(tenant)},
 		{Action: ActReadLogs, Resource: run},
+		{Action: ActReadArtifacts, Resource: run},
 		{Action: ActCancel, Resource: run},
 		{Action: ActListSecrets, Resource: Resource{Type: TypeSecret, ID: "db-password", Tenant: tenant}},
 		{Action: ActManageSecrets, Resource: Resource{Type: TypeSecret, ID: "db-password", Tenant: tenant}},
@@ -55,10 +56,10 @@ func TestDefaultPolicies(t *testing.T) {
 	t.Parallel()
 	c := mustDefault(t)
 	ownTenant := map[string][]string{ // what each role may do in its own tenant
-		"admin":      {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "cancel Run", "listSecrets Secret", "manageSecrets Secret", "listSecrets Tenant"},
-		"maintainer": {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "cancel Run", "listSecrets Secret", "manageSecrets Secret", "listSecrets Tenant"},
-		"developer":  {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "cancel Run", "listSecrets Secret", "listSecrets Tenant"},
-		"viewer":     {"read Run", "read Tenant", "readLogs Run"},
+		"admin":      {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "readArtifacts Run", "cancel Run", "listSecrets Secret", "manageSecrets Secret", "listSecrets Tenant"},
+		"maintainer": {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "readArtifacts Run", "cancel Run", "listSecrets Secret", "manageSecrets Secret", "listSecrets Tenant"},
+		"developer":  {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "readArtifacts Run", "cancel Run", "listSecrets Secret", "listSecrets Tenant"},
+		"viewer":     {"read Run", "read Tenant", "readLogs Run", "readArtifacts Run"},
 		"":           {},
 	}
 	otherTenant := map[string][]string{"admin": ownTenant["admin"]} // nobody else

@@ -29,13 +29,14 @@ func (s *Server) serveHTTP() {
 	ln := s.httpLn
 	s.httpLn = nil // the server closes it from now on
 	deps := api.Deps{
-		Orch:     s.Orch,
-		Store:    s.Store,
-		Hub:      s.Hub,
-		Registry: s.Registry,
-		Submit:   s.Submit,
-		Logger:   s.log,
-		Secrets:  s.Secrets,
+		Orch:      s.Orch,
+		Store:     s.Store,
+		Hub:       s.Hub,
+		Registry:  s.Registry,
+		Submit:    s.Submit,
+		Logger:    s.log,
+		Secrets:   s.Secrets,
+		Artifacts: s.Artifacts.Blobs(),
 
 		MaxPipelineBytes: s.opts.Limits.MaxFileBytes,
 	}
