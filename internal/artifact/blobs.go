@@ -56,20 +56,36 @@ func (b *JetStreamBlobs) Put(ctx context.Context, key string, r io.Reader) (int6
 }
 
 // Get streams the object key. JetStream checks the object's digest when
-// the whole object has been read.
+// the whole object has been read. The object must be read within
+// readTimeout (JetStream would otherwise give the whole read its default
+// timeout of seconds), and until it is closed.
 func (b *JetStreamBlobs) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	r, err := b.os.Get(ctx, key, jetstream.GetObjectShowDeleted())
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	r, err := b.os.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		cancel()
 		return nil, fmt.Errorf("get %s: %w", key, ErrNoObject)
 	}
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
-	if info, err := r.Info(); err == nil && info.Deleted {
-		_ = r.Close()
-		return nil, fmt.Errorf("get %s: %w", key, ErrNoObject)
-	}
-	return r, nil
+	return &cancelReader{ReadCloser: r, cancel: cancel}, nil
+}
+
+// readTimeout bounds the reading of one object.
+const readTimeout = 6 * time.Hour
+
+// cancelReader ends its context when closed.
+type cancelReader struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelReader) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
 
 // Delete removes the object key.
