@@ -140,8 +140,12 @@ func (p *parser) expireIn(n *yaml.Node, field string) time.Duration {
 // workspace, or inside HOME when home allows ~/.
 func (p *parser) workspacePaths(n *yaml.Node, field string, home bool) []string {
 	v := yamlpos.Deref(n)
-	if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
-		p.Errorf(n, field, "must be a non-empty list of paths, got %s", yamlpos.Describe(v))
+	if v.Kind != yaml.SequenceNode {
+		p.Errorf(n, field, "must be a list of paths, got %s", yamlpos.Describe(v))
+		return nil
+	}
+	if len(v.Content) == 0 {
+		p.Errorf(n, field, "must list at least one path")
 		return nil
 	}
 	var out []string
@@ -179,8 +183,12 @@ func (p *parser) workspacePaths(n *yaml.Node, field string, home bool) []string 
 // caches reads a job's list of caches.
 func (p *parser) caches(n *yaml.Node, field string) []Cache {
 	v := yamlpos.Deref(n)
-	if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
-		p.Errorf(n, field, "must be a non-empty list of caches (key and paths), got %s", yamlpos.Describe(v))
+	if v.Kind != yaml.SequenceNode {
+		p.Errorf(n, field, "must be a list of caches (key and paths), got %s", yamlpos.Describe(v))
+		return nil
+	}
+	if len(v.Content) == 0 {
+		p.Errorf(n, field, "must list at least one cache")
 		return nil
 	}
 	if len(v.Content) > MaxCaches {
@@ -201,8 +209,8 @@ func (p *parser) caches(n *yaml.Node, field string) []Cache {
 			fp := f + "." + e.Name
 			switch e.Name {
 			case "key":
+				haveKey = true
 				if s, ok := p.cacheKey(e.Val, fp); ok {
-					haveKey = true
 					c.Key = s
 					if keys[s] {
 						p.Errorf(e.Val, fp, "cache key %q is used twice in this job", s)
