@@ -57,7 +57,9 @@ func (c *Client) Download(ctx context.Context, ref AttemptRef, e Entry, roots Ro
 	if err := call(ctx, c.nc, c.subject(opOpen), OpenRequest{AttemptRef: ref, ID: e.ID}, &open); err != nil {
 		return err
 	}
-	rd := &sessionReader{ctx: ctx, nc: c.nc, subject: c.subject(opRead), session: open.Session}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rd := newSessionReader(ctx, c.nc, c.subject(opRead), open.Session)
 	if err := Unpack(rd, roots, e.Files, uid); err != nil {
 		return err
 	}
@@ -90,23 +92,41 @@ func (c *Client) Upload(ctx context.Context, ref AttemptRef, kind, name string, 
 		packed <- fs
 		_ = pw.CloseWithError(err)
 	}()
-	buf := make([]byte, chunkSize(c.nc))
-	hdr := nats.Header{HdrSession: []string{up.Session}}
-	for {
-		n, err := io.ReadFull(pr, buf)
-		if n > 0 {
-			if _, perr := request(ctx, c.nc, c.subject(opPut), hdr, buf[:n]); perr != nil {
-				_ = pr.CloseWithError(perr)
-				<-packed
-				return 0, nil, false, perr
+	// The archive is cut into chunks ahead of the sends, so that packing
+	// and sending overlap.
+	chunks := make(chan chunk, readAhead)
+	go func() {
+		defer close(chunks)
+		size := chunkSize(c.nc)
+		for {
+			buf := make([]byte, size)
+			n, err := io.ReadFull(pr, buf)
+			end := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+			if end {
+				err = nil
+			}
+			chunks <- chunk{data: buf[:n], eof: end, err: err}
+			if end || err != nil {
+				return
 			}
 		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			break
+	}()
+	fail := func(err error) (int64, []File, bool, error) {
+		_ = pr.CloseWithError(err)
+		for range chunks { // the reader ends on the closed pipe
 		}
-		if err != nil {
-			<-packed
-			return 0, nil, false, err
+		<-packed
+		return 0, nil, false, err
+	}
+	hdr := nats.Header{HdrSession: []string{up.Session}}
+	for ch := range chunks {
+		if ch.err != nil {
+			return fail(ch.err)
+		}
+		if len(ch.data) > 0 {
+			if _, err := request(ctx, c.nc, c.subject(opPut), hdr, ch.data); err != nil {
+				return fail(err)
+			}
 		}
 	}
 	fs := <-packed

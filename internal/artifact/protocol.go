@@ -209,26 +209,64 @@ func chunkSize(nc *nats.Conn) int {
 	return n
 }
 
-// sessionReader reads a download session chunk by chunk.
+// readAhead is how many chunks a reader fetches ahead of what it was asked:
+// the network, the blob store and the extraction then overlap.
+const readAhead = 4
+
+// chunk is a piece of a stream, or its end (eof), or its error.
+type chunk struct {
+	data []byte
+	eof  bool
+	err  error
+}
+
+// sessionReader reads a download session, fetching up to readAhead chunks
+// ahead in a goroutine that ends with the session or with ctx.
 type sessionReader struct {
-	ctx     context.Context
-	nc      *nats.Conn
-	subject string
-	session string
-	buf     []byte
-	eof     bool
+	chunks <-chan chunk
+	buf    []byte
+	done   bool
+	err    error
+}
+
+func newSessionReader(ctx context.Context, nc *nats.Conn, subject, session string) *sessionReader {
+	ch := make(chan chunk, readAhead)
+	go func() {
+		defer close(ch)
+		hdr := nats.Header{HdrSession: []string{session}}
+		for {
+			reply, err := request(ctx, nc, subject, hdr, nil)
+			c := chunk{err: err}
+			if err == nil {
+				c.data, c.eof = reply.Data, reply.Header.Get(HdrEOF) != ""
+			}
+			select {
+			case ch <- c:
+			case <-ctx.Done():
+				return
+			}
+			if c.eof || c.err != nil {
+				return
+			}
+		}
+	}()
+	return &sessionReader{chunks: ch}
 }
 
 func (r *sessionReader) Read(p []byte) (int, error) {
 	for len(r.buf) == 0 {
-		if r.eof {
+		if r.err != nil {
+			return 0, r.err
+		}
+		if r.done {
 			return 0, io.EOF
 		}
-		reply, err := request(r.ctx, r.nc, r.subject, nats.Header{HdrSession: []string{r.session}}, nil)
-		if err != nil {
-			return 0, err
+		c, ok := <-r.chunks
+		if !ok {
+			r.err = errors.New("artifacts: download ended early")
+			continue
 		}
-		r.buf, r.eof = reply.Data, reply.Header.Get(HdrEOF) != ""
+		r.buf, r.done, r.err = c.data, c.eof, c.err
 	}
 	n := copy(p, r.buf)
 	r.buf = r.buf[n:]

@@ -85,10 +85,17 @@ type Service struct {
 type session struct {
 	worker string
 	used   time.Time // last request, for the reaper
-	// download
-	rd io.ReadCloser
-	// upload
+	// download: rd is read ahead into chunks by a goroutine
+	rd     io.ReadCloser
+	chunks <-chan chunk
+	// upload: what put receives goes through in to a goroutine that
+	// writes it to pw, so that a put is answered before the blob store
+	// has taken its bytes (up to readAhead chunks in flight)
 	pw      *io.PipeWriter
+	inMu    sync.Mutex // held to send on in, and to close it
+	in      chan []byte
+	ended   bool // in is closed
+	wrote   chan error
 	done    chan putResult
 	rec     store.Artifact
 	written int64
@@ -486,9 +493,26 @@ func (s *Service) open(ctx context.Context, worker string, req OpenRequest) (Ope
 	if err != nil {
 		return OpenReply{}, err
 	}
+	size := chunkSize(s.nc)
+	ch := make(chan chunk, readAhead)
+	go func() {
+		defer close(ch)
+		for {
+			buf := make([]byte, size)
+			n, err := io.ReadFull(rd, buf)
+			end := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+			if end {
+				err = nil
+			}
+			ch <- chunk{data: buf[:n], eof: end, err: err}
+			if end || err != nil {
+				return
+			}
+		}
+	}()
 	id := newSessionID()
 	s.mu.Lock()
-	s.sessions[id] = &session{worker: worker, used: s.now(), rd: rd}
+	s.sessions[id] = &session{worker: worker, used: s.now(), rd: rd, chunks: ch}
 	s.mu.Unlock()
 	return OpenReply{Session: id}, nil
 }
@@ -505,10 +529,14 @@ func (s *Service) take(worker, id string) (*session, error) {
 	return ss, nil
 }
 
-func (s *Service) drop(id string) {
+// drop forgets a session; false if it was gone already (another request
+// ended it).
+func (s *Service) drop(id string) bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.sessions[id]
 	delete(s.sessions, id)
-	s.mu.Unlock()
+	return ok
 }
 
 // read returns the next chunk of a download; the last one (possibly
@@ -521,22 +549,21 @@ func (s *Service) read(worker, id string) (*nats.Msg, error) {
 		}
 		return nil, err
 	}
-	buf := make([]byte, chunkSize(s.nc))
-	n, err := io.ReadFull(ss.rd, buf)
-	m := &nats.Msg{Data: buf[:n], Header: nats.Header{}}
-	switch {
-	case err == nil:
-		return m, nil
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		s.drop(id)
-		_ = ss.rd.Close()
-		m.Header.Set(HdrEOF, "1")
-		return m, nil
-	default:
-		s.drop(id)
-		_ = ss.rd.Close()
-		return nil, err
+	c, ok := <-ss.chunks
+	if !ok || c.err != nil || c.eof {
+		s.endSession(id)
 	}
+	switch {
+	case !ok:
+		return nil, refuse(CodeInvalid, "artifacts: session %q has ended", id)
+	case c.err != nil:
+		return nil, c.err
+	}
+	m := &nats.Msg{Data: c.data, Header: nats.Header{}}
+	if c.eof {
+		m.Header.Set(HdrEOF, "1")
+	}
+	return m, nil
 }
 
 func (s *Service) upload(ctx context.Context, worker string, req UploadRequest) (UploadReply, error) {
@@ -609,9 +636,19 @@ func (s *Service) upload(ctx context.Context, worker string, req UploadRequest) 
 		_ = pr.CloseWithError(err)
 		done <- putResult{n, err}
 	}()
+	in, wrote := make(chan []byte, readAhead), make(chan error, 1)
+	go func() {
+		var err error
+		for b := range in {
+			if err == nil {
+				_, err = pw.Write(b)
+			}
+		}
+		wrote <- err
+	}()
 	id := newSessionID()
 	s.mu.Lock()
-	s.sessions[id] = &session{worker: worker, used: now, pw: pw, done: done, rec: rec, budget: budget, limit: limit}
+	s.sessions[id] = &session{worker: worker, used: now, pw: pw, in: in, wrote: wrote, done: done, rec: rec, budget: budget, limit: limit}
 	s.mu.Unlock()
 	return UploadReply{Session: id}, nil
 }
@@ -629,18 +666,41 @@ func (s *Service) put(worker, id string, data []byte) error {
 		s.abort(id, ss)
 		return refuse(CodeTooLarge, "artifacts: %s %q of job %s is over %s", ss.rec.Kind, ss.rec.Name, ss.rec.JobKey, ss.limit)
 	}
-	if _, err := ss.pw.Write(data); err != nil {
-		s.abort(id, ss)
-		return err
+	ss.inMu.Lock()
+	if ss.ended {
+		ss.inMu.Unlock()
+		return refuse(CodeInvalid, "artifacts: session %q has ended", id)
 	}
-	return nil
+	select {
+	case ss.in <- data:
+		ss.inMu.Unlock()
+		return nil
+	case <-time.After(requestTimeout):
+		ss.inMu.Unlock()
+		s.abort(id, ss)
+		return refuse(CodeFailed, "artifacts: the blob store takes no more of %s %q", ss.rec.Kind, ss.rec.Name)
+	}
+}
+
+// closeIn ends what an upload takes.
+func (ss *session) closeIn() {
+	ss.inMu.Lock()
+	defer ss.inMu.Unlock()
+	if !ss.ended {
+		ss.ended = true
+		close(ss.in)
+	}
 }
 
 // abort ends an upload without a record, and deletes what was stored.
 func (s *Service) abort(id string, ss *session) {
-	s.drop(id)
+	if !s.drop(id) {
+		return
+	}
 	_ = ss.pw.CloseWithError(errors.New("upload aborted"))
+	ss.closeIn()
 	go func() {
+		<-ss.wrote
 		<-ss.done
 		ctx, cancel := context.WithTimeout(context.Background(), sweepTimeout)
 		defer cancel()
@@ -656,7 +716,14 @@ func (s *Service) commit(ctx context.Context, worker string, req CommitRequest) 
 	if ss.pw == nil {
 		return CommitReply{}, refuse(CodeInvalid, "artifacts: session %q is not an upload", req.Session)
 	}
-	s.drop(req.Session)
+	if !s.drop(req.Session) {
+		return CommitReply{}, refuse(CodeInvalid, "artifacts: session %q has ended", req.Session)
+	}
+	ss.closeIn()
+	if err := <-ss.wrote; err != nil {
+		<-ss.done
+		return CommitReply{}, err
+	}
 	_ = ss.pw.Close()
 	res := <-ss.done
 	if res.err != nil {
@@ -709,8 +776,14 @@ func (s *Service) endSession(id string) {
 		s.abort(id, ss)
 		return
 	}
-	s.drop(id)
-	_ = ss.rd.Close()
+	if s.drop(id) {
+		_ = ss.rd.Close()
+		// The read-ahead goroutine ends on the closed reader.
+		go func() {
+			for range ss.chunks {
+			}
+		}()
+	}
 }
 
 func (s *Service) closeSessions() {

@@ -53,7 +53,7 @@ func (f *fixture) advance(d time.Duration) {
 	f.mu.Unlock()
 }
 
-func newFixture(t *testing.T, lim artifact.Limits, agents ...string) *fixture {
+func newFixture(t testing.TB, lim artifact.Limits, agents ...string) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	ca, err := pki.Init(dir, "")
@@ -111,7 +111,7 @@ func newFixture(t *testing.T, lim artifact.Limits, agents ...string) *fixture {
 
 // agent connects as agent id with its certificate; errs gets the
 // connection's asynchronous errors (permission violations).
-func (f *fixture) agent(t *testing.T, id string) (*artifact.Client, *nats.Conn, <-chan error) {
+func (f *fixture) agent(t testing.TB, id string) (*artifact.Client, *nats.Conn, <-chan error) {
 	t.Helper()
 	cfg, err := pki.ClientTLS(filepath.Join(f.dir, "ca.crt"), filepath.Join(f.dir, id+".crt"), filepath.Join(f.dir, id+".key"))
 	if err != nil {
@@ -140,7 +140,7 @@ type job struct {
 }
 
 // addRun stores a run of tenant with its jobs (attempt 1 each).
-func (f *fixture) addRun(t *testing.T, runID, tenant string, jobs ...job) {
+func (f *fixture) addRun(t testing.TB, runID, tenant string, jobs ...job) {
 	t.Helper()
 	err := f.st.Update(context.Background(), func(tx store.Tx) error {
 		if err := tx.InsertRun(store.Run{ID: runID, Pipeline: "p", Tenant: tenant, State: state.RunRunning, CreatedAt: f.clock()}); err != nil {
