@@ -3,6 +3,7 @@ package pipeline
 import (
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -167,7 +168,7 @@ func (p *parser) workspacePaths(n *yaml.Node, field string, home bool) []string 
 			p.Errorf(it, f, "invalid pattern %q: %v", s, err)
 			continue
 		}
-		if path.IsAbs(rel) || rel == ".." || strings.HasPrefix(rel, "../") || strings.Contains(rel, "/../") || strings.HasSuffix(rel, "/..") {
+		if path.IsAbs(rel) || slices.Contains(strings.Split(rel, "/"), "..") {
 			where := "the workspace"
 			if home {
 				where = "the workspace (or ~/, the job's HOME)"
