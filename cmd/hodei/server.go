@@ -48,6 +48,7 @@ Example:
 	lim := addLimitFlags(fs)
 	artJob := fs.String("artifacts-max-job-bytes", "2Gi", "most bytes of artifacts and caches one attempt of a job stores")
 	artTenant := fs.String("artifacts-max-tenant-bytes", "20Gi", "most bytes of artifacts and caches one tenant stores")
+	artStore := fs.String("artifacts-store", "jetstream", "where artifacts and caches are kept: jetstream (the NATS object store), or s3://BUCKET[/PREFIX][?endpoint=URL&region=R&path-style=1] with the AWS SDK's credentials")
 	sec := addSecurityFlags(fs)
 	apiLimits := addAPILimitFlags(fs)
 	tf := addTLSFlags(fs, "certificate of the API and of the embedded NATS (\"hodei ca issue server\")",
@@ -164,6 +165,7 @@ Example:
 		Limits:           limits,
 		MaxLogBytes:      maxLog,
 		Artifacts:        artLimits,
+		ArtifactsStore:   *artStore,
 		NoCgroups:        *noCgroups,
 		UnsafeSharedUser: *unsafeShared,
 	})

@@ -15,8 +15,8 @@
 // says of the worker: an upload only for the attempt the worker runs now,
 // a download only of the artifacts of the jobs that attempt needs (in its
 // own run, so its own tenant), a cache only in the tenant and scope of its
-// run. The blobs live behind Blobs: JetStream's object store on the
-// embedded default.
+// run. The blobs live behind Blobs: JetStream's object store
+// (JetStreamBlobs) by default, S3-compatible storage with package s3blobs.
 package artifact
 
 import (

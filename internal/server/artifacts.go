@@ -7,16 +7,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hodei-ci/hodei/internal/artifact"
+	"github.com/hodei-ci/hodei/internal/artifact/s3blobs"
 )
 
 // startArtifacts starts the artifact service on the bus, its blobs in
-// JetStream's object store, and registers its metrics.
+// JetStream's object store or in S3 (Options.ArtifactsStore), and
+// registers its metrics.
 func (s *Server) startArtifacts(ctx context.Context) error {
-	js, err := jetstream.New(s.nc)
-	if err != nil {
-		return fmt.Errorf("server: artifacts: %w", err)
-	}
-	blobs, err := artifact.NewJetStreamBlobs(ctx, js)
+	blobs, err := s.openBlobs(ctx)
 	if err != nil {
 		return fmt.Errorf("server: artifacts: %w", err)
 	}
@@ -37,4 +35,16 @@ func (s *Server) startArtifacts(ctx context.Context) error {
 		<-done
 	}
 	return nil
+}
+
+// openBlobs opens the blob store Options.ArtifactsStore names.
+func (s *Server) openBlobs(ctx context.Context) (artifact.Blobs, error) {
+	if loc := s.opts.ArtifactsStore; loc != "" && loc != "jetstream" {
+		return s3blobs.Open(ctx, loc)
+	}
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		return nil, err
+	}
+	return artifact.NewJetStreamBlobs(ctx, js)
 }

@@ -3,12 +3,17 @@ package server
 import (
 	"bytes"
 	"context"
+	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/hodei-ci/hodei/internal/artifact"
 	"github.com/hodei-ci/hodei/internal/hub"
@@ -209,4 +214,63 @@ jobs:
 		t.Errorf("lookups: %v hits, %v misses; want 1 and 1", hit, miss)
 	}
 	t.Logf("second run: %s", firstLine(log2, "hodei: cache"))
+}
+
+// TestArtifactsAndCachesInS3: with an S3-compatible store (a real S3
+// protocol server in the test), artifacts reach the job that needs them
+// checked, and a cache saved by one run is restored by the next.
+func TestArtifactsAndCachesInS3(t *testing.T) {
+	backend := s3mem.New()
+	if err := backend.CreateBucket("hodei"); err != nil {
+		t.Fatal(err)
+	}
+	s3srv := httptest.NewServer(gofakes3.New(backend).Server())
+	defer s3srv.Close()
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := Start(ctx, Options{
+		DataDir: t.TempDir(), NATSListen: "none", LocalWorkers: 1, HeartbeatInterval: 200 * time.Millisecond,
+		Logger:         slog.New(slog.DiscardHandler),
+		ArtifactsStore: "s3://hodei/ci?region=us-east-1&path-style=1&endpoint=" + s3srv.URL,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.WaitForWorkers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	yaml := `name: s3
+jobs:
+  build:
+    cache:
+      - key: k1
+        paths: [~/.deps]
+    steps:
+      - run: |
+          test -f ~/.deps/lib && echo "restored-$(cat ~/.deps/lib)" || { mkdir -p ~/.deps && echo lib > ~/.deps/lib; }
+          mkdir -p dist && head -c 20000000 /dev/urandom > dist/big && sha256sum dist/big > SUM
+    artifacts: {paths: [dist, SUM]}
+  use:
+    needs: build
+    steps:
+      - run: sha256sum -c SUM && echo big-ok
+`
+	for i := 1; i <= 2; i++ {
+		run, jobs := runPipeline(t, s, yaml, 2*time.Minute)
+		build, use := logsOf(t, s, jobs["build"].ID), logsOf(t, s, jobs["use"].ID)
+		if run.State != state.RunSucceeded || !strings.Contains(use, "big-ok") || !strings.Contains(use, "verified") {
+			t.Fatalf("run %d %s:\n%s\n%s", i, run.State, build, use)
+		}
+		if restored := strings.Contains(build, "restored-lib"); restored != (i == 2) {
+			t.Errorf("run %d: cache restored %v:\n%s", i, restored, build)
+		}
+	}
+	objects, err := backend.ListBucket("hodei", &gofakes3.Prefix{}, gofakes3.ListBucketPage{})
+	if err != nil || len(objects.Contents) != 3 { // two artifacts, one cache entry
+		t.Fatalf("objects in the bucket: %+v, %v", objects, err)
+	}
 }

@@ -130,6 +130,9 @@ type Options struct {
 	UnsafeSharedUser bool
 	// Artifacts bound the artifacts and caches kept (see artifact.Limits).
 	Artifacts artifact.Limits
+	// ArtifactsStore is where they are kept: "" (or "jetstream") for
+	// JetStream's object store, or an S3 location (s3blobs.Open).
+	ArtifactsStore string
 }
 
 // Server is a running Hodei server.
