@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,12 +29,17 @@ const Bucket = "HODEI_ARTIFACTS"
 
 // JetStreamBlobs keeps the archives in a JetStream object store, in the
 // NATS server's own storage (file-backed).
-type JetStreamBlobs struct{ os jetstream.ObjectStore }
+type JetStreamBlobs struct {
+	os    jetstream.ObjectStore
+	spool string // where Get copies objects ("" for the system's temporary directory)
+}
 
 var _ Blobs = (*JetStreamBlobs)(nil)
 
-// NewJetStreamBlobs creates (or opens) the bucket.
-func NewJetStreamBlobs(ctx context.Context, js jetstream.JetStream) (*JetStreamBlobs, error) {
+// NewJetStreamBlobs creates (or opens) the bucket. Get copies each object
+// into an unlinked file of spool ("" for the system's temporary directory)
+// before it is read.
+func NewJetStreamBlobs(ctx context.Context, js jetstream.JetStream, spool string) (*JetStreamBlobs, error) {
 	os, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      Bucket,
 		Description: "Hodei artifacts and caches",
@@ -43,7 +49,7 @@ func NewJetStreamBlobs(ctx context.Context, js jetstream.JetStream) (*JetStreamB
 	if err != nil {
 		return nil, fmt.Errorf("object store %s: %w", Bucket, err)
 	}
-	return &JetStreamBlobs{os: os}, nil
+	return &JetStreamBlobs{os: os, spool: spool}, nil
 }
 
 // Put stores r under key.
@@ -55,38 +61,41 @@ func (b *JetStreamBlobs) Put(ctx context.Context, key string, r io.Reader) (int6
 	return int64(info.Size), nil
 }
 
-// Get streams the object key. JetStream checks the object's digest when
-// the whole object has been read. The object must be read within
-// readTimeout (JetStream would otherwise give the whole read its default
-// timeout of seconds), and until it is closed.
+// Get returns the object key. JetStream delivers an object by pushing its
+// chunks as fast as it can: a reader slower than that (a job extracting
+// many small files, an HTTP client) would make the subscription fall
+// behind and lose chunks. So Get first copies the object, at JetStream's
+// pace, into an unlinked file of the spool directory (never into memory;
+// JetStream checks its digest at the end), and returns that file.
 func (b *JetStreamBlobs) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
 	r, err := b.os.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		cancel()
 		return nil, fmt.Errorf("get %s: %w", key, ErrNoObject)
 	}
 	if err != nil {
-		cancel()
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
-	return &cancelReader{ReadCloser: r, cancel: cancel}, nil
+	defer r.Close()
+	f, err := os.CreateTemp(b.spool, "hodei-blob-*")
+	if err != nil {
+		return nil, fmt.Errorf("get %s: spool: %w", key, err)
+	}
+	_ = os.Remove(f.Name()) // gone when closed
+	if _, err := io.Copy(f, r); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("get %s: spool: %w", key, err)
+	}
+	return f, nil
 }
 
-// readTimeout bounds the reading of one object.
-const readTimeout = 6 * time.Hour
-
-// cancelReader ends its context when closed.
-type cancelReader struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (c *cancelReader) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel()
-	return err
-}
+// readTimeout bounds the copy of one object.
+const readTimeout = time.Hour
 
 // Delete removes the object key.
 func (b *JetStreamBlobs) Delete(ctx context.Context, key string) error {

@@ -90,7 +90,7 @@ func newFixture(t testing.TB, lim artifact.Limits, agents ...string) *fixture {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	js, _ := jetstream.New(admin)
-	blobs, err := artifact.NewJetStreamBlobs(ctx, js)
+	blobs, err := artifact.NewJetStreamBlobs(ctx, js, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -46,5 +48,9 @@ func (s *Server) openBlobs(ctx context.Context) (artifact.Blobs, error) {
 	if err != nil {
 		return nil, err
 	}
-	return artifact.NewJetStreamBlobs(ctx, js)
+	spool := filepath.Join(s.opts.DataDir, "artifacts-spool")
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		return nil, err
+	}
+	return artifact.NewJetStreamBlobs(ctx, js, spool)
 }
