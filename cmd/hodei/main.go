@@ -38,6 +38,7 @@ func commands() []command {
 		{"submit", "send a pipeline file to a server (and follow it)", "hodei submit examples/ci.yaml --follow", submitCmd},
 		{"runs", "list the runs of a server, or show one", "hodei runs 01944c3b2a10000f3e2", runsCmd},
 		{"logs", "print (or follow) the output of a run or one of its jobs", `hodei logs RUN "test (unit, 1)" --follow`, logsCmd},
+		{"artifacts", "list the artifacts of a run, or download them (checked by sha256)", "hodei artifacts RUN build --download ./out", artifactsCmd},
 		{"cancel", "cancel a run", "hodei cancel RUN", cancelCmd},
 		{"workers", "list the workers of a server", "hodei workers", workersCmd},
 		{"pools", "list the worker pools of a server and their providers' state", "hodei pools", poolsCmd},

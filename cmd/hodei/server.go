@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hodei-ci/hodei/internal/artifact"
 	"github.com/hodei-ci/hodei/internal/autoscale"
 	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/pki"
@@ -48,6 +49,9 @@ Example:
 	autoscaleMode := fs.String("autoscale", "predictive", "with --pools: reactive (queue and idle time), or predictive (also forecasts each pool's demand; reactive while it learns)")
 	asQuantile := fs.Float64("autoscale-quantile", 0.7, "predictive: share of the forecast's peaks that the idle workers kept cover")
 	lim := addLimitFlags(fs)
+	artJob := fs.String("artifacts-max-job-bytes", "2Gi", "most bytes of artifacts and caches one attempt of a job stores")
+	artTenant := fs.String("artifacts-max-tenant-bytes", "20Gi", "most bytes of artifacts and caches one tenant stores")
+	artStore := fs.String("artifacts-store", "jetstream", "where artifacts and caches are kept: jetstream (the NATS object store), or s3://BUCKET[/PREFIX][?endpoint=URL&region=R&path-style=1] with the AWS SDK's credentials")
 	sec := addSecurityFlags(fs)
 	apiLimits := addAPILimitFlags(fs)
 	tf := addTLSFlags(fs, "certificate of the API and of the embedded NATS (\"hodei ca issue server\")",
@@ -82,6 +86,10 @@ Example:
 		return usageError(fs, "%v", err)
 	}
 	limits, maxLog, err := lim.values()
+	if err != nil {
+		return usageError(fs, "%v", err)
+	}
+	artLimits, err := artifactLimits(*artJob, *artTenant)
 	if err != nil {
 		return usageError(fs, "%v", err)
 	}
@@ -163,6 +171,8 @@ Example:
 		AgentCA:          agentCA,
 		Limits:           limits,
 		MaxLogBytes:      maxLog,
+		Artifacts:        artLimits,
+		ArtifactsStore:   *artStore,
 		NoCgroups:        *noCgroups,
 		UnsafeSharedUser: *unsafeShared,
 	})
@@ -255,4 +265,18 @@ func (l limitFlags) values() (pipeline.Limits, int64, error) {
 		return pipeline.Limits{}, 0, fmt.Errorf("--max-log-bytes: want a size like 100Mi or 1Gi, got %q", *l.logBytes)
 	}
 	return pipeline.Limits{MaxJobs: *l.jobs, MaxFileBytes: int(pb)}, lb, nil
+}
+
+// artifactLimits reads the sizes of --artifacts-max-job-bytes and
+// --artifacts-max-tenant-bytes.
+func artifactLimits(job, tenant string) (artifact.Limits, error) {
+	j, err := pipeline.ParseMemory(job)
+	if err != nil || j <= 0 {
+		return artifact.Limits{}, fmt.Errorf("--artifacts-max-job-bytes: want a size like 2Gi, got %q", job)
+	}
+	t, err := pipeline.ParseMemory(tenant)
+	if err != nil || t <= 0 {
+		return artifact.Limits{}, fmt.Errorf("--artifacts-max-tenant-bytes: want a size like 20Gi, got %q", tenant)
+	}
+	return artifact.Limits{MaxJobBytes: j, MaxTenantBytes: t}, nil
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hodei-ci/hodei/internal/artifact"
 	"github.com/hodei-ci/hodei/internal/backoff"
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/cgroup"
@@ -171,6 +172,8 @@ type Agent struct {
 	// seal opens the secrets of assignments; its public half goes out in
 	// heartbeats. It is made at every start and lives in memory only.
 	seal *sealed.KeyPair
+	// art moves artifacts and caches through the server (package artifact).
+	art *artifact.Client
 	// cg makes the cgroup of each attempt, under cgName; nil when the
 	// machine has none.
 	cg     *cgroup.Manager
@@ -261,6 +264,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 		hbNow:   make(chan struct{}, 1),
 		idle:    make(chan struct{}, 1),
 		ended:   make(chan struct{}, 1),
+		art:     artifact.NewClient(nc, cfg.Subjects, cfg.ID),
 	}
 	a.retries, a.stopRetries = context.WithCancel(context.Background())
 	a.initCgroups()
@@ -686,6 +690,22 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 			}
 			return bus.StatusFailed, -1, errMsg
 		}
+	}
+	// The artifacts of the jobs it needs and its caches come after the
+	// checkout, as a job's own files; its artifacts and new caches are
+	// kept once its steps have ended.
+	roots := artifact.Roots{Workspace: ws, Home: homeOf(tmp)}
+	var save []pendingCache
+	if len(spec.Needs) > 0 || len(spec.Cache) > 0 {
+		var err error
+		if save, err = a.restore(ctx, d, spec, roots, uid, b); err != nil {
+			return bus.StatusFailed, -1, err.Error()
+		}
+	}
+	if spec.Artifacts != nil || len(save) > 0 {
+		defer func() {
+			state, code, errMsg = a.keep(ctx, d, spec, roots, save, b, state, code, errMsg)
+		}()
 	}
 	if spec.Image != "" {
 		return a.runContainerSteps(ctx, d, spec, ws, hodeiEnv, b, masks, log)

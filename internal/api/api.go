@@ -32,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hodei-ci/hodei/internal/api/wire"
+	"github.com/hodei-ci/hodei/internal/artifact"
 	"github.com/hodei-ci/hodei/internal/audit"
 	"github.com/hodei-ci/hodei/internal/auth"
 	"github.com/hodei-ci/hodei/internal/authz"
@@ -68,6 +69,9 @@ type Deps struct {
 
 	// Secrets serves /api/v1/secrets (see secrets.go); nil answers 404.
 	Secrets *secrets.Service
+
+	// Artifacts holds the content of artifacts; nil answers 404 for it.
+	Artifacts artifact.Blobs
 
 	// Pools serves /api/v1/pools (see pools.go); nil lists no pools.
 	Pools PoolLister
@@ -178,6 +182,8 @@ func New(d Deps) http.Handler {
 	route(mux, "/api/v1/runs/{id}/jobs", map[string]http.HandlerFunc{"GET": a.listJobs})
 	route(mux, "/api/v1/runs/{id}/jobs/{job}", map[string]http.HandlerFunc{"GET": a.getJob})
 	route(mux, "/api/v1/runs/{id}/logs", map[string]http.HandlerFunc{"GET": a.logs})
+	route(mux, "/api/v1/runs/{id}/artifacts", map[string]http.HandlerFunc{"GET": a.runArtifacts})
+	route(mux, "/api/v1/runs/{id}/artifacts/{job}/{name}", map[string]http.HandlerFunc{"GET": a.artifactContent})
 	route(mux, "/api/v1/runs/{id}/cancel", map[string]http.HandlerFunc{"POST": a.cancel})
 	route(mux, "/api/v1/runs/{id}/rerun", map[string]http.HandlerFunc{"POST": a.rerun})
 	route(mux, "/api/v1/permissions", map[string]http.HandlerFunc{"GET": a.permissions})

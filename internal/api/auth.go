@@ -287,6 +287,8 @@ func (a *api) authorize(w http.ResponseWriter, r *http.Request, p auth.Principal
 		switch {
 		case len(rest) == 2 && rest[1] == "logs":
 			action = authz.ActReadLogs
+		case len(rest) >= 2 && rest[1] == "artifacts":
+			action = authz.ActReadArtifacts
 		case len(rest) == 2 && rest[1] == "cancel":
 			action = authz.ActCancel
 		case len(rest) == 2 && rest[1] == "rerun" && method == http.MethodPost:

@@ -25,6 +25,7 @@ const (
 	ActSubmit        = "submit"
 	ActRead          = "read"
 	ActReadLogs      = "readLogs"
+	ActReadArtifacts = "readArtifacts"
 	ActCancel        = "cancel"
 	ActReadWorkers   = "readWorkers"
 	ActManageWorkers = "manageWorkers"
@@ -40,7 +41,7 @@ const (
 )
 
 // Actions lists every action, in the order of the schema.
-var Actions = []string{ActSubmit, ActRead, ActReadLogs, ActCancel, ActReadWorkers, ActManageWorkers,
+var Actions = []string{ActSubmit, ActRead, ActReadLogs, ActReadArtifacts, ActCancel, ActReadWorkers, ActManageWorkers,
 	ActListSecrets, ActManageSecrets, ActListRepos, ActManageRepos, ActRunRepo, ActReadAudit, ActReadMetrics, ActManageTokens, ActAdmin}
 
 // Resource types.

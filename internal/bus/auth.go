@@ -27,7 +27,8 @@ func AgentOptions(id string) []nats.Option {
 }
 
 // AgentPermissions are what agent id may do on NATS: publish its own status,
-// logs and heartbeats; create and pull from its own durable consumer on its
+// logs and heartbeats, and its requests to the artifact service (package
+// artifact, which decides what each may touch); create and pull from its own durable consumer on its
 // own dispatch subject, and acknowledge what it pulled; receive replies on
 // its own inbox. Nothing else: not another agent's subjects, not the
 // streams' messages through the JetStream API, not the reports stream.
@@ -41,6 +42,7 @@ func AgentPermissions(s Subjects, id string) *server.Permissions {
 			s.Status(id),
 			s.Prefix + ".logs." + id + ".>",
 			s.Heartbeat(id),
+			s.Prefix + ".art." + id + ".>",
 			"$JS.API.CONSUMER.CREATE." + StreamDispatch + "." + durable + "." + s.Dispatch(id),
 			"$JS.API.CONSUMER.INFO." + StreamDispatch + "." + durable,
 			"$JS.API.CONSUMER.MSG.NEXT." + StreamDispatch + "." + durable,

@@ -434,3 +434,23 @@ func ReadSSE(r io.Reader, fn func(typ string, data []byte) error) error {
 	}
 	return sc.Err()
 }
+
+// Artifacts lists the artifacts of a run (the latest attempt of each job
+// and name).
+func (c *Client) Artifacts(ctx context.Context, run string) ([]wire.Artifact, error) {
+	var out wire.Artifacts
+	if err := c.getJSON(ctx, http.MethodGet, runPath(run, "artifacts"), nil, nil, "", &out); err != nil {
+		return nil, err
+	}
+	return out.Artifacts, nil
+}
+
+// ArtifactContent opens the archive of one artifact: a tar compressed with
+// zstd, whose files Artifacts lists with their sha256.
+func (c *Client) ArtifactContent(ctx context.Context, run, job, name string) (io.ReadCloser, error) {
+	resp, err := c.do(ctx, http.MethodGet, runPath(run, "artifacts", job, name), nil, nil, "", "application/zstd")
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}

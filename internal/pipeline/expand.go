@@ -89,6 +89,7 @@ func ExpandRun(p *Pipeline, rc RunContext) ([]JobSpec, error) {
 			if err != nil {
 				return nil, err
 			}
+			expandArtifacts(&s, j, s.Matrix, keys)
 			specs = append(specs, s)
 		}
 	}

@@ -38,7 +38,7 @@ var (
 var (
 	pipelineFields    = []string{"name", "on", "inputs", "env", "priority", "concurrency", "jobs"}
 	concurrencyFields = []string{"group", "limit"}
-	jobFields         = []string{"extends", "name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "continue-on-error", "steps", "checkout"}
+	jobFields         = []string{"extends", "name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "continue-on-error", "steps", "checkout", "artifacts", "cache"}
 	runsOnFields      = []string{"labels", "cpu", "memory", "gpu"}
 	stepFields        = []string{"name", "if", "run", "shell", "working-directory", "env", "timeout", "continue-on-error"}
 )
@@ -257,7 +257,7 @@ func (p *parser) job(e yamlpos.Entry) *jobInfo {
 				p.expr(f.Val, fp, atRunMade, info)
 			}
 		case "needs":
-			j.Needs, info.needs = p.needs(f.Val, fp)
+			j.Needs, info.needs, j.NoArtifacts = p.needs(f.Val, fp)
 		case "if":
 			j.If = p.condition(f.Val, fp, info)
 		case "runs-on":
@@ -294,6 +294,10 @@ func (p *parser) job(e yamlpos.Entry) *jobInfo {
 			j.Steps = p.steps(f.Val, fp, info)
 		case "checkout":
 			j.Checkout = p.checkout(f.Val, fp)
+		case "artifacts":
+			j.Artifacts = p.artifacts(f.Val, fp)
+		case "cache":
+			j.Cache = p.caches(f.Val, fp)
 		}
 	}
 	if !haveSteps {
@@ -462,8 +466,10 @@ func (p *parser) condition(n *yaml.Node, field string, job *jobInfo) Condition {
 	return c
 }
 
-// needs reads a job id or a list of them.
-func (p *parser) needs(n *yaml.Node, field string) ([]string, []*yaml.Node) {
+// needs reads a job id or a list of them (each an id or a map {job,
+// artifacts}); it returns the ids, their nodes, and the ids whose artifacts
+// the job does not want.
+func (p *parser) needs(n *yaml.Node, field string) ([]string, []*yaml.Node, []string) {
 	v := yamlpos.Deref(n)
 	var items []*yaml.Node
 	list := false
@@ -474,9 +480,9 @@ func (p *parser) needs(n *yaml.Node, field string) ([]string, []*yaml.Node) {
 		items, list = v.Content, true
 	default:
 		p.Errorf(n, field, "must be a job id or a list of job ids, got %s", yamlpos.Describe(v))
-		return nil, nil
+		return nil, nil, nil
 	}
-	var ids []string
+	var ids, noArtifacts []string
 	var nodes []*yaml.Node
 	seen := make(map[string]bool)
 	for i, it := range items {
@@ -484,19 +490,22 @@ func (p *parser) needs(n *yaml.Node, field string) ([]string, []*yaml.Node) {
 		if list {
 			f = yamlpos.Index(field, i)
 		}
-		s, ok := p.Text(it, f)
+		s, at, artifacts, ok := p.need(it, f)
 		if !ok {
 			continue
 		}
 		if seen[s] {
-			p.Errorf(it, f, "job %q is needed twice", s)
+			p.Errorf(at, f, "job %q is needed twice", s)
 			continue
 		}
 		seen[s] = true
 		ids = append(ids, s)
-		nodes = append(nodes, it)
+		nodes = append(nodes, at)
+		if !artifacts {
+			noArtifacts = append(noArtifacts, s)
+		}
 	}
-	return ids, nodes
+	return ids, nodes, noArtifacts
 }
 
 // env reads a map of variable names to values, which may hold expressions

@@ -114,44 +114,47 @@ func TestSchemaOnInvalidFiles(t *testing.T) {
 		parserOnly = "accepted by the schema"
 	)
 	want := map[string]string{
-		"bad-durations.yaml":      schemaRej,
-		"bad-env-names.yaml":      schemaRej,
-		"bad-if.yaml":             schemaRej,
-		"bad-job-ids.yaml":        schemaRej,
-		"bad-resources.yaml":      schemaRej,
-		"control-character.yaml":  yamlLevel,
-		"control-chars.yaml":      schemaRej,
-		"cycle.yaml":              parserOnly, // cycles are beyond JSON Schema
-		"duplicate-key.yaml":      yamlLevel,
-		"empty-jobs.yaml":         schemaRej,
-		"empty.yaml":              schemaRej,  // null is not an object
-		"expr-contexts.yaml":      parserOnly, // expressions are text to the schema
-		"extends.yaml":            schemaRej,
-		"expr-github.yaml":        parserOnly,
-		"expr-needs.yaml":         parserOnly,
-		"expr-secrets.yaml":       parserOnly,
-		"expr-syntax.yaml":        parserOnly,
-		"inputs-invalid.yaml":     schemaRej,
-		"step-options.yaml":       schemaRej,
-		"matrix-invalid.yaml":     schemaRej,
-		"matrix-outside-job.yaml": parserOnly, // expressions are text to the schema
-		"matrix-too-large.yaml":   parserOnly, // the product of lengths is beyond JSON Schema
-		"matrix-unknown-key.yaml": parserOnly,
-		"merge-key.yaml":          yamlLevel, // <<: 5m cannot be merged
-		"missing-required.yaml":   schemaRej,
-		"missing-run.yaml":        schemaRej,
-		"missing-steps.yaml":      schemaRej,
-		"multi-document.yaml":     parserOnly, // a JSON file holds one value anyway
-		"not-a-map.yaml":          schemaRej,
-		"only-comments.yaml":      schemaRej,
-		"out-of-range.yaml":       schemaRej,
-		"self-need.yaml":          parserOnly,
-		"syntax-first-line.yaml":  yamlLevel,
-		"syntax.yaml":             yamlLevel,
-		"unknown-anchor.yaml":     yamlLevel,
-		"unknown-fields.yaml":     schemaRej,
-		"unknown-need.yaml":       parserOnly,
-		"wrong-types.yaml":        schemaRej,
+		"bad-artifacts.yaml":       schemaRej,
+		"bad-cache.yaml":           schemaRej,
+		"bad-needs-artifacts.yaml": schemaRej,
+		"bad-durations.yaml":       schemaRej,
+		"bad-env-names.yaml":       schemaRej,
+		"bad-if.yaml":              schemaRej,
+		"bad-job-ids.yaml":         schemaRej,
+		"bad-resources.yaml":       schemaRej,
+		"control-character.yaml":   yamlLevel,
+		"control-chars.yaml":       schemaRej,
+		"cycle.yaml":               parserOnly, // cycles are beyond JSON Schema
+		"duplicate-key.yaml":       yamlLevel,
+		"empty-jobs.yaml":          schemaRej,
+		"empty.yaml":               schemaRej,  // null is not an object
+		"expr-contexts.yaml":       parserOnly, // expressions are text to the schema
+		"extends.yaml":             schemaRej,
+		"expr-github.yaml":         parserOnly,
+		"expr-needs.yaml":          parserOnly,
+		"expr-secrets.yaml":        parserOnly,
+		"expr-syntax.yaml":         parserOnly,
+		"inputs-invalid.yaml":      schemaRej,
+		"step-options.yaml":        schemaRej,
+		"matrix-invalid.yaml":      schemaRej,
+		"matrix-outside-job.yaml":  parserOnly, // expressions are text to the schema
+		"matrix-too-large.yaml":    parserOnly, // the product of lengths is beyond JSON Schema
+		"matrix-unknown-key.yaml":  parserOnly,
+		"merge-key.yaml":           yamlLevel, // <<: 5m cannot be merged
+		"missing-required.yaml":    schemaRej,
+		"missing-run.yaml":         schemaRej,
+		"missing-steps.yaml":       schemaRej,
+		"multi-document.yaml":      parserOnly, // a JSON file holds one value anyway
+		"not-a-map.yaml":           schemaRej,
+		"only-comments.yaml":       schemaRej,
+		"out-of-range.yaml":        schemaRej,
+		"self-need.yaml":           parserOnly,
+		"syntax-first-line.yaml":   yamlLevel,
+		"syntax.yaml":              yamlLevel,
+		"unknown-anchor.yaml":      yamlLevel,
+		"unknown-fields.yaml":      schemaRej,
+		"unknown-need.yaml":        parserOnly,
+		"wrong-types.yaml":         schemaRej,
 	}
 	sch := compileSchema(t)
 	files, err := filepath.Glob("testdata/invalid/*.yaml")

@@ -98,6 +98,11 @@ type Job struct {
 	// Checkout holds the job's `checkout:` options; nil: the defaults.
 	Checkout *Checkout
 	Line     int // line of the job's key, for messages
+	// Artifacts, Cache and NoArtifacts (the needs whose artifacts the job
+	// does not want): see artifacts.go.
+	Artifacts   *Artifacts
+	Cache       []Cache
+	NoArtifacts []string
 }
 
 // Matrix is a map of axis name to values; it expands into the cartesian product.
@@ -174,6 +179,11 @@ type JobSpec struct {
 	// Checkout puts the run's commit in the workspace before the first
 	// step (on.go); nil: nothing to check out.
 	Checkout *Checkout `json:"checkout,omitempty"`
+	// Artifacts, Cache and NoArtifactsFrom (keys of needed jobs whose
+	// artifacts the job does not receive): see artifacts.go.
+	Artifacts       *Artifacts `json:"artifacts,omitempty"`
+	Cache           []Cache    `json:"cache,omitempty"`
+	NoArtifactsFrom []string   `json:"no_artifacts_from,omitempty"`
 }
 
 // StepSpec is a step with its expressions evaluated, but for its `if`,

@@ -42,6 +42,7 @@ func (s *Server) serveHTTP() {
 		Logger:  s.log,
 		Secrets: s.Secrets,
 		Repos:   s.Repos,
+		Artifacts: s.Artifacts.Blobs(),
 
 		MaxPipelineBytes: s.opts.Limits.MaxFileBytes,
 	}

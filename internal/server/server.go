@@ -27,6 +27,7 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/agent"
 	"github.com/hodei-ci/hodei/internal/api"
+	"github.com/hodei-ci/hodei/internal/artifact"
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/containers/dockerengine"
 	"github.com/hodei-ci/hodei/internal/hub"
@@ -139,6 +140,11 @@ type Options struct {
 	// read and write the data directory. Without it, Start fails on a
 	// machine where steps cannot be isolated (see internal/sandbox).
 	UnsafeSharedUser bool
+	// Artifacts bound the artifacts and caches kept (see artifact.Limits).
+	Artifacts artifact.Limits
+	// ArtifactsStore is where they are kept: "" (or "jetstream") for
+	// JetStream's object store, or an S3 location (s3blobs.Open).
+	ArtifactsStore string
 }
 
 // Server is a running Hodei server.
@@ -172,6 +178,9 @@ type Server struct {
 	Workers *workers.Manager
 	scaler  *savedScaler // nil unless Options.Scaler is an *autoscale.Scaler
 	docker  *dockerengine.Docker
+	// Artifacts serves the agents' artifacts and caches.
+	Artifacts     *artifact.Service
+	stopArtifacts func()
 }
 
 // Start brings a server up and returns when it is ready. It takes its ports
@@ -256,6 +265,10 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 	}
 	s.Store = st
 	if err := s.startSecrets(); err != nil {
+		return nil, err
+	}
+
+	if err := s.startArtifacts(ctx); err != nil {
 		return nil, err
 	}
 
@@ -501,6 +514,9 @@ func (s *Server) Close() {
 		// After the orchestrator: it seals the secrets of what it places
 		// while the local agents drain.
 		s.closeSecrets()
+		if s.stopArtifacts != nil {
+			s.stopArtifacts()
+		}
 		if s.nc != nil {
 			_ = s.nc.Drain()
 		}

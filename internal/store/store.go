@@ -151,6 +151,7 @@ type Store interface {
 	RecentDurations(ctx context.Context, limit int) ([]Duration, error)
 	// Repos: the repositories runs come from (repos.go).
 	Repos
+	Artifacts
 	Close() error
 }
 
@@ -176,4 +177,60 @@ type Tx interface {
 	// InsertTrigger records what started a run from a repository, with
 	// the run (ErrConflict if the run has one already).
 	InsertTrigger(t Trigger) error
+}
+
+// Kinds of stored objects (Artifact.Kind).
+const (
+	KindArtifact = "artifact"
+	KindCache    = "cache"
+)
+
+// Artifact is the record of one object of the blob store: a job's artifact
+// or a cache entry. The record is written once the object is complete, so
+// that a record always names a whole object.
+type Artifact struct {
+	// ID is unique per (job, attempt, name) for artifacts and per
+	// (tenant, scope, key) for caches: a second record is ErrConflict.
+	ID      string
+	Kind    string // KindArtifact or KindCache
+	Tenant  string
+	Scope   string // caches: the repository and branch ("" when none)
+	RunID   string
+	JobID   string
+	JobKey  string
+	Attempt int
+	Name    string // the artifact's name, or the cache key
+	Object  string // the key of the object in the blob store
+	Size    int64  // bytes stored
+	// Files is the JSON list of the files in the object with their sizes
+	// and sha256.
+	Files     []byte
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// ArtifactFilter selects artifacts for ListArtifacts. Zero fields do not
+// filter.
+type ArtifactFilter struct {
+	Kind       string
+	Tenant     string
+	Scope      string
+	RunID      string
+	NamePrefix string
+	// ExpiredAt selects the records whose ExpiresAt is at or before it.
+	ExpiredAt time.Time
+	Limit     int // default 1000
+}
+
+// Artifacts is the index of the blob store's objects. Its writes do not go
+// through Update: they touch no state the orchestrator owns.
+type Artifacts interface {
+	// PutArtifact records an object; ErrConflict if the ID exists.
+	PutArtifact(ctx context.Context, a Artifact) error
+	// ListArtifacts returns the records that match f, newest first.
+	ListArtifacts(ctx context.Context, f ArtifactFilter) ([]Artifact, error)
+	// DeleteArtifact removes a record (no error if it is gone).
+	DeleteArtifact(ctx context.Context, id string) error
+	// ArtifactBytes is the size of every object of a tenant.
+	ArtifactBytes(ctx context.Context, tenant string) (int64, error)
 }

@@ -25,6 +25,7 @@ const (
 	CodeTooLarge        Code = "too_large"
 	CodeUnsupported     Code = "unsupported_media_type"
 	CodeTooManyRequests Code = "too_many_requests"
+	CodeRange           Code = "range_not_satisfiable"
 	CodeUnavailable     Code = "unavailable"
 	CodeInternal        Code = "internal"
 	CodeBadSignature    Code = "bad_signature"
@@ -62,6 +63,7 @@ var ErrorCodes = []ErrorCode{
 	{CodeTooLarge, http.StatusRequestEntityTooLarge, "a body over its limit; for a submission, a pipeline file over the server's `--max-pipeline-bytes` (1 MiB by default), and the message names the limit"},
 	{CodeUnsupported, http.StatusUnsupportedMediaType, "a body that is neither YAML, text nor JSON"},
 	{CodeTooManyRequests, http.StatusTooManyRequests, "too many failed authentications from the caller's address (retry after `Retry-After` seconds); see [hardening](#hardening)"},
+	{CodeRange, http.StatusRequestedRangeNotSatisfiable, "a `Range` of an artifact that is not one range of bytes inside it (with `Content-Range: bytes */SIZE`)"},
 	{CodeUnavailable, http.StatusServiceUnavailable, "the orchestrator's intake is full or it is stopping (retry after `Retry-After` seconds), or the identity provider, the authorizer, the secrets backend or the audit trail cannot answer"},
 	{CodeInternal, http.StatusInternalServerError, "a bug (panics are caught and answered this way)"},
 	{CodeBadSignature, http.StatusUnauthorized, "a webhook whose signature (or GitLab token) does not match the repository's webhook secret; nothing is run"},

@@ -223,3 +223,31 @@ type RunEvent struct {
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// Artifact is one artifact of a job, as GET /api/v1/runs/{id}/artifacts
+// lists it. Its content (GET .../artifacts/{job}/{name}) is a tar archive
+// compressed with zstd; Files gives the sha256 of every file in it, which
+// `hodei artifacts --download` checks.
+type Artifact struct {
+	Job       string         `json:"job"` // the job's key
+	JobID     string         `json:"job_id"`
+	Attempt   int            `json:"attempt"`
+	Name      string         `json:"name"`
+	Size      int64          `json:"size"` // bytes of the archive
+	Files     []ArtifactFile `json:"files"`
+	CreatedAt time.Time      `json:"created_at"`
+	ExpiresAt time.Time      `json:"expires_at"`
+}
+
+// ArtifactFile is one file of an artifact.
+type ArtifactFile struct {
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	Mode   uint32 `json:"mode"`
+	SHA256 string `json:"sha256"`
+}
+
+// Artifacts is the body of GET /api/v1/runs/{id}/artifacts.
+type Artifacts struct {
+	Artifacts []Artifact `json:"artifacts"`
+}

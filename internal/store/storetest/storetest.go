@@ -66,6 +66,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Deliveries", testDeliveries},
 		{"Triggers", testTriggers},
 		{"StatusReports", testStatusReports},
+		{"Artifacts", testArtifacts},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
