@@ -64,23 +64,7 @@ func newRepoFlags(name, synopsis, help string) (*flag.FlagSet, repoFlags) {
 // repoClient parses the arguments of a subcommand that names want
 // repositories (0 or 1).
 func repoClient(fs *flag.FlagSet, f repoFlags, args []string, want int) (*client.Client, []string, int, bool) {
-	pos, code, ok := parse(fs, args)
-	if !ok {
-		return nil, nil, code, false
-	}
-	if len(pos) != want {
-		if want == 0 {
-			return nil, nil, usageError(fs, "unexpected argument %q", pos[0]), false
-		}
-		return nil, nil, usageError(fs, "want one repository NAME"), false
-	}
-	for _, n := range pos {
-		if !repos.ValidName(n) {
-			return nil, nil, usageError(fs, "invalid repository name %q: use letters, digits, '.', '_' and '-'", n), false
-		}
-	}
-	c, code, ok := newClient(fs, *f.server)
-	return c, pos, code, ok
+	return namedClient(fs, f.server, args, want, "repository", repos.ValidName, "letters, digits, '.', '_' and '-'")
 }
 
 func repoAdd(args []string) int {

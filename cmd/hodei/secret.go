@@ -86,6 +86,13 @@ func secretPath(name string, rest string) string {
 // secretClient parses the arguments of a subcommand that names one secret
 // (or none, with want 0).
 func secretClient(fs *flag.FlagSet, f secretFlags, args []string, want int) (*client.Client, []string, int, bool) {
+	return namedClient(fs, f.server, args, want, "secret", secrets.ValidName, "letters, digits and _, not starting with a digit")
+}
+
+// namedClient parses the arguments of a subcommand that names want things
+// of a kind (0 or 1), each valid by valid (rule says what that is), and
+// makes the client of the --server flag (server, read once parsed).
+func namedClient(fs *flag.FlagSet, server *string, args []string, want int, kind string, valid func(string) bool, rule string) (*client.Client, []string, int, bool) {
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return nil, nil, code, false
@@ -94,14 +101,14 @@ func secretClient(fs *flag.FlagSet, f secretFlags, args []string, want int) (*cl
 		if want == 0 {
 			return nil, nil, usageError(fs, "unexpected argument %q", pos[0]), false
 		}
-		return nil, nil, usageError(fs, "want one secret NAME"), false
+		return nil, nil, usageError(fs, "want one %s NAME", kind), false
 	}
 	for _, n := range pos {
-		if !secrets.ValidName(n) {
-			return nil, nil, usageError(fs, "invalid secret name %q: use letters, digits and _, not starting with a digit", n), false
+		if !valid(n) {
+			return nil, nil, usageError(fs, "invalid %s name %q: use %s", kind, n, rule), false
 		}
 	}
-	c, code, ok := newClient(fs, *f.server)
+	c, code, ok := newClient(fs, *server)
 	return c, pos, code, ok
 }
 

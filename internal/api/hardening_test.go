@@ -387,7 +387,7 @@ func TestWorkersHideOtherTenantsJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.call(e.admin, "POST", "/api/v1/runs/"+run.ID+"/cancel", "", nil)
-	jobsSeen := func(token string) []string {
+	workers := func(token string) []wire.Worker {
 		t.Helper()
 		a := e.call(token, "GET", "/api/v1/workers", "", nil)
 		if a.status != http.StatusOK {
@@ -397,16 +397,22 @@ func TestWorkersHideOtherTenantsJobs(t *testing.T) {
 		if err := json.Unmarshal(a.body, &l); err != nil {
 			t.Fatal(err)
 		}
-		if len(l.Workers) != 1 {
-			t.Fatalf("%d workers listed, want 1: %s", len(l.Workers), a.body)
-		}
-		return l.Workers[0].Jobs
+		return l.Workers
 	}
-	// Wait for the job to be on the worker, as the admin sees it.
+	jobsSeen := func(token string) []string {
+		t.Helper()
+		ws := workers(token)
+		if len(ws) != 1 {
+			t.Fatalf("%d workers listed, want 1: %+v", len(ws), ws)
+		}
+		return ws[0].Jobs
+	}
+	// Wait for the worker to join and the job to be on it, as the admin
+	// sees it.
 	deadline := time.Now().Add(30 * time.Second)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for len(jobsSeen(e.admin)) == 0 {
+	for ws := workers(e.admin); len(ws) != 1 || len(ws[0].Jobs) == 0; ws = workers(e.admin) {
 		if time.Now().After(deadline) {
 			t.Fatal("the job never reached the worker")
 		}
