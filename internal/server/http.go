@@ -39,9 +39,9 @@ func (s *Server) serveHTTP() {
 		Submit: func(ctx context.Context, file string, data []byte, tenant string, inputs map[string]string) (store.Run, error) {
 			return s.SubmitRun(ctx, RunRequest{File: file, Data: data, Tenant: tenant, Inputs: inputs})
 		},
-		Logger:  s.log,
-		Secrets: s.Secrets,
-		Repos:   s.Repos,
+		Logger:    s.log,
+		Secrets:   s.Secrets,
+		Repos:     s.Repos,
 		Artifacts: s.Artifacts.Blobs(),
 
 		MaxPipelineBytes: s.opts.Limits.MaxFileBytes,

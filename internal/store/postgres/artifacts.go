@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 
-
 	"github.com/hodei-ci/hodei/internal/store"
 	"github.com/hodei-ci/hodei/internal/store/schema"
 )
