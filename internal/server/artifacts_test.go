@@ -56,7 +56,7 @@ func TestDAGOf200MBIn1000FilesReachesEveryConsumer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("moves 600 MB")
 	}
-	s := startServer(t, 2)
+	s := startServerTTL(t, 2, false, 20*time.Second)
 	run, jobs := runPipeline(t, s, bigDAG, 10*time.Minute)
 	if run.State != state.RunSucceeded {
 		for k, j := range jobs {

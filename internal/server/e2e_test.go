@@ -36,13 +36,22 @@ func startUnisolatedServer(t *testing.T, workers int) *Server {
 
 func startServerWith(t *testing.T, workers int, unisolated bool) *Server {
 	t.Helper()
+	return startServerTTL(t, workers, unisolated, 2*time.Second)
+}
+
+// startServerTTL is startServerWith with the workers' lease: tests that
+// move hundreds of MB through an in-process agent's one NATS connection,
+// under the race detector on a busy machine, can hold its heartbeats back
+// for more than the 2 s the other tests give them.
+func startServerTTL(t *testing.T, workers int, unisolated bool, ttl time.Duration) *Server {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s, err := Start(ctx, Options{
 		DataDir:           t.TempDir(),
 		NATSListen:        "none",
 		LocalWorkers:      workers,
-		WorkerTTL:         2 * time.Second,
+		WorkerTTL:         ttl,
 		HeartbeatInterval: 200 * time.Millisecond,
 		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
 		UnsafeSharedUser:  unisolated,
