@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/artifact"
+	"github.com/hodei-ci/hodei/internal/backoff"
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/store"
@@ -32,13 +33,14 @@ type pendingCache struct {
 func (a *Agent) restore(ctx context.Context, d bus.Dispatch, spec pipeline.JobSpec, roots artifact.Roots, uid int, out io.Writer) ([]pendingCache, error) {
 	ref := artifact.AttemptRef{JobID: d.JobID, Attempt: d.Attempt}
 	if len(spec.Needs) > len(spec.NoArtifactsFrom) {
-		entries, err := a.art.List(ctx, ref)
+		var entries []artifact.Entry
+		err := retryUnavailable(ctx, func() (err error) { entries, err = a.art.List(ctx, ref); return err })
 		if err != nil {
 			return nil, fmt.Errorf("artifacts: list: %w", err)
 		}
 		for _, e := range entries {
 			start := time.Now()
-			if err := a.art.Download(ctx, ref, e, roots, uid); err != nil {
+			if err := retryUnavailable(ctx, func() error { return a.art.Download(ctx, ref, e, roots, uid) }); err != nil {
 				return nil, fmt.Errorf("artifacts of %s (%s): %w", e.JobKey, e.Name, err)
 			}
 			fmt.Fprintf(out, "hodei: artifacts %s of %s: %d files, %s, verified, in %s\n", e.Name, e.JobKey, len(e.Files), sizeOf(e.Files), artifact.Elapsed(time.Since(start)))
@@ -59,7 +61,8 @@ func (a *Agent) restore(ctx context.Context, d bus.Dispatch, spec pipeline.JobSp
 			restore = append(restore, k)
 		}
 		start := time.Now()
-		found, err := a.art.LookupCache(ctx, ref, key, restore)
+		var found artifact.CacheReply
+		err = retryUnavailable(ctx, func() (err error) { found, err = a.art.LookupCache(ctx, ref, key, restore); return err })
 		if err != nil {
 			return nil, fmt.Errorf("cache %s: %w", key, err)
 		}
@@ -70,7 +73,7 @@ func (a *Agent) restore(ctx context.Context, d bus.Dispatch, spec pipeline.JobSp
 			fmt.Fprintf(out, "hodei: cache %s: miss\n", key)
 			continue
 		}
-		if err := a.art.Download(ctx, ref, *found.Entry, roots, uid); err != nil {
+		if err := retryUnavailable(ctx, func() error { return a.art.Download(ctx, ref, *found.Entry, roots, uid) }); err != nil {
 			return nil, fmt.Errorf("cache %s: %w", found.Entry.Name, err)
 		}
 		how := "hit"
@@ -107,7 +110,12 @@ func (a *Agent) keep(ctx context.Context, d bus.Dispatch, spec pipeline.JobSpec,
 			return fail(fmt.Errorf("artifacts %s: %w", ar.Name, err))
 		}
 		start := time.Now()
-		n, fs, _, err := a.art.Upload(ctx, ref, store.KindArtifact, ar.Name, roots, files)
+		var n int64
+		var fs []artifact.File
+		err = retryUnavailable(ctx, func() (err error) {
+			n, fs, _, err = a.art.Upload(ctx, ref, store.KindArtifact, ar.Name, roots, files)
+			return err
+		})
 		if err != nil {
 			return fail(fmt.Errorf("artifacts %s: upload: %w", ar.Name, err))
 		}
@@ -126,7 +134,13 @@ func (a *Agent) keep(ctx context.Context, d bus.Dispatch, spec pipeline.JobSpec,
 			continue
 		}
 		start := time.Now()
-		n, fs, exists, err := a.art.Upload(ctx, ref, store.KindCache, c.key, roots, files)
+		var n int64
+		var fs []artifact.File
+		var exists bool
+		err = retryUnavailable(ctx, func() (err error) {
+			n, fs, exists, err = a.art.Upload(ctx, ref, store.KindCache, c.key, roots, files)
+			return err
+		})
 		switch {
 		case errors.Is(err, artifact.ErrTooLarge):
 			// A cache is an optimisation: one over the limits is skipped.
@@ -163,4 +177,24 @@ func humanSize(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// artifactOutage is how long the agent waits for an artifact service that
+// does not answer (a server restarting) before the transfer fails.
+const artifactOutage = 2 * time.Minute
+
+// retryUnavailable runs f until it succeeds, fails for a reason of its
+// own, or the artifact service has not answered for artifactOutage: a
+// server that restarts mid-transfer is not the job's failure.
+func retryUnavailable(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(artifactOutage)
+	for n := 1; ; n++ {
+		err := f()
+		if err == nil || !errors.Is(err, artifact.ErrUnavailable) || time.Now().After(deadline) {
+			return err
+		}
+		if werr := (backoff.Backoff{Base: 200 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}).Wait(ctx, n); werr != nil {
+			return err
+		}
+	}
 }

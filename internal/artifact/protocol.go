@@ -166,8 +166,9 @@ func request(ctx context.Context, nc *nats.Conn, subject string, hdr nats.Header
 	}
 	reply, err := nc.RequestMsgWithContext(ctx, m)
 	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) {
-			return nil, fmt.Errorf("artifacts: the server's artifact service does not answer: %w", err)
+		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
+			errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting) {
+			return nil, fmt.Errorf("artifacts: the server's artifact service does not answer: %w: %w", ErrUnavailable, err)
 		}
 		return nil, fmt.Errorf("artifacts: %w", err)
 	}
@@ -196,8 +197,14 @@ func call(ctx context.Context, nc *nats.Conn, subject string, req, out any) erro
 	return nil
 }
 
-// requestTimeout bounds one request (a chunk, a commit).
-const requestTimeout = 2 * time.Minute
+// requestTimeout bounds one request (a chunk, a commit): a request sent
+// to a server that died is not answered by the one that restarts.
+const requestTimeout = 30 * time.Second
+
+// ErrUnavailable is wrapped by the errors of requests that the artifact
+// service did not answer (no server, a server restarting, a connection
+// lost): the caller may try again; it says nothing of the job.
+var ErrUnavailable = errors.New("artifact service unavailable")
 
 // chunkSize is the size of the chunks of an upload or download: under the
 // connection's maximum payload (1 MiB by default on a NATS server).

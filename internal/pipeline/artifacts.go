@@ -320,8 +320,10 @@ func HashFilesArgs(inner string) ([]string, bool) {
 
 // expandArtifacts fills a JobSpec's artifacts and caches from its job
 // (matrix values substituted in names, paths and cache keys) and names the
-// needed jobs whose artifacts it does not want.
-func expandArtifacts(s *JobSpec, j *Job, mx map[string]string, keys map[string][]string) {
+// needed jobs whose artifacts it does not receive: those it opted out of,
+// and those that keep none (kept: by job id), so that its worker asks for
+// none of theirs.
+func expandArtifacts(s *JobSpec, j *Job, mx map[string]string, keys map[string][]string, kept map[string]bool) {
 	if a := j.Artifacts; a != nil {
 		c := *a
 		c.Paths = substituteAll(a.Paths, mx)
@@ -334,8 +336,10 @@ func expandArtifacts(s *JobSpec, j *Job, mx map[string]string, keys map[string][
 			RestoreKeys: substituteAll(c.RestoreKeys, mx),
 		})
 	}
-	for _, id := range j.NoArtifacts {
-		s.NoArtifactsFrom = append(s.NoArtifactsFrom, keys[id]...)
+	for _, id := range j.Needs {
+		if !kept[id] || slices.Contains(j.NoArtifacts, id) {
+			s.NoArtifactsFrom = append(s.NoArtifactsFrom, keys[id]...)
+		}
 	}
 }
 

@@ -72,6 +72,12 @@ func ExpandRun(p *Pipeline, rc RunContext) ([]JobSpec, error) {
 			keys[j.ID] = append(keys[j.ID], jobKey(j.ID, c))
 		}
 	}
+	// kept are the jobs that keep artifacts: a job needs to ask for
+	// artifacts only of those.
+	kept := make(map[string]bool)
+	for _, j := range p.Jobs {
+		kept[j.ID] = j.Artifacts != nil
+	}
 	x := newExpander(p, rc)
 	var specs []JobSpec
 	for _, i := range topoOrder(p.Jobs) {
@@ -89,7 +95,7 @@ func ExpandRun(p *Pipeline, rc RunContext) ([]JobSpec, error) {
 			if err != nil {
 				return nil, err
 			}
-			expandArtifacts(&s, j, s.Matrix, keys)
+			expandArtifacts(&s, j, s.Matrix, keys, kept)
 			specs = append(specs, s)
 		}
 	}

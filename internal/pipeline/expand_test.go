@@ -83,6 +83,8 @@ jobs:
 		CPUMilli: 1500, Memory: 2 << 30, LimitCPU: true, LimitMemory: true, GPU: 1, Labels: []string{"linux", "big"},
 		Timeout: 10 * time.Minute, Retry: 2, Priority: 90,
 		Steps: []StepSpec{{Run: "y"}},
+		// a keeps no artifacts: b's worker asks for none.
+		NoArtifactsFrom: []string{"a"},
 	}
 	if !reflect.DeepEqual(b, want) {
 		t.Errorf("got  %+v\nwant %+v", b, want)
