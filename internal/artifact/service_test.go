@@ -19,6 +19,7 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/artifact"
 	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/bus/bustest"
 	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/pki"
 	"github.com/hodei-ci/hodei/internal/state"
@@ -273,12 +274,12 @@ func TestAgentsReachOnlyTheirOwnArtifacts(t *testing.T) {
 		"$JS.API.STREAM.MSG.GET.OBJ_" + artifact.Bucket,
 		"$JS.API.CONSUMER.CREATE.OBJ_" + artifact.Bucket,
 	} {
-		expectDenied(t, errsB, "Publish", subject, func(ctx context.Context) error {
+		bustest.ExpectDenied(t, errsB, "Publish", subject, func(ctx context.Context) error {
 			_, err := ncb.RequestWithContext(ctx, subject, []byte(`{"job_id":"a-test","attempt":1}`))
 			return err
 		})
 	}
-	expectDenied(t, errsB, "Subscription", "$O."+artifact.Bucket+".>", func(ctx context.Context) error {
+	bustest.ExpectDenied(t, errsB, "Subscription", "$O."+artifact.Bucket+".>", func(ctx context.Context) error {
 		sub, err := ncb.SubscribeSync("$O." + artifact.Bucket + ".>")
 		if err != nil {
 			return err
@@ -286,37 +287,6 @@ func TestAgentsReachOnlyTheirOwnArtifacts(t *testing.T) {
 		_, err = sub.NextMsgWithContext(ctx)
 		return err
 	})
-}
-
-// expectDenied runs op and waits until the server reports a permissions
-// violation naming subject, then checks op did not succeed.
-func expectDenied(t *testing.T, errs <-chan error, kind, subject string, op func(ctx context.Context) error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- op(ctx) }()
-	want := `Permissions Violation for ` + kind + ` to "` + subject + `"`
-	for {
-		select {
-		case err := <-errs:
-			if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), want) {
-				continue
-			}
-			cancel()
-			if err := <-done; err == nil {
-				t.Errorf("%s %s: succeeded although denied", kind, subject)
-			}
-			return
-		case err := <-done:
-			if err == nil {
-				t.Fatalf("%s %s: allowed; want a permissions violation", kind, subject)
-			}
-			done = nil
-		case <-ctx.Done():
-			t.Fatalf("%s %s: no permissions violation reported", kind, subject)
-		}
-	}
 }
 
 // TestCachesPerTenantExactThenPrefix: a miss, a save, an exact hit, a

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/bus/bustest"
 	"github.com/hodei-ci/hodei/internal/pki"
 )
 
@@ -98,39 +98,6 @@ func (f *tlsFixture) agentConn(t *testing.T, id, cert string) (*nats.Conn, <-cha
 	return nc, errs, err
 }
 
-// expectDenied runs op and waits until the server reports a permissions
-// violation naming subject; then it stops op (a denied request would
-// otherwise wait for its timeout) and checks that op did not succeed.
-func expectDenied(t *testing.T, errs <-chan error, kind, subject string, op func(ctx context.Context) error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- op(ctx) }()
-	want := `Permissions Violation for ` + kind + ` to "` + subject + `"`
-	for {
-		select {
-		case err := <-errs:
-			if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), want) {
-				continue
-			}
-			cancel()
-			if err := <-done; err == nil {
-				t.Errorf("%s %s: the operation succeeded although the server denied it", kind, subject)
-			}
-			return
-		case err := <-done:
-			if err == nil {
-				t.Fatalf("%s %s: allowed; want a permissions violation", kind, subject)
-			}
-			// Failed before the violation arrived: wait for the latter.
-			done = nil
-		case <-ctx.Done():
-			t.Fatalf("%s %s: no permissions violation reported", kind, subject)
-		}
-	}
-}
-
 func agentConsumer(id string, s bus.Subjects) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{Durable: "agent-" + id, FilterSubject: s.Dispatch(id), AckPolicy: jetstream.AckExplicitPolicy}
 }
@@ -212,7 +179,7 @@ func TestAgentCredentialsConfineAnAgentToItsSubjects(t *testing.T) {
 
 	t.Run("X cannot subscribe to Y's dispatch subject", func(t *testing.T) {
 		for _, subj := range []string{f.subs.Dispatch("Y"), "hodei.dispatch.*", ">", bus.InboxPrefix("Y") + ".>"} {
-			expectDenied(t, xerrs, "Subscription", subj, func(ctx context.Context) error {
+			bustest.ExpectDenied(t, xerrs, "Subscription", subj, func(ctx context.Context) error {
 				sub, err := xnc.SubscribeSync(subj)
 				if err != nil {
 					return err
@@ -224,30 +191,30 @@ func TestAgentCredentialsConfineAnAgentToItsSubjects(t *testing.T) {
 	})
 
 	t.Run("X cannot read Y's messages through JetStream", func(t *testing.T) {
-		expectDenied(t, xerrs, "Publish", "$JS.API.CONSUMER.MSG.NEXT.HODEI_DISPATCH.agent-Y", func(ctx context.Context) error {
+		bustest.ExpectDenied(t, xerrs, "Publish", "$JS.API.CONSUMER.MSG.NEXT.HODEI_DISPATCH.agent-Y", func(ctx context.Context) error {
 			_, err := xnc.RequestWithContext(ctx, "$JS.API.CONSUMER.MSG.NEXT.HODEI_DISPATCH.agent-Y", []byte(`{"batch":1}`))
 			return err
 		})
 		for _, subj := range []string{"$JS.API.STREAM.MSG.GET.HODEI_DISPATCH", "$JS.API.DIRECT.GET.HODEI_DISPATCH"} {
-			expectDenied(t, xerrs, "Publish", subj, func(ctx context.Context) error {
+			bustest.ExpectDenied(t, xerrs, "Publish", subj, func(ctx context.Context) error {
 				_, err := xnc.RequestWithContext(ctx, subj, []byte(`{"last_by_subj":"hodei.dispatch.Y"}`))
 				return err
 			})
 		}
-		expectDenied(t, xerrs, "Publish", "$JS.API.STREAM.INFO.HODEI_DISPATCH", func(ctx context.Context) error {
+		bustest.ExpectDenied(t, xerrs, "Publish", "$JS.API.STREAM.INFO.HODEI_DISPATCH", func(ctx context.Context) error {
 			_, err := xjs.Stream(ctx, bus.StreamDispatch)
 			return err
 		})
-		expectDenied(t, xerrs, "Publish", "$JS.API.CONSUMER.CREATE.HODEI_DISPATCH.agent-Y.hodei.dispatch.Y", func(ctx context.Context) error {
+		bustest.ExpectDenied(t, xerrs, "Publish", "$JS.API.CONSUMER.CREATE.HODEI_DISPATCH.agent-Y.hodei.dispatch.Y", func(ctx context.Context) error {
 			_, err := xjs.CreateOrUpdateConsumer(ctx, bus.StreamDispatch, agentConsumer("Y", f.subs))
 			return err
 		})
 		// Its own consumer's name, on Y's subject.
-		expectDenied(t, xerrs, "Publish", "$JS.API.CONSUMER.CREATE.HODEI_DISPATCH.agent-X.hodei.dispatch.Y", func(ctx context.Context) error {
+		bustest.ExpectDenied(t, xerrs, "Publish", "$JS.API.CONSUMER.CREATE.HODEI_DISPATCH.agent-X.hodei.dispatch.Y", func(ctx context.Context) error {
 			_, err := xjs.CreateOrUpdateConsumer(ctx, bus.StreamDispatch, jetstream.ConsumerConfig{Durable: "agent-X", FilterSubject: f.subs.Dispatch("Y"), AckPolicy: jetstream.AckExplicitPolicy})
 			return err
 		})
-		expectDenied(t, xerrs, "Publish", "$JS.API.CONSUMER.CREATE.HODEI_DISPATCH.agent-X", func(ctx context.Context) error {
+		bustest.ExpectDenied(t, xerrs, "Publish", "$JS.API.CONSUMER.CREATE.HODEI_DISPATCH.agent-X", func(ctx context.Context) error {
 			_, err := xjs.CreateOrUpdateConsumer(ctx, bus.StreamDispatch, jetstream.ConsumerConfig{Durable: "agent-X", FilterSubjects: []string{f.subs.Dispatch("Y"), "hodei.dispatch.Z"}, AckPolicy: jetstream.AckExplicitPolicy})
 			return err
 		})
@@ -269,15 +236,15 @@ func TestAgentCredentialsConfineAnAgentToItsSubjects(t *testing.T) {
 	})
 
 	t.Run("X cannot publish status as Y", func(t *testing.T) {
-		expectDenied(t, xerrs, "Publish", f.subs.Status("Y"), func(ctx context.Context) error {
+		bustest.ExpectDenied(t, xerrs, "Publish", f.subs.Status("Y"), func(ctx context.Context) error {
 			_, err := xjs.Publish(ctx, f.subs.Status("Y"), []byte(`{"worker_id":"Y","state":"succeeded"}`))
 			return err
 		})
-		expectDenied(t, xerrs, "Publish", f.subs.Logs("Y", "job-1"), func(ctx context.Context) error {
+		bustest.ExpectDenied(t, xerrs, "Publish", f.subs.Logs("Y", "job-1"), func(ctx context.Context) error {
 			_, err := xjs.Publish(ctx, f.subs.Logs("Y", "job-1"), []byte("fake output"))
 			return err
 		})
-		expectDenied(t, xerrs, "Publish", f.subs.Heartbeat("Y"), func(ctx context.Context) error {
+		bustest.ExpectDenied(t, xerrs, "Publish", f.subs.Heartbeat("Y"), func(ctx context.Context) error {
 			if err := xnc.Publish(f.subs.Heartbeat("Y"), []byte("hb")); err != nil {
 				return err
 			}
@@ -348,7 +315,7 @@ func TestConnectionsWithoutAnAgentOrServerCertificateAreRefused(t *testing.T) {
 	defer nc.Close()
 	errs := make(chan error, 8)
 	nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err })
-	expectDenied(t, errs, "Publish", f.subs.Status("Y"), func(ctx context.Context) error {
+	bustest.ExpectDenied(t, errs, "Publish", f.subs.Status("Y"), func(ctx context.Context) error {
 		js, _ := jetstream.New(nc)
 		_, err := js.Publish(ctx, f.subs.Status("Y"), []byte("x"))
 		return err

@@ -102,21 +102,40 @@ func (m *Metrics) update(v *View, queue int) {
 	}
 	m.ActiveRuns.Set(float64(v.ActiveRuns))
 	m.QueueDepth.Set(float64(queue))
-	// Pools come and go: the gauges are rebuilt from the view each time.
-	m.Workers.Reset()
-	m.Used.Reset()
-	m.Capacity.Reset()
+	// Pools come and go: the gauges are rebuilt from the view each time,
+	// summed per pool first (a label lookup per pool, not per worker).
+	type poolSum struct {
+		states                          map[state.WorkerState]int
+		cpu, mem, gpu, uCPU, uMem, uGPU int64
+	}
+	pools := map[string]*poolSum{}
 	for _, w := range v.Workers {
-		m.Workers.WithLabelValues(w.Pool, string(w.State)).Inc()
+		p := pools[w.Pool]
+		if p == nil {
+			p = &poolSum{states: map[state.WorkerState]int{}}
+			pools[w.Pool] = p
+		}
+		p.states[w.State]++
 		if w.State == state.WorkerLost || w.State == state.WorkerGone {
 			continue
 		}
-		m.Capacity.WithLabelValues(w.Pool, "cpu_milli").Add(float64(w.CPUMilli))
-		m.Capacity.WithLabelValues(w.Pool, "memory_bytes").Add(float64(w.MemoryBytes))
-		m.Capacity.WithLabelValues(w.Pool, "gpu").Add(float64(w.GPU))
-		m.Used.WithLabelValues(w.Pool, "cpu_milli").Add(float64(w.UsedCPUMilli))
-		m.Used.WithLabelValues(w.Pool, "memory_bytes").Add(float64(w.UsedMemory))
-		m.Used.WithLabelValues(w.Pool, "gpu").Add(float64(w.UsedGPU))
+		p.cpu, p.mem, p.gpu = p.cpu+w.CPUMilli, p.mem+w.MemoryBytes, p.gpu+int64(w.GPU)
+		p.uCPU, p.uMem, p.uGPU = p.uCPU+w.UsedCPUMilli, p.uMem+w.UsedMemory, p.uGPU+int64(w.UsedGPU)
+	}
+	m.Workers.Reset()
+	m.Used.Reset()
+	m.Capacity.Reset()
+	for name, p := range pools {
+		for st, n := range p.states {
+			m.Workers.WithLabelValues(name, string(st)).Set(float64(n))
+		}
+		for _, r := range []struct {
+			resource    string
+			total, used int64
+		}{{"cpu_milli", p.cpu, p.uCPU}, {"memory_bytes", p.mem, p.uMem}, {"gpu", p.gpu, p.uGPU}} {
+			m.Capacity.WithLabelValues(name, r.resource).Set(float64(r.total))
+			m.Used.WithLabelValues(name, r.resource).Set(float64(r.used))
+		}
 	}
 	m.Waiting.Reset()
 	for _, d := range v.Demand {
