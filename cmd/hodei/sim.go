@@ -84,6 +84,7 @@ Examples:
 	aliPods := fs.String("alibaba-pods", "", "Alibaba GPU trace 2023: a pod list CSV `FILE`")
 	timeScale := fs.Float64("time-scale", 1, "with --alibaba-*: divide the time between arrivals by this (durations are kept)")
 	nodeFraction := fs.Float64("node-fraction", 1, "with --alibaba-*: keep this share of the nodes, evenly spaced (the same pods on a smaller cluster)")
+	qosPriority := fs.Bool("alibaba-qos-priority", false, "with --alibaba-*: give each pod the priority of its QoS class (Guaranteed 3, LS 2, Burstable 1, BE 0) instead of 0")
 	gpuShare := fs.String("gpu-share", sim.GPUShareMilli, "with --alibaba-*: how shared GPUs are modelled: milli (fractions of a GPU) or whole (a GPU each)")
 	policy := fs.String("policy", "hodei", "scheduling policy: fifo, least-loaded or hodei")
 	compare := fs.Bool("compare", false, "run every policy on the same workload and compare them")
@@ -254,7 +255,7 @@ Examples:
 			return usageError(fs, "--gpu-share %q: want milli or whole", *gpuShare)
 		}
 		w, err = sim.ImportAlibaba(*aliNodes, *aliPods, sim.AlibabaOptions{TimeScale: *timeScale, GPUShare: *gpuShare,
-			NodeFraction: *nodeFraction})
+			NodeFraction: *nodeFraction, QoSPriority: *qosPriority})
 		if err != nil {
 			return fail("sim", err)
 		}

@@ -20,11 +20,25 @@ type Scorer string
 const (
 	// BinPack prefers the fitting worker with the least free capacity left
 	// on the job's dominant resource (best fit), which keeps large holes
-	// free for large jobs. The empty Scorer means BinPack.
+	// free for large jobs. The empty Scorer means BinPack on workers without
+	// GPUs and Spread on workers with GPUs (see DefaultScorer).
 	BinPack Scorer = "binpack"
 	// Spread prefers the fitting worker with the most free capacity.
 	Spread Scorer = "spread"
 )
+
+// DefaultScorer is the scorer of a worker whose Scorer is empty: Spread for
+// a worker with GPUs, BinPack otherwise. Best fit on the dominant resource
+// fills one GPU worker's GPUs before it touches the next and strands the
+// CPU and memory beside them: on the Alibaba GPU trace (docs/scheduling.md)
+// GPU workers packed that way left CPU-only and shared-GPU pods waiting for
+// room that spreading leaves. An explicit BinPack still applies.
+func DefaultScorer(capacity Resources) Scorer {
+	if capacity.GPU > 0 {
+		return Spread
+	}
+	return BinPack
+}
 
 // WorkerSpec describes a worker to the engine.
 type WorkerSpec struct {

@@ -10,7 +10,11 @@ import (
 func (e *Engine) UpsertWorker(spec WorkerSpec) {
 	labels := e.idx.labels(spec.Labels)
 	capacity := nonNegative(spec.Capacity)
-	spread := spec.Scorer == Spread
+	scorer := spec.Scorer
+	if scorer == "" {
+		scorer = DefaultScorer(capacity)
+	}
+	spread := scorer == Spread
 	wi, ok := e.workerIdx[spec.ID]
 	if !ok {
 		if n := len(e.freeW); n > 0 {

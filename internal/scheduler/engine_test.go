@@ -135,6 +135,30 @@ func TestEngineScorers(t *testing.T) {
 			t.Fatalf("placed on %q, want gpu", got)
 		}
 	})
+	t.Run("gpu workers spread by default", func(t *testing.T) {
+		// Two GPU jobs on two GPU workers: the default scorer (spread for
+		// workers with GPUs) puts them on different workers, leaving each
+		// worker's CPU and memory beside a free GPU; best fit would stack
+		// them. An explicit binpack still stacks.
+		for _, tc := range []struct {
+			scorer   Scorer
+			together bool
+		}{{"", false}, {Spread, false}, {BinPack, true}} {
+			e := NewEngine(Config{})
+			e.UpsertWorker(WorkerSpec{ID: "g1", Capacity: res(16000, 64, 4), Scorer: tc.scorer})
+			e.UpsertWorker(WorkerSpec{ID: "g2", Capacity: res(16000, 64, 4), Scorer: tc.scorer})
+			single(e, "t", "a", res(2000, 8, 1), 0, e0)
+			got := placedOn(e.Plan(e0))
+			single(e, "t", "b", res(2000, 8, 1), 0, e0)
+			for k, v := range placedOn(e.Plan(e0)) {
+				got[k] = v
+			}
+			if got["a"] == "" || got["b"] == "" || (got["a"] == got["b"]) != tc.together {
+				t.Fatalf("scorer %q: placed %v, want together=%v", tc.scorer, got, tc.together)
+			}
+			mustCheck(t, e)
+		}
+	})
 	t.Run("least-loaded by dominant share", func(t *testing.T) {
 		e := NewEngine(Config{Policy: PolicyLeastLoaded})
 		e.UpsertWorker(WorkerSpec{ID: "a", Capacity: res(8000, 8, 0)})

@@ -64,11 +64,20 @@ func TestAlibabaTrace(t *testing.T) {
 	// openb-pod-0001,6000,12288,1,460,,LS,Running,427061,12902960,427061
 	p := w.Pipelines[1]
 	j := p.First
-	if p.ID != "openb-pod-0001" || w.Tenants[p.Tenant] != "LS" || p.Priority != 2 || p.Submit != 427061*time.Second ||
+	if p.ID != "openb-pod-0001" || w.Tenants[p.Tenant] != "LS" || p.Priority != 0 || p.Submit != 427061*time.Second ||
 		w.JobCPU[j] != 6000 || w.JobMemMiB[j] != 12288 || w.JobGPU[j] != 460 ||
 		w.JobDur[j] != (12902960-427061)*time.Second || !slices.Equal(w.Labels[w.JobLabels[j]], []string{"gpu"}) {
 		t.Errorf("pod 1: %+v: cpu %d mem %d gpu %d dur %v labels %v", p, w.JobCPU[j], w.JobMemMiB[j], w.JobGPU[j], w.JobDur[j],
 			w.Labels[w.JobLabels[j]])
+	}
+
+	// With QoSPriority the LS pod gets its class's priority.
+	wq, err := ImportAlibaba(traceNodes, tracePods, AlibabaOptions{QoSPriority: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := wq.Pipelines[1].Priority; got != 2 {
+		t.Errorf("pod 1 with QoSPriority: priority %d, want 2 (LS)", got)
 	}
 
 	// Whole GPUs, a faster clock, half the nodes.
@@ -133,7 +142,7 @@ f,1000,1024,0,0,,BE,Failed,10,10,10
 `
 
 func TestAlibabaSpecs(t *testing.T) {
-	w, err := ReadAlibaba(strings.NewReader(specNodes), "nodes.csv", strings.NewReader(specPods), "pods.csv", AlibabaOptions{})
+	w, err := ReadAlibaba(strings.NewReader(specNodes), "nodes.csv", strings.NewReader(specPods), "pods.csv", AlibabaOptions{QoSPriority: true})
 	if err != nil {
 		t.Fatal(err)
 	}
