@@ -200,6 +200,7 @@ Example:
 	} else {
 		log.Debug("memory trimmed after start", "executable_resident_before", before, "executable_resident_after", after)
 	}
+	go server.IdleTrim{Log: log}.Run(ctx, server.ResidentBytes())
 	<-ctx.Done()
 	log.Info("shutting down: draining local workers", "drain_timeout", *drain)
 	srv.Close()
