@@ -340,7 +340,7 @@ func printRun(w io.Writer, r wire.Run, jobs []wire.Job) {
 			worker = "-"
 		}
 		note := j.Error
-		if j.State == state.JobQueued && j.Reason != "" {
+		if (j.State == state.JobQueued || j.State == state.JobPending) && j.Reason != "" {
 			// Why it waits, e.g. "waiting: asks 64 cpu, the largest
 			// worker has 2 (no_worker_large_enough)".
 			note = fmt.Sprintf("waiting: %s (%s)", j.ReasonDetail, j.Reason)

@@ -298,7 +298,7 @@ func (a *api) predict(ctx context.Context, jobs []wire.Job) {
 		if !ok {
 			continue
 		}
-		if jobs[i].State == state.JobQueued {
+		if jobs[i].State == state.JobQueued || jobs[i].State == state.JobPending {
 			jobs[i].Reason, jobs[i].ReasonDetail = string(ol.Waiting.Code), ol.Waiting.Detail
 		}
 		d := ol.Predicted

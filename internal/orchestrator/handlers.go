@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -176,10 +177,32 @@ func (o *Orchestrator) onOutlook(c *change, r *outlookReq) {
 		out := Outlook{Predicted: o.eng.PredictJob(id)}
 		if _, queued := o.queue[id]; queued {
 			out.Waiting = o.eng.Why(id)
+		} else if j.rec.State == state.JobPending {
+			out.Waiting = o.pendingReason(j)
 		}
 		r.outlooks[id] = out
 	}
 	c.reply(r, nil)
+}
+
+// pendingReason says why a pending job is not queued yet: its run held
+// back by its concurrency group (with the runs that hold the group), or the
+// jobs it needs that have not ended.
+func (o *Orchestrator) pendingReason(j *jobState) scheduler.Reason {
+	if group, limit, running, held := o.admit.Holders(j.run.rec.ID); held {
+		return scheduler.Reason{Code: scheduler.ReasonConcurrency,
+			Detail: fmt.Sprintf("concurrency group %s allows %d run(s) at once; held by %s", group, limit, strings.Join(running, ", "))}
+	}
+	var waiting []string
+	for _, n := range j.needs {
+		if !n.rec.State.Final() {
+			waiting = append(waiting, n.rec.Name)
+		}
+	}
+	if len(waiting) == 0 {
+		return scheduler.Reason{}
+	}
+	return scheduler.Reason{Code: scheduler.ReasonNeeds, Detail: "waiting on " + strings.Join(waiting, ", ")}
 }
 
 // enqueue puts a job in the queue.

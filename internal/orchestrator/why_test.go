@@ -101,3 +101,41 @@ func TestFixedFleetFailsWhatNoWorkerCanRun(t *testing.T) {
 		t.Errorf("second run: %s %q, want failed at once", j.State, j.Error)
 	}
 }
+
+// TestPendingJobSaysWhyItWaits: a job whose needs have not ended waits on
+// them, and every job of a run held back by its concurrency group says
+// which run holds the group.
+func TestPendingJobSaysWhyItWaits(t *testing.T) {
+	h := newHarness(t, Config{})
+	const held = `name: deploy
+concurrency: {group: prod, limit: 1}
+jobs:
+  build:
+    runs-on: {cpu: 64}
+    steps: [{run: "true"}]
+  test:
+    needs: [build]
+    steps: [{run: "true"}]
+`
+	first := h.submit(held)
+	test := h.job(first.ID, "test")
+	if test.State != state.JobPending {
+		t.Fatalf("test: %s, want pending", test.State)
+	}
+	want := scheduler.Reason{Code: scheduler.ReasonNeeds, Detail: "waiting on build"}
+	if got := h.outlook(test.ID).Waiting; got != want {
+		t.Errorf("test waits: %+v, want %+v", got, want)
+	}
+	second := h.submit(held)
+	for _, key := range []string{"build", "test"} {
+		j := h.job(second.ID, key)
+		if j.State != state.JobPending {
+			t.Fatalf("second run's %s: %s, want pending", key, j.State)
+		}
+		want := scheduler.Reason{Code: scheduler.ReasonConcurrency,
+			Detail: "concurrency group prod allows 1 run(s) at once; held by " + first.ID}
+		if got := h.outlook(j.ID).Waiting; got != want {
+			t.Errorf("second run's %s waits: %+v, want %+v", key, got, want)
+		}
+	}
+}

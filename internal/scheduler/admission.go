@@ -1,5 +1,7 @@
 package scheduler
 
+import "slices"
+
 // Admission holds runs back by concurrency group: at most limit runs of a
 // group are admitted at once; the others wait, first in first out, and are
 // never canceled. It is used the same way by the orchestrator and by the
@@ -98,4 +100,23 @@ func (a *Admission) Waiting(runID string) bool {
 		return false
 	}
 	return !a.groups[name].active[runID]
+}
+
+// Holders returns, for a run held back by its group, the group's name, its
+// limit and the runs admitted in it now (sorted); ok is false for a run
+// that is not held back.
+func (a *Admission) Holders(runID string) (groupName string, limit int, running []string, ok bool) {
+	name, known := a.runs[runID]
+	if !known {
+		return "", 0, nil, false
+	}
+	g := a.groups[name]
+	if g.active[runID] {
+		return "", 0, nil, false
+	}
+	for r := range g.active {
+		running = append(running, r)
+	}
+	slices.Sort(running)
+	return name, g.limit, running, true
 }

@@ -24,6 +24,19 @@ const (
 	// ReasonBusy: some worker could run the job, but every such worker is
 	// busy (not enough free capacity, at its job limit, or draining).
 	ReasonBusy ReasonCode = "workers_busy"
+	// ReasonPriority: as ReasonBusy, and jobs of a higher priority are
+	// queued: they go first when a worker frees (hodei policy).
+	ReasonPriority ReasonCode = "lower_priority"
+	// ReasonFairShare: as ReasonBusy, and the job's tenant already holds
+	// more than its fair share of the fleet while other tenants wait: their
+	// jobs go first (hodei policy).
+	ReasonFairShare ReasonCode = "over_fair_share"
+	// ReasonNeeds: the job waits for the jobs it needs to end (the
+	// orchestrator's reason; the engine never gives it).
+	ReasonNeeds ReasonCode = "waiting_on_needs"
+	// ReasonConcurrency: the job's run is held back by its concurrency
+	// group (the orchestrator's reason).
+	ReasonConcurrency ReasonCode = "concurrency_group"
 )
 
 // Reason says why a queued job waits: a code and a sentence for people.
@@ -115,7 +128,43 @@ func (e *Engine) Why(jobID string) Reason {
 		}
 		return Reason{ReasonTooLarge, strings.Join(parts, "; ")}
 	}
-	return Reason{ReasonBusy, fmt.Sprintf("%d worker(s) can run it, all busy", large)}
+	busy := fmt.Sprintf("%d worker(s) can run it, all busy", large)
+	if e.policy != PolicyHodei {
+		return Reason{ReasonBusy, busy}
+	}
+	j := &e.jobs[ji]
+	if t := &e.tenants[e.pipes[j.pipe].tenant]; t.entitled > 0 && t.entitled < 1 {
+		if s := e.heldShare(t); s > t.entitled {
+			return Reason{ReasonFairShare, fmt.Sprintf("%s; tenant %s holds %.0f%% of the fleet, its fair share is %.0f%%: other tenants' jobs go first",
+				busy, t.name, 100*s, 100*t.entitled)}
+		}
+	}
+	higher := 0
+	for _, c := range e.queues.active {
+		if c > j.prio {
+			higher += e.queues.classes[c].n
+		}
+	}
+	if higher > 0 {
+		return Reason{ReasonPriority, fmt.Sprintf("%s; %d queued job(s) of higher priority go first", busy, higher)}
+	}
+	return Reason{ReasonBusy, busy}
+}
+
+// heldShare is a tenant's dominant share of the fleet's capacity: the
+// largest of its cpu, memory and gpu held over the fleet's.
+func (e *Engine) heldShare(t *tenant) float64 {
+	var s float64
+	if e.total.CPUMilli > 0 {
+		s = max(s, float64(t.held.CPUMilli)/float64(e.total.CPUMilli))
+	}
+	if e.total.Memory > 0 {
+		s = max(s, float64(t.held.Memory)/float64(e.total.Memory))
+	}
+	if e.total.GPU > 0 {
+		s = max(s, float64(t.held.GPU)/float64(e.total.GPU))
+	}
+	return s
 }
 
 // formatCPU writes milli-cpus as cpus: "2", "0.5".

@@ -70,3 +70,44 @@ func TestEngineWhy(t *testing.T) {
 		t.Fatalf("after the big worker joined: %v", m)
 	}
 }
+
+// TestEngineWhyPriorityAndFairShare checks the reasons a job that waits for
+// busy workers gets under the hodei policy: its tenant over its fair share,
+// or queued jobs of a higher priority; fifo says only that workers are busy.
+func TestEngineWhyPriorityAndFairShare(t *testing.T) {
+	t.Parallel()
+	for _, policy := range []Policy{PolicyHodei, PolicyFIFO} {
+		e := NewEngine(Config{Policy: policy})
+		e.UpsertWorker(WorkerSpec{ID: "w1", Capacity: res(2000, 4, 0)})
+		e.UpsertWorker(WorkerSpec{ID: "w2", Capacity: res(2000, 4, 0)})
+		// Tenant a takes both workers; b then queues, and so does a again.
+		single(e, "a", "a1", res(2000, 1, 0), 0, e0)
+		single(e, "a", "a2", res(2000, 1, 0), 0, e0)
+		if as := e.Plan(e0); len(as) != 2 {
+			t.Fatalf("%s: placed %v", policy, as)
+		}
+		single(e, "b", "b1", res(2000, 1, 0), 0, e0)
+		single(e, "a", "a3", res(2000, 1, 0), 0, e0)
+		single(e, "b", "b2", res(1000, 1, 0), 5, e0)
+		e.Plan(e0)
+		want := map[string]ReasonCode{"a3": ReasonFairShare, "b1": ReasonPriority, "b2": ReasonBusy}
+		if policy != PolicyHodei {
+			want = map[string]ReasonCode{"a3": ReasonBusy, "b1": ReasonBusy, "b2": ReasonBusy}
+		}
+		for job, code := range want {
+			got := e.Why(job)
+			if got.Code != code || !strings.Contains(got.Detail, "2 worker(s) can run it, all busy") || got.Never() {
+				t.Errorf("%s: %s: %+v, want %s", policy, job, got, code)
+			}
+		}
+		if policy == PolicyHodei {
+			if d := e.Why("a3").Detail; !strings.Contains(d, "tenant a holds 100% of the fleet, its fair share is 50%") {
+				t.Errorf("fair share detail %q", d)
+			}
+			if d := e.Why("b1").Detail; !strings.Contains(d, "1 queued job(s) of higher priority") {
+				t.Errorf("priority detail %q", d)
+			}
+		}
+		mustCheck(t, e)
+	}
+}

@@ -69,8 +69,10 @@ type Job struct {
 	// end).
 	ETA *time.Time `json:"eta,omitempty"`
 	// Reason says, with a fixed code, why a queued job is not placed:
-	// no_workers, no_worker_with_labels, no_worker_large_enough or
-	// workers_busy; empty when the next scheduling pass may place it.
+	// no_workers, no_worker_with_labels, no_worker_large_enough,
+	// workers_busy, over_fair_share or lower_priority (empty when the next
+	// scheduling pass may place it), or why a pending job is not queued:
+	// waiting_on_needs or concurrency_group.
 	// ReasonDetail says it in a sentence ("asks 64 cpu, the largest worker
 	// has 2").
 	Reason       string `json:"reason,omitempty"`
