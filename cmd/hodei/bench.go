@@ -13,6 +13,9 @@ func benchCmd(args []string) int {
 	if len(args) > 0 && args[0] == "api" {
 		return benchAPICmd(args[1:])
 	}
+	if len(args) > 0 && args[0] == "fleet" {
+		return benchFleetCmd(args[1:])
+	}
 	fs := flags("bench", "[flags]", `
 Measure Hodei end to end on this machine: start an embedded server (embedded
 NATS JetStream, SQLite, local agents), submit trivial pipelines (one job, one
@@ -20,7 +23,9 @@ step "true"), and print throughput and latency percentiles. It also measures
 how many "sh -c true" processes this machine starts per second: no system that
 runs each job as a process can go faster.
 
-"hodei bench api" loads the API instead (hodei bench api --help).
+"hodei bench api" loads the API instead (hodei bench api --help), and "hodei
+bench fleet" drives one server with thousands of simulated agents (hodei
+bench fleet --help).
 
 Examples:
   hodei bench --pipelines 5000 --concurrency 8

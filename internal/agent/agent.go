@@ -99,6 +99,13 @@ type Config struct {
 	// NoCgroups runs every attempt without a cgroup even where the machine
 	// has them: no limits, no usage, steps stopped by process group only.
 	NoCgroups bool
+	// Exec, when set, runs each attempt in place of its steps: no
+	// workspace, sandbox, cgroup, checkout or artifacts, only the protocol
+	// around it (the assignment, the running and final statuses,
+	// heartbeats). It makes a simulated agent for measuring the server and
+	// the bus with many agents (hodei bench fleet); it returns the final
+	// state (bus.StatusSucceeded...), the exit code and an error message.
+	Exec func(ctx context.Context, d bus.Dispatch, spec pipeline.JobSpec) (state string, code int, errMsg string)
 }
 
 // Defaults fills what is unset from the machine.
@@ -236,7 +243,7 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 	if !bus.ValidToken(cfg.ID) {
 		return nil, fmt.Errorf("agent id %q: use letters, digits, '-' and '_'", cfg.ID)
 	}
-	if !cfg.Unisolated {
+	if !cfg.Unisolated && cfg.Exec == nil {
 		if err := CheckIsolation(); err != nil {
 			return nil, err
 		}
@@ -571,6 +578,10 @@ func (a *Agent) execute(ctx context.Context, d bus.Dispatch) {
 // cgroups, and returns how it ended and what it used once every process it
 // started is gone.
 func (a *Agent) attempt(ctx context.Context, d bus.Dispatch, spec pipeline.JobSpec, b *batcher, masks *mask.Set, log *slog.Logger) (state string, code int, errMsg string, usage cgroup.Stats) {
+	if a.cfg.Exec != nil {
+		state, code, errMsg = a.cfg.Exec(ctx, d, spec)
+		return state, code, errMsg, usage
+	}
 	cg := a.newAttemptCgroup(d, spec, log)
 	state, code, errMsg = a.runSteps(ctx, d, spec, b, masks, log, cg)
 	// The attempt is over: nothing it started outlives it.

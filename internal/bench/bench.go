@@ -46,6 +46,31 @@ type Options struct {
 	// to measure what isolation costs.
 	Unisolated bool
 	Logger     *slog.Logger
+
+	// Agents, when > 0, replaces the local agents by this many simulated
+	// ones (hodei bench fleet): each is an agent of this process with its
+	// own NATS connection, heartbeats and dispatch consumer, speaking the
+	// real protocol, whose executor ends every job at once (or after
+	// AgentDelay) without running anything.
+	Agents int
+	// AgentDelay is how long a simulated agent's job lasts.
+	AgentDelay time.Duration
+	// AgentSlots is how many jobs a simulated agent runs at once (4 by
+	// default).
+	AgentSlots int
+	// StartParallel is how many simulated agents start at once (64 by
+	// default): thousands starting together overflow JetStream's API
+	// queue with their consumer creations.
+	StartParallel int
+	// HeartbeatInterval of the simulated agents (the server's default
+	// when zero); the server's worker TTL follows it.
+	HeartbeatInterval time.Duration
+	// NATSURL runs the server on an external NATS instead of the
+	// embedded one.
+	NATSURL string
+	// OnExec, if set, is called by the simulated agents with each job they
+	// run (tests count attempts with it).
+	OnExec func(runID, jobID string, attempt int)
 }
 
 // Percentiles of a latency, in milliseconds.
@@ -68,6 +93,13 @@ type Result struct {
 	Failed           int         `json:"failed"`
 	SpawnPerSec      float64     `json:"sh_spawn_per_sec,omitempty"`
 	CeilingFraction  float64     `json:"fraction_of_spawn_rate,omitempty"`
+	// Agents and AgentsStartS: the simulated agents and how long they took
+	// to join (hodei bench fleet).
+	Agents       int     `json:"agents,omitempty"`
+	AgentsStartS float64 `json:"agents_start_s,omitempty"`
+	// ServerRSSMiB is this process's resident set at the end (server and
+	// simulated agents together), MiB.
+	ServerRSSMiB float64 `json:"process_rss_mib,omitempty"`
 }
 
 const trivial = `name: bench
@@ -188,19 +220,37 @@ func Run(ctx context.Context, o Options) (Result, error) {
 
 	// Each agent may run many trivial jobs at once: give them capacity for
 	// far more than the default job request (100m cpu, 64Mi).
-	s, err := server.Start(ctx, server.Options{
-		DataDir: dir, NATSListen: "none", LocalWorkers: o.Workers,
+	sopts := server.Options{
+		DataDir: dir, NATSListen: "none", NATSURL: o.NATSURL, LocalWorkers: o.Workers,
 		WorkerCPUMilli: 64 * 100, WorkerMemory: 64 * 64 << 20, Logger: o.Logger,
 		UnsafeSharedUser: o.Unisolated,
-	})
+	}
+	if o.Agents > 0 {
+		sopts.LocalWorkers = 0
+		sopts.HeartbeatInterval = o.HeartbeatInterval
+		if o.HeartbeatInterval > 0 {
+			sopts.WorkerTTL = 5 * o.HeartbeatInterval
+		}
+	}
+	s, err := server.Start(ctx, sopts)
 	if err != nil {
 		return res, err
 	}
 	defer s.Close()
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := s.WaitForWorkers(wctx, o.Workers); err != nil {
-		return res, err
+	if o.Agents > 0 {
+		t0 := time.Now()
+		stopAgents, err := startFleet(ctx, s, o)
+		defer stopAgents()
+		if err != nil {
+			return res, err
+		}
+		res.Agents, res.AgentsStartS = o.Agents, round(time.Since(t0).Seconds())
+	} else {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := s.WaitForWorkers(wctx, o.Workers); err != nil {
+			return res, err
+		}
 	}
 
 	src, jobsPer := trivial, 1
@@ -309,6 +359,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res.SubmitToStartMS = percentiles(col.started)
 	res.SubmitToFinishMS = percentiles(col.finished)
 	res.Failed = col.failed
+	res.ServerRSSMiB = round(float64(server.ResidentBytes()) / (1 << 20))
 	if res.SpawnPerSec > 0 {
 		res.CeilingFraction = res.JobsPerSec / res.SpawnPerSec
 	}

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 )
@@ -43,5 +44,38 @@ func TestPercentiles(t *testing.T) {
 	}
 	if (percentiles(nil) != Percentiles{}) {
 		t.Fatal("empty input")
+	}
+}
+
+// TestBenchFleetRunsOnSimulatedAgents: with Agents set, the jobs run on the
+// simulated agents (their executor is called once per job) and no local
+// agent exists to take them.
+func TestBenchFleetRunsOnSimulatedAgents(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var mu sync.Mutex
+	ran := map[string]int{}
+	res, err := Run(ctx, Options{
+		Pipelines: 100, Concurrency: 8, Agents: 12, StartParallel: 4, AgentDelay: time.Millisecond, DataDir: t.TempDir(),
+		HeartbeatInterval: 2 * time.Second,
+		OnExec: func(_, jobID string, _ int) {
+			mu.Lock()
+			ran[jobID]++
+			mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Agents != 12 || res.Jobs != 100 || res.Failed != 0 {
+		t.Fatalf("%d agents, %d jobs, %d failed runs", res.Agents, res.Jobs, res.Failed)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ran) != 100 {
+		t.Fatalf("the simulated agents ran %d jobs, want 100", len(ran))
+	}
+	if res.ServerRSSMiB <= 0 {
+		t.Errorf("no resident memory measured: %+v", res)
 	}
 }

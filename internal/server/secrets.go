@@ -108,6 +108,11 @@ func (s *Server) natsTLS() []nats.Option {
 	return []nats.Option{nats.Secure(s.opts.NATSClientTLS)}
 }
 
+// AgentConn connects an agent of this process with id, as the server's
+// local agents are connected (see agentConn); hodei bench fleet uses it for
+// its simulated agents.
+func (s *Server) AgentConn(id string) (*nats.Conn, error) { return s.agentConn(id) }
+
 // agentConn connects a local agent: in process to the embedded NATS (with
 // that agent's permissions when TLS is on), or to the external NATS with
 // the server's certificate.

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/hodei-ci/hodei/internal/bench"
+)
+
+func benchFleetCmd(args []string) int {
+	fs := flags("bench fleet", "[flags]", `
+Drive one embedded server (SQLite, the orchestrator and scheduler, embedded
+NATS JetStream or the external NATS of --nats) with --agents simulated agents
+in this process: each has its own NATS connection, heartbeats, dispatch
+consumer and reports, the real protocol of "hodei agent", and an executor
+that ends every job at once (or after --delay) without running anything.
+It submits one-job pipelines and prints jobs/s, submit->start and
+submit->finish latencies, how long the agents took to join, and the
+process's resident memory (server and agents together).
+
+Examples:
+  hodei bench fleet --agents 1000 --pipelines 20000 --concurrency 256
+  hodei bench fleet --agents 5000 --heartbeat 5s --pipelines 50000 --concurrency 1024`)
+	agents := fs.Int("agents", 100, "simulated agents")
+	n := fs.Int("pipelines", 10000, "one-job pipelines to submit")
+	conc := fs.Int("concurrency", 64, "concurrent submitters, each waiting for its pipeline to end (closed loop)")
+	rate := fs.Float64("rate", 0, "submit open-loop at this many pipelines per second instead")
+	delay := fs.Duration("delay", 0, "how long each simulated job lasts")
+	slots := fs.Int("slots", 4, "jobs each simulated agent runs at once")
+	heartbeat := fs.Duration("heartbeat", 0, "the agents' heartbeat interval (the server's default when 0); the worker TTL is 5 times it")
+	startParallel := fs.Int("start-parallel", 64, "agents that start at once")
+	natsURL := fs.String("nats", "", "run the server on this external NATS instead of the embedded one")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(fs, "unexpected argument %q", pos[0])
+	}
+	if *agents <= 0 || *n <= 0 || *conc <= 0 || *slots <= 0 || *startParallel <= 0 || *rate < 0 || *delay < 0 || *heartbeat < 0 {
+		return usageError(fs, "--agents, --pipelines, --concurrency, --slots and --start-parallel must be positive")
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return fail("bench fleet", err)
+	}
+	defer stopProfile()
+	res, err := bench.Run(ctx, bench.Options{
+		Pipelines: *n, Concurrency: *conc, Rate: *rate, Agents: *agents, AgentDelay: *delay, AgentSlots: *slots,
+		HeartbeatInterval: *heartbeat, StartParallel: *startParallel, NATSURL: *natsURL,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			err = context.Cause(ctx)
+		}
+		return fail("bench fleet", err)
+	}
+	if *asJSON {
+		if err := json.NewEncoder(os.Stdout).Encode(res); err != nil {
+			return fail("bench fleet", err)
+		}
+		return exitOK
+	}
+	mode := fmt.Sprintf("closed loop, %d submitters", res.Concurrency)
+	if res.Rate > 0 {
+		mode = fmt.Sprintf("open loop, %.0f pipelines/s offered", res.Rate)
+	}
+	fmt.Printf("%d simulated agents joined in %.1fs\n", res.Agents, res.AgentsStartS)
+	fmt.Printf("%d pipelines, %d jobs (%s) in %.2fs\n", res.Pipelines, res.Jobs, mode, res.WallS)
+	fmt.Printf("throughput          %8.1f jobs/s\n", res.JobsPerSec)
+	fmt.Printf("submit -> start     p50 %7.2f ms   p95 %7.2f ms   p99 %7.2f ms\n", res.SubmitToStartMS.P50, res.SubmitToStartMS.P95, res.SubmitToStartMS.P99)
+	fmt.Printf("submit -> finish    p50 %7.2f ms   p95 %7.2f ms   p99 %7.2f ms\n", res.SubmitToFinishMS.P50, res.SubmitToFinishMS.P95, res.SubmitToFinishMS.P99)
+	fmt.Printf("process RSS         %8.0f MiB (server and agents)\n", res.ServerRSSMiB)
+	if res.Failed > 0 {
+		fmt.Printf("failed runs         %d\n", res.Failed)
+		return exitFailed
+	}
+	return exitOK
+}
