@@ -302,6 +302,7 @@ func (x *expander) job(j *Job, vals []string, needs []string) (JobSpec, error) {
 		InfraRetries:    j.InfraRetries,
 		Priority:        j.Priority,
 		Matrix:          mx,
+		Outputs:         slices.Clone(j.Outputs),
 	}
 	if j.Checkout != nil {
 		c := *j.Checkout

@@ -247,6 +247,9 @@ func (p *parser) checkRef(r exprRef, text string, ref *expr.Ref, inputs map[stri
 		if len(path) >= 3 && path[2] != "result" && path[2] != "outputs" {
 			at(offs[2], "unknown property needs.%s.%s (a need has result and outputs)", path[1], path[2])
 		}
+		if len(path) >= 3 && path[2] == "outputs" {
+			p.checkOutputRef(path[1], path, offs, at)
+		}
 	case "env":
 	case "secrets":
 		name := "NAME"

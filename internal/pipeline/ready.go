@@ -75,8 +75,9 @@ func needsContext(needs []Need) map[string]any {
 // it evaluates the job's `if` against its needs (success() holds when every
 // need succeeded, failure() when one failed), and when it runs and is
 // Deferred, evaluates the expressions left in its env and steps with the
-// needs context and hodei.run_id. An error (an expression that cannot be
-// evaluated) fails the job.
+// needs context and hodei.run_id; the outputs of its needs become
+// variables of its env (NeedsOutputVar). An error (an expression that
+// cannot be evaluated) fails the job.
 func Ready(s *JobSpec, runID string, needs []Need) (bool, error) {
 	st := &expr.Status{Success: true}
 	for _, n := range needs {
@@ -108,10 +109,37 @@ func Ready(s *JobSpec, runID string, needs []Need) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("if: %w", err)
 	}
-	if !run || !s.Deferred {
-		return run, nil
+	if !run {
+		return false, nil
 	}
-	return true, s.resolve(ctx)
+	if s.Deferred {
+		if err := s.resolve(ctx); err != nil {
+			return true, err
+		}
+	}
+	// Added once the templates are evaluated: an output's value is never
+	// read as an expression.
+	if vars := outputsEnv(needs); len(vars) > 0 {
+		// s may share its env with the spec it was copied from.
+		env := maps.Clone(s.Env)
+		if env == nil {
+			env = make(map[string]string, len(vars))
+		}
+		maps.Copy(env, vars)
+		s.Env = env
+	}
+	return true, nil
+}
+
+// HasOutputs reports whether a need of needs has outputs: Ready then adds
+// their variables to the job's env.
+func HasOutputs(needs []Need) bool {
+	for _, n := range needs {
+		if len(n.Outputs) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // readyResolver knows the needs, hodei.run_id and the final values of env.

@@ -103,6 +103,9 @@ type Job struct {
 	Artifacts   *Artifacts
 	Cache       []Cache
 	NoArtifacts []string
+	// Outputs are the names the job's steps may write to $HODEI_OUTPUT,
+	// read by the jobs that need it (outputs.go).
+	Outputs []string
 }
 
 // Matrix is a map of axis name to values; it expands into the cartesian product.
@@ -184,6 +187,8 @@ type JobSpec struct {
 	Artifacts       *Artifacts `json:"artifacts,omitempty"`
 	Cache           []Cache    `json:"cache,omitempty"`
 	NoArtifactsFrom []string   `json:"no_artifacts_from,omitempty"`
+	// Outputs are the declared outputs of the job (see Job.Outputs).
+	Outputs []string `json:"outputs,omitempty"`
 }
 
 // StepSpec is a step with its expressions evaluated, but for its `if`,

@@ -67,6 +67,9 @@ type Job struct {
 	// or restarted, a server restart): they use the job's infra_retries,
 	// not its retry budget.
 	InfraLost int
+	// Outputs are the job's outputs, set when it succeeded (every
+	// declared name, "" when its steps wrote none).
+	Outputs map[string]string
 }
 
 // Attempt is one try of a job on one worker.

@@ -21,7 +21,7 @@ import (
 // Column lists, in the order the stores' scan functions read them.
 const (
 	RunCols     = "id, pipeline, file, tenant, priority, state, source, created_at, started_at, finished_at, error, concurrency_group, concurrency_limit, inputs"
-	JobCols     = "id, run_id, job_key, name, idx, state, spec, attempt, max_attempts, worker_id, queued_at, started_at, finished_at, exit_code, error, infra_lost"
+	JobCols     = "id, run_id, job_key, name, idx, state, spec, attempt, max_attempts, worker_id, queued_at, started_at, finished_at, exit_code, error, infra_lost, outputs"
 	AttemptCols = "job_id, n, worker_id, state, assigned_at, started_at, finished_at, exit_code, error, reason, peak_memory, cpu_time"
 	LogCols     = "job_id, attempt, seq, step, data, at"
 	WorkerCols  = "id, pool, state, labels, cpu_milli, memory_bytes, gpu, boot_id, first_seen, last_seen"
@@ -109,7 +109,11 @@ func ScanJob(sc Scanner) (store.Job, error) {
 	var j store.Job
 	var st string
 	var queued, started, finished int64
-	err := sc.Scan(&j.ID, &j.RunID, &j.Key, &j.Name, &j.Index, &st, &j.Spec, &j.Attempt, &j.MaxAttempts, &j.WorkerID, &queued, &started, &finished, &j.ExitCode, &j.Error, &j.InfraLost)
+	var outputs string
+	err := sc.Scan(&j.ID, &j.RunID, &j.Key, &j.Name, &j.Index, &st, &j.Spec, &j.Attempt, &j.MaxAttempts, &j.WorkerID, &queued, &started, &finished, &j.ExitCode, &j.Error, &j.InfraLost, &outputs)
+	if err == nil {
+		j.Outputs, err = DecodeInputs(outputs)
+	}
 	j.State = state.JobState(st)
 	j.QueuedAt, j.StartedAt, j.FinishedAt = DecTime(queued), DecTime(started), DecTime(finished)
 	return j, err
@@ -153,8 +157,8 @@ func DecTime(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
-// EncodeInputs is the inputs column of a run: its inputs as a JSON object,
-// or "" for none.
+// EncodeInputs is the inputs column of a run (and the outputs column of a
+// job): a map of strings as a JSON object, or "" for none.
 func EncodeInputs(in map[string]string) string {
 	if len(in) == 0 {
 		return ""
