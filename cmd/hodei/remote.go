@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"os/signal"
 	"slices"
@@ -206,7 +207,14 @@ Example:
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	run, err := c.SubmitRun(ctx, file, data, *tenant, inputs)
+	// The files the pipeline includes are read here and sent with it: the
+	// server has only what it is sent. A file that does not parse here
+	// goes as it is, for the server to say what is wrong with it.
+	var includes map[string][]byte
+	if p, err := pipeline.ParseWith(file, data, pipeline.Limits{MaxFileBytes: int(min(maxBytes, 1<<30)), MaxJobs: math.MaxInt32}, pipeline.FileLoader(int(min(maxBytes, 1<<30)))); err == nil {
+		includes = p.Includes
+	}
+	run, err := c.SubmitFiles(ctx, file, data, *tenant, inputs, includes)
 	if err != nil {
 		var ae *client.Error
 		if errors.As(err, &ae) && (ae.Code == wire.CodeInvalidPipeline || ae.Code == wire.CodeInvalidInputs) {

@@ -37,6 +37,7 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 		Source:    req.Source,
 		CreatedAt: c.now,
 		Inputs:    req.Inputs,
+		Includes:  req.Pipeline.Includes,
 	}}
 	if cc := req.Pipeline.Concurrency; cc != nil {
 		rs.rec.ConcurrencyGroup, rs.rec.ConcurrencyLimit = cc.Group, cc.Limit

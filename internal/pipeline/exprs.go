@@ -47,6 +47,8 @@ type exprRef struct {
 	// where the status functions may be called.
 	cond bool
 	job  *jobInfo // nil at the pipeline's level
+	// rd reads the file the field is in.
+	rd *yamlpos.Reader
 }
 
 // parseCondition reads an `if`: a bare expression, or one inside ${{ }}.
@@ -91,7 +93,10 @@ func conditionText(s string) (Condition, error) {
 // checkExprs checks every expression of the file once the inputs and the
 // jobs' needs and matrices are known.
 func (p *parser) checkExprs(inputs map[string]bool) {
+	main := p.Reader
+	defer func() { p.Reader = main }()
 	for _, r := range p.exprs {
+		p.Reader = r.rd
 		p.checkExpr(r, inputs)
 	}
 }

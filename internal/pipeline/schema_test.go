@@ -84,7 +84,7 @@ func TestExamples(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := Parse(filepath.Base(f), data)
+			p, err := ParseWith(f, data, Limits{}, FileLoader(0))
 			if err != nil {
 				t.Fatalf("Parse:\n%v", err)
 			}

@@ -32,6 +32,10 @@ type Pipeline struct {
 	Jobs []*Job
 	// File is the name used in error messages.
 	File string
+	// Includes are the files the pipeline includes, by name (see
+	// Loader), as they were read: kept with a run, they give the same
+	// pipeline again (MapLoader).
+	Includes map[string][]byte
 }
 
 // Concurrency is a pipeline's concurrency group: at most Limit runs of the
@@ -97,7 +101,8 @@ type Job struct {
 	Steps        []Step
 	// Checkout holds the job's `checkout:` options; nil: the defaults.
 	Checkout *Checkout
-	Line     int // line of the job's key, for messages
+	Line     int    // line of the job's key, for messages
+	File     string // the included file the job is in ("": the pipeline's), for messages
 	// Artifacts, Cache and NoArtifacts (the needs whose artifacts the job
 	// does not want): see artifacts.go.
 	Artifacts   *Artifacts

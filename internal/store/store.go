@@ -44,6 +44,9 @@ type Run struct {
 	// Inputs are the values of the pipeline's inputs the run was made
 	// with (given or defaulted).
 	Inputs map[string]string
+	// Includes are the files the pipeline includes, by name, as they
+	// were read when the run was made: a re-run reads the same.
+	Includes map[string][]byte
 }
 
 // Job is one job of a run (after matrix expansion).

@@ -163,6 +163,10 @@ type SubmitRequest struct {
 	Tenant   string `json:"tenant"`
 	// Inputs are values for the pipeline's inputs, by name.
 	Inputs map[string]string `json:"inputs,omitempty"`
+	// Includes are the files the pipeline includes, by name (the path of
+	// the pipeline's directory joined with the path written in include),
+	// as YAML text.
+	Includes map[string]string `json:"includes,omitempty"`
 }
 
 // Kinds of log stream events (the SSE event field).

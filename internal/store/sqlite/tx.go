@@ -25,9 +25,9 @@ const (
 )
 
 var writeSQL = [numWriteStmts]string{
-	stmtInsertRun: `INSERT INTO runs (` + schema.RunCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	stmtInsertRun: `INSERT INTO runs (` + schema.RunCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 	stmtUpdateRun: `UPDATE runs SET pipeline = ?, file = ?, tenant = ?, priority = ?, state = ?, source = ?,
-		created_at = ?, started_at = ?, finished_at = ?, error = ?, concurrency_group = ?, concurrency_limit = ?, inputs = ? WHERE id = ?`,
+		created_at = ?, started_at = ?, finished_at = ?, error = ?, concurrency_group = ?, concurrency_limit = ?, inputs = ?, includes = ? WHERE id = ?`,
 	stmtInsertJob: `INSERT INTO jobs (` + schema.JobCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 	stmtUpdateJob: `UPDATE jobs SET run_id = ?, job_key = ?, name = ?, idx = ?, state = ?, spec = ?, attempt = ?,
 		max_attempts = ?, worker_id = ?, queued_at = ?, started_at = ?, finished_at = ?, exit_code = ?, error = ?, infra_lost = ?, outputs = ?
@@ -135,7 +135,7 @@ func affected(res sql.Result) error {
 // run with its ID exists.
 func (t *tx) InsertRun(r store.Run) error {
 	_, err := t.exec(stmtInsertRun, r.ID, r.Pipeline, r.File, r.Tenant, r.Priority, string(r.State), r.Source,
-		schema.EncTime(r.CreatedAt), schema.EncTime(r.StartedAt), schema.EncTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit, schema.EncodeInputs(r.Inputs))
+		schema.EncTime(r.CreatedAt), schema.EncTime(r.StartedAt), schema.EncTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit, schema.EncodeInputs(r.Inputs), schema.EncodeIncludes(r.Includes))
 	if err != nil {
 		return fmt.Errorf("sqlite: insert run %s: %w", r.ID, constraintErr(err))
 	}
@@ -146,7 +146,7 @@ func (t *tx) InsertRun(r store.Run) error {
 // store.ErrNotFound.
 func (t *tx) UpdateRun(r store.Run) error {
 	res, err := t.exec(stmtUpdateRun, r.Pipeline, r.File, r.Tenant, r.Priority, string(r.State), r.Source,
-		schema.EncTime(r.CreatedAt), schema.EncTime(r.StartedAt), schema.EncTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit, schema.EncodeInputs(r.Inputs), r.ID)
+		schema.EncTime(r.CreatedAt), schema.EncTime(r.StartedAt), schema.EncTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit, schema.EncodeInputs(r.Inputs), schema.EncodeIncludes(r.Includes), r.ID)
 	if err == nil {
 		err = affected(res)
 	}
