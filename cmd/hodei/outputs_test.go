@@ -43,3 +43,30 @@ func TestOutputsEndToEnd(t *testing.T) {
 		t.Errorf("the release job's log does not show the version:\n%s", logs)
 	}
 }
+
+// TestSubmitSendsIncludes submits examples/include.yaml to a real server:
+// hodei submit reads the files it includes and sends them with it, the run
+// has the jobs of every file and succeeds, and the included files' outputs
+// reach the job that needs them.
+func TestSubmitSendsIncludes(t *testing.T) {
+	t.Setenv("HODEI_TOKEN", "")
+	_, base := startServer(t, server.Options{NATSListen: "none", LocalWorkers: 1})
+	t.Setenv("HODEI_SERVER", base)
+
+	run := jsonOf[wire.Run](t, exitOK, "submit", "../../examples/include.yaml", "--json")
+	code, logs, errOut := capture(t, "logs", run.ID, "--follow")
+	if code != exitOK {
+		t.Fatalf("logs --follow: exit %d: %s", code, errOut)
+	}
+	got := jsonOf[wire.Run](t, exitOK, "runs", run.ID, "--json")
+	var keys []string
+	for _, j := range got.Jobs {
+		keys = append(keys, j.Key)
+	}
+	if got.State != state.RunSucceeded || strings.Join(keys, ",") != "build,lint,test,package" {
+		t.Fatalf("run %s with jobs %v; logs:\n%s", got.State, keys, logs)
+	}
+	if !strings.Contains(logs, "packaged app 2.1.0") {
+		t.Errorf("the included package job did not read build's output:\n%s", logs)
+	}
+}
