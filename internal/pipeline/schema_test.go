@@ -117,6 +117,7 @@ func TestSchemaOnInvalidFiles(t *testing.T) {
 		"bad-artifacts.yaml":       schemaRej,
 		"bad-cache.yaml":           schemaRej,
 		"outputs.yaml":             schemaRej,
+		"include.yaml":             schemaRej,
 		"bad-needs-artifacts.yaml": schemaRej,
 		"bad-durations.yaml":       schemaRej,
 		"bad-env-names.yaml":       schemaRej,
