@@ -756,6 +756,8 @@ type stepRunner func(ctx context.Context, i int, st pipeline.StepSpec, script st
 // ends as its first failed step did; a cancellation or timeout of the job
 // ends it at once.
 func (a *Agent) runStepList(ctx context.Context, spec pipeline.JobSpec, files stepFiles, env jobEnv, b *batcher, masks *mask.Set, run stepRunner) (string, int, string) {
+	// The outputs of the needs are values, not templates: never expanded.
+	env.start = layer(env.start, spec.NeedsOutputs)
 	jobVars := expandEnv(spec.Env, env.start)
 	added := map[string]string{}
 	failed := false

@@ -73,3 +73,19 @@ func TestStepOutputsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestNeedsOutputsAreNotExpanded: the outputs of a job's needs reach its
+// steps as they are, a $ in them read as no variable, while the job's own
+// env values may expand them.
+func TestNeedsOutputsAreNotExpanded(t *testing.T) {
+	t.Parallel()
+	spec := pipeline.JobSpec{
+		NeedsOutputs: map[string]string{"HODEI_NEEDS_BUILD_OUTPUTS_PRICE": "$HOME costs $$5"},
+		Env:          map[string]string{"COPY": "[$HODEI_NEEDS_BUILD_OUTPUTS_PRICE]"},
+		Steps:        []pipeline.StepSpec{{Run: `test "$HODEI_NEEDS_BUILD_OUTPUTS_PRICE" = '$HOME costs $$5' && test "$COPY" = '[$HOME costs $$5]' && echo same`}},
+	}
+	state, errMsg, log, _ := runJob(t, spec)
+	if state != bus.StatusSucceeded || !strings.Contains(log, "same") {
+		t.Errorf("job ended %s %q; log:\n%s", state, errMsg, log)
+	}
+}

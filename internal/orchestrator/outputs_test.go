@@ -39,10 +39,10 @@ func TestOutputsReachTheJobsThatNeedThem(t *testing.T) {
 	if err := json.Unmarshal(next.Spec, &spec); err != nil {
 		t.Fatal(err)
 	}
-	if spec.Key != "b" || spec.Env["V"] != "v1.2" || spec.Env["HODEI_NEEDS_A_OUTPUTS_VERSION"] != "1.2" || spec.Env["HODEI_NEEDS_A_OUTPUTS_NOTES"] != "" {
-		t.Errorf("b's spec: key %s, env %q", spec.Key, spec.Env)
+	if spec.Key != "b" || spec.Env["V"] != "v1.2" || spec.NeedsOutputs["HODEI_NEEDS_A_OUTPUTS_VERSION"] != "1.2" || spec.NeedsOutputs["HODEI_NEEDS_A_OUTPUTS_NOTES"] != "" {
+		t.Errorf("b's spec: key %s, env %q, needs' outputs %q", spec.Key, spec.Env, spec.NeedsOutputs)
 	}
-	if _, ok := spec.Env["HODEI_NEEDS_A_OUTPUTS_NOTES"]; !ok {
+	if _, ok := spec.NeedsOutputs["HODEI_NEEDS_A_OUTPUTS_NOTES"]; !ok {
 		t.Error("a declared output never written has no variable")
 	}
 	if got := h.job(run.ID, "a").Outputs; !maps.Equal(got, map[string]string{"version": "1.2", "notes": ""}) {

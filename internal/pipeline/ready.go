@@ -75,8 +75,8 @@ func needsContext(needs []Need) map[string]any {
 // it evaluates the job's `if` against its needs (success() holds when every
 // need succeeded, failure() when one failed), and when it runs and is
 // Deferred, evaluates the expressions left in its env and steps with the
-// needs context and hodei.run_id; the outputs of its needs become
-// variables of its env (NeedsOutputVar). An error (an expression that
+// needs context and hodei.run_id; the outputs of its needs become its
+// NeedsOutputs. An error (an expression that
 // cannot be evaluated) fails the job.
 func Ready(s *JobSpec, runID string, needs []Need) (bool, error) {
 	st := &expr.Status{Success: true}
@@ -117,17 +117,9 @@ func Ready(s *JobSpec, runID string, needs []Need) (bool, error) {
 			return true, err
 		}
 	}
-	// Added once the templates are evaluated: an output's value is never
-	// read as an expression.
-	if vars := outputsEnv(needs); len(vars) > 0 {
-		// s may share its env with the spec it was copied from.
-		env := maps.Clone(s.Env)
-		if env == nil {
-			env = make(map[string]string, len(vars))
-		}
-		maps.Copy(env, vars)
-		s.Env = env
-	}
+	// Apart from the templates and the env: an output's value is never
+	// read as an expression, nor its $ as a variable.
+	s.NeedsOutputs = outputsEnv(needs)
 	return true, nil
 }
 

@@ -194,6 +194,10 @@ type JobSpec struct {
 	NoArtifactsFrom []string   `json:"no_artifacts_from,omitempty"`
 	// Outputs are the declared outputs of the job (see Job.Outputs).
 	Outputs []string `json:"outputs,omitempty"`
+	// NeedsOutputs are the outputs of the job's needs as environment
+	// variables (NeedsOutputVar), set by Ready: the agent gives them to
+	// the steps as they are, with no $VAR expansion.
+	NeedsOutputs map[string]string `json:"needs_outputs,omitempty"`
 }
 
 // StepSpec is a step with its expressions evaluated, but for its `if`,
