@@ -42,6 +42,10 @@ func TestOutputsEndToEnd(t *testing.T) {
 	if !strings.Contains(logs, "released 1.4.2") || !strings.Contains(logs, "Release 1.4.2") {
 		t.Errorf("the release job's log does not show the version:\n%s", logs)
 	}
+	code, out, errOut := capture(t, "runs", run.ID)
+	if want := `outputs of version: notes="first line\nsecond line" version="1.4.2"`; code != exitOK || !strings.Contains(out, want) {
+		t.Errorf("hodei runs RUN: exit %d, want a line %q:\n%s%s", code, want, out, errOut)
+	}
 }
 
 // TestSubmitSendsIncludes submits examples/include.yaml to a real server:

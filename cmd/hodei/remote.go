@@ -357,6 +357,23 @@ func printRun(w io.Writer, r wire.Run, jobs []wire.Job) {
 	}
 	_ = cli.Table(w, []string{"JOB", "STATE", "ATTEMPTS", "DURATION", "EXIT", "WORKER", "ERROR"}, rows)
 	fmt.Fprintln(w)
+	// The outputs of the jobs that have some, one job a line.
+	shown := false
+	for _, j := range r.Jobs {
+		if len(j.Outputs) == 0 {
+			continue
+		}
+		names := slices.Sorted(maps.Keys(j.Outputs))
+		parts := make([]string, len(names))
+		for i, k := range names {
+			parts[i] = k + "=" + strconv.Quote(j.Outputs[k])
+		}
+		fmt.Fprintf(w, "outputs of %s: %s\n", cli.Text(j.Key), cli.Text(strings.Join(parts, " ")))
+		shown = true
+	}
+	if shown {
+		fmt.Fprintln(w)
+	}
 	_ = cli.AttemptsTable(w, jobs)
 }
 
