@@ -29,6 +29,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"run", "../../examples/hello.yaml", "--workers", "1"}, exitOK},
 		{[]string{"run", "../../examples/monorepo.yaml", "--workers", "2"}, exitOK},
 		{[]string{"run", "../../examples/failing.yaml"}, exitFailed},
+		{[]string{"run", "../../examples/outputs.yaml"}, exitOK},
+		{[]string{"run", "../../examples/include.yaml"}, exitOK},
 		{[]string{"validate", "../../examples/deploy.yaml"}, exitOK},
 		{[]string{"run", "../../examples/deploy.yaml"}, exitUsage}, // env is required
 		{[]string{"run", "../../examples/deploy.yaml", "--input", "env=qa"}, exitUsage},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"os/signal"
 	"slices"
@@ -206,7 +207,14 @@ Example:
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	run, err := c.SubmitRun(ctx, file, data, *tenant, inputs)
+	// The files the pipeline includes are read here and sent with it: the
+	// server has only what it is sent. A file that does not parse here
+	// goes as it is, for the server to say what is wrong with it.
+	var includes map[string][]byte
+	if p, err := pipeline.ParseWith(file, data, pipeline.Limits{MaxFileBytes: int(min(maxBytes, 1<<30)), MaxJobs: math.MaxInt32}, pipeline.FileLoader(int(min(maxBytes, 1<<30)))); err == nil {
+		includes = p.Includes
+	}
+	run, err := c.SubmitFiles(ctx, file, data, *tenant, inputs, includes)
 	if err != nil {
 		var ae *client.Error
 		if errors.As(err, &ae) && (ae.Code == wire.CodeInvalidPipeline || ae.Code == wire.CodeInvalidInputs) {
@@ -349,6 +357,23 @@ func printRun(w io.Writer, r wire.Run, jobs []wire.Job) {
 	}
 	_ = cli.Table(w, []string{"JOB", "STATE", "ATTEMPTS", "DURATION", "EXIT", "WORKER", "ERROR"}, rows)
 	fmt.Fprintln(w)
+	// The outputs of the jobs that have some, one job a line.
+	shown := false
+	for _, j := range r.Jobs {
+		if len(j.Outputs) == 0 {
+			continue
+		}
+		names := slices.Sorted(maps.Keys(j.Outputs))
+		parts := make([]string, len(names))
+		for i, k := range names {
+			parts[i] = k + "=" + strconv.Quote(j.Outputs[k])
+		}
+		fmt.Fprintf(w, "outputs of %s: %s\n", cli.Text(j.Key), cli.Text(strings.Join(parts, " ")))
+		shown = true
+	}
+	if shown {
+		fmt.Fprintln(w)
+	}
 	_ = cli.AttemptsTable(w, jobs)
 }
 

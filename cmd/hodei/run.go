@@ -21,25 +21,26 @@ import (
 // given (nil: to validate the file alone, with the inputs' defaults).
 // Problems in the file or the inputs are printed to stderr; ok is false
 // when the file cannot be run.
-func readPipeline(cmd, path string, given map[string]string) (data []byte, specs []pipeline.JobSpec, ok bool) {
-	data, specs, err := loadPipeline(path, given)
+func readPipeline(cmd, path string, given map[string]string) (data []byte, includes map[string][]byte, specs []pipeline.JobSpec, ok bool) {
+	data, includes, specs, err := loadPipeline(path, given)
 	if err != nil {
 		var bad pipeline.InputErrors
 		if errors.As(err, &bad) {
 			fmt.Fprintf(os.Stderr, "hodei %s: %s:\n%v\n", cmd, path, err)
-			return nil, nil, false
+			return nil, nil, nil, false
 		}
 		if !cli.PipelineErrors(os.Stderr, err) {
 			fmt.Fprintf(os.Stderr, "hodei %s: %s: %v\n", cmd, path, err)
 		}
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
-	return data, specs, true
+	return data, includes, specs, true
 }
 
 // loadPipeline reads, parses and expands a pipeline file with the inputs
-// given (nil: the inputs' defaults).
-func loadPipeline(path string, given map[string]string) (data []byte, specs []pipeline.JobSpec, err error) {
+// given (nil: the inputs' defaults), and the files it includes (read from
+// disk, relative to its directory).
+func loadPipeline(path string, given map[string]string) (data []byte, includes map[string][]byte, specs []pipeline.JobSpec, err error) {
 	f, err := os.Open(path)
 	if err == nil {
 		defer f.Close()
@@ -47,7 +48,10 @@ func loadPipeline(path string, given map[string]string) (data []byte, specs []pi
 	}
 	var p *pipeline.Pipeline
 	if err == nil {
-		p, err = pipeline.Parse(path, data)
+		p, err = pipeline.ParseWith(path, data, pipeline.Limits{}, pipeline.FileLoader(0))
+	}
+	if err == nil {
+		includes = p.Includes
 	}
 	switch {
 	case err == nil && given == nil:
@@ -58,7 +62,7 @@ func loadPipeline(path string, given map[string]string) (data []byte, specs []pi
 			specs, err = pipeline.ExpandRun(p, pipeline.RunContext{Event: "manual", Inputs: inputs})
 		}
 	}
-	return data, specs, err
+	return data, includes, specs, err
 }
 
 func runCmd(args []string) int {
@@ -99,7 +103,7 @@ Example:
 		return usageError(fs, "%v", err)
 	}
 	file := pos[0]
-	data, _, ok := readPipeline("run", file, inputs)
+	data, includes, _, ok := readPipeline("run", file, inputs)
 	if !ok {
 		return exitUsage
 	}
@@ -139,7 +143,7 @@ Example:
 	// The run has no id before it is submitted: follow every run from
 	// before the submission, and keep the notes of ours.
 	sub := srv.Hub.Subscribe("", 1<<16)
-	run, err := srv.SubmitRun(ctx, server.RunRequest{File: file, Data: data, Inputs: inputs})
+	run, err := srv.SubmitRun(ctx, server.RunRequest{File: file, Data: data, Inputs: inputs, Includes: includes})
 	if err != nil {
 		sub.Close()
 		if cli.PipelineErrors(os.Stderr, err) {
@@ -225,7 +229,7 @@ Example:
 	}
 	status := exitOK
 	for _, file := range pos {
-		_, specs, ok := readPipeline("validate", file, nil)
+		_, _, specs, ok := readPipeline("validate", file, nil)
 		if !ok {
 			status = exitUsage
 			continue
@@ -255,7 +259,7 @@ func validateJSON(files []string) int {
 	status := exitOK
 	var out validation
 	for _, file := range files {
-		_, specs, err := loadPipeline(file, nil)
+		_, _, specs, err := loadPipeline(file, nil)
 		v := fileValidation{File: file, Valid: err == nil, Jobs: len(specs)}
 		if err != nil {
 			status = exitUsage

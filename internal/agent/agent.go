@@ -564,26 +564,32 @@ func (a *Agent) execute(ctx context.Context, d bus.Dispatch) {
 		values = append(values, v)
 	}
 	masks := mask.New(values...)
-	state, code, errMsg, usage := a.attempt(ctx, d, spec, b, masks, log)
+	outputs := make(map[string]string)
+	state, code, errMsg, usage := a.attempt(ctx, d, spec, b, masks, log, outputs)
 	errMsg = masks.String(errMsg)
 	b.Flush(-1)
 
 	// Every chunk must be stored before the final status is sent.
 	sink.close()
 	a.confirm(running, log)
-	a.reportStatus(d, bus.Status{State: state, ExitCode: code, Error: errMsg, PeakMemory: usage.PeakMemory, CPUTime: usage.CPUTime})
+	st := bus.Status{State: state, ExitCode: code, Error: errMsg, PeakMemory: usage.PeakMemory, CPUTime: usage.CPUTime}
+	if state == bus.StatusSucceeded {
+		st.Outputs = pipeline.FillOutputs(spec.Outputs, outputs)
+	}
+	a.reportStatus(d, st)
 }
 
 // attempt runs the steps of one attempt in its cgroup, if the agent has
-// cgroups, and returns how it ended and what it used once every process it
+// cgroups, puts what its steps wrote to $HODEI_OUTPUT in outputs, and
+// returns how it ended and what it used once every process it
 // started is gone.
-func (a *Agent) attempt(ctx context.Context, d bus.Dispatch, spec pipeline.JobSpec, b *batcher, masks *mask.Set, log *slog.Logger) (state string, code int, errMsg string, usage cgroup.Stats) {
+func (a *Agent) attempt(ctx context.Context, d bus.Dispatch, spec pipeline.JobSpec, b *batcher, masks *mask.Set, log *slog.Logger, outputs map[string]string) (state string, code int, errMsg string, usage cgroup.Stats) {
 	if a.cfg.Exec != nil {
 		state, code, errMsg = a.cfg.Exec(ctx, d, spec)
 		return state, code, errMsg, usage
 	}
 	cg := a.newAttemptCgroup(d, spec, log)
-	state, code, errMsg = a.runSteps(ctx, d, spec, b, masks, log, cg)
+	state, code, errMsg = a.runSteps(ctx, d, spec, b, masks, log, cg, outputs)
 	// The attempt is over: nothing it started outlives it.
 	usage = cg.end()
 	return state, code, errMsg, usage
@@ -605,7 +611,7 @@ func (a *Agent) openSecrets(d *bus.Dispatch) error {
 	return nil
 }
 
-func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobSpec, b *batcher, masks *mask.Set, log *slog.Logger, cg *attemptCgroup) (state string, code int, errMsg string) {
+func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobSpec, b *batcher, masks *mask.Set, log *slog.Logger, cg *attemptCgroup, outputs map[string]string) (state string, code int, errMsg string) {
 	// The workspace (0700) and, beside it, the attempt's private temporary
 	// directory (the step's /tmp, with HOME in it).
 	ws, err := os.MkdirTemp(a.cfg.WorkDir, d.JobID+"-"+strconv.Itoa(d.Attempt)+"-")
@@ -719,9 +725,9 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 		}()
 	}
 	if spec.Image != "" {
-		return a.runContainerSteps(ctx, d, spec, ws, hodeiEnv, b, masks, log)
+		return a.runContainerSteps(ctx, d, spec, ws, hodeiEnv, b, masks, log, outputs)
 	}
-	env := jobEnv{start: layer(base, envMap(a.cfg.BaseEnv), hodeiEnv, d.Env), secrets: d.Secrets, dispatch: d}
+	env := jobEnv{start: layer(base, envMap(a.cfg.BaseEnv), hodeiEnv, d.Env), secrets: d.Secrets, dispatch: d, outputs: outputs}
 	return a.runStepList(ctx, spec, files, env, b, masks, func(ctx context.Context, i int, st pipeline.StepSpec, script string, env []string, out io.Writer) stepResult {
 		return runScript(script, env, st.Timeout, out)
 	})
@@ -735,6 +741,9 @@ type jobEnv struct {
 	secrets map[string]string
 	// dispatch is the assignment (for the steps' spans).
 	dispatch bus.Dispatch
+	// outputs receives what the steps write to $HODEI_OUTPUT (nil: not
+	// kept).
+	outputs map[string]string
 }
 
 // layer merges maps, later ones winning.
@@ -758,6 +767,8 @@ type stepRunner func(ctx context.Context, i int, st pipeline.StepSpec, script st
 // ends as its first failed step did; a cancellation or timeout of the job
 // ends it at once.
 func (a *Agent) runStepList(ctx context.Context, spec pipeline.JobSpec, files stepFiles, env jobEnv, b *batcher, masks *mask.Set, run stepRunner) (string, int, string) {
+	// The outputs of the needs are values, not templates: never expanded.
+	env.start = layer(env.start, spec.NeedsOutputs)
 	jobVars := expandEnv(spec.Env, env.start)
 	added := map[string]string{}
 	failed := false
@@ -805,7 +816,7 @@ func (a *Agent) runStepList(ctx context.Context, spec pipeline.JobSpec, files st
 		stepVars := expandEnv(st.Env, cur)
 		// Secrets come last: a job gets the secrets it names even if an
 		// inherited env sets the same names.
-		vars := mergeEnv(nil, cur, stepVars, map[string]string{"HODEI_ENV": files.envPath()}, env.secrets)
+		vars := mergeEnv(nil, cur, stepVars, map[string]string{"HODEI_ENV": files.envPath(), "HODEI_OUTPUT": files.outputPath()}, env.secrets)
 		_, _ = io.WriteString(b, stepHeader(i, n, st, masks))
 		ends := &lineEnds{w: b}
 		out := mask.NewWriter(ends, masks)
@@ -822,6 +833,15 @@ func (a *Agent) runStepList(ctx context.Context, spec pipeline.JobSpec, files st
 				res = stepResult{ExitCode: -1, Err: err}
 			}
 			maps.Copy(added, more)
+		}
+		if res.Err == nil {
+			outs, err := files.readOutput()
+			if err != nil {
+				res = stepResult{ExitCode: -1, Err: err}
+			}
+			if env.outputs != nil {
+				maps.Copy(env.outputs, outs)
+			}
 		}
 		_, _ = io.WriteString(b, stepFooter(i, n, res.ExitCode, res.Err, time.Since(started), masks))
 		traceStep(env.dispatch, i, st, started, res.ExitCode, res.Err, masks)
@@ -840,7 +860,27 @@ func (a *Agent) runStepList(ctx context.Context, spec pipeline.JobSpec, files st
 	if failed {
 		return state, code, errMsg
 	}
+	if err := checkOutputs(spec.Outputs, env.outputs, masks); err != nil {
+		_, _ = io.WriteString(b, "hodei: "+err.Error()+"\n")
+		return bus.StatusFailed, -1, err.Error()
+	}
 	return bus.StatusSucceeded, 0, ""
+}
+
+// checkOutputs checks the outputs of a job whose steps succeeded: only
+// declared names, within pipeline.MaxOutputBytes, and no value that holds
+// a secret (secrets never pass through outputs: the jobs that read them
+// did not ask for the secret).
+func checkOutputs(declared []string, got map[string]string, masks *mask.Set) error {
+	if err := pipeline.CheckOutputs(declared, got); err != nil {
+		return err
+	}
+	for _, k := range slices.Sorted(maps.Keys(got)) {
+		if v := got[k]; masks.String(v) != v {
+			return fmt.Errorf("outputs: %s holds a secret of the job; secrets never pass through outputs (give the job that needs it the secret instead)", k)
+		}
+	}
+	return nil
 }
 
 // envMap turns KEY=VALUE entries into a map.

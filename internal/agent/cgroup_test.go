@@ -78,7 +78,7 @@ func runAttempt(ctx context.Context, a *Agent, spec pipeline.JobSpec, out attemp
 	d := bus.Dispatch{RunID: "run-1", JobID: fmt.Sprintf("job-%d", cgAgentSeq.Add(1)), Attempt: 1}
 	b := newBatcher(64<<10, 5*time.Millisecond, out.emit)
 	defer b.Flush(-1)
-	return a.attempt(ctx, d, spec, b, mask.New(), a.log)
+	return a.attempt(ctx, d, spec, b, mask.New(), a.log, nil)
 }
 
 func steps(scripts ...string) []pipeline.StepSpec {

@@ -23,7 +23,7 @@ import (
 // when the attempt ends, however it ends; if the agent dies first, the
 // container stops by itself (see dockerengine.Docker.StartJob), and the next
 // start of the agent removes whatever carries its label.
-func (a *Agent) runContainerSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobSpec, ws string, hodeiEnv map[string]string, b *batcher, masks *mask.Set, log *slog.Logger) (string, int, string) {
+func (a *Agent) runContainerSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobSpec, ws string, hodeiEnv map[string]string, b *batcher, masks *mask.Set, log *slog.Logger, outputs map[string]string) (string, int, string) {
 	if a.cfg.Containers == nil {
 		return bus.StatusFailed, -1, fmt.Sprintf("the job runs in image %s, but worker %s has no container engine: "+
 			"give its agent access to a Docker engine (DOCKER_HOST or /var/run/docker.sock); agents that reach one get the label %q",
@@ -64,7 +64,7 @@ func (a *Agent) runContainerSteps(ctx context.Context, d bus.Dispatch, spec pipe
 	files := stepFiles{host: shared, step: shared, uid: -1}
 	// The host's environment is not the image's: only what Hodei and the
 	// file set is added to the image's own.
-	env := jobEnv{start: layer(hodeiEnv, d.Env), secrets: d.Secrets, dispatch: d}
+	env := jobEnv{start: layer(hodeiEnv, d.Env), secrets: d.Secrets, dispatch: d, outputs: outputs}
 	return a.runStepList(ctx, spec, files, env, b, masks, func(ctx context.Context, i int, st pipeline.StepSpec, script string, env []string, out io.Writer) stepResult {
 		sctx, cancel := ctx, context.CancelFunc(func() {})
 		if st.Timeout > 0 {

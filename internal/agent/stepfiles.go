@@ -18,14 +18,17 @@ import (
 // maxEnvFile bounds what a step may write to $HODEI_ENV.
 const maxEnvFile = 1 << 20
 
-// envFileName is the name of the $HODEI_ENV file in a job's private
-// directory.
-const envFileName = "hodei-env"
+// envFileName and outputFileName are the names of the $HODEI_ENV and
+// $HODEI_OUTPUT files in a job's private directory.
+const (
+	envFileName    = "hodei-env"
+	outputFileName = "hodei-output"
+)
 
 // stepFiles are the files the agent shares with the steps of one attempt,
 // in a directory only the attempt can see (its private /tmp, or for a
-// container its workspace): the $HODEI_ENV file and the scripts of steps
-// that name a shell or a working directory.
+// container its workspace): the $HODEI_ENV and $HODEI_OUTPUT files and the
+// scripts of steps that name a shell or a working directory.
 type stepFiles struct {
 	host string // the directory on the agent's side
 	step string // the same directory as the steps see it
@@ -35,59 +38,88 @@ type stepFiles struct {
 // envPath is $HODEI_ENV as the steps see it.
 func (f stepFiles) envPath() string { return filepath.Join(f.step, envFileName) }
 
-// resetEnv makes the env file empty and writable by the step. Whatever a
-// step left at its name (a link, a directory) is removed first.
+// outputPath is $HODEI_OUTPUT as the steps see it.
+func (f stepFiles) outputPath() string { return filepath.Join(f.step, outputFileName) }
+
+// resetEnv makes the env and output files empty and writable by the step.
+// Whatever a step left at their names (a link, a directory) is removed
+// first.
 func (f stepFiles) resetEnv() error {
-	p := filepath.Join(f.host, envFileName)
-	if err := os.RemoveAll(p); err != nil {
-		return fmt.Errorf("env file: %w", err)
-	}
-	fd, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return fmt.Errorf("env file: %w", err)
-	}
-	defer fd.Close()
-	if f.uid >= 0 {
-		if err := fd.Chown(f.uid, f.uid); err != nil {
-			return fmt.Errorf("env file: %w", err)
+	for _, name := range []string{envFileName, outputFileName} {
+		if err := f.reset(name); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// readEnv reads what the last step appended to the env file. The file is
-// opened without following links and must be a regular file with a single
-// link: the agent never reads, on a step's behalf, a file the step could
-// not read itself.
+func (f stepFiles) reset(name string) error {
+	p := filepath.Join(f.host, name)
+	if err := os.RemoveAll(p); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	fd, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	defer fd.Close()
+	if f.uid >= 0 {
+		if err := fd.Chown(f.uid, f.uid); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// readEnv reads what the last step appended to the env file.
 func (f stepFiles) readEnv() (map[string]string, error) {
-	fd, err := os.OpenFile(filepath.Join(f.host, envFileName), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	return f.readVars(envFileName, "$HODEI_ENV")
+}
+
+// readOutput reads what the last step appended to the output file.
+func (f stepFiles) readOutput() (map[string]string, error) {
+	return f.readVars(outputFileName, "$HODEI_OUTPUT")
+}
+
+// readVars reads a file of variables a step appended to (label names it
+// in messages). The file is opened without following links and must be a
+// regular file with a single link: the agent never reads, on a step's
+// behalf, a file the step could not read itself.
+func (f stepFiles) readVars(name, label string) (map[string]string, error) {
+	fd, err := os.OpenFile(filepath.Join(f.host, name), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("$HODEI_ENV: %w", err)
+		return nil, fmt.Errorf("%s: %w", label, err)
 	}
 	defer fd.Close()
 	fi, err := fd.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("$HODEI_ENV: %w", err)
+		return nil, fmt.Errorf("%s: %w", label, err)
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); !fi.Mode().IsRegular() || ok && st.Nlink != 1 {
-		return nil, errors.New("$HODEI_ENV: not a regular file")
+		return nil, fmt.Errorf("%s: not a regular file", label)
 	}
 	data, err := io.ReadAll(io.LimitReader(fd, maxEnvFile+1))
 	if err != nil {
-		return nil, fmt.Errorf("$HODEI_ENV: %w", err)
+		return nil, fmt.Errorf("%s: %w", label, err)
 	}
 	if len(data) > maxEnvFile {
-		return nil, fmt.Errorf("$HODEI_ENV: more than %d bytes", maxEnvFile)
+		return nil, fmt.Errorf("%s: more than %d bytes", label, maxEnvFile)
 	}
-	return parseEnvFile(data)
+	return parseVarFile(label, data)
 }
 
-// parseEnvFile reads NAME=VALUE lines and NAME<<DELIMITER blocks (the value
-// is the lines up to one that is DELIMITER). Empty lines are skipped.
+// parseEnvFile parses a $HODEI_ENV file (see parseVarFile).
 func parseEnvFile(data []byte) (map[string]string, error) {
+	return parseVarFile("$HODEI_ENV", data)
+}
+
+// parseVarFile reads NAME=VALUE lines and NAME<<DELIMITER blocks (the
+// value is the lines up to one that is DELIMITER). Empty lines are
+// skipped; a name written twice keeps its last value.
+func parseVarFile(label string, data []byte) (map[string]string, error) {
 	out := make(map[string]string)
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 64<<10), maxEnvFile+1)
@@ -103,15 +135,15 @@ func parseEnvFile(data []byte) (map[string]string, error) {
 		if i := strings.Index(line, "<<"); i >= 0 && (!ok || i < len(name)) {
 			name, value, heredoc = line[:i], line[i+2:], true
 		} else if !ok {
-			return nil, fmt.Errorf("$HODEI_ENV line %d: want NAME=VALUE or NAME<<DELIMITER", n)
+			return nil, fmt.Errorf("%s line %d: want NAME=VALUE or NAME<<DELIMITER", label, n)
 		}
 		if err := checkEnvName(name); err != nil {
-			return nil, fmt.Errorf("$HODEI_ENV line %d: %w", n, err)
+			return nil, fmt.Errorf("%s line %d: %w", label, n, err)
 		}
 		if heredoc {
 			delim := value
 			if delim == "" {
-				return nil, fmt.Errorf("$HODEI_ENV line %d: %s<< needs a delimiter", n, name)
+				return nil, fmt.Errorf("%s line %d: %s<< needs a delimiter", label, n, name)
 			}
 			var lines []string
 			closed := false
@@ -125,14 +157,14 @@ func parseEnvFile(data []byte) (map[string]string, error) {
 				lines = append(lines, l)
 			}
 			if !closed {
-				return nil, fmt.Errorf("$HODEI_ENV: the value of %s is not ended by a line %s", name, delim)
+				return nil, fmt.Errorf("%s: the value of %s is not ended by a line %s", label, name, delim)
 			}
 			value = strings.Join(lines, "\n")
 		}
 		out[name] = value
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("$HODEI_ENV: %w", err)
+		return nil, fmt.Errorf("%s: %w", label, err)
 	}
 	return out, nil
 }

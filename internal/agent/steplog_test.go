@@ -34,7 +34,7 @@ func stepLog(t *testing.T, spec pipeline.JobSpec, secrets ...string) (log string
 		}
 	})
 	d := bus.Dispatch{RunID: "r", JobID: "j", Attempt: 1}
-	state, code, _ = a.runSteps(context.Background(), d, spec, b, mask.New(secrets...), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	state, code, _ = a.runSteps(context.Background(), d, spec, b, mask.New(secrets...), slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
 	b.Flush(-1)
 	mu.Lock()
 	defer mu.Unlock()

@@ -25,6 +25,13 @@ func runJob(t *testing.T, spec pipeline.JobSpec) (state string, errMsg string, l
 // when the test runs as root), as an agent without --unsafe-shared-user.
 func runJobIn(t *testing.T, spec pipeline.JobSpec, isolated bool) (state string, errMsg string, log string, ws string) {
 	t.Helper()
+	return runJobOut(t, spec, isolated, nil)
+}
+
+// runJobOut is runJobIn that puts what the steps write to $HODEI_OUTPUT in
+// outputs.
+func runJobOut(t *testing.T, spec pipeline.JobSpec, isolated bool, outputs map[string]string) (state string, errMsg string, log string, ws string) {
+	t.Helper()
 	ws = t.TempDir()
 	tmp := t.TempDir()
 	files := stepFiles{host: tmp, step: tmp, uid: -1}
@@ -51,6 +58,7 @@ func runJobIn(t *testing.T, spec pipeline.JobSpec, isolated bool) (state string,
 	env := jobEnv{
 		start:   map[string]string{"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": tmp, "HODEI_WORKSPACE": ws},
 		secrets: map[string]string{"TOKEN": "s3cret-value"},
+		outputs: outputs,
 	}
 	state, _, errMsg = (&Agent{}).runStepList(context.Background(), spec, files, env, b, mask.New("s3cret-value"), func(ctx context.Context, i int, st pipeline.StepSpec, script string, env []string, w io.Writer) stepResult {
 		if isolated {

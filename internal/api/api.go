@@ -52,7 +52,9 @@ type Deps struct {
 	Registry *prometheus.Registry
 	// Submit parses, validates, expands and submits a pipeline file; a
 	// pipeline.ErrorList error means the file is invalid.
-	Submit func(ctx context.Context, file string, data []byte, tenant string, inputs map[string]string) (store.Run, error)
+	// includes are the files the pipeline includes, by name (nil: none
+	// given).
+	Submit func(ctx context.Context, file string, data []byte, tenant string, inputs map[string]string, includes map[string][]byte) (store.Run, error)
 	Logger *slog.Logger
 
 	// Security (see auth.go); with Auth nil the API is open. Authz nil

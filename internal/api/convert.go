@@ -84,6 +84,7 @@ func JobJSON(j store.Job, now time.Time) wire.Job {
 		StartedAt:   timePtr(j.StartedAt),
 		FinishedAt:  timePtr(j.FinishedAt),
 		Error:       j.Error,
+		Outputs:     j.Outputs,
 	}
 	final := j.State.Final()
 	if !final {

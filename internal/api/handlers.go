@@ -83,6 +83,7 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 	file, tenant := q.Get("file"), q.Get("tenant")
 	var data []byte
 	var inputs map[string]string
+	var includes map[string][]byte
 	ct := r.Header.Get("Content-Type")
 	mt := ""
 	if ct != "" {
@@ -124,6 +125,16 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 		}
 		data = []byte(req.Pipeline)
 		inputs = req.Inputs
+		for name, text := range req.Includes {
+			if len(text) > a.maxPipeline() {
+				tooLarge(int64(len(text)))
+				return
+			}
+			if includes == nil {
+				includes = make(map[string][]byte, len(req.Includes))
+			}
+			includes[name] = []byte(text)
+		}
 		if req.File != "" {
 			file = req.File
 		}
@@ -158,7 +169,7 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("invalid tenant %q: a tenant's name matches %s", tenant, auth.TenantPattern))
 		return
 	}
-	run, err := a.d.Submit(r.Context(), file, data, tenant, inputs)
+	run, err := a.d.Submit(r.Context(), file, data, tenant, inputs, includes)
 	a.submitted(w, r, file, run, err)
 	if err == nil {
 		traceSubmit(r, run.ID, began)

@@ -131,6 +131,6 @@ func (a *api) rerun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, wire.CodeNotFound, fmt.Sprintf("run %s has no stored pipeline file to run again", id))
 		return
 	}
-	next, err := a.d.Submit(r.Context(), run.File, run.Source, run.Tenant, run.Inputs)
+	next, err := a.d.Submit(r.Context(), run.File, run.Source, run.Tenant, run.Inputs, run.Includes)
 	a.submitted(w, r, run.File, next, err)
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -302,6 +303,9 @@ type attempt struct {
 	job  store.Job
 	run  store.Run
 	spec pipeline.JobSpec
+	// scopes are the run's cache scopes (CacheScopes), for the requests
+	// on caches.
+	scopes []string
 }
 
 // attempt checks that worker runs ref now and loads its job, run and spec.
@@ -324,7 +328,13 @@ func (s *Service) attempt(ctx context.Context, worker string, ref AttemptRef) (a
 	if err := json.Unmarshal(job.Spec, &spec); err != nil {
 		return attempt{}, fmt.Errorf("job %s: spec: %w", job.ID, err)
 	}
-	return attempt{job: job, run: run, spec: spec}, nil
+	a := attempt{job: job, run: run, spec: spec}
+	if len(spec.Cache) > 0 {
+		if a.scopes, err = s.cacheScopes(ctx, run); err != nil {
+			return attempt{}, err
+		}
+	}
+	return a, nil
 }
 
 // readable lists the artifacts the attempt receives: those of its needs
@@ -395,10 +405,70 @@ func (s *Service) list(ctx context.Context, worker string, req ListRequest) (Lis
 	return out, nil
 }
 
-// CacheScopes are the scopes a run's caches are looked up in, in order.
-// Runs carry no repository or branch yet, so a tenant's caches share one
-// scope, "".
-func CacheScopes(store.Run) []string { return []string{""} }
+// CacheScopes are the scopes a run's caches are looked up in, in order;
+// the first is the one its caches are saved to, the others are only read.
+// A run without a repository (tr nil: hodei run, hodei submit) has its
+// tenant's one scope, "". A run from a repository has the scope of its
+// ref, REPO:refs/heads/BRANCH (or REPO:refs/tags/TAG), then that of the
+// repository's default branch. A pull request has a scope of its own,
+// REPO:pull/N, then its target branch's, then the default branch's: it
+// never writes where the runs of a branch read, so a change proposed by
+// anyone cannot leave a poisoned cache for the default branch.
+func CacheScopes(tr *store.Trigger, defaultBranch string) []string {
+	if tr == nil || tr.Repo == "" {
+		return []string{""}
+	}
+	branch := func(b string) string { return tr.Repo + ":refs/heads/" + b }
+	var out []string
+	add := func(s string) {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	switch {
+	case tr.Event == "pull_request" || tr.PR > 0:
+		add(tr.Repo + ":pull/" + strconv.Itoa(tr.PR))
+		if tr.Branch != "" {
+			add(branch(tr.Branch))
+		}
+	case strings.HasPrefix(tr.Ref, "refs/heads/") || strings.HasPrefix(tr.Ref, "refs/tags/"):
+		add(tr.Repo + ":" + tr.Ref)
+	case tr.Branch != "":
+		add(branch(tr.Branch))
+	case tr.Tag != "":
+		add(tr.Repo + ":refs/tags/" + tr.Tag)
+	default:
+		// A ref of another kind: a scope of its own all the same.
+		add(tr.Repo + ":" + tr.Ref)
+	}
+	if defaultBranch != "" {
+		add(branch(defaultBranch))
+	}
+	return out
+}
+
+// cacheScopes finds the trigger of a run and its repository's default
+// branch, for CacheScopes.
+func (s *Service) cacheScopes(ctx context.Context, run store.Run) ([]string, error) {
+	trs, err := s.st.GetTriggers(ctx, []string{run.ID})
+	if err != nil {
+		return nil, fmt.Errorf("caches: trigger of run %s: %w", run.ID, err)
+	}
+	tr, ok := trs[run.ID]
+	if !ok {
+		return CacheScopes(nil, ""), nil
+	}
+	def := ""
+	repo, err := s.st.GetRepo(ctx, run.Tenant, tr.Repo)
+	switch {
+	case err == nil:
+		def = repo.DefaultBranch
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, fmt.Errorf("caches: repository %s: %w", tr.Repo, err)
+	}
+	// A repository removed since: no fallback but the run's own scope.
+	return CacheScopes(&tr, def), nil
+}
 
 // cacheID is the record ID of a cache entry: one per tenant, scope and key.
 func cacheID(tenant, scope, key string) string {
@@ -410,7 +480,7 @@ func (s *Service) cache(ctx context.Context, worker string, req CacheRequest) (C
 	if err != nil {
 		return CacheReply{}, err
 	}
-	rec, exact, err := s.findCache(ctx, a.run, req.Key, req.RestoreKeys)
+	rec, exact, err := s.findCache(ctx, a, req.Key, req.RestoreKeys)
 	if err != nil {
 		return CacheReply{}, err
 	}
@@ -432,8 +502,9 @@ func (s *Service) cache(ctx context.Context, worker string, req CacheRequest) (C
 
 // findCache looks for the exact key, then for the newest entry of each
 // restore key (a prefix) in turn, scope by scope.
-func (s *Service) findCache(ctx context.Context, run store.Run, key string, restore []string) (*store.Artifact, bool, error) {
-	for _, scope := range CacheScopes(run) {
+func (s *Service) findCache(ctx context.Context, a attempt, key string, restore []string) (*store.Artifact, bool, error) {
+	run := a.run
+	for _, scope := range a.scopes {
 		for i, prefix := range append([]string{key}, restore...) {
 			recs, err := s.st.ListArtifacts(ctx, store.ArtifactFilter{Kind: store.KindCache, Tenant: run.Tenant, Scope: scope, NamePrefix: prefix, Limit: 50})
 			if err != nil {
@@ -474,7 +545,7 @@ func (s *Service) open(ctx context.Context, worker string, req OpenRequest) (Ope
 		}
 	}
 	if rec == nil {
-		for _, scope := range CacheScopes(a.run) {
+		for _, scope := range a.scopes {
 			caches, err := s.st.ListArtifacts(ctx, store.ArtifactFilter{Kind: store.KindCache, Tenant: a.run.Tenant, Scope: scope, Limit: 10000})
 			if err != nil {
 				return OpenReply{}, err
@@ -594,10 +665,10 @@ func (s *Service) upload(ctx context.Context, worker string, req UploadRequest) 
 		if req.Name == "" || len(req.Name) > 512 {
 			return UploadReply{}, refuse(CodeInvalid, "artifacts: a cache key must have 1 to 512 characters")
 		}
-		rec.Scope = CacheScopes(a.run)[0]
+		rec.Scope = a.scopes[0]
 		rec.ID = cacheID(rec.Tenant, rec.Scope, req.Name)
 		rec.ExpiresAt = now.Add(s.lim.CacheExpireIn)
-		if old, _, err := s.findCache(ctx, a.run, req.Name, nil); err != nil {
+		if old, _, err := s.findCache(ctx, attempt{run: a.run, scopes: a.scopes[:1]}, req.Name, nil); err != nil {
 			return UploadReply{}, err
 		} else if old != nil && old.Scope == rec.Scope {
 			return UploadReply{}, refuse(CodeExists, "artifacts: cache %q exists", req.Name)

@@ -93,6 +93,9 @@ type Status struct {
 	// measured in its cgroup; zero when the worker has no cgroups.
 	PeakMemory int64         `json:"peak_memory_bytes,omitempty"`
 	CPUTime    time.Duration `json:"cpu_time_ns,omitempty"`
+	// Outputs are the job's outputs, with a final status of an attempt
+	// that succeeded (pipeline.FillOutputs).
+	Outputs map[string]string `json:"outputs,omitempty"`
 }
 
 // MsgID de-duplicates status messages: one per attempt and state.

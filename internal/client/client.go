@@ -182,10 +182,24 @@ func (c *Client) Submit(ctx context.Context, file string, yaml []byte, tenant st
 // SubmitRun is Submit with values for the pipeline's inputs; the file is
 // sent as JSON when there are some.
 func (c *Client) SubmitRun(ctx context.Context, file string, yaml []byte, tenant string, inputs map[string]string) (Run, error) {
-	if len(inputs) == 0 {
+	return c.SubmitFiles(ctx, file, yaml, tenant, inputs, nil)
+}
+
+// SubmitFiles is SubmitRun with the files the pipeline includes, by name
+// (pipeline.Pipeline.Includes); the file is sent as JSON when there are
+// inputs or includes.
+func (c *Client) SubmitFiles(ctx context.Context, file string, yaml []byte, tenant string, inputs map[string]string, includes map[string][]byte) (Run, error) {
+	if len(inputs) == 0 && len(includes) == 0 {
 		return c.Submit(ctx, file, yaml, tenant)
 	}
-	body, err := json.Marshal(wire.SubmitRequest{File: file, Pipeline: string(yaml), Tenant: tenant, Inputs: inputs})
+	req := wire.SubmitRequest{File: file, Pipeline: string(yaml), Tenant: tenant, Inputs: inputs}
+	for name, data := range includes {
+		if req.Includes == nil {
+			req.Includes = make(map[string]string, len(includes))
+		}
+		req.Includes[name] = string(data)
+	}
+	body, err := json.Marshal(req)
 	if err != nil {
 		return Run{}, err
 	}

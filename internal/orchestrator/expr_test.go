@@ -74,6 +74,7 @@ func TestJobWhoseConditionCannotBeEvaluatedFails(t *testing.T) {
 	run := h.submit(`name: bad-format
 jobs:
   a:
+    outputs: [missing]
     steps: [{run: x}]
   b:
     needs: a

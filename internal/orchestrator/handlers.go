@@ -38,6 +38,7 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 		Source:    req.Source,
 		CreatedAt: c.now,
 		Inputs:    req.Inputs,
+		Includes:  req.Pipeline.Includes,
 	}}
 	if cc := req.Pipeline.Concurrency; cc != nil {
 		rs.rec.ConcurrencyGroup, rs.rec.ConcurrencyLimit = cc.Group, cc.Limit
@@ -391,7 +392,7 @@ func setSpec(j *jobState, spec pipeline.JobSpec) bool {
 // condition evaluates a job's `if` against its needs (pipeline.Ready):
 // ended is false while a need has not ended; run says whether the job runs;
 // spec, when not nil, is the job's spec with its deferred expressions
-// evaluated. It is the one place a condition is read, whatever the path: a
+// evaluated and the outputs of its needs in its env. It is the one place a condition is read, whatever the path: a
 // job without needs at submission (or when its run leaves its concurrency
 // group's line), a job whose needs have ended. Like GitHub Actions'
 // failure() ("true if any ancestor job fails"), failure() holds when a need
@@ -405,12 +406,11 @@ func condition(j *jobState) (ended, run bool, spec *pipeline.JobSpec, err error)
 		if !n.rec.State.Final() {
 			return false, false, nil, nil
 		}
-		// Job outputs are not recorded yet: needs.<job>.outputs is empty.
-		needs = append(needs, pipeline.Need{JobID: n.spec.JobID, Result: result(n)})
+		needs = append(needs, pipeline.Need{JobID: n.spec.JobID, Result: result(n), Outputs: n.rec.Outputs})
 	}
 	s := j.spec
 	run, err = pipeline.Ready(&s, j.run.rec.ID, needs)
-	if err != nil || !run || !j.spec.Deferred {
+	if err != nil || !run || !j.spec.Deferred && !pipeline.HasOutputs(needs) {
 		return true, run, nil, err
 	}
 	return true, true, &s, nil
@@ -536,6 +536,14 @@ func (o *Orchestrator) onStatus(c *change, st bus.Status) {
 		if j.rec.StartedAt.IsZero() {
 			j.rec.StartedAt = c.now
 		}
+		// The agent checks the outputs; the server does again, since
+		// what it keeps is read by other jobs.
+		if err := pipeline.CheckOutputs(j.spec.Outputs, st.Outputs); err != nil {
+			o.endAttempt(c, j, state.AttemptFailed, 0, err.Error())
+			o.retryOrFail(c, j, err.Error())
+			return
+		}
+		j.rec.Outputs = pipeline.FillOutputs(j.spec.Outputs, st.Outputs)
 		o.endAttempt(c, j, state.AttemptSucceeded, 0, "")
 		o.finish(c, j, state.JobSucceeded, "")
 	case bus.StatusLost:

@@ -405,6 +405,8 @@ func (o *Orchestrator) Stop() {
 
 // SubmitRequest is a validated, expanded pipeline to run.
 type SubmitRequest struct {
+	// Pipeline is stored with the run: its name, file, and the files it
+	// includes.
 	Pipeline *pipeline.Pipeline
 	Jobs     []pipeline.JobSpec
 	Source   []byte

@@ -171,8 +171,14 @@ func (w *worker) next() bus.Dispatch {
 // duplicates from the orchestrator: its handlers must.
 func (w *worker) status(from, jobID string, attempt int, st string, code int) {
 	w.h.t.Helper()
+	w.statusWith(from, jobID, attempt, st, code, nil)
+}
+
+// statusWith is status with the job's outputs.
+func (w *worker) statusWith(from, jobID string, attempt int, st string, code int, outputs map[string]string) {
+	w.h.t.Helper()
 	w.h.msgN++
-	s := bus.Status{WorkerID: w.id, JobID: jobID, Attempt: attempt, State: st, ExitCode: code, At: time.Now()}
+	s := bus.Status{WorkerID: w.id, JobID: jobID, Attempt: attempt, State: st, ExitCode: code, At: time.Now(), Outputs: outputs}
 	data, _ := json.Marshal(s)
 	m := nats.NewMsg(w.h.subs.Status(from))
 	m.Data = data

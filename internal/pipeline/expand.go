@@ -265,7 +265,11 @@ func (x *expander) job(j *Job, vals []string, needs []string) (JobSpec, error) {
 	path := "jobs." + j.ID
 	var errs ErrorList
 	fail := func(f string, err error) {
-		errs = append(errs, &Error{File: x.p.File, Line: j.Line, Field: f, Msg: err.Error()})
+		file := x.p.File
+		if j.File != "" {
+			file = j.File
+		}
+		errs = append(errs, &Error{File: file, Line: j.Line, Field: f, Msg: err.Error()})
 	}
 	// The name, labels and image read nothing deferred (Parse sees to
 	// it): they are final.
@@ -302,6 +306,7 @@ func (x *expander) job(j *Job, vals []string, needs []string) (JobSpec, error) {
 		InfraRetries:    j.InfraRetries,
 		Priority:        j.Priority,
 		Matrix:          mx,
+		Outputs:         slices.Clone(j.Outputs),
 	}
 	if j.Checkout != nil {
 		c := *j.Checkout

@@ -47,6 +47,8 @@ type exprRef struct {
 	// where the status functions may be called.
 	cond bool
 	job  *jobInfo // nil at the pipeline's level
+	// rd reads the file the field is in.
+	rd *yamlpos.Reader
 }
 
 // parseCondition reads an `if`: a bare expression, or one inside ${{ }}.
@@ -91,7 +93,10 @@ func conditionText(s string) (Condition, error) {
 // checkExprs checks every expression of the file once the inputs and the
 // jobs' needs and matrices are known.
 func (p *parser) checkExprs(inputs map[string]bool) {
+	main := p.Reader
+	defer func() { p.Reader = main }()
 	for _, r := range p.exprs {
+		p.Reader = r.rd
 		p.checkExpr(r, inputs)
 	}
 }
@@ -246,6 +251,9 @@ func (p *parser) checkRef(r exprRef, text string, ref *expr.Ref, inputs map[stri
 		}
 		if len(path) >= 3 && path[2] != "result" && path[2] != "outputs" {
 			at(offs[2], "unknown property needs.%s.%s (a need has result and outputs)", path[1], path[2])
+		}
+		if len(path) >= 3 && path[2] == "outputs" {
+			p.checkOutputRef(path[1], path, offs, at)
 		}
 	case "env":
 	case "secrets":

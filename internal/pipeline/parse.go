@@ -36,9 +36,9 @@ var (
 
 // The fields allowed at each level, in the order the documentation gives.
 var (
-	pipelineFields    = []string{"name", "on", "inputs", "env", "priority", "concurrency", "jobs"}
+	pipelineFields    = []string{"name", "on", "inputs", "env", "priority", "concurrency", "include", "jobs"}
 	concurrencyFields = []string{"group", "limit"}
-	jobFields         = []string{"extends", "name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "continue-on-error", "steps", "checkout", "artifacts", "cache"}
+	jobFields         = []string{"extends", "name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "continue-on-error", "steps", "checkout", "artifacts", "cache", "outputs"}
 	runsOnFields      = []string{"labels", "cpu", "memory", "gpu"}
 	stepFields        = []string{"name", "if", "run", "shell", "working-directory", "env", "timeout", "continue-on-error"}
 )
@@ -60,7 +60,7 @@ func ParseFile(path string) (*Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Parse(path, data)
+	return ParseWith(path, data, Limits{}, FileLoader(0))
 }
 
 // Parse parses and validates a pipeline file within the default Limits.
@@ -74,11 +74,30 @@ func Parse(file string, data []byte) (*Pipeline, error) {
 // field keeps its default). A file over MaxFileBytes is refused before
 // it is read; a pipeline over MaxJobs is reported at its jobs key.
 func ParseWithLimits(file string, data []byte, lim Limits) (*Pipeline, error) {
+	return ParseWith(file, data, lim, nil)
+}
+
+// ParseWith is ParseWithLimits that reads the files the pipeline includes
+// with load (nil: include is an error). The pipeline's Includes hold what
+// was read, by name, so that MapLoader reads the same again.
+func ParseWith(file string, data []byte, lim Limits, load Loader) (*Pipeline, error) {
 	lim = lim.WithDefaults()
 	if len(data) > lim.MaxFileBytes {
 		return nil, ErrorList{SizeError(file, int64(len(data)), lim.MaxFileBytes)}
 	}
-	p := &parser{Reader: yamlpos.NewReader(file, data), maxJobs: lim.MaxJobs}
+	if load != nil {
+		inner := load
+		load = func(name string) ([]byte, error) {
+			data, err := inner(name)
+			if err == nil && len(data) > lim.MaxFileBytes {
+				return nil, ErrorList{SizeError(name, int64(len(data)), lim.MaxFileBytes)}
+			}
+			return data, err
+		}
+	}
+	p := &parser{Reader: yamlpos.NewReader(file, data), maxJobs: lim.MaxJobs,
+		inc: &includeState{load: load, read: make(map[string][]byte)}}
+	p.main = p.Reader
 	var pl *Pipeline
 	if root := p.Decode(data, "a pipeline needs at least a name and jobs", "a file holds one pipeline"); root != nil {
 		pl = p.pipeline(root)
@@ -100,6 +119,10 @@ type parser struct {
 	// already reported on.
 	bases      map[string]*yaml.Node
 	extendSeen map[*yaml.Node]bool
+	// inc is what the includes have read (include.go); main reads the
+	// pipeline's own file.
+	inc  *includeState
+	main *yamlpos.Reader
 }
 
 // jobInfo keeps, next to a parsed job, the nodes needed to place errors found
@@ -112,11 +135,14 @@ type jobInfo struct {
 	// matrix was too broken to name them (already reported).
 	axes         map[string]bool
 	matrixBroken bool
+	// rd reads the file the job is in (the pipeline's, or one it
+	// includes).
+	rd *yamlpos.Reader
 }
 
 // expr records a field that may hold expressions.
 func (p *parser) expr(n *yaml.Node, field string, sc scope, job *jobInfo) {
-	p.exprs = append(p.exprs, exprRef{node: n, field: field, scope: sc, job: job})
+	p.exprs = append(p.exprs, exprRef{node: n, field: field, scope: sc, job: job, rd: p.Reader})
 }
 
 // pipeline reads the root map.
@@ -128,7 +154,8 @@ func (p *parser) pipeline(root *yaml.Node) *Pipeline {
 	}
 	pl := &Pipeline{File: p.File}
 	var haveName, haveJobs bool
-	var jobsNode *yaml.Node
+	var jobsNode, jobsKey *yaml.Node
+	var includes []includeRef
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if k := yamlpos.Deref(n.Content[i]); k.Kind == yaml.ScalarNode && k.Value == "jobs" {
 			jobsNode = yamlpos.Deref(n.Content[i+1])
@@ -153,19 +180,33 @@ func (p *parser) pipeline(root *yaml.Node) *Pipeline {
 			pl.Priority, _ = p.IntIn(e.Val, "priority", -MaxPriority, MaxPriority)
 		case "concurrency":
 			pl.Concurrency = p.concurrency(e.Val, "concurrency")
+		case "include":
+			includes = p.includes(e.Val, "include", p.File)
 		case "jobs":
 			haveJobs = true
+			jobsKey = e.Key
 			p.jobList(e.Val)
-			if p.maxJobs > 0 {
-				p.checkJobCount(e.Key, p.maxJobs)
-			}
 		}
 	}
 	if !haveName {
 		p.Errorf(n, "name", "is required")
 	}
-	if !haveJobs {
+	if !haveJobs && len(includes) == 0 {
 		p.Errorf(n, "jobs", "is required")
+	}
+	p.include(includes, []string{p.File})
+	if len(p.inc.read) > 0 {
+		pl.Includes = p.inc.read
+	}
+	if !haveJobs && len(includes) > 0 && len(p.jobs) == 0 && !p.Failed() {
+		p.Errorf(n, "jobs", "is required: the pipeline and the files it includes define no job")
+	}
+	if p.maxJobs > 0 {
+		at := jobsKey
+		if at == nil {
+			at = n
+		}
+		p.checkJobCount(at, p.maxJobs)
 	}
 	for _, info := range p.jobs {
 		if !info.prioritySet {
@@ -224,6 +265,10 @@ func (p *parser) jobList(n *yaml.Node) {
 		return
 	}
 	for _, e := range p.Entries(v, "jobs") {
+		if at := p.jobAt(e.Name); at != "" {
+			p.Errorf(e.Key, "jobs."+e.Name, "job %q is defined twice: also at %s (job ids are one namespace across included files)", e.Name, at)
+			continue
+		}
 		e.Val = p.extend(e.Val, "jobs."+e.Name, []string{e.Name})
 		p.jobs = append(p.jobs, p.job(e))
 	}
@@ -236,7 +281,10 @@ func (p *parser) job(e yamlpos.Entry) *jobInfo {
 		p.Errorf(e.Key, path, "invalid job id %q: must start with a letter or _ and hold only letters, digits, _ and -", e.Name)
 	}
 	j := &Job{ID: e.Name, Name: e.Name, If: Success, Line: e.Key.Line}
-	info := &jobInfo{job: j}
+	if p.Reader != p.main {
+		j.File = p.File
+	}
+	info := &jobInfo{job: j, rd: p.Reader}
 	v := yamlpos.Deref(e.Val)
 	if v.Kind != yaml.MappingNode {
 		p.Errorf(e.Val, path, "must be a map with the job's steps, got %s", yamlpos.Describe(v))
@@ -298,6 +346,8 @@ func (p *parser) job(e yamlpos.Entry) *jobInfo {
 			j.Artifacts = p.artifacts(f.Val, fp)
 		case "cache":
 			j.Cache = p.caches(f.Val, fp)
+		case "outputs":
+			j.Outputs = p.outputs(f.Val, fp)
 		}
 	}
 	if !haveSteps {
@@ -368,7 +418,10 @@ func (p *parser) checkNeeds() {
 		all = append(all, info.job.ID)
 		jobs[i] = info.job
 	}
+	main := p.Reader
+	defer func() { p.Reader = main }()
 	for _, info := range p.jobs {
+		p.Reader = info.rd
 		for k, need := range info.job.Needs {
 			if ids[need] {
 				continue
@@ -382,6 +435,7 @@ func (p *parser) checkNeeds() {
 	}
 	for _, c := range findCycles(jobs) {
 		info := p.jobs[c.job]
+		p.Reader = info.rd
 		p.Errorf(info.needs[c.need], "jobs."+info.job.ID+".needs", "dependency cycle: %s (each job needs the next)", strings.Join(c.path, " -> "))
 	}
 }
@@ -458,7 +512,7 @@ func (p *parser) condition(n *yaml.Node, field string, job *jobInfo) Condition {
 		p.Errorf(n, field, "must be an expression such as success(), failure(), always() or needs.build.result == 'failure', got %s", yamlpos.Describe(v))
 		return Success
 	}
-	p.exprs = append(p.exprs, exprRef{node: n, field: field, scope: atJob, cond: true, job: job})
+	p.exprs = append(p.exprs, exprRef{node: n, field: field, scope: atJob, cond: true, job: job, rd: p.Reader})
 	c, err := conditionText(v.Value)
 	if err != nil {
 		return Success // reported by checkExprs

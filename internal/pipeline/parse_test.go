@@ -364,7 +364,7 @@ func TestParseErrors(t *testing.T) {
 		{"jobs empty", "name: x\njobs: {}\n", []wantErr{{2, 7, "jobs", "must define at least one job"}}},
 		{"jobs null", "name: x\njobs:\n", []wantErr{{2, 6, "jobs", "got null"}}},
 		{"unknown top-level field", "name: x\nversion: 1\njobs:\n" + okJob, []wantErr{
-			{2, 1, "version", `unknown field "version"; allowed fields: name, on, inputs, env, priority, concurrency, jobs`}}},
+			{2, 1, "version", `unknown field "version"; allowed fields: name, on, inputs, env, priority, concurrency, include, jobs`}}},
 		{"unknown job field", "name: x\njobs:\n  a:\n    step: []\n    steps: [{run: x}]\n", []wantErr{
 			{4, 5, "jobs.a.step", `unknown field "step" (did you mean "steps"?)`}}},
 		{"unknown step field", "name: x\njobs:\n  a:\n    steps:\n      - run: x\n        with: {a: b}\n", []wantErr{

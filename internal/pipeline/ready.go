@@ -75,8 +75,9 @@ func needsContext(needs []Need) map[string]any {
 // it evaluates the job's `if` against its needs (success() holds when every
 // need succeeded, failure() when one failed), and when it runs and is
 // Deferred, evaluates the expressions left in its env and steps with the
-// needs context and hodei.run_id. An error (an expression that cannot be
-// evaluated) fails the job.
+// needs context and hodei.run_id; the outputs of its needs become its
+// NeedsOutputs. An error (an expression that
+// cannot be evaluated) fails the job.
 func Ready(s *JobSpec, runID string, needs []Need) (bool, error) {
 	st := &expr.Status{Success: true}
 	for _, n := range needs {
@@ -108,10 +109,29 @@ func Ready(s *JobSpec, runID string, needs []Need) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("if: %w", err)
 	}
-	if !run || !s.Deferred {
-		return run, nil
+	if !run {
+		return false, nil
 	}
-	return true, s.resolve(ctx)
+	if s.Deferred {
+		if err := s.resolve(ctx); err != nil {
+			return true, err
+		}
+	}
+	// Apart from the templates and the env: an output's value is never
+	// read as an expression, nor its $ as a variable.
+	s.NeedsOutputs = outputsEnv(needs)
+	return true, nil
+}
+
+// HasOutputs reports whether a need of needs has outputs: Ready then adds
+// their variables to the job's env.
+func HasOutputs(needs []Need) bool {
+	for _, n := range needs {
+		if len(n.Outputs) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // readyResolver knows the needs, hodei.run_id and the final values of env.

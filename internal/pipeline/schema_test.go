@@ -84,7 +84,7 @@ func TestExamples(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := Parse(filepath.Base(f), data)
+			p, err := ParseWith(f, data, Limits{}, FileLoader(0))
 			if err != nil {
 				t.Fatalf("Parse:\n%v", err)
 			}
@@ -116,6 +116,8 @@ func TestSchemaOnInvalidFiles(t *testing.T) {
 	want := map[string]string{
 		"bad-artifacts.yaml":       schemaRej,
 		"bad-cache.yaml":           schemaRej,
+		"outputs.yaml":             schemaRej,
+		"include.yaml":             schemaRej,
 		"bad-needs-artifacts.yaml": schemaRej,
 		"bad-durations.yaml":       schemaRej,
 		"bad-env-names.yaml":       schemaRej,
@@ -199,6 +201,12 @@ func TestSchemaAgreesWithParser(t *testing.T) {
 		valid bool
 	}{
 		{`steps: [{run: x}]`, true},
+		{`outputs: [version, notes], steps: [{run: x}]`, true},
+		{`outputs: [], steps: [{run: x}]`, true},
+		{`outputs: [version, version], steps: [{run: x}]`, false},
+		{`outputs: [1version], steps: [{run: x}]`, false},
+		{`outputs: {version: x}, steps: [{run: x}]`, false},
+		{`outputs: version, steps: [{run: x}]`, false},
 		{`steps: []`, false},
 		{`steps: [{name: x}]`, false},
 		{`steps: [{run: " "}]`, false},

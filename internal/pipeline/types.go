@@ -32,6 +32,10 @@ type Pipeline struct {
 	Jobs []*Job
 	// File is the name used in error messages.
 	File string
+	// Includes are the files the pipeline includes, by name (see
+	// Loader), as they were read: kept with a run, they give the same
+	// pipeline again (MapLoader).
+	Includes map[string][]byte
 }
 
 // Concurrency is a pipeline's concurrency group: at most Limit runs of the
@@ -97,12 +101,16 @@ type Job struct {
 	Steps        []Step
 	// Checkout holds the job's `checkout:` options; nil: the defaults.
 	Checkout *Checkout
-	Line     int // line of the job's key, for messages
+	Line     int    // line of the job's key, for messages
+	File     string // the included file the job is in ("": the pipeline's), for messages
 	// Artifacts, Cache and NoArtifacts (the needs whose artifacts the job
 	// does not want): see artifacts.go.
 	Artifacts   *Artifacts
 	Cache       []Cache
 	NoArtifacts []string
+	// Outputs are the names the job's steps may write to $HODEI_OUTPUT,
+	// read by the jobs that need it (outputs.go).
+	Outputs []string
 }
 
 // Matrix is a map of axis name to values; it expands into the cartesian product.
@@ -184,6 +192,12 @@ type JobSpec struct {
 	Artifacts       *Artifacts `json:"artifacts,omitempty"`
 	Cache           []Cache    `json:"cache,omitempty"`
 	NoArtifactsFrom []string   `json:"no_artifacts_from,omitempty"`
+	// Outputs are the declared outputs of the job (see Job.Outputs).
+	Outputs []string `json:"outputs,omitempty"`
+	// NeedsOutputs are the outputs of the job's needs as environment
+	// variables (NeedsOutputVar), set by Ready: the agent gives them to
+	// the steps as they are, with no $VAR expansion.
+	NeedsOutputs map[string]string `json:"needs_outputs,omitempty"`
 }
 
 // StepSpec is a step with its expressions evaluated, but for its `if`,

@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -191,6 +193,30 @@ func (mi *Mirror) Pipelines(ctx context.Context, commit string) ([]File, error) 
 		files = append(files, File{Path: p, Data: data})
 	}
 	return files, nil
+}
+
+// ReadFile reads the file at path (slash-separated, from the repository's
+// root) of a commit, at most max bytes: a file a pipeline includes. A path
+// the commit does not have is an error wrapping fs.ErrNotExist; a
+// directory, a symbolic link or a submodule is not read.
+func (mi *Mirror) ReadFile(ctx context.Context, commit, p string, max int) ([]byte, error) {
+	out, err := mi.git(ctx, "ls-tree", "-l", "-z", commit, "--", p)
+	if err != nil {
+		return nil, err
+	}
+	entry := strings.TrimSuffix(string(out), "\x00")
+	meta, name, ok := strings.Cut(entry, "\t")
+	f := strings.Fields(meta)
+	switch {
+	case !ok || name != p || len(f) < 4:
+		return nil, fmt.Errorf("%s at %s: %w", p, commit, fs.ErrNotExist)
+	case f[1] != "blob" || f[0] == "120000":
+		return nil, fmt.Errorf("%s at %s: not a regular file", p, commit)
+	}
+	if size, err := strconv.ParseInt(f[3], 10, 64); err != nil || size > int64(max) {
+		return nil, fmt.Errorf("%s at %s: larger than the limit of %d bytes on pipeline files", p, commit, max)
+	}
+	return mi.git(ctx, "cat-file", "blob", f[2])
 }
 
 // Changed lists the paths that differ between two commits (revs "A",

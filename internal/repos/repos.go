@@ -268,7 +268,12 @@ func (s *Service) run(ctx context.Context, repo store.Repo, ev forge.Event, res 
 	var subs []sub
 	for _, f := range files {
 		res.Files = append(res.Files, f.Path)
-		p, err := pipeline.ParseWithLimits(f.Path, f.Data, s.Limits)
+		// Included files are read from the same commit, and kept with
+		// the run.
+		load := func(name string) ([]byte, error) {
+			return mi.ReadFile(ctx, ev.Commit, name, s.Limits.WithDefaults().MaxFileBytes)
+		}
+		p, err := pipeline.ParseWith(f.Path, f.Data, s.Limits, load)
 		if err == nil && !p.On.Matches(pev) {
 			continue
 		}

@@ -36,8 +36,8 @@ func (s *Server) serveHTTP() {
 		Store:    s.Store,
 		Hub:      s.Hub,
 		Registry: s.Registry,
-		Submit: func(ctx context.Context, file string, data []byte, tenant string, inputs map[string]string) (store.Run, error) {
-			return s.SubmitRun(ctx, RunRequest{File: file, Data: data, Tenant: tenant, Inputs: inputs})
+		Submit: func(ctx context.Context, file string, data []byte, tenant string, inputs map[string]string, includes map[string][]byte) (store.Run, error) {
+			return s.SubmitRun(ctx, RunRequest{File: file, Data: data, Tenant: tenant, Inputs: inputs, Includes: includes})
 		},
 		Logger:    s.log,
 		Secrets:   s.Secrets,

@@ -426,6 +426,9 @@ type RunRequest struct {
 	Tenant string
 	// Inputs are values for the pipeline's inputs (hodei submit --input).
 	Inputs map[string]string
+	// Includes are the files the pipeline includes, by name
+	// (pipeline.Pipeline.Includes); nil when it includes none.
+	Includes map[string][]byte
 }
 
 // SubmitRun parses and validates a pipeline file and the inputs given for
@@ -433,7 +436,11 @@ type RunRequest struct {
 // "manual"). A pipeline.ErrorList error means the file is invalid; a
 // pipeline.InputErrors one that the inputs are.
 func (s *Server) SubmitRun(ctx context.Context, req RunRequest) (store.Run, error) {
-	p, err := pipeline.ParseWithLimits(req.File, req.Data, s.opts.Limits)
+	var load pipeline.Loader
+	if req.Includes != nil {
+		load = pipeline.MapLoader(req.Includes)
+	}
+	p, err := pipeline.ParseWith(req.File, req.Data, s.opts.Limits, load)
 	if err != nil {
 		return store.Run{}, err
 	}

@@ -44,6 +44,9 @@ type Run struct {
 	// Inputs are the values of the pipeline's inputs the run was made
 	// with (given or defaulted).
 	Inputs map[string]string
+	// Includes are the files the pipeline includes, by name, as they
+	// were read when the run was made: a re-run reads the same.
+	Includes map[string][]byte
 }
 
 // Job is one job of a run (after matrix expansion).
@@ -67,6 +70,9 @@ type Job struct {
 	// or restarted, a server restart): they use the job's infra_retries,
 	// not its retry budget.
 	InfraLost int
+	// Outputs are the job's outputs, set when it succeeded (every
+	// declared name, "" when its steps wrote none).
+	Outputs map[string]string
 }
 
 // Attempt is one try of a job on one worker.

@@ -67,7 +67,18 @@ func (l ErrorList) Unwrap() []error {
 // Sort orders the list by line, then column, keeping the order in which
 // problems were found for equal positions.
 func (l ErrorList) Sort() {
+	// The problems of several files (a pipeline and the files it
+	// includes) stay grouped by file, in the order the files were met.
+	first := make(map[string]int)
+	for i, e := range l {
+		if _, ok := first[e.File]; !ok {
+			first[e.File] = i
+		}
+	}
 	sort.SliceStable(l, func(i, j int) bool {
+		if l[i].File != l[j].File {
+			return first[l[i].File] < first[l[j].File]
+		}
 		if l[i].Line != l[j].Line {
 			return l[i].Line < l[j].Line
 		}

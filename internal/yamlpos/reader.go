@@ -27,6 +27,8 @@ type Reader struct {
 	File  string
 	Lines []string // of the file, to place errors yaml.v3 gives no column for
 	errs  ErrorList
+	// root collects the problems of a Reader made by Sub.
+	root *Reader
 }
 
 // NewReader returns a Reader of data, named file in messages.
@@ -34,9 +36,26 @@ func NewReader(file string, data []byte) *Reader {
 	return &Reader{File: file, Lines: strings.Split(string(data), "\n")}
 }
 
+// Sub returns a Reader of another file (one that file includes) whose
+// problems are collected with r's: r's Err and Failed report them.
+func (r *Reader) Sub(file string, data []byte) *Reader {
+	sub := NewReader(file, data)
+	sub.root = r.top()
+	return sub
+}
+
+// top is the Reader that collects r's problems.
+func (r *Reader) top() *Reader {
+	if r.root != nil {
+		return r.root
+	}
+	return r
+}
+
 // Err returns the problems found so far as an ErrorList sorted by position,
 // or nil if there are none.
 func (r *Reader) Err() error {
+	r = r.top()
 	if len(r.errs) == 0 {
 		return nil
 	}
@@ -45,7 +64,7 @@ func (r *Reader) Err() error {
 }
 
 // Failed reports whether a problem was found.
-func (r *Reader) Failed() bool { return len(r.errs) > 0 }
+func (r *Reader) Failed() bool { return len(r.top().errs) > 0 }
 
 // Errorf records a problem at node n (at no place when n is nil) in field.
 func (r *Reader) Errorf(n *yaml.Node, field, format string, args ...any) {
@@ -63,7 +82,8 @@ func (r *Reader) ErrorAt(line, col int, field, format string, args ...any) {
 		// one.
 		line, col = len(r.Lines), 0
 	}
-	r.errs = append(r.errs, &Error{File: r.File, Line: line, Col: col, Field: field, Msg: fmt.Sprintf(format, args...)})
+	top := r.top()
+	top.errs = append(top.errs, &Error{File: r.File, Line: line, Col: col, Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
 // Decode reads the single YAML document in data and returns its root node,

@@ -57,6 +57,9 @@ type Job struct {
 	// ExitCode is set once an attempt of the job has ended.
 	ExitCode *int   `json:"exit_code,omitempty"`
 	Error    string `json:"error,omitempty"`
+	// Outputs are the job's outputs once it succeeded (every declared
+	// name; "" for one its steps did not write).
+	Outputs map[string]string `json:"outputs,omitempty"`
 	// DurationSeconds runs from the start to the end (or now); 0 before
 	// the job starts.
 	DurationSeconds float64 `json:"duration_seconds"`
@@ -162,6 +165,10 @@ type SubmitRequest struct {
 	Tenant   string `json:"tenant"`
 	// Inputs are values for the pipeline's inputs, by name.
 	Inputs map[string]string `json:"inputs,omitempty"`
+	// Includes are the files the pipeline includes, by name (the path of
+	// the pipeline's directory joined with the path written in include),
+	// as YAML text.
+	Includes map[string]string `json:"includes,omitempty"`
 }
 
 // Kinds of log stream events (the SSE event field).

@@ -16,14 +16,14 @@ import (
 
 // The statements of a write transaction.
 const (
-	insertRunSQL = `INSERT INTO runs (` + schema.RunCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`
+	insertRunSQL = `INSERT INTO runs (` + schema.RunCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`
 	updateRunSQL = `UPDATE runs SET pipeline = $2, file = $3, tenant = $4, priority = $5, state = $6, source = $7,
-		created_at = $8, started_at = $9, finished_at = $10, error = $11, concurrency_group = $12, concurrency_limit = $13, inputs = $14
+		created_at = $8, started_at = $9, finished_at = $10, error = $11, concurrency_group = $12, concurrency_limit = $13, inputs = $14, includes = $15
 		WHERE id = $1`
-	insertJobSQL = `INSERT INTO jobs (` + schema.JobCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`
+	insertJobSQL = `INSERT INTO jobs (` + schema.JobCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`
 	updateJobSQL = `UPDATE jobs SET run_id = $2, job_key = $3, name = $4, idx = $5, state = $6, spec = $7, attempt = $8,
 		max_attempts = $9, worker_id = $10, queued_at = $11, started_at = $12, finished_at = $13, exit_code = $14,
-		error = $15, infra_lost = $16
+		error = $15, infra_lost = $16, outputs = $17
 		WHERE id = $1`
 	upsertAttemptSQL = `INSERT INTO attempts (` + schema.AttemptCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		ON CONFLICT (job_id, n) DO UPDATE SET worker_id = excluded.worker_id, state = excluded.state,
@@ -160,7 +160,7 @@ func (t *tx) InsertRun(r store.Run) error {
 	return t.queue(op{
 		sql: insertRunSQL,
 		args: []any{r.ID, r.Pipeline, r.File, r.Tenant, r.Priority, r.State, r.Source,
-			schema.EncTime(r.CreatedAt), schema.EncTime(r.StartedAt), schema.EncTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit, schema.EncodeInputs(r.Inputs)},
+			schema.EncTime(r.CreatedAt), schema.EncTime(r.StartedAt), schema.EncTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit, schema.EncodeInputs(r.Inputs), schema.EncodeIncludes(r.Includes)},
 		what: func() string { return "insert run " + r.ID },
 	})
 }
@@ -171,7 +171,7 @@ func (t *tx) UpdateRun(r store.Run) error {
 	return t.queue(op{
 		sql: updateRunSQL,
 		args: []any{r.ID, r.Pipeline, r.File, r.Tenant, r.Priority, r.State, r.Source,
-			schema.EncTime(r.CreatedAt), schema.EncTime(r.StartedAt), schema.EncTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit, schema.EncodeInputs(r.Inputs)},
+			schema.EncTime(r.CreatedAt), schema.EncTime(r.StartedAt), schema.EncTime(r.FinishedAt), r.Error, r.ConcurrencyGroup, r.ConcurrencyLimit, schema.EncodeInputs(r.Inputs), schema.EncodeIncludes(r.Includes)},
 		mustChange: true,
 		what:       func() string { return "update run " + r.ID },
 	})
@@ -185,7 +185,7 @@ func (t *tx) InsertJobs(jobs []store.Job) error {
 		err := t.queue(op{
 			sql: insertJobSQL,
 			args: []any{j.ID, j.RunID, j.Key, j.Name, j.Index, j.State, j.Spec, j.Attempt, j.MaxAttempts, j.WorkerID,
-				schema.EncTime(j.QueuedAt), schema.EncTime(j.StartedAt), schema.EncTime(j.FinishedAt), j.ExitCode, j.Error, j.InfraLost},
+				schema.EncTime(j.QueuedAt), schema.EncTime(j.StartedAt), schema.EncTime(j.FinishedAt), j.ExitCode, j.Error, j.InfraLost, schema.EncodeInputs(j.Outputs)},
 			what: func() string { return fmt.Sprintf("insert job %s of run %s", j.ID, j.RunID) },
 		})
 		if err != nil {
@@ -201,7 +201,7 @@ func (t *tx) UpdateJob(j store.Job) error {
 	return t.queue(op{
 		sql: updateJobSQL,
 		args: []any{j.ID, j.RunID, j.Key, j.Name, j.Index, j.State, j.Spec, j.Attempt, j.MaxAttempts, j.WorkerID,
-			schema.EncTime(j.QueuedAt), schema.EncTime(j.StartedAt), schema.EncTime(j.FinishedAt), j.ExitCode, j.Error, j.InfraLost},
+			schema.EncTime(j.QueuedAt), schema.EncTime(j.StartedAt), schema.EncTime(j.FinishedAt), j.ExitCode, j.Error, j.InfraLost, schema.EncodeInputs(j.Outputs)},
 		mustChange: true,
 		what:       func() string { return "update job " + j.ID },
 	})

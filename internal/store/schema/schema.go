@@ -20,8 +20,8 @@ import (
 
 // Column lists, in the order the stores' scan functions read them.
 const (
-	RunCols     = "id, pipeline, file, tenant, priority, state, source, created_at, started_at, finished_at, error, concurrency_group, concurrency_limit, inputs"
-	JobCols     = "id, run_id, job_key, name, idx, state, spec, attempt, max_attempts, worker_id, queued_at, started_at, finished_at, exit_code, error, infra_lost"
+	RunCols     = "id, pipeline, file, tenant, priority, state, source, created_at, started_at, finished_at, error, concurrency_group, concurrency_limit, inputs, includes"
+	JobCols     = "id, run_id, job_key, name, idx, state, spec, attempt, max_attempts, worker_id, queued_at, started_at, finished_at, exit_code, error, infra_lost, outputs"
 	AttemptCols = "job_id, n, worker_id, state, assigned_at, started_at, finished_at, exit_code, error, reason, peak_memory, cpu_time"
 	LogCols     = "job_id, attempt, seq, step, data, at"
 	WorkerCols  = "id, pool, state, labels, cpu_milli, memory_bytes, gpu, boot_id, first_seen, last_seen"
@@ -94,10 +94,13 @@ func ScanRun(sc Scanner) (store.Run, error) {
 	var r store.Run
 	var st string
 	var created, started, finished int64
-	var inputs string
-	err := sc.Scan(&r.ID, &r.Pipeline, &r.File, &r.Tenant, &r.Priority, &st, &r.Source, &created, &started, &finished, &r.Error, &r.ConcurrencyGroup, &r.ConcurrencyLimit, &inputs)
+	var inputs, includes string
+	err := sc.Scan(&r.ID, &r.Pipeline, &r.File, &r.Tenant, &r.Priority, &st, &r.Source, &created, &started, &finished, &r.Error, &r.ConcurrencyGroup, &r.ConcurrencyLimit, &inputs, &includes)
 	if err == nil {
 		r.Inputs, err = DecodeInputs(inputs)
+	}
+	if err == nil {
+		r.Includes, err = DecodeIncludes(includes)
 	}
 	r.State = state.RunState(st)
 	r.CreatedAt, r.StartedAt, r.FinishedAt = DecTime(created), DecTime(started), DecTime(finished)
@@ -109,7 +112,11 @@ func ScanJob(sc Scanner) (store.Job, error) {
 	var j store.Job
 	var st string
 	var queued, started, finished int64
-	err := sc.Scan(&j.ID, &j.RunID, &j.Key, &j.Name, &j.Index, &st, &j.Spec, &j.Attempt, &j.MaxAttempts, &j.WorkerID, &queued, &started, &finished, &j.ExitCode, &j.Error, &j.InfraLost)
+	var outputs string
+	err := sc.Scan(&j.ID, &j.RunID, &j.Key, &j.Name, &j.Index, &st, &j.Spec, &j.Attempt, &j.MaxAttempts, &j.WorkerID, &queued, &started, &finished, &j.ExitCode, &j.Error, &j.InfraLost, &outputs)
+	if err == nil {
+		j.Outputs, err = DecodeInputs(outputs)
+	}
 	j.State = state.JobState(st)
 	j.QueuedAt, j.StartedAt, j.FinishedAt = DecTime(queued), DecTime(started), DecTime(finished)
 	return j, err
@@ -153,8 +160,33 @@ func DecTime(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
-// EncodeInputs is the inputs column of a run: its inputs as a JSON object,
-// or "" for none.
+// EncodeIncludes is the includes column of a run: the files its pipeline
+// includes, by name, as a JSON object of base64 strings, or "" for none.
+func EncodeIncludes(in map[string][]byte) string {
+	if len(in) == 0 {
+		return ""
+	}
+	data, err := json.Marshal(in)
+	if err != nil {
+		return "" // a map of byte slices always encodes
+	}
+	return string(data)
+}
+
+// DecodeIncludes reads the includes column of a run.
+func DecodeIncludes(s string) (map[string][]byte, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var in map[string][]byte
+	if err := json.Unmarshal([]byte(s), &in); err != nil {
+		return nil, fmt.Errorf("includes: %w", err)
+	}
+	return in, nil
+}
+
+// EncodeInputs is the inputs column of a run (and the outputs column of a
+// job): a map of strings as a JSON object, or "" for none.
 func EncodeInputs(in map[string]string) string {
 	if len(in) == 0 {
 		return ""
