@@ -38,7 +38,7 @@ var (
 var (
 	pipelineFields    = []string{"name", "on", "inputs", "env", "priority", "concurrency", "jobs"}
 	concurrencyFields = []string{"group", "limit"}
-	jobFields         = []string{"extends", "name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "continue-on-error", "steps", "checkout", "artifacts", "cache"}
+	jobFields         = []string{"extends", "name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "continue-on-error", "steps", "checkout", "artifacts", "cache", "services"}
 	runsOnFields      = []string{"labels", "cpu", "memory", "gpu"}
 	stepFields        = []string{"name", "if", "run", "shell", "working-directory", "env", "timeout", "continue-on-error"}
 )
@@ -244,7 +244,7 @@ func (p *parser) job(e yamlpos.Entry) *jobInfo {
 	}
 	var secretRefs []exprRef
 	var haveSteps, haveMatrix bool
-	var networkNode *yaml.Node
+	var networkNode, servicesNode *yaml.Node
 	for _, f := range p.Fields(v, path, jobFields) {
 		fp := path + "." + f.Name
 		switch f.Name {
@@ -298,6 +298,9 @@ func (p *parser) job(e yamlpos.Entry) *jobInfo {
 			j.Artifacts = p.artifacts(f.Val, fp)
 		case "cache":
 			j.Cache = p.caches(f.Val, fp)
+		case "services":
+			servicesNode = f.Val
+			j.Services = p.services(f.Val, fp, info)
 		}
 	}
 	if !haveSteps {
@@ -305,6 +308,9 @@ func (p *parser) job(e yamlpos.Entry) *jobInfo {
 	}
 	if networkNode != nil && j.Image == "" {
 		p.Errorf(networkNode, path+".network", "only applies to a job with an image (a job without one uses the worker's network)")
+	}
+	if servicesNode != nil && j.Image == "" {
+		p.Errorf(servicesNode, path+".services", servicesNeedImage)
 	}
 	p.checkSecretEnv(j, secretRefs, path)
 	// A matrix broken beyond naming its axes is reported already.

@@ -103,6 +103,8 @@ type Job struct {
 	Artifacts   *Artifacts
 	Cache       []Cache
 	NoArtifacts []string
+	// Services run beside the job's container (services.go).
+	Services []Service
 }
 
 // Matrix is a map of axis name to values; it expands into the cartesian product.
@@ -184,6 +186,8 @@ type JobSpec struct {
 	Artifacts       *Artifacts `json:"artifacts,omitempty"`
 	Cache           []Cache    `json:"cache,omitempty"`
 	NoArtifactsFrom []string   `json:"no_artifacts_from,omitempty"`
+	// Services run beside the job's container (services.go).
+	Services []Service `json:"services,omitempty"`
 }
 
 // StepSpec is a step with its expressions evaluated, but for its `if`,
