@@ -73,6 +73,10 @@ func (p *parser) services(n *yaml.Node, field string, job *jobInfo) []Service {
 		}
 		out = append(out, s)
 	}
+	if (v.Kind == yaml.SequenceNode || v.Kind == yaml.MappingNode) && len(v.Content) == 0 {
+		p.Errorf(n, field, "must name at least one service")
+		return nil
+	}
 	switch v.Kind {
 	case yaml.SequenceNode:
 		for i, it := range v.Content {
@@ -131,8 +135,8 @@ func (p *parser) service(n *yaml.Node, field string, job *jobInfo) (Service, boo
 		fp := field + "." + f.Name
 		switch f.Name {
 		case "image":
+			haveImage = true
 			if img, ok := p.image(f.Val, fp); ok {
-				haveImage = true
 				s.Image = img
 				p.expr(f.Val, fp, atRunMade, job)
 			}
@@ -151,7 +155,7 @@ func (p *parser) service(n *yaml.Node, field string, job *jobInfo) (Service, boo
 	if !haveImage {
 		p.Errorf(v, field+".image", "is required")
 	}
-	return s, haveImage
+	return s, s.Image != ""
 }
 
 // argv reads a command as a list of arguments (no shell), or one string
@@ -221,9 +225,8 @@ func (p *parser) health(n *yaml.Node, field string) *ServiceHealth {
 		fp := field + "." + f.Name
 		switch f.Name {
 		case "cmd":
-			if s, ok := p.healthCmd(f.Val, fp); ok {
-				h.Cmd, haveCmd = s, true
-			}
+			haveCmd = true
+			h.Cmd, _ = p.healthCmd(f.Val, fp)
 		case "interval", "timeout":
 			d, ok := p.Duration(f.Val, fp)
 			if !ok {
