@@ -48,7 +48,7 @@ func webService(who string) string {
 	return `
       web:
         image: ` + img + `
-        command: [sh, -c, 'echo service starting; sleep 1; mkdir /www && echo "served $WHO" > /www/index.html && exec httpd -f -v -p 8080 -h /www']
+        command: [sh, -c, 'echo service starting; sleep 1; mkdir /tmp/www && echo "served $WHO" > /tmp/www/index.html && exec httpd -f -v -p 8080 -h /tmp/www']
         env: {WHO: ` + who + `}
         ports: [8080]
         health:
