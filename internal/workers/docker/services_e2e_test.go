@@ -232,24 +232,26 @@ jobs:
 }
 
 // TestDockerServicesIsolated runs two jobs at once on two agents, each with
-// a service named web: each job reaches its own, on a network of its own.
-// Both hold until the test has seen both sets of services running.
+// a service named web: each job reaches its own, on a network of its own
+// (internal, but for the job with network: true). Both hold until the test
+// has seen both sets of services running.
 func TestDockerServicesIsolated(t *testing.T) {
 	d := containerstest.Docker(t)
 	work := t.TempDir()
 	s := startServer(t, "", 2, func(o *server.Options) { o.WorkDir = work })
 	img := containerstest.Image()
-	job := func(who string) string {
+	job := func(who, network string) string {
 		return `
   ` + who + `:
     image: ` + img + `
+    network: ` + network + `
     services:` + webService(who) + `
     steps:
       - run: printf 'GET / HTTP/1.0\r\n\r\n' | nc web 8080
       - run: until [ -e go ]; do sleep 0.05; done
 `
 	}
-	run := workerstest.Submit(t, s, "name: isolated\njobs:"+job("alpha")+job("beta"))
+	run := workerstest.Submit(t, s, "name: isolated\njobs:"+job("alpha", "false")+job("beta", "true"))
 	ids := map[string]string{}
 	nets := map[string]string{}
 	workerstest.WaitFor(t, 120*time.Second, "both jobs with their services", func() bool {
@@ -268,6 +270,12 @@ func TestDockerServicesIsolated(t *testing.T) {
 	})
 	if nets["alpha"] == nets["beta"] {
 		t.Errorf("both jobs on network %s", nets["alpha"])
+	}
+	// network: true gives the job's network a way out (not internal).
+	for key, internal := range map[string]bool{"alpha": true, "beta": false} {
+		if st, err := d.InspectNetwork(context.Background(), nets[key]); err != nil || st.Internal != internal {
+			t.Errorf("network of %s: %+v %v, want internal %v", key, st, err, internal)
+		}
 	}
 	// Let both go: each step waits for a file in its workspace.
 	for key, id := range ids {
