@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/bus"
@@ -29,18 +32,40 @@ func (a *Agent) runContainerSteps(ctx context.Context, d bus.Dispatch, spec pipe
 			"give its agent access to a Docker engine (DOCKER_HOST or /var/run/docker.sock); agents that reach one get the label %q",
 			spec.Image, a.cfg.ID, pipeline.DockerLabel)
 	}
+	labels := map[string]string{
+		containers.LabelJob:     d.JobID,
+		containers.LabelAttempt: strconv.Itoa(d.Attempt),
+		containers.LabelAgent:   a.cfg.ID,
+	}
+	network, networkMode := spec.Network, a.cfg.ContainerNetwork
+	var svcs containers.Services
+	if len(spec.Services) > 0 {
+		var errMsg string
+		if svcs, errMsg = a.startServices(ctx, spec, labels, b, masks); svcs == nil {
+			if cause := context.Cause(ctx); ctx.Err() != nil {
+				return stopState(cause), -1, cause.Error()
+			}
+			return bus.StatusFailed, -1, errMsg
+		}
+		// Removed after the job's container (defers run last first),
+		// which must leave the network before it goes.
+		defer func() {
+			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := svcs.Remove(rctx); err != nil {
+				log.Warn("remove service containers", "err", err)
+			}
+		}()
+		network, networkMode = true, svcs.Network()
+	}
 	ctr, err := a.cfg.Containers.StartJob(ctx, containers.JobSpec{
 		Image:       spec.Image,
 		Workspace:   ws,
 		CPUMilli:    spec.CPUMilli,
 		Memory:      spec.Memory,
-		Network:     spec.Network,
-		NetworkMode: a.cfg.ContainerNetwork,
-		Labels: map[string]string{
-			containers.LabelJob:     d.JobID,
-			containers.LabelAttempt: strconv.Itoa(d.Attempt),
-			containers.LabelAgent:   a.cfg.ID,
-		},
+		Network:     network,
+		NetworkMode: networkMode,
+		Labels:      labels,
 	})
 	if err != nil {
 		if cause := context.Cause(ctx); ctx.Err() != nil {
@@ -65,7 +90,7 @@ func (a *Agent) runContainerSteps(ctx context.Context, d bus.Dispatch, spec pipe
 	// The host's environment is not the image's: only what Hodei and the
 	// file set is added to the image's own.
 	env := jobEnv{start: layer(hodeiEnv, d.Env), secrets: d.Secrets, dispatch: d, outputs: outputs}
-	return a.runStepList(ctx, spec, files, env, b, masks, func(ctx context.Context, i int, st pipeline.StepSpec, script string, env []string, out io.Writer) stepResult {
+	state, code, errMsg := a.runStepList(ctx, spec, files, env, b, masks, func(ctx context.Context, i int, st pipeline.StepSpec, script string, env []string, out io.Writer) stepResult {
 		sctx, cancel := ctx, context.CancelFunc(func() {})
 		if st.Timeout > 0 {
 			sctx, cancel = context.WithTimeoutCause(ctx, st.Timeout, fmt.Errorf("step %w after %s", errTimeout, st.Timeout))
@@ -80,6 +105,57 @@ func (a *Agent) runContainerSteps(ctx context.Context, d bus.Dispatch, spec pipe
 		}
 		return stepResult{}
 	})
+	if svcs != nil && state == bus.StatusFailed {
+		// What the services said may explain the failure.
+		b.Flush(-1)
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		out := mask.NewWriter(b, masks)
+		if err := svcs.Logs(lctx, out); err != nil {
+			log.Warn("service logs", "err", err)
+		}
+		_ = out.Flush()
+	}
+	return state, code, errMsg
+}
+
+// startServices starts a job's services and waits until they are ready,
+// saying so in the job's log; on failure it returns nil and the job's
+// error, with the services' output in the log.
+func (a *Agent) startServices(ctx context.Context, spec pipeline.JobSpec, labels map[string]string, b *batcher, masks *mask.Set) (containers.Services, string) {
+	started := time.Now()
+	svcs := make([]containers.Service, 0, len(spec.Services))
+	names := make([]string, 0, len(spec.Services))
+	for _, s := range spec.Services {
+		c := containers.Service{Name: s.Name, Image: s.Image, Entrypoint: s.Entrypoint, Command: s.Command, Ports: s.Ports}
+		for _, k := range slices.Sorted(maps.Keys(s.Env)) {
+			c.Env = append(c.Env, k+"="+s.Env[k])
+		}
+		if h := s.Health; h != nil {
+			c.Health = &containers.Health{Cmd: h.Cmd, Interval: h.Interval, Timeout: h.Timeout, Retries: h.Retries}
+		}
+		svcs = append(svcs, c)
+		names = append(names, s.Name+" ("+s.Image+")")
+	}
+	b.Flush(-1)
+	_, _ = io.WriteString(b, masks.String("==> services "+strings.Join(names, ", ")+"\n"))
+	set, err := a.cfg.Containers.StartServices(ctx, containers.ServicesSpec{
+		Services: svcs,
+		Internal: !spec.Network,
+		CPUMilli: spec.CPUMilli,
+		Memory:   spec.Memory,
+		Labels:   labels,
+	})
+	took := time.Since(started).Round(time.Millisecond)
+	if err != nil {
+		_, _ = io.WriteString(b, masks.String(fmt.Sprintf("<== services failed in %s: %v\n", took, err)))
+		if logs := containers.ServiceLogs(err); logs != "" {
+			_, _ = io.WriteString(b, masks.String(logs))
+		}
+		return nil, masks.String(err.Error())
+	}
+	_, _ = io.WriteString(b, fmt.Sprintf("<== services ready in %s\n", took))
+	return set, ""
 }
 
 // removeLeftoverContainers removes the job containers a previous run of
@@ -97,5 +173,13 @@ func (a *Agent) removeLeftoverContainers() {
 	}
 	if n > 0 {
 		a.log.Warn("removed job containers left by a previous run", "count", n)
+	}
+	// The networks of services go once their containers have.
+	n, err = a.cfg.Containers.RemoveLabelledNetworks(ctx, containers.LabelAgent, a.cfg.ID)
+	if err != nil {
+		a.log.Warn("remove leftover job networks", "err", err)
+	}
+	if n > 0 {
+		a.log.Warn("removed job networks left by a previous run", "count", n)
 	}
 }

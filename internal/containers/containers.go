@@ -1,7 +1,8 @@
 // Package containers is what Hodei asks of a container engine: the
 // container of a job that names an image (one per attempt, its steps run in
-// it with exec), behind the small Runtime interface, and the labels Hodei
-// puts on its containers. The engine's client lives in dockerengine, the
+// it with exec) and the service containers beside it, behind the small
+// Runtime interface, and the labels Hodei puts on its containers and
+// networks. The engine's client lives in dockerengine, the
 // only package that talks to the Docker Engine API, so that code that only
 // needs the interface links no engine client.
 //
@@ -14,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 )
 
 // Labels Hodei puts on every container it creates, so that what a killed
@@ -25,6 +27,7 @@ const (
 	LabelPool    = "hodei.pool"    // pool of a worker container
 	LabelWorker  = "hodei.worker"  // worker id of a worker container
 	LabelOwner   = "hodei.owner"   // the provider instance that owns a worker container
+	LabelService = "hodei.service" // name of a service container in its job
 )
 
 // ErrUnavailable means no container engine answers.
@@ -48,6 +51,69 @@ type JobSpec struct {
 	Labels map[string]string
 }
 
+// ServicesSpec describes the service containers of one attempt of a job
+// and the network they share with the job's container.
+type ServicesSpec struct {
+	// Services in the order they start.
+	Services []Service
+	// Internal, when true, gives the network no way out of the machine:
+	// the job and its services reach each other only.
+	Internal bool
+	// CPUMilli and Memory are each service's limits (0: none).
+	CPUMilli int64
+	Memory   int64
+	// Labels are added to the network and to every service container
+	// (LabelJob, LabelAttempt, LabelAgent), so that what a dead agent
+	// left can be found.
+	Labels map[string]string
+}
+
+// Service is one service container: it is reached by its Name on the
+// attempt's network.
+type Service struct {
+	Name       string
+	Image      string
+	Env        []string // KEY=VALUE
+	Entrypoint []string // nil: the image's
+	Command    []string // nil: the image's
+	Ports      []int    // exposed on the network, never published
+	// Health, when set, replaces the image's own health check; a
+	// service is ready when it is healthy, or, with no health check at
+	// all, when it runs.
+	Health *Health
+}
+
+// Health is a service's health check: Cmd runs in the service with the
+// image's shell every Interval; Retries failures in a row (each bounded
+// by Timeout) make it unhealthy.
+type Health struct {
+	Cmd      string
+	Interval time.Duration
+	Timeout  time.Duration
+	Retries  int
+}
+
+// Services are the running service containers of an attempt.
+type Services interface {
+	// Network is the name of the network the job's container must join.
+	Network() string
+	// Logs copies each service's output to w, under a line naming it.
+	Logs(ctx context.Context, w io.Writer) error
+	// Remove removes the service containers and the network; removing
+	// what is gone is not an error.
+	Remove(ctx context.Context) error
+}
+
+// ServiceError is the failure of one service to start or to become
+// healthy; Reason says what happened ("did not become healthy: " and the
+// last output of its health check, or why it stopped).
+type ServiceError struct {
+	Service string
+	Reason  string
+}
+
+func (e *ServiceError) Error() string { return "service " + e.Service + " " + e.Reason }
+
 // Runtime creates job containers. Implementations are safe for concurrent
 // use.
 type Runtime interface {
@@ -58,6 +124,16 @@ type Runtime interface {
 	// RemoveLabelled force-removes every container whose label key has
 	// value, and returns how many there were.
 	RemoveLabelled(ctx context.Context, key, value string) (int, error)
+	// StartServices creates the attempt's network, starts the services
+	// on it, each with its name as its address, and returns when every
+	// one is ready, or fails (after removing what it made) when one does
+	// not start or does not become healthy (a *ServiceError), or when
+	// ctx ends.
+	StartServices(ctx context.Context, spec ServicesSpec) (Services, error)
+	// RemoveLabelledNetworks removes every network whose label key has
+	// value (their containers must be gone), and returns how many there
+	// were.
+	RemoveLabelledNetworks(ctx context.Context, key, value string) (int, error)
 }
 
 // Container is a running job container.
@@ -73,4 +149,23 @@ type Container interface {
 	// Remove kills and removes the container; removing one that is gone
 	// is not an error.
 	Remove(ctx context.Context) error
+}
+
+// LogsError is a failure of StartServices with the services' output up to
+// it (removing them loses it).
+type LogsError struct {
+	Err  error
+	Logs string
+}
+
+func (e *LogsError) Error() string { return e.Err.Error() }
+func (e *LogsError) Unwrap() error { return e.Err }
+
+// ServiceLogs returns the services' output that err carries, if any.
+func ServiceLogs(err error) string {
+	var le *LogsError
+	if errors.As(err, &le) {
+		return le.Logs
+	}
+	return ""
 }

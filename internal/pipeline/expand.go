@@ -325,6 +325,7 @@ func (x *expander) job(j *Job, vals []string, needs []string) (JobSpec, error) {
 	if j.Image != "" {
 		s.Image = fold(path+".image", j.Image, static)
 		s.Network = j.Network
+		s.Services = expandServices(path, j.Services, func(f, text string) string { return fold(f, text, static) })
 		if !slices.Contains(s.Labels, DockerLabel) {
 			s.Labels = append(s.Labels, DockerLabel)
 		}

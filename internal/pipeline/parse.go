@@ -38,7 +38,7 @@ var (
 var (
 	pipelineFields    = []string{"name", "on", "inputs", "env", "priority", "concurrency", "include", "jobs"}
 	concurrencyFields = []string{"group", "limit"}
-	jobFields         = []string{"extends", "name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "continue-on-error", "steps", "checkout", "artifacts", "cache", "outputs"}
+	jobFields         = []string{"extends", "name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "continue-on-error", "steps", "checkout", "artifacts", "cache", "outputs", "services"}
 	runsOnFields      = []string{"labels", "cpu", "memory", "gpu"}
 	stepFields        = []string{"name", "if", "run", "shell", "working-directory", "env", "timeout", "continue-on-error"}
 )
@@ -292,7 +292,7 @@ func (p *parser) job(e yamlpos.Entry) *jobInfo {
 	}
 	var secretRefs []exprRef
 	var haveSteps, haveMatrix bool
-	var networkNode *yaml.Node
+	var networkNode, servicesNode *yaml.Node
 	for _, f := range p.Fields(v, path, jobFields) {
 		fp := path + "." + f.Name
 		switch f.Name {
@@ -348,6 +348,9 @@ func (p *parser) job(e yamlpos.Entry) *jobInfo {
 			j.Cache = p.caches(f.Val, fp)
 		case "outputs":
 			j.Outputs = p.outputs(f.Val, fp)
+		case "services":
+			servicesNode = f.Val
+			j.Services = p.services(f.Val, fp, info)
 		}
 	}
 	if !haveSteps {
@@ -355,6 +358,9 @@ func (p *parser) job(e yamlpos.Entry) *jobInfo {
 	}
 	if networkNode != nil && j.Image == "" {
 		p.Errorf(networkNode, path+".network", "only applies to a job with an image (a job without one uses the worker's network)")
+	}
+	if servicesNode != nil && j.Image == "" {
+		p.Errorf(servicesNode, path+".services", servicesNeedImage)
 	}
 	p.checkSecretEnv(j, secretRefs, path)
 	// A matrix broken beyond naming its axes is reported already.

@@ -111,6 +111,8 @@ type Job struct {
 	// Outputs are the names the job's steps may write to $HODEI_OUTPUT,
 	// read by the jobs that need it (outputs.go).
 	Outputs []string
+	// Services run beside the job's container (services.go).
+	Services []Service
 }
 
 // Matrix is a map of axis name to values; it expands into the cartesian product.
@@ -198,6 +200,8 @@ type JobSpec struct {
 	// variables (NeedsOutputVar), set by Ready: the agent gives them to
 	// the steps as they are, with no $VAR expansion.
 	NeedsOutputs map[string]string `json:"needs_outputs,omitempty"`
+	// Services run beside the job's container (services.go).
+	Services []Service `json:"services,omitempty"`
 }
 
 // StepSpec is a step with its expressions evaluated, but for its `if`,

@@ -30,6 +30,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/hodei-ci/hodei/internal/containers"
+	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
@@ -104,6 +105,11 @@ type WorkerSpec struct {
 	Secrets []string
 	// Ephemeral workers take one job, then exit.
 	Ephemeral bool
+	// Services are containers beside the worker's, for the job it is made
+	// for (the Kubernetes provider makes them native sidecars of the
+	// pod). Nothing fills it yet: see docs/workers.md, services on
+	// Kubernetes.
+	Services []pipeline.Service
 }
 
 // Resources of a worker.

@@ -156,7 +156,12 @@ func (d *Docker) StartJob(ctx context.Context, spec containers.JobSpec) (contain
 // create creates a container, pulling its image first if the engine does
 // not have it and d.Pull is set.
 func (d *Docker) create(ctx context.Context, name string, cfg *container.Config, hc *container.HostConfig) (string, error) {
-	opts := client.ContainerCreateOptions{Config: cfg, HostConfig: hc, Name: name}
+	return d.createWith(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hc, Name: name})
+}
+
+// createWith is create with all the engine's options.
+func (d *Docker) createWith(ctx context.Context, opts client.ContainerCreateOptions) (string, error) {
+	cfg := opts.Config
 	res, err := d.c.ContainerCreate(ctx, opts)
 	if err != nil && cerrdefs.IsNotFound(err) && d.Pull {
 		if perr := d.pull(ctx, cfg.Image); perr != nil {
@@ -165,6 +170,13 @@ func (d *Docker) create(ctx context.Context, name string, cfg *container.Config,
 		res, err = d.c.ContainerCreate(ctx, opts)
 	}
 	if err != nil {
+		if ctx.Err() != nil && opts.Name != "" {
+			// The engine may have made the container after the
+			// request was given up: remove it by name.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			_ = d.Remove(rctx, opts.Name)
+			cancel()
+		}
 		if cerrdefs.IsNotFound(err) {
 			return "", fmt.Errorf("image %s is not on the docker host: %w", cfg.Image, err)
 		}

@@ -155,7 +155,8 @@ jobs:
 // TestDockerAgentKilled kills an agent process with SIGKILL in the middle of
 // a job with an image: its container stops and removes itself (its main
 // process reads the stdin the agent held). A container labelled with the
-// agent's id that is still there when the agent starts again is removed.
+// agent's id that is still there when the agent starts again is removed,
+// and so are service containers and their network.
 func TestDockerAgentKilled(t *testing.T) {
 	d := containerstest.Docker(t)
 	bin := containerstest.HodeiBinary(t)
@@ -207,10 +208,22 @@ jobs:
 		t.Fatal(err)
 	}
 	defer left.Remove(context.Background())
+	// Services do not stop with their agent: a killed agent's are left
+	// running, with their network, until it starts again.
+	leftLabels := map[string]string{containers.LabelAgent: "restarted-agent", containers.LabelJob: "leftover-services", containers.LabelAttempt: "1"}
+	svcs, err := d.StartServices(context.Background(), containers.ServicesSpec{Internal: true, Labels: leftLabels,
+		Services: []containers.Service{{Name: "db", Image: containerstest.Image(), Command: []string{"sleep", "300"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svcs.Remove(context.Background())
+	if ids := jobContainers(t, d, "leftover-services"); len(ids) != 1 {
+		t.Fatalf("leftover service containers %v", ids)
+	}
 	startAgent("restarted-agent")
-	workerstest.WaitFor(t, 20*time.Second, "the agent to remove its leftover container", func() bool {
+	workerstest.WaitFor(t, 20*time.Second, "the agent to remove its leftover containers and network", func() bool {
 		st, err := d.Inspect(context.Background(), left.ID())
-		return err == nil && !st.Exists
+		return err == nil && !st.Exists && len(jobContainers(t, d, "leftover-services")) == 0 && len(jobNetworks(t, d, "leftover-services")) == 0
 	})
 	_ = s.Orch.Cancel(context.Background(), run.ID)
 }

@@ -11,12 +11,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/workers"
 	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 	corev1 "k8s.io/api/core/v1"
@@ -84,16 +88,18 @@ const (
 	kubeManagedBy   = "app.kubernetes.io/managed-by"
 	kubeAgentName   = "agent"
 	kubeInitName    = "hodei-bin"
-	kubeBinVolume   = "hodei-bin"
-	kubeBinDir      = "/opt/hodei"
-	kubeWorkVolume  = "workspace"
-	kubeWorkDir     = "/workspace"
-	kubeTmpVolume   = "tmp"
-	kubeTLSVolume   = "hodei-tls"
-	kubeTLSDir      = "/etc/hodei-tls"
-	kubeAgentSource = "/hodei"
-	kubeRunAsUser   = int64(65532)
-	kubeGPUResource = "nvidia.com/gpu"
+	// kubeServicePrefix starts the container names of services.
+	kubeServicePrefix = "svc-"
+	kubeBinVolume     = "hodei-bin"
+	kubeBinDir        = "/opt/hodei"
+	kubeWorkVolume    = "workspace"
+	kubeWorkDir       = "/workspace"
+	kubeTmpVolume     = "tmp"
+	kubeTLSVolume     = "hodei-tls"
+	kubeTLSDir        = "/etc/hodei-tls"
+	kubeAgentSource   = "/hodei"
+	kubeRunAsUser     = int64(65532)
+	kubeGPUResource   = "nvidia.com/gpu"
 )
 
 // New makes the provider of a kubernetes pool (a
@@ -368,6 +374,11 @@ func (p *Provider) PodSpec(spec workers.WorkerSpec, env []corev1.EnvVar) *corev1
 				{Name: kubeTmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 			},
 		},
+	}
+	if len(spec.Services) > 0 {
+		sidecars, aliases := serviceSidecars(spec.Services, *resources.DeepCopy())
+		pod.Spec.InitContainers = append(pod.Spec.InitContainers, sidecars...)
+		pod.Spec.HostAliases = []corev1.HostAlias{{IP: "127.0.0.1", Hostnames: aliases}}
 	}
 	if p.env.AgentCert != nil {
 		// The agent's certificate, from the worker's Secret (TLSSecretName),
@@ -658,4 +669,63 @@ func classifyKube(err error) error {
 		return workers.Transient(err)
 	}
 	return err
+}
+
+// serviceSidecars makes a job's services native sidecars of its pod: init
+// containers that keep running (restartPolicy: Always), started in order
+// after the agent's binary is copied, each one waited for until its
+// startup probe (its health check) passes before the next, and the agent
+// last. Containers of a pod share its network, so each service's name is
+// an alias of 127.0.0.1 (hostAliases): steps reach db:5432 as on Docker.
+// Each has the worker's resources as requests and limits, and the pod's
+// restricted security context but for a writable root file system.
+func serviceSidecars(svcs []pipeline.Service, res corev1.ResourceRequirements) ([]corev1.Container, []string) {
+	always := corev1.ContainerRestartPolicyAlways
+	out := make([]corev1.Container, 0, len(svcs))
+	aliases := make([]string, 0, len(svcs))
+	for _, s := range svcs {
+		name := kubeServicePrefix + s.Name
+		if len(name) > 63 {
+			name = name[:63]
+		}
+		c := corev1.Container{
+			Name:          strings.TrimRight(name, "-"),
+			Image:         s.Image,
+			Command:       s.Entrypoint,
+			Args:          s.Command,
+			RestartPolicy: &always,
+			Resources:     *res.DeepCopy(),
+			SecurityContext: &corev1.SecurityContext{
+				RunAsNonRoot:             new(true),
+				AllowPrivilegeEscalation: new(false),
+				Privileged:               new(false),
+				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+				SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+		}
+		for _, k := range slices.Sorted(maps.Keys(s.Env)) {
+			c.Env = append(c.Env, corev1.EnvVar{Name: k, Value: s.Env[k]})
+		}
+		for _, port := range s.Ports {
+			c.Ports = append(c.Ports, corev1.ContainerPort{ContainerPort: int32(port), Protocol: corev1.ProtocolTCP})
+		}
+		if h := s.Health; h != nil {
+			c.StartupProbe = &corev1.Probe{
+				ProbeHandler:     corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"/bin/sh", "-c", h.Cmd}}},
+				PeriodSeconds:    seconds(h.Interval),
+				TimeoutSeconds:   seconds(h.Timeout),
+				FailureThreshold: int32(h.Retries),
+			}
+		}
+		out = append(out, c)
+		aliases = append(aliases, s.Name)
+	}
+	return out, aliases
+}
+
+// seconds rounds a duration up to whole seconds, at least 1 (probes count
+// in seconds).
+func seconds(d time.Duration) int32 {
+	s := int32((d + time.Second - 1) / time.Second)
+	return max(s, 1)
 }

@@ -3,9 +3,12 @@ package kubernetes
 import (
 	"errors"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/workers"
 	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 	corev1 "k8s.io/api/core/v1"
@@ -119,5 +122,58 @@ func TestKubernetesPodMountsTheAgentBinaryReadOnly(t *testing.T) {
 	}
 	if init := pod.Spec.InitContainers[0]; len(init.VolumeMounts) != 1 || init.VolumeMounts[0].ReadOnly || init.VolumeMounts[0].MountPath != kubeBinDir {
 		t.Errorf("init container mounts %+v, want %s writable at %s", init.VolumeMounts, kubeBinVolume, kubeBinDir)
+	}
+}
+
+// TestKubernetesPodServicesAreSidecars checks the pod of a worker with
+// services: each is a native sidecar (an init container that keeps
+// running) after the binary's copy, in order, with its health check as
+// its startup probe, the worker's resources, a restricted security
+// context, and its name an alias of the pod's loopback. A spec only: no
+// Hodei path fills WorkerSpec.Services yet (docs/workers.md).
+func TestKubernetesPodServicesAreSidecars(t *testing.T) {
+	p := &Provider{
+		pool: poolsfile.PoolConfig{Name: "k"}, namespace: "ci",
+		opts: poolsfile.KubernetesOptions{Namespace: "ci", Image: "i", AgentImage: "a"},
+		env:  workers.ProviderEnv{NATSURL: "nats://x:4222"},
+	}
+	pod := p.PodSpec(workers.WorkerSpec{ID: "w1", Pool: "k", Resources: workers.Resources{CPUMilli: 500, Memory: 256 << 20},
+		Services: []pipeline.Service{
+			{Name: "db", Image: "postgres:16", Env: map[string]string{"POSTGRES_PASSWORD": "x", "A": "1"}, Ports: []int{5432},
+				Command: []string{"postgres", "-c", "fsync=off"},
+				Health:  &pipeline.ServiceHealth{Cmd: "pg_isready", Interval: 1500 * time.Millisecond, Timeout: 100 * time.Millisecond, Retries: 30}},
+			{Name: "cache", Image: "redis:7"},
+		}}, nil)
+	inits := pod.Spec.InitContainers
+	if len(inits) != 3 || inits[0].Name != kubeInitName || inits[1].Name != "svc-db" || inits[2].Name != "svc-cache" {
+		t.Fatalf("init containers %v", inits)
+	}
+	db := inits[1]
+	if db.RestartPolicy == nil || *db.RestartPolicy != corev1.ContainerRestartPolicyAlways || inits[0].RestartPolicy != nil {
+		t.Errorf("restart policies: db %v, hodei-bin %v", db.RestartPolicy, inits[0].RestartPolicy)
+	}
+	if db.Image != "postgres:16" || db.Command != nil || !slices.Equal(db.Args, []string{"postgres", "-c", "fsync=off"}) ||
+		len(db.Env) != 2 || db.Env[0].Name != "A" || db.Ports[0].ContainerPort != 5432 {
+		t.Errorf("db container %+v", db)
+	}
+	pr := db.StartupProbe
+	if pr == nil || !slices.Equal(pr.Exec.Command, []string{"/bin/sh", "-c", "pg_isready"}) || pr.PeriodSeconds != 2 || pr.TimeoutSeconds != 1 || pr.FailureThreshold != 30 {
+		t.Errorf("db startup probe %+v", pr)
+	}
+	if inits[2].StartupProbe != nil {
+		t.Errorf("cache has a probe without a health check")
+	}
+	if db.Resources.Limits.Cpu().MilliValue() != 500 || db.Resources.Requests.Memory().Value() != 256<<20 {
+		t.Errorf("db resources %+v", db.Resources)
+	}
+	sc := db.SecurityContext
+	if sc == nil || !*sc.RunAsNonRoot || *sc.AllowPrivilegeEscalation || len(sc.Capabilities.Drop) != 1 || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("db security context %+v", sc)
+	}
+	if len(pod.Spec.HostAliases) != 1 || pod.Spec.HostAliases[0].IP != "127.0.0.1" || !slices.Equal(pod.Spec.HostAliases[0].Hostnames, []string{"db", "cache"}) {
+		t.Errorf("host aliases %+v", pod.Spec.HostAliases)
+	}
+	if plain := p.PodSpec(workers.WorkerSpec{ID: "w2", Pool: "k"}, nil); len(plain.Spec.InitContainers) != 1 || plain.Spec.HostAliases != nil {
+		t.Errorf("a worker without services has %v, %v", plain.Spec.InitContainers, plain.Spec.HostAliases)
 	}
 }
