@@ -38,7 +38,7 @@ var (
 var (
 	pipelineFields    = []string{"name", "on", "inputs", "env", "priority", "concurrency", "jobs"}
 	concurrencyFields = []string{"group", "limit"}
-	jobFields         = []string{"extends", "name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "continue-on-error", "steps", "checkout", "artifacts", "cache"}
+	jobFields         = []string{"extends", "name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "continue-on-error", "steps", "checkout", "artifacts", "cache", "environment"}
 	runsOnFields      = []string{"labels", "cpu", "memory", "gpu"}
 	stepFields        = []string{"name", "if", "run", "shell", "working-directory", "env", "timeout", "continue-on-error"}
 )
@@ -298,6 +298,8 @@ func (p *parser) job(e yamlpos.Entry) *jobInfo {
 			j.Artifacts = p.artifacts(f.Val, fp)
 		case "cache":
 			j.Cache = p.caches(f.Val, fp)
+		case "environment":
+			j.Environment = p.environment(f.Val, fp)
 		}
 	}
 	if !haveSteps {

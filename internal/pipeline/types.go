@@ -103,6 +103,9 @@ type Job struct {
 	Artifacts   *Artifacts
 	Cache       []Cache
 	NoArtifacts []string
+	// Environment, when set, makes the job wait for an approval once it
+	// is ready (environment.go).
+	Environment *Environment
 }
 
 // Matrix is a map of axis name to values; it expands into the cartesian product.
@@ -184,6 +187,8 @@ type JobSpec struct {
 	Artifacts       *Artifacts `json:"artifacts,omitempty"`
 	Cache           []Cache    `json:"cache,omitempty"`
 	NoArtifactsFrom []string   `json:"no_artifacts_from,omitempty"`
+	// Environment: see Job.Environment.
+	Environment *Environment `json:"environment,omitempty"`
 }
 
 // StepSpec is a step with its expressions evaluated, but for its `if`,
