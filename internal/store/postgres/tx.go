@@ -204,7 +204,7 @@ func (t *tx) UpdateJob(j store.Job) error {
 		sql: updateJobSQL,
 		args: []any{j.ID, j.RunID, j.Key, j.Name, j.Index, j.State, j.Spec, j.Attempt, j.MaxAttempts, j.WorkerID,
 			schema.EncTime(j.QueuedAt), schema.EncTime(j.StartedAt), schema.EncTime(j.FinishedAt), j.ExitCode, j.Error, j.InfraLost,
-				schema.EncTime(j.ApprovalDeadline), j.Decision, j.DecidedBy, schema.EncTime(j.DecidedAt), j.DecisionComment},
+			schema.EncTime(j.ApprovalDeadline), j.Decision, j.DecidedBy, schema.EncTime(j.DecidedAt), j.DecisionComment},
 		mustChange: true,
 		what:       func() string { return "update job " + j.ID },
 	})
