@@ -262,6 +262,7 @@ var allowedPaths = map[string][]string{
 	"internal/api/secrets_test.go":         {"/DB_PASSWORD/reveal", "/DB_PASSWORD/rotate", "/MISSING/rotate", "/TOKEN/reveal"},
 	"internal/api/auth_test.go":            {"/audit/audit.jsonl", "/jobs/greet"},
 	"internal/api/api_test.go":             {"/jobs/"},
+	"internal/api/approvals_test.go":       {"/jobs/"},
 	"internal/cli/cli_test.go":             {"/from/env"},   // a value read back, never opened
 	"internal/cgroup/cgroup_test.go":       {"/docker/abc"}, // a cgroup's path in its hierarchy
 	"internal/store/sqlite/sqlite.go":      {"/dir/hodei.db"},
