@@ -951,5 +951,6 @@ func (o *Orchestrator) assign(c *change, j *jobState, w *workerState) {
 	if w.rec.State == state.WorkerIdle {
 		o.setWorker(c, w, state.WorkerBusy)
 	}
-	c.send(w.rec.ID, bus.Dispatch{Kind: bus.KindAssign, RunID: j.rec.RunID, JobID: j.rec.ID, Attempt: j.rec.Attempt, BootID: w.rec.BootID, Spec: j.rec.Spec})
+	c.send(w.rec.ID, bus.Dispatch{Kind: bus.KindAssign, RunID: j.rec.RunID, JobID: j.rec.ID, Attempt: j.rec.Attempt, BootID: w.rec.BootID,
+		Tenant: j.run.rec.Tenant, Spec: j.rec.Spec})
 }

@@ -146,7 +146,8 @@ func (o *Orchestrator) recover(ctx context.Context, atStart bool) error {
 				if j.rec.State == state.JobAssigned {
 					// The new assignment timeout starts now.
 					j.att.AssignedAt = now
-					redispatch = append(redispatch, bus.Dispatch{Kind: bus.KindAssign, RunID: j.rec.RunID, JobID: j.rec.ID, Attempt: j.rec.Attempt, BootID: w.rec.BootID, Spec: j.rec.Spec})
+					redispatch = append(redispatch, bus.Dispatch{Kind: bus.KindAssign, RunID: j.rec.RunID, JobID: j.rec.ID, Attempt: j.rec.Attempt, BootID: w.rec.BootID,
+						Tenant: rs.rec.Tenant, Spec: j.rec.Spec})
 				}
 			}
 		}
