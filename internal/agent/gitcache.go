@@ -7,11 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -126,6 +128,13 @@ func (g *gitCache) prime(ctx context.Context, tenant string, c *pipeline.Checkou
 		if err := runGit(ctx, nil, mirror, "cat-file", "-e", c.Commit+"^{commit}"); err != nil {
 			return res, fmt.Errorf("the repository has no commit %s", c.Commit)
 		}
+		// Each fetch adds a pack: past a few, one pack serves the copies
+		// and the lookups better.
+		if packs, _ := filepath.Glob(filepath.Join(mirror, "objects", "pack", "*.pack")); len(packs) > 8 {
+			if err := runGit(ctx, nil, mirror, "repack", "-adq"); err != nil {
+				return res, err
+			}
+		}
 	}
 	// A ref keeps the commit in the mirror and lets the workspace fetch it.
 	if err := runGit(ctx, nil, mirror, "update-ref", want, c.Commit); err != nil {
@@ -137,12 +146,19 @@ func (g *gitCache) prime(ctx context.Context, tenant string, c *pipeline.Checkou
 	if err := runGit(ctx, nil, ws, "remote", "add", "origin", c.URL); err != nil {
 		return res, err
 	}
-	args := []string{"fetch", "-q", "--no-tags"}
 	if c.Depth > 0 {
-		args = append(args, "--depth="+strconv.Itoa(c.Depth))
+		// A shallow history: git makes the small pack it needs.
+		err = runGit(ctx, nil, ws, "fetch", "-q", "--no-tags", "--depth="+strconv.Itoa(c.Depth), "--",
+			"file://"+mirror, "+"+want+":refs/remotes/origin/hodei-checkout")
+	} else {
+		// The whole history: a copy of the mirror's objects (new files,
+		// never links: the job owns what is in its workspace) is much
+		// cheaper than a pack made for the fetch.
+		if err = copyObjects(filepath.Join(mirror, "objects"), filepath.Join(ws, ".git", "objects")); err == nil {
+			err = runGit(ctx, nil, ws, "update-ref", "refs/remotes/origin/hodei-checkout", c.Commit)
+		}
 	}
-	args = append(args, "--", "file://"+mirror, "+"+want+":refs/remotes/origin/hodei-checkout")
-	if err := runGit(ctx, nil, ws, args...); err != nil {
+	if err != nil {
 		return res, err
 	}
 	if uid >= 0 {
@@ -157,6 +173,45 @@ func (g *gitCache) prime(ctx context.Context, tenant string, c *pipeline.Checkou
 		}
 	}
 	return res, nil
+}
+
+// copyObjects copies the packs and loose objects of a repository's object
+// directory into another's (not its info, whose alternates would point out
+// of the workspace).
+func copyObjects(from, to string) error {
+	return filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		if d.IsDir() {
+			if rel == "info" {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(filepath.Join(to, rel), 0o755)
+		}
+		if !d.Type().IsRegular() || strings.HasSuffix(rel, ".lock") {
+			return nil
+		}
+		return copyFile(p, filepath.Join(to, rel))
+	})
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o444)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // runGit runs git in dir ("" for the current one) with only the

@@ -33,7 +33,7 @@ func (g *gitHTTP) fetches() int {
 	return g.packs
 }
 
-func git(t *testing.T, dir string, args ...string) string {
+func git(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir
@@ -48,11 +48,11 @@ func git(t *testing.T, dir string, args ...string) string {
 
 // newGitHTTP makes the repository with n commits and serves it; every
 // request must carry token as basic authentication.
-func newGitHTTP(t *testing.T, token string, n int) (*gitHTTP, string) {
+func newGitHTTP(t testing.TB, token string, n int) (*gitHTTP, string) {
 	t.Helper()
 	root := t.TempDir()
-	g := &gitHTTP{bare: filepath.Join(root, "o", "app.git")}
-	git(t, root, "init", "-q", "--bare", g.bare)
+	bare := filepath.Join(root, "o", "app.git")
+	git(t, root, "init", "-q", "--bare", bare)
 	work := t.TempDir()
 	git(t, work, "init", "-q", "-b", "main")
 	for i := 0; i < n; i++ {
@@ -62,8 +62,14 @@ func newGitHTTP(t *testing.T, token string, n int) (*gitHTTP, string) {
 		git(t, work, "add", "f.txt")
 		git(t, work, "commit", "-q", "-m", "commit")
 	}
-	git(t, work, "push", "-q", g.bare, "main")
-	head := git(t, work, "rev-parse", "HEAD")
+	git(t, work, "push", "-q", bare, "main")
+	return serveGit(t, root, token), git(t, work, "rev-parse", "HEAD")
+}
+
+// serveGit serves the repository o/app.git under root.
+func serveGit(t testing.TB, root, token string) *gitHTTP {
+	t.Helper()
+	g := &gitHTTP{bare: filepath.Join(root, "o", "app.git")}
 	gitBin, err := exec.LookPath("git")
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +92,7 @@ func newGitHTTP(t *testing.T, token string, n int) (*gitHTTP, string) {
 	}))
 	t.Cleanup(srv.Close)
 	g.url = srv.URL + "/o/app.git"
-	return g, head
+	return g
 }
 
 func (g *gitHTTP) checkout(commit string, depth int) *pipeline.Checkout {
@@ -103,7 +109,7 @@ func checkedOut(t *testing.T, ws, commit string) {
 	git(t, ws, "-c", "advice.detachedHead=false", "checkout", "-q", "--detach", commit)
 }
 
-func newTestCache(t *testing.T) *gitCache {
+func newTestCache(t testing.TB) *gitCache {
 	t.Helper()
 	g, err := newGitCache(filepath.Join(t.TempDir(), "git-cache"))
 	if err != nil {
