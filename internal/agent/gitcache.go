@@ -140,22 +140,25 @@ func (g *gitCache) prime(ctx context.Context, tenant string, c *pipeline.Checkou
 	if err := runGit(ctx, nil, mirror, "update-ref", want, c.Commit); err != nil {
 		return res, err
 	}
-	if err := runGit(ctx, nil, ws, "init", "-q", "."); err != nil {
+	// The workspace may be the job's already (chowned before the
+	// checkout); it is new and empty, so the agent may work in it.
+	inWS := map[string]string{"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "safe.directory", "GIT_CONFIG_VALUE_0": ws}
+	if err := runGit(ctx, inWS, ws, "init", "-q", "."); err != nil {
 		return res, err
 	}
-	if err := runGit(ctx, nil, ws, "remote", "add", "origin", c.URL); err != nil {
+	if err := runGit(ctx, inWS, ws, "remote", "add", "origin", c.URL); err != nil {
 		return res, err
 	}
 	if c.Depth > 0 {
 		// A shallow history: git makes the small pack it needs.
-		err = runGit(ctx, nil, ws, "fetch", "-q", "--no-tags", "--depth="+strconv.Itoa(c.Depth), "--",
+		err = runGit(ctx, inWS, ws, "fetch", "-q", "--no-tags", "--depth="+strconv.Itoa(c.Depth), "--",
 			"file://"+mirror, "+"+want+":refs/remotes/origin/hodei-checkout")
 	} else {
 		// The whole history: a copy of the mirror's objects (new files,
 		// never links: the job owns what is in its workspace) is much
 		// cheaper than a pack made for the fetch.
 		if err = copyObjects(filepath.Join(mirror, "objects"), filepath.Join(ws, ".git", "objects")); err == nil {
-			err = runGit(ctx, nil, ws, "update-ref", "refs/remotes/origin/hodei-checkout", c.Commit)
+			err = runGit(ctx, inWS, ws, "update-ref", "refs/remotes/origin/hodei-checkout", c.Commit)
 		}
 	}
 	if err != nil {

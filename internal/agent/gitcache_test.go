@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -152,6 +153,27 @@ func TestGitCacheSecondCheckoutUsesTheMirror(t *testing.T) {
 	checkedOut(t, ws2, head)
 	if n := git(t, ws2, "rev-list", "--count", "HEAD"); n != "1" {
 		t.Errorf("depth 1 from the mirror: %s commits", n)
+	}
+
+	// A workspace that is the job's already (a root agent gives it to the
+	// step's uid before the checkout) gets a .git that is the job's too.
+	if os.Geteuid() == 0 {
+		ws3 := t.TempDir()
+		if err := os.Chown(ws3, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cache.prime(ctx, "acme", srv.checkout(head, 0), token, ws3, 65534); err != nil {
+			t.Fatal(err)
+		}
+		_ = filepath.WalkDir(filepath.Join(ws3, ".git"), func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if fi, err := os.Lstat(p); err == nil && fi.Sys().(*syscall.Stat_t).Uid != 65534 {
+				t.Errorf("%s is not the job's", p)
+			}
+			return nil
+		})
 	}
 
 	// The token is in neither repository's files.

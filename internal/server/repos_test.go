@@ -384,7 +384,8 @@ func TestGitHubPushToGreenStatus(t *testing.T) {
 	if st != state.RunSucceeded {
 		t.Fatalf("run %s: %s\n%s", runID, st, logs)
 	}
-	for _, want := range []string{"HEAD=" + sha, "EVENT=push BRANCH=main TAG= COMMIT=" + sha + " REF=refs/heads/main REPO=app", "GITENV=0", "SHALLOW=true", "==> checkout " + sha} {
+	for _, want := range []string{"HEAD=" + sha, "EVENT=push BRANCH=main TAG= COMMIT=" + sha + " REF=refs/heads/main REPO=app", "GITENV=0", "SHALLOW=true", "==> checkout " + sha,
+		"object cache: fetched into this worker's mirror"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %q:\n%s", want, logs)
 		}
