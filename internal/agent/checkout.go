@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -105,6 +106,8 @@ func checkout(ctx context.Context, c *pipeline.Checkout, run func(script string,
 	if prime != nil {
 		res, err := prime()
 		switch {
+		case errors.Is(err, errShallowMiss):
+			_, _ = io.WriteString(b, "object cache: the commit is not in this worker's mirror; a shallow checkout fetches directly\n")
 		case err != nil:
 			_, _ = io.WriteString(b, masks.String(fmt.Sprintf("object cache: %v; fetching directly\n", err)))
 		case res.Hit:

@@ -84,6 +84,10 @@ func (g *gitCache) lock(mirror string) (func(), error) {
 	return func() { f.Close(); m.Unlock() }, nil
 }
 
+// errShallowMiss: a shallow checkout of a commit the mirror lacks, which
+// the checkout script fetches itself.
+var errShallowMiss = errors.New("a shallow checkout of a commit not in this worker's mirror")
+
 // cacheResult says what prime did: Hit when the mirror had the commit
 // already (nothing came over the network).
 type cacheResult struct {
@@ -94,7 +98,10 @@ type cacheResult struct {
 // prime puts the checkout's commit into ws/.git from the tenant's mirror
 // of the repository, fetching into the mirror first what it lacks; the
 // workspace's origin is the repository's URL. uid >= 0 chowns what it made
-// to the job's identity. On error, ws holds no .git.
+// to the job's identity. On error, ws holds no .git. A shallow checkout
+// (depth > 0) uses the mirror only when it has the commit already
+// (errShallowMiss otherwise): filling the mirror means fetching the whole
+// history, which only a full checkout asks for anyway.
 func (g *gitCache) prime(ctx context.Context, tenant string, c *pipeline.Checkout, token, ws string, uid int) (res cacheResult, err error) {
 	mirror := g.mirror(tenant, c.URL)
 	res.Mirror = mirror
@@ -115,6 +122,11 @@ func (g *gitCache) prime(ctx context.Context, tenant string, c *pipeline.Checkou
 	}
 	want := "refs/hodei/" + c.Commit
 	res.Hit = runGit(ctx, nil, mirror, "cat-file", "-e", c.Commit+"^{commit}") == nil
+	if !res.Hit && c.Depth > 0 {
+		// A shallow checkout does not pay for the whole history: it
+		// fetches directly, unless the mirror has the commit already.
+		return res, errShallowMiss
+	}
 	if !res.Hit {
 		auth := forge.GitAuthEnv(c.URL, c.AuthUser, token)
 		err := runGit(ctx, auth, mirror, "fetch", "-q", "--no-tags", "--", c.URL, "+"+c.Commit+":"+want)

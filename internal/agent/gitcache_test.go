@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -126,6 +127,16 @@ func TestGitCacheSecondCheckoutUsesTheMirror(t *testing.T) {
 	cache := newTestCache(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+
+	// A shallow checkout of a commit the mirror lacks is left to the
+	// checkout script: nothing fetched into the mirror for it.
+	shallow := t.TempDir()
+	if _, err := cache.prime(ctx, "acme", srv.checkout(head, 1), token, shallow, -1); !errors.Is(err, errShallowMiss) || srv.fetches() != 0 {
+		t.Fatalf("cold shallow checkout: %v, %d fetches; want errShallowMiss and none", err, srv.fetches())
+	}
+	if _, err := os.Stat(filepath.Join(shallow, ".git")); !os.IsNotExist(err) {
+		t.Errorf("a shallow miss left %s/.git", shallow)
+	}
 
 	ws1 := t.TempDir()
 	res, err := cache.prime(ctx, "acme", srv.checkout(head, 0), token, ws1, -1)
