@@ -70,6 +70,14 @@ func BenchmarkGitCheckout(b *testing.B) {
 	}
 	root := b.TempDir()
 	head := bigRepo(b, root, n)
+	var size int64
+	packs, _ := filepath.Glob(filepath.Join(root, "o", "app.git", "objects", "pack", "*.pack"))
+	for _, p := range packs {
+		if fi, err := os.Stat(p); err == nil {
+			size += fi.Size()
+		}
+	}
+	b.Logf("repository: %d commits, %d bytes of packs", n, size)
 	srv := serveGit(b, root, "tok")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()

@@ -269,6 +269,7 @@ var allowedPaths = map[string][]string{
 	"internal/tracing/otlp.go":             {"/opentelemetry.proto.collector.trace.v1.TraceService/Export"}, // a gRPC method's path
 	"internal/server/repos_test.go":        {"/o/app.git", "/o/lib.git"},                                    // URL paths on the test's git server
 	"internal/repos/repos_test.go":         {"/o/app.git"},                                                  // a URL path on the test's fake forge
+	"internal/agent/gitcache_test.go":      {"/o/app.git"},                                                  // a URL path on the test's git server
 	"internal/repocheck/repocheck_test.go": nil,
 }
 
