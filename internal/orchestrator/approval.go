@@ -90,7 +90,7 @@ func (o *Orchestrator) onDecide(c *change, r *decideReq) {
 // environment asks for an approval, to waiting_approval until its
 // deadline. The deadline is stored, so that a restart keeps it.
 func (o *Orchestrator) ready(c *change, j *jobState) {
-	if env := j.spec.Environment; env != nil && j.rec.Decision == "" {
+	if env := j.spec.Environment; env != nil {
 		if o.setJob(c, j, state.JobWaitingApproval) {
 			j.rec.ApprovalDeadline = c.now.Add(env.Timeout)
 			o.waiting[j.rec.ID] = j
