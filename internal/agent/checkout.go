@@ -18,8 +18,9 @@ import (
 // commit (of its ref when the server does not serve a commit by id), a
 // detached checkout. With HODEI_CHECKOUT_CACHED=1 the agent has put the
 // commit in the workspace's repository from its object cache already
-// (gitcache.go): the script only checks it out. It reads everything from HODEI_CHECKOUT_*, so that
-// nothing from the repository is ever parsed by the shell. The remote's
+// (gitcache.go): the script only checks it out. It reads everything from
+// HODEI_CHECKOUT_*, so that nothing from the repository is ever parsed by
+// the shell. The remote's
 // URL is in .git/config; the token never is: it is in the environment of
 // this script only (forge.GitAuthEnv).
 const checkoutScript = `depth=
