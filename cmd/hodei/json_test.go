@@ -162,13 +162,19 @@ func TestJSONOutput(t *testing.T) {
 				t.Fatalf("gated job %s, want waiting_approval", j.State)
 			}
 			code, out, _ := capture(t, "runs", r.ID)
-			if code != exitOK || !strings.Contains(out, "waiting_approval") {
+			if code != exitOK || !strings.Contains(out, "waiting_approval") || !strings.Contains(out, "production: hodei approve or reject before ") {
 				t.Errorf("runs RUN does not show the wait: %s", out)
 			}
 			j := jsonOf[wire.Job](t, exitOK, verb, r.ID, "deploy", "--comment", "by the book", "--json")
 			want := map[string]string{"approve": "approved", "reject": "rejected"}[verb]
 			if j.Approval == nil || j.Approval.Decision != want || j.Approval.Comment != "by the book" {
 				t.Errorf("%s: %+v", verb, j)
+			}
+			if verb == "reject" {
+				code, out, _ := capture(t, "runs", r.ID)
+				if code != exitOK || !strings.Contains(out, "rejected by ") || !strings.Contains(out, "by the book") {
+					t.Errorf("runs RUN after the rejection:\n%s", out)
+				}
 			}
 			code, _, errOut := capture(t, verb, r.ID, "deploy")
 			// Queued or already run: not waiting, or its run has ended.

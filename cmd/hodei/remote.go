@@ -345,11 +345,37 @@ func printRun(w io.Writer, r wire.Run, jobs []wire.Job) {
 			// worker has 2 (no_worker_large_enough)".
 			note = fmt.Sprintf("waiting: %s (%s)", j.ReasonDetail, j.Reason)
 		}
+		if a := j.Approval; a != nil && note == "" {
+			note = approvalNote(j.State, a)
+		}
 		rows[i] = []string{j.Key, string(j.State), fmt.Sprint(j.Attempt), dur, exit, worker, note}
 	}
 	_ = cli.Table(w, []string{"JOB", "STATE", "ATTEMPTS", "DURATION", "EXIT", "WORKER", "ERROR"}, rows)
 	fmt.Fprintln(w)
 	_ = cli.AttemptsTable(w, jobs)
+}
+
+// approvalNote says where a job of an environment stands: "production:
+// hodei approve or reject before 2026-03-01 12:00", "production: approved by
+// alice (user:alice) at ...".
+func approvalNote(st state.JobState, a *wire.Approval) string {
+	switch {
+	case st == state.JobWaitingApproval && a.Deadline != nil:
+		return a.Environment + ": hodei approve or reject before " + cli.FormatTime(*a.Deadline)
+	case a.Decision == "":
+		return a.Environment
+	}
+	note := a.Environment + ": " + strings.ReplaceAll(a.Decision, "_", " ")
+	if a.DecidedBy != "" {
+		note += " by " + a.DecidedBy
+	}
+	if a.DecidedAt != nil {
+		note += " at " + cli.FormatTime(*a.DecidedAt)
+	}
+	if a.Comment != "" {
+		note += " (" + a.Comment + ")"
+	}
+	return cli.Text(note)
 }
 
 func logsCmd(args []string) int {
