@@ -35,6 +35,7 @@ Example:
 	memory := fs.String("memory", "", "memory capacity, like 4Gi or 512Mi (default: the machine's)")
 	gpu := fs.Int("gpu", 0, "GPUs the worker offers")
 	workDir := fs.String("work-dir", "", "directory of job workspaces (default: in the temporary directory)")
+	gitCache := fs.String("git-cache", "", "directory of the object cache of the repositories jobs check out, one mirror per tenant and URL, hidden from steps (default: in the temporary directory)")
 	pool := fs.String("pool", "default", "pool the worker belongs to")
 	hb := fs.Duration("heartbeat", time.Second, "period of heartbeats")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM, how long running jobs may finish (no new ones are taken) before they are handed back to the server (requeued, not failed)")
@@ -55,7 +56,7 @@ Example:
 	if len(pos) > 0 {
 		return usageError(fs, "unexpected argument %q", pos[0])
 	}
-	cfg := agent.Config{ID: *id, Pool: *pool, WorkDir: *workDir, HeartbeatInterval: *hb, Once: *once, ContainerNetwork: *containerNet, Unisolated: *unsafeShared, NoCgroups: *noCgroups}
+	cfg := agent.Config{ID: *id, Pool: *pool, WorkDir: *workDir, GitCacheDir: *gitCache, HeartbeatInterval: *hb, Once: *once, ContainerNetwork: *containerNet, Unisolated: *unsafeShared, NoCgroups: *noCgroups}
 	var tlsDirs []string
 	for _, f := range []string{*tf.cert, *tf.key, *tf.ca} {
 		if f != "" {

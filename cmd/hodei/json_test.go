@@ -92,7 +92,9 @@ func TestJSONOutput(t *testing.T) {
 	good := filepath.Join(dir, "good.yaml")
 	bad := filepath.Join(dir, "bad.yaml")
 	sleepy := filepath.Join(dir, "sleepy.yaml")
+	gated := filepath.Join(dir, "gated.yaml")
 	for file, yaml := range map[string]string{
+		gated:  "name: gated\njobs:\n  deploy:\n    environment: production\n    steps:\n      - run: echo deployed\n",
 		good:   "name: two-steps\njobs:\n  build:\n    steps:\n      - run: echo first-step-output\n      - run: echo second-step-output\n",
 		bad:    "name: bad\njobs:\n  a:\n    steps:\n      - name: no run\n",
 		sleepy: "name: sleepy\njobs:\n  wait:\n    steps:\n      - run: sleep 60\n",
@@ -151,6 +153,34 @@ func TestJSONOutput(t *testing.T) {
 		c := jsonOf[wire.Run](t, exitOK, "cancel", r.ID, "--json")
 		if c.ID != r.ID || c.Pipeline != "sleepy" {
 			t.Errorf("cancel: %+v", c)
+		}
+	})
+	t.Run("approve and reject", func(t *testing.T) {
+		for _, verb := range []string{"approve", "reject"} {
+			r := jsonOf[wire.Run](t, exitOK, "submit", gated, "--json")
+			if j := jsonOf[wire.Run](t, exitOK, "runs", r.ID, "--json").Jobs[0]; j.State != state.JobWaitingApproval {
+				t.Fatalf("gated job %s, want waiting_approval", j.State)
+			}
+			code, out, _ := capture(t, "runs", r.ID)
+			if code != exitOK || !strings.Contains(out, "waiting_approval") || !strings.Contains(out, "production: hodei approve or reject before ") {
+				t.Errorf("runs RUN does not show the wait: %s", out)
+			}
+			j := jsonOf[wire.Job](t, exitOK, verb, r.ID, "deploy", "--comment", "by the book", "--json")
+			want := map[string]string{"approve": "approved", "reject": "rejected"}[verb]
+			if j.Approval == nil || j.Approval.Decision != want || j.Approval.Comment != "by the book" {
+				t.Errorf("%s: %+v", verb, j)
+			}
+			if verb == "reject" {
+				code, out, _ := capture(t, "runs", r.ID)
+				if code != exitOK || !strings.Contains(out, "rejected by ") || !strings.Contains(out, "by the book") {
+					t.Errorf("runs RUN after the rejection:\n%s", out)
+				}
+			}
+			code, _, errOut := capture(t, verb, r.ID, "deploy")
+			// Queued or already run: not waiting, or its run has ended.
+			if code == exitOK || !strings.Contains(errOut, "not waiting for an approval") && !strings.Contains(errOut, "has already ended") {
+				t.Errorf("%s twice: exit %d %s", verb, code, errOut)
+			}
 		}
 	})
 	t.Run("workers", func(t *testing.T) {

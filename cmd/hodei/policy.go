@@ -110,7 +110,7 @@ line; FILE "-" is the standard input):
    "resource": {"type": "Pipeline", "id": "ci.yaml", "tenant": "acme"},
    "expect": "deny"}
 
-Actions: submit, read, readLogs, cancel, readWorkers, manageWorkers,
+Actions: submit, read, readLogs, cancel, approveJob, readWorkers, manageWorkers,
 listSecrets, manageSecrets, listRepos, manageRepos, runRepo, readAudit,
 readMetrics, manageTokens, admin.
 Resource types: Pipeline, Run, Tenant, Secret and Repository (with a

@@ -353,6 +353,9 @@ func printRun(w io.Writer, r wire.Run, jobs []wire.Job) {
 			// worker has 2 (no_worker_large_enough)".
 			note = fmt.Sprintf("waiting: %s (%s)", j.ReasonDetail, j.Reason)
 		}
+		if a := j.Approval; a != nil && note == "" {
+			note = approvalNote(j.State, a)
+		}
 		rows[i] = []string{j.Key, string(j.State), fmt.Sprint(j.Attempt), dur, exit, worker, note}
 	}
 	_ = cli.Table(w, []string{"JOB", "STATE", "ATTEMPTS", "DURATION", "EXIT", "WORKER", "ERROR"}, rows)
@@ -375,6 +378,29 @@ func printRun(w io.Writer, r wire.Run, jobs []wire.Job) {
 		fmt.Fprintln(w)
 	}
 	_ = cli.AttemptsTable(w, jobs)
+}
+
+// approvalNote says where a job of an environment stands: "production:
+// hodei approve or reject before 2026-03-01 12:00", "production: approved by
+// alice (user:alice) at ...".
+func approvalNote(st state.JobState, a *wire.Approval) string {
+	switch {
+	case st == state.JobWaitingApproval && a.Deadline != nil:
+		return a.Environment + ": hodei approve or reject before " + cli.FormatTime(*a.Deadline)
+	case a.Decision == "":
+		return a.Environment
+	}
+	note := a.Environment + ": " + strings.ReplaceAll(a.Decision, "_", " ")
+	if a.DecidedBy != "" {
+		note += " by " + a.DecidedBy
+	}
+	if a.DecidedAt != nil {
+		note += " at " + cli.FormatTime(*a.DecidedAt)
+	}
+	if a.Comment != "" {
+		note += " (" + a.Comment + ")"
+	}
+	return cli.Text(note)
 }
 
 func logsCmd(args []string) int {
@@ -477,6 +503,59 @@ Example:
 	return exitOK
 }
 
+func approveCmd(args []string) int { return decideCmd("approve", args) }
+
+func rejectCmd(args []string) int { return decideCmd("reject", args) }
+
+// decideCmd approves or rejects (verb) a job that waits for an approval.
+func decideCmd(verb string, args []string) int {
+	what := "Approve a job that waits for an approval: it is queued and runs."
+	if verb == "reject" {
+		what = "Reject a job that waits for an approval: it fails, and the jobs that\nneed it see a failure."
+	}
+	fs := flags(verb, "RUN JOB [flags]", `
+`+what+` JOB is the job's key or id. Who decides, when,
+and the comment are kept on the job and in the audit trail. The policies
+must allow approveJob on the run and, when the job's environment names
+approvers, the caller must hold one of those roles or groups.
+
+Example:
+  hodei `+verb+` 0194d2a9f3c0000a1b2 deploy --comment "release 1.4"`)
+	server := addServerFlag(fs)
+	asJSON := addJSONFlag(fs)
+	comment := fs.String("comment", "", "why (kept with the decision)")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 2 {
+		return usageError(fs, "want a RUN id and a JOB")
+	}
+	c, code, ok := newClient(fs, *server)
+	if !ok {
+		return code
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	decide := c.Approve
+	if verb == "reject" {
+		decide = c.Reject
+	}
+	j, err := decide(ctx, pos[0], pos[1], *comment)
+	if err != nil {
+		return apiFail(verb, err)
+	}
+	if *asJSON {
+		return printJSON(j)
+	}
+	by := ""
+	if j.Approval != nil {
+		by = " by " + j.Approval.DecidedBy
+	}
+	fmt.Printf("job %s of run %s %s%s: %s\n", j.Key, pos[0], pastTense(verb), by, j.State)
+	return exitOK
+}
+
 func workersCmd(args []string) int {
 	fs := flags("workers", "[flags]", `
 List the workers a server knows: their pool, state, capacity in use, jobs,
@@ -527,4 +606,12 @@ Example:
 		return fail("workers", err)
 	}
 	return exitOK
+}
+
+// pastTense is "approved" or "rejected".
+func pastTense(verb string) string {
+	if verb == "reject" {
+		return "rejected"
+	}
+	return "approved"
 }

@@ -106,6 +106,11 @@ type Config struct {
 	// the bus with many agents (hodei bench fleet); it returns the final
 	// state (bus.StatusSucceeded...), the exit code and an error message.
 	Exec func(ctx context.Context, d bus.Dispatch, spec pipeline.JobSpec) (state string, code int, errMsg string)
+	// GitCacheDir holds the worker's object cache of the repositories
+	// its jobs check out (gitcache.go): one bare mirror per tenant and
+	// URL, hidden from steps. Default: hodei-git-cache/ID in the system's
+	// temporary directory.
+	GitCacheDir string
 }
 
 // Defaults fills what is unset from the machine.
@@ -127,6 +132,9 @@ func (c *Config) Defaults() {
 	}
 	if c.WorkDir == "" {
 		c.WorkDir = filepath.Join(os.TempDir(), "hodei-work", c.ID)
+	}
+	if c.GitCacheDir == "" {
+		c.GitCacheDir = filepath.Join(os.TempDir(), "hodei-git-cache", c.ID)
 	}
 	if c.ChunkSize <= 0 {
 		c.ChunkSize = 64 << 10
@@ -185,6 +193,8 @@ type Agent struct {
 	// machine has none.
 	cg     *cgroup.Manager
 	cgName string
+	// gitc is the object cache of the repositories checked out.
+	gitc *gitCache
 
 	mu        sync.Mutex
 	running   map[bus.JobRef]*execution
@@ -258,7 +268,12 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	gitc, err := newGitCache(cfg.GitCacheDir)
+	if err != nil {
+		return nil, err
+	}
 	a := &Agent{
+		gitc:    gitc,
 		seal:    seal,
 		cfg:     cfg,
 		nc:      nc,
@@ -684,7 +699,7 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 		if isolated {
 			res = runSandboxed(ctx, sandbox.Spec{
 				Script: script, Workspace: ws, Tmp: tmp, Env: env,
-				Hide: append([]string{a.cfg.WorkDir}, a.cfg.Hide...),
+				Hide: append([]string{a.cfg.WorkDir, a.cfg.GitCacheDir}, a.cfg.Hide...),
 				UID:  uid, GID: uid,
 			}, timeout, out, onStart, cg.group())
 		} else {
@@ -700,8 +715,18 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 	token, stepSecrets := splitCheckoutToken(spec, d.Secrets)
 	d.Secrets = stepSecrets
 	if c := spec.Checkout; c != nil && !c.Disabled && c.URL != "" {
-		env := mergeEnv(nil, base, envMap(a.cfg.BaseEnv), hodeiEnv, d.Env, spec.Env, checkoutEnv(c, token))
-		if errMsg := checkout(ctx, c, runScript, env, b, masks); errMsg != "" {
+		cenv := checkoutEnv(c, token)
+		var prime func() (cacheResult, error)
+		if !c.FetchTags { // the mirrors keep no tags
+			prime = func() (cacheResult, error) { return a.gitc.prime(ctx, d.Tenant, c, token, ws, uid) }
+		}
+		if errMsg := checkout(ctx, c, runScript, func(cached bool) []string {
+			cenv["HODEI_CHECKOUT_CACHED"] = "0"
+			if cached {
+				cenv["HODEI_CHECKOUT_CACHED"] = "1"
+			}
+			return mergeEnv(nil, base, envMap(a.cfg.BaseEnv), hodeiEnv, d.Env, spec.Env, cenv)
+		}, prime, b, masks); errMsg != "" {
 			if err := context.Cause(ctx); err != nil && ctx.Err() != nil {
 				return stopState(err), -1, err.Error()
 			}

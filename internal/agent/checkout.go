@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -15,18 +16,23 @@ import (
 // checkoutScript puts a commit in the workspace with the job's own
 // identity, as a step would run: an empty repository, a fetch of the one
 // commit (of its ref when the server does not serve a commit by id), a
-// detached checkout. It reads everything from HODEI_CHECKOUT_*, so that
-// nothing from the repository is ever parsed by the shell. The remote's
+// detached checkout. With HODEI_CHECKOUT_CACHED=1 the agent has put the
+// commit in the workspace's repository from its object cache already
+// (gitcache.go): the script only checks it out. It reads everything from
+// HODEI_CHECKOUT_*, so that nothing from the repository is ever parsed by
+// the shell. The remote's
 // URL is in .git/config; the token never is: it is in the environment of
 // this script only (forge.GitAuthEnv).
-const checkoutScript = `git init -q .
-git remote add origin "$HODEI_CHECKOUT_URL"
-depth=
+const checkoutScript = `depth=
 if [ "$HODEI_CHECKOUT_DEPTH" -gt 0 ]; then depth="--depth=$HODEI_CHECKOUT_DEPTH"; fi
+if [ "$HODEI_CHECKOUT_CACHED" != 1 ]; then
+git init -q .
+git remote add origin "$HODEI_CHECKOUT_URL"
 tags=--no-tags
 if [ "$HODEI_CHECKOUT_TAGS" = 1 ]; then tags=--tags; fi
 if ! git fetch -q $tags $depth origin "+$HODEI_CHECKOUT_COMMIT:refs/remotes/origin/hodei-checkout" 2>/dev/null; then
   git fetch -q $tags $depth origin "+$HODEI_CHECKOUT_REF:refs/remotes/origin/hodei-checkout"
+fi
 fi
 git -c advice.detachedHead=false checkout -q --detach "$HODEI_CHECKOUT_COMMIT"
 if [ "$HODEI_CHECKOUT_SUBMODULES" = 1 ]; then git submodule update -q --init --recursive $depth; fi
@@ -88,14 +94,34 @@ const checkoutTimeout = 30 * time.Minute
 // checkout runs the checkout script before the first step, its output in
 // the log as the agent's own (step -1), masked. It returns why it failed,
 // or "".
+//
+// prime, when not nil, puts the commit in the workspace from the worker's
+// object cache first; when it fails, the script fetches it itself. env
+// returns the script's environment, told whether prime did.
 func checkout(ctx context.Context, c *pipeline.Checkout, run func(script string, env []string, timeout time.Duration, out io.Writer) stepResult,
-	env []string, b *batcher, masks *mask.Set) string {
+	env func(cached bool) []string, prime func() (cacheResult, error), b *batcher, masks *mask.Set) string {
 	b.Flush(-1)
 	_, _ = io.WriteString(b, masks.String(fmt.Sprintf("==> checkout %s (%s) from %s\n", c.Commit, c.Ref, c.URL)))
+	started := time.Now()
+	cached := false
+	if prime != nil {
+		res, err := prime()
+		switch {
+		case errors.Is(err, errShallowMiss):
+			_, _ = io.WriteString(b, "object cache: the commit is not in this worker's mirror; a shallow checkout fetches directly\n")
+		case err != nil:
+			_, _ = io.WriteString(b, masks.String(fmt.Sprintf("object cache: %v; fetching directly\n", err)))
+		case res.Hit:
+			cached = true
+			_, _ = io.WriteString(b, fmt.Sprintf("object cache: the commit was in this worker's mirror (%s)\n", time.Since(started).Round(time.Millisecond)))
+		default:
+			cached = true
+			_, _ = io.WriteString(b, fmt.Sprintf("object cache: fetched into this worker's mirror (%s)\n", time.Since(started).Round(time.Millisecond)))
+		}
+	}
 	ends := &lineEnds{w: b}
 	out := mask.NewWriter(ends, masks)
-	started := time.Now()
-	res := run(checkoutScript, env, checkoutTimeout, out)
+	res := run(checkoutScript, env(cached), checkoutTimeout, out)
 	_ = out.Flush()
 	ends.close()
 	if res.Err != nil {

@@ -10,6 +10,8 @@
 //	GET  /api/v1/runs/{id}/jobs/{job}     one job, by id or key
 //	GET  /api/v1/runs/{id}/logs           output as text (?job=), or live as SSE (?follow=1)
 //	POST /api/v1/runs/{id}/cancel         cancel a run
+//	POST /api/v1/runs/{id}/jobs/{job}/approve  approve a job that waits for an approval ({"comment"} optional)
+//	POST /api/v1/runs/{id}/jobs/{job}/reject   reject it
 //	POST /api/v1/runs/{id}/rerun          submit a run's pipeline file again, in its tenant
 //	GET  /api/v1/permissions              which actions the caller may do (?run=ID: on that run)
 //	GET  /api/v1/workers                  the workers the orchestrator knows
@@ -188,6 +190,8 @@ func New(d Deps) http.Handler {
 	route(mux, "/api/v1/runs/{id}/artifacts/{job}/{name}", map[string]http.HandlerFunc{"GET": a.artifactContent})
 	route(mux, "/api/v1/runs/{id}/cancel", map[string]http.HandlerFunc{"POST": a.cancel})
 	route(mux, "/api/v1/runs/{id}/rerun", map[string]http.HandlerFunc{"POST": a.rerun})
+	route(mux, "/api/v1/runs/{id}/jobs/{job}/approve", map[string]http.HandlerFunc{"POST": a.approve})
+	route(mux, "/api/v1/runs/{id}/jobs/{job}/reject", map[string]http.HandlerFunc{"POST": a.reject})
 	route(mux, "/api/v1/permissions", map[string]http.HandlerFunc{"GET": a.permissions})
 	route(mux, "/api/v1/workers", map[string]http.HandlerFunc{"GET": a.workers})
 	route(mux, "/api/v1/pools", map[string]http.HandlerFunc{"GET": a.pools})

@@ -291,6 +291,8 @@ func (a *api) authorize(w http.ResponseWriter, r *http.Request, p auth.Principal
 			action = authz.ActReadArtifacts
 		case len(rest) == 2 && rest[1] == "cancel":
 			action = authz.ActCancel
+		case len(rest) == 4 && rest[1] == "jobs" && (rest[3] == "approve" || rest[3] == "reject"):
+			action = authz.ActApproveJob
 		case len(rest) == 2 && rest[1] == "rerun" && method == http.MethodPost:
 			return r, a.authorizeRerun(w, r, p, rest[0])
 		}

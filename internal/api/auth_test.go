@@ -52,15 +52,23 @@ type secureEnv struct {
 
 func startSecure(t *testing.T) *secureEnv {
 	t.Helper()
+	return startSecureWith(t, 0)
+}
+
+// startSecureWith is startSecure with that many local agents running the
+// jobs (none: jobs stay queued).
+func startSecureWith(t *testing.T, workers int) *secureEnv {
+	t.Helper()
 	op := oidctest.Start(t, opUsers)
 	e := &secureEnv{t: t, op: op, toks: map[string]string{}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	srv, err := server.Start(ctx, server.Options{
-		DataDir:    t.TempDir(),
-		NATSListen: "none",
-		HTTPAddr:   "127.0.0.1:0",
-		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		DataDir:      t.TempDir(),
+		NATSListen:   "none",
+		HTTPAddr:     "127.0.0.1:0",
+		LocalWorkers: workers,
+		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Security: server.SecurityOptions{
 			Enabled:      true,
 			OIDC:         &auth.OIDCConfig{Issuer: op.Issuer, Audiences: []string{oidctest.ClientHodei}},

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/api/wire"
+	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/store"
 )
 
@@ -62,7 +63,8 @@ func RunJSON(r store.Run, jobs []store.Job, now time.Time) wire.Run {
 // JobJSON converts a stored job to its API shape (without attempts).
 func JobJSON(j store.Job, now time.Time) wire.Job {
 	var spec struct {
-		Needs []string `json:"needs"`
+		Needs       []string              `json:"needs"`
+		Environment *pipeline.Environment `json:"environment"`
 	}
 	_ = json.Unmarshal(j.Spec, &spec)
 	if spec.Needs == nil {
@@ -85,6 +87,10 @@ func JobJSON(j store.Job, now time.Time) wire.Job {
 		FinishedAt:  timePtr(j.FinishedAt),
 		Error:       j.Error,
 		Outputs:     j.Outputs,
+	}
+	if e := spec.Environment; e != nil {
+		out.Approval = &wire.Approval{Environment: e.Name, Approvers: e.Approvers, Deadline: timePtr(j.ApprovalDeadline),
+			Decision: j.Decision, DecidedBy: j.DecidedBy, DecidedAt: timePtr(j.DecidedAt), Comment: j.DecisionComment}
 	}
 	final := j.State.Final()
 	if !final {

@@ -23,7 +23,7 @@ var clusterActions = []string{authz.ActReadWorkers, authz.ActManageWorkers, auth
 
 // runActions are the actions answered for ?run=ID; "submit" is a re-run:
 // the run's pipeline file submitted in the run's tenant.
-var runActions = []string{authz.ActRead, authz.ActReadLogs, authz.ActCancel}
+var runActions = []string{authz.ActRead, authz.ActReadLogs, authz.ActCancel, authz.ActApproveJob}
 
 // permissions answers which actions the caller may do, decided one by one
 // by the same authorizer (with the same token scopes) as the API's

@@ -33,9 +33,9 @@ func TestPermissionsAnswerAsTheAPIDecides(t *testing.T) {
 		user string
 		want map[string]bool
 	}{
-		{"bob", map[string]bool{"read": true, "readLogs": true, "cancel": true, "submit": true}},
-		{"vera", map[string]bool{"read": true, "readLogs": true, "cancel": false, "submit": false}},
-		{"alice", map[string]bool{"read": true, "readLogs": true, "cancel": true, "submit": true}},
+		{"bob", map[string]bool{"read": true, "readLogs": true, "cancel": true, "approveJob": true, "submit": true}},
+		{"vera", map[string]bool{"read": true, "readLogs": true, "cancel": false, "approveJob": false, "submit": false}},
+		{"alice", map[string]bool{"read": true, "readLogs": true, "cancel": true, "approveJob": true, "submit": true}},
 	} {
 		st, p := perms(c.user, "?run="+run.ID)
 		if st != http.StatusOK || !reflect.DeepEqual(p.Actions, c.want) || p.Resource != `Hodei::Run::"`+run.ID+`"` {

@@ -27,6 +27,7 @@ const (
 	ActReadLogs      = "readLogs"
 	ActReadArtifacts = "readArtifacts"
 	ActCancel        = "cancel"
+	ActApproveJob    = "approveJob"
 	ActReadWorkers   = "readWorkers"
 	ActManageWorkers = "manageWorkers"
 	ActListSecrets   = "listSecrets"
@@ -41,7 +42,7 @@ const (
 )
 
 // Actions lists every action, in the order of the schema.
-var Actions = []string{ActSubmit, ActRead, ActReadLogs, ActReadArtifacts, ActCancel, ActReadWorkers, ActManageWorkers,
+var Actions = []string{ActSubmit, ActRead, ActReadLogs, ActReadArtifacts, ActCancel, ActApproveJob, ActReadWorkers, ActManageWorkers,
 	ActListSecrets, ActManageSecrets, ActListRepos, ActManageRepos, ActRunRepo, ActReadAudit, ActReadMetrics, ActManageTokens, ActAdmin}
 
 // Resource types.

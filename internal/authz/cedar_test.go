@@ -30,6 +30,7 @@ func tenantRequests(tenant string) []Request {
 		{Action: ActReadLogs, Resource: run},
 		{Action: ActReadArtifacts, Resource: run},
 		{Action: ActCancel, Resource: run},
+		{Action: ActApproveJob, Resource: run},
 		{Action: ActListSecrets, Resource: Resource{Type: TypeSecret, ID: "db-password", Tenant: tenant}},
 		{Action: ActManageSecrets, Resource: Resource{Type: TypeSecret, ID: "db-password", Tenant: tenant}},
 		{Action: ActListSecrets, Resource: Tenant(tenant)},
@@ -61,9 +62,9 @@ func TestDefaultPolicies(t *testing.T) {
 	t.Parallel()
 	c := mustDefault(t)
 	ownTenant := map[string][]string{ // what each role may do in its own tenant
-		"admin":      {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "readArtifacts Run", "cancel Run", "listSecrets Secret", "manageSecrets Secret", "listSecrets Tenant", "listRepos Tenant", "listRepos Repository", "manageRepos Tenant", "manageRepos Repository", "runRepo Repository"},
-		"maintainer": {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "readArtifacts Run", "cancel Run", "listSecrets Secret", "manageSecrets Secret", "listSecrets Tenant", "listRepos Tenant", "listRepos Repository", "manageRepos Tenant", "manageRepos Repository", "runRepo Repository"},
-		"developer":  {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "readArtifacts Run", "cancel Run", "listSecrets Secret", "listSecrets Tenant", "listRepos Tenant", "listRepos Repository", "manageRepos Tenant", "manageRepos Repository", "runRepo Repository"},
+		"admin":      {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "readArtifacts Run", "cancel Run", "approveJob Run", "listSecrets Secret", "manageSecrets Secret", "listSecrets Tenant", "listRepos Tenant", "listRepos Repository", "manageRepos Tenant", "manageRepos Repository", "runRepo Repository"},
+		"maintainer": {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "readArtifacts Run", "cancel Run", "approveJob Run", "listSecrets Secret", "manageSecrets Secret", "listSecrets Tenant", "listRepos Tenant", "listRepos Repository", "manageRepos Tenant", "manageRepos Repository", "runRepo Repository"},
+		"developer":  {"submit Pipeline", "read Run", "read Tenant", "readLogs Run", "readArtifacts Run", "cancel Run", "approveJob Run", "listSecrets Secret", "listSecrets Tenant", "listRepos Tenant", "listRepos Repository", "manageRepos Tenant", "manageRepos Repository", "runRepo Repository"},
 		"viewer":     {"read Run", "read Tenant", "readLogs Run", "readArtifacts Run", "listRepos Tenant", "listRepos Repository"},
 		"":           {},
 	}

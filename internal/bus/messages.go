@@ -28,6 +28,9 @@ type Dispatch struct {
 	// chose it) drops an assignment, and a cancel with a boot id is a
 	// refusal of a report of that incarnation. Empty: any incarnation.
 	BootID string `json:"boot_id,omitempty"`
+	// Tenant is the tenant of the job's run (assign only): the worker
+	// keeps its object cache of repositories per tenant.
+	Tenant string `json:"tenant,omitempty"`
 	// Spec is the job's pipeline.JobSpec (assign only).
 	Spec json.RawMessage `json:"spec,omitempty"`
 	// Env is what Hodei adds to the job's environment (HODEI_RUN_ID...).

@@ -83,6 +83,8 @@ func (p *Printer) job(j *wire.JobEvent) error {
 			line += ": " + Text(j.Error)
 		}
 		line += "; retrying"
+	case state.JobWaitingApproval:
+		line = "⏸ waiting for an approval (hodei approve RUN " + j.JobKey + ")"
 	case state.JobSucceeded, state.JobFailed, state.JobCanceled, state.JobSkipped:
 		d := time.Duration(-1)
 		start, ok := p.started[j.JobID]

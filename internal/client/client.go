@@ -266,6 +266,27 @@ func (c *Client) Cancel(ctx context.Context, id string) (Run, error) {
 	return r, err
 }
 
+// Approve approves a job (its id or key) of a run that waits for an
+// approval; Reject rejects it. Both return the job as decided.
+func (c *Client) Approve(ctx context.Context, runID, job, comment string) (Job, error) {
+	return c.decide(ctx, runID, job, "approve", comment)
+}
+
+// Reject rejects a job that waits for an approval: it fails.
+func (c *Client) Reject(ctx context.Context, runID, job, comment string) (Job, error) {
+	return c.decide(ctx, runID, job, "reject", comment)
+}
+
+func (c *Client) decide(ctx context.Context, runID, job, verb, comment string) (Job, error) {
+	body, err := json.Marshal(wire.Decision{Comment: comment})
+	if err != nil {
+		return Job{}, err
+	}
+	var j Job
+	err = c.getJSON(ctx, http.MethodPost, runPath(runID, "jobs", url.PathEscape(job), verb), nil, bytes.NewReader(body), "application/json", &j)
+	return j, err
+}
+
 // Workers lists the workers the server knows, but those lost long ago.
 func (c *Client) Workers(ctx context.Context) ([]Worker, error) {
 	return c.workers(ctx, nil)

@@ -84,9 +84,13 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 			// Stored queued at once when its condition holds; else
 			// evaluate skips it below, as it would after a wait.
 			if _, run, spec, err := condition(j); run && err == nil {
-				if spec != nil && !setSpec(j, *spec) {
+				switch {
+				case spec != nil && !setSpec(j, *spec):
 					skipped = append(skipped, j) // evaluate fails it
-				} else {
+				case j.spec.Environment != nil:
+					j.rec.State = state.JobWaitingApproval
+					j.rec.ApprovalDeadline = c.now.Add(j.spec.Environment.Timeout)
+				default:
 					j.rec.State = state.JobQueued
 					j.rec.QueuedAt = c.now
 				}
@@ -116,8 +120,11 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 	o.eng.AddPipeline(pipelineSpec(rs))
 	for _, j := range rs.jobs {
 		o.jobs[j.rec.ID] = j
-		if j.rec.State == state.JobQueued {
+		switch j.rec.State {
+		case state.JobQueued:
 			o.enqueue(j, c.now)
+		case state.JobWaitingApproval:
+			o.waiting[j.rec.ID] = j
 		}
 	}
 	c.notes = append(c.notes, hub.Note{Kind: hub.KindRun, RunID: rs.rec.ID, RunState: rs.rec.State, At: c.now})
@@ -329,6 +336,7 @@ func (o *Orchestrator) finish(c *change, j *jobState, to state.JobState, errMsg 
 	if j.rec.State == state.JobQueued {
 		o.dequeue(j)
 	}
+	delete(o.waiting, j.rec.ID)
 	if errMsg != "" {
 		j.rec.Error = errMsg
 	}
@@ -369,10 +377,7 @@ func (o *Orchestrator) evaluate(c *change, j *jobState) {
 		// never gets an attempt.
 		o.finish(c, j, state.JobFailed, err.Error())
 	case run:
-		if o.setJob(c, j, state.JobQueued) {
-			j.rec.QueuedAt = c.now
-			o.enqueue(j, c.now)
-		}
+		o.ready(c, j)
 	default:
 		o.finish(c, j, state.JobSkipped, "")
 	}
@@ -977,5 +982,6 @@ func (o *Orchestrator) assign(c *change, j *jobState, w *workerState) {
 	if w.rec.State == state.WorkerIdle {
 		o.setWorker(c, w, state.WorkerBusy)
 	}
-	c.send(w.rec.ID, bus.Dispatch{Kind: bus.KindAssign, RunID: j.rec.RunID, JobID: j.rec.ID, Attempt: j.rec.Attempt, BootID: w.rec.BootID, Spec: j.rec.Spec})
+	c.send(w.rec.ID, bus.Dispatch{Kind: bus.KindAssign, RunID: j.rec.RunID, JobID: j.rec.ID, Attempt: j.rec.Attempt, BootID: w.rec.BootID,
+		Tenant: j.run.rec.Tenant, Spec: j.rec.Spec})
 }

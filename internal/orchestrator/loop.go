@@ -216,6 +216,7 @@ func (o *Orchestrator) apply(ctx context.Context, b *batch) {
 		}
 		if b.tick {
 			o.checkLeases(c)
+			o.checkApprovals(c)
 		}
 		if o.dirty && c.err == nil {
 			o.schedule(c)

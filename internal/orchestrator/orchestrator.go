@@ -178,9 +178,11 @@ type Orchestrator struct {
 	stopSeals context.CancelFunc
 
 	// Owned by the loop goroutine.
-	runs    map[string]*runState
-	jobs    map[string]*jobState
-	queue   map[string]*jobState
+	runs  map[string]*runState
+	jobs  map[string]*jobState
+	queue map[string]*jobState
+	// waiting are the jobs in waiting_approval (approval.go).
+	waiting map[string]*jobState
 	workers map[string]*workerState
 	admit   *scheduler.Admission
 	eng     *scheduler.Engine
@@ -279,6 +281,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		runs:    map[string]*runState{},
 		jobs:    map[string]*jobState{},
 		queue:   map[string]*jobState{},
+		waiting: map[string]*jobState{},
 		workers: map[string]*workerState{},
 		admit:   scheduler.NewAdmission(),
 		pred:    predict.New(predict.Config{}),

@@ -41,6 +41,7 @@ func (o *Orchestrator) recover(ctx context.Context, atStart bool) error {
 	o.runs = map[string]*runState{}
 	o.jobs = map[string]*jobState{}
 	o.queue = map[string]*jobState{}
+	o.waiting = map[string]*jobState{}
 	o.unchecked = nil
 	o.workers = map[string]*workerState{}
 	o.admit = scheduler.NewAdmission()
@@ -113,6 +114,9 @@ func (o *Orchestrator) recover(ctx context.Context, atStart bool) error {
 			switch {
 			case j.rec.State == state.JobQueued:
 				toQueue = append(toQueue, j)
+			case j.rec.State == state.JobWaitingApproval:
+				// Its deadline is stored: the wait goes on where it was.
+				o.waiting[j.rec.ID] = j
 			case j.rec.State.Active():
 				toBind = append(toBind, j)
 				atts, err := o.cfg.Store.ListAttempts(ctx, j.rec.ID)
@@ -142,7 +146,8 @@ func (o *Orchestrator) recover(ctx context.Context, atStart bool) error {
 				if j.rec.State == state.JobAssigned {
 					// The new assignment timeout starts now.
 					j.att.AssignedAt = now
-					redispatch = append(redispatch, bus.Dispatch{Kind: bus.KindAssign, RunID: j.rec.RunID, JobID: j.rec.ID, Attempt: j.rec.Attempt, BootID: w.rec.BootID, Spec: j.rec.Spec})
+					redispatch = append(redispatch, bus.Dispatch{Kind: bus.KindAssign, RunID: j.rec.RunID, JobID: j.rec.ID, Attempt: j.rec.Attempt, BootID: w.rec.BootID,
+						Tenant: rs.rec.Tenant, Spec: j.rec.Spec})
 				}
 			}
 		}

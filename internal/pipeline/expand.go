@@ -312,6 +312,11 @@ func (x *expander) job(j *Job, vals []string, needs []string) (JobSpec, error) {
 		c := *j.Checkout
 		s.Checkout = &c
 	}
+	if j.Environment != nil {
+		e := *j.Environment
+		e.Approvers = slices.Clone(e.Approvers)
+		s.Environment = &e
+	}
 	s.LimitCPU, s.LimitMemory = s.CPUMilli != 0, s.Memory != 0
 	if s.CPUMilli == 0 {
 		s.CPUMilli = DefaultCPUMilli

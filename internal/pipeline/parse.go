@@ -38,7 +38,7 @@ var (
 var (
 	pipelineFields    = []string{"name", "on", "inputs", "env", "priority", "concurrency", "include", "jobs"}
 	concurrencyFields = []string{"group", "limit"}
-	jobFields         = []string{"extends", "name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "continue-on-error", "steps", "checkout", "artifacts", "cache", "outputs", "services"}
+	jobFields         = []string{"extends", "name", "needs", "if", "runs-on", "image", "network", "env", "secrets", "timeout", "retry", "infra_retries", "priority", "matrix", "continue-on-error", "steps", "checkout", "artifacts", "cache", "outputs", "services", "environment"}
 	runsOnFields      = []string{"labels", "cpu", "memory", "gpu"}
 	stepFields        = []string{"name", "if", "run", "shell", "working-directory", "env", "timeout", "continue-on-error"}
 )
@@ -351,6 +351,8 @@ func (p *parser) job(e yamlpos.Entry) *jobInfo {
 		case "services":
 			servicesNode = f.Val
 			j.Services = p.services(f.Val, fp, info)
+		case "environment":
+			j.Environment = p.environment(f.Val, fp)
 		}
 	}
 	if !haveSteps {

@@ -113,6 +113,9 @@ type Job struct {
 	Outputs []string
 	// Services run beside the job's container (services.go).
 	Services []Service
+	// Environment, when set, makes the job wait for an approval once it
+	// is ready (environment.go).
+	Environment *Environment
 }
 
 // Matrix is a map of axis name to values; it expands into the cartesian product.
@@ -202,6 +205,8 @@ type JobSpec struct {
 	NeedsOutputs map[string]string `json:"needs_outputs,omitempty"`
 	// Services run beside the job's container (services.go).
 	Services []Service `json:"services,omitempty"`
+	// Environment: see Job.Environment.
+	Environment *Environment `json:"environment,omitempty"`
 }
 
 // StepSpec is a step with its expressions evaluated, but for its `if`,

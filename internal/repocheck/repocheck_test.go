@@ -262,12 +262,14 @@ var allowedPaths = map[string][]string{
 	"internal/api/secrets_test.go":         {"/DB_PASSWORD/reveal", "/DB_PASSWORD/rotate", "/MISSING/rotate", "/TOKEN/reveal"},
 	"internal/api/auth_test.go":            {"/audit/audit.jsonl", "/jobs/greet"},
 	"internal/api/api_test.go":             {"/jobs/"},
+	"internal/api/approvals_test.go":       {"/jobs/"},
 	"internal/cli/cli_test.go":             {"/from/env"},   // a value read back, never opened
 	"internal/cgroup/cgroup_test.go":       {"/docker/abc"}, // a cgroup's path in its hierarchy
 	"internal/store/sqlite/sqlite.go":      {"/dir/hodei.db"},
 	"internal/tracing/otlp.go":             {"/opentelemetry.proto.collector.trace.v1.TraceService/Export"}, // a gRPC method's path
 	"internal/server/repos_test.go":        {"/o/app.git", "/o/lib.git"},                                    // URL paths on the test's git server
 	"internal/repos/repos_test.go":         {"/o/app.git"},                                                  // a URL path on the test's fake forge
+	"internal/agent/gitcache_test.go":      {"/o/app.git"},                                                  // a URL path on the test's git server
 	"internal/repocheck/repocheck_test.go": nil,
 }
 

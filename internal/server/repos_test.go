@@ -384,7 +384,8 @@ func TestGitHubPushToGreenStatus(t *testing.T) {
 	if st != state.RunSucceeded {
 		t.Fatalf("run %s: %s\n%s", runID, st, logs)
 	}
-	for _, want := range []string{"HEAD=" + sha, "EVENT=push BRANCH=main TAG= COMMIT=" + sha + " REF=refs/heads/main REPO=app", "GITENV=0", "SHALLOW=true", "==> checkout " + sha} {
+	for _, want := range []string{"HEAD=" + sha, "EVENT=push BRANCH=main TAG= COMMIT=" + sha + " REF=refs/heads/main REPO=app", "GITENV=0", "SHALLOW=true", "==> checkout " + sha,
+		"object cache: the commit is not in this worker's mirror; a shallow checkout fetches directly"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %q:\n%s", want, logs)
 		}
@@ -510,7 +511,8 @@ func TestGitHubPushToGreenStatus(t *testing.T) {
 		t.Fatalf("tag: %d %s; want docs.yml and release.yaml", code, raw)
 	}
 	runLogs(t, s, sub, res.RunIDs[0])
-	if st, logs := runLogs(t, s, sub, res.RunIDs[1]); st != state.RunSucceeded || !strings.Contains(logs, "TAG=v1.0 HEAD="+sha3+" SHALLOW=false") {
+	if st, logs := runLogs(t, s, sub, res.RunIDs[1]); st != state.RunSucceeded || !strings.Contains(logs, "TAG=v1.0 HEAD="+sha3+" SHALLOW=false") ||
+		!strings.Contains(logs, "object cache: fetched into this worker's mirror") {
 		t.Errorf("tag run: %s\n%s", st, logs)
 	}
 }

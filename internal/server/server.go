@@ -347,6 +347,7 @@ func (s *Server) startAgents() error {
 			CPUMilli:          cpu,
 			Memory:            mem,
 			WorkDir:           filepath.Join(workDir, strconv.Itoa(i)),
+			GitCacheDir:       filepath.Join(o.DataDir, "git-cache", strconv.Itoa(i)),
 			HeartbeatInterval: o.HeartbeatInterval,
 			DrainTimeout:      o.DrainTimeout,
 			Logger:            s.log,

@@ -28,14 +28,17 @@ type JobState string
 
 // Job states.
 const (
-	JobPending   JobState = "pending" // waiting on its needs
-	JobQueued    JobState = "queued"  // ready, waiting for a worker
-	JobAssigned  JobState = "assigned"
-	JobRunning   JobState = "running"
-	JobSucceeded JobState = "succeeded"
-	JobFailed    JobState = "failed"
-	JobCanceled  JobState = "canceled"
-	JobSkipped   JobState = "skipped"
+	JobPending JobState = "pending" // waiting on its needs
+	// JobWaitingApproval: ready, but its environment asks for an approval
+	// before it is queued.
+	JobWaitingApproval JobState = "waiting_approval"
+	JobQueued          JobState = "queued" // ready, waiting for a worker
+	JobAssigned        JobState = "assigned"
+	JobRunning         JobState = "running"
+	JobSucceeded       JobState = "succeeded"
+	JobFailed          JobState = "failed"
+	JobCanceled        JobState = "canceled"
+	JobSkipped         JobState = "skipped"
 )
 
 // AttemptState is the state of one attempt of a job. An attempt takes the
@@ -82,12 +85,15 @@ var runMachine = machine[RunState]{
 // A job goes back to queued when an attempt fails or is lost and the job has
 // retries left; that starts a new attempt. A queued job fails without an
 // attempt when no worker of a fixed fleet could ever run it; a pending one
-// when its expressions cannot be evaluated once its needs have ended.
+// when its expressions cannot be evaluated once its needs have ended. A job
+// whose environment needs an approval waits for it: approved, it is queued;
+// rejected or timed out, it fails; its run canceled, it is canceled.
 var jobMachine = machine[JobState]{
-	JobPending:  {JobQueued, JobSkipped, JobFailed, JobCanceled},
-	JobQueued:   {JobAssigned, JobFailed, JobCanceled},
-	JobAssigned: {JobRunning, JobQueued, JobSucceeded, JobFailed, JobCanceled},
-	JobRunning:  {JobSucceeded, JobFailed, JobCanceled, JobQueued},
+	JobPending:         {JobQueued, JobWaitingApproval, JobSkipped, JobFailed, JobCanceled},
+	JobWaitingApproval: {JobQueued, JobFailed, JobCanceled},
+	JobQueued:          {JobAssigned, JobFailed, JobCanceled},
+	JobAssigned:        {JobRunning, JobQueued, JobSucceeded, JobFailed, JobCanceled},
+	JobRunning:         {JobSucceeded, JobFailed, JobCanceled, JobQueued},
 }
 
 var workerMachine = machine[WorkerState]{
@@ -102,7 +108,7 @@ var workerMachine = machine[WorkerState]{
 // WorkerStates likewise.
 var (
 	RunStates     = []RunState{RunQueued, RunRunning, RunSucceeded, RunFailed, RunCanceled}
-	JobStates     = []JobState{JobPending, JobQueued, JobAssigned, JobRunning, JobSucceeded, JobFailed, JobCanceled, JobSkipped}
+	JobStates     = []JobState{JobPending, JobWaitingApproval, JobQueued, JobAssigned, JobRunning, JobSucceeded, JobFailed, JobCanceled, JobSkipped}
 	AttemptStates = []AttemptState{AttemptAssigned, AttemptRunning, AttemptSucceeded, AttemptFailed, AttemptCanceled, AttemptLost}
 	WorkerStates  = []WorkerState{WorkerProvisioning, WorkerIdle, WorkerBusy, WorkerDraining, WorkerLost, WorkerGone}
 )

@@ -316,6 +316,14 @@ func TestSpecificTransitions(t *testing.T) {
 		{"job", string(JobPending), string(JobAssigned), false},
 		{"job", string(JobPending), string(JobRunning), false},
 		{"job", string(JobPending), string(JobSucceeded), false},
+		{"job", string(JobPending), string(JobWaitingApproval), true},
+		{"job", string(JobWaitingApproval), string(JobQueued), true},   // approved
+		{"job", string(JobWaitingApproval), string(JobFailed), true},   // rejected, timed out
+		{"job", string(JobWaitingApproval), string(JobCanceled), true}, // its run canceled
+		{"job", string(JobWaitingApproval), string(JobAssigned), false},
+		{"job", string(JobWaitingApproval), string(JobSucceeded), false},
+		{"job", string(JobWaitingApproval), string(JobPending), false},
+		{"job", string(JobQueued), string(JobWaitingApproval), false},
 		{"job", string(JobQueued), string(JobAssigned), true},
 		{"job", string(JobQueued), string(JobCanceled), true},
 		{"job", string(JobQueued), string(JobFailed), true}, // no worker of a fixed fleet can run it
@@ -408,7 +416,7 @@ func TestFinalKnownStates(t *testing.T) {
 		}
 	}
 	for s, want := range map[JobState]bool{
-		JobPending: false, JobQueued: false, JobAssigned: false, JobRunning: false,
+		JobPending: false, JobWaitingApproval: false, JobQueued: false, JobAssigned: false, JobRunning: false,
 		JobSucceeded: true, JobFailed: true, JobCanceled: true, JobSkipped: true,
 	} {
 		if s.Final() != want {

@@ -73,7 +73,23 @@ type Job struct {
 	// Outputs are the job's outputs, set when it succeeded (every
 	// declared name, "" when its steps wrote none).
 	Outputs map[string]string
+	// Approval: a job whose environment asks for one waits in
+	// waiting_approval until ApprovalDeadline (zero: no timeout); the
+	// decision ("approved", "rejected", "timed_out"), who made it, when
+	// and why are kept with the job.
+	ApprovalDeadline time.Time
+	Decision         string
+	DecidedBy        string
+	DecidedAt        time.Time
+	DecisionComment  string
 }
+
+// Decisions on a job that waits for an approval (Job.Decision).
+const (
+	DecisionApproved = "approved"
+	DecisionRejected = "rejected"
+	DecisionTimedOut = "timed_out"
+)
 
 // Attempt is one try of a job on one worker.
 type Attempt struct {

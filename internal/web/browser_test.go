@@ -383,6 +383,21 @@ jobs:
 		e.until(bob, "the new run succeeded", `document.querySelector('.meta .state').textContent === 'succeeded'`)
 	}
 
+	{
+		t.Log("approve a job that waits for an approval")
+		gated := e.submit(bobToken, "name: gated\njobs:\n  deploy:\n    environment: production\n    steps: [{run: echo deployed}]\n")
+		e.open(bob, "#/runs/"+gated.ID)
+		e.until(bob, "the Approve button", `!!document.querySelector('#jobs button.approve[data-job="deploy"]')`)
+		e.shot(bob, "run-waiting-approval")
+		e.do(bob, "approve", chromedp.Click(`#jobs button.approve[data-job="deploy"]`))
+		e.until(bob, "the approved job ran", `document.querySelector('.meta .state').textContent === 'succeeded'`)
+		if got := e.eval(bob, `document.querySelector('#jobs tr[data-job="deploy"] td.approval').textContent`); !strings.Contains(got, "approved by bob") {
+			t.Errorf("approval cell after the approval: %q", got)
+		}
+	}
+	// A job that waits while a viewer looks at it.
+	waiting := e.submit(bobToken, "name: gated\njobs:\n  deploy:\n    environment: production\n    steps: [{run: echo deployed}]\n")
+
 	// A run that holds the one worker, and a second job that waits for it.
 	cpus := max(runtime.NumCPU(), 1)
 	busy := e.submit(bobToken, fmt.Sprintf(`name: busy
@@ -423,6 +438,11 @@ jobs:
 			t.Errorf("viewer: cancel and re-run hidden = %s, want true true", got)
 		}
 		e.shot(vera, "run-viewer")
+		e.open(vera, "#/runs/"+waiting.ID)
+		e.until(vera, "the waiting job", `(document.querySelector('#jobs tr[data-job="deploy"] td.approval') || {}).textContent?.startsWith('production: waiting')`)
+		if got := e.eval(vera, `String(document.querySelectorAll('#jobs button.approve, #jobs button.reject').length)`); got != "0" {
+			t.Errorf("viewer sees %s approve or reject buttons, want none", got)
+		}
 	}
 
 	{

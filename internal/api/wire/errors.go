@@ -18,6 +18,7 @@ const (
 	CodeNoSecrets       Code = "secrets_not_configured"
 	CodeMethod          Code = "method_not_allowed"
 	CodeRunFinal        Code = "run_final"
+	CodeNotWaiting      Code = "not_waiting"
 	CodeConflict        Code = "conflict"
 	CodeRevealDisabled  Code = "reveal_disabled"
 	CodeReadOnly        Code = "read_only"
@@ -55,7 +56,8 @@ var ErrorCodes = []ErrorCode{
 	{CodeNotFound, http.StatusNotFound, "no such run, job, secret or endpoint"},
 	{CodeNoSecrets, http.StatusNotFound, "a secrets endpoint on a server without a secrets backend"},
 	{CodeMethod, http.StatusMethodNotAllowed, "with an `Allow` header"},
-	{CodeRunFinal, http.StatusConflict, "canceling a run that has already ended"},
+	{CodeRunFinal, http.StatusConflict, "canceling a run that has already ended, or deciding on a job of one"},
+	{CodeNotWaiting, http.StatusConflict, "approving or rejecting a job that does not wait for an approval (it has no environment, or was decided, timed out or canceled)"},
 	{CodeConflict, http.StatusConflict, "creating an API token with the name of an existing one"},
 	{CodeRevealDisabled, http.StatusForbidden, "revealing a secret on a server started without `--secrets-allow-reveal`"},
 	{CodeReadOnly, http.StatusConflict, "writing a secret to a read-only secrets backend"},

@@ -80,8 +80,31 @@ type Job struct {
 	// has 2").
 	Reason       string `json:"reason,omitempty"`
 	ReasonDetail string `json:"reason_detail,omitempty"`
+	// Approval is set for a job whose environment asks for an approval.
+	Approval *Approval `json:"approval,omitempty"`
 	// Attempts are set by the job endpoints.
 	Attempts []Attempt `json:"attempts,omitempty"`
+}
+
+// Approval is the approval a job of an environment waits for, or the
+// decision taken on it.
+type Approval struct {
+	Environment string   `json:"environment"`
+	Approvers   []string `json:"approvers,omitempty"`
+	// Deadline is when the wait ends with a rejection (set once the job
+	// waits).
+	Deadline *time.Time `json:"deadline,omitempty"`
+	// Decision is approved, rejected or timed_out ("" while it waits).
+	Decision  string     `json:"decision,omitempty"`
+	DecidedBy string     `json:"decided_by,omitempty"`
+	DecidedAt *time.Time `json:"decided_at,omitempty"`
+	Comment   string     `json:"comment,omitempty"`
+}
+
+// Decision is the body of POST /api/v1/runs/{id}/jobs/{job}/approve and
+// /reject (optional).
+type Decision struct {
+	Comment string `json:"comment,omitempty"`
 }
 
 // Duration returns DurationSeconds as a time.Duration.

@@ -20,10 +20,11 @@ const (
 	updateRunSQL = `UPDATE runs SET pipeline = $2, file = $3, tenant = $4, priority = $5, state = $6, source = $7,
 		created_at = $8, started_at = $9, finished_at = $10, error = $11, concurrency_group = $12, concurrency_limit = $13, inputs = $14, includes = $15
 		WHERE id = $1`
-	insertJobSQL = `INSERT INTO jobs (` + schema.JobCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`
+	insertJobSQL = `INSERT INTO jobs (` + schema.JobCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`
 	updateJobSQL = `UPDATE jobs SET run_id = $2, job_key = $3, name = $4, idx = $5, state = $6, spec = $7, attempt = $8,
 		max_attempts = $9, worker_id = $10, queued_at = $11, started_at = $12, finished_at = $13, exit_code = $14,
-		error = $15, infra_lost = $16, outputs = $17
+		error = $15, infra_lost = $16, outputs = $17, approval_deadline = $18, decision = $19, decided_by = $20, decided_at = $21,
+		decision_comment = $22
 		WHERE id = $1`
 	upsertAttemptSQL = `INSERT INTO attempts (` + schema.AttemptCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		ON CONFLICT (job_id, n) DO UPDATE SET worker_id = excluded.worker_id, state = excluded.state,
@@ -185,7 +186,8 @@ func (t *tx) InsertJobs(jobs []store.Job) error {
 		err := t.queue(op{
 			sql: insertJobSQL,
 			args: []any{j.ID, j.RunID, j.Key, j.Name, j.Index, j.State, j.Spec, j.Attempt, j.MaxAttempts, j.WorkerID,
-				schema.EncTime(j.QueuedAt), schema.EncTime(j.StartedAt), schema.EncTime(j.FinishedAt), j.ExitCode, j.Error, j.InfraLost, schema.EncodeInputs(j.Outputs)},
+				schema.EncTime(j.QueuedAt), schema.EncTime(j.StartedAt), schema.EncTime(j.FinishedAt), j.ExitCode, j.Error, j.InfraLost, schema.EncodeInputs(j.Outputs),
+				schema.EncTime(j.ApprovalDeadline), j.Decision, j.DecidedBy, schema.EncTime(j.DecidedAt), j.DecisionComment},
 			what: func() string { return fmt.Sprintf("insert job %s of run %s", j.ID, j.RunID) },
 		})
 		if err != nil {
@@ -201,7 +203,8 @@ func (t *tx) UpdateJob(j store.Job) error {
 	return t.queue(op{
 		sql: updateJobSQL,
 		args: []any{j.ID, j.RunID, j.Key, j.Name, j.Index, j.State, j.Spec, j.Attempt, j.MaxAttempts, j.WorkerID,
-			schema.EncTime(j.QueuedAt), schema.EncTime(j.StartedAt), schema.EncTime(j.FinishedAt), j.ExitCode, j.Error, j.InfraLost, schema.EncodeInputs(j.Outputs)},
+			schema.EncTime(j.QueuedAt), schema.EncTime(j.StartedAt), schema.EncTime(j.FinishedAt), j.ExitCode, j.Error, j.InfraLost, schema.EncodeInputs(j.Outputs),
+			schema.EncTime(j.ApprovalDeadline), j.Decision, j.DecidedBy, schema.EncTime(j.DecidedAt), j.DecisionComment},
 		mustChange: true,
 		what:       func() string { return "update job " + j.ID },
 	})

@@ -21,7 +21,7 @@ import (
 // Column lists, in the order the stores' scan functions read them.
 const (
 	RunCols     = "id, pipeline, file, tenant, priority, state, source, created_at, started_at, finished_at, error, concurrency_group, concurrency_limit, inputs, includes"
-	JobCols     = "id, run_id, job_key, name, idx, state, spec, attempt, max_attempts, worker_id, queued_at, started_at, finished_at, exit_code, error, infra_lost, outputs"
+	JobCols     = "id, run_id, job_key, name, idx, state, spec, attempt, max_attempts, worker_id, queued_at, started_at, finished_at, exit_code, error, infra_lost, outputs, approval_deadline, decision, decided_by, decided_at, decision_comment"
 	AttemptCols = "job_id, n, worker_id, state, assigned_at, started_at, finished_at, exit_code, error, reason, peak_memory, cpu_time"
 	LogCols     = "job_id, attempt, seq, step, data, at"
 	WorkerCols  = "id, pool, state, labels, cpu_milli, memory_bytes, gpu, boot_id, first_seen, last_seen"
@@ -111,14 +111,16 @@ func ScanRun(sc Scanner) (store.Run, error) {
 func ScanJob(sc Scanner) (store.Job, error) {
 	var j store.Job
 	var st string
-	var queued, started, finished int64
+	var queued, started, finished, deadline, decided int64
 	var outputs string
-	err := sc.Scan(&j.ID, &j.RunID, &j.Key, &j.Name, &j.Index, &st, &j.Spec, &j.Attempt, &j.MaxAttempts, &j.WorkerID, &queued, &started, &finished, &j.ExitCode, &j.Error, &j.InfraLost, &outputs)
+	err := sc.Scan(&j.ID, &j.RunID, &j.Key, &j.Name, &j.Index, &st, &j.Spec, &j.Attempt, &j.MaxAttempts, &j.WorkerID, &queued, &started, &finished, &j.ExitCode, &j.Error, &j.InfraLost, &outputs,
+		&deadline, &j.Decision, &j.DecidedBy, &decided, &j.DecisionComment)
 	if err == nil {
 		j.Outputs, err = DecodeInputs(outputs)
 	}
 	j.State = state.JobState(st)
 	j.QueuedAt, j.StartedAt, j.FinishedAt = DecTime(queued), DecTime(started), DecTime(finished)
+	j.ApprovalDeadline, j.DecidedAt = DecTime(deadline), DecTime(decided)
 	return j, err
 }
 

@@ -28,16 +28,18 @@ var writeSQL = [numWriteStmts]string{
 	stmtInsertRun: `INSERT INTO runs (` + schema.RunCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 	stmtUpdateRun: `UPDATE runs SET pipeline = ?, file = ?, tenant = ?, priority = ?, state = ?, source = ?,
 		created_at = ?, started_at = ?, finished_at = ?, error = ?, concurrency_group = ?, concurrency_limit = ?, inputs = ?, includes = ? WHERE id = ?`,
-	stmtInsertJob: `INSERT INTO jobs (` + schema.JobCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	stmtInsertJob: `INSERT INTO jobs (` + schema.JobCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 	stmtUpdateJob: `UPDATE jobs SET run_id = ?, job_key = ?, name = ?, idx = ?, state = ?, spec = ?, attempt = ?,
-		max_attempts = ?, worker_id = ?, queued_at = ?, started_at = ?, finished_at = ?, exit_code = ?, error = ?, infra_lost = ?, outputs = ?
+		max_attempts = ?, worker_id = ?, queued_at = ?, started_at = ?, finished_at = ?, exit_code = ?, error = ?, infra_lost = ?, outputs = ?,
+		approval_deadline = ?, decision = ?, decided_by = ?, decided_at = ?, decision_comment = ?
 		WHERE id = ?`,
 	// stmtUpdateJobState is stmtUpdateJob for the usual case, where the
 	// job's run, key and index are those it was inserted with: it leaves
 	// them out of the SET list, so SQLite does not delete and reinsert the
 	// job's entry in index jobs_run_idx on every update.
 	stmtUpdateJobState: `UPDATE jobs SET name = ?, state = ?, spec = ?, attempt = ?, max_attempts = ?, worker_id = ?,
-		queued_at = ?, started_at = ?, finished_at = ?, exit_code = ?, error = ?, infra_lost = ?, outputs = ?
+		queued_at = ?, started_at = ?, finished_at = ?, exit_code = ?, error = ?, infra_lost = ?, outputs = ?,
+		approval_deadline = ?, decision = ?, decided_by = ?, decided_at = ?, decision_comment = ?
 		WHERE id = ? AND run_id = ? AND job_key = ? AND idx = ?`,
 	stmtUpsertAttempt: `INSERT INTO attempts (` + schema.AttemptCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (job_id, n) DO UPDATE SET worker_id = excluded.worker_id, state = excluded.state,
@@ -161,7 +163,8 @@ func (t *tx) UpdateRun(r store.Run) error {
 func (t *tx) InsertJobs(jobs []store.Job) error {
 	for _, j := range jobs {
 		_, err := t.exec(stmtInsertJob, j.ID, j.RunID, j.Key, j.Name, j.Index, string(j.State), j.Spec, j.Attempt,
-			j.MaxAttempts, j.WorkerID, schema.EncTime(j.QueuedAt), schema.EncTime(j.StartedAt), schema.EncTime(j.FinishedAt), j.ExitCode, j.Error, j.InfraLost, schema.EncodeInputs(j.Outputs))
+			j.MaxAttempts, j.WorkerID, schema.EncTime(j.QueuedAt), schema.EncTime(j.StartedAt), schema.EncTime(j.FinishedAt), j.ExitCode, j.Error, j.InfraLost, schema.EncodeInputs(j.Outputs),
+			schema.EncTime(j.ApprovalDeadline), j.Decision, j.DecidedBy, schema.EncTime(j.DecidedAt), j.DecisionComment)
 		if err != nil {
 			return fmt.Errorf("sqlite: insert job %s of run %s: %w", j.ID, j.RunID, constraintErr(err))
 		}
@@ -175,14 +178,16 @@ func (t *tx) UpdateJob(j store.Job) error {
 	queued, started, finished := schema.EncTime(j.QueuedAt), schema.EncTime(j.StartedAt), schema.EncTime(j.FinishedAt)
 	outputs := schema.EncodeInputs(j.Outputs)
 	res, err := t.exec(stmtUpdateJobState, j.Name, string(j.State), j.Spec, j.Attempt, j.MaxAttempts, j.WorkerID,
-		queued, started, finished, j.ExitCode, j.Error, j.InfraLost, outputs, j.ID, j.RunID, j.Key, j.Index)
+		queued, started, finished, j.ExitCode, j.Error, j.InfraLost, outputs,
+		schema.EncTime(j.ApprovalDeadline), j.Decision, j.DecidedBy, schema.EncTime(j.DecidedAt), j.DecisionComment, j.ID, j.RunID, j.Key, j.Index)
 	if err == nil {
 		err = affected(res)
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		// Missing, or its run, key or index changed: replace everything.
 		res, err = t.exec(stmtUpdateJob, j.RunID, j.Key, j.Name, j.Index, string(j.State), j.Spec, j.Attempt,
-			j.MaxAttempts, j.WorkerID, queued, started, finished, j.ExitCode, j.Error, j.InfraLost, outputs, j.ID)
+			j.MaxAttempts, j.WorkerID, queued, started, finished, j.ExitCode, j.Error, j.InfraLost, outputs,
+			schema.EncTime(j.ApprovalDeadline), j.Decision, j.DecidedBy, schema.EncTime(j.DecidedAt), j.DecisionComment, j.ID)
 		if err == nil {
 			err = affected(res)
 		}

@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListRunsLimits", testListRunsLimits},
 		{"Jobs", testJobs},
 		{"JobsOtherRun", testJobsOtherRun},
+		{"JobApproval", testJobApproval},
 		{"JobInsertConflict", testJobInsertConflict},
 		{"Attempts", testAttempts},
 		{"AppendLogsIdempotent", testAppendLogsIdempotent},
@@ -545,6 +546,43 @@ func testJobs(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	equal(t, "ListJobs of the run a job moved to", got, []store.Job{jobs2[0], moved})
+}
+
+// testJobApproval checks that a job waiting for an approval keeps its
+// deadline through an insert, and its decision, who made it, when and why
+// through an update, and that ActiveRuns (what a restart reloads) returns
+// them.
+func testJobApproval(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	r := newRun(runID(1), state.RunRunning, "acme")
+	j := newJob(r.ID, "deploy", 0, state.JobWaitingApproval)
+	j.ApprovalDeadline = at(3600)
+	update(t, s, func(tx store.Tx) error {
+		if err := tx.InsertRun(r); err != nil {
+			return err
+		}
+		return tx.InsertJobs([]store.Job{j})
+	})
+	_, jobs, err := s.ActiveRuns(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "waiting job after a restart", jobs, []store.Job{j})
+
+	j.State = state.JobQueued
+	j.Decision = store.DecisionApproved
+	j.DecidedBy = "alice (user:alice)"
+	j.DecidedAt = at(120)
+	j.DecisionComment = "release 1.2, ticket OPS-7"
+	update(t, s, func(tx store.Tx) error { return tx.UpdateJob(j) })
+	g, err := s.GetJob(ctx, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "decided job", g, j)
+	if g.Decision != store.DecisionApproved || g.DecidedBy == "" || !g.DecidedAt.Equal(at(120)) {
+		t.Errorf("decision = %q by %q at %v", g.Decision, g.DecidedBy, g.DecidedAt)
+	}
 }
 
 // testJobsOtherRun checks that ListJobs does not mix runs.

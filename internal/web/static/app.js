@@ -233,16 +233,42 @@ async function runView(id) {
     cancel.hidden = !(perms.actions.cancel && !final);
     rerun.hidden = !perms.actions.submit;
     graph.replaceChildren(draw(run.jobs, (j) => jobLink(run.id, j.key)));
-    jobs.replaceChildren(table(['Job', 'State', 'Attempt ', 'Worker', 'Duration ', 'Predicted ', 'Waiting because'], run.jobs.map((j) =>
+    jobs.replaceChildren(table(['Job', 'State', 'Attempt ', 'Worker', 'Duration ', 'Predicted ', 'Waiting because', 'Approval'], run.jobs.map((j) =>
       h('tr', { 'data-job': j.key },
         h('td', {}, h('a', { href: jobLink(run.id, j.key) }, j.key)), h('td', {}, badge(j.state)),
         h('td', { class: 'num' }, `${j.attempt}/${j.max_attempts}`), h('td', {}, j.worker || ''),
         h('td', { class: 'num' }, fmt(j.duration_seconds)), h('td', { class: 'num' }, j.predicted_duration_s ? '~' + fmt(j.predicted_duration_s) : ''),
-        h('td', { class: 'reason' }, j.reason ? `${j.reason}: ${j.reason_detail || ''}` : (j.error ? h('span', { class: 'error' }, j.error) : '')))),
+        h('td', { class: 'reason' }, j.reason ? `${j.reason}: ${j.reason_detail || ''}` : (j.error ? h('span', { class: 'error' }, j.error) : '')),
+        h('td', { class: 'approval' }, approval(run.id, j, perms)))),
     'No jobs.'));
     setStatus('Updated ' + new Date().toLocaleTimeString());
     return final;
   }, 1000);
+}
+
+// approval is the Approval cell of a job of an environment: Approve and
+// Reject while it waits, where the permissions allow approveJob (the API
+// also checks the job's approvers), else what was decided.
+function approval(runID, j, perms) {
+  const a = j.approval;
+  if (!a) return '';
+  if (j.state === 'waiting_approval') {
+    const until = a.deadline ? ` until ${when(a.deadline)}` : '';
+    if (!perms.actions.approveJob) return `${a.environment}: waiting${until}`;
+    const decide = (verb) => async (ev) => {
+      ev.target.disabled = true;
+      try {
+        await api(`/api/v1/runs/${encodeURIComponent(runID)}/jobs/${encodeURIComponent(j.key)}/${verb}`, { method: 'POST', json: {} });
+        setStatus(`${j.key} ${verb === 'approve' ? 'approved' : 'rejected'}`);
+      } catch (e) { setStatus(e.message); ev.target.disabled = false; }
+    };
+    return [h('span', {}, `${a.environment}${until} `),
+      h('button', { type: 'button', class: 'approve', 'data-job': j.key, onclick: decide('approve') }, 'Approve'),
+      h('button', { type: 'button', class: 'reject danger', 'data-job': j.key, onclick: decide('reject') }, 'Reject')];
+  }
+  if (!a.decision) return a.environment;
+  const by = a.decided_by ? ` by ${a.decided_by}` : '';
+  return `${a.environment}: ${a.decision.replace('_', ' ')}${by}${a.decided_at ? ' at ' + when(a.decided_at) : ''}${a.comment ? ' (' + a.comment + ')' : ''}`;
 }
 
 // ---- one job and its log ----
