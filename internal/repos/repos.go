@@ -278,7 +278,7 @@ func (s *Service) run(ctx context.Context, repo store.Repo, ev forge.Event, res 
 			// trigger in its hodei context.
 			var inputs map[string]string
 			if inputs, err = pipeline.ResolveInputs(p, nil); err == nil {
-				rc := pipeline.RunContext{Event: ev.Kind, Ref: ev.Ref, Branch: ev.Branch, Commit: ev.Commit, Repo: repo.Name, Inputs: inputs}
+				rc := pipeline.RunContext{Event: ev.Kind, Ref: ev.Ref, Branch: ev.Branch, Tag: ev.Tag, PR: ev.PR, Commit: ev.Commit, Repo: repo.Name, Inputs: inputs}
 				if specs, err = pipeline.ExpandRun(p, rc); err == nil {
 					p, err = p.ForRun(rc)
 				}
