@@ -151,6 +151,7 @@ type Store interface {
 	RecentDurations(ctx context.Context, limit int) ([]Duration, error)
 	// Repos: the repositories runs come from (repos.go).
 	Repos
+	Firings
 	Artifacts
 	Close() error
 }
@@ -177,6 +178,10 @@ type Tx interface {
 	// InsertTrigger records what started a run from a repository, with
 	// the run (ErrConflict if the run has one already).
 	InsertTrigger(t Trigger) error
+	// SetFiringRun records f.RunID on the claimed firing with f's key,
+	// with the run, so that a firing whose run was committed is never
+	// tried again (no error if the firing is not recorded).
+	SetFiringRun(f Firing) error
 }
 
 // Kinds of stored objects (Artifact.Kind).

@@ -66,6 +66,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Deliveries", testDeliveries},
 		{"Triggers", testTriggers},
 		{"StatusReports", testStatusReports},
+		{"Firings", testFirings},
 		{"Artifacts", testArtifacts},
 	}
 	for _, tt := range tests {
