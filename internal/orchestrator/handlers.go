@@ -109,6 +109,14 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 			return
 		}
 	}
+	if req.Firing != nil {
+		f := *req.Firing
+		f.RunID = rs.rec.ID
+		if err := c.tx.SetFiringRun(f); err != nil {
+			c.fail(err)
+			return
+		}
+	}
 	rs.open = len(rs.jobs)
 	o.runs[rs.rec.ID] = rs
 	o.eng.AddPipeline(pipelineSpec(rs))

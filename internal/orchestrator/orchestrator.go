@@ -414,6 +414,9 @@ type SubmitRequest struct {
 	// Trigger, for a run from a repository, is stored with the run (its
 	// RunID filled in).
 	Trigger *store.Trigger
+	// Firing, for a run made by a schedule, is the claimed firing: the
+	// run's id is recorded on it in the run's transaction.
+	Firing *store.Firing
 }
 
 type submitReq struct {

@@ -127,7 +127,7 @@ func (p *parser) schedules(n *yaml.Node, field string) []*Schedule {
 				s.Cron, valid = c, valid && ok
 			case "branch":
 				b, ok := p.Text(e.Val, fp)
-				if ok && (strings.ContainsAny(b, "*?[ ") || strings.HasPrefix(b, "refs/") || strings.HasPrefix(b, "-")) {
+				if ok && (strings.ContainsAny(b, "*?[ |") || strings.HasPrefix(b, "refs/") || strings.HasPrefix(b, "-")) {
 					p.Errorf(e.Val, fp, "must name one branch (no pattern, no refs/ prefix), got %q", b)
 				}
 				s.Branch = b
