@@ -152,6 +152,7 @@ type Store interface {
 	// Repos: the repositories runs come from (repos.go).
 	Repos
 	Firings
+	Reruns
 	Artifacts
 	Close() error
 }
@@ -182,6 +183,9 @@ type Tx interface {
 	// with the run, so that a firing whose run was committed is never
 	// tried again (no error if the firing is not recorded).
 	SetFiringRun(f Firing) error
+	// InsertRerun records, with its run and jobs, what a re-run re-runs
+	// and carries over (ErrConflict if the run has a record already).
+	InsertRerun(r Rerun) error
 }
 
 // Kinds of stored objects (Artifact.Kind).

@@ -67,6 +67,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Triggers", testTriggers},
 		{"StatusReports", testStatusReports},
 		{"Firings", testFirings},
+		{"Reruns", testReruns},
 		{"Artifacts", testArtifacts},
 	}
 	for _, tt := range tests {
