@@ -40,6 +40,7 @@ func commands() []command {
 		{"logs", "print (or follow) the output of a run or one of its jobs", `hodei logs RUN "test (unit, 1)" --follow`, logsCmd},
 		{"artifacts", "list the artifacts of a run, or download them (checked by sha256)", "hodei artifacts RUN build --download ./out", artifactsCmd},
 		{"cancel", "cancel a run", "hodei cancel RUN", cancelCmd},
+		{"rerun", "run a run again: all its jobs, or only the failed ones and their dependents", "hodei rerun RUN --failed", rerunCmd},
 		{"workers", "list the workers of a server", "hodei workers", workersCmd},
 		{"pools", "list the worker pools of a server and their providers' state", "hodei pools", poolsCmd},
 		{"login", "sign in to a server (OpenID Connect, or save an API token)", "hodei login --issuer https://sso.example.com/realms/ci --client-id hodei-cli", loginCmd},

@@ -452,6 +452,44 @@ Example:
 	return exitOK
 }
 
+func rerunCmd(args []string) int {
+	fs := flags("rerun", "RUN [flags]", `
+Run a run again: a new run of the same pipeline file (as the run was made
+with it), inputs and trigger; a run from a repository checks out the same
+commit. With --failed, only the jobs that failed or were cancelled and the
+jobs that need them run again; the jobs that succeeded are carried over
+(their logs and artifacts stay with the run that ran them).
+
+Examples:
+  hodei rerun 0194d2a9f3c0000a1b2
+  hodei rerun 0194d2a9f3c0000a1b2 --failed`)
+	server := addServerFlag(fs)
+	asJSON := addJSONFlag(fs)
+	failed := fs.Bool("failed", false, "run again only the failed and cancelled jobs and their dependents")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		return usageError(fs, "want one RUN id")
+	}
+	c, code, ok := newClient(fs, *server)
+	if !ok {
+		return code
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	run, err := c.Rerun(ctx, pos[0], *failed)
+	if err != nil {
+		return apiFail("rerun", err)
+	}
+	if *asJSON {
+		return printJSON(run)
+	}
+	fmt.Printf("run %s %s (re-run of %s)\n", run.ID, run.State, pos[0])
+	return exitOK
+}
+
 func workersCmd(args []string) int {
 	fs := flags("workers", "[flags]", `
 List the workers a server knows: their pool, state, capacity in use, jobs,

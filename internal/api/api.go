@@ -10,7 +10,7 @@
 //	GET  /api/v1/runs/{id}/jobs/{job}     one job, by id or key
 //	GET  /api/v1/runs/{id}/logs           output as text (?job=), or live as SSE (?follow=1)
 //	POST /api/v1/runs/{id}/cancel         cancel a run
-//	POST /api/v1/runs/{id}/rerun          submit a run's pipeline file again, in its tenant
+//	POST /api/v1/runs/{id}/rerun          run a run again (its file, inputs and trigger; failed_only)
 //	GET  /api/v1/permissions              which actions the caller may do (?run=ID: on that run)
 //	GET  /api/v1/workers                  the workers the orchestrator knows
 //	GET  /api/v1/pools                    the worker pools and their providers
@@ -53,6 +53,10 @@ type Deps struct {
 	// Submit parses, validates, expands and submits a pipeline file; a
 	// pipeline.ErrorList error means the file is invalid.
 	Submit func(ctx context.Context, file string, data []byte, tenant string, inputs map[string]string) (store.Run, error)
+	// Rerun makes a new run of a run's file, inputs and trigger (only its
+	// failed jobs and their dependents with failedOnly; see
+	// server.Server.Rerun).
+	Rerun  func(ctx context.Context, id string, failedOnly bool) (store.Run, error)
 	Logger *slog.Logger
 
 	// Security (see auth.go); with Auth nil the API is open. Authz nil
