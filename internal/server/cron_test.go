@@ -174,6 +174,20 @@ func testCronAcrossRestart(t *testing.T, storeURL string) {
 		t.Errorf("logs of the scheduled run lack %q:\n%s", want, logs)
 	}
 
+	// A re-run of the scheduled run keeps its trigger: the same commit
+	// checked out, the same event.
+	again, err := a.Rerun(ctx, first.ID, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, logs = runLogs(t, a, sub, again.ID)
+	if want := "EVENT=schedule EXPR=schedule BRANCH=main HEAD=" + commit; st != state.RunSucceeded || !strings.Contains(logs, want) {
+		t.Errorf("re-run of the scheduled run: %s, logs lack %q:\n%s", st, want, logs)
+	}
+	if trs, err := a.Store.GetTriggers(ctx, []string{again.ID}); err != nil || trs[again.ID].Commit != commit || trs[again.ID].Event != "schedule" || trs[again.ID].Delivery != "rerun:"+first.ID {
+		t.Errorf("trigger of the re-run = %+v, %v", trs[again.ID], err)
+	}
+
 	// The next day's firing is claimed, and the server stops before its
 	// run is made (as a crash between the two would leave it).
 	claimed := store.Firing{Tenant: "default", Repo: "app", File: ".hodei.yaml", Schedule: "0 3 * * *|main|Europe/Madrid",
@@ -192,12 +206,12 @@ func testCronAcrossRestart(t *testing.T, storeURL string) {
 	b.Cron.Tick(ctx)
 	b.Cron.Tick(ctx)
 	runs, _ = scheduleRuns(t, b)
-	if len(runs) != 2 {
-		t.Fatalf("after the restart: %d scheduled runs, want 2", len(runs))
+	if len(runs) != 3 { // the re-run's trigger is a schedule's too
+		t.Fatalf("after the restart: %d scheduled runs, want 3", len(runs))
 	}
 	last, err := b.Store.LastFiring(ctx, "default", "app", ".hodei.yaml", claimed.Schedule)
-	if err != nil || last.RunID != runs[1].ID || !last.At.Equal(claimed.At) {
-		t.Errorf("the claimed firing = %+v (%v), want run %s", last, err, runs[1].ID)
+	if err != nil || last.RunID != runs[2].ID || !last.At.Equal(claimed.At) {
+		t.Errorf("the claimed firing = %+v (%v), want run %s", last, err, runs[2].ID)
 	}
 
 	// Down for two days: two firings of each schedule missed; the first
@@ -206,8 +220,8 @@ func testCronAcrossRestart(t *testing.T, storeURL string) {
 	b.Cron.Tick(ctx)
 	b.Cron.Tick(ctx)
 	runs, _ = scheduleRuns(t, b)
-	if len(runs) != 3 {
-		t.Fatalf("after two days down: %d scheduled runs, want 3", len(runs))
+	if len(runs) != 4 {
+		t.Fatalf("after two days down: %d scheduled runs, want 4", len(runs))
 	}
 	firings, err := b.Store.ListFirings(ctx, "default", "app")
 	if err != nil {
