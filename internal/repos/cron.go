@@ -22,6 +22,10 @@ const (
 	// DefaultCronGrace is how late a firing may be seen and still be on
 	// time; later, it was missed (while no server ran).
 	DefaultCronGrace = 2 * time.Minute
+	// DefaultCronResumeAfter is how long a firing may stay claimed without
+	// its run before Cron makes the run: its maker (this server before a
+	// restart, or another one) stopped between the two.
+	DefaultCronResumeAfter = 2 * time.Minute
 	// DefaultCronTick is how often Run looks for firings that are due.
 	DefaultCronTick = 15 * time.Second
 	// maxCatchUp bounds the firings stepped over to find the latest one
@@ -36,9 +40,10 @@ const (
 // file, schedule and time: a second try or a second server makes
 // nothing), then submits a run of the file at the head of the schedule's
 // branch, whose transaction records the run on the firing. A firing
-// claimed whose run was never committed (the server stopped between the
-// two) is made when Cron starts again, so that each firing makes exactly
-// one run.
+// claimed whose run was not committed after ResumeAfter (its server
+// stopped between the two) is made then, by whichever Cron sees it, so
+// that each firing makes exactly one run (unless a server takes longer
+// than ResumeAfter to have a run stored).
 //
 // The firings missed while no server ran make one run, of the latest of
 // them, when Cron starts again (`missed: run_once`), or none (`missed:
@@ -52,14 +57,14 @@ type Cron struct {
 	Svc *Service
 	// Now is the clock (time.Now when nil): tests move it.
 	Now     func() time.Time
-	Refresh time.Duration // DefaultCronRefresh when zero
-	Grace   time.Duration // DefaultCronGrace when zero
-	Log     *slog.Logger
+	Refresh     time.Duration // DefaultCronRefresh when zero
+	Grace       time.Duration // DefaultCronGrace when zero
+	ResumeAfter time.Duration // DefaultCronResumeAfter when zero
+	Log         *slog.Logger
 
 	entries     map[string][]cronEntry // by tenant/repo
 	lastRefresh time.Time
 	cursors     map[string]time.Time // last firing of each schedule
-	resumed     bool
 }
 
 // cronEntry is one schedule of one file of a repository.
@@ -99,23 +104,20 @@ func (c *Cron) Run(ctx context.Context, tick <-chan time.Time) {
 	}
 }
 
-// Tick makes what is due now: first (once) the runs of the firings
-// claimed before a restart, then a new reading of the schedules if the
-// last one is older than Refresh, then the firings that are due. Errors
-// are logged; what failed is tried again at the next tick.
+// Tick makes what is due now: first the runs of the firings claimed and
+// left without a run for longer than ResumeAfter, then a new reading of
+// the schedules if the last one is older than Refresh, then the firings
+// that are due. Errors are logged; what failed is tried again at the next
+// tick.
 func (c *Cron) Tick(ctx context.Context) {
 	if c.cursors == nil {
 		c.cursors = make(map[string]time.Time)
 		c.entries = make(map[string][]cronEntry)
 	}
-	if !c.resumed {
-		if err := c.resume(ctx); err != nil {
-			c.log().Warn("cron: firings claimed before the restart", "err", err)
-		} else {
-			c.resumed = true
-		}
-	}
 	now := c.now()
+	if err := c.resume(ctx, now); err != nil {
+		c.log().Warn("cron: firings left without their run", "err", err)
+	}
 	refresh := c.Refresh
 	if refresh <= 0 {
 		refresh = DefaultCronRefresh
@@ -136,20 +138,28 @@ func (c *Cron) Tick(ctx context.Context) {
 	}
 }
 
-// resume makes the runs of the firings claimed, and not made, before the
-// server stopped: their run's transaction never committed.
-func (c *Cron) resume(ctx context.Context) error {
+// resume makes the runs of the firings claimed longer than ResumeAfter
+// ago whose run's transaction never committed: the server that claimed
+// them stopped before (Tick makes its own firings before it returns).
+func (c *Cron) resume(ctx context.Context, now time.Time) error {
 	pending, err := c.Svc.Store.PendingFirings(ctx)
 	if err != nil {
 		return err
 	}
+	after := c.ResumeAfter
+	if after <= 0 {
+		after = DefaultCronResumeAfter
+	}
 	for _, f := range pending {
+		if now.Sub(f.RecordedAt) < after {
+			continue
+		}
 		repo, err := c.Svc.repo(ctx, f.Tenant, f.Repo)
 		if err != nil {
 			c.fail(ctx, f, err)
 			continue
 		}
-		c.log().Info("cron: making the run of a firing claimed before the restart", "repo", f.Repo, "file", f.File, "at", f.At)
+		c.log().Info("cron: making the run of a firing left without it", "repo", f.Repo, "file", f.File, "at", f.At)
 		c.fire(ctx, repo, f)
 	}
 	return nil

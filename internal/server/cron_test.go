@@ -195,12 +195,20 @@ func testCronAcrossRestart(t *testing.T, storeURL string) {
 	if ok, err := a.Store.ClaimFiring(ctx, claimed); err != nil || !ok {
 		t.Fatalf("claim the next firing: %v, %v", ok, err)
 	}
+	// Its maker may still be making it: a tick 30 s later leaves it be
+	// (and the firing being claimed, makes nothing of it either).
+	clock.set("2026-12-08T02:00:31Z")
+	a.Cron.Tick(ctx)
+	if runs, _ := scheduleRuns(t, a); len(runs) != 2 {
+		t.Fatalf("a tick 30 s after the claim: %d scheduled runs, want 2", len(runs))
+	}
 	a.Close()
 	aClosed = true
 
-	// The restart, 30 s later: the claimed firing makes its one run; the
-	// second schedule's 03:30 of the day before was missed and is skipped.
-	clock.set("2026-12-08T02:00:30Z")
+	// The restart, 3 minutes later: the firing claimed (longer than
+	// repos.DefaultCronResumeAfter ago) makes its one run; the second
+	// schedule's 03:30 of the day before was missed and is skipped.
+	clock.set("2026-12-08T02:03:00Z")
 	b := cronServer(t, dataDir, storeURL, clock)
 	defer b.Close()
 	b.Cron.Tick(ctx)
@@ -234,7 +242,7 @@ func testCronAcrossRestart(t *testing.T, storeURL string) {
 	want := []string{
 		"12-07T01:00 seen 0", "12-07T01:00 seen 30",
 		"12-07T02:00 run 0",
-		"12-07T02:30 skipped 30", // seen at the restart on the 8th
+		"12-07T02:30 skipped 30", // seen missed on the 8th
 		"12-08T02:00 run 0",
 		"12-10T02:00 run 0",
 		"12-10T02:30 skipped 30",

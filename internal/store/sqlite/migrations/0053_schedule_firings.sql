@@ -15,3 +15,6 @@ CREATE TABLE schedule_firings (
     recorded_at BIGINT NOT NULL,
     PRIMARY KEY (tenant, repo, file, schedule, at)
 );
+
+-- The firings claimed whose run is not made yet: looked for at every tick.
+CREATE INDEX schedule_firings_pending ON schedule_firings (at) WHERE kind = 'run' AND run_id = '' AND error = '';
