@@ -56,7 +56,7 @@ const (
 type Cron struct {
 	Svc *Service
 	// Now is the clock (time.Now when nil): tests move it.
-	Now     func() time.Time
+	Now         func() time.Time
 	Refresh     time.Duration // DefaultCronRefresh when zero
 	Grace       time.Duration // DefaultCronGrace when zero
 	ResumeAfter time.Duration // DefaultCronResumeAfter when zero
