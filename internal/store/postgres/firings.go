@@ -13,6 +13,11 @@ import (
 
 const firingCols = "tenant, repo, file, schedule, at, kind, run_id, error, recorded_at"
 
+// pendingFirings is the condition of the partial index
+// schedule_firings_pending, spelled as it is there so that the query
+// uses it (kind is store.FiringRun).
+const pendingFirings = "kind = 'run' AND run_id = '' AND error = ''"
+
 func scanFiring(sc schema.Scanner) (store.Firing, error) {
 	var f store.Firing
 	var at, rec int64
@@ -46,7 +51,7 @@ func (s *Store) LastFiring(ctx context.Context, tenant, repo, file, schedule str
 
 // PendingFirings returns the claimed firings whose run was not made.
 func (s *Store) PendingFirings(ctx context.Context) ([]store.Firing, error) {
-	fs, err := query(ctx, s.pool, scanFiring, "SELECT "+firingCols+" FROM schedule_firings WHERE kind = $1 AND run_id = '' AND error = '' ORDER BY at", store.FiringRun)
+	fs, err := query(ctx, s.pool, scanFiring, "SELECT "+firingCols+" FROM schedule_firings WHERE "+pendingFirings+" ORDER BY at")
 	if err != nil {
 		return nil, fmt.Errorf("postgres: pending firings: %w", err)
 	}
