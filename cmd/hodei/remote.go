@@ -314,6 +314,13 @@ func printRun(w io.Writer, r wire.Run, jobs []wire.Job) {
 		}
 		fmt.Fprintf(w, "inputs    %s\n", cli.Text(strings.Join(parts, " ")))
 	}
+	if r.RerunOf != "" {
+		what := "all jobs"
+		if r.FailedOnly {
+			what = "failed jobs and their dependents"
+		}
+		fmt.Fprintf(w, "rerun of  %s (%s)\n", cli.Text(r.RerunOf), what)
+	}
 	if t := r.Trigger; t != nil {
 		fmt.Fprintf(w, "source    %s\n", cli.Text(cli.TriggerText(t)))
 		for _, st := range r.Statuses {
@@ -344,6 +351,9 @@ func printRun(w io.Writer, r wire.Run, jobs []wire.Job) {
 			// Why it waits, e.g. "waiting: asks 64 cpu, the largest
 			// worker has 2 (no_worker_large_enough)".
 			note = fmt.Sprintf("waiting: %s (%s)", j.ReasonDetail, j.Reason)
+		}
+		if c := j.Carried; c != nil {
+			note = fmt.Sprintf("carried from run %s, attempt %d of %s", c.RunID, c.Attempt, c.JobID)
 		}
 		rows[i] = []string{j.Key, string(j.State), fmt.Sprint(j.Attempt), dur, exit, worker, note}
 	}
