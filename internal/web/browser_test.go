@@ -373,6 +373,9 @@ jobs:
 		e.open(bob, "#/runs/"+run.ID)
 		e.until(bob, "every job succeeded", `document.querySelectorAll('#dag a.node.succeeded').length === 3`)
 		e.until(bob, "the run succeeded", `document.querySelector('.meta .state').textContent === 'succeeded'`)
+		if got := e.eval(bob, `String(document.getElementById('rerun-failed').hidden)`); got != "true" {
+			t.Errorf("a succeeded run offers to run its failed jobs again (hidden = %s)", got)
+		}
 		e.shot(bob, "run-succeeded")
 	}
 
