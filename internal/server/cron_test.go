@@ -45,6 +45,7 @@ on:
   schedule:
     - {cron: "0 3 * * *", branch: main, timezone: Europe/Madrid}
     - {cron: "30 3 * * *", timezone: Europe/Madrid, missed: skip}
+    - {cron: "0 4 * * *", branch: nobranch}
 jobs:
   report:
     steps:
@@ -110,7 +111,8 @@ func scheduleRuns(t *testing.T, s *Server) ([]store.Run, map[string]store.Trigge
 // again, a second Cron on the same store (a second try) and a restart make
 // nothing more; a firing claimed before the server stopped, whose run was
 // never made, is made once at the restart; firings missed while no server
-// ran make one run (missed: run_once) or none (missed: skip). On SQLite and
+// ran make one run (missed: run_once) or none (missed: skip); a firing on a
+// branch that does not exist records why and makes no run. On SQLite and
 // on PostgreSQL.
 func TestCronFiresOnceAcrossRestart(t *testing.T) {
 	for _, backend := range []string{"sqlite", "postgres"} {
@@ -237,15 +239,24 @@ func testCronAcrossRestart(t *testing.T, storeURL string) {
 	}
 	var got []string
 	for _, f := range firings {
-		got = append(got, f.At.Format("01-02T15:04")+" "+f.Kind+" "+strings.Fields(f.Schedule)[0])
+		line := f.At.Format("01-02T15:04") + " " + f.Kind + " " + strings.Join(strings.Fields(f.Schedule)[:2], " ")
+		if f.Error != "" {
+			line += " error"
+			if !strings.Contains(f.Error, "nobranch") {
+				t.Errorf("the error of a firing on a missing branch does not name it: %s", f.Error)
+			}
+		}
+		got = append(got, line)
 	}
 	want := []string{
-		"12-07T01:00 seen 0", "12-07T01:00 seen 30",
-		"12-07T02:00 run 0",
-		"12-07T02:30 skipped 30", // seen missed on the 8th
-		"12-08T02:00 run 0",
-		"12-10T02:00 run 0",
-		"12-10T02:30 skipped 30",
+		"12-07T01:00 seen 0 3", "12-07T01:00 seen 0 4", "12-07T01:00 seen 30 3",
+		"12-07T02:00 run 0 3",
+		"12-07T02:30 skipped 30 3",  // seen missed on the 8th
+		"12-07T04:00 run 0 4 error", // missed, run once: its branch does not exist
+		"12-08T02:00 run 0 3",
+		"12-10T02:00 run 0 3",
+		"12-10T02:30 skipped 30 3",
+		"12-10T04:00 run 0 4 error",
 	}
 	if strings.Join(got, ", ") != strings.Join(want, ", ") {
 		t.Errorf("firings:\n got %v\nwant %v", got, want)
