@@ -5,7 +5,8 @@
 // and submits one run per file whose `on:` matches the event, each job
 // set to check the commit out. A delivery id is recorded first, so that a
 // redelivery starts nothing. It then posts the commit statuses of those
-// runs as they end (status.go).
+// runs as they end (status.go). Cron (cron.go) makes the runs of the
+// files' schedules, one per firing.
 package repos
 
 import (
