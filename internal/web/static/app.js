@@ -196,13 +196,17 @@ function notFound(what) {
 }
 
 async function runView(id) {
+  const gen = routeGen;
   let perms;
   try {
     perms = await api('/api/v1/permissions?run=' + encodeURIComponent(id));
   } catch (e) {
+    if (gen !== routeGen) return;
     if (e.status === 404 || e.status === 403) return notFound('Run ' + id);
     throw e;
   }
+  // Another page was opened while this one waited: it is not drawn.
+  if (gen !== routeGen) return;
   const meta = h('div', { class: 'meta' });
   const cancel = h('button', { type: 'button', class: 'danger', id: 'cancel', hidden: true }, 'Cancel run');
   const rerun = h('button', { type: 'button', id: 'rerun', hidden: true }, 'Run again');
@@ -225,9 +229,11 @@ async function runView(id) {
   poll(async () => {
     let run;
     try { run = await api('/api/v1/runs/' + encodeURIComponent(id)); } catch (e) {
+      if (gen !== routeGen) return true;
       if (e.status === 404) { notFound('Run ' + id); return true; }
       throw e;
     }
+    if (gen !== routeGen) return true;
     document.title = `${run.pipeline} ${run.state} · Hodei`;
     main.querySelector('h1').textContent = `${run.pipeline} · run ${run.id}`;
     fill(meta, badge(run.state), h('span', {}, 'tenant ' + run.tenant), h('span', {}, 'created ' + when(run.created_at)),
@@ -318,11 +324,14 @@ function logView(log, search, count) {
 
 async function jobView(runID, key) {
   const base = `/api/v1/runs/${encodeURIComponent(runID)}`;
+  const gen = routeGen;
   let job;
   try { job = await api(`${base}/jobs/${encodeURIComponent(key)}`); } catch (e) {
+    if (gen !== routeGen) return;
     if (e.status === 404 || e.status === 403) return notFound(`Job ${key} of run ${runID}`);
     throw e;
   }
+  if (gen !== routeGen) return;
   const meta = h('div', { class: 'meta' });
   const attempts = h('div', { id: 'attempts' });
   const search = h('input', { id: 'log-search', type: 'search', placeholder: 'text in the log' });
@@ -451,7 +460,12 @@ function workersView() {
 
 // ---- router ----
 
+// routeGen counts the pages opened: a page that waits for the API before
+// it draws itself draws nothing if another was opened meanwhile.
+let routeGen = 0;
+
 async function route() {
+  routeGen++;
   stopLive();
   setStatus('');
   try {
