@@ -42,6 +42,7 @@ func commands() []command {
 		{"cancel", "cancel a run", "hodei cancel RUN", cancelCmd},
 		{"approve", "approve a job that waits for an approval (its environment)", `hodei approve RUN deploy --comment "release 1.4"`, approveCmd},
 		{"reject", "reject a job that waits for an approval: it fails", `hodei reject RUN deploy --comment "freeze"`, rejectCmd},
+		{"rerun", "run a run again: all its jobs, or only the failed ones and their dependents", "hodei rerun RUN --failed", rerunCmd},
 		{"workers", "list the workers of a server", "hodei workers", workersCmd},
 		{"pools", "list the worker pools of a server and their providers' state", "hodei pools", poolsCmd},
 		{"login", "sign in to a server (OpenID Connect, or save an API token)", "hodei login --issuer https://sso.example.com/realms/ci --client-id hodei-cli", loginCmd},

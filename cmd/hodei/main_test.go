@@ -28,6 +28,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"run", invalid}, exitUsage},
 		{[]string{"run", "../../examples/hello.yaml", "--workers", "1"}, exitOK},
 		{[]string{"run", "../../examples/monorepo.yaml", "--workers", "2"}, exitOK},
+		{[]string{"run", "../../examples/nightly.yaml", "--workers", "1"}, exitOK},
 		{[]string{"run", "../../examples/failing.yaml"}, exitFailed},
 		{[]string{"run", "../../examples/outputs.yaml"}, exitOK},
 		{[]string{"run", "../../examples/include.yaml"}, exitOK},

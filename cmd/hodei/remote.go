@@ -322,6 +322,13 @@ func printRun(w io.Writer, r wire.Run, jobs []wire.Job) {
 		}
 		fmt.Fprintf(w, "inputs    %s\n", cli.Text(strings.Join(parts, " ")))
 	}
+	if r.RerunOf != "" {
+		what := "all jobs"
+		if r.FailedOnly {
+			what = "failed jobs and their dependents"
+		}
+		fmt.Fprintf(w, "rerun of  %s (%s)\n", cli.Text(r.RerunOf), what)
+	}
 	if t := r.Trigger; t != nil {
 		fmt.Fprintf(w, "source    %s\n", cli.Text(cli.TriggerText(t)))
 		for _, st := range r.Statuses {
@@ -352,6 +359,9 @@ func printRun(w io.Writer, r wire.Run, jobs []wire.Job) {
 			// Why it waits, e.g. "waiting: asks 64 cpu, the largest
 			// worker has 2 (no_worker_large_enough)".
 			note = fmt.Sprintf("waiting: %s (%s)", j.ReasonDetail, j.Reason)
+		}
+		if c := j.Carried; c != nil {
+			note = fmt.Sprintf("carried from run %s, attempt %d of %s", c.RunID, c.Attempt, c.JobID)
 		}
 		if a := j.Approval; a != nil && note == "" {
 			note = approvalNote(j.State, a)
@@ -553,6 +563,44 @@ Example:
 		by = " by " + j.Approval.DecidedBy
 	}
 	fmt.Printf("job %s of run %s %s%s: %s\n", j.Key, pos[0], pastTense(verb), by, j.State)
+	return exitOK
+}
+
+func rerunCmd(args []string) int {
+	fs := flags("rerun", "RUN [flags]", `
+Run a run again: a new run of the same pipeline file (as the run was made
+with it), inputs and trigger; a run from a repository checks out the same
+commit. With --failed, only the jobs that failed or were cancelled and the
+jobs that need them run again; the jobs that succeeded are carried over
+(their logs and artifacts stay with the run that ran them).
+
+Examples:
+  hodei rerun 0194d2a9f3c0000a1b2
+  hodei rerun 0194d2a9f3c0000a1b2 --failed`)
+	server := addServerFlag(fs)
+	asJSON := addJSONFlag(fs)
+	failed := fs.Bool("failed", false, "run again only the failed and cancelled jobs and their dependents")
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		return usageError(fs, "want one RUN id")
+	}
+	c, code, ok := newClient(fs, *server)
+	if !ok {
+		return code
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	run, err := c.Rerun(ctx, pos[0], *failed)
+	if err != nil {
+		return apiFail("rerun", err)
+	}
+	if *asJSON {
+		return printJSON(run)
+	}
+	fmt.Printf("run %s %s (re-run of %s)\n", run.ID, run.State, pos[0])
 	return exitOK
 }
 

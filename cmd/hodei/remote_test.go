@@ -50,3 +50,24 @@ func TestPrintRunShowsInputs(t *testing.T) {
 		t.Errorf("no inputs line:\n%s", b.String())
 	}
 }
+
+// hodei runs RUN of a re-run names the run it re-runs and, for each
+// carried job, the attempt it was carried from.
+func TestPrintRunShowsRerun(t *testing.T) {
+	run := wire.Run{ID: "r2", Pipeline: "p", State: "succeeded", RerunOf: "r1", FailedOnly: true, Jobs: []wire.Job{
+		{Key: "build", State: "succeeded", Carried: &wire.Carried{RunID: "r1", JobID: "r1-1", Attempt: 2}},
+		{Key: "test", State: "succeeded", Attempt: 1},
+	}}
+	var b strings.Builder
+	printRun(&b, run, nil)
+	out := b.String()
+	if !strings.Contains(out, "rerun of  r1 (failed jobs and their dependents)\n") {
+		t.Errorf("no rerun line:\n%s", out)
+	}
+	if !strings.Contains(out, "carried from run r1, attempt 2 of r1-1") {
+		t.Errorf("build is not shown carried:\n%s", out)
+	}
+	if strings.Count(out, "carried from") != 1 {
+		t.Errorf("a job that ran again is shown carried:\n%s", out)
+	}
+}

@@ -12,7 +12,7 @@
 //	POST /api/v1/runs/{id}/cancel         cancel a run
 //	POST /api/v1/runs/{id}/jobs/{job}/approve  approve a job that waits for an approval ({"comment"} optional)
 //	POST /api/v1/runs/{id}/jobs/{job}/reject   reject it
-//	POST /api/v1/runs/{id}/rerun          submit a run's pipeline file again, in its tenant
+//	POST /api/v1/runs/{id}/rerun          run a run again (its file, inputs and trigger; failed_only)
 //	GET  /api/v1/permissions              which actions the caller may do (?run=ID: on that run)
 //	GET  /api/v1/workers                  the workers the orchestrator knows
 //	GET  /api/v1/pools                    the worker pools and their providers
@@ -57,6 +57,10 @@ type Deps struct {
 	// includes are the files the pipeline includes, by name (nil: none
 	// given).
 	Submit func(ctx context.Context, file string, data []byte, tenant string, inputs map[string]string, includes map[string][]byte) (store.Run, error)
+	// Rerun makes a new run of a run's file, inputs and trigger (only its
+	// failed jobs and their dependents with failedOnly; see
+	// server.Server.Rerun).
+	Rerun  func(ctx context.Context, id string, failedOnly bool) (store.Run, error)
 	Logger *slog.Logger
 
 	// Security (see auth.go); with Auth nil the API is open. Authz nil

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"fmt"
 	"net/http"
 	"sort"
 	"strings"
@@ -112,25 +111,4 @@ func describe(actions map[string]bool) string {
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, ", ")
-}
-
-// rerun submits the pipeline file of a run again, in the run's tenant,
-// as it was submitted (the same file name, text and inputs).
-func (a *api) rerun(w http.ResponseWriter, r *http.Request) {
-	if a.d.Submit == nil {
-		writeError(w, wire.CodeUnavailable, "this server does not accept runs")
-		return
-	}
-	id := r.PathValue("id")
-	run, err := a.d.Store.GetRun(r.Context(), id)
-	if err != nil {
-		a.storeError(w, r, err, "run "+id)
-		return
-	}
-	if len(run.Source) == 0 {
-		writeError(w, wire.CodeNotFound, fmt.Sprintf("run %s has no stored pipeline file to run again", id))
-		return
-	}
-	next, err := a.d.Submit(r.Context(), run.File, run.Source, run.Tenant, run.Inputs, run.Includes)
-	a.submitted(w, r, run.File, next, err)
 }

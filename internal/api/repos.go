@@ -275,6 +275,11 @@ func (a *api) addTriggers(r *http.Request, runs []wire.Run, statuses bool) {
 	for i, run := range runs {
 		ids[i] = run.ID
 	}
+	if statuses {
+		for i := range runs {
+			a.addRerun(r, &runs[i])
+		}
+	}
 	trs, err := a.d.Store.GetTriggers(r.Context(), ids)
 	if err != nil {
 		a.log.Warn("read run triggers", "request_id", RequestID(r.Context()), "err", err)
@@ -295,6 +300,28 @@ func (a *api) addTriggers(r *http.Request, runs []wire.Run, statuses bool) {
 		}
 		for _, rep := range reps {
 			runs[i].Statuses = append(runs[i].Statuses, wire.StatusReport{State: rep.State, Error: rep.Error, At: rep.At.UTC()})
+		}
+	}
+}
+
+// addRerun sets what a re-run records: the run it re-runs and, on its
+// jobs, the attempts they were carried over from.
+func (a *api) addRerun(r *http.Request, run *wire.Run) {
+	rr, err := a.d.Store.GetRerun(r.Context(), run.ID)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			a.log.Warn("read re-run", "request_id", RequestID(r.Context()), "run", run.ID, "err", err)
+		}
+		return
+	}
+	run.RerunOf, run.FailedOnly = rr.Of, rr.FailedOnly
+	from := make(map[string]store.CarriedJob, len(rr.Carried))
+	for _, c := range rr.Carried {
+		from[c.JobID] = c
+	}
+	for i := range run.Jobs {
+		if c, ok := from[run.Jobs[i].ID]; ok {
+			run.Jobs[i].Carried = &wire.Carried{RunID: c.FromRun, JobID: c.FromJob, Attempt: c.FromAttempt}
 		}
 	}
 }

@@ -338,15 +338,41 @@ func (s *Service) attempt(ctx context.Context, worker string, ref AttemptRef) (a
 }
 
 // readable lists the artifacts the attempt receives: those of its needs
-// (but the ones it opted out of), the latest attempt of each job and name.
+// (but the ones it opted out of), the latest attempt of each job and name;
+// for a need carried over by a re-run, those of the job that ran it.
 func (s *Service) readable(ctx context.Context, a attempt) ([]store.Artifact, error) {
 	recs, err := s.st.ListArtifacts(ctx, store.ArtifactFilter{Kind: store.KindArtifact, RunID: a.run.ID})
 	if err != nil {
 		return nil, err
 	}
+	// A need a re-run carried over kept its artifacts in the run that ran
+	// it: those of that job (and no other of that run) are read there.
+	carried := map[string]string{} // job key to the job that ran it
+	if rr, err := s.st.GetRerun(ctx, a.run.ID); err == nil {
+		for _, c := range rr.Carried {
+			if !slices.Contains(a.spec.Needs, c.JobKey) {
+				continue
+			}
+			carried[c.JobKey] = c.FromJob
+			more, err := s.st.ListArtifacts(ctx, store.ArtifactFilter{Kind: store.KindArtifact, RunID: c.FromRun})
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range more {
+				if r.JobID == c.FromJob {
+					recs = append(recs, r)
+				}
+			}
+		}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
 	latest := make(map[string]store.Artifact)
 	for _, r := range recs {
 		if r.Tenant != a.run.Tenant || !slices.Contains(a.spec.Needs, r.JobKey) || slices.Contains(a.spec.NoArtifactsFrom, r.JobKey) {
+			continue
+		}
+		if from, ok := carried[r.JobKey]; ok && r.JobID != from {
 			continue
 		}
 		k := r.JobKey + "\x00" + r.Name

@@ -287,6 +287,19 @@ func (c *Client) decide(ctx context.Context, runID, job, verb, comment string) (
 	return j, err
 }
 
+// Rerun makes a new run of a run's pipeline file, inputs and trigger;
+// with failedOnly, only its failed and cancelled jobs and the jobs that
+// need them run again, the others are carried over.
+func (c *Client) Rerun(ctx context.Context, id string, failedOnly bool) (Run, error) {
+	body, err := json.Marshal(wire.RerunRequest{FailedOnly: failedOnly})
+	if err != nil {
+		return Run{}, err
+	}
+	var r Run
+	err = c.getJSON(ctx, http.MethodPost, runPath(id, "rerun"), nil, bytes.NewReader(body), "application/json", &r)
+	return r, err
+}
+
 // Workers lists the workers the server knows, but those lost long ago.
 func (c *Client) Workers(ctx context.Context) ([]Worker, error) {
 	return c.workers(ctx, nil)

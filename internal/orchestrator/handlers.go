@@ -75,10 +75,45 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 	// A run held back by its concurrency group keeps every job pending
 	// until an earlier run of the group ends.
 	admitted := o.admit.Admit(rs.rec.ID, rs.rec.ConcurrencyGroup, rs.rec.ConcurrencyLimit)
-	var skipped []*jobState // jobs without needs whose condition is false
+	var carried map[string]int // job key to its index in req.Rerun.Carried
+	ncarried := 0
+	if rr := req.Rerun; rr != nil {
+		carried = make(map[string]int, len(rr.Carried))
+		for i, cj := range rr.Carried {
+			if byKey[cj.JobKey] == nil {
+				r.give(fmt.Errorf("carried job %s is not a job of the run", cj.JobKey))
+				return
+			}
+			carried[cj.JobKey] = i
+		}
+		ncarried = len(carried)
+		if ncarried == len(rs.jobs) {
+			r.give(fmt.Errorf("submit: a re-run must run at least one job"))
+			return
+		}
+	}
+	var skipped []*jobState // jobs evaluated once stored: without needs and a false condition, or whose needs were all carried
 	for _, j := range rs.jobs {
 		for _, n := range j.needs {
 			n.dependents = append(n.dependents, j)
+		}
+		if i, ok := carried[j.rec.Key]; ok {
+			// Ended as it ended in the run that ran it.
+			j.rec.State = state.JobSucceeded
+			j.rec.FinishedAt = c.now
+			req.Rerun.Carried[i].JobID = j.rec.ID
+			recs = append(recs, j.rec)
+			continue
+		}
+		if admitted && len(j.needs) > 0 && carried != nil {
+			all := true
+			for _, n := range j.needs {
+				_, c := carried[n.rec.Key]
+				all = all && c
+			}
+			if all {
+				skipped = append(skipped, j)
+			}
 		}
 		if admitted && len(j.needs) == 0 {
 			// Stored queued at once when its condition holds; else
@@ -115,7 +150,22 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 			return
 		}
 	}
-	rs.open = len(rs.jobs)
+	if rr := req.Rerun; rr != nil {
+		rr.RunID = rs.rec.ID
+		if err := c.tx.InsertRerun(*rr); err != nil {
+			c.fail(err)
+			return
+		}
+	}
+	if req.Firing != nil {
+		f := *req.Firing
+		f.RunID = rs.rec.ID
+		if err := c.tx.SetFiringRun(f); err != nil {
+			c.fail(err)
+			return
+		}
+	}
+	rs.open = len(rs.jobs) - ncarried
 	o.runs[rs.rec.ID] = rs
 	o.eng.AddPipeline(pipelineSpec(rs))
 	for _, j := range rs.jobs {
@@ -464,9 +514,9 @@ func (o *Orchestrator) finishRun(c *change, r *runState) {
 	for _, id := range o.admit.Done(r.rec.ID) {
 		if next := o.runs[id]; next != nil {
 			for _, j := range next.jobs {
-				if len(j.needs) == 0 {
-					o.evaluate(c, j)
-				}
+				// Jobs without needs, and those whose needs a re-run
+				// carried over (evaluate waits for needs that did not end).
+				o.evaluate(c, j)
 			}
 		}
 	}

@@ -419,6 +419,14 @@ type SubmitRequest struct {
 	// Trigger, for a run from a repository, is stored with the run (its
 	// RunID filled in).
 	Trigger *store.Trigger
+	// Firing, for a run made by a schedule, is the claimed firing: the
+	// run's id is recorded on it in the run's transaction.
+	Firing *store.Firing
+	// Rerun, for a run made again from an earlier one, is recorded with
+	// the run (its RunID and its carried jobs' JobID filled in). The jobs
+	// of its Carried, by JobKey, are stored succeeded and do not run: the
+	// jobs that need them see them succeeded.
+	Rerun *store.Rerun
 }
 
 type submitReq struct {

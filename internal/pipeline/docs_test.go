@@ -84,7 +84,7 @@ func TestDocExamples(t *testing.T) {
 			t.Errorf("block %d fails the schema: %v", i, err)
 		}
 	}
-	if checked < 6 || errorExamples != 1 {
+	if checked < 6 || errorExamples != 2 {
 		t.Errorf("checked %d snippets and %d error examples; the doc's structure changed", checked, errorExamples)
 	}
 }

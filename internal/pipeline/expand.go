@@ -18,6 +18,10 @@ import (
 // from (the hodei context of expressions) and its inputs.
 type RunContext struct {
 	Event, Ref, Branch, Commit, Repo string
+	// Tag is the pushed tag (a tag event), PR the number of the pull
+	// request (a pull_request event; 0 for none).
+	Tag string
+	PR  int
 	// Inputs are the values of the pipeline's inputs, as ResolveInputs
 	// returns them.
 	Inputs map[string]string
@@ -136,7 +140,10 @@ func newExpander(p *Pipeline, rc RunContext) *expander {
 	x := &expander{p: p, inputs: make(map[string]any), inEnv: make(map[string]string)}
 	x.hodei = map[string]any{
 		"event": rc.Event, "ref": rc.Ref, "branch": rc.Branch, "commit": rc.Commit,
-		"repo": rc.Repo, "pipeline": p.Name,
+		"repo": rc.Repo, "pipeline": p.Name, "tag": rc.Tag, "pr": nil,
+	}
+	if rc.PR > 0 {
+		x.hodei["pr"] = float64(rc.PR)
 	}
 	for _, in := range p.Inputs {
 		if v, ok := rc.Inputs[in.Name]; ok {

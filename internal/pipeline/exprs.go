@@ -13,7 +13,7 @@ import (
 )
 
 // HodeiContext lists the properties of the hodei context of expressions.
-var HodeiContext = []string{"event", "ref", "branch", "commit", "repo", "run_id", "pipeline"}
+var HodeiContext = []string{"event", "ref", "branch", "tag", "pr", "commit", "repo", "run_id", "pipeline"}
 
 // contexts are the contexts expressions may read, for messages.
 const contexts = "hodei, inputs, matrix, needs, env"

@@ -29,7 +29,7 @@ const DefaultCheckoutDepth = 1
 const MaxCheckoutDepth = 1 << 20
 
 var (
-	onFields          = []string{"push", "pull_request", "manual"}
+	onFields          = []string{"push", "pull_request", "schedule", "manual"}
 	pushFields        = []string{"branches", "tags", "paths"}
 	pullRequestFields = []string{"branches", "paths"}
 	checkoutFields    = []string{"depth", "submodules", "lfs", "fetch_tags"}
@@ -40,7 +40,10 @@ var (
 type On struct {
 	Push        *PushFilter // nil: pushes start nothing
 	PullRequest *PullRequestFilter
-	Manual      bool
+	// Schedules make runs at the times they name (runs of a file of a
+	// repository only).
+	Schedules []*Schedule
+	Manual    bool
 }
 
 // PushFilter selects pushes: by branch, by tag and by the files they
@@ -83,6 +86,8 @@ func (o *On) Matches(ev Event) bool {
 	switch ev.Kind {
 	case EventManual:
 		return o.Manual
+	case EventSchedule:
+		return len(o.Schedules) > 0
 	case EventPush:
 		f := o.Push
 		if f == nil || len(f.Branches) == 0 && len(f.Tags) > 0 {
@@ -186,6 +191,12 @@ func (p *parser) on(n *yaml.Node, field string) *On {
 			if val != nil && !isNull(val) {
 				o.PullRequest = p.pullRequestFilter(val, fp)
 			}
+		case EventSchedule:
+			if val == nil {
+				p.Errorf(node, fp, "needs a list of schedules: schedule: [{cron: \"0 3 * * *\"}]")
+				return
+			}
+			o.Schedules = p.schedules(val, fp)
 		case EventManual:
 			o.Manual = true
 			if val != nil && !isNull(val) {

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestMatchGlobs(t *testing.T) {
@@ -129,5 +130,58 @@ func TestOnErrorsNamePositions(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
+	}
+}
+
+// TestSchedules: on.schedule is read with its defaults, and each schedule
+// fires at the times its cron names in its timezone.
+func TestSchedules(t *testing.T) {
+	t.Parallel()
+	p := mustParse(t, `
+name: nightly
+on:
+  push: {branches: [main]}
+  schedule:
+    - cron: "0 3 * * *"
+      branch: release
+      timezone: Europe/Madrid
+    - {cron: "*/15 9-17 * JAN,FEB MON-FRI", missed: skip}
+    - {cron: "@daily"}
+jobs:
+  a: {steps: [{run: x}]}
+`)
+	s := p.On.Schedules
+	if len(s) != 3 {
+		t.Fatalf("read %d schedules, want 3", len(s))
+	}
+	if s[0].Branch != "release" || s[0].Timezone != "Europe/Madrid" || s[0].Missed != MissedRunOnce || s[0].Key() != "0 3 * * *|release|Europe/Madrid" {
+		t.Errorf("first schedule = %+v (key %q)", s[0], s[0].Key())
+	}
+	if s[1].Missed != MissedSkip || s[1].Branch != "" || s[1].Timezone != "" {
+		t.Errorf("second schedule = %+v", s[1])
+	}
+	cases := []struct {
+		s     *Schedule
+		after string
+		want  string
+	}{
+		// 03:00 in Madrid is 02:00 UTC in winter (CET), 01:00 in summer.
+		{s[0], "2026-12-07T01:00:00Z", "2026-12-07T02:00:00Z"},
+		{s[0], "2026-12-07T02:00:00Z", "2026-12-08T02:00:00Z"},
+		{s[0], "2026-07-01T00:00:00Z", "2026-07-01T01:00:00Z"},
+		// Weekdays of January and February, every quarter hour from 9 to 17.
+		{s[1], "2027-01-01T17:50:00Z", "2027-01-04T09:00:00Z"}, // Friday evening to Monday
+		{s[1], "2027-01-04T09:00:00Z", "2027-01-04T09:15:00Z"},
+		{s[1], "2027-02-26T17:45:00Z", "2028-01-03T09:00:00Z"},
+		{s[2], "2026-12-07T10:00:00Z", "2026-12-08T00:00:00Z"},
+	}
+	for _, c := range cases {
+		after, _ := time.Parse(time.RFC3339, c.after)
+		if got := c.s.Next(after).Format(time.RFC3339); got != c.want {
+			t.Errorf("%q after %s = %s, want %s", c.s.Cron, c.after, got, c.want)
+		}
+	}
+	if !p.On.Matches(Event{Kind: EventSchedule}) || mustParse(t, "name: x\njobs: {a: {steps: [{run: x}]}}\n").On.Matches(Event{Kind: EventSchedule}) {
+		t.Error("Matches(schedule) should hold only for a pipeline with schedules")
 	}
 }

@@ -296,3 +296,38 @@ jobs:
 		t.Errorf("test = %+v", tst)
 	}
 }
+
+// TestHodeiTagAndPR: hodei.tag is the pushed tag and hodei.pr the pull
+// request's number, in a job's `if` and its scripts; both are empty (pr is
+// null) for other events.
+func TestHodeiTagAndPR(t *testing.T) {
+	t.Parallel()
+	const src = `
+name: events
+jobs:
+  release:
+    if: hodei.tag != ''
+    steps: [{run: 'echo release ${{ hodei.tag }}'}]
+  review:
+    if: hodei.pr > 0
+    steps: [{run: 'echo review ${{ hodei.pr }} on ${{ hodei.branch }}'}]
+`
+	tag := expandWith(t, src, RunContext{Event: EventTag, Ref: "refs/tags/v1.2", Tag: "v1.2"})
+	if got := tag["release"].Steps[0].Run; got != "echo release v1.2" {
+		t.Errorf("tag: release runs %q", got)
+	}
+	if tag["release"].If != "true" || tag["review"].If != "false" {
+		t.Errorf("tag: release if %q, review if %q", tag["release"].If, tag["review"].If)
+	}
+	pr := expandWith(t, src, RunContext{Event: EventPullRequest, Branch: "main", PR: 42})
+	if got := pr["review"].Steps[0].Run; got != "echo review 42 on main" {
+		t.Errorf("pull request: review runs %q", got)
+	}
+	if pr["release"].If != "false" || pr["review"].If != "true" {
+		t.Errorf("pull request: release if %q, review if %q", pr["release"].If, pr["review"].If)
+	}
+	push := expandWith(t, src, RunContext{Event: EventPush, Branch: "main"})
+	if push["release"].If != "false" || push["review"].If != "false" || push["review"].Steps[0].Run != "echo review  on main" {
+		t.Errorf("push: release if %q, review if %q, run %q", push["release"].If, push["review"].If, push["review"].Steps[0].Run)
+	}
+}

@@ -151,6 +151,7 @@ func TestSchemaOnInvalidFiles(t *testing.T) {
 		"not-a-map.yaml":           schemaRej,
 		"only-comments.yaml":       schemaRej,
 		"out-of-range.yaml":        schemaRej,
+		"schedule.yaml":            schemaRej,
 		"self-need.yaml":           parserOnly,
 		"syntax-first-line.yaml":   yamlLevel,
 		"syntax.yaml":              yamlLevel,

@@ -5,7 +5,8 @@
 // and submits one run per file whose `on:` matches the event, each job
 // set to check the commit out. A delivery id is recorded first, so that a
 // redelivery starts nothing. It then posts the commit statuses of those
-// runs as they end (status.go).
+// runs as they end (status.go). Cron (cron.go) makes the runs of the
+// files' schedules, one per firing.
 package repos
 
 import (
@@ -279,15 +280,7 @@ func (s *Service) run(ctx context.Context, repo store.Repo, ev forge.Event, res 
 		}
 		var specs []pipeline.JobSpec
 		if err == nil {
-			// A triggered run gets its inputs' defaults, and the
-			// trigger in its hodei context.
-			var inputs map[string]string
-			if inputs, err = pipeline.ResolveInputs(p, nil); err == nil {
-				rc := pipeline.RunContext{Event: ev.Kind, Ref: ev.Ref, Branch: ev.Branch, Commit: ev.Commit, Repo: repo.Name, Inputs: inputs}
-				if specs, err = pipeline.ExpandRun(p, rc); err == nil {
-					p, err = p.ForRun(rc)
-				}
-			}
+			p, specs, err = expand(repo, ev, p)
 		}
 		if err != nil {
 			res.Errors = append(res.Errors, err.Error())
@@ -306,23 +299,51 @@ func (s *Service) run(ctx context.Context, repo store.Repo, ev forge.Event, res 
 		return res, nil
 	}
 	for _, sb := range subs {
-		tr := &store.Trigger{Repo: repo.Name, Commit: ev.Commit, Ref: ev.Ref, Event: ev.Kind, Branch: ev.Branch, Tag: ev.Tag, PR: ev.PR, Delivery: res.Delivery}
-		Prepare(repo, *tr, sb.specs)
-		run, err := s.Orch.Submit(ctx, orchestrator.SubmitRequest{Pipeline: sb.p, Jobs: sb.specs, Source: sb.file.Data, Tenant: repo.Tenant, Trigger: tr})
+		tr := store.Trigger{Repo: repo.Name, Commit: ev.Commit, Ref: ev.Ref, Event: ev.Kind, Branch: ev.Branch, Tag: ev.Tag, PR: ev.PR, Delivery: res.Delivery}
+		run, err := s.submit(ctx, repo, tr, sb.p, sb.specs, sb.file.Data, nil)
 		if err != nil {
 			res.Errors = append(res.Errors, fmt.Sprintf("%s: %v", sb.file.Path, err))
 			continue
 		}
 		res.RunIDs = append(res.RunIDs, run.ID)
-		tr.RunID = run.ID
-		if s.Status != nil {
-			s.Status.Report(repo, *tr, run.File, forge.StatePending)
-		}
 	}
 	if err := s.Store.SetDeliveryRuns(ctx, repo.Tenant, repo.Name, res.Delivery, res.RunIDs); err != nil {
 		s.log().Warn("record the runs of a delivery", "repo", repo.Name, "delivery", res.Delivery, "err", err)
 	}
 	return res, nil
+}
+
+// expand makes the jobs of a run of p for the event: its inputs'
+// defaults, and the trigger in its hodei context.
+func expand(repo store.Repo, ev forge.Event, p *pipeline.Pipeline) (*pipeline.Pipeline, []pipeline.JobSpec, error) {
+	inputs, err := pipeline.ResolveInputs(p, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	rc := pipeline.RunContext{Event: ev.Kind, Ref: ev.Ref, Branch: ev.Branch, Tag: ev.Tag, PR: ev.PR, Commit: ev.Commit, Repo: repo.Name, Inputs: inputs}
+	specs, err := pipeline.ExpandRun(p, rc)
+	if err != nil {
+		return nil, nil, err
+	}
+	if p, err = p.ForRun(rc); err != nil {
+		return nil, nil, err
+	}
+	return p, specs, nil
+}
+
+// submit makes a run of a repository's pipeline file with its trigger
+// (and, for a schedule's, its claimed firing) and reports it pending.
+func (s *Service) submit(ctx context.Context, repo store.Repo, tr store.Trigger, p *pipeline.Pipeline, specs []pipeline.JobSpec, source []byte, f *store.Firing) (store.Run, error) {
+	Prepare(repo, tr, specs)
+	run, err := s.Orch.Submit(ctx, orchestrator.SubmitRequest{Pipeline: p, Jobs: specs, Source: source, Tenant: repo.Tenant, Trigger: &tr, Firing: f})
+	if err != nil {
+		return run, err
+	}
+	tr.RunID = run.ID
+	if s.Status != nil {
+		s.Status.Report(repo, tr, run.File, forge.StatePending)
+	}
+	return run, nil
 }
 
 // Prepare sets every job of a run from a repository to check out its

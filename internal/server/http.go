@@ -39,6 +39,7 @@ func (s *Server) serveHTTP() {
 		Submit: func(ctx context.Context, file string, data []byte, tenant string, inputs map[string]string, includes map[string][]byte) (store.Run, error) {
 			return s.SubmitRun(ctx, RunRequest{File: file, Data: data, Tenant: tenant, Inputs: inputs, Includes: includes})
 		},
+		Rerun:     s.Rerun,
 		Logger:    s.log,
 		Secrets:   s.Secrets,
 		Repos:     s.Repos,

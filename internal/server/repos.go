@@ -1,16 +1,20 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"path/filepath"
+	"sync"
+	"time"
 
 	"github.com/hodei-ci/hodei/internal/repos"
 	"github.com/hodei-ci/hodei/internal/secrets"
 )
 
 // startRepos sets up the repositories' webhooks (mirrors in
-// DataDir/repos) and the commit statuses, which follow the runs the
-// orchestrator announces on the hub.
+// DataDir/repos), the commit statuses, which follow the runs the
+// orchestrator announces on the hub, and the schedules: Cron runs here,
+// with the orchestrator's loop, and only where it runs.
 func (s *Server) startRepos() {
 	var provider secrets.Provider
 	if s.Secrets != nil {
@@ -23,15 +27,26 @@ func (s *Server) startRepos() {
 	rep := &repos.Reporter{Store: s.Store, Secrets: svc.Secret, PublicURL: s.publicURL(), Log: s.log}
 	svc.Status = rep
 	s.Repos = svc
+	s.Cron = &repos.Cron{Svc: svc, Now: s.opts.CronNow, Log: s.log}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
 	go func() {
-		defer close(done)
+		defer wg.Done()
 		rep.Watch(ctx, s.Hub)
 	}()
+	if tick := cmp.Or(s.opts.CronTick, repos.DefaultCronTick); tick > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(tick)
+			defer t.Stop()
+			s.Cron.Run(ctx, t.C)
+		}()
+	}
 	s.reposStop = func() {
 		cancel()
-		<-done
+		wg.Wait()
 		rep.Close()
 	}
 }

@@ -142,6 +142,12 @@ type Options struct {
 	UnsafeSharedUser bool
 	// Artifacts bound the artifacts and caches kept (see artifact.Limits).
 	Artifacts artifact.Limits
+	// CronTick is how often the schedules of the repositories' pipeline
+	// files are looked at (repos.DefaultCronTick when zero); negative
+	// starts no loop: the caller drives Server.Cron with its Tick (tests).
+	// CronNow is the schedules' clock (time.Now when nil).
+	CronTick time.Duration
+	CronNow  func() time.Time
 	// ArtifactsStore is where they are kept: "" (or "jetstream") for
 	// JetStream's object store, or an S3 location (s3blobs.Open).
 	ArtifactsStore string
@@ -174,6 +180,9 @@ type Server struct {
 	// Repos serves repositories and their webhooks (repos.go).
 	Repos     *repos.Service
 	reposStop func()
+	// Cron makes the runs of the repositories' schedules; it runs beside
+	// the orchestrator's loop (see Options.CronTick).
+	Cron *repos.Cron
 	// Workers is the worker manager of the pools (nil without pools).
 	Workers *workers.Manager
 	scaler  *savedScaler // nil unless Options.Scaler is an *autoscale.Scaler

@@ -69,8 +69,12 @@ type Repos interface {
 	GetRepo(ctx context.Context, tenant, name string) (Repo, error)
 	// ListRepos returns the repositories of a tenant sorted by name.
 	ListRepos(ctx context.Context, tenant string) ([]Repo, error)
-	// DeleteRepo removes a repository and the deliveries it received
-	// (ErrNotFound if there is none); runs keep their triggers.
+	// ListAllRepos returns the repositories of every tenant sorted by
+	// tenant and name.
+	ListAllRepos(ctx context.Context) ([]Repo, error)
+	// DeleteRepo removes a repository, the deliveries it received and
+	// the firings of its schedules (ErrNotFound if there is none); runs
+	// keep their triggers.
 	DeleteRepo(ctx context.Context, tenant, name string) error
 
 	// ClaimDelivery records a delivery; if its (tenant, repo, id) was

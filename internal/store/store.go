@@ -173,6 +173,8 @@ type Store interface {
 	RecentDurations(ctx context.Context, limit int) ([]Duration, error)
 	// Repos: the repositories runs come from (repos.go).
 	Repos
+	Firings
+	Reruns
 	Artifacts
 	Close() error
 }
@@ -199,6 +201,13 @@ type Tx interface {
 	// InsertTrigger records what started a run from a repository, with
 	// the run (ErrConflict if the run has one already).
 	InsertTrigger(t Trigger) error
+	// SetFiringRun records f.RunID on the claimed firing with f's key,
+	// with the run, so that a firing whose run was committed is never
+	// tried again (no error if the firing is not recorded).
+	SetFiringRun(f Firing) error
+	// InsertRerun records, with its run and jobs, what a re-run re-runs
+	// and carries over (ErrConflict if the run has a record already).
+	InsertRerun(r Rerun) error
 }
 
 // Kinds of stored objects (Artifact.Kind).

@@ -373,13 +373,18 @@ jobs:
 		e.open(bob, "#/runs/"+run.ID)
 		e.until(bob, "every job succeeded", `document.querySelectorAll('#dag a.node.succeeded').length === 3`)
 		e.until(bob, "the run succeeded", `document.querySelector('.meta .state').textContent === 'succeeded'`)
+		if got := e.eval(bob, `String(document.getElementById('rerun-failed').hidden)`); got != "true" {
+			t.Errorf("a succeeded run offers to run its failed jobs again (hidden = %s)", got)
+		}
 		e.shot(bob, "run-succeeded")
 	}
 
 	{
 		t.Log("run again")
 		e.do(bob, "run again", chromedp.WaitVisible(chromedp.ID("rerun")), chromedp.Click(chromedp.ID("rerun")))
-		e.until(bob, "the new run's page", fmt.Sprintf(`location.hash.startsWith('#/runs/') && location.hash !== %q && document.querySelector('h1').textContent.startsWith('web-demo · run ')`, "#/runs/"+run.ID))
+		// The new run's own page: its h1 names it (the page before has the
+		// same pipeline name, and the same state).
+		e.until(bob, "the new run's page", fmt.Sprintf(`location.hash.startsWith('#/runs/') && location.hash !== %q && document.querySelector('h1').textContent === 'web-demo · run ' + decodeURIComponent(location.hash.slice('#/runs/'.length))`, "#/runs/"+run.ID))
 		e.until(bob, "the new run succeeded", `document.querySelector('.meta .state').textContent === 'succeeded'`)
 	}
 

@@ -31,6 +31,24 @@ type Run struct {
 	// Statuses, for one run, the commit statuses posted for it.
 	Trigger  *Trigger       `json:"trigger,omitempty"`
 	Statuses []StatusReport `json:"statuses,omitempty"`
+	// RerunOf is the run this one runs again (hodei rerun); FailedOnly
+	// says only its failed and cancelled jobs and their dependents did.
+	RerunOf    string `json:"rerun_of,omitempty"`
+	FailedOnly bool   `json:"failed_only,omitempty"`
+}
+
+// RerunRequest is the body of POST /api/v1/runs/{id}/rerun (optional).
+type RerunRequest struct {
+	// FailedOnly runs again only the jobs that failed or were cancelled
+	// and the jobs that need them; the others are carried over.
+	FailedOnly bool `json:"failed_only"`
+}
+
+// Carried says which attempt a job of a re-run was carried over from.
+type Carried struct {
+	RunID   string `json:"run_id"`
+	JobID   string `json:"job_id"`
+	Attempt int    `json:"attempt"`
 }
 
 // Duration returns DurationSeconds as a time.Duration.
@@ -49,7 +67,10 @@ type Job struct {
 	MaxAttempts int            `json:"max_attempts"`
 	// InfraLost counts the attempts lost to infrastructure: they do not
 	// use the retry budget (MaxAttempts counts only the others).
-	InfraLost  int        `json:"infra_lost,omitempty"`
+	InfraLost int `json:"infra_lost,omitempty"`
+	// Carried, for a job of a re-run that did not run again, is the
+	// attempt whose end it took (its logs and artifacts are there).
+	Carried    *Carried   `json:"carried,omitempty"`
 	Worker     string     `json:"worker,omitempty"`
 	QueuedAt   *time.Time `json:"queued_at,omitempty"`
 	StartedAt  *time.Time `json:"started_at,omitempty"`

@@ -65,7 +65,7 @@ func (s *Store) ListRepos(ctx context.Context, tenant string) ([]store.Repo, err
 	return rs, nil
 }
 
-// DeleteRepo removes a repository and its deliveries.
+// DeleteRepo removes a repository, its deliveries and its firings.
 func (s *Store) DeleteRepo(ctx context.Context, tenant, name string) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, "DELETE FROM repos WHERE tenant = $1 AND name = $2", tenant, name)
@@ -75,7 +75,10 @@ func (s *Store) DeleteRepo(ctx context.Context, tenant, name string) error {
 		if tag.RowsAffected() == 0 {
 			return store.ErrNotFound
 		}
-		_, err = tx.Exec(ctx, "DELETE FROM deliveries WHERE tenant = $1 AND repo = $2", tenant, name)
+		if _, err = tx.Exec(ctx, "DELETE FROM deliveries WHERE tenant = $1 AND repo = $2", tenant, name); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, "DELETE FROM schedule_firings WHERE tenant = $1 AND repo = $2", tenant, name)
 		return err
 	})
 	if err != nil {

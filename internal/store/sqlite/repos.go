@@ -56,7 +56,7 @@ func (s *Store) ListRepos(ctx context.Context, tenant string) ([]store.Repo, err
 	return rs, nil
 }
 
-// DeleteRepo removes a repository and its deliveries.
+// DeleteRepo removes a repository, its deliveries and its firings.
 func (s *Store) DeleteRepo(ctx context.Context, tenant, name string) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -69,6 +69,9 @@ func (s *Store) DeleteRepo(ctx context.Context, tenant, name string) error {
 	}
 	if err == nil {
 		_, err = tx.ExecContext(ctx, "DELETE FROM deliveries WHERE tenant = ? AND repo = ?", tenant, name)
+	}
+	if err == nil {
+		_, err = tx.ExecContext(ctx, "DELETE FROM schedule_firings WHERE tenant = ? AND repo = ?", tenant, name)
 	}
 	if err == nil {
 		err = tx.Commit()

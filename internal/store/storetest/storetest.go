@@ -67,6 +67,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Deliveries", testDeliveries},
 		{"Triggers", testTriggers},
 		{"StatusReports", testStatusReports},
+		{"Firings", testFirings},
+		{"Reruns", testReruns},
 		{"Artifacts", testArtifacts},
 		{"JobOutputs", testJobOutputs},
 		{"RunIncludes", testRunIncludes},

@@ -196,35 +196,44 @@ function notFound(what) {
 }
 
 async function runView(id) {
+  const gen = routeGen;
   let perms;
   try {
     perms = await api('/api/v1/permissions?run=' + encodeURIComponent(id));
   } catch (e) {
+    if (gen !== routeGen) return;
     if (e.status === 404 || e.status === 403) return notFound('Run ' + id);
     throw e;
   }
+  // Another page was opened while this one waited: it is not drawn.
+  if (gen !== routeGen) return;
   const meta = h('div', { class: 'meta' });
   const cancel = h('button', { type: 'button', class: 'danger', id: 'cancel', hidden: true }, 'Cancel run');
   const rerun = h('button', { type: 'button', id: 'rerun', hidden: true }, 'Run again');
+  const rerunFailed = h('button', { type: 'button', id: 'rerun-failed', hidden: true }, 'Run failed jobs again');
   const graph = h('div', { class: 'dag', id: 'dag' });
   const jobs = h('div', { id: 'jobs' });
-  page('Run ' + id, meta, h('div', { class: 'actions' }, cancel, rerun), h('h2', {}, 'Graph'), graph, h('h2', {}, 'Jobs'), jobs);
+  page('Run ' + id, meta, h('div', { class: 'actions' }, cancel, rerun, rerunFailed), h('h2', {}, 'Graph'), graph, h('h2', {}, 'Jobs'), jobs);
   cancel.addEventListener('click', async () => {
     cancel.disabled = true;
     try { await api(`/api/v1/runs/${encodeURIComponent(id)}/cancel`, { method: 'POST' }); setStatus('Cancel requested'); } catch (e) { setStatus(e.message); cancel.disabled = false; }
   });
-  rerun.addEventListener('click', async () => {
+  const again = async (failedOnly) => {
     try {
-      const r = await api(`/api/v1/runs/${encodeURIComponent(id)}/rerun`, { method: 'POST' });
+      const r = await api(`/api/v1/runs/${encodeURIComponent(id)}/rerun${failedOnly ? '?failed_only=true' : ''}`, { method: 'POST' });
       location.hash = runLink(r.id);
     } catch (e) { setStatus(e.message); }
-  });
+  };
+  rerun.addEventListener('click', () => again(false));
+  rerunFailed.addEventListener('click', () => again(true));
   poll(async () => {
     let run;
     try { run = await api('/api/v1/runs/' + encodeURIComponent(id)); } catch (e) {
+      if (gen !== routeGen) return true;
       if (e.status === 404) { notFound('Run ' + id); return true; }
       throw e;
     }
+    if (gen !== routeGen) return true;
     document.title = `${run.pipeline} ${run.state} · Hodei`;
     main.querySelector('h1').textContent = `${run.pipeline} · run ${run.id}`;
     fill(meta, badge(run.state), h('span', {}, 'tenant ' + run.tenant), h('span', {}, 'created ' + when(run.created_at)),
@@ -232,10 +241,11 @@ async function runView(id) {
     const final = FINAL.has(run.state);
     cancel.hidden = !(perms.actions.cancel && !final);
     rerun.hidden = !perms.actions.submit;
+    rerunFailed.hidden = !(perms.actions.submit && final && run.jobs.some((j) => j.state !== 'succeeded'));
     graph.replaceChildren(draw(run.jobs, (j) => jobLink(run.id, j.key)));
     jobs.replaceChildren(table(['Job', 'State', 'Attempt ', 'Worker', 'Duration ', 'Predicted ', 'Waiting because', 'Approval'], run.jobs.map((j) =>
       h('tr', { 'data-job': j.key },
-        h('td', {}, h('a', { href: jobLink(run.id, j.key) }, j.key)), h('td', {}, badge(j.state)),
+        h('td', {}, h('a', { href: jobLink(run.id, j.key) }, j.key)), h('td', {}, badge(j.state), j.carried ? h('a', { class: 'carried', href: jobLink(j.carried.run_id, j.key), title: `carried over from attempt ${j.carried.attempt} of run ${j.carried.run_id}` }, ' carried') : null),
         h('td', { class: 'num' }, `${j.attempt}/${j.max_attempts}`), h('td', {}, j.worker || ''),
         h('td', { class: 'num' }, fmt(j.duration_seconds)), h('td', { class: 'num' }, j.predicted_duration_s ? '~' + fmt(j.predicted_duration_s) : ''),
         h('td', { class: 'reason' }, j.reason ? `${j.reason}: ${j.reason_detail || ''}` : (j.error ? h('span', { class: 'error' }, j.error) : '')),
@@ -340,11 +350,14 @@ function logView(log, search, count) {
 
 async function jobView(runID, key) {
   const base = `/api/v1/runs/${encodeURIComponent(runID)}`;
+  const gen = routeGen;
   let job;
   try { job = await api(`${base}/jobs/${encodeURIComponent(key)}`); } catch (e) {
+    if (gen !== routeGen) return;
     if (e.status === 404 || e.status === 403) return notFound(`Job ${key} of run ${runID}`);
     throw e;
   }
+  if (gen !== routeGen) return;
   const meta = h('div', { class: 'meta' });
   const attempts = h('div', { id: 'attempts' });
   const search = h('input', { id: 'log-search', type: 'search', placeholder: 'text in the log' });
@@ -473,7 +486,12 @@ function workersView() {
 
 // ---- router ----
 
+// routeGen counts the pages opened: a page that waits for the API before
+// it draws itself draws nothing if another was opened meanwhile.
+let routeGen = 0;
+
 async function route() {
+  routeGen++;
   stopLive();
   setStatus('');
   try {

@@ -1,0 +1,115 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/hodei-ci/hodei/internal/store"
+	"github.com/hodei-ci/hodei/internal/store/schema"
+)
+
+const firingCols = "tenant, repo, file, schedule, at, kind, run_id, error, recorded_at"
+
+// pendingFirings is the condition of the partial index
+// schedule_firings_pending, spelled as it is there so that the query
+// uses it (kind is store.FiringRun).
+const pendingFirings = "kind = 'run' AND run_id = '' AND error = ''"
+
+func scanFiring(sc schema.Scanner) (store.Firing, error) {
+	var f store.Firing
+	var at, rec int64
+	err := sc.Scan(&f.Tenant, &f.Repo, &f.File, &f.Schedule, &at, &f.Kind, &f.RunID, &f.Error, &rec)
+	f.At, f.RecordedAt = schema.DecTime(at), schema.DecTime(rec)
+	return f, err
+}
+
+// ClaimFiring records f unless a firing with its key was recorded.
+func (s *Store) ClaimFiring(ctx context.Context, f store.Firing) (bool, error) {
+	res, err := s.w.ExecContext(ctx, "INSERT INTO schedule_firings ("+firingCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+		f.Tenant, f.Repo, f.File, f.Schedule, schema.EncTime(f.At), f.Kind, f.RunID, f.Error, schema.EncTime(f.RecordedAt))
+	if err != nil {
+		return false, fmt.Errorf("sqlite: claim firing %s %s: %w", f.File, f.At, err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// LastFiring returns the latest firing of a schedule.
+func (s *Store) LastFiring(ctx context.Context, tenant, repo, file, schedule string) (store.Firing, error) {
+	f, err := scanFiring(s.r.QueryRowContext(ctx, "SELECT "+firingCols+" FROM schedule_firings WHERE tenant = ? AND repo = ? AND file = ? AND schedule = ? ORDER BY at DESC LIMIT 1",
+		tenant, repo, file, schedule))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Firing{}, fmt.Errorf("sqlite: last firing of %s %s: %w", file, schedule, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Firing{}, fmt.Errorf("sqlite: last firing of %s %s: %w", file, schedule, err)
+	}
+	return f, nil
+}
+
+// PendingFirings returns the claimed firings whose run was not made.
+func (s *Store) PendingFirings(ctx context.Context) ([]store.Firing, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT "+firingCols+" FROM schedule_firings WHERE "+pendingFirings+" ORDER BY at")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: pending firings: %w", err)
+	}
+	fs, err := collect(rows, scanFiring)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: pending firings: %w", err)
+	}
+	return fs, nil
+}
+
+// SetFiringError records why a firing made no run.
+func (s *Store) SetFiringError(ctx context.Context, f store.Firing, msg string) error {
+	res, err := s.w.ExecContext(ctx, "UPDATE schedule_firings SET error = ? WHERE tenant = ? AND repo = ? AND file = ? AND schedule = ? AND at = ?",
+		msg, f.Tenant, f.Repo, f.File, f.Schedule, schema.EncTime(f.At))
+	if err == nil {
+		err = affected(res)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: firing error %s %s: %w", f.File, f.At, err)
+	}
+	return nil
+}
+
+// ListFirings returns the firings of a repository, oldest first.
+func (s *Store) ListFirings(ctx context.Context, tenant, repo string) ([]store.Firing, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT "+firingCols+" FROM schedule_firings WHERE tenant = ? AND repo = ? ORDER BY at, file, schedule", tenant, repo)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list firings: %w", err)
+	}
+	fs, err := collect(rows, scanFiring)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list firings: %w", err)
+	}
+	return fs, nil
+}
+
+// SetFiringRun records the run of a firing, in the run's transaction.
+func (t *tx) SetFiringRun(f store.Firing) error {
+	if t.done {
+		return errTxDone
+	}
+	_, err := t.tx.ExecContext(t.ctx, "UPDATE schedule_firings SET run_id = ? WHERE tenant = ? AND repo = ? AND file = ? AND schedule = ? AND at = ?",
+		f.RunID, f.Tenant, f.Repo, f.File, f.Schedule, schema.EncTime(f.At))
+	if err != nil {
+		return fmt.Errorf("sqlite: firing of run %s: %w", f.RunID, err)
+	}
+	return nil
+}
+
+// ListAllRepos returns the repositories of every tenant.
+func (s *Store) ListAllRepos(ctx context.Context) ([]store.Repo, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT "+repoCols+" FROM repos ORDER BY tenant, name")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list all repos: %w", err)
+	}
+	rs, err := collect(rows, scanRepo)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list all repos: %w", err)
+	}
+	return rs, nil
+}
