@@ -149,6 +149,9 @@ type Store interface {
 	// succeeded jobs ran (at most limit), oldest first: the history the
 	// scheduler's predictor starts from after a restart.
 	RecentDurations(ctx context.Context, limit int) ([]Duration, error)
+	// RunByKey returns the id of the run that the submission with an
+	// idempotency key made in a tenant (ErrNotFound if none).
+	RunByKey(ctx context.Context, tenant, key string) (string, error)
 	// Repos: the repositories runs come from (repos.go).
 	Repos
 	Artifacts
@@ -177,6 +180,9 @@ type Tx interface {
 	// InsertTrigger records what started a run from a repository, with
 	// the run (ErrConflict if the run has one already).
 	InsertTrigger(t Trigger) error
+	// InsertRunKey records the idempotency key of a run inserted in the
+	// same transaction (ErrConflict if the tenant has the key already).
+	InsertRunKey(k RunKey) error
 }
 
 // Kinds of stored objects (Artifact.Kind).

@@ -67,6 +67,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Triggers", testTriggers},
 		{"StatusReports", testStatusReports},
 		{"Artifacts", testArtifacts},
+		{"RunKeys", testRunKeys},
+		{"EpochOnSingleServer", testEpochOnSingleServer},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
