@@ -131,6 +131,10 @@ func (a *api) rerun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, wire.CodeNotFound, fmt.Sprintf("run %s has no stored pipeline file to run again", id))
 		return
 	}
-	next, err := a.d.Submit(r.Context(), run.File, run.Source, run.Tenant, run.Inputs)
+	key, ok := idempotencyKey(w, r)
+	if !ok {
+		return
+	}
+	next, err := a.d.Submit(r.Context(), Submission{File: run.File, Data: run.Source, Tenant: run.Tenant, Inputs: run.Inputs, Key: key})
 	a.submitted(w, r, run.File, next, err)
 }
