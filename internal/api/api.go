@@ -83,7 +83,7 @@ type Deps struct {
 	// servers, the notes of the leader reach this one over NATS, which
 	// may drop some.
 	FollowResync time.Duration
-	Logger *slog.Logger
+	Logger       *slog.Logger
 
 	// Security (see auth.go); with Auth nil the API is open. Authz nil
 	// means the embedded default policies; Audit nil, no audit trail;

@@ -96,10 +96,10 @@ type change struct {
 	workerOf map[string]string // dispatch message id -> worker (see send)
 	purge    []string          // workers whose dispatch subject to purge
 	notes    []hub.Note
-	replies  []pendingReply // given after the commit
-	observe  []func()       // metrics, after commit
+	replies  []pendingReply       // given after the commit
+	observe  []func()             // metrics, after commit
 	keys     map[string]*runState // idempotency keys of runs submitted in the batch (tenant NUL key)
-	err      error          // a failed write: the batch rolls back
+	err      error                // a failed write: the batch rolls back
 }
 
 // pendingReply is an answer to give once the batch is committed.
