@@ -7,8 +7,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -72,6 +74,39 @@ func (a api) submitKey(ctx context.Context, yaml, key string) (string, error) {
 	}
 }
 
+// startNATS starts the NATS with JetStream that the servers share and
+// returns its address: the nats-server binary HODEI_NATS_SERVER names, or
+// else a NATS server inside the test process, listening on TCP.
+func startNATS(t *testing.T) string {
+	t.Helper()
+	addr := freeAddr(t)
+	host, portS, _ := strings.Cut(addr, ":")
+	if bin := os.Getenv("HODEI_NATS_SERVER"); bin != "" {
+		p := startCmd(t, "nats-server.log", exec.Command(bin, "-js", "-sd", filepath.Join(t.TempDir(), "nats"), "-a", host, "-p", portS))
+		// A process of its own: poll its port until it answers.
+		eventually(t, 30*time.Second, "nats-server listening", func() (bool, error) {
+			select {
+			case <-p.done:
+				t.Fatal("nats-server exited")
+			default:
+			}
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil, err
+		})
+		return addr
+	}
+	port, _ := strconv.Atoi(portS)
+	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{StoreDir: filepath.Join(t.TempDir(), "nats"), Host: host, Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Shutdown)
+	return addr
+}
+
 // TestReplicasFailover: three `hodei server` processes on one PostgreSQL
 // database and one NATS (a NATS server of the test process, on TCP), one
 // agent process. A run submitted to a follower completes; an Idempotency-Key
@@ -82,14 +117,7 @@ func (a api) submitKey(ctx context.Context, yaml, key string) (string, error) {
 // at the same time. The time from the kill to the new leader's first
 // placement is printed, never asserted.
 func TestReplicasFailover(t *testing.T) {
-	natsAddr := freeAddr(t)
-	host, portS, _ := strings.Cut(natsAddr, ":")
-	port, _ := strconv.Atoi(portS)
-	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{StoreDir: filepath.Join(t.TempDir(), "nats"), Host: host, Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
+	natsAddr := startNATS(t)
 	admin := os.Getenv(storeEnv)
 	if admin == "" {
 		admin = pgtest.AdminURL(t)
@@ -174,7 +202,7 @@ func TestReplicasFailover(t *testing.T) {
 		line := func(kind string) string {
 			return `echo "` + kind + ` $HODEI_ATTEMPT $(date +%s%N)" >> ` + m
 		}
-		return fmt.Sprintf("name: slow-%d\njobs:\n  a:\n    steps:\n      - run: |\n          %s\n          sleep 3\n          %s\n  b:\n    needs: a\n    steps:\n      - run: |\n          %s\n          sleep 1\n          %s\n",
+		return fmt.Sprintf("name: slow-%d\njobs:\n  a:\n    steps:\n      - run: |\n          %s\n          echo visible-output\n          sleep 3\n          %s\n  b:\n    needs: a\n    steps:\n      - run: |\n          %s\n          sleep 1\n          %s\n",
 			i, line("start"), line("end"), line("start"), line("end"))
 	}
 	var ids []string
@@ -185,6 +213,31 @@ func TestReplicasFailover(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
+	// A live stream of the first slow run's output on a follower: its
+	// work is placed by the leader, and the stream goes on through the
+	// failover.
+	streamed := make(chan string, 1)
+	go func() {
+		var out strings.Builder
+		defer func() { streamed <- out.String() }()
+		req, err := http.NewRequest("GET", followers[1].api.base+"/api/v1/runs/"+ids[0]+"/logs?follow=1", nil)
+		if err != nil {
+			return
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return
+		}
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			out.WriteString(sc.Text() + "\n")
+			if sc.Text() == "event: end" {
+				return
+			}
+		}
+	}()
 	eventually(t, 60*time.Second, "a job running", func() (bool, error) {
 		for _, id := range ids {
 			jobs, err := followers[0].api.jobs(ctx, id)
@@ -238,6 +291,14 @@ func TestReplicasFailover(t *testing.T) {
 		}
 	}
 	checkNoOverlap(t, marks)
+	select {
+	case out := <-streamed:
+		if !strings.Contains(out, "visible-output") || !strings.Contains(out, "event: end") {
+			t.Fatalf("the follower's live stream of run %s lacks the job's output or its end:\n%s", ids[0], out)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the follower's live stream did not end 60s after its run")
+	}
 }
 
 // checkNoOverlap reads the marker files (one per job: "start|end ATTEMPT
