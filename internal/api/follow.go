@@ -324,8 +324,13 @@ func (f *follower) runState(id string, s state.RunState, errMsg string, at time.
 func (f *follower) note(ctx context.Context, n hub.Note) (bool, error) {
 	switch n.Kind {
 	case hub.KindLog:
-		if n.Chunk == nil || f.only != "" && n.JobID != f.only {
+		if f.only != "" && n.JobID != f.only {
 			return false, nil
+		}
+		if n.Chunk == nil {
+			// A note that output was stored, without it (from the
+			// leader of several servers): read it from the store.
+			return false, f.readLogs(ctx, store.Job{ID: n.JobID, Key: n.JobKey})
 		}
 		return false, f.sendLog(n.JobID, n.JobKey, n.Chunk)
 	case hub.KindJob:

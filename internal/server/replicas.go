@@ -212,11 +212,14 @@ func (r *replication) current() *orchestrator.Orchestrator {
 }
 
 // forwardNotes publishes what this server's orchestrator announces on its
-// hub (only a leader's does) for the other servers' live streams.
+// hub (only a leader's does) for the live streams of every server. A log
+// note goes without its output, which the streams read from the store: the
+// notes stay small whatever the output, and the buffer between the hub and
+// NATS holds at most 256 chunks of it.
 func (r *replication) forwardNotes(ctx context.Context) {
 	subject := r.s.subjects().Notes()
 	for ctx.Err() == nil {
-		sub := r.s.Hub.Subscribe("", 1<<14)
+		sub := r.s.Hub.Subscribe("", 256)
 		func() {
 			defer sub.Close()
 			for {
@@ -227,6 +230,7 @@ func (r *replication) forwardNotes(ctx context.Context) {
 					if !ok {
 						return // lagged: the followers' streams resync from the store
 					}
+					n.Chunk = nil
 					data, err := json.Marshal(n)
 					if err == nil {
 						_ = r.s.nc.Publish(subject, data)
