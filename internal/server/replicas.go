@@ -46,6 +46,7 @@ type replication struct {
 	epoch  int64
 	leads  atomic.Bool
 	seen   atomic.Int64 // unix nanos of the last answer of a leader
+	terms  atomic.Int64 // times this server became leader
 	fenced chan struct{}
 	// poolsOnce: the worker manager starts with the first lead only.
 	poolsOnce sync.Once
@@ -163,6 +164,7 @@ func (r *replication) lead(ctx context.Context, epoch int64) error {
 		r.mu.Unlock()
 	}
 	r.leads.Store(true)
+	r.terms.Add(1)
 	r.leader.Set(1)
 	r.changes.Inc()
 	// The worker manager registers its metrics once per process: a
