@@ -25,11 +25,14 @@ func TestIdempotencyKeyMakesOneRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	submit := func(tenant, key string) store.Run {
-		t.Helper()
+	send := func(tenant, key string) (store.Run, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		r, err := h.o.Submit(ctx, SubmitRequest{Pipeline: p, Jobs: specs, Source: []byte(yaml), Tenant: tenant, Key: key})
+		return h.o.Submit(ctx, SubmitRequest{Pipeline: p, Jobs: specs, Source: []byte(yaml), Tenant: tenant, Key: key})
+	}
+	submit := func(tenant, key string) store.Run {
+		t.Helper()
+		r, err := send(tenant, key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -37,10 +40,19 @@ func TestIdempotencyKeyMakesOneRun(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	ids := make([]string, 8)
+	errs := make([]error, len(ids))
 	for i := range ids {
-		wg.Go(func() { ids[i] = submit("acme", "key-1").ID })
+		wg.Go(func() {
+			r, err := send("acme", "key-1")
+			ids[i], errs[i] = r.ID, err
+		})
 	}
 	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent submission %d: %v", i, err)
+		}
+	}
 	for i, id := range ids {
 		if id != ids[0] {
 			t.Fatalf("concurrent submission %d with key-1 got run %s, the first got %s", i, id, ids[0])
