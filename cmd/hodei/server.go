@@ -36,7 +36,8 @@ Example:
 	uiClientID := fs.String("ui-oidc-client-id", "", "OIDC client the web UI signs people in with: a public client whose redirect URIs hold https://HOST/ui/callback (default: the first --oidc-audience)")
 	uiSessionTTL := fs.Duration("ui-session-ttl", 8*time.Hour, "longest a web UI session lasts (an OIDC session ends earlier, with its access token)")
 	publicURL := fs.String("public-url", "", "the server's address as people and forges reach it (commit statuses link to runs under it); default: the API's address")
-	natsURL := fs.String("nats", "", "URL of an external NATS server (default: run one embedded)")
+	natsURL := fs.String("nats", "", "URL of an external NATS server (default: run one embedded); several servers on one PostgreSQL --store need one")
+	replicaID := fs.String("replica-id", "", "with a PostgreSQL --store: this server's name among the servers sharing it (default: host, pid and a random suffix)")
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", `address where the embedded NATS accepts agents ("none": local workers only)`)
 	localWorkers := fs.Int("workers", 2, "number of agents running inside the server (0 for none)")
 	noCgroups := fs.Bool("no-cgroups", false, "run the attempts of local workers without a cgroup each (no cpu/memory limits, no usage)")
@@ -175,6 +176,7 @@ Example:
 		ArtifactsStore:   *artStore,
 		NoCgroups:        *noCgroups,
 		UnsafeSharedUser: *unsafeShared,
+		ReplicaID:        *replicaID,
 	})
 	if err != nil {
 		return fail("server", err)

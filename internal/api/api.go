@@ -16,6 +16,7 @@
 //	GET  /api/v1/permissions              which actions the caller may do (?run=ID: on that run)
 //	GET  /api/v1/workers                  the workers the orchestrator knows
 //	GET  /api/v1/pools                    the worker pools and their providers
+//	GET  /api/v1/leader                   which server leads (several servers on one store)
 //	/api/v1/repos, /api/v1/hooks          repositories and their webhooks (repos.go)
 //
 // Every error is JSON {"code", "message"} (see package wire for the codes).
@@ -46,22 +47,54 @@ import (
 	"github.com/hodei-ci/hodei/internal/store"
 )
 
+// Orchestrator is what the API asks of the orchestrator: an
+// *orchestrator.Orchestrator, or with several servers the server's view of
+// the leader's (which forwards what a follower cannot answer itself).
+type Orchestrator interface {
+	Cancel(ctx context.Context, runID string) error
+	View() *orchestrator.View
+	Outlook(ctx context.Context, jobIDs []string) (map[string]orchestrator.Outlook, error)
+	Ping(ctx context.Context) error
+	Hub() *hub.Hub
+	Decide(ctx context.Context, runID, jobID string, d orchestrator.Decision) (store.Job, error)
+}
+
+// Submission is a pipeline file to run, as the API received it.
+type Submission struct {
+	File   string
+	Data   []byte
+	Tenant string
+	Inputs map[string]string
+	// Includes are the files the pipeline includes, by name (nil: none
+	// given).
+	Includes map[string][]byte
+	// Key is the request's Idempotency-Key ("" when none).
+	Key string
+}
+
 // Deps are what the API serves from.
 type Deps struct {
-	Orch     *orchestrator.Orchestrator
+	Orch     Orchestrator
 	Store    store.Store
 	Hub      *hub.Hub
 	Registry *prometheus.Registry
 	// Submit parses, validates, expands and submits a pipeline file; a
 	// pipeline.ErrorList error means the file is invalid.
-	// includes are the files the pipeline includes, by name (nil: none
-	// given).
-	Submit func(ctx context.Context, file string, data []byte, tenant string, inputs map[string]string, includes map[string][]byte) (store.Run, error)
+	Submit func(ctx context.Context, sub Submission) (store.Run, error)
 	// Rerun makes a new run of a run's file, inputs and trigger (only its
 	// failed jobs and their dependents with failedOnly; see
-	// server.Server.Rerun).
-	Rerun  func(ctx context.Context, id string, failedOnly bool) (store.Run, error)
-	Logger *slog.Logger
+	// server.Server.Rerun); key is the request's idempotency key ("" for
+	// none).
+	Rerun func(ctx context.Context, id string, failedOnly bool, key string) (store.Run, error)
+	// Leader says which server leads (GET /api/v1/leader); nil: this one,
+	// alone.
+	Leader func(ctx context.Context) (wire.Leader, error)
+	// FollowResync, when positive, makes live log streams read the store
+	// again at that period besides following the hub: with several
+	// servers, the notes of the leader reach this one over NATS, which
+	// may drop some.
+	FollowResync time.Duration
+	Logger       *slog.Logger
 
 	// Security (see auth.go); with Auth nil the API is open. Authz nil
 	// means the embedded default policies; Audit nil, no audit trail;
@@ -199,6 +232,7 @@ func New(d Deps) http.Handler {
 	route(mux, "/api/v1/permissions", map[string]http.HandlerFunc{"GET": a.permissions})
 	route(mux, "/api/v1/workers", map[string]http.HandlerFunc{"GET": a.workers})
 	route(mux, "/api/v1/pools", map[string]http.HandlerFunc{"GET": a.pools})
+	route(mux, "/api/v1/leader", map[string]http.HandlerFunc{"GET": a.leader})
 	a.repoRoutes(mux)
 	route(mux, "/healthz", map[string]http.HandlerFunc{"GET": a.healthz})
 	route(mux, "/readyz", map[string]http.HandlerFunc{"GET": a.readyz})

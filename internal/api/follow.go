@@ -26,6 +26,10 @@ type FollowOptions struct {
 	Buffer int
 	// Heartbeat, when positive, emits a ping event at that period.
 	Heartbeat time.Duration
+	// Resync, when positive, reads the store again at that period (what
+	// was already sent is not sent again): for hubs fed from another
+	// process, whose notes may be lost on the way.
+	Resync time.Duration
 	// OnLag is called each time the hub drops the follower for falling
 	// behind; Follow then catches up from the store by itself.
 	OnLag func()
@@ -84,6 +88,12 @@ func Follow(ctx context.Context, st store.Store, h *hub.Hub, o FollowOptions, em
 		defer t.Stop()
 		tick = t.C
 	}
+	var resync <-chan time.Time
+	if o.Resync > 0 {
+		t := time.NewTicker(o.Resync)
+		defer t.Stop()
+		resync = t.C
+	}
 	for {
 		done, err := f.catchUp(ctx)
 		if err != nil || done {
@@ -98,6 +108,8 @@ func Follow(ctx context.Context, st store.Store, h *hub.Hub, o FollowOptions, em
 				if err := emit(wire.Event{Type: wire.EventPing}); err != nil {
 					return err
 				}
+			case <-resync:
+				break live // catch up from the store, same subscription
 			case n, ok := <-sub.C:
 				if !ok {
 					if !sub.Lagged() {
@@ -312,8 +324,13 @@ func (f *follower) runState(id string, s state.RunState, errMsg string, at time.
 func (f *follower) note(ctx context.Context, n hub.Note) (bool, error) {
 	switch n.Kind {
 	case hub.KindLog:
-		if n.Chunk == nil || f.only != "" && n.JobID != f.only {
+		if f.only != "" && n.JobID != f.only {
 			return false, nil
+		}
+		if n.Chunk == nil {
+			// A note that output was stored, without it (from the
+			// leader of several servers): read it from the store.
+			return false, f.readLogs(ctx, store.Job{ID: n.JobID, Key: n.JobKey})
 		}
 		return false, f.sendLog(n.JobID, n.JobKey, n.Chunk)
 	case hub.KindJob:

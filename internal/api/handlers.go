@@ -33,6 +33,9 @@ func unavailable(w http.ResponseWriter, err error) bool {
 		writeError(w, wire.CodeUnavailable, "the server is busy; retry shortly")
 	case errors.Is(err, orchestrator.ErrStopped):
 		writeError(w, wire.CodeUnavailable, "the orchestrator is not running")
+	case errors.Is(err, orchestrator.ErrNotLeader):
+		w.Header().Set("Retry-After", "2")
+		writeError(w, wire.CodeUnavailable, "no server leads now (a new leader is being elected); retry shortly, on any server")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		w.Header().Set("Retry-After", "1")
 		writeError(w, wire.CodeUnavailable, "request not completed: "+err.Error())
@@ -169,7 +172,11 @@ func (a *api) submit(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("invalid tenant %q: a tenant's name matches %s", tenant, auth.TenantPattern))
 		return
 	}
-	run, err := a.d.Submit(r.Context(), file, data, tenant, inputs, includes)
+	key, ok := idempotencyKey(w, r)
+	if !ok {
+		return
+	}
+	run, err := a.d.Submit(r.Context(), Submission{File: file, Data: data, Tenant: tenant, Inputs: inputs, Includes: includes, Key: key})
 	a.submitted(w, r, file, run, err)
 	if err == nil {
 		traceSubmit(r, run.ID, began)
@@ -585,7 +592,7 @@ func (a *api) streamLogs(w http.ResponseWriter, r *http.Request, runID, job stri
 	}
 	ctx, cancel := a.streamContext(r)
 	defer cancel()
-	err := Follow(ctx, a.d.Store, a.hub, FollowOptions{RunID: runID, Job: job, Heartbeat: a.heartbeat,
+	err := Follow(ctx, a.d.Store, a.hub, FollowOptions{RunID: runID, Job: job, Heartbeat: a.heartbeat, Resync: a.d.FollowResync,
 		OnLag: func() { a.log.Debug("log follower lagged; catching up", "run_id", runID) },
 	}, func(ev wire.Event) error {
 		beforeWrite()

@@ -39,7 +39,11 @@ func (a *api) rerun(w http.ResponseWriter, r *http.Request) {
 		}
 		req.FailedOnly = b
 	}
-	next, err := a.d.Rerun(r.Context(), id, req.FailedOnly)
+	key, ok := idempotencyKey(w, r)
+	if !ok {
+		return
+	}
+	next, err := a.d.Rerun(r.Context(), id, req.FailedOnly, key)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		writeError(w, wire.CodeNotFound, err.Error())

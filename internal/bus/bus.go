@@ -59,6 +59,15 @@ func (s Subjects) Logs(worker, job string) string { return s.Prefix + ".logs." +
 // Heartbeat is the subject of a worker's heartbeats.
 func (s Subjects) Heartbeat(worker string) string { return s.Prefix + ".hb." + worker }
 
+// Control is the subject on which the leader of several servers takes a
+// command (kind: submit, cancel, view, ping) that another server forwards.
+func (s Subjects) Control(kind string) string { return s.Prefix + ".control." + kind }
+
+// Notes is the subject on which the leader of several servers publishes
+// what its orchestrator stored (hub notes), for the live streams of the
+// others.
+func (s Subjects) Notes() string { return s.Prefix + ".notes" }
+
 // IsLogs reports whether a subject carries log chunks.
 func (s Subjects) IsLogs(subject string) bool { return strings.HasPrefix(subject, s.Prefix+".logs.") }
 

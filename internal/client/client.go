@@ -5,6 +5,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hodei-ci/hodei/internal/api/wire"
 )
@@ -56,6 +59,10 @@ type Client struct {
 	base  string
 	hc    *http.Client
 	token string
+	// SubmitRetry is how long Submit and SubmitRun send a submission
+	// again while the server is unavailable (DefaultSubmitRetry when
+	// zero; negative: never).
+	SubmitRetry time.Duration
 }
 
 // SetToken makes the client send "Authorization: Bearer token" with every
@@ -117,6 +124,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	if key, ok := ctx.Value(idemKey{}).(string); ok {
+		req.Header.Set("Idempotency-Key", key)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, err
@@ -166,7 +176,23 @@ func runPath(id string, rest ...string) string {
 // Submit submits a pipeline file (its YAML text) as a new run. file names
 // it in error messages. An invalid file comes back as an *Error with Code
 // "invalid_pipeline" and Details.
+//
+// The submission carries an Idempotency-Key (WithIdempotencyKey's, else a
+// new one) and is sent again while the server answers 502, 503 or 504 or
+// the connection fails, for up to SubmitRetry (2 minutes): with several
+// servers, a failover makes no second run.
 func (c *Client) Submit(ctx context.Context, file string, yaml []byte, tenant string) (Run, error) {
+	ctx = ensureKey(ctx)
+	var r Run
+	err := c.retrySubmit(ctx, func() error {
+		var err error
+		r, err = c.submitOnce(ctx, file, yaml, tenant)
+		return err
+	})
+	return r, err
+}
+
+func (c *Client) submitOnce(ctx context.Context, file string, yaml []byte, tenant string) (Run, error) {
 	q := url.Values{}
 	if file != "" {
 		q.Set("file", file)
@@ -203,9 +229,75 @@ func (c *Client) SubmitFiles(ctx context.Context, file string, yaml []byte, tena
 	if err != nil {
 		return Run{}, err
 	}
+	ctx = ensureKey(ctx)
 	var r Run
-	err = c.getJSON(ctx, http.MethodPost, "/api/v1/runs", nil, bytes.NewReader(body), "application/json", &r)
+	err = c.retrySubmit(ctx, func() error {
+		return c.getJSON(ctx, http.MethodPost, "/api/v1/runs", nil, bytes.NewReader(body), "application/json", &r)
+	})
 	return r, err
+}
+
+type idemKey struct{}
+
+// WithIdempotencyKey returns a context whose submissions carry key as
+// their Idempotency-Key: the server makes one run per key and tenant.
+func WithIdempotencyKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, idemKey{}, key)
+}
+
+// ensureKey gives ctx a new idempotency key unless it has one.
+func ensureKey(ctx context.Context) context.Context {
+	if _, ok := ctx.Value(idemKey{}).(string); ok {
+		return ctx
+	}
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return WithIdempotencyKey(ctx, hex.EncodeToString(b))
+}
+
+// DefaultSubmitRetry is how long a submission is tried again by default.
+const DefaultSubmitRetry = 2 * time.Minute
+
+// retrySubmit calls send until it succeeds, fails with an answer that is
+// not 502, 503 or 504 (nor a failed connection), or SubmitRetry has passed.
+func (c *Client) retrySubmit(ctx context.Context, send func() error) error {
+	limit := c.SubmitRetry
+	if limit == 0 {
+		limit = DefaultSubmitRetry
+	}
+	deadline := time.Now().Add(limit)
+	wait := 250 * time.Millisecond
+	for {
+		err := send()
+		if err == nil || limit < 0 || !retriable(err) || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		pause := wait
+		var ae *Error
+		if errors.As(err, &ae) {
+			if s, perr := strconv.Atoi(ae.RetryAfter); perr == nil && s > 0 {
+				pause = time.Duration(s) * time.Second
+			}
+		}
+		pause = min(pause, time.Until(deadline))
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+		wait = min(wait*2, 4*time.Second)
+	}
+}
+
+// retriable reports whether a submission that failed with err may be sent
+// again: the server was unavailable or the connection failed.
+func retriable(err error) bool {
+	var ae *Error
+	if errors.As(err, &ae) {
+		return ae.Status == http.StatusBadGateway || ae.Status == http.StatusServiceUnavailable || ae.Status == http.StatusGatewayTimeout
+	}
+	var ue *url.Error
+	return errors.As(err, &ue) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 // ListOptions filter ListRuns. Zero fields do not filter.

@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build hodei:", err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := pgtest.Main(m) // stops the private PostgreSQL, if a test started one
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

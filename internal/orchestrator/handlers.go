@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -27,6 +28,9 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 	tenant := req.Tenant
 	if tenant == "" {
 		tenant = DefaultTenant
+	}
+	if req.Key != "" && o.replay(c, r, tenant) {
+		return
 	}
 	rs := &runState{rec: store.Run{
 		ID:        o.ids.next(c.now),
@@ -165,6 +169,16 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 			return
 		}
 	}
+	if req.Key != "" {
+		if err := c.tx.InsertRunKey(store.RunKey{Tenant: tenant, Key: req.Key, RunID: rs.rec.ID, CreatedAt: c.now}); err != nil {
+			c.fail(err)
+			return
+		}
+		if c.keys == nil {
+			c.keys = map[string]*runState{}
+		}
+		c.keys[tenant+"\x00"+req.Key] = rs
+	}
 	rs.open = len(rs.jobs) - ncarried
 	o.runs[rs.rec.ID] = rs
 	o.eng.AddPipeline(pipelineSpec(rs))
@@ -186,6 +200,31 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 	if o.cfg.Metrics != nil {
 		c.observe = append(c.observe, func() { o.cfg.Metrics.RunsSubmitted.Inc() })
 	}
+}
+
+// replay answers a submission whose idempotency key names a run already
+// made in the tenant (in this batch, or stored) with that run, and reports
+// whether it did. The loop is the one writer of runs, so the check and the
+// insert that follows it cannot interleave with another submission's.
+func (o *Orchestrator) replay(c *change, r *submitReq, tenant string) bool {
+	if rs := c.keys[tenant+"\x00"+r.req.Key]; rs != nil {
+		r.run = rs.rec
+		c.reply(r, nil) // once the batch that stores it commits
+		return true
+	}
+	id, err := o.cfg.Store.RunByKey(context.Background(), tenant, r.req.Key)
+	if errors.Is(err, store.ErrNotFound) {
+		return false
+	}
+	if err == nil {
+		r.run, err = o.cfg.Store.GetRun(context.Background(), id)
+	}
+	if err != nil {
+		r.give(fmt.Errorf("idempotency key: %w", err))
+		return true
+	}
+	r.give(nil)
+	return true
 }
 
 // fail makes the transaction fail: a write error poisons the whole batch.

@@ -96,9 +96,10 @@ type change struct {
 	workerOf map[string]string // dispatch message id -> worker (see send)
 	purge    []string          // workers whose dispatch subject to purge
 	notes    []hub.Note
-	replies  []pendingReply // given after the commit
-	observe  []func()       // metrics, after commit
-	err      error          // a failed write: the batch rolls back
+	replies  []pendingReply       // given after the commit
+	observe  []func()             // metrics, after commit
+	keys     map[string]*runState // idempotency keys of runs submitted in the batch (tenant NUL key)
+	err      error                // a failed write: the batch rolls back
 }
 
 // pendingReply is an answer to give once the batch is committed.
@@ -162,12 +163,19 @@ func (o *Orchestrator) loop(ctx context.Context) {
 			b.tick = true
 		}
 		o.fill(&b)
-		o.apply(ctx, &b)
+		fenced := o.apply(ctx, &b)
 		n := 0
 		for _, m := range b.reports {
 			n += len(m.Data())
 		}
 		o.budget.give(n)
+		if fenced {
+			o.drainOnStop()
+			if o.cfg.OnFenced != nil {
+				go o.cfg.OnFenced()
+			}
+			return
+		}
 	}
 }
 
@@ -198,8 +206,10 @@ func (o *Orchestrator) drainOnStop() {
 	}
 }
 
-// apply runs one batch in one transaction, then announces its effects.
-func (o *Orchestrator) apply(ctx context.Context, b *batch) {
+// apply runs one batch in one transaction, then announces its effects. It
+// reports whether the store refused the batch because a newer leader holds
+// it (store.ErrFenced): the loop must then stop.
+func (o *Orchestrator) apply(ctx context.Context, b *batch) bool {
 	now := time.Now().UTC()
 	var c *change
 	began := time.Now()
@@ -226,6 +236,15 @@ func (o *Orchestrator) apply(ctx context.Context, b *batch) {
 		}
 		return o.write(c)
 	})
+	if errors.Is(err, store.ErrFenced) {
+		o.log.Warn("a newer leader holds the store: this orchestrator stops", "epoch", o.cfg.Epoch, "err", err)
+		for _, r := range b.intake {
+			r.reply().give(fmt.Errorf("%w: %w", ErrNotLeader, err))
+		}
+		// Not negatively acknowledged: the new leader has taken the
+		// consumer over, and its messages are its own.
+		return true
+	}
 	if err != nil {
 		o.log.Error("store update failed; reloading state", "err", err)
 		for _, r := range b.intake {
@@ -237,7 +256,7 @@ func (o *Orchestrator) apply(ctx context.Context, b *batch) {
 		if rerr := o.reload(ctx); rerr != nil {
 			o.log.Error("reload failed", "err", rerr)
 		}
-		return
+		return false
 	}
 	committed := time.Now()
 	o.announce(c, b)
@@ -245,6 +264,7 @@ func (o *Orchestrator) apply(ctx context.Context, b *batch) {
 		o.cfg.Metrics.Batch.WithLabelValues("commit").Observe(committed.Sub(began).Seconds())
 		o.cfg.Metrics.Batch.WithLabelValues("announce").Observe(time.Since(committed).Seconds())
 	}
+	return false
 }
 
 // write stores everything the batch changed.

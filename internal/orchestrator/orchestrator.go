@@ -62,6 +62,10 @@ var (
 	// ErrNotOwned means the run is active but not loaded by this
 	// orchestrator (another one sharing the store owns it).
 	ErrNotOwned = errors.New("run not owned by this orchestrator")
+	// ErrNotLeader means this server does not lead the servers sharing
+	// its store (or no longer does), and none could take the request for
+	// it: try again shortly, on any server.
+	ErrNotLeader = errors.New("no leader: this server does not lead, and no leader answered")
 )
 
 // DefaultInfraRetries is Config.InfraRetries when unset.
@@ -119,6 +123,18 @@ type Config struct {
 	// MaxLogBytes is sent with every assignment: the most output of an
 	// attempt its worker keeps (0: the worker's own limit).
 	MaxLogBytes int64
+	// Epoch, when positive, is the leadership epoch this orchestrator was
+	// elected with (several servers on one PostgreSQL): every transaction
+	// carries it (store.WithEpoch). When the store refuses one because a
+	// newer leader has bumped the epoch (store.ErrFenced), the loop stops,
+	// applying nothing more, and OnFenced is called on a goroutine of its
+	// own; the caller then calls Stop.
+	Epoch    int64
+	OnFenced func()
+	// TakeOver recreates the reports consumer at Start, so that what a
+	// previous leader took and did not acknowledge is delivered again at
+	// once rather than after the acknowledgement wait.
+	TakeOver bool
 }
 
 func (c *Config) defaults() {
@@ -303,6 +319,7 @@ func (o *Orchestrator) Hub() *hub.Hub { return o.cfg.Hub }
 // Start recovers the state left in the store, creates the streams, and starts
 // consuming worker reports. It returns once the orchestrator is ready.
 func (o *Orchestrator) Start(ctx context.Context) error {
+	ctx = o.epochContext(ctx)
 	if err := bus.EnsureStreams(ctx, o.js, o.cfg.Subjects); err != nil {
 		return fmt.Errorf("orchestrator: %w", err)
 	}
@@ -317,6 +334,14 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	}
 	if err := o.recover(ctx, true); err != nil {
 		return fmt.Errorf("orchestrator: recover: %w", err)
+	}
+	if o.cfg.TakeOver {
+		// A new leader: the unacknowledged messages of the previous one
+		// go to a fresh consumer at once. A work-queue stream keeps every
+		// message until it is acknowledged, so nothing is skipped.
+		if err := o.js.DeleteConsumer(ctx, bus.StreamReports, "orchestrator"); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("orchestrator: take over the reports consumer: %w", err)
+		}
 	}
 	cons, err := o.js.CreateOrUpdateConsumer(ctx, bus.StreamReports, jetstream.ConsumerConfig{
 		Durable:       "orchestrator",
@@ -347,11 +372,19 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("orchestrator: heartbeats: %w", err)
 	}
-	loopCtx, cancel := context.WithCancel(context.Background())
+	loopCtx, cancel := context.WithCancel(o.epochContext(context.Background()))
 	o.stop = cancel
 	o.running.Store(true)
 	go o.loop(loopCtx)
 	return nil
+}
+
+// epochContext is ctx carrying the orchestrator's epoch, if it has one.
+func (o *Orchestrator) epochContext(ctx context.Context) context.Context {
+	if o.cfg.Epoch > 0 {
+		return store.WithEpoch(ctx, o.cfg.Epoch)
+	}
+	return ctx
 }
 
 // Settle returns once every worker report in the stream has been applied
@@ -427,6 +460,10 @@ type SubmitRequest struct {
 	// of its Carried, by JobKey, are stored succeeded and do not run: the
 	// jobs that need them see them succeeded.
 	Rerun *store.Rerun
+	// Key, when set, is the submission's idempotency key: a submission
+	// with a key the tenant has used gets the run the first one made, and
+	// makes none.
+	Key string
 }
 
 type submitReq struct {

@@ -178,7 +178,7 @@ func testCronAcrossRestart(t *testing.T, storeURL string) {
 
 	// A re-run of the scheduled run keeps its trigger: the same commit
 	// checked out, the same event.
-	again, err := a.Rerun(ctx, first.ID, false)
+	again, err := a.Rerun(ctx, first.ID, false, "")
 	if err != nil {
 		t.Fatal(err)
 	}

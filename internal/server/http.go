@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/hodei-ci/hodei/internal/api"
 	"github.com/hodei-ci/hodei/internal/bus"
@@ -32,12 +33,12 @@ func (s *Server) serveHTTP() {
 	ln := s.httpLn
 	s.httpLn = nil // the server closes it from now on
 	deps := api.Deps{
-		Orch:     s.Orch,
+		Orch:     s.control(),
 		Store:    s.Store,
 		Hub:      s.Hub,
 		Registry: s.Registry,
-		Submit: func(ctx context.Context, file string, data []byte, tenant string, inputs map[string]string, includes map[string][]byte) (store.Run, error) {
-			return s.SubmitRun(ctx, RunRequest{File: file, Data: data, Tenant: tenant, Inputs: inputs, Includes: includes})
+		Submit: func(ctx context.Context, sub api.Submission) (store.Run, error) {
+			return s.SubmitRun(ctx, RunRequest{File: sub.File, Data: sub.Data, Tenant: sub.Tenant, Inputs: sub.Inputs, Includes: sub.Includes, Key: sub.Key})
 		},
 		Rerun:     s.Rerun,
 		Logger:    s.log,
@@ -49,6 +50,11 @@ func (s *Server) serveHTTP() {
 	}
 	if s.Workers != nil {
 		deps.Pools = s.Workers
+	}
+	if s.rep != nil {
+		deps.Hub = s.rep.notes
+		deps.Leader = s.rep.leaderInfo
+		deps.FollowResync = time.Second
 	}
 	deps.Limits = s.opts.APILimits
 	s.secureDeps(&deps)

@@ -72,7 +72,7 @@ func (s *Server) startPools() error {
 			Unisolated:        s.opts.UnsafeSharedUser,
 			Hide:              s.hidden(),
 		},
-		View:       s.Orch.View,
+		View:       s.control().View,
 		Scaler:     scaler,
 		Interval:   s.opts.PoolInterval,
 		Registerer: s.Registry,

@@ -21,7 +21,7 @@ func (s *Server) startRepos() {
 		provider = s.Secrets.Provider
 	}
 	svc := &repos.Service{
-		Store: s.Store, Secrets: provider, Orch: s.Orch, Limits: s.opts.Limits, Log: s.log,
+		Store: s.Store, Secrets: provider, Orch: s.control(), Limits: s.opts.Limits, Log: s.log,
 		Mirrors: &repos.Mirrors{Dir: filepath.Join(s.opts.DataDir, "repos")},
 	}
 	rep := &repos.Reporter{Store: s.Store, Secrets: svc.Secret, PublicURL: s.publicURL(), Log: s.log}

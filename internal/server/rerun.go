@@ -32,7 +32,7 @@ var (
 // need them run again; the others are carried over (stored succeeded,
 // pointing at the attempt that ran them). The new run records the run it
 // re-runs (store.Rerun).
-func (s *Server) Rerun(ctx context.Context, id string, failedOnly bool) (store.Run, error) {
+func (s *Server) Rerun(ctx context.Context, id string, failedOnly bool, key string) (store.Run, error) {
 	old, err := s.Store.GetRun(ctx, id)
 	if err != nil {
 		return store.Run{}, err
@@ -84,7 +84,7 @@ func (s *Server) Rerun(ctx context.Context, id string, failedOnly bool) (store.R
 			return store.Run{}, fmt.Errorf("run %s: %w", id, ErrNothingFailed)
 		}
 	}
-	req := orchestrator.SubmitRequest{Pipeline: p, Jobs: specs, Source: old.Source, Tenant: old.Tenant, Inputs: inputs, Rerun: rr}
+	req := orchestrator.SubmitRequest{Pipeline: p, Jobs: specs, Source: old.Source, Tenant: old.Tenant, Inputs: inputs, Rerun: rr, Key: key}
 	var repo store.Repo
 	if fromRepo {
 		if repo, err = s.Store.GetRepo(ctx, old.Tenant, tr.Repo); err != nil {
@@ -98,7 +98,9 @@ func (s *Server) Rerun(ctx context.Context, id string, failedOnly bool) (store.R
 		repos.Prepare(repo, next, specs)
 		req.Trigger = &next
 	}
-	run, err := s.Orch.Submit(ctx, req)
+	// With several servers only the leader makes it (a follower answers
+	// that there is no leader here: 503, as for webhooks).
+	run, err := s.control().Submit(ctx, req)
 	if err != nil {
 		return run, err
 	}

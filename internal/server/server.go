@@ -148,6 +148,9 @@ type Options struct {
 	// CronNow is the schedules' clock (time.Now when nil).
 	CronTick time.Duration
 	CronNow  func() time.Time
+	// ReplicaID names this server among the servers sharing its
+	// PostgreSQL store (host, pid and a random suffix when empty).
+	ReplicaID string
 	// ArtifactsStore is where they are kept: "" (or "jetstream") for
 	// JetStream's object store, or an S3 location (s3blobs.Open).
 	ArtifactsStore string
@@ -190,6 +193,11 @@ type Server struct {
 	// Artifacts serves the agents' artifacts and caches.
 	Artifacts     *artifact.Service
 	stopArtifacts func()
+	// rep is the leadership among the servers sharing a PostgreSQL store
+	// (replicas.go); nil on SQLite, where Orch is this server's own.
+	rep         *replication
+	orchMetrics *orchestrator.Metrics
+	poolsMu     sync.Mutex // Workers, with several servers (replicas.go)
 }
 
 // Start brings a server up and returns when it is ready. It takes its ports
@@ -281,9 +289,47 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 		return nil, err
 	}
 
-	s.Orch, err = orchestrator.New(orchestrator.Config{
+	s.orchMetrics = orchestrator.NewMetrics(s.Registry)
+	s.detectContainers()
+	if pg, ok := st.(*postgres.Store); ok {
+		// Several servers may share the database: the leader among
+		// them runs the orchestrator and the worker manager.
+		if err := s.startReplication(pg); err != nil {
+			return nil, err
+		}
+		s.rep.waitLeader(ctx, 10*time.Second)
+	} else {
+		if s.Orch, err = orchestrator.New(s.orchConfig()); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		if err := s.Orch.Start(ctx); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
+	s.startRepos()
+	if err := s.startAgents(); err != nil {
+		return nil, err
+	}
+	if s.rep == nil {
+		if err := s.startPools(); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
+	if err := s.publishAdminToken(); err != nil {
+		return nil, err
+	}
+	if o.HTTPAddr != "" {
+		s.serveHTTP()
+	}
+	return s, nil
+}
+
+// orchConfig is the configuration of this server's orchestrator.
+func (s *Server) orchConfig() orchestrator.Config {
+	o := s.opts
+	return orchestrator.Config{
 		Seal:      s.secretsRT.sealer.Seal,
-		Store:     st,
+		Store:     s.Store,
 		NC:        s.nc,
 		Hub:       s.Hub,
 		WorkerTTL: o.WorkerTTL,
@@ -295,33 +341,24 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 		FixedFleet:   o.NATSURL == "" && o.NATSListen == "none" && o.Pools == nil && o.LocalWorkers > 0,
 		InfraRetries: o.InfraRetries,
 		Aging:        o.SchedulerAging,
-		Metrics:      orchestrator.NewMetrics(s.Registry),
+		Metrics:      s.orchMetrics,
 		Logger:       o.Logger,
 		// Every assignment carries the limit, so that remote agents
 		// apply the server's.
 		MaxLogBytes: cmp.Or(o.MaxLogBytes, agent.DefaultMaxLogBytes),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("server: %w", err)
 	}
-	if err := s.Orch.Start(ctx); err != nil {
-		return nil, fmt.Errorf("server: %w", err)
+}
+
+// control is what the API and the repositories ask of the orchestrator:
+// this server's own, or with several servers the leader's.
+func (s *Server) control() interface {
+	api.Orchestrator
+	repos.Submitter
+} {
+	if s.rep != nil {
+		return s.rep
 	}
-	s.detectContainers()
-	s.startRepos()
-	if err := s.startAgents(); err != nil {
-		return nil, err
-	}
-	if err := s.startPools(); err != nil {
-		return nil, fmt.Errorf("server: %w", err)
-	}
-	if err := s.publishAdminToken(); err != nil {
-		return nil, err
-	}
-	if o.HTTPAddr != "" {
-		s.serveHTTP()
-	}
-	return s, nil
+	return s.Orch
 }
 
 func (s *Server) startAgents() error {
@@ -439,35 +476,79 @@ type RunRequest struct {
 	// Includes are the files the pipeline includes, by name
 	// (pipeline.Pipeline.Includes); nil when it includes none.
 	Includes map[string][]byte
+	// Key is the submission's idempotency key ("" for none).
+	Key string
 }
 
 // SubmitRun parses and validates a pipeline file and the inputs given for
 // it, expands it, then stores it as a new run (a manual one: hodei.event is
 // "manual"). A pipeline.ErrorList error means the file is invalid; a
 // pipeline.InputErrors one that the inputs are.
+//
+// With several servers, a follower forwards the request to the leader,
+// with an idempotency key (the request's, else a new one) so that a resend
+// makes no second run.
 func (s *Server) SubmitRun(ctx context.Context, req RunRequest) (store.Run, error) {
+	sr, err := s.prepare(req)
+	if err != nil {
+		return store.Run{}, err
+	}
+	if s.rep == nil {
+		return s.Orch.Submit(ctx, sr)
+	}
+	if o := s.rep.current(); o != nil {
+		return o.Submit(ctx, sr)
+	}
+	if req.Key == "" {
+		req.Key = "forwarded-" + newReplicaID()
+	}
+	rep, err := s.rep.forward(ctx, "submit", controlSubmit{File: req.File, Data: req.Data, Tenant: req.Tenant, Inputs: req.Inputs, Includes: req.Includes, Key: req.Key})
+	if err != nil {
+		return store.Run{}, err
+	}
+	if rep.Run == nil {
+		return store.Run{}, errors.New("leader's answer to a submission has no run")
+	}
+	return *rep.Run, nil
+}
+
+// submitHere is SubmitRun on the leader, for a forwarded submission.
+func (s *Server) submitHere(ctx context.Context, req RunRequest) (store.Run, error) {
+	sr, err := s.prepare(req)
+	if err != nil {
+		return store.Run{}, err
+	}
+	o := s.rep.current()
+	if o == nil {
+		return store.Run{}, orchestrator.ErrNotLeader
+	}
+	return o.Submit(ctx, sr)
+}
+
+// prepare parses, validates and expands a pipeline file to run.
+func (s *Server) prepare(req RunRequest) (orchestrator.SubmitRequest, error) {
 	var load pipeline.Loader
 	if req.Includes != nil {
 		load = pipeline.MapLoader(req.Includes)
 	}
 	p, err := pipeline.ParseWith(req.File, req.Data, s.opts.Limits, load)
 	if err != nil {
-		return store.Run{}, err
+		return orchestrator.SubmitRequest{}, err
 	}
 	inputs, err := pipeline.ResolveInputs(p, req.Inputs)
 	if err != nil {
-		return store.Run{}, err
+		return orchestrator.SubmitRequest{}, err
 	}
 	rc := pipeline.RunContext{Event: "manual", Inputs: inputs}
 	specs, err := pipeline.ExpandRun(p, rc)
 	if err != nil {
-		return store.Run{}, err
+		return orchestrator.SubmitRequest{}, err
 	}
 	// The run's name and concurrency group may read its inputs.
 	if p, err = p.ForRun(rc); err != nil {
-		return store.Run{}, err
+		return orchestrator.SubmitRequest{}, err
 	}
-	return s.Orch.Submit(ctx, orchestrator.SubmitRequest{Pipeline: p, Jobs: specs, Source: req.Data, Tenant: req.Tenant, Inputs: inputs})
+	return orchestrator.SubmitRequest{Pipeline: p, Jobs: specs, Source: req.Data, Tenant: req.Tenant, Inputs: inputs, Key: req.Key}, nil
 }
 
 // WaitForWorkers returns once n workers have joined, or ctx ends.
@@ -476,7 +557,7 @@ func (s *Server) WaitForWorkers(ctx context.Context, n int) error {
 	defer t.Stop()
 	for {
 		ready := 0
-		for _, w := range s.Orch.View().Workers {
+		for _, w := range s.control().View().Workers {
 			if w.State.Serving() {
 				ready++
 			}
@@ -513,13 +594,20 @@ func (s *Server) Close() {
 		}
 		s.closeSecurity()
 		s.closeRepos()
+		s.poolsMu.Lock()
 		s.closePools()
+		s.Workers = nil
+		s.poolsMu.Unlock()
 		if s.agentCtx != nil {
 			s.agentCtx()
 			s.agentWG.Wait()
-			if s.Orch != nil {
+			o := s.Orch
+			if o == nil && s.rep != nil {
+				o = s.rep.current()
+			}
+			if o != nil {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				if err := s.Orch.Settle(ctx); err != nil && !errors.Is(err, orchestrator.ErrStopped) {
+				if err := o.Settle(ctx); err != nil && !errors.Is(err, orchestrator.ErrStopped) {
 					s.log.Warn("local agents' last reports not applied before stopping", "err", err)
 				}
 				cancel()
@@ -527,6 +615,9 @@ func (s *Server) Close() {
 		}
 		if s.Orch != nil {
 			s.Orch.Stop()
+		}
+		if s.rep != nil {
+			s.rep.close()
 		}
 		// After the orchestrator: it seals the secrets of what it places
 		// while the local agents drain.

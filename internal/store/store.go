@@ -171,6 +171,9 @@ type Store interface {
 	// succeeded jobs ran (at most limit), oldest first: the history the
 	// scheduler's predictor starts from after a restart.
 	RecentDurations(ctx context.Context, limit int) ([]Duration, error)
+	// RunByKey returns the id of the run that the submission with an
+	// idempotency key made in a tenant (ErrNotFound if none).
+	RunByKey(ctx context.Context, tenant, key string) (string, error)
 	// Repos: the repositories runs come from (repos.go).
 	Repos
 	Firings
@@ -208,6 +211,9 @@ type Tx interface {
 	// InsertRerun records, with its run and jobs, what a re-run re-runs
 	// and carries over (ErrConflict if the run has a record already).
 	InsertRerun(r Rerun) error
+	// InsertRunKey records the idempotency key of a run inserted in the
+	// same transaction (ErrConflict if the tenant has the key already).
+	InsertRunKey(k RunKey) error
 }
 
 // Kinds of stored objects (Artifact.Kind).

@@ -66,7 +66,7 @@ var ErrorCodes = []ErrorCode{
 	{CodeUnsupported, http.StatusUnsupportedMediaType, "a body that is neither YAML, text nor JSON"},
 	{CodeTooManyRequests, http.StatusTooManyRequests, "too many failed authentications from the caller's address (retry after `Retry-After` seconds); see [hardening](#hardening)"},
 	{CodeRange, http.StatusRequestedRangeNotSatisfiable, "a `Range` of an artifact that is not one range of bytes inside it (with `Content-Range: bytes */SIZE`)"},
-	{CodeUnavailable, http.StatusServiceUnavailable, "the orchestrator's intake is full or it is stopping (retry after `Retry-After` seconds), or the identity provider, the authorizer, the secrets backend or the audit trail cannot answer"},
+	{CodeUnavailable, http.StatusServiceUnavailable, "the orchestrator's intake is full or it is stopping (retry after `Retry-After` seconds), or, with several servers, no server has led for the last 10 seconds (a failover: `Retry-After: 2`, any server may be asked again), or the identity provider, the authorizer, the secrets backend or the audit trail cannot answer"},
 	{CodeInternal, http.StatusInternalServerError, "a bug (panics are caught and answered this way)"},
 	{CodeBadSignature, http.StatusUnauthorized, "a webhook whose signature (or GitLab token) does not match the repository's webhook secret; nothing is run"},
 	{CodeFetchFailed, http.StatusBadGateway, "a webhook's commit cannot be fetched from the repository's git server (the forge may deliver it again)"},

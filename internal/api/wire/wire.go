@@ -304,3 +304,23 @@ type ArtifactFile struct {
 type Artifacts struct {
 	Artifacts []Artifact `json:"artifacts"`
 }
+
+// Leader is GET /api/v1/leader: which of the servers sharing a store leads
+// (runs the orchestrator loop, the scheduler and the autoscaler).
+type Leader struct {
+	// ID names the leading server ("" when none has led yet).
+	ID string `json:"id"`
+	// API is the leader's address as it announced it.
+	API string `json:"api,omitempty"`
+	// Epoch grows by one with each new leader; the store refuses the
+	// writes of an older one.
+	Epoch int64 `json:"epoch"`
+	// Since is when the leader took over.
+	Since time.Time `json:"since,omitzero"`
+	// Known says the answering server sees a live leader: it leads, or a
+	// leader answered it lately.
+	Known bool `json:"known"`
+	// Self says the answering server is the leader; Server is its id.
+	Self   bool   `json:"self"`
+	Server string `json:"server,omitempty"`
+}

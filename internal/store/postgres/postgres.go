@@ -373,6 +373,8 @@ func constraintErr(err error) error {
 		return fmt.Errorf("%w: %w", store.ErrConflict, err)
 	case "23503":
 		return fmt.Errorf("%w: %w", store.ErrNotFound, err)
+	case fencedCode:
+		return fmt.Errorf("%w: %w", store.ErrFenced, err)
 	}
 	return err
 }

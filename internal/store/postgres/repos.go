@@ -169,3 +169,25 @@ func (s *Store) ListStatusReports(ctx context.Context, runID string) ([]store.St
 	}
 	return rs, nil
 }
+
+// InsertRunKey queues the insert of a run's idempotency key, after its run's.
+func (t *tx) InsertRunKey(k store.RunKey) error {
+	return t.queue(op{
+		sql:  "INSERT INTO run_keys (tenant, idem_key, run_id, created_at) VALUES ($1, $2, $3, $4)",
+		args: []any{k.Tenant, k.Key, k.RunID, schema.EncTime(k.CreatedAt)},
+		what: func() string { return "insert key of run " + k.RunID },
+	})
+}
+
+// RunByKey returns the run that a submission with key made in tenant.
+func (s *Store) RunByKey(ctx context.Context, tenant, key string) (string, error) {
+	var id string
+	err := s.pool.QueryRow(ctx, "SELECT run_id FROM run_keys WHERE tenant = $1 AND idem_key = $2", tenant, key).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("postgres: run of key %q: %w", key, store.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("postgres: run of key %q: %w", key, err)
+	}
+	return id, nil
+}

@@ -53,6 +53,10 @@ var errTxDone = errors.New("transaction used after Update returned")
 // Updates are serialised; fn must not call Update itself, which would wait
 // forever, but may call the read methods, which do not see its changes.
 //
+// With an epoch in ctx (store.WithEpoch), the batch begins with
+// hodei_fence (migration 0080): if another leader has bumped the epoch,
+// nothing is committed and the error wraps store.ErrFenced.
+//
 // An error of a statement (a duplicate ID, a missing row) comes back from
 // Update, wrapping store.ErrConflict or store.ErrNotFound, and nothing of the
 // batch is committed. A batch that lost a deadlock or a serialization
@@ -68,6 +72,11 @@ func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
 	t.done = true
 	if len(t.ops) == 0 {
 		return nil
+	}
+	if epoch, ok := store.EpochOf(ctx); ok {
+		// A leader's batch commits only while its epoch is current.
+		t.ops = append([]op{{sql: fenceSQL, args: []any{epoch},
+			what: func() string { return fmt.Sprintf("check epoch %d", epoch) }}}, t.ops...)
 	}
 	for try := 1; ; try++ {
 		err := s.send(ctx, t.ops)

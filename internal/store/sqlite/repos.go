@@ -190,3 +190,29 @@ func (s *Store) ListStatusReports(ctx context.Context, runID string) ([]store.St
 	}
 	return rs, nil
 }
+
+// InsertRunKey records the idempotency key of a run.
+func (t *tx) InsertRunKey(k store.RunKey) error {
+	if t.done {
+		return errTxDone
+	}
+	_, err := t.tx.ExecContext(t.ctx, "INSERT INTO run_keys (tenant, idem_key, run_id, created_at) VALUES (?, ?, ?, ?)",
+		k.Tenant, k.Key, k.RunID, schema.EncTime(k.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("sqlite: insert key of run %s: %w", k.RunID, constraintErr(err))
+	}
+	return nil
+}
+
+// RunByKey returns the run that a submission with key made in tenant.
+func (s *Store) RunByKey(ctx context.Context, tenant, key string) (string, error) {
+	var id string
+	err := s.r.QueryRowContext(ctx, "SELECT run_id FROM run_keys WHERE tenant = ? AND idem_key = ?", tenant, key).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("sqlite: run of key %q: %w", key, store.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("sqlite: run of key %q: %w", key, err)
+	}
+	return id, nil
+}

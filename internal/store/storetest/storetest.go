@@ -72,6 +72,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Artifacts", testArtifacts},
 		{"JobOutputs", testJobOutputs},
 		{"RunIncludes", testRunIncludes},
+		{"RunKeys", testRunKeys},
+		{"EpochOnSingleServer", testEpochOnSingleServer},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
