@@ -280,8 +280,15 @@ func Connect(url, name string, opts ...nats.Option) (*nats.Conn, error) {
 // than a message holds would never deliver it.
 const MaxReportSize = 1 << 20
 
-// EnsureStreams creates or updates the streams Hodei uses.
-func EnsureStreams(ctx context.Context, js jetstream.JetStream, s Subjects) error {
+// MaxReplicas is the most copies of a stream JetStream keeps.
+const MaxReplicas = 5
+
+// EnsureStreams creates or updates the streams Hodei uses, each kept by
+// replicas servers of a NATS cluster (0 means 1; a single server takes
+// only 1). An existing stream gets the new count: JetStream adds or
+// removes its copies while it serves.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, s Subjects, replicas int) error {
+	replicas = max(replicas, 1)
 	cfgs := []jetstream.StreamConfig{
 		{
 			Name:       StreamDispatch,
@@ -290,6 +297,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s Subjects) erro
 			Storage:    jetstream.FileStorage,
 			Duplicates: 2 * time.Minute,
 			MaxAge:     24 * time.Hour,
+			Replicas:   replicas,
 		},
 		{
 			Name:       StreamReports,
@@ -299,6 +307,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s Subjects) erro
 			Duplicates: 2 * time.Minute,
 			MaxAge:     7 * 24 * time.Hour,
 			MaxMsgSize: MaxReportSize,
+			Replicas:   replicas,
 		},
 	}
 	for _, c := range cfgs {

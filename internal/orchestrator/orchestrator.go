@@ -72,6 +72,9 @@ type Config struct {
 	Store    store.Store
 	NC       *nats.Conn
 	Subjects bus.Subjects
+	// Replicas is how many servers of a NATS cluster keep each stream
+	// (bus.EnsureStreams; 0 means 1).
+	Replicas int
 	Hub      *hub.Hub
 	// Policy is the scheduling policy (scheduler.PolicyHodei by default).
 	Policy scheduler.Policy
@@ -300,7 +303,7 @@ func (o *Orchestrator) Hub() *hub.Hub { return o.cfg.Hub }
 // Start recovers the state left in the store, creates the streams, and starts
 // consuming worker reports. It returns once the orchestrator is ready.
 func (o *Orchestrator) Start(ctx context.Context) error {
-	if err := bus.EnsureStreams(ctx, o.js, o.cfg.Subjects); err != nil {
+	if err := bus.EnsureStreams(ctx, o.js, o.cfg.Subjects, o.cfg.Replicas); err != nil {
 		return fmt.Errorf("orchestrator: %w", err)
 	}
 	// The predictor starts from the durations of recent jobs, so that
