@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hodei-ci/hodei/internal/artifact"
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/bus/bustest"
 	"github.com/hodei-ci/hodei/internal/pki"
@@ -297,7 +298,7 @@ func TestPipelineThroughANATSClusterSurvivesANodeKill(t *testing.T) {
 
 	srv := start(t, "server.log", append(serverArgs, "--nats-replicas", "3")...)
 	waitReady(t, a, srv)
-	for _, s := range []string{bus.StreamDispatch, bus.StreamReports, "OBJ_HODEI_ARTIFACTS"} {
+	for _, s := range []string{bus.StreamDispatch, bus.StreamReports, "OBJ_" + artifact.Bucket} {
 		if n, _ := replicas(t, js, s); n != 3 {
 			t.Fatalf("%s: %d replicas with --nats-replicas 3", s, n)
 		}
@@ -443,7 +444,7 @@ func TestAgentsAreConfinedOnTheNATSCluster(t *testing.T) {
 	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: "HODEI_ARTIFACTS", Storage: jetstream.FileStorage, Replicas: 3}); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{bus.StreamDispatch, bus.StreamReports, "OBJ_HODEI_ARTIFACTS"} {
+	for _, s := range []string{bus.StreamDispatch, bus.StreamReports, "OBJ_" + artifact.Bucket} {
 		if n, _ := replicas(t, js, s); n != 3 {
 			t.Fatalf("%s: %d replicas; want 3", s, n)
 		}
@@ -512,6 +513,60 @@ func TestAgentsAreConfinedOnTheNATSCluster(t *testing.T) {
 		bustest.ExpectDenied(t, errs, "Publish", api, func(ctx context.Context) error {
 			_, err := b.RequestWithContext(ctx, api, []byte(`{"seq":1}`))
 			return err
+		})
+	}
+}
+
+// TestStreamsMoveToTheReplicasAsked: streams and the artifacts' bucket made
+// with one replica on the cluster are updated, when Hodei asks for three
+// (bus.EnsureStreams, artifact.NewJetStreamBlobs as the server calls them),
+// and nats-server then places the two new copies on the other nodes.
+func TestStreamsMoveToTheReplicasAskedOnTheNATSCluster(t *testing.T) {
+	p := newNATSPKI(t, 3)
+	c := startNATSCluster(t, p)
+	admin, _ := c.connect(t, "ci", false)
+	js, err := jetstream.New(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	streams := []string{bus.StreamDispatch, bus.StreamReports, "OBJ_" + artifact.Bucket}
+	for _, n := range []int{1, 3} {
+		if err := bus.EnsureStreams(ctx, js, bus.DefaultSubjects, n); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := artifact.NewJetStreamBlobs(ctx, js, t.TempDir(), n); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range streams {
+			if got, _ := replicas(t, js, s); got != n {
+				t.Fatalf("%s: %d replicas configured; want %d", s, got, n)
+			}
+		}
+	}
+	// nats-server moves the copies in the background: a poll with a
+	// deadline of what it reports.
+	for _, s := range streams {
+		eventually(t, 30*time.Second, s+" on three nodes", func() (bool, error) {
+			st, err := js.Stream(ctx, s)
+			if err != nil {
+				return false, err
+			}
+			info, err := st.Info(ctx)
+			if err != nil {
+				return false, err
+			}
+			if info.Cluster == nil || info.Cluster.Leader == "" {
+				return false, fmt.Errorf("no leader")
+			}
+			current := 0
+			for _, r := range info.Cluster.Replicas {
+				if r.Current && !r.Offline {
+					current++
+				}
+			}
+			return current == 2, fmt.Errorf("leader %s and %d current replicas", info.Cluster.Leader, current)
 		})
 	}
 }
