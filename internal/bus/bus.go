@@ -311,9 +311,75 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s Subjects, repl
 		},
 	}
 	for _, c := range cfgs {
-		if _, err := js.CreateOrUpdateStream(ctx, c); err != nil {
+		st, err := js.CreateOrUpdateStream(ctx, c)
+		if err != nil {
 			return fmt.Errorf("stream %s: %w", c.Name, err)
 		}
+		if err := waitReplicas(ctx, st, replicas); err != nil {
+			return fmt.Errorf("stream %s: %w", c.Name, err)
+		}
+		if err := scaleConsumers(ctx, st, replicas); err != nil {
+			return fmt.Errorf("stream %s: %w", c.Name, err)
+		}
+	}
+	return nil
+}
+
+// ScaleTimeout bounds how long EnsureStreams waits for nats-server to give
+// a stream the replicas it was asked for (it moves copies in the
+// background: about 10 s from 1 to 3 in the tests).
+const ScaleTimeout = 2 * time.Minute
+
+// waitReplicas waits until st has a leader and replicas copies (at once
+// on a single server, or when the count did not change).
+func waitReplicas(ctx context.Context, st jetstream.Stream, replicas int) error {
+	ctx, cancel := context.WithTimeout(ctx, ScaleTimeout)
+	defer cancel()
+	// A poll: nats-server announces no end of a reconfiguration.
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		info, err := st.Info(ctx)
+		if err == nil {
+			cl := info.Cluster
+			if cl == nil || cl.Leader != "" && cl.Desired == nil && 1+len(cl.Replicas) == replicas {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not on %d servers after %s (last error: %v): see nats stream info", replicas, ScaleTimeout, err)
+		case <-tick.C:
+		}
+	}
+}
+
+// scaleConsumers gives every consumer of st (the orchestrator's, the
+// agents') replicas copies. A consumer made with Replicas 0 takes its
+// stream's count when it is made, but nats-server does not move it when
+// the stream's count changes later: the consumer would stay on one node,
+// and die with it, while its stream lives on.
+func scaleConsumers(ctx context.Context, st jetstream.Stream, replicas int) error {
+	l := st.ListConsumers(ctx)
+	for ci := range l.Info() {
+		have := ci.Config.Replicas
+		if have == 0 {
+			have = 1
+			if ci.Cluster != nil {
+				have += len(ci.Cluster.Replicas)
+			}
+		}
+		if have == replicas {
+			continue
+		}
+		cfg := ci.Config
+		cfg.Replicas = replicas
+		if _, err := st.UpdateConsumer(ctx, cfg); err != nil {
+			return fmt.Errorf("consumer %s to %d replicas: %w", ci.Name, replicas, err)
+		}
+	}
+	if err := l.Err(); err != nil {
+		return fmt.Errorf("consumers: %w", err)
 	}
 	return nil
 }

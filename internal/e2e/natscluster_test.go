@@ -4,12 +4,14 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -276,8 +278,7 @@ func markerSpans(t *testing.T, path string) map[int][3]int64 {
 // TestPipelineThroughANATSClusterSurvivesANodeKill: three nats-server
 // processes from `hodei nats-config`, a `hodei server --nats <3 URLs>` and a
 // `hodei agent` on them, both over mutual TLS with their certificates'
-// permissions. The server first starts with --nats-replicas 1, then again
-// with 3: its streams and the artifacts' bucket are updated to three copies.
+// permissions, the streams at three replicas.
 // While three runs of four jobs run, the node that leads the reports stream
 // is killed with SIGKILL: every run still succeeds, every job succeeded
 // once, and no two attempts of a job overlapped (the marker files). How
@@ -296,12 +297,13 @@ func TestPipelineThroughANATSClusterSurvivesANodeKill(t *testing.T) {
 	serverArgs := []string{"server", "--data-dir", dataDir, "--http", httpAddr, "--nats", c.urls(),
 		"--tls-cert", crt, "--tls-key", key, "--ca", p.ca, "--workers", "0", "--auth", "off", "--unsafe-shared-user"}
 
-	srv := start(t, "server.log", append(serverArgs, "--nats-replicas", "3")...)
+	srv := start(t, "server.log", append(slices.Clip(serverArgs), "--nats-replicas", "3")...)
 	waitReady(t, a, srv)
 	for _, s := range []string{bus.StreamDispatch, bus.StreamReports, "OBJ_" + artifact.Bucket} {
 		if n, _ := replicas(t, js, s); n != 3 {
 			t.Fatalf("%s: %d replicas with --nats-replicas 3", s, n)
 		}
+		waitReplicated(t, js, s)
 	}
 
 	acrt, akey := p.cert("agent-a")
@@ -421,7 +423,8 @@ func TestPipelineThroughANATSClusterSurvivesANodeKill(t *testing.T) {
 
 // TestAgentsAreConfinedOnTheNATSCluster: on a cluster configured by `hodei
 // nats-config`, with streams and the artifacts' bucket at three replicas,
-// agent B (its certificate) cannot subscribe to agent A's dispatch subject,
+// a certificate it does not name, or none, cannot connect, and agent B
+// (its certificate) cannot subscribe to agent A's dispatch subject,
 // publish A's status or heartbeats, create a consumer on A's subject, or
 // reach the object store of artifacts (its subjects, its stream's API, a
 // direct get); its own heartbeats reach the server. Its connection and the
@@ -429,8 +432,8 @@ func TestPipelineThroughANATSClusterSurvivesANodeKill(t *testing.T) {
 // arrives some time after it was made: the heartbeat is published again
 // until it is received.
 func TestAgentsAreConfinedOnTheNATSCluster(t *testing.T) {
-	p := newNATSPKI(t, 3, "agent-a", "agent-b")
-	c := startNATSCluster(t, p, "agent-a", "agent-b")
+	p := newNATSPKI(t, 3, "agent-a", "agent-b", "agent-c")
+	c := startNATSCluster(t, p, "agent-a", "agent-b") // not agent-c
 	admin, _ := c.connect(t, "ci", false)
 	js, err := jetstream.New(admin)
 	if err != nil {
@@ -449,6 +452,26 @@ func TestAgentsAreConfinedOnTheNATSCluster(t *testing.T) {
 			t.Fatalf("%s: %d replicas; want 3", s, n)
 		}
 	}
+	// A certificate of the CA that the configuration does not name, and a
+	// connection without a certificate, are refused.
+	ccrt, ckey := p.cert("agent-c")
+	for name, certs := range map[string][2]string{"agent-c (not in the configuration)": {ccrt, ckey}, "no certificate": {}} {
+		cfg, err := pki.ClientTLS(p.ca, certs[0], certs[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(c.urls(), nats.Secure(cfg), nats.MaxReconnects(0), nats.Timeout(10*time.Second))
+		if err == nil {
+			nc.Close()
+			t.Errorf("%s: connected to the cluster; want refused", name)
+			continue
+		}
+		if certs[0] != "" && !errors.Is(err, nats.ErrAuthorization) {
+			t.Errorf("%s: %v; want an authorization violation", name, err)
+		}
+		t.Logf("%s: %v", name, err)
+	}
+
 	s := bus.DefaultSubjects
 	b, errs := c.connect(t, "agent-b", true)
 
@@ -517,10 +540,11 @@ func TestAgentsAreConfinedOnTheNATSCluster(t *testing.T) {
 	}
 }
 
-// TestStreamsMoveToTheReplicasAsked: streams and the artifacts' bucket made
-// with one replica on the cluster are updated, when Hodei asks for three
-// (bus.EnsureStreams, artifact.NewJetStreamBlobs as the server calls them),
-// and nats-server then places the two new copies on the other nodes.
+// TestStreamsMoveToTheReplicasAskedOnTheNATSCluster: streams and the
+// artifacts' bucket made with one replica on the cluster are updated when
+// Hodei asks for three (bus.EnsureStreams, artifact.NewJetStreamBlobs as
+// the server calls them), nats-server places the two new copies on the
+// other nodes, and the durable consumer of a stream moves with it.
 func TestStreamsMoveToTheReplicasAskedOnTheNATSCluster(t *testing.T) {
 	p := newNATSPKI(t, 3)
 	c := startNATSCluster(t, p)
@@ -529,12 +553,19 @@ func TestStreamsMoveToTheReplicasAskedOnTheNATSCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	streams := []string{bus.StreamDispatch, bus.StreamReports, "OBJ_" + artifact.Bucket}
 	for _, n := range []int{1, 3} {
 		if err := bus.EnsureStreams(ctx, js, bus.DefaultSubjects, n); err != nil {
 			t.Fatal(err)
+		}
+		if n == 1 {
+			// A durable consumer made with the stream's count, as the
+			// orchestrator's and the agents' are.
+			if _, err := js.CreateOrUpdateConsumer(ctx, bus.StreamReports, jetstream.ConsumerConfig{Durable: "orchestrator", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if _, err := artifact.NewJetStreamBlobs(ctx, js, t.TempDir(), n); err != nil {
 			t.Fatal(err)
@@ -545,28 +576,54 @@ func TestStreamsMoveToTheReplicasAskedOnTheNATSCluster(t *testing.T) {
 			}
 		}
 	}
-	// nats-server moves the copies in the background: a poll with a
-	// deadline of what it reports.
 	for _, s := range streams {
-		eventually(t, 30*time.Second, s+" on three nodes", func() (bool, error) {
-			st, err := js.Stream(ctx, s)
-			if err != nil {
-				return false, err
-			}
-			info, err := st.Info(ctx)
-			if err != nil {
-				return false, err
-			}
-			if info.Cluster == nil || info.Cluster.Leader == "" {
-				return false, fmt.Errorf("no leader")
-			}
-			current := 0
-			for _, r := range info.Cluster.Replicas {
-				if r.Current && !r.Offline {
-					current++
-				}
-			}
-			return current == 2, fmt.Errorf("leader %s and %d current replicas", info.Cluster.Leader, current)
-		})
+		waitReplicated(t, js, s)
 	}
+	// The consumer moved with its stream (bus.EnsureStreams waits for the
+	// stream, then scales its consumers): on one node it would die with it.
+	st, err := js.Stream(ctx, bus.StreamReports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := st.Consumer(ctx, "orchestrator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 90*time.Second, "the consumer on three nodes", func() (bool, error) {
+		ci, err := cons.Info(ctx)
+		if err != nil {
+			return false, err
+		}
+		// 0: the stream's count, which nats-server may have applied itself.
+		return (ci.Config.Replicas == 3 || ci.Config.Replicas == 0) && ci.Cluster != nil && len(ci.Cluster.Replicas) == 2, fmt.Errorf("%d replicas configured, %+v", ci.Config.Replicas, ci.Cluster)
+	})
+}
+
+// waitReplicated waits until the stream has a leader and its two other
+// copies are current. nats-server moves copies in the background: a poll
+// with a deadline of what it reports.
+func waitReplicated(t *testing.T, js jetstream.JetStream, stream string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	eventually(t, 90*time.Second, stream+" on three nodes", func() (bool, error) {
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			return false, err
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return false, err
+		}
+		if info.Cluster == nil || info.Cluster.Leader == "" {
+			return false, fmt.Errorf("no leader")
+		}
+		current := 0
+		for _, r := range info.Cluster.Replicas {
+			if r.Current && !r.Offline {
+				current++
+			}
+		}
+		return current == 2, fmt.Errorf("leader %s and %d current replicas", info.Cluster.Leader, current)
+	})
 }

@@ -320,6 +320,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	}
 	cons, err := o.js.CreateOrUpdateConsumer(ctx, bus.StreamReports, jetstream.ConsumerConfig{
 		Durable:       "orchestrator",
+		Replicas:      max(o.cfg.Replicas, 1), // as many as its stream's (bus.EnsureStreams)
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       10 * time.Second,
 		MaxAckPending: 16384,
