@@ -274,6 +274,18 @@ func Connect(url, name string, opts ...nats.Option) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// PullOptions are the options of every long-lived pull (the orchestrator's
+// reports, each agent's dispatch): a pull that asks for 5 s at a time
+// with a heartbeat every second. When the node that leads the consumer
+// dies (a NATS cluster), the client sees its heartbeats stop within about
+// 2 s and pulls again from the consumer's new leader; with the defaults
+// (30 s pulls, 15 s heartbeats) the consumer stood still for up to 30 s,
+// long enough for the orchestrator to give up attempts whose reports
+// waited in the stream.
+func PullOptions() []jetstream.PullConsumeOpt {
+	return []jetstream.PullConsumeOpt{jetstream.PullExpiry(5 * time.Second), jetstream.PullHeartbeat(time.Second)}
+}
+
 // MaxReportSize is the largest message the reports stream takes (a status
 // or a log chunk; agents send chunks of 64 KiB): the orchestrator's reads
 // of the stream are bounded in bytes, and a pull that allows fewer bytes

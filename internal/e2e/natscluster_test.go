@@ -278,9 +278,10 @@ func markerSpans(t *testing.T, path string) map[int][3]int64 {
 // TestPipelineThroughANATSClusterSurvivesANodeKill: three nats-server
 // processes from `hodei nats-config`, a `hodei server --nats <3 URLs>` and a
 // `hodei agent` on them, both over mutual TLS with their certificates'
-// permissions, the streams at three replicas.
-// While three runs of four jobs run, the node that leads the reports stream
-// is killed with SIGKILL: every run still succeeds, every job succeeded
+// permissions. The server first starts with --nats-replicas 1, then again
+// with 3: the streams, the artifacts' bucket and the consumers move to
+// three copies. While three runs of four jobs run, the node that leads the
+// orchestrator's consumer of the reports is killed with SIGKILL: every run still succeeds, every job succeeded
 // once, and no two attempts of a job overlapped (the marker files). How
 // long the server took to move on after the kill is printed, not asserted.
 func TestPipelineThroughANATSClusterSurvivesANodeKill(t *testing.T) {
@@ -297,6 +298,17 @@ func TestPipelineThroughANATSClusterSurvivesANodeKill(t *testing.T) {
 	serverArgs := []string{"server", "--data-dir", dataDir, "--http", httpAddr, "--nats", c.urls(),
 		"--tls-cert", crt, "--tls-key", key, "--ca", p.ca, "--workers", "0", "--auth", "off", "--unsafe-shared-user"}
 
+	// A first start with one replica (the orchestrator's consumer made on
+	// it too), then the server again with three: the streams, the bucket
+	// and the consumers move.
+	first := start(t, "server-r1.log", append(slices.Clip(serverArgs), "--nats-replicas", "1")...)
+	waitReady(t, a, first)
+	if n, _ := replicas(t, js, bus.StreamReports); n != 1 {
+		t.Fatalf("%s: %d replicas with --nats-replicas 1", bus.StreamReports, n)
+	}
+	if !first.term(60 * time.Second) {
+		t.Fatal("the first server did not stop on SIGTERM")
+	}
 	srv := start(t, "server.log", append(slices.Clip(serverArgs), "--nats-replicas", "3")...)
 	waitReady(t, a, srv)
 	for _, s := range []string{bus.StreamDispatch, bus.StreamReports, "OBJ_" + artifact.Bucket} {
@@ -326,7 +338,25 @@ func TestPipelineThroughANATSClusterSurvivesANodeKill(t *testing.T) {
 		es, err := os.ReadDir(marks)
 		return len(es) > 0, err
 	})
-	_, leader := replicas(t, js, bus.StreamReports)
+	// The node that leads the orchestrator's consumer of the reports: its
+	// death stops both the consumer and, until the client notices, the
+	// orchestrator's pull.
+	rs, err := js.Stream(ctx, bus.StreamReports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc, err := rs.Consumer(ctx, "orchestrator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	oci, err := oc.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if oci.Cluster == nil || len(oci.Cluster.Replicas) != 2 {
+		t.Fatalf("the orchestrator's consumer: %+v; want three copies", oci.Cluster)
+	}
+	leader := oci.Cluster.Leader
 	var victim *natsNode
 	for _, n := range c.nodes {
 		if n.name == leader {
@@ -334,7 +364,7 @@ func TestPipelineThroughANATSClusterSurvivesANodeKill(t *testing.T) {
 		}
 	}
 	if victim == nil {
-		t.Fatalf("the reports stream's leader %q is none of the nodes", leader)
+		t.Fatalf("the orchestrator consumer's leader %q is none of the nodes", leader)
 	}
 	snapshot := func() string {
 		var b strings.Builder
@@ -355,7 +385,7 @@ func TestPipelineThroughANATSClusterSurvivesANodeKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-victim.p.done
-	t.Logf("killed %s, the leader of %s, with SIGKILL", victim.name, bus.StreamReports)
+	t.Logf("killed %s, the leader of the orchestrator's consumer, with SIGKILL", victim.name)
 	// How long until the server applies a change again (a job taken,
 	// finished): measured, printed, never asserted.
 	var resumed time.Duration

@@ -331,7 +331,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	o.cc, err = cons.Consume(func(m jetstream.Msg) {
 		o.budget.take(len(m.Data()))
 		o.reports <- m
-	}, jetstream.PullMaxBytes(maxReportPrefetch))
+	}, append(bus.PullOptions(), jetstream.PullMaxBytes(maxReportPrefetch))...)
 	if err != nil {
 		return fmt.Errorf("orchestrator: consume reports: %w", err)
 	}
