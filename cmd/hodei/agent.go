@@ -28,7 +28,7 @@ and runs the jobs it is given until SIGINT or SIGTERM.
 
 Example:
   hodei agent --nats nats://ci.example.com:4222 --labels docker,ssd --cpu 8 --memory 16Gi`)
-	natsURL := fs.String("nats", "nats://127.0.0.1:4222", "URL of the server's NATS")
+	natsURL := fs.String("nats", "nats://127.0.0.1:4222", "URL of the server's NATS, or the comma-separated URLs of a NATS cluster's servers (the agent moves to another when one goes)")
 	id := fs.String("id", "", "worker id, unique in the fleet (default HOSTNAME-RANDOM)")
 	labels := fs.String("labels", "", "comma-separated labels jobs can ask for, added to the OS and architecture")
 	cpu := fs.String("cpu", "", "CPU capacity, like 2, 0.5 or 500m (default: the machine's cores)")

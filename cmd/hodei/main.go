@@ -51,6 +51,7 @@ func commands() []command {
 		{"audit", "verify the audit trail, or search it", "hodei audit verify --data-dir ./hodei-data", auditCmd},
 		{"repo", "add, list and remove the repositories whose webhooks start runs", "hodei repo add app --url https://github.com/acme/app.git --forge github --token-secret GH_TOKEN --webhook-secret-secret GH_HOOK", repoCmd},
 		{"secret", "store, rotate and delete the secrets jobs use", "printf %s \"$TOKEN\" | hodei secret set DEPLOY_TOKEN", secretCmd},
+		{"nats-config", "write the configuration of a node of an external NATS cluster (routes, TLS, per-agent permissions)", "hodei nats-config --name nats-1 --store-dir /var/lib/nats --routes nats-1:6222,nats-2:6222,nats-3:6222 --tls-cert nats-1.crt --tls-key nats-1.key --ca ca.crt --server ci --agent builder-1", natsConfigCmd},
 		{"ca", "create an internal CA and issue server, agent and client certificates", "hodei ca issue agent builder-1 --pki-dir ./hodei-pki", caCmd},
 		{"bench", "measure a server under load", "hodei bench", benchCmd},
 		{"completion", "print a shell completion script (bash, zsh or fish)", "source <(hodei completion bash)", completionCmd},

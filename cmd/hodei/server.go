@@ -13,6 +13,7 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/artifact"
 	"github.com/hodei-ci/hodei/internal/autoscale"
+	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/pki"
 	"github.com/hodei-ci/hodei/internal/server"
@@ -36,7 +37,8 @@ Example:
 	uiClientID := fs.String("ui-oidc-client-id", "", "OIDC client the web UI signs people in with: a public client whose redirect URIs hold https://HOST/ui/callback (default: the first --oidc-audience)")
 	uiSessionTTL := fs.Duration("ui-session-ttl", 8*time.Hour, "longest a web UI session lasts (an OIDC session ends earlier, with its access token)")
 	publicURL := fs.String("public-url", "", "the server's address as people and forges reach it (commit statuses link to runs under it); default: the API's address")
-	natsURL := fs.String("nats", "", "URL of an external NATS server (default: run one embedded); several servers on one PostgreSQL --store need one")
+	natsURL := fs.String("nats", "", "URL of an external NATS server, or the comma-separated URLs of a cluster's servers, nats://a:4222,nats://b:4222,nats://c:4222 (default: run one embedded); several servers on one PostgreSQL --store need one")
+	natsReplicas := fs.Int("nats-replicas", 1, "with --nats: how many servers of the NATS cluster keep each stream and the artifacts' bucket (1 to 5; existing ones are updated to it)")
 	replicaID := fs.String("replica-id", "", "with a PostgreSQL --store: this server's name among the servers sharing it (default: host, pid and a random suffix)")
 	natsListen := fs.String("nats-listen", "127.0.0.1:4222", `address where the embedded NATS accepts agents ("none": local workers only)`)
 	localWorkers := fs.Int("workers", 2, "number of agents running inside the server (0 for none)")
@@ -74,6 +76,12 @@ Example:
 	}
 	if *drain < 0 {
 		return usageError(fs, "--drain-timeout must be 0 or more, got %s", *drain)
+	}
+	if *natsReplicas < 1 || *natsReplicas > bus.MaxReplicas {
+		return usageError(fs, "--nats-replicas must be from 1 to %d, got %d", bus.MaxReplicas, *natsReplicas)
+	}
+	if *natsReplicas > 1 && *natsURL == "" {
+		return usageError(fs, "--nats-replicas %d needs --nats (an external NATS cluster): the embedded NATS keeps one copy", *natsReplicas)
 	}
 	if *infra < 0 || *infra > 10 {
 		return usageError(fs, "--infra-retries must be from 0 to 10, got %d", *infra)
@@ -150,6 +158,7 @@ Example:
 		DataDir:          *dataDir,
 		Store:            *storeFlag,
 		NATSURL:          *natsURL,
+		NATSReplicas:     *natsReplicas,
 		NATSListen:       *natsListen,
 		HTTPAddr:         *httpAddr,
 		PublicURL:        *publicURL,

@@ -107,3 +107,24 @@ func TestTokenCreateRefusesUnknownRoleAndTenant(t *testing.T) {
 		t.Errorf("a valid token: exit %d %s", code, errOut)
 	}
 }
+
+// TestNATSReplicasNeedACluster: --nats-replicas above 1 without --nats (the
+// embedded server keeps one copy), or out of 1..5, is a usage error that
+// says why; nats-config refuses a node it could not run, naming what is
+// missing.
+func TestNATSReplicasNeedACluster(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"server", "--data-dir", t.TempDir(), "--nats-replicas", "3"}, "--nats-replicas 3 needs --nats"},
+		{[]string{"server", "--data-dir", t.TempDir(), "--nats", "nats://127.0.0.1:1", "--nats-replicas", "6"}, "--nats-replicas must be from 1 to 5, got 6"},
+		{[]string{"nats-config", "--name", "n1", "--store-dir", "/var/lib/nats", "--tls-cert", "c", "--tls-key", "k", "--ca", "ca", "--server", "ci"}, "no routes"},
+		{[]string{"nats-config", "--name", "n1", "--store-dir", "/var/lib/nats", "--routes", "a:6222", "--server", "ci"}, "a certificate, its key and the CA are required"},
+	} {
+		code, _, errOut := capture(t, c.args...)
+		if code != exitUsage || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", c.args, code, errOut, exitUsage, c.want)
+		}
+	}
+}

@@ -328,7 +328,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	jobCtx, cancelJobs := context.WithCancelCause(context.Background())
 	defer cancelJobs(nil)
 
-	cc, err := cons.Consume(func(m jetstream.Msg) { a.onDispatch(jobCtx, m) }, jetstream.PullMaxMessages(64))
+	cc, err := cons.Consume(func(m jetstream.Msg) { a.onDispatch(jobCtx, m) }, append(bus.PullOptions(), jetstream.PullMaxMessages(64))...)
 	if err != nil {
 		return fmt.Errorf("consume dispatch: %w", err)
 	}

@@ -47,7 +47,7 @@ func newAgentEnv(t *testing.T, drain time.Duration) *agentEnv {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := bus.EnsureStreams(ctx, js, bus.DefaultSubjects); err != nil {
+	if err := bus.EnsureStreams(ctx, js, bus.DefaultSubjects, 1); err != nil {
 		t.Fatal(err)
 	}
 	status, err := js.CreateOrUpdateConsumer(ctx, bus.StreamReports, jetstream.ConsumerConfig{

@@ -36,15 +36,17 @@ type JetStreamBlobs struct {
 
 var _ Blobs = (*JetStreamBlobs)(nil)
 
-// NewJetStreamBlobs creates (or opens) the bucket. Get copies each object
-// into an unlinked file of spool ("" for the system's temporary directory)
-// before it is read.
-func NewJetStreamBlobs(ctx context.Context, js jetstream.JetStream, spool string) (*JetStreamBlobs, error) {
+// NewJetStreamBlobs creates (or opens, and updates to replicas copies) the
+// bucket, kept by replicas servers of a NATS cluster (0 means 1). Get
+// copies each object into an unlinked file of spool ("" for the system's
+// temporary directory) before it is read.
+func NewJetStreamBlobs(ctx context.Context, js jetstream.JetStream, spool string, replicas int) (*JetStreamBlobs, error) {
 	os, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      Bucket,
 		Description: "Hodei artifacts and caches",
 		Storage:     jetstream.FileStorage,
 		Compression: false, // the archives are compressed already
+		Replicas:    max(replicas, 1),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("object store %s: %w", Bucket, err)

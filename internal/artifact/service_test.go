@@ -91,7 +91,7 @@ func newFixture(t testing.TB, lim artifact.Limits, agents ...string) *fixture {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	js, _ := jetstream.New(admin)
-	blobs, err := artifact.NewJetStreamBlobs(ctx, js, t.TempDir())
+	blobs, err := artifact.NewJetStreamBlobs(ctx, js, t.TempDir(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,7 +62,7 @@ func startTLS(t *testing.T) *tlsFixture {
 	js, _ := jetstream.New(admin)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := bus.EnsureStreams(ctx, js, bus.DefaultSubjects); err != nil {
+	if err := bus.EnsureStreams(ctx, js, bus.DefaultSubjects, 1); err != nil {
 		t.Fatal(err)
 	}
 	return &tlsFixture{e: e, dir: dir, caFile: caFile, admin: admin, subs: bus.DefaultSubjects}

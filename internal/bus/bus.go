@@ -283,14 +283,33 @@ func Connect(url, name string, opts ...nats.Option) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// PullOptions are the options of every long-lived pull (the orchestrator's
+// reports, each agent's dispatch): a pull that asks for 5 s at a time
+// with a heartbeat every second. When the node that leads the consumer
+// dies (a NATS cluster), the client sees its heartbeats stop within about
+// 2 s and pulls again from the consumer's new leader; with the defaults
+// (30 s pulls, 15 s heartbeats) the consumer stood still for up to 30 s,
+// long enough for the orchestrator to give up attempts whose reports
+// waited in the stream.
+func PullOptions() []jetstream.PullConsumeOpt {
+	return []jetstream.PullConsumeOpt{jetstream.PullExpiry(5 * time.Second), jetstream.PullHeartbeat(time.Second)}
+}
+
 // MaxReportSize is the largest message the reports stream takes (a status
 // or a log chunk; agents send chunks of 64 KiB): the orchestrator's reads
 // of the stream are bounded in bytes, and a pull that allows fewer bytes
 // than a message holds would never deliver it.
 const MaxReportSize = 1 << 20
 
-// EnsureStreams creates or updates the streams Hodei uses.
-func EnsureStreams(ctx context.Context, js jetstream.JetStream, s Subjects) error {
+// MaxReplicas is the most copies of a stream JetStream keeps.
+const MaxReplicas = 5
+
+// EnsureStreams creates or updates the streams Hodei uses, each kept by
+// replicas servers of a NATS cluster (0 means 1; a single server takes
+// only 1). An existing stream gets the new count: JetStream adds or
+// removes its copies while it serves.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, s Subjects, replicas int) error {
+	replicas = max(replicas, 1)
 	cfgs := []jetstream.StreamConfig{
 		{
 			Name:       StreamDispatch,
@@ -299,6 +318,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s Subjects) erro
 			Storage:    jetstream.FileStorage,
 			Duplicates: 2 * time.Minute,
 			MaxAge:     24 * time.Hour,
+			Replicas:   replicas,
 		},
 		{
 			Name:       StreamReports,
@@ -308,12 +328,79 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s Subjects) erro
 			Duplicates: 2 * time.Minute,
 			MaxAge:     7 * 24 * time.Hour,
 			MaxMsgSize: MaxReportSize,
+			Replicas:   replicas,
 		},
 	}
 	for _, c := range cfgs {
-		if _, err := js.CreateOrUpdateStream(ctx, c); err != nil {
+		st, err := js.CreateOrUpdateStream(ctx, c)
+		if err != nil {
 			return fmt.Errorf("stream %s: %w", c.Name, err)
 		}
+		if err := waitReplicas(ctx, st, replicas); err != nil {
+			return fmt.Errorf("stream %s: %w", c.Name, err)
+		}
+		if err := scaleConsumers(ctx, st, replicas); err != nil {
+			return fmt.Errorf("stream %s: %w", c.Name, err)
+		}
+	}
+	return nil
+}
+
+// ScaleTimeout bounds how long EnsureStreams waits for nats-server to give
+// a stream the replicas it was asked for (it moves copies in the
+// background: about 10 s from 1 to 3 in the tests).
+const ScaleTimeout = 2 * time.Minute
+
+// waitReplicas waits until st has a leader and replicas copies (at once
+// on a single server, or when the count did not change).
+func waitReplicas(ctx context.Context, st jetstream.Stream, replicas int) error {
+	ctx, cancel := context.WithTimeout(ctx, ScaleTimeout)
+	defer cancel()
+	// A poll: nats-server announces no end of a reconfiguration.
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		info, err := st.Info(ctx)
+		if err == nil {
+			cl := info.Cluster
+			if cl == nil || cl.Leader != "" && cl.Desired == nil && 1+len(cl.Replicas) == replicas {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not on %d servers after %s (last error: %v): see nats stream info", replicas, ScaleTimeout, err)
+		case <-tick.C:
+		}
+	}
+}
+
+// scaleConsumers gives every consumer of st (the orchestrator's, the
+// agents') replicas copies. A consumer made with Replicas 0 takes its
+// stream's count when it is made, but nats-server does not move it when
+// the stream's count changes later: the consumer would stay on one node,
+// and die with it, while its stream lives on.
+func scaleConsumers(ctx context.Context, st jetstream.Stream, replicas int) error {
+	l := st.ListConsumers(ctx)
+	for ci := range l.Info() {
+		have := ci.Config.Replicas
+		if have == 0 {
+			have = 1
+			if ci.Cluster != nil {
+				have += len(ci.Cluster.Replicas)
+			}
+		}
+		if have == replicas {
+			continue
+		}
+		cfg := ci.Config
+		cfg.Replicas = replicas
+		if _, err := st.UpdateConsumer(ctx, cfg); err != nil {
+			return fmt.Errorf("consumer %s to %d replicas: %w", ci.Name, replicas, err)
+		}
+	}
+	if err := l.Err(); err != nil {
+		return fmt.Errorf("consumers: %w", err)
 	}
 	return nil
 }

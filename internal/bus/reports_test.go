@@ -32,7 +32,7 @@ func TestReportsStreamRefusesOversizedMessages(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := bus.EnsureStreams(ctx, js, bus.DefaultSubjects); err != nil {
+	if err := bus.EnsureStreams(ctx, js, bus.DefaultSubjects, 1); err != nil {
 		t.Fatal(err)
 	}
 	publish := func(n int) error {

@@ -76,6 +76,9 @@ type Config struct {
 	Store    store.Store
 	NC       *nats.Conn
 	Subjects bus.Subjects
+	// Replicas is how many servers of a NATS cluster keep each stream
+	// (bus.EnsureStreams; 0 means 1).
+	Replicas int
 	Hub      *hub.Hub
 	// Policy is the scheduling policy (scheduler.PolicyHodei by default).
 	Policy scheduler.Policy
@@ -320,7 +323,7 @@ func (o *Orchestrator) Hub() *hub.Hub { return o.cfg.Hub }
 // consuming worker reports. It returns once the orchestrator is ready.
 func (o *Orchestrator) Start(ctx context.Context) error {
 	ctx = o.epochContext(ctx)
-	if err := bus.EnsureStreams(ctx, o.js, o.cfg.Subjects); err != nil {
+	if err := bus.EnsureStreams(ctx, o.js, o.cfg.Subjects, o.cfg.Replicas); err != nil {
 		return fmt.Errorf("orchestrator: %w", err)
 	}
 	// The predictor starts from the durations of recent jobs, so that
@@ -345,6 +348,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	}
 	cons, err := o.js.CreateOrUpdateConsumer(ctx, bus.StreamReports, jetstream.ConsumerConfig{
 		Durable:       "orchestrator",
+		Replicas:      max(o.cfg.Replicas, 1), // as many as its stream's (bus.EnsureStreams)
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       10 * time.Second,
 		MaxAckPending: 16384,
@@ -355,7 +359,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	o.cc, err = cons.Consume(func(m jetstream.Msg) {
 		o.budget.take(len(m.Data()))
 		o.reports <- m
-	}, jetstream.PullMaxBytes(maxReportPrefetch))
+	}, append(bus.PullOptions(), jetstream.PullMaxBytes(maxReportPrefetch))...)
 	if err != nil {
 		return fmt.Errorf("orchestrator: consume reports: %w", err)
 	}

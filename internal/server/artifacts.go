@@ -52,5 +52,5 @@ func (s *Server) openBlobs(ctx context.Context) (artifact.Blobs, error) {
 	if err := os.MkdirAll(spool, 0o700); err != nil {
 		return nil, err
 	}
-	return artifact.NewJetStreamBlobs(ctx, js, spool)
+	return artifact.NewJetStreamBlobs(ctx, js, spool, s.opts.NATSReplicas)
 }

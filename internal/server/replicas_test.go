@@ -18,7 +18,6 @@ import (
 	"github.com/hodei-ci/hodei/internal/store/postgres/pgtest"
 )
 
-
 // startReplica starts a server on the shared database and NATS.
 func startReplica(t *testing.T, db, natsURL, id string, workers int) *Server {
 	t.Helper()

@@ -51,8 +51,14 @@ type Options struct {
 	// DataDir, or the postgres:// URL of a PostgreSQL database (see
 	// internal/store/postgres).
 	Store string
-	// NATSURL connects to an external NATS; empty runs one embedded.
+	// NATSURL connects to an external NATS, a comma-separated list of the
+	// URLs of a cluster's servers (the connection moves to another when
+	// one goes); empty runs one embedded.
 	NATSURL string
+	// NATSReplicas is how many servers of the external NATS cluster keep
+	// each stream and the artifacts' bucket (0 means 1; more than 1 needs
+	// NATSURL: the embedded server is alone).
+	NATSReplicas int
 	// NATSListen is the address the embedded NATS listens on for remote
 	// agents ("127.0.0.1:4222"); "" listens on a random loopback port;
 	// "none" accepts in-process connections only.
@@ -211,6 +217,12 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.NATSReplicas < 0 || o.NATSReplicas > bus.MaxReplicas {
+		return nil, fmt.Errorf("server: nats replicas: want 1 to %d, got %d", bus.MaxReplicas, o.NATSReplicas)
+	}
+	if o.NATSReplicas > 1 && o.NATSURL == "" {
+		return nil, fmt.Errorf("server: %d nats replicas need an external NATS cluster: the embedded server keeps one copy", o.NATSReplicas)
+	}
 	if o.LocalWorkers > 0 && !o.UnsafeSharedUser {
 		// Before anything starts: a server whose workers cannot isolate
 		// steps does not start (agent.New would refuse them anyway).
@@ -331,6 +343,7 @@ func (s *Server) orchConfig() orchestrator.Config {
 		Seal:      s.secretsRT.sealer.Seal,
 		Store:     s.Store,
 		NC:        s.nc,
+		Replicas:  o.NATSReplicas,
 		Hub:       s.Hub,
 		WorkerTTL: o.WorkerTTL,
 		// Local agents die with this process: after a restart, what
