@@ -10,8 +10,6 @@ package repos
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -135,7 +133,10 @@ func (s *Service) repo(ctx context.Context, tenant, name string) (store.Repo, er
 
 // HookResult is what a webhook did.
 type HookResult struct {
-	Event    forge.Event
+	Event forge.Event
+	// Delivery is the key the delivery was claimed under
+	// (forge.DeliveryKey): a second delivery with the same key is a
+	// duplicate.
 	Delivery string
 	// Duplicate: the delivery was seen before and started nothing; RunIDs
 	// are then the runs it started the first time.
@@ -179,13 +180,7 @@ func (s *Service) Hook(ctx context.Context, tenant, name, kind string, h http.He
 	if err != nil {
 		return res, err
 	}
-	res.Delivery = ev.Delivery
-	if res.Delivery == "" {
-		// A forge that sends no delivery id: the same body is the same
-		// delivery.
-		sum := sha256.Sum256(body)
-		res.Delivery = "sha256:" + hex.EncodeToString(sum[:])
-	}
+	res.Delivery = forge.DeliveryKey(k, h, body)
 	return s.run(ctx, repo, ev, res)
 }
 
