@@ -49,6 +49,7 @@ type giteaServer struct {
 	password string
 	token    string
 	hc       *http.Client
+	db       *sql.DB // Gitea's database, read only
 }
 
 func randomHex(t *testing.T, n int) string {
@@ -105,9 +106,14 @@ LFS_START_SERVER = false
 STATIC_ROOT_PATH = %[5]s
 APP_DATA_PATH = %[2]s/data
 
+; WAL: the test reads Gitea's record of its deliveries (hook_task) while
+; Gitea writes; in SQLite's default journal mode each read would lock
+; Gitea's writes out, and Gitea drops a delivery it cannot mark.
 [database]
 DB_TYPE = sqlite3
 PATH = %[2]s/data/gitea.db
+SQLITE_JOURNAL_MODE = WAL
+SQLITE_TIMEOUT = 30000
 
 [repository]
 ROOT = %[2]s/repositories
@@ -275,12 +281,15 @@ type giteaDelivery struct {
 // of, oldest first.
 func (g *giteaServer) deliveries(t *testing.T) []giteaDelivery {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(g.dir, "data", "gitea.db")+"?mode=ro&_pragma=busy_timeout(10000)")
-	if err != nil {
-		t.Fatal(err)
+	if g.db == nil {
+		db, err := sql.Open("sqlite", "file:"+filepath.Join(g.dir, "data", "gitea.db")+"?mode=ro&_pragma=busy_timeout(30000)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		g.db = db
 	}
-	defer db.Close()
-	rows, err := db.Query(`SELECT id, uuid, event_type, payload_content, request_content, response_content
+	rows, err := g.db.Query(`SELECT id, uuid, event_type, payload_content, request_content, response_content
 		FROM hook_task WHERE is_delivered AND response_content IS NOT NULL AND response_content != '' ORDER BY id`)
 	if err != nil {
 		t.Fatalf("gitea's hook_task: %v", err)
