@@ -606,12 +606,18 @@ func TestGiteaPushToStatus(t *testing.T) {
 	}
 	wantStatuses(sha2, "failure", run2.ID)
 
-	// A tag: HODEI_TAG (the expression context has no tag).
-	gitIn(t, work, "tag", "v1.0", sha1)
+	// An annotated tag: HODEI_TAG (the expression context has no tag).
+	// Gitea's push names the tag's own object; the run is of its commit.
+	gitIn(t, work, "tag", "-a", "-m", "release 1.0", "v1.0", sha1)
+	tagObject := gitIn(t, work, "rev-parse", "v1.0")
 	gitIn(t, work, "push", "-q", "origin", "v1.0")
-	_, run3, logs := runOf("the push of tag v1.0", isPush("refs/tags/v1.0", sha1))
-	if run3.State != "succeeded" || !strings.Contains(logs, "HEAD="+sha1) || !strings.Contains(logs, "EVENT=tag BRANCH= TAG=v1.0 PR=") {
-		t.Errorf("run of the tag: %s\n%s", run3.State, logs)
+	tagPush, run3, logs := runOf("the push of tag v1.0", func(d giteaDelivery) bool { return d.Event == "push" && d.payload.Ref == "refs/tags/v1.0" })
+	if tagPush.payload.After != tagObject {
+		t.Errorf("gitea's push of an annotated tag: after %s, want the tag's object %s", tagPush.payload.After, tagObject)
+	}
+	if run3.State != "succeeded" || !strings.Contains(logs, "HEAD="+sha1) || !strings.Contains(logs, "EVENT=tag BRANCH= TAG=v1.0 PR= COMMIT="+sha1) ||
+		run3.Trigger == nil || run3.Trigger.Commit != sha1 {
+		t.Errorf("run of the tag (object %s, commit %s): %s, trigger %+v\n%s", tagObject, sha1, run3.State, run3.Trigger, logs)
 	}
 
 	// A branch push that no pipeline takes, then a pull request from it

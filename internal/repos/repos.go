@@ -241,6 +241,14 @@ func (s *Service) run(ctx context.Context, repo store.Repo, ev forge.Event, res 
 	if err := mi.Fetch(ctx, ev.Commit, refs...); err != nil {
 		return res, fmt.Errorf("%w: %w", ErrFetch, err)
 	}
+	// An annotated tag's push names the tag's object: the run, its
+	// checkout and its statuses are of the commit it points to.
+	peeled, err := mi.Peel(ctx, ev.Commit)
+	if err != nil {
+		return res, fmt.Errorf("%w: %w", ErrFetch, err)
+	}
+	ev.Commit = peeled
+	res.Event.Commit = peeled
 	files, err := mi.Pipelines(ctx, ev.Commit)
 	if err != nil {
 		return res, fmt.Errorf("%w: %w", ErrFetch, err)
