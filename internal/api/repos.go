@@ -227,9 +227,15 @@ func (a *api) hook(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case err == nil:
-		reason := fmt.Sprintf("delivery %s: %s %s at %s started %d run(s) %v", out.Delivery, res.Event.Kind, res.Event.Ref, res.Event.Commit, len(res.RunIDs), res.RunIDs)
+		delivery := out.Delivery
+		if id := res.Event.Delivery; id != "" && id != delivery {
+			// Gitea's and Forgejo's: the key is the body's hash, the
+			// forge's own id says which of its deliveries this was.
+			delivery += " (" + kind + " delivery " + id + ")"
+		}
+		reason := fmt.Sprintf("delivery %s: %s %s at %s started %d run(s) %v", delivery, res.Event.Kind, res.Event.Ref, res.Event.Commit, len(res.RunIDs), res.RunIDs)
 		if res.Duplicate {
-			reason = fmt.Sprintf("delivery %s delivered again: started nothing (first started %v)", out.Delivery, res.RunIDs)
+			reason = fmt.Sprintf("delivery %s delivered again: started nothing (first started %v)", delivery, res.RunIDs)
 		}
 		if audited(audit.Allow, reason) {
 			writeJSON(w, http.StatusOK, out)

@@ -115,6 +115,7 @@ func (rc *otlpReceiver) snapshot() []otlpSpan {
 // its attempt (the context having travelled in the assignment's NATS
 // header).
 func TestRunTraces(t *testing.T) {
+	const caller = "4bf92f3577b34da6a3ce929d0e0e4736"
 	for _, protocol := range []string{"http/protobuf", "grpc"} {
 		t.Run(strings.ReplaceAll(protocol, "/", "-"), func(t *testing.T) {
 			rc := &otlpReceiver{}
@@ -135,22 +136,47 @@ func TestRunTraces(t *testing.T) {
 			}
 			otel := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL=" + protocol,
 				"OTEL_EXPORTER_OTLP_INSECURE=true", "OTEL_BSP_SCHEDULE_DELAY=100"}
+			runID := runTraced(t, otel, caller)
 
-			httpAddr, natsAddr := freeAddr(t), freeAddr(t)
-			srvCmd := exec.Command(hodeiBin, withStore(t, []string{"server", "--data-dir", t.TempDir(), "--http", httpAddr,
-				"--nats-listen", natsAddr, "--workers", "0", "--auth", "off"})...)
-			srvCmd.Env = append(os.Environ(), otel...)
-			srv := startCmd(t, "server.log", srvCmd)
-			a := api{base: "http://" + httpAddr, hc: &http.Client{Timeout: 10 * time.Second}}
-			waitReady(t, a, srv)
-			agCmd := exec.Command(hodeiBin, "agent", "--nats", "nats://"+natsAddr, "--id", "trace-agent", "--work-dir", t.TempDir())
-			agCmd.Env = append(os.Environ(), otel...)
-			startCmd(t, "agent.log", agCmd)
+			// The server's spans end with the run's; the agent's three
+			// steps come from another process, on its own schedule.
+			var spans []otlpSpan
+			eventually(t, 30*time.Second, "the run's span and the agent's three steps", func() (bool, error) {
+				spans = rc.snapshot()
+				run, steps := false, 0
+				for _, s := range spans {
+					run = run || s.name == "run traced"
+					if s.service == "hodei-agent" && s.attrs["hodei.run.id"] == runID {
+						steps++
+					}
+				}
+				return run && steps == 3, fmt.Errorf("run span %v, %d step spans", run, steps)
+			})
+			checkRunTree(t, spans, runID, caller)
+		})
+	}
+}
 
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			const caller = "4bf92f3577b34da6a3ce929d0e0e4736"
-			req, err := http.NewRequestWithContext(ctx, "POST", a.base+"/api/v1/runs?file=trace.yaml", strings.NewReader(`name: traced
+// runTraced runs the DAG of TestRunTraces (build with two steps, then test
+// with one) on a server and a `hodei agent`, real processes exporting their
+// spans as the OTEL_* variables of otel say, submitted with a traceparent
+// of the caller's trace; it returns the run's id once it has succeeded.
+func runTraced(t *testing.T, otel []string, caller string) string {
+	t.Helper()
+	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
+	srvCmd := exec.Command(hodeiBin, withStore(t, []string{"server", "--data-dir", t.TempDir(), "--http", httpAddr,
+		"--nats-listen", natsAddr, "--workers", "0", "--auth", "off"})...)
+	srvCmd.Env = append(os.Environ(), otel...)
+	srv := startCmd(t, "server.log", srvCmd)
+	a := api{base: "http://" + httpAddr, hc: &http.Client{Timeout: 10 * time.Second}}
+	waitReady(t, a, srv)
+	agCmd := exec.Command(hodeiBin, "agent", "--nats", "nats://"+natsAddr, "--id", "trace-agent", "--work-dir", t.TempDir())
+	agCmd.Env = append(os.Environ(), otel...)
+	startCmd(t, "agent.log", agCmd)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "POST", a.base+"/api/v1/runs?file=trace.yaml", strings.NewReader(`name: traced
 jobs:
   build:
     steps:
@@ -164,47 +190,30 @@ jobs:
       - name: unit
         run: echo testing
 `))
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("Content-Type", "application/yaml")
-			req.Header.Set("traceparent", "00-"+caller+"-00f067aa0ba902b7-01")
-			var r runJSON
-			resp, err := a.hc.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusCreated {
-				t.Fatalf("submit: HTTP %d", resp.StatusCode)
-			}
-			loc := resp.Header.Get("Location")
-			r.ID = loc[strings.LastIndexByte(loc, '/')+1:]
-			eventually(t, time.Minute, "run succeeded", func() (bool, error) {
-				got, err := a.run(ctx, r.ID)
-				if final(got.State) && got.State != "succeeded" {
-					t.Fatalf("run ended %s", got.State)
-				}
-				return got.State == "succeeded", err
-			})
-
-			// The server's spans end with the run's; the agent's three
-			// steps come from another process, on its own schedule.
-			var spans []otlpSpan
-			eventually(t, 30*time.Second, "the run's span and the agent's three steps", func() (bool, error) {
-				spans = rc.snapshot()
-				run, steps := false, 0
-				for _, s := range spans {
-					run = run || s.name == "run traced"
-					if s.service == "hodei-agent" && s.attrs["hodei.run.id"] == r.ID {
-						steps++
-					}
-				}
-				return run && steps == 3, fmt.Errorf("run span %v, %d step spans", run, steps)
-			})
-			checkRunTree(t, spans, r.ID, caller)
-		})
+	if err != nil {
+		t.Fatal(err)
 	}
+	req.Header.Set("Content-Type", "application/yaml")
+	req.Header.Set("traceparent", "00-"+caller+"-00f067aa0ba902b7-01")
+	var r runJSON
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("submit: HTTP %d", resp.StatusCode)
+	}
+	loc := resp.Header.Get("Location")
+	r.ID = loc[strings.LastIndexByte(loc, '/')+1:]
+	eventually(t, time.Minute, "run succeeded", func() (bool, error) {
+		got, err := a.run(ctx, r.ID)
+		if final(got.State) && got.State != "succeeded" {
+			t.Fatalf("run ended %s", got.State)
+		}
+		return got.State == "succeeded", err
+	})
+	return r.ID
 }
 
 // checkRunTree checks the spans of one run as TestRunTraces describes.

@@ -134,6 +134,39 @@ func TestParseEvents(t *testing.T) {
 	}
 }
 
+// TestDeliveryKey: GitHub and GitLab keep their delivery id when they
+// deliver again, so it is the key; Gitea and Forgejo give a redelivery a new
+// id and the same body (TestGiteaPushToStatus, internal/e2e, sees it from a
+// real Gitea), so theirs is the body's hash, whatever the header says.
+func TestDeliveryKey(t *testing.T) {
+	body := []byte(`{"ref":"refs/heads/main","after":"` + sha1 + `"}`)
+	other := []byte(`{"ref":"refs/heads/main","after":"` + sha0 + `"}`)
+	// sha256sum of the body, computed apart.
+	const bodyKey = "sha256:906b1c6001739b7e51859caea05ff37f5707e7061af80c47d6f8475636cc5388"
+	if got := DeliveryKey(GitHub, hdr("X-GitHub-Delivery", "d1"), body); got != "d1" {
+		t.Errorf("github: key %q, want its delivery id", got)
+	}
+	if got := DeliveryKey(GitLab, hdr("X-Gitlab-Event-UUID", "u1"), body); got != "u1" {
+		t.Errorf("gitlab: key %q, want its event uuid", got)
+	}
+	if got := DeliveryKey(GitHub, http.Header{}, body); got != bodyKey {
+		t.Errorf("github without a delivery id: key %q, want the body's hash %q", got, bodyKey)
+	}
+	for _, c := range []struct {
+		kind   Kind
+		header string
+	}{{Gitea, "X-Gitea-Delivery"}, {Forgejo, "X-Forgejo-Delivery"}} {
+		first := DeliveryKey(c.kind, hdr(c.header, "6c2bdbb8-6d6e-4a4e-9b9b-0d3c9f1f0a01"), body)
+		replay := DeliveryKey(c.kind, hdr(c.header, "0e6f4c39-1b7d-4a55-8f0e-5d7b2b0c9e12"), body)
+		if first != bodyKey || replay != first {
+			t.Errorf("%s: a delivery and its replay (new id, same body): keys %q and %q, want both %q", c.kind, first, replay, bodyKey)
+		}
+		if got := DeliveryKey(c.kind, hdr(c.header, "6c2bdbb8-6d6e-4a4e-9b9b-0d3c9f1f0a01"), other); got == first {
+			t.Errorf("%s: another body under the same id has the same key %q", c.kind, got)
+		}
+	}
+}
+
 func TestAPIBaseAndRepoPath(t *testing.T) {
 	cases := []struct {
 		kind      Kind

@@ -16,8 +16,9 @@ import (
 type Event struct {
 	// Kind is "push", "tag" or "pull_request" (pipeline.Event*).
 	Kind string
-	// Delivery is the forge's id of this delivery, the same when it
-	// delivers it again.
+	// Delivery is the forge's id of this delivery, for the audit trail.
+	// GitHub and GitLab send the same one when they deliver it again;
+	// Gitea and Forgejo do not (see DeliveryKey).
 	Delivery string
 	// Name is the forge's own name of the event ("push", "Merge Request
 	// Hook"...), for the audit trail.
@@ -54,6 +55,23 @@ func Delivery(k Kind, h http.Header) string {
 		return h.Get("X-Gitea-Delivery")
 	}
 	return ""
+}
+
+// DeliveryKey is what makes two deliveries the same delivery, the key a
+// redelivery must not start runs again under. For GitHub and GitLab it is
+// their delivery id, which a redelivery keeps. Gitea gives every delivery a
+// new X-Gitea-Delivery, a redelivery (its "Replay" of a recent delivery)
+// too, with the same body: for Gitea, and for Forgejo, its fork, the key is
+// "sha256:" and the hex SHA-256 of the body. It is the body's hash as well
+// for a request that carries no delivery id. Two different events have
+// different bodies (Gitea's carry the commits and the repository's state at
+// the time).
+func DeliveryKey(k Kind, h http.Header, body []byte) string {
+	if id := Delivery(k, h); id != "" && k != Gitea && k != Forgejo {
+		return id
+	}
+	sum := sha256.Sum256(body)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // Verify checks a webhook's signature with the repository's webhook

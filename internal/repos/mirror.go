@@ -151,6 +151,17 @@ func (mi *Mirror) Resolve(ctx context.Context, ref string) (string, string, erro
 	return "", "", fmt.Errorf("no branch or tag %q in %s: %w", ref, mi.remote.URL, errors.Join(errs...))
 }
 
+// Peel returns the commit that id names: id itself for a commit, the
+// commit an annotated tag points to for the tag's own object (what Gitea's
+// and GitHub's push of such a tag carries as "after").
+func (mi *Mirror) Peel(ctx context.Context, id string) (string, error) {
+	out, err := mi.git(ctx, "rev-parse", "--verify", "--end-of-options", id+"^{commit}")
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
 // Has reports whether the mirror holds commit.
 func (mi *Mirror) Has(ctx context.Context, commit string) bool {
 	_, err := mi.git(ctx, "cat-file", "-e", commit+"^{commit}")

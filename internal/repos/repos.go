@@ -11,8 +11,6 @@ package repos
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -136,7 +134,10 @@ func (s *Service) repo(ctx context.Context, tenant, name string) (store.Repo, er
 
 // HookResult is what a webhook did.
 type HookResult struct {
-	Event    forge.Event
+	Event forge.Event
+	// Delivery is the key the delivery was claimed under
+	// (forge.DeliveryKey): a second delivery with the same key is a
+	// duplicate.
 	Delivery string
 	// Duplicate: the delivery was seen before and started nothing; RunIDs
 	// are then the runs it started the first time.
@@ -180,13 +181,7 @@ func (s *Service) Hook(ctx context.Context, tenant, name, kind string, h http.He
 	if err != nil {
 		return res, err
 	}
-	res.Delivery = ev.Delivery
-	if res.Delivery == "" {
-		// A forge that sends no delivery id: the same body is the same
-		// delivery.
-		sum := sha256.Sum256(body)
-		res.Delivery = "sha256:" + hex.EncodeToString(sum[:])
-	}
+	res.Delivery = forge.DeliveryKey(k, h, body)
 	return s.run(ctx, repo, ev, res)
 }
 
@@ -247,6 +242,14 @@ func (s *Service) run(ctx context.Context, repo store.Repo, ev forge.Event, res 
 	if err := mi.Fetch(ctx, ev.Commit, refs...); err != nil {
 		return res, fmt.Errorf("%w: %w", ErrFetch, err)
 	}
+	// An annotated tag's push names the tag's object: the run, its
+	// checkout and its statuses are of the commit it points to.
+	peeled, err := mi.Peel(ctx, ev.Commit)
+	if err != nil {
+		return res, fmt.Errorf("%w: %w", ErrFetch, err)
+	}
+	ev.Commit = peeled
+	res.Event.Commit = peeled
 	files, err := mi.Pipelines(ctx, ev.Commit)
 	if err != nil {
 		return res, fmt.Errorf("%w: %w", ErrFetch, err)

@@ -588,6 +588,18 @@ func TestStatusesPerForge(t *testing.T) {
 					t.Errorf("status %d: %v, want %s", i, b, want)
 				}
 			}
+			if kind != forge.GitLab {
+				// Gitea's replay of a delivery, and Forgejo's: the same
+				// body under a new delivery id starts nothing.
+				name := "Gitea"
+				if kind == forge.Forgejo {
+					name = "Forgejo"
+				}
+				h.Set("X-"+name+"-Delivery", "g-2")
+				if code, again, raw := hook(t, s, string(kind), h, body); code != http.StatusOK || !again.Duplicate || !slices.Equal(again.RunIDs, res.RunIDs) {
+					t.Errorf("replay with a new delivery id: %d %s; want 200, duplicate, the first run %v", code, raw, res.RunIDs)
+				}
+			}
 			if kind == forge.Gitea {
 				// A manual run of the default branch: .hodei.yaml has no
 				// on:, so it takes manual runs.
