@@ -33,7 +33,7 @@ func TestLocalProcessAgentKilledLeavesNoDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	spec := workers.WorkerSpec{ID: "cgk-1", Pool: "cgk", Labels: []string{"cgk"},
 		Resources: workers.Resources{CPUMilli: 1000, Memory: 256 << 20}}
@@ -43,7 +43,7 @@ func TestLocalProcessAgentKilledLeavesNoDaemon(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = p.Terminate(context.Background(), spec.ID) })
 	agentPID, _ := strconv.Atoi(ref.Handle)
-	workerstest.WaitFor(t, 10*time.Second, "the agent process to join", func() bool {
+	workerstest.WaitFor(t, 40*time.Second, "the agent process to join", func() bool {
 		return workerstest.PoolWorkers(s, "cgk")["idle"] == 1
 	})
 	run := workerstest.Submit(t, s, `name: t
@@ -53,7 +53,7 @@ jobs:
     steps: [{run: 'setsid sh -c "while :; do sleep 1; done" >/dev/null 2>&1 & echo "daemon=$!"; sleep 300'}]
 `)
 	var out string
-	workerstest.WaitFor(t, 15*time.Second, "the step to start its daemon", func() bool {
+	workerstest.WaitFor(t, 60*time.Second, "the step to start its daemon", func() bool {
 		out = workerstest.LogsOf(t, s, workerstest.JobByKey(t, s, run.ID, "j").ID)
 		return strings.Contains(out, "daemon=")
 	})

@@ -144,7 +144,7 @@ pools:
 	}
 	start := time.Now()
 	run := workerstest.Submit(t, s, probeJob("procs"))
-	r, jobs := workerstest.WaitRun(t, s, run.ID, 20*time.Second)
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 90*time.Second)
 	firstJob := time.Since(start)
 	if r.State != state.RunSucceeded {
 		t.Fatalf("run %s: %+v", r.State, jobs)
@@ -167,7 +167,7 @@ pools:
 	t.Logf("submit to run succeeded on a new agent process: %s", firstJob.Round(time.Millisecond))
 
 	idleFrom := time.Now()
-	workerstest.WaitFor(t, 15*time.Second, "the pool to shrink back to 0", func() bool {
+	workerstest.WaitFor(t, 60*time.Second, "the pool to shrink back to 0", func() bool {
 		return workerstest.PoolStatus(s, "procs").Size == 0
 	})
 	workerstest.WaitFor(t, 5*time.Second, "the agent process to be gone", func() bool { return !alive(pid) })
@@ -193,7 +193,7 @@ pools:
     local: {mode: process, binary: "`+bin+`"}
 `, workDir)
 	run := workerstest.Submit(t, s, probeJob("once"))
-	r, jobs := workerstest.WaitRun(t, s, run.ID, 20*time.Second)
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 90*time.Second)
 	if r.State != state.RunSucceeded {
 		t.Fatalf("run %s: %+v", r.State, jobs)
 	}
@@ -203,8 +203,8 @@ pools:
 		t.Errorf("the ephemeral agent runs without --once:\n%s", out)
 	}
 	done := time.Now()
-	workerstest.WaitFor(t, 10*time.Second, "the ephemeral agent process to exit", func() bool { return !alive(pid) })
-	workerstest.WaitFor(t, 10*time.Second, "the ephemeral worker to be removed", func() bool {
+	workerstest.WaitFor(t, 40*time.Second, "the ephemeral agent process to exit", func() bool { return !alive(pid) })
+	workerstest.WaitFor(t, 40*time.Second, "the ephemeral worker to be removed", func() bool {
 		return workerstest.PoolStatus(s, "once").Size == 0
 	})
 	t.Logf("run end to ephemeral worker removed: %s", time.Since(done).Round(time.Millisecond))
@@ -227,7 +227,7 @@ func TestLocalProcessTerminate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	spec := workers.WorkerSpec{ID: "direct-1", Pool: "direct", Labels: []string{"direct"},
 		Resources: workers.Resources{CPUMilli: 1000, Memory: 256 << 20}}
@@ -248,7 +248,7 @@ func TestLocalProcessTerminate(t *testing.T) {
 	if pgid, err := syscall.Getpgid(agentPID); err != nil || pgid != agentPID {
 		t.Errorf("agent process group %d (%v), want its own (%d)", pgid, err, agentPID)
 	}
-	workerstest.WaitFor(t, 10*time.Second, "the agent process to join", func() bool {
+	workerstest.WaitFor(t, 40*time.Second, "the agent process to join", func() bool {
 		return workerstest.PoolWorkers(s, "direct")["idle"] == 1
 	})
 	t.Logf("Create to the agent process idle in the server's view: %s", time.Since(created).Round(time.Millisecond))
@@ -263,7 +263,7 @@ jobs:
     steps: [{run: 'sleep 300 & echo "child=$! agent=$PPID"; wait'}]
 `)
 	var out string
-	workerstest.WaitFor(t, 15*time.Second, "the step to start its child", func() bool {
+	workerstest.WaitFor(t, 60*time.Second, "the step to start its child", func() bool {
 		out = workerstest.LogsOf(t, s, workerstest.JobByKey(t, s, run.ID, "j").ID)
 		return strings.Contains(out, "child=")
 	})
@@ -325,7 +325,7 @@ jobs:
 	}
 	// The job was handed back: an infrastructure loss, not a failure. Its
 	// attempt is recorded lost, and it waits for another worker.
-	workerstest.WaitFor(t, 15*time.Second, "the job to be handed back", func() bool {
+	workerstest.WaitFor(t, 60*time.Second, "the job to be handed back", func() bool {
 		j := workerstest.JobByKey(t, s, run.ID, "j")
 		t.Logf("job %s attempt %d worker %s", j.State, j.Attempt, j.WorkerID)
 		return j.State == state.JobQueued
@@ -365,7 +365,7 @@ func TestLocalProcessDiesWithServer(t *testing.T) {
 
 	// The agent: a process whose command line names the server's data dir.
 	var agentPID int
-	workerstest.WaitFor(t, 20*time.Second, "the pool's agent process", func() bool {
+	workerstest.WaitFor(t, 80*time.Second, "the pool's agent process", func() bool {
 		agentPID = findProcess(" agent ", dataDir)
 		return agentPID > 0
 	})
@@ -382,7 +382,7 @@ func TestLocalProcessDiesWithServer(t *testing.T) {
 	}
 	<-exited
 	killed := time.Now()
-	workerstest.WaitFor(t, 10*time.Second, "the agent to die with the server", func() bool { return !alive(agentPID) })
+	workerstest.WaitFor(t, 40*time.Second, "the agent to die with the server", func() bool { return !alive(agentPID) })
 	t.Logf("server SIGKILLed to its agent process gone: %s", time.Since(killed).Round(time.Millisecond))
 	if t.Failed() {
 		t.Logf("server output:\n%s", serverOut.String())
@@ -456,7 +456,7 @@ pools:
 		o.UnsafeSharedUser = true // the probe job reads its agent's command line
 	})
 	run := workerstest.Submit(t, s, probeJob("secure"))
-	r, jobs := workerstest.WaitRun(t, s, run.ID, 20*time.Second)
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 90*time.Second)
 	if r.State != state.RunSucceeded {
 		t.Fatalf("run %s: %+v", r.State, jobs)
 	}
@@ -478,7 +478,7 @@ pools:
 	if fi, err := os.Stat(filepath.Join(tlsDir, "agent.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("key file: %v %v, want mode 0600", fi.Mode(), err)
 	}
-	workerstest.WaitFor(t, 15*time.Second, "the pool to shrink back to 0", func() bool { return workerstest.PoolStatus(s, "secure").Size == 0 })
+	workerstest.WaitFor(t, 60*time.Second, "the pool to shrink back to 0", func() bool { return workerstest.PoolStatus(s, "secure").Size == 0 })
 	waitGone(t, tlsDir, "the worker's certificate")
 }
 
@@ -490,7 +490,7 @@ pools:
 // deadline.
 func waitGone(t *testing.T, path, what string) {
 	t.Helper()
-	workerstest.WaitFor(t, 10*time.Second, what+" to be removed", func() bool {
+	workerstest.WaitFor(t, 40*time.Second, what+" to be removed", func() bool {
 		_, err := os.Stat(path)
 		return errors.Is(err, os.ErrNotExist)
 	})

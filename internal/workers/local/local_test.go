@@ -32,7 +32,7 @@ pools:
 		// The steps wait for a file of the test's temporary directory.
 		o.UnsafeSharedUser = true
 	})
-	workerstest.WaitFor(t, 10*time.Second, "min workers to join", func() bool {
+	workerstest.WaitFor(t, 40*time.Second, "min workers to join", func() bool {
 		return workerstest.PoolWorkers(s, "small")["idle"] == 1 && workerstest.PoolStatus(s, "small").Idle == 1
 	})
 
@@ -42,7 +42,7 @@ pools:
     steps: [{run: 'while [ ! -f "` + gate + `" ]; do sleep 0.02; done; echo done $HODEI_WORKER'}]`
 	run := workerstest.Submit(t, s, "name: two\njobs:\n  a:"+job+"\n  b:"+job+"\n")
 	// Each job takes a whole worker: the second one waits for a new one.
-	workerstest.WaitFor(t, 15*time.Second, "a second worker for the queued job", func() bool {
+	workerstest.WaitFor(t, 60*time.Second, "a second worker for the queued job", func() bool {
 		return workerstest.PoolWorkers(s, "small")["busy"] == 2
 	})
 	workerstest.WaitFor(t, 5*time.Second, "the pool status to show two busy workers", func() bool {
@@ -52,13 +52,13 @@ pools:
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r, jobs := workerstest.WaitRun(t, s, run.ID, 20*time.Second)
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 90*time.Second)
 	if r.State != state.RunSucceeded || jobs["a"].WorkerID == jobs["b"].WorkerID {
 		t.Fatalf("run %s; jobs on %s and %s", r.State, jobs["a"].WorkerID, jobs["b"].WorkerID)
 	}
 
 	// Idle for 300ms: one is drained and removed; min keeps the other.
-	workerstest.WaitFor(t, 15*time.Second, "the pool to shrink back to min", func() bool {
+	workerstest.WaitFor(t, 60*time.Second, "the pool to shrink back to min", func() bool {
 		st := workerstest.PoolStatus(s, "small")
 		return st.Size == 1 && st.Idle == 1
 	})
@@ -100,14 +100,14 @@ jobs:
     runs-on: {labels: [once], cpu: 1}
     steps: [{run: echo two $HODEI_WORKER}]
 `)
-	r, jobs := workerstest.WaitRun(t, s, run.ID, 30*time.Second)
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 90*time.Second)
 	if r.State != state.RunSucceeded {
 		t.Fatalf("run %s: %+v", r.State, jobs)
 	}
 	if jobs["a"].WorkerID == jobs["b"].WorkerID {
 		t.Errorf("both jobs ran on ephemeral worker %s", jobs["a"].WorkerID)
 	}
-	workerstest.WaitFor(t, 15*time.Second, "ephemeral workers to be gone", func() bool {
+	workerstest.WaitFor(t, 60*time.Second, "ephemeral workers to be gone", func() bool {
 		return workerstest.PoolStatus(s, "once").Size == 0
 	})
 }
@@ -122,7 +122,7 @@ func TestImageJobWithoutDocker(t *testing.T) {
 		o.WorkerLabels = []string{"docker"}
 	})
 	run := workerstest.Submit(t, s, "name: img\njobs:\n  j:\n    image: alpine:3.20\n    steps: [{run: echo hi}]\n")
-	r, jobs := workerstest.WaitRun(t, s, run.ID, 20*time.Second)
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 90*time.Second)
 	if r.State != state.RunFailed || !strings.Contains(jobs["j"].Error, "the job runs in image alpine:3.20, but worker") ||
 		!strings.Contains(jobs["j"].Error, "has no container engine") {
 		t.Errorf("run %s, job error %q", r.State, jobs["j"].Error)
@@ -147,7 +147,7 @@ pools:
 		dataDir = o.DataDir
 	})
 	var st workers.PoolStatus
-	workerstest.WaitFor(t, 10*time.Second, "the pool's account to count worker-hours", func() bool {
+	workerstest.WaitFor(t, 40*time.Second, "the pool's account to count worker-hours", func() bool {
 		st = workerstest.PoolStatus(s, "acct")
 		return st.Account != nil && st.Account.WorkerHours > 0
 	})
@@ -178,7 +178,7 @@ jobs:
     steps: [{run: "true"}]
 `)
 	var stuck []workers.Demand
-	workerstest.WaitFor(t, 10*time.Second, "the job to be reported as fitting no pool", func() bool {
+	workerstest.WaitFor(t, 40*time.Second, "the job to be reported as fitting no pool", func() bool {
 		stuck = s.Workers.Unplaceable()
 		return len(stuck) == 1
 	})
@@ -191,5 +191,5 @@ jobs:
 	if err := s.Orch.Cancel(context.Background(), run.ID); err != nil {
 		t.Fatal(err)
 	}
-	workerstest.WaitFor(t, 10*time.Second, "the canceled job to leave the report", func() bool { return len(s.Workers.Unplaceable()) == 0 })
+	workerstest.WaitFor(t, 40*time.Second, "the canceled job to leave the report", func() bool { return len(s.Workers.Unplaceable()) == 0 })
 }
