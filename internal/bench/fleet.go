@@ -117,7 +117,7 @@ func startFleet(ctx context.Context, s *server.Server, o Options) (stop func(), 
 		return stop, err
 	default:
 	}
-	wctx, wcancel := context.WithTimeout(ctx, time.Duration(o.Agents/10+60)*time.Second)
+	wctx, wcancel := context.WithTimeout(ctx, time.Duration(o.Agents/4+120)*time.Second)
 	defer wcancel()
 	if err := s.WaitForWorkers(wctx, o.Agents); err != nil {
 		return stop, fmt.Errorf("bench fleet: waiting for %d agents to join: %w", o.Agents, err)
