@@ -1,4 +1,4 @@
-//go:build docker || kubernetes
+//go:build docker
 
 package deploy_test
 

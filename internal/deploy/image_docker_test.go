@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,8 +109,10 @@ func buildImage(t *testing.T) string {
 // refuses them), a server with local workers refuses to start and says
 // which flag runs steps without isolation; with that flag given, a
 // pipeline submitted through the API completes, its step running as 65532
-// on the read-only root. A new container on the same volume still has the
-// run and accepts the same admin token.
+// on the read-only root. A new container on the same volume, with the
+// image's default settings (a server without local workers), still has the
+// run and accepts the same admin token, and an agent in a container of the
+// same image runs the next pipeline.
 func TestDockerImageRunsAPipeline(t *testing.T) {
 	image := buildImage(t)
 	cfg := docker(t, "image", "inspect", "--format", "{{.Config.User}} {{json .Config.Volumes}} {{json .Config.Entrypoint}} {{json .Config.Cmd}}", image)
@@ -131,22 +134,31 @@ func TestDockerImageRunsAPipeline(t *testing.T) {
 	}
 
 	httpAddr, natsAddr := freeAddr(t), freeAddr(t)
-	start := func(name string) string {
-		docker(t, append(base, "-d", "--name", name, "--network", "host", "-e", "HODEI_HTTP="+httpAddr,
-			"-e", "HODEI_NATS_LISTEN="+natsAddr, "-e", "HODEI_WORKERS=1", "-e", "HODEI_UNSAFE_SHARED_USER=true", image)...)
+	// start runs a container of the image on the host's network (the
+	// engine has no bridge) with env, and waits until its output says
+	// ready.
+	start := func(name, ready string, args ...string) string {
+		docker(t, append(append(slices.Clone(base), "-d", "--name", name, "--network", "host"), args...)...)
 		t.Cleanup(func() { _, _ = dockerErr(t, "rm", "-f", name) })
 		var logs string
-		waitFor(t, 90*time.Second, "the server in container "+name+" to be ready", func() bool {
+		waitFor(t, 90*time.Second, "container "+name+" to be ready", func() bool {
 			logs, _ = dockerErr(t, "logs", name)
 			if st, _ := dockerErr(t, "inspect", "--format", "{{.State.Running}}", name); strings.TrimSpace(st) == "false" {
 				t.Fatalf("container %s stopped:\n%s", name, logs)
 			}
-			return strings.Contains(logs, "hodei server ready")
+			return strings.Contains(logs, ready)
 		})
 		return logs
 	}
+	server := func(name string, env ...string) string {
+		args := []string{"-e", "HODEI_HTTP=" + httpAddr, "-e", "HODEI_NATS_LISTEN=" + natsAddr}
+		for _, e := range env {
+			args = append(args, "-e", e)
+		}
+		return start(name, "hodei server ready", append(args, image)...)
+	}
 	first := randomName("hodei-test-server-")
-	logs := start(first)
+	logs := server(first, "HODEI_WORKERS=1", "HODEI_UNSAFE_SHARED_USER=true")
 	token := adminToken(logs)
 	if token == "" {
 		t.Fatalf("no admin token in the server's output:\n%s", logs)
@@ -167,19 +179,26 @@ jobs:
 		}
 	}
 
-	// The state is in the volume: a new container finds the run, and the
-	// token made at the first start.
+	// The state is in the volume: a new container, with the image's
+	// default settings (no local worker), finds the run and the token made
+	// at the first start; an agent in a container of the same image runs
+	// the next job.
 	docker(t, "rm", "-f", first)
-	start(randomName("hodei-test-server-"))
-	again, _ := runPipeline(t, "http://"+httpAddr, token, `name: after-restart
-jobs:
-  again: {steps: [{run: "true"}]}
-`)
-	if again.State != state.RunSucceeded {
-		t.Fatalf("after a restart on the same volume, run %s ended %s", again.ID, again.State)
-	}
+	server(randomName("hodei-test-server-"))
 	c := mustClient(t, "http://"+httpAddr, token)
 	if r, err := c.GetRun(t.Context(), run.ID); err != nil || r.State != state.RunSucceeded {
 		t.Fatalf("after a restart on the same volume, run %s: %+v, %v", run.ID, r, err)
+	}
+	agent := randomName("hodei-test-agent-")
+	start(agent, "hodei agent started", "-e", "HODEI_NATS=nats://"+natsAddr, "-e", "HODEI_ID="+agent,
+		image, "agent", "--unsafe-shared-user", "--docker", "off", "--labels", "image-agent")
+	again, output := runPipeline(t, "http://"+httpAddr, token, `name: on-an-agent
+jobs:
+  again:
+    runs-on: {labels: [image-agent]}
+    steps: [{run: 'echo "on $HODEI_WORKER as $(id -u)"'}]
+`)
+	if again.State != state.RunSucceeded || !strings.Contains(output, "on "+agent+" as 65532") {
+		t.Fatalf("on the agent container, run %s ended %s:\n%s", again.ID, again.State, output)
 	}
 }

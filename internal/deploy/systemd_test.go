@@ -126,3 +126,40 @@ func TestSystemdUnitsVerify(t *testing.T) {
 		}
 	}
 }
+
+// TestSystemdSysusersMakesTheUser: systemd-sysusers, given
+// deploy/systemd/hodei.sysusers.conf in an empty root, makes the system
+// user and group hodei that the units run as, without a login shell.
+func TestSystemdSysusersMakesTheUser(t *testing.T) {
+	if _, err := exec.LookPath("systemd-sysusers"); err != nil {
+		t.Fatal("systemd-sysusers not found: install the Debian package systemd (scripts/test does)")
+	}
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(repoRoot(), "deploy", "systemd", "hodei.sysusers.conf")
+	if out, err := exec.Command("systemd-sysusers", "--root="+root, conf).CombinedOutput(); err != nil {
+		t.Fatalf("systemd-sysusers: %v\n%s", err, out)
+	}
+	passwd, err := os.ReadFile(filepath.Join(root, "etc", "passwd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	group, err := os.ReadFile(filepath.Join(root, "etc", "group"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var user []string
+	for line := range strings.SplitSeq(string(passwd), "\n") {
+		if f := strings.Split(line, ":"); len(f) == 7 && f[0] == "hodei" {
+			user = f
+		}
+	}
+	if user == nil || user[2] == "0" || user[5] != "/var/lib/hodei" || !strings.HasSuffix(user[6], "nologin") {
+		t.Errorf("want a system user hodei at home in /var/lib/hodei without a shell, got %q in:\n%s", user, passwd)
+	}
+	if !strings.Contains("\n"+string(group), "\nhodei:") {
+		t.Errorf("no group hodei:\n%s", group)
+	}
+}
