@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -39,7 +41,8 @@ import (
 // and ReplicaSet controllers would, owned by their workload), binds them
 // to the node (as kube-scheduler would), makes the namespaces'
 // kube-root-ca.crt (as the root CA publisher would); the pods use the
-// node's network (so the namespaces are "privileged" for Pod Security),
+// node's network (so the namespaces are "privileged" for Pod Security once
+// a dry run has shown that their restricted profile admits both templates),
 // HODEI_KUBELET_IMAGE (the hodei binary at /hodei), an emptyDir for the
 // server's volume claim (no provisioner), and the server its embedded NATS
 // and SQLite instead of the NATS and PostgreSQL references (whose images
@@ -101,7 +104,6 @@ func TestKubernetesManifestsRunAPipeline(t *testing.T) {
 			switch o := m.obj.DeepCopyObject().(type) {
 			case *corev1.Namespace:
 				o.Name = rename(ns.Name)
-				o.Labels["pod-security.kubernetes.io/enforce"] = "privileged" // pods on the node's network
 				_, err = kc.CoreV1().Namespaces().Create(ctx, o, metav1.CreateOptions{})
 				if err == nil {
 					_, err = kc.CoreV1().ConfigMaps(o.Name).Create(ctx, &corev1.ConfigMap{
@@ -172,6 +174,43 @@ func TestKubernetesManifestsRunAPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The namespaces enforce the restricted Pod Security profile: the API
+	// server admits a pod of each template as it is (a dry run, with an
+	// emptyDir for the server's volume claim) and refuses one on the
+	// node's network. Then they are made "privileged" for the pods below,
+	// which must use the node's network on this tier.
+	data := corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
+	dryRun := func(ns string, tmpl corev1.PodTemplateSpec, hostNetwork bool) error {
+		spec := tmpl.Spec.DeepCopy()
+		if len(spec.Containers) > 0 && slices.ContainsFunc(spec.Containers[0].VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == data.Name }) {
+			spec.Volumes = append(spec.Volumes, data)
+		}
+		spec.HostNetwork = hostNetwork
+		_, err := kc.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "dry-run-", Labels: tmpl.Labels}, Spec: *spec},
+			metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err
+	}
+	for _, w := range []struct {
+		name, ns string
+		tmpl     corev1.PodTemplateSpec
+	}{{"StatefulSet hodei-server", server.Namespace, server.Spec.Template}, {"Deployment hodei-agent", agents.Namespace, agents.Spec.Template}} {
+		if err := dryRun(w.ns, w.tmpl, false); err != nil {
+			t.Errorf("a pod of the %s under the restricted profile: %v", w.name, err)
+		}
+		if err := dryRun(w.ns, w.tmpl, true); err == nil || !strings.Contains(err.Error(), "PodSecurity") {
+			t.Errorf("a pod of the %s on the node's network: %v, want refused by PodSecurity", w.name, err)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	for _, ns := range nsOf {
+		patch := []byte(`{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":"privileged"}}}`)
+		if _, err := kc.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	// One pod of each workload, as their controllers would make it.
 	run := func(name, ns string, owner metav1.OwnerReference, tmpl corev1.PodTemplateSpec, edit func(*corev1.PodSpec)) {
 		t.Helper()
@@ -181,6 +220,10 @@ func TestKubernetesManifestsRunAPipeline(t *testing.T) {
 		for i := range spec.Containers {
 			c := &spec.Containers[i]
 			c.Image, c.ImagePullPolicy, c.Command = image, corev1.PullNever, []string{"/hodei"}
+			// The API cannot read the pods' logs here (no route to the
+			// kubelet's API): a container that fails leaves the end of its
+			// log in its status instead, for the test to print.
+			c.TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError
 			// A pod on this node asks for little: the node is the test machine.
 			c.Resources = corev1.ResourceRequirements{}
 		}
@@ -194,7 +237,7 @@ func TestKubernetesManifestsRunAPipeline(t *testing.T) {
 	isController := true
 	run("hodei-server-0", server.Namespace, metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: server.Name, UID: server.UID, Controller: &isController},
 		server.Spec.Template, func(s *corev1.PodSpec) {
-			s.Volumes = append(s.Volumes, corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+			s.Volumes = append(s.Volumes, data)
 			c := &s.Containers[0]
 			for i := range c.Ports {
 				if c.Ports[i].Name == "http" {
@@ -224,11 +267,15 @@ func TestKubernetesManifestsRunAPipeline(t *testing.T) {
 		})
 
 	// The kubelet says the server is ready when its readiness probe on
-	// /readyz passes.
+	// /readyz passes; a server that exits fails the test at once, with the
+	// end of its log.
 	waitFor(t, 120*time.Second, "the server pod to be Ready", func() bool {
 		p, err := kc.CoreV1().Pods(server.Namespace).Get(ctx, "hodei-server-0", metav1.GetOptions{})
 		if err != nil {
 			return false
+		}
+		if exited := containerExits(p); exited != "" {
+			t.Fatalf("the server pod's container exited: %s", exited)
 		}
 		for _, c := range p.Status.Conditions {
 			if c.Type == corev1.PodReady {
@@ -249,13 +296,32 @@ jobs:
 `)
 	want := fmt.Sprintf("hello from hodei-agent-%s as 65532", suffix)
 	if r.State != state.RunSucceeded || !strings.Contains(out, want) {
-		t.Fatalf("run %s ended %s, want %q in:\n%s", r.ID, r.State, want, out)
+		var exited string
+		if p, err := kc.CoreV1().Pods(agents.Namespace).Get(ctx, "hodei-agent-"+suffix, metav1.GetOptions{}); err == nil {
+			exited = containerExits(p)
+		}
+		t.Fatalf("run %s ended %s, want %q in:\n%s\nthe agent pod's container exits: %q", r.ID, r.State, want, out, exited)
 	}
 	c := mustClient(t, "http://"+httpAddr, "")
 	ws, err := c.Workers(ctx)
 	if err != nil || len(ws) != 1 {
 		t.Fatalf("workers: %+v, %v (want the agent pod alone: the server runs no job)", ws, err)
 	}
+}
+
+// containerExits describes the containers of pod that have exited (now or
+// before a restart), with the end of their log, or is "".
+func containerExits(pod *corev1.Pod) string {
+	var b strings.Builder
+	for _, c := range pod.Status.ContainerStatuses {
+		for _, term := range []*corev1.ContainerStateTerminated{c.State.Terminated, c.LastTerminationState.Terminated} {
+			if term != nil {
+				fmt.Fprintf(&b, "%s: exit code %d (%s), restarts %d:\n%s\n", c.Name, term.ExitCode, term.Reason, c.RestartCount, term.Message)
+				break
+			}
+		}
+	}
+	return b.String()
 }
 
 func mustAtoi(t *testing.T, s string) int {
