@@ -166,7 +166,7 @@ func tryNATSCluster(t *testing.T, bin string, p natsPKI, agents []string, try in
 				stop()
 				return nil, fmt.Sprintf("%s not healthy after 60s (last: %v)", node.name, err)
 			}
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond) // a poll of an outside process's health endpoint
 		}
 	}
 	return c, ""

@@ -50,7 +50,7 @@ func waitLeads(t *testing.T, s *Server, want bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("server %s: leads=%v after 60s, want %v", s.rep.id, !want, want)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // a poll: leadership changes say nothing to a listener
 	}
 }
 
@@ -130,7 +130,7 @@ func TestReplicasLeadForwardAndFence(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the fenced leader did not step down and lead again: terms %d (was %d)", a.rep.terms.Load(), changes)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // a poll: leadership changes say nothing to a listener
 	}
 	if err := fenced.Ping(ctx); !errors.Is(err, orchestrator.ErrStopped) {
 		t.Fatalf("the fenced orchestrator: Ping = %v, want ErrStopped", err)
