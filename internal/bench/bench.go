@@ -239,7 +239,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	defer s.Close()
 	if o.Agents > 0 {
 		t0 := time.Now()
-		stopAgents, err := startFleet(ctx, s, o)
+		stopAgents, err := startFleet(ctx, s, o, dir)
 		defer stopAgents()
 		if err != nil {
 			return res, err

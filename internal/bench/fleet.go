@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 // time, and waits until every one has joined. The returned stop ends them
 // (their jobs handed back) and closes their connections; call it even on an
 // error.
-func startFleet(ctx context.Context, s *server.Server, o Options) (stop func(), err error) {
+// Their directories (work, git cache) are under dir, removed with it.
+func startFleet(ctx context.Context, s *server.Server, o Options, dir string) (stop func(), err error) {
 	slots := o.AgentSlots
 	if slots <= 0 {
 		slots = 4
@@ -93,6 +95,7 @@ func startFleet(ctx context.Context, s *server.Server, o Options) (stop func(), 
 			mu.Unlock()
 			a, err := agent.New(nc, agent.Config{
 				ID: id, Pool: "sim", CPUMilli: int64(slots) * 100, Memory: int64(slots) * 64 << 20,
+				WorkDir: filepath.Join(dir, "sim", id, "work"), GitCacheDir: filepath.Join(dir, "sim", id, "git"),
 				HeartbeatInterval: o.HeartbeatInterval, NoCgroups: true, Exec: exec, Logger: o.Logger,
 			})
 			if err != nil {

@@ -74,24 +74,9 @@ type includeRef struct {
 // a file or a list of files, each a path or {file: path}, relative to the
 // including file's directory.
 func (p *parser) includes(n *yaml.Node, field, from string) []includeRef {
-	v := yamlpos.Deref(n)
-	var items []*yaml.Node
-	list := false
-	switch v.Kind {
-	case yaml.ScalarNode:
-		items = []*yaml.Node{n}
-	case yaml.SequenceNode:
-		items, list = v.Content, true
-	default:
-		p.Errorf(n, field, "must be a file or a list of files (include: [ci/common.yaml, {file: ci/deploy.yaml}]), got %s", yamlpos.Describe(v))
-		return nil
-	}
 	var out []includeRef
-	for i, it := range items {
-		f := field
-		if list {
-			f = yamlpos.Index(field, i)
-		}
+	for _, item := range p.OneOrList(n, field, "a file or a list of files (include: [ci/common.yaml, {file: ci/deploy.yaml}])") {
+		it, f := item.Node, item.Field
 		at := it
 		if iv := yamlpos.Deref(it); iv.Kind == yaml.MappingNode {
 			at = nil

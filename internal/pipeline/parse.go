@@ -532,27 +532,12 @@ func (p *parser) condition(n *yaml.Node, field string, job *jobInfo) Condition {
 // artifacts}); it returns the ids, their nodes, and the ids whose artifacts
 // the job does not want.
 func (p *parser) needs(n *yaml.Node, field string) ([]string, []*yaml.Node, []string) {
-	v := yamlpos.Deref(n)
-	var items []*yaml.Node
-	list := false
-	switch v.Kind {
-	case yaml.ScalarNode:
-		items = []*yaml.Node{n}
-	case yaml.SequenceNode:
-		items, list = v.Content, true
-	default:
-		p.Errorf(n, field, "must be a job id or a list of job ids, got %s", yamlpos.Describe(v))
-		return nil, nil, nil
-	}
 	var ids, noArtifacts []string
 	var nodes []*yaml.Node
 	seen := make(map[string]bool)
-	for i, it := range items {
-		f := field
-		if list {
-			f = yamlpos.Index(field, i)
-		}
-		s, at, artifacts, ok := p.need(it, f)
+	for _, it := range p.OneOrList(n, field, "a job id or a list of job ids") {
+		f := it.Field
+		s, at, artifacts, ok := p.need(it.Node, f)
 		if !ok {
 			continue
 		}
@@ -682,27 +667,11 @@ func (p *parser) runsOn(n *yaml.Node, field string, job *jobInfo) Resources {
 }
 
 func (p *parser) labels(n *yaml.Node, field string, job *jobInfo) []string {
-	v := yamlpos.Deref(n)
-	var items []*yaml.Node
-	list := false
-	switch v.Kind {
-	case yaml.ScalarNode:
-		items = []*yaml.Node{n}
-	case yaml.SequenceNode:
-		items, list = v.Content, true
-	default:
-		p.Errorf(n, field, "must be a label or a list of labels, got %s", yamlpos.Describe(v))
-		return nil
-	}
 	var out []string
-	for i, it := range items {
-		f := field
-		if list {
-			f = yamlpos.Index(field, i)
-		}
-		if s, ok := p.Text(it, f); ok {
+	for _, it := range p.OneOrList(n, field, "a label or a list of labels") {
+		if s, ok := p.Text(it.Node, it.Field); ok {
 			out = append(out, s)
-			p.expr(it, f, atRunMade, job)
+			p.expr(it.Node, it.Field, atRunMade, job)
 		}
 	}
 	return out

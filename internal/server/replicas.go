@@ -306,8 +306,10 @@ func (r *replication) respond(m *nats.Msg, rep controlReply) {
 	_ = m.Respond(data)
 }
 
-func (r *replication) onSubmit(m *nats.Msg) {
-	var req controlSubmit
+// serve answers a command a follower forwarded: the request decoded from
+// m, then do on a goroutine of its own (it waits for the loop), with 30 s.
+func serve[T any](r *replication, m *nats.Msg, do func(ctx context.Context, req T) (controlReply, error)) {
+	var req T
 	if err := json.Unmarshal(m.Data, &req); err != nil {
 		r.respond(m, controlReply{Error: "bad request: " + err.Error()})
 		return
@@ -315,53 +317,36 @@ func (r *replication) onSubmit(m *nats.Msg) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		run, err := r.s.submitHere(ctx, RunRequest{File: req.File, Data: req.Data, Tenant: req.Tenant, Inputs: req.Inputs, Includes: req.Includes, Key: req.Key})
+		rep, err := do(ctx, req)
 		if err != nil {
-			r.respond(m, errorReply(err))
-			return
+			rep = errorReply(err)
 		}
-		r.respond(m, controlReply{Run: &run})
+		r.respond(m, rep)
 	}()
+}
+
+func (r *replication) onSubmit(m *nats.Msg) {
+	serve(r, m, func(ctx context.Context, req controlSubmit) (controlReply, error) {
+		run, err := r.s.submitHere(ctx, RunRequest{File: req.File, Data: req.Data, Tenant: req.Tenant, Inputs: req.Inputs, Includes: req.Includes, Key: req.Key})
+		return controlReply{Run: &run}, err
+	})
 }
 
 func (r *replication) onCancel(m *nats.Msg) {
-	var req controlCancel
-	if err := json.Unmarshal(m.Data, &req); err != nil {
-		r.respond(m, controlReply{Error: "bad request: " + err.Error()})
-		return
-	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := r.Cancel(ctx, req.RunID); err != nil {
-			r.respond(m, errorReply(err))
-			return
-		}
-		r.respond(m, controlReply{})
-	}()
+	serve(r, m, func(ctx context.Context, req controlCancel) (controlReply, error) {
+		return controlReply{}, r.Cancel(ctx, req.RunID)
+	})
 }
 
 func (r *replication) onDecide(m *nats.Msg) {
-	var req controlDecide
-	if err := json.Unmarshal(m.Data, &req); err != nil {
-		r.respond(m, controlReply{Error: "bad request: " + err.Error()})
-		return
-	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
+	serve(r, m, func(ctx context.Context, req controlDecide) (controlReply, error) {
 		o := r.current()
 		if o == nil {
-			r.respond(m, errorReply(orchestrator.ErrNotLeader))
-			return
+			return controlReply{}, orchestrator.ErrNotLeader
 		}
 		j, err := o.Decide(ctx, req.RunID, req.JobID, req.Decision)
-		if err != nil {
-			r.respond(m, errorReply(err))
-			return
-		}
-		r.respond(m, controlReply{Job: &j})
-	}()
+		return controlReply{Job: &j}, err
+	})
 }
 
 // Decide approves or rejects a job that waits for an approval: on the

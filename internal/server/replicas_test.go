@@ -14,6 +14,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/state"
+	"github.com/hodei-ci/hodei/internal/store"
 	"github.com/hodei-ci/hodei/internal/store/postgres"
 	"github.com/hodei-ci/hodei/internal/store/postgres/pgtest"
 )
@@ -107,6 +108,33 @@ func TestReplicasLeadForwardAndFence(t *testing.T) {
 	waitRun(ctx, t, b, sub, long.ID)
 	if r, _ := b.Store.GetRun(ctx, long.ID); r.State != state.RunCanceled {
 		t.Fatalf("run %s: %s, want canceled", long.ID, r.State)
+	}
+
+	// An approval through the follower.
+	gated, err := b.SubmitRun(ctx, RunRequest{File: "g.yaml", Data: []byte("name: g\njobs:\n  deploy:\n    environment: production\n    steps: [{run: 'true'}]\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := b.Store.ListJobs(ctx, gated.ID)
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("jobs of %s: %v, %v", gated.ID, jobs, err)
+	}
+	if jobs[0].State != state.JobWaitingApproval {
+		t.Fatalf("job deploy: %s, want %s", jobs[0].State, state.JobWaitingApproval)
+	}
+	decided, err := b.control().Decide(ctx, gated.ID, jobs[0].ID, orchestrator.Decision{Approve: true, By: "alice"})
+	if err != nil {
+		t.Fatalf("approve through the follower: %v", err)
+	}
+	if decided.Decision != store.DecisionApproved || decided.DecidedBy != "alice" {
+		t.Fatalf("the leader's answer: decision %q by %q", decided.Decision, decided.DecidedBy)
+	}
+	waitRun(ctx, t, b, sub, gated.ID)
+	if r, _ := b.Store.GetRun(ctx, gated.ID); r.State != state.RunSucceeded {
+		t.Fatalf("run %s: %s, want succeeded", gated.ID, r.State)
+	}
+	if _, err := b.control().Decide(ctx, gated.ID, jobs[0].ID, orchestrator.Decision{Approve: true, By: "alice"}); !errors.Is(err, orchestrator.ErrNotWaiting) && !errors.Is(err, orchestrator.ErrRunFinal) {
+		t.Fatalf("a second approval through the follower: %v, want not waiting or run final", err)
 	}
 
 	// Fencing: another epoch behind the leader's back.

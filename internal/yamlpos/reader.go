@@ -392,3 +392,30 @@ func (r *Reader) Map(n *yaml.Node, field, want string) (*yaml.Node, bool) {
 	}
 	return v, true
 }
+
+// Item is one value of a field written alone or as a list (OneOrList):
+// its node and its path (the field itself, or field[i] in a list).
+type Item struct {
+	Node  *yaml.Node
+	Field string
+}
+
+// OneOrList returns the values of a field that takes one scalar or a list:
+// the scalar n alone, or each element of the list n. Anything else is
+// reported as "must be WANT, got ..." and gives none. want describes both
+// forms, such as "a label or a list of labels".
+func (r *Reader) OneOrList(n *yaml.Node, field, want string) []Item {
+	v := Deref(n)
+	switch v.Kind {
+	case yaml.ScalarNode:
+		return []Item{{Node: n, Field: field}}
+	case yaml.SequenceNode:
+		items := make([]Item, len(v.Content))
+		for i, it := range v.Content {
+			items[i] = Item{Node: it, Field: Index(field, i)}
+		}
+		return items
+	}
+	r.Errorf(n, field, "must be %s, got %s", want, Describe(v))
+	return nil
+}
