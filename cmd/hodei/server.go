@@ -45,6 +45,7 @@ Example:
 	noCgroups := fs.Bool("no-cgroups", false, "run the attempts of local workers without a cgroup each (no cpu/memory limits, no usage)")
 	unsafeShared := fs.Bool("unsafe-shared-user", false, "run the steps of local workers as the server's own user, without isolation: any job can then read and write the data directory (for machines that cannot isolate steps; see docs/security.md)")
 	ttl := fs.Duration("worker-ttl", 5*time.Second, "how long a worker may stay silent before its jobs go back to the queue")
+	waitAgents := fs.Bool("wait-for-agents", false, "keep a job that no worker and no pool could run queued, waiting for an agent to join over NATS, instead of failing it at once")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM, how long the local workers' running jobs may finish before they are handed back (requeued, not failed)")
 	infra := fs.Int("infra-retries", 2, "new attempts a job gets when attempts are lost to infrastructure (worker lost or restarted, server restarted), without using its retry budget; a job's infra_retries overrides it")
 	poolsFile := fs.String("pools", "", "YAML file of worker pools that the server keeps provisioned (see docs/workers.md)")
@@ -164,6 +165,7 @@ Example:
 		PublicURL:        *publicURL,
 		LocalWorkers:     *localWorkers,
 		WorkerTTL:        *ttl,
+		WaitForAgents:    *waitAgents,
 		DrainTimeout:     *drain,
 		InfraRetries:     infraRetries,
 		Logger:           log,

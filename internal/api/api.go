@@ -16,6 +16,7 @@
 //	GET  /api/v1/permissions              which actions the caller may do (?run=ID: on that run)
 //	GET  /api/v1/workers                  the workers the orchestrator knows
 //	GET  /api/v1/pools                    the worker pools and their providers
+//	GET  /api/v1/pools/{pool}/history     a pool's recent demand, workers, forecast and cost
 //	GET  /api/v1/leader                   which server leads (several servers on one store)
 //	/api/v1/repos, /api/v1/hooks          repositories and their webhooks (repos.go)
 //
@@ -232,6 +233,7 @@ func New(d Deps) http.Handler {
 	route(mux, "/api/v1/permissions", map[string]http.HandlerFunc{"GET": a.permissions})
 	route(mux, "/api/v1/workers", map[string]http.HandlerFunc{"GET": a.workers})
 	route(mux, "/api/v1/pools", map[string]http.HandlerFunc{"GET": a.pools})
+	route(mux, "/api/v1/pools/{pool}/history", map[string]http.HandlerFunc{"GET": a.poolHistory})
 	route(mux, "/api/v1/leader", map[string]http.HandlerFunc{"GET": a.leader})
 	a.repoRoutes(mux)
 	route(mux, "/healthz", map[string]http.HandlerFunc{"GET": a.healthz})

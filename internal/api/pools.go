@@ -11,6 +11,7 @@ import (
 type PoolLister interface {
 	Pools() []workers.PoolStatus
 	Unplaceable() []workers.Demand
+	History(pool string) ([]workers.HistoryPoint, bool)
 }
 
 // pools lists the pools of the worker manager: size, min and max, demand,
@@ -43,4 +44,30 @@ func PoolJSON(p workers.PoolStatus) wire.Pool {
 		out.Account = &a
 	}
 	return out
+}
+
+// poolHistory answers a pool's recent points (demand, workers, forecast,
+// cost) for the pools page's plot. Like the pool list, it is an
+// administrator's endpoint when security is on.
+func (a *api) poolHistory(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("pool")
+	var pts []workers.HistoryPoint
+	ok := false
+	if a.d.Pools != nil {
+		pts, ok = a.d.Pools.History(name)
+	}
+	if !ok {
+		writeError(w, wire.CodeNotFound, "no pool "+name+" (GET /api/v1/pools lists them)")
+		return
+	}
+	out := wire.PoolHistory{Pool: name, Points: make([]wire.PoolPoint, len(pts))}
+	for _, p := range a.d.Pools.Pools() {
+		if p.Name == name {
+			out.Max, out.CostPerHour = p.Max, p.CostPerHour
+		}
+	}
+	for i, p := range pts {
+		out.Points[i] = wire.PoolPoint(p)
+	}
+	writeJSON(w, http.StatusOK, out)
 }

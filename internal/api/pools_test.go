@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hodei-ci/hodei/internal/api"
 	"github.com/hodei-ci/hodei/internal/api/wire"
@@ -103,5 +104,52 @@ func TestPoolsWireUnchanged(t *testing.T) {
 	if len(got.Pools) != 2 || got.Pools[0].Account == nil || got.Pools[0].Account.Cost != 1.25 || *got.Pools[0].Forecast != 3 ||
 		got.Pools[1].LastError != "create: engine down" || len(got.Unplaceable) != 1 || got.Unplaceable[0].Labels[0] != "gpu" {
 		t.Errorf("client.Pools = %+v", got)
+	}
+}
+
+func (f fakePools) History(pool string) ([]workers.HistoryPoint, bool) {
+	for _, p := range f {
+		if p.Name == pool {
+			two, hours, cost := 2, 0.5, 1.0
+			at := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+			return []workers.HistoryPoint{
+				{At: at, Demand: 3, Workers: 1, Busy: 1},
+				{At: at.Add(15 * time.Second), Demand: 1, Workers: 2, Busy: 2, Forecast: &two, WorkerHours: &hours, Cost: &cost},
+			}, true
+		}
+	}
+	return nil, false
+}
+
+// TestPoolHistoryEndpoint: a pool's points come back in order with their
+// forecast and cost; an unknown pool is not_found.
+func TestPoolHistoryEndpoint(t *testing.T) {
+	h := api.New(api.Deps{Pools: fakePools{{Name: "builders", Provider: "docker", Max: 4, CostPerHour: 2, Circuit: "closed"}}})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/pools/builders/history", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	var got wire.PoolHistory
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Pool != "builders" || got.Max != 4 || got.CostPerHour != 2 || len(got.Points) != 2 ||
+		got.Points[0].Demand != 3 || got.Points[0].Forecast != nil || *got.Points[1].Forecast != 2 || *got.Points[1].Cost != 1 {
+		t.Errorf("history: %+v", got)
+	}
+	for _, path := range []string{"/api/v1/pools/nope/history"} {
+		rec = httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		var e wire.Error
+		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || rec.Code != http.StatusNotFound || e.Code != wire.CodeNotFound {
+			t.Errorf("%s: %d %s", path, rec.Code, rec.Body)
+		}
+	}
+	// Without a worker manager no pool has a history.
+	rec = httptest.NewRecorder()
+	api.New(api.Deps{}).ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/pools/builders/history", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("no pools: %d", rec.Code)
 	}
 }

@@ -273,7 +273,7 @@ func (o *Orchestrator) onOutlook(c *change, r *outlookReq) {
 		}
 		out := Outlook{Predicted: o.eng.PredictJob(id)}
 		if _, queued := o.queue[id]; queued {
-			out.Waiting = o.eng.Why(id)
+			out.Waiting = o.why(id)
 		} else if j.rec.State == state.JobPending {
 			out.Waiting = o.pendingReason(j)
 		}
@@ -312,7 +312,7 @@ func (o *Orchestrator) enqueue(j *jobState, now time.Time) {
 	o.queue[j.rec.ID] = j
 	o.eng.Enqueue(j.rec.ID, now)
 	o.dirty = true
-	if o.cfg.FixedFleet {
+	if o.cfg.FailUnrunnable {
 		o.unchecked = append(o.unchecked, j)
 	}
 }
@@ -1002,15 +1002,16 @@ func (o *Orchestrator) schedule(c *change) {
 	o.failUnrunnable(c)
 }
 
-// failUnrunnable fails the jobs enqueued since the last call that no worker
-// of a fixed fleet could ever run (cfg.FixedFleet), once every worker of
-// the fleet has joined: they would wait forever. Before, they stay to be
+// failUnrunnable fails the jobs enqueued since the last call that nothing
+// could ever run (cfg.FailUnrunnable): no live worker, and no pool. It waits
+// until the fleet is known (fleetKnown); before, the jobs stay to be
 // checked.
 func (o *Orchestrator) failUnrunnable(c *change) {
 	if len(o.unchecked) == 0 {
 		return
 	}
-	if !o.fleetJoined() {
+	pools, known := o.fleetKnown(c.now)
+	if !known {
 		if len(o.unchecked) > 2*len(o.queue)+64 {
 			// A worker that never joins must not make the list grow
 			// without bound: keep the jobs still queued.
@@ -1025,7 +1026,7 @@ func (o *Orchestrator) failUnrunnable(c *change) {
 		if _, queued := o.queue[j.rec.ID]; !queued {
 			continue
 		}
-		if why := o.eng.Why(j.rec.ID); why.Never() {
+		if why := o.eng.WhyWith(j.rec.ID, pools); why.Never() {
 			o.finish(c, j, state.JobFailed, "no worker can run it: "+why.Detail)
 		}
 	}
@@ -1033,19 +1034,34 @@ func (o *Orchestrator) failUnrunnable(c *change) {
 	o.unchecked = o.unchecked[:0]
 }
 
-// fleetJoined says every in-process worker has joined since this process
-// started, with the labels and capacity it has now.
-func (o *Orchestrator) fleetJoined() bool {
-	if len(o.cfg.InProcess) == 0 {
-		return false
+// fleetKnown says whether every worker there may be is known: every
+// in-process worker has joined since this process started, with the labels
+// and capacity it has now; the pools are known (and returned); and the
+// agents that connect over NATS have had JoinGrace since Start to join.
+func (o *Orchestrator) fleetKnown(now time.Time) ([]scheduler.Pool, bool) {
+	if now.Sub(o.startedAt) < o.cfg.JoinGrace {
+		return nil, false
 	}
 	for _, id := range o.cfg.InProcess {
 		w := o.workers[id]
 		if w == nil || !w.synced || w.fenced || (w.rec.State != state.WorkerIdle && w.rec.State != state.WorkerBusy) {
-			return false
+			return nil, false
 		}
 	}
-	return true
+	if o.cfg.Pools == nil {
+		return nil, true
+	}
+	return o.cfg.Pools()
+}
+
+// why says why a queued job waits, told of the pools (cfg.Pools) as they
+// are now.
+func (o *Orchestrator) why(jobID string) scheduler.Reason {
+	var pools []scheduler.Pool
+	if o.cfg.Pools != nil {
+		pools, _ = o.cfg.Pools()
+	}
+	return o.eng.WhyWith(jobID, pools)
 }
 
 func (o *Orchestrator) assign(c *change, j *jobState, w *workerState) {

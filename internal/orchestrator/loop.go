@@ -227,6 +227,9 @@ func (o *Orchestrator) apply(ctx context.Context, b *batch) bool {
 		if b.tick {
 			o.checkLeases(c)
 			o.checkApprovals(c)
+			// Jobs queued within the join grace are judged once it
+			// ends, even if nothing else happens.
+			o.failUnrunnable(c)
 		}
 		if o.dirty && c.err == nil {
 			o.schedule(c)

@@ -103,12 +103,24 @@ type Config struct {
 	// restart their attempts cannot have survived, and are lost at once
 	// ("lost: server restarted") instead of after WorkerTTL.
 	InProcess []string
-	// FixedFleet says the workers of InProcess are the only ones there
-	// will ever be (no remote agent can connect, no pool creates
-	// workers): once all of them have joined, a queued job that none
-	// could ever run (labels, size) fails at once with why, instead of
-	// waiting forever. Otherwise such a job waits, and says why (Outlook).
-	FixedFleet bool
+	// FailUnrunnable says that a queued job that nothing could ever run
+	// fails at once with why, instead of waiting forever: no live worker
+	// has its labels or its size, and no pool's shape fits it (Pools). It
+	// is checked once per job, when the job is queued, but only once every
+	// worker of InProcess has joined, the pools are known and JoinGrace
+	// has passed since Start. Without it such a job waits, and says why
+	// (Outlook).
+	FailUnrunnable bool
+	// JoinGrace is how long after Start agents that connect over NATS
+	// (those of before a restart) have to join before a job is judged
+	// unrunnable; zero when none can connect.
+	JoinGrace time.Duration
+	// Pools, when set, returns the worker pools that may grow (the worker
+	// manager's: workers.Manager.SchedulerPools), and false while they are
+	// not known yet. Queued jobs then say when they wait for a pool, or
+	// that the pools they fit are at their max. It is called from the
+	// loop: it must be quick and must not block.
+	Pools func() ([]scheduler.Pool, bool)
 	// Tick is the period of lease checks (250ms by default).
 	Tick time.Duration
 	// MaxBatch bounds the inputs applied in one transaction (2048).
@@ -180,6 +192,8 @@ type Orchestrator struct {
 	js  jetstream.JetStream
 	// passStart is when the running scheduling pass began (its span).
 	passStart time.Time
+	// startedAt is when Start was called (cfg.JoinGrace counts from it).
+	startedAt time.Time
 
 	intake  chan request // see send
 	reports chan jetstream.Msg
@@ -209,7 +223,7 @@ type Orchestrator struct {
 	seq     uint64
 	dirty   bool // something changed that may allow new placements
 	// unchecked are the jobs enqueued since the last check that some
-	// worker could ever run them (cfg.FixedFleet only; see failUnrunnable).
+	// worker could ever run them (cfg.FailUnrunnable only; see failUnrunnable).
 	unchecked []*jobState
 	lastPub   time.Time
 	ids       *idGen
@@ -322,6 +336,7 @@ func (o *Orchestrator) Hub() *hub.Hub { return o.cfg.Hub }
 // Start recovers the state left in the store, creates the streams, and starts
 // consuming worker reports. It returns once the orchestrator is ready.
 func (o *Orchestrator) Start(ctx context.Context) error {
+	o.startedAt = time.Now()
 	ctx = o.epochContext(ctx)
 	if err := bus.EnsureStreams(ctx, o.js, o.cfg.Subjects, o.cfg.Replicas); err != nil {
 		return fmt.Errorf("orchestrator: %w", err)

@@ -152,7 +152,7 @@ func (o *Orchestrator) demand() []DemandView {
 		out = out[:MaxDemandGroups]
 	}
 	for i := range out {
-		out[i].Reason = string(o.eng.Why(out[i].oneJob).Code)
+		out[i].Reason = string(o.why(out[i].oneJob).Code)
 		if out[i].Reason == "" {
 			out[i].Reason = "unplaced" // fits a worker now: the next pass places it
 		}

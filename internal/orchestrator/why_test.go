@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,7 +76,7 @@ func TestQueuedJobSaysWhyItWaits(t *testing.T) {
 // TestFixedFleetFailsWhatNoWorkerCanRun: with a fixed fleet, such jobs fail
 // at once, with why, but only once every worker of the fleet has joined.
 func TestFixedFleetFailsWhatNoWorkerCanRun(t *testing.T) {
-	h := newHarness(t, Config{FixedFleet: true, InProcess: []string{"w1"}})
+	h := newHarness(t, Config{FailUnrunnable: true, InProcess: []string{"w1"}})
 	run := h.submit(tooLarge)
 	huge := h.job(run.ID, "huge")
 	if huge.State != state.JobQueued {
@@ -99,6 +100,54 @@ func TestFixedFleetFailsWhatNoWorkerCanRun(t *testing.T) {
 	run2 := h.submit(tooLarge)
 	if j := h.job(run2.ID, "huge"); j.State != state.JobFailed || !strings.HasPrefix(j.Error, "no worker can run it") {
 		t.Errorf("second run: %s %q, want failed at once", j.State, j.Error)
+	}
+}
+
+// TestUnrunnableWithPoolsFailsAfterTheJoinGrace: with pools and agents that
+// may connect, a job that no worker and no pool could run waits out the join
+// grace (agents of before a restart may come back), then fails with why; from
+// then on such a job fails in the pass that queues it. A job a pool fits waits
+// for the pool, and says when the pool is at its max.
+func TestUnrunnableWithPoolsFailsAfterTheJoinGrace(t *testing.T) {
+	var mu sync.Mutex
+	pool := scheduler.Pool{Name: "dock", Labels: []string{"docker", "linux"}, Capacity: scheduler.Resources{CPUMilli: 2000, Memory: 4 << 30}, Max: 1}
+	pools := func() ([]scheduler.Pool, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		return []scheduler.Pool{pool}, true
+	}
+	const grace = 5 * time.Second
+	h := newHarness(t, Config{FailUnrunnable: true, JoinGrace: grace, Pools: pools})
+	// The grace is long enough for the harness to submit within it on a
+	// busy machine.
+	run := h.submit(tooLarge)
+	huge, docker := h.job(run.ID, "huge"), h.job(run.ID, "docker")
+	if huge.State != state.JobQueued {
+		t.Fatalf("within the join grace: %s, want queued", huge.State)
+	}
+	if got := h.outlook(huge.ID).Waiting; got.Code != scheduler.ReasonTooLarge || !got.Never() {
+		t.Errorf("huge waits for %+v, want %s", got, scheduler.ReasonTooLarge)
+	}
+	if got := h.outlook(docker.ID).Waiting; got.Code != scheduler.ReasonPoolScaling {
+		t.Errorf("docker waits for %+v, want %s", got, scheduler.ReasonPoolScaling)
+	}
+	mu.Lock()
+	pool.Size = 1
+	mu.Unlock()
+	if got := h.outlook(docker.ID).Waiting; got.Code != scheduler.ReasonPoolAtMax || !strings.HasPrefix(got.Detail, "pool dock is at its max of 1 workers") {
+		t.Errorf("docker waits for %+v, want %s", got, scheduler.ReasonPoolAtMax)
+	}
+	h.waitFor(func() bool { return h.job(run.ID, "huge").State.Final() }, "the huge job to fail once the grace is over")
+	want := "no worker can run it: no worker has joined, and no pool's shape is large enough: asks 64 cpu, the largest pool's workers have 2"
+	if j := h.job(run.ID, "huge"); j.State != state.JobFailed || j.Error != want {
+		t.Errorf("huge: %s %q, want failed %q", j.State, j.Error, want)
+	}
+	if j := h.job(run.ID, "docker"); j.State != state.JobQueued {
+		t.Errorf("docker: %s, want still queued for its pool", j.State)
+	}
+	run2 := h.submit(tooLarge)
+	if j := h.job(run2.ID, "huge"); j.State != state.JobFailed || j.Error != want {
+		t.Errorf("second run's huge: %s %q, want failed at once", j.State, j.Error)
 	}
 }
 

@@ -37,7 +37,43 @@ const (
 	// ReasonConcurrency: the job's run is held back by its concurrency
 	// group (the orchestrator's reason).
 	ReasonConcurrency ReasonCode = "concurrency_group"
+	// ReasonPoolAtMax: no running worker can take the job now, a pool's
+	// shape fits it, but every such pool is at its max workers: the
+	// worker manager cannot add one (WhyWith only).
+	ReasonPoolAtMax ReasonCode = "pool_at_max"
+	// ReasonPoolScaling: no running worker can take the job now, and a
+	// pool whose shape fits it is below its max: the worker manager adds
+	// a worker for it (WhyWith only).
+	ReasonPoolScaling ReasonCode = "pool_adding_worker"
 )
+
+// Pool is what the scheduler knows of a worker pool when it says why a job
+// waits: the shape of the workers it would create and how many it has.
+type Pool struct {
+	Name string
+	// Labels are those its workers will have (the shape's and those every
+	// agent has).
+	Labels   []string
+	Capacity Resources
+	// Size is the workers it has now (any state); Max the most it may.
+	Size, Max int
+}
+
+// fits says whether a worker of the pool could run a job that asks req
+// with labels want.
+func (p *Pool) fits(req Resources, want []string) bool {
+	return req.CPUMilli <= p.Capacity.CPUMilli && req.Memory <= p.Capacity.Memory && req.GPU <= p.Capacity.GPU && p.hasLabels(want)
+}
+
+// hasLabels says whether the pool's workers have every label of want.
+func (p *Pool) hasLabels(want []string) bool {
+	for _, l := range want {
+		if !slices.Contains(p.Labels, l) {
+			return false
+		}
+	}
+	return true
+}
 
 // Reason says why a queued job waits: a code and a sentence for people.
 // The zero Reason means the job is not known to wait on the fleet (not
@@ -48,8 +84,60 @@ type Reason struct {
 }
 
 // Never reports whether no worker the engine knows could ever run the job,
-// whatever ends: its labels or its size exceed the whole fleet.
+// whatever ends: its labels or its size exceed the whole fleet (and, from
+// WhyWith, no pool's shape fits it either).
 func (r Reason) Never() bool { return r.Code == ReasonLabels || r.Code == ReasonTooLarge }
+
+// WhyWith is Why, told of the pools a worker manager may grow: a job that
+// no running worker can take now but that fits a pool's shape waits for
+// the pool (ReasonPoolScaling), or says that every pool it fits is at its
+// max (ReasonPoolAtMax); a job that fits no pool either says so. Like Why,
+// it only reads.
+func (e *Engine) WhyWith(jobID string, pools []Pool) Reason {
+	r := e.Why(jobID)
+	if r.Code == "" || len(pools) == 0 {
+		return r
+	}
+	sh := &e.idx.shapes[e.jobs[e.jobIdx[jobID]].shape]
+	lset := e.idx.lsets[sh.lset].labels
+	want := make([]string, len(lset))
+	for k, l := range lset {
+		want[k] = e.idx.labelName(l)
+	}
+	var atMax []string
+	labelled := false  // some pool has the labels
+	var most Resources // largest shape per dimension among them
+	for i := range pools {
+		if pools[i].hasLabels(want) {
+			labelled = true
+			c := pools[i].Capacity
+			most = Resources{max(most.CPUMilli, c.CPUMilli), max(most.Memory, c.Memory), max(most.GPU, c.GPU)}
+		}
+		p := &pools[i]
+		if !p.fits(sh.req, want) {
+			continue
+		}
+		if p.Size < p.Max {
+			return Reason{ReasonPoolScaling, fmt.Sprintf("%s; pool %s adds a worker for it (%d of max %d)", r.Detail, p.Name, p.Size, p.Max)}
+		}
+		atMax = append(atMax, fmt.Sprintf("pool %s is at its max of %d workers", p.Name, p.Max))
+	}
+	switch {
+	case len(atMax) == 0 && r.Code == ReasonNoWorkers && !labelled:
+		return Reason{ReasonLabels, fmt.Sprintf("%s, and no pool's workers have the labels %s", r.Detail, strings.Join(want, ", "))}
+	case len(atMax) == 0 && r.Code == ReasonNoWorkers:
+		return Reason{ReasonTooLarge, r.Detail + ", and no pool's shape is large enough: " + tooLarge(sh.req, most, "pool's workers have")}
+	case len(atMax) == 0 && r.Never():
+		return Reason{r.Code, r.Detail + "; no pool's shape fits it"}
+	case len(atMax) == 0:
+		return r
+	case r.Code == ReasonPriority || r.Code == ReasonFairShare:
+		// Which jobs go first still decides; the pool is why no worker
+		// is added meanwhile.
+		return Reason{r.Code, r.Detail + "; " + strings.Join(atMax, ", ")}
+	}
+	return Reason{ReasonPoolAtMax, strings.Join(atMax, ", ") + "; " + r.Detail}
+}
 
 // Why says why a queued job is not placed. It only reads: it changes no
 // state and no later decision. It costs one pass over the workers, so it is
@@ -112,21 +200,7 @@ func (e *Engine) Why(jobID string) Reason {
 		}
 		return Reason{ReasonLabels, "no worker has all the labels " + strings.Join(names, ", ")}
 	case large == 0:
-		var parts []string
-		if req.CPUMilli > most.CPUMilli {
-			parts = append(parts, fmt.Sprintf("asks %s cpu, the largest worker has %s", formatCPU(req.CPUMilli), formatCPU(most.CPUMilli)))
-		}
-		if req.Memory > most.Memory {
-			parts = append(parts, fmt.Sprintf("asks %s memory, the largest worker has %s", pipelinefile.FormatBytes(req.Memory), pipelinefile.FormatBytes(most.Memory)))
-		}
-		if req.GPU > most.GPU {
-			parts = append(parts, fmt.Sprintf("asks %d gpu, the largest worker has %d", req.GPU, most.GPU))
-		}
-		if len(parts) == 0 {
-			parts = append(parts, fmt.Sprintf("asks %s cpu, %s memory and %d gpu, no single worker has them all",
-				formatCPU(req.CPUMilli), pipelinefile.FormatBytes(req.Memory), req.GPU))
-		}
-		return Reason{ReasonTooLarge, strings.Join(parts, "; ")}
+		return Reason{ReasonTooLarge, tooLarge(req, most, "worker has")}
 	}
 	busy := fmt.Sprintf("%d worker(s) can run it, all busy", large)
 	if e.policy != PolicyHodei {
@@ -149,6 +223,30 @@ func (e *Engine) Why(jobID string) Reason {
 		return Reason{ReasonPriority, fmt.Sprintf("%s; %d queued job(s) of higher priority go first", busy, higher)}
 	}
 	return Reason{ReasonBusy, busy}
+}
+
+// tooLarge says what req asks beyond most, the largest capacity per
+// dimension of the largest "worker has" (or "pool's workers have").
+func tooLarge(req, most Resources, has string) string {
+	var parts []string
+	if req.CPUMilli > most.CPUMilli {
+		parts = append(parts, fmt.Sprintf("asks %s cpu, the largest %s %s", formatCPU(req.CPUMilli), has, formatCPU(most.CPUMilli)))
+	}
+	if req.Memory > most.Memory {
+		parts = append(parts, fmt.Sprintf("asks %s memory, the largest %s %s", pipelinefile.FormatBytes(req.Memory), has, pipelinefile.FormatBytes(most.Memory)))
+	}
+	if req.GPU > most.GPU {
+		parts = append(parts, fmt.Sprintf("asks %d gpu, the largest %s %d", req.GPU, has, most.GPU))
+	}
+	if len(parts) == 0 {
+		single := "no single worker has them all"
+		if has != "worker has" {
+			single = "no single pool's workers have them all"
+		}
+		parts = append(parts, fmt.Sprintf("asks %s cpu, %s memory and %d gpu, %s",
+			formatCPU(req.CPUMilli), pipelinefile.FormatBytes(req.Memory), req.GPU, single))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // heldShare is a tenant's dominant share of the fleet's capacity: the

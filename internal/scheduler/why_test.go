@@ -111,3 +111,59 @@ func TestEngineWhyPriorityAndFairShare(t *testing.T) {
 		mustCheck(t, e)
 	}
 }
+
+// TestEngineWhyWithPools checks the reasons the pools add: a job that no
+// running worker takes now waits for a pool that can still grow, says that
+// the pools it fits are at their max, or says that no pool fits it either
+// (and then nothing can ever run it).
+func TestEngineWhyWithPools(t *testing.T) {
+	t.Parallel()
+	e := NewEngine(Config{})
+	single(e, "t", "lonely", res(1000, 1, 0), 0, e0, "small")
+	small := Pool{Name: "small", Labels: []string{"linux", "small"}, Capacity: res(1000, 2, 0), Size: 0, Max: 1}
+	// No worker at all: the pool adds one, or cannot.
+	if got := e.WhyWith("lonely", []Pool{small}); got.Code != ReasonPoolScaling || !strings.Contains(got.Detail, "pool small adds a worker for it (0 of max 1)") {
+		t.Errorf("pool below max: %+v", got)
+	}
+	small.Size = 1
+	if got := e.WhyWith("lonely", []Pool{small}); got.Code != ReasonPoolAtMax || !strings.HasPrefix(got.Detail, "pool small is at its max of 1 workers; no worker has joined") || got.Never() {
+		t.Errorf("pool at max: %+v", got)
+	}
+	// Its worker joins and takes one job; the next waits for it.
+	e.UpsertWorker(WorkerSpec{ID: "s1", Pool: "small", Labels: []string{"linux", "small"}, Capacity: res(1000, 2, 0)})
+	if as := e.Plan(e0); len(as) != 1 {
+		t.Fatalf("placed %v", as)
+	}
+	single(e, "t", "second", res(1000, 1, 0), 0, e0, "small")
+	single(e, "t", "huge", res(10_000_000, 1, 0), 0, e0)
+	single(e, "t", "gpu", res(100, 1, 0), 0, e0, "gpu")
+	e.Plan(e0)
+	got := e.WhyWith("second", []Pool{small})
+	if got.Code != ReasonPoolAtMax || got.Detail != "pool small is at its max of 1 workers; 1 worker(s) can run it, all busy" {
+		t.Errorf("busy pool at max: %+v", got)
+	}
+	// Without pools the same job only waits for busy workers.
+	if got := e.Why("second"); got.Code != ReasonBusy {
+		t.Errorf("without pools: %+v", got)
+	}
+	for job, code := range map[string]ReasonCode{"huge": ReasonTooLarge, "gpu": ReasonLabels} {
+		got := e.WhyWith(job, []Pool{small})
+		if got.Code != code || !strings.HasSuffix(got.Detail, "; no pool's shape fits it") || !got.Never() {
+			t.Errorf("%s: %+v, want %s that no pool fits", job, got, code)
+		}
+	}
+	// With no worker joined, what fits no pool is never runnable either.
+	e2 := NewEngine(Config{})
+	single(e2, "t", "gpu", res(100, 1, 0), 0, e0, "gpu")
+	single(e2, "t", "huge", res(10_000_000, 1, 0), 0, e0, "small")
+	if got := e2.WhyWith("gpu", []Pool{small}); got.Code != ReasonLabels || !got.Never() ||
+		got.Detail != "no worker has joined, and no pool's workers have the labels gpu" {
+		t.Errorf("no worker, no pool with the label: %+v", got)
+	}
+	if got := e2.WhyWith("huge", []Pool{small}); got.Code != ReasonTooLarge || !got.Never() ||
+		!strings.HasPrefix(got.Detail, "no worker has joined, and no pool's shape is large enough: asks 10000 cpu, the largest pool's workers have 1") {
+		t.Errorf("no worker, no pool large enough: %+v", got)
+	}
+	mustCheck(t, e)
+	mustCheck(t, e2)
+}

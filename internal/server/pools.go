@@ -72,16 +72,18 @@ func (s *Server) startPools() error {
 			Unisolated:        s.opts.UnsafeSharedUser,
 			Hide:              s.hidden(),
 		},
-		View:       s.control().View,
-		Scaler:     scaler,
-		Interval:   s.opts.PoolInterval,
-		Registerer: s.Registry,
-		Logger:     s.log,
+		View:        s.control().View,
+		Scaler:      scaler,
+		Interval:    s.opts.PoolInterval,
+		HistoryStep: s.opts.PoolHistoryStep,
+		Registerer:  s.Registry,
+		Logger:      s.log,
 	})
 	if err != nil {
 		return err
 	}
 	s.Workers = m
+	s.pools.Store(m)
 	go m.Run(context.Background())
 	return nil
 }

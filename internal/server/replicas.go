@@ -195,6 +195,7 @@ func (r *replication) stepDown() {
 	r.s.poolsMu.Lock()
 	r.s.closePools()
 	r.s.Workers = nil
+	r.s.pools.Store(nil)
 	r.s.poolsMu.Unlock()
 	if o != nil {
 		o.Stop()

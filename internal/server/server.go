@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,6 +36,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/pki"
 	"github.com/hodei-ci/hodei/internal/repos"
+	"github.com/hodei-ci/hodei/internal/scheduler"
 	"github.com/hodei-ci/hodei/internal/secrets"
 	"github.com/hodei-ci/hodei/internal/store"
 	"github.com/hodei-ci/hodei/internal/store/postgres"
@@ -80,6 +82,11 @@ type Options struct {
 	WorkDir           string
 	WorkerTTL         time.Duration
 	HeartbeatInterval time.Duration
+	// WaitForAgents keeps a queued job that no worker and no pool could
+	// run waiting (it says why) when agents may connect over NATS; by
+	// default it fails at once, once agents have had WorkerTTL since the
+	// start to join (see orchestrator.Config.FailUnrunnable).
+	WaitForAgents bool
 	// DrainTimeout is how long Close lets the jobs of local agents finish
 	// before it hands them back (see agent.Config.DrainTimeout).
 	DrainTimeout time.Duration
@@ -119,10 +126,13 @@ type Options struct {
 	// cost accounts as metrics. Providers makes the workers of the pools
 	// (required with Pools): `hodei server` registers local, docker and
 	// kubernetes.
-	Pools        *poolsfile.Config
-	Providers    *workers.Registry
-	Scaler       workers.Scaler
-	PoolInterval time.Duration
+	Pools *poolsfile.Config
+	// PoolHistoryStep is how often the worker manager keeps a point of
+	// each pool's history (workers.DefaultHistoryStep when zero).
+	PoolHistoryStep time.Duration
+	Providers       *workers.Registry
+	Scaler          workers.Scaler
+	PoolInterval    time.Duration
 	// AgentCA signs a certificate for each agent the worker manager starts,
 	// for a NATS that requires mutual TLS (NATSTLS with client CAs).
 	AgentCA *pki.CA
@@ -194,8 +204,11 @@ type Server struct {
 	Cron *repos.Cron
 	// Workers is the worker manager of the pools (nil without pools).
 	Workers *workers.Manager
-	scaler  *savedScaler // nil unless Options.Scaler is an *autoscale.Scaler
-	docker  *dockerengine.Docker
+	// pools is the worker manager the orchestrator asks about its pools
+	// (set once it has started).
+	pools  atomic.Pointer[workers.Manager]
+	scaler *savedScaler // nil unless Options.Scaler is an *autoscale.Scaler
+	docker *dockerengine.Docker
 	// Artifacts serves the agents' artifacts and caches.
 	Artifacts     *artifact.Service
 	stopArtifacts func()
@@ -339,6 +352,14 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 // orchConfig is the configuration of this server's orchestrator.
 func (s *Server) orchConfig() orchestrator.Config {
 	o := s.opts
+	// Remote agents may connect: over an external NATS, or through the
+	// embedded one's port. Those of before a restart get a WorkerTTL to
+	// come back before a job is judged unrunnable.
+	agentsMayJoin := o.NATSURL != "" || o.NATSListen != "none"
+	var joinGrace time.Duration
+	if agentsMayJoin {
+		joinGrace = cmp.Or(o.WorkerTTL, 5*time.Second)
+	}
 	return orchestrator.Config{
 		Seal:      s.secretsRT.sealer.Seal,
 		Store:     s.Store,
@@ -349,17 +370,33 @@ func (s *Server) orchConfig() orchestrator.Config {
 		// Local agents die with this process: after a restart, what
 		// they ran is lost at once.
 		InProcess: s.localAgentIDs(),
-		// With no NATS port and no pools, the local agents are the whole
-		// fleet: a job none of them could run fails at once.
-		FixedFleet:   o.NATSURL == "" && o.NATSListen == "none" && o.Pools == nil && o.LocalWorkers > 0,
-		InfraRetries: o.InfraRetries,
-		Aging:        o.SchedulerAging,
-		Metrics:      s.orchMetrics,
-		Logger:       o.Logger,
+		// A job that no worker and no pool could ever run fails at
+		// once, unless agents may connect and the server is told to
+		// wait for them.
+		FailUnrunnable: !(agentsMayJoin && o.WaitForAgents),
+		JoinGrace:      joinGrace,
+		Pools:          s.schedulerPools,
+		InfraRetries:   o.InfraRetries,
+		Aging:          o.SchedulerAging,
+		Metrics:        s.orchMetrics,
+		Logger:         o.Logger,
 		// Every assignment carries the limit, so that remote agents
 		// apply the server's.
 		MaxLogBytes: cmp.Or(o.MaxLogBytes, agent.DefaultMaxLogBytes),
 	}
+}
+
+// schedulerPools is orchestrator.Config.Pools: the pools of the worker
+// manager, not known until it has started.
+func (s *Server) schedulerPools() ([]scheduler.Pool, bool) {
+	if s.opts.Pools == nil {
+		return nil, true
+	}
+	m := s.pools.Load()
+	if m == nil {
+		return nil, false
+	}
+	return m.SchedulerPools(), true
 }
 
 // control is what the API and the repositories ask of the orchestrator:

@@ -84,11 +84,17 @@ type uiEnv struct {
 
 func startUI(t *testing.T) *uiEnv {
 	t.Helper()
+	return startUIWith(t, nil)
+}
+
+// startUIWith is startUI with the server's options edited first.
+func startUIWith(t *testing.T, edit func(*server.Options)) *uiEnv {
+	t.Helper()
 	e := &uiEnv{t: t, exe: chromium(t), shots: screenshots(t)}
 	e.op = oidctest.Start(t, people)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	srv, err := server.Start(ctx, server.Options{
+	o := server.Options{
 		DataDir:          t.TempDir(),
 		NATSListen:       "none",
 		HTTPAddr:         "127.0.0.1:0",
@@ -100,7 +106,11 @@ func startUI(t *testing.T) *uiEnv {
 			OIDC:         &auth.OIDCConfig{Issuer: e.op.Issuer, Audiences: []string{oidctest.ClientHodei}},
 			OnAdminToken: func(tok string) { e.admin = tok },
 		},
-	})
+	}
+	if edit != nil {
+		edit(&o)
+	}
+	srv, err := server.Start(ctx, o)
 	if err != nil {
 		t.Fatalf("server.Start: %v", err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/scheduler"
 	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
@@ -33,6 +34,11 @@ type ManagerConfig struct {
 	// Interval between two decisions (1s).
 	Interval time.Duration
 	Call     CallOptions
+	// HistoryStep is how often a point of each pool's recent history is
+	// kept (DefaultHistoryStep when zero); HistoryLen how many points
+	// (DefaultHistoryLen when zero). See History.
+	HistoryStep time.Duration
+	HistoryLen  int
 	// Registerer receives the metrics (none if nil).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -98,6 +104,34 @@ type Manager struct {
 	// it was last logged.
 	stuck  []Demand
 	warned map[string]time.Time
+	// history is each pool's recent points, oldest first (at most
+	// cfg.HistoryLen); historyAt when the last point was kept.
+	history   map[string][]HistoryPoint
+	historyAt time.Time
+}
+
+// Defaults of ManagerConfig.HistoryStep and HistoryLen: an hour of points.
+const (
+	DefaultHistoryStep = 15 * time.Second
+	DefaultHistoryLen  = 240
+)
+
+// HistoryPoint is a pool at one decision: what `GET
+// /api/v1/pools/{pool}/history` returns and the pools page plots.
+type HistoryPoint struct {
+	At time.Time `json:"at"`
+	// Demand is the queued jobs given to the pool (PoolStatus.Demand).
+	Demand int `json:"demand"`
+	// Workers is the pool's size (any state); Busy those running jobs.
+	Workers int `json:"workers"`
+	Busy    int `json:"busy"`
+	// Forecast is the workers the autoscaler's forecast asked for (absent
+	// when it has none in use).
+	Forecast *int `json:"forecast,omitempty"`
+	// WorkerHours and Cost are the pool's account since the server
+	// started (absent without a scaler that keeps accounts).
+	WorkerHours *float64 `json:"worker_hours,omitempty"`
+	Cost        *float64 `json:"cost,omitempty"`
 }
 
 type managedPool struct {
@@ -170,6 +204,12 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
 	}
+	if cfg.HistoryStep <= 0 {
+		cfg.HistoryStep = DefaultHistoryStep
+	}
+	if cfg.HistoryLen <= 0 {
+		cfg.HistoryLen = DefaultHistoryLen
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -179,7 +219,7 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	m := &Manager{
 		cfg: cfg, log: cfg.Logger.With("component", "workers"), metrics: NewMetrics(cfg.Registerer),
 		pools: map[string]*managedPool{}, events: make(chan Event, 1024), done: make(chan struct{}),
-		owned: map[string]*ownedWorker{},
+		owned: map[string]*ownedWorker{}, history: map[string][]HistoryPoint{},
 	}
 	m.life, m.stop = context.WithCancel(context.Background())
 	for _, pc := range cfg.Pools.Pools {
@@ -517,7 +557,53 @@ func (m *Manager) publishStatus(snap *Snapshot) {
 	}
 	m.mu.Lock()
 	m.status, m.stuck = out, stuck
+	if snap != nil && now.Sub(m.historyAt) >= m.cfg.HistoryStep {
+		m.historyAt = now
+		for _, st := range out {
+			pt := HistoryPoint{At: now, Demand: st.Demand, Workers: st.Size, Busy: st.Busy, Forecast: st.Forecast}
+			if st.Account != nil {
+				pt.WorkerHours, pt.Cost = &st.Account.WorkerHours, &st.Account.Cost
+			}
+			h := append(m.history[st.Name], pt)
+			if len(h) > m.cfg.HistoryLen {
+				h = slices.Clone(h[len(h)-m.cfg.HistoryLen:])
+			}
+			m.history[st.Name] = h
+		}
+	}
 	m.mu.Unlock()
+}
+
+// History returns the recent points of a pool, oldest first: one each
+// ManagerConfig.HistoryStep, the last HistoryLen of them; false if there is
+// no such pool.
+func (m *Manager) History(pool string) ([]HistoryPoint, bool) {
+	if m.pools[pool] == nil {
+		return nil, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.history[pool]), true
+}
+
+// SchedulerPools returns the pools as the scheduler sees them when it says
+// why a job waits (orchestrator.Config.Pools): the shape and labels of the
+// workers each would create, and its size and max as of the last decision.
+func (m *Manager) SchedulerPools() []scheduler.Pool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]scheduler.Pool, 0, len(m.names))
+	for i, name := range m.names {
+		mp := m.pools[name]
+		sh := mp.cfg.Shape
+		p := scheduler.Pool{Name: name, Labels: mp.labels, Max: mp.cfg.Max,
+			Capacity: scheduler.Resources{CPUMilli: sh.CPUMilli, Memory: sh.Memory, GPU: sh.GPU}}
+		if i < len(m.status) && m.status[i].Name == name {
+			p.Size = m.status[i].Size
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // Unplaceable returns the queued demand that fits no running worker and no

@@ -1,5 +1,7 @@
 package wire
 
+import "time"
+
 // PoolList is the answer of GET /api/v1/pools.
 type PoolList struct {
 	Pools []Pool `json:"pools"`
@@ -54,4 +56,31 @@ type Demand struct {
 	GPU      int      `json:"gpu,omitempty"`
 	Labels   []string `json:"labels,omitempty"`
 	Jobs     int      `json:"jobs"`
+}
+
+// PoolHistory is the answer of GET /api/v1/pools/{pool}/history: the
+// pool's recent points, oldest first, one per step of the worker manager's
+// history (an hour by default).
+type PoolHistory struct {
+	Pool        string      `json:"pool"`
+	Max         int         `json:"max"`
+	CostPerHour float64     `json:"cost_per_hour"`
+	Points      []PoolPoint `json:"points"`
+}
+
+// PoolPoint is a pool at one decision of the worker manager.
+type PoolPoint struct {
+	At time.Time `json:"at"`
+	// Demand is the queued jobs given to the pool.
+	Demand int `json:"demand"`
+	// Workers is the pool's size (any state); Busy those running jobs.
+	Workers int `json:"workers"`
+	Busy    int `json:"busy"`
+	// Forecast is the workers the autoscaler's forecast asked for (absent
+	// when it has none in use).
+	Forecast *int `json:"forecast,omitempty"`
+	// WorkerHours and Cost (cost_per_hour × worker-hours) are the pool's
+	// account since the server started (absent without an autoscaler).
+	WorkerHours *float64 `json:"worker_hours,omitempty"`
+	Cost        *float64 `json:"cost,omitempty"`
 }

@@ -94,7 +94,8 @@ type Job struct {
 	ETA *time.Time `json:"eta,omitempty"`
 	// Reason says, with a fixed code, why a queued job is not placed:
 	// no_workers, no_worker_with_labels, no_worker_large_enough,
-	// workers_busy, over_fair_share or lower_priority (empty when the next
+	// workers_busy, pool_adding_worker, pool_at_max, over_fair_share or
+	// lower_priority (empty when the next
 	// scheduling pass may place it), or why a pending job is not queued:
 	// waiting_on_needs or concurrency_group.
 	// ReasonDetail says it in a sentence ("asks 64 cpu, the largest worker

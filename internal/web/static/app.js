@@ -2,6 +2,7 @@
 // No policy lives here: the buttons shown are those GET /api/v1/permissions
 // allows, and every call goes through the API's own checks.
 import { draw, fmt } from './dag.js';
+import { drawHistory } from './plot.js';
 import { newState, render } from './ansi.js';
 
 const main = document.getElementById('main');
@@ -461,7 +462,8 @@ const gib = (b) => (b / 2 ** 30).toFixed(1) + ' GiB';
 function workersView() {
   const workers = h('div', { id: 'workers' });
   const pools = h('div', { id: 'pools' });
-  page('Workers', workers, h('h2', {}, 'Pools'), pools);
+  const plots = h('div', { id: 'pool-plots' });
+  page('Workers', workers, h('h2', {}, 'Pools'), pools, plots);
   poll(async () => {
     const wl = await api('/api/v1/workers');
     workers.replaceChildren(table(['Worker', 'Pool', 'State', 'Labels', 'CPU ', 'Memory ', 'Jobs ', 'Last seen'], wl.workers.map((w) =>
@@ -471,6 +473,9 @@ function workersView() {
         h('td', { class: 'num' }, (w.jobs || []).length), h('td', {}, when(w.last_seen)))), 'No worker.'));
     try {
       const pl = await api('/api/v1/pools');
+      const hists = await Promise.all(pl.pools.map((p) => api(`/api/v1/pools/${encodeURIComponent(p.name)}/history`).catch(() => null)));
+      plots.replaceChildren(...hists.filter(Boolean).map((hist) => h('section', { class: 'pool-plot', 'data-pool': hist.pool },
+        h('h3', {}, `Pool ${hist.pool}`), drawHistory(hist))));
       pools.replaceChildren(table(['Pool', 'Provider', 'Size ', 'Min–max', 'Idle ', 'Busy ', 'Pending ', 'Demand ', 'Forecast ', 'Cost/h ', 'Circuit', 'Last error'],
         pl.pools.map((p) => h('tr', {}, h('td', {}, p.name), h('td', {}, p.provider), h('td', { class: 'num' }, p.size), h('td', {}, `${p.min}–${p.max}`),
           h('td', { class: 'num' }, p.idle), h('td', { class: 'num' }, p.busy), h('td', { class: 'num' }, p.pending), h('td', { class: 'num' }, p.demand),
@@ -479,6 +484,7 @@ function workersView() {
     } catch (e) {
       if (e.status !== 403) throw e;
       pools.replaceChildren(h('p', { class: 'muted' }, 'Your role may not see the pools.'));
+      plots.replaceChildren();
     }
     setStatus('Updated ' + new Date().toLocaleTimeString());
   }, 5000);

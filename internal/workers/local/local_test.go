@@ -9,8 +9,11 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/autoscale"
+	"github.com/hodei-ci/hodei/internal/client"
+	"github.com/hodei-ci/hodei/internal/scheduler"
 	"github.com/hodei-ci/hodei/internal/server"
 	"github.com/hodei-ci/hodei/internal/state"
+	"github.com/hodei-ci/hodei/internal/store"
 	"github.com/hodei-ci/hodei/internal/workers"
 	"github.com/hodei-ci/hodei/internal/workers/workerstest"
 )
@@ -159,9 +162,10 @@ pools:
 	}
 }
 
-// TestJobThatFitsNoPool: a job bigger than every pool's shape creates no
-// worker and is reported as unplaceable (the API's `unplaceable`, a warning
-// in the log) until it is canceled.
+// TestJobThatFitsNoPool: with --wait-for-agents and an open NATS port, a
+// job bigger than every pool's shape creates no worker and is reported as
+// unplaceable (the API's `unplaceable`, a warning in the log) until it is
+// canceled.
 func TestJobThatFitsNoPool(t *testing.T) {
 	s := startServer(t, `
 pools:
@@ -170,7 +174,9 @@ pools:
     min: 0
     max: 2
     shape: {cpu: 1, memory: 256Mi}
-`, 0, nil)
+`, 0, func(o *server.Options) {
+		o.NATSListen, o.WaitForAgents = "", true
+	})
 	run := workerstest.Submit(t, s, `name: too-big
 jobs:
   huge:
@@ -192,4 +198,133 @@ jobs:
 		t.Fatal(err)
 	}
 	workerstest.WaitFor(t, 40*time.Second, "the canceled job to leave the report", func() bool { return len(s.Workers.Unplaceable()) == 0 })
+}
+
+// TestJobThatNothingCanRunFailsAtOnce: on a server with a pool and an open
+// NATS port (agents may join), a job that no worker and no pool could run
+// fails once agents have had the join grace (WorkerTTL) to come back, and
+// from then on in the scheduling pass that queues it, with why.
+func TestJobThatNothingCanRunFailsAtOnce(t *testing.T) {
+	s := startServer(t, `
+pools:
+  small:
+    provider: local
+    min: 0
+    max: 2
+    shape: {cpu: 1, memory: 256Mi, labels: [small]}
+`, 0, func(o *server.Options) { o.NATSListen = "" })
+	const huge = "name: huge\njobs:\n  huge:\n    runs-on: {cpu: 10000}\n    steps: [{run: \"true\"}]\n"
+	const gpu = "name: gpu\njobs:\n  gpu:\n    runs-on: {labels: [gpu]}\n    steps: [{run: \"true\"}]\n"
+	first := workerstest.Submit(t, s, huge)
+	r, jobs := workerstest.WaitRun(t, s, first.ID, 30*time.Second)
+	if r.State != state.RunFailed || !strings.HasPrefix(jobs["huge"].Error, "no worker can run it: no worker has joined, and no pool's shape is large enough: asks 10000 cpu, the largest pool's workers have 1") {
+		t.Fatalf("first run %s, job error %q", r.State, jobs["huge"].Error)
+	}
+	// The grace is over: each fails in the pass that queued it, which
+	// Submit waits for.
+	for _, yaml := range []string{huge, gpu} {
+		run := workerstest.Submit(t, s, yaml)
+		for _, key := range []string{"huge", "gpu"} {
+			if !strings.Contains(yaml, key+":") {
+				continue
+			}
+			j := workerstest.JobByKey(t, s, run.ID, key)
+			if j.State != state.JobFailed || !strings.HasPrefix(j.Error, "no worker can run it: ") {
+				t.Errorf("%s: %s %q, want failed at once", key, j.State, j.Error)
+			}
+			if key == "gpu" && j.Error != "no worker can run it: no worker has joined, and no pool's workers have the labels gpu" {
+				t.Errorf("gpu: %q", j.Error)
+			}
+		}
+	}
+	if st := workerstest.PoolStatus(s, "small"); st.Size != 0 {
+		t.Errorf("pool %+v: want no worker for jobs it cannot run", st)
+	}
+}
+
+// TestQueuedJobSaysPoolAtMax: a job that fits a pool whose workers are all
+// busy and that is at its max says so (pool_at_max, with the pool and its
+// max), in the job's outlook and in hodei_jobs_waiting.
+func TestQueuedJobSaysPoolAtMax(t *testing.T) {
+	s := startServer(t, `
+pools:
+  one:
+    provider: local
+    min: 0
+    max: 1
+    shape: {cpu: 1, memory: 256Mi, labels: [one]}
+`, 0, func(o *server.Options) {
+		o.UnsafeSharedUser = true // the steps wait for a file of the test's temporary directory
+		o.HTTPAddr = "127.0.0.1:0"
+	})
+	gate := filepath.Join(t.TempDir(), "gate")
+	job := `
+    runs-on: {labels: [one], cpu: 1}
+    steps: [{run: 'while [ ! -f "` + gate + `" ]; do sleep 0.02; done'}]`
+	run := workerstest.Submit(t, s, "name: two\njobs:\n  a:"+job+"\n  b:"+job+"\n")
+	var waiting store.Job
+	workerstest.WaitFor(t, 60*time.Second, "one job running on the pool's only worker", func() bool {
+		a, b := workerstest.JobByKey(t, s, run.ID, "a"), workerstest.JobByKey(t, s, run.ID, "b")
+		switch {
+		case a.State == state.JobRunning && b.State == state.JobQueued:
+			waiting = b
+		case b.State == state.JobRunning && a.State == state.JobQueued:
+			waiting = a
+		default:
+			return false
+		}
+		return true
+	})
+	var why scheduler.Reason
+	workerstest.WaitFor(t, 10*time.Second, "the queued job to say the pool is at its max", func() bool {
+		out, err := s.Orch.Outlook(context.Background(), []string{waiting.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		why = out[waiting.ID].Waiting
+		return why.Code == scheduler.ReasonPoolAtMax
+	})
+	const want = "pool one is at its max of 1 workers; 1 worker(s) can run it, all busy"
+	if why.Detail != want {
+		t.Errorf("detail %q, want %q", why.Detail, want)
+	}
+	// The API says it as `hodei runs RUN` and the UI's queue page show it.
+	c, err := client.New("http://"+s.HTTPAddr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.GetRun(context.Background(), run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range got.Jobs {
+		if j.ID == waiting.ID && (j.Reason != "pool_at_max" || j.ReasonDetail != want) {
+			t.Errorf("API: job %s reason %q %q, want pool_at_max %q", j.Key, j.Reason, j.ReasonDetail, want)
+		}
+	}
+	workerstest.WaitFor(t, 10*time.Second, "hodei_jobs_waiting{reason=pool_at_max} to count it", func() bool {
+		mfs, err := s.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "hodei_jobs_waiting" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "reason" && l.GetValue() == "pool_at_max" && m.GetGauge().GetValue() == 1 {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	})
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := workerstest.WaitRun(t, s, run.ID, 90*time.Second); r.State != state.RunSucceeded {
+		t.Errorf("run %s, want succeeded once the pool's worker is free", r.State)
+	}
 }
