@@ -73,8 +73,9 @@ func TestQueuedJobSaysWhyItWaits(t *testing.T) {
 	}
 }
 
-// TestFixedFleetFailsWhatNoWorkerCanRun: with a fixed fleet, such jobs fail
-// at once, with why, but only once every worker of the fleet has joined.
+// TestFixedFleetFailsWhatNoWorkerCanRun: with a fixed fleet (no pools, no
+// agents that may join), such jobs fail at once, with why, but only once
+// every worker of the fleet has joined.
 func TestFixedFleetFailsWhatNoWorkerCanRun(t *testing.T) {
 	h := newHarness(t, Config{FailUnrunnable: true, InProcess: []string{"w1"}})
 	run := h.submit(tooLarge)

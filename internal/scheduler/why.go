@@ -42,8 +42,8 @@ const (
 	// worker manager cannot add one (WhyWith only).
 	ReasonPoolAtMax ReasonCode = "pool_at_max"
 	// ReasonPoolScaling: no running worker can take the job now, and a
-	// pool whose shape fits it is below its max: the worker manager adds
-	// a worker for it (WhyWith only).
+	// pool whose shape fits it is below its max (the worker manager adds
+	// a worker for it), or starting workers (WhyWith only).
 	ReasonPoolScaling ReasonCode = "pool_adding_worker"
 )
 
@@ -55,8 +55,9 @@ type Pool struct {
 	// agent has).
 	Labels   []string
 	Capacity Resources
-	// Size is the workers it has now (any state); Max the most it may.
-	Size, Max int
+	// Size is the workers it has now (any state); Max the most it may;
+	// Starting those of Size created and not joined yet.
+	Size, Max, Starting int
 }
 
 // fits says whether a worker of the pool could run a job that asks req
@@ -119,6 +120,10 @@ func (e *Engine) WhyWith(jobID string, pools []Pool) Reason {
 		}
 		if p.Size < p.Max {
 			return Reason{ReasonPoolScaling, fmt.Sprintf("%s; pool %s adds a worker for it (%d of max %d)", r.Detail, p.Name, p.Size, p.Max)}
+		}
+		if p.Starting > 0 {
+			// At its max, but a worker it created may be this job's.
+			return Reason{ReasonPoolScaling, fmt.Sprintf("%s; pool %s is starting %d worker(s) (%d of max %d)", r.Detail, p.Name, p.Starting, p.Size, p.Max)}
 		}
 		atMax = append(atMax, fmt.Sprintf("pool %s is at its max of %d workers", p.Name, p.Max))
 	}

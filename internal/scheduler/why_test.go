@@ -125,7 +125,11 @@ func TestEngineWhyWithPools(t *testing.T) {
 	if got := e.WhyWith("lonely", []Pool{small}); got.Code != ReasonPoolScaling || !strings.Contains(got.Detail, "pool small adds a worker for it (0 of max 1)") {
 		t.Errorf("pool below max: %+v", got)
 	}
-	small.Size = 1
+	small.Size, small.Starting = 1, 1
+	if got := e.WhyWith("lonely", []Pool{small}); got.Code != ReasonPoolScaling || !strings.Contains(got.Detail, "pool small is starting 1 worker(s) (1 of max 1)") {
+		t.Errorf("pool at max, starting a worker: %+v", got)
+	}
+	small.Starting = 0
 	if got := e.WhyWith("lonely", []Pool{small}); got.Code != ReasonPoolAtMax || !strings.HasPrefix(got.Detail, "pool small is at its max of 1 workers; no worker has joined") || got.Never() {
 		t.Errorf("pool at max: %+v", got)
 	}

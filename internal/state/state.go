@@ -84,7 +84,7 @@ var runMachine = machine[RunState]{
 
 // A job goes back to queued when an attempt fails or is lost and the job has
 // retries left; that starts a new attempt. A queued job fails without an
-// attempt when no worker of a fixed fleet could ever run it; a pending one
+// attempt when no worker and no pool could ever run it; a pending one
 // when its expressions cannot be evaluated once its needs have ended. A job
 // whose environment needs an approval waits for it: approved, it is queued;
 // rejected or timed out, it fails; its run canceled, it is canceled.

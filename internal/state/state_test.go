@@ -326,7 +326,7 @@ func TestSpecificTransitions(t *testing.T) {
 		{"job", string(JobQueued), string(JobWaitingApproval), false},
 		{"job", string(JobQueued), string(JobAssigned), true},
 		{"job", string(JobQueued), string(JobCanceled), true},
-		{"job", string(JobQueued), string(JobFailed), true}, // no worker of a fixed fleet can run it
+		{"job", string(JobQueued), string(JobFailed), true}, // no worker and no pool can run it
 		{"job", string(JobQueued), string(JobRunning), false},
 		{"job", string(JobQueued), string(JobPending), false},
 		{"job", string(JobQueued), string(JobSkipped), false},

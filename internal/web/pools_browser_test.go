@@ -60,13 +60,14 @@ pools:
 	}
 	e.shot(admin, "pools")
 
-	// Two jobs that each take a whole worker: the pool grows to its max of
-	// two, and the plot follows (the page polls the history).
+	// Three jobs that each take a whole worker: the pool grows to its max
+	// of two, and the plot follows (the page polls the history); the third
+	// waits, and the queue page says the pool is at its max.
 	dir := t.TempDir()
 	job := `
     runs-on: {labels: [builders], cpu: 1}
     steps: [{run: 'while [ ! -f "` + filepath.Join(dir, "gate") + `" ]; do sleep 0.05; done'}]`
-	e.submit(e.admin, "name: grow\njobs:\n  a:"+job+"\n  b:"+job+"\n")
+	e.submit(e.admin, "name: grow\njobs:\n  a:"+job+"\n  b:"+job+"\n  c:"+job+"\n")
 	e.until(admin, "two workers in the plot",
 		`[...document.querySelectorAll('#pool-plots polyline[data-series="workers"]')].some(p => p.dataset.values.split(' ').includes('2'))`)
 	var hist wire.PoolHistory
@@ -83,5 +84,9 @@ pools:
 		t.Errorf("history: grew %v, forecast %v, cost %v, max %d, cost/h %v", grew, forecast, cost, hist.Max, hist.CostPerHour)
 	}
 	e.shot(admin, "pools-grown")
+	e.open(admin, "#/queue")
+	e.until(admin, "a job waiting for the pool at its max",
+		`[...document.querySelectorAll('#queue tbody tr')].some(r => r.textContent.includes('pool_at_max') && r.textContent.includes('pool builders is at its max of 2 workers'))`)
+	e.shot(admin, "queue-pool-at-max")
 	gate(t, filepath.Join(dir, "gate"))
 }

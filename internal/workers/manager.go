@@ -599,7 +599,7 @@ func (m *Manager) SchedulerPools() []scheduler.Pool {
 		p := scheduler.Pool{Name: name, Labels: mp.labels, Max: mp.cfg.Max,
 			Capacity: scheduler.Resources{CPUMilli: sh.CPUMilli, Memory: sh.Memory, GPU: sh.GPU}}
 		if i < len(m.status) && m.status[i].Name == name {
-			p.Size = m.status[i].Size
+			p.Size, p.Starting = m.status[i].Size, m.status[i].Pending
 		}
 		out = append(out, p)
 	}
