@@ -59,6 +59,7 @@ function chart(points, series, title, unit) {
 
 function fmtValue(v, unit) {
   if (unit === 'workers') return String(Math.round(v * 10) / 10);
+  if (v < 0.01) return v.toPrecision(2); // a few seconds of one worker
   return v < 10 ? v.toFixed(2) : v.toFixed(0);
 }
 
