@@ -19,8 +19,9 @@ import (
 const (
 	// ShardByPool gives each shard whole pools (workers with the same
 	// labels), balanced by CPU; a pool larger than a shard's share of the
-	// fleet is cut into parts of at most that share first. A pipeline goes
-	// to the shard its ID hashes to among those that can run its jobs.
+	// fleet is cut into parts of at most that share first. A job goes to a
+	// shard that can hold it, drawn by its pipeline's ID in proportion to
+	// each shard's room for it (see partition).
 	ShardByPool = "pool"
 	// ShardByTenant gives each shard a slice of every pool (workers dealt
 	// round-robin) and whole tenants, balanced by their work (CPU-seconds
@@ -40,10 +41,12 @@ type shardPlan struct {
 }
 
 // partition splits w among n shards (see ShardByPool and ShardByTenant).
-// A job goes to its preferred shard (its tenant's, or its pipeline's hash)
-// when a worker there can hold it, else to the next shard that has one; a
-// job that no worker can hold stays in its preferred shard (the run fails
-// as it would unsharded).
+// By tenant, a job goes to its tenant's shard when a worker there can hold
+// it. Otherwise (and always by pool) it goes to one of the shards that can
+// hold it, chosen by its pipeline's ID with a chance in proportion to the
+// shard's room for it (cores, or GPUs for a job that asks for some). A job
+// that no worker can hold goes to a shard chosen by the ID alone (the run
+// fails as it would unsharded).
 func partition(w *Workload, n int, by string) (*shardPlan, error) {
 	if n < 1 || n > MaxShards {
 		return nil, fmt.Errorf("shards %d: want 1 to %d", n, MaxShards)
@@ -128,25 +131,33 @@ func partition(w *Workload, n int, by string) (*shardPlan, error) {
 		}
 	}
 
-	// What each shard can hold: the distinct worker shapes of each pool in
-	// it.
+	// What each shard can hold: the distinct worker shapes in it, and how
+	// many workers have each.
 	type shape struct {
 		shard          int32
 		labels         []string
 		cpu, mem, gpus int64
+		count          int64
 	}
 	var shapes []shape
-	seen := map[string]bool{}
+	shapeOf := map[string]int{}
 	for i, wk := range w.Workers {
 		k := fmt.Sprint(sp.worker[i], wk.Labels, wk.CPUMilli, wk.MemoryMiB, wk.GPU)
-		if !seen[k] {
-			seen[k] = true
-			shapes = append(shapes, shape{sp.worker[i], wk.Labels, wk.CPUMilli, wk.MemoryMiB, int64(wk.GPU)})
+		x, ok := shapeOf[k]
+		if !ok {
+			x = len(shapes)
+			shapeOf[k] = x
+			shapes = append(shapes, shape{sp.worker[i], wk.Labels, wk.CPUMilli, wk.MemoryMiB, int64(wk.GPU), 0})
 		}
+		shapes[x].count++
 	}
 	// can[l] caches, per label set of jobs, the shapes with those labels.
 	can := map[int32][]shape{}
-	fits := func(j int32, s int32) bool {
+	room := make([]float64, n)
+	// capacity sets room[s] to what shard s has for job j: the GPUs (for a
+	// job that asks for some) or the cores of its workers that can hold
+	// it, 0 when none can.
+	capacity := func(j int32) {
 		l := w.JobLabels[j]
 		cs, ok := can[l]
 		if !ok {
@@ -157,12 +168,16 @@ func partition(w *Workload, n int, by string) (*shardPlan, error) {
 			}
 			can[l] = cs
 		}
+		clear(room)
 		for _, sh := range cs {
-			if sh.shard == s && int64(w.JobCPU[j]) <= sh.cpu && int64(w.JobMemMiB[j]) <= sh.mem && int64(w.JobGPU[j]) <= sh.gpus {
-				return true
+			if int64(w.JobCPU[j]) <= sh.cpu && int64(w.JobMemMiB[j]) <= sh.mem && int64(w.JobGPU[j]) <= sh.gpus {
+				if w.JobGPU[j] > 0 {
+					room[sh.shard] += float64(sh.count * sh.gpus)
+				} else {
+					room[sh.shard] += float64(sh.count * max(sh.cpu, 1))
+				}
 			}
 		}
-		return false
 	}
 
 	if by == ShardByTenant {
@@ -186,25 +201,52 @@ func partition(w *Workload, n int, by string) (*shardPlan, error) {
 		}
 	}
 	for _, p := range w.Pipelines {
-		var pref int32
-		if by == ShardByTenant {
-			pref = sp.tenant[p.Tenant]
-		} else {
-			h := fnv.New32a()
-			h.Write([]byte(p.ID))
-			pref = int32(h.Sum32() % uint32(n))
-		}
+		// u, from the pipeline's ID, picks among the shards that can hold
+		// a job, each with a chance in proportion to its room for it: the
+		// jobs of a pipeline stay together when they ask for the same.
+		h := fnv.New64a()
+		h.Write([]byte(p.ID))
+		u := float64(mix(h.Sum64())>>11) / (1 << 53)
 		for j := p.First; j < p.First+p.Jobs; j++ {
-			sp.job[j] = pref
-			for k := range int32(n) {
-				if s := (pref + k) % int32(n); fits(j, s) {
-					sp.job[j] = s
-					break
+			capacity(j)
+			pref := int32(-1)
+			if by == ShardByTenant {
+				pref = sp.tenant[p.Tenant]
+			}
+			var total float64
+			for _, r := range room {
+				total += r
+			}
+			switch {
+			case pref >= 0 && (room[pref] > 0 || total == 0):
+			case total == 0:
+				pref = int32(min(u*float64(n), float64(n-1)))
+			default:
+				x := u * total
+				for s, r := range room {
+					if r > 0 {
+						pref = int32(s)
+						if x < r {
+							break
+						}
+						x -= r
+					}
 				}
 			}
+			sp.job[j] = pref
 		}
 	}
 	return sp, nil
+}
+
+// mix is splitmix64's finalizer: FNV's high bits barely change between IDs
+// that differ in their last characters.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 // ShardLoad is what one shard was given and did.
