@@ -19,9 +19,9 @@ import (
 const (
 	// ShardByPool gives each shard whole pools (workers with the same
 	// labels), balanced by CPU; a pool larger than a shard's share of the
-	// fleet is cut into parts of at most that share first. A job goes to a
-	// shard that can hold it, drawn by its pipeline's ID in proportion to
-	// each shard's room for it (see partition).
+	// fleet is cut into parts of at most that share first. A pipeline
+	// goes to a shard drawn by its ID in proportion to each shard's room
+	// for it (see partition).
 	ShardByPool = "pool"
 	// ShardByTenant gives each shard a slice of every pool (workers dealt
 	// round-robin) and whole tenants, balanced by their work (CPU-seconds
@@ -41,12 +41,12 @@ type shardPlan struct {
 }
 
 // partition splits w among n shards (see ShardByPool and ShardByTenant).
-// By tenant, a job goes to its tenant's shard when a worker there can hold
-// it. Otherwise (and always by pool) it goes to one of the shards that can
-// hold it, chosen by its pipeline's ID with a chance in proportion to the
-// shard's room for it (cores, or GPUs for a job that asks for some). A job
-// that no worker can hold goes to a shard chosen by the ID alone (the run
-// fails as it would unsharded).
+// Each pipeline has a home shard: its tenant's, or by pool one drawn by its
+// ID with a chance in proportion to each shard's room for its first job
+// (cores, or GPUs for a job that asks for some). A job goes home when a
+// worker there can hold it, else to a shard drawn the same way among those
+// that can. A job that no worker can hold stays home (the run fails as it
+// would unsharded).
 func partition(w *Workload, n int, by string) (*shardPlan, error) {
 	if n < 1 || n > MaxShards {
 		return nil, fmt.Errorf("shards %d: want 1 to %d", n, MaxShards)
@@ -200,40 +200,53 @@ func partition(w *Workload, n int, by string) (*shardPlan, error) {
 			given[s] += work[t]
 		}
 	}
+	// draw picks a shard by u, each with a chance in proportion to its
+	// room (the last one with room at u; -1 when none has room).
+	draw := func(u float64) int32 {
+		var total float64
+		for _, r := range room {
+			total += r
+		}
+		pick := int32(-1)
+		x := u * total
+		for s, r := range room {
+			if r > 0 {
+				pick = int32(s)
+				if x < r {
+					break
+				}
+				x -= r
+			}
+		}
+		return pick
+	}
 	for _, p := range w.Pipelines {
-		// u, from the pipeline's ID, picks among the shards that can hold
-		// a job, each with a chance in proportion to its room for it: the
-		// jobs of a pipeline stay together when they ask for the same.
+		// u, from the pipeline's ID, draws its home: its tenant's shard,
+		// or by pool a shard drawn in proportion to its room for the
+		// pipeline's first job. Each job goes home when a worker there can
+		// hold it (a pipeline stays whole when it can), else to a shard
+		// drawn the same way for that job.
 		h := fnv.New64a()
 		h.Write([]byte(p.ID))
 		u := float64(mix(h.Sum64())>>11) / (1 << 53)
+		anywhere := int32(min(u*float64(n), float64(n-1)))
+		home := anywhere
+		if by == ShardByTenant {
+			home = sp.tenant[p.Tenant]
+		} else if p.Jobs > 0 {
+			capacity(p.First)
+			if s := draw(u); s >= 0 {
+				home = s
+			}
+		}
 		for j := p.First; j < p.First+p.Jobs; j++ {
 			capacity(j)
-			pref := int32(-1)
-			if by == ShardByTenant {
-				pref = sp.tenant[p.Tenant]
-			}
-			var total float64
-			for _, r := range room {
-				total += r
-			}
-			switch {
-			case pref >= 0 && (room[pref] > 0 || total == 0):
-			case total == 0:
-				pref = int32(min(u*float64(n), float64(n-1)))
+			switch s := draw(u); {
+			case room[home] > 0 || s < 0:
+				sp.job[j] = home
 			default:
-				x := u * total
-				for s, r := range room {
-					if r > 0 {
-						pref = int32(s)
-						if x < r {
-							break
-						}
-						x -= r
-					}
-				}
+				sp.job[j] = s
 			}
-			sp.job[j] = pref
 		}
 	}
 	return sp, nil
