@@ -35,7 +35,7 @@ Examples:
 	heartbeat := fs.Duration("heartbeat", 0, "the agents' heartbeat interval (the server's default when 0); the worker TTL is 5 times it")
 	startParallel := fs.Int("start-parallel", 64, "agents that start at once")
 	natsURL := fs.String("nats", "", "run the server on this external NATS instead of the embedded one")
-	storeURL := fs.String("store", "", "the server's database: a postgres:// `URL` instead of the SQLite file in a temporary directory")
+	storeURL := fs.String("store", "", "the server's database: sqlite (a file in a temporary directory) or a postgres:// `URL`")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	pos, code, ok := parse(fs, args)
@@ -48,8 +48,11 @@ Examples:
 	if *agents <= 0 || *n <= 0 || *conc <= 0 || *slots <= 0 || *startParallel <= 0 || *rate < 0 || *delay < 0 || *heartbeat < 0 {
 		return usageError(fs, "--agents, --pipelines, --concurrency, --slots and --start-parallel must be positive")
 	}
+	if *storeURL == "sqlite" { // as hodei server spells its default (HODEI_STORE)
+		*storeURL = ""
+	}
 	if *storeURL != "" && !postgres.IsURL(*storeURL) {
-		return usageError(fs, "--store %q: want a postgres:// URL", *storeURL)
+		return usageError(fs, "--store %q: want sqlite or a postgres:// URL", *storeURL)
 	}
 	ctx, stop := signalContext()
 	defer stop()
