@@ -7,12 +7,14 @@ import (
 	"os"
 
 	"github.com/hodei-ci/hodei/internal/bench"
+	"github.com/hodei-ci/hodei/internal/store/postgres"
 )
 
 func benchFleetCmd(args []string) int {
 	fs := flags("bench fleet", "[flags]", `
-Drive one embedded server (SQLite, the orchestrator and scheduler, embedded
-NATS JetStream or the external NATS of --nats) with --agents simulated agents
+Drive one embedded server (SQLite or the PostgreSQL of --store, the
+orchestrator and scheduler, embedded NATS JetStream or the external NATS of
+--nats) with --agents simulated agents
 in this process: each has its own NATS connection, heartbeats, dispatch
 consumer and reports, the real protocol of "hodei agent", and an executor
 that ends every job at once (or after --delay) without running anything.
@@ -22,7 +24,8 @@ process's resident memory (server and agents together).
 
 Examples:
   hodei bench fleet --agents 1000 --pipelines 20000 --concurrency 256
-  hodei bench fleet --agents 5000 --heartbeat 5s --pipelines 50000 --concurrency 1024`)
+  hodei bench fleet --agents 5000 --heartbeat 5s --pipelines 50000 --concurrency 1024
+  hodei bench fleet --agents 500 --store postgres://hodei@127.0.0.1:5432/hodei --pipelines 20000 --concurrency 256`)
 	agents := fs.Int("agents", 100, "simulated agents")
 	n := fs.Int("pipelines", 10000, "one-job pipelines to submit")
 	conc := fs.Int("concurrency", 64, "concurrent submitters, each waiting for its pipeline to end (closed loop)")
@@ -32,6 +35,7 @@ Examples:
 	heartbeat := fs.Duration("heartbeat", 0, "the agents' heartbeat interval (the server's default when 0); the worker TTL is 5 times it")
 	startParallel := fs.Int("start-parallel", 64, "agents that start at once")
 	natsURL := fs.String("nats", "", "run the server on this external NATS instead of the embedded one")
+	storeURL := fs.String("store", "", "the server's database: sqlite (a file in a temporary directory) or a postgres:// `URL`")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	pos, code, ok := parse(fs, args)
@@ -44,6 +48,12 @@ Examples:
 	if *agents <= 0 || *n <= 0 || *conc <= 0 || *slots <= 0 || *startParallel <= 0 || *rate < 0 || *delay < 0 || *heartbeat < 0 {
 		return usageError(fs, "--agents, --pipelines, --concurrency, --slots and --start-parallel must be positive")
 	}
+	if *storeURL == "sqlite" { // as hodei server spells its default (HODEI_STORE)
+		*storeURL = ""
+	}
+	if *storeURL != "" && !postgres.IsURL(*storeURL) {
+		return usageError(fs, "--store %q: want sqlite or a postgres:// URL", *storeURL)
+	}
 	ctx, stop := signalContext()
 	defer stop()
 	stopProfile, err := startCPUProfile(*cpuProfile)
@@ -53,7 +63,7 @@ Examples:
 	defer stopProfile()
 	res, err := bench.Run(ctx, bench.Options{
 		Pipelines: *n, Concurrency: *conc, Rate: *rate, Agents: *agents, AgentDelay: *delay, AgentSlots: *slots,
-		HeartbeatInterval: *heartbeat, StartParallel: *startParallel, NATSURL: *natsURL,
+		HeartbeatInterval: *heartbeat, StartParallel: *startParallel, NATSURL: *natsURL, Store: *storeURL,
 	})
 	if err != nil {
 		if ctx.Err() != nil {

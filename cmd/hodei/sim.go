@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +58,13 @@ starts workers one startup_delay ahead. A worker joins startup_delay after it
 is created. The result adds worker-hours, idle worker-hours, cost and the
 forecast error (see docs/scheduling.md#autoscaling).
 
+With --shards N the fleet and the jobs are split among N independent
+engines, as N scheduler leaders would each run one: --shard-by pool gives
+each shard whole pools (cut when larger than a shard's share), --shard-by
+tenant a slice of every pool and whole tenants. A list (--shards 1,2,4,8)
+runs each and prints a table of the changes against the first (see
+docs/scheduling.md#beyond-one-leader).
+
 Examples:
   hodei sim --generate --jobs 100000 --workers 500 --policy hodei
   hodei sim --generate --jobs 200000 --workers 500 --seed 1 --compare
@@ -66,7 +74,8 @@ Examples:
       --time-scale 1000 --node-fraction 0.2 --compare
   hodei sim --generate --jobs 1000000 --workers 10000 --json   # the scale run
   hodei sim --suite --alibaba-dir DIR --markdown   # DIR: the alibaba-gpu-2023 trace
-  hodei sim --generate --days 7 --jobs 60000 --workers 100 --pools examples/pools/ci.yaml --autoscale predictive`)
+  hodei sim --generate --days 7 --jobs 60000 --workers 100 --pools examples/pools/ci.yaml --autoscale predictive
+  hodei sim --generate --jobs 100000 --workers 500 --hetero --shards 1,2,4,8 --shard-by tenant`)
 	workers := fs.String("workers", "", "the fleet: a CSV `FILE`, or with --generate a number of workers (default 500)")
 	pipelines := fs.String("pipelines", "", "pipelines: a JSON lines `FILE`, one pipeline a line")
 	generate := fs.Bool("generate", false, "generate a synthetic CI-shaped workload")
@@ -113,6 +122,8 @@ Examples:
 	suiteOnly := fs.String("suite-only", "", "with --suite: run only these scenarios (names separated by commas)")
 	aliDir := fs.String("alibaba-dir", "", "with --suite: the `DIR` of the Alibaba GPU trace 2023 (openb_node_list_all_node.csv, openb_pod_list_*.csv); adds its scenarios")
 	markdown := fs.Bool("markdown", false, "with --suite: print the table in Markdown")
+	shardsFlag := fs.String("shards", "1", "split the fleet and the jobs among this many independent engines; a list separated by commas runs each and compares them")
+	shardBy := fs.String("shard-by", sim.ShardByPool, "with --shards: pool (each shard owns whole pools) or tenant (each shard owns whole tenants and a slice of every pool)")
 	var v sim.Variant
 	fs.BoolVar(&v.Hetero, "hetero", false, "with --generate: a fleet of small and large amd64, GPU and arm64 machines (see docs/scheduling.md)")
 	fs.Float64Var(&v.X86Factor, "x86-factor", 0, "with --hetero: x86 cores times this (below 1: CPU contended)")
@@ -164,6 +175,23 @@ Examples:
 	}
 	if *churn < 0 || *aging < 0 || *lookahead < 0 {
 		return usageError(fs, "--churn, --aging and --lookahead must not be negative")
+	}
+	var shardCounts []int
+	for _, f := range strings.Split(*shardsFlag, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > sim.MaxShards {
+			return usageError(fs, "--shards %q: want numbers from 1 to %d separated by commas", *shardsFlag, sim.MaxShards)
+		}
+		shardCounts = append(shardCounts, n)
+	}
+	if *shardBy != sim.ShardByPool && *shardBy != sim.ShardByTenant {
+		return usageError(fs, "--shard-by %q: want pool or tenant", *shardBy)
+	}
+	if len(shardCounts) > 1 && *compare {
+		return usageError(fs, "--compare does not go with a list of --shards")
+	}
+	if slices.Max(shardCounts) > 1 && *poolsFile != "" {
+		return usageError(fs, "--shards does not go with --pools")
 	}
 	var pools *sim.PoolOptions
 	if *poolsFile != "" {
@@ -279,14 +307,26 @@ Examples:
 		fmt.Printf("prepared   in %.1fs\n\n", loadTime.Seconds())
 	}
 	var results []*sim.Result
+	type runOf struct {
+		policy scheduler.Policy
+		shards int
+	}
+	var runs []runOf
 	for _, p := range policies {
+		for _, n := range shardCounts {
+			runs = append(runs, runOf{p, n})
+		}
+	}
+	for _, ro := range runs {
+		p := ro.policy
 		runtime.GC() // each run starts from the same heap
 		r, err := sim.Run(w, sim.Options{Policy: p, Aging: *aging, Lookahead: *lookahead, Scorer: scheduler.Scorer(*scorer),
 			Engine: scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, FairShareDelay: *fairDelay,
 				Slack: *slack, Window: *window},
-			Check: *check, Churn: *churn, ChurnDown: *churnDown, Seed: *seed, Pools: pools})
+			Check: *check, Churn: *churn, ChurnDown: *churnDown, Seed: *seed, Pools: pools,
+			Shards: ro.shards, ShardBy: *shardBy})
 		if err != nil {
-			return fail("sim", fmt.Errorf("policy %s: %w", p, err))
+			return fail("sim", fmt.Errorf("policy %s, %d shards: %w", p, ro.shards, err))
 		}
 		results = append(results, r)
 		if !*asJSON {
@@ -298,7 +338,7 @@ Examples:
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		var v any = results[0]
-		if *compare {
+		if *compare || len(shardCounts) > 1 {
 			v = results
 		}
 		if err := enc.Encode(v); err != nil {
@@ -308,6 +348,9 @@ Examples:
 	}
 	if *compare {
 		sim.WriteComparison(os.Stdout, results)
+	}
+	if len(shardCounts) > 1 {
+		sim.WriteShards(os.Stdout, results)
 	}
 	return exitOK
 }

@@ -68,6 +68,9 @@ type Options struct {
 	// NATSURL runs the server on an external NATS instead of the
 	// embedded one.
 	NATSURL string
+	// Store is the server's database (server.Options.Store): "" for the
+	// SQLite file in DataDir, or a postgres:// URL.
+	Store string
 	// OnExec, if set, is called by the simulated agents with each job they
 	// run (tests count attempts with it).
 	OnExec func(runID, jobID string, attempt int)
@@ -221,7 +224,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	// Each agent may run many trivial jobs at once: give them capacity for
 	// far more than the default job request (100m cpu, 64Mi).
 	sopts := server.Options{
-		DataDir: dir, NATSListen: "none", NATSURL: o.NATSURL, LocalWorkers: o.Workers,
+		DataDir: dir, Store: o.Store, NATSListen: "none", NATSURL: o.NATSURL, LocalWorkers: o.Workers,
 		WorkerCPUMilli: 64 * 100, WorkerMemory: 64 * 64 << 20, Logger: o.Logger,
 		UnsafeSharedUser: o.Unisolated,
 	}

@@ -99,6 +99,11 @@ func WriteResult(out io.Writer, r *Result) {
 	if d.WorkerLosses > 0 {
 		fmt.Fprintf(tw, "  churn\t%d worker losses, %d jobs requeued\n", d.WorkerLosses, d.Requeued)
 	}
+	for i, sh := range r.Shards {
+		fmt.Fprintf(tw, "  shard %d of %d (by %s)\t%s workers (%s cores), %s jobs, %s decisions, %.1fs in Plan\n",
+			i, len(r.Shards), r.ShardBy, thousands(int64(sh.Workers)), thousands(sh.CPUMilli/1000), thousands(int64(sh.Jobs)),
+			thousands(int64(sh.Decisions)), sh.PlanWallS)
+	}
 	tw.Flush()
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "  tenant\tpipelines\tmean completion\tmean critical path\tslowdown\tp95 wait\t\n")
@@ -166,6 +171,38 @@ func WriteComparison(out io.Writer, rs []*Result) {
 			}
 		}
 		fmt.Fprintln(tw, "\t")
+	}
+	tw.Flush()
+}
+
+// WriteShards writes runs of one workload split into different numbers of
+// shards as a table, with each run's change against the first (one
+// engine when the list starts at 1).
+func WriteShards(out io.Writer, rs []*Result) {
+	if len(rs) == 0 {
+		return
+	}
+	base := rs[0]
+	vs := func(v, b float64) string {
+		if b == 0 {
+			return ""
+		}
+		return fmt.Sprintf(" (%+.0f%%)", 100*(v-b)/b)
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "shards\tby\tmean wait\tp95 wait\tp99 wait\tmean pipeline\tworst slowdown\tutilization\tlargest shard's jobs\t\n")
+	for _, r := range rs {
+		n, by, largest := 1, "-", r.Jobs
+		if len(r.Shards) > 0 {
+			n, by, largest = len(r.Shards), r.ShardBy, 0
+			for _, sh := range r.Shards {
+				largest = max(largest, sh.Jobs)
+			}
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%.1fs%s\t%.1fs%s\t%.1fs%s\t%.0fs%s\t%.2f\t%.3f\t%.0f%%\t\n", n, by,
+			r.MeanWaitS, vs(r.MeanWaitS, base.MeanWaitS), r.P95WaitS, vs(r.P95WaitS, base.P95WaitS),
+			r.P99WaitS, vs(r.P99WaitS, base.P99WaitS), r.MeanPipelineS, vs(r.MeanPipelineS, base.MeanPipelineS),
+			r.MaxTenantSlowdown, r.Utilization, 100*float64(largest)/float64(max(r.Jobs, 1)))
 	}
 	tw.Flush()
 }

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"math"
 	"os"
@@ -39,6 +40,10 @@ type Result struct {
 	IdleWorkerHours float64  `json:"idle_worker_hours,omitempty"`
 	Cost            float64  `json:"cost,omitempty"`
 	ForecastMAPE    *float64 `json:"forecast_mape,omitempty"`
+	// With Options.Shards above 1: how the run was split, and what each
+	// shard was given and did.
+	ShardBy string      `json:"shard_by,omitempty"`
+	Shards  []ShardLoad `json:"shards,omitempty"`
 
 	// Tenants and LabelPools break the run down per tenant and per job
 	// label set (the pool a job asks for: "amd64", "gpu", "" for none).
@@ -314,12 +319,29 @@ func (s *Sim) Result() (*Result, error) {
 	r.WorkerHours = float64(len(w.Workers)) * makespan / 3600
 	r.Detail.FleetCost = cost * makespan / 3600
 
-	st := s.Eng.Stats()
-	r.Decisions = st.Decisions
+	for _, e := range s.engs {
+		r.Decisions += e.Stats().Decisions
+	}
+	if len(s.engs) > 1 {
+		r.ShardBy = cmp.Or(s.o.ShardBy, ShardByPool)
+		r.Shards = make([]ShardLoad, len(s.engs))
+		for i, wk := range w.Workers {
+			l := &r.Shards[s.shard.worker[i]]
+			l.Workers++
+			l.CPUMilli += wk.CPUMilli
+		}
+		for _, sh := range s.shard.job {
+			r.Shards[sh].Jobs++
+		}
+		for sh, e := range s.engs {
+			r.Shards[sh].Decisions = e.Stats().Decisions
+			r.Shards[sh].PlanWallS = round3(s.shardWall[sh].Seconds())
+		}
+	}
 	r.Detail.PlanCalls = s.planCalls
 	r.Detail.PlanWallS = s.planWall.Seconds()
 	if s.planWall > 0 {
-		r.DecisionsPerSec = float64(st.Decisions) / s.planWall.Seconds()
+		r.DecisionsPerSec = float64(r.Decisions) / s.planWall.Seconds()
 	}
 	r.WallS = s.wall.Seconds()
 	r.PeakRSSMB = PeakRSSMB()

@@ -40,6 +40,11 @@ type Options struct {
 	// Pools, when set, replace the workload's fleet by pools whose workers
 	// a scaler starts and stops (see pools.go).
 	Pools *PoolOptions
+	// Shards, when above 1, splits the fleet and the jobs among that many
+	// independent engines, split as ShardBy says (ShardByPool when empty;
+	// see shard.go). 0 and 1 run one engine.
+	Shards  int
+	ShardBy string
 }
 
 // Job states.
@@ -117,10 +122,15 @@ func (h *eventHeap) pop() event {
 // Sim is one simulation run of a workload against a fresh engine. Use Run,
 // or NewSim and Step to look at the engine between instants.
 type Sim struct {
-	w   *Workload
-	o   Options
+	w *Workload
+	o Options
+	// Eng is the engine (the first shard's with Options.Shards).
 	Eng *scheduler.Engine
 	adm *scheduler.Admission
+
+	engs      []*scheduler.Engine // one per shard; engs[0] is Eng
+	shard     *shardPlan
+	shardWall []time.Duration // time in each engine's Plan
 
 	now int64
 
@@ -236,13 +246,27 @@ func NewSim(w *Workload, o Options) (*Sim, error) {
 			return nil, err
 		}
 	}
+	if o.Shards > 1 && pools != nil {
+		return nil, fmt.Errorf("shards do not go with pools")
+	}
+	shards, err := partition(w, max(o.Shards, 1), o.ShardBy)
+	if err != nil {
+		return nil, err
+	}
+	engs := make([]*scheduler.Engine, shards.n)
+	for i := range engs {
+		engs[i] = scheduler.NewEngine(scheduler.Config{Policy: o.Policy, Aging: cmp.Or(o.Aging, o.Engine.Aging), Lookahead: o.Lookahead,
+			WorkWeight: o.Engine.WorkWeight, PathWeight: o.Engine.PathWeight, FairShareDelay: o.Engine.FairShareDelay,
+			Slack: o.Engine.Slack, Window: o.Engine.Window})
+	}
 	n := w.NumJobs()
 	s := &Sim{
 		w: w, o: o,
-		Eng: scheduler.NewEngine(scheduler.Config{Policy: o.Policy, Aging: cmp.Or(o.Aging, o.Engine.Aging), Lookahead: o.Lookahead,
-			WorkWeight: o.Engine.WorkWeight, PathWeight: o.Engine.PathWeight, FairShareDelay: o.Engine.FairShareDelay,
-			Slack: o.Engine.Slack, Window: o.Engine.Window}),
-		adm: scheduler.NewAdmission(),
+		Eng:       engs[0],
+		engs:      engs,
+		shard:     shards,
+		shardWall: make([]time.Duration, shards.n),
+		adm:       scheduler.NewAdmission(),
 
 		state:    make([]uint8, n),
 		attempts: make([]uint8, n),
@@ -297,7 +321,7 @@ func NewSim(w *Workload, o Options) (*Sim, error) {
 			ID: wk.ID, Pool: strings.Join(ls, ";"), Labels: wk.Labels, Scorer: o.Scorer,
 			Capacity: scheduler.Resources{CPUMilli: wk.CPUMilli, Memory: wk.MemoryMiB << 20, GPU: wk.GPU},
 		}
-		s.Eng.UpsertWorker(s.wSpec[i])
+		s.workerEng(int32(i)).UpsertWorker(s.wSpec[i])
 		s.wUp[i] = true
 	}
 	s.up = len(w.Workers)
@@ -309,6 +333,12 @@ func NewSim(w *Workload, o Options) (*Sim, error) {
 	}
 	return s, nil
 }
+
+// workerEng returns the engine of worker i's shard.
+func (s *Sim) workerEng(i int32) *scheduler.Engine { return s.engs[s.shard.worker[i]] }
+
+// jobEng returns the engine of job j's shard.
+func (s *Sim) jobEng(j int32) *scheduler.Engine { return s.engs[s.shard.job[j]] }
 
 // JobID is the engine's ID of job j: its global number, zero-padded so that
 // IDs sort in submission order.
@@ -385,7 +415,7 @@ func (s *Sim) Step() bool {
 		case evReturn:
 			s.wUp[e.idx] = true
 			s.up++
-			s.Eng.UpsertWorker(s.wSpec[e.idx])
+			s.workerEng(e.idx).UpsertWorker(s.wSpec[e.idx])
 		default:
 			s.poolEvent(e)
 		}
@@ -439,7 +469,24 @@ func (s *Sim) admit(p int32, now time.Time) {
 				GPU: int(w.JobGPU[j])},
 		}
 	}
-	s.Eng.AddPipeline(spec)
+	if len(s.engs) == 1 {
+		s.Eng.AddPipeline(spec)
+	} else {
+		// Each shard gets the pipeline with its own jobs (needs on another
+		// shard's jobs are unknown to it, and the engine ignores them).
+		for sh, e := range s.engs {
+			part := spec
+			part.Jobs = nil
+			for k := range spec.Jobs {
+				if s.shard.job[pl.First+int32(k)] == int32(sh) {
+					part.Jobs = append(part.Jobs, spec.Jobs[k])
+				}
+			}
+			if len(part.Jobs) > 0 {
+				e.AddPipeline(part)
+			}
+		}
+	}
 	for k := range spec.Jobs {
 		if j := pl.First + int32(k); s.left[j] == 0 {
 			s.enqueue(j, ids[k], now)
@@ -455,7 +502,7 @@ func (s *Sim) enqueue(j int32, id string, now time.Time) {
 	if s.pools != nil {
 		s.pools.jobQueued(s.w, j, 1)
 	}
-	s.Eng.Enqueue(id, now)
+	s.jobEng(j).Enqueue(id, now)
 }
 
 func (s *Sim) finish(j int32, attempt uint8, now time.Time) {
@@ -470,7 +517,7 @@ func (s *Sim) finish(j int32, attempt uint8, now time.Time) {
 	s.done++
 	s.account(j, w.JobDur[j])
 	id := s.JobID(j)
-	s.Eng.Finish(id, now, w.JobDur[j], true)
+	s.jobEng(j).Finish(id, now, w.JobDur[j], true)
 	for _, d := range s.deps[s.depStart[j]:s.depStart[j+1]] {
 		s.left[d]--
 		if s.left[d] == 0 {
@@ -484,7 +531,19 @@ func (s *Sim) finish(j int32, attempt uint8, now time.Time) {
 	}
 	pl := &w.Pipelines[p]
 	s.pfinish[p] = s.now
-	s.Eng.RemovePipeline(pl.ID)
+	if len(s.engs) == 1 {
+		s.Eng.RemovePipeline(pl.ID)
+	} else {
+		var in uint64 // shards holding some of its jobs
+		for j := pl.First; j < pl.First+pl.Jobs; j++ {
+			in |= 1 << s.shard.job[j]
+		}
+		for sh, e := range s.engs {
+			if in&(1<<sh) != 0 {
+				e.RemovePipeline(pl.ID)
+			}
+		}
+	}
 	if pl.Group >= 0 {
 		for _, id := range s.adm.Done(pl.ID) {
 			q, ok := s.held[id]
@@ -545,7 +604,7 @@ func (s *Sim) lose(now time.Time) {
 	s.wUp[wi] = false
 	s.up--
 	s.losses++
-	for _, id := range s.Eng.RemoveWorker(s.w.Workers[wi].ID) {
+	for _, id := range s.workerEng(wi).RemoveWorker(s.w.Workers[wi].ID) {
 		j, ok := s.jobIndex(id)
 		if !ok || s.state[j] != jobRunning {
 			s.err = fmt.Errorf("engine returned job %q from lost worker %s, which is not running", id, s.w.Workers[wi].ID)
@@ -572,10 +631,22 @@ func (s *Sim) lose(now time.Time) {
 }
 
 func (s *Sim) plan(now time.Time) {
-	t0 := time.Now()
-	as := s.Eng.Plan(now)
-	s.planWall += time.Since(t0)
+	for sh := range s.engs {
+		s.planShard(int32(sh), now)
+		if s.err != nil {
+			return
+		}
+	}
 	s.planCalls++
+}
+
+// planShard asks shard sh's engine for a plan and starts its assignments.
+func (s *Sim) planShard(sh int32, now time.Time) {
+	t0 := time.Now()
+	as := s.engs[sh].Plan(now)
+	d := time.Since(t0)
+	s.planWall += d
+	s.shardWall[sh] += d
 	w := s.w
 	for _, a := range as {
 		j, ok := s.jobIndex(a.JobID)
@@ -589,6 +660,9 @@ func (s *Sim) plan(now time.Time) {
 			s.err = fmt.Errorf("at %s the engine assigned job %q, which is not queued (state %d)", time.Duration(s.now), a.JobID, s.state[j])
 		case !s.wUp[wi]:
 			s.err = fmt.Errorf("at %s the engine assigned job %q to lost worker %q", time.Duration(s.now), a.JobID, a.WorkerID)
+		case s.shard.job[j] != sh || s.shard.worker[wi] != sh:
+			s.err = fmt.Errorf("at %s the engine of shard %d assigned job %q of shard %d to worker %q of shard %d",
+				time.Duration(s.now), sh, a.JobID, s.shard.job[j], a.WorkerID, s.shard.worker[wi])
 		}
 		if s.err != nil {
 			return

@@ -9,6 +9,9 @@
 // their submit time, ready jobs are enqueued, the engine plans, and each
 // assignment finishes after the job's true duration, which the engine never
 // sees (it only learns how long finished jobs ran, as in production).
+// With Options.Shards the fleet and the jobs are split among several
+// engines, one per shard, as several scheduler leaders would run them
+// (shard.go).
 //
 // The workload is stored as a struct of arrays indexed by a global job
 // number, with interned strings, so that a million jobs take tens of bytes
