@@ -80,16 +80,6 @@ import (
 	"github.com/hodei-ci/hodei/internal/store/schema"
 )
 
-// Limits of ListRuns, as documented on store.RunFilter.
-const (
-	defaultRunLimit = 50
-	maxRunLimit     = 1000
-)
-
-// defaultLogLimit is the number of chunks ReadLogs returns when its limit is
-// not positive.
-const defaultLogLimit = 1000
-
 // Store is a store.Store kept in a PostgreSQL database. It is safe for
 // concurrent use.
 type Store struct {
@@ -233,9 +223,9 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, e
 	}
 	limit := f.Limit
 	if limit <= 0 {
-		limit = defaultRunLimit
+		limit = schema.DefaultRunLimit
 	}
-	args = append(args, min(limit, maxRunLimit))
+	args = append(args, min(limit, schema.MaxRunLimit))
 
 	q := "SELECT " + schema.RunCols + " FROM runs"
 	if len(where) > 0 {
@@ -273,7 +263,7 @@ func (s *Store) ListAttempts(ctx context.Context, jobID string) ([]store.Attempt
 // 1000.
 func (s *Store) ReadLogs(ctx context.Context, jobID string, afterAttempt int, afterSeq int64, limit int) ([]store.LogChunk, error) {
 	if limit <= 0 {
-		limit = defaultLogLimit
+		limit = schema.DefaultLogLimit
 	}
 	cs, err := query(ctx, s.pool, schema.ScanLog, readLogsSQL, jobID, afterAttempt, afterSeq, limit)
 	if err != nil {
