@@ -360,24 +360,44 @@ func (s *Store) Get(_ context.Context, name string) (Secret, error) {
 
 // GetVersion returns one version of a secret.
 func (s *Store) GetVersion(_ context.Context, name, ver string) (Secret, error) {
-	if err := checkName(name); err != nil {
-		return Secret{}, err
-	}
-	n, err := strconv.Atoi(ver)
+	n, err := parseVersion(name, ver)
 	if err != nil {
-		return Secret{}, nameErr(name, ErrNoVersion)
+		return Secret{}, err
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	_, v, err := s.versionLocked(name, n)
+	if err != nil {
+		return Secret{}, err
+	}
+	return s.secretLocked(name, v)
+}
+
+// parseVersion checks a secret's name and reads the number of one of its
+// versions.
+func parseVersion(name, ver string) (int, error) {
+	if err := checkName(name); err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(ver)
+	if err != nil {
+		return 0, nameErr(name, ErrNoVersion)
+	}
+	return n, nil
+}
+
+// versionLocked returns the record of a secret and its version n
+// (ErrNotFound, ErrNoVersion); s.mu is held.
+func (s *Store) versionLocked(name string, n int) (*record, *version, error) {
 	r := s.data.Secrets[name]
 	if r == nil {
-		return Secret{}, nameErr(name, ErrNotFound)
+		return nil, nil, nameErr(name, ErrNotFound)
 	}
 	v := r.version(n)
 	if v == nil {
-		return Secret{}, nameErr(name, ErrNoVersion)
+		return nil, nil, nameErr(name, ErrNoVersion)
 	}
-	return s.secretLocked(name, v)
+	return r, v, nil
 }
 
 func (s *Store) secretLocked(name string, v *version) (Secret, error) {
@@ -468,22 +488,15 @@ func (s *Store) encrypt(name string, n int, plain []byte) (*version, error) {
 
 // Restore makes an earlier version current again.
 func (s *Store) Restore(_ context.Context, name, ver string) (Meta, error) {
-	if err := checkName(name); err != nil {
-		return Meta{}, err
-	}
-	n, err := strconv.Atoi(ver)
+	n, err := parseVersion(name, ver)
 	if err != nil {
-		return Meta{}, nameErr(name, ErrNoVersion)
+		return Meta{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := s.data.Secrets[name]
-	if old == nil {
-		return Meta{}, nameErr(name, ErrNotFound)
-	}
-	v := old.version(n)
-	if v == nil {
-		return Meta{}, nameErr(name, ErrNoVersion)
+	old, v, err := s.versionLocked(name, n)
+	if err != nil {
+		return Meta{}, err
 	}
 	r := old.clone()
 	r.Current = n
