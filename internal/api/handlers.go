@@ -689,21 +689,17 @@ func (a *api) workers(w http.ResponseWriter, r *http.Request) {
 			if !all && (x.State == state.WorkerLost || x.State == state.WorkerGone) && now.Sub(x.LastSeen) > LostWorkerAge {
 				continue
 			}
-			jobs := x.Jobs
 			if keep != nil {
-				jobs = []string{}
+				// x is a copy: the view's list of jobs stays whole.
+				jobs := []string{}
 				for _, id := range x.Jobs {
 					if keep(id) {
 						jobs = append(jobs, id)
 					}
 				}
+				x.Jobs = jobs
 			}
-			out.Workers = append(out.Workers, wire.Worker{
-				ID: x.ID, Pool: x.Pool, State: x.State, Labels: x.Labels,
-				CPUMilli: x.CPUMilli, MemoryBytes: x.MemoryBytes, GPU: x.GPU,
-				UsedCPUMilli: x.UsedCPUMilli, UsedMemory: x.UsedMemory, UsedGPU: x.UsedGPU,
-				Jobs: jobs, FirstSeen: x.FirstSeen, LastSeen: x.LastSeen,
-			})
+			out.Workers = append(out.Workers, x)
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
