@@ -360,35 +360,25 @@ func (s *Store) Get(_ context.Context, name string) (Secret, error) {
 
 // GetVersion returns one version of a secret.
 func (s *Store) GetVersion(_ context.Context, name, ver string) (Secret, error) {
-	n, err := parseVersion(name, ver)
-	if err != nil {
-		return Secret{}, err
-	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	_, v, err := s.versionLocked(name, n)
+	_, v, err := s.versionLocked(name, ver)
 	if err != nil {
 		return Secret{}, err
 	}
 	return s.secretLocked(name, v)
 }
 
-// parseVersion checks a secret's name and reads the number of one of its
-// versions.
-func parseVersion(name, ver string) (int, error) {
+// versionLocked checks a secret's name and returns its record and its
+// version ver (ErrNotFound, ErrNoVersion); s.mu is held.
+func (s *Store) versionLocked(name, ver string) (*record, *version, error) {
 	if err := checkName(name); err != nil {
-		return 0, err
+		return nil, nil, err
 	}
 	n, err := strconv.Atoi(ver)
 	if err != nil {
-		return 0, nameErr(name, ErrNoVersion)
+		return nil, nil, nameErr(name, ErrNoVersion)
 	}
-	return n, nil
-}
-
-// versionLocked returns the record of a secret and its version n
-// (ErrNotFound, ErrNoVersion); s.mu is held.
-func (s *Store) versionLocked(name string, n int) (*record, *version, error) {
 	r := s.data.Secrets[name]
 	if r == nil {
 		return nil, nil, nameErr(name, ErrNotFound)
@@ -488,18 +478,14 @@ func (s *Store) encrypt(name string, n int, plain []byte) (*version, error) {
 
 // Restore makes an earlier version current again.
 func (s *Store) Restore(_ context.Context, name, ver string) (Meta, error) {
-	n, err := parseVersion(name, ver)
-	if err != nil {
-		return Meta{}, err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old, v, err := s.versionLocked(name, n)
+	old, v, err := s.versionLocked(name, ver)
 	if err != nil {
 		return Meta{}, err
 	}
 	r := old.clone()
-	r.Current = n
+	r.Current = v.N
 	s.data.Secrets[name] = r
 	if err := s.saveLocked(); err != nil {
 		s.restoreLocked(name, old)

@@ -11,15 +11,6 @@ import (
 	"github.com/hodei-ci/hodei/internal/store/schema"
 )
 
-// The queries of the schedule firings, in PostgreSQL's placeholders.
-var (
-	claimFiringSQL    = schema.Rebind(schema.ClaimFiringSQL)
-	lastFiringSQL     = schema.Rebind(schema.LastFiringSQL)
-	listFiringsSQL    = schema.Rebind(schema.ListFiringsSQL)
-	setFiringErrorSQL = schema.Rebind(schema.SetFiringErrorSQL)
-	setFiringRunSQL   = schema.Rebind(schema.SetFiringRunSQL)
-)
-
 // ClaimFiring records f unless a firing with its key was recorded.
 func (s *Store) ClaimFiring(ctx context.Context, f store.Firing) (bool, error) {
 	tag, err := s.pool.Exec(ctx, claimFiringSQL, schema.FiringArgs(f)...)

@@ -135,13 +135,18 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// The read queries, in PostgreSQL's placeholders.
+// The queries of schema, in PostgreSQL's placeholders.
 var (
-	getRunSQL       = schema.Rebind(schema.GetRunSQL)
-	getJobSQL       = schema.Rebind(schema.GetJobSQL)
-	listJobsSQL     = schema.Rebind(schema.ListJobsSQL)
-	listAttemptsSQL = schema.Rebind(schema.ListAttemptsSQL)
-	readLogsSQL     = schema.Rebind(schema.ReadLogsSQL)
+	getRunSQL         = schema.Rebind(schema.GetRunSQL)
+	getJobSQL         = schema.Rebind(schema.GetJobSQL)
+	listJobsSQL       = schema.Rebind(schema.ListJobsSQL)
+	listAttemptsSQL   = schema.Rebind(schema.ListAttemptsSQL)
+	readLogsSQL       = schema.Rebind(schema.ReadLogsSQL)
+	claimFiringSQL    = schema.Rebind(schema.ClaimFiringSQL)
+	lastFiringSQL     = schema.Rebind(schema.LastFiringSQL)
+	listFiringsSQL    = schema.Rebind(schema.ListFiringsSQL)
+	setFiringErrorSQL = schema.Rebind(schema.SetFiringErrorSQL)
+	setFiringRunSQL   = schema.Rebind(schema.SetFiringRunSQL)
 )
 
 func scanWorker(row schema.Scanner) (store.Worker, error) {
