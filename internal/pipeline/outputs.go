@@ -42,12 +42,7 @@ func (p *parser) outputs(n *yaml.Node, field string) []string {
 	}
 	var out []string
 	seen := make(map[string]bool)
-	for i, it := range items {
-		f := yamlpos.Index(field, i)
-		s, ok := p.Text(it, f)
-		if !ok {
-			continue
-		}
+	p.Texts(items, field, func(it *yaml.Node, f, s string) {
 		switch {
 		case !outputNamePattern.MatchString(s):
 			p.Errorf(it, f, "invalid output name %q: must start with a letter or _ and hold only letters, digits and _", s)
@@ -57,7 +52,7 @@ func (p *parser) outputs(n *yaml.Node, field string) []string {
 			seen[strings.ToUpper(s)] = true
 			out = append(out, s)
 		}
-	}
+	})
 	return out
 }
 

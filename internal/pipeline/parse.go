@@ -596,12 +596,7 @@ func (p *parser) secrets(n *yaml.Node, field string) ([]string, []exprRef) {
 	var names []string
 	var refs []exprRef
 	seen := make(map[string]bool)
-	for i, it := range items {
-		f := yamlpos.Index(field, i)
-		s, ok := p.Text(it, f)
-		if !ok {
-			continue
-		}
+	p.Texts(items, field, func(it *yaml.Node, f, s string) {
 		switch {
 		case !envNamePattern.MatchString(s):
 			p.Errorf(it, f, "invalid secret name %q: must start with a letter or _ and hold only letters, digits and _ (it becomes an environment variable)", s)
@@ -614,7 +609,7 @@ func (p *parser) secrets(n *yaml.Node, field string) ([]string, []exprRef) {
 			names = append(names, s)
 			refs = append(refs, exprRef{node: it, field: f})
 		}
-	}
+	})
 	return names, refs
 }
 

@@ -409,6 +409,17 @@ func (r *Reader) List(n *yaml.Node, field, want, empty string) ([]*yaml.Node, bo
 	return v.Content, true
 }
 
+// Texts calls each with every element of items that is a non-empty string
+// (see Text), with its path field[i].
+func (r *Reader) Texts(items []*yaml.Node, field string, each func(n *yaml.Node, field, s string)) {
+	for i, it := range items {
+		f := Index(field, i)
+		if s, ok := r.Text(it, f); ok {
+			each(it, f, s)
+		}
+	}
+}
+
 // Item is one value of a field written alone or as a list (OneOrList):
 // its node and its path (the field itself, or field[i] in a list).
 type Item struct {
