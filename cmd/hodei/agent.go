@@ -49,12 +49,8 @@ Example:
 	tf := addTLSFlags(fs, "the agent's certificate (\"hodei ca issue agent ID\"); its id is the default --id",
 		"CA of the server's certificate (with --tls-cert and --tls-key: mutual TLS)")
 	lf := addLogFlags(fs, "info")
-	pos, code, ok := parse(fs, args)
-	if !ok {
+	if code, ok := parseNoArgs(fs, args); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		return usageError(fs, "unexpected argument %q", pos[0])
 	}
 	cfg := agent.Config{ID: *id, Pool: *pool, WorkDir: *workDir, GitCacheDir: *gitCache, HeartbeatInterval: *hb, Once: *once, ContainerNetwork: *containerNet, Unisolated: *unsafeShared, NoCgroups: *noCgroups}
 	var tlsDirs []string

@@ -27,20 +27,7 @@ request id), in a hash-chained file of the data directory.
 `
 
 func auditCmd(args []string) int {
-	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, auditUsage)
-		return exitUsage
-	}
-	if code, ok := runSub(args, []sub{{"verify", auditVerify}, {"query", auditQuery}}); ok {
-		return code
-	}
-	switch args[0] {
-	case "help", "-h", "-help", "--help":
-		fmt.Print(auditUsage)
-		return exitOK
-	}
-	fmt.Fprintf(os.Stderr, "hodei audit: unknown subcommand %q\n\n%s", args[0], auditUsage)
-	return exitUsage
+	return runSubUsage("audit", auditUsage, args, []sub{{"verify", auditVerify}, {"query", auditQuery}})
 }
 
 func auditVerify(args []string) int {
@@ -60,12 +47,8 @@ Example:
 	file := fs.String("file", "", "the audit file (default: DATA-DIR/audit/audit.jsonl)")
 	head := fs.String("head", "", "a head recorded earlier, SEQ:HASH")
 	asJSON := addJSONFlag(fs)
-	pos, code, ok := parse(fs, args)
-	if !ok {
+	if code, ok := parseNoArgs(fs, args); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		return usageError(fs, "unexpected argument %q", pos[0])
 	}
 	path := *file
 	if path == "" {
@@ -155,30 +138,17 @@ Examples:
 		}
 	}
 	q.Set("limit", strconv.Itoa(*limit))
-	ctx, stop := signalContext()
-	defer stop()
-	var l api.AuditList
-	if err := c.JSON(ctx, "GET", "/api/v1/audit", q, nil, &l); err != nil {
-		return apiFail("audit query", err)
-	}
-	if *asJSON {
-		return printJSON(l)
-	}
-	if len(l.Records) == 0 {
-		fmt.Println("no records")
-		return exitOK
-	}
-	rows := make([][]string, len(l.Records))
-	for i, r := range l.Records {
-		who := r.Principal
-		if r.PrincipalName != "" && !strings.HasSuffix(who, ":"+r.PrincipalName) {
-			who += " (" + r.PrincipalName + ")"
-		}
-		rows[i] = []string{strconv.FormatInt(r.Seq, 10), cli.FormatTime(r.Time), who, r.Action, r.Resource,
-			strings.ToUpper(r.Decision), r.Remote, r.RequestID, r.Reason}
-	}
-	if err := cli.Table(os.Stdout, []string{"SEQ", "TIME", "PRINCIPAL", "ACTION", "RESOURCE", "DECISION", "FROM", "REQUEST", "WHY"}, rows); err != nil {
-		return fail("audit query", err)
-	}
-	return exitOK
+	return callAPI("audit query", *asJSON, apiJSON[api.AuditList](c, "GET", "/api/v1/audit", q, nil),
+		func(l api.AuditList) int {
+			rows := make([][]string, len(l.Records))
+			for i, r := range l.Records {
+				who := r.Principal
+				if r.PrincipalName != "" && !strings.HasSuffix(who, ":"+r.PrincipalName) {
+					who += " (" + r.PrincipalName + ")"
+				}
+				rows[i] = []string{strconv.FormatInt(r.Seq, 10), cli.FormatTime(r.Time), who, r.Action, r.Resource,
+					strings.ToUpper(r.Decision), r.Remote, r.RequestID, r.Reason}
+			}
+			return printTable("audit query", "no records", []string{"SEQ", "TIME", "PRINCIPAL", "ACTION", "RESOURCE", "DECISION", "FROM", "REQUEST", "WHY"}, rows)
+		})
 }

@@ -2,12 +2,9 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -144,20 +141,9 @@ func TestAuditVerifyCommand(t *testing.T) {
 // TestTokenAndAuditCommands drives "hodei token" and "hodei audit query"
 // against a secured server, as its local admin.
 func TestTokenAndAuditCommands(t *testing.T) {
-	t.Setenv("HODEI_CREDENTIALS", filepath.Join(t.TempDir(), "credentials.json"))
 	var admin string
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := server.Start(ctx, server.Options{
-		DataDir: t.TempDir(), NATSListen: "none", HTTPAddr: "127.0.0.1:0",
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Security: server.SecurityOptions{Enabled: true, OnAdminToken: func(tok string) { admin = tok }},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	base := "http://" + srv.HTTPAddr()
+	srv, base := startServer(t, server.Options{NATSListen: "none",
+		Security: server.SecurityOptions{Enabled: true, OnAdminToken: func(tok string) { admin = tok }}})
 
 	// Without credentials: refused.
 	t.Setenv("HODEI_TOKEN", "")

@@ -40,12 +40,8 @@ Examples:
 	unsafeShared := fs.Bool("unsafe-shared-user", false, "run the steps without isolation, to measure what it costs")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
-	pos, code, ok := parse(fs, args)
-	if !ok {
+	if code, ok := parseNoArgs(fs, args); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		return usageError(fs, "unexpected argument %q", pos[0])
 	}
 	if *n <= 0 || *conc <= 0 || *workers <= 0 || *rate < 0 {
 		return usageError(fs, "--pipelines, --concurrency and --workers must be positive")

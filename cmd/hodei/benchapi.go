@@ -41,12 +41,8 @@ Examples:
 	pid := fs.Int("pid", 0, "with --server: the server's process id, to measure its CPU time per request")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process during the run (the embedded server and the load generator)")
-	pos, code, ok := parse(fs, args)
-	if !ok {
+	if code, ok := parseNoArgs(fs, args); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		return usageError(fs, "unexpected argument %q", pos[0])
 	}
 	weights := map[string]int{}
 	for _, part := range strings.Split(*mix, ",") {

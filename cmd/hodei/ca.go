@@ -34,19 +34,7 @@ Example:
   hodei ca init --pki-dir /etc/hodei/pki
   hodei ca issue server ci --dns ci.example.com --ip 10.0.0.5 --pki-dir /etc/hodei/pki
   hodei ca issue agent builder-1 --pki-dir /etc/hodei/pki`)
-	if len(args) == 0 {
-		return usageError(fs, "want a subcommand: init or issue")
-	}
-	if code, ok := runSub(args, []sub{{"init", caInit}, {"issue", caIssue}}); ok {
-		return code
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fs.SetOutput(os.Stdout)
-		fs.Usage()
-		return exitOK
-	}
-	return usageError(fs, "unknown subcommand %q: want init or issue", args[0])
+	return runSubFlags(fs, args, []sub{{"init", caInit}, {"issue", caIssue}}, "init or issue")
 }
 
 func addPKIDir(fs *flag.FlagSet) *string {
@@ -59,12 +47,8 @@ Create a new certificate authority in --pki-dir: ca.crt (to give to every
 client, agent and server) and ca.key (0600; keep it offline if you can).`)
 	dir := addPKIDir(fs)
 	name := fs.String("name", "Hodei internal CA", "common name of the CA")
-	pos, code, ok := parse(fs, args)
-	if !ok {
+	if code, ok := parseNoArgs(fs, args); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		return usageError(fs, "unexpected argument %q", pos[0])
 	}
 	ca, err := pki.Init(*dir, *name)
 	if err != nil {

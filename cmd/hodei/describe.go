@@ -2,7 +2,9 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 )
@@ -84,6 +86,45 @@ func runSub(args []string, subs []sub) (code int, ok bool) {
 	}
 	return 0, false
 }
+
+// runSubUsage is the dispatch of a command (name) made of subcommands and
+// described by usage: it runs the subcommand args name, or prints usage
+// (to the standard output for help, with exit code 2 to the standard error
+// when there is none or it is unknown).
+func runSubUsage(name, usage string, args []string, subs []sub) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return exitUsage
+	}
+	if code, ok := runSub(args, subs); ok {
+		return code
+	}
+	if isHelpArg(args[0]) {
+		fmt.Print(usage)
+		return exitOK
+	}
+	fmt.Fprintf(os.Stderr, "hodei %s: unknown subcommand %q\n\n%s", name, args[0], usage)
+	return exitUsage
+}
+
+// runSubFlags is runSubUsage for a command whose usage is its flag set's;
+// want lists the subcommands in the usage error.
+func runSubFlags(fs *flag.FlagSet, args []string, subs []sub, want string) int {
+	if len(args) == 0 {
+		return usageError(fs, "want a subcommand: %s", want)
+	}
+	if code, ok := runSub(args, subs); ok {
+		return code
+	}
+	if isHelpArg(args[0]) {
+		fs.SetOutput(os.Stdout)
+		fs.Usage()
+		return exitOK
+	}
+	return usageError(fs, "unknown subcommand %q: want %s", args[0], want)
+}
+
+func isHelpArg(a string) bool { return a == "help" || a == "-h" || a == "-help" || a == "--help" }
 
 // describer holds the command being described; its lock is held for the
 // whole of describeCommands, so commands run normally meanwhile (which

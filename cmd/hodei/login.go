@@ -46,12 +46,8 @@ Examples:
 	listen := fs.String("listen", "127.0.0.1:0", "loopback address of the PKCE redirect")
 	token := fs.String("save-token", "", `save this Hodei token ("-": read it from the standard input)`)
 	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for the sign-in")
-	pos, code, ok := parse(fs, args)
-	if !ok {
+	if code, ok := parseNoArgs(fs, args); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		return usageError(fs, "unexpected argument %q", pos[0])
 	}
 	path, err := auth.CredentialsPath()
 	if err != nil {

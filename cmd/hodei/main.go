@@ -175,6 +175,15 @@ func parse(fs *flag.FlagSet, args []string) (pos []string, code int, ok bool) {
 	return pos, exitOK, true
 }
 
+// parseNoArgs is parse for a command that takes flags but no arguments.
+func parseNoArgs(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return code, false
+	}
+	return checkArgs(fs, pos, 0, "")
+}
+
 // usageError reports a mistake in the arguments of a command.
 func usageError(fs *flag.FlagSet, format string, a ...any) int {
 	fmt.Fprintf(os.Stderr, "hodei %s: %s\n\n", fs.Name(), fmt.Sprintf(format, a...))

@@ -39,12 +39,8 @@ Example:
 	out := fs.String("out", "", "file to write (default: standard output)")
 	tf := addTLSFlags(fs, "the node's certificate (\"hodei ca issue server NAME --dns HOST --ip ADDR\"): to clients and to the other nodes (required)",
 		"the internal CA's certificate: clients and other nodes must present a certificate it signed (required)")
-	pos, code, ok := parse(fs, args)
-	if !ok {
+	if code, ok := parseNoArgs(fs, args); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		return usageError(fs, "unexpected argument %q", pos[0])
 	}
 	var rs []string
 	for _, r := range strings.Split(*routes, ",") {

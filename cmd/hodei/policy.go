@@ -28,20 +28,7 @@ Without --policies, the embedded defaults are used. Run "hodei policy test
 `
 
 func policyCmd(args []string) int {
-	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, policyUsage)
-		return exitUsage
-	}
-	if code, ok := runSub(args, []sub{{"check", policyCheck}, {"test", policyTest}, {"show", policyShow}, {"schema", policySchema}}); ok {
-		return code
-	}
-	switch args[0] {
-	case "help", "-h", "-help", "--help":
-		fmt.Print(policyUsage)
-		return exitOK
-	}
-	fmt.Fprintf(os.Stderr, "hodei policy: unknown subcommand %q\n\n%s", args[0], policyUsage)
-	return exitUsage
+	return runSubUsage("policy", policyUsage, args, []sub{{"check", policyCheck}, {"test", policyTest}, {"show", policyShow}, {"schema", policySchema}})
 }
 
 func loadPolicies(dir string) (*authz.Policies, error) {
@@ -57,12 +44,8 @@ Validate policies against the schema, as the server does at start. Problems
 are listed as file:line:column.`)
 	dir := fs.String("policies", "", "directory of *.cedar files (and optionally a *.cedarschema)")
 	asJSON := addJSONFlag(fs)
-	pos, code, ok := parse(fs, args)
-	if !ok {
+	if code, ok := parseNoArgs(fs, args); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		return usageError(fs, "unexpected argument %q", pos[0])
 	}
 	p, err := loadPolicies(*dir)
 	if *asJSON {
@@ -122,12 +105,8 @@ Example:
 	one := fs.String("request", "", "one request, as JSON")
 	file := fs.String("requests", "", "a file of requests")
 	asJSON := addJSONFlag(fs)
-	pos, code, ok := parse(fs, args)
-	if !ok {
+	if code, ok := parseNoArgs(fs, args); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		return usageError(fs, "unexpected argument %q", pos[0])
 	}
 	var data []byte
 	switch {
@@ -216,12 +195,8 @@ func policySchema(args []string) int {
 Print Hodei's Cedar schema: in Cedar's own syntax, or in its JSON form (what
 an Amazon Verified Permissions policy store takes).`)
 	asJSON := fs.Bool("json", false, "print the JSON form")
-	pos, code, ok := parse(fs, args)
-	if !ok {
+	if code, ok := parseNoArgs(fs, args); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		return usageError(fs, "unexpected argument %q", pos[0])
 	}
 	if !*asJSON {
 		os.Stdout.Write(authz.DefaultSchema())
@@ -243,12 +218,8 @@ an Amazon Verified Permissions policy store takes).`)
 func policyShow(args []string) int {
 	fs := flags("policy show", "", `
 Print the default policies: the ones a server without --policies uses.`)
-	pos, code, ok := parse(fs, args)
-	if !ok {
+	if code, ok := parseNoArgs(fs, args); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		return usageError(fs, "unexpected argument %q", pos[0])
 	}
 	if _, err := os.Stdout.Write(authz.DefaultPolicyText()); err != nil {
 		return fail("policy show", err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"math"
+	"net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -33,14 +34,74 @@ func addServerFlag(fs *flag.FlagSet) *string {
 // clientNoArgs parses a command that takes flags but no arguments and
 // returns its API client; *server is read after the flags are parsed.
 func clientNoArgs(fs *flag.FlagSet, args []string, server *string) (*client.Client, int, bool) {
+	_, c, code, ok := clientArgs(fs, args, server, 0, "")
+	return c, code, ok
+}
+
+// clientArgs parses a command that takes n arguments (want says which, in
+// the usage error when there are not n) and returns them with its API
+// client; *server is read after the flags are parsed.
+func clientArgs(fs *flag.FlagSet, args []string, server *string, n int, want string) ([]string, *client.Client, int, bool) {
 	pos, code, ok := parse(fs, args)
 	if !ok {
-		return nil, code, false
+		return nil, nil, code, false
 	}
-	if len(pos) > 0 {
-		return nil, usageError(fs, "unexpected argument %q", pos[0]), false
+	if code, ok := checkArgs(fs, pos, n, want); !ok {
+		return nil, nil, code, false
 	}
-	return newClient(fs, *server)
+	c, code, ok := newClient(fs, *server)
+	return pos, c, code, ok
+}
+
+// checkArgs checks that a command was given n arguments: want says which
+// in the usage error (with n 0: the first argument is unexpected).
+func checkArgs(fs *flag.FlagSet, pos []string, n int, want string) (int, bool) {
+	switch {
+	case len(pos) == n:
+		return exitOK, true
+	case n == 0:
+		return usageError(fs, "unexpected argument %q", pos[0]), false
+	}
+	return usageError(fs, "%s", want), false
+}
+
+// callAPI makes one call to the API (cmd names the command in its error),
+// with a context that ends at SIGINT or SIGTERM, and prints its result as
+// JSON with --json (asJSON) or else with text.
+func callAPI[T any](cmd string, asJSON bool, call func(context.Context) (T, error), text func(T) int) int {
+	ctx, stop := signalContext()
+	defer stop()
+	v, err := call(ctx)
+	if err != nil {
+		return apiFail(cmd, err)
+	}
+	if asJSON {
+		return printJSON(v)
+	}
+	return text(v)
+}
+
+// apiJSON is the call of callAPI that sends body (if not nil) to path
+// with method and query q and decodes the answer into a T.
+func apiJSON[T any](c *client.Client, method, path string, q url.Values, body any) func(context.Context) (T, error) {
+	return func(ctx context.Context) (T, error) {
+		var v T
+		err := c.JSON(ctx, method, path, q, body, &v)
+		return v, err
+	}
+}
+
+// printTable prints rows under header, or none (what to say when there
+// are no rows); cmd names the command in an error.
+func printTable(cmd, none string, header []string, rows [][]string) int {
+	if len(rows) == 0 {
+		fmt.Println(none)
+		return exitOK
+	}
+	if err := cli.Table(os.Stdout, header, rows); err != nil {
+		return fail(cmd, err)
+	}
+	return exitOK
 }
 
 func newClient(fs *flag.FlagSet, server string) (*client.Client, int, bool) {
@@ -489,28 +550,15 @@ Example:
   hodei cancel 0194d2a9f3c0000a1b2`)
 	server := addServerFlag(fs)
 	asJSON := addJSONFlag(fs)
-	pos, code, ok := parse(fs, args)
+	pos, c, code, ok := clientArgs(fs, args, server, 1, "want one RUN id")
 	if !ok {
 		return code
 	}
-	if len(pos) != 1 {
-		return usageError(fs, "want one RUN id")
-	}
-	c, code, ok := newClient(fs, *server)
-	if !ok {
-		return code
-	}
-	ctx, stop := signalContext()
-	defer stop()
-	run, err := c.Cancel(ctx, pos[0])
-	if err != nil {
-		return apiFail("cancel", err)
-	}
-	if *asJSON {
-		return printJSON(run)
-	}
-	fmt.Printf("run %s %s\n", run.ID, run.State)
-	return exitOK
+	return callAPI("cancel", *asJSON, func(ctx context.Context) (wire.Run, error) { return c.Cancel(ctx, pos[0]) },
+		func(run wire.Run) int {
+			fmt.Printf("run %s %s\n", run.ID, run.State)
+			return exitOK
+		})
 }
 
 func approveCmd(args []string) int { return decideCmd("approve", args) }
@@ -534,36 +582,23 @@ Example:
 	server := addServerFlag(fs)
 	asJSON := addJSONFlag(fs)
 	comment := fs.String("comment", "", "why (kept with the decision)")
-	pos, code, ok := parse(fs, args)
+	pos, c, code, ok := clientArgs(fs, args, server, 2, "want a RUN id and a JOB")
 	if !ok {
 		return code
 	}
-	if len(pos) != 2 {
-		return usageError(fs, "want a RUN id and a JOB")
-	}
-	c, code, ok := newClient(fs, *server)
-	if !ok {
-		return code
-	}
-	ctx, stop := signalContext()
-	defer stop()
 	decide := c.Approve
 	if verb == "reject" {
 		decide = c.Reject
 	}
-	j, err := decide(ctx, pos[0], pos[1], *comment)
-	if err != nil {
-		return apiFail(verb, err)
-	}
-	if *asJSON {
-		return printJSON(j)
-	}
-	by := ""
-	if j.Approval != nil {
-		by = " by " + j.Approval.DecidedBy
-	}
-	fmt.Printf("job %s of run %s %s%s: %s\n", j.Key, pos[0], pastTense(verb), by, j.State)
-	return exitOK
+	return callAPI(verb, *asJSON, func(ctx context.Context) (wire.Job, error) { return decide(ctx, pos[0], pos[1], *comment) },
+		func(j wire.Job) int {
+			by := ""
+			if j.Approval != nil {
+				by = " by " + j.Approval.DecidedBy
+			}
+			fmt.Printf("job %s of run %s %s%s: %s\n", j.Key, pos[0], pastTense(verb), by, j.State)
+			return exitOK
+		})
 }
 
 func rerunCmd(args []string) int {
@@ -580,28 +615,15 @@ Examples:
 	server := addServerFlag(fs)
 	asJSON := addJSONFlag(fs)
 	failed := fs.Bool("failed", false, "run again only the failed and cancelled jobs and their dependents")
-	pos, code, ok := parse(fs, args)
+	pos, c, code, ok := clientArgs(fs, args, server, 1, "want one RUN id")
 	if !ok {
 		return code
 	}
-	if len(pos) != 1 {
-		return usageError(fs, "want one RUN id")
-	}
-	c, code, ok := newClient(fs, *server)
-	if !ok {
-		return code
-	}
-	ctx, stop := signalContext()
-	defer stop()
-	run, err := c.Rerun(ctx, pos[0], *failed)
-	if err != nil {
-		return apiFail("rerun", err)
-	}
-	if *asJSON {
-		return printJSON(run)
-	}
-	fmt.Printf("run %s %s (re-run of %s)\n", run.ID, run.State, pos[0])
-	return exitOK
+	return callAPI("rerun", *asJSON, func(ctx context.Context) (wire.Run, error) { return c.Rerun(ctx, pos[0], *failed) },
+		func(run wire.Run) int {
+			fmt.Printf("run %s %s (re-run of %s)\n", run.ID, run.State, pos[0])
+			return exitOK
+		})
 }
 
 func workersCmd(args []string) int {
@@ -619,41 +641,30 @@ Example:
 	if !ok {
 		return code
 	}
-	ctx, stop := signalContext()
-	defer stop()
 	list := c.Workers
 	if *all {
 		list = c.AllWorkers
 	}
-	ws, err := list(ctx)
-	if err != nil {
-		return apiFail("workers", err)
-	}
-	if *asJSON {
-		return printJSON(wire.WorkerList{Workers: ws})
-	}
-	if len(ws) == 0 {
-		fmt.Println("no workers")
-		return exitOK
-	}
-	// The table of cli.WorkersTable, with each worker's age (since it
-	// first joined).
-	now := time.Now()
-	rows := make([][]string, len(ws))
-	for i, x := range ws {
-		rows[i] = []string{
-			x.ID, x.Pool, string(x.State),
-			cli.FormatCPU(x.UsedCPUMilli) + "/" + cli.FormatCPU(x.CPUMilli),
-			cli.FormatBytes(x.UsedMemory) + "/" + cli.FormatBytes(x.MemoryBytes),
-			strconv.Itoa(len(x.Jobs)),
-			cli.FormatDuration(now.Sub(x.FirstSeen).Round(time.Second)),
-			cli.FormatAgo(x.LastSeen, now),
+	return callAPI("workers", *asJSON, func(ctx context.Context) (wire.WorkerList, error) {
+		ws, err := list(ctx)
+		return wire.WorkerList{Workers: ws}, err
+	}, func(l wire.WorkerList) int {
+		// The table of cli.WorkersTable, with each worker's age (since it
+		// first joined).
+		now := time.Now()
+		rows := make([][]string, len(l.Workers))
+		for i, x := range l.Workers {
+			rows[i] = []string{
+				x.ID, x.Pool, string(x.State),
+				cli.FormatCPU(x.UsedCPUMilli) + "/" + cli.FormatCPU(x.CPUMilli),
+				cli.FormatBytes(x.UsedMemory) + "/" + cli.FormatBytes(x.MemoryBytes),
+				strconv.Itoa(len(x.Jobs)),
+				cli.FormatDuration(now.Sub(x.FirstSeen).Round(time.Second)),
+				cli.FormatAgo(x.LastSeen, now),
+			}
 		}
-	}
-	if err := cli.Table(os.Stdout, []string{"ID", "POOL", "STATE", "CPU", "MEMORY", "JOBS", "AGE", "LAST SEEN"}, rows); err != nil {
-		return fail("workers", err)
-	}
-	return exitOK
+		return printTable("workers", "no workers", []string{"ID", "POOL", "STATE", "CPU", "MEMORY", "JOBS", "AGE", "LAST SEEN"}, rows)
+	})
 }
 
 // pastTense is "approved" or "rejected".

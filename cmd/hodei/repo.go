@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
 	"text/tabwriter"
 
+	"github.com/hodei-ci/hodei/internal/api/wire"
 	"github.com/hodei-ci/hodei/internal/client"
 	"github.com/hodei-ci/hodei/internal/forge"
 	"github.com/hodei-ci/hodei/internal/repos"
@@ -30,21 +32,9 @@ Examples:
   printf %s "$GITHUB_TOKEN" | hodei secret set GH_TOKEN
   openssl rand -hex 32 | hodei secret set GH_HOOK
   hodei repo add app --url https://github.com/acme/app.git --forge github --token-secret GH_TOKEN --webhook-secret-secret GH_HOOK`)
-	if len(args) == 0 {
-		return usageError(fs, "want a subcommand: add, list, show, remove or run")
-	}
-	if code, ok := runSub(args, []sub{
+	return runSubFlags(fs, args, []sub{
 		{"add", repoAdd}, {"list", repoList}, {"show", repoShow}, {"remove", repoRemove}, {"run", repoRun},
-	}); ok {
-		return code
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fs.SetOutput(os.Stdout)
-		fs.Usage()
-		return exitOK
-	}
-	return usageError(fs, "unknown subcommand %q", args[0])
+	}, "add, list, show, remove or run")
 }
 
 type repoFlags struct {
@@ -88,18 +78,10 @@ that URL and the webhook secret to the forge.`)
 	if _, err := forge.ParseKind(*kind); err != nil {
 		return usageError(fs, "--forge: %v", err)
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	r, err := c.AddRepo(ctx, *f.tenant, client.Repo{Name: pos[0], URL: *u, Forge: *kind, TokenSecret: *token,
-		WebhookSecret: *hook, DefaultBranch: *branch, APIURL: *apiURL})
-	if err != nil {
-		return apiFail("repo add", err)
-	}
-	if *f.json {
-		return printJSON(r)
-	}
-	printRepo(r)
-	return exitOK
+	add := client.Repo{Name: pos[0], URL: *u, Forge: *kind, TokenSecret: *token,
+		WebhookSecret: *hook, DefaultBranch: *branch, APIURL: *apiURL}
+	return callAPI("repo add", *f.json, func(ctx context.Context) (client.Repo, error) { return c.AddRepo(ctx, *f.tenant, add) },
+		printRepo)
 }
 
 func repoList(args []string) int {
@@ -108,22 +90,16 @@ func repoList(args []string) int {
 	if !ok {
 		return code
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	rs, err := c.ListRepos(ctx, *f.tenant)
-	if err != nil {
-		return apiFail("repo list", err)
-	}
-	if *f.json {
-		return printJSON(rs)
-	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tFORGE\tURL\tDEFAULT BRANCH")
-	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Forge, r.URL, r.DefaultBranch)
-	}
-	_ = tw.Flush()
-	return exitOK
+	return callAPI("repo list", *f.json, func(ctx context.Context) ([]client.Repo, error) { return c.ListRepos(ctx, *f.tenant) },
+		func(rs []client.Repo) int {
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tFORGE\tURL\tDEFAULT BRANCH")
+			for _, r := range rs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Forge, r.URL, r.DefaultBranch)
+			}
+			_ = tw.Flush()
+			return exitOK
+		})
 }
 
 func repoShow(args []string) int {
@@ -132,17 +108,8 @@ func repoShow(args []string) int {
 	if !ok {
 		return code
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	r, err := c.GetRepo(ctx, *f.tenant, pos[0])
-	if err != nil {
-		return apiFail("repo show", err)
-	}
-	if *f.json {
-		return printJSON(r)
-	}
-	printRepo(r)
-	return exitOK
+	return callAPI("repo show", *f.json, func(ctx context.Context) (client.Repo, error) { return c.GetRepo(ctx, *f.tenant, pos[0]) },
+		printRepo)
 }
 
 func repoRemove(args []string) int {
@@ -170,30 +137,24 @@ runs (a file without on: does).`)
 	if !ok {
 		return code
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	res, err := c.RunRepo(ctx, *f.tenant, pos[0], *ref)
-	if err != nil {
-		return apiFail("repo run", err)
-	}
-	if *f.json {
-		return printJSON(res)
-	}
-	for _, e := range res.Errors {
-		fmt.Fprintln(os.Stderr, e)
-	}
-	if len(res.RunIDs) == 0 {
-		fmt.Printf("commit %s: no pipeline file takes manual runs (files: %v)\n", res.Commit, res.Files)
-		return exitOK
-	}
-	fmt.Printf("commit %s, pipeline files %v\n", res.Commit, res.Matched)
-	for _, id := range res.RunIDs {
-		fmt.Printf("run %s\n", id)
-	}
-	return exitOK
+	return callAPI("repo run", *f.json, func(ctx context.Context) (wire.HookResult, error) { return c.RunRepo(ctx, *f.tenant, pos[0], *ref) },
+		func(res wire.HookResult) int {
+			for _, e := range res.Errors {
+				fmt.Fprintln(os.Stderr, e)
+			}
+			if len(res.RunIDs) == 0 {
+				fmt.Printf("commit %s: no pipeline file takes manual runs (files: %v)\n", res.Commit, res.Files)
+				return exitOK
+			}
+			fmt.Printf("commit %s, pipeline files %v\n", res.Commit, res.Matched)
+			for _, id := range res.RunIDs {
+				fmt.Printf("run %s\n", id)
+			}
+			return exitOK
+		})
 }
 
-func printRepo(r client.Repo) {
+func printRepo(r client.Repo) int {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	row := func(k, v string) {
 		if v != "" {
@@ -210,4 +171,5 @@ func printRepo(r client.Repo) {
 	row("webhook secret", r.WebhookSecret)
 	row("webhook", r.HookPath)
 	_ = tw.Flush()
+	return exitOK
 }

@@ -37,23 +37,11 @@ Examples:
   printf %s "$TOKEN" | hodei secret set DEPLOY_TOKEN
   hodei secret set DB_PASSWORD --from-file ./pw.txt --rotate-every 720h --window 1h
   hodei secret get DB_PASSWORD --reveal`)
-	if len(args) == 0 {
-		return usageError(fs, "want a subcommand: set, get, list, rotate or delete")
-	}
-	if code, ok := runSub(args, []sub{
+	return runSubFlags(fs, args, []sub{
 		{"set", secretSet}, {"get", secretGet}, {"list", secretList},
 		{"rotate", func(args []string) int { return secretOne("rotate", "POST", "/rotate", args) }},
 		{"delete", func(args []string) int { return secretOne("delete", "DELETE", "", args) }},
-	}); ok {
-		return code
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fs.SetOutput(os.Stdout)
-		fs.Usage()
-		return exitOK
-	}
-	return usageError(fs, "unknown subcommand %q", args[0])
+	}, "set, get, list, rotate or delete")
 }
 
 // secretFlags are the flags every secret subcommand has.
@@ -97,11 +85,8 @@ func namedClient(fs *flag.FlagSet, server *string, args []string, want int, kind
 	if !ok {
 		return nil, nil, code, false
 	}
-	if len(pos) != want {
-		if want == 0 {
-			return nil, nil, usageError(fs, "unexpected argument %q", pos[0]), false
-		}
-		return nil, nil, usageError(fs, "want one %s NAME", kind), false
+	if code, ok := checkArgs(fs, pos, want, "want one "+kind+" NAME"); !ok {
+		return nil, nil, code, false
 	}
 	for _, n := range pos {
 		if !valid(n) {
@@ -158,17 +143,11 @@ period makes the server rotate it with generated values.`)
 			req.Rotation.Window = window.String()
 		}
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	var info secrets.Info
-	if err := c.JSON(ctx, "PUT", secretPath(pos[0], ""), f.query(), req, &info); err != nil {
-		return apiFail("secret set", err)
-	}
-	if *f.json {
-		return printJSON(info)
-	}
-	fmt.Printf("secret %s: version %s\n", info.Name, info.Version)
-	return exitOK
+	return callAPI("secret set", *f.json, apiJSON[secrets.Info](c, "PUT", secretPath(pos[0], ""), f.query(), req),
+		func(info secrets.Info) int {
+			fmt.Printf("secret %s: version %s\n", info.Name, info.Version)
+			return exitOK
+		})
 }
 
 func secretGet(args []string) int {
@@ -181,31 +160,17 @@ value (and nothing else) on the standard output: the server must allow it
 	if !ok {
 		return code
 	}
-	ctx, stop := signalContext()
-	defer stop()
 	if *reveal {
-		var v secrets.Value
-		if err := c.JSON(ctx, "POST", secretPath(pos[0], "/reveal"), f.query(), nil, &v); err != nil {
-			return apiFail("secret get", err)
-		}
-		if *f.json {
-			return printJSON(v)
-		}
-		fmt.Println(v.Value)
-		return exitOK
+		return callAPI("secret get", *f.json, apiJSON[secrets.Value](c, "POST", secretPath(pos[0], "/reveal"), f.query(), nil),
+			func(v secrets.Value) int {
+				fmt.Println(v.Value)
+				return exitOK
+			})
 	}
-	var info secrets.Info
-	if err := c.JSON(ctx, "GET", secretPath(pos[0], ""), f.query(), nil, &info); err != nil {
-		return apiFail("secret get", err)
-	}
-	if *f.json {
-		return printJSON(info)
-	}
-	printSecret(info)
-	return exitOK
+	return callAPI("secret get", *f.json, apiJSON[secrets.Info](c, "GET", secretPath(pos[0], ""), f.query(), nil), printSecret)
 }
 
-func printSecret(in secrets.Info) {
+func printSecret(in secrets.Info) int {
 	fmt.Printf("name:     %s\ntenant:   %s\nversion:  %s\n", in.Name, in.Tenant, in.Version)
 	if !in.UpdatedAt.IsZero() {
 		fmt.Printf("updated:  %s\n", in.UpdatedAt.Local().Format(time.RFC3339))
@@ -226,6 +191,7 @@ func printSecret(in secrets.Info) {
 			fmt.Printf("last rotation failed (rolled back): %s\n", r.LastError)
 		}
 	}
+	return exitOK
 }
 
 func secretList(args []string) int {
@@ -236,33 +202,27 @@ values.`)
 	if !ok {
 		return code
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	var l secrets.List
-	if err := c.JSON(ctx, "GET", "/api/v1/secrets", f.query(), nil, &l); err != nil {
-		return apiFail("secret list", err)
-	}
-	if *f.json {
-		return printJSON(l)
-	}
-	if len(l.Secrets) == 0 {
-		fmt.Println("no secrets")
-		return exitOK
-	}
-	rows := [][]string{{"NAME", "VERSION", "UPDATED", "ROTATION"}}
-	for _, s := range l.Secrets {
-		rot := "-"
-		if s.Rotation != nil && s.Rotation.Period != "" {
-			rot = "every " + s.Rotation.Period
-		}
-		updated := "-"
-		if !s.UpdatedAt.IsZero() {
-			updated = s.UpdatedAt.Local().Format(time.DateTime)
-		}
-		rows = append(rows, []string{s.Name, s.Version, updated, rot})
-	}
-	printRows(os.Stdout, rows)
-	return exitOK
+	return callAPI("secret list", *f.json, apiJSON[secrets.List](c, "GET", "/api/v1/secrets", f.query(), nil),
+		func(l secrets.List) int {
+			if len(l.Secrets) == 0 {
+				fmt.Println("no secrets")
+				return exitOK
+			}
+			rows := [][]string{{"NAME", "VERSION", "UPDATED", "ROTATION"}}
+			for _, s := range l.Secrets {
+				rot := "-"
+				if s.Rotation != nil && s.Rotation.Period != "" {
+					rot = "every " + s.Rotation.Period
+				}
+				updated := "-"
+				if !s.UpdatedAt.IsZero() {
+					updated = s.UpdatedAt.Local().Format(time.DateTime)
+				}
+				rows = append(rows, []string{s.Name, s.Version, updated, rot})
+			}
+			printRows(os.Stdout, rows)
+			return exitOK
+		})
 }
 
 func printRows(w io.Writer, rows [][]string) {
@@ -299,24 +259,20 @@ on.`,
 	if !ok {
 		return code
 	}
-	ctx, stop := signalContext()
-	defer stop()
 	if method == "DELETE" {
+		ctx, stop := signalContext()
+		defer stop()
 		if err := c.JSON(ctx, method, secretPath(pos[0], rest), f.query(), nil, nil); err != nil {
 			return apiFail("secret "+sub, err)
 		}
 		fmt.Printf("secret %s deleted\n", pos[0])
 		return exitOK
 	}
-	var info secrets.Info
-	if err := c.JSON(ctx, method, secretPath(pos[0], rest), f.query(), nil, &info); err != nil {
-		return apiFail("secret "+sub, err)
-	}
-	if *f.json {
-		return printJSON(info)
-	}
-	fmt.Printf("secret %s: rotated to version %s\n", info.Name, info.Version)
-	return exitOK
+	return callAPI("secret "+sub, *f.json, apiJSON[secrets.Info](c, method, secretPath(pos[0], rest), f.query(), nil),
+		func(info secrets.Info) int {
+			fmt.Printf("secret %s: rotated to version %s\n", info.Name, info.Version)
+			return exitOK
+		})
 }
 
 // secretsBackendFlags are the server's flags that choose the secrets

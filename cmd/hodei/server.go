@@ -62,12 +62,8 @@ Example:
 		"CA of the agents' certificates: with it, the embedded NATS requires mutual TLS and confines each agent to its own subjects")
 	sb := addSecretsBackendFlags(fs)
 	lf := addLogFlags(fs, "info")
-	pos, code, ok := parse(fs, args)
-	if !ok {
+	if code, ok := parseNoArgs(fs, args); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		return usageError(fs, "unexpected argument %q", pos[0])
 	}
 	if *storeFlag != "" && *storeFlag != "sqlite" && !postgres.IsURL(*storeFlag) {
 		return usageError(fs, "--store %q: want sqlite or a postgres:// URL", *storeFlag)

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -76,20 +73,9 @@ func TestServerOnBusyPort(t *testing.T) {
 // role no policy knows or a tenant that is not a plain name fails with the
 // server's explanation.
 func TestTokenCreateRefusesUnknownRoleAndTenant(t *testing.T) {
-	t.Setenv("HODEI_CREDENTIALS", filepath.Join(t.TempDir(), "credentials.json"))
 	var admin string
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := server.Start(ctx, server.Options{
-		DataDir: t.TempDir(), NATSListen: "none", HTTPAddr: "127.0.0.1:0",
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Security: server.SecurityOptions{Enabled: true, OnAdminToken: func(tok string) { admin = tok }},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	base := "http://" + srv.HTTPAddr()
+	_, base := startServer(t, server.Options{NATSListen: "none",
+		Security: server.SecurityOptions{Enabled: true, OnAdminToken: func(tok string) { admin = tok }}})
 	t.Setenv("HODEI_TOKEN", admin)
 	for _, c := range []struct {
 		args []string

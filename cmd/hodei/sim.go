@@ -136,12 +136,8 @@ Examples:
 	fs.Float64Var(&v.Noise, "noise", 0, "with --generate: durations times exp(noise × N(0,1))")
 	fs.Float64Var(&v.UnseenKeys, "unseen-keys", 0, "with --generate: share of jobs with a key never seen before")
 	fs.Float64Var(&v.Drift, "drift", 0, "with --generate: half of the keys grow to this factor of their duration over the workload")
-	pos, code, ok := parse(fs, args)
-	if !ok {
+	if code, ok := parseNoArgs(fs, args); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		return usageError(fs, "unexpected argument %q", pos[0])
 	}
 
 	if *suite {

@@ -31,20 +31,7 @@ Run "hodei token create --help" (and so on) for the flags.
 `
 
 func tokenCmd(args []string) int {
-	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, tokenUsage)
-		return exitUsage
-	}
-	if code, ok := runSub(args, []sub{{"create", tokenCreate}, {"list", tokenList}, {"revoke", tokenRevoke}}); ok {
-		return code
-	}
-	switch args[0] {
-	case "help", "-h", "-help", "--help":
-		fmt.Print(tokenUsage)
-		return exitOK
-	}
-	fmt.Fprintf(os.Stderr, "hodei token: unknown subcommand %q\n\n%s", args[0], tokenUsage)
-	return exitUsage
+	return runSubUsage("token", tokenUsage, args, []sub{{"create", tokenCreate}, {"list", tokenList}, {"revoke", tokenRevoke}})
 }
 
 func tokenCreate(args []string) int {
@@ -76,24 +63,18 @@ Example:
 	if !ok {
 		return code
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	var nt auth.NewToken
 	req := auth.TokenRequest{Name: pos[0], Tenant: *tenant, Roles: splitList(*roles), Scopes: splitList(*scopes), TTL: *ttl}
-	if err := c.JSON(ctx, "POST", "/api/v1/tokens", nil, req, &nt); err != nil {
-		return apiFail("token create", err)
-	}
-	if *asJSON {
-		return printJSON(nt)
-	}
-	fmt.Println(nt.Secret)
-	exp := "never"
-	if nt.Token.ExpiresAt != nil {
-		exp = cli.FormatTime(*nt.Token.ExpiresAt)
-	}
-	fmt.Fprintf(os.Stderr, "token %s (%s) made: roles %s, tenant %q, expires %s. Keep the secret above: it is not shown again.\n",
-		nt.Token.Name, nt.Token.ID, strings.Join(nt.Token.Roles, ","), nt.Token.Tenant, exp)
-	return exitOK
+	return callAPI("token create", *asJSON, apiJSON[auth.NewToken](c, "POST", "/api/v1/tokens", nil, req),
+		func(nt auth.NewToken) int {
+			fmt.Println(nt.Secret)
+			exp := "never"
+			if nt.Token.ExpiresAt != nil {
+				exp = cli.FormatTime(*nt.Token.ExpiresAt)
+			}
+			fmt.Fprintf(os.Stderr, "token %s (%s) made: roles %s, tenant %q, expires %s. Keep the secret above: it is not shown again.\n",
+				nt.Token.Name, nt.Token.ID, strings.Join(nt.Token.Roles, ","), nt.Token.Tenant, exp)
+			return exitOK
+		})
 }
 
 func tokenList(args []string) int {
@@ -105,38 +86,25 @@ List the API tokens of a server (never their secrets).`)
 	if !ok {
 		return code
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	var l auth.TokenList
-	if err := c.JSON(ctx, "GET", "/api/v1/tokens", nil, nil, &l); err != nil {
-		return apiFail("token list", err)
-	}
-	if *asJSON {
-		return printJSON(l)
-	}
-	if len(l.Tokens) == 0 {
-		fmt.Println("no tokens")
-		return exitOK
-	}
-	rows := make([][]string, len(l.Tokens))
-	for i, t := range l.Tokens {
-		exp := "never"
-		if t.ExpiresAt != nil {
-			exp = cli.FormatTime(*t.ExpiresAt)
-			if time.Now().After(*t.ExpiresAt) {
-				exp += " (expired)"
+	return callAPI("token list", *asJSON, apiJSON[auth.TokenList](c, "GET", "/api/v1/tokens", nil, nil),
+		func(l auth.TokenList) int {
+			rows := make([][]string, len(l.Tokens))
+			for i, t := range l.Tokens {
+				exp := "never"
+				if t.ExpiresAt != nil {
+					exp = cli.FormatTime(*t.ExpiresAt)
+					if time.Now().After(*t.ExpiresAt) {
+						exp += " (expired)"
+					}
+				}
+				scopes := strings.Join(t.Scopes, ",")
+				if scopes == "" {
+					scopes = "-"
+				}
+				rows[i] = []string{t.Name, t.ID, t.Tenant, strings.Join(t.Roles, ","), scopes, cli.FormatTime(t.CreatedAt), exp}
 			}
-		}
-		scopes := strings.Join(t.Scopes, ",")
-		if scopes == "" {
-			scopes = "-"
-		}
-		rows[i] = []string{t.Name, t.ID, t.Tenant, strings.Join(t.Roles, ","), scopes, cli.FormatTime(t.CreatedAt), exp}
-	}
-	if err := cli.Table(os.Stdout, []string{"NAME", "ID", "TENANT", "ROLES", "SCOPES", "CREATED", "EXPIRES"}, rows); err != nil {
-		return fail("token list", err)
-	}
-	return exitOK
+			return printTable("token list", "no tokens", []string{"NAME", "ID", "TENANT", "ROLES", "SCOPES", "CREATED", "EXPIRES"}, rows)
+		})
 }
 
 func tokenRevoke(args []string) int {
@@ -155,17 +123,11 @@ Revoke an API token (by name or id): it stops working at once.`)
 	if !ok {
 		return code
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	var t auth.Token
-	if err := c.JSON(ctx, "DELETE", "/api/v1/tokens/"+url.PathEscape(pos[0]), nil, nil, &t); err != nil {
-		return apiFail("token revoke", err)
-	}
-	if *asJSON {
-		return printJSON(t)
-	}
-	fmt.Printf("token %s (%s) revoked\n", t.Name, t.ID)
-	return exitOK
+	return callAPI("token revoke", *asJSON, apiJSON[auth.Token](c, "DELETE", "/api/v1/tokens/"+url.PathEscape(pos[0]), nil, nil),
+		func(t auth.Token) int {
+			fmt.Printf("token %s (%s) revoked\n", t.Name, t.ID)
+			return exitOK
+		})
 }
 
 // securityFlags are the flags of "hodei server" that secure its API.

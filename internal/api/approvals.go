@@ -48,16 +48,11 @@ func (a *api) decideJob(w http.ResponseWriter, r *http.Request, approve bool) {
 		writeError(w, wire.CodeBadRequest, fmt.Sprintf("comment: at most %d characters, without control characters", maxDecisionComment))
 		return
 	}
-	run, jobs, ok := a.loadRun(w, r)
+	run, j, ok := a.loadJob(w, r)
 	if !ok {
 		return
 	}
 	name := r.PathValue("job")
-	j, found := findJob(jobs, name)
-	if !found {
-		writeError(w, wire.CodeNotFound, fmt.Sprintf("run %s has no job %q", run.ID, name))
-		return
-	}
 	action, done := "approve", "approved"
 	if !approve {
 		action, done = "reject", "rejected"

@@ -62,13 +62,8 @@ func (a *api) artifactsOf(w http.ResponseWriter, r *http.Request, run store.Run)
 
 // artifactContent streams one artifact's archive, with single ranges.
 func (a *api) artifactContent(w http.ResponseWriter, r *http.Request) {
-	run, jobs, ok := a.loadRun(w, r)
+	run, job, ok := a.loadJob(w, r)
 	if !ok {
-		return
-	}
-	job, found := findJob(jobs, r.PathValue("job"))
-	if !found {
-		writeError(w, wire.CodeNotFound, fmt.Sprintf("run %s has no job %q", run.ID, r.PathValue("job")))
 		return
 	}
 	name := r.PathValue("name")

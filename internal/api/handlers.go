@@ -253,6 +253,22 @@ func (a *api) listRuns(w http.ResponseWriter, r *http.Request) {
 }
 
 // loadRun reads the run of the path and its jobs, answering errors itself.
+// loadJob loads the run of the path's id, as loadRun does, and its job of
+// the path's job (an id or a key): a run without it is not found.
+func (a *api) loadJob(w http.ResponseWriter, r *http.Request) (store.Run, store.Job, bool) {
+	run, jobs, ok := a.loadRun(w, r)
+	if !ok {
+		return store.Run{}, store.Job{}, false
+	}
+	name := r.PathValue("job")
+	j, found := findJob(jobs, name)
+	if !found {
+		writeError(w, wire.CodeNotFound, fmt.Sprintf("run %s has no job %q", run.ID, name))
+		return store.Run{}, store.Job{}, false
+	}
+	return run, j, true
+}
+
 func (a *api) loadRun(w http.ResponseWriter, r *http.Request) (store.Run, []store.Job, bool) {
 	id := r.PathValue("id")
 	noteRun(r, id)
@@ -365,14 +381,8 @@ func (a *api) listJobs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) getJob(w http.ResponseWriter, r *http.Request) {
-	run, jobs, ok := a.loadRun(w, r)
+	_, j, ok := a.loadJob(w, r)
 	if !ok {
-		return
-	}
-	name := r.PathValue("job")
-	j, found := findJob(jobs, name)
-	if !found {
-		writeError(w, wire.CodeNotFound, fmt.Sprintf("run %s has no job %q", run.ID, name))
 		return
 	}
 	out, err := a.jobWithAttempts(r.Context(), j, time.Now())
@@ -689,21 +699,17 @@ func (a *api) workers(w http.ResponseWriter, r *http.Request) {
 			if !all && (x.State == state.WorkerLost || x.State == state.WorkerGone) && now.Sub(x.LastSeen) > LostWorkerAge {
 				continue
 			}
-			jobs := x.Jobs
 			if keep != nil {
-				jobs = []string{}
+				// x is a copy: the view's list of jobs stays whole.
+				jobs := []string{}
 				for _, id := range x.Jobs {
 					if keep(id) {
 						jobs = append(jobs, id)
 					}
 				}
+				x.Jobs = jobs
 			}
-			out.Workers = append(out.Workers, wire.Worker{
-				ID: x.ID, Pool: x.Pool, State: x.State, Labels: x.Labels,
-				CPUMilli: x.CPUMilli, MemoryBytes: x.MemoryBytes, GPU: x.GPU,
-				UsedCPUMilli: x.UsedCPUMilli, UsedMemory: x.UsedMemory, UsedGPU: x.UsedGPU,
-				Jobs: jobs, FirstSeen: x.FirstSeen, LastSeen: x.LastSeen,
-			})
+			out.Workers = append(out.Workers, x)
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

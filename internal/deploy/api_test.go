@@ -4,42 +4,16 @@ package deploy_test
 
 import (
 	"context"
-	"math/rand/v2"
-	"net"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/client"
+	"github.com/hodei-ci/hodei/internal/porttest"
 )
 
-// freeAddr returns a loopback address whose port nothing listens on now,
-// drawn below the ephemeral range so that the kernel does not hand it to an
-// outgoing connection meanwhile.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	low := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil && n > 12000 {
-				low = n
-			}
-		}
-	}
-	for range 100 {
-		port := 10000 + rand.IntN(low-10000)
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return l.Addr().String()
-	}
-	t.Fatal("no free port below the ephemeral range after 100 draws")
-	return ""
-}
+// freeAddr is porttest.FreeAddr.
+func freeAddr(t *testing.T) string { t.Helper(); return porttest.FreeAddr(t) }
 
 // waitFor polls cond every 200 ms until it holds or timeout passes: the
 // tests wait on processes outside them (containers, pods), which tell

@@ -8,20 +8,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hodei-ci/hodei/internal/porttest"
 	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/store/postgres/pgtest"
 )
@@ -46,36 +44,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freeAddr returns a loopback address with a port that is free now and
-// that the kernel will not hand out on its own: the port is drawn at random
-// below the ephemeral range (ip_local_port_range), so an outgoing connection
-// of another test package cannot take it between this check and the bind of
-// the process it is meant for (a port from "127.0.0.1:0" lies inside that
-// range, and such a collision failed CI once). Only another explicit draw
-// can collide, one chance in thousands, and processes that restart on the
-// same port keep it the same way.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	low := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil && n > 12000 {
-				low = n
-			}
-		}
-	}
-	for range 100 {
-		port := 10000 + rand.IntN(low-10000)
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return l.Addr().String()
-	}
-	t.Fatal("no free port below the ephemeral range after 100 draws")
-	return ""
-}
+// freeAddr is porttest.FreeAddr.
+func freeAddr(t *testing.T) string { t.Helper(); return porttest.FreeAddr(t) }
 
 // proc is a hodei process whose output goes to a file in the test's dir.
 type proc struct {

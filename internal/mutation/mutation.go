@@ -93,22 +93,12 @@ func Parse(r io.Reader) ([]Mutation, error) {
 			return nil, fmt.Errorf("line %d: %s given twice", n, key)
 		}
 		seen[key] = true
-		switch key {
-		case "name":
-			cur.Name = val
-		case "file":
-			cur.File = val
-		case "find":
-			cur.Find = val
-		case "replace":
-			cur.Replace = val
-		case "package":
-			cur.Package = val
-		case "run":
-			cur.Run = val
-		default:
+		dst, ok := map[string]*string{"name": &cur.Name, "file": &cur.File, "find": &cur.Find,
+			"replace": &cur.Replace, "package": &cur.Package, "run": &cur.Run}[key]
+		if !ok {
 			return nil, fmt.Errorf("line %d: unknown key %q (want name, file, find, replace, package or run)", n, key)
 		}
+		*dst = val
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hodei-ci/hodei/internal/api/wire"
 	"github.com/hodei-ci/hodei/internal/state"
 )
 
@@ -43,22 +44,9 @@ type DemandView struct {
 	oneJob string
 }
 
-// WorkerView is one worker as the orchestrator sees it.
-type WorkerView struct {
-	ID           string            `json:"id"`
-	Pool         string            `json:"pool"`
-	State        state.WorkerState `json:"state"`
-	Labels       []string          `json:"labels"`
-	CPUMilli     int64             `json:"cpu_milli"`
-	MemoryBytes  int64             `json:"memory_bytes"`
-	GPU          int               `json:"gpu"`
-	UsedCPUMilli int64             `json:"used_cpu_milli"`
-	UsedMemory   int64             `json:"used_memory_bytes"`
-	UsedGPU      int               `json:"used_gpu"`
-	Jobs         []string          `json:"jobs"`
-	FirstSeen    time.Time         `json:"first_seen"`
-	LastSeen     time.Time         `json:"last_seen"`
-}
+// WorkerView is one worker as the orchestrator sees it: the API's type,
+// served as it is.
+type WorkerView = wire.Worker
 
 // View returns the latest picture of the live state.
 func (o *Orchestrator) View() *View { return o.view.Load() }

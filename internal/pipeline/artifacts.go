@@ -140,17 +140,12 @@ func (p *parser) expireIn(n *yaml.Node, field string) time.Duration {
 // workspacePaths reads a list of paths (globs) that must stay inside the
 // workspace, or inside HOME when home allows ~/.
 func (p *parser) workspacePaths(n *yaml.Node, field string, home bool) []string {
-	v := yamlpos.Deref(n)
-	if v.Kind != yaml.SequenceNode {
-		p.Errorf(n, field, "must be a list of paths, got %s", yamlpos.Describe(v))
-		return nil
-	}
-	if len(v.Content) == 0 {
-		p.Errorf(n, field, "must list at least one path")
+	items, ok := p.List(n, field, "a list of paths", "must list at least one path")
+	if !ok {
 		return nil
 	}
 	var out []string
-	for i, it := range v.Content {
+	for i, it := range items {
 		f := yamlpos.Index(field, i)
 		s, ok := p.Text(it, f)
 		if !ok {
@@ -183,22 +178,17 @@ func (p *parser) workspacePaths(n *yaml.Node, field string, home bool) []string 
 
 // caches reads a job's list of caches.
 func (p *parser) caches(n *yaml.Node, field string) []Cache {
-	v := yamlpos.Deref(n)
-	if v.Kind != yaml.SequenceNode {
-		p.Errorf(n, field, "must be a list of caches (key and paths), got %s", yamlpos.Describe(v))
+	items, ok := p.List(n, field, "a list of caches (key and paths)", "must list at least one cache")
+	if !ok {
 		return nil
 	}
-	if len(v.Content) == 0 {
-		p.Errorf(n, field, "must list at least one cache")
-		return nil
-	}
-	if len(v.Content) > MaxCaches {
-		p.Errorf(n, field, "has %d caches; at most %d are allowed", len(v.Content), MaxCaches)
+	if len(items) > MaxCaches {
+		p.Errorf(n, field, "has %d caches; at most %d are allowed", len(items), MaxCaches)
 		return nil
 	}
 	var out []Cache
 	keys := make(map[string]bool)
-	for i, it := range v.Content {
+	for i, it := range items {
 		f := yamlpos.Index(field, i)
 		m, ok := p.Map(it, f, "a map with key, paths and restore_keys")
 		if !ok {
@@ -260,13 +250,12 @@ func (p *parser) cacheKey(n *yaml.Node, field string) (string, bool) {
 
 // restoreKeys reads the prefixes of a cache's restore_keys.
 func (p *parser) restoreKeys(n *yaml.Node, field string) []string {
-	v := yamlpos.Deref(n)
-	if v.Kind != yaml.SequenceNode {
-		p.Errorf(n, field, "must be a list of key prefixes, got %s", yamlpos.Describe(v))
+	items, ok := p.List(n, field, "a list of key prefixes", "")
+	if !ok {
 		return nil
 	}
 	var out []string
-	for i, it := range v.Content {
+	for i, it := range items {
 		if s, ok := p.cacheKey(it, yamlpos.Index(field, i)); ok {
 			out = append(out, s)
 		}

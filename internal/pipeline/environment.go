@@ -87,14 +87,13 @@ func (p *parser) environmentName(n *yaml.Node, field string) (string, bool) {
 // approvers reads environment.approvers: the roles or groups whose members
 // may decide.
 func (p *parser) approvers(n *yaml.Node, field string) []string {
-	v := yamlpos.Deref(n)
-	if v.Kind != yaml.SequenceNode {
-		p.Errorf(n, field, "must be a list of roles or groups, got %s", yamlpos.Describe(v))
+	items, ok := p.List(n, field, "a list of roles or groups", "")
+	if !ok {
 		return nil
 	}
 	var out []string
 	seen := map[string]bool{}
-	for i, it := range v.Content {
+	for i, it := range items {
 		f := yamlpos.Index(field, i)
 		s, ok := p.name(it, f)
 		switch {
@@ -108,7 +107,7 @@ func (p *parser) approvers(n *yaml.Node, field string) []string {
 			out = append(out, s)
 		}
 	}
-	if len(v.Content) == 0 {
+	if len(items) == 0 {
 		p.Errorf(n, field, "must name at least one role or group (leave it out to let whoever the policies allow decide)")
 	}
 	return out

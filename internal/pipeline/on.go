@@ -235,41 +235,29 @@ func isNull(n *yaml.Node) bool {
 }
 
 func (p *parser) pushFilter(n *yaml.Node, field string) *PushFilter {
-	v, ok := p.Map(n, field, "a map with branches, tags and paths")
 	f := &PushFilter{}
-	if !ok {
-		return f
-	}
-	for _, e := range p.Fields(v, field, pushFields) {
-		fp := field + "." + e.Name
-		switch e.Name {
-		case "branches":
-			f.Branches = p.globs(e.Val, fp)
-		case "tags":
-			f.Tags = p.globs(e.Val, fp)
-		case "paths":
-			f.Paths = p.globs(e.Val, fp)
-		}
-	}
+	p.globFields(n, field, "a map with branches, tags and paths", pushFields,
+		map[string]*[]string{"branches": &f.Branches, "tags": &f.Tags, "paths": &f.Paths})
 	return f
 }
 
 func (p *parser) pullRequestFilter(n *yaml.Node, field string) *PullRequestFilter {
-	v, ok := p.Map(n, field, "a map with branches and paths")
 	f := &PullRequestFilter{}
-	if !ok {
-		return f
-	}
-	for _, e := range p.Fields(v, field, pullRequestFields) {
-		fp := field + "." + e.Name
-		switch e.Name {
-		case "branches":
-			f.Branches = p.globs(e.Val, fp)
-		case "paths":
-			f.Paths = p.globs(e.Val, fp)
-		}
-	}
+	p.globFields(n, field, "a map with branches and paths", pullRequestFields,
+		map[string]*[]string{"branches": &f.Branches, "paths": &f.Paths})
 	return f
+}
+
+// globFields reads a filter: the map n (want describes it) whose allowed
+// fields are lists of globs, each read into the list into names.
+func (p *parser) globFields(n *yaml.Node, field, want string, allowed []string, into map[string]*[]string) {
+	v, ok := p.Map(n, field, want)
+	if !ok {
+		return
+	}
+	for _, e := range p.Fields(v, field, allowed) {
+		*into[e.Name] = p.globs(e.Val, field+"."+e.Name)
+	}
 }
 
 // globs reads a list of glob patterns (a single string is a list of one).

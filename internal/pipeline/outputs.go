@@ -32,23 +32,17 @@ var needsVarPattern = regexp.MustCompile(`[^A-Za-z0-9_]`)
 
 // outputs reads a job's `outputs:`, a list of names.
 func (p *parser) outputs(n *yaml.Node, field string) []string {
-	v := yamlpos.Deref(n)
-	if v.Kind != yaml.SequenceNode {
-		p.Errorf(n, field, "must be a list of output names (outputs: [version]), got %s", yamlpos.Describe(v))
+	items, ok := p.List(n, field, "a list of output names (outputs: [version])", "")
+	if !ok {
 		return nil
 	}
-	if len(v.Content) > MaxOutputs {
-		p.Errorf(n, field, "declares %d outputs; at most %d are allowed", len(v.Content), MaxOutputs)
+	if len(items) > MaxOutputs {
+		p.Errorf(n, field, "declares %d outputs; at most %d are allowed", len(items), MaxOutputs)
 		return nil
 	}
 	var out []string
 	seen := make(map[string]bool)
-	for i, it := range v.Content {
-		f := yamlpos.Index(field, i)
-		s, ok := p.Text(it, f)
-		if !ok {
-			continue
-		}
+	p.Texts(items, field, func(it *yaml.Node, f, s string) {
 		switch {
 		case !outputNamePattern.MatchString(s):
 			p.Errorf(it, f, "invalid output name %q: must start with a letter or _ and hold only letters, digits and _", s)
@@ -58,7 +52,7 @@ func (p *parser) outputs(n *yaml.Node, field string) []string {
 			seen[strings.ToUpper(s)] = true
 			out = append(out, s)
 		}
-	}
+	})
 	return out
 }
 

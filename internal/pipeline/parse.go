@@ -589,20 +589,14 @@ func (p *parser) env(n *yaml.Node, field string, sc scope, job *jobInfo) map[str
 // secrets reads a job's list of secret names, with the node and field of
 // each.
 func (p *parser) secrets(n *yaml.Node, field string) ([]string, []exprRef) {
-	v := yamlpos.Deref(n)
-	if v.Kind != yaml.SequenceNode {
-		p.Errorf(n, field, "must be a list of secret names, got %s", yamlpos.Describe(v))
+	items, ok := p.List(n, field, "a list of secret names", "")
+	if !ok {
 		return nil, nil
 	}
 	var names []string
 	var refs []exprRef
 	seen := make(map[string]bool)
-	for i, it := range v.Content {
-		f := yamlpos.Index(field, i)
-		s, ok := p.Text(it, f)
-		if !ok {
-			continue
-		}
+	p.Texts(items, field, func(it *yaml.Node, f, s string) {
 		switch {
 		case !envNamePattern.MatchString(s):
 			p.Errorf(it, f, "invalid secret name %q: must start with a letter or _ and hold only letters, digits and _ (it becomes an environment variable)", s)
@@ -615,7 +609,7 @@ func (p *parser) secrets(n *yaml.Node, field string) ([]string, []exprRef) {
 			names = append(names, s)
 			refs = append(refs, exprRef{node: it, field: f})
 		}
-	}
+	})
 	return names, refs
 }
 
@@ -682,35 +676,7 @@ func (p *parser) labels(n *yaml.Node, field string, job *jobInfo) []string {
 // is not one. Pipelines (runs-on.cpu) and pools files (shape.cpu) read
 // CPU with it.
 func ReadCPU(r *yamlpos.Reader, n *yaml.Node, field string) int64 {
-	v := yamlpos.Deref(n)
-	var s string
-	switch {
-	case yamlpos.IsString(v):
-		s = v.Value
-	case v.Kind == yaml.ScalarNode && v.ShortTag() == "!!int":
-		var i int64
-		if err := v.Decode(&i); err != nil {
-			r.Errorf(n, field, "invalid CPU quantity %s: too large", v.Value)
-			return 0
-		}
-		s = strconv.FormatInt(i, 10)
-	case v.Kind == yaml.ScalarNode && v.ShortTag() == "!!float":
-		var f float64
-		if err := v.Decode(&f); err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-			r.Errorf(n, field, "invalid CPU quantity %s", v.Value)
-			return 0
-		}
-		s = strconv.FormatFloat(f, 'f', -1, 64)
-	default:
-		r.Errorf(n, field, "must be a number of cores or a string such as \"500m\", got %s", yamlpos.Describe(v))
-		return 0
-	}
-	m, err := ParseCPU(s)
-	if err != nil {
-		r.Errorf(n, field, "%v", err)
-		return 0
-	}
-	return m
+	return readQuantity(r, n, field, "CPU", `a number of cores or a string such as "500m"`, true, ParseCPU)
 }
 
 // ReadMemory reads a memory quantity (a string such as "512Mi", or a whole
@@ -718,6 +684,13 @@ func ReadCPU(r *yamlpos.Reader, n *yaml.Node, field string) int64 {
 // it is not one. Pipelines (runs-on.memory) and pools files (shape.memory)
 // read memory with it.
 func ReadMemory(r *yamlpos.Reader, n *yaml.Node, field string) int64 {
+	return readQuantity(r, n, field, "memory", `a string such as "512Mi" or a whole number of bytes`, false, ParseMemory)
+}
+
+// readQuantity reads a quantity written as a string, a whole number or,
+// with floats, a decimal number, and parses its text with parse; what
+// names the quantity and want what it must be, in the errors.
+func readQuantity(r *yamlpos.Reader, n *yaml.Node, field, what, want string, floats bool, parse func(string) (int64, error)) int64 {
 	v := yamlpos.Deref(n)
 	var s string
 	switch {
@@ -726,20 +699,27 @@ func ReadMemory(r *yamlpos.Reader, n *yaml.Node, field string) int64 {
 	case v.Kind == yaml.ScalarNode && v.ShortTag() == "!!int":
 		var i int64
 		if err := v.Decode(&i); err != nil {
-			r.Errorf(n, field, "invalid memory quantity %s: too large", v.Value)
+			r.Errorf(n, field, "invalid %s quantity %s: too large", what, v.Value)
 			return 0
 		}
 		s = strconv.FormatInt(i, 10)
+	case floats && v.Kind == yaml.ScalarNode && v.ShortTag() == "!!float":
+		var f float64
+		if err := v.Decode(&f); err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			r.Errorf(n, field, "invalid %s quantity %s", what, v.Value)
+			return 0
+		}
+		s = strconv.FormatFloat(f, 'f', -1, 64)
 	default:
-		r.Errorf(n, field, "must be a string such as \"512Mi\" or a whole number of bytes, got %s", yamlpos.Describe(v))
+		r.Errorf(n, field, "must be %s, got %s", want, yamlpos.Describe(v))
 		return 0
 	}
-	b, err := ParseMemory(s)
+	q, err := parse(s)
 	if err != nil {
 		r.Errorf(n, field, "%v", err)
 		return 0
 	}
-	return b
+	return q
 }
 
 // matrix reads a job's matrix. It returns the names of all its axes, even
@@ -817,17 +797,12 @@ func (p *parser) matrix(n *yaml.Node, field, jobID string) (*Matrix, map[string]
 
 // steps reads a job's steps.
 func (p *parser) steps(n *yaml.Node, field string, job *jobInfo) []Step {
-	v := yamlpos.Deref(n)
-	if v.Kind != yaml.SequenceNode {
-		p.Errorf(n, field, "must be a list of steps, got %s", yamlpos.Describe(v))
-		return nil
-	}
-	if len(v.Content) == 0 {
-		p.Errorf(n, field, "must have at least one step")
+	items, ok := p.List(n, field, "a list of steps", "must have at least one step")
+	if !ok {
 		return nil
 	}
 	var out []Step
-	for i, it := range v.Content {
+	for i, it := range items {
 		out = append(out, p.step(it, yamlpos.Index(field, i), job))
 	}
 	return out

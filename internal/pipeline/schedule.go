@@ -96,17 +96,16 @@ func (s *Schedule) Next(t time.Time) time.Time {
 // schedules reads `on: schedule`: a list of {cron, branch, timezone,
 // missed}.
 func (p *parser) schedules(n *yaml.Node, field string) []*Schedule {
-	v := yamlpos.Deref(n)
-	if v.Kind != yaml.SequenceNode {
-		p.Errorf(n, field, "must be a list of schedules, each {cron: \"0 3 * * *\", branch, timezone, missed}, got %s", yamlpos.Describe(v))
+	items, ok := p.List(n, field, "a list of schedules, each {cron: \"0 3 * * *\", branch, timezone, missed}", "")
+	if !ok {
 		return nil
 	}
-	if len(v.Content) == 0 {
+	if len(items) == 0 {
 		p.Errorf(n, field, "must list at least one schedule")
 	}
 	var out []*Schedule
 	seen := map[string]bool{}
-	for i, it := range v.Content {
+	for i, it := range items {
 		fi := yamlpos.Index(field, i)
 		m, ok := p.Map(it, fi, "a map with cron, branch, timezone and missed")
 		if !ok {

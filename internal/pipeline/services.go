@@ -184,13 +184,12 @@ func (p *parser) argv(n *yaml.Node, field string) []string {
 
 // ports reads a list of port numbers.
 func (p *parser) ports(n *yaml.Node, field string) []int {
-	v := yamlpos.Deref(n)
-	if v.Kind != yaml.SequenceNode {
-		p.Errorf(n, field, "must be a list of port numbers such as [5432], got %s", yamlpos.Describe(v))
+	items, ok := p.List(n, field, "a list of port numbers such as [5432]", "")
+	if !ok {
 		return nil
 	}
 	var out []int
-	for i, it := range v.Content {
+	for i, it := range items {
 		f := yamlpos.Index(field, i)
 		port, ok := p.IntIn(it, f, 1, 65535)
 		if !ok {

@@ -174,30 +174,41 @@ func (e *Engine) removeJobAt(q *shapeQueue, i int) {
 	}
 }
 
-// ---- heap of shape queues in a tenantQueue, by head job
+// ---- heaps of indices: shape queues in a tenantQueue, tenant queues in a class
 
-func (e *Engine) shapeQueueLess(a, b int32) bool {
-	return e.queues.shapeQueues[a].h[0].less(e.queues.shapeQueues[b].h[0])
+// indexHeap is the discipline of the two heaps of indices (shapeQueues in
+// a tenantQueue by head job, tenantQueues in a class by urgency and fair
+// share): less orders two entries and pos is where an entry records its
+// place in its heap, so that it can be repaired or taken out in place.
+type indexHeap struct {
+	less func(a, b int32) bool
+	pos  func(x int32) *int32
 }
 
-func (e *Engine) siftShapeQueueUp(c *tenantQueue, i int) {
-	h := c.h
+func (e *Engine) shapeQueueHeap() indexHeap {
+	return indexHeap{e.shapeQueueLess, func(x int32) *int32 { return &e.queues.shapeQueues[x].pos }}
+}
+
+func (e *Engine) tenantQueueHeap() indexHeap {
+	return indexHeap{e.tenantQueueLess, func(x int32) *int32 { return &e.queues.tenantQueues[x].pos }}
+}
+
+func (ih indexHeap) up(h []int32, i int) {
 	x := h[i]
 	for i > 0 {
 		p := (i - 1) / 2
-		if !e.shapeQueueLess(x, h[p]) {
+		if !ih.less(x, h[p]) {
 			break
 		}
 		h[i] = h[p]
-		e.queues.shapeQueues[h[i]].pos = int32(i)
+		*ih.pos(h[i]) = int32(i)
 		i = p
 	}
 	h[i] = x
-	e.queues.shapeQueues[x].pos = int32(i)
+	*ih.pos(x) = int32(i)
 }
 
-func (e *Engine) siftShapeQueueDown(c *tenantQueue, i int) {
-	h := c.h
+func (ih indexHeap) down(h []int32, i int) {
 	n := len(h)
 	x := h[i]
 	for {
@@ -205,21 +216,56 @@ func (e *Engine) siftShapeQueueDown(c *tenantQueue, i int) {
 		if k >= n {
 			break
 		}
-		if k+1 < n && e.shapeQueueLess(h[k+1], h[k]) {
+		if k+1 < n && ih.less(h[k+1], h[k]) {
 			k++
 		}
-		if !e.shapeQueueLess(h[k], x) {
+		if !ih.less(h[k], x) {
 			break
 		}
 		h[i] = h[k]
-		e.queues.shapeQueues[h[i]].pos = int32(i)
+		*ih.pos(h[i]) = int32(i)
 		i = k
 	}
 	h[i] = x
-	e.queues.shapeQueues[x].pos = int32(i)
+	*ih.pos(x) = int32(i)
 }
 
-// ---- heap of tenant queues in a class, by urgency and fair share
+// fix repairs the place of the entry at i after its key changed.
+func (ih indexHeap) fix(h []int32, i int) {
+	ih.down(h, i)
+	ih.up(h, i)
+}
+
+// set puts x in h (want) or takes it out, or repairs its place if it is
+// already in, and returns the heap.
+func (ih indexHeap) set(h []int32, x int32, want bool) []int32 {
+	pos := ih.pos(x)
+	switch {
+	case want && *pos == noPos:
+		h = append(h, x)
+		*pos = int32(len(h) - 1)
+		ih.up(h, int(*pos))
+	case !want && *pos != noPos:
+		i := int(*pos)
+		last := len(h) - 1
+		*pos = noPos
+		if i != last {
+			h[i] = h[last]
+			h = h[:last]
+			*ih.pos(h[i]) = int32(i)
+			ih.fix(h, i)
+		} else {
+			h = h[:last]
+		}
+	case want:
+		ih.fix(h, int(*pos))
+	}
+	return h
+}
+
+func (e *Engine) shapeQueueLess(a, b int32) bool {
+	return e.queues.shapeQueues[a].h[0].less(e.queues.shapeQueues[b].h[0])
+}
 
 // tenantQueueLess orders the tenants of a class: by the latest start time
 // of the job each would run next (the head of its shapes that are not
@@ -237,45 +283,6 @@ func (e *Engine) tenantQueueLess(a, b int32) bool {
 		return pa < pb
 	}
 	return ka.seq < kb.seq
-}
-
-func (e *Engine) siftTenantQueueUp(c *class, i int) {
-	h := c.h
-	x := h[i]
-	for i > 0 {
-		p := (i - 1) / 2
-		if !e.tenantQueueLess(x, h[p]) {
-			break
-		}
-		h[i] = h[p]
-		e.queues.tenantQueues[h[i]].pos = int32(i)
-		i = p
-	}
-	h[i] = x
-	e.queues.tenantQueues[x].pos = int32(i)
-}
-
-func (e *Engine) siftTenantQueueDown(c *class, i int) {
-	h := c.h
-	n := len(h)
-	x := h[i]
-	for {
-		k := 2*i + 1
-		if k >= n {
-			break
-		}
-		if k+1 < n && e.tenantQueueLess(h[k+1], h[k]) {
-			k++
-		}
-		if !e.tenantQueueLess(h[k], x) {
-			break
-		}
-		h[i] = h[k]
-		e.queues.tenantQueues[h[i]].pos = int32(i)
-		i = k
-	}
-	h[i] = x
-	e.queues.tenantQueues[x].pos = int32(i)
 }
 
 // ---- keeping the levels consistent
@@ -297,28 +304,7 @@ func (e *Engine) setShapeQueue(qi int32, want bool) {
 	q := &e.queues.shapeQueues[qi]
 	tq := &e.queues.tenantQueues[q.tenantQueue]
 	wasTop := len(tq.h) > 0 && tq.h[0] == qi
-	switch {
-	case want && q.pos == noPos:
-		tq.h = append(tq.h, qi)
-		q.pos = int32(len(tq.h) - 1)
-		e.siftShapeQueueUp(tq, int(q.pos))
-	case !want && q.pos != noPos:
-		i := int(q.pos)
-		last := len(tq.h) - 1
-		q.pos = noPos
-		if i != last {
-			tq.h[i] = tq.h[last]
-			tq.h = tq.h[:last]
-			e.queues.shapeQueues[tq.h[i]].pos = int32(i)
-			e.siftShapeQueueDown(tq, i)
-			e.siftShapeQueueUp(tq, i)
-		} else {
-			tq.h = tq.h[:last]
-		}
-	case want:
-		e.siftShapeQueueDown(tq, int(q.pos))
-		e.siftShapeQueueUp(tq, int(q.pos))
-	}
+	tq.h = e.shapeQueueHeap().set(tq.h, qi, want)
 	if wasTop || (len(tq.h) > 0 && tq.h[0] == qi) {
 		e.tenantQueueChanged(q.tenantQueue)
 	}
@@ -327,29 +313,7 @@ func (e *Engine) setShapeQueue(qi int32, want bool) {
 func (e *Engine) tenantQueueChanged(tqi int32) {
 	tq := &e.queues.tenantQueues[tqi]
 	c := &e.queues.classes[tq.class]
-	want := len(tq.h) > 0
-	switch {
-	case want && tq.pos == noPos:
-		c.h = append(c.h, tqi)
-		tq.pos = int32(len(c.h) - 1)
-		e.siftTenantQueueUp(c, int(tq.pos))
-	case !want && tq.pos != noPos:
-		i := int(tq.pos)
-		last := len(c.h) - 1
-		tq.pos = noPos
-		if i != last {
-			c.h[i] = c.h[last]
-			c.h = c.h[:last]
-			e.queues.tenantQueues[c.h[i]].pos = int32(i)
-			e.siftTenantQueueDown(c, i)
-			e.siftTenantQueueUp(c, i)
-		} else {
-			c.h = c.h[:last]
-		}
-	case want:
-		e.siftTenantQueueDown(c, int(tq.pos))
-		e.siftTenantQueueUp(c, int(tq.pos))
-	}
+	c.h = e.tenantQueueHeap().set(c.h, tqi, len(tq.h) > 0)
 }
 
 // shareChanged repairs the positions of a tenant whose holdings changed
@@ -361,8 +325,7 @@ func (e *Engine) shareChanged(ti int32) {
 	for _, tqi := range e.tenants[ti].tenantQueues {
 		if tq := &e.queues.tenantQueues[tqi]; tq.pos != noPos {
 			c := &e.queues.classes[tq.class]
-			e.siftTenantQueueDown(c, int(tq.pos))
-			e.siftTenantQueueUp(c, int(tq.pos))
+			e.tenantQueueHeap().fix(c.h, int(tq.pos))
 		}
 	}
 }
@@ -401,8 +364,9 @@ func (e *Engine) fleetChanged() {
 func (e *Engine) heapifyClasses() {
 	for _, p := range e.queues.active {
 		c := &e.queues.classes[p]
+		ih := e.tenantQueueHeap()
 		for i := len(c.h)/2 - 1; i >= 0; i-- {
-			e.siftTenantQueueDown(c, i)
+			ih.down(c.h, i)
 		}
 	}
 }

@@ -360,24 +360,34 @@ func (s *Store) Get(_ context.Context, name string) (Secret, error) {
 
 // GetVersion returns one version of a secret.
 func (s *Store) GetVersion(_ context.Context, name, ver string) (Secret, error) {
-	if err := checkName(name); err != nil {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, v, err := s.versionLocked(name, ver)
+	if err != nil {
 		return Secret{}, err
+	}
+	return s.secretLocked(name, v)
+}
+
+// versionLocked checks a secret's name and returns its record and its
+// version ver (ErrNotFound, ErrNoVersion); s.mu is held.
+func (s *Store) versionLocked(name, ver string) (*record, *version, error) {
+	if err := checkName(name); err != nil {
+		return nil, nil, err
 	}
 	n, err := strconv.Atoi(ver)
 	if err != nil {
-		return Secret{}, nameErr(name, ErrNoVersion)
+		return nil, nil, nameErr(name, ErrNoVersion)
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
 	r := s.data.Secrets[name]
 	if r == nil {
-		return Secret{}, nameErr(name, ErrNotFound)
+		return nil, nil, nameErr(name, ErrNotFound)
 	}
 	v := r.version(n)
 	if v == nil {
-		return Secret{}, nameErr(name, ErrNoVersion)
+		return nil, nil, nameErr(name, ErrNoVersion)
 	}
-	return s.secretLocked(name, v)
+	return r, v, nil
 }
 
 func (s *Store) secretLocked(name string, v *version) (Secret, error) {
@@ -468,25 +478,14 @@ func (s *Store) encrypt(name string, n int, plain []byte) (*version, error) {
 
 // Restore makes an earlier version current again.
 func (s *Store) Restore(_ context.Context, name, ver string) (Meta, error) {
-	if err := checkName(name); err != nil {
-		return Meta{}, err
-	}
-	n, err := strconv.Atoi(ver)
-	if err != nil {
-		return Meta{}, nameErr(name, ErrNoVersion)
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := s.data.Secrets[name]
-	if old == nil {
-		return Meta{}, nameErr(name, ErrNotFound)
-	}
-	v := old.version(n)
-	if v == nil {
-		return Meta{}, nameErr(name, ErrNoVersion)
+	old, v, err := s.versionLocked(name, ver)
+	if err != nil {
+		return Meta{}, err
 	}
 	r := old.clone()
-	r.Current = n
+	r.Current = v.N
 	s.data.Secrets[name] = r
 	if err := s.saveLocked(); err != nil {
 		s.restoreLocked(name, old)

@@ -2,10 +2,12 @@ package workers
 
 import (
 	"fmt"
-	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 	"slices"
 	"sort"
 	"time"
+
+	"github.com/hodei-ci/hodei/internal/api/wire"
+	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
 // Scaler decides what the pools need: a pure function of a snapshot, so
@@ -22,12 +24,9 @@ type Forecaster interface {
 	Forecast(pool string) (workers int, ok bool)
 }
 
-// CostAccount is what a pool's workers cost since the scaler started.
-type CostAccount struct {
-	WorkerHours     float64 // every worker, from one snapshot to the next
-	IdleWorkerHours float64 // those running no job (starting, idle, draining)
-	Cost            float64 // cost_per_hour × WorkerHours
-}
+// CostAccount is what a pool's workers cost since the scaler started
+// (WorkerHours counts every worker, from one snapshot to the next).
+type CostAccount = wire.CostAccount
 
 // Accountant is a Scaler that keeps cost accounts; `hodei pools` shows
 // them.
@@ -87,13 +86,7 @@ type WorkerSnapshot struct {
 }
 
 // Demand is a group of queued jobs that no running worker could take.
-type Demand struct {
-	CPUMilli int64    `json:"cpu_milli"`
-	Memory   int64    `json:"memory_bytes"`
-	GPU      int      `json:"gpu,omitempty"`
-	Labels   []string `json:"labels,omitempty"`
-	Jobs     int      `json:"jobs"`
-}
+type Demand = wire.Demand
 
 // FitsNoPool returns the demand that no pool's shape (cpu, memory, gpu,
 // labels) can take, whatever its size: queued jobs that wait until an agent

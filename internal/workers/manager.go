@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hodei-ci/hodei/internal/api/wire"
 	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/scheduler"
@@ -156,36 +157,9 @@ type ownedWorker struct {
 	adopted     bool // found at start, made by a previous run
 }
 
-// PoolStatus is what `hodei pools` shows of a pool.
-type PoolStatus struct {
-	Name     string `json:"name"`
-	Provider string `json:"provider"`
-	Min      int    `json:"min"`
-	Max      int    `json:"max"`
-	Size     int    `json:"size"` // workers owned, in any state
-	Pending  int    `json:"pending"`
-	Idle     int    `json:"idle"`
-	Busy     int    `json:"busy"`
-	Draining int    `json:"draining"`
-	// Adopted counts the workers (of Size) that a previous run of the
-	// server created and this one found again when it started.
-	Adopted     int     `json:"adopted,omitempty"`
-	Demand      int     `json:"demand"` // queued jobs given to this pool
-	Ephemeral   bool    `json:"ephemeral"`
-	CostPerHour float64 `json:"cost_per_hour"`
-	// Capacity is how many more workers of the pool's shape the provider
-	// said it can create (-1: no known limit).
-	Capacity int `json:"capacity"`
-	// Circuit is the provider's circuit breaker: closed, half-open or open.
-	Circuit   string `json:"circuit"`
-	LastError string `json:"last_error,omitempty"`
-	// Forecast is the autoscaler's expectation of workers needed soon
-	// (absent without one).
-	Forecast *int `json:"forecast,omitempty"`
-	// Account is what the pool's workers cost since the server started
-	// (absent without an autoscaler that keeps accounts).
-	Account *CostAccount `json:"account,omitempty"`
-}
+// PoolStatus is what `hodei pools` shows of a pool: the API's type, made
+// here and served as it is.
+type PoolStatus = wire.Pool
 
 // NewManager makes the providers of the pools. Start it with Run.
 func NewManager(cfg ManagerConfig) (*Manager, error) {

@@ -393,6 +393,33 @@ func (r *Reader) Map(n *yaml.Node, field, want string) (*yaml.Node, bool) {
 	return v, true
 }
 
+// List returns the elements of the list n. Anything else is reported as
+// "must be WANT, got ..." (want, such as "a list of paths"), and an empty
+// list as empty unless empty is "": ok is false then.
+func (r *Reader) List(n *yaml.Node, field, want, empty string) ([]*yaml.Node, bool) {
+	v := Deref(n)
+	if v.Kind != yaml.SequenceNode {
+		r.Errorf(n, field, "must be %s, got %s", want, Describe(v))
+		return nil, false
+	}
+	if len(v.Content) == 0 && empty != "" {
+		r.Errorf(n, field, "%s", empty)
+		return nil, false
+	}
+	return v.Content, true
+}
+
+// Texts calls each with every element of items that is a non-empty string
+// (see Text), with its path field[i].
+func (r *Reader) Texts(items []*yaml.Node, field string, each func(n *yaml.Node, field, s string)) {
+	for i, it := range items {
+		f := Index(field, i)
+		if s, ok := r.Text(it, f); ok {
+			each(it, f, s)
+		}
+	}
+}
+
 // Item is one value of a field written alone or as a list (OneOrList):
 // its node and its path (the field itself, or field[i] in a list).
 type Item struct {

@@ -12,8 +12,7 @@ import (
 // PutArtifact records an object; store.ErrConflict if its ID exists.
 func (s *Store) PutArtifact(ctx context.Context, a store.Artifact) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO artifacts (`+schema.ArtifactCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-		a.ID, a.Kind, a.Tenant, a.Scope, a.RunID, a.JobID, a.JobKey, a.Attempt, a.Name, a.Object, a.Size, string(a.Files),
-		schema.EncTime(a.CreatedAt), schema.EncTime(a.ExpiresAt))
+		schema.ArtifactArgs(a)...)
 	if err != nil {
 		return fmt.Errorf("postgres: put artifact %s: %w", a.ID, constraintErr(err))
 	}
@@ -29,14 +28,7 @@ func (s *Store) ListArtifacts(ctx context.Context, f store.ArtifactFilter) ([]st
 	}
 	args = append(args, limit)
 	q := `SELECT ` + schema.ArtifactCols + ` FROM artifacts` + where + ` ORDER BY created_at DESC, id LIMIT $` + strconv.Itoa(len(args))
-	out, err := query(ctx, s.pool, func(row schema.Scanner) (store.Artifact, error) {
-		var a store.Artifact
-		var files string
-		var created, expires int64
-		err := row.Scan(&a.ID, &a.Kind, &a.Tenant, &a.Scope, &a.RunID, &a.JobID, &a.JobKey, &a.Attempt, &a.Name, &a.Object, &a.Size, &files, &created, &expires)
-		a.Files, a.CreatedAt, a.ExpiresAt = []byte(files), schema.DecTime(created), schema.DecTime(expires)
-		return a, err
-	}, q, args...)
+	out, err := query(ctx, s.pool, schema.ScanArtifact, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list artifacts: %w", err)
 	}

@@ -11,25 +11,9 @@ import (
 	"github.com/hodei-ci/hodei/internal/store/schema"
 )
 
-const firingCols = "tenant, repo, file, schedule, at, kind, run_id, error, recorded_at"
-
-// pendingFirings is the condition of the partial index
-// schedule_firings_pending, spelled as it is there so that the query
-// uses it (kind is store.FiringRun).
-const pendingFirings = "kind = 'run' AND run_id = '' AND error = ''"
-
-func scanFiring(sc schema.Scanner) (store.Firing, error) {
-	var f store.Firing
-	var at, rec int64
-	err := sc.Scan(&f.Tenant, &f.Repo, &f.File, &f.Schedule, &at, &f.Kind, &f.RunID, &f.Error, &rec)
-	f.At, f.RecordedAt = schema.DecTime(at), schema.DecTime(rec)
-	return f, err
-}
-
 // ClaimFiring records f unless a firing with its key was recorded.
 func (s *Store) ClaimFiring(ctx context.Context, f store.Firing) (bool, error) {
-	tag, err := s.pool.Exec(ctx, "INSERT INTO schedule_firings ("+firingCols+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-		f.Tenant, f.Repo, f.File, f.Schedule, schema.EncTime(f.At), f.Kind, f.RunID, f.Error, schema.EncTime(f.RecordedAt))
+	tag, err := s.pool.Exec(ctx, claimFiringSQL, schema.FiringArgs(f)...)
 	if err != nil {
 		return false, fmt.Errorf("postgres: claim firing %s %s: %w", f.File, f.At, err)
 	}
@@ -38,8 +22,7 @@ func (s *Store) ClaimFiring(ctx context.Context, f store.Firing) (bool, error) {
 
 // LastFiring returns the latest firing of a schedule.
 func (s *Store) LastFiring(ctx context.Context, tenant, repo, file, schedule string) (store.Firing, error) {
-	f, err := scanFiring(s.pool.QueryRow(ctx, "SELECT "+firingCols+" FROM schedule_firings WHERE tenant = $1 AND repo = $2 AND file = $3 AND schedule = $4 ORDER BY at DESC LIMIT 1",
-		tenant, repo, file, schedule))
+	f, err := schema.ScanFiring(s.pool.QueryRow(ctx, lastFiringSQL, tenant, repo, file, schedule))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Firing{}, fmt.Errorf("postgres: last firing of %s %s: %w", file, schedule, store.ErrNotFound)
 	}
@@ -51,7 +34,7 @@ func (s *Store) LastFiring(ctx context.Context, tenant, repo, file, schedule str
 
 // PendingFirings returns the claimed firings whose run was not made.
 func (s *Store) PendingFirings(ctx context.Context) ([]store.Firing, error) {
-	fs, err := query(ctx, s.pool, scanFiring, "SELECT "+firingCols+" FROM schedule_firings WHERE "+pendingFirings+" ORDER BY at")
+	fs, err := query(ctx, s.pool, schema.ScanFiring, schema.PendingFiringsSQL)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: pending firings: %w", err)
 	}
@@ -60,8 +43,7 @@ func (s *Store) PendingFirings(ctx context.Context) ([]store.Firing, error) {
 
 // SetFiringError records why a firing made no run.
 func (s *Store) SetFiringError(ctx context.Context, f store.Firing, msg string) error {
-	tag, err := s.pool.Exec(ctx, "UPDATE schedule_firings SET error = $1 WHERE tenant = $2 AND repo = $3 AND file = $4 AND schedule = $5 AND at = $6",
-		msg, f.Tenant, f.Repo, f.File, f.Schedule, schema.EncTime(f.At))
+	tag, err := s.pool.Exec(ctx, setFiringErrorSQL, schema.FiringKey(msg, f)...)
 	if err == nil && tag.RowsAffected() == 0 {
 		err = store.ErrNotFound
 	}
@@ -73,7 +55,7 @@ func (s *Store) SetFiringError(ctx context.Context, f store.Firing, msg string) 
 
 // ListFirings returns the firings of a repository, oldest first.
 func (s *Store) ListFirings(ctx context.Context, tenant, repo string) ([]store.Firing, error) {
-	fs, err := query(ctx, s.pool, scanFiring, "SELECT "+firingCols+" FROM schedule_firings WHERE tenant = $1 AND repo = $2 ORDER BY at, file, schedule", tenant, repo)
+	fs, err := query(ctx, s.pool, schema.ScanFiring, listFiringsSQL, tenant, repo)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list firings: %w", err)
 	}
@@ -84,8 +66,8 @@ func (s *Store) ListFirings(ctx context.Context, tenant, repo string) ([]store.F
 // insert.
 func (t *tx) SetFiringRun(f store.Firing) error {
 	return t.queue(op{
-		sql:  "UPDATE schedule_firings SET run_id = $1 WHERE tenant = $2 AND repo = $3 AND file = $4 AND schedule = $5 AND at = $6",
-		args: []any{f.RunID, f.Tenant, f.Repo, f.File, f.Schedule, schema.EncTime(f.At)},
+		sql:  setFiringRunSQL,
+		args: schema.FiringKey(f.RunID, f),
 		what: func() string { return "record the firing of run " + f.RunID },
 	})
 }

@@ -80,16 +80,6 @@ import (
 	"github.com/hodei-ci/hodei/internal/store/schema"
 )
 
-// Limits of ListRuns, as documented on store.RunFilter.
-const (
-	defaultRunLimit = 50
-	maxRunLimit     = 1000
-)
-
-// defaultLogLimit is the number of chunks ReadLogs returns when its limit is
-// not positive.
-const defaultLogLimit = 1000
-
 // Store is a store.Store kept in a PostgreSQL database. It is safe for
 // concurrent use.
 type Store struct {
@@ -145,13 +135,18 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// The read queries, in PostgreSQL's placeholders.
+// The queries of schema, in PostgreSQL's placeholders.
 var (
-	getRunSQL       = schema.Rebind(schema.GetRunSQL)
-	getJobSQL       = schema.Rebind(schema.GetJobSQL)
-	listJobsSQL     = schema.Rebind(schema.ListJobsSQL)
-	listAttemptsSQL = schema.Rebind(schema.ListAttemptsSQL)
-	readLogsSQL     = schema.Rebind(schema.ReadLogsSQL)
+	getRunSQL         = schema.Rebind(schema.GetRunSQL)
+	getJobSQL         = schema.Rebind(schema.GetJobSQL)
+	listJobsSQL       = schema.Rebind(schema.ListJobsSQL)
+	listAttemptsSQL   = schema.Rebind(schema.ListAttemptsSQL)
+	readLogsSQL       = schema.Rebind(schema.ReadLogsSQL)
+	claimFiringSQL    = schema.Rebind(schema.ClaimFiringSQL)
+	lastFiringSQL     = schema.Rebind(schema.LastFiringSQL)
+	listFiringsSQL    = schema.Rebind(schema.ListFiringsSQL)
+	setFiringErrorSQL = schema.Rebind(schema.SetFiringErrorSQL)
+	setFiringRunSQL   = schema.Rebind(schema.SetFiringRunSQL)
 )
 
 func scanWorker(row schema.Scanner) (store.Worker, error) {
@@ -233,9 +228,9 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, e
 	}
 	limit := f.Limit
 	if limit <= 0 {
-		limit = defaultRunLimit
+		limit = schema.DefaultRunLimit
 	}
-	args = append(args, min(limit, maxRunLimit))
+	args = append(args, min(limit, schema.MaxRunLimit))
 
 	q := "SELECT " + schema.RunCols + " FROM runs"
 	if len(where) > 0 {
@@ -273,7 +268,7 @@ func (s *Store) ListAttempts(ctx context.Context, jobID string) ([]store.Attempt
 // 1000.
 func (s *Store) ReadLogs(ctx context.Context, jobID string, afterAttempt int, afterSeq int64, limit int) ([]store.LogChunk, error) {
 	if limit <= 0 {
-		limit = defaultLogLimit
+		limit = schema.DefaultLogLimit
 	}
 	cs, err := query(ctx, s.pool, schema.ScanLog, readLogsSQL, jobID, afterAttempt, afterSeq, limit)
 	if err != nil {

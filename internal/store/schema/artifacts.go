@@ -44,3 +44,19 @@ func ArtifactWhere(f store.ArtifactFilter, ph func(n int) string, expiredAt int6
 	}
 	return " WHERE " + strings.Join(where, " AND "), args
 }
+
+// ArtifactArgs are the values of a in ArtifactCols' order.
+func ArtifactArgs(a store.Artifact) []any {
+	return []any{a.ID, a.Kind, a.Tenant, a.Scope, a.RunID, a.JobID, a.JobKey, a.Attempt, a.Name, a.Object, a.Size, string(a.Files),
+		EncTime(a.CreatedAt), EncTime(a.ExpiresAt)}
+}
+
+// ScanArtifact reads a row of ArtifactCols.
+func ScanArtifact(sc Scanner) (store.Artifact, error) {
+	var a store.Artifact
+	var files string
+	var created, expires int64
+	err := sc.Scan(&a.ID, &a.Kind, &a.Tenant, &a.Scope, &a.RunID, &a.JobID, &a.JobKey, &a.Attempt, &a.Name, &a.Object, &a.Size, &files, &created, &expires)
+	a.Files, a.CreatedAt, a.ExpiresAt = []byte(files), DecTime(created), DecTime(expires)
+	return a, err
+}

@@ -18,6 +18,16 @@ import (
 	"github.com/hodei-ci/hodei/internal/store"
 )
 
+// Limits of ListRuns, as documented on store.RunFilter.
+const (
+	DefaultRunLimit = 50
+	MaxRunLimit     = 1000
+)
+
+// DefaultLogLimit is the number of chunks ReadLogs returns when its limit is
+// not positive.
+const DefaultLogLimit = 1000
+
 // Column lists, in the order the stores' scan functions read them.
 const (
 	RunCols     = "id, pipeline, file, tenant, priority, state, source, created_at, started_at, finished_at, error, concurrency_group, concurrency_limit, inputs, includes"

@@ -11,8 +11,7 @@ import (
 // PutArtifact records an object; store.ErrConflict if its ID exists.
 func (s *Store) PutArtifact(ctx context.Context, a store.Artifact) error {
 	_, err := s.w.ExecContext(ctx, `INSERT INTO artifacts (`+schema.ArtifactCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		a.ID, a.Kind, a.Tenant, a.Scope, a.RunID, a.JobID, a.JobKey, a.Attempt, a.Name, a.Object, a.Size, string(a.Files),
-		schema.EncTime(a.CreatedAt), schema.EncTime(a.ExpiresAt))
+		schema.ArtifactArgs(a)...)
 	if err != nil {
 		return fmt.Errorf("sqlite: put artifact %s: %w", a.ID, constraintErr(err))
 	}
@@ -30,14 +29,7 @@ func (s *Store) ListArtifacts(ctx context.Context, f store.ArtifactFilter) ([]st
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list artifacts: %w", err)
 	}
-	out, err := collect(rows, func(sc schema.Scanner) (store.Artifact, error) {
-		var a store.Artifact
-		var files string
-		var created, expires int64
-		err := sc.Scan(&a.ID, &a.Kind, &a.Tenant, &a.Scope, &a.RunID, &a.JobID, &a.JobKey, &a.Attempt, &a.Name, &a.Object, &a.Size, &files, &created, &expires)
-		a.Files, a.CreatedAt, a.ExpiresAt = []byte(files), schema.DecTime(created), schema.DecTime(expires)
-		return a, err
-	})
+	out, err := collect(rows, schema.ScanArtifact)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list artifacts: %w", err)
 	}

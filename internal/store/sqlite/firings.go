@@ -10,25 +10,9 @@ import (
 	"github.com/hodei-ci/hodei/internal/store/schema"
 )
 
-const firingCols = "tenant, repo, file, schedule, at, kind, run_id, error, recorded_at"
-
-// pendingFirings is the condition of the partial index
-// schedule_firings_pending, spelled as it is there so that the query
-// uses it (kind is store.FiringRun).
-const pendingFirings = "kind = 'run' AND run_id = '' AND error = ''"
-
-func scanFiring(sc schema.Scanner) (store.Firing, error) {
-	var f store.Firing
-	var at, rec int64
-	err := sc.Scan(&f.Tenant, &f.Repo, &f.File, &f.Schedule, &at, &f.Kind, &f.RunID, &f.Error, &rec)
-	f.At, f.RecordedAt = schema.DecTime(at), schema.DecTime(rec)
-	return f, err
-}
-
 // ClaimFiring records f unless a firing with its key was recorded.
 func (s *Store) ClaimFiring(ctx context.Context, f store.Firing) (bool, error) {
-	res, err := s.w.ExecContext(ctx, "INSERT INTO schedule_firings ("+firingCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-		f.Tenant, f.Repo, f.File, f.Schedule, schema.EncTime(f.At), f.Kind, f.RunID, f.Error, schema.EncTime(f.RecordedAt))
+	res, err := s.w.ExecContext(ctx, schema.ClaimFiringSQL, schema.FiringArgs(f)...)
 	if err != nil {
 		return false, fmt.Errorf("sqlite: claim firing %s %s: %w", f.File, f.At, err)
 	}
@@ -38,8 +22,7 @@ func (s *Store) ClaimFiring(ctx context.Context, f store.Firing) (bool, error) {
 
 // LastFiring returns the latest firing of a schedule.
 func (s *Store) LastFiring(ctx context.Context, tenant, repo, file, schedule string) (store.Firing, error) {
-	f, err := scanFiring(s.r.QueryRowContext(ctx, "SELECT "+firingCols+" FROM schedule_firings WHERE tenant = ? AND repo = ? AND file = ? AND schedule = ? ORDER BY at DESC LIMIT 1",
-		tenant, repo, file, schedule))
+	f, err := schema.ScanFiring(s.r.QueryRowContext(ctx, schema.LastFiringSQL, tenant, repo, file, schedule))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Firing{}, fmt.Errorf("sqlite: last firing of %s %s: %w", file, schedule, store.ErrNotFound)
 	}
@@ -51,11 +34,11 @@ func (s *Store) LastFiring(ctx context.Context, tenant, repo, file, schedule str
 
 // PendingFirings returns the claimed firings whose run was not made.
 func (s *Store) PendingFirings(ctx context.Context) ([]store.Firing, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT "+firingCols+" FROM schedule_firings WHERE "+pendingFirings+" ORDER BY at")
+	rows, err := s.r.QueryContext(ctx, schema.PendingFiringsSQL)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: pending firings: %w", err)
 	}
-	fs, err := collect(rows, scanFiring)
+	fs, err := collect(rows, schema.ScanFiring)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: pending firings: %w", err)
 	}
@@ -64,8 +47,7 @@ func (s *Store) PendingFirings(ctx context.Context) ([]store.Firing, error) {
 
 // SetFiringError records why a firing made no run.
 func (s *Store) SetFiringError(ctx context.Context, f store.Firing, msg string) error {
-	res, err := s.w.ExecContext(ctx, "UPDATE schedule_firings SET error = ? WHERE tenant = ? AND repo = ? AND file = ? AND schedule = ? AND at = ?",
-		msg, f.Tenant, f.Repo, f.File, f.Schedule, schema.EncTime(f.At))
+	res, err := s.w.ExecContext(ctx, schema.SetFiringErrorSQL, schema.FiringKey(msg, f)...)
 	if err == nil {
 		err = affected(res)
 	}
@@ -77,11 +59,11 @@ func (s *Store) SetFiringError(ctx context.Context, f store.Firing, msg string) 
 
 // ListFirings returns the firings of a repository, oldest first.
 func (s *Store) ListFirings(ctx context.Context, tenant, repo string) ([]store.Firing, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT "+firingCols+" FROM schedule_firings WHERE tenant = ? AND repo = ? ORDER BY at, file, schedule", tenant, repo)
+	rows, err := s.r.QueryContext(ctx, schema.ListFiringsSQL, tenant, repo)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list firings: %w", err)
 	}
-	fs, err := collect(rows, scanFiring)
+	fs, err := collect(rows, schema.ScanFiring)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list firings: %w", err)
 	}
@@ -93,8 +75,7 @@ func (t *tx) SetFiringRun(f store.Firing) error {
 	if t.done {
 		return errTxDone
 	}
-	_, err := t.tx.ExecContext(t.ctx, "UPDATE schedule_firings SET run_id = ? WHERE tenant = ? AND repo = ? AND file = ? AND schedule = ? AND at = ?",
-		f.RunID, f.Tenant, f.Repo, f.File, f.Schedule, schema.EncTime(f.At))
+	_, err := t.tx.ExecContext(t.ctx, schema.SetFiringRunSQL, schema.FiringKey(f.RunID, f)...)
 	if err != nil {
 		return fmt.Errorf("sqlite: firing of run %s: %w", f.RunID, err)
 	}

@@ -60,16 +60,6 @@ import (
 	"github.com/hodei-ci/hodei/internal/store/schema"
 )
 
-// Limits of ListRuns, as documented on store.RunFilter.
-const (
-	defaultRunLimit = 50
-	maxRunLimit     = 1000
-)
-
-// defaultLogLimit is the number of chunks ReadLogs returns when its limit is
-// not positive.
-const defaultLogLimit = 1000
-
 // busyTimeout is how long a connection waits for a lock held by another
 // connection before failing with SQLITE_BUSY. Within one Store that only
 // happens in rare moments of WAL bookkeeping; it also covers another process
@@ -344,9 +334,9 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, e
 	}
 	limit := f.Limit
 	if limit <= 0 {
-		limit = defaultRunLimit
+		limit = schema.DefaultRunLimit
 	}
-	limit = min(limit, maxRunLimit)
+	limit = min(limit, schema.MaxRunLimit)
 	args = append(args, limit)
 
 	q := "SELECT " + schema.RunCols + " FROM runs"
@@ -411,7 +401,7 @@ func (s *Store) ListAttempts(ctx context.Context, jobID string) ([]store.Attempt
 // 1000.
 func (s *Store) ReadLogs(ctx context.Context, jobID string, afterAttempt int, afterSeq int64, limit int) ([]store.LogChunk, error) {
 	if limit <= 0 {
-		limit = defaultLogLimit
+		limit = schema.DefaultLogLimit
 	}
 	rows, err := s.readLogsStmt.QueryContext(ctx, jobID, afterAttempt, afterSeq, limit)
 	if err != nil {

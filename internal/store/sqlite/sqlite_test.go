@@ -304,8 +304,8 @@ func TestQueryPlans(t *testing.T) {
 		{"SELECT " + schema.RunCols + " FROM runs WHERE state = ? AND id < ? ORDER BY id DESC LIMIT ?", []any{"queued", "r", 5}, []string{"runs_state_id"}},
 		{"SELECT " + schema.RunCols + " FROM runs WHERE tenant = ? AND id < ? ORDER BY id DESC LIMIT ?", []any{"t", "r", 5}, []string{"runs_tenant_id"}},
 		{"SELECT " + schema.RunCols + " FROM runs WHERE id < ? ORDER BY id DESC LIMIT ?", []any{"r", 5}, nil},
-		{"SELECT " + firingCols + " FROM schedule_firings WHERE " + pendingFirings + " ORDER BY at", nil, []string{"schedule_firings_pending"}},
-		{"SELECT " + firingCols + " FROM schedule_firings WHERE tenant = ? AND repo = ? AND file = ? AND schedule = ? ORDER BY at DESC LIMIT 1", []any{"t", "r", "f", "s"}, []string{"sqlite_autoindex_schedule_firings_1 (tenant=? AND repo=? AND file=? AND schedule=?)"}},
+		{schema.PendingFiringsSQL, nil, []string{"schedule_firings_pending"}},
+		{schema.LastFiringSQL, []any{"t", "r", "f", "s"}, []string{"sqlite_autoindex_schedule_firings_1 (tenant=? AND repo=? AND file=? AND schedule=?)"}},
 	} {
 		rows, err := s.r.Query("EXPLAIN QUERY PLAN "+tc.query, tc.args...)
 		if err != nil {

@@ -339,57 +339,50 @@ func (p *cparser) shape(n *yaml.Node, path string, s Shape) Shape {
 	return s
 }
 
-func (p *cparser) docker(n *yaml.Node, path string) DockerOptions {
-	var d DockerOptions
-	m, ok := p.Map(n, path, "a map with image, network, binary and host")
+// eachText reads the map n at path (want describes it, for the error when
+// it is not one) whose fields are allowed: other, if not nil, reads the
+// fields that are not strings (it returns false for the others); set is
+// given every other field whose value is a non-empty string.
+func (p *cparser) eachText(n *yaml.Node, path, want string, allowed []string, other func(f yamlpos.Entry, fp string) bool, set func(f yamlpos.Entry, fp, s string)) {
+	m, ok := p.Map(n, path, want)
 	if !ok {
-		return d
+		return
 	}
-	for _, f := range p.Fields(m, path, dockerFields) {
+	for _, f := range p.Fields(m, path, allowed) {
 		fp := path + "." + f.Name
-		s, ok := p.Text(f.Val, fp)
-		if !ok {
+		if other != nil && other(f, fp) {
 			continue
 		}
-		switch f.Name {
-		case "image":
-			d.Image = s
-		case "network":
-			d.Network = s
-		case "binary":
-			d.Binary = s
-		case "host":
-			d.Host = s
+		if s, ok := p.Text(f.Val, fp); ok {
+			set(f, fp, s)
 		}
 	}
+}
+
+func (p *cparser) docker(n *yaml.Node, path string) DockerOptions {
+	var d DockerOptions
+	into := map[string]*string{"image": &d.Image, "network": &d.Network, "binary": &d.Binary, "host": &d.Host}
+	p.eachText(n, path, "a map with image, network, binary and host", dockerFields, nil,
+		func(f yamlpos.Entry, _, s string) { *into[f.Name] = s })
 	return d
 }
 
 func (p *cparser) local(n *yaml.Node, path string) LocalOptions {
 	var o LocalOptions
-	m, ok := p.Map(n, path, "a map with mode and binary")
-	if !ok {
-		return o
-	}
 	var binaryNode *yaml.Node
-	for _, f := range p.Fields(m, path, localFields) {
-		fp := path + "." + f.Name
-		s, ok := p.Text(f.Val, fp)
-		if !ok {
-			continue
-		}
+	p.eachText(n, path, "a map with mode and binary", localFields, nil, func(f yamlpos.Entry, fp, s string) {
 		switch f.Name {
 		case "mode":
 			if s != LocalModeProcess && s != LocalModeInProcess {
 				p.Errorf(f.Val, fp, "unknown mode %q; want %s or %s", s, LocalModeProcess, LocalModeInProcess)
-				continue
+				return
 			}
 			o.Mode = s
 		case "binary":
 			binaryNode = f.Val
 			o.Binary = s
 		}
-	}
+	})
 	switch {
 	case binaryNode != nil && o.Mode == LocalModeInProcess:
 		p.Errorf(binaryNode, path+".binary", "only applies to mode %s", LocalModeProcess)
@@ -399,44 +392,31 @@ func (p *cparser) local(n *yaml.Node, path string) LocalOptions {
 	return o
 }
 
+// kubeNames are the fields of a kubernetes pool that name a Kubernetes
+// object (a DNS-1123 label), by what the error calls them.
+var kubeNames = map[string]string{"namespace": "namespace", "service_account": "service account"}
+
 func (p *cparser) kubernetes(n *yaml.Node, path string) KubernetesOptions {
 	var o KubernetesOptions
-	m, ok := p.Map(n, path, "a map with namespace, image, agent_image, service_account, automount_service_account_token, host_network and kubeconfig")
-	if !ok {
-		return o
-	}
-	for _, f := range p.Fields(m, path, kubeFields) {
-		fp := path + "." + f.Name
-		switch f.Name {
-		case "automount_service_account_token":
-			o.AutomountServiceAccountToken, _ = p.Bool(f.Val, fp)
-			continue
-		case "host_network":
-			o.HostNetwork, _ = p.Bool(f.Val, fp)
-			continue
-		}
-		s, ok := p.Text(f.Val, fp)
-		if !ok {
-			continue
-		}
-		switch f.Name {
-		case "namespace":
-			if !dns1123Label.MatchString(s) || len(s) > 63 {
-				p.Errorf(f.Val, fp, "invalid namespace %q: up to 63 lower-case letters, digits and '-'", s)
+	into := map[string]*string{"namespace": &o.Namespace, "image": &o.Image, "agent_image": &o.AgentImage,
+		"service_account": &o.ServiceAccount, "kubeconfig": &o.Kubeconfig}
+	p.eachText(n, path, "a map with namespace, image, agent_image, service_account, automount_service_account_token, host_network and kubeconfig", kubeFields,
+		func(f yamlpos.Entry, fp string) bool {
+			switch f.Name {
+			case "automount_service_account_token":
+				o.AutomountServiceAccountToken, _ = p.Bool(f.Val, fp)
+			case "host_network":
+				o.HostNetwork, _ = p.Bool(f.Val, fp)
+			default:
+				return false
 			}
-			o.Namespace = s
-		case "image":
-			o.Image = s
-		case "agent_image":
-			o.AgentImage = s
-		case "service_account":
-			if !dns1123Label.MatchString(s) || len(s) > 63 {
-				p.Errorf(f.Val, fp, "invalid service account %q: up to 63 lower-case letters, digits and '-'", s)
+			return true
+		},
+		func(f yamlpos.Entry, fp, s string) {
+			if what, ok := kubeNames[f.Name]; ok && (!dns1123Label.MatchString(s) || len(s) > 63) {
+				p.Errorf(f.Val, fp, "invalid %s %q: up to 63 lower-case letters, digits and '-'", what, s)
 			}
-			o.ServiceAccount = s
-		case "kubeconfig":
-			o.Kubeconfig = s
-		}
-	}
+			*into[f.Name] = s
+		})
 	return o
 }
