@@ -288,8 +288,11 @@ type Engine struct {
 	// labelSet.fifo), the jobs that were still queued then, key = that
 	// instant; entries of jobs no longer queued (queueSeq differs) are
 	// dropped lazily. lateHead is late's first entry still to look at.
-	late       []heapEntry
-	lateHead   int
+	late     []heapEntry
+	lateHead int
+	// keeps are the workers kept for overdue jobs that fit nowhere now,
+	// at most one per shape (see keepFor).
+	keeps      []keep
 	liveShapes int // shapes with queued jobs that are not parked
 
 	seq       uint64
