@@ -145,8 +145,12 @@ type Config struct {
 	// them on that pool; a job the pointer passed while it was still queued
 	// is one FIFO would have started by then, and once it has stayed queued
 	// Slack longer it is placed before anything else, in the order the
-	// pointers passed them (skipping, as FIFO does, those that fit nowhere
-	// now). Priorities above 0 still go first: Plan serves their classes,
+	// pointers passed them. One that fits nowhere now is skipped, as FIFO
+	// does, but the first such job of each shape gets a worker kept for
+	// it (the one whose running jobs' predicted ends free the room
+	// soonest; nothing else starts there until the job does), so that
+	// small jobs filling every hole cannot hold a late large job back
+	// without end. Priorities above 0 still go first: Plan serves their classes,
 	// then the late jobs, then the ranking. 0 (the default) means no such
 	// bound: on the scenario suite it trades too much of the mean for the
 	// tails it trims (docs/scheduling.md).
@@ -288,8 +292,11 @@ type Engine struct {
 	// labelSet.fifo), the jobs that were still queued then, key = that
 	// instant; entries of jobs no longer queued (queueSeq differs) are
 	// dropped lazily. lateHead is late's first entry still to look at.
-	late       []heapEntry
-	lateHead   int
+	late     []heapEntry
+	lateHead int
+	// keeps are the workers kept for overdue jobs that fit nowhere now,
+	// at most one per shape (see keepFor).
+	keeps      []keep
 	liveShapes int // shapes with queued jobs that are not parked
 
 	seq       uint64

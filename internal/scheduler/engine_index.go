@@ -281,12 +281,15 @@ type eworker struct {
 	schedulable bool
 	inTrees     bool
 	spread      bool
-	jobHead     int32 // placed jobs, linked through job.prevOnWorker/nextOnWorker
-	nJobs       int32
-	maxJobs     int32 // 0: no limit
-	recent      [workerKeys]int32
-	recentN     uint8
-	recentAt    uint8
+	// kept: the worker is kept for an overdue job that fits nowhere (see
+	// Engine.keepFor); it is out of the trees, so nothing else starts on it.
+	kept     bool
+	jobHead  int32 // placed jobs, linked through job.prevOnWorker/nextOnWorker
+	nJobs    int32
+	maxJobs  int32 // 0: no limit
+	recent   [workerKeys]int32
+	recentN  uint8
+	recentAt uint8
 }
 
 // full says the worker runs as many jobs as it may, whatever its free
@@ -428,7 +431,7 @@ func (e *Engine) untree(wi int32) {
 func (e *Engine) syncTrees(wi int32) {
 	e.untree(wi)
 	w := &e.workers[wi]
-	if !w.live || !w.schedulable || w.group == groupNone || w.full() {
+	if !w.live || !w.schedulable || w.group == groupNone || w.full() || w.kept {
 		return
 	}
 	g := &e.idx.groups[w.group]

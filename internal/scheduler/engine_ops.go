@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"cmp"
 	"slices"
 	"time"
 )
@@ -568,8 +569,12 @@ func (e *Engine) planRanked(nowN int64, minClass int, out []Assignment) []Assign
 // place takes queued job ji out of the queue and reserves worker wi for it.
 func (e *Engine) place(ji, wi int32, now int64) {
 	counted := e.slackOn && e.jobs[ji].prio >= MaxPriority
+	if len(e.keeps) > 0 {
+		e.dropKeep(ji)
+	}
 	e.unqueue(ji)
 	e.reserve(ji, wi)
+	e.jobs[ji].started = now
 	e.decisions++
 	if counted {
 		e.advanceFIFO(e.idx.shapes[e.jobs[ji].shape].lset, now)
@@ -600,6 +605,7 @@ func (e *Engine) advanceFIFO(lsi int32, now int64) {
 // where chooseWorker says; it skips those that fit nowhere now (as FIFO
 // does), examining at most Lookahead of them.
 func (e *Engine) planOverdue(now int64, out []Assignment) []Assignment {
+	out = e.placeKept(now, out)
 	bound := now - e.slack
 	fails, dead := 0, 0
 	for i := e.lateHead; i < len(e.late); i++ {
@@ -625,6 +631,7 @@ func (e *Engine) planOverdue(now int64, out []Assignment) []Assignment {
 			if !sh.parked {
 				e.park(j.shape)
 			}
+			e.keepFor(x, now)
 			if fails++; fails > e.lookahead {
 				break
 			}
@@ -651,4 +658,133 @@ func (e *Engine) planOverdue(now int64, out []Assignment) []Assignment {
 		e.lateHead = 0
 	}
 	return out
+}
+
+// keep is a worker kept for an overdue job (its queue entry: job and
+// enqueue sequence) that fits nowhere now.
+type keep struct {
+	job    int32
+	seq    uint64
+	worker int32
+	join   int64 // the worker's join stamp, to ignore a reused slot
+}
+
+// keepFor keeps a worker for overdue job x, which fits nowhere now, unless
+// a worker is already kept for a job of its shape: the worker, of those
+// that could hold it when empty, on which the predicted ends of the jobs
+// it runs free the room soonest (an EASY-style reservation). Nothing else
+// starts on a kept worker, and the job starts there as soon as it fits
+// (placeKept), or elsewhere if room opens there first. Without it, a late
+// job that needs a large hole waits behind a stream of small jobs that
+// fill every hole as it opens, however late it is: on a loaded pool the
+// tail of FIFO is made of exactly such jobs.
+func (e *Engine) keepFor(x heapEntry, now int64) {
+	j := &e.jobs[x.job]
+	for _, k := range e.keeps {
+		if e.jobs[k.job].shape == j.shape || k.job == x.job {
+			return
+		}
+	}
+	sh := &e.idx.shapes[j.shape]
+	ls := &e.idx.lsets[sh.lset]
+	r := &sh.req
+	best, bestAt := noWorker, int64(0)
+	for _, list := range [2][]int32{ls.compatCPU, ls.compatGPU} {
+		if r.GPU == 0 && best != noWorker {
+			break // gpu workers only when no other could hold it
+		}
+		for _, gi := range list {
+			for _, wi := range e.idx.groups[gi].members {
+				if wi == noWorker {
+					continue
+				}
+				w := &e.workers[wi]
+				if !w.live || !w.schedulable || w.kept || !fits(&w.capacity, r) || w.maxJobs == 1 && w.nJobs > 0 {
+					continue
+				}
+				at := e.roomAt(w, r, now)
+				if best == noWorker || at < bestAt || (at == bestAt && w.join < e.workers[best].join) {
+					best, bestAt = wi, at
+				}
+			}
+		}
+	}
+	if best == noWorker {
+		return
+	}
+	w := &e.workers[best]
+	w.kept = true
+	e.syncTrees(best)
+	e.keeps = append(e.keeps, keep{job: x.job, seq: x.seq, worker: best, join: w.join})
+}
+
+// roomAt is when, by the predicted ends of the jobs it runs, worker w has
+// room for r (jobs past their prediction are taken to end now).
+func (e *Engine) roomAt(w *eworker, r *Resources, now int64) int64 {
+	free := w.free()
+	if fits(&free, r) {
+		return now
+	}
+	var ends []heapEntry
+	for ji := w.jobHead; ji != noWorker; ji = e.jobs[ji].nextOnWorker {
+		j := &e.jobs[ji]
+		ends = append(ends, heapEntry{key: max(j.started+int64(float64(j.dur)*1e9), now), job: ji})
+	}
+	slices.SortFunc(ends, func(a, b heapEntry) int { return cmp.Compare(a.key, b.key) })
+	for _, x := range ends {
+		q := &e.idx.shapes[e.jobs[x.job].shape].req
+		free.CPUMilli += q.CPUMilli
+		free.Memory += q.Memory
+		free.GPU += q.GPU
+		if fits(&free, r) {
+			return x.key
+		}
+	}
+	return 1<<63 - 1
+}
+
+// placeKept places each job a worker is kept for once it fits there, and
+// lets go of the workers kept for jobs no longer queued or lost.
+func (e *Engine) placeKept(now int64, out []Assignment) []Assignment {
+	for i := 0; i < len(e.keeps); {
+		k := e.keeps[i]
+		w := &e.workers[k.worker]
+		j := &e.jobs[k.job]
+		valid := w.live && w.join == k.join && w.schedulable
+		if !valid || j.queueSeq != k.seq {
+			e.releaseKeep(i)
+			continue
+		}
+		free := w.free()
+		if !fits(&free, &e.idx.shapes[j.shape].req) || w.full() {
+			i++
+			continue
+		}
+		e.releaseKeep(i)
+		e.place(k.job, k.worker, now)
+		e.queues.classes[j.prio].since = now
+		out = append(out, Assignment{JobID: j.id, WorkerID: w.id})
+	}
+	return out
+}
+
+// dropKeep lets go of the worker kept for job ji, if any (it is placed).
+func (e *Engine) dropKeep(ji int32) {
+	for i, k := range e.keeps {
+		if k.job == ji {
+			e.releaseKeep(i)
+			return
+		}
+	}
+}
+
+// releaseKeep ends keep i: its worker takes jobs again.
+func (e *Engine) releaseKeep(i int) {
+	k := e.keeps[i]
+	e.keeps = slices.Delete(e.keeps, i, i+1)
+	if w := &e.workers[k.worker]; w.live && w.join == k.join && w.kept {
+		w.kept = false
+		e.syncTrees(k.worker)
+		e.freed(k.worker)
+	}
 }

@@ -38,6 +38,7 @@ type ejob struct {
 	counted      bool // dur is part of its pipeline's remaining work
 	queueSeq     uint64
 	ready        int64 // when it was last enqueued
+	started      int64 // when it was last placed
 	lst          int64 // latest start time (hodei), see Enqueue
 	live         bool
 }

@@ -260,3 +260,84 @@ func TestEngineWindowBoundsOvertaking(t *testing.T) {
 		t.Error("without the window no job was passed by a much younger one: the test does not exercise the bound")
 	}
 }
+
+// bigJobStart drives one 4-core worker: at 00:00 it runs four 1-core jobs
+// and a 4-core job is queued; from then on a 1-core job (60 s) arrives every
+// 15 s. Each end frees one core, which the next small job fills, so the
+// large job fits only if the worker is kept for it. It returns when the
+// large job started (zero if it did not within an hour) and when a small
+// job first passed it (the virtual FIFO pointer's step that makes it late).
+func bigJobStart(t *testing.T, cfg Config) (started, late time.Time) {
+	t.Helper()
+	e := NewEngine(cfg)
+	for range 5 {
+		e.Predictor().Observe("small", time.Minute)
+		e.Predictor().Observe("big", time.Minute)
+	}
+	e.UpsertWorker(WorkerSpec{ID: "w", Capacity: Resources{CPUMilli: 4000, Memory: 4 << 30}})
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	n := 0
+	add := func(key string, cpu int64, at time.Time) string {
+		n++
+		id := fmt.Sprintf("%04d", n)
+		e.AddPipeline(PipelineSpec{ID: "p" + id, Tenant: "t", Jobs: []JobSpec{{ID: id, Key: key, Request: Resources{CPUMilli: cpu, Memory: 1 << 20}}}})
+		e.Enqueue(id, at)
+		return id
+	}
+	ends := map[string]time.Time{}
+	for i := range 4 {
+		id := add("small", 1000, t0)
+		e.Plan(t0)
+		ends[id] = t0.Add(time.Duration(15*(i+1)) * time.Second)
+	}
+	big := add("big", 4000, t0)
+	for now := t0; now.Before(t0.Add(time.Hour)); now = now.Add(5 * time.Second) {
+		for id, end := range ends {
+			if !end.After(now) {
+				e.Finish(id, now, time.Minute, true)
+				e.RemovePipeline("p" + id)
+				delete(ends, id)
+			}
+		}
+		if now.Sub(t0)%(15*time.Second) == 0 && now.After(t0) {
+			add("small", 1000, now)
+		}
+		for _, a := range e.Plan(now) {
+			if a.JobID == big {
+				return now, late
+			}
+			if late.IsZero() {
+				// The first small job placed after the large one was
+				// queued passes it: FIFO would have started the large
+				// job by now if it had fit.
+				late = now
+			}
+			ends[a.JobID] = now.Add(time.Minute)
+		}
+	}
+	return time.Time{}, late
+}
+
+// A late job that needs a large hole starts within Slack plus the time
+// the worker kept for it takes to drain (the predicted ends of the jobs it
+// runs, here one minute), although a stream of small jobs would fill every
+// hole as it opens; without Slack it waits as long as the stream lasts.
+func TestEngineSlackKeepsWorkerForLargeJob(t *testing.T) {
+	const slack = 2 * time.Minute
+	started, late := bigJobStart(t, Config{Slack: slack})
+	if started.IsZero() {
+		t.Fatal("with Slack the 4-core job never started under a stream of 1-core jobs")
+	}
+	if late.IsZero() {
+		t.Fatal("no small job passed the large one: the test does not exercise the bound")
+	}
+	// The pointer passes the large job at the first small placement after
+	// it; it is overdue slack later, and the kept worker drains within a
+	// minute (its jobs' predicted ends) plus one 5 s step of the loop.
+	if bound := late.Add(slack + time.Minute + 10*time.Second); started.After(bound) {
+		t.Errorf("the 4-core job became late at %v and started at %v, after %v", late.Format(time.TimeOnly), started.Format(time.TimeOnly), bound.Format(time.TimeOnly))
+	}
+	if s, _ := bigJobStart(t, Config{}); !s.IsZero() {
+		t.Errorf("without Slack the 4-core job started at %v: the stream does not starve it, the test proves nothing", s.Format(time.TimeOnly))
+	}
+}

@@ -182,7 +182,8 @@ func (e *Engine) Why(jobID string) Reason {
 			continue
 		}
 		large++
-		if free := w.free(); w.schedulable && !w.full() && fits(&free, &req) {
+		// A worker kept for a late job (Slack) is busy for the others.
+		if free := w.free(); w.schedulable && !w.full() && !w.kept && fits(&free, &req) {
 			return Reason{}
 		}
 	}
