@@ -96,6 +96,9 @@ func (s *Store) tryLead(ctx context.Context, id, api string) (*Lease, error) {
 	return &Lease{Epoch: epoch, conn: conn, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
+// leaseCheckTimeout is how long a check of the lease's connection may take.
+const leaseCheckTimeout = 10 * time.Second
+
 // watch checks the lease's connection every period until Release, and
 // closes lost at the first failure.
 func (l *Lease) watch(period time.Duration) {
@@ -110,7 +113,11 @@ func (l *Lease) watch(period time.Duration) {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), max(period, 2*time.Second))
+		// A slow answer is no lost lock: a timeout ends the session (and
+		// with it the lock), so it is long enough for a loaded database
+		// or machine (a leader that stepped down on a 2 s ping flapped
+		// under load, TestChaosHA); a dead connection fails at once.
+		ctx, cancel := context.WithTimeout(context.Background(), max(period, leaseCheckTimeout))
 		err := l.conn.Ping(ctx)
 		cancel()
 		if err != nil {
