@@ -15,6 +15,10 @@
 //
 // Each call of DB creates a database with a new name, dropped when the test
 // ends, so tests that use it may run in parallel.
+//
+// Private starts a server of one test's own, whatever HODEI_TEST_POSTGRES
+// says, for a test that restarts it (Server.Restart): the shared server
+// must not go away under the other tests.
 package pgtest
 
 import (
