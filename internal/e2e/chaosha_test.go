@@ -256,7 +256,7 @@ func TestChaosHA(t *testing.T) {
 		r.ns.out(t, httpAddr)
 		r.args = []string{"server", "--data-dir", t.TempDir(), "--http", httpAddr, "--nats", nc.urls(),
 			"--tls-cert", crt, "--tls-key", key, "--ca", pki.ca, "--nats-replicas", "3", "--store", db,
-			"--workers", "0", "--auth", "off", "--unsafe-shared-user", "--worker-ttl", "2s", "--infra-retries", "6"}
+			"--workers", "0", "--auth", "off", "--unsafe-shared-user", "--infra-retries", "6"}
 		reps = append(reps, r)
 	}
 	for i, r := range reps {
