@@ -1,4 +1,4 @@
-//go:build natscluster
+//go:build natscluster || chaos
 
 package e2e
 
@@ -70,6 +70,7 @@ type natsNode struct {
 	name    string
 	client  string // host:port of clients
 	monitor string // host:port of /healthz
+	conf    string // its configuration file, for a restart
 	p       *proc
 }
 
@@ -136,6 +137,7 @@ func tryNATSCluster(t *testing.T, bin string, p natsPKI, agents []string, try in
 		if out, err := exec.Command(hodeiBin, args...).CombinedOutput(); err != nil {
 			t.Fatalf("hodei nats-config: %v\n%s", err, out)
 		}
+		node.conf = conf
 		node.p = startCmd(t, fmt.Sprintf("%s.try%d.log", node.name, try), exec.Command(bin, "-c", conf))
 	}
 	stop := func() {

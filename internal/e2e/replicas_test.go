@@ -1,4 +1,4 @@
-//go:build replicas
+//go:build replicas || chaos
 
 package e2e
 

@@ -120,7 +120,7 @@ func (r *replication) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 		case <-lease.Lost():
-			log.Warn("leader lock lost (its database connection failed): stepping down", "epoch", lease.Epoch)
+			log.Warn("leader lock lost (its database connection failed): stepping down", "epoch", lease.Epoch, "err", lease.Err())
 		case <-r.fenced:
 			log.Warn("a newer leader holds the store: stepping down", "epoch", lease.Epoch)
 		}

@@ -33,10 +33,22 @@ type Lease struct {
 	lost  chan struct{}
 	stop  chan struct{}
 	done  chan struct{}
+	err   error // the failed check that closed lost; read after lost
 }
 
 // Lost is closed when the lease is no longer held.
 func (l *Lease) Lost() <-chan struct{} { return l.lost }
+
+// Err is the failed check of the connection that ended the lease, once
+// Lost is closed (nil if it was released).
+func (l *Lease) Err() error {
+	select {
+	case <-l.lost:
+		return l.err
+	default:
+		return nil
+	}
+}
 
 // Release gives the lock back (the epoch stays: the next leader bumps it).
 func (l *Lease) Release() {
@@ -96,6 +108,9 @@ func (s *Store) tryLead(ctx context.Context, id, api string) (*Lease, error) {
 	return &Lease{Epoch: epoch, conn: conn, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
+// leaseCheckTimeout is how long a check of the lease's connection may take.
+const leaseCheckTimeout = 10 * time.Second
+
 // watch checks the lease's connection every period until Release, and
 // closes lost at the first failure.
 func (l *Lease) watch(period time.Duration) {
@@ -110,10 +125,16 @@ func (l *Lease) watch(period time.Duration) {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), max(period, 2*time.Second))
+		// A slow answer is no lost lock: a timeout ends the session (and
+		// with it the lock), so it is long enough for a loaded database
+		// or machine (a leader that stepped down on a 2 s ping flapped
+		// under load, TestChaosHA); a dead connection fails at once.
+		ctx, cancel := context.WithTimeout(context.Background(), max(period, leaseCheckTimeout))
+		start := time.Now()
 		err := l.conn.Ping(ctx)
 		cancel()
 		if err != nil {
+			l.err = fmt.Errorf("check of the leader connection after %s: %w", time.Since(start).Round(time.Millisecond), err)
 			close(l.lost)
 			return
 		}

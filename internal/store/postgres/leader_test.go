@@ -3,6 +3,10 @@ package postgres
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
+	"net/url"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -111,6 +115,9 @@ func TestLeaseLostWithItsConnection(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Lost not closed 30s after the leader's session ended")
 	}
+	if la.Err() == nil {
+		t.Fatal("lease lost without the error of its check")
+	}
 	lb, err := b.Campaign(ctx, "replica-b", "", 50*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
@@ -118,5 +125,88 @@ func TestLeaseLostWithItsConnection(t *testing.T) {
 	defer lb.Release()
 	if lb.Epoch != la.Epoch+1 {
 		t.Fatalf("epoch after the loss = %d, want %d", lb.Epoch, la.Epoch+1)
+	}
+}
+
+// TestLeaseSurvivesASlowAnswer: a check of the leader's connection that is
+// answered late (3 s here, as on a loaded machine or database) keeps the
+// lease: a check that timed out would end the session and the lock with it,
+// and the leader stepped down when its check gave up after 2 s. The
+// connection goes through a proxy of the test that holds each answer of
+// the database 3 s while told to.
+func TestLeaseSurvivesASlowAnswer(t *testing.T) {
+	ctx := context.Background()
+	dbURL := pgtest.DB(t)
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var slow atomic.Bool
+	var held atomic.Int64 // answers held while slow
+	target := u.Host
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				s, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer s.Close()
+				go func() { _, _ = io.Copy(s, c); s.Close() }()
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := s.Read(buf)
+					if n > 0 && slow.Load() {
+						time.Sleep(3 * time.Second) // the late answer is the fault under test
+						held.Add(1)
+					}
+					if n > 0 {
+						if _, err := c.Write(buf[:n]); err != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	u.Host = l.Addr().String()
+	a := mustOpen(t, u.String())
+	defer a.Close()
+	la, err := a.Campaign(ctx, "replica-a", "", 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer la.Release()
+	slow.Store(true)
+	// Two checks answered late: polled, the proxy counts them.
+	deadline := time.Now().Add(time.Minute)
+	for held.Load() < 2 {
+		select {
+		case <-la.Lost():
+			t.Fatalf("lease lost on a slow answer: %v", la.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no answer held by the proxy in a minute")
+		}
+	}
+	slow.Store(false)
+	select {
+	case <-la.Lost():
+		t.Fatalf("lease lost on a slow answer: %v", la.Err())
+	default:
 	}
 }

@@ -15,6 +15,10 @@
 //
 // Each call of DB creates a database with a new name, dropped when the test
 // ends, so tests that use it may run in parallel.
+//
+// Private starts a server of one test's own, whatever HODEI_TEST_POSTGRES
+// says, for a test that restarts it (Server.Restart): the shared server
+// must not go away under the other tests.
 package pgtest
 
 import (
@@ -136,6 +140,10 @@ func adminExec(ctx context.Context, admin, sql string) error {
 
 // server is a private PostgreSQL server.
 type server struct {
+	bin  string // of postgres
+	data string
+	cred *syscall.Credential // of the postgres user, when root
+	port int
 	dir  string // holds data/ and the unix socket
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -203,7 +211,7 @@ func startServer() (*server, error) {
 	// it: try a few.
 	var errs []error
 	for range 3 {
-		s, err := startPostgres(bin, dir, data, cred)
+		s, err := startPostgres(bin, dir, data, cred, 0)
 		if err == nil {
 			return s, nil
 		}
@@ -213,13 +221,17 @@ func startServer() (*server, error) {
 	return nil, errors.Join(errs...)
 }
 
-func startPostgres(bin, dir, data string, cred *syscall.Credential) (*server, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
+// startPostgres starts postgres on data, on port (a free one if 0), and
+// waits until it takes connections.
+func startPostgres(bin, dir, data string, cred *syscall.Credential, port int) (*server, error) {
+	if port == 0 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		port = l.Addr().(*net.TCPAddr).Port
+		l.Close()
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 
 	logPath := filepath.Join(dir, "postgres.log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -240,7 +252,7 @@ func startPostgres(bin, dir, data string, cred *syscall.Credential) (*server, er
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &server{dir: dir, cmd: cmd, done: make(chan struct{}),
+	s := &server{bin: bin, data: data, cred: cred, port: port, dir: dir, cmd: cmd, done: make(chan struct{}),
 		url: fmt.Sprintf("postgres://hodei@127.0.0.1:%d/postgres?sslmode=disable", port)}
 	go func() {
 		_ = cmd.Wait()
@@ -275,6 +287,13 @@ func startPostgres(bin, dir, data string, cred *syscall.Credential) (*server, er
 // stop shuts the server down (fast shutdown: sessions are ended) and removes
 // its directory.
 func (s *server) stop() error {
+	s.shutdown()
+	return os.RemoveAll(s.dir)
+}
+
+// shutdown stops postgres (fast shutdown: sessions are ended) and keeps its
+// directory.
+func (s *server) shutdown() {
 	_ = s.cmd.Process.Signal(syscall.SIGINT)
 	select {
 	case <-s.done:
@@ -282,5 +301,55 @@ func (s *server) stop() error {
 		_ = s.cmd.Process.Kill()
 		<-s.done
 	}
-	return os.RemoveAll(s.dir)
+}
+
+// Server is a PostgreSQL server of one test, which the test may restart:
+// for tests of what its clients do when the database goes away and comes
+// back (the shared server of HODEI_TEST_POSTGRES must not be restarted).
+type Server struct {
+	mu sync.Mutex
+	s  *server
+}
+
+// Private starts a PostgreSQL server for t alone, from the binaries
+// installed on the machine (see the package doc), in a temporary directory;
+// it is stopped and removed when t ends. It fails t without the binaries.
+func Private(t testing.TB) *Server {
+	t.Helper()
+	s, err := startServer()
+	if err != nil {
+		t.Fatalf("pgtest: a private PostgreSQL server (install Debian's postgresql): %v", err)
+	}
+	p := &Server{s: s}
+	t.Cleanup(func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if err := p.s.stop(); err != nil {
+			t.Errorf("pgtest: stop the private server: %v", err)
+		}
+	})
+	return p
+}
+
+// URL is the URL of the server's role that may create databases.
+func (p *Server) URL() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.s.url
+}
+
+// Restart stops the server (fast shutdown: every session is ended, as in
+// `pg_ctl restart -m fast`) and starts it again on the same data and port,
+// and returns once it takes connections again.
+func (p *Server) Restart() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := p.s
+	old.shutdown()
+	s, err := startPostgres(old.bin, old.dir, old.data, old.cred, old.port)
+	if err != nil {
+		return fmt.Errorf("pgtest: restart: %w", err)
+	}
+	p.s = s
+	return nil
 }
