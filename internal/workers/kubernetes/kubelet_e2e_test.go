@@ -187,8 +187,8 @@ jobs:
         env: {TOKEN: %[3]s}
         ports: [%[2]d]
     steps:
-      - run: echo "by port: $(wget -qO- http://127.0.0.1:%[2]d/index.html)"
-      - run: echo "by name: $(wget -qO- http://web:%[2]d/index.html)"
+      - run: 'echo "by port: $(wget -qO- http://127.0.0.1:%[2]d/index.html)"'
+      - run: 'echo "by name: $(wget -qO- http://web:%[2]d/index.html)"'
 `, e.image, port, token))
 	var pod corev1.Pod
 	workerstest.WaitFor(t, 90*time.Second, "the job's pod running on the node", func() bool {
