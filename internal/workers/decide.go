@@ -166,6 +166,10 @@ type Action struct {
 //     at min and no demand waits for the pool; a draining worker with no
 //     job left, a lost one and one that exited are terminated.
 //   - A worker that has not joined within JoinTimeout is terminated.
+//   - On a pool of ContainerWorkers, each queued job with an image gets a
+//     worker made for its container (one starting for the same container
+//     is used first); these do not count toward min and are drained when
+//     idle.
 type Reactive struct {
 	// JoinTimeout is how long a created worker may take to join, on top
 	// of the pool's startup_delay (2 min by default).
