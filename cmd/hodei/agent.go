@@ -45,6 +45,7 @@ Example:
 	fs.Var(&hide, "hide", "a directory steps must not see (repeatable; the work dir and the directories of the TLS files always are)")
 	dockerMode := fs.String("docker", "auto", `jobs with an image: "auto" runs them if a Docker engine answers (DOCKER_HOST or /var/run/docker.sock), "off" refuses them`)
 	noCgroups := fs.Bool("no-cgroups", false, "run attempts without a cgroup each (no cpu/memory limits, no usage; steps stopped by process group only)")
+	jobContainer := fs.String("job-container", "", "the agent runs in the container of the jobs with this container key (a Kubernetes worker pod made for them): their steps run here, after their services (sidecars) answer on their ports; set by the Kubernetes provider")
 	containerNet := fs.String("container-network", "", `network of job containers that ask for one (network: true); default: the engine's`)
 	tf := addTLSFlags(fs, "the agent's certificate (\"hodei ca issue agent ID\"); its id is the default --id",
 		"CA of the server's certificate (with --tls-cert and --tls-key: mutual TLS)")
@@ -52,7 +53,7 @@ Example:
 	if code, ok := parseNoArgs(fs, args); !ok {
 		return code
 	}
-	cfg := agent.Config{ID: *id, Pool: *pool, WorkDir: *workDir, GitCacheDir: *gitCache, HeartbeatInterval: *hb, Once: *once, ContainerNetwork: *containerNet, Unisolated: *unsafeShared, NoCgroups: *noCgroups}
+	cfg := agent.Config{ID: *id, Pool: *pool, WorkDir: *workDir, GitCacheDir: *gitCache, HeartbeatInterval: *hb, Once: *once, ContainerNetwork: *containerNet, JobContainer: *jobContainer, Unisolated: *unsafeShared, NoCgroups: *noCgroups}
 	var tlsDirs []string
 	for _, f := range []string{*tf.cert, *tf.key, *tf.ca} {
 		if f != "" {

@@ -87,6 +87,13 @@ type Config struct {
 	// ContainerNetwork is the network of the job containers that ask for
 	// one (network: true); "" is the engine's default.
 	ContainerNetwork string
+	// JobContainer, when set, says the agent runs inside the container of
+	// the jobs whose pipeline.ContainerKey it is (a Kubernetes worker pod
+	// made for them, their services its sidecars): it runs their steps
+	// in place, as a job without an image, once each service answers on
+	// its ports (container.go, awaitServices). A job with another key is
+	// refused.
+	JobContainer string
 	// MaxLogBytes is the most output of an attempt that is kept when the
 	// assignment does not say (DefaultMaxLogBytes when zero).
 	MaxLogBytes int64
@@ -649,7 +656,7 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 			return bus.StatusFailed, -1, fmt.Sprintf("workspace: %v", err)
 		}
 	}
-	isolated := !a.cfg.Unisolated && spec.Image == ""
+	isolated := !a.cfg.Unisolated && (spec.Image == "" || a.cfg.JobContainer != "")
 	uid := -1
 	if isolated && os.Geteuid() == 0 {
 		uid = a.takeUID()
@@ -749,8 +756,20 @@ func (a *Agent) runSteps(ctx context.Context, d bus.Dispatch, spec pipeline.JobS
 			state, code, errMsg = a.keep(ctx, d, spec, roots, save, b, state, code, errMsg)
 		}()
 	}
-	if spec.Image != "" {
+	switch {
+	case spec.Image != "" && a.cfg.JobContainer == "":
 		return a.runContainerSteps(ctx, d, spec, ws, hodeiEnv, b, masks, log, outputs)
+	case spec.Image != "":
+		// This agent runs in the job's container: its steps run here.
+		if errMsg := a.otherContainer(&spec); errMsg != "" {
+			return bus.StatusFailed, -1, errMsg
+		}
+		if errMsg := a.awaitServices(ctx, spec, b, masks); errMsg != "" {
+			if cause := context.Cause(ctx); ctx.Err() != nil {
+				return stopState(cause), -1, cause.Error()
+			}
+			return bus.StatusFailed, -1, errMsg
+		}
 	}
 	env := jobEnv{start: layer(base, envMap(a.cfg.BaseEnv), hodeiEnv, d.Env), secrets: d.Secrets, dispatch: d, outputs: outputs}
 	return a.runStepList(ctx, spec, files, env, b, masks, func(ctx context.Context, i int, st pipeline.StepSpec, script string, env []string, out io.Writer) stepResult {

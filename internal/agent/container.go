@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -181,5 +182,73 @@ func (a *Agent) removeLeftoverContainers() {
 	}
 	if n > 0 {
 		a.log.Warn("removed job networks left by a previous run", "count", n)
+	}
+}
+
+// otherContainer says why an agent that runs in its jobs' container
+// (Config.JobContainer) cannot run a job of another container (its image
+// or services differ): "" when the job is one of its own.
+func (a *Agent) otherContainer(spec *pipeline.JobSpec) string {
+	if k := pipeline.ContainerKey(spec); k != a.cfg.JobContainer {
+		return fmt.Sprintf("the job runs in image %s (container %s), but worker %s runs in container %s",
+			spec.Image, k, a.cfg.ID, a.cfg.JobContainer)
+	}
+	return ""
+}
+
+// awaitServices waits, in an agent that runs in its jobs' container
+// (Config.JobContainer), until each of the job's services takes
+// connections on each of its ports at 127.0.0.1 (its sidecars share the
+// pod's network), saying so in the job's log as on Docker. A service is
+// given its health check's budget (interval × retries + timeout), else
+// the default one's; one that does not answer in time fails the job. The
+// kubelet has usually waited already: it starts the agent's container
+// after the sidecars' startup probes pass.
+func (a *Agent) awaitServices(ctx context.Context, spec pipeline.JobSpec, b *batcher, masks *mask.Set) string {
+	if len(spec.Services) == 0 {
+		return ""
+	}
+	started := time.Now()
+	names := make([]string, 0, len(spec.Services))
+	for _, s := range spec.Services {
+		names = append(names, s.Name+" ("+s.Image+")")
+	}
+	b.Flush(-1)
+	_, _ = io.WriteString(b, masks.String("==> services "+strings.Join(names, ", ")+"\n"))
+	for _, s := range spec.Services {
+		budget := pipeline.DefaultHealthInterval*pipeline.DefaultHealthRetries + pipeline.DefaultHealthTimeout
+		if h := s.Health; h != nil {
+			budget = h.Interval*time.Duration(h.Retries) + h.Timeout
+		}
+		for _, port := range s.Ports {
+			if err := awaitPort(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), budget); err != nil {
+				msg := fmt.Sprintf("service %s did not answer on port %d: %v", s.Name, port, err)
+				_, _ = io.WriteString(b, masks.String(fmt.Sprintf("<== services failed in %s: %s\n", time.Since(started).Round(time.Millisecond), msg)))
+				return masks.String(msg)
+			}
+		}
+	}
+	_, _ = io.WriteString(b, fmt.Sprintf("<== services ready in %s\n", time.Since(started).Round(time.Millisecond)))
+	return ""
+}
+
+// awaitPort connects to addr until it takes a connection, for at most
+// limit.
+func awaitPort(ctx context.Context, addr string, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	var d net.Dialer
+	for {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			return c.Close()
+		}
+		// Polled: a port nobody listens on yet refuses at once, and
+		// nothing says when the service starts to listen.
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("after %s: %w", limit, err)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }

@@ -25,7 +25,7 @@ func (a *api) pools(w http.ResponseWriter, r *http.Request) {
 			out.Pools = append(out.Pools, PoolJSON(p))
 		}
 		for _, d := range a.d.Pools.Unplaceable() {
-			out.Unplaceable = append(out.Unplaceable, wire.Demand(d))
+			out.Unplaceable = append(out.Unplaceable, wire.Demand{CPUMilli: d.CPUMilli, Memory: d.Memory, GPU: d.GPU, Labels: d.Labels, Jobs: d.Jobs})
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -338,11 +338,22 @@ func pipelineSpec(r *runState) scheduler.PipelineSpec {
 			Key:      r.rec.Pipeline + "/" + j.rec.Key,
 			Needs:    needs,
 			Request:  scheduler.Resources{CPUMilli: j.spec.CPUMilli, Memory: j.spec.Memory, GPU: j.spec.GPU},
-			Labels:   j.spec.Labels,
+			Labels:   engineLabels(&j.spec),
 			Priority: scheduler.EffectivePriority(r.rec.Priority, j.spec.Priority),
 		})
 	}
 	return p
+}
+
+// engineLabels are the labels the scheduler asks of a job's worker: the
+// job's, and for a job with an image the exclusive label of its container
+// (pipeline.ContainerLabel), which workers made for that container carry.
+func engineLabels(s *pipeline.JobSpec) []string {
+	k := pipeline.ContainerKey(s)
+	if k == "" {
+		return s.Labels
+	}
+	return append(slices.Clone(s.Labels), pipeline.ContainerLabel(k))
 }
 
 // setJob moves a job to a new state, recording it for the transaction and

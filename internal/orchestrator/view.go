@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/api/wire"
+	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/state"
 )
 
@@ -41,7 +42,19 @@ type DemandView struct {
 	// Reason is why the group's jobs wait (a scheduler.ReasonCode), asked
 	// of one of them: jobs of one shape wait for the same reason.
 	Reason string `json:"reason,omitempty"`
-	oneJob string
+	// Container is what the group's jobs run in, when they have an image
+	// (they then have the same image, network and services): a pool that
+	// makes a worker per container (Kubernetes) makes theirs from it.
+	Container *ContainerView `json:"container,omitempty"`
+	oneJob    string
+}
+
+// ContainerView is the container of a group of queued jobs with an image.
+type ContainerView struct {
+	Key      string             `json:"key"` // pipeline.ContainerKey
+	Image    string             `json:"image"`
+	Network  bool               `json:"network,omitempty"`
+	Services []pipeline.Service `json:"services,omitempty"`
 }
 
 // WorkerView is one worker as the orchestrator sees it: the API's type,
@@ -104,6 +117,7 @@ func (o *Orchestrator) demand() []DemandView {
 		cpu, mem int64
 		gpu      int
 		labels   string
+		ctr      string
 	}
 	groups := map[groupKey]*DemandView{}
 	for _, j := range o.queue {
@@ -116,9 +130,13 @@ func (o *Orchestrator) demand() []DemandView {
 		if len(labels) > 0 {
 			k.labels = strings.Join(labels, "\x00")
 		}
+		k.ctr = pipeline.ContainerKey(&j.spec)
 		g := groups[k]
 		if g == nil {
 			g = &DemandView{CPUMilli: j.spec.CPUMilli, Memory: j.spec.Memory, GPU: j.spec.GPU, Labels: labels, OldestQueued: j.rec.QueuedAt, oneJob: j.rec.ID}
+			if k.ctr != "" {
+				g.Container = &ContainerView{Key: k.ctr, Image: j.spec.Image, Network: j.spec.Network, Services: j.spec.Services}
+			}
 			groups[k] = g
 		}
 		g.Jobs++

@@ -1,6 +1,9 @@
 package pipeline
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"regexp"
 	"slices"
 	"strings"
@@ -313,3 +316,36 @@ func expandServices(path string, svcs []Service, fold func(f, text string) strin
 // servicesNeedImage is the message of a job with services and no image.
 const servicesNeedImage = "need the job to run in a container (image:): services run beside it on a network of its own, " +
 	"and a job without an image runs its steps on the worker's machine, where Hodei starts no containers"
+
+// ContainerLabelPrefix starts the label that names a job's container (see
+// ContainerLabel). The scheduler treats such labels as exclusive: a worker
+// that has one takes only the jobs that carry it, and a job's is not
+// required of the workers that have none (an agent with a Docker engine
+// runs every container).
+const ContainerLabelPrefix = "container:"
+
+// ContainerKey names what a job with an image runs in: its image, its
+// network and its services, hashed. Jobs with the same key can run in the
+// same Kubernetes worker pod (made for that key: the agent runs in the
+// job's image, the services are sidecars). "" for a job without an image.
+func ContainerKey(s *JobSpec) string {
+	if s.Image == "" {
+		return ""
+	}
+	b, err := json.Marshal(struct {
+		Image    string    `json:"image"`
+		Network  bool      `json:"network,omitempty"`
+		Services []Service `json:"services,omitempty"`
+	}{s.Image, s.Network, s.Services})
+	if err != nil {
+		// A Service always marshals; keep a key that still tells images
+		// apart.
+		b = []byte(s.Image)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:10])
+}
+
+// ContainerLabel is the exclusive label of the container key k (see
+// ContainerLabelPrefix).
+func ContainerLabel(k string) string { return ContainerLabelPrefix + k }

@@ -3,6 +3,8 @@ package scheduler
 import (
 	"slices"
 	"strings"
+
+	pipelinefile "github.com/hodei-ci/hodei/internal/pipeline"
 )
 
 // index interns the strings the engine sees many times (labels, label sets,
@@ -12,6 +14,9 @@ type index struct {
 	labelIDs  map[string]int32
 	labelStrs []string // by label id
 	requested []bool   // by label id: some job asked for it
+	// exclusive, by label id: a label a worker has only for the jobs
+	// that carry it (pipeline.ContainerLabelPrefix; see compatible).
+	exclusive []bool
 	lsets     []labelSet
 	lsetIDs   map[string]int32
 	keys      []keyState
@@ -123,6 +128,7 @@ func (x *index) label(s string) int32 {
 	id := int32(len(x.requested))
 	x.labelIDs[s] = id
 	x.requested = append(x.requested, false)
+	x.exclusive = append(x.exclusive, strings.HasPrefix(s, pipelinefile.ContainerLabelPrefix))
 	x.labelStrs = append(x.labelStrs, s)
 	return id
 }
@@ -174,17 +180,32 @@ func itoa(v int32) string {
 	return string(buf[i:])
 }
 
-// subset reports whether sorted a is included in sorted b.
-func subset(a, b []int32) bool {
+// compatible reports whether a worker with the sorted labels worker may
+// take a job with the sorted labels job: the worker has every label of the
+// job but its exclusive ones (a container key, which an agent with a
+// Docker engine serves without having it), and the job has every
+// exclusive label of the worker (a worker made for one container takes
+// only the jobs of that container).
+func (x *index) compatible(job, worker []int32) bool {
 	i := 0
-	for _, v := range a {
-		for i < len(b) && b[i] < v {
+	for _, v := range job {
+		if x.exclusive[v] {
+			continue
+		}
+		for i < len(worker) && worker[i] < v {
 			i++
 		}
-		if i == len(b) || b[i] != v {
+		if i == len(worker) || worker[i] != v {
 			return false
 		}
 		i++
+	}
+	for _, v := range worker {
+		if x.exclusive[v] {
+			if _, ok := slices.BinarySearch(job, v); !ok {
+				return false
+			}
+		}
 	}
 	return true
 }
@@ -230,7 +251,7 @@ func (x *index) markJobLset(ls int32) {
 func (x *index) link(g, ls int32) {
 	gr := &x.groups[g]
 	s := &x.lsets[ls]
-	if !subset(s.labels, x.lsets[gr.key.lset].labels) {
+	if !x.compatible(s.labels, x.lsets[gr.key.lset].labels) {
 		return
 	}
 	if gr.key.gpu {
@@ -353,12 +374,13 @@ func (k *keyState) remember(w int32, join int64) {
 }
 
 // groupKeyOf is the group a worker belongs to: the labels it has that some
-// job asked for (labels no job uses, like a host name, do not split groups),
-// gpu or not, and its scorer.
+// job asked for (labels no job uses, like a host name, do not split groups)
+// and its exclusive ones (which keep jobs away even when none asks for
+// them), gpu or not, and its scorer.
 func (e *Engine) groupKeyOf(w *eworker) groupKey {
 	var eff []int32
 	for _, l := range w.labels {
-		if e.idx.requested[l] {
+		if e.idx.requested[l] || e.idx.exclusive[l] {
 			eff = append(eff, l)
 		}
 	}
@@ -600,7 +622,7 @@ func (e *Engine) chooseWorker(sh *shape, key int32) int32 {
 }
 
 func (e *Engine) groupServes(gi, ls int32) bool {
-	return subset(e.idx.lsets[ls].labels, e.idx.lsets[e.idx.groups[gi].key.lset].labels)
+	return e.idx.compatible(e.idx.lsets[ls].labels, e.idx.lsets[e.idx.groups[gi].key.lset].labels)
 }
 
 // bestOf returns the best worker for r among the groups, by each group's

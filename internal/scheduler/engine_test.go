@@ -66,6 +66,13 @@ func TestEngineFilters(t *testing.T) {
 		{"labels", WorkerSpec{ID: "w", Capacity: res(4000, 8, 0), Labels: []string{"linux", "arm64"}}, false, res(1000, 1, 0), []string{"arm64", "linux"}, true},
 		{"label missing", WorkerSpec{ID: "w", Capacity: res(4000, 8, 0), Labels: []string{"linux"}}, false, res(1000, 1, 0), []string{"arm64"}, false},
 		{"draining", WorkerSpec{ID: "w", Capacity: res(4000, 8, 0)}, true, res(1000, 1, 0), nil, false},
+		// A container label is exclusive: a worker made for a container
+		// takes only its jobs; a job's is not asked of a worker with none.
+		{"container job on docker worker", WorkerSpec{ID: "w", Capacity: res(4000, 8, 0), Labels: []string{"docker"}}, false, res(1000, 1, 0), []string{"docker", "container:a"}, true},
+		{"container job on its worker", WorkerSpec{ID: "w", Capacity: res(4000, 8, 0), Labels: []string{"docker", "container:a"}}, false, res(1000, 1, 0), []string{"container:a", "docker"}, true},
+		{"container job on another's worker", WorkerSpec{ID: "w", Capacity: res(4000, 8, 0), Labels: []string{"docker", "container:b"}}, false, res(1000, 1, 0), []string{"docker", "container:a"}, false},
+		{"plain job on a container worker", WorkerSpec{ID: "w", Capacity: res(4000, 8, 0), Labels: []string{"docker", "container:b"}}, false, res(1000, 1, 0), []string{"docker"}, false},
+		{"unlabelled job on a container worker", WorkerSpec{ID: "w", Capacity: res(4000, 8, 0), Labels: []string{"container:b"}}, false, res(1000, 1, 0), nil, false},
 	}
 	for _, policy := range []Policy{PolicyHodei, PolicyFIFO, PolicyLeastLoaded} {
 		for _, tt := range tests {

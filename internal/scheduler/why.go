@@ -167,11 +167,11 @@ func (e *Engine) Why(jobID string) Reason {
 		}
 		live++
 		for k, l := range want {
-			if !has[k] && slices.Contains(w.labels, l) {
+			if !has[k] && (slices.Contains(w.labels, l) || e.idx.exclusive[l]) {
 				has[k] = true
 			}
 		}
-		if !subset(want, w.labels) {
+		if !e.idx.compatible(want, w.labels) {
 			continue
 		}
 		labelled++

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/api/wire"
+	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 )
 
@@ -54,6 +55,10 @@ type PoolSnapshot struct {
 	// CanCreate is how many more workers the provider can create (-1:
 	// unknown).
 	CanCreate int
+	// Containers says that the provider makes a worker per container
+	// (ContainerWorkers): demand with a Container fits the pool without
+	// the docker label, one job per worker.
+	Containers bool
 }
 
 // WorkerState is a worker's state as the decision sees it.
@@ -83,10 +88,18 @@ type WorkerSnapshot struct {
 	IdleSince time.Time
 	// DrainRequested is set once the Manager asked it to drain.
 	DrainRequested bool
+	// Container is the container key of a worker made for the jobs of
+	// one container (WorkerSpec.Container): it takes no other job, and
+	// does not count toward the pool's min.
+	Container string
 }
 
 // Demand is a group of queued jobs that no running worker could take.
 type Demand = wire.Demand
+
+// Container is what a group of queued jobs with an image runs in: a pool
+// of ContainerWorkers makes a worker for it.
+type Container = wire.Container
 
 // FitsNoPool returns the demand that no pool's shape (cpu, memory, gpu,
 // labels) can take, whatever its size: queued jobs that wait until an agent
@@ -124,6 +137,9 @@ type Action struct {
 	Pool     string
 	WorkerID string // drain and terminate
 	Reason   string
+	// Container, on a create, makes the worker for the jobs of that
+	// container (WorkerSpec.Container).
+	Container *Container
 }
 
 // Reactive is the default Scaler: it reacts to what is queued now.
@@ -136,6 +152,10 @@ type Action struct {
 //     at min and no demand waits for the pool; a draining worker with no
 //     job left, a lost one and one that exited are terminated.
 //   - A worker that has not joined within JoinTimeout is terminated.
+//   - On a pool of ContainerWorkers, each queued job with an image gets a
+//     worker made for its container (one starting for the same container
+//     is used first); these do not count toward min and are drained when
+//     idle.
 type Reactive struct {
 	// JoinTimeout is how long a created worker may take to join, on top
 	// of the pool's startup_delay (2 min by default).
@@ -152,11 +172,13 @@ func (r Reactive) Decide(s Snapshot) []Action {
 	assigned := AssignDemand(s)
 	for _, p := range sortedPools(s.Pools) {
 		cfg := p.Config
+		// Workers made for one container do not count toward min: they
+		// take no other job.
 		active, total := 0, len(p.Workers)
 		for _, w := range p.Workers {
 			switch w.State {
 			case WorkerPending, WorkerIdle, WorkerBusy:
-				if !w.DrainRequested {
+				if !w.DrainRequested && w.Container == "" {
 					active++
 				}
 			}
@@ -173,18 +195,33 @@ func (r Reactive) Decide(s Snapshot) []Action {
 			case w.State == WorkerPending && s.Now.Sub(w.CreatedAt) > cfg.StartupDelay+join:
 				out = append(out, Action{Kind: ActionTerminate, Pool: cfg.Name, WorkerID: w.ID,
 					Reason: fmt.Sprintf("did not join within %s", (cfg.StartupDelay + join).Round(time.Second))})
-				active--
+				if w.Container == "" {
+					active--
+				}
 			}
 		}
 		room := cfg.Max - total
 		if p.CanCreate >= 0 {
 			room = min(room, p.CanCreate)
 		}
-		want := max(cfg.Min-active, 0) + assigned[cfg.Name].Create
+		// Workers for one container first: they are for queued jobs.
+		pd := assigned[cfg.Name]
+		keyed := 0
+		for _, kc := range pd.Containers {
+			for range kc.Workers {
+				keyed++
+				if room > 0 && p.Healthy {
+					out = append(out, Action{Kind: ActionCreate, Pool: cfg.Name, Container: kc.Container,
+						Reason: "a queued job in image " + kc.Container.Image + " fits no running worker"})
+					room--
+				}
+			}
+		}
+		want := max(cfg.Min-active, 0) + pd.Create - keyed
 		if n := min(want, room); n > 0 && p.Healthy {
 			reason := "min"
-			if assigned[cfg.Name].Create > 0 {
-				reason = fmt.Sprintf("%d queued jobs fit no running worker", assigned[cfg.Name].Jobs)
+			if pd.Create > keyed {
+				reason = fmt.Sprintf("%d queued jobs fit no running worker", pd.Jobs)
 			}
 			for i := 0; i < n; i++ {
 				out = append(out, Action{Kind: ActionCreate, Pool: cfg.Name, Reason: reason})
@@ -204,8 +241,13 @@ func (r Reactive) Decide(s Snapshot) []Action {
 		}
 		sort.SliceStable(idle, func(i, k int) bool { return idle[i].IdleSince.Before(idle[k].IdleSince) })
 		for _, w := range idle {
+			if w.Container != "" {
+				// Made for a job that went elsewhere (or was canceled).
+				out = append(out, Action{Kind: ActionDrain, Pool: cfg.Name, WorkerID: w.ID, Reason: fmt.Sprintf("idle for %s", s.Now.Sub(w.IdleSince).Round(time.Second))})
+				continue
+			}
 			if active <= cfg.Min {
-				break
+				continue
 			}
 			out = append(out, Action{Kind: ActionDrain, Pool: cfg.Name, WorkerID: w.ID, Reason: fmt.Sprintf("idle for %s", s.Now.Sub(w.IdleSince).Round(time.Second))})
 			active--
@@ -218,6 +260,15 @@ func (r Reactive) Decide(s Snapshot) []Action {
 type PoolDemand struct {
 	Jobs   int // queued jobs that go to this pool
 	Create int // workers to create for them
+	// Containers are those of Create to make for one container each (a
+	// pool of ContainerWorkers).
+	Containers []ContainerCreate
+}
+
+// ContainerCreate is how many workers to make for one container.
+type ContainerCreate struct {
+	Container *Container
+	Workers   int
 }
 
 // AssignDemand gives each group of demand to pools, cheapest first among
@@ -229,6 +280,9 @@ func AssignDemand(s Snapshot) map[string]PoolDemand {
 		p     *PoolSnapshot
 		spare int // starting or idle workers not yet counted for demand
 		room  int // workers it may still create
+		// keyed are the starting or idle workers made for one container,
+		// by key, not yet counted for demand.
+		keyed map[string]int
 	}
 	pools := sortedPools(s.Pools)
 	rooms := make([]*poolRoom, 0, len(pools))
@@ -243,14 +297,21 @@ func AssignDemand(s Snapshot) map[string]PoolDemand {
 		}
 		for _, w := range p.Workers {
 			if (w.State == WorkerPending || w.State == WorkerIdle && w.Jobs == 0) && !w.DrainRequested {
-				pr.spare++
+				if w.Container != "" {
+					if pr.keyed == nil {
+						pr.keyed = map[string]int{}
+					}
+					pr.keyed[w.Container]++
+				} else {
+					pr.spare++
+				}
 			}
 		}
 		// Workers created to reach min are not spare for demand: they are
 		// counted by the min rule.
 		active := 0
 		for _, w := range p.Workers {
-			if (w.State == WorkerPending || w.State == WorkerIdle || w.State == WorkerBusy) && !w.DrainRequested {
+			if (w.State == WorkerPending || w.State == WorkerIdle || w.State == WorkerBusy) && !w.DrainRequested && w.Container == "" {
 				active++
 			}
 		}
@@ -274,6 +335,26 @@ func AssignDemand(s Snapshot) map[string]PoolDemand {
 				continue
 			}
 			pd := out[pr.p.Config.Name]
+			if keyedDemand(pr.p, d) {
+				// A worker per job, made for its container: spare ones
+				// made for it first.
+				if took := min(left, pr.keyed[d.Container.Key]); took > 0 {
+					pr.keyed[d.Container.Key] -= took
+					left -= took
+					pd.Jobs += took
+				}
+				if n := min(left, pr.room); n > 0 {
+					pr.room -= n
+					left -= n
+					pd.Jobs += n
+					pd.Create += n
+					pd.Containers = append(pd.Containers, ContainerCreate{Container: d.Container, Workers: n})
+				}
+				if pd.Jobs > 0 {
+					out[pr.p.Config.Name] = pd
+				}
+				continue
+			}
 			// Spare workers first.
 			if pr.spare > 0 {
 				n := min(pr.spare, ceilDiv(left, per))
@@ -305,12 +386,15 @@ func jobsPerWorker(p *PoolSnapshot, d Demand) int {
 	if d.CPUMilli > sh.CPUMilli || d.Memory > sh.Memory || d.GPU > sh.GPU {
 		return 0
 	}
+	keyed := keyedDemand(p, d)
 	for _, l := range d.Labels {
-		if !slices.Contains(p.Labels, l) {
+		// A worker made for the jobs' container runs them without an
+		// engine (it is their container).
+		if !slices.Contains(p.Labels, l) && (!keyed || l != pipeline.DockerLabel) {
 			return 0
 		}
 	}
-	if p.Config.Ephemeral {
+	if p.Config.Ephemeral || keyed {
 		return 1
 	}
 	n := 1 << 20
@@ -324,6 +408,12 @@ func jobsPerWorker(p *PoolSnapshot, d Demand) int {
 		n = min(n, sh.GPU/d.GPU)
 	}
 	return max(n, 1)
+}
+
+// keyedDemand says whether the pool gives demand d workers made for its
+// container (one job each).
+func keyedDemand(p *PoolSnapshot, d Demand) bool {
+	return d.Container != nil && p.Containers
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }

@@ -3,6 +3,7 @@ package workers
 import (
 	"fmt"
 	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -166,4 +167,83 @@ func (r *splitmix) intn(n int) int {
 		return 0
 	}
 	return int(r.next() % uint64(n))
+}
+
+// TestReactiveContainerWorkers: queued jobs with an image get a worker
+// each, made for their container, on a pool whose provider makes such
+// workers (ContainerWorkers) even without the docker label; a worker
+// starting for the same container is used first, one for another
+// container is not; such workers do not count toward min, and one left
+// idle is drained even at min.
+func TestReactiveContainerWorkers(t *testing.T) {
+	ca := &Container{Key: "a", Image: "busybox"}
+	cb := &Container{Key: "b", Image: "alpine"}
+	k8s := pool("k", 1, 5, 0, 1000, "k8s")
+	k8s.Containers = true
+	keyed := func(id, key string, st WorkerState) WorkerSnapshot {
+		x := w(id, st, 0)
+		x.Container = key
+		if st == WorkerIdle {
+			x.IdleSince = t0.Add(-time.Hour)
+		}
+		return x
+	}
+	demand := func(c *Container, jobs int) Demand {
+		return Demand{CPUMilli: 500, Labels: []string{"docker", "k8s"}, Jobs: jobs, Container: c}
+	}
+	creates := func(as []Action) map[string]int {
+		out := map[string]int{}
+		for _, a := range as {
+			if a.Kind != ActionCreate {
+				continue
+			}
+			k := ""
+			if a.Container != nil {
+				k = a.Container.Key
+			}
+			out[k]++
+		}
+		return out
+	}
+	tests := []struct {
+		name   string
+		pool   PoolSnapshot
+		demand []Demand
+		want   map[string]int // creates by container key ("" for the pool's own)
+		drains []string
+	}{
+		{"a worker per job", with(k8s, w("k0", WorkerIdle, 0)), []Demand{demand(ca, 2), demand(cb, 1)}, map[string]int{"a": 2, "b": 1}, nil},
+		{"one starting for the container counts", with(k8s, w("k0", WorkerIdle, 0), keyed("ka", "a", WorkerPending)), []Demand{demand(ca, 2), demand(cb, 1)}, map[string]int{"a": 1, "b": 1}, nil},
+		{"container workers are not min", with(k8s, keyed("ka", "a", WorkerBusy)), nil, map[string]int{"": 1}, nil},
+		{"an idle container worker goes at min", with(k8s, w("k0", WorkerIdle, 0), keyed("ka", "a", WorkerIdle)), nil, map[string]int{}, []string{"ka"}},
+		{"max bounds them", with(k8s, w("k0", WorkerBusy, 1), w("k1", WorkerBusy, 1), w("k2", WorkerBusy, 1)), []Demand{demand(ca, 5)}, map[string]int{"a": 2}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := Snapshot{Now: t0, Pools: []PoolSnapshot{tt.pool}, Demand: tt.demand}
+			as := Reactive{}.Decide(s)
+			if got := creates(as); !maps.Equal(got, tt.want) {
+				t.Errorf("creates %v, want %v (%s)", got, tt.want, show(as))
+			}
+			var drains []string
+			for _, a := range as {
+				if a.Kind == ActionDrain {
+					drains = append(drains, a.WorkerID)
+				}
+			}
+			if !slices.Equal(drains, tt.drains) {
+				t.Errorf("drains %v, want %v", drains, tt.drains)
+			}
+			if n := len(FitsNoPool(s)); n != 0 {
+				t.Errorf("%d demand groups fit no pool", n)
+			}
+		})
+	}
+	// A pool of a provider that makes no container workers, without an
+	// engine: jobs with an image fit it not.
+	plain := pool("p", 0, 5, 0, 1000, "k8s")
+	s := Snapshot{Now: t0, Pools: []PoolSnapshot{plain}, Demand: []Demand{demand(ca, 1)}}
+	if as := (Reactive{}).Decide(s); len(as) != 0 || len(FitsNoPool(s)) != 1 {
+		t.Errorf("a pool without container workers: %s, %d unplaceable", show(as), len(FitsNoPool(s)))
+	}
 }

@@ -140,6 +140,9 @@ type managedPool struct {
 	p        *Guarded
 	labels   []string
 	capacity int // last known, -1 unknown
+	// containers: the provider makes workers per container
+	// (ContainerWorkers).
+	containers bool
 	// listed is set once the workers of a previous run were looked for
 	// (or the provider cannot list); guarded by mu.
 	listed bool
@@ -154,7 +157,8 @@ type ownedWorker struct {
 	drain       bool // drain requested
 	exited      bool
 	terminating bool
-	adopted     bool // found at start, made by a previous run
+	adopted     bool   // found at start, made by a previous run
+	container   string // made for the jobs of this container key
 }
 
 // PoolStatus is what `hodei pools` shows of a pool: the API's type, made
@@ -205,7 +209,9 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 		if pc.Provider == "local" && cfg.Env.Containers != nil {
 			labels = append(labels, pipeline.DockerLabel)
 		}
-		m.pools[pc.Name] = &managedPool{cfg: pc, p: Guard(p, pc.Name, cfg.Call, m.metrics, m.log), labels: labels, capacity: -1}
+		cw, ok := p.(ContainerWorkers)
+		m.pools[pc.Name] = &managedPool{cfg: pc, p: Guard(p, pc.Name, cfg.Call, m.metrics, m.log), labels: labels, capacity: -1,
+			containers: ok && cw.MakesContainerWorkers()}
 		m.names = append(m.names, pc.Name)
 	}
 	sort.Strings(m.names)
@@ -299,18 +305,23 @@ func (m *Manager) reconcile(ctx context.Context) {
 	snap := Snapshot{Now: now}
 	if v != nil {
 		for _, d := range v.Demand {
-			snap.Demand = append(snap.Demand, Demand{CPUMilli: d.CPUMilli, Memory: d.Memory, GPU: d.GPU, Labels: d.Labels, Jobs: d.Jobs})
+			dd := Demand{CPUMilli: d.CPUMilli, Memory: d.Memory, GPU: d.GPU, Labels: d.Labels, Jobs: d.Jobs}
+			if c := d.Container; c != nil {
+				dd.Container = &Container{Key: c.Key, Image: c.Image, Services: c.Services}
+			}
+			snap.Demand = append(snap.Demand, dd)
 		}
 	}
 	m.mu.Lock()
 	for _, name := range m.names {
 		mp := m.pools[name]
-		ps := PoolSnapshot{Config: mp.cfg, Labels: mp.labels, Healthy: mp.p.Breaker().State(now) != BreakerOpen, CanCreate: mp.capacity}
+		ps := PoolSnapshot{Config: mp.cfg, Labels: mp.labels, Healthy: mp.p.Breaker().State(now) != BreakerOpen, CanCreate: mp.capacity,
+			Containers: mp.containers}
 		for _, w := range m.owned {
 			if w.pool != name || w.terminating {
 				continue
 			}
-			ws := WorkerSnapshot{ID: w.id, CreatedAt: w.createdAt, DrainRequested: w.drain, State: WorkerPending}
+			ws := WorkerSnapshot{ID: w.id, CreatedAt: w.createdAt, DrainRequested: w.drain, State: WorkerPending, Container: w.container}
 			if wv := byID[w.id]; wv != nil {
 				ws.Jobs = len(wv.Jobs)
 				switch wv.State {
@@ -370,14 +381,12 @@ func (m *Manager) apply(ctx context.Context, a Action, now time.Time) {
 	switch a.Kind {
 	case ActionCreate:
 		id := newWorkerID(a.Pool)
+		spec := NewWorkerSpec(mp.cfg, id, a.Container)
+		ow := &ownedWorker{id: id, pool: a.Pool, createdAt: now, container: spec.Container}
 		m.mu.Lock()
-		m.owned[id] = &ownedWorker{id: id, pool: a.Pool, createdAt: now}
+		m.owned[id] = ow
 		m.mu.Unlock()
-		m.log.Info("creating worker", "pool", a.Pool, "worker", id, "reason", a.Reason)
-		sh := mp.cfg.Shape
-		spec := WorkerSpec{ID: id, Pool: a.Pool, Image: mp.cfg.Docker.Image,
-			Resources: Resources{CPUMilli: sh.CPUMilli, Memory: sh.Memory, GPU: sh.GPU},
-			Labels:    slices.Clone(sh.Labels), Ephemeral: mp.cfg.Ephemeral}
+		m.log.Info("creating worker", "pool", a.Pool, "worker", id, "container", spec.Container, "reason", a.Reason)
 		m.async(func() {
 			_, err := mp.p.Create(ctx, spec)
 			m.mu.Lock()
@@ -422,6 +431,24 @@ func (m *Manager) apply(ctx context.Context, a Action, now time.Time) {
 		m.mu.Unlock()
 		m.terminate(ctx, mp, a)
 	}
+}
+
+// NewWorkerSpec is what the Manager asks the provider of pool for, for
+// worker id: the pool's shape, labels and image; with a container c, a
+// worker for one job of that container, which runs in the job's image
+// with its services beside it, takes that job (its exclusive container
+// label keeps others away; it has the docker label that jobs with an
+// image ask for) and leaves.
+func NewWorkerSpec(pool poolsfile.PoolConfig, id string, c *Container) WorkerSpec {
+	sh := pool.Shape
+	spec := WorkerSpec{ID: id, Pool: pool.Name, Image: pool.Docker.Image,
+		Resources: Resources{CPUMilli: sh.CPUMilli, Memory: sh.Memory, GPU: sh.GPU},
+		Labels:    slices.Clone(sh.Labels), Ephemeral: pool.Ephemeral}
+	if c != nil {
+		spec.Image, spec.Container, spec.Services, spec.Ephemeral = c.Image, c.Key, c.Services, true
+		spec.Labels = append(spec.Labels, pipeline.DockerLabel, pipeline.ContainerLabel(c.Key))
+	}
+	return spec
 }
 
 // terminate calls the provider to terminate a worker marked terminating.

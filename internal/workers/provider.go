@@ -105,11 +105,23 @@ type WorkerSpec struct {
 	Secrets []string
 	// Ephemeral workers take one job, then exit.
 	Ephemeral bool
-	// Services are containers beside the worker's, for the job it is made
-	// for (the Kubernetes provider makes them native sidecars of the
-	// pod). Nothing fills it yet: see docs/workers.md, services on
-	// Kubernetes.
-	Services []pipeline.Service
+	// Container, when set, makes the worker for the jobs of one
+	// container (pipeline.ContainerKey): Image is their image, Services
+	// run beside the worker's (the Kubernetes provider makes them native
+	// sidecars of the pod), and its agent runs those jobs' steps in its
+	// own container (agent --job-container). The Manager sets it for
+	// providers that are ContainerWorkers.
+	Container string
+	Services  []pipeline.Service
+}
+
+// ContainerWorkers is a Provider that can make a worker for the jobs of one
+// container (WorkerSpec.Container): its agent runs in the jobs' image, with
+// their services beside it. The Manager gives such a pool the demand of
+// jobs with an image, one ephemeral worker per job (Kubernetes: a pod per
+// job, its services as sidecars).
+type ContainerWorkers interface {
+	MakesContainerWorkers() bool
 }
 
 // Resources of a worker.

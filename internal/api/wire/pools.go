@@ -1,6 +1,10 @@
 package wire
 
-import "time"
+import (
+	"time"
+
+	"github.com/hodei-ci/hodei/internal/pipeline"
+)
 
 // PoolList is the answer of GET /api/v1/pools.
 type PoolList struct {
@@ -56,6 +60,16 @@ type Demand struct {
 	GPU      int      `json:"gpu,omitempty"`
 	Labels   []string `json:"labels,omitempty"`
 	Jobs     int      `json:"jobs"`
+	// Container is what the jobs run in when they have an image.
+	Container *Container `json:"container,omitempty"`
+}
+
+// Container is what a group of queued jobs with an image runs in: a pool
+// that makes a worker per container (Kubernetes) makes theirs from it.
+type Container struct {
+	Key      string             `json:"key"` // pipeline.ContainerKey
+	Image    string             `json:"image"`
+	Services []pipeline.Service `json:"services,omitempty"`
 }
 
 // PoolHistory is the answer of GET /api/v1/pools/{pool}/history: the

@@ -4,7 +4,9 @@ package kubernetes_test
 
 import (
 	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -149,5 +151,85 @@ jobs:
 			}
 		}
 		return err == nil && serr == nil && len(pods.Items) == 0 && n == 0
+	})
+}
+
+// TestKubernetesKubeletJobServices: a job with an image and a service on a
+// kubernetes pool gets a pod of its own (made for its container), on the
+// real kubelet: the agent container runs in the job's image, the service
+// (busybox httpd serving a file it wrote) is a native sidecar the kubelet
+// starts first and waits for (a TCP startup probe on its port), the agent
+// waits for the port as well, and the steps fetch the file at
+// 127.0.0.1:PORT and by the service's name (a host alias). The pod, its
+// sidecar with it, is deleted after the job.
+func TestKubernetesKubeletJobServices(t *testing.T) {
+	e := kubeletTest(t)
+	s := startServer(t, e.kubeletPool("svcpods"), 0, func(o *server.Options) { o.NATSListen = "" })
+	// The pods are on the node's network: the service listens on a port
+	// of the machine that is free now.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	token := fmt.Sprintf("served-by-the-sidecar-%d", time.Now().UnixNano())
+	start := time.Now()
+	run := workerstest.Submit(t, s, fmt.Sprintf(`name: services-in-a-pod
+jobs:
+  fetch:
+    image: %[1]s
+    runs-on: {labels: [svcpods], cpu: 500m, memory: 128Mi}
+    services:
+      web:
+        image: %[1]s
+        command: [sh, -c, 'mkdir -p /tmp/www && echo "$TOKEN" >/tmp/www/index.html && exec httpd -f -p %[2]d -h /tmp/www']
+        env: {TOKEN: %[3]s}
+        ports: [%[2]d]
+    steps:
+      - run: 'echo "by port: $(wget -qO- http://127.0.0.1:%[2]d/index.html)"'
+      - run: 'echo "by name: $(wget -qO- http://web:%[2]d/index.html)"'
+`, e.image, port, token))
+	var pod corev1.Pod
+	workerstest.WaitFor(t, 90*time.Second, "the job's pod running on the node", func() bool {
+		pods, err := e.admin.CoreV1().Pods(e.ns).List(t.Context(), metav1.ListOptions{})
+		if err != nil || len(pods.Items) == 0 {
+			return false
+		}
+		pod = pods.Items[0]
+		return pod.Status.Phase == corev1.PodRunning
+	})
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 120*time.Second)
+	out := workerstest.LogsOf(t, s, jobs["fetch"].ID)
+	if r.State != state.RunSucceeded {
+		t.Fatalf("run %s: %+v\n%s", r.State, jobs["fetch"], out)
+	}
+	t.Logf("submit to run succeeded in a pod with a sidecar: %s", time.Since(start).Round(time.Millisecond))
+	for _, want := range []string{"==> services web (" + e.image + ")", "<== services ready in", "by port: " + token, "by name: " + token} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	inits := pod.Spec.InitContainers
+	if len(inits) != 2 || inits[1].Name != "svc-web" || inits[1].RestartPolicy == nil || *inits[1].RestartPolicy != corev1.ContainerRestartPolicyAlways ||
+		inits[1].StartupProbe == nil || inits[1].StartupProbe.TCPSocket == nil {
+		t.Errorf("the pod's init containers are not the agent's binary and the web sidecar: %+v", inits)
+	}
+	if pod.Annotations[kubernetes.KubeLabelContainer] == "" || pod.Annotations[kubernetes.KubeLabelWorker] != jobs["fetch"].WorkerID {
+		t.Errorf("pod annotations %v; the job ran on %s", pod.Annotations, jobs["fetch"].WorkerID)
+	}
+	ended := time.Now()
+	workerstest.WaitFor(t, 60*time.Second, "the job's pod (and its sidecar) to be deleted", func() bool {
+		pods, err := e.admin.CoreV1().Pods(e.ns).List(t.Context(), metav1.ListOptions{})
+		return err == nil && len(pods.Items) == 0 && workerstest.PoolStatus(s, "svcpods").Size == 0
+	})
+	t.Logf("run end to pod deleted: %s", time.Since(ended).Round(time.Millisecond))
+	// The sidecar is gone with its pod: nothing answers on its port.
+	workerstest.WaitFor(t, 30*time.Second, "the service's port to be closed", func() bool {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+		if err == nil {
+			_ = c.Close()
+		}
+		return err != nil
 	})
 }

@@ -29,6 +29,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -76,18 +77,27 @@ type kubeWorker struct {
 }
 
 var (
-	_ workers.Provider = (*Provider)(nil)
-	_ workers.Lister   = (*Provider)(nil)
+	_ workers.Provider         = (*Provider)(nil)
+	_ workers.Lister           = (*Provider)(nil)
+	_ workers.ContainerWorkers = (*Provider)(nil)
 )
+
+// MakesContainerWorkers: a kubernetes pool runs a job with an image in a
+// pod of its own, whose agent container is the job's image and whose
+// services are sidecars (WorkerSpec.Container).
+func (p *Provider) MakesContainerWorkers() bool { return true }
 
 // Names, labels and paths of worker pods.
 const (
 	KubeLabelPool   = "hodei.dev/pool"
 	KubeLabelWorker = "hodei.dev/worker"
 	KubeLabelOwner  = "hodei.dev/owner"
-	kubeManagedBy   = "app.kubernetes.io/managed-by"
-	kubeAgentName   = "agent"
-	kubeInitName    = "hodei-bin"
+	// KubeLabelContainer is the container key of a pod made for the jobs
+	// of one container (WorkerSpec.Container).
+	KubeLabelContainer = "hodei.dev/container"
+	kubeManagedBy      = "app.kubernetes.io/managed-by"
+	kubeAgentName      = "agent"
+	kubeInitName       = "hodei-bin"
 	// kubeServicePrefix starts the container names of services.
 	kubeServicePrefix = "svc-"
 	kubeBinVolume     = "hodei-bin"
@@ -293,6 +303,11 @@ func (p *Provider) PodSpec(spec workers.WorkerSpec, env []corev1.EnvVar) *corev1
 	if spec.Ephemeral {
 		args = append(args, "--once")
 	}
+	if spec.Container != "" {
+		// The agent container is the jobs' container: their steps run in
+		// it, once their services answer.
+		args = append(args, "--job-container", spec.Container)
+	}
 	if p.env.AgentCert != nil {
 		args = append(args, "--tls-cert", kubeTLSDir+"/tls.crt", "--tls-key", kubeTLSDir+"/tls.key", "--ca", kubeTLSDir+"/ca.crt")
 	}
@@ -374,6 +389,10 @@ func (p *Provider) PodSpec(spec workers.WorkerSpec, env []corev1.EnvVar) *corev1
 				{Name: kubeTmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 			},
 		},
+	}
+	if spec.Container != "" {
+		pod.Labels[KubeLabelContainer] = labelValue(spec.Container)
+		pod.Annotations[KubeLabelContainer] = spec.Container
 	}
 	if len(spec.Services) > 0 {
 		sidecars, aliases := serviceSidecars(spec.Services, *resources.DeepCopy())
@@ -709,12 +728,23 @@ func serviceSidecars(svcs []pipeline.Service, res corev1.ResourceRequirements) (
 		for _, port := range s.Ports {
 			c.Ports = append(c.Ports, corev1.ContainerPort{ContainerPort: int32(port), Protocol: corev1.ProtocolTCP})
 		}
-		if h := s.Health; h != nil {
+		switch h := s.Health; {
+		case h != nil:
 			c.StartupProbe = &corev1.Probe{
 				ProbeHandler:     corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"/bin/sh", "-c", h.Cmd}}},
 				PeriodSeconds:    seconds(h.Interval),
 				TimeoutSeconds:   seconds(h.Timeout),
 				FailureThreshold: int32(h.Retries),
+			}
+		case len(s.Ports) > 0:
+			// No check given: ready once its first port takes
+			// connections (an image's HEALTHCHECK is Docker's, not the
+			// kubelet's).
+			c.StartupProbe = &corev1.Probe{
+				ProbeHandler:     corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt(s.Ports[0])}},
+				PeriodSeconds:    seconds(pipeline.DefaultHealthInterval),
+				TimeoutSeconds:   seconds(pipeline.DefaultHealthTimeout),
+				FailureThreshold: pipeline.DefaultHealthRetries,
 			}
 		}
 		out = append(out, c)

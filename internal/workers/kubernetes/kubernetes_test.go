@@ -177,3 +177,108 @@ func TestKubernetesPodServicesAreSidecars(t *testing.T) {
 		t.Errorf("a worker without services has %v, %v", plain.Spec.InitContainers, plain.Spec.HostAliases)
 	}
 }
+
+// TestKubernetesPodForAJobContainer: the pod the manager asks for a queued
+// job with an image and services (workers.NewWorkerSpec with the job's
+// container) runs the agent in the job's image for that container only
+// (--job-container with the job's key, --once, the exclusive label), and
+// has each service as a native sidecar with its command, env and ports,
+// ready by its health check or, without one, once its first port takes
+// connections; the services' names are aliases of 127.0.0.1.
+func TestKubernetesPodForAJobContainer(t *testing.T) {
+	pl, err := pipeline.Parse("svc.yaml", []byte(`name: svc
+jobs:
+  it:
+    image: busybox:1.36
+    runs-on: {cpu: 500m, memory: 256Mi}
+    services:
+      web:
+        image: busybox:1.36
+        command: [httpd, -f, -p, "8089", -h, /www]
+        env: {GREETING: hi}
+        ports: [8089]
+      db:
+        image: postgres:16
+        env: {POSTGRES_PASSWORD: test}
+        ports: [5432]
+        health: {cmd: "pg_isready -U postgres", interval: 2s, retries: 20}
+    steps:
+      - run: wget -qO- http://web:8089/
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := pipeline.Expand(pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := specs[0]
+	key := pipeline.ContainerKey(&job)
+	if key == "" || pipeline.ContainerKey(&job) != key {
+		t.Fatalf("container key %q", key)
+	}
+	pool := poolsfile.PoolConfig{Name: "k", Shape: poolsfile.Shape{CPUMilli: 1000, Memory: 512 << 20, Labels: []string{"k8s"}}}
+	p := &Provider{
+		pool: pool, namespace: "ci",
+		opts: poolsfile.KubernetesOptions{Namespace: "ci", Image: "pool-image", AgentImage: "a"},
+		env:  workers.ProviderEnv{NATSURL: "nats://x:4222"},
+	}
+	spec := workers.NewWorkerSpec(pool, "k-1", &workers.Container{Key: key, Image: job.Image, Services: job.Services})
+	pod := p.PodSpec(spec, nil)
+
+	agent := pod.Spec.Containers[0]
+	args := strings.Join(agent.Command, " ")
+	if agent.Image != "busybox:1.36" {
+		t.Errorf("agent container image %q, want the job's", agent.Image)
+	}
+	for _, want := range []string{" --job-container " + key, " --once", " --labels k8s,docker,container:" + key} {
+		if !strings.Contains(args, want) {
+			t.Errorf("agent command lacks %q: %s", want, args)
+		}
+	}
+	if pod.Annotations[KubeLabelContainer] != key || pod.Labels[KubeLabelContainer] != key {
+		t.Errorf("pod labels %v, annotations %v", pod.Labels, pod.Annotations)
+	}
+	inits := pod.Spec.InitContainers
+	if len(inits) != 3 || inits[0].Name != kubeInitName || inits[1].Name != "svc-web" || inits[2].Name != "svc-db" {
+		t.Fatalf("init containers %v", inits)
+	}
+	web, db := inits[1], inits[2]
+	if web.Image != "busybox:1.36" || web.Command != nil || !slices.Equal(web.Args, []string{"httpd", "-f", "-p", "8089", "-h", "/www"}) ||
+		len(web.Env) != 1 || web.Env[0] != (corev1.EnvVar{Name: "GREETING", Value: "hi"}) ||
+		len(web.Ports) != 1 || web.Ports[0].ContainerPort != 8089 {
+		t.Errorf("web container %+v", web)
+	}
+	if pr := web.StartupProbe; pr == nil || pr.TCPSocket == nil || pr.TCPSocket.Port.IntValue() != 8089 || pr.Exec != nil ||
+		pr.PeriodSeconds != 1 || pr.FailureThreshold != pipeline.DefaultHealthRetries {
+		t.Errorf("web startup probe %+v", pr)
+	}
+	if pr := db.StartupProbe; pr == nil || pr.Exec == nil || !slices.Equal(pr.Exec.Command, []string{"/bin/sh", "-c", "pg_isready -U postgres"}) ||
+		pr.TCPSocket != nil || pr.PeriodSeconds != 2 || pr.FailureThreshold != 20 {
+		t.Errorf("db startup probe %+v", pr)
+	}
+	if len(db.Env) != 1 || db.Env[0].Name != "POSTGRES_PASSWORD" || db.Ports[0].ContainerPort != 5432 {
+		t.Errorf("db container %+v", db)
+	}
+	for _, c := range []corev1.Container{web, db} {
+		if c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways || c.Resources.Limits.Cpu().MilliValue() != 1000 {
+			t.Errorf("%s: restart policy %v, resources %+v", c.Name, c.RestartPolicy, c.Resources)
+		}
+	}
+	if len(pod.Spec.HostAliases) != 1 || !slices.Equal(pod.Spec.HostAliases[0].Hostnames, []string{"web", "db"}) {
+		t.Errorf("host aliases %+v", pod.Spec.HostAliases)
+	}
+
+	// Another service is another container; the pool's own workers run
+	// the pool's image, for no container.
+	other := job
+	other.Services = job.Services[:1]
+	if pipeline.ContainerKey(&other) == key {
+		t.Errorf("a job with other services has the same container key")
+	}
+	plain := p.PodSpec(workers.NewWorkerSpec(pool, "k-2", nil), nil)
+	if c := plain.Spec.Containers[0]; c.Image != "pool-image" || strings.Contains(strings.Join(c.Command, " "), "--job-container") ||
+		len(plain.Spec.InitContainers) != 1 || plain.Labels[KubeLabelContainer] != "" {
+		t.Errorf("a pool worker: image %q, command %v, %d init containers", c.Image, c.Command, len(plain.Spec.InitContainers))
+	}
+}
