@@ -3,6 +3,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/cgroup"
 	"github.com/hodei-ci/hodei/internal/sandbox/initproc"
+	"github.com/hodei-ci/hodei/internal/sandbox/staticinit"
 )
 
 // The direct start: when the agent is root and the kernel can mount a
@@ -23,10 +25,13 @@ import (
 //
 //  1. it unshares its mount, IPC and UTS namespaces (and its file system
 //     context) and makes the step's mounts there (initproc.Mounts);
-//  2. it starts the namespace's init, `/bin/sh` running initScript as the
-//     step's uid in a new PID namespace: it passes termination signals on
-//     to every process of the namespace and otherwise waits; its death
-//     kills every process of the namespace;
+//  2. it starts the namespace's init as the step's uid in a new PID
+//     namespace: the static init of package staticinit (a few hundred
+//     bytes of machine code, executed from a sealed memfd) where there is
+//     one for the architecture (linux/amd64), else `/bin/sh` running
+//     initScript. Either passes termination signals on to every process
+//     of the namespace and otherwise waits; the static init also reaps the
+//     step's orphans. Its death kills every process of the namespace;
 //  3. it mounts the /proc of that PID namespace, then enters the step's
 //     Landlock domain with no_new_privs (initproc.Confine) and joins the
 //     PID namespace for its children;
@@ -42,15 +47,24 @@ import (
 // The thread ends with the goroutine (it is never unlocked), and its
 // namespaces and domain with it. The init is not in the Landlock domain
 // (it is started before /proc can be mounted, which a thread in a domain
-// may not do) but runs a fixed script and holds no capability, and the
+// may not do) but runs a fixed program and holds no capability, and the
 // step cannot trace it (Landlock forbids tracing a process outside the
-// domain). Unlike the init of this binary, the shell init does not reap
-// orphaned processes of the step before the step ends: they are gone with
-// the namespace when it does.
+// domain). Unlike the static init and the init of this binary, the shell
+// init does not reap orphaned processes of the step before the step ends:
+// they are gone with the namespace when it does.
+//
+// The static init is executed as /proc/self/fd/5 of the child, the memfd
+// passed as its fd 5: a path on disk would have to be outside every
+// directory the sandbox hides and safe from other users, a memfd is
+// neither on disk nor in any mount namespace, and the child reaches it
+// through its own descriptor table whatever its uid (the thread's /proc is
+// still the agent's when the init starts, and Landlock is not yet in
+// force). The memfd is sealed, so no process can change it.
 
-// initScript is the direct start's init: it says on fd 4 that its traps
-// are set, then waits on fd 3 until the caller closes it (or kills it).
-// A trapped signal interrupts `read` like an end of file, hence t.
+// initScript is the shell init of the direct start (where there is no
+// static init): it says on fd 4 that its traps are set, then waits on fd 3
+// until the caller closes it (or kills it). A trapped signal interrupts
+// `read` like an end of file, hence t.
 const initScript = `trap 't=1; kill -s TERM -- -1' TERM
 trap 't=1; kill -s INT -- -1' INT
 trap 't=1; kill -s HUP -- -1' HUP
@@ -78,8 +92,34 @@ var (
 // agent start every step through the re-executed init even where the
 // direct start is supported: the path of agents that are not root, kept
 // for a kernel on which the direct start misbehaves, and for the tests
-// that check both paths.
+// that check both paths. Set to "shell", it keeps the direct start but
+// with the shell init instead of the static one (the direct start of
+// architectures without a static init).
 const InitEnv = "HODEI_SANDBOX_INIT"
+
+var (
+	staticOnce sync.Once
+	staticExe  *os.File // the static init in a sealed memfd; nil: the shell init
+)
+
+// staticInit returns the memfd of the static init, or nil where the
+// direct start uses the shell init: an architecture without a static
+// init, InitEnv=shell, or a kernel that refuses an executable memfd
+// (vm.memfd_noexec=2), which is logged once.
+func staticInit() *os.File {
+	staticOnce.Do(func() {
+		if os.Getenv(InitEnv) == "shell" || staticinit.Program() == nil {
+			return
+		}
+		f, err := staticinit.Open()
+		if err != nil {
+			slog.Warn("sandbox: the static init is unavailable, steps start with a shell init", "err", err)
+			return
+		}
+		staticExe = f
+	})
+	return staticExe
+}
 
 // directSupported reports whether steps start directly (see above).
 func directSupported() bool {
@@ -259,11 +299,18 @@ func (d *direct) run(c *Cmd, started chan<- error) {
 		send(fmt.Errorf("pipe: %w", err))
 		return
 	}
-	init := exec.Command("/bin/sh", "-c", initScript)
+	var init *exec.Cmd
+	if exe := staticInit(); exe != nil {
+		// fd 5 of the child is the memfd (see the top of this file).
+		init = exec.Command("/proc/self/fd/5")
+		init.ExtraFiles = []*os.File{holdR, readyW, exe} // fds 3, 4 and 5
+	} else {
+		init = exec.Command("/bin/sh", "-c", initScript)
+		init.ExtraFiles = []*os.File{holdR, readyW} // fds 3 and 4
+	}
 	init.Args[0] = "hodei-sandbox"
 	init.Env = []string{}
 	init.Dir = "/"
-	init.ExtraFiles = []*os.File{holdR, readyW} // fds 3 and 4
 	// Pdeathsig: the init, and with it the namespace, dies with this
 	// thread, which lives as long as the step (and dies with the agent).
 	init.SysProcAttr = attr(&syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGKILL})
@@ -329,7 +376,7 @@ func (d *direct) run(c *Cmd, started chan<- error) {
 	}
 	err = leave()
 	if err == nil {
-		// The init has set its traps once it says so (or it is gone).
+		// The init has its signals in hand once it says so (or it is gone).
 		// The step's shell started meanwhile (the two execs overlap), but
 		// nothing signals the init before the step is reported started.
 		var b [1]byte

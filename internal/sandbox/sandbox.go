@@ -26,7 +26,8 @@
 //
 // As root, on a kernel whose proc takes the "pidns" option, the same
 // sandbox is built without that init, which costs most of a step's CPU:
-// see direct.go.
+// see direct.go. The PID namespace's init is then the static executable
+// of package staticinit (linux/amd64) or a shell.
 package sandbox
 
 import (
