@@ -315,8 +315,21 @@ func (o *Orchestrator) announce(c *change, b *batch) {
 		}
 		o.publishDispatch(worker, d)
 	}
+	var seq uint64
 	for _, m := range b.reports {
 		_ = m.Ack()
+		if md, err := m.Metadata(); err == nil {
+			seq = max(seq, md.Sequence.Stream)
+		}
+	}
+	if len(b.reports) > 0 {
+		if seq > o.appliedSeq.Load() {
+			o.appliedSeq.Store(seq) // only the loop stores it
+		}
+		select {
+		case o.applied <- struct{}{}:
+		default: // Settle has a token to take already
+		}
 	}
 	for _, r := range c.replies {
 		r.to.reply().give(r.err)
