@@ -245,6 +245,17 @@ func (o *Orchestrator) apply(ctx context.Context, b *batch) bool {
 		// consumer over, and its messages are its own.
 		return true
 	}
+	if err != nil && ctx.Err() != nil {
+		// Stopping (Stop canceled the loop's context): the batch was not
+		// applied, and its reports go to the next orchestrator.
+		for _, r := range b.intake {
+			r.reply().give(ErrStopped)
+		}
+		for _, m := range b.reports {
+			_ = m.Nak()
+		}
+		return false
+	}
 	if err != nil {
 		o.log.Error("store update failed; reloading state", "err", err)
 		for _, r := range b.intake {

@@ -289,8 +289,8 @@ func checkCached(path, key string, run func() error) error {
 }
 
 // checkKey names what the check's answer depends on: this boot of this
-// kernel (namespaces and Landlock are the kernel's, sysctls reset at boot)
-// and this executable (its path, size and modification time: a new build
+// kernel (namespaces and Landlock are the kernel's, sysctls reset at boot),
+// the user namespace, and this executable (its path, size and modification time: a new build
 // checks again). "" when one of them cannot be read: no cache then.
 func checkKey() string {
 	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
@@ -309,8 +309,14 @@ func checkKey() string {
 	if err != nil {
 		return ""
 	}
-	return fmt.Sprintf("boot %s\nkernel %s\nexe %s %d %d\n", strings.TrimSpace(string(boot)), strings.TrimSpace(string(release)),
-		exe, fi.Size(), fi.ModTime().UnixNano())
+	// The user namespace too: the same user inside `unshare --user` (or a
+	// container) may not be allowed what it is allowed outside.
+	userns, err := os.Readlink("/proc/self/ns/user")
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("boot %s\nkernel %s\nuserns %s\nexe %s %d %d\n", strings.TrimSpace(string(boot)), strings.TrimSpace(string(release)),
+		userns, exe, fi.Size(), fi.ModTime().UnixNano())
 }
 
 func check() error {
