@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime"
+	"runtime/pprof"
 
 	"github.com/hodei-ci/hodei/internal/bench"
 	"github.com/hodei-ci/hodei/internal/store/postgres"
@@ -38,6 +40,8 @@ Examples:
 	storeURL := fs.String("store", "", "the server's database: sqlite (a file in a temporary directory) or a postgres:// `URL`")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	joinProfile := fs.String("join-cpuprofile", "", "write a CPU profile of the agents' join alone to this file")
+	memProfile := fs.String("memprofile", "", "write a heap profile to this file once every agent has joined")
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -61,10 +65,23 @@ Examples:
 		return fail("bench fleet", err)
 	}
 	defer stopProfile()
+	stopJoinProfile, err := startCPUProfile(*joinProfile)
+	if err != nil {
+		return fail("bench fleet", err)
+	}
+	joined := func() {
+		stopJoinProfile()
+		if *memProfile != "" {
+			if err := writeHeapProfile(*memProfile); err != nil {
+				fmt.Fprintf(os.Stderr, "hodei bench fleet: %v\n", err)
+			}
+		}
+	}
 	res, err := bench.Run(ctx, bench.Options{
 		Pipelines: *n, Concurrency: *conc, Rate: *rate, Agents: *agents, AgentDelay: *delay, AgentSlots: *slots,
-		HeartbeatInterval: *heartbeat, StartParallel: *startParallel, NATSURL: *natsURL, Store: *storeURL,
+		HeartbeatInterval: *heartbeat, StartParallel: *startParallel, NATSURL: *natsURL, Store: *storeURL, Joined: joined,
 	})
+	stopJoinProfile() // when the join failed
 	if err != nil {
 		if ctx.Err() != nil {
 			err = context.Cause(ctx)
@@ -92,4 +109,19 @@ Examples:
 		return exitFailed
 	}
 	return exitOK
+}
+
+// writeHeapProfile writes the heap profile (after a collection, so that it
+// shows what is live) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return f.Close()
 }

@@ -134,7 +134,7 @@ Example:
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
 	defer startTracing(ctx, "hodei", log)()
-	srv, err := server.Start(ctx, server.Options{DataDir: dir, NATSListen: "none", LocalWorkers: *workers, Logger: log, Secrets: secretsOpts, UnsafeSharedUser: *unsafeShared})
+	srv, err := server.Start(ctx, server.Options{DataDir: dir, NATSListen: "none", LocalWorkers: *workers, Logger: log, Secrets: secretsOpts, UnsafeSharedUser: *unsafeShared, Ephemeral: true})
 	if err != nil {
 		return fail("run", err)
 	}

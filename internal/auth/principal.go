@@ -9,6 +9,7 @@ import (
 	"errors"
 	"net/http"
 	"regexp"
+	"sync"
 )
 
 // TenantPattern is the form of a tenant's name, wherever one is made (API
@@ -16,10 +17,13 @@ import (
 // names, so it has no path separators and does not start with a dot.
 const TenantPattern = `^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`
 
-var tenantRE = regexp.MustCompile(TenantPattern)
+// tenantRE is compiled at its first use, not at every start of the binary:
+// its counted repetition makes a large program (about 100 KB), which every
+// command would pay for in its initialisation.
+var tenantRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(TenantPattern) })
 
 // ValidTenant reports whether t matches TenantPattern.
-func ValidTenant(t string) bool { return tenantRE.MatchString(t) }
+func ValidTenant(t string) bool { return tenantRE().MatchString(t) }
 
 // Kinds of principals.
 const (

@@ -74,6 +74,10 @@ type Options struct {
 	// OnExec, if set, is called by the simulated agents with each job they
 	// run (tests count attempts with it).
 	OnExec func(runID, jobID string, attempt int)
+	// Joined, if set, is called once every simulated agent has joined,
+	// before the first submission (bench fleet writes its heap profile
+	// then).
+	Joined func()
 }
 
 // Percentiles of a latency, in milliseconds.
@@ -248,6 +252,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			return res, err
 		}
 		res.Agents, res.AgentsStartS = o.Agents, round(time.Since(t0).Seconds())
+		if o.Joined != nil {
+			o.Joined()
+		}
 	} else {
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()

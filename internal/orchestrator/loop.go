@@ -248,6 +248,17 @@ func (o *Orchestrator) apply(ctx context.Context, b *batch) bool {
 		// consumer over, and its messages are its own.
 		return true
 	}
+	if err != nil && ctx.Err() != nil {
+		// Stopping (Stop canceled the loop's context): the batch was not
+		// applied, and its reports go to the next orchestrator.
+		for _, r := range b.intake {
+			r.reply().give(ErrStopped)
+		}
+		for _, m := range b.reports {
+			_ = m.Nak()
+		}
+		return false
+	}
 	if err != nil {
 		o.log.Error("store update failed; reloading state", "err", err)
 		for _, r := range b.intake {
@@ -318,8 +329,21 @@ func (o *Orchestrator) announce(c *change, b *batch) {
 		}
 		o.publishDispatch(worker, d)
 	}
+	var seq uint64
 	for _, m := range b.reports {
 		_ = m.Ack()
+		if md, err := m.Metadata(); err == nil {
+			seq = max(seq, md.Sequence.Stream)
+		}
+	}
+	if len(b.reports) > 0 {
+		if seq > o.appliedSeq.Load() {
+			o.appliedSeq.Store(seq) // only the loop stores it
+		}
+		select {
+		case o.applied <- struct{}{}:
+		default: // Settle has a token to take already
+		}
 	}
 	for _, r := range c.replies {
 		r.to.reply().give(r.err)

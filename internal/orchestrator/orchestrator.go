@@ -204,6 +204,11 @@ type Orchestrator struct {
 	stop    context.CancelFunc
 	done    chan struct{}
 	running atomic.Bool
+	// appliedSeq is the highest stream sequence of a report applied and
+	// acknowledged; applied gets a token after each batch that applied
+	// reports. Settle waits on them.
+	appliedSeq atomic.Uint64
+	applied    chan struct{}
 	// sealing counts the goroutines that seal an assignment's secrets
 	// (sealAndPublish); Stop cancels sealCtx and waits for them.
 	sealing   sync.WaitGroup
@@ -311,6 +316,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		budget:  newByteBudget(maxReportBytes),
 		beats:   make(chan bus.Heartbeat, 4096),
 		done:    make(chan struct{}),
+		applied: make(chan struct{}, 1),
 		runs:    map[string]*runState{},
 		jobs:    map[string]*jobState{},
 		queue:   map[string]*jobState{},
@@ -407,10 +413,13 @@ func (o *Orchestrator) epochContext(ctx context.Context) context.Context {
 }
 
 // Settle returns once every worker report in the stream has been applied
-// (none pending or awaiting its acknowledgement), or ctx ends. A server
+// (none pending, and every one delivered applied), or ctx ends. A server
 // calls it after its local agents have stopped, so that what they reported
 // last (an attempt finished or handed back while draining) is applied by
-// this process rather than found by the next one.
+// this process rather than found by the next one. It waits for the loop's
+// word that a batch of reports was applied, not on a clock: an
+// acknowledgement still on its way to JetStream does not hold it up, since
+// its report is applied.
 func (o *Orchestrator) Settle(ctx context.Context) error {
 	if !o.running.Load() {
 		return ErrStopped
@@ -419,20 +428,28 @@ func (o *Orchestrator) Settle(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("settle: %w", err)
 	}
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
 	for {
 		info, err := cons.Info(ctx)
-		if err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
+		if err == nil && info.NumPending == 0 &&
+			(info.NumAckPending == 0 || info.NumRedelivered == 0 && info.Delivered.Stream <= o.appliedSeq.Load()) {
 			return nil
 		}
 		if !o.running.Load() {
 			return ErrStopped
 		}
+		var retry <-chan time.Time
+		if err != nil {
+			// JetStream did not answer: ask again shortly (no batch
+			// may come to wake this loop).
+			retry = time.After(20 * time.Millisecond)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("settle: %w", ctx.Err())
-		case <-t.C:
+		case <-o.done:
+			return ErrStopped
+		case <-o.applied:
+		case <-retry:
 		}
 	}
 }

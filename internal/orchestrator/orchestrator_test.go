@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -588,5 +589,32 @@ jobs:
 	}
 	if queued != 1 {
 		t.Fatalf("%d jobs queued after a second ephemeral worker joined, want 1", queued)
+	}
+}
+
+// TestSettleReturnsOnceReportsAreApplied checks Settle: reports published
+// before it are in the store when it returns (it waits for the loop's
+// batches, not for a clock), and it returns at once when nothing is left.
+func TestSettleReturnsOnceReportsAreApplied(t *testing.T) {
+	h := newHarness(t, Config{})
+	w1 := h.worker("w1")
+	run := h.submit(oneJob)
+	d := w1.next()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w1.status(w1.id, d.JobID, 1, bus.StatusRunning, 0)
+	w1.status(w1.id, d.JobID, 1, bus.StatusSucceeded, 0)
+	if err := h.o.Settle(ctx); err != nil {
+		t.Fatalf("Settle: %v", err)
+	}
+	if got := h.jobState(run.ID, "a")(); got != state.JobSucceeded {
+		t.Fatalf("after Settle, job a is %s, want %s", got, state.JobSucceeded)
+	}
+	if err := h.o.Settle(ctx); err != nil {
+		t.Fatalf("Settle with nothing left: %v", err)
+	}
+	h.o.Stop()
+	if err := h.o.Settle(ctx); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Settle after Stop = %v, want ErrStopped", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -73,8 +74,10 @@ var (
 	artifactsFields = []string{"name", "paths", "expire_in", "when"}
 	cacheFields     = []string{"key", "paths", "restore_keys"}
 	needFields      = []string{"job", "artifacts"}
-	// artifactNamePattern keeps names usable in URLs and file names.
-	artifactNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	// artifactNamePattern keeps names usable in URLs and file names
+	// (compiled at its first use: its counted repetition is a large
+	// program, which every start of the binary would pay for).
+	artifactNamePattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`) })
 	// cacheExpr is an expression a cache key may hold.
 	cacheExpr = regexp.MustCompile(`\$\{\{(.*?)\}\}`)
 	// hashFilesCall is the one function a cache key may call.
@@ -94,7 +97,7 @@ func (p *parser) artifacts(n *yaml.Node, field string) *Artifacts {
 		switch f.Name {
 		case "name":
 			if s, ok := p.Text(f.Val, fp); ok {
-				if !artifactNamePattern.MatchString(s) {
+				if !artifactNamePattern().MatchString(s) {
 					p.Errorf(f.Val, fp, "invalid name %q: 1 to 64 letters, digits, ., _ and -, starting with a letter or digit", s)
 				} else {
 					a.Name = s

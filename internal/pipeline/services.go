@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -58,8 +59,8 @@ var (
 	healthFields  = []string{"cmd", "interval", "timeout", "retries"}
 	// serviceNamePattern: a service's name is a host name on the job's
 	// network (and a container name in a Kubernetes pod), so a DNS
-	// label.
-	serviceNamePattern = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	// label. Compiled at its first use, as artifactNamePattern.
+	serviceNamePattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`) })
 )
 
 // services reads a job's services: a map of names to services (each a map,
@@ -89,7 +90,7 @@ func (p *parser) services(n *yaml.Node, field string, job *jobInfo) []Service {
 				continue
 			}
 			name := ServiceNameOf(img)
-			if !serviceNamePattern.MatchString(name) {
+			if !serviceNamePattern().MatchString(name) {
 				p.Errorf(it, f, "cannot name a service after image %q: use the map form (services: {name: {image: %s}}) with a name of lowercase letters, digits and -", img, img)
 				continue
 			}
@@ -99,7 +100,7 @@ func (p *parser) services(n *yaml.Node, field string, job *jobInfo) []Service {
 	case yaml.MappingNode:
 		for _, e := range p.Entries(v, field) {
 			f := field + "." + e.Name
-			if !serviceNamePattern.MatchString(e.Name) {
+			if !serviceNamePattern().MatchString(e.Name) {
 				p.Errorf(e.Key, f, "invalid service name %q: it is the service's host name, so 1 to 63 lowercase letters, digits and -, starting with a letter and not ending with -", e.Name)
 				continue
 			}

@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/forge"
@@ -53,11 +54,13 @@ type Service struct {
 	Now     func() time.Time
 }
 
-var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
+// namePattern is compiled at its first use: its counted repetition makes a
+// large program, which every start of the binary would pay for.
+var namePattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`) })
 
 // ValidName reports whether s can name a repository (it is a path
 // segment of URLs and of the mirror's directory).
-func ValidName(s string) bool { return namePattern.MatchString(s) && !strings.Contains(s, "..") }
+func ValidName(s string) bool { return namePattern().MatchString(s) && !strings.Contains(s, "..") }
 
 // Check validates a repository before it is stored and fills in its
 // defaults.

@@ -247,10 +247,77 @@ var (
 
 // Check starts one sandbox with a trivial step and reports why steps cannot
 // be isolated on this machine (nil when they can). The answer is computed
-// once per process.
+// once per process, and a success is remembered across processes in the
+// user's cache directory (see checkKey): a one-shot command such as `hodei
+// run` does not start a trial sandbox (two processes) each time. A cached
+// success only lets the server start: every step still runs in its
+// sandbox, and fails if the sandbox cannot be made.
 func Check() error {
-	checkOnce.Do(func() { checkErr = check() })
+	checkOnce.Do(func() {
+		path, key := "", checkKey()
+		if dir, err := os.UserCacheDir(); err == nil && key != "" {
+			path = filepath.Join(dir, "hodei", fmt.Sprintf("sandbox-check-%d", os.Geteuid()))
+		}
+		checkErr = checkCached(path, key, check)
+	})
 	return checkErr
+}
+
+// checkCached returns nil at once when the file at path holds key (a
+// success recorded for the same key), else runs run and records its
+// success under key. path "" caches nothing. The cache is a convenience: a
+// file that cannot be read or written only means run runs.
+func checkCached(path, key string, run func() error) error {
+	if path != "" {
+		if b, err := os.ReadFile(path); err == nil && string(b) == key {
+			return nil
+		}
+	}
+	if err := run(); err != nil {
+		return err
+	}
+	if path != "" {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err == nil {
+			tmp := fmt.Sprintf("%s.%d", path, os.Getpid())
+			if err := os.WriteFile(tmp, []byte(key), 0o600); err == nil {
+				if os.Rename(tmp, path) != nil {
+					_ = os.Remove(tmp)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// checkKey names what the check's answer depends on: this boot of this
+// kernel (namespaces and Landlock are the kernel's, sysctls reset at boot),
+// the user namespace, and this executable (its path, size and modification time: a new build
+// checks again). "" when one of them cannot be read: no cache then.
+func checkKey() string {
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	release, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return ""
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	fi, err := os.Stat(exe)
+	if err != nil {
+		return ""
+	}
+	// The user namespace too: the same user inside `unshare --user` (or a
+	// container) may not be allowed what it is allowed outside.
+	userns, err := os.Readlink("/proc/self/ns/user")
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("boot %s\nkernel %s\nuserns %s\nexe %s %d %d\n", strings.TrimSpace(string(boot)), strings.TrimSpace(string(release)),
+		userns, exe, fi.Size(), fi.ModTime().UnixNano())
 }
 
 func check() error {

@@ -443,3 +443,37 @@ func nestedTests(t *testing.T, init, skip string) {
 		t.Fatalf("only %d tests passed with HODEI_SANDBOX_INIT=%s:\n%s", n, init, out)
 	}
 }
+
+// TestCheckCachedRemembersOnlySuccess checks the cache of Check: a success
+// is recorded under its key and then answered without running the check
+// again; a failure is not recorded; another key (another boot, kernel or
+// executable) runs the check again.
+func TestCheckCachedRemembersOnlySuccess(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cache", "sandbox-check-0")
+	runs := 0
+	fails := errors.New("no namespaces")
+	failing := func() error { runs++; return fails }
+	passing := func() error { runs++; return nil }
+
+	if err := checkCached(path, "k1", failing); !errors.Is(err, fails) {
+		t.Fatalf("failing check = %v, want %v", err, fails)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a failure was recorded: stat = %v", err)
+	}
+	if err := checkCached(path, "k1", passing); err != nil || runs != 2 {
+		t.Fatalf("passing check = %v after %d runs, want nil after 2", err, runs)
+	}
+	if err := checkCached(path, "k1", failing); err != nil || runs != 2 {
+		t.Fatalf("cached check = %v after %d runs, want nil without running (2)", err, runs)
+	}
+	if err := checkCached(path, "k2", failing); !errors.Is(err, fails) || runs != 3 {
+		t.Fatalf("check under another key = %v after %d runs, want %v after 3", err, runs, fails)
+	}
+	if err := checkCached("", "k1", passing); err != nil || runs != 4 {
+		t.Fatalf("uncached check = %v after %d runs, want nil after 4", err, runs)
+	}
+	if key := checkKey(); !strings.Contains(key, "boot ") || !strings.Contains(key, "exe ") {
+		t.Errorf("checkKey() = %q, want the boot id and the executable", key)
+	}
+}

@@ -156,6 +156,10 @@ type Options struct {
 	// read and write the data directory. Without it, Start fails on a
 	// machine where steps cannot be isolated (see internal/sandbox).
 	UnsafeSharedUser bool
+	// Ephemeral says that DataDir is thrown away when the server closes
+	// (`hodei run`): its database is then never fsynced (see
+	// sqlite.Options.NoSync). The same code runs either way.
+	Ephemeral bool
 	// Artifacts bound the artifacts and caches kept (see artifact.Limits).
 	Artifacts artifact.Limits
 	// CronTick is how often the schedules of the repositories' pipeline
@@ -700,7 +704,7 @@ func openStore(ctx context.Context, o Options) (store.Store, error) {
 		return nil, fmt.Errorf("store %q: want sqlite or a postgres:// URL", o.Store)
 	}
 	path := filepath.Join(o.DataDir, "hodei.db")
-	st, err := sqlite.Open(path)
+	st, err := sqlite.OpenWith(path, sqlite.Options{NoSync: o.Ephemeral})
 	if err != nil {
 		return nil, err
 	}

@@ -28,6 +28,10 @@
 // the next checkpoint; synchronous=FULL would cover that at the price of an
 // fsync per commit.
 //
+// OpenWith with Options.NoSync runs the same database with synchronous=OFF:
+// nothing is ever fsynced. It is for a data directory thrown away when the
+// process ends (`hodei run`), where a power loss loses the directory anyway.
+//
 // # Encoding
 //
 // Times are stored as INTEGER unix nanoseconds and read back in UTC; 0 stores
@@ -99,6 +103,19 @@ var _ store.Store = (*Store)(nil)
 // they do not exist, and brings its schema up to date. It fails with an error
 // wrapping ErrSchemaTooNew if the database was migrated by a newer binary.
 func Open(path string) (*Store, error) {
+	return OpenWith(path, Options{})
+}
+
+// Options are how OpenWith opens a database.
+type Options struct {
+	// NoSync never fsyncs (synchronous=OFF): a crash of the process still
+	// loses nothing committed, a crash of the machine may corrupt the
+	// database. Only for a database deleted when its process ends.
+	NoSync bool
+}
+
+// OpenWith is Open with options.
+func OpenWith(path string, o Options) (*Store, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -112,7 +129,7 @@ func Open(path string) (*Store, error) {
 	}
 
 	s := &Store{path: abs}
-	if err := s.open(ms); err != nil {
+	if err := s.open(ms, o); err != nil {
 		_ = s.closeAll() // the error of open is the one to report
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -130,7 +147,7 @@ func dsn(path string, q url.Values) string {
 	return u.String()
 }
 
-func (s *Store) open(ms []migration) error {
+func (s *Store) open(ms []migration, o Options) error {
 	ctx := context.Background()
 	busy := fmt.Sprint(busyTimeout.Milliseconds())
 
@@ -140,6 +157,12 @@ func (s *Store) open(ms []migration) error {
 	wq.Set("_busy_timeout", busy)
 	wq.Set("_journal_mode", "WAL")
 	wq.Set("_synchronous", "NORMAL")
+	if o.NoSync {
+		wq.Set("_synchronous", "OFF")
+		// Also before journal_mode=WAL, which the driver sets first and
+		// which writes a new database through a rollback journal.
+		wq.Add("_pragma", "synchronous(OFF)")
+	}
 	wq.Set("_foreign_keys", "on")
 	wq.Add("_pragma", fmt.Sprintf("journal_size_limit(%d)", walSizeLimit))
 	w, err := sql.Open("sqlite", dsn(s.path, wq))

@@ -280,6 +280,26 @@ func TestConnectionSettings(t *testing.T) {
 	}
 }
 
+// TestNoSyncTurnsSynchronousOff checks that OpenWith's NoSync reaches the
+// writer's connection (synchronous=OFF) and leaves the rest as Open does.
+func TestNoSyncTurnsSynchronousOff(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenWith(filepath.Join(t.TempDir(), "hodei.db"), Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mustClose(t, s)
+	for pragma, want := range map[string]string{"synchronous": "0", "journal_mode": "wal", "foreign_keys": "1"} {
+		var got string
+		if err := s.w.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("PRAGMA %s = %q, want %q", pragma, got, want)
+		}
+	}
+}
+
 // TestQueryPlans checks that the read queries use the indexes meant for
 // them and sort nothing in a temporary B-tree. In particular ActiveRuns must
 // use the partial index runs_active, whose WHERE clause lives in the
