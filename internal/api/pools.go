@@ -60,14 +60,14 @@ func (a *api) poolHistory(w http.ResponseWriter, r *http.Request) {
 		writeError(w, wire.CodeNotFound, "no pool "+name+" (GET /api/v1/pools lists them)")
 		return
 	}
-	out := wire.PoolHistory{Pool: name, Points: make([]wire.PoolPoint, len(pts))}
+	if pts == nil {
+		pts = []workers.HistoryPoint{} // [] in the answer, not null
+	}
+	out := wire.PoolHistory{Pool: name, Points: pts}
 	for _, p := range a.d.Pools.Pools() {
 		if p.Name == name {
 			out.Max, out.CostPerHour = p.Max, p.CostPerHour
 		}
-	}
-	for i, p := range pts {
-		out.Points[i] = wire.PoolPoint(p)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

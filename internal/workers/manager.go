@@ -119,21 +119,7 @@ const (
 
 // HistoryPoint is a pool at one decision: what `GET
 // /api/v1/pools/{pool}/history` returns and the pools page plots.
-type HistoryPoint struct {
-	At time.Time `json:"at"`
-	// Demand is the queued jobs given to the pool (PoolStatus.Demand).
-	Demand int `json:"demand"`
-	// Workers is the pool's size (any state); Busy those running jobs.
-	Workers int `json:"workers"`
-	Busy    int `json:"busy"`
-	// Forecast is the workers the autoscaler's forecast asked for (absent
-	// when it has none in use).
-	Forecast *int `json:"forecast,omitempty"`
-	// WorkerHours and Cost are the pool's account since the server
-	// started (absent without a scaler that keeps accounts).
-	WorkerHours *float64 `json:"worker_hours,omitempty"`
-	Cost        *float64 `json:"cost,omitempty"`
-}
+type HistoryPoint = wire.PoolPoint
 
 type managedPool struct {
 	cfg      poolsfile.PoolConfig
