@@ -45,7 +45,8 @@ func runStep(ctx context.Context, script, dir string, env []string, timeout time
 // own user, unisolated: it is what an agent started with
 // --unsafe-shared-user does (runSandboxed is the isolated form).
 func runStepTracked(ctx context.Context, script, dir string, env []string, timeout time.Duration, out io.Writer, onStart func(pgid int), g *cgroup.Group) stepResult {
-	var gate *os.File // held by the shell until onStart has run
+	sandbox.DefaultSignals() // a step gets the signals the agent was started ignoring
+	var gate *os.File        // held by the shell until onStart has run
 	held := onStart != nil && g == nil
 	started := onStart
 	if held {

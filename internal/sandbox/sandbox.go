@@ -99,6 +99,7 @@ func (c *Cmd) Start() error {
 	if c.Stdout == nil {
 		return errors.New("sandbox: Stdout is required")
 	}
+	DefaultSignals()
 	attr, err := sysProcAttr()
 	if err != nil {
 		return err
