@@ -58,6 +58,10 @@ type Pool struct {
 	// Size is the workers it has now (any state); Max the most it may;
 	// Starting those of Size created and not joined yet.
 	Size, Max, Starting int
+	// Containers says that the pool makes a worker per job container
+	// (Kubernetes): such a worker runs the job's image itself, so the
+	// job's docker label is not asked of the pool.
+	Containers bool
 }
 
 // fits says whether a worker of the pool could run a job that asks req
@@ -66,9 +70,15 @@ func (p *Pool) fits(req Resources, want []string) bool {
 	return req.CPUMilli <= p.Capacity.CPUMilli && req.Memory <= p.Capacity.Memory && req.GPU <= p.Capacity.GPU && p.hasLabels(want)
 }
 
-// hasLabels says whether the pool's workers have every label of want.
+// hasLabels says whether the pool's workers have every label of want. A
+// job's container label is not asked of a pool, as it is not of a worker
+// without one: a pool's workers run any container (its own, made for the
+// job, on a pool of Containers).
 func (p *Pool) hasLabels(want []string) bool {
 	for _, l := range want {
+		if strings.HasPrefix(l, pipelinefile.ContainerLabelPrefix) || p.Containers && l == pipelinefile.DockerLabel {
+			continue
+		}
 		if !slices.Contains(p.Labels, l) {
 			return false
 		}

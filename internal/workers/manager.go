@@ -583,7 +583,7 @@ func (m *Manager) SchedulerPools() []scheduler.Pool {
 	for i, name := range m.names {
 		mp := m.pools[name]
 		sh := mp.cfg.Shape
-		p := scheduler.Pool{Name: name, Labels: mp.labels, Max: mp.cfg.Max,
+		p := scheduler.Pool{Name: name, Labels: mp.labels, Max: mp.cfg.Max, Containers: mp.containers,
 			Capacity: scheduler.Resources{CPUMilli: sh.CPUMilli, Memory: sh.Memory, GPU: sh.GPU}}
 		if i < len(m.status) && m.status[i].Name == name {
 			p.Size, p.Starting = m.status[i].Size, m.status[i].Pending
