@@ -676,7 +676,7 @@ func TestChaosHA(t *testing.T) {
 	<-readDone
 	// The survivor check looks 2 s past the last end: the scanner keeps
 	// sampling for that window (a measurement, not a wait for an event).
-	time.Sleep(2500 * time.Millisecond)
+	time.Sleep(2500 * time.Millisecond) // the 2 s sampling window of the survivor check: the behaviour under test
 	close(stopScan)
 	<-scanDone
 
