@@ -171,3 +171,25 @@ func TestEngineWhyWithPools(t *testing.T) {
 	mustCheck(t, e)
 	mustCheck(t, e2)
 }
+
+// TestEngineWhyWithContainerPools: an image job carries docker and its
+// container's label; a pool is never asked for the container label, and a
+// pool that makes a worker per container (Kubernetes) not for docker
+// either, so the job waits for that pool instead of failing at once.
+func TestEngineWhyWithContainerPools(t *testing.T) {
+	t.Parallel()
+	e := NewEngine(Config{})
+	single(e, "t", "img", res(500, 1, 0), 0, e0, "docker", "container:abc")
+	kube := Pool{Name: "kube", Labels: []string{"linux"}, Capacity: res(1000, 2, 0), Max: 2, Containers: true}
+	if got := e.WhyWith("img", []Pool{kube}); got.Code != ReasonPoolScaling || got.Never() {
+		t.Errorf("pool of container workers: %+v, want %s", got, ReasonPoolScaling)
+	}
+	dockers := Pool{Name: "dockers", Labels: []string{"linux", "docker"}, Capacity: res(1000, 2, 0), Max: 2}
+	if got := e.WhyWith("img", []Pool{dockers}); got.Code != ReasonPoolScaling || got.Never() {
+		t.Errorf("pool of docker agents: %+v, want %s", got, ReasonPoolScaling)
+	}
+	plain := Pool{Name: "plain", Labels: []string{"linux"}, Capacity: res(1000, 2, 0), Max: 2}
+	if got := e.WhyWith("img", []Pool{plain}); !got.Never() {
+		t.Errorf("pool without docker or containers: %+v, want a reason that never ends", got)
+	}
+}
