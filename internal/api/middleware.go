@@ -130,26 +130,20 @@ func (a *api) middleware(next http.Handler) http.Handler {
 			if status == 0 {
 				status = http.StatusOK
 			}
-			level := slog.LevelInfo
-			switch r.URL.Path {
-			case "/healthz", "/readyz", "/metrics":
-				level = slog.LevelDebug
+			if level := accessLevel(r, status); a.log.Enabled(r.Context(), level) {
+				attrs := []slog.Attr{
+					slog.String("method", r.Method),
+					slog.String("path", r.URL.Path),
+					slog.Int("status", status),
+					slog.Duration("duration", time.Since(start)),
+					slog.String("request_id", id),
+					slog.Int64("bytes", rec.bytes),
+				}
+				if ri.runID != "" {
+					attrs = append(attrs, slog.String("run_id", ri.runID))
+				}
+				a.log.LogAttrs(r.Context(), level, "http request", attrs...)
 			}
-			if status >= 500 {
-				level = slog.LevelWarn
-			}
-			attrs := []slog.Attr{
-				slog.String("method", r.Method),
-				slog.String("path", r.URL.Path),
-				slog.Int("status", status),
-				slog.Duration("duration", time.Since(start)),
-				slog.String("request_id", id),
-				slog.Int64("bytes", rec.bytes),
-			}
-			if ri.runID != "" {
-				attrs = append(attrs, slog.String("run_id", ri.runID))
-			}
-			a.log.LogAttrs(r.Context(), level, "http request", attrs...)
 			a.flushAudit(ri, status) // decisions of an answer that never started
 			if p == http.ErrAbortHandler {
 				panic(p)
@@ -181,4 +175,20 @@ func writeBody(w http.ResponseWriter, status int, body []byte) {
 // (wire.ErrorCodes) gives its code.
 func writeError(w http.ResponseWriter, code wire.Code, msg string) {
 	writeJSON(w, code.Status(), wire.Error{Code: code, Message: msg})
+}
+
+// accessLevel is the level of a request's access log line: warnings for
+// the server's errors; debug for probes, metrics and reads that
+// succeeded (the audit trail records those, and at thousands of reads a
+// second a line each would be most of the log); info for the rest.
+func accessLevel(r *http.Request, status int) slog.Level {
+	switch {
+	case status >= 500:
+		return slog.LevelWarn
+	case r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics":
+		return slog.LevelDebug
+	case (r.Method == http.MethodGet || r.Method == http.MethodHead) && status < 400:
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
 }

@@ -64,6 +64,37 @@ func TestMiddleware(t *testing.T) {
 	if rec.Code != http.StatusTeapot || rec.Header().Get("X-Request-Id") != "given-id" {
 		t.Errorf("ok: %d, id %q", rec.Code, rec.Header().Get("X-Request-Id"))
 	}
+	// Reads that succeed are logged at debug (the audit trail has them),
+	// other requests at info, the server's errors as warnings.
+	mux.HandleFunc("GET /fine", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("POST /fine", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("GET /gone", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNotFound) })
+	for _, c := range []struct{ method, path, level string }{
+		{"GET", "/fine", "DEBUG"}, {"HEAD", "/fine", "DEBUG"}, {"POST", "/fine", "INFO"},
+		{"GET", "/gone", "INFO"}, {"GET", "/boom/run-8", "WARN"},
+	} {
+		logs.Reset()
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(c.method, c.path, nil))
+		level := ""
+		for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			var m map[string]any
+			_ = json.Unmarshal([]byte(line), &m)
+			if m["msg"] == "http request" {
+				level, _ = m["level"].(string)
+			}
+		}
+		if level != c.level {
+			t.Errorf("%s %s: access log at %q, want %q", c.method, c.path, level, c.level)
+		}
+	}
+	// At info, a read that succeeded writes no line.
+	logs.Reset()
+	quiet := &api{log: slog.New(slog.NewJSONHandler(&logs, nil))}
+	quiet.middleware(mux).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/fine", nil))
+	if logs.Len() != 0 {
+		t.Errorf("a read at level info logged %q", logs.String())
+	}
+
 	// An unusable id is replaced.
 	rec = httptest.NewRecorder()
 	req = httptest.NewRequest("GET", "/ok", nil)
