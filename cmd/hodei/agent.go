@@ -36,6 +36,7 @@ Example:
 	gpu := fs.Int("gpu", 0, "GPUs the worker offers")
 	workDir := fs.String("work-dir", "", "directory of job workspaces (default: in the temporary directory)")
 	gitCache := fs.String("git-cache", "", "directory of the object cache of the repositories jobs check out, one mirror per tenant and URL, hidden from steps (default: in the temporary directory)")
+	gitCacheAge := fs.Duration("git-cache-max-age", agent.DefaultGitCacheMaxAge, "remove a mirror of the git cache that no job has used for this long (0 keeps them all)")
 	pool := fs.String("pool", "default", "pool the worker belongs to")
 	hb := fs.Duration("heartbeat", time.Second, "period of heartbeats")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM, how long running jobs may finish (no new ones are taken) before they are handed back to the server (requeued, not failed)")
@@ -53,7 +54,7 @@ Example:
 	if code, ok := parseNoArgs(fs, args); !ok {
 		return code
 	}
-	cfg := agent.Config{ID: *id, Pool: *pool, WorkDir: *workDir, GitCacheDir: *gitCache, HeartbeatInterval: *hb, Once: *once, ContainerNetwork: *containerNet, JobContainer: *jobContainer, Unisolated: *unsafeShared, NoCgroups: *noCgroups}
+	cfg := agent.Config{ID: *id, Pool: *pool, WorkDir: *workDir, GitCacheDir: *gitCache, GitCacheMaxAge: keepAll(*gitCacheAge), HeartbeatInterval: *hb, Once: *once, ContainerNetwork: *containerNet, JobContainer: *jobContainer, Unisolated: *unsafeShared, NoCgroups: *noCgroups}
 	var tlsDirs []string
 	for _, f := range []string{*tf.cert, *tf.key, *tf.ca} {
 		if f != "" {
@@ -203,4 +204,13 @@ func (l *listFlag) String() string { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error {
 	*l = append(*l, v)
 	return nil
+}
+
+// keepAll turns a flag's 0 ("keep them all") into agent.Config's
+// negative, whose 0 is the default.
+func keepAll(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

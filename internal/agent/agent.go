@@ -118,7 +118,16 @@ type Config struct {
 	// URL, hidden from steps. Default: hodei-git-cache/ID in the system's
 	// temporary directory.
 	GitCacheDir string
+	// GitCacheMaxAge removes a mirror of GitCacheDir that no job has used
+	// for this long (checked at start and then every GitCacheMaxAge/24, at
+	// least a minute apart); the next job that needs it fetches it again.
+	// Zero means 7 days; negative keeps every mirror.
+	GitCacheMaxAge time.Duration
 }
+
+// DefaultGitCacheMaxAge is how long an unused mirror of the git cache is
+// kept by default.
+const DefaultGitCacheMaxAge = 7 * 24 * time.Hour
 
 // Defaults fills what is unset from the machine.
 func (c *Config) Defaults() {
@@ -142,6 +151,9 @@ func (c *Config) Defaults() {
 	}
 	if c.GitCacheDir == "" {
 		c.GitCacheDir = filepath.Join(os.TempDir(), "hodei-git-cache", c.ID)
+	}
+	if c.GitCacheMaxAge == 0 {
+		c.GitCacheMaxAge = DefaultGitCacheMaxAge
 	}
 	if c.ChunkSize <= 0 {
 		c.ChunkSize = 64 << 10
@@ -341,6 +353,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("agent started", "cpu_milli", a.cfg.CPUMilli, "memory", a.cfg.Memory, "labels", a.cfg.Labels, "pool", a.cfg.Pool)
 
+	pruneCtx, stopPrune := context.WithCancel(context.Background())
+	pruneDone := make(chan struct{})
+	go func() {
+		defer close(pruneDone)
+		a.pruneGitCache(pruneCtx)
+	}()
+	defer func() { stopPrune(); <-pruneDone }()
+
 	// Heartbeats go on while the agent drains: a worker silent for the
 	// server's TTL would have its jobs lost while they still run.
 	hbCtx, stopHB := context.WithCancel(context.Background())
@@ -369,6 +389,31 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.removeWorkerCgroup()
 	a.log.Info("agent stopped")
 	return nil
+}
+
+// pruneGitCache removes the git cache's mirrors unused for
+// GitCacheMaxAge, at once and then periodically, until ctx ends.
+func (a *Agent) pruneGitCache(ctx context.Context) {
+	maxAge := a.cfg.GitCacheMaxAge
+	if maxAge < 0 {
+		return
+	}
+	tick := time.NewTicker(max(maxAge/24, time.Minute))
+	defer tick.Stop()
+	for {
+		n, err := a.gitc.prune(time.Now().Add(-maxAge))
+		if err != nil {
+			a.log.Warn("git cache: prune", "err", err)
+		}
+		if n > 0 {
+			a.log.Info("git cache: removed unused mirrors", "mirrors", n, "unused_for", maxAge)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // wait returns when ctx ends or, for a Once agent, when its job has ended

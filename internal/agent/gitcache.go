@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hodei-ci/hodei/internal/forge"
 	"github.com/hodei-ci/hodei/internal/pipeline"
@@ -81,7 +82,72 @@ func (g *gitCache) lock(mirror string) (func(), error) {
 		m.Unlock()
 		return nil, err
 	}
+	// The lock file's time is the mirror's last use (prune).
+	now := time.Now()
+	_ = os.Chtimes(mirror+".lock", now, now)
 	return func() { f.Close(); m.Unlock() }, nil
+}
+
+// prune removes the mirrors last used before cutoff, so that the cache of
+// a worker that served many repositories does not grow without end; it
+// returns how many it removed. A mirror in use (its lock held, here or by
+// another process) is left for a later pass. The lock file stays: a
+// process waiting on it would otherwise lock a file that no longer has
+// that name while another locks a new one, and both would use the mirror.
+// A mirror removed is fetched again by the next job that checks it out.
+func (g *gitCache) prune(cutoff time.Time) (int, error) {
+	locks, err := filepath.Glob(filepath.Join(g.dir, "*.git.lock"))
+	if err != nil {
+		return 0, err
+	}
+	removed := 0
+	for _, l := range locks {
+		mirror := strings.TrimSuffix(l, ".lock")
+		ok, err := g.pruneOne(mirror, cutoff)
+		if err != nil {
+			return removed, fmt.Errorf("prune %s: %w", filepath.Base(mirror), err)
+		}
+		if ok {
+			removed++
+		}
+	}
+	return removed, nil
+}
+
+// pruneOne removes mirror if it was last used before cutoff and nothing
+// holds it.
+func (g *gitCache) pruneOne(mirror string, cutoff time.Time) (bool, error) {
+	g.mu.Lock()
+	m := g.locks[mirror]
+	if m == nil {
+		m = &sync.Mutex{}
+		g.locks[mirror] = m
+	}
+	g.mu.Unlock()
+	if !m.TryLock() {
+		return false, nil
+	}
+	defer m.Unlock()
+	f, err := os.OpenFile(mirror+".lock", os.O_RDWR, 0)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return false, nil
+		}
+		return false, err
+	}
+	// Its time under the lock: a use that ended while this waited counts.
+	st, err := f.Stat()
+	if err != nil || !st.ModTime().Before(cutoff) {
+		return false, err
+	}
+	if _, err := os.Lstat(mirror); errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return true, os.RemoveAll(mirror)
 }
 
 // errShallowMiss: a shallow checkout of a commit the mirror lacks, which

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -299,5 +300,86 @@ func TestGitCacheBadToken(t *testing.T) {
 	_, err := cache.prime(ctx, "acme", srv.checkout(head, 0), "wrong-token-99", t.TempDir(), -1)
 	if err == nil || strings.Contains(err.Error(), "wrong-token-99") {
 		t.Fatalf("prime with a wrong token: %v", err)
+	}
+}
+
+// TestGitCachePrunesUnusedMirrors: a mirror unused for the max age is
+// removed, one used since is kept, one in use (its lock held by another
+// process) is left for later, and a removed mirror is fetched again by
+// the next checkout.
+func TestGitCachePrunesUnusedMirrors(t *testing.T) {
+	t.Parallel()
+	const token = "s3cret-token-4712"
+	srv, head := newGitHTTP(t, token, 3)
+	cache := newTestCache(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	prime := func(tenant string) cacheResult {
+		t.Helper()
+		res, err := cache.prime(ctx, tenant, srv.checkout(head, 0), token, t.TempDir(), -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	old, recent, busy := prime("old"), prime("recent"), prime("busy")
+	// "old" and "busy" were last used 10 days ago, "recent" an hour ago.
+	for m, age := range map[string]time.Duration{old.Mirror: 240 * time.Hour, busy.Mirror: 240 * time.Hour, recent.Mirror: time.Hour} {
+		at := time.Now().Add(-age)
+		if err := os.Chtimes(m+".lock", at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another process holds the lock of "busy" (as a second agent sharing
+	// the directory would while it fetches).
+	holder := exec.Command("flock", busy.Mirror+".lock", "sh", "-c", "echo locked; read _")
+	stdin, err := holder.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); _ = holder.Wait() }()
+	if _, err := io.ReadFull(out, make([]byte, 7)); err != nil { // "locked": the lock is held
+		t.Fatal(err)
+	}
+
+	n, err := cache.prune(time.Now().Add(-DefaultGitCacheMaxAge))
+	if err != nil || n != 1 {
+		t.Fatalf("prune: %d removed, %v; want 1", n, err)
+	}
+	for m, want := range map[string]bool{old.Mirror: false, recent.Mirror: true, busy.Mirror: true} {
+		if _, err := os.Stat(filepath.Join(m, "HEAD")); (err == nil) != want {
+			t.Errorf("mirror %s present: %v, want %v", filepath.Base(m), err == nil, want)
+		}
+	}
+	if _, err := os.Stat(old.Mirror + ".lock"); err != nil {
+		t.Errorf("the lock file of a removed mirror is gone: %v", err)
+	}
+	// Once released, the busy mirror goes too; a second pass removes
+	// nothing more.
+	stdin.Close()
+	_ = holder.Wait()
+	if n, err := cache.prune(time.Now().Add(-DefaultGitCacheMaxAge)); err != nil || n != 1 {
+		t.Fatalf("second prune: %d removed, %v; want the released one", n, err)
+	}
+	if n, err := cache.prune(time.Now().Add(-DefaultGitCacheMaxAge)); err != nil || n != 0 {
+		t.Fatalf("third prune: %d removed, %v; want none", n, err)
+	}
+	// A use makes a mirror recent; a removed one is fetched again.
+	before := srv.fetches()
+	if res := prime("old"); res.Hit || srv.fetches() == before {
+		t.Errorf("checkout after the prune: hit %v, fetches %d → %d; want a fetch", res.Hit, before, srv.fetches())
+	}
+	if fi, err := os.Stat(old.Mirror + ".lock"); err != nil || time.Since(fi.ModTime()) > time.Minute {
+		t.Errorf("a use did not mark the mirror as used: %v", err)
+	}
+	if res := prime("recent"); !res.Hit {
+		t.Error("the recent mirror was not kept")
 	}
 }
