@@ -54,7 +54,7 @@ Example:
 	if code, ok := parseNoArgs(fs, args); !ok {
 		return code
 	}
-	cfg := agent.Config{ID: *id, Pool: *pool, WorkDir: *workDir, GitCacheDir: *gitCache, GitCacheMaxAge: keepAll(*gitCacheAge), HeartbeatInterval: *hb, Once: *once, ContainerNetwork: *containerNet, JobContainer: *jobContainer, Unisolated: *unsafeShared, NoCgroups: *noCgroups}
+	cfg := agent.Config{ID: *id, Pool: *pool, WorkDir: *workDir, GitCacheDir: *gitCache, GitCacheMaxAge: zeroDisables(*gitCacheAge), HeartbeatInterval: *hb, Once: *once, ContainerNetwork: *containerNet, JobContainer: *jobContainer, Unisolated: *unsafeShared, NoCgroups: *noCgroups}
 	var tlsDirs []string
 	for _, f := range []string{*tf.cert, *tf.key, *tf.ca} {
 		if f != "" {
@@ -206,11 +206,11 @@ func (l *listFlag) Set(v string) error {
 	return nil
 }
 
-// keepAll turns a flag's 0 ("keep them all") into agent.Config's
-// negative, whose 0 is the default.
-func keepAll(d time.Duration) time.Duration {
-	if d == 0 {
+// zeroDisables turns a flag's 0 ("none", "no bound", "keep them all")
+// into the negative of the configs whose 0 is their default.
+func zeroDisables[T int | time.Duration](v T) T {
+	if v == 0 {
 		return -1
 	}
-	return d
+	return v
 }

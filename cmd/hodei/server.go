@@ -14,6 +14,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/artifact"
 	"github.com/hodei-ci/hodei/internal/autoscale"
 	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/pki"
 	"github.com/hodei-ci/hodei/internal/server"
@@ -47,6 +48,7 @@ Example:
 	ttl := fs.Duration("worker-ttl", 5*time.Second, "how long a worker may stay silent before its jobs go back to the queue")
 	waitAgents := fs.Bool("wait-for-agents", false, "keep a job that no worker and no pool could run queued, waiting for an agent to join over NATS, instead of failing it at once")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM, how long the local workers' running jobs may finish before they are handed back (requeued, not failed)")
+	maxActive := fs.Int("max-active-runs", orchestrator.DefaultMaxActiveRuns, "most runs of one tenant that have not ended; past it its submissions are refused (429 too_many_requests), so that no tenant can fill the server with queued work (0: no bound)")
 	infra := fs.Int("infra-retries", 2, "new attempts a job gets when attempts are lost to infrastructure (worker lost or restarted, server restarted), without using its retry budget; a job's infra_retries overrides it")
 	poolsFile := fs.String("pools", "", "YAML file of worker pools that the server keeps provisioned (see docs/workers.md)")
 	agentCADir := fs.String("agent-ca-dir", "", `with --pools and --ca: directory of the CA ("hodei ca init") that signs a certificate for each agent the worker manager starts`)
@@ -83,9 +85,8 @@ Example:
 	if *infra < 0 || *infra > 10 {
 		return usageError(fs, "--infra-retries must be from 0 to 10, got %d", *infra)
 	}
-	infraRetries := *infra
-	if infraRetries == 0 {
-		infraRetries = -1 // none; 0 means the default to the server package
+	if *maxActive < 0 {
+		return usageError(fs, "--max-active-runs must be 0 (no bound) or more, got %d", *maxActive)
 	}
 	log, err := lf.logger()
 	if err != nil {
@@ -163,7 +164,8 @@ Example:
 		WorkerTTL:        *ttl,
 		WaitForAgents:    *waitAgents,
 		DrainTimeout:     *drain,
-		InfraRetries:     infraRetries,
+		InfraRetries:     zeroDisables(*infra),
+		MaxActiveRuns:    zeroDisables(*maxActive),
 		Logger:           log,
 		Security:         secOpts,
 		Secrets:          secretsOpts,

@@ -1054,3 +1054,58 @@ func TestSubmitRefusesControlCharactersInFileName(t *testing.T) {
 		t.Fatalf("a plain file name: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestActiveRunsLimitAnswers429: past the server's --max-active-runs, a
+// tenant's submission is answered 429 too_many_requests with a
+// Retry-After, and is taken again once one of its runs has ended.
+func TestActiveRunsLimitAnswers429(t *testing.T) {
+	ctx := testCtx(t, 90*time.Second)
+	srv, err := server.Start(ctx, server.Options{
+		DataDir: t.TempDir(), NATSListen: "none", HTTPAddr: "127.0.0.1:0", LocalWorkers: 1,
+		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		MaxActiveRuns: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	e := &env{srv: srv, base: "http://" + srv.HTTPAddr()}
+	const sleepy = "name: sleepy\njobs:\n  sleep:\n    steps:\n      - run: sleep 60\n"
+	resp, body := e.do(t, "POST", "/api/v1/runs", "application/yaml", []byte(sleepy))
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("first submission: %d %s", resp.StatusCode, body)
+	}
+	var first wire.Run
+	if err := json.Unmarshal(body, &first); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = e.do(t, "POST", "/api/v1/runs", "application/yaml", []byte(sleepy))
+	we := wantError(t, resp, body, http.StatusTooManyRequests, wire.CodeTooManyRequests)
+	if !strings.Contains(we.Message, "has 1 runs that have not ended") || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("429: message %q, Retry-After %q", we.Message, resp.Header.Get("Retry-After"))
+	}
+	if resp, body := e.do(t, "POST", "/api/v1/runs/"+first.ID+"/cancel", "", nil); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("cancel: %d %s", resp.StatusCode, body)
+	}
+	// The cancel answers before the run has ended (its job is stopped
+	// first): poll the run until it is final.
+	for {
+		resp, body := e.do(t, "GET", "/api/v1/runs/"+first.ID, "", nil)
+		var r wire.Run
+		if err := json.Unmarshal(body, &r); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("get run: %d %s", resp.StatusCode, body)
+		}
+		if r.State == "canceled" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the canceled run did not end: %s", r.State)
+		case <-time.After(50 * time.Millisecond): // a poll's interval, not a synchronisation
+		}
+	}
+	resp, body = e.do(t, "POST", "/api/v1/runs", "application/yaml", []byte("name: quick\njobs:\n  a:\n    steps:\n      - run: 'true'\n"))
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("after the run ended: %d %s", resp.StatusCode, body)
+	}
+}

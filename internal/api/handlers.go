@@ -207,6 +207,11 @@ func (a *api) submitted(w http.ResponseWriter, r *http.Request, file string, run
 			writeJSON(w, wire.CodeInvalidPipeline.Status(), body)
 			return
 		}
+		if errors.Is(err, orchestrator.ErrTooManyRuns) {
+			w.Header().Set("Retry-After", "30")
+			writeError(w, wire.CodeTooManyRequests, err.Error())
+			return
+		}
 		if unavailable(w, err) {
 			return
 		}

@@ -23,6 +23,23 @@ import (
 // DefaultTenant is the tenant of runs submitted without one.
 const DefaultTenant = "default"
 
+// addRun makes rs one of the active runs.
+func (o *Orchestrator) addRun(rs *runState) {
+	o.runs[rs.rec.ID] = rs
+	o.active[rs.rec.Tenant]++
+}
+
+// removeRun takes an ended run out of the active ones.
+func (o *Orchestrator) removeRun(rs *runState) {
+	if o.runs[rs.rec.ID] != rs {
+		return
+	}
+	delete(o.runs, rs.rec.ID)
+	if o.active[rs.rec.Tenant]--; o.active[rs.rec.Tenant] <= 0 {
+		delete(o.active, rs.rec.Tenant)
+	}
+}
+
 func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 	req := r.req
 	tenant := req.Tenant
@@ -30,6 +47,10 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 		tenant = DefaultTenant
 	}
 	if req.Key != "" && o.replay(c, r, tenant) {
+		return
+	}
+	if n, most := o.active[tenant], o.cfg.MaxActiveRuns; most > 0 && n >= most {
+		r.give(fmt.Errorf("%w: tenant %s has %d runs that have not ended, the most this server takes (hodei server --max-active-runs)", ErrTooManyRuns, tenant, n))
 		return
 	}
 	rs := &runState{rec: store.Run{
@@ -180,7 +201,7 @@ func (o *Orchestrator) onSubmit(c *change, r *submitReq) {
 		c.keys[tenant+"\x00"+req.Key] = rs
 	}
 	rs.open = len(rs.jobs) - ncarried
-	o.runs[rs.rec.ID] = rs
+	o.addRun(rs)
 	o.eng.AddPipeline(pipelineSpec(rs))
 	for _, j := range rs.jobs {
 		o.jobs[j.rec.ID] = j
@@ -556,7 +577,7 @@ func (o *Orchestrator) finishRun(c *change, r *runState) {
 		return
 	}
 	o.traceRun(c, r)
-	delete(o.runs, r.rec.ID)
+	o.removeRun(r)
 	o.eng.RemovePipeline(r.rec.ID)
 	for _, j := range r.jobs {
 		delete(o.jobs, j.rec.ID)

@@ -2,6 +2,8 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -73,5 +75,77 @@ func TestIdempotencyKeyMakesOneRun(t *testing.T) {
 	}
 	if len(runs) != 3 {
 		t.Fatalf("acme has %d runs, want 3 (one for key-1, two without a key)", len(runs))
+	}
+}
+
+// TestActiveRunsOfATenantAreBounded: past MaxActiveRuns runs that have not
+// ended, a tenant's submissions are refused with ErrTooManyRuns, naming the
+// tenant, while other tenants still submit and a retried submission (its
+// idempotency key) still gets its run; a run that ends makes room; a new
+// orchestrator on the same store counts the runs it recovers.
+func TestActiveRunsOfATenantAreBounded(t *testing.T) {
+	h := newHarness(t, Config{MaxActiveRuns: 2})
+	const yaml = "name: k\njobs:\n  a:\n    steps: [{run: 'true'}]\n"
+	p, err := pipeline.Parse("k.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := pipeline.Expand(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(tenant, key string) (store.Run, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return h.o.Submit(ctx, SubmitRequest{Pipeline: p, Jobs: specs, Source: []byte(yaml), Tenant: tenant, Key: key})
+	}
+	// No worker: the runs stay queued.
+	first, err := send("acme", "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := send("acme", ""); err != nil {
+		t.Fatal(err)
+	}
+	_, err = send("acme", "")
+	if !errors.Is(err, ErrTooManyRuns) || !strings.Contains(err.Error(), "tenant acme has 2 runs") {
+		t.Fatalf("third active run of acme: %v, want ErrTooManyRuns naming the tenant and the count", err)
+	}
+	if again, err := send("acme", "k1"); err != nil || again.ID != first.ID {
+		t.Fatalf("retried submission: run %s, %v; want the first run %s", again.ID, err, first.ID)
+	}
+	if _, err := send("other", ""); err != nil {
+		t.Fatalf("another tenant: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.o.Cancel(ctx, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	third, err := send("acme", "")
+	if err != nil {
+		t.Fatalf("after one of acme's runs ended: %v", err)
+	}
+
+	// A new orchestrator on the same store and bus recovers acme's two
+	// active runs, and so refuses a third.
+	h.o.Stop()
+	o2, err := New(Config{Store: h.st, NC: h.nc, Hub: h.o.cfg.Hub, Logger: h.o.cfg.Logger, Metrics: h.o.cfg.Metrics, MaxActiveRuns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o2.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(o2.Stop)
+	h.restarted(o2)
+	if _, err := send("acme", ""); !errors.Is(err, ErrTooManyRuns) {
+		t.Fatalf("after a restart, a third active run of acme: %v, want ErrTooManyRuns", err)
+	}
+	if err := h.o.Cancel(ctx, third.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := send("acme", ""); err != nil {
+		t.Fatalf("after a restart and a cancel: %v", err)
 	}
 }

@@ -66,7 +66,13 @@ var (
 	// its store (or no longer does), and none could take the request for
 	// it: try again shortly, on any server.
 	ErrNotLeader = errors.New("no leader: this server does not lead, and no leader answered")
+	// ErrTooManyRuns means the submission's tenant has Config.MaxActiveRuns
+	// runs that have not ended: try again once some have.
+	ErrTooManyRuns = errors.New("too many active runs")
 )
+
+// DefaultMaxActiveRuns is Config.MaxActiveRuns when unset.
+const DefaultMaxActiveRuns = 10_000
 
 // DefaultInfraRetries is Config.InfraRetries when unset.
 const DefaultInfraRetries = 2
@@ -123,6 +129,12 @@ type Config struct {
 	Pools func() ([]scheduler.Pool, bool)
 	// Tick is the period of lease checks (250ms by default).
 	Tick time.Duration
+	// MaxActiveRuns bounds the runs of one tenant that have not ended:
+	// past it a submission (API, forge event, schedule, rerun) fails with
+	// ErrTooManyRuns, so that no tenant can fill the server's memory and
+	// store with queued work. Zero means DefaultMaxActiveRuns; negative
+	// means no bound.
+	MaxActiveRuns int
 	// MaxBatch bounds the inputs applied in one transaction (2048).
 	MaxBatch int
 	// Intake bounds queued submissions and cancels; past it Submit returns
@@ -164,6 +176,9 @@ func (c *Config) defaults() {
 	}
 	if c.AssignTimeout == 0 {
 		c.AssignTimeout = 15 * time.Second
+	}
+	if c.MaxActiveRuns == 0 {
+		c.MaxActiveRuns = DefaultMaxActiveRuns
 	}
 	if c.InfraRetries == 0 {
 		c.InfraRetries = DefaultInfraRetries
@@ -216,9 +231,11 @@ type Orchestrator struct {
 	stopSeals context.CancelFunc
 
 	// Owned by the loop goroutine.
-	runs  map[string]*runState
-	jobs  map[string]*jobState
-	queue map[string]*jobState
+	runs map[string]*runState
+	// active counts the runs of runs by tenant (addRun, removeRun).
+	active map[string]int
+	jobs   map[string]*jobState
+	queue  map[string]*jobState
 	// waiting are the jobs in waiting_approval (approval.go).
 	waiting map[string]*jobState
 	workers map[string]*workerState
@@ -318,6 +335,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		done:    make(chan struct{}),
 		applied: make(chan struct{}, 1),
 		runs:    map[string]*runState{},
+		active:  map[string]int{},
 		jobs:    map[string]*jobState{},
 		queue:   map[string]*jobState{},
 		waiting: map[string]*jobState{},

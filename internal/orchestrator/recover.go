@@ -39,6 +39,7 @@ func (o *Orchestrator) recover(ctx context.Context, atStart bool) error {
 		return err
 	}
 	o.runs = map[string]*runState{}
+	o.active = map[string]int{}
 	o.jobs = map[string]*jobState{}
 	o.queue = map[string]*jobState{}
 	o.waiting = map[string]*jobState{}
@@ -55,7 +56,7 @@ func (o *Orchestrator) recover(ctx context.Context, atStart bool) error {
 	for _, r := range runs {
 		rs := &runState{rec: r}
 		byRun[r.ID] = rs
-		o.runs[r.ID] = rs
+		o.addRun(rs)
 	}
 	for _, jr := range jobs {
 		rs := byRun[jr.RunID]

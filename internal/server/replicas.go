@@ -286,6 +286,7 @@ var controlErrors = map[string]error{
 	"not_leader":  orchestrator.ErrNotLeader,
 	"stopped":     orchestrator.ErrNotLeader,
 	"run_final":   orchestrator.ErrRunFinal,
+	"too_many":    orchestrator.ErrTooManyRuns,
 	"not_waiting": orchestrator.ErrNotWaiting,
 	"not_found":   store.ErrNotFound,
 }

@@ -93,6 +93,9 @@ type Options struct {
 	// InfraRetries: see orchestrator.Config.InfraRetries (0: the default,
 	// 2; negative: none).
 	InfraRetries int
+	// MaxActiveRuns: see orchestrator.Config.MaxActiveRuns (0: the
+	// default, 10,000; negative: no bound).
+	MaxActiveRuns int
 	// SchedulerAging is how long a priority level waits without a worker
 	// before it ranks one level higher (one minute when zero).
 	SchedulerAging time.Duration
@@ -381,6 +384,7 @@ func (s *Server) orchConfig() orchestrator.Config {
 		JoinGrace:      joinGrace,
 		Pools:          s.schedulerPools,
 		InfraRetries:   o.InfraRetries,
+		MaxActiveRuns:  o.MaxActiveRuns,
 		Aging:          o.SchedulerAging,
 		Metrics:        s.orchMetrics,
 		Logger:         o.Logger,

@@ -64,7 +64,7 @@ var ErrorCodes = []ErrorCode{
 	{CodeRotationFailed, http.StatusConflict, "a secret's rotation failed and was rolled back"},
 	{CodeTooLarge, http.StatusRequestEntityTooLarge, "a body over its limit; for a submission, a pipeline file over the server's `--max-pipeline-bytes` (1 MiB by default), and the message names the limit"},
 	{CodeUnsupported, http.StatusUnsupportedMediaType, "a body that is neither YAML, text nor JSON"},
-	{CodeTooManyRequests, http.StatusTooManyRequests, "too many failed authentications from the caller's address (retry after `Retry-After` seconds); see [hardening](#hardening)"},
+	{CodeTooManyRequests, http.StatusTooManyRequests, "too many failed authentications from the caller's address (retry after `Retry-After` seconds; see [hardening](#hardening)), or a submission of a tenant that has as many runs that have not ended as the server takes (`hodei server --max-active-runs`, 10,000 by default; `Retry-After: 30`)"},
 	{CodeRange, http.StatusRequestedRangeNotSatisfiable, "a `Range` of an artifact that is not one range of bytes inside it (with `Content-Range: bytes */SIZE`)"},
 	{CodeUnavailable, http.StatusServiceUnavailable, "the orchestrator's intake is full or it is stopping (retry after `Retry-After` seconds), or, with several servers, no server has led for the last 10 seconds (a failover: `Retry-After: 2`, any server may be asked again), or the identity provider, the authorizer, the secrets backend or the audit trail cannot answer"},
 	{CodeInternal, http.StatusInternalServerError, "a bug (panics are caught and answered this way)"},
