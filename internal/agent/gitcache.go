@@ -61,16 +61,22 @@ func (g *gitCache) mirror(tenant, url string) string {
 	return filepath.Join(g.dir, hex.EncodeToString(sum[:16])+".git")
 }
 
-// lock takes the mirror for the caller; the function returned gives it
-// back.
-func (g *gitCache) lock(mirror string) (func(), error) {
+// mutex is the in-process lock of a mirror.
+func (g *gitCache) mutex(mirror string) *sync.Mutex {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	m := g.locks[mirror]
 	if m == nil {
 		m = &sync.Mutex{}
 		g.locks[mirror] = m
 	}
-	g.mu.Unlock()
+	return m
+}
+
+// lock takes the mirror for the caller; the function returned gives it
+// back.
+func (g *gitCache) lock(mirror string) (func(), error) {
+	m := g.mutex(mirror)
 	m.Lock()
 	f, err := os.OpenFile(mirror+".lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
@@ -117,13 +123,7 @@ func (g *gitCache) prune(cutoff time.Time) (int, error) {
 // pruneOne removes mirror if it was last used before cutoff and nothing
 // holds it.
 func (g *gitCache) pruneOne(mirror string, cutoff time.Time) (bool, error) {
-	g.mu.Lock()
-	m := g.locks[mirror]
-	if m == nil {
-		m = &sync.Mutex{}
-		g.locks[mirror] = m
-	}
-	g.mu.Unlock()
+	m := g.mutex(mirror)
 	if !m.TryLock() {
 		return false, nil
 	}

@@ -1070,16 +1070,15 @@ func TestActiveRunsLimitAnswers429(t *testing.T) {
 	}
 	t.Cleanup(srv.Close)
 	e := &env{srv: srv, base: "http://" + srv.HTTPAddr()}
-	const sleepy = "name: sleepy\njobs:\n  sleep:\n    steps:\n      - run: sleep 60\n"
-	resp, body := e.do(t, "POST", "/api/v1/runs", "application/yaml", []byte(sleepy))
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("first submission: %d %s", resp.StatusCode, body)
-	}
-	var first wire.Run
-	if err := json.Unmarshal(body, &first); err != nil {
+	if e.c, err = client.New(e.base, nil); err != nil {
 		t.Fatal(err)
 	}
-	resp, body = e.do(t, "POST", "/api/v1/runs", "application/yaml", []byte(sleepy))
+	const sleepy = "name: sleepy\njobs:\n  sleep:\n    steps:\n      - run: sleep 60\n"
+	first, err := e.c.Submit(ctx, "sleepy.yaml", []byte(sleepy), "")
+	if err != nil {
+		t.Fatalf("first submission: %v", err)
+	}
+	resp, body := e.do(t, "POST", "/api/v1/runs", "application/yaml", []byte(sleepy))
 	we := wantError(t, resp, body, http.StatusTooManyRequests, wire.CodeTooManyRequests)
 	if !strings.Contains(we.Message, "has 1 runs that have not ended") || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("429: message %q, Retry-After %q", we.Message, resp.Header.Get("Retry-After"))
@@ -1104,8 +1103,7 @@ func TestActiveRunsLimitAnswers429(t *testing.T) {
 		case <-time.After(50 * time.Millisecond): // a poll's interval, not a synchronisation
 		}
 	}
-	resp, body = e.do(t, "POST", "/api/v1/runs", "application/yaml", []byte("name: quick\njobs:\n  a:\n    steps:\n      - run: 'true'\n"))
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("after the run ended: %d %s", resp.StatusCode, body)
+	if _, err := e.c.Submit(ctx, "quick.yaml", []byte(hello), ""); err != nil {
+		t.Fatalf("after the run ended: %v", err)
 	}
 }

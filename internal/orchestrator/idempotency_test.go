@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/store"
 )
 
@@ -18,20 +17,7 @@ import (
 // run; a submission without a key always makes a new run.
 func TestIdempotencyKeyMakesOneRun(t *testing.T) {
 	h := newHarness(t, Config{})
-	const yaml = "name: k\njobs:\n  a:\n    steps: [{run: 'true'}]\n"
-	p, err := pipeline.Parse("k.yaml", []byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	specs, err := pipeline.Expand(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	send := func(tenant, key string) (store.Run, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		return h.o.Submit(ctx, SubmitRequest{Pipeline: p, Jobs: specs, Source: []byte(yaml), Tenant: tenant, Key: key})
-	}
+	send := func(tenant, key string) (store.Run, error) { return h.trySubmit(trueJob, tenant, key) }
 	submit := func(tenant, key string) store.Run {
 		t.Helper()
 		r, err := send(tenant, key)
@@ -85,20 +71,7 @@ func TestIdempotencyKeyMakesOneRun(t *testing.T) {
 // orchestrator on the same store counts the runs it recovers.
 func TestActiveRunsOfATenantAreBounded(t *testing.T) {
 	h := newHarness(t, Config{MaxActiveRuns: 2})
-	const yaml = "name: k\njobs:\n  a:\n    steps: [{run: 'true'}]\n"
-	p, err := pipeline.Parse("k.yaml", []byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	specs, err := pipeline.Expand(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	send := func(tenant, key string) (store.Run, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		return h.o.Submit(ctx, SubmitRequest{Pipeline: p, Jobs: specs, Source: []byte(yaml), Tenant: tenant, Key: key})
-	}
+	send := func(tenant, key string) (store.Run, error) { return h.trySubmit(trueJob, tenant, key) }
 	// No worker: the runs stay queued.
 	first, err := send("acme", "k1")
 	if err != nil {
@@ -149,3 +122,6 @@ func TestActiveRunsOfATenantAreBounded(t *testing.T) {
 		t.Fatalf("after a restart and a cancel: %v", err)
 	}
 }
+
+// trueJob is a pipeline of one job that succeeds.
+const trueJob = "name: k\njobs:\n  a:\n    steps: [{run: 'true'}]\n"

@@ -194,6 +194,17 @@ func (w *worker) statusWith(from, jobID string, attempt int, st string, code int
 
 func (h *harness) submit(yaml string) store.Run {
 	h.t.Helper()
+	r, err := h.trySubmit(yaml, "", "")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return r
+}
+
+// trySubmit submits yaml for tenant ("": the default) with an idempotency
+// key ("": none).
+func (h *harness) trySubmit(yaml, tenant, key string) (store.Run, error) {
+	h.t.Helper()
 	p, err := pipeline.Parse("t.yaml", []byte(yaml))
 	if err != nil {
 		h.t.Fatal(err)
@@ -202,13 +213,9 @@ func (h *harness) submit(yaml string) store.Run {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	r, err := h.o.Submit(ctx, SubmitRequest{Pipeline: p, Jobs: specs, Source: []byte(yaml)})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return r
+	return h.o.Submit(ctx, SubmitRequest{Pipeline: p, Jobs: specs, Source: []byte(yaml), Tenant: tenant, Key: key})
 }
 
 // waitFor waits until cond holds, re-checking after every hub note and tick.

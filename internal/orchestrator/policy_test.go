@@ -1,13 +1,10 @@
 package orchestrator
 
 import (
-	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/hodei-ci/hodei/internal/bus"
-	"github.com/hodei-ci/hodei/internal/pipeline"
 )
 
 // The live server schedules with the same engine as the simulator: these
@@ -16,17 +13,7 @@ import (
 
 func (h *harness) submitAs(tenant, yaml string) string {
 	h.t.Helper()
-	p, err := pipeline.Parse("t.yaml", []byte(yaml))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	specs, err := pipeline.Expand(p)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	r, err := h.o.Submit(ctx, SubmitRequest{Pipeline: p, Jobs: specs, Source: []byte(yaml), Tenant: tenant})
+	r, err := h.trySubmit(yaml, tenant, "")
 	if err != nil {
 		h.t.Fatal(err)
 	}
