@@ -154,6 +154,7 @@ func (r *replication) lead(ctx context.Context, epoch int64) error {
 	r.mu.Unlock()
 	for kind, h := range map[string]nats.MsgHandler{
 		"submit": r.onSubmit, "cancel": r.onCancel, "decide": r.onDecide, "view": r.onView, "ping": r.onPing,
+		"outlook": r.onOutlook,
 	} {
 		sub, err := s.nc.Subscribe(s.subjects().Control(kind), h)
 		if err != nil {
@@ -271,12 +272,16 @@ type (
 		JobID    string                `json:"job_id"`
 		Decision orchestrator.Decision `json:"decision"`
 	}
+	controlOutlook struct {
+		JobIDs []string `json:"job_ids"`
+	}
 	controlReply struct {
-		Run   *store.Run         `json:"run,omitempty"`
-		Job   *store.Job         `json:"job,omitempty"`
-		View  *orchestrator.View `json:"view,omitempty"`
-		Code  string             `json:"code,omitempty"`
-		Error string             `json:"error,omitempty"`
+		Outlooks map[string]orchestrator.Outlook `json:"outlooks,omitempty"`
+		Run      *store.Run                      `json:"run,omitempty"`
+		Job      *store.Job                      `json:"job,omitempty"`
+		View     *orchestrator.View              `json:"view,omitempty"`
+		Code     string                          `json:"code,omitempty"`
+		Error    string                          `json:"error,omitempty"`
 	}
 )
 
@@ -365,6 +370,17 @@ func (r *replication) Decide(ctx context.Context, runID, jobID string, d orchest
 		return store.Job{}, errors.New("leader's answer to a decision has no job")
 	}
 	return *rep.Job, nil
+}
+
+func (r *replication) onOutlook(m *nats.Msg) {
+	serve(r, m, func(ctx context.Context, req controlOutlook) (controlReply, error) {
+		o := r.current()
+		if o == nil {
+			return controlReply{}, orchestrator.ErrNotLeader
+		}
+		ol, err := o.Outlook(ctx, req.JobIDs)
+		return controlReply{Outlooks: ol}, err
+	})
 }
 
 func (r *replication) onView(m *nats.Msg) {
@@ -456,13 +472,14 @@ func (r *replication) View() *orchestrator.View {
 	return rep.View
 }
 
-// Outlook is answered by the leader only: a follower's runs show no
-// predictions.
+// Outlook is the leader's: its scheduler knows the predictions and why a
+// job waits.
 func (r *replication) Outlook(ctx context.Context, jobIDs []string) (map[string]orchestrator.Outlook, error) {
 	if o := r.current(); o != nil {
 		return o.Outlook(ctx, jobIDs)
 	}
-	return nil, orchestrator.ErrNotLeader
+	rep, err := r.forward(ctx, "outlook", controlOutlook{JobIDs: jobIDs})
+	return rep.Outlooks, err
 }
 
 func (r *replication) Ping(ctx context.Context) error {

@@ -57,7 +57,7 @@ func waitLeads(t *testing.T, s *Server, want bool) {
 
 // TestReplicasLeadForwardAndFence: two servers on one PostgreSQL and one
 // NATS. The first leads; the second forwards a submission (its key gives
-// the same run on the leader) and a cancel, and its live notes follow the
+// the same run on the leader), an outlook and a cancel, and its live notes follow the
 // leader's run to its end. An epoch bumped behind the leader's back fences
 // its next commit: it steps down and leads again with a newer epoch. Once
 // the leader stops, the other server takes over and runs new work.
@@ -101,6 +101,15 @@ func TestReplicasLeadForwardAndFence(t *testing.T) {
 	long, err := b.SubmitRun(ctx, RunRequest{File: "l.yaml", Data: []byte("name: l\njobs:\n  a:\n    steps: [{run: 'sleep 60'}]\n")})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The follower answers with the leader's outlook of an active job
+	// (its prediction, why it waits).
+	longJobs, err := b.Store.ListJobs(ctx, long.ID)
+	if err != nil || len(longJobs) != 1 {
+		t.Fatalf("jobs of %s: %v, %v", long.ID, longJobs, err)
+	}
+	if ol, err := b.control().Outlook(ctx, []string{longJobs[0].ID}); err != nil || len(ol) != 1 || ol[longJobs[0].ID].Predicted <= 0 {
+		t.Fatalf("outlook through the follower: %v, %v; want the job's, with a prediction", ol, err)
 	}
 	if err := b.control().Cancel(ctx, long.ID); err != nil {
 		t.Fatalf("cancel through the follower: %v", err)
