@@ -1,6 +1,8 @@
 package workers
 
 import (
+	"context"
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -35,4 +37,23 @@ func WalledAgentArgs(binary, workDir string, spec WorkerSpec, env ProviderEnv) [
 		args = append(args, "--once")
 	}
 	return args
+}
+
+// SecretValues resolves the secrets names (WorkerSpec.Secrets) through
+// env.Secret and returns their values in the same order, for the
+// environment of a worker's agent. It fails for the first that cannot be
+// resolved, or if the server has no secrets for workers (env.Secret nil).
+func SecretValues(ctx context.Context, env ProviderEnv, names []string) ([]string, error) {
+	values := make([]string, len(names))
+	for i, name := range names {
+		if env.Secret == nil {
+			return nil, fmt.Errorf("worker secret %s: this server has no secrets for workers", name)
+		}
+		v, err := env.Secret(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("worker secret %s: %w", name, err)
+		}
+		values[i] = v
+	}
+	return values, nil
 }

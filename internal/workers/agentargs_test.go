@@ -1,7 +1,10 @@
 package workers
 
 import (
+	"context"
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -24,5 +27,30 @@ func TestWalledAgentArgs(t *testing.T) {
 		if slices.Contains(got, f) {
 			t.Errorf("args %q have %s", got, f)
 		}
+	}
+}
+
+func TestSecretValues(t *testing.T) {
+	ctx := context.Background()
+	store := map[string]string{"A": "1", "B": "2"}
+	env := ProviderEnv{Secret: func(_ context.Context, name string) (string, error) {
+		v, ok := store[name]
+		if !ok {
+			return "", errors.New("not found")
+		}
+		return v, nil
+	}}
+	got, err := SecretValues(ctx, env, []string{"B", "A"})
+	if err != nil || !slices.Equal(got, []string{"2", "1"}) {
+		t.Errorf("SecretValues(B, A) = %q, %v; want [2 1] in the names' order", got, err)
+	}
+	if _, err := SecretValues(ctx, env, []string{"A", "C"}); err == nil || !strings.Contains(err.Error(), "worker secret C") {
+		t.Errorf("an unknown secret: %v, want an error naming it", err)
+	}
+	if _, err := SecretValues(ctx, ProviderEnv{}, []string{"A"}); err == nil || !strings.Contains(err.Error(), "no secrets for workers") {
+		t.Errorf("a server without secrets: %v, want it said", err)
+	}
+	if got, err := SecretValues(ctx, ProviderEnv{}, nil); err != nil || len(got) != 0 {
+		t.Errorf("no secrets on a server without secrets: %q, %v; want none and no error", got, err)
 	}
 }

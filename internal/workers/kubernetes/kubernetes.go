@@ -421,15 +421,12 @@ func (p *Provider) Create(ctx context.Context, spec workers.WorkerSpec) (workers
 	for k, v := range spec.Env {
 		env = append(env, corev1.EnvVar{Name: k, Value: v})
 	}
-	for _, name := range spec.Secrets {
-		if p.env.Secret == nil {
-			return workers.WorkerRef{}, fmt.Errorf("worker secret %s: this server has no secrets for workers", name)
-		}
-		v, err := p.env.Secret(ctx, name)
-		if err != nil {
-			return workers.WorkerRef{}, fmt.Errorf("worker secret %s: %w", name, err)
-		}
-		env = append(env, corev1.EnvVar{Name: name, Value: v})
+	secrets, err := workers.SecretValues(ctx, p.env, spec.Secrets)
+	if err != nil {
+		return workers.WorkerRef{}, err
+	}
+	for i, name := range spec.Secrets {
+		env = append(env, corev1.EnvVar{Name: name, Value: secrets[i]})
 	}
 	sort.Slice(env, func(i, k int) bool { return env[i].Name < env[k].Name })
 	pod := p.PodSpec(spec, env)
