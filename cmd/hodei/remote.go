@@ -26,6 +26,14 @@ import (
 
 const defaultServer = "http://127.0.0.1:8080"
 
+// addInputFlag adds --input (repeatable) to the flags of a command that
+// starts a pipeline (run, submit): read it with pipeline.ParseInputFlags.
+func addInputFlag(fs *flag.FlagSet) *listFlag {
+	var l listFlag
+	fs.Var(&l, "input", "NAME=VALUE for one of the pipeline's inputs (repeatable)")
+	return &l
+}
+
 func addServerFlag(fs *flag.FlagSet) *string {
 	addCAFlag(fs)
 	return fs.String("server", defaultServer, "address of the Hodei server's API")
@@ -225,8 +233,7 @@ Example:
 	showProgress := fs.Bool("progress", false, "with --follow: show why the run's jobs wait on stderr even when it is not a terminal")
 	asJSON := addJSONFlag(fs)
 	maxPipeline := fs.String("max-pipeline-bytes", "1Mi", "largest pipeline file read, like the server's flag of that name")
-	var inputFlags listFlag
-	fs.Var(&inputFlags, "input", "NAME=VALUE for one of the pipeline's inputs (repeatable)")
+	inputFlags := addInputFlag(fs)
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -234,7 +241,7 @@ Example:
 	if len(pos) != 1 {
 		return usageError(fs, "want one pipeline FILE, got %d arguments", len(pos))
 	}
-	inputs, err := pipeline.ParseInputFlags(inputFlags)
+	inputs, err := pipeline.ParseInputFlags(*inputFlags)
 	if err != nil {
 		return usageError(fs, "%v", err)
 	}

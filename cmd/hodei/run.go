@@ -82,8 +82,7 @@ Example:
 	unsafeShared := fs.Bool("unsafe-shared-user", false, "run steps as your own user, without isolation (for machines that cannot isolate steps; see docs/security.md)")
 	secretsFile := fs.String("secrets-file", "", "dotenv file (NAME=VALUE lines) of the secrets jobs may name")
 	lf := addLogFlags(fs, "warn")
-	var inputFlags listFlag
-	fs.Var(&inputFlags, "input", "NAME=VALUE for one of the pipeline's inputs (repeatable)")
+	inputFlags := addInputFlag(fs)
 	pos, code, ok := parse(fs, args)
 	if !ok {
 		return code
@@ -98,7 +97,7 @@ Example:
 	if err != nil {
 		return usageError(fs, "%v", err)
 	}
-	inputs, err := pipeline.ParseInputFlags(inputFlags)
+	inputs, err := pipeline.ParseInputFlags(*inputFlags)
 	if err != nil {
 		return usageError(fs, "%v", err)
 	}

@@ -139,34 +139,29 @@ Examples:
 	if code, ok := parseNoArgs(fs, args); !ok {
 		return code
 	}
+	// The engine's knobs, the same for the suite and for a run.
+	engine := scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, FairShareDelay: *fairDelay,
+		Slack: *slack, Window: *window, Aging: *aging}
 
 	if *suite {
 		if *suiteScale <= 0 {
 			return usageError(fs, "--suite-scale must be positive")
 		}
-		switch scheduler.Scorer(*scorer) {
-		case "", scheduler.BinPack, scheduler.Spread:
-		default:
+		if !validScorer(*scorer) {
 			return usageError(fs, "--scorer %q: want binpack or spread", *scorer)
 		}
 		for _, p := range policyList(*suitePolicies) {
-			switch p {
-			case scheduler.PolicyFIFO, scheduler.PolicyLeastLoaded, scheduler.PolicyHodei:
-			default:
+			if !validPolicy(p) {
 				return usageError(fs, "--suite-policies: %q is not fifo, least-loaded or hodei", p)
 			}
 		}
 		return runSuite(sim.SuiteOptions{Scorer: scheduler.Scorer(*scorer), Scale: *suiteScale, AlibabaDir: *aliDir, Only: splitSet(*suiteOnly), Progress: os.Stderr,
-			Engine: scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, FairShareDelay: *fairDelay, Slack: *slack, Window: *window, Aging: *aging}, Policies: policyList(*suitePolicies)}, *markdown, *asJSON)
+			Engine: engine, Policies: policyList(*suitePolicies)}, *markdown, *asJSON)
 	}
-	switch scheduler.Policy(*policy) {
-	case scheduler.PolicyFIFO, scheduler.PolicyLeastLoaded, scheduler.PolicyHodei:
-	default:
+	if !validPolicy(scheduler.Policy(*policy)) {
 		return usageError(fs, "--policy %q: want fifo, least-loaded or hodei", *policy)
 	}
-	switch scheduler.Scorer(*scorer) {
-	case "", scheduler.BinPack, scheduler.Spread:
-	default:
+	if !validScorer(*scorer) {
 		return usageError(fs, "--scorer %q: want binpack or spread", *scorer)
 	}
 	if *churn < 0 || *aging < 0 || *lookahead < 0 {
@@ -317,9 +312,7 @@ Examples:
 		p := ro.policy
 		runtime.GC() // each run starts from the same heap
 		r, err := sim.Run(w, sim.Options{Policy: p, Aging: *aging, Lookahead: *lookahead, Scorer: scheduler.Scorer(*scorer),
-			Engine: scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, FairShareDelay: *fairDelay,
-				Slack: *slack, Window: *window},
-			Check: *check, Churn: *churn, ChurnDown: *churnDown, Seed: *seed, Pools: pools,
+			Engine: engine, Check: *check, Churn: *churn, ChurnDown: *churnDown, Seed: *seed, Pools: pools,
 			Shards: ro.shards, ShardBy: *shardBy})
 		if err != nil {
 			return fail("sim", fmt.Errorf("policy %s, %d shards: %w", p, ro.shards, err))
@@ -390,6 +383,25 @@ func splitSet(s string) map[string]bool {
 		}
 	}
 	return m
+}
+
+// validPolicy reports whether p is a policy the simulator runs.
+func validPolicy(p scheduler.Policy) bool {
+	switch p {
+	case scheduler.PolicyFIFO, scheduler.PolicyLeastLoaded, scheduler.PolicyHodei:
+		return true
+	}
+	return false
+}
+
+// validScorer reports whether s names a worker scorer ("" is the engine's
+// default).
+func validScorer(s string) bool {
+	switch scheduler.Scorer(s) {
+	case "", scheduler.BinPack, scheduler.Spread:
+		return true
+	}
+	return false
 }
 
 // policyList reads a list of policies separated by commas (nil for none).

@@ -112,14 +112,7 @@ func tokenRevoke(args []string) int {
 Revoke an API token (by name or id): it stops working at once.`)
 	server := addServerFlag(fs)
 	asJSON := addJSONFlag(fs)
-	pos, code, ok := parse(fs, args)
-	if !ok {
-		return code
-	}
-	if len(pos) != 1 {
-		return usageError(fs, "want one token NAME")
-	}
-	c, code, ok := newClient(fs, *server)
+	pos, c, code, ok := clientArgs(fs, args, server, 1, "want one token NAME")
 	if !ok {
 		return code
 	}

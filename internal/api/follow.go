@@ -269,11 +269,7 @@ func (f *follower) readLogs(ctx context.Context, j store.Job) error {
 // stored no later than the job's final state), so a final run's output is
 // complete. It reports whether the run is final (and the end sent).
 func (f *follower) catchUp(ctx context.Context) (bool, error) {
-	run, err := f.st.GetRun(ctx, f.runID)
-	if err != nil {
-		return false, err
-	}
-	jobs, err := f.st.ListJobs(ctx, f.runID)
+	run, jobs, err := f.read(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -308,8 +304,26 @@ func (f *follower) catchUp(ctx context.Context) (bool, error) {
 	if !run.State.Final() {
 		return false, nil
 	}
+	return true, f.end(run, jobs)
+}
+
+// read reads the run, then its jobs (in that order: see catchUp).
+func (f *follower) read(ctx context.Context) (store.Run, []store.Job, error) {
+	run, err := f.st.GetRun(ctx, f.runID)
+	if err != nil {
+		return store.Run{}, nil, err
+	}
+	jobs, err := f.st.ListJobs(ctx, f.runID)
+	if err != nil {
+		return store.Run{}, nil, err
+	}
+	return run, jobs, nil
+}
+
+// end sends the end of the final run, with its jobs.
+func (f *follower) end(run store.Run, jobs []store.Job) error {
 	end := RunJSON(run, jobs, time.Now())
-	return true, f.emit(wire.Event{Type: wire.EventEnd, End: &end})
+	return f.emit(wire.Event{Type: wire.EventEnd, End: &end})
 }
 
 func (f *follower) runState(id string, s state.RunState, errMsg string, at time.Time) error {
@@ -353,16 +367,11 @@ func (f *follower) note(ctx context.Context, n hub.Note) (bool, error) {
 		}
 		// The run's end is committed before it is announced, and so is
 		// every job's output before its job's end.
-		run, err := f.st.GetRun(ctx, f.runID)
+		run, jobs, err := f.read(ctx)
 		if err != nil {
 			return false, err
 		}
-		jobs, err := f.st.ListJobs(ctx, f.runID)
-		if err != nil {
-			return false, err
-		}
-		end := RunJSON(run, jobs, time.Now())
-		return true, f.emit(wire.Event{Type: wire.EventEnd, End: &end})
+		return true, f.end(run, jobs)
 	}
 	return false, nil
 }

@@ -345,6 +345,65 @@ func (g *Group) waitEmpty(deadline time.Time) (bool, error) {
 	}
 }
 
+// freezer is how a hierarchy freezes a group: v1's freezer controller or
+// v2's cgroup.freeze.
+type freezer struct {
+	set    func(frozen bool) error // freeze or thaw the group
+	frozen func() bool             // whether it is frozen (true when unknown)
+}
+
+// killFrozen freezes the group so that nothing in it can fork, SIGKILLs
+// every process, thaws it so that they act on the signal, and repeats until
+// the group is empty; it fails once deadline has passed.
+func (g *Group) killFrozen(fz freezer, deadline time.Time) error {
+	for {
+		pids, err := g.Procs()
+		if err != nil {
+			return err
+		}
+		if len(pids) == 0 {
+			return nil
+		}
+		if err := fz.set(true); err != nil {
+			return fmt.Errorf("freeze: %w", err)
+		}
+		// Freezing is asynchronous; SIGKILL reaches a process whether or
+		// not it has stopped yet, and a frozen one cannot fork any more.
+		waitFrozen(fz.frozen, deadline)
+		if err := g.killAll(); err != nil {
+			return err
+		}
+		if err := fz.set(false); err != nil {
+			return fmt.Errorf("thaw: %w", err)
+		}
+		empty, err := g.waitEmpty(time.Now().Add(500 * time.Millisecond))
+		if err != nil || empty {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes still in the group after %s", killTimeout)
+		}
+	}
+}
+
+// waitFrozen waits (a second at most, and not past deadline) until frozen
+// says so. It polls: the freezer's state is a file to read, with no event
+// to wait for that both hierarchies have.
+func waitFrozen(frozen func() bool, deadline time.Time) {
+	d := time.Now().Add(time.Second)
+	if deadline.Before(d) {
+		d = deadline
+	}
+	pause := 500 * time.Microsecond
+	for time.Now().Before(d) {
+		if frozen() {
+			return
+		}
+		time.Sleep(pause)
+		pause = min(pause*2, 20*time.Millisecond)
+	}
+}
+
 // killAll sends SIGKILL to every process listed in the group.
 func (g *Group) killAll() error {
 	pids, err := g.Procs()

@@ -98,56 +98,22 @@ func cpuQuota(milli int64) int64 { return max(milli*cfsPeriod/1000, 1000) }
 // kubelet do.
 func cpuShares(milli int64) int64 { return max(milli*1024/1000, 2) }
 
-// killV1 freezes the group so that nothing in it can fork, SIGKILLs every
-// process, thaws it so that they act on the signal, and repeats until the
-// group is empty.
+// killV1 kills through the freezer controller's freezer.state.
 func (g *Group) killV1() error {
 	fz := g.dirs["freezer"]
-	deadline := time.Now().Add(killTimeout)
-	for {
-		pids, err := g.Procs()
-		if err != nil {
-			return err
-		}
-		if len(pids) == 0 {
-			return nil
-		}
-		if err := writeFile(fz, "freezer.state", "FROZEN"); err != nil {
-			return fmt.Errorf("freeze: %w", err)
-		}
-		// Freezing is asynchronous; SIGKILL reaches a process whether or
-		// not it has stopped yet, and a frozen one cannot fork any more.
-		g.waitFrozen(fz, deadline)
-		if err := g.killAll(); err != nil {
-			return err
-		}
-		if err := writeFile(fz, "freezer.state", "THAWED"); err != nil {
-			return fmt.Errorf("thaw: %w", err)
-		}
-		empty, err := g.waitEmpty(time.Now().Add(500 * time.Millisecond))
-		if err != nil || empty {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("processes still in the group after %s", killTimeout)
-		}
-	}
-}
-
-// waitFrozen waits (briefly) until the freezer says FROZEN.
-func (g *Group) waitFrozen(fz string, deadline time.Time) {
-	d := time.Now().Add(time.Second)
-	if deadline.Before(d) {
-		d = deadline
-	}
-	pause := 500 * time.Microsecond
-	for time.Now().Before(d) {
-		if s, err := readFile(fz, "freezer.state"); err != nil || s == "FROZEN" {
-			return
-		}
-		time.Sleep(pause)
-		pause = min(pause*2, 20*time.Millisecond)
-	}
+	return g.killFrozen(freezer{
+		set: func(frozen bool) error {
+			if frozen {
+				return writeFile(fz, "freezer.state", "FROZEN")
+			}
+			return writeFile(fz, "freezer.state", "THAWED")
+		},
+		// Freezing is asynchronous: FREEZING until every process stopped.
+		frozen: func() bool {
+			s, err := readFile(fz, "freezer.state")
+			return err != nil || s == "FROZEN"
+		},
+	}, time.Now().Add(killTimeout))
 }
 
 // mkdir makes a group's directory, and its parents only when missing

@@ -127,48 +127,19 @@ func (g *Group) killV2() error {
 			return err
 		}
 	}
-	for {
-		pids, err := g.Procs()
-		if err != nil {
-			return err
-		}
-		if len(pids) == 0 {
-			return nil
-		}
-		if err := writeFile(g.dir, "cgroup.freeze", "1"); err != nil {
-			return fmt.Errorf("freeze: %w", err)
-		}
-		g.waitFrozenV2(deadline)
-		if err := g.killAll(); err != nil {
-			return err
-		}
-		if err := writeFile(g.dir, "cgroup.freeze", "0"); err != nil {
-			return fmt.Errorf("thaw: %w", err)
-		}
-		empty, err := g.waitEmpty(time.Now().Add(500 * time.Millisecond))
-		if err != nil || empty {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("processes still in the group after %s", killTimeout)
-		}
-	}
-}
-
-// waitFrozenV2 waits (briefly) until cgroup.events says frozen 1.
-func (g *Group) waitFrozenV2(deadline time.Time) {
-	d := time.Now().Add(time.Second)
-	if deadline.Before(d) {
-		d = deadline
-	}
-	pause := 500 * time.Microsecond
-	for time.Now().Before(d) {
-		if n, err := readKeyed(g.dir, "cgroup.events", "frozen"); err != nil || n == 1 {
-			return
-		}
-		time.Sleep(pause)
-		pause = min(pause*2, 20*time.Millisecond)
-	}
+	return g.killFrozen(freezer{
+		set: func(frozen bool) error {
+			if frozen {
+				return writeFile(g.dir, "cgroup.freeze", "1")
+			}
+			return writeFile(g.dir, "cgroup.freeze", "0")
+		},
+		// cgroup.events says frozen 1 once every process has stopped.
+		frozen: func() bool {
+			n, err := readKeyed(g.dir, "cgroup.events", "frozen")
+			return err != nil || n == 1
+		},
+	}, deadline)
 }
 
 func (g *Group) statsV2() (Stats, error) {

@@ -59,47 +59,62 @@ func (a *Accuracy) MAPE() float64 {
 	return a.APE / float64(a.NAPE)
 }
 
-// Rolling is the WAPE of the last Size forecasts.
-type Rolling struct {
-	Size int
-	err  []float64
-	act  []float64
+// ring keeps the last len(v) values added: the window of Rolling and
+// Residuals.
+type ring[T any] struct {
+	v    []T
 	next int
 	full bool
 }
+
+// add records x, over the oldest value once the ring is full; the ring
+// has size slots (at least 1), fixed by the first add.
+func (r *ring[T]) add(size int, x T) {
+	if r.v == nil {
+		r.v = make([]T, max(size, 1))
+	}
+	r.v[r.next] = x
+	r.next++
+	if r.next == len(r.v) {
+		r.next, r.full = 0, true
+	}
+}
+
+// items returns the values the ring holds, in no particular order.
+func (r *ring[T]) items() []T {
+	if r.full {
+		return r.v
+	}
+	return r.v[:r.next]
+}
+
+// Rolling is the WAPE of the last Size forecasts.
+type Rolling struct {
+	Size int
+	w    ring[absErr]
+}
+
+// absErr is one forecast's |error| and |actual|.
+type absErr struct{ err, act float64 }
 
 // Add records one forecast and the actual value.
 func (r *Rolling) Add(forecast, actual float64) {
 	if r.Size <= 0 {
 		r.Size = 1
 	}
-	if r.err == nil {
-		r.err = make([]float64, r.Size)
-		r.act = make([]float64, r.Size)
-	}
-	r.err[r.next] = math.Abs(forecast - actual)
-	r.act[r.next] = math.Abs(actual)
-	r.next++
-	if r.next == r.Size {
-		r.next, r.full = 0, true
-	}
+	r.w.add(r.Size, absErr{math.Abs(forecast - actual), math.Abs(actual)})
 }
 
 // Len returns how many forecasts the window holds.
-func (r *Rolling) Len() int {
-	if r.full {
-		return r.Size
-	}
-	return r.next
-}
+func (r *Rolling) Len() int { return len(r.w.items()) }
 
 // WAPE returns the window's sum |error| / sum actual (0 when empty or
 // exact; +Inf if only zeros happened and a forecast was not 0).
 func (r *Rolling) WAPE() float64 {
 	var e, a float64
-	for i := range r.Len() {
-		e += r.err[i]
-		a += r.act[i]
+	for _, x := range r.w.items() {
+		e += x.err
+		a += x.act
 	}
 	if e == 0 {
 		return 0
@@ -115,9 +130,7 @@ func (r *Rolling) WAPE() float64 {
 // forecast into a capacity that covers demand with a chosen probability.
 type Residuals struct {
 	Size   int
-	v      []float64
-	next   int
-	full   bool
+	w      ring[float64]
 	sorted []float64 // the window in order, nil after an Add
 }
 
@@ -126,24 +139,12 @@ func (r *Residuals) Add(x float64) {
 	if r.Size <= 0 {
 		r.Size = 1
 	}
-	if r.v == nil {
-		r.v = make([]float64, r.Size)
-	}
-	r.v[r.next] = x
+	r.w.add(r.Size, x)
 	r.sorted = nil
-	r.next++
-	if r.next == r.Size {
-		r.next, r.full = 0, true
-	}
 }
 
 // Len returns how many residuals the window holds.
-func (r *Residuals) Len() int {
-	if r.full {
-		return r.Size
-	}
-	return r.next
-}
+func (r *Residuals) Len() int { return len(r.w.items()) }
 
 // Quantile returns the p-quantile (0 <= p <= 1) of the window, by linear
 // interpolation between order statistics; 0 when empty. The window is
@@ -154,7 +155,7 @@ func (r *Residuals) Quantile(p float64) float64 {
 		return 0
 	}
 	if r.sorted == nil {
-		r.sorted = slices.Clone(r.v[:n])
+		r.sorted = slices.Clone(r.w.items())
 		slices.Sort(r.sorted)
 	}
 	s := r.sorted

@@ -53,15 +53,7 @@ func (o *Orchestrator) onDecide(c *change, r *decideReq) {
 			c.reply(r, fmt.Errorf("job %s of run %s: %w", r.jobID, r.runID, store.ErrNotFound))
 			return
 		}
-		run, err := o.cfg.Store.GetRun(context.Background(), r.runID)
-		switch {
-		case err != nil:
-			c.reply(r, err)
-		case run.State.Final():
-			c.reply(r, ErrRunFinal)
-		default:
-			c.reply(r, fmt.Errorf("run %s: %w", r.runID, ErrNotOwned))
-		}
+		c.reply(r, o.notLoaded(r.runID))
 		return
 	}
 	if j.rec.State != state.JobWaitingApproval {

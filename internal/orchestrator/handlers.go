@@ -255,20 +255,25 @@ func (c *change) fail(err error) {
 	}
 }
 
+// notLoaded says why a request names a run this orchestrator has not
+// loaded: the store's error (store.ErrNotFound for no such run),
+// ErrRunFinal, or ErrNotOwned: recovery loads every active run, so an
+// active one is a run another orchestrator sharing the store owns.
+func (o *Orchestrator) notLoaded(runID string) error {
+	run, err := o.cfg.Store.GetRun(context.Background(), runID)
+	switch {
+	case err != nil:
+		return err
+	case run.State.Final():
+		return ErrRunFinal
+	}
+	return fmt.Errorf("run %s: %w", runID, ErrNotOwned)
+}
+
 func (o *Orchestrator) onCancel(c *change, r *cancelReq) {
 	rs := o.runs[r.runID]
 	if rs == nil {
-		run, err := o.cfg.Store.GetRun(context.Background(), r.runID)
-		switch {
-		case err != nil:
-			c.reply(r, err)
-		case run.State.Final():
-			c.reply(r, ErrRunFinal)
-		default:
-			// Recovery loads every active run, so this is a run another
-			// orchestrator sharing the store owns.
-			c.reply(r, fmt.Errorf("run %s: %w", r.runID, ErrNotOwned))
-		}
+		c.reply(r, o.notLoaded(r.runID))
 		return
 	}
 	rs.canceling = true

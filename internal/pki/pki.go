@@ -344,21 +344,19 @@ func LoadPool(file string) (*x509.CertPool, error) {
 
 // ReadCert reads the first certificate of a PEM file.
 func ReadCert(file string) (*x509.Certificate, error) {
-	data, err := os.ReadFile(file)
+	b, err := readPEM(file, "certificate")
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%s: %w", file, ErrNotFound)
-		}
 		return nil, err
 	}
-	b, _ := pem.Decode(data)
-	if b == nil || b.Type != "CERTIFICATE" {
+	if b.Type != "CERTIFICATE" {
 		return nil, fmt.Errorf("%s: no PEM certificate", file)
 	}
 	return x509.ParseCertificate(b.Bytes)
 }
 
-func readKey(file string) (*ecdsa.PrivateKey, error) {
+// readPEM reads the first PEM block of file, what it should hold (for the
+// error when it has none); a missing file wraps ErrNotFound.
+func readPEM(file, what string) (*pem.Block, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -368,7 +366,15 @@ func readKey(file string) (*ecdsa.PrivateKey, error) {
 	}
 	b, _ := pem.Decode(data)
 	if b == nil {
-		return nil, fmt.Errorf("%s: no PEM key", file)
+		return nil, fmt.Errorf("%s: no PEM %s", file, what)
+	}
+	return b, nil
+}
+
+func readKey(file string) (*ecdsa.PrivateKey, error) {
+	b, err := readPEM(file, "key")
+	if err != nil {
+		return nil, err
 	}
 	switch b.Type {
 	case "EC PRIVATE KEY":

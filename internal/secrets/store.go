@@ -299,12 +299,18 @@ func aadDEK(name string, n int, kek string) []byte {
 	return []byte("hodei dek\x00" + name + "\x00" + strconv.Itoa(n) + "\x00" + kek)
 }
 
-func gcmSeal(key, plain, aad []byte) ([]byte, error) {
+// newGCM returns AES-GCM under key with a random nonce that Seal prepends
+// to what it returns and Open reads back.
+func newGCM(key []byte) (cipher.AEAD, error) {
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, err
 	}
-	g, err := cipher.NewGCMWithRandomNonce(block)
+	return cipher.NewGCMWithRandomNonce(block)
+}
+
+func gcmSeal(key, plain, aad []byte) ([]byte, error) {
+	g, err := newGCM(key)
 	if err != nil {
 		return nil, err
 	}
@@ -312,11 +318,7 @@ func gcmSeal(key, plain, aad []byte) ([]byte, error) {
 }
 
 func gcmOpen(key, sealed, aad []byte) ([]byte, error) {
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	g, err := cipher.NewGCMWithRandomNonce(block)
+	g, err := newGCM(key)
 	if err != nil {
 		return nil, err
 	}

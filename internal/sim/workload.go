@@ -107,37 +107,30 @@ func NewWorkload() *Workload {
 // NumJobs returns the number of jobs of all pipelines.
 func (w *Workload) NumJobs() int { return len(w.JobDur) }
 
-func (w *Workload) intern(s string) int32 {
-	if i, ok := w.strIndex[s]; ok {
+// indexOf returns the index in *list of the value filed under key in index,
+// appending v (filed under key) the first time.
+func indexOf[T any](index map[string]int32, list *[]T, key string, v T) int32 {
+	if i, ok := index[key]; ok {
 		return i
 	}
-	i := int32(len(w.Strings))
-	w.Strings = append(w.Strings, s)
-	w.strIndex[s] = i
+	i := int32(len(*list))
+	*list = append(*list, v)
+	index[key] = i
 	return i
 }
 
-func (w *Workload) tenant(s string) int32 {
-	if i, ok := w.tenIndex[s]; ok {
-		return i
-	}
-	i := int32(len(w.Tenants))
-	w.Tenants = append(w.Tenants, s)
-	w.tenIndex[s] = i
-	return i
-}
+// intern returns the index of a job name or key in Strings.
+func (w *Workload) intern(s string) int32 { return indexOf(w.strIndex, &w.Strings, s, s) }
 
+// tenant returns the index of a tenant in Tenants.
+func (w *Workload) tenant(s string) int32 { return indexOf(w.tenIndex, &w.Tenants, s, s) }
+
+// group returns the index of a concurrency group in Groups, -1 for none.
 func (w *Workload) group(s string) int32 {
 	if s == "" {
 		return -1
 	}
-	if i, ok := w.grpIndex[s]; ok {
-		return i
-	}
-	i := int32(len(w.Groups))
-	w.Groups = append(w.Groups, s)
-	w.grpIndex[s] = i
-	return i
+	return indexOf(w.grpIndex, &w.Groups, s, s)
 }
 
 // labelSet interns a set of labels (order and duplicates do not matter).
@@ -148,14 +141,7 @@ func (w *Workload) labelSet(labels []string) int32 {
 	ls := slices.Clone(labels)
 	sort.Strings(ls)
 	ls = slices.Compact(ls)
-	k := strings.Join(ls, "\x00")
-	if i, ok := w.labelIndex[k]; ok {
-		return i
-	}
-	i := int32(len(w.Labels))
-	w.Labels = append(w.Labels, ls)
-	w.labelIndex[k] = i
-	return i
+	return indexOf(w.labelIndex, &w.Labels, strings.Join(ls, "\x00"), ls)
 }
 
 // JobIn is one job as given to AddPipeline. Needs name other jobs of the

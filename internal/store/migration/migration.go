@@ -1,16 +1,41 @@
-// Package migration reads the versioned schema migrations that the SQL
-// stores embed: files named NNNN_description.sql, applied in order of their
-// version. Each store applies them with its own SQL dialect and records them
-// in its own schema_migrations table; this package only reads and orders them.
+// Package migration holds the versioned schema migrations of the SQL stores
+// and reads them for one dialect: files named NNNN_description.sql in
+// migrations/, applied in order of their version. Each store applies them
+// with its own driver and records them in its own schema_migrations table
+// (by version only); this package reads, renders and orders them, and says
+// which of them a database lacks (Pending).
 //
 // Versions start at 1 and are unique. They may have gaps: branches developed
 // side by side each take a number, and a database gets every migration it
 // lacks, in order, whatever numbers it already has (so 0004 merged after a
 // database took 0005 is still applied). A migration, once released, is never
-// edited: changes go into a new file.
+// edited in what it does to a database: changes go into a new file.
+//
+// # Dialects
+//
+// One file serves both stores. It is a text/template whose actions name the
+// few things SQLite and PostgreSQL spell differently; everything else is
+// SQL that both accept and mean the same by:
+//
+//	{{key}}       text compared and sorted byte by byte (IDs, names in keys
+//	              and indexes): TEXT in SQLite, whose default collation is
+//	              binary; TEXT COLLATE "C" in PostgreSQL, whatever the
+//	              database's locale
+//	{{int64}}     a 64-bit integer (times in nanoseconds, sizes): INTEGER in
+//	              SQLite, BIGINT in PostgreSQL
+//	{{bytes}}     bytes stored as given: BLOB / BYTEA
+//	{{textlist}}  a list of strings: TEXT holding a JSON array in SQLite,
+//	              TEXT[] in PostgreSQL
+//	{{if sqlite}}...{{end}}, {{if postgres}}...{{end}}
+//	              SQL for one dialect only (a table option, a function)
+//
+// A plain INTEGER, TEXT or BIGINT is written as such and means the same in
+// both. Rendering a released file must give the SQL it gave when it was
+// released, for each dialect; the stores' tests read back the schema.
 package migration
 
 import (
+	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -18,20 +43,84 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"text/template"
 )
 
-// Migration is one schema change.
+// ErrSchemaTooNew is wrapped by the error of Pending when the database has a
+// schema version newer than this binary knows: it was written by a newer
+// Hodei, and this one must not touch it.
+var ErrSchemaTooNew = errors.New("database schema is newer than this binary")
+
+// Dialect is the SQL dialect a migration is rendered for.
+type Dialect int
+
+const (
+	// SQLite is the dialect of the embedded store (internal/store/sqlite).
+	SQLite Dialect = iota + 1
+	// PostgreSQL is the dialect of internal/store/postgres.
+	PostgreSQL
+)
+
+func (d Dialect) String() string {
+	switch d {
+	case SQLite:
+		return "sqlite"
+	case PostgreSQL:
+		return "postgres"
+	}
+	return fmt.Sprintf("Dialect(%d)", int(d))
+}
+
+// funcs are the template actions of a migration file rendered for d.
+func (d Dialect) funcs() (template.FuncMap, error) {
+	var key, int64, bytes, textlist string
+	switch d {
+	case SQLite:
+		key, int64, bytes, textlist = "TEXT", "INTEGER", "BLOB", "TEXT"
+	case PostgreSQL:
+		key, int64, bytes, textlist = `TEXT COLLATE "C"`, "BIGINT", "BYTEA", "TEXT[]"
+	default:
+		return nil, fmt.Errorf("migrations: unknown dialect %v", d)
+	}
+	word := func(s string) func() string { return func() string { return s } }
+	return template.FuncMap{
+		"key":      word(key),
+		"int64":    word(int64),
+		"bytes":    word(bytes),
+		"textlist": word(textlist),
+		"sqlite":   func() bool { return d == SQLite },
+		"postgres": func() bool { return d == PostgreSQL },
+	}, nil
+}
+
+// Migration is one schema change, rendered for one dialect.
 type Migration struct {
 	Version int
 	Name    string // the file name
 	SQL     string
 }
 
+// files holds the migrations of both stores, named NNNN_description.sql.
+//
+//go:embed migrations/*.sql
+var files embed.FS
+
+// Load returns the migrations of the stores rendered for d, ordered by
+// version.
+func Load(d Dialect) ([]Migration, error) {
+	return Parse(files, "migrations", d)
+}
+
 // Parse reads the migrations in dir of fsys (other files than *.sql are
-// ignored) and returns them ordered by version. It fails if there are none,
-// if a name is not NNNN_description.sql, if two share a version, or if the
-// lowest version is not 1.
-func Parse(fsys fs.FS, dir string) ([]Migration, error) {
+// ignored), renders them for d and returns them ordered by version. It fails
+// if there are none, if a name is not NNNN_description.sql, if two share a
+// version, if the lowest version is not 1, or if a file is not a template of
+// the actions in the package doc.
+func Parse(fsys fs.FS, dir string, d Dialect) ([]Migration, error) {
+	funcs, err := d.funcs()
+	if err != nil {
+		return nil, err
+	}
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("migrations: %w", err)
@@ -51,7 +140,11 @@ func Parse(fsys fs.FS, dir string) ([]Migration, error) {
 		if err != nil {
 			return nil, fmt.Errorf("migrations: %w", err)
 		}
-		ms = append(ms, Migration{Version: v, Name: name, SQL: string(b)})
+		sql, err := render(name, string(b), funcs)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, Migration{Version: v, Name: name, SQL: sql})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
 	if len(ms) == 0 {
@@ -66,4 +159,40 @@ func Parse(fsys fs.FS, dir string) ([]Migration, error) {
 		}
 	}
 	return ms, nil
+}
+
+// render executes the migration file text with the actions of one dialect.
+func render(name, text string, funcs template.FuncMap) (string, error) {
+	t, err := template.New(name).Funcs(funcs).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return "", fmt.Errorf("migrations: %w", err)
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, nil); err != nil {
+		return "", fmt.Errorf("migrations: %w", err)
+	}
+	return b.String(), nil
+}
+
+// Pending returns the migrations of ms (ordered by version, as Parse returns
+// them) whose versions are not in applied, in order. It fails, wrapping
+// ErrSchemaTooNew, if applied has a version that ms does not: the database
+// was migrated by a newer binary.
+func Pending(ms []Migration, applied map[int]bool) ([]Migration, error) {
+	known := map[int]bool{}
+	for _, m := range ms {
+		known[m.Version] = true
+	}
+	for v := range applied {
+		if !known[v] {
+			return nil, fmt.Errorf("database has schema version %d, which this binary does not know (it knows up to %d): %w", v, ms[len(ms)-1].Version, ErrSchemaTooNew)
+		}
+	}
+	var pending []Migration
+	for _, m := range ms {
+		if !applied[m.Version] {
+			pending = append(pending, m)
+		}
+	}
+	return pending, nil
 }

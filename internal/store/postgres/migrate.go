@@ -2,8 +2,6 @@ package postgres
 
 import (
 	"context"
-	"embed"
-	"errors"
 	"fmt"
 	"time"
 
@@ -17,22 +15,16 @@ import (
 // ErrSchemaTooNew is wrapped by the error of Open when the database has a
 // schema version newer than this binary knows: it was written by a newer
 // Hodei, and this one must not touch it.
-var ErrSchemaTooNew = errors.New("database schema is newer than this binary")
-
-// migrationFiles holds the schema migrations, named NNNN_description.sql
-// (see package migration for the rules on versions). They carry the same
-// numbers and make the same tables as the SQLite store's.
-//
-//go:embed migrations/*.sql
-var migrationFiles embed.FS
+var ErrSchemaTooNew = migration.ErrSchemaTooNew
 
 // migrateLockKey is the key of the advisory lock that migrate holds, so that
 // servers started together against one database migrate it one at a time.
 const migrateLockKey = 0x686f646569 // "hodei"
 
-// loadMigrations returns the embedded migrations ordered by version.
+// loadMigrations returns the stores' migrations (package migration) in the
+// PostgreSQL dialect, ordered by version.
 func loadMigrations() ([]migration.Migration, error) {
-	return migration.Parse(migrationFiles, "migrations")
+	return migration.Load(migration.PostgreSQL)
 }
 
 // migrate applies the migrations of ms that the database lacks (by version,
@@ -73,19 +65,11 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, ms []migration.Migration, 
 	for _, v := range versions {
 		done[v] = true
 	}
-	known := map[int]bool{}
-	for _, m := range ms {
-		known[m.Version] = true
+	pending, err := migration.Pending(ms, done)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
 	}
-	for v := range done {
-		if !known[v] {
-			return nil, fmt.Errorf("migrate: database has schema version %d, which this binary does not know (it knows up to %d): %w", v, ms[len(ms)-1].Version, ErrSchemaTooNew)
-		}
-	}
-	for _, m := range ms {
-		if done[m.Version] {
-			continue
-		}
+	for _, m := range pending {
 		// Exec without arguments runs the file with the simple protocol,
 		// which accepts several statements.
 		if _, err := tx.Exec(ctx, m.SQL); err != nil {

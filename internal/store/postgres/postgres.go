@@ -54,10 +54,10 @@
 //
 // # Migrations
 //
-// The schema is versioned by the numbered files in migrations/, the same
-// numbers and tables as the SQLite store's; Open applies those the database
-// lacks, in one transaction, under an advisory lock so that servers started
-// together migrate one at a time.
+// The schema is versioned by the numbered files of package migration, the
+// same files as the SQLite store's, rendered in the PostgreSQL dialect; Open
+// applies those the database lacks, in one transaction, under an advisory
+// lock so that servers started together migrate one at a time.
 package postgres
 
 import (

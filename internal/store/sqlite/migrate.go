@@ -3,8 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"embed"
-	"errors"
 	"fmt"
 	"io/fs"
 	"time"
@@ -16,42 +14,24 @@ import (
 // ErrSchemaTooNew is wrapped by the error of Open when the database has a
 // schema version newer than this binary knows: it was written by a newer
 // Hodei, and this one must not touch it.
-var ErrSchemaTooNew = errors.New("database schema is newer than this binary")
+var ErrSchemaTooNew = storemigration.ErrSchemaTooNew
 
-// migrationFiles holds the schema migrations, named NNNN_description.sql
-// (see package migration for the rules on versions).
-//
-//go:embed migrations/*.sql
-var migrationFiles embed.FS
-
-type migration struct {
-	version int
-	name    string
-	sql     string
+// loadMigrations returns the stores' migrations (package migration) in the
+// SQLite dialect, ordered by version.
+func loadMigrations() ([]storemigration.Migration, error) {
+	return storemigration.Load(storemigration.SQLite)
 }
 
-// loadMigrations returns the embedded migrations ordered by version.
-func loadMigrations() ([]migration, error) {
-	return parseMigrations(migrationFiles, "migrations")
-}
-
-func parseMigrations(fsys fs.FS, dir string) ([]migration, error) {
-	parsed, err := storemigration.Parse(fsys, dir)
-	if err != nil {
-		return nil, err
-	}
-	ms := make([]migration, len(parsed))
-	for i, m := range parsed {
-		ms[i] = migration{version: m.Version, name: m.Name, sql: m.SQL}
-	}
-	return ms, nil
+// parseMigrations reads the migrations in dir of fsys in the SQLite dialect.
+func parseMigrations(fsys fs.FS, dir string) ([]storemigration.Migration, error) {
+	return storemigration.Parse(fsys, dir, storemigration.SQLite)
 }
 
 // migrate applies the migrations of ms that db lacks (by version, not only
 // those above its highest), in order, in one
 // transaction, recording each in schema_migrations; so a database is either
 // fully migrated or left as it was. It returns the versions it applied.
-func migrate(ctx context.Context, db *sql.DB, ms []migration, now func() time.Time) (applied []int, err error) {
+func migrate(ctx context.Context, db *sql.DB, ms []storemigration.Migration, now func() time.Time) (applied []int, err error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
@@ -72,26 +52,18 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration, now func() time.Ti
 	if err != nil {
 		return nil, err
 	}
-	known := map[int]bool{}
-	for _, m := range ms {
-		known[m.version] = true
+	pending, err := storemigration.Pending(ms, done)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
 	}
-	for v := range done {
-		if !known[v] {
-			return nil, fmt.Errorf("migrate: database has schema version %d, which this binary does not know (it knows up to %d): %w", v, ms[len(ms)-1].version, ErrSchemaTooNew)
+	for _, m := range pending {
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return nil, fmt.Errorf("migrate: %s: %w", m.Name, err)
 		}
-	}
-	for _, m := range ms {
-		if done[m.version] {
-			continue
+		if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", m.Version, schema.EncTime(now())); err != nil {
+			return nil, fmt.Errorf("migrate: %s: %w", m.Name, err)
 		}
-		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			return nil, fmt.Errorf("migrate: %s: %w", m.name, err)
-		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", m.version, schema.EncTime(now())); err != nil {
-			return nil, fmt.Errorf("migrate: %s: %w", m.name, err)
-		}
-		applied = append(applied, m.version)
+		applied = append(applied, m.Version)
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("migrate: commit: %w", err)

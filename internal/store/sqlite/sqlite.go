@@ -61,6 +61,7 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/store"
+	storemigration "github.com/hodei-ci/hodei/internal/store/migration"
 	"github.com/hodei-ci/hodei/internal/store/schema"
 )
 
@@ -147,7 +148,7 @@ func dsn(path string, q url.Values) string {
 	return u.String()
 }
 
-func (s *Store) open(ms []migration, o Options) error {
+func (s *Store) open(ms []storemigration.Migration, o Options) error {
 	ctx := context.Background()
 	busy := fmt.Sprint(busyTimeout.Milliseconds())
 

@@ -110,7 +110,7 @@ func TestMigrationsIdempotent(t *testing.T) {
 	}
 	var all []int
 	for _, m := range ms {
-		all = append(all, m.version)
+		all = append(all, m.Version)
 	}
 
 	path := filepath.Join(t.TempDir(), "hodei.db")
@@ -148,7 +148,7 @@ func TestSchemaTooNew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	newer := ms[len(ms)-1].version + 1
+	newer := ms[len(ms)-1].Version + 1
 
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
@@ -209,7 +209,7 @@ func TestParseMigrations(t *testing.T) {
 		}
 		var got []int
 		for _, m := range ms {
-			got = append(got, m.version)
+			got = append(got, m.Version)
 		}
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%s: versions %v, want %v", tc.name, got, tc.want)

@@ -11,8 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/hodei-ci/hodei/internal/containers"
@@ -145,43 +143,17 @@ func (p *Provider) Create(ctx context.Context, spec workers.WorkerSpec) (workers
 	if image == "" {
 		image = p.pool.Docker.Image
 	}
-	args := []string{agentBinary, "agent",
-		"--nats", p.env.NATSURL,
-		"--id", spec.ID,
-		"--pool", spec.Pool,
-		"--cpu", strconv.FormatInt(spec.Resources.CPUMilli, 10) + "m",
-		"--memory", strconv.FormatInt(spec.Resources.Memory, 10),
-		"--work-dir", "/tmp/hodei-work",
-		"--docker", "off",
-		"--log-format", "json",
-		// The container is the worker's wall (Docker's default seccomp
-		// profile refuses the namespaces a sandbox needs): steps share the
-		// agent's user inside it, and the worker is listed as unisolated
-		// (docs/security.md).
-		"--unsafe-shared-user",
-	}
-	if len(spec.Labels) > 0 {
-		args = append(args, "--labels", strings.Join(spec.Labels, ","))
-	}
-	if hb := p.env.HeartbeatInterval; hb > 0 {
-		args = append(args, "--heartbeat", hb.String())
-	}
-	if spec.Ephemeral {
-		args = append(args, "--once")
-	}
+	args := workers.WalledAgentArgs(agentBinary, "/tmp/hodei-work", spec, p.env)
 	env := make([]string, 0, len(spec.Env)+len(spec.Secrets))
 	for k, v := range spec.Env {
 		env = append(env, k+"="+v)
 	}
-	for _, name := range spec.Secrets {
-		if p.env.Secret == nil {
-			return workers.WorkerRef{}, fmt.Errorf("worker secret %s: this server has no secrets for workers", name)
-		}
-		v, err := p.env.Secret(ctx, name)
-		if err != nil {
-			return workers.WorkerRef{}, fmt.Errorf("worker secret %s: %w", name, err)
-		}
-		env = append(env, name+"="+v)
+	secrets, err := workers.SecretValues(ctx, p.env, spec.Secrets)
+	if err != nil {
+		return workers.WorkerRef{}, err
+	}
+	for i, name := range spec.Secrets {
+		env = append(env, name+"="+secrets[i])
 	}
 	sort.Strings(env)
 	binds := []string{p.binary + ":" + agentBinary + ":ro"}

@@ -15,7 +15,6 @@ import (
 	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -279,30 +278,7 @@ func (p *Provider) PodSpec(spec workers.WorkerSpec, env []corev1.EnvVar) *corev1
 	if image == "" {
 		image = p.opts.Image
 	}
-	args := []string{kubeBinDir + "/hodei", "agent",
-		"--nats", p.env.NATSURL,
-		"--id", spec.ID,
-		"--pool", spec.Pool,
-		"--cpu", strconv.FormatInt(spec.Resources.CPUMilli, 10) + "m",
-		"--memory", strconv.FormatInt(spec.Resources.Memory, 10),
-		"--work-dir", kubeWorkDir,
-		"--docker", "off",
-		"--log-format", "json",
-		// The pod is the worker's wall (one per worker, no capabilities,
-		// RuntimeDefault seccomp, which refuses the namespaces a sandbox
-		// needs): steps share the agent's user inside it, and the worker
-		// is listed as unisolated (docs/security.md).
-		"--unsafe-shared-user",
-	}
-	if len(spec.Labels) > 0 {
-		args = append(args, "--labels", strings.Join(spec.Labels, ","))
-	}
-	if hb := p.env.HeartbeatInterval; hb > 0 {
-		args = append(args, "--heartbeat", hb.String())
-	}
-	if spec.Ephemeral {
-		args = append(args, "--once")
-	}
+	args := workers.WalledAgentArgs(kubeBinDir+"/hodei", kubeWorkDir, spec, p.env)
 	if spec.Container != "" {
 		// The agent container is the jobs' container: their steps run in
 		// it, once their services answer.
@@ -445,15 +421,12 @@ func (p *Provider) Create(ctx context.Context, spec workers.WorkerSpec) (workers
 	for k, v := range spec.Env {
 		env = append(env, corev1.EnvVar{Name: k, Value: v})
 	}
-	for _, name := range spec.Secrets {
-		if p.env.Secret == nil {
-			return workers.WorkerRef{}, fmt.Errorf("worker secret %s: this server has no secrets for workers", name)
-		}
-		v, err := p.env.Secret(ctx, name)
-		if err != nil {
-			return workers.WorkerRef{}, fmt.Errorf("worker secret %s: %w", name, err)
-		}
-		env = append(env, corev1.EnvVar{Name: name, Value: v})
+	secrets, err := workers.SecretValues(ctx, p.env, spec.Secrets)
+	if err != nil {
+		return workers.WorkerRef{}, err
+	}
+	for i, name := range spec.Secrets {
+		env = append(env, corev1.EnvVar{Name: name, Value: secrets[i]})
 	}
 	sort.Slice(env, func(i, k int) bool { return env[i].Name < env[k].Name })
 	pod := p.PodSpec(spec, env)

@@ -253,15 +253,12 @@ func (p *Process) environ(ctx context.Context, spec workers.WorkerSpec) ([]strin
 	for k, v := range spec.Env {
 		m[k] = v
 	}
-	for _, name := range spec.Secrets {
-		if p.env.Secret == nil {
-			return nil, fmt.Errorf("worker secret %s: this server has no secrets for workers", name)
-		}
-		v, err := p.env.Secret(ctx, name)
-		if err != nil {
-			return nil, fmt.Errorf("worker secret %s: %w", name, err)
-		}
-		m[name] = v
+	secrets, err := workers.SecretValues(ctx, p.env, spec.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	for i, name := range spec.Secrets {
+		m[name] = secrets[i]
 	}
 	env := make([]string, 0, len(m))
 	for k, v := range m {

@@ -11,13 +11,13 @@ CREATE TABLE artifacts (
     run_id     TEXT NOT NULL DEFAULT '',
     job_id     TEXT NOT NULL DEFAULT '',
     job_key    TEXT NOT NULL DEFAULT '',
-    attempt    INTEGER NOT NULL DEFAULT 0,
+    attempt    {{int64}} NOT NULL DEFAULT 0,
     name       TEXT NOT NULL,
     object     TEXT NOT NULL,
-    size       INTEGER NOT NULL,
+    size       {{int64}} NOT NULL,
     files      TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL
+    created_at {{int64}} NOT NULL,
+    expires_at {{int64}} NOT NULL
 );
 CREATE INDEX artifacts_run ON artifacts (run_id, job_key, name);
 CREATE INDEX artifacts_scope ON artifacts (tenant, kind, scope, name);

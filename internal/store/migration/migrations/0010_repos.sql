@@ -2,8 +2,8 @@
 -- forge's delivery id makes a redelivery start nothing), what started each
 -- run from a repository, and the commit statuses posted for those runs.
 CREATE TABLE repos (
-    tenant         TEXT COLLATE "C" NOT NULL,
-    name           TEXT COLLATE "C" NOT NULL,
+    tenant         {{key}} NOT NULL,
+    name           {{key}} NOT NULL,
     url            TEXT NOT NULL,
     forge          TEXT NOT NULL,
     api_url        TEXT NOT NULL,

@@ -1,14 +1,16 @@
--- The leader of the servers that share the database and its epoch, bumped
--- by each new leader (see docs/architecture.md#several-servers).
+-- The leader of the servers that share a database and its epoch, bumped by
+-- each new leader (see docs/architecture.md#several-servers). SQLite serves
+-- one server: the row stays at epoch 0 and nothing is fenced.
 CREATE TABLE leadership (
     id     INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
-    epoch  BIGINT NOT NULL,
+    epoch  {{int64}} NOT NULL,
     leader TEXT NOT NULL,
     api    TEXT NOT NULL,
-    since  BIGINT NOT NULL
+    since  {{int64}} NOT NULL
 );
 INSERT INTO leadership (id, epoch, leader, api, since) VALUES (1, 0, '', '', 0);
 
+{{if postgres}}
 -- hodei_fence is the first statement of every batch a leader commits: it
 -- fails the batch (SQLSTATE HF001) unless want is the current epoch. FOR
 -- SHARE makes a new leader's bump wait for batches under way, and a batch
@@ -23,3 +25,4 @@ BEGIN
     END IF;
 END
 $$;
+{{end}}

@@ -1,5 +1,0 @@
--- What an attempt used, measured in its cgroup by the agent: the highest
--- memory charged at once (bytes) and its CPU time (nanoseconds). 0 when the
--- worker had no cgroups or the attempt did not end with a status.
-ALTER TABLE attempts ADD COLUMN peak_memory BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE attempts ADD COLUMN cpu_time BIGINT NOT NULL DEFAULT 0;
