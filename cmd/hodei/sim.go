@@ -104,6 +104,7 @@ Examples:
 	aging := fs.Duration("aging", 0, "engine: waiting this long raises a job's priority by one level (0: the engine's default)")
 	workWeight := fs.Float64("work-weight", 0, "engine (hodei): weight of a pipeline's remaining predicted work in the ranking (0: the engine's default)")
 	pathWeight := fs.Float64("path-weight", 0, "engine (hodei): weight of the critical path in the latest-start ranking (0: the engine's default)")
+	workKnee := fs.Duration("work-knee", 0, "engine (hodei): past this much queue position the remaining-work term grows as a square root (0: no knee)")
 	fairDelay := fs.Duration("fair-delay", 0, "engine (hodei): fair-share delay scale for a tenant above its share (0: the engine's default)")
 	slack := fs.Duration("slack", 0, "engine (hodei): a job that FIFO would have started (by a virtual FIFO clock) and that waited this much longer is placed first (0: no such bound)")
 	window := fs.Duration("window", 0, "engine (hodei): bound of the ranking: a job's queue key is its ready time ± this (0: no bound)")
@@ -157,7 +158,7 @@ Examples:
 			}
 		}
 		return runSuite(sim.SuiteOptions{Scorer: scheduler.Scorer(*scorer), Scale: *suiteScale, AlibabaDir: *aliDir, Only: splitSet(*suiteOnly), Progress: os.Stderr,
-			Engine: scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, FairShareDelay: *fairDelay, Slack: *slack, Window: *window, Aging: *aging}, Policies: policyList(*suitePolicies)}, *markdown, *asJSON)
+			Engine: scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, WorkKnee: *workKnee, FairShareDelay: *fairDelay, Slack: *slack, Window: *window, Aging: *aging}, Policies: policyList(*suitePolicies)}, *markdown, *asJSON)
 	}
 	switch scheduler.Policy(*policy) {
 	case scheduler.PolicyFIFO, scheduler.PolicyLeastLoaded, scheduler.PolicyHodei:
@@ -317,7 +318,7 @@ Examples:
 		p := ro.policy
 		runtime.GC() // each run starts from the same heap
 		r, err := sim.Run(w, sim.Options{Policy: p, Aging: *aging, Lookahead: *lookahead, Scorer: scheduler.Scorer(*scorer),
-			Engine: scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, FairShareDelay: *fairDelay,
+			Engine: scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, WorkKnee: *workKnee, FairShareDelay: *fairDelay,
 				Slack: *slack, Window: *window},
 			Check: *check, Churn: *churn, ChurnDown: *churnDown, Seed: *seed, Pools: pools,
 			Shards: ro.shards, ShardBy: *shardBy})

@@ -127,6 +127,16 @@ type Config struct {
 	// the job's downstream path)). 0 means the default, 1; negative means
 	// none (pipelines first come, first served).
 	PathWeight float64
+	// WorkKnee (hodei) bends the remaining-work term of a job's key: past
+	// WorkKnee of queue position the term grows as the square root of
+	// WorkKnee × the term, so the first job of a pipeline with 100 hours
+	// of work left ranks about 4 hours later than its arrival (with a
+	// knee of 10 minutes) instead of 100. The order of pipelines by
+	// remaining work is kept; how far a large one is pushed behind newer
+	// work is bounded. 0 (the default) means no knee (docs/scheduling.md:
+	// with --path-weight -1 it makes more scenarios of the suite no worse
+	// than fifo, but costs mean completion at load 1.5).
+	WorkKnee time.Duration
 	// FairShareDelay (hodei): a tenant that would hold, with its next job,
 	// a dominant share s of the fleet above its entitlement e (its weight
 	// over the weights of the tenants with live pipelines) ranks
@@ -230,7 +240,8 @@ type EngineStats struct {
 //     time, which minimises mean completion), critical path first inside a
 //     pipeline. As the key grows with arrival time, a large pipeline is
 //     delayed at most WorkWeight × its work relative to newer ones: no
-//     starvation.
+//     starvation. WorkKnee, when set, bends that term into a square root
+//     past the knee, so the delay of a large pipeline is hours, not days.
 //
 // Why not strict DRF (lowest share always first) and global shortest-work
 // first, as a first design did: in the simulator (internal/sim, a CI-shaped
@@ -265,6 +276,7 @@ type Engine struct {
 	weights    map[string]float64
 	workWeight float64
 	pathWeight float64
+	workKnee   int64   // ns; 0: none
 	fairDelay  float64 // seconds
 	slack      int64   // ns
 	slackOn    bool
@@ -319,6 +331,7 @@ func NewEngine(cfg Config) *Engine {
 		weights:    cfg.TenantWeights,
 		workWeight: weightOr(cfg.WorkWeight, 1),
 		pathWeight: weightOr(cfg.PathWeight, 1),
+		workKnee:   max(int64(cfg.WorkKnee), 0),
 		fairDelay:  weightOr(cfg.FairShareDelay.Seconds(), DefaultFairShareDelay.Seconds()),
 		slack:      int64(cfg.Slack),
 		window:     max(int64(cfg.Window), 0),

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"time"
 )
@@ -329,7 +330,13 @@ func (e *Engine) Enqueue(jobID string, now time.Time) {
 		// end one critical path after it arrived; then the pipeline's
 		// remaining work (shortest first).
 		lst = p.arrival + int64(e.pathWeight*(p.cp-float64(j.cp))*1e9)
-		key = lst + int64(e.workWeight*p.work*1e9)
+		w := e.workWeight * p.work * 1e9
+		if k := float64(e.workKnee); k > 0 && w > k {
+			// Past the knee the term grows as a square root: larger
+			// pipelines still come later, but by hours, not by days.
+			w = math.Sqrt(w * k)
+		}
+		key = lst + int64(w)
 		if e.window > 0 {
 			lst = min(max(lst, nowN-e.window), nowN+e.window)
 			key = min(max(key, nowN-e.window), nowN+e.window)
