@@ -399,14 +399,15 @@ func TestEngineShortestWorkFirst(t *testing.T) {
 // TestEngineWorkKnee checks that WorkKnee bounds how far the remaining-work
 // term pushes a large pipeline behind newer work: a pipeline with 100 hours
 // of predicted work ranks behind a 1-minute one that arrived 5 hours later
-// without the knee, and before it with a knee of 10 minutes (its term is
-// then sqrt(360,000 s × 600 s), about 4.1 hours).
+// without the knee, and before it with the default knee of 10 minutes (its
+// term is then sqrt(360,000 s × 600 s), about 4.1 hours) or one of an hour
+// (sqrt(360,000 s × 3,600 s) = 10 hours: behind again).
 func TestEngineWorkKnee(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		knee time.Duration
 		want string
-	}{{0, "small"}, {10 * time.Minute, "big0"}} {
+	}{{-1, "small"}, {0, "big0"}, {10 * time.Minute, "big0"}, {time.Hour, "small"}} {
 		pred := predict.New(predict.Config{})
 		pred.Observe("big/test", 10*time.Hour)
 		pred.Observe("small/test", time.Minute)
