@@ -103,7 +103,8 @@ Examples:
 	churnDown := fs.Duration("churn-down", 10*time.Minute, "how long a lost worker stays away")
 	aging := fs.Duration("aging", 0, "engine: waiting this long raises a job's priority by one level (0: the engine's default)")
 	workWeight := fs.Float64("work-weight", 0, "engine (hodei): weight of a pipeline's remaining predicted work in the ranking (0: the engine's default)")
-	pathWeight := fs.Float64("path-weight", 0, "engine (hodei): weight of the critical path in the latest-start ranking (0: the engine's default)")
+	pathWeight := fs.Float64("path-weight", 0, "engine (hodei): weight of the critical path in the latest start time by which tenants compete (0: the engine's default)")
+	workKnee := fs.Duration("work-knee", 0, "engine (hodei): past this much queue position the remaining-work term grows as a square root (0: the engine's default, 10m; negative: no knee)")
 	fairDelay := fs.Duration("fair-delay", 0, "engine (hodei): fair-share delay scale for a tenant above its share (0: the engine's default)")
 	slack := fs.Duration("slack", 0, "engine (hodei): a job that FIFO would have started (by a virtual FIFO clock) and that waited this much longer is placed first (0: no such bound)")
 	window := fs.Duration("window", 0, "engine (hodei): bound of the ranking: a job's queue key is its ready time ± this (0: no bound)")
@@ -140,7 +141,7 @@ Examples:
 		return code
 	}
 	// The engine's knobs, the same for the suite and for a run.
-	engine := scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, FairShareDelay: *fairDelay,
+	engine := scheduler.Config{WorkWeight: *workWeight, PathWeight: *pathWeight, WorkKnee: *workKnee, FairShareDelay: *fairDelay,
 		Slack: *slack, Window: *window, Aging: *aging}
 
 	if *suite {

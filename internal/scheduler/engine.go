@@ -96,6 +96,8 @@ const (
 	DefaultLookahead = 1000
 	// DefaultFairShareDelay is the default Config.FairShareDelay.
 	DefaultFairShareDelay = time.Minute
+	// DefaultWorkKnee is the default Config.WorkKnee.
+	DefaultWorkKnee = 10 * time.Minute
 	// MaxPriority is the highest job or pipeline priority, -MaxPriority the
 	// lowest; values beyond are clamped. The default is 0; below 0 runs after
 	// everything at 0 and above (with aging, so it still runs).
@@ -124,9 +126,18 @@ type Config struct {
 	WorkWeight float64
 	// PathWeight (hodei) scales the critical-path term of a job's latest
 	// start time (pipeline arrival + PathWeight × (pipeline critical path -
-	// the job's downstream path)). 0 means the default, 1; negative means
-	// none (pipelines first come, first served).
+	// the job's downstream path)), by which tenants compete. 0 means the
+	// default, 1; negative means none (pipelines first come, first
+	// served).
 	PathWeight float64
+	// WorkKnee (hodei) bends the remaining-work term of a job's key: past
+	// WorkKnee of queue position the term grows as the square root of
+	// WorkKnee × the term, so the first job of a pipeline with 100 hours
+	// of work left ranks about 4 hours after its arrival (with the default
+	// knee of 10 minutes) instead of 100. The order of pipelines by
+	// remaining work is kept; how far a large one is pushed behind newer
+	// work is bounded. 0 means the default; negative means no knee.
+	WorkKnee time.Duration
 	// FairShareDelay (hodei): a tenant that would hold, with its next job,
 	// a dominant share s of the fleet above its entitlement e (its weight
 	// over the weights of the tenants with live pipelines) ranks
@@ -157,8 +168,9 @@ type Config struct {
 	Slack time.Duration
 
 	// Window (hodei) bounds the ranking against first come, first served:
-	// a job's queue key (latest start time plus its pipeline's remaining
-	// work) is clamped to the time it became ready ± Window, and a tenant's
+	// a job's queue key (its pipeline's arrival plus the remaining-work
+	// term) and its latest start time are clamped to the time it became
+	// ready ± Window, and a tenant's
 	// fair-share delay is at most Window. So within a priority class, a job
 	// is never passed over by one that became ready more than 3 × Window
 	// after it. 0 (the default) means no bound: on the scenario suite a
@@ -223,14 +235,22 @@ type EngineStats struct {
 //     minutes after a flood starts at once (see TestEngineFairness); one
 //     arriving hours later waits for the flood's older jobs, as under FIFO,
 //     unless FairShareDelay is raised.
-//  3. Job. Within the tenant, its queued job with the lowest key, LST +
-//     WorkWeight × the pipeline's remaining predicted work (when the job
-//     became ready): the tenant spends the worker its urgency won on its
-//     pipelines with the least work left (shortest remaining processing
-//     time, which minimises mean completion), critical path first inside a
-//     pipeline. As the key grows with arrival time, a large pipeline is
-//     delayed at most WorkWeight × its work relative to newer ones: no
-//     starvation.
+//  3. Job. Within the tenant, its queued job with the lowest key, the
+//     pipeline's arrival + WorkWeight × the pipeline's remaining predicted
+//     work (when the job became ready), that term bent past WorkKnee into
+//     the square root of WorkKnee × the term; inside a pipeline, the job
+//     with the longest downstream path first. So the tenant spends the
+//     worker its urgency won on its pipelines with the least work left
+//     (shortest remaining processing time, which minimises mean
+//     completion), critical path first inside a pipeline, and an older
+//     pipeline's later stages before a newer one's first jobs. As the key
+//     grows with arrival time, a large pipeline is delayed at most by its
+//     bent work term (about 4 hours for 100 hours of work) relative to
+//     newer ones: no starvation. The critical-path term is left out of
+//     the key on purpose: with it an old pipeline's matrix entries rank
+//     behind newer pipelines' first jobs and wait a second time, which
+//     made the job wait of an overloaded pool worse than under FIFO
+//     (docs/scheduling.md, the scenario suite).
 //
 // Why not strict DRF (lowest share always first) and global shortest-work
 // first, as a first design did: in the simulator (internal/sim, a CI-shaped
@@ -265,6 +285,7 @@ type Engine struct {
 	weights    map[string]float64
 	workWeight float64
 	pathWeight float64
+	workKnee   int64   // ns; 0: none
 	fairDelay  float64 // seconds
 	slack      int64   // ns
 	slackOn    bool
@@ -319,6 +340,7 @@ func NewEngine(cfg Config) *Engine {
 		weights:    cfg.TenantWeights,
 		workWeight: weightOr(cfg.WorkWeight, 1),
 		pathWeight: weightOr(cfg.PathWeight, 1),
+		workKnee:   int64(weightOr(float64(cfg.WorkKnee), float64(DefaultWorkKnee))),
 		fairDelay:  weightOr(cfg.FairShareDelay.Seconds(), DefaultFairShareDelay.Seconds()),
 		slack:      int64(cfg.Slack),
 		window:     max(int64(cfg.Window), 0),

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"time"
 )
@@ -324,19 +325,28 @@ func (e *Engine) Enqueue(jobID string, now time.Time) {
 		p.work += float64(j.dur)
 	}
 	var key, lst int64
+	var tie int32
 	if e.policy == PolicyHodei {
-		// Latest start time: when the job must start for its pipeline to
-		// end one critical path after it arrived; then the pipeline's
-		// remaining work (shortest first).
+		// Latest start time (across tenants): when the job must start for
+		// its pipeline to end one critical path after it arrived. Key
+		// (within the tenant): the pipeline's arrival plus its remaining
+		// work (shortest first), past the knee as a square root, so that
+		// larger pipelines still come later, but by hours, not by days;
+		// inside a pipeline, the longest downstream path first.
 		lst = p.arrival + int64(e.pathWeight*(p.cp-float64(j.cp))*1e9)
-		key = lst + int64(e.workWeight*p.work*1e9)
+		w := e.workWeight * p.work * 1e9
+		if k := float64(e.workKnee); k > 0 && w > k {
+			w = math.Sqrt(w * k)
+		}
+		key = p.arrival + int64(w)
+		tie = -int32(min(j.cp, 1e9))
 		if e.window > 0 {
 			lst = min(max(lst, nowN-e.window), nowN+e.window)
 			key = min(max(key, nowN-e.window), nowN+e.window)
 		}
 	}
 	j.lst = lst
-	e.push(ji, key, nowN)
+	e.push(ji, key, tie, nowN)
 }
 
 // Dequeue takes a queued job out of the queue (canceled, or skipped); it is

@@ -64,16 +64,27 @@ type tenant struct {
 	tenantQueues []int32 // its (class, tenant) queues
 }
 
-// heapEntry is an entry of a heap of jobs: a job, its key and its enqueue
-// sequence number (the tie-breaker that keeps equal keys first in, first
+// heapEntry is an entry of a heap of jobs: a job, its key, a first
+// tie-breaker (lower first; the jobs of one pipeline share their key, and
+// this puts the longest downstream path first) and its enqueue sequence
+// number (the last tie-breaker, which keeps equal keys first in, first
 // out).
 type heapEntry struct {
 	key int64
 	seq uint64
 	job int32
+	tie int32
 }
 
-func (a heapEntry) less(b heapEntry) bool { return a.key < b.key || (a.key == b.key && a.seq < b.seq) }
+func (a heapEntry) less(b heapEntry) bool {
+	if a.key != b.key {
+		return a.key < b.key
+	}
+	if a.tie != b.tie {
+		return a.tie < b.tie
+	}
+	return a.seq < b.seq
+}
 
 // shapeQueue is the (class, tenant, shape) queue.
 type shapeQueue struct {
@@ -396,9 +407,9 @@ func (e *Engine) shapeQueueOf(tq, sh int32) int32 {
 	return id
 }
 
-// push queues job j with its key (order within its tenant) and latest
-// start time (order across tenants).
-func (e *Engine) push(ji int32, key, now int64) {
+// push queues job j with its key and tie-breaker (order within its tenant)
+// and latest start time (order across tenants).
+func (e *Engine) push(ji int32, key int64, tie int32, now int64) {
 	j := &e.jobs[ji]
 	class, ti := uint8(0), int32(0)
 	if e.policy == PolicyHodei {
@@ -408,7 +419,7 @@ func (e *Engine) push(ji int32, key, now int64) {
 	qi := e.shapeQueueOf(tqi, j.shape)
 	q := &e.queues.shapeQueues[qi]
 	e.seq++
-	q.h = append(q.h, heapEntry{key: key, seq: e.seq, job: ji})
+	q.h = append(q.h, heapEntry{key: key, seq: e.seq, job: ji, tie: tie})
 	j.queue = qi
 	j.state = jsQueued
 	j.queueSeq = e.seq

@@ -361,14 +361,10 @@ func TestEngineCriticalPath(t *testing.T) {
 	}
 }
 
-// TestEngineShortestWorkFirst checks that, within a tenant, the pipeline
-// with less predicted work left goes first even if it arrived later.
-func TestEngineShortestWorkFirst(t *testing.T) {
-	t.Parallel()
-	pred := predict.New(predict.Config{})
-	pred.Observe("big/test", 30*time.Minute)
-	pred.Observe("small/test", time.Minute)
-	e := NewEngine(Config{Predictor: pred})
+// blockedBigPipeline gives e one 1-cpu worker "w", busy with job "blocker"
+// of tenant t from e0, and queues at e0 the 10 jobs big0..big9 (key
+// big/test) of pipeline "big" of the same tenant.
+func blockedBigPipeline(e *Engine) {
 	e.UpsertWorker(WorkerSpec{ID: "w", Capacity: res(1000, 1, 0)})
 	e.AddPipeline(PipelineSpec{ID: "blocker", Tenant: "t", Jobs: []JobSpec{{ID: "blocker", Request: res(1000, 1, 0)}}})
 	e.Enqueue("blocker", e0)
@@ -381,11 +377,50 @@ func TestEngineShortestWorkFirst(t *testing.T) {
 	for _, j := range big.Jobs {
 		e.Enqueue(j.ID, e0)
 	}
+}
+
+// TestEngineShortestWorkFirst checks that, within a tenant, the pipeline
+// with less predicted work left goes first even if it arrived later.
+func TestEngineShortestWorkFirst(t *testing.T) {
+	t.Parallel()
+	pred := predict.New(predict.Config{})
+	pred.Observe("big/test", 30*time.Minute)
+	pred.Observe("small/test", time.Minute)
+	e := NewEngine(Config{Predictor: pred})
+	blockedBigPipeline(e)
 	e.AddPipeline(PipelineSpec{ID: "p-small2", Tenant: "t", Jobs: []JobSpec{{ID: "small2", Key: "small/test", Request: res(1000, 1, 0)}}})
 	e.Enqueue("small2", e0.Add(time.Minute))
 	e.Finish("blocker", e0.Add(2*time.Minute), time.Minute, true)
 	if got := order(e.Plan(e0.Add(2 * time.Minute))); !slices.Equal(got, []string{"small2"}) {
 		t.Fatalf("got %v, want [small2]", got)
+	}
+}
+
+// TestEngineWorkKnee checks that WorkKnee bounds how far the remaining-work
+// term pushes a large pipeline behind newer work: a pipeline with 100 hours
+// of predicted work ranks behind a 1-minute one that arrived 5 hours later
+// without the knee, and before it with the default knee of 10 minutes (its
+// term is then sqrt(360,000 s × 600 s), about 4.1 hours) or one of an hour
+// (sqrt(360,000 s × 3,600 s) = 10 hours: behind again).
+func TestEngineWorkKnee(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		knee time.Duration
+		want string
+	}{{-1, "small"}, {0, "big0"}, {10 * time.Minute, "big0"}, {time.Hour, "small"}} {
+		pred := predict.New(predict.Config{})
+		pred.Observe("big/test", 10*time.Hour)
+		pred.Observe("small/test", time.Minute)
+		e := NewEngine(Config{Predictor: pred, WorkKnee: tc.knee})
+		blockedBigPipeline(e)
+		e.AddPipeline(PipelineSpec{ID: "p-small", Tenant: "t", Jobs: []JobSpec{{ID: "small", Key: "small/test", Request: res(1000, 1, 0)}}})
+		now := e0.Add(5 * time.Hour)
+		e.Enqueue("small", now)
+		e.Finish("blocker", now.Add(time.Minute), time.Minute, true)
+		if got := order(e.Plan(now.Add(time.Minute))); !slices.Equal(got, []string{tc.want}) {
+			t.Errorf("knee %v: got %v, want [%s]", tc.knee, got, tc.want)
+		}
+		mustCheck(t, e)
 	}
 }
 

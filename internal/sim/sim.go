@@ -256,7 +256,7 @@ func NewSim(w *Workload, o Options) (*Sim, error) {
 	engs := make([]*scheduler.Engine, shards.n)
 	for i := range engs {
 		engs[i] = scheduler.NewEngine(scheduler.Config{Policy: o.Policy, Aging: cmp.Or(o.Aging, o.Engine.Aging), Lookahead: o.Lookahead,
-			WorkWeight: o.Engine.WorkWeight, PathWeight: o.Engine.PathWeight, FairShareDelay: o.Engine.FairShareDelay,
+			WorkWeight: o.Engine.WorkWeight, PathWeight: o.Engine.PathWeight, WorkKnee: o.Engine.WorkKnee, FairShareDelay: o.Engine.FairShareDelay,
 			Slack: o.Engine.Slack, Window: o.Engine.Window})
 	}
 	n := w.NumJobs()
