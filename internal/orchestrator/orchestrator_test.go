@@ -18,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/bus/bustest"
 	"github.com/hodei-ci/hodei/internal/hub"
 	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/state"
@@ -47,16 +48,7 @@ type harness struct {
 func newHarness(t *testing.T, cfg Config) *harness {
 	t.Helper()
 	dir := t.TempDir()
-	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{StoreDir: filepath.Join(dir, "nats"), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := emb.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	_, nc := bustest.Start(t, bus.EmbeddedOptions{StoreDir: filepath.Join(dir, "nats"), Port: -1}, "test")
 	st, err := sqlite.Open(filepath.Join(dir, "db"))
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/bus/bustest"
 	"github.com/hodei-ci/hodei/internal/secrets/sealed"
 )
 
@@ -48,16 +49,7 @@ func TestSealerSealsForTheWorkerAndTenant(t *testing.T) {
 }
 
 func TestSealerLearnsKeysFromHeartbeatsOfTheirOwnSubject(t *testing.T) {
-	e, err := bus.StartEmbedded(bus.EmbeddedOptions{StoreDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Shutdown()
-	nc, err := e.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	_, nc := bustest.Start(t, bus.EmbeddedOptions{Port: -1}, "test")
 	s := NewSealer(Static{"A": "value-a"}, nil)
 	if err := s.Watch(nc, bus.DefaultSubjects); err != nil {
 		t.Fatal(err)
