@@ -21,6 +21,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/cgroup"
 	"github.com/hodei-ci/hodei/internal/mask"
 	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/proctest"
 )
 
 var cgAgentSeq atomic.Int64
@@ -108,7 +109,7 @@ func TestAttemptEndKillsSetsidDaemon(t *testing.T) {
 	}
 	pid := <-out.w.pid
 	t.Cleanup(func() { _ = killPid(pid) })
-	requireDead(t, pid, 2*time.Second)
+	proctest.RequireDead(t, pid, 2*time.Second)
 }
 
 func TestCancelKillsSetsidDaemon(t *testing.T) {
@@ -127,7 +128,7 @@ func TestCancelKillsSetsidDaemon(t *testing.T) {
 	if st := <-done; st != bus.StatusCanceled {
 		t.Fatalf("state %s", st)
 	}
-	requireDead(t, pid, 2*time.Second)
+	proctest.RequireDead(t, pid, 2*time.Second)
 }
 
 func TestTimeoutKillsSetsidDaemon(t *testing.T) {
@@ -141,7 +142,7 @@ func TestTimeoutKillsSetsidDaemon(t *testing.T) {
 	}
 	pid := <-out.w.pid
 	t.Cleanup(func() { _ = killPid(pid) })
-	requireDead(t, pid, 2*time.Second)
+	proctest.RequireDead(t, pid, 2*time.Second)
 }
 
 func TestAgentStartKillsLeftoverGroups(t *testing.T) {
@@ -174,20 +175,20 @@ func TestAgentStartKillsLeftoverGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = killPid(pid) })
-	if !alive(pid) {
+	if !proctest.Alive(pid) {
 		t.Fatal("daemon not running")
 	}
 	// An agent of the same id with another work dir (another server's
 	// local worker on this machine) leaves it alone.
 	other := cgAgent(t, id, "")
 	other.cleanLeftovers()
-	if !alive(pid) {
+	if !proctest.Alive(pid) {
 		t.Fatal("an agent with another work dir killed the daemon")
 	}
 	// The agent starts again with the same id and work dir.
 	b := cgAgent(t, id, workDir)
 	b.cleanLeftovers()
-	requireDead(t, pid, 2*time.Second)
+	proctest.RequireDead(t, pid, 2*time.Second)
 	if kids, _ := b.cg.Children(b.cgName); len(kids) != 0 {
 		t.Fatalf("groups left: %v", kids)
 	}
