@@ -186,6 +186,23 @@ func (w *worker) statusWith(from, jobID string, attempt int, st string, code int
 
 func (h *harness) submit(yaml string) store.Run {
 	h.t.Helper()
+	return h.submitFor("", yaml)
+}
+
+// running submits yaml, whose first job is "a", hands a's assignment to w,
+// which reports its first attempt running, and waits until a is running.
+func (h *harness) running(w *worker, yaml string) (store.Run, bus.Dispatch) {
+	h.t.Helper()
+	run := h.submit(yaml)
+	d := w.next()
+	w.status(w.id, d.JobID, 1, bus.StatusRunning, 0)
+	h.waitFor(func() bool { return h.jobState(run.ID, "a")() == state.JobRunning }, "a running")
+	return run, d
+}
+
+// submitFor parses and expands yaml and submits it for tenant (none: "").
+func (h *harness) submitFor(tenant, yaml string) store.Run {
+	h.t.Helper()
 	p, err := pipeline.Parse("t.yaml", []byte(yaml))
 	if err != nil {
 		h.t.Fatal(err)
@@ -196,7 +213,7 @@ func (h *harness) submit(yaml string) store.Run {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	r, err := h.o.Submit(ctx, SubmitRequest{Pipeline: p, Jobs: specs, Source: []byte(yaml)})
+	r, err := h.o.Submit(ctx, SubmitRequest{Pipeline: p, Jobs: specs, Source: []byte(yaml), Tenant: tenant})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -358,10 +375,7 @@ func TestDuplicateAndLateMessagesChangeNothing(t *testing.T) {
 func TestSilentWorkerIsLostAndItsJobRequeued(t *testing.T) {
 	h := newHarness(t, Config{WorkerTTL: 300 * time.Millisecond, Tick: 20 * time.Millisecond})
 	w1 := h.worker("w1")
-	run := h.submit(oneJob)
-	d := w1.next()
-	w1.status(w1.id, d.JobID, 1, bus.StatusRunning, 0)
-	h.waitFor(func() bool { return h.jobState(run.ID, "a")() == state.JobRunning }, "a running")
+	run, d := h.running(w1, oneJob)
 	// w1 falls silent; w2 keeps heartbeating and gets the second attempt.
 	w2 := &worker{h: h, id: "w2", boot: "b"}
 	cons, err := h.js.CreateOrUpdateConsumer(context.Background(), bus.StreamDispatch, jetstream.ConsumerConfig{

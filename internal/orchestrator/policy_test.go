@@ -1,36 +1,20 @@
 package orchestrator
 
 import (
-	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/hodei-ci/hodei/internal/bus"
-	"github.com/hodei-ci/hodei/internal/pipeline"
 )
 
 // The live server schedules with the same engine as the simulator: these
 // tests check its policy end to end through the orchestrator, one worker
 // that fits one job at a time, and a scripted agent.
 
+// submitAs submits yaml for tenant and returns the run's ID.
 func (h *harness) submitAs(tenant, yaml string) string {
 	h.t.Helper()
-	p, err := pipeline.Parse("t.yaml", []byte(yaml))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	specs, err := pipeline.Expand(p)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	r, err := h.o.Submit(ctx, SubmitRequest{Pipeline: p, Jobs: specs, Source: []byte(yaml), Tenant: tenant})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return r.ID
+	return h.submitFor(tenant, yaml).ID
 }
 
 func bigJob(name string, priority int) string {
