@@ -85,12 +85,8 @@ func TestTenantsHaveSeparateNames(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := openTestStore(t, t.TempDir())
-	if _, err := st.Put(ctx, Qualify("team-a", "K"), "a"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.Put(ctx, Qualify(DefaultTenant, "K"), "d"); err != nil {
-		t.Fatal(err)
-	}
+	mustPut(t, ctx, st, Qualify("team-a", "K"), "a")
+	mustPut(t, ctx, st, Qualify(DefaultTenant, "K"), "d")
 	if _, err := st.Put(ctx, "bad tenant/K", "x"); !errors.Is(err, ErrInvalidName) {
 		t.Errorf("a tenant with a space: %v", err)
 	}
@@ -111,9 +107,7 @@ func TestTenantsHaveSeparateNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{"K", "team-a/K"} {
-		if _, err := v.Put(ctx, q, "v-"+q); err != nil {
-			t.Fatal(err)
-		}
+		mustPut(t, ctx, v, q, "v-"+q)
 	}
 	list, err := v.List(ctx)
 	if err != nil {
