@@ -310,13 +310,12 @@ func BenchmarkAttempt(b *testing.B) {
 			}
 			b.Cleanup(a.removeWorkerCgroup)
 			spec := pipeline.JobSpec{Steps: steps("true")}
-			cpu0 := cpuTime()
-			for b.Loop() {
+			proctest.BenchCPU(b, func() error {
 				if st, _, msg, _ := runAttempt(context.Background(), a, spec, attemptOut{newWatchWriter()}); st != bus.StatusSucceeded {
-					b.Fatal(st, msg)
+					return fmt.Errorf("%s %s", st, msg)
 				}
-			}
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N)/1000, "cpu-ms/op")
+				return nil
+			})
 		})
 	}
 }

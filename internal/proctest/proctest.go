@@ -64,3 +64,27 @@ func RequireDead(t testing.TB, pid int, d time.Duration) {
 		t.Fatalf("process %d still running although its pidfd says it exited", pid)
 	}
 }
+
+// CPUTime is the CPU time (user and system) used so far by this process
+// and the children it has waited for.
+func CPUTime() time.Duration {
+	var self, kids syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
+	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
+	return tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
+}
+
+// BenchCPU runs run in b's loop and reports, beside the wall time, the CPU
+// time per run of this process and the children it waited for
+// ("cpu-ms/op"): what starting a step or a sandbox costs the machine.
+func BenchCPU(b *testing.B, run func() error) {
+	b.Helper()
+	cpu0 := CPUTime()
+	for b.Loop() {
+		if err := run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64((CPUTime()-cpu0).Microseconds())/float64(b.N)/1000, "cpu-ms/op")
+}
