@@ -124,16 +124,31 @@ func TestRunStepExitCode(t *testing.T) {
 	}
 }
 
-func TestRunStepCapturesStdoutAndStderr(t *testing.T) {
+// TestRunStepOutput: steps that succeed, and the exact output they give.
+func TestRunStepOutput(t *testing.T) {
 	t.Parallel()
-	var out bytes.Buffer
-	res := runStep(context.Background(), "echo to-out; echo to-err >&2; echo out-again", t.TempDir(), testEnv, 0, &out)
-	if res.Err != nil {
-		t.Fatal(res.Err)
-	}
-	// Both streams share one pipe, so the order is kept.
-	if out.String() != "to-out\nto-err\nout-again\n" {
-		t.Fatalf("output %q", out.String())
+	for _, tc := range []struct {
+		name, script string
+		env          []string
+		want         string
+	}{
+		// Both streams share one pipe, so the order is kept.
+		{"stdout and stderr in order", "echo to-out; echo to-err >&2; echo out-again", testEnv, "to-out\nto-err\nout-again\n"},
+		// Only the given environment: nothing leaks from the agent's own.
+		{"only the given environment", `printf '%s|%s|%s|%s\n' "$HODEI_TEST_VAR" "${EMPTY-unset}" "${HOME-unset}" "${GOPATH-unset}"`,
+			append(slices.Clone(testEnv), "HODEI_TEST_VAR=a b=c", "EMPTY="), "a b=c||unset|unset\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var out bytes.Buffer
+			res := runStep(context.Background(), tc.script, t.TempDir(), tc.env, 0, &out)
+			if res.Err != nil {
+				t.Fatal(res.Err)
+			}
+			if out.String() != tc.want {
+				t.Fatalf("output %q, want %q", out.String(), tc.want)
+			}
+		})
 	}
 }
 
@@ -159,20 +174,6 @@ func TestRunStepShellE(t *testing.T) {
 	}
 	if out.String() != "one\n" {
 		t.Fatalf("output %q: sh -e must stop at the first failing command", out.String())
-	}
-}
-
-func TestRunStepEnv(t *testing.T) {
-	t.Parallel()
-	var out bytes.Buffer
-	env := append(slices.Clone(testEnv), "HODEI_TEST_VAR=a b=c", "EMPTY=")
-	res := runStep(context.Background(), `printf '%s|%s|%s|%s\n' "$HODEI_TEST_VAR" "${EMPTY-unset}" "${HOME-unset}" "${GOPATH-unset}"`, t.TempDir(), env, 0, &out)
-	if res.Err != nil {
-		t.Fatal(res.Err)
-	}
-	// Only the given environment: nothing leaks from the agent's own.
-	if out.String() != "a b=c||unset|unset\n" {
-		t.Fatalf("output %q", out.String())
 	}
 }
 
