@@ -12,13 +12,13 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/cgroup"
+	"github.com/hodei-ci/hodei/internal/logtest"
 	"github.com/hodei-ci/hodei/internal/mask"
 	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/proctest"
@@ -248,7 +248,7 @@ func TestAttemptReportsCPUTimeAndPeakMemory(t *testing.T) {
 func TestNoCgroupsRunsAsBefore(t *testing.T) {
 	t.Parallel()
 	cfg := Config{ID: "cgtest-off", WorkDir: t.TempDir(), BaseEnv: testEnv, NoCgroups: true}
-	var logs lockedBuffer
+	var logs logtest.Buffer
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	cfg.Defaults()
 	a := &Agent{cfg: cfg, log: cfg.Logger, uids: map[int]bool{}}
@@ -260,23 +260,6 @@ func TestNoCgroupsRunsAsBefore(t *testing.T) {
 	if st != bus.StatusSucceeded || usage != (cgroup.Stats{}) {
 		t.Fatalf("attempt %s %q, usage %+v", st, msg, usage)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func killPid(pid int) error {
