@@ -56,32 +56,39 @@ func startSecureWith(t *testing.T, workers int) *secureEnv {
 	t.Helper()
 	op := oidctest.Start(t, opUsers)
 	e := &secureEnv{t: t, op: op, toks: map[string]string{}}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := server.Start(ctx, server.Options{
+	e.startServer(server.Options{
 		DataDir:      t.TempDir(),
-		NATSListen:   "none",
-		HTTPAddr:     "127.0.0.1:0",
 		LocalWorkers: workers,
 		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Security: server.SecurityOptions{
-			Enabled:      true,
-			OIDC:         &auth.OIDCConfig{Issuer: op.Issuer, Audiences: []string{oidctest.ClientHodei}},
-			OnAdminToken: func(tok string) { e.admin = tok },
+			OIDC: &auth.OIDCConfig{Issuer: op.Issuer, Audiences: []string{oidctest.ClientHodei}},
 		},
 	})
-	if err != nil {
-		t.Fatalf("server.Start: %v", err)
-	}
-	t.Cleanup(srv.Close)
-	e.srv, e.base = srv, "http://"+srv.HTTPAddr()
-	if e.admin == "" {
-		t.Fatal("no local admin token was handed out")
-	}
 	for _, u := range opUsers {
 		e.toks[u.Username] = op.Token(t, oidctest.ClientHodei, u.Username)
 	}
 	return e
+}
+
+// startServer starts a secured server with o, on a loopback HTTP port and
+// without a NATS listener, keeps the local admin token it hands out in
+// e.admin, and closes it when the test ends.
+func (e *secureEnv) startServer(o server.Options) {
+	e.t.Helper()
+	o.NATSListen, o.HTTPAddr = "none", "127.0.0.1:0"
+	o.Security.Enabled = true
+	o.Security.OnAdminToken = func(tok string) { e.admin = tok }
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := server.Start(ctx, o)
+	if err != nil {
+		e.t.Fatalf("server.Start: %v", err)
+	}
+	e.t.Cleanup(srv.Close)
+	e.srv, e.base = srv, "http://"+srv.HTTPAddr()
+	if e.admin == "" {
+		e.t.Fatal("no local admin token was handed out")
+	}
 }
 
 type answer struct {

@@ -35,28 +35,12 @@ type hardEnv struct {
 func startHardened(t *testing.T, limits api.Limits, workers int) *hardEnv {
 	t.Helper()
 	e := &hardEnv{secureEnv: &secureEnv{t: t, toks: map[string]string{}}, dataDir: t.TempDir(), log: &logtest.Buffer{}}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := server.Start(ctx, server.Options{
+	e.startServer(server.Options{
 		DataDir:      e.dataDir,
-		NATSListen:   "none",
-		HTTPAddr:     "127.0.0.1:0",
 		LocalWorkers: workers,
 		Logger:       slog.New(slog.NewJSONHandler(e.log, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		APILimits:    limits,
-		Security: server.SecurityOptions{
-			Enabled:      true,
-			OnAdminToken: func(tok string) { e.admin = tok },
-		},
 	})
-	if err != nil {
-		t.Fatalf("server.Start: %v", err)
-	}
-	t.Cleanup(srv.Close)
-	e.srv, e.base = srv, "http://"+srv.HTTPAddr()
-	if e.admin == "" {
-		t.Fatal("no local admin token was handed out")
-	}
 	return e
 }
 
