@@ -10,20 +10,28 @@ import (
 	"github.com/hodei-ci/hodei/internal/state"
 )
 
+// submitExample submits the pipeline file path with hodei submit to a real
+// server with a local worker, follows its logs with hodei logs --follow
+// until the run ends, and returns the run as submitted and the logs.
+func submitExample(t *testing.T, path string) (wire.Run, string) {
+	t.Helper()
+	t.Setenv("HODEI_TOKEN", "")
+	_, base := startServer(t, server.Options{NATSListen: "none", LocalWorkers: 1})
+	t.Setenv("HODEI_SERVER", base)
+	run := jsonOf[wire.Run](t, exitOK, "submit", path, "--json")
+	code, logs, errOut := capture(t, "logs", run.ID, "--follow")
+	if code != exitOK {
+		t.Fatalf("logs --follow: exit %d: %s", code, errOut)
+	}
+	return run, logs
+}
+
 // TestOutputsEndToEnd submits examples/outputs.yaml to a real server with a
 // local worker: the outputs the first job writes reach the job that needs
 // it (its steps check them, through expressions and variables), decide
 // the if of the one that does not run, and show in hodei runs RUN --json.
 func TestOutputsEndToEnd(t *testing.T) {
-	t.Setenv("HODEI_TOKEN", "")
-	_, base := startServer(t, server.Options{NATSListen: "none", LocalWorkers: 1})
-	t.Setenv("HODEI_SERVER", base)
-
-	run := jsonOf[wire.Run](t, exitOK, "submit", "../../examples/outputs.yaml", "--json")
-	code, logs, errOut := capture(t, "logs", run.ID, "--follow")
-	if code != exitOK {
-		t.Fatalf("logs --follow: exit %d: %s", code, errOut)
-	}
+	run, logs := submitExample(t, "../../examples/outputs.yaml")
 	got := jsonOf[wire.Run](t, exitOK, "runs", run.ID, "--json")
 	if got.State != state.RunSucceeded {
 		t.Fatalf("run ended %s (%s); logs:\n%s", got.State, got.Error, logs)
@@ -53,15 +61,7 @@ func TestOutputsEndToEnd(t *testing.T) {
 // has the jobs of every file and succeeds, and the included files' outputs
 // reach the job that needs them.
 func TestSubmitSendsIncludes(t *testing.T) {
-	t.Setenv("HODEI_TOKEN", "")
-	_, base := startServer(t, server.Options{NATSListen: "none", LocalWorkers: 1})
-	t.Setenv("HODEI_SERVER", base)
-
-	run := jsonOf[wire.Run](t, exitOK, "submit", "../../examples/include.yaml", "--json")
-	code, logs, errOut := capture(t, "logs", run.ID, "--follow")
-	if code != exitOK {
-		t.Fatalf("logs --follow: exit %d: %s", code, errOut)
-	}
+	run, logs := submitExample(t, "../../examples/include.yaml")
 	got := jsonOf[wire.Run](t, exitOK, "runs", run.ID, "--json")
 	var keys []string
 	for _, j := range got.Jobs {

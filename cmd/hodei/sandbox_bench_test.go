@@ -5,36 +5,18 @@ import (
 	"os/exec"
 	"syscall"
 	"testing"
-	"time"
 
+	"github.com/hodei-ci/hodei/internal/proctest"
 	"github.com/hodei-ci/hodei/internal/sandbox"
 )
 
 // The cost of isolation with the whole hodei binary as the sandbox's init
 // (the agent package's benchmarks re-execute a much smaller test binary).
 
-func cpuTime() time.Duration {
-	var self, kids syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
-	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
-	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
-	return tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
-}
-
-func benchCPU(b *testing.B, run func() error) {
-	cpu0 := cpuTime()
-	for b.Loop() {
-		if err := run(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N)/1000, "cpu-ms/op")
-}
-
 // BenchmarkHodeiStepUnisolated is `sh -e -c true`, as an unisolated step.
 func BenchmarkHodeiStepUnisolated(b *testing.B) {
 	dir := b.TempDir()
-	benchCPU(b, func() error {
+	proctest.BenchCPU(b, func() error {
 		cmd := exec.Command("/bin/sh", "-e", "-c", "true")
 		cmd.Dir, cmd.Env = dir, []string{"PATH=" + sandbox.DefaultPath}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -54,7 +36,7 @@ func BenchmarkHodeiStepSandboxed(b *testing.B) {
 			}
 		}
 	}
-	benchCPU(b, func() error {
+	proctest.BenchCPU(b, func() error {
 		r, w, err := os.Pipe()
 		if err != nil {
 			return err

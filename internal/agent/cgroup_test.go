@@ -12,15 +12,16 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/cgroup"
+	"github.com/hodei-ci/hodei/internal/logtest"
 	"github.com/hodei-ci/hodei/internal/mask"
 	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/proctest"
 )
 
 var cgAgentSeq atomic.Int64
@@ -108,7 +109,7 @@ func TestAttemptEndKillsSetsidDaemon(t *testing.T) {
 	}
 	pid := <-out.w.pid
 	t.Cleanup(func() { _ = killPid(pid) })
-	requireDead(t, pid, 2*time.Second)
+	proctest.RequireDead(t, pid, 2*time.Second)
 }
 
 func TestCancelKillsSetsidDaemon(t *testing.T) {
@@ -127,7 +128,7 @@ func TestCancelKillsSetsidDaemon(t *testing.T) {
 	if st := <-done; st != bus.StatusCanceled {
 		t.Fatalf("state %s", st)
 	}
-	requireDead(t, pid, 2*time.Second)
+	proctest.RequireDead(t, pid, 2*time.Second)
 }
 
 func TestTimeoutKillsSetsidDaemon(t *testing.T) {
@@ -141,7 +142,7 @@ func TestTimeoutKillsSetsidDaemon(t *testing.T) {
 	}
 	pid := <-out.w.pid
 	t.Cleanup(func() { _ = killPid(pid) })
-	requireDead(t, pid, 2*time.Second)
+	proctest.RequireDead(t, pid, 2*time.Second)
 }
 
 func TestAgentStartKillsLeftoverGroups(t *testing.T) {
@@ -174,20 +175,20 @@ func TestAgentStartKillsLeftoverGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = killPid(pid) })
-	if !alive(pid) {
+	if !proctest.Alive(pid) {
 		t.Fatal("daemon not running")
 	}
 	// An agent of the same id with another work dir (another server's
 	// local worker on this machine) leaves it alone.
 	other := cgAgent(t, id, "")
 	other.cleanLeftovers()
-	if !alive(pid) {
+	if !proctest.Alive(pid) {
 		t.Fatal("an agent with another work dir killed the daemon")
 	}
 	// The agent starts again with the same id and work dir.
 	b := cgAgent(t, id, workDir)
 	b.cleanLeftovers()
-	requireDead(t, pid, 2*time.Second)
+	proctest.RequireDead(t, pid, 2*time.Second)
 	if kids, _ := b.cg.Children(b.cgName); len(kids) != 0 {
 		t.Fatalf("groups left: %v", kids)
 	}
@@ -247,7 +248,7 @@ func TestAttemptReportsCPUTimeAndPeakMemory(t *testing.T) {
 func TestNoCgroupsRunsAsBefore(t *testing.T) {
 	t.Parallel()
 	cfg := Config{ID: "cgtest-off", WorkDir: t.TempDir(), BaseEnv: testEnv, NoCgroups: true}
-	var logs lockedBuffer
+	var logs logtest.Buffer
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	cfg.Defaults()
 	a := &Agent{cfg: cfg, log: cfg.Logger, uids: map[int]bool{}}
@@ -259,23 +260,6 @@ func TestNoCgroupsRunsAsBefore(t *testing.T) {
 	if st != bus.StatusSucceeded || usage != (cgroup.Stats{}) {
 		t.Fatalf("attempt %s %q, usage %+v", st, msg, usage)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func killPid(pid int) error {
@@ -309,13 +293,12 @@ func BenchmarkAttempt(b *testing.B) {
 			}
 			b.Cleanup(a.removeWorkerCgroup)
 			spec := pipeline.JobSpec{Steps: steps("true")}
-			cpu0 := cpuTime()
-			for b.Loop() {
+			proctest.BenchCPU(b, func() error {
 				if st, _, msg, _ := runAttempt(context.Background(), a, spec, attemptOut{newWatchWriter()}); st != bus.StatusSucceeded {
-					b.Fatal(st, msg)
+					return fmt.Errorf("%s %s", st, msg)
 				}
-			}
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N)/1000, "cpu-ms/op")
+				return nil
+			})
 		})
 	}
 }

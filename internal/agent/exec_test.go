@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/hodei-ci/hodei/internal/proctest"
 )
 
 // testEnv is a small environment for steps.
@@ -55,60 +55,36 @@ func (w *watchWriter) String() string {
 	return w.buf.String()
 }
 
-// zombie reports whether pid has exited and waits to be reaped.
-func zombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
+// bgStep is a step run by runBackground.
+type bgStep struct {
+	res  stepResult
+	took time.Duration // how long runStep took
+	pid  int           // the process the step left in the background
+	out  *watchWriter
 }
 
-// alive reports whether pid is a running (not exited) process.
-func alive(pid int) bool {
-	return syscall.Kill(pid, 0) == nil && !zombie(pid)
-}
-
-// requireDead fails unless pid has exited, waiting at most d for it: a
-// SIGKILLed process dies asynchronously, so the test waits on a pidfd (which
-// becomes readable when the process exits) rather than sleeping.
-func requireDead(t *testing.T, pid int, d time.Duration) {
+// runBackground runs script, which prints "bg PID" of a process it leaves
+// in the background, with the step timeout. The step has printed the line
+// by the time runStep returns (it is read before the step's end), or the
+// test fails. The process is killed when the test ends if it is still
+// alive.
+func runBackground(t *testing.T, script string, timeout time.Duration) bgStep {
 	t.Helper()
-	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-		return
+	out := newWatchWriter()
+	start := time.Now()
+	res := runStep(context.Background(), script, t.TempDir(), testEnv, timeout, out)
+	s := bgStep{res: res, took: time.Since(start), out: out}
+	select {
+	case s.pid = <-out.pid:
+	default:
+		t.Fatalf("the step did not print its background pid before runStep returned: %q", out.String())
 	}
-	fd, err := unix.PidfdOpen(pid, 0)
-	if errors.Is(err, unix.ESRCH) {
-		return
-	}
-	if err != nil {
-		t.Fatalf("pidfd_open(%d): %v", pid, err)
-	}
-	defer unix.Close(fd)
-	deadline := time.Now().Add(d)
-	for {
-		ms := int(time.Until(deadline).Milliseconds())
-		if ms < 0 {
-			ms = 0
+	t.Cleanup(func() {
+		if proctest.Alive(s.pid) {
+			_ = syscall.Kill(s.pid, syscall.SIGKILL)
 		}
-		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, ms)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			t.Fatalf("poll pidfd: %v", err)
-		}
-		if n == 0 {
-			t.Fatalf("process %d still alive %v after the step returned", pid, d)
-		}
-		break
-	}
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.ESRCH) {
-		t.Fatalf("kill(%d, 0): %v", pid, err)
-	} else if err == nil && !zombie(pid) {
-		t.Fatalf("process %d still running", pid)
-	}
+	})
+	return s
 }
 
 func TestRunStepSuccess(t *testing.T) {
@@ -148,16 +124,31 @@ func TestRunStepExitCode(t *testing.T) {
 	}
 }
 
-func TestRunStepCapturesStdoutAndStderr(t *testing.T) {
+// TestRunStepOutput: steps that succeed, and the exact output they give.
+func TestRunStepOutput(t *testing.T) {
 	t.Parallel()
-	var out bytes.Buffer
-	res := runStep(context.Background(), "echo to-out; echo to-err >&2; echo out-again", t.TempDir(), testEnv, 0, &out)
-	if res.Err != nil {
-		t.Fatal(res.Err)
-	}
-	// Both streams share one pipe, so the order is kept.
-	if out.String() != "to-out\nto-err\nout-again\n" {
-		t.Fatalf("output %q", out.String())
+	for _, tc := range []struct {
+		name, script string
+		env          []string
+		want         string
+	}{
+		// Both streams share one pipe, so the order is kept.
+		{"stdout and stderr in order", "echo to-out; echo to-err >&2; echo out-again", testEnv, "to-out\nto-err\nout-again\n"},
+		// Only the given environment: nothing leaks from the agent's own.
+		{"only the given environment", `printf '%s|%s|%s|%s\n' "$HODEI_TEST_VAR" "${EMPTY-unset}" "${HOME-unset}" "${GOPATH-unset}"`,
+			append(slices.Clone(testEnv), "HODEI_TEST_VAR=a b=c", "EMPTY="), "a b=c||unset|unset\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var out bytes.Buffer
+			res := runStep(context.Background(), tc.script, t.TempDir(), tc.env, 0, &out)
+			if res.Err != nil {
+				t.Fatal(res.Err)
+			}
+			if out.String() != tc.want {
+				t.Fatalf("output %q, want %q", out.String(), tc.want)
+			}
+		})
 	}
 }
 
@@ -183,20 +174,6 @@ func TestRunStepShellE(t *testing.T) {
 	}
 	if out.String() != "one\n" {
 		t.Fatalf("output %q: sh -e must stop at the first failing command", out.String())
-	}
-}
-
-func TestRunStepEnv(t *testing.T) {
-	t.Parallel()
-	var out bytes.Buffer
-	env := append(slices.Clone(testEnv), "HODEI_TEST_VAR=a b=c", "EMPTY=")
-	res := runStep(context.Background(), `printf '%s|%s|%s|%s\n' "$HODEI_TEST_VAR" "${EMPTY-unset}" "${HOME-unset}" "${GOPATH-unset}"`, t.TempDir(), env, 0, &out)
-	if res.Err != nil {
-		t.Fatal(res.Err)
-	}
-	// Only the given environment: nothing leaks from the agent's own.
-	if out.String() != "a b=c||unset|unset\n" {
-		t.Fatalf("output %q", out.String())
 	}
 }
 
@@ -234,85 +211,60 @@ func TestRunStepBadDir(t *testing.T) {
 // child goes with the step.
 func TestRunStepBackgroundChildAfterExit(t *testing.T) {
 	t.Parallel()
-	out := newWatchWriter()
-	start := time.Now()
-	res := runStep(context.Background(), "sleep 60 &\necho \"bg $!\"", t.TempDir(), testEnv, 0, out)
-	el := time.Since(start)
-	if res.Err != nil {
-		t.Fatalf("result %+v", res)
+	s := runBackground(t, "sleep 60 &\necho \"bg $!\"", 0)
+	if s.res.Err != nil {
+		t.Fatalf("result %+v", s.res)
 	}
 	// Waiting for the child would take its whole minute.
-	if el >= time.Minute {
-		t.Errorf("step took %v: it waited for the background child", el)
+	if s.took >= time.Minute {
+		t.Errorf("step took %v: it waited for the background child", s.took)
 	}
-	pid := <-out.pid
-	requireDead(t, pid, 5*time.Second)
+	proctest.RequireDead(t, s.pid, 5*time.Second)
 }
 
 func TestRunStepTimeoutKillsGroup(t *testing.T) {
 	t.Parallel()
-	out := newWatchWriter()
 	const timeout = 300 * time.Millisecond
 	// The grandchild writes elsewhere, so that only the group kill (and not
 	// the closing of the output pipe) can end it.
-	script := "sleep 60 >/dev/null 2>&1 &\necho \"bg $!\"\nsleep 60\necho not-reached"
-	start := time.Now()
-	res := runStep(context.Background(), script, t.TempDir(), testEnv, timeout, out)
-	el := time.Since(start)
-
-	var pid int
-	select {
-	case pid = <-out.pid:
-	default:
-		t.Fatalf("the step did not print its background pid before the timeout: %q", out.String())
+	s := runBackground(t, "sleep 60 >/dev/null 2>&1 &\necho \"bg $!\"\nsleep 60\necho not-reached", timeout)
+	if !errors.Is(s.res.Err, errTimeout) {
+		t.Errorf("Err %v does not wrap errTimeout", s.res.Err)
 	}
-	if !errors.Is(res.Err, errTimeout) {
-		t.Errorf("Err %v does not wrap errTimeout", res.Err)
+	if s.res.ExitCode != -1 {
+		t.Errorf("ExitCode %d, want -1", s.res.ExitCode)
 	}
-	if res.ExitCode != -1 {
-		t.Errorf("ExitCode %d, want -1", res.ExitCode)
-	}
-	if el < timeout {
-		t.Errorf("returned after %v, before the timeout %v", el, timeout)
+	if s.took < timeout {
+		t.Errorf("returned after %v, before the timeout %v", s.took, timeout)
 	}
 	// Without the timeout the step would sleep its minute.
-	if el >= time.Minute {
-		t.Errorf("returned %v after the timeout of %v: the step ran its course", el-timeout, timeout)
+	if s.took >= time.Minute {
+		t.Errorf("returned %v after the timeout of %v: the step ran its course", s.took-timeout, timeout)
 	}
-	if strings.Contains(out.String(), "not-reached") {
-		t.Errorf("output %q", out.String())
+	if strings.Contains(s.out.String(), "not-reached") {
+		t.Errorf("output %q", s.out.String())
 	}
-	requireDead(t, pid, 5*time.Second)
+	proctest.RequireDead(t, s.pid, 5*time.Second)
 }
 
 // TestRunStepTimeoutEscalates: a group that ignores SIGTERM gets SIGKILL
 // after killGrace.
 func TestRunStepTimeoutEscalates(t *testing.T) {
 	t.Parallel()
-	out := newWatchWriter()
 	const timeout = 200 * time.Millisecond
-	script := "trap '' TERM\nsleep 60 &\necho \"bg $!\"\nwait\necho not-reached"
-	start := time.Now()
-	res := runStep(context.Background(), script, t.TempDir(), testEnv, timeout, out)
-	el := time.Since(start)
-	var pid int
-	select {
-	case pid = <-out.pid:
-	default:
-		t.Fatalf("no background pid: %q", out.String())
-	}
-	if !errors.Is(res.Err, errTimeout) || res.ExitCode != -1 {
-		t.Errorf("result %+v, want a timeout", res)
+	s := runBackground(t, "trap '' TERM\nsleep 60 &\necho \"bg $!\"\nwait\necho not-reached", timeout)
+	if !errors.Is(s.res.Err, errTimeout) || s.res.ExitCode != -1 {
+		t.Errorf("result %+v, want a timeout", s.res)
 	}
 	// Waiting out the grace period is the behaviour under test.
-	if el < timeout+killGrace {
-		t.Errorf("returned after %v: SIGTERM was ignored, so it must wait killGrace (%v) after the timeout (%v)", el, killGrace, timeout)
+	if s.took < timeout+killGrace {
+		t.Errorf("returned after %v: SIGTERM was ignored, so it must wait killGrace (%v) after the timeout (%v)", s.took, killGrace, timeout)
 	}
 	// Without SIGKILL the group would sleep its minute.
-	if el >= time.Minute {
-		t.Errorf("returned after %v: SIGKILL never came", el)
+	if s.took >= time.Minute {
+		t.Errorf("returned after %v: SIGKILL never came", s.took)
 	}
-	requireDead(t, pid, 5*time.Second)
+	proctest.RequireDead(t, s.pid, 5*time.Second)
 }
 
 func TestRunStepCancelKillsGroup(t *testing.T) {
@@ -346,7 +298,7 @@ func TestRunStepCancelKillsGroup(t *testing.T) {
 			}
 			// The check that follows must be able to fail: the grandchild
 			// runs while the step does.
-			if !alive(pid) {
+			if !proctest.Alive(pid) {
 				t.Fatalf("background process %d not running before cancel", pid)
 			}
 
@@ -367,7 +319,7 @@ func TestRunStepCancelKillsGroup(t *testing.T) {
 			if strings.Contains(out.String(), "not-reached") {
 				t.Errorf("output %q", out.String())
 			}
-			requireDead(t, pid, 5*time.Second)
+			proctest.RequireDead(t, pid, 5*time.Second)
 		})
 	}
 }
@@ -481,7 +433,7 @@ wait`
 	if !strings.Contains(out.String(), "cleaned") {
 		t.Errorf("the child was killed before its SIGTERM cleanup could finish; output %q", out.String())
 	}
-	requireDead(t, pid, 5*time.Second)
+	proctest.RequireDead(t, pid, 5*time.Second)
 }
 
 // TestRunStepEscapedChild: a process that left the step's group (setsid)
@@ -489,37 +441,26 @@ wait`
 // pipe after a while instead of hanging, and keeps the output read so far.
 func TestRunStepEscapedChild(t *testing.T) {
 	t.Parallel()
-	out := newWatchWriter()
-	start := time.Now()
 	// The step waits until the child has its own session, so that the
 	// group kill at the end cannot catch it half-way.
-	script := `setsid sleep 30 &
+	s := runBackground(t, `setsid sleep 30 &
 p=$!
 echo "bg $p"
 until [ "$(cut -d' ' -f6 /proc/$p/stat)" = "$p" ]; do :; done
-echo done`
-	res := runStep(context.Background(), script, t.TempDir(), testEnv, 0, out)
-	el := time.Since(start)
-	var pid int
-	select {
-	case pid = <-out.pid:
-		t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
-	default:
-		t.Fatalf("no background pid: %q", out.String())
+echo done`, 0)
+	if s.res.Err != nil {
+		t.Fatalf("result %+v", s.res)
 	}
-	if res.Err != nil {
-		t.Fatalf("result %+v", res)
-	}
-	if !strings.Contains(out.String(), "done\n") {
-		t.Fatalf("output %q", out.String())
+	if !strings.Contains(s.out.String(), "done\n") {
+		t.Fatalf("output %q", s.out.String())
 	}
 	// runStep waits 2s for the pipe before giving up; waiting for the
 	// escaped child would take its 30 s.
-	if el >= 30*time.Second {
-		t.Fatalf("runStep took %v with an escaped child", el)
+	if s.took >= 30*time.Second {
+		t.Fatalf("runStep took %v with an escaped child", s.took)
 	}
-	if !alive(pid) {
-		t.Fatalf("escaped process %d is gone: the test did not test an escape", pid)
+	if !proctest.Alive(s.pid) {
+		t.Fatalf("escaped process %d is gone: the test did not test an escape", s.pid)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/bus/bustest"
 	"github.com/hodei-ci/hodei/internal/pipeline"
 )
 
@@ -31,25 +32,10 @@ type agentEnv struct {
 
 func newAgentEnv(t *testing.T, drain time.Duration) *agentEnv {
 	t.Helper()
-	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{StoreDir: filepath.Join(t.TempDir(), "nats"), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := emb.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, nc := bustest.Start(t, bus.EmbeddedOptions{Port: -1}, "test")
+	js := bustest.Streams(t, nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := bus.EnsureStreams(ctx, js, bus.DefaultSubjects, 1); err != nil {
-		t.Fatal(err)
-	}
 	status, err := js.CreateOrUpdateConsumer(ctx, bus.StreamReports, jetstream.ConsumerConfig{
 		Durable: "test", FilterSubject: bus.DefaultSubjects.Status("w1"), AckPolicy: jetstream.AckExplicitPolicy,
 	})

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/audit"
+	"github.com/hodei-ci/hodei/internal/logtest"
 	"github.com/hodei-ci/hodei/internal/server"
 )
 
@@ -37,7 +38,7 @@ func TestBlockedAuditWriterNeverHoldsRequests(t *testing.T) {
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := &hardEnv{secureEnv: &secureEnv{t: t, toks: map[string]string{}}, dataDir: dataDir, log: &syncBuffer{}}
+	e := &hardEnv{secureEnv: &secureEnv{t: t, toks: map[string]string{}}, dataDir: dataDir, log: &logtest.Buffer{}}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	srv, err := server.Start(ctx, server.Options{

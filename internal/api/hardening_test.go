@@ -20,66 +20,27 @@ import (
 	"github.com/hodei-ci/hodei/internal/api"
 	"github.com/hodei-ci/hodei/internal/api/wire"
 	"github.com/hodei-ci/hodei/internal/audit"
+	"github.com/hodei-ci/hodei/internal/logtest"
 	"github.com/hodei-ci/hodei/internal/server"
 )
-
-// syncBuffer is a log destination the test reads while the server writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Len()
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type hardEnv struct {
 	*secureEnv
 	dataDir string
-	log     *syncBuffer
+	log     *logtest.Buffer
 }
 
 // startHardened starts a secured server (local admin token and API
 // tokens, no OIDC) with these limits, logging at info level into a buffer.
 func startHardened(t *testing.T, limits api.Limits, workers int) *hardEnv {
 	t.Helper()
-	e := &hardEnv{secureEnv: &secureEnv{t: t, toks: map[string]string{}}, dataDir: t.TempDir(), log: &syncBuffer{}}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := server.Start(ctx, server.Options{
+	e := &hardEnv{secureEnv: &secureEnv{t: t, toks: map[string]string{}}, dataDir: t.TempDir(), log: &logtest.Buffer{}}
+	e.startServer(server.Options{
 		DataDir:      e.dataDir,
-		NATSListen:   "none",
-		HTTPAddr:     "127.0.0.1:0",
 		LocalWorkers: workers,
 		Logger:       slog.New(slog.NewJSONHandler(e.log, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		APILimits:    limits,
-		Security: server.SecurityOptions{
-			Enabled:      true,
-			OnAdminToken: func(tok string) { e.admin = tok },
-		},
 	})
-	if err != nil {
-		t.Fatalf("server.Start: %v", err)
-	}
-	t.Cleanup(srv.Close)
-	e.srv, e.base = srv, "http://"+srv.HTTPAddr()
-	if e.admin == "" {
-		t.Fatal("no local admin token was handed out")
-	}
 	return e
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,32 +56,8 @@ func (f *fixture) advance(d time.Duration) {
 func newFixture(t testing.TB, lim artifact.Limits, agents ...string) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	ca, err := pki.Init(dir, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ca.IssueFiles(dir, "server", pki.Request{Kind: pki.KindServer, Name: "server", DNS: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1")}}); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range agents {
-		if _, err := ca.IssueFiles(dir, id, pki.Request{Kind: pki.KindAgent, Name: id}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	scfg, err := pki.ServerTLS(filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"), filepath.Join(dir, "ca.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := bus.StartEmbedded(bus.EmbeddedOptions{StoreDir: filepath.Join(dir, "js"), Port: 0, TLS: scfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	admin, err := e.Connect("server")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(admin.Close)
+	_, scfg := bustest.Certs(t, dir, agents...)
+	e, admin := bustest.Start(t, bus.EmbeddedOptions{StoreDir: filepath.Join(dir, "js"), Port: 0, TLS: scfg}, "server")
 	st, err := sqlite.Open(filepath.Join(dir, "hodei.db"))
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package bus_test
 import (
 	"context"
 	"errors"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -29,43 +28,13 @@ type tlsFixture struct {
 func startTLS(t *testing.T) *tlsFixture {
 	t.Helper()
 	dir := t.TempDir()
-	ca, err := pki.Init(dir, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ca.IssueFiles(dir, "server", pki.Request{Kind: pki.KindServer, Name: "server", DNS: []string{"localhost"}, IPs: []net.IP{net.ParseIP("127.0.0.1")}}); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"X", "Y"} {
-		if _, err := ca.IssueFiles(dir, id, pki.Request{Kind: pki.KindAgent, Name: id}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ca, scfg := bustest.Certs(t, dir, "X", "Y")
 	if _, err := ca.IssueFiles(dir, "alice", pki.Request{Kind: pki.KindClient, Name: "alice"}); err != nil {
 		t.Fatal(err)
 	}
-	caFile := filepath.Join(dir, "ca.crt")
-	scfg, err := pki.ServerTLS(filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"), caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := bus.StartEmbedded(bus.EmbeddedOptions{StoreDir: filepath.Join(dir, "js"), Port: 0, TLS: scfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	admin, err := e.Connect("admin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(admin.Close)
-	js, _ := jetstream.New(admin)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := bus.EnsureStreams(ctx, js, bus.DefaultSubjects, 1); err != nil {
-		t.Fatal(err)
-	}
-	return &tlsFixture{e: e, dir: dir, caFile: caFile, admin: admin, subs: bus.DefaultSubjects}
+	e, admin := bustest.Start(t, bus.EmbeddedOptions{StoreDir: filepath.Join(dir, "js"), Port: 0, TLS: scfg}, "admin")
+	bustest.Streams(t, admin)
+	return &tlsFixture{e: e, dir: dir, caFile: filepath.Join(dir, "ca.crt"), admin: admin, subs: bus.DefaultSubjects}
 }
 
 // agentConn connects over TCP with the certificate of `cert`, as agent id

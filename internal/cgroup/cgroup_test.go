@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/hodei-ci/hodei/internal/proctest"
 )
 
 // manager returns a Manager of version v under a parent of the test's own,
@@ -77,6 +77,27 @@ func startHeld(t *testing.T, script string) *held {
 	return &held{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
 }
 
+// create makes the group name with limits l under m.
+func create(t *testing.T, m *Manager, name string, l Limits) *Group {
+	t.Helper()
+	g, err := m.Create(name, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// startInGroup starts script held (startHeld) and puts the shell in g, so
+// that everything it forks once released belongs to the group.
+func startInGroup(t *testing.T, g *Group, script string) *held {
+	t.Helper()
+	h := startHeld(t, script)
+	if err := g.Add(h.cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 func (h *held) release(t *testing.T) {
 	t.Helper()
 	if _, err := io.WriteString(h.stdin, "go\n"); err != nil {
@@ -97,46 +118,12 @@ func (h *held) readPid(t *testing.T) int {
 	return pid
 }
 
-// requireDead fails unless pid has exited within d; it waits on a pidfd.
-func requireDead(t *testing.T, pid int, d time.Duration) {
-	t.Helper()
-	fd, err := unix.PidfdOpen(pid, 0)
-	if errors.Is(err, unix.ESRCH) {
-		return
-	}
-	if err != nil {
-		t.Fatalf("pidfd_open(%d): %v", pid, err)
-	}
-	defer unix.Close(fd)
-	deadline := time.Now().Add(d)
-	for {
-		ms := max(int(time.Until(deadline).Milliseconds()), 0)
-		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, ms)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			t.Fatalf("poll pidfd: %v", err)
-		}
-		if n == 0 {
-			t.Fatalf("process %d still alive %v after the kill", pid, d)
-		}
-		return
-	}
-}
-
 func TestKillTakesSetsidDaemons(t *testing.T) {
 	for _, tc := range versions {
 		t.Run(tc.name, func(t *testing.T) {
 			m := manager(t, tc.v, tc.noKill)
-			g, err := m.Create("w/kill", Limits{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			h := startHeld(t, `setsid sh -c 'while :; do sleep 1; done' >/dev/null 2>&1 </dev/null & echo $!`)
-			if err := g.Add(h.cmd.Process.Pid); err != nil {
-				t.Fatal(err)
-			}
+			g := create(t, m, "w/kill", Limits{})
+			h := startInGroup(t, g, `setsid sh -c 'while :; do sleep 1; done' >/dev/null 2>&1 </dev/null & echo $!`)
 			h.release(t)
 			daemon := h.readPid(t)
 			if err := h.cmd.Wait(); err != nil {
@@ -152,7 +139,7 @@ func TestKillTakesSetsidDaemons(t *testing.T) {
 			if err := g.Kill(); err != nil {
 				t.Fatal(err)
 			}
-			requireDead(t, daemon, 2*time.Second)
+			proctest.RequireDead(t, daemon, 2*time.Second)
 			if pids, _ := g.Procs(); len(pids) != 0 {
 				t.Fatalf("group not empty after Kill: %v", pids)
 			}
@@ -181,17 +168,11 @@ func TestKillTakesAForkLoop(t *testing.T) {
 	for _, tc := range versions {
 		t.Run(tc.name, func(t *testing.T) {
 			m := manager(t, tc.v, tc.noKill)
-			g, err := m.Create("forks", Limits{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			g := create(t, m, "forks", Limits{})
 			defer g.Remove()
 			// Every process keeps starting new ones: only a kill that
 			// stops forking first (freezer, cgroup.kill) empties the group.
-			h := startHeld(t, `f() { while :; do (f) & sleep 0.05; done; }; f`)
-			if err := g.Add(h.cmd.Process.Pid); err != nil {
-				t.Fatal(err)
-			}
+			h := startInGroup(t, g, `f() { while :; do (f) & sleep 0.05; done; }; f`)
 			h.release(t)
 			if err := waitFor(func() bool { p, _ := g.Procs(); return len(p) > 20 }); err != nil {
 				t.Fatal("the fork loop did not grow:", err)
@@ -224,15 +205,9 @@ func TestCPUTime(t *testing.T) {
 	for _, tc := range versions[:2] {
 		t.Run(tc.name, func(t *testing.T) {
 			m := manager(t, tc.v, false)
-			g, err := m.Create("cpu", Limits{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			g := create(t, m, "cpu", Limits{})
 			defer g.Remove()
-			h := startHeld(t, `i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done`)
-			if err := g.Add(h.cmd.Process.Pid); err != nil {
-				t.Fatal(err)
-			}
+			h := startInGroup(t, g, `i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done`)
 			h.release(t)
 			if err := h.cmd.Wait(); err != nil {
 				t.Fatal(err)
@@ -253,10 +228,7 @@ func TestCPUTime(t *testing.T) {
 
 func TestLimitsAreWritten(t *testing.T) {
 	m := manager(t, V1, false)
-	g, err := m.Create("limits", Limits{CPUMilli: 1500, Memory: 96 << 20, Pids: 77})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := create(t, m, "limits", Limits{CPUMilli: 1500, Memory: 96 << 20, Pids: 77})
 	defer g.Remove()
 	for _, c := range []struct{ ctl, file, want string }{
 		{"memory", "memory.limit_in_bytes", strconv.Itoa(96 << 20)},
@@ -283,18 +255,12 @@ func TestLimitsAreWritten(t *testing.T) {
 func TestMemoryLimitOOMKills(t *testing.T) {
 	m := manager(t, V1, false)
 	const limit = 32 << 20
-	g, err := m.Create("oom", Limits{Memory: limit})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := create(t, m, "oom", Limits{Memory: limit})
 	defer g.Remove()
 	// Command substitution keeps all 200 MB in the shell's memory.
-	h := startHeld(t, `x=$(head -c 200000000 /dev/zero | tr '\0' a); echo ${#x}`)
-	if err := g.Add(h.cmd.Process.Pid); err != nil {
-		t.Fatal(err)
-	}
+	h := startInGroup(t, g, `x=$(head -c 200000000 /dev/zero | tr '\0' a); echo ${#x}`)
 	h.release(t)
-	err = h.cmd.Wait()
+	err := h.cmd.Wait()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Fatalf("the shell was not SIGKILLed: %v", err)
@@ -316,15 +282,9 @@ func TestMemoryLimitOOMKills(t *testing.T) {
 
 func TestPeakMemory(t *testing.T) {
 	m := manager(t, V1, false)
-	g, err := m.Create("peak", Limits{Memory: 256 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := create(t, m, "peak", Limits{Memory: 256 << 20})
 	defer g.Remove()
-	h := startHeld(t, `x=$(head -c 40000000 /dev/zero | tr '\0' a); echo ${#x}`)
-	if err := g.Add(h.cmd.Process.Pid); err != nil {
-		t.Fatal(err)
-	}
+	h := startInGroup(t, g, `x=$(head -c 40000000 /dev/zero | tr '\0' a); echo ${#x}`)
 	h.release(t)
 	if err := h.cmd.Wait(); err != nil {
 		t.Fatal(err)
@@ -340,15 +300,9 @@ func TestPeakMemory(t *testing.T) {
 
 func TestCPUQuotaThrottles(t *testing.T) {
 	m := manager(t, V1, false)
-	g, err := m.Create("quota", Limits{CPUMilli: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := create(t, m, "quota", Limits{CPUMilli: 100})
 	defer g.Remove()
-	h := startHeld(t, `i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done`)
-	if err := g.Add(h.cmd.Process.Pid); err != nil {
-		t.Fatal(err)
-	}
+	h := startInGroup(t, g, `i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done`)
 	start := time.Now()
 	h.release(t)
 	if err := h.cmd.Wait(); err != nil {
@@ -368,17 +322,11 @@ func TestCPUQuotaThrottles(t *testing.T) {
 
 func TestPidsLimit(t *testing.T) {
 	m := manager(t, V1, false)
-	g, err := m.Create("pids", Limits{Pids: 5})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := create(t, m, "pids", Limits{Pids: 5})
 	defer func() { _ = g.Kill(); _ = g.Remove() }()
-	h := startHeld(t, `n=0; for i in 1 2 3 4 5 6 7 8 9 10; do sleep 30 & n=$((n+1)); done; echo $n`)
-	if err := g.Add(h.cmd.Process.Pid); err != nil {
-		t.Fatal(err)
-	}
+	h := startInGroup(t, g, `n=0; for i in 1 2 3 4 5 6 7 8 9 10; do sleep 30 & n=$((n+1)); done; echo $n`)
 	h.release(t)
-	err = h.cmd.Wait()
+	err := h.cmd.Wait()
 	if err == nil {
 		t.Fatal("ten processes started under a limit of five")
 	}
@@ -391,14 +339,8 @@ func TestLeftoversFoundByANewManager(t *testing.T) {
 	for _, tc := range versions[:2] {
 		t.Run(tc.name, func(t *testing.T) {
 			m := manager(t, tc.v, false)
-			g, err := m.Create("agent-1/job-7-1", Limits{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			h := startHeld(t, `setsid sleep 300 >/dev/null 2>&1 </dev/null & echo $!`)
-			if err := g.Add(h.cmd.Process.Pid); err != nil {
-				t.Fatal(err)
-			}
+			g := create(t, m, "agent-1/job-7-1", Limits{})
+			h := startInGroup(t, g, `setsid sleep 300 >/dev/null 2>&1 </dev/null & echo $!`)
 			h.release(t)
 			daemon := h.readPid(t)
 			// A new Manager, as an agent started again would make.
@@ -420,7 +362,7 @@ func TestLeftoversFoundByANewManager(t *testing.T) {
 			if err := left.Kill(); err != nil {
 				t.Fatal(err)
 			}
-			requireDead(t, daemon, 2*time.Second)
+			proctest.RequireDead(t, daemon, 2*time.Second)
 			if err := left.Remove(); err != nil {
 				t.Fatal(err)
 			}
@@ -442,14 +384,8 @@ func TestKillTree(t *testing.T) {
 			m := manager(t, tc.v, false)
 			var daemons []int
 			for _, name := range []string{"agent-9/a-1", "agent-9/b-1"} {
-				g, err := m.Create(name, Limits{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				h := startHeld(t, `setsid sleep 300 >/dev/null 2>&1 </dev/null & echo $!`)
-				if err := g.Add(h.cmd.Process.Pid); err != nil {
-					t.Fatal(err)
-				}
+				g := create(t, m, name, Limits{})
+				h := startInGroup(t, g, `setsid sleep 300 >/dev/null 2>&1 </dev/null & echo $!`)
 				h.release(t)
 				daemons = append(daemons, h.readPid(t))
 				if err := h.cmd.Wait(); err != nil {
@@ -461,7 +397,7 @@ func TestKillTree(t *testing.T) {
 				t.Fatalf("KillTree = %d, %v; want 2 processes", n, err)
 			}
 			for _, p := range daemons {
-				requireDead(t, p, 2*time.Second)
+				proctest.RequireDead(t, p, 2*time.Second)
 			}
 			for _, d := range dirsOf(m, "agent-9") {
 				if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {

@@ -126,24 +126,7 @@ func TestChaos(t *testing.T) {
 	loaded := time.Since(began)
 
 	// Every accepted run reaches a final state.
-	pending := append([]string(nil), accepted...)
-	eventually(t, 5*time.Minute, "every accepted run final", func() (bool, error) {
-		var left []string
-		for _, id := range pending {
-			r, err := a.run(ctx, id)
-			if err != nil {
-				return false, err
-			}
-			if !final(r.State) {
-				left = append(left, id)
-			}
-		}
-		pending = left
-		if len(left) > 0 {
-			return false, fmt.Errorf("%d runs not final, e.g. %s", len(left), left[0])
-		}
-		return true, nil
-	})
+	a.waitFinal(t, ctx, 5*time.Minute, accepted...)
 	finished := time.Since(began)
 	// The survivor check looks 2 s past the last end: the scanner keeps
 	// sampling for that window (a measurement, not a wait for an event).
@@ -153,15 +136,7 @@ func TestChaos(t *testing.T) {
 
 	// Every marker file, accepted runs' and those of runs whose
 	// acceptance the killed server could not answer, against the API.
-	files, _ := filepath.Glob(filepath.Join(marks, "*"))
-	byJob := map[string]*jobMarks{}
-	for _, f := range files {
-		m, err := readMarks(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		byJob[filepath.Base(f)] = m
-	}
+	byJob := readAllMarks(t, marks)
 	runs := map[string]bool{}
 	for _, id := range accepted {
 		runs[id] = true
@@ -254,6 +229,21 @@ type attemptMarks struct {
 }
 
 type jobMarks struct{ attempts map[int]*attemptMarks }
+
+// readAllMarks reads every marker file in dir, by job ID (the file's name).
+func readAllMarks(t *testing.T, dir string) map[string]*jobMarks {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	byJob := map[string]*jobMarks{}
+	for _, f := range files {
+		m, err := readMarks(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byJob[filepath.Base(f)] = m
+	}
+	return byJob
+}
 
 func readMarks(path string) (*jobMarks, error) {
 	data, err := os.ReadFile(path)

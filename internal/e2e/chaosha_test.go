@@ -653,24 +653,7 @@ func TestChaosHA(t *testing.T) {
 	lead := leader()
 	// Every accepted run reaches a final state (runs are other
 	// processes' work: polled).
-	pending := append([]string(nil), ids...)
-	eventually(t, 10*time.Minute, "every accepted run final", func() (bool, error) {
-		var left []string
-		for _, id := range pending {
-			r, err := lead.api.run(ctx, id)
-			if err != nil {
-				return false, err
-			}
-			if !final(r.State) {
-				left = append(left, id)
-			}
-		}
-		pending = left
-		if len(left) > 0 {
-			return false, fmt.Errorf("%d runs not final, e.g. %s", len(left), left[0])
-		}
-		return true, nil
-	})
+	lead.api.waitFinal(t, ctx, 10*time.Minute, ids...)
 	finished := time.Since(began)
 	close(stopRead)
 	<-readDone
@@ -681,15 +664,7 @@ func TestChaosHA(t *testing.T) {
 	<-scanDone
 
 	// Runs and marker files against each other.
-	files, _ := filepath.Glob(filepath.Join(marks, "*"))
-	byJob := map[string]*jobMarks{}
-	for _, f := range files {
-		m, err := readMarks(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		byJob[filepath.Base(f)] = m
-	}
+	byJob := readAllMarks(t, marks)
 	var failed, lostAttempts, jobsChecked int
 	reasons := map[string]int{}
 	type checked struct {

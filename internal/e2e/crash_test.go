@@ -51,10 +51,7 @@ jobs:
 		ids = append(ids, id)
 	}
 	// Kill once at least one job is running.
-	eventually(t, 30*time.Second, "a job started", func() (bool, error) {
-		m, _ := filepath.Glob(filepath.Join(marks, "started-*"))
-		return len(m) > 0, nil
-	})
+	waitStarted(t, marks)
 	srv.kill()
 
 	srv2 := start(t, "server-2.log", args...)

@@ -64,19 +64,40 @@ func (a api) workers(ctx context.Context) ([]workerJSON, error) {
 	return ws.Workers, err
 }
 
+// waitFinal waits until every run of ids has reached a final state (runs
+// are the server process's work: polled). A run once final stays so: each
+// poll asks only about the runs that were not yet.
 func (a api) waitFinal(t *testing.T, ctx context.Context, timeout time.Duration, ids ...string) {
 	t.Helper()
+	pending := append([]string(nil), ids...)
 	eventually(t, timeout, "every run final", func() (bool, error) {
-		for _, id := range ids {
+		var left []string
+		var last string
+		for _, id := range pending {
 			r, err := a.run(ctx, id)
 			if err != nil {
 				return false, err
 			}
 			if !final(r.State) {
-				return false, fmt.Errorf("run %s is %s", id, r.State)
+				left = append(left, id)
+				last = r.State
 			}
 		}
+		pending = left
+		if len(left) > 0 {
+			return false, fmt.Errorf("%d runs not final, e.g. %s (%s)", len(left), left[len(left)-1], last)
+		}
 		return true, nil
+	})
+}
+
+// waitStarted waits until a step has touched a file started-* in marks
+// (the steps run in an agent process: polled).
+func waitStarted(t *testing.T, marks string) {
+	t.Helper()
+	eventually(t, 30*time.Second, "a job started", func() (bool, error) {
+		m, _ := filepath.Glob(filepath.Join(marks, "started-*"))
+		return len(m) > 0, nil
 	})
 }
 
@@ -175,10 +196,7 @@ jobs:
 		}
 		ids = append(ids, id)
 	}
-	eventually(t, 30*time.Second, "a job started", func() (bool, error) {
-		m, _ := filepath.Glob(filepath.Join(marks, "started-*"))
-		return len(m) > 0, nil
-	})
+	waitStarted(t, marks)
 	srv.kill()
 	c.server(t, "server-2.log")
 	a.waitFinal(t, ctx, 90*time.Second, ids...)

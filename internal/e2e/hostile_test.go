@@ -13,12 +13,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/client"
+	"github.com/hodei-ci/hodei/internal/logtest"
 )
 
 // The hostile-job tests run, as real processes, a job of tenant b that tries
@@ -418,24 +418,6 @@ func writeFile(t *testing.T, path, data string) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer that a process writes while a test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestHostileJobEmbeddedWorkersAsRoot(t *testing.T) {
 	out, marker, ended := hostileServer(t, false, 0, false)
 	checkMoves(t, out, nil)
@@ -504,7 +486,7 @@ func TestHostileJobInHodeiRun(t *testing.T) {
 			cmd := exec.Command(hodeiBin, "run", "--workers", "2", file)
 			cmd.Env, cmd.Dir = e.env, e.root
 			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: e.cred}
-			var buf syncBuffer
+			var buf logtest.Buffer
 			cmd.Stdout, cmd.Stderr = &buf, &buf
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)

@@ -199,10 +199,7 @@ func TestGivenUpAttemptIsWithdrawnRefusedAndRecordedTruthfully(t *testing.T) {
 func TestServerRestartRequeuesInProcessAttemptsWithoutRetry(t *testing.T) {
 	h := newHarness(t, Config{InProcess: []string{"w1"}})
 	w := h.worker("w1")
-	run := h.submit(singleJob)
-	d := w.next()
-	w.status(w.id, d.JobID, 1, bus.StatusRunning, 0)
-	h.waitFor(func() bool { return h.jobState(run.ID, "a")() == state.JobRunning }, "a running")
+	run, d := h.running(w, singleJob)
 	h.restart(Config{InProcess: []string{"w1"}, WorkerTTL: time.Hour})
 	// Lost at the restart itself, without waiting for a heartbeat or TTL.
 	if j := h.job(run.ID, "a"); j.State != state.JobQueued || j.InfraLost != 1 {
@@ -254,10 +251,7 @@ func TestHandedBackAttemptIsRequeued(t *testing.T) {
 func TestRunningAttemptMissingFromHeartbeatsIsLost(t *testing.T) {
 	h := newHarness(t, Config{AssignTimeout: 300 * time.Millisecond, Tick: 20 * time.Millisecond})
 	w := h.worker("w1")
-	run := h.submit(singleJob)
-	d := w.next()
-	w.status(w.id, d.JobID, 1, bus.StatusRunning, 0)
-	h.waitFor(func() bool { return h.jobState(run.ID, "a")() == state.JobRunning }, "a running")
+	_, d := h.running(w, singleJob)
 	// While the heartbeats list it, it runs on, however long.
 	w.heartbeat(bus.JobRef{JobID: d.JobID, Attempt: 1})
 	h.settle()

@@ -18,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/bus/bustest"
 	"github.com/hodei-ci/hodei/internal/hub"
 	"github.com/hodei-ci/hodei/internal/pipeline"
 	"github.com/hodei-ci/hodei/internal/state"
@@ -47,16 +48,7 @@ type harness struct {
 func newHarness(t *testing.T, cfg Config) *harness {
 	t.Helper()
 	dir := t.TempDir()
-	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{StoreDir: filepath.Join(dir, "nats"), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := emb.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	_, nc := bustest.Start(t, bus.EmbeddedOptions{StoreDir: filepath.Join(dir, "nats"), Port: -1}, "test")
 	st, err := sqlite.Open(filepath.Join(dir, "db"))
 	if err != nil {
 		t.Fatal(err)
@@ -194,15 +186,32 @@ func (w *worker) statusWith(from, jobID string, attempt int, st string, code int
 
 func (h *harness) submit(yaml string) store.Run {
 	h.t.Helper()
-	r, err := h.trySubmit(yaml, "", "")
+	return h.submitFor("", yaml)
+}
+
+// running submits yaml, whose first job is "a", hands a's assignment to w,
+// which reports its first attempt running, and waits until a is running.
+func (h *harness) running(w *worker, yaml string) (store.Run, bus.Dispatch) {
+	h.t.Helper()
+	run := h.submit(yaml)
+	d := w.next()
+	w.status(w.id, d.JobID, 1, bus.StatusRunning, 0)
+	h.waitFor(func() bool { return h.jobState(run.ID, "a")() == state.JobRunning }, "a running")
+	return run, d
+}
+
+// submitFor submits yaml for tenant ("": the default).
+func (h *harness) submitFor(tenant, yaml string) store.Run {
+	h.t.Helper()
+	r, err := h.trySubmit(yaml, tenant, "")
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	return r
 }
 
-// trySubmit submits yaml for tenant ("": the default) with an idempotency
-// key ("": none).
+// trySubmit parses and expands yaml and submits it for tenant ("": the
+// default) with an idempotency key ("": none).
 func (h *harness) trySubmit(yaml, tenant, key string) (store.Run, error) {
 	h.t.Helper()
 	p, err := pipeline.Parse("t.yaml", []byte(yaml))
@@ -373,10 +382,7 @@ func TestDuplicateAndLateMessagesChangeNothing(t *testing.T) {
 func TestSilentWorkerIsLostAndItsJobRequeued(t *testing.T) {
 	h := newHarness(t, Config{WorkerTTL: 300 * time.Millisecond, Tick: 20 * time.Millisecond})
 	w1 := h.worker("w1")
-	run := h.submit(oneJob)
-	d := w1.next()
-	w1.status(w1.id, d.JobID, 1, bus.StatusRunning, 0)
-	h.waitFor(func() bool { return h.jobState(run.ID, "a")() == state.JobRunning }, "a running")
+	run, d := h.running(w1, oneJob)
 	// w1 falls silent; w2 keeps heartbeating and gets the second attempt.
 	w2 := &worker{h: h, id: "w2", boot: "b"}
 	cons, err := h.js.CreateOrUpdateConsumer(context.Background(), bus.StreamDispatch, jetstream.ConsumerConfig{

@@ -11,13 +11,10 @@ import (
 // tests check its policy end to end through the orchestrator, one worker
 // that fits one job at a time, and a scripted agent.
 
+// submitAs submits yaml for tenant and returns the run's ID.
 func (h *harness) submitAs(tenant, yaml string) string {
 	h.t.Helper()
-	r, err := h.trySubmit(yaml, tenant, "")
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return r.ID
+	return h.submitFor(tenant, yaml).ID
 }
 
 func bigJob(name string, priority int) string {

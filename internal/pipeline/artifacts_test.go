@@ -8,7 +8,7 @@ import (
 
 func TestArtifactsCachesAndNeedsExpand(t *testing.T) {
 	t.Parallel()
-	p, err := Parse("a.yaml", []byte(`name: a
+	specs := mustExpand(t, `name: a
 jobs:
   build:
     matrix: {os: [linux, mac]}
@@ -26,18 +26,8 @@ jobs:
   test:
     needs: [build, {job: lint, artifacts: false}]
     steps: [{run: test}]
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	specs, err := Expand(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	byKey := map[string]JobSpec{}
-	for _, s := range specs {
-		byKey[s.Key] = s
-	}
+`)
+	byKey := specsByKey(specs)
 	b := byKey["build (mac)"]
 	if a := b.Artifacts; a == nil || a.Name != DefaultArtifactsName || a.When != OnSuccess || a.ExpireIn != 48*time.Hour || !slices.Equal(a.Paths, []string{"dist/mac/**"}) {
 		t.Errorf("build (mac) artifacts %+v", b.Artifacts)

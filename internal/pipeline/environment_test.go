@@ -22,18 +22,8 @@ jobs:
     environment: {name: production, approvers: [release-managers, maintainer], timeout: 2h}
     steps: [{run: deploy}]
 `
-	p, err := Parse("p.yaml", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	specs, err := Expand(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	byKey := map[string]JobSpec{}
-	for _, s := range specs {
-		byKey[s.Key] = s
-	}
+	specs := mustExpand(t, src)
+	byKey := specsByKey(specs)
 	if byKey["build"].Environment != nil {
 		t.Errorf("build has an environment: %+v", byKey["build"].Environment)
 	}

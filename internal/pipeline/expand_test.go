@@ -25,6 +25,15 @@ func keys(specs []JobSpec) []string {
 	return out
 }
 
+// specsByKey indexes specs by their key.
+func specsByKey(specs []JobSpec) map[string]JobSpec {
+	m := make(map[string]JobSpec, len(specs))
+	for _, s := range specs {
+		m[s.Key] = s
+	}
+	return m
+}
+
 func specByKey(t *testing.T, specs []JobSpec, key string) JobSpec {
 	t.Helper()
 	for _, s := range specs {

@@ -20,14 +20,7 @@ jobs:
     image: alpine
     steps: [{run: echo hi}]
 `
-	p, err := Parse("img.yaml", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	specs, err := Expand(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	specs := mustExpand(t, src)
 	if len(specs) != 3 {
 		t.Fatalf("got %d specs", len(specs))
 	}

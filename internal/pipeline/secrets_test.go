@@ -16,14 +16,7 @@ jobs:
     matrix: {region: [eu, us]}
     steps: [{run: ./deploy}]
 `
-	p, err := Parse("s.yaml", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	specs, err := Expand(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	specs := mustExpand(t, src)
 	if len(specs) != 2 {
 		t.Fatalf("%d specs", len(specs))
 	}

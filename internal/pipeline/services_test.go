@@ -31,14 +31,7 @@ jobs:
     services: [redis:7, "registry.example.com/x/memcached:1.6@sha256:abc", mailhog]
     steps: [{run: "true"}]
 `
-	p, err := Parse("svc.yaml", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	specs, err := Expand(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	specs := mustExpand(t, src)
 	if len(specs) != 3 {
 		t.Fatalf("got %d specs", len(specs))
 	}
@@ -73,11 +66,7 @@ jobs:
 		t.Errorf("services after JSON: %+v", back.Services)
 	}
 	// The health check given as a command takes every default.
-	p, err = Parse("h.yaml", []byte("name: h\njobs:\n  j:\n    image: a\n    services: {db: {image: p, health: pg_isready}}\n    steps: [{run: x}]\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := p.Jobs[0].Services[0].Health
+	h := mustParse(t, "name: h\njobs:\n  j:\n    image: a\n    services: {db: {image: p, health: pg_isready}}\n    steps: [{run: x}]\n").Jobs[0].Services[0].Health
 	if h == nil || *h != (ServiceHealth{Cmd: "pg_isready", Interval: DefaultHealthInterval, Timeout: DefaultHealthTimeout, Retries: DefaultHealthRetries}) {
 		t.Errorf("health %+v", h)
 	}

@@ -251,14 +251,8 @@ func TestAWSSecretsManager(t *testing.T) {
 	if _, err := a.Get(ctx, "DEPLOY_KEY"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get of a missing secret: %v", err)
 	}
-	m1, err := a.Put(ctx, "DEPLOY_KEY", "value-one")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m2, err := a.Put(ctx, "DEPLOY_KEY", "value-two")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m1 := mustPut(t, ctx, a, "DEPLOY_KEY", "value-one")
+	m2 := mustPut(t, ctx, a, "DEPLOY_KEY", "value-two")
 	if m1.Version == "" || m1.Version == m2.Version {
 		t.Fatalf("versions %q and %q", m1.Version, m2.Version)
 	}
@@ -273,9 +267,7 @@ func TestAWSSecretsManager(t *testing.T) {
 		t.Errorf("GetVersion of a missing version: %v", err)
 	}
 	for _, n := range []string{"A_KEY", "B_KEY", "C_KEY"} {
-		if _, err := a.Put(ctx, n, "v-"+n); err != nil {
-			t.Fatal(err)
-		}
+		mustPut(t, ctx, a, n, "v-"+n)
 	}
 	list, err := a.List(ctx)
 	if err != nil {

@@ -58,9 +58,7 @@ func TestRotateManualWindowAndRetire(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	store := openTestStore(t, t.TempDir())
-	if _, err := store.Put(ctx, "API_TOKEN", "initial-value"); err != nil {
-		t.Fatal(err)
-	}
+	mustPut(t, ctx, store, "API_TOKEN", "initial-value")
 	clk := &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
 	hook := &recordingHook{}
 	stateFile := filepath.Join(t.TempDir(), "rotation.json")
@@ -128,9 +126,7 @@ func TestRotateOnPeriod(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	store := openTestStore(t, t.TempDir())
-	if _, err := store.Put(ctx, "K", "value-0"); err != nil {
-		t.Fatal(err)
-	}
+	mustPut(t, ctx, store, "K", "value-0")
 	clk := &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
 	r, err := NewRotator(store, RotatorOptions{Now: clk.now})
 	if err != nil {
@@ -181,9 +177,7 @@ func TestFailingHookRollsBack(t *testing.T) {
 		"aws":                aws,
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := w.Put(ctx, "DB_PASSWORD", "old-password-1"); err != nil {
-				t.Fatal(err)
-			}
+			mustPut(t, ctx, w, "DB_PASSWORD", "old-password-1")
 			hook := &recordingHook{fail: errors.New("database refused the new password")}
 			var generated string
 			r, err := NewRotator(w, RotatorOptions{

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/bus"
+	"github.com/hodei-ci/hodei/internal/bus/bustest"
 	"github.com/hodei-ci/hodei/internal/secrets/sealed"
 )
 
@@ -48,16 +49,7 @@ func TestSealerSealsForTheWorkerAndTenant(t *testing.T) {
 }
 
 func TestSealerLearnsKeysFromHeartbeatsOfTheirOwnSubject(t *testing.T) {
-	e, err := bus.StartEmbedded(bus.EmbeddedOptions{StoreDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Shutdown()
-	nc, err := e.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	_, nc := bustest.Start(t, bus.EmbeddedOptions{Port: -1}, "test")
 	s := NewSealer(Static{"A": "value-a"}, nil)
 	if err := s.Watch(nc, bus.DefaultSubjects); err != nil {
 		t.Fatal(err)
@@ -93,12 +85,8 @@ func TestTenantsHaveSeparateNames(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := openTestStore(t, t.TempDir())
-	if _, err := st.Put(ctx, Qualify("team-a", "K"), "a"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.Put(ctx, Qualify(DefaultTenant, "K"), "d"); err != nil {
-		t.Fatal(err)
-	}
+	mustPut(t, ctx, st, Qualify("team-a", "K"), "a")
+	mustPut(t, ctx, st, Qualify(DefaultTenant, "K"), "d")
 	if _, err := st.Put(ctx, "bad tenant/K", "x"); !errors.Is(err, ErrInvalidName) {
 		t.Errorf("a tenant with a space: %v", err)
 	}
@@ -119,9 +107,7 @@ func TestTenantsHaveSeparateNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{"K", "team-a/K"} {
-		if _, err := v.Put(ctx, q, "v-"+q); err != nil {
-			t.Fatal(err)
-		}
+		mustPut(t, ctx, v, q, "v-"+q)
 	}
 	list, err := v.List(ctx)
 	if err != nil {

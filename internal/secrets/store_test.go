@@ -64,14 +64,8 @@ func TestStoreVersionsAndNothingInClearAtRest(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := openTestStore(t, dir)
-	m1, err := s.Put(ctx, "DB_URL", testValue)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m2, err := s.Put(ctx, "DB_URL", testValue+"-v2")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m1 := mustPut(t, ctx, s, "DB_URL", testValue)
+	m2 := mustPut(t, ctx, s, "DB_URL", testValue+"-v2")
 	if m1.Version != "1" || m2.Version != "2" {
 		t.Fatalf("versions %s, %s", m1.Version, m2.Version)
 	}
@@ -130,9 +124,7 @@ func TestStoreKeepsMaxVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 6; i++ {
-		if _, err := s.Put(ctx, "K", strings.Repeat("v", i+4)); err != nil {
-			t.Fatal(err)
-		}
+		mustPut(t, ctx, s, "K", strings.Repeat("v", i+4))
 	}
 	if _, err := s.GetVersion(ctx, "K", "1"); !errors.Is(err, ErrNoVersion) {
 		t.Errorf("version 1 of 6 kept with MaxVersions 3: %v", err)
@@ -151,12 +143,8 @@ func TestStoreCiphertextsAreBoundToTheirEntry(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := openTestStore(t, dir)
-	if _, err := s.Put(ctx, "A", testValue); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Put(ctx, "B", "other value"); err != nil {
-		t.Fatal(err)
-	}
+	mustPut(t, ctx, s, "A", testValue)
+	mustPut(t, ctx, s, "B", "other value")
 	var f storeFile
 	data, _ := os.ReadFile(filepath.Join(dir, storeFileName))
 	if err := json.Unmarshal(data, &f); err != nil {
@@ -182,9 +170,7 @@ func TestRotateKEKRewrapsAndForgetsTheOldKey(t *testing.T) {
 	dir := t.TempDir()
 	s := openTestStore(t, dir)
 	for _, n := range []string{"A", "B"} {
-		if _, err := s.Put(ctx, n, testValue+n); err != nil {
-			t.Fatal(err)
-		}
+		mustPut(t, ctx, s, n, testValue+n)
 	}
 	oldKF := readKeyFile(t, dir)
 	newID, err := s.RotateKEK()
@@ -230,9 +216,7 @@ func TestInterruptedRotationIsFinishedAtOpen(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := openTestStore(t, dir)
-	if _, err := s.Put(ctx, "A", testValue); err != nil {
-		t.Fatal(err)
-	}
+	mustPut(t, ctx, s, "A", testValue)
 	ring, err := loadKeyring(StoreOptions{Dir: dir}, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -272,9 +256,7 @@ func TestEnvironmentKeyAndItsRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Put(ctx, "A", testValue); err != nil {
-		t.Fatal(err)
-	}
+	mustPut(t, ctx, s, "A", testValue)
 	if _, err := os.Stat(filepath.Join(dir, keyFileName)); !os.IsNotExist(err) {
 		t.Errorf("a key file was written although the key comes from the environment: %v", err)
 	}
@@ -341,9 +323,7 @@ func TestKeyFileReadableByOthersIsRefused(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := openTestStore(t, dir)
-	if _, err := s.Put(ctx, "A", testValue); err != nil {
-		t.Fatal(err)
-	}
+	mustPut(t, ctx, s, "A", testValue)
 	kf := filepath.Join(dir, "kek.json")
 	for _, mode := range []os.FileMode{0o640, 0o604} {
 		if err := os.Chmod(kf, mode); err != nil {

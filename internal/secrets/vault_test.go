@@ -221,20 +221,12 @@ func TestVaultTokenAuthKVv2(t *testing.T) {
 	if _, err := v.Get(ctx, "API_KEY"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get of a missing secret: %v", err)
 	}
-	m1, err := v.Put(ctx, "API_KEY", "first-value")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m2, err := v.Put(ctx, "API_KEY", "second-value")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m1 := mustPut(t, ctx, v, "API_KEY", "first-value")
+	m2 := mustPut(t, ctx, v, "API_KEY", "second-value")
 	if m1.Version != "1" || m2.Version != "2" {
 		t.Errorf("versions %s, %s", m1.Version, m2.Version)
 	}
-	if _, err := v.Put(ctx, "OTHER", "other-value"); err != nil {
-		t.Fatal(err)
-	}
+	mustPut(t, ctx, v, "OTHER", "other-value")
 	got, err := v.Get(ctx, "API_KEY")
 	if err != nil || got.Value != "second-value" || got.Version != "2" {
 		t.Fatalf("Get = %q version %s, %v", got.Value, got.Version, err)
@@ -292,9 +284,7 @@ func TestVaultAppRoleLoginAndReloginOn403(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Put(ctx, "TOKEN", "value-1"); err != nil {
-		t.Fatal(err)
-	}
+	mustPut(t, ctx, v, "TOKEN", "value-1")
 	f.revokeAll() // the AppRole token expires
 	got, err := v.Get(ctx, "TOKEN")
 	if err != nil || got.Value != "value-1" {

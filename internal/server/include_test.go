@@ -19,10 +19,7 @@ import (
 // not have is an error naming the including file's line and column.
 func TestRepositoryPipelineIncludes(t *testing.T) {
 	const token, secret = "ghs_t0ken", "hook-secret"
-	s := hookServer(t)
-	g := newGitServer(t, forge.GitHub, token)
-	addRepo(t, s, g, forge.GitHub, token, secret)
-	w := newWorkRepo(t, g)
+	s, _, w := repoOnForge(t, forge.GitHub, token, secret)
 	zero := strings.Repeat("0", 40)
 	const main = `name: inc
 include: [lib/common.yaml]

@@ -333,6 +333,18 @@ func runLogs(t *testing.T, s *Server, sub *hub.Sub, runID string) (state.RunStat
 	return run.State, all.String()
 }
 
+// repoOnForge starts a hookServer and a git server that plays the forge
+// kind (its token, token), adds the forge's repository o/app to the server
+// with the webhook secret, and clones it into a work repository to push
+// from.
+func repoOnForge(t *testing.T, kind forge.Kind, token, secret string) (*Server, *gitServer, *workRepo) {
+	t.Helper()
+	s := hookServer(t)
+	g := newGitServer(t, kind, token)
+	addRepo(t, s, g, kind, token, secret)
+	return s, g, newWorkRepo(t, g)
+}
+
 func addRepo(t *testing.T, s *Server, g *gitServer, kind forge.Kind, token, secret string) {
 	t.Helper()
 	ctx := context.Background()
@@ -355,10 +367,7 @@ func addRepo(t *testing.T, s *Server, g *gitServer, kind forge.Kind, token, secr
 // signature start nothing; branch, tag, path and pull request filters.
 func TestGitHubPushToGreenStatus(t *testing.T) {
 	const token, secret = "ghs_s3cretT0ken", "It's a Secret to Everybody"
-	s := hookServer(t)
-	g := newGitServer(t, forge.GitHub, token)
-	addRepo(t, s, g, forge.GitHub, token, secret)
-	w := newWorkRepo(t, g)
+	s, g, w := repoOnForge(t, forge.GitHub, token, secret)
 	zero := strings.Repeat("0", 40)
 
 	sha := w.commit(t, "first", map[string]string{
@@ -542,10 +551,7 @@ func TestStatusesPerForge(t *testing.T) {
 	for _, kind := range []forge.Kind{forge.GitLab, forge.Gitea, forge.Forgejo} {
 		t.Run(string(kind), func(t *testing.T) {
 			const token, secret = "tok-3141", "hook-2718"
-			s := hookServer(t)
-			g := newGitServer(t, kind, token)
-			addRepo(t, s, g, kind, token, secret)
-			w := newWorkRepo(t, g)
+			s, g, w := repoOnForge(t, kind, token, secret)
 			sha := w.commit(t, "first", map[string]string{".hodei.yaml": "name: ci\njobs:\n  head:\n    steps:\n      - run: git rev-parse HEAD\n"})
 			w.push(t, "main:refs/heads/main")
 			zero := strings.Repeat("0", 40)
@@ -635,10 +641,7 @@ func TestStatusesPerForge(t *testing.T) {
 // the same token.
 func TestCheckoutWithSubmodules(t *testing.T) {
 	const token, secret = "tok-submodule", "hook-submodule"
-	s := hookServer(t)
-	g := newGitServer(t, forge.Gitea, token)
-	addRepo(t, s, g, forge.Gitea, token, secret)
-	w := newWorkRepo(t, g)
+	s, g, w := repoOnForge(t, forge.Gitea, token, secret)
 
 	// The library: its own bare repository on the same server.
 	libBare := filepath.Join(g.root, "o", "lib.git")

@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/agent"
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/hub"
+	"github.com/hodei-ci/hodei/internal/logtest"
 	"github.com/hodei-ci/hodei/internal/mask"
 	"github.com/hodei-ci/hodei/internal/pki"
 	"github.com/hodei-ci/hodei/internal/secrets/sealed"
@@ -127,24 +127,6 @@ func assertNoSecretAtRest(t *testing.T, dir string) {
 	}
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]byte(nil), s.b.Bytes()...)
-}
-
 // followSSE reads a run's live log stream over HTTP until its end event.
 func followSSE(ctx context.Context, url string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
@@ -179,7 +161,7 @@ func TestSecretsReachJobsMaskedAndNeverAtRest(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var logs syncBuffer
+	var logs logtest.Buffer
 	s, err := Start(ctx, Options{
 		DataDir:           dir,
 		NATSListen:        "none",

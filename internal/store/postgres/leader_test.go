@@ -22,10 +22,7 @@ import (
 // store.ErrFenced and none of it is kept, and the second's batches commit.
 func TestDeposedLeaderIsFenced(t *testing.T) {
 	ctx := context.Background()
-	url := pgtest.DB(t)
-	a, b := mustOpen(t, url), mustOpen(t, url)
-	defer a.Close()
-	defer b.Close()
+	a, b := twoStores(t)
 
 	la, err := a.Campaign(ctx, "replica-a", "127.0.0.1:1", 50*time.Millisecond)
 	if err != nil {
@@ -97,10 +94,7 @@ func TestDeposedLeaderIsFenced(t *testing.T) {
 // the lock.
 func TestLeaseLostWithItsConnection(t *testing.T) {
 	ctx := context.Background()
-	url := pgtest.DB(t)
-	a, b := mustOpen(t, url), mustOpen(t, url)
-	defer a.Close()
-	defer b.Close()
+	a, b := twoStores(t)
 	la, err := a.Campaign(ctx, "replica-a", "", 50*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)

@@ -35,6 +35,16 @@ func mustOpen(t testing.TB, url string) *Store {
 	return s
 }
 
+// twoStores opens two Stores on one new database, as two server
+// processes would; they are closed when t ends.
+func twoStores(t testing.TB) (a, b *Store) {
+	t.Helper()
+	url := pgtest.DB(t)
+	a, b = mustOpen(t, url), mustOpen(t, url)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
 // openTemp opens a store on a new database; it is closed when t ends.
 func openTemp(t testing.TB) *Store {
 	t.Helper()

@@ -38,6 +38,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/hodei-ci/hodei/internal/logtest"
 	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/workers"
 	"github.com/hodei-ci/hodei/internal/workers/kubernetes"
@@ -309,25 +310,7 @@ func kubePool(e *kubeEnv, name string) poolsfile.PoolConfig {
 	}
 }
 
-// logSink collects what a provider logs.
-type logSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func kubeEnvFor(owner string, log *logSink) workers.ProviderEnv {
+func kubeEnvFor(owner string, log *logtest.Buffer) workers.ProviderEnv {
 	var h slog.Handler = slog.DiscardHandler
 	if log != nil {
 		h = slog.NewTextHandler(log, nil)

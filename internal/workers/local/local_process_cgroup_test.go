@@ -3,11 +3,11 @@ package local_test
 import (
 	"context"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hodei-ci/hodei/internal/proctest"
 	"github.com/hodei-ci/hodei/internal/workers"
 	"github.com/hodei-ci/hodei/internal/workers/local"
 	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
@@ -46,24 +46,8 @@ func TestLocalProcessAgentKilledLeavesNoDaemon(t *testing.T) {
 	workerstest.WaitFor(t, 40*time.Second, "the agent process to join", func() bool {
 		return workerstest.PoolWorkers(s, "cgk")["idle"] == 1
 	})
-	run := workerstest.Submit(t, s, `name: t
-jobs:
-  j:
-    runs-on: {labels: [cgk], cpu: 1}
-    steps: [{run: 'setsid sh -c "while :; do sleep 1; done" >/dev/null 2>&1 & echo "daemon=$!"; sleep 300'}]
-`)
-	var out string
-	workerstest.WaitFor(t, 60*time.Second, "the step to start its daemon", func() bool {
-		out = workerstest.LogsOf(t, s, workerstest.JobByKey(t, s, run.ID, "j").ID)
-		return strings.Contains(out, "daemon=")
-	})
-	daemon := pidIn(t, out, "daemon")
-	t.Cleanup(func() {
-		if alive(daemon) { // the test failed: leave nothing behind
-			_ = syscall.Kill(daemon, syscall.SIGKILL)
-		}
-	})
-	if !alive(daemon) {
+	_, daemon, _ := stepStarts(t, s, "cgk", `setsid sh -c "while :; do sleep 1; done" >/dev/null 2>&1 & echo "daemon=$!"; sleep 300`, "daemon")
+	if !proctest.Alive(daemon) {
 		t.Fatalf("daemon %d not running", daemon)
 	}
 	if err := syscall.Kill(agentPID, syscall.SIGKILL); err != nil {
@@ -80,5 +64,5 @@ jobs:
 		}
 		break
 	}
-	workerstest.WaitFor(t, 2*time.Second, "the daemon gone 2 s after the agent's exit", func() bool { return !alive(daemon) })
+	workerstest.WaitFor(t, 2*time.Second, "the daemon gone 2 s after the agent's exit", func() bool { return !proctest.Alive(daemon) })
 }

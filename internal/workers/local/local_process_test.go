@@ -18,6 +18,7 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/orchestrator"
 	"github.com/hodei-ci/hodei/internal/pki"
+	"github.com/hodei-ci/hodei/internal/proctest"
 	"github.com/hodei-ci/hodei/internal/server"
 	"github.com/hodei-ci/hodei/internal/state"
 	"github.com/hodei-ci/hodei/internal/workers"
@@ -67,22 +68,6 @@ func hodeiBinary(t *testing.T) string {
 	return hodeiBin
 }
 
-// alive says whether process pid exists and is not a zombie (an orphan
-// whose reaper has not collected it yet has ended all the same).
-func alive(pid int) bool {
-	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-		return false
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	// pid (comm) STATE ...: comm may hold spaces and parentheses.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
-
 // pidIn reads NAME=PID from a job's output.
 func pidIn(t *testing.T, out, name string) int {
 	t.Helper()
@@ -92,6 +77,29 @@ func pidIn(t *testing.T, out, name string) int {
 	}
 	pid, _ := strconv.Atoi(m[1])
 	return pid
+}
+
+// stepStarts submits a job of one step, script, to the workers labelled
+// label, and waits until the step has printed NAME=PID (name) of a process
+// it started: the step runs in an agent process and its log is only seen
+// through the server, so it is polled. It returns the run's ID, that pid
+// and the job's log so far; the process is killed when the test ends if it is still
+// alive (the test failed: leave nothing behind).
+func stepStarts(t *testing.T, s *server.Server, label, script, name string) (runID string, pid int, log string) {
+	t.Helper()
+	run := workerstest.Submit(t, s, "name: t\njobs:\n  j:\n    runs-on: {labels: ["+label+"], cpu: 1}\n    steps: [{run: '"+script+"'}]\n")
+	var out string
+	workerstest.WaitFor(t, 60*time.Second, "the step to start its "+name, func() bool {
+		out = workerstest.LogsOf(t, s, workerstest.JobByKey(t, s, run.ID, "j").ID)
+		return strings.Contains(out, name+"=")
+	})
+	pid = pidIn(t, out, name)
+	t.Cleanup(func() {
+		if proctest.Alive(pid) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	return run.ID, pid, out
 }
 
 // processServer starts a server whose NATS listens on a loopback port, with
@@ -170,7 +178,7 @@ pools:
 	workerstest.WaitFor(t, 60*time.Second, "the pool to shrink back to 0", func() bool {
 		return workerstest.PoolStatus(s, "procs").Size == 0
 	})
-	workerstest.WaitFor(t, 5*time.Second, "the agent process to be gone", func() bool { return !alive(pid) })
+	workerstest.WaitFor(t, 5*time.Second, "the agent process to be gone", func() bool { return !proctest.Alive(pid) })
 	t.Logf("run end to pool at 0 and process %d gone (idle_timeout 1s): %s", pid, time.Since(idleFrom).Round(time.Millisecond))
 	waitGone(t, dir, "the worker's directory")
 }
@@ -203,7 +211,7 @@ pools:
 		t.Errorf("the ephemeral agent runs without --once:\n%s", out)
 	}
 	done := time.Now()
-	workerstest.WaitFor(t, 40*time.Second, "the ephemeral agent process to exit", func() bool { return !alive(pid) })
+	workerstest.WaitFor(t, 40*time.Second, "the ephemeral agent process to exit", func() bool { return !proctest.Alive(pid) })
 	workerstest.WaitFor(t, 40*time.Second, "the ephemeral worker to be removed", func() bool {
 		return workerstest.PoolStatus(s, "once").Size == 0
 	})
@@ -242,7 +250,7 @@ func TestLocalProcessTerminate(t *testing.T) {
 		t.Fatalf("second Create: %+v, %v; want %+v", ref2, err, ref)
 	}
 	agentPID, _ := strconv.Atoi(ref.Handle)
-	if agentPID <= 0 || !alive(agentPID) {
+	if agentPID <= 0 || !proctest.Alive(agentPID) {
 		t.Fatalf("handle %q is no live process", ref.Handle)
 	}
 	if pgid, err := syscall.Getpgid(agentPID); err != nil || pgid != agentPID {
@@ -256,27 +264,11 @@ func TestLocalProcessTerminate(t *testing.T) {
 		t.Errorf("status %+v, %v; want running", st, err)
 	}
 
-	run := workerstest.Submit(t, s, `name: t
-jobs:
-  j:
-    runs-on: {labels: [direct], cpu: 1}
-    steps: [{run: 'sleep 300 & echo "child=$! agent=$PPID"; wait'}]
-`)
-	var out string
-	workerstest.WaitFor(t, 60*time.Second, "the step to start its child", func() bool {
-		out = workerstest.LogsOf(t, s, workerstest.JobByKey(t, s, run.ID, "j").ID)
-		return strings.Contains(out, "child=")
-	})
-	child := pidIn(t, out, "child")
-	t.Cleanup(func() {
-		if alive(child) { // the test failed: leave nothing behind
-			_ = syscall.Kill(child, syscall.SIGKILL)
-		}
-	})
+	runID, child, out := stepStarts(t, s, "direct", `sleep 300 & echo "child=$! agent=$PPID"; wait`, "child")
 	if got := pidIn(t, out, "agent"); got != agentPID {
 		t.Fatalf("the step ran under process %d, want the agent %d", got, agentPID)
 	}
-	if !alive(child) {
+	if !proctest.Alive(child) {
 		t.Fatalf("the step's child %d is not running", child)
 	}
 	var logs bytes.Buffer
@@ -289,10 +281,10 @@ jobs:
 		t.Fatalf("Terminate: %v", err)
 	}
 	t.Logf("Terminate of a busy agent process: %s", time.Since(stopping).Round(time.Millisecond))
-	if alive(agentPID) {
+	if proctest.Alive(agentPID) {
 		t.Errorf("agent process %d still runs after Terminate", agentPID)
 	}
-	workerstest.WaitFor(t, 5*time.Second, "the step's child to be gone", func() bool { return !alive(child) })
+	workerstest.WaitFor(t, 5*time.Second, "the step's child to be gone", func() bool { return !proctest.Alive(child) })
 	if _, err := os.Stat(filepath.Join(workDir, "direct", "direct-1")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the worker's directory is still there: %v", err)
 	}
@@ -326,11 +318,11 @@ jobs:
 	// The job was handed back: an infrastructure loss, not a failure. Its
 	// attempt is recorded lost, and it waits for another worker.
 	workerstest.WaitFor(t, 60*time.Second, "the job to be handed back", func() bool {
-		j := workerstest.JobByKey(t, s, run.ID, "j")
+		j := workerstest.JobByKey(t, s, runID, "j")
 		t.Logf("job %s attempt %d worker %s", j.State, j.Attempt, j.WorkerID)
 		return j.State == state.JobQueued
 	})
-	atts, err := s.Store.ListAttempts(ctx, workerstest.JobByKey(t, s, run.ID, "j").ID)
+	atts, err := s.Store.ListAttempts(ctx, workerstest.JobByKey(t, s, runID, "j").ID)
 	if err != nil || len(atts) != 1 || atts[0].State != state.AttemptLost || atts[0].Reason != orchestrator.LostHandedBack {
 		t.Errorf("attempts of the terminated worker's job: %+v, %v; want one lost: handed back", atts, err)
 	}
@@ -370,7 +362,7 @@ func TestLocalProcessDiesWithServer(t *testing.T) {
 		return agentPID > 0
 	})
 	t.Cleanup(func() {
-		if alive(agentPID) { // the test failed: leave nothing behind
+		if proctest.Alive(agentPID) { // the test failed: leave nothing behind
 			_ = syscall.Kill(-agentPID, syscall.SIGKILL)
 		}
 	})
@@ -382,7 +374,7 @@ func TestLocalProcessDiesWithServer(t *testing.T) {
 	}
 	<-exited
 	killed := time.Now()
-	workerstest.WaitFor(t, 40*time.Second, "the agent to die with the server", func() bool { return !alive(agentPID) })
+	workerstest.WaitFor(t, 40*time.Second, "the agent to die with the server", func() bool { return !proctest.Alive(agentPID) })
 	t.Logf("server SIGKILLed to its agent process gone: %s", time.Since(killed).Round(time.Millisecond))
 	if t.Failed() {
 		t.Logf("server output:\n%s", serverOut.String())
@@ -406,7 +398,7 @@ func findProcess(parts ...string) int {
 		for _, p := range parts {
 			all = all && strings.Contains(cmd, p)
 		}
-		if all && alive(pid) {
+		if all && proctest.Alive(pid) {
 			return pid
 		}
 	}
