@@ -230,6 +230,7 @@ type Orchestrator struct {
 	// unchecked are the jobs enqueued since the last check that some
 	// worker could ever run them (cfg.FailUnrunnable only; see failUnrunnable).
 	unchecked []*jobState
+	bus       busWatch // the loop's own NATS connection (hearing)
 	lastPub   time.Time
 	ids       *idGen
 	pending   *change // announcements of the recovery transaction
@@ -343,6 +344,7 @@ func (o *Orchestrator) Hub() *hub.Hub { return o.cfg.Hub }
 // consuming worker reports. It returns once the orchestrator is ready.
 func (o *Orchestrator) Start(ctx context.Context) error {
 	o.startedAt = time.Now()
+	o.bus.reconnects = o.cfg.NC.Stats().Reconnects
 	ctx = o.epochContext(ctx)
 	if err := bus.EnsureStreams(ctx, o.js, o.cfg.Subjects, o.cfg.Replicas); err != nil {
 		return fmt.Errorf("orchestrator: %w", err)
@@ -396,6 +398,12 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("orchestrator: heartbeats: %w", err)
+	}
+	// The subscription is the server's once it has read it: heartbeats
+	// sent after Start returns are heard. A connection away now gives
+	// its subscriptions again when it is back.
+	if err := o.cfg.NC.FlushTimeout(5 * time.Second); err != nil {
+		o.log.Warn("orchestrator: heartbeats' subscription not confirmed", "err", err)
 	}
 	loopCtx, cancel := context.WithCancel(o.epochContext(context.Background()))
 	o.stop = cancel
