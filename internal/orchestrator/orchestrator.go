@@ -27,7 +27,10 @@
 // onPredict, onReport with onStatus and onLogs, onHeartbeat, checkLeases)
 // and the transitions they share; a new input gets its handler there, and
 // loop.go changes only if the transaction does. recover.go rebuilds the
-// state from the store at start and after a failed commit.
+// state from the store at start and after a failed commit. outbox.go
+// publishes the dispatch messages the announcements send, and publishes
+// again those that fail, on a goroutine of its own: the loop never waits
+// for JetStream's acknowledgements.
 package orchestrator
 
 import (
@@ -190,6 +193,7 @@ type Orchestrator struct {
 	cfg Config
 	log *slog.Logger
 	js  jetstream.JetStream
+	out *outbox // publishes dispatch messages, and again those that fail
 	// passStart is when the running scheduling pass began (its span).
 	passStart time.Time
 	// startedAt is when Start was called (cfg.JoinGrace counts from it).
@@ -301,10 +305,8 @@ func New(cfg Config) (*Orchestrator, error) {
 	if cfg.Store == nil || cfg.NC == nil {
 		return nil, errors.New("orchestrator: store and nats connection are required")
 	}
-	js, err := jetstream.New(cfg.NC, jetstream.WithPublishAsyncMaxPending(4096),
-		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
-			cfg.Logger.Warn("publish failed", "subject", m.Subject, "err", err)
-		}))
+	out := newOutbox(cfg.Logger, cfg.AssignTimeout)
+	js, err := jetstream.New(cfg.NC, out.options()...)
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: jetstream: %w", err)
 	}
@@ -312,6 +314,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		cfg:     cfg,
 		log:     cfg.Logger,
 		js:      js,
+		out:     out,
 		intake:  make(chan request, cfg.Intake),
 		reports: make(chan jetstream.Msg, 8192),
 		budget:  newByteBudget(maxReportBytes),
@@ -327,6 +330,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		pred:    predict.New(predict.Config{}),
 		ids:     newIDGen(),
 	}
+	out.js = js
 	o.sealCtx, o.stopSeals = context.WithCancel(context.Background())
 	o.eng = o.newEngine()
 	o.view.Store(&View{})
@@ -407,6 +411,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	}
 	loopCtx, cancel := context.WithCancel(o.epochContext(context.Background()))
 	o.stop = cancel
+	o.out.start()
 	o.running.Store(true)
 	go o.loop(loopCtx)
 	return nil
@@ -462,8 +467,9 @@ func (o *Orchestrator) Settle(ctx context.Context) error {
 	}
 }
 
-// Stop stops consuming, waits for the loop to finish its batch, and stops
-// the seals of secrets still under way (see sealAndPublish).
+// Stop stops consuming, waits for the loop to finish its batch, stops
+// the seals of secrets still under way (see sealAndPublish), then the
+// dispatch publishes still to be made again (outbox).
 func (o *Orchestrator) Stop() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -481,6 +487,7 @@ func (o *Orchestrator) Stop() {
 	<-o.done
 	o.stopSeals()
 	o.sealing.Wait()
+	o.out.close()
 }
 
 // SubmitRequest is a validated, expanded pipeline to run.
