@@ -55,6 +55,9 @@ func (a *api) storeError(w http.ResponseWriter, r *http.Request, err error, what
 		return
 	}
 	a.log.Error("store read failed", "request_id", RequestID(r.Context()), "what", what, "err", err)
+	// A database restarting or failing over: the read is worth trying
+	// again shortly.
+	w.Header().Set("Retry-After", "2")
 	writeError(w, wire.CodeUnavailable, "store: "+err.Error())
 }
 
