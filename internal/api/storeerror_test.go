@@ -22,3 +22,16 @@ func TestStoreReadFailureSaysRetryAfter(t *testing.T) {
 		t.Errorf("503 of a failed store read without Retry-After (body %s)", body)
 	}
 }
+
+// TestStoppedOrchestratorSaysRetryAfter: a submission that reaches a server
+// whose orchestrator has stopped (a leader stepping down) is a 503 with
+// Retry-After: another server takes it shortly.
+func TestStoppedOrchestratorSaysRetryAfter(t *testing.T) {
+	e := start(t)
+	e.srv.Orch.Stop()
+	resp, body := e.do(t, "POST", "/api/v1/runs?file=q.yaml", "application/yaml", []byte("name: q\njobs:\n  a:\n    steps: [{run: 'true'}]\n"))
+	wantError(t, resp, body, http.StatusServiceUnavailable, wire.CodeUnavailable)
+	if ra := resp.Header.Get("Retry-After"); ra == "" {
+		t.Errorf("503 of a stopped orchestrator without Retry-After (body %s)", body)
+	}
+}
