@@ -277,7 +277,11 @@ func New(nc *nats.Conn, cfg Config) (*Agent, error) {
 			return nil, err
 		}
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024))
+	// Acknowledgements of async publishes (log chunks, the running
+	// status) time out: one lost with a NATS node would otherwise be
+	// waited for by confirm for ever, and hold its slot of the window.
+	// A timed-out publish is made again by publishRetry.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024), jetstream.WithPublishAsyncTimeout(asyncAckWait))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
@@ -1053,6 +1057,10 @@ const publishRetryFor = 10 * time.Minute
 // what it ran: a stopping agent does not wait minutes for a server that is
 // away (the server then finds its attempts lost).
 const stopGrace = 10 * time.Second
+
+// asyncAckWait is how long an async publish of the agent waits for its
+// acknowledgement before confirm publishes it again.
+const asyncAckWait = 10 * time.Second
 
 // retryBackoff spaces the tries of the agent's calls to the server.
 var retryBackoff = backoff.Backoff{Base: 50 * time.Millisecond, Max: 2 * time.Second}

@@ -32,6 +32,9 @@ func unavailable(w http.ResponseWriter, err error) bool {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, wire.CodeUnavailable, "the server is busy; retry shortly")
 	case errors.Is(err, orchestrator.ErrStopped):
+		// A leader stepping down (several servers) or a server
+		// stopping: another takes the request shortly.
+		w.Header().Set("Retry-After", "2")
 		writeError(w, wire.CodeUnavailable, "the orchestrator is not running")
 	case errors.Is(err, orchestrator.ErrNotLeader):
 		w.Header().Set("Retry-After", "2")
@@ -55,6 +58,9 @@ func (a *api) storeError(w http.ResponseWriter, r *http.Request, err error, what
 		return
 	}
 	a.log.Error("store read failed", "request_id", RequestID(r.Context()), "what", what, "err", err)
+	// A database restarting or failing over: the read is worth trying
+	// again shortly.
+	w.Header().Set("Retry-After", "2")
 	writeError(w, wire.CodeUnavailable, "store: "+err.Error())
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hodei-ci/hodei/internal/bus"
@@ -963,20 +964,30 @@ func (o *Orchestrator) infraRetries(j *jobState) int {
 }
 
 // checkLeases declares silent workers lost and gives up assignments that
-// their worker never took.
+// their worker never took. It judges nothing while the orchestrator's own
+// NATS connection is away (hearing): heartbeats sent meanwhile never reach
+// it, and their silence is its own, not the workers'.
 func (o *Orchestrator) checkLeases(c *change) {
+	if !o.hearing(c.now) {
+		return
+	}
 	for _, w := range o.workers {
 		if w.rec.State == state.WorkerLost || w.rec.State == state.WorkerGone {
 			continue
 		}
-		if c.now.Sub(w.lastSeen) > o.cfg.WorkerTTL && w.rec.State == state.WorkerDraining && len(w.jobs) == 0 {
+		// Silence counts from the last heartbeat, or from when the
+		// connection came back if that is later: the heartbeats of a
+		// worker on another NATS node reach the connection only once
+		// the cluster knows its subscription again.
+		silent := c.now.Sub(later(w.lastSeen, o.bus.back))
+		if silent > o.cfg.WorkerTTL && w.rec.State == state.WorkerDraining && len(w.jobs) == 0 {
 			// A drained worker that stops is gone, as its manager meant.
 			o.log.Info("worker gone", "worker", w.rec.ID)
 			o.setWorker(c, w, state.WorkerGone)
 			c.purge = append(c.purge, w.rec.ID)
 			continue
 		}
-		if c.now.Sub(w.lastSeen) > o.cfg.WorkerTTL {
+		if silent > o.cfg.WorkerTTL {
 			o.log.Warn("worker lost", "worker", w.rec.ID, "silent_for", c.now.Sub(w.lastSeen).Round(time.Millisecond))
 			for _, j := range w.jobList() {
 				o.lose(c, j, LostSilent)
@@ -996,6 +1007,42 @@ func (o *Orchestrator) checkLeases(c *change) {
 			}
 		}
 	}
+}
+
+// busWatch is what the loop knows of its own NATS connection (hearing).
+type busWatch struct {
+	reconnects uint64    // the connection's count when last looked at
+	away       bool      // not connected when last looked at
+	back       time.Time // when it was last seen back (zero: never away)
+}
+
+// hearing says whether the orchestrator's NATS connection is connected
+// now, and notes when it came back from a disconnection (o.bus.back): at
+// the first tick that finds it connected again, or with more reconnections
+// than the last tick saw (a disconnection shorter than a tick). Heartbeats
+// are core NATS: what workers published while it was away is lost to it.
+func (o *Orchestrator) hearing(now time.Time) bool {
+	if o.cfg.NC.Status() != nats.CONNECTED {
+		if !o.bus.away {
+			o.log.Warn("the orchestrator's NATS connection is away: no worker is lost for silence until it is back", "status", o.cfg.NC.Status().String())
+		}
+		o.bus.away = true
+		return false
+	}
+	n := o.cfg.NC.Stats().Reconnects
+	if o.bus.away || n != o.bus.reconnects {
+		o.log.Info("the orchestrator's NATS connection is back: workers' silence counts from now", "url", o.cfg.NC.ConnectedUrl())
+		o.bus.away, o.bus.reconnects, o.bus.back = false, n, now
+	}
+	return true
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // checkRunning gives up a running attempt that its worker's heartbeats have

@@ -385,9 +385,7 @@ func (o *Orchestrator) publishDispatch(worker string, d bus.Dispatch) {
 	if d.Kind == bus.KindAssign && tracing.Enabled() {
 		tracing.Inject(d.RunID, tracing.AttemptSpan(d.JobID, d.Attempt), m.Header.Set)
 	}
-	if _, err := o.js.PublishMsgAsync(m); err != nil {
-		o.log.Warn("dispatch publish", "job", d.JobID, "err", err)
-	}
+	o.out.publish(m)
 }
 
 func (o *Orchestrator) purgeDispatch(worker string) {

@@ -27,7 +27,10 @@
 // onPredict, onReport with onStatus and onLogs, onHeartbeat, checkLeases)
 // and the transitions they share; a new input gets its handler there, and
 // loop.go changes only if the transaction does. recover.go rebuilds the
-// state from the store at start and after a failed commit.
+// state from the store at start and after a failed commit. outbox.go
+// publishes the dispatch messages the announcements send, and publishes
+// again those that fail, on a goroutine of its own: the loop never waits
+// for JetStream's acknowledgements.
 package orchestrator
 
 import (
@@ -205,6 +208,7 @@ type Orchestrator struct {
 	cfg Config
 	log *slog.Logger
 	js  jetstream.JetStream
+	out *outbox // publishes dispatch messages, and again those that fail
 	// passStart is when the running scheduling pass began (its span).
 	passStart time.Time
 	// startedAt is when Start was called (cfg.JoinGrace counts from it).
@@ -247,6 +251,7 @@ type Orchestrator struct {
 	// unchecked are the jobs enqueued since the last check that some
 	// worker could ever run them (cfg.FailUnrunnable only; see failUnrunnable).
 	unchecked []*jobState
+	bus       busWatch // the loop's own NATS connection (hearing)
 	lastPub   time.Time
 	ids       *idGen
 	pending   *change // announcements of the recovery transaction
@@ -317,10 +322,8 @@ func New(cfg Config) (*Orchestrator, error) {
 	if cfg.Store == nil || cfg.NC == nil {
 		return nil, errors.New("orchestrator: store and nats connection are required")
 	}
-	js, err := jetstream.New(cfg.NC, jetstream.WithPublishAsyncMaxPending(4096),
-		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
-			cfg.Logger.Warn("publish failed", "subject", m.Subject, "err", err)
-		}))
+	out := newOutbox(cfg.Logger, cfg.AssignTimeout)
+	js, err := jetstream.New(cfg.NC, out.options()...)
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: jetstream: %w", err)
 	}
@@ -328,6 +331,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		cfg:     cfg,
 		log:     cfg.Logger,
 		js:      js,
+		out:     out,
 		intake:  make(chan request, cfg.Intake),
 		reports: make(chan jetstream.Msg, 8192),
 		budget:  newByteBudget(maxReportBytes),
@@ -344,6 +348,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		pred:    predict.New(predict.Config{}),
 		ids:     newIDGen(),
 	}
+	out.js = js
 	o.sealCtx, o.stopSeals = context.WithCancel(context.Background())
 	o.eng = o.newEngine()
 	o.view.Store(&View{})
@@ -361,6 +366,7 @@ func (o *Orchestrator) Hub() *hub.Hub { return o.cfg.Hub }
 // consuming worker reports. It returns once the orchestrator is ready.
 func (o *Orchestrator) Start(ctx context.Context) error {
 	o.startedAt = time.Now()
+	o.bus.reconnects = o.cfg.NC.Stats().Reconnects
 	ctx = o.epochContext(ctx)
 	if err := bus.EnsureStreams(ctx, o.js, o.cfg.Subjects, o.cfg.Replicas); err != nil {
 		return fmt.Errorf("orchestrator: %w", err)
@@ -415,8 +421,15 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("orchestrator: heartbeats: %w", err)
 	}
+	// The subscription is the server's once it has read it: heartbeats
+	// sent after Start returns are heard. A connection away now gives
+	// its subscriptions again when it is back.
+	if err := o.cfg.NC.FlushTimeout(5 * time.Second); err != nil {
+		o.log.Warn("orchestrator: heartbeats' subscription not confirmed", "err", err)
+	}
 	loopCtx, cancel := context.WithCancel(o.epochContext(context.Background()))
 	o.stop = cancel
+	o.out.start()
 	o.running.Store(true)
 	go o.loop(loopCtx)
 	return nil
@@ -472,8 +485,9 @@ func (o *Orchestrator) Settle(ctx context.Context) error {
 	}
 }
 
-// Stop stops consuming, waits for the loop to finish its batch, and stops
-// the seals of secrets still under way (see sealAndPublish).
+// Stop stops consuming, waits for the loop to finish its batch, stops
+// the seals of secrets still under way (see sealAndPublish), then the
+// dispatch publishes still to be made again (outbox).
 func (o *Orchestrator) Stop() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -491,6 +505,7 @@ func (o *Orchestrator) Stop() {
 	<-o.done
 	o.stopSeals()
 	o.sealing.Wait()
+	o.out.close()
 }
 
 // SubmitRequest is a validated, expanded pipeline to run.

@@ -47,14 +47,29 @@ type harness struct {
 
 func newHarness(t *testing.T, cfg Config) *harness {
 	t.Helper()
+	return newHarnessOn(t, cfg, nil)
+}
+
+// newHarnessOn is newHarness with the orchestrator on a connection of its
+// own that orchConn opens to the embedded server's TCP listener (nil: the
+// test's in-process connection, shared with the scripted workers).
+func newHarnessOn(t *testing.T, cfg Config, orchConn func(url string) *nats.Conn) *harness {
+	t.Helper()
 	dir := t.TempDir()
-	_, nc := bustest.Start(t, bus.EmbeddedOptions{StoreDir: filepath.Join(dir, "nats"), Port: -1}, "test")
+	port := -1 // in-process only
+	if orchConn != nil {
+		port = 0
+	}
+	emb, nc := bustest.Start(t, bus.EmbeddedOptions{StoreDir: filepath.Join(dir, "nats"), Port: port}, "test")
 	st, err := sqlite.Open(filepath.Join(dir, "db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
 	cfg.Store, cfg.NC = st, nc
+	if orchConn != nil {
+		cfg.NC = orchConn(emb.ClientURL())
+	}
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg.Hub = hub.New()
 	if cfg.Metrics == nil {

@@ -34,6 +34,14 @@ import (
 // command before it answers that there is none (503 with Retry-After).
 const forwardWait = 10 * time.Second
 
+// natsAwayLimit is how long a leader's NATS connection may be away (a
+// partition, not the move of a node's loss, which takes about a second)
+// before it steps down: a leader cut off from NATS can neither place work
+// nor hear its workers, while its PostgreSQL session still holds the lock.
+// A server campaigns only while its NATS connection is up, so the lock
+// goes to one that reaches NATS.
+const natsAwayLimit = 10 * time.Second
+
 // replication is the leadership side of a server on PostgreSQL.
 type replication struct {
 	s  *Server
@@ -102,6 +110,9 @@ func (r *replication) run(ctx context.Context) {
 	defer close(r.done)
 	log := r.s.log.With("replica", r.id)
 	for ctx.Err() == nil {
+		if !r.waitNATS(ctx) {
+			return // ctx ended
+		}
 		lease, err := r.pg.Campaign(ctx, r.id, r.s.publicURL(), time.Second)
 		if err != nil {
 			return // ctx ended
@@ -117,16 +128,75 @@ func (r *replication) run(ctx context.Context) {
 			}
 			continue
 		}
+		wctx, unwatch := context.WithCancel(ctx)
+		away := r.watchNATS(wctx, natsAwayLimit)
 		select {
 		case <-ctx.Done():
 		case <-lease.Lost():
 			log.Warn("leader lock lost (its database connection failed): stepping down", "epoch", lease.Epoch, "err", lease.Err())
 		case <-r.fenced:
 			log.Warn("a newer leader holds the store: stepping down", "epoch", lease.Epoch)
+		case <-away:
+			log.Warn("this leader's NATS connection has been away too long: stepping down for a server that reaches NATS", "epoch", lease.Epoch, "limit", natsAwayLimit)
 		}
+		unwatch()
 		r.stepDown()
 		lease.Release()
 	}
+}
+
+// natsPoll is how often the replication looks at its NATS connection.
+const natsPoll = 250 * time.Millisecond
+
+// waitNATS returns once the server's NATS connection is up (true), or when
+// ctx ends (false).
+func (r *replication) waitNATS(ctx context.Context) bool {
+	logged := false
+	// A poll: the connection's handlers belong to its creator, and its
+	// state is read, not announced, here.
+	t := time.NewTicker(natsPoll)
+	defer t.Stop()
+	for r.s.nc.Status() != nats.CONNECTED {
+		if !logged {
+			r.s.log.Warn("NATS connection away: this server does not campaign for leader until it is back", "replica", r.id, "status", r.s.nc.Status().String())
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return ctx.Err() == nil
+}
+
+// watchNATS returns a channel closed once the server's NATS connection has
+// been away for limit without a break, until ctx ends.
+func (r *replication) watchNATS(ctx context.Context, limit time.Duration) <-chan struct{} {
+	away := make(chan struct{})
+	go func() {
+		// A poll, as in waitNATS.
+		t := time.NewTicker(natsPoll)
+		defer t.Stop()
+		var since time.Time
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				switch {
+				case r.s.nc.Status() == nats.CONNECTED:
+					since = time.Time{}
+				case since.IsZero():
+					since = now
+				case now.Sub(since) >= limit:
+					close(away)
+					return
+				}
+			}
+		}
+	}()
+	return away
 }
 
 // lead starts an orchestrator with the epoch (it rebuilds its state from
