@@ -497,7 +497,13 @@ func (a *Agent) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("dispatch consumer: %w", err)
 		}
-		a.log.Debug("waiting for dispatch stream", "err", err)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			a.log.Debug("waiting for dispatch stream", "err", err)
+		} else {
+			// Refused (a limit, permissions) or no answer: said, as the
+			// agent takes no job until it has its consumer.
+			a.log.Warn("dispatch consumer: trying again", "err", err, "attempt", n)
+		}
 		if err := retryBackoff.Wait(ctx, n); err != nil {
 			return nil, fmt.Errorf("dispatch consumer: %w", err)
 		}

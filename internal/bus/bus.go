@@ -301,6 +301,12 @@ func PullOptions() []jetstream.PullConsumeOpt {
 // than a message holds would never deliver it.
 const MaxReportSize = 1 << 20
 
+// MaxAgents is the most agents the dispatch stream takes: each has a
+// consumer of its own on it. Without a limit of its own, a stream gets
+// nats-server's default of 1,000 consumers, and agent 1,001 would be
+// refused its consumer for ever.
+const MaxAgents = 100_000
+
 // MaxReplicas is the most copies of a stream JetStream keeps.
 const MaxReplicas = 5
 
@@ -312,13 +318,14 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s Subjects, repl
 	replicas = max(replicas, 1)
 	cfgs := []jetstream.StreamConfig{
 		{
-			Name:       StreamDispatch,
-			Subjects:   []string{s.Prefix + ".dispatch.>"},
-			Retention:  jetstream.WorkQueuePolicy,
-			Storage:    jetstream.FileStorage,
-			Duplicates: 2 * time.Minute,
-			MaxAge:     24 * time.Hour,
-			Replicas:   replicas,
+			Name:         StreamDispatch,
+			Subjects:     []string{s.Prefix + ".dispatch.>"},
+			Retention:    jetstream.WorkQueuePolicy,
+			Storage:      jetstream.FileStorage,
+			Duplicates:   2 * time.Minute,
+			MaxAge:       24 * time.Hour,
+			Replicas:     replicas,
+			MaxConsumers: MaxAgents,
 		},
 		{
 			Name:       StreamReports,
