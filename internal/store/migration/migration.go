@@ -13,9 +13,11 @@
 //
 // # Dialects
 //
-// One file serves both stores. It is a text/template whose actions name the
-// few things SQLite and PostgreSQL spell differently; everything else is
-// SQL that both accept and mean the same by:
+// One file serves both stores. Its actions, in the braces of text/template
+// (but read by this package: text/template would make the linker keep
+// every method of every type in the binary, 38 MB of it), name the few
+// things SQLite and PostgreSQL spell differently; everything else is SQL
+// that both accept and mean the same by:
 //
 //	{{key}}       text compared and sorted byte by byte (IDs, names in keys
 //	              and indexes): TEXT in SQLite, whose default collation is
@@ -27,7 +29,8 @@
 //	{{textlist}}  a list of strings: TEXT holding a JSON array in SQLite,
 //	              TEXT[] in PostgreSQL
 //	{{if sqlite}}...{{end}}, {{if postgres}}...{{end}}
-//	              SQL for one dialect only (a table option, a function)
+//	              SQL for one dialect only (a table option, a function);
+//	              they do not nest
 //
 // A plain INTEGER, TEXT or BIGINT is written as such and means the same in
 // both. Rendering a released file must give the SQL it gave when it was
@@ -43,7 +46,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"text/template"
 )
 
 // ErrSchemaTooNew is wrapped by the error of Pending when the database has a
@@ -71,26 +73,15 @@ func (d Dialect) String() string {
 	return fmt.Sprintf("Dialect(%d)", int(d))
 }
 
-// funcs are the template actions of a migration file rendered for d.
-func (d Dialect) funcs() (template.FuncMap, error) {
-	var key, int64, bytes, textlist string
+// words are the actions of a migration file that d spells its own way.
+func (d Dialect) words() (map[string]string, error) {
 	switch d {
 	case SQLite:
-		key, int64, bytes, textlist = "TEXT", "INTEGER", "BLOB", "TEXT"
+		return map[string]string{"key": "TEXT", "int64": "INTEGER", "bytes": "BLOB", "textlist": "TEXT"}, nil
 	case PostgreSQL:
-		key, int64, bytes, textlist = `TEXT COLLATE "C"`, "BIGINT", "BYTEA", "TEXT[]"
-	default:
-		return nil, fmt.Errorf("migrations: unknown dialect %v", d)
+		return map[string]string{"key": `TEXT COLLATE "C"`, "int64": "BIGINT", "bytes": "BYTEA", "textlist": "TEXT[]"}, nil
 	}
-	word := func(s string) func() string { return func() string { return s } }
-	return template.FuncMap{
-		"key":      word(key),
-		"int64":    word(int64),
-		"bytes":    word(bytes),
-		"textlist": word(textlist),
-		"sqlite":   func() bool { return d == SQLite },
-		"postgres": func() bool { return d == PostgreSQL },
-	}, nil
+	return nil, fmt.Errorf("migrations: unknown dialect %v", d)
 }
 
 // Migration is one schema change, rendered for one dialect.
@@ -117,7 +108,7 @@ func Load(d Dialect) ([]Migration, error) {
 // version, if the lowest version is not 1, or if a file is not a template of
 // the actions in the package doc.
 func Parse(fsys fs.FS, dir string, d Dialect) ([]Migration, error) {
-	funcs, err := d.funcs()
+	words, err := d.words()
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +131,7 @@ func Parse(fsys fs.FS, dir string, d Dialect) ([]Migration, error) {
 		if err != nil {
 			return nil, fmt.Errorf("migrations: %w", err)
 		}
-		sql, err := render(name, string(b), funcs)
+		sql, err := render(name, string(b), d, words)
 		if err != nil {
 			return nil, err
 		}
@@ -161,15 +152,46 @@ func Parse(fsys fs.FS, dir string, d Dialect) ([]Migration, error) {
 	return ms, nil
 }
 
-// render executes the migration file text with the actions of one dialect.
-func render(name, text string, funcs template.FuncMap) (string, error) {
-	t, err := template.New(name).Funcs(funcs).Option("missingkey=error").Parse(text)
-	if err != nil {
-		return "", fmt.Errorf("migrations: %w", err)
-	}
+// render replaces the actions of the migration file text (the package
+// doc) by what they are in dialect d, whose words are given.
+func render(name, text string, d Dialect, words map[string]string) (string, error) {
 	var b strings.Builder
-	if err := t.Execute(&b, nil); err != nil {
-		return "", fmt.Errorf("migrations: %w", err)
+	in, keep := "", true // the dialect of the {{if}} block we are in ("": none)
+	for {
+		before, rest, found := strings.Cut(text, "{{")
+		if keep {
+			b.WriteString(before)
+		}
+		if !found {
+			break
+		}
+		action, after, ok := strings.Cut(rest, "}}")
+		if !ok {
+			return "", fmt.Errorf("migrations: %s: an action without its }}", name)
+		}
+		text = after
+		switch word, ok := words[action]; {
+		case ok:
+			if keep {
+				b.WriteString(word)
+			}
+		case action == "if sqlite" || action == "if postgres":
+			if in != "" {
+				return "", fmt.Errorf("migrations: %s: {{%s}} inside {{if %s}}", name, action, in)
+			}
+			in = strings.TrimPrefix(action, "if ")
+			keep = in == d.String()
+		case action == "end":
+			if in == "" {
+				return "", fmt.Errorf("migrations: %s: {{end}} without {{if}}", name)
+			}
+			in, keep = "", true
+		default:
+			return "", fmt.Errorf("migrations: %s: unknown action {{%s}}", name, action)
+		}
+	}
+	if in != "" {
+		return "", fmt.Errorf("migrations: %s: {{if %s}} without {{end}}", name, in)
 	}
 	return b.String(), nil
 }

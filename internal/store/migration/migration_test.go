@@ -125,6 +125,9 @@ func TestParseRejects(t *testing.T) {
 	for name, fsys := range map[string]fstest.MapFS{
 		"unknown action": {"m/0001_a.sql": {Data: []byte("CREATE TABLE a (x {{uuid}});")}},
 		"bad template":   {"m/0001_a.sql": {Data: []byte("CREATE TABLE a (x {{if sqlite}}INTEGER);")}},
+		"end without if": {"m/0001_a.sql": {Data: []byte("CREATE TABLE a (x INTEGER){{end}};")}},
+		"unclosed":       {"m/0001_a.sql": {Data: []byte("CREATE TABLE a (x {{int64);")}},
+		"nested if":      {"m/0001_a.sql": {Data: []byte("{{if sqlite}}{{if postgres}}x{{end}}{{end}}")}},
 		"duplicate":      {"m/0001_a.sql": {Data: []byte("SELECT 1;")}, "m/0001_b.sql": {Data: []byte("SELECT 1;")}},
 		"not from 1":     {"m/0002_a.sql": {Data: []byte("SELECT 1;")}},
 		"bad name":       {"m/0001_a.sql": {Data: []byte("SELECT 1;")}, "m/two_b.sql": {Data: []byte("SELECT 1;")}},
