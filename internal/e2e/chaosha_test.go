@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hodei-ci/hodei/internal/partitiontest"
 	"github.com/hodei-ci/hodei/internal/store/postgres/pgtest"
 )
 
@@ -44,7 +45,7 @@ type haReplica struct {
 	ns   *netNS
 	args []string
 	api  api
-	nats []*forward
+	nats []*partitiontest.Forwarder
 
 	mu sync.Mutex
 	p  *proc
@@ -90,7 +91,7 @@ func (r *haReplica) kill() {
 func (r *haReplica) partition(cut bool) {
 	r.cut.Store(cut)
 	for _, f := range r.nats {
-		f.setCut(cut)
+		f.SetCut(cut)
 	}
 }
 

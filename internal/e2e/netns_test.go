@@ -5,16 +5,16 @@ package e2e
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hodei-ci/hodei/internal/partitiontest"
 )
 
 // netNS is a network namespace of a test with only its loopback: a process
@@ -87,115 +87,25 @@ func (n *netNS) do(f func() error) error {
 	return ferr
 }
 
-// forward is a TCP forwarder of the test: it accepts on l and copies each
-// connection both ways to one that dial makes. Cut, it closes every
-// connection it carries and each new one at once, as a partition would
-// (the peers see their connections end and cannot make new ones).
-type forward struct {
-	l    net.Listener
-	dial func() (net.Conn, error)
-
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]struct{}
-}
-
-func newForward(t *testing.T, l net.Listener, dial func() (net.Conn, error)) *forward {
-	f := &forward{l: l, dial: dial, conns: map[net.Conn]struct{}{}}
-	go f.serve()
-	t.Cleanup(func() {
-		l.Close()
-		f.setCut(true)
-	})
-	return f
-}
-
-func (f *forward) serve() {
-	for {
-		c, err := f.l.Accept()
-		if err != nil {
-			return
-		}
-		go f.handle(c)
-	}
-}
-
-func (f *forward) track(c net.Conn) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.cut {
-		c.Close()
-		return false
-	}
-	f.conns[c] = struct{}{}
-	return true
-}
-
-func (f *forward) untrack(cs ...net.Conn) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, c := range cs {
-		c.Close()
-		delete(f.conns, c)
-	}
-}
-
-func (f *forward) handle(c net.Conn) {
-	if !f.track(c) {
-		return
-	}
-	u, err := f.dial()
-	if err != nil {
-		f.untrack(c)
-		return
-	}
-	if !f.track(u) {
-		f.untrack(c)
-		return
-	}
-	done := make(chan struct{})
-	go func() {
-		_, _ = io.Copy(u, c)
-		f.untrack(c, u)
-		close(done)
-	}()
-	_, _ = io.Copy(c, u)
-	f.untrack(c, u)
-	<-done
-}
-
-// setCut cuts the forwarder (closing what it carries) or mends it.
-func (f *forward) setCut(cut bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.cut = cut
-	if cut {
-		for c := range f.conns {
-			c.Close()
-			delete(f.conns, c)
-		}
-	}
-}
-
 // into forwards addr inside the namespace to the same addr outside.
-func (n *netNS) into(t *testing.T, addr string) *forward {
+func (n *netNS) into(t *testing.T, addr string) *partitiontest.Forwarder {
 	t.Helper()
 	var l net.Listener
 	if err := n.do(func() (err error) { l, err = net.Listen("tcp", addr); return err }); err != nil {
 		t.Fatalf("listen on %s in the namespace: %v", addr, err)
 	}
-	return newForward(t, l, func() (net.Conn, error) { return net.DialTimeout("tcp", addr, 5*time.Second) })
+	return partitiontest.New(t, l, func() (net.Conn, error) { return net.DialTimeout("tcp", addr, 5*time.Second) })
 }
 
 // out forwards addr outside to the same addr inside the namespace (where a
 // process of it listens).
-func (n *netNS) out(t *testing.T, addr string) *forward {
+func (n *netNS) out(t *testing.T, addr string) *partitiontest.Forwarder {
 	t.Helper()
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatalf("listen on %s: %v", addr, err)
 	}
-	return newForward(t, l, func() (c net.Conn, err error) {
+	return partitiontest.New(t, l, func() (c net.Conn, err error) {
 		err = n.do(func() (err error) { c, err = net.DialTimeout("tcp", addr, 5*time.Second); return err })
 		return c, err
 	})
