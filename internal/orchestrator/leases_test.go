@@ -72,31 +72,11 @@ func TestOwnNATSOutageLosesNoWorker(t *testing.T) {
 		return nc
 	})
 	w1 := h.worker("w1")
-	run := h.submit(oneJob)
-	d := w1.next()
-	w1.status(w1.id, d.JobID, 1, bus.StatusRunning, 0)
-	h.waitFor(func() bool { return h.jobState(run.ID, "a")() == state.JobRunning }, "a running")
+	run, d := h.running(w1, oneJob)
 	h.worker("w2") // heartbeats once, then never again
 
 	var deaf atomic.Bool // w1's heartbeats do not reach the orchestrator
-	stop := make(chan struct{})
-	beating := make(chan struct{})
-	go func() {
-		defer close(beating)
-		tk := time.NewTicker(50 * time.Millisecond)
-		defer tk.Stop()
-		for {
-			if !deaf.Load() {
-				w1.heartbeat(bus.JobRef{JobID: d.JobID, Attempt: 1})
-			}
-			select {
-			case <-stop:
-				return
-			case <-tk.C:
-			}
-		}
-	}()
-	defer func() { close(stop); <-beating }()
+	defer w1.beatEvery(50*time.Millisecond, func() bool { return !deaf.Load() }, bus.JobRef{JobID: d.JobID, Attempt: 1})()
 
 	g.set(true)
 	h.waitFor(func() bool { return onc.Status() != nats.CONNECTED }, "the orchestrator's connection away")

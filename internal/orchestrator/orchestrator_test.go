@@ -139,6 +139,28 @@ func (w *worker) heartbeat(running ...bus.JobRef) {
 	w.beat(false, running...)
 }
 
+// beatEvery heartbeats every interval, when send (nil: always) says so,
+// until the function it returns is called.
+func (w *worker) beatEvery(interval time.Duration, send func() bool, running ...bus.JobRef) (stop func()) {
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tk := time.NewTicker(interval)
+		defer tk.Stop()
+		for {
+			if send == nil || send() {
+				w.heartbeat(running...)
+			}
+			select {
+			case <-done:
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
+}
+
 func (w *worker) beat(draining bool, running ...bus.JobRef) {
 	cpu := w.cpu
 	if cpu == 0 {
@@ -407,22 +429,7 @@ func TestSilentWorkerIsLostAndItsJobRequeued(t *testing.T) {
 		t.Fatal(err)
 	}
 	w2.cons = cons
-	stop := make(chan struct{})
-	beating := make(chan struct{})
-	go func() {
-		defer close(beating)
-		tk := time.NewTicker(50 * time.Millisecond)
-		defer tk.Stop()
-		for {
-			w2.heartbeat()
-			select {
-			case <-stop:
-				return
-			case <-tk.C:
-			}
-		}
-	}()
-	defer func() { close(stop); <-beating }()
+	defer w2.beatEvery(50*time.Millisecond, nil)()
 	d2 := w2.next()
 	if d2.JobID != d.JobID || d2.Attempt != 2 {
 		t.Fatalf("requeued dispatch %+v", d2)
