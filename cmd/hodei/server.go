@@ -45,7 +45,7 @@ Example:
 	localWorkers := fs.Int("workers", 2, "number of agents running inside the server (0 for none)")
 	noCgroups := fs.Bool("no-cgroups", false, "run the attempts of local workers without a cgroup each (no cpu/memory limits, no usage)")
 	unsafeShared := fs.Bool("unsafe-shared-user", false, "run the steps of local workers as the server's own user, without isolation: any job can then read and write the data directory (for machines that cannot isolate steps; see docs/security.md)")
-	ttl := fs.Duration("worker-ttl", 5*time.Second, "how long a worker may stay silent before its jobs go back to the queue")
+	ttl := fs.Duration("worker-ttl", 15*time.Second, "how long a worker may stay silent before its jobs go back to the queue")
 	waitAgents := fs.Bool("wait-for-agents", false, "keep a job that no worker and no pool could run queued, waiting for an agent to join over NATS, instead of failing it at once")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM, how long the local workers' running jobs may finish before they are handed back (requeued, not failed)")
 	maxActive := fs.Int("max-active-runs", orchestrator.DefaultMaxActiveRuns, "most runs of one tenant that have not ended; past it its submissions are refused (429 too_many_requests), so that no tenant can fill the server with queued work (0: no bound)")

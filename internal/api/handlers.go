@@ -39,6 +39,11 @@ func unavailable(w http.ResponseWriter, err error) bool {
 	case errors.Is(err, orchestrator.ErrNotLeader):
 		w.Header().Set("Retry-After", "2")
 		writeError(w, wire.CodeUnavailable, "no server leads now (a new leader is being elected); retry shortly, on any server")
+	case errors.Is(err, store.ErrUnavailable):
+		// A database restarting or failing over: nothing was done, or
+		// the answer was lost (a key makes the retry safe).
+		w.Header().Set("Retry-After", "2")
+		writeError(w, wire.CodeUnavailable, "the store cannot be reached now; retry shortly: "+err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		w.Header().Set("Retry-After", "1")
 		writeError(w, wire.CodeUnavailable, "request not completed: "+err.Error())

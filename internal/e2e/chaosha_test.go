@@ -156,10 +156,13 @@ func shortErr(err error) string {
 	return s
 }
 
-// haProbe is a pipeline of one quick job that writes its marker file.
+// haProbe is a pipeline of one quick job that writes its marker file. It
+// has the highest priority: a probe measures when the leader places new
+// work again, which a backlog of the load's queued jobs (a priority below
+// it) would otherwise hide behind the time the agents take to drain it.
 func haProbe(name, marks string) string {
 	m := marks + "/$HODEI_JOB_ID"
-	return "name: " + name + "\njobs:\n  probe:\n    steps:\n      - run: |\n          echo \"start $HODEI_RUN_ID $HODEI_ATTEMPT $(date +%s%N)\" >> " + m +
+	return "name: " + name + "\npriority: 100\njobs:\n  probe:\n    steps:\n      - run: |\n          echo \"start $HODEI_RUN_ID $HODEI_ATTEMPT $(date +%s%N)\" >> " + m +
 		"\n          echo \"end $HODEI_RUN_ID $HODEI_ATTEMPT $(date +%s%N)\" >> " + m + "\n"
 }
 

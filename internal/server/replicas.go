@@ -364,6 +364,7 @@ var controlErrors = map[string]error{
 	"too_many":    orchestrator.ErrTooManyRuns,
 	"not_waiting": orchestrator.ErrNotWaiting,
 	"not_found":   store.ErrNotFound,
+	"unavailable": store.ErrUnavailable,
 }
 
 func errorReply(err error) controlReply {

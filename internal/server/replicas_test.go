@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -205,4 +206,81 @@ func bumpEpoch(ctx context.Context, db string) error {
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, "UPDATE leadership SET epoch = epoch + 1, leader = 'impostor' WHERE id = 1")
 	return err
+}
+
+// TestSubmissionWithTheDatabaseDownIsUnavailable: while PostgreSQL is down
+// (a restart, a failover), a submission with an idempotency key, to the
+// leader or forwarded by a follower, fails as unavailable (the API's 503
+// with Retry-After), never as an internal error: the lookup of its key
+// cannot be answered. Once the database is back, the same key makes one
+// run.
+func TestSubmissionWithTheDatabaseDownIsUnavailable(t *testing.T) {
+	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{StoreDir: filepath.Join(t.TempDir(), "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Shutdown)
+	pg := pgtest.Private(t)
+	db := pgtest.NewDB(t, pg.URL())
+	a := startReplica(t, db, emb.ClientURL(), "replica-a", 0)
+	waitLeads(t, a, true)
+	b := startReplica(t, db, emb.ClientURL(), "replica-b", 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const quick = "name: q\njobs:\n  a:\n    steps: [{run: 'true'}]\n"
+	req := RunRequest{File: "q.yaml", Data: []byte(quick), Key: "k-down"}
+
+	pg.Stop()
+	for _, s := range []*Server{b, a} {
+		_, err := s.SubmitRun(ctx, req)
+		// The leader may have noticed its lock's session gone and
+		// stepped down first: also a 503.
+		if !errors.Is(err, store.ErrUnavailable) && !errors.Is(err, orchestrator.ErrNotLeader) && !errors.Is(err, orchestrator.ErrStopped) {
+			t.Errorf("submission to %s with the database down: %v, want store.ErrUnavailable (or no leader)", s.rep.id, err)
+		}
+	}
+
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var first store.Run
+	// A leader is elected again in its own time: submissions are retried
+	// (as a client would on a 503) until one is taken.
+	for {
+		first, err = b.SubmitRun(ctx, req)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no submission taken after the database came back: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond) // a client's pause between retries
+	}
+	again, err := a.SubmitRun(ctx, req)
+	if err != nil && !errors.Is(err, orchestrator.ErrNotLeader) {
+		t.Fatal(err)
+	}
+	if err == nil && again.ID != first.ID {
+		t.Fatalf("key k-down made runs %s and %s", first.ID, again.ID)
+	}
+}
+
+// TestControlErrorsKeepTheirKind: an error a leader answers a forwarded
+// command with reaches the follower's caller as the same kind of error
+// (errors.Is), so that its API answers as the leader's would: a 503 for a
+// store that cannot be reached, a 429 for too many runs, a 404.
+func TestControlErrorsKeepTheirKind(t *testing.T) {
+	for _, e := range []error{
+		orchestrator.ErrBusy, orchestrator.ErrNotLeader, orchestrator.ErrRunFinal, orchestrator.ErrTooManyRuns,
+		orchestrator.ErrNotWaiting, store.ErrNotFound, store.ErrUnavailable,
+	} {
+		rep := errorReply(fmt.Errorf("on the leader: %w", e))
+		got, ok := controlErrors[rep.Code]
+		if !ok || !errors.Is(got, e) {
+			t.Errorf("%v: reply code %q, which the follower reads as %v; want %v", e, rep.Code, got, e)
+		}
+	}
+	if rep := errorReply(fmt.Errorf("stopping: %w", orchestrator.ErrStopped)); !errors.Is(controlErrors[rep.Code], orchestrator.ErrNotLeader) {
+		t.Errorf("a stopped leader's reply code %q: want one read as not leader", rep.Code)
+	}
 }

@@ -24,6 +24,13 @@ var ErrNotFound = errors.New("not found")
 // ErrConflict is returned when an insert collides with an existing record.
 var ErrConflict = errors.New("conflict")
 
+// ErrUnavailable is wrapped by an error that says the database cannot be
+// reached now: restarting, failing over, its connection lost or refused. The
+// operation did not happen, or did not happen for sure (a commit whose answer
+// was lost); it is worth trying again shortly, and the API answers it with a
+// 503 and Retry-After rather than a 500.
+var ErrUnavailable = errors.New("store unavailable")
+
 // Run is one execution of a pipeline.
 type Run struct {
 	ID         string

@@ -14,7 +14,7 @@ func (s *Store) PutArtifact(ctx context.Context, a store.Artifact) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO artifacts (`+schema.ArtifactCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
 		schema.ArtifactArgs(a)...)
 	if err != nil {
-		return fmt.Errorf("postgres: put artifact %s: %w", a.ID, constraintErr(err))
+		return fmt.Errorf("postgres: put artifact %s: %w", a.ID, storeErr(err))
 	}
 	return nil
 }
@@ -30,7 +30,7 @@ func (s *Store) ListArtifacts(ctx context.Context, f store.ArtifactFilter) ([]st
 	q := `SELECT ` + schema.ArtifactCols + ` FROM artifacts` + where + ` ORDER BY created_at DESC, id LIMIT $` + strconv.Itoa(len(args))
 	out, err := query(ctx, s.pool, schema.ScanArtifact, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list artifacts: %w", err)
+		return nil, fmt.Errorf("postgres: list artifacts: %w", storeErr(err))
 	}
 	return out, nil
 }
@@ -38,7 +38,7 @@ func (s *Store) ListArtifacts(ctx context.Context, f store.ArtifactFilter) ([]st
 // DeleteArtifact removes a record.
 func (s *Store) DeleteArtifact(ctx context.Context, id string) error {
 	if _, err := s.pool.Exec(ctx, `DELETE FROM artifacts WHERE id = $1`, id); err != nil {
-		return fmt.Errorf("postgres: delete artifact %s: %w", id, err)
+		return fmt.Errorf("postgres: delete artifact %s: %w", id, storeErr(err))
 	}
 	return nil
 }
@@ -47,7 +47,7 @@ func (s *Store) DeleteArtifact(ctx context.Context, id string) error {
 func (s *Store) ArtifactBytes(ctx context.Context, tenant string) (int64, error) {
 	var n int64
 	if err := s.pool.QueryRow(ctx, `SELECT COALESCE(SUM(size), 0)::BIGINT FROM artifacts WHERE tenant = $1`, tenant).Scan(&n); err != nil {
-		return 0, fmt.Errorf("postgres: artifact bytes of %s: %w", tenant, err)
+		return 0, fmt.Errorf("postgres: artifact bytes of %s: %w", tenant, storeErr(err))
 	}
 	return n, nil
 }

@@ -15,7 +15,7 @@ import (
 func (s *Store) ClaimFiring(ctx context.Context, f store.Firing) (bool, error) {
 	tag, err := s.pool.Exec(ctx, claimFiringSQL, schema.FiringArgs(f)...)
 	if err != nil {
-		return false, fmt.Errorf("postgres: claim firing %s %s: %w", f.File, f.At, err)
+		return false, fmt.Errorf("postgres: claim firing %s %s: %w", f.File, f.At, storeErr(err))
 	}
 	return tag.RowsAffected() == 1, nil
 }
@@ -27,7 +27,7 @@ func (s *Store) LastFiring(ctx context.Context, tenant, repo, file, schedule str
 		return store.Firing{}, fmt.Errorf("postgres: last firing of %s %s: %w", file, schedule, store.ErrNotFound)
 	}
 	if err != nil {
-		return store.Firing{}, fmt.Errorf("postgres: last firing of %s %s: %w", file, schedule, err)
+		return store.Firing{}, fmt.Errorf("postgres: last firing of %s %s: %w", file, schedule, storeErr(err))
 	}
 	return f, nil
 }
@@ -36,7 +36,7 @@ func (s *Store) LastFiring(ctx context.Context, tenant, repo, file, schedule str
 func (s *Store) PendingFirings(ctx context.Context) ([]store.Firing, error) {
 	fs, err := query(ctx, s.pool, schema.ScanFiring, schema.PendingFiringsSQL)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: pending firings: %w", err)
+		return nil, fmt.Errorf("postgres: pending firings: %w", storeErr(err))
 	}
 	return fs, nil
 }
@@ -48,7 +48,7 @@ func (s *Store) SetFiringError(ctx context.Context, f store.Firing, msg string) 
 		err = store.ErrNotFound
 	}
 	if err != nil {
-		return fmt.Errorf("postgres: firing error %s %s: %w", f.File, f.At, err)
+		return fmt.Errorf("postgres: firing error %s %s: %w", f.File, f.At, storeErr(err))
 	}
 	return nil
 }
@@ -57,7 +57,7 @@ func (s *Store) SetFiringError(ctx context.Context, f store.Firing, msg string) 
 func (s *Store) ListFirings(ctx context.Context, tenant, repo string) ([]store.Firing, error) {
 	fs, err := query(ctx, s.pool, schema.ScanFiring, listFiringsSQL, tenant, repo)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list firings: %w", err)
+		return nil, fmt.Errorf("postgres: list firings: %w", storeErr(err))
 	}
 	return fs, nil
 }
@@ -76,7 +76,7 @@ func (t *tx) SetFiringRun(f store.Firing) error {
 func (s *Store) ListAllRepos(ctx context.Context) ([]store.Repo, error) {
 	rs, err := query(ctx, s.pool, scanRepo, "SELECT "+repoCols+" FROM repos ORDER BY tenant, name")
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list all repos: %w", err)
+		return nil, fmt.Errorf("postgres: list all repos: %w", storeErr(err))
 	}
 	return rs, nil
 }

@@ -88,13 +88,13 @@ func (s *Store) Campaign(ctx context.Context, id, api string, retry time.Duratio
 func (s *Store) tryLead(ctx context.Context, id, api string) (*Lease, error) {
 	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
-		return nil, fmt.Errorf("postgres: leader connection: %w", err)
+		return nil, fmt.Errorf("postgres: leader connection: %w", storeErr(err))
 	}
 	var got bool
 	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", int64(leaderLockKey)).Scan(&got); err != nil || !got {
 		_ = conn.Close(context.Background())
 		if err != nil {
-			return nil, fmt.Errorf("postgres: leader lock: %w", err)
+			return nil, fmt.Errorf("postgres: leader lock: %w", storeErr(err))
 		}
 		return nil, nil
 	}
@@ -103,7 +103,7 @@ func (s *Store) tryLead(ctx context.Context, id, api string) (*Lease, error) {
 		id, api, schema.EncTime(time.Now())).Scan(&epoch)
 	if err != nil {
 		_ = conn.Close(context.Background()) // the lock goes with the session
-		return nil, fmt.Errorf("postgres: bump epoch: %w", err)
+		return nil, fmt.Errorf("postgres: bump epoch: %w", storeErr(err))
 	}
 	return &Lease{Epoch: epoch, conn: conn, lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}, nil
 }
@@ -150,7 +150,7 @@ func (s *Store) Leader(ctx context.Context) (store.Leader, error) {
 		return store.Leader{}, nil
 	}
 	if err != nil {
-		return store.Leader{}, fmt.Errorf("postgres: leader: %w", err)
+		return store.Leader{}, fmt.Errorf("postgres: leader: %w", storeErr(err))
 	}
 	l.Since = schema.DecTime(since)
 	return l, nil

@@ -64,11 +64,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -114,16 +117,16 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	name := cfg.ConnConfig.Database
 	ms, err := loadMigrations()
 	if err != nil {
-		return nil, fmt.Errorf("postgres: open %s: %w", name, err)
+		return nil, fmt.Errorf("postgres: open %s: %w", name, storeErr(err))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: open %s: %w", name, err)
+		return nil, fmt.Errorf("postgres: open %s: %w", name, storeErr(err))
 	}
 	s := &Store{pool: pool, name: name}
 	if s.applied, err = migrate(ctx, pool, ms, time.Now); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("postgres: open %s: %w", name, err)
+		return nil, fmt.Errorf("postgres: open %s: %w", name, storeErr(err))
 	}
 	return s, nil
 }
@@ -194,7 +197,7 @@ func getOne[T any](ctx context.Context, s *Store, scan func(schema.Scanner) (T, 
 	if errors.Is(err, pgx.ErrNoRows) {
 		return zero, fmt.Errorf("postgres: get %s %s: %w", what, id, store.ErrNotFound)
 	}
-	return zero, fmt.Errorf("postgres: get %s %s: %w", what, id, err)
+	return zero, fmt.Errorf("postgres: get %s %s: %w", what, id, storeErr(err))
 }
 
 // GetRun returns the run with the given ID, or an error wrapping
@@ -239,7 +242,7 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, e
 	q += " ORDER BY id DESC LIMIT $" + strconv.Itoa(len(args))
 	runs, err := query(ctx, s.pool, schema.ScanRun, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list runs: %w", err)
+		return nil, fmt.Errorf("postgres: list runs: %w", storeErr(err))
 	}
 	return runs, nil
 }
@@ -249,7 +252,7 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, e
 func (s *Store) ListJobs(ctx context.Context, runID string) ([]store.Job, error) {
 	jobs, err := query(ctx, s.pool, schema.ScanJob, listJobsSQL, runID)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list jobs of run %s: %w", runID, err)
+		return nil, fmt.Errorf("postgres: list jobs of run %s: %w", runID, storeErr(err))
 	}
 	return jobs, nil
 }
@@ -258,7 +261,7 @@ func (s *Store) ListJobs(ctx context.Context, runID string) ([]store.Job, error)
 func (s *Store) ListAttempts(ctx context.Context, jobID string) ([]store.Attempt, error) {
 	as, err := query(ctx, s.pool, schema.ScanAttempt, listAttemptsSQL, jobID)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list attempts of job %s: %w", jobID, err)
+		return nil, fmt.Errorf("postgres: list attempts of job %s: %w", jobID, storeErr(err))
 	}
 	return as, nil
 }
@@ -272,7 +275,7 @@ func (s *Store) ReadLogs(ctx context.Context, jobID string, afterAttempt int, af
 	}
 	cs, err := query(ctx, s.pool, schema.ScanLog, readLogsSQL, jobID, afterAttempt, afterSeq, limit)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: read logs of job %s: %w", jobID, err)
+		return nil, fmt.Errorf("postgres: read logs of job %s: %w", jobID, storeErr(err))
 	}
 	return cs, nil
 }
@@ -283,17 +286,17 @@ func (s *Store) ReadLogs(ctx context.Context, jobID string, afterAttempt int, af
 func (s *Store) ActiveRuns(ctx context.Context) ([]store.Run, []store.Job, error) {
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return nil, nil, fmt.Errorf("postgres: active runs: %w", err)
+		return nil, nil, fmt.Errorf("postgres: active runs: %w", storeErr(err))
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // read-only; nothing to undo
 
 	runs, err := query(ctx, tx, schema.ScanRun, schema.ActiveRunsSQL)
 	if err != nil {
-		return nil, nil, fmt.Errorf("postgres: active runs: %w", err)
+		return nil, nil, fmt.Errorf("postgres: active runs: %w", storeErr(err))
 	}
 	jobs, err := query(ctx, tx, schema.ScanJob, schema.ActiveJobsSQL)
 	if err != nil {
-		return nil, nil, fmt.Errorf("postgres: active runs: jobs: %w", err)
+		return nil, nil, fmt.Errorf("postgres: active runs: jobs: %w", storeErr(err))
 	}
 	return runs, jobs, nil
 }
@@ -310,7 +313,7 @@ func (s *Store) CountRuns(ctx context.Context) (map[state.RunState]int, error) {
 		return c, row.Scan(&c.state, &c.n)
 	}, schema.CountRunsSQL)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: count runs: %w", err)
+		return nil, fmt.Errorf("postgres: count runs: %w", storeErr(err))
 	}
 	counts := make(map[state.RunState]int, len(cs))
 	for _, c := range cs {
@@ -339,7 +342,7 @@ func (s *Store) RecentDurations(ctx context.Context, limit int) ([]store.Duratio
 		return d, err
 	}, recentDurationsSQL, state.JobSucceeded, limit)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: recent durations: %w", err)
+		return nil, fmt.Errorf("postgres: recent durations: %w", storeErr(err))
 	}
 	slices.Reverse(out)
 	return out, nil
@@ -349,27 +352,53 @@ func (s *Store) RecentDurations(ctx context.Context, limit int) ([]store.Duratio
 func (s *Store) ListWorkers(ctx context.Context) ([]store.Worker, error) {
 	ws, err := query(ctx, s.pool, scanWorker, schema.ListWorkersSQL)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list workers: %w", err)
+		return nil, fmt.Errorf("postgres: list workers: %w", storeErr(err))
 	}
 	return ws, nil
 }
 
-// constraintErr maps the constraint violations of PostgreSQL to the errors of
-// package store: a duplicate key (23505) to store.ErrConflict and a missing
-// parent row (a foreign key, 23503) to store.ErrNotFound. Other errors are
-// returned as they are.
-func constraintErr(err error) error {
+// storeErr maps the errors of PostgreSQL to the errors of package store: a
+// duplicate key (23505) to store.ErrConflict, a missing parent row (a foreign
+// key, 23503) to store.ErrNotFound, a fenced epoch to store.ErrFenced, and a
+// database that cannot be reached now (unavailable) to store.ErrUnavailable.
+// Other errors are returned as they are.
+func storeErr(err error) error {
 	var pe *pgconn.PgError
-	if !errors.As(err, &pe) {
-		return err
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "23505":
+			return fmt.Errorf("%w: %w", store.ErrConflict, err)
+		case "23503":
+			return fmt.Errorf("%w: %w", store.ErrNotFound, err)
+		case fencedCode:
+			return fmt.Errorf("%w: %w", store.ErrFenced, err)
+		}
 	}
-	switch pe.Code {
-	case "23505":
-		return fmt.Errorf("%w: %w", store.ErrConflict, err)
-	case "23503":
-		return fmt.Errorf("%w: %w", store.ErrNotFound, err)
-	case fencedCode:
-		return fmt.Errorf("%w: %w", store.ErrFenced, err)
+	if unavailable(err) && !errors.Is(err, store.ErrUnavailable) {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 	}
 	return err
+}
+
+// unavailable reports whether err says that the database cannot be reached
+// now, rather than that the statement was wrong: a connection that failed or
+// was refused, lost, or closed; a server shutting down, starting or out of
+// connections (SQLSTATE 57P01-57P03, 53300, class 08).
+func unavailable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case strings.HasPrefix(pe.Code, "08"), // connection exception
+			pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03", // admin, crash shutdown; cannot connect now
+			pe.Code == "53300": // too many connections
+			return true
+		}
+		return false
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || errors.As(err, &ne) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED)
 }

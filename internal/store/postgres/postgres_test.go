@@ -289,3 +289,42 @@ func TestRetryableErrors(t *testing.T) {
 func BenchmarkStore(b *testing.B) {
 	storetest.Bench(b, func(b *testing.B) store.Store { return mustOpen(b, pgtest.DB(b)) })
 }
+
+// TestUnavailableWhileTheDatabaseIsDown: while the database is down (a
+// restart, a failover), reads and commits fail with store.ErrUnavailable,
+// which the API answers with a 503 and Retry-After; once it is back, the
+// same store works again, and an error of the statement itself (a missing
+// row, a duplicate) is not taken for an outage.
+func TestUnavailableWhileTheDatabaseIsDown(t *testing.T) {
+	ctx := context.Background()
+	pg := pgtest.Private(t)
+	s := mustOpen(t, pgtest.NewDB(t, pg.URL()))
+	t.Cleanup(func() { _ = s.Close() })
+	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-1", state.RunQueued)) })
+
+	pg.Stop()
+	if _, err := s.RunByKey(ctx, "t", "k-1"); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("read with the database down: %v, want store.ErrUnavailable", err)
+	}
+	if _, err := s.GetRun(ctx, "run-1"); !errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrNotFound) {
+		t.Errorf("get with the database down: %v, want store.ErrUnavailable only", err)
+	}
+	err := s.Update(ctx, func(tx store.Tx) error { return tx.InsertRun(testRun("run-2", state.RunQueued)) })
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("commit with the database down: %v, want store.ErrUnavailable", err)
+	}
+
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RunByKey(ctx, "t", "k-1"); !errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("read of a missing key with the database back: %v, want store.ErrNotFound only", err)
+	}
+	err = s.Update(ctx, func(tx store.Tx) error { return tx.InsertRun(testRun("run-1", state.RunQueued)) })
+	if !errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("duplicate insert with the database back: %v, want store.ErrConflict only", err)
+	}
+	if err := pgx.ErrNoRows; errors.Is(storeErr(err), store.ErrUnavailable) {
+		t.Errorf("storeErr(%v) says unavailable", err)
+	}
+}

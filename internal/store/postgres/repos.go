@@ -36,7 +36,7 @@ func (s *Store) CreateRepo(ctx context.Context, r store.Repo) error {
 	_, err := s.pool.Exec(ctx, "INSERT INTO repos ("+repoCols+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
 		r.Tenant, r.Name, r.URL, r.Forge, r.APIURL, r.TokenSecret, r.WebhookSecret, r.DefaultBranch, schema.EncTime(r.CreatedAt))
 	if err != nil {
-		return fmt.Errorf("postgres: create repo %s/%s: %w", r.Tenant, r.Name, constraintErr(err))
+		return fmt.Errorf("postgres: create repo %s/%s: %w", r.Tenant, r.Name, storeErr(err))
 	}
 	return nil
 }
@@ -53,14 +53,14 @@ func (s *Store) GetRepo(ctx context.Context, tenant, name string) (store.Repo, e
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = store.ErrNotFound
 	}
-	return store.Repo{}, fmt.Errorf("postgres: get repo %s/%s: %w", tenant, name, err)
+	return store.Repo{}, fmt.Errorf("postgres: get repo %s/%s: %w", tenant, name, storeErr(err))
 }
 
 // ListRepos returns the repositories of a tenant sorted by name.
 func (s *Store) ListRepos(ctx context.Context, tenant string) ([]store.Repo, error) {
 	rs, err := query(ctx, s.pool, scanRepo, "SELECT "+repoCols+" FROM repos WHERE tenant = $1 ORDER BY name", tenant)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list repos: %w", err)
+		return nil, fmt.Errorf("postgres: list repos: %w", storeErr(err))
 	}
 	return rs, nil
 }
@@ -82,7 +82,7 @@ func (s *Store) DeleteRepo(ctx context.Context, tenant, name string) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("postgres: delete repo %s/%s: %w", tenant, name, err)
+		return fmt.Errorf("postgres: delete repo %s/%s: %w", tenant, name, storeErr(err))
 	}
 	return nil
 }
@@ -103,7 +103,7 @@ func (s *Store) ClaimDelivery(ctx context.Context, d store.Delivery) (store.Deli
 			return store.Delivery{Tenant: d.Tenant, Repo: d.Repo, ID: d.ID, RunIDs: strings.Fields(runs), At: schema.DecTime(at)}, false, nil
 		}
 	}
-	return store.Delivery{}, false, fmt.Errorf("postgres: claim delivery %s: %w", d.ID, err)
+	return store.Delivery{}, false, fmt.Errorf("postgres: claim delivery %s: %w", d.ID, storeErr(err))
 }
 
 // SetDeliveryRuns records the runs a delivery started.
@@ -114,7 +114,7 @@ func (s *Store) SetDeliveryRuns(ctx context.Context, tenant, repo, id string, ru
 		err = store.ErrNotFound
 	}
 	if err != nil {
-		return fmt.Errorf("postgres: delivery %s runs: %w", id, err)
+		return fmt.Errorf("postgres: delivery %s runs: %w", id, storeErr(err))
 	}
 	return nil
 }
@@ -136,7 +136,7 @@ func (s *Store) GetTriggers(ctx context.Context, runIDs []string) (map[string]st
 	}
 	ts, err := query(ctx, s.pool, scanTrigger, "SELECT "+triggerCols+" FROM run_triggers WHERE run_id = ANY($1)", runIDs)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: get triggers: %w", err)
+		return nil, fmt.Errorf("postgres: get triggers: %w", storeErr(err))
 	}
 	for _, t := range ts {
 		out[t.RunID] = t
@@ -150,7 +150,7 @@ func (s *Store) AddStatusReport(ctx context.Context, r store.StatusReport) error
 		SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM status_reports WHERE run_id = $1`,
 		r.RunID, r.State, r.Error, schema.EncTime(r.At))
 	if err != nil {
-		return fmt.Errorf("postgres: add status report of run %s: %w", r.RunID, constraintErr(err))
+		return fmt.Errorf("postgres: add status report of run %s: %w", r.RunID, storeErr(err))
 	}
 	return nil
 }
@@ -165,7 +165,7 @@ func (s *Store) ListStatusReports(ctx context.Context, runID string) ([]store.St
 		return r, err
 	}, "SELECT run_id, state, error, at FROM status_reports WHERE run_id = $1 ORDER BY seq", runID)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list status reports: %w", err)
+		return nil, fmt.Errorf("postgres: list status reports: %w", storeErr(err))
 	}
 	return rs, nil
 }
@@ -187,7 +187,7 @@ func (s *Store) RunByKey(ctx context.Context, tenant, key string) (string, error
 		return "", fmt.Errorf("postgres: run of key %q: %w", key, store.ErrNotFound)
 	}
 	if err != nil {
-		return "", fmt.Errorf("postgres: run of key %q: %w", key, err)
+		return "", fmt.Errorf("postgres: run of key %q: %w", key, storeErr(err))
 	}
 	return id, nil
 }

@@ -91,7 +91,7 @@ func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return fmt.Errorf("postgres: commit: %w (after %w)", ctx.Err(), err)
+			return fmt.Errorf("postgres: commit: %w (after %w)", ctx.Err(), storeErr(err))
 		case <-timer.C:
 		}
 	}
@@ -101,7 +101,7 @@ func (s *Store) Update(ctx context.Context, fn func(tx store.Tx) error) error {
 // returns the first error, mapped to the errors of package store.
 func (s *Store) send(ctx context.Context, ops []op) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("postgres: commit: %w", err)
+		return fmt.Errorf("postgres: commit: %w", storeErr(err))
 	}
 	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(ops))}
 	for _, o := range ops {
@@ -115,11 +115,11 @@ func (s *Store) send(ctx context.Context, ops []op) error {
 		}
 		if err != nil {
 			_ = br.Close() // err is the one that matters
-			return fmt.Errorf("postgres: %s: %w", o.what(), constraintErr(ctxErr(ctx, err)))
+			return fmt.Errorf("postgres: %s: %w", o.what(), storeErr(ctxErr(ctx, err)))
 		}
 	}
 	if err := br.Close(); err != nil {
-		return fmt.Errorf("postgres: commit: %w", ctxErr(ctx, err))
+		return fmt.Errorf("postgres: commit: %w", storeErr(ctxErr(ctx, err)))
 	}
 	return nil
 }

@@ -342,13 +342,27 @@ func (p *Server) URL() string {
 // `pg_ctl restart -m fast`) and starts it again on the same data and port,
 // and returns once it takes connections again.
 func (p *Server) Restart() error {
+	p.Stop()
+	return p.Start()
+}
+
+// Stop stops the server (fast shutdown: every session is ended) and keeps
+// its data: until Start, connections to its port are refused.
+func (p *Server) Stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.s.shutdown()
+}
+
+// Start starts the server that Stop stopped, on the same data and port, and
+// returns once it takes connections again.
+func (p *Server) Start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	old := p.s
-	old.shutdown()
 	s, err := startPostgres(old.bin, old.dir, old.data, old.cred, old.port)
 	if err != nil {
-		return fmt.Errorf("pgtest: restart: %w", err)
+		return fmt.Errorf("pgtest: start: %w", err)
 	}
 	p.s = s
 	return nil
