@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -341,5 +342,60 @@ jobs:
 	r, _ := h.st.GetRun(context.Background(), run.ID)
 	if r.State != state.RunFailed {
 		t.Fatalf("run %s", r.State)
+	}
+}
+
+// gatedStore holds ActiveRuns, which Start calls to rebuild its state, until
+// the test releases it.
+type gatedStore struct {
+	store.Store
+	entered, release chan struct{}
+}
+
+func (g *gatedStore) ActiveRuns(ctx context.Context) ([]store.Run, []store.Job, error) {
+	close(g.entered)
+	<-g.release
+	return g.Store.ActiveRuns(ctx)
+}
+
+// TestHeartbeatDuringStartIsHeard: a heartbeat a worker sends while a new
+// orchestrator (a new leader) is still rebuilding its state from the store
+// is kept for its first turn: the worker, unschedulable until heard from
+// (fencing), takes new work at once, not a heartbeat later. On a loaded
+// cluster that later heartbeat took seconds to be heard, and a new
+// leader's scheduling waited for it.
+func TestHeartbeatDuringStartIsHeard(t *testing.T) {
+	h := newHarness(t, Config{})
+	w := h.worker("w1")
+	h.running(w, "name: p\njobs:\n  a:\n    steps: [{run: 'true'}]\n")
+
+	h.o.Stop()
+	g := &gatedStore{Store: h.st, entered: make(chan struct{}), release: make(chan struct{})}
+	o, err := New(Config{Store: g, NC: h.nc, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Hub: hub.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		started <- o.Start(ctx)
+	}()
+	<-g.entered
+	w.heartbeat() // the only one: while the state is being rebuilt
+	if err := h.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	close(g.release)
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(o.Stop)
+	h.restarted(o)
+	h.notes = o.cfg.Hub.Subscribe("", 1<<12)
+
+	q := h.submit("name: q\njobs:\n  b:\n    steps: [{run: 'true'}]\n")
+	if d := w.next(); d.Kind != bus.KindAssign || !strings.HasPrefix(d.JobID, q.ID) {
+		t.Fatalf("dispatch %+v: want the assignment of run %s's job", d, q.ID)
 	}
 }

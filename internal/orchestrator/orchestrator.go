@@ -364,50 +364,14 @@ func (o *Orchestrator) Hub() *hub.Hub { return o.cfg.Hub }
 
 // Start recovers the state left in the store, creates the streams, and starts
 // consuming worker reports. It returns once the orchestrator is ready.
-func (o *Orchestrator) Start(ctx context.Context) error {
+func (o *Orchestrator) Start(ctx context.Context) (err error) {
 	o.startedAt = time.Now()
 	o.bus.reconnects = o.cfg.NC.Stats().Reconnects
 	ctx = o.epochContext(ctx)
-	if err := bus.EnsureStreams(ctx, o.js, o.cfg.Subjects, o.cfg.Replicas); err != nil {
-		return fmt.Errorf("orchestrator: %w", err)
-	}
-	// The predictor starts from the durations of recent jobs, so that
-	// predictions and the scheduler's ranking survive a restart.
-	history, err := o.cfg.Store.RecentDurations(ctx, 20000)
-	if err != nil {
-		return fmt.Errorf("orchestrator: duration history: %w", err)
-	}
-	for _, d := range history {
-		o.pred.Observe(d.Pipeline+"/"+d.JobKey, d.Ran)
-	}
-	if err := o.recover(ctx, true); err != nil {
-		return fmt.Errorf("orchestrator: recover: %w", err)
-	}
-	if o.cfg.TakeOver {
-		// A new leader: the unacknowledged messages of the previous one
-		// go to a fresh consumer at once. A work-queue stream keeps every
-		// message until it is acknowledged, so nothing is skipped.
-		if err := o.js.DeleteConsumer(ctx, bus.StreamReports, "orchestrator"); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return fmt.Errorf("orchestrator: take over the reports consumer: %w", err)
-		}
-	}
-	cons, err := o.js.CreateOrUpdateConsumer(ctx, bus.StreamReports, jetstream.ConsumerConfig{
-		Durable:       "orchestrator",
-		Replicas:      max(o.cfg.Replicas, 1), // as many as its stream's (bus.EnsureStreams)
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       10 * time.Second,
-		MaxAckPending: 16384,
-	})
-	if err != nil {
-		return fmt.Errorf("orchestrator: reports consumer: %w", err)
-	}
-	o.cc, err = cons.Consume(func(m jetstream.Msg) {
-		o.budget.take(len(m.Data()))
-		o.reports <- m
-	}, append(bus.PullOptions(), jetstream.PullMaxBytes(maxReportPrefetch))...)
-	if err != nil {
-		return fmt.Errorf("orchestrator: consume reports: %w", err)
-	}
+	// Heartbeats are heard from the start: they wait in o.beats (one
+	// dropped when it is full is replaced by the next) until the loop
+	// runs, so that a new leader knows which workers are alive at its
+	// first turn rather than a heartbeat after it.
 	o.hbSub, err = o.cfg.NC.Subscribe(o.cfg.Subjects.Heartbeat("*"), func(m *nats.Msg) {
 		var hb bus.Heartbeat
 		if err := json.Unmarshal(m.Data, &hb); err != nil || !bus.ValidToken(hb.WorkerID) {
@@ -421,6 +385,56 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("orchestrator: heartbeats: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			_ = o.hbSub.Unsubscribe()
+		}
+	}()
+	if err := bus.EnsureStreams(ctx, o.js, o.cfg.Subjects, o.cfg.Replicas); err != nil {
+		return fmt.Errorf("orchestrator: %w", err)
+	}
+	// The reports consumer (JetStream's side) and the state (the store's)
+	// do not depend on each other: a new leader gets both at once, which
+	// matters on a cluster, where making a replicated consumer takes a
+	// round of its own consensus.
+	type consumed struct {
+		cons jetstream.Consumer
+		err  error
+	}
+	ready := make(chan consumed, 1)
+	go func() {
+		cons, err := o.reportsConsumer(ctx)
+		ready <- consumed{cons, err}
+	}()
+	cons, err := func() (jetstream.Consumer, error) {
+		// The predictor starts from the durations of recent jobs, so
+		// that predictions and the scheduler's ranking survive a
+		// restart.
+		history, err := o.cfg.Store.RecentDurations(ctx, 20000)
+		if err != nil {
+			<-ready
+			return nil, fmt.Errorf("orchestrator: duration history: %w", err)
+		}
+		for _, d := range history {
+			o.pred.Observe(d.Pipeline+"/"+d.JobKey, d.Ran)
+		}
+		if err := o.recover(ctx, true); err != nil {
+			<-ready
+			return nil, fmt.Errorf("orchestrator: recover: %w", err)
+		}
+		r := <-ready
+		return r.cons, r.err
+	}()
+	if err != nil {
+		return err
+	}
+	o.cc, err = cons.Consume(func(m jetstream.Msg) {
+		o.budget.take(len(m.Data()))
+		o.reports <- m
+	}, append(bus.PullOptions(), jetstream.PullMaxBytes(maxReportPrefetch))...)
+	if err != nil {
+		return fmt.Errorf("orchestrator: consume reports: %w", err)
+	}
 	// The subscription is the server's once it has read it: heartbeats
 	// sent after Start returns are heard. A connection away now gives
 	// its subscriptions again when it is back.
@@ -433,6 +447,30 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	o.running.Store(true)
 	go o.loop(loopCtx)
 	return nil
+}
+
+// reportsConsumer makes the orchestrator's durable consumer of the reports
+// stream. A new leader (TakeOver) deletes the previous one's first: its
+// unacknowledged messages go to the fresh consumer at once. A work-queue
+// stream keeps every message until it is acknowledged, so nothing is
+// skipped.
+func (o *Orchestrator) reportsConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	if o.cfg.TakeOver {
+		if err := o.js.DeleteConsumer(ctx, bus.StreamReports, "orchestrator"); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("orchestrator: take over the reports consumer: %w", err)
+		}
+	}
+	cons, err := o.js.CreateOrUpdateConsumer(ctx, bus.StreamReports, jetstream.ConsumerConfig{
+		Durable:       "orchestrator",
+		Replicas:      max(o.cfg.Replicas, 1), // as many as its stream's (bus.EnsureStreams)
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       10 * time.Second,
+		MaxAckPending: 16384,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("orchestrator: reports consumer: %w", err)
+	}
+	return cons, nil
 }
 
 // epochContext is ctx carrying the orchestrator's epoch, if it has one.
