@@ -37,6 +37,7 @@ Example:
 	workDir := fs.String("work-dir", "", "directory of job workspaces (default: in the temporary directory)")
 	gitCache := fs.String("git-cache", "", "directory of the object cache of the repositories jobs check out, one mirror per tenant and URL, hidden from steps (default: in the temporary directory)")
 	gitCacheAge := fs.Duration("git-cache-max-age", agent.DefaultGitCacheMaxAge, "remove a mirror of the git cache that no job has used for this long (0 keeps them all)")
+	fenceAfter := fs.Duration("fence-after", agent.DefaultFenceAfter, "stop the running attempts once the NATS connection has been away this long; keep it below the server's --worker-ttl (0 never stops them)")
 	pool := fs.String("pool", "default", "pool the worker belongs to")
 	hb := fs.Duration("heartbeat", time.Second, "period of heartbeats")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM, how long running jobs may finish (no new ones are taken) before they are handed back to the server (requeued, not failed)")
@@ -54,7 +55,7 @@ Example:
 	if code, ok := parseNoArgs(fs, args); !ok {
 		return code
 	}
-	cfg := agent.Config{ID: *id, Pool: *pool, WorkDir: *workDir, GitCacheDir: *gitCache, GitCacheMaxAge: zeroDisables(*gitCacheAge), HeartbeatInterval: *hb, Once: *once, ContainerNetwork: *containerNet, JobContainer: *jobContainer, Unisolated: *unsafeShared, NoCgroups: *noCgroups}
+	cfg := agent.Config{ID: *id, Pool: *pool, WorkDir: *workDir, GitCacheDir: *gitCache, GitCacheMaxAge: zeroDisables(*gitCacheAge), FenceAfter: zeroDisables(*fenceAfter), HeartbeatInterval: *hb, Once: *once, ContainerNetwork: *containerNet, JobContainer: *jobContainer, Unisolated: *unsafeShared, NoCgroups: *noCgroups}
 	var tlsDirs []string
 	for _, f := range []string{*tf.cert, *tf.key, *tf.ca} {
 		if f != "" {

@@ -123,6 +123,13 @@ type Config struct {
 	// least a minute apart); the next job that needs it fetches it again.
 	// Zero means 7 days; negative keeps every mirror.
 	GitCacheMaxAge time.Duration
+	// FenceAfter is how long the agent's NATS connection may stay away
+	// before the agent stops the attempts it runs (fence.go): past the
+	// server's worker TTL the server gives them to another worker, and
+	// they must not run twice. Zero means DefaultFenceAfter; negative
+	// never stops them. It must be shorter than the server's
+	// --worker-ttl.
+	FenceAfter time.Duration
 }
 
 // DefaultGitCacheMaxAge is how long an unused mirror of the git cache is
@@ -154,6 +161,9 @@ func (c *Config) Defaults() {
 	}
 	if c.GitCacheMaxAge == 0 {
 		c.GitCacheMaxAge = DefaultGitCacheMaxAge
+	}
+	if c.FenceAfter == 0 {
+		c.FenceAfter = DefaultFenceAfter
 	}
 	if c.ChunkSize <= 0 {
 		c.ChunkSize = 64 << 10
@@ -364,6 +374,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.pruneGitCache(pruneCtx)
 	}()
 	defer func() { stopPrune(); <-pruneDone }()
+
+	fenceCtx, stopFence := context.WithCancel(context.Background())
+	fenceDone := make(chan struct{})
+	go func() {
+		defer close(fenceDone)
+		a.fence(fenceCtx)
+	}()
+	defer func() { stopFence(); <-fenceDone }()
 
 	// Heartbeats go on while the agent drains: a worker silent for the
 	// server's TTL would have its jobs lost while they still run.
@@ -1024,6 +1042,9 @@ func stopState(err error) string {
 	}
 	if errors.Is(err, errHandBack) {
 		return bus.StatusLost
+	}
+	if errors.Is(err, errFenced) {
+		return bus.StatusFenced
 	}
 	return bus.StatusFailed
 }

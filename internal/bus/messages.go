@@ -81,6 +81,12 @@ const (
 	// reasons (a drain that ran out of time), not the job's. The
 	// orchestrator counts it as an infrastructure loss.
 	StatusLost = string(state.AttemptLost)
+	// StatusFenced says the worker stopped an attempt because its own
+	// NATS connection was away for longer than it may be (the agent's
+	// FenceAfter): the server may have given the attempt to another
+	// worker. The orchestrator counts it as an infrastructure loss, like
+	// StatusLost, but the worker goes on taking work.
+	StatusFenced = "fenced"
 )
 
 // Status is a worker's report on one attempt of a job.

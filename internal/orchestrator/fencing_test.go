@@ -246,6 +246,29 @@ func TestHandedBackAttemptIsRequeued(t *testing.T) {
 	}
 }
 
+// An attempt its worker stopped because the worker was cut off from NATS
+// (the agent's fence) is an infrastructure loss: a new attempt, the retry
+// budget untouched; the worker, back, goes on taking work.
+func TestFencedAttemptIsRequeued(t *testing.T) {
+	h := newHarness(t, Config{})
+	w := h.worker("w1")
+	run := h.submit(singleJob)
+	d := w.next()
+	w.status(w.id, d.JobID, 1, bus.StatusRunning, 0)
+	w.status(w.id, d.JobID, 1, bus.StatusFenced, -1)
+	w.heartbeat()
+	d2 := w.next()
+	if d2.Kind != bus.KindAssign || d2.JobID != d.JobID || d2.Attempt != 2 {
+		t.Fatalf("after the fenced attempt: %+v, want attempt 2 of %s on the same worker", d2, d.JobID)
+	}
+	h.lostAttempt(d.JobID, 1, LostFenced)
+	// The job has no retry: a second attempt at all says the budget was
+	// not charged.
+	if j := h.job(run.ID, "a"); j.InfraLost != 1 {
+		t.Fatalf("job %+v: want one infrastructure loss", j)
+	}
+}
+
 // A running attempt that its worker's heartbeats leave out (its final report
 // was lost: the agent could not publish it while the server was away) is
 // given up after AssignTimeout, not left running forever.

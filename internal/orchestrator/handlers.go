@@ -690,6 +690,10 @@ func (o *Orchestrator) onStatus(c *change, st bus.Status) {
 			o.syncWorker(w)
 		}
 		o.lose(c, j, LostHandedBack)
+	case bus.StatusFenced:
+		// The worker was cut off from NATS and stopped the attempt so
+		// that it never runs beside its next one: not the job's failure.
+		o.lose(c, j, LostFenced)
 	case bus.StatusFailed, bus.StatusCanceled:
 		msg := st.Error
 		if msg == "" {
@@ -921,6 +925,7 @@ const (
 	LostHandedBack   = LostPrefix + "handed back"
 	LostNotRunning   = LostPrefix + "worker no longer runs it"
 	LostWorkerIsLost = LostPrefix + "worker lost before the restart"
+	LostFenced       = LostPrefix + "worker cut off from NATS stopped it"
 )
 
 // lose ends the current attempt of a job lost to infrastructure (its worker
