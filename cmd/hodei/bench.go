@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 
@@ -46,13 +45,11 @@ Examples:
 	if *n <= 0 || *conc <= 0 || *workers <= 0 || *rate < 0 {
 		return usageError(fs, "--pipelines, --concurrency and --workers must be positive")
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	stopProfile, err := startCPUProfile(*cpuProfile)
+	ctx, done, err := startBench(*cpuProfile)
 	if err != nil {
 		return fail("bench", err)
 	}
-	defer stopProfile()
+	defer done()
 	res, err := bench.Run(ctx, bench.Options{
 		Pipelines: *n, Concurrency: *conc, Rate: *rate, DAG: *dag, Workers: *workers, SpawnSamples: *spawn, Unisolated: *unsafeShared,
 	})
@@ -63,12 +60,21 @@ Examples:
 		return fail("bench", err)
 	}
 	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		if err := enc.Encode(res); err != nil {
+		if err := printJSONLine(os.Stdout, res); err != nil {
 			return fail("bench", err)
 		}
 		return exitOK
 	}
+	printPipelinesRun(res)
+	if res.SpawnPerSec > 0 {
+		fmt.Printf("sh -c true spawn    %8.1f /s   (Hodei reached %.0f%% of it)\n", res.SpawnPerSec, 100*res.CeilingFraction)
+	}
+	return failedRuns(res)
+}
+
+// printPipelinesRun prints what "hodei bench" and "hodei bench fleet"
+// measure alike: the pipelines run, the throughput and the latencies.
+func printPipelinesRun(res bench.Result) {
 	mode := fmt.Sprintf("closed loop, %d submitters", res.Concurrency)
 	if res.Rate > 0 {
 		mode = fmt.Sprintf("open loop, %.0f pipelines/s offered", res.Rate)
@@ -77,9 +83,11 @@ Examples:
 	fmt.Printf("throughput          %8.1f jobs/s\n", res.JobsPerSec)
 	fmt.Printf("submit -> start     p50 %7.2f ms   p95 %7.2f ms   p99 %7.2f ms\n", res.SubmitToStartMS.P50, res.SubmitToStartMS.P95, res.SubmitToStartMS.P99)
 	fmt.Printf("submit -> finish    p50 %7.2f ms   p95 %7.2f ms   p99 %7.2f ms\n", res.SubmitToFinishMS.P50, res.SubmitToFinishMS.P95, res.SubmitToFinishMS.P99)
-	if res.SpawnPerSec > 0 {
-		fmt.Printf("sh -c true spawn    %8.1f /s   (Hodei reached %.0f%% of it)\n", res.SpawnPerSec, 100*res.CeilingFraction)
-	}
+}
+
+// failedRuns prints how many runs failed, if any, and returns the exit
+// code of the benchmark: a failed run fails it.
+func failedRuns(res bench.Result) int {
 	if res.Failed > 0 {
 		fmt.Printf("failed runs         %d\n", res.Failed)
 		return exitFailed

@@ -50,11 +50,8 @@ func clientNoArgs(fs *flag.FlagSet, args []string, server *string) (*client.Clie
 // the usage error when there are not n) and returns them with its API
 // client; *server is read after the flags are parsed.
 func clientArgs(fs *flag.FlagSet, args []string, server *string, n int, want string) ([]string, *client.Client, int, bool) {
-	pos, code, ok := parse(fs, args)
+	pos, code, ok := parseArgs(fs, args, n, want)
 	if !ok {
-		return nil, nil, code, false
-	}
-	if code, ok := checkArgs(fs, pos, n, want); !ok {
 		return nil, nil, code, false
 	}
 	c, code, ok := newClient(fs, *server)

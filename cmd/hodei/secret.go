@@ -81,11 +81,8 @@ func secretClient(fs *flag.FlagSet, f secretFlags, args []string, want int) (*cl
 // of a kind (0 or 1), each valid by valid (rule says what that is), and
 // makes the client of the --server flag (server, read once parsed).
 func namedClient(fs *flag.FlagSet, server *string, args []string, want int, kind string, valid func(string) bool, rule string) (*client.Client, []string, int, bool) {
-	pos, code, ok := parse(fs, args)
+	pos, code, ok := parseArgs(fs, args, want, "want one "+kind+" NAME")
 	if !ok {
-		return nil, nil, code, false
-	}
-	if code, ok := checkArgs(fs, pos, want, "want one "+kind+" NAME"); !ok {
 		return nil, nil, code, false
 	}
 	for _, n := range pos {
