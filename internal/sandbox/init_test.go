@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"io"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,20 +39,7 @@ echo up`
 			}
 			script += `
 while :; do sleep 0.05; done`
-			r, w, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			c := &Cmd{Spec: spec(ws, script), Stdout: w}
-			if err := c.Start(); err != nil {
-				t.Fatal(err)
-			}
-			w.Close()
-			line := make([]byte, 3)
-			if _, err := io.ReadFull(r, line); err != nil || string(line) != "up\n" {
-				t.Fatalf("read %q, %v", line, err)
-			}
+			c, r := startUp(t, spec(ws, script))
 			if err := syscall.Kill(c.Pid(), sig.sig); err != nil {
 				t.Fatal(err)
 			}
