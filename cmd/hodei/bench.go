@@ -53,23 +53,36 @@ Examples:
 	res, err := bench.Run(ctx, bench.Options{
 		Pipelines: *n, Concurrency: *conc, Rate: *rate, DAG: *dag, Workers: *workers, SpawnSamples: *spawn, Unisolated: *unsafeShared,
 	})
+	return benchResult(ctx, "bench", res, err, *asJSON, func(res bench.Result) {
+		printPipelinesRun(res)
+		if res.SpawnPerSec > 0 {
+			fmt.Printf("sh -c true spawn    %8.1f /s   (Hodei reached %.0f%% of it)\n", res.SpawnPerSec, 100*res.CeilingFraction)
+		}
+	})
+}
+
+// benchResult reports how a run of pipelines (bench.Run) ended: its error
+// (the signal, if one stopped it), or its result as one line of JSON with
+// asJSON, or else as text. Failed runs fail the benchmark.
+func benchResult(ctx context.Context, name string, res bench.Result, err error, asJSON bool, text func(bench.Result)) int {
 	if err != nil {
 		if ctx.Err() != nil {
 			err = context.Cause(ctx)
 		}
-		return fail("bench", err)
+		return fail(name, err)
 	}
-	if *asJSON {
+	if asJSON {
 		if err := printJSONLine(os.Stdout, res); err != nil {
-			return fail("bench", err)
+			return fail(name, err)
 		}
 		return exitOK
 	}
-	printPipelinesRun(res)
-	if res.SpawnPerSec > 0 {
-		fmt.Printf("sh -c true spawn    %8.1f /s   (Hodei reached %.0f%% of it)\n", res.SpawnPerSec, 100*res.CeilingFraction)
+	text(res)
+	if res.Failed > 0 {
+		fmt.Printf("failed runs         %d\n", res.Failed)
+		return exitFailed
 	}
-	return failedRuns(res)
+	return exitOK
 }
 
 // printPipelinesRun prints what "hodei bench" and "hodei bench fleet"
@@ -83,14 +96,4 @@ func printPipelinesRun(res bench.Result) {
 	fmt.Printf("throughput          %8.1f jobs/s\n", res.JobsPerSec)
 	fmt.Printf("submit -> start     p50 %7.2f ms   p95 %7.2f ms   p99 %7.2f ms\n", res.SubmitToStartMS.P50, res.SubmitToStartMS.P95, res.SubmitToStartMS.P99)
 	fmt.Printf("submit -> finish    p50 %7.2f ms   p95 %7.2f ms   p99 %7.2f ms\n", res.SubmitToFinishMS.P50, res.SubmitToFinishMS.P95, res.SubmitToFinishMS.P99)
-}
-
-// failedRuns prints how many runs failed, if any, and returns the exit
-// code of the benchmark: a failed run fails it.
-func failedRuns(res bench.Result) int {
-	if res.Failed > 0 {
-		fmt.Printf("failed runs         %d\n", res.Failed)
-		return exitFailed
-	}
-	return exitOK
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"runtime"
@@ -75,22 +74,11 @@ Examples:
 		HeartbeatInterval: *heartbeat, StartParallel: *startParallel, NATSURL: *natsURL, Store: *storeURL, Joined: joined,
 	})
 	stopJoinProfile() // when the join failed
-	if err != nil {
-		if ctx.Err() != nil {
-			err = context.Cause(ctx)
-		}
-		return fail("bench fleet", err)
-	}
-	if *asJSON {
-		if err := printJSONLine(os.Stdout, res); err != nil {
-			return fail("bench fleet", err)
-		}
-		return exitOK
-	}
-	fmt.Printf("%d simulated agents joined in %.1fs\n", res.Agents, res.AgentsStartS)
-	printPipelinesRun(res)
-	fmt.Printf("process RSS         %8.0f MiB (server and agents)\n", res.ServerRSSMiB)
-	return failedRuns(res)
+	return benchResult(ctx, "bench fleet", res, err, *asJSON, func(res bench.Result) {
+		fmt.Printf("%d simulated agents joined in %.1fs\n", res.Agents, res.AgentsStartS)
+		printPipelinesRun(res)
+		fmt.Printf("process RSS         %8.0f MiB (server and agents)\n", res.ServerRSSMiB)
+	})
 }
 
 // writeHeapProfile writes the heap profile (after a collection, so that it
