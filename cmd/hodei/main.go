@@ -194,6 +194,19 @@ func parseArgs(fs *flag.FlagSet, args []string, n int, want string) (pos []strin
 	return pos, exitOK, true
 }
 
+// parsePipelineFile is parse for a command that takes one pipeline FILE
+// (hodei run, hodei submit).
+func parsePipelineFile(fs *flag.FlagSet, args []string) (file string, code int, ok bool) {
+	pos, code, ok := parse(fs, args)
+	if !ok {
+		return "", code, false
+	}
+	if len(pos) != 1 {
+		return "", usageError(fs, "want one pipeline FILE, got %d arguments", len(pos)), false
+	}
+	return pos[0], exitOK, true
+}
+
 // usageError reports a mistake in the arguments of a command.
 func usageError(fs *flag.FlagSet, format string, a ...any) int {
 	fmt.Fprintf(os.Stderr, "hodei %s: %s\n\n", fs.Name(), fmt.Sprintf(format, a...))

@@ -231,12 +231,9 @@ Example:
 	asJSON := addJSONFlag(fs)
 	maxPipeline := fs.String("max-pipeline-bytes", "1Mi", "largest pipeline file read, like the server's flag of that name")
 	inputFlags := addInputFlag(fs)
-	pos, code, ok := parse(fs, args)
+	file, code, ok := parsePipelineFile(fs, args)
 	if !ok {
 		return code
-	}
-	if len(pos) != 1 {
-		return usageError(fs, "want one pipeline FILE, got %d arguments", len(pos))
 	}
 	inputs, err := pipeline.ParseInputFlags(*inputFlags)
 	if err != nil {
@@ -249,7 +246,6 @@ Example:
 	if !ok {
 		return code
 	}
-	file := pos[0]
 	maxBytes, err := pipeline.ParseMemory(*maxPipeline)
 	if err != nil {
 		return usageError(fs, "--max-pipeline-bytes: %v", err)
