@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 
@@ -46,29 +45,49 @@ Examples:
 	if *n <= 0 || *conc <= 0 || *workers <= 0 || *rate < 0 {
 		return usageError(fs, "--pipelines, --concurrency and --workers must be positive")
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	stopProfile, err := startCPUProfile(*cpuProfile)
+	ctx, done, err := startBench(*cpuProfile)
 	if err != nil {
 		return fail("bench", err)
 	}
-	defer stopProfile()
+	defer done()
 	res, err := bench.Run(ctx, bench.Options{
 		Pipelines: *n, Concurrency: *conc, Rate: *rate, DAG: *dag, Workers: *workers, SpawnSamples: *spawn, Unisolated: *unsafeShared,
 	})
+	return benchResult(ctx, "bench", res, err, *asJSON, func(res bench.Result) {
+		printPipelinesRun(res)
+		if res.SpawnPerSec > 0 {
+			fmt.Printf("sh -c true spawn    %8.1f /s   (Hodei reached %.0f%% of it)\n", res.SpawnPerSec, 100*res.CeilingFraction)
+		}
+	})
+}
+
+// benchResult reports how a run of pipelines (bench.Run) ended: its error
+// (the signal, if one stopped it), or its result as one line of JSON with
+// asJSON, or else as text. Failed runs fail the benchmark.
+func benchResult(ctx context.Context, name string, res bench.Result, err error, asJSON bool, text func(bench.Result)) int {
 	if err != nil {
 		if ctx.Err() != nil {
 			err = context.Cause(ctx)
 		}
-		return fail("bench", err)
+		return fail(name, err)
 	}
-	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		if err := enc.Encode(res); err != nil {
-			return fail("bench", err)
+	if asJSON {
+		if err := printJSONLine(os.Stdout, res); err != nil {
+			return fail(name, err)
 		}
 		return exitOK
 	}
+	text(res)
+	if res.Failed > 0 {
+		fmt.Printf("failed runs         %d\n", res.Failed)
+		return exitFailed
+	}
+	return exitOK
+}
+
+// printPipelinesRun prints what "hodei bench" and "hodei bench fleet"
+// measure alike: the pipelines run, the throughput and the latencies.
+func printPipelinesRun(res bench.Result) {
 	mode := fmt.Sprintf("closed loop, %d submitters", res.Concurrency)
 	if res.Rate > 0 {
 		mode = fmt.Sprintf("open loop, %.0f pipelines/s offered", res.Rate)
@@ -77,12 +96,4 @@ Examples:
 	fmt.Printf("throughput          %8.1f jobs/s\n", res.JobsPerSec)
 	fmt.Printf("submit -> start     p50 %7.2f ms   p95 %7.2f ms   p99 %7.2f ms\n", res.SubmitToStartMS.P50, res.SubmitToStartMS.P95, res.SubmitToStartMS.P99)
 	fmt.Printf("submit -> finish    p50 %7.2f ms   p95 %7.2f ms   p99 %7.2f ms\n", res.SubmitToFinishMS.P50, res.SubmitToFinishMS.P95, res.SubmitToFinishMS.P99)
-	if res.SpawnPerSec > 0 {
-		fmt.Printf("sh -c true spawn    %8.1f /s   (Hodei reached %.0f%% of it)\n", res.SpawnPerSec, 100*res.CeilingFraction)
-	}
-	if res.Failed > 0 {
-		fmt.Printf("failed runs         %d\n", res.Failed)
-		return exitFailed
-	}
-	return exitOK
 }

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 	"os"
 	"runtime/pprof"
@@ -64,19 +64,17 @@ Examples:
 	if *srv != "" && o.Token == "" {
 		o.Token = clientToken(*srv)
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	stopProfile, err := startCPUProfile(*cpuProfile)
+	ctx, done, err := startBench(*cpuProfile)
 	if err != nil {
 		return fail("bench api", err)
 	}
-	defer stopProfile()
+	defer done()
 	res, err := bench.RunAPI(ctx, o)
 	if err != nil {
 		return fail("bench api", err)
 	}
 	if *asJSON {
-		if err := json.NewEncoder(os.Stdout).Encode(res); err != nil {
+		if err := printJSONLine(os.Stdout, res); err != nil {
 			return fail("bench api", err)
 		}
 		return exitOK
@@ -107,6 +105,22 @@ Examples:
 		return exitFailed
 	}
 	return exitOK
+}
+
+// startBench returns the context of a benchmark, which ends at SIGINT or
+// SIGTERM, with the CPU profile of path (none if empty) started; done
+// stops the profile, then the context.
+func startBench(path string) (ctx context.Context, done func(), err error) {
+	ctx, stop := signalContext()
+	stopProfile, err := startCPUProfile(path)
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return ctx, func() {
+		stopProfile()
+		stop()
+	}, nil
 }
 
 // startCPUProfile writes a CPU profile of this process to path until stop

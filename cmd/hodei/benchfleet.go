@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"runtime"
@@ -42,12 +40,8 @@ Examples:
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	joinProfile := fs.String("join-cpuprofile", "", "write a CPU profile of the agents' join alone to this file")
 	memProfile := fs.String("memprofile", "", "write a heap profile to this file once every agent has joined")
-	pos, code, ok := parse(fs, args)
-	if !ok {
+	if code, ok := parseNoArgs(fs, args); !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		return usageError(fs, "unexpected argument %q", pos[0])
 	}
 	if *agents <= 0 || *n <= 0 || *conc <= 0 || *slots <= 0 || *startParallel <= 0 || *rate < 0 || *delay < 0 || *heartbeat < 0 {
 		return usageError(fs, "--agents, --pipelines, --concurrency, --slots and --start-parallel must be positive")
@@ -58,13 +52,11 @@ Examples:
 	if *storeURL != "" && !postgres.IsURL(*storeURL) {
 		return usageError(fs, "--store %q: want sqlite or a postgres:// URL", *storeURL)
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	stopProfile, err := startCPUProfile(*cpuProfile)
+	ctx, done, err := startBench(*cpuProfile)
 	if err != nil {
 		return fail("bench fleet", err)
 	}
-	defer stopProfile()
+	defer done()
 	stopJoinProfile, err := startCPUProfile(*joinProfile)
 	if err != nil {
 		return fail("bench fleet", err)
@@ -82,33 +74,11 @@ Examples:
 		HeartbeatInterval: *heartbeat, StartParallel: *startParallel, NATSURL: *natsURL, Store: *storeURL, Joined: joined,
 	})
 	stopJoinProfile() // when the join failed
-	if err != nil {
-		if ctx.Err() != nil {
-			err = context.Cause(ctx)
-		}
-		return fail("bench fleet", err)
-	}
-	if *asJSON {
-		if err := json.NewEncoder(os.Stdout).Encode(res); err != nil {
-			return fail("bench fleet", err)
-		}
-		return exitOK
-	}
-	mode := fmt.Sprintf("closed loop, %d submitters", res.Concurrency)
-	if res.Rate > 0 {
-		mode = fmt.Sprintf("open loop, %.0f pipelines/s offered", res.Rate)
-	}
-	fmt.Printf("%d simulated agents joined in %.1fs\n", res.Agents, res.AgentsStartS)
-	fmt.Printf("%d pipelines, %d jobs (%s) in %.2fs\n", res.Pipelines, res.Jobs, mode, res.WallS)
-	fmt.Printf("throughput          %8.1f jobs/s\n", res.JobsPerSec)
-	fmt.Printf("submit -> start     p50 %7.2f ms   p95 %7.2f ms   p99 %7.2f ms\n", res.SubmitToStartMS.P50, res.SubmitToStartMS.P95, res.SubmitToStartMS.P99)
-	fmt.Printf("submit -> finish    p50 %7.2f ms   p95 %7.2f ms   p99 %7.2f ms\n", res.SubmitToFinishMS.P50, res.SubmitToFinishMS.P95, res.SubmitToFinishMS.P99)
-	fmt.Printf("process RSS         %8.0f MiB (server and agents)\n", res.ServerRSSMiB)
-	if res.Failed > 0 {
-		fmt.Printf("failed runs         %d\n", res.Failed)
-		return exitFailed
-	}
-	return exitOK
+	return benchResult(ctx, "bench fleet", res, err, *asJSON, func(res bench.Result) {
+		fmt.Printf("%d simulated agents joined in %.1fs\n", res.Agents, res.AgentsStartS)
+		printPipelinesRun(res)
+		fmt.Printf("process RSS         %8.0f MiB (server and agents)\n", res.ServerRSSMiB)
+	})
 }
 
 // writeHeapProfile writes the heap profile (after a collection, so that it

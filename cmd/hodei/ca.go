@@ -69,12 +69,9 @@ certificate identifies a tool.`)
 	dns := fs.String("dns", "", "comma-separated DNS names of a server (default: localhost and this host's name)")
 	ips := fs.String("ip", "", "comma-separated IP addresses of a server (default: 127.0.0.1 and ::1)")
 	days := fs.Int("days", 365, "validity in days")
-	pos, code, ok := parse(fs, args)
+	pos, code, ok := parseArgs(fs, args, 2, "want KIND (server, agent or client) and NAME")
 	if !ok {
 		return code
-	}
-	if len(pos) != 2 {
-		return usageError(fs, "want KIND (server, agent or client) and NAME")
 	}
 	if *days <= 0 {
 		return usageError(fs, "--days must be positive")

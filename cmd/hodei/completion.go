@@ -33,12 +33,9 @@ the commands themselves: load them again after an upgrade.
 line: what the scripts call.`)
 	server := addServerFlag(fs)
 	limit := fs.Int("limit", 50, "with run-ids: most ids printed")
-	pos, code, ok := parse(fs, args)
+	pos, code, ok := parseArgs(fs, args, 1, "want one of bash, zsh, fish or run-ids")
 	if !ok {
 		return code
-	}
-	if len(pos) != 1 {
-		return usageError(fs, "want one of bash, zsh, fish or run-ids")
 	}
 	var gen func(io.Writer, []*cmdSpec) error
 	switch pos[0] {

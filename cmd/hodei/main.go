@@ -177,11 +177,34 @@ func parse(fs *flag.FlagSet, args []string) (pos []string, code int, ok bool) {
 
 // parseNoArgs is parse for a command that takes flags but no arguments.
 func parseNoArgs(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	_, code, ok = parseArgs(fs, args, 0, "")
+	return code, ok
+}
+
+// parseArgs is parse for a command that takes n arguments: want says which
+// in the usage error (see checkArgs).
+func parseArgs(fs *flag.FlagSet, args []string, n int, want string) (pos []string, code int, ok bool) {
+	pos, code, ok = parse(fs, args)
+	if !ok {
+		return nil, code, false
+	}
+	if code, ok := checkArgs(fs, pos, n, want); !ok {
+		return nil, code, false
+	}
+	return pos, exitOK, true
+}
+
+// parsePipelineFile is parse for a command that takes one pipeline FILE
+// (hodei run, hodei submit).
+func parsePipelineFile(fs *flag.FlagSet, args []string) (file string, code int, ok bool) {
 	pos, code, ok := parse(fs, args)
 	if !ok {
-		return code, false
+		return "", code, false
 	}
-	return checkArgs(fs, pos, 0, "")
+	if len(pos) != 1 {
+		return "", usageError(fs, "want one pipeline FILE, got %d arguments", len(pos)), false
+	}
+	return pos[0], exitOK, true
 }
 
 // usageError reports a mistake in the arguments of a command.

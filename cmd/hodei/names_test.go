@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -16,19 +14,12 @@ import (
 // control characters (a window title, a screen clear, a right-to-left
 // override) reach "hodei runs" and "hodei runs RUN" escaped and inert.
 func TestRunsEscapesNamesOfOlderData(t *testing.T) {
+	srv, base := startServer(t, server.Options{NATSListen: "none"})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := server.Start(ctx, server.Options{
-		DataDir: t.TempDir(), NATSListen: "none", HTTPAddr: "127.0.0.1:0",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
 	const id = "0194d2a9f3c0000a1b2"
 	now := time.Now().UTC()
-	err = srv.Store.Update(ctx, func(tx store.Tx) error {
+	err := srv.Store.Update(ctx, func(tx store.Tx) error {
 		if err := tx.InsertRun(store.Run{ID: id, Pipeline: "deploy\x1b]0;owned\a\x1b[2J", File: "ci\u202Elmay.yaml", Tenant: "default",
 			State: "failed", Error: "job \x1b[2Jx failed", CreatedAt: now, FinishedAt: now}); err != nil {
 			return err
@@ -38,7 +29,6 @@ func TestRunsEscapesNamesOfOlderData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := "http://" + srv.HTTPAddr()
 	for _, args := range [][]string{{"runs"}, {"runs", id}} {
 		code, out, errOut := capture(t, append(args, "--server", base)...)
 		if code != exitOK {

@@ -50,11 +50,8 @@ func clientNoArgs(fs *flag.FlagSet, args []string, server *string) (*client.Clie
 // the usage error when there are not n) and returns them with its API
 // client; *server is read after the flags are parsed.
 func clientArgs(fs *flag.FlagSet, args []string, server *string, n int, want string) ([]string, *client.Client, int, bool) {
-	pos, code, ok := parse(fs, args)
+	pos, code, ok := parseArgs(fs, args, n, want)
 	if !ok {
-		return nil, nil, code, false
-	}
-	if code, ok := checkArgs(fs, pos, n, want); !ok {
 		return nil, nil, code, false
 	}
 	c, code, ok := newClient(fs, *server)
@@ -234,12 +231,9 @@ Example:
 	asJSON := addJSONFlag(fs)
 	maxPipeline := fs.String("max-pipeline-bytes", "1Mi", "largest pipeline file read, like the server's flag of that name")
 	inputFlags := addInputFlag(fs)
-	pos, code, ok := parse(fs, args)
+	file, code, ok := parsePipelineFile(fs, args)
 	if !ok {
 		return code
-	}
-	if len(pos) != 1 {
-		return usageError(fs, "want one pipeline FILE, got %d arguments", len(pos))
 	}
 	inputs, err := pipeline.ParseInputFlags(*inputFlags)
 	if err != nil {
@@ -252,7 +246,6 @@ Example:
 	if !ok {
 		return code
 	}
-	file := pos[0]
 	maxBytes, err := pipeline.ParseMemory(*maxPipeline)
 	if err != nil {
 		return usageError(fs, "--max-pipeline-bytes: %v", err)

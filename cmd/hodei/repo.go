@@ -37,23 +37,13 @@ Examples:
 	}, "add, list, show, remove or run")
 }
 
-type repoFlags struct {
-	server, tenant *string
-	json           *bool
-}
-
-func newRepoFlags(name, synopsis, help string) (*flag.FlagSet, repoFlags) {
-	fs := flags("repo "+name, synopsis, help)
-	return fs, repoFlags{
-		server: addServerFlag(fs),
-		tenant: fs.String("tenant", "", "tenant of the repository (default: yours)"),
-		json:   fs.Bool("json", false, "print JSON"),
-	}
+func newRepoFlags(name, synopsis, help string) (*flag.FlagSet, tenantFlags) {
+	return newTenantFlags("repo", "repository", name, synopsis, help)
 }
 
 // repoClient parses the arguments of a subcommand that names want
 // repositories (0 or 1).
-func repoClient(fs *flag.FlagSet, f repoFlags, args []string, want int) (*client.Client, []string, int, bool) {
+func repoClient(fs *flag.FlagSet, f tenantFlags, args []string, want int) (*client.Client, []string, int, bool) {
 	return namedClient(fs, f.server, args, want, "repository", repos.ValidName, "letters, digits, '.', '_' and '-'")
 }
 

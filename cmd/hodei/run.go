@@ -83,12 +83,9 @@ Example:
 	secretsFile := fs.String("secrets-file", "", "dotenv file (NAME=VALUE lines) of the secrets jobs may name")
 	lf := addLogFlags(fs, "warn")
 	inputFlags := addInputFlag(fs)
-	pos, code, ok := parse(fs, args)
+	file, code, ok := parsePipelineFile(fs, args)
 	if !ok {
 		return code
-	}
-	if len(pos) != 1 {
-		return usageError(fs, "want one pipeline FILE, got %d arguments", len(pos))
 	}
 	if *workers < 1 {
 		return usageError(fs, "--workers must be at least 1")
@@ -101,7 +98,6 @@ Example:
 	if err != nil {
 		return usageError(fs, "%v", err)
 	}
-	file := pos[0]
 	data, includes, _, ok := readPipeline("run", file, inputs)
 	if !ok {
 		return exitUsage

@@ -44,23 +44,30 @@ Examples:
 	}, "set, get, list, rotate or delete")
 }
 
-// secretFlags are the flags every secret subcommand has.
-type secretFlags struct {
+// tenantFlags are the flags every subcommand of hodei secret and hodei
+// repo has: the server, the tenant whose secrets or repositories it names,
+// and --json.
+type tenantFlags struct {
 	server, tenant *string
 	json           *bool
 }
 
-func newSecretFlags(name, synopsis, help string) (*flag.FlagSet, secretFlags) {
-	fs := flags("secret "+name, synopsis, help)
-	f := secretFlags{
+// newTenantFlags makes the flags of the subcommand name of cmd, whose
+// things are of kind (in the help of --tenant).
+func newTenantFlags(cmd, kind, name, synopsis, help string) (*flag.FlagSet, tenantFlags) {
+	fs := flags(cmd+" "+name, synopsis, help)
+	return fs, tenantFlags{
 		server: addServerFlag(fs),
-		tenant: fs.String("tenant", "", "tenant of the secret (default: yours)"),
+		tenant: fs.String("tenant", "", "tenant of the "+kind+" (default: yours)"),
 		json:   addJSONFlag(fs),
 	}
-	return fs, f
 }
 
-func (f secretFlags) query() url.Values {
+func newSecretFlags(name, synopsis, help string) (*flag.FlagSet, tenantFlags) {
+	return newTenantFlags("secret", "secret", name, synopsis, help)
+}
+
+func (f tenantFlags) query() url.Values {
 	if *f.tenant == "" {
 		return nil
 	}
@@ -73,7 +80,7 @@ func secretPath(name string, rest string) string {
 
 // secretClient parses the arguments of a subcommand that names one secret
 // (or none, with want 0).
-func secretClient(fs *flag.FlagSet, f secretFlags, args []string, want int) (*client.Client, []string, int, bool) {
+func secretClient(fs *flag.FlagSet, f tenantFlags, args []string, want int) (*client.Client, []string, int, bool) {
 	return namedClient(fs, f.server, args, want, "secret", secrets.ValidName, "letters, digits and _, not starting with a digit")
 }
 
@@ -81,11 +88,8 @@ func secretClient(fs *flag.FlagSet, f secretFlags, args []string, want int) (*cl
 // of a kind (0 or 1), each valid by valid (rule says what that is), and
 // makes the client of the --server flag (server, read once parsed).
 func namedClient(fs *flag.FlagSet, server *string, args []string, want int, kind string, valid func(string) bool, rule string) (*client.Client, []string, int, bool) {
-	pos, code, ok := parse(fs, args)
+	pos, code, ok := parseArgs(fs, args, want, "want one "+kind+" NAME")
 	if !ok {
-		return nil, nil, code, false
-	}
-	if code, ok := checkArgs(fs, pos, want, "want one "+kind+" NAME"); !ok {
 		return nil, nil, code, false
 	}
 	for _, n := range pos {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -68,14 +66,9 @@ func TestCAAndSecretCommandsOverTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv, _ := startServer(t, server.Options{NATSListen: "none", HTTPTLS: httpTLS})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := server.Start(ctx, server.Options{DataDir: filepath.Join(dir, "data"), NATSListen: "none", HTTPAddr: "127.0.0.1:0", HTTPTLS: httpTLS,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
 	_, port, _ := net.SplitHostPort(srv.HTTPAddr())
 	url := "https://127.0.0.1:" + port
 	ca := filepath.Join(pkiDir, "ca.crt")

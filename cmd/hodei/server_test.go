@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/auth"
+	"github.com/hodei-ci/hodei/internal/porttest"
 	"github.com/hodei-ci/hodei/internal/server"
 )
 
@@ -22,13 +23,8 @@ func TestServerOnBusyPort(t *testing.T) {
 	}
 	defer ln.Close()
 	busy := ln.Addr().String()
-	// A port that was free a moment ago, for the API when NATS's is busy.
-	free, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	freeAddr := free.Addr().String()
-	free.Close()
+	// A free port, for the API when NATS's is busy.
+	freeAddr := porttest.FreeAddr(t)
 
 	for _, c := range []struct{ name, http, nats string }{
 		{"http", busy, "none"},

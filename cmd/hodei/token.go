@@ -49,12 +49,9 @@ Example:
 	scopes := fs.String("scope", "", "actions the token is limited to, comma-separated (default: all its roles allow)")
 	ttl := fs.String("ttl", "90d", `how long the token is valid ("0": no expiry)`)
 	asJSON := addJSONFlag(fs)
-	pos, code, ok := parse(fs, args)
+	pos, code, ok := parseArgs(fs, args, 1, "want one token NAME")
 	if !ok {
 		return code
-	}
-	if len(pos) != 1 {
-		return usageError(fs, "want one token NAME")
 	}
 	if *roles == "" {
 		return usageError(fs, "--role is required")

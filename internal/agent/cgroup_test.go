@@ -99,6 +99,14 @@ setsid sh -c 'echo $$ > daemon.pid; while :; do sleep 1; done' >/dev/null 2>&1 <
 read -r p < daemon.pid
 echo "bg $p"`
 
+// daemonPid returns the pid of the daemon daemonStep started, which the
+// test kills when it ends if the agent did not.
+func daemonPid(t *testing.T, out attemptOut) int {
+	pid := <-out.w.pid
+	t.Cleanup(func() { _ = killPid(pid) })
+	return pid
+}
+
 func TestAttemptEndKillsSetsidDaemon(t *testing.T) {
 	t.Parallel()
 	a := cgAgent(t, "", "")
@@ -107,9 +115,7 @@ func TestAttemptEndKillsSetsidDaemon(t *testing.T) {
 	if st != bus.StatusSucceeded {
 		t.Fatalf("attempt %s: %s", st, msg)
 	}
-	pid := <-out.w.pid
-	t.Cleanup(func() { _ = killPid(pid) })
-	proctest.RequireDead(t, pid, 2*time.Second)
+	proctest.RequireDead(t, daemonPid(t, out), 2*time.Second)
 }
 
 func TestCancelKillsSetsidDaemon(t *testing.T) {
@@ -122,8 +128,7 @@ func TestCancelKillsSetsidDaemon(t *testing.T) {
 		st, _, _, _ := runAttempt(ctx, a, pipeline.JobSpec{Steps: steps(daemonStep + "; sleep 600")}, out)
 		done <- st
 	}()
-	pid := <-out.w.pid
-	t.Cleanup(func() { _ = killPid(pid) })
+	pid := daemonPid(t, out)
 	cancel(errCanceled)
 	if st := <-done; st != bus.StatusCanceled {
 		t.Fatalf("state %s", st)
@@ -140,9 +145,7 @@ func TestTimeoutKillsSetsidDaemon(t *testing.T) {
 	if st != bus.StatusFailed || !strings.Contains(msg, "timed out") {
 		t.Fatalf("attempt %s: %s", st, msg)
 	}
-	pid := <-out.w.pid
-	t.Cleanup(func() { _ = killPid(pid) })
-	proctest.RequireDead(t, pid, 2*time.Second)
+	proctest.RequireDead(t, daemonPid(t, out), 2*time.Second)
 }
 
 func TestAgentStartKillsLeftoverGroups(t *testing.T) {

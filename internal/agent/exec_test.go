@@ -49,6 +49,19 @@ func (w *watchWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// awaitPid returns the pid of the line "bg <pid>", or fails the test if
+// wait ends before the step printed it.
+func (w *watchWriter) awaitPid(t *testing.T, wait context.Context) int {
+	t.Helper()
+	select {
+	case pid := <-w.pid:
+		return pid
+	case <-wait.Done():
+		t.Fatalf("step did not start: %q", w.String())
+		return 0
+	}
+}
+
 func (w *watchWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -290,12 +303,7 @@ func TestRunStepCancelKillsGroup(t *testing.T) {
 
 			wait, stop := context.WithTimeout(context.Background(), 10*time.Second)
 			defer stop()
-			var pid int
-			select {
-			case pid = <-out.pid:
-			case <-wait.Done():
-				t.Fatalf("step did not start: %q", out.String())
-			}
+			pid := out.awaitPid(t, wait)
 			// The check that follows must be able to fail: the grandchild
 			// runs while the step does.
 			if !proctest.Alive(pid) {
@@ -410,12 +418,7 @@ wait`
 	go func() { done <- runStep(ctx, script, t.TempDir(), testEnv, 0, out) }()
 	wait, stop := context.WithTimeout(context.Background(), 10*time.Second)
 	defer stop()
-	var pid int
-	select {
-	case pid = <-out.pid:
-	case <-wait.Done():
-		t.Fatalf("step did not start: %q", out.String())
-	}
+	pid := out.awaitPid(t, wait)
 	start := time.Now()
 	cancel()
 	var res stepResult

@@ -121,13 +121,21 @@ func newTestCache(t testing.TB) *gitCache {
 	return g
 }
 
+// newCacheTest serves a repository of n commits whose requests must carry
+// token, and makes an empty cache. It returns them with the repository's
+// head and a context that ends after timeout, a bound for a hang.
+func newCacheTest(t *testing.T, token string, n int, timeout time.Duration) (*gitHTTP, string, *gitCache, context.Context) {
+	t.Helper()
+	srv, head := newGitHTTP(t, token, n)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	return srv, head, newTestCache(t), ctx
+}
+
 func TestGitCacheSecondCheckoutUsesTheMirror(t *testing.T) {
 	t.Parallel()
 	const token = "s3cret-token-4711"
-	srv, head := newGitHTTP(t, token, 30)
-	cache := newTestCache(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	srv, head, cache, ctx := newCacheTest(t, token, 30, 60*time.Second)
 
 	// A shallow checkout of a commit the mirror lacks is left to the
 	// checkout script: nothing fetched into the mirror for it.
@@ -211,10 +219,7 @@ func TestGitCacheSecondCheckoutUsesTheMirror(t *testing.T) {
 
 func TestGitCacheConcurrentCheckouts(t *testing.T) {
 	t.Parallel()
-	srv, head := newGitHTTP(t, "tok", 10)
-	cache := newTestCache(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
+	srv, head, cache, ctx := newCacheTest(t, "tok", 10, 90*time.Second)
 	const n = 6
 	ws := make([]string, n)
 	errs := make([]error, n)
@@ -252,10 +257,7 @@ func TestGitCacheConcurrentCheckouts(t *testing.T) {
 // the other's checkouts.
 func TestGitCacheTenantsHaveTheirOwnMirrors(t *testing.T) {
 	t.Parallel()
-	srv, head := newGitHTTP(t, "tok", 5)
-	cache := newTestCache(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	srv, head, cache, ctx := newCacheTest(t, "tok", 5, 60*time.Second)
 	a, err := cache.prime(ctx, "acme", srv.checkout(head, 0), "tok", t.TempDir(), -1)
 	if err != nil {
 		t.Fatal(err)
@@ -293,10 +295,7 @@ func TestGitCacheTenantsHaveTheirOwnMirrors(t *testing.T) {
 // (the checkout script then tries itself), and says so without the token.
 func TestGitCacheBadToken(t *testing.T) {
 	t.Parallel()
-	srv, head := newGitHTTP(t, "right", 2)
-	cache := newTestCache(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	srv, head, cache, ctx := newCacheTest(t, "right", 2, 60*time.Second)
 	_, err := cache.prime(ctx, "acme", srv.checkout(head, 0), "wrong-token-99", t.TempDir(), -1)
 	if err == nil || strings.Contains(err.Error(), "wrong-token-99") {
 		t.Fatalf("prime with a wrong token: %v", err)
@@ -310,10 +309,7 @@ func TestGitCacheBadToken(t *testing.T) {
 func TestGitCachePrunesUnusedMirrors(t *testing.T) {
 	t.Parallel()
 	const token = "s3cret-token-4712"
-	srv, head := newGitHTTP(t, token, 3)
-	cache := newTestCache(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	srv, head, cache, ctx := newCacheTest(t, token, 3, 60*time.Second)
 	prime := func(tenant string) cacheResult {
 		t.Helper()
 		res, err := cache.prime(ctx, tenant, srv.checkout(head, 0), token, t.TempDir(), -1)

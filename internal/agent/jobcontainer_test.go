@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -41,18 +40,11 @@ func TestAwaitServices(t *testing.T) {
 	_ = gone.Close()
 
 	run := func(svcs []pipeline.Service) (string, string) {
-		var mu sync.Mutex
-		var out strings.Builder
-		b := newBatcher(1<<20, 0, func(_ int, data []byte) {
-			mu.Lock()
-			out.Write(data)
-			mu.Unlock()
-		})
+		rec := &recorder{}
+		b := newBatcher(1<<20, 0, rec.emit)
 		errMsg := (&Agent{}).awaitServices(context.Background(), pipeline.JobSpec{Image: "i", Services: svcs}, b, mask.New())
 		b.Flush(-1)
-		mu.Lock()
-		defer mu.Unlock()
-		return errMsg, out.String()
+		return errMsg, rec.text()
 	}
 	errMsg, log := run([]pipeline.Service{{Name: "web", Image: "busybox", Ports: []int{up}}})
 	if errMsg != "" || !strings.Contains(log, "==> services web (busybox)") || !strings.Contains(log, "<== services ready in") {

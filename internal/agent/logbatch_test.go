@@ -41,6 +41,9 @@ func (r *recorder) all() []chunk {
 	return append([]chunk(nil), r.chunks...)
 }
 
+// text is everything emitted, in order.
+func (r *recorder) text() string { return string(joined(r.all())) }
+
 func joined(cs []chunk) []byte {
 	var b bytes.Buffer
 	for _, c := range cs {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/hodei-ci/hodei/internal/bus"
@@ -48,13 +47,8 @@ func runJobOut(t *testing.T, spec pipeline.JobSpec, isolated bool, outputs map[s
 			}
 		}
 	}
-	var mu sync.Mutex
-	var out strings.Builder
-	b := newBatcher(1<<20, 0, func(_ int, data []byte) {
-		mu.Lock()
-		out.Write(data)
-		mu.Unlock()
-	})
+	rec := &recorder{}
+	b := newBatcher(1<<20, 0, rec.emit)
 	env := jobEnv{
 		start:   map[string]string{"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": tmp, "HODEI_WORKSPACE": ws},
 		secrets: map[string]string{"TOKEN": "s3cret-value"},
@@ -68,9 +62,7 @@ func runJobOut(t *testing.T, spec pipeline.JobSpec, isolated bool, outputs map[s
 		return runStep(ctx, script, ws, env, st.Timeout, w)
 	})
 	b.Flush(-1)
-	mu.Lock()
-	defer mu.Unlock()
-	return state, errMsg, out.String(), ws
+	return state, errMsg, rec.text(), ws
 }
 
 func TestStepOptions(t *testing.T) {

@@ -23,6 +23,22 @@ func writeFiles(t *testing.T, root string, files map[string]string) {
 	}
 }
 
+// collectAndPack packs the files of r that patterns name, and returns the
+// archive with its record.
+func collectAndPack(t *testing.T, r Roots, patterns ...string) ([]byte, []File) {
+	t.Helper()
+	names, err := Collect(r, patterns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	files, err := Pack(&buf, r, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes(), files
+}
+
 func TestCollectMatchesGlobsDirectoriesAndHome(t *testing.T) {
 	t.Parallel()
 	ws, home := t.TempDir(), t.TempDir()
@@ -65,20 +81,12 @@ func TestPackUnpackRoundTripChecksEveryFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := Roots{Workspace: src, Home: home}
-	names, err := Collect(r, []string{"dist", "~/.deps"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	files, err := Pack(&buf, r, names)
-	if err != nil {
-		t.Fatal(err)
-	}
+	archive, files := collectAndPack(t, r, "dist", "~/.deps")
 	if len(files) != 3 || files[0].SHA256 == "" || files[0].Size != 100000 {
 		t.Fatalf("files %+v", files)
 	}
 	dst := Roots{Workspace: t.TempDir(), Home: t.TempDir()}
-	if err := Unpack(bytes.NewReader(buf.Bytes()), dst, files, -1); err != nil {
+	if err := Unpack(bytes.NewReader(archive), dst, files, -1); err != nil {
 		t.Fatal(err)
 	}
 	got, err := os.ReadFile(filepath.Join(dst.Workspace, "dist/a.bin"))
@@ -101,17 +109,7 @@ func TestUnpackRefusesWhatWasNotRecorded(t *testing.T) {
 	pack := func(files map[string]string) ([]byte, []File) {
 		dir := t.TempDir()
 		writeFiles(t, dir, files)
-		r := Roots{Workspace: dir}
-		names, err := Collect(r, []string{"**"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var buf bytes.Buffer
-		fs, err := Pack(&buf, r, names)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return buf.Bytes(), fs
+		return collectAndPack(t, Roots{Workspace: dir}, "**")
 	}
 	good, rec := pack(map[string]string{"bin/app": "the build", "lib/x": "x"})
 	changed, _ := pack(map[string]string{"bin/app": "the bUild", "lib/x": "x"})

@@ -94,23 +94,7 @@ func (c *Client) Upload(ctx context.Context, ref AttemptRef, kind, name string, 
 	}()
 	// The archive is cut into chunks ahead of the sends, so that packing
 	// and sending overlap.
-	chunks := make(chan chunk, readAhead)
-	go func() {
-		defer close(chunks)
-		size := chunkSize(c.nc)
-		for {
-			buf := make([]byte, size)
-			n, err := io.ReadFull(pr, buf)
-			end := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
-			if end {
-				err = nil
-			}
-			chunks <- chunk{data: buf[:n], eof: end, err: err}
-			if end || err != nil {
-				return
-			}
-		}
-	}()
+	chunks := readChunks(pr, chunkSize(c.nc))
 	fail := func(err error) (int64, []File, bool, error) {
 		_ = pr.CloseWithError(err)
 		for range chunks { // the reader ends on the closed pipe

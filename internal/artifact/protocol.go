@@ -227,6 +227,31 @@ type chunk struct {
 	err  error
 }
 
+// readChunks cuts r into chunks of size bytes, read up to readAhead chunks
+// ahead of the consumer in a goroutine, and returns them. The last is the
+// end (eof) or an error; the channel is then closed. The goroutine ends
+// only when r does: to abandon the stream, close r (a pipe) and drain the
+// channel.
+func readChunks(r io.Reader, size int) <-chan chunk {
+	ch := make(chan chunk, readAhead)
+	go func() {
+		defer close(ch)
+		for {
+			buf := make([]byte, size)
+			n, err := io.ReadFull(r, buf)
+			end := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+			if end {
+				err = nil
+			}
+			ch <- chunk{data: buf[:n], eof: end, err: err}
+			if end || err != nil {
+				return
+			}
+		}
+	}()
+	return ch
+}
+
 // sessionReader reads a download session, fetching up to readAhead chunks
 // ahead in a goroutine that ends with the session or with ctx.
 type sessionReader struct {

@@ -590,23 +590,7 @@ func (s *Service) open(ctx context.Context, worker string, req OpenRequest) (Ope
 	if err != nil {
 		return OpenReply{}, err
 	}
-	size := chunkSize(s.nc)
-	ch := make(chan chunk, readAhead)
-	go func() {
-		defer close(ch)
-		for {
-			buf := make([]byte, size)
-			n, err := io.ReadFull(rd, buf)
-			end := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
-			if end {
-				err = nil
-			}
-			ch <- chunk{data: buf[:n], eof: end, err: err}
-			if end || err != nil {
-				return
-			}
-		}
-	}()
+	ch := readChunks(rd, chunkSize(s.nc))
 	id := newSessionID()
 	s.mu.Lock()
 	s.sessions[id] = &session{worker: worker, used: s.now(), rd: rd, chunks: ch}

@@ -269,12 +269,19 @@ func (t *Tokens) save(list []storedToken) error {
 	return nil
 }
 
+// hodeiToken returns the bearer token of r if it is one of Hodei's (it
+// starts with TokenPrefix); another is for another authenticator.
+func hodeiToken(r *http.Request) (string, bool) {
+	tok, err := BearerToken(r)
+	return tok, err == nil && strings.HasPrefix(tok, TokenPrefix)
+}
+
 // Authenticate implements Authenticator: a bearer token in the registry.
 // The lookup is by hash, so its timing depends on the hash, not on how much
 // of a guessed token is right.
 func (t *Tokens) Authenticate(r *http.Request) (Principal, error) {
-	tok, err := BearerToken(r)
-	if err != nil || !strings.HasPrefix(tok, TokenPrefix) {
+	tok, ok := hodeiToken(r)
+	if !ok {
 		return Principal{}, ErrNoCredentials
 	}
 	t.mu.RLock()
@@ -368,8 +375,8 @@ func (na *NewLocalAdmin) Save() error {
 
 // Authenticate implements Authenticator.
 func (a *LocalAdmin) Authenticate(r *http.Request) (Principal, error) {
-	tok, err := BearerToken(r)
-	if err != nil || !strings.HasPrefix(tok, TokenPrefix) {
+	tok, ok := hodeiToken(r)
+	if !ok {
 		return Principal{}, ErrNoCredentials
 	}
 	if subtle.ConstantTimeCompare([]byte(HashToken(tok)), []byte(a.hash)) != 1 {

@@ -128,15 +128,11 @@ func RunAPI(ctx context.Context, o APIOptions) (APIResult, error) {
 	var auditPath string
 	var srv *server.Server
 	if o.Server == "" {
-		dir := o.DataDir
-		if dir == "" {
-			d, err := os.MkdirTemp("", "hodei-bench-api-")
-			if err != nil {
-				return APIResult{}, err
-			}
-			defer os.RemoveAll(d)
-			dir = d
+		dir, removeDir, err := dataDir(o.DataDir, "hodei-bench-api-")
+		if err != nil {
+			return APIResult{}, err
 		}
+		defer removeDir()
 		var admin string
 		s, err := server.Start(ctx, server.Options{
 			DataDir: dir, NATSListen: "none", HTTPAddr: "127.0.0.1:0", LocalWorkers: 2, Logger: o.Logger,

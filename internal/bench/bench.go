@@ -193,6 +193,19 @@ func (c *collector) wait(runID string) <-chan state.RunState {
 	return ch
 }
 
+// dataDir returns the server's data directory: dir, or when it is empty a
+// new temporary directory named after prefix, which remove removes.
+func dataDir(dir, prefix string) (_ string, remove func(), err error) {
+	if dir != "" {
+		return dir, func() {}, nil
+	}
+	d, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", nil, err
+	}
+	return d, func() { os.RemoveAll(d) }, nil
+}
+
 // Run starts a server, runs the benchmark, and stops the server.
 func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Pipelines <= 0 {
@@ -207,15 +220,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	dir := o.DataDir
-	if dir == "" {
-		d, err := os.MkdirTemp("", "hodei-bench-")
-		if err != nil {
-			return Result{}, err
-		}
-		defer os.RemoveAll(d)
-		dir = d
+	dir, removeDir, err := dataDir(o.DataDir, "hodei-bench-")
+	if err != nil {
+		return Result{}, err
 	}
+	defer removeDir()
 	res := Result{Pipelines: o.Pipelines, Concurrency: o.Concurrency, Rate: o.Rate}
 	if o.SpawnSamples > 0 {
 		rate, err := SpawnRate(ctx, o.SpawnSamples, o.Concurrency)

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -33,6 +34,29 @@ func TestBenchRunsEveryPipeline(t *testing.T) {
 	}
 }
 
+// runFleet runs the benchmark o on simulated agents (bounded by 5 minutes,
+// for a hang) and returns its result with how many times the agents ran
+// each job.
+func runFleet(t *testing.T, o Options) (Result, map[string]int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var mu sync.Mutex // OnExec is called from the agents' goroutines
+	ran := map[string]int{}
+	o.OnExec = func(_, jobID string, _ int) {
+		mu.Lock()
+		ran[jobID]++
+		mu.Unlock()
+	}
+	res, err := Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return res, maps.Clone(ran)
+}
+
 func TestPercentiles(t *testing.T) {
 	v := make([]float64, 100)
 	for i := range v {
@@ -51,27 +75,13 @@ func TestPercentiles(t *testing.T) {
 // simulated agents (their executor is called once per job) and no local
 // agent exists to take them.
 func TestBenchFleetRunsOnSimulatedAgents(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	var mu sync.Mutex
-	ran := map[string]int{}
-	res, err := Run(ctx, Options{
+	res, ran := runFleet(t, Options{
 		Pipelines: 100, Concurrency: 8, Agents: 12, StartParallel: 4, AgentDelay: time.Millisecond, DataDir: t.TempDir(),
 		HeartbeatInterval: 2 * time.Second,
-		OnExec: func(_, jobID string, _ int) {
-			mu.Lock()
-			ran[jobID]++
-			mu.Unlock()
-		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if res.Agents != 12 || res.Jobs != 100 || res.Failed != 0 {
 		t.Fatalf("%d agents, %d jobs, %d failed runs", res.Agents, res.Jobs, res.Failed)
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	if len(ran) != 100 {
 		t.Fatalf("the simulated agents ran %d jobs, want 100", len(ran))
 	}

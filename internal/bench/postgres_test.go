@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,27 +13,14 @@ import (
 // hodei bench fleet --store postgres://...: the server keeps its runs in
 // that database, and every job runs once.
 func TestBenchFleetOnPostgres(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	db := pgtest.DB(t)
-	var mu sync.Mutex
-	ran := map[string]int{}
-	res, err := Run(ctx, Options{
+	res, ran := runFleet(t, Options{
 		Pipelines: 60, Concurrency: 8, Agents: 6, StartParallel: 3, DataDir: t.TempDir(), Store: db,
 		HeartbeatInterval: 2 * time.Second,
-		OnExec: func(_, jobID string, _ int) {
-			mu.Lock()
-			ran[jobID]++
-			mu.Unlock()
-		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if res.Jobs != 60 || res.Failed != 0 {
 		t.Fatalf("%d jobs, %d failed runs", res.Jobs, res.Failed)
 	}
-	mu.Lock()
 	for id, n := range ran {
 		if n != 1 {
 			t.Errorf("job %s ran %d times", id, n)
@@ -43,7 +29,8 @@ func TestBenchFleetOnPostgres(t *testing.T) {
 	if len(ran) != 60 {
 		t.Errorf("the simulated agents ran %d jobs, want 60", len(ran))
 	}
-	mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	conn, err := pgx.Connect(ctx, db)
 	if err != nil {
 		t.Fatalf("connecting to the benchmark's database: %v", err)

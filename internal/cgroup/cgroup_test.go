@@ -98,6 +98,22 @@ func startInGroup(t *testing.T, g *Group, script string) *held {
 	return h
 }
 
+// runInGroup runs script in g to its successful end and returns it with
+// the group's stats.
+func runInGroup(t *testing.T, g *Group, script string) (*held, Stats) {
+	t.Helper()
+	h := startInGroup(t, g, script)
+	h.release(t)
+	if err := h.cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := g.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, s
+}
+
 func (h *held) release(t *testing.T) {
 	t.Helper()
 	if _, err := io.WriteString(h.stdin, "go\n"); err != nil {
@@ -207,15 +223,7 @@ func TestCPUTime(t *testing.T) {
 			m := manager(t, tc.v, false)
 			g := create(t, m, "cpu", Limits{})
 			defer g.Remove()
-			h := startInGroup(t, g, `i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done`)
-			h.release(t)
-			if err := h.cmd.Wait(); err != nil {
-				t.Fatal(err)
-			}
-			s, err := g.Stats()
-			if err != nil {
-				t.Fatal(err)
-			}
+			h, s := runInGroup(t, g, `i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done`)
 			own := h.cmd.ProcessState.UserTime() + h.cmd.ProcessState.SystemTime()
 			// The group counts what the shell used after it joined, that
 			// is nearly all of it (it joined while blocked on read).
@@ -284,15 +292,7 @@ func TestPeakMemory(t *testing.T) {
 	m := manager(t, V1, false)
 	g := create(t, m, "peak", Limits{Memory: 256 << 20})
 	defer g.Remove()
-	h := startInGroup(t, g, `x=$(head -c 40000000 /dev/zero | tr '\0' a); echo ${#x}`)
-	h.release(t)
-	if err := h.cmd.Wait(); err != nil {
-		t.Fatal(err)
-	}
-	s, err := g.Stats()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, s := runInGroup(t, g, `x=$(head -c 40000000 /dev/zero | tr '\0' a); echo ${#x}`)
 	if s.PeakMemory < 40_000_000 || s.PeakMemory > 256<<20 || s.OOMKills != 0 {
 		t.Fatalf("stats %+v after holding 40 MB", s)
 	}

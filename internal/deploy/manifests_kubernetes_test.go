@@ -101,7 +101,12 @@ func TestKubernetesManifestsRunAPipeline(t *testing.T) {
 				continue
 			}
 			var err error
-			switch o := m.obj.DeepCopyObject().(type) {
+			obj := m.obj.DeepCopyObject()
+			// Every object but the namespace goes into the renamed one.
+			if o, ok := obj.(metav1.Object); ok && !isNS {
+				o.SetNamespace(rename(o.GetNamespace()))
+			}
+			switch o := obj.(type) {
 			case *corev1.Namespace:
 				o.Name = rename(ns.Name)
 				_, err = kc.CoreV1().Namespaces().Create(ctx, o, metav1.CreateOptions{})
@@ -116,19 +121,15 @@ func TestKubernetesManifestsRunAPipeline(t *testing.T) {
 					}, metav1.CreateOptions{})
 				}
 			case *corev1.ServiceAccount:
-				o.Namespace = rename(o.Namespace)
 				_, err = kc.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
 			case *rbacv1.Role:
-				o.Namespace = rename(o.Namespace)
 				_, err = kc.RbacV1().Roles(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
 			case *rbacv1.RoleBinding:
-				o.Namespace = rename(o.Namespace)
 				for i := range o.Subjects {
 					o.Subjects[i].Namespace = rename(o.Subjects[i].Namespace)
 				}
 				_, err = kc.RbacV1().RoleBindings(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
 			case *corev1.ConfigMap:
-				o.Namespace = rename(o.Namespace)
 				if o.Name == "hodei-server-env" {
 					// The embedded NATS and SQLite on loopback, no pools
 					// (their pods would need the node's network too).
@@ -141,17 +142,14 @@ func TestKubernetesManifestsRunAPipeline(t *testing.T) {
 				}
 				_, err = kc.CoreV1().ConfigMaps(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
 			case *corev1.Service:
-				o.Namespace = rename(o.Namespace)
 				_, err = kc.CoreV1().Services(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
 			case *appsv1.StatefulSet:
-				o.Namespace = rename(o.Namespace)
 				var made *appsv1.StatefulSet
 				made, err = kc.AppsV1().StatefulSets(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
 				if o.Name == "hodei-server" {
 					server = made
 				}
 			case *appsv1.Deployment:
-				o.Namespace = rename(o.Namespace)
 				var made *appsv1.Deployment
 				made, err = kc.AppsV1().Deployments(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
 				if o.Name == "hodei-agent" {

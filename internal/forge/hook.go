@@ -42,17 +42,23 @@ func Delivery(k Kind, h http.Header) string {
 	case GitHub:
 		return h.Get("X-GitHub-Delivery")
 	case GitLab:
-		if id := h.Get("X-Gitlab-Event-UUID"); id != "" {
-			return id
-		}
-		return h.Get("X-Gitlab-Webhook-UUID")
+		return firstHeader(h, "X-Gitlab-Event-UUID", "X-Gitlab-Webhook-UUID")
 	case Gitea:
 		return h.Get("X-Gitea-Delivery")
 	case Forgejo:
-		if id := h.Get("X-Forgejo-Delivery"); id != "" {
-			return id
+		return firstHeader(h, "X-Forgejo-Delivery", "X-Gitea-Delivery")
+	}
+	return ""
+}
+
+// firstHeader returns the first of the headers names that h has. Forgejo
+// sends Gitea's headers as well as its own, and older versions only
+// Gitea's.
+func firstHeader(h http.Header, names ...string) string {
+	for _, n := range names {
+		if v := h.Get(n); v != "" {
+			return v
 		}
-		return h.Get("X-Gitea-Delivery")
 	}
 	return ""
 }
@@ -103,10 +109,7 @@ func Verify(k Kind, h http.Header, body []byte, secret string) error {
 	case Gitea:
 		got = h.Get("X-Gitea-Signature")
 	case Forgejo:
-		got = h.Get("X-Forgejo-Signature")
-		if got == "" {
-			got = h.Get("X-Gitea-Signature")
-		}
+		got = firstHeader(h, "X-Forgejo-Signature", "X-Gitea-Signature")
 	default:
 		return ErrNoWebhooks
 	}
@@ -191,10 +194,7 @@ func eventName(k Kind, h http.Header) string {
 	case Gitea:
 		return h.Get("X-Gitea-Event")
 	case Forgejo:
-		if e := h.Get("X-Forgejo-Event"); e != "" {
-			return e
-		}
-		return h.Get("X-Gitea-Event")
+		return firstHeader(h, "X-Forgejo-Event", "X-Gitea-Event")
 	}
 	return ""
 }

@@ -47,6 +47,14 @@ func readAll(t *testing.T, s *Sub) []Note {
 	}
 }
 
+// subscribe subscribes to run's notes (every run's for "") until the test
+// ends.
+func subscribe(t *testing.T, h *Hub, run string, buffer int) *Sub {
+	s := h.Subscribe(run, buffer)
+	t.Cleanup(s.Close)
+	return s
+}
+
 func note(run string, i int) Note {
 	return Note{Kind: KindJob, RunID: run, JobID: fmt.Sprintf("%s-j%d", run, i), Attempt: i}
 }
@@ -54,12 +62,9 @@ func note(run string, i int) Note {
 func TestPublishPerRun(t *testing.T) {
 	t.Parallel()
 	h := New()
-	a1 := h.Subscribe("r1", 16)
-	a2 := h.Subscribe("r1", 16)
-	b := h.Subscribe("r2", 16)
-	defer a1.Close()
-	defer a2.Close()
-	defer b.Close()
+	a1 := subscribe(t, h, "r1", 16)
+	a2 := subscribe(t, h, "r1", 16)
+	b := subscribe(t, h, "r2", 16)
 
 	h.Publish(note("r1", 0), note("r2", 0), note("r3", 0))
 	h.Publish(note("r1", 1))
@@ -87,10 +92,8 @@ func TestPublishPerRun(t *testing.T) {
 func TestPublishAllRuns(t *testing.T) {
 	t.Parallel()
 	h := New()
-	all := h.Subscribe("", 16)
-	one := h.Subscribe("r2", 16)
-	defer all.Close()
-	defer one.Close()
+	all := subscribe(t, h, "", 16)
+	one := subscribe(t, h, "r2", 16)
 
 	h.Publish(note("r1", 0), note("r2", 0))
 	h.Publish(note("r3", 0), note("r1", 1))
@@ -115,8 +118,7 @@ func TestSubscribeSeesOnlyLaterNotes(t *testing.T) {
 	t.Parallel()
 	h := New()
 	h.Publish(note("r", 0))
-	s := h.Subscribe("r", 4)
-	defer s.Close()
+	s := subscribe(t, h, "r", 4)
 	h.Publish(note("r", 1))
 	got, _ := drain(s)
 	if len(got) != 1 || got[0].Attempt != 1 {
@@ -136,8 +138,7 @@ func TestSlowSubscriberIsDropped(t *testing.T) {
 	h := New()
 	slow := h.Subscribe("r", 2)
 	slowAll := h.Subscribe("", 3)
-	fast := h.Subscribe("r", 100)
-	defer fast.Close()
+	fast := subscribe(t, h, "r", 100)
 
 	for i := range 5 {
 		h.Publish(note("r", i))
@@ -324,8 +325,7 @@ func TestCloseOneKeepsOthers(t *testing.T) {
 	t.Parallel()
 	h := New()
 	a := h.Subscribe("r", 4)
-	b := h.Subscribe("r", 4)
-	defer b.Close()
+	b := subscribe(t, h, "r", 4)
 	a.Close()
 	h.Publish(note("r", 0))
 	if got, closed := drain(b); closed || len(got) != 1 {

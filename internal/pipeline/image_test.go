@@ -70,15 +70,6 @@ func TestImageSchemaAgrees(t *testing.T) {
 		{`image: "go:${{ matrix.v }}", matrix: {v: [1]}, steps: [{run: x}]`, true},
 		{`image: alpine, network: 1, steps: [{run: x}]`, false},
 	} {
-		src := "name: agree\njobs:\n  j: {" + tt.job + "}\n"
-		_, perr := Parse("a.yaml", []byte(src))
-		v, err := yamlToJSON([]byte(src))
-		if err != nil {
-			t.Fatal(err)
-		}
-		serr := sch.Validate(v)
-		if (perr == nil) != tt.valid || (serr == nil) != tt.valid {
-			t.Errorf("%s: parser valid %v, schema valid %v, want %v (%v / %v)", tt.job, perr == nil, serr == nil, tt.valid, perr, serr)
-		}
+		checkAgree(t, sch, "name: agree\njobs:\n  j: {"+tt.job+"}\n", tt.valid)
 	}
 }

@@ -5,11 +5,37 @@ import (
 	"testing"
 )
 
+// parsed is an input of a quantity parser and its value.
+type parsed struct {
+	in   string
+	want int64
+}
+
+// parseError is an input a quantity parser refuses, and part of its error.
+type parseError struct{ in, msg string }
+
+func checkParsed(t *testing.T, name string, parse func(string) (int64, error), tests []parsed) {
+	t.Helper()
+	for _, tt := range tests {
+		got, err := parse(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("%s(%q) = %d, %v; want %d", name, tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func checkParseErrors(t *testing.T, name string, parse func(string) (int64, error), tests []parseError) {
+	t.Helper()
+	for _, tt := range tests {
+		got, err := parse(tt.in)
+		if err == nil || !strings.Contains(err.Error(), tt.msg) || got != 0 {
+			t.Errorf("%s(%q) = %d, %v; want an error containing %q", name, tt.in, got, err, tt.msg)
+		}
+	}
+}
+
 func TestParseCPU(t *testing.T) {
-	tests := []struct {
-		in   string
-		want int64
-	}{
+	checkParsed(t, "ParseCPU", ParseCPU, []parsed{
 		{"500m", 500},
 		{"1m", 1},
 		{"2", 2000},
@@ -23,17 +49,11 @@ func TestParseCPU(t *testing.T) {
 		{"9223372036854775", 9223372036854775000},
 		{"9223372036854775.807", 9223372036854775807},
 		{"9223372036854775807m", 9223372036854775807},
-	}
-	for _, tt := range tests {
-		got, err := ParseCPU(tt.in)
-		if err != nil || got != tt.want {
-			t.Errorf("ParseCPU(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
-		}
-	}
+	})
 }
 
 func TestParseCPUErrors(t *testing.T) {
-	tests := []struct{ in, msg string }{
+	checkParseErrors(t, "ParseCPU", ParseCPU, []parseError{
 		{"", "use cores"},
 		{"abc", "use cores"},
 		{"m", "use cores"},
@@ -54,20 +74,11 @@ func TestParseCPUErrors(t *testing.T) {
 		{"9223372036854776", "too large"},
 		{"9223372036854775.808", "too large"},
 		{"9223372036854775808m", "too large"},
-	}
-	for _, tt := range tests {
-		got, err := ParseCPU(tt.in)
-		if err == nil || !strings.Contains(err.Error(), tt.msg) || got != 0 {
-			t.Errorf("ParseCPU(%q) = %d, %v; want an error containing %q", tt.in, got, err, tt.msg)
-		}
-	}
+	})
 }
 
 func TestParseMemory(t *testing.T) {
-	tests := []struct {
-		in   string
-		want int64
-	}{
+	checkParsed(t, "ParseMemory", ParseMemory, []parsed{
 		{"1", 1},
 		{"1048576", 1 << 20},
 		{"1Ki", 1 << 10},
@@ -79,17 +90,11 @@ func TestParseMemory(t *testing.T) {
 		{"3G", 3_000_000_000},
 		{"2T", 2_000_000_000_000},
 		{"8388607Ti", 8388607 << 40},
-	}
-	for _, tt := range tests {
-		got, err := ParseMemory(tt.in)
-		if err != nil || got != tt.want {
-			t.Errorf("ParseMemory(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
-		}
-	}
+	})
 }
 
 func TestParseMemoryErrors(t *testing.T) {
-	tests := []struct{ in, msg string }{
+	checkParseErrors(t, "ParseMemory", ParseMemory, []parseError{
 		{"", "use a whole number"},
 		{"Mi", "use a whole number"},
 		{"lots", "use a whole number"},
@@ -104,11 +109,5 @@ func TestParseMemoryErrors(t *testing.T) {
 		{"-64Mi", "must be greater than zero"},
 		{"8388608Ti", "too large"},
 		{"99999999999999999999", "too large"},
-	}
-	for _, tt := range tests {
-		got, err := ParseMemory(tt.in)
-		if err == nil || !strings.Contains(err.Error(), tt.msg) || got != 0 {
-			t.Errorf("ParseMemory(%q) = %d, %v; want an error containing %q", tt.in, got, err, tt.msg)
-		}
-	}
+	})
 }

@@ -323,19 +323,7 @@ func TestSchemaAgreesWithParser(t *testing.T) {
 		{`matrix: {"a b": [a]}, steps: [{run: x}]`, false},
 	}
 	for _, tt := range tests {
-		src := "name: agree\njobs:\n  a: {steps: [{run: x}]}\n  j: {" + tt.job + "}\n"
-		_, perr := Parse("agree.yaml", []byte(src))
-		v, err := yamlToJSON([]byte(src))
-		if err != nil {
-			t.Fatalf("%s: %v", tt.job, err)
-		}
-		serr := sch.Validate(v)
-		if (perr == nil) != tt.valid {
-			t.Errorf("Parse(%s): valid = %v, want %v (%v)", tt.job, perr == nil, tt.valid, perr)
-		}
-		if (serr == nil) != tt.valid {
-			t.Errorf("schema(%s): valid = %v, want %v (%v)", tt.job, serr == nil, tt.valid, firstLine(serr))
-		}
+		checkAgree(t, sch, "name: agree\njobs:\n  a: {steps: [{run: x}]}\n  j: {"+tt.job+"}\n", tt.valid)
 	}
 
 	top := []struct {
@@ -369,15 +357,22 @@ func TestSchemaAgreesWithParser(t *testing.T) {
 		{`[]`, false},
 	}
 	for _, tt := range top {
-		_, perr := Parse("agree.yaml", []byte(tt.doc))
-		v, err := yamlToJSON([]byte(tt.doc))
-		if err != nil {
-			t.Fatalf("%s: %v", tt.doc, err)
-		}
-		serr := sch.Validate(v)
-		if (perr == nil) != tt.valid || (serr == nil) != tt.valid {
-			t.Errorf("%s: Parse valid = %v, schema valid = %v, want %v", tt.doc, perr == nil, serr == nil, tt.valid)
-		}
+		checkAgree(t, sch, tt.doc, tt.valid)
+	}
+}
+
+// checkAgree checks that Parse and the schema both accept doc, or both
+// refuse it, as valid says.
+func checkAgree(t *testing.T, sch *jsonschema.Schema, doc string, valid bool) {
+	t.Helper()
+	_, perr := Parse("agree.yaml", []byte(doc))
+	v, err := yamlToJSON([]byte(doc))
+	if err != nil {
+		t.Fatalf("%s: %v", doc, err)
+	}
+	serr := sch.Validate(v)
+	if (perr == nil) != valid || (serr == nil) != valid {
+		t.Errorf("%s: Parse valid = %v (%v), schema valid = %v (%v), want %v", doc, perr == nil, perr, serr == nil, firstLine(serr), valid)
 	}
 }
 

@@ -73,15 +73,6 @@ func TestSecretsSchemaAgrees(t *testing.T) {
 		{`secrets: [A, A]`, false},
 		{`secrets: [{a: 1}]`, false},
 	} {
-		src := "name: s\njobs:\n  j: {" + tc.job + ", steps: [{run: x}]}\n"
-		_, perr := Parse("s.yaml", []byte(src))
-		v, err := yamlToJSON([]byte(src))
-		if err != nil {
-			t.Fatal(err)
-		}
-		serr := sch.Validate(v)
-		if (perr == nil) != tc.valid || (serr == nil) != tc.valid {
-			t.Errorf("%s: parser valid %v (%v), schema valid %v, want %v", tc.job, perr == nil, perr, serr == nil, tc.valid)
-		}
+		checkAgree(t, sch, "name: s\njobs:\n  j: {"+tc.job+", steps: [{run: x}]}\n", tc.valid)
 	}
 }

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"io"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,20 +39,7 @@ echo up`
 			}
 			script += `
 while :; do sleep 0.05; done`
-			r, w, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			c := &Cmd{Spec: spec(ws, script), Stdout: w}
-			if err := c.Start(); err != nil {
-				t.Fatal(err)
-			}
-			w.Close()
-			line := make([]byte, 3)
-			if _, err := io.ReadFull(r, line); err != nil || string(line) != "up\n" {
-				t.Fatalf("read %q, %v", line, err)
-			}
+			c, r := startUp(t, spec(ws, script))
 			if err := syscall.Kill(c.Pid(), sig.sig); err != nil {
 				t.Fatal(err)
 			}
@@ -88,13 +74,15 @@ func TestKillOfItselfEndsTheStep(t *testing.T) {
 // (TestShellInitAsRoot leaves this test out).
 func TestOrphansAreReapedWhileTheStepRuns(t *testing.T) {
 	// The poll loop in the script: the init reaps asynchronously, on its
-	// SIGCHLD; 5 s bound.
+	// SIGCHLD; 5 s bound. A process may end between the glob and the read
+	// of its stat: 2>/dev/null comes first so that the shell's error for
+	// the redirection goes there too.
 	st, out := run(t, &Cmd{Spec: spec(workspace(t), `for i in 1 2 3 4 5; do sh -c 'true & exit 0'; done
 i=0
 while :; do
 	z=0
 	for s in /proc/[0-9]*/stat; do
-		read -r l < $s 2>/dev/null || continue
+		read -r l 2>/dev/null < $s || continue
 		case "$l" in *") Z "*) z=$((z+1));; esac
 	done
 	[ $z = 0 ] && break

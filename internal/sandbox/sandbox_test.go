@@ -36,6 +36,29 @@ func spec(ws, script string) Spec {
 	return Spec{Script: script, Workspace: ws, Env: []string{"PATH=" + DefaultPath, "ONLY=this"}, UID: testUID, GID: testUID}
 }
 
+// startUp starts a step whose script prints "up" once it is ready, and
+// returns it once it has, with the rest of its output to read (closed when
+// the test ends).
+func startUp(t *testing.T, s Spec) (*Cmd, *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	c := &Cmd{Spec: s, Stdout: w}
+	err = c.Start()
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := make([]byte, 3)
+	if _, err := io.ReadFull(r, line); err != nil || string(line) != "up\n" {
+		t.Fatalf("read %q, %v", line, err)
+	}
+	return c, r
+}
+
 // run runs c (its Stdout is set here) and returns the status and output.
 func run(t *testing.T, c *Cmd) (Status, string) {
 	t.Helper()
@@ -245,20 +268,7 @@ echo started`)})
 func TestKillingTheInitKillsEverything(t *testing.T) {
 	marker := fmt.Sprintf("%d.%d", 800+os.Getpid()%97, time.Now().UnixNano()%1000)
 	ws := workspace(t)
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	c := &Cmd{Spec: spec(ws, `setsid sleep `+marker+` >/dev/null 2>&1 < /dev/null & echo up; wait`), Stdout: w}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	line := make([]byte, 3)
-	if _, err := io.ReadFull(r, line); err != nil || string(line) != "up\n" {
-		t.Fatalf("read %q, %v", line, err)
-	}
+	c, _ := startUp(t, spec(ws, `setsid sleep `+marker+` >/dev/null 2>&1 < /dev/null & echo up; wait`))
 	// Polls of /proc, here and below: the daemon is found by its marker,
 	// not the test's child, and has no event to wait on; the deadlines
 	// are failure bounds.
@@ -343,17 +353,7 @@ func TestStepIsInItsCgroupFromTheStart(t *testing.T) {
 // reported as such.
 func TestTerminationReachesEveryProcess(t *testing.T) {
 	ws := workspace(t)
-	r, w, _ := os.Pipe()
-	defer r.Close()
-	c := &Cmd{Spec: spec(ws, `trap 'echo got-term; exit 3' TERM; echo up; while :; do sleep 0.05; done`), Stdout: w}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	line := make([]byte, 3)
-	if _, err := io.ReadFull(r, line); err != nil {
-		t.Fatal(err)
-	}
+	c, r := startUp(t, spec(ws, `trap 'echo got-term; exit 3' TERM; echo up; while :; do sleep 0.05; done`))
 	_ = syscall.Kill(c.Pid(), syscall.SIGTERM)
 	rest, _ := io.ReadAll(r)
 	st, err := c.Wait()

@@ -106,6 +106,15 @@ func (f *fakeSecretsManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, op)
+	// secret is the secret the request names, or nil once the error of
+	// a missing one is written.
+	secret := func() *fakeAWSSecret {
+		s := f.secrets[str("SecretId")]
+		if s == nil {
+			awsError(w, "ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
+		}
+		return s
+	}
 	reply := func(v any) {
 		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 		_ = json.NewEncoder(w).Encode(v)
@@ -113,9 +122,8 @@ func (f *fakeSecretsManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	arn := func(n string) string { return "arn:aws:secretsmanager:us-east-1:123456789012:secret:" + n }
 	switch op {
 	case "GetSecretValue":
-		s := f.secrets[str("SecretId")]
+		s := secret()
 		if s == nil {
-			awsError(w, "ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
 			return
 		}
 		id := str("VersionId")
@@ -145,9 +153,8 @@ func (f *fakeSecretsManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.secrets[s.name] = s
 		reply(map[string]any{"ARN": arn(s.name), "Name": s.name, "VersionId": id})
 	case "PutSecretValue":
-		s := f.secrets[str("SecretId")]
+		s := secret()
 		if s == nil {
-			awsError(w, "ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
 			return
 		}
 		id := str("ClientRequestToken")
@@ -158,9 +165,8 @@ func (f *fakeSecretsManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		reply(map[string]any{"ARN": arn(s.name), "Name": s.name, "VersionId": id, "VersionStages": s.versions[id].stages})
 	case "UpdateSecretVersionStage":
-		s := f.secrets[str("SecretId")]
+		s := secret()
 		if s == nil {
-			awsError(w, "ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
 			return
 		}
 		stage, to, from := str("VersionStage"), str("MoveToVersionId"), str("RemoveFromVersionId")
@@ -214,9 +220,8 @@ func (f *fakeSecretsManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		reply(out)
 	case "DeleteSecret":
-		s := f.secrets[str("SecretId")]
+		s := secret()
 		if s == nil {
-			awsError(w, "ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
 			return
 		}
 		delete(f.secrets, s.name)

@@ -186,15 +186,8 @@ func NewRotator(w Writer, o RotatorOptions) (*Rotator, error) {
 		r.log = slog.Default()
 	}
 	if r.path != "" {
-		data, err := os.ReadFile(r.path)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-		case err != nil:
-			return nil, fmt.Errorf("rotation states: %w", err)
-		default:
-			if err := json.Unmarshal(data, &r.states); err != nil {
-				return nil, fmt.Errorf("rotation states %s: %w", r.path, err)
-			}
+		if err := readJSON(r.path, "rotation states", &r.states); err != nil {
+			return nil, err
 		}
 	}
 	return r, nil

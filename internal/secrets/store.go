@@ -273,23 +273,32 @@ func OpenStore(o StoreOptions) (*Store, error) {
 	}
 	s := &Store{path: filepath.Join(o.Dir, storeFileName), ring: ring, maxVers: o.MaxVersions, now: o.Now,
 		data: storeFile{Format: 1, Secrets: map[string]*record{}}}
-	data, err := os.ReadFile(s.path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-	case err != nil:
-		return nil, fmt.Errorf("secrets store: %w", err)
-	default:
-		if err := json.Unmarshal(data, &s.data); err != nil {
-			return nil, fmt.Errorf("secrets store %s: %w", s.path, err)
-		}
-		if s.data.Secrets == nil {
-			s.data.Secrets = map[string]*record{}
-		}
+	if err := readJSON(s.path, "secrets store", &s.data); err != nil {
+		return nil, err
+	}
+	if s.data.Secrets == nil { // a file without secrets
+		s.data.Secrets = map[string]*record{}
 	}
 	if err := s.finishRewrap(); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// readJSON reads the JSON file at path into v (what names it in errors);
+// a file that does not exist leaves v as it is.
+func readJSON(path, what string, v any) error {
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	return nil
 }
 
 func aadValue(name string, n int) []byte {

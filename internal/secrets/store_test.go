@@ -59,11 +59,18 @@ func openTestStore(t *testing.T, dir string) *Store {
 	return s
 }
 
+// newTestStore opens a store in a new directory and returns it with the
+// directory.
+func newTestStore(t *testing.T) (*Store, string) {
+	t.Helper()
+	dir := t.TempDir()
+	return openTestStore(t, dir), dir
+}
+
 func TestStoreVersionsAndNothingInClearAtRest(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
-	s := openTestStore(t, dir)
+	s, dir := newTestStore(t)
 	m1 := mustPut(t, ctx, s, "DB_URL", testValue)
 	m2 := mustPut(t, ctx, s, "DB_URL", testValue+"-v2")
 	if m1.Version != "1" || m2.Version != "2" {
@@ -141,8 +148,7 @@ func TestStoreKeepsMaxVersions(t *testing.T) {
 func TestStoreCiphertextsAreBoundToTheirEntry(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
-	s := openTestStore(t, dir)
+	s, dir := newTestStore(t)
 	mustPut(t, ctx, s, "A", testValue)
 	mustPut(t, ctx, s, "B", "other value")
 	var f storeFile
@@ -167,8 +173,7 @@ func TestStoreCiphertextsAreBoundToTheirEntry(t *testing.T) {
 func TestRotateKEKRewrapsAndForgetsTheOldKey(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
-	s := openTestStore(t, dir)
+	s, dir := newTestStore(t)
 	for _, n := range []string{"A", "B"} {
 		mustPut(t, ctx, s, n, testValue+n)
 	}
@@ -214,8 +219,7 @@ func TestRotateKEKRewrapsAndForgetsTheOldKey(t *testing.T) {
 func TestInterruptedRotationIsFinishedAtOpen(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
-	s := openTestStore(t, dir)
+	s, dir := newTestStore(t)
 	mustPut(t, ctx, s, "A", testValue)
 	ring, err := loadKeyring(StoreOptions{Dir: dir}, time.Now())
 	if err != nil {
@@ -321,8 +325,7 @@ func mustRead(t *testing.T, p string) []byte {
 func TestKeyFileReadableByOthersIsRefused(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
-	s := openTestStore(t, dir)
+	s, dir := newTestStore(t)
 	mustPut(t, ctx, s, "A", testValue)
 	kf := filepath.Join(dir, "kek.json")
 	for _, mode := range []os.FileMode{0o640, 0o604} {

@@ -173,14 +173,23 @@ func (v *Vault) Get(ctx context.Context, name string) (Secret, error) {
 	return v.secretOf(name, s)
 }
 
-// GetVersion reads one version.
-func (v *Vault) GetVersion(ctx context.Context, name, ver string) (Secret, error) {
+// versionNumber checks name and reads ver, which Vault numbers.
+func versionNumber(name, ver string) (int, error) {
 	if err := checkName(name); err != nil {
-		return Secret{}, err
+		return 0, err
 	}
 	n, err := strconv.Atoi(ver)
 	if err != nil {
-		return Secret{}, nameErr(name, ErrNoVersion)
+		return 0, nameErr(name, ErrNoVersion)
+	}
+	return n, nil
+}
+
+// GetVersion reads one version.
+func (v *Vault) GetVersion(ctx context.Context, name, ver string) (Secret, error) {
+	n, err := versionNumber(name, ver)
+	if err != nil {
+		return Secret{}, err
 	}
 	var s *vault.KVSecret
 	err = v.call(ctx, func() (err error) { s, err = v.kv.GetVersion(ctx, v.path(name), n); return err })
@@ -264,12 +273,9 @@ func (v *Vault) Put(ctx context.Context, name, value string) (Meta, error) {
 // Restore writes an earlier version again as the newest (Vault's rollback,
 // with check-and-set).
 func (v *Vault) Restore(ctx context.Context, name, ver string) (Meta, error) {
-	if err := checkName(name); err != nil {
-		return Meta{}, err
-	}
-	n, err := strconv.Atoi(ver)
+	n, err := versionNumber(name, ver)
 	if err != nil {
-		return Meta{}, nameErr(name, ErrNoVersion)
+		return Meta{}, err
 	}
 	var s *vault.KVSecret
 	err = v.call(ctx, func() (err error) { s, err = v.kv.Rollback(ctx, v.path(name), n); return err })

@@ -200,10 +200,16 @@ func (d *Docker) RemoveLabelled(ctx context.Context, key, value string) (int, er
 	if err != nil {
 		return 0, err
 	}
+	return removeEach(ctx, ids, d.Remove)
+}
+
+// removeEach calls remove for every id, one failure not stopping the
+// others, and returns how many went and the errors of the rest.
+func removeEach(ctx context.Context, ids []string, remove func(context.Context, string) error) (int, error) {
 	n := 0
 	var errs []error
 	for _, id := range ids {
-		if err := d.Remove(ctx, id); err != nil {
+		if err := remove(ctx, id); err != nil {
 			errs = append(errs, err)
 			continue
 		}

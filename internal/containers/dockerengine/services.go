@@ -200,16 +200,7 @@ func (d *Docker) RemoveLabelledNetworks(ctx context.Context, key, value string) 
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	var errs []error
-	for _, id := range ids {
-		if err := d.removeNetwork(ctx, id); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		n++
-	}
-	return n, errors.Join(errs...)
+	return removeEach(ctx, ids, d.removeNetwork)
 }
 
 // ListLabelledNetworks returns the ids of the networks whose label key is
