@@ -141,9 +141,18 @@ func (e *secureEnv) want(a answer, status int, code wire.Code, what string) {
 	}
 }
 
+// submit submits helloYAML as user, with the query (e.g. "?repo=…") added to
+// the URL.
 func (e *secureEnv) submit(user, query string) wire.Run {
 	e.t.Helper()
-	a := e.call(e.toks[user], "POST", "/api/v1/runs"+query, "application/yaml", []byte(helloYAML))
+	return e.submitAs(user, query, helloYAML)
+}
+
+// submitAs submits yaml as user and fails the test unless the run is
+// created.
+func (e *secureEnv) submitAs(user, query, yaml string) wire.Run {
+	e.t.Helper()
+	a := e.call(e.toks[user], "POST", "/api/v1/runs"+query, "application/yaml", []byte(yaml))
 	if a.status != http.StatusCreated {
 		e.t.Fatalf("submit as %s: %d %s", user, a.status, a.body)
 	}

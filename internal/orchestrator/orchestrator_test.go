@@ -207,8 +207,16 @@ func (w *worker) status(from, jobID string, attempt int, st string, code int) {
 // statusWith is status with the job's outputs.
 func (w *worker) statusWith(from, jobID string, attempt int, st string, code int, outputs map[string]string) {
 	w.h.t.Helper()
+	w.publishFrom(from, bus.Status{JobID: jobID, Attempt: attempt, State: st, ExitCode: code, Outputs: outputs})
+}
+
+// publishFrom sends s, stamped with w's id and the time, on the status
+// subject of worker `from` (normally w.id), under a fresh message id (see
+// status).
+func (w *worker) publishFrom(from string, s bus.Status) {
+	w.h.t.Helper()
 	w.h.msgN++
-	s := bus.Status{WorkerID: w.id, JobID: jobID, Attempt: attempt, State: st, ExitCode: code, At: time.Now(), Outputs: outputs}
+	s.WorkerID, s.At = w.id, time.Now()
 	data, _ := json.Marshal(s)
 	m := nats.NewMsg(w.h.subs.Status(from))
 	m.Data = data
