@@ -192,3 +192,12 @@ func Only(name string, f workers.Factory) *workers.Registry {
 	r.Register(name, f)
 	return r
 }
+
+// Starter returns the StartServer of a provider's own tests: the servers it
+// starts have pools (poolsYAML) made by that provider alone (see Only).
+func Starter(name string, f workers.Factory) func(t *testing.T, poolsYAML string, n int, edit func(*server.Options)) *server.Server {
+	return func(t *testing.T, poolsYAML string, n int, edit func(*server.Options)) *server.Server {
+		t.Helper()
+		return StartServer(t, Only(name, f), poolsYAML, n, edit)
+	}
+}
