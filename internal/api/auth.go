@@ -553,9 +553,7 @@ func (a *api) listTokens(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) createToken(w http.ResponseWriter, r *http.Request) {
 	var req auth.TokenRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if err := readJSON(w, r, 64<<10, &req); err != nil {
 		writeError(w, wire.CodeBadRequest, "invalid JSON body: "+err.Error())
 		return
 	}

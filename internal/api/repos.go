@@ -15,7 +15,6 @@ package api
 // audited as principal "webhook:FORGE".
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -114,9 +113,7 @@ func (a *api) getRepo(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) createRepo(w http.ResponseWriter, r *http.Request) {
 	var in wire.Repo
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
+	if err := readJSON(w, r, 64<<10, &in); err != nil {
 		writeError(w, wire.CodeBadRequest, "body: "+err.Error())
 		return
 	}
@@ -157,9 +154,7 @@ func (a *api) runRepo(w http.ResponseWriter, r *http.Request) {
 		Ref string `json:"ref"`
 	}
 	if r.ContentLength != 0 {
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&in); err != nil {
+		if err := readJSON(w, r, 4<<10, &in); err != nil {
 			writeError(w, wire.CodeBadRequest, "body: "+err.Error())
 			return
 		}
