@@ -55,6 +55,14 @@ func openLog(t *testing.T, path string) *Log {
 	return l
 }
 
+// mustVerify fails the test unless the log at path verifies.
+func mustVerify(t *testing.T, path string) {
+	t.Helper()
+	if _, err := Verify(path, VerifyOptions{}); err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+}
+
 func lines(t *testing.T, path string) [][]byte {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -111,9 +119,7 @@ func TestAppendedLogVerifies(t *testing.T) {
 	if err != nil || r.Seq != 11 || r.Prev != hash {
 		t.Fatalf("append after reopen: %+v %v", r, err)
 	}
-	if _, err := Verify(path, VerifyOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	mustVerify(t, path)
 }
 
 func TestVerifyDetectsAnEditedByte(t *testing.T) {
@@ -142,9 +148,7 @@ func TestVerifyDetectsAnEditedByte(t *testing.T) {
 		}
 	}
 	writeLines(t, path, orig)
-	if _, err := Verify(path, VerifyOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	mustVerify(t, path)
 	// An edit that changes no value (a space before the first field)
 	// leaves the record, and so its hash, the same: it is caught because
 	// the line is no longer the record's canonical encoding.
@@ -311,9 +315,7 @@ func TestOpenCutsAPartialLastLine(t *testing.T) {
 	if r, err := l2.Append(Entry{Principal: "p", Action: "a", Resource: "r", Decision: Deny}); err != nil || r.Seq != 4 {
 		t.Fatalf("append after cut: %+v %v", r, err)
 	}
-	if _, err := Verify(path, VerifyOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	mustVerify(t, path)
 }
 
 func TestConcurrentAppendsChain(t *testing.T) {
