@@ -140,19 +140,8 @@ func TestKubernetesKubeletAgentOverMutualTLS(t *testing.T) {
 	s := startServer(t, e.kubeletPool("tlspods"), 0, func(o *server.Options) {
 		o.NATSListen, o.NATSTLS, o.AgentCA = "", natsTLS, ca
 	})
-	run := workerstest.Submit(t, s, `name: tls-pod
-jobs:
-  hello:
-    runs-on: {labels: [tlspods], cpu: 500m, memory: 128Mi}
-    steps: [{run: 'echo "hello from $HODEI_WORKER"; ls /etc/hodei-tls'}]
-`)
-	r, jobs := workerstest.WaitRun(t, s, run.ID, 120*time.Second)
-	if r.State != state.RunSucceeded {
-		t.Fatalf("run %s: %+v", r.State, jobs["hello"])
-	}
-	worker := jobs["hello"].WorkerID
-	out := workerstest.LogsOf(t, s, jobs["hello"].ID)
-	for _, want := range []string{"hello from " + worker, "tls.crt", "tls.key", "ca.crt"} {
+	worker, out := workerstest.RunHello(t, s, "tlspods", "ls /etc/hodei-tls", 120*time.Second)
+	for _, want := range []string{"tls.crt", "tls.key", "ca.crt"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
