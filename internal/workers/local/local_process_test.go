@@ -68,10 +68,15 @@ func hodeiBinary(t *testing.T) string {
 	return hodeiBin
 }
 
+// pidPattern matches NAME=PID (name) in a job's output.
+func pidPattern(name string) *regexp.Regexp {
+	return regexp.MustCompile(`\b` + name + `=(\d+)\b`)
+}
+
 // pidIn reads NAME=PID from a job's output.
 func pidIn(t *testing.T, out, name string) int {
 	t.Helper()
-	m := regexp.MustCompile(`\b` + name + `=(\d+)\b`).FindStringSubmatch(out)
+	m := pidPattern(name).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("no %s=PID in the job's output:\n%s", name, out)
 	}
@@ -91,7 +96,9 @@ func stepStarts(t *testing.T, s *server.Server, label, script, name string) (run
 	var out string
 	workerstest.WaitFor(t, 60*time.Second, "the step to start its "+name, func() bool {
 		out = workerstest.LogsOf(t, s, workerstest.JobByKey(t, s, run.ID, "j").ID)
-		return strings.Contains(out, name+"=")
+		// NAME=PID, not just NAME=: the log's step header quotes the
+		// script, which says NAME= too.
+		return pidPattern(name).MatchString(out)
 	})
 	pid = pidIn(t, out, name)
 	t.Cleanup(func() {
@@ -114,6 +121,23 @@ func processServer(t *testing.T, poolsYAML, workDir string) *server.Server {
 		// ($PPID, /proc/$PPID/cmdline): only an unisolated step can.
 		o.UnsafeSharedUser = true
 	})
+}
+
+// directProcess makes a provider of mode process for a pool, name, of one
+// worker that the test drives itself (no manager), and returns it with the
+// spec of that worker (name-1, 1 cpu, 256Mi, labelled name). Its agents
+// join s, work in workDir and run steps unisolated, as the agent process's
+// own children.
+func directProcess(t *testing.T, s *server.Server, name, workDir string) (*local.Process, workers.WorkerSpec) {
+	t.Helper()
+	p, err := local.NewProcess(poolsfile.PoolConfig{Name: name, Provider: "local", Max: 1,
+		Local: poolsfile.LocalOptions{Mode: poolsfile.LocalModeProcess, Binary: hodeiBinary(t)}},
+		workers.ProviderEnv{NATSURL: s.NATSURL, WorkDir: workDir, HeartbeatInterval: 100 * time.Millisecond, Logger: workerstest.Logger(), Unisolated: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, workers.WorkerSpec{ID: name + "-1", Pool: name, Labels: []string{name},
+		Resources: workers.Resources{CPUMilli: 1000, Memory: 256 << 20}}
 }
 
 // probeJob is a pipeline of one job for label that prints the agent's pid
@@ -225,20 +249,11 @@ pools:
 // with the events created, started, exited (exit code 0: the agent stopped
 // on SIGTERM) and gone. Terminate again, and of an unknown worker, succeed.
 func TestLocalProcessTerminate(t *testing.T) {
-	bin := hodeiBinary(t)
 	s := processServer(t, "", t.TempDir())
 	workDir := t.TempDir()
-	p, err := local.NewProcess(poolsfile.PoolConfig{Name: "direct", Provider: "local", Max: 1,
-		Local: poolsfile.LocalOptions{Mode: poolsfile.LocalModeProcess, Binary: bin}},
-		workers.ProviderEnv{NATSURL: s.NATSURL, WorkDir: workDir, HeartbeatInterval: 100 * time.Millisecond, Logger: workerstest.Logger(),
-			Unisolated: true}) // the step reports its agent's pid
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, spec := directProcess(t, s, "direct", workDir) // unisolated: the step reports its agent's pid
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	spec := workers.WorkerSpec{ID: "direct-1", Pool: "direct", Labels: []string{"direct"},
-		Resources: workers.Resources{CPUMilli: 1000, Memory: 256 << 20}}
 	created := time.Now()
 	ref, err := p.Create(ctx, spec)
 	if err != nil {
