@@ -154,6 +154,19 @@ jobs:
 `
 }
 
+// runProbe runs probeJob(label), fails the test unless it succeeds, and
+// returns the job's worker, its output and its agent's pid.
+func runProbe(t *testing.T, s *server.Server, label string) (worker, out string, agentPID int) {
+	t.Helper()
+	run := workerstest.Submit(t, s, probeJob(label))
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 90*time.Second)
+	if r.State != state.RunSucceeded {
+		t.Fatalf("run %s: %+v", r.State, jobs)
+	}
+	out = workerstest.LogsOf(t, s, jobs["j"].ID)
+	return jobs["j"].WorkerID, out, pidIn(t, out, "agent")
+}
+
 // TestLocalProcessPoolScales checks a local pool in mode process with min
 // 0: a queued job makes the manager start a `hodei agent` process, which
 // runs it; once idle for idle_timeout the worker is drained and terminated,
@@ -175,15 +188,8 @@ pools:
 		t.Fatalf("pool with min 0 has %d workers before any job", st.Size)
 	}
 	start := time.Now()
-	run := workerstest.Submit(t, s, probeJob("procs"))
-	r, jobs := workerstest.WaitRun(t, s, run.ID, 90*time.Second)
+	worker, out, pid := runProbe(t, s, "procs")
 	firstJob := time.Since(start)
-	if r.State != state.RunSucceeded {
-		t.Fatalf("run %s: %+v", r.State, jobs)
-	}
-	out := workerstest.LogsOf(t, s, jobs["j"].ID)
-	pid := pidIn(t, out, "agent")
-	worker := jobs["j"].WorkerID
 	if pid == os.Getpid() {
 		t.Fatalf("the job ran in the test's own process (pid %d)", pid)
 	}
@@ -224,13 +230,7 @@ pools:
     shape: {cpu: 1, memory: 256Mi, labels: [once]}
     local: {mode: process, binary: "`+bin+`"}
 `, workDir)
-	run := workerstest.Submit(t, s, probeJob("once"))
-	r, jobs := workerstest.WaitRun(t, s, run.ID, 90*time.Second)
-	if r.State != state.RunSucceeded {
-		t.Fatalf("run %s: %+v", r.State, jobs)
-	}
-	out := workerstest.LogsOf(t, s, jobs["j"].ID)
-	pid := pidIn(t, out, "agent")
+	worker, out, pid := runProbe(t, s, "once")
 	if !strings.Contains(out, " --once") {
 		t.Errorf("the ephemeral agent runs without --once:\n%s", out)
 	}
@@ -240,7 +240,7 @@ pools:
 		return workerstest.PoolStatus(s, "once").Size == 0
 	})
 	t.Logf("run end to ephemeral worker removed: %s", time.Since(done).Round(time.Millisecond))
-	waitGone(t, filepath.Join(workDir, "pools", "once", jobs["j"].WorkerID), "the worker's directory")
+	waitGone(t, filepath.Join(workDir, "pools", "once", worker), "the worker's directory")
 }
 
 // TestLocalProcessTerminate drives the provider directly: Create (twice:
@@ -462,13 +462,7 @@ pools:
 		o.WorkDir = workDir
 		o.UnsafeSharedUser = true // the probe job reads its agent's command line
 	})
-	run := workerstest.Submit(t, s, probeJob("secure"))
-	r, jobs := workerstest.WaitRun(t, s, run.ID, 90*time.Second)
-	if r.State != state.RunSucceeded {
-		t.Fatalf("run %s: %+v", r.State, jobs)
-	}
-	worker := jobs["j"].WorkerID
-	out := workerstest.LogsOf(t, s, jobs["j"].ID)
+	worker, out, _ := runProbe(t, s, "secure")
 	tlsDir := filepath.Join(workDir, "pools", "secure", worker, "tls")
 	for _, want := range []string{"--tls-cert " + filepath.Join(tlsDir, "agent.crt"), "--tls-key " + filepath.Join(tlsDir, "agent.key"), "--ca " + filepath.Join(tlsDir, "ca.crt")} {
 		if !strings.Contains(out, want) {
