@@ -663,6 +663,20 @@ func checkJobStates(t *testing.T, evs []wire.Event) {
 	}
 }
 
+// checkFollowed checks what a follower of a gated run (see gated) received:
+// the job "talk"'s lines 1 to lines once each and in order, job states that
+// only move forward, and the run's end, succeeded, last.
+func checkFollowed(t *testing.T, evs []wire.Event, lines int) {
+	t.Helper()
+	if got, want := steplog.ZeroDurations(output(t, evs)["talk"]), oneStep("i=1 …", numbered(1, lines), 0); got != want {
+		t.Errorf("output: %s", diffHint(got, want))
+	}
+	checkJobStates(t, evs)
+	if last := evs[len(evs)-1]; last.Type != wire.EventEnd || last.End.State != "succeeded" {
+		t.Errorf("last event = %+v", last)
+	}
+}
+
 // TestFollowOverlap follows with a subscription taken before the run was
 // submitted (as `hodei run` does), once the run has output in the store:
 // what the store and the hub both hold must come once.
@@ -704,13 +718,7 @@ func TestFollowOverlap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := steplog.ZeroDurations(output(t, evs)["talk"]), oneStep("i=1 …", numbered(1, 300), 0); got != want {
-		t.Errorf("output: %s", diffHint(got, want))
-	}
-	checkJobStates(t, evs)
-	if last := evs[len(evs)-1]; last.Type != wire.EventEnd || last.End.State != "succeeded" {
-		t.Errorf("last event = %+v", last)
-	}
+	checkFollowed(t, evs, 300)
 }
 
 // TestFollowLag makes the hub drop a follower and checks that it catches up
@@ -765,13 +773,7 @@ func TestFollowLag(t *testing.T) {
 	if lags == 0 {
 		t.Error("the follower was never dropped: the test did not test catching up")
 	}
-	if got, want := steplog.ZeroDurations(output(t, evs)["talk"]), oneStep("i=1 …", numbered(1, 400), 0); got != want {
-		t.Errorf("output after lag: %s", diffHint(got, want))
-	}
-	checkJobStates(t, evs)
-	if last := evs[len(evs)-1]; last.Type != wire.EventEnd || last.End.State != "succeeded" {
-		t.Errorf("last event = %+v", last)
-	}
+	checkFollowed(t, evs, 400)
 }
 
 func TestHealthReadyMetrics(t *testing.T) {

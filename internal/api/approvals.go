@@ -37,9 +37,7 @@ func (a *api) reject(w http.ResponseWriter, r *http.Request) { a.decideJob(w, r,
 func (a *api) decideJob(w http.ResponseWriter, r *http.Request, approve bool) {
 	var in wire.Decision
 	if r.ContentLength != 0 {
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 8<<10))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&in); err != nil {
+		if err := readJSON(w, r, 8<<10, &in); err != nil {
 			writeError(w, wire.CodeBadRequest, "body: "+err.Error())
 			return
 		}

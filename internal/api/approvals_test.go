@@ -24,17 +24,10 @@ jobs:
     steps: [{run: "echo announced"}]
 `
 
+// submitYAML submits yaml as user (see submitAs).
 func (e *secureEnv) submitYAML(user, yaml string) wire.Run {
 	e.t.Helper()
-	a := e.call(e.toks[user], "POST", "/api/v1/runs", "application/yaml", []byte(yaml))
-	if a.status != http.StatusCreated {
-		e.t.Fatalf("submit as %s: %d %s", user, a.status, a.body)
-	}
-	var r wire.Run
-	if err := json.Unmarshal(a.body, &r); err != nil {
-		e.t.Fatal(err)
-	}
-	return r
+	return e.submitAs(user, "", yaml)
 }
 
 // job reads one job of a run as the admin sees it.

@@ -553,9 +553,7 @@ func (a *api) listTokens(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) createToken(w http.ResponseWriter, r *http.Request) {
 	var req auth.TokenRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if err := readJSON(w, r, 64<<10, &req); err != nil {
 		writeError(w, wire.CodeBadRequest, "invalid JSON body: "+err.Error())
 		return
 	}
@@ -575,15 +573,8 @@ func (a *api) createToken(w http.ResponseWriter, r *http.Request) {
 	}
 	p, _ := auth.FromContext(r.Context())
 	nt, err := a.d.Tokens.Create(req, p.ID)
-	switch {
-	case errors.Is(err, auth.ErrTokenExists):
-		writeError(w, wire.CodeConflict, err.Error())
-		return
-	case errors.Is(err, auth.ErrBadToken):
-		writeError(w, wire.CodeBadRequest, err.Error())
-		return
-	case err != nil:
-		writeError(w, wire.CodeInternal, err.Error())
+	if err != nil {
+		tokenError(w, err)
 		return
 	}
 	w.Header().Set("Location", "/api/v1/tokens/"+url.PathEscape(nt.Token.Name))
@@ -592,13 +583,24 @@ func (a *api) createToken(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) revokeToken(w http.ResponseWriter, r *http.Request) {
 	tok, err := a.d.Tokens.Revoke(r.PathValue("name"))
-	switch {
-	case errors.Is(err, auth.ErrTokenNotFound):
-		writeError(w, wire.CodeNotFound, err.Error())
-		return
-	case err != nil:
-		writeError(w, wire.CodeInternal, err.Error())
+	if err != nil {
+		tokenError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, tok)
+}
+
+// tokenError answers an error of the token store with the code of its
+// kind.
+func tokenError(w http.ResponseWriter, err error) {
+	code := wire.CodeInternal
+	switch {
+	case errors.Is(err, auth.ErrTokenExists):
+		code = wire.CodeConflict
+	case errors.Is(err, auth.ErrBadToken):
+		code = wire.CodeBadRequest
+	case errors.Is(err, auth.ErrTokenNotFound):
+		code = wire.CodeNotFound
+	}
+	writeError(w, code, err.Error())
 }

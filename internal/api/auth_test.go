@@ -127,11 +127,16 @@ func (e *secureEnv) call(token, method, path, ctype string, body []byte) answer 
 // as calls as a user of the provider (or with a raw token).
 func (e *secureEnv) as(user, method, path string) answer {
 	e.t.Helper()
-	tok, ok := e.toks[user]
-	if !ok {
-		tok = user
+	return e.call(e.tokenOf(user), method, path, "", nil)
+}
+
+// tokenOf is the token of a user of the provider; any other name is taken
+// for a raw token.
+func (e *secureEnv) tokenOf(user string) string {
+	if tok, ok := e.toks[user]; ok {
+		return tok
 	}
-	return e.call(tok, method, path, "", nil)
+	return user
 }
 
 func (e *secureEnv) want(a answer, status int, code wire.Code, what string) {
@@ -141,9 +146,18 @@ func (e *secureEnv) want(a answer, status int, code wire.Code, what string) {
 	}
 }
 
+// submit submits helloYAML as user, with the query (e.g. "?repo=…") added to
+// the URL.
 func (e *secureEnv) submit(user, query string) wire.Run {
 	e.t.Helper()
-	a := e.call(e.toks[user], "POST", "/api/v1/runs"+query, "application/yaml", []byte(helloYAML))
+	return e.submitAs(user, query, helloYAML)
+}
+
+// submitAs submits yaml as user (or with a raw token, see tokenOf) and
+// fails the test unless the run is created.
+func (e *secureEnv) submitAs(user, query, yaml string) wire.Run {
+	e.t.Helper()
+	a := e.call(e.tokenOf(user), "POST", "/api/v1/runs"+query, "application/yaml", []byte(yaml))
 	if a.status != http.StatusCreated {
 		e.t.Fatalf("submit as %s: %d %s", user, a.status, a.body)
 	}

@@ -274,14 +274,7 @@ func TestLongStreamOutlivesTimeouts(t *testing.T) {
 	e := startHardened(t, limits, 1)
 	// A step that prints, waits past every timeout, and prints again.
 	yaml := "name: slow\njobs:\n  s:\n    steps: [{run: 'echo first; sleep 3; echo second'}]\n"
-	a := e.call(e.admin, "POST", "/api/v1/runs", "application/yaml", []byte(yaml))
-	if a.status != http.StatusCreated {
-		t.Fatalf("submit: %d %s", a.status, a.body)
-	}
-	var run wire.Run
-	if err := json.Unmarshal(a.body, &run); err != nil {
-		t.Fatal(err)
-	}
+	run := e.submitAs(e.admin, "", yaml)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", e.base+"/api/v1/runs/"+run.ID+"/logs?follow=1", nil)

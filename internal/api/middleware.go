@@ -177,6 +177,15 @@ func writeError(w http.ResponseWriter, code wire.Code, msg string) {
 	writeJSON(w, code.Status(), wire.Error{Code: code, Message: msg})
 }
 
+// readJSON decodes the request's JSON body, of at most limit bytes, into
+// v. A field v does not have is an error, and so is a larger body
+// (*http.MaxBytesError).
+func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
 // accessLevel is the level of a request's access log line: warnings for
 // the server's errors; debug for probes, metrics and reads that
 // succeeded (the audit trail records those, and at thousands of reads a

@@ -30,15 +30,8 @@ func TestPoolsEndpoint(t *testing.T) {
 		{Name: "builders", Provider: "docker", Min: 0, Max: 4, Size: 2, Busy: 1, Pending: 1, Demand: 3, Circuit: "closed", Forecast: &three},
 		{Name: "gpu", Provider: "local", Max: 1, Circuit: "open", LastError: "create: engine down"},
 	}})
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/pools", nil))
-	if rec.Code != http.StatusOK {
-		t.Fatalf("status %d: %s", rec.Code, rec.Body)
-	}
 	var got wire.PoolList
-	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
-		t.Fatal(err)
-	}
+	getOK(t, h, "/api/v1/pools", &got)
 	if len(got.Pools) != 2 || got.Pools[0].Demand != 3 || *got.Pools[0].Forecast != 3 || got.Pools[1].Circuit != "open" || got.Pools[1].LastError == "" {
 		t.Errorf("pools: %+v", got.Pools)
 	}
@@ -48,7 +41,7 @@ func TestPoolsEndpoint(t *testing.T) {
 
 	// A server without pools lists none; other methods are refused.
 	h = api.New(api.Deps{})
-	rec = httptest.NewRecorder()
+	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/pools", nil))
 	if rec.Code != http.StatusOK || rec.Body.String() != "{\"pools\":[]}\n" {
 		t.Errorf("no pools: %d %q", rec.Code, rec.Body)
@@ -125,21 +118,14 @@ func (f fakePools) History(pool string) ([]workers.HistoryPoint, bool) {
 // forecast and cost; an unknown pool is not_found.
 func TestPoolHistoryEndpoint(t *testing.T) {
 	h := api.New(api.Deps{Pools: fakePools{{Name: "builders", Provider: "docker", Max: 4, CostPerHour: 2, Circuit: "closed"}}})
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/pools/builders/history", nil))
-	if rec.Code != http.StatusOK {
-		t.Fatalf("status %d: %s", rec.Code, rec.Body)
-	}
 	var got wire.PoolHistory
-	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
-		t.Fatal(err)
-	}
+	getOK(t, h, "/api/v1/pools/builders/history", &got)
 	if got.Pool != "builders" || got.Max != 4 || got.CostPerHour != 2 || len(got.Points) != 2 ||
 		got.Points[0].Demand != 3 || got.Points[0].Forecast != nil || *got.Points[1].Forecast != 2 || *got.Points[1].Cost != 1 {
 		t.Errorf("history: %+v", got)
 	}
 	for _, path := range []string{"/api/v1/pools/nope/history"} {
-		rec = httptest.NewRecorder()
+		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
 		var e wire.Error
 		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || rec.Code != http.StatusNotFound || e.Code != wire.CodeNotFound {
@@ -147,9 +133,23 @@ func TestPoolHistoryEndpoint(t *testing.T) {
 		}
 	}
 	// Without a worker manager no pool has a history.
-	rec = httptest.NewRecorder()
+	rec := httptest.NewRecorder()
 	api.New(api.Deps{}).ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/pools/builders/history", nil))
 	if rec.Code != http.StatusNotFound {
 		t.Errorf("no pools: %d", rec.Code)
+	}
+}
+
+// getOK serves a GET of path with h, fails the test unless it answers 200,
+// and decodes the JSON answer into v.
+func getOK(t *testing.T, h http.Handler, path string, v any) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET %s: status %d: %s", path, rec.Code, rec.Body)
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), v); err != nil {
+		t.Fatal(err)
 	}
 }

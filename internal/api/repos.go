@@ -15,7 +15,6 @@ package api
 // audited as principal "webhook:FORGE".
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -114,9 +113,7 @@ func (a *api) getRepo(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) createRepo(w http.ResponseWriter, r *http.Request) {
 	var in wire.Repo
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
+	if err := readJSON(w, r, 64<<10, &in); err != nil {
 		writeError(w, wire.CodeBadRequest, "body: "+err.Error())
 		return
 	}
@@ -157,9 +154,7 @@ func (a *api) runRepo(w http.ResponseWriter, r *http.Request) {
 		Ref string `json:"ref"`
 	}
 	if r.ContentLength != 0 {
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&in); err != nil {
+		if err := readJSON(w, r, 4<<10, &in); err != nil {
 			writeError(w, wire.CodeBadRequest, "body: "+err.Error())
 			return
 		}
@@ -245,33 +240,38 @@ func (a *api) hook(w http.ResponseWriter, r *http.Request) {
 		if audited(audit.Allow, "ignored: "+err.Error()) {
 			writeJSON(w, http.StatusAccepted, out)
 		}
-	case errors.Is(err, forge.ErrSignature):
-		if audited(audit.Deny, err.Error()) {
-			writeError(w, wire.CodeBadSignature, err.Error())
-		}
-	case errors.Is(err, forge.ErrMalformed):
-		if audited(audit.Deny, err.Error()) {
-			writeError(w, wire.CodeBadRequest, err.Error())
-		}
-	case errors.Is(err, repos.ErrNotFound), errors.Is(err, repos.ErrWrongForge), errors.Is(err, forge.ErrNoWebhooks):
-		if audited(audit.Deny, err.Error()) {
-			writeError(w, wire.CodeNotFound, err.Error())
-		}
-	case errors.Is(err, repos.ErrFetch):
-		if audited(audit.Deny, err.Error()) {
-			writeError(w, wire.CodeFetchFailed, err.Error())
-		}
-	case errors.Is(err, repos.ErrNoSecretRead):
-		if audited(audit.Deny, err.Error()) {
-			writeError(w, wire.CodeUnavailable, err.Error())
-		}
 	default:
-		if !audited(audit.Deny, err.Error()) || unavailable(w, err) {
+		if !audited(audit.Deny, err.Error()) {
+			return
+		}
+		if code, ok := hookErrorCode(err); ok {
+			writeError(w, code, err.Error())
+			return
+		}
+		if unavailable(w, err) {
 			return
 		}
 		a.log.Error("webhook", "request_id", RequestID(r.Context()), "repo", name, "err", err)
 		writeError(w, wire.CodeInternal, "webhook: "+err.Error())
 	}
+}
+
+// hookErrorCode is the code a webhook delivery refused with err is
+// answered with, for the refusals the forge or the repository explain.
+func hookErrorCode(err error) (wire.Code, bool) {
+	switch {
+	case errors.Is(err, forge.ErrSignature):
+		return wire.CodeBadSignature, true
+	case errors.Is(err, forge.ErrMalformed):
+		return wire.CodeBadRequest, true
+	case errors.Is(err, repos.ErrNotFound), errors.Is(err, repos.ErrWrongForge), errors.Is(err, forge.ErrNoWebhooks):
+		return wire.CodeNotFound, true
+	case errors.Is(err, repos.ErrFetch):
+		return wire.CodeFetchFailed, true
+	case errors.Is(err, repos.ErrNoSecretRead):
+		return wire.CodeUnavailable, true
+	}
+	return "", false
 }
 
 // addTriggers sets the trigger of the runs from a repository, and for one

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,9 +23,7 @@ func (a *api) rerun(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var req wire.RerunRequest
 	if r.ContentLength != 0 && r.Body != nil {
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+		if err := readJSON(w, r, 4096, &req); err != nil && !errors.Is(err, io.EOF) {
 			writeError(w, wire.CodeBadRequest, "rerun: the body must be {\"failed_only\": true|false}: "+err.Error())
 			return
 		}

@@ -16,7 +16,6 @@ package api
 // logged, and error messages name secrets, never values.
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -117,10 +116,7 @@ func (a *api) putSecret(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req secrets.PutRequest
-	r.Body = http.MaxBytesReader(w, r.Body, maxSecretBody)
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if err := readJSON(w, r, maxSecretBody, &req); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			bodyError(w, err)

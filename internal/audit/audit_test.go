@@ -38,13 +38,29 @@ func fill(t *testing.T, l *Log, n int) {
 func newLog(t *testing.T, n int) (*Log, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l := openLog(t, path)
+	fill(t, l, n)
+	return l, path
+}
+
+// openLog opens the log at path (a new one or the one a closed log left),
+// closed when the test ends.
+func openLog(t *testing.T, path string) *Log {
+	t.Helper()
 	l, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	fill(t, l, n)
-	return l, path
+	return l
+}
+
+// mustVerify fails the test unless the log at path verifies.
+func mustVerify(t *testing.T, path string) {
+	t.Helper()
+	if _, err := Verify(path, VerifyOptions{}); err != nil {
+		t.Fatalf("verify: %v", err)
+	}
 }
 
 func lines(t *testing.T, path string) [][]byte {
@@ -98,18 +114,12 @@ func TestAppendedLogVerifies(t *testing.T) {
 	}
 	// Reopening goes on from the last record.
 	l.Close()
-	l2, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l2.Close()
+	l2 := openLog(t, path)
 	r, err := l2.Append(Entry{Principal: "admin:local", Action: "read", Resource: `Hodei::Cluster::"hodei"`, Decision: Allow})
 	if err != nil || r.Seq != 11 || r.Prev != hash {
 		t.Fatalf("append after reopen: %+v %v", r, err)
 	}
-	if _, err := Verify(path, VerifyOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	mustVerify(t, path)
 }
 
 func TestVerifyDetectsAnEditedByte(t *testing.T) {
@@ -138,9 +148,7 @@ func TestVerifyDetectsAnEditedByte(t *testing.T) {
 		}
 	}
 	writeLines(t, path, orig)
-	if _, err := Verify(path, VerifyOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	mustVerify(t, path)
 	// An edit that changes no value (a space before the first field)
 	// leaves the record, and so its hash, the same: it is caught because
 	// the line is no longer the record's canonical encoding.
@@ -280,11 +288,7 @@ func TestPruneKeepsTheChainVerifiable(t *testing.T) {
 		t.Fatalf("prune all = %d, %v", n, err)
 	}
 	l.Close()
-	l2, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l2.Close()
+	l2 := openLog(t, path)
 	if seq, _ := l2.Head(); seq != 12 {
 		t.Fatalf("head after pruning everything and reopening = %d, want 12", seq)
 	}
@@ -307,17 +311,11 @@ func TestOpenCutsAPartialLastLine(t *testing.T) {
 	}
 	f.WriteString(`{"seq":4,"time":"2025-`)
 	f.Close()
-	l2, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l2.Close()
+	l2 := openLog(t, path)
 	if r, err := l2.Append(Entry{Principal: "p", Action: "a", Resource: "r", Decision: Deny}); err != nil || r.Seq != 4 {
 		t.Fatalf("append after cut: %+v %v", r, err)
 	}
-	if _, err := Verify(path, VerifyOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	mustVerify(t, path)
 }
 
 func TestConcurrentAppendsChain(t *testing.T) {

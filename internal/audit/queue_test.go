@@ -69,9 +69,7 @@ func TestLevelsKeepTheirFields(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Verify(path, VerifyOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	mustVerify(t, path)
 }
 
 func TestPolicyLevels(t *testing.T) {

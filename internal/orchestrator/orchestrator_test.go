@@ -207,8 +207,16 @@ func (w *worker) status(from, jobID string, attempt int, st string, code int) {
 // statusWith is status with the job's outputs.
 func (w *worker) statusWith(from, jobID string, attempt int, st string, code int, outputs map[string]string) {
 	w.h.t.Helper()
+	w.publishFrom(from, bus.Status{JobID: jobID, Attempt: attempt, State: st, ExitCode: code, Outputs: outputs})
+}
+
+// publishFrom sends s, stamped with w's id and the time, on the status
+// subject of worker `from` (normally w.id), under a fresh message id (see
+// status).
+func (w *worker) publishFrom(from string, s bus.Status) {
+	w.h.t.Helper()
 	w.h.msgN++
-	s := bus.Status{WorkerID: w.id, JobID: jobID, Attempt: attempt, State: st, ExitCode: code, At: time.Now(), Outputs: outputs}
+	s.WorkerID, s.At = w.id, time.Now()
 	data, _ := json.Marshal(s)
 	m := nats.NewMsg(w.h.subs.Status(from))
 	m.Data = data
@@ -293,6 +301,19 @@ func (h *harness) job(runID, key string) store.Job {
 	}
 	h.t.Fatalf("no job %s", key)
 	return store.Job{}
+}
+
+// queued counts the jobs of the run, among those of the keys given, that
+// are queued.
+func (h *harness) queued(runID string, keys ...string) int {
+	h.t.Helper()
+	n := 0
+	for _, k := range keys {
+		if h.job(runID, k).State == state.JobQueued {
+			n++
+		}
+	}
+	return n
 }
 
 func (h *harness) jobState(runID, key string) func() state.JobState {
@@ -534,13 +555,7 @@ jobs:
 	w.heartbeat(bus.JobRef{JobID: d.JobID, Attempt: d.Attempt})
 	h.settle()
 	// Only one 3-cpu job fits a 4-cpu worker; the gpu job fits nowhere.
-	queued := 0
-	for _, k := range []string{"big1", "big2", "gpu"} {
-		if h.jobState(run.ID, k)() == state.JobQueued {
-			queued++
-		}
-	}
-	if queued != 2 {
+	if queued := h.queued(run.ID, "big1", "big2", "gpu"); queued != 2 {
 		t.Fatalf("%d jobs queued, want 2", queued)
 	}
 	w.status(w.id, d.JobID, 1, bus.StatusSucceeded, 0)
@@ -600,13 +615,7 @@ jobs:
 	w.status(w.id, d.JobID, d.Attempt, bus.StatusSucceeded, 0)
 	w.heartbeat()
 	h.settle()
-	queued := 0
-	for _, k := range []string{"a", "b", "c"} {
-		if h.jobState(run.ID, k)() == state.JobQueued {
-			queued++
-		}
-	}
-	if queued != 2 {
+	if queued := h.queued(run.ID, "a", "b", "c"); queued != 2 {
 		t.Fatalf("%d jobs queued, want 2: the ephemeral worker took more than one", queued)
 	}
 	// A second ephemeral worker takes one of them.
@@ -616,13 +625,7 @@ jobs:
 	}
 	w2.heartbeat()
 	h.settle()
-	queued = 0
-	for _, k := range []string{"a", "b", "c"} {
-		if h.jobState(run.ID, k)() == state.JobQueued {
-			queued++
-		}
-	}
-	if queued != 1 {
+	if queued := h.queued(run.ID, "a", "b", "c"); queued != 1 {
 		t.Fatalf("%d jobs queued after a second ephemeral worker joined, want 1", queued)
 	}
 }

@@ -2,12 +2,8 @@ package orchestrator
 
 import (
 	"context"
-	"encoding/json"
-	"strconv"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/hodei-ci/hodei/internal/bus"
 	"github.com/hodei-ci/hodei/internal/state"
@@ -16,17 +12,7 @@ import (
 // publish sends s on its worker's status subject.
 func (w *worker) publish(s bus.Status) {
 	w.h.t.Helper()
-	w.h.msgN++
-	s.WorkerID, s.At = w.id, time.Now()
-	data, _ := json.Marshal(s)
-	m := nats.NewMsg(w.h.subs.Status(w.id))
-	m.Data = data
-	m.Header.Set(nats.MsgIdHdr, "test-"+strconv.Itoa(w.h.msgN))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := w.h.js.PublishMsg(ctx, m); err != nil {
-		w.h.t.Fatal(err)
-	}
+	w.publishFrom(w.id, s)
 }
 
 func TestFinalStatusUsageIsStoredWithItsAttempt(t *testing.T) {

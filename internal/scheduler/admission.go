@@ -29,13 +29,7 @@ func (a *Admission) Admit(runID, groupName string, limit int) bool {
 	if groupName == "" || limit <= 0 {
 		return true
 	}
-	g := a.groups[groupName]
-	if g == nil {
-		g = &group{active: map[string]bool{}}
-		a.groups[groupName] = g
-	}
-	g.limit = limit
-	a.runs[runID] = groupName
+	g := a.join(runID, groupName, limit)
 	if len(g.active) < g.limit && len(g.waiting) == 0 {
 		g.active[runID] = true
 		return true
@@ -51,6 +45,13 @@ func (a *Admission) Resume(runID, groupName string, limit int) {
 	if groupName == "" || limit <= 0 {
 		return
 	}
+	g := a.join(runID, groupName, limit)
+	g.active[runID] = true
+}
+
+// join records that runID belongs to the group groupName, which it creates
+// if needed, and gives the group the latest limit.
+func (a *Admission) join(runID, groupName string, limit int) *group {
 	g := a.groups[groupName]
 	if g == nil {
 		g = &group{active: map[string]bool{}}
@@ -58,7 +59,7 @@ func (a *Admission) Resume(runID, groupName string, limit int) {
 	}
 	g.limit = limit
 	a.runs[runID] = groupName
-	g.active[runID] = true
+	return g
 }
 
 // Done removes a run (ended, or canceled while waiting) and returns the runs

@@ -543,40 +543,29 @@ func (e *Engine) badness(w *eworker, r *Resources, d int) float64 {
 func (e *Engine) chooseWorker(sh *shape, key int32) int32 {
 	ls := &e.idx.lsets[sh.lset]
 	r := &sh.req
-	switch e.policy {
-	case PolicyFIFO:
-		best, bestJoin := noWorker, int64(0)
-		for _, list := range [2][]int32{ls.compatCPU, ls.compatGPU} {
-			for _, gi := range list {
-				g := &e.idx.groups[gi]
-				t := g.trees[kindOrder]
-				if !t.fitsAnywhere(r) {
-					continue
-				}
-				if n := t.first(t.root, unboundedLow, r); n != nilNode {
-					wi := g.members[n]
-					if j := e.workers[wi].join; best == noWorker || j < bestJoin {
-						best, bestJoin = wi, j
-					}
-				}
-			}
+	if e.policy == PolicyFIFO || e.policy == PolicyLeastLoaded {
+		// Each group's tree of the policy's kind gives its first worker
+		// that fits: the earliest joined (its key is the join) or the least
+		// loaded. Across groups the smallest key wins, then the earliest
+		// join.
+		kind := kindOrder
+		if e.policy == PolicyLeastLoaded {
+			kind = kindLoad
 		}
-		return best
-	case PolicyLeastLoaded:
 		best := noWorker
-		var bestLoad, bestJoin int64
+		var bestKey, bestJoin int64
 		for _, list := range [2][]int32{ls.compatCPU, ls.compatGPU} {
 			for _, gi := range list {
 				g := &e.idx.groups[gi]
-				t := g.trees[kindLoad]
+				t := g.trees[kind]
 				if !t.fitsAnywhere(r) {
 					continue
 				}
 				if n := t.first(t.root, unboundedLow, r); n != nilNode {
 					wi := g.members[n]
 					w := &e.workers[wi]
-					if l := t.n[n].k1; best == noWorker || l < bestLoad || (l == bestLoad && w.join < bestJoin) {
-						best, bestLoad, bestJoin = wi, l, w.join
+					if k := t.n[n].k1; best == noWorker || k < bestKey || (k == bestKey && w.join < bestJoin) {
+						best, bestKey, bestJoin = wi, k, w.join
 					}
 				}
 			}

@@ -7,6 +7,16 @@ import (
 	"time"
 )
 
+// smallWorkers is an engine with n workers of one CPU and 1 GiB, w0 to
+// w(n-1).
+func smallWorkers(cfg Config, n int) *Engine {
+	e := NewEngine(cfg)
+	for i := range n {
+		e.UpsertWorker(WorkerSpec{ID: fmt.Sprintf("w%d", i), Capacity: Resources{CPUMilli: 1000, Memory: 1 << 30}})
+	}
+	return e
+}
+
 // slackViolations drives an engine on a fleet of identical one-core workers
 // with a random stream of one-core jobs (random tenants, priorities from -2
 // to 3, prediction keys whose durations differ a lot) and keeps, beside
@@ -19,10 +29,7 @@ import (
 func slackViolations(t *testing.T, seed uint64, cfg Config, slack time.Duration) (violations, late int) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 7))
-	e := NewEngine(cfg)
-	for i := range 8 {
-		e.UpsertWorker(WorkerSpec{ID: fmt.Sprintf("w%d", i), Capacity: Resources{CPUMilli: 1000, Memory: 1 << 30}})
-	}
+	e := smallWorkers(cfg, 8)
 	prio := map[string]int{}
 	queued := map[string]bool{}
 	lateSince := map[string]time.Time{} // late job -> when the pointer passed it
@@ -165,10 +172,7 @@ func TestEffectivePriority(t *testing.T) {
 func windowViolations(t *testing.T, seed uint64, cfg Config, bound time.Duration) (violations, passed int) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 11))
-	e := NewEngine(cfg)
-	for i := range 6 {
-		e.UpsertWorker(WorkerSpec{ID: fmt.Sprintf("w%d", i), Capacity: Resources{CPUMilli: 1000, Memory: 1 << 30}})
-	}
+	e := smallWorkers(cfg, 6)
 	ready := map[string]time.Time{}
 	running := map[string]time.Time{} // job -> finish
 	dur := map[string]time.Duration{}

@@ -3,9 +3,26 @@ package workers
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
+
+// AgentBinary returns the absolute path of the hodei binary a provider
+// runs as its workers' agent: configured (the pool's binary) or, if that
+// is empty, this process's own executable. The caller checks the file.
+func AgentBinary(configured string) (string, error) {
+	bin := configured
+	if bin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return "", err
+		}
+		bin = exe
+	}
+	return filepath.Abs(bin)
+}
 
 // WalledAgentArgs returns the command line of `hodei agent` (binary its
 // path) for worker spec in a container or pod of its own, which is the

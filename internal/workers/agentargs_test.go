@@ -3,6 +3,8 @@ package workers
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -52,5 +54,27 @@ func TestSecretValues(t *testing.T) {
 	}
 	if got, err := SecretValues(ctx, ProviderEnv{}, nil); err != nil || len(got) != 0 {
 		t.Errorf("no secrets on a server without secrets: %q, %v; want none and no error", got, err)
+	}
+}
+
+// TestAgentBinary: a pool's binary is made absolute (against the working
+// directory); without one, the provider runs this process's executable.
+func TestAgentBinary(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := AgentBinary("bin/hodei"); err != nil || got != filepath.Join(wd, "bin", "hodei") {
+		t.Errorf("relative: %q, %v", got, err)
+	}
+	if got, err := AgentBinary("/opt/hodei/hodei"); err != nil || got != "/opt/hodei/hodei" {
+		t.Errorf("absolute: %q, %v", got, err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := AgentBinary(""); err != nil || got != exe {
+		t.Errorf("none: %q, %v; want %s", got, err, exe)
 	}
 }

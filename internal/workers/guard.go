@@ -205,6 +205,17 @@ func (g *Guarded) call(ctx context.Context, op string, timeout time.Duration, fn
 	return err
 }
 
+// callFor is call for a provider method that also returns a value.
+func callFor[T any](g *Guarded, ctx context.Context, op string, timeout time.Duration, fn func(ctx context.Context) (T, error)) (T, error) {
+	var v T
+	err := g.call(ctx, op, timeout, func(ctx context.Context) error {
+		var err error
+		v, err = fn(ctx)
+		return err
+	})
+	return v, err
+}
+
 func (g *Guarded) count(op, result string) {
 	if g.m != nil {
 		g.m.calls.WithLabelValues(g.pool, op, result).Inc()
@@ -213,13 +224,7 @@ func (g *Guarded) count(op, result string) {
 
 // Create creates a worker.
 func (g *Guarded) Create(ctx context.Context, spec WorkerSpec) (WorkerRef, error) {
-	var ref WorkerRef
-	err := g.call(ctx, "create", g.opts.CreateTimeout, func(ctx context.Context) error {
-		var err error
-		ref, err = g.p.Create(ctx, spec)
-		return err
-	})
-	return ref, err
+	return callFor(g, ctx, "create", g.opts.CreateTimeout, func(ctx context.Context) (WorkerRef, error) { return g.p.Create(ctx, spec) })
 }
 
 // Terminate removes a worker.
@@ -229,13 +234,7 @@ func (g *Guarded) Terminate(ctx context.Context, id string) error {
 
 // Status asks for a worker's status.
 func (g *Guarded) Status(ctx context.Context, id string) (WorkerStatus, error) {
-	var st WorkerStatus
-	err := g.call(ctx, "status", g.opts.Timeout, func(ctx context.Context) error {
-		var err error
-		st, err = g.p.Status(ctx, id)
-		return err
-	})
-	return st, err
+	return callFor(g, ctx, "status", g.opts.Timeout, func(ctx context.Context) (WorkerStatus, error) { return g.p.Status(ctx, id) })
 }
 
 // Logs copies a worker's output. It is not retried (w may have part of it).
@@ -256,13 +255,7 @@ func (g *Guarded) Logs(ctx context.Context, id string, w io.Writer) error {
 
 // Capacity asks what the provider can still create.
 func (g *Guarded) Capacity(ctx context.Context) (Capacity, error) {
-	var c Capacity
-	err := g.call(ctx, "capacity", g.opts.Timeout, func(ctx context.Context) error {
-		var err error
-		c, err = g.p.Capacity(ctx)
-		return err
-	})
-	return c, err
+	return callFor(g, ctx, "capacity", g.opts.Timeout, g.p.Capacity)
 }
 
 // Drain tells a worker to take no new jobs, if the provider can.
@@ -287,13 +280,7 @@ type guardedLister struct{ g *Guarded }
 
 // List lists through the guard.
 func (l guardedLister) List(ctx context.Context) ([]ListedWorker, error) {
-	var out []ListedWorker
-	err := l.g.call(ctx, "list", l.g.opts.Timeout, func(ctx context.Context) error {
-		var err error
-		out, err = l.g.p.(Lister).List(ctx)
-		return err
-	})
-	return out, err
+	return callFor(l.g, ctx, "list", l.g.opts.Timeout, l.g.p.(Lister).List)
 }
 
 // Events passes the provider's events on.

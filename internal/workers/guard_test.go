@@ -202,30 +202,17 @@ func TestGuardCircuitOpens(t *testing.T) {
 		t.Errorf("open circuit: err %v, %d calls", err, f.count())
 	}
 	// After the cooldown, one trial: it fails and the circuit opens again.
-	waitUntil(t, func() bool { return g.Breaker().State(time.Now()) == BreakerHalfOpen })
+	pollUntil(t, "the circuit to half-open after its cooldown", func() bool { return g.Breaker().State(time.Now()) == BreakerHalfOpen })
 	if _, err := g.Capacity(context.Background()); !errors.Is(err, bad) || g.Breaker().State(time.Now()) != BreakerOpen {
 		t.Errorf("failed trial: %v, %s", err, g.Breaker().State(time.Now()))
 	}
 	// The next trial works: closed.
-	waitUntil(t, func() bool { return g.Breaker().State(time.Now()) == BreakerHalfOpen })
+	pollUntil(t, "the circuit to half-open after its cooldown", func() bool { return g.Breaker().State(time.Now()) == BreakerHalfOpen })
 	if _, err := g.Capacity(context.Background()); err != nil || g.Breaker().State(time.Now()) != BreakerClosed {
 		t.Errorf("good trial: %v, %s", err, g.Breaker().State(time.Now()))
 	}
 	if v := value(g.m.circuit); v != float64(BreakerClosed) {
 		t.Errorf("circuit gauge %v after closing", v)
-	}
-}
-
-func waitUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached in 5s")
-		}
-		<-tick.C
 	}
 }
 

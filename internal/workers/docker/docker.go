@@ -56,17 +56,9 @@ func New(pool poolsfile.PoolConfig, env workers.ProviderEnv) (workers.Provider, 
 	if env.NATSURL == "" {
 		return nil, errors.New("docker workers need the server's NATS to listen on TCP (--nats-listen)")
 	}
-	bin := pool.Docker.Binary
-	if bin == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("find the hodei binary to mount: %w", err)
-		}
-		bin = exe
-	}
-	bin, err := filepath.Abs(bin)
+	bin, err := workers.AgentBinary(pool.Docker.Binary)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("find the hodei binary to mount: %w", err)
 	}
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("hodei binary for worker containers: %w", err)

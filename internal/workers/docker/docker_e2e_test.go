@@ -409,19 +409,8 @@ pools:
 `, containerstest.Image(), bin), 0, func(o *server.Options) {
 		o.NATSListen, o.NATSTLS, o.AgentCA, o.WorkDir = "", natsTLS, ca, workDir
 	})
-	run := workerstest.Submit(t, s, `name: tls-box
-jobs:
-  hello:
-    runs-on: {labels: [tlsboxes], cpu: 500m, memory: 128Mi}
-    steps: [{run: 'echo "hello from $HODEI_WORKER"; ls /run/hodei-tls'}]
-`)
-	r, jobs := workerstest.WaitRun(t, s, run.ID, 60*time.Second)
-	if r.State != state.RunSucceeded {
-		t.Fatalf("run %s: %+v", r.State, jobs["hello"])
-	}
-	worker := jobs["hello"].WorkerID
-	out := workerstest.LogsOf(t, s, jobs["hello"].ID)
-	for _, want := range []string{"hello from " + worker, "agent.crt", "agent.key", "ca.crt"} {
+	worker, out := workerstest.RunHello(t, s, "tlsboxes", "ls /run/hodei-tls", 60*time.Second)
+	for _, want := range []string{"agent.crt", "agent.key", "ca.crt"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q: %q", want, out)
 		}
@@ -458,17 +447,7 @@ pools:
 	if st := workerstest.PoolStatus(s, "lasting"); st.Size != 0 {
 		t.Fatalf("pool with min 0 has %d workers before any job", st.Size)
 	}
-	run := workerstest.Submit(t, s, `name: lasting
-jobs:
-  hello:
-    runs-on: {labels: [lasting], cpu: 500m, memory: 128Mi}
-    steps: [{run: 'echo "hello from $HODEI_WORKER"'}]
-`)
-	r, jobs := workerstest.WaitRun(t, s, run.ID, 60*time.Second)
-	if r.State != state.RunSucceeded {
-		t.Fatalf("run %s: %+v", r.State, jobs["hello"])
-	}
-	worker := jobs["hello"].WorkerID
+	worker, _ := workerstest.RunHello(t, s, "lasting", "", 60*time.Second)
 	if ids, err := d.ListLabelled(context.Background(), containers.LabelWorker, worker); err != nil || len(ids) != 1 {
 		t.Fatalf("worker %s: containers %v, %v; want it still there after its job", worker, ids, err)
 	}

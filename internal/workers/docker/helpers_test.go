@@ -3,16 +3,10 @@
 package docker_test
 
 import (
-	"testing"
-
-	"github.com/hodei-ci/hodei/internal/server"
 	"github.com/hodei-ci/hodei/internal/workers/docker"
 	"github.com/hodei-ci/hodei/internal/workers/workerstest"
 )
 
 // startServer starts a server whose pools (poolsYAML) are made by the
 // docker provider alone, with n agents inside it.
-func startServer(t *testing.T, poolsYAML string, n int, edit func(*server.Options)) *server.Server {
-	t.Helper()
-	return workerstest.StartServer(t, workerstest.Only("docker", docker.New), poolsYAML, n, edit)
-}
+var startServer = workerstest.Starter("docker", docker.New)

@@ -57,6 +57,37 @@ pools:
 `, name, name, e.ns, e.image, e.image, e.kubeconfig)
 }
 
+// waitPodsDeleted waits (up to a minute) until the namespace has no pod
+// left and the pool no worker, and logs how long that took. The manager
+// deletes an ephemeral worker's pod once its agent has exited: the test
+// polls the API server for it.
+func (e *kubeEnv) waitPodsDeleted(t *testing.T, s *server.Server, pool, what string) {
+	t.Helper()
+	ended := time.Now()
+	workerstest.WaitFor(t, 60*time.Second, what, func() bool {
+		pods, err := e.admin.CoreV1().Pods(e.ns).List(t.Context(), metav1.ListOptions{})
+		return err == nil && len(pods.Items) == 0 && workerstest.PoolStatus(s, pool).Size == 0
+	})
+	t.Logf("run end to pod deleted: %s", time.Since(ended).Round(time.Millisecond))
+}
+
+// runningPod waits (up to timeout) for the first pod of the namespace to
+// be running and returns it. The kubelet reports the phase on its own
+// schedule: the test polls the API server for it.
+func (e *kubeEnv) runningPod(t *testing.T, timeout time.Duration, what string) corev1.Pod {
+	t.Helper()
+	var pod corev1.Pod
+	workerstest.WaitFor(t, timeout, what, func() bool {
+		pods, err := e.admin.CoreV1().Pods(e.ns).List(t.Context(), metav1.ListOptions{})
+		if err != nil || len(pods.Items) == 0 {
+			return false
+		}
+		pod = pods.Items[0]
+		return pod.Status.Phase == corev1.PodRunning
+	})
+	return pod
+}
+
 // TestKubernetesKubeletRunsAgent: on a node with a real kubelet and
 // containerd (scripts/test starts them; HODEI_KUBELET_NODE names the node
 // and HODEI_KUBELET_IMAGE the image that holds the hodei binary at /hodei),
@@ -77,15 +108,7 @@ jobs:
       - run: echo "hello from $HODEI_WORKER as $(id -u)"
       - run: 'test -x /opt/hodei/hodei && if touch /opt/hodei/x 2>/dev/null; then echo "agent volume writable"; else echo "read-only agent volume"; fi'
 `)
-	var pod corev1.Pod
-	workerstest.WaitFor(t, 60*time.Second, "a worker pod running on the node", func() bool {
-		pods, err := e.admin.CoreV1().Pods(e.ns).List(t.Context(), metav1.ListOptions{})
-		if err != nil || len(pods.Items) == 0 {
-			return false
-		}
-		pod = pods.Items[0]
-		return pod.Status.Phase == corev1.PodRunning
-	})
+	pod := e.runningPod(t, 60*time.Second, "a worker pod running on the node")
 	if pod.Spec.NodeName != e.node || !pod.Spec.HostNetwork {
 		t.Errorf("pod %s: node %q, host network %v", pod.Name, pod.Spec.NodeName, pod.Spec.HostNetwork)
 	}
@@ -104,12 +127,7 @@ jobs:
 	if w := pod.Annotations[kubernetes.KubeLabelWorker]; w != worker {
 		t.Errorf("the job ran on worker %s, the pod is worker %s's", worker, w)
 	}
-	ended := time.Now()
-	workerstest.WaitFor(t, 60*time.Second, "the ephemeral worker's pod to be deleted", func() bool {
-		pods, err := e.admin.CoreV1().Pods(e.ns).List(t.Context(), metav1.ListOptions{})
-		return err == nil && len(pods.Items) == 0 && workerstest.PoolStatus(s, "pods").Size == 0
-	})
-	t.Logf("run end to pod deleted: %s", time.Since(ended).Round(time.Millisecond))
+	e.waitPodsDeleted(t, s, "pods", "the ephemeral worker's pod to be deleted")
 }
 
 // TestKubernetesKubeletAgentOverMutualTLS: with a NATS that requires client
@@ -122,19 +140,8 @@ func TestKubernetesKubeletAgentOverMutualTLS(t *testing.T) {
 	s := startServer(t, e.kubeletPool("tlspods"), 0, func(o *server.Options) {
 		o.NATSListen, o.NATSTLS, o.AgentCA = "", natsTLS, ca
 	})
-	run := workerstest.Submit(t, s, `name: tls-pod
-jobs:
-  hello:
-    runs-on: {labels: [tlspods], cpu: 500m, memory: 128Mi}
-    steps: [{run: 'echo "hello from $HODEI_WORKER"; ls /etc/hodei-tls'}]
-`)
-	r, jobs := workerstest.WaitRun(t, s, run.ID, 120*time.Second)
-	if r.State != state.RunSucceeded {
-		t.Fatalf("run %s: %+v", r.State, jobs["hello"])
-	}
-	worker := jobs["hello"].WorkerID
-	out := workerstest.LogsOf(t, s, jobs["hello"].ID)
-	for _, want := range []string{"hello from " + worker, "tls.crt", "tls.key", "ca.crt"} {
+	worker, out := workerstest.RunHello(t, s, "tlspods", "ls /etc/hodei-tls", 120*time.Second)
+	for _, want := range []string{"tls.crt", "tls.key", "ca.crt"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -190,15 +197,7 @@ jobs:
       - run: 'echo "by port: $(wget -qO- http://127.0.0.1:%[2]d/index.html)"'
       - run: 'echo "by name: $(wget -qO- http://web:%[2]d/index.html)"'
 `, e.image, port, token))
-	var pod corev1.Pod
-	workerstest.WaitFor(t, 90*time.Second, "the job's pod running on the node", func() bool {
-		pods, err := e.admin.CoreV1().Pods(e.ns).List(t.Context(), metav1.ListOptions{})
-		if err != nil || len(pods.Items) == 0 {
-			return false
-		}
-		pod = pods.Items[0]
-		return pod.Status.Phase == corev1.PodRunning
-	})
+	pod := e.runningPod(t, 90*time.Second, "the job's pod running on the node")
 	r, jobs := workerstest.WaitRun(t, s, run.ID, 120*time.Second)
 	out := workerstest.LogsOf(t, s, jobs["fetch"].ID)
 	if r.State != state.RunSucceeded {
@@ -218,12 +217,7 @@ jobs:
 	if pod.Annotations[kubernetes.KubeLabelContainer] == "" || pod.Annotations[kubernetes.KubeLabelWorker] != jobs["fetch"].WorkerID {
 		t.Errorf("pod annotations %v; the job ran on %s", pod.Annotations, jobs["fetch"].WorkerID)
 	}
-	ended := time.Now()
-	workerstest.WaitFor(t, 60*time.Second, "the job's pod (and its sidecar) to be deleted", func() bool {
-		pods, err := e.admin.CoreV1().Pods(e.ns).List(t.Context(), metav1.ListOptions{})
-		return err == nil && len(pods.Items) == 0 && workerstest.PoolStatus(s, "svcpods").Size == 0
-	})
-	t.Logf("run end to pod deleted: %s", time.Since(ended).Round(time.Millisecond))
+	e.waitPodsDeleted(t, s, "svcpods", "the job's pod (and its sidecar) to be deleted")
 	// The sidecar is gone with its pod: nothing answers on its port.
 	workerstest.WaitFor(t, 30*time.Second, "the service's port to be closed", func() bool {
 		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)

@@ -195,6 +195,18 @@ func (e *kubeEnv) applyRBAC(t *testing.T) {
 	}
 }
 
+// bindWorker places the pod of worker id on the kwok node (see bind).
+func (e *kubeEnv) bindWorker(t *testing.T, ctx context.Context, id string) {
+	t.Helper()
+	pod, err := e.admin.CoreV1().Pods(e.ns).Get(ctx, kubernetes.PodName(id), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.bind(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // bind places a pod on the kwok node through the pods/binding subresource,
 // as kube-scheduler does (none runs here).
 func (e *kubeEnv) bind(ctx context.Context, pod *corev1.Pod) error {
@@ -657,13 +669,7 @@ func TestKubernetesListAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// One of them runs (on the kwok node) before the restart.
-	pod1, err := e.admin.CoreV1().Pods(e.ns).Get(ctx, kubernetes.PodName("kube-00000001"), metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.bind(ctx, pod1); err != nil {
-		t.Fatal(err)
-	}
+	e.bindWorker(t, ctx, "kube-00000001")
 	waitEvent(t, first.Events(), workers.EventStarted, "kube-00000001", 30*time.Second)
 	first.Close() // the server dies without terminating its workers
 
@@ -687,13 +693,7 @@ func TestKubernetesListAfterRestart(t *testing.T) {
 		t.Errorf("listed pending pod %+v", f)
 	}
 	// Listed pods are the new provider's own: their lifecycle is reported.
-	pod2, err := e.admin.CoreV1().Pods(e.ns).Get(ctx, kubernetes.PodName("kube-00000002"), metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.bind(ctx, pod2); err != nil {
-		t.Fatal(err)
-	}
+	e.bindWorker(t, ctx, "kube-00000002")
 	waitEvent(t, second.Events(), workers.EventStarted, "kube-00000002", 30*time.Second)
 	e.setPodStatus(t, kubernetes.PodName("kube-00000001"), agentExited(0))
 	if ev := waitEvent(t, second.Events(), workers.EventExited, "kube-00000001", 10*time.Second); ev.ExitCode != 0 || ev.Err != "" {

@@ -88,17 +88,9 @@ func NewProcess(pool poolsfile.PoolConfig, env workers.ProviderEnv) (*Process, e
 	if env.WorkDir == "" {
 		env.WorkDir = filepath.Join(os.TempDir(), "hodei-pools")
 	}
-	bin := pool.Local.Binary
-	if bin == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("find the hodei binary for agent processes: %w", err)
-		}
-		bin = exe
-	}
-	bin, err := filepath.Abs(bin)
+	bin, err := workers.AgentBinary(pool.Local.Binary)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("find the hodei binary for agent processes: %w", err)
 	}
 	if fi, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("hodei binary for agent processes: %w", err)

@@ -9,8 +9,6 @@ import (
 
 	"github.com/hodei-ci/hodei/internal/proctest"
 	"github.com/hodei-ci/hodei/internal/workers"
-	"github.com/hodei-ci/hodei/internal/workers/local"
-	"github.com/hodei-ci/hodei/internal/workers/poolsfile"
 	"github.com/hodei-ci/hodei/internal/workers/workerstest"
 )
 
@@ -22,21 +20,13 @@ func TestLocalProcessAgentKilledLeavesNoDaemon(t *testing.T) {
 	if syscall.Geteuid() != 0 {
 		t.Skip("cgroups need root here")
 	}
-	bin := hodeiBinary(t)
 	s := processServer(t, "", t.TempDir())
-	p, err := local.NewProcess(poolsfile.PoolConfig{Name: "cgk", Provider: "local", Max: 1,
-		Local: poolsfile.LocalOptions{Mode: poolsfile.LocalModeProcess, Binary: bin}},
-		// Unisolated: the test checks what the cgroup alone does (a
-		// sandbox's PID namespace would kill the daemon by itself, and
-		// the pid the step prints would be one of that namespace).
-		workers.ProviderEnv{NATSURL: s.NATSURL, WorkDir: t.TempDir(), HeartbeatInterval: 100 * time.Millisecond, Logger: workerstest.Logger(), Unisolated: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Unisolated (see directProcess): the test checks what the cgroup
+	// alone does (a sandbox's PID namespace would kill the daemon by
+	// itself, and the pid the step prints would be one of that namespace).
+	p, spec := directProcess(t, s, "cgk", t.TempDir())
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	spec := workers.WorkerSpec{ID: "cgk-1", Pool: "cgk", Labels: []string{"cgk"},
-		Resources: workers.Resources{CPUMilli: 1000, Memory: 256 << 20}}
 	ref, err := p.Create(ctx, spec)
 	if err != nil {
 		t.Fatal(err)

@@ -68,10 +68,15 @@ func hodeiBinary(t *testing.T) string {
 	return hodeiBin
 }
 
+// pidPattern matches NAME=PID (name) in a job's output.
+func pidPattern(name string) *regexp.Regexp {
+	return regexp.MustCompile(`\b` + name + `=(\d+)\b`)
+}
+
 // pidIn reads NAME=PID from a job's output.
 func pidIn(t *testing.T, out, name string) int {
 	t.Helper()
-	m := regexp.MustCompile(`\b` + name + `=(\d+)\b`).FindStringSubmatch(out)
+	m := pidPattern(name).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("no %s=PID in the job's output:\n%s", name, out)
 	}
@@ -91,7 +96,9 @@ func stepStarts(t *testing.T, s *server.Server, label, script, name string) (run
 	var out string
 	workerstest.WaitFor(t, 60*time.Second, "the step to start its "+name, func() bool {
 		out = workerstest.LogsOf(t, s, workerstest.JobByKey(t, s, run.ID, "j").ID)
-		return strings.Contains(out, name+"=")
+		// NAME=PID, not just NAME=: the log's step header quotes the
+		// script, which says NAME= too.
+		return pidPattern(name).MatchString(out)
 	})
 	pid = pidIn(t, out, name)
 	t.Cleanup(func() {
@@ -116,6 +123,23 @@ func processServer(t *testing.T, poolsYAML, workDir string) *server.Server {
 	})
 }
 
+// directProcess makes a provider of mode process for a pool, name, of one
+// worker that the test drives itself (no manager), and returns it with the
+// spec of that worker (name-1, 1 cpu, 256Mi, labelled name). Its agents
+// join s, work in workDir and run steps unisolated, as the agent process's
+// own children.
+func directProcess(t *testing.T, s *server.Server, name, workDir string) (*local.Process, workers.WorkerSpec) {
+	t.Helper()
+	p, err := local.NewProcess(poolsfile.PoolConfig{Name: name, Provider: "local", Max: 1,
+		Local: poolsfile.LocalOptions{Mode: poolsfile.LocalModeProcess, Binary: hodeiBinary(t)}},
+		workers.ProviderEnv{NATSURL: s.NATSURL, WorkDir: workDir, HeartbeatInterval: 100 * time.Millisecond, Logger: workerstest.Logger(), Unisolated: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, workers.WorkerSpec{ID: name + "-1", Pool: name, Labels: []string{name},
+		Resources: workers.Resources{CPUMilli: 1000, Memory: 256 << 20}}
+}
+
 // probeJob is a pipeline of one job for label that prints the agent's pid
 // (the step's shell is its child) and its command line.
 func probeJob(label string) string {
@@ -128,6 +152,19 @@ jobs:
           echo "agent=$PPID worker=$HODEI_WORKER"
           echo "cmdline $(tr '\0' ' ' < /proc/$PPID/cmdline)"
 `
+}
+
+// runProbe runs probeJob(label), fails the test unless it succeeds, and
+// returns the job's worker, its output and its agent's pid.
+func runProbe(t *testing.T, s *server.Server, label string) (worker, out string, agentPID int) {
+	t.Helper()
+	run := workerstest.Submit(t, s, probeJob(label))
+	r, jobs := workerstest.WaitRun(t, s, run.ID, 90*time.Second)
+	if r.State != state.RunSucceeded {
+		t.Fatalf("run %s: %+v", r.State, jobs)
+	}
+	out = workerstest.LogsOf(t, s, jobs["j"].ID)
+	return jobs["j"].WorkerID, out, pidIn(t, out, "agent")
 }
 
 // TestLocalProcessPoolScales checks a local pool in mode process with min
@@ -151,15 +188,8 @@ pools:
 		t.Fatalf("pool with min 0 has %d workers before any job", st.Size)
 	}
 	start := time.Now()
-	run := workerstest.Submit(t, s, probeJob("procs"))
-	r, jobs := workerstest.WaitRun(t, s, run.ID, 90*time.Second)
+	worker, out, pid := runProbe(t, s, "procs")
 	firstJob := time.Since(start)
-	if r.State != state.RunSucceeded {
-		t.Fatalf("run %s: %+v", r.State, jobs)
-	}
-	out := workerstest.LogsOf(t, s, jobs["j"].ID)
-	pid := pidIn(t, out, "agent")
-	worker := jobs["j"].WorkerID
 	if pid == os.Getpid() {
 		t.Fatalf("the job ran in the test's own process (pid %d)", pid)
 	}
@@ -200,13 +230,7 @@ pools:
     shape: {cpu: 1, memory: 256Mi, labels: [once]}
     local: {mode: process, binary: "`+bin+`"}
 `, workDir)
-	run := workerstest.Submit(t, s, probeJob("once"))
-	r, jobs := workerstest.WaitRun(t, s, run.ID, 90*time.Second)
-	if r.State != state.RunSucceeded {
-		t.Fatalf("run %s: %+v", r.State, jobs)
-	}
-	out := workerstest.LogsOf(t, s, jobs["j"].ID)
-	pid := pidIn(t, out, "agent")
+	worker, out, pid := runProbe(t, s, "once")
 	if !strings.Contains(out, " --once") {
 		t.Errorf("the ephemeral agent runs without --once:\n%s", out)
 	}
@@ -216,7 +240,7 @@ pools:
 		return workerstest.PoolStatus(s, "once").Size == 0
 	})
 	t.Logf("run end to ephemeral worker removed: %s", time.Since(done).Round(time.Millisecond))
-	waitGone(t, filepath.Join(workDir, "pools", "once", jobs["j"].WorkerID), "the worker's directory")
+	waitGone(t, filepath.Join(workDir, "pools", "once", worker), "the worker's directory")
 }
 
 // TestLocalProcessTerminate drives the provider directly: Create (twice:
@@ -225,20 +249,11 @@ pools:
 // with the events created, started, exited (exit code 0: the agent stopped
 // on SIGTERM) and gone. Terminate again, and of an unknown worker, succeed.
 func TestLocalProcessTerminate(t *testing.T) {
-	bin := hodeiBinary(t)
 	s := processServer(t, "", t.TempDir())
 	workDir := t.TempDir()
-	p, err := local.NewProcess(poolsfile.PoolConfig{Name: "direct", Provider: "local", Max: 1,
-		Local: poolsfile.LocalOptions{Mode: poolsfile.LocalModeProcess, Binary: bin}},
-		workers.ProviderEnv{NATSURL: s.NATSURL, WorkDir: workDir, HeartbeatInterval: 100 * time.Millisecond, Logger: workerstest.Logger(),
-			Unisolated: true}) // the step reports its agent's pid
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, spec := directProcess(t, s, "direct", workDir) // unisolated: the step reports its agent's pid
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	spec := workers.WorkerSpec{ID: "direct-1", Pool: "direct", Labels: []string{"direct"},
-		Resources: workers.Resources{CPUMilli: 1000, Memory: 256 << 20}}
 	created := time.Now()
 	ref, err := p.Create(ctx, spec)
 	if err != nil {
@@ -447,13 +462,7 @@ pools:
 		o.WorkDir = workDir
 		o.UnsafeSharedUser = true // the probe job reads its agent's command line
 	})
-	run := workerstest.Submit(t, s, probeJob("secure"))
-	r, jobs := workerstest.WaitRun(t, s, run.ID, 90*time.Second)
-	if r.State != state.RunSucceeded {
-		t.Fatalf("run %s: %+v", r.State, jobs)
-	}
-	worker := jobs["j"].WorkerID
-	out := workerstest.LogsOf(t, s, jobs["j"].ID)
+	worker, out, _ := runProbe(t, s, "secure")
 	tlsDir := filepath.Join(workDir, "pools", "secure", worker, "tls")
 	for _, want := range []string{"--tls-cert " + filepath.Join(tlsDir, "agent.crt"), "--tls-key " + filepath.Join(tlsDir, "agent.key"), "--ca " + filepath.Join(tlsDir, "ca.crt")} {
 		if !strings.Contains(out, want) {

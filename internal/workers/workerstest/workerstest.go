@@ -192,3 +192,41 @@ func Only(name string, f workers.Factory) *workers.Registry {
 	r.Register(name, f)
 	return r
 }
+
+// Starter returns the StartServer of a provider's own tests: the servers it
+// starts have pools (poolsYAML) made by that provider alone (see Only).
+func Starter(name string, f workers.Factory) func(t *testing.T, poolsYAML string, n int, edit func(*server.Options)) *server.Server {
+	return func(t *testing.T, poolsYAML string, n int, edit func(*server.Options)) *server.Server {
+		t.Helper()
+		return StartServer(t, Only(name, f), poolsYAML, n, edit)
+	}
+}
+
+// RunHello runs a pipeline of one job, hello, on a worker labelled label
+// (500m cpu, 128Mi): it prints "hello from $HODEI_WORKER", then runs the
+// shell command then, if any. It fails the test unless the run succeeds
+// within timeout and the output names the worker, and returns the worker
+// and the output.
+func RunHello(t *testing.T, s *server.Server, label, then string, timeout time.Duration) (worker, out string) {
+	t.Helper()
+	step := `echo "hello from $HODEI_WORKER"`
+	if then != "" {
+		step += "; " + then
+	}
+	run := Submit(t, s, `name: hello
+jobs:
+  hello:
+    runs-on: {labels: [`+label+`], cpu: 500m, memory: 128Mi}
+    steps: [{run: '`+step+`'}]
+`)
+	r, jobs := WaitRun(t, s, run.ID, timeout)
+	if r.State != state.RunSucceeded {
+		t.Fatalf("run %s: %+v", r.State, jobs["hello"])
+	}
+	worker = jobs["hello"].WorkerID
+	out = LogsOf(t, s, jobs["hello"].ID)
+	if !strings.Contains(out, "hello from "+worker) {
+		t.Errorf("output lacks %q:\n%s", "hello from "+worker, out)
+	}
+	return worker, out
+}
