@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/hodei-ci/hodei/internal/bus"
@@ -70,6 +71,16 @@ func (o *Orchestrator) recover(ctx context.Context, atStart bool) error {
 		rs.jobs = append(rs.jobs, j)
 		o.jobs[jr.ID] = j
 	}
+	var placed []string
+	for id, j := range o.jobs {
+		if j.rec.State.Active() {
+			placed = append(placed, id)
+		}
+	}
+	attempts, err := o.attemptsOf(ctx, placed)
+	if err != nil {
+		return err
+	}
 	// Concurrency groups: runs that had started count first, then the
 	// waiting ones line up again in the order they were submitted.
 	var waiting []*runState
@@ -120,11 +131,7 @@ func (o *Orchestrator) recover(ctx context.Context, atStart bool) error {
 				o.waiting[j.rec.ID] = j
 			case j.rec.State.Active():
 				toBind = append(toBind, j)
-				atts, err := o.cfg.Store.ListAttempts(ctx, j.rec.ID)
-				if err != nil {
-					return err
-				}
-				for _, a := range atts {
+				for _, a := range attempts[j.rec.ID] {
 					if a.N == j.rec.Attempt {
 						j.att = a
 					}
@@ -230,6 +237,41 @@ func (o *Orchestrator) recover(ctx context.Context, atStart bool) error {
 		o.log.Info("recovered active runs", "runs", len(o.runs), "jobs", len(o.jobs), "queued", len(o.queue), "workers", len(o.workers))
 	}
 	return nil
+}
+
+// attemptsOf reads the attempts of jobs from the store, several jobs at
+// once: a new leader reads those of every assigned or running job, a query
+// each, and on a loaded database their round trips one after the other
+// took seconds of its takeover.
+func (o *Orchestrator) attemptsOf(ctx context.Context, jobs []string) (map[string][]store.Attempt, error) {
+	out := make(map[string][]store.Attempt, len(jobs))
+	var (
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+	)
+	next := make(chan string)
+	for range min(8, len(jobs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range next {
+				atts, err := o.cfg.Store.ListAttempts(ctx, id)
+				mu.Lock()
+				if err != nil && first == nil {
+					first = fmt.Errorf("attempts of job %s: %w", id, err)
+				}
+				out[id] = atts
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, id := range jobs {
+		next <- id
+	}
+	close(next)
+	wg.Wait()
+	return out, first
 }
 
 // reload rebuilds the live state from the store after a failed transaction.
