@@ -252,9 +252,7 @@ func TestHandedBackAttemptIsRequeued(t *testing.T) {
 func TestFencedAttemptIsRequeued(t *testing.T) {
 	h := newHarness(t, Config{})
 	w := h.worker("w1")
-	run := h.submit(singleJob)
-	d := w.next()
-	w.status(w.id, d.JobID, 1, bus.StatusRunning, 0)
+	run, d := h.running(w, singleJob)
 	w.status(w.id, d.JobID, 1, bus.StatusFenced, -1)
 	w.heartbeat()
 	d2 := w.next()
