@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -229,20 +228,10 @@ func TestArtifactsAndCachesInS3(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", "test")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := Start(ctx, Options{
-		DataDir: t.TempDir(), NATSListen: "none", LocalWorkers: 1, HeartbeatInterval: 200 * time.Millisecond,
-		Logger:         slog.New(slog.DiscardHandler),
+	s := startTestServer(t, Options{
+		NATSListen: "none", LocalWorkers: 1,
 		ArtifactsStore: "s3://hodei/ci?region=us-east-1&path-style=1&endpoint=" + s3srv.URL,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if err := s.WaitForWorkers(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
 	yaml := `name: s3
 jobs:
   build:

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -45,22 +44,36 @@ func startServerWith(t *testing.T, workers int, unisolated bool) *Server {
 // for more than the 2 s the other tests give them.
 func startServerTTL(t *testing.T, workers int, unisolated bool, ttl time.Duration) *Server {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := Start(ctx, Options{
-		DataDir:           t.TempDir(),
-		NATSListen:        "none",
-		LocalWorkers:      workers,
-		WorkerTTL:         ttl,
-		HeartbeatInterval: 200 * time.Millisecond,
-		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
-		UnsafeSharedUser:  unisolated,
+	return startTestServer(t, Options{
+		NATSListen:       "none",
+		LocalWorkers:     workers,
+		WorkerTTL:        ttl,
+		UnsafeSharedUser: unisolated,
 	})
+}
+
+// startTestServer starts a server on o, closed when the test ends, and
+// waits for its o.LocalWorkers local agents. Where o leaves them empty it
+// has a temporary data dir, a logger that discards and 200 ms heartbeats.
+func startTestServer(t *testing.T, o Options) *Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if o.DataDir == "" {
+		o.DataDir = t.TempDir()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = 200 * time.Millisecond
+	}
+	s, err := Start(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	if err := s.WaitForWorkers(ctx, workers); err != nil {
+	if err := s.WaitForWorkers(ctx, o.LocalWorkers); err != nil {
 		t.Fatal(err)
 	}
 	return s
