@@ -74,7 +74,7 @@ func (t *tx) SetFiringRun(f store.Firing) error {
 
 // ListAllRepos returns the repositories of every tenant.
 func (s *Store) ListAllRepos(ctx context.Context) ([]store.Repo, error) {
-	rs, err := query(ctx, s.pool, scanRepo, "SELECT "+repoCols+" FROM repos ORDER BY tenant, name")
+	rs, err := query(ctx, s.pool, schema.ScanRepo, "SELECT "+schema.RepoCols+" FROM repos ORDER BY tenant, name")
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list all repos: %w", storeErr(err))
 	}

@@ -84,11 +84,11 @@ func (t *tx) SetFiringRun(f store.Firing) error {
 
 // ListAllRepos returns the repositories of every tenant.
 func (s *Store) ListAllRepos(ctx context.Context) ([]store.Repo, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT "+repoCols+" FROM repos ORDER BY tenant, name")
+	rows, err := s.r.QueryContext(ctx, "SELECT "+schema.RepoCols+" FROM repos ORDER BY tenant, name")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list all repos: %w", err)
 	}
-	rs, err := collect(rows, scanRepo)
+	rs, err := collect(rows, schema.ScanRepo)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list all repos: %w", err)
 	}
