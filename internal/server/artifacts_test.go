@@ -117,12 +117,8 @@ jobs:
 `
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sub := s.Hub.Subscribe("", 1<<16)
+	run, sub := submitWatched(ctx, t, s, "corrupt.yaml", yaml)
 	defer sub.Close()
-	run, err := s.Submit(ctx, "corrupt.yaml", []byte(yaml), "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	waitJob(ctx, t, sub, run.ID, "build", state.JobSucceeded)
 	recs, err := s.Store.ListArtifacts(ctx, store.ArtifactFilter{RunID: run.ID})
 	if err != nil || len(recs) != 1 {

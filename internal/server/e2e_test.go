@@ -84,14 +84,24 @@ func runPipeline(t *testing.T, s *Server, yaml string, timeout time.Duration) (s
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	sub := s.Hub.Subscribe("", 1<<16)
+	run, sub := submitWatched(ctx, t, s, "test.yaml", yaml)
 	defer sub.Close()
-	run, err := s.Submit(ctx, "test.yaml", []byte(yaml), "")
-	if err != nil {
-		t.Fatalf("submit: %v", err)
-	}
 	waitRun(ctx, t, s, sub, run.ID)
 	return loadRun(t, s, run.ID)
+}
+
+// submitWatched subscribes to all the hub's notifications, then submits
+// yaml as file: the subscription misses none of the run's. The caller
+// closes it.
+func submitWatched(ctx context.Context, t *testing.T, s *Server, file, yaml string) (store.Run, *hub.Sub) {
+	t.Helper()
+	sub := s.Hub.Subscribe("", 1<<16)
+	run, err := s.Submit(ctx, file, []byte(yaml), "")
+	if err != nil {
+		sub.Close()
+		t.Fatalf("submit %s: %v", file, err)
+	}
+	return run, sub
 }
 
 func waitRun(ctx context.Context, t *testing.T, s *Server, sub *hub.Sub, runID string) {
@@ -427,12 +437,8 @@ jobs:
 `, pidFile)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	sub := s.Hub.Subscribe("", 1<<14)
+	run, sub := submitWatched(ctx, t, s, "cancel.yaml", yaml)
 	defer sub.Close()
-	run, err := s.Submit(ctx, "cancel.yaml", []byte(yaml), "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Wait for the job to be running and its child to exist.
 	var pid int
 	for pid == 0 {

@@ -179,13 +179,9 @@ func TestSecretsReachJobsMaskedAndNeverAtRest(t *testing.T) {
 		}
 	}
 
-	sub := s.Hub.Subscribe("", 1<<16)
-	defer sub.Close()
 	gate := filepath.Join(t.TempDir(), "gate")
-	run, err := s.Submit(ctx, "secrets.yaml", []byte(strings.Replace(leakPipeline, "GATE", gate, 1)), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	run, sub := submitWatched(ctx, t, s, "secrets.yaml", strings.Replace(leakPipeline, "GATE", gate, 1))
+	defer sub.Close()
 	sse := make(chan []byte, 1)
 	go func() {
 		data, err := followSSE(ctx, "http://"+s.HTTPAddr()+"/api/v1/runs/"+run.ID+"/logs?follow=1")
