@@ -138,13 +138,7 @@ func (s *Store) AddStatusReport(ctx context.Context, r store.StatusReport) error
 
 // ListStatusReports returns a run's reports, oldest first.
 func (s *Store) ListStatusReports(ctx context.Context, runID string) ([]store.StatusReport, error) {
-	rs, err := query(ctx, s.pool, func(row schema.Scanner) (store.StatusReport, error) {
-		var r store.StatusReport
-		var at int64
-		err := row.Scan(&r.RunID, &r.State, &r.Error, &at)
-		r.At = schema.DecTime(at)
-		return r, err
-	}, "SELECT run_id, state, error, at FROM status_reports WHERE run_id = $1 ORDER BY seq", runID)
+	rs, err := query(ctx, s.pool, schema.ScanStatusReport, "SELECT run_id, state, error, at FROM status_reports WHERE run_id = $1 ORDER BY seq", runID)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list status reports: %w", storeErr(err))
 	}

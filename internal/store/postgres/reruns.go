@@ -49,11 +49,7 @@ func (s *Store) GetRerun(ctx context.Context, runID string) (store.Rerun, error)
 		return store.Rerun{}, fmt.Errorf("postgres: rerun %s: %w", runID, storeErr(err))
 	}
 	r.FailedOnly = failed != 0
-	r.Carried, err = query(ctx, s.pool, func(sc schema.Scanner) (store.CarriedJob, error) {
-		var c store.CarriedJob
-		err := sc.Scan(&c.JobID, &c.JobKey, &c.FromRun, &c.FromJob, &c.FromAttempt)
-		return c, err
-	}, "SELECT job_id, job_key, from_run, from_job, from_attempt FROM carried_jobs WHERE run_id = $1 ORDER BY job_id", runID)
+	r.Carried, err = query(ctx, s.pool, schema.ScanCarriedJob, "SELECT job_id, job_key, from_run, from_job, from_attempt FROM carried_jobs WHERE run_id = $1 ORDER BY job_id", runID)
 	if err != nil {
 		return store.Rerun{}, fmt.Errorf("postgres: carried jobs of %s: %w", runID, storeErr(err))
 	}

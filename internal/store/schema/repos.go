@@ -34,3 +34,13 @@ func ScanTrigger(sc Scanner) (store.Trigger, error) {
 	err := sc.Scan(&t.RunID, &t.Repo, &t.Commit, &t.Ref, &t.Event, &t.Branch, &t.Tag, &t.PR, &t.Delivery)
 	return t, err
 }
+
+// ScanStatusReport reads a row of run_id, state, error, at of
+// status_reports.
+func ScanStatusReport(sc Scanner) (store.StatusReport, error) {
+	var r store.StatusReport
+	var at int64
+	err := sc.Scan(&r.RunID, &r.State, &r.Error, &at)
+	r.At = DecTime(at)
+	return r, err
+}

@@ -34,11 +34,7 @@ func (s *Store) LastFiring(ctx context.Context, tenant, repo, file, schedule str
 
 // PendingFirings returns the claimed firings whose run was not made.
 func (s *Store) PendingFirings(ctx context.Context) ([]store.Firing, error) {
-	rows, err := s.r.QueryContext(ctx, schema.PendingFiringsSQL)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: pending firings: %w", err)
-	}
-	fs, err := collect(rows, schema.ScanFiring)
+	fs, err := query(ctx, s.r, schema.ScanFiring, schema.PendingFiringsSQL)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: pending firings: %w", err)
 	}
@@ -59,11 +55,7 @@ func (s *Store) SetFiringError(ctx context.Context, f store.Firing, msg string) 
 
 // ListFirings returns the firings of a repository, oldest first.
 func (s *Store) ListFirings(ctx context.Context, tenant, repo string) ([]store.Firing, error) {
-	rows, err := s.r.QueryContext(ctx, schema.ListFiringsSQL, tenant, repo)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list firings: %w", err)
-	}
-	fs, err := collect(rows, schema.ScanFiring)
+	fs, err := query(ctx, s.r, schema.ScanFiring, schema.ListFiringsSQL, tenant, repo)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list firings: %w", err)
 	}
@@ -84,11 +76,7 @@ func (t *tx) SetFiringRun(f store.Firing) error {
 
 // ListAllRepos returns the repositories of every tenant.
 func (s *Store) ListAllRepos(ctx context.Context) ([]store.Repo, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT "+schema.RepoCols+" FROM repos ORDER BY tenant, name")
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list all repos: %w", err)
-	}
-	rs, err := collect(rows, schema.ScanRepo)
+	rs, err := query(ctx, s.r, schema.ScanRepo, "SELECT "+schema.RepoCols+" FROM repos ORDER BY tenant, name")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list all repos: %w", err)
 	}

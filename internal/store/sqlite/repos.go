@@ -35,11 +35,7 @@ func (s *Store) GetRepo(ctx context.Context, tenant, name string) (store.Repo, e
 
 // ListRepos returns the repositories of a tenant sorted by name.
 func (s *Store) ListRepos(ctx context.Context, tenant string) ([]store.Repo, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT "+schema.RepoCols+" FROM repos WHERE tenant = ? ORDER BY name", tenant)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list repos: %w", err)
-	}
-	rs, err := collect(rows, schema.ScanRepo)
+	rs, err := query(ctx, s.r, schema.ScanRepo, "SELECT "+schema.RepoCols+" FROM repos WHERE tenant = ? ORDER BY name", tenant)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list repos: %w", err)
 	}
@@ -127,11 +123,7 @@ func (s *Store) GetTriggers(ctx context.Context, runIDs []string) (map[string]st
 		for i, id := range runIDs[:n] {
 			args[i] = id
 		}
-		rows, err := s.r.QueryContext(ctx, "SELECT "+schema.TriggerCols+" FROM run_triggers WHERE run_id IN (?"+strings.Repeat(", ?", n-1)+")", args...)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: get triggers: %w", err)
-		}
-		ts, err := collect(rows, schema.ScanTrigger)
+		ts, err := query(ctx, s.r, schema.ScanTrigger, "SELECT "+schema.TriggerCols+" FROM run_triggers WHERE run_id IN (?"+strings.Repeat(", ?", n-1)+")", args...)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: get triggers: %w", err)
 		}
@@ -156,17 +148,7 @@ func (s *Store) AddStatusReport(ctx context.Context, r store.StatusReport) error
 
 // ListStatusReports returns a run's reports, oldest first.
 func (s *Store) ListStatusReports(ctx context.Context, runID string) ([]store.StatusReport, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT run_id, state, error, at FROM status_reports WHERE run_id = ? ORDER BY seq", runID)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list status reports: %w", err)
-	}
-	rs, err := collect(rows, func(sc schema.Scanner) (store.StatusReport, error) {
-		var r store.StatusReport
-		var at int64
-		err := sc.Scan(&r.RunID, &r.State, &r.Error, &at)
-		r.At = schema.DecTime(at)
-		return r, err
-	})
+	rs, err := query(ctx, s.r, schema.ScanStatusReport, "SELECT run_id, state, error, at FROM status_reports WHERE run_id = ? ORDER BY seq", runID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list status reports: %w", err)
 	}
