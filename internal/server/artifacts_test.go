@@ -155,18 +155,10 @@ jobs:
 // waitJob waits for a job of a run to reach a state.
 func waitJob(ctx context.Context, t *testing.T, sub *hub.Sub, runID, key string, want state.JobState) {
 	t.Helper()
-	for {
-		select {
-		case n, ok := <-sub.C:
-			if !ok {
-				t.Fatal("hub subscription lagged")
-			}
-			if n.Kind == hub.KindJob && n.RunID == runID && n.JobKey == key && n.JobState == want {
-				return
-			}
-		case <-ctx.Done():
-			t.Fatalf("job %s did not become %s", key, want)
-		}
+	if !waitNote(ctx, t, sub, func(n hub.Note) bool {
+		return n.Kind == hub.KindJob && n.RunID == runID && n.JobKey == key && n.JobState == want
+	}) {
+		t.Fatalf("job %s did not become %s", key, want)
 	}
 }
 

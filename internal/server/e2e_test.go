@@ -106,19 +106,30 @@ func submitWatched(ctx context.Context, t *testing.T, s *Server, file, yaml stri
 
 func waitRun(ctx context.Context, t *testing.T, s *Server, sub *hub.Sub, runID string) {
 	t.Helper()
+	if !waitNote(ctx, t, sub, func(n hub.Note) bool {
+		return n.Kind == hub.KindRun && n.RunID == runID && n.RunState.Final()
+	}) {
+		r, _ := s.Store.GetRun(context.Background(), runID)
+		jobs, _ := s.Store.ListJobs(context.Background(), runID)
+		t.Fatalf("run %s did not end: run state %s, jobs %+v", runID, r.State, jobStates(jobs))
+	}
+}
+
+// waitNote reads sub until a notification matches, and says whether one
+// did before ctx ended.
+func waitNote(ctx context.Context, t *testing.T, sub *hub.Sub, match func(hub.Note) bool) bool {
+	t.Helper()
 	for {
 		select {
 		case n, ok := <-sub.C:
 			if !ok {
 				t.Fatal("hub subscription lagged")
 			}
-			if n.Kind == hub.KindRun && n.RunID == runID && n.RunState.Final() {
-				return
+			if match(n) {
+				return true
 			}
 		case <-ctx.Done():
-			r, _ := s.Store.GetRun(context.Background(), runID)
-			jobs, _ := s.Store.ListJobs(context.Background(), runID)
-			t.Fatalf("run %s did not end: run state %s, jobs %+v", runID, r.State, jobStates(jobs))
+			return false
 		}
 	}
 }
