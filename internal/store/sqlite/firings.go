@@ -2,8 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 
 	"github.com/hodei-ci/hodei/internal/store"
@@ -23,11 +21,8 @@ func (s *Store) ClaimFiring(ctx context.Context, f store.Firing) (bool, error) {
 // LastFiring returns the latest firing of a schedule.
 func (s *Store) LastFiring(ctx context.Context, tenant, repo, file, schedule string) (store.Firing, error) {
 	f, err := schema.ScanFiring(s.r.QueryRowContext(ctx, schema.LastFiringSQL, tenant, repo, file, schedule))
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Firing{}, fmt.Errorf("sqlite: last firing of %s %s: %w", file, schedule, store.ErrNotFound)
-	}
 	if err != nil {
-		return store.Firing{}, fmt.Errorf("sqlite: last firing of %s %s: %w", file, schedule, err)
+		return store.Firing{}, fmt.Errorf("sqlite: last firing of %s %s: %w", file, schedule, notFound(err))
 	}
 	return f, nil
 }

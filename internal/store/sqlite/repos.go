@@ -2,8 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -24,11 +22,8 @@ func (s *Store) CreateRepo(ctx context.Context, r store.Repo) error {
 // GetRepo returns a repository, or an error wrapping store.ErrNotFound.
 func (s *Store) GetRepo(ctx context.Context, tenant, name string) (store.Repo, error) {
 	r, err := schema.ScanRepo(s.r.QueryRowContext(ctx, "SELECT "+schema.RepoCols+" FROM repos WHERE tenant = ? AND name = ?", tenant, name))
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Repo{}, fmt.Errorf("sqlite: get repo %s/%s: %w", tenant, name, store.ErrNotFound)
-	}
 	if err != nil {
-		return store.Repo{}, fmt.Errorf("sqlite: get repo %s/%s: %w", tenant, name, err)
+		return store.Repo{}, fmt.Errorf("sqlite: get repo %s/%s: %w", tenant, name, notFound(err))
 	}
 	return r, nil
 }
@@ -172,11 +167,8 @@ func (t *tx) InsertRunKey(k store.RunKey) error {
 func (s *Store) RunByKey(ctx context.Context, tenant, key string) (string, error) {
 	var id string
 	err := s.r.QueryRowContext(ctx, "SELECT run_id FROM run_keys WHERE tenant = ? AND idem_key = ?", tenant, key).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("sqlite: run of key %q: %w", key, store.ErrNotFound)
-	}
 	if err != nil {
-		return "", fmt.Errorf("sqlite: run of key %q: %w", key, err)
+		return "", fmt.Errorf("sqlite: run of key %q: %w", key, notFound(err))
 	}
 	return id, nil
 }

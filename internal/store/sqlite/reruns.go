@@ -2,8 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 
 	"github.com/hodei-ci/hodei/internal/store"
@@ -36,11 +34,8 @@ func (s *Store) GetRerun(ctx context.Context, runID string) (store.Rerun, error)
 	r := store.Rerun{RunID: runID}
 	var failed int
 	err := s.r.QueryRowContext(ctx, "SELECT rerun_of, failed_only FROM run_reruns WHERE run_id = ?", runID).Scan(&r.Of, &failed)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Rerun{}, fmt.Errorf("sqlite: rerun %s: %w", runID, store.ErrNotFound)
-	}
 	if err != nil {
-		return store.Rerun{}, fmt.Errorf("sqlite: rerun %s: %w", runID, err)
+		return store.Rerun{}, fmt.Errorf("sqlite: rerun %s: %w", runID, notFound(err))
 	}
 	r.FailedOnly = failed != 0
 	r.Carried, err = query(ctx, s.r, schema.ScanCarriedJob, "SELECT job_id, job_key, from_run, from_job, from_attempt FROM carried_jobs WHERE run_id = ? ORDER BY job_id", runID)

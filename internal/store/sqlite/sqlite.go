@@ -331,11 +331,8 @@ func constraintErr(err error) error {
 // store.ErrNotFound.
 func (s *Store) GetRun(ctx context.Context, id string) (store.Run, error) {
 	r, err := schema.ScanRun(s.getRunStmt.QueryRowContext(ctx, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Run{}, fmt.Errorf("sqlite: get run %s: %w", id, store.ErrNotFound)
-	}
 	if err != nil {
-		return store.Run{}, fmt.Errorf("sqlite: get run %s: %w", id, err)
+		return store.Run{}, fmt.Errorf("sqlite: get run %s: %w", id, notFound(err))
 	}
 	return r, nil
 }
@@ -390,11 +387,8 @@ func (s *Store) ListJobs(ctx context.Context, runID string) ([]store.Job, error)
 // store.ErrNotFound.
 func (s *Store) GetJob(ctx context.Context, id string) (store.Job, error) {
 	j, err := schema.ScanJob(s.getJobStmt.QueryRowContext(ctx, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Job{}, fmt.Errorf("sqlite: get job %s: %w", id, store.ErrNotFound)
-	}
 	if err != nil {
-		return store.Job{}, fmt.Errorf("sqlite: get job %s: %w", id, err)
+		return store.Job{}, fmt.Errorf("sqlite: get job %s: %w", id, notFound(err))
 	}
 	return j, nil
 }
@@ -511,6 +505,14 @@ func (s *Store) ListWorkers(ctx context.Context) ([]store.Worker, error) {
 }
 
 // collect scans every row with scan and closes rows.
+// notFound is err, but store.ErrNotFound for a query that found no row.
+func notFound(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	return err
+}
+
 // query runs q with args on db (the database or a transaction) and scans
 // every row with scan.
 func query[T any](ctx context.Context, db interface {
