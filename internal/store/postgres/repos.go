@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -31,10 +30,7 @@ func (s *Store) GetRepo(ctx context.Context, tenant, name string) (store.Repo, e
 			return r, nil
 		}
 	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		err = store.ErrNotFound
-	}
-	return store.Repo{}, fmt.Errorf("postgres: get repo %s/%s: %w", tenant, name, storeErr(err))
+	return store.Repo{}, fmt.Errorf("postgres: get repo %s/%s: %w", tenant, name, storeErr(notFound(err)))
 }
 
 // ListRepos returns the repositories of a tenant sorted by name.
@@ -158,11 +154,8 @@ func (t *tx) InsertRunKey(k store.RunKey) error {
 func (s *Store) RunByKey(ctx context.Context, tenant, key string) (string, error) {
 	var id string
 	err := s.pool.QueryRow(ctx, "SELECT run_id FROM run_keys WHERE tenant = $1 AND idem_key = $2", tenant, key).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", fmt.Errorf("postgres: run of key %q: %w", key, store.ErrNotFound)
-	}
 	if err != nil {
-		return "", fmt.Errorf("postgres: run of key %q: %w", key, storeErr(err))
+		return "", fmt.Errorf("postgres: run of key %q: %w", key, storeErr(notFound(err)))
 	}
 	return id, nil
 }
