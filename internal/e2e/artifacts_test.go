@@ -46,10 +46,7 @@ func TestArtifactsCrossAgentProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.waitFinal(t, ctx, 2*time.Minute, id)
-	jobs, err := a.jobs(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	jobs := a.mustJobs(ctx, t, id)
 	for _, j := range jobs {
 		want := map[string]string{"build": "builder-1", "use": "tester-1"}[j.Key]
 		if j.State != "succeeded" || j.Worker != want {

@@ -59,10 +59,7 @@ jobs:
 	a.waitFinal(t, ctx, 90*time.Second, ids...)
 	retried := 0
 	for _, id := range ids {
-		r, err := a.run(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := a.mustRun(ctx, t, id)
 		if r.State != "succeeded" {
 			t.Errorf("run %s ended %s, want succeeded (retries cover lost attempts): %+v", id, r.State, r.Jobs)
 		}
@@ -147,10 +144,7 @@ jobs:
 		r, err := a.run(ctx, id)
 		return err == nil && final(r.State), err
 	})
-	r, err := a.run(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := a.mustRun(ctx, t, id)
 	j := r.Jobs[0]
 	if r.State != "succeeded" || j.Attempt != 2 || j.Worker == victim {
 		t.Fatalf("run %s, job attempt %d on %s (victim %s)", r.State, j.Attempt, j.Worker, victim)

@@ -233,6 +233,16 @@ func (a api) run(ctx context.Context, id string) (runJSON, error) {
 	return r, err
 }
 
+// mustRun is run for a test that cannot go on without the run.
+func (a api) mustRun(ctx context.Context, t *testing.T, id string) runJSON {
+	t.Helper()
+	r, err := a.run(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
 	t.Helper()

@@ -113,6 +113,16 @@ func (a api) jobs(ctx context.Context, runID string) ([]jobJSON, error) {
 	return l.Jobs, err
 }
 
+// mustJobs is jobs for a test that cannot go on without them.
+func (a api) mustJobs(ctx context.Context, t *testing.T, runID string) []jobJSON {
+	t.Helper()
+	jobs, err := a.jobs(ctx, runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jobs
+}
+
 const quickJob = `name: quick
 jobs:
   a:
@@ -165,10 +175,7 @@ func TestJobsRunAfterLocalWorkersAreLost(t *testing.T) {
 	}
 	a.waitFinal(t, ctx, 60*time.Second, ids...)
 	for _, id := range ids {
-		r, err := a.run(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := a.mustRun(ctx, t, id)
 		if r.State != "succeeded" || r.Jobs[0].Worker != "agent-1" {
 			t.Errorf("run %s %s on %q, want succeeded on agent-1", id, r.State, r.Jobs[0].Worker)
 		}
@@ -202,17 +209,11 @@ jobs:
 	a.waitFinal(t, ctx, 90*time.Second, ids...)
 	lost := 0
 	for _, id := range ids {
-		r, err := a.run(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := a.mustRun(ctx, t, id)
 		if r.State != "succeeded" {
 			t.Errorf("run %s ended %s, want succeeded: %+v", id, r.State, r.Jobs)
 		}
-		jobs, err := a.jobs(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
+		jobs := a.mustJobs(ctx, t, id)
 		for _, at := range jobs[0].Attempts {
 			if at.State == "lost" {
 				lost++
@@ -257,10 +258,7 @@ jobs:
 	}
 	c.server(t, "server-2.log")
 	a.waitFinal(t, ctx, 60*time.Second, id)
-	r, err := a.run(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := a.mustRun(ctx, t, id)
 	if r.State != "succeeded" || r.Jobs[0].Attempt != 1 {
 		t.Fatalf("run %s, job at attempt %d (%+v); want succeeded in attempt 1", r.State, r.Jobs[0].Attempt, r.Jobs[0].Attempts)
 	}
@@ -303,10 +301,7 @@ jobs:
 	c.server(t, "server-2.log", "--workers", "0")
 	ag := start(t, "agent.log", c.agentArgs(t, "agent-1", "--drain-timeout", "60s")...)
 	a.waitFinal(t, ctx, 30*time.Second, id)
-	r, err := a.run(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := a.mustRun(ctx, t, id)
 	if r.State != "succeeded" || r.Jobs[0].Attempt != 1 {
 		t.Fatalf("after the drain: run %s, attempt %d %+v; want succeeded in attempt 1", r.State, r.Jobs[0].Attempt, r.Jobs[0].Attempts)
 	}
@@ -319,8 +314,8 @@ jobs:
 		t.Fatalf("the step did not finish before the agent stopped: %v", got)
 	}
 	a.waitFinal(t, ctx, 30*time.Second, id)
-	if r, err = a.run(ctx, id); err != nil || r.State != "succeeded" || r.Jobs[0].Attempt != 1 {
-		t.Fatalf("after the agent's drain: %+v, %v", r, err)
+	if r = a.mustRun(ctx, t, id); r.State != "succeeded" || r.Jobs[0].Attempt != 1 {
+		t.Fatalf("after the agent's drain: %+v", r)
 	}
 }
 
@@ -362,10 +357,7 @@ jobs:
 	}
 	start(t, "agent-2.log", agentArgs...)
 	a.waitFinal(t, ctx, 60*time.Second, id)
-	jobs, err := a.jobs(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	jobs := a.mustJobs(ctx, t, id)
 	j := jobs[0]
 	got := lines(marks)
 	if j.State != "succeeded" || len(got) != 2 || got[0] != "start 1" || got[1] != "end 1" {

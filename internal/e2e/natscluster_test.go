@@ -389,17 +389,11 @@ func TestPipelineThroughANATSClusterSurvivesANodeKill(t *testing.T) {
 
 	a.waitFinal(t, ctx, 3*time.Minute, ids...)
 	for _, id := range ids {
-		r, err := a.run(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := a.mustRun(ctx, t, id)
 		if r.State != "succeeded" {
 			t.Errorf("run %s: %s; want succeeded", id, r.State)
 		}
-		jobs, err := a.jobs(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
+		jobs := a.mustJobs(ctx, t, id)
 		if len(jobs) != 4 {
 			t.Fatalf("run %s: %d jobs", id, len(jobs))
 		}

@@ -113,7 +113,7 @@ func initModel(c Config, p Params, y []float64) *Model {
 	switch {
 	case c.Weekly > 0:
 		win := x[:c.Weekly]
-		m.level = meanOf(win)
+		m.level = Mean(win)
 		m.d = dailyIndices(win, c.Daily, m.level)
 		m.w = make([]float64, c.Weekly)
 		for j := range m.w {
@@ -122,10 +122,10 @@ func initModel(c Config, p Params, y []float64) *Model {
 	case c.Daily > 0:
 		days := min(len(x)/c.Daily, 7)
 		win := x[:days*c.Daily]
-		m.level = meanOf(win)
+		m.level = Mean(win)
 		m.d = dailyIndices(win, c.Daily, m.level)
 	case len(x) > 0:
-		m.level = meanOf(x[:min(len(x), 4)])
+		m.level = Mean(x[:min(len(x), 4)])
 	}
 	return m
 }
@@ -144,7 +144,9 @@ func dailyIndices(win []float64, period int, level float64) []float64 {
 	return d
 }
 
-func meanOf(x []float64) float64 {
+// Mean is the arithmetic mean of x, 0 for an empty x. The simulator
+// (internal/sim) reports its mean waits with it too.
+func Mean(x []float64) float64 {
 	if len(x) == 0 {
 		return 0
 	}

@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -118,12 +117,8 @@ jobs:
 `
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sub := s.Hub.Subscribe("", 1<<16)
+	run, sub := submitWatched(ctx, t, s, "corrupt.yaml", yaml)
 	defer sub.Close()
-	run, err := s.Submit(ctx, "corrupt.yaml", []byte(yaml), "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	waitJob(ctx, t, sub, run.ID, "build", state.JobSucceeded)
 	recs, err := s.Store.ListArtifacts(ctx, store.ArtifactFilter{RunID: run.ID})
 	if err != nil || len(recs) != 1 {
@@ -160,18 +155,10 @@ jobs:
 // waitJob waits for a job of a run to reach a state.
 func waitJob(ctx context.Context, t *testing.T, sub *hub.Sub, runID, key string, want state.JobState) {
 	t.Helper()
-	for {
-		select {
-		case n, ok := <-sub.C:
-			if !ok {
-				t.Fatal("hub subscription lagged")
-			}
-			if n.Kind == hub.KindJob && n.RunID == runID && n.JobKey == key && n.JobState == want {
-				return
-			}
-		case <-ctx.Done():
-			t.Fatalf("job %s did not become %s", key, want)
-		}
+	if !waitNote(ctx, t, sub, func(n hub.Note) bool {
+		return n.Kind == hub.KindJob && n.RunID == runID && n.JobKey == key && n.JobState == want
+	}) {
+		t.Fatalf("job %s did not become %s", key, want)
 	}
 }
 
@@ -229,20 +216,10 @@ func TestArtifactsAndCachesInS3(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", "test")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := Start(ctx, Options{
-		DataDir: t.TempDir(), NATSListen: "none", LocalWorkers: 1, HeartbeatInterval: 200 * time.Millisecond,
-		Logger:         slog.New(slog.DiscardHandler),
+	s := startTestServer(t, Options{
+		NATSListen: "none", LocalWorkers: 1,
 		ArtifactsStore: "s3://hodei/ci?region=us-east-1&path-style=1&endpoint=" + s3srv.URL,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if err := s.WaitForWorkers(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
 	yaml := `name: s3
 jobs:
   build:

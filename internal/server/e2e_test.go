@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -45,22 +44,36 @@ func startServerWith(t *testing.T, workers int, unisolated bool) *Server {
 // for more than the 2 s the other tests give them.
 func startServerTTL(t *testing.T, workers int, unisolated bool, ttl time.Duration) *Server {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := Start(ctx, Options{
-		DataDir:           t.TempDir(),
-		NATSListen:        "none",
-		LocalWorkers:      workers,
-		WorkerTTL:         ttl,
-		HeartbeatInterval: 200 * time.Millisecond,
-		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
-		UnsafeSharedUser:  unisolated,
+	return startTestServer(t, Options{
+		NATSListen:       "none",
+		LocalWorkers:     workers,
+		WorkerTTL:        ttl,
+		UnsafeSharedUser: unisolated,
 	})
+}
+
+// startTestServer starts a server on o, closed when the test ends, and
+// waits for its o.LocalWorkers local agents. Where o leaves them empty it
+// has a temporary data dir, a logger that discards and 200 ms heartbeats.
+func startTestServer(t *testing.T, o Options) *Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if o.DataDir == "" {
+		o.DataDir = t.TempDir()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = 200 * time.Millisecond
+	}
+	s, err := Start(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	if err := s.WaitForWorkers(ctx, workers); err != nil {
+	if err := s.WaitForWorkers(ctx, o.LocalWorkers); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -71,17 +84,40 @@ func runPipeline(t *testing.T, s *Server, yaml string, timeout time.Duration) (s
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	sub := s.Hub.Subscribe("", 1<<16)
+	run, sub := submitWatched(ctx, t, s, "test.yaml", yaml)
 	defer sub.Close()
-	run, err := s.Submit(ctx, "test.yaml", []byte(yaml), "")
-	if err != nil {
-		t.Fatalf("submit: %v", err)
-	}
 	waitRun(ctx, t, s, sub, run.ID)
 	return loadRun(t, s, run.ID)
 }
 
+// submitWatched subscribes to all the hub's notifications, then submits
+// yaml as file: the subscription misses none of the run's. The caller
+// closes it.
+func submitWatched(ctx context.Context, t *testing.T, s *Server, file, yaml string) (store.Run, *hub.Sub) {
+	t.Helper()
+	sub := s.Hub.Subscribe("", 1<<16)
+	run, err := s.Submit(ctx, file, []byte(yaml), "")
+	if err != nil {
+		sub.Close()
+		t.Fatalf("submit %s: %v", file, err)
+	}
+	return run, sub
+}
+
 func waitRun(ctx context.Context, t *testing.T, s *Server, sub *hub.Sub, runID string) {
+	t.Helper()
+	if !waitNote(ctx, t, sub, func(n hub.Note) bool {
+		return n.Kind == hub.KindRun && n.RunID == runID && n.RunState.Final()
+	}) {
+		r, _ := s.Store.GetRun(context.Background(), runID)
+		jobs, _ := s.Store.ListJobs(context.Background(), runID)
+		t.Fatalf("run %s did not end: run state %s, jobs %+v", runID, r.State, jobStates(jobs))
+	}
+}
+
+// waitNote reads sub until a notification matches, and says whether one
+// did before ctx ended.
+func waitNote(ctx context.Context, t *testing.T, sub *hub.Sub, match func(hub.Note) bool) bool {
 	t.Helper()
 	for {
 		select {
@@ -89,13 +125,11 @@ func waitRun(ctx context.Context, t *testing.T, s *Server, sub *hub.Sub, runID s
 			if !ok {
 				t.Fatal("hub subscription lagged")
 			}
-			if n.Kind == hub.KindRun && n.RunID == runID && n.RunState.Final() {
-				return
+			if match(n) {
+				return true
 			}
 		case <-ctx.Done():
-			r, _ := s.Store.GetRun(context.Background(), runID)
-			jobs, _ := s.Store.ListJobs(context.Background(), runID)
-			t.Fatalf("run %s did not end: run state %s, jobs %+v", runID, r.State, jobStates(jobs))
+			return false
 		}
 	}
 }
@@ -414,12 +448,8 @@ jobs:
 `, pidFile)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	sub := s.Hub.Subscribe("", 1<<14)
+	run, sub := submitWatched(ctx, t, s, "cancel.yaml", yaml)
 	defer sub.Close()
-	run, err := s.Submit(ctx, "cancel.yaml", []byte(yaml), "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Wait for the job to be running and its child to exist.
 	var pid int
 	for pid == 0 {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"runtime"
@@ -25,23 +24,10 @@ import (
 // limits, serving the API on a loopback port without authentication.
 func startLimitedServer(t *testing.T, o Options) *Server {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	o.DataDir = t.TempDir()
 	o.NATSListen = "none"
 	o.LocalWorkers = 1
 	o.WorkerTTL = 5 * time.Second
-	o.HeartbeatInterval = 200 * time.Millisecond
-	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := Start(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if err := s.WaitForWorkers(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return startTestServer(t, o)
 }
 
 // TestLogLimitCutsWithMarkerAndStepGoesOn: past the log limit of a job, the

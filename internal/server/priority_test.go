@@ -3,8 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -21,26 +19,16 @@ import (
 func TestNegativePriorityWaitsAndAges(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	s, err := Start(ctx, Options{
-		DataDir:           t.TempDir(),
-		NATSListen:        "none",
-		LocalWorkers:      1,
-		WorkerCPUMilli:    1000,
-		WorkerTTL:         2 * time.Second,
-		HeartbeatInterval: 200 * time.Millisecond,
-		SchedulerAging:    500 * time.Millisecond,
+	s := startTestServer(t, Options{
+		NATSListen:     "none",
+		LocalWorkers:   1,
+		WorkerCPUMilli: 1000,
+		WorkerTTL:      2 * time.Second,
+		SchedulerAging: 500 * time.Millisecond,
 		// The blocker waits on a file of the test's directory, which a
 		// sandbox hides.
 		UnsafeSharedUser: true,
-		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if err := s.WaitForWorkers(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
 	sub := s.Hub.Subscribe("", 1<<16)
 	defer sub.Close()
 

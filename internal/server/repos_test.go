@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -240,26 +239,13 @@ jobs:
 // hookServer is a server with the HTTP API and one local worker.
 func hookServer(t *testing.T) *Server {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := Start(ctx, Options{
-		DataDir:           t.TempDir(),
-		NATSListen:        "none",
-		HTTPAddr:          "127.0.0.1:0",
-		PublicURL:         "https://ci.example.com/",
-		LocalWorkers:      1,
-		WorkerTTL:         2 * time.Second,
-		HeartbeatInterval: 200 * time.Millisecond,
-		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+	return startTestServer(t, Options{
+		NATSListen:   "none",
+		HTTPAddr:     "127.0.0.1:0",
+		PublicURL:    "https://ci.example.com/",
+		LocalWorkers: 1,
+		WorkerTTL:    2 * time.Second,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if err := s.WaitForWorkers(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 func apiCall(t *testing.T, s *Server, method, path string, h http.Header, body []byte) (int, []byte) {

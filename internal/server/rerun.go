@@ -49,29 +49,14 @@ func (s *Server) Rerun(ctx context.Context, id string, failedOnly bool, key stri
 	}
 	tr, fromRepo := trs[id]
 
+	rc := pipeline.RunContext{Event: pipeline.EventManual}
+	if fromRepo {
+		rc = pipeline.RunContext{Event: tr.Event, Ref: tr.Ref, Branch: tr.Branch, Tag: tr.Tag, PR: tr.PR, Commit: tr.Commit, Repo: tr.Repo}
+	}
 	// The files it included, as they were read for it: the same content
 	// again, even if they changed since.
-	var load pipeline.Loader
-	if old.Includes != nil {
-		load = pipeline.MapLoader(old.Includes)
-	}
-	p, err := pipeline.ParseWith(old.File, old.Source, s.opts.Limits, load)
+	p, specs, inputs, err := s.expand(old.File, old.Source, old.Includes, old.Inputs, rc)
 	if err != nil {
-		return store.Run{}, err
-	}
-	inputs, err := pipeline.ResolveInputs(p, old.Inputs)
-	if err != nil {
-		return store.Run{}, err
-	}
-	rc := pipeline.RunContext{Event: pipeline.EventManual, Inputs: inputs}
-	if fromRepo {
-		rc = pipeline.RunContext{Event: tr.Event, Ref: tr.Ref, Branch: tr.Branch, Tag: tr.Tag, PR: tr.PR, Commit: tr.Commit, Repo: tr.Repo, Inputs: inputs}
-	}
-	specs, err := pipeline.ExpandRun(p, rc)
-	if err != nil {
-		return store.Run{}, err
-	}
-	if p, err = p.ForRun(rc); err != nil {
 		return store.Run{}, err
 	}
 

@@ -162,38 +162,26 @@ func TestSecretsReachJobsMaskedAndNeverAtRest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var logs logtest.Buffer
-	s, err := Start(ctx, Options{
-		DataDir:           dir,
-		NATSListen:        "none",
-		HTTPAddr:          "127.0.0.1:0",
-		LocalWorkers:      2,
-		WorkerTTL:         2 * time.Second,
-		HeartbeatInterval: 200 * time.Millisecond,
+	s := startTestServer(t, Options{
+		DataDir:      dir,
+		NATSListen:   "none",
+		HTTPAddr:     "127.0.0.1:0",
+		LocalWorkers: 2,
+		WorkerTTL:    2 * time.Second,
 		// The split-secret step waits on a gate file of the test's
 		// directory, which a sandbox hides; masking does not depend on it.
 		UnsafeSharedUser: true,
 		Logger:           slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if err := s.WaitForWorkers(ctx, 2); err != nil {
-		t.Fatal(err)
-	}
 	for name, v := range map[string]string{"SEC": e2eSecret, "MULTI": e2eMulti} {
 		if _, err := s.Secrets.Put(ctx, "", name, v, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	sub := s.Hub.Subscribe("", 1<<16)
-	defer sub.Close()
 	gate := filepath.Join(t.TempDir(), "gate")
-	run, err := s.Submit(ctx, "secrets.yaml", []byte(strings.Replace(leakPipeline, "GATE", gate, 1)), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	run, sub := submitWatched(ctx, t, s, "secrets.yaml", strings.Replace(leakPipeline, "GATE", gate, 1))
+	defer sub.Close()
 	sse := make(chan []byte, 1)
 	go func() {
 		data, err := followSSE(ctx, "http://"+s.HTTPAddr()+"/api/v1/runs/"+run.ID+"/logs?follow=1")

@@ -585,28 +585,39 @@ func (s *Server) submitHere(ctx context.Context, req RunRequest) (store.Run, err
 
 // prepare parses, validates and expands a pipeline file to run.
 func (s *Server) prepare(req RunRequest) (orchestrator.SubmitRequest, error) {
-	var load pipeline.Loader
-	if req.Includes != nil {
-		load = pipeline.MapLoader(req.Includes)
-	}
-	p, err := pipeline.ParseWith(req.File, req.Data, s.opts.Limits, load)
+	p, specs, inputs, err := s.expand(req.File, req.Data, req.Includes, req.Inputs, pipeline.RunContext{Event: pipeline.EventManual})
 	if err != nil {
-		return orchestrator.SubmitRequest{}, err
-	}
-	inputs, err := pipeline.ResolveInputs(p, req.Inputs)
-	if err != nil {
-		return orchestrator.SubmitRequest{}, err
-	}
-	rc := pipeline.RunContext{Event: "manual", Inputs: inputs}
-	specs, err := pipeline.ExpandRun(p, rc)
-	if err != nil {
-		return orchestrator.SubmitRequest{}, err
-	}
-	// The run's name and concurrency group may read its inputs.
-	if p, err = p.ForRun(rc); err != nil {
 		return orchestrator.SubmitRequest{}, err
 	}
 	return orchestrator.SubmitRequest{Pipeline: p, Jobs: specs, Source: req.Data, Tenant: req.Tenant, Inputs: inputs, Key: req.Key}, nil
+}
+
+// expand parses file (data, and the files it includes by name; nil for
+// none), resolves the inputs given to the run and expands its jobs for rc
+// with those inputs. It returns the pipeline as the run sees it (its name
+// and concurrency group may read the inputs), the jobs and the inputs.
+func (s *Server) expand(file string, data []byte, includes map[string][]byte, given map[string]string, rc pipeline.RunContext) (*pipeline.Pipeline, []pipeline.JobSpec, map[string]string, error) {
+	var load pipeline.Loader
+	if includes != nil {
+		load = pipeline.MapLoader(includes)
+	}
+	p, err := pipeline.ParseWith(file, data, s.opts.Limits, load)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	inputs, err := pipeline.ResolveInputs(p, given)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	rc.Inputs = inputs
+	specs, err := pipeline.ExpandRun(p, rc)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if p, err = p.ForRun(rc); err != nil {
+		return nil, nil, nil, err
+	}
+	return p, specs, inputs, nil
 }
 
 // WaitForWorkers returns once n workers have joined, or ctx ends.

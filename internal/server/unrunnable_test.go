@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -21,18 +19,9 @@ func TestUnrunnableWithAnOpenNATSPort(t *testing.T) {
 	for _, wait := range []bool{false, true} {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		s, err := Start(ctx, Options{
-			DataDir: t.TempDir(), NATSListen: "", LocalWorkers: 1, WorkerTTL: time.Second,
-			HeartbeatInterval: 200 * time.Millisecond, WaitForAgents: wait,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		s := startTestServer(t, Options{
+			NATSListen: "", LocalWorkers: 1, WorkerTTL: time.Second, WaitForAgents: wait,
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(s.Close)
-		if err := s.WaitForWorkers(ctx, 1); err != nil {
-			t.Fatal(err)
-		}
 		if wait {
 			run, err := s.Submit(ctx, "huge.yaml", []byte(huge), "")
 			if err != nil {

@@ -437,7 +437,7 @@ func Generate(o GenOptions) (*Workload, error) {
 		shapes := fleetShapes[k]
 		addWorker(k, shapes[len(shapes)-1])
 		for capacity[k] < want {
-			addWorker(k, pickShape(r, shapes))
+			addWorker(k, pickWeighted(r, shapes, shareOf))
 		}
 	}
 	nX86 := o.Workers - counts[poolARM] - counts[poolGPU]
@@ -446,7 +446,7 @@ func Generate(o GenOptions) (*Workload, error) {
 	}
 	addWorker(poolX86, fleetShapes[poolX86][len(fleetShapes[poolX86])-1])
 	for range nX86 - 1 {
-		addWorker(poolX86, pickShape(r, fleetShapes[poolX86]))
+		addWorker(poolX86, pickWeighted(r, fleetShapes[poolX86], shareOf))
 	}
 	// x86 workers first in the list, as a fleet is usually listed.
 	slices.SortStableFunc(w.Workers, func(a, b Worker) int { return poolOrder(a) - poolOrder(b) })
@@ -518,7 +518,7 @@ func Generate(o GenOptions) (*Workload, error) {
 			if r.Float64() >= shape(t) {
 				continue
 			}
-			p := pickProject(r, normal)
+			p := pickWeighted(r, normal, weightOf)
 			prio, deploy := 0, false
 			switch u := r.Float64(); {
 			case u < p.deployP:
@@ -564,27 +564,23 @@ type pendingPipe struct {
 	p *project
 }
 
-func pickShape(r *rand.Rand, shapes []workerShape) workerShape {
+// pickWeighted draws one of items, each with the probability weight gives
+// it (the weights sum to 1; the last item takes what rounding leaves).
+func pickWeighted[T any](r *rand.Rand, items []T, weight func(T) float64) T {
 	u := r.Float64()
-	for _, s := range shapes {
-		if u < s.share {
-			return s
+	for _, it := range items {
+		w := weight(it)
+		if u < w {
+			return it
 		}
-		u -= s.share
+		u -= w
 	}
-	return shapes[len(shapes)-1]
+	return items[len(items)-1]
 }
 
-func pickProject(r *rand.Rand, ps []*project) *project {
-	u := r.Float64()
-	for _, p := range ps {
-		if u < p.weight {
-			return p
-		}
-		u -= p.weight
-	}
-	return ps[len(ps)-1]
-}
+func shareOf(s workerShape) float64 { return s.share }
+
+func weightOf(p *project) float64 { return p.weight }
 
 // integrate returns the integral of f over [0, T] (1-minute steps).
 func integrate(f func(float64) float64, T float64) float64 {

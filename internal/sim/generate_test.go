@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/hodei-ci/hodei/internal/forecast"
 )
 
 func digest(t *testing.T, w *Workload) [32]byte {
@@ -211,7 +213,7 @@ func TestGenerateShape(t *testing.T) {
 		if len(l) < 20 {
 			continue
 		}
-		m := mean(l)
+		m := forecast.Mean(l)
 		for _, x := range l {
 			within += (x - m) * (x - m)
 			n++
@@ -219,7 +221,7 @@ func TestGenerateShape(t *testing.T) {
 		medians = append(medians, m)
 	}
 	sdWithin := math.Sqrt(within / n)
-	mm := mean(medians)
+	mm := forecast.Mean(medians)
 	var across float64
 	for _, m := range medians {
 		across += (m - mm) * (m - mm)

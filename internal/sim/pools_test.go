@@ -32,17 +32,7 @@ func runPools(t *testing.T, mode string) (*Result, *Sim) {
 		t.Fatal(err)
 	}
 	w := workload(t, []Worker{worker("unused", 1000)}, one("p1", "t", 0, 0, 100, 1000), one("p2", "t", 0, 10, 50, 1000))
-	s, err := NewSim(w, Options{Policy: scheduler.PolicyHodei, Check: true, Pools: &PoolOptions{Config: cfg, Mode: mode, Period: 30 * time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for s.Step() {
-	}
-	r, err := s.Result()
-	if err != nil {
-		t.Fatalf("%s: %v", mode, err)
-	}
-	return r, s
+	return runOpts(t, w, Options{Policy: scheduler.PolicyHodei, Pools: &PoolOptions{Config: cfg, Mode: mode, Period: 30 * time.Second}})
 }
 
 func TestPoolsStaticKeepsMax(t *testing.T) {
@@ -110,18 +100,8 @@ func TestPoolsEphemeralWorkerExits(t *testing.T) {
 			t.Fatal(err)
 		}
 		w := workload(t, []Worker{worker("unused", 1000)}, one("p1", "t", 0, 0, 100, 1000), one("p2", "t", 0, 10, 50, 1000))
-		s, err := NewSim(w, Options{Policy: scheduler.PolicyHodei, Check: true,
+		return runOpts(t, w, Options{Policy: scheduler.PolicyHodei,
 			Pools: &PoolOptions{Config: cfg, Mode: AutoscaleReactive, Period: 30 * time.Second}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for s.Step() {
-		}
-		r, err := s.Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r, s
 	}
 	// Long-lived: one worker (0-210 s) runs p1 60-160 and p2 160-210.
 	_, s := run(false)

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hodei-ci/hodei/internal/forecast"
 )
 
 // Result is what one run measured. The JSON fields are those of
@@ -126,17 +128,6 @@ func percentile(sorted []float64, p float64) float64 {
 	return sorted[max(0, min(i, len(sorted)-1))]
 }
 
-func mean(x []float64) float64 {
-	if len(x) == 0 {
-		return 0
-	}
-	var s float64
-	for _, v := range x {
-		s += v
-	}
-	return s / float64(len(x))
-}
-
 // round3 keeps JSON readable: three decimals.
 func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
 
@@ -208,7 +199,7 @@ func (s *Sim) Result() (*Result, error) {
 		t.comp += c
 		t.crit += cp
 	}
-	r.MeanPipelineS = mean(comp)
+	r.MeanPipelineS = forecast.Mean(comp)
 	slices.Sort(comp)
 	r.P50PipelineS = percentile(comp, 0.5)
 	r.P95PipelineS = percentile(comp, 0.95)
@@ -232,7 +223,7 @@ func (s *Sim) Result() (*Result, error) {
 		t := &tenants[p.Tenant]
 		t.waits = append(t.waits, v)
 	}
-	r.MeanWaitS = mean(waits)
+	r.MeanWaitS = forecast.Mean(waits)
 	slices.Sort(waits)
 	r.P50WaitS = percentile(waits, 0.5)
 	r.P95WaitS = percentile(waits, 0.95)
@@ -271,7 +262,7 @@ func (s *Sim) Result() (*Result, error) {
 		if len(v) == 0 {
 			continue
 		}
-		pj := PoolJSON{Jobs: len(v), MeanWaitS: round3(mean(v))}
+		pj := PoolJSON{Jobs: len(v), MeanWaitS: round3(forecast.Mean(v))}
 		slices.Sort(v)
 		pj.P95WaitS, pj.P99WaitS = round3(percentile(v, 0.95)), round3(percentile(v, 0.99))
 		name := strings.Join(w.Labels[ls], ";")

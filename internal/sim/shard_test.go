@@ -11,7 +11,7 @@ import (
 )
 
 // runOpts simulates w under o with checks on and returns the result and the
-// sim.
+// sim; the tests of every file of the package run their sims with it.
 func runOpts(t *testing.T, w *Workload, o Options) (*Result, *Sim) {
 	t.Helper()
 	o.Check = true

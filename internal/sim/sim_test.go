@@ -43,17 +43,7 @@ func worker(id string, cpu int64, labels ...string) Worker {
 // run simulates w with checks on and returns the result and the sim.
 func run(t *testing.T, w *Workload, p scheduler.Policy) (*Result, *Sim) {
 	t.Helper()
-	s, err := NewSim(w, Options{Policy: p, Check: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for s.Step() {
-	}
-	r, err := s.Result()
-	if err != nil {
-		t.Fatalf("%s: %v", p, err)
-	}
-	return r, s
+	return runOpts(t, w, Options{Policy: p})
 }
 
 func near(a, b float64) bool { return math.Abs(a-b) < 1e-3 }
@@ -301,16 +291,7 @@ func TestChurn(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range policies {
-		s, err := NewSim(w, Options{Policy: p, Check: true, Churn: 20, ChurnDown: 5 * time.Minute, Seed: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for s.Step() {
-		}
-		r, err := s.Result()
-		if err != nil {
-			t.Fatalf("%s: %v", p, err)
-		}
+		r, s := runOpts(t, w, Options{Policy: p, Churn: 20, ChurnDown: 5 * time.Minute, Seed: 1})
 		if r.Detail.WorkerLosses == 0 || r.Detail.Requeued == 0 {
 			t.Errorf("%s: %d losses, %d requeued: want some", p, r.Detail.WorkerLosses, r.Detail.Requeued)
 		}

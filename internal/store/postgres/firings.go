@@ -2,10 +2,7 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/hodei-ci/hodei/internal/store"
 	"github.com/hodei-ci/hodei/internal/store/schema"
@@ -23,11 +20,8 @@ func (s *Store) ClaimFiring(ctx context.Context, f store.Firing) (bool, error) {
 // LastFiring returns the latest firing of a schedule.
 func (s *Store) LastFiring(ctx context.Context, tenant, repo, file, schedule string) (store.Firing, error) {
 	f, err := schema.ScanFiring(s.pool.QueryRow(ctx, lastFiringSQL, tenant, repo, file, schedule))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.Firing{}, fmt.Errorf("postgres: last firing of %s %s: %w", file, schedule, store.ErrNotFound)
-	}
 	if err != nil {
-		return store.Firing{}, fmt.Errorf("postgres: last firing of %s %s: %w", file, schedule, storeErr(err))
+		return store.Firing{}, fmt.Errorf("postgres: last firing of %s %s: %w", file, schedule, storeErr(notFound(err)))
 	}
 	return f, nil
 }
@@ -74,7 +68,7 @@ func (t *tx) SetFiringRun(f store.Firing) error {
 
 // ListAllRepos returns the repositories of every tenant.
 func (s *Store) ListAllRepos(ctx context.Context) ([]store.Repo, error) {
-	rs, err := query(ctx, s.pool, scanRepo, "SELECT "+repoCols+" FROM repos ORDER BY tenant, name")
+	rs, err := query(ctx, s.pool, schema.ScanRepo, "SELECT "+schema.RepoCols+" FROM repos ORDER BY tenant, name")
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list all repos: %w", storeErr(err))
 	}

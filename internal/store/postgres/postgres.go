@@ -194,10 +194,7 @@ func getOne[T any](ctx context.Context, s *Store, scan func(schema.Scanner) (T, 
 		}
 	}
 	var zero T
-	if errors.Is(err, pgx.ErrNoRows) {
-		return zero, fmt.Errorf("postgres: get %s %s: %w", what, id, store.ErrNotFound)
-	}
-	return zero, fmt.Errorf("postgres: get %s %s: %w", what, id, storeErr(err))
+	return zero, fmt.Errorf("postgres: get %s %s: %w", what, id, storeErr(notFound(err)))
 }
 
 // GetRun returns the run with the given ID, or an error wrapping
@@ -355,6 +352,14 @@ func (s *Store) ListWorkers(ctx context.Context) ([]store.Worker, error) {
 		return nil, fmt.Errorf("postgres: list workers: %w", storeErr(err))
 	}
 	return ws, nil
+}
+
+// notFound is err, but store.ErrNotFound for a query that found no row.
+func notFound(err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	return err
 }
 
 // storeErr maps the errors of PostgreSQL to the errors of package store: a

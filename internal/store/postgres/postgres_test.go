@@ -53,13 +53,6 @@ func openTemp(t testing.TB) *Store {
 	return s
 }
 
-func mustUpdate(t testing.TB, s *Store, fn func(tx store.Tx) error) {
-	t.Helper()
-	if err := s.Update(context.Background(), fn); err != nil {
-		t.Fatal(err)
-	}
-}
-
 var t0 = time.Date(2025, 6, 1, 12, 0, 0, 123456789, time.UTC)
 
 func testRun(id string, st state.RunState) store.Run {
@@ -87,7 +80,7 @@ func TestMigrationsIdempotent(t *testing.T) {
 	if !slices.Equal(s.applied, all) {
 		t.Errorf("first Open applied %v, want %v", s.applied, all)
 	}
-	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-1", state.RunQueued)) })
+	storetest.Update(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-1", state.RunQueued)) })
 	s.Close()
 
 	s = mustOpen(t, url)
@@ -171,7 +164,7 @@ func TestTwoStoresContend(t *testing.T) {
 	defer a.Close()
 	defer b.Close()
 	const jobs = 10
-	mustUpdate(t, a, func(stx store.Tx) error {
+	storetest.Update(t, a, func(stx store.Tx) error {
 		run := testRun("run-1", state.RunRunning)
 		var js []store.Job
 		for k := range jobs {
@@ -300,7 +293,7 @@ func TestUnavailableWhileTheDatabaseIsDown(t *testing.T) {
 	pg := pgtest.Private(t)
 	s := mustOpen(t, pgtest.NewDB(t, pg.URL()))
 	t.Cleanup(func() { _ = s.Close() })
-	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-1", state.RunQueued)) })
+	storetest.Update(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-1", state.RunQueued)) })
 
 	pg.Stop()
 	if _, err := s.RunByKey(ctx, "t", "k-1"); !errors.Is(err, store.ErrUnavailable) {

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -12,29 +11,10 @@ import (
 	"github.com/hodei-ci/hodei/internal/store/schema"
 )
 
-const (
-	repoCols    = "tenant, name, url, forge, api_url, token_secret, webhook_secret, default_branch, created_at"
-	triggerCols = "run_id, repo, commit_sha, ref, event, branch, tag, pr, delivery"
-)
-
-func scanRepo(row schema.Scanner) (store.Repo, error) {
-	var r store.Repo
-	var created int64
-	err := row.Scan(&r.Tenant, &r.Name, &r.URL, &r.Forge, &r.APIURL, &r.TokenSecret, &r.WebhookSecret, &r.DefaultBranch, &created)
-	r.CreatedAt = schema.DecTime(created)
-	return r, err
-}
-
-func scanTrigger(row schema.Scanner) (store.Trigger, error) {
-	var t store.Trigger
-	err := row.Scan(&t.RunID, &t.Repo, &t.Commit, &t.Ref, &t.Event, &t.Branch, &t.Tag, &t.PR, &t.Delivery)
-	return t, err
-}
-
 // CreateRepo stores r, or fails with an error wrapping store.ErrConflict.
 func (s *Store) CreateRepo(ctx context.Context, r store.Repo) error {
-	_, err := s.pool.Exec(ctx, "INSERT INTO repos ("+repoCols+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-		r.Tenant, r.Name, r.URL, r.Forge, r.APIURL, r.TokenSecret, r.WebhookSecret, r.DefaultBranch, schema.EncTime(r.CreatedAt))
+	_, err := s.pool.Exec(ctx, "INSERT INTO repos ("+schema.RepoCols+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+		schema.RepoArgs(r)...)
 	if err != nil {
 		return fmt.Errorf("postgres: create repo %s/%s: %w", r.Tenant, r.Name, storeErr(err))
 	}
@@ -43,22 +23,19 @@ func (s *Store) CreateRepo(ctx context.Context, r store.Repo) error {
 
 // GetRepo returns a repository, or an error wrapping store.ErrNotFound.
 func (s *Store) GetRepo(ctx context.Context, tenant, name string) (store.Repo, error) {
-	rows, err := s.pool.Query(ctx, "SELECT "+repoCols+" FROM repos WHERE tenant = $1 AND name = $2", tenant, name)
+	rows, err := s.pool.Query(ctx, "SELECT "+schema.RepoCols+" FROM repos WHERE tenant = $1 AND name = $2", tenant, name)
 	if err == nil {
 		var r store.Repo
-		if r, err = pgx.CollectExactlyOneRow(rows, rowTo(scanRepo)); err == nil {
+		if r, err = pgx.CollectExactlyOneRow(rows, rowTo(schema.ScanRepo)); err == nil {
 			return r, nil
 		}
 	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		err = store.ErrNotFound
-	}
-	return store.Repo{}, fmt.Errorf("postgres: get repo %s/%s: %w", tenant, name, storeErr(err))
+	return store.Repo{}, fmt.Errorf("postgres: get repo %s/%s: %w", tenant, name, storeErr(notFound(err)))
 }
 
 // ListRepos returns the repositories of a tenant sorted by name.
 func (s *Store) ListRepos(ctx context.Context, tenant string) ([]store.Repo, error) {
-	rs, err := query(ctx, s.pool, scanRepo, "SELECT "+repoCols+" FROM repos WHERE tenant = $1 ORDER BY name", tenant)
+	rs, err := query(ctx, s.pool, schema.ScanRepo, "SELECT "+schema.RepoCols+" FROM repos WHERE tenant = $1 ORDER BY name", tenant)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list repos: %w", storeErr(err))
 	}
@@ -122,8 +99,8 @@ func (s *Store) SetDeliveryRuns(ctx context.Context, tenant, repo, id string, ru
 // InsertTrigger queues the insert of a run's trigger, after its run's.
 func (t *tx) InsertTrigger(tr store.Trigger) error {
 	return t.queue(op{
-		sql:  "INSERT INTO run_triggers (" + triggerCols + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-		args: []any{tr.RunID, tr.Repo, tr.Commit, tr.Ref, tr.Event, tr.Branch, tr.Tag, tr.PR, tr.Delivery},
+		sql:  "INSERT INTO run_triggers (" + schema.TriggerCols + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+		args: schema.TriggerArgs(tr),
 		what: func() string { return "insert trigger of run " + tr.RunID },
 	})
 }
@@ -134,7 +111,7 @@ func (s *Store) GetTriggers(ctx context.Context, runIDs []string) (map[string]st
 	if len(runIDs) == 0 {
 		return out, nil
 	}
-	ts, err := query(ctx, s.pool, scanTrigger, "SELECT "+triggerCols+" FROM run_triggers WHERE run_id = ANY($1)", runIDs)
+	ts, err := query(ctx, s.pool, schema.ScanTrigger, "SELECT "+schema.TriggerCols+" FROM run_triggers WHERE run_id = ANY($1)", runIDs)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: get triggers: %w", storeErr(err))
 	}
@@ -157,13 +134,7 @@ func (s *Store) AddStatusReport(ctx context.Context, r store.StatusReport) error
 
 // ListStatusReports returns a run's reports, oldest first.
 func (s *Store) ListStatusReports(ctx context.Context, runID string) ([]store.StatusReport, error) {
-	rs, err := query(ctx, s.pool, func(row schema.Scanner) (store.StatusReport, error) {
-		var r store.StatusReport
-		var at int64
-		err := row.Scan(&r.RunID, &r.State, &r.Error, &at)
-		r.At = schema.DecTime(at)
-		return r, err
-	}, "SELECT run_id, state, error, at FROM status_reports WHERE run_id = $1 ORDER BY seq", runID)
+	rs, err := query(ctx, s.pool, schema.ScanStatusReport, "SELECT run_id, state, error, at FROM status_reports WHERE run_id = $1 ORDER BY seq", runID)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list status reports: %w", storeErr(err))
 	}
@@ -183,11 +154,8 @@ func (t *tx) InsertRunKey(k store.RunKey) error {
 func (s *Store) RunByKey(ctx context.Context, tenant, key string) (string, error) {
 	var id string
 	err := s.pool.QueryRow(ctx, "SELECT run_id FROM run_keys WHERE tenant = $1 AND idem_key = $2", tenant, key).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", fmt.Errorf("postgres: run of key %q: %w", key, store.ErrNotFound)
-	}
 	if err != nil {
-		return "", fmt.Errorf("postgres: run of key %q: %w", key, storeErr(err))
+		return "", fmt.Errorf("postgres: run of key %q: %w", key, storeErr(notFound(err)))
 	}
 	return id, nil
 }

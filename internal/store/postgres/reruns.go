@@ -2,10 +2,7 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/hodei-ci/hodei/internal/store"
 	"github.com/hodei-ci/hodei/internal/store/schema"
@@ -42,18 +39,11 @@ func (s *Store) GetRerun(ctx context.Context, runID string) (store.Rerun, error)
 	r := store.Rerun{RunID: runID}
 	var failed int
 	err := s.pool.QueryRow(ctx, "SELECT rerun_of, failed_only FROM run_reruns WHERE run_id = $1", runID).Scan(&r.Of, &failed)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.Rerun{}, fmt.Errorf("postgres: rerun %s: %w", runID, store.ErrNotFound)
-	}
 	if err != nil {
-		return store.Rerun{}, fmt.Errorf("postgres: rerun %s: %w", runID, storeErr(err))
+		return store.Rerun{}, fmt.Errorf("postgres: rerun %s: %w", runID, storeErr(notFound(err)))
 	}
 	r.FailedOnly = failed != 0
-	r.Carried, err = query(ctx, s.pool, func(sc schema.Scanner) (store.CarriedJob, error) {
-		var c store.CarriedJob
-		err := sc.Scan(&c.JobID, &c.JobKey, &c.FromRun, &c.FromJob, &c.FromAttempt)
-		return c, err
-	}, "SELECT job_id, job_key, from_run, from_job, from_attempt FROM carried_jobs WHERE run_id = $1 ORDER BY job_id", runID)
+	r.Carried, err = query(ctx, s.pool, schema.ScanCarriedJob, "SELECT job_id, job_key, from_run, from_job, from_attempt FROM carried_jobs WHERE run_id = $1 ORDER BY job_id", runID)
 	if err != nil {
 		return store.Rerun{}, fmt.Errorf("postgres: carried jobs of %s: %w", runID, storeErr(err))
 	}

@@ -155,6 +155,14 @@ func ScanLog(sc Scanner) (store.LogChunk, error) {
 	return c, err
 }
 
+// ScanCarriedJob reads a row of job_id, job_key, from_run, from_job,
+// from_attempt of carried_jobs.
+func ScanCarriedJob(sc Scanner) (store.CarriedJob, error) {
+	var c store.CarriedJob
+	err := sc.Scan(&c.JobID, &c.JobKey, &c.FromRun, &c.FromJob, &c.FromAttempt)
+	return c, err
+}
+
 // EncTime encodes t as unix nanoseconds, the zero time as 0: both stores
 // keep times as integers, so that they sort and compare alike.
 func EncTime(t time.Time) int64 {

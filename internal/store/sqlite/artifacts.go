@@ -25,11 +25,7 @@ func (s *Store) ListArtifacts(ctx context.Context, f store.ArtifactFilter) ([]st
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT `+schema.ArtifactCols+` FROM artifacts`+where+` ORDER BY created_at DESC, id LIMIT ?`, append(args, limit)...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list artifacts: %w", err)
-	}
-	out, err := collect(rows, schema.ScanArtifact)
+	out, err := query(ctx, s.r, schema.ScanArtifact, `SELECT `+schema.ArtifactCols+` FROM artifacts`+where+` ORDER BY created_at DESC, id LIMIT ?`, append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list artifacts: %w", err)
 	}

@@ -2,8 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 
 	"github.com/hodei-ci/hodei/internal/store"
@@ -23,22 +21,15 @@ func (s *Store) ClaimFiring(ctx context.Context, f store.Firing) (bool, error) {
 // LastFiring returns the latest firing of a schedule.
 func (s *Store) LastFiring(ctx context.Context, tenant, repo, file, schedule string) (store.Firing, error) {
 	f, err := schema.ScanFiring(s.r.QueryRowContext(ctx, schema.LastFiringSQL, tenant, repo, file, schedule))
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Firing{}, fmt.Errorf("sqlite: last firing of %s %s: %w", file, schedule, store.ErrNotFound)
-	}
 	if err != nil {
-		return store.Firing{}, fmt.Errorf("sqlite: last firing of %s %s: %w", file, schedule, err)
+		return store.Firing{}, fmt.Errorf("sqlite: last firing of %s %s: %w", file, schedule, notFound(err))
 	}
 	return f, nil
 }
 
 // PendingFirings returns the claimed firings whose run was not made.
 func (s *Store) PendingFirings(ctx context.Context) ([]store.Firing, error) {
-	rows, err := s.r.QueryContext(ctx, schema.PendingFiringsSQL)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: pending firings: %w", err)
-	}
-	fs, err := collect(rows, schema.ScanFiring)
+	fs, err := query(ctx, s.r, schema.ScanFiring, schema.PendingFiringsSQL)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: pending firings: %w", err)
 	}
@@ -59,11 +50,7 @@ func (s *Store) SetFiringError(ctx context.Context, f store.Firing, msg string) 
 
 // ListFirings returns the firings of a repository, oldest first.
 func (s *Store) ListFirings(ctx context.Context, tenant, repo string) ([]store.Firing, error) {
-	rows, err := s.r.QueryContext(ctx, schema.ListFiringsSQL, tenant, repo)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list firings: %w", err)
-	}
-	fs, err := collect(rows, schema.ScanFiring)
+	fs, err := query(ctx, s.r, schema.ScanFiring, schema.ListFiringsSQL, tenant, repo)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list firings: %w", err)
 	}
@@ -84,11 +71,7 @@ func (t *tx) SetFiringRun(f store.Firing) error {
 
 // ListAllRepos returns the repositories of every tenant.
 func (s *Store) ListAllRepos(ctx context.Context) ([]store.Repo, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT "+repoCols+" FROM repos ORDER BY tenant, name")
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list all repos: %w", err)
-	}
-	rs, err := collect(rows, scanRepo)
+	rs, err := query(ctx, s.r, schema.ScanRepo, "SELECT "+schema.RepoCols+" FROM repos ORDER BY tenant, name")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list all repos: %w", err)
 	}

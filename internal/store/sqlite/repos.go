@@ -2,8 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -11,20 +9,10 @@ import (
 	"github.com/hodei-ci/hodei/internal/store/schema"
 )
 
-const repoCols = "tenant, name, url, forge, api_url, token_secret, webhook_secret, default_branch, created_at"
-
-func scanRepo(sc schema.Scanner) (store.Repo, error) {
-	var r store.Repo
-	var created int64
-	err := sc.Scan(&r.Tenant, &r.Name, &r.URL, &r.Forge, &r.APIURL, &r.TokenSecret, &r.WebhookSecret, &r.DefaultBranch, &created)
-	r.CreatedAt = schema.DecTime(created)
-	return r, err
-}
-
 // CreateRepo stores r, or fails with an error wrapping store.ErrConflict.
 func (s *Store) CreateRepo(ctx context.Context, r store.Repo) error {
-	_, err := s.w.ExecContext(ctx, "INSERT INTO repos ("+repoCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		r.Tenant, r.Name, r.URL, r.Forge, r.APIURL, r.TokenSecret, r.WebhookSecret, r.DefaultBranch, schema.EncTime(r.CreatedAt))
+	_, err := s.w.ExecContext(ctx, "INSERT INTO repos ("+schema.RepoCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		schema.RepoArgs(r)...)
 	if err != nil {
 		return fmt.Errorf("sqlite: create repo %s/%s: %w", r.Tenant, r.Name, constraintErr(err))
 	}
@@ -33,23 +21,16 @@ func (s *Store) CreateRepo(ctx context.Context, r store.Repo) error {
 
 // GetRepo returns a repository, or an error wrapping store.ErrNotFound.
 func (s *Store) GetRepo(ctx context.Context, tenant, name string) (store.Repo, error) {
-	r, err := scanRepo(s.r.QueryRowContext(ctx, "SELECT "+repoCols+" FROM repos WHERE tenant = ? AND name = ?", tenant, name))
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Repo{}, fmt.Errorf("sqlite: get repo %s/%s: %w", tenant, name, store.ErrNotFound)
-	}
+	r, err := schema.ScanRepo(s.r.QueryRowContext(ctx, "SELECT "+schema.RepoCols+" FROM repos WHERE tenant = ? AND name = ?", tenant, name))
 	if err != nil {
-		return store.Repo{}, fmt.Errorf("sqlite: get repo %s/%s: %w", tenant, name, err)
+		return store.Repo{}, fmt.Errorf("sqlite: get repo %s/%s: %w", tenant, name, notFound(err))
 	}
 	return r, nil
 }
 
 // ListRepos returns the repositories of a tenant sorted by name.
 func (s *Store) ListRepos(ctx context.Context, tenant string) ([]store.Repo, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT "+repoCols+" FROM repos WHERE tenant = ? ORDER BY name", tenant)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list repos: %w", err)
-	}
-	rs, err := collect(rows, scanRepo)
+	rs, err := query(ctx, s.r, schema.ScanRepo, "SELECT "+schema.RepoCols+" FROM repos WHERE tenant = ? ORDER BY name", tenant)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list repos: %w", err)
 	}
@@ -114,22 +95,14 @@ func (s *Store) SetDeliveryRuns(ctx context.Context, tenant, repo, id string, ru
 	return nil
 }
 
-const triggerCols = "run_id, repo, commit_sha, ref, event, branch, tag, pr, delivery"
-
-func scanTrigger(sc schema.Scanner) (store.Trigger, error) {
-	var t store.Trigger
-	err := sc.Scan(&t.RunID, &t.Repo, &t.Commit, &t.Ref, &t.Event, &t.Branch, &t.Tag, &t.PR, &t.Delivery)
-	return t, err
-}
-
 // InsertTrigger records the trigger of a run inserted in the same
 // transaction.
 func (t *tx) InsertTrigger(tr store.Trigger) error {
 	if t.done {
 		return errTxDone
 	}
-	_, err := t.tx.ExecContext(t.ctx, "INSERT INTO run_triggers ("+triggerCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		tr.RunID, tr.Repo, tr.Commit, tr.Ref, tr.Event, tr.Branch, tr.Tag, tr.PR, tr.Delivery)
+	_, err := t.tx.ExecContext(t.ctx, "INSERT INTO run_triggers ("+schema.TriggerCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		schema.TriggerArgs(tr)...)
 	if err != nil {
 		return fmt.Errorf("sqlite: insert trigger of run %s: %w", tr.RunID, constraintErr(err))
 	}
@@ -145,11 +118,7 @@ func (s *Store) GetTriggers(ctx context.Context, runIDs []string) (map[string]st
 		for i, id := range runIDs[:n] {
 			args[i] = id
 		}
-		rows, err := s.r.QueryContext(ctx, "SELECT "+triggerCols+" FROM run_triggers WHERE run_id IN (?"+strings.Repeat(", ?", n-1)+")", args...)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: get triggers: %w", err)
-		}
-		ts, err := collect(rows, scanTrigger)
+		ts, err := query(ctx, s.r, schema.ScanTrigger, "SELECT "+schema.TriggerCols+" FROM run_triggers WHERE run_id IN (?"+strings.Repeat(", ?", n-1)+")", args...)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: get triggers: %w", err)
 		}
@@ -174,17 +143,7 @@ func (s *Store) AddStatusReport(ctx context.Context, r store.StatusReport) error
 
 // ListStatusReports returns a run's reports, oldest first.
 func (s *Store) ListStatusReports(ctx context.Context, runID string) ([]store.StatusReport, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT run_id, state, error, at FROM status_reports WHERE run_id = ? ORDER BY seq", runID)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list status reports: %w", err)
-	}
-	rs, err := collect(rows, func(sc schema.Scanner) (store.StatusReport, error) {
-		var r store.StatusReport
-		var at int64
-		err := sc.Scan(&r.RunID, &r.State, &r.Error, &at)
-		r.At = schema.DecTime(at)
-		return r, err
-	})
+	rs, err := query(ctx, s.r, schema.ScanStatusReport, "SELECT run_id, state, error, at FROM status_reports WHERE run_id = ? ORDER BY seq", runID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list status reports: %w", err)
 	}
@@ -208,11 +167,8 @@ func (t *tx) InsertRunKey(k store.RunKey) error {
 func (s *Store) RunByKey(ctx context.Context, tenant, key string) (string, error) {
 	var id string
 	err := s.r.QueryRowContext(ctx, "SELECT run_id FROM run_keys WHERE tenant = ? AND idem_key = ?", tenant, key).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("sqlite: run of key %q: %w", key, store.ErrNotFound)
-	}
 	if err != nil {
-		return "", fmt.Errorf("sqlite: run of key %q: %w", key, err)
+		return "", fmt.Errorf("sqlite: run of key %q: %w", key, notFound(err))
 	}
 	return id, nil
 }

@@ -2,8 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 
 	"github.com/hodei-ci/hodei/internal/store"
@@ -36,22 +34,11 @@ func (s *Store) GetRerun(ctx context.Context, runID string) (store.Rerun, error)
 	r := store.Rerun{RunID: runID}
 	var failed int
 	err := s.r.QueryRowContext(ctx, "SELECT rerun_of, failed_only FROM run_reruns WHERE run_id = ?", runID).Scan(&r.Of, &failed)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Rerun{}, fmt.Errorf("sqlite: rerun %s: %w", runID, store.ErrNotFound)
-	}
 	if err != nil {
-		return store.Rerun{}, fmt.Errorf("sqlite: rerun %s: %w", runID, err)
+		return store.Rerun{}, fmt.Errorf("sqlite: rerun %s: %w", runID, notFound(err))
 	}
 	r.FailedOnly = failed != 0
-	rows, err := s.r.QueryContext(ctx, "SELECT job_id, job_key, from_run, from_job, from_attempt FROM carried_jobs WHERE run_id = ? ORDER BY job_id", runID)
-	if err != nil {
-		return store.Rerun{}, fmt.Errorf("sqlite: carried jobs of %s: %w", runID, err)
-	}
-	r.Carried, err = collect(rows, func(sc schema.Scanner) (store.CarriedJob, error) {
-		var c store.CarriedJob
-		err := sc.Scan(&c.JobID, &c.JobKey, &c.FromRun, &c.FromJob, &c.FromAttempt)
-		return c, err
-	})
+	r.Carried, err = query(ctx, s.r, schema.ScanCarriedJob, "SELECT job_id, job_key, from_run, from_job, from_attempt FROM carried_jobs WHERE run_id = ? ORDER BY job_id", runID)
 	if err != nil {
 		return store.Rerun{}, fmt.Errorf("sqlite: carried jobs of %s: %w", runID, err)
 	}

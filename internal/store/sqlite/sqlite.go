@@ -331,11 +331,8 @@ func constraintErr(err error) error {
 // store.ErrNotFound.
 func (s *Store) GetRun(ctx context.Context, id string) (store.Run, error) {
 	r, err := schema.ScanRun(s.getRunStmt.QueryRowContext(ctx, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Run{}, fmt.Errorf("sqlite: get run %s: %w", id, store.ErrNotFound)
-	}
 	if err != nil {
-		return store.Run{}, fmt.Errorf("sqlite: get run %s: %w", id, err)
+		return store.Run{}, fmt.Errorf("sqlite: get run %s: %w", id, notFound(err))
 	}
 	return r, nil
 }
@@ -369,11 +366,7 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, e
 	}
 	q += " ORDER BY id DESC LIMIT ?"
 
-	rows, err := s.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list runs: %w", err)
-	}
-	runs, err := collect(rows, schema.ScanRun)
+	runs, err := query(ctx, s.r, schema.ScanRun, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list runs: %w", err)
 	}
@@ -383,11 +376,7 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, e
 // ListJobs returns the jobs of a run ordered by Index; none if the run does
 // not exist.
 func (s *Store) ListJobs(ctx context.Context, runID string) ([]store.Job, error) {
-	rows, err := s.listJobsStmt.QueryContext(ctx, runID)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list jobs of run %s: %w", runID, err)
-	}
-	jobs, err := collect(rows, schema.ScanJob)
+	jobs, err := queryStmt(ctx, s.listJobsStmt, schema.ScanJob, runID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list jobs of run %s: %w", runID, err)
 	}
@@ -398,22 +387,15 @@ func (s *Store) ListJobs(ctx context.Context, runID string) ([]store.Job, error)
 // store.ErrNotFound.
 func (s *Store) GetJob(ctx context.Context, id string) (store.Job, error) {
 	j, err := schema.ScanJob(s.getJobStmt.QueryRowContext(ctx, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Job{}, fmt.Errorf("sqlite: get job %s: %w", id, store.ErrNotFound)
-	}
 	if err != nil {
-		return store.Job{}, fmt.Errorf("sqlite: get job %s: %w", id, err)
+		return store.Job{}, fmt.Errorf("sqlite: get job %s: %w", id, notFound(err))
 	}
 	return j, nil
 }
 
 // ListAttempts returns the attempts of a job ordered by N.
 func (s *Store) ListAttempts(ctx context.Context, jobID string) ([]store.Attempt, error) {
-	rows, err := s.listAttemptsStmt.QueryContext(ctx, jobID)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list attempts of job %s: %w", jobID, err)
-	}
-	as, err := collect(rows, schema.ScanAttempt)
+	as, err := queryStmt(ctx, s.listAttemptsStmt, schema.ScanAttempt, jobID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list attempts of job %s: %w", jobID, err)
 	}
@@ -427,11 +409,7 @@ func (s *Store) ReadLogs(ctx context.Context, jobID string, afterAttempt int, af
 	if limit <= 0 {
 		limit = schema.DefaultLogLimit
 	}
-	rows, err := s.readLogsStmt.QueryContext(ctx, jobID, afterAttempt, afterSeq, limit)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: read logs of job %s: %w", jobID, err)
-	}
-	cs, err := collect(rows, schema.ScanLog)
+	cs, err := queryStmt(ctx, s.readLogsStmt, schema.ScanLog, jobID, afterAttempt, afterSeq, limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: read logs of job %s: %w", jobID, err)
 	}
@@ -448,20 +426,12 @@ func (s *Store) ActiveRuns(ctx context.Context) ([]store.Run, []store.Job, error
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only; nothing to undo
 
-	rows, err := tx.QueryContext(ctx, schema.ActiveRunsSQL)
-	if err != nil {
-		return nil, nil, fmt.Errorf("sqlite: active runs: %w", err)
-	}
-	runs, err := collect(rows, schema.ScanRun)
+	runs, err := query(ctx, tx, schema.ScanRun, schema.ActiveRunsSQL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sqlite: active runs: %w", err)
 	}
 
-	rows, err = tx.QueryContext(ctx, schema.ActiveJobsSQL)
-	if err != nil {
-		return nil, nil, fmt.Errorf("sqlite: active runs: jobs: %w", err)
-	}
-	jobs, err := collect(rows, schema.ScanJob)
+	jobs, err := query(ctx, tx, schema.ScanJob, schema.ActiveJobsSQL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sqlite: active runs: jobs: %w", err)
 	}
@@ -527,11 +497,7 @@ func (s *Store) RecentDurations(ctx context.Context, limit int) ([]store.Duratio
 
 // ListWorkers returns every worker ordered by ID.
 func (s *Store) ListWorkers(ctx context.Context) ([]store.Worker, error) {
-	rows, err := s.listWorkersStmt.QueryContext(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list workers: %w", err)
-	}
-	ws, err := collect(rows, scanWorker)
+	ws, err := queryStmt(ctx, s.listWorkersStmt, scanWorker)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list workers: %w", err)
 	}
@@ -539,6 +505,36 @@ func (s *Store) ListWorkers(ctx context.Context) ([]store.Worker, error) {
 }
 
 // collect scans every row with scan and closes rows.
+// notFound is err, but store.ErrNotFound for a query that found no row.
+func notFound(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	return err
+}
+
+// query runs q with args on db (the database or a transaction) and scans
+// every row with scan.
+func query[T any](ctx context.Context, db interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}, scan func(schema.Scanner) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scan)
+}
+
+// queryStmt runs the prepared statement st with args and scans every row
+// with scan.
+func queryStmt[T any](ctx context.Context, st *sql.Stmt, scan func(schema.Scanner) (T, error), args ...any) ([]T, error) {
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scan)
+}
+
 func collect[T any](rows *sql.Rows, scan func(schema.Scanner) (T, error)) ([]T, error) {
 	defer rows.Close()
 	var out []T

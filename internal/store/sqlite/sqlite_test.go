@@ -52,13 +52,6 @@ func mustClose(t *testing.T, s *Store) {
 	}
 }
 
-func mustUpdate(t *testing.T, s *Store, fn func(tx store.Tx) error) {
-	t.Helper()
-	if err := s.Update(context.Background(), fn); err != nil {
-		t.Fatal(err)
-	}
-}
-
 var t0 = time.Date(2025, 6, 1, 12, 0, 0, 123456789, time.UTC)
 
 func testRun(id string, st state.RunState) store.Run {
@@ -226,7 +219,7 @@ func TestDataSurvivesReopen(t *testing.T) {
 	att := store.Attempt{JobID: job.ID, N: 1, WorkerID: "w-1", State: state.AttemptRunning, AssignedAt: t0}
 	chunk := store.LogChunk{JobID: job.ID, Attempt: 1, Seq: 1, Step: 0, Data: []byte("hello\n"), At: t0}
 	worker := store.Worker{ID: "w-1", Pool: "p", State: state.WorkerBusy, Labels: []string{"a"}, FirstSeen: t0, LastSeen: t0}
-	mustUpdate(t, s, func(tx store.Tx) error {
+	storetest.Update(t, s, func(tx store.Tx) error {
 		return errors.Join(tx.InsertRun(run), tx.InsertJobs([]store.Job{job}), tx.UpsertAttempt(att),
 			tx.AppendLogs([]store.LogChunk{chunk}), tx.UpsertWorker(worker))
 	})
@@ -359,7 +352,7 @@ func TestOpenPathWithSpecialCharacters(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a b?c#d%20e")
 	path := filepath.Join(dir, "hodei.db")
 	s := mustOpen(t, path)
-	mustUpdate(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-1", state.RunQueued)) })
+	storetest.Update(t, s, func(tx store.Tx) error { return tx.InsertRun(testRun("run-1", state.RunQueued)) })
 	if _, err := s.GetRun(context.Background(), "run-1"); err != nil {
 		t.Error(err)
 	}

@@ -69,7 +69,7 @@ func testFirings(t *testing.T, s store.Store) {
 	if last, _ := s.LastFiring(ctx, "acme", "web", key.File, key.Schedule); last.RunID != "" {
 		t.Fatalf("a rolled back batch recorded run %q on the firing", last.RunID)
 	}
-	update(t, s, func(tx store.Tx) error {
+	Update(t, s, func(tx store.Tx) error {
 		if err := tx.InsertRun(r1); err != nil {
 			return err
 		}

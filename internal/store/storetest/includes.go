@@ -34,7 +34,7 @@ func testRunIncludes(t *testing.T, s store.Store) {
 	}
 	r.State = state.RunRunning
 	r.Includes["ci/deploy.yaml"] = []byte("jobs: {}\n")
-	update(t, s, func(tx store.Tx) error { return tx.UpdateRun(r) })
+	Update(t, s, func(tx store.Tx) error { return tx.UpdateRun(r) })
 	runs, err := s.ListRuns(ctx, store.RunFilter{})
 	if err != nil {
 		t.Fatal(err)

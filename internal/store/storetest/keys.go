@@ -18,7 +18,7 @@ func testRunKeys(t *testing.T, s store.Store) {
 		t.Fatalf("RunByKey of an unknown key: got %v, want ErrNotFound", err)
 	}
 	first := newRun(runID(1), state.RunQueued, "acme")
-	update(t, s, func(tx store.Tx) error {
+	Update(t, s, func(tx store.Tx) error {
 		if err := tx.InsertRun(first); err != nil {
 			return err
 		}
@@ -47,7 +47,7 @@ func testRunKeys(t *testing.T, s store.Store) {
 	}
 
 	other := newRun(runID(3), state.RunQueued, "globex")
-	update(t, s, func(tx store.Tx) error {
+	Update(t, s, func(tx store.Tx) error {
 		if err := tx.InsertRun(other); err != nil {
 			return err
 		}
@@ -68,7 +68,7 @@ func testRunKeys(t *testing.T, s store.Store) {
 // internal/store/postgres (TestDeposedLeaderIsFenced).
 func testEpochOnSingleServer(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	update(t, s, func(tx store.Tx) error { return tx.InsertRun(newRun(runID(1), state.RunQueued, "acme")) })
+	Update(t, s, func(tx store.Tx) error { return tx.InsertRun(newRun(runID(1), state.RunQueued, "acme")) })
 	if err := s.Update(store.WithEpoch(ctx, 0), func(tx store.Tx) error {
 		return tx.InsertRun(newRun(runID(2), state.RunQueued, "acme"))
 	}); err != nil {

@@ -17,7 +17,7 @@ func testJobOutputs(t *testing.T, s store.Store) {
 	build := newJob(r.ID, "build", 0, state.JobSucceeded)
 	build.Outputs = map[string]string{"version": "1.2.3", "notes": "line one\nline \"two\"", "empty": ""}
 	test := newJob(r.ID, "test", 1, state.JobPending)
-	update(t, s, func(tx store.Tx) error {
+	Update(t, s, func(tx store.Tx) error {
 		if err := tx.InsertRun(r); err != nil {
 			return err
 		}
@@ -39,7 +39,7 @@ func testJobOutputs(t *testing.T, s store.Store) {
 	// The usual update (same run, key and index).
 	test.State = state.JobSucceeded
 	test.Outputs = map[string]string{"report": "ok"}
-	update(t, s, func(tx store.Tx) error { return tx.UpdateJob(test) })
+	Update(t, s, func(tx store.Tx) error { return tx.UpdateJob(test) })
 	jobs, err := s.ListJobs(ctx, r.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +56,7 @@ func testJobOutputs(t *testing.T, s store.Store) {
 	build.Index = 5
 	build.Outputs = map[string]string{"version": "2.0"}
 	test.Outputs = nil
-	update(t, s, func(tx store.Tx) error {
+	Update(t, s, func(tx store.Tx) error {
 		if err := tx.UpdateJob(build); err != nil {
 			return err
 		}

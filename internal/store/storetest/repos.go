@@ -80,7 +80,7 @@ func testTriggers(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	r1, r2 := newRun(runID(1), state.RunQueued, "acme"), newRun(runID(2), state.RunQueued, "acme")
 	tr := store.Trigger{RunID: r1.ID, Repo: "web", Commit: "abc", Ref: "refs/pull/7/head", Event: "pull_request", Branch: "main", PR: 7, Delivery: "d-1"}
-	update(t, s, func(tx store.Tx) error {
+	Update(t, s, func(tx store.Tx) error {
 		if err := tx.InsertRun(r1); err != nil {
 			return err
 		}

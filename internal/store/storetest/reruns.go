@@ -21,7 +21,7 @@ func testReruns(t *testing.T, s store.Store) {
 	if _, err := s.GetRerun(ctx, next.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("GetRerun before: got %v, want ErrNotFound", err)
 	}
-	update(t, s, func(tx store.Tx) error {
+	Update(t, s, func(tx store.Tx) error {
 		if err := tx.InsertRun(old); err != nil {
 			return err
 		}

@@ -170,7 +170,9 @@ func chunk(jobID string, attempt int, seq int64) store.LogChunk {
 	}
 }
 
-func update(t *testing.T, s store.Store, fn func(tx store.Tx) error) {
+// Update runs fn in one s.Update and fails the test if it fails: for the
+// stores' own tests too.
+func Update(t testing.TB, s store.Store, fn func(tx store.Tx) error) {
 	t.Helper()
 	if err := s.Update(context.Background(), fn); err != nil {
 		t.Fatalf("Update: %v", err)
@@ -179,7 +181,7 @@ func update(t *testing.T, s store.Store, fn func(tx store.Tx) error) {
 
 func insertRuns(t *testing.T, s store.Store, runs ...store.Run) {
 	t.Helper()
-	update(t, s, func(tx store.Tx) error {
+	Update(t, s, func(tx store.Tx) error {
 		for _, r := range runs {
 			if err := tx.InsertRun(r); err != nil {
 				return err
@@ -296,7 +298,7 @@ func testRunUpdate(t *testing.T, s store.Store) {
 	r.Error = "job build failed"
 	r.Priority = 9
 	r.Source = []byte("changed")
-	update(t, s, func(tx store.Tx) error { return tx.UpdateRun(r) })
+	Update(t, s, func(tx store.Tx) error { return tx.UpdateRun(r) })
 
 	got, err := s.GetRun(ctx, r.ID)
 	if err != nil {
@@ -311,7 +313,7 @@ func testRunUpdate(t *testing.T, s store.Store) {
 
 	// Back to zero values: an update replaces the whole record.
 	r.StartedAt, r.FinishedAt, r.Error, r.Source = time.Time{}, time.Time{}, "", nil
-	update(t, s, func(tx store.Tx) error { return tx.UpdateRun(r) })
+	Update(t, s, func(tx store.Tx) error { return tx.UpdateRun(r) })
 	got, err = s.GetRun(ctx, r.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -477,7 +479,7 @@ func testJobs(t *testing.T, s store.Store) {
 	}
 	jobs1[2].Spec = nil
 	jobs2 := []store.Job{newJob(r2.ID, "build", 0, state.JobQueued)}
-	update(t, s, func(tx store.Tx) error {
+	Update(t, s, func(tx store.Tx) error {
 		if err := tx.InsertRun(r1); err != nil {
 			return err
 		}
@@ -514,7 +516,7 @@ func testJobs(t *testing.T, s store.Store) {
 	j.FinishedAt = at(60)
 	j.ExitCode = 0
 	j.Error = ""
-	update(t, s, func(tx store.Tx) error { return tx.UpdateJob(j) })
+	Update(t, s, func(tx store.Tx) error { return tx.UpdateJob(j) })
 	g, err := s.GetJob(ctx, j.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -532,7 +534,7 @@ func testJobs(t *testing.T, s store.Store) {
 	moved.Key = "deploy-2"
 	moved.Index = 1
 	moved.Spec = []byte(`{}`)
-	update(t, s, func(tx store.Tx) error { return tx.UpdateJob(moved) })
+	Update(t, s, func(tx store.Tx) error { return tx.UpdateJob(moved) })
 	g, err = s.GetJob(ctx, moved.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -561,7 +563,7 @@ func testJobApproval(t *testing.T, s store.Store) {
 	r := newRun(runID(1), state.RunRunning, "acme")
 	j := newJob(r.ID, "deploy", 0, state.JobWaitingApproval)
 	j.ApprovalDeadline = at(3600)
-	update(t, s, func(tx store.Tx) error {
+	Update(t, s, func(tx store.Tx) error {
 		if err := tx.InsertRun(r); err != nil {
 			return err
 		}
@@ -578,7 +580,7 @@ func testJobApproval(t *testing.T, s store.Store) {
 	j.DecidedBy = "alice (user:alice)"
 	j.DecidedAt = at(120)
 	j.DecisionComment = "release 1.2, ticket OPS-7"
-	update(t, s, func(tx store.Tx) error { return tx.UpdateJob(j) })
+	Update(t, s, func(tx store.Tx) error { return tx.UpdateJob(j) })
 	g, err := s.GetJob(ctx, j.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -596,7 +598,7 @@ func testJobsOtherRun(t *testing.T, s store.Store) {
 	r2 := newRun(runID(2), state.RunQueued, "acme")
 	jobs1 := []store.Job{newJob(r1.ID, "build", 0, state.JobRunning), newJob(r1.ID, "test", 1, state.JobPending)}
 	jobs2 := []store.Job{newJob(r2.ID, "build", 0, state.JobQueued)}
-	update(t, s, func(tx store.Tx) error {
+	Update(t, s, func(tx store.Tx) error {
 		return errors.Join(tx.InsertRun(r1), tx.InsertRun(r2), tx.InsertJobs(jobs1), tx.InsertJobs(jobs2))
 	})
 	got, err := s.ListJobs(ctx, r1.ID)
@@ -615,7 +617,7 @@ func testJobInsertConflict(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	r := newRun(runID(1), state.RunQueued, "acme")
 	j := newJob(r.ID, "build", 0, state.JobQueued)
-	update(t, s, func(tx store.Tx) error {
+	Update(t, s, func(tx store.Tx) error {
 		if err := tx.InsertRun(r); err != nil {
 			return err
 		}
@@ -643,7 +645,7 @@ func setupJob(t *testing.T, s store.Store, jobIDs ...string) {
 		j.ID = id
 		jobs = append(jobs, j)
 	}
-	update(t, s, func(tx store.Tx) error {
+	Update(t, s, func(tx store.Tx) error {
 		if err := tx.InsertRun(r); err != nil {
 			return err
 		}
@@ -657,7 +659,7 @@ func testAttempts(t *testing.T, s store.Store) {
 	a1 := store.Attempt{JobID: "job-a", N: 1, WorkerID: "w-1", State: state.AttemptAssigned, AssignedAt: at(1)}
 	a2 := store.Attempt{JobID: "job-a", N: 2, WorkerID: "w-2", State: state.AttemptRunning, AssignedAt: at(5), StartedAt: at(6)}
 	b1 := store.Attempt{JobID: "job-b", N: 1, WorkerID: "w-3", State: state.AttemptRunning, AssignedAt: at(1)}
-	update(t, s, func(tx store.Tx) error {
+	Update(t, s, func(tx store.Tx) error {
 		for _, a := range []store.Attempt{a2, a1, b1} {
 			if err := tx.UpsertAttempt(a); err != nil {
 				return err
@@ -680,7 +682,7 @@ func testAttempts(t *testing.T, s store.Store) {
 	a1.Reason = "lost: worker silent"
 	a1.PeakMemory = 123 << 20
 	a1.CPUTime = 1500*time.Millisecond + 7*time.Microsecond
-	update(t, s, func(tx store.Tx) error { return tx.UpsertAttempt(a1) })
+	Update(t, s, func(tx store.Tx) error { return tx.UpsertAttempt(a1) })
 	got, err = s.ListAttempts(ctx, "job-a")
 	if err != nil {
 		t.Fatal(err)
@@ -695,7 +697,7 @@ func testAttempts(t *testing.T, s store.Store) {
 
 func appendLogs(t *testing.T, s store.Store, cs ...store.LogChunk) {
 	t.Helper()
-	update(t, s, func(tx store.Tx) error { return tx.AppendLogs(cs) })
+	Update(t, s, func(tx store.Tx) error { return tx.AppendLogs(cs) })
 }
 
 func testAppendLogsIdempotent(t *testing.T, s store.Store) {
@@ -797,7 +799,7 @@ func testActiveRuns(t *testing.T, s store.Store) {
 			wantRuns[r.ID] = true
 		}
 	}
-	update(t, s, func(tx store.Tx) error {
+	Update(t, s, func(tx store.Tx) error {
 		for _, r := range runs {
 			if err := tx.InsertRun(r); err != nil {
 				return err
@@ -850,7 +852,7 @@ func testActiveRuns(t *testing.T, s store.Store) {
 	done := byID[runID(1)]
 	done.State = state.RunCanceled
 	done.FinishedAt = at(99)
-	update(t, s, func(tx store.Tx) error { return tx.UpdateRun(done) })
+	Update(t, s, func(tx store.Tx) error { return tx.UpdateRun(done) })
 	gotRuns, gotJobs, err = s.ActiveRuns(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -957,7 +959,7 @@ func testWorkers(t *testing.T, s store.Store) {
 
 	w1, w2 := newWorker("w-1"), newWorker("w-2")
 	w2.Labels = nil
-	update(t, s, func(tx store.Tx) error {
+	Update(t, s, func(tx store.Tx) error {
 		if err := tx.UpsertWorker(w2); err != nil {
 			return err
 		}
@@ -981,7 +983,7 @@ func testWorkers(t *testing.T, s store.Store) {
 	w1.BootID = "boot-2"
 	w1.LastSeen = at(300)
 	w1.GPU = 0
-	update(t, s, func(tx store.Tx) error { return tx.UpsertWorker(w1) })
+	Update(t, s, func(tx store.Tx) error { return tx.UpsertWorker(w1) })
 	equal(t, "ListWorkers after upsert", list(), []store.Worker{w1, w2})
 }
 
@@ -1017,7 +1019,7 @@ func testUpdateRollsBack(t *testing.T, s store.Store) {
 			t.Fatal(err)
 		}
 	}
-	update(t, s, func(tx store.Tx) error {
+	Update(t, s, func(tx store.Tx) error {
 		if err := tx.UpsertAttempt(store.Attempt{JobID: "job-a", N: 1, State: state.AttemptRunning, AssignedAt: at(1)}); err != nil {
 			return err
 		}
@@ -1271,7 +1273,7 @@ func testTimeRoundTrip(t *testing.T, s store.Store) {
 		c.At = tm
 		w := newWorker(fmt.Sprintf("w-%d", i))
 		w.FirstSeen, w.LastSeen = time.Time{}, tm
-		update(t, s, func(tx store.Tx) error {
+		Update(t, s, func(tx store.Tx) error {
 			if err := tx.InsertRun(r); err != nil {
 				return err
 			}

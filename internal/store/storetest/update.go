@@ -17,7 +17,7 @@ import (
 
 func testMissingParents(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	update(t, s, func(tx store.Tx) error { return tx.InsertRun(newRun(runID(1), state.RunQueued, "acme")) })
+	Update(t, s, func(tx store.Tx) error { return tx.InsertRun(newRun(runID(1), state.RunQueued, "acme")) })
 	for name, fn := range map[string]func(tx store.Tx) error{
 		"InsertJobs": func(tx store.Tx) error {
 			return tx.InsertJobs([]store.Job{newJob("no-such-run", "a", 0, state.JobQueued)})
@@ -37,7 +37,7 @@ func testMissingParents(t *testing.T, s store.Store) {
 // fails are not committed either, and the store takes the next batch.
 func testFailedStatementRollsBackTheBatch(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	update(t, s, func(tx store.Tx) error { return tx.InsertRun(newRun(runID(1), state.RunQueued, "acme")) })
+	Update(t, s, func(tx store.Tx) error { return tx.InsertRun(newRun(runID(1), state.RunQueued, "acme")) })
 	err := s.Update(ctx, func(tx store.Tx) error {
 		return errors.Join(
 			tx.InsertRun(newRun(runID(2), state.RunQueued, "acme")),
@@ -54,13 +54,13 @@ func testFailedStatementRollsBackTheBatch(t *testing.T, s store.Store) {
 			t.Errorf("GetRun(%s) after the failed batch: %v, want ErrNotFound", id, err)
 		}
 	}
-	update(t, s, func(tx store.Tx) error { return tx.InsertRun(newRun(runID(4), state.RunQueued, "acme")) })
+	Update(t, s, func(tx store.Tx) error { return tx.InsertRun(newRun(runID(4), state.RunQueued, "acme")) })
 }
 
 // testTxAfterUpdate: a Tx kept past its Update writes nothing.
 func testTxAfterUpdate(t *testing.T, s store.Store) {
 	var kept store.Tx
-	update(t, s, func(tx store.Tx) error {
+	Update(t, s, func(tx store.Tx) error {
 		kept = tx
 		return nil
 	})
@@ -91,7 +91,7 @@ func testUpdatePanicRollsBack(t *testing.T, s store.Store) {
 		t.Errorf("GetRun after a panicking Update = %v, want ErrNotFound", err)
 	}
 	// Whatever Update holds (a mutex, a connection) was released.
-	update(t, s, func(tx store.Tx) error { return tx.InsertRun(newRun(runID(2), state.RunQueued, "acme")) })
+	Update(t, s, func(tx store.Tx) error { return tx.InsertRun(newRun(runID(2), state.RunQueued, "acme")) })
 }
 
 func testUpdateCanceledContext(t *testing.T, s store.Store) {
@@ -109,7 +109,7 @@ func testUpdateCanceledContext(t *testing.T, s store.Store) {
 	if _, err := s.GetRun(context.Background(), runID(1)); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetRun after a canceled Update = %v, want ErrNotFound", err)
 	}
-	update(t, s, func(tx store.Tx) error { return tx.InsertRun(newRun(runID(3), state.RunQueued, "acme")) })
+	Update(t, s, func(tx store.Tx) error { return tx.InsertRun(newRun(runID(3), state.RunQueued, "acme")) })
 }
 
 // testCloseTwice closes the store; the suite's cleanup closes it again and
