@@ -481,26 +481,39 @@ func (o *Orchestrator) epochContext(ctx context.Context) context.Context {
 	return ctx
 }
 
-// Settle returns once every worker report in the stream has been applied
-// (none pending, and every one delivered applied), or ctx ends. A server
-// calls it after its local agents have stopped, so that what they reported
-// last (an attempt finished or handed back while draining) is applied by
-// this process rather than found by the next one. It waits for the loop's
-// word that a batch of reports was applied, not on a clock: an
-// acknowledgement still on its way to JetStream does not hold it up, since
-// its report is applied.
+// Settle returns once every worker report in the stream when it is called
+// has been applied, or ctx ends. A server calls it after its local agents
+// have stopped, so that what they reported last (an attempt finished or
+// handed back while draining) is applied by this process rather than found
+// by the next one. The reports to wait for are those up to the stream's
+// last sequence: the consumer's own count of pending messages lags a
+// publish by a moment, and read alone it said "nothing pending" before a
+// report just stored was counted. It waits for the loop's word that a
+// batch of reports was applied, not on a clock: an acknowledgement still on
+// its way to JetStream does not hold it up, since its report is applied.
 func (o *Orchestrator) Settle(ctx context.Context) error {
 	if !o.running.Load() {
 		return ErrStopped
 	}
+	stream, err := o.js.Stream(ctx, bus.StreamReports)
+	if err != nil {
+		return fmt.Errorf("settle: %w", err)
+	}
+	sinfo, err := stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("settle: %w", err)
+	}
+	last := sinfo.State.LastSeq
 	cons, err := o.js.Consumer(ctx, bus.StreamReports, "orchestrator")
 	if err != nil {
 		return fmt.Errorf("settle: %w", err)
 	}
 	for {
 		info, err := cons.Info(ctx)
-		if err == nil && info.NumPending == 0 &&
-			(info.NumAckPending == 0 || info.NumRedelivered == 0 && info.Delivered.Stream <= o.appliedSeq.Load()) {
+		// Everything up to last acknowledged (so applied, or refused),
+		// or delivered in order and applied with its acknowledgement
+		// still on its way.
+		if err == nil && (info.AckFloor.Stream >= last || info.NumRedelivered == 0 && o.appliedSeq.Load() >= last) {
 			return nil
 		}
 		if !o.running.Load() {
