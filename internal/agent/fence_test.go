@@ -21,6 +21,7 @@ import (
 	"github.com/hodei-ci/hodei/internal/bus/bustest"
 	"github.com/hodei-ci/hodei/internal/partitiontest"
 	"github.com/hodei-ci/hodei/internal/pipeline"
+	"github.com/hodei-ci/hodei/internal/proctest"
 )
 
 // agentEnv is a real agent on an embedded NATS, with the test in the
@@ -182,33 +183,27 @@ func TestAgentCutOffFromNATSStopsItsAttempts(t *testing.T) {
 	a := e.a
 
 	dir := t.TempDir()
-	pidFile, endFile := filepath.Join(dir, "pid"), filepath.Join(dir, "end")
-	e.assign("long", 1, a.bootID, "echo $$ > "+pidFile+"; sleep 60; touch "+endFile)
+	pidPipe, endFile := filepath.Join(dir, "pid"), filepath.Join(dir, "end")
+	// The step says its pid through a named pipe: reading it waits for the
+	// step to start writing, and its end of file for the step to close it.
+	if err := syscall.Mkfifo(pidPipe, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.assign("long", 1, a.bootID, "echo $$ > "+pidPipe+"; sleep 60; touch "+endFile)
 	if st := e.next(); st.JobID != "long" || st.State != bus.StatusRunning {
 		t.Fatalf("status %+v, want long running", st)
 	}
-	var pid int
-	// The step writes its pid as it starts: another process's file, polled.
-	deadline := time.Now().Add(30 * time.Second)
-	for pid == 0 {
-		if b, err := os.ReadFile(pidFile); err == nil && strings.HasSuffix(string(b), "\n") {
-			pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
-		} else if time.Now().After(deadline) {
-			t.Fatal("the step did not start in 30s")
-		} else {
-			time.Sleep(20 * time.Millisecond) // polling another process's file
-		}
+	b, err := os.ReadFile(pidPipe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("the step's pid %q: %v", b, err)
 	}
 
 	fwd.SetCut(true)
-	// The step's process is another process: polled until it is gone.
-	deadline = time.Now().Add(30 * time.Second)
-	for syscall.Kill(pid, 0) == nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("the step (pid %d) still runs 30s after the agent was cut off from NATS", pid)
-		}
-		time.Sleep(20 * time.Millisecond) // polling another process's life
-	}
+	proctest.RequireDead(t, pid, 30*time.Second)
 	fwd.SetCut(false)
 
 	st := e.next()

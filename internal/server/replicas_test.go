@@ -254,7 +254,7 @@ func TestSubmissionWithTheDatabaseDownIsUnavailable(t *testing.T) {
 		if ctx.Err() != nil {
 			t.Fatalf("no submission taken after the database came back: %v", err)
 		}
-		time.Sleep(100 * time.Millisecond) // a client's pause between retries
+		time.Sleep(100 * time.Millisecond) // a client's pause before it retries a 503: retrying until taken is the behaviour under test
 	}
 	again, err := a.SubmitRun(ctx, req)
 	if err != nil && !errors.Is(err, orchestrator.ErrNotLeader) {
